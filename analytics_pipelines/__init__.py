@@ -1,0 +1,1 @@
+"""TicketToken analytics pipelines."""

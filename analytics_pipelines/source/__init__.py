@@ -1,0 +1,1 @@
+"""The platform source: its contract (sql/source/), the embedded/PostgreSQL source databases, extraction."""
