@@ -1,0 +1,40 @@
+# Two commands for a newcomer: `make run` and `make test`. Both install first (locked, via uv).
+PYTHON ?= python3
+VENV := .venv
+BOOT := .bootstrap
+UV := $(BOOT)/bin/uv
+BIN := $(VENV)/bin
+export DAGSTER_HOME := $(CURDIR)
+export TT_DAGSTER_STORAGE := $(CURDIR)/.dagster
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: install run test dev bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@test -x $(UV) || ($(PYTHON) -m venv $(BOOT) && $(BOOT)/bin/pip install --quiet --disable-pip-version-check uv==0.13.8)
+	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
+	@touch $@
+
+## the main job on the embedded default: generates `small` sample data if absent, runs every partition
+run: install
+	$(BIN)/analytics-pipelines run
+
+## the test suite (PostgreSQL at 127.0.0.1:5432 is required when CI=true)
+test: install
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+## the Dagster UI on the same local instance as `make run`
+dev: install
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## heavy measurements (not part of the tests); see benchmarks/README.md
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+lint: install
+	$(BIN)/ruff check analytics_pipelines tests benchmarks
+
+clean:
+	rm -rf data .dagster

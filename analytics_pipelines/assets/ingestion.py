@@ -1,0 +1,222 @@
+"""Ingestion assets: one raw and one staging asset per source table, plus unplaceable rows and an audit.
+
+Fact tables are daily-partitioned by their event time and take a whole partition range in one run
+(BackfillPolicy.single_run), so a backfill over hundreds of days pays Dagster's per-run cost once.
+Dimensions are snapshots. The work itself lives in analytics_pipelines.ingestion.
+"""
+
+
+import warnings
+
+import dagster as dg
+import polars as pl
+
+from analytics_pipelines import ingestion
+from analytics_pipelines.assets.metadata import frame_preview, table_metadata
+from analytics_pipelines.partitions import daily_partitions
+from analytics_pipelines.resources import SourceResource, WarehouseResource, warehouse_kind
+from analytics_pipelines.source import contract
+
+OWNERS = ["team:data-platform"]
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+CHECK_UNIQUE = "unique_key"
+CHECK_NOT_NULL = "not_null_key"
+CHECK_FK = "foreign_keys_resolve"
+CHECK_LEDGER = "ledger_balanced"
+
+
+def _partitions(context: dg.AssetExecutionContext) -> list[str]:
+    return list(context.partition_keys) if context.has_partition_key_range or context.has_partition_key \
+        else [ingestion.SNAPSHOT]
+
+
+def _raw_asset(table: str) -> dg.AssetsDefinition:
+    spec = contract.table(table)
+    partitioned = spec.partitioned
+    when = (f"Daily partitions by `coalesce({', '.join(spec.partition_time)})` (UTC)." if partitioned
+            else "Unpartitioned: a full snapshot each run.")
+
+    @dg.asset(
+        name=ingestion.raw_table(table),
+        group_name="raw",
+        owners=OWNERS,
+        kinds={warehouse_kind(), "polars"},
+        partitions_def=daily_partitions if partitioned else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
+        description=f"Landing copy of source `{table}`: every contract column as text, personal data "
+                    f"hashed. {spec.description} {when} Re-materializing replaces the partition.",
+        metadata={"source_table": table, "warehouse_table": ingestion.raw_table(table)},
+    )
+    def _raw(context: dg.AssetExecutionContext, source: SourceResource,
+             warehouse: WarehouseResource) -> dg.MaterializeResult:
+        wh, db = warehouse.get(), source.db()
+        if partitioned:
+            days = list(context.partition_keys)
+            stats = ingestion.ingest_raw_facts(db, wh, table, days)
+            context.log.info(f"{table}: {stats.rows} rows over {len(days)} day(s), "
+                             f"{len(stats.empty_partitions)} empty")
+            meta = {
+                "partitions": len(days),
+                "empty_partitions": dg.MetadataValue.text(", ".join(stats.empty_partitions[:20]) or "none"),
+                "rows_by_day": dg.MetadataValue.md(frame_preview(pl.DataFrame(
+                    {"day": list(stats.per_partition), "rows": list(stats.per_partition.values())}).tail(14))),
+            }
+        else:
+            stats = ingestion.ingest_raw_dimension(db, wh, table)
+            meta = {}
+        return dg.MaterializeResult(metadata={**table_metadata(wh, ingestion.raw_table(table), stats.rows), **meta})
+
+    return _raw
+
+
+def _stg_asset(table: str) -> dg.AssetsDefinition:
+    spec = contract.table(table)
+    partitioned = spec.partitioned
+    key = dg.AssetKey(ingestion.stg_table(table))
+    parents = sorted(set(spec.references.values()) | ({"ticket_types"} if table == "order_items" else set()))
+    checks = [dg.AssetCheckSpec(CHECK_UNIQUE, asset=key, description=f"`{spec.key}` is unique over the table"),
+              dg.AssetCheckSpec(CHECK_NOT_NULL, asset=key, description=f"`{spec.key}` is never null"),
+              dg.AssetCheckSpec(CHECK_LEDGER, asset=key,
+                                description="per partition: raw rows = staged + rejected, re-counted from "
+                                            "the tables themselves")]
+    if parents:
+        checks.append(dg.AssetCheckSpec(CHECK_FK, asset=key,
+                                        description="every reference resolves: " + ", ".join(
+                                            f"{c} -> stg_{p}" for c, p in spec.references.items())))
+
+    @dg.asset(
+        key=key,
+        group_name="staging",
+        owners=OWNERS,
+        kinds={warehouse_kind(), "polars"},
+        partitions_def=daily_partitions if partitioned else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
+        deps=[dg.AssetDep(ingestion.raw_table(table))] + [dg.AssetDep(ingestion.stg_table(p)) for p in parents],
+        check_specs=checks,
+        description=f"Typed, normalized `{table}`: money as integer cents (`*_cents` + `currency`), statuses "
+                    f"lower case, timestamps UTC, duplicates resolved (latest updated_at/created_at wins). "
+                    f"Rejected rows go to `quarantine` with a reason; `ingestion_ledger` balances "
+                    f"rows_in = rows_out + rows_rejected per partition.",
+        metadata={"source_table": table, "warehouse_table": ingestion.stg_table(table)},
+    )
+    def _stg(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        wh = warehouse.get()
+        parts = _partitions(context)
+        result = ingestion.stage_partitions(wh, table, parts)
+        rej = result.quarantine.filter(pl.col("disposition") == "rejected")
+        by_reason = result.quarantine.group_by("disposition", "reason_code").len().sort("len", descending=True)
+        ledger = result.ledger.select(pl.sum("rows_in", "rows_out", "rows_rejected", "rows_repaired")).row(0)
+        empty = result.ledger.filter(pl.col("rows_in") == 0)["partition"].to_list()
+        if empty:
+            context.log.info(f"{table}: {len(empty)} empty partition(s): {', '.join(empty[:10])}")
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(wh, ingestion.stg_table(table), result.clean.height,
+                                 preview=result.clean.head(5)),
+                "rows_in": ledger[0], "rows_out": ledger[1], "rows_rejected": ledger[2], "rows_repaired": ledger[3],
+                "empty_partitions": len(empty),
+                "quarantine_by_reason": dg.MetadataValue.md(frame_preview(by_reason, 20)),
+                "rejected_sample": dg.MetadataValue.md(frame_preview(
+                    rej.select("source_key", "reason_code", "reason_detail"), 5)),
+            },
+            check_results=_staging_checks(wh, table, parts, parents),
+        )
+
+    return _stg
+
+
+def _staging_checks(wh, table: str, parts: list[str], parents: list[str]) -> list[dg.AssetCheckResult]:
+    """Re-derive the staging invariants from the tables themselves (independent of the staging code)."""
+    spec = contract.table(table)
+    stg = ingestion.stg_table(table)
+    out = []
+    dup = wh.read(f"SELECT count(*) - count(DISTINCT {spec.key}) AS n FROM {stg}")["n"][0]
+    out.append(dg.AssetCheckResult(check_name=CHECK_UNIQUE, passed=bool(dup == 0),
+                                   metadata={"duplicate_keys": int(dup)}))
+    nulls = wh.count(stg, f"{spec.key} IS NULL")
+    out.append(dg.AssetCheckResult(check_name=CHECK_NOT_NULL, passed=nulls == 0, metadata={"null_keys": nulls}))
+    if parents:
+        missing = {}
+        for col, parent in spec.references.items():
+            missing[col] = int(wh.read(
+                f"SELECT count(*) AS n FROM {stg} c WHERE c.{col} IS NULL OR NOT EXISTS "
+                f"(SELECT 1 FROM {ingestion.stg_table(parent)} p WHERE p.id = c.{col})")["n"][0])
+        out.append(dg.AssetCheckResult(check_name=CHECK_FK, passed=sum(missing.values()) == 0,
+                                       metadata={f"unresolved_{c}": n for c, n in missing.items()}))
+    bal = ledger_balance(wh, table, parts)
+    bad = bal.filter(~pl.col("balanced"))
+    out.append(dg.AssetCheckResult(
+        check_name=CHECK_LEDGER, passed=bad.height == 0,
+        metadata={"partitions_checked": bal.height, "unbalanced": bad.height,
+                  "unbalanced_sample": dg.MetadataValue.md(frame_preview(bad, 10))}))
+    return out
+
+
+def ledger_balance(wh, table: str, parts: list[str]) -> pl.DataFrame:
+    """raw rows = staged rows + rejected quarantine rows, per partition, counted from the three tables."""
+    spec = contract.table(table)
+    lo, hi = parts[0], parts[-1]
+    where = "_partition >= %s AND _partition <= %s" if spec.partitioned else "TRUE"
+    params = [lo, hi] if spec.partitioned else []
+
+    def counts(sql: str, p: list) -> pl.DataFrame:
+        return wh.read(sql, p).cast({"part": pl.String, "n": pl.Int64})
+
+    raw = counts(f"SELECT _partition AS part, count(*) AS n FROM {ingestion.raw_table(table)} WHERE {where} "
+                 f"GROUP BY 1", params)
+    stg = counts(f"SELECT _partition AS part, count(*) AS n FROM {ingestion.stg_table(table)} WHERE {where} "
+                 f"GROUP BY 1", params)
+    rej = counts(f"SELECT partition AS part, count(*) AS n FROM {ingestion.QUARANTINE_TABLE} "
+                 f"WHERE source_table = %s AND disposition = 'rejected' AND partition >= %s AND partition <= %s "
+                 f"GROUP BY 1", [table, lo, hi])
+    frame = pl.DataFrame({"part": parts})
+    return (frame.join(raw.rename({"n": "raw"}), on="part", how="left")
+            .join(stg.rename({"n": "staged"}), on="part", how="left")
+            .join(rej.rename({"n": "rejected"}), on="part", how="left").fill_null(0)
+            .with_columns((pl.col("raw") == pl.col("staged") + pl.col("rejected")).alias("balanced")))
+
+
+@dg.asset(
+    name="raw_unplaceable_rows",
+    group_name="raw",
+    owners=OWNERS,
+    kinds={warehouse_kind(), "polars"},
+    deps=[dg.AssetDep(ingestion.raw_table(t)) for t in contract.fact_tables()],
+    description="Fact rows that no daily partition can hold (partition timestamp missing, garbled, before the "
+                "first partition or after today): quarantined under partition `__unplaceable__` so that "
+                "every source row is accounted for.",
+)
+def raw_unplaceable_rows(source: SourceResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    keys = daily_partitions.get_partition_keys()
+    counts = ingestion.collect_unplaceable(source.db(), warehouse.get(), keys[0], keys[-1])
+    return dg.MaterializeResult(metadata={"rows": sum(counts.values()), **{f"{t}": n for t, n in counts.items()}})
+
+
+@dg.asset(
+    name="ingestion_audit",
+    group_name="staging",
+    owners=OWNERS,
+    kinds={warehouse_kind(), "polars"},
+    deps=[dg.AssetDep("raw_unplaceable_rows")] + [dg.AssetDep(ingestion.stg_table(t)) for t in contract.tables()],
+    check_specs=[dg.AssetCheckSpec("every_source_row_accounted", asset="ingestion_audit",
+                                   description="source = raw + unplaceable, raw = staged + rejected, per table")],
+    description="Per source table: rows in the source, raw, staging, rejected and repaired, and whether every "
+                "source row is accounted for. Written to the `ingestion_audit` table.",
+)
+def ingestion_audit(source: SourceResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    wh = warehouse.get()
+    table = ingestion.audit(source.db(), wh)
+    wh.replace_table("ingestion_audit", table)
+    bad = table.filter(~pl.col("balanced"))
+    return dg.MaterializeResult(
+        metadata={"tables": table.height, "unbalanced_tables": bad.height,
+                  "audit": dg.MetadataValue.md(frame_preview(table, 20))},
+        check_results=[dg.AssetCheckResult(
+            check_name="every_source_row_accounted", passed=bad.height == 0,
+            metadata={"unbalanced": dg.MetadataValue.md(frame_preview(bad, 20))})],
+    )
+
+
+raw_assets = [_raw_asset(t) for t in contract.tables()]
+staging_assets = [_stg_asset(t) for t in contract.tables()]
+assets = [*raw_assets, *staging_assets, raw_unplaceable_rows, ingestion_audit]

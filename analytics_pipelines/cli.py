@@ -1,0 +1,133 @@
+"""`analytics-pipelines`: generate sample data, run the main job, query the warehouse.
+
+    analytics-pipelines generate [--scale small] [--seed 42] [--target URL] [--dirty --manifest F]
+    analytics-pipelines run [--from DAY --to DAY] [--job main_job]
+    analytics-pipelines sql "select ..." [--format table|csv|json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from analytics_pipelines.paths import PROJECT_ROOT, data_dir
+
+
+def _setup_dagster_home() -> Path:
+    """Local Dagster storage under the project unless DAGSTER_HOME says otherwise (see dagster.yaml)."""
+    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))
+    os.environ.setdefault("TT_DAGSTER_STORAGE", str(PROJECT_ROOT / ".dagster"))
+    Path(os.environ["TT_DAGSTER_STORAGE"]).mkdir(parents=True, exist_ok=True)
+    return Path(os.environ["DAGSTER_HOME"])
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from analytics_pipelines.generator.run import generate
+    from analytics_pipelines.resources import default_source_url
+
+    url = args.target or default_source_url()
+    started = time.perf_counter()
+    counts = generate(url, scale=args.scale, seed=args.seed, as_of=date.fromisoformat(args.as_of),
+                      dirty=args.dirty, dirty_rate=args.dirty_rate,
+                      manifest_path=Path(args.manifest) if args.manifest else None, progress=not args.quiet)
+    _print_counts(f"generated '{args.scale}' (seed {args.seed}) into {url}", counts)
+    print(f"took {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _print_counts(title: str, counts: dict[str, int]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column("table")
+    t.add_column("rows", justify="right")
+    for name, n in counts.items():
+        t.add_row(name, f"{n:,}")
+    Console().print(t)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _setup_dagster_home()
+    from analytics_pipelines.resources import default_source_url, default_warehouse_url
+    from analytics_pipelines.runner import run_job, summary
+
+    source_url = default_source_url()
+    if source_url.startswith("duckdb:///") and not Path(source_url.removeprefix("duckdb:///")).exists():
+        from analytics_pipelines.generator.run import generate
+
+        print(f"no source at {source_url}: generating '{args.scale}' sample data first")
+        generate(source_url, scale=args.scale, seed=args.seed, progress=not args.quiet)
+    started = time.perf_counter()
+    result = run_job(args.job, first=args.first, last=args.last)
+    elapsed = time.perf_counter() - started
+    summary(result, elapsed, source_url, default_warehouse_url())
+    return 0 if result.success else 1
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from analytics_pipelines.resources import default_warehouse_url
+    from analytics_pipelines.warehouse import open_warehouse
+
+    wh = open_warehouse(args.warehouse or default_warehouse_url())
+    try:
+        df = wh.read(args.query)
+    except Exception as exc:  # analysts get the database's message, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "csv":
+        sys.stdout.write(df.write_csv())
+    elif args.format == "json":
+        sys.stdout.write(json.dumps(df.to_dicts(), default=str, indent=1) + "\n")
+    else:
+        import polars as pl
+
+        with pl.Config(tbl_rows=args.limit, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200):
+            print(df)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="analytics-pipelines", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="write synthetic TicketToken platform data into a source database")
+    g.add_argument("--scale", default="small", choices=["tiny", "small", "medium", "large"])
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--as-of", default="2026-11-01", help="the generator's 'now' (no purchase after it)")
+    g.add_argument("--target", help="postgresql://... or duckdb:///path (default: TT_SOURCE_URL or the "
+                                    f"embedded source under {data_dir()})")
+    g.add_argument("--dirty", action="store_true", help="inject every bad-row kind (landing-shaped source)")
+    g.add_argument("--dirty-rate", type=float, default=0.01)
+    g.add_argument("--manifest", help="where --dirty writes its JSON manifest of injected rows")
+    g.add_argument("--quiet", action="store_true")
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("run", help="materialize every asset for every partition (the main job), in-process")
+    r.add_argument("--job", default="main_job")
+    r.add_argument("--from", dest="first", help="first partition (default: the first)")
+    r.add_argument("--to", dest="last", help="last partition (default: today)")
+    r.add_argument("--scale", default="small", help="scale to generate when no embedded source exists")
+    r.add_argument("--seed", type=int, default=42)
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("sql", help="read-only SQL over the warehouse (never blocks or is blocked by a run)")
+    s.add_argument("query")
+    s.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    s.add_argument("--limit", type=int, default=50, help="rows shown in table format")
+    s.add_argument("--warehouse", help="warehouse URL (default: TT_WAREHOUSE_URL or the embedded one)")
+    s.set_defaults(func=cmd_sql)
+
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Ingestion steps (source -> raw -> staging), as plain functions over a SourceDB and a Warehouse.
+
+The Dagster assets in analytics_pipelines/assets/ingestion.py are thin wrappers around these; tests call
+them directly. Table names in the warehouse: raw_<table>, stg_<table>, plus the shared `quarantine` and
+`ingestion_ledger` tables (partitioned by source_table and partition).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import duckdb
+import polars as pl
+
+from analytics_pipelines.source import contract
+from analytics_pipelines.source.db import SourceDB
+from analytics_pipelines.staging import reasons as R
+from analytics_pipelines.staging.normalize import (
+    LEDGER_SCHEMA,
+    PARTITION,
+    QUARANTINE_SCHEMA,
+    SNAPSHOT,
+    StageResult,
+    stage,
+)
+from analytics_pipelines.warehouse import Warehouse
+
+UNPLACEABLE = "__unplaceable__"
+QUARANTINE_TABLE = "quarantine"
+LEDGER_TABLE = "ingestion_ledger"
+#: personal data is pseudonymized (sha256) on landing: raw keeps hashes, staging drops the columns
+PII_COLUMNS = {"users": ("email", "first_name", "last_name", "phone")}
+#: facts are extracted in chunks of this many days to bound memory on big backfills
+CHUNK_DAYS = 31
+
+
+def raw_table(table: str) -> str:
+    return f"raw_{table}"
+
+
+def stg_table(table: str) -> str:
+    return f"stg_{table}"
+
+
+def _pseudonymize(df: pl.DataFrame, table: str) -> pl.DataFrame:
+    cols = [c for c in PII_COLUMNS.get(table, ()) if c in df.columns]
+    if not cols:
+        return df
+    # vectorized sha256 through DuckDB (no per-row Python)
+    select = ", ".join(f"sha256({c}) AS {c}" if c in cols else c for c in df.columns)
+    conn = duckdb.connect()
+    try:
+        conn.register("_pii", df.to_arrow())
+        return conn.execute(f"SELECT {select} FROM _pii").pl().cast(df.schema)
+    finally:
+        conn.close()
+
+
+def day_range(first: str, last: str) -> list[str]:
+    """Inclusive list of ISO days."""
+    d0, d1 = date.fromisoformat(first), date.fromisoformat(last)
+    return [(d0 + timedelta(days=i)).isoformat() for i in range((d1 - d0).days + 1)]
+
+
+@dataclass
+class IngestStats:
+    rows: int = 0
+    per_partition: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def empty_partitions(self) -> list[str]:
+        return [p for p, n in self.per_partition.items() if n == 0]
+
+
+# ---- source -> raw ----------------------------------------------------------------------------------
+def ingest_raw_facts(source: SourceDB, warehouse: Warehouse, table: str, days: list[str],
+                     landing: bool | None = None) -> IngestStats:
+    """Copy the source rows of `table` whose partition timestamp falls on `days` into raw_<table>.
+
+    Each day is replaced whole (idempotent); days without rows are written empty."""
+    landing = source.is_landing() if landing is None else landing
+    stats = IngestStats()
+    cols = contract.table(table).partition_time
+    for i in range(0, len(days), CHUNK_DAYS):
+        chunk = days[i:i + CHUNK_DAYS]
+        start, end = date.fromisoformat(chunk[0]), date.fromisoformat(chunk[-1]) + timedelta(days=1)
+        where, params = source.window_predicate(table, landing, start, end)
+        df = source.extract_text(table, where, params)
+        part = pl.coalesce([pl.when(pl.col(c).str.strip_chars() != "").then(pl.col(c)) for c in cols])
+        df = _pseudonymize(df, table).with_columns(part.str.slice(0, 10).alias(PARTITION))
+        warehouse.write_partitions(raw_table(table), df, [PARTITION], [(d,) for d in chunk])
+        counts = dict(df.group_by(PARTITION).len().iter_rows())
+        for d in chunk:
+            stats.per_partition[d] = counts.get(d, 0)
+        stats.rows += df.height
+    return stats
+
+
+def ingest_raw_dimension(source: SourceDB, warehouse: Warehouse, table: str) -> IngestStats:
+    """Snapshot a dimension table into raw_<table> (replaced whole)."""
+    df = _pseudonymize(source.extract_text(table, "TRUE"), table).with_columns(pl.lit(SNAPSHOT).alias(PARTITION))
+    warehouse.replace_table(raw_table(table), df)
+    return IngestStats(rows=df.height, per_partition={SNAPSHOT: df.height})
+
+
+# ---- raw -> staging ----------------------------------------------------------------------------------
+def parent_refs(warehouse: Warehouse, table: str) -> dict[str, pl.DataFrame]:
+    """The keys of every parent staging table that `table` references (one read per parent)."""
+    spec = contract.table(table)
+    refs = {parent: warehouse.read_table(stg_table(parent), columns=["id"])
+            for parent in set(spec.references.values())}
+    if table == "order_items":
+        refs["ticket_type_prices"] = warehouse.read_table(stg_table("ticket_types"), columns=["id", "price_cents"])
+    return refs
+
+
+def stage_partitions(warehouse: Warehouse, table: str, partitions: list[str],
+                     now: datetime | None = None) -> StageResult:
+    """Stage the raw rows of `partitions` of `table` and write stg_<table>, quarantine and the ledger."""
+    spec = contract.table(table)
+    if spec.partitioned:
+        raw = warehouse.read_table(raw_table(table), f"{PARTITION} >= %s AND {PARTITION} <= %s",
+                                   [partitions[0], partitions[-1]])
+        raw = raw.filter(pl.col(PARTITION).is_in(partitions))
+    else:
+        raw = warehouse.read_table(raw_table(table))
+    result = stage(table, raw, refs=parent_refs(warehouse, table), now=now, partitions=partitions)
+    keys = [(table, p) for p in partitions]
+    # quarantine and ledger first: if the run dies after them, the staging table still holds the last good
+    # data and the next run rewrites all three
+    warehouse.write_partitions(QUARANTINE_TABLE, result.quarantine, ["source_table", "partition"], keys)
+    warehouse.write_partitions(LEDGER_TABLE, result.ledger, ["source_table", "partition"], keys)
+    if spec.partitioned:
+        warehouse.write_partitions(stg_table(table), result.clean, [PARTITION], [(p,) for p in partitions])
+    else:
+        warehouse.replace_table(stg_table(table), result.clean)
+    return result
+
+
+# ---- rows no partition can hold -----------------------------------------------------------------------
+def collect_unplaceable(source: SourceDB, warehouse: Warehouse, first_day: str, last_day: str,
+                        landing: bool | None = None) -> dict[str, int]:
+    """Quarantine the fact rows whose partition timestamp is missing, garbled or outside the partitions
+    [first_day, last_day]: no daily partition will ever extract them, so without this they would vanish."""
+    landing = source.is_landing() if landing is None else landing
+    start, end = date.fromisoformat(first_day), date.fromisoformat(last_day) + timedelta(days=1)
+    counts: dict[str, int] = {}
+    for table in contract.fact_tables():
+        spec = contract.table(table)
+        where, params = source.unplaceable_predicate(table, landing, start, end)
+        df = _pseudonymize(source.extract_text(table, where, params), table)
+        part = pl.coalesce([pl.when(pl.col(c).str.strip_chars() != "").then(pl.col(c))
+                            for c in spec.partition_time])
+        day = part.str.slice(0, 10)
+        reason = (pl.when(part.is_null()).then(pl.lit(R.MISSING_PARTITION_TIMESTAMP))
+                  .when(day >= end.isoformat()).then(pl.lit(R.FUTURE_TIMESTAMP))
+                  .otherwise(pl.lit(R.MISSING_PARTITION_TIMESTAMP)))
+        detail = pl.format("partition timestamp {} = '{}' places the row in no partition",
+                           pl.lit("coalesce(" + ", ".join(spec.partition_time) + ")"), part.fill_null("NULL"))
+        q = df.select(
+            pl.lit(table).alias("source_table"), pl.lit(UNPLACEABLE).alias("partition"),
+            pl.col(spec.key).alias("source_key"), reason.alias("reason_code"), detail.alias("reason_detail"),
+            pl.lit("rejected").alias("disposition"),
+            pl.struct(spec.column_names).struct.json_encode().alias("raw_payload"),
+        ).cast(QUARANTINE_SCHEMA)
+        ledger = pl.DataFrame([{"source_table": table, "partition": UNPLACEABLE, "rows_in": df.height,
+                                "rows_out": 0, "rows_rejected": df.height, "rows_repaired": 0}],
+                              schema=LEDGER_SCHEMA)
+        key = [(table, UNPLACEABLE)]
+        warehouse.write_partitions(QUARANTINE_TABLE, q, ["source_table", "partition"], key)
+        warehouse.write_partitions(LEDGER_TABLE, ledger, ["source_table", "partition"], key)
+        counts[table] = df.height
+    return counts
+
+
+# ---- audit: every source row accounted for --------------------------------------------------------------
+def audit(source: SourceDB, warehouse: Warehouse) -> pl.DataFrame:
+    """Per source table: rows in the source, in raw, in staging, rejected, repaired, and whether
+    source = raw (+ unplaceable) and raw = staging + rejected hold."""
+    ledger = warehouse.read(
+        f"SELECT source_table, sum(rows_in) AS rows_in, sum(rows_out) AS rows_out, "
+        f"sum(rows_rejected) AS rows_rejected, sum(rows_repaired) AS rows_repaired, "
+        f"sum(CASE WHEN partition = '{UNPLACEABLE}' THEN rows_in ELSE 0 END) AS unplaceable "
+        f"FROM {LEDGER_TABLE} GROUP BY source_table")
+    have = set(warehouse.tables())
+    rows = []
+    for table in contract.tables():
+        raw_n = warehouse.count(raw_table(table)) if raw_table(table) in have else 0
+        stg_n = warehouse.count(stg_table(table)) if stg_table(table) in have else 0
+        rows.append({"source_table": table, "source_rows": source.count(table), "raw_rows": raw_n,
+                     "stg_rows": stg_n})
+    out = pl.DataFrame(rows).join(ledger.cast({c: pl.Int64 for c in ledger.columns if c != "source_table"}),
+                                  on="source_table", how="left").fill_null(0)
+    return out.with_columns(
+        ((pl.col("source_rows") == pl.col("raw_rows") + pl.col("unplaceable"))
+         & (pl.col("raw_rows") + pl.col("unplaceable") == pl.col("rows_in"))
+         & (pl.col("rows_in") == pl.col("rows_out") + pl.col("rows_rejected"))
+         & (pl.col("rows_out") == pl.col("stg_rows"))).alias("balanced"))

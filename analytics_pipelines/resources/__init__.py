@@ -1,0 +1,44 @@
+"""Dagster resources: the platform source and the warehouse, each chosen by one URL."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from analytics_pipelines.paths import data_dir
+from analytics_pipelines.source.db import SourceDB
+from analytics_pipelines.warehouse import Warehouse, open_warehouse
+
+
+def default_source_url() -> str:
+    return os.environ.get("TT_SOURCE_URL") or f"duckdb:///{data_dir() / 'source.duckdb'}"
+
+
+def default_warehouse_url() -> str:
+    return os.environ.get("TT_WAREHOUSE_URL") or f"duckdb:///{data_dir() / 'warehouse'}"
+
+
+class SourceResource(dg.ConfigurableResource):
+    """The TicketToken platform database: PostgreSQL (the real platform or a copy) or the embedded
+    DuckDB source that `analytics-pipelines generate` writes. Empty url: TT_SOURCE_URL or the embedded one."""
+
+    url: str = ""
+
+    def db(self) -> SourceDB:
+        return SourceDB(self.url or default_source_url())
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Where every layer is written: embedded DuckDB over Parquet (default) or PostgreSQL schema
+    `analytics`. Empty url: TT_WAREHOUSE_URL or the embedded one under the data directory."""
+
+    url: str = ""
+
+    def get(self) -> Warehouse:
+        return open_warehouse(self.url or default_warehouse_url())
+
+
+def warehouse_kind() -> str:
+    """'postgres' or 'duckdb', for the kinds badges in the UI (follows the environment)."""
+    return "postgres" if default_warehouse_url().startswith("postgres") else "duckdb"

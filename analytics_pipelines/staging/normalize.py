@@ -1,0 +1,303 @@
+"""Raw -> staging for one source table: parse, normalize, validate, deduplicate, quarantine.
+
+Input: the raw rows of one or more partitions, every contract column as text plus `_partition`.
+Output (StageResult):
+- `clean`: typed rows. Money as Int64 cents in columns ending `_cents` plus `currency`; statuses lower
+  case; timestamps UTC; uuids lower case; text stripped of control characters and NFC-normalized.
+- `quarantine`: one row per rejected raw row (disposition 'rejected', exactly one reason each) and one
+  per repair of a kept row (disposition 'repaired').
+- `ledger`: per partition rows_in = rows_out + rows_rejected (rows_repaired counted apart).
+Pure polars, vectorized; no Dagster, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from analytics_pipelines.source import contract
+from analytics_pipelines.staging import reasons as R
+
+PARTITION = "_partition"
+SNAPSHOT = "__snapshot__"
+
+QUARANTINE_SCHEMA = pl.Schema({
+    "source_table": pl.String, "partition": pl.String, "source_key": pl.String, "reason_code": pl.String,
+    "reason_detail": pl.String, "disposition": pl.String, "raw_payload": pl.String,
+})
+LEDGER_SCHEMA = pl.Schema({
+    "source_table": pl.String, "partition": pl.String, "rows_in": pl.Int64, "rows_out": pl.Int64,
+    "rows_rejected": pl.Int64, "rows_repaired": pl.Int64,
+})
+
+_UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_TZ_SUFFIX = r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+_TS_FORMAT = "%Y-%m-%d %H:%M:%S%.f%#z"
+# C0/C1 controls (tab, LF, CR allowed), DEL, zero-width and BOM characters
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u2060\ufeff]"
+# source columns dropped in staging, and why
+_DROPPED = {
+    # decimal-typed column named cents, unreliable on the platform; `price` (dollars) is the truth
+    "tickets": ("price_cents",),
+    # personal data never leaves raw (raw keeps only hashes of it)
+    "users": ("email", "first_name", "last_name", "phone"),
+}
+
+
+@dataclass
+class StageResult:
+    clean: pl.DataFrame
+    quarantine: pl.DataFrame
+    ledger: pl.DataFrame
+
+
+def money_output_name(column: str) -> str:
+    return column if column.endswith("_cents") else f"{column}_cents"
+
+
+def output_schema(table: str) -> pl.Schema:
+    """The staging table's columns and types."""
+    spec = contract.table(table)
+    out: dict[str, pl.DataType] = {}
+    for c in spec.columns:
+        if c.name in _DROPPED.get(table, ()):
+            continue
+        if c.name in spec.money:
+            out[money_output_name(c.name)] = pl.Int64
+        elif c.base_type in ("integer", "bigint"):
+            out[c.name] = pl.Int64
+        elif c.base_type == "numeric":
+            out[c.name] = pl.Float64
+        elif c.base_type == "boolean":
+            out[c.name] = pl.Boolean
+        elif c.base_type == "timestamptz":
+            out[c.name] = pl.Datetime("us", "UTC")
+        else:
+            out[c.name] = pl.String
+    if spec.money and "currency" not in out:
+        out["currency"] = pl.String
+    if table == "orders":
+        out["channel"] = pl.String
+        out["payment_method"] = pl.String
+    out[PARTITION] = pl.String
+    return pl.Schema(out)
+
+
+def _blank(col: str) -> pl.Expr:
+    return pl.col(col).is_null() | (pl.col(col).str.strip_chars() == "")
+
+
+def _first_reason(conditions: list[tuple[pl.Expr, str, pl.Expr]]) -> tuple[pl.Expr, pl.Expr]:
+    """(reason, detail) of the first condition that holds, else null."""
+    reason: pl.Expr = pl.lit(None, dtype=pl.String)
+    detail: pl.Expr = pl.lit(None, dtype=pl.String)
+    for cond, code, text in reversed(conditions):
+        reason = pl.when(cond).then(pl.lit(code)).otherwise(reason)
+        detail = pl.when(cond).then(text).otherwise(detail)
+    return reason, detail
+
+
+def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = None,
+          now: datetime | None = None, partitions: list[str] | None = None) -> StageResult:
+    """Stage the raw rows of `table`.
+
+    refs: parent tables' keys for the orphan checks, {parent_table: frame with column `id`}; for
+    order_items also {'ticket_type_prices': frame(id, price_cents)}. A reference to a parent that is not
+    in refs is not checked (a missing parent frame is the caller's error, so it raises).
+    now: the time against which 'far in the future' is judged (default: the wall clock).
+    partitions: every partition being staged (so empty ones get a ledger row); default: those in raw.
+    """
+    spec = contract.table(table)
+    refs = refs or {}
+    now = now or datetime.now().astimezone()
+    horizon = pl.lit(now + timedelta(days=R.FUTURE_TOLERANCE_DAYS)).cast(pl.Datetime("us", "UTC"))
+    cols = spec.column_names
+    raw = raw.select([pl.col(c).cast(pl.String) for c in cols] + [pl.col(PARTITION).cast(pl.String)])
+    df = raw.with_row_index("_row")
+
+    # ---- parse every column into a typed shadow column `__t_<name>` -------------------------------
+    parsed, malformed = [], []
+    for c in spec.columns:
+        src = pl.col(c.name)
+        present = ~_blank(c.name)
+        if c.base_type == "uuid":
+            ok = src.str.contains(_UUID)
+            parsed.append(pl.when(ok).then(src.str.to_lowercase()).alias(f"__t_{c.name}"))
+            malformed.append((present & ~ok, c.name))
+        elif c.base_type in ("integer", "bigint") or c.name in spec.money or c.base_type == "numeric":
+            num = src.str.strip_chars().cast(pl.Float64, strict=False)
+            parsed.append(num.alias(f"__t_{c.name}"))
+            bad = present & num.is_null()
+            if c.base_type in ("integer", "bigint"):
+                bad = bad | (present & num.is_not_nan() & num.is_finite() & (num != num.round(0)))
+            malformed.append((bad, c.name))
+        elif c.base_type == "boolean":
+            low = src.str.strip_chars().str.to_lowercase()
+            val = pl.when(low.is_in(["true", "t", "1", "yes"])).then(True).when(
+                low.is_in(["false", "f", "0", "no"])).then(False)
+            parsed.append(val.alias(f"__t_{c.name}"))
+            malformed.append((present & val.is_null(), c.name))
+        elif c.base_type == "timestamptz":
+            ts = src.str.strip_chars().str.to_datetime(_TS_FORMAT, time_zone="UTC", strict=False)
+            parsed.append(ts.alias(f"__t_{c.name}"))
+            has_tz = src.str.strip_chars().str.contains(_TZ_SUFFIX)
+            malformed.append((present & has_tz & ts.is_null(), c.name))
+    df = df.with_columns(parsed)
+
+    # ---- rejection conditions, in priority order ------------------------------------------------
+    conds: list[tuple[pl.Expr, str, pl.Expr]] = [
+        (_blank(spec.key), R.NULL_KEY, pl.lit(f"{spec.key} is null or empty")),
+    ]
+    for bad, name in malformed:
+        conds.append((bad, R.MALFORMED_VALUE, pl.format("{} = '{}' cannot be parsed", pl.lit(name),
+                                                          pl.col(name))))
+    for c in spec.timestamp_columns:
+        conds.append((~_blank(c) & ~pl.col(c).str.strip_chars().str.contains(_TZ_SUFFIX),
+                      R.TIMESTAMP_WITHOUT_TIMEZONE, pl.format("{} = '{}' has no time zone", pl.lit(c),
+                                                                pl.col(c))))
+    for c in spec.money:
+        conds.append((pl.col(f"__t_{c}").is_nan() | pl.col(f"__t_{c}").is_infinite(), R.NAN_MONEY,
+                      pl.format("{} = {}", pl.lit(c), pl.col(c))))
+    for c in spec.money:
+        conds.append((pl.col(f"__t_{c}") < 0, R.NEGATIVE_MONEY, pl.format("{} = {}", pl.lit(c), pl.col(c))))
+    for c, unit in spec.money.items():
+        cents = pl.col(f"__t_{c}") * (100 if unit == "dollars" else 1)
+        conds.append((cents.abs() > R.MAX_MONEY_CENTS, R.ABSURD_MAGNITUDE,
+                      pl.format("{} = {}", pl.lit(c), pl.col(c))))
+    for c in spec.quantities:
+        conds.append((pl.col(f"__t_{c}").abs() > R.MAX_QUANTITY, R.ABSURD_MAGNITUDE,
+                      pl.format("{} = {}", pl.lit(c), pl.col(c))))
+    for c, allowed in spec.statuses.items():
+        norm = pl.col(c).str.strip_chars().str.to_lowercase()
+        conds.append((~_blank(c) & ~norm.is_in([a.lower() for a in allowed]), R.UNKNOWN_STATUS,
+                      pl.format("{} = '{}'", pl.lit(c), pl.col(c))))
+    for c in spec.not_future:
+        conds.append((pl.col(f"__t_{c}") > horizon, R.FUTURE_TIMESTAMP,
+                      pl.format("{} = {} is in the future", pl.lit(c), pl.col(c))))
+    if table == "order_items":
+        if "ticket_type_prices" not in refs:
+            raise KeyError("order_items needs refs['ticket_type_prices'] (id, price_cents)")
+        prices = refs["ticket_type_prices"].select(pl.col("id").alias("__tt"),
+                                                   pl.col("price_cents").alias("__tt_price"))
+        df = df.join(prices, left_on="__t_ticket_type_id", right_on="__tt", how="left")
+        unit = pl.col("__t_unit_price_cents")
+        conds.append((unit.is_not_null() & (pl.col("__tt_price") > 0)
+                      & (unit < pl.col("__tt_price") * R.DOLLARS_RATIO) & (unit > 0), R.MONEY_IN_DOLLARS,
+                      pl.format("unit_price_cents = {} but the tier costs {} cents", pl.col("unit_price_cents"),
+                                pl.col("__tt_price"))))
+    for c, parent in spec.references.items():
+        if parent not in refs:
+            raise KeyError(f"{table}.{c} references {parent}: pass refs[{parent!r}]")
+        keys = refs[parent]["id"]
+        conds.append((pl.col(f"__t_{c}").is_null() | ~pl.col(f"__t_{c}").is_in(keys),
+                      R.ORPHAN_REFERENCE, pl.format("{} = '{}' not found in {}", pl.lit(c), pl.col(c),
+                                                    pl.lit(parent))))
+    reason, detail = _first_reason(conds)
+    df = df.with_columns(reason.alias("_reason"), detail.alias("_detail"))
+
+    # ---- duplicates among the rows that survived ------------------------------------------------
+    payload = pl.struct(cols).hash(seed=7)
+    order_ts = [f"__t_{c}" for c in ("updated_at", "created_at") if c in cols]
+    recency = pl.max_horizontal([pl.col(c) for c in order_ts]) if order_ts else pl.lit(None)
+    alive = df.filter(pl.col("_reason").is_null()).with_columns(
+        payload.alias("_hash"), recency.alias("_recency"), pl.col(f"__t_{spec.key}").alias("_key"))
+    alive = alive.sort(["_key", "_recency", "_hash", "_row"], descending=[False, True, True, False],
+                       nulls_last=True)
+    alive = alive.with_columns(
+        pl.int_range(pl.len()).over("_key").alias("_rank"),
+        pl.col("_hash").n_unique().over("_key").alias("_variants"),
+        pl.len().over("_key").alias("_copies"),
+    )
+    dup_reason = (pl.when(pl.col("_rank") == 0).then(None)
+                  .when(pl.col("_variants") == 1).then(pl.lit(R.DUPLICATE_KEY_IDENTICAL))
+                  .otherwise(pl.lit(R.DUPLICATE_KEY_CONFLICT)))
+    dup_detail = pl.format("{} copies of this key; kept the latest by updated_at/created_at",
+                           pl.col("_copies"))
+    alive = alive.with_columns(dup_reason.alias("_reason"),
+                               pl.when(pl.col("_rank") > 0).then(dup_detail).alias("_detail"))
+    rejected = pl.concat([
+        df.filter(pl.col("_reason").is_not_null()).select("_row", "_reason", "_detail"),
+        alive.filter(pl.col("_reason").is_not_null()).select("_row", "_reason", "_detail"),
+    ])
+    kept = alive.filter(pl.col("_reason").is_null()).sort("_row")
+
+    # ---- normalize the kept rows ------------------------------------------------------------------
+    out_cols: list[pl.Expr] = []
+    repairs: list[pl.DataFrame] = []
+    schema = output_schema(table)
+    for c in spec.columns:
+        if c.name in _DROPPED.get(table, ()):
+            continue
+        t = pl.col(f"__t_{c.name}") if c.base_type in ("uuid", "integer", "bigint", "numeric", "boolean",
+                                                         "timestamptz") else pl.col(c.name)
+        if c.name in spec.money:
+            factor = 100 if spec.money[c.name] == "dollars" else 1
+            out_cols.append((t * factor).round(0).cast(pl.Int64).alias(money_output_name(c.name)))
+        elif c.name in spec.statuses:
+            low = pl.col(c.name).str.strip_chars().str.to_lowercase()
+            native_upper = all(a == a.upper() for a in spec.statuses[c.name])
+            native = low.str.to_uppercase() if native_upper else low
+            changed = kept.filter(pl.col(c.name).is_not_null() & (pl.col(c.name) != native))
+            if changed.height:
+                repairs.append(changed.select(
+                    "_row", pl.lit(R.MIXED_CASE_STATUS).alias("_reason"),
+                    pl.format("{} '{}' normalized", pl.lit(c.name), pl.col(c.name)).alias("_detail")))
+            out_cols.append(low.alias(c.name))
+        elif c.name in spec.text:
+            has_bad = pl.col(c.name).str.contains(_CONTROL) | (
+                pl.col(c.name) != pl.col(c.name).str.normalize("NFC"))
+            changed = kept.filter(has_bad.fill_null(False))
+            if changed.height:
+                repairs.append(changed.select(
+                    "_row", pl.lit(R.CONTROL_CHARACTERS).alias("_reason"),
+                    pl.format("{} had control characters or unnormalized unicode", pl.lit(c.name))
+                    .alias("_detail")))
+            out_cols.append(pl.col(c.name).str.replace_all(_CONTROL, "").str.normalize("NFC")
+                            .str.strip_chars().alias(c.name))
+        elif c.name == "currency":
+            out_cols.append(pl.col(c.name).str.strip_chars().str.to_uppercase().fill_null("USD").alias(c.name))
+        elif c.base_type in ("integer", "bigint"):
+            out_cols.append(t.cast(pl.Int64).alias(c.name))
+        else:
+            out_cols.append(t.alias(c.name))
+    if "currency" in schema and "currency" not in cols:
+        out_cols.append(pl.lit("USD").alias("currency"))
+    if table == "orders":
+        meta = pl.col("metadata")
+        out_cols.append(meta.str.json_path_match("$.channel").str.to_lowercase().fill_null("unknown")
+                        .alias("channel"))
+        out_cols.append(meta.str.json_path_match("$.payment_method").str.to_lowercase().fill_null("unknown")
+                        .alias("payment_method"))
+    out_cols.append(pl.col(PARTITION))
+    clean = kept.select(out_cols).cast(schema).select(list(schema))
+
+    # ---- quarantine and ledger ----------------------------------------------------------------------
+    repaired = pl.concat(repairs) if repairs else pl.DataFrame(
+        schema={"_row": pl.UInt32, "_reason": pl.String, "_detail": pl.String})
+    payload_json = pl.struct(cols).struct.json_encode()
+    q_rows = pl.concat([rejected.with_columns(pl.lit("rejected").alias("_disp")),
+                        repaired.with_columns(pl.lit("repaired").alias("_disp"))])
+    quarantine = q_rows.join(df.select("_row", spec.key, PARTITION, payload_json.alias("_payload")),
+                             on="_row", how="left").sort(["_row", "_reason"]).select(
+        pl.lit(table).alias("source_table"), pl.col(PARTITION).alias("partition"),
+        pl.col(spec.key).alias("source_key"), pl.col("_reason").alias("reason_code"),
+        pl.col("_detail").alias("reason_detail"), pl.col("_disp").alias("disposition"),
+        pl.col("_payload").alias("raw_payload"),
+    ).cast(QUARANTINE_SCHEMA)
+
+    parts = partitions if partitions is not None else sorted(raw[PARTITION].unique().to_list())
+    frame = pl.DataFrame({PARTITION: parts}, schema={PARTITION: pl.String})
+    per = lambda d, name: d.group_by(PARTITION).agg(pl.len().cast(pl.Int64).alias(name))  # noqa: E731
+    rej_parts = rejected.join(df.select("_row", PARTITION), on="_row")
+    rep_parts = repaired.select("_row").unique().join(df.select("_row", PARTITION), on="_row")
+    ledger = (frame.join(per(df, "rows_in"), on=PARTITION, how="left")
+              .join(per(clean, "rows_out"), on=PARTITION, how="left")
+              .join(per(rej_parts, "rows_rejected"), on=PARTITION, how="left")
+              .join(per(rep_parts, "rows_repaired"), on=PARTITION, how="left")
+              .fill_null(0)
+              .select(pl.lit(table).alias("source_table"), pl.col(PARTITION).alias("partition"),
+                      "rows_in", "rows_out", "rows_rejected", "rows_repaired")
+              .cast(LEDGER_SCHEMA))
+    return StageResult(clean=clean, quarantine=quarantine, ledger=ledger)

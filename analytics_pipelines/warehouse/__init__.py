@@ -1,0 +1,5 @@
+"""The warehouse: one interface, two backends (embedded DuckDB over Parquet, PostgreSQL schema `analytics`)."""
+
+from analytics_pipelines.warehouse.base import Warehouse, open_warehouse
+
+__all__ = ["Warehouse", "open_warehouse"]

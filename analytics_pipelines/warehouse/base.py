@@ -1,0 +1,107 @@
+"""Warehouse interface shared by both backends.
+
+Writers replace whole partitions atomically; readers always see the last committed data:
+- embedded (default): every partition is one Parquet file, written to a temporary name and renamed into
+  place (rename is atomic on POSIX). Readers query the files through an in-memory DuckDB, so no process
+  ever holds a lock that a reader or another writer could trip over -- the single-writer lock of a
+  DuckDB database file is exactly what this design avoids. `warehouse.duckdb` is a catalog of views over
+  the files for analysts' own DuckDB tools; it is rebuilt under a temporary name and renamed too.
+- postgres: a partition is replaced by DELETE + COPY inside one transaction; MVCC gives readers the last
+  committed version without blocking.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import date
+
+import polars as pl
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+PartitionKey = tuple[str, ...]
+
+
+def check_identifier(name: str) -> str:
+    if not _IDENT.match(name):
+        raise ValueError(f"not a safe table/column name: {name!r}")
+    return name
+
+
+class Warehouse(ABC):
+    """Where every layer (raw, staging, marts, quarantine) is written and read."""
+
+    kind: str  # "duckdb" or "postgres"
+
+    @abstractmethod
+    def write_partitions(self, table: str, df: pl.DataFrame, by: Sequence[str],
+                         keys: Sequence[PartitionKey]) -> int:
+        """Replace the partitions `keys` (values of the columns `by`) of `table` with the rows of `df`.
+
+        Every key in `keys` is replaced, also those with no rows in `df` (an empty day stays empty, and a
+        re-run never duplicates). Rows of `df` must belong to one of `keys`."""
+
+    @abstractmethod
+    def replace_table(self, table: str, df: pl.DataFrame) -> int:
+        """Replace a whole (unpartitioned) table atomically."""
+
+    @abstractmethod
+    def read(self, sql: str, params: Sequence = ()) -> pl.DataFrame:
+        """Run a read-only query in the backend's own dialect (%s placeholders)."""
+
+    @abstractmethod
+    def read_table(self, table: str, where: str = "TRUE", params: Sequence = (),
+                   columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """Rows of one table as a typed polars frame (empty frame with the schema when none match)."""
+
+    @abstractmethod
+    def tables(self) -> list[str]:
+        """Tables that exist."""
+
+    @abstractmethod
+    def location(self) -> str:
+        """Where the data lives, for humans."""
+
+    def has_table(self, table: str) -> bool:
+        return table in self.tables()
+
+    def count(self, table: str, where: str = "TRUE", params: Sequence = ()) -> int:
+        check_identifier(table)
+        return int(self.read(f"SELECT count(*) AS n FROM {table} WHERE {where}", params)["n"][0])
+
+    @staticmethod
+    def _validate(table: str, df: pl.DataFrame, by: Sequence[str], keys: Sequence[PartitionKey]) -> None:
+        check_identifier(table)
+        for c in (*df.columns, *by):
+            check_identifier(c)
+        missing = [c for c in by if c not in df.columns]
+        if missing:
+            raise ValueError(f"{table}: partition columns {missing} are not in the frame")
+        if df.height and by:
+            wanted = pl.DataFrame([list(k) for k in keys], schema={c: pl.String for c in by}, orient="row")
+            present = df.select([pl.col(c).cast(pl.String) for c in by]).unique()
+            stray = present.join(wanted, on=list(by), how="anti")
+            if stray.height:
+                raise ValueError(f"{table}: rows for partitions outside the write: {stray.head(5).rows()}")
+
+
+def open_warehouse(url: str | None = None) -> Warehouse:
+    """The warehouse named by `url` or TT_WAREHOUSE_URL; default: the embedded one under the data dir."""
+    from analytics_pipelines.paths import data_dir
+
+    url = url or os.environ.get("TT_WAREHOUSE_URL") or f"duckdb:///{data_dir() / 'warehouse'}"
+    if url.startswith("duckdb:///"):
+        from analytics_pipelines.warehouse.embedded import EmbeddedWarehouse
+
+        return EmbeddedWarehouse(url.removeprefix("duckdb:///"))
+    if re.match(r"^postgres(ql)?(\+\w+)?://", url):
+        from analytics_pipelines.warehouse.postgres import PostgresWarehouse
+
+        return PostgresWarehouse(url)
+    raise ValueError(f"unsupported warehouse URL {url!r}: use duckdb:///dir or postgresql://...")
+
+
+def partition_value(v: object) -> str:
+    return v.isoformat() if isinstance(v, date) else str(v)

@@ -1,0 +1,135 @@
+"""Embedded warehouse: Parquet files (one per partition) read through DuckDB."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+import duckdb
+import polars as pl
+
+from analytics_pipelines.warehouse.base import PartitionKey, Warehouse, check_identifier
+
+DATA_FILE = "data.parquet"
+_catalog_lock = threading.Lock()
+
+
+class EmbeddedWarehouse(Warehouse):
+    kind = "duckdb"
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+
+    # -- writing -------------------------------------------------------------------------------
+    def _partition_dir(self, table: str, by: Sequence[str], key: PartitionKey) -> Path:
+        parts = [f"{c}={quote(str(v), safe='')}" for c, v in zip(by, key, strict=True)]
+        return self.root.joinpath(table, *parts)
+
+    @staticmethod
+    def _atomic_write(df: pl.DataFrame, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            df.write_parquet(tmp, compression="zstd", statistics=True)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def write_partitions(self, table, df, by, keys):
+        self._validate(table, df, by, keys)
+        new_table = not (self.root / table).exists()
+        if not by:
+            raise ValueError("write_partitions needs partition columns; use replace_table")
+        keycols = df.select([pl.col(c).cast(pl.String) for c in by]).get_columns()
+        tagged = df.with_columns(pl.concat_str(keycols, separator="\x1f").alias("__k"))
+        groups = {tuple(k[0].split("\x1f")): g.drop("__k")
+                  for k, g in tagged.partition_by("__k", as_dict=True).items()}
+        empty = df.clear()
+        for key in keys:
+            key = tuple(str(v) for v in key)
+            self._atomic_write(groups.get(key, empty), self._partition_dir(table, by, key) / DATA_FILE)
+        if new_table:
+            self.refresh_catalog()
+        return df.height
+
+    def replace_table(self, table, df):
+        check_identifier(table)
+        new_table = not (self.root / table).exists()
+        self._atomic_write(df, self.root / table / DATA_FILE)
+        if new_table:
+            self.refresh_catalog()
+        return df.height
+
+    def drop_table(self, table: str) -> None:
+        shutil.rmtree(self.root / check_identifier(table), ignore_errors=True)
+        self.refresh_catalog()
+
+    # -- reading -------------------------------------------------------------------------------
+    def tables(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and any(p.rglob("*.parquet")))
+
+    def scan_sql(self, table: str) -> str:
+        glob = str(self.root / check_identifier(table) / "**" / "*.parquet").replace("'", "''")
+        return f"read_parquet('{glob}', union_by_name=true, hive_partitioning=false)"
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB with one view per table: a reader that never locks anything."""
+        conn = duckdb.connect(":memory:")
+        conn.execute("SET TimeZone='UTC'")
+        for t in self.tables():
+            conn.execute(f"CREATE VIEW {t} AS SELECT * FROM {self.scan_sql(t)}")
+        return conn
+
+    def read(self, sql, params=()):
+        conn = self.connect()
+        try:
+            return conn.execute(sql.replace("%s", "?"), list(params)).pl()
+        finally:
+            conn.close()
+
+    def read_table(self, table, where="TRUE", params=(), columns=None):
+        check_identifier(table)
+        cols = ", ".join(check_identifier(c) for c in columns) if columns else "*"
+        conn = duckdb.connect(":memory:")
+        try:
+            conn.execute("SET TimeZone='UTC'")
+            return conn.execute(f"SELECT {cols} FROM {self.scan_sql(table)} WHERE {where}".replace("%s", "?"),
+                                list(params)).pl()
+        finally:
+            conn.close()
+
+    def location(self) -> str:
+        return str(self.root)
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root.parent / "warehouse.duckdb"
+
+    def refresh_catalog(self) -> Path:
+        """(Re)build warehouse.duckdb: views over the Parquet files, for analysts' DuckDB tools.
+
+        Built under a temporary name and renamed into place, so a reader holding the old file open keeps
+        reading and never meets a lock."""
+        with _catalog_lock:
+            self.catalog_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.catalog_path.with_name(f".warehouse.{uuid.uuid4().hex}.duckdb")
+            conn = duckdb.connect(str(tmp))
+            try:
+                for t in self.tables():
+                    conn.execute(f"CREATE OR REPLACE VIEW {t} AS SELECT * FROM {self.scan_sql(t)}")
+                conn.execute("CHECKPOINT")
+            finally:
+                conn.close()
+            os.replace(tmp, self.catalog_path)
+            Path(str(tmp) + ".wal").unlink(missing_ok=True)
+        return self.catalog_path

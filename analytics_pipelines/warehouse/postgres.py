@@ -1,0 +1,193 @@
+"""PostgreSQL warehouse: schema `analytics`; partitions replaced by DELETE + COPY in one transaction."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import polars as pl
+import psycopg
+from psycopg import sql as psql
+
+from analytics_pipelines.source.db import normalize_pg_url
+from analytics_pipelines.warehouse.base import Warehouse, check_identifier
+
+SCHEMA = "analytics"
+
+_PG_TYPES = {
+    pl.Int8: "smallint", pl.Int16: "smallint", pl.Int32: "integer", pl.Int64: "bigint",
+    pl.UInt8: "smallint", pl.UInt16: "integer", pl.UInt32: "bigint", pl.UInt64: "numeric(20,0)",
+    pl.Float32: "real", pl.Float64: "double precision", pl.Boolean: "boolean", pl.String: "text",
+    pl.Date: "date", pl.Null: "text",
+}
+_POLARS_TYPES = {
+    "smallint": pl.Int16, "integer": pl.Int32, "bigint": pl.Int64, "real": pl.Float32,
+    "double precision": pl.Float64, "numeric": pl.Float64, "boolean": pl.Boolean, "text": pl.String,
+    "character varying": pl.String, "date": pl.Date, "jsonb": pl.String, "uuid": pl.String,
+    "timestamp with time zone": pl.Datetime("us", "UTC"), "timestamp without time zone": pl.Datetime("us"),
+}
+
+
+def pg_type(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.Datetime):
+        return "timestamptz" if dtype.time_zone else "timestamp"
+    if isinstance(dtype, pl.Decimal):
+        return f"numeric({dtype.precision or 38},{dtype.scale or 0})"
+    try:
+        return _PG_TYPES[dtype.base_type()]
+    except KeyError:
+        raise TypeError(f"no PostgreSQL type for polars {dtype}") from None
+
+
+class PostgresWarehouse(Warehouse):
+    kind = "postgres"
+
+    def __init__(self, url: str, schema: str = SCHEMA):
+        self.url = normalize_pg_url(url)
+        self.schema = check_identifier(schema)
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[psycopg.Connection]:
+        with psycopg.connect(self.url) as conn:
+            conn.execute("SET TIME ZONE 'UTC'")
+            if read_only:
+                conn.execute("SET default_transaction_read_only = on")
+            conn.execute(psql.SQL("SET search_path = {}, public").format(psql.Identifier(self.schema)))
+            yield conn
+
+    # -- DDL -----------------------------------------------------------------------------------
+    def _ensure_table(self, conn: psycopg.Connection, table: str, schema: pl.Schema) -> None:
+        """Create the table, or add columns the frame has and the table lacks (additive migration).
+
+        Serialised by an advisory lock so that concurrent runs creating the same table cannot collide."""
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}.{table}",))
+        conn.execute(psql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(psql.Identifier(self.schema)))
+        cols = psql.SQL(", ").join(
+            psql.SQL("{} {}").format(psql.Identifier(c), psql.SQL(pg_type(t))) for c, t in schema.items())
+        conn.execute(psql.SQL("CREATE TABLE IF NOT EXISTS {}.{} ({})").format(
+            psql.Identifier(self.schema), psql.Identifier(table), cols))
+        existing = self._columns(conn, table)
+        for c, t in schema.items():
+            if c not in existing:
+                conn.execute(psql.SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}").format(
+                    psql.Identifier(self.schema), psql.Identifier(table), psql.Identifier(c),
+                    psql.SQL(pg_type(t))))
+
+    def _columns(self, conn: psycopg.Connection, table: str) -> dict[str, str]:
+        rows = conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            (self.schema, table)).fetchall()
+        return dict(rows)
+
+    def _copy(self, conn: psycopg.Connection, table: str, df: pl.DataFrame) -> None:
+        if df.height == 0:
+            return
+        out = df.with_columns(
+            [pl.col(n).dt.strftime("%Y-%m-%d %H:%M:%S%.f" + ("+00" if t.time_zone else ""))
+             for n, t in df.schema.items() if isinstance(t, pl.Datetime)]
+            + [pl.col(n).cast(pl.String) for n, t in df.schema.items() if t == pl.Null])
+        stmt = psql.SQL("COPY {}.{} ({}) FROM STDIN WITH (FORMAT csv)").format(
+            psql.Identifier(self.schema), psql.Identifier(table),
+            psql.SQL(", ").join(psql.Identifier(c) for c in df.columns))
+        with conn.cursor() as cur, cur.copy(stmt) as copy:
+            step = 250_000
+            for offset in range(0, out.height, step):
+                copy.write(out.slice(offset, step).write_csv(include_header=False, null_value=""))
+
+    # -- writing -------------------------------------------------------------------------------
+    def write_partitions(self, table, df, by, keys):
+        self._validate(table, df, by, keys)
+        if not by:
+            raise ValueError("write_partitions needs partition columns; use replace_table")
+        with self.connect() as conn:
+            with conn.transaction():
+                self._ensure_table(conn, table, df.schema)
+            with conn.transaction():
+                cond = psql.SQL(" AND ").join(
+                    psql.SQL("{}::text = k.{}").format(psql.Identifier(c), psql.Identifier(f"k{i}"))
+                    for i, c in enumerate(by))
+                arrays = [[str(k[i]) for k in keys] for i in range(len(by))]
+                unnest = psql.SQL(", ").join(psql.SQL("%s::text[]") for _ in by)
+                names = psql.SQL(", ").join(psql.Identifier(f"k{i}") for i in range(len(by)))
+                conn.execute(psql.SQL("DELETE FROM {}.{} USING unnest({}) AS k({}) WHERE {}").format(
+                    psql.Identifier(self.schema), psql.Identifier(table), unnest, names, cond), arrays)
+                self._copy(conn, table, df)
+        return df.height
+
+    def replace_table(self, table, df):
+        check_identifier(table)
+        with self.connect() as conn:
+            with conn.transaction():
+                self._ensure_table(conn, table, df.schema)
+            with conn.transaction():
+                # DELETE, not TRUNCATE: TRUNCATE's exclusive lock would block readers until commit.
+                conn.execute(psql.SQL("DELETE FROM {}.{}").format(psql.Identifier(self.schema),
+                                                                    psql.Identifier(table)))
+                self._copy(conn, table, df)
+        return df.height
+
+    def drop_table(self, table: str) -> None:
+        with self.connect() as conn:
+            conn.execute(psql.SQL("DROP TABLE IF EXISTS {}.{}").format(psql.Identifier(self.schema),
+                                                                       psql.Identifier(check_identifier(table))))
+
+    # -- reading -------------------------------------------------------------------------------
+    def tables(self):
+        with self.connect(read_only=True) as conn:
+            rows = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                                "ORDER BY 1", (self.schema,)).fetchall()
+        return [r[0] for r in rows]
+
+    def read(self, sql, params=()):
+        with self.connect(read_only=True) as conn:
+            cur = conn.execute(sql, params)
+            names = [d.name for d in cur.description]
+            rows = cur.fetchall()
+        return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+
+    def read_table(self, table, where="TRUE", params=(), columns=None):
+        """Bulk read through COPY TO STDOUT (CSV) with a schema from the catalog: no row-by-row fetch."""
+        check_identifier(table)
+        with self.connect(read_only=True) as conn:
+            types = self._columns(conn, table)
+            if not types:
+                raise LookupError(f"warehouse table {self.schema}.{table} does not exist")
+            names = list(columns) if columns else list(types)
+            select, schema = [], {}
+            for c in names:
+                t = types[check_identifier(c)]
+                if t.startswith("timestamp"):
+                    utc = " AT TIME ZONE 'UTC'" if "with time" in t else ""
+                    select.append(f"to_char({c}{utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US') AS {c}")
+                    schema[c] = pl.String
+                elif t == "boolean":
+                    select.append(f"{c}::text AS {c}")
+                    schema[c] = pl.String
+                else:
+                    select.append(c)
+                    schema[c] = _POLARS_TYPES.get(t, pl.String)
+            query = f"SELECT {', '.join(select)} FROM {self.schema}.{table} WHERE {where}"
+            buf = io.BytesIO()
+            with conn.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)",
+                                                params) as copy:
+                for block in copy:
+                    buf.write(block)
+        if buf.getbuffer().nbytes == 0:
+            frame = pl.DataFrame(schema=schema)
+        else:
+            buf.seek(0)
+            frame = pl.read_csv(buf, schema=schema)
+        casts = []
+        for c in names:
+            t = types[c]
+            if t.startswith("timestamp"):
+                e = pl.col(c).str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us")
+                casts.append((e.dt.replace_time_zone("UTC") if "with time" in t else e).alias(c))
+            elif t == "boolean":
+                casts.append((pl.col(c) == "true").alias(c))
+        return frame.with_columns(casts) if casts else frame
+
+    def location(self) -> str:
+        return f"{self.url.split('@')[-1]} schema {self.schema}"

@@ -1,0 +1,62 @@
+"""Shared fixtures. PostgreSQL tests use throwaway databases on 127.0.0.1:5432; under CI=true an
+unreachable server fails the suite loudly instead of skipping."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+PG_ADMIN_URL = os.environ.get("TT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_reachable() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+        return None
+    except Exception as exc:  # noqa: BLE001 - report whatever stopped us
+        return str(exc)
+
+
+_PG_ERROR = _pg_reachable()
+
+
+def pytest_collection_modifyitems(config, items):
+    if _PG_ERROR is None:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        raise pytest.UsageError(f"CI=true but PostgreSQL at {PG_ADMIN_URL} is unreachable: {_PG_ERROR}")
+    skip = pytest.mark.skip(reason=f"PostgreSQL unreachable: {_PG_ERROR}")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def _base_url() -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0]
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database; its URL. Dropped afterwards."""
+    name = f"tt_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{_base_url()}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse_url(request, tmp_path) -> Iterator[str]:
+    """Both warehouse backends: the embedded one in tmp_path, and a PostgreSQL database."""
+    if request.param == "duckdb":
+        yield f"duckdb:///{tmp_path / 'warehouse'}"
+    else:
+        yield request.getfixturevalue("pg_database")
