@@ -109,3 +109,13 @@ def test_writer_killed_mid_write_leaves_last_good_data(warehouse_url):
     # and the table is still writable afterwards
     wh.write_partitions("t", _frame("2026-01-01", 7, "after"), ["day"], [("2026-01-01",)])
     assert wh.count("t") == 7
+
+
+def test_reads_are_read_only(warehouse_url):
+    wh = open_warehouse(warehouse_url)
+    wh.replace_table("d", pl.DataFrame({"id": [1]}))
+    with pytest.raises(Exception, match="read-only"):
+        wh.read("CREATE TABLE x AS SELECT 1 AS a")
+    with pytest.raises(Exception, match="read-only"):
+        wh.read("DELETE FROM d")
+    assert wh.count("d") == 1

@@ -191,7 +191,7 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
         if parent not in refs:
             raise KeyError(f"{table}.{c} references {parent}: pass refs[{parent!r}]")
         keys = refs[parent]["id"]
-        conds.append((pl.col(f"__t_{c}").is_null() | ~pl.col(f"__t_{c}").is_in(keys),
+        conds.append((pl.col(f"__t_{c}").is_null() | ~pl.col(f"__t_{c}").is_in(keys.implode()),
                       R.ORPHAN_REFERENCE, pl.format("{} = '{}' not found in {}", pl.lit(c), pl.col(c),
                                                     pl.lit(parent))))
     reason, detail = _first_reason(conds)

@@ -50,9 +50,8 @@ class PostgresWarehouse(Warehouse):
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[psycopg.Connection]:
         with psycopg.connect(self.url) as conn:
+            conn.read_only = read_only  # applies to the transaction the next statement opens
             conn.execute("SET TIME ZONE 'UTC'")
-            if read_only:
-                conn.execute("SET default_transaction_read_only = on")
             conn.execute(psql.SQL("SET search_path = {}, public").format(psql.Identifier(self.schema)))
             yield conn
 
