@@ -6,7 +6,13 @@ UV := $(BOOT)/bin/uv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 export TT_DAGSTER_STORAGE := $(CURDIR)/.dagster
+export TT_DAGSTER_STORAGE_HISTORY := $(TT_DAGSTER_STORAGE)/history
+export TT_DAGSTER_STORAGE_EVENTS := $(TT_DAGSTER_STORAGE)/history/runs
+export TT_DAGSTER_STORAGE_SCHEDULES := $(TT_DAGSTER_STORAGE)/schedules
 export UV_PYTHON_DOWNLOADS := never
+export UV_COMPILE_BYTECODE := 1
+# per-partition materialization events of a single-run backfill are written in batches (instance.py)
+export DAGSTER_EVENT_BATCH_SIZE := 1000
 
 .PHONY: install run test dev bench lint clean
 

@@ -20,9 +20,15 @@ from analytics_pipelines.paths import PROJECT_ROOT, data_dir
 
 def _setup_dagster_home() -> Path:
     """Local Dagster storage under the project unless DAGSTER_HOME says otherwise (see dagster.yaml)."""
+    from analytics_pipelines.instance import storage_env
+
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))
-    os.environ.setdefault("TT_DAGSTER_STORAGE", str(PROJECT_ROOT / ".dagster"))
-    Path(os.environ["TT_DAGSTER_STORAGE"]).mkdir(parents=True, exist_ok=True)
+    # batch the per-partition materialization events of single-run backfills (see instance.py)
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    root = os.environ.get("TT_DAGSTER_STORAGE", str(PROJECT_ROOT / ".dagster"))
+    for key, value in storage_env(root).items():
+        os.environ.setdefault(key, value)
+    Path(root).mkdir(parents=True, exist_ok=True)
     return Path(os.environ["DAGSTER_HOME"])
 
 

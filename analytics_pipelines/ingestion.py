@@ -120,8 +120,7 @@ def stage_partitions(warehouse: Warehouse, table: str, partitions: list[str],
     """Stage the raw rows of `partitions` of `table` and write stg_<table>, quarantine and the ledger."""
     spec = contract.table(table)
     if spec.partitioned:
-        raw = warehouse.read_table(raw_table(table), f"{PARTITION} >= %s AND {PARTITION} <= %s",
-                                   [partitions[0], partitions[-1]])
+        raw = warehouse.read_partitions(raw_table(table), PARTITION, partitions[0], partitions[-1])
         raw = raw.filter(pl.col(PARTITION).is_in(partitions))
     else:
         raw = warehouse.read_table(raw_table(table))

@@ -6,9 +6,10 @@ import os
 
 import dagster as dg
 
-#: First day of history. The generator's data starts here by default; set TT_PARTITION_START for a real
-#: platform database.
-PARTITION_START = os.environ.get("TT_PARTITION_START", "2024-11-01")
+#: First day of history: one year before the generator's default as-of date, the history of the `small`
+#: demo. Set TT_PARTITION_START for more history (medium/large generate two years: 2024-11-01) or for a
+#: real platform database. Rows before it are not lost: raw_unplaceable_rows quarantines them.
+PARTITION_START = os.environ.get("TT_PARTITION_START", "2025-11-01")
 
 #: One partition per UTC day, up to and including today (intraday refreshes rewrite today's partition).
 daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITION_START, timezone="UTC", end_offset=1)

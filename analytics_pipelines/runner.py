@@ -50,7 +50,7 @@ def summary(result: dg.ExecuteInProcessResult, seconds: float, source_url: str, 
             qt.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in row])
         console.print(qt)
     failed = [e.step_key for e in result.all_events if e.is_step_failure]
-    checks = [e.event_specific_data.asset_check_evaluation for e in result.all_events
+    checks = [e.event_specific_data for e in result.all_events
               if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     failed_checks = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]
     status = "[green]succeeded[/green]" if result.success else "[red]FAILED[/red]"

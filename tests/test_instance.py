@@ -10,6 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from analytics_pipelines.instance import storage_env
+
 ROOT = Path(__file__).resolve().parent.parent
 
 RUN = """
@@ -21,15 +23,17 @@ SourceDB(default_source_url()).create()
 result = run_job("ingest_job", first="2026-11-01", last="2026-11-01")
 instance = dg.DagsterInstance.get()
 print("STORAGE", type(instance.run_storage).__name__, flush=True)
+print("EVENTS", type(instance.event_log_storage).__name__, flush=True)
 print("RUN", result.run_id, result.success, flush=True)
 """
 
 
 def _run(env: dict) -> dict[str, str]:
+    env = {**storage_env(env.pop("TT_DAGSTER_STORAGE")), **env}
     proc = subprocess.run([sys.executable, "-c", RUN], env={**os.environ, **env}, capture_output=True, text=True,
                           timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.startswith(("STORAGE", "RUN")))
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.startswith(("STORAGE", "EVENTS", "RUN")))
     return lines
 
 
@@ -37,6 +41,7 @@ def test_default_instance_is_local_sqlite(tmp_path):
     out = _run({"DAGSTER_HOME": str(ROOT), "TT_DAGSTER_STORAGE": str(tmp_path / "dagster"),
                 "TT_DATA_DIR": str(tmp_path / "data")})
     assert out["STORAGE"] == "SqliteRunStorage"
+    assert out["EVENTS"] == "FastSqliteEventLogStorage"
     run_id, ok = out["RUN"].split()
     assert ok == "True"
     assert (tmp_path / "dagster" / "history" / "runs.db").exists()

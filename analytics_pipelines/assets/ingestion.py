@@ -26,8 +26,10 @@ CHECK_LEDGER = "ledger_balanced"
 
 
 def _partitions(context: dg.AssetExecutionContext) -> list[str]:
-    return list(context.partition_keys) if context.has_partition_key_range or context.has_partition_key \
-        else [ingestion.SNAPSHOT]
+    # an unpartitioned asset inside a partitioned run still sees the run's range: ignore it
+    if context.assets_def.partitions_def is None:
+        return [ingestion.SNAPSHOT]
+    return list(context.partition_keys)
 
 
 def _raw_asset(table: str) -> dg.AssetsDefinition:

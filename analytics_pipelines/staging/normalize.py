@@ -195,7 +195,10 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
                       R.ORPHAN_REFERENCE, pl.format("{} = '{}' not found in {}", pl.lit(c), pl.col(c),
                                                     pl.lit(parent))))
     reason, detail = _first_reason(conds)
-    df = df.with_columns(reason.alias("_reason"), detail.alias("_detail"))
+    # the reason code for every row; the human-readable detail only for the (few) rejected rows
+    df = df.with_columns(reason.alias("_reason"))
+    flagged = df.filter(pl.col("_reason").is_not_null())
+    df = df.join(flagged.select("_row", detail.alias("_detail")), on="_row", how="left")
 
     # ---- duplicates among the rows that survived ------------------------------------------------
     payload = pl.struct(cols).hash(seed=7)
