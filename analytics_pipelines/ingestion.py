@@ -196,3 +196,22 @@ def audit(source: SourceDB, warehouse: Warehouse) -> pl.DataFrame:
          & (pl.col("raw_rows") + pl.col("unplaceable") == pl.col("rows_in"))
          & (pl.col("rows_in") == pl.col("rows_out") + pl.col("rows_rejected"))
          & (pl.col("rows_out") == pl.col("stg_rows"))).alias("balanced"))
+
+
+def ingest_everything(source: SourceDB, warehouse: Warehouse, first_day: str, last_day: str,
+                      now: datetime | None = None) -> pl.DataFrame:
+    """Source -> raw -> staging for every table over [first_day, last_day], in dependency order, then
+    the audit. What the Dagster main job does, without Dagster (tests, benchmarks)."""
+    landing = source.is_landing()
+    days = day_range(first_day, last_day)
+    for table in contract.dimension_tables():
+        ingest_raw_dimension(source, warehouse, table)
+    for table in contract.fact_tables():
+        ingest_raw_facts(source, warehouse, table, days, landing=landing)
+    collect_unplaceable(source, warehouse, first_day, last_day, landing=landing)
+    for table in contract.tables():  # TABLE_ORDER: parents before children
+        spec = contract.table(table)
+        stage_partitions(warehouse, table, days if spec.partitioned else [SNAPSHOT], now=now)
+    result = audit(source, warehouse)
+    warehouse.replace_table("ingestion_audit", result)
+    return result

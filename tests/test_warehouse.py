@@ -119,3 +119,21 @@ def test_reads_are_read_only(warehouse_url):
     with pytest.raises(Exception, match="read-only"):
         wh.read("DELETE FROM d")
     assert wh.count("d") == 1
+
+
+def test_duckdb_catalog_file_opens_read_only_while_a_run_writes(tmp_path):
+    """Analysts' DuckDB tools open warehouse.duckdb (views over the Parquet files); rewriting a partition
+    or adding a table never takes a lock they could trip over."""
+    import duckdb
+
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'warehouse'}")
+    wh.write_partitions("t", _frame("2026-01-01", 3, "a"), ["day"], [("2026-01-01",)])
+    analyst = duckdb.connect(str(wh.catalog_path), read_only=True)
+    assert analyst.execute("SELECT count(*) FROM t").fetchone() == (3,)
+    wh.write_partitions("t", _frame("2026-01-01", 5, "b"), ["day"], [("2026-01-01",)])
+    wh.replace_table("u", pl.DataFrame({"id": [1]}))
+    assert analyst.execute("SELECT count(*) FROM t").fetchone() == (5,)  # the view reads the new file
+    analyst.close()
+    again = duckdb.connect(str(wh.catalog_path), read_only=True)
+    assert again.execute("SELECT count(*) FROM u").fetchone() == (1,)
+    assert again.execute("SELECT count(*) FROM t").fetchone() == (5,)

@@ -25,7 +25,7 @@ from analytics_pipelines.source.db import SourceDB, render_text
 
 DIRTY_SCALES = ("tiny", "small", "medium")
 # DuckDB's buffer pool defaults to 80% of RAM; while loading it only needs room for the blocks being written
-DUCKDB_MEMORY_LIMIT = "2GB"
+DUCKDB_MEMORY_LIMIT = "1GB"
 
 
 def generate(url: str, scale: str = "small", seed: int = 42, as_of: date = DEFAULT_AS_OF, dirty: bool = False,
@@ -44,20 +44,21 @@ def generate(url: str, scale: str = "small", seed: int = 42, as_of: date = DEFAU
     db.create(landing=dirty)
     frames: Iterator[tuple[str, pl.DataFrame]] = generate_frames(scale, seed, as_of)
     manifest: dict | None = None
-    if dirty:
-        text = _collect_text(frames)
-        injected, manifest = dirty_mod.inject(text, seed=seed, rate=dirty_rate)
-        frames = ((t, injected[t]) for t in contract.TABLE_ORDER)
     counts = {t: 0 for t in contract.TABLE_ORDER}
-    frames = _prefetch(frames)  # build the next chunk while the database ingests this one
-    with _Bar(enabled=progress, scale=scale, dialect=db.dialect) as bar, db.writer() as conn:
-        if db.dialect == "duckdb":
-            conn.execute("SET enable_progress_bar = false")  # DuckDB's own bar would fight ours
-            conn.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")  # bulk appends need little cache
-        for table, frame in frames:
-            bar.table(table)
-            counts[table] += db.load(table, frame, conn=conn)
-            bar.rows(frame.height)
+    with _Bar(enabled=progress, scale=scale, dialect=db.dialect) as bar:
+        if dirty:
+            bar.stage("generating every table as text and injecting bad rows")
+            injected, manifest = dirty_mod.inject(_collect_text(frames), seed=seed, rate=dirty_rate)
+            frames = ((t, injected[t]) for t in contract.TABLE_ORDER)
+        frames = _prefetch(frames)  # build the next chunk while the database ingests this one
+        with db.writer() as conn:
+            if db.dialect == "duckdb":
+                conn.execute("SET enable_progress_bar = false")  # DuckDB's own bar would fight ours
+                conn.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")  # bulk appends need little cache
+            for table, frame in frames:
+                bar.table(table)
+                counts[table] += db.load(table, frame, conn=conn)
+                bar.rows(frame.height)
     if not dirty and db.dialect == "postgres":
         db.apply_constraints()
     if manifest is not None and manifest_path is not None:
@@ -129,6 +130,9 @@ class _Bar:
             self._progress.advance(self._tables)
             self._progress.update(self._tables, detail=f"{self._rows:,} rows")
         self._progress.__exit__(*exc)
+
+    def stage(self, text: str) -> None:
+        self._progress.update(self._tables, detail=text)
 
     def table(self, name: str) -> None:
         if name != self._current:

@@ -536,7 +536,6 @@ class _Users:
 @dataclass
 class _Tickets:
     ids: _Ids
-    item: np.ndarray
     order: np.ndarray
     type: np.ndarray
     event: np.ndarray
@@ -547,8 +546,9 @@ class _Tickets:
     status: np.ndarray
     checked_in: np.ndarray
     status_changed: np.ndarray
+    # scans, in scan-time order: the ticket row scanned, when, the result code and the scanner
     scan_ids: _Ids
-    scan_order: np.ndarray  # scanned tickets sorted by scan time
+    scan_ticket: np.ndarray
     scan_time: np.ndarray
     scan_result: np.ndarray
     scan_device: np.ndarray
@@ -997,8 +997,8 @@ def _make_tickets(rs: _Streams, clock: _Clock, events: _Events, types: _Types, o
     paid = np.flatnonzero(orders.cls[items.order] == _SOLD)
     item = np.repeat(paid, items.quantity[paid])
     n = item.size
-    order, ttype = items.order[item], items.type[item]
-    event = types.event[ttype]
+    order, ttype = items.order[item], items.type[item].astype(np.int32)
+    event = types.event[ttype].astype(np.int32)
     purchased = orders.confirmed[order]
     refunded = orders.refunded_at[order] >= 0
     section = np.array([_SECTIONS.index(s) if s else -1 for s in _TIER_SECTION])[types.tier[ttype]]
@@ -1013,14 +1013,15 @@ def _make_tickets(rs: _Streams, clock: _Clock, events: _Events, types: _Types, o
     status = np.where(refunded, _TKT["refunded"], np.where(valid, _TKT["used"], _TKT["active"]))
     status_changed = np.where(refunded, orders.refunded_at[order], np.where(valid, scan_time, purchased))
     gate = np.where(types.tier[ttype] == 1, 4, np.array([0, 1, 2, 3, 5])[_choice(rng, np.array([4, 2, 2, 1, 1.]), n)])
+    device = gate * _SCANNERS_PER_GATE + rng.integers(0, _SCANNERS_PER_GATE, n)
     scan_rows = np.flatnonzero(scanned)
-    scan_order = scan_rows[np.argsort(scan_time[scan_rows], kind="stable")]
+    scan_rows = scan_rows[np.argsort(scan_time[scan_rows], kind="stable")]
     return _Tickets(
-        ids=_Ids(_new_ids(rng, n)), item=item, order=order, type=ttype, event=event, purchased=purchased,
-        holder=orders.user[order], price=items.unit[item], section=section, status=status,
-        checked_in=np.where(valid, scan_time, -1), status_changed=status_changed,
-        scan_ids=_Ids(_new_ids(rng, scan_order.size)), scan_order=scan_order, scan_time=scan_time, scan_result=result,
-        scan_device=gate * _SCANNERS_PER_GATE + rng.integers(0, _SCANNERS_PER_GATE, n))
+        ids=_Ids(_new_ids(rng, n)), order=order, type=ttype, event=event, purchased=purchased,
+        holder=orders.user[order].astype(np.int32), price=items.unit[item], section=section.astype(np.int8),
+        status=status.astype(np.int8), checked_in=np.where(valid, scan_time, -1), status_changed=status_changed,
+        scan_ids=_Ids(_new_ids(rng, scan_rows.size)), scan_ticket=scan_rows, scan_time=scan_time[scan_rows],
+        scan_result=result[scan_rows].astype(np.int8), scan_device=device[scan_rows].astype(np.int8))
 
 
 def _pick_buyer(rng: np.random.Generator, users: _Users, tenant: np.ndarray, seller: np.ndarray,
@@ -1325,14 +1326,14 @@ def _ticket_frames(w: _World) -> Iterator[pl.DataFrame]:
 
 def _scan_frames(w: _World) -> Iterator[pl.DataFrame]:
     t = w.tickets
-    for sl in _chunks(t.scan_order.size):
-        rows = t.scan_order[sl]
+    for sl in _chunks(t.scan_ticket.size):
+        rows = t.scan_ticket[sl]
         yield _typed("ticket_scans", {
             "id": t.scan_ids.slice(sl), "ticket_id": t.ids.take(rows),
-            "event_id": w.events.ids.take(t.event[rows]), "scanned_at": _ts(t.scan_time[rows]),
-            "device_id": _pick(_DEVICES, t.scan_device[rows]),
-            "location": _pick(_GATES, t.scan_device[rows] // _SCANNERS_PER_GATE),
-            "result": _pick(contract.SCAN_RESULTS, t.scan_result[rows]), "created_at": _ts(t.scan_time[rows])})
+            "event_id": w.events.ids.take(t.event[rows]), "scanned_at": _ts(t.scan_time[sl]),
+            "device_id": _pick(_DEVICES, t.scan_device[sl]),
+            "location": _pick(_GATES, t.scan_device[sl] // _SCANNERS_PER_GATE),
+            "result": _pick(contract.SCAN_RESULTS, t.scan_result[sl]), "created_at": _ts(t.scan_time[sl])})
 
 
 def _price_history_frames(w: _World) -> Iterator[pl.DataFrame]:

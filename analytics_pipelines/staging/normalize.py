@@ -36,7 +36,7 @@ _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-
 _TZ_SUFFIX = r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
 _TS_FORMAT = "%Y-%m-%d %H:%M:%S%.f%#z"
 # C0/C1 controls (tab, LF, CR allowed), DEL, zero-width and BOM characters
-_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u2060\ufeff]"
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
 # source columns dropped in staging, and why
 _DROPPED = {
     # decimal-typed column named cents, unreliable on the platform; `price` (dollars) is the truth
@@ -89,16 +89,6 @@ def _blank(col: str) -> pl.Expr:
     return pl.col(col).is_null() | (pl.col(col).str.strip_chars() == "")
 
 
-def _first_reason(conditions: list[tuple[pl.Expr, str, pl.Expr]]) -> tuple[pl.Expr, pl.Expr]:
-    """(reason, detail) of the first condition that holds, else null."""
-    reason: pl.Expr = pl.lit(None, dtype=pl.String)
-    detail: pl.Expr = pl.lit(None, dtype=pl.String)
-    for cond, code, text in reversed(conditions):
-        reason = pl.when(cond).then(pl.lit(code)).otherwise(reason)
-        detail = pl.when(cond).then(text).otherwise(detail)
-    return reason, detail
-
-
 def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = None,
           now: datetime | None = None, partitions: list[str] | None = None) -> StageResult:
     """Stage the raw rows of `table`.
@@ -130,7 +120,8 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
             num = src.str.strip_chars().cast(pl.Float64, strict=False)
             parsed.append(num.alias(f"__t_{c.name}"))
             bad = present & num.is_null()
-            if c.base_type in ("integer", "bigint"):
+            # a fraction in a cents column is judged after the dollars check below
+            if c.base_type in ("integer", "bigint") and spec.money.get(c.name) != "cents":
                 bad = bad | (present & num.is_not_nan() & num.is_finite() & (num != num.round(0)))
             malformed.append((bad, c.name))
         elif c.base_type == "boolean":
@@ -187,6 +178,11 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
                       & (unit < pl.col("__tt_price") * R.DOLLARS_RATIO) & (unit > 0), R.MONEY_IN_DOLLARS,
                       pl.format("unit_price_cents = {} but the tier costs {} cents", pl.col("unit_price_cents"),
                                 pl.col("__tt_price"))))
+    for c, unit in spec.money.items():
+        if unit == "cents":
+            frac = pl.col(f"__t_{c}")
+            conds.append((frac.is_finite() & (frac != frac.round(0)), R.MALFORMED_VALUE,
+                          pl.format("{} = {} has a fraction of a cent", pl.lit(c), pl.col(c))))
     for c, parent in spec.references.items():
         if parent not in refs:
             raise KeyError(f"{table}.{c} references {parent}: pass refs[{parent!r}]")
@@ -194,11 +190,17 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
         conds.append((pl.col(f"__t_{c}").is_null() | ~pl.col(f"__t_{c}").is_in(keys.implode()),
                       R.ORPHAN_REFERENCE, pl.format("{} = '{}' not found in {}", pl.lit(c), pl.col(c),
                                                     pl.lit(parent))))
-    reason, detail = _first_reason(conds)
-    # the reason code for every row; the human-readable detail only for the (few) rejected rows
-    df = df.with_columns(reason.alias("_reason"))
-    flagged = df.filter(pl.col("_reason").is_not_null())
-    df = df.join(flagged.select("_row", detail.alias("_detail")), on="_row", how="left")
+    # every condition as a boolean column, then the first that holds; the human-readable detail is
+    # computed only for the (few) rows each condition rejects
+    df = df.with_columns([cond.fill_null(False).alias(f"__c{i}") for i, (cond, _, _) in enumerate(conds)])
+    first = pl.coalesce([pl.when(pl.col(f"__c{i}")).then(pl.lit(i, dtype=pl.Int32)) for i in range(len(conds))])
+    df = df.with_columns(first.alias("_cond"))
+    codes = pl.DataFrame({"_cond": list(range(len(conds))), "_reason": [code for _, code, _ in conds]},
+                         schema={"_cond": pl.Int32, "_reason": pl.String})
+    df = df.join(codes, on="_cond", how="left")
+    details = [df.filter(pl.col("_cond") == i).select("_row", text.cast(pl.String).alias("_detail"))
+               for i, (_, _, text) in enumerate(conds)]
+    df = df.join(pl.concat(details), on="_row", how="left").drop([f"__c{i}" for i in range(len(conds))])
 
     # ---- duplicates among the rows that survived ------------------------------------------------
     payload = pl.struct(cols).hash(seed=7)

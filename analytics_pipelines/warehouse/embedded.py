@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -45,7 +46,7 @@ class EmbeddedWarehouse(Warehouse):
 
     def write_partitions(self, table, df, by, keys):
         self._validate(table, df, by, keys)
-        new_table = not (self.root / table).exists()
+        created = need_file = not (self.root / table).exists()
         if not by:
             raise ValueError("write_partitions needs partition columns; use replace_table")
         keycols = df.select([pl.col(c).cast(pl.String) for c in by]).get_columns()
@@ -55,9 +56,14 @@ class EmbeddedWarehouse(Warehouse):
         empty = df.clear()
         for key in keys:
             key = tuple(str(v) for v in key)
-            self._atomic_write(groups.get(key, empty), self._partition_dir(table, by, key) / DATA_FILE)
-        if new_table:
-            self.refresh_catalog()
+            target = self._partition_dir(table, by, key) / DATA_FILE
+            part = groups.get(key, empty)
+            if part.height == 0 and not need_file and not target.exists():
+                continue  # no rows before, none now: nothing to replace (most quarantine partitions)
+            need_file = False  # a new table gets at least one (possibly empty) file: its schema
+            self._atomic_write(part, target)
+        if created:
+            self.refresh_catalog([table])
         return df.height
 
     def replace_table(self, table, df):
@@ -65,7 +71,7 @@ class EmbeddedWarehouse(Warehouse):
         new_table = not (self.root / table).exists()
         self._atomic_write(df, self.root / table / DATA_FILE)
         if new_table:
-            self.refresh_catalog()
+            self.refresh_catalog([table])
         return df.height
 
     def drop_table(self, table: str) -> None:
@@ -141,17 +147,24 @@ class EmbeddedWarehouse(Warehouse):
     def catalog_path(self) -> Path:
         return self.root.parent / "warehouse.duckdb"
 
-    def refresh_catalog(self) -> Path:
+    def refresh_catalog(self, new_tables: list[str] | None = None) -> Path:
         """(Re)build warehouse.duckdb: views over the Parquet files, for analysts' DuckDB tools.
 
-        Built under a temporary name and renamed into place, so a reader holding the old file open keeps
-        reading and never meets a lock."""
-        with _catalog_lock:
-            self.catalog_path.parent.mkdir(parents=True, exist_ok=True)
+        With `new_tables`, the existing catalog is copied and only those views are added; otherwise every
+        view is recreated. Either way the new catalog is built under a temporary name and renamed into
+        place (a reader holding the old file keeps reading and never meets a lock), under an exclusive
+        file lock so that concurrent runs adding different tables do not lose each other's views."""
+        self.catalog_path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.catalog_path.with_name(".warehouse.catalog.lock")
+        with _catalog_lock, open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             tmp = self.catalog_path.with_name(f".warehouse.{uuid.uuid4().hex}.duckdb")
+            incremental = new_tables is not None and self.catalog_path.exists()
+            if incremental:
+                shutil.copyfile(self.catalog_path, tmp)
             conn = duckdb.connect(str(tmp))
             try:
-                for t in self.tables():
+                for t in (new_tables if incremental else self.tables()):
                     conn.execute(f"CREATE OR REPLACE VIEW {t} AS SELECT * FROM {self.scan_sql(t)}")
                 conn.execute("CHECKPOINT")
             finally:
@@ -159,7 +172,6 @@ class EmbeddedWarehouse(Warehouse):
             os.replace(tmp, self.catalog_path)
             Path(str(tmp) + ".wal").unlink(missing_ok=True)
         return self.catalog_path
-
 
 def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
     """Partition files of one table; an added column (schema growth) is null in older files."""
