@@ -174,25 +174,56 @@ def collect_unplaceable(source: SourceDB, warehouse: Warehouse, first_day: str, 
 
 
 # ---- audit: every source row accounted for --------------------------------------------------------------
+def source_rows_by_day(source: SourceDB, table: str, landing: bool) -> pl.DataFrame:
+    """Source rows per partition day (UTC), one GROUP BY in the source: (day, n)."""
+    expr = source.partition_expr(table, landing)
+    text = "text" if source.dialect == "postgres" else "VARCHAR"
+    day = f"substr(CAST({expr} AS {text}), 1, 10)"
+    return source.query(f"SELECT {day} AS day, count(*) AS n FROM {table} GROUP BY 1").cast(
+        {"day": pl.String, "n": pl.Int64})
+
+
 def audit(source: SourceDB, warehouse: Warehouse) -> pl.DataFrame:
-    """Per source table: rows in the source, in raw, in staging, rejected, repaired, and whether
-    source = raw (+ unplaceable) and raw = staging + rejected hold."""
-    ledger = warehouse.read(
-        f"SELECT source_table, sum(rows_in) AS rows_in, sum(rows_out) AS rows_out, "
-        f"sum(rows_rejected) AS rows_rejected, sum(rows_repaired) AS rows_repaired, "
-        f"sum(CASE WHEN partition = '{UNPLACEABLE}' THEN rows_in ELSE 0 END) AS unplaceable "
-        f"FROM {LEDGER_TABLE} GROUP BY source_table")
+    """Per source table, is every source row accounted for?
+
+    - dimensions: source rows = raw rows = staged + rejected;
+    - facts, for every partition that has been ingested (has a ledger row): source rows of that day = raw
+      rows = staged + rejected; plus the unplaceable rows. Source rows of days not ingested yet are
+      reported as `rows_not_ingested` (a partial backfill is not a loss).
+    `balanced` is false only where rows were lost or duplicated."""
+    landing = source.is_landing()
+    ledger = warehouse.read_table(LEDGER_TABLE)
     have = set(warehouse.tables())
     rows = []
     for table in contract.tables():
+        spec = contract.table(table)
+        led = ledger.filter(pl.col("source_table") == table)
         raw_n = warehouse.count(raw_table(table)) if raw_table(table) in have else 0
         stg_n = warehouse.count(stg_table(table)) if stg_table(table) in have else 0
-        rows.append({"source_table": table, "source_rows": source.count(table), "raw_rows": raw_n,
-                     "stg_rows": stg_n})
-    out = pl.DataFrame(rows).join(ledger.cast({c: pl.Int64 for c in ledger.columns if c != "source_table"}),
-                                  on="source_table", how="left").fill_null(0)
+        unplaceable = int(led.filter(pl.col("partition") == UNPLACEABLE)["rows_in"].sum())
+        if spec.partitioned:
+            by_day = source_rows_by_day(source, table, landing)
+            days = led.filter(pl.col("partition") != UNPLACEABLE).select(
+                pl.col("partition").alias("day"), "rows_in")
+            joined = by_day.join(days, on="day", how="full", coalesce=True).fill_null(0)
+            ingested = joined.filter(pl.col("day").is_in(days["day"].implode()))
+            mismatched = int((ingested["n"] - ingested["rows_in"]).abs().sum())
+            source_ingested = int(ingested["n"].sum())
+            not_ingested = int(joined.filter(~pl.col("day").is_in(days["day"].implode()))["n"].sum()) - unplaceable
+        else:
+            source_ingested = source.count(table)
+            mismatched = abs(source_ingested - raw_n)
+            not_ingested = 0
+        rows.append({
+            "source_table": table, "source_rows": source.count(table), "source_rows_ingested": source_ingested,
+            "rows_not_ingested": max(not_ingested, 0), "unplaceable": unplaceable, "raw_rows": raw_n,
+            "stg_rows": stg_n, "rows_in": int(led["rows_in"].sum()), "rows_out": int(led["rows_out"].sum()),
+            "rows_rejected": int(led["rows_rejected"].sum()), "rows_repaired": int(led["rows_repaired"].sum()),
+            "rows_mismatched": mismatched,
+        })
+    out = pl.DataFrame(rows)
     return out.with_columns(
-        ((pl.col("source_rows") == pl.col("raw_rows") + pl.col("unplaceable"))
+        ((pl.col("rows_mismatched") == 0)
          & (pl.col("raw_rows") + pl.col("unplaceable") == pl.col("rows_in"))
          & (pl.col("rows_in") == pl.col("rows_out") + pl.col("rows_rejected"))
          & (pl.col("rows_out") == pl.col("stg_rows"))).alias("balanced"))

@@ -43,6 +43,7 @@ def test_clean_source_is_fully_staged(clean_source, warehouse_url):
     # clean data: nothing rejected; the only rows outside the partitions are none
     assert audit["rows_rejected"].sum() == 0, wh.read("SELECT * FROM quarantine LIMIT 20")
     assert (audit["source_rows"] == audit["stg_rows"]).all()
+    assert audit["rows_not_ingested"].sum() == 0
 
 
 def test_rerun_is_idempotent(clean_source, tmp_path):
