@@ -9,7 +9,7 @@ from analytics_pipelines.partitions import daily_partitions
 
 
 def run_job(job_name: str = "main_job", first: str | None = None, last: str | None = None,
-            instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+            instance: dg.DagsterInstance | None = None, log_level: str = "INFO") -> dg.ExecuteInProcessResult:
     """Materialize the job's assets for partitions [first, last] (default: all) in ONE run: every
     partitioned asset has a single-run backfill policy and reads its whole range at once."""
     from analytics_pipelines.definitions import defs
@@ -21,6 +21,8 @@ def run_job(job_name: str = "main_job", first: str | None = None, last: str | No
     return defs.resolve_job_def(job_name).execute_in_process(
         instance=instance or dg.DagsterInstance.get(),
         tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+        # the console shows one line per asset (its progress); every event is still in the instance
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         raise_on_error=False,
     )
 
