@@ -75,13 +75,17 @@ print("OK" if r.success else "FAILED", flush=True)
 
 
 def test_two_runs_on_different_partitions_at_once(tiny_env):
+    # the instance exists before runs start, as it does under `dagster dev` (two processes creating a
+    # brand-new SQLite storage at the same instant race in Dagster's own schema stamping)
+    instance = dg.DagsterInstance.get()
+    instance.get_runs(limit=1)
+    instance.get_materialized_partitions(dg.AssetKey("stg_tickets"))
     procs = [subprocess.Popen([sys.executable, "-c", RUN, a, b], env={**os.environ, **tiny_env}, cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for a, b in (("2026-10-01", "2026-10-10"), ("2026-10-11", "2026-10-20"))]
     for p in procs:
         out, err = p.communicate(timeout=600)
         assert p.returncode == 0 and "OK" in out, err[-3000:]
-    instance = dg.DagsterInstance.get()
     parts = instance.get_materialized_partitions(dg.AssetKey("stg_tickets"))
     assert {f"2026-10-{d:02d}" for d in range(1, 21)} <= parts
 
