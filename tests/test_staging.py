@@ -145,3 +145,12 @@ def test_normalization_units_and_case():
     res = stage("ticket_types", frame([tt], "ticket_types"), refs=REFS, now=NOW)
     assert res.clean["price_cents"].to_list() == [4999]  # dollars -> cents, exactly
     assert res.clean["is_active"].to_list() == [True]
+
+
+def test_timestamps_with_other_offsets_and_fractions_are_parsed_to_utc():
+    res = run("orders", [order(1, confirmed_at="2026-01-01 15:31:00.5+05:30"),
+                         order(2, confirmed_at=" 2026-01-01 10:01:00+00 "), order(3, confirmed_at="garbage+00")])
+    got = dict(zip(res.clean["id"].to_list(), res.clean["confirmed_at"].to_list(), strict=True))
+    assert got[uid(1)] == datetime(2026, 1, 1, 10, 1, 0, 500000, tzinfo=UTC)
+    assert got[uid(2)] == datetime(2026, 1, 1, 10, 1, tzinfo=UTC)
+    assert res.quarantine["reason_code"].to_list() == [R.MALFORMED_VALUE]

@@ -35,6 +35,7 @@ LEDGER_SCHEMA = pl.Schema({
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _TZ_SUFFIX = r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
 _TS_FORMAT = "%Y-%m-%d %H:%M:%S%.f%#z"
+_TS_FIXED = "%Y-%m-%d %H:%M:%S+00"
 # C0/C1 controls (tab, LF, CR allowed), DEL, zero-width and BOM characters
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
 # source columns dropped in staging, and why
@@ -108,34 +109,42 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
     df = raw.with_row_index("_row")
 
     # ---- parse every column into a typed shadow column `__t_<name>` -------------------------------
+    # (conditions below refer to the parsed columns, so nothing is parsed twice)
     parsed, malformed = [], []
     for c in spec.columns:
-        src = pl.col(c.name)
+        src, t = pl.col(c.name), pl.col(f"__t_{c.name}")
         present = ~_blank(c.name)
         if c.base_type == "uuid":
-            ok = src.str.contains(_UUID)
-            parsed.append(pl.when(ok).then(src.str.to_lowercase()).alias(f"__t_{c.name}"))
-            malformed.append((present & ~ok, c.name))
+            parsed.append(pl.when(src.str.contains(_UUID)).then(src.str.to_lowercase()).alias(t.meta.output_name()))
+            malformed.append((present & t.is_null(), c.name))
         elif c.base_type in ("integer", "bigint") or c.name in spec.money or c.base_type == "numeric":
-            num = src.str.strip_chars().cast(pl.Float64, strict=False)
-            parsed.append(num.alias(f"__t_{c.name}"))
-            bad = present & num.is_null()
+            parsed.append(src.str.strip_chars().cast(pl.Float64, strict=False).alias(t.meta.output_name()))
+            bad = present & t.is_null()
             # a fraction in a cents column is judged after the dollars check below
             if c.base_type in ("integer", "bigint") and spec.money.get(c.name) != "cents":
-                bad = bad | (present & num.is_not_nan() & num.is_finite() & (num != num.round(0)))
+                bad = bad | (present & t.is_not_nan() & t.is_finite() & (t != t.round(0)))
             malformed.append((bad, c.name))
         elif c.base_type == "boolean":
             low = src.str.strip_chars().str.to_lowercase()
             val = pl.when(low.is_in(["true", "t", "1", "yes"])).then(True).when(
                 low.is_in(["false", "f", "0", "no"])).then(False)
-            parsed.append(val.alias(f"__t_{c.name}"))
-            malformed.append((present & val.is_null(), c.name))
+            parsed.append(val.alias(t.meta.output_name()))
+            malformed.append((present & t.is_null(), c.name))
         elif c.base_type == "timestamptz":
-            ts = src.str.strip_chars().str.to_datetime(_TS_FORMAT, time_zone="UTC", strict=False)
-            parsed.append(ts.alias(f"__t_{c.name}"))
-            has_tz = src.str.strip_chars().str.contains(_TZ_SUFFIX)
-            malformed.append((present & has_tz & ts.is_null(), c.name))
+            # fast fixed-format path for the form PostgreSQL/DuckDB print in a UTC session; the flexible
+            # parser only for the rows it misses (other offsets, fractions, stray spaces)
+            parsed.append(src.str.to_datetime(_TS_FIXED, time_unit="us", strict=False)
+                          .dt.replace_time_zone("UTC").alias(t.meta.output_name()))
     df = df.with_columns(parsed)
+    for c in spec.timestamp_columns:
+        t = f"__t_{c}"
+        miss = df.filter(pl.col(t).is_null() & ~_blank(c))
+        if miss.height:
+            flex = miss.select("_row", pl.col(c).str.strip_chars().str.to_datetime(
+                _TS_FORMAT, time_zone="UTC", strict=False).alias(t))
+            df = df.update(flex, on="_row", include_nulls=False)
+        malformed.append((~_blank(c) & pl.col(c).str.strip_chars().str.contains(_TZ_SUFFIX) & pl.col(t).is_null(),
+                          c))
 
     # ---- rejection conditions, in priority order ------------------------------------------------
     conds: list[tuple[pl.Expr, str, pl.Expr]] = [
