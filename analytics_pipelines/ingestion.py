@@ -21,7 +21,6 @@ from analytics_pipelines.staging.normalize import (
     PARTITION,
     QUARANTINE_SCHEMA,
     SNAPSHOT,
-    StageResult,
     stage,
 )
 from analytics_pipelines.warehouse import Warehouse
@@ -115,26 +114,51 @@ def parent_refs(warehouse: Warehouse, table: str) -> dict[str, pl.DataFrame]:
     return refs
 
 
+@dataclass
+class StageSummary:
+    """What a staging run reports: a preview of staged rows, its quarantine rows and ledger."""
+
+    preview: pl.DataFrame
+    quarantine: pl.DataFrame
+    ledger: pl.DataFrame
+
+    @property
+    def rows_out(self) -> int:
+        return int(self.ledger["rows_out"].sum())
+
+
 def stage_partitions(warehouse: Warehouse, table: str, partitions: list[str],
-                     now: datetime | None = None) -> StageResult:
-    """Stage the raw rows of `partitions` of `table` and write stg_<table>, quarantine and the ledger."""
+                     now: datetime | None = None) -> StageSummary:
+    """Stage the raw rows of `partitions` of `table` and write stg_<table>, quarantine and the ledger.
+
+    Facts are staged CHUNK_DAYS partitions at a time (deduplication is per partition, so chunking does not
+    change the result; it bounds memory on long backfills)."""
     spec = contract.table(table)
-    if spec.partitioned:
-        raw = warehouse.read_partitions(raw_table(table), PARTITION, partitions[0], partitions[-1])
-        raw = raw.filter(pl.col(PARTITION).is_in(partitions))
-    else:
-        raw = warehouse.read_table(raw_table(table))
-    result = stage(table, raw, refs=parent_refs(warehouse, table), now=now, partitions=partitions)
-    keys = [(table, p) for p in partitions]
-    # quarantine and ledger first: if the run dies after them, the staging table still holds the last good
-    # data and the next run rewrites all three
-    warehouse.write_partitions(QUARANTINE_TABLE, result.quarantine, ["source_table", "partition"], keys)
-    warehouse.write_partitions(LEDGER_TABLE, result.ledger, ["source_table", "partition"], keys)
-    if spec.partitioned:
-        warehouse.write_partitions(stg_table(table), result.clean, [PARTITION], [(p,) for p in partitions])
-    else:
-        warehouse.replace_table(stg_table(table), result.clean)
-    return result
+    refs = parent_refs(warehouse, table)
+    chunks = ([partitions[i:i + CHUNK_DAYS] for i in range(0, len(partitions), CHUNK_DAYS)]
+              if spec.partitioned else [partitions])
+    preview, quarantine, ledger = None, [], []
+    for chunk in chunks:
+        if spec.partitioned:
+            raw = warehouse.read_partitions(raw_table(table), PARTITION, chunk[0], chunk[-1])
+            raw = raw.filter(pl.col(PARTITION).is_in(chunk))
+        else:
+            raw = warehouse.read_table(raw_table(table))
+        result = stage(table, raw, refs=refs, now=now, partitions=chunk)
+        keys = [(table, p) for p in chunk]
+        # quarantine and ledger first: if the run dies after them, the staging table still holds the last
+        # good data and the next run rewrites all three
+        warehouse.write_partitions(QUARANTINE_TABLE, result.quarantine, ["source_table", "partition"], keys)
+        warehouse.write_partitions(LEDGER_TABLE, result.ledger, ["source_table", "partition"], keys)
+        if spec.partitioned:
+            warehouse.write_partitions(stg_table(table), result.clean, [PARTITION], [(p,) for p in chunk])
+        else:
+            warehouse.replace_table(stg_table(table), result.clean)
+        if preview is None or (preview.height == 0 and result.clean.height):
+            preview = result.clean.head(5)
+        quarantine.append(result.quarantine)
+        ledger.append(result.ledger)
+    return StageSummary(preview=preview, quarantine=pl.concat(quarantine), ledger=pl.concat(ledger))
 
 
 # ---- rows no partition can hold -----------------------------------------------------------------------

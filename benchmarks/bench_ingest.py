@@ -80,7 +80,7 @@ def main() -> int:
         s = time.perf_counter()
         spec = contract.table(table)
         res = ingestion.stage_partitions(wh, table, days if spec.partitioned else [SNAPSHOT])
-        print(f"  stg {table}: {res.clean.height:,} rows in {time.perf_counter() - s:.1f} s", flush=True)
+        print(f"  stg {table}: {res.rows_out:,} rows in {time.perf_counter() - s:.1f} s", flush=True)
     phases["raw -> staging"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -113,8 +113,7 @@ def _stg_asset(table: str) -> dg.AssetsDefinition:
             context.log.info(f"{table}: {len(empty)} empty partition(s): {', '.join(empty[:10])}")
         return dg.MaterializeResult(
             metadata={
-                **table_metadata(wh, ingestion.stg_table(table), result.clean.height,
-                                 preview=result.clean.head(5)),
+                **table_metadata(wh, ingestion.stg_table(table), result.rows_out, preview=result.preview),
                 "rows_in": ledger[0], "rows_out": ledger[1], "rows_rejected": ledger[2], "rows_repaired": ledger[3],
                 "empty_partitions": len(empty),
                 "quarantine_by_reason": dg.MetadataValue.md(frame_preview(by_reason, 20)),
