@@ -101,12 +101,6 @@ class SourceDB:
             conn.close()
 
     # -- creation and loading ------------------------------------------------------------------
-    def exists(self) -> bool:
-        try:
-            return self.count("venues") >= 0
-        except Exception:
-            return False
-
     def create(self, landing: bool = False, replace: bool = True) -> None:
         statements = contract.ddl(self.dialect, landing=landing)
         names = list(contract.tables())

@@ -16,7 +16,6 @@ import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from datetime import date
 
 import polars as pl
 
@@ -69,9 +68,6 @@ class Warehouse(ABC):
     def location(self) -> str:
         """Where the data lives, for humans."""
 
-    def has_table(self, table: str) -> bool:
-        return table in self.tables()
-
     def count(self, table: str, where: str = "TRUE", params: Sequence = ()) -> int:
         check_identifier(table)
         return int(self.read(f"SELECT count(*) AS n FROM {table} WHERE {where}", params)["n"][0])
@@ -107,6 +103,3 @@ def open_warehouse(url: str | None = None) -> Warehouse:
         return PostgresWarehouse(url)
     raise ValueError(f"unsupported warehouse URL {url!r}: use duckdb:///dir or postgresql://...")
 
-
-def partition_value(v: object) -> str:
-    return v.isoformat() if isinstance(v, date) else str(v)

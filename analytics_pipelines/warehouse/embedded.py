@@ -74,10 +74,6 @@ class EmbeddedWarehouse(Warehouse):
             self.refresh_catalog([table])
         return df.height
 
-    def drop_table(self, table: str) -> None:
-        shutil.rmtree(self.root / check_identifier(table), ignore_errors=True)
-        self.refresh_catalog()
-
     # -- reading -------------------------------------------------------------------------------
     def tables(self) -> list[str]:
         if not self.root.exists():

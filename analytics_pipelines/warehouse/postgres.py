@@ -127,11 +127,6 @@ class PostgresWarehouse(Warehouse):
                 self._copy(conn, table, df)
         return df.height
 
-    def drop_table(self, table: str) -> None:
-        with self.connect() as conn:
-            conn.execute(psql.SQL("DROP TABLE IF EXISTS {}.{}").format(psql.Identifier(self.schema),
-                                                                       psql.Identifier(check_identifier(table))))
-
     # -- reading -------------------------------------------------------------------------------
     def tables(self):
         with self.connect(read_only=True) as conn:
