@@ -42,7 +42,9 @@ def summary(result: dg.ExecuteInProcessResult, seconds: float, source_url: str, 
     for t in wh.tables():
         tables.add_row(t, f"{wh.count(t):,}")
     console.print(tables)
-    if "quarantine" in wh.tables():
+    if "quarantine" in wh.tables() and wh.count("quarantine") == 0:
+        console.print("quarantine: no rejected or repaired rows (try `generate --dirty` for a source with bad rows)")
+    elif "quarantine" in wh.tables():
         q = wh.read("SELECT source_table, disposition, reason_code, count(*) AS n FROM quarantine "
                     "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
         qt = Table(title="quarantine (rejected rows and repairs, with reasons)")
