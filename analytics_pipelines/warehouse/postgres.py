@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -10,6 +9,7 @@ import polars as pl
 import psycopg
 from psycopg import sql as psql
 
+from analytics_pipelines.pgcopy import copy_in, copy_out
 from analytics_pipelines.source.db import normalize_pg_url
 from analytics_pipelines.warehouse.base import Warehouse, check_identifier
 
@@ -80,52 +80,36 @@ class PostgresWarehouse(Warehouse):
             (self.schema, table)).fetchall()
         return dict(rows)
 
-    def _copy(self, conn: psycopg.Connection, table: str, df: pl.DataFrame) -> None:
-        if df.height == 0:
-            return
-        out = df.with_columns(
-            [pl.col(n).dt.strftime("%Y-%m-%d %H:%M:%S%.f" + ("+00" if t.time_zone else ""))
-             for n, t in df.schema.items() if isinstance(t, pl.Datetime)]
-            + [pl.col(n).cast(pl.String) for n, t in df.schema.items() if t == pl.Null])
-        stmt = psql.SQL("COPY {}.{} ({}) FROM STDIN WITH (FORMAT csv)").format(
-            psql.Identifier(self.schema), psql.Identifier(table),
-            psql.SQL(", ").join(psql.Identifier(c) for c in df.columns))
-        with conn.cursor() as cur, cur.copy(stmt) as copy:
-            step = 250_000
-            for offset in range(0, out.height, step):
-                copy.write(out.slice(offset, step).write_csv(include_header=False, null_value=""))
+    def _replace_rows(self, table: str, df: pl.DataFrame, delete: psql.Composable, params=()) -> int:
+        """Create/extend the table, then in ONE transaction delete the rows being replaced and COPY the
+        new ones in: readers see the old rows or the new, never neither."""
+        with self.connect() as conn:
+            with conn.transaction():
+                self._ensure_table(conn, table, df.schema)
+            with conn.transaction():
+                conn.execute(delete, params)
+                copy_in(conn, psql.Identifier(self.schema, table), df)
+        return df.height
 
     # -- writing -------------------------------------------------------------------------------
     def write_partitions(self, table, df, by, keys):
         self._validate(table, df, by, keys)
         if not by:
             raise ValueError("write_partitions needs partition columns; use replace_table")
-        with self.connect() as conn:
-            with conn.transaction():
-                self._ensure_table(conn, table, df.schema)
-            with conn.transaction():
-                cond = psql.SQL(" AND ").join(
-                    psql.SQL("{}::text = k.{}").format(psql.Identifier(c), psql.Identifier(f"k{i}"))
-                    for i, c in enumerate(by))
-                arrays = [[str(k[i]) for k in keys] for i in range(len(by))]
-                unnest = psql.SQL(", ").join(psql.SQL("%s::text[]") for _ in by)
-                names = psql.SQL(", ").join(psql.Identifier(f"k{i}") for i in range(len(by)))
-                conn.execute(psql.SQL("DELETE FROM {}.{} USING unnest({}) AS k({}) WHERE {}").format(
-                    psql.Identifier(self.schema), psql.Identifier(table), unnest, names, cond), arrays)
-                self._copy(conn, table, df)
-        return df.height
+        cond = psql.SQL(" AND ").join(
+            psql.SQL("{}::text = k.{}").format(psql.Identifier(c), psql.Identifier(f"k{i}"))
+            for i, c in enumerate(by))
+        arrays = [[str(k[i]) for k in keys] for i in range(len(by))]
+        unnest = psql.SQL(", ").join(psql.SQL("%s::text[]") for _ in by)
+        names = psql.SQL(", ").join(psql.Identifier(f"k{i}") for i in range(len(by)))
+        return self._replace_rows(table, df, psql.SQL("DELETE FROM {} USING unnest({}) AS k({}) WHERE {}").format(
+            psql.Identifier(self.schema, table), unnest, names, cond), arrays)
 
     def replace_table(self, table, df):
         check_identifier(table)
-        with self.connect() as conn:
-            with conn.transaction():
-                self._ensure_table(conn, table, df.schema)
-            with conn.transaction():
-                # DELETE, not TRUNCATE: TRUNCATE's exclusive lock would block readers until commit.
-                conn.execute(psql.SQL("DELETE FROM {}.{}").format(psql.Identifier(self.schema),
-                                                                    psql.Identifier(table)))
-                self._copy(conn, table, df)
-        return df.height
+        # DELETE, not TRUNCATE: TRUNCATE's exclusive lock would block readers until commit.
+        return self._replace_rows(table, df, psql.SQL("DELETE FROM {}").format(
+            psql.Identifier(self.schema, table)))
 
     # -- reading -------------------------------------------------------------------------------
     def tables(self):
@@ -163,16 +147,7 @@ class PostgresWarehouse(Warehouse):
                     select.append(c)
                     schema[c] = _POLARS_TYPES.get(t, pl.String)
             query = f"SELECT {', '.join(select)} FROM {self.schema}.{table} WHERE {where}"
-            buf = io.BytesIO()
-            with conn.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)",
-                                                params) as copy:
-                for block in copy:
-                    buf.write(block)
-        if buf.getbuffer().nbytes == 0:
-            frame = pl.DataFrame(schema=schema)
-        else:
-            buf.seek(0)
-            frame = pl.read_csv(buf, schema=schema)
+            frame = copy_out(conn, query, params, schema)
         casts = []
         for c in names:
             t = types[c]
