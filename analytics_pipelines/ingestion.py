@@ -56,6 +56,19 @@ def _pseudonymize(df: pl.DataFrame, table: str) -> pl.DataFrame:
         conn.close()
 
 
+def partition_timestamp(table: str) -> pl.Expr:
+    """The raw (text) timestamp that places a fact row in a partition: the first non-blank of the
+    contract's partition_time columns. Its first 10 characters are the UTC day."""
+    return pl.coalesce([pl.when(pl.col(c).str.strip_chars() != "").then(pl.col(c))
+                        for c in contract.table(table).partition_time])
+
+
+def _write_quarantine_and_ledger(warehouse: Warehouse, quarantine: pl.DataFrame, ledger: pl.DataFrame,
+                                 keys: list[tuple[str, str]]) -> None:
+    warehouse.write_partitions(QUARANTINE_TABLE, quarantine, ["source_table", "partition"], keys)
+    warehouse.write_partitions(LEDGER_TABLE, ledger, ["source_table", "partition"], keys)
+
+
 def day_range(first: str, last: str) -> list[str]:
     """Inclusive list of ISO days."""
     d0, d1 = date.fromisoformat(first), date.fromisoformat(last)
@@ -80,14 +93,12 @@ def ingest_raw_facts(source: SourceDB, warehouse: Warehouse, table: str, days: l
     Each day is replaced whole (idempotent); days without rows are written empty."""
     landing = source.is_landing() if landing is None else landing
     stats = IngestStats()
-    cols = contract.table(table).partition_time
     for i in range(0, len(days), CHUNK_DAYS):
         chunk = days[i:i + CHUNK_DAYS]
         start, end = date.fromisoformat(chunk[0]), date.fromisoformat(chunk[-1]) + timedelta(days=1)
         where, params = source.window_predicate(table, landing, start, end)
         df = source.extract_text(table, where, params)
-        part = pl.coalesce([pl.when(pl.col(c).str.strip_chars() != "").then(pl.col(c)) for c in cols])
-        df = _pseudonymize(df, table).with_columns(part.str.slice(0, 10).alias(PARTITION))
+        df = _pseudonymize(df, table).with_columns(partition_timestamp(table).str.slice(0, 10).alias(PARTITION))
         warehouse.write_partitions(raw_table(table), df, [PARTITION], [(d,) for d in chunk])
         counts = dict(df.group_by(PARTITION).len().iter_rows())
         for d in chunk:
@@ -148,8 +159,7 @@ def stage_partitions(warehouse: Warehouse, table: str, partitions: list[str],
         keys = [(table, p) for p in chunk]
         # quarantine and ledger first: if the run dies after them, the staging table still holds the last
         # good data and the next run rewrites all three
-        warehouse.write_partitions(QUARANTINE_TABLE, result.quarantine, ["source_table", "partition"], keys)
-        warehouse.write_partitions(LEDGER_TABLE, result.ledger, ["source_table", "partition"], keys)
+        _write_quarantine_and_ledger(warehouse, result.quarantine, result.ledger, keys)
         if spec.partitioned:
             warehouse.write_partitions(stg_table(table), result.clean, [PARTITION], [(p,) for p in chunk])
         else:
@@ -173,8 +183,7 @@ def collect_unplaceable(source: SourceDB, warehouse: Warehouse, first_day: str, 
         spec = contract.table(table)
         where, params = source.unplaceable_predicate(table, landing, start, end)
         df = _pseudonymize(source.extract_text(table, where, params), table)
-        part = pl.coalesce([pl.when(pl.col(c).str.strip_chars() != "").then(pl.col(c))
-                            for c in spec.partition_time])
+        part = partition_timestamp(table)
         day = part.str.slice(0, 10)
         reason = (pl.when(part.is_null()).then(pl.lit(R.MISSING_PARTITION_TIMESTAMP))
                   .when(day >= end.isoformat()).then(pl.lit(R.FUTURE_TIMESTAMP))
@@ -190,9 +199,7 @@ def collect_unplaceable(source: SourceDB, warehouse: Warehouse, first_day: str, 
         ledger = pl.DataFrame([{"source_table": table, "partition": UNPLACEABLE, "rows_in": df.height,
                                 "rows_out": 0, "rows_rejected": df.height, "rows_repaired": 0}],
                               schema=LEDGER_SCHEMA)
-        key = [(table, UNPLACEABLE)]
-        warehouse.write_partitions(QUARANTINE_TABLE, q, ["source_table", "partition"], key)
-        warehouse.write_partitions(LEDGER_TABLE, ledger, ["source_table", "partition"], key)
+        _write_quarantine_and_ledger(warehouse, q, ledger, [(table, UNPLACEABLE)])
         counts[table] = df.height
     return counts
 
@@ -225,21 +232,23 @@ def audit(source: SourceDB, warehouse: Warehouse) -> pl.DataFrame:
         raw_n = warehouse.count(raw_table(table)) if raw_table(table) in have else 0
         stg_n = warehouse.count(stg_table(table)) if stg_table(table) in have else 0
         unplaceable = int(led.filter(pl.col("partition") == UNPLACEABLE)["rows_in"].sum())
+        source_rows = source.count(table)
         if spec.partitioned:
             by_day = source_rows_by_day(source, table, landing)
             days = led.filter(pl.col("partition") != UNPLACEABLE).select(
                 pl.col("partition").alias("day"), "rows_in")
             joined = by_day.join(days, on="day", how="full", coalesce=True).fill_null(0)
-            ingested = joined.filter(pl.col("day").is_in(days["day"].implode()))
+            was_ingested = pl.col("day").is_in(days["day"].implode())
+            ingested = joined.filter(was_ingested)
             mismatched = int((ingested["n"] - ingested["rows_in"]).abs().sum())
             source_ingested = int(ingested["n"].sum())
-            not_ingested = int(joined.filter(~pl.col("day").is_in(days["day"].implode()))["n"].sum()) - unplaceable
+            not_ingested = int(joined.filter(~was_ingested)["n"].sum()) - unplaceable
         else:
-            source_ingested = source.count(table)
+            source_ingested = source_rows
             mismatched = abs(source_ingested - raw_n)
             not_ingested = 0
         rows.append({
-            "source_table": table, "source_rows": source.count(table), "source_rows_ingested": source_ingested,
+            "source_table": table, "source_rows": source_rows, "source_rows_ingested": source_ingested,
             "rows_not_ingested": max(not_ingested, 0), "unplaceable": unplaceable, "raw_rows": raw_n,
             "stg_rows": stg_n, "rows_in": int(led["rows_in"].sum()), "rows_out": int(led["rows_out"].sum()),
             "rows_rejected": int(led["rows_rejected"].sum()), "rows_repaired": int(led["rows_repaired"].sum()),
