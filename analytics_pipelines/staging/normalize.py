@@ -90,6 +90,12 @@ def _blank(col: str) -> pl.Expr:
     return pl.col(col).is_null() | (pl.col(col).str.strip_chars() == "")
 
 
+def _repairs(kept: pl.DataFrame, changed: pl.Expr, reason: str, detail: pl.Expr) -> pl.DataFrame:
+    """One repair record (_row, _reason, _detail) per kept row where `changed` holds."""
+    return kept.filter(changed).select("_row", pl.lit(reason).alias("_reason"),
+                                       detail.cast(pl.String).alias("_detail"))
+
+
 def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = None,
           now: datetime | None = None, partitions: list[str] | None = None) -> StageResult:
     """Stage the raw rows of `table`.
@@ -244,8 +250,7 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
     for c in spec.columns:
         if c.name in _DROPPED.get(table, ()):
             continue
-        t = pl.col(f"__t_{c.name}") if c.base_type in ("uuid", "integer", "bigint", "numeric", "boolean",
-                                                         "timestamptz") else pl.col(c.name)
+        t = pl.col(f"__t_{c.name}") if f"__t_{c.name}" in kept.columns else pl.col(c.name)
         if c.name in spec.money:
             factor = 100 if spec.money[c.name] == "dollars" else 1
             out_cols.append((t * factor).round(0).cast(pl.Int64).alias(money_output_name(c.name)))
@@ -253,21 +258,15 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
             low = pl.col(c.name).str.strip_chars().str.to_lowercase()
             native_upper = all(a == a.upper() for a in spec.statuses[c.name])
             native = low.str.to_uppercase() if native_upper else low
-            changed = kept.filter(pl.col(c.name).is_not_null() & (pl.col(c.name) != native))
-            if changed.height:
-                repairs.append(changed.select(
-                    "_row", pl.lit(R.MIXED_CASE_STATUS).alias("_reason"),
-                    pl.format("{} '{}' normalized", pl.lit(c.name), pl.col(c.name)).alias("_detail")))
+            repairs.append(_repairs(kept, pl.col(c.name).is_not_null() & (pl.col(c.name) != native),
+                                    R.MIXED_CASE_STATUS, pl.format("{} '{}' normalized", pl.lit(c.name),
+                                                                   pl.col(c.name))))
             out_cols.append(low.alias(c.name))
         elif c.name in spec.text:
             has_bad = pl.col(c.name).str.contains(_CONTROL) | (
                 pl.col(c.name) != pl.col(c.name).str.normalize("NFC"))
-            changed = kept.filter(has_bad.fill_null(False))
-            if changed.height:
-                repairs.append(changed.select(
-                    "_row", pl.lit(R.CONTROL_CHARACTERS).alias("_reason"),
-                    pl.format("{} had control characters or unnormalized unicode", pl.lit(c.name))
-                    .alias("_detail")))
+            repairs.append(_repairs(kept, has_bad.fill_null(False), R.CONTROL_CHARACTERS,
+                                    pl.lit(f"{c.name} had control characters or unnormalized unicode")))
             out_cols.append(pl.col(c.name).str.replace_all(_CONTROL, "").str.normalize("NFC")
                             .str.strip_chars().alias(c.name))
         elif c.name == "currency":
