@@ -169,6 +169,7 @@ class EmbeddedWarehouse(Warehouse):
             Path(str(tmp) + ".wal").unlink(missing_ok=True)
         return self.catalog_path
 
+
 def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
     """Partition files of one table; an added column (schema growth) is null in older files."""
     first = frames[0].schema
