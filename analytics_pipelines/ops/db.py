@@ -1,0 +1,77 @@
+"""The operational database: SQLite under the data directory by default, PostgreSQL when TT_OPS_URL says so.
+
+One SQLAlchemy Core code path for both. Each feature module declares its tables on `metadata` below;
+`ops_engine()` creates whatever is missing. Row-level updates happen in short transactions, so the API
+(acknowledging an alert, creating an export request) and the Dagster jobs can work on the same rows.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import sqlalchemy as sa
+
+from analytics_pipelines.paths import data_dir
+
+#: every operational table is declared on this MetaData (schema-less: SQLite has none; in PostgreSQL the
+#: tables live in the `ops` schema through the connection's search_path)
+metadata = sa.MetaData()
+
+
+def default_ops_url() -> str:
+    """TT_OPS_URL, else a SQLite file beside the embedded warehouse."""
+    url = os.environ.get("TT_OPS_URL")
+    if url:
+        return url
+    path = data_dir() / "ops.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def _normalize(url: str) -> str:
+    # psycopg 3 for PostgreSQL, whatever spelling the user gave
+    for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+@lru_cache(maxsize=8)
+def ops_engine(url: str | None = None) -> sa.Engine:
+    """An engine for the operational database with every declared table created (idempotent)."""
+    url = _normalize(url or default_ops_url())
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # WAL: readers never wait for a writer
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True,
+                                  connect_args={"options": "-c search_path=ops,public"})
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('tt_ops_ddl'))"))
+            conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
+    _create_all(engine)
+    return engine
+
+
+def _create_all(engine: sa.Engine) -> None:
+    # import the modules that declare tables so that metadata is complete
+    import importlib
+    import pkgutil
+
+    import analytics_pipelines.ops as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name != "db":
+            importlib.import_module(f"analytics_pipelines.ops.{mod.name}")
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('tt_ops_ddl'))"))
+        metadata.create_all(conn, checkfirst=True)
