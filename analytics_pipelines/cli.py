@@ -3,6 +3,8 @@
     analytics-pipelines generate [--scale small] [--seed 42] [--target URL] [--dirty --manifest F]
     analytics-pipelines run [--from DAY --to DAY] [--job main_job]
     analytics-pipelines sql "select ..." [--format table|csv|json]
+    analytics-pipelines api [--host 127.0.0.1] [--port 8000]
+    analytics-pipelines token --tenant UUID [--venue UUID] [--role user] [--permission analytics.read ...]
 """
 
 from __future__ import annotations
@@ -98,6 +100,45 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def _uuid_arg(value: str) -> str:
+    import uuid
+
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a UUID: {value!r}") from None
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from analytics_pipelines.api import ConfigError, Settings, create_app
+
+    try:
+        app = create_app(Settings.from_env())
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from analytics_pipelines.api import ConfigError, Settings
+    from analytics_pipelines.api.auth import PERMISSIONS, mint_token
+
+    settings = Settings.from_env()
+    key = Path(args.private_key).read_text() if args.private_key else None
+    try:
+        print(mint_token(settings, tenant_id=args.tenant, venue_id=args.venue, user_id=args.user,
+                         role=args.role, permissions=args.permission or [PERMISSIONS[0]],
+                         expires_in=args.expires_in, private_key=key))
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="analytics-pipelines", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -130,6 +171,25 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--limit", type=int, default=50, help="rows shown in table format")
     s.add_argument("--warehouse", help="warehouse URL (default: TT_WAREHOUSE_URL or the embedded one)")
     s.set_defaults(func=cmd_sql)
+
+    a = sub.add_parser("api", help="serve the read API (JWT; TT_API_JWT_SECRET or TT_API_MODE=development)")
+    a.add_argument("--host", default="127.0.0.1")
+    a.add_argument("--port", type=int, default=8000)
+    a.add_argument("--log-level", default="info")
+    a.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    a.set_defaults(func=cmd_api)
+
+    t = sub.add_parser("token", help="mint a development JWT the API accepts (same env as the API)")
+    t.add_argument("--tenant", required=True, type=_uuid_arg, help="tenant_id claim")
+    t.add_argument("--venue", type=_uuid_arg, help="venue_id claim (omit for a tenant-wide admin)")
+    t.add_argument("--user", default="dev-user", help="sub claim")
+    t.add_argument("--role", default="user", help="role claim (admin: every venue of the tenant)")
+    t.add_argument("--permission", action="append", choices=["analytics.read", "analytics.export",
+                                                             "analytics.admin"],
+                   help="repeatable; default analytics.read")
+    t.add_argument("--expires-in", type=int, default=3600, help="seconds (default 3600)")
+    t.add_argument("--private-key", help="PEM file, when the API verifies RS256 with TT_API_JWT_PUBLIC_KEY")
+    t.set_defaults(func=cmd_token)
 
     args = p.parse_args(argv)
     return args.func(args)

@@ -1,0 +1,104 @@
+"""The FastAPI application: `create_app(settings)`."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from analytics_pipelines.api import grafana, marts, ops_routes
+from analytics_pipelines.api.common import jsonable
+from analytics_pipelines.api.reader import Reader, TableMissing, open_reader
+from analytics_pipelines.api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Read API over TicketToken's materialized analytics (the marts of docs/marts.md).
+
+Authenticate with `Authorization: Bearer <JWT>` (claims `sub`, `tenant_id`, `venue_id`, `role`,
+`permissions`; `exp`, `iss`, `aud` required). Data is scoped by the token only: a venue's token reads its
+venue; an admin's (role admin or analytics.admin) any venue of its tenant. Money is integer cents.
+Mart reads carry an ETag and Cache-Control; send If-None-Match to get 304.
+A mart that is not materialized yet answers 503 with a message."""
+
+FRESHNESS = (("venue_analytics", "day"), ("kpi_snapshots", "snapshot_hour"), ("sales_metrics", "period_start"))
+
+
+def create_app(settings: Settings | None = None, reader: Reader | None = None) -> FastAPI:
+    """The API for `settings` (default: from the environment). Refuses to build without a JWT key outside
+    development mode. `reader` overrides the warehouse reader (tests)."""
+    settings = settings or Settings.from_env()
+    settings.validate()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if app.state.reader is None:
+            app.state.reader = open_reader(settings.warehouse_url, **(
+                {"refresh_seconds": settings.refresh_seconds} if settings.warehouse_url.startswith("duckdb")
+                else {}))
+        try:
+            yield
+        finally:
+            if app.state.owns_reader:
+                app.state.reader.close()
+
+    app = FastAPI(title="TicketToken Analytics API", version="1.0.0", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    app.state.reader = reader
+    app.state.owns_reader = reader is None
+    app.state.ops = None
+
+    @app.exception_handler(TableMissing)
+    async def _missing(request: Request, exc: TableMissing):
+        return JSONResponse({"detail": str(exc), "table": exc.table}, status_code=503,
+                            headers={"Retry-After": "300"})
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def _pg_down(request: Request, exc: psycopg.OperationalError):
+        log.warning("warehouse unavailable: %s", exc)
+        return JSONResponse({"detail": "warehouse unavailable, try again later"}, status_code=503,
+                            headers={"Retry-After": "30"})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(x) for x in first["loc"])
+        return JSONResponse({"detail": f"invalid {where}: {first['msg']}", "errors": jsonable(errors)},
+                            status_code=422)
+
+    @app.get("/health", tags=["health"])
+    def health():
+        """Liveness: the process answers."""
+        return {"status": "ok", "time": datetime.now(UTC).isoformat()}
+
+    @app.get("/health/ready", tags=["health"], responses={503: {"description": "warehouse unreachable"}})
+    def ready(request: Request):
+        """Readiness: the warehouse is reachable; freshness of the main marts (latest day/hour loaded)."""
+        r: Reader = request.app.state.reader
+        status = r.status()
+        fresh = {}
+        if status.get("reachable"):
+            for table, col in FRESHNESS:
+                if table in r.tables():
+                    try:
+                        res = r.latest(table, col)
+                    except Exception as exc:  # noqa: BLE001 - reported, not raised
+                        res = f"error: {type(exc).__name__}"
+                    fresh[table] = jsonable(res)
+                else:
+                    fresh[table] = None
+        body = {"status": "ready" if status.get("reachable") else "unavailable", "warehouse": status,
+                "freshness": fresh}
+        return JSONResponse(jsonable(body), status_code=200 if status.get("reachable") else 503)
+
+    app.include_router(marts.router)
+    app.include_router(ops_routes.router)
+    app.include_router(grafana.router)
+    return app

@@ -1,0 +1,145 @@
+"""Grafana simple-JSON datasource (the monitoring service's /, /search, /query, /annotations) over
+kpi_snapshots and the sales_metrics series, scoped like every other read: the token's venue, or the whole
+tenant for an admin. Configure Grafana's JSON datasource with URL <api>/grafana and a custom header
+`Authorization: Bearer <token>`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from analytics_pipelines.api.common import Reading, json_response, reader_of, run
+from analytics_pipelines.api.reader import TableMissing
+
+router = APIRouter(prefix="/grafana", tags=["grafana"])
+SALES_FIELDS = ("tickets_sold", "orders", "gross_revenue_cents", "unique_customers")
+GRANULARITIES = ("hour", "day", "week", "month")
+
+
+class Range(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    from_: datetime = Field(alias="from")
+    to: datetime
+
+
+class Target(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    target: Annotated[str, Field(min_length=1, max_length=100)]
+    refId: str | None = None
+
+
+class QueryBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    range: Range
+    targets: list[Target] = Field(max_length=20)
+    maxDataPoints: int | None = Field(None, ge=1, le=100_000)
+
+
+class SearchBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    target: str | None = Field(None, max_length=100)
+
+
+class AnnotationBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    range: Range
+    annotation: dict | None = None
+
+
+@router.get("/")
+def grafana_ok(p: Reading):
+    """Datasource test: {"status": "ok"}."""
+    return {"status": "ok"}
+
+
+def _kpi_scope(p) -> tuple[str, list]:
+    if p.venue_id and not p.is_admin:
+        return "tenant_id = %s AND venue_id = %s", [p.tenant_id, p.venue_id]
+    return "tenant_id = %s AND venue_id IS NULL", [p.tenant_id]
+
+
+@router.post("/search")
+def grafana_search(request: Request, p: Reading, body: SearchBody | None = None):
+    """Metric names: `kpi.<metric>` (kpi_snapshots) and `sales.<granularity>.<field>` (sales_metrics)."""
+    names = []
+    if "kpi_snapshots" in reader_of(request).tables():
+        cond, params = _kpi_scope(p)
+        res = run(request, p, f"SELECT DISTINCT metric FROM kpi_snapshots WHERE {cond} ORDER BY metric",
+                  params, ["kpi_snapshots"])
+        names += [f"kpi.{r[0]}" for r in res.rows]
+    if "sales_metrics" in reader_of(request).tables():
+        names += [f"sales.{g}.{f}" for g in GRANULARITIES for f in SALES_FIELDS]
+    needle = (body.target or "").lower() if body else ""
+    return [n for n in names if needle in n.lower()]
+
+
+def _series(request: Request, p, target: str, start: datetime, end: datetime, cap: int) -> list:
+    parts = target.split(".")
+    if parts[0] == "kpi" and len(parts) == 2:
+        cond, params = _kpi_scope(p)
+        res = run(request, p, f"""SELECT value, snapshot_hour FROM kpi_snapshots
+            WHERE {cond} AND metric = %s AND snapshot_hour >= %s AND snapshot_hour <= %s
+            ORDER BY snapshot_hour LIMIT %s""", [*params, parts[1], start, end, cap], ["kpi_snapshots"])
+    elif parts[0] == "sales" and len(parts) == 3 and parts[1] in GRANULARITIES and parts[2] in SALES_FIELDS:
+        if p.venue_id and not p.is_admin:
+            cond, params = "tenant_id = %s AND venue_id = %s", [p.tenant_id, p.venue_id]
+        else:
+            cond, params = "tenant_id = %s", [p.tenant_id]
+        res = run(request, p, f"""SELECT sum({parts[2]}) AS v, period_start FROM sales_metrics
+            WHERE {cond} AND granularity = %s AND period_start >= %s AND period_start <= %s
+            GROUP BY period_start ORDER BY period_start LIMIT %s""", [*params, parts[1], start, end, cap],
+                  ["sales_metrics"])
+    else:
+        raise HTTPException(400, f"unknown target {target!r}: use a name from /grafana/search")
+    return [[None if v is None else float(v), int(ts.timestamp() * 1000)] for v, ts in res.rows]
+
+
+@router.post("/query")
+def grafana_query(request: Request, p: Reading, body: QueryBody):
+    """Time series: [{target, datapoints: [[value, epoch_ms], ...]}]."""
+    start, end = body.range.from_, body.range.to
+    if start > end:
+        raise HTTPException(400, "range.from must be before range.to")
+    max_days = request.app.state.settings.max_range_days
+    if (end - start).total_seconds() > max_days * 86400:
+        raise HTTPException(400, f"range too long: at most {max_days} days")
+    cap = min(body.maxDataPoints or 10_000, 10_000)
+    out = []
+    for t in body.targets:
+        try:
+            points = _series(request, p, t.target, start, end, cap)
+        except TableMissing:
+            points = []  # a panel over a mart not built yet is empty, not an error
+        out.append({"target": t.target, "datapoints": points})
+    return json_response(request, out, cache=False)
+
+
+@router.post("/annotations")
+def grafana_annotations(request: Request, p: Reading, body: AnnotationBody):
+    """Alert instances triggered in the range, as annotations."""
+    import sqlalchemy as sa
+
+    from analytics_pipelines.api.ops_routes import _engine
+    from analytics_pipelines.ops.alerts import alert_instances as t
+
+    q = sa.select(t.c.triggered_at, t.c.severity, t.c.message, t.c.trigger_value, t.c.status).where(
+        t.c.tenant_id == p.tenant_id, t.c.triggered_at >= body.range.from_, t.c.triggered_at <= body.range.to)
+    if p.venue_id and not p.is_admin:
+        q = q.where(t.c.venue_id == p.venue_id)
+    with _engine(request).connect() as conn:
+        rows = conn.execute(q.order_by(t.c.triggered_at).limit(1000)).all()
+    name = (body.annotation or {}).get("name", "alerts")
+    out = []
+    for r in rows:
+        out.append({"annotation": name, "time": int(_epoch_ms(r.triggered_at)), "title": f"{r.severity}: {r.message or 'alert'}",
+                    "text": f"Value: {r.trigger_value} ({r.status})", "tags": ["alert", r.severity, r.status]})
+    return json_response(request, out, cache=False)
+
+
+def _epoch_ms(ts: datetime) -> float:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.timestamp() * 1000

@@ -1,0 +1,279 @@
+"""Read endpoints over the marts (docs/marts.md). Every query is parameterized and filtered by the token's
+tenant (and venue unless an admin asks tenant-wide); on PostgreSQL RLS enforces the tenant as well."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+
+from analytics_pipelines.api.common import (
+    EndQ,
+    LimitQ,
+    OffsetQ,
+    Reading,
+    StartQ,
+    VenueQ,
+    date_range,
+    page,
+    reader_of,
+    run,
+    scope_sql,
+    scoped,
+)
+from analytics_pipelines.api.reader import TableMissing
+
+router = APIRouter(prefix="/v1")
+MART = {"description": "Not materialized yet (the mart does not exist in the warehouse)"}
+R = {304: {"description": "Not modified (If-None-Match)"}, 503: MART}
+
+
+# -- revenue ------------------------------------------------------------------------------------------
+@router.get("/revenue/summary", tags=["revenue"], responses=R)
+def revenue_summary(request: Request, p: Reading, venue_id: VenueQ = None, start_date: StartQ = None,
+                    end_date: EndQ = None):
+    """Totals over a date range from `venue_analytics` (money in cents)."""
+    start, end = date_range(request, start_date, end_date)
+    where, params = scope_sql(p, scoped(p, venue_id))
+    res = run(request, p, f"""
+        SELECT count(DISTINCT venue_id) AS venues, count(DISTINCT day) AS days,
+               coalesce(sum(tickets_sold), 0) AS tickets_sold, coalesce(sum(orders), 0) AS orders,
+               coalesce(sum(gross_revenue_cents), 0) AS gross_revenue_cents,
+               coalesce(sum(ticket_revenue_cents), 0) AS ticket_revenue_cents,
+               coalesce(sum(refunds_cents), 0) AS refunds_cents, coalesce(sum(fees_cents), 0) AS fees_cents,
+               coalesce(sum(tax_cents), 0) AS tax_cents,
+               coalesce(sum(net_revenue_cents), 0) AS net_revenue_cents,
+               coalesce(sum(resale_volume_cents), 0) AS resale_volume_cents
+        FROM venue_analytics WHERE {where} AND day BETWEEN %s AND %s""",
+              [*params, start, end], ["venue_analytics"])
+    return page(request, res, start_date=start, end_date=end)
+
+
+@router.get("/revenue/by-channel", tags=["revenue"], responses=R)
+def revenue_by_channel(request: Request, p: Reading, venue_id: VenueQ = None, start_date: StartQ = None,
+                       end_date: EndQ = None):
+    """Revenue per line (`primary:<channel>`, `resale:<payment_method>`) over a date range."""
+    start, end = date_range(request, start_date, end_date)
+    where, params = scope_sql(p, scoped(p, venue_id))
+    res = run(request, p, f"""
+        SELECT revenue_line, source, channel, sum(tickets) AS tickets, sum(transactions) AS transactions,
+               sum(gross_revenue_cents) AS gross_revenue_cents, sum(refunds_cents) AS refunds_cents,
+               sum(fees_cents) AS fees_cents, sum(net_revenue_cents) AS net_revenue_cents
+        FROM revenue_by_channel WHERE {where} AND day BETWEEN %s AND %s
+        GROUP BY revenue_line, source, channel ORDER BY gross_revenue_cents DESC, revenue_line""",
+              [*params, start, end], ["revenue_by_channel"])
+    return page(request, res, start_date=start, end_date=end)
+
+
+@router.get("/revenue/projections", tags=["revenue"], responses=R)
+def revenue_projections(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
+                        offset: OffsetQ = 0):
+    """The latest projection run (`as_of`) per venue: projected net revenue per day with bounds."""
+    where, params = scope_sql(p, scoped(p, venue_id))
+    where_p, params_p = scope_sql(p, scoped(p, venue_id), "p")
+    res = run(request, p, f"""
+        SELECT p.venue_id, p.as_of, p.day, p.horizon_day, p.projected_net_revenue_cents, p.lower_cents,
+               p.upper_cents, p.model
+        FROM revenue_projections p
+        WHERE {where_p} AND p.as_of = (SELECT max(as_of) FROM revenue_projections WHERE {where})
+        ORDER BY p.venue_id, p.day LIMIT %s OFFSET %s""",
+              [*params_p, *params, limit, offset], ["revenue_projections"])
+    return page(request, res, limit, offset)
+
+
+# -- sales --------------------------------------------------------------------------------------------
+Granularity = Literal["hour", "day", "week", "month"]
+
+
+@router.get("/sales/metrics", tags=["sales"], responses=R)
+def sales_metrics(request: Request, p: Reading,
+                  granularity: Annotated[Granularity, Query(description="hour, day, week or month")] = "day",
+                  venue_id: VenueQ = None, start_date: StartQ = None, end_date: EndQ = None,
+                  limit: LimitQ = 100, offset: OffsetQ = 0):
+    """Sales per period from `sales_metrics` (periods starting within the range)."""
+    start, end = date_range(request, start_date, end_date)
+    where, params = scope_sql(p, scoped(p, venue_id))
+    res = run(request, p, f"""
+        SELECT venue_id, granularity, period_start, tickets_sold, orders, gross_revenue_cents,
+               unique_customers, avg_ticket_price_cents, tickets_growth_pct, revenue_growth_pct
+        FROM sales_metrics
+        WHERE {where} AND granularity = %s AND period_start >= %s AND period_start < %s
+        ORDER BY venue_id, period_start LIMIT %s OFFSET %s""",
+              [*params, granularity, start, end + timedelta(days=1), limit, offset], ["sales_metrics"])
+    return page(request, res, limit, offset, granularity=granularity, start_date=start, end_date=end)
+
+
+@router.get("/sales/trends", tags=["sales"], responses=R)
+def sales_trends(request: Request, p: Reading, venue_id: VenueQ = None, start_date: StartQ = None,
+                 end_date: EndQ = None):
+    """Daily tickets and revenue over the range (all venues in scope summed) with 7-day moving averages."""
+    start, end = date_range(request, start_date, end_date)
+    where, params = scope_sql(p, scoped(p, venue_id))
+    res = run(request, p, f"""
+        SELECT day, tickets_sold, orders, gross_revenue_cents, net_revenue_cents,
+               avg(tickets_sold) OVER w AS tickets_sold_7d_avg,
+               avg(gross_revenue_cents) OVER w AS gross_revenue_7d_avg_cents
+        FROM (SELECT day, sum(tickets_sold) AS tickets_sold, sum(orders) AS orders,
+                     sum(gross_revenue_cents) AS gross_revenue_cents, sum(net_revenue_cents) AS net_revenue_cents
+              FROM venue_analytics WHERE {where} AND day BETWEEN %s AND %s GROUP BY day) d
+        WINDOW w AS (ORDER BY day ROWS BETWEEN 6 PRECEDING AND CURRENT ROW)
+        ORDER BY day""", [*params, start, end], ["venue_analytics"])
+    return page(request, res, start_date=start, end_date=end)
+
+
+@router.get("/sales/seasonality", tags=["sales"], responses=R)
+def sales_seasonality(request: Request, p: Reading, venue_id: VenueQ = None):
+    """Per venue and calendar month: averages, volatility and the Peak/Normal/Off Season label."""
+    where, params = scope_sql(p, scoped(p, venue_id))
+    res = run(request, p, f"""
+        SELECT venue_id, month, avg_tickets, avg_revenue_cents, avg_event_days, stddev_tickets,
+               volatility_pct, seasonality_ratio, season
+        FROM venue_seasonality WHERE {where} ORDER BY venue_id, month""", params, ["venue_seasonality"])
+    return page(request, res)
+
+
+# -- events -------------------------------------------------------------------------------------------
+EVENT_SORT = {"revenue": "gross_revenue_cents DESC", "tickets": "tickets_sold DESC",
+              "utilization": "capacity_utilization_pct DESC", "starts_at": "starts_at"}
+EVENT_COLS = """venue_id, event_id, event_name, category_name, starts_at, status, tickets_sold,
+    gross_revenue_cents, net_revenue_cents, capacity, capacity_utilization_pct, revenue_rank, is_top_10"""
+
+
+@router.get("/events/performance", tags=["events"], responses=R)
+def events_performance(request: Request, p: Reading, venue_id: VenueQ = None,
+                       sort: Annotated[Literal["revenue", "tickets", "utilization", "starts_at"],
+                                       Query(description="Order of the rows")] = "revenue",
+                       limit: LimitQ = 100, offset: OffsetQ = 0):
+    """Per event: tickets, revenue, capacity utilization and revenue rank within its venue."""
+    where, params = scope_sql(p, scoped(p, venue_id))
+    res = run(request, p, f"""SELECT {EVENT_COLS} FROM event_performance WHERE {where}
+        ORDER BY {EVENT_SORT[sort]}, event_id LIMIT %s OFFSET %s""", [*params, limit, offset],
+              ["event_performance"])
+    return page(request, res, limit, offset, sort=sort)
+
+
+@router.get("/events/top", tags=["events"], responses=R)
+def events_top(request: Request, p: Reading, venue_id: VenueQ = None,
+               limit: Annotated[int, Query(ge=1, le=100, description="How many, 1-100")] = 10):
+    """The highest-grossing events in scope."""
+    where, params = scope_sql(p, scoped(p, venue_id))
+    res = run(request, p, f"""SELECT {EVENT_COLS} FROM event_performance WHERE {where}
+        ORDER BY gross_revenue_cents DESC, event_id LIMIT %s""", [*params, limit], ["event_performance"])
+    return page(request, res, limit, 0)
+
+
+@router.get("/events/{event_id}/price-history", tags=["events"], responses=R)
+def price_history(request: Request, p: Reading, event_id: Annotated[UUID, Path()], venue_id: VenueQ = None):
+    """Every price of the event's ticket types with its validity interval (valid_to null = current)."""
+    where, params = scope_sql(p, scoped(p, venue_id))
+    res = run(request, p, f"""
+        SELECT venue_id, event_id, ticket_type_id, ticket_type_name, price_cents, valid_from, valid_to, source
+        FROM price_history WHERE {where} AND event_id = %s ORDER BY ticket_type_id, valid_from""",
+              [*params, str(event_id)], ["price_history"])
+    return page(request, res)
+
+
+# -- venues and KPIs ----------------------------------------------------------------------------------
+@router.get("/venues/daily", tags=["venues"], responses=R)
+def venue_daily(request: Request, p: Reading, venue_id: VenueQ = None, start_date: StartQ = None,
+                end_date: EndQ = None, limit: LimitQ = 100, offset: OffsetQ = 0):
+    """`venue_analytics` rows (one per venue and day)."""
+    start, end = date_range(request, start_date, end_date)
+    where, params = scope_sql(p, scoped(p, venue_id))
+    res = run(request, p, f"""
+        SELECT venue_id, day, tickets_sold, orders, gross_revenue_cents, ticket_revenue_cents, refunds_cents,
+               fees_cents, tax_cents, net_revenue_cents, unique_customers, events_active, capacity_sold_pct,
+               avg_ticket_price_cents, resale_sales, resale_volume_cents
+        FROM venue_analytics WHERE {where} AND day BETWEEN %s AND %s
+        ORDER BY day, venue_id LIMIT %s OFFSET %s""", [*params, start, end, limit, offset], ["venue_analytics"])
+    return page(request, res, limit, offset, start_date=start, end_date=end)
+
+
+@router.get("/kpis", tags=["kpis"], responses=R)
+def kpis(request: Request, p: Reading, venue_id: VenueQ = None):
+    """The latest KPI snapshot: the venue's, or the tenant-wide one (venue_id null) for a tenant-wide
+    admin request."""
+    venues = scoped(p, venue_id)
+    if venues:
+        cond, params = "tenant_id = %s AND venue_id = %s", [p.tenant_id, venues[0]]
+    else:
+        cond, params = "tenant_id = %s AND venue_id IS NULL", [p.tenant_id]
+    res = run(request, p, f"""
+        SELECT metric, value, snapshot_hour FROM kpi_snapshots
+        WHERE {cond} AND snapshot_hour = (SELECT max(snapshot_hour) FROM kpi_snapshots WHERE {cond})
+        ORDER BY metric""", [*params, *params], ["kpi_snapshots"])
+    return page(request, res, venue_id=venues[0] if venues else None)
+
+
+# -- customers (marts built by the customer-analytics work; 503 until they exist) ----------------------
+CUSTOMER_KEYS = ("customer_id", "user_id", "customer_hash")
+
+
+def _customer_rows(request: Request, p: Reading, table: str, venue_id, limit: int, offset: int,
+                   order: tuple[str, ...] = (), where_extra: str = "", extra_params: tuple = ()):
+    cols = reader_of(request).columns(table)
+    if "tenant_id" not in cols:
+        raise TableMissing(table)
+    venues = scoped(p, venue_id)
+    where, params = ("tenant_id = %s", [p.tenant_id])
+    if "venue_id" in cols and venues:
+        where, params = scope_sql(p, venues)
+    elif venues and not p.is_admin:
+        # a venue-scoped token cannot read a tenant-wide customer table
+        raise HTTPException(403, f"Forbidden: {table} is tenant-wide; analytics.admin required")
+    keys = [c for c in (*order, *CUSTOMER_KEYS, "venue_id") if c.split()[0] in cols]
+    order_by = ", ".join(dict.fromkeys(keys)) or "1"
+    res = run(request, p, f"SELECT {', '.join(cols)} FROM {table} WHERE {where}{where_extra} ORDER BY {order_by} "
+                          "LIMIT %s OFFSET %s", [*params, *extra_params, limit, offset], [table])
+    return page(request, res, limit, offset, table=table)
+
+
+@router.get("/customers/segments", tags=["customers"], responses=R)
+def customer_segments(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
+                      offset: OffsetQ = 0):
+    return _customer_rows(request, p, "customer_segments", venue_id, limit, offset, ("segment",))
+
+
+@router.get("/customers/rfm", tags=["customers"], responses=R)
+def customer_rfm(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
+                 offset: OffsetQ = 0):
+    return _customer_rows(request, p, "customer_rfm_scores", venue_id, limit, offset)
+
+
+@router.get("/customers/lifetime-value", tags=["customers"], responses=R)
+def customer_clv(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
+                 offset: OffsetQ = 0):
+    return _customer_rows(request, p, "customer_lifetime_value", venue_id, limit, offset)
+
+
+@router.get("/customers/churn-risk", tags=["customers"], responses=R)
+def customer_churn(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
+                   offset: OffsetQ = 0):
+    cols = reader_of(request).columns("customer_360")
+    risk = [c for c in cols if c.startswith("churn")]
+    return _customer_rows(request, p, "customer_360", venue_id, limit, offset,
+                          (f"{risk[0]} DESC",) if risk else ())
+
+
+@router.get("/customers/cohorts", tags=["customers"], responses=R)
+def customer_cohorts(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
+                     offset: OffsetQ = 0):
+    return _customer_rows(request, p, "customer_cohorts", venue_id, limit, offset)
+
+
+@router.get("/customers/{customer_id}", tags=["customers"], responses={**R, 404: {"description": "unknown"}})
+def customer_profile(request: Request, p: Reading,
+                     customer_id: Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")],
+                     venue_id: VenueQ = None):
+    """One customer's profile from `customer_360` (venue-scoped when the table has venue_id)."""
+    cols = reader_of(request).columns("customer_360")
+    key = next((c for c in CUSTOMER_KEYS if c in cols), None)
+    if key is None:
+        raise TableMissing("customer_360")
+    resp = _customer_rows(request, p, "customer_360", venue_id, 1000, 0, (), f" AND {key}::text = %s",
+                          (customer_id,))
+    if resp.status_code == 200 and resp.body.startswith(b'{"data":[]'):
+        raise HTTPException(404, f"customer {customer_id} not found in your scope")
+    return resp

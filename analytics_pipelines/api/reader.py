@@ -1,0 +1,392 @@
+"""How the API reads the marts: one interface, two backends.
+
+- embedded warehouse (Parquet files): `SnapshotReader` keeps a private DuckDB database (a temporary file
+  owned by this process, so nobody else can lock it) holding a copy of each mart the API serves. A
+  background thread compares every table's file signature (path, size, mtime of each partition file) once
+  per `refresh_seconds` and reloads a table whose files changed: the new copy is built under a temporary
+  name and swapped in by one DuckDB transaction, so a request sees the old copy or the new one. Every
+  partition file is replaced by an atomic rename, so a copy never holds half a partition; a request never
+  touches the Parquet files and never fails because a run is writing. Measured (medium, one year of
+  venue_analytics): reading the files per request costs 150-330 ms, the copy answers in 1-4 ms.
+- PostgreSQL warehouse: `PostgresReader` queries the tables directly in a read-only transaction that
+  switches to the NOLOGIN role `tt_api_reader` and sets `app.tenant_id`; row-level security (`rls.py`)
+  then hides every other tenant's rows even if a query forgot its tenant filter.
+
+Queries are written once in the SQL both dialects share, with %s placeholders (parameters only).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import psycopg
+from psycopg import sql as psql
+
+from analytics_pipelines.source.db import normalize_pg_url
+from analytics_pipelines.warehouse.base import check_identifier
+from analytics_pipelines.warehouse.postgres import SCHEMA
+
+log = logging.getLogger(__name__)
+
+#: the marts the API serves (customer marts may not exist yet: their endpoints answer 503 until they do)
+API_TABLES = ("venue_analytics", "venue_analytics_hourly", "event_analytics", "revenue_by_channel",
+              "revenue_by_category", "sales_metrics", "event_performance", "venue_seasonality",
+              "revenue_projections", "price_history", "resale_activity", "no_shows", "kpi_snapshots",
+              "customer_rfm_scores", "customer_segments", "customer_lifetime_value", "customer_cohorts",
+              "customer_360", "model_performance")
+
+
+class TableMissing(LookupError):
+    """A mart the request needs is not materialized (yet)."""
+
+    def __init__(self, table: str):
+        super().__init__(f"{table} is not materialized yet")
+        self.table = table
+
+
+@dataclass
+class Result:
+    columns: list[str]
+    rows: list[tuple]
+
+    def dicts(self) -> list[dict]:
+        return [dict(zip(self.columns, r, strict=True)) for r in self.rows]
+
+
+class Reader:
+    kind: str
+
+    def query(self, tenant_id: str, sql: str, params: Sequence = (), tables: Sequence[str] = ()) -> Result:
+        """Run `sql` for `tenant_id` (RLS on PostgreSQL); `tables` are the marts it reads (a missing one
+        raises TableMissing instead of a database error)."""
+        raise NotImplementedError
+
+    def tables(self) -> set[str]:
+        raise NotImplementedError
+
+    def columns(self, table: str) -> list[str]:
+        raise NotImplementedError
+
+    def status(self) -> dict:
+        """Reachability and freshness, for /health/ready."""
+        raise NotImplementedError
+
+    def latest(self, table: str, column: str):
+        """max(column) over the whole table (every tenant): freshness for /health/ready."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+# -- embedded -----------------------------------------------------------------------------------------
+def table_files(root: Path, table: str) -> dict[str, tuple[int, int]]:
+    """The table's Parquet files -> (size, mtime_ns): any write changes it (writers rename new files in)."""
+    out: dict[str, tuple[int, int]] = {}
+    stack = [root / table]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for e in entries:
+            if e.name.startswith("."):
+                continue  # a writer's temporary file
+            if e.is_dir(follow_symlinks=False):
+                stack.append(Path(e.path))
+            elif e.name.endswith(".parquet"):
+                try:
+                    st = e.stat()
+                except FileNotFoundError:
+                    continue
+                out[e.path] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+FILE_COL = "__tt_file"  # which partition file a row of the copy came from (never served)
+
+
+class SnapshotReader(Reader):
+    kind = "duckdb"
+
+    def __init__(self, root: str | os.PathLike, tables: Sequence[str] = API_TABLES,
+                 refresh_seconds: float = 2.0, memory_limit: str = "1GB", threads: int = 2,
+                 background: bool = True):
+        self.root = Path(root).resolve()
+        self.wanted = tuple(check_identifier(t) for t in tables)
+        self.refresh_seconds = refresh_seconds
+        self._dir = tempfile.TemporaryDirectory(prefix="tt-api-snapshot-")
+        self.db = duckdb.connect(os.path.join(self._dir.name, "snapshot.duckdb"))
+        self.db.execute("SET TimeZone='UTC'")
+        self.db.execute(f"SET memory_limit='{memory_limit}'")
+        self.db.execute(f"SET threads={int(threads)}")
+        self._files: dict[str, dict[str, tuple[int, int]]] = {}
+        self._loaded_at: dict[str, float] = {}
+        self._columns: dict[str, list[str]] = {}
+        self._local = threading.local()
+        self._lock = threading.Lock()      # one refresh at a time
+        self._generation = 0
+        self._stop = threading.Event()
+        self.last_refresh = 0.0
+        self.last_error: str | None = None
+        self.refresh()
+        self._thread = None
+        if background:
+            self._thread = threading.Thread(target=self._loop, name="tt-api-snapshot", daemon=True)
+            self._thread.start()
+
+    # refreshing ---------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            try:
+                self.refresh()
+            except Exception as exc:  # noqa: BLE001 - keep serving the last good copy, report it
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("snapshot refresh failed; serving the previous copy")
+
+    def refresh(self) -> list[str]:
+        """Bring every table up to date with its files; returns the tables that changed."""
+        changed = []
+        with self._lock:
+            for t in self.wanted:
+                files = table_files(self.root, t)
+                if files != self._files.get(t, {}):
+                    self._sync(t, files)
+                    self._files[t] = files
+                    self._loaded_at[t] = time.time()
+                    changed.append(t)
+            self.last_refresh = time.time()
+            self.last_error = None
+        return changed
+
+    def _sync(self, table: str, files: dict[str, tuple[int, int]]) -> None:
+        """Apply the changed partition files to the copy. Each file is whole (writers rename it into
+        place); its rows are swapped in one DuckDB transaction, so a request never sees half of one."""
+        old = self._files.get(table, {})
+        conn = self.db.cursor()
+        try:
+            if not files:
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+                self._columns.pop(table, None)
+                return
+            stale = [f for f in old if files.get(f) != old[f]]
+            fresh = [f for f in files if files[f] != old.get(f)]
+            if table not in self._columns or len(fresh) > len(files) // 2:
+                self._reload(conn, table, list(files))
+                return
+            conn.execute("BEGIN")
+            try:
+                if stale:
+                    conn.execute(f"DELETE FROM {table} WHERE {FILE_COL} IN (SELECT unnest(?))", [stale])
+                if fresh:
+                    conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?, union_by_name=true, "
+                                 f"filename='{FILE_COL}')", [fresh])
+                conn.execute("COMMIT")
+            except duckdb.BinderException:  # a new column (schema growth): rebuild the table
+                conn.execute("ROLLBACK")
+                self._reload(conn, table, list(files))
+        finally:
+            conn.close()
+
+    def _reload(self, conn: duckdb.DuckDBPyConnection, table: str, files: list[str]) -> None:
+        self._generation += 1
+        tmp = f"__new_{table}_{self._generation}"
+        conn.execute(f"CREATE TABLE {tmp} AS SELECT * FROM read_parquet(?, union_by_name=true, "
+                     f"filename='{FILE_COL}')", [files])
+        conn.execute("BEGIN")
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(f"ALTER TABLE {tmp} RENAME TO {table}")
+        conn.execute("COMMIT")
+        self._columns[table] = [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND column_name <> ? "
+            "ORDER BY ordinal_position", [table, FILE_COL]).fetchall()]
+
+    # reading ------------------------------------------------------------------------------------
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            cur = self._local.cur = self.db.cursor()
+        return cur
+
+    def tables(self) -> set[str]:
+        return set(self._columns)
+
+    def columns(self, table: str) -> list[str]:
+        if table not in self._columns:
+            raise TableMissing(table)
+        return self._columns[table]
+
+    def query(self, tenant_id, sql, params=(), tables=()):
+        for t in tables:
+            if t not in self._columns:
+                raise TableMissing(t)
+        cur = self._cursor()
+        try:
+            cur.execute(sql.replace("%s", "?"), list(params))
+        except duckdb.CatalogException as exc:  # dropped between the check and the query
+            missing = next((t for t in tables if t not in self._columns), None)
+            if missing:
+                raise TableMissing(missing) from exc
+            raise
+        return Result([d[0] for d in cur.description], cur.fetchall())
+
+    def latest(self, table, column):
+        if table not in self._columns:
+            raise TableMissing(table)
+        return self._cursor().execute(
+            f"SELECT max({check_identifier(column)}) FROM {check_identifier(table)}").fetchone()[0]
+
+    def status(self) -> dict:
+        return {"backend": "duckdb", "reachable": self.root.is_dir(), "location": str(self.root),
+                "tables": sorted(self._columns),
+                "snapshot_age_seconds": round(time.time() - self.last_refresh, 3) if self.last_refresh else None,
+                "loaded_at": {t: _iso(ts) for t, ts in sorted(self._loaded_at.items())},
+                "refresh_error": self.last_error}
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self.db.close()
+        self._dir.cleanup()
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------------
+class PostgresReader(Reader):
+    kind = "postgres"
+
+    def __init__(self, url: str, schema: str = SCHEMA, role: str = "tt_api_reader", pool_size: int = 8,
+                 setup_rls: bool = True, catalog_seconds: float = 5.0):
+        self.url = normalize_pg_url(url)
+        self.schema = check_identifier(schema)
+        self.role = check_identifier(role)
+        self._pool: queue.LifoQueue[psycopg.Connection] = queue.LifoQueue()
+        self._size = pool_size
+        self._made = 0
+        self._made_lock = threading.Lock()
+        self._catalog: dict[str, list[str]] = {}
+        self._catalog_at = 0.0
+        self._catalog_seconds = catalog_seconds
+        self._setup_rls = setup_rls
+        self._protected: set[str] = set()
+        if setup_rls:
+            self._protect()
+
+    def _protect(self) -> None:
+        from analytics_pipelines.api.rls import enable_tenant_rls
+
+        self._protected = set(enable_tenant_rls(self.url, schema=self.schema, role=self.role))
+
+    @contextmanager
+    def _conn(self):
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            with self._made_lock:
+                grow = self._made < self._size
+                if grow:
+                    self._made += 1
+            if grow:
+                try:
+                    conn = psycopg.connect(self.url, connect_timeout=5)
+                except Exception:
+                    with self._made_lock:
+                        self._made -= 1
+                    raise
+                conn.read_only = True
+            else:
+                conn = self._pool.get(timeout=30)
+        ok = False
+        try:
+            yield conn
+            ok = True
+        finally:
+            if ok and not conn.closed:
+                self._pool.put(conn)
+            else:
+                conn.close()
+                with self._made_lock:
+                    self._made -= 1
+
+    def _refresh_catalog(self, force: bool = False) -> dict[str, list[str]]:
+        if force or time.monotonic() - self._catalog_at > self._catalog_seconds:
+            with self._conn() as conn, conn.transaction():
+                rows = conn.execute(
+                    "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s "
+                    "ORDER BY table_name, ordinal_position", (self.schema,)).fetchall()
+            cat: dict[str, list[str]] = {}
+            for t, c in rows:
+                cat.setdefault(t, []).append(c)
+            self._catalog = cat
+            self._catalog_at = time.monotonic()
+            if self._setup_rls and any(t in cat and t not in self._protected for t in API_TABLES):
+                self._protect()  # a mart appeared since start: protect it before serving it
+        return self._catalog
+
+    def tables(self) -> set[str]:
+        return set(self._refresh_catalog())
+
+    def columns(self, table: str) -> list[str]:
+        cat = self._refresh_catalog()
+        if table not in cat:
+            raise TableMissing(table)
+        return cat[table]
+
+    def query(self, tenant_id, sql, params=(), tables=()):
+        cat = self._refresh_catalog()
+        for t in tables:
+            if t not in cat:
+                cat = self._refresh_catalog(force=True)
+                if t not in cat:
+                    raise TableMissing(t)
+        with self._conn() as conn, conn.transaction():
+            conn.execute(psql.SQL("SET LOCAL ROLE {}").format(psql.Identifier(self.role)))
+            conn.execute(psql.SQL("SET LOCAL search_path = {}, public").format(psql.Identifier(self.schema)))
+            conn.execute("SELECT set_config('app.tenant_id', %s, true), set_config('TimeZone', 'UTC', true)",
+                         (tenant_id,))
+            try:
+                cur = conn.execute(sql, params)
+            except psycopg.errors.UndefinedTable as exc:
+                raise TableMissing(next(iter(tables), "a mart")) from exc
+            return Result([d.name for d in cur.description], cur.fetchall())
+
+    def latest(self, table, column):
+        with self._conn() as conn, conn.transaction():
+            return conn.execute(psql.SQL("SELECT max({}) FROM {}").format(
+                psql.Identifier(column), psql.Identifier(self.schema, table))).fetchone()[0]
+
+    def status(self) -> dict:
+        try:
+            with self._conn() as conn, conn.transaction():
+                conn.execute("SELECT 1")
+            return {"backend": "postgres", "reachable": True, "tables": sorted(self._refresh_catalog(True)),
+                    "rls_tables": sorted(self._protected)}
+        except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+            return {"backend": "postgres", "reachable": False, "error": f"{type(exc).__name__}: {exc}"}
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                break
+
+
+def open_reader(warehouse_url: str, **kwargs) -> Reader:
+    if warehouse_url.startswith("duckdb:///"):
+        return SnapshotReader(warehouse_url.removeprefix("duckdb:///"), **kwargs)
+    return PostgresReader(warehouse_url, **kwargs)

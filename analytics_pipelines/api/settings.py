@@ -1,0 +1,78 @@
+"""API configuration: environment variables, one per choice (README "Read API")."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+#: the key development-mode servers and `analytics-pipelines token` share when TT_API_JWT_SECRET is unset
+DEV_SECRET = "tt-development-only-secret-do-not-deploy"
+
+
+class ConfigError(RuntimeError):
+    """The API refuses to start with this configuration."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    warehouse_url: str
+    ops_url: str | None = None                # None: analytics_pipelines.ops.db default (TT_OPS_URL / SQLite)
+    jwt_secret: str | None = None             # HS256 key
+    jwt_public_key: str | None = None         # PEM: tokens are then RS256 only
+    jwt_issuer: str = "tickettoken"
+    jwt_audience: str = "tickettoken-analytics"
+    mode: str = "production"                  # or "development"
+    cache_max_age: int = 60                   # Cache-Control max-age of mart reads (seconds)
+    max_range_days: int = 366                 # the seed's "date range at most one year"
+    export_dir: Path | None = None            # downloads are served only from under this directory
+    refresh_seconds: float = 2.0              # embedded warehouse: how often the snapshot looks for changes
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides) -> Settings:
+        from analytics_pipelines.paths import data_dir
+        from analytics_pipelines.resources import default_warehouse_url
+
+        env = os.environ
+        key = env.get("TT_API_JWT_PUBLIC_KEY")
+        if key and not key.lstrip().startswith("-----BEGIN") and Path(key).is_file():
+            key = Path(key).read_text()
+        s = cls(
+            warehouse_url=default_warehouse_url(),
+            ops_url=env.get("TT_OPS_URL") or None,
+            jwt_secret=env.get("TT_API_JWT_SECRET") or None,
+            jwt_public_key=key or None,
+            jwt_issuer=env.get("TT_API_JWT_ISSUER", cls.jwt_issuer),
+            jwt_audience=env.get("TT_API_JWT_AUDIENCE", cls.jwt_audience),
+            mode=env.get("TT_API_MODE", "production"),
+            cache_max_age=int(env.get("TT_API_CACHE_MAX_AGE", cls.cache_max_age)),
+            export_dir=Path(env.get("TT_EXPORT_DIR", data_dir() / "exports")).resolve(),
+            refresh_seconds=float(env.get("TT_API_REFRESH_SECONDS", cls.refresh_seconds)),
+        )
+        return replace(s, **overrides)
+
+    @property
+    def development(self) -> bool:
+        return self.mode == "development"
+
+    @property
+    def algorithm(self) -> str:
+        return "RS256" if self.jwt_public_key else "HS256"
+
+    def verification_key(self) -> str:
+        if self.jwt_public_key:
+            return self.jwt_public_key
+        if self.jwt_secret:
+            return self.jwt_secret
+        if self.development:
+            return DEV_SECRET
+        raise ConfigError("TT_API_JWT_SECRET (or TT_API_JWT_PUBLIC_KEY) is required; "
+                          "set TT_API_MODE=development to run with the built-in development secret")
+
+    def validate(self) -> None:
+        if self.mode not in ("production", "development"):
+            raise ConfigError(f"TT_API_MODE must be production or development, not {self.mode!r}")
+        self.verification_key()
+        if self.jwt_secret and not self.development and len(self.jwt_secret) < 32:
+            raise ConfigError("TT_API_JWT_SECRET must be at least 32 characters outside development mode")
