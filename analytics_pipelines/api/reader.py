@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import psycopg
 from psycopg import sql as psql
 
@@ -116,6 +117,26 @@ def table_files(root: Path, table: str) -> dict[str, tuple[int, int]]:
 FILE_COL = "__tt_file"  # which partition file a row of the copy came from (never served)
 
 
+def read_files(paths: list[str]):
+    """The rows of these Parquet files (tagged with their path) as one Arrow table, or None.
+
+    Each file is opened once and read through that one descriptor: a writer may rename a new version
+    over the path meanwhile, and the descriptor keeps the old, whole file. (DuckDB's read_parquet may open
+    a path more than once per query -- once per thread -- and so mix two versions of a partition, or fail
+    with "Invalid data"; the reads-during-rewrites test caught both.)"""
+    frames = []
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                df = pl.read_parquet(fh)
+        except FileNotFoundError:
+            continue  # gone since listed: the next refresh sees the directory as it is
+        frames.append(df.with_columns(pl.lit(path).alias(FILE_COL)))
+    if not frames:
+        return None
+    return pl.concat(frames, how="diagonal_relaxed").to_arrow()
+
+
 class SnapshotReader(Reader):
     kind = "duckdb"
 
@@ -184,25 +205,28 @@ class SnapshotReader(Reader):
             if table not in self._columns or len(fresh) > len(files) // 2:
                 self._reload(conn, table, list(files))
                 return
+            new_rows = read_files(fresh)
+            if new_rows is not None and set(new_rows.column_names) - {FILE_COL} - set(self._columns[table]):
+                self._reload(conn, table, list(files))  # a new column (schema growth): rebuild the table
+                return
             conn.execute("BEGIN")
-            try:
-                if stale:
-                    conn.execute(f"DELETE FROM {table} WHERE {FILE_COL} IN (SELECT unnest(?))", [stale])
-                if fresh:
-                    conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?, union_by_name=true, "
-                                 f"filename='{FILE_COL}')", [fresh])
-                conn.execute("COMMIT")
-            except duckdb.BinderException:  # a new column (schema growth): rebuild the table
-                conn.execute("ROLLBACK")
-                self._reload(conn, table, list(files))
+            if stale:
+                conn.execute(f"DELETE FROM {table} WHERE {FILE_COL} IN (SELECT unnest(?))", [stale])
+            if new_rows is not None:
+                conn.register("__tt_new_rows", new_rows)
+                conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM __tt_new_rows")
+                conn.unregister("__tt_new_rows")
+            conn.execute("COMMIT")
         finally:
             conn.close()
 
     def _reload(self, conn: duckdb.DuckDBPyConnection, table: str, files: list[str]) -> None:
         self._generation += 1
         tmp = f"__new_{table}_{self._generation}"
-        conn.execute(f"CREATE TABLE {tmp} AS SELECT * FROM read_parquet(?, union_by_name=true, "
-                     f"filename='{FILE_COL}')", [files])
+        rows = read_files(files)
+        conn.register("__tt_new_rows", rows)
+        conn.execute(f"CREATE TABLE {tmp} AS SELECT * FROM __tt_new_rows")
+        conn.unregister("__tt_new_rows")
         conn.execute("BEGIN")
         conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.execute(f"ALTER TABLE {tmp} RENAME TO {table}")

@@ -31,9 +31,12 @@ def enable_tenant_rls(url: str, schema: str = SCHEMA, role: str = "tt_api_reader
     ident = psql.Identifier
     with psycopg.connect(normalize_pg_url(url), autocommit=False) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('tt_api_rls'))")
-        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-        if not exists:
-            conn.execute(psql.SQL("CREATE ROLE {} NOLOGIN").format(ident(role)))
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            try:  # roles are cluster-wide: another database's setup may create it at the same moment
+                with conn.transaction():
+                    conn.execute(psql.SQL("CREATE ROLE {} NOLOGIN").format(ident(role)))
+            except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+                pass
         # the login user must be able to SET ROLE to it (a superuser can anyway)
         me = conn.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
         if not me[1]:
