@@ -23,6 +23,7 @@ import queue
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -142,7 +143,7 @@ class SnapshotReader(Reader):
 
     def __init__(self, root: str | os.PathLike, tables: Sequence[str] = API_TABLES,
                  refresh_seconds: float = 2.0, memory_limit: str = "1GB", threads: int = 2,
-                 background: bool = True):
+                 background: bool = True, cache_size: int = 4096):
         self.root = Path(root).resolve()
         self.wanted = tuple(check_identifier(t) for t in tables)
         self.refresh_seconds = refresh_seconds
@@ -157,6 +158,9 @@ class SnapshotReader(Reader):
         self._local = threading.local()
         self._lock = threading.Lock()      # one refresh at a time
         self._generation = 0
+        #: results of identical queries between two changes of the copy (cleared by every change)
+        self._cache: OrderedDict[tuple, Result] = OrderedDict()
+        self._cache_size = cache_size
         self._stop = threading.Event()
         self.last_refresh = 0.0
         self.last_error: str | None = None
@@ -186,6 +190,9 @@ class SnapshotReader(Reader):
                     self._files[t] = files
                     self._loaded_at[t] = time.time()
                     changed.append(t)
+            if changed:
+                self._generation += 1
+                self._cache.clear()
             self.last_refresh = time.time()
             self.last_error = None
         return changed
@@ -254,6 +261,26 @@ class SnapshotReader(Reader):
         for t in tables:
             if t not in self._columns:
                 raise TableMissing(t)
+        key = (tenant_id, sql, tuple(params))
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        epoch = self.last_refresh_epoch
+        res = self._execute(sql, params, tables)
+        if epoch == self.last_refresh_epoch and self._cache_size:  # no change landed meanwhile
+            self._cache[key] = res
+            while len(self._cache) > self._cache_size:
+                try:
+                    self._cache.popitem(last=False)
+                except KeyError:
+                    break
+        return res
+
+    @property
+    def last_refresh_epoch(self) -> int:
+        return self._generation
+
+    def _execute(self, sql, params, tables) -> Result:
         cur = self._cursor()
         try:
             cur.execute(sql.replace("%s", "?"), list(params))
