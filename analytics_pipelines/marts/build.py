@@ -70,7 +70,7 @@ def fact_history(wh: Warehouse, table: str, columns: list[str], last: str | None
         raise LookupError(f"{table} has not been materialized yet")
     if last is None:
         return wh.read_table(table, columns=columns)
-    return wh.read_partitions(table, "day", "0000-00-00", last, columns=columns)
+    return wh.read_partitions(table, "day", "0001-01-01", last, columns=columns)
 
 
 # -- facts -----------------------------------------------------------------------------------------
