@@ -278,11 +278,7 @@ def no_shows(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
 def kpi_snapshots(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
     keys = sorted(context.partition_keys)
-    frames = []
-    for key in keys:
-        start = datetime.strptime(key, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)
-        frames.append(B.kpi_snapshots(wh, start).with_columns(pl.lit(key).alias("hour_key")))
-    df = pl.concat(frames, how="vertical_relaxed")
+    df = B.kpi_snapshots(wh, [datetime.strptime(k, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC) for k in keys])
     wh.write_partitions("kpi_snapshots", df, ["hour_key"], [(k,) for k in keys])
     outcome = kpi_reconcile(wh, df, keys[-1])
     latest = df.filter((pl.col("hour_key") == keys[-1]) & pl.col("venue_id").is_null())

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from datetime import UTC, date, datetime, timedelta
 
-import polars as pl
-
 from analytics_pipelines.marts import build as B
 from analytics_pipelines.marts import reconcile
 from analytics_pipelines.marts.projections import project
@@ -61,12 +59,7 @@ def build_everything(wh: Warehouse, first: str, last: str, now: datetime,
     if kpi_hours:
         t = time.perf_counter()
         end = datetime.fromisoformat(last).replace(tzinfo=UTC) + timedelta(hours=23)
-        frames = []
-        for h in range(kpi_hours):
-            start = end - timedelta(hours=h)
-            key = start.strftime("%Y-%m-%d-%H:%M")
-            frames.append(B.kpi_snapshots(wh, start).with_columns(pl.lit(key).alias("hour_key")))
-        kpi = pl.concat(frames, how="vertical_relaxed")
+        kpi = B.kpi_snapshots(wh, [end - timedelta(hours=h) for h in range(kpi_hours)])
         wh.write_partitions("kpi_snapshots", kpi, ["hour_key"], [(k,) for k in kpi["hour_key"].unique().to_list()])
         seconds["kpi_snapshots"] = time.perf_counter() - t
     return outcomes, seconds
