@@ -209,6 +209,8 @@ def revenue_projections(context: dg.AssetExecutionContext, warehouse: WarehouseR
 @dg.asset(name="ticket_type_price_snapshots", group_name="marts", owners=OWNERS, kinds={warehouse_kind(), "polars"},
           partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
           deps=[dg.AssetDep("stg_ticket_types")],
+          check_specs=[dg.AssetCheckSpec("one_row_per_ticket_type", asset="ticket_type_price_snapshots",
+                                         description="the snapshot holds every staged ticket type exactly once")],
           description="A daily snapshot of every ticket type's current price (ticket_types.price), so that price "
                       "changes the platform did not log in ticket_price_history still enter `price_history`. A "
                       "snapshot can only be taken of the present: a run writes it under its last day, and only when "
@@ -220,11 +222,19 @@ def ticket_type_price_snapshots(context: dg.AssetExecutionContext,
     today = datetime.now(UTC).date()
     if date.fromisoformat(last) < today - timedelta(days=1):
         context.log.info(f"run ends {last}, before yesterday: no snapshot (it would stamp today's prices on the past)")
-        return dg.MaterializeResult(metadata={"snapshot_day": "none (historical range)", "dagster/row_count": 0})
+        return dg.MaterializeResult(
+            metadata={"snapshot_day": "none (historical range)", "dagster/row_count": 0},
+            check_results=[dg.AssetCheckResult(check_name="one_row_per_ticket_type", passed=True,
+                                               description="no snapshot taken for a historical range")])
     df = B.ticket_type_price_snapshot(wh, last)
     wh.write_partitions("ticket_type_price_snapshots", df, ["day"], [(last,)])
-    return dg.MaterializeResult(metadata={**table_metadata(wh, "ticket_type_price_snapshots", df.height, preview=df),
-                                          "snapshot_day": last})
+    written = wh.read_partitions("ticket_type_price_snapshots", "day", last, last, columns=["ticket_type_id"])
+    expected = wh.count("stg_ticket_types")
+    ok = written.height == expected and written["ticket_type_id"].n_unique() == expected
+    return dg.MaterializeResult(
+        metadata={**table_metadata(wh, "ticket_type_price_snapshots", df.height, preview=df), "snapshot_day": last},
+        check_results=[dg.AssetCheckResult(check_name="one_row_per_ticket_type", passed=ok,
+                                           metadata={"rows": written.height, "ticket_types": expected})])
 
 
 @_whole("price_history", ["stg_ticket_price_history", "stg_ticket_types", "ticket_type_price_snapshots"],
