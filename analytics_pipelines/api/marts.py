@@ -92,8 +92,10 @@ def sales_metrics(request: Request, p: Reading,
                   granularity: Annotated[Granularity, Query(description="hour, day, week or month")] = "day",
                   venue_id: VenueQ = None, start_date: StartQ = None, end_date: EndQ = None,
                   limit: LimitQ = 100, offset: OffsetQ = 0):
-    """Sales per period from `sales_metrics` (periods starting within the range)."""
+    """Sales per period from `sales_metrics`: every period that overlaps the range (a week or month that
+    began before start_date is included whole)."""
     start, end = date_range(request, start_date, end_date)
+    first = {"week": start - timedelta(days=start.weekday()), "month": start.replace(day=1)}.get(granularity, start)
     where, params = scope_sql(p, scoped(p, venue_id))
     res = run(request, p, f"""
         SELECT venue_id, granularity, period_start, tickets_sold, orders, gross_revenue_cents,
@@ -101,7 +103,7 @@ def sales_metrics(request: Request, p: Reading,
         FROM sales_metrics
         WHERE {where} AND granularity = %s AND period_start >= %s AND period_start < %s
         ORDER BY venue_id, period_start LIMIT %s OFFSET %s""",
-              [*params, granularity, start, end + timedelta(days=1), limit, offset], ["sales_metrics"])
+              [*params, granularity, first, end + timedelta(days=1), limit, offset], ["sales_metrics"])
     return page(request, res, limit, offset, granularity=granularity, start_date=start, end_date=end)
 
 
