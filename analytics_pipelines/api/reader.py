@@ -405,10 +405,10 @@ class PostgresReader(Reader):
                 if t not in cat:
                     raise TableMissing(t)
         with self._conn() as conn, conn.transaction():
-            conn.execute(psql.SQL("SET LOCAL ROLE {}").format(psql.Identifier(self.role)))
-            conn.execute(psql.SQL("SET LOCAL search_path = {}, public").format(psql.Identifier(self.schema)))
-            conn.execute("SELECT set_config('app.tenant_id', %s, true), set_config('TimeZone', 'UTC', true)",
-                         (tenant_id,))
+            # one round trip: set_config(..., true) is SET LOCAL (role included: = SET LOCAL ROLE)
+            conn.execute("SELECT set_config('role', %s, true), set_config('search_path', %s, true), "
+                         "set_config('app.tenant_id', %s, true), set_config('TimeZone', 'UTC', true)",
+                         (self.role, f'"{self.schema}", public', tenant_id))
             try:
                 cur = conn.execute(sql, params)
             except psycopg.errors.UndefinedTable as exc:
