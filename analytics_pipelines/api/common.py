@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated
@@ -129,3 +130,31 @@ def page(request: Request, result: Result, limit: int | None = None, offset: int
 
 def scoped(p: Principal, venue_id) -> list[str] | None:
     return venue_scope(p, venue_id)
+
+
+@dataclass
+class Scope:
+    """A read's principal, its tenant/venue condition and (for ranged reads) its validated date range."""
+    p: Principal
+    venues: list[str] | None
+    where: str
+    params: list
+    start: date | None = None
+    end: date | None = None
+
+
+def _venue_scope(p: Reading, venue_id: VenueQ = None) -> Scope:
+    venues = scoped(p, venue_id)
+    return Scope(p, venues, *scope_sql(p, venues))
+
+
+def _ranged_scope(request: Request, p: Reading, venue_id: VenueQ = None, start_date: StartQ = None,
+                  end_date: EndQ = None) -> Scope:
+    start, end = date_range(request, start_date, end_date)
+    venues = scoped(p, venue_id)
+    return Scope(p, venues, *scope_sql(p, venues), start=start, end=end)
+
+
+#: endpoint parameters: the venue (validated against the token) and, for Ranged, start_date/end_date
+Scoped = Annotated[Scope, Depends(_venue_scope)]
+Ranged = Annotated[Scope, Depends(_ranged_scope)]

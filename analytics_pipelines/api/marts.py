@@ -10,13 +10,12 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from analytics_pipelines.api.common import (
-    EndQ,
     LimitQ,
     OffsetQ,
+    Ranged,
     Reading,
-    StartQ,
+    Scoped,
     VenueQ,
-    date_range,
     page,
     reader_of,
     run,
@@ -30,41 +29,35 @@ MART = {"description": "Not materialized yet (the mart does not exist in the war
 R = {304: {"description": "Not modified (If-None-Match)"}, 503: MART}
 
 
+def sums(*cols: str) -> str:
+    """`coalesce(sum(c), 0) AS c, ...`: totals that are 0, not null, over no rows."""
+    return ", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in cols)
+
+
 # -- revenue ------------------------------------------------------------------------------------------
 @router.get("/revenue/summary", tags=["revenue"], responses=R)
-def revenue_summary(request: Request, p: Reading, venue_id: VenueQ = None, start_date: StartQ = None,
-                    end_date: EndQ = None):
+def revenue_summary(request: Request, s: Ranged):
     """Totals over a date range from `venue_analytics` (money in cents)."""
-    start, end = date_range(request, start_date, end_date)
-    where, params = scope_sql(p, scoped(p, venue_id))
-    res = run(request, p, f"""
+    res = run(request, s.p, f"""
         SELECT count(DISTINCT venue_id) AS venues, count(DISTINCT day) AS days,
-               coalesce(sum(tickets_sold), 0) AS tickets_sold, coalesce(sum(orders), 0) AS orders,
-               coalesce(sum(gross_revenue_cents), 0) AS gross_revenue_cents,
-               coalesce(sum(ticket_revenue_cents), 0) AS ticket_revenue_cents,
-               coalesce(sum(refunds_cents), 0) AS refunds_cents, coalesce(sum(fees_cents), 0) AS fees_cents,
-               coalesce(sum(tax_cents), 0) AS tax_cents,
-               coalesce(sum(net_revenue_cents), 0) AS net_revenue_cents,
-               coalesce(sum(resale_volume_cents), 0) AS resale_volume_cents
-        FROM venue_analytics WHERE {where} AND day BETWEEN %s AND %s""",
-              [*params, start, end], ["venue_analytics"])
-    return page(request, res, start_date=start, end_date=end)
+               {sums("tickets_sold", "orders", "gross_revenue_cents", "ticket_revenue_cents", "refunds_cents",
+                     "fees_cents", "tax_cents", "net_revenue_cents", "resale_volume_cents")}
+        FROM venue_analytics WHERE {s.where} AND day BETWEEN %s AND %s""",
+              [*s.params, s.start, s.end], ["venue_analytics"])
+    return page(request, res, start_date=s.start, end_date=s.end)
 
 
 @router.get("/revenue/by-channel", tags=["revenue"], responses=R)
-def revenue_by_channel(request: Request, p: Reading, venue_id: VenueQ = None, start_date: StartQ = None,
-                       end_date: EndQ = None):
+def revenue_by_channel(request: Request, s: Ranged):
     """Revenue per line (`primary:<channel>`, `resale:<payment_method>`) over a date range."""
-    start, end = date_range(request, start_date, end_date)
-    where, params = scope_sql(p, scoped(p, venue_id))
-    res = run(request, p, f"""
-        SELECT revenue_line, source, channel, sum(tickets) AS tickets, sum(transactions) AS transactions,
-               sum(gross_revenue_cents) AS gross_revenue_cents, sum(refunds_cents) AS refunds_cents,
-               sum(fees_cents) AS fees_cents, sum(net_revenue_cents) AS net_revenue_cents
-        FROM revenue_by_channel WHERE {where} AND day BETWEEN %s AND %s
+    res = run(request, s.p, f"""
+        SELECT revenue_line, source, channel,
+               {sums("tickets", "transactions", "gross_revenue_cents", "refunds_cents", "fees_cents",
+                     "net_revenue_cents")}
+        FROM revenue_by_channel WHERE {s.where} AND day BETWEEN %s AND %s
         GROUP BY revenue_line, source, channel ORDER BY gross_revenue_cents DESC, revenue_line""",
-              [*params, start, end], ["revenue_by_channel"])
-    return page(request, res, start_date=start, end_date=end)
+              [*s.params, s.start, s.end], ["revenue_by_channel"])
+    return page(request, res, start_date=s.start, end_date=s.end)
 
 
 @router.get("/revenue/projections", tags=["revenue"], responses=R)
@@ -88,47 +81,41 @@ Granularity = Literal["hour", "day", "week", "month"]
 
 
 @router.get("/sales/metrics", tags=["sales"], responses=R)
-def sales_metrics(request: Request, p: Reading,
+def sales_metrics(request: Request, s: Ranged,
                   granularity: Annotated[Granularity, Query(description="hour, day, week or month")] = "day",
-                  venue_id: VenueQ = None, start_date: StartQ = None, end_date: EndQ = None,
                   limit: LimitQ = 100, offset: OffsetQ = 0):
     """Sales per period from `sales_metrics`: every period that overlaps the range (a week or month that
     began before start_date is included whole)."""
-    start, end = date_range(request, start_date, end_date)
+    start = s.start
     first = {"week": start - timedelta(days=start.weekday()), "month": start.replace(day=1)}.get(granularity, start)
-    where, params = scope_sql(p, scoped(p, venue_id))
-    res = run(request, p, f"""
+    res = run(request, s.p, f"""
         SELECT venue_id, granularity, period_start, tickets_sold, orders, gross_revenue_cents,
                unique_customers, avg_ticket_price_cents, tickets_growth_pct, revenue_growth_pct
         FROM sales_metrics
-        WHERE {where} AND granularity = %s AND period_start >= %s AND period_start < %s
+        WHERE {s.where} AND granularity = %s AND period_start >= %s AND period_start < %s
         ORDER BY venue_id, period_start LIMIT %s OFFSET %s""",
-              [*params, granularity, first, end + timedelta(days=1), limit, offset], ["sales_metrics"])
-    return page(request, res, limit, offset, granularity=granularity, start_date=start, end_date=end)
+              [*s.params, granularity, first, s.end + timedelta(days=1), limit, offset], ["sales_metrics"])
+    return page(request, res, limit, offset, granularity=granularity, start_date=s.start, end_date=s.end)
 
 
 @router.get("/sales/trends", tags=["sales"], responses=R)
-def sales_trends(request: Request, p: Reading, venue_id: VenueQ = None, start_date: StartQ = None,
-                 end_date: EndQ = None):
+def sales_trends(request: Request, s: Ranged):
     """Daily tickets and revenue over the range (all venues in scope summed) with 7-day moving averages."""
-    start, end = date_range(request, start_date, end_date)
-    where, params = scope_sql(p, scoped(p, venue_id))
-    res = run(request, p, f"""
+    res = run(request, s.p, f"""
         SELECT day, tickets_sold, orders, gross_revenue_cents, net_revenue_cents,
                avg(tickets_sold) OVER w AS tickets_sold_7d_avg,
                avg(gross_revenue_cents) OVER w AS gross_revenue_7d_avg_cents
-        FROM (SELECT day, sum(tickets_sold) AS tickets_sold, sum(orders) AS orders,
-                     sum(gross_revenue_cents) AS gross_revenue_cents, sum(net_revenue_cents) AS net_revenue_cents
-              FROM venue_analytics WHERE {where} AND day BETWEEN %s AND %s GROUP BY day) d
+        FROM (SELECT day, {sums("tickets_sold", "orders", "gross_revenue_cents", "net_revenue_cents")}
+              FROM venue_analytics WHERE {s.where} AND day BETWEEN %s AND %s GROUP BY day) d
         WINDOW w AS (ORDER BY day ROWS BETWEEN 6 PRECEDING AND CURRENT ROW)
-        ORDER BY day""", [*params, start, end], ["venue_analytics"])
-    return page(request, res, start_date=start, end_date=end)
+        ORDER BY day""", [*s.params, s.start, s.end], ["venue_analytics"])
+    return page(request, res, start_date=s.start, end_date=s.end)
 
 
 @router.get("/sales/seasonality", tags=["sales"], responses=R)
-def sales_seasonality(request: Request, p: Reading, venue_id: VenueQ = None):
+def sales_seasonality(request: Request, s: Scoped):
     """Per venue and calendar month: averages, volatility and the Peak/Normal/Off Season label."""
-    where, params = scope_sql(p, scoped(p, venue_id))
+    where, params, p = s.where, s.params, s.p
     res = run(request, p, f"""
         SELECT venue_id, month, avg_tickets, avg_revenue_cents, avg_event_days, stddev_tickets,
                volatility_pct, seasonality_ratio, season
@@ -144,12 +131,12 @@ EVENT_COLS = """venue_id, event_id, event_name, category_name, starts_at, status
 
 
 @router.get("/events/performance", tags=["events"], responses=R)
-def events_performance(request: Request, p: Reading, venue_id: VenueQ = None,
+def events_performance(request: Request, s: Scoped,
                        sort: Annotated[Literal["revenue", "tickets", "utilization", "starts_at"],
                                        Query(description="Order of the rows")] = "revenue",
                        limit: LimitQ = 100, offset: OffsetQ = 0):
     """Per event: tickets, revenue, capacity utilization and revenue rank within its venue."""
-    where, params = scope_sql(p, scoped(p, venue_id))
+    where, params, p = s.where, s.params, s.p
     res = run(request, p, f"""SELECT {EVENT_COLS} FROM event_performance WHERE {where}
         ORDER BY {EVENT_SORT[sort]}, event_id LIMIT %s OFFSET %s""", [*params, limit, offset],
               ["event_performance"])
@@ -157,19 +144,19 @@ def events_performance(request: Request, p: Reading, venue_id: VenueQ = None,
 
 
 @router.get("/events/top", tags=["events"], responses=R)
-def events_top(request: Request, p: Reading, venue_id: VenueQ = None,
+def events_top(request: Request, s: Scoped,
                limit: Annotated[int, Query(ge=1, le=100, description="How many, 1-100")] = 10):
     """The highest-grossing events in scope."""
-    where, params = scope_sql(p, scoped(p, venue_id))
+    where, params, p = s.where, s.params, s.p
     res = run(request, p, f"""SELECT {EVENT_COLS} FROM event_performance WHERE {where}
         ORDER BY gross_revenue_cents DESC, event_id LIMIT %s""", [*params, limit], ["event_performance"])
     return page(request, res, limit, 0)
 
 
 @router.get("/events/{event_id}/price-history", tags=["events"], responses=R)
-def price_history(request: Request, p: Reading, event_id: Annotated[UUID, Path()], venue_id: VenueQ = None):
+def price_history(request: Request, s: Scoped, event_id: Annotated[UUID, Path()]):
     """Every price of the event's ticket types with its validity interval (valid_to null = current)."""
-    where, params = scope_sql(p, scoped(p, venue_id))
+    where, params, p = s.where, s.params, s.p
     res = run(request, p, f"""
         SELECT venue_id, event_id, ticket_type_id, ticket_type_name, price_cents, valid_from, valid_to, source
         FROM price_history WHERE {where} AND event_id = %s ORDER BY ticket_type_id, valid_from""",
@@ -179,18 +166,16 @@ def price_history(request: Request, p: Reading, event_id: Annotated[UUID, Path()
 
 # -- venues and KPIs ----------------------------------------------------------------------------------
 @router.get("/venues/daily", tags=["venues"], responses=R)
-def venue_daily(request: Request, p: Reading, venue_id: VenueQ = None, start_date: StartQ = None,
-                end_date: EndQ = None, limit: LimitQ = 100, offset: OffsetQ = 0):
+def venue_daily(request: Request, s: Ranged, limit: LimitQ = 100, offset: OffsetQ = 0):
     """`venue_analytics` rows (one per venue and day)."""
-    start, end = date_range(request, start_date, end_date)
-    where, params = scope_sql(p, scoped(p, venue_id))
-    res = run(request, p, f"""
+    res = run(request, s.p, f"""
         SELECT venue_id, day, tickets_sold, orders, gross_revenue_cents, ticket_revenue_cents, refunds_cents,
                fees_cents, tax_cents, net_revenue_cents, unique_customers, events_active, capacity_sold_pct,
                avg_ticket_price_cents, resale_sales, resale_volume_cents
-        FROM venue_analytics WHERE {where} AND day BETWEEN %s AND %s
-        ORDER BY day, venue_id LIMIT %s OFFSET %s""", [*params, start, end, limit, offset], ["venue_analytics"])
-    return page(request, res, limit, offset, start_date=start, end_date=end)
+        FROM venue_analytics WHERE {s.where} AND day BETWEEN %s AND %s
+        ORDER BY day, venue_id LIMIT %s OFFSET %s""", [*s.params, s.start, s.end, limit, offset],
+              ["venue_analytics"])
+    return page(request, res, limit, offset, start_date=s.start, end_date=s.end)
 
 
 @router.get("/kpis", tags=["kpis"], responses=R)
