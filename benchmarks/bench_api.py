@@ -206,7 +206,9 @@ def main() -> int:
             finally:
                 await client.close()
 
+        load_before = os.getloadavg()
         thr, thr_err = asyncio.run(run_all())
+        load_after = os.getloadavg()
         print(f"saturation (8 connections, mix): {thr:.0f} req/s, errors {thr_err}")
     finally:
         server.terminate()
@@ -221,6 +223,8 @@ def main() -> int:
         f"Backend: **{args.backend}**. Data: synthetic marts of `medium` shape (3 tenants x 34 venues x 730 days, "
         f"30 events per venue, 14 days of hourly KPIs; `analytics_pipelines/api/sample.py`), built in {build_s:.1f} s; "
         f"server ready (snapshot loaded) {ready_s:.1f} s after start.", "",
+        f"Machine load average (1/5/15 min) before: {' / '.join(f'{x:.1f}' for x in load_before)}, after: "
+        f"{' / '.join(f'{x:.1f}' for x in load_after)} (other sessions' work shares these 2 cores).", "",
         f"Open loop at a fixed {args.rate:.0f} req/s for {args.seconds:.0f} s per endpoint; latency from the scheduled "
         "send time (queueing included). Target: p99 <= 25 ms at 200 req/s: "
         f"**{'met' if met else 'NOT met'}** {'on every endpoint' if met else '(see rows above 25 ms)'}.", "",
