@@ -311,6 +311,8 @@ def test_grafana_datasource(api):
         (pl.col("venue_id") == v) & (pl.col("day") == date(2026, 10, 31)))
     assert sales["datapoints"][-1] == [float(va["tickets_sold"][0]),
                                        int(datetime(2026, 10, 31, tzinfo=UTC).timestamp() * 1000)]
+    mixed = {"from": "2026-10-25T00:00:00", "to": "2026-10-31T23:59:59+02:00"}  # naive and offset: no 500
+    assert api.client.post("/grafana/query", headers=h, json={"range": mixed, "targets": []}).status_code == 200
     bad = api.client.post("/grafana/query", headers=h, json={"range": rng, "targets": [{"target": "x; drop"}]})
     assert bad.status_code == 400 and "unknown target" in bad.json()["detail"]
     engine = ops_engine(api.settings.ops_url)

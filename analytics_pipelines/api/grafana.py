@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from analytics_pipelines.api.common import Reading, json_response, reader_of, run
 from analytics_pipelines.api.reader import TableMissing
@@ -23,6 +23,12 @@ class Range(BaseModel):
     model_config = ConfigDict(extra="allow")
     from_: datetime = Field(alias="from")
     to: datetime
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        # Grafana sends UTC ("...Z"); a time without an offset is taken as UTC, never compared naive
+        return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
 
 
 class Target(BaseModel):
