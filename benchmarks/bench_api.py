@@ -222,7 +222,7 @@ def main() -> int:
         "(raw asyncio HTTP/1.1 keep-alive, 32 connections) shares the machine with the server (one uvicorn worker, its own process).", "",
         f"Backend: **{args.backend}**. Data: synthetic marts of `medium` shape (3 tenants x 34 venues x 730 days, "
         f"30 events per venue, 14 days of hourly KPIs; `analytics_pipelines/api/sample.py`), built in {build_s:.1f} s; "
-        f"server ready (snapshot loaded) {ready_s:.1f} s after start.", "",
+        f"server ready (/health/ready 200: snapshot loaded, or RLS set up on PostgreSQL) {ready_s:.1f} s after start.", "",
         f"Machine load average (1/5/15 min) before: {' / '.join(f'{x:.1f}' for x in load_before)}, after: "
         f"{' / '.join(f'{x:.1f}' for x in load_after)} (other sessions' work shares these 2 cores).", "",
         f"Open loop at a fixed {args.rate:.0f} req/s for {args.seconds:.0f} s per endpoint; latency from the scheduled "

@@ -32,14 +32,14 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides) -> Settings:
         from analytics_pipelines.paths import data_dir
-        from analytics_pipelines.resources import default_warehouse_url
 
         env = os.environ
         key = env.get("TT_API_JWT_PUBLIC_KEY")
         if key and not key.lstrip().startswith("-----BEGIN") and Path(key).is_file():
             key = Path(key).read_text()
         s = cls(
-            warehouse_url=default_warehouse_url(),
+            # = resources.default_warehouse_url(), without importing Dagster into the API process (seconds)
+            warehouse_url=env.get("TT_WAREHOUSE_URL") or f"duckdb:///{data_dir() / 'warehouse'}",
             ops_url=env.get("TT_OPS_URL") or None,
             jwt_secret=env.get("TT_API_JWT_SECRET") or None,
             jwt_public_key=key or None,
