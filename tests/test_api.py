@@ -131,7 +131,7 @@ def test_postgres_rls_hides_other_tenants_even_without_a_filter(pg_database, tmp
 
 def test_missing_mart_is_503_not_500(api):
     t, v, _, _ = _tv(api)
-    for url in ("/v1/customers/segments", "/v1/customers/rfm", "/v1/customers/lifetime-value",
+    for url in ("/v1/events/no-shows", "/v1/revenue/by-category", "/v1/customers/segments", "/v1/customers/rfm", "/v1/customers/lifetime-value",
                 "/v1/customers/churn-risk", "/v1/customers/cohorts", "/v1/customers/abc-123"):
         r = api.get(url, t, v)
         assert r.status_code == 503, (url, r.text)

@@ -65,6 +65,10 @@ def test_endpoints_over_real_marts(tmp_path):
         assert sum(d["tickets_sold"] for d in trends) == mine["tickets_sold"].sum()
         for gran in ("day", "week", "month"):
             assert get(f"/v1/sales/metrics?granularity={gran}&{RANGE}"), gran
+        by_cat = get(f"/v1/revenue/by-category?{RANGE}")
+        assert sum(r["gross_revenue_cents"] for r in by_cat) == wh.read_table("revenue_by_category").filter(
+            (pl.col("tenant_id") == tenant) & (pl.col("venue_id") == venue))["gross_revenue_cents"].sum()
+        get("/v1/events/no-shows")  # 200 (rows only for events that ended in the window)
         assert get("/v1/revenue/projections")
         assert get("/v1/sales/seasonality")
         perf = get("/v1/events/performance?limit=1000")

@@ -60,6 +60,18 @@ def revenue_by_channel(request: Request, s: Ranged):
     return page(request, res, start_date=s.start, end_date=s.end)
 
 
+@router.get("/revenue/by-category", tags=["revenue"], responses=R)
+def revenue_by_category(request: Request, s: Ranged):
+    """Revenue per event category over a date range."""
+    res = run(request, s.p, f"""
+        SELECT category_id, category_name,
+               {sums("tickets", "orders", "gross_revenue_cents", "refunds_cents", "net_revenue_cents")}
+        FROM revenue_by_category WHERE {s.where} AND day BETWEEN %s AND %s
+        GROUP BY category_id, category_name ORDER BY gross_revenue_cents DESC, category_id""",
+              [*s.params, s.start, s.end], ["revenue_by_category"])
+    return page(request, res, start_date=s.start, end_date=s.end)
+
+
 @router.get("/revenue/projections", tags=["revenue"], responses=R)
 def revenue_projections(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
                         offset: OffsetQ = 0):
@@ -151,6 +163,16 @@ def events_top(request: Request, s: Scoped,
     res = run(request, p, f"""SELECT {EVENT_COLS} FROM event_performance WHERE {where}
         ORDER BY gross_revenue_cents DESC, event_id LIMIT %s""", [*params, limit], ["event_performance"])
     return page(request, res, limit, 0)
+
+
+@router.get("/events/no-shows", tags=["events"], responses=R)
+def events_no_shows(request: Request, s: Scoped, limit: LimitQ = 100, offset: OffsetQ = 0):
+    """Ended events: tickets sold, scanned and the no-show rate, most recent first."""
+    res = run(request, s.p, f"""
+        SELECT venue_id, event_id, ended_at, tickets_sold, tickets_scanned, no_shows, no_show_pct
+        FROM no_shows WHERE {s.where} ORDER BY ended_at DESC, event_id LIMIT %s OFFSET %s""",
+              [*s.params, limit, offset], ["no_shows"])
+    return page(request, res, limit, offset)
 
 
 @router.get("/events/{event_id}/price-history", tags=["events"], responses=R)
