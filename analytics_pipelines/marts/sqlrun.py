@@ -23,6 +23,7 @@ def run(name: str, frames: dict[str, pl.DataFrame], **params: date | datetime | 
     conn = duckdb.connect(":memory:", config={"threads": max(1, min(4, os.cpu_count() or 1))})
     try:
         conn.execute("SET TimeZone='UTC'")
+        conn.execute("SET enable_progress_bar=false")
         for table, frame in frames.items():
             conn.register(table, frame)
         sql = _sql(name)
