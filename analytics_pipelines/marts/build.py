@@ -121,9 +121,22 @@ def venue_analytics(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
                first=_d(first), last=_d(last))
 
 
+def with_local_hour(df: pl.DataFrame, utc: str = "hour_utc", zone: str = "venue_timezone") -> pl.DataFrame:
+    """Add `local_hour` (0-23) of the UTC timestamp `utc` in each row's IANA zone `zone` (vectorized per
+    zone: a handful of zones, not rows); drops `zone`."""
+    parts = [p.with_columns(pl.col(utc).dt.convert_time_zone(z).dt.hour().cast(pl.Int32).alias("local_hour"))
+             .with_columns(pl.col(utc).dt.convert_time_zone("UTC"))
+             for (z,), p in df.partition_by(zone, as_dict=True).items()]
+    if not parts:
+        return df.with_columns(pl.lit(None, pl.Int32).alias("local_hour")).drop(zone)
+    cols = [c if c != zone else "local_hour" for c in df.columns]
+    return pl.concat(parts).select(cols)
+
+
 def venue_analytics_hourly(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
-    return run("venue_analytics_hourly", {"fct_orders": wh.read_partitions("fct_orders", "day", first, last),
-                                          "stg_venues": _venues(wh)})
+    df = run("venue_analytics_hourly", {"fct_orders": wh.read_partitions("fct_orders", "day", first, last),
+                                        "stg_venues": _venues(wh)})
+    return with_local_hour(df).sort("hour_utc", "venue_id")
 
 
 def event_analytics(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
