@@ -16,6 +16,7 @@ from analytics_pipelines.marts import build as B
 from analytics_pipelines.marts import reconcile
 from analytics_pipelines.marts.pipeline import build_everything
 from analytics_pipelines.marts.projections import BASELINE, MODEL, project
+from analytics_pipelines.marts.sales import sales_metrics
 from analytics_pipelines.marts.sqlrun import run
 from analytics_pipelines.source.db import SourceDB
 from analytics_pipelines.warehouse import open_warehouse
@@ -181,8 +182,7 @@ def test_sales_metrics_zero_fill_and_growth_without_division_by_zero():
                     ("v", "2026-01-05 18:00:00", 1, 500),
                     ("v", "2026-01-07 09:00:00", 3, 3000),   # Jan 6 has nothing
                     ("v", "2026-01-08 09:00:00", 3, 1500)])
-    out = run("sales_metrics", {"order_history": hist}, hour_since=datetime(2026, 1, 8, tzinfo=UTC),
-              through=datetime(2026, 1, 8, 23, tzinfo=UTC))
+    out = sales_metrics(hist, hour_since=datetime(2026, 1, 8, tzinfo=UTC), through=datetime(2026, 1, 8, 23, tzinfo=UTC))
     day = out.filter(pl.col("granularity") == "day").sort("period_start")
     assert day["tickets_sold"].to_list() == [3, 0, 3, 3]
     assert day["gross_revenue_cents"].to_list() == [1500, 0, 3000, 1500]

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
 
+from analytics_pipelines.marts import sales
 from analytics_pipelines.marts.sqlrun import run
 from analytics_pipelines.warehouse import Warehouse
 
@@ -177,8 +178,8 @@ def sales_metrics(wh: Warehouse, through: str, hourly_days: int = HOURLY_DAYS) -
     history = fact_history(wh, "fct_orders", ["tenant_id", "venue_id", "recognized_at", "tickets",
                                               "gross_revenue_cents", "ticket_revenue_cents", "user_id"], through)
     end = _end_of(through)
-    return run("sales_metrics", {"order_history": history},
-               hour_since=end - timedelta(days=hourly_days), through=end - timedelta(microseconds=1))
+    return sales.sales_metrics(history, hour_since=end - timedelta(days=hourly_days),
+                               through=end - timedelta(microseconds=1))
 
 
 def event_performance(wh: Warehouse) -> pl.DataFrame:

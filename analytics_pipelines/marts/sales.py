@@ -43,7 +43,7 @@ def sales_metrics(history: pl.DataFrame, hour_since: datetime, through: datetime
         last = pl.Series([end]).dt.truncate(every)[0]
         grid = (agg.group_by(_KEYS).agg(pl.col("period_start").min().alias("first"))
                 .with_columns(pl.datetime_ranges("first", pl.lit(last), interval=every).alias("period_start"))
-                .drop("first").explode("period_start"))
+                .drop("first").explode("period_start", empty_as_null=True))
         filled = (grid.join(agg, on=[*_KEYS, "period_start"], how="left")
                   .with_columns(pl.col("tickets_sold", "orders", "gross_revenue_cents", "ticket_revenue_cents",
                                        "unique_customers").fill_null(0).cast(pl.Int64)))
