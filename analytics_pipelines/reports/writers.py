@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import math
+import re
 import zipfile
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -100,6 +101,18 @@ def _display(column: str, value, currency: str | None = None) -> str:
             return "–"
         return f"{value:,.1f}" if is_pct(column) else f"{value:,.2f}"
     return str(value)
+
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+
+
+def _short(text: str) -> str:
+    """PDF tables show the first 8 characters of UUIDs and customer pseudonyms."""
+    if _UUID.match(text):
+        return text[:8] + "…"
+    if text.startswith("cus_") and len(text) > 16:
+        return text[:12] + "…"
+    return text
 
 
 # --- CSV --------------------------------------------------------------------------------------------------
@@ -345,16 +358,23 @@ def pdf_bytes(report: Report, max_rows: int = PDF_MAX_ROWS) -> bytes:
                            line_height=4.5):
                 pass
         else:
+            # the tenant is the reader's own; ids are shortened (full ids are in the other formats)
+            shown = shown.drop([c for c in ("tenant_id",) if c in shown.columns and shown.width > 1])
             aligns = tuple("RIGHT" if t.is_numeric() else "LEFT" for t in shown.schema.values())
-            with pdf.table(col_widths=None, headings_style=heading, text_align=aligns, line_height=4.2,
+            texts = {c: [_short(_display(c, v)) for v in shown[c].to_list()] for c in shown.columns}
+            heads = [label(c) + (f" ({currency})" if currency and is_money(c) else "") for c in shown.columns]
+            weights = tuple(max([*(len(w) for w in h.split()), *(min(len(x), 24) for x in texts[c][:200]), 4]) + 2
+                            for h, c in zip(heads, shown.columns, strict=True))
+            pdf.set_font("dejavu", "", 8 if shown.width <= 10 else 6.5)
+            with pdf.table(col_widths=weights, headings_style=heading, text_align=aligns, line_height=4.2,
                            wrapmode=WrapMode.CHAR, repeat_headings=1, width=pdf.epw) as table:
                 head = table.row()
-                for c in shown.columns:
-                    head.cell(label(c))
-                for r in shown.iter_rows():
+                for h in heads:
+                    head.cell(h)
+                for i in range(shown.height):
                     row = table.row()
-                    for c, v in zip(shown.columns, r, strict=True):
-                        row.cell(_display(c, v, currency))
+                    for c in shown.columns:
+                        row.cell(texts[c][i])
         if s.table.height > max_rows:
             pdf.set_font("dejavu", "", 8)
             pdf.multi_cell(0, 5, f"First {max_rows:,} of {s.table.height:,} rows shown; the CSV, XLSX and "
