@@ -116,7 +116,7 @@ def daily_venue_report(wh: Warehouse, venue_id: str, day: date, tenant_id: str |
         metadata={"report": "daily_venue", "venue_id": venue_id, "venue_name": name, "tenant_id": tenant_id},
         sections=(
             Section("Key figures", kpi, layout="kv", note=kpi_note),
-            Section("Sales by hour (venue local time)", hourly,
+            Section("Sales by local hour", hourly,
                     ChartSpec("bar", "local_hour", ("tickets_sold",), "Tickets sold by local hour")),
             Section("Revenue by channel", channels),
             Section("Revenue by category", categories),
