@@ -119,6 +119,7 @@ def export_maintenance_job():
 
 
 export_maintenance_schedule = dg.ScheduleDefinition(
+    name="export_maintenance_schedule",
     job=export_maintenance_job, cron_schedule="15 * * * *", execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING)
 

@@ -202,8 +202,9 @@ class DeliveryOutcome:
 
 def deliver(engine: sa.Engine, wh: Warehouse, subscription_id: int, period: str, smtp: SmtpSettings,
             now: datetime | None = None, out_dir: Path | None = None, limit_bytes: int | None = None,
-            link_base: str | None = None) -> DeliveryOutcome:
-    """Claim (subscription, period) and, only if this call won the claim, render and email the report."""
+            link_base: str | None = None, smtp_retries: int = 1) -> DeliveryOutcome:
+    """Claim (subscription, period) and, only if this call won the claim, render and email the report
+    (`smtp_retries` quick retries inside this attempt; later attempts come from the ledger's backoff)."""
     now = now or utcnow()
     s, d = report_subscriptions, report_deliveries
     with engine.connect() as conn:
@@ -226,7 +227,7 @@ def deliver(engine: sa.Engine, wh: Warehouse, subscription_id: int, period: str,
                 f"limit, so it is not attached. It is available at:\n{location}")
         result = send_email(smtp, sub["recipients"], f"TicketToken: {title}", body,
                             [Attachment(path.name, path.read_bytes(), MIME.get(path.suffix, "application/octet-stream"))]
-                            if attach else [], retries=1, backoff_s=1.0)
+                            if attach else [], retries=smtp_retries, backoff_s=1.0)
         if not result.ok:
             raise RuntimeError(result.error or "email not sent")
     except Exception as exc:  # noqa: BLE001 - recorded in the ledger and retried by a later tick

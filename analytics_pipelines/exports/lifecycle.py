@@ -165,6 +165,8 @@ def sha256_file(path: Path) -> str:
 def complete(engine: sa.Engine, request_id: str, path: Path, now: datetime | None = None) -> dict:
     """processing -> completed with the file's path, size and SHA-256; expires after TT_EXPORT_TTL_DAYS."""
     now = now or utcnow()
+    if get(engine, request_id)["status"] != "processing":
+        raise _illegal(engine, request_id, "complete")
     path = Path(path)
     values = dict(status="completed", progress=100, file_path=str(path), file_size=path.stat().st_size,
                   checksum_sha256=sha256_file(path), completed_at=now, updated_at=now,
