@@ -33,6 +33,8 @@ from analytics_pipelines.exports.lifecycle import IllegalTransition
 from analytics_pipelines.notify import SmtpSettings
 from analytics_pipelines.ops.db import ops_engine
 from analytics_pipelines.ops.exports import report_deliveries
+from analytics_pipelines.reports import render
+from analytics_pipelines.reports.builders import daily_venue_report, executive_report
 from analytics_pipelines.reports.filters import ExportRequestError
 from analytics_pipelines.resources import WarehouseResource
 from analytics_pipelines.warehouse import open_warehouse
@@ -439,3 +441,103 @@ def test_delivery_sensor_and_job(sqlite_ops, marts_url, smtp, env, monkeypatch):
         tick = report_delivery_sensor(dg.build_sensor_context(instance=instance, resources={"ops": ops}))
         assert isinstance(tick, dg.SkipReason)
     assert len(inbox.messages) == 1  # a day with no sales still gets its report (zeros, said so)
+
+
+# --- on real marts built from the tiny generator --------------------------------------------------------
+
+REAL_FIRST, REAL_LAST = "2026-10-19", "2026-10-31"
+
+
+@pytest.fixture(scope="module")
+def real_marts(tmp_path_factory):
+    """Generate tiny, ingest two weeks and build every mart (the lead's pipeline), embedded warehouse."""
+    from analytics_pipelines import ingestion
+    from analytics_pipelines.generator.run import generate
+    from analytics_pipelines.marts.pipeline import build_everything
+    from analytics_pipelines.source.db import SourceDB
+
+    d = tmp_path_factory.mktemp("real")
+    src = f"duckdb:///{d / 'source.duckdb'}"
+    generate(src, scale="tiny", seed=7, progress=False)
+    url = f"duckdb:///{d / 'warehouse'}"
+    wh = open_warehouse(url)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    ingestion.ingest_everything(SourceDB(src), wh, REAL_FIRST, REAL_LAST, now=now)
+    outcomes, _ = build_everything(wh, REAL_FIRST, REAL_LAST, now)
+    assert all(o.passed for o in outcomes.values())
+    return url
+
+
+def test_exports_and_reports_on_real_marts(real_marts, sqlite_ops, env, tmp_path):
+    import openpyxl
+    import polars as pl
+    from test_reports import ink_per_page, pdf_text
+
+    _, engine = sqlite_ops
+    wh = open_warehouse(real_marts)
+    tenant, venue, day = wh.read("SELECT tenant_id, venue_id, day FROM venue_analytics "
+                                 "ORDER BY gross_revenue_cents DESC, venue_id LIMIT 1").row(0)
+    # a financial export through the request lifecycle, read back to the cent
+    rid = lifecycle.create_request(engine, tenant, "financial_report", "xlsx", venue_id=venue,
+                                   filters={"date_from": REAL_FIRST, "date_to": REAL_LAST}, warehouse=wh)
+    row = lifecycle.run_export(engine, wh, rid)
+    assert row["status"] == "completed", row["error_message"]
+    per_day = list(openpyxl.load_workbook(row["file_path"])["Per day"].iter_rows(values_only=True))
+    rc = (wh.read_table("revenue_by_channel", "venue_id = %s", [venue])
+          .group_by("day").agg(pl.col("gross_revenue_cents", "refunds_cents", "net_revenue_cents").sum()))
+    want = {r["day"]: r for r in rc.iter_rows(named=True)}
+    h = per_day[0]
+    assert len(per_day) - 1 == 13
+    for r in per_day[1:]:
+        mart = want.get(r[0].date(), {"gross_revenue_cents": 0, "refunds_cents": 0, "net_revenue_cents": 0})
+        for col, head in (("gross_revenue_cents", "Gross revenue"), ("refunds_cents", "Refunds"),
+                          ("net_revenue_cents", "Net revenue")):
+            assert round(r[h.index(head)] * 100) == mart[col], (r[0], col)
+    # the daily venue report of the venue's best day: the venue's real name, key figures equal to the mart
+    report_path = render(daily_venue_report(wh, venue, day, tenant), "xlsx", tmp_path / "daily")
+    kpi = list(openpyxl.load_workbook(report_path)["Key figures"].iter_rows(values_only=True))
+    mart = wh.read_table("venue_analytics", "venue_id = %s AND day = %s", [venue, day]).row(0, named=True)
+    got = dict(zip(kpi[0], kpi[1], strict=True))
+    assert round(got["Gross revenue"] * 100) == mart["gross_revenue_cents"]
+    assert got["Tickets sold"] == mart["tickets_sold"] and got["Orders"] == mart["orders"]
+    name = wh.read_table("stg_venues", "id = %s", [venue], ["name"])["name"][0]
+    weekly = render(executive_report(wh, venue, date(2026, 10, 26), date(2026, 11, 1), tenant), "pdf",
+                    tmp_path / "weekly")
+    assert all(s > 0.01 for s in ink_per_page(weekly, tmp_path))
+    assert name in pdf_text(weekly)
+
+
+def test_definitions_load_with_the_marts():
+    """The lead's assets and these wire together: report assets depend on the real mart assets."""
+    from analytics_pipelines.assets import ingestion, marts
+    from analytics_pipelines.resources import SourceResource
+
+    defs = dg.Definitions(assets=[*ingestion.assets, *marts.assets, *assets], jobs=jobs, sensors=sensors,
+                          schedules=schedules, resources={**resources, "source": SourceResource(),
+                                                          "warehouse": WarehouseResource()})
+    graph = defs.resolve_asset_graph()
+    daily = graph.get(dg.AssetKey("daily_venue_reports"))
+    assert {k.to_user_string() for k in daily.parent_keys} == {
+        "venue_analytics", "venue_analytics_hourly", "revenue_by_channel", "revenue_by_category",
+        "event_analytics", "event_performance"}
+    assert all(graph.get(k).is_materializable for k in daily.parent_keys)  # real assets, not stubs
+    for name in ("export_job", "export_maintenance_job", "report_delivery_job", "daily_venue_reports_job",
+                 "weekly_executive_reports_job"):
+        assert defs.resolve_job_def(name)
+    for key in (dg.AssetKey("daily_venue_reports"), dg.AssetKey("weekly_executive_reports")):
+        node = graph.get(key)
+        assert node.group_name == "reports" and node.owners == ["team:data-platform"] and len(node.description) > 40
+
+
+def test_report_schedules_pick_the_finished_period():
+    from analytics_pipelines.exports.defs import (
+        daily_venue_reports_schedule,
+        weekly_executive_reports_schedule,
+    )
+
+    ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 23, 6, 30, tzinfo=UTC))
+    (req,) = [daily_venue_reports_schedule(ctx)]
+    assert req.partition_key == "2026-11-22" and req.run_key == "2026-11-22"
+    ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 23, 7, 0, tzinfo=UTC))
+    req = weekly_executive_reports_schedule(ctx)
+    assert req.partition_key == "2026-11-16"

@@ -8,7 +8,10 @@ Definitions.
 - export_maintenance_schedule -> export_maintenance_job (hourly): expired exports deleted and marked expired,
   runs that died mid-export put back for retry.
 - daily_venue_reports (daily partitions) and weekly_executive_reports (weekly partitions, Monday-Sunday UTC,
-  key = the Monday): PDF, XLSX and CSV for every venue with activity, under data/reports/.
+  key = the Monday): PDF, XLSX and CSV for every venue with activity, under data/reports/; their jobs run
+  from daily_venue_reports_schedule (06:30 UTC, yesterday) and weekly_executive_reports_schedule (Monday
+  07:00 UTC, last week). Keep group "reports" out of main_job: rendering every venue for every day of history
+  is slow, and the weekly partitions cannot share main_job's daily ones.
 - report_delivery_sensor -> report_delivery_job: one run per due (subscription, period, attempt); the
   delivery ledger makes each report go out once.
 """
@@ -170,6 +173,30 @@ def weekly_executive_reports(context: dg.AssetExecutionContext, warehouse: Wareh
     return _result(files, venues)
 
 
+daily_venue_reports_job = dg.define_asset_job(
+    "daily_venue_reports_job", selection=[daily_venue_reports], tags=TAGS,
+    description="Daily venue report files for a day range (one run for any range).")
+weekly_executive_reports_job = dg.define_asset_job(
+    "weekly_executive_reports_job", selection=[weekly_executive_reports],
+    tags=TAGS, description="Weekly executive report files for a week.")
+
+
+@dg.schedule(job=daily_venue_reports_job, cron_schedule="30 6 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.RUNNING)
+def daily_venue_reports_schedule(context: dg.ScheduleEvaluationContext):
+    """06:30 UTC: yesterday's daily venue reports (the day is complete and its marts rebuilt)."""
+    day = (context.scheduled_execution_time.date() - timedelta(days=1)).isoformat()
+    return dg.RunRequest(run_key=day, partition_key=day)
+
+
+@dg.schedule(job=weekly_executive_reports_job, cron_schedule="0 7 * * 1", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.RUNNING)
+def weekly_executive_reports_schedule(context: dg.ScheduleEvaluationContext):
+    """Mondays 07:00 UTC: the week that ended on Sunday."""
+    monday = (context.scheduled_execution_time.date() - timedelta(days=7)).isoformat()
+    return dg.RunRequest(run_key=monday, partition_key=monday)
+
+
 # --- subscriptions ----------------------------------------------------------------------------------------
 
 class DeliveryConfig(dg.Config):
@@ -209,7 +236,8 @@ def report_delivery_sensor(context: dg.SensorEvaluationContext, ops: OpsResource
 
 
 assets = [daily_venue_reports, weekly_executive_reports]
-jobs = [export_job, export_maintenance_job, report_delivery_job]
+jobs = [export_job, export_maintenance_job, report_delivery_job, daily_venue_reports_job,
+        weekly_executive_reports_job]
 sensors = [export_request_sensor, report_delivery_sensor]
-schedules = [export_maintenance_schedule]
+schedules = [export_maintenance_schedule, daily_venue_reports_schedule, weekly_executive_reports_schedule]
 resources = {"ops": OpsResource()}
