@@ -388,6 +388,24 @@ def test_delivery_exactly_once_across_ticks_and_restart(ops_url, engine, marts_u
     assert row["status"] == "sent" and row["attempts"] == 1 and row["message_id"] == msg["Message-ID"]
 
 
+def test_concurrent_delivery_claims_let_exactly_one_sender_through(engine):
+    sid = delivery.create_subscription(engine, mf.T1, mf.V1, "daily_venue", ["gm@venue.example"], "daily")
+    results, barrier = [], threading.Barrier(4)
+
+    def sender():
+        barrier.wait()
+        results.append(delivery._claim(engine, sid, "2026-11-05", T0))
+
+    threads = [threading.Thread(target=sender) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+    assert [r["status"] for r in _ledger(engine)] == ["sending"]
+    assert delivery.stuck_sending(engine, now=T0 + timedelta(hours=2)) == [(sid, "2026-11-05")]
+
+
 def test_large_report_sends_a_link_instead(engine, marts_url, smtp, env):
     inbox, settings = smtp
     sid = delivery.create_subscription(engine, mf.T1, mf.V2, "weekly_executive", ["ceo@example.com"], "weekly",
