@@ -489,7 +489,7 @@ def real_marts(tmp_path_factory):
 def test_exports_and_reports_on_real_marts(real_marts, sqlite_ops, env, tmp_path):
     import openpyxl
     import polars as pl
-    from test_reports import ink_per_page, pdf_text
+    from pdf_tools import ink_per_page, pdf_text
 
     _, engine = sqlite_ops
     wh = open_warehouse(real_marts)

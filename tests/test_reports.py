@@ -6,9 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import shutil
-import subprocess
 import zipfile
 from datetime import UTC, date, datetime, timedelta
 
@@ -16,6 +13,7 @@ import mart_frames as mf
 import openpyxl
 import polars as pl
 import pytest
+from pdf_tools import ink_per_page, pdf_text
 
 from analytics_pipelines.reports import ChartSpec, Report, Section, render
 from analytics_pipelines.reports.builders import (
@@ -33,38 +31,6 @@ from analytics_pipelines.warehouse import open_warehouse
 KEY = b"test-pseudonym-key-0123456789"
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 DAY = date(2026, 11, 5)
-_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _need_poppler() -> None:
-    if shutil.which("pdftoppm") is None:
-        if _CI:
-            pytest.fail("CI=true but pdftoppm is missing (install Debian poppler-utils)")
-        pytest.skip("pdftoppm not installed (Debian poppler-utils); PDF pages cannot be rasterized")
-
-
-def ink_per_page(pdf_path, tmp_path) -> list[float]:
-    """Share of non-white pixels of each page, rasterized by pdftoppm (greyscale PGM read by hand)."""
-    _need_poppler()
-    prefix = tmp_path / f"page_{pdf_path.stem}"
-    subprocess.run(["pdftoppm", "-r", "40", "-gray", str(pdf_path), str(prefix)], check=True, timeout=60)
-    shares = []
-    for page in sorted(tmp_path.glob(f"{prefix.name}-*.pgm")):
-        data = page.read_bytes()
-        parts = data.split(maxsplit=4)  # P5 width height maxval pixels
-        assert parts[0] == b"P5"
-        w, h = int(parts[1]), int(parts[2])
-        pixels = parts[4][: w * h]
-        shares.append(sum(1 for p in pixels if p < 200) / (w * h))
-    return shares
-
-
-def pdf_text(pdf_path) -> str:
-    _need_poppler()
-    return subprocess.run(["pdftotext", "-enc", "UTF-8", str(pdf_path), "-"], check=True, capture_output=True,
-                          text=True, timeout=60).stdout
-
-
 @pytest.fixture(scope="module")
 def frames():
     return mf.build()

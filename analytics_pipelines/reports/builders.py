@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 
 from analytics_pipelines.reports.filters import (
+    CUSTOMER_MART,
     ExportRequestError,
     Filters,
     read_filtered,
@@ -257,7 +258,6 @@ def _customer_list(wh, f, window, options, key):
         .with_columns(pl.col("refunded_cents").fill_null(0).cast(pl.Int64))
         .with_columns((pl.col("total_spent_cents") - pl.col("refunded_cents")).alias("net_spent_cents"))
         .filter(pl.col("user_id").is_not_null()))
-    from analytics_pipelines.reports.filters import CUSTOMER_MART
     if CUSTOMER_MART in wh.tables() and "segment" in table_columns(wh, CUSTOMER_MART):
         seg = read_filtered(wh, CUSTOMER_MART, Filters(tenant_id=f.tenant_id), None, apply=(),
                             columns=["customer_id", "segment"])
