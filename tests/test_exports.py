@@ -380,7 +380,7 @@ def test_delivery_exactly_once_across_ticks_and_restart(ops_url, engine, marts_u
     assert len(inbox.messages) == 1
     rcpts, msg = inbox.messages[0]
     assert sorted(rcpts) == ["cfo@venue.example", "gm@venue.example"]
-    assert "2026-11-05" in msg["Subject"]
+    assert "2026-11-05" in msg["Subject"] and "Театр «Мир»" in msg["Subject"]  # UTF-8 subject
     (att,) = list(msg.iter_attachments())
     assert att.get_content_type() == "application/pdf" and att.get_filename() == "daily_venue_2026-11-05.pdf"
     assert att.get_content() == open(first.file_path, "rb").read() and att.get_content()[:5] == b"%PDF-"

@@ -28,7 +28,7 @@ from analytics_pipelines.exports.lifecycle import aware, backoff, utcnow
 from analytics_pipelines.notify import Attachment, SmtpSettings, mask_email, send_email
 from analytics_pipelines.ops.exports import EXPORT_FORMATS, report_deliveries, report_subscriptions
 from analytics_pipelines.paths import data_dir
-from analytics_pipelines.reports.builders import daily_venue_report, executive_report
+from analytics_pipelines.reports.builders import daily_venue_report, executive_report, venue_name
 from analytics_pipelines.reports.filters import ExportRequestError
 from analytics_pipelines.reports.writers import render
 from analytics_pipelines.warehouse import Warehouse
@@ -219,12 +219,13 @@ def deliver(engine: sa.Engine, wh: Warehouse, subscription_id: int, period: str,
         path = render_subscription(wh, sub, period, out_dir, now)
         size = path.stat().st_size
         limit = attachment_limit() if limit_bytes is None else limit_bytes
-        title = f"{'Daily venue report' if sub['report'] == 'daily_venue' else 'Executive report'} {period}"
+        kind = "Daily venue report" if sub["report"] == "daily_venue" else "Executive report"
+        title = f"{kind} {period} – {venue_name(wh, sub['venue_id'])}"
         attach = size <= limit
         location = f"{link_base.rstrip('/')}/{path.name}" if link_base else str(path)
-        body = (f"{title} for venue {sub['venue_id']} is attached ({path.name}, {size:,} bytes)." if attach else
-                f"{title} for venue {sub['venue_id']} is {size:,} bytes, above the {limit:,}-byte attachment "
-                f"limit, so it is not attached. It is available at:\n{location}")
+        body = (f"{title} is attached ({path.name}, {size:,} bytes)." if attach else
+                f"{title} is {size:,} bytes, above the {limit:,}-byte attachment limit, so it is not attached. "
+                f"It is available at:\n{location}")
         result = send_email(smtp, sub["recipients"], f"TicketToken: {title}", body,
                             [Attachment(path.name, path.read_bytes(), MIME.get(path.suffix, "application/octet-stream"))]
                             if attach else [], retries=smtp_retries, backoff_s=1.0)
