@@ -138,16 +138,21 @@ def due_deliveries(engine: sa.Engine, now: datetime | None = None) -> list[DueDe
     s, d = report_subscriptions, report_deliveries
     with engine.connect() as conn:
         subs = conn.execute(sa.select(s).where(s.c.enabled.is_(True)).order_by(s.c.id)).mappings().all()
-        ledger = {(r.subscription_id, r.period): r for r in conn.execute(sa.select(d)).all()}
+        periods = {sub["id"]: latest_due_period(sub["cadence"], sub["local_time"], sub["timezone"], now).label
+                   for sub in subs}
+        ledger = {}
+        if subs:  # only the rows of the periods due now (the ledger grows by one row per delivery)
+            ledger = {(r.subscription_id, r.period): r for r in conn.execute(sa.select(d).where(
+                d.c.subscription_id.in_(list(periods)), d.c.period.in_(sorted(set(periods.values()))))).all()}
     out = []
     for sub in subs:
-        period = latest_due_period(sub["cadence"], sub["local_time"], sub["timezone"], now)
-        row = ledger.get((sub["id"], period.label))
+        label = periods[sub["id"]]
+        row = ledger.get((sub["id"], label))
         if row is None:
-            out.append(DueDelivery(sub["id"], period.label, 0))
+            out.append(DueDelivery(sub["id"], label, 0))
         elif (row.status == "failed" and row.attempts < MAX_ATTEMPTS
               and (row.next_attempt_at is None or aware(row.next_attempt_at) <= now)):
-            out.append(DueDelivery(sub["id"], period.label, row.attempts))
+            out.append(DueDelivery(sub["id"], label, row.attempts))
     return out
 
 
@@ -186,7 +191,11 @@ def render_subscription(wh: Warehouse, sub, period_label: str, out_dir: Path | N
     if sub["report"] == "daily_venue":
         report = daily_venue_report(wh, sub["venue_id"], first, sub["tenant_id"], now=now)
     else:
-        report = executive_report(wh, sub["venue_id"], first, last, sub["tenant_id"], now=now)
+        previous = None
+        if sub["cadence"] == "monthly":  # the previous calendar month, not the 30 days before
+            prev_last = first - timedelta(days=1)
+            previous = (prev_last.replace(day=1), prev_last)
+        report = executive_report(wh, sub["venue_id"], first, last, sub["tenant_id"], now=now, previous=previous)
     target = (out_dir or data_dir() / "reports" / "deliveries") / str(sub["id"]) / f"{sub['report']}_{period_label}"
     return render(report, sub["format"], target)
 

@@ -130,14 +130,17 @@ def _change_pct(cur: int | float, prev: int | float) -> float | None:
 
 
 def executive_report(wh: Warehouse, venue_id: str, first: date, last: date, tenant_id: str | None = None,
-                     now: datetime | None = None) -> Report:
-    """A venue's period (a week for the weekly executive report) against the period of the same length just
-    before it: totals and changes, the daily trend, top events, and gross/refunds/fees/net by revenue line."""
+                     now: datetime | None = None, previous: tuple[date, date] | None = None) -> Report:
+    """A venue's period (a week for the weekly executive report) against `previous` (default: the period of
+    the same length just before it; a calendar month passes the previous calendar month): totals and changes,
+    the daily trend, top events, and gross/refunds/fees/net by revenue line."""
     require_tables(wh, "venue_analytics", "revenue_by_channel", "event_analytics")
     if last < first:
         raise ValueError(f"period ends ({last}) before it starts ({first})")
     length = (last - first).days + 1
-    prev_first, prev_last = first - timedelta(days=length), first - timedelta(days=1)
+    prev_first, prev_last = previous or (first - timedelta(days=length), first - timedelta(days=1))
+    if prev_last >= first or prev_last < prev_first:
+        raise ValueError(f"the previous period {prev_first}..{prev_last} must end before {first}")
     scope, sparams = _scope(tenant_id, venue_id)
     va = wh.read_table("venue_analytics", f"{scope} AND day >= %s AND day <= %s", [*sparams, prev_first, last],
                        ["day", *ADDITIVE, "unique_customers"])
