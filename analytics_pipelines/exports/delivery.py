@@ -220,6 +220,8 @@ def deliver(engine: sa.Engine, wh: Warehouse, subscription_id: int, period: str,
         sub = conn.execute(sa.select(s).where(s.c.id == subscription_id)).mappings().first()
     if sub is None:
         raise KeyError(f"no subscription {subscription_id}")
+    if not sub["enabled"]:
+        return DeliveryOutcome("skipped", error="subscription disabled")
     if not _claim(engine, subscription_id, period, now):
         return DeliveryOutcome("skipped")
     where = sa.and_(d.c.subscription_id == subscription_id, d.c.period == period, d.c.status == "sending")
