@@ -33,7 +33,7 @@ def test_definitions_explain_themselves():
         assert defs.resolve_job_def(job)
     marts = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).group_name in {"facts", "marts"}}
     for mart in marts:  # every mart checks itself
-        assert graph.get(dg.AssetKey(mart)).check_keys or mart == "ticket_type_price_snapshots", mart
+        assert graph.get(dg.AssetKey(mart)).check_keys, mart
     stg = graph.get(dg.AssetKey("stg_tickets"))
     assert {c.name for c in stg.check_keys} == {"unique_key", "not_null_key", "ledger_balanced",
                                                  "foreign_keys_resolve"}
@@ -72,6 +72,15 @@ def test_main_job_run_records_partitions_and_checks(tiny_env):
     assert latest.dagster_event.partition == "2026-10-31"
     meta = latest.asset_materialization.metadata
     assert {"rows_in", "rows_out", "rows_rejected", "dagster/row_count", "quarantine_by_reason"} <= set(meta)
+    mart = instance.get_latest_materialization_event(dg.AssetKey("venue_analytics")).asset_materialization.metadata
+    assert {"dagster/row_count", "preview", "last_days", "total_gross_revenue_cents"} <= set(mart)
+    # hourly KPI snapshots: their own job and partitions
+    kpi = run_job("kpi_job", first="2026-10-31-10:00", last="2026-10-31-12:00", instance=instance)
+    assert kpi.success
+    assert instance.get_materialized_partitions(dg.AssetKey("kpi_snapshots")) == {
+        "2026-10-31-10:00", "2026-10-31-11:00", "2026-10-31-12:00"}
+    kpi_checks = [e.event_specific_data for e in kpi.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert kpi_checks and all(c.passed for c in kpi_checks)
 
 
 RUN = """

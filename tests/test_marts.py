@@ -130,19 +130,40 @@ def test_rerun_of_a_partition_gives_the_same_result(built):
     assert wh.count("fct_orders") == int(wh.read("SELECT count(DISTINCT order_id) AS n FROM fct_orders")["n"][0])
 
 
-def test_reconciliation_catches_a_tampered_mart(tmp_path, built):
+def test_reconciliation_catches_a_tampered_mart(built):
     wh, _, _ = built
     day = "2026-09-16"
+    control = wh.read_partitions("control_totals", "day", day, day)
     df = wh.read_partitions("venue_analytics", "day", day, day)
-    assert reconcile.check_daily("venue_analytics", wh, df, day, day).passed
+    assert reconcile.check_daily("venue_analytics", control, df).passed
     busy = df["gross_revenue_cents"].arg_max()
     off_by_a_cent = df.with_columns(pl.when(pl.int_range(pl.len()) == busy).then(pl.col("gross_revenue_cents") + 1)
                                     .otherwise(pl.col("gross_revenue_cents")).alias("gross_revenue_cents"))
-    out = reconcile.check_daily("venue_analytics", wh, off_by_a_cent, day, day)
+    out = reconcile.check_daily("venue_analytics", control, off_by_a_cent)
     assert not out.passed and out.differences.height == 1
-    dropped = reconcile.check_daily("revenue_by_channel", wh,
-                                    wh.read_partitions("revenue_by_channel", "day", day, day).slice(1), day, day)
+    dropped = reconcile.check_daily("revenue_by_channel", control,
+                                    wh.read_partitions("revenue_by_channel", "day", day, day).slice(1))
     assert not dropped.passed
+
+
+def test_control_totals_catch_an_order_the_marts_lookback_missed(built):
+    """An order confirmed 10 days after its creation is outside the marts' 7-day lookback but inside the
+    control totals' 31 days: the check must fail rather than lose the sale silently."""
+    wh, _, _ = built
+    day = "2026-09-20"
+    created = wh.read_partitions("stg_orders", "_partition", "2026-09-10", "2026-09-10")
+    late = created.filter(pl.col("status") == "completed").head(1)
+    assert late.height
+    moved = late.with_columns((pl.col("created_at") + timedelta(days=10)).alias("confirmed_at"))
+    staged = wh.read_partitions("stg_orders", "_partition", "2026-09-10", "2026-09-10")
+    try:
+        patched = pl.concat([staged.filter(pl.col("id") != late["id"][0]), moved.select(staged.columns)])
+        wh.write_partitions("stg_orders", patched, ["_partition"], [("2026-09-10",)])
+        control = reconcile.control_totals(wh, day, day)
+        out = reconcile.check_daily("fct_orders", control, B.fct_orders(wh, day, day))
+        assert not out.passed and out.metadata["staging_orders"] == out.metadata["mart_orders"] + 1
+    finally:
+        wh.write_partitions("stg_orders", staged, ["_partition"], [("2026-09-10",)])
 
 
 # -- pure pieces on hand-made inputs ------------------------------------------------------------------

@@ -211,17 +211,27 @@ def event_price_summary(history: pl.DataFrame) -> pl.DataFrame:
 
 
 # -- hourly KPI snapshots ---------------------------------------------------------------------------
-def kpi_snapshots(wh: Warehouse, hour_start: datetime) -> pl.DataFrame:
-    """KPIs as of the end of the hour that starts at `hour_start` (UTC)."""
-    at = hour_start + timedelta(hours=1)
-    lo, hi = (at - timedelta(days=2)).date().isoformat(), at.date().isoformat()
+def kpi_inputs(wh: Warehouse, first_hour: datetime, last_hour: datetime) -> dict[str, pl.DataFrame]:
+    """Everything the KPI snapshots of the hours first_hour..last_hour need, read once."""
+    lo = (first_hour - timedelta(days=2)).date().isoformat()
+    hi = (last_hour + timedelta(hours=1)).date().isoformat()
     window = {t: wh.read_partitions(t, "day", lo, hi) for t in ("fct_orders", "fct_refunds", "fct_resales")}
-    return run("kpi_snapshots", {
+    return {
         "stg_venues": _venues(wh),
         "stg_events": _stg(wh, "events", columns=["id", "tenant_id", "status", "created_at", "deleted_at"]),
         "stg_ticket_types": _stg(wh, "ticket_types", columns=["event_id", "is_active", "sale_start", "sale_end"]),
         "orders_window": window["fct_orders"], "refunds_window": window["fct_refunds"],
-        "resales_window": window["fct_resales"]}, at=at)
+        "resales_window": window["fct_resales"]}
+
+
+def kpi_snapshots(wh: Warehouse, hour_starts: list[datetime]) -> pl.DataFrame:
+    """KPIs as of the end of each hour in `hour_starts` (UTC), with `hour_key` = the Dagster partition key."""
+    if not hour_starts:
+        raise ValueError("no hours to snapshot")
+    inputs = kpi_inputs(wh, min(hour_starts), max(hour_starts))
+    frames = [run("kpi_snapshots", inputs, at=h + timedelta(hours=1)).with_columns(
+        pl.lit(h.strftime("%Y-%m-%d-%H:%M")).alias("hour_key")) for h in hour_starts]
+    return pl.concat(frames, how="vertical_relaxed")
 
 
 @dataclass(frozen=True)
