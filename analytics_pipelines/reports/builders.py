@@ -55,7 +55,8 @@ def venue_name(wh: Warehouse, venue_id: str) -> str:
 
 
 def venues_with_activity(wh: Warehouse, first: date, last: date) -> pl.DataFrame:
-    """(tenant_id, venue_id) of venues with a venue_analytics row in first..last."""
+    """(tenant_id, venue_id) of venues with a venue_analytics row in first..last: every venue that existed
+    then (the mart zero-fills venues without sales), so each gets its report."""
     if "venue_analytics" not in wh.tables():
         return pl.DataFrame(schema={"tenant_id": pl.Utf8, "venue_id": pl.Utf8})
     df = wh.read_table("venue_analytics", "day >= %s AND day <= %s", [first, last], ["tenant_id", "venue_id"])
@@ -90,12 +91,11 @@ def daily_venue_report(wh: Warehouse, venue_id: str, day: date, tenant_id: str |
     scope, params = _scope(tenant_id, venue_id)
     where, params = f"{scope} AND day = %s", [*params, day]
     kpi = wh.read_table("venue_analytics", where, params, ["day", *KPI_COLUMNS])
-    kpi_note = ""
+    kpi_note = "No sales were recorded for this venue on this day." if int(kpi["orders"].sum() or 0) == 0 else ""
     if kpi.height == 0:
         kpi = pl.DataFrame([{"day": day, **{c: 0 for c in KPI_COLUMNS}}],
                            schema={"day": pl.Date, **{c: (pl.Float64 if c.endswith("_pct") else pl.Int64)
                                                       for c in KPI_COLUMNS}})
-        kpi_note = "No sales were recorded for this venue on this day."
     hourly = wh.read_table("venue_analytics_hourly", where, params,
                            ["local_hour", "tickets_sold", "orders", "gross_revenue_cents"])
     hourly = (pl.DataFrame({"local_hour": pl.int_range(0, 24, eager=True).cast(hourly.schema["local_hour"])})
