@@ -208,12 +208,13 @@ def xlsx_header(column: str, dtype: pl.DataType) -> str:
 
 
 def xlsx_bytes(report: Report) -> bytes:
+    """Streamed (openpyxl write-only): memory stays flat however many rows a sheet has."""
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
-    wb = Workbook()
-    wb.remove(wb.active)
+    wb = Workbook(write_only=True)
     wb.properties.title = report.title
     wb.properties.subject = f"{report.subtitle} {report.period_label}".strip()
     header_font = Font(bold=True, color="FFFFFF")
@@ -227,24 +228,32 @@ def xlsx_bytes(report: Report) -> bytes:
         ws = wb.create_sheet(_sheet_title(s.name, used))
         currency = single_currency(df)
         cols = list(df.schema.items())
-        ws.append([xlsx_header(c, t) for c, t in cols])
-        for cell in ws[1]:
-            cell.font, cell.fill = header_font, header_fill
-            cell.alignment = Alignment(vertical="center", wrap_text=False)
-        for row in df.iter_rows():
-            ws.append([_xlsx_value(c, v) for (c, _), v in zip(cols, row, strict=True)])
-        for j, (c, t) in enumerate(cols, 1):
-            fmt = _xlsx_format(c, t, currency)
-            letter = get_column_letter(j)
-            if fmt and df.height:
-                for (cell,) in ws.iter_rows(min_row=2, min_col=j, max_col=j):
-                    cell.number_format = fmt
+        formats = [_xlsx_format(c, t, currency) for c, t in cols]
+        for j, (c, t) in enumerate(cols, 1):  # widths, frozen header and filter are declared before the rows
             sample = [_display(c, v, currency) for v in df[c].head(200).to_list()]
             width = max([len(xlsx_header(c, t)), *(len(x) for x in sample)]) + 2
-            ws.column_dimensions[letter].width = min(max(width, 8), 60)
+            ws.column_dimensions[get_column_letter(j)].width = min(max(width, 8), 60)
         ws.freeze_panes = "A2"
         if df.width:
-            ws.auto_filter.ref = f"A1:{get_column_letter(df.width)}{max(df.height + 1, 1)}"
+            ws.auto_filter.ref = f"A1:{get_column_letter(df.width)}{df.height + 1}"
+        header = []
+        for c, t in cols:
+            cell = WriteOnlyCell(ws, value=xlsx_header(c, t))
+            cell.font, cell.fill, cell.alignment = header_font, header_fill, Alignment(vertical="center")
+            header.append(cell)
+        ws.append(header)
+        names = [c for c, _ in cols]
+        for row in df.iter_rows():
+            out = []
+            for c, fmt, v in zip(names, formats, row, strict=True):
+                value = _xlsx_value(c, v)
+                if fmt and value is not None:
+                    cell = WriteOnlyCell(ws, value=value)
+                    cell.number_format = fmt
+                    out.append(cell)
+                else:
+                    out.append(value)
+            ws.append(out)
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
