@@ -8,7 +8,7 @@ import dagster as dg
 
 main_job = dg.define_asset_job(
     name="main_job",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("kpis"),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("kpis", "reports"),
     description="Everything daily: source -> raw -> staging -> facts -> marts for a partition range.",
     tags={"team": "data-platform"},
 )
