@@ -60,40 +60,49 @@ def _text(value) -> str | None:
 
 
 def watermarks(db: SourceDB, now: datetime, tables: Iterable[str] | None = None) -> dict[str, str | None]:
-    """The newest change time (<= now) of every fact table, as text."""
+    """The newest change time (<= now) of every fact table, as text (one query)."""
     landing = db.is_landing()
-    out = {}
-    for table in tables or fact_tables():
+    tables = list(tables or fact_tables())
+    parts, params = [], []
+    for table in tables:
         change, _ = _exprs(db, table, landing)
-        frame = db.query(f"SELECT max(c) AS w FROM (SELECT {change} AS c FROM {table}) x WHERE c <= %s",
-                         [_now_param(now, landing)])
-        out[table] = _text(frame["w"][0])
-    return out
+        parts.append(f"SELECT '{table}' AS t, max(c) AS w FROM (SELECT {change} AS c FROM {table}) x WHERE c <= %s")
+        params.append(_now_param(now, landing))
+    frame = db.query(" UNION ALL ".join(parts), params)
+    found = {t: _text(w) for t, w in frame.iter_rows()}
+    return {t: found.get(t) for t in tables}
 
 
 def changed_partitions(db: SourceDB, cursor: dict[str, str | None], now: datetime,
                        first_day: str, last_day: str) -> tuple[list[str], dict[str, str | None], dict[str, list[str]]]:
     """(days to re-run, the new cursor, days by table). A table missing from `cursor` starts at its current
-    watermark (nothing requested for it: a new sensor does not re-run history; use a backfill)."""
+    watermark (nothing requested for it: a new sensor does not re-run history; use a backfill).
+    One query for all tables (one round trip per tick)."""
     landing = db.is_landing()
-    new_cursor, by_table, days = dict(cursor), {}, set()
+    new_cursor = dict(cursor)
+    fresh = [t for t in fact_tables() if cursor.get(t) is None]
+    if fresh:
+        new_cursor.update(watermarks(db, now, fresh))
+    parts, params = [], []
     for table in fact_tables():
-        if cursor.get(table) is None:
-            new_cursor.update(watermarks(db, now, [table]))
+        if table in fresh:
             continue
         change, day = _exprs(db, table, landing)
-        frame = db.query(
-            f"SELECT d, max(c) AS w FROM (SELECT {day} AS d, {change} AS c FROM {table}) x "
-            f"WHERE c > %s AND c <= %s GROUP BY d", [_param(cursor[table], landing), _now_param(now, landing)])
-        if frame.is_empty():
-            continue
-        new_cursor[table] = max(_text(w) for w in frame["w"].to_list())
-        changed = sorted({_day(d) for d in frame["d"].to_list() if d is not None})
-        changed = [d for d in changed if d and first_day <= d <= last_day]
-        if changed:
-            by_table[table] = changed
-            days.update(changed)
-    return sorted(days), new_cursor, by_table
+        parts.append(f"SELECT '{table}' AS t, CAST(d AS VARCHAR(32)) AS d, max(c) AS w FROM "
+                     f"(SELECT {day} AS d, {change} AS c FROM {table}) x WHERE c > %s AND c <= %s GROUP BY d")
+        params += [_param(cursor[table], landing), _now_param(now, landing)]
+    by_table: dict[str, list[str]] = {}
+    if parts:
+        frame = db.query(" UNION ALL ".join(parts), params)
+        for table, group in frame.group_by("t", maintain_order=True):
+            table = table[0]
+            new_cursor[table] = max(_text(w) for w in group["w"].to_list())
+            changed = sorted({d for d in (_day(v) for v in group["d"].to_list() if v is not None)
+                              if d and first_day <= d <= last_day})
+            if changed:
+                by_table[table] = changed
+    days = sorted({d for ds in by_table.values() for d in ds})
+    return days, new_cursor, by_table
 
 
 def _day(value) -> str | None:
