@@ -5,8 +5,6 @@ from __future__ import annotations
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from analytics_pipelines.partitions import daily_partitions
-
 
 def run_job(job_name: str = "main_job", first: str | None = None, last: str | None = None,
             instance: dg.DagsterInstance | None = None, log_level: str = "INFO") -> dg.ExecuteInProcessResult:
@@ -14,17 +12,26 @@ def run_job(job_name: str = "main_job", first: str | None = None, last: str | No
     partitioned asset has a single-run backfill policy and reads its whole range at once."""
     from analytics_pipelines.definitions import defs
 
-    keys = daily_partitions.get_partition_keys()
+    job = defs.resolve_job_def(job_name)
+    keys = job.partitions_def.get_partition_keys()
     first, last = first or keys[0], last or keys[-1]
     if first not in keys or last not in keys:
-        raise ValueError(f"partitions run from {keys[0]} to {keys[-1]}; got {first}..{last}")
-    return defs.resolve_job_def(job_name).execute_in_process(
+        raise ValueError(f"{job_name} partitions run from {keys[0]} to {keys[-1]}; got {first}..{last}")
+    return job.execute_in_process(
         instance=instance or dg.DagsterInstance.get(),
         tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
         # the console shows one line per asset (its progress); every event is still in the instance
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         raise_on_error=False,
     )
+
+
+def last_partition_keys(job_name: str, n: int) -> tuple[str, str]:
+    """The first and last of the job's latest `n` partition keys (e.g. the last 24 hours of kpi_job)."""
+    from analytics_pipelines.definitions import defs
+
+    keys = defs.resolve_job_def(job_name).partitions_def.get_partition_keys()
+    return keys[-n:][0], keys[-1]
 
 
 def summary(result: dg.ExecuteInProcessResult, seconds: float, source_url: str, warehouse_url: str) -> None:

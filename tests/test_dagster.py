@@ -26,9 +26,14 @@ def test_definitions_explain_themselves():
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 40, key
-        assert node.group_name in {"raw", "staging"}, key
-        assert node.owners == ["team:data-platform"], key
-    assert defs.resolve_job_def("main_job") and defs.resolve_job_def("ingest_job")
+        assert node.group_name in {"raw", "staging", "facts", "marts", "kpis"}, key
+        expected_owner = "team:data-platform" if node.group_name in {"raw", "staging"} else "team:analytics"
+        assert node.owners == [expected_owner], key
+    for job in ("main_job", "ingest_job", "marts_job", "kpi_job"):
+        assert defs.resolve_job_def(job)
+    marts = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).group_name in {"facts", "marts"}}
+    for mart in marts:  # every mart checks itself
+        assert graph.get(dg.AssetKey(mart)).check_keys or mart == "ticket_type_price_snapshots", mart
     stg = graph.get(dg.AssetKey("stg_tickets"))
     assert {c.name for c in stg.check_keys} == {"unique_key", "not_null_key", "ledger_balanced",
                                                  "foreign_keys_resolve"}
@@ -55,7 +60,10 @@ def test_main_job_run_records_partitions_and_checks(tiny_env):
     result = run_job("main_job", first="2026-10-20", last="2026-10-31", instance=instance)
     assert result.success
     checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    assert checks and all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
+    failed = [c for c in checks if not c.passed]
+    # 12 days are too few to backtest projections: that check warns (and says so) instead of passing
+    assert [(c.check_name, c.severity) for c in failed] == [("beats_old_rule", dg.AssetCheckSeverity.WARN)]
+    assert len(checks) > 70
     # the batched event log recorded every partition of every partitioned asset, as the UI shows them
     days = {f"2026-10-{d}" for d in range(20, 32)}
     for key in ("raw_orders", "stg_orders", "stg_ticket_scans"):

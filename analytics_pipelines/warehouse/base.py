@@ -55,10 +55,12 @@ class Warehouse(ABC):
                    columns: Sequence[str] | None = None) -> pl.DataFrame:
         """Rows of one table as a typed polars frame (empty frame with the schema when none match)."""
 
-    def read_partitions(self, table: str, column: str, first: str, last: str) -> pl.DataFrame:
-        """Rows of the partitions first..last (inclusive, compared as text) of a table partitioned by
-        `column`. Backends may read only those partitions' storage."""
-        return self.read_table(table, f"{check_identifier(column)} >= %s AND {column} <= %s", [first, last])
+    def read_partitions(self, table: str, column: str, first: str, last: str,
+                        columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """Rows (only `columns`, when given) of the partitions first..last (inclusive, compared as text) of a
+        table partitioned by `column`. Backends may read only those partitions' storage."""
+        return self.read_table(table, f"{check_identifier(column)} >= %s AND {column} <= %s", [first, last],
+                               columns=columns)
 
     @abstractmethod
     def drop_partitions(self, table: str, column: str, before: str) -> list[str]:

@@ -130,15 +130,15 @@ class EmbeddedWarehouse(Warehouse):
     def _files(self, table: str) -> list[str]:
         return sorted(str(p) for p in (self.root / check_identifier(table)).rglob("*.parquet"))
 
-    def read_partitions(self, table, column, first, last):
+    def read_partitions(self, table, column, first, last, columns=None):
         """Reads only the files of partitions first..last (the directory names say which)."""
         base = self.root / check_identifier(table)
         prefix = f"{check_identifier(column)}="
         files = sorted(str(d / DATA_FILE) for d in base.iterdir() if d.name.startswith(prefix)
                        and first <= unquote(d.name[len(prefix):]) <= last and (d / DATA_FILE).exists())
         if not files:
-            return self.read_table(table, "FALSE")
-        return _concat([pl.read_parquet(f) for f in files])
+            return self.read_table(table, "FALSE", columns=columns)
+        return _concat([pl.read_parquet(f, columns=list(columns) if columns else None) for f in files])
 
     def read_table(self, table, where="TRUE", params=(), columns=None):
         if where == "TRUE" and not params:

@@ -1,0 +1,265 @@
+"""Build each mart for a date range: read exactly the inputs it needs from the warehouse, run its SQL.
+
+Every function takes the warehouse and the inclusive day range (ISO strings, UTC days) and returns the
+mart rows for that range; the caller replaces those partitions. Whole-table marts take `through` (the last
+day of data) instead. Reads are columnar and partition-pruned: a one-day run reads a handful of staging
+partitions plus the small dimensions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+import polars as pl
+
+from analytics_pipelines.marts.sqlrun import run
+from analytics_pipelines.warehouse import Warehouse
+
+#: an order is recognized at confirmed_at but partitioned by created_at: a run over days first..last reads
+#: the order partitions from first - LOOKBACK (the reconciliation check proves nothing older was missed)
+LOOKBACK_DAYS = 7
+PARTITION = "_partition"
+
+
+def _d(day: str) -> date:
+    return date.fromisoformat(day)
+
+
+def _shift(day: str, days: int) -> str:
+    return (_d(day) + timedelta(days=days)).isoformat()
+
+
+def days_between(first: str, last: str) -> list[str]:
+    n = (_d(last) - _d(first)).days
+    return [_shift(first, i) for i in range(n + 1)]
+
+
+def _stg(wh: Warehouse, table: str, first: str | None = None, last: str | None = None,
+         columns: list[str] | None = None) -> pl.DataFrame:
+    name = f"stg_{table}"
+    if first is None:
+        return wh.read_table(name, columns=columns)
+    return wh.read_partitions(name, PARTITION, first, last, columns=columns)
+
+
+# -- shared inputs ---------------------------------------------------------------------------------
+def event_dim(wh: Warehouse) -> pl.DataFrame:
+    """One row per event with venue, category, schedule window and capacity (sql/marts/event_dim.sql)."""
+    return run("event_dim", {
+        "stg_events": _stg(wh, "events", columns=["id", "tenant_id", "venue_id", "primary_category_id", "name",
+                                                   "status", "start_date", "deleted_at"]),
+        "stg_event_schedules": _stg(wh, "event_schedules", columns=["event_id", "starts_at", "ends_at",
+                                                                     "capacity_override", "status", "deleted_at"]),
+        "stg_ticket_types": _stg(wh, "ticket_types", columns=["event_id", "quantity", "sold_quantity"]),
+        "stg_event_categories": _stg(wh, "event_categories", columns=["id", "name"]),
+    })
+
+
+def _events(wh: Warehouse) -> pl.DataFrame:
+    return _stg(wh, "events", columns=["id", "venue_id", "primary_category_id"])
+
+
+def _venues(wh: Warehouse) -> pl.DataFrame:
+    return _stg(wh, "venues", columns=["id", "tenant_id", "timezone", "status", "created_at", "deleted_at"])
+
+
+def fact_history(wh: Warehouse, table: str, columns: list[str], last: str | None = None) -> pl.DataFrame:
+    """Columns of a daily fact/mart over all its partitions (up to `last`)."""
+    if table not in wh.tables():
+        raise LookupError(f"{table} has not been materialized yet")
+    if last is None:
+        return wh.read_table(table, columns=columns)
+    return wh.read_partitions(table, "day", "0001-01-01", last, columns=columns)
+
+
+# -- facts -----------------------------------------------------------------------------------------
+ORDER_COLUMNS = ["id", "tenant_id", "user_id", "event_id", "status", "channel", "payment_method", "subtotal_cents",
+                 "platform_fee_cents", "processing_fee_cents", "tax_cents", "discount_cents", "total_cents",
+                 "currency", "created_at", "confirmed_at"]
+
+
+def fct_orders(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
+    lo = _shift(first, -LOOKBACK_DAYS)
+    return run("fct_orders", {
+        "stg_orders": _stg(wh, "orders", lo, last, ORDER_COLUMNS),
+        "stg_order_items": _stg(wh, "order_items", lo, last, ["order_id", "quantity"]),
+        "stg_events": _events(wh),
+    }, first=_d(first), last=_d(last))
+
+
+def fct_refunds(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
+    refunds = _stg(wh, "order_refunds", first, last, ["id", "tenant_id", "order_id", "refund_amount_cents",
+                                                      "refund_status", "refund_type", "created_at", "currency"])
+    orders = _stg(wh, "orders", columns=["id", "tenant_id", "user_id", "event_id", "channel"])
+    orders = orders.join(refunds.select(pl.col("order_id").alias("id")).unique(), on="id", how="semi")
+    return run("fct_refunds", {"stg_order_refunds": refunds, "orders": orders, "stg_events": _events(wh)},
+               first=_d(first), last=_d(last))
+
+
+def fct_resales(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
+    lo = _shift(first, -LOOKBACK_DAYS)
+    transfers = _stg(wh, "marketplace_transfers", lo, last,
+                     ["id", "tenant_id", "listing_id", "buyer_id", "seller_id", "event_id", "venue_id",
+                      "usd_value_cents", "status", "payment_method", "completed_at", "currency"])
+    listings = _stg(wh, "marketplace_listings", columns=["id", "ticket_id", "price_cents",
+                                                         "original_face_value_cents"])
+    listings = listings.join(transfers.select(pl.col("listing_id").alias("id")).unique(), on="id", how="semi")
+    fees = _stg(wh, "platform_fees", lo, _shift(last, LOOKBACK_DAYS),
+                ["transfer_id", "platform_fee_amount_cents", "venue_fee_amount_cents", "seller_payout_cents"])
+    return run("fct_resales", {"stg_marketplace_transfers": transfers, "listings": listings, "fees": fees,
+                               "stg_events": _events(wh)}, first=_d(first), last=_d(last))
+
+
+# -- daily marts -----------------------------------------------------------------------------------
+def _facts(wh: Warehouse, first: str, last: str) -> dict[str, pl.DataFrame]:
+    return {t: wh.read_partitions(t, "day", first, last) for t in ("fct_orders", "fct_refunds", "fct_resales")}
+
+
+def venue_analytics(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
+    return run("venue_analytics", {**_facts(wh, first, last), "stg_venues": _venues(wh), "event_dim": event_dim(wh)},
+               first=_d(first), last=_d(last))
+
+
+def venue_analytics_hourly(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
+    return run("venue_analytics_hourly", {"fct_orders": wh.read_partitions("fct_orders", "day", first, last),
+                                          "stg_venues": _venues(wh)})
+
+
+def event_analytics(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
+    history = fact_history(wh, "fct_orders", ["event_id", "day", "tickets", "gross_revenue_cents"], last)
+    history = history.with_columns(pl.lit(1, pl.Int64).alias("orders"))
+    return run("event_analytics", {"order_history": history,
+                                   "fct_refunds": wh.read_partitions("fct_refunds", "day", first, last),
+                                   "event_dim": event_dim(wh)}, first=_d(first), last=_d(last))
+
+
+def revenue_by_channel(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
+    return run("revenue_by_channel", _facts(wh, first, last))
+
+
+def revenue_by_category(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
+    facts = _facts(wh, first, last)
+    return run("revenue_by_category", {"fct_orders": facts["fct_orders"], "fct_refunds": facts["fct_refunds"],
+                                       "stg_event_categories": _stg(wh, "event_categories", columns=["id", "name"])})
+
+
+def resale_activity(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
+    return run("resale_activity", {
+        "listings_in_range": _stg(wh, "marketplace_listings", first, last, ["event_id", "listed_at"]),
+        "fct_resales": wh.read_partitions("fct_resales", "day", first, last),
+        "event_dim": event_dim(wh)}, first=_d(first), last=_d(last))
+
+
+# -- whole-table marts ------------------------------------------------------------------------------
+def _end_of(day: str) -> datetime:
+    return datetime.combine(_d(day) + timedelta(days=1), time(), UTC)
+
+
+HOURLY_DAYS = 14
+
+
+def sales_metrics(wh: Warehouse, through: str, hourly_days: int = HOURLY_DAYS) -> pl.DataFrame:
+    """Hour grain for the last `hourly_days` days up to `through`; day, week and month for all history."""
+    history = fact_history(wh, "fct_orders", ["tenant_id", "venue_id", "recognized_at", "tickets",
+                                              "gross_revenue_cents", "ticket_revenue_cents", "user_id"], through)
+    end = _end_of(through)
+    return run("sales_metrics", {"order_history": history},
+               hour_since=end - timedelta(days=hourly_days), through=end - timedelta(microseconds=1))
+
+
+def event_performance(wh: Warehouse) -> pl.DataFrame:
+    return run("event_performance", {
+        "order_history": fact_history(wh, "fct_orders", ["event_id", "tickets", "gross_revenue_cents"]),
+        "refund_history": fact_history(wh, "fct_refunds", ["event_id", "refund_cents"]),
+        "event_dim": event_dim(wh)})
+
+
+def venue_seasonality(wh: Warehouse, through: str) -> pl.DataFrame:
+    va = fact_history(wh, "venue_analytics", ["tenant_id", "venue_id", "day", "tickets_sold", "net_revenue_cents"],
+                      through)
+    return run("venue_seasonality", {"va": va}, through=_d(through))
+
+
+def no_shows(wh: Warehouse, now: datetime) -> pl.DataFrame:
+    return run("no_shows", {"tickets": _stg(wh, "tickets", columns=["id", "event_id", "status"]),
+                            "scans": _stg(wh, "ticket_scans", columns=["ticket_id", "result"]),
+                            "event_dim": event_dim(wh)}, now=now)
+
+
+def ticket_type_price_snapshot(wh: Warehouse, snapshot_date: str) -> pl.DataFrame:
+    """Today's ticket_types.price per type, as the snapshot of `snapshot_date`."""
+    tt = _stg(wh, "ticket_types", columns=["id", "event_id", "price_cents", "currency"])
+    return tt.select(pl.lit(_d(snapshot_date)).alias("day"), pl.col("id").alias("ticket_type_id"), "event_id",
+                     "price_cents", "currency")
+
+
+def price_history(wh: Warehouse) -> pl.DataFrame:
+    snaps = (wh.read_table("ticket_type_price_snapshots", columns=["day", "ticket_type_id", "price_cents"])
+             .rename({"day": "snapshot_date"}) if "ticket_type_price_snapshots" in wh.tables()
+             else pl.DataFrame(schema={"snapshot_date": pl.Date, "ticket_type_id": pl.String, "price_cents": pl.Int64}))
+    return run("price_history", {
+        "price_changes": _stg(wh, "ticket_price_history", columns=["ticket_type_id", "old_price_cents",
+                                                                   "new_price_cents", "changed_at"]),
+        "stg_ticket_types": _stg(wh, "ticket_types", columns=["id", "event_id", "name", "price_cents", "created_at",
+                                                               "currency"]),
+        "snapshots": snaps, "event_dim": event_dim(wh)})
+
+
+def event_price_summary(history: pl.DataFrame) -> pl.DataFrame:
+    return run("event_price_summary", {"price_history": history})
+
+
+# -- hourly KPI snapshots ---------------------------------------------------------------------------
+def kpi_snapshots(wh: Warehouse, hour_start: datetime) -> pl.DataFrame:
+    """KPIs as of the end of the hour that starts at `hour_start` (UTC)."""
+    at = hour_start + timedelta(hours=1)
+    lo, hi = (at - timedelta(days=2)).date().isoformat(), at.date().isoformat()
+    window = {t: wh.read_partitions(t, "day", lo, hi) for t in ("fct_orders", "fct_refunds", "fct_resales")}
+    return run("kpi_snapshots", {
+        "stg_venues": _venues(wh),
+        "stg_events": _stg(wh, "events", columns=["id", "tenant_id", "status", "created_at", "deleted_at"]),
+        "stg_ticket_types": _stg(wh, "ticket_types", columns=["event_id", "is_active", "sale_start", "sale_end"]),
+        "orders_window": window["fct_orders"], "refunds_window": window["fct_refunds"],
+        "resales_window": window["fct_resales"]}, at=at)
+
+
+@dataclass(frozen=True)
+class DailyMart:
+    name: str
+    build: object  # (wh, first, last) -> frame
+    inputs: tuple[str, ...]
+    description: str
+
+
+DAILY_MARTS = [
+    DailyMart("fct_orders", fct_orders, ("stg_orders", "stg_order_items", "stg_events"),
+              "Recognized primary sales: one row per paid order (confirmed, completed or refunded) on the UTC day of "
+              "coalesce(confirmed_at, created_at), with venue, category, channel, tickets and money in cents."),
+    DailyMart("fct_refunds", fct_refunds, ("stg_order_refunds", "stg_orders", "stg_events"),
+              "Completed refunds on their own date (order_refunds.created_at), attributed to the order's venue, "
+              "event, customer and channel."),
+    DailyMart("fct_resales", fct_resales, ("stg_marketplace_transfers", "stg_marketplace_listings",
+                                           "stg_platform_fees", "stg_events"),
+              "Completed marketplace transfers at completed_at with listing price, face value, markup and the "
+              "platform/venue fees."),
+    DailyMart("venue_analytics", venue_analytics, ("fct_orders", "fct_refunds", "fct_resales", "stg_venues",
+                                                   "stg_events", "stg_event_schedules", "stg_ticket_types"),
+              "One row per venue and day (zero-filled for every venue that exists): tickets, orders, gross/ticket "
+              "revenue, refunds, fees, tax, net revenue (cents), unique customers, events with sales, capacity "
+              "sold % of the events held that day, average ticket price, resale."),
+    DailyMart("venue_analytics_hourly", venue_analytics_hourly, ("fct_orders", "stg_venues"),
+              "Hours with sales per venue (UTC hour and the venue's local hour): tickets, orders, revenue, customers."),
+    DailyMart("event_analytics", event_analytics, ("fct_orders", "fct_refunds", "stg_events",
+                                                   "stg_event_schedules", "stg_ticket_types"),
+              "Per event and day with sales or refunds: tickets, revenue, refunds, capacity, cumulative tickets "
+              "sold, sell-through % and days to the event."),
+    DailyMart("revenue_by_channel", revenue_by_channel, ("fct_orders", "fct_refunds", "fct_resales"),
+              "Per venue, day and revenue line (primary:<channel> and resale:<payment method>): tickets, "
+              "transactions, gross, refunds, fees, net (cents)."),
+    DailyMart("revenue_by_category", revenue_by_category, ("fct_orders", "fct_refunds", "stg_event_categories"),
+              "Per venue, day and event category: tickets, orders, gross, refunds, net (cents)."),
+    DailyMart("resale_activity", resale_activity, ("fct_resales", "stg_marketplace_listings", "stg_events"),
+              "Per event and day: listings created, completed resales, volume, face value, average markup % and "
+              "platform/venue fees (cents)."),
+]

@@ -1,0 +1,72 @@
+"""Every mart for a day range without Dagster (tests, benchmarks): what main_job's mart assets do."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+
+from analytics_pipelines.marts import build as B
+from analytics_pipelines.marts import reconcile
+from analytics_pipelines.marts.projections import project
+from analytics_pipelines.warehouse import Warehouse
+
+
+def build_everything(wh: Warehouse, first: str, last: str, now: datetime,
+                     kpi_hours: int = 0) -> tuple[dict[str, reconcile.CheckOutcome], dict[str, float]]:
+    """Build daily marts for first..last, then the whole-table marts (and `kpi_hours` hourly KPI snapshots
+    ending with the last hour of `last`). Returns each mart's reconciliation outcome and seconds taken."""
+    outcomes, seconds = {}, {}
+    keys = [(d,) for d in B.days_between(first, last)]
+    for mart in B.DAILY_MARTS:
+        t = time.perf_counter()
+        df = mart.build(wh, first, last)
+        wh.write_partitions(mart.name, df, ["day"], keys)
+        seconds[mart.name] = time.perf_counter() - t
+        outcomes[mart.name] = reconcile.check_daily(mart.name, wh, df, first, last)
+    through = last
+    t = time.perf_counter()
+    df = B.sales_metrics(wh, through)
+    wh.replace_table("sales_metrics", df)
+    seconds["sales_metrics"] = time.perf_counter() - t
+    outcomes["sales_metrics"] = reconcile.check_totals("sales_metrics", wh, df, "1970-01-01", through)
+    t = time.perf_counter()
+    df = B.event_performance(wh)
+    wh.replace_table("event_performance", df)
+    seconds["event_performance"] = time.perf_counter() - t
+    outcomes["event_performance"] = reconcile.check_totals("event_performance", wh, df, "1970-01-01", "9999-12-31")
+    t = time.perf_counter()
+    wh.replace_table("venue_seasonality", B.venue_seasonality(wh, through))
+    seconds["venue_seasonality"] = time.perf_counter() - t
+    t = time.perf_counter()
+    va = B.fact_history(wh, "venue_analytics", ["tenant_id", "venue_id", "day", "net_revenue_cents"], through)
+    proj = project(va, date.fromisoformat(through))
+    wh.replace_table("revenue_projections", proj.projections)
+    wh.replace_table("revenue_projection_backtest", proj.backtest)
+    seconds["revenue_projections"] = time.perf_counter() - t
+    t = time.perf_counter()
+    snap = B.ticket_type_price_snapshot(wh, last)
+    wh.write_partitions("ticket_type_price_snapshots", snap, ["day"], [(last,)])
+    history = B.price_history(wh)
+    wh.replace_table("price_history", history)
+    wh.replace_table("event_price_summary", B.event_price_summary(history))
+    seconds["price_history"] = time.perf_counter() - t
+    outcomes["price_history"] = reconcile.check_price_history(wh, history)
+    t = time.perf_counter()
+    df = B.no_shows(wh, now)
+    wh.replace_table("no_shows", df)
+    seconds["no_shows"] = time.perf_counter() - t
+    outcomes["no_shows"] = reconcile.check_totals("no_shows", wh, df, "", "", now=now)
+    if kpi_hours:
+        t = time.perf_counter()
+        end = datetime.fromisoformat(last).replace(tzinfo=UTC) + timedelta(hours=23)
+        frames = []
+        for h in range(kpi_hours):
+            start = end - timedelta(hours=h)
+            key = start.strftime("%Y-%m-%d-%H:%M")
+            frames.append(B.kpi_snapshots(wh, start).with_columns(pl.lit(key).alias("hour_key")))
+        kpi = pl.concat(frames, how="vertical_relaxed")
+        wh.write_partitions("kpi_snapshots", kpi, ["hour_key"], [(k,) for k in kpi["hour_key"].unique().to_list()])
+        seconds["kpi_snapshots"] = time.perf_counter() - t
+    return outcomes, seconds

@@ -1,0 +1,191 @@
+"""Reconciliation: re-derive each mart's totals from staging by independent SQL (sql/checks/, portable
+across DuckDB and PostgreSQL, reading every staging partition) and compare them to the cent.
+
+Each function returns a CheckOutcome; the Dagster asset checks are thin wrappers around them. A check
+fails on any difference, on negative counts, or on an impossible percentage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import polars as pl
+
+from analytics_pipelines.paths import read_sql
+from analytics_pipelines.warehouse import Warehouse
+
+
+@dataclass
+class CheckOutcome:
+    passed: bool
+    metadata: dict = field(default_factory=dict)
+    differences: pl.DataFrame | None = None
+
+
+def _staging(wh: Warehouse, name: str, *params) -> pl.DataFrame:
+    df = wh.read(read_sql(f"checks/{name}.sql"), list(params))
+    return df.with_columns(pl.col(c).cast(pl.Int64) for c, t in df.schema.items()
+                           if t.is_numeric() and c != "day")
+
+
+def compare(expected: pl.DataFrame, actual: pl.DataFrame, keys: list[str], values: list[str]) -> CheckOutcome:
+    """Full outer join on `keys` (no keys: grand totals); every value must match exactly (missing = 0)."""
+    if not keys:
+        expected, actual = (f.with_columns(pl.lit("all").alias("total")) for f in (expected, actual))
+        keys = ["total"]
+    exp = expected.select(*[pl.col(k).cast(pl.String) for k in keys], *[pl.col(v).cast(pl.Int64) for v in values])
+    act = actual.select(*[pl.col(k).cast(pl.String) for k in keys], *[pl.col(v).cast(pl.Int64) for v in values])
+    exp = exp.group_by(keys).agg(pl.sum(v) for v in values)
+    act = act.group_by(keys).agg(pl.sum(v) for v in values)
+    joined = exp.join(act, on=keys, how="full", coalesce=True, suffix="_mart").fill_null(0)
+    diff = joined.filter(pl.any_horizontal(pl.col(v) != pl.col(f"{v}_mart") for v in values)).sort(keys)
+    totals = {f"staging_{v}": int(joined[v].sum()) for v in values} | {
+        f"mart_{v}": int(joined[f"{v}_mart"].sum()) for v in values}
+    return CheckOutcome(diff.height == 0, {"keys_compared": joined.height, "keys_different": diff.height, **totals},
+                        diff)
+
+
+def non_negative(df: pl.DataFrame, columns: list[str]) -> dict[str, int]:
+    """Number of negative values per column (counts must never be negative)."""
+    return {c: int((df[c] < 0).sum()) for c in columns if c in df.columns and int((df[c] < 0).sum())}
+
+
+def _combine(*outcomes: CheckOutcome, extra_failures: dict | None = None) -> CheckOutcome:
+    meta, diffs = {}, []
+    for o in outcomes:
+        meta.update(o.metadata)
+        if o.differences is not None and o.differences.height:
+            diffs.append(o.differences)
+    failures = {k: v for k, v in (extra_failures or {}).items() if v}
+    meta.update({f"violations_{k}": v for k, v in failures.items()})
+    passed = all(o.passed for o in outcomes) and not failures
+    return CheckOutcome(passed, meta, diffs[0] if diffs else None)
+
+
+def _days(first: str, last: str) -> tuple[date, date]:
+    return date.fromisoformat(first), date.fromisoformat(last)
+
+
+def orders_expected(wh, first, last):
+    return _staging(wh, "orders_by_day", *_days(first, last))
+
+
+def refunds_expected(wh, first, last):
+    return _staging(wh, "refunds_by_day", *_days(first, last))
+
+
+def resales_expected(wh, first, last):
+    return _staging(wh, "resales_by_day", *_days(first, last))
+
+
+def check_daily(mart: str, wh: Warehouse, df: pl.DataFrame, first: str, last: str) -> CheckOutcome:
+    """The reconciliation of one daily mart's rows `df` for first..last."""
+    o = orders_expected(wh, first, last)
+    if mart == "fct_orders":
+        return _combine(compare(o, df.with_columns(pl.lit(1).alias("orders")), ["day"],
+                                ["orders", "tickets", "gross_revenue_cents", "ticket_revenue_cents", "fees_cents"]),
+                        extra_failures={"negative": sum(non_negative(df, ["tickets", "gross_revenue_cents"]).values())})
+    r = refunds_expected(wh, first, last)
+    if mart == "fct_refunds":
+        return compare(r, df.with_columns(pl.lit(1).alias("refunds"), pl.col("refund_cents").alias("refunds_cents")),
+                       ["day"], ["refunds", "refunds_cents"])
+    x = resales_expected(wh, first, last)
+    if mart == "fct_resales":
+        return compare(x, df.with_columns(pl.lit(1).alias("resales"), pl.col("sale_cents").alias("resale_volume_cents"),
+                                          pl.col("platform_fee_cents").alias("platform_fees_cents"),
+                                          pl.col("venue_fee_cents").alias("venue_fees_cents")),
+                       ["day"], ["resales", "resale_volume_cents", "platform_fees_cents", "venue_fees_cents"])
+    counts = ["tickets_sold", "orders", "tickets", "transactions", "unique_customers", "events_active",
+              "listings_created", "resales", "cumulative_tickets_sold"]
+    negative = sum(non_negative(df, counts).values())
+    if mart == "venue_analytics":
+        pct = df["capacity_sold_pct"].drop_nulls()
+        return _combine(
+            compare(o, df, ["day"], ["orders", "gross_revenue_cents", "ticket_revenue_cents", "fees_cents"]),
+            compare(o.rename({"tickets": "tickets_sold"}), df, ["day"], ["tickets_sold"]),
+            compare(r, df, ["day"], ["refunds_cents"]),
+            compare(x.rename({"resales": "resale_sales"}), df, ["day"], ["resale_sales", "resale_volume_cents"]),
+            extra_failures={"negative_counts": negative, "capacity_pct_out_of_range": int(((pct < 0) | (pct > 100)).sum()),
+                            "net_not_gross_minus_refunds": int((df["net_revenue_cents"] != df["gross_revenue_cents"]
+                                                                - df["refunds_cents"]).sum())})
+    if mart == "venue_analytics_hourly":
+        return _combine(compare(o.rename({"tickets": "tickets_sold"}), df, ["day"],
+                                ["orders", "tickets_sold", "gross_revenue_cents"]),
+                        extra_failures={"negative_counts": negative,
+                                        "local_hour_out_of_range": int(((df["local_hour"] < 0) | (df["local_hour"] > 23)).sum())})
+    if mart == "event_analytics":
+        st = df["sell_through_pct"].drop_nulls()
+        return _combine(compare(o.rename({"tickets": "tickets_sold"}), df, ["day"],
+                                ["orders", "tickets_sold", "gross_revenue_cents"]),
+                        compare(r, df, ["day"], ["refunds_cents"]),
+                        extra_failures={"negative_counts": negative, "sell_through_negative": int((st < 0).sum()),
+                                        "cumulative_below_daily": int((df["cumulative_tickets_sold"]
+                                                                       < df["tickets_sold"]).sum())})
+    if mart == "revenue_by_channel":
+        prim = o.select("day", "revenue_line", pl.col("gross_revenue_cents"), pl.col("fees_cents"),
+                        pl.col("tickets"), pl.col("orders").alias("transactions"))
+        res = x.select("day", "revenue_line", pl.col("resale_volume_cents").alias("gross_revenue_cents"),
+                       (pl.col("platform_fees_cents") + pl.col("venue_fees_cents")).alias("fees_cents"),
+                       pl.col("resales").alias("tickets"), pl.col("resales").alias("transactions"))
+        exp = pl.concat([prim, res], how="diagonal_relaxed")
+        return _combine(compare(exp, df, ["day", "revenue_line"],
+                                ["gross_revenue_cents", "fees_cents", "tickets", "transactions"]),
+                        compare(r, df, ["day", "revenue_line"], ["refunds_cents"]),
+                        extra_failures={"negative_counts": negative})
+    if mart == "revenue_by_category":
+        return _combine(compare(o, df, ["day"], ["orders", "tickets", "gross_revenue_cents"]),
+                        compare(r, df, ["day"], ["refunds_cents"]), extra_failures={"negative_counts": negative})
+    if mart == "resale_activity":
+        listed = _staging(wh, "listings_by_day", *_days(first, last))
+        return _combine(compare(x, df, ["day"], ["resales", "resale_volume_cents", "platform_fees_cents",
+                                                 "venue_fees_cents"]),
+                        compare(listed, df, ["day"], ["listings_created"]), extra_failures={"negative_counts": negative})
+    raise KeyError(f"no reconciliation for {mart}")
+
+
+def check_totals(mart: str, wh: Warehouse, df: pl.DataFrame, first: str, last: str,
+                 now: datetime | None = None) -> CheckOutcome:
+    """Reconciliation of a whole-table mart against staging over first..last (all history)."""
+    if mart == "no_shows":
+        exp = _staging(wh, "no_shows_total", now)
+        return _combine(compare(exp, df, [], ["tickets_sold", "no_shows"]), extra_failures={
+            "negative_counts": sum(non_negative(df, ["no_shows", "tickets_scanned"]).values()),
+            "no_shows_above_sold": int((df["no_shows"] > df["tickets_sold"]).sum())})
+    o = orders_expected(wh, first, last)
+    if mart == "sales_metrics":
+        outcomes = [compare(o.rename({"tickets": "tickets_sold"}), df.filter(pl.col("granularity") == g),
+                            [], ["orders", "tickets_sold", "gross_revenue_cents"]) for g in ("day", "week", "month")]
+        for g, oc in zip(("day", "week", "month"), outcomes, strict=True):
+            oc.metadata = {f"{g}_{k}": v for k, v in oc.metadata.items()}
+        growth_without_base = df.filter(pl.col("revenue_growth_pct").is_not_null() & pl.col("gross_revenue_cents").is_null())
+        return _combine(*outcomes, extra_failures={
+            "negative_counts": sum(non_negative(df, ["tickets_sold", "orders", "unique_customers"]).values()),
+            "growth_without_base": growth_without_base.height})
+    if mart == "event_performance":
+        r = refunds_expected(wh, first, last)
+        exp = o.rename({"tickets": "tickets_sold"}).with_columns(pl.lit(0).alias("refunds_cents"))
+        net = pl.concat([exp.select(pl.col("gross_revenue_cents").alias("net_revenue_cents")),
+                         r.select((-pl.col("refunds_cents")).alias("net_revenue_cents"))])
+        return _combine(compare(exp, df, [], ["tickets_sold", "gross_revenue_cents"]),
+                        compare(net, df, [], ["net_revenue_cents"]),
+                        extra_failures={"negative_counts": sum(non_negative(df, ["tickets_sold", "capacity",
+                                                                                 "capacity_utilization_pct"]).values()),
+                                        "rank_gaps": int(df.group_by("venue_id").agg(
+                                            (pl.col("revenue_rank").max() != pl.len()).alias("g"))["g"].sum())})
+    raise KeyError(f"no reconciliation for {mart}")
+
+
+def check_price_history(wh: Warehouse, df: pl.DataFrame) -> CheckOutcome:
+    """Exactly one open interval per ticket type, intervals ordered, and the open one at today's price."""
+    types = wh.read_table("stg_ticket_types", columns=["id", "price_cents"])
+    open_ = df.filter(pl.col("valid_to").is_null())
+    per_type = open_.group_by("ticket_type_id").len()
+    current = types.join(open_.select(pl.col("ticket_type_id").alias("id"), pl.col("price_cents").alias("p")),
+                         on="id", how="left")
+    return _combine(extra_failures={
+        "types_without_open_interval": current.filter(pl.col("p").is_null()).height,
+        "types_with_several_open_intervals": per_type.filter(pl.col("len") > 1).height,
+        "open_price_not_current_price": current.filter(pl.col("p").is_not_null() & (pl.col("p") != pl.col("price_cents"))).height,
+        "empty_or_inverted_intervals": df.filter(pl.col("valid_to") <= pl.col("valid_from")).height,
+    })

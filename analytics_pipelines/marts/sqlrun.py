@@ -1,0 +1,31 @@
+"""Run a mart's SQL file over polars frames in an in-memory DuckDB (no warehouse, no Dagster)."""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime
+from functools import cache
+
+import duckdb
+import polars as pl
+
+from analytics_pipelines.paths import read_sql
+
+
+@cache
+def _sql(name: str) -> str:
+    return read_sql(f"marts/{name}.sql")
+
+
+def run(name: str, frames: dict[str, pl.DataFrame], **params: date | datetime | str | int | float) -> pl.DataFrame:
+    """Execute sql/marts/<name>.sql with `frames` visible as tables and `params` bound as $name."""
+    conn = duckdb.connect(":memory:", config={"threads": max(1, min(4, os.cpu_count() or 1))})
+    try:
+        conn.execute("SET TimeZone='UTC'")
+        for table, frame in frames.items():
+            conn.register(table, frame)
+        sql = _sql(name)
+        used = {k: v for k, v in params.items() if f"${k}" in sql}
+        return conn.execute(sql, used).pl()
+    finally:
+        conn.close()

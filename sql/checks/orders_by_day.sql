@@ -1,0 +1,14 @@
+-- Independent re-derivation for the reconciliation checks (portable: runs on DuckDB and PostgreSQL).
+-- Recognized primary sales per UTC day and revenue line, straight from staging (all partitions).
+SELECT CAST(coalesce(o.confirmed_at, o.created_at) AT TIME ZONE 'UTC' AS DATE) AS day,
+       'primary:' || o.channel AS revenue_line,
+       count(*) AS orders,
+       sum(coalesce(i.q, 0)) AS tickets,
+       sum(o.total_cents) AS gross_revenue_cents,
+       sum(o.subtotal_cents - coalesce(o.discount_cents, 0)) AS ticket_revenue_cents,
+       sum(coalesce(o.platform_fee_cents, 0) + coalesce(o.processing_fee_cents, 0)) AS fees_cents
+FROM stg_orders o
+LEFT JOIN (SELECT order_id, sum(quantity) AS q FROM stg_order_items GROUP BY order_id) i ON i.order_id = o.id
+WHERE o.status IN ('confirmed', 'completed', 'refunded')
+  AND CAST(coalesce(o.confirmed_at, o.created_at) AT TIME ZONE 'UTC' AS DATE) BETWEEN %s AND %s
+GROUP BY 1, 2

@@ -1,0 +1,245 @@
+"""Marts on generated data (both warehouse backends) reconciled to staging and to the source, to the cent;
+re-runs are idempotent; the reconciliation catches a tampered mart; and the pure SQL/numpy pieces (growth,
+projections, price intervals, KPIs) on hand-made inputs."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from analytics_pipelines import ingestion
+from analytics_pipelines.generator.run import generate
+from analytics_pipelines.marts import build as B
+from analytics_pipelines.marts import reconcile
+from analytics_pipelines.marts.pipeline import build_everything
+from analytics_pipelines.marts.projections import BASELINE, MODEL, project
+from analytics_pipelines.marts.sqlrun import run
+from analytics_pipelines.source.db import SourceDB
+from analytics_pipelines.warehouse import open_warehouse
+
+FIRST, LAST = "2026-06-01", "2026-10-31"
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def tiny_source(tmp_path_factory) -> str:
+    url = f"duckdb:///{tmp_path_factory.mktemp('src') / 'source.duckdb'}"
+    generate(url, scale="tiny", seed=7, progress=False)
+    return url
+
+
+@pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def built(request, tiny_source, tmp_path_factory):
+    """Ingest tiny and build every mart once per backend."""
+    if request.param == "duckdb":
+        url = f"duckdb:///{tmp_path_factory.mktemp('wh') / 'warehouse'}"
+    else:
+        import uuid
+
+        import psycopg
+
+        from tests.conftest import PG_ADMIN_URL, _base_url
+
+        name = f"tt_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        request.addfinalizer(lambda: psycopg.connect(PG_ADMIN_URL, autocommit=True).execute(
+            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        url = f"{_base_url()}/{name}"
+    wh = open_warehouse(url)
+    ingestion.ingest_everything(SourceDB(tiny_source), wh, FIRST, LAST, now=NOW)
+    outcomes, _ = build_everything(wh, FIRST, LAST, NOW, kpi_hours=3)
+    return wh, outcomes, tiny_source
+
+
+def test_every_mart_reconciles_to_staging(built):
+    wh, outcomes, _ = built
+    failed = {m: (o.metadata, None if o.differences is None else o.differences.head(5)) for m, o in outcomes.items()
+              if not o.passed}
+    assert not failed
+    assert outcomes["fct_orders"].metadata["keys_compared"] > 100  # it compared real days, not nothing
+
+
+def test_marts_reconcile_to_the_source_itself(built):
+    """Independent of staging: the generator's own source rows, in the platform's units."""
+    wh, _, source = built
+    src = SourceDB(source)
+    paid = src.query("SELECT sum(total_cents) AS g, count(*) AS n FROM orders WHERE upper(status) IN "
+                     "('CONFIRMED', 'COMPLETED', 'REFUNDED') AND CAST(coalesce(confirmed_at, created_at) AT TIME ZONE "
+                     "'UTC' AS DATE) BETWEEN DATE '2026-06-01' AND DATE '2026-10-31'")
+    refunds = src.query("SELECT sum(refund_amount_cents) AS r FROM order_refunds WHERE upper(refund_status) = "
+                        "'COMPLETED' AND CAST(created_at AT TIME ZONE 'UTC' AS DATE) BETWEEN DATE '2026-06-01' AND "
+                        "DATE '2026-10-31'")
+    va = wh.read("SELECT sum(gross_revenue_cents) AS g, sum(orders) AS n, sum(refunds_cents) AS r, "
+                 "sum(net_revenue_cents) AS net FROM venue_analytics")
+    assert int(va["g"][0]) == int(paid["g"][0]) and int(va["n"][0]) == int(paid["n"][0])
+    assert int(va["r"][0]) == int(refunds["r"][0])
+    assert int(va["net"][0]) == int(paid["g"][0]) - int(refunds["r"][0])
+    ch = wh.read("SELECT source, sum(gross_revenue_cents) AS g FROM revenue_by_channel GROUP BY source ORDER BY 1")
+    assert dict(ch.rows())["primary"] == int(paid["g"][0])
+    resale = src.query("SELECT sum(usd_value) AS v FROM marketplace_transfers WHERE lower(status) = 'completed' AND "
+                       "CAST(completed_at AT TIME ZONE 'UTC' AS DATE) BETWEEN DATE '2026-06-01' AND DATE '2026-10-31'")
+    assert dict(ch.rows()).get("resale", 0) == int(resale["v"][0] or 0)
+
+
+def test_mart_shapes_and_sanity(built):
+    wh, _, _ = built
+    va = wh.read_table("venue_analytics")
+    venues = wh.count("stg_venues")
+    days = len(B.days_between(FIRST, LAST))
+    assert va.height >= days  # zero-filled grid
+    assert va.select("venue_id", "day").is_unique().all()
+    assert va.filter(pl.col("tickets_sold") > 0)["avg_ticket_price_cents"].null_count() == 0
+    assert va.filter(pl.col("tickets_sold") == 0)["avg_ticket_price_cents"].null_count() == va.filter(
+        pl.col("tickets_sold") == 0).height
+    assert va["venue_id"].n_unique() <= venues
+    ev = wh.read_table("event_analytics").sort("event_id", "day")
+    cum = ev.group_by("event_id").agg(pl.col("cumulative_tickets_sold").diff().min().alias("m"))
+    assert (cum["m"].fill_null(0) >= 0).all()  # cumulative never decreases
+    perf = wh.read_table("event_performance")
+    assert perf.filter(pl.col("is_top_10"))["revenue_rank"].max() <= 10
+    seas = wh.read_table("venue_seasonality")
+    assert set(seas["season"]) <= {"Peak", "Normal", "Off Season"}
+    ns = wh.read_table("no_shows")
+    assert ns.height and (ns["no_show_pct"].is_between(0, 100)).all()
+    rate = ns["no_shows"].sum() / ns["tickets_sold"].sum()
+    assert 0.03 < rate < 0.13  # the generator's 4-11 % per-event no-show rates
+    kpi = wh.read_table("kpi_snapshots")
+    assert {"venues_total", "tickets_sold_24h", "gross_revenue_24h_cents", "events_on_sale"} <= set(kpi["metric"])
+    assert kpi["hour_key"].n_unique() == 3
+    proj = wh.read_table("revenue_projections")
+    assert (proj["lower_cents"] <= proj["projected_net_revenue_cents"]).all()
+    assert (proj["projected_net_revenue_cents"] <= proj["upper_cents"]).all()
+    bt = wh.read_table("revenue_projection_backtest").filter(pl.col("venue_id").is_null())
+    err = dict(zip(bt["model"], bt["mean_total_abs_error_cents"], strict=True))
+    assert err[MODEL] < err[BASELINE]  # beats the old "avg of last 30 days x days" on this data
+
+
+def test_rerun_of_a_partition_gives_the_same_result(built):
+    wh, _, _ = built
+    day = "2026-09-15"
+    before = {m.name: wh.read_partitions(m.name, "day", day, day).sort(pl.all()) for m in B.DAILY_MARTS}
+    for m in B.DAILY_MARTS:
+        wh.write_partitions(m.name, m.build(wh, day, day), ["day"], [(day,)])
+    for m in B.DAILY_MARTS:
+        after = wh.read_partitions(m.name, "day", day, day).sort(pl.all())
+        assert after.equals(before[m.name]), m.name
+    assert wh.count("fct_orders") == int(wh.read("SELECT count(DISTINCT order_id) AS n FROM fct_orders")["n"][0])
+
+
+def test_reconciliation_catches_a_tampered_mart(tmp_path, built):
+    wh, _, _ = built
+    day = "2026-09-16"
+    df = wh.read_partitions("venue_analytics", "day", day, day)
+    assert reconcile.check_daily("venue_analytics", wh, df, day, day).passed
+    busy = df["gross_revenue_cents"].arg_max()
+    off_by_a_cent = df.with_columns(pl.when(pl.int_range(pl.len()) == busy).then(pl.col("gross_revenue_cents") + 1)
+                                    .otherwise(pl.col("gross_revenue_cents")).alias("gross_revenue_cents"))
+    out = reconcile.check_daily("venue_analytics", wh, off_by_a_cent, day, day)
+    assert not out.passed and out.differences.height == 1
+    dropped = reconcile.check_daily("revenue_by_channel", wh,
+                                    wh.read_partitions("revenue_by_channel", "day", day, day).slice(1), day, day)
+    assert not dropped.passed
+
+
+# -- pure pieces on hand-made inputs ------------------------------------------------------------------
+def _orders(rows: list[tuple[str, str, int, int]]) -> pl.DataFrame:
+    """(venue, ISO timestamp, tickets, gross cents) -> order_history frame."""
+    return pl.DataFrame({
+        "tenant_id": "t", "venue_id": [r[0] for r in rows],
+        "recognized_at": [datetime.fromisoformat(r[1]).replace(tzinfo=UTC) for r in rows],
+        "tickets": [r[2] for r in rows], "gross_revenue_cents": [r[3] for r in rows],
+        "ticket_revenue_cents": [r[3] for r in rows], "user_id": [f"u{i}" for i in range(len(rows))]})
+
+
+def test_sales_metrics_zero_fill_and_growth_without_division_by_zero():
+    hist = _orders([("v", "2026-01-05 10:00:00", 2, 1000),   # Monday
+                    ("v", "2026-01-05 18:00:00", 1, 500),
+                    ("v", "2026-01-07 09:00:00", 3, 3000),   # Jan 6 has nothing
+                    ("v", "2026-01-08 09:00:00", 3, 1500)])
+    out = run("sales_metrics", {"order_history": hist}, hour_since=datetime(2026, 1, 8, tzinfo=UTC),
+              through=datetime(2026, 1, 8, 23, tzinfo=UTC))
+    day = out.filter(pl.col("granularity") == "day").sort("period_start")
+    assert day["tickets_sold"].to_list() == [3, 0, 3, 3]
+    assert day["gross_revenue_cents"].to_list() == [1500, 0, 3000, 1500]
+    assert day["revenue_growth_pct"].to_list() == [None, -100.0, None, -50.0]  # NULL after a zero period
+    week = out.filter(pl.col("granularity") == "week")
+    assert week.height == 1 and week["period_start"][0].date() == date(2026, 1, 5)  # ISO week starts Monday
+    assert week["unique_customers"][0] == 4
+    hours = out.filter(pl.col("granularity") == "hour")
+    # only hours since hour_since, zero-filled from the first sale (09:00) to the end of `through` (23:00)
+    assert hours["tickets_sold"].sum() == 3 and hours.height == 15
+
+
+def test_projection_beats_the_old_rule_on_a_weekly_pattern_and_intervals_hold():
+    rng = np.random.default_rng(1)
+    days = pl.date_range(date(2025, 1, 1), date(2025, 12, 31), "1d", eager=True)
+    weekly = np.array([0.5, 0.6, 0.8, 1.0, 1.6, 2.0, 0.5])
+    frames = []
+    for v in range(5):
+        base = 10_000 * (v + 1)
+        vals = base * weekly[[d.weekday() for d in days]] * rng.lognormal(0, 0.2, days.len())
+        frames.append(pl.DataFrame({"tenant_id": "t", "venue_id": f"v{v}", "day": days,
+                                    "net_revenue_cents": vals.round().astype(np.int64)}))
+    p = project(pl.concat(frames), date(2025, 12, 31), horizon=30)
+    overall = p.backtest.filter(pl.col("venue_id").is_null())
+    mae = dict(zip(overall["model"], overall["mae_daily_cents"], strict=True))
+    assert mae[MODEL] < 0.6 * mae[BASELINE]
+    assert p.projections.height == 5 * 30
+    assert p.projections["day"].min() == date(2026, 1, 1)
+    assert (p.projections["lower_cents"] <= p.projections["upper_cents"]).all()
+
+
+def test_price_history_intervals_include_unlogged_changes_from_snapshots():
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    types = pl.DataFrame({"id": ["a", "b"], "event_id": ["e", "e"], "name": ["GA", "VIP"],
+                          "price_cents": [3000, 9000], "created_at": [t0, t0], "currency": "USD"})
+    changes = pl.DataFrame({"ticket_type_id": ["a"], "old_price_cents": [2500], "new_price_cents": [2800],
+                            "changed_at": [t0 + timedelta(days=10)]})
+    snaps = pl.DataFrame({"snapshot_date": [date(2026, 1, 5), date(2026, 1, 20), date(2026, 1, 20)],
+                          "ticket_type_id": ["a", "a", "b"], "price_cents": [2500, 3000, 9000]})
+    dim = pl.DataFrame({"tenant_id": ["t"], "venue_id": ["v"], "event_id": ["e"]})
+    out = run("price_history", {"price_changes": changes, "stg_ticket_types": types, "snapshots": snaps,
+                                "event_dim": dim}).sort("ticket_type_id", "valid_from")
+    a = out.filter(pl.col("ticket_type_id") == "a")
+    assert a["price_cents"].to_list() == [2500, 2800, 3000]  # initial, logged change, unlogged change
+    assert a["source"].to_list() == ["initial", "price_history", "snapshot"]
+    assert a["valid_to"].to_list()[:2] == a["valid_from"].to_list()[1:] and a["valid_to"][2] is None
+    b = out.filter(pl.col("ticket_type_id") == "b")
+    assert b.height == 1 and b["price_cents"][0] == 9000  # an unchanged snapshot adds no interval
+    summary = run("event_price_summary", {"price_history": out})
+    assert summary["price_changes"][0] == 2 and summary["current_max_price_cents"][0] == 9000
+
+
+def test_kpi_windows_are_half_open_and_refund_rate_defined():
+    at_hour = datetime(2026, 3, 1, 11, tzinfo=UTC)  # snapshot as of 12:00
+    orders = pl.DataFrame({"tenant_id": "t", "venue_id": "v", "recognized_at": [
+        datetime(2026, 2, 28, 12, tzinfo=UTC),            # exactly 24 h before: excluded
+        datetime(2026, 2, 28, 12, 0, 1, tzinfo=UTC),      # inside
+        datetime(2026, 3, 1, 11, 30, tzinfo=UTC),         # last hour
+        datetime(2026, 3, 1, 10, 30, tzinfo=UTC)],        # previous hour
+        "tickets": [1, 2, 3, 4], "gross_revenue_cents": [100, 200, 300, 600]})
+    refunds = pl.DataFrame({"tenant_id": ["t"], "venue_id": ["v"], "refunded_at": [datetime(2026, 3, 1, 1, tzinfo=UTC)],
+                            "refund_cents": [110]})
+    resales = pl.DataFrame(schema={"tenant_id": pl.String, "venue_id": pl.String,
+                                   "completed_at": pl.Datetime("us", "UTC"), "sale_cents": pl.Int64})
+    venues = pl.DataFrame({"id": ["v"], "tenant_id": ["t"], "status": ["active"],
+                           "created_at": [datetime(2025, 1, 1, tzinfo=UTC)],
+                           "deleted_at": pl.Series([None], dtype=pl.Datetime("us", "UTC"))})
+    events = pl.DataFrame({"id": ["e"], "tenant_id": ["t"], "status": ["on_sale"],
+                           "created_at": [datetime(2025, 1, 1, tzinfo=UTC)],
+                           "deleted_at": pl.Series([None], dtype=pl.Datetime("us", "UTC"))})
+    tiers = pl.DataFrame({"event_id": ["e"], "is_active": [True], "sale_start": [datetime(2026, 1, 1, tzinfo=UTC)],
+                          "sale_end": [datetime(2026, 4, 1, tzinfo=UTC)]})
+    out = run("kpi_snapshots", {"stg_venues": venues, "stg_events": events, "stg_ticket_types": tiers,
+                                "orders_window": orders, "refunds_window": refunds, "resales_window": resales},
+              at=at_hour + timedelta(hours=1))
+    tenant = dict(out.filter(pl.col("venue_id").is_null()).select("metric", "value").rows())
+    assert tenant["tickets_sold_24h"] == 9 and tenant["gross_revenue_24h_cents"] == 1100
+    assert tenant["refund_rate_24h_pct"] == 10.0
+    assert tenant["hourly_revenue_cents"] == 300 and tenant["hourly_revenue_change_pct"] == -50.0
+    assert tenant["venues_total"] == 1 and tenant["events_on_sale"] == 1
+    assert out["snapshot_hour"].unique().to_list() == [at_hour]
