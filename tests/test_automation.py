@@ -34,13 +34,14 @@ KPI_SCHEMA = {"snapshot_hour": pl.Datetime("us", "UTC"), "tenant_id": pl.String,
 
 
 def kpi_frame(hours: list[datetime], metric: str = "refund_rate_24h_pct", value: float = 1.0) -> pl.DataFrame:
-    return pl.DataFrame([{"snapshot_hour": h, "tenant_id": T1, "venue_id": None, "metric": metric, "value": value}
-                         for h in hours], schema=KPI_SCHEMA)
+    """kpi_snapshots rows as the mart writes them (partition column hour_key, the hour's UTC start)."""
+    return pl.DataFrame([{"snapshot_hour": h, "tenant_id": T1, "venue_id": None, "metric": metric, "value": value,
+                          "hour_key": h.strftime("%Y-%m-%d-%H:%M")} for h in hours],
+                        schema={**KPI_SCHEMA, "hour_key": pl.String})
 
 
 def write_kpis(wh, frame: pl.DataFrame) -> None:
-    keys = sorted({(str(v),) for v in frame["snapshot_hour"].cast(pl.String)})
-    wh.write_partitions("kpi_snapshots", frame, ["snapshot_hour"], keys)
+    wh.write_partitions("kpi_snapshots", frame, ["hour_key"], [(k,) for k in sorted(set(frame["hour_key"]))])
 
 
 @pytest.fixture
@@ -58,14 +59,18 @@ def test_drop_partitions_on_both_backends(warehouse_url):
     assert wh.drop_partitions("raw_things", "_partition", "2026-01-02") == ["2026-01-01"]
     assert wh.read_table("raw_things").sort("x")["x"].to_list() == [2, 3]
     assert wh.drop_partitions("raw_things", "_partition", "2026-01-02") == []  # idempotent
-    # timestamps partitions compare by their text (ISO): every hour before the date goes
+    # hour keys ("2025-11-20-23:00") and timestamp partitions compare by their text: every hour before the date goes
     hours = [datetime(2025, 11, 20, 23, tzinfo=UTC), datetime(2025, 11, 21, 0, tzinfo=UTC),
              datetime(2025, 11, 21, 1, tzinfo=UTC)]
     write_kpis(wh, kpi_frame(hours))
-    assert len(wh.drop_partitions("kpi_snapshots", "snapshot_hour", "2025-11-21")) == 1
+    assert wh.drop_partitions("kpi_snapshots", "hour_key", "2025-11-21") == ["2025-11-20-23:00"]
     assert wh.read_table("kpi_snapshots")["snapshot_hour"].sort().to_list() == hours[1:]
+    stamped = pl.DataFrame({"ts": hours, "x": [1, 2, 3]})
+    wh.write_partitions("ts_things", stamped, ["ts"], [(str(v),) for v in stamped["ts"].cast(pl.String)])
+    assert len(wh.drop_partitions("ts_things", "ts", "2025-11-21")) == 1
+    assert wh.read_table("ts_things")["x"].sort().to_list() == [2, 3]
     # everything dropped: the table reads empty (or is gone), readers do not break
-    assert len(wh.drop_partitions("kpi_snapshots", "snapshot_hour", "2099-01-01")) == 2
+    assert len(wh.drop_partitions("kpi_snapshots", "hour_key", "2099-01-01")) == 2
     assert "kpi_snapshots" not in wh.tables() or wh.count("kpi_snapshots") == 0
     assert wh.drop_partitions("no_such_table", "day", "2026-01-01") == []
     with pytest.raises(ValueError, match="not a safe"):
@@ -174,9 +179,12 @@ def test_schedules_are_time_zone_aware():
     with pytest.raises(ValueError, match="unknown IANA time zone 'Mars/Base'"):
         A.make_schedules(main_job, timezone="Mars/Base")
     from analytics_pipelines.assets import ingestion as ingestion_assets
+    from analytics_pipelines.assets import marts as mart_assets
+    from analytics_pipelines.jobs import kpi_job
 
-    made = A.make_schedules(main_job, retrain_job=retrain_stub_job, timezone="America/New_York")
-    defs = dg.Definitions(assets=[*ingestion_assets.assets], jobs=[main_job, retrain_stub_job, A.maintenance_job],
+    made = A.make_schedules(main_job, retrain_job=retrain_stub_job, kpi_job=kpi_job, timezone="America/New_York")
+    defs = dg.Definitions(assets=[*ingestion_assets.assets, *mart_assets.assets],
+                          jobs=[main_job, kpi_job, retrain_stub_job, A.maintenance_job],
                           schedules=made, resources={"ops": A.OpsResource(), "warehouse": WarehouseResource(), "source": SourceResource()})
     repo = defs.get_repository_def()
     scheds = {s.name: defs.get_schedule_def(s.name) for s in made}
@@ -184,7 +192,8 @@ def test_schedules_are_time_zone_aware():
         "intraday_refresh_schedule": ("*/15 * * * *", "America/New_York"),
         "nightly_full_schedule": ("30 2 * * *", "America/New_York"),
         "maintenance_schedule": ("30 3 * * *", "America/New_York"),
-        "weekly_retrain_schedule": ("0 4 * * 0", "America/New_York")}
+        "weekly_retrain_schedule": ("0 4 * * 0", "America/New_York"),
+        "hourly_kpi_schedule": ("20 * * * *", "America/New_York")}
     ny = __import__("zoneinfo").ZoneInfo("America/New_York")
     with dg.instance_for_test() as instance:
         # 21:15 in New York on Nov 21 is 02:15 UTC on Nov 22: today's partition is the UTC day
@@ -205,6 +214,10 @@ def test_schedules_are_time_zone_aware():
                                         scheduled_execution_time=datetime(2026, 11, 22, 4, 0, tzinfo=ny))
         [req] = scheds["weekly_retrain_schedule"].evaluate_tick(ctx).run_requests
         assert req.run_key == "retrain:2026-W47"
+        ctx = dg.build_schedule_context(instance=instance, repository_def=repo,
+                                        scheduled_execution_time=datetime(2026, 11, 21, 22, 20, tzinfo=ny))
+        [req] = scheds["hourly_kpi_schedule"].evaluate_tick(ctx).run_requests
+        assert req.partition_key == "2026-11-22-02:00"  # 03:20 UTC: the UTC hour that just ended
         # an intraday run still running: the next tick skips instead of piling up
         instance.create_run_for_job(retrain_stub_job, tags={"refresh": "intraday"},
                                     status=dg.DagsterRunStatus.STARTED)
@@ -219,50 +232,79 @@ def test_schedules_are_time_zone_aware():
 
 # -- alert evaluation after kpi_snapshots: sensor -> run on the local instance (end to end) -------------------
 
-def test_kpi_sensor_launches_alert_evaluation_on_the_instance(tmp_path, ops_url, monkeypatch):
-    wh_url = f"duckdb:///{tmp_path / 'warehouse'}"
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    hourly = dg.HourlyPartitionsDefinition(start_date=(hour - timedelta(hours=3)).strftime("%Y-%m-%d-%H:%M"))
+@pytest.fixture(scope="module")
+def tiny_facts(tmp_path_factory) -> str:
+    """Tiny generated data ingested and its facts built (no Dagster) for the last days of its history."""
+    from analytics_pipelines import ingestion
+    from analytics_pipelines.generator.run import generate
+    from analytics_pipelines.marts import build as B
+    from analytics_pipelines.source.db import SourceDB
 
-    @dg.asset(name="kpi_snapshots", partitions_def=hourly)
-    def kpi_stand_in(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> None:
-        h = datetime.strptime(context.partition_key, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)
-        write_kpis(warehouse.get(), kpi_frame([h], value=15.0))  # refund rate 15 % > the default 10 %
+    d = tmp_path_factory.mktemp("tiny_facts")
+    src = f"duckdb:///{d / 'source.duckdb'}"
+    generate(src, scale="tiny", seed=3, progress=False)
+    wh_url = f"duckdb:///{d / 'warehouse'}"
+    wh = open_warehouse(wh_url)
+    first, last = "2026-10-29", "2026-10-31"
+    ingestion.ingest_everything(SourceDB(src), wh, first, last, now=datetime(2026, 11, 1, tzinfo=UTC))
+    for mart in B.DAILY_MARTS:
+        if mart.name.startswith("fct_"):
+            wh.write_partitions(mart.name, mart.build(wh, first, last), ["day"],
+                                [(k,) for k in B.days_between(first, last)])
+    return wh_url
 
-    monkeypatch.delenv("TT_ALERT_DEFAULT_RULES", raising=False)
+
+def test_kpi_sensor_launches_alert_evaluation_on_real_marts(tiny_facts, ops_url, monkeypatch):
+    """The lead's kpi_snapshots asset materialized on a local instance -> kpi_snapshots_alert_sensor ->
+    the requested alert_evaluation_job run executed on that instance -> alert instances and notifications."""
+    from analytics_pipelines.alerting import create_rule
+    from analytics_pipelines.assets.marts import kpi_snapshots
+
+    hour, later = "2026-10-30-12:00", "2026-10-31-23:00"  # one venue sold in the 24 h before the first, none later
+    monkeypatch.setenv("TT_ALERT_DEFAULT_RULES", "none")
     monkeypatch.delenv("TT_ALERT_EMAILS", raising=False)
+    resources = {"warehouse": WarehouseResource(url=tiny_facts), "ops": A.OpsResource(url=ops_url)}
+    eng = ops_engine(ops_url)
+    create_rule(eng, dict(name="venue sold tickets", metric="tickets_sold_24h", operator="gt", threshold=0,
+                          scope="venue", severity="info", actions=[{"type": "webhook"}]))
     with http_server([]) as (hook, received), dg.instance_for_test() as instance:
         monkeypatch.setenv("TT_ALERT_WEBHOOK_URL", hook)
-        defs = dg.Definitions(assets=[kpi_stand_in], jobs=[A.alert_evaluation_job],
-                              sensors=[A.kpi_snapshots_alert_sensor],
-                              resources={"warehouse": WarehouseResource(url=wh_url), "ops": A.OpsResource(url=ops_url)})
+        defs = dg.Definitions(assets=[kpi_snapshots], jobs=[A.alert_evaluation_job],
+                              sensors=[A.kpi_snapshots_alert_sensor], resources=resources)
         sensor = defs.get_sensor_def("kpi_snapshots_alert_sensor")
-        ctx = dg.build_sensor_context(instance=instance, definitions=defs)
-        assert not sensor.evaluate_tick(ctx).run_requests  # nothing materialized yet: no run
-        key = hourly.get_last_partition_key()
-        assert dg.materialize([kpi_stand_in], instance=instance, partition_key=key,
-                              resources={"warehouse": WarehouseResource(url=wh_url)}).success
-        result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
-        [req] = result.run_requests
-        assert req.job_name in (None, "alert_evaluation_job") and req.tags["kpi_snapshots_partition"] == key
-        # the daemon's part: launch the requested run on the same instance
-        run = defs.resolve_job_def("alert_evaluation_job").execute_in_process(
-            instance=instance, run_config=req.run_config, tags={**req.tags, "dagster/run_key": req.run_key})
-        assert run.success
-        assert instance.get_run_by_id(run.run_id).tags["dagster/run_key"] == req.run_key
-        assert run.output_for_node("evaluate_alerts")["triggered"] == 1
-        # same materialization: the cursor moved, no second run
-        again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs,
-                                                             cursor=result.cursor))
-        assert not again.run_requests
-    eng = ops_engine(ops_url)
+        cursor = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs)).cursor
+        runs = []
+        for key, now in ((hour, "2026-10-30T13:30:00+00:00"), (later, "2026-11-01T00:30:00+00:00")):
+            assert dg.materialize([kpi_snapshots], instance=instance, partition_key=key, resources=resources).success
+            result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor))
+            [req] = result.run_requests
+            assert req.tags["kpi_snapshots_partition"] == key
+            # the daemon's part: launch the requested run on the same instance (as of half an hour after the
+            # snapshot hour, the wall clock of a real deployment)
+            run = defs.resolve_job_def("alert_evaluation_job").execute_in_process(
+                instance=instance, run_config={"ops": {"evaluate_alerts": {"config": {"now": now}}}},
+                tags={**req.tags, "dagster/run_key": req.run_key})
+            assert run.success and instance.get_run_by_id(run.run_id).tags["dagster/run_key"] == req.run_key
+            runs.append(run.output_for_node("evaluate_alerts"))
+            cursor = result.cursor
+            # no new materialization: no second run
+            assert not sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs,
+                                                                    cursor=cursor)).run_requests
+    # one instance per venue that sold tickets in the 24 h, as the mart itself says; resolved once none did
+    kpis = open_warehouse(tiny_facts).read_table("kpi_snapshots")
+    sold = kpis.filter(pl.col("venue_id").is_not_null() & (pl.col("metric") == "tickets_sold_24h"))
+    selling = sold.filter((pl.col("hour_key") == hour) & (pl.col("value") > 0))
+    assert selling.height > 0 and sold.filter(pl.col("hour_key") == hour).height > selling.height
+    assert sold.filter((pl.col("hour_key") == later) & (pl.col("value") > 0)).is_empty()
     with eng.connect() as conn:
-        inst = conn.execute(sa.select(alert_instances)).mappings().one()
-        notes = {r.channel: r for r in conn.execute(sa.select(alert_notifications))}
-    assert inst["scope_key"] == f"tenant:{T1}" and inst["severity"] == "warning" and inst["trigger_value"] == 15.0
-    assert received and received[0]["body"]["alert"] == "high_refund_rate"
-    assert notes["webhook"].status == "sent" and notes["email"].status == "failed"  # no TT_ALERT_EMAILS
-    assert "no recipients" in notes["email"].error
+        inst = conn.execute(sa.select(alert_instances)).mappings().all()
+        notes = conn.execute(sa.select(alert_notifications)).mappings().all()
+    assert sorted(i["venue_id"] for i in inst) == sorted(selling["venue_id"])
+    assert {i["trigger_value"] for i in inst} == set(selling["value"])
+    assert {i["status"] for i in inst} == {"resolved"}
+    assert runs[0]["triggered"] == selling.height and runs[1]["resolved"] == selling.height
+    assert len(received) == selling.height and {n["status"] for n in notes} == {"sent"}
+    assert {r["body"]["venue_id"] for r in received} == set(selling["venue_id"])
 
 
 # -- run failures -------------------------------------------------------------------------------------------
@@ -423,10 +465,24 @@ def test_stale_mart_is_visible_and_alerts_once(monkeypatch):
         assert json.loads(fresh.cursor) == [] and len(received) == 1
 
 
-def test_freshness_checks_cover_every_mart_in_the_docs():
-    doc = Path(__file__).resolve().parent.parent / "docs" / "marts.md"
+def test_freshness_checks_cover_every_mart_and_the_wiring_loads():
     import re
 
-    marts = set(re.findall(r"^- `([a-z_]+)`", doc.read_text(), re.M))
+    from analytics_pipelines.assets import ingestion as ingestion_assets
+    from analytics_pipelines.assets import marts as mart_assets
+    from analytics_pipelines.jobs import jobs, kpi_job, main_job
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "marts.md"
+    documented = set(re.findall(r"^- `([a-z_]+)`", doc.read_text(), re.M))
+    built = {k.to_user_string() for a in mart_assets.assets for k in a.keys}
     covered = {spec.key.asset_key.to_user_string() for c in A.freshness_checks for spec in c.check_specs}
-    assert marts and marts == covered, marts ^ covered
+    assert documented and documented <= covered and covered == built, covered ^ built
+    # everything the lead adds to the one Definitions loads together
+    defs = dg.Definitions(
+        assets=[*ingestion_assets.assets, *mart_assets.assets], asset_checks=A.freshness_checks,
+        jobs=[*jobs, *A.jobs], sensors=[*A.sensors, A.make_source_data_sensor(main_job)],
+        schedules=[*A.schedules, *A.make_schedules(main_job, kpi_job=kpi_job)],
+        resources={"source": SourceResource(), "warehouse": WarehouseResource(), **A.resources})
+    with dg.instance_for_test():  # loading consults the current instance
+        dg.Definitions.validate_loadable(defs)
+        assert defs.resolve_job_def("alert_evaluation_job") and defs.get_schedule_def("hourly_kpi_schedule")

@@ -19,7 +19,8 @@ NIGHTLY_MAX_LAG = timedelta(hours=26)
 MART_FRESHNESS: dict[str, timedelta] = {
     **{m: INTRADAY_MAX_LAG for m in ("fct_orders", "fct_refunds", "fct_resales", "venue_analytics",
                                       "venue_analytics_hourly", "event_analytics", "revenue_by_channel",
-                                      "revenue_by_category", "resale_activity", "kpi_snapshots")},
+                                      "revenue_by_category", "resale_activity", "ticket_type_price_snapshots",
+                                      "kpi_snapshots")},
     **{m: NIGHTLY_MAX_LAG for m in ("sales_metrics", "event_performance", "venue_seasonality",
                                      "revenue_projections", "price_history", "no_shows")},
 }

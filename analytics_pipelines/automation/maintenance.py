@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 KPI_RETENTION_DAYS = 365
 ALERT_RETENTION_DAYS = 365
 EXPORT_EXPIRY_DAYS = 7
-KPI_TABLE, KPI_PARTITION = "kpi_snapshots", "snapshot_hour"
+#: kpi_snapshots is partitioned by hour_key ("2026-11-20-13:00", UTC hour start): compares as text with a date
+KPI_TABLE, KPI_PARTITION = "kpi_snapshots", "hour_key"
 
 
 def env_days(name: str, default: int | None) -> int | None:
