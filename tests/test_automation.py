@@ -477,9 +477,15 @@ def test_freshness_checks_cover_every_mart_and_the_wiring_loads():
     built = {k.to_user_string() for a in mart_assets.assets for k in a.keys}
     covered = {spec.key.asset_key.to_user_string() for c in A.freshness_checks for spec in c.check_specs}
     assert documented and documented <= covered and covered == built, covered ^ built
+    # the native FreshnessPolicy on the same marts
+    policed = A.with_freshness_policies(mart_assets.assets)
+    policies = {spec.key.to_user_string(): spec.freshness_policy for a in policed for spec in a.specs}
+    assert policies["kpi_snapshots"].fail_window.to_timedelta() == timedelta(hours=2)
+    assert policies["sales_metrics"].warn_window.to_timedelta() == timedelta(hours=13)
+    assert all(policies[m] is not None for m in built)
     # everything the lead adds to the one Definitions loads together
     defs = dg.Definitions(
-        assets=[*ingestion_assets.assets, *mart_assets.assets], asset_checks=A.freshness_checks,
+        assets=[*ingestion_assets.assets, *policed], asset_checks=A.freshness_checks,
         jobs=[*jobs, *A.jobs], sensors=[*A.sensors, A.make_source_data_sensor(main_job)],
         schedules=[*A.schedules, *A.make_schedules(main_job, kpi_job=kpi_job)],
         resources={"source": SourceResource(), "warehouse": WarehouseResource(), **A.resources})

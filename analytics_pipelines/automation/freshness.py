@@ -42,6 +42,22 @@ def make_freshness_checks(lags: dict[str, timedelta] | None = None,
     return checks
 
 
+def with_freshness_policies(assets: list, lags: dict[str, timedelta] | None = None) -> list:
+    """The same assets with Dagster's FreshnessPolicy (fail after the allowed lag, warn at half of it)
+    attached to every mart in `lags`: the UI's native freshness badge. The checks above stay the alerting
+    path (a failed check record is what stale_mart_alert_sensor reads)."""
+    lags = lags or MART_FRESHNESS
+
+    def attach(spec: dg.AssetSpec) -> dg.AssetSpec:
+        lag = lags.get(spec.key.to_user_string())
+        if lag is None:
+            return spec
+        return spec.replace_attributes(freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=lag, warn_window=lag / 2))
+
+    return [a.map_asset_specs(attach) if isinstance(a, dg.AssetsDefinition) else a for a in assets]
+
+
 def make_stale_alert_sensor(checks: list[dg.AssetChecksDefinition], name: str = "stale_mart_alert_sensor",
                             minimum_interval_seconds: int = 300,
                             default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING
