@@ -325,6 +325,13 @@ def test_evaluate_refuses_a_frame_without_the_columns(tmp_path):
     eng = fresh_engine(f"sqlite:///{tmp_path / 'ops.sqlite'}")
     with pytest.raises(ValueError, match="lacks kpi_snapshots columns"):
         E.evaluate(eng, pl.DataFrame({"metric": ["x"]}), NOW, QUIET)
+    with pytest.raises(ValueError, match="column types expected"):
+        E.evaluate(eng, kpis({(T1, None): [1]}).with_columns(pl.lit("high").alias("value")), NOW, QUIET)
+    # naive UTC timestamps and an all-null venue column (typed Null) are fine
+    E.create_rule(eng, dict(name="r", metric="refund_rate_24h_pct", operator="gt", threshold=10, actions=[]))
+    raw = pl.DataFrame({"snapshot_hour": [datetime(2026, 11, 20, 12)], "tenant_id": [T1], "venue_id": [None],
+                        "metric": ["refund_rate_24h_pct"], "value": [12]})
+    assert E.evaluate(eng, raw, NOW, QUIET).triggered == [("r", f"tenant:{T1}")]
     with pytest.raises(ValueError, match="time-zone aware"):
         E.evaluate(eng, kpis({(T1, None): [1]}), datetime(2026, 1, 1), QUIET)
 

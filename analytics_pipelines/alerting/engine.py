@@ -265,8 +265,12 @@ def evaluate(engine: sa.Engine, metrics: pl.DataFrame, now: datetime | None = No
         raise ValueError(f"metrics frame lacks kpi_snapshots columns {sorted(missing)}")
     now = _now(now)
     notifier = notifier or Notifier.from_env()
-    metrics = metrics.with_columns(pl.col("snapshot_hour").cast(pl.Datetime("us", "UTC")),
-                                   pl.col("value").cast(pl.Float64))
+    try:  # naive timestamps are UTC; an all-null venue column arrives typed Null
+        metrics = metrics.with_columns(pl.col("snapshot_hour").cast(pl.Datetime("us", "UTC")),
+                                       pl.col("value").cast(pl.Float64),
+                                       *(pl.col(c).cast(pl.String) for c in ("tenant_id", "venue_id", "metric")))
+    except pl.exceptions.PolarsError as exc:
+        raise ValueError(f"metrics frame: kpi_snapshots column types expected: {exc}") from None
     summary = EvaluationSummary()
     query = sa.select(alert_rules).where(alert_rules.c.enabled.is_(True)).order_by(alert_rules.c.id)
     if rule_ids is not None:
