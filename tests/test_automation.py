@@ -4,6 +4,7 @@ failure notifications, and end to end: sensors evaluated on a local instance who
 then executed on that instance."""
 
 
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,13 @@ NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 T1 = "00000000-0000-0000-0000-000000000001"
 KPI_SCHEMA = {"snapshot_hour": pl.Datetime("us", "UTC"), "tenant_id": pl.String, "venue_id": pl.String,
               "metric": pl.String, "value": pl.Float64}
+
+
+def sensor_tick(sensor, **kw):
+    """Evaluate a sensor the way the daemon does, closing its context (its resources, its instance
+    binding) afterwards: an unclosed context leaks Dagster's current defs-state storage into later tests."""
+    with dg.build_sensor_context(**kw) as ctx:
+        return sensor.evaluate_tick(ctx)
 
 
 def kpi_frame(hours: list[datetime], metric: str = "refund_rate_24h_pct", value: float = 1.0) -> pl.DataFrame:
@@ -195,27 +203,27 @@ def test_schedules_are_time_zone_aware():
         "weekly_retrain_schedule": ("0 4 * * 0", "America/New_York"),
         "hourly_kpi_schedule": ("20 * * * *", "America/New_York")}
     ny = __import__("zoneinfo").ZoneInfo("America/New_York")
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test() as instance, contextlib.ExitStack() as contexts:
         # 21:15 in New York on Nov 21 is 02:15 UTC on Nov 22: today's partition is the UTC day
-        ctx = dg.build_schedule_context(instance=instance, repository_def=repo,
-                                        scheduled_execution_time=datetime(2026, 11, 21, 21, 15, tzinfo=ny))
+        ctx = contexts.enter_context(dg.build_schedule_context(instance=instance, repository_def=repo,
+                                        scheduled_execution_time=datetime(2026, 11, 21, 21, 15, tzinfo=ny)))
         [req] = scheds["intraday_refresh_schedule"].evaluate_tick(ctx).run_requests
         assert req.partition_key == "2026-11-22" and req.tags["refresh"] == "intraday"
-        ctx = dg.build_schedule_context(instance=instance, repository_def=repo,
-                                        scheduled_execution_time=datetime(2026, 11, 22, 2, 30, tzinfo=ny))
+        ctx = contexts.enter_context(dg.build_schedule_context(instance=instance, repository_def=repo,
+                                        scheduled_execution_time=datetime(2026, 11, 22, 2, 30, tzinfo=ny)))
         [req] = scheds["nightly_full_schedule"].evaluate_tick(ctx).run_requests
         assert (req.tags[ASSET_PARTITION_RANGE_START_TAG], req.tags[ASSET_PARTITION_RANGE_END_TAG]) == (
             "2026-11-21", "2026-11-22")  # 07:30 UTC Nov 22: yesterday and today in UTC
-        ctx = dg.build_schedule_context(instance=instance, repository_def=repo,
-                                        scheduled_execution_time=datetime(2026, 11, 22, 3, 30, tzinfo=ny))
+        ctx = contexts.enter_context(dg.build_schedule_context(instance=instance, repository_def=repo,
+                                        scheduled_execution_time=datetime(2026, 11, 22, 3, 30, tzinfo=ny)))
         [req] = scheds["maintenance_schedule"].evaluate_tick(ctx).run_requests
         assert req.run_config["ops"]["run_maintenance"]["config"]["now"] == "2026-11-22T08:30:00+00:00"
-        ctx = dg.build_schedule_context(instance=instance, repository_def=repo,
-                                        scheduled_execution_time=datetime(2026, 11, 22, 4, 0, tzinfo=ny))
+        ctx = contexts.enter_context(dg.build_schedule_context(instance=instance, repository_def=repo,
+                                        scheduled_execution_time=datetime(2026, 11, 22, 4, 0, tzinfo=ny)))
         [req] = scheds["weekly_retrain_schedule"].evaluate_tick(ctx).run_requests
         assert req.run_key == "retrain:2026-W47"
-        ctx = dg.build_schedule_context(instance=instance, repository_def=repo,
-                                        scheduled_execution_time=datetime(2026, 11, 21, 22, 20, tzinfo=ny))
+        ctx = contexts.enter_context(dg.build_schedule_context(instance=instance, repository_def=repo,
+                                        scheduled_execution_time=datetime(2026, 11, 21, 22, 20, tzinfo=ny)))
         [req] = scheds["hourly_kpi_schedule"].evaluate_tick(ctx).run_requests
         assert req.partition_key == "2026-11-22-02:00"  # 03:20 UTC: the UTC hour that just ended
         # an intraday run still running: the next tick skips instead of piling up
@@ -224,8 +232,8 @@ def test_schedules_are_time_zone_aware():
         intraday = A.make_schedules(retrain_stub_job, timezone="UTC")[0]
         small = dg.Definitions(jobs=[retrain_stub_job, A.maintenance_job], schedules=[intraday],
                                resources={"ops": A.OpsResource(), "warehouse": WarehouseResource(), "source": SourceResource()})
-        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=NOW,
-                                        repository_def=small.get_repository_def())
+        ctx = contexts.enter_context(dg.build_schedule_context(instance=instance, scheduled_execution_time=NOW,
+                                        repository_def=small.get_repository_def()))
         result = intraday.evaluate_tick(ctx)
         assert not result.run_requests and "still queued or running" in result.skip_message
 
@@ -272,11 +280,11 @@ def test_kpi_sensor_launches_alert_evaluation_on_real_marts(tiny_facts, ops_url,
         defs = dg.Definitions(assets=[kpi_snapshots], jobs=[A.alert_evaluation_job],
                               sensors=[A.kpi_snapshots_alert_sensor], resources=resources)
         sensor = defs.get_sensor_def("kpi_snapshots_alert_sensor")
-        cursor = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs)).cursor
+        cursor = sensor_tick(sensor, instance=instance, definitions=defs).cursor
         runs = []
         for key, now in ((hour, "2026-10-30T13:30:00+00:00"), (later, "2026-11-01T00:30:00+00:00")):
             assert dg.materialize([kpi_snapshots], instance=instance, partition_key=key, resources=resources).success
-            result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor))
+            result = sensor_tick(sensor, instance=instance, definitions=defs, cursor=cursor)
             [req] = result.run_requests
             assert req.tags["kpi_snapshots_partition"] == key
             # the daemon's part: launch the requested run on the same instance (as of half an hour after the
@@ -288,8 +296,8 @@ def test_kpi_sensor_launches_alert_evaluation_on_real_marts(tiny_facts, ops_url,
             runs.append(run.output_for_node("evaluate_alerts"))
             cursor = result.cursor
             # no new materialization: no second run
-            assert not sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs,
-                                                                    cursor=cursor)).run_requests
+            assert not sensor_tick(sensor, instance=instance, definitions=defs,
+                                                                    cursor=cursor).run_requests
     # one instance per venue that sold tickets in the 24 h, as the mart itself says; resolved once none did
     kpis = open_warehouse(tiny_facts).read_table("kpi_snapshots")
     sold = kpis.filter(pl.col("venue_id").is_not_null() & (pl.col("metric") == "tickets_sold_24h"))
@@ -383,8 +391,8 @@ def test_source_sensor_requests_exactly_the_changed_days(tiny_source, tmp_path):
                           resources=resources)
     with dg.instance_for_test() as instance:
         def tick(cursor):
-            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources,
-                                                                definitions=defs))
+            return sensor_tick(sensor, instance=instance, cursor=cursor, resources=resources,
+                                                                definitions=defs)
 
         first = tick(None)
         assert not first.run_requests and "watermarks recorded" in first.skip_message
@@ -450,18 +458,18 @@ def test_stale_mart_is_visible_and_alerts_once(monkeypatch):
         evaluations = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()}
         assert evaluations["venue_analytics"].passed and not evaluations["sales_metrics"].passed
         assert evaluations["sales_metrics"].severity == dg.AssetCheckSeverity.WARN  # a warning badge in the UI
-        tick = alert.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        tick = sensor_tick(alert, instance=instance, definitions=defs)
         assert "notified 1 stale mart" in tick.skip_message
         assert json.loads(tick.cursor) == ["sales_metrics:freshness_check"]
         [hit] = received
         assert hit["body"]["event"] == "stale_marts" and hit["body"]["assets"][0]["asset"] == "sales_metrics"
         # still stale on the next tick: no second notification
-        assert "no newly stale" in alert.evaluate_tick(
-            dg.build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor)).skip_message
+        assert "no newly stale" in sensor_tick(alert, instance=instance, definitions=defs,
+                                               cursor=tick.cursor).skip_message
         # fresh again, then stale again later: a new episode would notify again
         assert dg.materialize([stale_mart], instance=instance).success
         run_checks()
-        fresh = alert.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor))
+        fresh = sensor_tick(alert, instance=instance, definitions=defs, cursor=tick.cursor)
         assert json.loads(fresh.cursor) == [] and len(received) == 1
 
 
