@@ -100,7 +100,8 @@ def evaluate_alerts(context: dg.OpExecutionContext, config: EvaluationConfig, wa
     frame = retry_transient(lambda: load_kpis(warehouse.get(), longest, now, config.lookback_hours))
     if frame.is_empty():
         context.log.warning("no kpi_snapshots rows in the lookback window: nothing to evaluate")
-    summary = evaluate(engine, frame, now, Notifier.from_env())
+    # safe to repeat: an open instance is never opened twice, so a retried evaluation cannot duplicate
+    summary = retry_transient(lambda: evaluate(engine, frame, now, Notifier.from_env()))
     counts = summary.as_dict()
     failed = [n for n in summary.notifications if n["status"] == "failed"]
     context.log.info(f"alerts at {now.isoformat()}: {counts}")
