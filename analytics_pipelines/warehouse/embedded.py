@@ -74,6 +74,26 @@ class EmbeddedWarehouse(Warehouse):
             self.refresh_catalog([table])
         return df.height
 
+    def drop_partitions(self, table, column, before):
+        """Each partition directory is renamed away (atomic: a reader sees the partition or not) and then
+        removed. A table left without files is dropped from the catalog."""
+        base = self.root / check_identifier(table)
+        prefix = f"{check_identifier(column)}="
+        if not base.is_dir():
+            return []
+        dropped = []
+        for d in sorted(base.iterdir()):
+            value = unquote(d.name[len(prefix):])
+            if d.is_dir() and d.name.startswith(prefix) and value < before:
+                trash = base / f".drop.{uuid.uuid4().hex}"
+                os.replace(d, trash)
+                shutil.rmtree(trash)
+                dropped.append(value)
+        if dropped and not self._files(table):
+            shutil.rmtree(base)
+            self.refresh_catalog()
+        return dropped
+
     # -- reading -------------------------------------------------------------------------------
     def tables(self) -> list[str]:
         if not self.root.exists():
