@@ -21,16 +21,14 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
-import sqlalchemy as sa
 
 from analytics_pipelines.exports import delivery, lifecycle
 from analytics_pipelines.notify import SmtpSettings
-from analytics_pipelines.ops.db import default_ops_url, ops_engine
 from analytics_pipelines.partitions import PARTITION_START, daily_partitions
 from analytics_pipelines.paths import data_dir
 from analytics_pipelines.reports.builders import daily_venue_report, executive_report, venues_with_activity
 from analytics_pipelines.reports.writers import render
-from analytics_pipelines.resources import WarehouseResource
+from analytics_pipelines.resources import OpsResource, WarehouseResource
 
 OWNERS = ["team:data-platform"]
 TAGS = {"team": "data-platform"}
@@ -48,16 +46,6 @@ def _first_monday(start: str) -> str:
 #: ISO weeks (Monday-Sunday, UTC), keyed by their Monday; the first full week of history onward
 weekly_partitions = dg.WeeklyPartitionsDefinition(start_date=_first_monday(PARTITION_START), day_offset=1,
                                                   timezone="UTC")
-
-
-class OpsResource(dg.ConfigurableResource):
-    """The operational database (export requests, subscriptions, delivery ledger). Empty url: TT_OPS_URL,
-    else SQLite under the data directory."""
-
-    url: str = ""
-
-    def engine(self) -> sa.Engine:
-        return ops_engine(self.url or default_ops_url())
 
 
 def reports_dir() -> Path:
