@@ -16,6 +16,7 @@ from analytics_pipelines.marts import build as B
 from analytics_pipelines.marts import reconcile
 from analytics_pipelines.marts.pipeline import build_everything
 from analytics_pipelines.marts.projections import BASELINE, MODEL, project
+from analytics_pipelines.marts.sales import sales_metrics
 from analytics_pipelines.marts.sqlrun import run
 from analytics_pipelines.source.db import SourceDB
 from analytics_pipelines.warehouse import open_warehouse
@@ -130,19 +131,40 @@ def test_rerun_of_a_partition_gives_the_same_result(built):
     assert wh.count("fct_orders") == int(wh.read("SELECT count(DISTINCT order_id) AS n FROM fct_orders")["n"][0])
 
 
-def test_reconciliation_catches_a_tampered_mart(tmp_path, built):
+def test_reconciliation_catches_a_tampered_mart(built):
     wh, _, _ = built
     day = "2026-09-16"
+    control = wh.read_partitions("control_totals", "day", day, day)
     df = wh.read_partitions("venue_analytics", "day", day, day)
-    assert reconcile.check_daily("venue_analytics", wh, df, day, day).passed
+    assert reconcile.check_daily("venue_analytics", control, df).passed
     busy = df["gross_revenue_cents"].arg_max()
     off_by_a_cent = df.with_columns(pl.when(pl.int_range(pl.len()) == busy).then(pl.col("gross_revenue_cents") + 1)
                                     .otherwise(pl.col("gross_revenue_cents")).alias("gross_revenue_cents"))
-    out = reconcile.check_daily("venue_analytics", wh, off_by_a_cent, day, day)
+    out = reconcile.check_daily("venue_analytics", control, off_by_a_cent)
     assert not out.passed and out.differences.height == 1
-    dropped = reconcile.check_daily("revenue_by_channel", wh,
-                                    wh.read_partitions("revenue_by_channel", "day", day, day).slice(1), day, day)
+    dropped = reconcile.check_daily("revenue_by_channel", control,
+                                    wh.read_partitions("revenue_by_channel", "day", day, day).slice(1))
     assert not dropped.passed
+
+
+def test_control_totals_catch_an_order_the_marts_lookback_missed(built):
+    """An order confirmed 10 days after its creation is outside the marts' 7-day lookback but inside the
+    control totals' 31 days: the check must fail rather than lose the sale silently."""
+    wh, _, _ = built
+    day = "2026-09-20"
+    created = wh.read_partitions("stg_orders", "_partition", "2026-09-10", "2026-09-10")
+    late = created.filter(pl.col("status") == "completed").head(1)
+    assert late.height
+    moved = late.with_columns((pl.col("created_at") + timedelta(days=10)).alias("confirmed_at"))
+    staged = wh.read_partitions("stg_orders", "_partition", "2026-09-10", "2026-09-10")
+    try:
+        patched = pl.concat([staged.filter(pl.col("id") != late["id"][0]), moved.select(staged.columns)])
+        wh.write_partitions("stg_orders", patched, ["_partition"], [("2026-09-10",)])
+        control = reconcile.control_totals(wh, day, day)
+        out = reconcile.check_daily("fct_orders", control, B.fct_orders(wh, day, day))
+        assert not out.passed and out.metadata["staging_orders"] == out.metadata["mart_orders"] + 1
+    finally:
+        wh.write_partitions("stg_orders", staged, ["_partition"], [("2026-09-10",)])
 
 
 # -- pure pieces on hand-made inputs ------------------------------------------------------------------
@@ -160,8 +182,7 @@ def test_sales_metrics_zero_fill_and_growth_without_division_by_zero():
                     ("v", "2026-01-05 18:00:00", 1, 500),
                     ("v", "2026-01-07 09:00:00", 3, 3000),   # Jan 6 has nothing
                     ("v", "2026-01-08 09:00:00", 3, 1500)])
-    out = run("sales_metrics", {"order_history": hist}, hour_since=datetime(2026, 1, 8, tzinfo=UTC),
-              through=datetime(2026, 1, 8, 23, tzinfo=UTC))
+    out = sales_metrics(hist, hour_since=datetime(2026, 1, 8, tzinfo=UTC), through=datetime(2026, 1, 8, 23, tzinfo=UTC))
     day = out.filter(pl.col("granularity") == "day").sort("period_start")
     assert day["tickets_sold"].to_list() == [3, 0, 3, 3]
     assert day["gross_revenue_cents"].to_list() == [1500, 0, 3000, 1500]

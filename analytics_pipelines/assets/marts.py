@@ -58,16 +58,46 @@ def _dep_keys(inputs) -> list[dg.AssetDep]:
     return [dg.AssetDep(i) for i in inputs]
 
 
+@dg.asset(
+    name="control_totals", group_name="facts", owners=OWNERS, kinds={warehouse_kind(), "duckdb"},
+    partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=_dep_keys(["stg_orders", "stg_order_items", "stg_order_refunds", "stg_marketplace_transfers",
+                    "stg_platform_fees", "stg_marketplace_listings"]),
+    description="Control totals per day and revenue line (orders, tickets, gross/ticket revenue, fees, refunds, "
+                "resales, resale fees, listings), re-derived from staging by independent SQL (sql/checks/), not "
+                "by the marts' own queries. Every mart's reconciliation check compares against them to the cent.",
+    metadata={"warehouse_table": "control_totals", "partitioned_by": "day"},
+    check_specs=[dg.AssetCheckSpec("non_negative_measures", asset="control_totals",
+                                   description="no measure is negative (refunds and fees are amounts, not signs)")],
+)
+def control_totals(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    wh = warehouse.get()
+    keys, first, last = _range(context)
+    df = reconcile.control_totals(wh, first, last).filter(pl.col("day").cast(pl.String).is_in(keys))
+    wh.write_partitions("control_totals", df, ["day"], [(k,) for k in keys])
+    negative = reconcile.non_negative(df, reconcile.MEASURES)
+    return dg.MaterializeResult(
+        metadata={**table_metadata(wh, "control_totals", df.height, preview=df), **_daily_summary(df)},
+        check_results=[dg.AssetCheckResult(check_name="non_negative_measures", passed=not negative,
+                                           metadata={f"negative_{k}": v for k, v in negative.items()})])
+
+
+def _control(wh, first: str | None = None, last: str | None = None) -> pl.DataFrame:
+    if first is None:
+        return wh.read_table("control_totals")
+    return wh.read_partitions("control_totals", "day", first, last)
+
+
 def _daily_asset(mart: B.DailyMart) -> dg.AssetsDefinition:
     group = "facts" if mart.name.startswith("fct_") else "marts"
 
     @dg.asset(
         name=mart.name, group_name=group, owners=OWNERS, kinds={warehouse_kind(), "duckdb"},
         partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
-        deps=_dep_keys(mart.inputs),
+        deps=_dep_keys([*mart.inputs, "control_totals"]),
         check_specs=[dg.AssetCheckSpec(RECONCILES, asset=mart.name, description=(
-            "Per day totals re-derived from staging by independent SQL (sql/checks/) match this table to the "
-            "cent; counts never negative; percentages within range."))],
+            "Per day totals match `control_totals` (re-derived from staging by independent SQL) to the cent; "
+            "counts never negative; percentages within range."))],
         description=f"{mart.description} Daily partitions by `day` (UTC); see docs/marts.md.",
         metadata={"warehouse_table": mart.name, "partitioned_by": "day"},
     )
@@ -77,7 +107,7 @@ def _daily_asset(mart: B.DailyMart) -> dg.AssetsDefinition:
         df = mart.build(wh, first, last)
         df = df.filter(pl.col("day").cast(pl.String).is_in(keys))  # a non-contiguous selection
         wh.write_partitions(mart.name, df, ["day"], [(k,) for k in keys])
-        outcome = reconcile.check_daily(mart.name, wh, df, first, last)
+        outcome = reconcile.check_daily(mart.name, _control(wh, first, last), df)
         context.log.info(f"{mart.name}: {df.height} rows over {len(keys)} day(s); reconciled={outcome.passed}")
         return dg.MaterializeResult(
             metadata={**table_metadata(wh, mart.name, df.height, preview=df), "partitions": len(keys),
@@ -93,11 +123,6 @@ def _through(wh) -> str:
     return (d or datetime.now(UTC).date()).isoformat() if not isinstance(d, str) else d
 
 
-def _first_day(wh) -> str:
-    d = wh.read("SELECT min(day) AS d FROM fct_orders")["d"][0]
-    return (d or date.fromisoformat(PARTITION_START)).isoformat() if not isinstance(d, str) else d
-
-
 def _whole(name: str, deps: list[str], description: str, check: str | None = None, **kw):
     """Decorator factory for an unpartitioned mart asset in the marts group."""
     specs = [dg.AssetCheckSpec(check, asset=name, description=kw.pop("check_description", ""))] if check else []
@@ -106,7 +131,7 @@ def _whole(name: str, deps: list[str], description: str, check: str | None = Non
                     metadata={"warehouse_table": name}, **kw)
 
 
-@_whole("sales_metrics", ["fct_orders"], check=RECONCILES,
+@_whole("sales_metrics", ["fct_orders", "control_totals"], check=RECONCILES,
         check_description="day, week and month grains each add up to staging's all-time primary sales.",
         description="Primary sales per venue at hour (last 14 days), day, week (ISO) and month grain, zero-filled, "
                     "with growth % against the previous period (NULL when the previous period is 0).")
@@ -115,7 +140,7 @@ def sales_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     through = _through(wh)
     df = B.sales_metrics(wh, through)
     wh.replace_table("sales_metrics", df)
-    outcome = reconcile.check_totals("sales_metrics", wh, df, _first_day(wh), through)
+    outcome = reconcile.check_totals("sales_metrics", _control(wh), df)
     by_grain = df.group_by("granularity").agg(pl.len().alias("rows"), pl.sum("gross_revenue_cents")).sort("granularity")
     return dg.MaterializeResult(
         metadata={**table_metadata(wh, "sales_metrics", df.height), "through": through,
@@ -126,7 +151,8 @@ def sales_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
         check_results=[_check(outcome)])
 
 
-@_whole("event_performance", ["fct_orders", "fct_refunds", "stg_events", "stg_ticket_types"], check=RECONCILES,
+@_whole("event_performance", ["fct_orders", "fct_refunds", "stg_events", "stg_ticket_types", "control_totals"],
+        check=RECONCILES,
         check_description="all-time tickets, gross and net revenue equal staging's; ranks dense per venue.",
         description="Every event with all-time tickets, gross and net revenue, capacity and utilization %, ranked "
                     "per venue by revenue (`is_top_10` = the venue's top events).")
@@ -134,7 +160,7 @@ def event_performance(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     wh = warehouse.get()
     df = B.event_performance(wh)
     wh.replace_table("event_performance", df)
-    outcome = reconcile.check_totals("event_performance", wh, df, "1970-01-01", "9999-12-31")
+    outcome = reconcile.check_totals("event_performance", _control(wh), df)
     top = df.filter(pl.col("revenue_rank") == 1).sort("gross_revenue_cents", descending=True)
     return dg.MaterializeResult(
         metadata={**table_metadata(wh, "event_performance", df.height),
@@ -266,7 +292,7 @@ def no_shows(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
     now = datetime.now(UTC)
     df = B.no_shows(wh, now)
     wh.replace_table("no_shows", df)
-    outcome = reconcile.check_totals("no_shows", wh, df, "", "", now=now)
+    outcome = reconcile.check_no_shows(wh, df, now)
     rate = float(df["no_shows"].sum() / df["tickets_sold"].sum() * 100) if df.height else None
     return dg.MaterializeResult(
         metadata={**table_metadata(wh, "no_shows", df.height, preview=df), "overall_no_show_pct": rate},
@@ -299,22 +325,28 @@ def kpi_snapshots(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
 
 
 def kpi_reconcile(wh, df: pl.DataFrame, key: str) -> reconcile.CheckOutcome:
+    """Tenant tickets and revenue of the last 24 h, counted from staging orders and items directly."""
     at = datetime.strptime(key, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC) + timedelta(hours=1)
-    exp = wh.read(
-        "SELECT o.tenant_id, count(*) AS orders, sum(o.total_cents) AS gross_revenue_24h_cents, "
-        "sum((SELECT sum(i.quantity) FROM stg_order_items i WHERE i.order_id = o.id)) AS tickets_sold_24h "
-        "FROM stg_orders o WHERE o.status IN ('confirmed', 'completed', 'refunded') "
-        "AND coalesce(o.confirmed_at, o.created_at) > %s AND coalesce(o.confirmed_at, o.created_at) <= %s "
-        "GROUP BY o.tenant_id", [at - timedelta(hours=24), at])
+    lo, hi = (at - timedelta(days=2)).date().isoformat(), at.date().isoformat()
+    orders = wh.read_partitions("stg_orders", "_partition", lo, hi,
+                                columns=["id", "tenant_id", "status", "confirmed_at", "created_at", "total_cents"])
+    items = wh.read_partitions("stg_order_items", "_partition", lo, hi, columns=["order_id", "quantity"])
+    ts = pl.coalesce("confirmed_at", "created_at")
+    paid = orders.filter(pl.col("status").is_in(["confirmed", "completed", "refunded"])
+                         & (ts > at - timedelta(hours=24)) & (ts <= at))
+    qty = items.group_by("order_id").agg(pl.sum("quantity").alias("q"))
+    exp = (paid.join(qty, left_on="id", right_on="order_id", how="left").group_by("tenant_id")
+           .agg(pl.col("q").fill_null(0).sum().alias("tickets_sold_24h"),
+                pl.sum("total_cents").alias("gross_revenue_24h_cents")))
     got = (df.filter((pl.col("hour_key") == key) & pl.col("venue_id").is_null()
                      & pl.col("metric").is_in(["tickets_sold_24h", "gross_revenue_24h_cents"]))
            .pivot(on="metric", index="tenant_id", values="value"))
     for c in ("tickets_sold_24h", "gross_revenue_24h_cents"):
         if c not in got.columns:
             got = got.with_columns(pl.lit(0.0).alias(c))
-    return reconcile.compare(exp.fill_null(0), got, ["tenant_id"], ["tickets_sold_24h", "gross_revenue_24h_cents"])
+    return reconcile.compare(exp, got, ["tenant_id"], ["tickets_sold_24h", "gross_revenue_24h_cents"])
 
 
 daily_assets = [_daily_asset(m) for m in B.DAILY_MARTS]
-assets = [*daily_assets, sales_metrics, event_performance, venue_seasonality, revenue_projections,
+assets = [control_totals, *daily_assets, sales_metrics, event_performance, venue_seasonality, revenue_projections,
           ticket_type_price_snapshots, price_history, no_shows, kpi_snapshots]

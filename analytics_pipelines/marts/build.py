@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
 
+from analytics_pipelines.marts import sales
 from analytics_pipelines.marts.sqlrun import run
 from analytics_pipelines.warehouse import Warehouse
 
@@ -121,9 +122,22 @@ def venue_analytics(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
                first=_d(first), last=_d(last))
 
 
+def with_local_hour(df: pl.DataFrame, utc: str = "hour_utc", zone: str = "venue_timezone") -> pl.DataFrame:
+    """Add `local_hour` (0-23) of the UTC timestamp `utc` in each row's IANA zone `zone` (vectorized per
+    zone: a handful of zones, not rows); drops `zone`."""
+    parts = [p.with_columns(pl.col(utc).dt.convert_time_zone(z).dt.hour().cast(pl.Int32).alias("local_hour"))
+             .with_columns(pl.col(utc).dt.convert_time_zone("UTC"))
+             for (z,), p in df.partition_by(zone, as_dict=True).items()]
+    if not parts:
+        return df.with_columns(pl.lit(None, pl.Int32).alias("local_hour")).drop(zone)
+    cols = [c if c != zone else "local_hour" for c in df.columns]
+    return pl.concat(parts).select(cols)
+
+
 def venue_analytics_hourly(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
-    return run("venue_analytics_hourly", {"fct_orders": wh.read_partitions("fct_orders", "day", first, last),
-                                          "stg_venues": _venues(wh)})
+    df = run("venue_analytics_hourly", {"fct_orders": wh.read_partitions("fct_orders", "day", first, last),
+                                        "stg_venues": _venues(wh)})
+    return with_local_hour(df).sort("hour_utc", "venue_id")
 
 
 def event_analytics(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
@@ -164,8 +178,8 @@ def sales_metrics(wh: Warehouse, through: str, hourly_days: int = HOURLY_DAYS) -
     history = fact_history(wh, "fct_orders", ["tenant_id", "venue_id", "recognized_at", "tickets",
                                               "gross_revenue_cents", "ticket_revenue_cents", "user_id"], through)
     end = _end_of(through)
-    return run("sales_metrics", {"order_history": history},
-               hour_since=end - timedelta(days=hourly_days), through=end - timedelta(microseconds=1))
+    return sales.sales_metrics(history, hour_since=end - timedelta(days=hourly_days),
+                               through=end - timedelta(microseconds=1))
 
 
 def event_performance(wh: Warehouse) -> pl.DataFrame:

@@ -8,10 +8,11 @@ fails on any difference, on negative counts, or on an impossible percentage.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import polars as pl
 
+from analytics_pipelines.marts.sqlrun import run
 from analytics_pipelines.paths import read_sql
 from analytics_pipelines.warehouse import Warehouse
 
@@ -21,12 +22,6 @@ class CheckOutcome:
     passed: bool
     metadata: dict = field(default_factory=dict)
     differences: pl.DataFrame | None = None
-
-
-def _staging(wh: Warehouse, name: str, *params) -> pl.DataFrame:
-    df = wh.read(read_sql(f"checks/{name}.sql"), list(params))
-    return df.with_columns(pl.col(c).cast(pl.Int64) for c, t in df.schema.items()
-                           if t.is_numeric() and c != "day")
 
 
 def compare(expected: pl.DataFrame, actual: pl.DataFrame, keys: list[str], values: list[str]) -> CheckOutcome:
@@ -63,42 +58,77 @@ def _combine(*outcomes: CheckOutcome, extra_failures: dict | None = None) -> Che
     return CheckOutcome(passed, meta, diffs[0] if diffs else None)
 
 
-def _days(first: str, last: str) -> tuple[date, date]:
-    return date.fromisoformat(first), date.fromisoformat(last)
+#: a sale is confirmed within minutes of its creation on the platform; the control totals read order
+#: partitions from 31 days before the range (four times the marts' own 7-day lookback), so an order the
+#: marts missed because it was confirmed late shows up as a difference
+CONTROL_LOOKBACK_DAYS = 31
+MEASURES = ["orders", "tickets", "gross_revenue_cents", "ticket_revenue_cents", "fees_cents", "refunds",
+            "refunds_cents", "resales", "resale_volume_cents", "platform_fees_cents", "venue_fees_cents",
+            "listings_created"]
 
 
-def orders_expected(wh, first, last):
-    return _staging(wh, "orders_by_day", *_days(first, last))
+def control_totals(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
+    """Per day and revenue line, every measure the marts report, re-derived from staging by the independent
+    SQL of sql/checks/ (its own joins and filters, not the marts' SQL). Listings use revenue_line
+    'marketplace:listings'. One row per (day, revenue_line) with every measure (0 when absent)."""
+    d0, d1 = date.fromisoformat(first), date.fromisoformat(last)
+    lo, hi = (d0 - timedelta(days=CONTROL_LOOKBACK_DAYS)).isoformat(), (d1 + timedelta(days=1)).isoformat()
+
+    def stg(table, a=None, b=None, columns=None):
+        name = f"stg_{table}"
+        return wh.read_table(name, columns=columns) if a is None else wh.read_partitions(name, "_partition", a, b,
+                                                                                          columns=columns)
+
+    refunds = stg("order_refunds", first, last, ["order_id", "refund_amount_cents", "refund_status", "created_at"])
+    transfers = stg("marketplace_transfers", lo, hi, ["id", "usd_value_cents", "status", "payment_method",
+                                                     "completed_at"])
+    orders = stg("orders", lo, hi, ["id", "status", "channel", "total_cents", "subtotal_cents", "discount_cents",
+                                    "platform_fee_cents", "processing_fee_cents", "confirmed_at", "created_at"])
+    frames = {
+        "stg_orders": orders,
+        "stg_order_items": stg("order_items", lo, hi, ["order_id", "quantity"]),
+        "stg_order_refunds": refunds,
+        "stg_marketplace_transfers": transfers,
+        "stg_platform_fees": stg("platform_fees", lo, hi, ["transfer_id", "platform_fee_amount_cents",
+                                                           "venue_fee_amount_cents"]),
+        "stg_marketplace_listings": stg("marketplace_listings", first, last, ["listed_at"]),
+    }
+    params = {"first": d0, "last": d1}
+    parts = [run("checks/orders_by_day", frames, **params)]
+    # a refund's order may be older than any window: look its channel up by key
+    frames["stg_orders"] = stg("orders", columns=["id", "channel"]).join(
+        refunds.select(pl.col("order_id").alias("id")).unique(), on="id", how="semi")
+    parts += [run("checks/refunds_by_day", frames, **params), run("checks/resales_by_day", frames, **params),
+              run("checks/listings_by_day", frames, **params).with_columns(
+                  pl.lit("marketplace:listings").alias("revenue_line"))]
+    out = pl.concat(parts, how="diagonal_relaxed")
+    out = out.with_columns(pl.col(m).cast(pl.Int64) if m in out.columns else pl.lit(0, pl.Int64).alias(m)
+                           for m in MEASURES).fill_null(0)
+    return out.group_by("day", "revenue_line").agg(pl.sum(m) for m in MEASURES).sort("day", "revenue_line")
 
 
-def refunds_expected(wh, first, last):
-    return _staging(wh, "refunds_by_day", *_days(first, last))
+def _lines(control: pl.DataFrame, prefix: str) -> pl.DataFrame:
+    return control.filter(pl.col("revenue_line").str.starts_with(prefix))
 
 
-def resales_expected(wh, first, last):
-    return _staging(wh, "resales_by_day", *_days(first, last))
-
-
-def check_daily(mart: str, wh: Warehouse, df: pl.DataFrame, first: str, last: str) -> CheckOutcome:
-    """The reconciliation of one daily mart's rows `df` for first..last."""
-    o = orders_expected(wh, first, last)
+def check_daily(mart: str, control: pl.DataFrame, df: pl.DataFrame) -> CheckOutcome:
+    """The reconciliation of one daily mart's rows `df` against the control totals of the same days."""
+    o, r, x = _lines(control, "primary:"), _lines(control, "primary:"), _lines(control, "resale:")
+    counts = ["tickets_sold", "orders", "tickets", "transactions", "unique_customers", "events_active",
+              "listings_created", "resales", "cumulative_tickets_sold"]
+    negative = sum(non_negative(df, counts).values())
     if mart == "fct_orders":
         return _combine(compare(o, df.with_columns(pl.lit(1).alias("orders")), ["day"],
                                 ["orders", "tickets", "gross_revenue_cents", "ticket_revenue_cents", "fees_cents"]),
                         extra_failures={"negative": sum(non_negative(df, ["tickets", "gross_revenue_cents"]).values())})
-    r = refunds_expected(wh, first, last)
     if mart == "fct_refunds":
         return compare(r, df.with_columns(pl.lit(1).alias("refunds"), pl.col("refund_cents").alias("refunds_cents")),
                        ["day"], ["refunds", "refunds_cents"])
-    x = resales_expected(wh, first, last)
     if mart == "fct_resales":
         return compare(x, df.with_columns(pl.lit(1).alias("resales"), pl.col("sale_cents").alias("resale_volume_cents"),
                                           pl.col("platform_fee_cents").alias("platform_fees_cents"),
                                           pl.col("venue_fee_cents").alias("venue_fees_cents")),
                        ["day"], ["resales", "resale_volume_cents", "platform_fees_cents", "venue_fees_cents"])
-    counts = ["tickets_sold", "orders", "tickets", "transactions", "unique_customers", "events_active",
-              "listings_created", "resales", "cumulative_tickets_sold"]
-    negative = sum(non_negative(df, counts).values())
     if mart == "venue_analytics":
         pct = df["capacity_sold_pct"].drop_nulls()
         return _combine(
@@ -123,57 +153,52 @@ def check_daily(mart: str, wh: Warehouse, df: pl.DataFrame, first: str, last: st
                                         "cumulative_below_daily": int((df["cumulative_tickets_sold"]
                                                                        < df["tickets_sold"]).sum())})
     if mart == "revenue_by_channel":
-        prim = o.select("day", "revenue_line", pl.col("gross_revenue_cents"), pl.col("fees_cents"),
-                        pl.col("tickets"), pl.col("orders").alias("transactions"))
+        prim = o.select("day", "revenue_line", "gross_revenue_cents", "fees_cents", "tickets", "refunds_cents",
+                        pl.col("orders").alias("transactions"))
         res = x.select("day", "revenue_line", pl.col("resale_volume_cents").alias("gross_revenue_cents"),
                        (pl.col("platform_fees_cents") + pl.col("venue_fees_cents")).alias("fees_cents"),
-                       pl.col("resales").alias("tickets"), pl.col("resales").alias("transactions"))
-        exp = pl.concat([prim, res], how="diagonal_relaxed")
-        return _combine(compare(exp, df, ["day", "revenue_line"],
-                                ["gross_revenue_cents", "fees_cents", "tickets", "transactions"]),
-                        compare(r, df, ["day", "revenue_line"], ["refunds_cents"]),
+                       pl.col("resales").alias("tickets"), "refunds_cents", pl.col("resales").alias("transactions"))
+        return _combine(compare(pl.concat([prim, res]), df, ["day", "revenue_line"],
+                                ["gross_revenue_cents", "fees_cents", "tickets", "transactions", "refunds_cents"]),
                         extra_failures={"negative_counts": negative})
     if mart == "revenue_by_category":
-        return _combine(compare(o, df, ["day"], ["orders", "tickets", "gross_revenue_cents"]),
-                        compare(r, df, ["day"], ["refunds_cents"]), extra_failures={"negative_counts": negative})
+        return _combine(compare(o, df, ["day"], ["orders", "tickets", "gross_revenue_cents", "refunds_cents"]),
+                        extra_failures={"negative_counts": negative})
     if mart == "resale_activity":
-        listed = _staging(wh, "listings_by_day", *_days(first, last))
         return _combine(compare(x, df, ["day"], ["resales", "resale_volume_cents", "platform_fees_cents",
                                                  "venue_fees_cents"]),
-                        compare(listed, df, ["day"], ["listings_created"]), extra_failures={"negative_counts": negative})
+                        compare(_lines(control, "marketplace:listings"), df, ["day"], ["listings_created"]),
+                        extra_failures={"negative_counts": negative})
     raise KeyError(f"no reconciliation for {mart}")
 
 
-def check_totals(mart: str, wh: Warehouse, df: pl.DataFrame, first: str, last: str,
-                 now: datetime | None = None) -> CheckOutcome:
-    """Reconciliation of a whole-table mart against staging over first..last (all history)."""
-    if mart == "no_shows":
-        exp = _staging(wh, "no_shows_total", now)
-        return _combine(compare(exp, df, [], ["tickets_sold", "no_shows"]), extra_failures={
-            "negative_counts": sum(non_negative(df, ["no_shows", "tickets_scanned"]).values()),
-            "no_shows_above_sold": int((df["no_shows"] > df["tickets_sold"]).sum())})
-    o = orders_expected(wh, first, last)
+def check_totals(mart: str, control: pl.DataFrame, df: pl.DataFrame) -> CheckOutcome:
+    """Reconciliation of a whole-table mart against the control totals of every day it covers."""
+    o = _lines(control, "primary:")
     if mart == "sales_metrics":
         outcomes = [compare(o.rename({"tickets": "tickets_sold"}), df.filter(pl.col("granularity") == g),
                             [], ["orders", "tickets_sold", "gross_revenue_cents"]) for g in ("day", "week", "month")]
         for g, oc in zip(("day", "week", "month"), outcomes, strict=True):
             oc.metadata = {f"{g}_{k}": v for k, v in oc.metadata.items()}
-        growth_without_base = df.filter(pl.col("revenue_growth_pct").is_not_null() & pl.col("gross_revenue_cents").is_null())
         return _combine(*outcomes, extra_failures={
-            "negative_counts": sum(non_negative(df, ["tickets_sold", "orders", "unique_customers"]).values()),
-            "growth_without_base": growth_without_base.height})
+            "negative_counts": sum(non_negative(df, ["tickets_sold", "orders", "unique_customers"]).values())})
     if mart == "event_performance":
-        r = refunds_expected(wh, first, last)
-        exp = o.rename({"tickets": "tickets_sold"}).with_columns(pl.lit(0).alias("refunds_cents"))
-        net = pl.concat([exp.select(pl.col("gross_revenue_cents").alias("net_revenue_cents")),
-                         r.select((-pl.col("refunds_cents")).alias("net_revenue_cents"))])
-        return _combine(compare(exp, df, [], ["tickets_sold", "gross_revenue_cents"]),
-                        compare(net, df, [], ["net_revenue_cents"]),
+        exp = o.rename({"tickets": "tickets_sold"}).with_columns(
+            (pl.col("gross_revenue_cents") - pl.col("refunds_cents")).alias("net_revenue_cents"))
+        return _combine(compare(exp, df, [], ["tickets_sold", "gross_revenue_cents", "net_revenue_cents"]),
                         extra_failures={"negative_counts": sum(non_negative(df, ["tickets_sold", "capacity",
                                                                                  "capacity_utilization_pct"]).values()),
                                         "rank_gaps": int(df.group_by("venue_id").agg(
                                             (pl.col("revenue_rank").max() != pl.len()).alias("g"))["g"].sum())})
     raise KeyError(f"no reconciliation for {mart}")
+
+
+def check_no_shows(wh: Warehouse, df: pl.DataFrame, now: datetime) -> CheckOutcome:
+    """Sold tickets and no-shows against an independent count over staging (sql/checks/no_shows_total.sql)."""
+    exp = wh.read(read_sql("checks/no_shows_total.sql"), [now])
+    return _combine(compare(exp, df, [], ["tickets_sold", "no_shows"]), extra_failures={
+        "negative_counts": sum(non_negative(df, ["no_shows", "tickets_scanned"]).values()),
+        "no_shows_above_sold": int((df["no_shows"] > df["tickets_sold"]).sum())})
 
 
 def check_price_history(wh: Warehouse, df: pl.DataFrame) -> CheckOutcome:

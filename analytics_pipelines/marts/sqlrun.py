@@ -14,14 +14,16 @@ from analytics_pipelines.paths import read_sql
 
 @cache
 def _sql(name: str) -> str:
-    return read_sql(f"marts/{name}.sql")
+    """`name` is a file of sql/marts/, or a path under sql/ such as `checks/orders_by_day`."""
+    return read_sql(f"{name}.sql" if "/" in name else f"marts/{name}.sql")
 
 
 def run(name: str, frames: dict[str, pl.DataFrame], **params: date | datetime | str | int | float) -> pl.DataFrame:
-    """Execute sql/marts/<name>.sql with `frames` visible as tables and `params` bound as $name."""
+    """Execute sql/marts/<name>.sql (or sql/<name>.sql) with `frames` visible as tables and `params` bound as $name."""
     conn = duckdb.connect(":memory:", config={"threads": max(1, min(4, os.cpu_count() or 1))})
     try:
         conn.execute("SET TimeZone='UTC'")
+        conn.execute("SET enable_progress_bar=false")
         for table, frame in frames.items():
             conn.register(table, frame)
         sql = _sql(name)

@@ -70,6 +70,7 @@ report_deliveries = sa.Table(
     sa.Column("status", sa.String(10), nullable=False),           # pending | sending | sent | failed
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),    # when a failed delivery may be retried
     sa.Column("file_path", sa.Text),
     sa.Column("message_id", sa.String(200)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),

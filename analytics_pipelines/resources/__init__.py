@@ -42,3 +42,15 @@ class WarehouseResource(dg.ConfigurableResource):
 def warehouse_kind() -> str:
     """'postgres' or 'duckdb', for the kinds badges in the UI (follows the environment)."""
     return "postgres" if default_warehouse_url().startswith("postgres") else "duckdb"
+
+
+class OpsResource(dg.ConfigurableResource):
+    """The operational database (alert rules and instances, export requests, subscriptions, delivery ledger):
+    SQLite under the data directory by default, PostgreSQL (schema `ops`) when TT_OPS_URL or `url` says so."""
+
+    url: str = ""
+
+    def engine(self):
+        from analytics_pipelines.ops.db import ops_engine
+
+        return ops_engine(self.url or None)

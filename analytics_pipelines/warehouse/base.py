@@ -63,6 +63,12 @@ class Warehouse(ABC):
                                columns=columns)
 
     @abstractmethod
+    def drop_partitions(self, table: str, column: str, before: str) -> list[str]:
+        """Delete the partitions of `table` (partitioned by `column`) whose value, as text, sorts before
+        `before` (e.g. '2025-11-22': every day or hour before that date). Retention only: returns the
+        partition values dropped (as text); a missing table drops nothing."""
+
+    @abstractmethod
     def tables(self) -> list[str]:
         """Tables that exist."""
 

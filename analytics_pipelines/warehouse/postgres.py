@@ -111,6 +111,21 @@ class PostgresWarehouse(Warehouse):
         return self._replace_rows(table, df, psql.SQL("DELETE FROM {}").format(
             psql.Identifier(self.schema, table)))
 
+    def drop_partitions(self, table, column, before):
+        """One DELETE (MVCC: readers keep seeing the rows until it commits); the partition values are
+        compared as text (UTC session), like the embedded backend's directory names."""
+        check_identifier(table)
+        with self.connect() as conn:
+            if column not in self._columns(conn, table):
+                return []
+            target, col = psql.Identifier(self.schema, table), psql.Identifier(check_identifier(column))
+            with conn.transaction():
+                values = [r[0] for r in conn.execute(psql.SQL(
+                    "SELECT DISTINCT {c}::text FROM {t} WHERE {c}::text < %s ORDER BY 1").format(c=col, t=target),
+                    (before,))]
+                conn.execute(psql.SQL("DELETE FROM {t} WHERE {c}::text < %s").format(c=col, t=target), (before,))
+        return values
+
     # -- reading -------------------------------------------------------------------------------
     def tables(self):
         with self.connect(read_only=True) as conn:

@@ -1,5 +1,5 @@
--- Independent re-derivation for the reconciliation checks (portable: runs on DuckDB and PostgreSQL).
--- Recognized primary sales per UTC day and revenue line, straight from staging (all partitions).
+-- Independent re-derivation for the reconciliation checks (control_totals), straight from staging.
+-- Recognized primary sales per UTC day and revenue line, straight from staging (the partitions read: first - 31 days .. last + 1).
 SELECT CAST(coalesce(o.confirmed_at, o.created_at) AT TIME ZONE 'UTC' AS DATE) AS day,
        'primary:' || o.channel AS revenue_line,
        count(*) AS orders,
@@ -10,5 +10,5 @@ SELECT CAST(coalesce(o.confirmed_at, o.created_at) AT TIME ZONE 'UTC' AS DATE) A
 FROM stg_orders o
 LEFT JOIN (SELECT order_id, sum(quantity) AS q FROM stg_order_items GROUP BY order_id) i ON i.order_id = o.id
 WHERE o.status IN ('confirmed', 'completed', 'refunded')
-  AND CAST(coalesce(o.confirmed_at, o.created_at) AT TIME ZONE 'UTC' AS DATE) BETWEEN %s AND %s
+  AND CAST(coalesce(o.confirmed_at, o.created_at) AT TIME ZONE 'UTC' AS DATE) BETWEEN $first AND $last
 GROUP BY 1, 2

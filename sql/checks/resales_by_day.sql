@@ -6,5 +6,5 @@ SELECT CAST(t.completed_at AT TIME ZONE 'UTC' AS DATE) AS day,
 FROM stg_marketplace_transfers t
 LEFT JOIN (SELECT transfer_id, sum(platform_fee_amount_cents) AS pf, sum(venue_fee_amount_cents) AS vf
            FROM stg_platform_fees GROUP BY transfer_id) f ON f.transfer_id = t.id
-WHERE t.status = 'completed' AND CAST(t.completed_at AT TIME ZONE 'UTC' AS DATE) BETWEEN %s AND %s
+WHERE t.status = 'completed' AND CAST(t.completed_at AT TIME ZONE 'UTC' AS DATE) BETWEEN $first AND $last
 GROUP BY 1, 2

@@ -1,0 +1,163 @@
+"""Automation jobs (op jobs: they act on the warehouse and the operational DB, they produce no asset):
+alert evaluation after kpi_snapshots lands, and the nightly maintenance. Plus the retry policy for
+transient source/warehouse errors."""
+
+import smtplib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import duckdb
+import polars as pl
+import psycopg
+import sqlalchemy as sa
+
+from analytics_pipelines.alerting import Notifier, evaluate, seed_default_rules
+from analytics_pipelines.automation import maintenance as M
+from analytics_pipelines.automation.resources import OpsResource
+from analytics_pipelines.ops.alerts import alert_rules
+from analytics_pipelines.resources import WarehouseResource
+
+TAGS = {"team": "data-platform"}
+
+#: step retries for the assets' jobs (the lead adds `op_retry_policy=RETRY_POLICY` to define_asset_job):
+#: 3 retries, 30 s, 60 s, 120 s (+-jitter) -- long enough for a PostgreSQL failover or a network blip
+RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+#: run retries (need `run_retries: enabled: true` in dagster.yaml): re-execute only the failed steps
+RUN_RETRY_TAGS = {"dagster/max_retries": "2", "dagster/retry_strategy": "FROM_FAILURE"}
+
+#: errors worth retrying: lost connections, timeouts, lock/IO trouble -- not bad SQL or bad data
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError, sa.exc.OperationalError, sa.exc.DisconnectionError, duckdb.IOException,
+    ConnectionError, TimeoutError, smtplib.SMTPServerDisconnected,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:  # look through wrapped causes too
+        if isinstance(exc, TRANSIENT_ERRORS):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def retry_transient(fn: Callable, max_retries: int = 3, seconds_to_wait: float = 30):
+    """Run fn(); a transient error becomes dg.RetryRequested (the step is retried, with backoff), anything
+    else fails the step at once (retrying a bad query three times helps nobody)."""
+    try:
+        return fn()
+    except Exception as exc:
+        if is_transient(exc):
+            raise dg.RetryRequested(max_retries=max_retries, seconds_to_wait=seconds_to_wait) from exc
+        raise
+
+
+def _now(text: str) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    now = datetime.fromisoformat(text)
+    if now.tzinfo is None:
+        raise ValueError(f"now: give a time zone ({text!r} has none)")
+    return now.astimezone(UTC)
+
+
+# -- alert evaluation ------------------------------------------------------------------------------------
+
+class EvaluationConfig(dg.Config):
+    """How the alert evaluation reads kpi_snapshots."""
+
+    now: str = ""
+    """Evaluate as of this ISO time (with zone); empty: the wall clock."""
+    lookback_hours: int = 48
+    """kpi_snapshots hours read; at least two of the largest enabled rule window (change_percent)."""
+
+
+def load_kpis(wh, rules_max_window_minutes: int, now: datetime, lookback_hours: int) -> pl.DataFrame:
+    hours = max(lookback_hours, 2 * (rules_max_window_minutes // 60) + 1)
+    if M.KPI_TABLE not in wh.tables():
+        return pl.DataFrame(schema={"snapshot_hour": pl.Datetime("us", "UTC"), "tenant_id": pl.String,
+                                    "venue_id": pl.String, "metric": pl.String, "value": pl.Float64})
+    return wh.read_table(M.KPI_TABLE, "snapshot_hour > %s AND snapshot_hour <= %s",
+                         [now - timedelta(hours=hours), now],
+                         columns=["snapshot_hour", "tenant_id", "venue_id", "metric", "value"])
+
+
+@dg.op(description="Seed the default alert rules (idempotent), evaluate every enabled rule over the recent "
+                   "kpi_snapshots, open/resolve alert instances and deliver their notifications.",
+       tags=TAGS)
+def evaluate_alerts(context: dg.OpExecutionContext, config: EvaluationConfig, warehouse: WarehouseResource,
+                    ops: OpsResource) -> dg.Output[dict]:
+    now = _now(config.now)
+    engine = retry_transient(ops.engine)
+    seeded = seed_default_rules(engine)
+    if seeded:
+        context.log.info(f"default alert rules added: {', '.join(seeded)}")
+    with engine.connect() as conn:
+        longest = conn.execute(sa.select(sa.func.max(alert_rules.c.window_minutes))
+                               .where(alert_rules.c.enabled.is_(True))).scalar() or 60
+    frame = retry_transient(lambda: load_kpis(warehouse.get(), longest, now, config.lookback_hours))
+    if frame.is_empty():
+        context.log.warning("no kpi_snapshots rows in the lookback window: nothing to evaluate")
+    # safe to repeat: an open instance is never opened twice, so a retried evaluation cannot duplicate
+    summary = retry_transient(lambda: evaluate(engine, frame, now, Notifier.from_env()))
+    counts = summary.as_dict()
+    failed = [n for n in summary.notifications if n["status"] == "failed"]
+    context.log.info(f"alerts at {now.isoformat()}: {counts}")
+    for n in failed:
+        context.log.warning(f"notification failed: {n['channel']} to {n['target_masked']}: {n['error']}")
+    return dg.Output(counts, metadata={
+        "evaluated_at": now.isoformat(), "kpi_rows": frame.height, **{k: v for k, v in counts.items()},
+        "triggered_scopes": dg.MetadataValue.json([list(t) for t in summary.triggered[:50]]),
+        "failed_notifications": len(failed)})
+
+
+@dg.job(name="alert_evaluation_job", tags=TAGS,
+        description="Evaluate the alert rules over kpi_snapshots (run by kpi_snapshots_alert_sensor after "
+                    "every kpi_snapshots materialization).")
+def alert_evaluation_job():
+    evaluate_alerts()
+
+
+# -- maintenance -----------------------------------------------------------------------------------------
+
+class MaintenanceConfig(dg.Config):
+    """Retention settings; empty values come from the environment, then the documented constants."""
+
+    now: str = ""
+    """Run as of this ISO time (with zone); empty: the wall clock."""
+    kpi_retention_days: int = M.KPI_RETENTION_DAYS
+    alert_retention_days: int = M.ALERT_RETENTION_DAYS
+    export_expiry_days: int = M.EXPORT_EXPIRY_DAYS
+    raw_retention_days: int = -1
+    """Raw fact partitions older than this are dropped. -1: TT_RAW_RETENTION_DAYS (unset: off); 0: off."""
+
+
+@dg.op(description="Nightly maintenance: kpi_snapshots older than the retention, old resolved alert "
+                   "instances and notifications, expired export files, and (only when configured) old raw "
+                   "partitions.", tags=TAGS)
+def run_maintenance(context: dg.OpExecutionContext, config: MaintenanceConfig, warehouse: WarehouseResource,
+                    ops: OpsResource) -> dg.Output[dict]:
+    now = _now(config.now)
+    raw_days = (M.env_days("TT_RAW_RETENTION_DAYS", None) if config.raw_retention_days < 0
+                else config.raw_retention_days or None)
+    report = retry_transient(lambda: M.run_maintenance(
+        warehouse.get(), ops.engine(), now, kpi_days=config.kpi_retention_days,
+        alert_days=config.alert_retention_days, raw_days=raw_days, export_days=config.export_expiry_days))
+    for p in report.problems:
+        context.log.warning(p)
+    out = {"kpi_hours_dropped": report.kpi_hours_dropped, "alert_instances_deleted": report.alert_instances_deleted,
+           "alert_notifications_deleted": report.alert_notifications_deleted,
+           "raw_partitions_dropped": sum(report.raw_partitions_dropped.values()),
+           "exports_expired": len(report.exports_expired), "export_files_deleted": report.export_files_deleted,
+           "problems": len(report.problems)}
+    context.log.info(f"maintenance: {out}; raw retention {raw_days or 'off'}")
+    return dg.Output(out, metadata={**out, "raw_retention_days": raw_days or 0,
+                                    "raw_by_table": dg.MetadataValue.json(report.raw_partitions_dropped)})
+
+
+@dg.job(name="maintenance_job", tags={**TAGS, **RUN_RETRY_TAGS},
+        description="Retention and export expiry (nightly, see maintenance_schedule).")
+def maintenance_job():
+    run_maintenance()

@@ -1,0 +1,102 @@
+"""Time-zone-aware schedules, built by a factory so the lead binds them to his jobs:
+
+    make_schedules(main_job=main_job, kpi_job=kpi_job, retrain_job=clv_job)   # + maintenance_job by default
+
+- intraday_refresh_schedule: every 15 minutes, today's (UTC) partition of main_job; skipped while the
+  previous intraday run is still queued or running (no pile-up on 2 cores);
+- nightly_full_schedule: 02:30 local, one run over yesterday..today (late rows of yesterday included);
+- hourly_kpi_schedule: at minute 20 (after the :15 intraday refresh), the hour that just ended of kpi_job
+  (if given; its materialization triggers the alert evaluation);
+- weekly_retrain_schedule: Sunday 04:00 local, the model job (if given);
+- maintenance_schedule: 03:30 local, maintenance_job (retention, export expiry).
+Local = TT_TIMEZONE (IANA name, default UTC), read when the schedules are built. Partitions stay UTC days.
+"""
+
+import os
+from datetime import UTC, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from analytics_pipelines.automation.jobs import maintenance_job as default_maintenance_job
+
+INTRADAY_CRON = "*/15 * * * *"
+NIGHTLY_CRON = "30 2 * * *"
+RETRAIN_CRON = "0 4 * * 0"
+MAINTENANCE_CRON = "30 3 * * *"
+KPI_CRON = "20 * * * *"
+IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+             dg.DagsterRunStatus.STARTED]
+
+
+def schedule_timezone(timezone: str | None = None) -> str:
+    tz = timezone or os.environ.get("TT_TIMEZONE") or "UTC"
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"TT_TIMEZONE: unknown IANA time zone {tz!r} (e.g. Europe/Berlin, America/New_York)") from None
+    return tz
+
+
+def make_schedules(main_job, retrain_job=None, maintenance_job=default_maintenance_job, kpi_job=None,
+                   timezone: str | None = None,
+                   default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
+                   intraday_cron: str = INTRADAY_CRON, nightly_cron: str = NIGHTLY_CRON,
+                   retrain_cron: str = RETRAIN_CRON, maintenance_cron: str = MAINTENANCE_CRON,
+                   kpi_cron: str = KPI_CRON) -> list[dg.ScheduleDefinition]:
+    tz = schedule_timezone(timezone)
+
+    @dg.schedule(cron_schedule=intraday_cron, job=main_job, execution_timezone=tz, default_status=default_status,
+                 name="intraday_refresh_schedule",
+                 description="Refresh today's (UTC) partition of every asset every 15 minutes.")
+    def intraday_refresh_schedule(context: dg.ScheduleEvaluationContext):
+        busy = context.instance.get_runs_count(dg.RunsFilter(
+            job_name=main_job.name, statuses=IN_FLIGHT, tags={"refresh": "intraday"}))
+        if busy:
+            return dg.SkipReason("the previous intraday refresh is still queued or running")
+        when = context.scheduled_execution_time.astimezone(UTC)
+        return dg.RunRequest(run_key=f"intraday:{when.isoformat()}", partition_key=when.date().isoformat(),
+                             tags={"refresh": "intraday"})
+
+    @dg.schedule(cron_schedule=nightly_cron, job=main_job, execution_timezone=tz, default_status=default_status,
+                 name="nightly_full_schedule",
+                 description="Nightly: one run over yesterday and today (UTC days), so rows that arrived late "
+                             "for yesterday are in; the whole-table marts are rebuilt with it.")
+    def nightly_full_schedule(context: dg.ScheduleEvaluationContext):
+        today = context.scheduled_execution_time.astimezone(UTC).date()
+        first, last = (today - timedelta(days=1)).isoformat(), today.isoformat()
+        return dg.RunRequest(run_key=f"nightly:{last}", tags={
+            "refresh": "nightly", ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
+
+    @dg.schedule(cron_schedule=maintenance_cron, job=maintenance_job, execution_timezone=tz,
+                 default_status=default_status, name="maintenance_schedule",
+                 description="Nightly retention (kpi_snapshots, alert history, optional raw partitions) and "
+                             "export expiry.")
+    def maintenance_schedule(context: dg.ScheduleEvaluationContext):
+        when = context.scheduled_execution_time.astimezone(UTC)
+        return dg.RunRequest(run_key=f"maintenance:{when.date().isoformat()}", run_config={
+            "ops": {"run_maintenance": {"config": {"now": when.isoformat()}}}})
+
+    out = [intraday_refresh_schedule, nightly_full_schedule, maintenance_schedule]
+    if kpi_job is not None:
+        @dg.schedule(cron_schedule=kpi_cron, job=kpi_job, execution_timezone=tz, default_status=default_status,
+                     name="hourly_kpi_schedule",
+                     description="KPI snapshot of the hour that just ended (UTC hour partitions).")
+        def hourly_kpi_schedule(context: dg.ScheduleEvaluationContext):
+            hour = context.scheduled_execution_time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            key = (hour - timedelta(hours=1)).strftime("%Y-%m-%d-%H:%M")
+            return dg.RunRequest(run_key=f"kpi:{key}", partition_key=key, tags={"refresh": "hourly_kpi"})
+
+        out.append(hourly_kpi_schedule)
+    if retrain_job is not None:
+        @dg.schedule(cron_schedule=retrain_cron, job=retrain_job, execution_timezone=tz,
+                     default_status=default_status, name="weekly_retrain_schedule",
+                     description="Weekly model retraining (Sunday 04:00 local).")
+        def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext):
+            when = context.scheduled_execution_time.astimezone(UTC)
+            year, week, _ = when.isocalendar()
+            return dg.RunRequest(run_key=f"retrain:{year}-W{week:02d}", tags={"refresh": "weekly_retrain"})
+
+        out.append(weekly_retrain_schedule)
+    return out

@@ -1,0 +1,270 @@
+"""Report subscriptions and their delivery ledger (report_subscriptions, report_deliveries).
+
+A subscription names a venue, a report (daily_venue | weekly_executive), a format, recipients, a cadence
+(daily | weekly | monthly) and a local time in a time zone. At that local time the previous period becomes
+due: yesterday (daily), last ISO week Monday-Sunday (weekly), last calendar month (monthly). Dates are
+calendar dates of the venue-local calendar applied to the marts' UTC days.
+
+Exactly once: the sender first claims the (subscription, period) ledger row by INSERT; the unique key lets
+exactly one inserter through, and only it sends. A failed send is recorded (attempts, last_error,
+next_attempt_at) and re-claimed later by a conditional UPDATE failed -> sending, again by exactly one caller,
+until MAX_ATTEMPTS. A process killed between the SMTP handoff and the ledger update leaves the row in
+`sending`: it is never resent automatically (at most once beats twice; `stuck_sending` lists them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+
+from analytics_pipelines.exports.lifecycle import aware, backoff, utcnow
+from analytics_pipelines.notify import Attachment, SmtpSettings, mask_email, send_email
+from analytics_pipelines.ops.exports import EXPORT_FORMATS, report_deliveries, report_subscriptions
+from analytics_pipelines.paths import data_dir
+from analytics_pipelines.reports.builders import daily_venue_report, executive_report, venue_name
+from analytics_pipelines.reports.filters import ExportRequestError
+from analytics_pipelines.reports.writers import render
+from analytics_pipelines.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+REPORTS = {"daily_venue": ("daily",), "weekly_executive": ("weekly", "monthly")}
+CADENCES = ("daily", "weekly", "monthly")
+MAX_ATTEMPTS = 5
+RETRY_BASE_S = 300  # 5 min, 10, 20, 40
+DEFAULT_ATTACHMENT_LIMIT = 5 * 1024 * 1024
+_EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+MIME = {".pdf": "application/pdf", ".csv": "text/csv", ".zip": "application/zip", ".json": "application/json",
+        ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+
+
+def attachment_limit() -> int:
+    raw = os.environ.get("TT_EMAIL_ATTACHMENT_LIMIT_BYTES", str(DEFAULT_ATTACHMENT_LIMIT))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"TT_EMAIL_ATTACHMENT_LIMIT_BYTES must be a number of bytes, got {raw!r}") from None
+
+
+def create_subscription(engine: sa.Engine, tenant_id: str, venue_id: str, report: str, recipients: list[str],
+                        cadence: str, fmt: str = "pdf", local_time: str = "07:00", timezone: str = "UTC",
+                        created_by: str | None = None) -> int:
+    """Validate and store a subscription; its id. ExportRequestError says what is wrong."""
+    if report not in REPORTS:
+        raise ExportRequestError(f"unknown report {report!r}; expected one of {', '.join(REPORTS)}")
+    if cadence not in REPORTS[report]:
+        raise ExportRequestError(f"{report} is sent {' or '.join(REPORTS[report])}, not {cadence!r}")
+    if fmt not in EXPORT_FORMATS:
+        raise ExportRequestError(f"unknown format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
+    if not venue_id or not tenant_id:
+        raise ExportRequestError("a subscription needs a tenant and a venue")
+    if not recipients or not isinstance(recipients, list) or len(recipients) > 50:
+        raise ExportRequestError("recipients must be a list of 1 to 50 email addresses")
+    bad = [r for r in recipients if not isinstance(r, str) or not _EMAIL.match(r)]
+    if bad:
+        raise ExportRequestError(f"not email addresses: {[mask_email(str(b)) for b in bad]}")
+    if not _HHMM.match(local_time or ""):
+        raise ExportRequestError(f"local_time must be HH:MM (24 h), got {local_time!r}")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ExportRequestError(f"unknown time zone {timezone!r}") from None
+    with engine.begin() as conn:
+        return conn.execute(report_subscriptions.insert().values(
+            tenant_id=tenant_id.lower(), venue_id=venue_id.lower(), report=report, format=fmt,
+            recipients=list(recipients), cadence=cadence, local_time=local_time, timezone=timezone,
+            created_by=created_by, created_at=utcnow())).inserted_primary_key[0]
+
+
+@dataclass(frozen=True)
+class Period:
+    label: str      # ledger key: 2026-11-21 | 2026-W47 | 2026-11
+    first: date
+    last: date
+    due_at: datetime
+
+
+def latest_due_period(cadence: str, local_time: str, timezone: str, now: datetime) -> Period:
+    """The most recent period whose delivery time (local_time on the day after it ends) has passed."""
+    tz = ZoneInfo(timezone)
+    hh, mm = (int(x) for x in local_time.split(":"))
+    local = now.astimezone(tz)
+
+    def at(d: date) -> datetime:
+        return datetime.combine(d, time(hh, mm), tz)
+
+    if cadence == "daily":
+        send_day = local.date() if local >= at(local.date()) else local.date() - timedelta(days=1)
+        day = send_day - timedelta(days=1)
+        return Period(day.isoformat(), day, day, at(send_day))
+    if cadence == "weekly":
+        monday = local.date() - timedelta(days=local.weekday())
+        if local < at(monday):
+            monday -= timedelta(days=7)
+        first = monday - timedelta(days=7)
+        iso = first.isocalendar()
+        return Period(f"{iso.year}-W{iso.week:02d}", first, monday - timedelta(days=1), at(monday))
+    if cadence == "monthly":
+        first_of_month = local.date().replace(day=1)
+        if local < at(first_of_month):
+            first_of_month = (first_of_month - timedelta(days=1)).replace(day=1)
+        last = first_of_month - timedelta(days=1)
+        return Period(last.strftime("%Y-%m"), last.replace(day=1), last, at(first_of_month))
+    raise ValueError(f"unknown cadence {cadence!r}")
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    subscription_id: int
+    period: str
+    attempt: int  # failed attempts so far
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.subscription_id}:{self.period}:{self.attempt}"
+
+
+def due_deliveries(engine: sa.Engine, now: datetime | None = None) -> list[DueDelivery]:
+    """Enabled subscriptions whose latest period is due and not yet sent (nor being sent, nor given up)."""
+    now = now or utcnow()
+    s, d = report_subscriptions, report_deliveries
+    with engine.connect() as conn:
+        subs = conn.execute(sa.select(s).where(s.c.enabled.is_(True)).order_by(s.c.id)).mappings().all()
+        periods = {sub["id"]: latest_due_period(sub["cadence"], sub["local_time"], sub["timezone"], now).label
+                   for sub in subs}
+        ledger = {}
+        if subs:  # only the rows of the periods due now (the ledger grows by one row per delivery)
+            ledger = {(r.subscription_id, r.period): r for r in conn.execute(sa.select(d).where(
+                d.c.subscription_id.in_(list(periods)), d.c.period.in_(sorted(set(periods.values()))))).all()}
+    out = []
+    for sub in subs:
+        label = periods[sub["id"]]
+        row = ledger.get((sub["id"], label))
+        if row is None:
+            out.append(DueDelivery(sub["id"], label, 0))
+        elif (row.status == "failed" and row.attempts < MAX_ATTEMPTS
+              and (row.next_attempt_at is None or aware(row.next_attempt_at) <= now)):
+            out.append(DueDelivery(sub["id"], label, row.attempts))
+    return out
+
+
+def _claim(engine: sa.Engine, subscription_id: int, period: str, now: datetime) -> bool:
+    d = report_deliveries
+    try:
+        with engine.begin() as conn:
+            conn.execute(d.insert().values(subscription_id=subscription_id, period=period, status="sending",
+                                           attempts=0, created_at=now))
+        return True
+    except sa.exc.IntegrityError:
+        pass
+    with engine.begin() as conn:
+        return conn.execute(d.update().where(
+            d.c.subscription_id == subscription_id, d.c.period == period, d.c.status == "failed",
+            d.c.attempts < MAX_ATTEMPTS, sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now),
+        ).values(status="sending")).rowcount == 1
+
+
+def _period_of(sub, period_label: str) -> tuple[date, date]:
+    if sub["cadence"] == "daily":
+        d = date.fromisoformat(period_label)
+        return d, d
+    if sub["cadence"] == "weekly":
+        year, week = period_label.split("-W")
+        first = date.fromisocalendar(int(year), int(week), 1)
+        return first, first + timedelta(days=6)
+    first = date.fromisoformat(period_label + "-01")
+    nxt = (first + timedelta(days=32)).replace(day=1)
+    return first, nxt - timedelta(days=1)
+
+
+def render_subscription(wh: Warehouse, sub, period_label: str, out_dir: Path | None = None,
+                        now: datetime | None = None) -> Path:
+    first, last = _period_of(sub, period_label)
+    if sub["report"] == "daily_venue":
+        report = daily_venue_report(wh, sub["venue_id"], first, sub["tenant_id"], now=now)
+    else:
+        previous = None
+        if sub["cadence"] == "monthly":  # the previous calendar month, not the 30 days before
+            prev_last = first - timedelta(days=1)
+            previous = (prev_last.replace(day=1), prev_last)
+        report = executive_report(wh, sub["venue_id"], first, last, sub["tenant_id"], now=now, previous=previous)
+    target = (out_dir or data_dir() / "reports" / "deliveries") / str(sub["id"]) / f"{sub['report']}_{period_label}"
+    return render(report, sub["format"], target)
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    status: str     # sent | failed | skipped
+    attempts: int = 0
+    error: str | None = None
+    file_path: str | None = None
+    attached: bool = False
+
+
+def deliver(engine: sa.Engine, wh: Warehouse, subscription_id: int, period: str, smtp: SmtpSettings,
+            now: datetime | None = None, out_dir: Path | None = None, limit_bytes: int | None = None,
+            link_base: str | None = None, smtp_retries: int = 1) -> DeliveryOutcome:
+    """Claim (subscription, period) and, only if this call won the claim, render and email the report
+    (`smtp_retries` quick retries inside this attempt; later attempts come from the ledger's backoff)."""
+    now = now or utcnow()
+    s, d = report_subscriptions, report_deliveries
+    with engine.connect() as conn:
+        sub = conn.execute(sa.select(s).where(s.c.id == subscription_id)).mappings().first()
+    if sub is None:
+        raise KeyError(f"no subscription {subscription_id}")
+    if not sub["enabled"]:
+        return DeliveryOutcome("skipped", error="subscription disabled")
+    if not _claim(engine, subscription_id, period, now):
+        return DeliveryOutcome("skipped")
+    where = sa.and_(d.c.subscription_id == subscription_id, d.c.period == period, d.c.status == "sending")
+    path: Path | None = None
+    try:
+        path = render_subscription(wh, sub, period, out_dir, now)
+        size = path.stat().st_size
+        limit = attachment_limit() if limit_bytes is None else limit_bytes
+        kind = "Daily venue report" if sub["report"] == "daily_venue" else "Executive report"
+        title = f"{kind} {period} – {venue_name(wh, sub['venue_id'])}"
+        attach = size <= limit
+        location = f"{link_base.rstrip('/')}/{path.name}" if link_base else str(path)
+        body = (f"{title} is attached ({path.name}, {size:,} bytes)." if attach else
+                f"{title} is {size:,} bytes, above the {limit:,}-byte attachment limit, so it is not attached. "
+                f"It is available at:\n{location}")
+        result = send_email(smtp, sub["recipients"], f"TicketToken: {title}", body,
+                            [Attachment(path.name, path.read_bytes(), MIME.get(path.suffix, "application/octet-stream"))]
+                            if attach else [], retries=smtp_retries, backoff_s=1.0)
+        if not result.ok:
+            raise RuntimeError(result.error or "email not sent")
+    except Exception as exc:  # noqa: BLE001 - recorded in the ledger and retried by a later tick
+        with engine.begin() as conn:
+            attempts = conn.execute(sa.select(d.c.attempts).where(where)).scalar_one() + 1
+            conn.execute(d.update().where(where).values(
+                status="failed", attempts=attempts, last_error=f"{type(exc).__name__}: {exc}"[:4000],
+                next_attempt_at=now + backoff(attempts, RETRY_BASE_S), file_path=str(path) if path else None))
+        log.warning("delivery %s/%s failed (attempt %d): %s", subscription_id, period, attempts, exc)
+        return DeliveryOutcome("failed", attempts, f"{type(exc).__name__}: {exc}", str(path) if path else None)
+    with engine.begin() as conn:
+        attempts = conn.execute(sa.select(d.c.attempts).where(where)).scalar_one() + 1
+        conn.execute(d.update().where(where).values(status="sent", attempts=attempts, sent_at=now, last_error=None,
+                                                   message_id=result.message_id, file_path=str(path),
+                                                   next_attempt_at=None))
+    return DeliveryOutcome("sent", attempts, None, str(path), attach)
+
+
+def stuck_sending(engine: sa.Engine, older_than: timedelta = timedelta(hours=1),
+                  now: datetime | None = None) -> list[tuple[int, str]]:
+    """(subscription, period) claimed for sending longer ago than `older_than`: a sender died mid-way; they
+    are not resent automatically (the mail may have gone out) — an operator decides."""
+    now = now or utcnow()
+    d = report_deliveries
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(d.c.subscription_id, d.c.period, d.c.created_at)
+                            .where(d.c.status == "sending")).all()
+    return [(r.subscription_id, r.period) for r in rows if aware(r.created_at) < now - older_than]
