@@ -254,10 +254,15 @@ def test_exports_create_status_download(api, tmp_path):
     for bad, status in (({**body, "export_type": "everything"}, 422), ({**body, "format": "exe"}, 422),
                         ({**body, "filters": {"date_from": "2026-10-31", "date_to": "2026-10-01"}}, 422),
                         ({**body, "filters": {"venue_ids": [v2]}}, 403),
-                        ({**body, "tenant_id": t2}, 422)):
+                        ({**body, "tenant_id": t2}, 422),
+                        ({**body, "export_type": "raw_data"}, 400),          # raw_data needs options.table
+                        ({**body, "options": {"table": "venue_analytics"}}, 400),
+                        ({**body, "options": {"table": "users"}}, 422)):
         r = api.client.post("/v1/exports", json=bad, headers=h)
         assert r.status_code == status, (bad, r.text)
     assert api.client.post("/v1/exports", json=body, headers=api.headers(t, v)).status_code == 403
+    raw = {"export_type": "raw_data", "format": "csv", "options": {"table": "venue_analytics"}}
+    assert api.client.post("/v1/exports", json=raw, headers=h).status_code == 202
 
     url = f"/v1/exports/{export['id']}"
     assert api.client.get(url, headers=h).json()["data"]["status"] == "pending"

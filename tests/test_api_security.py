@@ -122,7 +122,7 @@ def test_403_matrix(api):
     assert _call(api, no_venue).status_code == 403
     assert _call(api, no_venue, URL + f"&venue_id={v}").status_code == 403
     # export needs analytics.export; role admin passes every permission check; analytics.admin widens scope
-    body = {"export_type": "raw_data", "format": "json"}
+    body = {"export_type": "raw_data", "format": "json", "options": {"table": "venue_analytics"}}
     assert api.client.post("/v1/exports", json=body, headers={"Authorization": f"Bearer {wrong_venue}"}
                            ).status_code == 403
     admin = jwt.encode(_claims(api, role="admin", permissions=[], venue_id=None), SECRET, algorithm="HS256")

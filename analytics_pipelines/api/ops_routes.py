@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path as FsPath
 from typing import Annotated, Literal
@@ -15,8 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from analytics_pipelines.api.auth import EXPORT, READ, Principal, require
 from analytics_pipelines.api.common import Auth, LimitQ, OffsetQ, VenueQ, json_response, jsonable, scoped
+from analytics_pipelines.exports.lifecycle import create_request
 from analytics_pipelines.ops.alerts import alert_instances
 from analytics_pipelines.ops.exports import EXPORT_FORMATS, EXPORT_TYPES, analytics_exports
+from analytics_pipelines.reports.builders import RAW_DATA_TABLES
+from analytics_pipelines.warehouse import open_warehouse
 
 router = APIRouter(prefix="/v1")
 
@@ -120,8 +122,9 @@ class ExportFilters(BaseModel):
 
 class ExportOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    include_headers: bool = True
-    timezone: str = Field("UTC", max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$")
+    table: Literal.__getitem__(RAW_DATA_TABLES) | None = Field(  # type: ignore[valid-type]
+        None, description="raw_data only (required there): the table to export")
+    top: int | None = Field(None, ge=1, le=1000, description="event_summary: how many top events")
 
 
 class ExportCreate(BaseModel):
@@ -156,16 +159,18 @@ def create_export(request: Request, p: Auth, body: ExportCreate):
         if any(v != p.venue_id for v in venues):
             raise HTTPException(403, "Forbidden: a venue-scoped token may export only its own venue")
         venues = [p.venue_id]
-    filters = f.model_dump(mode="json")
+    filters = f.model_dump(mode="json", exclude_defaults=True)
     filters["venue_ids"] = venues
-    new_id = str(uuid.uuid4())
-    now = datetime.now(UTC)
-    with _engine(request).begin() as conn:
-        conn.execute(analytics_exports.insert().values(
-            id=new_id, tenant_id=p.tenant_id, venue_id=venues[0] if len(venues) == 1 else None,
-            user_id=p.user_id, export_type=body.export_type, format=body.format, status="pending",
-            progress=0, filters=filters, options=body.options.model_dump(mode="json"),
-            created_at=now, updated_at=now))
+    engine = _engine(request)
+    warehouse = open_warehouse(request.app.state.settings.warehouse_url) if f.segments else None
+    try:  # the export runner's own validation and insert (analytics_pipelines/exports/lifecycle.py)
+        new_id = create_request(engine, p.tenant_id, body.export_type, body.format, filters,
+                                body.options.model_dump(mode="json", exclude_none=True),
+                                venue_id=venues[0] if len(venues) == 1 else None, user_id=p.user_id,
+                                warehouse=warehouse)
+    except (ValueError, LookupError) as exc:  # ExportRequestError says what is wrong
+        raise HTTPException(400, str(exc)) from None
+    with engine.connect() as conn:
         row = conn.execute(sa.select(analytics_exports).where(analytics_exports.c.id == new_id)).first()
     resp = json_response(request, {"data": _public(row)}, cache=False, status=202)
     resp.headers["Location"] = f"/v1/exports/{new_id}"
