@@ -225,7 +225,10 @@ def test_alert_instances_list_and_acknowledge(api):
     with engine.connect() as conn:
         row = conn.execute(sa.select(alert_instances).where(alert_instances.c.id == active)).one()
     assert row.status == "acknowledged" and row.notes == "on it" and row.acknowledged_at is not None
-    assert api.client.post(f"/v1/alerts/instances/{active}/acknowledge", headers=h).status_code == 409
+    again = api.client.post(f"/v1/alerts/instances/{active}/acknowledge", json={"notes": "late"},
+                            headers=api.headers(t, v, user_id="someone-else"))
+    assert again.status_code == 200 and again.json()["data"]["acknowledged_by"] == "dev-user"  # idempotent
+    assert again.json()["data"]["notes"] == "on it"
     r = api.client.post(f"/v1/alerts/instances/{resolved}/acknowledge", headers=h)
     assert r.status_code == 409 and "resolved" in r.json()["detail"]
     assert api.client.post(f"/v1/alerts/instances/{foreign}/acknowledge", headers=h).status_code == 404

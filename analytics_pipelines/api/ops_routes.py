@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from analytics_pipelines.alerting.engine import acknowledge as ack_instance
 from analytics_pipelines.api.auth import EXPORT, READ, Principal, require
 from analytics_pipelines.api.common import Auth, LimitQ, OffsetQ, VenueQ, json_response, jsonable, scoped
 from analytics_pipelines.exports.lifecycle import create_request
@@ -80,25 +81,22 @@ class Acknowledge(BaseModel):
 
 @router.post("/alerts/instances/{instance_id}/acknowledge", tags=["alerts"],
              responses={404: {"description": "no such instance in your tenant"},
-                        409: {"description": "already acknowledged or resolved"}})
+                        409: {"description": "resolved: nothing to acknowledge"}})
 def acknowledge(request: Request, p: Auth, instance_id: Annotated[int, Path(ge=1, le=2**62)],
                 body: Acknowledge | None = None):
-    """Acknowledge an active alert instance (venue users: their venue's; admins: any of the tenant)."""
+    """Acknowledge an active alert instance (venue users: their venue's; admins: any of the tenant).
+    Idempotent on an acknowledged instance (the first acknowledgement is kept); 409 once resolved."""
     require(p, READ)
-    t = alert_instances
-    now = datetime.now(UTC)
-    with _engine(request).begin() as conn:
-        row = conn.execute(sa.select(t).where(t.c.id == instance_id)).first()
-        _check_owner(p, row, "alert instance")
-        done = conn.execute(t.update().where(t.c.id == instance_id, t.c.status == "active").values(
-            status="acknowledged", acknowledged_by=p.user_id, acknowledged_at=now,
-            notes=body.notes if body else None))
-        if done.rowcount == 0:
-            cur = conn.execute(sa.select(t.c.status, t.c.acknowledged_by).where(t.c.id == instance_id)).first()
-            if cur.status == "resolved":
-                raise HTTPException(409, "alert instance is resolved; nothing to acknowledge")
-            raise HTTPException(409, f"alert instance is already acknowledged (by {cur.acknowledged_by})")
-        row = conn.execute(sa.select(t).where(t.c.id == instance_id)).first()
+    engine = _engine(request)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(alert_instances).where(alert_instances.c.id == instance_id)).first()
+    _check_owner(p, row, "alert instance")
+    try:  # the alert engine's own transition: UPDATE ... WHERE status = 'active'
+        ack_instance(engine, instance_id, p.user_id, body.notes if body else None)
+    except ValueError as exc:
+        raise HTTPException(409, f"{exc}; nothing to acknowledge") from None
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(alert_instances).where(alert_instances.c.id == instance_id)).first()
     return json_response(request, {"data": _row(row)}, cache=False)
 
 
