@@ -2,12 +2,13 @@
 
 - embedded warehouse (Parquet files): `SnapshotReader` keeps a private DuckDB database (a temporary file
   owned by this process, so nobody else can lock it) holding a copy of each mart the API serves. A
-  background thread compares every table's file signature (path, size, mtime of each partition file) once
-  per `refresh_seconds` and reloads a table whose files changed: the new copy is built under a temporary
-  name and swapped in by one DuckDB transaction, so a request sees the old copy or the new one. Every
-  partition file is replaced by an atomic rename, so a copy never holds half a partition; a request never
-  touches the Parquet files and never fails because a run is writing. Measured (medium, one year of
-  venue_analytics): reading the files per request costs 150-330 ms, the copy answers in 1-4 ms.
+  background thread compares every table's partition files (size, mtime) once per `refresh_seconds`; the
+  rows of each changed file are replaced in one DuckDB transaction (a whole table is rebuilt under a
+  temporary name and swapped in when most of it changed), so a request sees a partition wholly old or
+  wholly new. Writers rename whole files into place and each file is read through one descriptor, so the
+  copy never holds half a partition; a request never touches the Parquet files and never fails because a
+  run is writing. Results of identical queries are cached until the copy changes. Measured (medium, a year
+  of venue_analytics): reading the files per request costs 150-330 ms, the copy answers in 1-4 ms.
 - PostgreSQL warehouse: `PostgresReader` queries the tables directly in a read-only transaction that
   switches to the NOLOGIN role `tt_api_reader` and sets `app.tenant_id`; row-level security (`rls.py`)
   then hides every other tenant's rows even if a query forgot its tenant filter.
@@ -61,9 +62,6 @@ class TableMissing(LookupError):
 class Result:
     columns: list[str]
     rows: list[tuple]
-
-    def dicts(self) -> list[dict]:
-        return [dict(zip(self.columns, r, strict=True)) for r in self.rows]
 
 
 class Reader:
