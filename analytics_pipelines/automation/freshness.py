@@ -17,7 +17,7 @@ INTRADAY_MAX_LAG = timedelta(hours=2)
 #: whole-table marts: at least the nightly full run (plus 2 hours of slack)
 NIGHTLY_MAX_LAG = timedelta(hours=26)
 MART_FRESHNESS: dict[str, timedelta] = {
-    **{m: INTRADAY_MAX_LAG for m in ("fct_orders", "fct_refunds", "fct_resales", "venue_analytics",
+    **{m: INTRADAY_MAX_LAG for m in ("control_totals", "fct_orders", "fct_refunds", "fct_resales", "venue_analytics",
                                       "venue_analytics_hourly", "event_analytics", "revenue_by_channel",
                                       "revenue_by_category", "resale_activity", "ticket_type_price_snapshots",
                                       "kpi_snapshots")},
