@@ -14,7 +14,7 @@ export UV_COMPILE_BYTECODE := 1
 # per-partition materialization events of a single-run backfill are written in batches (instance.py)
 export DAGSTER_EVENT_BATCH_SIZE := 1000
 
-.PHONY: install run test dev bench lint clean
+.PHONY: install run test dev api bench bench-api lint clean
 
 install: $(VENV)/.installed
 
@@ -35,9 +35,16 @@ test: install
 dev: install
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+## the read API on 127.0.0.1:8000 (development mode, fixed dev key, unless TT_API_MODE/TT_API_JWT_SECRET say otherwise)
+api: install
+	TT_API_MODE=$${TT_API_MODE:-development} $(BIN)/analytics-pipelines api --host 127.0.0.1 --port 8000
+
 ## heavy measurements (not part of the tests); see benchmarks/README.md
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+bench-api: install
+	$(BIN)/python benchmarks/bench_api.py
 
 lint: install
 	$(BIN)/ruff check analytics_pipelines tests benchmarks

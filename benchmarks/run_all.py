@@ -12,6 +12,8 @@ RUNS = [
     [sys.executable, str(HERE / "bench_generate.py"), "--scale", "medium", "--target", "postgres"],
     [sys.executable, str(HERE / "bench_ingest.py"), "--scale", "medium", "--source", "postgres"],
     [sys.executable, str(HERE / "bench_clv.py")],
+    [sys.executable, str(HERE / "bench_marts.py"), "--scale", "medium"],
+    [sys.executable, str(HERE / "bench_api.py")],
 ]
 
 if __name__ == "__main__":
