@@ -137,3 +137,17 @@ def test_duckdb_catalog_file_opens_read_only_while_a_run_writes(tmp_path):
     again = duckdb.connect(str(wh.catalog_path), read_only=True)
     assert again.execute("SELECT count(*) FROM u").fetchone() == (1,)
     assert again.execute("SELECT count(*) FROM t").fetchone() == (5,)
+
+
+def test_embedded_reader_pins_file_versions_with_hard_links(tmp_path):
+    """A query reads a hard-link snapshot: a partition rewritten mid-query cannot mix versions, and the
+    snapshot directory is gone afterwards."""
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'wh'}")
+    wh.write_partitions("t", pl.DataFrame({"d": ["1", "2"], "v": [1, 1]}), ["d"], [("1",), ("2",)])
+    with wh.snapshot(["t"]) as snap:
+        wh.write_partitions("t", pl.DataFrame({"d": ["1", "2"], "v": [2, 2]}), ["d"], [("1",), ("2",)])
+        old = pl.read_parquet(snap["t"])
+    assert old["v"].to_list() == [1, 1]
+    assert sorted(wh.read("SELECT v FROM t")["v"].to_list()) == [2, 2]
+    assert not any((tmp_path / "wh" / ".snapshots").iterdir())
+    assert wh.tables() == ["t"]  # the snapshot area is not a table

@@ -8,7 +8,8 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -105,27 +106,61 @@ class EmbeddedWarehouse(Warehouse):
         glob = str(self.root / check_identifier(table) / "**" / "*.parquet").replace("'", "''")
         return f"read_parquet('{glob}', union_by_name=true, hive_partitioning=false)"
 
-    def connect(self, sql: str | None = None) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB with a view per table (only those `sql` names, when given): a reader that
-        never locks anything."""
-        conn = duckdb.connect(":memory:")
-        conn.execute("SET TimeZone='UTC'")
+    @contextmanager
+    def snapshot(self, tables: Sequence[str]) -> Iterator[dict[str, list[str]]]:
+        """Hard links to the current file of every partition of `tables`, in a private directory, for the
+        duration of one query. A writer replaces a partition by renaming a new file over the old name; a hard
+        link keeps pointing at the version it was made from, so one query sees one version of each
+        partition even if DuckDB opens a file more than once (it may) while a run rewrites it."""
+        snap = self.root / ".snapshots" / uuid.uuid4().hex
+        try:
+            out: dict[str, list[str]] = {}
+            for t in tables:
+                links = []
+                for i, f in enumerate(self._files(t)):
+                    link = snap / t / f"{i:06d}.parquet"
+                    link.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        os.link(f, link)
+                    except FileNotFoundError:  # dropped by retention between listing and linking
+                        continue
+                    links.append(str(link))
+                if links:
+                    out[t] = links
+            yield out
+        finally:
+            shutil.rmtree(snap, ignore_errors=True)
+
+    @staticmethod
+    def _scan_files(files: list[str]) -> str:
+        quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        return f"read_parquet([{quoted}], union_by_name=true, hive_partitioning=false)"
+
+    def _referenced(self, sql: str | None) -> list[str]:
         words = set(re.findall(r"[a-z_][a-z0-9_]*", sql.lower())) if sql is not None else None
-        for t in self.tables():
-            if words is None or t in words:
-                conn.execute(f"CREATE VIEW {t} AS SELECT * FROM {self.scan_sql(t)}")
-        return conn
+        return [t for t in self.tables() if words is None or t in words]
+
+    @contextmanager
+    def connect(self, sql: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB with a view per table (only those `sql` names, when given) over a hard-link
+        snapshot of their files: a reader that never locks anything and never mixes file versions."""
+        conn = duckdb.connect(":memory:")
+        try:
+            conn.execute("SET TimeZone='UTC'")
+            with self.snapshot(self._referenced(sql)) as snap:
+                for t, files in snap.items():
+                    conn.execute(f"CREATE VIEW {t} AS SELECT * FROM {self._scan_files(files)}")
+                yield conn
+        finally:
+            conn.close()
 
     def read(self, sql, params=()):
         sql = sql.replace("%s", "?")
         kinds = {s.type for s in duckdb.extract_statements(sql)}
         if not kinds <= {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}:
             raise PermissionError("the warehouse is read-only here: only SELECT / EXPLAIN statements")
-        conn = self.connect(sql)
-        try:
+        with self.connect(sql) as conn:
             return conn.execute(sql, list(params)).pl()
-        finally:
-            conn.close()
 
     def _files(self, table: str) -> list[str]:
         return sorted(str(p) for p in (self.root / check_identifier(table)).rglob("*.parquet"))
@@ -148,13 +183,10 @@ class EmbeddedWarehouse(Warehouse):
                 return _read_files(files, columns)
         check_identifier(table)
         cols = ", ".join(check_identifier(c) for c in columns) if columns else "*"
-        conn = duckdb.connect(":memory:")
-        try:
-            conn.execute("SET TimeZone='UTC'")
-            return conn.execute(f"SELECT {cols} FROM {self.scan_sql(table)} WHERE {where}".replace("%s", "?"),
-                                list(params)).pl()
-        finally:
-            conn.close()
+        with self.connect(table) as conn:
+            if table not in {r[0] for r in conn.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
+                raise LookupError(f"warehouse table {table} does not exist under {self.root}")
+            return conn.execute(f"SELECT {cols} FROM {table} WHERE {where}".replace("%s", "?"), list(params)).pl()
 
     def location(self) -> str:
         return str(self.root)
