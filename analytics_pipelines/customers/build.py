@@ -1,0 +1,142 @@
+"""Build the customer marts from the warehouse: read exactly the inputs each needs, call the pure functions
+(rfm, lifetime, churn) or run its SQL (sql/marts/customer_*.sql). No Dagster here."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import polars as pl
+
+from analytics_pipelines.customers import churn, lifetime, rfm
+from analytics_pipelines.marts import build as B
+from analytics_pipelines.marts.sqlrun import run
+from analytics_pipelines.warehouse import Warehouse
+
+ORDER_COLUMNS = ["order_id", "tenant_id", "venue_id", "event_id", "category_id", "user_id", "recognized_at", "day", "tickets",
+                 "gross_revenue_cents", "currency"]
+
+
+def orders(wh: Warehouse, through: date | None = None) -> pl.DataFrame:
+    """fct_orders up to `through` (all history when None), the columns the customer marts use."""
+    return B.fact_history(wh, "fct_orders", ORDER_COLUMNS, through.isoformat() if through else None)
+
+
+def last_sales_day(wh: Warehouse) -> date | None:
+    """The last day with recognized sales (whole-table customer marts are as of its end)."""
+    if "fct_orders" not in wh.tables():
+        raise LookupError("fct_orders has not been materialized yet")
+    d = wh.read("SELECT max(day) AS d FROM fct_orders")["d"][0]
+    return date.fromisoformat(d) if isinstance(d, str) else d
+
+
+def end_of(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(), UTC)
+
+
+# -- RFM -------------------------------------------------------------------------------------------
+def rfm_scores(wh: Warehouse, as_of_dates: list[date]) -> pl.DataFrame:
+    """customer_rfm_scores rows for each as-of date (one read of the order history)."""
+    history = orders(wh, max(as_of_dates))
+    return pl.concat([rfm.rfm_scores(history, d) for d in sorted(as_of_dates)], how="vertical_relaxed")
+
+
+def rfm_as_of_dates(wh: Warehouse) -> list[date]:
+    if "customer_rfm_scores" not in wh.tables():
+        return []
+    return sorted(wh.read("SELECT DISTINCT as_of FROM customer_rfm_scores")["as_of"].to_list())
+
+
+def rfm_at(wh: Warehouse, as_of: date) -> pl.DataFrame:
+    return wh.read_partitions("customer_rfm_scores", "as_of", as_of.isoformat(), as_of.isoformat())
+
+
+def segment_transitions(wh: Warehouse) -> pl.DataFrame:
+    """Transitions between every pair of consecutive as-of dates in customer_rfm_scores."""
+    dates = rfm_as_of_dates(wh)
+    parts = [rfm.segment_transitions(rfm_at(wh, a), rfm_at(wh, b)) for a, b in zip(dates, dates[1:], strict=False)]
+    return pl.concat(parts, how="vertical_relaxed") if parts else run(
+        "customer_segment_transitions", {"prev": _empty_rfm(), "cur": _empty_rfm()})
+
+
+def _empty_rfm() -> pl.DataFrame:
+    return rfm.score(rfm.customer_base(pl.DataFrame(schema={
+        "tenant_id": pl.String, "venue_id": pl.String, "user_id": pl.String,
+        "recognized_at": pl.Datetime("us", "UTC"), "day": pl.Date, "tickets": pl.Int64,
+        "gross_revenue_cents": pl.Int64, "currency": pl.String}), date(1970, 1, 1)), date(1970, 1, 1))
+
+
+def customer_segments(latest_rfm: pl.DataFrame, clv: pl.DataFrame) -> pl.DataFrame:
+    """Per scope (venue, tenant, platform) and segment at the latest as-of date (sql/marts/customer_segments.sql)."""
+    per_customer_clv = clv.select("venue_id", "user_id", "tenant_id", "clv_12m_cents")
+    segments = pl.DataFrame({"segment": list(rfm.SEGMENTS), "segment_order": list(range(len(rfm.SEGMENTS)))})
+    return run("customer_segments", {"rfm": latest_rfm, "clv": per_customer_clv, "segments": segments})
+
+
+# -- CLV and churn ---------------------------------------------------------------------------------
+def churn_inputs(wh: Warehouse, through: date, now: datetime) -> churn.Inputs:
+    refunds = B.fact_history(wh, "fct_refunds", ["user_id", "day", "refund_cents"], through.isoformat()) \
+        if "fct_refunds" in wh.tables() else pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date,
+                                                                  "refund_cents": pl.Int64})
+    resales = B.fact_history(wh, "fct_resales", ["buyer_id", "seller_id", "day"], through.isoformat()) \
+        if "fct_resales" in wh.tables() else pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String,
+                                                                  "day": pl.Date})
+    return churn.Inputs(orders=orders(wh, through), refunds=refunds, resales=resales,
+                        attendance=attendance(wh, now), users=users(wh))
+
+
+def attendance(wh: Warehouse, now: datetime) -> pl.DataFrame:
+    """Per holder and event-end day: tickets of ended events and no-shows (sql/marts/customer_attendance.sql)."""
+    return run("customer_attendance", {
+        "tickets": B._stg(wh, "tickets", columns=["id", "event_id", "status", "user_id", "original_purchaser_id"]),
+        "scans": B._stg(wh, "ticket_scans", columns=["ticket_id", "result"]),
+        "event_dim": B.event_dim(wh)}, now=now)
+
+
+def users(wh: Warehouse) -> pl.DataFrame:
+    return B._stg(wh, "users", columns=["id", "tenant_id", "status", "created_at"])
+
+
+def lifetime_value(wh: Warehouse, as_of: date, churn_scores: pl.DataFrame | None,
+                   min_repeat_buyers: int = lifetime.MIN_REPEAT_BUYERS) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return lifetime.lifetime_value(orders(wh, as_of), as_of, churn_scores, min_repeat_buyers)
+
+
+def churn_scores(wh: Warehouse) -> pl.DataFrame | None:
+    return wh.read_table("customer_churn_scores") if "customer_churn_scores" in wh.tables() else None
+
+
+# -- cohorts and 360 -------------------------------------------------------------------------------
+def cohorts(history: pl.DataFrame, through: date) -> pl.DataFrame:
+    """Monthly acquisition cohorts x months since first purchase, per scope (sql/marts/customer_cohorts.sql)."""
+    return run("customer_cohorts", {"orders": history}, through=through)
+
+
+def customer_360(history: pl.DataFrame, through: date, users_: pl.DataFrame, refunds: pl.DataFrame,
+                 resales: pl.DataFrame, attendance_: pl.DataFrame, categories: pl.DataFrame,
+                 latest_rfm: pl.DataFrame | None, clv: pl.DataFrame | None,
+                 scores: pl.DataFrame | None) -> pl.DataFrame:
+    """One row per customer (sql/marts/customer_360.sql); missing upstream marts give NULL columns."""
+    platform_rfm = (latest_rfm.filter(pl.col("scope") == "platform") if latest_rfm is not None
+                    else _empty_rfm()).select("user_id", "as_of", "rfm_code", "segment")
+    clv_frame = clv if clv is not None else pl.DataFrame(schema={
+        "user_id": pl.String, "clv_12m_cents": pl.Float64, "clv_24m_cents": pl.Float64, "p_alive": pl.Float64,
+        "expected_purchases_12m": pl.Float64})
+    score_frame = scores if scores is not None else pl.DataFrame(schema={
+        "user_id": pl.String, "churn_probability": pl.Float64, "churn_flag": pl.Boolean})
+    return run("customer_360", {
+        "orders": history.filter(pl.col("day") <= through), "users": users_,
+        "refunds": refunds.filter(pl.col("day") <= through), "resales": resales.filter(pl.col("day") <= through),
+        "attendance": attendance_.filter(pl.col("ended_day") <= through), "categories": categories,
+        "rfm": platform_rfm, "clv": clv_frame.select("user_id", "clv_12m_cents", "clv_24m_cents", "p_alive",
+                                                     "expected_purchases_12m"),
+        "churn": score_frame.select("user_id", "churn_probability", "churn_flag")}, through=through)
+
+
+def customer_360_from(wh: Warehouse, through: date, now: datetime) -> pl.DataFrame:
+    inp = churn_inputs(wh, through, now)
+    dates = [d for d in rfm_as_of_dates(wh) if d <= through]
+    latest = rfm_at(wh, dates[-1]) if dates else None
+    clv = wh.read_table("customer_lifetime_value") if "customer_lifetime_value" in wh.tables() else None
+    cats = B._stg(wh, "event_categories", columns=["id", "name"])
+    return customer_360(inp.orders, through, inp.users, inp.refunds, inp.resales, inp.attendance, cats, latest,
+                        clv, churn_scores(wh))

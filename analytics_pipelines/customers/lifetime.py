@@ -1,0 +1,249 @@
+"""`customer_lifetime_value`: historic value (the old service's formula) beside BG/NBD + Gamma-Gamma
+predictions (analytics_pipelines.clv), per customer and venue, and a calibration/holdout validation.
+
+Conventions. A purchase occasion is a UTC day with at least one recognized order of the customer at the
+venue (several orders on one day are one occasion, as lifetimes' `summary_data_from_transaction_data` with
+freq="D"). frequency = occasions - 1; recency = last - first occasion and T = as-of day - first occasion,
+in weeks; monetary = mean gross revenue (cents) of the repeat occasions. Predictions are for customers as
+of the end of the as-of day.
+
+Fits. Each venue gets its own fit when it has at least `min_repeat_buyers` customers with a repeat
+occasion and both fits converge (and Gamma-Gamma q > 1, a finite mean spend); otherwise the venue's rows
+use a pooled fit over all customer-venue rows of its tenant, and failing that one over the whole platform.
+Each row says which (`fit_scope` venue/tenant/platform, `fit_id`); `none` when not even the platform can
+be fitted (then the predictions are NULL).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+
+from analytics_pipelines import clv
+
+WEEK_DAYS = 7.0
+MIN_REPEAT_BUYERS = 100
+MONTHLY_DISCOUNT = 0.01
+#: 12 "months" of clv.DAYS_PER_MONTH days, in weeks
+YEAR_WEEKS = 12 * clv.DAYS_PER_MONTH / WEEK_DAYS
+
+
+@dataclass(frozen=True)
+class Fit:
+    scope: str  # venue | tenant | platform
+    key: str  # venue_id, tenant_id or 'platform'
+    bgnbd: clv.BGNBDParams
+    gg: clv.GammaGammaParams
+    repeat_buyers: int
+
+
+def rfm_summary(orders: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """Per (tenant_id, venue_id, user_id): the BG/NBD inputs and the old service's historic figures."""
+    o = orders.filter((pl.col("day") <= as_of) & pl.col("user_id").is_not_null())
+    daily = o.group_by("tenant_id", "venue_id", "user_id", "day").agg(
+        pl.len().alias("n_orders"), pl.sum("gross_revenue_cents").alias("cents"),
+        pl.min("recognized_at").alias("first_at"), pl.max("recognized_at").alias("last_at"))
+    per = daily.group_by("tenant_id", "venue_id", "user_id").agg(
+        pl.len().alias("occasions"), pl.sum("n_orders").alias("orders"), pl.sum("cents").alias("historic_value_cents"),
+        pl.min("day").alias("first_day"), pl.max("day").alias("last_day"),
+        pl.col("cents").sort_by("day").first().alias("first_cents"),
+        pl.min("first_at").alias("first_purchase_at"), pl.max("last_at").alias("last_purchase_at"))
+    lifespan = ((pl.col("last_purchase_at") - pl.col("first_purchase_at")).dt.total_seconds() / 86400.0)
+    return per.with_columns(
+        (pl.col("occasions") - 1).cast(pl.Float64).alias("frequency"),
+        ((pl.col("last_day") - pl.col("first_day")).dt.total_days() / WEEK_DAYS).alias("recency_weeks"),
+        ((pl.lit(as_of) - pl.col("first_day")).dt.total_days() / WEEK_DAYS).alias("t_weeks"),
+        pl.when(pl.col("occasions") > 1)
+        .then((pl.col("historic_value_cents") - pl.col("first_cents")) / (pl.col("occasions") - 1))
+        .otherwise(0.0).alias("monetary_cents"),
+        # the old service (analytics-service L480-538): lifespan in days >= 1, AOV, purchases per 30 days
+        pl.max_horizontal(lifespan, pl.lit(1.0)).alias("historic_lifespan_days"),
+    ).with_columns(
+        (pl.col("historic_value_cents") / pl.col("orders")).alias("historic_aov_cents"),
+        (pl.col("orders") / pl.max_horizontal(pl.col("historic_lifespan_days") / 30.0, pl.lit(1.0)))
+        .alias("historic_orders_per_month"),
+    ).sort("tenant_id", "venue_id", "user_id")
+
+
+def _try_fit(rows: pl.DataFrame, min_repeat_buyers: int) -> tuple[clv.BGNBDParams, clv.GammaGammaParams] | None:
+    repeat = rows.filter((pl.col("frequency") > 0) & (pl.col("monetary_cents") > 0))
+    if repeat.height < min_repeat_buyers:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            bg = clv.fit_bgnbd(rows["frequency"], rows["recency_weeks"], rows["t_weeks"])
+            gg = clv.fit_gamma_gamma(repeat["frequency"], repeat["monetary_cents"])
+        except ValueError:
+            return None
+    if not (bg.converged and gg.converged and gg.q > 1.0):
+        return None
+    return bg, gg
+
+
+def fit_models(summary: pl.DataFrame, min_repeat_buyers: int = MIN_REPEAT_BUYERS) -> dict[str, Fit | None]:
+    """The fit each venue uses: {venue_id: Fit or None}, venue first, then its tenant, then the platform."""
+    tenant_fits: dict[str, Fit | None] = {}
+    platform: list[Fit | None] = []
+
+    def platform_fit() -> Fit | None:
+        if not platform:
+            p = _try_fit(summary, min_repeat_buyers)
+            platform.append(Fit("platform", "platform", *p, _repeaters(summary)) if p else None)
+        return platform[0]
+
+    def tenant_fit(tenant: str) -> Fit | None:
+        if tenant not in tenant_fits:
+            rows = summary.filter(pl.col("tenant_id") == tenant)
+            p = _try_fit(rows, min_repeat_buyers)
+            tenant_fits[tenant] = Fit("tenant", tenant, *p, _repeaters(rows)) if p else platform_fit()
+        return tenant_fits[tenant]
+
+    fits: dict[str, Fit | None] = {}
+    for (tenant, venue), rows in summary.group_by("tenant_id", "venue_id"):
+        p = _try_fit(rows, min_repeat_buyers)
+        fits[venue] = Fit("venue", venue, *p, _repeaters(rows)) if p else tenant_fit(tenant)
+    return fits
+
+
+def _repeaters(rows: pl.DataFrame) -> int:
+    return int((rows["frequency"] > 0).sum())
+
+
+def _predict(rows: pl.DataFrame, fit: Fit) -> pl.DataFrame:
+    x, t_x, t = rows["frequency"], rows["recency_weeks"], rows["t_weeks"]
+    m = rows["monetary_cents"]
+    bg, gg = fit.bgnbd, fit.gg
+    out = {
+        "p_alive": clv.probability_alive(bg, x, t_x, t),
+        "expected_purchases_90d": clv.conditional_expected_purchases(bg, 90 / WEEK_DAYS, x, t_x, t),
+        "expected_purchases_12m": clv.conditional_expected_purchases(bg, YEAR_WEEKS, x, t_x, t),
+        "expected_value_per_purchase_cents": clv.conditional_expected_average_value(gg, x, m),
+        "clv_12m_cents": clv.customer_lifetime_value(bg, gg, x, t_x, t, m, months=12,
+                                                     monthly_discount_rate=MONTHLY_DISCOUNT, time_unit_days=WEEK_DAYS),
+        "clv_24m_cents": clv.customer_lifetime_value(bg, gg, x, t_x, t, m, months=24,
+                                                     monthly_discount_rate=MONTHLY_DISCOUNT, time_unit_days=WEEK_DAYS),
+    }
+    return rows.with_columns(pl.Series(k, v) for k, v in out.items())
+
+
+PREDICTED = ("p_alive", "expected_purchases_90d", "expected_purchases_12m", "expected_value_per_purchase_cents",
+             "clv_12m_cents", "clv_24m_cents")
+
+
+def predict(summary: pl.DataFrame, fits: dict[str, Fit | None]) -> pl.DataFrame:
+    """Predictions for every row of `summary`, each with the fit of its venue (fit_scope, fit_id)."""
+    parts = []
+    for (venue,), rows in summary.group_by("venue_id"):
+        fit = fits.get(venue)
+        if fit is None:
+            parts.append(rows.with_columns(pl.lit("none").alias("fit_scope"), pl.lit(None, pl.String).alias("fit_id"),
+                                           *[pl.lit(None, pl.Float64).alias(c) for c in PREDICTED]))
+        else:
+            parts.append(_predict(rows, fit).with_columns(pl.lit(fit.scope).alias("fit_scope"),
+                                                          pl.lit(fit.key).alias("fit_id")))
+    if not parts:
+        return summary.with_columns(pl.lit(None, pl.String).alias("fit_scope"), pl.lit(None, pl.String).alias("fit_id"),
+                                    *[pl.lit(None, pl.Float64).alias(c) for c in PREDICTED])
+    return pl.concat(parts, how="vertical_relaxed")
+
+
+def fits_frame(fits: dict[str, Fit | None], as_of: date) -> pl.DataFrame:
+    """One row per distinct fit used: its scope, key, parameters and the number of repeat buyers."""
+    seen = {(f.scope, f.key): f for f in fits.values() if f is not None}
+    rows = [{"as_of": as_of, "fit_scope": f.scope, "fit_id": f.key, "repeat_buyers": f.repeat_buyers,
+             "customers": f.bgnbd.n_customers, "r": f.bgnbd.r, "alpha_weeks": f.bgnbd.alpha, "a": f.bgnbd.a,
+             "b": f.bgnbd.b, "p": f.gg.p, "q": f.gg.q, "v_cents": f.gg.v,
+             "venues_using": sum(1 for g in fits.values() if g is f)} for f in seen.values()]
+    return pl.DataFrame(rows, schema={"as_of": pl.Date, "fit_scope": pl.String, "fit_id": pl.String,
+                                      "repeat_buyers": pl.Int64, "customers": pl.Int64, "r": pl.Float64,
+                                      "alpha_weeks": pl.Float64, "a": pl.Float64, "b": pl.Float64, "p": pl.Float64,
+                                      "q": pl.Float64, "v_cents": pl.Float64, "venues_using": pl.Int64})
+
+
+def lifetime_value(orders: pl.DataFrame, as_of: date, churn: pl.DataFrame | None = None,
+                   min_repeat_buyers: int = MIN_REPEAT_BUYERS) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`customer_lifetime_value` rows, the fits used). `churn` (user_id, churn_probability) is joined on."""
+    summary = rfm_summary(orders, as_of)
+    fits = fit_models(summary, min_repeat_buyers)
+    rows = predict(summary, fits)
+    avg = pl.col("historic_value_cents").mean().over("venue_id")
+    rows = rows.with_columns(
+        pl.lit(as_of).alias("as_of"),
+        pl.when(pl.col("historic_value_cents") > 2 * avg).then(pl.lit("high"))
+        .when(pl.col("historic_value_cents") > 0.5 * avg).then(pl.lit("medium")).otherwise(pl.lit("low"))
+        .alias("historic_segment"))
+    if churn is not None:
+        rows = rows.join(churn.select("user_id", "churn_probability"), on="user_id", how="left")
+    else:
+        rows = rows.with_columns(pl.lit(None, pl.Float64).alias("churn_probability"))
+    out = rows.select(
+        "as_of", "tenant_id", "venue_id", "user_id", "first_purchase_at", "last_purchase_at",
+        pl.col("orders").cast(pl.Int64),
+        pl.col("occasions").cast(pl.Int64).alias("purchase_days"), "historic_value_cents", "historic_aov_cents",
+        "historic_lifespan_days", "historic_orders_per_month", "historic_segment",
+        pl.col("frequency").cast(pl.Int64), "recency_weeks", "t_weeks", "monetary_cents", *PREDICTED,
+        (1.0 - pl.col("p_alive")).alias("bgnbd_dropout_probability"), "churn_probability", "fit_scope", "fit_id",
+    ).sort("tenant_id", "venue_id", "user_id")
+    return out, fits_frame(fits, as_of)
+
+
+def holdout_validation(orders: pl.DataFrame, as_of: date, holdout_days: int = 90,
+                       min_repeat_buyers: int = MIN_REPEAT_BUYERS) -> pl.DataFrame:
+    """Calibration/holdout split by date: fit on occasions up to as_of - holdout_days, predict each
+    calibration customer-venue's repeat occasions in the holdout window, compare with what happened.
+
+    Returns model_performance rows (model_family 'clv'): totals, mean absolute error, correlation, and per
+    calibration frequency bucket (0..6, '7+') the mean predicted and actual holdout occasions."""
+    cal_end = as_of - timedelta(days=holdout_days)
+    cal = rfm_summary(orders, cal_end)
+    if cal.height == 0:
+        return _perf_frame([], as_of, cal_end)
+    fits = fit_models(cal, min_repeat_buyers)
+    pred = predict(cal, fits).filter(pl.col("fit_scope") != "none")
+    horizon = holdout_days / WEEK_DAYS
+    parts = []
+    for (fit_id,), rows in pred.group_by("fit_id"):
+        fit = next(f for f in fits.values() if f is not None and f.key == fit_id)
+        parts.append(rows.with_columns(pl.Series("predicted", clv.conditional_expected_purchases(
+            fit.bgnbd, horizon, rows["frequency"], rows["recency_weeks"], rows["t_weeks"]))))
+    pred = pl.concat(parts) if parts else pred.with_columns(pl.lit(0.0).alias("predicted"))
+    later = orders.filter((pl.col("day") > cal_end) & (pl.col("day") <= as_of) & pl.col("user_id").is_not_null())
+    actual = later.group_by("venue_id", "user_id").agg(pl.col("day").n_unique().alias("actual"))
+    both = pred.join(actual, on=["venue_id", "user_id"], how="left").with_columns(pl.col("actual").fill_null(0))
+    n = both.height
+    rows: list[tuple[str, str | None, float, int]] = []
+    if n:
+        p, a = both["predicted"].to_numpy(), both["actual"].to_numpy().astype(float)
+        corr = float(np.corrcoef(p, a)[0, 1]) if n > 1 and p.std() > 0 and a.std() > 0 else float("nan")
+        rows += [("predicted_repeat_purchases_total", None, float(p.sum()), n),
+                 ("actual_repeat_purchases_total", None, float(a.sum()), n),
+                 ("total_error_pct", None, float((p.sum() - a.sum()) / a.sum() * 100) if a.sum() else float("nan"), n),
+                 ("mae_per_customer", None, float(np.abs(p - a).mean()), n),
+                 ("correlation", None, corr, n)]
+        bucket = pl.when(pl.col("frequency") >= 7).then(pl.lit("7+")).otherwise(
+            pl.col("frequency").cast(pl.Int64).cast(pl.String))
+        by = both.group_by(bucket.alias("bucket")).agg(pl.len().alias("n"), pl.mean("predicted"), pl.mean("actual"))
+        for b, k, pm, am in by.sort("bucket").iter_rows():
+            rows += [("mean_predicted_by_calibration_frequency", b, pm, k),
+                     ("mean_actual_by_calibration_frequency", b, am, k)]
+    return _perf_frame(rows, as_of, cal_end, holdout_days)
+
+
+def _perf_frame(rows, as_of: date, cutoff: date, holdout_days: int = 0) -> pl.DataFrame:
+    return performance_rows("clv", "bgnbd_gamma_gamma", as_of, cutoff, holdout_days, rows)
+
+
+def performance_rows(family: str, model: str, as_of: date, cutoff: date, horizon_days: int,
+                     rows: list[tuple[str, str | None, float, int]]) -> pl.DataFrame:
+    """model_performance rows: one per (metric, bucket) with its value and the number of customers behind it."""
+    return pl.DataFrame(
+        [(family, model, as_of, cutoff, horizon_days, m, b, None if v is None or v != v else float(v), int(k))
+         for m, b, v, k in rows],
+        schema={"model_family": pl.String, "model": pl.String, "as_of": pl.Date, "cutoff": pl.Date,
+                "horizon_days": pl.Int64, "metric": pl.String, "bucket": pl.String, "value": pl.Float64,
+                "n": pl.Int64}, orient="row")
