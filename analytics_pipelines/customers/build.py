@@ -18,7 +18,13 @@ ORDER_COLUMNS = ["order_id", "tenant_id", "venue_id", "event_id", "category_id",
 
 def orders(wh: Warehouse, through: date | None = None) -> pl.DataFrame:
     """fct_orders up to `through` (all history when None), the columns the customer marts use."""
-    return B.fact_history(wh, "fct_orders", ORDER_COLUMNS, through.isoformat() if through else None)
+    return _history(wh, "fct_orders", ORDER_COLUMNS, through)
+
+
+def _history(wh: Warehouse, table: str, columns: list[str], through: date | None) -> pl.DataFrame:
+    """A daily fact's columns over all partitions (the fast whole-table read), days after `through` dropped."""
+    df = B.fact_history(wh, table, columns)
+    return df if through is None else df.filter(pl.col("day") <= through)
 
 
 def last_sales_day(wh: Warehouse) -> date | None:
@@ -74,10 +80,10 @@ def customer_segments(latest_rfm: pl.DataFrame, clv: pl.DataFrame) -> pl.DataFra
 
 # -- CLV and churn ---------------------------------------------------------------------------------
 def churn_inputs(wh: Warehouse, through: date, now: datetime) -> churn.Inputs:
-    refunds = B.fact_history(wh, "fct_refunds", ["user_id", "day", "refund_cents"], through.isoformat()) \
+    refunds = _history(wh, "fct_refunds", ["user_id", "day", "refund_cents"], through) \
         if "fct_refunds" in wh.tables() else pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date,
                                                                   "refund_cents": pl.Int64})
-    resales = B.fact_history(wh, "fct_resales", ["buyer_id", "seller_id", "day"], through.isoformat()) \
+    resales = _history(wh, "fct_resales", ["buyer_id", "seller_id", "day"], through) \
         if "fct_resales" in wh.tables() else pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String,
                                                                   "day": pl.Date})
     return churn.Inputs(orders=orders(wh, through), refunds=refunds, resales=resales,

@@ -205,18 +205,20 @@ def holdout_validation(orders: pl.DataFrame, as_of: date, holdout_days: int = 90
         return _perf_frame([], as_of, cal_end)
     fits = fit_models(cal, min_repeat_buyers)
     pred = predict(cal, fits).filter(pl.col("fit_scope") != "none")
+    rows: list[tuple[str, str | None, float, int]] = [
+        ("calibration_customers", None, float(cal.height), cal.height),
+        ("customers_with_fit", None, float(pred.height), pred.height)]
     horizon = holdout_days / WEEK_DAYS
     parts = []
-    for (fit_id,), rows in pred.group_by("fit_id"):
+    for (fit_id,), group in pred.group_by("fit_id"):
         fit = next(f for f in fits.values() if f is not None and f.key == fit_id)
-        parts.append(rows.with_columns(pl.Series("predicted", clv.conditional_expected_purchases(
-            fit.bgnbd, horizon, rows["frequency"], rows["recency_weeks"], rows["t_weeks"]))))
+        parts.append(group.with_columns(pl.Series("predicted", clv.conditional_expected_purchases(
+            fit.bgnbd, horizon, group["frequency"], group["recency_weeks"], group["t_weeks"]))))
     pred = pl.concat(parts) if parts else pred.with_columns(pl.lit(0.0).alias("predicted"))
     later = orders.filter((pl.col("day") > cal_end) & (pl.col("day") <= as_of) & pl.col("user_id").is_not_null())
     actual = later.group_by("venue_id", "user_id").agg(pl.col("day").n_unique().alias("actual"))
     both = pred.join(actual, on=["venue_id", "user_id"], how="left").with_columns(pl.col("actual").fill_null(0))
     n = both.height
-    rows: list[tuple[str, str | None, float, int]] = []
     if n:
         p, a = both["predicted"].to_numpy(), both["actual"].to_numpy().astype(float)
         corr = float(np.corrcoef(p, a)[0, 1]) if n > 1 and p.std() > 0 and a.std() > 0 else float("nan")
