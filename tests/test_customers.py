@@ -87,9 +87,9 @@ def test_quintile_scores_ties_share_a_score_and_do_not_depend_on_row_order():
     rows += [("u0", "v1", as_of - timedelta(days=3), 500)]  # u0 orders twice
     rows += [("u9", "v1", as_of - timedelta(days=200), 1000)]  # u9 twice too: ties with u0 on frequency
     df = _orders(rows)
-    a = rfm.rfm_scores(df, as_of).filter(pl.col("scope") == "venue")
+    a = rfm.rfm_scores(df, as_of).filter(pl.col("scope") == "venue").sort("user_id")
     shuffled = df.sample(fraction=1.0, shuffle=True, seed=1)
-    b = rfm.rfm_scores(shuffled, as_of).filter(pl.col("scope") == "venue")
+    b = rfm.rfm_scores(shuffled, as_of).filter(pl.col("scope") == "venue").sort("user_id")
     assert a.equals(b)
     s = {r["user_id"]: r for r in a.iter_rows(named=True)}
     # recency: 10 distinct values, two per quintile; u0 most recent
@@ -171,7 +171,7 @@ def test_clv_per_venue_with_fallbacks_and_holdout(tiny_marts):
     clv = tiny_marts["clv"]
     assert clv.select("venue_id", "user_id").is_unique().all()
     assert set(clv["fit_scope"]) <= {"venue", "tenant", "platform"}
-    assert clv.filter(pl.col("fit_scope") == "venue").height > 0  # tiny's biggest venue has > 100 repeat buyers
+    assert set(clv["fit_scope"]) == {"venue", "platform"}  # 146 repeat buyers at one venue, 41 in the other tenant
     assert clv["churn_probability"].null_count() == 0
     assert (clv["clv_24m_cents"] >= clv["clv_12m_cents"]).all() and clv["p_alive"].is_between(0, 1).all()
     # the old formula: historic value = spend, frequency per 30 days over a lifespan >= 1 day
@@ -182,11 +182,11 @@ def test_clv_per_venue_with_fallbacks_and_holdout(tiny_marts):
     assert set(none["fit_scope"]) == {"none"} and none["clv_12m_cents"].null_count() == none.height and fits.height == 0
     assert none["historic_value_cents"].sum() == clv["historic_value_cents"].sum()
     # a platform fit only when venues and tenants are too small
-    plat, _ = lifetime.lifetime_value(inp.orders, THROUGH, min_repeat_buyers=200)
+    plat, _ = lifetime.lifetime_value(inp.orders, THROUGH, min_repeat_buyers=150)  # 146 + 41 = 187 repeaters
     assert set(plat["fit_scope"]) == {"platform"}
     assert lifetime.holdout_validation(inp.orders, THROUGH, min_repeat_buyers=10**9).filter(
         pl.col("metric") == "customers_with_fit")["value"].to_list() == [0.0]
-    perf = lifetime.holdout_validation(inp.orders, THROUGH, min_repeat_buyers=30)
+    perf = lifetime.holdout_validation(inp.orders, THROUGH, min_repeat_buyers=10)  # one month of calibration
     m = dict(zip(perf.filter(pl.col("bucket").is_null())["metric"], perf.filter(pl.col("bucket").is_null())["value"],
                  strict=True))
     assert m["actual_repeat_purchases_total"] > 0 and m["predicted_repeat_purchases_total"] > 0

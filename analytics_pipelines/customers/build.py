@@ -113,8 +113,26 @@ def churn_scores(wh: Warehouse) -> pl.DataFrame | None:
 
 # -- cohorts and 360 -------------------------------------------------------------------------------
 def cohorts(history: pl.DataFrame, through: date) -> pl.DataFrame:
-    """Monthly acquisition cohorts x months since first purchase, per scope (sql/marts/customer_cohorts.sql)."""
-    return run("customer_cohorts", {"orders": history}, through=through)
+    """Monthly acquisition cohorts x months since first purchase, per scope (sql/marts/customer_cohorts.sql).
+
+    The per-customer work (first month per scope, active customers and revenue per cohort and month) is
+    polars group-bys; the SQL zero-fills the small matrix and adds the running totals."""
+    o = history.filter((pl.col("day") <= through) & pl.col("user_id").is_not_null()).select(
+        "tenant_id", "venue_id", "user_id", pl.col("day").dt.truncate("1mo").alias("month"), "gross_revenue_cents")
+    none = pl.lit(None, pl.String)
+    levels = [("venue", ["tenant_id", "venue_id"], pl.col("venue_id")),
+              ("tenant", ["tenant_id"], pl.col("tenant_id")), ("platform", [], pl.lit("platform"))]
+    cells = []
+    for scope, keys, scope_id in levels:
+        per = o.group_by(*keys, "user_id", "month").agg(pl.sum("gross_revenue_cents").alias("revenue_cents"))
+        per = per.with_columns(pl.col("month").min().over([*keys, "user_id"]).alias("cohort_month"))
+        cell = per.group_by(*keys, "cohort_month", "month").agg(pl.len().alias("active_customers"),
+                                                                 pl.sum("revenue_cents"))
+        cells.append(cell.with_columns(pl.lit(scope).alias("scope"), scope_id.alias("scope_id"),
+                                       *[none.alias(k) for k in ("tenant_id", "venue_id") if k not in keys]).select(
+            "scope", "scope_id", "tenant_id", "venue_id", "cohort_month", "month", "active_customers",
+            "revenue_cents"))
+    return run("customer_cohorts", {"cells": pl.concat(cells)}, through=through)
 
 
 def customer_360(history: pl.DataFrame, through: date, users_: pl.DataFrame, refunds: pl.DataFrame,
@@ -129,12 +147,29 @@ def customer_360(history: pl.DataFrame, through: date, users_: pl.DataFrame, ref
         "expected_purchases_12m": pl.Float64})
     score_frame = scores if scores is not None else pl.DataFrame(schema={
         "user_id": pl.String, "churn_probability": pl.Float64, "churn_flag": pl.Boolean})
+    o = history.filter((pl.col("day") <= through) & pl.col("user_id").is_not_null())
+    buyers = o.group_by("user_id").agg(
+        pl.first("tenant_id"), pl.min("recognized_at").alias("first_purchase_at"),
+        pl.max("recognized_at").alias("last_purchase_at"), pl.len().alias("orders"), pl.sum("tickets"),
+        pl.sum("gross_revenue_cents").alias("spend_cents"), pl.col("venue_id").n_unique().alias("venues"),
+        pl.col("event_id").n_unique().alias("events"))
+    fav = (o.filter(pl.col("category_id").is_not_null())
+           .group_by("user_id", "category_id").agg(pl.sum("tickets").alias("t"), pl.sum("gross_revenue_cents").alias("c"))
+           .group_by("user_id").agg(pl.col("category_id").sort_by(["t", "c", "category_id"],
+                                                                  descending=[True, True, False]).first()
+                                    .alias("favourite_category_id")))
+    ref = refunds.filter(pl.col("day") <= through).group_by("user_id").agg(
+        pl.len().alias("refunds"), pl.sum("refund_cents").alias("refunds_cents"))
+    res = resales.filter(pl.col("day") <= through)
+    att = attendance_.filter(pl.col("ended_day") <= through).group_by("user_id").agg(
+        pl.sum("tickets_ended"), pl.sum("no_shows"))
+    clv_c = clv_frame.group_by("user_id").agg(pl.sum("clv_12m_cents"), pl.sum("clv_24m_cents"), pl.max("p_alive"),
+                                              pl.sum("expected_purchases_12m"))
     return run("customer_360", {
-        "orders": history.filter(pl.col("day") <= through), "users": users_,
-        "refunds": refunds.filter(pl.col("day") <= through), "resales": resales.filter(pl.col("day") <= through),
-        "attendance": attendance_.filter(pl.col("ended_day") <= through), "categories": categories,
-        "rfm": platform_rfm, "clv": clv_frame.select("user_id", "clv_12m_cents", "clv_24m_cents", "p_alive",
-                                                     "expected_purchases_12m"),
+        "buyers": buyers, "fav": fav, "ref": ref, "att": att, "clv_c": clv_c, "users": users_,
+        "bought": res.group_by(pl.col("buyer_id").alias("user_id")).agg(pl.len().alias("n")),
+        "sold": res.group_by(pl.col("seller_id").alias("user_id")).agg(pl.len().alias("n")),
+        "categories": categories, "rfm": platform_rfm,
         "churn": score_frame.select("user_id", "churn_probability", "churn_flag")}, through=through)
 
 

@@ -1,14 +1,17 @@
 """`customer_lifetime_value`: historic value (the old service's formula) beside BG/NBD + Gamma-Gamma
 predictions (analytics_pipelines.clv), per customer and venue, and a calibration/holdout validation.
 
-Conventions. A purchase occasion is a UTC day with at least one recognized order of the customer at the
-venue (several orders on one day are one occasion, as lifetimes' `summary_data_from_transaction_data` with
-freq="D"). frequency = occasions - 1; recency = last - first occasion and T = as-of day - first occasion,
-in weeks; monetary = mean gross revenue (cents) of the repeat occasions. Predictions are for customers as
-of the end of the as-of day.
+Conventions. Time is counted in whole weeks from the customer's first recognized order at the venue (week
+0 = its first 7 days). A purchase occasion is a week with at least one order (several orders in one week
+are one occasion, as lifetimes' `summary_data_from_transaction_data` with a weekly period); frequency =
+occasions - 1; recency = the last occasion's week; T = whole weeks from the first order's day to the as-of
+day; monetary = mean gross revenue (cents) of the repeat occasions. Whole weeks make many customers share
+one (frequency, recency, T), which is what keeps hundreds of per-venue fits fast (clv.py collapses
+identical rows). Predictions are for customers as of the end of the as-of day.
 
 Fits. Each venue gets its own fit when it has at least `min_repeat_buyers` customers with a repeat
-occasion and both fits converge (and Gamma-Gamma q > 1, a finite mean spend); otherwise the venue's rows
+occasion and both fits converge (and Gamma-Gamma q > 1, a finite mean spend), plain maximum likelihood
+first, then with the L2 penalties 0.001 and 0.01 (short histories leave the dropout unidentified); otherwise the venue's rows
 use a pooled fit over all customer-venue rows of its tenant, and failing that one over the whole platform.
 Each row says which (`fit_scope` venue/tenant/platform, `fit_id`); `none` when not even the platform can
 be fitted (then the predictions are NULL).
@@ -22,12 +25,15 @@ from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
+from threadpoolctl import threadpool_limits
 
 from analytics_pipelines import clv
 
 WEEK_DAYS = 7.0
 MIN_REPEAT_BUYERS = 100
 MONTHLY_DISCOUNT = 0.01
+#: L2 penalties tried in turn until a fit converges (0 = plain maximum likelihood)
+PENALIZERS = (0.0, 0.001, 0.01)
 #: 12 "months" of clv.DAYS_PER_MONTH days, in weeks
 YEAR_WEEKS = 12 * clv.DAYS_PER_MONTH / WEEK_DAYS
 
@@ -42,21 +48,24 @@ class Fit:
 
 
 def rfm_summary(orders: pl.DataFrame, as_of: date) -> pl.DataFrame:
-    """Per (tenant_id, venue_id, user_id): the BG/NBD inputs and the old service's historic figures."""
+    """Per (tenant_id, venue_id, user_id): the BG/NBD inputs (whole weeks, see the module doc) and the old
+    service's historic figures."""
+    keys = ["tenant_id", "venue_id", "user_id"]
     o = orders.filter((pl.col("day") <= as_of) & pl.col("user_id").is_not_null())
-    daily = o.group_by("tenant_id", "venue_id", "user_id", "day").agg(
-        pl.len().alias("n_orders"), pl.sum("gross_revenue_cents").alias("cents"),
+    o = o.with_columns(pl.col("day").min().over(keys).alias("first_day"))
+    weekly = o.group_by(*keys, ((pl.col("day") - pl.col("first_day")).dt.total_days() // 7).alias("week")).agg(
+        pl.first("first_day"), pl.len().alias("n_orders"), pl.sum("gross_revenue_cents").alias("cents"),
         pl.min("recognized_at").alias("first_at"), pl.max("recognized_at").alias("last_at"))
-    per = daily.group_by("tenant_id", "venue_id", "user_id").agg(
+    per = weekly.group_by(keys).agg(
         pl.len().alias("occasions"), pl.sum("n_orders").alias("orders"), pl.sum("cents").alias("historic_value_cents"),
-        pl.min("day").alias("first_day"), pl.max("day").alias("last_day"),
-        pl.col("cents").sort_by("day").first().alias("first_cents"),
+        pl.first("first_day"), pl.max("week").alias("last_week"),
+        pl.col("cents").filter(pl.col("week") == 0).sum().alias("first_cents"),
         pl.min("first_at").alias("first_purchase_at"), pl.max("last_at").alias("last_purchase_at"))
     lifespan = ((pl.col("last_purchase_at") - pl.col("first_purchase_at")).dt.total_seconds() / 86400.0)
     return per.with_columns(
         (pl.col("occasions") - 1).cast(pl.Float64).alias("frequency"),
-        ((pl.col("last_day") - pl.col("first_day")).dt.total_days() / WEEK_DAYS).alias("recency_weeks"),
-        ((pl.lit(as_of) - pl.col("first_day")).dt.total_days() / WEEK_DAYS).alias("t_weeks"),
+        pl.col("last_week").cast(pl.Float64).alias("recency_weeks"),
+        ((pl.lit(as_of) - pl.col("first_day")).dt.total_days() // 7).cast(pl.Float64).alias("t_weeks"),
         pl.when(pl.col("occasions") > 1)
         .then((pl.col("historic_value_cents") - pl.col("first_cents")) / (pl.col("occasions") - 1))
         .otherwise(0.0).alias("monetary_cents"),
@@ -76,8 +85,16 @@ def _try_fit(rows: pl.DataFrame, min_repeat_buyers: int) -> tuple[clv.BGNBDParam
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
-            bg = clv.fit_bgnbd(rows["frequency"], rows["recency_weeks"], rows["t_weeks"])
-            gg = clv.fit_gamma_gamma(repeat["frequency"], repeat["monetary_cents"])
+            # short histories leave the dropout parameters unidentified (a, b run off to infinity): then
+            # retry with the small L2 penalties clv.fit_bgnbd recommends before giving up on this scope
+            for penalizer in PENALIZERS:
+                bg = clv.fit_bgnbd(rows["frequency"], rows["recency_weeks"], rows["t_weeks"], penalizer=penalizer)
+                if bg.converged:
+                    break
+            for penalizer in PENALIZERS:
+                gg = clv.fit_gamma_gamma(repeat["frequency"], repeat["monetary_cents"], penalizer=penalizer)
+                if gg.converged and gg.q > 1.0:
+                    break
         except ValueError:
             return None
     if not (bg.converged and gg.converged and gg.q > 1.0):
@@ -86,7 +103,15 @@ def _try_fit(rows: pl.DataFrame, min_repeat_buyers: int) -> tuple[clv.BGNBDParam
 
 
 def fit_models(summary: pl.DataFrame, min_repeat_buyers: int = MIN_REPEAT_BUYERS) -> dict[str, Fit | None]:
-    """The fit each venue uses: {venue_id: Fit or None}, venue first, then its tenant, then the platform."""
+    """The fit each venue uses: {venue_id: Fit or None}, venue first, then its tenant, then the platform.
+
+    BLAS is held to one thread meanwhile: the fits are hundreds of 3-4 parameter L-BFGS-B problems, and a
+    multi-threaded OpenBLAS made each optimizer step ~10x slower on the 2-core machine (measured)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_models(summary, min_repeat_buyers)
+
+
+def _fit_models(summary: pl.DataFrame, min_repeat_buyers: int) -> dict[str, Fit | None]:
     tenant_fits: dict[str, Fit | None] = {}
     platform: list[Fit | None] = []
 
@@ -104,7 +129,7 @@ def fit_models(summary: pl.DataFrame, min_repeat_buyers: int = MIN_REPEAT_BUYERS
         return tenant_fits[tenant]
 
     fits: dict[str, Fit | None] = {}
-    for (tenant, venue), rows in summary.group_by("tenant_id", "venue_id"):
+    for (tenant, venue), rows in summary.partition_by("tenant_id", "venue_id", as_dict=True).items():
         p = _try_fit(rows, min_repeat_buyers)
         fits[venue] = Fit("venue", venue, *p, _repeaters(rows)) if p else tenant_fit(tenant)
     return fits
@@ -137,18 +162,23 @@ PREDICTED = ("p_alive", "expected_purchases_90d", "expected_purchases_12m", "exp
 
 def predict(summary: pl.DataFrame, fits: dict[str, Fit | None]) -> pl.DataFrame:
     """Predictions for every row of `summary`, each with the fit of its venue (fit_scope, fit_id)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _predict_all(summary, fits)
+
+
+def _predict_all(summary: pl.DataFrame, fits: dict[str, Fit | None]) -> pl.DataFrame:
     parts = []
-    for (venue,), rows in summary.group_by("venue_id"):
+    for (venue,), rows in summary.partition_by("venue_id", as_dict=True).items():
         fit = fits.get(venue)
         if fit is None:
-            parts.append(rows.with_columns(pl.lit("none").alias("fit_scope"), pl.lit(None, pl.String).alias("fit_id"),
-                                           *[pl.lit(None, pl.Float64).alias(c) for c in PREDICTED]))
+            parts.append(rows.with_columns(*[pl.lit(None, pl.Float64).alias(c) for c in PREDICTED],
+                                           pl.lit("none").alias("fit_scope"), pl.lit(None, pl.String).alias("fit_id")))
         else:
             parts.append(_predict(rows, fit).with_columns(pl.lit(fit.scope).alias("fit_scope"),
                                                           pl.lit(fit.key).alias("fit_id")))
     if not parts:
-        return summary.with_columns(pl.lit(None, pl.String).alias("fit_scope"), pl.lit(None, pl.String).alias("fit_id"),
-                                    *[pl.lit(None, pl.Float64).alias(c) for c in PREDICTED])
+        return summary.with_columns(*[pl.lit(None, pl.Float64).alias(c) for c in PREDICTED],
+                                    pl.lit(None, pl.String).alias("fit_scope"), pl.lit(None, pl.String).alias("fit_id"))
     return pl.concat(parts, how="vertical_relaxed")
 
 

@@ -63,11 +63,35 @@ def segment_map() -> pl.DataFrame:
                                       "rfm_code": pl.String, "segment": pl.String}, orient="row")
 
 
+_AGGS = [pl.min("recognized_at").alias("first_purchase_at"), pl.max("recognized_at").alias("last_purchase_at"),
+         pl.max("day").alias("last_day"), pl.len().cast(pl.Int64).alias("orders"),
+         pl.sum("tickets").cast(pl.Int64).alias("tickets"),
+         pl.sum("gross_revenue_cents").cast(pl.Int64).alias("monetary_cents"),
+         pl.min("currency").alias("currency"), pl.max("currency").alias("max_currency")]
+
+
 def customer_base(orders: pl.DataFrame, as_of: date) -> pl.DataFrame:
-    """Per scope and customer: first/last purchase, recency, orders, tickets, monetary (sql/marts/customer_base.sql).
+    """Per scope and customer, from fct_orders rows up to the end of `as_of` (orders without a user left
+    out): first/last purchase, recency days, orders, tickets, monetary cents. Three polars group-bys (per
+    venue, per tenant, platform-wide): several times faster than DuckDB GROUPING SETS here.
 
     Raises ValueError when a scope mixes currencies (monetary values could not be compared)."""
-    base = run("customer_base", {"orders": orders}, as_of=as_of)
+    o = orders.filter((pl.col("day") <= as_of) & pl.col("user_id").is_not_null()).select(
+        "tenant_id", "venue_id", "user_id", "recognized_at", "day", "tickets", "gross_revenue_cents", "currency")
+    none = pl.lit(None, pl.String)
+    parts = [
+        o.group_by("tenant_id", "venue_id", "user_id").agg(_AGGS).with_columns(
+            pl.lit("venue").alias("scope"), pl.col("venue_id").alias("scope_id")),
+        o.group_by("tenant_id", "user_id").agg(_AGGS).with_columns(
+            pl.lit("tenant").alias("scope"), pl.col("tenant_id").alias("scope_id"), none.alias("venue_id")),
+        o.group_by("user_id").agg(_AGGS).with_columns(
+            pl.lit("platform").alias("scope"), pl.lit("platform").alias("scope_id"), none.alias("venue_id"),
+            none.alias("tenant_id")),
+    ]
+    base = pl.concat([p.select("scope", "scope_id", "tenant_id", "venue_id", "user_id", *[a.meta.output_name()
+                                                                                          for a in _AGGS])
+                      for p in parts])
+    base = base.with_columns((pl.lit(as_of) - pl.col("last_day")).dt.total_days().alias("recency_days"))
     mixed = base.filter(pl.col("currency") != pl.col("max_currency"))
     if mixed.height == 0:
         per_scope = base.group_by(SCOPE_KEY).agg(pl.col("currency").n_unique().alias("n"))
@@ -78,16 +102,17 @@ def customer_base(orders: pl.DataFrame, as_of: date) -> pl.DataFrame:
     return base.drop("max_currency")
 
 
-def quintile_score(value: str, higher_is_better: bool) -> pl.Expr:
+def quintile_score(value: str, higher_is_better: bool, group: str = "_scope") -> pl.Expr:
     """1 + floor(5 * (customers of the scope with a strictly worse value) / customers of the scope)."""
     v = pl.col(value) if higher_is_better else -pl.col(value)
-    worse = v.rank("min").over(SCOPE_KEY) - 1
-    return (1 + (worse * 5) // pl.len().over(SCOPE_KEY)).cast(pl.Int8)
+    worse = v.rank("min").over(group) - 1
+    return (1 + (worse * 5) // pl.len().over(group)).cast(pl.Int8)
 
 
 def score(base: pl.DataFrame, as_of: date) -> pl.DataFrame:
-    """RFM scores, code, total and segment for every row of `customer_base` (one as-of date)."""
-    scored = base.with_columns(
+    """RFM scores, code, total and segment for every row of `customer_base` (one as-of date). Row order is
+    not meaningful (sort when comparing)."""
+    scored = base.with_columns(pl.struct(SCOPE_KEY).rank("dense").alias("_scope")).with_columns(
         quintile_score("recency_days", higher_is_better=False).alias("r_score"),
         quintile_score("orders", higher_is_better=True).alias("f_score"),
         quintile_score("monetary_cents", higher_is_better=True).alias("m_score"),
@@ -97,7 +122,7 @@ def score(base: pl.DataFrame, as_of: date) -> pl.DataFrame:
         "first_purchase_at", "last_purchase_at", "recency_days", pl.col("orders").alias("frequency"),
         "monetary_cents", "tickets", "currency", "r_score", "f_score", "m_score", "rfm_code",
         (pl.col("r_score") + pl.col("f_score") + pl.col("m_score")).cast(pl.Int8).alias("rfm_total"), "segment",
-    ).sort(["scope", "scope_id", "user_id"])
+    )
 
 
 def rfm_scores(orders: pl.DataFrame, as_of: date) -> pl.DataFrame:

@@ -1,35 +1,12 @@
 -- One row per customer: every user of stg_users plus any customer id found only in the orders. Customer ids
 -- only (no names, emails or phones). Purchases are recognized orders up to the end of $through.
--- Inputs: orders (fct_orders rows), users (stg_users: id, tenant_id, status, created_at), refunds
--- (fct_refunds: user_id, day, refund_cents), resales (fct_resales: buyer_id, seller_id, day), attendance
--- (customer_attendance: user_id, ended_day, tickets_ended, no_shows), categories (id, name), rfm (the
--- platform-scope customer_rfm_scores rows of the latest as-of date), clv (customer_lifetime_value rows, one
--- per venue: summed over venues, P(alive) = the highest over venues), churn (customer_churn_scores).
--- Favourite category: most tickets, then most spend, then the smallest category id.
-WITH buyers AS (
-    SELECT user_id, any_value(tenant_id) AS tenant_id, min(recognized_at) AS first_purchase_at,
-           max(recognized_at) AS last_purchase_at, count(*) AS orders, sum(tickets) AS tickets,
-           sum(gross_revenue_cents) AS spend_cents, count(DISTINCT venue_id) AS venues,
-           count(DISTINCT event_id) AS events
-    FROM orders WHERE user_id IS NOT NULL GROUP BY user_id
-), fav AS (
-    SELECT user_id, arg_min(category_id, (-t, -c, category_id)) AS favourite_category_id
-    FROM (SELECT user_id, category_id, sum(tickets) AS t, sum(gross_revenue_cents) AS c
-          FROM orders WHERE user_id IS NOT NULL AND category_id IS NOT NULL GROUP BY 1, 2)
-    GROUP BY user_id
-), ref AS (
-    SELECT user_id, count(*) AS refunds, sum(refund_cents) AS refunds_cents FROM refunds GROUP BY user_id
-), bought AS (
-    SELECT buyer_id AS user_id, count(*) AS n FROM resales GROUP BY 1
-), sold AS (
-    SELECT seller_id AS user_id, count(*) AS n FROM resales GROUP BY 1
-), att AS (
-    SELECT user_id, sum(tickets_ended) AS tickets_ended, sum(no_shows) AS no_shows FROM attendance GROUP BY 1
-), clv_c AS (
-    SELECT user_id, sum(clv_12m_cents) AS clv_12m_cents, sum(clv_24m_cents) AS clv_24m_cents,
-           max(p_alive) AS p_alive, sum(expected_purchases_12m) AS expected_purchases_12m
-    FROM clv GROUP BY user_id
-), ids AS (
+-- Inputs, one row per user each (aggregated in polars by customers.build.customer_360): buyers (orders,
+-- tickets, spend, first/last purchase, venues, events), fav (favourite category: most tickets, then most
+-- spend, then the smallest id), ref (completed refunds), bought/sold (marketplace purchases/sales), att
+-- (tickets of ended events and no-shows), clv_c (customer_lifetime_value summed over venues, P(alive) the
+-- highest over venues); users (stg_users: id, tenant_id, status, created_at), categories (id, name), rfm
+-- (platform-scope customer_rfm_scores rows of the latest as-of date), churn (customer_churn_scores).
+WITH ids AS (
     SELECT id AS user_id FROM users UNION SELECT user_id FROM buyers
 )
 SELECT i.user_id, coalesce(u.tenant_id, b.tenant_id) AS tenant_id, u.status AS account_status,
@@ -68,4 +45,4 @@ LEFT JOIN att a ON a.user_id = i.user_id
 LEFT JOIN rfm rf ON rf.user_id = i.user_id
 LEFT JOIN clv_c v ON v.user_id = i.user_id
 LEFT JOIN churn ch ON ch.user_id = i.user_id
-ORDER BY i.user_id
+

@@ -2,26 +2,13 @@
 -- a customer's cohort is the UTC month of their first recognized order in the scope; month k (0 = the
 -- cohort month) counts the cohort's customers with an order in calendar month cohort + k and their gross
 -- revenue. Zero-filled from month 0 up to the month of $through, so each cohort is a complete matrix row.
--- Input: orders (fct_orders rows). Params: $through (DATE).
-WITH o AS (
-    SELECT tenant_id, venue_id, user_id, CAST(date_trunc('month', day) AS DATE) AS month, gross_revenue_cents
-    FROM orders WHERE day <= $through AND user_id IS NOT NULL
-), per_month AS (
-    SELECT CASE grouping(tenant_id, venue_id) WHEN 0 THEN 'venue' WHEN 1 THEN 'tenant' ELSE 'platform' END AS scope,
-           coalesce(venue_id, tenant_id, 'platform') AS scope_id, tenant_id, venue_id, user_id, month,
-           sum(gross_revenue_cents) AS revenue_cents
-    FROM o
-    GROUP BY GROUPING SETS ((tenant_id, venue_id, user_id, month), (tenant_id, user_id, month), (user_id, month))
-), firsts AS (
-    SELECT *, min(month) OVER (PARTITION BY scope, scope_id, user_id) AS cohort_month FROM per_month
-), cells AS (
-    SELECT scope, scope_id, any_value(tenant_id) AS tenant_id, any_value(venue_id) AS venue_id, cohort_month,
-           CAST(date_diff('month', cohort_month, month) AS BIGINT) AS months_since_first,
-           count(*) AS active_customers, sum(revenue_cents) AS revenue_cents
-    FROM firsts GROUP BY scope, scope_id, cohort_month, month
+-- Input: cells (scope, scope_id, tenant_id, venue_id, cohort_month, month, active_customers, revenue_cents:
+-- the per-customer aggregation, done in polars by customers.build.cohorts). Params: $through (DATE).
+WITH c AS (
+    SELECT *, CAST(date_diff('month', cohort_month, month) AS BIGINT) AS months_since_first FROM cells
 ), sizes AS (
     SELECT scope, scope_id, tenant_id, venue_id, cohort_month, active_customers AS cohort_customers
-    FROM cells WHERE months_since_first = 0
+    FROM c WHERE months_since_first = 0
 ), grid AS (
     SELECT s.*, CAST(k AS BIGINT) AS months_since_first
     FROM sizes s, range(0, date_diff('month', s.cohort_month, CAST(date_trunc('month', $through) AS DATE)) + 1) r(k)
@@ -37,5 +24,5 @@ SELECT g.scope, g.scope_id, g.tenant_id, g.venue_id, g.cohort_month, g.months_si
        CAST(round(sum(coalesce(c.revenue_cents, 0)) OVER (PARTITION BY g.scope, g.scope_id, g.cohort_month
             ORDER BY g.months_since_first) / g.cohort_customers) AS BIGINT) AS cumulative_revenue_per_customer_cents
 FROM grid g
-LEFT JOIN cells c USING (scope, scope_id, cohort_month, months_since_first)
+LEFT JOIN c USING (scope, scope_id, cohort_month, months_since_first)
 ORDER BY g.scope, g.scope_id, g.cohort_month, g.months_since_first
