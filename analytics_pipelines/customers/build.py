@@ -153,11 +153,7 @@ def customer_360(history: pl.DataFrame, through: date, users_: pl.DataFrame, ref
         pl.max("recognized_at").alias("last_purchase_at"), pl.len().alias("orders"), pl.sum("tickets"),
         pl.sum("gross_revenue_cents").alias("spend_cents"), pl.col("venue_id").n_unique().alias("venues"),
         pl.col("event_id").n_unique().alias("events"))
-    fav = (o.filter(pl.col("category_id").is_not_null())
-           .group_by("user_id", "category_id").agg(pl.sum("tickets").alias("t"), pl.sum("gross_revenue_cents").alias("c"))
-           .group_by("user_id").agg(pl.col("category_id").sort_by(["t", "c", "category_id"],
-                                                                  descending=[True, True, False]).first()
-                                    .alias("favourite_category_id")))
+    fav = churn.favourite_category(o)
     ref = refunds.filter(pl.col("day") <= through).group_by("user_id").agg(
         pl.len().alias("refunds"), pl.sum("refund_cents").alias("refunds_cents"))
     res = resales.filter(pl.col("day") <= through)

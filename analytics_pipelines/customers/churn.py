@@ -29,7 +29,7 @@ import hashlib
 import io
 import os
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import joblib
@@ -40,6 +40,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from analytics_pipelines.customers.lifetime import performance_rows
 
@@ -85,11 +86,7 @@ def features(inp: Inputs, cutoff: date) -> pl.DataFrame:
         (days_before < 90).sum().alias("orders_90d"), (days_before < 365).sum().alias("orders_365d"),
         pl.sum("gross_revenue_cents").alias("monetary_cents"), pl.sum("tickets"),
         pl.col("venue_id").n_unique().alias("venues"))
-    fav = (o.filter(pl.col("category_id").is_not_null())
-           .group_by("user_id", "category_id").agg(pl.sum("tickets").alias("t"), pl.sum("gross_revenue_cents").alias("c"))
-           .group_by("user_id").agg(pl.col("category_id").sort_by(["t", "c", "category_id"],
-                                                                  descending=[True, True, False]).first()
-                                    .alias("favourite_category_id")))
+    fav = favourite_category(o)
     refunds = (inp.refunds.filter(pl.col("day") <= cutoff).group_by("user_id")
                .agg(pl.len().alias("refunds"), pl.sum("refund_cents").alias("refund_cents")))
     bought = inp.resales.filter(pl.col("day") <= cutoff).group_by(pl.col("buyer_id").alias("user_id")).agg(
@@ -118,6 +115,16 @@ def features(inp: Inputs, cutoff: date) -> pl.DataFrame:
         pl.when(pl.col("tickets_ended") > 0).then(pl.col("no_shows") / pl.col("tickets_ended")).otherwise(0.0)
         .alias("no_show_rate"),
     ).with_columns(pl.col(c).cast(pl.Float64) for c in NUMERIC).sort("user_id")
+
+
+def favourite_category(orders: pl.DataFrame) -> pl.DataFrame:
+    """user_id, favourite_category_id: the category of most tickets, then most spend, then the smallest id."""
+    return (orders.filter(pl.col("category_id").is_not_null())
+            .group_by("user_id", "category_id").agg(pl.sum("tickets").alias("t"),
+                                                    pl.sum("gross_revenue_cents").alias("c"))
+            .group_by("user_id").agg(pl.col("category_id").sort_by(["t", "c", "category_id"],
+                                                                   descending=[True, True, False]).first()
+                                     .alias("favourite_category_id")))
 
 
 def label(inp: Inputs, feats: pl.DataFrame, cutoff: date, horizon: int = HORIZON_DAYS) -> pl.DataFrame:
@@ -209,7 +216,15 @@ class ChurnResult:
 
 
 def train(inp: Inputs, as_of: date, horizon: int = HORIZON_DAYS) -> ChurnResult:
-    """Train, evaluate on the holdout (beside the rules), refit on all labelled rows, score as of `as_of`."""
+    """Train, evaluate on the holdout (beside the rules), refit on all labelled rows, score as of `as_of`.
+
+    BLAS is held to one thread: L-BFGS on ~30 coefficients is many tiny BLAS calls, which a multi-threaded
+    OpenBLAS made several times slower on the shared 2-core machine (measured)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _train(inp, as_of, horizon)
+
+
+def _train(inp: Inputs, as_of: date, horizon: int) -> ChurnResult:
     cutoff = as_of - timedelta(days=horizon)
     feats = seed_rules(label(inp, features(inp, cutoff), cutoff, horizon))
     holdout = (feats["user_id"].hash(seed=20261101) % HOLDOUT_SHARE == 0).to_numpy()
@@ -266,7 +281,3 @@ def save_model(result: ChurnResult, directory: Path, as_of: date) -> tuple[Path,
 def load_model(path: Path) -> dict:
     """The payload written by :func:`save_model` (model, feature names, categories, threshold, ...)."""
     return joblib.load(path)
-
-
-def trained_at() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

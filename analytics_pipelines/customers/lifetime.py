@@ -75,12 +75,13 @@ def rfm_summary(orders: pl.DataFrame, as_of: date) -> pl.DataFrame:
         (pl.col("historic_value_cents") / pl.col("orders")).alias("historic_aov_cents"),
         (pl.col("orders") / pl.max_horizontal(pl.col("historic_lifespan_days") / 30.0, pl.lit(1.0)))
         .alias("historic_orders_per_month"),
-    ).sort("tenant_id", "venue_id", "user_id")
+    )
 
 
-def _try_fit(rows: pl.DataFrame, min_repeat_buyers: int) -> tuple[clv.BGNBDParams, clv.GammaGammaParams] | None:
-    repeat = rows.filter((pl.col("frequency") > 0) & (pl.col("monetary_cents") > 0))
-    if repeat.height < min_repeat_buyers:
+def _try_fit(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, m: np.ndarray,
+             min_repeat_buyers: int) -> tuple[clv.BGNBDParams, clv.GammaGammaParams] | None:
+    repeat = (x > 0) & (m > 0)
+    if repeat.sum() < min_repeat_buyers:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -88,11 +89,11 @@ def _try_fit(rows: pl.DataFrame, min_repeat_buyers: int) -> tuple[clv.BGNBDParam
             # short histories leave the dropout parameters unidentified (a, b run off to infinity): then
             # retry with the small L2 penalties clv.fit_bgnbd recommends before giving up on this scope
             for penalizer in PENALIZERS:
-                bg = clv.fit_bgnbd(rows["frequency"], rows["recency_weeks"], rows["t_weeks"], penalizer=penalizer)
+                bg = clv.fit_bgnbd(x, t_x, t, penalizer=penalizer)
                 if bg.converged:
                     break
             for penalizer in PENALIZERS:
-                gg = clv.fit_gamma_gamma(repeat["frequency"], repeat["monetary_cents"], penalizer=penalizer)
+                gg = clv.fit_gamma_gamma(x[repeat], m[repeat], penalizer=penalizer)
                 if gg.converged and gg.q > 1.0:
                     break
         except ValueError:
@@ -100,6 +101,17 @@ def _try_fit(rows: pl.DataFrame, min_repeat_buyers: int) -> tuple[clv.BGNBDParam
     if not (bg.converged and gg.converged and gg.q > 1.0):
         return None
     return bg, gg
+
+
+def _columns(summary: pl.DataFrame) -> tuple[np.ndarray, ...]:
+    return tuple(summary[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency_weeks", "t_weeks",
+                                                                    "monetary_cents"))
+
+
+def _rows_by(summary: pl.DataFrame, key: str) -> dict[str, np.ndarray]:
+    """{key value: row numbers}: one group-by instead of a frame per group (hundreds of venues)."""
+    g = summary.select(pl.col(key), pl.int_range(pl.len(), dtype=pl.Int64).alias("_i")).group_by(key).agg("_i")
+    return {k: np.asarray(v, dtype=np.int64) for k, v in zip(g[key].to_list(), g["_i"].to_list(), strict=True)}
 
 
 def fit_models(summary: pl.DataFrame, min_repeat_buyers: int = MIN_REPEAT_BUYERS) -> dict[str, Fit | None]:
@@ -112,38 +124,35 @@ def fit_models(summary: pl.DataFrame, min_repeat_buyers: int = MIN_REPEAT_BUYERS
 
 
 def _fit_models(summary: pl.DataFrame, min_repeat_buyers: int) -> dict[str, Fit | None]:
+    cols = _columns(summary)
     tenant_fits: dict[str, Fit | None] = {}
     platform: list[Fit | None] = []
 
+    def fit(scope: str, key: str, idx: np.ndarray | None) -> Fit | None:
+        x, t_x, t, m = (c if idx is None else c[idx] for c in cols)
+        p = _try_fit(x, t_x, t, m, min_repeat_buyers)
+        return Fit(scope, key, *p, int((x > 0).sum())) if p else None
+
     def platform_fit() -> Fit | None:
         if not platform:
-            p = _try_fit(summary, min_repeat_buyers)
-            platform.append(Fit("platform", "platform", *p, _repeaters(summary)) if p else None)
+            platform.append(fit("platform", "platform", None))
         return platform[0]
+
+    by_tenant = _rows_by(summary, "tenant_id")
 
     def tenant_fit(tenant: str) -> Fit | None:
         if tenant not in tenant_fits:
-            rows = summary.filter(pl.col("tenant_id") == tenant)
-            p = _try_fit(rows, min_repeat_buyers)
-            tenant_fits[tenant] = Fit("tenant", tenant, *p, _repeaters(rows)) if p else platform_fit()
+            tenant_fits[tenant] = fit("tenant", tenant, by_tenant[tenant]) or platform_fit()
         return tenant_fits[tenant]
 
-    fits: dict[str, Fit | None] = {}
-    for (tenant, venue), rows in summary.partition_by("tenant_id", "venue_id", as_dict=True).items():
-        p = _try_fit(rows, min_repeat_buyers)
-        fits[venue] = Fit("venue", venue, *p, _repeaters(rows)) if p else tenant_fit(tenant)
-    return fits
+    tenant_of = dict(summary.select("venue_id", "tenant_id").unique().iter_rows())
+    return {venue: fit("venue", venue, idx) or tenant_fit(tenant_of[venue])
+            for venue, idx in sorted(_rows_by(summary, "venue_id").items())}
 
 
-def _repeaters(rows: pl.DataFrame) -> int:
-    return int((rows["frequency"] > 0).sum())
-
-
-def _predict(rows: pl.DataFrame, fit: Fit) -> pl.DataFrame:
-    x, t_x, t = rows["frequency"], rows["recency_weeks"], rows["t_weeks"]
-    m = rows["monetary_cents"]
+def _predict(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, m: np.ndarray, fit: Fit) -> dict[str, np.ndarray]:
     bg, gg = fit.bgnbd, fit.gg
-    out = {
+    return {
         "p_alive": clv.probability_alive(bg, x, t_x, t),
         "expected_purchases_90d": clv.conditional_expected_purchases(bg, 90 / WEEK_DAYS, x, t_x, t),
         "expected_purchases_12m": clv.conditional_expected_purchases(bg, YEAR_WEEKS, x, t_x, t),
@@ -153,7 +162,6 @@ def _predict(rows: pl.DataFrame, fit: Fit) -> pl.DataFrame:
         "clv_24m_cents": clv.customer_lifetime_value(bg, gg, x, t_x, t, m, months=24,
                                                      monthly_discount_rate=MONTHLY_DISCOUNT, time_unit_days=WEEK_DAYS),
     }
-    return rows.with_columns(pl.Series(k, v) for k, v in out.items())
 
 
 PREDICTED = ("p_alive", "expected_purchases_90d", "expected_purchases_12m", "expected_value_per_purchase_cents",
@@ -167,19 +175,17 @@ def predict(summary: pl.DataFrame, fits: dict[str, Fit | None]) -> pl.DataFrame:
 
 
 def _predict_all(summary: pl.DataFrame, fits: dict[str, Fit | None]) -> pl.DataFrame:
-    parts = []
-    for (venue,), rows in summary.partition_by("venue_id", as_dict=True).items():
+    cols = _columns(summary)
+    out = {c: np.full(summary.height, np.nan) for c in PREDICTED}
+    for venue, idx in _rows_by(summary, "venue_id").items():
         fit = fits.get(venue)
-        if fit is None:
-            parts.append(rows.with_columns(*[pl.lit(None, pl.Float64).alias(c) for c in PREDICTED],
-                                           pl.lit("none").alias("fit_scope"), pl.lit(None, pl.String).alias("fit_id")))
-        else:
-            parts.append(_predict(rows, fit).with_columns(pl.lit(fit.scope).alias("fit_scope"),
-                                                          pl.lit(fit.key).alias("fit_id")))
-    if not parts:
-        return summary.with_columns(*[pl.lit(None, pl.Float64).alias(c) for c in PREDICTED],
-                                    pl.lit(None, pl.String).alias("fit_scope"), pl.lit(None, pl.String).alias("fit_id"))
-    return pl.concat(parts, how="vertical_relaxed")
+        if fit is not None:
+            for c, v in _predict(*(a[idx] for a in cols), fit).items():
+                out[c][idx] = v
+    used = pl.DataFrame([(v, f.scope if f else "none", f.key if f else None) for v, f in fits.items()],
+                        schema={"venue_id": pl.String, "fit_scope": pl.String, "fit_id": pl.String}, orient="row")
+    return summary.with_columns(pl.Series(c, v).fill_nan(None) for c, v in out.items()).join(
+        used, on="venue_id", how="left").with_columns(pl.col("fit_scope").fill_null("none"))
 
 
 def fits_frame(fits: dict[str, Fit | None], as_of: date) -> pl.DataFrame:
@@ -218,14 +224,15 @@ def lifetime_value(orders: pl.DataFrame, as_of: date, churn: pl.DataFrame | None
         "historic_lifespan_days", "historic_orders_per_month", "historic_segment",
         pl.col("frequency").cast(pl.Int64), "recency_weeks", "t_weeks", "monetary_cents", *PREDICTED,
         (1.0 - pl.col("p_alive")).alias("bgnbd_dropout_probability"), "churn_probability", "fit_scope", "fit_id",
-    ).sort("tenant_id", "venue_id", "user_id")
+    )
     return out, fits_frame(fits, as_of)
 
 
 def holdout_validation(orders: pl.DataFrame, as_of: date, holdout_days: int = 90,
                        min_repeat_buyers: int = MIN_REPEAT_BUYERS) -> pl.DataFrame:
     """Calibration/holdout split by date: fit on occasions up to as_of - holdout_days, predict each
-    calibration customer-venue's repeat occasions in the holdout window, compare with what happened.
+    calibration customer-venue's repeat occasions (purchase weeks) in the holdout window, compare with what
+    happened.
 
     Returns model_performance rows (model_family 'clv'): totals, mean absolute error, correlation, and per
     calibration frequency bucket (0..6, '7+') the mean predicted and actual holdout occasions."""
@@ -246,7 +253,10 @@ def holdout_validation(orders: pl.DataFrame, as_of: date, holdout_days: int = 90
             fit.bgnbd, horizon, group["frequency"], group["recency_weeks"], group["t_weeks"]))))
     pred = pl.concat(parts) if parts else pred.with_columns(pl.lit(0.0).alias("predicted"))
     later = orders.filter((pl.col("day") > cal_end) & (pl.col("day") <= as_of) & pl.col("user_id").is_not_null())
-    actual = later.group_by("venue_id", "user_id").agg(pl.col("day").n_unique().alias("actual"))
+    # repeat occasions in the holdout, in the model's unit: distinct weeks since the customer's first order
+    later = later.join(pred.select("venue_id", "user_id", "first_day"), on=["venue_id", "user_id"])
+    actual = later.group_by("venue_id", "user_id").agg(
+        ((pl.col("day") - pl.col("first_day")).dt.total_days() // 7).n_unique().alias("actual"))
     both = pred.join(actual, on=["venue_id", "user_id"], how="left").with_columns(pl.col("actual").fill_null(0))
     n = both.height
     if n:
