@@ -241,16 +241,20 @@ def holdout_validation(orders: pl.DataFrame, as_of: date, holdout_days: int = 90
     if cal.height == 0:
         return _perf_frame([], as_of, cal_end)
     fits = fit_models(cal, min_repeat_buyers)
-    pred = predict(cal, fits).filter(pl.col("fit_scope") != "none")
+    # only the expected purchases are needed here (not the CLV): one call per fit, not per venue
+    fit_of = pl.DataFrame([(v, f.key) for v, f in fits.items() if f is not None],
+                          schema={"venue_id": pl.String, "fit_id": pl.String}, orient="row")
+    pred = cal.join(fit_of, on="venue_id")
     rows: list[tuple[str, str | None, float, int]] = [
         ("calibration_customers", None, float(cal.height), cal.height),
         ("customers_with_fit", None, float(pred.height), pred.height)]
     horizon = holdout_days / WEEK_DAYS
+    params = {f.key: f.bgnbd for f in fits.values() if f is not None}
     parts = []
-    for (fit_id,), group in pred.group_by("fit_id"):
-        fit = next(f for f in fits.values() if f is not None and f.key == fit_id)
-        parts.append(group.with_columns(pl.Series("predicted", clv.conditional_expected_purchases(
-            fit.bgnbd, horizon, group["frequency"], group["recency_weeks"], group["t_weeks"]))))
+    with threadpool_limits(limits=1, user_api="blas"):
+        for (fit_id,), group in pred.group_by("fit_id"):
+            parts.append(group.with_columns(pl.Series("predicted", clv.conditional_expected_purchases(
+                params[fit_id], horizon, group["frequency"], group["recency_weeks"], group["t_weeks"]))))
     pred = pl.concat(parts) if parts else pred.with_columns(pl.lit(0.0).alias("predicted"))
     later = orders.filter((pl.col("day") > cal_end) & (pl.col("day") <= as_of) & pl.col("user_id").is_not_null())
     # repeat occasions in the holdout, in the model's unit: distinct weeks since the customer's first order
