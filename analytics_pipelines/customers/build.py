@@ -1,0 +1,179 @@
+"""Build the customer marts from the warehouse: read exactly the inputs each needs, call the pure functions
+(rfm, lifetime, churn) or run its SQL (sql/marts/customer_*.sql). No Dagster here."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import polars as pl
+
+from analytics_pipelines.customers import churn, lifetime, rfm
+from analytics_pipelines.marts import build as B
+from analytics_pipelines.marts.sqlrun import run
+from analytics_pipelines.warehouse import Warehouse
+
+ORDER_COLUMNS = ["order_id", "tenant_id", "venue_id", "event_id", "category_id", "user_id", "recognized_at", "day", "tickets",
+                 "gross_revenue_cents", "currency"]
+
+
+def orders(wh: Warehouse, through: date | None = None) -> pl.DataFrame:
+    """fct_orders up to `through` (all history when None), the columns the customer marts use."""
+    return _history(wh, "fct_orders", ORDER_COLUMNS, through)
+
+
+def _history(wh: Warehouse, table: str, columns: list[str], through: date | None) -> pl.DataFrame:
+    """A daily fact's columns over all partitions (the fast whole-table read), days after `through` dropped."""
+    df = B.fact_history(wh, table, columns)
+    return df if through is None else df.filter(pl.col("day") <= through)
+
+
+def last_sales_day(wh: Warehouse) -> date | None:
+    """The last day with recognized sales (whole-table customer marts are as of its end)."""
+    if "fct_orders" not in wh.tables():
+        raise LookupError("fct_orders has not been materialized yet")
+    d = wh.read("SELECT max(day) AS d FROM fct_orders")["d"][0]
+    return date.fromisoformat(d) if isinstance(d, str) else d
+
+
+def end_of(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(), UTC)
+
+
+# -- RFM -------------------------------------------------------------------------------------------
+def rfm_scores(wh: Warehouse, as_of_dates: list[date]) -> pl.DataFrame:
+    """customer_rfm_scores rows for each as-of date (one read of the order history)."""
+    history = orders(wh, max(as_of_dates))
+    return pl.concat([rfm.rfm_scores(history, d) for d in sorted(as_of_dates)], how="vertical_relaxed")
+
+
+def rfm_as_of_dates(wh: Warehouse) -> list[date]:
+    if "customer_rfm_scores" not in wh.tables():
+        return []
+    return sorted(wh.read("SELECT DISTINCT as_of FROM customer_rfm_scores")["as_of"].to_list())
+
+
+def rfm_at(wh: Warehouse, as_of: date) -> pl.DataFrame:
+    return wh.read_partitions("customer_rfm_scores", "as_of", as_of.isoformat(), as_of.isoformat())
+
+
+def segment_transitions(wh: Warehouse) -> pl.DataFrame:
+    """Transitions between every pair of consecutive as-of dates in customer_rfm_scores."""
+    dates = rfm_as_of_dates(wh)
+    parts = [rfm.segment_transitions(rfm_at(wh, a), rfm_at(wh, b)) for a, b in zip(dates, dates[1:], strict=False)]
+    return pl.concat(parts, how="vertical_relaxed") if parts else run(
+        "customer_segment_transitions", {"prev": _empty_rfm(), "cur": _empty_rfm()})
+
+
+def _empty_rfm() -> pl.DataFrame:
+    return rfm.score(rfm.customer_base(pl.DataFrame(schema={
+        "tenant_id": pl.String, "venue_id": pl.String, "user_id": pl.String,
+        "recognized_at": pl.Datetime("us", "UTC"), "day": pl.Date, "tickets": pl.Int64,
+        "gross_revenue_cents": pl.Int64, "currency": pl.String}), date(1970, 1, 1)), date(1970, 1, 1))
+
+
+def customer_segments(latest_rfm: pl.DataFrame, clv: pl.DataFrame) -> pl.DataFrame:
+    """Per scope (venue, tenant, platform) and segment at the latest as-of date (sql/marts/customer_segments.sql)."""
+    per_customer_clv = clv.select("venue_id", "user_id", "tenant_id", "clv_12m_cents")
+    segments = pl.DataFrame({"segment": list(rfm.SEGMENTS), "segment_order": list(range(len(rfm.SEGMENTS)))})
+    return run("customer_segments", {"rfm": latest_rfm, "clv": per_customer_clv, "segments": segments})
+
+
+# -- CLV and churn ---------------------------------------------------------------------------------
+def churn_inputs(wh: Warehouse, through: date, now: datetime) -> churn.Inputs:
+    refunds = _history(wh, "fct_refunds", ["user_id", "day", "refund_cents"], through) \
+        if "fct_refunds" in wh.tables() else pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date,
+                                                                  "refund_cents": pl.Int64})
+    resales = _history(wh, "fct_resales", ["buyer_id", "seller_id", "day"], through) \
+        if "fct_resales" in wh.tables() else pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String,
+                                                                  "day": pl.Date})
+    return churn.Inputs(orders=orders(wh, through), refunds=refunds, resales=resales,
+                        attendance=attendance(wh, now), users=users(wh))
+
+
+def attendance(wh: Warehouse, now: datetime) -> pl.DataFrame:
+    """Per holder and event-end day: tickets of ended events and no-shows (sql/marts/customer_attendance.sql)."""
+    return run("customer_attendance", {
+        "tickets": B._stg(wh, "tickets", columns=["id", "event_id", "status", "user_id", "original_purchaser_id"]),
+        "scans": B._stg(wh, "ticket_scans", columns=["ticket_id", "result"]),
+        "event_dim": B.event_dim(wh)}, now=now)
+
+
+def users(wh: Warehouse) -> pl.DataFrame:
+    return B._stg(wh, "users", columns=["id", "tenant_id", "status", "created_at"])
+
+
+def lifetime_value(wh: Warehouse, as_of: date, churn_scores: pl.DataFrame | None,
+                   min_repeat_buyers: int = lifetime.MIN_REPEAT_BUYERS) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return lifetime.lifetime_value(orders(wh, as_of), as_of, churn_scores, min_repeat_buyers)
+
+
+def churn_scores(wh: Warehouse) -> pl.DataFrame | None:
+    return wh.read_table("customer_churn_scores") if "customer_churn_scores" in wh.tables() else None
+
+
+# -- cohorts and 360 -------------------------------------------------------------------------------
+def cohorts(history: pl.DataFrame, through: date) -> pl.DataFrame:
+    """Monthly acquisition cohorts x months since first purchase, per scope (sql/marts/customer_cohorts.sql).
+
+    The per-customer work (first month per scope, active customers and revenue per cohort and month) is
+    polars group-bys; the SQL zero-fills the small matrix and adds the running totals."""
+    o = history.filter((pl.col("day") <= through) & pl.col("user_id").is_not_null()).select(
+        "tenant_id", "venue_id", "user_id", pl.col("day").dt.truncate("1mo").alias("month"), "gross_revenue_cents")
+    none = pl.lit(None, pl.String)
+    levels = [("venue", ["tenant_id", "venue_id"], pl.col("venue_id")),
+              ("tenant", ["tenant_id"], pl.col("tenant_id")), ("platform", [], pl.lit("platform"))]
+    cells = []
+    for scope, keys, scope_id in levels:
+        per = o.group_by(*keys, "user_id", "month").agg(pl.sum("gross_revenue_cents").alias("revenue_cents"))
+        per = per.with_columns(pl.col("month").min().over([*keys, "user_id"]).alias("cohort_month"))
+        cell = per.group_by(*keys, "cohort_month", "month").agg(pl.len().alias("active_customers"),
+                                                                 pl.sum("revenue_cents"))
+        cells.append(cell.with_columns(pl.lit(scope).alias("scope"), scope_id.alias("scope_id"),
+                                       *[none.alias(k) for k in ("tenant_id", "venue_id") if k not in keys]).select(
+            "scope", "scope_id", "tenant_id", "venue_id", "cohort_month", "month", "active_customers",
+            "revenue_cents"))
+    return run("customer_cohorts", {"cells": pl.concat(cells)}, through=through)
+
+
+def customer_360(history: pl.DataFrame, through: date, users_: pl.DataFrame, refunds: pl.DataFrame,
+                 resales: pl.DataFrame, attendance_: pl.DataFrame, categories: pl.DataFrame,
+                 latest_rfm: pl.DataFrame | None, clv: pl.DataFrame | None,
+                 scores: pl.DataFrame | None) -> pl.DataFrame:
+    """One row per customer (sql/marts/customer_360.sql); missing upstream marts give NULL columns."""
+    platform_rfm = (latest_rfm.filter(pl.col("scope") == "platform") if latest_rfm is not None
+                    else _empty_rfm()).select("user_id", "as_of", "rfm_code", "segment")
+    clv_frame = clv if clv is not None else pl.DataFrame(schema={
+        "user_id": pl.String, "clv_12m_cents": pl.Float64, "clv_24m_cents": pl.Float64, "p_alive": pl.Float64,
+        "expected_purchases_12m": pl.Float64})
+    score_frame = scores if scores is not None else pl.DataFrame(schema={
+        "user_id": pl.String, "churn_probability": pl.Float64, "churn_flag": pl.Boolean})
+    o = history.filter((pl.col("day") <= through) & pl.col("user_id").is_not_null())
+    buyers = o.group_by("user_id").agg(
+        pl.first("tenant_id"), pl.min("recognized_at").alias("first_purchase_at"),
+        pl.max("recognized_at").alias("last_purchase_at"), pl.len().alias("orders"), pl.sum("tickets"),
+        pl.sum("gross_revenue_cents").alias("spend_cents"), pl.col("venue_id").n_unique().alias("venues"),
+        pl.col("event_id").n_unique().alias("events"))
+    fav = churn.favourite_category(o)
+    ref = refunds.filter(pl.col("day") <= through).group_by("user_id").agg(
+        pl.len().alias("refunds"), pl.sum("refund_cents").alias("refunds_cents"))
+    res = resales.filter(pl.col("day") <= through)
+    att = attendance_.filter(pl.col("ended_day") <= through).group_by("user_id").agg(
+        pl.sum("tickets_ended"), pl.sum("no_shows"))
+    clv_c = clv_frame.group_by("user_id").agg(pl.sum("clv_12m_cents"), pl.sum("clv_24m_cents"), pl.max("p_alive"),
+                                              pl.sum("expected_purchases_12m"))
+    return run("customer_360", {
+        "buyers": buyers, "fav": fav, "ref": ref, "att": att, "clv_c": clv_c, "users": users_,
+        "bought": res.group_by(pl.col("buyer_id").alias("user_id")).agg(pl.len().alias("n")),
+        "sold": res.group_by(pl.col("seller_id").alias("user_id")).agg(pl.len().alias("n")),
+        "categories": categories, "rfm": platform_rfm,
+        "churn": score_frame.select("user_id", "churn_probability", "churn_flag")}, through=through)
+
+
+def customer_360_from(wh: Warehouse, through: date, now: datetime) -> pl.DataFrame:
+    inp = churn_inputs(wh, through, now)
+    dates = [d for d in rfm_as_of_dates(wh) if d <= through]
+    latest = rfm_at(wh, dates[-1]) if dates else None
+    clv = wh.read_table("customer_lifetime_value") if "customer_lifetime_value" in wh.tables() else None
+    cats = B._stg(wh, "event_categories", columns=["id", "name"])
+    return customer_360(inp.orders, through, inp.users, inp.refunds, inp.resales, inp.attendance, cats, latest,
+                        clv, churn_scores(wh))

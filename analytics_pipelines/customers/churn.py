@@ -1,0 +1,283 @@
+"""Churn: a scikit-learn model on a time split, evaluated beside the old service's two rule scores.
+
+Customer = user, platform-wide (a user belongs to one tenant). Label: a customer with a recognized order on
+or before the cutoff churns when they have no recognized order in the `horizon` (90) days after it.
+
+Features as of a cutoff (only data up to the end of the cutoff day): recency, frequency (orders),
+purchase days, orders in the last 90 and 365 days, monetary and average order value (log), tickets, tenure
+(days since the first purchase), account age (days since users.created_at), venues, completed refunds
+(count and share of spend), tickets of ended events and the no-show rate, marketplace purchases and sales,
+and the favourite category (most tickets; one-hot over the ten most common favourites, else 'other').
+
+Time split (training sets above MAX_TRAIN_ROWS customers are subsampled for the fit). Training and evaluation rows are the customers as of cutoff = as_of - horizon, labelled by
+(cutoff, as_of]; a deterministic 25 % of customers (polars hash of user_id, fixed seed) is held out. The
+decision threshold maximises F1 on the training rows; the holdout gives ROC AUC, average precision,
+precision/recall/F1 at that threshold, the Brier score and ten reliability bins. The old rules are scored
+on the same holdout rows: `seed_risk_score` (analytics-service L540-587: customers silent > 90 days get
+min(100, days/90 x 50) - 10 if > 5 purchases - 10 if > 10 - 5 if AOV > $100, others 0; high risk > 70)
+and `seed_profile_churn` (L5649-5905: 0.8/0.6/0.4/0.2/0.1 by days silent > 180/90/60/30, x 0.5 if > 4
+purchases a year, x 0.7 if > 2; flagged > 0.6). Purchases are orders here (the old service counted ticket
+rows), and the profile rule's first/last purchase swap is not copied.
+
+The model that scores today's customers is refitted on all labelled rows (train + holdout) and applied to
+the features as of `as_of`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import joblib
+import numpy as np
+import polars as pl
+import sklearn
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from analytics_pipelines.customers.lifetime import performance_rows
+
+HORIZON_DAYS = 90
+HOLDOUT_SHARE = 4  # 1 in 4 customers
+#: a logistic regression on ~30 features learns nothing more from millions of rows than from 200k: larger
+#: training sets are subsampled (deterministically) to bound the fit time; the holdout is always complete
+MAX_TRAIN_ROWS = 200_000
+TOP_CATEGORIES = 10
+MODEL_NAME = "logistic_regression"
+NUMERIC = ["recency_days", "frequency", "purchase_days", "orders_90d", "orders_365d", "log_monetary",
+           "log_aov", "tickets", "tenure_days", "account_age_days", "venues", "refunds", "refund_share",
+           "tickets_ended", "no_show_rate", "resales_bought", "resales_sold"]
+
+
+class NotEnoughHistory(ValueError):
+    """The history cannot support a churn model (too short, or one class only)."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Frames the features come from (all history; features filter by the cutoff themselves).
+
+    orders: fct_orders (user_id, tenant_id, venue_id, category_id, day, tickets, gross_revenue_cents);
+    refunds: fct_refunds (user_id, day, refund_cents); resales: fct_resales (buyer_id, seller_id, day);
+    attendance: per user and day an event ended (user_id, ended_day, tickets_ended, no_shows);
+    users: stg_users (id, created_at)."""
+
+    orders: pl.DataFrame
+    refunds: pl.DataFrame
+    resales: pl.DataFrame
+    attendance: pl.DataFrame
+    users: pl.DataFrame
+
+
+def features(inp: Inputs, cutoff: date) -> pl.DataFrame:
+    """One row per customer with an order on or before `cutoff`: the model's features (see module doc)."""
+    o = inp.orders.filter((pl.col("day") <= cutoff) & pl.col("user_id").is_not_null())
+    days_before = (pl.lit(cutoff) - pl.col("day")).dt.total_days()
+    per = o.group_by("user_id").agg(
+        pl.first("tenant_id"), pl.max("day").alias("last_day"), pl.min("day").alias("first_day"),
+        pl.len().alias("frequency"), pl.col("day").n_unique().alias("purchase_days"),
+        (days_before < 90).sum().alias("orders_90d"), (days_before < 365).sum().alias("orders_365d"),
+        pl.sum("gross_revenue_cents").alias("monetary_cents"), pl.sum("tickets"),
+        pl.col("venue_id").n_unique().alias("venues"))
+    fav = favourite_category(o)
+    refunds = (inp.refunds.filter(pl.col("day") <= cutoff).group_by("user_id")
+               .agg(pl.len().alias("refunds"), pl.sum("refund_cents").alias("refund_cents")))
+    bought = inp.resales.filter(pl.col("day") <= cutoff).group_by(pl.col("buyer_id").alias("user_id")).agg(
+        pl.len().alias("resales_bought"))
+    sold = inp.resales.filter(pl.col("day") <= cutoff).group_by(pl.col("seller_id").alias("user_id")).agg(
+        pl.len().alias("resales_sold"))
+    att = inp.attendance.filter(pl.col("ended_day") <= cutoff).group_by("user_id").agg(
+        pl.sum("tickets_ended"), pl.sum("no_shows"))
+    users = inp.users.select(pl.col("id").alias("user_id"), pl.col("created_at").dt.date().alias("signed_up"))
+    df = per
+    for extra in (fav, refunds, bought, sold, att, users):
+        df = df.join(extra, on="user_id", how="left")
+    tenure = (pl.lit(cutoff) - pl.col("first_day")).dt.total_days()
+    return df.with_columns(
+        (pl.lit(cutoff) - pl.col("last_day")).dt.total_days().alias("recency_days"),
+        tenure.alias("tenure_days"),
+        pl.max_horizontal((pl.lit(cutoff) - pl.col("signed_up")).dt.total_days().fill_null(tenure), tenure)
+        .alias("account_age_days"),
+        pl.col("monetary_cents").log1p().alias("log_monetary"),
+        (pl.col("monetary_cents") / pl.col("frequency")).log1p().alias("log_aov"),
+        pl.col("refunds").fill_null(0), pl.col("resales_bought").fill_null(0), pl.col("resales_sold").fill_null(0),
+        pl.col("tickets_ended").fill_null(0), pl.col("no_shows").fill_null(0),
+        (pl.col("refund_cents").fill_null(0) / pl.max_horizontal(pl.col("monetary_cents"), pl.lit(1))).clip(0, 1)
+        .alias("refund_share"),
+    ).with_columns(
+        pl.when(pl.col("tickets_ended") > 0).then(pl.col("no_shows") / pl.col("tickets_ended")).otherwise(0.0)
+        .alias("no_show_rate"),
+    ).with_columns(pl.col(c).cast(pl.Float64) for c in NUMERIC).sort("user_id")
+
+
+def favourite_category(orders: pl.DataFrame) -> pl.DataFrame:
+    """user_id, favourite_category_id: the category of most tickets, then most spend, then the smallest id."""
+    return (orders.filter(pl.col("category_id").is_not_null())
+            .group_by("user_id", "category_id").agg(pl.sum("tickets").alias("t"),
+                                                    pl.sum("gross_revenue_cents").alias("c"))
+            .group_by("user_id").agg(pl.col("category_id").sort_by(["t", "c", "category_id"],
+                                                                   descending=[True, True, False]).first()
+                                     .alias("favourite_category_id")))
+
+
+def label(inp: Inputs, feats: pl.DataFrame, cutoff: date, horizon: int = HORIZON_DAYS) -> pl.DataFrame:
+    """`churned` = no recognized order in (cutoff, cutoff + horizon]."""
+    later = inp.orders.filter((pl.col("day") > cutoff) & (pl.col("day") <= cutoff + timedelta(days=horizon)))
+    active = later.select("user_id").unique().with_columns(pl.lit(False).alias("churned"))
+    return feats.join(active, on="user_id", how="left").with_columns(pl.col("churned").fill_null(True))
+
+
+def seed_rules(feats: pl.DataFrame) -> pl.DataFrame:
+    """The old service's two rule scores (module doc) for each feature row."""
+    days = pl.col("recency_days")
+    aov_dollars = pl.col("monetary_cents") / pl.col("frequency") / 100
+    risk = ((days / 90 * 50).clip(upper_bound=100)
+            - pl.when(pl.col("frequency") > 5).then(10).otherwise(0)
+            - pl.when(pl.col("frequency") > 10).then(10).otherwise(0)
+            - pl.when(aov_dollars > 100).then(5).otherwise(0)).clip(0, 100)
+    span_years = (pl.col("last_day") - pl.col("first_day")).dt.total_days() / 365
+    per_year = pl.when((pl.col("frequency") > 1) & (span_years > 0)).then(pl.col("frequency") / span_years).otherwise(0.0)
+    base = (pl.when(days > 180).then(0.8).when(days > 90).then(0.6).when(days > 60).then(0.4)
+            .when(days > 30).then(0.2).otherwise(0.1))
+    factor = pl.when(per_year > 4).then(0.5).when(per_year > 2).then(0.7).otherwise(1.0)
+    return feats.with_columns(pl.when(days > 90).then(risk).otherwise(0.0).alias("seed_risk_score"),
+                              (base * factor).alias("seed_profile_churn"))
+
+
+def _matrix(feats: pl.DataFrame, categories: list[str]) -> np.ndarray:
+    num = feats.select(NUMERIC).fill_null(0.0).to_numpy()
+    fav = feats["favourite_category_id"]
+    onehot = [(fav == c).fill_null(False).to_numpy() for c in categories]
+    onehot.append((~fav.is_in(categories)).fill_null(True).to_numpy())
+    return np.column_stack([num, *onehot]).astype(np.float64)
+
+
+def _fit(x: np.ndarray, y: np.ndarray):
+    if len(y) > MAX_TRAIN_ROWS:
+        keep = np.random.default_rng(20261101).choice(len(y), MAX_TRAIN_ROWS, replace=False)
+        x, y = x[keep], y[keep]
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=1.0)).fit(x, y)
+
+
+def _best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The probability threshold that maximises F1 (vectorised over the sorted scores)."""
+    order = np.argsort(-p, kind="stable")
+    ys, ps = y[order], p[order]
+    tp = np.cumsum(ys)
+    k = np.arange(1, len(ys) + 1)
+    f1 = 2 * tp / (k + ys.sum())
+    last_of_value = np.r_[ps[1:] != ps[:-1], True]  # a threshold can only fall between distinct scores
+    best = int(np.argmax(np.where(last_of_value, f1, -1)))
+    return float(ps[best])
+
+
+def evaluate(y: np.ndarray, score: np.ndarray, threshold: float, probability: bool = True) -> list[tuple]:
+    """(metric, bucket, value, n) rows: AUC, average precision, precision/recall/F1 at `threshold`,
+    and for probabilities the Brier score and ten reliability bins."""
+    n = len(y)
+    flagged = score >= threshold
+    tp = int((flagged & (y == 1)).sum())
+    rows = [("n", None, float(n), n), ("base_rate", None, float(y.mean()), n), ("threshold", None, threshold, n),
+            ("roc_auc", None, float(roc_auc_score(y, score)), n),
+            ("average_precision", None, float(average_precision_score(y, score)), n),
+            ("precision", None, tp / flagged.sum() if flagged.sum() else float("nan"), int(flagged.sum())),
+            ("recall", None, tp / (y == 1).sum() if (y == 1).sum() else float("nan"), int((y == 1).sum())),
+            ("flagged_share", None, float(flagged.mean()), n)]
+    prec, rec = rows[5][2], rows[6][2]
+    rows.append(("f1", None, 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0, n))
+    if probability:
+        rows.append(("brier", None, float(brier_score_loss(y, score)), n))
+        bins = np.minimum((score * 10).astype(int), 9)
+        for b in range(10):
+            sel = bins == b
+            if sel.any():
+                label_ = f"{b / 10:.1f}-{(b + 1) / 10:.1f}"
+                rows += [("reliability_mean_predicted", label_, float(score[sel].mean()), int(sel.sum())),
+                         ("reliability_observed_rate", label_, float(y[sel].mean()), int(sel.sum()))]
+    return rows
+
+
+@dataclass
+class ChurnResult:
+    scores: pl.DataFrame  # per customer as of as_of
+    performance: pl.DataFrame  # model_performance rows (model_family 'churn')
+    model: object
+    categories: list[str]
+    threshold: float
+    cutoff: date
+    holdout: dict[str, float]  # headline figures
+
+
+def train(inp: Inputs, as_of: date, horizon: int = HORIZON_DAYS) -> ChurnResult:
+    """Train, evaluate on the holdout (beside the rules), refit on all labelled rows, score as of `as_of`.
+
+    BLAS is held to one thread: L-BFGS on ~30 coefficients is many tiny BLAS calls, which a multi-threaded
+    OpenBLAS made several times slower on the shared 2-core machine (measured)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _train(inp, as_of, horizon)
+
+
+def _train(inp: Inputs, as_of: date, horizon: int) -> ChurnResult:
+    cutoff = as_of - timedelta(days=horizon)
+    feats = seed_rules(label(inp, features(inp, cutoff), cutoff, horizon))
+    holdout = (feats["user_id"].hash(seed=20261101) % HOLDOUT_SHARE == 0).to_numpy()
+    y = feats["churned"].to_numpy().astype(int)
+    if len(y) < 20 or min(y.sum(), len(y) - y.sum()) < 5 or holdout.sum() < 5:
+        raise NotEnoughHistory(f"churn needs labelled customers of both classes as of {cutoff} (horizon {horizon} "
+                               f"days before {as_of}); got {len(y)} customers, {int(y.sum())} churned")
+    if min(y[holdout].sum(), (1 - y[holdout]).sum()) == 0 or min(y[~holdout].sum(), (1 - y[~holdout]).sum()) == 0:
+        raise NotEnoughHistory(f"churn holdout or training rows as of {cutoff} hold one class only")
+    categories = (feats["favourite_category_id"].drop_nulls().value_counts(sort=True)
+                  .head(TOP_CATEGORIES)["favourite_category_id"].sort().to_list())
+    x = _matrix(feats, categories)
+    model = _fit(x[~holdout], y[~holdout])
+    threshold = _best_f1_threshold(y[~holdout], model.predict_proba(x[~holdout])[:, 1])
+    p_hold = model.predict_proba(x[holdout])[:, 1]
+    h = feats.filter(pl.Series(holdout))
+    perf = [performance_rows("churn", MODEL_NAME, as_of, cutoff, horizon, evaluate(y[holdout], p_hold, threshold)),
+            performance_rows("churn", "seed_risk_score", as_of, cutoff, horizon, evaluate(
+                y[holdout], h["seed_risk_score"].to_numpy() / 100, 0.70 + 1e-9)),
+            performance_rows("churn", "seed_profile_churn", as_of, cutoff, horizon, evaluate(
+                y[holdout], h["seed_profile_churn"].to_numpy(), 0.60 + 1e-9))]
+    performance = pl.concat(perf)
+    headline = {r["model"] + ":" + r["metric"]: r["value"] for r in performance.filter(
+        pl.col("metric").is_in(["roc_auc", "precision", "recall", "brier"])).iter_rows(named=True)}
+    final = _fit(x, y)
+    now = seed_rules(features(inp, as_of))
+    p_now = final.predict_proba(_matrix(now, categories))[:, 1] if now.height else np.zeros(0)
+    scores = now.select(
+        pl.lit(as_of).alias("as_of"), "user_id", "tenant_id", "recency_days", "frequency",
+        pl.Series("churn_probability", p_now, dtype=pl.Float64),
+        pl.Series("churn_flag", p_now >= threshold, dtype=pl.Boolean), "seed_risk_score", "seed_profile_churn",
+        "favourite_category_id")
+    return ChurnResult(scores, performance, final, categories, threshold, cutoff, headline)
+
+
+def save_model(result: ChurnResult, directory: Path, as_of: date) -> tuple[Path, str]:
+    """Write the fitted model (joblib) as `churn-<as_of>-<sha256[:12]>.joblib` in `directory` (temp file +
+    rename); returns (path, full sha256 of the file). Same model bytes -> same name."""
+    payload = {"model": result.model, "numeric_features": NUMERIC, "categories": result.categories,
+               "threshold": result.threshold, "cutoff": result.cutoff.isoformat(), "as_of": as_of.isoformat(),
+               "horizon_days": HORIZON_DAYS, "holdout": result.holdout, "sklearn_version": sklearn.__version__}
+    buf = io.BytesIO()
+    joblib.dump(payload, buf)
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"churn-{as_of.isoformat()}-{digest[:12]}.joblib"
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path, digest
+
+
+def load_model(path: Path) -> dict:
+    """The payload written by :func:`save_model` (model, feature names, categories, threshold, ...)."""
+    return joblib.load(path)

@@ -1,0 +1,295 @@
+"""`customer_lifetime_value`: historic value (the old service's formula) beside BG/NBD + Gamma-Gamma
+predictions (analytics_pipelines.clv), per customer and venue, and a calibration/holdout validation.
+
+Conventions. Time is counted in whole weeks from the customer's first recognized order at the venue (week
+0 = its first 7 days). A purchase occasion is a week with at least one order (several orders in one week
+are one occasion, as lifetimes' `summary_data_from_transaction_data` with a weekly period); frequency =
+occasions - 1; recency = the last occasion's week; T = whole weeks from the first order's day to the as-of
+day; monetary = mean gross revenue (cents) of the repeat occasions. Whole weeks make many customers share
+one (frequency, recency, T), which is what keeps hundreds of per-venue fits fast (clv.py collapses
+identical rows). Predictions are for customers as of the end of the as-of day.
+
+Fits. Each venue gets its own fit when it has at least `min_repeat_buyers` customers with a repeat
+occasion and both fits converge (and Gamma-Gamma q > 1, a finite mean spend), plain maximum likelihood
+first, then with the L2 penalties 0.001 and 0.01 (short histories leave the dropout unidentified); otherwise the venue's rows
+use a pooled fit over all customer-venue rows of its tenant, and failing that one over the whole platform.
+Each row says which (`fit_scope` venue/tenant/platform, `fit_id`); `none` when not even the platform can
+be fitted (then the predictions are NULL).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+from threadpoolctl import threadpool_limits
+
+from analytics_pipelines import clv
+
+WEEK_DAYS = 7.0
+MIN_REPEAT_BUYERS = 100
+MONTHLY_DISCOUNT = 0.01
+#: L2 penalties tried in turn until a fit converges (0 = plain maximum likelihood)
+PENALIZERS = (0.0, 0.001, 0.01)
+#: 12 "months" of clv.DAYS_PER_MONTH days, in weeks
+YEAR_WEEKS = 12 * clv.DAYS_PER_MONTH / WEEK_DAYS
+
+
+@dataclass(frozen=True)
+class Fit:
+    scope: str  # venue | tenant | platform
+    key: str  # venue_id, tenant_id or 'platform'
+    bgnbd: clv.BGNBDParams
+    gg: clv.GammaGammaParams
+    repeat_buyers: int
+
+
+def rfm_summary(orders: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """Per (tenant_id, venue_id, user_id): the BG/NBD inputs (whole weeks, see the module doc) and the old
+    service's historic figures."""
+    keys = ["tenant_id", "venue_id", "user_id"]
+    o = orders.filter((pl.col("day") <= as_of) & pl.col("user_id").is_not_null())
+    o = o.with_columns(pl.col("day").min().over(keys).alias("first_day"))
+    weekly = o.group_by(*keys, ((pl.col("day") - pl.col("first_day")).dt.total_days() // 7).alias("week")).agg(
+        pl.first("first_day"), pl.len().alias("n_orders"), pl.sum("gross_revenue_cents").alias("cents"),
+        pl.min("recognized_at").alias("first_at"), pl.max("recognized_at").alias("last_at"))
+    per = weekly.group_by(keys).agg(
+        pl.len().alias("occasions"), pl.sum("n_orders").alias("orders"), pl.sum("cents").alias("historic_value_cents"),
+        pl.first("first_day"), pl.max("week").alias("last_week"),
+        pl.col("cents").filter(pl.col("week") == 0).sum().alias("first_cents"),
+        pl.min("first_at").alias("first_purchase_at"), pl.max("last_at").alias("last_purchase_at"))
+    lifespan = ((pl.col("last_purchase_at") - pl.col("first_purchase_at")).dt.total_seconds() / 86400.0)
+    return per.with_columns(
+        (pl.col("occasions") - 1).cast(pl.Float64).alias("frequency"),
+        pl.col("last_week").cast(pl.Float64).alias("recency_weeks"),
+        ((pl.lit(as_of) - pl.col("first_day")).dt.total_days() // 7).cast(pl.Float64).alias("t_weeks"),
+        pl.when(pl.col("occasions") > 1)
+        .then((pl.col("historic_value_cents") - pl.col("first_cents")) / (pl.col("occasions") - 1))
+        .otherwise(0.0).alias("monetary_cents"),
+        # the old service (analytics-service L480-538): lifespan in days >= 1, AOV, purchases per 30 days
+        pl.max_horizontal(lifespan, pl.lit(1.0)).alias("historic_lifespan_days"),
+    ).with_columns(
+        (pl.col("historic_value_cents") / pl.col("orders")).alias("historic_aov_cents"),
+        (pl.col("orders") / pl.max_horizontal(pl.col("historic_lifespan_days") / 30.0, pl.lit(1.0)))
+        .alias("historic_orders_per_month"),
+    )
+
+
+def _try_fit(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, m: np.ndarray,
+             min_repeat_buyers: int) -> tuple[clv.BGNBDParams, clv.GammaGammaParams] | None:
+    repeat = (x > 0) & (m > 0)
+    if repeat.sum() < min_repeat_buyers:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            # short histories leave the dropout parameters unidentified (a, b run off to infinity): then
+            # retry with the small L2 penalties clv.fit_bgnbd recommends before giving up on this scope
+            for penalizer in PENALIZERS:
+                bg = clv.fit_bgnbd(x, t_x, t, penalizer=penalizer)
+                if bg.converged:
+                    break
+            for penalizer in PENALIZERS:
+                gg = clv.fit_gamma_gamma(x[repeat], m[repeat], penalizer=penalizer)
+                if gg.converged and gg.q > 1.0:
+                    break
+        except ValueError:
+            return None
+    if not (bg.converged and gg.converged and gg.q > 1.0):
+        return None
+    return bg, gg
+
+
+def _columns(summary: pl.DataFrame) -> tuple[np.ndarray, ...]:
+    return tuple(summary[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency_weeks", "t_weeks",
+                                                                    "monetary_cents"))
+
+
+def _rows_by(summary: pl.DataFrame, key: str) -> dict[str, np.ndarray]:
+    """{key value: row numbers}: one group-by instead of a frame per group (hundreds of venues)."""
+    g = summary.select(pl.col(key), pl.int_range(pl.len(), dtype=pl.Int64).alias("_i")).group_by(key).agg("_i")
+    return {k: np.asarray(v, dtype=np.int64) for k, v in zip(g[key].to_list(), g["_i"].to_list(), strict=True)}
+
+
+def fit_models(summary: pl.DataFrame, min_repeat_buyers: int = MIN_REPEAT_BUYERS) -> dict[str, Fit | None]:
+    """The fit each venue uses: {venue_id: Fit or None}, venue first, then its tenant, then the platform.
+
+    BLAS is held to one thread meanwhile: the fits are hundreds of 3-4 parameter L-BFGS-B problems, and a
+    multi-threaded OpenBLAS made each optimizer step ~10x slower on the 2-core machine (measured)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_models(summary, min_repeat_buyers)
+
+
+def _fit_models(summary: pl.DataFrame, min_repeat_buyers: int) -> dict[str, Fit | None]:
+    cols = _columns(summary)
+    tenant_fits: dict[str, Fit | None] = {}
+    platform: list[Fit | None] = []
+
+    def fit(scope: str, key: str, idx: np.ndarray | None) -> Fit | None:
+        x, t_x, t, m = (c if idx is None else c[idx] for c in cols)
+        p = _try_fit(x, t_x, t, m, min_repeat_buyers)
+        return Fit(scope, key, *p, int((x > 0).sum())) if p else None
+
+    def platform_fit() -> Fit | None:
+        if not platform:
+            platform.append(fit("platform", "platform", None))
+        return platform[0]
+
+    by_tenant = _rows_by(summary, "tenant_id")
+
+    def tenant_fit(tenant: str) -> Fit | None:
+        if tenant not in tenant_fits:
+            tenant_fits[tenant] = fit("tenant", tenant, by_tenant[tenant]) or platform_fit()
+        return tenant_fits[tenant]
+
+    tenant_of = dict(summary.select("venue_id", "tenant_id").unique().iter_rows())
+    return {venue: fit("venue", venue, idx) or tenant_fit(tenant_of[venue])
+            for venue, idx in sorted(_rows_by(summary, "venue_id").items())}
+
+
+def _predict(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, m: np.ndarray, fit: Fit) -> dict[str, np.ndarray]:
+    bg, gg = fit.bgnbd, fit.gg
+    return {
+        "p_alive": clv.probability_alive(bg, x, t_x, t),
+        "expected_purchases_90d": clv.conditional_expected_purchases(bg, 90 / WEEK_DAYS, x, t_x, t),
+        "expected_purchases_12m": clv.conditional_expected_purchases(bg, YEAR_WEEKS, x, t_x, t),
+        "expected_value_per_purchase_cents": clv.conditional_expected_average_value(gg, x, m),
+        "clv_12m_cents": clv.customer_lifetime_value(bg, gg, x, t_x, t, m, months=12,
+                                                     monthly_discount_rate=MONTHLY_DISCOUNT, time_unit_days=WEEK_DAYS),
+        "clv_24m_cents": clv.customer_lifetime_value(bg, gg, x, t_x, t, m, months=24,
+                                                     monthly_discount_rate=MONTHLY_DISCOUNT, time_unit_days=WEEK_DAYS),
+    }
+
+
+PREDICTED = ("p_alive", "expected_purchases_90d", "expected_purchases_12m", "expected_value_per_purchase_cents",
+             "clv_12m_cents", "clv_24m_cents")
+
+
+def predict(summary: pl.DataFrame, fits: dict[str, Fit | None]) -> pl.DataFrame:
+    """Predictions for every row of `summary`, each with the fit of its venue (fit_scope, fit_id)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _predict_all(summary, fits)
+
+
+def _predict_all(summary: pl.DataFrame, fits: dict[str, Fit | None]) -> pl.DataFrame:
+    cols = _columns(summary)
+    out = {c: np.full(summary.height, np.nan) for c in PREDICTED}
+    for venue, idx in _rows_by(summary, "venue_id").items():
+        fit = fits.get(venue)
+        if fit is not None:
+            for c, v in _predict(*(a[idx] for a in cols), fit).items():
+                out[c][idx] = v
+    used = pl.DataFrame([(v, f.scope if f else "none", f.key if f else None) for v, f in fits.items()],
+                        schema={"venue_id": pl.String, "fit_scope": pl.String, "fit_id": pl.String}, orient="row")
+    return summary.with_columns(pl.Series(c, v).fill_nan(None) for c, v in out.items()).join(
+        used, on="venue_id", how="left").with_columns(pl.col("fit_scope").fill_null("none"))
+
+
+def fits_frame(fits: dict[str, Fit | None], as_of: date) -> pl.DataFrame:
+    """One row per distinct fit used: its scope, key, parameters and the number of repeat buyers."""
+    seen = {(f.scope, f.key): f for f in fits.values() if f is not None}
+    rows = [{"as_of": as_of, "fit_scope": f.scope, "fit_id": f.key, "repeat_buyers": f.repeat_buyers,
+             "customers": f.bgnbd.n_customers, "r": f.bgnbd.r, "alpha_weeks": f.bgnbd.alpha, "a": f.bgnbd.a,
+             "b": f.bgnbd.b, "p": f.gg.p, "q": f.gg.q, "v_cents": f.gg.v,
+             "venues_using": sum(1 for g in fits.values() if g is f)} for f in seen.values()]
+    return pl.DataFrame(rows, schema={"as_of": pl.Date, "fit_scope": pl.String, "fit_id": pl.String,
+                                      "repeat_buyers": pl.Int64, "customers": pl.Int64, "r": pl.Float64,
+                                      "alpha_weeks": pl.Float64, "a": pl.Float64, "b": pl.Float64, "p": pl.Float64,
+                                      "q": pl.Float64, "v_cents": pl.Float64, "venues_using": pl.Int64})
+
+
+def lifetime_value(orders: pl.DataFrame, as_of: date, churn: pl.DataFrame | None = None,
+                   min_repeat_buyers: int = MIN_REPEAT_BUYERS) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`customer_lifetime_value` rows, the fits used). `churn` (user_id, churn_probability) is joined on."""
+    summary = rfm_summary(orders, as_of)
+    fits = fit_models(summary, min_repeat_buyers)
+    rows = predict(summary, fits)
+    avg = pl.col("historic_value_cents").mean().over("venue_id")
+    rows = rows.with_columns(
+        pl.lit(as_of).alias("as_of"),
+        pl.when(pl.col("historic_value_cents") > 2 * avg).then(pl.lit("high"))
+        .when(pl.col("historic_value_cents") > 0.5 * avg).then(pl.lit("medium")).otherwise(pl.lit("low"))
+        .alias("historic_segment"))
+    if churn is not None:
+        rows = rows.join(churn.select("user_id", "churn_probability"), on="user_id", how="left")
+    else:
+        rows = rows.with_columns(pl.lit(None, pl.Float64).alias("churn_probability"))
+    out = rows.select(
+        "as_of", "tenant_id", "venue_id", "user_id", "first_purchase_at", "last_purchase_at",
+        pl.col("orders").cast(pl.Int64),
+        pl.col("occasions").cast(pl.Int64).alias("purchase_days"), "historic_value_cents", "historic_aov_cents",
+        "historic_lifespan_days", "historic_orders_per_month", "historic_segment",
+        pl.col("frequency").cast(pl.Int64), "recency_weeks", "t_weeks", "monetary_cents", *PREDICTED,
+        (1.0 - pl.col("p_alive")).alias("bgnbd_dropout_probability"), "churn_probability", "fit_scope", "fit_id",
+    )
+    return out, fits_frame(fits, as_of)
+
+
+def holdout_validation(orders: pl.DataFrame, as_of: date, holdout_days: int = 90,
+                       min_repeat_buyers: int = MIN_REPEAT_BUYERS) -> pl.DataFrame:
+    """Calibration/holdout split by date: fit on occasions up to as_of - holdout_days, predict each
+    calibration customer-venue's repeat occasions (purchase weeks) in the holdout window, compare with what
+    happened.
+
+    Returns model_performance rows (model_family 'clv'): totals, mean absolute error, correlation, and per
+    calibration frequency bucket (0..6, '7+') the mean predicted and actual holdout occasions."""
+    cal_end = as_of - timedelta(days=holdout_days)
+    cal = rfm_summary(orders, cal_end)
+    if cal.height == 0:
+        return _perf_frame([], as_of, cal_end)
+    fits = fit_models(cal, min_repeat_buyers)
+    # only the expected purchases are needed here (not the CLV): one call per fit, not per venue
+    fit_of = pl.DataFrame([(v, f.key) for v, f in fits.items() if f is not None],
+                          schema={"venue_id": pl.String, "fit_id": pl.String}, orient="row")
+    pred = cal.join(fit_of, on="venue_id")
+    rows: list[tuple[str, str | None, float, int]] = [
+        ("calibration_customers", None, float(cal.height), cal.height),
+        ("customers_with_fit", None, float(pred.height), pred.height)]
+    horizon = holdout_days / WEEK_DAYS
+    params = {f.key: f.bgnbd for f in fits.values() if f is not None}
+    parts = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        for (fit_id,), group in pred.group_by("fit_id"):
+            parts.append(group.with_columns(pl.Series("predicted", clv.conditional_expected_purchases(
+                params[fit_id], horizon, group["frequency"], group["recency_weeks"], group["t_weeks"]))))
+    pred = pl.concat(parts) if parts else pred.with_columns(pl.lit(0.0).alias("predicted"))
+    later = orders.filter((pl.col("day") > cal_end) & (pl.col("day") <= as_of) & pl.col("user_id").is_not_null())
+    # repeat occasions in the holdout, in the model's unit: distinct weeks since the customer's first order
+    later = later.join(pred.select("venue_id", "user_id", "first_day"), on=["venue_id", "user_id"])
+    actual = later.group_by("venue_id", "user_id").agg(
+        ((pl.col("day") - pl.col("first_day")).dt.total_days() // 7).n_unique().alias("actual"))
+    both = pred.join(actual, on=["venue_id", "user_id"], how="left").with_columns(pl.col("actual").fill_null(0))
+    n = both.height
+    if n:
+        p, a = both["predicted"].to_numpy(), both["actual"].to_numpy().astype(float)
+        corr = float(np.corrcoef(p, a)[0, 1]) if n > 1 and p.std() > 0 and a.std() > 0 else float("nan")
+        rows += [("predicted_repeat_purchases_total", None, float(p.sum()), n),
+                 ("actual_repeat_purchases_total", None, float(a.sum()), n),
+                 ("total_error_pct", None, float((p.sum() - a.sum()) / a.sum() * 100) if a.sum() else float("nan"), n),
+                 ("mae_per_customer", None, float(np.abs(p - a).mean()), n),
+                 ("correlation", None, corr, n)]
+        bucket = pl.when(pl.col("frequency") >= 7).then(pl.lit("7+")).otherwise(
+            pl.col("frequency").cast(pl.Int64).cast(pl.String))
+        by = both.group_by(bucket.alias("bucket")).agg(pl.len().alias("n"), pl.mean("predicted"), pl.mean("actual"))
+        for b, k, pm, am in by.sort("bucket").iter_rows():
+            rows += [("mean_predicted_by_calibration_frequency", b, pm, k),
+                     ("mean_actual_by_calibration_frequency", b, am, k)]
+    return _perf_frame(rows, as_of, cal_end, holdout_days)
+
+
+def _perf_frame(rows, as_of: date, cutoff: date, holdout_days: int = 0) -> pl.DataFrame:
+    return performance_rows("clv", "bgnbd_gamma_gamma", as_of, cutoff, holdout_days, rows)
+
+
+def performance_rows(family: str, model: str, as_of: date, cutoff: date, horizon_days: int,
+                     rows: list[tuple[str, str | None, float, int]]) -> pl.DataFrame:
+    """model_performance rows: one per (metric, bucket) with its value and the number of customers behind it."""
+    return pl.DataFrame(
+        [(family, model, as_of, cutoff, horizon_days, m, b, None if v is None or v != v else float(v), int(k))
+         for m, b, v, k in rows],
+        schema={"model_family": pl.String, "model": pl.String, "as_of": pl.Date, "cutoff": pl.Date,
+                "horizon_days": pl.Int64, "metric": pl.String, "bucket": pl.String, "value": pl.Float64,
+                "n": pl.Int64}, orient="row")

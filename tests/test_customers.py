@@ -1,0 +1,314 @@
+"""Customer analytics: RFM scoring and the exhaustive segment map, CLV with its fallbacks and holdout, the
+churn model beside the old rules, cohorts, the customer 360, the reconciliation checks on both warehouse
+backends, and the Dagster assets on tiny generated data."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from analytics_pipelines import ingestion
+from analytics_pipelines.customers import build as CB
+from analytics_pipelines.customers import churn, lifetime, rfm
+from analytics_pipelines.customers import reconcile as R
+from analytics_pipelines.generator.run import generate
+from analytics_pipelines.marts import build as B
+from analytics_pipelines.source.db import SourceDB
+from analytics_pipelines.warehouse import open_warehouse
+
+FIRST, LAST = "2026-07-01", "2026-11-02"
+NOW = datetime(2026, 11, 5, tzinfo=UTC)
+THROUGH = date(2026, 10, 31)
+COPIED = ["stg_orders", "stg_events", "stg_users", "stg_tickets", "stg_ticket_scans", "stg_event_schedules",
+          "stg_ticket_types", "stg_event_categories", "fct_orders", "fct_refunds", "fct_resales"]
+
+
+@pytest.fixture(scope="module")
+def tiny_wh(tmp_path_factory) -> str:
+    """A warehouse with tiny generated data staged and the facts built (once per module)."""
+    d = tmp_path_factory.mktemp("cust")
+    src = f"duckdb:///{d / 'source.duckdb'}"
+    generate(src, scale="tiny", seed=7, progress=False)
+    url = f"duckdb:///{d / 'wh'}"
+    wh = open_warehouse(url)
+    ingestion.ingest_everything(SourceDB(src), wh, FIRST, LAST, now=NOW)
+    keys = [(k,) for k in B.days_between(FIRST, LAST)]
+    for mart in B.DAILY_MARTS[:3]:
+        wh.write_partitions(mart.name, mart.build(wh, FIRST, LAST), ["day"], keys)
+    return url
+
+
+def _copy(src_url: str, dst_url: str) -> None:
+    """The tables the customer marts read, into another warehouse (a directory copy for the embedded one)."""
+    if dst_url.startswith("duckdb:"):
+        shutil.copytree(src_url.removeprefix("duckdb://"), dst_url.removeprefix("duckdb://"))
+        return
+    src, dst = open_warehouse(src_url), open_warehouse(dst_url)
+    for t in COPIED:
+        dst.replace_table(t, src.read_table(t))
+
+
+def _orders(rows: list[tuple]) -> pl.DataFrame:
+    """fct_orders-shaped rows from (user_id, venue_id, day, gross cents)."""
+    return pl.DataFrame(
+        [{"order_id": f"o{i}", "tenant_id": "t1", "venue_id": v, "event_id": "e1", "category_id": "c1", "user_id": u,
+          "recognized_at": datetime.combine(d, datetime.min.time(), UTC) + timedelta(hours=12), "day": d,
+          "tickets": 1, "gross_revenue_cents": c, "currency": "USD"} for i, (u, v, d, c) in enumerate(rows)])
+
+
+# -- RFM ---------------------------------------------------------------------------------------------
+def test_segment_map_covers_all_125_codes_exactly_once():
+    m = rfm.segment_map()
+    assert m.height == 125 and m["rfm_code"].n_unique() == 125
+    codes = {f"{r}{f}{x}" for r in range(1, 6) for f in range(1, 6) for x in range(1, 6)}
+    assert set(m["rfm_code"]) == codes
+    assert m["segment"].null_count() == 0
+    assert set(m["segment"]) == set(rfm.SEGMENTS) and len(rfm.SEGMENTS) == 11  # every segment reachable
+    # each code's segment is the one the grid gives, and no code appears under two segments
+    assert m.group_by("rfm_code").agg(pl.col("segment").n_unique())["segment"].max() == 1
+    named = dict(zip(m["rfm_code"], m["segment"], strict=True))
+    assert named["555"] == "Champions" and named["111"] == "Lost" and named["511"] == "New Customers"
+    assert named["155"] == "Can't Lose Them" and named["411"] == "Promising" and named["333"] == "Need Attention"
+    assert named["244"] == "At Risk" and named["311"] == "About to Sleep" and named["221"] == "Hibernating"
+    with pytest.raises(ValueError, match="1-5"):
+        rfm.segment_of(0, 3, 3)
+
+
+def test_quintile_scores_ties_share_a_score_and_do_not_depend_on_row_order():
+    as_of = date(2026, 10, 31)
+    rows = [(f"u{i}", "v1", as_of - timedelta(days=10 * i), 1000 * (i + 1)) for i in range(10)]
+    rows += [("u0", "v1", as_of - timedelta(days=3), 500)]  # u0 orders twice
+    rows += [("u9", "v1", as_of - timedelta(days=200), 1000)]  # u9 twice too: ties with u0 on frequency
+    df = _orders(rows)
+    a = rfm.rfm_scores(df, as_of).filter(pl.col("scope") == "venue").sort("user_id")
+    shuffled = df.sample(fraction=1.0, shuffle=True, seed=1)
+    b = rfm.rfm_scores(shuffled, as_of).filter(pl.col("scope") == "venue").sort("user_id")
+    assert a.equals(b)
+    s = {r["user_id"]: r for r in a.iter_rows(named=True)}
+    # recency: 10 distinct values, two per quintile; u0 most recent
+    assert [s[f"u{i}"]["r_score"] for i in range(10)] == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
+    # frequency: eight customers with 1 order share F=1; u0 and u9 (2 orders) share 1 + floor(5*8/10) = 5
+    assert {s[f"u{i}"]["f_score"] for i in range(1, 9)} == {1} and s["u0"]["f_score"] == s["u9"]["f_score"] == 5
+    assert s["u0"]["monetary_cents"] == 1500 and s["u0"]["rfm_code"] == f"{5}{5}{s['u0']['m_score']}"
+    assert a["rfm_total"].to_list() == (a["r_score"] + a["f_score"] + a["m_score"]).to_list()
+    # every scope holds every customer once; platform and tenant equal the one venue here
+    full = rfm.rfm_scores(df, as_of)
+    assert full.group_by("scope").len().sort("scope")["len"].to_list() == [10, 10, 10]
+
+
+def test_mixed_currencies_in_a_scope_are_refused():
+    df = _orders([("u1", "v1", date(2026, 10, 1), 100), ("u2", "v1", date(2026, 10, 2), 100)])
+    df = df.with_columns(pl.Series("currency", ["USD", "EUR"]))
+    with pytest.raises(ValueError, match="one currency per scope"):
+        rfm.rfm_scores(df, date(2026, 10, 31))
+
+
+def test_transitions_count_new_and_moving_customers():
+    d1, d2 = date(2026, 10, 1), date(2026, 10, 31)
+    df = _orders([("u1", "v1", date(2026, 9, 1), 100), ("u2", "v1", date(2026, 9, 30), 300),
+                  ("u2", "v1", date(2026, 10, 30), 300), ("u3", "v1", date(2026, 10, 20), 50)])
+    t = rfm.segment_transitions(rfm.rfm_scores(df, d1), rfm.rfm_scores(df, d2)).filter(pl.col("scope") == "venue")
+    assert t["customers"].sum() == 3
+    assert t.filter(pl.col("from_segment") == "(new)")["customers"].sum() == 1  # u3
+    assert t["revenue_between_cents"].sum() == 350  # u2's second order + u3
+
+
+# -- cohorts -----------------------------------------------------------------------------------------
+def test_cohort_matrix_by_hand():
+    df = _orders([("a", "v1", date(2026, 8, 5), 100), ("a", "v1", date(2026, 9, 5), 200),
+                  ("b", "v1", date(2026, 8, 20), 50), ("c", "v1", date(2026, 9, 1), 70),
+                  ("c", "v1", date(2026, 10, 3), 30), ("b", "v1", date(2026, 10, 9), 10)])
+    c = CB.cohorts(df, date(2026, 10, 31)).filter(pl.col("scope") == "venue")
+    aug = c.filter(pl.col("cohort_month") == date(2026, 8, 1)).sort("months_since_first")
+    assert aug["cohort_customers"].to_list() == [2, 2, 2]
+    assert aug["active_customers"].to_list() == [2, 1, 1]
+    assert aug["retention_pct"].to_list() == [100.0, 50.0, 50.0]
+    assert aug["revenue_cents"].to_list() == [150, 200, 10]
+    assert aug["cumulative_revenue_per_customer_cents"].to_list() == [75, 175, 180]
+    sep = c.filter(pl.col("cohort_month") == date(2026, 9, 1))
+    assert sep["months_since_first"].to_list() == [0, 1] and sep["revenue_cents"].to_list() == [70, 30]
+    assert c["revenue_cents"].sum() == 460
+
+
+# -- churn rules -------------------------------------------------------------------------------------
+def test_seed_rules_reproduce_the_old_formulas():
+    cutoff = date(2026, 10, 31)
+    f = pl.DataFrame({"recency_days": [200.0, 100.0, 45.0, 10.0, 120.0],
+                      "frequency": [1.0, 6.0, 3.0, 12.0, 11.0],
+                      "monetary_cents": [5000, 60000 * 6, 3000, 120000, 11 * 20000],
+                      "first_day": [cutoff - timedelta(days=200), cutoff - timedelta(days=465),
+                                    cutoff - timedelta(days=411), cutoff - timedelta(days=375),
+                                    cutoff - timedelta(days=485)],
+                      "last_day": [cutoff - timedelta(days=d) for d in (200, 100, 45, 10, 120)]})
+    s = churn.seed_rules(f)
+    # L540: min(100, days/90*50) - 10 (>5) - 10 (>10) - 5 (AOV > $100); only customers silent > 90 days
+    assert s["seed_risk_score"].to_list() == pytest.approx([100, 100 / 90 * 50 - 10 - 5, 0, 0,
+                                                            120 / 90 * 50 - 20 - 5])
+    # L5649: by recency 0.8/0.6/0.4/0.2/0.1; purchases per year over the first..last span: 6/(365/365) = 6 > 4
+    assert s["seed_profile_churn"].to_list() == pytest.approx([0.8, 0.6 * 0.5, 0.2 * 0.7, 0.1 * 0.5, 0.6 * 0.5])
+
+
+# -- on tiny generated data ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_marts(tiny_wh):
+    wh = open_warehouse(tiny_wh)
+    inp = CB.churn_inputs(wh, THROUGH, NOW)
+    result = churn.train(inp, THROUGH)
+    clv, fits = lifetime.lifetime_value(inp.orders, THROUGH, result.scores)
+    hist = CB.rfm_scores(wh, [date(2026, 10, 18), date(2026, 10, 25), THROUGH])
+    return {"inp": inp, "churn": result, "clv": clv, "fits": fits, "rfm": hist}
+
+
+def test_clv_per_venue_with_fallbacks_and_holdout(tiny_marts):
+    inp = tiny_marts["inp"]
+    clv = tiny_marts["clv"]
+    assert clv.select("venue_id", "user_id").is_unique().all()
+    assert set(clv["fit_scope"]) <= {"venue", "tenant", "platform"}
+    assert set(clv["fit_scope"]) == {"venue", "platform"}  # 146 repeat buyers at one venue, 41 in the other tenant
+    assert clv["churn_probability"].null_count() == 0
+    assert (clv["clv_24m_cents"] >= clv["clv_12m_cents"]).all() and clv["p_alive"].is_between(0, 1).all()
+    # the old formula: historic value = spend, frequency per 30 days over a lifespan >= 1 day
+    one = clv.filter(pl.col("orders") == 1).row(0, named=True)
+    assert one["historic_lifespan_days"] == 1.0 and one["historic_orders_per_month"] == 1.0
+    # too few repeat buyers anywhere: every row says so, predictions NULL, history intact
+    none, fits = lifetime.lifetime_value(inp.orders, THROUGH, min_repeat_buyers=10**9)
+    assert set(none["fit_scope"]) == {"none"} and none["clv_12m_cents"].null_count() == none.height and fits.height == 0
+    assert none["historic_value_cents"].sum() == clv["historic_value_cents"].sum()
+    # a platform fit only when venues and tenants are too small
+    plat, _ = lifetime.lifetime_value(inp.orders, THROUGH, min_repeat_buyers=150)  # 146 + 41 = 187 repeaters
+    assert set(plat["fit_scope"]) == {"platform"}
+    assert lifetime.holdout_validation(inp.orders, THROUGH, min_repeat_buyers=10**9).filter(
+        pl.col("metric") == "customers_with_fit")["value"].to_list() == [0.0]
+    perf = lifetime.holdout_validation(inp.orders, THROUGH, min_repeat_buyers=10)  # one month of calibration
+    m = dict(zip(perf.filter(pl.col("bucket").is_null())["metric"], perf.filter(pl.col("bucket").is_null())["value"],
+                 strict=True))
+    assert m["actual_repeat_purchases_total"] > 0 and m["predicted_repeat_purchases_total"] > 0
+    assert perf.filter(pl.col("metric") == "mean_actual_by_calibration_frequency")["n"].sum() == perf.filter(
+        pl.col("metric") == "mae_per_customer")["n"][0]
+
+
+def test_churn_model_is_evaluated_beside_the_rules_and_saved(tiny_marts, tmp_path):
+    res = tiny_marts["churn"]
+    perf = res.performance
+    assert set(perf["model"]) == {churn.MODEL_NAME, "seed_risk_score", "seed_profile_churn"}
+    head = perf.filter(pl.col("bucket").is_null())
+    aucs = head.filter(pl.col("metric") == "roc_auc")["value"]
+    assert aucs.is_between(0, 1).all() and aucs.len() == 3
+    n = int(head.filter((pl.col("metric") == "n") & (pl.col("model") == churn.MODEL_NAME))["value"][0])
+    bins = perf.filter((pl.col("model") == churn.MODEL_NAME) & (pl.col("metric") == "reliability_observed_rate"))
+    assert bins["n"].sum() == n  # every holdout customer in one reliability bin
+    assert res.scores["user_id"].is_unique().all() and res.scores["churn_probability"].is_between(0, 1).all()
+    path, digest = churn.save_model(res, tmp_path, THROUGH)
+    assert digest[:12] in path.name and path.exists()
+    again, digest2 = churn.save_model(res, tmp_path, THROUGH)
+    assert again == path and digest2 == digest  # same model, same artifact
+    payload = churn.load_model(path)
+    feats = churn.features(tiny_marts["inp"], THROUGH)
+    p = payload["model"].predict_proba(churn._matrix(feats, payload["categories"]))[:, 1]
+    assert np.allclose(p, res.scores["churn_probability"].to_numpy())
+    with pytest.raises(churn.NotEnoughHistory):
+        churn.train(tiny_marts["inp"], date(2026, 7, 20))
+
+
+def test_best_threshold_maximises_f1():
+    y = np.array([1, 1, 0, 1, 0, 0, 0, 1])
+    p = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    t = churn._best_f1_threshold(y, p)
+
+    def f1(th):
+        flag = p >= th
+        tp = (flag & (y == 1)).sum()
+        return 2 * tp / (flag.sum() + y.sum())
+    assert f1(t) == max(f1(x) for x in p)
+
+
+def test_reconciliation_on_both_backends(tiny_wh, tiny_marts, warehouse_url):
+    if warehouse_url != tiny_wh:
+        _copy(tiny_wh, warehouse_url)
+    wh = open_warehouse(warehouse_url)
+    inp, clv, hist = tiny_marts["inp"], tiny_marts["clv"], tiny_marts["rfm"]
+    latest = hist.filter(pl.col("as_of") == THROUGH)
+    assert R.check_rfm(wh, hist).passed
+    # Σ monetary over a scope's customers = Σ gross revenue of fct_orders, every customer once per scope
+    gross = int(inp.orders.filter(pl.col("day") <= THROUGH)["gross_revenue_cents"].sum())
+    assert (latest.group_by("scope").agg(pl.sum("monetary_cents"))["monetary_cents"] == gross).all()
+    assert R.check_segments(wh, CB.customer_segments(latest, clv), latest).passed
+    assert R.check_clv(wh, clv, THROUGH).passed
+    assert R.check_cohorts(wh, CB.cohorts(inp.orders, THROUGH), THROUGH).passed
+    c360 = CB.customer_360(inp.orders, THROUGH, inp.users, inp.refunds, inp.resales, inp.attendance,
+                           wh.read_table("stg_event_categories", columns=["id", "name"]), latest, clv,
+                           tiny_marts["churn"].scores)
+    assert R.check_customer_360(wh, c360, THROUGH).passed
+    # the checks can fail: one customer row missing, one order's cents off
+    dropped = hist.filter(~((pl.col("scope") == "venue") & (pl.col("user_id") == hist["user_id"][0])))
+    bad = R.check_rfm(wh, dropped)
+    assert not bad.passed and bad.differences.height >= 1
+    off = clv.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.col("historic_value_cents") + 1)
+                           .otherwise(pl.col("historic_value_cents")).alias("historic_value_cents"))
+    assert not R.check_clv(wh, off, THROUGH).passed
+    assert not R.check_customer_360(wh, pl.concat([c360, c360.head(1)]), THROUGH).passed
+
+
+def test_customer_360_one_row_per_customer(tiny_wh, tiny_marts):
+    wh = open_warehouse(tiny_wh)
+    inp = tiny_marts["inp"]
+    latest = tiny_marts["rfm"].filter(pl.col("as_of") == THROUGH)
+    c = CB.customer_360(inp.orders, THROUGH, inp.users, inp.refunds, inp.resales, inp.attendance,
+                        wh.read_table("stg_event_categories", columns=["id", "name"]), latest, tiny_marts["clv"],
+                        tiny_marts["churn"].scores)
+    users = wh.read_table("stg_users", columns=["id"])
+    assert c["user_id"].is_unique().all() and set(users["id"]) <= set(c["user_id"])
+    buyers = c.filter(pl.col("orders") > 0)
+    assert buyers["segment"].null_count() == 0 and buyers["favourite_category"].null_count() == 0
+    assert buyers["churn_probability"].null_count() == 0 and buyers["clv_12m_cents"].null_count() == 0
+    assert (c.filter(pl.col("orders") == 0)["spend_cents"] == 0).all()
+    assert not any(k in col for col in c.columns for k in ("email", "phone", "name") if col != "favourite_category")
+    # no-shows add up to the per-ticket truth: sold tickets of ended events without a valid scan
+    att = inp.attendance.filter(pl.col("ended_day") <= THROUGH)
+    assert c["no_shows"].sum() == att["no_shows"].sum() and c["tickets_ended"].sum() == att["tickets_ended"].sum()
+    u = random.Random(1).choice(buyers["user_id"].to_list())
+    mine = inp.orders.filter(pl.col("user_id") == u)
+    row = c.filter(pl.col("user_id") == u).row(0, named=True)
+    assert row["orders"] == mine.height and row["spend_cents"] == mine["gross_revenue_cents"].sum()
+
+
+# -- Dagster -------------------------------------------------------------------------------------------
+def test_customer_assets_materialize_with_checks(tiny_wh, tmp_path, monkeypatch):
+    from analytics_pipelines.assets import customers
+    from analytics_pipelines.resources import WarehouseResource
+
+    url = f"duckdb:///{tmp_path / 'wh'}"
+    _copy(tiny_wh, url)
+    monkeypatch.setenv("TT_DATA_DIR", str(tmp_path / "data"))
+    defs = dg.Definitions(assets=customers.assets, jobs=customers.jobs, schedules=customers.schedules,
+                          resources={"warehouse": WarehouseResource(url=url)})
+    graph = defs.resolve_asset_graph()
+    for a in customers.assets:
+        for key in a.keys:
+            node = graph.get(key)
+            assert node.group_name == "customers" and node.owners == ["team:analytics"]
+            assert len(node.description) > 40 and node.check_keys, key
+    job = defs.resolve_job_def("customers_job")
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags={
+        ASSET_PARTITION_RANGE_START_TAG: "2026-10-12", ASSET_PARTITION_RANGE_END_TAG: "2026-10-26"})
+    assert result.success
+    checks = {e.event_specific_data.check_name + ":" + e.event_specific_data.asset_key.to_user_string():
+              e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert len(checks) == 7
+    failed = [k for k, c in checks.items() if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
+    assert failed == []
+    wh = open_warehouse(url)
+    assert sorted(CB.rfm_as_of_dates(wh)) == [date(2026, 10, 18), date(2026, 10, 25), date(2026, 11, 1)]
+    assert set(wh.read("SELECT DISTINCT model_family FROM model_performance")["model_family"]) == {"clv", "churn"}
+    assert wh.read("SELECT count(DISTINCT from_as_of) AS n FROM customer_segment_transitions")["n"][0] == 2
+    artifacts = list((tmp_path / "data" / "models" / "customer_churn").glob("churn-*.joblib"))
+    assert len(artifacts) == 1
+    mat = result.asset_materializations_for_node("customer_churn_model")[0]
+    assert mat.metadata["sha256"].value.startswith(artifacts[0].name.split("-")[-1].split(".")[0])
