@@ -9,7 +9,7 @@ from datetime import date
 import polars as pl
 
 from analytics_pipelines.customers.rfm import SEGMENTS
-from analytics_pipelines.marts.reconcile import CheckOutcome, _combine, _staging, compare
+from analytics_pipelines.marts.reconcile import CheckOutcome, _combine, compare, staging_query
 from analytics_pipelines.warehouse import Warehouse
 
 VALUES = ["customers", "orders", "monetary_cents"]
@@ -17,7 +17,7 @@ VALUES = ["customers", "orders", "monetary_cents"]
 
 def staging_totals(wh: Warehouse, as_of: date) -> pl.DataFrame:
     """scope, scope_id, customers, orders, monetary_cents from staging up to the end of `as_of`."""
-    return _staging(wh, "customer_totals", as_of)
+    return staging_query(wh, "customer_totals", as_of)
 
 
 def _per_scope(df: pl.DataFrame, orders: str, monetary: str, keys=("scope", "scope_id")) -> pl.DataFrame:

@@ -10,7 +10,7 @@ from analytics_pipelines.automation.jobs import RETRY_POLICY, RUN_RETRY_TAGS
 
 main_job = dg.define_asset_job(
     name="main_job",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("kpis", "reports"),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("kpis", "reports", "customers"),
     description="Everything daily: source -> raw -> staging -> facts -> marts for a partition range.",
     tags={"team": "data-platform", **RUN_RETRY_TAGS},
     op_retry_policy=RETRY_POLICY,

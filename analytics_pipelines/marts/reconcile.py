@@ -24,6 +24,13 @@ class CheckOutcome:
     differences: pl.DataFrame | None = None
 
 
+def staging_query(wh: Warehouse, name: str, *params) -> pl.DataFrame:
+    """Run sql/checks/<name>.sql (portable SQL, %s placeholders) on the warehouse; numeric columns as Int64."""
+    df = wh.read(read_sql(f"checks/{name}.sql"), list(params))
+    return df.with_columns(pl.col(c).cast(pl.Int64) for c, t in df.schema.items()
+                           if t.is_numeric() and c != "day")
+
+
 def compare(expected: pl.DataFrame, actual: pl.DataFrame, keys: list[str], values: list[str]) -> CheckOutcome:
     """Full outer join on `keys` (no keys: grand totals); every value must match exactly (missing = 0)."""
     if not keys:
@@ -195,7 +202,7 @@ def check_totals(mart: str, control: pl.DataFrame, df: pl.DataFrame) -> CheckOut
 
 def check_no_shows(wh: Warehouse, df: pl.DataFrame, now: datetime) -> CheckOutcome:
     """Sold tickets and no-shows against an independent count over staging (sql/checks/no_shows_total.sql)."""
-    exp = wh.read(read_sql("checks/no_shows_total.sql"), [now])
+    exp = staging_query(wh, "no_shows_total", now)
     return _combine(compare(exp, df, [], ["tickets_sold", "no_shows"]), extra_failures={
         "negative_counts": sum(non_negative(df, ["no_shows", "tickets_scanned"]).values()),
         "no_shows_above_sold": int((df["no_shows"] > df["tickets_sold"]).sum())})
