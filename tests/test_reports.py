@@ -249,7 +249,7 @@ def test_segments_filter_with_customer_marts(tmp_path, frames):
     mf.write(wh, frames)
     champions = mf.USERS[:5]
     wh.replace_table("customer_360", pl.DataFrame({
-        "tenant_id": [mf.T1] * len(mf.USERS), "customer_id": mf.USERS,
+        "tenant_id": [mf.T1] * len(mf.USERS), "user_id": mf.USERS,  # customer_360's own key
         "segment": ["Champions" if u in champions else "Other" for u in mf.USERS]}))
     f = parse_filters(mf.T1, {"date_from": "2026-11-02", "date_to": "2026-11-15", "segments": ["Champions"]})
     customers = build_export(wh, "customer_list", f, {}, KEY, now=NOW).sections[1].table

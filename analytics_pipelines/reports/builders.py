@@ -263,8 +263,8 @@ def _customer_list(wh, f, window, options, key):
         .filter(pl.col("user_id").is_not_null()))
     if CUSTOMER_MART in wh.tables() and "segment" in table_columns(wh, CUSTOMER_MART):
         seg = read_filtered(wh, CUSTOMER_MART, Filters(tenant_id=f.tenant_id), None, apply=(),
-                            columns=["customer_id", "segment"])
-        per = per.join(seg.rename({"customer_id": "user_id"}).unique("user_id"), on="user_id", how="left")
+                            columns=["user_id", "segment"])
+        per = per.join(seg.unique("user_id"), on="user_id", how="left")
     per = per.sort(["total_spent_cents", "user_id"], descending=[True, False])
     per = pseudonymize(per, key, f.tenant_id, {"user_id": "customer"})
     per = per.select("customer", pl.exclude("customer"))

@@ -186,4 +186,4 @@ def segment_members(wh: Warehouse, f: Filters) -> list[str] | None:
     where, params = f"segment IN ({', '.join(['%s'] * len(f.segments))})", list(f.segments)
     if "tenant_id" in cols:
         where, params = f"tenant_id = %s AND {where}", [f.tenant_id, *params]
-    return wh.read_table(CUSTOMER_MART, where, params, ["customer_id"])["customer_id"].cast(pl.Utf8).to_list()
+    return wh.read_table(CUSTOMER_MART, where, params, ["user_id"])["user_id"].cast(pl.Utf8).to_list()
