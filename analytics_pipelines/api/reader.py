@@ -24,6 +24,7 @@ import queue
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -64,30 +65,34 @@ class Result:
     rows: list[tuple]
 
 
-class Reader:
+class Reader(ABC):
+    """What the API needs from a warehouse: tenant-scoped queries, the catalog, health."""
+
     kind: str
 
+    @abstractmethod
     def query(self, tenant_id: str, sql: str, params: Sequence = (), tables: Sequence[str] = ()) -> Result:
         """Run `sql` for `tenant_id` (RLS on PostgreSQL); `tables` are the marts it reads (a missing one
         raises TableMissing instead of a database error)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def tables(self) -> set[str]:
-        raise NotImplementedError
+        """The marts present."""
 
+    @abstractmethod
     def columns(self, table: str) -> list[str]:
-        raise NotImplementedError
+        """A mart's columns."""
 
+    @abstractmethod
     def status(self) -> dict:
         """Reachability and freshness, for /health/ready."""
-        raise NotImplementedError
 
+    @abstractmethod
     def latest(self, table: str, column: str):
         """max(column) over the whole table (every tenant): freshness for /health/ready."""
-        raise NotImplementedError
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - optional hook: only readers holding resources override it
+        """Release whatever the reader holds (nothing by default)."""
 
 
 # -- embedded -----------------------------------------------------------------------------------------
