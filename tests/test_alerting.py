@@ -18,7 +18,7 @@ from analytics_pipelines import notify
 from analytics_pipelines.alerting import engine as E
 from analytics_pipelines.alerting import rules as R
 from analytics_pipelines.ops.alerts import alert_instances, alert_notifications, alert_rules
-from analytics_pipelines.ops.db import ops_engine
+from analytics_pipelines.ops.db import as_utc, ops_engine
 
 T1 = "11111111-1111-1111-1111-111111111111"
 T2 = "22222222-2222-2222-2222-222222222222"
@@ -185,7 +185,7 @@ def test_venue_alerts_fire_once_however_often_evaluated(ops_url):
     assert len(rows) == 2 and {r["status"] for r in rows} == {"active"}
     with eng.connect() as conn:
         r = conn.execute(sa.select(alert_rules.c.trigger_count, alert_rules.c.last_triggered_at)).one()
-        assert r.trigger_count == 2 and E._utc(r.last_triggered_at) == NOW
+        assert r.trigger_count == 2 and as_utc(r.last_triggered_at) == NOW
         assert conn.execute(sa.select(sa.func.count()).select_from(alert_notifications)).scalar() == 2
 
 

@@ -30,6 +30,7 @@ from analytics_pipelines.alerting.rules import (
     validate_rule,
 )
 from analytics_pipelines.ops.alerts import alert_instances, alert_notifications, alert_rules
+from analytics_pipelines.ops.db import as_utc
 
 log = logging.getLogger(__name__)
 OPEN = ("active", "acknowledged")
@@ -57,13 +58,6 @@ NOT_SEEDED = {
     "concurrent_users_spike": "infrastructure/runtime inputs that no batch pipeline produces",
 }
 DEFAULT_ENABLED_ENV = "TT_ALERT_DEFAULT_RULES"
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything stored here is UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _now(now: datetime | None) -> datetime:
@@ -252,7 +246,7 @@ def _in_cooldown(conn: sa.Connection, rule: Mapping, scope_key: str, now: dateti
         .order_by(alert_instances.c.id.desc()).limit(1)).first()
     if last is None:
         return False
-    since = _utc(last.resolved_at or last.triggered_at)
+    since = as_utc(last.resolved_at or last.triggered_at)
     return since + timedelta(minutes=rule["cooldown_minutes"]) > now
 
 
@@ -350,7 +344,7 @@ def get_instance(engine: sa.Engine, instance_id: int) -> dict:
         raise LookupError(f"alert instance {instance_id} does not exist")
     out = dict(row)
     for k in ("triggered_at", "acknowledged_at", "resolved_at", "last_evaluated_at"):
-        out[k] = _utc(out[k])
+        out[k] = as_utc(out[k])
     return out
 
 

@@ -17,6 +17,7 @@ from analytics_pipelines.api.auth import EXPORT, READ, Principal, require
 from analytics_pipelines.api.common import Auth, LimitQ, OffsetQ, VenueQ, json_response, jsonable, scoped
 from analytics_pipelines.exports.lifecycle import create_request
 from analytics_pipelines.ops.alerts import alert_instances
+from analytics_pipelines.ops.db import as_utc
 from analytics_pipelines.ops.exports import EXPORT_FORMATS, EXPORT_TYPES, analytics_exports
 from analytics_pipelines.reports.builders import RAW_DATA_TABLES
 from analytics_pipelines.warehouse import open_warehouse
@@ -34,9 +35,7 @@ def _engine(request: Request) -> sa.Engine:
 
 
 def _utc(v):
-    if isinstance(v, datetime) and v.tzinfo is None:
-        return v.replace(tzinfo=UTC)  # SQLite returns naive UTC
-    return v
+    return as_utc(v) if isinstance(v, datetime) else v  # SQLite returns naive UTC
 
 
 def _row(row) -> dict:

@@ -24,8 +24,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
-from analytics_pipelines.exports.lifecycle import aware, backoff, utcnow
+from analytics_pipelines.exports.lifecycle import backoff, utcnow
 from analytics_pipelines.notify import Attachment, SmtpSettings, mask_email, send_email
+from analytics_pipelines.ops.db import as_utc
 from analytics_pipelines.ops.exports import EXPORT_FORMATS, report_deliveries, report_subscriptions
 from analytics_pipelines.paths import data_dir
 from analytics_pipelines.reports.builders import daily_venue_report, executive_report, venue_name
@@ -151,7 +152,7 @@ def due_deliveries(engine: sa.Engine, now: datetime | None = None) -> list[DueDe
         if row is None:
             out.append(DueDelivery(sub["id"], label, 0))
         elif (row.status == "failed" and row.attempts < MAX_ATTEMPTS
-              and (row.next_attempt_at is None or aware(row.next_attempt_at) <= now)):
+              and (row.next_attempt_at is None or as_utc(row.next_attempt_at) <= now)):
             out.append(DueDelivery(sub["id"], label, row.attempts))
     return out
 
@@ -267,4 +268,4 @@ def stuck_sending(engine: sa.Engine, older_than: timedelta = timedelta(hours=1),
     with engine.connect() as conn:
         rows = conn.execute(sa.select(d.c.subscription_id, d.c.period, d.c.created_at)
                             .where(d.c.status == "sending")).all()
-    return [(r.subscription_id, r.period) for r in rows if aware(r.created_at) < now - older_than]
+    return [(r.subscription_id, r.period) for r in rows if as_utc(r.created_at) < now - older_than]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from analytics_pipelines.ops.db import as_utc
 from analytics_pipelines.ops.exports import EXPORT_FORMATS, EXPORT_TYPES, analytics_exports
 from analytics_pipelines.paths import data_dir
 from analytics_pipelines.reports.builders import RAW_DATA_TABLES, build_export, needs_pseudonym_key
@@ -50,11 +51,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def aware(ts: datetime | None) -> datetime | None:
-    """SQLite gives naive datetimes back; every timestamp we store is UTC."""
-    return ts if ts is None or ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
 def ttl_days() -> int:
     raw = os.environ.get("TT_EXPORT_TTL_DAYS", str(DEFAULT_TTL_DAYS))
     try:
@@ -82,7 +78,7 @@ def get(engine: sa.Engine, request_id: str) -> dict:
         raise KeyError(f"no export request {request_id!r}")
     out = dict(row)
     for k in ("created_at", "updated_at", "started_at", "completed_at", "expires_at", "next_attempt_at"):
-        out[k] = aware(out[k])
+        out[k] = as_utc(out[k])
     return out
 
 

@@ -8,6 +8,7 @@ One SQLAlchemy Core code path for both. Each feature module declares its tables 
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import sqlalchemy as sa
@@ -27,6 +28,14 @@ def default_ops_url() -> str:
     path = data_dir() / "ops.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A timestamp read back from an ops table as an aware UTC datetime: SQLite hands back naive datetimes
+    (everything stored here is UTC), PostgreSQL aware ones in the session's zone."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _normalize(url: str) -> str:
