@@ -8,36 +8,22 @@ import dagster as dg
 
 from analytics_pipelines.automation.jobs import RETRY_POLICY, RUN_RETRY_TAGS
 
-main_job = dg.define_asset_job(
-    name="main_job",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("kpis", "reports", "customers"),
-    description="Everything daily: source -> raw -> staging -> facts -> marts for a partition range.",
-    tags={"team": "data-platform", **RUN_RETRY_TAGS},
-    op_retry_policy=RETRY_POLICY,
-)
 
-ingest_job = dg.define_asset_job(
-    name="ingest_job",
-    selection=dg.AssetSelection.groups("raw", "staging"),
-    description="Source -> raw -> staging only.",
-    tags={"team": "data-platform", **RUN_RETRY_TAGS},
-    op_retry_policy=RETRY_POLICY,
-)
+def _asset_job(name: str, selection: dg.AssetSelection, team: str, description: str) -> dg.UnresolvedAssetJobDefinition:
+    """An asset job with the project's retries: transient errors retried per step, failed runs from failure."""
+    return dg.define_asset_job(name=name, selection=selection, description=description,
+                               tags={"team": team, **RUN_RETRY_TAGS}, op_retry_policy=RETRY_POLICY)
 
-marts_job = dg.define_asset_job(
-    name="marts_job",
-    selection=dg.AssetSelection.groups("facts", "marts"),
-    description="Facts and marts only, from the staging already in the warehouse (re-derive after a fix).",
-    tags={"team": "analytics", **RUN_RETRY_TAGS},
-    op_retry_policy=RETRY_POLICY,
-)
 
-kpi_job = dg.define_asset_job(
-    name="kpi_job",
-    selection=dg.AssetSelection.groups("kpis"),
-    description="Hourly business KPI snapshots (kpi_snapshots) over an hour range.",
-    tags={"team": "analytics", **RUN_RETRY_TAGS},
-    op_retry_policy=RETRY_POLICY,
-)
+main_job = _asset_job(
+    "main_job", dg.AssetSelection.all() - dg.AssetSelection.groups("kpis", "reports", "customers"), "data-platform",
+    "Everything daily: source -> raw -> staging -> facts -> marts for a partition range.")
+ingest_job = _asset_job("ingest_job", dg.AssetSelection.groups("raw", "staging"), "data-platform",
+                        "Source -> raw -> staging only.")
+marts_job = _asset_job(
+    "marts_job", dg.AssetSelection.groups("facts", "marts"), "analytics",
+    "Facts and marts only, from the staging already in the warehouse (re-derive after a fix).")
+kpi_job = _asset_job("kpi_job", dg.AssetSelection.groups("kpis"), "analytics",
+                     "Hourly business KPI snapshots (kpi_snapshots) over an hour range.")
 
 jobs = [main_job, ingest_job, marts_job, kpi_job]
