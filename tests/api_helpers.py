@@ -39,7 +39,6 @@ def make_api(warehouse_url: str, tmp_path, days: int = 20, refresh_seconds: floa
     marts = build_sample_marts(wh, tenants=2, venues=2, days=days, events_per_venue=3, kpi_hours=6)
     settings = Settings(warehouse_url=warehouse_url, jwt_secret=SECRET, ops_url=f"sqlite:///{tmp_path / 'ops.sqlite'}",
                         export_dir=(tmp_path / "exports").resolve(), **settings_kw)
-    kw = {"refresh_seconds": refresh_seconds} if warehouse_url.startswith("duckdb") else {}
-    reader = open_reader(warehouse_url, **kw)
+    reader = open_reader(warehouse_url, refresh_seconds=refresh_seconds)
     app = create_app(settings, reader=reader)
     return Api(TestClient(app), settings, marts, warehouse_url), reader

@@ -5,9 +5,10 @@ test_api.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import polars as pl
+import pytest
 from api_helpers import SECRET
 from fastapi.testclient import TestClient
 
@@ -15,24 +16,38 @@ from analytics_pipelines import ingestion
 from analytics_pipelines.api import Settings, create_app
 from analytics_pipelines.api.auth import mint_token
 from analytics_pipelines.api.reader import open_reader
+from analytics_pipelines.customers.pipeline import build_customer_marts
 from analytics_pipelines.generator.run import generate
 from analytics_pipelines.marts.pipeline import build_everything
 from analytics_pipelines.source.db import SourceDB
 from analytics_pipelines.warehouse import open_warehouse
 
-FIRST, LAST = "2026-10-22", "2026-10-31"
+FIRST, LAST = "2026-09-01", "2026-10-31"
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 RANGE = f"start_date={FIRST}&end_date={LAST}"
 
 
-def test_endpoints_over_real_marts(tmp_path):
-    warehouse_url = f"duckdb:///{tmp_path / 'warehouse'}"
-    src = f"duckdb:///{tmp_path / 'source.duckdb'}"
+CUSTOMER_MARTS = ("customer_rfm_scores", "customer_segments", "customer_segment_transitions",
+                  "customer_lifetime_value", "customer_cohorts", "customer_360")
+
+
+@pytest.fixture(scope="module")
+def real_wh(tmp_path_factory) -> str:
+    """tiny generated data, ingested, every mart and customer mart built (embedded; once per module)."""
+    d = tmp_path_factory.mktemp("api_marts")
+    warehouse_url = f"duckdb:///{d / 'warehouse'}"
+    src = f"duckdb:///{d / 'source.duckdb'}"
     generate(src, scale="tiny", seed=7, progress=False)
     wh = open_warehouse(warehouse_url)
     ingestion.ingest_everything(SourceDB(src), wh, FIRST, LAST, now=NOW)
     build_everything(wh, FIRST, LAST, NOW, kpi_hours=2)
+    build_customer_marts(wh, [date(2026, 10, 18), date(2026, 10, 25), date(2026, 10, 31)], NOW)
+    return warehouse_url
 
+
+def test_endpoints_over_real_marts(real_wh, tmp_path):
+    warehouse_url = real_wh
+    wh = open_warehouse(warehouse_url)
     settings = Settings(warehouse_url=warehouse_url, jwt_secret=SECRET, ops_url=f"sqlite:///{tmp_path / 'ops.db'}")
     reader = open_reader(warehouse_url)
     try:
@@ -75,6 +90,18 @@ def test_endpoints_over_real_marts(tmp_path):
         top = get("/v1/events/top?limit=3")
         assert top == sorted(perf, key=lambda e: (-e["gross_revenue_cents"], e["event_id"]))[:3]
         assert get(f"/v1/events/{top[0]['event_id']}/price-history")
+        week = "start_date=2026-10-25&end_date=2026-10-31"
+        hourly = get(f"/v1/venues/hourly?{week}")
+        assert sum(h["tickets_sold"] for h in hourly) == mine.filter(pl.col("day") >= pl.date(2026, 10, 25))[
+            "tickets_sold"].sum() and {h["venue_id"] for h in hourly} == {venue}
+        ea = wh.read_table("event_analytics").filter(pl.col("event_id") == top[0]["event_id"])
+        ev = get(f"/v1/events/{top[0]['event_id']}/daily?{RANGE}")
+        assert [r["day"] for r in ev] == sorted(str(d) for d in ea["day"])
+        assert sum(r["gross_revenue_cents"] for r in ev) == ea["gross_revenue_cents"].sum()
+        ra = wh.read_table("resale_activity").filter(pl.col("venue_id") == venue)
+        resale = get(f"/v1/resale/activity?{RANGE}&limit=1000")
+        assert sum(r["resale_volume_cents"] for r in resale) == ra["resale_volume_cents"].sum()
+        assert sum(r["resales"] for r in resale) == ra["resales"].sum()
         kpis = get("/v1/kpis", venue_id=None, role="admin")
         assert {"venues_total", "tickets_sold_24h"} <= {k["metric"] for k in kpis}
         # isolation on real data: the other tenant's venues are invisible to this tenant's admin
@@ -82,5 +109,105 @@ def test_endpoints_over_real_marts(tmp_path):
         assert get(f"/v1/venues/daily?venue_id={other}&{RANGE}", venue_id=None, role="admin") == []
         ready = client.get("/health/ready").json()
         assert ready["freshness"]["venue_analytics"] == str(va["day"].max())
+        _customer_endpoints(wh, client, settings)
+    finally:
+        reader.close()
+
+
+def _customer_endpoints(wh, client, settings):
+    """The customer endpoints over the real customer marts: a venue token sees its venue's scope only; a
+    customer's profile is venue-scoped (404 for a customer who never bought there)."""
+    orders = wh.read_table("fct_orders").filter(pl.col("user_id").is_not_null())
+    # the tenant with two venues (tiny: 3 venues, 2 tenants), and its quieter venue: every customer of it
+    # also bought at the other one, and the other has customers it must not see
+    tenant = orders.group_by("tenant_id").agg(pl.col("venue_id").n_unique()).sort("venue_id").row(-1)[0]
+    venue = orders.filter(pl.col("tenant_id") == tenant).group_by("venue_id").len().sort("len", "venue_id").row(0)[0]
+
+    def get(url, **kw):
+        tok = mint_token(settings, tenant_id=tenant, **({"venue_id": venue} | kw))
+        r = client.get(url, headers={"Authorization": f"Bearer {tok}"})
+        assert r.status_code == 200, (url, r.text)
+        return r.json()["data"]
+
+    at_venue = set(orders.filter(pl.col("venue_id") == venue)["user_id"])
+    segs = get("/v1/customers/segments")
+    assert len(segs) == 11 and sum(r["customers"] for r in segs) == len(at_venue)
+    assert {r["venue_id"] for r in segs} == {venue}
+    rfm = get("/v1/customers/rfm?limit=1000")
+    assert {r["user_id"] for r in rfm} == at_venue and {r["as_of"] for r in rfm} == {"2026-10-31"}
+    assert [r["rfm_total"] for r in rfm] == sorted((r["rfm_total"] for r in rfm), reverse=True)
+    older = get("/v1/customers/rfm?as_of=2026-10-25&limit=1000")
+    assert {r["as_of"] for r in older} == {"2026-10-25"} and len(older) <= len(rfm)
+    champions = get("/v1/customers/rfm?segment=Champions&limit=1000")
+    assert {r["segment"] for r in champions} <= {"Champions"}
+    assert len(champions) == next(r["customers"] for r in segs if r["segment"] == "Champions")
+    clv = get("/v1/customers/lifetime-value?limit=1000")
+    assert {r["user_id"] for r in clv} == at_venue and {r["venue_id"] for r in clv} == {venue}
+    risk = get("/v1/customers/churn-risk?limit=1000")
+    assert {r["user_id"] for r in risk} == at_venue
+    cohorts = get("/v1/customers/cohorts")
+    assert sum(r["cohort_customers"] for r in cohorts if r["months_since_first"] == 0) == len(at_venue)
+    assert get("/v1/customers/segment-transitions")
+
+    # the profile: venue-scoped for a venue token
+    mine = sorted(at_venue)[0]
+    prof = get(f"/v1/customers/{mine}")
+    assert [r["venue_id"] for r in prof] == [venue] and prof[0]["user_id"] == mine
+    spent = orders.filter((pl.col("user_id") == mine) & (pl.col("venue_id") == venue))["gross_revenue_cents"].sum()
+    assert prof[0]["historic_value_cents"] == spent
+    assert "spend_cents" not in prof[0] and "venues" not in prof[0]  # nothing about other venues
+    tenant_orders = orders.filter(pl.col("tenant_id") == tenant)
+    elsewhere = sorted(set(tenant_orders["user_id"]) - at_venue)
+    assert elsewhere, "tiny data has customers of the tenant's other venues"
+
+    def status(url, **kw):
+        tok = mint_token(settings, tenant_id=tenant, **({"venue_id": venue} | kw))
+        return client.get(url, headers={"Authorization": f"Bearer {tok}"}).status_code
+
+    assert status(f"/v1/customers/{elsewhere[0]}") == 404
+    # a tenant-wide admin sees the whole 360 row and every venue of the customer
+    both = tenant_orders.group_by("user_id").agg(pl.col("venue_id").n_unique()).sort("venue_id", "user_id",
+                                                                                   descending=[True, False])
+    uid, n_venues = both.row(0)
+    full = get(f"/v1/customers/{uid}", venue_id=None, role="admin")[0]
+    assert full["venues"] == n_venues == len(full["venues_detail"])
+    assert full["spend_cents"] == tenant_orders.filter(pl.col("user_id") == uid)["gross_revenue_cents"].sum()
+    other_tenant_customer = orders.filter(pl.col("tenant_id") != tenant)["user_id"][0]
+    assert status(f"/v1/customers/{other_tenant_customer}", venue_id=None, role="admin") == 404
+
+
+def test_customer_endpoints_keep_tenants_apart_on_both_backends(real_wh, warehouse_url, tmp_path):
+    """The real customer marts copied into either backend (PostgreSQL: the reader's RLS is on): each
+    tenant's admin and venue tokens see only their own customers, and a customer of the other tenant is
+    404 even by id."""
+    src = open_warehouse(real_wh)
+    wh = open_warehouse(warehouse_url)
+    for t in CUSTOMER_MARTS:
+        wh.replace_table(t, src.read_table(t))
+    settings = Settings(warehouse_url=warehouse_url, jwt_secret=SECRET, ops_url=f"sqlite:///{tmp_path / 'ops.db'}")
+    reader = open_reader(warehouse_url)
+    try:
+        client = TestClient(create_app(settings, reader=reader))
+        c360 = src.read_table("customer_360").filter(pl.col("orders") > 0)
+        clv = src.read_table("customer_lifetime_value")
+        tenants = sorted(set(c360["tenant_id"]))
+        assert len(tenants) == 2
+        for tenant in tenants:
+            admin = {"Authorization": "Bearer " + mint_token(settings, tenant_id=tenant, role="admin")}
+            mine = set(c360.filter(pl.col("tenant_id") == tenant)["user_id"])
+            theirs = sorted(set(c360["user_id"]) - mine)
+            risk = client.get("/v1/customers/churn-risk?limit=1000", headers=admin).json()["data"]
+            assert {r["user_id"] for r in risk} == mine
+            assert client.get(f"/v1/customers/{theirs[0]}", headers=admin).status_code == 404
+            assert client.get(f"/v1/customers/{sorted(mine)[0]}", headers=admin).status_code == 200
+            segs = client.get("/v1/customers/segments", headers=admin).json()["data"]
+            assert sum(r["customers"] for r in segs) == len(mine)
+            for venue in sorted(set(clv.filter(pl.col("tenant_id") == tenant)["venue_id"])):
+                h = {"Authorization": "Bearer " + mint_token(settings, tenant_id=tenant, venue_id=venue)}
+                rows = client.get("/v1/customers/lifetime-value?limit=1000", headers=h).json()["data"]
+                assert {r["user_id"] for r in rows} == set(clv.filter(pl.col("venue_id") == venue)["user_id"])
+                # another tenant's venue named in the query: 403, never its rows
+                other = clv.filter(pl.col("tenant_id") != tenant)["venue_id"][0]
+                assert client.get(f"/v1/customers/rfm?venue_id={other}", headers=h).status_code == 403
     finally:
         reader.close()

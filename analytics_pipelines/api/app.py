@@ -39,9 +39,7 @@ def create_app(settings: Settings | None = None, reader: Reader | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if app.state.reader is None:
-            app.state.reader = open_reader(settings.warehouse_url, **(
-                {"refresh_seconds": settings.refresh_seconds} if settings.warehouse_url.startswith("duckdb")
-                else {}))
+            app.state.reader = open_reader(settings.warehouse_url, refresh_seconds=settings.refresh_seconds)
         gc.collect()
         gc.freeze()  # the long-lived startup objects leave the collector's scans: fewer request-time pauses
         try:

@@ -3,7 +3,7 @@ tenant (and venue unless an admin asks tenant-wide); on PostgreSQL RLS enforces 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -16,13 +16,13 @@ from analytics_pipelines.api.common import (
     Reading,
     Scoped,
     VenueQ,
+    json_response,
     page,
-    reader_of,
+    rows_json,
     run,
     scope_sql,
     scoped,
 )
-from analytics_pipelines.api.reader import TableMissing
 
 router = APIRouter(prefix="/v1")
 MART = {"description": "Not materialized yet (the mart does not exist in the warehouse)"}
@@ -200,6 +200,46 @@ def venue_daily(request: Request, s: Ranged, limit: LimitQ = 100, offset: Offset
     return page(request, res, limit, offset, start_date=s.start, end_date=s.end)
 
 
+@router.get("/venues/hourly", tags=["venues"], responses=R)
+def venue_hourly(request: Request, s: Ranged, limit: LimitQ = 1000, offset: OffsetQ = 0):
+    """`venue_analytics_hourly`: sales per venue and UTC hour, with the venue-local hour (intraday use)."""
+    res = run(request, s.p, f"""
+        SELECT venue_id, day, hour_utc, local_hour, tickets_sold, orders, gross_revenue_cents, unique_customers
+        FROM venue_analytics_hourly WHERE {s.where} AND day BETWEEN %s AND %s
+        ORDER BY hour_utc, venue_id LIMIT %s OFFSET %s""", [*s.params, s.start, s.end, limit, offset],
+              ["venue_analytics_hourly"])
+    return page(request, res, limit, offset, start_date=s.start, end_date=s.end)
+
+
+@router.get("/events/{event_id}/daily", tags=["events"], responses=R)
+def event_daily(request: Request, s: Ranged, event_id: Annotated[UUID, Path()], limit: LimitQ = 1000,
+                offset: OffsetQ = 0):
+    """`event_analytics`: one event's sales per day, cumulative sold, sell-through % and days to the event."""
+    res = run(request, s.p, f"""
+        SELECT venue_id, event_id, day, tickets_sold, orders, gross_revenue_cents, refunds_cents,
+               net_revenue_cents, capacity, cumulative_tickets_sold, sell_through_pct, days_to_event
+        FROM event_analytics WHERE {s.where} AND event_id = %s AND day BETWEEN %s AND %s
+        ORDER BY day LIMIT %s OFFSET %s""", [*s.params, str(event_id), s.start, s.end, limit, offset],
+              ["event_analytics"])
+    return page(request, res, limit, offset, start_date=s.start, end_date=s.end)
+
+
+@router.get("/resale/activity", tags=["resale"], responses=R)
+def resale_activity(request: Request, s: Ranged, limit: LimitQ = 100, offset: OffsetQ = 0):
+    """Resale per event over the range: listings created, resales, volume, fees, and the markup of the
+    range's resales over their face value (100 x (volume - face value) / face value, NULL without resales)."""
+    res = run(request, s.p, f"""
+        SELECT venue_id, event_id, {sums("listings_created", "resales", "resale_volume_cents", "face_value_cents",
+                                          "platform_fees_cents", "venue_fees_cents")},
+               CASE WHEN sum(face_value_cents) > 0
+                    THEN round(100.0 * (sum(resale_volume_cents) - sum(face_value_cents)) / sum(face_value_cents), 2)
+               END AS markup_pct
+        FROM resale_activity WHERE {s.where} AND day BETWEEN %s AND %s
+        GROUP BY venue_id, event_id ORDER BY resale_volume_cents DESC, event_id LIMIT %s OFFSET %s""",
+              [*s.params, s.start, s.end, limit, offset], ["resale_activity"])
+    return page(request, res, limit, offset, start_date=s.start, end_date=s.end)
+
+
 @router.get("/kpis", tags=["kpis"], responses=R)
 def kpis(request: Request, p: Reading, venue_id: VenueQ = None):
     """The latest KPI snapshot: the venue's, or the tenant-wide one (venue_id null) for a tenant-wide
@@ -216,73 +256,154 @@ def kpis(request: Request, p: Reading, venue_id: VenueQ = None):
     return page(request, res, venue_id=venues[0] if venues else None)
 
 
-# -- customers (marts built by the customer-analytics work; 503 until they exist) ----------------------
-CUSTOMER_KEYS = ("customer_id", "user_id", "customer_hash")
-
-
-def _customer_rows(request: Request, p: Reading, table: str, venue_id, limit: int, offset: int,
-                   order: tuple[str, ...] = (), where_extra: str = "", extra_params: tuple = ()):
-    cols = reader_of(request).columns(table)
-    if "tenant_id" not in cols:
-        raise TableMissing(table)
+# -- customers (docs/customers.md; 503 until the customer marts exist) -------------------------------
+# A venue-scoped read sees the venue's scope of each customer mart (scope = 'venue'); a tenant-wide admin
+# read sees the tenant's scope. The platform scope spans tenants and is never served.
+def _customer_scope(p: Reading, venue_id) -> tuple[str, list, str | None]:
+    """(condition on scope/scope_id/tenant_id, its parameters, the venue or None)."""
     venues = scoped(p, venue_id)
-    where, params = ("tenant_id = %s", [p.tenant_id])
-    if "venue_id" in cols and venues:
-        where, params = scope_sql(p, venues)
-    elif venues and not p.is_admin:
-        # a venue-scoped token cannot read a tenant-wide customer table
-        raise HTTPException(403, f"Forbidden: {table} is tenant-wide; analytics.admin required")
-    keys = [c for c in (*order, *CUSTOMER_KEYS, "venue_id") if c.split()[0] in cols]
-    order_by = ", ".join(dict.fromkeys(keys)) or "1"
-    res = run(request, p, f"SELECT {', '.join(cols)} FROM {table} WHERE {where}{where_extra} ORDER BY {order_by} "
-                          "LIMIT %s OFFSET %s", [*params, *extra_params, limit, offset], [table])
-    return page(request, res, limit, offset, table=table)
+    if venues:
+        return "scope = 'venue' AND tenant_id = %s AND venue_id = %s", [p.tenant_id, venues[0]], venues[0]
+    return "scope = 'tenant' AND tenant_id = %s AND scope_id = %s", [p.tenant_id, p.tenant_id], None
+
+
+AsOfQ = Annotated[date | None, Query(description="As-of date (a Sunday). Default: the latest.")]
+SegmentQ = Annotated[str | None, Query(min_length=1, max_length=40, pattern=r"^[A-Za-z' ]+$",
+                                       description="Only this RFM segment (e.g. Champions)")]
+RFM_COLS = """as_of, scope, tenant_id, venue_id, user_id, first_purchase_at, last_purchase_at, recency_days,
+    frequency, monetary_cents, tickets, currency, r_score, f_score, m_score, rfm_code, rfm_total, segment"""
+CLV_COLS = """as_of, tenant_id, venue_id, user_id, first_purchase_at, last_purchase_at, orders, frequency,
+    recency_weeks, t_weeks, monetary_cents, historic_value_cents, historic_aov_cents, historic_segment, p_alive,
+    expected_purchases_90d, expected_purchases_12m, expected_value_per_purchase_cents, clv_12m_cents,
+    clv_24m_cents, churn_probability, fit_scope"""
 
 
 @router.get("/customers/segments", tags=["customers"], responses=R)
-def customer_segments(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
-                      offset: OffsetQ = 0):
-    return _customer_rows(request, p, "customer_segments", venue_id, limit, offset, ("segment",))
+def customer_segments(request: Request, p: Reading, venue_id: VenueQ = None):
+    """Per RFM segment at the latest as-of date: customers, revenue, orders, average order value, purchase
+    frequency and CLV (all 11 segments, zero where empty)."""
+    cond, params, venue = _customer_scope(p, venue_id)
+    res = run(request, p, f"""
+        SELECT as_of, scope, tenant_id, venue_id, segment, customers, customers_pct, revenue_cents, revenue_pct,
+               orders, avg_order_value_cents, avg_purchase_frequency, avg_clv_12m_cents, customers_with_clv
+        FROM customer_segments WHERE {cond} ORDER BY customers DESC, segment""", params, ["customer_segments"])
+    return page(request, res, venue_id=venue)
+
+
+@router.get("/customers/segment-transitions", tags=["customers"], responses=R)
+def customer_segment_transitions(request: Request, p: Reading, venue_id: VenueQ = None):
+    """Customers moving between segments from the previous as-of date to the latest ('(new)': first
+    purchase in between)."""
+    cond, params, venue = _customer_scope(p, venue_id)
+    res = run(request, p, f"""
+        SELECT from_as_of, to_as_of, from_segment, to_segment, customers, revenue_between_cents
+        FROM customer_segment_transitions
+        WHERE {cond} AND to_as_of = (SELECT max(to_as_of) FROM customer_segment_transitions WHERE {cond})
+        ORDER BY customers DESC, from_segment, to_segment""", [*params, *params],
+              ["customer_segment_transitions"])
+    return page(request, res, venue_id=venue)
 
 
 @router.get("/customers/rfm", tags=["customers"], responses=R)
-def customer_rfm(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
-                 offset: OffsetQ = 0):
-    return _customer_rows(request, p, "customer_rfm_scores", venue_id, limit, offset)
+def customer_rfm(request: Request, p: Reading, venue_id: VenueQ = None, as_of: AsOfQ = None,
+                 segment: SegmentQ = None, limit: LimitQ = 100, offset: OffsetQ = 0):
+    """RFM scores per customer (best first) at an as-of date."""
+    cond, params, venue = _customer_scope(p, venue_id)
+    if as_of is None:
+        day_cond, day_params = f"as_of = (SELECT max(as_of) FROM customer_rfm_scores WHERE {cond})", params
+    else:
+        day_cond, day_params = "as_of = %s", [as_of]
+    seg_cond, seg_params = (" AND segment = %s", [segment]) if segment else ("", [])
+    res = run(request, p, f"""
+        SELECT {RFM_COLS} FROM customer_rfm_scores WHERE {cond} AND {day_cond}{seg_cond}
+        ORDER BY rfm_total DESC, monetary_cents DESC, user_id LIMIT %s OFFSET %s""",
+              [*params, *day_params, *seg_params, limit, offset], ["customer_rfm_scores"])
+    return page(request, res, limit, offset, venue_id=venue, as_of=as_of, segment=segment)
 
 
 @router.get("/customers/lifetime-value", tags=["customers"], responses=R)
 def customer_clv(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
                  offset: OffsetQ = 0):
-    return _customer_rows(request, p, "customer_lifetime_value", venue_id, limit, offset)
+    """Predicted CLV per customer and venue (highest first; customers without a fit last), with the old
+    service's historic value beside it."""
+    venues = scoped(p, venue_id)
+    where, params = scope_sql(p, venues)
+    res = run(request, p, f"""
+        SELECT {CLV_COLS} FROM customer_lifetime_value WHERE {where}
+        ORDER BY clv_12m_cents DESC NULLS LAST, historic_value_cents DESC, user_id, venue_id LIMIT %s OFFSET %s""",
+              [*params, limit, offset], ["customer_lifetime_value"])
+    return page(request, res, limit, offset, venue_id=venues[0] if venues else None)
 
 
 @router.get("/customers/churn-risk", tags=["customers"], responses=R)
 def customer_churn(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
                    offset: OffsetQ = 0):
-    cols = reader_of(request).columns("customer_360")
-    risk = [c for c in cols if c.startswith("churn")]
-    return _customer_rows(request, p, "customer_360", venue_id, limit, offset,
-                          (f"{risk[0]} DESC",) if risk else ())
+    """Customers most likely to churn (the churn model's probability, then the BG/NBD dropout probability):
+    the venue's customers, or the tenant's for a tenant-wide admin read."""
+    venues = scoped(p, venue_id)
+    if venues:
+        where, params = scope_sql(p, venues)
+        res = run(request, p, f"""
+            SELECT user_id, venue_id, churn_probability, 1 - p_alive AS bgnbd_dropout_probability, p_alive,
+                   last_purchase_at, orders, historic_value_cents, clv_12m_cents
+            FROM customer_lifetime_value WHERE {where}
+            ORDER BY churn_probability DESC NULLS LAST, p_alive NULLS LAST, user_id LIMIT %s OFFSET %s""",
+                  [*params, limit, offset], ["customer_lifetime_value"])
+    else:
+        res = run(request, p, """
+            SELECT user_id, NULL AS venue_id, churn_probability, 1 - p_alive AS bgnbd_dropout_probability, p_alive,
+                   last_purchase_at, orders, spend_cents AS historic_value_cents, clv_12m_cents
+            FROM customer_360 WHERE tenant_id = %s AND orders > 0
+            ORDER BY churn_probability DESC NULLS LAST, p_alive NULLS LAST, user_id LIMIT %s OFFSET %s""",
+                  [p.tenant_id, limit, offset], ["customer_360"])
+    return page(request, res, limit, offset, venue_id=venues[0] if venues else None)
 
 
 @router.get("/customers/cohorts", tags=["customers"], responses=R)
-def customer_cohorts(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
+def customer_cohorts(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 1000,
                      offset: OffsetQ = 0):
-    return _customer_rows(request, p, "customer_cohorts", venue_id, limit, offset)
+    """Monthly acquisition cohorts x months since first purchase: retention and revenue."""
+    cond, params, venue = _customer_scope(p, venue_id)
+    res = run(request, p, f"""
+        SELECT cohort_month, months_since_first, activity_month, cohort_customers, active_customers,
+               retention_pct, revenue_cents, cumulative_revenue_cents, cumulative_revenue_per_customer_cents
+        FROM customer_cohorts WHERE {cond} ORDER BY cohort_month, months_since_first LIMIT %s OFFSET %s""",
+              [*params, limit, offset], ["customer_cohorts"])
+    return page(request, res, limit, offset, venue_id=venue)
 
 
-@router.get("/customers/{customer_id}", tags=["customers"], responses={**R, 404: {"description": "unknown"}})
-def customer_profile(request: Request, p: Reading,
-                     customer_id: Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")],
-                     venue_id: VenueQ = None):
-    """One customer's profile from `customer_360` (venue-scoped when the table has venue_id)."""
-    cols = reader_of(request).columns("customer_360")
-    key = next((c for c in CUSTOMER_KEYS if c in cols), None)
-    if key is None:
-        raise TableMissing("customer_360")
-    resp = _customer_rows(request, p, "customer_360", venue_id, 1000, 0, (), f" AND {key}::text = %s",
-                          (customer_id,))
-    if resp.status_code == 200 and resp.body.startswith(b'{"data":[]'):
-        raise HTTPException(404, f"customer {customer_id} not found in your scope")
-    return resp
+PROFILE_360 = """user_id, tenant_id, account_status, signed_up_at, first_purchase_at, last_purchase_at, tenure_days,
+    days_since_last_purchase, orders, tickets, spend_cents, refunds_cents, net_spend_cents, avg_order_value_cents,
+    venues, events, refunds, resales_bought, resales_sold, favourite_category_id, favourite_category,
+    tickets_ended, no_shows, no_show_rate_pct, segment, rfm_code, segment_as_of, clv_12m_cents, clv_24m_cents,
+    p_alive, expected_purchases_12m, churn_probability, churn_flag, as_of"""
+
+
+@router.get("/customers/{user_id}", tags=["customers"], responses={**R, 404: {"description": "unknown"}})
+def customer_profile(request: Request, p: Reading, user_id: Annotated[UUID, Path()], venue_id: VenueQ = None):
+    """One customer. Venue-scoped: the customer's relationship with that venue only (orders, spend, CLV,
+    churn, latest venue RFM segment) -- 404 unless they bought there, and nothing about other venues. A
+    tenant-wide admin read: the whole `customer_360` row plus one entry per venue."""
+    uid = str(user_id)
+    venues = scoped(p, venue_id)
+    clv_where, clv_params = scope_sql(p, venues, "c")
+    venue_rows = run(request, p, f"""
+        SELECT {", ".join("c." + c.strip() for c in CLV_COLS.split(","))}, r.segment, r.rfm_code, r.r_score,
+               r.f_score, r.m_score, r.as_of AS segment_as_of
+        FROM customer_lifetime_value c
+        LEFT JOIN customer_rfm_scores r ON r.scope = 'venue' AND r.tenant_id = c.tenant_id
+             AND r.venue_id = c.venue_id AND r.user_id = c.user_id
+             AND r.as_of = (SELECT max(as_of) FROM customer_rfm_scores WHERE scope = 'venue' AND tenant_id = %s)
+        WHERE {clv_where} AND c.user_id = %s ORDER BY c.venue_id""",
+                     [p.tenant_id, *clv_params, uid], ["customer_lifetime_value", "customer_rfm_scores"])
+    if venues:
+        if not venue_rows.rows:
+            raise HTTPException(404, f"customer {uid} has no purchases at venue {venues[0]}")
+        return page(request, venue_rows, scope="venue", venue_id=venues[0])
+    profile = run(request, p, f"SELECT {PROFILE_360} FROM customer_360 WHERE tenant_id = %s AND user_id = %s",
+                  [p.tenant_id, uid], ["customer_360"])
+    if not profile.rows:
+        raise HTTPException(404, f"customer {uid} not found in your tenant")
+    row = rows_json(profile)[0]
+    row["venues_detail"] = rows_json(venue_rows)
+    return json_response(request, {"data": [row], "meta": {"scope": "tenant"}})

@@ -39,7 +39,7 @@ from psycopg import sql as psql
 from analytics_pipelines.source.db import normalize_pg_url
 from analytics_pipelines.warehouse.base import check_identifier
 from analytics_pipelines.warehouse.embedded import DATA_FILE
-from analytics_pipelines.warehouse.postgres import SCHEMA
+from analytics_pipelines.warehouse.postgres import SCHEMA, VERSIONS
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 API_TABLES = ("venue_analytics", "venue_analytics_hourly", "event_analytics", "revenue_by_channel",
               "revenue_by_category", "sales_metrics", "event_performance", "venue_seasonality",
               "revenue_projections", "price_history", "resale_activity", "no_shows", "kpi_snapshots",
-              "customer_rfm_scores", "customer_segments", "customer_lifetime_value", "customer_cohorts",
-              "customer_360", "model_performance")
+              "customer_rfm_scores", "customer_segments", "customer_segment_transitions",
+              "customer_lifetime_value", "customer_cohorts", "customer_360", "model_performance")
 
 
 class TableMissing(LookupError):
@@ -66,14 +66,67 @@ class Result:
 
 
 class Reader(ABC):
-    """What the API needs from a warehouse: tenant-scoped queries, the catalog, health."""
+    """What the API needs from a warehouse: tenant-scoped queries, the catalog, health.
+
+    Results of identical queries (same tenant, SQL and parameters) are cached until the data changes: a
+    subclass calls `_changed()` when it sees a table change (the embedded copy on refresh, PostgreSQL when
+    the warehouse's write counter moves), which empties the cache. A result computed while a change landed
+    is not cached, so the cache never outlives the data it was read from by more than one refresh."""
 
     kind: str
 
-    @abstractmethod
+    def __init__(self, cache_size: int = 4096, cache_rows: int = 2_000_000):
+        self._generation = 0
+        self._cache: OrderedDict[tuple, Result] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._cache_size = cache_size
+        self._cache_rows = cache_rows
+        self._cached_rows = 0
+        self.cache_hits = 0
+        self.cache_misses = 0
+
     def query(self, tenant_id: str, sql: str, params: Sequence = (), tables: Sequence[str] = ()) -> Result:
         """Run `sql` for `tenant_id` (RLS on PostgreSQL); `tables` are the marts it reads (a missing one
         raises TableMissing instead of a database error)."""
+        self._require(tables)
+        key = (tenant_id, sql, tuple(params))
+        hit = self._cache.get(key) if self._caching() else None
+        if hit is not None:
+            self.cache_hits += 1
+            return hit
+        self.cache_misses += 1
+        generation = self._generation
+        res = self._execute(tenant_id, sql, params, tables)
+        if self._caching() and len(res.rows) <= self._cache_rows // 8:
+            with self._cache_lock:
+                if generation == self._generation:  # no change landed meanwhile
+                    self._cache[key] = res
+                    self._cached_rows += len(res.rows)
+                    while len(self._cache) > self._cache_size or self._cached_rows > self._cache_rows:
+                        self._cached_rows -= len(self._cache.popitem(last=False)[1].rows)
+        return res
+
+    def _changed(self) -> None:
+        """The data changed: forget every cached result."""
+        with self._cache_lock:
+            self._generation += 1
+            self._cache.clear()
+            self._cached_rows = 0
+
+    def _caching(self) -> bool:
+        return self._cache_size > 0
+
+    def cache_stats(self) -> dict:
+        return {"entries": len(self._cache), "rows": self._cached_rows, "hits": self.cache_hits,
+                "misses": self.cache_misses, "generation": self._generation}
+
+    @abstractmethod
+    def _require(self, tables: Sequence[str]) -> None:
+        """Raise TableMissing for the first of `tables` that is not materialized."""
+
+    @abstractmethod
+    def _execute(self, tenant_id: str, sql: str, params: Sequence, tables: Sequence[str]) -> Result:
+        """Run the query against the backend (no cache)."""
 
     @abstractmethod
     def tables(self) -> set[str]:
@@ -93,6 +146,30 @@ class Reader(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook: only readers holding resources override it
         """Release whatever the reader holds (nothing by default)."""
+
+
+class _Poller:
+    """A daemon thread calling `fn` every `seconds` until stopped; errors are kept for /health/ready."""
+
+    def __init__(self, fn, seconds: float, name: str):
+        self.fn, self.seconds = fn, seconds
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.seconds):
+            try:
+                self.fn()
+                self.error = None
+            except Exception as exc:  # noqa: BLE001 - keep serving what we have, report it
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.exception("reader refresh failed; serving the previous data")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 # -- embedded -----------------------------------------------------------------------------------------
@@ -157,6 +234,7 @@ class SnapshotReader(Reader):
     def __init__(self, root: str | os.PathLike, tables: Sequence[str] = API_TABLES,
                  refresh_seconds: float = 2.0, memory_limit: str = "1GB", threads: int = 2,
                  background: bool = True, cache_size: int = 4096):
+        super().__init__(cache_size)
         self.root = Path(root).resolve()
         self.wanted = tuple(check_identifier(t) for t in tables)
         self.refresh_seconds = refresh_seconds
@@ -170,27 +248,16 @@ class SnapshotReader(Reader):
         self._columns: dict[str, list[str]] = {}
         self._local = threading.local()
         self._lock = threading.Lock()      # one refresh at a time
-        self._generation = 0
-        #: results of identical queries between two changes of the copy (cleared by every change)
-        self._cache: OrderedDict[tuple, Result] = OrderedDict()
-        self._cache_size = cache_size
-        self._stop = threading.Event()
+        self._reloads = 0
         self.last_refresh = 0.0
-        self.last_error: str | None = None
         self.refresh()
-        self._thread = None
-        if background:
-            self._thread = threading.Thread(target=self._loop, name="tt-api-snapshot", daemon=True)
-            self._thread.start()
+        self._poller = _Poller(self.refresh, refresh_seconds, "tt-api-snapshot") if background else None
+
+    @property
+    def last_error(self) -> str | None:
+        return self._poller.error if self._poller else None
 
     # refreshing ---------------------------------------------------------------------------------
-    def _loop(self) -> None:
-        while not self._stop.wait(self.refresh_seconds):
-            try:
-                self.refresh()
-            except Exception as exc:  # noqa: BLE001 - keep serving the last good copy, report it
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("snapshot refresh failed; serving the previous copy")
 
     def refresh(self) -> list[str]:
         """Bring every table up to date with its files; returns the tables that changed."""
@@ -204,10 +271,8 @@ class SnapshotReader(Reader):
                     self._loaded_at[t] = time.time()
                     changed.append(t)
             if changed:
-                self._generation += 1
-                self._cache.clear()
+                self._changed()
             self.last_refresh = time.time()
-            self.last_error = None
         return changed
 
     def _sync(self, table: str, files: dict[str, tuple[int, int]]) -> None:
@@ -241,8 +306,8 @@ class SnapshotReader(Reader):
             conn.close()
 
     def _reload(self, conn: duckdb.DuckDBPyConnection, table: str, files: list[str]) -> None:
-        self._generation += 1
-        tmp = f"__new_{table}_{self._generation}"
+        self._reloads += 1
+        tmp = f"__new_{table}_{self._reloads}"
         rows = read_files(files)
         conn.register("__tt_new_rows", rows)
         conn.execute(f"CREATE TABLE {tmp} AS SELECT * FROM __tt_new_rows")
@@ -270,30 +335,12 @@ class SnapshotReader(Reader):
             raise TableMissing(table)
         return self._columns[table]
 
-    def query(self, tenant_id, sql, params=(), tables=()):
+    def _require(self, tables):
         for t in tables:
             if t not in self._columns:
                 raise TableMissing(t)
-        key = (tenant_id, sql, tuple(params))
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        epoch = self.last_refresh_epoch
-        res = self._execute(sql, params, tables)
-        if epoch == self.last_refresh_epoch and self._cache_size:  # no change landed meanwhile
-            self._cache[key] = res
-            while len(self._cache) > self._cache_size:
-                try:
-                    self._cache.popitem(last=False)
-                except KeyError:
-                    break
-        return res
 
-    @property
-    def last_refresh_epoch(self) -> int:
-        return self._generation
-
-    def _execute(self, sql, params, tables) -> Result:
+    def _execute(self, tenant_id, sql, params, tables) -> Result:
         cur = self._cursor()
         try:
             cur.execute(sql.replace("%s", "?"), list(params))
@@ -315,12 +362,11 @@ class SnapshotReader(Reader):
                 "tables": sorted(self._columns),
                 "snapshot_age_seconds": round(time.time() - self.last_refresh, 3) if self.last_refresh else None,
                 "loaded_at": {t: _iso(ts) for t, ts in sorted(self._loaded_at.items())},
-                "refresh_error": self.last_error}
+                "refresh_error": self.last_error, "cache": self.cache_stats()}
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
+        if self._poller:
+            self._poller.stop()
         self.db.close()
         self._dir.cleanup()
 
@@ -334,7 +380,9 @@ class PostgresReader(Reader):
     kind = "postgres"
 
     def __init__(self, url: str, schema: str = SCHEMA, role: str = "tt_api_reader", pool_size: int = 8,
-                 setup_rls: bool = True, catalog_seconds: float = 5.0):
+                 setup_rls: bool = True, catalog_seconds: float = 5.0, refresh_seconds: float = 1.0,
+                 background: bool = True, cache_size: int = 4096):
+        super().__init__(cache_size)
         self.url = normalize_pg_url(url)
         self.schema = check_identifier(schema)
         self.role = check_identifier(role)
@@ -349,6 +397,28 @@ class PostgresReader(Reader):
         self._protected: set[str] = set()
         if setup_rls:
             self._protect()
+        #: the warehouse's write counters (None: the table is absent, e.g. a warehouse written by an older
+        #: version -- then nothing is cached, since nothing would tell the cache that the data changed)
+        self._versions: dict[str, int] | None = None
+        self.last_refresh = 0.0
+        self.refresh()
+        self._poller = _Poller(self.refresh, refresh_seconds, "tt-api-versions") if background else None
+
+    def refresh(self) -> bool:
+        """Read the write counters; a change empties the result cache. Returns whether anything changed."""
+        with self._conn() as conn, conn.transaction():
+            exists = conn.execute("SELECT to_regclass(%s)", (f'"{self.schema}".{VERSIONS}',)).fetchone()[0]
+            versions = dict(conn.execute(psql.SQL("SELECT table_name, version FROM {}").format(
+                psql.Identifier(self.schema, VERSIONS))).fetchall()) if exists else None
+        changed = versions != self._versions
+        if changed:
+            self._changed()
+            self._versions = versions
+        self.last_refresh = time.time()
+        return changed
+
+    def _caching(self) -> bool:
+        return self._versions is not None and self._cache_size > 0
 
     def _protect(self) -> None:
         from analytics_pipelines.api.rls import enable_tenant_rls
@@ -410,13 +480,15 @@ class PostgresReader(Reader):
             raise TableMissing(table)
         return cat[table]
 
-    def query(self, tenant_id, sql, params=(), tables=()):
+    def _require(self, tables):
         cat = self._refresh_catalog()
         for t in tables:
             if t not in cat:
                 cat = self._refresh_catalog(force=True)
                 if t not in cat:
                     raise TableMissing(t)
+
+    def _execute(self, tenant_id, sql, params, tables):
         with self._conn() as conn, conn.transaction():
             # one round trip: set_config(..., true) is SET LOCAL (role included: = SET LOCAL ROLE)
             conn.execute("SELECT set_config('role', %s, true), set_config('search_path', %s, true), "
@@ -438,11 +510,16 @@ class PostgresReader(Reader):
             with self._conn() as conn, conn.transaction():
                 conn.execute("SELECT 1")
             return {"backend": "postgres", "reachable": True, "tables": sorted(self._refresh_catalog(True)),
-                    "rls_tables": sorted(self._protected)}
+                    "rls_tables": sorted(self._protected),
+                    "versions_age_seconds": round(time.time() - self.last_refresh, 3) if self.last_refresh else None,
+                    "refresh_error": self._poller.error if self._poller else None,
+                    "cache": self.cache_stats() if self._caching() else "off (no write counters)"}
         except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
             return {"backend": "postgres", "reachable": False, "error": f"{type(exc).__name__}: {exc}"}
 
     def close(self) -> None:
+        if self._poller:
+            self._poller.stop()
         while True:
             try:
                 self._pool.get_nowait().close()

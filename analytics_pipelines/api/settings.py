@@ -26,7 +26,7 @@ class Settings:
     cache_max_age: int = 60                   # Cache-Control max-age of mart reads (seconds)
     max_range_days: int = 366                 # the seed's "date range at most one year"
     export_dir: Path | None = None            # downloads are served only from under this directory
-    refresh_seconds: float = 2.0              # embedded warehouse: how often the snapshot looks for changes
+    refresh_seconds: float = 2.0              # how often the reader looks for changed marts (cache, snapshot)
     extra: dict = field(default_factory=dict)
 
     @classmethod

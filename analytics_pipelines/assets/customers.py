@@ -117,10 +117,7 @@ def customer_churn_model(context: dg.AssetExecutionContext, warehouse: Warehouse
         result = churn.train(inp, through)
     except churn.NotEnoughHistory as exc:
         context.log.warning(f"no churn model: {exc}")
-        wh.replace_table("customer_churn_scores", churn.seed_rules(churn.features(inp, through)).select(
-            pl.lit(through).alias("as_of"), "user_id", "tenant_id", "recency_days", "frequency",
-            pl.lit(None, pl.Float64).alias("churn_probability"), pl.lit(None, pl.Boolean).alias("churn_flag"),
-            "seed_risk_score", "seed_profile_churn", "favourite_category_id"))
+        wh.replace_table("customer_churn_scores", churn.rule_scores_only(inp, through))
         return dg.MaterializeResult(metadata={"model": "none", "reason": str(exc)}, check_results=[
             dg.AssetCheckResult(check_name="beats_seed_rules", passed=False, severity=dg.AssetCheckSeverity.WARN,
                                 description=str(exc))])

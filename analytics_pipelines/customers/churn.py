@@ -134,6 +134,15 @@ def label(inp: Inputs, feats: pl.DataFrame, cutoff: date, horizon: int = HORIZON
     return feats.join(active, on="user_id", how="left").with_columns(pl.col("churned").fill_null(True))
 
 
+def rule_scores_only(inp: Inputs, as_of: date) -> pl.DataFrame:
+    """customer_churn_scores when there is no model (NotEnoughHistory): the old rules' scores, NULL
+    probabilities."""
+    return seed_rules(features(inp, as_of)).select(
+        pl.lit(as_of).alias("as_of"), "user_id", "tenant_id", "recency_days", "frequency",
+        pl.lit(None, pl.Float64).alias("churn_probability"), pl.lit(None, pl.Boolean).alias("churn_flag"),
+        "seed_risk_score", "seed_profile_churn", "favourite_category_id")
+
+
 def seed_rules(feats: pl.DataFrame) -> pl.DataFrame:
     """The old service's two rule scores (module doc) for each feature row."""
     days = pl.col("recency_days")

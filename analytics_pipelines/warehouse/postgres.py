@@ -14,6 +14,9 @@ from analytics_pipelines.source.db import normalize_pg_url
 from analytics_pipelines.warehouse.base import Warehouse, check_identifier
 
 SCHEMA = "analytics"
+#: one row per table: a counter bumped in the same transaction as every write, so readers (the API's
+#: result cache) can tell cheaply and exactly when a table changed
+VERSIONS = "_tt_table_versions"
 
 _PG_TYPES = {
     pl.Int8: "smallint", pl.Int16: "smallint", pl.Int32: "integer", pl.Int64: "bigint",
@@ -62,6 +65,8 @@ class PostgresWarehouse(Warehouse):
         Serialised by an advisory lock so that concurrent runs creating the same table cannot collide."""
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}.{table}",))
         conn.execute(psql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(psql.Identifier(self.schema)))
+        conn.execute(psql.SQL("CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, version bigint NOT NULL, "
+                              "changed_at timestamptz NOT NULL)").format(psql.Identifier(self.schema, VERSIONS)))
         cols = psql.SQL(", ").join(
             psql.SQL("{} {}").format(psql.Identifier(c), psql.SQL(pg_type(t))) for c, t in schema.items())
         conn.execute(psql.SQL("CREATE TABLE IF NOT EXISTS {}.{} ({})").format(
@@ -89,7 +94,15 @@ class PostgresWarehouse(Warehouse):
             with conn.transaction():
                 conn.execute(delete, params)
                 copy_in(conn, psql.Identifier(self.schema, table), df)
+                self._bump_version(conn, table)
         return df.height
+
+    def _bump_version(self, conn: psycopg.Connection, table: str) -> None:
+        """Last statement of a write's transaction (so its row lock is held only until the commit)."""
+        conn.execute(psql.SQL(
+            "INSERT INTO {} AS v (table_name, version, changed_at) VALUES (%s, 1, now()) "
+            "ON CONFLICT (table_name) DO UPDATE SET version = v.version + 1, changed_at = now()").format(
+            psql.Identifier(self.schema, VERSIONS)), (table,))
 
     # -- writing -------------------------------------------------------------------------------
     def write_partitions(self, table, df, by, keys):
@@ -124,14 +137,24 @@ class PostgresWarehouse(Warehouse):
                     "SELECT DISTINCT {c}::text FROM {t} WHERE {c}::text < %s ORDER BY 1").format(c=col, t=target),
                     (before,))]
                 conn.execute(psql.SQL("DELETE FROM {t} WHERE {c}::text < %s").format(c=col, t=target), (before,))
+                if values:
+                    self._bump_version(conn, table)
         return values
 
     # -- reading -------------------------------------------------------------------------------
     def tables(self):
         with self.connect(read_only=True) as conn:
             rows = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-                                "ORDER BY 1", (self.schema,)).fetchall()
+                                "AND table_name <> %s ORDER BY 1", (self.schema, VERSIONS)).fetchall()
         return [r[0] for r in rows]
+
+    def versions(self) -> dict[str, int]:
+        """table -> write counter (empty before the first write)."""
+        with self.connect(read_only=True) as conn:
+            if not conn.execute("SELECT to_regclass(%s)", (f'"{self.schema}".{VERSIONS}',)).fetchone()[0]:
+                return {}
+            return dict(conn.execute(psql.SQL("SELECT table_name, version FROM {}").format(
+                psql.Identifier(self.schema, VERSIONS))).fetchall())
 
     def read(self, sql, params=()):
         with self.connect(read_only=True) as conn:
