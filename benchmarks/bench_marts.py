@@ -61,7 +61,7 @@ def main() -> int:
     print(f"full rebuild: {full:.1f} s (incl. reconciliation); failed checks: {failed or 'none'}")
 
     t = time.perf_counter()
-    outcomes1, seconds1 = build_everything(wh, args.last, args.last, now, kpi_hours=1)
+    outcomes1, seconds1 = build_everything(wh, args.last, args.last, now, kpi_hours=1, incremental=True)
     one = time.perf_counter() - t
     for k, v in seconds1.items():
         print(f"  day  {k:26s} {v:7.2f} s", flush=True)

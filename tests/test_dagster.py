@@ -81,6 +81,23 @@ def test_main_job_run_records_partitions_and_checks(tiny_env):
         "2026-10-31-10:00", "2026-10-31-11:00", "2026-10-31-12:00"}
     kpi_checks = [e.event_specific_data for e in kpi.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert kpi_checks and all(c.passed for c in kpi_checks)
+    # the next daily run: the whole-table marts update incrementally (what changed upstream is read from
+    # the event log) and end up equal to a full rebuild
+    again = run_job("main_job", first="2026-10-31", last="2026-10-31", instance=instance)
+    assert again.success
+
+    def meta(key):
+        return instance.get_latest_materialization_event(dg.AssetKey(key)).asset_materialization.metadata
+
+    through = meta("sales_metrics")["through"].value  # the last day with sales
+    assert meta("sales_metrics")["mode"].value == f"incremental from {min(through, '2026-10-31')}"
+    assert meta("no_shows")["mode"].value == "incremental"
+    from analytics_pipelines.marts import build as B
+    from analytics_pipelines.resources import default_warehouse_url
+    from analytics_pipelines.warehouse import open_warehouse
+
+    wh = open_warehouse(default_warehouse_url())
+    assert wh.read_table("sales_metrics").equals(B.sales_metrics(wh, through))
 
 
 RUN = """

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from analytics_pipelines.assets.metadata import frame_preview, table_metadata
 from analytics_pipelines.marts import build as B
@@ -123,6 +124,35 @@ def _through(wh) -> str:
     return (d or datetime.now(UTC).date()).isoformat() if not isinstance(d, str) else d
 
 
+def _first_changed_day(context: dg.AssetExecutionContext, asset: str, upstream: str, through: str) -> str | None:
+    """The earliest daily partition of `upstream` materialized since `asset` was last materialized (from
+    the Dagster event log): what an incremental rebuild must start from. None when `asset` was never
+    materialized (build everything); `through` when nothing upstream changed."""
+    instance = context.instance
+    last = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    if last is None:
+        return None
+    keys, cursor = [], None
+    while True:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(upstream), after_timestamp=last.timestamp), limit=1000,
+            cursor=cursor)
+        keys += [r.asset_materialization.partition for r in page.records
+                 if r.asset_materialization is not None and r.asset_materialization.partition]
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return min([*keys, through])
+
+
+class IncrementalConfig(dg.Config):
+    """Launchpad option of the incremental whole-table marts."""
+
+    full_refresh: bool = Field(default=False, description=(
+        "Recompute every row instead of only what recent data can change (after a backfill that rewrote old "
+        "staging partitions)."))
+
+
 def _whole(name: str, deps: list[str], description: str, check: str | None = None, **kw):
     """Decorator factory for an unpartitioned mart asset in the marts group."""
     specs = [dg.AssetCheckSpec(check, asset=name, description=kw.pop("check_description", ""))] if check else []
@@ -135,15 +165,20 @@ def _whole(name: str, deps: list[str], description: str, check: str | None = Non
         check_description="day, week and month grains each add up to staging's all-time primary sales.",
         description="Primary sales per venue at hour (last 14 days), day, week (ISO) and month grain, zero-filled, "
                     "with growth % against the previous period (NULL when the previous period is 0).")
-def sales_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def sales_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                  config: IncrementalConfig) -> dg.MaterializeResult:
     wh = warehouse.get()
     through = _through(wh)
-    df = B.sales_metrics(wh, through)
+    since = None if config.full_refresh else _first_changed_day(context, "sales_metrics", "fct_orders", through)
+    previous = wh.read_table("sales_metrics") if since and "sales_metrics" in wh.tables() else None
+    context.log.info(f"sales_metrics: {'full rebuild' if previous is None else f'periods from {since} on'}")
+    df = B.sales_metrics(wh, through, since=since, previous=previous)
     wh.replace_table("sales_metrics", df)
     outcome = reconcile.check_totals("sales_metrics", _control(wh), df)
     by_grain = df.group_by("granularity").agg(pl.len().alias("rows"), pl.sum("gross_revenue_cents")).sort("granularity")
     return dg.MaterializeResult(
         metadata={**table_metadata(wh, "sales_metrics", df.height), "through": through,
+                  "mode": "full" if previous is None else f"incremental from {since}",
                   "by_granularity": dg.MetadataValue.md(frame_preview(by_grain)),
                   "last_months": dg.MetadataValue.md(frame_preview(
                       df.filter(pl.col("granularity") == "month").group_by("period_start").agg(
@@ -284,18 +319,26 @@ def price_history(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
 
 
 @_whole("no_shows", ["stg_tickets", "stg_ticket_scans", "stg_events", "stg_event_schedules"], check=RECONCILES,
-        check_description="sold tickets and no-shows equal an independent count over staging.",
+        check_description="the recomputed events' sold tickets and no-shows equal an independent count over "
+                          "staging; no negative counts, no-shows never above sold.",
         description="Per ended event (not cancelled or postponed): sold tickets, tickets with a valid scan, "
-                    "no-shows and the no-show rate %.")
-def no_shows(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+                    "no-shows and the no-show rate %. Incremental: events that ended more than "
+                    f"{B.NO_SHOW_SETTLE_DAYS} days ago keep their row; the others are recomputed (config "
+                    "`full_refresh` recomputes all).")
+def no_shows(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+             config: IncrementalConfig) -> dg.MaterializeResult:
     wh = warehouse.get()
     now = datetime.now(UTC)
-    df = B.no_shows(wh, now)
+    previous = None if config.full_refresh or "no_shows" not in wh.tables() else wh.read_table("no_shows")
+    result = B.no_shows(wh, now, previous)
+    df = result.rows
     wh.replace_table("no_shows", df)
-    outcome = reconcile.check_no_shows(wh, df, now)
+    outcome = reconcile.check_no_shows(wh, result, now)
     rate = float(df["no_shows"].sum() / df["tickets_sold"].sum() * 100) if df.height else None
     return dg.MaterializeResult(
-        metadata={**table_metadata(wh, "no_shows", df.height, preview=df), "overall_no_show_pct": rate},
+        metadata={**table_metadata(wh, "no_shows", df.height, preview=df), "overall_no_show_pct": rate,
+                  "mode": "full" if result.events is None else "incremental",
+                  "events_recomputed": df.height if result.events is None else len(result.events)},
         check_results=[_check(outcome)])
 
 

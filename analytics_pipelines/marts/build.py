@@ -86,7 +86,7 @@ def fct_orders(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
         "stg_orders": _stg(wh, "orders", lo, last, ORDER_COLUMNS),
         "stg_order_items": _stg(wh, "order_items", lo, last, ["order_id", "quantity"]),
         "stg_events": _events(wh),
-    }, first=_d(first), last=_d(last))
+    }, first=_d(first), last=_d(last)).sort("day", "order_id")
 
 
 def fct_refunds(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
@@ -141,11 +141,15 @@ def venue_analytics_hourly(wh: Warehouse, first: str, last: str) -> pl.DataFrame
 
 
 def event_analytics(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
+    """The cumulative counts need each event's whole order history, but only of the events with sales or
+    refunds in first..last: the history is cut to those events before the SQL's window functions."""
     history = fact_history(wh, "fct_orders", ["event_id", "day", "tickets", "gross_revenue_cents"], last)
-    history = history.with_columns(pl.lit(1, pl.Int64).alias("orders"))
-    return run("event_analytics", {"order_history": history,
-                                   "fct_refunds": wh.read_partitions("fct_refunds", "day", first, last),
-                                   "event_dim": event_dim(wh)}, first=_d(first), last=_d(last))
+    refunds = wh.read_partitions("fct_refunds", "day", first, last)
+    active = pl.concat([history.filter(pl.col("day") >= _d(first))["event_id"], refunds["event_id"]]).unique()
+    history = history.join(active.to_frame(), on="event_id", how="semi").with_columns(
+        pl.lit(1, pl.Int64).alias("orders"))
+    return run("event_analytics", {"order_history": history, "fct_refunds": refunds, "event_dim": event_dim(wh)},
+               first=_d(first), last=_d(last))
 
 
 def revenue_by_channel(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
@@ -173,13 +177,26 @@ def _end_of(day: str) -> datetime:
 HOURLY_DAYS = 14
 
 
-def sales_metrics(wh: Warehouse, through: str, hourly_days: int = HOURLY_DAYS) -> pl.DataFrame:
-    """Hour grain for the last `hourly_days` days up to `through`; day, week and month for all history."""
-    history = fact_history(wh, "fct_orders", ["tenant_id", "venue_id", "recognized_at", "tickets",
-                                              "gross_revenue_cents", "ticket_revenue_cents", "user_id"], through)
+def sales_metrics(wh: Warehouse, through: str, hourly_days: int = HOURLY_DAYS, since: str | None = None,
+                  previous: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Hour grain for the last `hourly_days` days up to `through`; day, week and month for all history.
+    With `previous` and `since` (the first day whose fct_orders partitions changed since `previous` was
+    built), only the periods from `since`'s on are recomputed (marts/sales.py) and fct_orders is read from
+    the start of `since`'s month or week, or the hour grain's first day, whichever is earliest."""
     end = _end_of(through)
-    return sales.sales_metrics(history, hour_since=end - timedelta(days=hourly_days),
-                               through=end - timedelta(microseconds=1))
+    hour_since = end - timedelta(days=hourly_days)
+    columns = ["tenant_id", "venue_id", "recognized_at", "tickets", "gross_revenue_cents", "ticket_revenue_cents",
+               "user_id"]
+    if previous is None or since is None:
+        history = fact_history(wh, "fct_orders", columns, through)
+        since_t = None
+    else:
+        s = _d(since)
+        lo = min(s.replace(day=1), s - timedelta(days=s.weekday()), hour_since.date())
+        history = wh.read_partitions("fct_orders", "day", lo.isoformat(), through, columns=columns)
+        since_t = datetime.combine(s, time(), UTC)
+    return sales.sales_metrics(history, hour_since=hour_since, through=end - timedelta(microseconds=1),
+                               previous=previous, since=since_t)
 
 
 def event_performance(wh: Warehouse) -> pl.DataFrame:
@@ -195,10 +212,44 @@ def venue_seasonality(wh: Warehouse, through: str) -> pl.DataFrame:
     return run("venue_seasonality", {"va": va}, through=_d(through))
 
 
-def no_shows(wh: Warehouse, now: datetime) -> pl.DataFrame:
-    return run("no_shows", {"tickets": _stg(wh, "tickets", columns=["id", "event_id", "status"]),
-                            "scans": _stg(wh, "ticket_scans", columns=["ticket_id", "result"]),
-                            "event_dim": event_dim(wh)}, now=now)
+#: an ended event's no-show count is taken as final this many days after it ended (late scan uploads have
+#: settled); an incremental run recomputes only the events that ended more recently, plus any ended event
+#: the previous table lacks or holds with another end time
+NO_SHOW_SETTLE_DAYS = 7
+
+
+@dataclass
+class NoShows:
+    rows: pl.DataFrame            # the whole table
+    recomputed: pl.DataFrame      # the rows this run computed
+    events: list[str] | None      # the events it recomputed (None: every event)
+    tickets: pl.DataFrame         # stg_tickets and stg_ticket_scans as read (all rows), for the check
+    scans: pl.DataFrame
+
+
+def no_shows(wh: Warehouse, now: datetime, previous: pl.DataFrame | None = None,
+             settle_days: int = NO_SHOW_SETTLE_DAYS) -> NoShows:
+    """Per ended event: sold tickets, scanned, no-shows (sql/marts/no_shows.sql). With `previous` (the
+    table as it is), rows of events that ended more than `settle_days` ago are kept as they are and only
+    the others are recomputed: the SQL's join then runs over the tickets of a few hundred events instead of
+    every ticket. A kept row whose event was cancelled or postponed since is dropped."""
+    ed = event_dim(wh)
+    tickets = _stg(wh, "tickets", columns=["id", "event_id", "status"])
+    scans = _stg(wh, "ticket_scans", columns=["ticket_id", "result"])
+    if previous is None:
+        rows = run("no_shows", {"tickets": tickets, "scans": scans, "event_dim": ed}, now=now)
+        return NoShows(rows, rows, None, tickets, scans)
+    ended = ed.filter((pl.col("ends_at") < now) & ~pl.col("cancelled_or_postponed")).select("event_id", "ends_at")
+    settled = ended.filter(pl.col("ends_at") < now - timedelta(days=settle_days))
+    keep = previous.join(settled, left_on=["event_id", "ended_at"], right_on=["event_id", "ends_at"], how="semi")
+    redo = ended.join(keep.select("event_id"), on="event_id", how="anti")["event_id"]
+    # semi joins (hash), not is_in: is_in of 10M strings against a list took seconds
+    some_tickets = tickets.join(redo.to_frame(), on="event_id", how="semi")
+    some_scans = scans.join(some_tickets.select(pl.col("id").alias("ticket_id")), on="ticket_id", how="semi")
+    fresh = run("no_shows", {"tickets": some_tickets, "scans": some_scans, "event_dim": ed}, now=now)
+    rows = pl.concat([keep.select(fresh.columns), fresh], how="vertical_relaxed").sort(
+        "venue_id", "ended_at", "event_id", nulls_last=True)
+    return NoShows(rows, fresh, redo.to_list(), tickets, scans)
 
 
 def ticket_type_price_snapshot(wh: Warehouse, snapshot_date: str) -> pl.DataFrame:

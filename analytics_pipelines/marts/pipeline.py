@@ -11,10 +11,12 @@ from analytics_pipelines.marts.projections import project
 from analytics_pipelines.warehouse import Warehouse
 
 
-def build_everything(wh: Warehouse, first: str, last: str, now: datetime,
-                     kpi_hours: int = 0) -> tuple[dict[str, reconcile.CheckOutcome], dict[str, float]]:
+def build_everything(wh: Warehouse, first: str, last: str, now: datetime, kpi_hours: int = 0,
+                     incremental: bool = False) -> tuple[dict[str, reconcile.CheckOutcome], dict[str, float]]:
     """Build daily marts for first..last, then the whole-table marts (and `kpi_hours` hourly KPI snapshots
-    ending with the last hour of `last`). Returns each mart's reconciliation outcome and seconds taken."""
+    ending with the last hour of `last`). `incremental`: the whole-table marts that can, update their
+    previous rows (as a scheduled daily run does) instead of recomputing all of them (as the first run or
+    a `full_refresh` does). Returns each mart's reconciliation outcome and seconds taken."""
     outcomes, seconds = {}, {}
     keys = [(d,) for d in B.days_between(first, last)]
     t = time.perf_counter()
@@ -30,7 +32,8 @@ def build_everything(wh: Warehouse, first: str, last: str, now: datetime,
     all_control = wh.read_table("control_totals")
     through = last
     t = time.perf_counter()
-    df = B.sales_metrics(wh, through)
+    previous = wh.read_table("sales_metrics") if incremental and "sales_metrics" in wh.tables() else None
+    df = B.sales_metrics(wh, through, since=first, previous=previous)
     wh.replace_table("sales_metrics", df)
     seconds["sales_metrics"] = time.perf_counter() - t
     outcomes["sales_metrics"] = reconcile.check_totals("sales_metrics", all_control, df)
@@ -57,10 +60,11 @@ def build_everything(wh: Warehouse, first: str, last: str, now: datetime,
     seconds["price_history"] = time.perf_counter() - t
     outcomes["price_history"] = reconcile.check_price_history(wh, history)
     t = time.perf_counter()
-    df = B.no_shows(wh, now)
-    wh.replace_table("no_shows", df)
+    previous = wh.read_table("no_shows") if incremental and "no_shows" in wh.tables() else None
+    result = B.no_shows(wh, now, previous)
+    wh.replace_table("no_shows", result.rows)
     seconds["no_shows"] = time.perf_counter() - t
-    outcomes["no_shows"] = reconcile.check_no_shows(wh, df, now)
+    outcomes["no_shows"] = reconcile.check_no_shows(wh, result, now)
     if kpi_hours:
         t = time.perf_counter()
         end = datetime.fromisoformat(last).replace(tzinfo=UTC) + timedelta(hours=23)

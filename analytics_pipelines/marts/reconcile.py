@@ -53,8 +53,8 @@ def non_negative(df: pl.DataFrame, columns: list[str]) -> dict[str, int]:
     return {c: int((df[c] < 0).sum()) for c in columns if c in df.columns and int((df[c] < 0).sum())}
 
 
-def _combine(*outcomes: CheckOutcome, extra_failures: dict | None = None) -> CheckOutcome:
-    meta, diffs = {}, []
+def _combine(*outcomes: CheckOutcome, extra_failures: dict | None = None, metadata: dict | None = None) -> CheckOutcome:
+    meta, diffs = dict(metadata or {}), []
     for o in outcomes:
         meta.update(o.metadata)
         if o.differences is not None and o.differences.height:
@@ -201,12 +201,26 @@ def check_totals(mart: str, control: pl.DataFrame, df: pl.DataFrame) -> CheckOut
     raise KeyError(f"no reconciliation for {mart}")
 
 
-def check_no_shows(wh: Warehouse, df: pl.DataFrame, now: datetime) -> CheckOutcome:
-    """Sold tickets and no-shows against an independent count over staging (sql/checks/no_shows_total.sql)."""
-    exp = staging_query(wh, "no_shows_total", now)
+def check_no_shows(wh: Warehouse, result, now: datetime) -> CheckOutcome:
+    """`result` (build.NoShows): the recomputed rows' sold tickets and no-shows against an independent count
+    (sql/checks/no_shows_total.sql) over the staging rows of the same events (every event after a full
+    rebuild); the whole table's counts never negative, no-shows never above sold. The query runs in memory
+    over the staging frames the build already read, cut to the recomputed events here, by the check."""
+    df, events = result.recomputed, result.events
+    tickets, scans = result.tickets, result.scans
+    if events is not None:
+        tickets = tickets.join(pl.DataFrame({"event_id": events}, schema={"event_id": pl.String}),
+                               on="event_id", how="semi")
+        scans = scans.join(tickets.select(pl.col("id").alias("ticket_id")), on="ticket_id", how="semi")
+    exp = run("checks/no_shows_total", {
+        "stg_tickets": tickets, "stg_ticket_scans": scans,
+        "stg_events": wh.read_table("stg_events", columns=["id", "status", "start_date"]),
+        "stg_event_schedules": wh.read_table("stg_event_schedules", columns=[
+            "event_id", "starts_at", "ends_at", "status", "deleted_at"])}, now=now)
     return _combine(compare(exp, df, [], ["tickets_sold", "no_shows"]), extra_failures={
-        "negative_counts": sum(non_negative(df, ["no_shows", "tickets_scanned"]).values()),
-        "no_shows_above_sold": int((df["no_shows"] > df["tickets_sold"]).sum())})
+        "negative_counts": sum(non_negative(result.rows, ["no_shows", "tickets_scanned"]).values()),
+        "no_shows_above_sold": int((result.rows["no_shows"] > result.rows["tickets_sold"]).sum())},
+        metadata={"events_recomputed": len(events) if events is not None else "all"})
 
 
 def check_price_history(wh: Warehouse, df: pl.DataFrame) -> CheckOutcome:

