@@ -401,8 +401,22 @@ class PostgresReader(Reader):
         #: version -- then nothing is cached, since nothing would tell the cache that the data changed)
         self._versions: dict[str, int] | None = None
         self.last_refresh = 0.0
+        self._warm(min(pool_size, 4))
         self.refresh()
         self._poller = _Poller(self.refresh, refresh_seconds, "tt-api-versions") if background else None
+
+    def _warm(self, n: int) -> None:
+        """Open `n` pooled connections now (each costs ~10 ms to set up): the first requests after start
+        do not queue behind connection setup."""
+        held = []
+        try:
+            for _ in range(n):
+                cm = self._conn()
+                cm.__enter__()
+                held.append(cm)
+        finally:
+            for cm in held:
+                cm.__exit__(None, None, None)
 
     def refresh(self) -> bool:
         """Read the write counters; a change empties the result cache. Returns whether anything changed."""
