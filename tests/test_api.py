@@ -442,3 +442,25 @@ def test_openapi_fuzz_has_no_server_errors(tmp_path):
         assert not failures, failures[:5]
     finally:
         reader.close()
+
+
+def test_snapshot_poll_lists_a_table_again_only_after_a_write(tmp_path, monkeypatch):
+    """The embedded reader's poll stats one version marker per table; a table's partition files are
+    listed again only after the warehouse wrote it (tables without a marker: every time)."""
+    import analytics_pipelines.api.reader as R
+
+    a, reader = make_api(f"duckdb:///{tmp_path / 'warehouse'}", tmp_path)
+    try:
+        listed, real = [], R.table_files
+        monkeypatch.setattr(R, "table_files", lambda root, t: listed.append(t) or real(root, t))
+        assert reader.refresh() == []
+        present = reader.tables()
+        assert "venue_analytics" in present and not set(listed) & present  # markers unchanged: not listed
+        wh = open_warehouse(a.warehouse_url)
+        day = wh.read_partitions("venue_analytics", "day", "2026-10-31", "2026-10-31")
+        wh.write_partitions("venue_analytics", day.with_columns(pl.col("orders") + 1), ["day"], [("2026-10-31",)])
+        listed.clear()
+        assert reader.refresh() == ["venue_analytics"]
+        assert set(listed) & present == {"venue_analytics"}
+    finally:
+        reader.close()

@@ -38,7 +38,7 @@ from psycopg import sql as psql
 
 from analytics_pipelines.source.db import normalize_pg_url
 from analytics_pipelines.warehouse.base import check_identifier
-from analytics_pipelines.warehouse.embedded import DATA_FILE
+from analytics_pipelines.warehouse.embedded import DATA_FILE, VERSION_FILE
 from analytics_pipelines.warehouse.postgres import SCHEMA, VERSIONS
 
 log = logging.getLogger(__name__)
@@ -244,6 +244,7 @@ class SnapshotReader(Reader):
         self.db.execute(f"SET memory_limit='{memory_limit}'")
         self.db.execute(f"SET threads={int(threads)}")
         self._files: dict[str, dict[str, tuple[int, int]]] = {}
+        self._markers: dict[str, tuple[int, int] | None] = {}
         self._loaded_at: dict[str, float] = {}
         self._columns: dict[str, list[str]] = {}
         self._local = threading.local()
@@ -259,17 +260,33 @@ class SnapshotReader(Reader):
 
     # refreshing ---------------------------------------------------------------------------------
 
+    def _marker(self, table: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.root / table / VERSION_FILE)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
     def refresh(self) -> list[str]:
-        """Bring every table up to date with its files; returns the tables that changed."""
+        """Bring every table up to date with its files; returns the tables that changed.
+
+        A table whose version marker (replaced by the warehouse after each write) is unchanged is not
+        listed again: one stat per table instead of one per partition file, so the poll every few seconds
+        costs microseconds, not the ~20 ms of GIL-holding directory walks that showed up as p99 spikes.
+        Without a marker (a table written by other tools) the files are listed every time."""
         changed = []
         with self._lock:
             for t in self.wanted:
+                marker = self._marker(t)  # before listing: a write landing meanwhile moves it again
+                if marker is not None and marker == self._markers.get(t) and t in self._files:
+                    continue
                 files = table_files(self.root, t)
                 if files != self._files.get(t, {}):
                     self._sync(t, files)
                     self._files[t] = files
                     self._loaded_at[t] = time.time()
                     changed.append(t)
+                self._markers[t] = marker  # only once the copy is in step with the files
             if changed:
                 self._changed()
             self.last_refresh = time.time()
