@@ -1,4 +1,4 @@
-"""Report rendering and builders: every PDF rasterized with pdftoppm and checked for ink, XLSX read back and
+"""Report rendering and builders: every PDF rasterized (PDFium) and checked for ink, XLSX read back and
 compared with the mart frames to the cent, CSV/JSON round trips, filters, tenant isolation, pseudonyms."""
 
 from __future__ import annotations
