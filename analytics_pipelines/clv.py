@@ -40,7 +40,6 @@ from typing import Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import polars as pl
 from scipy.integrate import quad
 from scipy.optimize import minimize
 from scipy.special import betainc, betaincinv, betaln, digamma, expit, gammaln, hyp2f1
@@ -707,16 +706,20 @@ def _minimize(
 
 
 def _collapse_duplicates(*columns: FloatArray) -> tuple[list[FloatArray], FloatArray]:
-    """Distinct rows of the given columns (sorted, for reproducible sums) and how often each occurs."""
-    names = [f"c{i}" for i in range(len(columns))]
-    grouped = (
-        pl.DataFrame(dict(zip(names, columns, strict=True)))
-        .group_by(names)
-        .agg(pl.len().alias("count"))
-        .sort(names)
-    )
-    distinct = [grouped[name].to_numpy().astype(np.float64) for name in names]
-    return distinct, grouped["count"].to_numpy().astype(np.float64)
+    """Distinct rows of the given columns (sorted, for reproducible sums) and how often each occurs.
+
+    numpy, not a polars group-by: the fits of the customer marts call this hundreds of times on a few
+    thousand rows, where a sort is several times faster than building a frame. -0.0 is counted as 0.0."""
+    cols = [np.asarray(c, dtype=np.float64) + 0.0 for c in columns]
+    n = cols[0].size
+    order = np.lexsort(cols[::-1])  # the first column is the primary sort key
+    cols = [c[order] for c in cols]
+    starts = np.ones(n, dtype=bool)
+    if n:
+        starts[1:] = np.logical_or.reduce([c[1:] != c[:-1] for c in cols])
+    first = np.flatnonzero(starts)
+    counts = np.diff(np.append(first, n)).astype(np.float64)
+    return [c[first] for c in cols], counts
 
 
 # --------------------------------------------------------------------------------------------------
