@@ -377,21 +377,46 @@ def customer_lifetime_value(
     if not (math.isfinite(time_unit_days) and time_unit_days > 0):
         raise ValueError(f"time_unit_days must be finite and > 0, got {time_unit_days!r}")
 
+    return _lifetime_values(bgnbd_params, gg_params, x, t_x, age, m, (int(months),), monthly_discount_rate,
+                            time_unit_days)[int(months)]
+
+
+def _distinct_pairs(x: FloatArray, age: FloatArray) -> tuple[FloatArray, FloatArray, npt.NDArray[np.intp]]:
+    """The distinct (x, T) pairs and each customer's pair: the expected purchases of a customer alive at T
+    depend on (x, T) only, which customers share a lot (x + iT is a sort key for the pairs)."""
+    distinct, row = np.unique(x + 1j * age, return_inverse=True)
+    return distinct.real.copy(), distinct.imag.copy(), row
+
+
+def _lifetime_values(
+    bgnbd_params: BGNBDParams,
+    gg_params: GammaGammaParams,
+    x: FloatArray,
+    t_x: FloatArray,
+    age: FloatArray,
+    m: FloatArray,
+    months: tuple[int, ...],
+    monthly_discount_rate: float,
+    time_unit_days: float,
+) -> dict[int, FloatArray]:
+    """:func:`customer_lifetime_value` (validated float64 inputs) for several horizons in one pass over
+    the months: the value for n months is the running sum after month n, the same operations in the same
+    order as a separate call with ``months=n``, so the same numbers bit for bit."""
     value_per_purchase = _conditional_expected_average_value(gg_params, x, m)
     alive = _probability_alive(bgnbd_params, x, t_x, age)
-    # The expected purchases of a customer alive at T depend on (x, T) only, which customers share a lot:
-    # evaluate them once per distinct pair (x + iT is a sort key for the pairs).
-    distinct, row = np.unique(x + 1j * age, return_inverse=True)
-    x_distinct, age_distinct = distinct.real.copy(), distinct.imag.copy()
+    x_distinct, age_distinct, row = _distinct_pairs(x, age)
     periods_per_month = DAYS_PER_MONTH / time_unit_days
     discounted_purchases = np.zeros_like(x)
     purchases_so_far = np.zeros_like(x)
-    for month in range(1, int(months) + 1):
+    out = {0: value_per_purchase * discounted_purchases} if 0 in months else {}
+    for month in range(1, max(months, default=0) + 1):
         horizon = month * periods_per_month
         purchases = alive * _expected_purchases_if_alive(bgnbd_params, horizon, x_distinct, age_distinct)[row]
         discounted_purchases += (purchases - purchases_so_far) / (1.0 + monthly_discount_rate) ** month
         purchases_so_far = purchases
-    return value_per_purchase * discounted_purchases
+        if month in months:
+            out[month] = value_per_purchase * discounted_purchases
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

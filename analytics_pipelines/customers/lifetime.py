@@ -28,9 +28,12 @@ import polars as pl
 from threadpoolctl import threadpool_limits
 
 from analytics_pipelines import clv
+from analytics_pipelines.customers.parallel import TaskPool, run_all
 
 WEEK_DAYS = 7.0
 MIN_REPEAT_BUYERS = 100
+#: below this many orders the fits run in this process only (a helper process takes ~1-2 s to start)
+POOL_MIN_ORDERS = 200_000
 MONTHLY_DISCOUNT = 0.01
 #: L2 penalties tried in turn until a fit converges (0 = plain maximum likelihood)
 PENALIZERS = (0.0, 0.001, 0.01)
@@ -114,74 +117,88 @@ def _rows_by(summary: pl.DataFrame, key: str) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.int64) for k, v in zip(g[key].to_list(), g["_i"].to_list(), strict=True)}
 
 
-def fit_models(summary: pl.DataFrame, min_repeat_buyers: int = MIN_REPEAT_BUYERS) -> dict[str, Fit | None]:
+def _fit_task(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, m: np.ndarray,
+              min_repeat_buyers: int) -> tuple[clv.BGNBDParams, clv.GammaGammaParams, int] | None:
+    """One scope's fit (run in this process or a helper): the parameters and the repeat buyers, or None."""
+    p = _try_fit(x, t_x, t, m, min_repeat_buyers)
+    return (*p, int((x > 0).sum())) if p else None
+
+
+def fit_models(summary: pl.DataFrame, min_repeat_buyers: int = MIN_REPEAT_BUYERS,
+               pool: TaskPool | None = None) -> dict[str, Fit | None]:
     """The fit each venue uses: {venue_id: Fit or None}, venue first, then its tenant, then the platform.
 
-    BLAS is held to one thread meanwhile: the fits are hundreds of 3-4 parameter L-BFGS-B problems, and a
-    multi-threaded OpenBLAS made each optimizer step ~10x slower on the 2-core machine (measured)."""
+    The venue fits are independent: with a `pool` they are shared between this process and its helper
+    (then the tenant fits the failed venues need, then the platform fit if a tenant fails too). BLAS is held
+    to one thread meanwhile: the fits are hundreds of 3-4 parameter L-BFGS-B problems, and a multi-threaded
+    OpenBLAS made each optimizer step ~10x slower on the 2-core machine (measured)."""
     with threadpool_limits(limits=1, user_api="blas"):
-        return _fit_models(summary, min_repeat_buyers)
+        return _fit_models(summary, min_repeat_buyers, pool)
 
 
-def _fit_models(summary: pl.DataFrame, min_repeat_buyers: int) -> dict[str, Fit | None]:
+def _fit_models(summary: pl.DataFrame, min_repeat_buyers: int, pool: TaskPool | None) -> dict[str, Fit | None]:
     cols = _columns(summary)
-    tenant_fits: dict[str, Fit | None] = {}
-    platform: list[Fit | None] = []
 
-    def fit(scope: str, key: str, idx: np.ndarray | None) -> Fit | None:
-        x, t_x, t, m = (c if idx is None else c[idx] for c in cols)
-        p = _try_fit(x, t_x, t, m, min_repeat_buyers)
-        return Fit(scope, key, *p, int((x > 0).sum())) if p else None
+    def fits(scope: str, groups: list[tuple[str, np.ndarray | None]]) -> dict[str, Fit | None]:
+        tasks = [(*(c if idx is None else c[idx] for c in cols), min_repeat_buyers) for _, idx in groups]
+        done = run_all(pool, _fit_task, tasks)
+        return {key: Fit(scope, key, *p) if p else None for (key, _), p in zip(groups, done, strict=True)}
 
-    def platform_fit() -> Fit | None:
-        if not platform:
-            platform.append(fit("platform", "platform", None))
-        return platform[0]
-
-    by_tenant = _rows_by(summary, "tenant_id")
-
-    def tenant_fit(tenant: str) -> Fit | None:
-        if tenant not in tenant_fits:
-            tenant_fits[tenant] = fit("tenant", tenant, by_tenant[tenant]) or platform_fit()
-        return tenant_fits[tenant]
-
+    venues = fits("venue", sorted(_rows_by(summary, "venue_id").items()))
     tenant_of = dict(summary.select("venue_id", "tenant_id").unique().iter_rows())
-    return {venue: fit("venue", venue, idx) or tenant_fit(tenant_of[venue])
-            for venue, idx in sorted(_rows_by(summary, "venue_id").items())}
-
-
-def _predict(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, m: np.ndarray, fit: Fit) -> dict[str, np.ndarray]:
-    bg, gg = fit.bgnbd, fit.gg
-    return {
-        "p_alive": clv.probability_alive(bg, x, t_x, t),
-        "expected_purchases_90d": clv.conditional_expected_purchases(bg, 90 / WEEK_DAYS, x, t_x, t),
-        "expected_purchases_12m": clv.conditional_expected_purchases(bg, YEAR_WEEKS, x, t_x, t),
-        "expected_value_per_purchase_cents": clv.conditional_expected_average_value(gg, x, m),
-        "clv_12m_cents": clv.customer_lifetime_value(bg, gg, x, t_x, t, m, months=12,
-                                                     monthly_discount_rate=MONTHLY_DISCOUNT, time_unit_days=WEEK_DAYS),
-        "clv_24m_cents": clv.customer_lifetime_value(bg, gg, x, t_x, t, m, months=24,
-                                                     monthly_discount_rate=MONTHLY_DISCOUNT, time_unit_days=WEEK_DAYS),
-    }
+    by_tenant = _rows_by(summary, "tenant_id")
+    tenants = fits("tenant", [(t, by_tenant[t]) for t in sorted({tenant_of[v] for v, f in venues.items() if f is None})])
+    platform = fits("platform", [("platform", None)])["platform"] if None in tenants.values() else None
+    return {venue: fit or tenants[tenant_of[venue]] or platform for venue, fit in venues.items()}
 
 
 PREDICTED = ("p_alive", "expected_purchases_90d", "expected_purchases_12m", "expected_value_per_purchase_cents",
              "clv_12m_cents", "clv_24m_cents")
 
 
-def predict(summary: pl.DataFrame, fits: dict[str, Fit | None]) -> pl.DataFrame:
-    """Predictions for every row of `summary`, each with the fit of its venue (fit_scope, fit_id)."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _predict_all(summary, fits)
+def _predict_task(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, m: np.ndarray,
+                  bg: clv.BGNBDParams, gg: clv.GammaGammaParams) -> tuple[np.ndarray, ...]:
+    """The PREDICTED columns for the rows of one fit (run in this process or a helper).
+
+    The same numbers, bit for bit, as clv.probability_alive, clv.conditional_expected_purchases,
+    clv.conditional_expected_average_value and clv.customer_lifetime_value (tests/test_customers.py checks
+    it), with the work they would repeat done once: P(alive) and the expected value per purchase are
+    shared, the expected purchases are evaluated once per distinct (frequency, T) and the 12-month CLV is
+    the 24-month sum after 12 months (all the expressions are element-wise)."""
+    alive = clv._probability_alive(bg, x, t_x, t)
+    xd, td, row = clv._distinct_pairs(x, t)
+    values = clv._lifetime_values(bg, gg, x, t_x, t, m, (12, 24), MONTHLY_DISCOUNT, WEEK_DAYS)
+    return (alive,
+            alive * clv._expected_purchases_if_alive(bg, np.asarray(90 / WEEK_DAYS), xd, td)[row],
+            alive * clv._expected_purchases_if_alive(bg, np.asarray(YEAR_WEEKS), xd, td)[row],
+            clv._conditional_expected_average_value(gg, x, m), values[12], values[24])
 
 
-def _predict_all(summary: pl.DataFrame, fits: dict[str, Fit | None]) -> pl.DataFrame:
-    cols = _columns(summary)
-    out = {c: np.full(summary.height, np.nan) for c in PREDICTED}
-    for venue, idx in _rows_by(summary, "venue_id").items():
+def _rows_by_fit(summary: pl.DataFrame, fits: dict[str, Fit | None]) -> list[tuple[Fit, np.ndarray]]:
+    """(fit, row numbers of the venues using it), in venue order of first use."""
+    groups: dict[int, tuple[Fit, list[np.ndarray]]] = {}
+    for venue, idx in sorted(_rows_by(summary, "venue_id").items()):
         fit = fits.get(venue)
         if fit is not None:
-            for c, v in _predict(*(a[idx] for a in cols), fit).items():
-                out[c][idx] = v
+            groups.setdefault(id(fit), (fit, []))[1].append(idx)
+    return [(fit, np.concatenate(parts)) for fit, parts in groups.values()]
+
+
+def predict(summary: pl.DataFrame, fits: dict[str, Fit | None], pool: TaskPool | None = None) -> pl.DataFrame:
+    """Predictions for every row of `summary`, each with the fit of its venue (fit_scope, fit_id); one task
+    per fit (shared with the pool's helper when given)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _predict_all(summary, fits, pool)
+
+
+def _predict_all(summary: pl.DataFrame, fits: dict[str, Fit | None], pool: TaskPool | None) -> pl.DataFrame:
+    cols = _columns(summary)
+    out = {c: np.full(summary.height, np.nan) for c in PREDICTED}
+    groups = _rows_by_fit(summary, fits)
+    done = run_all(pool, _predict_task, [(*(a[idx] for a in cols), f.bgnbd, f.gg) for f, idx in groups])
+    for (_, idx), values in zip(groups, done, strict=True):
+        for c, v in zip(PREDICTED, values, strict=True):
+            out[c][idx] = v
     used = pl.DataFrame([(v, f.scope if f else "none", f.key if f else None) for v, f in fits.items()],
                         schema={"venue_id": pl.String, "fit_scope": pl.String, "fit_id": pl.String}, orient="row")
     return summary.with_columns(pl.Series(c, v).fill_nan(None) for c, v in out.items()).join(
@@ -201,12 +218,24 @@ def fits_frame(fits: dict[str, Fit | None], as_of: date) -> pl.DataFrame:
                                       "q": pl.Float64, "v_cents": pl.Float64, "venues_using": pl.Int64})
 
 
+def task_pool(orders: pl.DataFrame, workers: int | None = None) -> TaskPool:
+    """The pool for the fits and predictions: `workers` processes (default parallel.default_workers(), 2),
+    or this process alone for histories under POOL_MIN_ORDERS orders, where starting a helper costs more
+    than it saves."""
+    if workers is None and orders.height < POOL_MIN_ORDERS:
+        workers = 1
+    return TaskPool(workers)
+
+
 def lifetime_value(orders: pl.DataFrame, as_of: date, churn: pl.DataFrame | None = None,
-                   min_repeat_buyers: int = MIN_REPEAT_BUYERS) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(`customer_lifetime_value` rows, the fits used). `churn` (user_id, churn_probability) is joined on."""
-    summary = rfm_summary(orders, as_of)
-    fits = fit_models(summary, min_repeat_buyers)
-    rows = predict(summary, fits)
+                   min_repeat_buyers: int = MIN_REPEAT_BUYERS,
+                   workers: int | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`customer_lifetime_value` rows, the fits used). `churn` (user_id, churn_probability) is joined on.
+    `workers`: processes for the fits and predictions (see task_pool); the results do not depend on it."""
+    with task_pool(orders, workers) as pool:  # the helper starts while the summary is computed
+        summary = rfm_summary(orders, as_of)
+        fits = fit_models(summary, min_repeat_buyers, pool)
+        rows = predict(summary, fits, pool)
     avg = pl.col("historic_value_cents").mean().over("venue_id")
     rows = rows.with_columns(
         pl.lit(as_of).alias("as_of"),
@@ -229,7 +258,7 @@ def lifetime_value(orders: pl.DataFrame, as_of: date, churn: pl.DataFrame | None
 
 
 def holdout_validation(orders: pl.DataFrame, as_of: date, holdout_days: int = 90,
-                       min_repeat_buyers: int = MIN_REPEAT_BUYERS) -> pl.DataFrame:
+                       min_repeat_buyers: int = MIN_REPEAT_BUYERS, workers: int | None = None) -> pl.DataFrame:
     """Calibration/holdout split by date: fit on occasions up to as_of - holdout_days, predict each
     calibration customer-venue's repeat occasions (purchase weeks) in the holdout window, compare with what
     happened.
@@ -237,10 +266,11 @@ def holdout_validation(orders: pl.DataFrame, as_of: date, holdout_days: int = 90
     Returns model_performance rows (model_family 'clv'): totals, mean absolute error, correlation, and per
     calibration frequency bucket (0..6, '7+') the mean predicted and actual holdout occasions."""
     cal_end = as_of - timedelta(days=holdout_days)
-    cal = rfm_summary(orders, cal_end)
-    if cal.height == 0:
-        return _perf_frame([], as_of, cal_end)
-    fits = fit_models(cal, min_repeat_buyers)
+    with task_pool(orders, workers) as pool:
+        cal = rfm_summary(orders, cal_end)
+        if cal.height == 0:
+            return _perf_frame([], as_of, cal_end)
+        fits = fit_models(cal, min_repeat_buyers, pool)
     # only the expected purchases are needed here (not the CLV): one call per fit, not per venue
     fit_of = pl.DataFrame([(v, f.key) for v, f in fits.items() if f is not None],
                           schema={"venue_id": pl.String, "fit_id": pl.String}, orient="row")
