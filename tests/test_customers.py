@@ -218,6 +218,35 @@ def _many_venues(seed: int = 3, venues: int = 12, customers: int = 2400) -> pl.D
         (pl.col("day").cast(pl.Datetime("us", "UTC")) + pl.duration(hours=12)).alias("recognized_at"))
 
 
+def _messy_orders(seed: int, n: int = 400) -> pl.DataFrame:
+    """Orders with NULL tenants, venues and users, negative cents and many same-day rows."""
+    rng = np.random.default_rng(seed)
+    pick = lambda values: [values[i] for i in rng.integers(0, len(values), n)]  # noqa: E731
+    return pl.DataFrame({
+        "order_id": [f"o{i}" for i in range(n)], "tenant_id": pick(["t1", "t2", None]),
+        "venue_id": pick(["v1", "v2", "v3", None]), "event_id": "e1", "category_id": pick(["c1", "c2", None]),
+        "user_id": pick([f"u{i}" for i in range(25)] + [None]), "tickets": rng.integers(0, 4, n),
+        "gross_revenue_cents": rng.integers(-500, 9_000, n), "currency": "USD",
+        "day": [THROUGH - timedelta(days=int(d)) for d in rng.integers(0, 150, n)]},
+        schema_overrides={"tenant_id": pl.String, "venue_id": pl.String, "user_id": pl.String,
+                          "category_id": pl.String}).with_columns(
+        (pl.col("day").cast(pl.Datetime("us", "UTC")) + pl.duration(seconds=pl.Series(rng.integers(0, 86_400, n))))
+        .alias("recognized_at"))
+
+
+def test_rfm_summary_sorted_path_equals_the_group_by(monkeypatch):
+    """The CLV inputs computed by sorting on integer keys equal the plain polars group-bys."""
+    key = ["tenant_id", "venue_id", "user_id"]
+    for seed in range(5):
+        orders = _messy_orders(seed)
+        for as_of in (THROUGH, THROUGH - timedelta(days=100), THROUGH - timedelta(days=200)):
+            fast = lifetime.rfm_summary(orders, as_of)
+            with monkeypatch.context() as m:
+                m.setattr(lifetime, "_sorted_path_applies", lambda o: False)
+                slow = lifetime.rfm_summary(orders, as_of)
+            assert fast.sort(key, nulls_last=True).equals(slow.sort(key, nulls_last=True))
+
+
 def test_clv_does_not_depend_on_the_helper_process(monkeypatch):
     """The per-venue fits and the predictions give the same numbers, bit for bit, in a helper process."""
     from analytics_pipelines.customers import parallel
