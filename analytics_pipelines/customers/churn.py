@@ -78,27 +78,72 @@ class Inputs:
 
 def features(inp: Inputs, cutoff: date) -> pl.DataFrame:
     """One row per customer with an order on or before `cutoff`: the model's features (see module doc)."""
-    o = inp.orders.filter((pl.col("day") <= cutoff) & pl.col("user_id").is_not_null())
-    days_before = (pl.lit(cutoff) - pl.col("day")).dt.total_days()
-    per = o.group_by("user_id").agg(
-        pl.first("tenant_id"), pl.max("day").alias("last_day"), pl.min("day").alias("first_day"),
-        pl.len().alias("frequency"), pl.col("day").n_unique().alias("purchase_days"),
-        (days_before < 90).sum().alias("orders_90d"), (days_before < 365).sum().alias("orders_365d"),
-        pl.sum("gross_revenue_cents").alias("monetary_cents"), pl.sum("tickets"),
-        pl.col("venue_id").n_unique().alias("venues"))
-    fav = favourite_category(o)
-    refunds = (inp.refunds.filter(pl.col("day") <= cutoff).group_by("user_id")
-               .agg(pl.len().alias("refunds"), pl.sum("refund_cents").alias("refund_cents")))
-    bought = inp.resales.filter(pl.col("day") <= cutoff).group_by(pl.col("buyer_id").alias("user_id")).agg(
-        pl.len().alias("resales_bought"))
-    sold = inp.resales.filter(pl.col("day") <= cutoff).group_by(pl.col("seller_id").alias("user_id")).agg(
-        pl.len().alias("resales_sold"))
-    att = inp.attendance.filter(pl.col("ended_day") <= cutoff).group_by("user_id").agg(
-        pl.sum("tickets_ended"), pl.sum("no_shows"))
-    users = inp.users.select(pl.col("id").alias("user_id"), pl.col("created_at").dt.date().alias("signed_up"))
-    df = per
-    for extra in (fav, refunds, bought, sold, att, users):
-        df = df.join(extra, on="user_id", how="left")
+    return features_at(inp, [cutoff])[0]
+
+
+def features_at(inp: Inputs, dates: list[date]) -> list[pl.DataFrame]:
+    """`features(inp, d)` for each of `dates`, in one pass over the inputs: each group-by and join runs once
+    for all dates (per customer, the aggregates of the rows up to each date), not once per date.
+
+    The latest date's aggregates are plain ones over the rows up to it; an earlier date's are the same
+    aggregates over the rows up to that date (the other rows' values nulled, which sums, minima and maxima
+    skip) and a customer is in its frame when they have an order up to it, so the frames equal separate
+    computations row for row."""
+    last = max(dates)
+    o = inp.orders.filter((pl.col("day") <= last) & pl.col("user_id").is_not_null())
+    sfx = {d: "" if d == last else f"@{d.isoformat()}" for d in dates}
+    earlier = [d for d in dates if d != last]
+
+    def upto(col: str, d: date, day: str = "day") -> pl.Expr:
+        return pl.col(col) if d == last else pl.when(pl.col(day) <= d).then(pl.col(col))
+
+    def distinct(expr: pl.Expr, d: date) -> pl.Expr:  # n_unique without the NULL of the rows after d
+        return expr.n_unique() if d == last else expr.n_unique() - expr.null_count().gt(0).cast(pl.UInt32)
+
+    aggs = []
+    for d in dates:
+        days_before = (pl.lit(d) - pl.col("day")).dt.total_days()
+        within = pl.lit(True) if d == last else pl.col("day") <= d
+        aggs += [(pl.first("tenant_id") if d == last else pl.col("tenant_id").filter(within).first()).alias("tenant_id"),
+                 upto("day", d).max().alias("last_day"), upto("day", d).min().alias("first_day"),
+                 (pl.len() if d == last else within.sum()).alias("frequency"),
+                 distinct(upto("day", d), d).alias("purchase_days"),
+                 ((days_before < 90) & within).sum().alias("orders_90d"),
+                 ((days_before < 365) & within).sum().alias("orders_365d"),
+                 upto("gross_revenue_cents", d).sum().alias("monetary_cents"), upto("tickets", d).sum().alias("tickets"),
+                 distinct(upto("venue_id", d), d).alias("venues")]
+        aggs[-10:] = [a.name.suffix(sfx[d]) for a in aggs[-10:]]
+    per = o.group_by("user_id").agg(aggs)
+    extras = [favourite_categories(o, dates, sfx)]
+    refunds = inp.refunds.filter(pl.col("day") <= last).group_by("user_id").agg(
+        *[a for d in dates for a in (
+            (pl.len() if d == last else (pl.col("day") <= d).sum()).alias("refunds" + sfx[d]),
+            upto("refund_cents", d).sum().alias("refund_cents" + sfx[d]))])
+    # a customer without refunds up to an earlier date has NULL refunds there, as if absent from the group-by
+    extras.append(refunds.with_columns(
+        pl.when(pl.col("refunds" + sfx[d]) > 0).then(pl.col(c + sfx[d])).name.keep()
+        for d in earlier for c in ("refunds", "refund_cents")))
+    res = inp.resales.filter(pl.col("day") <= last)
+    for who, name in (("buyer_id", "resales_bought"), ("seller_id", "resales_sold")):
+        extras.append(res.group_by(pl.col(who).alias("user_id")).agg(
+            (pl.len() if d == last else (pl.col("day") <= d).sum()).alias(name + sfx[d]) for d in dates))
+    extras.append(inp.attendance.filter(pl.col("ended_day") <= last).group_by("user_id").agg(
+        upto(c, d, "ended_day").sum().alias(c + sfx[d]) for d in dates for c in ("tickets_ended", "no_shows")))
+    extras.append(inp.users.select(pl.col("id").alias("user_id"), pl.col("created_at").dt.date().alias("signed_up")))
+    wide = per
+    for extra in extras:
+        wide = wide.join(extra, on="user_id", how="left")
+    wide = wide.sort("user_id")
+    columns = [c for c in wide.columns if "@" not in c]
+    out = []
+    for d in dates:
+        df = wide if d == last else wide.filter(pl.col("frequency" + sfx[d]) > 0)
+        out.append(_derived(df.select(pl.col(c + sfx[d] if c + sfx[d] in wide.columns else c).alias(c)
+                                      for c in columns), d))
+    return out
+
+
+def _derived(df: pl.DataFrame, cutoff: date) -> pl.DataFrame:
     tenure = (pl.lit(cutoff) - pl.col("first_day")).dt.total_days()
     return df.with_columns(
         (pl.lit(cutoff) - pl.col("last_day")).dt.total_days().alias("recency_days"),
@@ -114,17 +159,41 @@ def features(inp: Inputs, cutoff: date) -> pl.DataFrame:
     ).with_columns(
         pl.when(pl.col("tickets_ended") > 0).then(pl.col("no_shows") / pl.col("tickets_ended")).otherwise(0.0)
         .alias("no_show_rate"),
-    ).with_columns(pl.col(c).cast(pl.Float64) for c in NUMERIC).sort("user_id")
+    ).with_columns(pl.col(c).cast(pl.Float64) for c in NUMERIC)
 
 
 def favourite_category(orders: pl.DataFrame) -> pl.DataFrame:
     """user_id, favourite_category_id: the category of most tickets, then most spend, then the smallest id."""
-    return (orders.filter(pl.col("category_id").is_not_null())
-            .group_by("user_id", "category_id").agg(pl.sum("tickets").alias("t"),
-                                                    pl.sum("gross_revenue_cents").alias("c"))
-            .group_by("user_id").agg(pl.col("category_id").sort_by(["t", "c", "category_id"],
-                                                                   descending=[True, True, False]).first()
-                                     .alias("favourite_category_id")))
+    return _favourite(orders.filter(pl.col("category_id").is_not_null()).group_by("user_id", "category_id").agg(
+        pl.sum("tickets").alias("t"), pl.sum("gross_revenue_cents").alias("c")), "t", "c")
+
+
+def _favourite(pairs: pl.DataFrame, t: str, c: str, name: str = "favourite_category_id") -> pl.DataFrame:
+    """Per user the category_id of the pair row with the most `t`, then `c`, then the smallest id: one sort
+    of all pairs and the first row per user (a user's pairs have distinct ids, so the order is total)."""
+    return pairs.sort([t, c, "category_id"], descending=[True, True, False]).group_by("user_id").agg(
+        pl.first("category_id").alias(name))
+
+
+def favourite_categories(orders: pl.DataFrame, dates: list[date], sfx: dict[date, str]) -> pl.DataFrame:
+    """favourite_category(orders up to d) for each date (columns favourite_category_id + sfx[d]), from one
+    group-by of the orders up to the latest date; a category counts for an earlier date when the customer
+    bought it up to then."""
+    last = max(dates)
+    pairs = orders.filter(pl.col("category_id").is_not_null()).group_by("user_id", "category_id").agg(
+        *[a for d in dates for a in (
+            (pl.col("tickets") if d == last else pl.when(pl.col("day") <= d).then(pl.col("tickets")))
+            .sum().alias("t" + sfx[d]),
+            (pl.col("gross_revenue_cents") if d == last else pl.when(pl.col("day") <= d).then(
+                pl.col("gross_revenue_cents"))).sum().alias("c" + sfx[d]))],
+        *[(pl.col("day") <= d).sum().alias("n" + sfx[d]) for d in dates if d != last])
+    out = _favourite(pairs, "t", "c")
+    for d in dates:
+        if d != last:
+            fav = _favourite(pairs.filter(pl.col("n" + sfx[d]) > 0), "t" + sfx[d], "c" + sfx[d],
+                             "favourite_category_id" + sfx[d])
+            out = out.join(fav, on="user_id", how="left")
+    return out
 
 
 def label(inp: Inputs, feats: pl.DataFrame, cutoff: date, horizon: int = HORIZON_DAYS) -> pl.DataFrame:
@@ -235,7 +304,8 @@ def train(inp: Inputs, as_of: date, horizon: int = HORIZON_DAYS) -> ChurnResult:
 
 def _train(inp: Inputs, as_of: date, horizon: int) -> ChurnResult:
     cutoff = as_of - timedelta(days=horizon)
-    feats = seed_rules(label(inp, features(inp, cutoff), cutoff, horizon))
+    at_cutoff, at_as_of = features_at(inp, [cutoff, as_of])  # one pass for the training rows and today's
+    feats = seed_rules(label(inp, at_cutoff, cutoff, horizon))
     holdout = (feats["user_id"].hash(seed=20261101) % HOLDOUT_SHARE == 0).to_numpy()
     y = feats["churned"].to_numpy().astype(int)
     if len(y) < 20 or min(y.sum(), len(y) - y.sum()) < 5 or holdout.sum() < 5:
@@ -259,7 +329,7 @@ def _train(inp: Inputs, as_of: date, horizon: int) -> ChurnResult:
     headline = {r["model"] + ":" + r["metric"]: r["value"] for r in performance.filter(
         pl.col("metric").is_in(["roc_auc", "precision", "recall", "brier"])).iter_rows(named=True)}
     final = _fit(x, y)
-    now = seed_rules(features(inp, as_of))
+    now = seed_rules(at_as_of)
     p_now = final.predict_proba(_matrix(now, categories))[:, 1] if now.height else np.zeros(0)
     scores = now.select(
         pl.lit(as_of).alias("as_of"), "user_id", "tenant_id", "recency_days", "frequency",
