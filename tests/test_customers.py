@@ -234,17 +234,21 @@ def _messy_orders(seed: int, n: int = 400) -> pl.DataFrame:
         .alias("recognized_at"))
 
 
-def test_rfm_summary_sorted_path_equals_the_group_by(monkeypatch):
-    """The CLV inputs computed by sorting on integer keys equal the plain polars group-bys."""
+def test_sorted_paths_equal_the_group_bys(monkeypatch):
+    """RFM and the CLV inputs computed by sorting on integer keys equal the plain polars group-bys."""
     key = ["tenant_id", "venue_id", "user_id"]
     for seed in range(5):
         orders = _messy_orders(seed)
         for as_of in (THROUGH, THROUGH - timedelta(days=100), THROUGH - timedelta(days=200)):
-            fast = lifetime.rfm_summary(orders, as_of)
+            fast = lifetime.rfm_summary(orders, as_of), rfm.rfm_scores(orders, as_of)
+            assert fast[1].height == 0 or rfm._customer_base_sorted(orders.filter(pl.col("day") <= as_of)) is not None
             with monkeypatch.context() as m:
                 m.setattr(lifetime, "_sorted_path_applies", lambda o: False)
-                slow = lifetime.rfm_summary(orders, as_of)
-            assert fast.sort(key, nulls_last=True).equals(slow.sort(key, nulls_last=True))
+                m.setattr(rfm, "_customer_base_sorted", lambda o: None)
+                slow = lifetime.rfm_summary(orders, as_of), rfm.rfm_scores(orders, as_of)
+            assert fast[0].sort(key, nulls_last=True).equals(slow[0].sort(key, nulls_last=True))
+            assert fast[1].sort(["scope", "scope_id", *key], nulls_last=True).equals(
+                slow[1].sort(["scope", "scope_id", *key], nulls_last=True))
 
 
 def test_clv_does_not_depend_on_the_helper_process(monkeypatch):
