@@ -235,20 +235,30 @@ def _messy_orders(seed: int, n: int = 400) -> pl.DataFrame:
 
 
 def test_sorted_paths_equal_the_group_bys(monkeypatch):
-    """RFM and the CLV inputs computed by sorting on integer keys equal the plain polars group-bys."""
+    """RFM, the CLV inputs and the favourite categories computed by sorting on integer keys equal the plain
+    polars group-bys."""
     key = ["tenant_id", "venue_id", "user_id"]
     for seed in range(5):
         orders = _messy_orders(seed)
         for as_of in (THROUGH, THROUGH - timedelta(days=100), THROUGH - timedelta(days=200)):
-            fast = lifetime.rfm_summary(orders, as_of), rfm.rfm_scores(orders, as_of)
-            assert fast[1].height == 0 or rfm._customer_base_sorted(orders.filter(pl.col("day") <= as_of)) is not None
+            dates = [as_of - timedelta(days=40), as_of]
+            upto = orders.filter(pl.col("day") <= as_of)
+            sfx = {dates[0]: "@earlier", as_of: ""}
+
+            def results(orders=orders, as_of=as_of, upto=upto, dates=dates, sfx=sfx):
+                return (lifetime.rfm_summary(orders, as_of), rfm.rfm_scores(orders, as_of),
+                        churn.favourite_category(upto), churn.favourite_categories(upto, dates, sfx))
+            fast = results()
+            assert fast[1].height == 0 or rfm._customer_base_sorted(upto) is not None
+            assert fast[2].height == 0 or churn._favourites_sorted(upto, [None], ["f"]) is not None
             with monkeypatch.context() as m:
                 m.setattr(lifetime, "_sorted_path_applies", lambda o: False)
                 m.setattr(rfm, "_customer_base_sorted", lambda o: None)
-                slow = lifetime.rfm_summary(orders, as_of), rfm.rfm_scores(orders, as_of)
-            assert fast[0].sort(key, nulls_last=True).equals(slow[0].sort(key, nulls_last=True))
-            assert fast[1].sort(["scope", "scope_id", *key], nulls_last=True).equals(
-                slow[1].sort(["scope", "scope_id", *key], nulls_last=True))
+                m.setattr(churn, "_favourites_sorted", lambda *a: None)
+                slow = results()
+            for a, b in zip(fast, slow, strict=True):
+                by = [c for c in ["scope", "scope_id", *key] if c in a.columns]
+                assert a.sort(by, nulls_last=True).equals(b.sort(by, nulls_last=True))
 
 
 def test_clv_does_not_depend_on_the_helper_process(monkeypatch):

@@ -42,6 +42,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from analytics_pipelines.customers import keys as K
 from analytics_pipelines.customers.lifetime import performance_rows
 
 HORIZON_DAYS = 90
@@ -164,6 +165,9 @@ def _derived(df: pl.DataFrame, cutoff: date) -> pl.DataFrame:
 
 def favourite_category(orders: pl.DataFrame) -> pl.DataFrame:
     """user_id, favourite_category_id: the category of most tickets, then most spend, then the smallest id."""
+    fast = _favourites_sorted(orders, [None], ["favourite_category_id"])
+    if fast is not None:
+        return fast
     return _favourite(orders.filter(pl.col("category_id").is_not_null()).group_by("user_id", "category_id").agg(
         pl.sum("tickets").alias("t"), pl.sum("gross_revenue_cents").alias("c")), "t", "c")
 
@@ -177,9 +181,14 @@ def _favourite(pairs: pl.DataFrame, t: str, c: str, name: str = "favourite_categ
 
 def favourite_categories(orders: pl.DataFrame, dates: list[date], sfx: dict[date, str]) -> pl.DataFrame:
     """favourite_category(orders up to d) for each date (columns favourite_category_id + sfx[d]), from one
-    group-by of the orders up to the latest date; a category counts for an earlier date when the customer
+    aggregation of the orders up to the latest date; a category counts for an earlier date when the customer
     bought it up to then."""
     last = max(dates)
+    ordered = [last, *[d for d in dates if d != last]]
+    fast = _favourites_sorted(orders, [None if d == last else d for d in ordered],
+                              ["favourite_category_id" + sfx[d] for d in ordered])
+    if fast is not None:
+        return fast
     pairs = orders.filter(pl.col("category_id").is_not_null()).group_by("user_id", "category_id").agg(
         *[a for d in dates for a in (
             (pl.col("tickets") if d == last else pl.when(pl.col("day") <= d).then(pl.col("tickets")))
@@ -188,11 +197,52 @@ def favourite_categories(orders: pl.DataFrame, dates: list[date], sfx: dict[date
                 pl.col("gross_revenue_cents"))).sum().alias("c" + sfx[d]))],
         *[(pl.col("day") <= d).sum().alias("n" + sfx[d]) for d in dates if d != last])
     out = _favourite(pairs, "t", "c")
-    for d in dates:
-        if d != last:
-            fav = _favourite(pairs.filter(pl.col("n" + sfx[d]) > 0), "t" + sfx[d], "c" + sfx[d],
-                             "favourite_category_id" + sfx[d])
-            out = out.join(fav, on="user_id", how="left")
+    for d in ordered[1:]:
+        fav = _favourite(pairs.filter(pl.col("n" + sfx[d]) > 0), "t" + sfx[d], "c" + sfx[d],
+                         "favourite_category_id" + sfx[d])
+        out = out.join(fav, on="user_id", how="left", nulls_equal=True)
+    return out
+
+
+def _favourites_sorted(orders: pl.DataFrame, dates: list[date | None], names: list[str]) -> pl.DataFrame | None:
+    """user_id and per date (None: all rows; the first one must be None) the favourite category over the
+    orders up to it, without string group-bys: the orders with a category sorted by integer (user,
+    category) codes, the categories coded in their sort order, the tickets and spend per pair summed over
+    runs of rows and each user's best pair picked with numpy. The users are those with a category.
+    None where it does not apply (other column types, NULL tickets or cents, no rows): then the group-bys
+    run."""
+    o = orders.filter(pl.col("category_id").is_not_null())
+    if (o.height == 0 or o.schema["tickets"] != pl.Int64 or o.schema["gross_revenue_cents"] != pl.Int64
+            or (any(d is not None for d in dates) and o.schema["day"] != pl.Date)
+            or o.select(pl.sum_horizontal(pl.col("tickets", "gross_revenue_cents").null_count())).item()):
+        return None
+    u, nu = K.dense_codes(o["user_id"], many=True)
+    c, nc, categories = K.ordered_codes(o["category_id"])
+    key = K.combined_key([(u, nu), (c, nc)])
+    if key is None:
+        return None
+    order = K.sort_by_key(key)
+    key = key[order]
+    starts = K.run_starts(key)  # one per (user, category) pair, a user's pairs in category order
+    pair_user, pair_category = key[starts] // np.uint64(nc + 1), key[starts] % np.uint64(nc + 1)
+    tickets, cents = o["tickets"].to_numpy()[order], o["gross_revenue_cents"].to_numpy()[order]
+    first_pair = K.run_starts(pair_user)
+    users = pair_user[first_pair]
+    out = o.select("user_id")[pl.Series(order[starts[first_pair]])]
+    day = o["day"].to_physical().to_numpy()[order] if any(d is not None for d in dates) else None
+    for d, name in zip(dates, names, strict=True):
+        if d is None:
+            present = np.arange(starts.size)
+            t, spend = np.add.reduceat(tickets, starts), np.add.reduceat(cents, starts)
+        else:
+            upto = day <= (d - date(1970, 1, 1)).days
+            present = np.flatnonzero(np.add.reduceat(upto.astype(np.int64), starts) > 0)
+            t = np.add.reduceat(np.where(upto, tickets, 0), starts)[present]
+            spend = np.add.reduceat(np.where(upto, cents, 0), starts)[present]
+        best = present[K.first_of_best(pair_user[present], t, spend)]
+        fav = np.zeros(users.size, dtype=np.int64)
+        fav[np.searchsorted(users, pair_user[best])] = pair_category[best]
+        out = out.with_columns(categories.gather(fav).alias(name))
     return out
 
 

@@ -19,7 +19,8 @@ _U64_LIMIT = 2**63  # combined keys must stay below this (no overflow in the pro
 
 def dense_codes(s: pl.Series, many: bool = False) -> tuple[np.ndarray, int]:
     """(codes 1..n of the distinct values, 0 for NULL, as uint64; n). `many`: the column has many distinct
-    values (customer ids), where a dense rank (a sort) is faster than a lookup in a table of the values."""
+    values (customer ids), where a dense rank (a sort) is faster than a lookup in a table of the values.
+    Codes in the sort order of the values only with many=True (see ordered_codes)."""
     if many:
         codes = s.rank("dense")
     else:
@@ -28,6 +29,15 @@ def dense_codes(s: pl.Series, many: bool = False) -> tuple[np.ndarray, int]:
                                  return_dtype=pl.UInt64)
     codes = codes.fill_null(0).cast(pl.UInt64).to_numpy()
     return codes, int(codes.max()) if codes.size else 0
+
+
+def ordered_codes(s: pl.Series) -> tuple[np.ndarray, int, pl.Series]:
+    """Codes 1..n in the sort order of the distinct values (0 for NULL), n, and the values (value of code i
+    at index i, NULL at 0), for a column with few distinct values."""
+    values = s.drop_nulls().unique().sort()
+    codes = s.replace_strict(values, pl.int_range(1, values.len() + 1, dtype=pl.UInt64, eager=True),
+                             return_dtype=pl.UInt64).fill_null(0).to_numpy()
+    return codes, values.len(), pl.concat([pl.Series(s.name, [None], dtype=s.dtype), values])
 
 
 def combined_key(columns: list[tuple[np.ndarray, int]]) -> np.ndarray | None:
@@ -71,3 +81,15 @@ def run_starts(*sorted_columns: np.ndarray) -> np.ndarray:
 
 def run_lengths(starts: np.ndarray, n: int) -> np.ndarray:
     return np.diff(np.append(starts, n))
+
+
+def first_of_best(run: np.ndarray, *scores: np.ndarray) -> np.ndarray:
+    """Per run of equal `run` values (sorted): the index of the row with the highest first score, ties broken
+    by the next scores (highest), then by the position (first row): a per-group arg-max over several keys."""
+    keep = np.arange(run.size)
+    for score in scores:
+        r, v = run[keep], score[keep]
+        starts = run_starts(r)
+        best = np.repeat(np.maximum.reduceat(v, starts), run_lengths(starts, r.size)) if r.size else v
+        keep = keep[v == best]
+    return keep[run_starts(run[keep])] if keep.size else keep
