@@ -40,6 +40,7 @@ from typing import Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 from scipy.integrate import quad
 from scipy.optimize import minimize
 from scipy.special import betainc, betaincinv, betaln, digamma, expit, gammaln, hyp2f1
@@ -69,6 +70,8 @@ _Data = TypeVar("_Data")
 # off to 0 or infinity (the fit is then reported as not converged).
 _LOG_BOUND: Final[float] = 25.0
 _OPTIMIZER_OPTIONS: Final[dict[str, float]] = {"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9}
+# From this many rows _collapse_duplicates groups with polars rather than sorting with numpy.
+_COLLAPSE_WITH_POLARS: Final[int] = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,14 +159,27 @@ def fit_bgnbd(
     """
     x, t_x, age = _bgnbd_inputs(frequency, recency, T)
     _check_penalizer(penalizer)
+    return _fit_bgnbd_distinct(*_bgnbd_distinct(x, t_x, age), penalizer, stacklevel=4)
+
+
+def _bgnbd_distinct(x: FloatArray, t_x: FloatArray, age: FloatArray) -> tuple[list[FloatArray], FloatArray]:
+    """fit_bgnbd's distinct (x, t_x, T) rows and counts from validated inputs (the same for every penalizer:
+    a caller trying several fits the data once)."""
     if not np.any(x > 0):
         raise ValueError("fit_bgnbd needs at least one customer with frequency > 0")
-    (x, t_x, age), counts = _collapse_duplicates(x, t_x, age)
+    return _collapse_duplicates(x, t_x, age)
+
+
+def _fit_bgnbd_distinct(
+    distinct: list[FloatArray], counts: FloatArray, penalizer: float, stacklevel: int = 3
+) -> BGNBDParams:
+    """The rest of fit_bgnbd, on _bgnbd_distinct's rows."""
+    x, t_x, age = distinct
     scale = float(age.max())
     if scale == 0.0:
         raise ValueError("fit_bgnbd needs at least one customer with T > 0")
     data = _BGNBDData.build(x, t_x / scale, age / scale, counts)
-    log_params, converged = _minimize(_bgnbd_objective, np.zeros(4), data, penalizer)
+    log_params, converged = _minimize(_bgnbd_objective, np.zeros(4), data, penalizer, stacklevel)
     r, alpha_scaled, a, b = np.exp(log_params)
     alpha = alpha_scaled * scale
     log_likelihood = float(counts @ _bgnbd_log_likelihood(r, alpha, a, b, x, t_x, age))
@@ -278,13 +294,25 @@ def fit_gamma_gamma(
     """
     x, m = _gamma_gamma_inputs(frequency, monetary_value)
     _check_penalizer(penalizer)
+    return _fit_gamma_gamma_distinct(*_gamma_gamma_distinct(x, m), penalizer, stacklevel=4)
+
+
+def _gamma_gamma_distinct(x: FloatArray, m: FloatArray) -> tuple[list[FloatArray], FloatArray]:
+    """fit_gamma_gamma's distinct (x, m) rows of the repeat customers and counts, from validated inputs."""
     repeat = x > 0
     if not repeat.any():
         raise ValueError("fit_gamma_gamma needs at least one customer with frequency > 0")
-    (x, m), counts = _collapse_duplicates(x[repeat], m[repeat])
+    return _collapse_duplicates(x[repeat], m[repeat])
+
+
+def _fit_gamma_gamma_distinct(
+    distinct: list[FloatArray], counts: FloatArray, penalizer: float, stacklevel: int = 3
+) -> GammaGammaParams:
+    """The rest of fit_gamma_gamma, on _gamma_gamma_distinct's rows."""
+    x, m = distinct
     data = _GammaGammaData.build(x, m, counts)
     start = np.log([1.0, 2.0, float(counts @ m / counts.sum())])
-    log_params, converged = _minimize(_gamma_gamma_objective, start, data, penalizer)
+    log_params, converged = _minimize(_gamma_gamma_objective, start, data, penalizer, stacklevel)
     p, q, v = np.exp(log_params)
     log_likelihood = float(counts @ _gamma_gamma_log_likelihood(p, q, v, x, m))
     return GammaGammaParams(
@@ -708,6 +736,7 @@ def _minimize(
     start: FloatArray,
     data: _Data,
     penalizer: float,
+    stacklevel: int = 3,
 ) -> tuple[FloatArray, bool]:
     """Minimise over the log-parameters; converged means success strictly inside the search box."""
     result = minimize(
@@ -725,7 +754,7 @@ def _minimize(
             f"the fit did not converge ({result.message}; log-parameters {result.x}); "
             "try a small penalizer such as 0.001",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     return result.x, converged
 
@@ -733,10 +762,21 @@ def _minimize(
 def _collapse_duplicates(*columns: FloatArray) -> tuple[list[FloatArray], FloatArray]:
     """Distinct rows of the given columns (sorted, for reproducible sums) and how often each occurs.
 
-    numpy, not a polars group-by: the fits of the customer marts call this hundreds of times on a few
-    thousand rows, where a sort is several times faster than building a frame. -0.0 is counted as 0.0."""
+    Small inputs (the customer marts' hundreds of per-venue fits on a few thousand rows) are sorted with
+    numpy, where building a frame costs more than the sort; large ones are grouped with polars (hashing,
+    multi-threaded), then sorted. Both give the same rows in the same order. -0.0 is counted as 0.0."""
     cols = [np.asarray(c, dtype=np.float64) + 0.0 for c in columns]
     n = cols[0].size
+    if n >= _COLLAPSE_WITH_POLARS:
+        names = [f"c{i}" for i in range(len(cols))]
+        grouped = (
+            pl.DataFrame(dict(zip(names, cols, strict=True)))
+            .group_by(names)
+            .agg(pl.len().alias("count"))
+            .sort(names)
+        )
+        distinct = [grouped[name].to_numpy().astype(np.float64) for name in names]
+        return distinct, grouped["count"].to_numpy().astype(np.float64)
     order = np.lexsort(cols[::-1])  # the first column is the primary sort key
     cols = [c[order] for c in cols]
     starts = np.ones(n, dtype=bool)

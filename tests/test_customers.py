@@ -296,6 +296,20 @@ def test_clv_does_not_depend_on_the_helper_process(monkeypatch):
     np.testing.assert_allclose(a["value"].to_numpy(), b["value"].to_numpy(), rtol=1e-12)
 
 
+def test_task_pool_raises_the_task_errors():
+    from analytics_pipelines import clv as C
+    from analytics_pipelines.customers import parallel
+
+    bg = C.BGNBDParams(r=0.24, alpha=4.4, a=0.79, b=2.4)
+    good = (bg, [0.0, 1.0, 2.0], [0.0, 5.0, 9.0], [10.0, 10.0, 10.0])
+    with parallel.TaskPool(2) as pool:
+        assert pool.wait_ready(timeout=120) == 1
+        alive = pool.map(C.probability_alive, [good] * 7)
+        assert all(np.array_equal(a, C.probability_alive(*good)) for a in alive)
+        with pytest.raises(ValueError, match="recency must be"):
+            pool.map(C.probability_alive, [good] * 6 + [(bg, [1.0], [5.0], [2.0])])  # the helper's first task
+
+
 def test_clv_predictions_equal_the_public_functions(tiny_marts):
     """lifetime's shared-work predictions are clv's public functions, bit for bit."""
     from analytics_pipelines import clv as C

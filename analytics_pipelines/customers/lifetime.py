@@ -54,19 +54,27 @@ class Fit:
 def rfm_summary(orders: pl.DataFrame, as_of: date) -> pl.DataFrame:
     """Per (tenant_id, venue_id, user_id): the BG/NBD inputs (whole weeks, see the module doc) and the old
     service's historic figures."""
-    keys = ["tenant_id", "venue_id", "user_id"]
     o = orders.filter((pl.col("day") <= as_of) & pl.col("user_id").is_not_null())
     per = _per_customer_venue_sorted(o) if _sorted_path_applies(o) else None
-    if per is None:
-        o = o.with_columns(pl.col("day").min().over(keys).alias("first_day"))
-        weekly = o.group_by(*keys, ((pl.col("day") - pl.col("first_day")).dt.total_days() // 7).alias("week")).agg(
-            pl.first("first_day"), pl.len().alias("n_orders"), pl.sum("gross_revenue_cents").alias("cents"),
-            pl.min("recognized_at").alias("first_at"), pl.max("recognized_at").alias("last_at"))
-        per = weekly.group_by(keys).agg(
-            pl.len().alias("occasions"), pl.sum("n_orders").alias("orders"),
-            pl.sum("cents").alias("historic_value_cents"), pl.first("first_day"), pl.max("week").alias("last_week"),
-            pl.col("cents").filter(pl.col("week") == 0).sum().alias("first_cents"),
-            pl.min("first_at").alias("first_purchase_at"), pl.max("last_at").alias("last_purchase_at"))
+    return _with_model_inputs(per if per is not None else _per_customer_venue_grouped(o), as_of)
+
+
+def _per_customer_venue_grouped(o: pl.DataFrame) -> pl.DataFrame:
+    """Per customer-venue: occasions (purchase weeks), orders, value, first day, last week, the first week's
+    value, first/last purchase (polars group-bys)."""
+    keys = ["tenant_id", "venue_id", "user_id"]
+    o = o.with_columns(pl.col("day").min().over(keys).alias("first_day"))
+    weekly = o.group_by(*keys, ((pl.col("day") - pl.col("first_day")).dt.total_days() // 7).alias("week")).agg(
+        pl.first("first_day"), pl.len().alias("n_orders"), pl.sum("gross_revenue_cents").alias("cents"),
+        pl.min("recognized_at").alias("first_at"), pl.max("recognized_at").alias("last_at"))
+    return weekly.group_by(keys).agg(
+        pl.len().alias("occasions"), pl.sum("n_orders").alias("orders"), pl.sum("cents").alias("historic_value_cents"),
+        pl.first("first_day"), pl.max("week").alias("last_week"),
+        pl.col("cents").filter(pl.col("week") == 0).sum().alias("first_cents"),
+        pl.min("first_at").alias("first_purchase_at"), pl.max("last_at").alias("last_purchase_at"))
+
+
+def _with_model_inputs(per: pl.DataFrame, as_of: date) -> pl.DataFrame:
     lifespan = ((pl.col("last_purchase_at") - pl.col("first_purchase_at")).dt.total_seconds() / 86400.0)
     return per.with_columns(
         (pl.col("occasions") - 1).cast(pl.Float64).alias("frequency"),
@@ -92,19 +100,31 @@ def _sorted_path_applies(o: pl.DataFrame) -> bool:
             and o.select(pl.col("gross_revenue_cents").null_count() + pl.col("recognized_at").null_count()).item() == 0)
 
 
+def _codes(o: pl.DataFrame) -> list[tuple[np.ndarray, int]]:
+    return [K.dense_codes(o["tenant_id"]), K.dense_codes(o["venue_id"]), K.dense_codes(o["user_id"], many=True)]
+
+
+def _sorted_orders(o: pl.DataFrame, codes: list[tuple[np.ndarray, int]] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(row order, key, day) of the orders sorted by an integer (tenant, venue, customer) key and day, the
+    key and day already in that order; None when the key does not fit in 63 bits."""
+    key = K.combined_key(codes or _codes(o))
+    day = o["day"].to_physical().to_numpy().astype(np.int64)
+    order = None if key is None else K.sort_by_key(key, day)
+    return None if order is None else (order, key[order], day[order])
+
+
 def _per_customer_venue_sorted(o: pl.DataFrame) -> pl.DataFrame | None:
-    """rfm_summary's group-by result (before the derived columns) by sorting the orders by an integer
-    (tenant, venue, customer) key and day and reducing the runs of rows with numpy: the weekly occasions are
-    the runs of equal (key, week) and a customer-venue's first day is its first row's. None when the key
-    does not fit in 63 bits."""
-    key = K.combined_key([K.dense_codes(o["tenant_id"]), K.dense_codes(o["venue_id"]),
-                          K.dense_codes(o["user_id"], many=True)])
-    day_all = o["day"].to_physical().to_numpy().astype(np.int64)
-    order = None if key is None else K.sort_by_key(key, day_all)
-    if order is None:
-        return None
+    """_per_customer_venue_grouped's result by sorting the orders (_sorted_orders) and reducing the runs
+    of rows with numpy; None when the key does not fit."""
+    s = _sorted_orders(o)
+    return None if s is None else _reduce_runs(o, *s)
+
+
+def _reduce_runs(o: pl.DataFrame, order: np.ndarray, g: np.ndarray, day: np.ndarray) -> pl.DataFrame:
+    """The per customer-venue figures from rows `order` of `o` sorted by key `g` and `day`: a customer-venue
+    is a run of equal keys, its occasions the runs of equal (key, week) and its first day its first row's."""
     n = order.size
-    g, day = key[order], day_all[order]
     cents = o["gross_revenue_cents"].to_numpy()[order]
     at = o["recognized_at"].to_physical().to_numpy()[order]
     starts = K.run_starts(g)
@@ -127,6 +147,40 @@ def _per_customer_venue_sorted(o: pl.DataFrame) -> pl.DataFrame | None:
         pl.Series("last_purchase_at", reduce(np.maximum, at)).cast(o.schema["recognized_at"]))
 
 
+def _calibration_sorted(orders: pl.DataFrame, cal_end: date,
+                        as_of: date) -> tuple[pl.DataFrame, pl.Series] | None:
+    """(rfm_summary(orders, cal_end), each of its rows' repeat occasions in (cal_end, as_of]) from one sort
+    of the orders up to as_of: the calibration rows are each run's rows up to cal_end, the holdout weeks
+    the distinct weeks (from the calibration first day) of its later rows. None where the joins of
+    holdout_validation are needed to give the same answer (a venue in several tenants or without an id,
+    other types) or the key does not fit."""
+    o = orders.filter((pl.col("day") <= as_of) & pl.col("user_id").is_not_null())
+    if not _sorted_path_applies(o) or o.height == 0 or o["venue_id"].null_count():
+        return None
+    codes = _codes(o)
+    (tenant, _), (venue, n_venues) = codes[:2]
+    tenant_of = np.zeros(n_venues + 1, dtype=np.uint64)
+    tenant_of[venue] = tenant
+    if np.any(tenant_of[venue] != tenant):  # a venue in several tenants
+        return None
+    s = _sorted_orders(o, codes)
+    if s is None:
+        return None
+    order, g, day = s
+    cut = (cal_end - date(1970, 1, 1)).days
+    cal = day <= cut
+    per = _reduce_runs(o, order[cal], g[cal], day[cal])
+    keys, first_day = g[cal][K.run_starts(g[cal])], day[cal][K.run_starts(g[cal])]
+    # the holdout rows of the calibration customer-venues (a later first purchase at the venue is not one)
+    hg, hday = g[~cal], day[~cal]
+    pos = np.minimum(np.searchsorted(keys, hg), max(keys.size - 1, 0))
+    known = keys.size > 0
+    mine = (keys[pos] == hg) if known else np.zeros(hg.size, dtype=bool)
+    pos, week = pos[mine], (hday[mine] - first_day[pos[mine]]) // 7
+    occasions = np.bincount(pos[K.run_starts(pos, week)], minlength=keys.size) if pos.size else np.zeros(keys.size)
+    return _with_model_inputs(per, cal_end), pl.Series("actual", occasions, dtype=pl.UInt32)
+
+
 def _try_fit(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, m: np.ndarray,
              min_repeat_buyers: int) -> tuple[clv.BGNBDParams, clv.GammaGammaParams] | None:
     repeat = (x > 0) & (m > 0)
@@ -136,13 +190,17 @@ def _try_fit(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, m: np.ndarray,
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
             # short histories leave the dropout parameters unidentified (a, b run off to infinity): then
-            # retry with the small L2 penalties clv.fit_bgnbd recommends before giving up on this scope
+            # retry with the small L2 penalties clv.fit_bgnbd recommends before giving up on this scope.
+            # clv.fit_bgnbd / clv.fit_gamma_gamma in two steps, so that the retries reuse the validated
+            # and collapsed data (the same fits)
+            bg_rows = clv._bgnbd_distinct(*clv._bgnbd_inputs(x, t_x, t))
             for penalizer in PENALIZERS:
-                bg = clv.fit_bgnbd(x, t_x, t, penalizer=penalizer)
+                bg = clv._fit_bgnbd_distinct(*bg_rows, penalizer)
                 if bg.converged:
                     break
+            gg_rows = clv._gamma_gamma_distinct(*clv._gamma_gamma_inputs(x[repeat], m[repeat]))
             for penalizer in PENALIZERS:
-                gg = clv.fit_gamma_gamma(x[repeat], m[repeat], penalizer=penalizer)
+                gg = clv._fit_gamma_gamma_distinct(*gg_rows, penalizer)
                 if gg.converged and gg.q > 1.0:
                     break
         except ValueError:
@@ -174,8 +232,9 @@ def fit_models(summary: pl.DataFrame, min_repeat_buyers: int = MIN_REPEAT_BUYERS
                pool: TaskPool | None = None) -> dict[str, Fit | None]:
     """The fit each venue uses: {venue_id: Fit or None}, venue first, then its tenant, then the platform.
 
-    The venue fits are independent: with a `pool` they are shared between this process and its helper
-    (then the tenant fits the failed venues need, then the platform fit if a tenant fails too). BLAS is held
+    The fits are independent: with a `pool` they are shared between this process and its helper, the tenant
+    and platform fits computed beside the venue fits whether used or not (without, the tenant fits only
+    for tenants with a failed venue, the platform fit only if a tenant fails too). BLAS is held
     to one thread meanwhile: the fits are hundreds of 3-4 parameter L-BFGS-B problems, and a multi-threaded
     OpenBLAS made each optimizer step ~10x slower on the 2-core machine (measured)."""
     with threadpool_limits(limits=1, user_api="blas"):
@@ -185,17 +244,32 @@ def fit_models(summary: pl.DataFrame, min_repeat_buyers: int = MIN_REPEAT_BUYERS
 def _fit_models(summary: pl.DataFrame, min_repeat_buyers: int, pool: TaskPool | None) -> dict[str, Fit | None]:
     cols = _columns(summary)
 
-    def fits(scope: str, groups: list[tuple[str, np.ndarray | None]]) -> dict[str, Fit | None]:
-        tasks = [(*(c if idx is None else c[idx] for c in cols), min_repeat_buyers) for _, idx in groups]
+    def fits(groups: list[tuple[str, str, np.ndarray | None]]) -> dict[tuple[str, str], Fit | None]:
+        tasks = [(*(c if idx is None else c[idx] for c in cols), min_repeat_buyers) for _, _, idx in groups]
         done = run_all(pool, _fit_task, tasks)
-        return {key: Fit(scope, key, *p) if p else None for (key, _), p in zip(groups, done, strict=True)}
+        return {(scope, key): Fit(scope, key, *p) if p else None
+                for (scope, key, _), p in zip(groups, done, strict=True)}
 
-    venues = fits("venue", sorted(_rows_by(summary, "venue_id").items()))
+    venue_rows = [("venue", v, idx) for v, idx in sorted(_rows_by(summary, "venue_id").items())]
     tenant_of = dict(summary.select("venue_id", "tenant_id").unique().iter_rows())
     by_tenant = _rows_by(summary, "tenant_id")
-    tenants = fits("tenant", [(t, by_tenant[t]) for t in sorted({tenant_of[v] for v, f in venues.items() if f is None})])
-    platform = fits("platform", [("platform", None)])["platform"] if None in tenants.values() else None
-    return {venue: fit or tenants[tenant_of[venue]] or platform for venue, fit in venues.items()}
+    tenant_rows = [("tenant", t, by_tenant[t]) for t in sorted(by_tenant, key=lambda t: (t is None, t or ""))]
+    if pool is not None:
+        # with helpers, the pooled fits run beside the venue fits (largest first) instead of after them: a
+        # tenant's fit is used when one of its venues cannot be fitted, the platform's when a tenant cannot,
+        # which at hundreds of venues is nearly always (the unused ones are dropped: the same fits result)
+        done = fits([("platform", "platform", None), *tenant_rows, *venue_rows])
+    else:
+        done = fits(venue_rows)
+        failed = {tenant_of[key] for (_, key), f in done.items() if f is None}
+        done |= fits([row for row in tenant_rows if row[1] in failed])
+        if any(f is None for (scope, _), f in done.items() if scope == "tenant"):
+            done |= fits([("platform", "platform", None)])
+
+    def fallback(tenant: str) -> Fit | None:
+        return done[("tenant", tenant)] or done.get(("platform", "platform"))
+
+    return {v: done[("venue", v)] or fallback(tenant_of[v]) for _, v, _ in venue_rows}
 
 
 PREDICTED = ("p_alive", "expected_purchases_90d", "expected_purchases_12m", "expected_value_per_purchase_cents",
@@ -218,6 +292,15 @@ def _predict_task(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, m: np.ndarray,
             alive * clv._expected_purchases_if_alive(bg, np.asarray(90 / WEEK_DAYS), xd, td)[row],
             alive * clv._expected_purchases_if_alive(bg, np.asarray(YEAR_WEEKS), xd, td)[row],
             clv._conditional_expected_average_value(gg, x, m), values[12], values[24])
+
+
+def _expected_purchases_task(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, bg: clv.BGNBDParams,
+                             horizon: float) -> np.ndarray:
+    """clv.conditional_expected_purchases(bg, horizon, x, t_x, t), bit for bit, evaluated once per
+    distinct (frequency, T) (run in this process or a helper)."""
+    xd, td, row = clv._distinct_pairs(x, t)
+    return clv._probability_alive(bg, x, t_x, t) * clv._expected_purchases_if_alive(bg, np.asarray(horizon),
+                                                                                     xd, td)[row]
 
 
 def _rows_by_fit(summary: pl.DataFrame, fits: dict[str, Fit | None]) -> list[tuple[Fit, np.ndarray]]:
@@ -313,31 +396,36 @@ def holdout_validation(orders: pl.DataFrame, as_of: date, holdout_days: int = 90
     calibration frequency bucket (0..6, '7+') the mean predicted and actual holdout occasions."""
     cal_end = as_of - timedelta(days=holdout_days)
     with task_pool(orders, workers) as pool:
-        cal = rfm_summary(orders, cal_end)
+        sorted_cal = _calibration_sorted(orders, cal_end, as_of)
+        cal, actual = sorted_cal if sorted_cal is not None else (rfm_summary(orders, cal_end), None)
         if cal.height == 0:
             return _perf_frame([], as_of, cal_end)
         fits = fit_models(cal, min_repeat_buyers, pool)
-    # only the expected purchases are needed here (not the CLV): one call per fit, not per venue
-    fit_of = pl.DataFrame([(v, f.key) for v, f in fits.items() if f is not None],
-                          schema={"venue_id": pl.String, "fit_id": pl.String}, orient="row")
-    pred = cal.join(fit_of, on="venue_id")
+        # only the expected purchases are needed here (not the CLV): one task per fit, not per venue
+        horizon = holdout_days / WEEK_DAYS
+        groups = _rows_by_fit(cal, fits)
+        x, t_x, t, _ = _columns(cal)
+        with threadpool_limits(limits=1, user_api="blas"):
+            done = run_all(pool, _expected_purchases_task,
+                           [(x[idx], t_x[idx], t[idx], f.bgnbd, horizon) for f, idx in groups])
+    predicted, has_fit = np.zeros(cal.height), np.zeros(cal.height, dtype=bool)
+    for (_, idx), values in zip(groups, done, strict=True):
+        predicted[idx], has_fit[idx] = values, True
+    # the calibration rows of the venues with a fit
+    pred = cal.with_columns(pl.Series("predicted", predicted), *([] if actual is None else [actual])).filter(
+        pl.Series(has_fit))
     rows: list[tuple[str, str | None, float, int]] = [
         ("calibration_customers", None, float(cal.height), cal.height),
         ("customers_with_fit", None, float(pred.height), pred.height)]
-    horizon = holdout_days / WEEK_DAYS
-    params = {f.key: f.bgnbd for f in fits.values() if f is not None}
-    parts = []
-    with threadpool_limits(limits=1, user_api="blas"):
-        for (fit_id,), group in pred.group_by("fit_id"):
-            parts.append(group.with_columns(pl.Series("predicted", clv.conditional_expected_purchases(
-                params[fit_id], horizon, group["frequency"], group["recency_weeks"], group["t_weeks"]))))
-    pred = pl.concat(parts) if parts else pred.with_columns(pl.lit(0.0).alias("predicted"))
-    later = orders.filter((pl.col("day") > cal_end) & (pl.col("day") <= as_of) & pl.col("user_id").is_not_null())
-    # repeat occasions in the holdout, in the model's unit: distinct weeks since the customer's first order
-    later = later.join(pred.select("venue_id", "user_id", "first_day"), on=["venue_id", "user_id"])
-    actual = later.group_by("venue_id", "user_id").agg(
-        ((pl.col("day") - pl.col("first_day")).dt.total_days() // 7).n_unique().alias("actual"))
-    both = pred.join(actual, on=["venue_id", "user_id"], how="left").with_columns(pl.col("actual").fill_null(0))
+    if actual is not None:  # counted in the same sort as the calibration rows
+        both = pred
+    else:
+        later = orders.filter((pl.col("day") > cal_end) & (pl.col("day") <= as_of) & pl.col("user_id").is_not_null())
+        # repeat occasions in the holdout, in the model's unit: distinct weeks since the customer's first order
+        later = later.join(pred.select("venue_id", "user_id", "first_day"), on=["venue_id", "user_id"])
+        actual = later.group_by("venue_id", "user_id").agg(
+            ((pl.col("day") - pl.col("first_day")).dt.total_days() // 7).n_unique().alias("actual"))
+        both = pred.join(actual, on=["venue_id", "user_id"], how="left").with_columns(pl.col("actual").fill_null(0))
     n = both.height
     if n:
         p, a = both["predicted"].to_numpy(), both["actual"].to_numpy().astype(float)
