@@ -264,6 +264,29 @@ def test_sorted_paths_equal_the_group_bys(monkeypatch):
                 assert a.sort(by, nulls_last=True).equals(b.sort(by, nulls_last=True))
 
 
+def test_churn_features_of_two_dates_in_one_pass_equal_separate_ones():
+    """features_at aggregates an earlier date over the rows up to it in the same group-bys as the latest
+    date; a date alone takes the plain path: both give the same frames."""
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        orders = _messy_orders(seed)
+        users = [f"u{i}" for i in range(25)]
+        day = [THROUGH - timedelta(days=int(d)) for d in rng.integers(0, 150, 30)]
+        inp = churn.Inputs(
+            orders=orders,
+            refunds=pl.DataFrame({"user_id": [users[i] for i in rng.integers(0, 25, 30)], "day": day,
+                                  "refund_cents": rng.integers(0, 900, 30)}),
+            resales=pl.DataFrame({"buyer_id": [users[i] for i in rng.integers(0, 25, 30)],
+                                  "seller_id": [users[i] for i in rng.integers(0, 25, 30)], "day": day}),
+            attendance=pl.DataFrame({"user_id": [users[i] for i in rng.integers(0, 25, 30)], "ended_day": day,
+                                     "tickets_ended": rng.integers(0, 4, 30), "no_shows": rng.integers(0, 2, 30)}),
+            users=pl.DataFrame({"id": users[:20], "created_at": [datetime(2026, 1, 1, tzinfo=UTC)] * 20}))
+        dates = [THROUGH - timedelta(days=60), THROUGH - timedelta(days=20), THROUGH]
+        for together, alone in zip(churn.features_at(inp, dates), (churn.features(inp, d) for d in dates),
+                                   strict=True):
+            assert together.equals(alone)
+
+
 def test_clv_does_not_depend_on_the_helper_process(monkeypatch):
     """The per-venue fits and the predictions give the same numbers, bit for bit, in a helper process."""
     from analytics_pipelines.customers import parallel

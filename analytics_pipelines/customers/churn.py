@@ -98,8 +98,8 @@ def features_at(inp: Inputs, dates: list[date]) -> list[pl.DataFrame]:
     def upto(col: str, d: date, day: str = "day") -> pl.Expr:
         return pl.col(col) if d == last else pl.when(pl.col(day) <= d).then(pl.col(col))
 
-    def distinct(expr: pl.Expr, d: date) -> pl.Expr:  # n_unique without the NULL of the rows after d
-        return expr.n_unique() if d == last else expr.n_unique() - expr.null_count().gt(0).cast(pl.UInt32)
+    def distinct(col: str, d: date) -> pl.Expr:  # n_unique (NULL counts as a value) of the rows up to d
+        return pl.col(col).n_unique() if d == last else pl.col(col).filter(pl.col("day") <= d).n_unique()
 
     aggs = []
     for d in dates:
@@ -108,11 +108,11 @@ def features_at(inp: Inputs, dates: list[date]) -> list[pl.DataFrame]:
         aggs += [(pl.first("tenant_id") if d == last else pl.col("tenant_id").filter(within).first()).alias("tenant_id"),
                  upto("day", d).max().alias("last_day"), upto("day", d).min().alias("first_day"),
                  (pl.len() if d == last else within.sum()).alias("frequency"),
-                 distinct(upto("day", d), d).alias("purchase_days"),
+                 distinct("day", d).alias("purchase_days"),
                  ((days_before < 90) & within).sum().alias("orders_90d"),
                  ((days_before < 365) & within).sum().alias("orders_365d"),
                  upto("gross_revenue_cents", d).sum().alias("monetary_cents"), upto("tickets", d).sum().alias("tickets"),
-                 distinct(upto("venue_id", d), d).alias("venues")]
+                 distinct("venue_id", d).alias("venues")]
         aggs[-10:] = [a.name.suffix(sfx[d]) for a in aggs[-10:]]
     per = o.group_by("user_id").agg(aggs)
     extras = [favourite_categories(o, dates, sfx)]
@@ -280,11 +280,18 @@ def seed_rules(feats: pl.DataFrame) -> pl.DataFrame:
 
 
 def _matrix(feats: pl.DataFrame, categories: list[str]) -> np.ndarray:
-    num = feats.select(NUMERIC).fill_null(0.0).to_numpy()
+    """The numeric features (NULL = 0) and the favourite category one-hot (the ten, then 'other'), written
+    column by column into one Fortran-ordered float64 array (the layout the model has always been fitted
+    on: the scaler's column sums depend on it)."""
+    k = len(NUMERIC)
+    out = np.empty((feats.height, k + len(categories) + 1), dtype=np.float64, order="F")
+    for j, c in enumerate(NUMERIC):
+        out[:, j] = feats[c].fill_null(0.0).to_numpy()
     fav = feats["favourite_category_id"]
-    onehot = [(fav == c).fill_null(False).to_numpy() for c in categories]
-    onehot.append((~fav.is_in(categories)).fill_null(True).to_numpy())
-    return np.column_stack([num, *onehot]).astype(np.float64)
+    for j, c in enumerate(categories):
+        out[:, k + j] = (fav == c).fill_null(False).to_numpy()
+    out[:, -1] = (~fav.is_in(categories)).fill_null(True).to_numpy()
+    return out
 
 
 def _fit(x: np.ndarray, y: np.ndarray):
