@@ -114,7 +114,10 @@ def features_at(inp: Inputs, dates: list[date]) -> list[pl.DataFrame]:
                  upto("gross_revenue_cents", d).sum().alias("monetary_cents"), upto("tickets", d).sum().alias("tickets"),
                  distinct("venue_id", d).alias("venues")]
         aggs[-10:] = [a.name.suffix(sfx[d]) for a in aggs[-10:]]
-    per = o.group_by("user_id").agg(aggs)
+    per = _per_user_sorted(o, dates, sfx)  # rows in user_id order (None: the group-by, in no order)
+    in_order = per is not None
+    if per is None:
+        per = o.group_by("user_id").agg(aggs)
     extras = [favourite_categories(o, dates, sfx)]
     refunds = inp.refunds.filter(pl.col("day") <= last).group_by("user_id").agg(
         *[a for d in dates for a in (
@@ -133,8 +136,9 @@ def features_at(inp: Inputs, dates: list[date]) -> list[pl.DataFrame]:
     extras.append(inp.users.select(pl.col("id").alias("user_id"), pl.col("created_at").dt.date().alias("signed_up")))
     wide = per
     for extra in extras:
-        wide = wide.join(extra, on="user_id", how="left")
-    wide = wide.sort("user_id")
+        wide = wide.join(extra, on="user_id", how="left", maintain_order="left" if in_order else None)
+    # sorted by user_id: already so on the sorted path (flagged, then the sort is free)
+    wide = (wide.with_columns(pl.col("user_id").set_sorted()) if in_order else wide).sort("user_id")
     columns = [c for c in wide.columns if "@" not in c]
     out = []
     for d in dates:
@@ -142,6 +146,71 @@ def features_at(inp: Inputs, dates: list[date]) -> list[pl.DataFrame]:
         out.append(_derived(df.select(pl.col(c + sfx[d] if c + sfx[d] in wide.columns else c).alias(c)
                                       for c in columns), d))
     return out
+
+
+def _per_user_sorted(o: pl.DataFrame, dates: list[date], sfx: dict[date, str]) -> pl.DataFrame | None:
+    """features_at's per-customer group-by without hashing customer ids, in user_id order: the orders
+    sorted by customer code (a dense rank, in user_id order) and day, each customer a run of rows, an
+    earlier date's rows a prefix of the run; the distinct
+    venues from a group-by of integer (customer, venue) codes. Only a customer's figures at the dates
+    where they have an order are the group-by's (the others are dropped by features_at). None where it
+    does not apply (other column types, NULL tickets or cents, no rows)."""
+    schema = o.schema
+    if (o.height == 0 or schema["day"] != pl.Date or schema["tickets"] != pl.Int64
+            or schema["gross_revenue_cents"] != pl.Int64
+            or o.select(pl.sum_horizontal(pl.col("tickets", "gross_revenue_cents").null_count())).item()):
+        return None
+    user, n_users = K.dense_codes(o["user_id"], many=True)
+    day_all = o["day"].to_physical().to_numpy().astype(np.int64)
+    order = K.sort_by_key(user, day_all)
+    if order is None:
+        return None
+    n = order.size
+    u, day = user[order], day_all[order]
+    starts = K.run_starts(u)
+    runs = K.run_lengths(starts, n)
+    run_of_row = np.repeat(np.arange(starts.size), runs)
+    tickets, cents = o["tickets"].to_numpy()[order], o["gross_revenue_cents"].to_numpy()[order]
+    day_starts = K.run_starts(u, day)  # one per customer and purchase day
+    venue, _ = K.dense_codes(o["venue_id"])
+    pairs = pl.DataFrame({"u": u, "v": venue[order], "day": day}).group_by("u", "v").agg(pl.min("day")).sort("u")
+    pair_user, pair_first = pairs["u"].to_numpy(), pairs["day"].to_numpy()
+    pair_run = np.searchsorted(u[starts], pair_user)
+    tenant = o["tenant_id"]
+    columns: dict[str, pl.Series] = {"user_id": o["user_id"].gather(order[starts])}
+    epoch = date(1970, 1, 1)
+    for d in dates:
+        limit = (d - epoch).days
+        upto = day <= limit
+        count = np.add.reduceat(upto.astype(np.int64), starts)
+        present = count > 0
+        # the first order in the frame's order among the rows up to d (polars' first of the group)
+        first_row = np.minimum.reduceat(np.where(upto, order, n), starts)
+        last_day = np.maximum.reduceat(np.where(upto, day, np.iinfo(np.int64).min), starts)
+        before = limit - day
+
+        def total(values: np.ndarray, upto: np.ndarray = upto) -> np.ndarray:
+            return np.add.reduceat(np.where(upto, values, 0), starts)
+
+        def as_date(days: np.ndarray, present: np.ndarray = present) -> pl.Series:
+            return pl.Series(np.where(present, days, 0).astype(np.int32)).cast(pl.Date).set(
+                pl.Series(~present), None) if (~present).any() else pl.Series(days.astype(np.int32)).cast(pl.Date)
+
+        purchase_days = np.bincount(run_of_row[day_starts], weights=upto[day_starts], minlength=starts.size)
+        venues = np.bincount(pair_run, weights=pair_first <= limit, minlength=starts.size)
+        values = {
+            "tenant_id": tenant.gather(np.minimum(first_row, n - 1)).set(pl.Series(~present), None)
+            if (~present).any() else tenant.gather(first_row),
+            "last_day": as_date(last_day), "first_day": as_date(day[starts]),
+            "frequency": pl.Series(count, dtype=pl.UInt32),
+            "purchase_days": pl.Series(purchase_days, dtype=pl.UInt32),
+            "orders_90d": pl.Series(total((before < 90).astype(np.int64)), dtype=pl.UInt32),
+            "orders_365d": pl.Series(total((before < 365).astype(np.int64)), dtype=pl.UInt32),
+            "monetary_cents": pl.Series(total(cents), dtype=pl.Int64),
+            "tickets": pl.Series(total(tickets), dtype=pl.Int64),
+            "venues": pl.Series(venues, dtype=pl.UInt32)}
+        columns |= {name + sfx[d]: v.alias(name + sfx[d]) for name, v in values.items()}
+    return pl.DataFrame(list(columns.values()))
 
 
 def _derived(df: pl.DataFrame, cutoff: date) -> pl.DataFrame:
