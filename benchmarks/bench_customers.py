@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             "customer_lifetime_value": clv.height, "customer_lifetime_value holdout validation": perf.height,
             "customer_segments": segments.height, "customer_cohorts": cohorts.height, "customer_360": c360.height}
     lines = [
-        "# Customer marts at `large` size",
+        f"# Customer marts at {'`large` size' if args.customers == 1_000_000 else f'{args.customers:,} customers'}",
         "",
         f"- Date: {dt.datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} logical CPUs, {platform.system()} {platform.release()} (shared with other work: the load "

@@ -30,6 +30,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, BinaryIO
 
 #: processes working on the tasks, the calling one included (TT_CUSTOMER_WORKERS overrides; 1 = no helpers)
@@ -66,9 +67,12 @@ class _Helper:
     or when the helper failed to start); `call` runs a task there (from one thread at a time)."""
 
     def __init__(self, preload: Sequence[str]) -> None:
+        # the helper finds this package where this process did (installed or not)
+        root = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", __name__, *preload], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env={**os.environ, **_ONE_THREAD}, close_fds=True)
+            env={**os.environ, **_ONE_THREAD, "PYTHONPATH": path}, close_fds=True)
         self.ready = False
         self.started = threading.Event()
         self._watcher = threading.Thread(target=self._wait_ready, daemon=True)
