@@ -70,6 +70,8 @@ _Data = TypeVar("_Data")
 # off to 0 or infinity (the fit is then reported as not converged).
 _LOG_BOUND: Final[float] = 25.0
 _OPTIMIZER_OPTIONS: Final[dict[str, float]] = {"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9}
+# From this many rows _collapse_duplicates groups with polars rather than sorting with numpy.
+_COLLAPSE_WITH_POLARS: Final[int] = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,14 +159,27 @@ def fit_bgnbd(
     """
     x, t_x, age = _bgnbd_inputs(frequency, recency, T)
     _check_penalizer(penalizer)
+    return _fit_bgnbd_distinct(*_bgnbd_distinct(x, t_x, age), penalizer, stacklevel=4)
+
+
+def _bgnbd_distinct(x: FloatArray, t_x: FloatArray, age: FloatArray) -> tuple[list[FloatArray], FloatArray]:
+    """fit_bgnbd's distinct (x, t_x, T) rows and counts from validated inputs (the same for every penalizer:
+    a caller trying several fits the data once)."""
     if not np.any(x > 0):
         raise ValueError("fit_bgnbd needs at least one customer with frequency > 0")
-    (x, t_x, age), counts = _collapse_duplicates(x, t_x, age)
+    return _collapse_duplicates(x, t_x, age)
+
+
+def _fit_bgnbd_distinct(
+    distinct: list[FloatArray], counts: FloatArray, penalizer: float, stacklevel: int = 3
+) -> BGNBDParams:
+    """The rest of fit_bgnbd, on _bgnbd_distinct's rows."""
+    x, t_x, age = distinct
     scale = float(age.max())
     if scale == 0.0:
         raise ValueError("fit_bgnbd needs at least one customer with T > 0")
     data = _BGNBDData.build(x, t_x / scale, age / scale, counts)
-    log_params, converged = _minimize(_bgnbd_objective, np.zeros(4), data, penalizer)
+    log_params, converged = _minimize(_bgnbd_objective, np.zeros(4), data, penalizer, stacklevel)
     r, alpha_scaled, a, b = np.exp(log_params)
     alpha = alpha_scaled * scale
     log_likelihood = float(counts @ _bgnbd_log_likelihood(r, alpha, a, b, x, t_x, age))
@@ -279,13 +294,25 @@ def fit_gamma_gamma(
     """
     x, m = _gamma_gamma_inputs(frequency, monetary_value)
     _check_penalizer(penalizer)
+    return _fit_gamma_gamma_distinct(*_gamma_gamma_distinct(x, m), penalizer, stacklevel=4)
+
+
+def _gamma_gamma_distinct(x: FloatArray, m: FloatArray) -> tuple[list[FloatArray], FloatArray]:
+    """fit_gamma_gamma's distinct (x, m) rows of the repeat customers and counts, from validated inputs."""
     repeat = x > 0
     if not repeat.any():
         raise ValueError("fit_gamma_gamma needs at least one customer with frequency > 0")
-    (x, m), counts = _collapse_duplicates(x[repeat], m[repeat])
+    return _collapse_duplicates(x[repeat], m[repeat])
+
+
+def _fit_gamma_gamma_distinct(
+    distinct: list[FloatArray], counts: FloatArray, penalizer: float, stacklevel: int = 3
+) -> GammaGammaParams:
+    """The rest of fit_gamma_gamma, on _gamma_gamma_distinct's rows."""
+    x, m = distinct
     data = _GammaGammaData.build(x, m, counts)
     start = np.log([1.0, 2.0, float(counts @ m / counts.sum())])
-    log_params, converged = _minimize(_gamma_gamma_objective, start, data, penalizer)
+    log_params, converged = _minimize(_gamma_gamma_objective, start, data, penalizer, stacklevel)
     p, q, v = np.exp(log_params)
     log_likelihood = float(counts @ _gamma_gamma_log_likelihood(p, q, v, x, m))
     return GammaGammaParams(
@@ -378,21 +405,46 @@ def customer_lifetime_value(
     if not (math.isfinite(time_unit_days) and time_unit_days > 0):
         raise ValueError(f"time_unit_days must be finite and > 0, got {time_unit_days!r}")
 
+    return _lifetime_values(bgnbd_params, gg_params, x, t_x, age, m, (int(months),), monthly_discount_rate,
+                            time_unit_days)[int(months)]
+
+
+def _distinct_pairs(x: FloatArray, age: FloatArray) -> tuple[FloatArray, FloatArray, npt.NDArray[np.intp]]:
+    """The distinct (x, T) pairs and each customer's pair: the expected purchases of a customer alive at T
+    depend on (x, T) only, which customers share a lot (x + iT is a sort key for the pairs)."""
+    distinct, row = np.unique(x + 1j * age, return_inverse=True)
+    return distinct.real.copy(), distinct.imag.copy(), row
+
+
+def _lifetime_values(
+    bgnbd_params: BGNBDParams,
+    gg_params: GammaGammaParams,
+    x: FloatArray,
+    t_x: FloatArray,
+    age: FloatArray,
+    m: FloatArray,
+    months: tuple[int, ...],
+    monthly_discount_rate: float,
+    time_unit_days: float,
+) -> dict[int, FloatArray]:
+    """:func:`customer_lifetime_value` (validated float64 inputs) for several horizons in one pass over
+    the months: the value for n months is the running sum after month n, the same operations in the same
+    order as a separate call with ``months=n``, so the same numbers bit for bit."""
     value_per_purchase = _conditional_expected_average_value(gg_params, x, m)
     alive = _probability_alive(bgnbd_params, x, t_x, age)
-    # The expected purchases of a customer alive at T depend on (x, T) only, which customers share a lot:
-    # evaluate them once per distinct pair (x + iT is a sort key for the pairs).
-    distinct, row = np.unique(x + 1j * age, return_inverse=True)
-    x_distinct, age_distinct = distinct.real.copy(), distinct.imag.copy()
+    x_distinct, age_distinct, row = _distinct_pairs(x, age)
     periods_per_month = DAYS_PER_MONTH / time_unit_days
     discounted_purchases = np.zeros_like(x)
     purchases_so_far = np.zeros_like(x)
-    for month in range(1, int(months) + 1):
+    out = {0: value_per_purchase * discounted_purchases} if 0 in months else {}
+    for month in range(1, max(months, default=0) + 1):
         horizon = month * periods_per_month
         purchases = alive * _expected_purchases_if_alive(bgnbd_params, horizon, x_distinct, age_distinct)[row]
         discounted_purchases += (purchases - purchases_so_far) / (1.0 + monthly_discount_rate) ** month
         purchases_so_far = purchases
-    return value_per_purchase * discounted_purchases
+        if month in months:
+            out[month] = value_per_purchase * discounted_purchases
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -684,6 +736,7 @@ def _minimize(
     start: FloatArray,
     data: _Data,
     penalizer: float,
+    stacklevel: int = 3,
 ) -> tuple[FloatArray, bool]:
     """Minimise over the log-parameters; converged means success strictly inside the search box."""
     result = minimize(
@@ -701,22 +754,37 @@ def _minimize(
             f"the fit did not converge ({result.message}; log-parameters {result.x}); "
             "try a small penalizer such as 0.001",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     return result.x, converged
 
 
 def _collapse_duplicates(*columns: FloatArray) -> tuple[list[FloatArray], FloatArray]:
-    """Distinct rows of the given columns (sorted, for reproducible sums) and how often each occurs."""
-    names = [f"c{i}" for i in range(len(columns))]
-    grouped = (
-        pl.DataFrame(dict(zip(names, columns, strict=True)))
-        .group_by(names)
-        .agg(pl.len().alias("count"))
-        .sort(names)
-    )
-    distinct = [grouped[name].to_numpy().astype(np.float64) for name in names]
-    return distinct, grouped["count"].to_numpy().astype(np.float64)
+    """Distinct rows of the given columns (sorted, for reproducible sums) and how often each occurs.
+
+    Small inputs (the customer marts' hundreds of per-venue fits on a few thousand rows) are sorted with
+    numpy, where building a frame costs more than the sort; large ones are grouped with polars (hashing,
+    multi-threaded), then sorted. Both give the same rows in the same order. -0.0 is counted as 0.0."""
+    cols = [np.asarray(c, dtype=np.float64) + 0.0 for c in columns]
+    n = cols[0].size
+    if n >= _COLLAPSE_WITH_POLARS:
+        names = [f"c{i}" for i in range(len(cols))]
+        grouped = (
+            pl.DataFrame(dict(zip(names, cols, strict=True)))
+            .group_by(names)
+            .agg(pl.len().alias("count"))
+            .sort(names)
+        )
+        distinct = [grouped[name].to_numpy().astype(np.float64) for name in names]
+        return distinct, grouped["count"].to_numpy().astype(np.float64)
+    order = np.lexsort(cols[::-1])  # the first column is the primary sort key
+    cols = [c[order] for c in cols]
+    starts = np.ones(n, dtype=bool)
+    if n:
+        starts[1:] = np.logical_or.reduce([c[1:] != c[:-1] for c in cols])
+    first = np.flatnonzero(starts)
+    counts = np.diff(np.append(first, n)).astype(np.float64)
+    return [c[first] for c in cols], counts
 
 
 # --------------------------------------------------------------------------------------------------

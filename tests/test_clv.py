@@ -563,3 +563,19 @@ def test_fit_warns_nothing_on_well_posed_data(cdnow: pl.DataFrame) -> None:
         warnings.simplefilter("error")
         clv.fit_bgnbd(cdnow["frequency"], cdnow["recency"], cdnow["T"])
         clv.fit_gamma_gamma(cdnow["frequency"], cdnow["monetary_value"])
+
+
+def test_collapse_duplicates_numpy_and_polars_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small inputs are collapsed with a numpy sort, large ones with a polars group-by: the same rows."""
+    rng = np.random.default_rng(3)
+    cols = [rng.integers(0, 40, 5000).astype(float), rng.integers(0, 9, 5000) * 0.5, rng.gamma(2.0, 3.0, 5000)]
+    cols[2][::3] = 1.25  # duplicates in the continuous column too
+    cols[1][::7] = -0.0
+    numpy_rows, numpy_counts = clv._collapse_duplicates(*cols)
+    monkeypatch.setattr(clv, "_COLLAPSE_WITH_POLARS", 1)
+    polars_rows, polars_counts = clv._collapse_duplicates(*cols)
+    for a, b in zip(numpy_rows, polars_rows, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert not np.signbit(a).any()  # -0.0 counted as 0.0
+    np.testing.assert_array_equal(numpy_counts, polars_counts)
+    assert numpy_counts.sum() == 5000 and len(numpy_counts) < 5000

@@ -194,6 +194,171 @@ def test_clv_per_venue_with_fallbacks_and_holdout(tiny_marts):
         pl.col("metric") == "mae_per_customer")["n"][0]
 
 
+def _many_venues(seed: int = 3, venues: int = 12, customers: int = 2400) -> pl.DataFrame:
+    """fct_orders-shaped rows for `customers` at `venues` venues of four tenants over a year, from a
+    BG/NBD-like process (dropout after each purchase, exponential gaps) with Gamma-distributed spend."""
+    rng = np.random.default_rng(seed)
+    n = np.minimum(rng.geometric(rng.beta(1.0, 2.0, customers).clip(0.02)), 30)
+    owner = np.repeat(np.arange(customers), n)
+    gaps = rng.exponential(1.0, owner.size) / rng.gamma(2.0, 1 / 40.0, customers)[owner]
+    gaps[np.r_[0, np.cumsum(n)[:-1]]] = 0.0
+    csum = np.cumsum(gaps)
+    day = rng.integers(0, 365, customers)[owner] + (csum - np.repeat(csum[np.r_[0, np.cumsum(n)[:-1]]], n)).astype(int)
+    keep = day < 365
+    owner, day = owner[keep], day[keep]
+    cents = rng.gamma(6.0, rng.gamma(4.0, 250.0, customers)[owner]).astype(np.int64) + 100
+    venue = owner % venues
+    return pl.DataFrame({
+        "order_id": [f"o{i}" for i in range(owner.size)],
+        "tenant_id": [f"t{v % 3}" if v < venues - 1 else "t9" for v in venue],  # t9: the last venue only
+        "venue_id": [f"v{v:02d}" for v in venue], "event_id": "e1", "category_id": "c1",
+        "user_id": [f"u{u:05d}" for u in owner], "tickets": 1, "gross_revenue_cents": cents}).with_columns(
+        (pl.lit(THROUGH - timedelta(days=364)) + pl.duration(days=pl.Series(day))).alias("day"),
+        pl.lit("USD").alias("currency")).with_columns(
+        (pl.col("day").cast(pl.Datetime("us", "UTC")) + pl.duration(hours=12)).alias("recognized_at"))
+
+
+def _messy_orders(seed: int, n: int = 400) -> pl.DataFrame:
+    """Orders with NULL tenants, venues and users, negative cents and many same-day rows."""
+    rng = np.random.default_rng(seed)
+    pick = lambda values: [values[i] for i in rng.integers(0, len(values), n)]  # noqa: E731
+    return pl.DataFrame({
+        "order_id": [f"o{i}" for i in range(n)], "tenant_id": pick(["t1", "t2", None]),
+        "venue_id": pick(["v1", "v2", "v3", None]), "event_id": "e1", "category_id": pick(["c1", "c2", None]),
+        "user_id": pick([f"u{i}" for i in range(25)] + [None]), "tickets": rng.integers(0, 4, n),
+        "gross_revenue_cents": rng.integers(-500, 9_000, n), "currency": "USD",
+        "day": [THROUGH - timedelta(days=int(d)) for d in rng.integers(0, 150, n)]},
+        schema_overrides={"tenant_id": pl.String, "venue_id": pl.String, "user_id": pl.String,
+                          "category_id": pl.String}).with_columns(
+        (pl.col("day").cast(pl.Datetime("us", "UTC")) + pl.duration(seconds=pl.Series(rng.integers(0, 86_400, n))))
+        .alias("recognized_at"))
+
+
+def test_sorted_paths_equal_the_group_bys(monkeypatch):
+    """RFM, the CLV inputs, the favourite categories and the cohorts computed by sorting on integer keys equal
+    the plain polars group-bys."""
+    key = ["tenant_id", "venue_id", "user_id"]
+    for seed in range(5):
+        orders = _messy_orders(seed)
+        for as_of in (THROUGH, THROUGH - timedelta(days=100), THROUGH - timedelta(days=200)):
+            dates = [as_of - timedelta(days=40), as_of]
+            upto = orders.filter(pl.col("day") <= as_of)
+            sfx = {dates[0]: "@earlier", as_of: ""}
+
+            def results(orders=orders, as_of=as_of, upto=upto, dates=dates, sfx=sfx):
+                c = CB.cohorts(orders, as_of)  # (a venue in two tenants makes the SQL's order ambiguous)
+                return (lifetime.rfm_summary(orders, as_of), rfm.rfm_scores(orders, as_of),
+                        churn.favourite_category(upto), churn.favourite_categories(upto, dates, sfx),
+                        c.sort(c.columns, nulls_last=True))
+            fast = results()
+            assert fast[1].height == 0 or rfm._customer_base_sorted(upto) is not None
+            assert fast[2].height == 0 or churn._favourites_sorted(upto, [None], ["f"]) is not None
+            with monkeypatch.context() as m:
+                m.setattr(lifetime, "_sorted_path_applies", lambda o: False)
+                m.setattr(rfm, "_customer_base_sorted", lambda o: None)
+                m.setattr(churn, "_favourites_sorted", lambda *a: None)
+                m.setattr(CB, "_cohort_cells_sorted", lambda *a: None)
+                slow = results()
+            for a, b in zip(fast, slow, strict=True):
+                by = [c for c in ["scope", "scope_id", *key] if c in a.columns]
+                assert a.sort(by, nulls_last=True).equals(b.sort(by, nulls_last=True))
+
+
+def test_churn_features_of_two_dates_in_one_pass_equal_separate_ones(monkeypatch):
+    """features_at aggregates an earlier date over the rows up to it in the same group-bys as the latest
+    date; a date alone takes the plain path: both give the same frames, by sorting on integer customer
+    codes or by polars group-bys."""
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        orders = _messy_orders(seed)
+        users = [f"u{i}" for i in range(25)]
+        day = [THROUGH - timedelta(days=int(d)) for d in rng.integers(0, 150, 30)]
+        inp = churn.Inputs(
+            orders=orders,
+            refunds=pl.DataFrame({"user_id": [users[i] for i in rng.integers(0, 25, 30)], "day": day,
+                                  "refund_cents": rng.integers(0, 900, 30)}),
+            resales=pl.DataFrame({"buyer_id": [users[i] for i in rng.integers(0, 25, 30)],
+                                  "seller_id": [users[i] for i in rng.integers(0, 25, 30)], "day": day}),
+            attendance=pl.DataFrame({"user_id": [users[i] for i in rng.integers(0, 25, 30)], "ended_day": day,
+                                     "tickets_ended": rng.integers(0, 4, 30), "no_shows": rng.integers(0, 2, 30)}),
+            users=pl.DataFrame({"id": users[:20], "created_at": [datetime(2026, 1, 1, tzinfo=UTC)] * 20}))
+        dates = [THROUGH - timedelta(days=60), THROUGH - timedelta(days=20), THROUGH]
+        together = churn.features_at(inp, dates)
+        for a, b in zip(together, (churn.features(inp, d) for d in dates), strict=True):
+            assert a.equals(b)
+        with monkeypatch.context() as m:
+            m.setattr(churn, "_per_user_sorted", lambda *a: None)
+            m.setattr(churn, "_favourites_sorted", lambda *a: None)
+            for a, b in zip(together, churn.features_at(inp, dates), strict=True):
+                assert a.equals(b)
+
+
+def test_clv_does_not_depend_on_the_helper_process(monkeypatch):
+    """The per-venue fits and the predictions give the same numbers, bit for bit, in a helper process."""
+    from analytics_pipelines.customers import parallel
+
+    orders = _many_venues()
+    # 96-111 repeat buyers a venue: at 105 some venues fall back to their tenant's fit, and the last venue,
+    # alone in its tenant, to the platform's
+    serial, serial_fits = lifetime.lifetime_value(orders, THROUGH, min_repeat_buyers=105, workers=1)
+    serial_perf = lifetime.holdout_validation(orders, THROUGH, min_repeat_buyers=105, workers=1)
+    assert set(serial["fit_scope"]) == {"venue", "tenant", "platform"}
+    pools = []
+
+    class Ready(parallel.TaskPool):  # a pool whose helper has started before the first task
+        def __init__(self, workers=None):
+            super().__init__(workers)
+            assert self.wait_ready(timeout=120) == 1
+            pools.append(self)
+
+    monkeypatch.setattr(lifetime, "TaskPool", Ready)
+    two, two_fits = lifetime.lifetime_value(orders, THROUGH, min_repeat_buyers=105, workers=2)
+    two_perf = lifetime.holdout_validation(orders, THROUGH, min_repeat_buyers=105, workers=2)
+    assert len(pools) == 2 and all(p.helper_tasks > 0 for p in pools)
+    assert two.sort("venue_id", "user_id").equals(serial.sort("venue_id", "user_id"))
+    assert two_fits.sort("fit_scope", "fit_id").equals(serial_fits.sort("fit_scope", "fit_id"))
+    # the holdout's totals, MAE and correlation sum floats in group-by order, which varies from run to run
+    # by a few units in the last place (with or without a helper): equal to 1e-12
+    key = ["metric", "bucket"]
+    a, b = two_perf.sort(key, nulls_last=True), serial_perf.sort(key, nulls_last=True)
+    assert a.drop("value").equals(b.drop("value"))
+    np.testing.assert_allclose(a["value"].to_numpy(), b["value"].to_numpy(), rtol=1e-12)
+
+
+def test_task_pool_raises_the_task_errors():
+    from analytics_pipelines import clv as C
+    from analytics_pipelines.customers import parallel
+
+    bg = C.BGNBDParams(r=0.24, alpha=4.4, a=0.79, b=2.4)
+    good = (bg, [0.0, 1.0, 2.0], [0.0, 5.0, 9.0], [10.0, 10.0, 10.0])
+    with parallel.TaskPool(2) as pool:
+        assert pool.wait_ready(timeout=120) == 1
+        alive = pool.map(C.probability_alive, [good] * 7)
+        assert all(np.array_equal(a, C.probability_alive(*good)) for a in alive)
+        with pytest.raises(ValueError, match="recency must be"):
+            pool.map(C.probability_alive, [good] * 6 + [(bg, [1.0], [5.0], [2.0])])  # the helper's first task
+
+
+def test_clv_predictions_equal_the_public_functions(tiny_marts):
+    """lifetime's shared-work predictions are clv's public functions, bit for bit."""
+    from analytics_pipelines import clv as C
+
+    summary = lifetime.rfm_summary(tiny_marts["inp"].orders, THROUGH)
+    x, t_x, t, m = lifetime._columns(summary)
+    fit = next(f for f in lifetime.fit_models(summary).values() if f is not None)
+    got = dict(zip(lifetime.PREDICTED, lifetime._predict_task(x, t_x, t, m, fit.bgnbd, fit.gg), strict=True))
+    bg, gg, w = fit.bgnbd, fit.gg, lifetime.WEEK_DAYS
+    expected = {
+        "p_alive": C.probability_alive(bg, x, t_x, t),
+        "expected_purchases_90d": C.conditional_expected_purchases(bg, 90 / w, x, t_x, t),
+        "expected_purchases_12m": C.conditional_expected_purchases(bg, lifetime.YEAR_WEEKS, x, t_x, t),
+        "expected_value_per_purchase_cents": C.conditional_expected_average_value(gg, x, m),
+        **{f"clv_{n}m_cents": C.customer_lifetime_value(bg, gg, x, t_x, t, m, months=n, monthly_discount_rate=0.01,
+                                                         time_unit_days=w) for n in (12, 24)}}
+    for c in lifetime.PREDICTED:
+        np.testing.assert_array_equal(got[c], expected[c], err_msg=c)
+
+
 def test_churn_model_is_evaluated_beside_the_rules_and_saved(tiny_marts, tmp_path):
     res = tiny_marts["churn"]
     perf = res.performance

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import polars as pl
 
+from analytics_pipelines.customers import keys as K
 from analytics_pipelines.marts.sqlrun import run
 
 SEGMENTS = ("Champions", "Loyal Customers", "Potential Loyalists", "New Customers", "Promising",
@@ -78,6 +80,9 @@ def customer_base(orders: pl.DataFrame, as_of: date) -> pl.DataFrame:
     Raises ValueError when a scope mixes currencies (monetary values could not be compared)."""
     o = orders.filter((pl.col("day") <= as_of) & pl.col("user_id").is_not_null()).select(
         "tenant_id", "venue_id", "user_id", "recognized_at", "day", "tickets", "gross_revenue_cents", "currency")
+    fast = _customer_base_sorted(o)
+    if fast is not None:
+        return fast.with_columns((pl.lit(as_of) - pl.col("last_day")).dt.total_days().alias("recency_days"))
     none = pl.lit(None, pl.String)
     parts = [
         o.group_by("tenant_id", "venue_id", "user_id").agg(_AGGS).with_columns(
@@ -102,6 +107,60 @@ def customer_base(orders: pl.DataFrame, as_of: date) -> pl.DataFrame:
     return base.drop("max_currency")
 
 
+def _customer_base_sorted(o: pl.DataFrame) -> pl.DataFrame | None:
+    """customer_base's rows (before recency_days) without string group-bys, or None where this path does not
+    apply (then the group-bys run): the orders are sorted once by integer (customer, tenant, venue) codes,
+    so the customer-venue, customer-tenant and customer rows are runs of rows, reduced with numpy.
+
+    Applies to the warehouse's types without NULLs in the aggregated columns and one currency in all the
+    orders (several currencies always mix in the platform scope, which the group-by path reports)."""
+    schema = o.schema
+    if not (schema["day"] == pl.Date and schema["tickets"] == pl.Int64 and schema["gross_revenue_cents"] == pl.Int64
+            and isinstance(schema["recognized_at"], pl.Datetime) and schema["currency"] == pl.String):
+        return None
+    checks = o.select(pl.sum_horizontal(pl.col("recognized_at", "tickets", "gross_revenue_cents", "currency")
+                                        .null_count()).alias("nulls"), pl.col("currency").n_unique().alias("n"))
+    if checks["nulls"].item() or checks["n"].item() > 1:
+        return None
+    (u, nu), (t, nt), (v, nv) = (K.dense_codes(o["user_id"], many=True), K.dense_codes(o["tenant_id"]),
+                                 K.dense_codes(o["venue_id"]))
+    key = K.combined_key([(u, nu), (t, nt), (v, nv)])
+    if key is None:
+        return None
+    order = K.sort_by_key(key)
+    n, key = order.size, key[order]
+    at = o["recognized_at"].to_physical().to_numpy()[order]
+    day = o["day"].to_physical().to_numpy().astype(np.int64)[order]
+    tickets, cents = o["tickets"].to_numpy()[order], o["gross_revenue_cents"].to_numpy()[order]
+    currency = o["currency"][0] if n else None
+    ids = o.select("tenant_id", "venue_id", "user_id")
+    none = pl.lit(None, pl.String)
+    parts = []
+    # customer-venue rows are runs of the full key, customer-tenant runs of key // venues, customers of key // both
+    for scope, divisor, id_columns, scope_id in (
+            ("venue", 1, ["tenant_id", "venue_id"], pl.col("venue_id")),
+            ("tenant", nv + 1, ["tenant_id"], pl.col("tenant_id")),
+            ("platform", (nv + 1) * (nt + 1), [], pl.lit("platform"))):
+        starts = K.run_starts(key // np.uint64(divisor))
+
+        def reduce(f, a):
+            return f.reduceat(a, starts) if n else a[:0]  # noqa: B023 (called in this iteration only)
+
+        part = ids.select(*id_columns, "user_id")[pl.Series(order[starts])].with_columns(
+            pl.Series("first_purchase_at", reduce(np.minimum, at)).cast(schema["recognized_at"]),
+            pl.Series("last_purchase_at", reduce(np.maximum, at)).cast(schema["recognized_at"]),
+            pl.Series("last_day", reduce(np.maximum, day).astype(np.int32)).cast(pl.Date),
+            pl.Series("orders", K.run_lengths(starts, n), dtype=pl.Int64),
+            pl.Series("tickets", reduce(np.add, tickets), dtype=pl.Int64),
+            pl.Series("monetary_cents", reduce(np.add, cents), dtype=pl.Int64),
+            pl.lit(currency, pl.String).alias("currency"))
+        parts.append(part.with_columns(pl.lit(scope).alias("scope"), scope_id.alias("scope_id"),
+                                       *[none.alias(k) for k in ("tenant_id", "venue_id") if k not in id_columns]))
+    return pl.concat([p.select("scope", "scope_id", "tenant_id", "venue_id", "user_id", *[a.meta.output_name()
+                                                                                          for a in _AGGS[:-1]])
+                      for p in parts])
+
+
 def quintile_score(value: str, higher_is_better: bool, group: str = "_scope") -> pl.Expr:
     """1 + floor(5 * (customers of the scope with a strictly worse value) / customers of the scope)."""
     v = pl.col(value) if higher_is_better else -pl.col(value)
@@ -112,7 +171,10 @@ def quintile_score(value: str, higher_is_better: bool, group: str = "_scope") ->
 def score(base: pl.DataFrame, as_of: date) -> pl.DataFrame:
     """RFM scores, code, total and segment for every row of `customer_base` (one as-of date). Row order is
     not meaningful (sort when comparing)."""
-    scored = base.with_columns(pl.struct(SCOPE_KEY).rank("dense").alias("_scope")).with_columns(
+    # one integer per (scope, scope_id): codes of the two columns (a dense rank of a struct of strings sorts them)
+    scope = K.combined_key([K.dense_codes(base[c]) for c in SCOPE_KEY])
+    scored = base.with_columns(pl.Series("_scope", scope) if scope is not None
+                               else pl.struct(SCOPE_KEY).rank("dense").alias("_scope")).with_columns(
         quintile_score("recency_days", higher_is_better=False).alias("r_score"),
         quintile_score("orders", higher_is_better=True).alias("f_score"),
         quintile_score("monetary_cents", higher_is_better=True).alias("m_score"),
