@@ -313,6 +313,13 @@ def _fit_gamma_gamma_distinct(
     data = _GammaGammaData.build(x, m, counts)
     start = np.log([1.0, 2.0, float(counts @ m / counts.sum())])
     log_params, converged = _minimize(_gamma_gamma_objective, start, data, penalizer, stacklevel)
+    if converged and penalizer == 0 and np.all(m == m[0]):
+        # every repeat customer spends the same: the likelihood keeps rising as p and q grow together, so
+        # there is no maximum; where the optimiser stops on the flat ridge depends on rounding
+        converged = False
+        warnings.warn("the fit did not converge: every customer's average spend is the same, so the "
+                      "Gamma-Gamma likelihood has no maximum; try a small penalizer such as 0.001",
+                      RuntimeWarning, stacklevel=stacklevel)
     p, q, v = np.exp(log_params)
     log_likelihood = float(counts @ _gamma_gamma_log_likelihood(p, q, v, x, m))
     return GammaGammaParams(
