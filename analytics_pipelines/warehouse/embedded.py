@@ -65,8 +65,11 @@ class EmbeddedWarehouse(Warehouse):
         created = need_file = not (self.root / table).exists()
         if not by:
             raise ValueError("write_partitions needs partition columns; use replace_table")
-        groups = {tuple(str(v) for v in k): g
-                  for k, g in df.partition_by(list(by), as_dict=True, maintain_order=True).items()}
+        # keys compared as polars renders the values as text (a timestamp key is '2025-11-21 00:00:00.000000')
+        tags = [f"__tt_key{i}" for i in range(len(by))]
+        tagged = df.with_columns(pl.col(c).cast(pl.String).alias(t) for c, t in zip(by, tags, strict=True))
+        groups = {tuple(k): g.drop(tags)
+                  for k, g in tagged.partition_by(tags, as_dict=True, maintain_order=True).items()}
         empty = df.clear()
         writes = []
         for key in keys:
