@@ -17,4 +17,4 @@ WHERE t.status IN ('sold', 'minted', 'active', 'transferred', 'checked_in', 'use
   AND e.ends_at < $now AND NOT e.cancelled_or_postponed
   AND coalesce(t.user_id, t.original_purchaser_id) IS NOT NULL
 GROUP BY 1, 2
-ORDER BY 1, 2
+-- (unordered: every consumer aggregates per customer; sorting 3.8 M rows here cost ~5 s at `large`)
