@@ -11,7 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from analytics_pipelines.api.common import Reading, json_response, reader_of, run
+from analytics_pipelines.api.common import Reading, json_response, reader_of
+from analytics_pipelines.api.common import run_blocking as run
 from analytics_pipelines.api.reader import TableMissing
 
 router = APIRouter(prefix="/grafana", tags=["grafana"])
