@@ -367,6 +367,29 @@ def test_a_result_read_while_a_change_lands_is_not_cached(api):
     assert reader.cache_misses == misses + 1
 
 
+def test_misses_run_on_the_readers_few_threads_and_hits_on_the_event_loop(api):
+    """A cache miss is computed by one of the reader's worker threads (a bounded pool, not a thread per
+    request); a hit is answered without any database call and without leaving the event loop."""
+    reader = api.client.app.state.reader
+    t, v, _, _ = _tv(api)
+    threads = []
+    real = reader._execute
+
+    def recording(*args):
+        threads.append(threading.current_thread().name)
+        return real(*args)
+
+    reader._execute = recording
+    try:
+        url = "/v1/revenue/summary?" + RANGE
+        first = api.get(url, t, v).json()
+        assert len(threads) == 1 and threads[0].startswith(f"tt-api-{reader.kind}")
+        assert api.get(url, t, v).json() == first and len(threads) == 1  # the hit ran no query
+    finally:
+        reader._execute = real
+    assert reader.executor._max_workers <= 8
+
+
 def test_reads_never_fail_or_see_half_a_partition_while_a_run_rewrites(warehouse_url, tmp_path):
     """A writer thread keeps replacing 5 daily partitions of venue_analytics, each write stamping every
     row with one version number; readers must always see every venue of every day, with one version per
