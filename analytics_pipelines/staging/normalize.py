@@ -213,15 +213,20 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
     codes = pl.DataFrame({"_cond": list(range(len(conds))), "_reason": [code for _, code, _ in conds]},
                          schema={"_cond": pl.Int32, "_reason": pl.String})
     df = df.join(codes, on="_cond", how="left")
-    details = [df.filter(pl.col("_cond") == i).select("_row", text.cast(pl.String).alias("_detail"))
+    bad = df.filter(pl.col("_cond").is_not_null())  # the few rejected rows, filtered once
+    details = [bad.filter(pl.col("_cond") == i).select("_row", text.cast(pl.String).alias("_detail"))
                for i, (_, _, text) in enumerate(conds)]
     df = df.join(pl.concat(details), on="_row", how="left").drop([f"__c{i}" for i in range(len(conds))])
 
     # ---- duplicates among the rows that survived ------------------------------------------------
+    # only the rows whose key occurs more than once are hashed, sorted and ranked (a few in a million)
     payload = pl.struct(cols).hash(seed=7)
     order_ts = [f"__t_{c}" for c in ("updated_at", "created_at") if c in cols]
     recency = pl.max_horizontal([pl.col(c) for c in order_ts]) if order_ts else pl.lit(None)
-    alive = df.filter(pl.col("_reason").is_null()).with_columns(
+    alive = df.filter(pl.col("_reason").is_null())
+    repeated = pl.col(f"__t_{spec.key}").is_duplicated()
+    single = alive.filter(~repeated)
+    alive = alive.filter(repeated).with_columns(
         payload.alias("_hash"), recency.alias("_recency"), pl.col(f"__t_{spec.key}").alias("_key"))
     alive = alive.sort(["_key", "_recency", "_hash", "_row"], descending=[False, True, True, False],
                        nulls_last=True)
@@ -241,7 +246,7 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
         df.filter(pl.col("_reason").is_not_null()).select("_row", "_reason", "_detail"),
         alive.filter(pl.col("_reason").is_not_null()).select("_row", "_reason", "_detail"),
     ])
-    kept = alive.filter(pl.col("_reason").is_null()).sort("_row")
+    kept = pl.concat([single, alive.filter(pl.col("_reason").is_null()).select(single.columns)]).sort("_row")
 
     # ---- normalize the kept rows ------------------------------------------------------------------
     out_cols: list[pl.Expr] = []
@@ -292,7 +297,9 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
     payload_json = pl.struct(cols).struct.json_encode()
     q_rows = pl.concat([rejected.with_columns(pl.lit("rejected").alias("_disp")),
                         repaired.with_columns(pl.lit("repaired").alias("_disp"))])
-    quarantine = q_rows.join(df.select("_row", spec.key, PARTITION, payload_json.alias("_payload")),
+    # the raw payload is encoded for the quarantined rows only, not for every row staged
+    q_raw = df.join(q_rows.select("_row").unique(), on="_row", how="semi")
+    quarantine = q_rows.join(q_raw.select("_row", spec.key, PARTITION, payload_json.alias("_payload")),
                              on="_row", how="left").sort(["_row", "_reason"]).select(
         pl.lit(table).alias("source_table"), pl.col(PARTITION).alias("partition"),
         pl.col(spec.key).alias("source_key"), pl.col("_reason").alias("reason_code"),
