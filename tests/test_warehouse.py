@@ -82,9 +82,27 @@ def test_concurrent_writers_and_a_reader_never_fail(warehouse_url):
     assert sorted(wh.read("SELECT DISTINCT tag FROM t")["tag"].to_list()) == ["r14"]
 
 
+def test_first_writes_of_many_tables_at_once_into_an_empty_warehouse(warehouse_url):
+    """Eight threads each create and write their own table in a warehouse that does not exist yet (what
+    parallel ingestion does on its first run): the shared parts (PostgreSQL schema and write counters,
+    the embedded catalog) are created once, nobody fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wh = open_warehouse(warehouse_url)
+
+    def write(i: int) -> int:
+        return wh.write_partitions(f"t{i}", _frame("2026-01-01", 100 + i, f"w{i}"), ["day"], [("2026-01-01",)])
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(write, range(8))) == [100 + i for i in range(8)]
+    assert {f"t{i}" for i in range(8)} <= set(wh.tables())
+    assert [wh.count(f"t{i}") for i in range(8)] == [100 + i for i in range(8)]
+
+
 _BIG_WRITER = textwrap.dedent("""
     import sys, polars as pl
     from analytics_pipelines.warehouse import open_warehouse
+
     wh = open_warehouse(sys.argv[1])
     n = 10_000_000
     df = pl.DataFrame({"day": ["2026-01-01"] * n, "i": range(n), "tag": ["new"] * n})

@@ -63,10 +63,15 @@ class PostgresWarehouse(Warehouse):
         """Create the table, or add columns the frame has and the table lacks (additive migration).
 
         Serialised by an advisory lock so that concurrent runs creating the same table cannot collide."""
+        if conn.execute("SELECT to_regclass(%s)", (f'"{self.schema}".{VERSIONS}',)).fetchone()[0] is None:
+            # the schema and the write counters are shared by every table: a lock of their own (IF NOT
+            # EXISTS alone races: two writers of different tables both try to create the schema)
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
+            conn.execute(psql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(psql.Identifier(self.schema)))
+            conn.execute(psql.SQL("CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, version bigint "
+                                  "NOT NULL, changed_at timestamptz NOT NULL)").format(
+                psql.Identifier(self.schema, VERSIONS)))
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}.{table}",))
-        conn.execute(psql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(psql.Identifier(self.schema)))
-        conn.execute(psql.SQL("CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, version bigint NOT NULL, "
-                              "changed_at timestamptz NOT NULL)").format(psql.Identifier(self.schema, VERSIONS)))
         cols = psql.SQL(", ").join(
             psql.SQL("{} {}").format(psql.Identifier(c), psql.SQL(pg_type(t))) for c, t in schema.items())
         conn.execute(psql.SQL("CREATE TABLE IF NOT EXISTS {}.{} ({})").format(
