@@ -5,6 +5,7 @@ idempotent."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, date, datetime
 
 import polars as pl
@@ -133,3 +134,30 @@ def test_unplaceable_rows_are_quarantined(dirty_source, tmp_path):
     q = wh.read_table("quarantine").filter(pl.col("partition") == ingestion.UNPLACEABLE)
     assert set(q["reason_code"]) <= {R.FUTURE_TIMESTAMP, R.MISSING_PARTITION_TIMESTAMP}
     assert date.fromisoformat(LAST)  # the window is explicit
+
+
+def test_in_dependency_order_runs_parents_first_in_parallel_and_reraises():
+    """Staging runs `workers` tables at a time, a table only after its parents; an error surfaces."""
+    import threading
+
+    started, finished, lock = [], set(), threading.Lock()
+    parents = {"tickets": {"events"}, "events": {"venues"}, "orders": {"users"}}
+
+    def fn(t):
+        with lock:
+            assert parents.get(t, set()) <= finished, f"{t} started before its parents"
+            started.append(t)
+        time.sleep(0.05)
+        with lock:
+            finished.add(t)
+
+    tables = ["venues", "users", "events", "orders", "tickets"]
+    ingestion.in_dependency_order(tables, parents, fn, workers=2)
+    assert sorted(started) == sorted(tables) and finished == set(tables)
+
+    def boom(t):
+        if t == "events":
+            raise RuntimeError("staging events failed")
+
+    with pytest.raises(RuntimeError, match="staging events failed"):
+        ingestion.in_dependency_order(tables, parents, boom, workers=2)
