@@ -23,7 +23,6 @@ import psycopg
 from analytics_pipelines import ingestion
 from analytics_pipelines.source import contract
 from analytics_pipelines.source.db import SourceDB
-from analytics_pipelines.staging.normalize import SNAPSHOT
 from analytics_pipelines.warehouse import open_warehouse
 
 PG = "postgresql://postgres@127.0.0.1:5432"
@@ -45,6 +44,8 @@ def main() -> int:
     p.add_argument("--source-url", help="reuse an existing source instead of generating one")
     p.add_argument("--first", default="2024-11-01")
     p.add_argument("--last", default=date.today().isoformat())
+    p.add_argument("--workers", type=int, default=2, help="tables extracted/staged at a time (the main job's "
+                   "multiprocess executor runs two steps at a time on this machine)")
     args = p.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
@@ -60,27 +61,19 @@ def main() -> int:
         print(f"generate {args.scale}: {time.perf_counter() - t:.1f} s")
     wh_url = _pg_database("bench_wh") if args.warehouse == "postgres" else f"duckdb:///{tmp / 'warehouse'}"
     src, wh = SourceDB(src_url), open_warehouse(wh_url)
-    landing = src.is_landing()
     days = ingestion.day_range(args.first, args.last)
     source_rows = sum(src.count(t) for t in contract.tables())
     phases: dict[str, float] = {}
 
+    def log(step):
+        return lambda table, rows, secs: print(f"  {step} {table}: {rows:,} rows in {secs:.1f} s", flush=True)
+
     t = time.perf_counter()
-    for table in contract.dimension_tables():
-        ingestion.ingest_raw_dimension(src, wh, table)
-    for table in contract.fact_tables():
-        s = time.perf_counter()
-        stats = ingestion.ingest_raw_facts(src, wh, table, days, landing=landing)
-        print(f"  raw {table}: {stats.rows:,} rows in {time.perf_counter() - s:.1f} s", flush=True)
-    ingestion.collect_unplaceable(src, wh, args.first, args.last, landing=landing)
+    ingestion.ingest_raw_all(src, wh, args.first, args.last, workers=args.workers, log=log("raw"))
     phases["source -> raw"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    for table in contract.tables():
-        s = time.perf_counter()
-        spec = contract.table(table)
-        res = ingestion.stage_partitions(wh, table, days if spec.partitioned else [SNAPSHOT])
-        print(f"  stg {table}: {res.rows_out:,} rows in {time.perf_counter() - s:.1f} s", flush=True)
+    ingestion.stage_all(wh, args.first, args.last, workers=args.workers, log=log("stg"))
     phases["raw -> staging"] = time.perf_counter() - t
 
     t = time.perf_counter()
