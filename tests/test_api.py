@@ -347,6 +347,26 @@ def test_results_are_cached_until_the_warehouse_changes(api):
     assert [r["tickets_sold"] for r in after] == [r["tickets_sold"] + 1000 for r in first]
 
 
+def test_a_write_forgets_only_the_results_that_read_the_written_mart(api):
+    """Hourly KPI snapshots landing do not empty the cache of the venue dashboards: only results that
+    read kpi_snapshots are recomputed (both backends: embedded refresh and PostgreSQL write counters)."""
+    t, v, _, _ = _tv(api)
+    reader = api.client.app.state.reader
+    daily, kpis = "/v1/venues/daily?" + RANGE, "/v1/kpis"
+    api.get(daily, t, v)
+    first_kpis = api.get(kpis, t, v).json()["data"]
+    misses = reader.cache_misses
+
+    wh = open_warehouse(api.warehouse_url)
+    wh.replace_table("kpi_snapshots", wh.read_table("kpi_snapshots").with_columns(value=pl.col("value") + 1))
+    assert reader.refresh()
+    api.get(daily, t, v)
+    assert reader.cache_misses == misses  # venue_analytics did not change: still cached
+    after = api.get(kpis, t, v).json()["data"]
+    assert reader.cache_misses == misses + 1  # kpi_snapshots did
+    assert [r["value"] for r in after] == [r["value"] + 1 for r in first_kpis]
+
+
 def test_a_result_read_while_a_change_lands_is_not_cached(api):
     reader = api.client.app.state.reader
     t, v, _, _ = _tv(api)

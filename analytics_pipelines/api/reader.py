@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import tempfile
 import threading
 import time
@@ -70,9 +71,10 @@ class Reader(ABC):
     """What the API needs from a warehouse: tenant-scoped queries, the catalog, health.
 
     Results of identical queries (same tenant, SQL and parameters) are cached until the data changes: a
-    subclass calls `_changed()` when it sees a table change (the embedded copy on refresh, PostgreSQL when
-    the warehouse's write counter moves), which empties the cache. A result computed while a change landed
-    is not cached, so the cache never outlives the data it was read from by more than one refresh."""
+    subclass calls `_changed(tables)` when it sees tables change (the embedded copy on refresh, PostgreSQL
+    when the warehouse's write counters move), which forgets the results that read one of them. A result
+    computed while one of its tables changed is not cached, so the cache never outlives the data it was
+    read from by more than one refresh."""
 
     kind: str
 
@@ -82,13 +84,25 @@ class Reader(ABC):
         #: hundreds of ms while the median stayed at 3 ms)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"tt-api-{self.kind}")
         self._generation = 0
-        self._cache: OrderedDict[tuple, Result] = OrderedDict()
+        #: key -> (result, the marts its query reads): a change of one mart forgets only the results
+        #: that read it (hourly KPI snapshots landing do not empty the venue dashboards' answers)
+        self._cache: OrderedDict[tuple, tuple[Result, frozenset[str]]] = OrderedDict()
+        self._table_generation: dict[str, int] = {}
         self._cache_lock = threading.Lock()
         self._cache_size = cache_size
         self._cache_rows = cache_rows
         self._cached_rows = 0
         self.cache_hits = 0
         self.cache_misses = 0
+
+    @staticmethod
+    def reads(sql: str, tables: Sequence[str]) -> frozenset[str]:
+        """The marts a query reads: those it names (`tables`) and every served mart its SQL mentions."""
+        words = set(re.findall(r"[a-z_][a-z0-9_]*", sql.lower()))
+        return frozenset(tables) | frozenset(t for t in API_TABLES if t in words)
+
+    def _generations(self, reads: frozenset[str]) -> tuple:
+        return (self._generation, *(self._table_generation.get(t, 0) for t in sorted(reads)))
 
     def query(self, tenant_id: str, sql: str, params: Sequence = (), tables: Sequence[str] = ()) -> Result:
         """Run `sql` for `tenant_id` (RLS on PostgreSQL); `tables` are the marts it reads (a missing one
@@ -98,17 +112,18 @@ class Reader(ABC):
         hit = self._cache.get(key) if self._caching() else None
         if hit is not None:
             self.cache_hits += 1
-            return hit
+            return hit[0]
         self.cache_misses += 1
-        generation = self._generation
+        reads = self.reads(sql, tables)
+        generations = self._generations(reads)
         res = self._execute(tenant_id, sql, params, tables)
         if self._caching() and len(res.rows) <= self._cache_rows // 8:
             with self._cache_lock:
-                if generation == self._generation:  # no change landed meanwhile
-                    self._cache[key] = res
+                if generations == self._generations(reads):  # none of its marts changed meanwhile
+                    self._cache[key] = (res, reads)
                     self._cached_rows += len(res.rows)
                     while len(self._cache) > self._cache_size or self._cached_rows > self._cache_rows:
-                        self._cached_rows -= len(self._cache.popitem(last=False)[1].rows)
+                        self._cached_rows -= len(self._cache.popitem(last=False)[1][0].rows)
         return res
 
     def cached(self, tenant_id: str, sql: str, params: Sequence = (), tables: Sequence[str] = ()) -> Result | None:
@@ -117,23 +132,31 @@ class Reader(ABC):
         if not self._caching() or not self._known(tables):
             return None
         hit = self._cache.get((tenant_id, sql, tuple(params)))
-        if hit is not None:
-            self.cache_hits += 1
-        return hit
+        if hit is None:
+            return None
+        self.cache_hits += 1
+        return hit[0]
 
-    def _changed(self) -> None:
-        """The data changed: forget every cached result."""
+    def _changed(self, tables: Sequence[str] | None = None) -> None:
+        """These marts changed (None: any may have): forget every cached result that read one of them."""
         with self._cache_lock:
-            self._generation += 1
-            self._cache.clear()
-            self._cached_rows = 0
+            if tables is None:
+                self._generation += 1
+                self._cache.clear()
+                self._cached_rows = 0
+                return
+            changed = set(tables)
+            for t in changed:
+                self._table_generation[t] = self._table_generation.get(t, 0) + 1
+            for key in [k for k, (_, reads) in self._cache.items() if reads & changed]:
+                self._cached_rows -= len(self._cache.pop(key)[0].rows)
 
     def _caching(self) -> bool:
         return self._cache_size > 0
 
     def cache_stats(self) -> dict:
         return {"entries": len(self._cache), "rows": self._cached_rows, "hits": self.cache_hits,
-                "misses": self.cache_misses, "generation": self._generation}
+                "misses": self.cache_misses, "generation": self._generation + sum(self._table_generation.values())}
 
     @abstractmethod
     def _known(self, tables: Sequence[str]) -> bool:
@@ -308,7 +331,7 @@ class SnapshotReader(Reader):
                     changed.append(t)
                 self._markers[t] = marker  # only once the copy is in step with the files
             if changed:
-                self._changed()
+                self._changed(changed)
             self.last_refresh = time.time()
         return changed
 
@@ -467,7 +490,9 @@ class PostgresReader(Reader):
                 psql.Identifier(self.schema, VERSIONS))).fetchall()) if exists else None
         changed = versions != self._versions
         if changed:
-            self._changed()
+            old = self._versions
+            self._changed(None if versions is None or old is None else
+                          [t for t in set(versions) | set(old) if versions.get(t) != old.get(t)])
             self._versions = versions
         self.last_refresh = time.time()
         return changed
