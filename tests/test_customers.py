@@ -159,7 +159,7 @@ def test_seed_rules_reproduce_the_old_formulas():
 @pytest.fixture(scope="module")
 def tiny_marts(tiny_wh):
     wh = open_warehouse(tiny_wh)
-    inp = CB.churn_inputs(wh, THROUGH, NOW)
+    inp = CB.churn_inputs(wh, THROUGH, CB.attendance(wh, NOW))
     result = churn.train(inp, THROUGH)
     clv, fits = lifetime.lifetime_value(inp.orders, THROUGH, result.scores)
     hist = CB.rfm_scores(wh, [date(2026, 10, 18), date(2026, 10, 25), THROUGH])
@@ -466,7 +466,7 @@ def test_customer_assets_materialize_with_checks(tiny_wh, tmp_path, monkeypatch)
     assert result.success
     checks = {e.event_specific_data.check_name + ":" + e.event_specific_data.asset_key.to_user_string():
               e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
-    assert len(checks) == 7
+    assert len(checks) == 8
     failed = [k for k, c in checks.items() if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
     assert failed == []
     wh = open_warehouse(url)

@@ -42,9 +42,11 @@ def end_of(day: date) -> datetime:
 
 
 # -- RFM -------------------------------------------------------------------------------------------
-def rfm_scores(wh: Warehouse, as_of_dates: list[date]) -> pl.DataFrame:
-    """customer_rfm_scores rows for each as-of date (one read of the order history)."""
-    history = orders(wh, max(as_of_dates))
+def rfm_scores(wh: Warehouse, as_of_dates: list[date], history: pl.DataFrame | None = None) -> pl.DataFrame:
+    """customer_rfm_scores rows for each as-of date (one read of the order history; `history`: fct_orders
+    rows already read, any later days are left out by the scores)."""
+    if history is None:
+        history = orders(wh, max(as_of_dates))
     return pl.concat([rfm.rfm_scores(history, d) for d in sorted(as_of_dates)], how="vertical_relaxed")
 
 
@@ -54,14 +56,20 @@ def rfm_as_of_dates(wh: Warehouse) -> list[date]:
     return sorted(wh.read("SELECT DISTINCT as_of FROM customer_rfm_scores")["as_of"].to_list())
 
 
-def rfm_at(wh: Warehouse, as_of: date) -> pl.DataFrame:
+def rfm_at(wh: Warehouse, as_of: date, written: dict[date, pl.DataFrame] | None = None) -> pl.DataFrame:
+    """The customer_rfm_scores partition of `as_of`; from `written` (partitions this run has just written,
+    still in memory) when it holds that date, else read back."""
+    if written and as_of in written:
+        return written[as_of]
     return wh.read_partitions("customer_rfm_scores", "as_of", as_of.isoformat(), as_of.isoformat())
 
 
-def segment_transitions(wh: Warehouse) -> pl.DataFrame:
-    """Transitions between every pair of consecutive as-of dates in customer_rfm_scores."""
+def segment_transitions(wh: Warehouse, written: dict[date, pl.DataFrame] | None = None) -> pl.DataFrame:
+    """Transitions between every pair of consecutive as-of dates in customer_rfm_scores (`written`: see
+    rfm_at)."""
     dates = rfm_as_of_dates(wh)
-    parts = [rfm.segment_transitions(rfm_at(wh, a), rfm_at(wh, b)) for a, b in zip(dates, dates[1:], strict=False)]
+    parts = [rfm.segment_transitions(rfm_at(wh, a, written), rfm_at(wh, b, written))
+             for a, b in zip(dates, dates[1:], strict=False)]
     return pl.concat(parts, how="vertical_relaxed") if parts else run(
         "customer_segment_transitions", {"prev": _empty_rfm(), "cur": _empty_rfm()})
 
@@ -81,23 +89,41 @@ def customer_segments(latest_rfm: pl.DataFrame, clv: pl.DataFrame) -> pl.DataFra
 
 
 # -- CLV and churn ---------------------------------------------------------------------------------
-def churn_inputs(wh: Warehouse, through: date, now: datetime) -> churn.Inputs:
+def churn_inputs(wh: Warehouse, through: date, attendance_: pl.DataFrame | None = None,
+                 history: pl.DataFrame | None = None) -> churn.Inputs:
+    """The churn features' (and the 360's) inputs up to `through`. `attendance_`: the customer_attendance
+    rows (read from that table when None: it is computed once, by its own asset/step); `history`: fct_orders
+    rows already read (read here when None)."""
+    tables = wh.tables()
     refunds = _history(wh, "fct_refunds", ["user_id", "day", "refund_cents"], through) \
-        if "fct_refunds" in wh.tables() else pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date,
-                                                                  "refund_cents": pl.Int64})
+        if "fct_refunds" in tables else pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date,
+                                                             "refund_cents": pl.Int64})
     resales = _history(wh, "fct_resales", ["buyer_id", "seller_id", "day"], through) \
-        if "fct_resales" in wh.tables() else pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String,
-                                                                  "day": pl.Date})
-    return churn.Inputs(orders=orders(wh, through), refunds=refunds, resales=resales,
-                        attendance=attendance(wh, now), users=users(wh))
+        if "fct_resales" in tables else pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String,
+                                                             "day": pl.Date})
+    return churn.Inputs(orders=orders(wh, through) if history is None else history, refunds=refunds,
+                        resales=resales, attendance=attendance_table(wh) if attendance_ is None else attendance_,
+                        users=users(wh))
 
 
-def attendance(wh: Warehouse, now: datetime) -> pl.DataFrame:
-    """Per holder and event-end day: tickets of ended events and no-shows (sql/marts/customer_attendance.sql)."""
-    return run("customer_attendance", {
-        "tickets": B._stg(wh, "tickets", columns=["id", "event_id", "status", "user_id", "original_purchaser_id"]),
-        "scans": B._stg(wh, "ticket_scans", columns=["ticket_id", "result"]),
-        "event_dim": B.event_dim(wh)}, now=now)
+def attendance_inputs(wh: Warehouse) -> dict[str, pl.DataFrame]:
+    """The staging frames customer_attendance is computed from (tickets, scans, event_dim)."""
+    return {"tickets": B._stg(wh, "tickets", columns=["id", "event_id", "status", "user_id", "original_purchaser_id"]),
+            "scans": B._stg(wh, "ticket_scans", columns=["ticket_id", "result"]),
+            "event_dim": B.event_dim(wh)}
+
+
+def attendance(wh: Warehouse, now: datetime, inputs: dict[str, pl.DataFrame] | None = None) -> pl.DataFrame:
+    """customer_attendance: per holder and event-end day, tickets of ended events and no-shows
+    (sql/marts/customer_attendance.sql); `inputs`: attendance_inputs(wh) already read."""
+    return run("customer_attendance", inputs or attendance_inputs(wh), now=now)
+
+
+def attendance_table(wh: Warehouse) -> pl.DataFrame:
+    """The written customer_attendance table (the churn model and the 360 read it)."""
+    if "customer_attendance" not in wh.tables():
+        raise LookupError("customer_attendance has not been materialized yet")
+    return wh.read_table("customer_attendance")
 
 
 def users(wh: Warehouse) -> pl.DataFrame:
@@ -215,11 +241,16 @@ def customer_360(history: pl.DataFrame, through: date, users_: pl.DataFrame, ref
         "churn": score_frame.select("user_id", "churn_probability", "churn_flag")}, through=through)
 
 
-def customer_360_from(wh: Warehouse, through: date, now: datetime) -> pl.DataFrame:
-    inp = churn_inputs(wh, through, now)
+def customer_360_from(wh: Warehouse, through: date, inp: churn.Inputs | None = None,
+                      rfm_written: dict[date, pl.DataFrame] | None = None, clv: pl.DataFrame | None = None,
+                      scores: pl.DataFrame | None = None) -> pl.DataFrame:
+    """customer_360 from the warehouse: `inp` (churn_inputs), `rfm_written` (see rfm_at), `clv` and `scores`
+    (customer_lifetime_value, customer_churn_scores) are frames this run already holds, read when None."""
+    inp = churn_inputs(wh, through) if inp is None else inp
     dates = [d for d in rfm_as_of_dates(wh) if d <= through]
-    latest = rfm_at(wh, dates[-1]) if dates else None
-    clv = wh.read_table("customer_lifetime_value") if "customer_lifetime_value" in wh.tables() else None
+    latest = rfm_at(wh, dates[-1], rfm_written) if dates else None
+    if clv is None and "customer_lifetime_value" in wh.tables():
+        clv = wh.read_table("customer_lifetime_value")
     cats = B._stg(wh, "event_categories", columns=["id", "name"])
     return customer_360(inp.orders, through, inp.users, inp.refunds, inp.resales, inp.attendance, cats, latest,
-                        clv, churn_scores(wh))
+                        clv, churn_scores(wh) if scores is None else scores)
