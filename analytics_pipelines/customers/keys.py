@@ -19,9 +19,14 @@ _U64_LIMIT = 2**63  # combined keys must stay below this (no overflow in the pro
 
 def dense_codes(s: pl.Series, many: bool = False) -> tuple[np.ndarray, int]:
     """(codes 1..n of the distinct values, 0 for NULL, as uint64; n). `many`: the column has many distinct
-    values (customer ids), where a dense rank (a sort) is faster than a lookup in a table of the values.
-    Codes in the sort order of the values only with many=True (see ordered_codes)."""
-    if many:
+    values (customer ids): the codes are then in the sort order of the values (what a dense rank gives),
+    from an Enum over the sorted distinct values (one hash lookup per row: ~3x faster than
+    `rank("dense")`, which sorts all the rows' strings). Codes in the sort order of the values only with
+    many=True (see ordered_codes)."""
+    if many and s.dtype == pl.String:
+        values = s.drop_nulls().unique().sort()
+        codes = s.cast(pl.Enum(values)).to_physical().cast(pl.UInt64) + 1
+    elif many:
         codes = s.rank("dense")
     else:
         values = s.drop_nulls().unique()
