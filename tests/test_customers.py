@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import shutil
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -17,6 +18,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from analytics_pipelines import ingestion
 from analytics_pipelines.customers import build as CB
 from analytics_pipelines.customers import churn, lifetime, rfm
+from analytics_pipelines.customers import keys as K
 from analytics_pipelines.customers import reconcile as R
 from analytics_pipelines.generator.run import generate
 from analytics_pipelines.marts import build as B
@@ -262,6 +264,42 @@ def test_sorted_paths_equal_the_group_bys(monkeypatch):
             for a, b in zip(fast, slow, strict=True):
                 by = [c for c in ["scope", "scope_id", *key] if c in a.columns]
                 assert a.sort(by, nulls_last=True).equals(b.sort(by, nulls_last=True))
+
+
+def test_customer_codes_shared_by_the_whole_history_give_the_same_results():
+    """Orders carrying the customer codes of the whole history (keys.with_user_codes, as customers.build.orders
+    returns them: a subset's codes are then sparse) give the same rows as orders each function codes itself."""
+    def same(a: pl.DataFrame, b: pl.DataFrame) -> None:
+        assert a.columns == b.columns and K.USER_CODE not in a.columns
+        assert a.sort(a.columns, nulls_last=True).equals(b.sort(b.columns, nulls_last=True))
+
+    for seed in range(4):
+        orders = _messy_orders(seed)
+        coded = K.with_user_codes(orders)
+        assert coded[K.USER_CODE].n_unique() == orders["user_id"].n_unique()
+        for as_of in (THROUGH, THROUGH - timedelta(days=100)):
+            dates = [as_of - timedelta(days=40), as_of]
+            sfx = {dates[0]: "@earlier", as_of: ""}
+            for f in (lambda o, d=as_of: lifetime.rfm_summary(o, d), lambda o, d=as_of: rfm.rfm_scores(o, d),
+                      lambda o, d=as_of: churn.favourite_category(o.filter(pl.col("day") <= d)),
+                      lambda o, d=as_of, ds=dates, x=sfx: churn.favourite_categories(o.filter(pl.col("day") <= d),
+                                                                                     ds, x),
+                      lambda o, d=as_of: CB.cohorts(o, d)):
+                same(f(coded), f(orders))
+            inp = churn.Inputs(orders=orders, refunds=pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date,
+                                                                         "refund_cents": pl.Int64}),
+                               resales=pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String,
+                                                            "day": pl.Date}),
+                               attendance=pl.DataFrame(schema={"user_id": pl.String, "ended_day": pl.Date,
+                                                               "tickets_ended": pl.Int64, "no_shows": pl.Int64}),
+                               users=pl.DataFrame(schema={"id": pl.String, "created_at": pl.Datetime("us", "UTC")}))
+            for a, b in zip(churn.features_at(replace(inp, orders=coded), dates), churn.features_at(inp, dates),
+                            strict=True):
+                same(a, b)
+    orders, cal_end = _many_venues(), THROUGH - timedelta(days=90)
+    same(*(frame.with_columns(actual) for frame, actual in (
+        lifetime._calibration_sorted(K.with_user_codes(orders), cal_end, THROUGH),
+        lifetime._calibration_sorted(orders, cal_end, THROUGH))))
 
 
 def test_churn_features_of_two_dates_in_one_pass_equal_separate_ones(monkeypatch):

@@ -19,8 +19,9 @@ ORDER_COLUMNS = ["order_id", "tenant_id", "venue_id", "event_id", "category_id",
 
 
 def orders(wh: Warehouse, through: date | None = None) -> pl.DataFrame:
-    """fct_orders up to `through` (all history when None), the columns the customer marts use."""
-    return _history(wh, "fct_orders", ORDER_COLUMNS, through)
+    """fct_orders up to `through` (all history when None), the columns the customer marts use, and the
+    customer ids' integer codes (keys.USER_CODE: coded once for all the aggregations over these rows)."""
+    return K.with_user_codes(_history(wh, "fct_orders", ORDER_COLUMNS, through))
 
 
 def _history(wh: Warehouse, table: str, columns: list[str], through: date | None) -> pl.DataFrame:
@@ -146,7 +147,8 @@ def cohorts(history: pl.DataFrame, through: date) -> pl.DataFrame:
     The per-customer work (first month per scope, active customers and revenue per cohort and month) is
     polars group-bys; the SQL zero-fills the small matrix and adds the running totals."""
     o = history.filter((pl.col("day") <= through) & pl.col("user_id").is_not_null()).select(
-        "tenant_id", "venue_id", "user_id", pl.col("day").dt.truncate("1mo").alias("month"), "gross_revenue_cents")
+        "tenant_id", "venue_id", "user_id", pl.col("day").dt.truncate("1mo").alias("month"), "gross_revenue_cents",
+        *[c for c in (K.USER_CODE,) if c in history.columns])
     none = pl.lit(None, pl.String)
     levels = [("venue", ["tenant_id", "venue_id"], pl.col("venue_id")),
               ("tenant", ["tenant_id"], pl.col("tenant_id")), ("platform", [], pl.lit("platform"))]
@@ -175,7 +177,7 @@ def _cohort_cells_sorted(o: pl.DataFrame, levels: list) -> dict[str, pl.DataFram
     if (o.schema["gross_revenue_cents"] != pl.Int64 or o.schema["month"] != pl.Date
             or o["gross_revenue_cents"].null_count() or o.height == 0):
         return None
-    user = K.dense_codes(o["user_id"], many=True)
+    user = K.user_codes(o)
     coded = {k: K.ordered_codes(o[k]) for k in ("tenant_id", "venue_id")}
     month_all = o["month"].to_physical().to_numpy().astype(np.int64)
     cents_all = o["gross_revenue_cents"].to_numpy()

@@ -36,6 +36,29 @@ def dense_codes(s: pl.Series, many: bool = False) -> tuple[np.ndarray, int]:
     return codes, int(codes.max()) if codes.size else 0
 
 
+#: optional column of an orders frame: its user_id's dense_codes(many=True), computed once for the whole
+#: order history (with_user_codes) and carried along by every filter of its rows
+USER_CODE = "_user_code"
+
+
+def with_user_codes(orders: pl.DataFrame) -> pl.DataFrame:
+    """`orders` with USER_CODE, so that the per-customer aggregations over it (RFM, churn features, favourite
+    categories, cohorts, CLV: each used to code the ids itself) share one coding of the customer ids."""
+    if orders.schema.get("user_id") != pl.String or USER_CODE in orders.columns:
+        return orders
+    return orders.with_columns(pl.Series(USER_CODE, dense_codes(orders["user_id"], many=True)[0], dtype=pl.UInt64))
+
+
+def user_codes(o: pl.DataFrame) -> tuple[np.ndarray, int]:
+    """dense_codes(o["user_id"], many=True), or the USER_CODE column when `o` carries one: codes in user_id
+    order, 0 for NULL, n = the largest code. From a subset of the coded rows the codes are not dense (some
+    numbers unused), which the sorted aggregations do not need: distinct ids keep distinct codes, in order."""
+    if USER_CODE in o.columns:
+        codes = o[USER_CODE].to_numpy()
+        return codes, int(codes.max()) if codes.size else 0
+    return dense_codes(o["user_id"], many=True)
+
+
 def ordered_codes(s: pl.Series) -> tuple[np.ndarray, int, pl.Series]:
     """Codes 1..n in the sort order of the distinct values (0 for NULL), n, and the values (value of code i
     at index i, NULL at 0), for a column with few distinct values."""

@@ -101,7 +101,7 @@ def _sorted_path_applies(o: pl.DataFrame) -> bool:
 
 
 def _codes(o: pl.DataFrame) -> list[tuple[np.ndarray, int]]:
-    return [K.dense_codes(o["tenant_id"]), K.dense_codes(o["venue_id"]), K.dense_codes(o["user_id"], many=True)]
+    return [K.dense_codes(o["tenant_id"]), K.dense_codes(o["venue_id"]), K.user_codes(o)]
 
 
 def _sorted_orders(o: pl.DataFrame, codes: list[tuple[np.ndarray, int]] | None = None
