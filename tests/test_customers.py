@@ -22,12 +22,14 @@ from analytics_pipelines.customers import keys as K
 from analytics_pipelines.customers import reconcile as R
 from analytics_pipelines.generator.run import generate
 from analytics_pipelines.marts import build as B
+from analytics_pipelines.marts.sqlrun import run
 from analytics_pipelines.source.db import SourceDB
 from analytics_pipelines.warehouse import open_warehouse
 
 FIRST, LAST = "2026-07-01", "2026-11-02"
 NOW = datetime(2026, 11, 5, tzinfo=UTC)
 THROUGH = date(2026, 10, 31)
+SOLD = ["sold", "minted", "active", "transferred", "checked_in", "used"]
 COPIED = ["stg_orders", "stg_events", "stg_users", "stg_tickets", "stg_ticket_scans", "stg_event_schedules",
           "stg_ticket_types", "stg_event_categories", "fct_orders", "fct_refunds", "fct_resales"]
 
@@ -457,6 +459,42 @@ def test_reconciliation_on_both_backends(tiny_wh, tiny_marts, warehouse_url):
                            .otherwise(pl.col("historic_value_cents")).alias("historic_value_cents"))
     assert not R.check_clv(wh, off, THROUGH).passed
     assert not R.check_customer_360(wh, pl.concat([c360, c360.head(1)]), THROUGH).passed
+
+
+def test_attendance_rows_equal_the_sql(tiny_wh):
+    """customer_attendance in polars (build.attendance_rows) gives the rows of its reference SQL
+    (sql/marts/customer_attendance.sql), on generated staging and on messy rows (NULL ids and holders,
+    duplicate and invalid scans, NULL end times and flags, unsold statuses)."""
+    def same(inputs: dict, now: datetime) -> None:
+        a, b = CB.attendance_rows(**inputs, now=now), run("customer_attendance", inputs, now=now)
+        assert a.schema == b.schema and a.height == b.height
+        assert a.sort(a.columns, nulls_last=True).equals(b.sort(b.columns, nulls_last=True))
+
+    inputs = CB.attendance_inputs(open_warehouse(tiny_wh))
+    for now in (NOW, NOW - timedelta(days=40)):
+        same(inputs, now)
+    rng = np.random.default_rng(3)
+    n = 500
+    pick = lambda values, k=n: [values[i] for i in rng.integers(0, len(values), k)]  # noqa: E731
+    events = [f"e{i}" for i in range(8)]
+    ends = [datetime(2026, 10, 1, 20, tzinfo=UTC) + timedelta(days=int(d), hours=int(h))
+            for d, h in zip(rng.integers(0, 50, 8), rng.integers(0, 8, 8), strict=True)]
+    ends[2] = None
+    event_dim = pl.DataFrame({"event_id": events, "ends_at": ends,
+                              "cancelled_or_postponed": [False, False, False, True, None, False, False, False]},
+                             schema={"event_id": pl.String, "ends_at": pl.Datetime("us", "UTC"),
+                                     "cancelled_or_postponed": pl.Boolean})
+    tickets = pl.DataFrame({"id": pick([f"t{i}" for i in range(400)] + [None]), "event_id": pick(events + ["e99"]),
+                            "status": pick(SOLD + ["refunded", "cancelled", None]),
+                            "user_id": pick([f"u{i}" for i in range(30)] + [None] * 10),
+                            "original_purchaser_id": pick([f"u{i}" for i in range(30)] + [None])},
+                           schema={c: pl.String for c in ("id", "event_id", "status", "user_id",
+                                                          "original_purchaser_id")})
+    scans = pl.DataFrame({"ticket_id": pick([f"t{i}" for i in range(400)] + [None], 600),
+                          "result": pick(["valid", "valid", "invalid", "duplicate"], 600)},
+                         schema={"ticket_id": pl.String, "result": pl.String})
+    for now in (datetime(2026, 10, 20, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)):
+        same({"tickets": tickets, "scans": scans, "event_dim": event_dim}, now)
 
 
 def test_customer_360_one_row_per_customer(tiny_wh, tiny_marts):
