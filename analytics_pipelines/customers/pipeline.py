@@ -80,11 +80,10 @@ def build_customer_marts(wh: Warehouse, rfm_weeks: list[date], now: datetime,
         return result.scores
 
     def clv() -> pl.DataFrame:
-        df, fits = lifetime.lifetime_value(history, through, scores)
+        df, fits, perf = lifetime.lifetime_value_and_holdout(history, through, scores)
         wh.replace_table("customer_lifetime_value", df)
         wh.replace_table("customer_clv_fits", fits)
-        wh.write_partitions("model_performance", lifetime.holdout_validation(history, through),
-                            ["model_family"], [("clv",)])
+        wh.write_partitions("model_performance", perf, ["model_family"], [("clv",)])
         return df
 
     scores = step("customer_churn_model", churn_model)
