@@ -86,7 +86,9 @@ def customer_segments(latest_rfm: pl.DataFrame, clv: pl.DataFrame) -> pl.DataFra
     """Per scope (venue, tenant, platform) and segment at the latest as-of date (sql/marts/customer_segments.sql)."""
     per_customer_clv = clv.select("venue_id", "user_id", "tenant_id", "clv_12m_cents")
     segments = pl.DataFrame({"segment": list(rfm.SEGMENTS), "segment_order": list(range(len(rfm.SEGMENTS)))})
-    return run("customer_segments", {"rfm": latest_rfm, "clv": per_customer_clv, "segments": segments})
+    rfm_columns = latest_rfm.select("as_of", "scope", "scope_id", "tenant_id", "venue_id", "user_id", "segment",
+                                    "frequency", "monetary_cents")  # what the SQL reads (copied to Arrow)
+    return run("customer_segments", {"rfm": rfm_columns, "clv": per_customer_clv, "segments": segments})
 
 
 # -- CLV and churn ---------------------------------------------------------------------------------
