@@ -255,11 +255,13 @@ def customer_360(history: pl.DataFrame, through: date, users_: pl.DataFrame, ref
     score_frame = scores if scores is not None else pl.DataFrame(schema={
         "user_id": pl.String, "churn_probability": pl.Float64, "churn_flag": pl.Boolean})
     o = history.filter((pl.col("day") <= through) & pl.col("user_id").is_not_null())
-    buyers = o.group_by("user_id").agg(
+    # distinct venues and events counted on integer codes (NULL = 0, counted as a value like n_unique does)
+    codes = [pl.Series(f"_{c}", K.dense_codes(o[c])[0], dtype=pl.UInt64) for c in ("venue_id", "event_id")]
+    buyers = o.with_columns(codes).group_by("user_id").agg(
         pl.first("tenant_id"), pl.min("recognized_at").alias("first_purchase_at"),
         pl.max("recognized_at").alias("last_purchase_at"), pl.len().alias("orders"), pl.sum("tickets"),
-        pl.sum("gross_revenue_cents").alias("spend_cents"), pl.col("venue_id").n_unique().alias("venues"),
-        pl.col("event_id").n_unique().alias("events"))
+        pl.sum("gross_revenue_cents").alias("spend_cents"), pl.col("_venue_id").n_unique().alias("venues"),
+        pl.col("_event_id").n_unique().alias("events"))
     fav = churn.favourite_category(o)
     ref = refunds.filter(pl.col("day") <= through).group_by("user_id").agg(
         pl.len().alias("refunds"), pl.sum("refund_cents").alias("refunds_cents"))
