@@ -53,6 +53,29 @@ def _through(wh) -> date:
     return d
 
 
+@_asset("customer_attendance", ["stg_tickets", "stg_ticket_scans", "stg_events", "stg_event_schedules",
+                                "stg_ticket_types", "stg_event_categories"],
+        checks={RECONCILES: "Tickets of ended events and no-shows add up to an independent count over the staging "
+                            "tickets with a holder (sql/checks/no_shows_total.sql); one row per holder and day; "
+                            "no-shows within 0 and the tickets."},
+        description="Per ticket holder (tickets.user_id, else original_purchaser_id) and day an event ended: sold "
+                    "tickets of ended events and how many never had a valid scan (the no_shows mart's rules), "
+                    "as of the run's time. Computed once from ~10 M tickets and read by the churn model and the "
+                    "customer 360.")
+def customer_attendance(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    wh = warehouse.get()
+    now = datetime.now(UTC)
+    inputs = CB.attendance_inputs(wh)
+    df = CB.attendance(wh, now, inputs)
+    wh.replace_table("customer_attendance", df)
+    outcome = R.check_attendance(wh, df, inputs["tickets"], inputs["scans"], now)
+    return dg.MaterializeResult(
+        metadata={**table_metadata(wh, "customer_attendance", df.height), "now": now.isoformat(),
+                  "holders": df["user_id"].n_unique(), "tickets_ended": int(df["tickets_ended"].sum() or 0),
+                  "no_shows": int(df["no_shows"].sum() or 0)},
+        check_results=[_check(outcome)])
+
+
 @_asset("customer_rfm_scores", ["fct_orders"], partitions_def=weekly_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         checks={RECONCILES: "Per as-of date and scope, customers, orders and monetary equal an independent staging "
@@ -99,8 +122,8 @@ def customer_segment_transitions(context: dg.AssetExecutionContext,
         check_results=[_check(outcome)])
 
 
-@_asset("customer_churn_model", ["fct_orders", "fct_refunds", "fct_resales", "stg_tickets", "stg_ticket_scans",
-                                 "stg_users", "stg_events", "stg_event_schedules"], kinds={"scikit-learn"},
+@_asset("customer_churn_model", ["fct_orders", "fct_refunds", "fct_resales", "customer_attendance", "stg_users"],
+        kinds={"scikit-learn"},
         checks={"beats_seed_rules": "Holdout ROC AUC of the model is above both old rule scores' (warns, not fails: "
                                     "short or tiny histories can legitimately fall short)."},
         description="The churn model as a versioned artifact: logistic regression on features as of (last sales "
@@ -112,7 +135,7 @@ def customer_segment_transitions(context: dg.AssetExecutionContext,
 def customer_churn_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
     through = _through(wh)
-    inp = CB.churn_inputs(wh, through, datetime.now(UTC))
+    inp = CB.churn_inputs(wh, through)
     try:
         result = churn.train(inp, through)
     except churn.NotEnoughHistory as exc:
@@ -152,8 +175,7 @@ def customer_lifetime_value(context: dg.AssetExecutionContext, warehouse: Wareho
     wh = warehouse.get()
     through = _through(wh)
     history = CB.orders(wh, through)
-    df, fits = lifetime.lifetime_value(history, through, CB.churn_scores(wh))
-    perf = lifetime.holdout_validation(history, through)
+    df, fits, perf = lifetime.lifetime_value_and_holdout(history, through, CB.churn_scores(wh))
     wh.replace_table("customer_lifetime_value", df)
     wh.replace_table("customer_clv_fits", fits)
     wh.write_partitions("model_performance", perf, ["model_family"], [("clv",)])
@@ -212,7 +234,7 @@ def customer_cohorts(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         check_results=[_check(outcome)])
 
 
-@_asset("customer_360", ["fct_orders", "fct_refunds", "fct_resales", "stg_users", "stg_tickets", "stg_ticket_scans",
+@_asset("customer_360", ["fct_orders", "fct_refunds", "fct_resales", "stg_users", "customer_attendance",
                          "stg_event_categories", "customer_rfm_scores", "customer_lifetime_value",
                          "customer_churn_model"],
         checks={RECONCILES: "One row per customer; buyers, orders and spend equal an independent staging count (to "
@@ -224,7 +246,7 @@ def customer_cohorts(context: dg.AssetExecutionContext, warehouse: WarehouseReso
 def customer_360(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
     through = _through(wh)
-    df = CB.customer_360_from(wh, through, datetime.now(UTC))
+    df = CB.customer_360_from(wh, through)
     wh.replace_table("customer_360", df)
     outcome = R.check_customer_360(wh, df, through)
     buyers = df.filter(pl.col("orders") > 0)
@@ -236,7 +258,7 @@ def customer_360(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         check_results=[_check(outcome)])
 
 
-assets = [customer_rfm_scores, customer_segment_transitions, customer_churn_model, customer_lifetime_value,
+assets = [customer_attendance, customer_rfm_scores, customer_segment_transitions, customer_churn_model, customer_lifetime_value,
           customer_segments, customer_cohorts, customer_360]
 
 customers_job = dg.define_asset_job(

@@ -19,8 +19,9 @@ ORDER_COLUMNS = ["order_id", "tenant_id", "venue_id", "event_id", "category_id",
 
 
 def orders(wh: Warehouse, through: date | None = None) -> pl.DataFrame:
-    """fct_orders up to `through` (all history when None), the columns the customer marts use."""
-    return _history(wh, "fct_orders", ORDER_COLUMNS, through)
+    """fct_orders up to `through` (all history when None), the columns the customer marts use, and the
+    customer ids' integer codes (keys.USER_CODE: coded once for all the aggregations over these rows)."""
+    return K.with_user_codes(_history(wh, "fct_orders", ORDER_COLUMNS, through))
 
 
 def _history(wh: Warehouse, table: str, columns: list[str], through: date | None) -> pl.DataFrame:
@@ -42,9 +43,11 @@ def end_of(day: date) -> datetime:
 
 
 # -- RFM -------------------------------------------------------------------------------------------
-def rfm_scores(wh: Warehouse, as_of_dates: list[date]) -> pl.DataFrame:
-    """customer_rfm_scores rows for each as-of date (one read of the order history)."""
-    history = orders(wh, max(as_of_dates))
+def rfm_scores(wh: Warehouse, as_of_dates: list[date], history: pl.DataFrame | None = None) -> pl.DataFrame:
+    """customer_rfm_scores rows for each as-of date (one read of the order history; `history`: fct_orders
+    rows already read, any later days are left out by the scores)."""
+    if history is None:
+        history = orders(wh, max(as_of_dates))
     return pl.concat([rfm.rfm_scores(history, d) for d in sorted(as_of_dates)], how="vertical_relaxed")
 
 
@@ -54,14 +57,20 @@ def rfm_as_of_dates(wh: Warehouse) -> list[date]:
     return sorted(wh.read("SELECT DISTINCT as_of FROM customer_rfm_scores")["as_of"].to_list())
 
 
-def rfm_at(wh: Warehouse, as_of: date) -> pl.DataFrame:
+def rfm_at(wh: Warehouse, as_of: date, written: dict[date, pl.DataFrame] | None = None) -> pl.DataFrame:
+    """The customer_rfm_scores partition of `as_of`; from `written` (partitions this run has just written,
+    still in memory) when it holds that date, else read back."""
+    if written and as_of in written:
+        return written[as_of]
     return wh.read_partitions("customer_rfm_scores", "as_of", as_of.isoformat(), as_of.isoformat())
 
 
-def segment_transitions(wh: Warehouse) -> pl.DataFrame:
-    """Transitions between every pair of consecutive as-of dates in customer_rfm_scores."""
+def segment_transitions(wh: Warehouse, written: dict[date, pl.DataFrame] | None = None) -> pl.DataFrame:
+    """Transitions between every pair of consecutive as-of dates in customer_rfm_scores (`written`: see
+    rfm_at)."""
     dates = rfm_as_of_dates(wh)
-    parts = [rfm.segment_transitions(rfm_at(wh, a), rfm_at(wh, b)) for a, b in zip(dates, dates[1:], strict=False)]
+    parts = [rfm.segment_transitions(rfm_at(wh, a, written), rfm_at(wh, b, written))
+             for a, b in zip(dates, dates[1:], strict=False)]
     return pl.concat(parts, how="vertical_relaxed") if parts else run(
         "customer_segment_transitions", {"prev": _empty_rfm(), "cur": _empty_rfm()})
 
@@ -77,27 +86,78 @@ def customer_segments(latest_rfm: pl.DataFrame, clv: pl.DataFrame) -> pl.DataFra
     """Per scope (venue, tenant, platform) and segment at the latest as-of date (sql/marts/customer_segments.sql)."""
     per_customer_clv = clv.select("venue_id", "user_id", "tenant_id", "clv_12m_cents")
     segments = pl.DataFrame({"segment": list(rfm.SEGMENTS), "segment_order": list(range(len(rfm.SEGMENTS)))})
-    return run("customer_segments", {"rfm": latest_rfm, "clv": per_customer_clv, "segments": segments})
+    rfm_columns = latest_rfm.select("as_of", "scope", "scope_id", "tenant_id", "venue_id", "user_id", "segment",
+                                    "frequency", "monetary_cents")  # what the SQL reads (copied to Arrow)
+    return run("customer_segments", {"rfm": rfm_columns, "clv": per_customer_clv, "segments": segments})
 
 
 # -- CLV and churn ---------------------------------------------------------------------------------
-def churn_inputs(wh: Warehouse, through: date, now: datetime) -> churn.Inputs:
+def churn_inputs(wh: Warehouse, through: date, attendance_: pl.DataFrame | None = None,
+                 history: pl.DataFrame | None = None) -> churn.Inputs:
+    """The churn features' (and the 360's) inputs up to `through`. `attendance_`: the customer_attendance
+    rows (read from that table when None: it is computed once, by its own asset/step); `history`: fct_orders
+    rows already read (read here when None)."""
+    tables = wh.tables()
     refunds = _history(wh, "fct_refunds", ["user_id", "day", "refund_cents"], through) \
-        if "fct_refunds" in wh.tables() else pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date,
-                                                                  "refund_cents": pl.Int64})
+        if "fct_refunds" in tables else pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date,
+                                                             "refund_cents": pl.Int64})
     resales = _history(wh, "fct_resales", ["buyer_id", "seller_id", "day"], through) \
-        if "fct_resales" in wh.tables() else pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String,
-                                                                  "day": pl.Date})
-    return churn.Inputs(orders=orders(wh, through), refunds=refunds, resales=resales,
-                        attendance=attendance(wh, now), users=users(wh))
+        if "fct_resales" in tables else pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String,
+                                                             "day": pl.Date})
+    return churn.Inputs(orders=orders(wh, through) if history is None else history, refunds=refunds,
+                        resales=resales, attendance=attendance_table(wh) if attendance_ is None else attendance_,
+                        users=users(wh))
 
 
-def attendance(wh: Warehouse, now: datetime) -> pl.DataFrame:
-    """Per holder and event-end day: tickets of ended events and no-shows (sql/marts/customer_attendance.sql)."""
-    return run("customer_attendance", {
-        "tickets": B._stg(wh, "tickets", columns=["id", "event_id", "status", "user_id", "original_purchaser_id"]),
-        "scans": B._stg(wh, "ticket_scans", columns=["ticket_id", "result"]),
-        "event_dim": B.event_dim(wh)}, now=now)
+def attendance_inputs(wh: Warehouse) -> dict[str, pl.DataFrame]:
+    """The staging frames customer_attendance is computed from (tickets, scans, event_dim)."""
+    return {"tickets": B._stg(wh, "tickets", columns=["id", "event_id", "status", "user_id", "original_purchaser_id"]),
+            "scans": B._stg(wh, "ticket_scans", columns=["ticket_id", "result"]),
+            "event_dim": B.event_dim(wh)}
+
+
+def attendance(wh: Warehouse, now: datetime, inputs: dict[str, pl.DataFrame] | None = None) -> pl.DataFrame:
+    """customer_attendance: per holder and event-end day, tickets of ended events and no-shows
+    (attendance_rows); `inputs`: attendance_inputs(wh) already read."""
+    return attendance_rows(**(inputs or attendance_inputs(wh)), now=now)
+
+
+#: ticket statuses that count as sold (the no_shows mart's)
+SOLD_STATUSES = ["sold", "minted", "active", "transferred", "checked_in", "used"]
+
+
+def attendance_rows(tickets: pl.DataFrame, scans: pl.DataFrame, event_dim: pl.DataFrame,
+                    now: datetime) -> pl.DataFrame:
+    """The rows of sql/marts/customer_attendance.sql (the rules' reference; tests compare the two), in
+    polars: user_id (tickets.user_id, else original_purchaser_id), ended_day (UTC date of the event's end),
+    tickets_ended (sold tickets of events ended before `now`, not cancelled or postponed), no_shows (those
+    without a valid scan). One lazy query: no copy of the ~10 M tickets into DuckDB, and the valid scans
+    are a hash set of ticket ids instead of a DISTINCT and a join. Rows unordered (consumers aggregate)."""
+    now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+    ends = pl.col("ends_at")
+    if isinstance(event_dim.schema["ends_at"], pl.Datetime) and event_dim.schema["ends_at"].time_zone is None:
+        ends = ends.dt.replace_time_zone("UTC")
+    else:
+        ends = ends.dt.convert_time_zone("UTC")
+    ended = event_dim.lazy().filter((ends < now) & ~pl.col("cancelled_or_postponed")).select(
+        "event_id", ends.dt.date().alias("ended_day"))
+    valid = scans.filter(pl.col("result") == "valid").get_column("ticket_id")
+    return (tickets.lazy().filter(pl.col("status").is_in(SOLD_STATUSES))
+            .select(pl.coalesce("user_id", "original_purchaser_id").alias("user_id"), "event_id", "id")
+            .filter(pl.col("user_id").is_not_null())
+            .join(ended, on="event_id", how="inner")
+            .with_columns(pl.col("id").is_in(valid.implode()).fill_null(False).alias("_scanned"))
+            .group_by("user_id", "ended_day")
+            .agg(pl.len().cast(pl.Int64).alias("tickets_ended"),
+                 (~pl.col("_scanned")).sum().cast(pl.Int64).alias("no_shows"))
+            .collect())
+
+
+def attendance_table(wh: Warehouse) -> pl.DataFrame:
+    """The written customer_attendance table (the churn model and the 360 read it)."""
+    if "customer_attendance" not in wh.tables():
+        raise LookupError("customer_attendance has not been materialized yet")
+    return wh.read_table("customer_attendance")
 
 
 def users(wh: Warehouse) -> pl.DataFrame:
@@ -120,7 +180,8 @@ def cohorts(history: pl.DataFrame, through: date) -> pl.DataFrame:
     The per-customer work (first month per scope, active customers and revenue per cohort and month) is
     polars group-bys; the SQL zero-fills the small matrix and adds the running totals."""
     o = history.filter((pl.col("day") <= through) & pl.col("user_id").is_not_null()).select(
-        "tenant_id", "venue_id", "user_id", pl.col("day").dt.truncate("1mo").alias("month"), "gross_revenue_cents")
+        "tenant_id", "venue_id", "user_id", pl.col("day").dt.truncate("1mo").alias("month"), "gross_revenue_cents",
+        *[c for c in (K.USER_CODE,) if c in history.columns])
     none = pl.lit(None, pl.String)
     levels = [("venue", ["tenant_id", "venue_id"], pl.col("venue_id")),
               ("tenant", ["tenant_id"], pl.col("tenant_id")), ("platform", [], pl.lit("platform"))]
@@ -149,7 +210,7 @@ def _cohort_cells_sorted(o: pl.DataFrame, levels: list) -> dict[str, pl.DataFram
     if (o.schema["gross_revenue_cents"] != pl.Int64 or o.schema["month"] != pl.Date
             or o["gross_revenue_cents"].null_count() or o.height == 0):
         return None
-    user = K.dense_codes(o["user_id"], many=True)
+    user = K.user_codes(o)
     coded = {k: K.ordered_codes(o[k]) for k in ("tenant_id", "venue_id")}
     month_all = o["month"].to_physical().to_numpy().astype(np.int64)
     cents_all = o["gross_revenue_cents"].to_numpy()
@@ -194,11 +255,13 @@ def customer_360(history: pl.DataFrame, through: date, users_: pl.DataFrame, ref
     score_frame = scores if scores is not None else pl.DataFrame(schema={
         "user_id": pl.String, "churn_probability": pl.Float64, "churn_flag": pl.Boolean})
     o = history.filter((pl.col("day") <= through) & pl.col("user_id").is_not_null())
-    buyers = o.group_by("user_id").agg(
+    # distinct venues and events counted on integer codes (NULL = 0, counted as a value like n_unique does)
+    codes = [pl.Series(f"_{c}", K.dense_codes(o[c])[0], dtype=pl.UInt64) for c in ("venue_id", "event_id")]
+    buyers = o.with_columns(codes).group_by("user_id").agg(
         pl.first("tenant_id"), pl.min("recognized_at").alias("first_purchase_at"),
         pl.max("recognized_at").alias("last_purchase_at"), pl.len().alias("orders"), pl.sum("tickets"),
-        pl.sum("gross_revenue_cents").alias("spend_cents"), pl.col("venue_id").n_unique().alias("venues"),
-        pl.col("event_id").n_unique().alias("events"))
+        pl.sum("gross_revenue_cents").alias("spend_cents"), pl.col("_venue_id").n_unique().alias("venues"),
+        pl.col("_event_id").n_unique().alias("events"))
     fav = churn.favourite_category(o)
     ref = refunds.filter(pl.col("day") <= through).group_by("user_id").agg(
         pl.len().alias("refunds"), pl.sum("refund_cents").alias("refunds_cents"))
@@ -215,11 +278,16 @@ def customer_360(history: pl.DataFrame, through: date, users_: pl.DataFrame, ref
         "churn": score_frame.select("user_id", "churn_probability", "churn_flag")}, through=through)
 
 
-def customer_360_from(wh: Warehouse, through: date, now: datetime) -> pl.DataFrame:
-    inp = churn_inputs(wh, through, now)
+def customer_360_from(wh: Warehouse, through: date, inp: churn.Inputs | None = None,
+                      rfm_written: dict[date, pl.DataFrame] | None = None, clv: pl.DataFrame | None = None,
+                      scores: pl.DataFrame | None = None) -> pl.DataFrame:
+    """customer_360 from the warehouse: `inp` (churn_inputs), `rfm_written` (see rfm_at), `clv` and `scores`
+    (customer_lifetime_value, customer_churn_scores) are frames this run already holds, read when None."""
+    inp = churn_inputs(wh, through) if inp is None else inp
     dates = [d for d in rfm_as_of_dates(wh) if d <= through]
-    latest = rfm_at(wh, dates[-1]) if dates else None
-    clv = wh.read_table("customer_lifetime_value") if "customer_lifetime_value" in wh.tables() else None
+    latest = rfm_at(wh, dates[-1], rfm_written) if dates else None
+    if clv is None and "customer_lifetime_value" in wh.tables():
+        clv = wh.read_table("customer_lifetime_value")
     cats = B._stg(wh, "event_categories", columns=["id", "name"])
     return customer_360(inp.orders, through, inp.users, inp.refunds, inp.resales, inp.attendance, cats, latest,
-                        clv, churn_scores(wh))
+                        clv, churn_scores(wh) if scores is None else scores)

@@ -160,7 +160,7 @@ def _per_user_sorted(o: pl.DataFrame, dates: list[date], sfx: dict[date, str]) -
             or schema["gross_revenue_cents"] != pl.Int64
             or o.select(pl.sum_horizontal(pl.col("tickets", "gross_revenue_cents").null_count())).item()):
         return None
-    user, n_users = K.dense_codes(o["user_id"], many=True)
+    user, n_users = K.user_codes(o)
     day_all = o["day"].to_physical().to_numpy().astype(np.int64)
     order = K.sort_by_key(user, day_all)
     if order is None:
@@ -285,7 +285,7 @@ def _favourites_sorted(orders: pl.DataFrame, dates: list[date | None], names: li
             or (any(d is not None for d in dates) and o.schema["day"] != pl.Date)
             or o.select(pl.sum_horizontal(pl.col("tickets", "gross_revenue_cents").null_count())).item()):
         return None
-    u, nu = K.dense_codes(o["user_id"], many=True)
+    u, nu = K.user_codes(o)
     c, nc, categories = K.ordered_codes(o["category_id"])
     key = K.combined_key([(u, nu), (c, nc)])
     if key is None:

@@ -19,9 +19,14 @@ _U64_LIMIT = 2**63  # combined keys must stay below this (no overflow in the pro
 
 def dense_codes(s: pl.Series, many: bool = False) -> tuple[np.ndarray, int]:
     """(codes 1..n of the distinct values, 0 for NULL, as uint64; n). `many`: the column has many distinct
-    values (customer ids), where a dense rank (a sort) is faster than a lookup in a table of the values.
-    Codes in the sort order of the values only with many=True (see ordered_codes)."""
-    if many:
+    values (customer ids): the codes are then in the sort order of the values (what a dense rank gives),
+    from an Enum over the sorted distinct values (one hash lookup per row: ~3x faster than
+    `rank("dense")`, which sorts all the rows' strings). Codes in the sort order of the values only with
+    many=True (see ordered_codes)."""
+    if many and s.dtype == pl.String:
+        values = s.drop_nulls().unique().sort()
+        codes = s.cast(pl.Enum(values)).to_physical().cast(pl.UInt64) + 1
+    elif many:
         codes = s.rank("dense")
     else:
         values = s.drop_nulls().unique()
@@ -29,6 +34,29 @@ def dense_codes(s: pl.Series, many: bool = False) -> tuple[np.ndarray, int]:
                                  return_dtype=pl.UInt64)
     codes = codes.fill_null(0).cast(pl.UInt64).to_numpy()
     return codes, int(codes.max()) if codes.size else 0
+
+
+#: optional column of an orders frame: its user_id's dense_codes(many=True), computed once for the whole
+#: order history (with_user_codes) and carried along by every filter of its rows
+USER_CODE = "_user_code"
+
+
+def with_user_codes(orders: pl.DataFrame) -> pl.DataFrame:
+    """`orders` with USER_CODE, so that the per-customer aggregations over it (RFM, churn features, favourite
+    categories, cohorts, CLV: each used to code the ids itself) share one coding of the customer ids."""
+    if orders.schema.get("user_id") != pl.String or USER_CODE in orders.columns:
+        return orders
+    return orders.with_columns(pl.Series(USER_CODE, dense_codes(orders["user_id"], many=True)[0], dtype=pl.UInt64))
+
+
+def user_codes(o: pl.DataFrame) -> tuple[np.ndarray, int]:
+    """dense_codes(o["user_id"], many=True), or the USER_CODE column when `o` carries one: codes in user_id
+    order, 0 for NULL, n = the largest code. From a subset of the coded rows the codes are not dense (some
+    numbers unused), which the sorted aggregations do not need: distinct ids keep distinct codes, in order."""
+    if USER_CODE in o.columns:
+        codes = o[USER_CODE].to_numpy()
+        return codes, int(codes.max()) if codes.size else 0
+    return dense_codes(o["user_id"], many=True)
 
 
 def ordered_codes(s: pl.Series) -> tuple[np.ndarray, int, pl.Series]:

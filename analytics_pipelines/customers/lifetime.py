@@ -51,12 +51,30 @@ class Fit:
     repeat_buyers: int
 
 
-def rfm_summary(orders: pl.DataFrame, as_of: date) -> pl.DataFrame:
-    """Per (tenant_id, venue_id, user_id): the BG/NBD inputs (whole weeks, see the module doc) and the old
-    service's historic figures."""
+@dataclass(frozen=True)
+class _Prepared:
+    """The orders up to an as-of date that have a customer and, where the sorted path applies, their integer
+    (tenant, venue, customer) codes and their sort (_sorted_orders; None when the key does not fit): shared
+    by the CLV rows and the holdout validation when they are computed together."""
+    o: pl.DataFrame
+    codes: list[tuple[np.ndarray, int]] | None
+    sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+
+
+def _prepare(orders: pl.DataFrame, as_of: date) -> _Prepared:
     o = orders.filter((pl.col("day") <= as_of) & pl.col("user_id").is_not_null())
-    per = _per_customer_venue_sorted(o) if _sorted_path_applies(o) else None
-    return _with_model_inputs(per if per is not None else _per_customer_venue_grouped(o), as_of)
+    if not _sorted_path_applies(o):
+        return _Prepared(o, None, None)
+    codes = _codes(o)
+    return _Prepared(o, codes, _sorted_orders(o, codes))
+
+
+def rfm_summary(orders: pl.DataFrame, as_of: date, prepared: _Prepared | None = None) -> pl.DataFrame:
+    """Per (tenant_id, venue_id, user_id): the BG/NBD inputs (whole weeks, see the module doc) and the old
+    service's historic figures. `prepared`: _prepare(orders, as_of) already computed."""
+    p = prepared or _prepare(orders, as_of)
+    per = _reduce_runs(p.o, *p.sorted) if p.sorted is not None else None
+    return _with_model_inputs(per if per is not None else _per_customer_venue_grouped(p.o), as_of)
 
 
 def _per_customer_venue_grouped(o: pl.DataFrame) -> pl.DataFrame:
@@ -101,7 +119,7 @@ def _sorted_path_applies(o: pl.DataFrame) -> bool:
 
 
 def _codes(o: pl.DataFrame) -> list[tuple[np.ndarray, int]]:
-    return [K.dense_codes(o["tenant_id"]), K.dense_codes(o["venue_id"]), K.dense_codes(o["user_id"], many=True)]
+    return [K.dense_codes(o["tenant_id"]), K.dense_codes(o["venue_id"]), K.user_codes(o)]
 
 
 def _sorted_orders(o: pl.DataFrame, codes: list[tuple[np.ndarray, int]] | None = None
@@ -112,13 +130,6 @@ def _sorted_orders(o: pl.DataFrame, codes: list[tuple[np.ndarray, int]] | None =
     day = o["day"].to_physical().to_numpy().astype(np.int64)
     order = None if key is None else K.sort_by_key(key, day)
     return None if order is None else (order, key[order], day[order])
-
-
-def _per_customer_venue_sorted(o: pl.DataFrame) -> pl.DataFrame | None:
-    """_per_customer_venue_grouped's result by sorting the orders (_sorted_orders) and reducing the runs
-    of rows with numpy; None when the key does not fit."""
-    s = _sorted_orders(o)
-    return None if s is None else _reduce_runs(o, *s)
 
 
 def _reduce_runs(o: pl.DataFrame, order: np.ndarray, g: np.ndarray, day: np.ndarray) -> pl.DataFrame:
@@ -147,26 +158,25 @@ def _reduce_runs(o: pl.DataFrame, order: np.ndarray, g: np.ndarray, day: np.ndar
         pl.Series("last_purchase_at", reduce(np.maximum, at)).cast(o.schema["recognized_at"]))
 
 
-def _calibration_sorted(orders: pl.DataFrame, cal_end: date,
-                        as_of: date) -> tuple[pl.DataFrame, pl.Series] | None:
+def _calibration_sorted(orders: pl.DataFrame, cal_end: date, as_of: date,
+                        prepared: _Prepared | None = None) -> tuple[pl.DataFrame, pl.Series] | None:
     """(rfm_summary(orders, cal_end), each of its rows' repeat occasions in (cal_end, as_of]) from one sort
     of the orders up to as_of: the calibration rows are each run's rows up to cal_end, the holdout weeks
     the distinct weeks (from the calibration first day) of its later rows. None where the joins of
     holdout_validation are needed to give the same answer (a venue in several tenants or without an id,
-    other types) or the key does not fit."""
-    o = orders.filter((pl.col("day") <= as_of) & pl.col("user_id").is_not_null())
-    if not _sorted_path_applies(o) or o.height == 0 or o["venue_id"].null_count():
+    other types) or the key does not fit. `prepared`: _prepare(orders, as_of) already computed."""
+    p = prepared or _prepare(orders, as_of)
+    o = p.o
+    if p.codes is None or o.height == 0 or o["venue_id"].null_count():
         return None
-    codes = _codes(o)
-    (tenant, _), (venue, n_venues) = codes[:2]
+    (tenant, _), (venue, n_venues) = p.codes[:2]
     tenant_of = np.zeros(n_venues + 1, dtype=np.uint64)
     tenant_of[venue] = tenant
     if np.any(tenant_of[venue] != tenant):  # a venue in several tenants
         return None
-    s = _sorted_orders(o, codes)
-    if s is None:
+    if p.sorted is None:
         return None
-    order, g, day = s
+    order, g, day = p.sorted
     cut = (cal_end - date(1970, 1, 1)).days
     cal = day <= cut
     per = _reduce_runs(o, order[cal], g[cal], day[cal])
@@ -362,9 +372,27 @@ def lifetime_value(orders: pl.DataFrame, as_of: date, churn: pl.DataFrame | None
     """(`customer_lifetime_value` rows, the fits used). `churn` (user_id, churn_probability) is joined on.
     `workers`: processes for the fits and predictions (see task_pool); the results do not depend on it."""
     with task_pool(orders, workers) as pool:  # the helper starts while the summary is computed
-        summary = rfm_summary(orders, as_of)
-        fits = fit_models(summary, min_repeat_buyers, pool)
-        rows = predict(summary, fits, pool)
+        return _lifetime_value(orders, as_of, churn, min_repeat_buyers, pool, _prepare(orders, as_of))
+
+
+def lifetime_value_and_holdout(orders: pl.DataFrame, as_of: date, churn: pl.DataFrame | None = None,
+                               holdout_days: int = 90, min_repeat_buyers: int = MIN_REPEAT_BUYERS,
+                               workers: int | None = None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(lifetime_value rows, fits, holdout_validation rows): the same frames as the two functions, computed
+    with one helper pool and one sort of the orders (the calibration rows are a prefix of each customer-
+    venue's sorted rows) instead of one each."""
+    with task_pool(orders, workers) as pool:
+        prepared = _prepare(orders, as_of)
+        rows, fits = _lifetime_value(orders, as_of, churn, min_repeat_buyers, pool, prepared)
+        perf = _holdout_validation(orders, as_of, holdout_days, min_repeat_buyers, pool, prepared)
+    return rows, fits, perf
+
+
+def _lifetime_value(orders: pl.DataFrame, as_of: date, churn: pl.DataFrame | None, min_repeat_buyers: int,
+                    pool: TaskPool, prepared: _Prepared) -> tuple[pl.DataFrame, pl.DataFrame]:
+    summary = rfm_summary(orders, as_of, prepared)
+    fits = fit_models(summary, min_repeat_buyers, pool)
+    rows = predict(summary, fits, pool)
     avg = pl.col("historic_value_cents").mean().over("venue_id")
     rows = rows.with_columns(
         pl.lit(as_of).alias("as_of"),
@@ -394,20 +422,25 @@ def holdout_validation(orders: pl.DataFrame, as_of: date, holdout_days: int = 90
 
     Returns model_performance rows (model_family 'clv'): totals, mean absolute error, correlation, and per
     calibration frequency bucket (0..6, '7+') the mean predicted and actual holdout occasions."""
-    cal_end = as_of - timedelta(days=holdout_days)
     with task_pool(orders, workers) as pool:
-        sorted_cal = _calibration_sorted(orders, cal_end, as_of)
-        cal, actual = sorted_cal if sorted_cal is not None else (rfm_summary(orders, cal_end), None)
-        if cal.height == 0:
-            return _perf_frame([], as_of, cal_end)
-        fits = fit_models(cal, min_repeat_buyers, pool)
-        # only the expected purchases are needed here (not the CLV): one task per fit, not per venue
-        horizon = holdout_days / WEEK_DAYS
-        groups = _rows_by_fit(cal, fits)
-        x, t_x, t, _ = _columns(cal)
-        with threadpool_limits(limits=1, user_api="blas"):
-            done = run_all(pool, _expected_purchases_task,
-                           [(x[idx], t_x[idx], t[idx], f.bgnbd, horizon) for f, idx in groups])
+        return _holdout_validation(orders, as_of, holdout_days, min_repeat_buyers, pool, _prepare(orders, as_of))
+
+
+def _holdout_validation(orders: pl.DataFrame, as_of: date, holdout_days: int, min_repeat_buyers: int,
+                        pool: TaskPool, prepared: _Prepared) -> pl.DataFrame:
+    cal_end = as_of - timedelta(days=holdout_days)
+    sorted_cal = _calibration_sorted(orders, cal_end, as_of, prepared)
+    cal, actual = sorted_cal if sorted_cal is not None else (rfm_summary(orders, cal_end), None)
+    if cal.height == 0:
+        return _perf_frame([], as_of, cal_end)
+    fits = fit_models(cal, min_repeat_buyers, pool)
+    # only the expected purchases are needed here (not the CLV): one task per fit, not per venue
+    horizon = holdout_days / WEEK_DAYS
+    groups = _rows_by_fit(cal, fits)
+    x, t_x, t, _ = _columns(cal)
+    with threadpool_limits(limits=1, user_api="blas"):
+        done = run_all(pool, _expected_purchases_task,
+                       [(x[idx], t_x[idx], t[idx], f.bgnbd, horizon) for f, idx in groups])
     predicted, has_fit = np.zeros(cal.height), np.zeros(cal.height, dtype=bool)
     for (_, idx), values in zip(groups, done, strict=True):
         predicted[idx], has_fit[idx] = values, True

@@ -4,12 +4,13 @@ customer and scope, scores 1-5, every customer in exactly one of the 11 segments
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import polars as pl
 
 from analytics_pipelines.customers.rfm import SEGMENTS
 from analytics_pipelines.marts.reconcile import CheckOutcome, _combine, compare, staging_query
+from analytics_pipelines.marts.sqlrun import run
 from analytics_pipelines.warehouse import Warehouse
 
 VALUES = ["customers", "orders", "monetary_cents"]
@@ -27,6 +28,25 @@ def _per_scope(df: pl.DataFrame, orders: str, monetary: str, keys=("scope", "sco
 
 def _duplicates(df: pl.DataFrame, keys: list[str]) -> int:
     return df.height - df.select(keys).unique().height
+
+
+def check_attendance(wh: Warehouse, df: pl.DataFrame, tickets: pl.DataFrame, scans: pl.DataFrame,
+                     now: datetime) -> CheckOutcome:
+    """customer_attendance: Σ tickets_ended and Σ no_shows equal the no_shows check's independent count
+    (sql/checks/no_shows_total.sql) over the staging tickets with a holder; one row per holder and day;
+    0 <= no_shows <= tickets_ended."""
+    held = tickets.filter(pl.coalesce("user_id", "original_purchaser_id").is_not_null())
+    exp = run("checks/no_shows_total", {
+        "stg_tickets": held, "stg_ticket_scans": scans,
+        "stg_events": wh.read_table("stg_events", columns=["id", "status", "start_date"]),
+        "stg_event_schedules": wh.read_table("stg_event_schedules", columns=[
+            "event_id", "starts_at", "ends_at", "status", "deleted_at"])}, now=now).select(
+        pl.col("tickets_sold").cast(pl.Int64).alias("tickets_ended"), pl.col("no_shows").cast(pl.Int64))
+    got = df.select(pl.sum("tickets_ended").cast(pl.Int64), pl.sum("no_shows").cast(pl.Int64))
+    return _combine(compare(exp, got, [], ["tickets_ended", "no_shows"]), extra_failures={
+        "duplicate_holder_days": _duplicates(df, ["user_id", "ended_day"]),
+        "missing_holder": df["user_id"].null_count(),
+        "no_shows_out_of_range": df.filter(~pl.col("no_shows").is_between(0, pl.col("tickets_ended"))).height})
 
 
 def check_rfm(wh: Warehouse, df: pl.DataFrame) -> CheckOutcome:

@@ -66,10 +66,14 @@ class EmbeddedWarehouse(Warehouse):
         if not by:
             raise ValueError("write_partitions needs partition columns; use replace_table")
         # keys compared as polars renders the values as text (a timestamp key is '2025-11-21 00:00:00.000000')
-        tags = [f"__tt_key{i}" for i in range(len(by))]
-        tagged = df.with_columns(pl.col(c).cast(pl.String).alias(t) for c, t in zip(by, tags, strict=True))
-        groups = {tuple(k): g.drop(tags)
-                  for k, g in tagged.partition_by(tags, as_dict=True, maintain_order=True).items()}
+        distinct = df.select(by).unique()
+        if distinct.height == 1:  # one partition (a week of customer_rfm_scores): the frame as it is, no copy
+            groups = {distinct.select(pl.col(c).cast(pl.String) for c in by).row(0): df}
+        else:
+            tags = [f"__tt_key{i}" for i in range(len(by))]
+            tagged = df.with_columns(pl.col(c).cast(pl.String).alias(t) for c, t in zip(by, tags, strict=True))
+            groups = {tuple(k): g.drop(tags)
+                      for k, g in tagged.partition_by(tags, as_dict=True, maintain_order=True).items()}
         empty = df.clear()
         writes = []
         for key in keys:
