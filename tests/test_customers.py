@@ -516,6 +516,29 @@ def test_attendance_rows_equal_the_sql(tiny_wh):
         same({"tickets": tickets, "scans": scans, "event_dim": event_dim}, now)
 
 
+def test_transitions_of_unchanged_weeks_are_kept_and_changed_ones_recomputed(tiny_wh, tmp_path):
+    """A weekly run recomputes only the pairs touching a rewritten RFM week: the others come from the
+    table as last built (a marker added to them survives), and the result equals a full rebuild."""
+    url = f"duckdb:///{tmp_path / 'wh'}"
+    _copy(tiny_wh, url)
+    wh = open_warehouse(url)
+    weeks = [date(2026, 10, 18), date(2026, 10, 25), THROUGH]
+    wh.write_partitions("customer_rfm_scores", CB.rfm_scores(wh, weeks), ["as_of"], [(d.isoformat(),) for d in weeks])
+    full = CB.segment_transitions(wh)
+    assert full.select("from_as_of", "to_as_of").unique().height == 2
+    marked = full.with_columns(customers=pl.col("customers") + 1000)
+    out = CB.segment_transitions(wh, previous=marked, changed={THROUGH})
+    old_pair = pl.col("to_as_of") == date(2026, 10, 25)
+    assert_frame_equal(out.filter(old_pair), marked.filter(old_pair))  # kept, not recomputed
+    assert_frame_equal(out.filter(~old_pair), full.filter(~old_pair))  # recomputed
+    assert_frame_equal(CB.segment_transitions(wh, previous=full, changed={THROUGH}), full)
+    assert_frame_equal(CB.segment_transitions(wh, previous=full, changed=set()), full)
+    # a week dropped by retention: its pairs go, the bridging pair is computed
+    wh.drop_partitions("customer_rfm_scores", "as_of", "2026-10-19")
+    after = CB.segment_transitions(wh, previous=full, changed=set())
+    assert_frame_equal(after, full.filter(~old_pair))
+
+
 def test_customer_360_one_row_per_customer(tiny_wh, tiny_marts):
     wh = open_warehouse(tiny_wh)
     inp = tiny_marts["inp"]
@@ -556,7 +579,8 @@ def test_customer_assets_materialize_with_checks(tiny_wh, tmp_path, monkeypatch)
             assert node.group_name == "customers" and node.owners == ["team:analytics"]
             assert len(node.description) > 40 and node.check_keys, key
     job = defs.resolve_job_def("customers_job")
-    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags={
+    instance = dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(instance=instance, tags={
         ASSET_PARTITION_RANGE_START_TAG: "2026-10-12", ASSET_PARTITION_RANGE_END_TAG: "2026-10-26"})
     assert result.success
     checks = {e.event_specific_data.check_name + ":" + e.event_specific_data.asset_key.to_user_string():
@@ -570,5 +594,14 @@ def test_customer_assets_materialize_with_checks(tiny_wh, tmp_path, monkeypatch)
     assert wh.read("SELECT count(DISTINCT from_as_of) AS n FROM customer_segment_transitions")["n"][0] == 2
     artifacts = list((tmp_path / "data" / "models" / "customer_churn").glob("churn-*.joblib"))
     assert len(artifacts) == 1
+    # the next weekly run rewrites one RFM week: transitions recompute that week's pair only
+    before = wh.read_table("customer_segment_transitions")
+    again = job.execute_in_process(instance=instance, asset_selection=[
+        dg.AssetKey("customer_rfm_scores"), dg.AssetKey("customer_segment_transitions")], tags={
+        ASSET_PARTITION_RANGE_START_TAG: "2026-10-26", ASSET_PARTITION_RANGE_END_TAG: "2026-10-26"})
+    assert again.success
+    mode = again.asset_materializations_for_node("customer_segment_transitions")[0].metadata["mode"].value
+    assert mode == "incremental (1 RFM weeks rewritten)"
+    assert_frame_equal(wh.read_table("customer_segment_transitions"), before)
     mat = result.asset_materializations_for_node("customer_churn_model")[0]
     assert mat.metadata["sha256"].value.startswith(artifacts[0].name.split("-")[-1].split(".")[0])

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import polars as pl
 
-from analytics_pipelines.assets.marts import _check
+from analytics_pipelines.assets.marts import IncrementalConfig, _check, upstream_partitions_since
 from analytics_pipelines.assets.metadata import frame_preview, table_metadata
 from analytics_pipelines.customers import build as CB
 from analytics_pipelines.customers import churn, lifetime
@@ -106,10 +106,16 @@ def customer_rfm_scores(context: dg.AssetExecutionContext, warehouse: WarehouseR
         checks={RECONCILES: "Per later as-of date and scope, the transitions count every RFM customer exactly once."},
         description="Customers moving between RFM segments from each as-of date of customer_rfm_scores to the next, "
                     "per scope, with the revenue they added in between ('(new)' = first purchase in between).")
-def customer_segment_transitions(context: dg.AssetExecutionContext,
+def customer_segment_transitions(context: dg.AssetExecutionContext, config: IncrementalConfig,
                                  warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.get()
-    df = CB.segment_transitions(wh)
+    # only the pairs touching an RFM week rewritten since the last build are recomputed
+    weeks = None if config.full_refresh else upstream_partitions_since(
+        context, "customer_segment_transitions", "customer_rfm_scores")
+    have = "customer_segment_transitions" in wh.tables()
+    previous = wh.read_table("customer_segment_transitions") if weeks is not None and have else None
+    changed = {as_of_of_week(k) for k in weeks} if weeks is not None else None
+    df = CB.segment_transitions(wh, previous=previous, changed=changed)
     wh.replace_table("customer_segment_transitions", df)
     counts = wh.read("SELECT as_of, scope, scope_id, count(*) AS customers FROM customer_rfm_scores GROUP BY 1, 2, 3")
     outcome = R.check_transitions(df, counts)
@@ -117,6 +123,7 @@ def customer_segment_transitions(context: dg.AssetExecutionContext,
     moved = last.filter(pl.col("from_segment") != pl.col("to_segment")).sort("customers", descending=True)
     return dg.MaterializeResult(
         metadata={**table_metadata(wh, "customer_segment_transitions", df.height),
+                  "mode": "full" if previous is None else f"incremental ({len(changed or ())} RFM weeks rewritten)",
                   "as_of_pairs": df.select("from_as_of", "to_as_of").unique().height if df.height else 0,
                   "latest_platform_moves": _md(moved.select("from_segment", "to_segment", "customers"))},
         check_results=[_check(outcome)])

@@ -124,10 +124,10 @@ def _through(wh) -> str:
     return (d or datetime.now(UTC).date()).isoformat() if not isinstance(d, str) else d
 
 
-def _first_changed_day(context: dg.AssetExecutionContext, asset: str, upstream: str, through: str) -> str | None:
-    """The earliest daily partition of `upstream` materialized since `asset` was last materialized (from
-    the Dagster event log): what an incremental rebuild must start from. None when `asset` was never
-    materialized (build everything); `through` when nothing upstream changed."""
+def upstream_partitions_since(context: dg.AssetExecutionContext, asset: str, upstream: str) -> list[str] | None:
+    """The partitions of `upstream` materialized since `asset` was last materialized (from the Dagster
+    event log): what an incremental rebuild of `asset` must redo. None when `asset` was never materialized
+    (build everything)."""
     instance = context.instance
     last = instance.get_latest_materialization_event(dg.AssetKey(asset))
     if last is None:
@@ -142,7 +142,15 @@ def _first_changed_day(context: dg.AssetExecutionContext, asset: str, upstream: 
         if not page.has_more:
             break
         cursor = page.cursor
-    return min([*keys, through])
+    return keys
+
+
+def _first_changed_day(context: dg.AssetExecutionContext, asset: str, upstream: str, through: str) -> str | None:
+    """The earliest daily partition of `upstream` materialized since `asset` was last materialized: what an
+    incremental rebuild must start from. None when `asset` was never materialized (build everything);
+    `through` when nothing upstream changed."""
+    keys = upstream_partitions_since(context, asset, upstream)
+    return None if keys is None else min([*keys, through])
 
 
 class IncrementalConfig(dg.Config):

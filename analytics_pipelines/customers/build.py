@@ -65,14 +65,29 @@ def rfm_at(wh: Warehouse, as_of: date, written: dict[date, pl.DataFrame] | None 
     return wh.read_partitions("customer_rfm_scores", "as_of", as_of.isoformat(), as_of.isoformat())
 
 
-def segment_transitions(wh: Warehouse, written: dict[date, pl.DataFrame] | None = None) -> pl.DataFrame:
+def segment_transitions(wh: Warehouse, written: dict[date, pl.DataFrame] | None = None,
+                        previous: pl.DataFrame | None = None, changed: set[date] | None = None) -> pl.DataFrame:
     """Transitions between every pair of consecutive as-of dates in customer_rfm_scores (`written`: see
-    rfm_at)."""
+    rfm_at). With `previous` (the table as last built) and `changed` (the as-of dates rewritten since),
+    a pair whose two dates are unchanged and that `previous` already holds is kept from it instead of
+    recomputed: a weekly run computes one new pair, not one per week of history."""
     dates = rfm_as_of_dates(wh)
-    parts = [rfm.segment_transitions(rfm_at(wh, a, written), rfm_at(wh, b, written))
-             for a, b in zip(dates, dates[1:], strict=False)]
-    return pl.concat(parts, how="vertical_relaxed") if parts else run(
+    pairs = list(zip(dates, dates[1:], strict=False))
+    kept = None
+    if previous is not None and changed is not None and previous.height:
+        held = set(previous.select("from_as_of", "to_as_of").unique().iter_rows())
+        reuse = [(a, b) for a, b in pairs if (a, b) in held and a not in changed and b not in changed]
+        if reuse:
+            kept = previous.join(pl.DataFrame(reuse, schema={"from_as_of": previous.schema["from_as_of"],
+                                                             "to_as_of": previous.schema["to_as_of"]},
+                                              orient="row"), on=["from_as_of", "to_as_of"], how="semi")
+            pairs = [p for p in pairs if p not in set(reuse)]
+    parts = [rfm.segment_transitions(rfm_at(wh, a, written), rfm_at(wh, b, written)) for a, b in pairs]
+    if kept is not None:
+        parts.insert(0, kept)
+    out = pl.concat(parts, how="vertical_relaxed") if parts else run(
         "customer_segment_transitions", {"prev": _empty_rfm(), "cur": _empty_rfm()})
+    return out.sort(["to_as_of", "scope", "scope_id", "from_segment", "to_segment"], maintain_order=True)
 
 
 def _empty_rfm() -> pl.DataFrame:

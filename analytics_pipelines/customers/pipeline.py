@@ -62,8 +62,10 @@ def build_customer_marts(wh: Warehouse, rfm_weeks: list[date], now: datetime,
         return {d: df.filter(pl.col("as_of") == d) for d in weeks} if len(weeks) > 1 else {weeks[0]: df}
 
     written = step("customer_rfm_scores", rfm_scores)
+    previous = (wh.read_table("customer_segment_transitions") if "customer_segment_transitions" in wh.tables()
+                else None)  # pairs of unchanged weeks are kept from it
     step("customer_segment_transitions", lambda: wh.replace_table(
-        "customer_segment_transitions", CB.segment_transitions(wh, written)))
+        "customer_segment_transitions", CB.segment_transitions(wh, written, previous, set(written))))
     inp = step("read refunds, resales, users", lambda: CB.churn_inputs(wh, through, att, history))
 
     def churn_model() -> pl.DataFrame:
