@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import polars as pl
 
@@ -61,6 +62,14 @@ class Warehouse(ABC):
         table partitioned by `column`. Backends may read only those partitions' storage."""
         return self.read_table(table, f"{check_identifier(column)} >= %s AND {column} <= %s", [first, last],
                                columns=columns)
+
+    @contextmanager
+    def shared_reads(self) -> Iterator[None]:
+        """Within the block, a backend may keep what it read and serve a later read of the same storage
+        from memory (until this process writes the table again). For one process that rebuilds many marts
+        from the same inputs (marts.pipeline.build_everything); a write by another process meanwhile is not
+        seen. Default: no sharing."""
+        yield
 
     @abstractmethod
     def drop_partitions(self, table: str, column: str, before: str) -> list[str]:
