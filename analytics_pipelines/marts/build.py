@@ -80,13 +80,41 @@ ORDER_COLUMNS = ["id", "tenant_id", "user_id", "event_id", "status", "channel", 
                  "currency", "created_at", "confirmed_at"]
 
 
-def fct_orders(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
+def fct_orders_inputs(wh: Warehouse, first: str, last: str) -> dict[str, pl.DataFrame]:
     lo = _shift(first, -LOOKBACK_DAYS)
-    return run("fct_orders", {
-        "stg_orders": _stg(wh, "orders", lo, last, ORDER_COLUMNS),
-        "stg_order_items": _stg(wh, "order_items", lo, last, ["order_id", "quantity"]),
-        "stg_events": _events(wh),
-    }, first=_d(first), last=_d(last)).sort("day", "order_id")
+    return {"stg_orders": _stg(wh, "orders", lo, last, ORDER_COLUMNS),
+            "stg_order_items": _stg(wh, "order_items", lo, last, ["order_id", "quantity"]),
+            "stg_events": _events(wh)}
+
+
+def fct_orders(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
+    """sql/marts/fct_orders.sql (the rule's reference, which a test runs on the same inputs and compares)
+    in polars, sorted by day, order_id: DuckDB took 2.5x the CPU at 4M orders, most of it handing 21 mostly
+    string columns back to polars."""
+    inputs = fct_orders_inputs(wh, first, last)
+    recognized = pl.coalesce("confirmed_at", "created_at")
+    paid = inputs["stg_orders"].lazy().filter(pl.col("status").is_in(["confirmed", "completed", "refunded"])
+                                              & recognized.dt.date().is_between(_d(first), _d(last)))
+    items = inputs["stg_order_items"].lazy().group_by("order_id").agg(pl.col("quantity").sum().alias("tickets"))
+    events = inputs["stg_events"].lazy().select(pl.col("id").alias("event_id"), "venue_id",
+                                                pl.col("primary_category_id").alias("category_id"))
+
+    def zero(c: str) -> pl.Expr:
+        return pl.col(c).fill_null(0)
+
+    return (paid.join(items, left_on="id", right_on="order_id", how="left")
+            .join(events, on="event_id", how="left")
+            .select(pl.col("id").alias("order_id"), "tenant_id", "venue_id", "event_id", "category_id", "user_id",
+                    "status", "channel", "payment_method", (pl.lit("primary:") + pl.col("channel")).alias("revenue_line"),
+                    recognized.alias("recognized_at"), recognized.dt.date().alias("day"),
+                    zero("tickets").cast(pl.Int64).alias("tickets"),
+                    (pl.col("subtotal_cents") - zero("discount_cents")).alias("ticket_revenue_cents"),
+                    zero("platform_fee_cents").alias("platform_fee_cents"),
+                    zero("processing_fee_cents").alias("processing_fee_cents"),
+                    (zero("platform_fee_cents") + zero("processing_fee_cents")).alias("fees_cents"),
+                    zero("tax_cents").alias("tax_cents"), zero("discount_cents").alias("discount_cents"),
+                    pl.col("total_cents").alias("gross_revenue_cents"), "currency")
+            .sort("day", "order_id").collect())
 
 
 def fct_refunds(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
