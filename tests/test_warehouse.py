@@ -171,3 +171,12 @@ def test_shared_reads_serve_columns_from_memory_until_the_table_is_written(wareh
         assert wh.read_table("whole", columns=["tag"])["tag"].to_list() == ["c"]
         wh.replace_table("whole", _frame("2026-01-03", 1, "d"))
         assert wh.read_table("whole", columns=["tag"])["tag"].to_list() == ["d"]
+
+
+def test_partition_rows_need_not_be_contiguous(warehouse_url):
+    wh = open_warehouse(warehouse_url)
+    mixed = pl.concat([_frame("2026-01-01", 2, "a"), _frame("2026-01-02", 2, "b"), _frame("2026-01-01", 1, "c")])
+    wh.write_partitions("m", mixed, ["day"], [("2026-01-01",), ("2026-01-02",)])
+    got = wh.read_partitions("m", "day", "2026-01-01", "2026-01-01")
+    assert sorted(got["tag"].to_list()) == ["a", "a", "c"]
+    assert wh.read_partitions("m", "day", "2026-01-02", "2026-01-02")["tag"].to_list() == ["b", "b"]

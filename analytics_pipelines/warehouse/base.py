@@ -99,7 +99,8 @@ class Warehouse(ABC):
             raise ValueError(f"{table}: partition columns {missing} are not in the frame")
         if df.height and by:
             wanted = pl.DataFrame([list(k) for k in keys], schema={c: pl.String for c in by}, orient="row")
-            present = df.select([pl.col(c).cast(pl.String) for c in by]).unique()
+            # distinct values first, then as text: a few hundred casts instead of one per row
+            present = df.select(by).unique().select([pl.col(c).cast(pl.String) for c in by]).unique()
             stray = present.join(wanted, on=list(by), how="anti")
             if stray.height:
                 raise ValueError(f"{table}: rows for partitions outside the write: {stray.head(5).rows()}")
