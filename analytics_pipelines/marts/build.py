@@ -141,12 +141,23 @@ def fct_resales(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
 
 
 # -- daily marts -----------------------------------------------------------------------------------
-def _facts(wh: Warehouse, first: str, last: str) -> dict[str, pl.DataFrame]:
-    return {t: wh.read_partitions(t, "day", first, last) for t in ("fct_orders", "fct_refunds", "fct_resales")}
+_KEY = ["tenant_id", "venue_id", "day"]
+
+
+def _facts(wh: Warehouse, first: str, last: str, orders: list[str] | None, refunds: list[str] | None = None,
+           resales: list[str] | None = None) -> dict[str, pl.DataFrame]:
+    """The facts of first..last, only the columns the mart's SQL uses (a column it names but that is left
+    out here fails loudly in DuckDB's binder): handing a frame to DuckDB converts every column it has."""
+    wanted = {"fct_orders": orders, "fct_refunds": refunds, "fct_resales": resales}
+    return {t: wh.read_partitions(t, "day", first, last, columns=[*_KEY, *c]) for t, c in wanted.items()
+            if c is not None}
 
 
 def venue_analytics(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
-    return run("venue_analytics", {**_facts(wh, first, last), "stg_venues": _venues(wh), "event_dim": event_dim(wh)},
+    facts = _facts(wh, first, last, orders=["tickets", "gross_revenue_cents", "ticket_revenue_cents", "fees_cents",
+                                            "tax_cents", "user_id", "event_id"],
+                   refunds=["refund_cents"], resales=["sale_cents"])
+    return run("venue_analytics", {**facts, "stg_venues": _venues(wh), "event_dim": event_dim(wh)},
                first=_d(first), last=_d(last))
 
 
@@ -202,19 +213,25 @@ def event_analytics(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
 
 
 def revenue_by_channel(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
-    return run("revenue_by_channel", _facts(wh, first, last))
+    line = ["revenue_line"]
+    return run("revenue_by_channel", _facts(
+        wh, first, last, orders=[*line, "channel", "tickets", "gross_revenue_cents", "fees_cents"],
+        refunds=[*line, "channel", "refund_cents"],
+        resales=[*line, "payment_method", "sale_cents", "platform_fee_cents", "venue_fee_cents"]))
 
 
 def revenue_by_category(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
-    facts = _facts(wh, first, last)
-    return run("revenue_by_category", {"fct_orders": facts["fct_orders"], "fct_refunds": facts["fct_refunds"],
-                                       "stg_event_categories": _stg(wh, "event_categories", columns=["id", "name"])})
+    facts = _facts(wh, first, last, orders=["category_id", "tickets", "gross_revenue_cents"],
+                   refunds=["category_id", "refund_cents"])
+    return run("revenue_by_category", {**facts, "stg_event_categories": _stg(wh, "event_categories",
+                                                                            columns=["id", "name"])})
 
 
 def resale_activity(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
     return run("resale_activity", {
         "listings_in_range": _stg(wh, "marketplace_listings", first, last, ["event_id", "listed_at"]),
-        "fct_resales": wh.read_partitions("fct_resales", "day", first, last),
+        **_facts(wh, first, last, orders=None, resales=["event_id", "sale_cents", "face_value_cents", "markup_pct",
+                                                        "platform_fee_cents", "venue_fee_cents"]),
         "event_dim": event_dim(wh)}, first=_d(first), last=_d(last))
 
 
