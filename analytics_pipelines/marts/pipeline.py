@@ -16,7 +16,15 @@ def build_everything(wh: Warehouse, first: str, last: str, now: datetime, kpi_ho
     """Build daily marts for first..last, then the whole-table marts (and `kpi_hours` hourly KPI snapshots
     ending with the last hour of `last`). `incremental`: the whole-table marts that can, update their
     previous rows (as a scheduled daily run does) instead of recomputing all of them (as the first run or
-    a `full_refresh` does). Returns each mart's reconciliation outcome and seconds taken."""
+    a `full_refresh` does). Returns each mart's reconciliation outcome and seconds taken. Every staging and
+    fact table is read once (Warehouse.shared_reads): the marts after the first take their columns from
+    memory."""
+    with wh.shared_reads():
+        return _build_everything(wh, first, last, now, kpi_hours, incremental)
+
+
+def _build_everything(wh: Warehouse, first: str, last: str, now: datetime, kpi_hours: int,
+                      incremental: bool) -> tuple[dict[str, reconcile.CheckOutcome], dict[str, float]]:
     outcomes, seconds = {}, {}
     keys = [(d,) for d in B.days_between(first, last)]
     t = time.perf_counter()

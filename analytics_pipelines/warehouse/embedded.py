@@ -36,6 +36,45 @@ class EmbeddedWarehouse(Warehouse):
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
+        #: inside shared_reads(): (table, files) -> (frame of the columns read so far, has every column)
+        self._shared: dict[tuple[str, tuple[str, ...]], tuple[pl.DataFrame, bool]] | None = None
+
+    @contextmanager
+    def shared_reads(self) -> Iterator[None]:
+        """Reads of the same partition files (same table, same file list) are served from memory: columns
+        already read are selected (zero-copy), only missing ones are read and added. A write, replace or
+        drop by this object forgets that table's entries."""
+        outer = self._shared is not None
+        if not outer:
+            self._shared = {}
+        try:
+            yield
+        finally:
+            if not outer:
+                self._shared = None
+
+    def _forget(self, table: str) -> None:
+        if self._shared:
+            for key in [k for k in self._shared if k[0] == table]:
+                del self._shared[key]
+
+    def _read(self, table: str, files: list[str], columns: Sequence[str] | None) -> pl.DataFrame:
+        if self._shared is None:
+            return _read_files(files, columns)
+        key = (table, tuple(files))
+        have, complete = self._shared.get(key, (None, False))
+        if have is None or (columns is None and not complete):
+            df = _read_files(files, columns)
+            self._shared[key] = (df, columns is None)
+            return df
+        missing = [c for c in (columns or []) if c not in have.columns]
+        if missing and not complete:
+            # same files in the same order: the rows line up with the frame already read
+            have = have.hstack(_read_files(files, missing))
+            self._shared[key] = (have, False)
+        elif missing:
+            return _read_files(files, columns)  # a column the files lack: the uncached path's answer
+        return have.select(columns) if columns is not None else have
 
     # -- writing -------------------------------------------------------------------------------
     def _partition_dir(self, table: str, by: Sequence[str], key: PartitionKey) -> Path:
@@ -62,18 +101,11 @@ class EmbeddedWarehouse(Warehouse):
 
     def write_partitions(self, table, df, by, keys):
         self._validate(table, df, by, keys)
+        self._forget(table)
         created = need_file = not (self.root / table).exists()
         if not by:
             raise ValueError("write_partitions needs partition columns; use replace_table")
-        # keys compared as polars renders the values as text (a timestamp key is '2025-11-21 00:00:00.000000')
-        distinct = df.select(by).unique()
-        if distinct.height == 1:  # one partition (a week of customer_rfm_scores): the frame as it is, no copy
-            groups = {distinct.select(pl.col(c).cast(pl.String) for c in by).row(0): df}
-        else:
-            tags = [f"__tt_key{i}" for i in range(len(by))]
-            tagged = df.with_columns(pl.col(c).cast(pl.String).alias(t) for c, t in zip(by, tags, strict=True))
-            groups = {tuple(k): g.drop(tags)
-                      for k, g in tagged.partition_by(tags, as_dict=True, maintain_order=True).items()}
+        groups = _split(df, by)
         empty = df.clear()
         writes = []
         for key in keys:
@@ -97,6 +129,7 @@ class EmbeddedWarehouse(Warehouse):
 
     def replace_table(self, table, df):
         check_identifier(table)
+        self._forget(table)
         new_table = not (self.root / table).exists()
         self._atomic_write(df, self.root / table / DATA_FILE)
         self._bump_version(table)
@@ -109,6 +142,7 @@ class EmbeddedWarehouse(Warehouse):
         removed. A table left without files is dropped from the catalog."""
         base = self.root / check_identifier(table)
         prefix = f"{check_identifier(column)}="
+        self._forget(table)
         if not base.is_dir():
             return []
         dropped = []
@@ -204,14 +238,14 @@ class EmbeddedWarehouse(Warehouse):
                        and first <= unquote(d.name[len(prefix):]) <= last and (d / DATA_FILE).exists())
         if not files:
             return self.read_table(table, "FALSE", columns=columns)
-        return _read_files(files, columns)
+        return self._read(table, files, columns)
 
     def read_table(self, table, where="TRUE", params=(), columns=None):
         if where == "TRUE" and not params:
             # whole table: polars reads Parquet several times faster than a DuckDB round trip
             files = self._files(table)
             if files:
-                return _read_files(files, columns)
+                return self._read(table, files, columns)
         check_identifier(table)
         cols = ", ".join(check_identifier(c) for c in columns) if columns else "*"
         with self.connect(table) as conn:
@@ -251,6 +285,23 @@ class EmbeddedWarehouse(Warehouse):
             os.replace(tmp, self.catalog_path)
             Path(str(tmp) + ".wal").unlink(missing_ok=True)
         return self.catalog_path
+
+
+def _split(df: pl.DataFrame, by: Sequence[str]) -> dict[tuple[str, ...], pl.DataFrame]:
+    """The rows of each partition, keyed by the partition values as polars renders them as text (a
+    timestamp key is '2025-11-21 00:00:00.000000'). When each partition's rows are contiguous (a frame
+    sorted by the partition columns: every daily mart) they are zero-copy slices; otherwise partition_by."""
+    if df.height == 0:
+        return {}
+    spans = (df.select(by).with_row_index("__tt_row").group_by(list(by), maintain_order=True)
+             .agg(pl.col("__tt_row").min().alias("start"), pl.col("__tt_row").max().alias("stop"),
+                  pl.len().alias("n")))
+    text = spans.select(pl.col(c).cast(pl.String) for c in by).rows()
+    if (spans["stop"] - spans["start"] + 1 == spans["n"]).all():
+        return {k: df.slice(a, n) for k, a, n in zip(text, spans["start"], spans["n"], strict=True)}
+    tags = [f"__tt_key{i}" for i in range(len(by))]
+    tagged = df.with_columns(pl.col(c).cast(pl.String).alias(t) for c, t in zip(by, tags, strict=True))
+    return {tuple(k): g.drop(tags) for k, g in tagged.partition_by(tags, as_dict=True, maintain_order=True).items()}
 
 
 def _read_files(files: list[str], columns: Sequence[str] | None) -> pl.DataFrame:

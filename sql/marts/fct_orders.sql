@@ -25,4 +25,5 @@ FROM paid p
 LEFT JOIN items i ON i.order_id = p.id
 LEFT JOIN stg_events e ON e.id = p.event_id
 WHERE CAST(p.recognized_at AS DATE) BETWEEN $first AND $last
--- (sorted by day, order_id in build.fct_orders: polars sorts 4M rows ~4x faster than this ORDER BY)
+-- The reference of the rule: build.fct_orders computes the same rows in polars, sorted by day, order_id
+-- (tests/test_marts.py runs this file on the same inputs and compares).

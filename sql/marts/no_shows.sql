@@ -1,12 +1,12 @@
 -- Per event that has ended (ends_at before $now) and was neither cancelled nor postponed: sold tickets
 -- (status sold, minted, active, transferred, checked_in, used) and how many of them never had a valid
 -- scan. Inputs: tickets (stg_tickets: id, event_id, status), scans (stg_ticket_scans: ticket_id, result),
--- event_dim.
-WITH valid_scans AS (
-    SELECT DISTINCT ticket_id FROM scans WHERE result = 'valid'
-), sold AS (
-    SELECT t.event_id, count(*) AS tickets_sold, count(v.ticket_id) AS tickets_scanned
-    FROM tickets t LEFT JOIN valid_scans v ON v.ticket_id = t.id
+-- event_dim. Scanned = the ticket id is among the valid scans' ticket ids (a semi join; cheaper than a
+-- left join to the distinct valid scans at 10M tickets).
+WITH sold AS (
+    SELECT t.event_id, count(*) AS tickets_sold,
+           count(*) FILTER (WHERE t.id IN (SELECT ticket_id FROM scans WHERE result = 'valid')) AS tickets_scanned
+    FROM tickets t
     WHERE t.status IN ('sold', 'minted', 'active', 'transferred', 'checked_in', 'used')
     GROUP BY t.event_id
 )

@@ -13,4 +13,5 @@ SELECT h.tenant_id, h.venue_id, h.day, CAST(h.hour_naive AS TIMESTAMPTZ) AS hour
        coalesce(v.timezone, 'UTC') AS venue_timezone,
        h.tickets_sold, h.orders, h.gross_revenue_cents, h.unique_customers
 FROM hourly h LEFT JOIN stg_venues v ON v.id = h.venue_id
--- (sorted by hour_utc, venue_id in build.venue_analytics_hourly, after local_hour is added)
+-- The reference of the rule: build.venue_analytics_hourly computes the same rows in polars (tests/test_marts.py
+-- runs this file on the same inputs and compares), adds local_hour, sorts by hour_utc, venue_id.
