@@ -44,8 +44,8 @@ def main() -> int:
     p.add_argument("--source-url", help="reuse an existing source instead of generating one")
     p.add_argument("--first", default="2024-11-01")
     p.add_argument("--last", default=date.today().isoformat())
-    p.add_argument("--workers", type=int, default=2, help="tables extracted/staged at a time (the main job's "
-                   "multiprocess executor runs two steps at a time on this machine)")
+    p.add_argument("--workers", type=int, default=2, help="tables extracted/staged at a time (a main job launched from the "
+                   "UI or a schedule runs two steps at a time on this machine; `analytics-pipelines run`, one)")
     args = p.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
