@@ -327,7 +327,8 @@ def ingest_everything(source: SourceDB, warehouse: Warehouse, first_day: str, la
     """Source -> raw -> staging for every table over [first_day, last_day], then the audit: what the
     Dagster main job does, without Dagster (tests, benchmarks). Like a run launched from the UI or a
     schedule (Dagster's multiprocess executor; `analytics-pipelines run` executes in one process, one step
-    at a time: 223 s for `large` from PostgreSQL against 194 s here), `workers` tables are extracted and staged at a time (each with its own source connection)."""
+    at a time: 223 s for `large` from PostgreSQL against 194 s here), `workers` tables are extracted and
+    staged at a time (each with its own source connection)."""
     ingest_raw_all(source, warehouse, first_day, last_day, workers)
     stage_all(warehouse, first_day, last_day, now, workers)
     result = audit(source, warehouse)
