@@ -265,8 +265,8 @@ def customer_360(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         check_results=[_check(outcome)])
 
 
-assets = [customer_attendance, customer_rfm_scores, customer_segment_transitions, customer_churn_model, customer_lifetime_value,
-          customer_segments, customer_cohorts, customer_360]
+assets = [customer_attendance, customer_rfm_scores, customer_segment_transitions, customer_churn_model,
+          customer_lifetime_value, customer_segments, customer_cohorts, customer_360]
 
 customers_job = dg.define_asset_job(
     name="customers_job", selection=dg.AssetSelection.groups(GROUP),

@@ -27,8 +27,8 @@ def build_customer_marts(wh: Warehouse, rfm_weeks: list[date], now: datetime,
                          ) -> dict[str, float]:
     """Writes customer_attendance, customer_rfm_scores (one partition per as-of date of `rfm_weeks`),
     transitions, churn scores (and the model under `model_dir` when given), CLV with its fits and holdout,
-    segments, cohorts and the 360, all as of the last day with recognized sales. Returns seconds per step (wall; CPU seconds into
-    `cpu_seconds` when given).
+    segments, cohorts and the 360, all as of the last day with recognized sales. Returns seconds per step
+    (wall; CPU seconds into `cpu_seconds` when given).
 
     Each table is written as the asset writes it; what a later step needs of an earlier one's output (the
     RFM partitions just written, attendance, churn scores, CLV) is passed on in memory instead of read back,
@@ -62,10 +62,14 @@ def build_customer_marts(wh: Warehouse, rfm_weeks: list[date], now: datetime,
         return {d: df.filter(pl.col("as_of") == d) for d in weeks} if len(weeks) > 1 else {weeks[0]: df}
 
     written = step("customer_rfm_scores", rfm_scores)
-    previous = (wh.read_table("customer_segment_transitions") if "customer_segment_transitions" in wh.tables()
-                else None)  # pairs of unchanged weeks are kept from it
-    step("customer_segment_transitions", lambda: wh.replace_table(
-        "customer_segment_transitions", CB.segment_transitions(wh, written, previous, set(written))))
+    def transitions() -> None:
+        # the table as last built: its pairs of weeks this run did not rewrite are kept
+        previous = (wh.read_table("customer_segment_transitions") if "customer_segment_transitions" in wh.tables()
+                    else None)
+        wh.replace_table("customer_segment_transitions",
+                         CB.segment_transitions(wh, written, previous, set(written)))
+
+    step("customer_segment_transitions", transitions)
     inp = step("read refunds, resales, users", lambda: CB.churn_inputs(wh, through, att, history))
 
     def churn_model() -> pl.DataFrame:
