@@ -224,7 +224,7 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
     order_ts = [f"__t_{c}" for c in ("updated_at", "created_at") if c in cols]
     recency = pl.max_horizontal([pl.col(c) for c in order_ts]) if order_ts else pl.lit(None)
     alive = df.filter(pl.col("_reason").is_null())
-    repeated = pl.col(f"__t_{spec.key}").is_duplicated()
+    repeated = alive.get_column(f"__t_{spec.key}").is_duplicated()  # once, for both halves
     single = alive.filter(~repeated)
     alive = alive.filter(repeated).with_columns(
         payload.alias("_hash"), recency.alias("_recency"), pl.col(f"__t_{spec.key}").alias("_key"))
