@@ -13,3 +13,10 @@ PARTITION_START = os.environ.get("TT_PARTITION_START", "2025-11-01")
 
 #: One partition per UTC day, up to and including today (intraday refreshes rewrite today's partition).
 daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITION_START, timezone="UTC", end_offset=1)
+
+#: One partition per UTC hour (hourly KPI snapshots).
+hourly_partitions = dg.HourlyPartitionsDefinition(start_date=f"{PARTITION_START}-00:00", timezone="UTC",
+                                                  end_offset=1)
+
+#: One partition per ISO week (Monday start): the customer RFM history; as-of = the week's Sunday.
+weekly_partitions = dg.WeeklyPartitionsDefinition(start_date=PARTITION_START, timezone="UTC", day_offset=1)

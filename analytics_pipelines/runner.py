@@ -5,12 +5,17 @@ from __future__ import annotations
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+#: run tag that pins the clock a run's builders see ("as of"), e.g. for tests and reproducible reruns
+NOW_TAG = "tt/now"
+
 
 def run_job(job_name: str = "main_job", first: str | None = None, last: str | None = None,
-            instance: dg.DagsterInstance | None = None, log_level: str = "INFO") -> dg.ExecuteInProcessResult:
+            instance: dg.DagsterInstance | None = None, log_level: str = "INFO", defs: dg.Definitions | None = None,
+            tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
     """Materialize the job's assets for partitions [first, last] (default: all) in ONE run: every
     partitioned asset has a single-run backfill policy and reads its whole range at once."""
-    from analytics_pipelines.definitions import defs
+    if defs is None:
+        from analytics_pipelines.definitions import defs
 
     job = defs.resolve_job_def(job_name)
     keys = job.partitions_def.get_partition_keys()
@@ -19,7 +24,7 @@ def run_job(job_name: str = "main_job", first: str | None = None, last: str | No
         raise ValueError(f"{job_name} partitions run from {keys[0]} to {keys[-1]}; got {first}..{last}")
     return job.execute_in_process(
         instance=instance or dg.DagsterInstance.get(),
-        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last, **(tags or {})},
         # the console shows one line per asset (its progress); every event is still in the instance
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         raise_on_error=False,

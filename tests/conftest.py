@@ -40,9 +40,7 @@ def _base_url() -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0]
 
 
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database; its URL. Dropped afterwards."""
+def _pg_database() -> Iterator[str]:
     name = f"tt_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -53,6 +51,18 @@ def pg_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database; its URL. Dropped afterwards."""
+    yield from _pg_database()
+
+
+@pytest.fixture(scope="module")
+def pg_database_module() -> Iterator[str]:
+    """The same, shared by a module's tests."""
+    yield from _pg_database()
+
+
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
 def warehouse_url(request, tmp_path) -> Iterator[str]:
     """Both warehouse backends: the embedded one in tmp_path, and a PostgreSQL database."""
@@ -60,3 +70,12 @@ def warehouse_url(request, tmp_path) -> Iterator[str]:
         yield f"duckdb:///{tmp_path / 'warehouse'}"
     else:
         yield request.getfixturevalue("pg_database")
+
+
+@pytest.fixture(scope="session")
+def materialized(tmp_path_factory):
+    """tiny data materialized through the real jobs once per session (embedded warehouse): see
+    tests/materialized.py. Read-only for the tests that use it."""
+    from materialized import materialize_everything
+
+    return materialize_everything(tmp_path_factory.mktemp("materialized"))

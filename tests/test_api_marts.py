@@ -1,28 +1,23 @@
-"""The API over real marts: tiny generated data ingested and built by the marts pipeline; every mart
+"""The API over real marts: tiny generated data materialized through the real Dagster jobs; every mart
 endpoint answers, and its figures equal the marts'. Embedded warehouse only (ingest + build cost ~20 s per
 backend on this machine); the PostgreSQL reader and RLS are covered on marts of the same columns in
 test_api.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
 from api_helpers import SECRET
 from fastapi.testclient import TestClient
+from materialized import FIRST, LAST  # noqa: E402
 
-from analytics_pipelines import ingestion
 from analytics_pipelines.api import Settings, create_app
 from analytics_pipelines.api.auth import mint_token
 from analytics_pipelines.api.reader import open_reader
-from analytics_pipelines.customers.pipeline import build_customer_marts
-from analytics_pipelines.generator.run import generate
-from analytics_pipelines.marts.pipeline import build_everything
-from analytics_pipelines.source.db import SourceDB
 from analytics_pipelines.warehouse import open_warehouse
 
-FIRST, LAST = "2026-09-01", "2026-10-31"
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 RANGE = f"start_date={FIRST}&end_date={LAST}"
 
@@ -32,17 +27,9 @@ CUSTOMER_MARTS = ("customer_rfm_scores", "customer_segments", "customer_segment_
 
 
 @pytest.fixture(scope="module")
-def real_wh(tmp_path_factory) -> str:
-    """tiny generated data, ingested, every mart and customer mart built (embedded; once per module)."""
-    d = tmp_path_factory.mktemp("api_marts")
-    warehouse_url = f"duckdb:///{d / 'warehouse'}"
-    src = f"duckdb:///{d / 'source.duckdb'}"
-    generate(src, scale="tiny", seed=7, progress=False)
-    wh = open_warehouse(warehouse_url)
-    ingestion.ingest_everything(SourceDB(src), wh, FIRST, LAST, now=NOW)
-    build_everything(wh, FIRST, LAST, NOW, kpi_hours=2)
-    build_customer_marts(wh, [date(2026, 10, 18), date(2026, 10, 25), date(2026, 10, 31)], NOW)
-    return warehouse_url
+def real_wh(materialized) -> str:
+    """The session's warehouse: tiny data materialized through the real jobs, every mart and customer mart."""
+    return materialized.warehouse_url
 
 
 def test_endpoints_over_real_marts(real_wh, tmp_path):
@@ -134,7 +121,7 @@ def _customer_endpoints(wh, client, settings):
     assert len(segs) == 11 and sum(r["customers"] for r in segs) == len(at_venue)
     assert {r["venue_id"] for r in segs} == {venue}
     rfm = get("/v1/customers/rfm?limit=1000")
-    assert {r["user_id"] for r in rfm} == at_venue and {r["as_of"] for r in rfm} == {"2026-10-31"}
+    assert {r["user_id"] for r in rfm} == at_venue and {r["as_of"] for r in rfm} == {"2026-11-01"}  # the latest weekly as-of
     assert [r["rfm_total"] for r in rfm] == sorted((r["rfm_total"] for r in rfm), reverse=True)
     older = get("/v1/customers/rfm?as_of=2026-10-25&limit=1000")
     assert {r["as_of"] for r in older} == {"2026-10-25"} and len(older) <= len(rfm)

@@ -7,7 +7,6 @@ then executed on that instance."""
 import contextlib
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -186,13 +185,14 @@ def test_schedules_are_time_zone_aware():
 
     with pytest.raises(ValueError, match="unknown IANA time zone 'Mars/Base'"):
         A.make_schedules(main_job, timezone="Mars/Base")
-    from analytics_pipelines.assets import ingestion as ingestion_assets
-    from analytics_pipelines.assets import marts as mart_assets
-    from analytics_pipelines.jobs import kpi_job
+    from analytics_pipelines.assets import registry_assets
+    from analytics_pipelines.jobs import customers_job, kpi_job
+    from analytics_pipelines.registry import default_registry
+    from analytics_pipelines.settings import Settings
 
-    made = A.make_schedules(main_job, retrain_job=retrain_stub_job, kpi_job=kpi_job, timezone="America/New_York")
-    defs = dg.Definitions(assets=[*ingestion_assets.assets, *mart_assets.assets],
-                          jobs=[main_job, kpi_job, retrain_stub_job, A.maintenance_job],
+    made = A.make_schedules(main_job, customers_job=customers_job, kpi_job=kpi_job, timezone="America/New_York")
+    defs = dg.Definitions(assets=registry_assets(default_registry(), Settings.from_env()),
+                          jobs=[main_job, kpi_job, customers_job, retrain_stub_job, A.maintenance_job],
                           schedules=made, resources={"ops": A.OpsResource(), "warehouse": WarehouseResource(), "source": SourceResource()})
     repo = defs.get_repository_def()
     scheds = {s.name: defs.get_schedule_def(s.name) for s in made}
@@ -200,7 +200,7 @@ def test_schedules_are_time_zone_aware():
         "intraday_refresh_schedule": ("*/15 * * * *", "America/New_York"),
         "nightly_full_schedule": ("30 2 * * *", "America/New_York"),
         "maintenance_schedule": ("30 3 * * *", "America/New_York"),
-        "weekly_retrain_schedule": ("0 4 * * 0", "America/New_York"),
+        "customers_weekly_schedule": ("0 6 * * 1", "UTC"),  # the week's partitions are UTC weeks
         "hourly_kpi_schedule": ("20 * * * *", "America/New_York")}
     ny = __import__("zoneinfo").ZoneInfo("America/New_York")
     with dg.instance_for_test() as instance, contextlib.ExitStack() as contexts:
@@ -219,9 +219,9 @@ def test_schedules_are_time_zone_aware():
         [req] = scheds["maintenance_schedule"].evaluate_tick(ctx).run_requests
         assert req.run_config["ops"]["run_maintenance"]["config"]["now"] == "2026-11-22T08:30:00+00:00"
         ctx = contexts.enter_context(dg.build_schedule_context(instance=instance, repository_def=repo,
-                                        scheduled_execution_time=datetime(2026, 11, 22, 4, 0, tzinfo=ny)))
-        [req] = scheds["weekly_retrain_schedule"].evaluate_tick(ctx).run_requests
-        assert req.run_key == "retrain:2026-W47"
+                                        scheduled_execution_time=datetime(2026, 11, 23, 6, 0, tzinfo=UTC)))
+        [req] = scheds["customers_weekly_schedule"].evaluate_tick(ctx).run_requests
+        assert req.partition_key == "2026-11-16"  # Monday 06:00: the week that just ended
         ctx = contexts.enter_context(dg.build_schedule_context(instance=instance, repository_def=repo,
                                         scheduled_execution_time=datetime(2026, 11, 21, 22, 20, tzinfo=ny)))
         [req] = scheds["hourly_kpi_schedule"].evaluate_tick(ctx).run_requests
@@ -242,31 +242,24 @@ def test_schedules_are_time_zone_aware():
 
 @pytest.fixture(scope="module")
 def tiny_facts(tmp_path_factory) -> str:
-    """Tiny generated data ingested and its facts built (no Dagster) for the last days of its history."""
-    from analytics_pipelines import ingestion
-    from analytics_pipelines.generator.run import generate
-    from analytics_pipelines.marts import build as B
-    from analytics_pipelines.source.db import SourceDB
+    """Tiny generated data (seed 3) with its last three days materialized through main_job."""
+    from materialized import materialize_everything
 
-    d = tmp_path_factory.mktemp("tiny_facts")
-    src = f"duckdb:///{d / 'source.duckdb'}"
-    generate(src, scale="tiny", seed=3, progress=False)
-    wh_url = f"duckdb:///{d / 'warehouse'}"
-    wh = open_warehouse(wh_url)
-    first, last = "2026-10-29", "2026-10-31"
-    ingestion.ingest_everything(SourceDB(src), wh, first, last, now=datetime(2026, 11, 1, tzinfo=UTC))
-    for mart in B.DAILY_MARTS:
-        if mart.name.startswith("fct_"):
-            wh.write_partitions(mart.name, mart.build(wh, first, last), ["day"],
-                                [(k,) for k in B.days_between(first, last)])
-    return wh_url
+    m = materialize_everything(tmp_path_factory.mktemp("tiny_facts"), seed=3,
+                               runs=(("main_job", "2026-10-29", "2026-10-31"),))
+    return m.warehouse_url
 
 
 def test_kpi_sensor_launches_alert_evaluation_on_real_marts(tiny_facts, ops_url, monkeypatch):
     """The lead's kpi_snapshots asset materialized on a local instance -> kpi_snapshots_alert_sensor ->
     the requested alert_evaluation_job run executed on that instance -> alert instances and notifications."""
     from analytics_pipelines.alerting import create_rule
-    from analytics_pipelines.assets.marts import kpi_snapshots
+    from analytics_pipelines.assets.factory import mart_asset
+    from analytics_pipelines.registry import default_registry
+    from analytics_pipelines.settings import Settings
+
+    registry = default_registry()
+    kpi_snapshots = mart_asset(registry, registry.table("kpi_snapshots"), Settings.from_env())
 
     hour, later = "2026-10-30-12:00", "2026-10-31-23:00"  # one venue sold in the 24 h before the first, none later
     monkeypatch.setenv("TT_ALERT_DEFAULT_RULES", "none")
@@ -380,14 +373,15 @@ def _late_rows(url: str, days: list[str], when: datetime, scan_after: str | None
 
 
 def test_source_sensor_requests_exactly_the_changed_days(tiny_source, tmp_path):
-    from analytics_pipelines.assets import ingestion as ingestion_assets
+    from analytics_pipelines.assets.ingestion import ingestion_assets
+    from analytics_pipelines.registry import default_registry
 
     # the lead binds main_job; a raw-orders-only job keeps the end-to-end run short
     raw_orders_job = dg.define_asset_job("raw_orders_job", selection=["raw_orders"])
     sensor = A.make_source_data_sensor(raw_orders_job)
     wh_url = f"duckdb:///{tmp_path / 'warehouse'}"
     resources = {"source": SourceResource(url=tiny_source), "warehouse": WarehouseResource(url=wh_url)}
-    defs = dg.Definitions(assets=[*ingestion_assets.assets], jobs=[raw_orders_job], sensors=[sensor],
+    defs = dg.Definitions(assets=ingestion_assets(default_registry()), jobs=[raw_orders_job], sensors=[sensor],
                           resources=resources)
     with dg.instance_for_test() as instance:
         def tick(cursor):
@@ -474,29 +468,19 @@ def test_stale_mart_is_visible_and_alerts_once(monkeypatch):
 
 
 def test_freshness_checks_cover_every_mart_and_the_wiring_loads():
-    import re
+    from analytics_pipelines.definitions import defs
+    from analytics_pipelines.registry import default_registry
 
-    from analytics_pipelines.assets import ingestion as ingestion_assets
-    from analytics_pipelines.assets import marts as mart_assets
-    from analytics_pipelines.jobs import jobs, kpi_job, main_job
-
-    doc = Path(__file__).resolve().parent.parent / "docs" / "marts.md"
-    documented = set(re.findall(r"^- `([a-z_]+)`", doc.read_text(), re.M))
-    built = {k.to_user_string() for a in mart_assets.assets for k in a.keys}
+    registry = default_registry()
+    marts = {t.name for t in registry.tables if t.group in ("facts", "marts", "kpis") and t.produced_by is None}
     covered = {spec.key.asset_key.to_user_string() for c in A.freshness_checks for spec in c.check_specs}
-    assert documented and documented <= covered and covered == built, covered ^ built
-    # the native FreshnessPolicy on the same marts
-    policed = A.with_freshness_policies(mart_assets.assets)
-    policies = {spec.key.to_user_string(): spec.freshness_policy for a in policed for spec in a.specs}
+    assert marts and covered == marts, covered ^ marts
+    # the native FreshnessPolicy on the same marts, in the one Definitions
+    graph = defs.resolve_asset_graph()
+    policies = {m: graph.get(dg.AssetKey(m)).freshness_policy for m in marts}
     assert policies["kpi_snapshots"].fail_window.to_timedelta() == timedelta(hours=2)
     assert policies["sales_metrics"].warn_window.to_timedelta() == timedelta(hours=13)
-    assert all(policies[m] is not None for m in built)
-    # everything the lead adds to the one Definitions loads together
-    defs = dg.Definitions(
-        assets=[*ingestion_assets.assets, *policed], asset_checks=A.freshness_checks,
-        jobs=[*jobs, *A.jobs], sensors=[*A.sensors, A.make_source_data_sensor(main_job)],
-        schedules=[*A.schedules, *A.make_schedules(main_job, kpi_job=kpi_job)],
-        resources={"source": SourceResource(), "warehouse": WarehouseResource(), **A.resources})
+    assert all(policies[m] is not None for m in marts)
     with dg.instance_for_test():  # loading consults the current instance
         dg.Definitions.validate_loadable(defs)
         assert defs.resolve_job_def("alert_evaluation_job") and defs.get_schedule_def("hourly_kpi_schedule")

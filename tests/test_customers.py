@@ -13,18 +13,13 @@ import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from polars.testing import assert_frame_equal
 
-from analytics_pipelines import ingestion
 from analytics_pipelines.customers import build as CB
 from analytics_pipelines.customers import churn, lifetime, rfm
 from analytics_pipelines.customers import keys as K
 from analytics_pipelines.customers import reconcile as R
-from analytics_pipelines.generator.run import generate
-from analytics_pipelines.marts import build as B
 from analytics_pipelines.marts.sqlrun import run
-from analytics_pipelines.source.db import SourceDB
 from analytics_pipelines.warehouse import open_warehouse
 
 FIRST, LAST = "2026-07-01", "2026-11-02"
@@ -36,18 +31,10 @@ COPIED = ["stg_orders", "stg_events", "stg_users", "stg_tickets", "stg_ticket_sc
 
 
 @pytest.fixture(scope="module")
-def tiny_wh(tmp_path_factory) -> str:
-    """A warehouse with tiny generated data staged and the facts built (once per module)."""
-    d = tmp_path_factory.mktemp("cust")
-    src = f"duckdb:///{d / 'source.duckdb'}"
-    generate(src, scale="tiny", seed=7, progress=False)
-    url = f"duckdb:///{d / 'wh'}"
-    wh = open_warehouse(url)
-    ingestion.ingest_everything(SourceDB(src), wh, FIRST, LAST, now=NOW)
-    keys = [(k,) for k in B.days_between(FIRST, LAST)]
-    for mart in B.DAILY_MARTS[:3]:
-        wh.write_partitions(mart.name, mart.build(wh, FIRST, LAST), ["day"], keys)
-    return url
+def tiny_wh(materialized) -> str:
+    """The session's warehouse: tiny generated data materialized through the real jobs (read-only here;
+    tests that change it work on a copy)."""
+    return materialized.warehouse_url
 
 
 def _copy(src_url: str, dst_url: str) -> None:
@@ -522,6 +509,7 @@ def test_transitions_of_unchanged_weeks_are_kept_and_changed_ones_recomputed(tin
     url = f"duckdb:///{tmp_path / 'wh'}"
     _copy(tiny_wh, url)
     wh = open_warehouse(url)
+    wh.drop_partitions("customer_rfm_scores", "as_of", "2099-01-01")  # the weeks the fixture's job wrote
     weeks = [date(2026, 10, 18), date(2026, 10, 25), THROUGH]
     wh.write_partitions("customer_rfm_scores", CB.rfm_scores(wh, weeks), ["as_of"], [(d.isoformat(),) for d in weeks])
     full = CB.segment_transitions(wh)
@@ -563,45 +551,35 @@ def test_customer_360_one_row_per_customer(tiny_wh, tiny_marts):
 
 
 # -- Dagster -------------------------------------------------------------------------------------------
-def test_customer_assets_materialize_with_checks(tiny_wh, tmp_path, monkeypatch):
-    from analytics_pipelines.assets import customers
-    from analytics_pipelines.resources import WarehouseResource
+def test_customer_assets_materialize_with_checks(materialized):
+    """customers_job as the session fixture ran it (the real job), then one more weekly run."""
+    from analytics_pipelines.definitions import defs
 
-    url = f"duckdb:///{tmp_path / 'wh'}"
-    _copy(tiny_wh, url)
-    monkeypatch.setenv("TT_DATA_DIR", str(tmp_path / "data"))
-    defs = dg.Definitions(assets=customers.assets, jobs=customers.jobs, schedules=customers.schedules,
-                          resources={"warehouse": WarehouseResource(url=url)})
     graph = defs.resolve_asset_graph()
-    for a in customers.assets:
-        for key in a.keys:
-            node = graph.get(key)
-            assert node.group_name == "customers" and node.owners == ["team:analytics"]
-            assert len(node.description) > 40 and node.check_keys, key
-    job = defs.resolve_job_def("customers_job")
-    instance = dg.DagsterInstance.ephemeral()
-    result = job.execute_in_process(instance=instance, tags={
-        ASSET_PARTITION_RANGE_START_TAG: "2026-10-12", ASSET_PARTITION_RANGE_END_TAG: "2026-10-26"})
-    assert result.success
+    customer_keys = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "customers"]
+    for key in customer_keys:
+        node = graph.get(key)
+        assert node.owners == ["team:analytics"] and len(node.description) > 40, key
+        assert node.check_keys, key  # its own checks or, for a produced table, its key check
+    result = materialized.results["customers_job"]
     checks = {e.event_specific_data.check_name + ":" + e.event_specific_data.asset_key.to_user_string():
               e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
-    assert len(checks) == 8
+    assert len(checks) >= 8
     failed = [k for k, c in checks.items() if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
     assert failed == []
-    wh = open_warehouse(url)
+    wh = open_warehouse(materialized.warehouse_url)
     assert sorted(CB.rfm_as_of_dates(wh)) == [date(2026, 10, 18), date(2026, 10, 25), date(2026, 11, 1)]
     assert set(wh.read("SELECT DISTINCT model_family FROM model_performance")["model_family"]) == {"clv", "churn"}
     assert wh.read("SELECT count(DISTINCT from_as_of) AS n FROM customer_segment_transitions")["n"][0] == 2
-    artifacts = list((tmp_path / "data" / "models" / "customer_churn").glob("churn-*.joblib"))
+    artifacts = list((materialized.data_dir / "models" / "customer_churn").glob("churn-*.joblib"))
     assert len(artifacts) == 1
-    # the next weekly run rewrites one RFM week: transitions recompute that week's pair only
-    before = wh.read_table("customer_segment_transitions")
-    again = job.execute_in_process(instance=instance, asset_selection=[
-        dg.AssetKey("customer_rfm_scores"), dg.AssetKey("customer_segment_transitions")], tags={
-        ASSET_PARTITION_RANGE_START_TAG: "2026-10-26", ASSET_PARTITION_RANGE_END_TAG: "2026-10-26"})
-    assert again.success
-    mode = again.asset_materializations_for_node("customer_segment_transitions")[0].metadata["mode"].value
-    assert mode == "incremental (1 RFM weeks rewritten)"
-    assert_frame_equal(wh.read_table("customer_segment_transitions"), before)
     mat = result.asset_materializations_for_node("customer_churn_model")[0]
     assert mat.metadata["sha256"].value.startswith(artifacts[0].name.split("-")[-1].split(".")[0])
+    # the next weekly run rewrites one RFM week: transitions recompute that week's pair only
+    before = wh.read_table("customer_segment_transitions")
+    again = materialized.rerun("customers_job", "2026-10-26", "2026-10-26")
+    assert again.success
+    mode = [m for m in again.asset_materializations_for_node("customer_segment_transitions")
+            if m.asset_key.to_user_string() == "customer_segment_transitions"][0].metadata["mode"].value
+    assert mode == "incremental (1 RFM weeks rewritten)"
+    assert_frame_equal(wh.read_table("customer_segment_transitions"), before)

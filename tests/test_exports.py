@@ -487,23 +487,9 @@ REAL_FIRST, REAL_LAST = "2026-10-25", "2026-10-31"
 
 
 @pytest.fixture(scope="module")
-def real_marts(tmp_path_factory):
-    """Generate tiny, ingest two weeks and build every mart (the lead's pipeline), embedded warehouse."""
-    from analytics_pipelines import ingestion
-    from analytics_pipelines.generator.run import generate
-    from analytics_pipelines.marts.pipeline import build_everything
-    from analytics_pipelines.source.db import SourceDB
-
-    d = tmp_path_factory.mktemp("real")
-    src = f"duckdb:///{d / 'source.duckdb'}"
-    generate(src, scale="tiny", seed=7, progress=False)
-    url = f"duckdb:///{d / 'warehouse'}"
-    wh = open_warehouse(url)
-    now = datetime(2026, 11, 1, tzinfo=UTC)
-    ingestion.ingest_everything(SourceDB(src), wh, REAL_FIRST, REAL_LAST, now=now)
-    outcomes, _ = build_everything(wh, REAL_FIRST, REAL_LAST, now)
-    assert all(o.passed for o in outcomes.values())
-    return url
+def real_marts(materialized):
+    """The session's warehouse: tiny data materialized through the real jobs (every check passed)."""
+    return materialized.warehouse_url
 
 
 def test_exports_and_reports_on_real_marts(real_marts, sqlite_ops, env, tmp_path):
@@ -525,7 +511,7 @@ def test_exports_and_reports_on_real_marts(real_marts, sqlite_ops, env, tmp_path
           .group_by("day").agg(pl.col("gross_revenue_cents", "refunds_cents", "net_revenue_cents").sum()))
     want = {r["day"]: r for r in rc.iter_rows(named=True)}
     h = per_day[0]
-    assert len(per_day) - 1 == 7
+    assert len(per_day) - 1 == 7  # the filter's seven days
     for r in per_day[1:]:
         mart = want.get(r[0].date(), {"gross_revenue_cents": 0, "refunds_cents": 0, "net_revenue_cents": 0})
         for col, head in (("gross_revenue_cents", "Gross revenue"), ("refunds_cents", "Refunds"),
@@ -546,13 +532,9 @@ def test_exports_and_reports_on_real_marts(real_marts, sqlite_ops, env, tmp_path
 
 
 def test_definitions_load_with_the_marts():
-    """The lead's assets and these wire together: report assets depend on the real mart assets."""
-    from analytics_pipelines.assets import ingestion, marts
-    from analytics_pipelines.resources import SourceResource
+    """The report assets depend on the registry's real mart assets, in the one Definitions."""
+    from analytics_pipelines.definitions import defs
 
-    defs = dg.Definitions(assets=[*ingestion.assets, *marts.assets, *assets], jobs=jobs, sensors=sensors,
-                          schedules=schedules, resources={**resources, "source": SourceResource(),
-                                                          "warehouse": WarehouseResource()})
     graph = defs.resolve_asset_graph()
     daily = graph.get(dg.AssetKey("daily_venue_reports"))
     assert {k.to_user_string() for k in daily.parent_keys} == {

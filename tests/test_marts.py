@@ -10,59 +10,50 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from materialized import FIRST, LAST, NOW, materialize_everything
 
-from analytics_pipelines import ingestion
-from analytics_pipelines.generator.run import generate
 from analytics_pipelines.marts import build as B
 from analytics_pipelines.marts import reconcile
-from analytics_pipelines.marts.pipeline import build_everything
 from analytics_pipelines.marts.projections import BASELINE, MODEL, project
 from analytics_pipelines.marts.sales import sales_metrics
 from analytics_pipelines.marts.sqlrun import run
+from analytics_pipelines.registry import default_registry
 from analytics_pipelines.source.db import SourceDB
 from analytics_pipelines.warehouse import open_warehouse
 
-FIRST, LAST = "2026-06-01", "2026-10-31"
-NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
+def t_col(name: str) -> str:
+    return default_registry().table(name).partition_column
 
-@pytest.fixture(scope="module")
-def tiny_source(tmp_path_factory) -> str:
-    url = f"duckdb:///{tmp_path_factory.mktemp('src') / 'source.duckdb'}"
-    generate(url, scale="tiny", seed=7, progress=False)
-    return url
 
 
 @pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def built(request, tiny_source, tmp_path_factory):
-    """Ingest tiny and build every mart once per backend."""
+def built(request, materialized, tmp_path_factory):
+    """Every asset materialized through the real jobs: the session's embedded dataset, or the same source
+    materialized into a fresh PostgreSQL warehouse."""
     if request.param == "duckdb":
-        url = f"duckdb:///{tmp_path_factory.mktemp('wh') / 'warehouse'}"
+        m = materialized
     else:
-        import uuid
-
-        import psycopg
-
-        from tests.conftest import PG_ADMIN_URL, _base_url
-
-        name = f"tt_test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        request.addfinalizer(lambda: psycopg.connect(PG_ADMIN_URL, autocommit=True).execute(
-            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        url = f"{_base_url()}/{name}"
-    wh = open_warehouse(url)
-    ingestion.ingest_everything(SourceDB(tiny_source), wh, FIRST, LAST, now=NOW)
-    outcomes, _ = build_everything(wh, FIRST, LAST, NOW, kpi_hours=3)
-    return wh, outcomes, tiny_source
+        url = request.getfixturevalue("pg_database_module")
+        m = materialize_everything(tmp_path_factory.mktemp("pg"), warehouse_url=url,
+                                   source_url=materialized.source_url)
+    return open_warehouse(m.warehouse_url), m, m.source_url
 
 
 def test_every_mart_reconciles_to_staging(built):
-    wh, outcomes, _ = built
-    failed = {m: (o.metadata, None if o.differences is None else o.differences.head(5)) for m, o in outcomes.items()
-              if not o.passed}
-    assert not failed
-    assert outcomes["fct_orders"].metadata["keys_compared"] > 100  # it compared real days, not nothing
+    wh, m, _ = built
+    # the only failure a tiny history may show: the churn model does not beat the old rules (a warning)
+    assert m.failed_checks() == [("customer_churn_model", "beats_seed_rules", "WARN")]
+    checked = {(c.asset_key.to_user_string(), c.check_name) for c in m.checks()}
+    registry = default_registry()
+    for t in registry.tables:  # every declared check ran, and every output's key check
+        if t.factory == "mart" and t.produced_by is None:
+            assert {(t.name, c.name) for c in t.checks} <= checked, t.name
+        if t.factory == "mart" and t.keys:
+            assert (t.name, "unique_key") in checked, t.name
+    fct = next(c for c in m.checks() if c.asset_key.to_user_string() == "fct_orders"
+               and c.check_name == "reconciles_to_staging")
+    assert fct.metadata["keys_compared"].value > 100  # it compared real days, not nothing
 
 
 def test_marts_reconcile_to_the_source_itself(built):
@@ -140,14 +131,16 @@ def test_venue_analytics_hourly_equals_its_reference_sql(built):
 
 
 def test_rerun_of_a_partition_gives_the_same_result(built):
-    wh, _, _ = built
+    """One day re-materialized through main_job (the job users run) leaves every daily table as it was."""
+    wh, m, _ = built
     day = "2026-09-15"
-    before = {m.name: wh.read_partitions(m.name, "day", day, day).sort(pl.all()) for m in B.DAILY_MARTS}
-    for m in B.DAILY_MARTS:
-        wh.write_partitions(m.name, m.build(wh, day, day), ["day"], [(day,)])
-    for m in B.DAILY_MARTS:
-        after = wh.read_partitions(m.name, "day", day, day).sort(pl.all())
-        assert after.equals(before[m.name]), m.name
+    daily = [t.name for t in default_registry().tables if t.partitioning == "daily" and t.group != "raw"
+             and t.name != "ticket_type_price_snapshots" and t.factory != "none"]
+    before = {n: wh.read_partitions(n, t_col(n), day, day).sort(pl.all()) for n in daily}
+    assert m.rerun("main_job", day, day).success
+    for n in daily:
+        after = wh.read_partitions(n, t_col(n), day, day).sort(pl.all())
+        assert after.equals(before[n]), n
     assert wh.count("fct_orders") == int(wh.read("SELECT count(DISTINCT order_id) AS n FROM fct_orders")["n"][0])
 
 

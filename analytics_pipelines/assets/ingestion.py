@@ -218,6 +218,14 @@ def ingestion_audit(source: SourceResource, warehouse: WarehouseResource) -> dg.
     )
 
 
-raw_assets = [_raw_asset(t) for t in contract.tables()]
-staging_assets = [_stg_asset(t) for t in contract.tables()]
-assets = [*raw_assets, *staging_assets, raw_unplaceable_rows, ingestion_audit]
+def ingestion_assets(registry) -> list[dg.AssetsDefinition]:
+    """The assets of the registry's landing and staging tables (registry/ingestion.py)."""
+    out = []
+    for t in registry.by_factory("ingestion"):
+        if t.name.startswith("raw_") and t.name != "raw_unplaceable_rows":
+            out.append(_raw_asset(t.name.removeprefix("raw_")))
+        elif t.name.startswith("stg_"):
+            out.append(_stg_asset(t.name.removeprefix("stg_")))
+        else:
+            out.append({"raw_unplaceable_rows": raw_unplaceable_rows, "ingestion_audit": ingestion_audit}[t.name])
+    return out

@@ -6,7 +6,7 @@ Objects for the one Definitions (the lead wires them):
   stale_mart_alert_sensor;
 - `freshness_checks`: last-update freshness checks on every mart (docs/marts.md names), and
   `with_freshness_policies(marts.assets)` to attach Dagster's FreshnessPolicy to the same marts;
-- factories bound to the lead's jobs: `make_schedules(main_job=..., retrain_job=...)`,
+- factories bound to the lead's jobs: `make_schedules(main_job=..., customers_job=..., kpi_job=...)`,
   `make_source_data_sensor(main_job)`;
 - `RETRY_POLICY`, `RUN_RETRY_TAGS` for the asset jobs; `resources` = {"ops": OpsResource()}.
 """

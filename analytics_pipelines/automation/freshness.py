@@ -16,14 +16,16 @@ from analytics_pipelines.automation.notifications import notify_ops
 INTRADAY_MAX_LAG = timedelta(hours=2)
 #: whole-table marts: at least the nightly full run (plus 2 hours of slack)
 NIGHTLY_MAX_LAG = timedelta(hours=26)
-MART_FRESHNESS: dict[str, timedelta] = {
-    **{m: INTRADAY_MAX_LAG for m in ("control_totals", "fct_orders", "fct_refunds", "fct_resales", "venue_analytics",
-                                      "venue_analytics_hourly", "event_analytics", "revenue_by_channel",
-                                      "revenue_by_category", "resale_activity", "ticket_type_price_snapshots",
-                                      "kpi_snapshots")},
-    **{m: NIGHTLY_MAX_LAG for m in ("sales_metrics", "event_performance", "venue_seasonality",
-                                     "revenue_projections", "price_history", "no_shows")},
-}
+
+
+def mart_freshness(registry=None) -> dict[str, timedelta]:
+    """How old each fact, mart and KPI table may be, from the registry: partitioned ones are rewritten by the
+    intraday refresh, whole tables by the nightly run. Customer analytics run weekly and have none here."""
+    from analytics_pipelines.registry import default_registry
+
+    registry = registry or default_registry()
+    return {t.name: INTRADAY_MAX_LAG if t.partitioning else NIGHTLY_MAX_LAG for t in registry.tables
+            if t.group in ("facts", "marts", "kpis") and t.produced_by is None}
 
 
 def make_freshness_checks(lags: dict[str, timedelta] | None = None,
@@ -31,7 +33,7 @@ def make_freshness_checks(lags: dict[str, timedelta] | None = None,
                           ) -> list[dg.AssetChecksDefinition]:
     """One last-update freshness check per mart (grouped by allowed lag)."""
     by_lag: dict[timedelta, list[dg.AssetKey]] = {}
-    for name, lag in (lags or MART_FRESHNESS).items():
+    for name, lag in (lags or mart_freshness()).items():
         by_lag.setdefault(lag, []).append(dg.AssetKey(name))
     checks = []
     with warnings.catch_warnings():  # "superseded" by FreshnessPolicy, whose state no sensor can alert on yet
@@ -46,7 +48,7 @@ def with_freshness_policies(assets: list, lags: dict[str, timedelta] | None = No
     """The same assets with Dagster's FreshnessPolicy (fail after the allowed lag, warn at half of it)
     attached to every mart in `lags`: the UI's native freshness badge. The checks above stay the alerting
     path (a failed check record is what stale_mart_alert_sensor reads)."""
-    lags = lags or MART_FRESHNESS
+    lags = lags or mart_freshness()
 
     def attach(spec: dg.AssetSpec) -> dg.AssetSpec:
         lag = lags.get(spec.key.to_user_string())

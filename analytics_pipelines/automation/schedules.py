@@ -1,13 +1,14 @@
 """Time-zone-aware schedules, built by a factory so the lead binds them to his jobs:
 
-    make_schedules(main_job=main_job, kpi_job=kpi_job, retrain_job=clv_job)   # + maintenance_job by default
+    make_schedules(main_job=main_job, kpi_job=kpi_job, customers_job=customers_job)   # + maintenance_job
 
 - intraday_refresh_schedule: every 15 minutes, today's (UTC) partition of main_job; skipped while the
   previous intraday run is still queued or running (no pile-up on 2 cores);
 - nightly_full_schedule: 02:30 local, one run over yesterday..today (late rows of yesterday included);
 - hourly_kpi_schedule: at minute 20 (after the :15 intraday refresh), the hour that just ended of kpi_job
   (if given; its materialization triggers the alert evaluation);
-- weekly_retrain_schedule: Sunday 04:00 local, the model job (if given);
+- customers_weekly_schedule: Monday 06:00 UTC, the customers_job partition of the week that ended (it
+  retrains the churn model and refits CLV: there is no separate retrain schedule);
 - maintenance_schedule: 03:30 local, maintenance_job (retention, export expiry).
 Local = TT_TIMEZONE (IANA name, default UTC), read when the schedules are built. Partitions stay UTC days.
 """
@@ -23,7 +24,6 @@ from analytics_pipelines.automation.jobs import maintenance_job as default_maint
 
 INTRADAY_CRON = "*/15 * * * *"
 NIGHTLY_CRON = "30 2 * * *"
-RETRAIN_CRON = "0 4 * * 0"
 MAINTENANCE_CRON = "30 3 * * *"
 KPI_CRON = "20 * * * *"
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
@@ -39,11 +39,11 @@ def schedule_timezone(timezone: str | None = None) -> str:
     return tz
 
 
-def make_schedules(main_job, retrain_job=None, maintenance_job=default_maintenance_job, kpi_job=None,
+def make_schedules(main_job, customers_job=None, maintenance_job=default_maintenance_job, kpi_job=None,
                    timezone: str | None = None,
                    default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
                    intraday_cron: str = INTRADAY_CRON, nightly_cron: str = NIGHTLY_CRON,
-                   retrain_cron: str = RETRAIN_CRON, maintenance_cron: str = MAINTENANCE_CRON,
+                   maintenance_cron: str = MAINTENANCE_CRON,
                    kpi_cron: str = KPI_CRON) -> list[dg.ScheduleDefinition]:
     tz = schedule_timezone(timezone)
 
@@ -89,14 +89,10 @@ def make_schedules(main_job, retrain_job=None, maintenance_job=default_maintenan
             return dg.RunRequest(run_key=f"kpi:{key}", partition_key=key, tags={"refresh": "hourly_kpi"})
 
         out.append(hourly_kpi_schedule)
-    if retrain_job is not None:
-        @dg.schedule(cron_schedule=retrain_cron, job=retrain_job, execution_timezone=tz,
-                     default_status=default_status, name="weekly_retrain_schedule",
-                     description="Weekly model retraining (Sunday 04:00 local).")
-        def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext):
-            when = context.scheduled_execution_time.astimezone(UTC)
-            year, week, _ = when.isocalendar()
-            return dg.RunRequest(run_key=f"retrain:{year}-W{week:02d}", tags={"refresh": "weekly_retrain"})
-
-        out.append(weekly_retrain_schedule)
+    if customers_job is not None:
+        out.append(dg.build_schedule_from_partitioned_job(
+            customers_job, hour_of_day=6, minute_of_hour=0, name="customers_weekly_schedule",
+            default_status=default_status,
+            description="Monday 06:00 UTC: the week that just ended of the customer analytics (RFM partition, "
+                        "retrained churn model, CLV refits, segments, cohorts, 360)."))
     return out

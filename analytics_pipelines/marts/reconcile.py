@@ -22,6 +22,8 @@ class CheckOutcome:
     passed: bool
     metadata: dict = field(default_factory=dict)
     differences: pl.DataFrame | None = None
+    #: the check could not be evaluated (why): reported as a warning, never as a pass that proves something
+    skipped: str | None = None
 
 
 def staging_query(wh: Warehouse, name: str, *params) -> pl.DataFrame:

@@ -20,13 +20,18 @@ def _sql(name: str) -> str:
 
 def run(name: str, frames: dict[str, pl.DataFrame], **params: date | datetime | str | int | float) -> pl.DataFrame:
     """Execute sql/marts/<name>.sql (or sql/<name>.sql) with `frames` visible as tables and `params` bound as $name."""
+    return run_sql_text(_sql(name), frames, **params)
+
+
+def run_sql_text(sql: str, frames: dict[str, pl.DataFrame],
+                 **params: date | datetime | str | int | float) -> pl.DataFrame:
+    """Execute `sql` with `frames` visible as tables and the `params` it uses bound as $name."""
     conn = duckdb.connect(":memory:", config={"threads": max(1, min(4, os.cpu_count() or 1))})
     try:
         conn.execute("SET TimeZone='UTC'")
         conn.execute("SET enable_progress_bar=false")
         for table, frame in frames.items():
             conn.register(table, frame)
-        sql = _sql(name)
         used = {k: v for k, v in params.items() if f"${k}" in sql}
         return conn.execute(sql, used).pl()
     finally:

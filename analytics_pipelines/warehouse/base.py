@@ -67,7 +67,7 @@ class Warehouse(ABC):
     def shared_reads(self) -> Iterator[None]:
         """Within the block, a backend may keep what it read and serve a later read of the same storage
         from memory (until this process writes the table again). For one process that rebuilds many marts
-        from the same inputs (marts.pipeline.build_everything); a write by another process meanwhile is not
+        from the same inputs (one process reading them repeatedly); a write by another process meanwhile is not
         seen. Default: no sharing."""
         yield
 
