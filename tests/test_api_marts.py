@@ -15,12 +15,12 @@ from fastapi.testclient import TestClient
 from analytics_pipelines import ingestion
 from analytics_pipelines.api import Settings, create_app
 from analytics_pipelines.api.auth import mint_token
-from analytics_pipelines.api.reader import open_reader
 from analytics_pipelines.customers.pipeline import build_customer_marts
 from analytics_pipelines.generator.run import generate
 from analytics_pipelines.marts.pipeline import build_everything
 from analytics_pipelines.source.db import SourceDB
 from analytics_pipelines.warehouse import open_warehouse
+from analytics_pipelines.warehouse.reader import open_reader
 
 FIRST, LAST = "2026-09-01", "2026-10-31"
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
