@@ -29,20 +29,8 @@ from threadpoolctl import threadpool_limits
 
 from analytics_pipelines.customers import clv
 from analytics_pipelines.customers import keys as K
-from analytics_pipelines.customers.clv.bgnbd import _bgnbd_distinct, _fit_bgnbd_distinct
-from analytics_pipelines.customers.clv.gamma_gamma import (
-    _distinct_pairs,
-    _fit_gamma_gamma_distinct,
-    _gamma_gamma_distinct,
-    _lifetime_values,
-)
-from analytics_pipelines.customers.clv.model import (
-    _bgnbd_inputs,
-    _conditional_expected_average_value,
-    _expected_purchases_if_alive,
-    _gamma_gamma_inputs,
-    _probability_alive,
-)
+from analytics_pipelines.customers.clv import bgnbd, gamma_gamma
+from analytics_pipelines.customers.clv import model as clv_model
 from analytics_pipelines.customers.parallel import TaskPool, run_all
 
 WEEK_DAYS = 7.0
@@ -217,14 +205,14 @@ def _try_fit(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, m: np.ndarray,
             # retry with the small L2 penalties clv.fit_bgnbd recommends before giving up on this scope.
             # clv.fit_bgnbd / clv.fit_gamma_gamma in two steps, so that the retries reuse the validated
             # and collapsed data (the same fits)
-            bg_rows = _bgnbd_distinct(*_bgnbd_inputs(x, t_x, t))
+            bg_rows = bgnbd._bgnbd_distinct(*clv_model._bgnbd_inputs(x, t_x, t))
             for penalizer in PENALIZERS:
-                bg = _fit_bgnbd_distinct(*bg_rows, penalizer)
+                bg = bgnbd._fit_bgnbd_distinct(*bg_rows, penalizer)
                 if bg.converged:
                     break
-            gg_rows = _gamma_gamma_distinct(*_gamma_gamma_inputs(x[repeat], m[repeat]))
+            gg_rows = gamma_gamma._gamma_gamma_distinct(*clv_model._gamma_gamma_inputs(x[repeat], m[repeat]))
             for penalizer in PENALIZERS:
-                gg = _fit_gamma_gamma_distinct(*gg_rows, penalizer)
+                gg = gamma_gamma._fit_gamma_gamma_distinct(*gg_rows, penalizer)
                 if gg.converged and gg.q > 1.0:
                     break
         except ValueError:
@@ -309,22 +297,22 @@ def _predict_task(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, m: np.ndarray,
     it), with the work they would repeat done once: P(alive) and the expected value per purchase are
     shared, the expected purchases are evaluated once per distinct (frequency, T) and the 12-month CLV is
     the 24-month sum after 12 months (all the expressions are element-wise)."""
-    alive = _probability_alive(bg, x, t_x, t)
-    xd, td, row = _distinct_pairs(x, t)
-    values = _lifetime_values(bg, gg, x, t_x, t, m, (12, 24), MONTHLY_DISCOUNT, WEEK_DAYS)
+    alive = clv_model._probability_alive(bg, x, t_x, t)
+    xd, td, row = gamma_gamma._distinct_pairs(x, t)
+    values = gamma_gamma._lifetime_values(bg, gg, x, t_x, t, m, (12, 24), MONTHLY_DISCOUNT, WEEK_DAYS)
     return (alive,
-            alive * _expected_purchases_if_alive(bg, np.asarray(90 / WEEK_DAYS), xd, td)[row],
-            alive * _expected_purchases_if_alive(bg, np.asarray(YEAR_WEEKS), xd, td)[row],
-            _conditional_expected_average_value(gg, x, m), values[12], values[24])
+            alive * clv_model._expected_purchases_if_alive(bg, np.asarray(90 / WEEK_DAYS), xd, td)[row],
+            alive * clv_model._expected_purchases_if_alive(bg, np.asarray(YEAR_WEEKS), xd, td)[row],
+            clv_model._conditional_expected_average_value(gg, x, m), values[12], values[24])
 
 
 def _expected_purchases_task(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, bg: clv.BGNBDParams,
                              horizon: float) -> np.ndarray:
     """clv.conditional_expected_purchases(bg, horizon, x, t_x, t), bit for bit, evaluated once per
     distinct (frequency, T) (run in this process or a helper)."""
-    xd, td, row = _distinct_pairs(x, t)
-    return _probability_alive(bg, x, t_x, t) * _expected_purchases_if_alive(bg, np.asarray(horizon),
-                                                                            xd, td)[row]
+    xd, td, row = gamma_gamma._distinct_pairs(x, t)
+    return (clv_model._probability_alive(bg, x, t_x, t)
+            * clv_model._expected_purchases_if_alive(bg, np.asarray(horizon), xd, td)[row])
 
 
 def _rows_by_fit(summary: pl.DataFrame, fits: dict[str, Fit | None]) -> list[tuple[Fit, np.ndarray]]:
