@@ -1,7 +1,7 @@
 """Read API latency and throughput on loopback (writes benchmarks/results/api.md).
 
 The server runs in its own process (`analytics-pipelines api`, one uvicorn worker) over synthetic marts of
-`medium` shape (3 tenants x 34 venues x 730 days, 30 events per venue; analytics_pipelines/api/sample.py)
+`medium` shape (3 tenants x 34 venues x 730 days, 30 events per venue; tests/api_sample.py)
 until the real marts are on main. For each endpoint an open-loop generator sends requests at a fixed rate
 (default 200/s) for a fixed time; a request's latency is measured from its *scheduled* send time, so a
 stalled server cannot hide queueing (no coordinated omission). Then a closed loop with 8 connections
@@ -133,9 +133,11 @@ def main() -> int:
     args = ap.parse_args()
 
     from analytics_pipelines.api.auth import mint_token
-    from analytics_pipelines.api.sample import build_sample_marts
     from analytics_pipelines.api.settings import Settings
     from analytics_pipelines.warehouse import open_warehouse
+
+    sys.path.insert(0, str(ROOT / "tests"))  # the synthetic marts live with the API's tests
+    from api_sample import build_sample_marts
 
     tmp = Path(tempfile.mkdtemp(prefix="tt-bench-api-"))
     if args.backend == "duckdb":
@@ -223,7 +225,7 @@ def main() -> int:
         f"({platform.processor() or platform.machine()}), Python {platform.python_version()}; the load generator "
         "(raw asyncio HTTP/1.1 keep-alive, 32 connections) shares the machine with the server (one uvicorn worker, its own process).", "",
         f"Backend: **{args.backend}**. Data: synthetic marts of `medium` shape (3 tenants x 34 venues x 730 days, "
-        f"30 events per venue, 14 days of hourly KPIs; `analytics_pipelines/api/sample.py`), built in {build_s:.1f} s; "
+        f"30 events per venue, 14 days of hourly KPIs; `tests/api_sample.py`), built in {build_s:.1f} s; "
         f"server ready (/health/ready 200: snapshot loaded, or RLS set up on PostgreSQL) {ready_s:.1f} s after start.", "",
         f"Machine load average (1/5/15 min) before: {' / '.join(f'{x:.1f}' for x in load_before)}, after: "
         f"{' / '.join(f'{x:.1f}' for x in load_after)} (other sessions' work shares these 2 cores).", "",

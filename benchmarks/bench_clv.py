@@ -1,4 +1,4 @@
-"""Benchmark of the BG/NBD and Gamma-Gamma fits of analytics_pipelines.clv against lifetimes 0.11.3.
+"""Benchmark of the BG/NBD and Gamma-Gamma fits of analytics_pipelines.customers.clv against lifetimes 0.11.3.
 
 The CDNOW customers (tests/data/cdnow/) are resampled with replacement to --customers rows with a fixed
 seed; both libraries fit the same rows. lifetimes is not a dependency of this project: give the Python
@@ -33,7 +33,7 @@ import numpy as np
 import polars as pl
 import scipy
 
-from analytics_pipelines import clv
+from analytics_pipelines.customers import clv
 
 CDNOW = (
     Path(__file__).resolve().parent.parent
@@ -142,7 +142,7 @@ def report(
     fits = [("BG/NBD", "bgnbd_seconds"), ("Gamma-Gamma", "gamma_gamma_seconds")]
     ours_total = sum(median(ours[key]) for _, key in fits)
     lines = [
-        "# CLV fits: analytics_pipelines.clv vs lifetimes 0.11.3",
+        "# CLV fits: analytics_pipelines.customers.clv vs lifetimes 0.11.3",
         "",
         f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}",
@@ -165,7 +165,7 @@ def report(
         "",
         "## Timings",
         "",
-        "| fit | analytics_pipelines.clv (s) | lifetimes 0.11.3 (s) | speed-up |",
+        "| fit | analytics_pipelines.customers.clv (s) | lifetimes 0.11.3 (s) | speed-up |",
         "|---|---:|---:|---:|",
     ]
     lifetimes_total = sum(median(lifetimes[key]) for _, key in fits) if lifetimes else math.nan
@@ -188,7 +188,7 @@ def report(
         "",
         "## Parameters",
         "",
-        "| parameter | analytics_pipelines.clv | lifetimes 0.11.3 | relative difference |",
+        "| parameter | analytics_pipelines.customers.clv | lifetimes 0.11.3 | relative difference |",
         "|---|---:|---:|---:|",
     ]
     worst = 0.0

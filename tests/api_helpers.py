@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from api_sample import SampleMarts, build_sample_marts
 from fastapi.testclient import TestClient
 
 from analytics_pipelines.api import Settings, create_app
 from analytics_pipelines.api.auth import mint_token
-from analytics_pipelines.api.reader import open_reader
-from analytics_pipelines.api.sample import SampleMarts, build_sample_marts
 from analytics_pipelines.warehouse import open_warehouse
+from analytics_pipelines.warehouse.reader import open_reader
 
 SECRET = "test-secret-that-is-long-enough-for-production-0123456789"
 

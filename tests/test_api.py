@@ -15,12 +15,12 @@ import pytest
 import sqlalchemy as sa
 from api_helpers import make_api
 
-from analytics_pipelines.api.reader import PostgresReader
-from analytics_pipelines.api.rls import enable_tenant_rls
 from analytics_pipelines.ops.alerts import alert_instances, alert_rules
 from analytics_pipelines.ops.db import ops_engine
 from analytics_pipelines.ops.exports import analytics_exports
 from analytics_pipelines.warehouse import open_warehouse
+from analytics_pipelines.warehouse.reader_postgres import PostgresReader
+from analytics_pipelines.warehouse.rls import enable_tenant_rls
 
 RANGE = "start_date=2026-10-12&end_date=2026-10-31"
 
@@ -490,7 +490,7 @@ def test_openapi_fuzz_has_no_server_errors(tmp_path):
 def test_snapshot_poll_lists_a_table_again_only_after_a_write(tmp_path, monkeypatch):
     """The embedded reader's poll stats one version marker per table; a table's partition files are
     listed again only after the warehouse wrote it (tables without a marker: every time)."""
-    import analytics_pipelines.api.reader as R
+    import analytics_pipelines.warehouse.reader_snapshot as R
 
     a, reader = make_api(f"duckdb:///{tmp_path / 'warehouse'}", tmp_path)
     try:

@@ -11,12 +11,12 @@ import polars as pl
 import pytest
 from api_helpers import SECRET
 from fastapi.testclient import TestClient
-from materialized import FIRST, LAST  # noqa: E402
+from materialized import FIRST, LAST
 
 from analytics_pipelines.api import Settings, create_app
 from analytics_pipelines.api.auth import mint_token
-from analytics_pipelines.api.reader import open_reader
 from analytics_pipelines.warehouse import open_warehouse
+from analytics_pipelines.warehouse.reader import open_reader
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 RANGE = f"start_date={FIRST}&end_date={LAST}"

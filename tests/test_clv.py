@@ -1,4 +1,4 @@
-"""Tests of analytics_pipelines.clv (BG/NBD and Gamma-Gamma) on the CDNOW data set.
+"""Tests of analytics_pipelines.customers.clv (BG/NBD and Gamma-Gamma) on the CDNOW data set.
 
 Reference numbers marked "lifetimes 0.11.3" were computed by running lifetimes 0.11.3 (in a throwaway
 virtualenv, not a dependency of this project) on the CDNOW files in tests/data/cdnow/.
@@ -17,8 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import approx_fprime
 
-from analytics_pipelines import clv
-from analytics_pipelines.clv import BGNBDParams, GammaGammaParams
+from analytics_pipelines.customers import clv
+from analytics_pipelines.customers.clv import BGNBDParams, GammaGammaParams, fitting
+from analytics_pipelines.customers.clv.fitting import (
+    _bgnbd_objective,
+    _BGNBDData,
+    _collapse_duplicates,
+    _gamma_gamma_objective,
+    _GammaGammaData,
+)
 
 CDNOW_DIR = Path(__file__).parent / "data" / "cdnow"
 
@@ -148,14 +155,14 @@ def _objective_gradients(data: object, objective, start: np.ndarray) -> tuple[np
 )
 def test_bgnbd_objective_gradient(cdnow: pl.DataFrame, log_params: np.ndarray) -> None:
     x, t_x, age = (cdnow[c].to_numpy().astype(float) for c in ("frequency", "recency", "T"))
-    data = clv._BGNBDData.build(x, t_x / age.max(), age / age.max(), np.ones_like(x))
-    analytic, numeric = _objective_gradients(data, clv._bgnbd_objective, log_params)
+    data = _BGNBDData.build(x, t_x / age.max(), age / age.max(), np.ones_like(x))
+    analytic, numeric = _objective_gradients(data, _bgnbd_objective, log_params)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-6)
     # The objective is the penalised mean of the public per-customer log-likelihood.
     r, alpha, a, b = np.exp(log_params)
     per_customer = clv.bgnbd_log_likelihood(BGNBDParams(r, alpha, a, b), x, t_x / age.max(), age / age.max())
     expected = -per_customer.mean() + 0.01 * (r**2 + alpha**2 + a**2 + b**2)
-    assert clv._bgnbd_objective(log_params, data, 0.01)[0] == pytest.approx(expected, rel=1e-12)
+    assert _bgnbd_objective(log_params, data, 0.01)[0] == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -164,14 +171,14 @@ def test_bgnbd_objective_gradient(cdnow: pl.DataFrame, log_params: np.ndarray) -
 def test_gamma_gamma_objective_gradient(cdnow: pl.DataFrame, log_params: np.ndarray) -> None:
     repeat = cdnow.filter(pl.col("frequency") > 0)
     x, m = repeat["frequency"].to_numpy().astype(float), repeat["monetary_value"].to_numpy()
-    data = clv._GammaGammaData.build(x, m, np.ones_like(x))
-    analytic, numeric = _objective_gradients(data, clv._gamma_gamma_objective, log_params)
+    data = _GammaGammaData.build(x, m, np.ones_like(x))
+    analytic, numeric = _objective_gradients(data, _gamma_gamma_objective, log_params)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-6)
     p, q, v = np.exp(log_params)
     expected = -clv.gamma_gamma_log_likelihood(GammaGammaParams(p, q, v), x, m).mean() + 0.01 * (
         p**2 + q**2 + v**2
     )
-    assert clv._gamma_gamma_objective(log_params, data, 0.01)[0] == pytest.approx(expected, rel=1e-12)
+    assert _gamma_gamma_objective(log_params, data, 0.01)[0] == pytest.approx(expected, rel=1e-12)
 
 
 def test_non_converged_fit_is_flagged() -> None:
@@ -571,9 +578,9 @@ def test_collapse_duplicates_numpy_and_polars_agree(monkeypatch: pytest.MonkeyPa
     cols = [rng.integers(0, 40, 5000).astype(float), rng.integers(0, 9, 5000) * 0.5, rng.gamma(2.0, 3.0, 5000)]
     cols[2][::3] = 1.25  # duplicates in the continuous column too
     cols[1][::7] = -0.0
-    numpy_rows, numpy_counts = clv._collapse_duplicates(*cols)
-    monkeypatch.setattr(clv, "_COLLAPSE_WITH_POLARS", 1)
-    polars_rows, polars_counts = clv._collapse_duplicates(*cols)
+    numpy_rows, numpy_counts = _collapse_duplicates(*cols)
+    monkeypatch.setattr(fitting, "_COLLAPSE_WITH_POLARS", 1)
+    polars_rows, polars_counts = _collapse_duplicates(*cols)
     for a, b in zip(numpy_rows, polars_rows, strict=True):
         np.testing.assert_array_equal(a, b)
         assert not np.signbit(a).any()  # -0.0 counted as 0.0

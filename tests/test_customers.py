@@ -372,7 +372,7 @@ def test_clv_and_holdout_together_equal_them_apart():
 
 
 def test_task_pool_raises_the_task_errors():
-    from analytics_pipelines import clv as C
+    from analytics_pipelines.customers import clv as C
     from analytics_pipelines.customers import parallel
 
     bg = C.BGNBDParams(r=0.24, alpha=4.4, a=0.79, b=2.4)
@@ -387,7 +387,7 @@ def test_task_pool_raises_the_task_errors():
 
 def test_clv_predictions_equal_the_public_functions(tiny_marts):
     """lifetime's shared-work predictions are clv's public functions, bit for bit."""
-    from analytics_pipelines import clv as C
+    from analytics_pipelines.customers import clv as C
 
     summary = lifetime.rfm_summary(tiny_marts["inp"].orders, THROUGH)
     x, t_x, t, m = lifetime._columns(summary)

@@ -198,3 +198,17 @@ def test_partition_rows_need_not_be_contiguous(warehouse_url):
     got = wh.read_partitions("m", "day", "2026-01-01", "2026-01-01")
     assert sorted(got["tag"].to_list()) == ["a", "a", "c"]
     assert wh.read_partitions("m", "day", "2026-01-02", "2026-01-02")["tag"].to_list() == ["b", "b"]
+
+
+def test_dagster_definitions_and_the_warehouse_do_not_import_the_web_stack():
+    """The Dagster definitions import the warehouse (and the warehouse its API readers live beside): none of
+    it may pull in FastAPI/Starlette. Checked in a fresh interpreter, where nothing else imported them."""
+    code = textwrap.dedent("""
+        import sys
+        import analytics_pipelines.definitions
+        import analytics_pipelines.warehouse.reader, analytics_pipelines.warehouse.reader_postgres
+        import analytics_pipelines.warehouse.reader_snapshot, analytics_pipelines.warehouse.rls
+        print(sorted(m for m in ("fastapi", "starlette") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

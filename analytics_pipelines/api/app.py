@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse
 
 from analytics_pipelines.api import grafana, marts, ops_routes
 from analytics_pipelines.api.common import jsonable
-from analytics_pipelines.api.reader import Reader, TableMissing, open_reader
 from analytics_pipelines.api.settings import Settings
+from analytics_pipelines.warehouse.reader import Reader, TableMissing, open_reader
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from fastapi import Depends, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from analytics_pipelines.api.auth import READ, Principal, decode_token, require, venue_scope
-from analytics_pipelines.api.reader import Reader, Result
+from analytics_pipelines.warehouse.reader import Reader, Result
 
 _bearer = HTTPBearer(auto_error=False, description="JWT (HS256, or RS256 when a public key is configured)")
 

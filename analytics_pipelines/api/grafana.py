@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from analytics_pipelines.api.common import Reading, json_response, reader_of
 from analytics_pipelines.api.common import run_blocking as run
-from analytics_pipelines.api.reader import TableMissing
+from analytics_pipelines.warehouse.reader import TableMissing
 
 router = APIRouter(prefix="/grafana", tags=["grafana"])
 SALES_FIELDS = ("tickets_sold", "orders", "gross_revenue_cents", "unique_customers")

@@ -1,12 +1,12 @@
 """`customer_lifetime_value`: historic value (the old service's formula) beside BG/NBD + Gamma-Gamma
-predictions (analytics_pipelines.clv), per customer and venue, and a calibration/holdout validation.
+predictions (analytics_pipelines.customers.clv), per customer and venue, and a calibration/holdout validation.
 
 Conventions. Time is counted in whole weeks from the customer's first recognized order at the venue (week
 0 = its first 7 days). A purchase occasion is a week with at least one order (several orders in one week
 are one occasion, as lifetimes' `summary_data_from_transaction_data` with a weekly period); frequency =
 occasions - 1; recency = the last occasion's week; T = whole weeks from the first order's day to the as-of
 day; monetary = mean gross revenue (cents) of the repeat occasions. Whole weeks make many customers share
-one (frequency, recency, T), which is what keeps hundreds of per-venue fits fast (clv.py collapses
+one (frequency, recency, T), which is what keeps hundreds of per-venue fits fast (clv collapses
 identical rows). Predictions are for customers as of the end of the as-of day.
 
 Fits. Each venue gets its own fit when it has at least `min_repeat_buyers` customers with a repeat
@@ -27,8 +27,10 @@ import numpy as np
 import polars as pl
 from threadpoolctl import threadpool_limits
 
-from analytics_pipelines import clv
+from analytics_pipelines.customers import clv
 from analytics_pipelines.customers import keys as K
+from analytics_pipelines.customers.clv import bgnbd, gamma_gamma
+from analytics_pipelines.customers.clv import model as clv_model
 from analytics_pipelines.customers.parallel import TaskPool, run_all
 
 WEEK_DAYS = 7.0
@@ -203,14 +205,14 @@ def _try_fit(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, m: np.ndarray,
             # retry with the small L2 penalties clv.fit_bgnbd recommends before giving up on this scope.
             # clv.fit_bgnbd / clv.fit_gamma_gamma in two steps, so that the retries reuse the validated
             # and collapsed data (the same fits)
-            bg_rows = clv._bgnbd_distinct(*clv._bgnbd_inputs(x, t_x, t))
+            bg_rows = bgnbd._bgnbd_distinct(*clv_model._bgnbd_inputs(x, t_x, t))
             for penalizer in PENALIZERS:
-                bg = clv._fit_bgnbd_distinct(*bg_rows, penalizer)
+                bg = bgnbd._fit_bgnbd_distinct(*bg_rows, penalizer)
                 if bg.converged:
                     break
-            gg_rows = clv._gamma_gamma_distinct(*clv._gamma_gamma_inputs(x[repeat], m[repeat]))
+            gg_rows = gamma_gamma._gamma_gamma_distinct(*clv_model._gamma_gamma_inputs(x[repeat], m[repeat]))
             for penalizer in PENALIZERS:
-                gg = clv._fit_gamma_gamma_distinct(*gg_rows, penalizer)
+                gg = gamma_gamma._fit_gamma_gamma_distinct(*gg_rows, penalizer)
                 if gg.converged and gg.q > 1.0:
                     break
         except ValueError:
@@ -295,22 +297,22 @@ def _predict_task(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, m: np.ndarray,
     it), with the work they would repeat done once: P(alive) and the expected value per purchase are
     shared, the expected purchases are evaluated once per distinct (frequency, T) and the 12-month CLV is
     the 24-month sum after 12 months (all the expressions are element-wise)."""
-    alive = clv._probability_alive(bg, x, t_x, t)
-    xd, td, row = clv._distinct_pairs(x, t)
-    values = clv._lifetime_values(bg, gg, x, t_x, t, m, (12, 24), MONTHLY_DISCOUNT, WEEK_DAYS)
+    alive = clv_model._probability_alive(bg, x, t_x, t)
+    xd, td, row = gamma_gamma._distinct_pairs(x, t)
+    values = gamma_gamma._lifetime_values(bg, gg, x, t_x, t, m, (12, 24), MONTHLY_DISCOUNT, WEEK_DAYS)
     return (alive,
-            alive * clv._expected_purchases_if_alive(bg, np.asarray(90 / WEEK_DAYS), xd, td)[row],
-            alive * clv._expected_purchases_if_alive(bg, np.asarray(YEAR_WEEKS), xd, td)[row],
-            clv._conditional_expected_average_value(gg, x, m), values[12], values[24])
+            alive * clv_model._expected_purchases_if_alive(bg, np.asarray(90 / WEEK_DAYS), xd, td)[row],
+            alive * clv_model._expected_purchases_if_alive(bg, np.asarray(YEAR_WEEKS), xd, td)[row],
+            clv_model._conditional_expected_average_value(gg, x, m), values[12], values[24])
 
 
 def _expected_purchases_task(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, bg: clv.BGNBDParams,
                              horizon: float) -> np.ndarray:
     """clv.conditional_expected_purchases(bg, horizon, x, t_x, t), bit for bit, evaluated once per
     distinct (frequency, T) (run in this process or a helper)."""
-    xd, td, row = clv._distinct_pairs(x, t)
-    return clv._probability_alive(bg, x, t_x, t) * clv._expected_purchases_if_alive(bg, np.asarray(horizon),
-                                                                                     xd, td)[row]
+    xd, td, row = gamma_gamma._distinct_pairs(x, t)
+    return (clv_model._probability_alive(bg, x, t_x, t)
+            * clv_model._expected_purchases_if_alive(bg, np.asarray(horizon), xd, td)[row])
 
 
 def _rows_by_fit(summary: pl.DataFrame, fits: dict[str, Fit | None]) -> list[tuple[Fit, np.ndarray]]:

@@ -39,7 +39,7 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from analytics_pipelines.generator.synth import random_uuids
+from analytics_pipelines.generator.primitives import random_uuids
 from analytics_pipelines.source import contract
 
 KINDS = ("null_key", "negative_money", "nan_money", "money_in_dollars", "unknown_status",

@@ -12,7 +12,6 @@ Writers replace whole partitions atomically; readers always see the last committ
 
 from __future__ import annotations
 
-import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -104,20 +103,3 @@ class Warehouse(ABC):
             stray = present.join(wanted, on=list(by), how="anti")
             if stray.height:
                 raise ValueError(f"{table}: rows for partitions outside the write: {stray.head(5).rows()}")
-
-
-def open_warehouse(url: str | None = None) -> Warehouse:
-    """The warehouse named by `url` or TT_WAREHOUSE_URL; default: the embedded one under the data dir."""
-    from analytics_pipelines.paths import data_dir
-
-    url = url or os.environ.get("TT_WAREHOUSE_URL") or f"duckdb:///{data_dir() / 'warehouse'}"
-    if url.startswith("duckdb:///"):
-        from analytics_pipelines.warehouse.embedded import EmbeddedWarehouse
-
-        return EmbeddedWarehouse(url.removeprefix("duckdb:///"))
-    if re.match(r"^postgres(ql)?(\+\w+)?://", url):
-        from analytics_pipelines.warehouse.postgres import PostgresWarehouse
-
-        return PostgresWarehouse(url)
-    raise ValueError(f"unsupported warehouse URL {url!r}: use duckdb:///dir or postgresql://...")
-

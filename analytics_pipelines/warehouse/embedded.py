@@ -21,7 +21,7 @@ from analytics_pipelines.warehouse.base import PartitionKey, Warehouse, check_id
 
 DATA_FILE = "data.parquet"
 #: replaced (new inode) after every write of a table, once its files are in place: a reader polling for
-#: changes stats this one file instead of every partition file (api/reader.py)
+#: changes stats this one file instead of every partition file (warehouse/reader_snapshot.py)
 VERSION_FILE = ".tt_version"
 _catalog_lock = threading.Lock()
 #: zstd level 1: files ~4 % larger than the default level, written ~1.5x faster (measured on fct_orders)

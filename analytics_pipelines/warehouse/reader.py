@@ -1,0 +1,209 @@
+"""How the API reads the marts: one interface, two backends.
+
+- embedded warehouse (Parquet files): `SnapshotReader` keeps a private DuckDB database (a temporary file
+  owned by this process, so nobody else can lock it) holding a copy of each mart the API serves. A
+  background thread compares every table's partition files (size, mtime) once per `refresh_seconds`; the
+  rows of each changed file are replaced in one DuckDB transaction (a whole table is rebuilt under a
+  temporary name and swapped in when most of it changed), so a request sees a partition wholly old or
+  wholly new. Writers rename whole files into place and each file is read through one descriptor, so the
+  copy never holds half a partition; a request never touches the Parquet files and never fails because a
+  run is writing. Results of identical queries are cached until the copy changes. Measured (medium, a year
+  of venue_analytics): reading the files per request costs 150-330 ms, the copy answers in 1-4 ms.
+- PostgreSQL warehouse: `PostgresReader` queries the tables directly in a read-only transaction that
+  switches to the NOLOGIN role `tt_api_reader` and sets `app.tenant_id`; row-level security (`rls.py`)
+  then hides every other tenant's rows even if a query forgot its tenant filter.
+
+Queries are written once in the SQL both dialects share, with %s placeholders (parameters only).
+This module holds the interface and `open_reader`; the backends are reader_snapshot and reader_postgres.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+#: the marts the API serves (customer marts may not exist yet: their endpoints answer 503 until they do)
+API_TABLES = ("venue_analytics", "venue_analytics_hourly", "event_analytics", "revenue_by_channel",
+              "revenue_by_category", "sales_metrics", "event_performance", "venue_seasonality",
+              "revenue_projections", "price_history", "resale_activity", "no_shows", "kpi_snapshots",
+              "customer_rfm_scores", "customer_segments", "customer_segment_transitions",
+              "customer_lifetime_value", "customer_cohorts", "customer_360", "model_performance")
+
+
+class TableMissing(LookupError):
+    """A mart the request needs is not materialized (yet)."""
+
+    def __init__(self, table: str):
+        super().__init__(f"{table} is not materialized yet")
+        self.table = table
+
+
+@dataclass
+class Result:
+    columns: list[str]
+    rows: list[tuple]
+
+
+class Reader(ABC):
+    """What the API needs from a warehouse: tenant-scoped queries, the catalog, health.
+
+    Results of identical queries (same tenant, SQL and parameters) are cached until the data changes: a
+    subclass calls `_changed(tables)` when it sees tables change (the embedded copy on refresh, PostgreSQL
+    when the warehouse's write counters move), which forgets the results that read one of them. A result
+    computed while one of its tables changed is not cached, so the cache never outlives the data it was
+    read from by more than one refresh."""
+
+    kind: str
+
+    def __init__(self, cache_size: int = 4096, cache_rows: int = 2_000_000, workers: int = 2):
+        #: where the API's event loop sends cache misses: a few threads, not one per request -- 32
+        #: concurrent requests each running DuckDB in its own thread convoyed on the GIL (p99 in the
+        #: hundreds of ms while the median stayed at 3 ms)
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"tt-api-{self.kind}")
+        self._generation = 0
+        #: key -> (result, the marts its query reads): a change of one mart forgets only the results
+        #: that read it (hourly KPI snapshots landing do not empty the venue dashboards' answers)
+        self._cache: OrderedDict[tuple, tuple[Result, frozenset[str]]] = OrderedDict()
+        self._table_generation: dict[str, int] = {}
+        self._cache_lock = threading.Lock()
+        self._cache_size = cache_size
+        self._cache_rows = cache_rows
+        self._cached_rows = 0
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    @staticmethod
+    def reads(sql: str, tables: Sequence[str]) -> frozenset[str]:
+        """The marts a query reads: those it names (`tables`) and every served mart its SQL mentions."""
+        words = set(re.findall(r"[a-z_][a-z0-9_]*", sql.lower()))
+        return frozenset(tables) | frozenset(t for t in API_TABLES if t in words)
+
+    def _generations(self, reads: frozenset[str]) -> tuple:
+        return (self._generation, *(self._table_generation.get(t, 0) for t in sorted(reads)))
+
+    def query(self, tenant_id: str, sql: str, params: Sequence = (), tables: Sequence[str] = ()) -> Result:
+        """Run `sql` for `tenant_id` (RLS on PostgreSQL); `tables` are the marts it reads (a missing one
+        raises TableMissing instead of a database error)."""
+        self._require(tables)
+        key = (tenant_id, sql, tuple(params))
+        hit = self._cache.get(key) if self._caching() else None
+        if hit is not None:
+            self.cache_hits += 1
+            return hit[0]
+        self.cache_misses += 1
+        reads = self.reads(sql, tables)
+        generations = self._generations(reads)
+        res = self._execute(tenant_id, sql, params, tables)
+        if self._caching() and len(res.rows) <= self._cache_rows // 8:
+            with self._cache_lock:
+                if generations == self._generations(reads):  # none of its marts changed meanwhile
+                    self._cache[key] = (res, reads)
+                    self._cached_rows += len(res.rows)
+                    while len(self._cache) > self._cache_size or self._cached_rows > self._cache_rows:
+                        self._cached_rows -= len(self._cache.popitem(last=False)[1][0].rows)
+        return res
+
+    def cached(self, tenant_id: str, sql: str, params: Sequence = (), tables: Sequence[str] = ()) -> Result | None:
+        """The cached result of `query(...)` or None. Touches no database, so the event loop calls it and
+        only a miss goes to `executor`."""
+        if not self._caching() or not self._known(tables):
+            return None
+        hit = self._cache.get((tenant_id, sql, tuple(params)))
+        if hit is None:
+            return None
+        self.cache_hits += 1
+        return hit[0]
+
+    def _changed(self, tables: Sequence[str] | None = None) -> None:
+        """These marts changed (None: any may have): forget every cached result that read one of them."""
+        with self._cache_lock:
+            if tables is None:
+                self._generation += 1
+                self._cache.clear()
+                self._cached_rows = 0
+                return
+            changed = set(tables)
+            for t in changed:
+                self._table_generation[t] = self._table_generation.get(t, 0) + 1
+            for key in [k for k, (_, reads) in self._cache.items() if reads & changed]:
+                self._cached_rows -= len(self._cache.pop(key)[0].rows)
+
+    def _caching(self) -> bool:
+        return self._cache_size > 0
+
+    def cache_stats(self) -> dict:
+        return {"entries": len(self._cache), "rows": self._cached_rows, "hits": self.cache_hits,
+                "misses": self.cache_misses, "generation": self._generation + sum(self._table_generation.values())}
+
+    @abstractmethod
+    def _known(self, tables: Sequence[str]) -> bool:
+        """Whether every one of `tables` was present at the last look (no I/O)."""
+
+    @abstractmethod
+    def _require(self, tables: Sequence[str]) -> None:
+        """Raise TableMissing for the first of `tables` that is not materialized."""
+
+    @abstractmethod
+    def _execute(self, tenant_id: str, sql: str, params: Sequence, tables: Sequence[str]) -> Result:
+        """Run the query against the backend (no cache)."""
+
+    @abstractmethod
+    def tables(self) -> set[str]:
+        """The marts present."""
+
+    @abstractmethod
+    def columns(self, table: str) -> list[str]:
+        """A mart's columns."""
+
+    @abstractmethod
+    def status(self) -> dict:
+        """Reachability and freshness, for /health/ready."""
+
+    @abstractmethod
+    def latest(self, table: str, column: str):
+        """max(column) over the whole table (every tenant): freshness for /health/ready."""
+
+    def close(self) -> None:
+        """Release what the reader holds (subclasses release their connections too)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Poller:
+    """A daemon thread calling `fn` every `seconds` until stopped; errors are kept for /health/ready."""
+
+    def __init__(self, fn, seconds: float, name: str):
+        self.fn, self.seconds = fn, seconds
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.seconds):
+            try:
+                self.fn()
+                self.error = None
+            except Exception as exc:  # noqa: BLE001 - keep serving what we have, report it
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.exception("reader refresh failed; serving the previous data")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def open_reader(warehouse_url: str, **kwargs) -> Reader:
+    from analytics_pipelines.warehouse.reader_postgres import PostgresReader
+    from analytics_pipelines.warehouse.reader_snapshot import SnapshotReader
+
+    if warehouse_url.startswith("duckdb:///"):
+        return SnapshotReader(warehouse_url.removeprefix("duckdb:///"), **kwargs)
+    return PostgresReader(warehouse_url, **kwargs)
