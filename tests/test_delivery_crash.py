@@ -52,20 +52,6 @@ sys.exit("the delivery was not killed")
 """
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ops_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ops.sqlite'}"
-    return request.getfixturevalue("pg_database")
-
-
-@pytest.fixture(scope="module")
-def marts_url(tmp_path_factory):
-    url = f"duckdb:///{tmp_path_factory.mktemp('wh') / 'warehouse'}"
-    mf.write(open_warehouse(url), mf.build())
-    return url
-
-
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     monkeypatch.setenv("TT_DATA_DIR", str(tmp_path / "data"))
