@@ -15,10 +15,12 @@ from datetime import UTC, datetime, timedelta
 import mart_frames as mf
 import pytest
 import sqlalchemy as sa
-from notify_servers import smtp_server
+from notify_servers import http_server, smtp_server
 
 from analytics_pipelines import notify, outbox
+from analytics_pipelines.alerting import engine as alerts
 from analytics_pipelines.exports import delivery
+from analytics_pipelines.ops.alerts import alert_notifications
 from analytics_pipelines.ops.db import ops_engine
 from analytics_pipelines.ops.deliveries import delivery_ledger
 from analytics_pipelines.ops.exports import report_deliveries
@@ -35,7 +37,9 @@ CHILD = """
 import os, signal, sys
 from datetime import datetime
 from analytics_pipelines import outbox
+from analytics_pipelines.alerting import engine as alerts
 from analytics_pipelines.exports import delivery
+from analytics_pipelines.ops.alerts import alert_notifications
 from analytics_pipelines.notify import SmtpSettings
 from analytics_pipelines.ops.db import ops_engine
 from analytics_pipelines.warehouse import open_warehouse
@@ -58,10 +62,29 @@ def env(tmp_path, monkeypatch):
     return tmp_path / "data"
 
 
-def _run_killed(ops_url, marts_url, sid, port, stage="send"):
-    proc = subprocess.run([sys.executable, "-c", CHILD, ops_url, marts_url, str(sid), PERIOD, str(port),
-                           NOW.isoformat(), stage], capture_output=True, text=True, timeout=180,
-                          env=os.environ.copy())
+#: an alert evaluation in a child process, SIGKILLed right after its first action (the webhook) was accepted
+ALERT_CHILD = """
+import os, signal, sys
+from datetime import datetime
+import polars as pl
+from analytics_pipelines import outbox
+from analytics_pipelines.alerting import Notifier, evaluate
+from analytics_pipelines.notify import SmtpSettings
+from analytics_pipelines.ops.db import ops_engine
+
+ops_url, port, now = sys.argv[1:]
+outbox.AFTER_SEND.append(lambda key, result: result.ok and os.kill(os.getpid(), signal.SIGKILL))
+now = datetime.fromisoformat(now)
+frame = pl.DataFrame({"snapshot_hour": [now.replace(minute=0)], "tenant_id": ["t1"], "venue_id": [None],
+                      "metric": ["refund_rate_24h_pct"], "value": [25.0]})
+evaluate(ops_engine(ops_url), frame, now, Notifier(smtp=SmtpSettings(host="127.0.0.1", port=int(port))))
+sys.exit("the evaluation was not killed")
+"""
+
+
+def _run_killed(*args, child=CHILD):
+    proc = subprocess.run([sys.executable, "-c", child, *map(str, args)], capture_output=True, text=True,
+                          timeout=180, env=os.environ.copy())
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
 
 
@@ -87,7 +110,7 @@ def test_killed_between_send_and_record_the_sweeper_delivers_once(ops_url, marts
     with smtp_server() as (port, inbox):
         settings = notify.SmtpSettings(host="127.0.0.1", port=port)
         transport = outbox.Transport(smtp=settings, sleep=lambda s: None)
-        _run_killed(ops_url, marts_url, sid, port)
+        _run_killed(ops_url, marts_url, sid, PERIOD, port, NOW.isoformat(), "send")
         # the message left before the kill; the ledger still says `sending`, Message-ID recorded beforehand
         assert len(_ids_for(inbox, GM)) == 1
         (ledger,) = _rows(engine, delivery_ledger)
@@ -129,7 +152,7 @@ def test_killed_while_rendering_the_claim_is_handed_back_and_delivered(ops_url, 
     sid = _subscription(engine)
     with smtp_server() as (port, inbox):
         settings = notify.SmtpSettings(host="127.0.0.1", port=port)
-        _run_killed(ops_url, marts_url, sid, port, stage="render")
+        _run_killed(ops_url, marts_url, sid, PERIOD, port, NOW.isoformat(), "render")
         assert inbox == [] and _rows(engine, delivery_ledger) == []
         assert [r["status"] for r in _rows(engine, report_deliveries)] == ["sending"]
         swept = outbox.sweep_deliveries(engine, AFTER_LEASE, outbox.Transport(smtp=settings))
@@ -139,6 +162,37 @@ def test_killed_while_rendering_the_claim_is_handed_back_and_delivered(ops_url, 
         out = delivery.deliver(engine, open_warehouse(marts_url), sid, PERIOD, settings, now=AFTER_LEASE)
         assert out.status == "sent" and out.attempts == 2
         assert len(_ids_for(inbox, GM)) == 1
+
+
+def test_alert_killed_after_its_webhook_is_swept_once_per_key(ops_url):
+    """A webhook accepted, then the kill: the e-mail action was queued (pending) with the instance but never
+    sent. The sweeper re-POSTs the webhook with the same Idempotency-Key and sends the e-mail once."""
+    engine = ops_engine(ops_url)
+    with http_server([]) as (url, received), smtp_server() as (port, inbox):
+        alerts.create_rule(engine, dict(name="refunds", metric="refund_rate_24h_pct", operator="gt",
+                                        threshold=10, actions=[{"type": "webhook", "url": url},
+                                                               {"type": "email", "to": [GM]}]))
+        _run_killed(ops_url, port, NOW.isoformat(), child=ALERT_CHILD)
+        assert len(received) == 1 and inbox == []
+        states = {r["channel"]: r["state"] for r in _rows(engine, delivery_ledger)}
+        assert states == {"webhook": "sending", "email": "pending"}
+        assert _rows(engine, alert_notifications) == []
+
+        notifier = alerts.Notifier(smtp=notify.SmtpSettings(host="127.0.0.1", port=port), sleep=lambda s: None)
+        swept = outbox.sweep_deliveries(engine, AFTER_LEASE, notifier.transport())
+        assert len(swept.resent) == 2 and swept.failed == []
+        keys = [r["headers"]["Idempotency-Key"] for r in received]
+        assert len(received) == 2 and len(set(keys)) == 1 and received[0]["body"] == received[1]["body"]
+        assert len(_ids_for(inbox, GM)) == 1
+        notes = _rows(engine, alert_notifications)
+        assert sorted((n["channel"], n["status"]) for n in notes) == [("email", "sent"), ("webhook", "sent")]
+
+        # the instance is open: evaluating again sends nothing; neither does another sweep
+        frame = alerts.pl.DataFrame({"snapshot_hour": [NOW.replace(minute=0)], "tenant_id": ["t1"],
+                                     "venue_id": [None], "metric": ["refund_rate_24h_pct"], "value": [30.0]})
+        assert alerts.evaluate(engine, frame, AFTER_LEASE, notifier).still_open == [("refunds", "tenant:t1")]
+        assert outbox.sweep_deliveries(engine, AFTER_LEASE + timedelta(days=1), notifier.transport()).resent == []
+        assert len(received) == 2 and len(inbox) == 1
 
 
 def _race(n, fn):
