@@ -38,6 +38,7 @@ import sqlalchemy as sa
 
 from analytics_pipelines import notify
 from analytics_pipelines.ops.alerts import alert_instances, alert_notifications
+from analytics_pipelines.ops.db import as_utc
 from analytics_pipelines.ops.deliveries import delivery_ledger
 from analytics_pipelines.ops.exports import report_deliveries
 
@@ -66,8 +67,7 @@ def message_id_for(key: str) -> str:
 
 
 def _utc(value: datetime | None) -> datetime:
-    value = value or datetime.now(UTC)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_utc(value or datetime.now(UTC))
 
 
 def _insert_once(conn: sa.Connection, row: dict) -> str:
@@ -190,7 +190,7 @@ def record(engine: sa.Engine, row: dict, token: str, result: notify.DeliveryResu
     if result.ok:
         values = dict(state="sent", sent_at=now, last_error=None, message=None, next_attempt_at=None)
     else:  # alerts are retried by the sweeper; reports by their subscription (report_deliveries' backoff)
-        retry_at = now + _backoff(row["attempts"] + 1) if row["source"] == "alert" else None
+        retry_at = now + _backoff(row["attempts"]) if row["source"] == "alert" else None
         values = dict(state="failed", last_error=(result.error or "not sent")[:4000], next_attempt_at=retry_at)
     with engine.begin() as conn:
         mine = conn.execute(d.update().where(d.c.idem_key == row["idem_key"], d.c.state == "sending",

@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 import mart_frames as mf
 import pytest
 import sqlalchemy as sa
-from notify_servers import http_server, smtp_server
+from notify_servers import free_port, http_server, smtp_server
 
 from analytics_pipelines import notify, outbox
 from analytics_pipelines.alerting import engine as alerts
 from analytics_pipelines.exports import delivery
 from analytics_pipelines.ops.alerts import alert_notifications
-from analytics_pipelines.ops.db import ops_engine
+from analytics_pipelines.ops.db import as_utc, ops_engine
 from analytics_pipelines.ops.deliveries import delivery_ledger
 from analytics_pipelines.ops.exports import report_deliveries
 from analytics_pipelines.warehouse import open_warehouse
@@ -41,7 +41,7 @@ from analytics_pipelines.alerting import engine as alerts
 from analytics_pipelines.exports import delivery
 from analytics_pipelines.ops.alerts import alert_notifications
 from analytics_pipelines.notify import SmtpSettings
-from analytics_pipelines.ops.db import ops_engine
+from analytics_pipelines.ops.db import as_utc, ops_engine
 from analytics_pipelines.warehouse import open_warehouse
 
 ops_url, marts_url, sid, period, port, now, stage = sys.argv[1:]
@@ -70,7 +70,7 @@ import polars as pl
 from analytics_pipelines import outbox
 from analytics_pipelines.alerting import Notifier, evaluate
 from analytics_pipelines.notify import SmtpSettings
-from analytics_pipelines.ops.db import ops_engine
+from analytics_pipelines.ops.db import as_utc, ops_engine
 
 ops_url, port, now = sys.argv[1:]
 outbox.AFTER_SEND.append(lambda key, result: result.ok and os.kill(os.getpid(), signal.SIGKILL))
@@ -193,6 +193,26 @@ def test_alert_killed_after_its_webhook_is_swept_once_per_key(ops_url):
         assert alerts.evaluate(engine, frame, AFTER_LEASE, notifier).still_open == [("refunds", "tenant:t1")]
         assert outbox.sweep_deliveries(engine, AFTER_LEASE + timedelta(days=1), notifier.transport()).resent == []
         assert len(received) == 2 and len(inbox) == 1
+
+
+def test_a_failed_alert_email_is_retried_by_the_sweeper_with_its_message_id(ops_url):
+    engine = ops_engine(ops_url)
+    alerts.create_rule(engine, dict(name="refunds", metric="refund_rate_24h_pct", operator="gt", threshold=10,
+                                    actions=[{"type": "email", "to": [GM]}]))
+    frame = alerts.pl.DataFrame({"snapshot_hour": [NOW.replace(minute=0)], "tenant_id": ["t1"],
+                                 "venue_id": [None], "metric": ["refund_rate_24h_pct"], "value": [30.0]})
+    with smtp_server() as (port, inbox):
+        down = notify.SmtpSettings(host="127.0.0.1", port=free_port(), timeout_s=2)
+        (note,) = alerts.evaluate(engine, frame, NOW, alerts.Notifier(smtp=down, sleep=lambda s: None)).notifications
+        assert note["status"] == "failed"
+        (row,) = _rows(engine, delivery_ledger)
+        assert row["state"] == "failed" and as_utc(row["next_attempt_at"]) == NOW + timedelta(minutes=5)
+        up = alerts.Notifier(smtp=notify.SmtpSettings(host="127.0.0.1", port=port)).transport()
+        assert outbox.sweep_deliveries(engine, NOW + timedelta(minutes=4), up).resent == []  # backing off
+        assert outbox.sweep_deliveries(engine, NOW + timedelta(minutes=5), up).resent == [row["idem_key"]]
+        assert _ids_for(inbox, GM) == [row["message_id"]]
+        assert [n["status"] for n in _rows(engine, alert_notifications)] == ["failed", "sent"]
+        assert outbox.sweep_deliveries(engine, NOW + timedelta(days=1), up).resent == []
 
 
 def _race(n, fn):
