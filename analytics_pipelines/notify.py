@@ -70,24 +70,41 @@ class DeliveryResult:
     log: list[str] = field(default_factory=list)
 
 
-def send_email(settings: SmtpSettings, to: Sequence[str], subject: str, body: str,
-               attachments: Sequence[Attachment] = (), html: str | None = None,
-               retries: int = 2, backoff_s: float = 1.0, sleep: Callable[[float], None] = time.sleep
-               ) -> DeliveryResult:
-    """Send one message to `to` via SMTP; transient failures are retried with exponential backoff."""
-    if not to:
-        return DeliveryResult(ok=False, attempts=0, error="no recipients")
+def build_email(settings: SmtpSettings, to: Sequence[str], subject: str, body: str,
+                attachments: Sequence[Attachment] = (), html: str | None = None,
+                message_id: str | None = None) -> EmailMessage:
+    """The message `send_email` sends; `message_id` (e.g. a delivery ledger's) or a fresh one."""
     msg = EmailMessage()
     msg["From"] = settings.sender
     msg["To"] = ", ".join(to)
     msg["Subject"] = subject
-    msg["Message-ID"] = make_msgid(domain=settings.sender.partition("@")[2] or None)
+    msg["Message-ID"] = message_id or make_msgid(domain=settings.sender.partition("@")[2] or None)
     msg.set_content(body)
     if html:
         msg.add_alternative(html, subtype="html")
     for a in attachments:
         maintype, _, subtype = a.mime_type.partition("/")
         msg.add_attachment(a.content, maintype=maintype, subtype=subtype or "octet-stream", filename=a.filename)
+    return msg
+
+
+def send_email(settings: SmtpSettings, to: Sequence[str], subject: str, body: str,
+               attachments: Sequence[Attachment] = (), html: str | None = None,
+               retries: int = 2, backoff_s: float = 1.0, sleep: Callable[[float], None] = time.sleep,
+               message_id: str | None = None) -> DeliveryResult:
+    """Send one message to `to` via SMTP; transient failures are retried with exponential backoff."""
+    if not to:
+        return DeliveryResult(ok=False, attempts=0, error="no recipients")
+    msg = build_email(settings, to, subject, body, attachments, html, message_id)
+    return send_message(settings, msg, to, retries=retries, backoff_s=backoff_s, sleep=sleep)
+
+
+def send_message(settings: SmtpSettings, msg: EmailMessage, to: Sequence[str], retries: int = 2,
+                 backoff_s: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> DeliveryResult:
+    """Send a built message (its headers, Message-ID included, as they are) to `to`, with retries."""
+    if not to:
+        return DeliveryResult(ok=False, attempts=0, error="no recipients")
+    subject = msg["Subject"]
     masked = ", ".join(mask_email(t) for t in to)
     result = DeliveryResult(ok=False, attempts=0, message_id=msg["Message-ID"])
     for attempt in range(1, retries + 2):
@@ -99,7 +116,7 @@ def send_email(settings: SmtpSettings, to: Sequence[str], subject: str, body: st
                     smtp.starttls()
                 if settings.username:
                     smtp.login(settings.username, settings.password or "")
-                smtp.send_message(msg)
+                smtp.send_message(msg, from_addr=settings.sender, to_addrs=list(to))
             result.ok, result.error = True, None
             log.info("email %r sent to %s (attempt %d)", subject, masked, attempt)
             return result

@@ -79,3 +79,23 @@ def materialized(tmp_path_factory):
     from materialized import materialize_everything
 
     return materialize_everything(tmp_path_factory.mktemp("materialized"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def ops_url(request, tmp_path) -> str:
+    """Both operational-database backends: a SQLite file in tmp_path, and a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ops.sqlite'}"
+    return request.getfixturevalue("pg_database")
+
+
+@pytest.fixture(scope="module")
+def marts_url(tmp_path_factory) -> str:
+    """An embedded warehouse holding the small mart fixtures of mart_frames."""
+    import mart_frames as mf
+
+    from analytics_pipelines.warehouse import open_warehouse
+
+    url = f"duckdb:///{tmp_path_factory.mktemp('wh') / 'warehouse'}"
+    mf.write(open_warehouse(url), mf.build())
+    return url

@@ -147,13 +147,6 @@ def test_bad_rules_are_refused_with_a_clear_message(bad, message):
 
 # -- the engine on both operational databases ---------------------------------------------------------------
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ops_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ops.sqlite'}"
-    return request.getfixturevalue("pg_database")
-
-
 def fresh_engine(url: str) -> sa.Engine:
     """A new engine as a new process would get (the cached one forgotten)."""
     ops_engine.cache_clear()

@@ -43,13 +43,6 @@ KEY = "test-pseudonym-key-0123456789"
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ops_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ops.sqlite'}"
-    return request.getfixturevalue("pg_database")
-
-
 @pytest.fixture
 def engine(ops_url):
     return ops_engine(ops_url)
@@ -60,13 +53,6 @@ def sqlite_ops(tmp_path):
     """Dagster-level tests run on SQLite only; both ops backends are covered by the tests below them."""
     url = f"sqlite:///{tmp_path / 'ops.sqlite'}"
     return url, ops_engine(url)
-
-
-@pytest.fixture(scope="module")
-def marts_url(tmp_path_factory):
-    url = f"duckdb:///{tmp_path_factory.mktemp('wh') / 'warehouse'}"
-    mf.write(open_warehouse(url), mf.build())
-    return url
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import sqlalchemy as sa
 
-from analytics_pipelines import notify
+from analytics_pipelines import notify, outbox
 from analytics_pipelines.alerting.rules import (
     RuleError,
     alert_message,
@@ -158,6 +158,12 @@ class Notifier:
     webhook_timeout_s: float = 10.0
     sleep: Callable[[float], None] = time.sleep
 
+    def transport(self) -> outbox.Transport:
+        """The same settings for sends through the delivery ledger."""
+        return outbox.Transport(smtp=self.smtp, email_retries=self.email_retries,
+                                webhook_retries=self.webhook_retries, backoff_s=self.backoff_s,
+                                webhook_timeout_s=self.webhook_timeout_s, sleep=self.sleep)
+
     @classmethod
     def from_env(cls, **overrides) -> Notifier:
         return cls(**{"smtp": notify.SmtpSettings.from_env(), "emails": _split(os.environ.get("TT_ALERT_EMAILS")),
@@ -182,8 +188,10 @@ class Notifier:
             timeout_s=self.webhook_timeout_s, headers=dict(headers or {}), sleep=self.sleep)
 
 
-def _deliver(engine: sa.Engine, notifier: Notifier, rule: Mapping, instance: Mapping) -> list[dict]:
-    """Run every action of `rule` for a new instance; one alert_notifications row per action."""
+def _enqueue_actions(conn: sa.Connection, notifier: Notifier, rule: Mapping, instance: Mapping) -> list[dict]:
+    """Store every e-mail/webhook action of a new instance in the delivery ledger, in the transaction that
+    inserts the instance (so a crash cannot leave an instance whose notifications were never queued); one
+    plan per action, in order: {"key"} for a ledger delivery, else {"channel", "target", "error"}."""
     subject = f"[{instance['severity'].upper()}] {rule['name']}"
     scope = instance["scope_key"]
     body = (f"{instance['message']}\n\nRule: {rule['name']} (id {rule['id']})\nSeverity: {instance['severity']}\n"
@@ -195,28 +203,54 @@ def _deliver(engine: sa.Engine, notifier: Notifier, rule: Mapping, instance: Map
                "threshold": rule["threshold"], "threshold_high": rule.get("threshold_high"),
                "value": instance["trigger_value"], "triggered_at": instance["triggered_at"].isoformat(),
                "message": instance["message"]}
-    records = []
-    for action in rule["actions"] or [{"type": "log"}]:
+    plans: list[dict] = []
+    for i, action in enumerate(rule["actions"] or [{"type": "log"}]):
         kind = action["type"]
+        ledger = dict(source="alert", source_ref=f"{instance['id']}:{i}", created=instance["triggered_at"],
+                      now=instance["triggered_at"])
         if kind == "email":
-            target, res = notifier.email(action.get("to") or (), subject, body)
-        elif kind == "webhook":
-            target, res = notifier.webhook(action.get("url"), payload, action.get("headers"), action.get("retries"))
-        elif kind == "slack" and action.get("url"):
-            target, res = notifier.webhook(action["url"], {"text": f"{subject}: {instance['message']}"})
+            to = list(action.get("to") or ()) or list(notifier.emails)
+            plans.append({"key": outbox.enqueue_email(conn, settings=notifier.smtp, to=to, subject=subject,
+                                                       body=body, **ledger)} if to else
+                         {"channel": "email", "target": "(no recipients)",
+                          "error": "no recipients: set TT_ALERT_EMAILS"})
+        elif kind == "webhook" or (kind == "slack" and action.get("url")):
+            url = action.get("url") or notifier.webhook_url
+            request = (dict(payload=payload, headers=action.get("headers"), retries=action.get("retries"))
+                       if kind == "webhook" else dict(payload={"text": f"{subject}: {instance['message']}"}))
+            plans.append({"key": outbox.enqueue_webhook(conn, url=url, **request, **ledger)} if url else
+                         {"channel": "webhook", "target": "(no url)",
+                          "error": "no webhook url: set TT_ALERT_WEBHOOK_URL"})
         else:  # log, and the old service's sms/dashboard/slack-without-url: a log line is the delivery
-            log.warning("%s %s", subject, instance["message"])
-            target, res = f"{kind} (logged)", notify.DeliveryResult(ok=True, attempts=1)
-            kind = "log"
-        records.append({"instance_id": instance["id"], "channel": kind, "target_masked": target[:300],
-                        "status": "sent" if res.ok else "failed", "attempts": res.attempts,
-                        "error": res.error, "created_at": datetime.now(UTC)})
-        if not res.ok:
-            log.warning("alert %s: %s to %s failed after %d attempt(s): %s", instance["id"], kind, target,
-                        res.attempts, res.error)
-    if records:
+            plans.append({"channel": "log", "target": f"{kind} (logged)", "log": f"{subject} {instance['message']}"})
+    return plans
+
+
+def _deliver(engine: sa.Engine, notifier: Notifier, instance: Mapping, plans: list[dict]) -> list[dict]:
+    """Send the queued actions of a new instance (each claimed in the ledger first, so a concurrent sweeper
+    cannot send it too); one alert_notifications row per action, written with the ledger's outcome."""
+    transport, records, local = notifier.transport(), [], []
+    now = instance["triggered_at"]
+    for plan in plans:
+        if "key" in plan:
+            done = outbox.dispatch(engine, plan["key"], transport, now)
+            if done is not None and done.settled is not None:
+                records.append(done.settled)
+            continue
+        if "log" in plan:
+            log.warning("%s", plan["log"])
+        note = {"instance_id": instance["id"], "channel": plan["channel"], "target_masked": plan["target"][:300],
+                "status": "failed" if plan.get("error") else "sent", "attempts": 0 if plan.get("error") else 1,
+                "error": plan.get("error"), "created_at": datetime.now(UTC)}
+        records.append(note)
+        local.append(note)
+    for note in records:
+        if note["status"] != "sent":
+            log.warning("alert %s: %s to %s failed after %d attempt(s): %s", instance["id"], note["channel"],
+                        note["target_masked"], note["attempts"], note["error"])
+    if local:
         with engine.begin() as conn:
-            conn.execute(alert_notifications.insert(), records)
+            conn.execute(alert_notifications.insert(), local)
     return records
 
 
@@ -271,7 +305,7 @@ def evaluate(engine: sa.Engine, metrics: pl.DataFrame, now: datetime | None = No
         query = query.where(alert_rules.c.id.in_(list(rule_ids)))
     with engine.connect() as conn:
         rules = [dict(r) for r in conn.execute(query).mappings()]
-    fired: list[tuple[dict, dict]] = []
+    fired: list[dict] = []
     for stored in rules:
         try:
             rule = {**validate_rule(stored), "id": stored["id"]}
@@ -302,16 +336,18 @@ def evaluate(engine: sa.Engine, metrics: pl.DataFrame, now: datetime | None = No
                                  .values(last_evaluated_at=now))
                 summary.still_open.append((rule["name"], scope))
                 continue
-            instance = _open_instance(engine, rule, row, now, summary)
+            instance = _open_instance(engine, rule, row, now, summary, notifier)
             if instance is not None:
-                fired.append((rule, instance))
-    for rule, instance in fired:
-        summary.notifications.extend(_deliver(engine, notifier, rule, instance))
+                fired.append(instance)
+    for instance in fired:
+        summary.notifications.extend(_deliver(engine, notifier, instance, instance["deliveries"]))
     return summary
 
 
-def _open_instance(engine: sa.Engine, rule: dict, row: dict, now: datetime,
-                   summary: EvaluationSummary) -> dict | None:
+def _open_instance(engine: sa.Engine, rule: dict, row: dict, now: datetime, summary: EvaluationSummary,
+                   notifier: Notifier | None = None) -> dict | None:
+    """Insert the instance and (with a notifier) queue its actions in the ledger, in one transaction; the
+    instance, its queued actions under "deliveries"."""
     scope = row["scope_key"]
     instance = {"rule_id": rule["id"], "tenant_id": row["tenant_id"], "venue_id": row["venue_id"],
                 "scope_key": scope, "status": "active", "severity": rule["severity"], "triggered_at": now,
@@ -326,6 +362,7 @@ def _open_instance(engine: sa.Engine, rule: dict, row: dict, now: datetime,
                 alert_instances.insert().values(**instance).returning(alert_instances.c.id)).scalar_one()
             conn.execute(alert_rules.update().where(alert_rules.c.id == rule["id"]).values(
                 trigger_count=alert_rules.c.trigger_count + 1, last_triggered_at=now))
+            instance["deliveries"] = _enqueue_actions(conn, notifier, rule, instance) if notifier else []
     except sa.exc.IntegrityError:
         # the partial unique index: another evaluator opened this rule+scope a moment ago
         summary.lost_race.append((rule["name"], scope))

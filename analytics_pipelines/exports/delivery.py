@@ -5,11 +5,16 @@ A subscription names a venue, a report (daily_venue | weekly_executive), a forma
 due: yesterday (daily), last ISO week Monday-Sunday (weekly), last calendar month (monthly). Dates are
 calendar dates of the venue-local calendar applied to the marts' UTC days.
 
-Exactly once: the sender first claims the (subscription, period) ledger row by INSERT; the unique key lets
-exactly one inserter through, and only it sends. A failed send is recorded (attempts, last_error,
-next_attempt_at) and re-claimed later by a conditional UPDATE failed -> sending, again by exactly one caller,
-until MAX_ATTEMPTS. A process killed between the SMTP handoff and the ledger update leaves the row in
-`sending`: it is never resent automatically (at most once beats twice; `stuck_sending` lists them).
+One claim per (subscription, period): the sender first claims the report_deliveries row by INSERT (or, for a
+retry, by a conditional UPDATE failed -> sending); the unique key lets exactly one caller through, and only it
+renders and sends. The e-mail itself goes through the delivery ledger (analytics_pipelines/outbox.py): the
+rendered message is stored with a Message-ID derived from (subscription, period, recipients) and the row is
+committed in `sending` before the SMTP call; `sent` (ledger and report_deliveries, one transaction) after.
+A failed send is recorded (attempts, last_error, next_attempt_at) and re-claimed later, until MAX_ATTEMPTS;
+a retry sends the stored message again (same Message-ID). A process killed between the SMTP handoff and the
+record leaves both rows in `sending`: `outbox.sweep_deliveries` sends the stored message again after the
+lease (at least once; the same Message-ID lets the receiving side dedupe) and marks both rows `sent`; a
+report claim whose sender died before the message was stored goes back to `failed` and is retried.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
+from analytics_pipelines import outbox
 from analytics_pipelines.exports.lifecycle import backoff, utcnow
-from analytics_pipelines.notify import Attachment, SmtpSettings, mask_email, send_email
+from analytics_pipelines.notify import Attachment, SmtpSettings, mask_email
 from analytics_pipelines.ops.db import as_utc
 from analytics_pipelines.ops.exports import EXPORT_FORMATS, report_deliveries, report_subscriptions
 from analytics_pipelines.paths import data_dir
@@ -157,12 +163,14 @@ def due_deliveries(engine: sa.Engine, now: datetime | None = None) -> list[DueDe
     return out
 
 
-def _claim(engine: sa.Engine, subscription_id: int, period: str, now: datetime) -> bool:
+def _claim(engine: sa.Engine, subscription_id: int, period: str, now: datetime,
+           lease: timedelta = outbox.DEFAULT_LEASE) -> bool:
+    """While `sending`, next_attempt_at holds the end of the claim's lease (the sweeper's cue)."""
     d = report_deliveries
     try:
         with engine.begin() as conn:
             conn.execute(d.insert().values(subscription_id=subscription_id, period=period, status="sending",
-                                           attempts=0, created_at=now))
+                                           attempts=0, created_at=now, next_attempt_at=now + lease))
         return True
     except sa.exc.IntegrityError:
         pass
@@ -170,7 +178,7 @@ def _claim(engine: sa.Engine, subscription_id: int, period: str, now: datetime) 
         return conn.execute(d.update().where(
             d.c.subscription_id == subscription_id, d.c.period == period, d.c.status == "failed",
             d.c.attempts < MAX_ATTEMPTS, sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now),
-        ).values(status="sending")).rowcount == 1
+        ).values(status="sending", next_attempt_at=now + lease)).rowcount == 1
 
 
 def _period_of(sub, period_label: str) -> tuple[date, date]:
@@ -212,9 +220,11 @@ class DeliveryOutcome:
 
 def deliver(engine: sa.Engine, wh: Warehouse, subscription_id: int, period: str, smtp: SmtpSettings,
             now: datetime | None = None, out_dir: Path | None = None, limit_bytes: int | None = None,
-            link_base: str | None = None, smtp_retries: int = 1) -> DeliveryOutcome:
-    """Claim (subscription, period) and, only if this call won the claim, render and email the report
-    (`smtp_retries` quick retries inside this attempt; later attempts come from the ledger's backoff)."""
+            link_base: str | None = None, smtp_retries: int = 1,
+            lease: timedelta = outbox.DEFAULT_LEASE) -> DeliveryOutcome:
+    """Claim (subscription, period) and, only if this call won the claim, render the report, store the
+    e-mail in the delivery ledger and send it (`smtp_retries` quick retries inside this attempt; later
+    attempts come from the ledger's backoff)."""
     now = now or utcnow()
     s, d = report_subscriptions, report_deliveries
     with engine.connect() as conn:
@@ -223,7 +233,7 @@ def deliver(engine: sa.Engine, wh: Warehouse, subscription_id: int, period: str,
         raise KeyError(f"no subscription {subscription_id}")
     if not sub["enabled"]:
         return DeliveryOutcome("skipped", error="subscription disabled")
-    if not _claim(engine, subscription_id, period, now):
+    if not _claim(engine, subscription_id, period, now, lease):
         return DeliveryOutcome("skipped")
     where = sa.and_(d.c.subscription_id == subscription_id, d.c.period == period, d.c.status == "sending")
     path: Path | None = None
@@ -238,11 +248,13 @@ def deliver(engine: sa.Engine, wh: Warehouse, subscription_id: int, period: str,
         body = (f"{title} is attached ({path.name}, {size:,} bytes)." if attach else
                 f"{title} is {size:,} bytes, above the {limit:,}-byte attachment limit, so it is not attached. "
                 f"It is available at:\n{location}")
-        result = send_email(smtp, sub["recipients"], f"TicketToken: {title}", body,
-                            [Attachment(path.name, path.read_bytes(), MIME.get(path.suffix, "application/octet-stream"))]
-                            if attach else [], retries=smtp_retries, backoff_s=1.0)
-        if not result.ok:
-            raise RuntimeError(result.error or "email not sent")
+        files = ([Attachment(path.name, path.read_bytes(), MIME.get(path.suffix, "application/octet-stream"))]
+                 if attach else [])
+        with engine.begin() as conn:  # a retry finds the stored message and sends that one again
+            key = outbox.enqueue_email(conn, source="report", source_ref=f"{subscription_id}:{period}",
+                                       settings=smtp, to=sub["recipients"], subject=f"TicketToken: {title}",
+                                       body=body, attachments=files, created=as_utc(sub["created_at"]), now=now)
+            conn.execute(d.update().where(where).values(file_path=str(path)))
     except Exception as exc:  # noqa: BLE001 - recorded in the ledger and retried by a later tick
         with engine.begin() as conn:
             attempts = conn.execute(sa.select(d.c.attempts).where(where)).scalar_one() + 1
@@ -251,18 +263,24 @@ def deliver(engine: sa.Engine, wh: Warehouse, subscription_id: int, period: str,
                 next_attempt_at=now + backoff(attempts, RETRY_BASE_S), file_path=str(path) if path else None))
         log.warning("delivery %s/%s failed (attempt %d): %s", subscription_id, period, attempts, exc)
         return DeliveryOutcome("failed", attempts, f"{type(exc).__name__}: {exc}", str(path) if path else None)
-    with engine.begin() as conn:
-        attempts = conn.execute(sa.select(d.c.attempts).where(where)).scalar_one() + 1
-        conn.execute(d.update().where(where).values(status="sent", attempts=attempts, sent_at=now, last_error=None,
-                                                   message_id=result.message_id, file_path=str(path),
-                                                   next_attempt_at=None))
-    return DeliveryOutcome("sent", attempts, None, str(path), attach)
+    transport = outbox.Transport(smtp=smtp, email_retries=smtp_retries, backoff_s=1.0)
+    done = outbox.dispatch(engine, key, transport, now, lease, retry_failed=True)
+    with engine.connect() as conn:  # dispatch recorded the outcome in report_deliveries too
+        row = conn.execute(sa.select(d).where(d.c.subscription_id == subscription_id,
+                                              d.c.period == period)).mappings().one()
+    if done is None:  # the ledger row is a sweeper's right now (or was sent): it settles report_deliveries
+        return DeliveryOutcome("skipped", row["attempts"], None, str(path))
+    if not done.result.ok:
+        log.warning("delivery %s/%s failed (attempt %d): %s", subscription_id, period, row["attempts"],
+                    done.result.error)
+        return DeliveryOutcome("failed", row["attempts"], done.result.error or "email not sent", str(path))
+    return DeliveryOutcome("sent", row["attempts"], None, str(path), attach)
 
 
 def stuck_sending(engine: sa.Engine, older_than: timedelta = timedelta(hours=1),
                   now: datetime | None = None) -> list[tuple[int, str]]:
-    """(subscription, period) claimed for sending longer ago than `older_than`: a sender died mid-way; they
-    are not resent automatically (the mail may have gone out) — an operator decides."""
+    """(subscription, period) claimed for sending longer ago than `older_than`: a sender died mid-way.
+    `outbox.sweep_deliveries` resolves them (sends the stored message again, or hands the claim back)."""
     now = now or utcnow()
     d = report_deliveries
     with engine.connect() as conn:
