@@ -131,6 +131,28 @@ def test_landing_users_without_a_key_refuses_before_writing(source, tmp_path, mo
     ingestion.ingest_raw_dimension(SourceDB(source), wh, "event_categories")  # nothing personal: lands
 
 
+def test_cli_run_needs_a_key_for_a_real_source_not_for_the_sample(monkeypatch, capsys):
+    from analytics_pipelines.cli import _landing_key_ready, main
+
+    monkeypatch.delenv(privacy.LANDING_KEY_ENV, raising=False)
+    monkeypatch.setenv("TT_SOURCE_URL", "postgresql://platform.invalid/tickettoken")
+    monkeypatch.delenv("TT_ENV", raising=False)
+    assert main(["run"]) == 2  # refused before anything runs or connects
+    assert "TT_LANDING_PSEUDONYM_KEY is not set" in capsys.readouterr().err
+    monkeypatch.setenv("TT_ENV", "production")
+    assert main(["run"]) == 2
+    monkeypatch.setenv(privacy.LANDING_KEY_ENV, KEY_A)
+    assert _landing_key_ready()
+    # the embedded generated sample: development unless TT_ENV says otherwise
+    monkeypatch.delenv(privacy.LANDING_KEY_ENV)
+    monkeypatch.delenv("TT_SOURCE_URL")
+    monkeypatch.delenv("TT_ENV", raising=False)
+    assert _landing_key_ready() and privacy.is_development()
+    assert "TT_ENV=development" in capsys.readouterr().err
+    monkeypatch.setenv("TT_ENV", "production")
+    assert not _landing_key_ready()
+
+
 # ---- (d) different keys, different pseudonyms; the key id shows a re-key ---------------------------------
 def test_keys_and_key_ids(source, person, tmp_path, monkeypatch):
     a, b = KEY_A.encode(), KEY_B.encode()
