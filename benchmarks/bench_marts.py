@@ -11,6 +11,7 @@ appends a line to benchmarks/results/marts.md.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import sys
@@ -23,6 +24,10 @@ from analytics_pipelines import ingestion
 from analytics_pipelines.marts.pipeline import build_everything
 from analytics_pipelines.source.db import SourceDB
 from analytics_pipelines.warehouse import open_warehouse
+
+# generated data (synthetic people) lands with the development pseudonym key unless TT_ENV or
+# TT_LANDING_PSEUDONYM_KEY says otherwise (docs/privacy.md)
+os.environ.setdefault("TT_ENV", "development")
 
 RESULTS = Path(__file__).resolve().parent / "results" / "marts.md"
 HEADER = ("| date | host | scale | warehouse | fct_orders rows | days | full rebuild s | slowest marts (full) | "
