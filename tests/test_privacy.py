@@ -62,6 +62,8 @@ def test_sql_hmac_equals_python_hmac(key):
     assert expected[0] == privacy.hmac_hex(key, "") and len(expected[0]) == 64
     assert out["other"].to_list() == df["other"].to_list()  # row order and other columns kept
     assert (out[privacy.KEY_ID_COLUMN] == privacy.key_id(key)).all()
+    empty = privacy.keyed(df.clear(), key, ["v"])
+    assert empty.height == 0 and privacy.KEY_ID_COLUMN in empty.columns
 
 
 def test_emails_are_normalized_the_same_way_as_the_lookup():
