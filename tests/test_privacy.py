@@ -121,6 +121,12 @@ def test_short_keys_are_refused_and_development_uses_a_fixed_key(caplog):
     # landing and exports have their own keys (privacy.py says why)
     assert privacy.DEV_LANDING_KEY != privacy.DEV_EXPORT_KEY
     assert privacy.landing_key_for("orders", {}) is None  # no personal columns: no key needed
+    # exports share the implementation: the same HMAC, their own variable and development key
+    from analytics_pipelines.reports.pseudonyms import pseudonym, pseudonym_key
+
+    assert pseudonym(KEY_A.encode(), "t", "u") == "cus_" + privacy.hmac_hex(KEY_A.encode(), "t:u")[:32]
+    with pytest.raises(privacy.PseudonymKeyError, match="TT_EXPORT_PSEUDONYM_KEY is not set"):
+        pseudonym_key({privacy.LANDING_KEY_ENV: KEY_A})
 
 
 def test_landing_users_without_a_key_refuses_before_writing(source, tmp_path, monkeypatch):
