@@ -7,7 +7,7 @@ salted sha256 is not a pseudonym: anyone holding a list of e-mail addresses hash
 Two keys, two variables (both at least MIN_KEY_LENGTH characters, both required unless TT_ENV=development):
 
 - TT_LANDING_PSEUDONYM_KEY keys the personal columns of the source as they land in the raw layer
-  (PERSONAL_COLUMNS), and `pseudonym_for_email` (the API looks a customer up by e-mail with it);
+  (PERSONAL_COLUMNS), and `pseudonym_for_email` (how the API can find a customer by e-mail);
 - TT_EXPORT_PSEUDONYM_KEY keys the customer ids of exported files (reports/pseudonyms.py).
 
 Why two and not one: they protect different things with different lifecycles. Export pseudonyms leave the
