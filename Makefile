@@ -13,6 +13,10 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 # per-partition materialization events of a single-run backfill are written in batches (instance.py)
 export DAGSTER_EVENT_BATCH_SIZE := 1000
+# `make` is the development entry point: personal data lands and exports with the fixed development
+# pseudonym keys unless TT_ENV (or TT_LANDING_PSEUDONYM_KEY / TT_EXPORT_PSEUDONYM_KEY) says otherwise;
+# production runs without make and must set the keys (docs/privacy.md)
+export TT_ENV ?= development
 
 .PHONY: install run test dev api bench bench-api lint clean
 

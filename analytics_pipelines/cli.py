@@ -60,7 +60,28 @@ def _print_counts(title: str, counts: dict[str, int]) -> None:
     Console().print(t)
 
 
+def _landing_key_ready() -> bool:
+    """Whether personal data may land: a run over the embedded generated sample (no TT_SOURCE_URL: its
+    people are synthetic) is development unless TT_ENV says otherwise, and lands with the fixed development
+    pseudonym key (with a warning). A run over a real platform (TT_SOURCE_URL) keeps TT_ENV as given, so in
+    production a missing TT_LANDING_PSEUDONYM_KEY refuses here, before anything runs (docs/privacy.md)."""
+    from analytics_pipelines.privacy import PseudonymKeyError, landing_key
+
+    if not os.environ.get("TT_SOURCE_URL") and not os.environ.get("TT_ENV"):
+        os.environ["TT_ENV"] = "development"
+        print("TT_ENV=development (the embedded sample source): personal data lands with the development "
+              "pseudonym key", file=sys.stderr)
+    try:
+        landing_key()
+    except PseudonymKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if not _landing_key_ready():
+        return 2
     _setup_dagster_home()
     from analytics_pipelines.resources import default_source_url, default_warehouse_url
     from analytics_pipelines.runner import last_partition_keys, run_job, summary

@@ -12,9 +12,9 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-import duckdb
 import polars as pl
 
+from analytics_pipelines import privacy
 from analytics_pipelines.source import contract
 from analytics_pipelines.source.db import SourceDB
 from analytics_pipelines.staging import reasons as R
@@ -30,8 +30,9 @@ from analytics_pipelines.warehouse import Warehouse
 UNPLACEABLE = "__unplaceable__"
 QUARANTINE_TABLE = "quarantine"
 LEDGER_TABLE = "ingestion_ledger"
-#: personal data is pseudonymized (sha256) on landing: raw keeps hashes, staging drops the columns
-PII_COLUMNS = {"users": ("email", "first_name", "last_name", "phone")}
+#: personal data is keyed on landing (HMAC-SHA256, TT_LANDING_PSEUDONYM_KEY; analytics_pipelines/privacy.py):
+#: raw keeps the pseudonyms and the key's id (column pseudonym_key_id), staging drops the users' columns
+PII_COLUMNS = privacy.PERSONAL_COLUMNS
 #: facts are extracted and staged in chunks of this many days to bound memory on big backfills. Each chunk
 #: is one scan of the source table (its partition timestamp is a COALESCE no index serves): at `large`,
 #: tickets from PostgreSQL took 93 s in 31-day chunks, 55 s in 92-day chunks (peak 3.0 GB), 42 s in
@@ -47,18 +48,10 @@ def stg_table(table: str) -> str:
     return f"stg_{table}"
 
 
-def _pseudonymize(df: pl.DataFrame, table: str) -> pl.DataFrame:
-    cols = [c for c in PII_COLUMNS.get(table, ()) if c in df.columns]
-    if not cols:
-        return df
-    # vectorized sha256 through DuckDB (no per-row Python)
-    select = ", ".join(f"sha256({c}) AS {c}" if c in cols else c for c in df.columns)
-    conn = duckdb.connect()
-    try:
-        conn.register("_pii", df.to_arrow())
-        return conn.execute(f"SELECT {select} FROM _pii").pl().cast(df.schema)
-    finally:
-        conn.close()
+def _pseudonymize(df: pl.DataFrame, table: str, key: bytes | None) -> pl.DataFrame:
+    """The table's personal columns keyed (vectorized, through DuckDB); `key` from privacy.landing_key_for,
+    looked up before the extract so that a missing key refuses before any personal data is read."""
+    return privacy.pseudonymize_landing(df, table, key)
 
 
 def partition_timestamp(table: str) -> pl.Expr:
@@ -97,13 +90,15 @@ def ingest_raw_facts(source: SourceDB, warehouse: Warehouse, table: str, days: l
 
     Each day is replaced whole (idempotent); days without rows are written empty."""
     landing = source.is_landing() if landing is None else landing
+    key = privacy.landing_key_for(table)
     stats = IngestStats()
     for i in range(0, len(days), CHUNK_DAYS):
         chunk = days[i:i + CHUNK_DAYS]
         start, end = date.fromisoformat(chunk[0]), date.fromisoformat(chunk[-1]) + timedelta(days=1)
         where, params = source.window_predicate(table, landing, start, end)
         df = source.extract_text(table, where, params)
-        df = _pseudonymize(df, table).with_columns(partition_timestamp(table).str.slice(0, 10).alias(PARTITION))
+        df = _pseudonymize(df, table, key)
+        df = df.with_columns(partition_timestamp(table).str.slice(0, 10).alias(PARTITION))
         warehouse.write_partitions(raw_table(table), df, [PARTITION], [(d,) for d in chunk])
         counts = dict(df.group_by(PARTITION).len().iter_rows())
         for d in chunk:
@@ -114,7 +109,9 @@ def ingest_raw_facts(source: SourceDB, warehouse: Warehouse, table: str, days: l
 
 def ingest_raw_dimension(source: SourceDB, warehouse: Warehouse, table: str) -> IngestStats:
     """Snapshot a dimension table into raw_<table> (replaced whole)."""
-    df = _pseudonymize(source.extract_text(table, "TRUE"), table).with_columns(pl.lit(SNAPSHOT).alias(PARTITION))
+    key = privacy.landing_key_for(table)
+    df = _pseudonymize(source.extract_text(table, "TRUE"), table, key)
+    df = df.with_columns(pl.lit(SNAPSHOT).alias(PARTITION))
     warehouse.replace_table(raw_table(table), df)
     return IngestStats(rows=df.height, per_partition={SNAPSHOT: df.height})
 
@@ -187,7 +184,7 @@ def collect_unplaceable(source: SourceDB, warehouse: Warehouse, first_day: str, 
     for table in contract.fact_tables():
         spec = contract.table(table)
         where, params = source.unplaceable_predicate(table, landing, start, end)
-        df = _pseudonymize(source.extract_text(table, where, params), table)
+        df = _pseudonymize(source.extract_text(table, where, params), table, privacy.landing_key_for(table))
         part = partition_timestamp(table)
         day = part.str.slice(0, 10)
         reason = (pl.when(part.is_null()).then(pl.lit(R.MISSING_PARTITION_TIMESTAMP))

@@ -10,6 +10,7 @@ time per phase, rows/s and peak RSS, and appends a line to benchmarks/results/in
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import sys
@@ -24,6 +25,10 @@ from analytics_pipelines import ingestion
 from analytics_pipelines.source import contract
 from analytics_pipelines.source.db import SourceDB
 from analytics_pipelines.warehouse import open_warehouse
+
+# generated data (synthetic people) lands with the development pseudonym key unless TT_ENV or
+# TT_LANDING_PSEUDONYM_KEY says otherwise (docs/privacy.md)
+os.environ.setdefault("TT_ENV", "development")
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest.md"

@@ -11,6 +11,9 @@ import psycopg
 import pytest
 
 PG_ADMIN_URL = os.environ.get("TT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# generated test data lands with the fixed development pseudonym keys; tests of the production behaviour
+# set TT_ENV (or delete it) themselves (tests/test_privacy.py, tests/test_exports.py)
+os.environ.setdefault("TT_ENV", "development")
 
 
 def _pg_reachable() -> str | None:

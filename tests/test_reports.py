@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 from pdf_tools import ink_per_page, pdf_text
 
+from analytics_pipelines.privacy import key_id
 from analytics_pipelines.reports import ChartSpec, Report, Section, render
 from analytics_pipelines.reports.builders import (
     RAW_DATA_TABLES,
@@ -262,7 +263,9 @@ def test_segments_filter_with_customer_marts(tmp_path, frames):
 
 def test_customer_exports_carry_only_keyed_pseudonyms(duck, frames, tmp_path):
     f = parse_filters(mf.T1, {"date_from": "2026-11-02", "date_to": "2026-11-15"})
-    a = build_export(duck, "customer_list", f, {}, KEY, now=NOW).sections[1].table
+    listing = build_export(duck, "customer_list", f, {}, KEY, now=NOW).sections[1]
+    a = listing.table
+    assert f"key {key_id(KEY)}" in listing.note  # the note names the key that made the pseudonyms
     b = build_export(duck, "customer_list", f, {}, KEY, now=NOW).sections[1].table
     c = build_export(duck, "customer_list", f, {}, b"another-key-0123456789", now=NOW).sections[1].table
     assert a["customer"].to_list() == b["customer"].to_list()              # stable

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
+from analytics_pipelines.privacy import key_id
 from analytics_pipelines.reports.filters import (
     CUSTOMER_MART,
     ExportRequestError,
@@ -275,8 +276,9 @@ def _customer_list(wh, f, window, options, key):
                              "refunded_cents": int(per["refunded_cents"].sum() or 0)}],
                            schema={"customers": pl.Int64, "new_customers": pl.Int64, "orders": pl.Int64,
                                    "total_spent_cents": pl.Int64, "refunded_cents": pl.Int64})
-    note = ("Customers are keyed pseudonyms (HMAC-SHA256); no names or emails. First/last purchase are "
-            "within the exported date range.")
+    keyed_by = f", key {key_id(key)}" if key else ""
+    note = (f"Customers are keyed pseudonyms (HMAC-SHA256{keyed_by}); no names or emails. First/last "
+            "purchase are within the exported date range.")
     return "Customer list", (Section("Summary", summary, layout="kv"), Section("Customers", per, note=note))
 
 

@@ -2,46 +2,38 @@
 
 Stable (the same customer gets the same pseudonym in every export, so files can be joined), keyed (without
 the secret nobody can recompute or reverse them, unlike the old service's salted sha256 whose salt was
-guessable), and scoped by tenant (one person is unlinkable across tenants). Names and emails never leave."""
+guessable), and scoped by tenant (one person is unlinkable across tenants). Names and emails never leave.
+The key handling and the HMAC are analytics_pipelines/privacy.py's (shared with landing; why exports have
+their own key variable is explained there)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import logging
-import os
+from collections.abc import Mapping
 
 import polars as pl
 
-log = logging.getLogger(__name__)
+from analytics_pipelines.privacy import (
+    DEV_EXPORT_KEY,
+    EXPORT_KEY_ENV,
+    MIN_KEY_LENGTH,
+    PseudonymKeyError,
+    hmac_hex,
+    load_key,
+)
 
-KEY_ENV = "TT_EXPORT_PSEUDONYM_KEY"
-DEV_KEY = b"tickettoken-development-only-pseudonym-key"
-MIN_KEY_LENGTH = 16
+KEY_ENV = EXPORT_KEY_ENV
+DEV_KEY = DEV_EXPORT_KEY
+__all__ = ["DEV_KEY", "KEY_ENV", "MIN_KEY_LENGTH", "PseudonymKeyError", "pseudonym", "pseudonym_key",
+           "pseudonymize"]
 
 
-class PseudonymKeyError(RuntimeError):
-    """Customer data cannot be exported: no (or a too short) pseudonym key is configured."""
-
-
-def pseudonym_key(environ: dict | None = None) -> bytes:
+def pseudonym_key(environ: Mapping[str, str] | None = None) -> bytes:
     """The configured key. Outside development (TT_ENV=development) a missing key refuses to run."""
-    env = os.environ if environ is None else environ
-    key = env.get(KEY_ENV, "")
-    if key:
-        if len(key) < MIN_KEY_LENGTH:
-            raise PseudonymKeyError(f"{KEY_ENV} must be at least {MIN_KEY_LENGTH} characters")
-        return key.encode()
-    if env.get("TT_ENV", "").lower() in ("development", "dev", "local", "test"):
-        log.warning("%s is not set; using the development key (TT_ENV=%s)", KEY_ENV, env.get("TT_ENV"))
-        return DEV_KEY
-    raise PseudonymKeyError(f"{KEY_ENV} is not set: customer exports need a secret for keyed pseudonyms "
-                            "(set TT_ENV=development to use a fixed development key locally)")
+    return load_key(KEY_ENV, DEV_KEY, "customer exports need", environ)
 
 
 def pseudonym(key: bytes, tenant_id: str, customer_id: str) -> str:
-    digest = hmac.new(key, f"{tenant_id}:{customer_id}".encode(), hashlib.sha256).hexdigest()
-    return f"cus_{digest[:32]}"
+    return f"cus_{hmac_hex(key, f'{tenant_id}:{customer_id}')[:32]}"
 
 
 def pseudonymize(df: pl.DataFrame, key: bytes, tenant_id: str, columns: dict[str, str]) -> pl.DataFrame:

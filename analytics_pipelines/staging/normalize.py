@@ -42,7 +42,7 @@ _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u206
 _DROPPED = {
     # decimal-typed column named cents, unreliable on the platform; `price` (dollars) is the truth
     "tickets": ("price_cents",),
-    # personal data never leaves raw (raw keeps only hashes of it)
+    # personal data never leaves raw (raw keeps only its keyed pseudonyms: analytics_pipelines/privacy.py)
     "users": ("email", "first_name", "last_name", "phone"),
 }
 
