@@ -12,9 +12,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from analytics_pipelines.api import grafana, marts, ops_routes
+from analytics_pipelines.api import catalog, grafana, marts, ops_routes
 from analytics_pipelines.api.common import jsonable
 from analytics_pipelines.api.settings import Settings
+from analytics_pipelines.registry import Registry, default_registry
 from analytics_pipelines.warehouse.reader import Reader, TableMissing, open_reader
 
 log = logging.getLogger(__name__)
@@ -30,16 +31,21 @@ A mart that is not materialized yet answers 503 with a message."""
 FRESHNESS = (("venue_analytics", "day"), ("kpi_snapshots", "snapshot_hour"), ("sales_metrics", "period_start"))
 
 
-def create_app(settings: Settings | None = None, reader: Reader | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, reader: Reader | None = None,
+               registry: Registry | None = None) -> FastAPI:
     """The API for `settings` (default: from the environment). Refuses to build without a JWT key outside
-    development mode. `reader` overrides the warehouse reader (tests)."""
+    development mode. `reader` overrides the warehouse reader (tests); `registry` the table registry whose
+    served marts it lists and scopes (default: the project's)."""
     settings = settings or Settings.from_env()
     settings.validate()
+    registry = registry or default_registry()
+    served = [t.name for t in registry.servable()]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if app.state.reader is None:
-            app.state.reader = open_reader(settings.warehouse_url, refresh_seconds=settings.refresh_seconds)
+            app.state.reader = open_reader(settings.warehouse_url, refresh_seconds=settings.refresh_seconds,
+                                           tables=served)
         gc.collect()
         gc.freeze()  # the long-lived startup objects leave the collector's scans: fewer request-time pauses
         try:
@@ -51,6 +57,7 @@ def create_app(settings: Settings | None = None, reader: Reader | None = None) -
     app = FastAPI(title="TicketToken Analytics API", version="1.0.0", description=DESCRIPTION,
                   lifespan=lifespan)
     app.state.settings = settings
+    app.state.registry = registry
     app.state.reader = reader
     app.state.owns_reader = reader is None
     app.state.ops = None
@@ -100,6 +107,7 @@ def create_app(settings: Settings | None = None, reader: Reader | None = None) -
         return JSONResponse(jsonable(body), status_code=200 if status.get("reachable") else 503)
 
     app.include_router(marts.router)
+    app.include_router(catalog.router)
     app.include_router(ops_routes.router)
     app.include_router(grafana.router)
     return app

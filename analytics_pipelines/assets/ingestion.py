@@ -32,11 +32,10 @@ def _partitions(context: dg.AssetExecutionContext) -> list[str]:
     return list(context.partition_keys)
 
 
-def _raw_asset(table: str) -> dg.AssetsDefinition:
+def _raw_asset(entry) -> dg.AssetsDefinition:
+    table = entry.name.removeprefix("raw_")
     spec = contract.table(table)
     partitioned = spec.partitioned
-    when = (f"Daily partitions by `coalesce({', '.join(spec.partition_time)})` (UTC)." if partitioned
-            else "Unpartitioned: a full snapshot each run.")
 
     @dg.asset(
         name=ingestion.raw_table(table),
@@ -45,8 +44,7 @@ def _raw_asset(table: str) -> dg.AssetsDefinition:
         kinds={warehouse_kind(), "polars"},
         partitions_def=daily_partitions if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
-        description=f"Landing copy of source `{table}`: every contract column as text, personal data "
-                    f"hashed. {spec.description} {when} Re-materializing replaces the partition.",
+        description=entry.description,
         metadata={"source_table": table, "warehouse_table": ingestion.raw_table(table)},
     )
     def _raw(context: dg.AssetExecutionContext, source: SourceResource,
@@ -71,7 +69,8 @@ def _raw_asset(table: str) -> dg.AssetsDefinition:
     return _raw
 
 
-def _stg_asset(table: str) -> dg.AssetsDefinition:
+def _stg_asset(entry) -> dg.AssetsDefinition:
+    table = entry.name.removeprefix("stg_")
     spec = contract.table(table)
     partitioned = spec.partitioned
     key = dg.AssetKey(ingestion.stg_table(table))
@@ -95,10 +94,7 @@ def _stg_asset(table: str) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
         deps=[dg.AssetDep(ingestion.raw_table(table))] + [dg.AssetDep(ingestion.stg_table(p)) for p in parents],
         check_specs=checks,
-        description=f"Typed, normalized `{table}`: money as integer cents (`*_cents` + `currency`), statuses "
-                    f"lower case, timestamps UTC, duplicates resolved (latest updated_at/created_at wins). "
-                    f"Rejected rows go to `quarantine` with a reason; `ingestion_ledger` balances "
-                    f"rows_in = rows_out + rows_rejected per partition.",
+        description=entry.description,
         metadata={"source_table": table, "warehouse_table": ingestion.stg_table(table)},
     )
     def _stg(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -223,9 +219,9 @@ def ingestion_assets(registry) -> list[dg.AssetsDefinition]:
     out = []
     for t in registry.by_factory("ingestion"):
         if t.name.startswith("raw_") and t.name != "raw_unplaceable_rows":
-            out.append(_raw_asset(t.name.removeprefix("raw_")))
+            out.append(_raw_asset(t))
         elif t.name.startswith("stg_"):
-            out.append(_stg_asset(t.name.removeprefix("stg_")))
+            out.append(_stg_asset(t))
         else:
             out.append({"raw_unplaceable_rows": raw_unplaceable_rows, "ingestion_audit": ingestion_audit}[t.name])
     return out

@@ -115,4 +115,14 @@ def validate(tables: Iterable[Table]) -> list[str]:
 def default_registry() -> Registry:
     from analytics_pipelines.registry import customers, ingestion, marts
 
-    return Registry((*ingestion.tables(), *marts.TABLES, *customers.TABLES))
+    return Registry((*ingestion.tables(), *marts.TABLES, *customers.TABLES, CATALOG))
+
+
+CATALOG = Table(
+    name="table_catalog", group="catalog", owner="team:data-platform", keys=("name",), tenant_column=None,
+    no_tenant_reason="describes the tables; holds no tenant's data", grain="one row per registered table",
+    build="analytics_pipelines.registry.catalog:table_catalog", kinds=("polars",),
+    description="The table registry as a table: every warehouse table's layer, grain, keys, tenant and venue "
+                "columns, partitioning, upstream tables, owner, checks and whether the API serves it.",
+    checks=(Check("lists_every_table", "Every registered table listed once, with a description and a grain.",
+                  "analytics_pipelines.registry.catalog:check_catalog", kind="invariants"),))

@@ -48,12 +48,13 @@ def tables() -> tuple[Table, ...]:
         *(_raw(s) for s in specs),
         *(_stg(s) for s in specs),
         Table(name="raw_unplaceable_rows", group="raw", owner=OWNER, factory="ingestion", kinds=("polars",),
-              upstream=tuple(f"raw_{t}" for t in facts), keys=("source_table", "source_key"),
+              upstream=tuple(f"raw_{t}" for t in facts), keys=("source_table", "source_key"), stored="elsewhere",
               tenant_column=None, no_tenant_reason="rows no partition can hold are kept as raw text payloads",
               grain="one row per unplaceable source row",
               description="Fact rows that no daily partition can hold (partition timestamp missing, garbled, "
                           "before the first partition or after today): quarantined under partition "
-                          "`__unplaceable__` so that every source row is accounted for."),
+                          "`__unplaceable__` (rows of the `quarantine` table) so that every source row is "
+                          "accounted for."),
         Table(name="ingestion_audit", group="staging", owner=OWNER, factory="ingestion", kinds=("polars",),
               upstream=("raw_unplaceable_rows", *(f"stg_{s.name}" for s in specs)), keys=("source_table",),
               tenant_column=None, no_tenant_reason="row counts per source table, no tenant's data",

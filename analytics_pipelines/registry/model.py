@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Partitioning = Literal["daily", "hourly", "weekly"]
-Stored = Literal["table", "artifact"]
+#: "table": a warehouse table of its own; "artifact": a file (a model); "elsewhere": rows in another table
+Stored = Literal["table", "artifact", "elsewhere"]
 
 
 @dataclass(frozen=True)

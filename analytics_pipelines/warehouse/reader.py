@@ -30,12 +30,12 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-#: the marts the API serves (customer marts may not exist yet: their endpoints answer 503 until they do)
-API_TABLES = ("venue_analytics", "venue_analytics_hourly", "event_analytics", "revenue_by_channel",
-              "revenue_by_category", "sales_metrics", "event_performance", "venue_seasonality",
-              "revenue_projections", "price_history", "resale_activity", "no_shows", "kpi_snapshots",
-              "customer_rfm_scores", "customer_segments", "customer_segment_transitions",
-              "customer_lifetime_value", "customer_cohorts", "customer_360", "model_performance")
+def api_tables() -> tuple[str, ...]:
+    """The marts the API serves: the registry's `serve=True` entries (customer marts may not exist yet:
+    their endpoints answer 503 until they do)."""
+    from analytics_pipelines.registry import default_registry
+
+    return tuple(t.name for t in default_registry().servable())
 
 
 class TableMissing(LookupError):
@@ -80,11 +80,13 @@ class Reader(ABC):
         self.cache_hits = 0
         self.cache_misses = 0
 
-    @staticmethod
-    def reads(sql: str, tables: Sequence[str]) -> frozenset[str]:
+    #: the served marts (set by each backend from its `tables` argument or the registry)
+    served: tuple[str, ...] = ()
+
+    def reads(self, sql: str, tables: Sequence[str]) -> frozenset[str]:
         """The marts a query reads: those it names (`tables`) and every served mart its SQL mentions."""
         words = set(re.findall(r"[a-z_][a-z0-9_]*", sql.lower()))
-        return frozenset(tables) | frozenset(t for t in API_TABLES if t in words)
+        return frozenset(tables) | frozenset(t for t in self.served if t in words)
 
     def _generations(self, reads: frozenset[str]) -> tuple:
         return (self._generation, *(self._table_generation.get(t, 0) for t in sorted(reads)))

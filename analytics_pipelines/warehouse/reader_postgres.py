@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 
 import psycopg
@@ -13,7 +14,7 @@ from psycopg import sql as psql
 from analytics_pipelines.source.db import normalize_pg_url
 from analytics_pipelines.warehouse.base import check_identifier
 from analytics_pipelines.warehouse.postgres import SCHEMA, VERSIONS
-from analytics_pipelines.warehouse.reader import API_TABLES, Reader, Result, TableMissing, _Poller
+from analytics_pipelines.warehouse.reader import Reader, Result, TableMissing, _Poller, api_tables
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------------
@@ -22,8 +23,9 @@ class PostgresReader(Reader):
 
     def __init__(self, url: str, schema: str = SCHEMA, role: str = "tt_api_reader", pool_size: int = 8,
                  setup_rls: bool = True, catalog_seconds: float = 5.0, refresh_seconds: float = 1.0,
-                 background: bool = True, cache_size: int = 4096):
+                 background: bool = True, cache_size: int = 4096, tables: Sequence[str] | None = None):
         super().__init__(cache_size, workers=pool_size)
+        self.served = tuple(api_tables() if tables is None else tables)
         self.url = normalize_pg_url(url)
         self.schema = check_identifier(schema)
         self.role = check_identifier(role)
@@ -124,7 +126,7 @@ class PostgresReader(Reader):
                 cat.setdefault(t, []).append(c)
             self._catalog = cat
             self._catalog_at = time.monotonic()
-            if self._setup_rls and any(t in cat and t not in self._protected for t in API_TABLES):
+            if self._setup_rls and any(t in cat and t not in self._protected for t in self.served):
                 self._protect()  # a mart appeared since start: protect it before serving it
         return self._catalog
 

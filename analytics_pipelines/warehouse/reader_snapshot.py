@@ -15,7 +15,7 @@ import polars as pl
 
 from analytics_pipelines.warehouse.base import check_identifier
 from analytics_pipelines.warehouse.embedded import DATA_FILE, VERSION_FILE
-from analytics_pipelines.warehouse.reader import API_TABLES, Reader, Result, TableMissing, _Poller
+from analytics_pipelines.warehouse.reader import Reader, Result, TableMissing, _Poller, api_tables
 
 
 # -- embedded -----------------------------------------------------------------------------------------
@@ -77,12 +77,12 @@ def read_files(paths: list[str]):
 class SnapshotReader(Reader):
     kind = "duckdb"
 
-    def __init__(self, root: str | os.PathLike, tables: Sequence[str] = API_TABLES,
+    def __init__(self, root: str | os.PathLike, tables: Sequence[str] | None = None,
                  refresh_seconds: float = 2.0, memory_limit: str = "1GB", threads: int = 2,
                  background: bool = True, cache_size: int = 4096):
         super().__init__(cache_size, workers=threads)
         self.root = Path(root).resolve()
-        self.wanted = tuple(check_identifier(t) for t in tables)
+        self.wanted = self.served = tuple(check_identifier(t) for t in (api_tables() if tables is None else tables))
         self.refresh_seconds = refresh_seconds
         self._dir = tempfile.TemporaryDirectory(prefix="tt-api-snapshot-")
         self.db = duckdb.connect(os.path.join(self._dir.name, "snapshot.duckdb"))
