@@ -20,3 +20,20 @@ hourly_partitions = dg.HourlyPartitionsDefinition(start_date=f"{PARTITION_START}
 
 #: One partition per ISO week (Monday start): the customer RFM history; as-of = the week's Sunday.
 weekly_partitions = dg.WeeklyPartitionsDefinition(start_date=PARTITION_START, timezone="UTC", day_offset=1)
+
+#: Dagster's run tags for a single run over a partition range (documented tag names; not imported from
+#: Dagster's private modules)
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def _first_monday(start: str) -> str:
+    from datetime import date, timedelta
+
+    d = date.fromisoformat(start)
+    return (d + timedelta(days=(7 - d.weekday()) % 7)).isoformat()
+
+
+#: Report weeks (Monday-Sunday, UTC), keyed by their Monday; the first full week of history onward
+report_weekly_partitions = dg.WeeklyPartitionsDefinition(start_date=_first_monday(PARTITION_START), day_offset=1,
+                                                         timezone="UTC")

@@ -16,15 +16,18 @@ import sqlalchemy as sa
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from notify_servers import http_server, smtp_server
 
-from analytics_pipelines import automation as A
 from analytics_pipelines.automation import maintenance as M
 from analytics_pipelines.automation import source_changes
-from analytics_pipelines.automation.freshness import make_freshness_checks, make_stale_alert_sensor
-from analytics_pipelines.automation.jobs import is_transient, retry_transient
+from analytics_pipelines.automation.retries import RETRY_POLICY, RUN_RETRY_TAGS, is_transient, retry_transient
+from analytics_pipelines.checks.freshness import freshness_checks, make_freshness_checks
+from analytics_pipelines.jobs.operations import alert_evaluation_job, maintenance_job
 from analytics_pipelines.ops.alerts import alert_instances, alert_notifications, alert_rules
 from analytics_pipelines.ops.db import ops_engine
 from analytics_pipelines.ops.exports import analytics_exports
-from analytics_pipelines.resources import SourceResource, WarehouseResource
+from analytics_pipelines.resources import OpsResource, SourceResource, WarehouseResource
+from analytics_pipelines.schedules.data import make_schedules
+from analytics_pipelines.sensors.data import kpi_snapshots_alert_sensor, make_source_data_sensor
+from analytics_pipelines.sensors.operations import make_stale_alert_sensor, run_failure_alert_sensor
 from analytics_pipelines.warehouse import open_warehouse
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -130,8 +133,8 @@ def test_maintenance_job(tmp_path, ops_url, monkeypatch):
                 id=name, tenant_id=T1, export_type="raw_data", format="csv", status=status, filters={},
                 options={}, file_path=str(f), expires_at=expires, completed_at=completed))
     monkeypatch.setenv("TT_RAW_RETENTION_DAYS", "30")
-    defs = dg.Definitions(jobs=[A.maintenance_job], resources={
-        "warehouse": WarehouseResource(url=wh_url), "ops": A.OpsResource(url=ops_url)})
+    defs = dg.Definitions(jobs=[maintenance_job], resources={
+        "warehouse": WarehouseResource(url=wh_url), "ops": OpsResource(url=ops_url)})
     result = defs.resolve_job_def("maintenance_job").execute_in_process(
         run_config={"ops": {"run_maintenance": {"config": {"now": NOW.isoformat()}}}})
     assert result.success
@@ -165,7 +168,7 @@ def test_transient_errors_are_retried_others_fail_at_once():
         retry_transient(lambda: (_ for _ in ()).throw(TimeoutError("slow")))
     with pytest.raises(KeyError):
         retry_transient(lambda: {}["x"])
-    assert A.RETRY_POLICY.max_retries == 3 and A.RUN_RETRY_TAGS["dagster/max_retries"] == "2"
+    assert RETRY_POLICY.max_retries == 3 and RUN_RETRY_TAGS["dagster/max_retries"] == "2"
 
 
 # -- schedules -----------------------------------------------------------------------------------------
@@ -184,16 +187,16 @@ def test_schedules_are_time_zone_aware():
     from analytics_pipelines.jobs import main_job
 
     with pytest.raises(ValueError, match="unknown IANA time zone 'Mars/Base'"):
-        A.make_schedules(main_job, timezone="Mars/Base")
+        make_schedules(main_job, timezone="Mars/Base")
     from analytics_pipelines.assets import registry_assets
     from analytics_pipelines.jobs import customers_job, kpi_job
     from analytics_pipelines.registry import default_registry
     from analytics_pipelines.settings import Settings
 
-    made = A.make_schedules(main_job, customers_job=customers_job, kpi_job=kpi_job, timezone="America/New_York")
+    made = make_schedules(main_job, customers_job=customers_job, kpi_job=kpi_job, timezone="America/New_York")
     defs = dg.Definitions(assets=registry_assets(default_registry(), Settings.from_env()),
-                          jobs=[main_job, kpi_job, customers_job, retrain_stub_job, A.maintenance_job],
-                          schedules=made, resources={"ops": A.OpsResource(), "warehouse": WarehouseResource(), "source": SourceResource()})
+                          jobs=[main_job, kpi_job, customers_job, retrain_stub_job, maintenance_job],
+                          schedules=made, resources={"ops": OpsResource(), "warehouse": WarehouseResource(), "source": SourceResource()})
     repo = defs.get_repository_def()
     scheds = {s.name: defs.get_schedule_def(s.name) for s in made}
     assert {n: (s.cron_schedule, s.execution_timezone) for n, s in scheds.items()} == {
@@ -201,6 +204,7 @@ def test_schedules_are_time_zone_aware():
         "nightly_full_schedule": ("30 2 * * *", "America/New_York"),
         "maintenance_schedule": ("30 3 * * *", "America/New_York"),
         "customers_weekly_schedule": ("0 6 * * 1", "UTC"),  # the week's partitions are UTC weeks
+        "delivery_sweep_schedule": ("*/5 * * * *", "UTC"),
         "hourly_kpi_schedule": ("20 * * * *", "America/New_York")}
     ny = __import__("zoneinfo").ZoneInfo("America/New_York")
     with dg.instance_for_test() as instance, contextlib.ExitStack() as contexts:
@@ -229,9 +233,9 @@ def test_schedules_are_time_zone_aware():
         # an intraday run still running: the next tick skips instead of piling up
         instance.create_run_for_job(retrain_stub_job, tags={"refresh": "intraday"},
                                     status=dg.DagsterRunStatus.STARTED)
-        intraday = A.make_schedules(retrain_stub_job, timezone="UTC")[0]
-        small = dg.Definitions(jobs=[retrain_stub_job, A.maintenance_job], schedules=[intraday],
-                               resources={"ops": A.OpsResource(), "warehouse": WarehouseResource(), "source": SourceResource()})
+        intraday = make_schedules(retrain_stub_job, timezone="UTC")[0]
+        small = dg.Definitions(jobs=[retrain_stub_job, maintenance_job], schedules=[intraday],
+                               resources={"ops": OpsResource(), "warehouse": WarehouseResource(), "source": SourceResource()})
         ctx = contexts.enter_context(dg.build_schedule_context(instance=instance, scheduled_execution_time=NOW,
                                         repository_def=small.get_repository_def()))
         result = intraday.evaluate_tick(ctx)
@@ -264,14 +268,14 @@ def test_kpi_sensor_launches_alert_evaluation_on_real_marts(tiny_facts, ops_url,
     hour, later = "2026-10-30-12:00", "2026-10-31-23:00"  # one venue sold in the 24 h before the first, none later
     monkeypatch.setenv("TT_ALERT_DEFAULT_RULES", "none")
     monkeypatch.delenv("TT_ALERT_EMAILS", raising=False)
-    resources = {"warehouse": WarehouseResource(url=tiny_facts), "ops": A.OpsResource(url=ops_url)}
+    resources = {"warehouse": WarehouseResource(url=tiny_facts), "ops": OpsResource(url=ops_url)}
     eng = ops_engine(ops_url)
     create_rule(eng, dict(name="venue sold tickets", metric="tickets_sold_24h", operator="gt", threshold=0,
                           scope="venue", severity="info", actions=[{"type": "webhook"}]))
     with http_server([]) as (hook, received), dg.instance_for_test() as instance:
         monkeypatch.setenv("TT_ALERT_WEBHOOK_URL", hook)
-        defs = dg.Definitions(assets=[kpi_snapshots], jobs=[A.alert_evaluation_job],
-                              sensors=[A.kpi_snapshots_alert_sensor], resources=resources)
+        defs = dg.Definitions(assets=[kpi_snapshots], jobs=[alert_evaluation_job],
+                              sensors=[kpi_snapshots_alert_sensor], resources=resources)
         sensor = defs.get_sensor_def("kpi_snapshots_alert_sensor")
         cursor = sensor_tick(sensor, instance=instance, definitions=defs).cursor
         runs = []
@@ -332,7 +336,7 @@ def test_run_failure_sensor_sends_email_and_webhook(monkeypatch):
             dagster_event=result.get_run_failure_event()).for_run_failure()
         import analytics_pipelines.alerting.engine as E
         monkeypatch.setattr(E.Notifier, "backoff_s", 0.01)  # the class default: keep the retry wait short
-        A.run_failure_alert_sensor(ctx)
+        run_failure_alert_sensor(ctx)
     [(rcpts, msg)] = inbox
     assert sorted(rcpts) == ["cto@tickettoken.io", "data-oncall@tickettoken.io"]
     assert msg["Subject"] == "[ERROR] Dagster run failed: failing_job"
@@ -378,7 +382,7 @@ def test_source_sensor_requests_exactly_the_changed_days(tiny_source, tmp_path):
 
     # the lead binds main_job; a raw-orders-only job keeps the end-to-end run short
     raw_orders_job = dg.define_asset_job("raw_orders_job", selection=["raw_orders"])
-    sensor = A.make_source_data_sensor(raw_orders_job)
+    sensor = make_source_data_sensor(raw_orders_job)
     wh_url = f"duckdb:///{tmp_path / 'warehouse'}"
     resources = {"source": SourceResource(url=tiny_source), "warehouse": WarehouseResource(url=wh_url)}
     defs = dg.Definitions(assets=ingestion_assets(default_registry()), jobs=[raw_orders_job], sensors=[sensor],
@@ -473,7 +477,7 @@ def test_freshness_checks_cover_every_mart_and_the_wiring_loads():
 
     registry = default_registry()
     marts = {t.name for t in registry.tables if t.group in ("facts", "marts", "kpis") and t.produced_by is None}
-    covered = {spec.key.asset_key.to_user_string() for c in A.freshness_checks for spec in c.check_specs}
+    covered = {spec.key.asset_key.to_user_string() for c in freshness_checks for spec in c.check_specs}
     assert marts and covered == marts, covered ^ marts
     # the native FreshnessPolicy on the same marts, in the one Definitions
     graph = defs.resolve_asset_graph()

@@ -26,8 +26,10 @@ def test_definitions_explain_themselves():
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 40, key
-        assert node.group_name in {"raw", "staging", "facts", "marts", "kpis", "reports", "customers", "models"}, key
-        expected_owner = "team:data-platform" if node.group_name in {"raw", "staging", "reports"} else "team:analytics"
+        assert node.group_name in {"raw", "staging", "facts", "marts", "kpis", "reports", "customers", "models",
+                                   "catalog"}, key
+        expected_owner = ("team:data-platform" if node.group_name in {"raw", "staging", "reports", "catalog"}
+                          else "team:analytics")
         assert node.owners == [expected_owner], key
     for job in ("main_job", "ingest_job", "marts_job", "kpi_job", "customers_job"):
         assert defs.resolve_job_def(job)

@@ -18,27 +18,22 @@ import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
+from analytics_pipelines.assets.reports import assets
 from analytics_pipelines.exports import delivery, lifecycle
-from analytics_pipelines.exports.defs import (
-    OpsResource,
-    assets,
-    export_request_sensor,
-    jobs,
-    report_delivery_sensor,
-    resources,
-    schedules,
-    sensors,
-)
 from analytics_pipelines.exports.lifecycle import IllegalTransition
+from analytics_pipelines.jobs.reports import jobs
 from analytics_pipelines.notify import SmtpSettings
 from analytics_pipelines.ops.db import ops_engine
 from analytics_pipelines.ops.exports import report_deliveries
 from analytics_pipelines.reports import render
 from analytics_pipelines.reports.builders import daily_venue_report, executive_report
 from analytics_pipelines.reports.filters import ExportRequestError
-from analytics_pipelines.resources import WarehouseResource
+from analytics_pipelines.resources import OpsResource, WarehouseResource
+from analytics_pipelines.schedules.reports import schedules
+from analytics_pipelines.sensors.reports import export_request_sensor, report_delivery_sensor, sensors
 from analytics_pipelines.warehouse import open_warehouse
 
+resources = {"ops": OpsResource()}
 KEY = "test-pseudonym-key-0123456789"
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -536,7 +531,7 @@ def test_definitions_load_with_the_marts():
 
 
 def test_report_schedules_pick_the_finished_period():
-    from analytics_pipelines.exports.defs import (
+    from analytics_pipelines.schedules.reports import (
         daily_venue_reports_schedule,
         weekly_executive_reports_schedule,
     )

@@ -1,4 +1,4 @@
-"""Nightly maintenance, plain functions (the Dagster op in automation.jobs only calls them).
+"""Nightly maintenance, plain functions (the Dagster op in jobs/operations.py only calls them).
 
 Retention constants follow the old analytics service (reference analytics-service.md §3, §4, §6):
 - aggregated metrics 365 days (`deleteOldMetrics(retentionDays)` L2894, DATA_RETENTION_DAYS default 365

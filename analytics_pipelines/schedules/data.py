@@ -1,4 +1,4 @@
-"""Time-zone-aware schedules, built by a factory so the lead binds them to his jobs:
+"""The data platform's schedules (time-zone aware), built by a factory bound to the jobs:
 
     make_schedules(main_job=main_job, kpi_job=kpi_job, customers_job=customers_job)   # + maintenance_job
 
@@ -9,7 +9,8 @@
   (if given; its materialization triggers the alert evaluation);
 - customers_weekly_schedule: Monday 06:00 UTC, the customers_job partition of the week that ended (it
   retrains the churn model and refits CLV: there is no separate retrain schedule);
-- maintenance_schedule: 03:30 local, maintenance_job (retention, export expiry).
+- maintenance_schedule: 03:30 local, maintenance_job (retention, export expiry);
+- delivery_sweep_schedule: every 5 minutes (UTC), delivery_sweep_job (at-least-once delivery).
 Local = TT_TIMEZONE (IANA name, default UTC), read when the schedules are built. Partitions stay UTC days.
 """
 
@@ -18,14 +19,16 @@ from datetime import UTC, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from analytics_pipelines.automation.jobs import maintenance_job as default_maintenance_job
+from analytics_pipelines.jobs.operations import delivery_sweep_job
+from analytics_pipelines.jobs.operations import maintenance_job as default_maintenance_job
+from analytics_pipelines.partitions import RANGE_END_TAG, RANGE_START_TAG
 
 INTRADAY_CRON = "*/15 * * * *"
 NIGHTLY_CRON = "30 2 * * *"
 MAINTENANCE_CRON = "30 3 * * *"
 KPI_CRON = "20 * * * *"
+DELIVERY_SWEEP_CRON = "*/5 * * * *"
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
 
@@ -67,7 +70,7 @@ def make_schedules(main_job, customers_job=None, maintenance_job=default_mainten
         today = context.scheduled_execution_time.astimezone(UTC).date()
         first, last = (today - timedelta(days=1)).isoformat(), today.isoformat()
         return dg.RunRequest(run_key=f"nightly:{last}", tags={
-            "refresh": "nightly", ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
+            "refresh": "nightly", RANGE_START_TAG: first, RANGE_END_TAG: last})
 
     @dg.schedule(cron_schedule=maintenance_cron, job=maintenance_job, execution_timezone=tz,
                  default_status=default_status, name="maintenance_schedule",
@@ -78,7 +81,12 @@ def make_schedules(main_job, customers_job=None, maintenance_job=default_mainten
         return dg.RunRequest(run_key=f"maintenance:{when.date().isoformat()}", run_config={
             "ops": {"run_maintenance": {"config": {"now": when.isoformat()}}}})
 
-    out = [intraday_refresh_schedule, nightly_full_schedule, maintenance_schedule]
+    delivery_sweep_schedule = dg.ScheduleDefinition(
+        name="delivery_sweep_schedule", job=delivery_sweep_job, cron_schedule=DELIVERY_SWEEP_CRON,
+        execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every 5 minutes: resend deliveries a crashed sender left in flight (same Message-ID / "
+                    "Idempotency-Key) and retry failed alert sends that are due.")
+    out = [intraday_refresh_schedule, nightly_full_schedule, maintenance_schedule, delivery_sweep_schedule]
     if kpi_job is not None:
         @dg.schedule(cron_schedule=kpi_cron, job=kpi_job, execution_timezone=tz, default_status=default_status,
                      name="hourly_kpi_schedule",

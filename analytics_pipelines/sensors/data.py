@@ -1,15 +1,14 @@
-"""Sensors: alert evaluation after kpi_snapshots, run-failure notifications, new source data."""
+"""Data sensors: new source data -> main_job for exactly the changed days; a new kpi_snapshots
+materialization -> alert_evaluation_job."""
 
 import json
 from datetime import UTC, datetime
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from analytics_pipelines.automation import source_changes
-from analytics_pipelines.automation.jobs import alert_evaluation_job
-from analytics_pipelines.automation.notifications import notify_ops
-from analytics_pipelines.partitions import daily_partitions
+from analytics_pipelines.jobs.operations import alert_evaluation_job
+from analytics_pipelines.partitions import RANGE_END_TAG, RANGE_START_TAG, daily_partitions
 from analytics_pipelines.resources import SourceResource
 
 KPI_ASSET = dg.AssetKey("kpi_snapshots")
@@ -24,42 +23,6 @@ def kpi_snapshots_alert_sensor(context: dg.SensorEvaluationContext, asset_event:
     partition = mat.partition if mat is not None else None
     # the asset sensor's cursor is the materialization's storage id: one evaluation per new materialization
     return dg.RunRequest(run_key=f"kpi_snapshots:{context.cursor}", tags={"kpi_snapshots_partition": partition or "-"})
-
-
-def _error_text(err) -> str:
-    """A SerializableErrorInfo's message and its causes' (the user's exception is usually the cause)."""
-    parts = []
-    while err is not None and len(parts) < 5:
-        parts.append(err.message.strip())
-        err = err.cause or getattr(err, "context", None)
-    return " <- ".join(parts)
-
-
-def failure_notice(job_name: str, run_id: str, error: str, partition: str | None = None) -> tuple[str, str, dict]:
-    """(subject, body, payload) of a run-failure notification."""
-    subject = f"[ERROR] Dagster run failed: {job_name}"
-    where = f" (partition {partition})" if partition else ""
-    body = (f"Run {run_id} of job {job_name}{where} failed.\n\n{error}\n\n"
-            f"Open it in the Dagster UI: /runs/{run_id}\n")
-    return subject, body, {"event": "run_failure", "job": job_name, "run_id": run_id, "partition": partition,
-                           "error": error[:2000]}
-
-
-@dg.run_failure_sensor(name="run_failure_alert_sensor", minimum_interval_seconds=30,
-                       default_status=dg.DefaultSensorStatus.RUNNING,
-                       description="Email (TT_ALERT_EMAILS) and webhook (TT_ALERT_WEBHOOK_URL) for every failed "
-                                   "run of this code location.")
-def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
-    run = context.dagster_run
-    error = context.failure_event.message or "no message"
-    steps = context.get_step_failure_events()
-    for e in steps:
-        if e.event_specific_data and e.event_specific_data.error:
-            error += f"\nstep {e.step_key}: {_error_text(e.event_specific_data.error)}"
-    subject, body, payload = failure_notice(run.job_name, run.run_id, error, run.tags.get("dagster/partition"))
-    for s in notify_ops(subject, body, payload):
-        context.log.info(f"run-failure notification {s.channel} to {s.target_masked}: "
-                         f"{'sent' if s.result.ok else 'FAILED ' + str(s.result.error)}")
 
 
 def make_source_data_sensor(job, name: str = "source_data_sensor", minimum_interval_seconds: int = 300,
@@ -97,7 +60,7 @@ def make_source_data_sensor(job, name: str = "source_data_sensor", minimum_inter
                 requests.append(dg.RunRequest(run_key=f"{first}@{stamp}", partition_key=first, tags=tags))
             else:
                 requests.append(dg.RunRequest(run_key=f"{first}..{last}@{stamp}", tags={
-                    **tags, ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}))
+                    **tags, RANGE_START_TAG: first, RANGE_END_TAG: last}))
         return requests
 
     return _sensor

@@ -1,66 +1,20 @@
-"""Automation jobs (op jobs: they act on the warehouse and the operational DB, they produce no asset):
-alert evaluation after kpi_snapshots lands, and the nightly maintenance. Plus the retry policy for
-transient source/warehouse errors."""
+"""Operations jobs (op jobs: they act on the warehouse and the operational DB, they produce no asset):
+alert evaluation after kpi_snapshots lands, the nightly maintenance, and the delivery sweeper."""
 
-import smtplib
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
-import duckdb
 import polars as pl
-import psycopg
 import sqlalchemy as sa
 
+from analytics_pipelines import outbox
 from analytics_pipelines.alerting import Notifier, evaluate, seed_default_rules
 from analytics_pipelines.automation import maintenance as M
-from analytics_pipelines.automation.resources import OpsResource
+from analytics_pipelines.automation.retries import RUN_RETRY_TAGS, now_of, retry_transient
 from analytics_pipelines.ops.alerts import alert_rules
-from analytics_pipelines.resources import WarehouseResource
+from analytics_pipelines.resources import OpsResource, WarehouseResource
 
 TAGS = {"team": "data-platform"}
-
-#: step retries for the assets' jobs (the lead adds `op_retry_policy=RETRY_POLICY` to define_asset_job):
-#: 3 retries, 30 s, 60 s, 120 s (+-jitter) -- long enough for a PostgreSQL failover or a network blip
-RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
-#: run retries (need `run_retries: enabled: true` in dagster.yaml): re-execute only the failed steps
-RUN_RETRY_TAGS = {"dagster/max_retries": "2", "dagster/retry_strategy": "FROM_FAILURE"}
-
-#: errors worth retrying: lost connections, timeouts, lock/IO trouble -- not bad SQL or bad data
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    psycopg.OperationalError, sa.exc.OperationalError, sa.exc.DisconnectionError, duckdb.IOException,
-    ConnectionError, TimeoutError, smtplib.SMTPServerDisconnected,
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    seen = set()
-    while exc is not None and id(exc) not in seen:  # look through wrapped causes too
-        if isinstance(exc, TRANSIENT_ERRORS):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def retry_transient(fn: Callable, max_retries: int = 3, seconds_to_wait: float = 30):
-    """Run fn(); a transient error becomes dg.RetryRequested (the step is retried, with backoff), anything
-    else fails the step at once (retrying a bad query three times helps nobody)."""
-    try:
-        return fn()
-    except Exception as exc:
-        if is_transient(exc):
-            raise dg.RetryRequested(max_retries=max_retries, seconds_to_wait=seconds_to_wait) from exc
-        raise
-
-
-def _now(text: str) -> datetime:
-    if not text:
-        return datetime.now(UTC)
-    now = datetime.fromisoformat(text)
-    if now.tzinfo is None:
-        raise ValueError(f"now: give a time zone ({text!r} has none)")
-    return now.astimezone(UTC)
 
 
 # -- alert evaluation ------------------------------------------------------------------------------------
@@ -89,7 +43,7 @@ def load_kpis(wh, rules_max_window_minutes: int, now: datetime, lookback_hours: 
        tags=TAGS)
 def evaluate_alerts(context: dg.OpExecutionContext, config: EvaluationConfig, warehouse: WarehouseResource,
                     ops: OpsResource) -> dg.Output[dict]:
-    now = _now(config.now)
+    now = now_of(config.now)
     engine = retry_transient(ops.engine)
     seeded = seed_default_rules(engine)
     if seeded:
@@ -139,7 +93,7 @@ class MaintenanceConfig(dg.Config):
                    "partitions.", tags=TAGS)
 def run_maintenance(context: dg.OpExecutionContext, config: MaintenanceConfig, warehouse: WarehouseResource,
                     ops: OpsResource) -> dg.Output[dict]:
-    now = _now(config.now)
+    now = now_of(config.now)
     raw_days = (M.env_days("TT_RAW_RETENTION_DAYS", None) if config.raw_retention_days < 0
                 else config.raw_retention_days or None)
     report = retry_transient(lambda: M.run_maintenance(
@@ -161,3 +115,22 @@ def run_maintenance(context: dg.OpExecutionContext, config: MaintenanceConfig, w
         description="Retention and export expiry (nightly, see maintenance_schedule).")
 def maintenance_job():
     run_maintenance()
+
+
+@dg.op(description="Resend the deliveries (report e-mails, alert e-mails and webhooks) a crashed sender left "
+                   "in flight, with their recorded Message-ID / Idempotency-Key, and retry failed alert "
+                   "sends that are due (analytics_pipelines/outbox.py).", tags=TAGS)
+def sweep_deliveries(context: dg.OpExecutionContext, ops: OpsResource) -> dg.Output[dict]:
+    summary = outbox.sweep_deliveries(ops.engine(), transport=Notifier.from_env().transport())
+    counts = summary.as_dict()
+    context.log.info(f"delivery sweep: {counts}")
+    return dg.Output(counts, metadata={k: v for k, v in counts.items() if isinstance(v, (int, float, str))})
+
+
+@dg.job(name="delivery_sweep_job", tags=TAGS,
+        description="At-least-once delivery: resend what a crash left between send and record.")
+def delivery_sweep_job():
+    sweep_deliveries()
+
+
+jobs = [alert_evaluation_job, maintenance_job, delivery_sweep_job]

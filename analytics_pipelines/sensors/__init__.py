@@ -1,0 +1,11 @@
+"""Every sensor: data (new source data, new KPI snapshots), operations (run failures, freshness) and reports
+(export requests, subscription deliveries)."""
+
+from analytics_pipelines.sensors import data, operations, reports
+
+
+def sensors() -> list:
+    from analytics_pipelines.jobs import main_job
+
+    return [data.kpi_snapshots_alert_sensor, data.make_source_data_sensor(main_job), *operations.sensors,
+            *reports.sensors]
