@@ -422,11 +422,17 @@ def test_churn_model_is_evaluated_beside_the_rules_and_saved(tiny_marts, tmp_pat
     res = tiny_marts["churn"]
     perf = res.performance
     assert set(perf["model"]) == {churn.MODEL_NAME, "seed_risk_score", "seed_profile_churn"}
+    # four months of tiny data are too short for an out-of-time split (a training snapshot needs 180 days
+    # before the as-of date): the in-time customer holdout, said so in every row; each model has its AUC
+    # on the fitted rows and on the holdout (3 before the in-sample rows were stored)
+    assert res.evaluation == "in_time_holdout" and res.train_cutoffs == []
+    assert set(perf["evaluation"]) == {"in_sample", "in_time_holdout"}
     head = perf.filter(pl.col("bucket").is_null())
     aucs = head.filter(pl.col("metric") == "roc_auc")["value"]
-    assert aucs.is_between(0, 1).all() and aucs.len() == 3
-    n = int(head.filter((pl.col("metric") == "n") & (pl.col("model") == churn.MODEL_NAME))["value"][0])
-    bins = perf.filter((pl.col("model") == churn.MODEL_NAME) & (pl.col("metric") == "reliability_observed_rate"))
+    assert aucs.is_between(0, 1).all() and aucs.len() == 6
+    held = perf.filter((pl.col("model") == churn.MODEL_NAME) & (pl.col("evaluation") == "in_time_holdout"))
+    n = int(held.filter(pl.col("metric") == "n")["value"][0])
+    bins = held.filter(pl.col("metric") == "reliability_observed_rate")
     assert bins["n"].sum() == n  # every holdout customer in one reliability bin
     assert res.scores["user_id"].is_unique().all() and res.scores["churn_probability"].is_between(0, 1).all()
     path, digest = churn.save_model(res, tmp_path, THROUGH)
@@ -439,6 +445,50 @@ def test_churn_model_is_evaluated_beside_the_rules_and_saved(tiny_marts, tmp_pat
     assert np.allclose(p, res.scores["churn_probability"].to_numpy())
     with pytest.raises(churn.NotEnoughHistory):
         churn.train(tiny_marts["inp"], date(2026, 7, 20))
+
+
+def _long_inputs(orders: pl.DataFrame) -> churn.Inputs:
+    users = orders["user_id"].unique().sort()
+    return churn.Inputs(
+        orders=orders, refunds=pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date, "refund_cents": pl.Int64}),
+        resales=pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String, "day": pl.Date}),
+        attendance=pl.DataFrame(schema={"user_id": pl.String, "ended_day": pl.Date, "tickets_ended": pl.Int64,
+                                        "no_shows": pl.Int64}),
+        users=pl.DataFrame({"id": users, "created_at": [datetime(2025, 1, 1, tzinfo=UTC)] * users.len()}))
+
+
+def test_churn_evaluation_is_out_of_time():
+    """A year of history: trained on snapshots whose labels end by T - h, evaluated on the customers as of
+    T - h labelled by (T - h, T]; in-sample and out-of-time AUC and Brier stored for the model and the rules;
+    the orders after T - h change the out-of-time figures only."""
+    orders = _many_venues()
+    split = THROUGH - timedelta(days=churn.HORIZON_DAYS)
+    res = churn.train(_long_inputs(orders), THROUGH)
+    assert res.evaluation == "out_of_time" and res.cutoff == split
+    assert res.train_cutoffs == sorted(churn.training_cutoffs(THROUGH)) and len(res.train_cutoffs) == 3
+    rows = res.training_rows
+    assert rows.height > 0 and set(rows["cutoff"]) == set(res.train_cutoffs)
+    assert rows.filter(pl.col("cutoff") + pl.duration(days=churn.HORIZON_DAYS) > split).height == 0
+    perf = res.performance
+    assert perf.select("model", "evaluation", "metric", "bucket").is_unique().all()
+    head = perf.filter(pl.col("bucket").is_null() & pl.col("metric").is_in(["roc_auc", "brier"]))
+    got = {(r["model"], r["evaluation"], r["metric"]) for r in head.iter_rows(named=True)}
+    assert got == {(m, e, k) for m in (churn.MODEL_NAME, "seed_risk_score", "seed_profile_churn")
+                   for e in ("in_sample", "out_of_time") for k in ("roc_auc", "brier")}
+    assert head["value"].is_between(0, 1).all()
+    oot_n = perf.filter((pl.col("model") == churn.MODEL_NAME) & (pl.col("evaluation") == "out_of_time")
+                        & (pl.col("metric") == "n"))["value"][0]
+    assert oot_n == churn.features(_long_inputs(orders), split).height  # every customer as of T - h
+    assert res.holdout[churn.MODEL_NAME + ":roc_auc"] > 0.5  # the headline is the out-of-time figure
+    # drop a third of the orders after T - h: the fitted model and its in-sample figures do not move
+    later = pl.col("day") > split
+    thinned = orders.filter(~later | (pl.col("order_id").hash(seed=1) % 3 != 0))
+    again = churn.train(_long_inputs(thinned), THROUGH)
+    assert again.threshold == res.threshold
+    assert_frame_equal(again.performance.filter(pl.col("evaluation") == "in_sample"),
+                       perf.filter(pl.col("evaluation") == "in_sample"))
+    assert not again.performance.filter(pl.col("evaluation") == "out_of_time").equals(
+        perf.filter(pl.col("evaluation") == "out_of_time"))
 
 
 def test_best_threshold_maximises_f1():
