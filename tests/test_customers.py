@@ -491,6 +491,50 @@ def test_churn_evaluation_is_out_of_time():
         perf.filter(pl.col("evaluation") == "out_of_time"))
 
 
+def test_invariant_checks_of_churn_scores_clv_fits_and_model_performance(tiny_marts):
+    """The model outputs pass their invariant checks; each rule fails on a frame that breaks it."""
+    from analytics_pipelines.customers import checks as C
+
+    scores, clv, fits = tiny_marts["churn"].scores, tiny_marts["clv"], tiny_marts["fits"]
+    perf = pl.concat([tiny_marts["churn"].performance,
+                      lifetime.holdout_validation(tiny_marts["inp"].orders, THROUGH, min_repeat_buyers=10)])
+    assert C.check_churn_scores(scores).passed and C.check_clv_fits(fits, clv).passed
+    assert C.check_model_performance(perf).passed
+    assert C.check_churn_scores(churn.rule_scores_only(tiny_marts["inp"], THROUGH)).passed  # no model: NULLs
+
+    def violations(outcome) -> set[str]:
+        assert not outcome.passed
+        return {k.removeprefix("violations_") for k in outcome.metadata if k.startswith("violations_")}
+
+    p = pl.col("churn_probability")
+    first = pl.int_range(pl.len()) == 0
+    assert violations(C.check_churn_scores(pl.concat([scores, scores.head(1)]))) == {"duplicate_customers"}
+    assert violations(C.check_churn_scores(scores.with_columns(pl.when(first).then(1.5).otherwise(p).alias(
+        "churn_probability")))) == {"probability_out_of_range"}
+    assert "probability_nan" in violations(C.check_churn_scores(scores.with_columns(
+        pl.when(first).then(float("nan")).otherwise(p).alias("churn_probability"))))
+    assert violations(C.check_churn_scores(scores.with_columns(pl.when(first).then(None).otherwise(p).alias(
+        "churn_probability")))) == {"probability_missing", "flag_not_with_probability"}
+    assert violations(C.check_clv_fits(pl.concat([fits, fits.head(1)]), clv)) == {"duplicate_fits",
+                                                                                 "duplicate_fit_ids"}
+    assert violations(C.check_clv_fits(fits.with_columns(pl.when(first).then(float("inf")).otherwise(
+        pl.col("a")).alias("a")), clv)) == {"parameters_not_finite"}
+    assert violations(C.check_clv_fits(fits.with_columns(pl.when(first).then(-1.0).otherwise(
+        pl.col("r")).alias("r")), clv)) == {"parameters_not_positive"}
+    assert violations(C.check_clv_fits(fits.with_columns(pl.when(first).then(0.5).otherwise(
+        pl.col("q")).alias("q")), clv)) == {"gamma_gamma_q_not_above_1"}
+    assert "clv_fit_not_in_fits" in violations(C.check_clv_fits(fits.slice(1), clv))
+    assert violations(C.check_model_performance(pl.concat([perf, perf.head(1)]))) == {"duplicate_rows"}
+    auc = pl.col("metric") == "roc_auc"
+    assert violations(C.check_model_performance(perf.with_columns(
+        pl.when(auc).then(1.2).otherwise(pl.col("value")).alias("value")))) == {"shares_out_of_range"}
+    assert "values_not_finite" in violations(C.check_model_performance(perf.with_columns(
+        pl.when(pl.col("metric") == "n").then(float("inf")).otherwise(pl.col("value")).alias("value"))))
+    assert violations(C.check_model_performance(perf.with_columns(
+        pl.when(first).then(pl.lit("holdout")).otherwise(pl.col("evaluation")).alias("evaluation")))) == {
+        "evaluation_unknown"}
+
+
 def test_best_threshold_maximises_f1():
     y = np.array([1, 1, 0, 1, 0, 0, 0, 1])
     p = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
