@@ -4,7 +4,6 @@ backends, and the Dagster assets on tiny generated data."""
 
 from __future__ import annotations
 
-import random
 import shutil
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -593,9 +592,10 @@ def test_attendance_rows_equal_the_sql(tiny_wh):
     ends = [datetime(2026, 10, 1, 20, tzinfo=UTC) + timedelta(days=int(d), hours=int(h))
             for d, h in zip(rng.integers(0, 50, 8), rng.integers(0, 8, 8), strict=True)]
     ends[2] = None
-    event_dim = pl.DataFrame({"event_id": events, "ends_at": ends,
+    event_dim = pl.DataFrame({"event_id": events, "tenant_id": ["t1", "t2", None, "t1", "t2", "t1", "t2", "t1"],
+                              "ends_at": ends,
                               "cancelled_or_postponed": [False, False, False, True, None, False, False, False]},
-                             schema={"event_id": pl.String, "ends_at": pl.Datetime("us", "UTC"),
+                             schema={"event_id": pl.String, "tenant_id": pl.String, "ends_at": pl.Datetime("us", "UTC"),
                                      "cancelled_or_postponed": pl.Boolean})
     tickets = pl.DataFrame({"id": pick([f"t{i}" for i in range(400)] + [None]), "event_id": pick(events + ["e99"]),
                             "status": pick(SOLD + ["refunded", "cancelled", None]),
@@ -633,27 +633,51 @@ def test_transitions_of_unchanged_weeks_are_kept_and_changed_ones_recomputed(tin
     assert_frame_equal(after, full.filter(~old_pair))
 
 
-def test_customer_360_one_row_per_customer(tiny_wh, tiny_marts):
+def test_customer_360_one_row_per_tenant_and_customer(tiny_wh, tiny_marts):
+    """One row per (tenant, customer), each with that tenant's activity only: a customer who also buys
+    from another tenant gets a second row there, and neither row sums the other's orders."""
     wh = open_warehouse(tiny_wh)
     inp = tiny_marts["inp"]
     latest = tiny_marts["rfm"].filter(pl.col("as_of") == THROUGH)
-    c = CB.customer_360(inp.orders, THROUGH, inp.users, inp.refunds, inp.resales, inp.attendance,
-                        wh.read_table("stg_event_categories", columns=["id", "name"]), latest, tiny_marts["clv"],
-                        tiny_marts["churn"].scores)
-    users = wh.read_table("stg_users", columns=["id"])
-    assert c["user_id"].is_unique().all() and set(users["id"]) <= set(c["user_id"])
+    cats = wh.read_table("stg_event_categories", columns=["id", "name"])
+
+    def c360(orders: pl.DataFrame) -> pl.DataFrame:
+        return CB.customer_360(orders, THROUGH, inp.users, inp.refunds, inp.resales, inp.attendance, cats, latest,
+                               tiny_marts["clv"], tiny_marts["churn"].scores)
+
+    c = c360(inp.orders)
+    users = wh.read_table("stg_users", columns=["id", "tenant_id"])
+    assert c.select("tenant_id", "user_id").is_unique().all()
+    assert users.join(c, left_on=["tenant_id", "id"], right_on=["tenant_id", "user_id"], how="anti").height == 0
     buyers = c.filter(pl.col("orders") > 0)
     assert buyers["segment"].null_count() == 0 and buyers["favourite_category"].null_count() == 0
-    assert buyers["churn_probability"].null_count() == 0 and buyers["clv_12m_cents"].null_count() == 0
+    assert buyers["clv_12m_cents"].null_count() == 0
+    scored = c.filter(pl.col("churn_probability").is_not_null())  # the platform-wide model: the home tenant's row
+    assert scored["user_id"].is_unique().all() and scored.height == tiny_marts["churn"].scores.height
     assert (c.filter(pl.col("orders") == 0)["spend_cents"] == 0).all()
     assert not any(k in col for col in c.columns for k in ("email", "phone", "name") if col != "favourite_category")
     # no-shows add up to the per-ticket truth: sold tickets of ended events without a valid scan
     att = inp.attendance.filter(pl.col("ended_day") <= THROUGH)
     assert c["no_shows"].sum() == att["no_shows"].sum() and c["tickets_ended"].sum() == att["tickets_ended"].sum()
-    u = random.Random(1).choice(buyers["user_id"].to_list())
-    mine = inp.orders.filter(pl.col("user_id") == u)
-    row = c.filter(pl.col("user_id") == u).row(0, named=True)
-    assert row["orders"] == mine.height and row["spend_cents"] == mine["gross_revenue_cents"].sum()
+    per_tenant = inp.orders.filter(pl.col("day") <= THROUGH).group_by("tenant_id").agg(
+        pl.col("user_id").n_unique().alias("customers"), pl.len().alias("orders"),
+        pl.sum("gross_revenue_cents").alias("spend_cents"))
+    got = buyers.group_by("tenant_id").agg(pl.len().alias("customers"), pl.sum("orders"), pl.sum("spend_cents"))
+    assert_frame_equal(got.sort("tenant_id"), per_tenant.sort("tenant_id"), check_dtypes=False)
+    # one customer's first order moved to the other tenant: two rows, each with its tenant's order(s) only
+    tenants = sorted(inp.orders["tenant_id"].drop_nulls().unique())
+    repeat = inp.orders.filter(pl.col("day") <= THROUGH).group_by("user_id").agg(pl.len(), pl.first("tenant_id"))
+    u, _, home = repeat.filter(pl.col("len") >= 2).sort("user_id").row(0)
+    other = next(t for t in tenants if t != home)
+    moved_id = inp.orders.filter((pl.col("user_id") == u) & (pl.col("day") <= THROUGH)).sort("order_id")["order_id"][0]
+    moved = inp.orders.with_columns(pl.when(pl.col("order_id") == moved_id).then(pl.lit(other))
+                                    .otherwise(pl.col("tenant_id")).alias("tenant_id"))
+    rows = {r["tenant_id"]: r for r in c360(moved).filter(pl.col("user_id") == u).iter_rows(named=True)}
+    mine = moved.filter((pl.col("user_id") == u) & (pl.col("day") <= THROUGH))
+    for t in (home, other):
+        theirs = mine.filter(pl.col("tenant_id") == t)
+        assert rows[t]["orders"] == theirs.height and rows[t]["spend_cents"] == theirs["gross_revenue_cents"].sum()
+    assert rows[other]["orders"] == 1 and rows[other]["churn_probability"] is None
 
 
 # -- Dagster -------------------------------------------------------------------------------------------
