@@ -238,6 +238,56 @@ def _messy_orders(seed: int, n: int = 400) -> pl.DataFrame:
         .alias("recognized_at"))
 
 
+def test_rfm_daily_increments_equal_the_full_computation():
+    """The daily RFM state advanced one day's orders at a time gives, as of every day, exactly the rows of
+    rfm.rfm_scores over all the orders: from a first day without a previous state, over a day without
+    orders, and after a late order lands in an earlier day (replayed from the state before it); on a year
+    of clean orders and on messy ones (NULL tenants and venues, negative cents)."""
+    from analytics_pipelines.customers import rfm_daily as D
+
+    key = ["scope", "scope_id", "tenant_id", "venue_id", "user_id"]
+
+    def same(state: pl.DataFrame, orders: pl.DataFrame, day: date) -> None:
+        got, exp = D.rfm_scores_from_state(state, day), rfm.rfm_scores(orders, day)
+        assert_frame_equal(got.sort(key, nulls_last=True), exp.sort(key, nulls_last=True))
+
+    for orders in (_many_venues(), _messy_orders(2, n=600)):
+        first = orders["day"].min()
+        gap = first + timedelta(days=3)
+        orders = orders.filter(pl.col("day") != gap)  # a day without orders
+        state = None
+        for i in range(6):  # a first day with no previous state, then one day's orders at a time
+            day = first + timedelta(days=i)
+            state = D.rfm_state_advance(state, orders.filter(pl.col("day") == day), day)
+            same(state, orders, day)
+        # from a full state later on: ten consecutive days, one of them without orders
+        start = orders["day"].max() - timedelta(days=12)
+        orders = orders.filter(pl.col("day") != start + timedelta(days=4))
+        states = {start: D.rfm_state_full(orders, start)}
+        states |= D.rfm_state_replay(states[start], orders, start + timedelta(days=10))
+        assert sorted(states) == [start + timedelta(days=i) for i in range(11)]
+        for day, st in states.items():
+            same(st, orders, day)
+        # a late order recognized on day 7, arriving after day 10's state: replay from day 6's state
+        late_day = start + timedelta(days=7)
+        late = orders.filter(pl.col("user_id").is_not_null()).head(1).with_columns(
+            pl.lit("late-order").alias("order_id"), pl.lit(late_day).alias("day"),
+            pl.lit(datetime(late_day.year, late_day.month, late_day.day, 23, tzinfo=UTC)).alias("recognized_at"))
+        with_late = pl.concat([orders, late.select(orders.columns)])
+        replayed = D.rfm_state_replay(states[late_day - timedelta(days=1)], with_late, start + timedelta(days=10))
+        assert sorted(replayed) == [late_day + timedelta(days=i) for i in range(4)]
+        for day, st in replayed.items():
+            same(st, with_late, day)
+        stale = D.rfm_scores_from_state(states[late_day], late_day)  # without the replay: the late order missing
+        assert stale["frequency"].sum() + 3 == rfm.rfm_scores(with_late, late_day)["frequency"].sum()  # 3 scopes
+        with pytest.raises(ValueError, match="must be that of"):
+            D.rfm_state_advance(states[start], orders.clear(), start + timedelta(days=2))
+        with pytest.raises(ValueError, match="only"):
+            D.rfm_state_advance(states[start], late, start + timedelta(days=1))
+    assert D.retained_days([date(2026, 10, 4), date(2026, 10, 5), date(2026, 11, 20)], date(2026, 12, 1)) == [
+        date(2026, 10, 4), date(2026, 11, 20)]  # a Sunday kept forever, a Monday only within 35 days
+
+
 def test_sorted_paths_equal_the_group_bys(monkeypatch):
     """RFM, the CLV inputs, the favourite categories and the cohorts computed by sorting on integer keys equal
     the plain polars group-bys."""
