@@ -96,18 +96,19 @@ def synthesize(customers: int, seed: int = 20261101, venues: int = 500, tenants:
         (pl.col("day").cast(pl.Datetime("us", "UTC")) + pl.duration(seconds=pl.col("_sec"))).alias("recognized_at"),
     ).drop("_day", "_sec")
     refund = orders.sample(fraction=0.03, seed=seed).select(
-        "user_id", (pl.col("day") + pl.duration(days=3)).alias("day"), (pl.col("gross_revenue_cents") // 2)
-        .alias("refund_cents"))
+        "user_id", "tenant_id", (pl.col("day") + pl.duration(days=3)).alias("day"),
+        (pl.col("gross_revenue_cents") // 2).alias("refund_cents"))
     m = n // 50
-    resales = pl.DataFrame({"buyer_id": _ids("50000000", rng.integers(0, customers, m)),
-                            "seller_id": _ids("50000000", rng.integers(0, customers, m)),
-                            "_d": rng.integers(0, days, m)}).select(
-        "buyer_id", "seller_id", (pl.lit(start) + pl.duration(days=pl.col("_d"))).alias("day"))
-    attendance = orders.select("user_id", (pl.col("day") + pl.duration(days=20)).alias("ended_day"),
+    buyer, seller, sold_day = rng.integers(0, customers, m), rng.integers(0, customers, m), rng.integers(0, days, m)
+    resales = pl.DataFrame({"buyer_id": _ids("50000000", buyer), "seller_id": _ids("50000000", seller),
+                            "tenant_id": _ids("10000000", tenant_of_customer[buyer]), "_d": sold_day}).select(
+        "buyer_id", "seller_id", "tenant_id", (pl.lit(start) + pl.duration(days=pl.col("_d"))).alias("day"))
+    attendance = orders.select("user_id", "tenant_id", (pl.col("day") + pl.duration(days=20)).alias("ended_day"),
                                pl.col("tickets").alias("tickets_ended")).filter(pl.col("ended_day") <= THROUGH)
     attendance = attendance.with_columns(pl.Series("no_shows", rng.binomial(attendance["tickets_ended"].to_numpy(),
                                                                             0.1)).cast(pl.Int64))
-    attendance = attendance.group_by("user_id", "ended_day").agg(pl.sum("tickets_ended"), pl.sum("no_shows"))
+    attendance = attendance.group_by("user_id", "tenant_id", "ended_day").agg(pl.sum("tickets_ended"),
+                                                                             pl.sum("no_shows"))
     signup = rng.integers(0, 60, customers)
     users = pl.DataFrame({"id": _ids("50000000", cust), "tenant_id": _ids("10000000", tenant_of_customer),
                           "status": "active", "_first": first - signup}).select(

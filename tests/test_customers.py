@@ -238,6 +238,27 @@ def _messy_orders(seed: int, n: int = 400) -> pl.DataFrame:
         .alias("recognized_at"))
 
 
+def test_rfm_quintiles_in_numpy_equal_the_polars_ranks(monkeypatch):
+    """rfm.score's numpy quintiles (a histogram for small value ranges, a sort for large ones) give the
+    scores of the polars rank over each scope, ties and negative values included."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    for spread in (10, 10**12, 2**60):  # histogram, sort of one key, lexsort of (scope, value)
+        base = pl.DataFrame({
+            "scope": [("venue", "tenant", "platform")[i] for i in rng.integers(0, 3, n)],
+            "scope_id": [(f"s{i}" if i else None) for i in rng.integers(0, 7, n)],
+            "tenant_id": "t", "venue_id": "v", "user_id": [f"u{i}" for i in range(n)],
+            "first_purchase_at": datetime(2026, 1, 1, tzinfo=UTC), "last_purchase_at": datetime(2026, 1, 1, tzinfo=UTC),
+            "recency_days": rng.integers(0, 40, n), "orders": rng.integers(1, 6, n),
+            "monetary_cents": rng.integers(-spread, spread, n), "tickets": 1, "currency": "USD"})
+        fast = rfm.score(base, THROUGH)
+        with monkeypatch.context() as m:
+            m.setattr(rfm, "_quintiles_numpy", lambda *a: None)
+            slow = rfm.score(base, THROUGH)
+        assert_frame_equal(fast, slow)
+        assert set(fast["r_score"]) == set(range(1, 6))
+
+
 def test_rfm_daily_increments_equal_the_full_computation():
     """The daily RFM state advanced one day's orders at a time gives, as of every day, exactly the rows of
     rfm.rfm_scores over all the orders: from a first day without a previous state, over a day without

@@ -1,0 +1,71 @@
+"""Daily RFM: one incremental day (customers/rfm_daily.py) against a full rebuild (rfm.rfm_scores over all the
+orders), on bench_customers' synthetic order history (in memory; warehouse reads and writes not timed).
+
+    .venv/bin/python benchmarks/bench_rfm_daily.py --customers 200000
+    .venv/bin/python benchmarks/bench_rfm_daily.py --customers 1000000 --repeat 3
+
+Reports the best of `repeat` runs of each step, the rows, and the Parquet size (zstd) of one day's state and
+one as-of date's scores (what the retention of daily partitions multiplies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_customers import THROUGH, synthesize  # noqa: E402
+
+from analytics_pipelines.customers import keys as K  # noqa: E402
+from analytics_pipelines.customers import rfm, rfm_daily  # noqa: E402
+
+
+def best(fn, repeat: int):
+    times, out = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def parquet_mb(df: pl.DataFrame) -> float:
+    buf = io.BytesIO()
+    df.write_parquet(buf, compression="zstd")
+    return buf.tell() / 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--customers", type=int, default=200_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    orders = synthesize(args.customers)["orders"]
+    day, prev_day = THROUGH, THROUGH - timedelta(days=1)
+    t_codes, coded = best(lambda: K.with_user_codes(orders), 1)
+    t_full, full = best(lambda: rfm.rfm_scores(coded, day), args.repeat)
+    t_base, _ = best(lambda: rfm.customer_base(coded, day), args.repeat)
+    prev = rfm_daily.rfm_state_full(coded, prev_day)  # yesterday's state (setup: read from its partition)
+    of_day = orders.filter(pl.col("day") == day)  # the day's fct_orders partition (no customer codes)
+    t_adv, state = best(lambda: rfm_daily.rfm_state_advance(prev, of_day, day), args.repeat)
+    t_score, inc = best(lambda: rfm_daily.rfm_scores_from_state(state, day), args.repeat)
+    key = ["scope", "scope_id", "tenant_id", "venue_id", "user_id"]
+    same = inc.sort(key).equals(full.sort(key))
+    print(f"customers {args.customers:,}, orders {orders.height:,}, orders of the day {of_day.height:,}, "
+          f"RFM rows {full.height:,}, incremental == full: {same}")
+    print(f"full rebuild: customer codes {t_codes:.2f} s (once per history read) + rfm_scores {t_full:.2f} s "
+          f"(customer_base {t_base:.2f} s, scoring {t_full - t_base:.2f} s)")
+    print(f"incremental day: rfm_state_advance {t_adv:.2f} s + rfm_scores_from_state {t_score:.2f} s = "
+          f"{t_adv + t_score:.2f} s ({(t_adv + t_score) / (t_full + t_codes):.0%} of the full rebuild)")
+    print(f"Parquet (zstd): state of one day {parquet_mb(state):.0f} MB, scores of one as-of {parquet_mb(inc):.0f} MB")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
