@@ -299,6 +299,8 @@ def test_rfm_daily_increments_equal_the_full_computation():
         assert sorted(replayed) == [late_day + timedelta(days=i) for i in range(4)]
         for day, st in replayed.items():
             same(st, with_late, day)
+        end = start + timedelta(days=10)  # the daily run: settled state + the last days' orders in one merge
+        same(D.rfm_state_catch_up(states[start + timedelta(days=2)], with_late, end), with_late, end)
         stale = D.rfm_scores_from_state(states[late_day], late_day)  # without the replay: the late order missing
         assert stale["frequency"].sum() + 3 == rfm.rfm_scores(with_late, late_day)["frequency"].sum()  # 3 scopes
         with pytest.raises(ValueError, match="must be that of"):

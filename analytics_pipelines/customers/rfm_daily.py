@@ -15,10 +15,11 @@ state is day D-1's merged with day D's orders only:
 - :func:`rfm_state_replay` (state, orders, through): advance day by day (late orders, catching up).
 
 Late orders. fct_orders partitions are rebuilt with a 7-day lookback (marts.build.LOOKBACK_DAYS): an order
-recognized late lands in an earlier day's partition. A daily run for D therefore replays from the state of
-D - 8 over the days D - 7 .. D (eight advances of one day's orders each, still no history scan) and
-rescores the days whose orders changed. A state is only valid if its day's orders are final, which
-the replay ensures for everything older than the lookback.
+recognized late lands in one of the last 8 days' partitions, older ones are final. A daily run for D keeps
+two states: the **settled** one (as of D - 8, all its orders final), advanced by one day per run
+(rfm_state_advance with the orders of D - 8), and the **current** one, rfm_state_catch_up(settled, the
+orders of D - 7 .. D, D): one merge, whatever was late. Both read only the last days' partitions. A
+rewrite of an older partition (a backfill) needs rfm_state_full.
 """
 
 from __future__ import annotations
@@ -59,7 +60,20 @@ def rfm_state_advance(prev_state: pl.DataFrame | None, orders_of_day: pl.DataFra
         prev_day = prev_state["state_day"][0]
         if prev_day != day - timedelta(days=1) or prev_state["state_day"].n_unique() != 1:
             raise ValueError(f"the state advanced to {day} must be that of {day - timedelta(days=1)}, got {prev_day}")
-    new = rfm.customer_base(orders_of_day, day).drop("recency_days")
+    return _merge(prev_state, orders_of_day, day)
+
+
+def rfm_state_catch_up(prev_state: pl.DataFrame, orders: pl.DataFrame, through: date) -> pl.DataFrame:
+    """The state as of the end of `through` from `prev_state` and the rows of `orders` after its day up to
+    `through` (earlier and later rows ignored), in one merge: what several rfm_state_advance calls give,
+    without the intermediate states (the daily run's current state from its settled one)."""
+    after = prev_state["state_day"][0] if prev_state.height else None
+    rows = orders.filter(pl.col("day") <= through)
+    return _merge(prev_state, rows if after is None else rows.filter(pl.col("day") > after), through)
+
+
+def _merge(prev_state: pl.DataFrame | None, orders: pl.DataFrame, day: date) -> pl.DataFrame:
+    new = rfm.customer_base(orders, day).drop("recency_days")
     if prev_state is None or prev_state.height == 0:
         return _state(new, day)
     if new.height == 0:  # a day without orders: the same aggregates (recency moves at scoring)
