@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -79,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
           f"({recent.filter(pl.col('day') > d8).height:,} orders) {t_catch:.2f} s + scores {t_score:.2f} s = "
           f"{run:.2f} s ({run / (t_full + t_codes):.0%} of the full rebuild); equal to full: {same_run}")
     print(f"Parquet (zstd): state of one day {parquet_mb(state):.0f} MB, scores of one as-of {parquet_mb(inc):.0f} MB")
+    with tempfile.TemporaryDirectory() as d:  # what each reads: all of fct_orders, or one state and 9 days
+        history, state_file = Path(d) / "orders.parquet", Path(d) / "state.parquet"
+        orders.select(rfm_daily.ORDER_COLUMNS).write_parquet(history, compression="zstd")
+        state.write_parquet(state_file, compression="zstd")
+        t_history, _ = best(lambda: pl.read_parquet(history), args.repeat)
+        t_state, _ = best(lambda: pl.read_parquet(state_file), args.repeat)
+    print(f"reads (one local Parquet file each): the order history {t_history:.2f} s, one state {t_state:.2f} s")
     return 0 if same and same_run else 1
 
 

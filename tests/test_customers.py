@@ -301,6 +301,9 @@ def test_rfm_daily_increments_equal_the_full_computation():
             same(st, with_late, day)
         end = start + timedelta(days=10)  # the daily run: settled state + the last days' orders in one merge
         same(D.rfm_state_catch_up(states[start + timedelta(days=2)], with_late, end), with_late, end)
+        day_rows = orders.filter(pl.col("day") == late_day)
+        assert D.orders_digest(day_rows) == D.orders_digest(day_rows.reverse()) != D.orders_digest(
+            with_late.filter(pl.col("day") == late_day))  # the late order shows in the day's digest
         stale = D.rfm_scores_from_state(states[late_day], late_day)  # without the replay: the late order missing
         assert stale["frequency"].sum() + 3 == rfm.rfm_scores(with_late, late_day)["frequency"].sum()  # 3 scopes
         with pytest.raises(ValueError, match="must be that of"):

@@ -33,6 +33,9 @@ from analytics_pipelines.customers import rfm
 KEY = ["scope", "scope_id", "tenant_id", "venue_id", "user_id"]
 VALUES = ["first_purchase_at", "last_purchase_at", "last_day", "orders", "tickets", "monetary_cents", "currency"]
 STATE_COLUMNS = ["state_day", *KEY, *VALUES]
+#: the fct_orders columns the state is computed from
+ORDER_COLUMNS = ["tenant_id", "venue_id", "user_id", "recognized_at", "day", "tickets", "gross_revenue_cents",
+                 "currency"]
 _MERGE = [pl.min("first_purchase_at"), pl.max("last_purchase_at"), pl.max("last_day"), pl.sum("orders"),
           pl.sum("tickets"), pl.sum("monetary_cents"), pl.min("currency"),
           pl.max("currency").alias("_max_currency")]
@@ -126,6 +129,15 @@ def rfm_scores_from_state(state: pl.DataFrame, as_of: date) -> pl.DataFrame:
     base = state.drop("state_day").with_columns(
         (pl.lit(as_of) - pl.col("last_day")).dt.total_days().alias("recency_days"))
     return rfm.score(base, as_of)
+
+
+def orders_digest(orders_of_day: pl.DataFrame) -> int:
+    """A fingerprint of a day's orders as the state sees them (ORDER_COLUMNS, row order free): a daily run
+    that stored the digest of each day it merged knows whether a lookback day's partition changed (a late
+    order) and needs the catch-up from the settled state, or not (advance yesterday's current state)."""
+    if orders_of_day.height == 0:
+        return 0
+    return int(orders_of_day.select(ORDER_COLUMNS).hash_rows(seed=20261206).cast(pl.UInt64).sum()) & (2**63 - 1)
 
 
 def retained_days(days: list[date], today: date, daily_days: int = 35) -> list[date]:
