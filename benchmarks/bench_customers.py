@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     scopes = fits.group_by("fit_scope").agg(pl.len().alias("fits"), pl.sum("venues_using")).sort("fit_scope")
     head = model.performance.filter(pl.col("bucket").is_null() & pl.col("metric").is_in(
         ["roc_auc", "average_precision", "precision", "recall", "brier", "base_rate", "n"]))
-    head = head.pivot(on="model", index="metric", values="value")
+    head = head.pivot(on="model", index=["evaluation", "metric"], values="value")
     clv_hold = perf.filter(pl.col("bucket").is_null()).select("metric", "value", "n")
     rows = {PREVIOUS_WEEK: prev_week.height, "customer_rfm_scores (latest week)": latest.height,
             "customer_segment_transitions": transitions.height, "customer_churn_model": model.scores.height,
@@ -262,12 +262,13 @@ def main(argv: list[str] | None = None) -> int:
         "| fit_scope | fits | venues using them |", "|---|---:|---:|",
         *[f"| {a} | {b} | {c} |" for a, b, c in scopes.iter_rows()],
         "",
-        "## Churn holdout (synthetic data: the purchase process has no churn signal beyond recency and "
+        "## Churn evaluation, in sample and out of time (synthetic data: the purchase process has no churn "
+        "signal beyond recency and "
         "frequency, so these figures show the machinery, not the model's value on real data)",
         "",
-        "| metric | " + " | ".join(c for c in head.columns if c != "metric") + " |",
-        "|---|" + "---:|" * (head.width - 1),
-        *["| " + " | ".join([str(r[0])] + [f"{v:.4f}" if v is not None else "" for v in r[1:]]) + " |"
+        "| evaluation | metric | " + " | ".join(c for c in head.columns if c not in ("evaluation", "metric")) + " |",
+        "|---|---|" + "---:|" * (head.width - 2),
+        *["| " + " | ".join([str(r[0]), str(r[1])] + [f"{v:.4f}" if v is not None else "" for v in r[2:]]) + " |"
           for r in head.iter_rows()],
         "",
         "## CLV calibration/holdout (last 90 days held out)",
