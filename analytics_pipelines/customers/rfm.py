@@ -226,7 +226,10 @@ def _worse(s: np.ndarray, n_scopes: int, v: np.ndarray) -> np.ndarray:
         counts = np.bincount(key, minlength=n_scopes * span)
         before = np.cumsum(counts) - counts  # rows with a smaller key
         return before[key] - before[s * span]
-    order = np.lexsort((v, s)) if key is None else pl.Series(key).arg_sort().to_numpy()
+    if key is not None:  # rows with a smaller key = the earlier scopes' rows + the scope's smaller values
+        earlier = np.cumsum(np.bincount(s, minlength=n_scopes)) - np.bincount(s, minlength=n_scopes)
+        return pl.Series(key).rank("min").to_numpy().astype(np.int64) - 1 - earlier[s]
+    order = np.lexsort((v, s))
     so, vo = s[order], v[order]
     idx = np.arange(v.size)
     scope_start = np.r_[True, so[1:] != so[:-1]]
