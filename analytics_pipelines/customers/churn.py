@@ -387,7 +387,7 @@ class ChurnResult:
     cutoff: date
     holdout: dict[str, float]  # headline figures: 'model:metric' of the evaluation, ':in_sample' the fitted rows'
     evaluation: str = "out_of_time"  # or 'in_time_holdout' (history too short for an out-of-time split)
-    training_rows: pl.DataFrame | None = None  # user_id, cutoff, churned of the rows the evaluated model was fitted on
+    training_rows: pl.DataFrame | None = None  # user_id, cutoff, churned: the evaluated model's fitted rows
     train_cutoffs: list[date] | None = None  # the training snapshots' cutoffs (none in the in-time fallback)
 
 
@@ -433,11 +433,13 @@ def _train(inp: Inputs, as_of: date, horizon: int) -> ChurnResult:
         # too short a history for snapshots whose labels end by the split: the old in-time customer holdout
         if not _viable(y_ev):
             raise NotEnoughHistory(f"churn needs labelled customers of both classes as of {split} (horizon "
-                                   f"{horizon} days before {as_of}); got {len(y_ev)} customers, {int(y_ev.sum())} churned")
+                                   f"{horizon} days before {as_of}); got {len(y_ev)} customers, "
+                                   f"{int(y_ev.sum())} churned")
         holdout = (evaluated["user_id"].hash(seed=20261101) % HOLDOUT_SHARE == 0)
         trained, evaluated, evaluation = evaluated.filter(~holdout), evaluated.filter(holdout), "in_time_holdout"
         y_ev = evaluated["churned"].to_numpy().astype(int)
-        if min(y_ev.sum(), len(y_ev) - y_ev.sum()) == 0 or not _viable(trained["churned"].to_numpy().astype(int), 5, 1):
+        y_tr = trained["churned"].to_numpy().astype(int)
+        if min(y_ev.sum(), len(y_ev) - y_ev.sum()) == 0 or not _viable(y_tr, 5, 1):
             raise NotEnoughHistory(f"churn holdout or training rows as of {split} hold one class only")
     y_tr = trained["churned"].to_numpy().astype(int)
     categories = (trained["favourite_category_id"].drop_nulls().value_counts(sort=True)

@@ -31,7 +31,8 @@ import polars as pl
 from analytics_pipelines.customers import rfm
 
 KEY = ["scope", "scope_id", "tenant_id", "venue_id", "user_id"]
-VALUES = ["first_purchase_at", "last_purchase_at", "last_day", "orders", "tickets", "monetary_cents", "currency"]
+VALUES = ["first_purchase_at", "last_purchase_at", "last_day", "orders", "tickets", "monetary_cents",
+          "currency"]
 STATE_COLUMNS = ["state_day", *KEY, *VALUES]
 #: the fct_orders columns the state is computed from
 ORDER_COLUMNS = ["tenant_id", "venue_id", "user_id", "recognized_at", "day", "tickets", "gross_revenue_cents",
@@ -50,7 +51,8 @@ def rfm_state_full(orders: pl.DataFrame, day: date) -> pl.DataFrame:
     return _state(rfm.customer_base(orders, day), day)
 
 
-def rfm_state_advance(prev_state: pl.DataFrame | None, orders_of_day: pl.DataFrame, day: date) -> pl.DataFrame:
+def rfm_state_advance(prev_state: pl.DataFrame | None, orders_of_day: pl.DataFrame,
+                      day: date) -> pl.DataFrame:
     """The state as of the end of `day`: `prev_state` (the state of day - 1; None on the first day of the
     history) merged with `orders_of_day` (the fct_orders rows of `day`, all of them, nothing else).
 
@@ -62,7 +64,8 @@ def rfm_state_advance(prev_state: pl.DataFrame | None, orders_of_day: pl.DataFra
     if prev_state is not None and prev_state.height:
         prev_day = prev_state["state_day"][0]
         if prev_day != day - timedelta(days=1) or prev_state["state_day"].n_unique() != 1:
-            raise ValueError(f"the state advanced to {day} must be that of {day - timedelta(days=1)}, got {prev_day}")
+            raise ValueError(f"the state advanced to {day} must be that of {day - timedelta(days=1)}, "
+                             f"got {prev_day}")
     return _merge(prev_state, orders_of_day, day)
 
 
@@ -97,8 +100,9 @@ def _check_currencies(rest: pl.DataFrame, merged: pl.DataFrame) -> None:
         currencies = set(merged["currency"].drop_nulls().unique()) | set(rest["currency"].drop_nulls().unique())
         if len(currencies) <= 1:
             return
-        both = pl.concat([rest.select("scope", "scope_id", "currency"), merged.select("scope", "scope_id", "currency")])
-        mixed = both.group_by("scope", "scope_id").agg(pl.col("currency").n_unique().alias("n")).filter(pl.col("n") > 1)
+        cols = ["scope", "scope_id", "currency"]
+        both = pl.concat([rest.select(cols), merged.select(cols)])
+        mixed = both.group_by(cols[:2]).agg(pl.col("currency").n_unique().alias("n")).filter(pl.col("n") > 1)
     if mixed.height:
         raise ValueError(f"customer analytics need one currency per scope; mixed currencies in {mixed.height} "
                          f"scope/customer rows, e.g. {mixed.head(3).to_dicts()}")
@@ -112,7 +116,8 @@ def rfm_state_replay(state: pl.DataFrame | None, orders: pl.DataFrame, through: 
         raise ValueError("rfm_state_replay needs a state or a first day")
     day = first_day if state is None or state.height == 0 else state["state_day"][0] + timedelta(days=1)
     in_range = orders.filter(pl.col("day").is_between(day, through))
-    by_day = {k[0]: part for k, part in in_range.partition_by("day", as_dict=True).items()} if in_range.height else {}
+    by_day = ({k[0]: part for k, part in in_range.partition_by("day", as_dict=True).items()}
+              if in_range.height else {})
     out = {}
     while day <= through:
         state = rfm_state_advance(state, by_day.get(day, orders.clear()), day)
