@@ -96,18 +96,19 @@ def synthesize(customers: int, seed: int = 20261101, venues: int = 500, tenants:
         (pl.col("day").cast(pl.Datetime("us", "UTC")) + pl.duration(seconds=pl.col("_sec"))).alias("recognized_at"),
     ).drop("_day", "_sec")
     refund = orders.sample(fraction=0.03, seed=seed).select(
-        "user_id", (pl.col("day") + pl.duration(days=3)).alias("day"), (pl.col("gross_revenue_cents") // 2)
-        .alias("refund_cents"))
+        "user_id", "tenant_id", (pl.col("day") + pl.duration(days=3)).alias("day"),
+        (pl.col("gross_revenue_cents") // 2).alias("refund_cents"))
     m = n // 50
-    resales = pl.DataFrame({"buyer_id": _ids("50000000", rng.integers(0, customers, m)),
-                            "seller_id": _ids("50000000", rng.integers(0, customers, m)),
-                            "_d": rng.integers(0, days, m)}).select(
-        "buyer_id", "seller_id", (pl.lit(start) + pl.duration(days=pl.col("_d"))).alias("day"))
-    attendance = orders.select("user_id", (pl.col("day") + pl.duration(days=20)).alias("ended_day"),
+    buyer, seller, sold_day = rng.integers(0, customers, m), rng.integers(0, customers, m), rng.integers(0, days, m)
+    resales = pl.DataFrame({"buyer_id": _ids("50000000", buyer), "seller_id": _ids("50000000", seller),
+                            "tenant_id": _ids("10000000", tenant_of_customer[buyer]), "_d": sold_day}).select(
+        "buyer_id", "seller_id", "tenant_id", (pl.lit(start) + pl.duration(days=pl.col("_d"))).alias("day"))
+    attendance = orders.select("user_id", "tenant_id", (pl.col("day") + pl.duration(days=20)).alias("ended_day"),
                                pl.col("tickets").alias("tickets_ended")).filter(pl.col("ended_day") <= THROUGH)
     attendance = attendance.with_columns(pl.Series("no_shows", rng.binomial(attendance["tickets_ended"].to_numpy(),
                                                                             0.1)).cast(pl.Int64))
-    attendance = attendance.group_by("user_id", "ended_day").agg(pl.sum("tickets_ended"), pl.sum("no_shows"))
+    attendance = attendance.group_by("user_id", "tenant_id", "ended_day").agg(pl.sum("tickets_ended"),
+                                                                             pl.sum("no_shows"))
     signup = rng.integers(0, 60, customers)
     users = pl.DataFrame({"id": _ids("50000000", cust), "tenant_id": _ids("10000000", tenant_of_customer),
                           "status": "active", "_first": first - signup}).select(
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     scopes = fits.group_by("fit_scope").agg(pl.len().alias("fits"), pl.sum("venues_using")).sort("fit_scope")
     head = model.performance.filter(pl.col("bucket").is_null() & pl.col("metric").is_in(
         ["roc_auc", "average_precision", "precision", "recall", "brier", "base_rate", "n"]))
-    head = head.pivot(on="model", index="metric", values="value")
+    head = head.pivot(on="model", index=["evaluation", "metric"], values="value")
     clv_hold = perf.filter(pl.col("bucket").is_null()).select("metric", "value", "n")
     rows = {PREVIOUS_WEEK: prev_week.height, "customer_rfm_scores (latest week)": latest.height,
             "customer_segment_transitions": transitions.height, "customer_churn_model": model.scores.height,
@@ -255,12 +256,13 @@ def main(argv: list[str] | None = None) -> int:
         "| fit_scope | fits | venues using them |", "|---|---:|---:|",
         *[f"| {a} | {b} | {c} |" for a, b, c in scopes.iter_rows()],
         "",
-        "## Churn holdout (synthetic data: the purchase process has no churn signal beyond recency and "
+        "## Churn evaluation, in sample and out of time (synthetic data: the purchase process has no churn "
+        "signal beyond recency and "
         "frequency, so these figures show the machinery, not the model's value on real data)",
         "",
-        "| metric | " + " | ".join(c for c in head.columns if c != "metric") + " |",
-        "|---|" + "---:|" * (head.width - 1),
-        *["| " + " | ".join([str(r[0])] + [f"{v:.4f}" if v is not None else "" for v in r[1:]]) + " |"
+        "| evaluation | metric | " + " | ".join(c for c in head.columns if c not in ("evaluation", "metric")) + " |",
+        "|---|---|" + "---:|" * (head.width - 2),
+        *["| " + " | ".join([str(r[0]), str(r[1])] + [f"{v:.4f}" if v is not None else "" for v in r[2:]]) + " |"
           for r in head.iter_rows()],
         "",
         "## CLV calibration/holdout (last 90 days held out)",

@@ -4,7 +4,6 @@ backends, and the Dagster assets on tiny generated data."""
 
 from __future__ import annotations
 
-import random
 import shutil
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -226,6 +225,82 @@ def _messy_orders(seed: int, n: int = 400) -> pl.DataFrame:
         .alias("recognized_at"))
 
 
+def test_rfm_quintiles_in_numpy_equal_the_polars_ranks(monkeypatch):
+    """rfm.score's numpy quintiles (a histogram for small value ranges, a sort for large ones) give the
+    scores of the polars rank over each scope, ties and negative values included."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    for spread in (10, 10**12, 2**60):  # histogram, sort of one key, lexsort of (scope, value)
+        base = pl.DataFrame({
+            "scope": [("venue", "tenant", "platform")[i] for i in rng.integers(0, 3, n)],
+            "scope_id": [(f"s{i}" if i else None) for i in rng.integers(0, 7, n)],
+            "tenant_id": "t", "venue_id": "v", "user_id": [f"u{i}" for i in range(n)],
+            "first_purchase_at": datetime(2026, 1, 1, tzinfo=UTC), "last_purchase_at": datetime(2026, 1, 1, tzinfo=UTC),
+            "recency_days": rng.integers(0, 40, n), "orders": rng.integers(1, 6, n),
+            "monetary_cents": rng.integers(-spread, spread, n), "tickets": 1, "currency": "USD"})
+        fast = rfm.score(base, THROUGH)
+        with monkeypatch.context() as m:
+            m.setattr(rfm, "_quintiles_numpy", lambda *a: None)
+            slow = rfm.score(base, THROUGH)
+        assert_frame_equal(fast, slow)
+        assert set(fast["r_score"]) == set(range(1, 6))
+
+
+def test_rfm_daily_increments_equal_the_full_computation():
+    """The daily RFM state advanced one day's orders at a time gives, as of every day, exactly the rows of
+    rfm.rfm_scores over all the orders: from a first day without a previous state, over a day without
+    orders, and after a late order lands in an earlier day (replayed from the state before it); on a year
+    of clean orders and on messy ones (NULL tenants and venues, negative cents)."""
+    from analytics_pipelines.customers import rfm_daily as D
+
+    key = ["scope", "scope_id", "tenant_id", "venue_id", "user_id"]
+
+    def same(state: pl.DataFrame, orders: pl.DataFrame, day: date) -> None:
+        got, exp = D.rfm_scores_from_state(state, day), rfm.rfm_scores(orders, day)
+        assert_frame_equal(got.sort(key, nulls_last=True), exp.sort(key, nulls_last=True))
+
+    for orders in (_many_venues(), _messy_orders(2, n=600)):
+        first = orders["day"].min()
+        gap = first + timedelta(days=3)
+        orders = orders.filter(pl.col("day") != gap)  # a day without orders
+        state = None
+        for i in range(6):  # a first day with no previous state, then one day's orders at a time
+            day = first + timedelta(days=i)
+            state = D.rfm_state_advance(state, orders.filter(pl.col("day") == day), day)
+            same(state, orders, day)
+        # from a full state later on: ten consecutive days, one of them without orders
+        start = orders["day"].max() - timedelta(days=12)
+        orders = orders.filter(pl.col("day") != start + timedelta(days=4))
+        states = {start: D.rfm_state_full(orders, start)}
+        states |= D.rfm_state_replay(states[start], orders, start + timedelta(days=10))
+        assert sorted(states) == [start + timedelta(days=i) for i in range(11)]
+        for day, st in states.items():
+            same(st, orders, day)
+        # a late order recognized on day 7, arriving after day 10's state: replay from day 6's state
+        late_day = start + timedelta(days=7)
+        late = orders.filter(pl.col("user_id").is_not_null()).head(1).with_columns(
+            pl.lit("late-order").alias("order_id"), pl.lit(late_day).alias("day"),
+            pl.lit(datetime(late_day.year, late_day.month, late_day.day, 23, tzinfo=UTC)).alias("recognized_at"))
+        with_late = pl.concat([orders, late.select(orders.columns)])
+        replayed = D.rfm_state_replay(states[late_day - timedelta(days=1)], with_late, start + timedelta(days=10))
+        assert sorted(replayed) == [late_day + timedelta(days=i) for i in range(4)]
+        for day, st in replayed.items():
+            same(st, with_late, day)
+        end = start + timedelta(days=10)  # the daily run: settled state + the last days' orders in one merge
+        same(D.rfm_state_catch_up(states[start + timedelta(days=2)], with_late, end), with_late, end)
+        day_rows = orders.filter(pl.col("day") == late_day)
+        assert D.orders_digest(day_rows) == D.orders_digest(day_rows.reverse()) != D.orders_digest(
+            with_late.filter(pl.col("day") == late_day))  # the late order shows in the day's digest
+        stale = D.rfm_scores_from_state(states[late_day], late_day)  # without the replay: the late order missing
+        assert stale["frequency"].sum() + 3 == rfm.rfm_scores(with_late, late_day)["frequency"].sum()  # 3 scopes
+        with pytest.raises(ValueError, match="must be that of"):
+            D.rfm_state_advance(states[start], orders.clear(), start + timedelta(days=2))
+        with pytest.raises(ValueError, match="only"):
+            D.rfm_state_advance(states[start], late, start + timedelta(days=1))
+    assert D.retained_days([date(2026, 10, 4), date(2026, 10, 5), date(2026, 11, 20)], date(2026, 12, 1)) == [
+        date(2026, 10, 4), date(2026, 11, 20)]  # a Sunday kept forever, a Monday only within 35 days
+
+
 def test_sorted_paths_equal_the_group_bys(monkeypatch):
     """RFM, the CLV inputs, the favourite categories and the cohorts computed by sorting on integer keys equal
     the plain polars group-bys."""
@@ -409,11 +484,17 @@ def test_churn_model_is_evaluated_beside_the_rules_and_saved(tiny_marts, tmp_pat
     res = tiny_marts["churn"]
     perf = res.performance
     assert set(perf["model"]) == {churn.MODEL_NAME, "seed_risk_score", "seed_profile_churn"}
+    # four months of tiny data are too short for an out-of-time split (a training snapshot needs 180 days
+    # before the as-of date): the in-time customer holdout, said so in every row; each model has its AUC
+    # on the fitted rows and on the holdout (3 before the in-sample rows were stored)
+    assert res.evaluation == "in_time_holdout" and res.train_cutoffs == []
+    assert set(perf["evaluation"]) == {"in_sample", "in_time_holdout"}
     head = perf.filter(pl.col("bucket").is_null())
     aucs = head.filter(pl.col("metric") == "roc_auc")["value"]
-    assert aucs.is_between(0, 1).all() and aucs.len() == 3
-    n = int(head.filter((pl.col("metric") == "n") & (pl.col("model") == churn.MODEL_NAME))["value"][0])
-    bins = perf.filter((pl.col("model") == churn.MODEL_NAME) & (pl.col("metric") == "reliability_observed_rate"))
+    assert aucs.is_between(0, 1).all() and aucs.len() == 6
+    held = perf.filter((pl.col("model") == churn.MODEL_NAME) & (pl.col("evaluation") == "in_time_holdout"))
+    n = int(held.filter(pl.col("metric") == "n")["value"][0])
+    bins = held.filter(pl.col("metric") == "reliability_observed_rate")
     assert bins["n"].sum() == n  # every holdout customer in one reliability bin
     assert res.scores["user_id"].is_unique().all() and res.scores["churn_probability"].is_between(0, 1).all()
     path, digest = churn.save_model(res, tmp_path, THROUGH)
@@ -426,6 +507,94 @@ def test_churn_model_is_evaluated_beside_the_rules_and_saved(tiny_marts, tmp_pat
     assert np.allclose(p, res.scores["churn_probability"].to_numpy())
     with pytest.raises(churn.NotEnoughHistory):
         churn.train(tiny_marts["inp"], date(2026, 7, 20))
+
+
+def _long_inputs(orders: pl.DataFrame) -> churn.Inputs:
+    users = orders["user_id"].unique().sort()
+    return churn.Inputs(
+        orders=orders, refunds=pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date, "refund_cents": pl.Int64}),
+        resales=pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String, "day": pl.Date}),
+        attendance=pl.DataFrame(schema={"user_id": pl.String, "ended_day": pl.Date, "tickets_ended": pl.Int64,
+                                        "no_shows": pl.Int64}),
+        users=pl.DataFrame({"id": users, "created_at": [datetime(2025, 1, 1, tzinfo=UTC)] * users.len()}))
+
+
+def test_churn_evaluation_is_out_of_time():
+    """A year of history: trained on snapshots whose labels end by T - h, evaluated on the customers as of
+    T - h labelled by (T - h, T]; in-sample and out-of-time AUC and Brier stored for the model and the rules;
+    the orders after T - h change the out-of-time figures only."""
+    orders = _many_venues()
+    split = THROUGH - timedelta(days=churn.HORIZON_DAYS)
+    res = churn.train(_long_inputs(orders), THROUGH)
+    assert res.evaluation == "out_of_time" and res.cutoff == split
+    assert res.train_cutoffs == sorted(churn.training_cutoffs(THROUGH)) and len(res.train_cutoffs) == 3
+    rows = res.training_rows
+    assert rows.height > 0 and set(rows["cutoff"]) == set(res.train_cutoffs)
+    assert rows.filter(pl.col("cutoff") + pl.duration(days=churn.HORIZON_DAYS) > split).height == 0
+    perf = res.performance
+    assert perf.select("model", "evaluation", "metric", "bucket").is_unique().all()
+    head = perf.filter(pl.col("bucket").is_null() & pl.col("metric").is_in(["roc_auc", "brier"]))
+    got = {(r["model"], r["evaluation"], r["metric"]) for r in head.iter_rows(named=True)}
+    assert got == {(m, e, k) for m in (churn.MODEL_NAME, "seed_risk_score", "seed_profile_churn")
+                   for e in ("in_sample", "out_of_time") for k in ("roc_auc", "brier")}
+    assert head["value"].is_between(0, 1).all()
+    oot_n = perf.filter((pl.col("model") == churn.MODEL_NAME) & (pl.col("evaluation") == "out_of_time")
+                        & (pl.col("metric") == "n"))["value"][0]
+    assert oot_n == churn.features(_long_inputs(orders), split).height  # every customer as of T - h
+    assert res.holdout[churn.MODEL_NAME + ":roc_auc"] > 0.5  # the headline is the out-of-time figure
+    # drop a third of the orders after T - h: the fitted model and its in-sample figures do not move
+    later = pl.col("day") > split
+    thinned = orders.filter(~later | (pl.col("order_id").hash(seed=1) % 3 != 0))
+    again = churn.train(_long_inputs(thinned), THROUGH)
+    assert again.threshold == res.threshold
+    assert_frame_equal(again.performance.filter(pl.col("evaluation") == "in_sample"),
+                       perf.filter(pl.col("evaluation") == "in_sample"))
+    assert not again.performance.filter(pl.col("evaluation") == "out_of_time").equals(
+        perf.filter(pl.col("evaluation") == "out_of_time"))
+
+
+def test_invariant_checks_of_churn_scores_clv_fits_and_model_performance(tiny_marts):
+    """The model outputs pass their invariant checks; each rule fails on a frame that breaks it."""
+    from analytics_pipelines.customers import checks as C
+
+    scores, clv, fits = tiny_marts["churn"].scores, tiny_marts["clv"], tiny_marts["fits"]
+    perf = pl.concat([tiny_marts["churn"].performance,
+                      lifetime.holdout_validation(tiny_marts["inp"].orders, THROUGH, min_repeat_buyers=10)])
+    assert C.check_churn_scores(scores).passed and C.check_clv_fits(fits, clv).passed
+    assert C.check_model_performance(perf).passed
+    assert C.check_churn_scores(churn.rule_scores_only(tiny_marts["inp"], THROUGH)).passed  # no model: NULLs
+
+    def violations(outcome) -> set[str]:
+        assert not outcome.passed
+        return {k.removeprefix("violations_") for k in outcome.metadata if k.startswith("violations_")}
+
+    p = pl.col("churn_probability")
+    first = pl.int_range(pl.len()) == 0
+    assert violations(C.check_churn_scores(pl.concat([scores, scores.head(1)]))) == {"duplicate_customers"}
+    assert violations(C.check_churn_scores(scores.with_columns(pl.when(first).then(1.5).otherwise(p).alias(
+        "churn_probability")))) == {"probability_out_of_range"}
+    assert "probability_nan" in violations(C.check_churn_scores(scores.with_columns(
+        pl.when(first).then(float("nan")).otherwise(p).alias("churn_probability"))))
+    assert violations(C.check_churn_scores(scores.with_columns(pl.when(first).then(None).otherwise(p).alias(
+        "churn_probability")))) == {"probability_missing", "flag_not_with_probability"}
+    assert violations(C.check_clv_fits(pl.concat([fits, fits.head(1)]), clv)) == {"duplicate_fits",
+                                                                                 "duplicate_fit_ids"}
+    assert violations(C.check_clv_fits(fits.with_columns(pl.when(first).then(float("inf")).otherwise(
+        pl.col("a")).alias("a")), clv)) == {"parameters_not_finite"}
+    assert violations(C.check_clv_fits(fits.with_columns(pl.when(first).then(-1.0).otherwise(
+        pl.col("r")).alias("r")), clv)) == {"parameters_not_positive"}
+    assert violations(C.check_clv_fits(fits.with_columns(pl.when(first).then(0.5).otherwise(
+        pl.col("q")).alias("q")), clv)) == {"gamma_gamma_q_not_above_1"}
+    assert "clv_fit_not_in_fits" in violations(C.check_clv_fits(fits.slice(1), clv))
+    assert violations(C.check_model_performance(pl.concat([perf, perf.head(1)]))) == {"duplicate_rows"}
+    auc = pl.col("metric") == "roc_auc"
+    assert violations(C.check_model_performance(perf.with_columns(
+        pl.when(auc).then(1.2).otherwise(pl.col("value")).alias("value")))) == {"shares_out_of_range"}
+    assert "values_not_finite" in violations(C.check_model_performance(perf.with_columns(
+        pl.when(pl.col("metric") == "n").then(float("inf")).otherwise(pl.col("value")).alias("value"))))
+    assert violations(C.check_model_performance(perf.with_columns(
+        pl.when(first).then(pl.lit("holdout")).otherwise(pl.col("evaluation")).alias("evaluation")))) == {
+        "evaluation_unknown"}
 
 
 def test_best_threshold_maximises_f1():
@@ -486,9 +655,10 @@ def test_attendance_rows_equal_the_sql(tiny_wh):
     ends = [datetime(2026, 10, 1, 20, tzinfo=UTC) + timedelta(days=int(d), hours=int(h))
             for d, h in zip(rng.integers(0, 50, 8), rng.integers(0, 8, 8), strict=True)]
     ends[2] = None
-    event_dim = pl.DataFrame({"event_id": events, "ends_at": ends,
+    event_dim = pl.DataFrame({"event_id": events, "tenant_id": ["t1", "t2", None, "t1", "t2", "t1", "t2", "t1"],
+                              "ends_at": ends,
                               "cancelled_or_postponed": [False, False, False, True, None, False, False, False]},
-                             schema={"event_id": pl.String, "ends_at": pl.Datetime("us", "UTC"),
+                             schema={"event_id": pl.String, "tenant_id": pl.String, "ends_at": pl.Datetime("us", "UTC"),
                                      "cancelled_or_postponed": pl.Boolean})
     tickets = pl.DataFrame({"id": pick([f"t{i}" for i in range(400)] + [None]), "event_id": pick(events + ["e99"]),
                             "status": pick(SOLD + ["refunded", "cancelled", None]),
@@ -527,27 +697,51 @@ def test_transitions_of_unchanged_weeks_are_kept_and_changed_ones_recomputed(tin
     assert_frame_equal(after, full.filter(~old_pair))
 
 
-def test_customer_360_one_row_per_customer(tiny_wh, tiny_marts):
+def test_customer_360_one_row_per_tenant_and_customer(tiny_wh, tiny_marts):
+    """One row per (tenant, customer), each with that tenant's activity only: a customer who also buys
+    from another tenant gets a second row there, and neither row sums the other's orders."""
     wh = open_warehouse(tiny_wh)
     inp = tiny_marts["inp"]
     latest = tiny_marts["rfm"].filter(pl.col("as_of") == THROUGH)
-    c = CB.customer_360(inp.orders, THROUGH, inp.users, inp.refunds, inp.resales, inp.attendance,
-                        wh.read_table("stg_event_categories", columns=["id", "name"]), latest, tiny_marts["clv"],
-                        tiny_marts["churn"].scores)
-    users = wh.read_table("stg_users", columns=["id"])
-    assert c["user_id"].is_unique().all() and set(users["id"]) <= set(c["user_id"])
+    cats = wh.read_table("stg_event_categories", columns=["id", "name"])
+
+    def c360(orders: pl.DataFrame) -> pl.DataFrame:
+        return CB.customer_360(orders, THROUGH, inp.users, inp.refunds, inp.resales, inp.attendance, cats, latest,
+                               tiny_marts["clv"], tiny_marts["churn"].scores)
+
+    c = c360(inp.orders)
+    users = wh.read_table("stg_users", columns=["id", "tenant_id"])
+    assert c.select("tenant_id", "user_id").is_unique().all()
+    assert users.join(c, left_on=["tenant_id", "id"], right_on=["tenant_id", "user_id"], how="anti").height == 0
     buyers = c.filter(pl.col("orders") > 0)
     assert buyers["segment"].null_count() == 0 and buyers["favourite_category"].null_count() == 0
-    assert buyers["churn_probability"].null_count() == 0 and buyers["clv_12m_cents"].null_count() == 0
+    assert buyers["clv_12m_cents"].null_count() == 0
+    scored = c.filter(pl.col("churn_probability").is_not_null())  # the platform-wide model: the home tenant's row
+    assert scored["user_id"].is_unique().all() and scored.height == tiny_marts["churn"].scores.height
     assert (c.filter(pl.col("orders") == 0)["spend_cents"] == 0).all()
     assert not any(k in col for col in c.columns for k in ("email", "phone", "name") if col != "favourite_category")
     # no-shows add up to the per-ticket truth: sold tickets of ended events without a valid scan
     att = inp.attendance.filter(pl.col("ended_day") <= THROUGH)
     assert c["no_shows"].sum() == att["no_shows"].sum() and c["tickets_ended"].sum() == att["tickets_ended"].sum()
-    u = random.Random(1).choice(buyers["user_id"].to_list())
-    mine = inp.orders.filter(pl.col("user_id") == u)
-    row = c.filter(pl.col("user_id") == u).row(0, named=True)
-    assert row["orders"] == mine.height and row["spend_cents"] == mine["gross_revenue_cents"].sum()
+    per_tenant = inp.orders.filter(pl.col("day") <= THROUGH).group_by("tenant_id").agg(
+        pl.col("user_id").n_unique().alias("customers"), pl.len().alias("orders"),
+        pl.sum("gross_revenue_cents").alias("spend_cents"))
+    got = buyers.group_by("tenant_id").agg(pl.len().alias("customers"), pl.sum("orders"), pl.sum("spend_cents"))
+    assert_frame_equal(got.sort("tenant_id"), per_tenant.sort("tenant_id"), check_dtypes=False)
+    # one customer's first order moved to the other tenant: two rows, each with its tenant's order(s) only
+    tenants = sorted(inp.orders["tenant_id"].drop_nulls().unique())
+    repeat = inp.orders.filter(pl.col("day") <= THROUGH).group_by("user_id").agg(pl.len(), pl.first("tenant_id"))
+    u, _, home = repeat.filter(pl.col("len") >= 2).sort("user_id").row(0)
+    other = next(t for t in tenants if t != home)
+    moved_id = inp.orders.filter((pl.col("user_id") == u) & (pl.col("day") <= THROUGH)).sort("order_id")["order_id"][0]
+    moved = inp.orders.with_columns(pl.when(pl.col("order_id") == moved_id).then(pl.lit(other))
+                                    .otherwise(pl.col("tenant_id")).alias("tenant_id"))
+    rows = {r["tenant_id"]: r for r in c360(moved).filter(pl.col("user_id") == u).iter_rows(named=True)}
+    mine = moved.filter((pl.col("user_id") == u) & (pl.col("day") <= THROUGH))
+    for t in (home, other):
+        theirs = mine.filter(pl.col("tenant_id") == t)
+        assert rows[t]["orders"] == theirs.height and rows[t]["spend_cents"] == theirs["gross_revenue_cents"].sum()
+    assert rows[other]["orders"] == 1 and rows[other]["churn_probability"] is None
 
 
 # -- Dagster -------------------------------------------------------------------------------------------

@@ -339,7 +339,8 @@ async def customer_clv(request: Request, p: Reading, venue_id: VenueQ = None, li
 async def customer_churn(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
                    offset: OffsetQ = 0):
     """Customers most likely to churn (the churn model's probability, then the BG/NBD dropout probability):
-    the venue's customers, or the tenant's for a tenant-wide admin read."""
+    the venue's customers, or the tenant's for a tenant-wide admin read (its customer_360 rows; the model's
+    platform-wide probability is on the customer's home-tenant row only)."""
     venues = scoped(p, venue_id)
     if venues:
         where, params = scope_sql(p, venues)
@@ -383,7 +384,8 @@ PROFILE_360 = """user_id, tenant_id, account_status, signed_up_at, first_purchas
 async def customer_profile(request: Request, p: Reading, user_id: Annotated[UUID, Path()], venue_id: VenueQ = None):
     """One customer. Venue-scoped: the customer's relationship with that venue only (orders, spend, CLV,
     churn, latest venue RFM segment) -- 404 unless they bought there, and nothing about other venues. A
-    tenant-wide admin read: the whole `customer_360` row plus one entry per venue."""
+    tenant-wide admin read: the tenant's `customer_360` row (one row per tenant and customer: that tenant's
+    activity only, never another tenant's) plus one entry per venue; 404 when the tenant has no row."""
     uid = str(user_id)
     venues = scoped(p, venue_id)
     clv_where, clv_params = scope_sql(p, venues, "c")

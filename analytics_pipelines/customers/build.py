@@ -113,12 +113,12 @@ def churn_inputs(wh: Warehouse, through: date, attendance_: pl.DataFrame | None 
     rows (read from that table when None: it is computed once, by its own asset/step); `history`: fct_orders
     rows already read (read here when None)."""
     tables = wh.tables()
-    refunds = _history(wh, "fct_refunds", ["user_id", "day", "refund_cents"], through) \
-        if "fct_refunds" in tables else pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date,
-                                                             "refund_cents": pl.Int64})
-    resales = _history(wh, "fct_resales", ["buyer_id", "seller_id", "day"], through) \
+    refunds = _history(wh, "fct_refunds", ["user_id", "tenant_id", "day", "refund_cents"], through) \
+        if "fct_refunds" in tables else pl.DataFrame(schema={"user_id": pl.String, "tenant_id": pl.String,
+                                                             "day": pl.Date, "refund_cents": pl.Int64})
+    resales = _history(wh, "fct_resales", ["buyer_id", "seller_id", "tenant_id", "day"], through) \
         if "fct_resales" in tables else pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String,
-                                                             "day": pl.Date})
+                                                             "tenant_id": pl.String, "day": pl.Date})
     return churn.Inputs(orders=orders(wh, through) if history is None else history, refunds=refunds,
                         resales=resales, attendance=attendance_table(wh) if attendance_ is None else attendance_,
                         users=users(wh))
@@ -144,7 +144,8 @@ SOLD_STATUSES = ["sold", "minted", "active", "transferred", "checked_in", "used"
 def attendance_rows(tickets: pl.DataFrame, scans: pl.DataFrame, event_dim: pl.DataFrame,
                     now: datetime) -> pl.DataFrame:
     """The rows of sql/marts/customer_attendance.sql (the rules' reference; tests compare the two), in
-    polars: user_id (tickets.user_id, else original_purchaser_id), ended_day (UTC date of the event's end),
+    polars: user_id (tickets.user_id, else original_purchaser_id), tenant_id (the event's), ended_day (UTC
+    date of the event's end),
     tickets_ended (sold tickets of events ended before `now`, not cancelled or postponed), no_shows (those
     without a valid scan). One lazy query: no copy of the ~10 M tickets into DuckDB, and the valid scans
     are a hash set of ticket ids instead of a DISTINCT and a join. Rows unordered (consumers aggregate)."""
@@ -155,14 +156,14 @@ def attendance_rows(tickets: pl.DataFrame, scans: pl.DataFrame, event_dim: pl.Da
     else:
         ends = ends.dt.convert_time_zone("UTC")
     ended = event_dim.lazy().filter((ends < now) & ~pl.col("cancelled_or_postponed")).select(
-        "event_id", ends.dt.date().alias("ended_day"))
+        "event_id", "tenant_id", ends.dt.date().alias("ended_day"))
     valid = scans.filter(pl.col("result") == "valid").get_column("ticket_id")
     return (tickets.lazy().filter(pl.col("status").is_in(SOLD_STATUSES))
             .select(pl.coalesce("user_id", "original_purchaser_id").alias("user_id"), "event_id", "id")
             .filter(pl.col("user_id").is_not_null())
             .join(ended, on="event_id", how="inner")
             .with_columns(pl.col("id").is_in(valid.implode()).fill_null(False).alias("_scanned"))
-            .group_by("user_id", "ended_day")
+            .group_by("user_id", "tenant_id", "ended_day")
             .agg(pl.len().cast(pl.Int64).alias("tickets_ended"),
                  (~pl.col("_scanned")).sum().cast(pl.Int64).alias("no_shows"))
             .collect())
@@ -261,36 +262,46 @@ def customer_360(history: pl.DataFrame, through: date, users_: pl.DataFrame, ref
                  resales: pl.DataFrame, attendance_: pl.DataFrame, categories: pl.DataFrame,
                  latest_rfm: pl.DataFrame | None, clv: pl.DataFrame | None,
                  scores: pl.DataFrame | None) -> pl.DataFrame:
-    """One row per customer (sql/marts/customer_360.sql); missing upstream marts give NULL columns."""
-    platform_rfm = (latest_rfm.filter(pl.col("scope") == "platform") if latest_rfm is not None
-                    else _empty_rfm()).select("user_id", "as_of", "rfm_code", "segment")
+    """One row per tenant and customer (sql/marts/customer_360.sql): every figure from that tenant's rows
+    only (orders, refunds and resales by their tenant_id, attendance by the event's tenant, CLV by the venue's,
+    RFM the tenant scope's); missing upstream marts give NULL columns."""
+    tu = ["tenant_id", "user_id"]
+    tenant_rfm = (latest_rfm.filter(pl.col("scope") == "tenant") if latest_rfm is not None
+                  else _empty_rfm()).select(*tu, "as_of", "rfm_code", "segment")
     clv_frame = clv if clv is not None else pl.DataFrame(schema={
-        "user_id": pl.String, "clv_12m_cents": pl.Float64, "clv_24m_cents": pl.Float64, "p_alive": pl.Float64,
-        "expected_purchases_12m": pl.Float64})
+        "tenant_id": pl.String, "user_id": pl.String, "clv_12m_cents": pl.Float64, "clv_24m_cents": pl.Float64,
+        "p_alive": pl.Float64, "expected_purchases_12m": pl.Float64})
     score_frame = scores if scores is not None else pl.DataFrame(schema={
-        "user_id": pl.String, "churn_probability": pl.Float64, "churn_flag": pl.Boolean})
+        "user_id": pl.String, "tenant_id": pl.String, "churn_probability": pl.Float64, "churn_flag": pl.Boolean})
     o = history.filter((pl.col("day") <= through) & pl.col("user_id").is_not_null())
     # distinct venues and events counted on integer codes (NULL = 0, counted as a value like n_unique does)
     codes = [pl.Series(f"_{c}", K.dense_codes(o[c])[0], dtype=pl.UInt64) for c in ("venue_id", "event_id")]
-    buyers = o.with_columns(codes).group_by("user_id").agg(
-        pl.first("tenant_id"), pl.min("recognized_at").alias("first_purchase_at"),
+    buyers = o.with_columns(codes).group_by(tu).agg(
+        pl.min("recognized_at").alias("first_purchase_at"),
         pl.max("recognized_at").alias("last_purchase_at"), pl.len().alias("orders"), pl.sum("tickets"),
         pl.sum("gross_revenue_cents").alias("spend_cents"), pl.col("_venue_id").n_unique().alias("venues"),
         pl.col("_event_id").n_unique().alias("events"))
-    fav = churn.favourite_category(o)
-    ref = refunds.filter(pl.col("day") <= through).group_by("user_id").agg(
+    pairs = o.filter(pl.col("category_id").is_not_null()).group_by(*tu, "category_id").agg(
+        pl.sum("tickets").alias("t"), pl.sum("gross_revenue_cents").alias("c"))
+    fav = pairs.sort(["t", "c", "category_id"], descending=[True, True, False]).group_by(tu).agg(
+        pl.first("category_id").alias("favourite_category_id"))
+    ref = refunds.filter(pl.col("day") <= through).group_by(tu).agg(
         pl.len().alias("refunds"), pl.sum("refund_cents").alias("refunds_cents"))
     res = resales.filter(pl.col("day") <= through)
-    att = attendance_.filter(pl.col("ended_day") <= through).group_by("user_id").agg(
+    att = attendance_.filter(pl.col("ended_day") <= through).group_by(tu).agg(
         pl.sum("tickets_ended"), pl.sum("no_shows"))
-    clv_c = clv_frame.group_by("user_id").agg(pl.sum("clv_12m_cents"), pl.sum("clv_24m_cents"), pl.max("p_alive"),
-                                              pl.sum("expected_purchases_12m"))
+    clv_c = clv_frame.group_by(tu).agg(pl.sum("clv_12m_cents"), pl.sum("clv_24m_cents"), pl.max("p_alive"),
+                                       pl.sum("expected_purchases_12m"))
+    # the churn model is platform-wide (its features span every tenant): its figures go on the customer's
+    # home-tenant row only (stg_users.tenant_id; the score's tenant for a buyer missing there)
+    home = score_frame.join(users_.select(pl.col("id").alias("user_id"), pl.col("tenant_id").alias("_home")),
+                            on="user_id", how="left").select(
+        pl.coalesce("_home", "tenant_id").alias("tenant_id"), "user_id", "churn_probability", "churn_flag")
     return run("customer_360", {
         "buyers": buyers, "fav": fav, "ref": ref, "att": att, "clv_c": clv_c, "users": users_,
-        "bought": res.group_by(pl.col("buyer_id").alias("user_id")).agg(pl.len().alias("n")),
-        "sold": res.group_by(pl.col("seller_id").alias("user_id")).agg(pl.len().alias("n")),
-        "categories": categories, "rfm": platform_rfm,
-        "churn": score_frame.select("user_id", "churn_probability", "churn_flag")}, through=through)
+        "bought": res.group_by(pl.col("tenant_id"), pl.col("buyer_id").alias("user_id")).agg(pl.len().alias("n")),
+        "sold": res.group_by(pl.col("tenant_id"), pl.col("seller_id").alias("user_id")).agg(pl.len().alias("n")),
+        "categories": categories, "rfm": tenant_rfm, "churn": home}, through=through)
 
 
 def customer_360_from(wh: Warehouse, through: date, inp: churn.Inputs | None = None,

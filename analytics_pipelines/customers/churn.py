@@ -9,18 +9,23 @@ purchase days, orders in the last 90 and 365 days, monetary and average order va
 (count and share of spend), tickets of ended events and the no-show rate, marketplace purchases and sales,
 and the favourite category (most tickets; one-hot over the ten most common favourites, else 'other').
 
-Time split (training sets above MAX_TRAIN_ROWS customers are subsampled for the fit). Training and evaluation rows are the customers as of cutoff = as_of - horizon, labelled by
-(cutoff, as_of]; a deterministic 25 % of customers (polars hash of user_id, fixed seed) is held out. The
-decision threshold maximises F1 on the training rows; the holdout gives ROC AUC, average precision,
-precision/recall/F1 at that threshold, the Brier score and ten reliability bins. The old rules are scored
-on the same holdout rows: `seed_risk_score` (analytics-service L540-587: customers silent > 90 days get
-min(100, days/90 x 50) - 10 if > 5 purchases - 10 if > 10 - 5 if AOV > $100, others 0; high risk > 70)
-and `seed_profile_churn` (L5649-5905: 0.8/0.6/0.4/0.2/0.1 by days silent > 180/90/60/30, x 0.5 if > 4
+Out-of-time split (T = as_of, h = horizon = the label window, 90 days). Training rows: the customers as of
+each of TRAIN_SNAPSHOTS cutoffs T - 2h, T - 2h - 30 d, T - 2h - 60 d (stacked; above MAX_TRAIN_ROWS rows a
+deterministic sample), each labelled by (cutoff, cutoff + h], so no training label looks past T - h.
+Evaluation rows ('out_of_time'): the customers as of T - h, labelled by (T - h, T]: behaviour after every
+training label. The decision threshold maximises F1 on the training rows; model_performance holds ROC AUC,
+average precision, precision/recall/F1 at that threshold, the Brier score and ten reliability bins for the
+training rows ('in_sample') and the out-of-time rows, for the model and the old rules on the same rows. A
+history too short for a training snapshot (under 2h before T) falls back to the former in-time design:
+the customers as of T - h, a deterministic 25 % (polars hash of user_id) held out ('in_time_holdout').
+The old rules: `seed_risk_score` (analytics-service L540-587: customers silent > 90 days get min(100,
+days/90 x 50) - 10 if > 5 purchases - 10 if > 10 - 5 if AOV > $100, others 0; high risk > 70) and
+`seed_profile_churn` (L5649-5905: 0.8/0.6/0.4/0.2/0.1 by days silent > 180/90/60/30, x 0.5 if > 4
 purchases a year, x 0.7 if > 2; flagged > 0.6). Purchases are orders here (the old service counted ticket
 rows), and the profile rule's first/last purchase swap is not copied.
 
-The model that scores today's customers is refitted on all labelled rows (train + holdout) and applied to
-the features as of `as_of`.
+The model that scores today's customers is refitted on all labelled rows (training + evaluation rows, every
+label observed by T) and applied to the features as of `as_of`.
 """
 
 from __future__ import annotations
@@ -37,16 +42,18 @@ import numpy as np
 import polars as pl
 import sklearn
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from analytics_pipelines.customers import keys as K
-from analytics_pipelines.customers.lifetime import performance_rows
+from analytics_pipelines.customers.evaluation import best_f1_threshold as _best_f1_threshold
+from analytics_pipelines.customers.evaluation import evaluate, performance_rows
 
 HORIZON_DAYS = 90
-HOLDOUT_SHARE = 4  # 1 in 4 customers
+HOLDOUT_SHARE = 4  # 1 in 4 customers (the in-time fallback only)
+TRAIN_SNAPSHOTS = 3  # training cutoffs as_of - 2 x horizon, 30 and 60 days before it
+SNAPSHOT_STEP_DAYS = 30
 #: a logistic regression on ~30 features learns nothing more from millions of rows than from 200k: larger
 #: training sets are subsampled (deterministically) to bound the fit time; the holdout is always complete
 MAX_TRAIN_ROWS = 200_000
@@ -370,44 +377,6 @@ def _fit(x: np.ndarray, y: np.ndarray):
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=1.0)).fit(x, y)
 
 
-def _best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    """The probability threshold that maximises F1 (vectorised over the sorted scores)."""
-    order = np.argsort(-p, kind="stable")
-    ys, ps = y[order], p[order]
-    tp = np.cumsum(ys)
-    k = np.arange(1, len(ys) + 1)
-    f1 = 2 * tp / (k + ys.sum())
-    last_of_value = np.r_[ps[1:] != ps[:-1], True]  # a threshold can only fall between distinct scores
-    best = int(np.argmax(np.where(last_of_value, f1, -1)))
-    return float(ps[best])
-
-
-def evaluate(y: np.ndarray, score: np.ndarray, threshold: float, probability: bool = True) -> list[tuple]:
-    """(metric, bucket, value, n) rows: AUC, average precision, precision/recall/F1 at `threshold`,
-    and for probabilities the Brier score and ten reliability bins."""
-    n = len(y)
-    flagged = score >= threshold
-    tp = int((flagged & (y == 1)).sum())
-    rows = [("n", None, float(n), n), ("base_rate", None, float(y.mean()), n), ("threshold", None, threshold, n),
-            ("roc_auc", None, float(roc_auc_score(y, score)), n),
-            ("average_precision", None, float(average_precision_score(y, score)), n),
-            ("precision", None, tp / flagged.sum() if flagged.sum() else float("nan"), int(flagged.sum())),
-            ("recall", None, tp / (y == 1).sum() if (y == 1).sum() else float("nan"), int((y == 1).sum())),
-            ("flagged_share", None, float(flagged.mean()), n)]
-    prec, rec = rows[5][2], rows[6][2]
-    rows.append(("f1", None, 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0, n))
-    if probability:
-        rows.append(("brier", None, float(brier_score_loss(y, score)), n))
-        bins = np.minimum((score * 10).astype(int), 9)
-        for b in range(10):
-            sel = bins == b
-            if sel.any():
-                label_ = f"{b / 10:.1f}-{(b + 1) / 10:.1f}"
-                rows += [("reliability_mean_predicted", label_, float(score[sel].mean()), int(sel.sum())),
-                         ("reliability_observed_rate", label_, float(y[sel].mean()), int(sel.sum()))]
-    return rows
-
-
 @dataclass
 class ChurnResult:
     scores: pl.DataFrame  # per customer as of as_of
@@ -416,11 +385,16 @@ class ChurnResult:
     categories: list[str]
     threshold: float
     cutoff: date
-    holdout: dict[str, float]  # headline figures
+    holdout: dict[str, float]  # headline figures: 'model:metric' of the evaluation, ':in_sample' the fitted rows'
+    evaluation: str = "out_of_time"  # or 'in_time_holdout' (history too short for an out-of-time split)
+    training_rows: pl.DataFrame | None = None  # user_id, cutoff, churned: the evaluated model's fitted rows
+    train_cutoffs: list[date] | None = None  # the training snapshots' cutoffs (none in the in-time fallback)
 
 
 def train(inp: Inputs, as_of: date, horizon: int = HORIZON_DAYS) -> ChurnResult:
-    """Train, evaluate on the holdout (beside the rules), refit on all labelled rows, score as of `as_of`.
+    """Train on snapshots whose labels end by as_of - horizon, evaluate out of time on the customers as of
+    as_of - horizon labelled by (as_of - horizon, as_of] (beside the rules), refit on all those labelled
+    rows, score as of `as_of` (module doc).
 
     BLAS is held to one thread: L-BFGS on ~30 coefficients is many tiny BLAS calls, which a multi-threaded
     OpenBLAS made several times slower on the shared 2-core machine (measured)."""
@@ -428,33 +402,65 @@ def train(inp: Inputs, as_of: date, horizon: int = HORIZON_DAYS) -> ChurnResult:
         return _train(inp, as_of, horizon)
 
 
+def training_cutoffs(as_of: date, horizon: int = HORIZON_DAYS, snapshots: int = TRAIN_SNAPSHOTS,
+                     step_days: int = SNAPSHOT_STEP_DAYS) -> list[date]:
+    """The out-of-time design's training cutoffs, latest first: the latest is as_of - 2 x horizon, so every
+    training label window (cutoff, cutoff + horizon] ends on or before the split as_of - horizon."""
+    last = as_of - timedelta(days=2 * horizon)
+    return [last - timedelta(days=step_days * k) for k in range(snapshots)]
+
+
+def _viable(y: np.ndarray, rows: int = 20, per_class: int = 5) -> bool:
+    return len(y) >= rows and min(int(y.sum()), len(y) - int(y.sum())) >= per_class
+
+
 def _train(inp: Inputs, as_of: date, horizon: int) -> ChurnResult:
-    cutoff = as_of - timedelta(days=horizon)
-    at_cutoff, at_as_of = features_at(inp, [cutoff, as_of])  # one pass for the training rows and today's
-    feats = seed_rules(label(inp, at_cutoff, cutoff, horizon))
-    holdout = (feats["user_id"].hash(seed=20261101) % HOLDOUT_SHARE == 0).to_numpy()
-    y = feats["churned"].to_numpy().astype(int)
-    if len(y) < 20 or min(y.sum(), len(y) - y.sum()) < 5 or holdout.sum() < 5:
-        raise NotEnoughHistory(f"churn needs labelled customers of both classes as of {cutoff} (horizon {horizon} "
-                               f"days before {as_of}); got {len(y)} customers, {int(y.sum())} churned")
-    if min(y[holdout].sum(), (1 - y[holdout]).sum()) == 0 or min(y[~holdout].sum(), (1 - y[~holdout]).sum()) == 0:
-        raise NotEnoughHistory(f"churn holdout or training rows as of {cutoff} hold one class only")
-    categories = (feats["favourite_category_id"].drop_nulls().value_counts(sort=True)
+    split = as_of - timedelta(days=horizon)
+    first = inp.orders["day"].min()
+    cutoffs = [c for c in training_cutoffs(as_of, horizon) if first is not None and c >= first]
+    frames = features_at(inp, [*cutoffs, split, as_of])  # one pass for every snapshot and today's rows
+    at_split, at_as_of = frames[-2], frames[-1]
+    evaluated = seed_rules(label(inp, at_split, split, horizon)).with_columns(pl.lit(split).alias("cutoff"))
+    y_ev = evaluated["churned"].to_numpy().astype(int)
+    parts = [seed_rules(label(inp, f, c, horizon)).with_columns(pl.lit(c).alias("cutoff"))
+             for c, f in zip(cutoffs, frames, strict=False)]
+    trained = pl.concat(parts, how="vertical_relaxed") if parts else evaluated.clear()
+    if trained.height > MAX_TRAIN_ROWS:  # subsampled before the matrix: the fitted rows are the in-sample rows
+        keep = np.sort(np.random.default_rng(20261101).choice(trained.height, MAX_TRAIN_ROWS, replace=False))
+        trained = trained[pl.Series(keep)]
+    evaluation = "out_of_time"
+    if not (_viable(trained["churned"].to_numpy().astype(int)) and _viable(y_ev)):
+        # too short a history for snapshots whose labels end by the split: the old in-time customer holdout
+        if not _viable(y_ev):
+            raise NotEnoughHistory(f"churn needs labelled customers of both classes as of {split} (horizon "
+                                   f"{horizon} days before {as_of}); got {len(y_ev)} customers, "
+                                   f"{int(y_ev.sum())} churned")
+        holdout = (evaluated["user_id"].hash(seed=20261101) % HOLDOUT_SHARE == 0)
+        trained, evaluated, evaluation = evaluated.filter(~holdout), evaluated.filter(holdout), "in_time_holdout"
+        y_ev = evaluated["churned"].to_numpy().astype(int)
+        y_tr = trained["churned"].to_numpy().astype(int)
+        if min(y_ev.sum(), len(y_ev) - y_ev.sum()) == 0 or not _viable(y_tr, 5, 1):
+            raise NotEnoughHistory(f"churn holdout or training rows as of {split} hold one class only")
+    y_tr = trained["churned"].to_numpy().astype(int)
+    categories = (trained["favourite_category_id"].drop_nulls().value_counts(sort=True)
                   .head(TOP_CATEGORIES)["favourite_category_id"].sort().to_list())
-    x = _matrix(feats, categories)
-    model = _fit(x[~holdout], y[~holdout])
-    threshold = _best_f1_threshold(y[~holdout], model.predict_proba(x[~holdout])[:, 1])
-    p_hold = model.predict_proba(x[holdout])[:, 1]
-    h = feats.filter(pl.Series(holdout))
-    perf = [performance_rows("churn", MODEL_NAME, as_of, cutoff, horizon, evaluate(y[holdout], p_hold, threshold)),
-            performance_rows("churn", "seed_risk_score", as_of, cutoff, horizon, evaluate(
-                y[holdout], h["seed_risk_score"].to_numpy() / 100, 0.70 + 1e-9)),
-            performance_rows("churn", "seed_profile_churn", as_of, cutoff, horizon, evaluate(
-                y[holdout], h["seed_profile_churn"].to_numpy(), 0.60 + 1e-9))]
+    x_tr, x_ev = _matrix(trained, categories), _matrix(evaluated, categories)
+    model = _fit(x_tr, y_tr)
+    p_tr = model.predict_proba(x_tr)[:, 1]
+    threshold = _best_f1_threshold(y_tr, p_tr)
+    p_ev = model.predict_proba(x_ev)[:, 1]
+    perf = []
+    for name, rows, y, p in (("in_sample", trained, y_tr, p_tr), (evaluation, evaluated, y_ev, p_ev)):
+        perf += [performance_rows("churn", MODEL_NAME, as_of, split, horizon, evaluate(y, p, threshold), name),
+                 performance_rows("churn", "seed_risk_score", as_of, split, horizon, evaluate(
+                     y, rows["seed_risk_score"].to_numpy() / 100, 0.70 + 1e-9), name),
+                 performance_rows("churn", "seed_profile_churn", as_of, split, horizon, evaluate(
+                     y, rows["seed_profile_churn"].to_numpy(), 0.60 + 1e-9), name)]
     performance = pl.concat(perf)
-    headline = {r["model"] + ":" + r["metric"]: r["value"] for r in performance.filter(
-        pl.col("metric").is_in(["roc_auc", "precision", "recall", "brier"])).iter_rows(named=True)}
-    final = _fit(x, y)
+    head = performance.filter(pl.col("metric").is_in(["roc_auc", "precision", "recall", "brier"]))
+    headline = {r["model"] + ":" + r["metric"] + ("" if r["evaluation"] == evaluation else ":" + r["evaluation"]):
+                r["value"] for r in head.iter_rows(named=True)}
+    final = _fit(np.vstack([x_tr, x_ev]), np.concatenate([y_tr, y_ev]))  # every label observed by as_of
     now = seed_rules(at_as_of)
     p_now = final.predict_proba(_matrix(now, categories))[:, 1] if now.height else np.zeros(0)
     scores = now.select(
@@ -462,7 +468,8 @@ def _train(inp: Inputs, as_of: date, horizon: int) -> ChurnResult:
         pl.Series("churn_probability", p_now, dtype=pl.Float64),
         pl.Series("churn_flag", p_now >= threshold, dtype=pl.Boolean), "seed_risk_score", "seed_profile_churn",
         "favourite_category_id")
-    return ChurnResult(scores, performance, final, categories, threshold, cutoff, headline)
+    return ChurnResult(scores, performance, final, categories, threshold, split, headline, evaluation,
+                       trained.select("user_id", "cutoff", "churned"), sorted(cutoffs))
 
 
 def save_model(result: ChurnResult, directory: Path, as_of: date) -> tuple[Path, str]:
@@ -470,7 +477,9 @@ def save_model(result: ChurnResult, directory: Path, as_of: date) -> tuple[Path,
     rename); returns (path, full sha256 of the file). Same model bytes -> same name."""
     payload = {"model": result.model, "numeric_features": NUMERIC, "categories": result.categories,
                "threshold": result.threshold, "cutoff": result.cutoff.isoformat(), "as_of": as_of.isoformat(),
-               "horizon_days": HORIZON_DAYS, "holdout": result.holdout, "sklearn_version": sklearn.__version__}
+               "horizon_days": HORIZON_DAYS, "holdout": result.holdout, "evaluation": result.evaluation,
+               "train_cutoffs": [c.isoformat() for c in result.train_cutoffs or []],
+               "sklearn_version": sklearn.__version__}
     buf = io.BytesIO()
     joblib.dump(payload, buf)
     data = buf.getvalue()

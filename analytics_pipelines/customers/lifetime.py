@@ -31,6 +31,7 @@ from analytics_pipelines.customers import clv
 from analytics_pipelines.customers import keys as K
 from analytics_pipelines.customers.clv import bgnbd, gamma_gamma
 from analytics_pipelines.customers.clv import model as clv_model
+from analytics_pipelines.customers.evaluation import performance_rows
 from analytics_pipelines.customers.parallel import TaskPool, run_all
 
 WEEK_DAYS = 7.0
@@ -482,13 +483,3 @@ def _holdout_validation(orders: pl.DataFrame, as_of: date, holdout_days: int, mi
 def _perf_frame(rows, as_of: date, cutoff: date, holdout_days: int = 0) -> pl.DataFrame:
     return performance_rows("clv", "bgnbd_gamma_gamma", as_of, cutoff, holdout_days, rows)
 
-
-def performance_rows(family: str, model: str, as_of: date, cutoff: date, horizon_days: int,
-                     rows: list[tuple[str, str | None, float, int]]) -> pl.DataFrame:
-    """model_performance rows: one per (metric, bucket) with its value and the number of customers behind it."""
-    return pl.DataFrame(
-        [(family, model, as_of, cutoff, horizon_days, m, b, None if v is None or v != v else float(v), int(k))
-         for m, b, v, k in rows],
-        schema={"model_family": pl.String, "model": pl.String, "as_of": pl.Date, "cutoff": pl.Date,
-                "horizon_days": pl.Int64, "metric": pl.String, "bucket": pl.String, "value": pl.Float64,
-                "n": pl.Int64}, orient="row")

@@ -33,7 +33,7 @@ def _duplicates(df: pl.DataFrame, keys: list[str]) -> int:
 def check_attendance(wh: Warehouse, df: pl.DataFrame, tickets: pl.DataFrame, scans: pl.DataFrame,
                      now: datetime) -> CheckOutcome:
     """customer_attendance: Σ tickets_ended and Σ no_shows equal the no_shows check's independent count
-    (sql/checks/no_shows_total.sql) over the staging tickets with a holder; one row per holder and day;
+    (sql/checks/no_shows_total.sql) over the staging tickets with a holder; one row per holder, tenant and day;
     0 <= no_shows <= tickets_ended."""
     held = tickets.filter(pl.coalesce("user_id", "original_purchaser_id").is_not_null())
     exp = run("checks/no_shows_total", {
@@ -44,7 +44,7 @@ def check_attendance(wh: Warehouse, df: pl.DataFrame, tickets: pl.DataFrame, sca
         pl.col("tickets_sold").cast(pl.Int64).alias("tickets_ended"), pl.col("no_shows").cast(pl.Int64))
     got = df.select(pl.sum("tickets_ended").cast(pl.Int64), pl.sum("no_shows").cast(pl.Int64))
     return _combine(compare(exp, got, [], ["tickets_ended", "no_shows"]), extra_failures={
-        "duplicate_holder_days": _duplicates(df, ["user_id", "ended_day"]),
+        "duplicate_holder_days": _duplicates(df, ["user_id", "tenant_id", "ended_day"]),
         "missing_holder": df["user_id"].null_count(),
         "no_shows_out_of_range": df.filter(~pl.col("no_shows").is_between(0, pl.col("tickets_ended"))).height})
 
@@ -119,16 +119,26 @@ def check_cohorts(wh: Warehouse, df: pl.DataFrame, through: date) -> CheckOutcom
 
 
 def check_customer_360(wh: Warehouse, df: pl.DataFrame, through: date) -> CheckOutcome:
-    """One row per customer; buyers, orders and spend equal staging's platform totals; no-show counts within
-    tickets; no personal data columns."""
-    platform = staging_totals(wh, through).filter(pl.col("scope") == "platform")
+    """One row per tenant and customer; per tenant, buyers, orders and spend equal staging's tenant totals
+    (so no tenant's row carries another tenant's orders) and platform-wide orders and spend equal
+    staging's; no-show counts within tickets; churn figures on at most one row per customer; no personal
+    data columns."""
+    totals = staging_totals(wh, through)
     buyers = df.filter(pl.col("orders") > 0)
-    got = pl.DataFrame({"scope": ["platform"], "scope_id": ["platform"], "customers": [buyers.height],
-                        "orders": [int(df["orders"].sum())], "monetary_cents": [int(df["spend_cents"].sum())]})
+    per_tenant = buyers.group_by(pl.lit("tenant").alias("scope"), pl.col("tenant_id").alias("scope_id")).agg(
+        pl.len().alias("customers"), pl.sum("orders"), pl.sum("spend_cents").alias("monetary_cents"))
+    platform = pl.DataFrame({"scope": ["platform"], "scope_id": ["platform"], "orders": [int(df["orders"].sum())],
+                             "monetary_cents": [int(df["spend_cents"].sum())]})
     pii = [c for c in df.columns if any(k in c for k in ("email", "phone", "first_name", "last_name"))]
-    return _combine(compare(platform, got, ["scope", "scope_id"], VALUES), extra_failures={
-        "duplicate_customers": _duplicates(df, ["user_id"]),
-        "no_shows_above_tickets": df.filter(pl.col("no_shows") > pl.col("tickets_ended")).height,
-        "buyers_without_segment": buyers.filter(pl.col("segment").is_null() & pl.col("segment_as_of").is_not_null()
-                                                & (pl.col("first_purchase_at").dt.date() <= pl.col("segment_as_of"))).height,
-        "personal_data_columns": len(pii)})
+    scored = df.filter(pl.col("churn_probability").is_not_null())
+    return _combine(
+        compare(totals.filter(pl.col("scope") == "tenant"), per_tenant, ["scope", "scope_id"], VALUES),
+        compare(totals.filter(pl.col("scope") == "platform").drop("customers"), platform, ["scope", "scope_id"],
+                ["orders", "monetary_cents"]), extra_failures={
+            "duplicate_tenant_customers": _duplicates(df, ["tenant_id", "user_id"]),
+            "churn_on_several_tenants": scored.height - scored["user_id"].n_unique(),
+            "no_shows_above_tickets": df.filter(pl.col("no_shows") > pl.col("tickets_ended")).height,
+            "buyers_without_segment": buyers.filter(
+                pl.col("segment").is_null() & pl.col("segment_as_of").is_not_null()
+                & (pl.col("first_purchase_at").dt.date() <= pl.col("segment_as_of"))).height,
+            "personal_data_columns": len(pii)})

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 import polars as pl
 
 from analytics_pipelines.customers import build as CB
-from analytics_pipelines.customers import churn, lifetime
+from analytics_pipelines.customers import checks, churn, lifetime
 from analytics_pipelines.customers import reconcile as R
 from analytics_pipelines.marts.reconcile import CheckOutcome
 from analytics_pipelines.registry.context import BuildContext, Built, md_table
@@ -96,7 +96,8 @@ def customer_churn_model(ctx: BuildContext) -> Built:
                      extras={"not_trained": str(exc)}, metadata={"model": "none", "reason": str(exc)})
     path, digest = churn.save_model(result, ctx.data_dir / "models" / "customer_churn", last)
     auc = {k.split(":")[0]: v for k, v in result.holdout.items() if k.endswith(":roc_auc")}
-    headline = result.performance.filter(pl.col("bucket").is_null()).pivot(on="model", index="metric", values="value")
+    headline = result.performance.filter(pl.col("bucket").is_null()).pivot(
+        on="model", index=[c for c in ("evaluation", "metric") if c in result.performance.columns], values="value")
     return Built(
         {"customer_churn_scores": result.scores, "churn_model_performance": result.performance},
         extras={"auc": auc}, data_version=digest[:16],
@@ -118,6 +119,14 @@ def check_churn_beats_rules(ctx: BuildContext, built: Built) -> CheckOutcome:
     auc = built.extras["auc"]
     beats = all(auc[churn.MODEL_NAME] > v for k, v in auc.items() if k != churn.MODEL_NAME)
     return CheckOutcome(beats, {f"roc_auc_{k}": float(v) for k, v in auc.items()})
+
+
+def check_churn_scores(ctx: BuildContext, built: Built) -> CheckOutcome:
+    return checks.check_churn_scores(built.frames["customer_churn_scores"])
+
+
+def check_clv_fits(ctx: BuildContext, built: Built) -> CheckOutcome:
+    return checks.check_clv_fits(built.frames["customer_clv_fits"], built.frames["customer_lifetime_value"])
 
 
 def customer_lifetime_value(ctx: BuildContext) -> Built:

@@ -10,8 +10,6 @@ import polars as pl
 from analytics_pipelines.marts.reconcile import CheckOutcome
 from analytics_pipelines.registry.context import BuildContext, Built, md_table
 
-KEY = ["model_family", "model", "metric", "bucket"]
-
 
 def model_performance(ctx: BuildContext) -> Built:
     have = set(ctx.wh.tables())
@@ -27,14 +25,8 @@ def model_performance(ctx: BuildContext) -> Built:
 
 
 def check_performance(ctx: BuildContext, built: Built) -> CheckOutcome:
-    """One row per (family, model, metric, bucket); values finite; AUC, Brier and rates within [0, 1]."""
-    df = built.frames["model_performance"]
-    keys = [k for k in KEY if k in df.columns] + [c for c in ("evaluation",) if c in df.columns]
-    duplicates = df.height - df.select(keys).unique().height if df.height else 0
-    values = df["value"] if df.height else pl.Series([], dtype=pl.Float64)
-    not_finite = int((values.is_not_null() & ~values.is_finite()).sum()) if df.height else 0
-    bounded = df.filter(pl.col("metric").str.contains("roc_auc|brier|precision|recall|coverage")) if df.height else df
-    out_of_range = int((~bounded["value"].is_between(0, 1)).sum()) if bounded.height else 0
-    return CheckOutcome(duplicates == 0 and not_finite == 0 and out_of_range == 0, {
-        "rows": df.height, "duplicate_keys": duplicates, "not_finite_values": not_finite,
-        "bounded_metrics_out_of_range": out_of_range})
+    """One row per (family, model, evaluation, metric, bucket); values finite; AUC, Brier and shares within
+    [0, 1] (the rules of customers/checks.py, which every model family's rows follow)."""
+    from analytics_pipelines.customers.checks import check_model_performance
+
+    return check_model_performance(built.frames["model_performance"])

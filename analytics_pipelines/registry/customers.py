@@ -12,20 +12,20 @@ G = "customers"
 def _t(name: str, description: str, grain: str, keys: tuple[str, ...], upstream: tuple[str, ...],
        check: Check | None = None, **kw) -> Table:
     return Table(name=name, group=G, description=description, grain=grain, keys=keys, upstream=upstream,
-                 build=kw.pop("build", S + name), checks=(check,) if check else (), **kw)
+                 build=kw.pop("build", S + name), checks=((check,) if check else ()) + kw.pop("checks", ()), **kw)
 
 
 TABLES: tuple[Table, ...] = (
     _t("customer_attendance",
        "Per ticket holder (tickets.user_id, else original_purchaser_id) and day an event ended: sold tickets of "
        "ended events and how many never had a valid scan (the no_shows mart's rules), as of the run's time. Read "
-       "by the churn model and the customer 360.", "one row per holder and day an event ended", ("user_id", "ended_day"),
+       "by the churn model and the customer 360.", "one row per tenant, holder and day an event ended",
+       ("tenant_id", "user_id", "ended_day"),
        ("stg_tickets", "stg_ticket_scans", "stg_events", "stg_event_schedules", "stg_ticket_types",
         "stg_event_categories"),
        Check(RECONCILES, "Tickets of ended events and no-shows add up to an independent count over the staging "
                          "tickets with a holder; one row per holder and day; no-shows within 0 and the tickets.",
-             S + "check_attendance"),
-       tenant_column=None, no_tenant_reason="pending: a holder's tickets across tenants (issue 14 follow-up)"),
+             S + "check_attendance")),
     _t("customer_rfm_scores",
        "RFM per customer as of the end of each week (Sunday, UTC), per venue, per tenant and platform-wide "
        "(`scope`): recency days, frequency (orders), monetary (gross cents), quintile scores 1-5, code, total and "
@@ -54,13 +54,16 @@ TABLES: tuple[Table, ...] = (
              S + "check_churn_beats_rules", kind="invariants",
              why_not_blocking="short or tiny histories can legitimately fall short; the scores are still written "
                               "beside the old rule scores, and the metric is in model_performance"),
+       checks=(Check("valid_scores", "customer_churn_scores: probabilities in [0, 1], one row per tenant and "
+                                     "customer, no NaN.", S + "check_churn_scores", kind="invariants"),),
        stored="artifact", tenant_column=None, no_tenant_reason="a model file, not rows",
        produces=("customer_churn_scores", "churn_model_performance"), kinds=("scikit-learn",)),
     Table(name="customer_churn_scores", group=G, produced_by="customer_churn_model",
           grain="one row per tenant and customer", keys=("tenant_id", "user_id"), serve=True,
           description="Today's churn probability per customer (the model), beside the old service's rule scores."),
     Table(name="churn_model_performance", group="models", produced_by="customer_churn_model",
-          grain="one row per model, metric and bucket", keys=("model", "metric", "bucket"), tenant_column=None,
+          grain="one row per model, evaluation, metric and bucket",
+          keys=("model", "evaluation", "metric", "bucket"), tenant_column=None,
           no_tenant_reason="model evaluation metrics over all tenants' customers",
           description="The churn model's and the old rules' holdout metrics (ROC AUC, precision/recall, Brier, "
                       "reliability bins)."),
@@ -72,6 +75,8 @@ TABLES: tuple[Table, ...] = (
        Check(RECONCILES, "Per venue, customers, orders and historic value equal an independent staging count (to "
                          "the cent); one row per customer and venue; probabilities in [0, 1]; CLV >= 0.",
              S + "check_clv"),
+       checks=(Check("valid_fits", "customer_clv_fits: parameters finite and positive where converged, one row per "
+                                   "fit; every CLV row's fit exists.", S + "check_clv_fits", kind="invariants"),),
        produces=("customer_clv_fits", "clv_model_performance"), kinds=("numpy",), serve=True,
        venue_column="venue_id"),
     Table(name="customer_clv_fits", group=G, produced_by="customer_lifetime_value",
@@ -79,7 +84,8 @@ TABLES: tuple[Table, ...] = (
           no_tenant_reason="pending: platform fits pool every tenant",
           description="BG/NBD and Gamma-Gamma parameters per fit (venue, tenant or platform) with convergence."),
     Table(name="clv_model_performance", group="models", produced_by="customer_lifetime_value",
-          grain="one row per model, metric and bucket", keys=("model", "metric", "bucket"), tenant_column=None,
+          grain="one row per model, evaluation, metric and bucket",
+          keys=("model", "evaluation", "metric", "bucket"), tenant_column=None,
           no_tenant_reason="model evaluation metrics over all tenants' customers",
           description="Calibration/holdout validation of the CLV models (last 90 days held out)."),
     _t("customer_segments",
@@ -101,14 +107,16 @@ TABLES: tuple[Table, ...] = (
     _t("customer_360",
        "One row per customer: tenure, orders, tickets, spend, refunds, last purchase, venues, resales, favourite "
        "category, no-show rate, platform RFM segment, summed venue CLV, P(alive) and churn probability. Customer "
-       "ids only: no names, emails or phones.", "one row per customer", ("user_id",),
+       "ids only: no names, emails or phones.", "one row per tenant and customer (a person's activity is never "
+       "summed across tenants)", ("tenant_id", "user_id"),
        ("fct_orders", "fct_refunds", "fct_resales", "stg_users", "customer_attendance", "stg_event_categories",
         "customer_rfm_scores", "customer_lifetime_value", "customer_churn_model"),
        Check(RECONCILES, "One row per customer; buyers, orders and spend equal an independent staging count (to "
                          "the cent); no personal-data columns.", S + "check_customer_360"),
        serve=True),
-    Table(name="model_performance", group="models", grain="one row per model family, model, metric and bucket",
-          keys=("model_family", "model", "metric", "bucket"), tenant_column=None,
+    Table(name="model_performance", group="models",
+          grain="one row per model family, model, evaluation, metric and bucket",
+          keys=("model_family", "model", "evaluation", "metric", "bucket"), tenant_column=None,
           no_tenant_reason="model evaluation metrics; served to analytics.admin only",
           upstream=("churn_model_performance", "clv_model_performance"),
           build="analytics_pipelines.models.performance:model_performance", serve=True,
