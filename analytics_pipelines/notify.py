@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import smtplib
 import time
@@ -45,12 +44,11 @@ class SmtpSettings:
     @classmethod
     def from_env(cls) -> SmtpSettings:
         """TT_SMTP_HOST, TT_SMTP_PORT, TT_SMTP_USER, TT_SMTP_PASSWORD, TT_SMTP_STARTTLS, TT_SMTP_SSL, TT_SMTP_FROM."""
-        env = os.environ
-        return cls(host=env.get("TT_SMTP_HOST", "127.0.0.1"), port=int(env.get("TT_SMTP_PORT", "25")),
-                   username=env.get("TT_SMTP_USER") or None, password=env.get("TT_SMTP_PASSWORD") or None,
-                   starttls=env.get("TT_SMTP_STARTTLS", "") in ("1", "true", "yes"),
-                   use_ssl=env.get("TT_SMTP_SSL", "") in ("1", "true", "yes"),
-                   sender=env.get("TT_SMTP_FROM", "analytics@tickettoken.local"))
+        from analytics_pipelines.settings import Settings
+
+        s = Settings.from_env().smtp
+        return cls(host=s.host, port=s.port, username=s.username, password=s.password, starttls=s.starttls,
+                   use_ssl=s.use_ssl, sender=s.sender)
 
 
 @dataclass(frozen=True)
