@@ -16,7 +16,7 @@ from analytics_pipelines.generator.run import generate
 from analytics_pipelines.marts import build as B
 from analytics_pipelines.marts import reconcile
 from analytics_pipelines.marts.pipeline import build_everything
-from analytics_pipelines.marts.projections import BASELINE, MODEL, project
+from analytics_pipelines.marts.projections import BASELINE, MODEL, platform_backtest, project
 from analytics_pipelines.marts.sales import sales_metrics
 from analytics_pipelines.marts.sqlrun import run
 from analytics_pipelines.source.db import SourceDB
@@ -115,9 +115,50 @@ def test_mart_shapes_and_sanity(built):
     proj = wh.read_table("revenue_projections")
     assert (proj["lower_cents"] <= proj["projected_net_revenue_cents"]).all()
     assert (proj["projected_net_revenue_cents"] <= proj["upper_cents"]).all()
-    bt = wh.read_table("revenue_projection_backtest").filter(pl.col("venue_id").is_null())
+    bt = platform_backtest(wh.read_table("revenue_projection_backtest"))
     err = dict(zip(bt["model"], bt["mean_total_abs_error_cents"], strict=True))
     assert err[MODEL] < err[BASELINE]  # beats the old "avg of last 30 days x days" on this data
+
+
+def test_every_table_of_issue_14_has_tenant_id(built):
+    """control_totals per (day, tenant, revenue line), the backtest per tenant (venue rows and one row over
+    the tenant's venues, none across tenants), the price snapshots with their event's tenant."""
+    wh, _, _ = built
+    control = wh.read_table("control_totals")
+    assert control["tenant_id"].null_count() == 0 and control["tenant_id"].n_unique() >= 2
+    assert control.select("day", "tenant_id", "revenue_line").is_unique().all()
+    bt = wh.read_table("revenue_projection_backtest")
+    assert bt["tenant_id"].null_count() == 0
+    assert bt.select("tenant_id", "venue_id", "model").is_unique().all()
+    venue_tenant = wh.read_table("stg_venues", columns=["id", "tenant_id"]).rename({"id": "venue_id"})
+    per_venue = bt.filter(pl.col("venue_id").is_not_null())
+    assert per_venue.join(venue_tenant, on=["venue_id", "tenant_id"], how="anti").height == 0
+    assert set(bt.filter(pl.col("venue_id").is_null())["tenant_id"]) == set(per_venue["tenant_id"])
+    snap = wh.read_table("ticket_type_price_snapshots")
+    events = wh.read_table("stg_events", columns=["id", "tenant_id"]).rename({"id": "event_id", "tenant_id": "t"})
+    joined = snap.join(events, on="event_id", how="left")
+    assert snap.height and snap["tenant_id"].null_count() == 0 and (joined["tenant_id"] == joined["t"]).all()
+    assert snap.select("day", "ticket_type_id").is_unique().all()
+
+
+def test_platform_backtest_equals_the_scores_over_all_venues():
+    """platform_backtest (from the per-venue rows) gives what one row over every venue gave: the errors over
+    all (venue, origin) pairs."""
+    rng = np.random.default_rng(3)
+    days = pl.date_range(date(2025, 1, 1), date(2025, 9, 30), "1d", eager=True)
+    daily = pl.concat([pl.DataFrame({"tenant_id": f"t{v % 2}", "venue_id": f"v{v}", "day": days,
+                                     "net_revenue_cents": rng.integers(0, 50_000, days.len())})
+                       for v in range(5)])
+    bt = project(daily, date(2025, 9, 30)).backtest
+    assert bt.filter(pl.col("venue_id").is_null())["tenant_id"].sort().to_list() == ["t0", "t0", "t1", "t1"]
+    p = platform_backtest(bt)
+    v = bt.filter(pl.col("venue_id").is_not_null())
+    for model in (MODEL, BASELINE):
+        row = p.filter(pl.col("model") == model)
+        mv = v.filter(pl.col("model") == model)
+        assert row["venues"][0] == 5 and row["origins"][0] == mv["origins"][0]
+        assert row["mae_daily_cents"][0] == pytest.approx(mv["mae_daily_cents"].mean())
+        assert row["mean_total_abs_error_cents"][0] == pytest.approx(mv["mean_total_abs_error_cents"].mean())
 
 
 def test_fct_orders_equals_its_reference_sql(built):
@@ -165,6 +206,25 @@ def test_reconciliation_catches_a_tampered_mart(built):
     dropped = reconcile.check_daily("revenue_by_channel", control,
                                     wh.read_partitions("revenue_by_channel", "day", day, day).slice(1))
     assert not dropped.passed
+
+
+def test_reconciliation_catches_a_sale_booked_to_another_tenant(built):
+    """The day's totals are right, but one order is attributed to another tenant: per (day, tenant) the
+    control totals differ for both tenants (a per-day comparison would have passed)."""
+    wh, _, _ = built
+    day = "2026-09-16"
+    control = wh.read_partitions("control_totals", "day", day, day)
+    assert control["tenant_id"].n_unique() >= 2
+    for mart in ("fct_orders", "venue_analytics", "revenue_by_channel", "event_analytics"):
+        df = wh.read_partitions(mart, "day", day, day)
+        assert reconcile.check_daily(mart, control, df).passed, mart
+        busy = df["gross_revenue_cents"].arg_max()
+        other = next(t for t in control["tenant_id"].unique() if t != df["tenant_id"][busy])
+        moved = df.with_columns(pl.when(pl.int_range(pl.len()) == busy).then(pl.lit(other))
+                                .otherwise(pl.col("tenant_id")).alias("tenant_id"))
+        out = reconcile.check_daily(mart, control, moved)
+        assert not out.passed and out.differences.height == 2, mart
+        assert out.metadata["staging_gross_revenue_cents"] == out.metadata["mart_gross_revenue_cents"], mart
 
 
 def test_control_totals_catch_an_order_the_marts_lookback_missed(built):
@@ -260,7 +320,8 @@ def test_projection_beats_the_old_rule_on_a_weekly_pattern_and_intervals_hold():
         frames.append(pl.DataFrame({"tenant_id": "t", "venue_id": f"v{v}", "day": days,
                                     "net_revenue_cents": vals.round().astype(np.int64)}))
     p = project(pl.concat(frames), date(2025, 12, 31), horizon=30)
-    overall = p.backtest.filter(pl.col("venue_id").is_null())
+    overall = p.backtest.filter(pl.col("venue_id").is_null())  # the one tenant's row over its venues
+    assert overall["tenant_id"].to_list() == ["t", "t"]
     mae = dict(zip(overall["model"], overall["mae_daily_cents"], strict=True))
     assert mae[MODEL] < 0.6 * mae[BASELINE]
     assert p.projections.height == 5 * 30
