@@ -17,11 +17,32 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+# Private Dagster API (dagster._core): the storage below subclasses a private class and calls private members.
+# tests/test_instance.py pins the version and the signatures below and fails on an upgrade.
 from dagster._core.events import ASSET_EVENTS
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+
+#: the Dagster release this storage was written and checked against (pyproject pins it)
+DAGSTER_VERSION = "1.13.27"
+
+#: the private members it relies on: (owner, name) -> parameter names. Re-check each one's body on an
+#: upgrade: store_event_batch must write exactly the rows SqlEventLogStorage.store_event writes per event.
+PRIVATE_API = {
+    ("SqliteEventLogStorage", "_connect"): ("self", "shard"),
+    ("SqliteEventLogStorage", "conn_string_for_shard"): ("self", "shard_name"),
+    ("SqliteEventLogStorage", "run_connection"): ("self", "run_id"),
+    ("SqliteEventLogStorage", "store_event"): ("self", "event"),
+    ("SqliteEventLogStorage", "from_config_value"): ("cls", "inst_data", "config_value"),
+    ("SqliteEventLogStorage", "__init__"): ("self", "base_dir", "inst_data"),
+    ("SqlEventLogStorage", "index_transaction"): ("self",),
+    ("SqlEventLogStorage", "_event_to_row"): ("self", "event"),
+    ("SqlEventLogStorage", "_store_asset_event_tags"): ("self", "conn", "events", "event_ids"),
+    ("SqlEventLogStorage", "_store_asset_event"): ("self", "conn", "event", "event_id"),
+    ("EventLogStorage", "store_event_batch"): ("self", "events"),
+}
 
 
 class FastSqliteEventLogStorage(SqliteEventLogStorage):
