@@ -245,7 +245,8 @@ def check_no_shows(wh: Warehouse, result, now: datetime) -> CheckOutcome:
 
 
 def check_price_history(wh: Warehouse, df: pl.DataFrame) -> CheckOutcome:
-    """Exactly one open interval per ticket type, intervals ordered, and the open one at today's price."""
+    """Exactly one open interval per ticket type, intervals ordered, and the open one at today's price.
+    checks.check_price_history checks all of this and re-derives every price point: use it instead."""
     types = wh.read_table("stg_ticket_types", columns=["id", "price_cents"])
     open_ = df.filter(pl.col("valid_to").is_null())
     per_type = open_.group_by("ticket_type_id").len()
