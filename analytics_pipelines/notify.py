@@ -32,6 +32,8 @@ def mask_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class SmtpSettings:
+    """Outgoing e-mail; the configured one is Settings.smtp (TT_SMTP_*)."""
+
     host: str = "127.0.0.1"
     port: int = 25
     username: str | None = None
@@ -40,15 +42,6 @@ class SmtpSettings:
     use_ssl: bool = False
     sender: str = "analytics@tickettoken.local"
     timeout_s: float = 30.0
-
-    @classmethod
-    def from_env(cls) -> SmtpSettings:
-        """TT_SMTP_HOST, TT_SMTP_PORT, TT_SMTP_USER, TT_SMTP_PASSWORD, TT_SMTP_STARTTLS, TT_SMTP_SSL, TT_SMTP_FROM."""
-        from analytics_pipelines.settings import Settings
-
-        s = Settings.from_env().smtp
-        return cls(host=s.host, port=s.port, username=s.username, password=s.password, starttls=s.starttls,
-                   use_ssl=s.use_ssl, sender=s.sender)
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-#: run tag that pins the clock a run's builders see ("as of"), e.g. for tests and reproducible reruns
-NOW_TAG = "tt/now"
+from analytics_pipelines.partitions import RANGE_END_TAG, RANGE_START_TAG
 
 
 def run_job(job_name: str = "main_job", first: str | None = None, last: str | None = None,
@@ -24,7 +22,7 @@ def run_job(job_name: str = "main_job", first: str | None = None, last: str | No
         raise ValueError(f"{job_name} partitions run from {keys[0]} to {keys[-1]}; got {first}..{last}")
     return job.execute_in_process(
         instance=instance or dg.DagsterInstance.get(),
-        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last, **(tags or {})},
+        tags={RANGE_START_TAG: first, RANGE_END_TAG: last, **(tags or {})},
         # the console shows one line per asset (its progress); every event is still in the instance
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         raise_on_error=False,

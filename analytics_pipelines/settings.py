@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from analytics_pipelines.notify import SmtpSettings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PARTITION_START = "2025-11-01"
 TRUE = ("1", "true", "yes", "on")
@@ -42,19 +44,6 @@ def _retention_days(env: Mapping[str, str], name: str) -> int | None:
 
 
 @dataclass(frozen=True)
-class Smtp:
-    """Outgoing e-mail (TT_SMTP_*); notify.SmtpSettings is built from it."""
-
-    host: str = "127.0.0.1"
-    port: int = 25
-    username: str | None = None
-    password: str | None = None
-    starttls: bool = False
-    use_ssl: bool = False
-    sender: str = "analytics@tickettoken.local"
-
-
-@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     source_url: str
@@ -66,7 +55,7 @@ class Settings:
     projection_days: int
     raw_retention_days: int | None
     customer_workers: int | None
-    smtp: Smtp = field(default_factory=Smtp)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
     alert_emails: tuple[str, ...] = ()
     alert_webhook_url: str | None = None
     alert_default_rules: str = "all"
@@ -93,7 +82,7 @@ class Settings:
             projection_days=_int(env, "TT_PROJECTION_DAYS", 30),
             raw_retention_days=_retention_days(env, "TT_RAW_RETENTION_DAYS"),
             customer_workers=_int(env, "TT_CUSTOMER_WORKERS", None),
-            smtp=Smtp(host=env.get("TT_SMTP_HOST", "127.0.0.1"), port=_int(env, "TT_SMTP_PORT", 25),
+            smtp=SmtpSettings(host=env.get("TT_SMTP_HOST", "127.0.0.1"), port=_int(env, "TT_SMTP_PORT", 25),
                       username=env.get("TT_SMTP_USER") or None, password=env.get("TT_SMTP_PASSWORD") or None,
                       starttls=env.get("TT_SMTP_STARTTLS", "").lower() in TRUE,
                       use_ssl=env.get("TT_SMTP_SSL", "").lower() in TRUE,

@@ -13,7 +13,6 @@ import duckdb
 import polars as pl
 import pytest
 import sqlalchemy as sa
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from notify_servers import http_server, smtp_server
 
 from analytics_pipelines.automation import maintenance as M
@@ -24,6 +23,8 @@ from analytics_pipelines.jobs.operations import alert_evaluation_job, maintenanc
 from analytics_pipelines.ops.alerts import alert_instances, alert_notifications, alert_rules
 from analytics_pipelines.ops.db import ops_engine
 from analytics_pipelines.ops.exports import analytics_exports
+from analytics_pipelines.partitions import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
+from analytics_pipelines.partitions import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
 from analytics_pipelines.resources import OpsResource, SourceResource, WarehouseResource
 from analytics_pipelines.schedules.data import make_schedules
 from analytics_pipelines.sensors.data import kpi_snapshots_alert_sensor, make_source_data_sensor

@@ -170,7 +170,7 @@ class Notifier:
         from analytics_pipelines.settings import Settings
 
         s = Settings.from_env()
-        return cls(**{"smtp": notify.SmtpSettings.from_env(), "emails": list(s.alert_emails),
+        return cls(**{"smtp": s.smtp, "emails": list(s.alert_emails),
                       "webhook_url": s.alert_webhook_url, **overrides})
 
     def email(self, to: Iterable[str], subject: str, body: str) -> tuple[str, notify.DeliveryResult]:

@@ -17,9 +17,8 @@ from analytics_pipelines.marts.reconcile import CheckOutcome
 from analytics_pipelines.marts.sqlrun import run_sql_text
 from analytics_pipelines.paths import SQL_DIR
 from analytics_pipelines.registry import Registry, Table, resolve
-from analytics_pipelines.registry.context import BuildContext, Built, Markdown, md_table
+from analytics_pipelines.registry.context import NOW_TAG, BuildContext, Built, Markdown, md_table
 from analytics_pipelines.resources import WarehouseResource
-from analytics_pipelines.runner import NOW_TAG
 from analytics_pipelines.settings import Settings
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)

@@ -76,13 +76,13 @@ def _stg_asset(entry, daily_partitions: dg.DailyPartitionsDefinition, kind: str)
     partitioned = spec.partitioned
     key = dg.AssetKey(ingestion.stg_table(table))
     parents = sorted(set(spec.references.values()) | ({"ticket_types"} if table == "order_items" else set()))
-    checks = [dg.AssetCheckSpec(CHECK_UNIQUE, asset=key, description=f"`{spec.key}` is unique over the table"),
-              dg.AssetCheckSpec(CHECK_NOT_NULL, asset=key, description=f"`{spec.key}` is never null"),
-              dg.AssetCheckSpec(CHECK_LEDGER, asset=key,
+    checks = [dg.AssetCheckSpec(CHECK_UNIQUE, asset=key, blocking=True, description=f"`{spec.key}` is unique over the table"),
+              dg.AssetCheckSpec(CHECK_NOT_NULL, asset=key, blocking=True, description=f"`{spec.key}` is never null"),
+              dg.AssetCheckSpec(CHECK_LEDGER, asset=key, blocking=True,
                                 description="per partition: raw rows = staged + rejected, re-counted from "
                                             "the tables themselves")]
     if parents:
-        checks.append(dg.AssetCheckSpec(CHECK_FK, asset=key,
+        checks.append(dg.AssetCheckSpec(CHECK_FK, asset=key, blocking=True,
                                         description="every reference resolves: " + ", ".join(
                                             f"{c} -> stg_{p}" for c, p in spec.references.items())))
 
@@ -197,7 +197,7 @@ def _ledger_assets(entries: dict, daily_partitions: dg.DailyPartitionsDefinition
         owners=OWNERS,
         kinds={kind, "polars"},
         deps=[dg.AssetDep("raw_unplaceable_rows")] + [dg.AssetDep(ingestion.stg_table(t)) for t in contract.tables()],
-        check_specs=[dg.AssetCheckSpec("every_source_row_accounted", asset="ingestion_audit",
+        check_specs=[dg.AssetCheckSpec("every_source_row_accounted", asset="ingestion_audit", blocking=True,
                                        description="source = raw + unplaceable, raw = staged + rejected, per table")],
         description=entries["ingestion_audit"].description,
     )

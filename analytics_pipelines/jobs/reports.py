@@ -13,7 +13,6 @@ report-file asset jobs. The work is in analytics_pipelines.exports and analytics
 import dagster as dg
 
 from analytics_pipelines.exports import delivery, lifecycle
-from analytics_pipelines.notify import SmtpSettings
 from analytics_pipelines.resources import OpsResource, WarehouseResource
 from analytics_pipelines.settings import Settings
 
@@ -84,8 +83,9 @@ class DeliveryConfig(dg.Config):
 def deliver_report(context: dg.OpExecutionContext, config: DeliveryConfig, ops: OpsResource,
                    warehouse: WarehouseResource) -> dict:
     """Claim the (subscription, period) ledger row; only the claimant renders and emails the report."""
+    settings = Settings.from_env()
     outcome = delivery.deliver(ops.engine(), warehouse.get(), config.subscription_id, config.period,
-                               SmtpSettings.from_env(), link_base=Settings.from_env().report_link_base)
+                               settings.smtp, link_base=settings.report_link_base)
     context.add_output_metadata({"status": outcome.status, "attempts": outcome.attempts,
                                  "attached": outcome.attached, "file_path": outcome.file_path or ""})
     if outcome.status == "failed":
