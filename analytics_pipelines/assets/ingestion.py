@@ -11,12 +11,12 @@ import warnings
 import dagster as dg
 import polars as pl
 
-from analytics_pipelines import ingestion
 from analytics_pipelines.assets.metadata import frame_preview, table_metadata
 from analytics_pipelines.partitions import partitions
 from analytics_pipelines.resources import SourceResource, WarehouseResource
 from analytics_pipelines.settings import Settings
 from analytics_pipelines.source import contract
+from analytics_pipelines.staging import ingestion
 
 OWNERS = ["team:data-platform"]
 warnings.filterwarnings("ignore", category=dg.BetaWarning)

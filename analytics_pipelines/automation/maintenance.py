@@ -18,10 +18,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from analytics_pipelines.ingestion import raw_table
 from analytics_pipelines.ops.alerts import alert_instances, alert_notifications
 from analytics_pipelines.ops.exports import analytics_exports
 from analytics_pipelines.source import contract
+from analytics_pipelines.staging.ingestion import raw_table
 from analytics_pipelines.staging.normalize import PARTITION
 from analytics_pipelines.warehouse import Warehouse
 
