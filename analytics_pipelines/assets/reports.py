@@ -1,5 +1,5 @@
 """Report files as assets (group `reports`): daily venue reports and weekly executive reports per venue with
-activity, in PDF, XLSX and CSV under data/reports/. The rendering is analytics_pipelines.reports."""
+activity, in PDF, XLSX, CSV and JSON under data/reports/. The rendering is analytics_pipelines.reports."""
 
 from datetime import date, timedelta
 from pathlib import Path
@@ -14,7 +14,7 @@ from analytics_pipelines.resources import WarehouseResource
 from analytics_pipelines.settings import Settings
 
 OWNERS = ["team:data-platform"]
-REPORT_FORMATS = ("pdf", "xlsx", "csv")
+REPORT_FORMATS = ("pdf", "xlsx", "csv", "json")
 DAILY_REPORT_DEPS = ["venue_analytics", "venue_analytics_hourly", "revenue_by_channel", "revenue_by_category",
                      "event_analytics", "event_performance"]
 WEEKLY_REPORT_DEPS = ["venue_analytics", "revenue_by_channel", "event_analytics", "event_performance"]
@@ -45,7 +45,7 @@ def report_assets(settings: Settings) -> list[dg.AssetsDefinition]:
               kinds={"pdf", "xlsx", "csv"}, backfill_policy=dg.BackfillPolicy.single_run())
     def daily_venue_reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         """Daily venue report per venue with sales that UTC day: key figures, sales by local hour, revenue by
-        channel and category, top events. PDF, XLSX and CSV under data/reports/daily_venue/<day>/."""
+        channel and category, top events. PDF, XLSX, CSV and JSON under data/reports/daily_venue/<day>/."""
         wh = warehouse.get()
         files, venues = [], 0
         for key in context.partition_keys:
@@ -61,7 +61,7 @@ def report_assets(settings: Settings) -> list[dg.AssetsDefinition]:
               kinds={"pdf", "xlsx", "csv"})
     def weekly_executive_reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         """Weekly executive report per venue with sales that week (Monday-Sunday UTC): totals against the week
-        before, daily trend, top events, refunds/fees/net by revenue line. PDF, XLSX and CSV under
+        before, daily trend, top events, refunds/fees/net by revenue line. PDF, XLSX, CSV and JSON under
         data/reports/weekly_executive/<monday>/."""
         wh = warehouse.get()
         window = context.partition_time_window
