@@ -18,7 +18,8 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITION_START, time
 hourly_partitions = dg.HourlyPartitionsDefinition(start_date=f"{PARTITION_START}-00:00", timezone="UTC",
                                                   end_offset=1)
 
-#: One partition per ISO week (Monday start): the customer RFM history; as-of = the week's Sunday.
+#: One partition per ISO week (Monday start), for registry entries with partitioning="weekly" (none today:
+#: the customer RFM history is daily).
 weekly_partitions = dg.WeeklyPartitionsDefinition(start_date=PARTITION_START, timezone="UTC", day_offset=1)
 
 #: Dagster's run tags for a single run over a partition range (documented tag names; not imported from
