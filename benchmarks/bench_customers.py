@@ -156,11 +156,13 @@ def on_warehouse(url: str) -> int:
     previous = through - timedelta(days=1)
     os.environ.setdefault("TT_PARTITION_START", (previous - timedelta(days=7)).isoformat())
     instance = dg.DagsterInstance.ephemeral()
+    # the clock of the daily schedule (06:00 UTC the next day): the RFM retention counts days from it
+    now = datetime.combine(through + timedelta(days=1), dt.time(6), UTC).isoformat()
     t = time.perf_counter()
-    _, _, setup = timed_run("customers_job", previous.isoformat(), previous.isoformat(), instance)
+    _, _, setup = timed_run("customers_job", previous.isoformat(), previous.isoformat(), instance, now=now)
     print(f"setup: the previous day's run ({previous}) in {time.perf_counter() - t:.1f} s; its customer_rfm_scores "
           f"(full computation, no stored state) {setup.get('customer_rfm_scores', float('nan')):.1f} s", flush=True)
-    result, total, steps = timed_run("customers_job", through.isoformat(), through.isoformat(), instance)
+    result, total, steps = timed_run("customers_job", through.isoformat(), through.isoformat(), instance, now=now)
     rows = {n: wh.count(n) for n in ("fct_orders", "customer_rfm_scores", "customer_lifetime_value", "customer_360")}
     rss = peak_rss_gb()
     for k, v in steps.items():

@@ -59,17 +59,22 @@ def test_rfm_daily_run_after_a_range_equals_the_full_computation(materialized, t
     assert built.metadata["mode"] == "incremental (state of 2026-10-24, fct_orders 2026-10-25..2026-11-02)"
     assert built.metadata["orders_read"] == CB.orders(wh)["day"].is_between(date(2026, 10, 25), THROUGH).sum()
     _same(CB.rfm_at(wh, date(2026, 11, 2)), _full(wh, date(2026, 11, 2)))
-    assert H.stored_state_days(wh) == [date(2026, 10, 25)]  # the older state dropped
+    assert H.stored_state_days(wh) == [date(2026, 10, 24), date(2026, 10, 25)]  # the one before it stays
+    built = _run(wh, ["2026-11-02"], now)  # a re-run of the day: from the state before, still incremental
+    assert built.metadata["mode"].startswith("incremental (state of 2026-10-24, ")
+    _same(CB.rfm_at(wh, date(2026, 11, 2)), _full(wh, date(2026, 11, 2)))
     # a backfill over a range (full_refresh), then a daily run two days after its end
     days = [date(2026, 10, 10) + timedelta(days=i) for i in range(8)]
     built = _run(wh, [d.isoformat() for d in days], now, full_refresh=True)
     assert built.metadata["mode"] == "full (full_refresh)" and built.metadata["state_day"] == "2026-10-09"
     for d in days:
         _same(CB.rfm_at(wh, d), _full(wh, d))
-    assert H.stored_state_days(wh) == [date(2026, 10, 9), date(2026, 10, 25)]  # the newer one kept
+    assert H.stored_state_days(wh) == [date(2026, 10, 9), date(2026, 10, 24), date(2026, 10, 25)]  # newer kept
     built = _run(wh, ["2026-10-20"], now)
     assert built.metadata["mode"].startswith("incremental (state of 2026-10-09, ")
     _same(CB.rfm_at(wh, date(2026, 10, 20)), _full(wh, date(2026, 10, 20)))
+    assert H.stored_state_days(wh) == [date(2026, 10, 9), date(2026, 10, 12), date(2026, 10, 24),
+                                       date(2026, 10, 25)]  # nothing older than 10-09 to drop
     # fct_orders rewritten on or before the stored state (an old backfill): the full computation
     built = _run(wh, ["2026-10-21"], now, changed=["2026-10-05", "2026-10-21"])
     assert built.metadata["mode"].startswith("full (fct_orders rewritten from 2026-10-05")
@@ -88,5 +93,8 @@ def test_rfm_retention_keeps_35_days_and_every_sunday(materialized, tmp_path):
     assert built.metadata["dropped"] == ", ".join(d.isoformat() for d in gone)
     assert CB.rfm_as_of_dates(wh) == sorted({*old, date(2026, 11, 30)} - set(gone))
     assert {date(2026, 10, 18), date(2026, 10, 25), date(2026, 11, 1)} <= set(CB.rfm_as_of_dates(wh))
+    # the run's own days are written whatever their age; the next run drops the old non-Sundays among them
     assert H.to_drop([date(2026, 10, 18), date(2026, 10, 19)], [date(2026, 10, 20)], date(2026, 12, 1)) == [
+        date(2026, 10, 19)]
+    assert H.to_drop([date(2026, 10, 19), date(2026, 10, 20)], [], date(2026, 12, 1)) == [
         date(2026, 10, 19), date(2026, 10, 20)]

@@ -10,11 +10,12 @@ A run over days D1..Dn (one day on the daily schedule, a range in a single-run b
 - per day D: the settled state is caught up to D - 8 (the orders of D - 8 are final: fct_orders' lookback is
   7 days), the current state of D is the settled one plus the orders of D - 7 .. D in one merge (late orders
   included), and D's scores come from it: the rows of rfm.rfm_scores(all orders, D), whatever the path;
-- the settled state of Dn - 8 is written (one customer_rfm_state partition); older state partitions are
-  dropped. Only those are read by the next run: a day's run reads one state and nine days of orders.
+- the settled state of Dn - 8 is written (one customer_rfm_state partition); of the older ones only the
+  newest stays (a re-run of Dn starts from it; the table is never left empty, which would cost the embedded
+  backend a catalog refresh). A day's run reads one state and nine days of fct_orders partitions.
 
 Retention (rfm_daily.retained_days): the scores of the last RETAIN_DAYS days and of every Sunday are kept;
-older partitions of other days are emptied in the same run (`dropped`). No Dagster here.
+older partitions of other days are emptied in the same run (`dropped`; the run's own days are kept). No Dagster here.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class History:
     state: pl.DataFrame
     state_day: date
     mode: str
-    #: stored state partitions this run makes obsolete (older than the one it writes)
+    #: stored state partitions this run makes obsolete: those before the newest one older than its own
     obsolete_states: list[date] = field(default_factory=list)
     orders_read: int = 0
 
@@ -83,14 +84,16 @@ def build_history(wh: Warehouse, days: list[date], full: bool = False,
         state = D.rfm_state_catch_up(state, orders, day - timedelta(days=SETTLE_DAYS))
         scores[day] = D.rfm_scores_from_state(D.rfm_state_catch_up(state, orders, day), day)
     state_day = last - timedelta(days=SETTLE_DAYS)
-    obsolete = [d for d in stored_state_days(wh) if d < state_day]
+    older = [d for d in stored_state_days(wh) if d < state_day]
+    obsolete = older[:-1]  # the newest older state stays: a re-run of the same day starts from it
     return History(scores, state.with_columns(pl.lit(state_day).alias("state_day")), state_day, mode, obsolete,
                    orders.height)
 
 
 def to_drop(existing: list[date], run_days: list[date], today: date) -> list[date]:
-    """Score partitions retention removes: every existing or just computed day that is neither within the
-    last RETAIN_DAYS days of `today` nor a Sunday."""
-    days = sorted(set(existing) | set(run_days))
+    """Score partitions retention removes: the existing days that are neither within the last RETAIN_DAYS
+    days of `today` nor a Sunday. The run's own days are written whatever their age (a backfill of an old
+    day shows its rows); a later run drops them when they fall outside."""
+    days = sorted(set(existing) - set(run_days))
     keep = set(D.retained_days(days, today, RETAIN_DAYS))
     return [d for d in days if d not in keep]

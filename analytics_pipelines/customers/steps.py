@@ -6,7 +6,7 @@ Rules and columns: docs/customers.md.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 
@@ -46,10 +46,9 @@ def customer_rfm_scores(ctx: BuildContext) -> Built:
     days = [date.fromisoformat(k) for k in ctx.partition_keys]
     h = H.build_history(ctx.wh, days, ctx.full_refresh, ctx.changed_since_last("fct_orders"))
     dropped = H.to_drop(CB.rfm_as_of_dates(ctx.wh), days, ctx.now.date())
-    kept = {d: f for d, f in h.scores.items() if d not in dropped}
-    df = pl.concat(kept.values(), how="vertical_relaxed") if kept else next(iter(h.scores.values())).clear()
-    if h.obsolete_states:  # the state partitions older than the one written: nothing reads them again
-        ctx.wh.drop_partitions(H.STATE, "state_day", h.state_day.isoformat())
+    df = pl.concat(h.scores.values(), how="vertical_relaxed")
+    if h.obsolete_states:  # nothing reads them again (the factory writes the new state after this)
+        ctx.wh.drop_partitions(H.STATE, "state_day", (max(h.obsolete_states) + timedelta(days=1)).isoformat())
     latest = max(days)
     last = df.filter((pl.col("as_of") == latest) & (pl.col("scope") == "platform"))
     segs = last.group_by("segment").agg(pl.len().alias("customers"), pl.sum("monetary_cents")).sort(

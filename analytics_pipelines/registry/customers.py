@@ -44,8 +44,8 @@ TABLES: tuple[Table, ...] = (
           partition_column="state_day",
           description="The cumulative RFM aggregates per scope and customer (first and last purchase, orders, "
                       "tickets, monetary cents) as of a settled day, 8 days before the last RFM day built (its "
-                      "orders are final: fct_orders' lookback is 7 days). One partition kept: the next daily run "
-                      "starts from it (customers/rfm_history.py). Platform rows have no tenant."),
+                      "orders are final: fct_orders' lookback is 7 days). The newest two partitions are kept: "
+                      "the next daily run starts from the newest (customers/rfm_history.py). Platform rows have no tenant."),
     _t("customer_segment_transitions",
        "Customers moving between RFM segments from each as-of date of customer_rfm_scores to the next, per scope, "
        "with the revenue they added in between ('(new)' = first purchase in between). Incremental: pairs of "
