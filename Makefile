@@ -31,8 +31,8 @@ $(VENV)/.installed: pyproject.toml uv.lock
 run: install
 	$(BIN)/analytics-pipelines run
 
-## the test suite (PostgreSQL at 127.0.0.1:5432 is required when CI=true)
-test: install
+## lint (ruff check + ruff format --check), then the test suite (PostgreSQL at 127.0.0.1:5432 is required when CI=true)
+test: install lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 ## the Dagster UI on the same local instance as `make run`
@@ -52,6 +52,7 @@ bench-api: install
 
 lint: install
 	$(BIN)/ruff check analytics_pipelines tests benchmarks
+	$(BIN)/ruff format --check analytics_pipelines tests benchmarks
 
 clean:
 	rm -rf data .dagster

@@ -84,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     _setup_dagster_home()
     from analytics_pipelines.resources import default_source_url, default_warehouse_url
-    from analytics_pipelines.runner import last_partition_keys, run_job, summary
+    from analytics_pipelines.runner import everything_else, run_job, summary
 
     source_url = default_source_url()
     if source_url.startswith("duckdb:///") and not Path(source_url.removeprefix("duckdb:///")).exists():
@@ -94,12 +94,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         generate(source_url, scale=args.scale, seed=args.seed, progress=not args.quiet)
     started = time.perf_counter()
     result = run_job(args.job, first=args.first, last=args.last)
-    if result.success and args.job == "main_job" and args.last is None:
-        # the hourly KPI snapshots of the last 24 hours (kpi_job's schedule keeps them going from here)
-        kpi = run_job("kpi_job", *last_partition_keys("kpi_job", 24))
-        result = result if kpi.success else kpi
+    results = [(args.job, result)]
+    if result.success and args.job == "main_job" and args.last is None and not args.main_only:
+        # every other output once (KPIs, customer analytics and models, one report of each format); the
+        # schedules keep them going from here
+        results += everything_else(default_warehouse_url())
     elapsed = time.perf_counter() - started
-    summary(result, elapsed, source_url, default_warehouse_url())
+    summary(results, elapsed, source_url, default_warehouse_url())
+    result = next((r for _, r in results if not r.success), result)
     return 0 if result.success else 1
 
 
@@ -188,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--scale", default="small", help="scale to generate when no embedded source exists")
     r.add_argument("--seed", type=int, default=42)
     r.add_argument("--quiet", action="store_true")
+    r.add_argument("--main-only", action="store_true", help="main_job only (no KPIs, customers or reports)")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("sql", help="read-only SQL over the warehouse (never blocks or is blocked by a run)")

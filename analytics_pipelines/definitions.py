@@ -8,10 +8,11 @@ import dagster as dg
 
 from analytics_pipelines import schedules, sensors
 from analytics_pipelines.assets import registry_assets
-from analytics_pipelines.assets.reports import assets as report_assets
+from analytics_pipelines.assets.reports import report_assets
 from analytics_pipelines.checks import checks
 from analytics_pipelines.checks.freshness import mart_freshness, with_freshness_policies
 from analytics_pipelines.jobs import jobs
+from analytics_pipelines.partitions import partitions
 from analytics_pipelines.registry import Registry, default_registry
 from analytics_pipelines.resources import OpsResource, SourceResource, WarehouseResource
 from analytics_pipelines.settings import Settings
@@ -20,11 +21,11 @@ from analytics_pipelines.settings import Settings
 def build_definitions(registry: Registry, settings: Settings) -> dg.Definitions:
     assets = with_freshness_policies(registry_assets(registry, settings), mart_freshness(registry))
     return dg.Definitions(
-        assets=[*assets, *report_assets],
+        assets=[*assets, *report_assets(settings)],
         asset_checks=checks,
         jobs=jobs,
         schedules=schedules.schedules(settings.timezone),
-        sensors=sensors.sensors(),
+        sensors=sensors.sensors(partitions(settings.partition_start).daily),
         resources={
             # empty URLs resolve at run time from the settings (TT_SOURCE_URL / TT_WAREHOUSE_URL / TT_OPS_URL),
             # else the embedded defaults under the data directory

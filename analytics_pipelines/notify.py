@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import smtplib
 import time
@@ -33,6 +32,8 @@ def mask_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class SmtpSettings:
+    """Outgoing e-mail; the configured one is Settings.smtp (TT_SMTP_*)."""
+
     host: str = "127.0.0.1"
     port: int = 25
     username: str | None = None
@@ -41,16 +42,6 @@ class SmtpSettings:
     use_ssl: bool = False
     sender: str = "analytics@tickettoken.local"
     timeout_s: float = 30.0
-
-    @classmethod
-    def from_env(cls) -> SmtpSettings:
-        """TT_SMTP_HOST, TT_SMTP_PORT, TT_SMTP_USER, TT_SMTP_PASSWORD, TT_SMTP_STARTTLS, TT_SMTP_SSL, TT_SMTP_FROM."""
-        env = os.environ
-        return cls(host=env.get("TT_SMTP_HOST", "127.0.0.1"), port=int(env.get("TT_SMTP_PORT", "25")),
-                   username=env.get("TT_SMTP_USER") or None, password=env.get("TT_SMTP_PASSWORD") or None,
-                   starttls=env.get("TT_SMTP_STARTTLS", "") in ("1", "true", "yes"),
-                   use_ssl=env.get("TT_SMTP_SSL", "") in ("1", "true", "yes"),
-                   sender=env.get("TT_SMTP_FROM", "analytics@tickettoken.local"))
 
 
 @dataclass(frozen=True)

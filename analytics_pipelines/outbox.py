@@ -224,7 +224,10 @@ def sweep_deliveries(engine: sa.Engine, now: datetime | None = None, transport: 
     report/alert rows they belong to, and hand report deliveries that died before enqueueing back to their
     subscription's retry. Safe to run concurrently with deliverers and other sweepers."""
     now, d = _utc(now), delivery_ledger
-    transport = transport or Transport(smtp=notify.SmtpSettings.from_env())
+    if transport is None:
+        from analytics_pipelines.settings import Settings
+
+        transport = Transport(smtp=Settings.from_env().smtp)
     summary = SweepSummary()
     with engine.connect() as conn:
         keys = conn.execute(sa.select(d.c.idem_key).where(sa.or_(

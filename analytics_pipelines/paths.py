@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -11,7 +10,9 @@ SQL_DIR = PROJECT_ROOT / "sql"
 
 def data_dir() -> Path:
     """The project's data directory (embedded source, warehouse files). Override with TT_DATA_DIR."""
-    return Path(os.environ.get("TT_DATA_DIR", PROJECT_ROOT / "data")).resolve()
+    from analytics_pipelines.settings import Settings
+
+    return Settings.from_env().data_dir
 
 
 def read_sql(relative: str) -> str:

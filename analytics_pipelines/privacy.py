@@ -46,7 +46,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 from collections.abc import Mapping, Sequence
 
 import duckdb
@@ -76,8 +75,14 @@ class PseudonymKeyError(RuntimeError):
     """Personal data cannot be keyed: no (or a too short) pseudonym key is configured."""
 
 
+def _secrets() -> Mapping[str, str]:
+    from analytics_pipelines.settings import Settings
+
+    return Settings.from_env().secrets
+
+
 def is_development(environ: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
+    env = _secrets() if environ is None else environ
     return env.get("TT_ENV", "").lower() in DEVELOPMENT_ENVS
 
 
@@ -85,7 +90,7 @@ def load_key(variable: str, development_key: bytes, needs: str,
              environ: Mapping[str, str] | None = None) -> bytes:
     """The secret in `variable`. Unset: the fixed development key when TT_ENV=development (with a warning),
     otherwise PseudonymKeyError naming the variable (`needs` says what for, e.g. "customer exports need")."""
-    env = os.environ if environ is None else environ
+    env = _secrets() if environ is None else environ
     key = env.get(variable, "")
     if key:
         if len(key) < MIN_KEY_LENGTH:

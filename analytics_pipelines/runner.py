@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-#: run tag that pins the clock a run's builders see ("as of"), e.g. for tests and reproducible reruns
-NOW_TAG = "tt/now"
+from analytics_pipelines.partitions import RANGE_END_TAG, RANGE_START_TAG
 
 
 def run_job(job_name: str = "main_job", first: str | None = None, last: str | None = None,
@@ -24,7 +22,7 @@ def run_job(job_name: str = "main_job", first: str | None = None, last: str | No
         raise ValueError(f"{job_name} partitions run from {keys[0]} to {keys[-1]}; got {first}..{last}")
     return job.execute_in_process(
         instance=instance or dg.DagsterInstance.get(),
-        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last, **(tags or {})},
+        tags={RANGE_START_TAG: first, RANGE_END_TAG: last, **(tags or {})},
         # the console shows one line per asset (its progress); every event is still in the instance
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         raise_on_error=False,
@@ -39,11 +37,50 @@ def last_partition_keys(job_name: str, n: int) -> tuple[str, str]:
     return keys[-n:][0], keys[-1]
 
 
-def summary(result: dg.ExecuteInProcessResult, seconds: float, source_url: str, warehouse_url: str) -> None:
-    """What a newcomer needs after `make run`: tables, counts, quarantine, where things are."""
+def key_for(job_name: str, day) -> str:
+    """The job's partition key that holds noon UTC of `day` (a date)."""
+    from datetime import UTC, datetime, time
+
+    from analytics_pipelines.definitions import defs
+
+    noon = datetime.combine(day, time(12), UTC)
+    return defs.resolve_job_def(job_name).partitions_def.get_partition_key_for_timestamp(noon.timestamp())
+
+
+def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.ExecuteInProcessResult]]:
+    """After main_job over the history: what the schedules would add, once, so that a newcomer sees every
+    output: the last 24 hourly KPI snapshots, the customer analytics and models as of the last sales day,
+    and the daily venue reports of that day and the executive reports of the week before it."""
+    from datetime import timedelta
+
+    from analytics_pipelines.customers.build import last_sales_day
+    from analytics_pipelines.warehouse import open_warehouse
+
+    runs = [("kpi_job", *last_partition_keys("kpi_job", 24))]
+    through = last_sales_day(open_warehouse(warehouse_url))
+    if through is not None:
+        customers = key_for("customers_job", through)
+        runs += [("customers_job", customers, customers),
+                 ("daily_venue_reports_job", through.isoformat(), through.isoformat())]
+        week = key_for("weekly_executive_reports_job", through - timedelta(days=7))
+        runs.append(("weekly_executive_reports_job", week, week))
+    out = []
+    for job, first, last in runs:
+        log(f"{job}: {first}..{last}")
+        out.append((job, run_job(job, first=first, last=last)))
+        if not out[-1][1].success:
+            break
+    return out
+
+
+def summary(results: list[tuple[str, dg.ExecuteInProcessResult]], seconds: float, source_url: str,
+            warehouse_url: str) -> None:
+    """What a newcomer needs after `make run`: tables, counts, quarantine, the runs and their checks, the
+    report files and models, and where to look at all of it."""
     from rich.console import Console
     from rich.table import Table
 
+    from analytics_pipelines.paths import data_dir
     from analytics_pipelines.warehouse import open_warehouse
 
     console = Console()
@@ -65,20 +102,32 @@ def summary(result: dg.ExecuteInProcessResult, seconds: float, source_url: str, 
         for row in q.iter_rows():
             qt.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in row])
         console.print(qt)
-    failed = [e.step_key for e in result.all_events if e.is_step_failure]
-    checks = [e.event_specific_data for e in result.all_events
-              if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    failed_checks = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]
-    status = "[green]succeeded[/green]" if result.success else "[red]FAILED[/red]"
-    console.print(f"run {result.run_id} {status} in {seconds:.1f} s; {len(checks)} asset checks, "
-                  f"{len(failed_checks)} failed {failed_checks if failed_checks else ''}")
-    if failed:
-        console.print(f"[red]failed steps: {failed}[/red]")
+    for job, result in results:
+        failed = [e.step_key for e in result.all_events if e.is_step_failure]
+        checks = [e.event_specific_data for e in result.all_events
+                  if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+        failed_checks = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]
+        status = "[green]succeeded[/green]" if result.success else "[red]FAILED[/red]"
+        console.print(f"{job} run {result.run_id} {status}; {len(checks)} asset checks, "
+                      f"{len(failed_checks)} failed {failed_checks if failed_checks else ''}")
+        if failed:
+            console.print(f"[red]failed steps: {failed}[/red]")
+    console.print(f"all runs: {seconds:.1f} s")
+    reports = data_dir() / "reports"
+    by_format: dict[str, list] = {}
+    for f in sorted(reports.rglob("*.*")) if reports.exists() else []:
+        by_format.setdefault(f.suffix.lstrip("."), []).append(f)
+    for fmt, files in sorted(by_format.items()):
+        console.print(f"reports ({fmt}): {len(files)} files, e.g. {files[0]}")
+    for model in sorted((data_dir() / "models").rglob("*.joblib")):
+        console.print(f"model: {model}")
     console.print(f"source: {source_url}")
     if wh.kind == "duckdb":
         console.print(f"warehouse: Parquet under {wh.location()}; DuckDB catalog {wh.catalog_path}")
-        console.print(f"  query:  analytics-pipelines sql \"select * from ingestion_audit\"   "
+        console.print(f"  query:  analytics-pipelines sql \"select * from table_catalog\"   "
                       f"(or: duckdb -readonly {wh.catalog_path})")
     else:
         console.print(f"warehouse: {wh.location()}  (psql, schema analytics)")
-    console.print("UI: make dev  -> http://127.0.0.1:3000 (same instance: this run is listed there)")
+    console.print("UI: make dev  -> http://127.0.0.1:3000 (same instance: these runs are listed there)")
+    console.print("API: make api, then `analytics-pipelines token --tenant <uuid> --role admin` and "
+                  "GET http://127.0.0.1:8000/v1/marts (docs at /docs)")

@@ -1,18 +1,22 @@
 """The one place that reads the project's environment variables (README, "Configuration").
 
-`Settings.from_env()` is called when something runs (a Dagster run binding its resources, the CLI, the
-API), never at import time. Code below takes a Settings (or a resource built from one) as a parameter.
+`Settings.from_env()` is called when something runs (the code location building its Definitions, a run's
+builders, the CLI, the API, a sender), never at import time: no module of the package reads `os.environ`
+itself. Code below takes a Settings, or a resource or setting built from one, as a parameter.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from analytics_pipelines.notify import SmtpSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PARTITION_START = "2025-11-01"
+TRUE = ("1", "true", "yes", "on")
 
 
 def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
@@ -23,6 +27,20 @@ def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
         return int(raw)
     except ValueError as exc:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def _retention_days(env: Mapping[str, str], name: str) -> int | None:
+    """A retention setting: a positive number of days, or off/none/0/empty for none."""
+    value = (env.get(name) or "").strip().lower()
+    if value in ("", "off", "none", "0"):
+        return None
+    try:
+        days = int(value)
+    except ValueError:
+        raise ValueError(f"{name}: a number of days or 'off' is required, got {value!r}") from None
+    if days < 1:
+        raise ValueError(f"{name}: must be at least 1 day, got {days}")
+    return days
 
 
 @dataclass(frozen=True)
@@ -37,6 +55,17 @@ class Settings:
     projection_days: int
     raw_retention_days: int | None
     customer_workers: int | None
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    alert_emails: tuple[str, ...] = ()
+    alert_webhook_url: str | None = None
+    alert_default_rules: str = "all"
+    export_ttl_days: str = "7"
+    attachment_limit_bytes: str = str(5 * 1024 * 1024)
+    report_link_base: str | None = None
+    #: secrets by variable name (pseudonym keys); read by analytics_pipelines.privacy
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    #: the API process's variables (TT_API_*, TT_EXPORT_DIR), read by analytics_pipelines.api.settings
+    api: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -51,11 +80,28 @@ class Settings:
             timezone=env.get("TT_TIMEZONE") or "UTC",
             environment=(env.get("TT_ENV") or "production").strip().lower(),
             projection_days=_int(env, "TT_PROJECTION_DAYS", 30),
-            raw_retention_days=_int(env, "TT_RAW_RETENTION_DAYS", None),
+            raw_retention_days=_retention_days(env, "TT_RAW_RETENTION_DAYS"),
             customer_workers=_int(env, "TT_CUSTOMER_WORKERS", None),
+            smtp=SmtpSettings(host=env.get("TT_SMTP_HOST", "127.0.0.1"), port=_int(env, "TT_SMTP_PORT", 25),
+                      username=env.get("TT_SMTP_USER") or None, password=env.get("TT_SMTP_PASSWORD") or None,
+                      starttls=env.get("TT_SMTP_STARTTLS", "").lower() in TRUE,
+                      use_ssl=env.get("TT_SMTP_SSL", "").lower() in TRUE,
+                      sender=env.get("TT_SMTP_FROM", "analytics@tickettoken.local")),
+            alert_emails=tuple(e.strip() for e in (env.get("TT_ALERT_EMAILS") or "").split(",") if e.strip()),
+            alert_webhook_url=env.get("TT_ALERT_WEBHOOK_URL") or None,
+            alert_default_rules=(env.get("TT_ALERT_DEFAULT_RULES") or "all").strip(),
+            export_ttl_days=env.get("TT_EXPORT_TTL_DAYS") or "7",
+            attachment_limit_bytes=env.get("TT_EMAIL_ATTACHMENT_LIMIT_BYTES") or str(5 * 1024 * 1024),
+            report_link_base=env.get("TT_REPORT_LINK_BASE") or None,
+            secrets={k: v for k, v in env.items() if k.endswith("_PSEUDONYM_KEY") or k == "TT_ENV"},
+            api={k: v for k, v in env.items() if k.startswith("TT_API_") or k == "TT_EXPORT_DIR"},
         )
 
     @property
     def warehouse_kind(self) -> str:
         """'postgres' or 'duckdb', for the kinds badges in the UI (follows the environment)."""
         return "postgres" if self.warehouse_url.startswith("postgres") else "duckdb"
+
+    @property
+    def development(self) -> bool:
+        return self.environment in ("development", "dev", "local", "test")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import psycopg
 
-from analytics_pipelines import ingestion
 from analytics_pipelines.source import contract
 from analytics_pipelines.source.db import SourceDB
+from analytics_pipelines.staging import ingestion
 from analytics_pipelines.warehouse import open_warehouse
 
 # generated data (synthetic people) lands with the development pseudonym key unless TT_ENV or

@@ -9,7 +9,8 @@ import time
 
 import dagster as dg
 
-from analytics_pipelines.runner import NOW_TAG, run_job
+from analytics_pipelines.registry.context import NOW_TAG
+from analytics_pipelines.runner import run_job
 
 
 def step_seconds(result: dg.ExecuteInProcessResult) -> dict[str, float]:

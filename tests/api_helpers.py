@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from analytics_pipelines.api import Settings, create_app
 from analytics_pipelines.api.auth import mint_token
 from analytics_pipelines.warehouse import open_warehouse
-from analytics_pipelines.warehouse.reader import open_reader
+from analytics_pipelines.warehouse.readers import open_reader
 
 SECRET = "test-secret-that-is-long-enough-for-production-0123456789"
 

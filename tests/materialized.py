@@ -15,7 +15,8 @@ import dagster as dg
 from analytics_pipelines.definitions import build_definitions
 from analytics_pipelines.generator.run import generate
 from analytics_pipelines.registry import default_registry
-from analytics_pipelines.runner import NOW_TAG, run_job
+from analytics_pipelines.registry.context import NOW_TAG
+from analytics_pipelines.runner import run_job
 from analytics_pipelines.settings import Settings
 
 FIRST, LAST = "2026-06-01", "2026-10-31"

@@ -16,7 +16,7 @@ from materialized import FIRST, LAST
 from analytics_pipelines.api import Settings, create_app
 from analytics_pipelines.api.auth import mint_token
 from analytics_pipelines.warehouse import open_warehouse
-from analytics_pipelines.warehouse.reader import open_reader
+from analytics_pipelines.warehouse.readers import open_reader
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 RANGE = f"start_date={FIRST}&end_date={LAST}"

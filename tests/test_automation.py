@@ -13,7 +13,6 @@ import duckdb
 import polars as pl
 import pytest
 import sqlalchemy as sa
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from notify_servers import http_server, smtp_server
 
 from analytics_pipelines.automation import maintenance as M
@@ -24,10 +23,13 @@ from analytics_pipelines.jobs.operations import alert_evaluation_job, maintenanc
 from analytics_pipelines.ops.alerts import alert_instances, alert_notifications, alert_rules
 from analytics_pipelines.ops.db import ops_engine
 from analytics_pipelines.ops.exports import analytics_exports
+from analytics_pipelines.partitions import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
+from analytics_pipelines.partitions import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
 from analytics_pipelines.resources import OpsResource, SourceResource, WarehouseResource
 from analytics_pipelines.schedules.data import make_schedules
 from analytics_pipelines.sensors.data import kpi_snapshots_alert_sensor, make_source_data_sensor
 from analytics_pipelines.sensors.operations import make_stale_alert_sensor, run_failure_alert_sensor
+from analytics_pipelines.settings import Settings as ProjectSettings
 from analytics_pipelines.warehouse import open_warehouse
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -87,16 +89,15 @@ def test_drop_partitions_on_both_backends(warehouse_url):
         wh.drop_partitions("raw_things; drop", "_partition", "2026-01-01")
 
 
-def test_retention_settings_from_the_environment(monkeypatch):
-    monkeypatch.delenv("TT_RAW_RETENTION_DAYS", raising=False)
-    assert M.env_days("TT_RAW_RETENTION_DAYS", None) is None
+def test_retention_settings_from_the_environment():
+    from analytics_pipelines.settings import Settings
+
+    assert Settings.from_env({}).raw_retention_days is None
     for value, expected in (("30", 30), ("off", None), ("0", None)):
-        monkeypatch.setenv("TT_RAW_RETENTION_DAYS", value)
-        assert M.env_days("TT_RAW_RETENTION_DAYS", None) == expected
+        assert Settings.from_env({"TT_RAW_RETENTION_DAYS": value}).raw_retention_days == expected
     for bad in ("thirty", "-3"):
-        monkeypatch.setenv("TT_RAW_RETENTION_DAYS", bad)
         with pytest.raises(ValueError, match="TT_RAW_RETENTION_DAYS"):
-            M.env_days("TT_RAW_RETENTION_DAYS", None)
+            Settings.from_env({"TT_RAW_RETENTION_DAYS": bad})
     assert M.cutoff(NOW, 365) == "2025-11-22"
 
 
@@ -385,7 +386,8 @@ def test_source_sensor_requests_exactly_the_changed_days(tiny_source, tmp_path):
     sensor = make_source_data_sensor(raw_orders_job)
     wh_url = f"duckdb:///{tmp_path / 'warehouse'}"
     resources = {"source": SourceResource(url=tiny_source), "warehouse": WarehouseResource(url=wh_url)}
-    defs = dg.Definitions(assets=ingestion_assets(default_registry()), jobs=[raw_orders_job], sensors=[sensor],
+    defs = dg.Definitions(assets=ingestion_assets(default_registry(), ProjectSettings.from_env()),
+                          jobs=[raw_orders_job], sensors=[sensor],
                           resources=resources)
     with dg.instance_for_test() as instance:
         def tick(cursor):

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
-from analytics_pipelines.assets.reports import assets
+from analytics_pipelines.assets.reports import report_assets
 from analytics_pipelines.exports import delivery, lifecycle
 from analytics_pipelines.exports.lifecycle import IllegalTransition
 from analytics_pipelines.jobs.reports import jobs
@@ -31,9 +31,11 @@ from analytics_pipelines.reports.filters import ExportRequestError
 from analytics_pipelines.resources import OpsResource, WarehouseResource
 from analytics_pipelines.schedules.reports import schedules
 from analytics_pipelines.sensors.reports import export_request_sensor, report_delivery_sensor, sensors
+from analytics_pipelines.settings import Settings as ProjectSettings
 from analytics_pipelines.warehouse import open_warehouse
 
 resources = {"ops": OpsResource()}
+assets = report_assets(ProjectSettings.from_env())
 KEY = "test-pseudonym-key-0123456789"
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 

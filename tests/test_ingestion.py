@@ -11,9 +11,9 @@ from datetime import UTC, date, datetime
 import polars as pl
 import pytest
 
-from analytics_pipelines import ingestion
 from analytics_pipelines.generator.run import generate
 from analytics_pipelines.source.db import SourceDB
+from analytics_pipelines.staging import ingestion
 from analytics_pipelines.staging import reasons as R
 from analytics_pipelines.warehouse import open_warehouse
 

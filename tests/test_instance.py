@@ -62,3 +62,89 @@ def test_dagster_postgres_instance_records_the_run(tmp_path, pg_database):
         events = conn.execute("SELECT count(*) FROM event_logs WHERE run_id = %s", (run_id,)).fetchone()[0]
     assert status == ("SUCCESS",)
     assert events > 10
+
+
+def test_fast_event_log_storage_matches_the_private_dagster_api_it_uses():
+    """FastSqliteEventLogStorage (analytics_pipelines/instance.py) subclasses a private Dagster class and
+    calls private members. Fails on any Dagster upgrade, on purpose: re-check the members in PRIVATE_API
+    (store_event_batch must still write exactly what store_event writes per event, _connect must still open
+    one connection per shard), run tests/test_instance.py, then update DAGSTER_VERSION."""
+    import inspect
+
+    import dagster
+    from dagster._core.events import ASSET_EVENTS, DagsterEventType
+    from dagster._core.storage.event_log.base import EventLogStorage
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    from analytics_pipelines import instance
+
+    recheck = ("re-check analytics_pipelines/instance.py (FastSqliteEventLogStorage) against this Dagster, or "
+               "drop it from dagster.yaml for dagster._core.storage.event_log SqliteEventLogStorage")
+    assert dagster.__version__ == instance.DAGSTER_VERSION, (
+        f"dagster {dagster.__version__} is installed, the storage was checked against {instance.DAGSTER_VERSION}: "
+        f"{recheck}; then set DAGSTER_VERSION")
+    owners = {c.__name__: c for c in (SqliteEventLogStorage, SqlEventLogStorage, EventLogStorage)}
+    for (owner, name), params in instance.PRIVATE_API.items():
+        member = owners[owner].__dict__.get(name)
+        assert member is not None, f"{owner}.{name} is gone: {recheck}"
+        fn = member.__func__ if isinstance(member, classmethod | staticmethod) else member
+        got = tuple(inspect.signature(inspect.unwrap(fn)).parameters)
+        assert got == params, f"{owner}.{name}{got} (was {params}): {recheck}"
+    assert DagsterEventType.ASSET_MATERIALIZATION in ASSET_EVENTS, recheck
+    assert DagsterEventType.ASSET_MATERIALIZATION_PLANNED in ASSET_EVENTS, recheck
+    assert {"id", "run_id", "event", "dagster_event_type", "asset_key", "partition"} <= set(
+        SqlEventLogStorageTable.c.keys()), recheck
+    assert issubclass(instance.FastSqliteEventLogStorage, SqliteEventLogStorage)
+
+
+def test_batched_event_log_writes_what_the_stock_storage_writes(tmp_path, monkeypatch):
+    """A single-run backfill over 10 partitions stored by FastSqliteEventLogStorage (its batch path) and by
+    Dagster's SqliteEventLogStorage (one event at a time) reads back the same through the instance."""
+    import dagster as dg
+
+    from analytics_pipelines.instance import FastSqliteEventLogStorage
+
+    parts = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-11")
+
+    @dg.asset(partitions_def=parts, backfill_policy=dg.BackfillPolicy.single_run())
+    def a(context):
+        return dg.MaterializeResult(metadata={"rows": 3}, data_version=dg.DataVersion("v1"))
+
+    batches = []
+    original = FastSqliteEventLogStorage.store_event_batch
+
+    def spy(self, events):
+        batches.append(len(events))
+        return original(self, events)
+
+    monkeypatch.setattr(FastSqliteEventLogStorage, "store_event_batch", spy)
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    key, seen = dg.AssetKey("a"), {}
+    for name, module in (("FastSqliteEventLogStorage", "analytics_pipelines.instance"),
+                         ("SqliteEventLogStorage", "dagster._core.storage.event_log")):
+        home = tmp_path / name
+        home.mkdir()
+        (home / "dagster.yaml").write_text(f"event_log_storage:\n  module: {module}\n  class: {name}\n  config:\n"
+                                           f"    base_dir: {home / 'events'}\ntelemetry:\n  enabled: false\n")
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            assert type(instance.event_log_storage).__name__ == name
+            run = dg.materialize([a], instance=instance, tags={"dagster/asset_partition_range_start": "2026-01-01",
+                                                               "dagster/asset_partition_range_end": "2026-01-10"})
+            assert run.success
+            records = instance.fetch_materializations(key, limit=100).records
+            planned = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+            entry = instance.get_asset_records([key])[0].asset_entry
+            seen[name] = {
+                "partitions": sorted(instance.get_materialized_partitions(key)),
+                "materializations": sorted((r.partition_key, r.asset_materialization.metadata["rows"].value,
+                                            r.asset_materialization.tags.get("dagster/data_version")) for r in records),
+                "planned": sorted(r.event_log_entry.dagster_event.partition for r in planned.records),
+                "last": (entry.last_materialization.dagster_event.partition, entry.last_run_id == run.run_id),
+                "tags": sorted((t["dagster/data_version"], t.get("dagster/partition", "")) for t in
+                               instance.get_event_tags_for_asset(key)),
+            }
+    assert batches and max(batches) > 1  # the batch path ran
+    assert len(seen["SqliteEventLogStorage"]["partitions"]) == 10 and seen["SqliteEventLogStorage"]["tags"]
+    assert seen["FastSqliteEventLogStorage"] == seen["SqliteEventLogStorage"]

@@ -13,8 +13,8 @@ import pytest
 from materialized import FIRST, LAST, NOW, materialize_everything
 
 from analytics_pipelines.marts import build as B
-from analytics_pipelines.marts import reconcile
-from analytics_pipelines.marts.projections import BASELINE, MODEL, project
+from analytics_pipelines.marts import checks, reconcile
+from analytics_pipelines.marts.projections import BASELINE, MODEL, platform_backtest, project
 from analytics_pipelines.marts.sales import sales_metrics
 from analytics_pipelines.marts.sqlrun import run
 from analytics_pipelines.registry import default_registry
@@ -106,9 +106,50 @@ def test_mart_shapes_and_sanity(built):
     proj = wh.read_table("revenue_projections")
     assert (proj["lower_cents"] <= proj["projected_net_revenue_cents"]).all()
     assert (proj["projected_net_revenue_cents"] <= proj["upper_cents"]).all()
-    bt = wh.read_table("revenue_projection_backtest").filter(pl.col("venue_id").is_null())
+    bt = platform_backtest(wh.read_table("revenue_projection_backtest"))
     err = dict(zip(bt["model"], bt["mean_total_abs_error_cents"], strict=True))
     assert err[MODEL] < err[BASELINE]  # beats the old "avg of last 30 days x days" on this data
+
+
+def test_every_table_of_issue_14_has_tenant_id(built):
+    """control_totals per (day, tenant, revenue line), the backtest per tenant (venue rows and one row over
+    the tenant's venues, none across tenants), the price snapshots with their event's tenant."""
+    wh, _, _ = built
+    control = wh.read_table("control_totals")
+    assert control["tenant_id"].null_count() == 0 and control["tenant_id"].n_unique() >= 2
+    assert control.select("day", "tenant_id", "revenue_line").is_unique().all()
+    bt = wh.read_table("revenue_projection_backtest")
+    assert bt["tenant_id"].null_count() == 0
+    assert bt.select("tenant_id", "venue_id", "model").is_unique().all()
+    venue_tenant = wh.read_table("stg_venues", columns=["id", "tenant_id"]).rename({"id": "venue_id"})
+    per_venue = bt.filter(pl.col("venue_id").is_not_null())
+    assert per_venue.join(venue_tenant, on=["venue_id", "tenant_id"], how="anti").height == 0
+    assert set(bt.filter(pl.col("venue_id").is_null())["tenant_id"]) == set(per_venue["tenant_id"])
+    snap = wh.read_table("ticket_type_price_snapshots")
+    events = wh.read_table("stg_events", columns=["id", "tenant_id"]).rename({"id": "event_id", "tenant_id": "t"})
+    joined = snap.join(events, on="event_id", how="left")
+    assert snap.height and snap["tenant_id"].null_count() == 0 and (joined["tenant_id"] == joined["t"]).all()
+    assert snap.select("day", "ticket_type_id").is_unique().all()
+
+
+def test_platform_backtest_equals_the_scores_over_all_venues():
+    """platform_backtest (from the per-venue rows) gives what one row over every venue gave: the errors over
+    all (venue, origin) pairs."""
+    rng = np.random.default_rng(3)
+    days = pl.date_range(date(2025, 1, 1), date(2025, 9, 30), "1d", eager=True)
+    daily = pl.concat([pl.DataFrame({"tenant_id": f"t{v % 2}", "venue_id": f"v{v}", "day": days,
+                                     "net_revenue_cents": rng.integers(0, 50_000, days.len())})
+                       for v in range(5)])
+    bt = project(daily, date(2025, 9, 30)).backtest
+    assert bt.filter(pl.col("venue_id").is_null())["tenant_id"].sort().to_list() == ["t0", "t0", "t1", "t1"]
+    p = platform_backtest(bt)
+    v = bt.filter(pl.col("venue_id").is_not_null())
+    for model in (MODEL, BASELINE):
+        row = p.filter(pl.col("model") == model)
+        mv = v.filter(pl.col("model") == model)
+        assert row["venues"][0] == 5 and row["origins"][0] == mv["origins"][0]
+        assert row["mae_daily_cents"][0] == pytest.approx(mv["mae_daily_cents"].mean())
+        assert row["mean_total_abs_error_cents"][0] == pytest.approx(mv["mean_total_abs_error_cents"].mean())
 
 
 def test_fct_orders_equals_its_reference_sql(built):
@@ -158,6 +199,25 @@ def test_reconciliation_catches_a_tampered_mart(built):
     dropped = reconcile.check_daily("revenue_by_channel", control,
                                     wh.read_partitions("revenue_by_channel", "day", day, day).slice(1))
     assert not dropped.passed
+
+
+def test_reconciliation_catches_a_sale_booked_to_another_tenant(built):
+    """The day's totals are right, but one order is attributed to another tenant: per (day, tenant) the
+    control totals differ for both tenants (a per-day comparison would have passed)."""
+    wh, _, _ = built
+    day = "2026-09-16"
+    control = wh.read_partitions("control_totals", "day", day, day)
+    assert control["tenant_id"].n_unique() >= 2
+    for mart in ("fct_orders", "venue_analytics", "revenue_by_channel", "event_analytics"):
+        df = wh.read_partitions(mart, "day", day, day)
+        assert reconcile.check_daily(mart, control, df).passed, mart
+        busy = df["gross_revenue_cents"].arg_max()
+        other = next(t for t in control["tenant_id"].unique() if t != df["tenant_id"][busy])
+        moved = df.with_columns(pl.when(pl.int_range(pl.len()) == busy).then(pl.lit(other))
+                                .otherwise(pl.col("tenant_id")).alias("tenant_id"))
+        out = reconcile.check_daily(mart, control, moved)
+        assert not out.passed and out.differences.height == 2, mart
+        assert out.metadata["staging_gross_revenue_cents"] == out.metadata["mart_gross_revenue_cents"], mart
 
 
 def test_control_totals_catch_an_order_the_marts_lookback_missed(built):
@@ -253,7 +313,8 @@ def test_projection_beats_the_old_rule_on_a_weekly_pattern_and_intervals_hold():
         frames.append(pl.DataFrame({"tenant_id": "t", "venue_id": f"v{v}", "day": days,
                                     "net_revenue_cents": vals.round().astype(np.int64)}))
     p = project(pl.concat(frames), date(2025, 12, 31), horizon=30)
-    overall = p.backtest.filter(pl.col("venue_id").is_null())
+    overall = p.backtest.filter(pl.col("venue_id").is_null())  # the one tenant's row over its venues
+    assert overall["tenant_id"].to_list() == ["t", "t"]
     mae = dict(zip(overall["model"], overall["mae_daily_cents"], strict=True))
     assert mae[MODEL] < 0.6 * mae[BASELINE]
     assert p.projections.height == 5 * 30
@@ -280,6 +341,17 @@ def test_price_history_intervals_include_unlogged_changes_from_snapshots():
     assert b.height == 1 and b["price_cents"][0] == 9000  # an unchanged snapshot adds no interval
     summary = run("event_price_summary", {"price_history": out})
     assert summary["price_changes"][0] == 2 and summary["current_max_price_cents"][0] == 9000
+    # the checks re-derive both tables from the same staging rows; an unlogged change lost fails them
+    events = pl.DataFrame({"id": ["e"], "tenant_id": ["t"], "venue_id": ["v"]})
+    staged = {"types": types, "events": events, "changes": changes, "snapshots": snaps.rename({"snapshot_date": "day"})}
+    assert checks.check_price_history(out, **staged).passed
+    assert checks.check_event_price_summary(summary, out, types, events).passed
+    lost = out.filter(pl.col("source") != "snapshot").with_columns(
+        pl.when(pl.col("valid_to") == datetime(2026, 1, 20, tzinfo=UTC)).then(None).otherwise(pl.col("valid_to"))
+        .alias("valid_to"))
+    assert checks.check_price_history(lost, **staged).metadata["violations_points_at_another_price"] == 1
+    assert not checks.check_event_price_summary(run("event_price_summary", {"price_history": lost}), lost, types,
+                                                events).passed
 
 
 def test_kpi_windows_are_half_open_and_refund_rate_defined():
@@ -311,3 +383,80 @@ def test_kpi_windows_are_half_open_and_refund_rate_defined():
     assert tenant["hourly_revenue_cents"] == 300 and tenant["hourly_revenue_change_pct"] == -50.0
     assert tenant["venues_total"] == 1 and tenant["events_on_sale"] == 1
     assert out["snapshot_hour"].unique().to_list() == [at_hour]
+
+
+# -- checks of the whole-table marts without control totals (marts/checks.py) ------------------------------
+def _set(df: pl.DataFrame, row: int, column: str, value) -> pl.DataFrame:
+    """`df` with one cell changed (a deliberately broken frame)."""
+    return df.with_columns(pl.when(pl.int_range(pl.len()) == row).then(pl.lit(value, df[column].dtype))
+                           .otherwise(pl.col(column)).alias(column))
+
+
+def test_venue_seasonality_reconciles_to_the_facts_and_catches_a_broken_row(built):
+    wh, _, _ = built
+    df = wh.read_table("venue_seasonality")
+    inputs = checks.venue_seasonality_inputs(wh, LAST)
+    ok = checks.check_venue_seasonality(df, **inputs, through=LAST)
+    assert ok.passed, (ok.metadata, ok.differences)
+    assert ok.metadata["keys_compared"] == df.height > 10 and ok.metadata["staging_tickets_total"] > 0
+    busy = df["avg_revenue_cents"].arg_max()
+    for broken in (_set(df, busy, "avg_revenue_cents", df["avg_revenue_cents"][busy] + 1),   # a cent off
+                   _set(df, busy, "avg_tickets", df["avg_tickets"][busy] + 1.0),
+                   _set(df, busy, "tenant_id", "someone-else"),
+                   df.slice(1),                                                            # a month missing
+                   _set(df, busy, "season", "Peak" if df["season"][busy] != "Peak" else "Normal")):
+        assert not checks.check_venue_seasonality(broken, **inputs, through=LAST).passed
+
+
+def test_revenue_projection_invariants_hold_and_catch_broken_frames(built):
+    wh, _, _ = built
+    df = wh.read_table("revenue_projections")
+    venues = wh.read_table("stg_venues", columns=["id", "tenant_id"])
+    ok = checks.check_revenue_projections(df, horizon=30, venues=venues)
+    assert ok.passed, ok.metadata
+    assert ok.metadata["horizon_days"] == [30] and ok.metadata["rows"] == df.height > 0
+    row = df["projected_net_revenue_cents"].arg_max()
+    swapped = df.with_columns(pl.when(pl.int_range(pl.len()) == row).then(pl.col("upper_cents"))
+                              .otherwise(pl.col("lower_cents")).alias("lower_cents"),
+                              pl.when(pl.int_range(pl.len()) == row).then(pl.col("lower_cents"))
+                              .otherwise(pl.col("upper_cents")).alias("upper_cents"))
+    cases = {"interval_not_around_projection": swapped,
+             "horizon_not_contiguous": df.filter(pl.int_range(pl.len()) != row),
+             "duplicate_keys": pl.concat([df, df.slice(row, 1)]),
+             "null_values": _set(df, row, "lower_cents", None),
+             "negative_cents": _set(_set(df, row, "lower_cents", -5), row, "projected_net_revenue_cents", -1),
+             "day_not_as_of_plus_horizon_day": _set(df, row, "day", df["day"][row] + timedelta(days=1)),
+             "tenant_not_the_venues": _set(df, row, "tenant_id", "someone-else")}
+    for rule, broken in cases.items():
+        out = checks.check_revenue_projections(broken, horizon=30, venues=venues)
+        assert not out.passed and out.metadata.get(f"violations_{rule}"), (rule, out.metadata)
+    nan = df.with_columns(pl.col("upper_cents").cast(pl.Float64)).pipe(_set, row, "upper_cents", float("nan"))
+    assert checks.check_revenue_projections(nan).metadata.get("violations_nan_values") == 1
+    assert not checks.check_revenue_projections(df, horizon=14).passed
+
+
+def test_price_history_and_event_summary_reconcile_to_staging_and_catch_broken_frames(built):
+    wh, _, _ = built
+    history = wh.read_table("price_history")
+    inputs = checks.price_history_inputs(wh)
+    ok = checks.check_price_history(history, **inputs)
+    assert ok.passed, ok.metadata
+    assert ok.metadata["points_price_history"] > 0 and ok.metadata["points_snapshot"] > 0
+    assert ok.metadata["points_created"] == history["ticket_type_id"].n_unique()
+    logged = history.with_row_index().filter(pl.col("source") == "price_history")["index"][0]
+    chained = history.sort("ticket_type_id", "valid_from").with_row_index()
+    middle = chained.filter(pl.col("valid_to").is_not_null() & (pl.col("source") != "initial"))["index"][0]
+    for broken in (_set(history, logged, "price_cents", history["price_cents"][logged] + 1),
+                   chained.filter(pl.col("index") != middle).drop("index"),
+                   _set(history, logged, "tenant_id", "someone-else")):
+        assert not checks.check_price_history(broken, **inputs).passed
+    summary = wh.read_table("event_price_summary")
+    s_inputs = checks.event_price_summary_inputs(wh, history)
+    ok = checks.check_event_price_summary(summary, **s_inputs)
+    assert ok.passed, (ok.metadata, ok.differences)
+    assert ok.metadata["keys_compared"] == summary.height > 0
+    changed = summary["price_changes"].arg_max()
+    for broken in (_set(summary, changed, "price_changes", summary["price_changes"][changed] + 1),
+                   _set(summary, changed, "current_max_price_cents", summary["current_max_price_cents"][changed] - 1),
+                   _set(summary, changed, "tenant_id", "someone-else"), summary.slice(1)):
+        assert not checks.check_event_price_summary(broken, **s_inputs).passed

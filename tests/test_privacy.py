@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from analytics_pipelines import ingestion, privacy
+from analytics_pipelines import privacy
 from analytics_pipelines.generator.run import generate
 from analytics_pipelines.source.db import SourceDB
+from analytics_pipelines.staging import ingestion
 from analytics_pipelines.warehouse import open_warehouse
 from tests.privacy_scan import assert_no_plain_values, scan
 

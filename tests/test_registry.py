@@ -25,7 +25,7 @@ from analytics_pipelines.resources import WarehouseResource
 from analytics_pipelines.settings import Settings as ProjectSettings
 from analytics_pipelines.source.db import SourceDB
 from analytics_pipelines.warehouse import open_warehouse
-from analytics_pipelines.warehouse.reader import open_reader
+from analytics_pipelines.warehouse.readers import open_reader
 
 ROOT = Path(__file__).resolve().parent.parent
 

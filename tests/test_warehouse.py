@@ -171,26 +171,6 @@ def test_embedded_reader_pins_file_versions_with_hard_links(tmp_path):
     assert wh.tables() == ["t"]  # the snapshot area is not a table
 
 
-def test_shared_reads_serve_columns_from_memory_until_the_table_is_written(warehouse_url):
-    wh = open_warehouse(warehouse_url)
-    days = [("2026-01-01",), ("2026-01-02",)]
-    wh.write_partitions("s", pl.concat([_frame("2026-01-01", 3, "a"), _frame("2026-01-02", 2, "a")]), ["day"], days)
-    plain = wh.read_partitions("s", "day", "2026-01-01", "2026-01-02")
-    wh.replace_table("whole", _frame("2026-01-03", 1, "c"))
-    with wh.shared_reads():
-        tags = wh.read_partitions("s", "day", "2026-01-01", "2026-01-02", columns=["tag"])
-        # more columns of the same files: the rows line up with those read before
-        both = wh.read_partitions("s", "day", "2026-01-01", "2026-01-02", columns=["i", "tag", "day"])
-        assert both.equals(plain.select("i", "tag", "day"))
-        assert wh.read_table("s").equals(plain) and tags.equals(plain.select("tag"))
-        wh.write_partitions("s", _frame("2026-01-02", 1, "b"), ["day"], [("2026-01-02",)])
-        assert wh.read_partitions("s", "day", "2026-01-01", "2026-01-02", columns=["tag"])["tag"].to_list() == [
-            "a", "a", "a", "b"]
-        assert wh.read_table("whole", columns=["tag"])["tag"].to_list() == ["c"]
-        wh.replace_table("whole", _frame("2026-01-03", 1, "d"))
-        assert wh.read_table("whole", columns=["tag"])["tag"].to_list() == ["d"]
-
-
 def test_partition_rows_need_not_be_contiguous(warehouse_url):
     wh = open_warehouse(warehouse_url)
     mixed = pl.concat([_frame("2026-01-01", 2, "a"), _frame("2026-01-02", 2, "b"), _frame("2026-01-01", 1, "c")])

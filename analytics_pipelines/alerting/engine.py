@@ -11,7 +11,6 @@ The old service's two bugs cannot happen here:
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -114,7 +113,9 @@ def seed_default_rules(engine: sa.Engine, enabled: Iterable[str] | None = None) 
     `enabled`: names to enable; default TT_ALERT_DEFAULT_RULES (comma list, 'all' or 'none'; unset: all).
     Returns the names inserted."""
     if enabled is None:
-        setting = os.environ.get(DEFAULT_ENABLED_ENV, "all").strip()
+        from analytics_pipelines.settings import Settings
+
+        setting = Settings.from_env().alert_default_rules
         names = {r["name"] for r in DEFAULT_RULES}
         enabled = names if setting == "all" else set() if setting in ("none", "") else {
             s.strip() for s in setting.split(",") if s.strip()}
@@ -166,8 +167,11 @@ class Notifier:
 
     @classmethod
     def from_env(cls, **overrides) -> Notifier:
-        return cls(**{"smtp": notify.SmtpSettings.from_env(), "emails": _split(os.environ.get("TT_ALERT_EMAILS")),
-                      "webhook_url": os.environ.get("TT_ALERT_WEBHOOK_URL") or None, **overrides})
+        from analytics_pipelines.settings import Settings
+
+        s = Settings.from_env()
+        return cls(**{"smtp": s.smtp, "emails": list(s.alert_emails),
+                      "webhook_url": s.alert_webhook_url, **overrides})
 
     def email(self, to: Iterable[str], subject: str, body: str) -> tuple[str, notify.DeliveryResult]:
         to = list(to) or list(self.emails)

@@ -16,7 +16,8 @@ from analytics_pipelines.api import catalog, grafana, marts, ops_routes
 from analytics_pipelines.api.common import jsonable
 from analytics_pipelines.api.settings import Settings
 from analytics_pipelines.registry import Registry, default_registry
-from analytics_pipelines.warehouse.reader import Reader, TableMissing, open_reader
+from analytics_pipelines.warehouse.reader import Reader, TableMissing
+from analytics_pipelines.warehouse.readers import open_reader
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,23 +30,23 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
-        from analytics_pipelines.paths import data_dir
+        from analytics_pipelines.settings import Settings as ProjectSettings
 
-        env = os.environ
+        project = ProjectSettings.from_env()
+        env = project.api
         key = env.get("TT_API_JWT_PUBLIC_KEY")
         if key and not key.lstrip().startswith("-----BEGIN") and Path(key).is_file():
             key = Path(key).read_text()
         s = cls(
-            # = resources.default_warehouse_url(), without importing Dagster into the API process (seconds)
-            warehouse_url=env.get("TT_WAREHOUSE_URL") or f"duckdb:///{data_dir() / 'warehouse'}",
-            ops_url=env.get("TT_OPS_URL") or None,
+            warehouse_url=project.warehouse_url,
+            ops_url=project.ops_url,
             jwt_secret=env.get("TT_API_JWT_SECRET") or None,
             jwt_public_key=key or None,
             jwt_issuer=env.get("TT_API_JWT_ISSUER", cls.jwt_issuer),
             jwt_audience=env.get("TT_API_JWT_AUDIENCE", cls.jwt_audience),
             mode=env.get("TT_API_MODE", "production"),
             cache_max_age=int(env.get("TT_API_CACHE_MAX_AGE", cls.cache_max_age)),
-            export_dir=Path(env.get("TT_EXPORT_DIR", data_dir() / "exports")).resolve(),
+            export_dir=Path(env.get("TT_EXPORT_DIR", project.data_dir / "exports")).resolve(),
             refresh_seconds=float(env.get("TT_API_REFRESH_SECONDS", cls.refresh_seconds)),
         )
         return replace(s, **overrides)

@@ -10,4 +10,4 @@ from analytics_pipelines.settings import Settings
 
 
 def registry_assets(registry: Registry, settings: Settings) -> list:
-    return [*ingestion_assets(registry), *mart_assets(registry, settings)]
+    return [*ingestion_assets(registry, settings), *mart_assets(registry, settings)]

@@ -17,9 +17,8 @@ from analytics_pipelines.marts.reconcile import CheckOutcome
 from analytics_pipelines.marts.sqlrun import run_sql_text
 from analytics_pipelines.paths import SQL_DIR
 from analytics_pipelines.registry import Registry, Table, resolve
-from analytics_pipelines.registry.context import BuildContext, Built, Markdown, md_table
+from analytics_pipelines.registry.context import NOW_TAG, BuildContext, Built, Markdown, md_table
 from analytics_pipelines.resources import WarehouseResource
-from analytics_pipelines.runner import NOW_TAG
 from analytics_pipelines.settings import Settings
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -34,9 +33,10 @@ class IncrementalConfig(dg.Config):
         "partitions of its inputs)."))
 
 
-def partitions_def(table: Table) -> dg.PartitionsDefinition | None:
-    return {"daily": P.daily_partitions, "hourly": P.hourly_partitions, "weekly": P.weekly_partitions,
-            None: None}[table.partitioning]
+def partitions_def(table: Table, settings: Settings) -> dg.PartitionsDefinition | None:
+    if table.partitioning is None:
+        return None
+    return getattr(P.partitions(settings.partition_start), table.partitioning)
 
 
 def upstream_partitions_since(instance: dg.DagsterInstance, asset: str, upstream: str) -> list[str] | None:
@@ -146,14 +146,15 @@ def evaluate(ctx: BuildContext, registry: Registry, built: Built) -> dict[str, l
 
 
 # -- the asset ---------------------------------------------------------------------------------------
-def _spec(t: Table, kind: str, deps: tuple[str, ...]) -> dg.AssetSpec:
+def _spec(t: Table, settings: Settings, deps: tuple[str, ...]) -> dg.AssetSpec:
+    kind = settings.warehouse_kind
     meta = {"warehouse_table": t.name, "grain": t.grain, "keys": ", ".join(t.keys) or "—",
             "tenant_column": t.tenant_column or f"none ({t.no_tenant_reason})"}
     if t.partition_column:
         meta["partitioned_by"] = t.partition_column
     kinds = {kind, *t.kinds} if t.stored == "table" else {*t.kinds, "file"}
     return dg.AssetSpec(t.name, group_name=t.group, owners=[t.owner], kinds=kinds, description=t.description,
-                        deps=[dg.AssetDep(d) for d in deps], metadata=meta, partitions_def=partitions_def(t),
+                        deps=[dg.AssetDep(d) for d in deps], metadata=meta, partitions_def=partitions_def(t, settings),
                         skippable=False)
 
 
@@ -170,9 +171,9 @@ def check_specs(registry: Registry, t: Table) -> list[dg.AssetCheckSpec]:
 
 def mart_asset(registry: Registry, t: Table, settings: Settings) -> dg.AssetsDefinition:
     outputs = registry.outputs(t)
-    specs = [_spec(t, settings.warehouse_kind, t.upstream)]
-    specs += [_spec(o, settings.warehouse_kind, ()) for o in outputs if o.name != t.name]
-    part = partitions_def(t)
+    specs = [_spec(t, settings, t.upstream)]
+    specs += [_spec(o, settings, ()) for o in outputs if o.name != t.name]
+    part = partitions_def(t, settings)
 
     def compute(context: dg.AssetExecutionContext, warehouse: WarehouseResource, full_refresh: bool):
         wh = warehouse.get()

@@ -11,11 +11,12 @@ import warnings
 import dagster as dg
 import polars as pl
 
-from analytics_pipelines import ingestion
 from analytics_pipelines.assets.metadata import frame_preview, table_metadata
-from analytics_pipelines.partitions import daily_partitions
-from analytics_pipelines.resources import SourceResource, WarehouseResource, warehouse_kind
+from analytics_pipelines.partitions import partitions
+from analytics_pipelines.resources import SourceResource, WarehouseResource
+from analytics_pipelines.settings import Settings
 from analytics_pipelines.source import contract
+from analytics_pipelines.staging import ingestion
 
 OWNERS = ["team:data-platform"]
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -32,7 +33,7 @@ def _partitions(context: dg.AssetExecutionContext) -> list[str]:
     return list(context.partition_keys)
 
 
-def _raw_asset(entry) -> dg.AssetsDefinition:
+def _raw_asset(entry, daily_partitions: dg.DailyPartitionsDefinition, kind: str) -> dg.AssetsDefinition:
     table = entry.name.removeprefix("raw_")
     spec = contract.table(table)
     partitioned = spec.partitioned
@@ -41,7 +42,7 @@ def _raw_asset(entry) -> dg.AssetsDefinition:
         name=ingestion.raw_table(table),
         group_name="raw",
         owners=OWNERS,
-        kinds={warehouse_kind(), "polars"},
+        kinds={kind, "polars"},
         partitions_def=daily_partitions if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
         description=entry.description,
@@ -69,19 +70,19 @@ def _raw_asset(entry) -> dg.AssetsDefinition:
     return _raw
 
 
-def _stg_asset(entry) -> dg.AssetsDefinition:
+def _stg_asset(entry, daily_partitions: dg.DailyPartitionsDefinition, kind: str) -> dg.AssetsDefinition:
     table = entry.name.removeprefix("stg_")
     spec = contract.table(table)
     partitioned = spec.partitioned
     key = dg.AssetKey(ingestion.stg_table(table))
     parents = sorted(set(spec.references.values()) | ({"ticket_types"} if table == "order_items" else set()))
-    checks = [dg.AssetCheckSpec(CHECK_UNIQUE, asset=key, description=f"`{spec.key}` is unique over the table"),
-              dg.AssetCheckSpec(CHECK_NOT_NULL, asset=key, description=f"`{spec.key}` is never null"),
-              dg.AssetCheckSpec(CHECK_LEDGER, asset=key,
+    checks = [dg.AssetCheckSpec(CHECK_UNIQUE, asset=key, blocking=True, description=f"`{spec.key}` is unique over the table"),
+              dg.AssetCheckSpec(CHECK_NOT_NULL, asset=key, blocking=True, description=f"`{spec.key}` is never null"),
+              dg.AssetCheckSpec(CHECK_LEDGER, asset=key, blocking=True,
                                 description="per partition: raw rows = staged + rejected, re-counted from "
                                             "the tables themselves")]
     if parents:
-        checks.append(dg.AssetCheckSpec(CHECK_FK, asset=key,
+        checks.append(dg.AssetCheckSpec(CHECK_FK, asset=key, blocking=True,
                                         description="every reference resolves: " + ", ".join(
                                             f"{c} -> stg_{p}" for c, p in spec.references.items())))
 
@@ -89,7 +90,7 @@ def _stg_asset(entry) -> dg.AssetsDefinition:
         key=key,
         group_name="staging",
         owners=OWNERS,
-        kinds={warehouse_kind(), "polars"},
+        kinds={kind, "polars"},
         partitions_def=daily_partitions if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
         deps=[dg.AssetDep(ingestion.raw_table(table))] + [dg.AssetDep(ingestion.stg_table(p)) for p in parents],
@@ -173,55 +174,58 @@ def ledger_balance(wh, table: str, parts: list[str]) -> pl.DataFrame:
             .with_columns((pl.col("raw") == pl.col("staged") + pl.col("rejected")).alias("balanced")))
 
 
-@dg.asset(
-    name="raw_unplaceable_rows",
-    group_name="raw",
-    owners=OWNERS,
-    kinds={warehouse_kind(), "polars"},
-    deps=[dg.AssetDep(ingestion.raw_table(t)) for t in contract.fact_tables()],
-    description="Fact rows that no daily partition can hold (partition timestamp missing, garbled, before the "
-                "first partition or after today): quarantined under partition `__unplaceable__` so that "
-                "every source row is accounted for.",
-)
-def raw_unplaceable_rows(source: SourceResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    keys = daily_partitions.get_partition_keys()
-    counts = ingestion.collect_unplaceable(source.db(), warehouse.get(), keys[0], keys[-1])
-    return dg.MaterializeResult(metadata={"rows": sum(counts.values()), **{f"{t}": n for t, n in counts.items()}})
-
-
-@dg.asset(
-    name="ingestion_audit",
-    group_name="staging",
-    owners=OWNERS,
-    kinds={warehouse_kind(), "polars"},
-    deps=[dg.AssetDep("raw_unplaceable_rows")] + [dg.AssetDep(ingestion.stg_table(t)) for t in contract.tables()],
-    check_specs=[dg.AssetCheckSpec("every_source_row_accounted", asset="ingestion_audit",
-                                   description="source = raw + unplaceable, raw = staged + rejected, per table")],
-    description="Per source table: rows in the source, raw, staging, rejected and repaired, and whether every "
-                "source row is accounted for. Written to the `ingestion_audit` table.",
-)
-def ingestion_audit(source: SourceResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    wh = warehouse.get()
-    table = ingestion.audit(source.db(), wh)
-    wh.replace_table("ingestion_audit", table)
-    bad = table.filter(~pl.col("balanced"))
-    return dg.MaterializeResult(
-        metadata={"tables": table.height, "unbalanced_tables": bad.height,
-                  "audit": dg.MetadataValue.md(frame_preview(table, 20))},
-        check_results=[dg.AssetCheckResult(
-            check_name="every_source_row_accounted", passed=bad.height == 0,
-            metadata={"unbalanced": dg.MetadataValue.md(frame_preview(bad, 20))})],
+def _ledger_assets(entries: dict, daily_partitions: dg.DailyPartitionsDefinition,
+                   kind: str) -> list[dg.AssetsDefinition]:
+    """raw_unplaceable_rows and ingestion_audit."""
+    @dg.asset(
+        name="raw_unplaceable_rows",
+        group_name="raw",
+        owners=OWNERS,
+        kinds={kind, "polars"},
+        deps=[dg.AssetDep(ingestion.raw_table(t)) for t in contract.fact_tables()],
+        description=entries["raw_unplaceable_rows"].description,
     )
+    def raw_unplaceable_rows(source: SourceResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        keys = daily_partitions.get_partition_keys()
+        counts = ingestion.collect_unplaceable(source.db(), warehouse.get(), keys[0], keys[-1])
+        return dg.MaterializeResult(metadata={"rows": sum(counts.values()), **{f"{t}": n for t, n in counts.items()}})
 
 
-def ingestion_assets(registry) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        name="ingestion_audit",
+        group_name="staging",
+        owners=OWNERS,
+        kinds={kind, "polars"},
+        deps=[dg.AssetDep("raw_unplaceable_rows")] + [dg.AssetDep(ingestion.stg_table(t)) for t in contract.tables()],
+        check_specs=[dg.AssetCheckSpec("every_source_row_accounted", asset="ingestion_audit", blocking=True,
+                                       description="source = raw + unplaceable, raw = staged + rejected, per table")],
+        description=entries["ingestion_audit"].description,
+    )
+    def ingestion_audit(source: SourceResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        wh = warehouse.get()
+        table = ingestion.audit(source.db(), wh)
+        wh.replace_table("ingestion_audit", table)
+        bad = table.filter(~pl.col("balanced"))
+        return dg.MaterializeResult(
+            metadata={"tables": table.height, "unbalanced_tables": bad.height,
+                      "audit": dg.MetadataValue.md(frame_preview(table, 20))},
+            check_results=[dg.AssetCheckResult(
+                check_name="every_source_row_accounted", passed=bad.height == 0,
+                metadata={"unbalanced": dg.MetadataValue.md(frame_preview(bad, 20))})],
+        )
+
+    return [raw_unplaceable_rows, ingestion_audit]
+
+
+def ingestion_assets(registry, settings: Settings) -> list[dg.AssetsDefinition]:
     """The assets of the registry's landing and staging tables (registry/ingestion.py)."""
+    daily, kind = partitions(settings.partition_start).daily, settings.warehouse_kind
+    entries = {t.name: t for t in registry.by_factory("ingestion")}
     out = []
-    for t in registry.by_factory("ingestion"):
+    for t in entries.values():
         if t.name.startswith("raw_") and t.name != "raw_unplaceable_rows":
-            out.append(_raw_asset(t))
+            out.append(_raw_asset(t, daily, kind))
         elif t.name.startswith("stg_"):
-            out.append(_stg_asset(t))
-        else:
-            out.append({"raw_unplaceable_rows": raw_unplaceable_rows, "ingestion_audit": ingestion_audit}[t.name])
-    return out
+            out.append(_stg_asset(t, daily, kind))
+    ledger = {a.key.to_user_string(): a for a in _ledger_assets(entries, daily, kind)}
+    return out + [ledger[n] for n in entries if n in ledger]

@@ -5,21 +5,12 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
+from analytics_pipelines.registry.context import md_table
+
 
 def frame_preview(df: pl.DataFrame, n: int = 10) -> str:
     """A markdown table of the first n rows (no pandas/tabulate needed)."""
-    if df.width == 0:
-        return "_(no columns)_"
-    head = df.head(n)
-    cells = [[("" if v is None else str(v)).replace("|", "\\|").replace("\n", " ")[:60] for v in row]
-             for row in head.iter_rows()]
-    lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * head.width]
-    lines += ["| " + " | ".join(r) + " |" for r in cells]
-    if df.height > n:
-        lines.append(f"\n_{df.height - n} more rows_")
-    if df.height == 0:
-        lines.append("\n_(no rows)_")
-    return "\n".join(lines)
+    return str(md_table(df, n))
 
 
 def table_metadata(warehouse, table: str, rows_written: int, preview: pl.DataFrame | None = None) -> dict:

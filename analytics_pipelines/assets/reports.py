@@ -1,19 +1,20 @@
 """Report files as assets (group `reports`): daily venue reports and weekly executive reports per venue with
-activity, in PDF, XLSX and CSV under data/reports/. The rendering is analytics_pipelines.reports."""
+activity, in PDF, XLSX, CSV and JSON under data/reports/. The rendering is analytics_pipelines.reports."""
 
 from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 
-from analytics_pipelines.partitions import daily_partitions, report_weekly_partitions
+from analytics_pipelines.partitions import partitions
 from analytics_pipelines.paths import data_dir
 from analytics_pipelines.reports.builders import daily_venue_report, executive_report, venues_with_activity
 from analytics_pipelines.reports.writers import render
 from analytics_pipelines.resources import WarehouseResource
+from analytics_pipelines.settings import Settings
 
 OWNERS = ["team:data-platform"]
-REPORT_FORMATS = ("pdf", "xlsx", "csv")
+REPORT_FORMATS = ("pdf", "xlsx", "csv", "json")
 DAILY_REPORT_DEPS = ["venue_analytics", "venue_analytics_hourly", "revenue_by_channel", "revenue_by_category",
                      "event_analytics", "event_performance"]
 WEEKLY_REPORT_DEPS = ["venue_analytics", "revenue_by_channel", "event_analytics", "event_performance"]
@@ -36,38 +37,40 @@ def _result(files: list[Path], venues: int) -> dg.MaterializeResult:
     })
 
 
-@dg.asset(partitions_def=daily_partitions, deps=DAILY_REPORT_DEPS, group_name="reports", owners=OWNERS,
-          kinds={"pdf", "xlsx", "csv"}, backfill_policy=dg.BackfillPolicy.single_run())
-def daily_venue_reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Daily venue report per venue with sales that UTC day: key figures, sales by local hour, revenue by
-    channel and category, top events. PDF, XLSX and CSV under data/reports/daily_venue/<day>/."""
-    wh = warehouse.get()
-    files, venues = [], 0
-    for key in context.partition_keys:
-        day = date.fromisoformat(key)
-        for tenant_id, venue_id in venues_with_activity(wh, day, day).iter_rows():
-            report = daily_venue_report(wh, venue_id, day, tenant_id)
-            files += _write_all(report, reports_dir() / "daily_venue" / key / venue_id)
+def report_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    """The report-file assets, partitioned like the configured history."""
+    parts = partitions(settings.partition_start)
+
+    @dg.asset(partitions_def=parts.daily, deps=DAILY_REPORT_DEPS, group_name="reports", owners=OWNERS,
+              kinds={"pdf", "xlsx", "csv"}, backfill_policy=dg.BackfillPolicy.single_run())
+    def daily_venue_reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        """Daily venue report per venue with sales that UTC day: key figures, sales by local hour, revenue by
+        channel and category, top events. PDF, XLSX, CSV and JSON under data/reports/daily_venue/<day>/."""
+        wh = warehouse.get()
+        files, venues = [], 0
+        for key in context.partition_keys:
+            day = date.fromisoformat(key)
+            for tenant_id, venue_id in venues_with_activity(wh, day, day).iter_rows():
+                report = daily_venue_report(wh, venue_id, day, tenant_id)
+                files += _write_all(report, reports_dir() / "daily_venue" / key / venue_id)
+                venues += 1
+        return _result(files, venues)
+
+
+    @dg.asset(partitions_def=parts.report_weekly, deps=WEEKLY_REPORT_DEPS, group_name="reports", owners=OWNERS,
+              kinds={"pdf", "xlsx", "csv"})
+    def weekly_executive_reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        """Weekly executive report per venue with sales that week (Monday-Sunday UTC): totals against the week
+        before, daily trend, top events, refunds/fees/net by revenue line. PDF, XLSX, CSV and JSON under
+        data/reports/weekly_executive/<monday>/."""
+        wh = warehouse.get()
+        window = context.partition_time_window
+        first, last = window.start.date(), window.end.date() - timedelta(days=1)
+        files, venues = [], 0
+        for tenant_id, venue_id in venues_with_activity(wh, first, last).iter_rows():
+            report = executive_report(wh, venue_id, first, last, tenant_id)
+            files += _write_all(report, reports_dir() / "weekly_executive" / first.isoformat() / venue_id)
             venues += 1
-    return _result(files, venues)
+        return _result(files, venues)
 
-
-@dg.asset(partitions_def=report_weekly_partitions, deps=WEEKLY_REPORT_DEPS, group_name="reports", owners=OWNERS,
-          kinds={"pdf", "xlsx", "csv"})
-def weekly_executive_reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Weekly executive report per venue with sales that week (Monday-Sunday UTC): totals against the week
-    before, daily trend, top events, refunds/fees/net by revenue line. PDF, XLSX and CSV under
-    data/reports/weekly_executive/<monday>/."""
-    wh = warehouse.get()
-    window = context.partition_time_window
-    first, last = window.start.date(), window.end.date() - timedelta(days=1)
-    files, venues = [], 0
-    for tenant_id, venue_id in venues_with_activity(wh, first, last).iter_rows():
-        report = executive_report(wh, venue_id, first, last, tenant_id)
-        files += _write_all(report, reports_dir() / "weekly_executive" / first.isoformat() / venue_id)
-        venues += 1
-    return _result(files, venues)
-
-
-
-assets = [daily_venue_reports, weekly_executive_reports]
+    return [daily_venue_reports, weekly_executive_reports]

@@ -12,17 +12,16 @@ Retention constants follow the old analytics service (reference analytics-servic
 """
 
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from analytics_pipelines.ingestion import raw_table
 from analytics_pipelines.ops.alerts import alert_instances, alert_notifications
 from analytics_pipelines.ops.exports import analytics_exports
 from analytics_pipelines.source import contract
+from analytics_pipelines.staging.ingestion import raw_table
 from analytics_pipelines.staging.normalize import PARTITION
 from analytics_pipelines.warehouse import Warehouse
 
@@ -33,22 +32,6 @@ ALERT_RETENTION_DAYS = 365
 EXPORT_EXPIRY_DAYS = 7
 #: kpi_snapshots is partitioned by hour_key ("2026-11-20-13:00", UTC hour start): compares as text with a date
 KPI_TABLE, KPI_PARTITION = "kpi_snapshots", "hour_key"
-
-
-def env_days(name: str, default: int | None) -> int | None:
-    """A retention setting from the environment: a positive integer, or off/empty for none."""
-    value = os.environ.get(name, "").strip().lower()
-    if value == "":
-        return default
-    if value in ("off", "none", "0"):
-        return None
-    try:
-        days = int(value)
-    except ValueError:
-        raise ValueError(f"{name}: a number of days or 'off' is required, got {value!r}") from None
-    if days < 1:
-        raise ValueError(f"{name}: must be at least 1 day, got {days}")
-    return days
 
 
 def cutoff(now: datetime, days: int) -> str:

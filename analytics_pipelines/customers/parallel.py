@@ -39,9 +39,11 @@ _ONE_THREAD = {v: "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_
 
 
 def default_workers() -> int:
-    env = os.environ.get("TT_CUSTOMER_WORKERS")
-    if env:
-        return max(1, int(env))
+    from analytics_pipelines.settings import Settings
+
+    configured = Settings.from_env().customer_workers
+    if configured:
+        return max(1, configured)
     return max(1, min(DEFAULT_WORKERS, os.cpu_count() or 1))
 
 
@@ -69,6 +71,7 @@ class _Helper:
     def __init__(self, preload: Sequence[str]) -> None:
         # the helper finds this package where this process did (installed or not)
         root = str(Path(__file__).resolve().parents[2])
+        # the helper inherits this process's environment (not a setting read: passed through unchanged)
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", __name__, *preload], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -20,7 +20,6 @@ report claim whose sender died before the message was stored goes back to `faile
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -54,7 +53,9 @@ MIME = {".pdf": "application/pdf", ".csv": "text/csv", ".zip": "application/zip"
 
 
 def attachment_limit() -> int:
-    raw = os.environ.get("TT_EMAIL_ATTACHMENT_LIMIT_BYTES", str(DEFAULT_ATTACHMENT_LIMIT))
+    from analytics_pipelines.settings import Settings
+
+    raw = Settings.from_env().attachment_limit_bytes
     try:
         return int(raw)
     except ValueError:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,7 +51,9 @@ def utcnow() -> datetime:
 
 
 def ttl_days() -> int:
-    raw = os.environ.get("TT_EXPORT_TTL_DAYS", str(DEFAULT_TTL_DAYS))
+    from analytics_pipelines.settings import Settings
+
+    raw = Settings.from_env().export_ttl_days
     try:
         days = int(raw)
     except ValueError:

@@ -13,6 +13,7 @@ from analytics_pipelines.automation import maintenance as M
 from analytics_pipelines.automation.retries import RUN_RETRY_TAGS, now_of, retry_transient
 from analytics_pipelines.ops.alerts import alert_rules
 from analytics_pipelines.resources import OpsResource, WarehouseResource
+from analytics_pipelines.settings import Settings
 
 TAGS = {"team": "data-platform"}
 
@@ -94,7 +95,7 @@ class MaintenanceConfig(dg.Config):
 def run_maintenance(context: dg.OpExecutionContext, config: MaintenanceConfig, warehouse: WarehouseResource,
                     ops: OpsResource) -> dg.Output[dict]:
     now = now_of(config.now)
-    raw_days = (M.env_days("TT_RAW_RETENTION_DAYS", None) if config.raw_retention_days < 0
+    raw_days = (Settings.from_env().raw_retention_days if config.raw_retention_days < 0
                 else config.raw_retention_days or None)
     report = retry_transient(lambda: M.run_maintenance(
         warehouse.get(), ops.engine(), now, kpi_days=config.kpi_retention_days,

@@ -9,14 +9,12 @@ report-file asset jobs. The work is in analytics_pipelines.exports and analytics
 - daily_venue_reports_job / weekly_executive_reports_job: the report files for a day / week range.
 """
 
-import os
 
 import dagster as dg
 
-from analytics_pipelines.assets.reports import daily_venue_reports, weekly_executive_reports
 from analytics_pipelines.exports import delivery, lifecycle
-from analytics_pipelines.notify import SmtpSettings
 from analytics_pipelines.resources import OpsResource, WarehouseResource
+from analytics_pipelines.settings import Settings
 
 TAGS = {"team": "data-platform"}
 
@@ -67,10 +65,10 @@ def export_maintenance_job():
 
 
 daily_venue_reports_job = dg.define_asset_job(
-    "daily_venue_reports_job", selection=[daily_venue_reports], tags=TAGS,
+    "daily_venue_reports_job", selection=["daily_venue_reports"], tags=TAGS,
     description="Daily venue report files for a day range (one run for any range).")
 weekly_executive_reports_job = dg.define_asset_job(
-    "weekly_executive_reports_job", selection=[weekly_executive_reports],
+    "weekly_executive_reports_job", selection=["weekly_executive_reports"],
     tags=TAGS, description="Weekly executive report files for a week.")
 
 
@@ -85,8 +83,9 @@ class DeliveryConfig(dg.Config):
 def deliver_report(context: dg.OpExecutionContext, config: DeliveryConfig, ops: OpsResource,
                    warehouse: WarehouseResource) -> dict:
     """Claim the (subscription, period) ledger row; only the claimant renders and emails the report."""
+    settings = Settings.from_env()
     outcome = delivery.deliver(ops.engine(), warehouse.get(), config.subscription_id, config.period,
-                               SmtpSettings.from_env(), link_base=os.environ.get("TT_REPORT_LINK_BASE") or None)
+                               settings.smtp, link_base=settings.report_link_base)
     context.add_output_metadata({"status": outcome.status, "attempts": outcome.attempts,
                                  "attached": outcome.attached, "file_path": outcome.file_path or ""})
     if outcome.status == "failed":

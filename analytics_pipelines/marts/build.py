@@ -318,11 +318,19 @@ def no_shows(wh: Warehouse, now: datetime, previous: pl.DataFrame | None = None,
     return NoShows(rows, fresh, redo.to_list(), tickets, scans)
 
 
+def event_tenants(wh: Warehouse) -> pl.DataFrame:
+    """event_id -> tenant_id (stg_events), one row per event: also what gives snapshots written before
+    ticket_type_price_snapshots had tenant_id theirs (join on event_id, rewrite the partitions)."""
+    return _stg(wh, "events", columns=["id", "tenant_id"]).unique("id").rename({"id": "event_id"})
+
+
 def ticket_type_price_snapshot(wh: Warehouse, snapshot_date: str) -> pl.DataFrame:
-    """Today's ticket_types.price per type, as the snapshot of `snapshot_date`."""
+    """Today's ticket_types.price per type, as the snapshot of `snapshot_date`, with the tenant of the type's
+    event (NULL only for a type whose event is not in staging). One row per ticket type."""
     tt = _stg(wh, "ticket_types", columns=["id", "event_id", "price_cents", "currency"])
-    return tt.select(pl.lit(_d(snapshot_date)).alias("day"), pl.col("id").alias("ticket_type_id"), "event_id",
-                     "price_cents", "currency")
+    return tt.join(event_tenants(wh), on="event_id", how="left").select(
+        pl.lit(_d(snapshot_date)).alias("day"), "tenant_id", pl.col("id").alias("ticket_type_id"), "event_id",
+        "price_cents", "currency")
 
 
 def price_history(wh: Warehouse) -> pl.DataFrame:

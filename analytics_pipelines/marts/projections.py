@@ -80,24 +80,26 @@ def project(daily: pl.DataFrame, through: date, horizon: int = 30) -> Projection
             if model == MODEL:
                 resid[i] = actual - f
             scores.append(pl.DataFrame({
-                "venue_id": keys["venue_id"], "model": model,
+                "tenant_id": keys["tenant_id"], "venue_id": keys["venue_id"], "model": model,
                 "origin": first + timedelta(days=o),
                 "abs_error_sum": np.abs(actual - f).sum(axis=1),
                 "total_abs_error": np.abs(actual.sum(axis=1) - f.sum(axis=1))}))
     if scores:
         s = pl.concat(scores)
-        per_venue = s.group_by("venue_id", "model").agg(
+        per_venue = s.group_by("tenant_id", "venue_id", "model").agg(
             pl.len().alias("origins"), (pl.col("abs_error_sum").sum() / (pl.len() * horizon)).alias("mae_daily_cents"),
             pl.col("total_abs_error").mean().alias("mean_total_abs_error_cents"))
-        overall = s.group_by("model").agg(
+        # one row per tenant over all its venues (venue_id NULL): no row mixes two tenants' venues
+        per_tenant = s.group_by("tenant_id", "model").agg(
             pl.col("origin").n_unique().alias("origins"),
             (pl.col("abs_error_sum").sum() / (pl.len() * horizon)).alias("mae_daily_cents"),
             pl.col("total_abs_error").mean().alias("mean_total_abs_error_cents")).with_columns(
             pl.lit(None, pl.String).alias("venue_id"))
-        backtest = pl.concat([per_venue, overall.select(per_venue.columns)]).with_columns(
+        backtest = pl.concat([per_venue, per_tenant.select(per_venue.columns)]).with_columns(
             pl.lit(through).alias("as_of"), pl.lit(horizon).alias("horizon_days"))
     else:
-        backtest = pl.DataFrame(schema={"venue_id": pl.String, "model": pl.String, "origins": pl.UInt32,
+        backtest = pl.DataFrame(schema={"tenant_id": pl.String, "venue_id": pl.String, "model": pl.String,
+                                        "origins": pl.UInt32,
                                         "mae_daily_cents": pl.Float64, "mean_total_abs_error_cents": pl.Float64,
                                         "as_of": pl.Date, "horizon_days": pl.Int32})
 
@@ -121,4 +123,20 @@ def project(daily: pl.DataFrame, through: date, horizon: int = 30) -> Projection
         "upper_cents": np.round(upper).astype(np.int64).ravel(),
         "model": MODEL,
     }, schema_overrides={"as_of": pl.Date})
-    return Projection(projections, backtest.sort("venue_id", "model", nulls_last=True))
+    return Projection(projections, backtest.sort("tenant_id", "venue_id", "model", nulls_last=True))
+
+
+def platform_backtest(backtest: pl.DataFrame) -> pl.DataFrame:
+    """Per model, the scores over every venue of every tenant (what the table's single venue_id-NULL row held
+    before it became one row per tenant), from the per-venue rows: every venue is scored on the same
+    origins, so the errors over all (venue, origin) pairs are the per-venue scores weighted by their origins.
+    Columns: model, origins (distinct), venues, mae_daily_cents, mean_total_abs_error_cents. For the
+    beats-the-old-rule check and run metadata only: it is not written to a tenant-readable table."""
+    v = backtest.filter(pl.col("venue_id").is_not_null())
+    t = backtest.filter(pl.col("venue_id").is_null())
+    w = pl.col("origins").cast(pl.Float64)
+    return (v.group_by("model").agg(
+        pl.len().alias("venues"), ((pl.col("mae_daily_cents") * w).sum() / w.sum()).alias("mae_daily_cents"),
+        ((pl.col("mean_total_abs_error_cents") * w).sum() / w.sum()).alias("mean_total_abs_error_cents"))
+        .join(t.group_by("model").agg(pl.col("origins").max()), on="model", how="left")
+        .select("model", "origins", "venues", "mae_daily_cents", "mean_total_abs_error_cents").sort("model"))

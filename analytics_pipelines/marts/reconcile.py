@@ -33,6 +33,10 @@ def staging_query(wh: Warehouse, name: str, *params) -> pl.DataFrame:
                            if t.is_numeric() and c != "day")
 
 
+#: how a NULL key value reads in compare()'s differences
+NULL_KEY = "(null)"
+
+
 def compare(expected: pl.DataFrame, actual: pl.DataFrame, keys: list[str], values: list[str]) -> CheckOutcome:
     """Full outer join on `keys` (no keys: grand totals); every value must match exactly (missing = 0)."""
     if not keys:
@@ -43,7 +47,8 @@ def compare(expected: pl.DataFrame, actual: pl.DataFrame, keys: list[str], value
         # summed per key as it is typed, then the keys as text (and summed again, should two values read
         # alike): a few thousand casts instead of one per row of a 4M-row fact
         sums = df.group_by(keys).agg(pl.col(v).cast(pl.Int64).sum() for v in values)
-        return sums.with_columns(pl.col(k).cast(pl.String) for k in keys).group_by(keys).agg(
+        # a NULL key (a row without tenant) is a key of its own, equal on both sides
+        return sums.with_columns(pl.col(k).cast(pl.String).fill_null(NULL_KEY) for k in keys).group_by(keys).agg(
             pl.sum(v) for v in values)
 
     exp, act = totals(expected), totals(actual)
@@ -82,9 +87,11 @@ MEASURES = ["orders", "tickets", "gross_revenue_cents", "ticket_revenue_cents", 
 
 
 def control_totals(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
-    """Per day and revenue line, every measure the marts report, re-derived from staging by the independent
-    SQL of sql/checks/ (its own joins and filters, not the marts' SQL). Listings use revenue_line
-    'marketplace:listings'. One row per (day, revenue_line) with every measure (0 when absent)."""
+    """Per day, tenant and revenue line, every measure the marts report, re-derived from staging by the
+    independent SQL of sql/checks/ (its own joins and filters, not the marts' SQL). The tenant is the order's
+    (a refund: its order's, else its own; a resale: the transfer's; a listing: its own). Listings use
+    revenue_line 'marketplace:listings'. One row per (day, tenant_id, revenue_line) with every measure (0
+    when absent)."""
     d0, d1 = date.fromisoformat(first), date.fromisoformat(last)
     lo, hi = (d0 - timedelta(days=CONTROL_LOOKBACK_DAYS)).isoformat(), (d1 + timedelta(days=1)).isoformat()
 
@@ -93,11 +100,13 @@ def control_totals(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
         return wh.read_table(name, columns=columns) if a is None else wh.read_partitions(name, "_partition", a, b,
                                                                                           columns=columns)
 
-    refunds = stg("order_refunds", first, last, ["order_id", "refund_amount_cents", "refund_status", "created_at"])
-    transfers = stg("marketplace_transfers", lo, hi, ["id", "usd_value_cents", "status", "payment_method",
-                                                     "completed_at"])
-    orders = stg("orders", lo, hi, ["id", "status", "channel", "total_cents", "subtotal_cents", "discount_cents",
-                                    "platform_fee_cents", "processing_fee_cents", "confirmed_at", "created_at"])
+    refunds = stg("order_refunds", first, last, ["order_id", "tenant_id", "refund_amount_cents", "refund_status",
+                                                 "created_at"])
+    transfers = stg("marketplace_transfers", lo, hi, ["id", "tenant_id", "usd_value_cents", "status",
+                                                     "payment_method", "completed_at"])
+    orders = stg("orders", lo, hi, ["id", "tenant_id", "status", "channel", "total_cents", "subtotal_cents",
+                                    "discount_cents", "platform_fee_cents", "processing_fee_cents", "confirmed_at",
+                                    "created_at"])
     frames = {
         "stg_orders": orders,
         "stg_order_items": stg("order_items", lo, hi, ["order_id", "quantity"]),
@@ -105,12 +114,12 @@ def control_totals(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
         "stg_marketplace_transfers": transfers,
         "stg_platform_fees": stg("platform_fees", lo, hi, ["transfer_id", "platform_fee_amount_cents",
                                                            "venue_fee_amount_cents"]),
-        "stg_marketplace_listings": stg("marketplace_listings", first, last, ["listed_at"]),
+        "stg_marketplace_listings": stg("marketplace_listings", first, last, ["tenant_id", "listed_at"]),
     }
     params = {"first": d0, "last": d1}
     parts = [run("checks/orders_by_day", frames, **params)]
     # a refund's order may be older than any window: look its channel up by key
-    frames["stg_orders"] = stg("orders", columns=["id", "channel"]).join(
+    frames["stg_orders"] = stg("orders", columns=["id", "tenant_id", "channel"]).join(
         refunds.select(pl.col("order_id").alias("id")).unique(), on="id", how="semi")
     parts += [run("checks/refunds_by_day", frames, **params), run("checks/resales_by_day", frames, **params),
               run("checks/listings_by_day", frames, **params).with_columns(
@@ -118,81 +127,88 @@ def control_totals(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
     out = pl.concat(parts, how="diagonal_relaxed")
     out = out.with_columns(pl.col(m).cast(pl.Int64) if m in out.columns else pl.lit(0, pl.Int64).alias(m)
                            for m in MEASURES).fill_null(0)
-    return out.group_by("day", "revenue_line").agg(pl.sum(m) for m in MEASURES).sort("day", "revenue_line")
+    keys = ["day", "tenant_id", "revenue_line"]
+    return out.group_by(keys).agg(pl.sum(m) for m in MEASURES).sort(keys, nulls_last=True)
 
 
 def _lines(control: pl.DataFrame, prefix: str) -> pl.DataFrame:
     return control.filter(pl.col("revenue_line").str.starts_with(prefix))
 
 
+#: the keys the daily marts are compared on
+DAY_TENANT = ["day", "tenant_id"]
+
+
 def check_daily(mart: str, control: pl.DataFrame, df: pl.DataFrame) -> CheckOutcome:
-    """The reconciliation of one daily mart's rows `df` against the control totals of the same days."""
+    """The reconciliation of one daily mart's rows `df` against the control totals of the same days, per day
+    and tenant (every daily mart has tenant_id): a sale attributed to the wrong tenant is a difference."""
     o = r = _lines(control, "primary:")  # primary lines carry both the sales and their refunds
     x = _lines(control, "resale:")
     counts = ["tickets_sold", "orders", "tickets", "transactions", "unique_customers", "events_active",
               "listings_created", "resales", "cumulative_tickets_sold"]
     negative = sum(non_negative(df, counts).values())
     if mart == "fct_orders":
-        return _combine(compare(o, df.with_columns(pl.lit(1).alias("orders")), ["day"],
+        return _combine(compare(o, df.with_columns(pl.lit(1).alias("orders")), DAY_TENANT,
                                 ["orders", "tickets", "gross_revenue_cents", "ticket_revenue_cents", "fees_cents"]),
                         extra_failures={"negative": sum(non_negative(df, ["tickets", "gross_revenue_cents"]).values())})
     if mart == "fct_refunds":
         return compare(r, df.with_columns(pl.lit(1).alias("refunds"), pl.col("refund_cents").alias("refunds_cents")),
-                       ["day"], ["refunds", "refunds_cents"])
+                       DAY_TENANT, ["refunds", "refunds_cents"])
     if mart == "fct_resales":
         return compare(x, df.with_columns(pl.lit(1).alias("resales"), pl.col("sale_cents").alias("resale_volume_cents"),
                                           pl.col("platform_fee_cents").alias("platform_fees_cents"),
                                           pl.col("venue_fee_cents").alias("venue_fees_cents")),
-                       ["day"], ["resales", "resale_volume_cents", "platform_fees_cents", "venue_fees_cents"])
+                       DAY_TENANT, ["resales", "resale_volume_cents", "platform_fees_cents", "venue_fees_cents"])
     if mart == "venue_analytics":
         pct = df["capacity_sold_pct"].drop_nulls()
         return _combine(
-            compare(o, df, ["day"], ["orders", "gross_revenue_cents", "ticket_revenue_cents", "fees_cents"]),
-            compare(o.rename({"tickets": "tickets_sold"}), df, ["day"], ["tickets_sold"]),
-            compare(r, df, ["day"], ["refunds_cents"]),
-            compare(x.rename({"resales": "resale_sales"}), df, ["day"], ["resale_sales", "resale_volume_cents"]),
+            compare(o, df, DAY_TENANT, ["orders", "gross_revenue_cents", "ticket_revenue_cents", "fees_cents"]),
+            compare(o.rename({"tickets": "tickets_sold"}), df, DAY_TENANT, ["tickets_sold"]),
+            compare(r, df, DAY_TENANT, ["refunds_cents"]),
+            compare(x.rename({"resales": "resale_sales"}), df, DAY_TENANT, ["resale_sales", "resale_volume_cents"]),
             extra_failures={"negative_counts": negative, "capacity_pct_out_of_range": int(((pct < 0) | (pct > 100)).sum()),
                             "net_not_gross_minus_refunds": int((df["net_revenue_cents"] != df["gross_revenue_cents"]
                                                                 - df["refunds_cents"]).sum())})
     if mart == "venue_analytics_hourly":
-        return _combine(compare(o.rename({"tickets": "tickets_sold"}), df, ["day"],
+        return _combine(compare(o.rename({"tickets": "tickets_sold"}), df, DAY_TENANT,
                                 ["orders", "tickets_sold", "gross_revenue_cents"]),
                         extra_failures={"negative_counts": negative,
                                         "local_hour_out_of_range": int(((df["local_hour"] < 0) | (df["local_hour"] > 23)).sum())})
     if mart == "event_analytics":
         st = df["sell_through_pct"].drop_nulls()
-        return _combine(compare(o.rename({"tickets": "tickets_sold"}), df, ["day"],
+        return _combine(compare(o.rename({"tickets": "tickets_sold"}), df, DAY_TENANT,
                                 ["orders", "tickets_sold", "gross_revenue_cents"]),
-                        compare(r, df, ["day"], ["refunds_cents"]),
+                        compare(r, df, DAY_TENANT, ["refunds_cents"]),
                         extra_failures={"negative_counts": negative, "sell_through_negative": int((st < 0).sum()),
                                         "cumulative_below_daily": int((df["cumulative_tickets_sold"]
                                                                        < df["tickets_sold"]).sum())})
     if mart == "revenue_by_channel":
-        prim = o.select("day", "revenue_line", "gross_revenue_cents", "fees_cents", "tickets", "refunds_cents",
+        prim = o.select(*DAY_TENANT, "revenue_line", "gross_revenue_cents", "fees_cents", "tickets", "refunds_cents",
                         pl.col("orders").alias("transactions"))
-        res = x.select("day", "revenue_line", pl.col("resale_volume_cents").alias("gross_revenue_cents"),
+        res = x.select(*DAY_TENANT, "revenue_line", pl.col("resale_volume_cents").alias("gross_revenue_cents"),
                        (pl.col("platform_fees_cents") + pl.col("venue_fees_cents")).alias("fees_cents"),
                        pl.col("resales").alias("tickets"), "refunds_cents", pl.col("resales").alias("transactions"))
-        return _combine(compare(pl.concat([prim, res]), df, ["day", "revenue_line"],
+        return _combine(compare(pl.concat([prim, res]), df, [*DAY_TENANT, "revenue_line"],
                                 ["gross_revenue_cents", "fees_cents", "tickets", "transactions", "refunds_cents"]),
                         extra_failures={"negative_counts": negative})
     if mart == "revenue_by_category":
-        return _combine(compare(o, df, ["day"], ["orders", "tickets", "gross_revenue_cents", "refunds_cents"]),
+        return _combine(compare(o, df, DAY_TENANT, ["orders", "tickets", "gross_revenue_cents", "refunds_cents"]),
                         extra_failures={"negative_counts": negative})
     if mart == "resale_activity":
-        return _combine(compare(x, df, ["day"], ["resales", "resale_volume_cents", "platform_fees_cents",
+        return _combine(compare(x, df, DAY_TENANT, ["resales", "resale_volume_cents", "platform_fees_cents",
                                                  "venue_fees_cents"]),
-                        compare(_lines(control, "marketplace:listings"), df, ["day"], ["listings_created"]),
+                        compare(_lines(control, "marketplace:listings"), df, DAY_TENANT, ["listings_created"]),
                         extra_failures={"negative_counts": negative})
     raise KeyError(f"no reconciliation for {mart}")
 
 
 def check_totals(mart: str, control: pl.DataFrame, df: pl.DataFrame) -> CheckOutcome:
-    """Reconciliation of a whole-table mart against the control totals of every day it covers."""
+    """Reconciliation of a whole-table mart against the control totals of every day it covers, per tenant."""
     o = _lines(control, "primary:")
     if mart == "sales_metrics":
         outcomes = [compare(o.rename({"tickets": "tickets_sold"}), df.filter(pl.col("granularity") == g),
-                            [], ["orders", "tickets_sold", "gross_revenue_cents"]) for g in ("day", "week", "month")]
+                            ["tenant_id"], ["orders", "tickets_sold", "gross_revenue_cents"])
+                    for g in ("day", "week", "month")]
         for g, oc in zip(("day", "week", "month"), outcomes, strict=True):
             oc.metadata = {f"{g}_{k}": v for k, v in oc.metadata.items()}
         return _combine(*outcomes, extra_failures={
@@ -200,7 +216,7 @@ def check_totals(mart: str, control: pl.DataFrame, df: pl.DataFrame) -> CheckOut
     if mart == "event_performance":
         exp = o.rename({"tickets": "tickets_sold"}).with_columns(
             (pl.col("gross_revenue_cents") - pl.col("refunds_cents")).alias("net_revenue_cents"))
-        return _combine(compare(exp, df, [], ["tickets_sold", "gross_revenue_cents", "net_revenue_cents"]),
+        return _combine(compare(exp, df, ["tenant_id"], ["tickets_sold", "gross_revenue_cents", "net_revenue_cents"]),
                         extra_failures={"negative_counts": sum(non_negative(df, ["tickets_sold", "capacity",
                                                                                  "capacity_utilization_pct"]).values()),
                                         "rank_gaps": int(df.group_by("venue_id").agg(
@@ -228,18 +244,3 @@ def check_no_shows(wh: Warehouse, result, now: datetime) -> CheckOutcome:
         "negative_counts": sum(non_negative(result.rows, ["no_shows", "tickets_scanned"]).values()),
         "no_shows_above_sold": int((result.rows["no_shows"] > result.rows["tickets_sold"]).sum())},
         metadata={"events_recomputed": len(events) if events is not None else "all"})
-
-
-def check_price_history(wh: Warehouse, df: pl.DataFrame) -> CheckOutcome:
-    """Exactly one open interval per ticket type, intervals ordered, and the open one at today's price."""
-    types = wh.read_table("stg_ticket_types", columns=["id", "price_cents"])
-    open_ = df.filter(pl.col("valid_to").is_null())
-    per_type = open_.group_by("ticket_type_id").len()
-    current = types.join(open_.select(pl.col("ticket_type_id").alias("id"), pl.col("price_cents").alias("p")),
-                         on="id", how="left")
-    return _combine(extra_failures={
-        "types_without_open_interval": current.filter(pl.col("p").is_null()).height,
-        "types_with_several_open_intervals": per_type.filter(pl.col("len") > 1).height,
-        "open_price_not_current_price": current.filter(pl.col("p").is_not_null() & (pl.col("p") != pl.col("price_cents"))).height,
-        "empty_or_inverted_intervals": df.filter(pl.col("valid_to") <= pl.col("valid_from")).height,
-    })

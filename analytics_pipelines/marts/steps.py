@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 
 from analytics_pipelines.marts import build as B
-from analytics_pipelines.marts import reconcile
-from analytics_pipelines.marts.projections import BASELINE, MODEL, project
+from analytics_pipelines.marts import checks, reconcile
+from analytics_pipelines.marts.projections import BASELINE, MODEL, platform_backtest, project
 from analytics_pipelines.registry.context import BuildContext, Built, md_table
 
 MONEY = ("gross_revenue_cents", "net_revenue_cents", "refund_cents", "refunds_cents", "sale_cents",
@@ -87,11 +87,18 @@ def event_performance(ctx: BuildContext) -> Built:
 
 
 def venue_seasonality(ctx: BuildContext) -> Built:
-    df = B.venue_seasonality(ctx.wh, through(ctx.wh))
+    last = through(ctx.wh)
+    df = B.venue_seasonality(ctx.wh, last)
     summary = df.group_by("month").agg(
         pl.col("season").filter(pl.col("season") == "Peak").len().alias("peak_venues"),
         pl.col("avg_tickets").mean().round(1)).sort("month")
-    return Built({"venue_seasonality": df}, metadata={"by_month": md_table(summary, 12)})
+    return Built({"venue_seasonality": df}, extras={"through": last}, metadata={"by_month": md_table(summary, 12)})
+
+
+def check_seasonality_reconciles(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
+    last = built.extras["through"]
+    return checks.check_venue_seasonality(built.frames["venue_seasonality"],
+                                          **checks.venue_seasonality_inputs(ctx.wh, last), through=last)
 
 
 def check_valid_seasons(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
@@ -107,16 +114,18 @@ def revenue_projections(ctx: BuildContext, horizon: int | None = None) -> Built:
     last = date.fromisoformat(through(wh))
     va = B.fact_history(wh, "venue_analytics", ["tenant_id", "venue_id", "day", "net_revenue_cents"],
                         last.isoformat())
-    result = project(va, last, horizon=horizon or ctx.settings.projection_days)
-    overall = result.backtest.filter(pl.col("venue_id").is_null())
+    horizon = horizon or ctx.settings.projection_days
+    result = project(va, last, horizon=horizon)
+    overall = platform_backtest(result.backtest)
     p = result.projections
-    return Built({"revenue_projections": p, "revenue_projection_backtest": result.backtest}, metadata={
+    return Built({"revenue_projections": p, "revenue_projection_backtest": result.backtest},
+                 extras={"horizon": horizon}, metadata={
         "as_of": last.isoformat(), "backtest": md_table(overall),
         "next_30_days_projected_cents": int(p["projected_net_revenue_cents"].sum() or 0)})
 
 
 def check_beats_old_rule(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
-    overall = built.frames["revenue_projection_backtest"].filter(pl.col("venue_id").is_null())
+    overall = platform_backtest(built.frames["revenue_projection_backtest"])
     err = dict(zip(overall["model"], overall["mean_total_abs_error_cents"], strict=True))
     mae = dict(zip(overall["model"], overall["mae_daily_cents"], strict=True))
     meta = {"model_mean_total_abs_error_cents": float(err.get(MODEL, 0)),
@@ -133,6 +142,12 @@ def check_intervals(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
     outside = p.filter((pl.col("lower_cents") > pl.col("projected_net_revenue_cents"))
                        | (pl.col("upper_cents") < pl.col("projected_net_revenue_cents"))).height
     return reconcile.CheckOutcome(outside == 0, {"rows_outside": outside})
+
+
+def check_projection_invariants(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
+    return checks.check_revenue_projections(
+        built.frames["revenue_projections"], horizon=built.extras["horizon"],
+        venues=ctx.wh.read_table("stg_venues", columns=["id", "tenant_id"]))
 
 
 def ticket_type_price_snapshots(ctx: BuildContext) -> Built:
@@ -169,7 +184,14 @@ def price_history(ctx: BuildContext) -> Built:
 
 
 def check_price_history(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
-    return reconcile.check_price_history(ctx.wh, built.frames["price_history"])
+    df = built.frames["price_history"]
+    return checks.check_price_history(df, **checks.price_history_inputs(ctx.wh))
+
+
+def check_event_price_summary(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
+    history = built.frames["price_history"]
+    return checks.check_event_price_summary(built.frames["event_price_summary"],
+                                            **checks.event_price_summary_inputs(ctx.wh, history))
 
 
 def no_shows(ctx: BuildContext) -> Built:

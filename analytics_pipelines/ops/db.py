@@ -7,7 +7,6 @@ One SQLAlchemy Core code path for both. Each feature module declares its tables 
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -22,7 +21,9 @@ metadata = sa.MetaData()
 
 def default_ops_url() -> str:
     """TT_OPS_URL, else a SQLite file beside the embedded warehouse."""
-    url = os.environ.get("TT_OPS_URL")
+    from analytics_pipelines.settings import Settings
+
+    url = Settings.from_env().ops_url
     if url:
         return url
     path = data_dir() / "ops.sqlite"

@@ -18,6 +18,9 @@ from analytics_pipelines.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 
+#: run tag that pins the clock a run's builders see ("as of"), e.g. for tests and reproducible reruns
+NOW_TAG = "tt/now"
+
 
 def _never_materialized(upstream: str) -> list[str] | None:
     return None

@@ -25,8 +25,7 @@ def _daily(name: str, description: str, grain: str, keys: tuple[str, ...], upstr
 TABLES: tuple[Table, ...] = (
     Table(
         name="control_totals", group="facts", partitioning="daily", partition_column="day",
-        grain="one row per day and revenue line", keys=("day", "revenue_line"), tenant_column=None,
-        no_tenant_reason="pending: platform-wide control totals",
+        grain="one row per day, tenant and revenue line", keys=("day", "tenant_id", "revenue_line"),
         upstream=("stg_orders", "stg_order_items", "stg_order_refunds", "stg_marketplace_transfers",
                   "stg_platform_fees", "stg_marketplace_listings"),
         build="analytics_pipelines.marts.reconcile:control_totals", summary=S + "daily_summary",
@@ -97,7 +96,11 @@ TABLES: tuple[Table, ...] = (
                     "tickets, revenue, days with sales, volatility % and Peak/Normal/Off Season by the ratio to the "
                     "venue's mean month (> 1.2 Peak, > 0.8 Normal).",
         checks=(Check("valid_seasons", "Months 1-12, one row per venue and month, season in Peak/Normal/Off Season.",
-                      S + "check_valid_seasons", kind="invariants"),)),
+                      S + "check_valid_seasons", kind="invariants"),
+                Check(RECONCILES, "Per tenant, venue and month: tickets, net revenue and days with sales re-derived "
+                                  "from fct_orders/fct_refunds over the same window equal the averages times the "
+                                  "years; every venue month of the grid present; season agrees with the ratio.",
+                      S + "check_seasonality_reconciles"))),
     Table(
         name="revenue_projections", group="marts", grain="one row per venue and future day",
         keys=("venue_id", "day"), upstream=("venue_analytics",), build=S + "revenue_projections",
@@ -108,18 +111,20 @@ TABLES: tuple[Table, ...] = (
                                         "old 'average of the last 30 days x days' rule's.",
                       S + "check_beats_old_rule", kind="invariants"),
                 Check("interval_contains_projection", "lower <= projected <= upper on every row.",
-                      S + "check_intervals", kind="invariants"))),
+                      S + "check_intervals", kind="invariants"),
+                Check("valid_projections", "No NULL or NaN, one row per tenant, venue, as-of and horizon day, "
+                                           "horizon days contiguous, projection and upper bound not negative, each "
+                                           "venue under its own tenant.", S + "check_projection_invariants",
+                      kind="invariants"))),
     Table(
         name="revenue_projection_backtest", group="marts", produced_by="revenue_projections",
-        grain="one row per model and venue (venue_id NULL: all venues)", keys=("model", "venue_id"),
-        tenant_column=None, no_tenant_reason="error statistics of the projection model; the overall rows pool "
-                                             "every venue (pending: per-tenant rows)",
+        grain="one row per tenant, model and venue (venue_id NULL: the tenant's venues together)",
+        keys=("tenant_id", "model", "venue_id"),
         description="Rolling-origin backtest errors of the projection model and of the old service's rule."),
     Table(
         name="ticket_type_price_snapshots", group="marts", partitioning="daily", partition_column="day",
         grain="one row per ticket type and snapshot day", keys=("ticket_type_id", "day"),
         upstream=("stg_ticket_types",), build=S + "ticket_type_price_snapshots", kinds=("polars",),
-        tenant_column=None, no_tenant_reason="pending: the snapshot carries the ticket type only",
         description="A daily snapshot of every ticket type's current price (ticket_types.price), so that price "
                     "changes the platform did not log in ticket_price_history still enter `price_history`. Written "
                     "under the run's last day, only when that day is yesterday or later.",
@@ -132,8 +137,14 @@ TABLES: tuple[Table, ...] = (
         build=S + "price_history", produces=("event_price_summary",), serve=True, venue_column="venue_id",
         description="Every price of every ticket type as validity intervals [valid_from, valid_to) from "
                     "ticket_price_history plus the daily snapshots.",
-        checks=(Check("valid_intervals", "One open interval per ticket type, at today's price; no empty or inverted "
-                                         "interval.", S + "check_price_history", kind="invariants"),)),
+        checks=(Check(RECONCILES, "The price in effect at every known price point (each logged change, each "
+                                  "snapshot, each type's initial price) read back from the intervals equals it to the "
+                                  "cent; one open interval per type, at today's price; intervals chained; tenant, "
+                                  "venue and event of the type's event.", S + "check_price_history"),
+                Check("event_price_summary_reconciles", "event_price_summary: current min/max/avg from the staged "
+                                                        "ticket types, all-time lowest/highest and the number of "
+                                                        "changes from price_history, exactly per event.",
+                      S + "check_event_price_summary"))),
     Table(
         name="event_price_summary", group="marts", produced_by="price_history", grain="one row per event",
         keys=("event_id",), venue_column="venue_id",

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
-from analytics_pipelines.paths import data_dir
+from analytics_pipelines.settings import Settings
 from analytics_pipelines.source.db import SourceDB
 from analytics_pipelines.warehouse import Warehouse, open_warehouse
 
 
 def default_source_url() -> str:
-    return os.environ.get("TT_SOURCE_URL") or f"duckdb:///{data_dir() / 'source.duckdb'}"
+    return Settings.from_env().source_url
 
 
 def default_warehouse_url() -> str:
-    return os.environ.get("TT_WAREHOUSE_URL") or f"duckdb:///{data_dir() / 'warehouse'}"
+    return Settings.from_env().warehouse_url
 
 
 class SourceResource(dg.ConfigurableResource):
@@ -37,11 +35,6 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def get(self) -> Warehouse:
         return open_warehouse(self.url or default_warehouse_url())
-
-
-def warehouse_kind() -> str:
-    """'postgres' or 'duckdb', for the kinds badges in the UI (follows the environment)."""
-    return "postgres" if default_warehouse_url().startswith("postgres") else "duckdb"
 
 
 class OpsResource(dg.ConfigurableResource):

@@ -4,8 +4,9 @@
 from analytics_pipelines.sensors import data, operations, reports
 
 
-def sensors() -> list:
+def sensors(daily_partitions) -> list:
     from analytics_pipelines.jobs import main_job
 
-    return [data.kpi_snapshots_alert_sensor, data.make_source_data_sensor(main_job), *operations.sensors,
+    return [data.kpi_snapshots_alert_sensor, data.make_source_data_sensor(main_job, partitions_def=daily_partitions),
+            *operations.sensors,
             *reports.sensors]

@@ -8,7 +8,7 @@ import dagster as dg
 
 from analytics_pipelines.automation import source_changes
 from analytics_pipelines.jobs.operations import alert_evaluation_job
-from analytics_pipelines.partitions import RANGE_END_TAG, RANGE_START_TAG, daily_partitions
+from analytics_pipelines.partitions import RANGE_END_TAG, RANGE_START_TAG, configured
 from analytics_pipelines.resources import SourceResource
 
 KPI_ASSET = dg.AssetKey("kpi_snapshots")
@@ -27,7 +27,7 @@ def kpi_snapshots_alert_sensor(context: dg.SensorEvaluationContext, asset_event:
 
 def make_source_data_sensor(job, name: str = "source_data_sensor", minimum_interval_seconds: int = 300,
                             default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
-                            partitions_def: dg.TimeWindowPartitionsDefinition = daily_partitions
+                            partitions_def: dg.TimeWindowPartitionsDefinition | None = None
                             ) -> dg.SensorDefinition:
     """A sensor requesting runs of `job` (daily-partitioned) for exactly the days whose source rows changed
     since its cursor (per fact table: the newest change time seen). Contiguous days go into one run over
@@ -41,7 +41,7 @@ def make_source_data_sensor(job, name: str = "source_data_sensor", minimum_inter
     def _sensor(context: dg.SensorEvaluationContext, source: SourceResource):
         cursor = json.loads(context.cursor) if context.cursor else {}
         now = datetime.now(UTC)
-        keys = partitions_def.get_partition_keys(current_time=now)
+        keys = (partitions_def or configured().daily).get_partition_keys(current_time=now)
         if not keys:
             return dg.SkipReason("no partitions yet")
         days, new_cursor, by_table = source_changes.changed_partitions(source.db(), cursor, now, keys[0], keys[-1])

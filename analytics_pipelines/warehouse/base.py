@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import polars as pl
 
@@ -61,14 +60,6 @@ class Warehouse(ABC):
         table partitioned by `column`. Backends may read only those partitions' storage."""
         return self.read_table(table, f"{check_identifier(column)} >= %s AND {column} <= %s", [first, last],
                                columns=columns)
-
-    @contextmanager
-    def shared_reads(self) -> Iterator[None]:
-        """Within the block, a backend may keep what it read and serve a later read of the same storage
-        from memory (until this process writes the table again). For one process that rebuilds many marts
-        from the same inputs (one process reading them repeatedly); a write by another process meanwhile is not
-        seen. Default: no sharing."""
-        yield
 
     @abstractmethod
     def drop_partitions(self, table: str, column: str, before: str) -> list[str]:

@@ -36,45 +36,9 @@ class EmbeddedWarehouse(Warehouse):
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
-        #: inside shared_reads(): (table, files) -> (frame of the columns read so far, has every column)
-        self._shared: dict[tuple[str, tuple[str, ...]], tuple[pl.DataFrame, bool]] | None = None
-
-    @contextmanager
-    def shared_reads(self) -> Iterator[None]:
-        """Reads of the same partition files (same table, same file list) are served from memory: columns
-        already read are selected (zero-copy), only missing ones are read and added. A write, replace or
-        drop by this object forgets that table's entries."""
-        outer = self._shared is not None
-        if not outer:
-            self._shared = {}
-        try:
-            yield
-        finally:
-            if not outer:
-                self._shared = None
-
-    def _forget(self, table: str) -> None:
-        if self._shared:
-            for key in [k for k in self._shared if k[0] == table]:
-                del self._shared[key]
 
     def _read(self, table: str, files: list[str], columns: Sequence[str] | None) -> pl.DataFrame:
-        if self._shared is None:
-            return _read_files(files, columns)
-        key = (table, tuple(files))
-        have, complete = self._shared.get(key, (None, False))
-        if have is None or (columns is None and not complete):
-            df = _read_files(files, columns)
-            self._shared[key] = (df, columns is None)
-            return df
-        missing = [c for c in (columns or []) if c not in have.columns]
-        if missing and not complete:
-            # same files in the same order: the rows line up with the frame already read
-            have = have.hstack(_read_files(files, missing))
-            self._shared[key] = (have, False)
-        elif missing:
-            return _read_files(files, columns)  # a column the files lack: the uncached path's answer
-        return have.select(columns) if columns is not None else have
+        return _read_files(files, columns)
 
     # -- writing -------------------------------------------------------------------------------
     def _partition_dir(self, table: str, by: Sequence[str], key: PartitionKey) -> Path:
@@ -101,7 +65,6 @@ class EmbeddedWarehouse(Warehouse):
 
     def write_partitions(self, table, df, by, keys):
         self._validate(table, df, by, keys)
-        self._forget(table)
         created = need_file = not (self.root / table).exists()
         if not by:
             raise ValueError("write_partitions needs partition columns; use replace_table")
@@ -129,7 +92,6 @@ class EmbeddedWarehouse(Warehouse):
 
     def replace_table(self, table, df):
         check_identifier(table)
-        self._forget(table)
         new_table = not (self.root / table).exists()
         self._atomic_write(df, self.root / table / DATA_FILE)
         self._bump_version(table)
@@ -142,7 +104,6 @@ class EmbeddedWarehouse(Warehouse):
         removed. A table left without files is dropped from the catalog."""
         base = self.root / check_identifier(table)
         prefix = f"{check_identifier(column)}="
-        self._forget(table)
         if not base.is_dir():
             return []
         dropped = []

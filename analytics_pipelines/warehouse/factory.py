@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 from analytics_pipelines.warehouse.base import Warehouse
@@ -10,9 +9,11 @@ from analytics_pipelines.warehouse.base import Warehouse
 
 def open_warehouse(url: str | None = None) -> Warehouse:
     """The warehouse named by `url` or TT_WAREHOUSE_URL; default: the embedded one under the data dir."""
-    from analytics_pipelines.paths import data_dir
 
-    url = url or os.environ.get("TT_WAREHOUSE_URL") or f"duckdb:///{data_dir() / 'warehouse'}"
+    if not url:
+        from analytics_pipelines.settings import Settings
+
+        url = Settings.from_env().warehouse_url
     if url.startswith("duckdb:///"):
         from analytics_pipelines.warehouse.embedded import EmbeddedWarehouse
 

@@ -14,7 +14,8 @@
   then hides every other tenant's rows even if a query forgot its tenant filter.
 
 Queries are written once in the SQL both dialects share, with %s placeholders (parameters only).
-This module holds the interface and `open_reader`; the backends are reader_snapshot and reader_postgres.
+This module holds the interface; the backends are reader_snapshot and reader_postgres; `readers.open_reader`
+picks one for a URL.
 """
 
 from __future__ import annotations
@@ -200,12 +201,3 @@ class _Poller:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-
-
-def open_reader(warehouse_url: str, **kwargs) -> Reader:
-    from analytics_pipelines.warehouse.reader_postgres import PostgresReader
-    from analytics_pipelines.warehouse.reader_snapshot import SnapshotReader
-
-    if warehouse_url.startswith("duckdb:///"):
-        return SnapshotReader(warehouse_url.removeprefix("duckdb:///"), **kwargs)
-    return PostgresReader(warehouse_url, **kwargs)
