@@ -27,7 +27,8 @@ class Partitions:
     daily: dg.DailyPartitionsDefinition
     #: one partition per UTC hour (hourly KPI snapshots)
     hourly: dg.HourlyPartitionsDefinition
-    #: one partition per ISO week (Monday start): the customer RFM history; as-of = the week's Sunday
+    #: one partition per ISO week (Monday start), for registry entries with partitioning="weekly" (none today:
+    #: the customer RFM history is daily)
     weekly: dg.WeeklyPartitionsDefinition
     #: report weeks (Monday-Sunday, UTC) keyed by their Monday, from the first full week of history
     report_weekly: dg.WeeklyPartitionsDefinition

@@ -1,5 +1,5 @@
 """The shared fixture dataset: `tiny` generated data materialized through the real Dagster jobs (main_job
-over a day range, kpi_job over a few hours, customers_job over a few weeks), once per test session and
+over a day range, kpi_job over a few hours, customers_job over a few weeks of days), once per test session and
 backend. Every test that needs built marts reads this instead of building its own copy."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from analytics_pipelines.settings import Settings
 FIRST, LAST = "2026-06-01", "2026-10-31"
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 KPI_HOURS = ("2026-10-31-21:00", "2026-10-31-23:00")
-#: RFM weeks (partition keys: Mondays) whose as-of Sundays are 2026-10-18, 10-25 and 11-01
-WEEKS = ("2026-10-12", "2026-10-26")
+#: RFM days (partition keys = as-of dates): the Sundays 2026-10-18, 10-25 and 11-01 and the days between
+RFM_DAYS = ("2026-10-18", "2026-11-01")
 
 
 @contextmanager
@@ -69,7 +69,7 @@ class Materialized:
 def materialize_everything(base: Path, warehouse_url: str | None = None, seed: int = 7,
                            source_url: str | None = None,
                            runs: tuple[tuple[str, str, str], ...] = (("main_job", FIRST, LAST), ("kpi_job", *KPI_HOURS),
-                                                                     ("customers_job", *WEEKS))) -> Materialized:
+                                                                     ("customers_job", *RFM_DAYS))) -> Materialized:
     """Generate `tiny` (unless a source is given) and run `runs` (job, first key, last key) in order on one
     ephemeral Dagster instance, the clock pinned to NOW."""
     data = base / "data"

@@ -121,7 +121,7 @@ def _customer_endpoints(wh, client, settings):
     assert len(segs) == 11 and sum(r["customers"] for r in segs) == len(at_venue)
     assert {r["venue_id"] for r in segs} == {venue}
     rfm = get("/v1/customers/rfm?limit=1000")
-    assert {r["user_id"] for r in rfm} == at_venue and {r["as_of"] for r in rfm} == {"2026-11-01"}  # the latest weekly as-of
+    assert {r["user_id"] for r in rfm} == at_venue and {r["as_of"] for r in rfm} == {"2026-11-01"}  # the latest as-of
     assert [r["rfm_total"] for r in rfm] == sorted((r["rfm_total"] for r in rfm), reverse=True)
     older = get("/v1/customers/rfm?as_of=2026-10-25&limit=1000")
     assert {r["as_of"] for r in older} == {"2026-10-25"} and len(older) <= len(rfm)

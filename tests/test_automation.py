@@ -204,7 +204,7 @@ def test_schedules_are_time_zone_aware():
         "intraday_refresh_schedule": ("*/15 * * * *", "America/New_York"),
         "nightly_full_schedule": ("30 2 * * *", "America/New_York"),
         "maintenance_schedule": ("30 3 * * *", "America/New_York"),
-        "customers_weekly_schedule": ("0 6 * * 1", "UTC"),  # the week's partitions are UTC weeks
+        "customers_daily_schedule": ("0 6 * * *", "UTC"),  # the RFM partitions are UTC days
         "delivery_sweep_schedule": ("*/5 * * * *", "UTC"),
         "hourly_kpi_schedule": ("20 * * * *", "America/New_York")}
     ny = __import__("zoneinfo").ZoneInfo("America/New_York")
@@ -225,8 +225,8 @@ def test_schedules_are_time_zone_aware():
         assert req.run_config["ops"]["run_maintenance"]["config"]["now"] == "2026-11-22T08:30:00+00:00"
         ctx = contexts.enter_context(dg.build_schedule_context(instance=instance, repository_def=repo,
                                         scheduled_execution_time=datetime(2026, 11, 23, 6, 0, tzinfo=UTC)))
-        [req] = scheds["customers_weekly_schedule"].evaluate_tick(ctx).run_requests
-        assert req.partition_key == "2026-11-16"  # Monday 06:00: the week that just ended
+        [req] = scheds["customers_daily_schedule"].evaluate_tick(ctx).run_requests
+        assert req.partition_key == "2026-11-22"  # 06:00 UTC: the UTC day that just ended
         ctx = contexts.enter_context(dg.build_schedule_context(instance=instance, repository_def=repo,
                                         scheduled_execution_time=datetime(2026, 11, 21, 22, 20, tzinfo=ny)))
         [req] = scheds["hourly_kpi_schedule"].evaluate_tick(ctx).run_requests

@@ -674,22 +674,26 @@ def test_attendance_rows_equal_the_sql(tiny_wh):
 
 
 def test_transitions_of_unchanged_weeks_are_kept_and_changed_ones_recomputed(tiny_wh, tmp_path):
-    """A weekly run recomputes only the pairs touching a rewritten RFM week: the others come from the
-    table as last built (a marker added to them survives), and the result equals a full rebuild."""
+    """Transitions compare consecutive Sundays of the daily RFM history (other days are not paired); a run
+    recomputes only the pairs touching a rewritten Sunday: the others come from the table as last built (a
+    marker added to them survives), and the result equals a full rebuild."""
     url = f"duckdb:///{tmp_path / 'wh'}"
     _copy(tiny_wh, url)
     wh = open_warehouse(url)
-    wh.drop_partitions("customer_rfm_scores", "as_of", "2099-01-01")  # the weeks the fixture's job wrote
-    weeks = [date(2026, 10, 18), date(2026, 10, 25), THROUGH]
-    wh.write_partitions("customer_rfm_scores", CB.rfm_scores(wh, weeks), ["as_of"], [(d.isoformat(),) for d in weeks])
+    wh.drop_partitions("customer_rfm_scores", "as_of", "2099-01-01")  # the days the fixture's job wrote
+    last = date(2026, 11, 1)
+    days = [date(2026, 10, 18), date(2026, 10, 25), date(2026, 10, 28), THROUGH, last]  # 3 Sundays, 2 other days
+    wh.write_partitions("customer_rfm_scores", CB.rfm_scores(wh, days), ["as_of"], [(d.isoformat(),) for d in days])
     full = CB.segment_transitions(wh)
-    assert full.select("from_as_of", "to_as_of").unique().height == 2
+    assert sorted(full.select("from_as_of", "to_as_of").unique().iter_rows()) == [
+        (date(2026, 10, 18), date(2026, 10, 25)), (date(2026, 10, 25), last)]
+    assert CB.sundays_of(["2026-10-28", "2026-10-31", "2026-11-01"]) == {last}
     marked = full.with_columns(customers=pl.col("customers") + 1000)
-    out = CB.segment_transitions(wh, previous=marked, changed={THROUGH})
+    out = CB.segment_transitions(wh, previous=marked, changed={last})
     old_pair = pl.col("to_as_of") == date(2026, 10, 25)
     assert_frame_equal(out.filter(old_pair), marked.filter(old_pair))  # kept, not recomputed
     assert_frame_equal(out.filter(~old_pair), full.filter(~old_pair))  # recomputed
-    assert_frame_equal(CB.segment_transitions(wh, previous=full, changed={THROUGH}), full)
+    assert_frame_equal(CB.segment_transitions(wh, previous=full, changed={last}), full)
     assert_frame_equal(CB.segment_transitions(wh, previous=full, changed=set()), full)
     # a week dropped by retention: its pairs go, the bridging pair is computed
     wh.drop_partitions("customer_rfm_scores", "as_of", "2026-10-19")
@@ -746,7 +750,7 @@ def test_customer_360_one_row_per_tenant_and_customer(tiny_wh, tiny_marts):
 
 # -- Dagster -------------------------------------------------------------------------------------------
 def test_customer_assets_materialize_with_checks(materialized):
-    """customers_job as the session fixture ran it (the real job), then one more weekly run."""
+    """customers_job as the session fixture ran it (the real job), then a run that rewrites one Sunday."""
     from analytics_pipelines.definitions import defs
 
     graph = defs.resolve_asset_graph()
@@ -762,18 +766,24 @@ def test_customer_assets_materialize_with_checks(materialized):
     failed = [k for k, c in checks.items() if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
     assert failed == []
     wh = open_warehouse(materialized.warehouse_url)
-    assert sorted(CB.rfm_as_of_dates(wh)) == [date(2026, 10, 18), date(2026, 10, 25), date(2026, 11, 1)]
+    assert CB.rfm_as_of_dates(wh) == [date(2026, 10, 18) + timedelta(days=i) for i in range(15)]  # daily
+    assert CB.rfm_weekly_as_of_dates(wh) == [date(2026, 10, 18), date(2026, 10, 25), date(2026, 11, 1)]
+    rfm_meta = [m for m in result.asset_materializations_for_node("customer_rfm_scores")
+                if m.asset_key.to_user_string() == "customer_rfm_scores"][0].metadata
+    assert rfm_meta["mode"].value == "full (no stored state before the run)" and rfm_meta["days"].value == 15
+    assert wh.read("SELECT DISTINCT state_day FROM customer_rfm_state")["state_day"].to_list() == [
+        date(2026, 10, 24)]  # the settled state: the last day - 8
     assert set(wh.read("SELECT DISTINCT model_family FROM model_performance")["model_family"]) == {"clv", "churn"}
     assert wh.read("SELECT count(DISTINCT from_as_of) AS n FROM customer_segment_transitions")["n"][0] == 2
     artifacts = list((materialized.data_dir / "models" / "customer_churn").glob("churn-*.joblib"))
     assert len(artifacts) == 1
     mat = result.asset_materializations_for_node("customer_churn_model")[0]
     assert mat.metadata["sha256"].value.startswith(artifacts[0].name.split("-")[-1].split(".")[0])
-    # the next weekly run rewrites one RFM week: transitions recompute that week's pair only
+    # a run rewriting one Sunday: transitions recompute the pairs of that Sunday only, to the same rows
     before = wh.read_table("customer_segment_transitions")
-    again = materialized.rerun("customers_job", "2026-10-26", "2026-10-26")
+    again = materialized.rerun("customers_job", "2026-10-25", "2026-10-25")
     assert again.success
     mode = [m for m in again.asset_materializations_for_node("customer_segment_transitions")
             if m.asset_key.to_user_string() == "customer_segment_transitions"][0].metadata["mode"].value
-    assert mode == "incremental (1 RFM weeks rewritten)"
+    assert mode == "incremental (1 RFM Sundays rewritten)"
     assert_frame_equal(wh.read_table("customer_segment_transitions"), before)

@@ -57,6 +57,16 @@ def rfm_as_of_dates(wh: Warehouse) -> list[date]:
     return sorted(wh.read("SELECT DISTINCT as_of FROM customer_rfm_scores")["as_of"].to_list())
 
 
+def rfm_weekly_as_of_dates(wh: Warehouse) -> list[date]:
+    """The Sundays of the RFM history (kept forever by its retention): the as-of dates transitions compare."""
+    return [d for d in rfm_as_of_dates(wh) if d.weekday() == 6]
+
+
+def sundays_of(keys: list[str]) -> set[date]:
+    """The as-of Sundays among customer_rfm_scores partition keys (days)."""
+    return {d for d in map(date.fromisoformat, keys) if d.weekday() == 6}
+
+
 def rfm_at(wh: Warehouse, as_of: date, written: dict[date, pl.DataFrame] | None = None) -> pl.DataFrame:
     """The customer_rfm_scores partition of `as_of`; from `written` (partitions this run has just written,
     still in memory) when it holds that date, else read back."""
@@ -67,11 +77,11 @@ def rfm_at(wh: Warehouse, as_of: date, written: dict[date, pl.DataFrame] | None 
 
 def segment_transitions(wh: Warehouse, written: dict[date, pl.DataFrame] | None = None,
                         previous: pl.DataFrame | None = None, changed: set[date] | None = None) -> pl.DataFrame:
-    """Transitions between every pair of consecutive as-of dates in customer_rfm_scores (`written`: see
-    rfm_at). With `previous` (the table as last built) and `changed` (the as-of dates rewritten since),
-    a pair whose two dates are unchanged and that `previous` already holds is kept from it instead of
-    recomputed: a weekly run computes one new pair, not one per week of history."""
-    dates = rfm_as_of_dates(wh)
+    """Transitions between every pair of consecutive as-of Sundays in customer_rfm_scores (weekly, though its
+    partitions are daily; `written`: see rfm_at). With `previous` (the table as last built) and `changed` (the
+    as-of dates rewritten since), a pair whose two dates are unchanged and that `previous` already holds is
+    kept from it instead of recomputed: a run computes at most one new pair, not one per week of history."""
+    dates = rfm_weekly_as_of_dates(wh)
     pairs = list(zip(dates, dates[1:], strict=False))
     kept = None
     if previous is not None and changed is not None and previous.height:

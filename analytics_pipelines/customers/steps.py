@@ -13,13 +13,9 @@ import polars as pl
 from analytics_pipelines.customers import build as CB
 from analytics_pipelines.customers import checks, churn, lifetime
 from analytics_pipelines.customers import reconcile as R
+from analytics_pipelines.customers import rfm_history as H
 from analytics_pipelines.marts.reconcile import CheckOutcome
 from analytics_pipelines.registry.context import BuildContext, Built, md_table
-
-
-def as_of_of_week(key: str) -> date:
-    """RFM history: one partition per ISO week (Monday start); as-of = the week's Sunday (end of day, UTC)."""
-    return date.fromisoformat(key) + timedelta(days=6)
 
 
 def through(wh) -> date:
@@ -44,14 +40,30 @@ def check_attendance(ctx: BuildContext, built: Built) -> CheckOutcome:
 
 
 def customer_rfm_scores(ctx: BuildContext) -> Built:
-    as_of = [as_of_of_week(k) for k in ctx.partition_keys]
-    df = CB.rfm_scores(ctx.wh, as_of)
-    last = df.filter((pl.col("as_of") == max(as_of)) & (pl.col("scope") == "platform"))
+    """The run's days of RFM (as of each day's end, UTC) from the stored settled state and the last days'
+    orders (customers/rfm_history.py; all of fct_orders on the first run or `full_refresh`), the settled state
+    for the next run, and retention: old partitions that are not Sundays are emptied in the same write."""
+    days = [date.fromisoformat(k) for k in ctx.partition_keys]
+    h = H.build_history(ctx.wh, days, ctx.full_refresh, ctx.changed_since_last("fct_orders"))
+    dropped = H.to_drop(CB.rfm_as_of_dates(ctx.wh), days, ctx.now.date())
+    df = pl.concat(h.scores.values(), how="vertical_relaxed")
+    if h.obsolete_states:  # nothing reads them again (the factory writes the new state after this)
+        ctx.wh.drop_partitions(H.STATE, "state_day", (max(h.obsolete_states) + timedelta(days=1)).isoformat())
+    latest = max(days)
+    last = df.filter((pl.col("as_of") == latest) & (pl.col("scope") == "platform"))
     segs = last.group_by("segment").agg(pl.len().alias("customers"), pl.sum("monetary_cents")).sort(
         "customers", descending=True)
-    return Built({"customer_rfm_scores": df}, written={"customer_rfm_scores": [d.isoformat() for d in as_of]},
-                 metadata={"weeks": len(as_of), "latest_as_of": max(as_of).isoformat(),
-                           "platform_customers": last.height, "platform_segments": md_table(segs, 12)})
+    return Built({H.SCORES: df, H.STATE: h.state},
+                 written={H.SCORES: sorted({d.isoformat() for d in (*days, *dropped)}),
+                          H.STATE: [h.state_day.isoformat()]},
+                 metadata={"mode": h.mode, "days": len(days), "latest_as_of": latest.isoformat(),
+                           "orders_read": h.orders_read, "state_day": h.state_day.isoformat(),
+                           "state_rows": h.state.height, "platform_customers": last.height,
+                           "retention": f"last {H.RETAIN_DAYS} days and every Sunday",
+                           "dropped_partitions": len(dropped),
+                           "dropped": ", ".join(d.isoformat() for d in dropped) or "none",
+                           "dropped_states": ", ".join(d.isoformat() for d in h.obsolete_states) or "none",
+                           "platform_segments": md_table(segs, 12)})
 
 
 def check_rfm(ctx: BuildContext, built: Built) -> CheckOutcome:
@@ -60,17 +72,19 @@ def check_rfm(ctx: BuildContext, built: Built) -> CheckOutcome:
 
 def customer_segment_transitions(ctx: BuildContext) -> Built:
     wh = ctx.wh
-    # only the pairs touching an RFM week rewritten since the last build are recomputed
-    weeks = None if ctx.full_refresh else ctx.changed_since_last("customer_rfm_scores")
+    # transitions compare consecutive Sundays (the weekly history retention keeps): only the pairs touching
+    # a Sunday partition of customer_rfm_scores rewritten since the last build are recomputed (a partition
+    # holds its own day's rows only: rewriting another day changes no pair)
+    days = None if ctx.full_refresh else ctx.changed_since_last("customer_rfm_scores")
     have = "customer_segment_transitions" in wh.tables()
-    previous = wh.read_table("customer_segment_transitions") if weeks is not None and have else None
-    changed = {as_of_of_week(k) for k in weeks} if weeks is not None else None
+    previous = wh.read_table("customer_segment_transitions") if days is not None and have else None
+    changed = CB.sundays_of(days) if days is not None else None
     df = CB.segment_transitions(wh, previous=previous, changed=changed)
     last = (df.filter((pl.col("to_as_of") == df["to_as_of"].max()) & (pl.col("scope") == "platform"))
             if df.height else df)
     moved = last.filter(pl.col("from_segment") != pl.col("to_segment")).sort("customers", descending=True)
     return Built({"customer_segment_transitions": df}, metadata={
-        "mode": "full" if previous is None else f"incremental ({len(changed or ())} RFM weeks rewritten)",
+        "mode": "full" if previous is None else f"incremental ({len(changed or ())} RFM Sundays rewritten)",
         "as_of_pairs": df.select("from_as_of", "to_as_of").unique().height if df.height else 0,
         "latest_platform_moves": md_table(moved.select("from_segment", "to_segment", "customers"), 12)})
 
@@ -151,7 +165,7 @@ def customer_segments(ctx: BuildContext) -> Built:
     wh = ctx.wh
     dates = CB.rfm_as_of_dates(wh)
     if not dates:
-        raise LookupError("customer_rfm_scores has no partition yet: materialize it for at least one week")
+        raise LookupError("customer_rfm_scores has no partition yet: materialize it for at least one day")
     latest = CB.rfm_at(wh, dates[-1])
     df = CB.customer_segments(latest, wh.read_table("customer_lifetime_value"))
     platform = df.filter(pl.col("scope") == "platform").select(

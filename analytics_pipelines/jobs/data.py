@@ -1,6 +1,6 @@
 """Asset jobs. `main_job` materializes every daily asset (ingestion, facts, marts); run it over a partition
 range in one run (single-run backfill policy) with `analytics-pipelines run` or a backfill from the UI.
-`kpi_job` takes hourly KPI snapshots, `customers_job` builds the customer analytics for a week."""
+`kpi_job` takes hourly KPI snapshots, `customers_job` builds the customer analytics for a day."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ kpi_job = _asset_job("kpi_job", dg.AssetSelection.groups("kpis"), "analytics",
                      "Hourly business KPI snapshots (kpi_snapshots) over an hour range.")
 customers_job = _asset_job(
     "customers_job", dg.AssetSelection.groups("customers", "models"), "analytics",
-    "Customer marts for a week's as-of date (RFM partition) and every whole-table customer mart (CLV, churn "
+    "Customer marts for a day's as-of date (RFM partition) and every whole-table customer mart (CLV, churn "
     "model retraining, segments, transitions, cohorts, 360) and model_performance.", retries=False)
 
 jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job]

@@ -27,14 +27,25 @@ TABLES: tuple[Table, ...] = (
                          "tickets with a holder; one row per holder and day; no-shows within 0 and the tickets.",
              S + "check_attendance")),
     _t("customer_rfm_scores",
-       "RFM per customer as of the end of each week (Sunday, UTC), per venue, per tenant and platform-wide "
-       "(`scope`): recency days, frequency (orders), monetary (gross cents), quintile scores 1-5, code, total and "
-       "one of 11 segments. One partition per week keeps the history that segment transitions are reported from.",
+       "RFM per customer as of the end of each day (UTC), per venue, per tenant and platform-wide (`scope`): "
+       "recency days, frequency (orders), monetary (gross cents), quintile scores 1-5, code, total and one of 11 "
+       "segments. One partition per day, kept for 35 days, and every Sunday's forever (the weekly history that "
+       "segment transitions are reported from). Incremental: a day is the stored settled state "
+       "(`customer_rfm_state`) plus the last nine days' orders; `full_refresh` recomputes from all of fct_orders.",
        "one row per as-of date, scope and customer", ("as_of", "scope", "scope_id", "user_id"), ("fct_orders",),
        Check(RECONCILES, "Per as-of date and scope, customers, orders and monetary equal an independent staging "
                          "count (to the cent); one row per customer and scope; scores 1-5; one of 11 segments.",
              S + "check_rfm"),
-       partitioning="weekly", partition_column="as_of", serve=True, venue_column="venue_id"),
+       partitioning="daily", partition_column="as_of", serve=True, venue_column="venue_id", incremental=True,
+       produces=("customer_rfm_state",)),
+    Table(name="customer_rfm_state", group=G, produced_by="customer_rfm_scores",
+          grain="one row per state day, scope and customer",
+          keys=("state_day", "scope", "scope_id", "tenant_id", "venue_id", "user_id"), partitioning="daily",
+          partition_column="state_day",
+          description="The cumulative RFM aggregates per scope and customer (first and last purchase, orders, "
+                      "tickets, monetary cents) as of a settled day, 8 days before the last RFM day built (its "
+                      "orders are final: fct_orders' lookback is 7 days). The newest two partitions are kept: "
+                      "the next daily run starts from the newest (customers/rfm_history.py). Platform rows have no tenant."),
     _t("customer_segment_transitions",
        "Customers moving between RFM segments from each as-of date of customer_rfm_scores to the next, per scope, "
        "with the revenue they added in between ('(new)' = first purchase in between). Incremental: pairs of "

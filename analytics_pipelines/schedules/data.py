@@ -7,7 +7,7 @@
 - nightly_full_schedule: 02:30 local, one run over yesterday..today (late rows of yesterday included);
 - hourly_kpi_schedule: at minute 20 (after the :15 intraday refresh), the hour that just ended of kpi_job
   (if given; its materialization triggers the alert evaluation);
-- customers_weekly_schedule: Monday 06:00 UTC, the customers_job partition of the week that ended (it
+- customers_daily_schedule: 06:00 UTC, yesterday's (UTC) customers_job partition (it
   retrains the churn model and refits CLV: there is no separate retrain schedule);
 - maintenance_schedule: 03:30 local, maintenance_job (retention, export expiry);
 - delivery_sweep_schedule: every 5 minutes (UTC), delivery_sweep_job (at-least-once delivery).
@@ -27,6 +27,8 @@ INTRADAY_CRON = "*/15 * * * *"
 NIGHTLY_CRON = "30 2 * * *"
 MAINTENANCE_CRON = "30 3 * * *"
 KPI_CRON = "20 * * * *"
+#: daily at 06:00 UTC (UTC days: after the intraday refreshes of the day that ended)
+CUSTOMERS_CRON = "0 6 * * *"
 DELIVERY_SWEEP_CRON = "*/5 * * * *"
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
@@ -97,9 +99,14 @@ def make_schedules(main_job, customers_job=None, maintenance_job=default_mainten
 
         out.append(hourly_kpi_schedule)
     if customers_job is not None:
-        out.append(dg.build_schedule_from_partitioned_job(
-            customers_job, hour_of_day=6, minute_of_hour=0, name="customers_weekly_schedule",
-            default_status=default_status,
-            description="Monday 06:00 UTC: the week that just ended of the customer analytics (RFM partition, "
-                        "retrained churn model, CLV refits, segments, cohorts, 360)."))
+        @dg.schedule(cron_schedule=CUSTOMERS_CRON, job=customers_job, execution_timezone="UTC",
+                     default_status=default_status, name="customers_daily_schedule",
+                     description="06:00 UTC: yesterday's (UTC) customer analytics (the RFM day, incremental from "
+                                 "its stored state; retrained churn model, CLV refits, segments, transitions, "
+                                 "cohorts, 360).")
+        def customers_daily_schedule(context: dg.ScheduleEvaluationContext):
+            day = (context.scheduled_execution_time.astimezone(UTC) - timedelta(days=1)).date().isoformat()
+            return dg.RunRequest(run_key=f"customers:{day}", partition_key=day, tags={"refresh": "customers"})
+
+        out.append(customers_daily_schedule)
     return out
