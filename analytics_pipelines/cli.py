@@ -1,10 +1,10 @@
 """`analytics-pipelines`: generate sample data, run the main job, query the warehouse.
 
-    analytics-pipelines generate [--scale small] [--seed 42] [--target URL] [--dirty --manifest F]
-    analytics-pipelines run [--from DAY --to DAY] [--job main_job]
-    analytics-pipelines sql "select ..." [--format table|csv|json]
-    analytics-pipelines api [--host 127.0.0.1] [--port 8000]
-    analytics-pipelines token --tenant UUID [--venue UUID] [--role user] [--permission analytics.read ...]
+analytics-pipelines generate [--scale small] [--seed 42] [--target URL] [--dirty --manifest F]
+analytics-pipelines run [--from DAY --to DAY] [--job main_job]
+analytics-pipelines sql "select ..." [--format table|csv|json]
+analytics-pipelines api [--host 127.0.0.1] [--port 8000]
+analytics-pipelines token --tenant UUID [--venue UUID] [--role user] [--permission analytics.read ...]
 """
 
 from __future__ import annotations
@@ -40,9 +40,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     url = args.target or default_source_url()
     started = time.perf_counter()
-    counts = generate(url, scale=args.scale, seed=args.seed, as_of=date.fromisoformat(args.as_of),
-                      dirty=args.dirty, dirty_rate=args.dirty_rate,
-                      manifest_path=Path(args.manifest) if args.manifest else None, progress=not args.quiet)
+    counts = generate(
+        url,
+        scale=args.scale,
+        seed=args.seed,
+        as_of=date.fromisoformat(args.as_of),
+        dirty=args.dirty,
+        dirty_rate=args.dirty_rate,
+        manifest_path=Path(args.manifest) if args.manifest else None,
+        progress=not args.quiet,
+    )
     _print_counts(f"generated '{args.scale}' (seed {args.seed}) into {url}", counts)
     print(f"took {time.perf_counter() - started:.1f} s")
     return 0
@@ -69,8 +76,11 @@ def _landing_key_ready() -> bool:
 
     if not os.environ.get("TT_SOURCE_URL") and not os.environ.get("TT_ENV"):
         os.environ["TT_ENV"] = "development"
-        print("TT_ENV=development (the embedded sample source): personal data lands with the development "
-              "pseudonym key", file=sys.stderr)
+        print(
+            "TT_ENV=development (the embedded sample source): personal data lands with the development "
+            "pseudonym key",
+            file=sys.stderr,
+        )
     try:
         landing_key()
     except PseudonymKeyError as exc:
@@ -157,9 +167,18 @@ def cmd_token(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     key = Path(args.private_key).read_text() if args.private_key else None
     try:
-        print(mint_token(settings, tenant_id=args.tenant, venue_id=args.venue, user_id=args.user,
-                         role=args.role, permissions=args.permission or [PERMISSIONS[0]],
-                         expires_in=args.expires_in, private_key=key))
+        print(
+            mint_token(
+                settings,
+                tenant_id=args.tenant,
+                venue_id=args.venue,
+                user_id=args.user,
+                role=args.role,
+                permissions=args.permission or [PERMISSIONS[0]],
+                expires_in=args.expires_in,
+                private_key=key,
+            )
+        )
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -167,16 +186,20 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="analytics-pipelines", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="analytics-pipelines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="write synthetic TicketToken platform data into a source database")
     g.add_argument("--scale", default="small", choices=["tiny", "small", "medium", "large"])
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--as-of", default="2026-11-01", help="the generator's 'now' (no purchase after it)")
-    g.add_argument("--target", help="postgresql://... or duckdb:///path (default: TT_SOURCE_URL or the "
-                                    f"embedded source under {data_dir()})")
+    g.add_argument(
+        "--target",
+        help="postgresql://... or duckdb:///path (default: TT_SOURCE_URL or the "
+        f"embedded source under {data_dir()})",
+    )
     g.add_argument("--dirty", action="store_true", help="inject every bad-row kind (landing-shaped source)")
     g.add_argument("--dirty-rate", type=float, default=0.01)
     g.add_argument("--manifest", help="where --dirty writes its JSON manifest of injected rows")
@@ -212,9 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--venue", type=_uuid_arg, help="venue_id claim (omit for a tenant-wide admin)")
     t.add_argument("--user", default="dev-user", help="sub claim")
     t.add_argument("--role", default="user", help="role claim (admin: every venue of the tenant)")
-    t.add_argument("--permission", action="append", choices=["analytics.read", "analytics.export",
-                                                             "analytics.admin"],
-                   help="repeatable; default analytics.read")
+    t.add_argument(
+        "--permission",
+        action="append",
+        choices=["analytics.read", "analytics.export", "analytics.admin"],
+        help="repeatable; default analytics.read",
+    )
     t.add_argument("--expires-in", type=int, default=3600, help="seconds (default 3600)")
     t.add_argument("--private-key", help="PEM file, when the API verifies RS256 with TT_API_JWT_PUBLIC_KEY")
     t.set_defaults(func=cmd_token)

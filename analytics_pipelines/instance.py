@@ -84,8 +84,11 @@ class FastSqliteEventLogStorage(SqliteEventLogStorage):
             conn.execute(SqlEventLogStorageTable.insert(), rows)
         with self.index_transaction() as conn:
             result = conn.execute(
-                SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id,
-                                                           sort_by_parameter_order=True), rows)
+                SqlEventLogStorageTable.insert().returning(
+                    SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+                ),
+                rows,
+            )
             ids = [r[0] for r in result]
             self._store_asset_event_tags(conn, events, ids)
             last: dict[tuple, int] = {}
@@ -104,8 +107,9 @@ class FastSqliteEventLogStorage(SqliteEventLogStorage):
     def _keep_open(self, shard: str) -> None:
         keep = self.__dict__.setdefault("_keepalive", {})
         if shard not in keep:
-            keep[shard] = sqlite3.connect(self.conn_string_for_shard(shard).removeprefix("sqlite:///"),
-                                          check_same_thread=False)
+            keep[shard] = sqlite3.connect(
+                self.conn_string_for_shard(shard).removeprefix("sqlite:///"), check_same_thread=False
+            )
 
 
 _ACTIVE = {"on": 0}

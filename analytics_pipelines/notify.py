@@ -61,9 +61,15 @@ class DeliveryResult:
     log: list[str] = field(default_factory=list)
 
 
-def build_email(settings: SmtpSettings, to: Sequence[str], subject: str, body: str,
-                attachments: Sequence[Attachment] = (), html: str | None = None,
-                message_id: str | None = None) -> EmailMessage:
+def build_email(
+    settings: SmtpSettings,
+    to: Sequence[str],
+    subject: str,
+    body: str,
+    attachments: Sequence[Attachment] = (),
+    html: str | None = None,
+    message_id: str | None = None,
+) -> EmailMessage:
     """The message `send_email` sends; `message_id` (e.g. a delivery ledger's) or a fresh one."""
     msg = EmailMessage()
     msg["From"] = settings.sender
@@ -75,14 +81,24 @@ def build_email(settings: SmtpSettings, to: Sequence[str], subject: str, body: s
         msg.add_alternative(html, subtype="html")
     for a in attachments:
         maintype, _, subtype = a.mime_type.partition("/")
-        msg.add_attachment(a.content, maintype=maintype, subtype=subtype or "octet-stream", filename=a.filename)
+        msg.add_attachment(
+            a.content, maintype=maintype, subtype=subtype or "octet-stream", filename=a.filename
+        )
     return msg
 
 
-def send_email(settings: SmtpSettings, to: Sequence[str], subject: str, body: str,
-               attachments: Sequence[Attachment] = (), html: str | None = None,
-               retries: int = 2, backoff_s: float = 1.0, sleep: Callable[[float], None] = time.sleep,
-               message_id: str | None = None) -> DeliveryResult:
+def send_email(
+    settings: SmtpSettings,
+    to: Sequence[str],
+    subject: str,
+    body: str,
+    attachments: Sequence[Attachment] = (),
+    html: str | None = None,
+    retries: int = 2,
+    backoff_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+    message_id: str | None = None,
+) -> DeliveryResult:
     """Send one message to `to` via SMTP; transient failures are retried with exponential backoff."""
     if not to:
         return DeliveryResult(ok=False, attempts=0, error="no recipients")
@@ -90,8 +106,14 @@ def send_email(settings: SmtpSettings, to: Sequence[str], subject: str, body: st
     return send_message(settings, msg, to, retries=retries, backoff_s=backoff_s, sleep=sleep)
 
 
-def send_message(settings: SmtpSettings, msg: EmailMessage, to: Sequence[str], retries: int = 2,
-                 backoff_s: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> DeliveryResult:
+def send_message(
+    settings: SmtpSettings,
+    msg: EmailMessage,
+    to: Sequence[str],
+    retries: int = 2,
+    backoff_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryResult:
     """Send a built message (its headers, Message-ID included, as they are) to `to`, with retries."""
     if not to:
         return DeliveryResult(ok=False, attempts=0, error="no recipients")
@@ -121,9 +143,15 @@ def send_message(settings: SmtpSettings, msg: EmailMessage, to: Sequence[str], r
     return result
 
 
-def post_webhook(url: str, payload: dict, retries: int = 3, backoff_s: float = 0.5, timeout_s: float = 10.0,
-                 headers: dict[str, str] | None = None, sleep: Callable[[float], None] = time.sleep
-                 ) -> DeliveryResult:
+def post_webhook(
+    url: str,
+    payload: dict,
+    retries: int = 3,
+    backoff_s: float = 0.5,
+    timeout_s: float = 10.0,
+    headers: dict[str, str] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryResult:
     """POST `payload` as JSON. 5xx, 429 and connection errors are retried with exponential backoff
     (backoff_s, 2*backoff_s, ...); other 4xx are permanent."""
     data = json.dumps(payload, default=str).encode()

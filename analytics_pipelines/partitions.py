@@ -15,7 +15,6 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
-
 def _first_monday(start: str) -> str:
     d = date.fromisoformat(start)
     return (d + timedelta(days=(7 - d.weekday()) % 7)).isoformat()
@@ -42,7 +41,10 @@ def partitions(start: str) -> Partitions:
         daily=dg.DailyPartitionsDefinition(start_date=start, timezone="UTC", end_offset=1),
         hourly=dg.HourlyPartitionsDefinition(start_date=f"{start}-00:00", timezone="UTC", end_offset=1),
         weekly=dg.WeeklyPartitionsDefinition(start_date=start, timezone="UTC", day_offset=1),
-        report_weekly=dg.WeeklyPartitionsDefinition(start_date=_first_monday(start), day_offset=1, timezone="UTC"))
+        report_weekly=dg.WeeklyPartitionsDefinition(
+            start_date=_first_monday(start), day_offset=1, timezone="UTC"
+        ),
+    )
 
 
 def configured():

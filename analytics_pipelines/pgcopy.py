@@ -20,12 +20,20 @@ def copy_in(conn: psycopg.Connection, table: psql.Composable, df: pl.DataFrame) 
     if df.height == 0:
         return
     out = df.with_columns(
-        [(pl.col(n).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.f+00") if t.time_zone
-          else pl.col(n).dt.strftime("%Y-%m-%d %H:%M:%S%.f"))
-         for n, t in df.schema.items() if isinstance(t, pl.Datetime)]
-        + [pl.col(n).cast(pl.String) for n, t in df.schema.items() if t == pl.Null])
+        [
+            (
+                pl.col(n).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.f+00")
+                if t.time_zone
+                else pl.col(n).dt.strftime("%Y-%m-%d %H:%M:%S%.f")
+            )
+            for n, t in df.schema.items()
+            if isinstance(t, pl.Datetime)
+        ]
+        + [pl.col(n).cast(pl.String) for n, t in df.schema.items() if t == pl.Null]
+    )
     stmt = psql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
-        table, psql.SQL(", ").join(psql.Identifier(c) for c in df.columns))
+        table, psql.SQL(", ").join(psql.Identifier(c) for c in df.columns)
+    )
     with conn.cursor() as cur, cur.copy(stmt) as copy:
         for offset in range(0, out.height, CHUNK_ROWS):
             # null -> unquoted empty field (NULL); '' -> "" (empty string): COPY CSV keeps them apart
@@ -35,8 +43,10 @@ def copy_in(conn: psycopg.Connection, table: psql.Composable, df: pl.DataFrame) 
 def copy_out(conn: psycopg.Connection, query: str, params: Sequence, schema: dict) -> pl.DataFrame:
     """Run `query` through COPY ... TO STDOUT (CSV with header) and parse it with the given schema."""
     buf = io.BytesIO()
-    with conn.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)",
-                                        params) as copy:
+    with (
+        conn.cursor() as cur,
+        cur.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)", params) as copy,
+    ):
         for block in copy:
             buf.write(block)
     if buf.getbuffer().nbytes == 0:

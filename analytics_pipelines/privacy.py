@@ -86,8 +86,9 @@ def is_development(environ: Mapping[str, str] | None = None) -> bool:
     return env.get("TT_ENV", "").lower() in DEVELOPMENT_ENVS
 
 
-def load_key(variable: str, development_key: bytes, needs: str,
-             environ: Mapping[str, str] | None = None) -> bytes:
+def load_key(
+    variable: str, development_key: bytes, needs: str, environ: Mapping[str, str] | None = None
+) -> bytes:
     """The secret in `variable`. Unset: the fixed development key when TT_ENV=development (with a warning),
     otherwise PseudonymKeyError naming the variable (`needs` says what for, e.g. "customer exports need")."""
     env = _secrets() if environ is None else environ
@@ -99,8 +100,10 @@ def load_key(variable: str, development_key: bytes, needs: str,
     if is_development(env):
         log.warning("%s is not set; using the development key (TT_ENV=%s)", variable, env.get("TT_ENV"))
         return development_key
-    raise PseudonymKeyError(f"{variable} is not set: {needs} a secret for keyed pseudonyms "
-                            "(set TT_ENV=development to use a fixed development key locally)")
+    raise PseudonymKeyError(
+        f"{variable} is not set: {needs} a secret for keyed pseudonyms "
+        "(set TT_ENV=development to use a fixed development key locally)"
+    )
 
 
 def landing_key(environ: Mapping[str, str] | None = None) -> bytes:
@@ -150,8 +153,12 @@ def keyed(df: pl.DataFrame, key: bytes, columns: Sequence[str], emails: Sequence
     cols = [c for c in columns if c in df.columns]
     if not cols:
         return df
-    text = df.select([normalize_email(pl.col(c).cast(pl.String)) if c in emails else pl.col(c).cast(pl.String)
-                      for c in cols])
+    text = df.select(
+        [
+            normalize_email(pl.col(c).cast(pl.String)) if c in emails else pl.col(c).cast(pl.String)
+            for c in cols
+        ]
+    )
     distinct = pl.concat([text[c].drop_nulls().alias("v") for c in cols]).unique().to_frame()
     conn = duckdb.connect()
     try:
@@ -160,8 +167,9 @@ def keyed(df: pl.DataFrame, key: bytes, columns: Sequence[str], emails: Sequence
         pairs = conn.execute(f"SELECT v, {hmac_sql('v')} AS h FROM _personal", _pads(key)).pl()
     finally:
         conn.close()
-    keyed_columns = [text[c].replace_strict(pairs["v"], pairs["h"], default=None, return_dtype=pl.String)
-                     for c in cols]
+    keyed_columns = [
+        text[c].replace_strict(pairs["v"], pairs["h"], default=None, return_dtype=pl.String) for c in cols
+    ]
     return df.with_columns([*keyed_columns, pl.lit(key_id(key), pl.String).alias(KEY_ID_COLUMN)])
 
 

@@ -7,9 +7,15 @@ import dagster as dg
 from analytics_pipelines.partitions import RANGE_END_TAG, RANGE_START_TAG
 
 
-def run_job(job_name: str = "main_job", first: str | None = None, last: str | None = None,
-            instance: dg.DagsterInstance | None = None, log_level: str = "INFO", defs: dg.Definitions | None = None,
-            tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+def run_job(
+    job_name: str = "main_job",
+    first: str | None = None,
+    last: str | None = None,
+    instance: dg.DagsterInstance | None = None,
+    log_level: str = "INFO",
+    defs: dg.Definitions | None = None,
+    tags: dict[str, str] | None = None,
+) -> dg.ExecuteInProcessResult:
     """Materialize the job's assets for partitions [first, last] (default: all) in ONE run: every
     partitioned asset has a single-run backfill policy and reads its whole range at once."""
     if defs is None:
@@ -60,8 +66,10 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
     through = last_sales_day(open_warehouse(warehouse_url))
     if through is not None:
         customers = key_for("customers_job", through)
-        runs += [("customers_job", customers, customers),
-                 ("daily_venue_reports_job", through.isoformat(), through.isoformat())]
+        runs += [
+            ("customers_job", customers, customers),
+            ("daily_venue_reports_job", through.isoformat(), through.isoformat()),
+        ]
         week = key_for("weekly_executive_reports_job", through - timedelta(days=7))
         runs.append(("weekly_executive_reports_job", week, week))
     out = []
@@ -73,8 +81,9 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
     return out
 
 
-def summary(results: list[tuple[str, dg.ExecuteInProcessResult]], seconds: float, source_url: str,
-            warehouse_url: str) -> None:
+def summary(
+    results: list[tuple[str, dg.ExecuteInProcessResult]], seconds: float, source_url: str, warehouse_url: str
+) -> None:
     """What a newcomer needs after `make run`: tables, counts, quarantine, the runs and their checks, the
     report files and models, and where to look at all of it."""
     from rich.console import Console
@@ -92,10 +101,14 @@ def summary(results: list[tuple[str, dg.ExecuteInProcessResult]], seconds: float
         tables.add_row(t, f"{wh.count(t):,}")
     console.print(tables)
     if "quarantine" in wh.tables() and wh.count("quarantine") == 0:
-        console.print("quarantine: no rejected or repaired rows (try `generate --dirty` for a source with bad rows)")
+        console.print(
+            "quarantine: no rejected or repaired rows (try `generate --dirty` for a source with bad rows)"
+        )
     elif "quarantine" in wh.tables():
-        q = wh.read("SELECT source_table, disposition, reason_code, count(*) AS n FROM quarantine "
-                    "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+        q = wh.read(
+            "SELECT source_table, disposition, reason_code, count(*) AS n FROM quarantine "
+            "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        )
         qt = Table(title="quarantine (rejected rows and repairs, with reasons)")
         for c in q.columns:
             qt.add_column(c)
@@ -104,12 +117,15 @@ def summary(results: list[tuple[str, dg.ExecuteInProcessResult]], seconds: float
         console.print(qt)
     for job, result in results:
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
-        checks = [e.event_specific_data for e in result.all_events
-                  if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+        checks = [
+            e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        ]
         failed_checks = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]
         status = "[green]succeeded[/green]" if result.success else "[red]FAILED[/red]"
-        console.print(f"{job} run {result.run_id} {status}; {len(checks)} asset checks, "
-                      f"{len(failed_checks)} failed {failed_checks if failed_checks else ''}")
+        console.print(
+            f"{job} run {result.run_id} {status}; {len(checks)} asset checks, "
+            f"{len(failed_checks)} failed {failed_checks if failed_checks else ''}"
+        )
         if failed:
             console.print(f"[red]failed steps: {failed}[/red]")
     console.print(f"all runs: {seconds:.1f} s")
@@ -124,10 +140,14 @@ def summary(results: list[tuple[str, dg.ExecuteInProcessResult]], seconds: float
     console.print(f"source: {source_url}")
     if wh.kind == "duckdb":
         console.print(f"warehouse: Parquet under {wh.location()}; DuckDB catalog {wh.catalog_path}")
-        console.print(f"  query:  analytics-pipelines sql \"select * from table_catalog\"   "
-                      f"(or: duckdb -readonly {wh.catalog_path})")
+        console.print(
+            f'  query:  analytics-pipelines sql "select * from table_catalog"   '
+            f"(or: duckdb -readonly {wh.catalog_path})"
+        )
     else:
         console.print(f"warehouse: {wh.location()}  (psql, schema analytics)")
     console.print("UI: make dev  -> http://127.0.0.1:3000 (same instance: these runs are listed there)")
-    console.print("API: make api, then `analytics-pipelines token --tenant <uuid> --role admin` and "
-                  "GET http://127.0.0.1:8000/v1/marts (docs at /docs)")
+    console.print(
+        "API: make api, then `analytics-pipelines token --tenant <uuid> --role admin` and "
+        "GET http://127.0.0.1:8000/v1/marts (docs at /docs)"
+    )

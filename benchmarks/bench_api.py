@@ -152,14 +152,40 @@ def main() -> int:
             c.execute(f'CREATE DATABASE "{name}"')
         url = args.pg_url
     t0 = time.perf_counter()
-    marts = build_sample_marts(open_warehouse(url), tenants=3, venues=34, days=730, events_per_venue=30,
-                               kpi_hours=24 * 14, last_day=date(2026, 10, 31))
+    marts = build_sample_marts(
+        open_warehouse(url),
+        tenants=3,
+        venues=34,
+        days=730,
+        events_per_venue=30,
+        kpi_hours=24 * 14,
+        last_day=date(2026, 10, 31),
+    )
     build_s = time.perf_counter() - t0
     port = free_port()
-    env = {**os.environ, "TT_WAREHOUSE_URL": url, "TT_API_JWT_SECRET": SECRET, "TT_API_MODE": "production",
-           "TT_OPS_URL": f"sqlite:///{tmp / 'ops.sqlite'}", "TT_DATA_DIR": str(tmp)}
-    server = subprocess.Popen([sys.executable, "-m", "analytics_pipelines.cli", "api", "--port", str(port),
-                               "--no-access-log", "--log-level", "warning"], env=env, cwd=ROOT)
+    env = {
+        **os.environ,
+        "TT_WAREHOUSE_URL": url,
+        "TT_API_JWT_SECRET": SECRET,
+        "TT_API_MODE": "production",
+        "TT_OPS_URL": f"sqlite:///{tmp / 'ops.sqlite'}",
+        "TT_DATA_DIR": str(tmp),
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "analytics_pipelines.cli",
+            "api",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=ROOT,
+    )
     base = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
     try:
@@ -175,16 +201,41 @@ def main() -> int:
         ready_s = time.perf_counter() - t0
         settings = Settings(warehouse_url=url, jwt_secret=SECRET)
         # one token per venue (102) and per tenant's admin (3), used in turn
-        venue_h = [{"Authorization": "Bearer " + mint_token(settings, tenant_id=t, venue_id=v, expires_in=7200)}
-                   for t in marts.tenant_ids() for v in marts.tenants[t]]
-        admin_h = [{"Authorization": "Bearer " + mint_token(settings, tenant_id=t, role="admin", expires_in=7200)}
-                   for t in marts.tenant_ids()]
+        venue_h = [
+            {"Authorization": "Bearer " + mint_token(settings, tenant_id=t, venue_id=v, expires_in=7200)}
+            for t in marts.tenant_ids()
+            for v in marts.tenants[t]
+        ]
+        admin_h = [
+            {"Authorization": "Bearer " + mint_token(settings, tenant_id=t, role="admin", expires_in=7200)}
+            for t in marts.tenant_ids()
+        ]
         cases = [
-            ("revenue summary, 1 venue, 365 days", "/v1/revenue/summary?start_date=2025-11-01&end_date=2026-10-31", venue_h),
-            ("revenue summary, tenant (34 venues), 365 days", "/v1/revenue/summary?start_date=2025-11-01&end_date=2026-10-31", admin_h),
-            ("revenue by channel, 1 venue, 30 days", "/v1/revenue/by-channel?start_date=2026-10-02&end_date=2026-10-31", venue_h),
-            ("sales metrics, day, 90 days", "/v1/sales/metrics?granularity=day&start_date=2026-08-03&end_date=2026-10-31", venue_h),
-            ("sales trends, 1 venue, 90 days", "/v1/sales/trends?start_date=2026-08-03&end_date=2026-10-31", venue_h),
+            (
+                "revenue summary, 1 venue, 365 days",
+                "/v1/revenue/summary?start_date=2025-11-01&end_date=2026-10-31",
+                venue_h,
+            ),
+            (
+                "revenue summary, tenant (34 venues), 365 days",
+                "/v1/revenue/summary?start_date=2025-11-01&end_date=2026-10-31",
+                admin_h,
+            ),
+            (
+                "revenue by channel, 1 venue, 30 days",
+                "/v1/revenue/by-channel?start_date=2026-10-02&end_date=2026-10-31",
+                venue_h,
+            ),
+            (
+                "sales metrics, day, 90 days",
+                "/v1/sales/metrics?granularity=day&start_date=2026-08-03&end_date=2026-10-31",
+                venue_h,
+            ),
+            (
+                "sales trends, 1 venue, 90 days",
+                "/v1/sales/trends?start_date=2026-08-03&end_date=2026-10-31",
+                venue_h,
+            ),
             ("venue daily, 30 rows", "/v1/venues/daily?start_date=2026-10-02&end_date=2026-10-31", venue_h),
             ("events top 10", "/v1/events/top", venue_h),
             ("events performance, page of 100", "/v1/events/performance?limit=100", admin_h),
@@ -200,10 +251,23 @@ def main() -> int:
                     for k in range(20):  # warm up the connections (not the cache: 20 of 102 venues)
                         await client.get(path, h[k % len(h)])
                     lat, errors, achieved = await fixed_rate(client, path, h, args.rate, args.seconds)
-                    rows.append((name, path, statistics.median(lat), pct(lat, 99), max(lat), achieved, errors,
-                                 len(lat)))
-                    print(f"{name:48s} p50 {rows[-1][2]:6.1f} ms  p99 {rows[-1][3]:6.1f} ms  "
-                          f"{achieved:5.0f} req/s  errors {errors}", flush=True)
+                    rows.append(
+                        (
+                            name,
+                            path,
+                            statistics.median(lat),
+                            pct(lat, 99),
+                            max(lat),
+                            achieved,
+                            errors,
+                            len(lat),
+                        )
+                    )
+                    print(
+                        f"{name:48s} p50 {rows[-1][2]:6.1f} ms  p99 {rows[-1][3]:6.1f} ms  "
+                        f"{achieved:5.0f} req/s  errors {errors}",
+                        flush=True,
+                    )
                 mix = [c[1] for c in cases]
                 return await closed_loop(client, mix, venue_h, args.seconds)
             finally:
@@ -220,27 +284,38 @@ def main() -> int:
 
     met = all(r[3] <= 25 for r in rows)
     lines = [
-        "# Read API latency (loopback)", "",
+        "# Read API latency (loopback)",
+        "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores "
         f"({platform.processor() or platform.machine()}), Python {platform.python_version()}; the load generator "
-        "(raw asyncio HTTP/1.1 keep-alive, 32 connections) shares the machine with the server (one uvicorn worker, its own process).", "",
+        "(raw asyncio HTTP/1.1 keep-alive, 32 connections) shares the machine with the server (one uvicorn worker, its own process).",
+        "",
         f"Backend: **{args.backend}**. Data: synthetic marts of `medium` shape (3 tenants x 34 venues x 730 days, "
         f"30 events per venue, 14 days of hourly KPIs; `tests/api_sample.py`), built in {build_s:.1f} s; "
-        f"server ready (/health/ready 200: snapshot loaded, or RLS set up on PostgreSQL) {ready_s:.1f} s after start.", "",
+        f"server ready (/health/ready 200: snapshot loaded, or RLS set up on PostgreSQL) {ready_s:.1f} s after start.",
+        "",
         f"Machine load average (1/5/15 min) before: {' / '.join(f'{x:.1f}' for x in load_before)}, after: "
-        f"{' / '.join(f'{x:.1f}' for x in load_after)} (other sessions' work shares these 2 cores).", "",
+        f"{' / '.join(f'{x:.1f}' for x in load_after)} (other sessions' work shares these 2 cores).",
+        "",
         f"Open loop at a fixed {args.rate:.0f} req/s for {args.seconds:.0f} s per endpoint; latency from the scheduled "
         "send time (queueing included). Each request carries the next of 102 venue tokens (or 3 tenant-admin "
         "tokens for the tenant rows), so every scope's first request misses the server's result cache. "
         f"Result cache at the end: {cache}. Target: p99 <= 25 ms at 200 req/s: "
-        f"**{'met' if met else 'NOT met'}** {'on every endpoint' if met else '(see rows above 25 ms)'}.", "",
+        f"**{'met' if met else 'NOT met'}** {'on every endpoint' if met else '(see rows above 25 ms)'}.",
+        "",
         "| endpoint | p50 ms | p99 ms | max ms | achieved req/s | non-200 | requests |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, path, p50, p99, mx, ach, err, n in rows:
-        lines.append(f"| {name} (`{path.split('?')[0]}`) | {p50:.1f} | {p99:.1f} | {mx:.1f} | {ach:.0f} | {err} | {n} |")
-    lines += ["", f"Saturation, closed loop with 8 connections over the mix above: **{thr:.0f} req/s** "
-                  f"({thr_err} non-200).", ""]
+        lines.append(
+            f"| {name} (`{path.split('?')[0]}`) | {p50:.1f} | {p99:.1f} | {mx:.1f} | {ach:.0f} | {err} | {n} |"
+        )
+    lines += [
+        "",
+        f"Saturation, closed loop with 8 connections over the mix above: **{thr:.0f} req/s** "
+        f"({thr_err} non-200).",
+        "",
+    ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines))
     print(f"wrote {args.out}")

@@ -49,8 +49,9 @@ def _ids(prefix: str, n: np.ndarray) -> pl.Series:
     return f"{prefix}-0000-4000-8000-" + pl.Series(n).cast(pl.String).str.zfill(12)
 
 
-def synthesize(customers: int, seed: int = 20261101, venues: int = 500, tenants: int = 5,
-               days: int = 730) -> dict[str, pl.DataFrame]:
+def synthesize(
+    customers: int, seed: int = 20261101, venues: int = 500, tenants: int = 5, days: int = 730
+) -> dict[str, pl.DataFrame]:
     rng = np.random.default_rng(seed)
     start = THROUGH - timedelta(days=days - 1)
     cust = np.arange(customers)
@@ -84,40 +85,91 @@ def synthesize(customers: int, seed: int = 20261101, venues: int = 500, tenants:
     tickets = 1 + rng.poisson(1.2, n)
     cents = tickets * rng.integers(2_000, 15_000, n)
     seconds = rng.integers(0, 86_400, n)
-    orders = pl.DataFrame({
-        "order_id": _ids("00000000", np.arange(n)), "tenant_id": _ids("10000000", tenant_of_customer[owner]),
-        "venue_id": _ids("20000000", venue), "event_id": _ids("30000000", venue * 40 + rng.integers(0, 40, n)),
-        "category_id": _ids("40000000", (venue + rng.integers(0, 3, n)) % 10), "user_id": _ids("50000000", owner),
-        "tickets": tickets.astype(np.int64), "gross_revenue_cents": cents.astype(np.int64), "currency": "USD",
-        "_day": day_idx, "_sec": seconds})
-    orders = orders.with_columns(
-        (pl.lit(start) + pl.duration(days=pl.col("_day"))).alias("day"),
-    ).with_columns(
-        (pl.col("day").cast(pl.Datetime("us", "UTC")) + pl.duration(seconds=pl.col("_sec"))).alias("recognized_at"),
-    ).drop("_day", "_sec")
+    orders = pl.DataFrame(
+        {
+            "order_id": _ids("00000000", np.arange(n)),
+            "tenant_id": _ids("10000000", tenant_of_customer[owner]),
+            "venue_id": _ids("20000000", venue),
+            "event_id": _ids("30000000", venue * 40 + rng.integers(0, 40, n)),
+            "category_id": _ids("40000000", (venue + rng.integers(0, 3, n)) % 10),
+            "user_id": _ids("50000000", owner),
+            "tickets": tickets.astype(np.int64),
+            "gross_revenue_cents": cents.astype(np.int64),
+            "currency": "USD",
+            "_day": day_idx,
+            "_sec": seconds,
+        }
+    )
+    orders = (
+        orders.with_columns((pl.lit(start) + pl.duration(days=pl.col("_day"))).alias("day"))
+        .with_columns(
+            (pl.col("day").cast(pl.Datetime("us", "UTC")) + pl.duration(seconds=pl.col("_sec"))).alias(
+                "recognized_at"
+            )
+        )
+        .drop("_day", "_sec")
+    )
     refund = orders.sample(fraction=0.03, seed=seed).select(
-        "user_id", "tenant_id", (pl.col("day") + pl.duration(days=3)).alias("day"),
-        (pl.col("gross_revenue_cents") // 2).alias("refund_cents"))
+        "user_id",
+        "tenant_id",
+        (pl.col("day") + pl.duration(days=3)).alias("day"),
+        (pl.col("gross_revenue_cents") // 2).alias("refund_cents"),
+    )
     m = n // 50
-    buyer, seller, sold_day = rng.integers(0, customers, m), rng.integers(0, customers, m), rng.integers(0, days, m)
-    resales = pl.DataFrame({"buyer_id": _ids("50000000", buyer), "seller_id": _ids("50000000", seller),
-                            "tenant_id": _ids("10000000", tenant_of_customer[buyer]), "_d": sold_day}).select(
-        "buyer_id", "seller_id", "tenant_id", (pl.lit(start) + pl.duration(days=pl.col("_d"))).alias("day"))
-    attendance = orders.select("user_id", "tenant_id", (pl.col("day") + pl.duration(days=20)).alias("ended_day"),
-                               pl.col("tickets").alias("tickets_ended")).filter(pl.col("ended_day") <= THROUGH)
-    attendance = attendance.with_columns(pl.Series("no_shows", rng.binomial(attendance["tickets_ended"].to_numpy(),
-                                                                            0.1)).cast(pl.Int64))
-    attendance = attendance.group_by("user_id", "tenant_id", "ended_day").agg(pl.sum("tickets_ended"),
-                                                                             pl.sum("no_shows"))
+    buyer, seller, sold_day = (
+        rng.integers(0, customers, m),
+        rng.integers(0, customers, m),
+        rng.integers(0, days, m),
+    )
+    resales = pl.DataFrame(
+        {
+            "buyer_id": _ids("50000000", buyer),
+            "seller_id": _ids("50000000", seller),
+            "tenant_id": _ids("10000000", tenant_of_customer[buyer]),
+            "_d": sold_day,
+        }
+    ).select(
+        "buyer_id", "seller_id", "tenant_id", (pl.lit(start) + pl.duration(days=pl.col("_d"))).alias("day")
+    )
+    attendance = orders.select(
+        "user_id",
+        "tenant_id",
+        (pl.col("day") + pl.duration(days=20)).alias("ended_day"),
+        pl.col("tickets").alias("tickets_ended"),
+    ).filter(pl.col("ended_day") <= THROUGH)
+    attendance = attendance.with_columns(
+        pl.Series("no_shows", rng.binomial(attendance["tickets_ended"].to_numpy(), 0.1)).cast(pl.Int64)
+    )
+    attendance = attendance.group_by("user_id", "tenant_id", "ended_day").agg(
+        pl.sum("tickets_ended"), pl.sum("no_shows")
+    )
     signup = rng.integers(0, 60, customers)
-    users = pl.DataFrame({"id": _ids("50000000", cust), "tenant_id": _ids("10000000", tenant_of_customer),
-                          "status": "active", "_first": first - signup}).select(
-        "id", "tenant_id", "status",
-        (pl.lit(datetime.combine(start, datetime.min.time(), UTC)) + pl.duration(days=pl.col("_first")))
-        .alias("created_at"))
-    categories = pl.DataFrame({"id": _ids("40000000", np.arange(10)), "name": [f"category {i}" for i in range(10)]})
-    return {"orders": orders, "refunds": refund, "resales": resales, "attendance": attendance, "users": users,
-            "categories": categories}
+    users = pl.DataFrame(
+        {
+            "id": _ids("50000000", cust),
+            "tenant_id": _ids("10000000", tenant_of_customer),
+            "status": "active",
+            "_first": first - signup,
+        }
+    ).select(
+        "id",
+        "tenant_id",
+        "status",
+        (
+            pl.lit(datetime.combine(start, datetime.min.time(), UTC)) + pl.duration(days=pl.col("_first"))
+        ).alias("created_at"),
+    )
+    categories = pl.DataFrame(
+        {"id": _ids("40000000", np.arange(10)), "name": [f"category {i}" for i in range(10)]}
+    )
+    return {
+        "orders": orders,
+        "refunds": refund,
+        "resales": resales,
+        "attendance": attendance,
+        "users": users,
+        "categories": categories,
+    }
 
 
 CPU: dict[str, float] = {}
@@ -160,23 +212,35 @@ def on_warehouse(url: str) -> int:
     now = datetime.combine(through + timedelta(days=1), dt.time(6), UTC).isoformat()
     t = time.perf_counter()
     _, _, setup = timed_run("customers_job", previous.isoformat(), previous.isoformat(), instance, now=now)
-    print(f"setup: the previous day's run ({previous}) in {time.perf_counter() - t:.1f} s; its customer_rfm_scores "
-          f"(full computation, no stored state) {setup.get('customer_rfm_scores', float('nan')):.1f} s", flush=True)
-    result, total, steps = timed_run("customers_job", through.isoformat(), through.isoformat(), instance, now=now)
-    rows = {n: wh.count(n) for n in ("fct_orders", "customer_rfm_scores", "customer_lifetime_value", "customer_360")}
+    print(
+        f"setup: the previous day's run ({previous}) in {time.perf_counter() - t:.1f} s; its customer_rfm_scores "
+        f"(full computation, no stored state) {setup.get('customer_rfm_scores', float('nan')):.1f} s",
+        flush=True,
+    )
+    result, total, steps = timed_run(
+        "customers_job", through.isoformat(), through.isoformat(), instance, now=now
+    )
+    rows = {
+        n: wh.count(n)
+        for n in ("fct_orders", "customer_rfm_scores", "customer_lifetime_value", "customer_360")
+    }
     rss = peak_rss_gb()
     for k, v in steps.items():
         print(f"  {k:30s} {v:6.1f} s")
     failed = failed_checks(result)
-    print(f"customers_job, one daily run with its checks: {total:.1f} s (target <= {TARGET_SECONDS:.0f} s); "
-          f"failed checks {failed or 'none'}; peak RSS {rss:.1f} GB; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"customers_job, one daily run with its checks: {total:.1f} s (target <= {TARGET_SECONDS:.0f} s); "
+        f"failed checks {failed or 'none'}; peak RSS {rss:.1f} GB; load average {os.getloadavg()[0]:.1f}"
+    )
     out = Path(__file__).resolve().parent / "results" / "customers-warehouse.md"
     if "--record" in sys.argv:
         with out.open("a") as fh:
-            fh.write(f"| {dt.datetime.now(UTC):%Y-%m-%d %H:%M} | {wh.kind} | {rows['fct_orders']:,} | "
-                     f"{rows['customer_360']:,} | {rows['customer_lifetime_value']:,} | customers_job: "
-                     + ", ".join(f"{k.removeprefix('customer_')} {v:.1f}" for k, v in steps.items())
-                     + f" | {total:.1f} | {rss:.1f} |\n")
+            fh.write(
+                f"| {dt.datetime.now(UTC):%Y-%m-%d %H:%M} | {wh.kind} | {rows['fct_orders']:,} | "
+                f"{rows['customer_360']:,} | {rows['customer_lifetime_value']:,} | customers_job: "
+                + ", ".join(f"{k.removeprefix('customer_')} {v:.1f}" for k, v in steps.items())
+                + f" | {total:.1f} | {rss:.1f} |\n"
+            )
     return 0 if result.success and total <= TARGET_SECONDS else 1
 
 
@@ -184,8 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--output")
-    ap.add_argument("--warehouse-url", help="instead: one daily run of the real customers_job on a warehouse "
-                    "that holds staging and the facts, e.g. ingested `large`")
+    ap.add_argument(
+        "--warehouse-url",
+        help="instead: one daily run of the real customers_job on a warehouse "
+        "that holds staging and the facts, e.g. ingested `large`",
+    )
     ap.add_argument("--record", action="store_true", help="append the figures to benchmarks/results/")
     args = ap.parse_args(argv)
     if args.warehouse_url:
@@ -194,9 +261,17 @@ def main(argv: list[str] | None = None) -> int:
     data = synthesize(args.customers)
     gen_s = time.perf_counter() - t0
     o = data["orders"]
-    print(f"synthesized {o.height:,} orders of {o['user_id'].n_unique():,} customers in {gen_s:.1f} s", flush=True)
-    inp = churn.Inputs(orders=o, refunds=data["refunds"], resales=data["resales"], attendance=data["attendance"],
-                       users=data["users"])
+    print(
+        f"synthesized {o.height:,} orders of {o['user_id'].n_unique():,} customers in {gen_s:.1f} s",
+        flush=True,
+    )
+    inp = churn.Inputs(
+        orders=o,
+        refunds=data["refunds"],
+        resales=data["resales"],
+        attendance=data["attendance"],
+        users=data["users"],
+    )
     t: dict[str, float] = {}
     prev_week = _timed(t, PREVIOUS_WEEK, rfm.rfm_scores, o, THROUGH - timedelta(days=7))
     latest = _timed(t, "customer_rfm_scores (latest week)", rfm.rfm_scores, o, THROUGH)
@@ -206,20 +281,44 @@ def main(argv: list[str] | None = None) -> int:
     perf = _timed(t, "customer_lifetime_value holdout validation", lifetime.holdout_validation, o, THROUGH)
     segments = _timed(t, "customer_segments", CB.customer_segments, latest, clv)
     cohorts = _timed(t, "customer_cohorts", CB.cohorts, o, THROUGH)
-    c360 = _timed(t, "customer_360", CB.customer_360, o, THROUGH, data["users"], data["refunds"], data["resales"],
-                  data["attendance"], data["categories"], latest, clv, model.scores)
+    c360 = _timed(
+        t,
+        "customer_360",
+        CB.customer_360,
+        o,
+        THROUGH,
+        data["users"],
+        data["refunds"],
+        data["resales"],
+        data["attendance"],
+        data["categories"],
+        latest,
+        clv,
+        model.scores,
+    )
     total = sum(t.values())
     weekly = total - t[PREVIOUS_WEEK]
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     scopes = fits.group_by("fit_scope").agg(pl.len().alias("fits"), pl.sum("venues_using")).sort("fit_scope")
-    head = model.performance.filter(pl.col("bucket").is_null() & pl.col("metric").is_in(
-        ["roc_auc", "average_precision", "precision", "recall", "brier", "base_rate", "n"]))
+    head = model.performance.filter(
+        pl.col("bucket").is_null()
+        & pl.col("metric").is_in(
+            ["roc_auc", "average_precision", "precision", "recall", "brier", "base_rate", "n"]
+        )
+    )
     head = head.pivot(on="model", index=["evaluation", "metric"], values="value")
     clv_hold = perf.filter(pl.col("bucket").is_null()).select("metric", "value", "n")
-    rows = {PREVIOUS_WEEK: prev_week.height, "customer_rfm_scores (latest week)": latest.height,
-            "customer_segment_transitions": transitions.height, "customer_churn_model": model.scores.height,
-            "customer_lifetime_value": clv.height, "customer_lifetime_value holdout validation": perf.height,
-            "customer_segments": segments.height, "customer_cohorts": cohorts.height, "customer_360": c360.height}
+    rows = {
+        PREVIOUS_WEEK: prev_week.height,
+        "customer_rfm_scores (latest week)": latest.height,
+        "customer_segment_transitions": transitions.height,
+        "customer_churn_model": model.scores.height,
+        "customer_lifetime_value": clv.height,
+        "customer_lifetime_value holdout validation": perf.height,
+        "customer_segments": segments.height,
+        "customer_cohorts": cohorts.height,
+        "customer_360": c360.height,
+    }
     lines = [
         f"# Customer marts at {'`large` size' if args.customers == 1_000_000 else f'{args.customers:,} customers'}",
         "",
@@ -256,21 +355,29 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "## CLV fits used",
         "",
-        "| fit_scope | fits | venues using them |", "|---|---:|---:|",
+        "| fit_scope | fits | venues using them |",
+        "|---|---:|---:|",
         *[f"| {a} | {b} | {c} |" for a, b, c in scopes.iter_rows()],
         "",
         "## Churn evaluation, in sample and out of time (synthetic data: the purchase process has no churn "
         "signal beyond recency and "
         "frequency, so these figures show the machinery, not the model's value on real data)",
         "",
-        "| evaluation | metric | " + " | ".join(c for c in head.columns if c not in ("evaluation", "metric")) + " |",
+        "| evaluation | metric | "
+        + " | ".join(c for c in head.columns if c not in ("evaluation", "metric"))
+        + " |",
         "|---|---|" + "---:|" * (head.width - 2),
-        *["| " + " | ".join([str(r[0]), str(r[1])] + [f"{v:.4f}" if v is not None else "" for v in r[2:]]) + " |"
-          for r in head.iter_rows()],
+        *[
+            "| "
+            + " | ".join([str(r[0]), str(r[1])] + [f"{v:.4f}" if v is not None else "" for v in r[2:]])
+            + " |"
+            for r in head.iter_rows()
+        ],
         "",
         "## CLV calibration/holdout (last 90 days held out)",
         "",
-        "| metric | value | customers |", "|---|---:|---:|",
+        "| metric | value | customers |",
+        "|---|---:|---:|",
         *[f"| {a} | {b:.4f} | {c:,} |" for a, b, c in clv_hold.iter_rows() if b is not None],
         "",
     ]

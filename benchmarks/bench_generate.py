@@ -31,8 +31,10 @@ from analytics_pipelines.generator.run import generate  # noqa: E402
 from analytics_pipelines.generator.synth import generate_frames  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("TT_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-TABLE_HEADER = ("| date | scale | target | mode | rows | wall s | rows/s | peak RSS GB | machine |\n"
-                "|---|---|---|---|---:|---:|---:|---:|---|\n")
+TABLE_HEADER = (
+    "| date | scale | target | mode | rows | wall s | rows/s | peak RSS GB | machine |\n"
+    "|---|---|---|---|---:|---:|---:|---:|---|\n"
+)
 
 
 @contextmanager
@@ -69,7 +71,9 @@ def main() -> int:
     p.add_argument("--scale", default="medium", choices=["tiny", "small", "medium", "large"])
     p.add_argument("--target", default="duckdb", choices=["duckdb", "postgres", "none"])
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--dirty", action="store_true", help="landing source with injected bad rows (up to medium)")
+    p.add_argument(
+        "--dirty", action="store_true", help="landing source with injected bad rows (up to medium)"
+    )
     p.add_argument("--progress", action="store_true", help="show the progress bar")
     p.add_argument("--record", type=Path, help="append the result as a row of this markdown table")
     args = p.parse_args()
@@ -79,12 +83,16 @@ def main() -> int:
     wall = time.perf_counter() - start
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
     mode = "dirty" if args.dirty else "clean"
-    print(f"scale={args.scale} target={args.target} mode={mode} rows={rows:,} wall={wall:.1f}s "
-          f"rows/s={rows / wall:,.0f} peak_rss={peak_gb:.2f} GB")
+    print(
+        f"scale={args.scale} target={args.target} mode={mode} rows={rows:,} wall={wall:.1f}s "
+        f"rows/s={rows / wall:,.0f} peak_rss={peak_gb:.2f} GB"
+    )
     if args.record:
         machine = f"{os.cpu_count()} cores, {platform.machine()}"
-        row = (f"| {date.today()} | {args.scale} | {args.target} | {mode} | {rows:,} | {wall:.1f} | "
-               f"{rows / wall:,.0f} | {peak_gb:.2f} | {machine} |\n")
+        row = (
+            f"| {date.today()} | {args.scale} | {args.target} | {mode} | {rows:,} | {wall:.1f} | "
+            f"{rows / wall:,.0f} | {peak_gb:.2f} | {machine} |\n"
+        )
         args.record.parent.mkdir(parents=True, exist_ok=True)
         if not args.record.exists() or TABLE_HEADER.splitlines()[0] not in args.record.read_text():
             with args.record.open("a") as f:

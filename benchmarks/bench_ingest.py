@@ -49,8 +49,13 @@ def main() -> int:
     p.add_argument("--source-url", help="reuse an existing source instead of generating one")
     p.add_argument("--first", default="2024-11-01")
     p.add_argument("--last", default=date.today().isoformat())
-    p.add_argument("--workers", type=int, default=2, help="tables extracted/staged at a time (a main job launched from the "
-                   "UI or a schedule runs two steps at a time on this machine; `analytics-pipelines run`, one)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="tables extracted/staged at a time (a main job launched from the "
+        "UI or a schedule runs two steps at a time on this machine; `analytics-pipelines run`, one)",
+    )
     args = p.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
@@ -59,8 +64,11 @@ def main() -> int:
     else:
         from analytics_pipelines.generator.run import generate
 
-        src_url = (_pg_database(f"bench_src_{args.scale}") if args.source == "postgres"
-                   else f"duckdb:///{tmp / 'source.duckdb'}")
+        src_url = (
+            _pg_database(f"bench_src_{args.scale}")
+            if args.source == "postgres"
+            else f"duckdb:///{tmp / 'source.duckdb'}"
+        )
         t = time.perf_counter()
         generate(src_url, scale=args.scale, progress=True)
         print(f"generate {args.scale}: {time.perf_counter() - t:.1f} s")
@@ -89,14 +97,18 @@ def main() -> int:
     print(audit)
     for k, v in phases.items():
         print(f"{k:16s} {v:8.1f} s   {source_rows / v:,.0f} rows/s")
-    print(f"total {total:.1f} s for {source_rows:,} source rows over {len(days)} days; peak RSS {rss_gb:.2f} GB;"
-          f" balanced={bool(audit['balanced'].all())}")
+    print(
+        f"total {total:.1f} s for {source_rows:,} source rows over {len(days)} days; peak RSS {rss_gb:.2f} GB;"
+        f" balanced={bool(audit['balanced'].all())}"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as fh:
-        fh.write(f"| {date.today()} | {platform.node()} | {args.scale if not args.source_url else 'given'} | "
-                 f"{args.source} | {args.warehouse} | {source_rows:,} | {len(days)} | "
-                 + " | ".join(f"{v:.1f}" for v in phases.values())
-                 + f" | {total:.1f} | {rss_gb:.2f} | {bool(audit['balanced'].all())} |\n")
+        fh.write(
+            f"| {date.today()} | {platform.node()} | {args.scale if not args.source_url else 'given'} | "
+            f"{args.source} | {args.warehouse} | {source_rows:,} | {len(days)} | "
+            + " | ".join(f"{v:.1f}" for v in phases.values())
+            + f" | {total:.1f} | {rss_gb:.2f} | {bool(audit['balanced'].all())} |\n"
+        )
     return 0
 
 

@@ -28,8 +28,10 @@ from jobrun import failed_checks, peak_rss_gb, timed_run
 os.environ.setdefault("TT_ENV", "development")
 
 RESULTS = Path(__file__).resolve().parent / "results" / "marts.md"
-HEADER = ("| date | host | scale | warehouse | fct_orders rows | days | full rebuild s | slowest assets (full) | "
-          "one new day s | checks passed | peak RSS GB |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+HEADER = (
+    "| date | host | scale | warehouse | fct_orders rows | days | full rebuild s | slowest assets (full) | "
+    "one new day s | checks passed | peak RSS GB |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
 
 
 def main() -> int:
@@ -79,9 +81,11 @@ def main() -> int:
             RESULTS.write_text("# Marts benchmark\n\n" + HEADER)
         days = (date.fromisoformat(args.last) - date.fromisoformat(args.first)).days + 1
         with RESULTS.open("a") as fh:
-            fh.write(f"| {date.today()} | {platform.node()} | {args.scale if not args.warehouse_url else 'given'} | "
-                     f"{wh.kind} | {wh.count('fct_orders'):,} | {days} | {full:.1f} (marts_job) | {slow} | "
-                     f"{one:.1f} | {not failed} | {rss:.2f} |\n")
+            fh.write(
+                f"| {date.today()} | {platform.node()} | {args.scale if not args.warehouse_url else 'given'} | "
+                f"{wh.kind} | {wh.count('fct_orders'):,} | {days} | {full:.1f} (marts_job) | {slow} | "
+                f"{one:.1f} | {not failed} | {rss:.2f} |\n"
+            )
     print(f"peak RSS {rss:.2f} GB")
     return 0 if full_result.success and day_result.success and not failed else 1
 

@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
             t.append(time.perf_counter())
             factory.evaluate(ctx, reg, built)
             t.append(time.perf_counter())
-            phases = ", ".join(f"{n} {t[i + 1] - t[i]:.2f}" for i, n in enumerate(("build", "write", "checks")))
+            phases = ", ".join(
+                f"{n} {t[i + 1] - t[i]:.2f}" for i, n in enumerate(("build", "write", "checks"))
+            )
             return t[-1] - t[0], {**built.metadata, "phases": phases}
 
         run((day - timedelta(days=1)).isoformat(), False)  # setup: the previous day writes the state
@@ -56,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
             for mode in times:
                 seconds, meta = run(day.isoformat(), mode == "full")
                 times[mode].append(seconds)
-                print(f"{mode:12s} {seconds:6.2f} s ({meta['phases']})  {meta['mode']}; orders read {meta['orders_read']:,}; "
-                      f"state rows {meta['state_rows']:,}", flush=True)
+                print(
+                    f"{mode:12s} {seconds:6.2f} s ({meta['phases']})  {meta['mode']}; orders read {meta['orders_read']:,}; "
+                    f"state rows {meta['state_rows']:,}",
+                    flush=True,
+                )
         rows = wh.count("customer_rfm_scores", "as_of = %s", [day])
         print(f"{rows:,} RFM rows as of {day}; fct_orders {wh.count('fct_orders'):,} rows")
         for mode, ts in times.items():

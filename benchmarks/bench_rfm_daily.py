@@ -61,32 +61,47 @@ def main(argv: list[str] | None = None) -> int:
     settled = rfm_daily.rfm_state_full(coded, day - timedelta(days=9))
     recent = orders.filter(pl.col("day") >= day - timedelta(days=8))  # the last nine partitions
     d8 = day - timedelta(days=8)
-    t_settle, new_settled = best(lambda: rfm_daily.rfm_state_advance(
-        settled, recent.filter(pl.col("day") == d8), d8), args.repeat)
+    t_settle, new_settled = best(
+        lambda: rfm_daily.rfm_state_advance(settled, recent.filter(pl.col("day") == d8), d8), args.repeat
+    )
     t_catch, current = best(lambda: rfm_daily.rfm_state_catch_up(new_settled, recent, day), args.repeat)
-    same_run = rfm_daily.rfm_scores_from_state(current, day).sort(
-        ["scope", "scope_id", "tenant_id", "venue_id", "user_id"]).equals(
-        full.sort(["scope", "scope_id", "tenant_id", "venue_id", "user_id"]))
+    same_run = (
+        rfm_daily.rfm_scores_from_state(current, day)
+        .sort(["scope", "scope_id", "tenant_id", "venue_id", "user_id"])
+        .equals(full.sort(["scope", "scope_id", "tenant_id", "venue_id", "user_id"]))
+    )
     key = ["scope", "scope_id", "tenant_id", "venue_id", "user_id"]
     same = inc.sort(key).equals(full.sort(key))
-    print(f"customers {args.customers:,}, orders {orders.height:,}, orders of the day {of_day.height:,}, "
-          f"RFM rows {full.height:,}, incremental == full: {same}")
-    print(f"full rebuild: customer codes {t_codes:.2f} s (once per history read) + rfm_scores {t_full:.2f} s "
-          f"(customer_base {t_base:.2f} s, scoring {t_full - t_base:.2f} s)")
-    print(f"incremental day: rfm_state_advance {t_adv:.2f} s + rfm_scores_from_state {t_score:.2f} s = "
-          f"{t_adv + t_score:.2f} s ({(t_adv + t_score) / (t_full + t_codes):.0%} of the full rebuild)")
+    print(
+        f"customers {args.customers:,}, orders {orders.height:,}, orders of the day {of_day.height:,}, "
+        f"RFM rows {full.height:,}, incremental == full: {same}"
+    )
+    print(
+        f"full rebuild: customer codes {t_codes:.2f} s (once per history read) + rfm_scores {t_full:.2f} s "
+        f"(customer_base {t_base:.2f} s, scoring {t_full - t_base:.2f} s)"
+    )
+    print(
+        f"incremental day: rfm_state_advance {t_adv:.2f} s + rfm_scores_from_state {t_score:.2f} s = "
+        f"{t_adv + t_score:.2f} s ({(t_adv + t_score) / (t_full + t_codes):.0%} of the full rebuild)"
+    )
     run = t_settle + t_catch + t_score
-    print(f"daily run with the 7-day lookback: settled advance {t_settle:.2f} s + catch-up over 8 days "
-          f"({recent.filter(pl.col('day') > d8).height:,} orders) {t_catch:.2f} s + scores {t_score:.2f} s = "
-          f"{run:.2f} s ({run / (t_full + t_codes):.0%} of the full rebuild); equal to full: {same_run}")
-    print(f"Parquet (zstd): state of one day {parquet_mb(state):.0f} MB, scores of one as-of {parquet_mb(inc):.0f} MB")
+    print(
+        f"daily run with the 7-day lookback: settled advance {t_settle:.2f} s + catch-up over 8 days "
+        f"({recent.filter(pl.col('day') > d8).height:,} orders) {t_catch:.2f} s + scores {t_score:.2f} s = "
+        f"{run:.2f} s ({run / (t_full + t_codes):.0%} of the full rebuild); equal to full: {same_run}"
+    )
+    print(
+        f"Parquet (zstd): state of one day {parquet_mb(state):.0f} MB, scores of one as-of {parquet_mb(inc):.0f} MB"
+    )
     with tempfile.TemporaryDirectory() as d:  # what each reads: all of fct_orders, or one state and 9 days
         history, state_file = Path(d) / "orders.parquet", Path(d) / "state.parquet"
         orders.select(rfm_daily.ORDER_COLUMNS).write_parquet(history, compression="zstd")
         state.write_parquet(state_file, compression="zstd")
         t_history, _ = best(lambda: pl.read_parquet(history), args.repeat)
         t_state, _ = best(lambda: pl.read_parquet(state_file), args.repeat)
-    print(f"reads (one local Parquet file each): the order history {t_history:.2f} s, one state {t_state:.2f} s")
+    print(
+        f"reads (one local Parquet file each): the order history {t_history:.2f} s, one state {t_state:.2f} s"
+    )
     return 0 if same and same_run else 1
 
 

@@ -22,10 +22,17 @@ class Api:
     marts: SampleMarts
     warehouse_url: str
 
-    def token(self, tenant: str, venue: str | None = None, role: str = "user",
-              permissions: tuple[str, ...] = ("analytics.read",), **kw) -> str:
-        return mint_token(self.settings, tenant_id=tenant, venue_id=venue, role=role,
-                          permissions=list(permissions), **kw)
+    def token(
+        self,
+        tenant: str,
+        venue: str | None = None,
+        role: str = "user",
+        permissions: tuple[str, ...] = ("analytics.read",),
+        **kw,
+    ) -> str:
+        return mint_token(
+            self.settings, tenant_id=tenant, venue_id=venue, role=role, permissions=list(permissions), **kw
+        )
 
     def headers(self, tenant: str, venue: str | None = None, **kw) -> dict:
         return {"Authorization": f"Bearer {self.token(tenant, venue, **kw)}"}
@@ -37,8 +44,13 @@ class Api:
 def make_api(warehouse_url: str, tmp_path, days: int = 20, refresh_seconds: float = 3600, **settings_kw):
     wh = open_warehouse(warehouse_url)
     marts = build_sample_marts(wh, tenants=2, venues=2, days=days, events_per_venue=3, kpi_hours=6)
-    settings = Settings(warehouse_url=warehouse_url, jwt_secret=SECRET, ops_url=f"sqlite:///{tmp_path / 'ops.sqlite'}",
-                        export_dir=(tmp_path / "exports").resolve(), **settings_kw)
+    settings = Settings(
+        warehouse_url=warehouse_url,
+        jwt_secret=SECRET,
+        ops_url=f"sqlite:///{tmp_path / 'ops.sqlite'}",
+        export_dir=(tmp_path / "exports").resolve(),
+        **settings_kw,
+    )
     reader = open_reader(warehouse_url, refresh_seconds=refresh_seconds)
     app = create_app(settings, reader=reader)
     return Api(TestClient(app), settings, marts, warehouse_url), reader

@@ -51,25 +51,46 @@ class Materialized:
 
     def checks(self) -> list:
         """Every asset check evaluation of the runs."""
-        return [e.event_specific_data for r in self.results.values() for e in r.all_events
-                if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+        return [
+            e.event_specific_data
+            for r in self.results.values()
+            for e in r.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        ]
 
     def rerun(self, job: str, first: str, last: str) -> dg.ExecuteInProcessResult:
         """Run a job again over a range, on the same instance, warehouse and clock."""
         with environment(self.env):
             defs = build_definitions(default_registry(), Settings.from_env())
-            return run_job(job, first, last, instance=self.instance, defs=defs, tags={NOW_TAG: NOW.isoformat()},
-                           log_level="WARNING")
+            return run_job(
+                job,
+                first,
+                last,
+                instance=self.instance,
+                defs=defs,
+                tags={NOW_TAG: NOW.isoformat()},
+                log_level="WARNING",
+            )
 
     def failed_checks(self) -> list[tuple[str, str, str]]:
-        return [(c.asset_key.to_user_string(), c.check_name, c.severity.value) for c in self.checks()
-                if not c.passed]
+        return [
+            (c.asset_key.to_user_string(), c.check_name, c.severity.value)
+            for c in self.checks()
+            if not c.passed
+        ]
 
 
-def materialize_everything(base: Path, warehouse_url: str | None = None, seed: int = 7,
-                           source_url: str | None = None,
-                           runs: tuple[tuple[str, str, str], ...] = (("main_job", FIRST, LAST), ("kpi_job", *KPI_HOURS),
-                                                                     ("customers_job", *RFM_DAYS))) -> Materialized:
+def materialize_everything(
+    base: Path,
+    warehouse_url: str | None = None,
+    seed: int = 7,
+    source_url: str | None = None,
+    runs: tuple[tuple[str, str, str], ...] = (
+        ("main_job", FIRST, LAST),
+        ("kpi_job", *KPI_HOURS),
+        ("customers_job", *RFM_DAYS),
+    ),
+) -> Materialized:
     """Generate `tiny` (unless a source is given) and run `runs` (job, first key, last key) in order on one
     ephemeral Dagster instance, the clock pinned to NOW."""
     data = base / "data"
@@ -78,15 +99,22 @@ def materialize_everything(base: Path, warehouse_url: str | None = None, seed: i
         source_url = f"duckdb:///{data / 'source.duckdb'}"
         generate(source_url, scale="tiny", seed=seed, progress=False)
     warehouse_url = warehouse_url or f"duckdb:///{data / 'warehouse'}"
-    env = {"TT_DATA_DIR": str(data), "TT_SOURCE_URL": source_url, "TT_WAREHOUSE_URL": warehouse_url,
-           "TT_OPS_URL": f"sqlite:///{data / 'ops.sqlite'}", "TT_PARTITION_START": "2025-11-01"}
+    env = {
+        "TT_DATA_DIR": str(data),
+        "TT_SOURCE_URL": source_url,
+        "TT_WAREHOUSE_URL": warehouse_url,
+        "TT_OPS_URL": f"sqlite:///{data / 'ops.sqlite'}",
+        "TT_PARTITION_START": "2025-11-01",
+    }
     with environment(env):
         defs = build_definitions(default_registry(), Settings.from_env())
         instance = dg.DagsterInstance.ephemeral()
         tags = {NOW_TAG: NOW.isoformat()}
         results = {}
         for job, first, last in runs:
-            results[job] = run_job(job, first, last, instance=instance, defs=defs, tags=tags, log_level="WARNING")
+            results[job] = run_job(
+                job, first, last, instance=instance, defs=defs, tags=tags, log_level="WARNING"
+            )
             if not results[job].success:
                 failures = [e.message for e in results[job].all_events if e.is_failure]
                 raise RuntimeError(f"{job} failed: {failures}")

@@ -51,17 +51,30 @@ def test_scoped_reads_match_the_marts(api):
     assert len(daily) == 20 and {d["venue_id"] for d in daily} == {v}
     page2 = api.get(f"/v1/venues/daily?{RANGE}&limit=5&offset=5", t, v).json()
     assert [d["day"] for d in page2["data"]] == [d["day"] for d in daily[5:10]]
-    assert page2["meta"] == {"limit": 5, "offset": 5, "returned": 5, "start_date": "2026-10-12",
-                             "end_date": "2026-10-31"}
+    assert page2["meta"] == {
+        "limit": 5,
+        "offset": 5,
+        "returned": 5,
+        "start_date": "2026-10-12",
+        "end_date": "2026-10-31",
+    }
 
     # an admin reads the whole tenant by default
     admin = api.get(f"/v1/revenue/summary?{RANGE}", t, role="admin").json()["data"][0]
     assert admin["venues"] == 2
     assert admin["gross_revenue_cents"] == va.filter(pl.col("tenant_id") == t)["gross_revenue_cents"].sum()
 
-    for url in ("/v1/revenue/by-channel", "/v1/revenue/projections", "/v1/sales/metrics?granularity=week",
-                "/v1/sales/metrics?granularity=hour", "/v1/sales/trends", "/v1/sales/seasonality",
-                "/v1/events/performance?sort=tickets", "/v1/events/top?limit=2", "/v1/kpis"):
+    for url in (
+        "/v1/revenue/by-channel",
+        "/v1/revenue/projections",
+        "/v1/sales/metrics?granularity=week",
+        "/v1/sales/metrics?granularity=hour",
+        "/v1/sales/trends",
+        "/v1/sales/seasonality",
+        "/v1/events/performance?sort=tickets",
+        "/v1/events/top?limit=2",
+        "/v1/kpis",
+    ):
         sep = "&" if "?" in url else "?"
         r = api.get(f"{url}{sep}{RANGE}" if "sales" in url or "channel" in url else url, t, v)
         assert r.status_code == 200, (url, r.text)
@@ -88,11 +101,16 @@ def test_tenant_and_venue_isolation(api):
     assert api.get(f"/v1/venues/daily?venue_id={other_same_tenant}&{RANGE}", t, role="admin").json()["data"]
     foreign = api.get(f"/v1/venues/daily?venue_id={v2}&{RANGE}", t, role="admin")
     assert foreign.status_code == 200 and foreign.json()["data"] == []
-    assert api.get(f"/v1/revenue/summary?venue_id={v2}&{RANGE}", t, role="admin").json()["data"][0]["venues"] == 0
+    assert (
+        api.get(f"/v1/revenue/summary?venue_id={v2}&{RANGE}", t, role="admin").json()["data"][0]["venues"]
+        == 0
+    )
     # tenant-wide reads never include the other tenant's venues
     everything = api.get(f"/v1/venues/daily?{RANGE}&limit=1000", t, role="admin").json()["data"]
     assert {d["venue_id"] for d in everything} == set(api.marts.tenants[t])
-    assert api.get(f"/v1/events/{api.marts.events[v2][0]}/price-history", t, role="admin").json()["data"] == []
+    assert (
+        api.get(f"/v1/events/{api.marts.events[v2][0]}/price-history", t, role="admin").json()["data"] == []
+    )
 
 
 @pytest.mark.postgres
@@ -106,7 +124,9 @@ def test_postgres_rls_hides_other_tenants_even_without_a_filter(pg_database, tmp
         assert 0 < mine[0] < total and mine[1] == 1
         assert reader.query(t, "SELECT DISTINCT tenant_id FROM venue_analytics").rows == [(t,)]
         # asking for the other tenant's rows explicitly still returns none
-        assert reader.query(t, "SELECT count(*) FROM venue_analytics WHERE tenant_id = %s", [t2]).rows == [(0,)]
+        assert reader.query(t, "SELECT count(*) FROM venue_analytics WHERE tenant_id = %s", [t2]).rows == [
+            (0,)
+        ]
         # a transaction without the tenant setting, as the API role, sees zero rows of any mart
         with psycopg.connect(pg_database) as conn, conn.transaction():
             conn.execute("SET LOCAL ROLE tt_api_reader")
@@ -120,8 +140,9 @@ def test_postgres_rls_hides_other_tenants_even_without_a_filter(pg_database, tmp
         # the writer (owner) is unaffected and a mart created later is protected on first use
         assert enable_tenant_rls(pg_database, tables=["venue_analytics"]) == ["venue_analytics"]
         wh = open_warehouse(pg_database)
-        wh.replace_table("no_shows", pl.DataFrame({"tenant_id": [t, t2], "venue_id": ["a", "b"],
-                                                   "no_shows": [1, 2]}))
+        wh.replace_table(
+            "no_shows", pl.DataFrame({"tenant_id": [t, t2], "venue_id": ["a", "b"], "no_shows": [1, 2]})
+        )
         time.sleep(0.01)
         reader._catalog_at = 0  # do not wait the catalog interval
         assert reader.query(t, "SELECT tenant_id FROM no_shows", tables=["no_shows"]).rows == [(t,)]
@@ -131,9 +152,17 @@ def test_postgres_rls_hides_other_tenants_even_without_a_filter(pg_database, tmp
 
 def test_missing_mart_is_503_not_500(api):
     t, v, _, _ = _tv(api)
-    for url in ("/v1/events/no-shows", "/v1/revenue/by-category", "/v1/customers/segments", "/v1/customers/rfm", "/v1/customers/lifetime-value",
-                "/v1/customers/churn-risk", "/v1/customers/cohorts", "/v1/customers/segment-transitions",
-                f"/v1/customers/{uuid.uuid4()}"):
+    for url in (
+        "/v1/events/no-shows",
+        "/v1/revenue/by-category",
+        "/v1/customers/segments",
+        "/v1/customers/rfm",
+        "/v1/customers/lifetime-value",
+        "/v1/customers/churn-risk",
+        "/v1/customers/cohorts",
+        "/v1/customers/segment-transitions",
+        f"/v1/customers/{uuid.uuid4()}",
+    ):
         r = api.get(url, t, v)
         assert r.status_code == 503, (url, r.text)
         assert "not materialized yet" in r.json()["detail"]
@@ -178,20 +207,38 @@ def test_etag_and_cache_control(api):
     assert r.headers["cache-control"].startswith("private, max-age=")
     again = api.client.get(f"/v1/revenue/summary?{RANGE}", headers={**h, "If-None-Match": etag})
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
-    other = api.client.get("/v1/revenue/summary?start_date=2026-10-13&end_date=2026-10-31",
-                           headers={**h, "If-None-Match": etag})
+    other = api.client.get(
+        "/v1/revenue/summary?start_date=2026-10-13&end_date=2026-10-31", headers={**h, "If-None-Match": etag}
+    )
     assert other.status_code == 200 and other.headers["etag"] != etag
 
 
 def _alert(engine, tenant, venue, status="active"):
     with engine.begin() as conn:
-        rid = conn.execute(alert_rules.insert().values(
-            name=f"rule-{uuid.uuid4().hex}", metric="refund_rate_24h_pct", operator="gt", threshold=5,
-            tenant_id=tenant, schedule={}, actions=[])).inserted_primary_key[0]
-        return conn.execute(alert_instances.insert().values(
-            rule_id=rid, tenant_id=tenant, venue_id=venue, scope_key=f"venue:{venue}", status=status,
-            severity="warning", triggered_at=datetime(2026, 10, 31, 12, tzinfo=UTC), trigger_value=7.5,
-            message="refunds high")).inserted_primary_key[0]
+        rid = conn.execute(
+            alert_rules.insert().values(
+                name=f"rule-{uuid.uuid4().hex}",
+                metric="refund_rate_24h_pct",
+                operator="gt",
+                threshold=5,
+                tenant_id=tenant,
+                schedule={},
+                actions=[],
+            )
+        ).inserted_primary_key[0]
+        return conn.execute(
+            alert_instances.insert().values(
+                rule_id=rid,
+                tenant_id=tenant,
+                venue_id=venue,
+                scope_key=f"venue:{venue}",
+                status=status,
+                severity="warning",
+                triggered_at=datetime(2026, 10, 31, 12, tzinfo=UTC),
+                trigger_value=7.5,
+                message="refunds high",
+            )
+        ).inserted_primary_key[0]
 
 
 def test_alert_instances_list_and_acknowledge(api):
@@ -201,8 +248,9 @@ def test_alert_instances_list_and_acknowledge(api):
     foreign, tenant_wide = _alert(engine, t2, v2), _alert(engine, t, None)
     listed = api.get("/v1/alerts/instances", t, v).json()["data"]
     assert {a["id"] for a in listed} == {active, resolved}
-    assert {a["id"] for a in api.get("/v1/alerts/instances?status=active", t, role="admin").json()["data"]} == {
-        active, tenant_wide}
+    assert {
+        a["id"] for a in api.get("/v1/alerts/instances?status=active", t, role="admin").json()["data"]
+    } == {active, tenant_wide}
     h = api.headers(t, v)
     r = api.client.post(f"/v1/alerts/instances/{active}/acknowledge", json={"notes": "on it"}, headers=h)
     assert r.status_code == 200, r.text
@@ -210,16 +258,23 @@ def test_alert_instances_list_and_acknowledge(api):
     with engine.connect() as conn:
         row = conn.execute(sa.select(alert_instances).where(alert_instances.c.id == active)).one()
     assert row.status == "acknowledged" and row.notes == "on it" and row.acknowledged_at is not None
-    again = api.client.post(f"/v1/alerts/instances/{active}/acknowledge", json={"notes": "late"},
-                            headers=api.headers(t, v, user_id="someone-else"))
+    again = api.client.post(
+        f"/v1/alerts/instances/{active}/acknowledge",
+        json={"notes": "late"},
+        headers=api.headers(t, v, user_id="someone-else"),
+    )
     assert again.status_code == 200 and again.json()["data"]["acknowledged_by"] == "dev-user"  # idempotent
     assert again.json()["data"]["notes"] == "on it"
     r = api.client.post(f"/v1/alerts/instances/{resolved}/acknowledge", headers=h)
     assert r.status_code == 409 and "resolved" in r.json()["detail"]
     assert api.client.post(f"/v1/alerts/instances/{foreign}/acknowledge", headers=h).status_code == 404
     assert api.client.post(f"/v1/alerts/instances/{tenant_wide}/acknowledge", headers=h).status_code == 403
-    assert api.client.post(f"/v1/alerts/instances/{tenant_wide}/acknowledge",
-                           headers=api.headers(t, role="admin")).status_code == 200
+    assert (
+        api.client.post(
+            f"/v1/alerts/instances/{tenant_wide}/acknowledge", headers=api.headers(t, role="admin")
+        ).status_code
+        == 200
+    )
     assert api.client.post("/v1/alerts/instances/999999/acknowledge", headers=h).status_code == 404
     bad = api.client.post(f"/v1/alerts/instances/{active}/acknowledge", json={"notes": "x" * 3000}, headers=h)
     assert bad.status_code == 422
@@ -228,24 +283,34 @@ def test_alert_instances_list_and_acknowledge(api):
 def test_exports_create_status_download(api, tmp_path):
     t, v, t2, v2 = _tv(api)
     h = api.headers(t, v, permissions=("analytics.read", "analytics.export"))
-    body = {"export_type": "analytics_report", "format": "csv",
-            "filters": {"date_from": "2026-10-01", "date_to": "2026-10-31"}}
+    body = {
+        "export_type": "analytics_report",
+        "format": "csv",
+        "filters": {"date_from": "2026-10-01", "date_to": "2026-10-31"},
+    }
     r = api.client.post("/v1/exports", json=body, headers=h)
     assert r.status_code == 202, r.text
     export = r.json()["data"]
-    assert export["status"] == "pending" and export["venue_id"] == v and r.headers["location"].endswith(export["id"])
+    assert (
+        export["status"] == "pending"
+        and export["venue_id"] == v
+        and r.headers["location"].endswith(export["id"])
+    )
     engine = ops_engine(api.settings.ops_url)
     with engine.connect() as conn:
         row = conn.execute(sa.select(analytics_exports).where(analytics_exports.c.id == export["id"])).one()
     assert row.tenant_id == t and row.filters["venue_ids"] == [v] and row.status == "pending"
 
-    for bad, status in (({**body, "export_type": "everything"}, 422), ({**body, "format": "exe"}, 422),
-                        ({**body, "filters": {"date_from": "2026-10-31", "date_to": "2026-10-01"}}, 422),
-                        ({**body, "filters": {"venue_ids": [v2]}}, 403),
-                        ({**body, "tenant_id": t2}, 422),
-                        ({**body, "export_type": "raw_data"}, 400),          # raw_data needs options.table
-                        ({**body, "options": {"table": "venue_analytics"}}, 400),
-                        ({**body, "options": {"table": "users"}}, 422)):
+    for bad, status in (
+        ({**body, "export_type": "everything"}, 422),
+        ({**body, "format": "exe"}, 422),
+        ({**body, "filters": {"date_from": "2026-10-31", "date_to": "2026-10-01"}}, 422),
+        ({**body, "filters": {"venue_ids": [v2]}}, 403),
+        ({**body, "tenant_id": t2}, 422),
+        ({**body, "export_type": "raw_data"}, 400),  # raw_data needs options.table
+        ({**body, "options": {"table": "venue_analytics"}}, 400),
+        ({**body, "options": {"table": "users"}}, 422),
+    ):
         r = api.client.post("/v1/exports", json=bad, headers=h)
         assert r.status_code == status, (bad, r.text)
     assert api.client.post("/v1/exports", json=body, headers=api.headers(t, v)).status_code == 403
@@ -260,9 +325,16 @@ def test_exports_create_status_download(api, tmp_path):
     f = api.settings.export_dir / "report.csv"
     f.write_text("day,revenue\n2026-10-01,100\n")
     with engine.begin() as conn:
-        conn.execute(analytics_exports.update().where(analytics_exports.c.id == export["id"]).values(
-            status="completed", file_path=str(f), checksum_sha256="ab" * 32,
-            expires_at=datetime.now(UTC) + timedelta(days=7)))
+        conn.execute(
+            analytics_exports.update()
+            .where(analytics_exports.c.id == export["id"])
+            .values(
+                status="completed",
+                file_path=str(f),
+                checksum_sha256="ab" * 32,
+                expires_at=datetime.now(UTC) + timedelta(days=7),
+            )
+        )
     st = api.client.get(url, headers=h).json()["data"]
     assert st["download_url"] == url + "/download" and "file_path" not in st
     d = api.client.get(url + "/download", headers=h)
@@ -277,12 +349,18 @@ def test_exports_create_status_download(api, tmp_path):
     outside = tmp_path / "secret.txt"
     outside.write_text("no")
     with engine.begin() as conn:
-        conn.execute(analytics_exports.update().where(analytics_exports.c.id == export["id"]).values(
-            file_path=str(outside)))
+        conn.execute(
+            analytics_exports.update()
+            .where(analytics_exports.c.id == export["id"])
+            .values(file_path=str(outside))
+        )
     assert api.client.get(url + "/download", headers=h).status_code == 410
     with engine.begin() as conn:
-        conn.execute(analytics_exports.update().where(analytics_exports.c.id == export["id"]).values(
-            file_path=str(f), expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        conn.execute(
+            analytics_exports.update()
+            .where(analytics_exports.c.id == export["id"])
+            .values(file_path=str(f), expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
     assert api.client.get(url + "/download", headers=h).status_code == 410
     assert api.client.get(f"/v1/exports/{uuid.uuid4()}", headers=h).status_code == 404
 
@@ -294,19 +372,36 @@ def test_grafana_datasource(api):
     names = api.client.post("/grafana/search", json={"target": ""}, headers=h).json()
     assert "kpi.tickets_sold_24h" in names and "sales.day.gross_revenue_cents" in names
     rng = {"from": "2026-10-25T00:00:00.000Z", "to": "2026-10-31T23:59:59.000Z"}
-    r = api.client.post("/grafana/query", headers=h, json={
-        "range": rng, "targets": [{"target": "kpi.tickets_sold_24h", "refId": "A"},
-                                  {"target": "sales.day.tickets_sold", "refId": "B"}]})
+    r = api.client.post(
+        "/grafana/query",
+        headers=h,
+        json={
+            "range": rng,
+            "targets": [
+                {"target": "kpi.tickets_sold_24h", "refId": "A"},
+                {"target": "sales.day.tickets_sold", "refId": "B"},
+            ],
+        },
+    )
     assert r.status_code == 200, r.text
     kpi, sales = r.json()
     assert len(kpi["datapoints"]) == 6 and len(sales["datapoints"]) == 7
-    va = open_warehouse(api.warehouse_url).read_table("venue_analytics").filter(
-        (pl.col("venue_id") == v) & (pl.col("day") == date(2026, 10, 31)))
-    assert sales["datapoints"][-1] == [float(va["tickets_sold"][0]),
-                                       int(datetime(2026, 10, 31, tzinfo=UTC).timestamp() * 1000)]
+    va = (
+        open_warehouse(api.warehouse_url)
+        .read_table("venue_analytics")
+        .filter((pl.col("venue_id") == v) & (pl.col("day") == date(2026, 10, 31)))
+    )
+    assert sales["datapoints"][-1] == [
+        float(va["tickets_sold"][0]),
+        int(datetime(2026, 10, 31, tzinfo=UTC).timestamp() * 1000),
+    ]
     mixed = {"from": "2026-10-25T00:00:00", "to": "2026-10-31T23:59:59+02:00"}  # naive and offset: no 500
-    assert api.client.post("/grafana/query", headers=h, json={"range": mixed, "targets": []}).status_code == 200
-    bad = api.client.post("/grafana/query", headers=h, json={"range": rng, "targets": [{"target": "x; drop"}]})
+    assert (
+        api.client.post("/grafana/query", headers=h, json={"range": mixed, "targets": []}).status_code == 200
+    )
+    bad = api.client.post(
+        "/grafana/query", headers=h, json={"range": rng, "targets": [{"target": "x; drop"}]}
+    )
     assert bad.status_code == 400 and "unknown target" in bad.json()["detail"]
     engine = ops_engine(api.settings.ops_url)
     _alert(engine, t, v)
@@ -339,8 +434,12 @@ def test_results_are_cached_until_the_warehouse_changes(api):
 
     wh = open_warehouse(api.warehouse_url)
     day = wh.read_table("venue_analytics", "day = %s", (date(2026, 10, 31),))
-    wh.write_partitions("venue_analytics", day.with_columns(tickets_sold=pl.col("tickets_sold") + 1000),
-                        ["day"], [("2026-10-31",)])
+    wh.write_partitions(
+        "venue_analytics",
+        day.with_columns(tickets_sold=pl.col("tickets_sold") + 1000),
+        ["day"],
+        [("2026-10-31",)],
+    )
     assert reader.refresh()
     after = api.get(url, t, v).json()["data"]
     assert reader.cache_misses == misses + 1
@@ -420,7 +519,9 @@ def test_reads_never_fail_or_see_half_a_partition_while_a_run_rewrites(warehouse
         wh = open_warehouse(warehouse_url)
         base = wh.read_table("venue_analytics")
         keys = [(d.isoformat(),) for d in sorted(base["day"].unique())]
-        wh.write_partitions("venue_analytics", base.with_columns(tickets_sold=pl.lit(0, pl.Int64)), ["day"], keys)
+        wh.write_partitions(
+            "venue_analytics", base.with_columns(tickets_sold=pl.lit(0, pl.Int64)), ["day"], keys
+        )
         _refresh(a)
         stop = threading.Event()
         writes = [0]
@@ -428,8 +529,12 @@ def test_reads_never_fail_or_see_half_a_partition_while_a_run_rewrites(warehouse
         def writer():
             while not stop.is_set():
                 writes[0] += 1
-                wh.write_partitions("venue_analytics",
-                                    base.with_columns(tickets_sold=pl.lit(writes[0], pl.Int64)), ["day"], keys)
+                wh.write_partitions(
+                    "venue_analytics",
+                    base.with_columns(tickets_sold=pl.lit(writes[0], pl.Int64)),
+                    ["day"],
+                    keys,
+                )
 
         th = threading.Thread(target=writer)
         th.start()
@@ -438,7 +543,9 @@ def test_reads_never_fail_or_see_half_a_partition_while_a_run_rewrites(warehouse
         deadline = time.monotonic() + 1.5
         try:
             while time.monotonic() < deadline:
-                r = a.client.get("/v1/venues/daily?start_date=2026-10-27&end_date=2026-10-31&limit=1000", headers=h)
+                r = a.client.get(
+                    "/v1/venues/daily?start_date=2026-10-27&end_date=2026-10-31&limit=1000", headers=h
+                )
                 assert r.status_code == 200, r.text
                 rows = r.json()["data"]
                 assert len(rows) == 5 * 2, len(rows)
@@ -472,14 +579,15 @@ def test_openapi_fuzz_has_no_server_errors(tmp_path):
         for op in schema.get_all_operations():
             op = op.ok()
 
-            @settings(max_examples=8, deadline=None, database=None,
-                      suppress_health_check=list(HealthCheck))
+            @settings(max_examples=8, deadline=None, database=None, suppress_health_check=list(HealthCheck))
             @given(case=op.as_strategy())
             def check(case):
                 resp = case.call(headers=headers)
                 missing = resp.status_code == 503 and "not materialized yet" in resp.text
                 if resp.status_code >= 500 and not missing:
-                    failures.append((case.method, case.formatted_path, case.query, resp.status_code, resp.text[:200]))
+                    failures.append(
+                        (case.method, case.formatted_path, case.query, resp.status_code, resp.text[:200])
+                    )
 
             check()
         assert not failures, failures[:5]
@@ -501,7 +609,9 @@ def test_snapshot_poll_lists_a_table_again_only_after_a_write(tmp_path, monkeypa
         assert "venue_analytics" in present and not set(listed) & present  # markers unchanged: not listed
         wh = open_warehouse(a.warehouse_url)
         day = wh.read_partitions("venue_analytics", "day", "2026-10-31", "2026-10-31")
-        wh.write_partitions("venue_analytics", day.with_columns(pl.col("orders") + 1), ["day"], [("2026-10-31",)])
+        wh.write_partitions(
+            "venue_analytics", day.with_columns(pl.col("orders") + 1), ["day"], [("2026-10-31",)]
+        )
         listed.clear()
         assert reader.refresh() == ["venue_analytics"]
         assert set(listed) & present == {"venue_analytics"}

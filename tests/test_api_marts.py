@@ -22,8 +22,14 @@ NOW = datetime(2026, 11, 1, tzinfo=UTC)
 RANGE = f"start_date={FIRST}&end_date={LAST}"
 
 
-CUSTOMER_MARTS = ("customer_rfm_scores", "customer_segments", "customer_segment_transitions",
-                  "customer_lifetime_value", "customer_cohorts", "customer_360")
+CUSTOMER_MARTS = (
+    "customer_rfm_scores",
+    "customer_segments",
+    "customer_segment_transitions",
+    "customer_lifetime_value",
+    "customer_cohorts",
+    "customer_360",
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +41,19 @@ def real_wh(materialized) -> str:
 def test_endpoints_over_real_marts(real_wh, tmp_path):
     warehouse_url = real_wh
     wh = open_warehouse(warehouse_url)
-    settings = Settings(warehouse_url=warehouse_url, jwt_secret=SECRET, ops_url=f"sqlite:///{tmp_path / 'ops.db'}")
+    settings = Settings(
+        warehouse_url=warehouse_url, jwt_secret=SECRET, ops_url=f"sqlite:///{tmp_path / 'ops.db'}"
+    )
     reader = open_reader(warehouse_url)
     try:
         client = TestClient(create_app(settings, reader=reader))
         va = wh.read_table("venue_analytics")
-        busiest = va.group_by("tenant_id", "venue_id").agg(pl.sum("gross_revenue_cents")).sort(
-            "gross_revenue_cents", descending=True).row(0)
+        busiest = (
+            va.group_by("tenant_id", "venue_id")
+            .agg(pl.sum("gross_revenue_cents"))
+            .sort("gross_revenue_cents", descending=True)
+            .row(0)
+        )
         tenant, venue = busiest[0], busiest[1]
 
         def get(url, **kw):
@@ -55,12 +67,15 @@ def test_endpoints_over_real_marts(real_wh, tmp_path):
         for col in ("gross_revenue_cents", "net_revenue_cents", "refunds_cents", "tickets_sold", "orders"):
             assert summary[col] == mine[col].sum(), col
         rbc = wh.read_table("revenue_by_channel").filter(
-            (pl.col("tenant_id") == tenant) & (pl.col("venue_id") == venue))
+            (pl.col("tenant_id") == tenant) & (pl.col("venue_id") == venue)
+        )
         by_channel = get(f"/v1/revenue/by-channel?{RANGE}")
         assert {r["revenue_line"]: r["gross_revenue_cents"] for r in by_channel} == dict(
-            rbc.group_by("revenue_line").agg(pl.sum("gross_revenue_cents")).iter_rows())
+            rbc.group_by("revenue_line").agg(pl.sum("gross_revenue_cents")).iter_rows()
+        )
         assert sum(r["gross_revenue_cents"] for r in by_channel) == summary["gross_revenue_cents"] + sum(
-            rbc.filter(pl.col("source") == "resale")["gross_revenue_cents"])
+            rbc.filter(pl.col("source") == "resale")["gross_revenue_cents"]
+        )
         daily = get(f"/v1/venues/daily?{RANGE}&limit=1000")
         assert len(daily) == mine.height
         trends = get(f"/v1/sales/trends?{RANGE}")
@@ -68,8 +83,12 @@ def test_endpoints_over_real_marts(real_wh, tmp_path):
         for gran in ("day", "week", "month"):
             assert get(f"/v1/sales/metrics?granularity={gran}&{RANGE}"), gran
         by_cat = get(f"/v1/revenue/by-category?{RANGE}")
-        assert sum(r["gross_revenue_cents"] for r in by_cat) == wh.read_table("revenue_by_category").filter(
-            (pl.col("tenant_id") == tenant) & (pl.col("venue_id") == venue))["gross_revenue_cents"].sum()
+        assert (
+            sum(r["gross_revenue_cents"] for r in by_cat)
+            == wh.read_table("revenue_by_category")
+            .filter((pl.col("tenant_id") == tenant) & (pl.col("venue_id") == venue))["gross_revenue_cents"]
+            .sum()
+        )
         get("/v1/events/no-shows")  # 200 (rows only for events that ended in the window)
         assert get("/v1/revenue/projections")
         assert get("/v1/sales/seasonality")
@@ -80,7 +99,8 @@ def test_endpoints_over_real_marts(real_wh, tmp_path):
         week = "start_date=2026-10-25&end_date=2026-10-31"
         hourly = get(f"/v1/venues/hourly?{week}")
         assert sum(h["tickets_sold"] for h in hourly) == mine.filter(pl.col("day") >= pl.date(2026, 10, 25))[
-            "tickets_sold"].sum() and {h["venue_id"] for h in hourly} == {venue}
+            "tickets_sold"
+        ].sum() and {h["venue_id"] for h in hourly} == {venue}
         ea = wh.read_table("event_analytics").filter(pl.col("event_id") == top[0]["event_id"])
         ev = get(f"/v1/events/{top[0]['event_id']}/daily?{RANGE}")
         assert [r["day"] for r in ev] == sorted(str(d) for d in ea["day"])
@@ -108,7 +128,13 @@ def _customer_endpoints(wh, client, settings):
     # the tenant with two venues (tiny: 3 venues, 2 tenants), and its quieter venue: every customer of it
     # also bought at the other one, and the other has customers it must not see
     tenant = orders.group_by("tenant_id").agg(pl.col("venue_id").n_unique()).sort("venue_id").row(-1)[0]
-    venue = orders.filter(pl.col("tenant_id") == tenant).group_by("venue_id").len().sort("len", "venue_id").row(0)[0]
+    venue = (
+        orders.filter(pl.col("tenant_id") == tenant)
+        .group_by("venue_id")
+        .len()
+        .sort("len", "venue_id")
+        .row(0)[0]
+    )
 
     def get(url, **kw):
         tok = mint_token(settings, tenant_id=tenant, **({"venue_id": venue} | kw))
@@ -121,7 +147,9 @@ def _customer_endpoints(wh, client, settings):
     assert len(segs) == 11 and sum(r["customers"] for r in segs) == len(at_venue)
     assert {r["venue_id"] for r in segs} == {venue}
     rfm = get("/v1/customers/rfm?limit=1000")
-    assert {r["user_id"] for r in rfm} == at_venue and {r["as_of"] for r in rfm} == {"2026-11-01"}  # the latest as-of
+    assert {r["user_id"] for r in rfm} == at_venue and {r["as_of"] for r in rfm} == {
+        "2026-11-01"
+    }  # the latest as-of
     assert [r["rfm_total"] for r in rfm] == sorted((r["rfm_total"] for r in rfm), reverse=True)
     older = get("/v1/customers/rfm?as_of=2026-10-25&limit=1000")
     assert {r["as_of"] for r in older} == {"2026-10-25"} and len(older) <= len(rfm)
@@ -140,7 +168,9 @@ def _customer_endpoints(wh, client, settings):
     mine = sorted(at_venue)[0]
     prof = get(f"/v1/customers/{mine}")
     assert [r["venue_id"] for r in prof] == [venue] and prof[0]["user_id"] == mine
-    spent = orders.filter((pl.col("user_id") == mine) & (pl.col("venue_id") == venue))["gross_revenue_cents"].sum()
+    spent = orders.filter((pl.col("user_id") == mine) & (pl.col("venue_id") == venue))[
+        "gross_revenue_cents"
+    ].sum()
     assert prof[0]["historic_value_cents"] == spent
     assert "spend_cents" not in prof[0] and "venues" not in prof[0]  # nothing about other venues
     tenant_orders = orders.filter(pl.col("tenant_id") == tenant)
@@ -153,8 +183,11 @@ def _customer_endpoints(wh, client, settings):
 
     assert status(f"/v1/customers/{elsewhere[0]}") == 404
     # a tenant-wide admin sees the whole 360 row and every venue of the customer
-    both = tenant_orders.group_by("user_id").agg(pl.col("venue_id").n_unique()).sort("venue_id", "user_id",
-                                                                                   descending=[True, False])
+    both = (
+        tenant_orders.group_by("user_id")
+        .agg(pl.col("venue_id").n_unique())
+        .sort("venue_id", "user_id", descending=[True, False])
+    )
     uid, n_venues = both.row(0)
     full = get(f"/v1/customers/{uid}", venue_id=None, role="admin")[0]
     assert full["venues"] == n_venues == len(full["venues_detail"])
@@ -177,10 +210,24 @@ def test_customer_endpoints_keep_tenants_apart_on_both_backends(real_wh, warehou
     a, b = sorted(set(full["tenant_id"].drop_nulls()))
     both = full.filter((pl.col("tenant_id") == a) & (pl.col("orders") > 0)).sort("user_id").head(1)
     both_uid, home_spend = both["user_id"][0], both["spend_cents"][0]
-    wh.replace_table("customer_360", pl.concat([full, both.with_columns(
-        pl.lit(b).alias("tenant_id"), pl.lit(1, pl.Int64).alias("orders"), pl.lit(12345, pl.Int64).alias("spend_cents"),
-        pl.lit(None, pl.Float64).alias("churn_probability"), pl.lit(None, pl.Boolean).alias("churn_flag"))]))
-    settings = Settings(warehouse_url=warehouse_url, jwt_secret=SECRET, ops_url=f"sqlite:///{tmp_path / 'ops.db'}")
+    wh.replace_table(
+        "customer_360",
+        pl.concat(
+            [
+                full,
+                both.with_columns(
+                    pl.lit(b).alias("tenant_id"),
+                    pl.lit(1, pl.Int64).alias("orders"),
+                    pl.lit(12345, pl.Int64).alias("spend_cents"),
+                    pl.lit(None, pl.Float64).alias("churn_probability"),
+                    pl.lit(None, pl.Boolean).alias("churn_flag"),
+                ),
+            ]
+        ),
+    )
+    settings = Settings(
+        warehouse_url=warehouse_url, jwt_secret=SECRET, ops_url=f"sqlite:///{tmp_path / 'ops.db'}"
+    )
     reader = open_reader(warehouse_url)
     try:
         client = TestClient(create_app(settings, reader=reader))
@@ -201,7 +248,9 @@ def test_customer_endpoints_keep_tenants_apart_on_both_backends(real_wh, warehou
             assert client.get(f"/v1/customers/{theirs[0]}", headers=admin).status_code == 404
             assert client.get(f"/v1/customers/{sorted(mine)[0]}", headers=admin).status_code == 200
             segs = client.get("/v1/customers/segments", headers=admin).json()["data"]
-            assert sum(r["customers"] for r in segs) == len(mine - ({both_uid} if tenant == b else set()))  # added
+            assert sum(r["customers"] for r in segs) == len(
+                mine - ({both_uid} if tenant == b else set())
+            )  # added
             for venue in sorted(set(clv.filter(pl.col("tenant_id") == tenant)["venue_id"])):
                 h = {"Authorization": "Bearer " + mint_token(settings, tenant_id=tenant, venue_id=venue)}
                 rows = client.get("/v1/customers/lifetime-value?limit=1000", headers=h).json()["data"]

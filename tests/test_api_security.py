@@ -31,9 +31,17 @@ def api(tmp_path_factory):
 def _claims(api, **over):
     t = api.marts.tenant_ids()[0]
     now = int(time.time())
-    c = {"sub": "u1", "tenant_id": t, "venue_id": api.marts.tenants[t][0], "role": "user",
-         "permissions": ["analytics.read"], "iss": api.settings.jwt_issuer, "aud": api.settings.jwt_audience,
-         "iat": now, "exp": now + 600}
+    c = {
+        "sub": "u1",
+        "tenant_id": t,
+        "venue_id": api.marts.tenants[t][0],
+        "role": "user",
+        "permissions": ["analytics.read"],
+        "iss": api.settings.jwt_issuer,
+        "aud": api.settings.jwt_audience,
+        "iat": now,
+        "exp": now + 600,
+    }
     c.update(over)
     return {k: v for k, v in c.items() if v is not None}
 
@@ -51,25 +59,28 @@ def test_valid_token_reads(api):
     assert _call(api, jwt.encode(_claims(api), SECRET, algorithm="HS256")).status_code == 200
 
 
-@pytest.mark.parametrize("case, expected_detail", [
-    ("missing", "Authentication required"),
-    ("not bearer", "Authentication required"),
-    ("garbage", "Invalid token"),
-    ("expired", "Token expired"),
-    ("wrong audience", "wrong audience"),
-    ("wrong issuer", "wrong issuer"),
-    ("no exp", "missing claim exp"),
-    ("no aud", "missing claim aud"),
-    ("no iss", "missing claim iss"),
-    ("alg none", "Invalid token"),
-    ("tampered payload", "Invalid token"),
-    ("wrong key", "Invalid token"),
-    ("HS512", "Invalid token"),
-    ("no tenant", "no tenant_id"),
-    ("tenant not uuid", "not a UUID"),
-    ("no user", "no user id"),
-    ("permissions not list", "permissions must be a list"),
-])
+@pytest.mark.parametrize(
+    "case, expected_detail",
+    [
+        ("missing", "Authentication required"),
+        ("not bearer", "Authentication required"),
+        ("garbage", "Invalid token"),
+        ("expired", "Token expired"),
+        ("wrong audience", "wrong audience"),
+        ("wrong issuer", "wrong issuer"),
+        ("no exp", "missing claim exp"),
+        ("no aud", "missing claim aud"),
+        ("no iss", "missing claim iss"),
+        ("alg none", "Invalid token"),
+        ("tampered payload", "Invalid token"),
+        ("wrong key", "Invalid token"),
+        ("HS512", "Invalid token"),
+        ("no tenant", "no tenant_id"),
+        ("tenant not uuid", "not a UUID"),
+        ("no user", "no user id"),
+        ("permissions not list", "permissions must be a list"),
+    ],
+)
 def test_401_matrix(api, case, expected_detail):
     good = _claims(api)
     token, scheme = None, "Bearer"
@@ -123,13 +134,20 @@ def test_403_matrix(api):
     assert _call(api, no_venue, URL + f"&venue_id={v}").status_code == 403
     # export needs analytics.export; role admin passes every permission check; analytics.admin widens scope
     body = {"export_type": "raw_data", "format": "json", "options": {"table": "venue_analytics"}}
-    assert api.client.post("/v1/exports", json=body, headers={"Authorization": f"Bearer {wrong_venue}"}
-                           ).status_code == 403
+    assert (
+        api.client.post(
+            "/v1/exports", json=body, headers={"Authorization": f"Bearer {wrong_venue}"}
+        ).status_code
+        == 403
+    )
     admin = jwt.encode(_claims(api, role="admin", permissions=[], venue_id=None), SECRET, algorithm="HS256")
-    assert api.client.post("/v1/exports", json=body, headers={"Authorization": f"Bearer {admin}"}
-                           ).status_code == 202
-    tenant_admin = jwt.encode(_claims(api, permissions=["analytics.read", "analytics.admin"]), SECRET,
-                              algorithm="HS256")
+    assert (
+        api.client.post("/v1/exports", json=body, headers={"Authorization": f"Bearer {admin}"}).status_code
+        == 202
+    )
+    tenant_admin = jwt.encode(
+        _claims(api, permissions=["analytics.read", "analytics.admin"]), SECRET, algorithm="HS256"
+    )
     assert _call(api, tenant_admin, URL + f"&venue_id={v_other}").status_code == 200
     # Grafana and the ops endpoints are protected too
     assert api.client.get("/grafana/").status_code == 401
@@ -150,22 +168,33 @@ def test_refuses_to_start_without_a_secret(tmp_path):
 
 def test_rs256_only_when_a_public_key_is_configured(api):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    settings = Settings(warehouse_url=api.settings.warehouse_url, jwt_public_key=public,
-                        ops_url=api.settings.ops_url)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    settings = Settings(
+        warehouse_url=api.settings.warehouse_url, jwt_public_key=public, ops_url=api.settings.ops_url
+    )
     client = TestClient(create_app(settings, reader=api.client.app.state.reader))
     claims = _claims(api)
     ok = jwt.encode(claims, private, algorithm="RS256")
     assert client.get(URL, headers={"Authorization": f"Bearer {ok}"}).status_code == 200
-    assert mint_token(settings, tenant_id=claims["tenant_id"], venue_id=claims["venue_id"], private_key=private)
+    assert mint_token(
+        settings, tenant_id=claims["tenant_id"], venue_id=claims["venue_id"], private_key=private
+    )
     # algorithm confusion: an HS256 token signed with the public key text is refused
     forged = _hs256(claims, public.encode())
     assert client.get(URL, headers={"Authorization": f"Bearer {forged}"}).status_code == 401
-    assert client.get(URL, headers={"Authorization": f"Bearer {jwt.encode(claims, SECRET, algorithm='HS256')}"}
-                      ).status_code == 401
+    assert (
+        client.get(
+            URL, headers={"Authorization": f"Bearer {jwt.encode(claims, SECRET, algorithm='HS256')}"}
+        ).status_code
+        == 401
+    )
 
 
 def _hs256(claims: dict, key: bytes) -> str:
@@ -182,8 +211,26 @@ def test_token_cli_mints_what_the_api_accepts(api, monkeypatch, capsys):
     monkeypatch.delenv("TT_API_JWT_PUBLIC_KEY", raising=False)
     t = api.marts.tenant_ids()[0]
     v = api.marts.tenants[t][0]
-    assert cli_main(["token", "--tenant", t, "--venue", v, "--role", "manager", "--permission", "analytics.read",
-                     "--permission", "analytics.export", "--expires-in", "120"]) == 0
+    assert (
+        cli_main(
+            [
+                "token",
+                "--tenant",
+                t,
+                "--venue",
+                v,
+                "--role",
+                "manager",
+                "--permission",
+                "analytics.read",
+                "--permission",
+                "analytics.export",
+                "--expires-in",
+                "120",
+            ]
+        )
+        == 0
+    )
     token = capsys.readouterr().out.strip()
     claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience=api.settings.jwt_audience)
     assert claims["venue_id"] == v and claims["role"] == "manager" and claims["exp"] - claims["iat"] == 120
@@ -194,4 +241,4 @@ def test_token_cli_mints_what_the_api_accepts(api, monkeypatch, capsys):
     monkeypatch.delenv("TT_API_JWT_SECRET")
     monkeypatch.delenv("TT_API_MODE", raising=False)
     assert cli_main(["token", "--tenant", t]) == 2  # no secret outside development mode
-    assert cli_main(["api", "--port", "1"]) == 2    # the server refuses to start too
+    assert cli_main(["api", "--port", "1"]) == 2  # the server refuses to start too

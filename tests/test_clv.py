@@ -575,7 +575,11 @@ def test_fit_warns_nothing_on_well_posed_data(cdnow: pl.DataFrame) -> None:
 def test_collapse_duplicates_numpy_and_polars_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     """Small inputs are collapsed with a numpy sort, large ones with a polars group-by: the same rows."""
     rng = np.random.default_rng(3)
-    cols = [rng.integers(0, 40, 5000).astype(float), rng.integers(0, 9, 5000) * 0.5, rng.gamma(2.0, 3.0, 5000)]
+    cols = [
+        rng.integers(0, 40, 5000).astype(float),
+        rng.integers(0, 9, 5000) * 0.5,
+        rng.gamma(2.0, 3.0, 5000),
+    ]
     cols[2][::3] = 1.25  # duplicates in the continuous column too
     cols[1][::7] = -0.0
     numpy_rows, numpy_counts = _collapse_duplicates(*cols)

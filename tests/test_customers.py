@@ -25,8 +25,19 @@ FIRST, LAST = "2026-07-01", "2026-11-02"
 NOW = datetime(2026, 11, 5, tzinfo=UTC)
 THROUGH = date(2026, 10, 31)
 SOLD = ["sold", "minted", "active", "transferred", "checked_in", "used"]
-COPIED = ["stg_orders", "stg_events", "stg_users", "stg_tickets", "stg_ticket_scans", "stg_event_schedules",
-          "stg_ticket_types", "stg_event_categories", "fct_orders", "fct_refunds", "fct_resales"]
+COPIED = [
+    "stg_orders",
+    "stg_events",
+    "stg_users",
+    "stg_tickets",
+    "stg_ticket_scans",
+    "stg_event_schedules",
+    "stg_ticket_types",
+    "stg_event_categories",
+    "fct_orders",
+    "fct_refunds",
+    "fct_resales",
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +60,23 @@ def _copy(src_url: str, dst_url: str) -> None:
 def _orders(rows: list[tuple]) -> pl.DataFrame:
     """fct_orders-shaped rows from (user_id, venue_id, day, gross cents)."""
     return pl.DataFrame(
-        [{"order_id": f"o{i}", "tenant_id": "t1", "venue_id": v, "event_id": "e1", "category_id": "c1", "user_id": u,
-          "recognized_at": datetime.combine(d, datetime.min.time(), UTC) + timedelta(hours=12), "day": d,
-          "tickets": 1, "gross_revenue_cents": c, "currency": "USD"} for i, (u, v, d, c) in enumerate(rows)])
+        [
+            {
+                "order_id": f"o{i}",
+                "tenant_id": "t1",
+                "venue_id": v,
+                "event_id": "e1",
+                "category_id": "c1",
+                "user_id": u,
+                "recognized_at": datetime.combine(d, datetime.min.time(), UTC) + timedelta(hours=12),
+                "day": d,
+                "tickets": 1,
+                "gross_revenue_cents": c,
+                "currency": "USD",
+            }
+            for i, (u, v, d, c) in enumerate(rows)
+        ]
+    )
 
 
 # -- RFM ---------------------------------------------------------------------------------------------
@@ -66,7 +91,9 @@ def test_segment_map_covers_all_125_codes_exactly_once():
     assert m.group_by("rfm_code").agg(pl.col("segment").n_unique())["segment"].max() == 1
     named = dict(zip(m["rfm_code"], m["segment"], strict=True))
     assert named["555"] == "Champions" and named["111"] == "Lost" and named["511"] == "New Customers"
-    assert named["155"] == "Can't Lose Them" and named["411"] == "Promising" and named["333"] == "Need Attention"
+    assert (
+        named["155"] == "Can't Lose Them" and named["411"] == "Promising" and named["333"] == "Need Attention"
+    )
     assert named["244"] == "At Risk" and named["311"] == "About to Sleep" and named["221"] == "Hibernating"
     with pytest.raises(ValueError, match="1-5"):
         rfm.segment_of(0, 3, 3)
@@ -86,7 +113,9 @@ def test_quintile_scores_ties_share_a_score_and_do_not_depend_on_row_order():
     # recency: 10 distinct values, two per quintile; u0 most recent
     assert [s[f"u{i}"]["r_score"] for i in range(10)] == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
     # frequency: eight customers with 1 order share F=1; u0 and u9 (2 orders) share 1 + floor(5*8/10) = 5
-    assert {s[f"u{i}"]["f_score"] for i in range(1, 9)} == {1} and s["u0"]["f_score"] == s["u9"]["f_score"] == 5
+    assert {s[f"u{i}"]["f_score"] for i in range(1, 9)} == {1} and s["u0"]["f_score"] == s["u9"][
+        "f_score"
+    ] == 5
     assert s["u0"]["monetary_cents"] == 1500 and s["u0"]["rfm_code"] == f"{5}{5}{s['u0']['m_score']}"
     assert a["rfm_total"].to_list() == (a["r_score"] + a["f_score"] + a["m_score"]).to_list()
     # every scope holds every customer once; platform and tenant equal the one venue here
@@ -103,9 +132,17 @@ def test_mixed_currencies_in_a_scope_are_refused():
 
 def test_transitions_count_new_and_moving_customers():
     d1, d2 = date(2026, 10, 1), date(2026, 10, 31)
-    df = _orders([("u1", "v1", date(2026, 9, 1), 100), ("u2", "v1", date(2026, 9, 30), 300),
-                  ("u2", "v1", date(2026, 10, 30), 300), ("u3", "v1", date(2026, 10, 20), 50)])
-    t = rfm.segment_transitions(rfm.rfm_scores(df, d1), rfm.rfm_scores(df, d2)).filter(pl.col("scope") == "venue")
+    df = _orders(
+        [
+            ("u1", "v1", date(2026, 9, 1), 100),
+            ("u2", "v1", date(2026, 9, 30), 300),
+            ("u2", "v1", date(2026, 10, 30), 300),
+            ("u3", "v1", date(2026, 10, 20), 50),
+        ]
+    )
+    t = rfm.segment_transitions(rfm.rfm_scores(df, d1), rfm.rfm_scores(df, d2)).filter(
+        pl.col("scope") == "venue"
+    )
     assert t["customers"].sum() == 3
     assert t.filter(pl.col("from_segment") == "(new)")["customers"].sum() == 1  # u3
     assert t["revenue_between_cents"].sum() == 350  # u2's second order + u3
@@ -113,9 +150,16 @@ def test_transitions_count_new_and_moving_customers():
 
 # -- cohorts -----------------------------------------------------------------------------------------
 def test_cohort_matrix_by_hand():
-    df = _orders([("a", "v1", date(2026, 8, 5), 100), ("a", "v1", date(2026, 9, 5), 200),
-                  ("b", "v1", date(2026, 8, 20), 50), ("c", "v1", date(2026, 9, 1), 70),
-                  ("c", "v1", date(2026, 10, 3), 30), ("b", "v1", date(2026, 10, 9), 10)])
+    df = _orders(
+        [
+            ("a", "v1", date(2026, 8, 5), 100),
+            ("a", "v1", date(2026, 9, 5), 200),
+            ("b", "v1", date(2026, 8, 20), 50),
+            ("c", "v1", date(2026, 9, 1), 70),
+            ("c", "v1", date(2026, 10, 3), 30),
+            ("b", "v1", date(2026, 10, 9), 10),
+        ]
+    )
     c = CB.cohorts(df, date(2026, 10, 31)).filter(pl.col("scope") == "venue")
     aug = c.filter(pl.col("cohort_month") == date(2026, 8, 1)).sort("months_since_first")
     assert aug["cohort_customers"].to_list() == [2, 2, 2]
@@ -131,19 +175,30 @@ def test_cohort_matrix_by_hand():
 # -- churn rules -------------------------------------------------------------------------------------
 def test_seed_rules_reproduce_the_old_formulas():
     cutoff = date(2026, 10, 31)
-    f = pl.DataFrame({"recency_days": [200.0, 100.0, 45.0, 10.0, 120.0],
-                      "frequency": [1.0, 6.0, 3.0, 12.0, 11.0],
-                      "monetary_cents": [5000, 60000 * 6, 3000, 120000, 11 * 20000],
-                      "first_day": [cutoff - timedelta(days=200), cutoff - timedelta(days=465),
-                                    cutoff - timedelta(days=411), cutoff - timedelta(days=375),
-                                    cutoff - timedelta(days=485)],
-                      "last_day": [cutoff - timedelta(days=d) for d in (200, 100, 45, 10, 120)]})
+    f = pl.DataFrame(
+        {
+            "recency_days": [200.0, 100.0, 45.0, 10.0, 120.0],
+            "frequency": [1.0, 6.0, 3.0, 12.0, 11.0],
+            "monetary_cents": [5000, 60000 * 6, 3000, 120000, 11 * 20000],
+            "first_day": [
+                cutoff - timedelta(days=200),
+                cutoff - timedelta(days=465),
+                cutoff - timedelta(days=411),
+                cutoff - timedelta(days=375),
+                cutoff - timedelta(days=485),
+            ],
+            "last_day": [cutoff - timedelta(days=d) for d in (200, 100, 45, 10, 120)],
+        }
+    )
     s = churn.seed_rules(f)
     # L540: min(100, days/90*50) - 10 (>5) - 10 (>10) - 5 (AOV > $100); only customers silent > 90 days
-    assert s["seed_risk_score"].to_list() == pytest.approx([100, 100 / 90 * 50 - 10 - 5, 0, 0,
-                                                            120 / 90 * 50 - 20 - 5])
+    assert s["seed_risk_score"].to_list() == pytest.approx(
+        [100, 100 / 90 * 50 - 10 - 5, 0, 0, 120 / 90 * 50 - 20 - 5]
+    )
     # L5649: by recency 0.8/0.6/0.4/0.2/0.1; purchases per year over the first..last span: 6/(365/365) = 6 > 4
-    assert s["seed_profile_churn"].to_list() == pytest.approx([0.8, 0.6 * 0.5, 0.2 * 0.7, 0.1 * 0.5, 0.6 * 0.5])
+    assert s["seed_profile_churn"].to_list() == pytest.approx(
+        [0.8, 0.6 * 0.5, 0.2 * 0.7, 0.1 * 0.5, 0.6 * 0.5]
+    )
 
 
 # -- on tiny generated data ----------------------------------------------------------------------------
@@ -162,7 +217,10 @@ def test_clv_per_venue_with_fallbacks_and_holdout(tiny_marts):
     clv = tiny_marts["clv"]
     assert clv.select("venue_id", "user_id").is_unique().all()
     assert set(clv["fit_scope"]) <= {"venue", "tenant", "platform"}
-    assert set(clv["fit_scope"]) == {"venue", "platform"}  # 146 repeat buyers at one venue, 41 in the other tenant
+    assert set(clv["fit_scope"]) == {
+        "venue",
+        "platform",
+    }  # 146 repeat buyers at one venue, 41 in the other tenant
     assert clv["churn_probability"].null_count() == 0
     assert (clv["clv_24m_cents"] >= clv["clv_12m_cents"]).all() and clv["p_alive"].is_between(0, 1).all()
     # the old formula: historic value = spend, frequency per 30 days over a lifespan >= 1 day
@@ -170,19 +228,31 @@ def test_clv_per_venue_with_fallbacks_and_holdout(tiny_marts):
     assert one["historic_lifespan_days"] == 1.0 and one["historic_orders_per_month"] == 1.0
     # too few repeat buyers anywhere: every row says so, predictions NULL, history intact
     none, fits = lifetime.lifetime_value(inp.orders, THROUGH, min_repeat_buyers=10**9)
-    assert set(none["fit_scope"]) == {"none"} and none["clv_12m_cents"].null_count() == none.height and fits.height == 0
+    assert (
+        set(none["fit_scope"]) == {"none"}
+        and none["clv_12m_cents"].null_count() == none.height
+        and fits.height == 0
+    )
     assert none["historic_value_cents"].sum() == clv["historic_value_cents"].sum()
     # a platform fit only when venues and tenants are too small
     plat, _ = lifetime.lifetime_value(inp.orders, THROUGH, min_repeat_buyers=150)  # 146 + 41 = 187 repeaters
     assert set(plat["fit_scope"]) == {"platform"}
     assert lifetime.holdout_validation(inp.orders, THROUGH, min_repeat_buyers=10**9).filter(
-        pl.col("metric") == "customers_with_fit")["value"].to_list() == [0.0]
+        pl.col("metric") == "customers_with_fit"
+    )["value"].to_list() == [0.0]
     perf = lifetime.holdout_validation(inp.orders, THROUGH, min_repeat_buyers=10)  # one month of calibration
-    m = dict(zip(perf.filter(pl.col("bucket").is_null())["metric"], perf.filter(pl.col("bucket").is_null())["value"],
-                 strict=True))
+    m = dict(
+        zip(
+            perf.filter(pl.col("bucket").is_null())["metric"],
+            perf.filter(pl.col("bucket").is_null())["value"],
+            strict=True,
+        )
+    )
     assert m["actual_repeat_purchases_total"] > 0 and m["predicted_repeat_purchases_total"] > 0
-    assert perf.filter(pl.col("metric") == "mean_actual_by_calibration_frequency")["n"].sum() == perf.filter(
-        pl.col("metric") == "mae_per_customer")["n"][0]
+    assert (
+        perf.filter(pl.col("metric") == "mean_actual_by_calibration_frequency")["n"].sum()
+        == perf.filter(pl.col("metric") == "mae_per_customer")["n"][0]
+    )
 
 
 def _many_venues(seed: int = 3, venues: int = 12, customers: int = 2400) -> pl.DataFrame:
@@ -194,35 +264,67 @@ def _many_venues(seed: int = 3, venues: int = 12, customers: int = 2400) -> pl.D
     gaps = rng.exponential(1.0, owner.size) / rng.gamma(2.0, 1 / 40.0, customers)[owner]
     gaps[np.r_[0, np.cumsum(n)[:-1]]] = 0.0
     csum = np.cumsum(gaps)
-    day = rng.integers(0, 365, customers)[owner] + (csum - np.repeat(csum[np.r_[0, np.cumsum(n)[:-1]]], n)).astype(int)
+    day = rng.integers(0, 365, customers)[owner] + (
+        csum - np.repeat(csum[np.r_[0, np.cumsum(n)[:-1]]], n)
+    ).astype(int)
     keep = day < 365
     owner, day = owner[keep], day[keep]
     cents = rng.gamma(6.0, rng.gamma(4.0, 250.0, customers)[owner]).astype(np.int64) + 100
     venue = owner % venues
-    return pl.DataFrame({
-        "order_id": [f"o{i}" for i in range(owner.size)],
-        "tenant_id": [f"t{v % 3}" if v < venues - 1 else "t9" for v in venue],  # t9: the last venue only
-        "venue_id": [f"v{v:02d}" for v in venue], "event_id": "e1", "category_id": "c1",
-        "user_id": [f"u{u:05d}" for u in owner], "tickets": 1, "gross_revenue_cents": cents}).with_columns(
-        (pl.lit(THROUGH - timedelta(days=364)) + pl.duration(days=pl.Series(day))).alias("day"),
-        pl.lit("USD").alias("currency")).with_columns(
-        (pl.col("day").cast(pl.Datetime("us", "UTC")) + pl.duration(hours=12)).alias("recognized_at"))
+    return (
+        pl.DataFrame(
+            {
+                "order_id": [f"o{i}" for i in range(owner.size)],
+                "tenant_id": [
+                    f"t{v % 3}" if v < venues - 1 else "t9" for v in venue
+                ],  # t9: the last venue only
+                "venue_id": [f"v{v:02d}" for v in venue],
+                "event_id": "e1",
+                "category_id": "c1",
+                "user_id": [f"u{u:05d}" for u in owner],
+                "tickets": 1,
+                "gross_revenue_cents": cents,
+            }
+        )
+        .with_columns(
+            (pl.lit(THROUGH - timedelta(days=364)) + pl.duration(days=pl.Series(day))).alias("day"),
+            pl.lit("USD").alias("currency"),
+        )
+        .with_columns(
+            (pl.col("day").cast(pl.Datetime("us", "UTC")) + pl.duration(hours=12)).alias("recognized_at")
+        )
+    )
 
 
 def _messy_orders(seed: int, n: int = 400) -> pl.DataFrame:
     """Orders with NULL tenants, venues and users, negative cents and many same-day rows."""
     rng = np.random.default_rng(seed)
     pick = lambda values: [values[i] for i in rng.integers(0, len(values), n)]  # noqa: E731
-    return pl.DataFrame({
-        "order_id": [f"o{i}" for i in range(n)], "tenant_id": pick(["t1", "t2", None]),
-        "venue_id": pick(["v1", "v2", "v3", None]), "event_id": "e1", "category_id": pick(["c1", "c2", None]),
-        "user_id": pick([f"u{i}" for i in range(25)] + [None]), "tickets": rng.integers(0, 4, n),
-        "gross_revenue_cents": rng.integers(-500, 9_000, n), "currency": "USD",
-        "day": [THROUGH - timedelta(days=int(d)) for d in rng.integers(0, 150, n)]},
-        schema_overrides={"tenant_id": pl.String, "venue_id": pl.String, "user_id": pl.String,
-                          "category_id": pl.String}).with_columns(
-        (pl.col("day").cast(pl.Datetime("us", "UTC")) + pl.duration(seconds=pl.Series(rng.integers(0, 86_400, n))))
-        .alias("recognized_at"))
+    return pl.DataFrame(
+        {
+            "order_id": [f"o{i}" for i in range(n)],
+            "tenant_id": pick(["t1", "t2", None]),
+            "venue_id": pick(["v1", "v2", "v3", None]),
+            "event_id": "e1",
+            "category_id": pick(["c1", "c2", None]),
+            "user_id": pick([f"u{i}" for i in range(25)] + [None]),
+            "tickets": rng.integers(0, 4, n),
+            "gross_revenue_cents": rng.integers(-500, 9_000, n),
+            "currency": "USD",
+            "day": [THROUGH - timedelta(days=int(d)) for d in rng.integers(0, 150, n)],
+        },
+        schema_overrides={
+            "tenant_id": pl.String,
+            "venue_id": pl.String,
+            "user_id": pl.String,
+            "category_id": pl.String,
+        },
+    ).with_columns(
+        (
+            pl.col("day").cast(pl.Datetime("us", "UTC"))
+            + pl.duration(seconds=pl.Series(rng.integers(0, 86_400, n)))
+        ).alias("recognized_at")
+    )
 
 
 def test_rfm_quintiles_in_numpy_equal_the_polars_ranks(monkeypatch):
@@ -231,13 +333,22 @@ def test_rfm_quintiles_in_numpy_equal_the_polars_ranks(monkeypatch):
     rng = np.random.default_rng(5)
     n = 3000
     for spread in (10, 10**12, 2**60):  # histogram, sort of one key, lexsort of (scope, value)
-        base = pl.DataFrame({
-            "scope": [("venue", "tenant", "platform")[i] for i in rng.integers(0, 3, n)],
-            "scope_id": [(f"s{i}" if i else None) for i in rng.integers(0, 7, n)],
-            "tenant_id": "t", "venue_id": "v", "user_id": [f"u{i}" for i in range(n)],
-            "first_purchase_at": datetime(2026, 1, 1, tzinfo=UTC), "last_purchase_at": datetime(2026, 1, 1, tzinfo=UTC),
-            "recency_days": rng.integers(0, 40, n), "orders": rng.integers(1, 6, n),
-            "monetary_cents": rng.integers(-spread, spread, n), "tickets": 1, "currency": "USD"})
+        base = pl.DataFrame(
+            {
+                "scope": [("venue", "tenant", "platform")[i] for i in rng.integers(0, 3, n)],
+                "scope_id": [(f"s{i}" if i else None) for i in rng.integers(0, 7, n)],
+                "tenant_id": "t",
+                "venue_id": "v",
+                "user_id": [f"u{i}" for i in range(n)],
+                "first_purchase_at": datetime(2026, 1, 1, tzinfo=UTC),
+                "last_purchase_at": datetime(2026, 1, 1, tzinfo=UTC),
+                "recency_days": rng.integers(0, 40, n),
+                "orders": rng.integers(1, 6, n),
+                "monetary_cents": rng.integers(-spread, spread, n),
+                "tickets": 1,
+                "currency": "USD",
+            }
+        )
         fast = rfm.score(base, THROUGH)
         with monkeypatch.context() as m:
             m.setattr(rfm, "_quintiles_numpy", lambda *a: None)
@@ -278,27 +389,46 @@ def test_rfm_daily_increments_equal_the_full_computation():
             same(st, orders, day)
         # a late order recognized on day 7, arriving after day 10's state: replay from day 6's state
         late_day = start + timedelta(days=7)
-        late = orders.filter(pl.col("user_id").is_not_null()).head(1).with_columns(
-            pl.lit("late-order").alias("order_id"), pl.lit(late_day).alias("day"),
-            pl.lit(datetime(late_day.year, late_day.month, late_day.day, 23, tzinfo=UTC)).alias("recognized_at"))
+        late = (
+            orders.filter(pl.col("user_id").is_not_null())
+            .head(1)
+            .with_columns(
+                pl.lit("late-order").alias("order_id"),
+                pl.lit(late_day).alias("day"),
+                pl.lit(datetime(late_day.year, late_day.month, late_day.day, 23, tzinfo=UTC)).alias(
+                    "recognized_at"
+                ),
+            )
+        )
         with_late = pl.concat([orders, late.select(orders.columns)])
-        replayed = D.rfm_state_replay(states[late_day - timedelta(days=1)], with_late, start + timedelta(days=10))
+        replayed = D.rfm_state_replay(
+            states[late_day - timedelta(days=1)], with_late, start + timedelta(days=10)
+        )
         assert sorted(replayed) == [late_day + timedelta(days=i) for i in range(4)]
         for day, st in replayed.items():
             same(st, with_late, day)
         end = start + timedelta(days=10)  # the daily run: settled state + the last days' orders in one merge
         same(D.rfm_state_catch_up(states[start + timedelta(days=2)], with_late, end), with_late, end)
         day_rows = orders.filter(pl.col("day") == late_day)
-        assert D.orders_digest(day_rows) == D.orders_digest(day_rows.reverse()) != D.orders_digest(
-            with_late.filter(pl.col("day") == late_day))  # the late order shows in the day's digest
-        stale = D.rfm_scores_from_state(states[late_day], late_day)  # without the replay: the late order missing
-        assert stale["frequency"].sum() + 3 == rfm.rfm_scores(with_late, late_day)["frequency"].sum()  # 3 scopes
+        assert (
+            D.orders_digest(day_rows)
+            == D.orders_digest(day_rows.reverse())
+            != D.orders_digest(with_late.filter(pl.col("day") == late_day))
+        )  # the late order shows in the day's digest
+        stale = D.rfm_scores_from_state(
+            states[late_day], late_day
+        )  # without the replay: the late order missing
+        assert (
+            stale["frequency"].sum() + 3 == rfm.rfm_scores(with_late, late_day)["frequency"].sum()
+        )  # 3 scopes
         with pytest.raises(ValueError, match="must be that of"):
             D.rfm_state_advance(states[start], orders.clear(), start + timedelta(days=2))
         with pytest.raises(ValueError, match="only"):
             D.rfm_state_advance(states[start], late, start + timedelta(days=1))
     assert D.retained_days([date(2026, 10, 4), date(2026, 10, 5), date(2026, 11, 20)], date(2026, 12, 1)) == [
-        date(2026, 10, 4), date(2026, 11, 20)]  # a Sunday kept forever, a Monday only within 35 days
+        date(2026, 10, 4),
+        date(2026, 11, 20),
+    ]  # a Sunday kept forever, a Monday only within 35 days
 
 
 def test_sorted_paths_equal_the_group_bys(monkeypatch):
@@ -314,9 +444,14 @@ def test_sorted_paths_equal_the_group_bys(monkeypatch):
 
             def results(orders=orders, as_of=as_of, upto=upto, dates=dates, sfx=sfx):
                 c = CB.cohorts(orders, as_of)  # (a venue in two tenants makes the SQL's order ambiguous)
-                return (lifetime.rfm_summary(orders, as_of), rfm.rfm_scores(orders, as_of),
-                        churn.favourite_category(upto), churn.favourite_categories(upto, dates, sfx),
-                        c.sort(c.columns, nulls_last=True))
+                return (
+                    lifetime.rfm_summary(orders, as_of),
+                    rfm.rfm_scores(orders, as_of),
+                    churn.favourite_category(upto),
+                    churn.favourite_categories(upto, dates, sfx),
+                    c.sort(c.columns, nulls_last=True),
+                )
+
             fast = results()
             assert fast[1].height == 0 or rfm._customer_base_sorted(upto) is not None
             assert fast[2].height == 0 or churn._favourites_sorted(upto, [None], ["f"]) is not None
@@ -334,6 +469,7 @@ def test_sorted_paths_equal_the_group_bys(monkeypatch):
 def test_customer_codes_shared_by_the_whole_history_give_the_same_results():
     """Orders carrying the customer codes of the whole history (keys.with_user_codes, as customers.build.orders
     returns them: a subset's codes are then sparse) give the same rows as orders each function codes itself."""
+
     def same(a: pl.DataFrame, b: pl.DataFrame) -> None:
         assert a.columns == b.columns and K.USER_CODE not in a.columns
         assert a.sort(a.columns, nulls_last=True).equals(b.sort(b.columns, nulls_last=True))
@@ -345,26 +481,46 @@ def test_customer_codes_shared_by_the_whole_history_give_the_same_results():
         for as_of in (THROUGH, THROUGH - timedelta(days=100)):
             dates = [as_of - timedelta(days=40), as_of]
             sfx = {dates[0]: "@earlier", as_of: ""}
-            for f in (lambda o, d=as_of: lifetime.rfm_summary(o, d), lambda o, d=as_of: rfm.rfm_scores(o, d),
-                      lambda o, d=as_of: churn.favourite_category(o.filter(pl.col("day") <= d)),
-                      lambda o, d=as_of, ds=dates, x=sfx: churn.favourite_categories(o.filter(pl.col("day") <= d),
-                                                                                     ds, x),
-                      lambda o, d=as_of: CB.cohorts(o, d)):
+            for f in (
+                lambda o, d=as_of: lifetime.rfm_summary(o, d),
+                lambda o, d=as_of: rfm.rfm_scores(o, d),
+                lambda o, d=as_of: churn.favourite_category(o.filter(pl.col("day") <= d)),
+                lambda o, d=as_of, ds=dates, x=sfx: churn.favourite_categories(
+                    o.filter(pl.col("day") <= d), ds, x
+                ),
+                lambda o, d=as_of: CB.cohorts(o, d),
+            ):
                 same(f(coded), f(orders))
-            inp = churn.Inputs(orders=orders, refunds=pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date,
-                                                                         "refund_cents": pl.Int64}),
-                               resales=pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String,
-                                                            "day": pl.Date}),
-                               attendance=pl.DataFrame(schema={"user_id": pl.String, "ended_day": pl.Date,
-                                                               "tickets_ended": pl.Int64, "no_shows": pl.Int64}),
-                               users=pl.DataFrame(schema={"id": pl.String, "created_at": pl.Datetime("us", "UTC")}))
-            for a, b in zip(churn.features_at(replace(inp, orders=coded), dates), churn.features_at(inp, dates),
-                            strict=True):
+            inp = churn.Inputs(
+                orders=orders,
+                refunds=pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date, "refund_cents": pl.Int64}),
+                resales=pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String, "day": pl.Date}),
+                attendance=pl.DataFrame(
+                    schema={
+                        "user_id": pl.String,
+                        "ended_day": pl.Date,
+                        "tickets_ended": pl.Int64,
+                        "no_shows": pl.Int64,
+                    }
+                ),
+                users=pl.DataFrame(schema={"id": pl.String, "created_at": pl.Datetime("us", "UTC")}),
+            )
+            for a, b in zip(
+                churn.features_at(replace(inp, orders=coded), dates),
+                churn.features_at(inp, dates),
+                strict=True,
+            ):
                 same(a, b)
     orders, cal_end = _many_venues(), THROUGH - timedelta(days=90)
-    same(*(frame.with_columns(actual) for frame, actual in (
-        lifetime._calibration_sorted(K.with_user_codes(orders), cal_end, THROUGH),
-        lifetime._calibration_sorted(orders, cal_end, THROUGH))))
+    same(
+        *(
+            frame.with_columns(actual)
+            for frame, actual in (
+                lifetime._calibration_sorted(K.with_user_codes(orders), cal_end, THROUGH),
+                lifetime._calibration_sorted(orders, cal_end, THROUGH),
+            )
+        )
+    )
 
 
 def test_churn_features_of_two_dates_in_one_pass_equal_separate_ones(monkeypatch):
@@ -378,13 +534,30 @@ def test_churn_features_of_two_dates_in_one_pass_equal_separate_ones(monkeypatch
         day = [THROUGH - timedelta(days=int(d)) for d in rng.integers(0, 150, 30)]
         inp = churn.Inputs(
             orders=orders,
-            refunds=pl.DataFrame({"user_id": [users[i] for i in rng.integers(0, 25, 30)], "day": day,
-                                  "refund_cents": rng.integers(0, 900, 30)}),
-            resales=pl.DataFrame({"buyer_id": [users[i] for i in rng.integers(0, 25, 30)],
-                                  "seller_id": [users[i] for i in rng.integers(0, 25, 30)], "day": day}),
-            attendance=pl.DataFrame({"user_id": [users[i] for i in rng.integers(0, 25, 30)], "ended_day": day,
-                                     "tickets_ended": rng.integers(0, 4, 30), "no_shows": rng.integers(0, 2, 30)}),
-            users=pl.DataFrame({"id": users[:20], "created_at": [datetime(2026, 1, 1, tzinfo=UTC)] * 20}))
+            refunds=pl.DataFrame(
+                {
+                    "user_id": [users[i] for i in rng.integers(0, 25, 30)],
+                    "day": day,
+                    "refund_cents": rng.integers(0, 900, 30),
+                }
+            ),
+            resales=pl.DataFrame(
+                {
+                    "buyer_id": [users[i] for i in rng.integers(0, 25, 30)],
+                    "seller_id": [users[i] for i in rng.integers(0, 25, 30)],
+                    "day": day,
+                }
+            ),
+            attendance=pl.DataFrame(
+                {
+                    "user_id": [users[i] for i in rng.integers(0, 25, 30)],
+                    "ended_day": day,
+                    "tickets_ended": rng.integers(0, 4, 30),
+                    "no_shows": rng.integers(0, 2, 30),
+                }
+            ),
+            users=pl.DataFrame({"id": users[:20], "created_at": [datetime(2026, 1, 1, tzinfo=UTC)] * 20}),
+        )
         dates = [THROUGH - timedelta(days=60), THROUGH - timedelta(days=20), THROUGH]
         together = churn.features_at(inp, dates)
         for a, b in zip(together, (churn.features(inp, d) for d in dates), strict=True):
@@ -433,14 +606,16 @@ def test_clv_and_holdout_together_equal_them_apart():
     holdout_validation computed separately, on orders with and without the shared customer codes."""
     orders = _many_venues()
     churn_scores = pl.DataFrame({"user_id": orders["user_id"].unique().sort()}).with_columns(
-        (pl.int_range(pl.len()) % 10 / 10).alias("churn_probability"))
+        (pl.int_range(pl.len()) % 10 / 10).alias("churn_probability")
+    )
     rows, fits = lifetime.lifetime_value(orders, THROUGH, churn_scores, workers=1)
     perf = lifetime.holdout_validation(orders, THROUGH, workers=1)
     for o in (orders, K.with_user_codes(orders)):
         r, f, p = lifetime.lifetime_value_and_holdout(o, THROUGH, churn_scores, workers=1)
         key = ["venue_id", "user_id"]
         assert r.sort(key).equals(rows.sort(key)) and f.sort("fit_scope", "fit_id").equals(
-            fits.sort("fit_scope", "fit_id"))
+            fits.sort("fit_scope", "fit_id")
+        )
         # (totals over the customer-venue rows are float sums in row order, which is not defined: two calls
         # of holdout_validation alone differ in the last bits too)
         assert_frame_equal(p, perf, check_exact=False, rel_tol=1e-12)
@@ -474,8 +649,13 @@ def test_clv_predictions_equal_the_public_functions(tiny_marts):
         "expected_purchases_90d": C.conditional_expected_purchases(bg, 90 / w, x, t_x, t),
         "expected_purchases_12m": C.conditional_expected_purchases(bg, lifetime.YEAR_WEEKS, x, t_x, t),
         "expected_value_per_purchase_cents": C.conditional_expected_average_value(gg, x, m),
-        **{f"clv_{n}m_cents": C.customer_lifetime_value(bg, gg, x, t_x, t, m, months=n, monthly_discount_rate=0.01,
-                                                         time_unit_days=w) for n in (12, 24)}}
+        **{
+            f"clv_{n}m_cents": C.customer_lifetime_value(
+                bg, gg, x, t_x, t, m, months=n, monthly_discount_rate=0.01, time_unit_days=w
+            )
+            for n in (12, 24)
+        },
+    }
     for c in lifetime.PREDICTED:
         np.testing.assert_array_equal(got[c], expected[c], err_msg=c)
 
@@ -512,11 +692,19 @@ def test_churn_model_is_evaluated_beside_the_rules_and_saved(tiny_marts, tmp_pat
 def _long_inputs(orders: pl.DataFrame) -> churn.Inputs:
     users = orders["user_id"].unique().sort()
     return churn.Inputs(
-        orders=orders, refunds=pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date, "refund_cents": pl.Int64}),
+        orders=orders,
+        refunds=pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date, "refund_cents": pl.Int64}),
         resales=pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String, "day": pl.Date}),
-        attendance=pl.DataFrame(schema={"user_id": pl.String, "ended_day": pl.Date, "tickets_ended": pl.Int64,
-                                        "no_shows": pl.Int64}),
-        users=pl.DataFrame({"id": users, "created_at": [datetime(2025, 1, 1, tzinfo=UTC)] * users.len()}))
+        attendance=pl.DataFrame(
+            schema={
+                "user_id": pl.String,
+                "ended_day": pl.Date,
+                "tickets_ended": pl.Int64,
+                "no_shows": pl.Int64,
+            }
+        ),
+        users=pl.DataFrame({"id": users, "created_at": [datetime(2025, 1, 1, tzinfo=UTC)] * users.len()}),
+    )
 
 
 def test_churn_evaluation_is_out_of_time():
@@ -535,11 +723,18 @@ def test_churn_evaluation_is_out_of_time():
     assert perf.select("model", "evaluation", "metric", "bucket").is_unique().all()
     head = perf.filter(pl.col("bucket").is_null() & pl.col("metric").is_in(["roc_auc", "brier"]))
     got = {(r["model"], r["evaluation"], r["metric"]) for r in head.iter_rows(named=True)}
-    assert got == {(m, e, k) for m in (churn.MODEL_NAME, "seed_risk_score", "seed_profile_churn")
-                   for e in ("in_sample", "out_of_time") for k in ("roc_auc", "brier")}
+    assert got == {
+        (m, e, k)
+        for m in (churn.MODEL_NAME, "seed_risk_score", "seed_profile_churn")
+        for e in ("in_sample", "out_of_time")
+        for k in ("roc_auc", "brier")
+    }
     assert head["value"].is_between(0, 1).all()
-    oot_n = perf.filter((pl.col("model") == churn.MODEL_NAME) & (pl.col("evaluation") == "out_of_time")
-                        & (pl.col("metric") == "n"))["value"][0]
+    oot_n = perf.filter(
+        (pl.col("model") == churn.MODEL_NAME)
+        & (pl.col("evaluation") == "out_of_time")
+        & (pl.col("metric") == "n")
+    )["value"][0]
     assert oot_n == churn.features(_long_inputs(orders), split).height  # every customer as of T - h
     assert res.holdout[churn.MODEL_NAME + ":roc_auc"] > 0.5  # the headline is the out-of-time figure
     # drop a third of the orders after T - h: the fitted model and its in-sample figures do not move
@@ -547,10 +742,13 @@ def test_churn_evaluation_is_out_of_time():
     thinned = orders.filter(~later | (pl.col("order_id").hash(seed=1) % 3 != 0))
     again = churn.train(_long_inputs(thinned), THROUGH)
     assert again.threshold == res.threshold
-    assert_frame_equal(again.performance.filter(pl.col("evaluation") == "in_sample"),
-                       perf.filter(pl.col("evaluation") == "in_sample"))
+    assert_frame_equal(
+        again.performance.filter(pl.col("evaluation") == "in_sample"),
+        perf.filter(pl.col("evaluation") == "in_sample"),
+    )
     assert not again.performance.filter(pl.col("evaluation") == "out_of_time").equals(
-        perf.filter(pl.col("evaluation") == "out_of_time"))
+        perf.filter(pl.col("evaluation") == "out_of_time")
+    )
 
 
 def test_invariant_checks_of_churn_scores_clv_fits_and_model_performance(tiny_marts):
@@ -558,8 +756,12 @@ def test_invariant_checks_of_churn_scores_clv_fits_and_model_performance(tiny_ma
     from analytics_pipelines.customers import checks as C
 
     scores, clv, fits = tiny_marts["churn"].scores, tiny_marts["clv"], tiny_marts["fits"]
-    perf = pl.concat([tiny_marts["churn"].performance,
-                      lifetime.holdout_validation(tiny_marts["inp"].orders, THROUGH, min_repeat_buyers=10)])
+    perf = pl.concat(
+        [
+            tiny_marts["churn"].performance,
+            lifetime.holdout_validation(tiny_marts["inp"].orders, THROUGH, min_repeat_buyers=10),
+        ]
+    )
     assert C.check_churn_scores(scores).passed and C.check_clv_fits(fits, clv).passed
     assert C.check_model_performance(perf).passed
     assert C.check_churn_scores(churn.rule_scores_only(tiny_marts["inp"], THROUGH)).passed  # no model: NULLs
@@ -571,30 +773,58 @@ def test_invariant_checks_of_churn_scores_clv_fits_and_model_performance(tiny_ma
     p = pl.col("churn_probability")
     first = pl.int_range(pl.len()) == 0
     assert violations(C.check_churn_scores(pl.concat([scores, scores.head(1)]))) == {"duplicate_customers"}
-    assert violations(C.check_churn_scores(scores.with_columns(pl.when(first).then(1.5).otherwise(p).alias(
-        "churn_probability")))) == {"probability_out_of_range"}
-    assert "probability_nan" in violations(C.check_churn_scores(scores.with_columns(
-        pl.when(first).then(float("nan")).otherwise(p).alias("churn_probability"))))
-    assert violations(C.check_churn_scores(scores.with_columns(pl.when(first).then(None).otherwise(p).alias(
-        "churn_probability")))) == {"probability_missing", "flag_not_with_probability"}
-    assert violations(C.check_clv_fits(pl.concat([fits, fits.head(1)]), clv)) == {"duplicate_fits",
-                                                                                 "duplicate_fit_ids"}
-    assert violations(C.check_clv_fits(fits.with_columns(pl.when(first).then(float("inf")).otherwise(
-        pl.col("a")).alias("a")), clv)) == {"parameters_not_finite"}
-    assert violations(C.check_clv_fits(fits.with_columns(pl.when(first).then(-1.0).otherwise(
-        pl.col("r")).alias("r")), clv)) == {"parameters_not_positive"}
-    assert violations(C.check_clv_fits(fits.with_columns(pl.when(first).then(0.5).otherwise(
-        pl.col("q")).alias("q")), clv)) == {"gamma_gamma_q_not_above_1"}
+    assert violations(
+        C.check_churn_scores(
+            scores.with_columns(pl.when(first).then(1.5).otherwise(p).alias("churn_probability"))
+        )
+    ) == {"probability_out_of_range"}
+    assert "probability_nan" in violations(
+        C.check_churn_scores(
+            scores.with_columns(pl.when(first).then(float("nan")).otherwise(p).alias("churn_probability"))
+        )
+    )
+    assert violations(
+        C.check_churn_scores(
+            scores.with_columns(pl.when(first).then(None).otherwise(p).alias("churn_probability"))
+        )
+    ) == {"probability_missing", "flag_not_with_probability"}
+    assert violations(C.check_clv_fits(pl.concat([fits, fits.head(1)]), clv)) == {
+        "duplicate_fits",
+        "duplicate_fit_ids",
+    }
+    assert violations(
+        C.check_clv_fits(
+            fits.with_columns(pl.when(first).then(float("inf")).otherwise(pl.col("a")).alias("a")), clv
+        )
+    ) == {"parameters_not_finite"}
+    assert violations(
+        C.check_clv_fits(fits.with_columns(pl.when(first).then(-1.0).otherwise(pl.col("r")).alias("r")), clv)
+    ) == {"parameters_not_positive"}
+    assert violations(
+        C.check_clv_fits(fits.with_columns(pl.when(first).then(0.5).otherwise(pl.col("q")).alias("q")), clv)
+    ) == {"gamma_gamma_q_not_above_1"}
     assert "clv_fit_not_in_fits" in violations(C.check_clv_fits(fits.slice(1), clv))
     assert violations(C.check_model_performance(pl.concat([perf, perf.head(1)]))) == {"duplicate_rows"}
     auc = pl.col("metric") == "roc_auc"
-    assert violations(C.check_model_performance(perf.with_columns(
-        pl.when(auc).then(1.2).otherwise(pl.col("value")).alias("value")))) == {"shares_out_of_range"}
-    assert "values_not_finite" in violations(C.check_model_performance(perf.with_columns(
-        pl.when(pl.col("metric") == "n").then(float("inf")).otherwise(pl.col("value")).alias("value"))))
-    assert violations(C.check_model_performance(perf.with_columns(
-        pl.when(first).then(pl.lit("holdout")).otherwise(pl.col("evaluation")).alias("evaluation")))) == {
-        "evaluation_unknown"}
+    assert violations(
+        C.check_model_performance(
+            perf.with_columns(pl.when(auc).then(1.2).otherwise(pl.col("value")).alias("value"))
+        )
+    ) == {"shares_out_of_range"}
+    assert "values_not_finite" in violations(
+        C.check_model_performance(
+            perf.with_columns(
+                pl.when(pl.col("metric") == "n").then(float("inf")).otherwise(pl.col("value")).alias("value")
+            )
+        )
+    )
+    assert violations(
+        C.check_model_performance(
+            perf.with_columns(
+                pl.when(first).then(pl.lit("holdout")).otherwise(pl.col("evaluation")).alias("evaluation")
+            )
+        )
+    ) == {"evaluation_unknown"}
 
 
 def test_best_threshold_maximises_f1():
@@ -606,6 +836,7 @@ def test_best_threshold_maximises_f1():
         flag = p >= th
         tp = (flag & (y == 1)).sum()
         return 2 * tp / (flag.sum() + y.sum())
+
     assert f1(t) == max(f1(x) for x in p)
 
 
@@ -622,16 +853,29 @@ def test_reconciliation_on_both_backends(tiny_wh, tiny_marts, warehouse_url):
     assert R.check_segments(wh, CB.customer_segments(latest, clv), latest).passed
     assert R.check_clv(wh, clv, THROUGH).passed
     assert R.check_cohorts(wh, CB.cohorts(inp.orders, THROUGH), THROUGH).passed
-    c360 = CB.customer_360(inp.orders, THROUGH, inp.users, inp.refunds, inp.resales, inp.attendance,
-                           wh.read_table("stg_event_categories", columns=["id", "name"]), latest, clv,
-                           tiny_marts["churn"].scores)
+    c360 = CB.customer_360(
+        inp.orders,
+        THROUGH,
+        inp.users,
+        inp.refunds,
+        inp.resales,
+        inp.attendance,
+        wh.read_table("stg_event_categories", columns=["id", "name"]),
+        latest,
+        clv,
+        tiny_marts["churn"].scores,
+    )
     assert R.check_customer_360(wh, c360, THROUGH).passed
     # the checks can fail: one customer row missing, one order's cents off
     dropped = hist.filter(~((pl.col("scope") == "venue") & (pl.col("user_id") == hist["user_id"][0])))
     bad = R.check_rfm(wh, dropped)
     assert not bad.passed and bad.differences.height >= 1
-    off = clv.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.col("historic_value_cents") + 1)
-                           .otherwise(pl.col("historic_value_cents")).alias("historic_value_cents"))
+    off = clv.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(pl.col("historic_value_cents") + 1)
+        .otherwise(pl.col("historic_value_cents"))
+        .alias("historic_value_cents")
+    )
     assert not R.check_clv(wh, off, THROUGH).passed
     assert not R.check_customer_360(wh, pl.concat([c360, c360.head(1)]), THROUGH).passed
 
@@ -640,6 +884,7 @@ def test_attendance_rows_equal_the_sql(tiny_wh):
     """customer_attendance in polars (build.attendance_rows) gives the rows of its reference SQL
     (sql/marts/customer_attendance.sql), on generated staging and on messy rows (NULL ids and holders,
     duplicate and invalid scans, NULL end times and flags, unsold statuses)."""
+
     def same(inputs: dict, now: datetime) -> None:
         a, b = CB.attendance_rows(**inputs, now=now), run("customer_attendance", inputs, now=now)
         assert a.schema == b.schema and a.height == b.height
@@ -652,23 +897,42 @@ def test_attendance_rows_equal_the_sql(tiny_wh):
     n = 500
     pick = lambda values, k=n: [values[i] for i in rng.integers(0, len(values), k)]  # noqa: E731
     events = [f"e{i}" for i in range(8)]
-    ends = [datetime(2026, 10, 1, 20, tzinfo=UTC) + timedelta(days=int(d), hours=int(h))
-            for d, h in zip(rng.integers(0, 50, 8), rng.integers(0, 8, 8), strict=True)]
+    ends = [
+        datetime(2026, 10, 1, 20, tzinfo=UTC) + timedelta(days=int(d), hours=int(h))
+        for d, h in zip(rng.integers(0, 50, 8), rng.integers(0, 8, 8), strict=True)
+    ]
     ends[2] = None
-    event_dim = pl.DataFrame({"event_id": events, "tenant_id": ["t1", "t2", None, "t1", "t2", "t1", "t2", "t1"],
-                              "ends_at": ends,
-                              "cancelled_or_postponed": [False, False, False, True, None, False, False, False]},
-                             schema={"event_id": pl.String, "tenant_id": pl.String, "ends_at": pl.Datetime("us", "UTC"),
-                                     "cancelled_or_postponed": pl.Boolean})
-    tickets = pl.DataFrame({"id": pick([f"t{i}" for i in range(400)] + [None]), "event_id": pick(events + ["e99"]),
-                            "status": pick(SOLD + ["refunded", "cancelled", None]),
-                            "user_id": pick([f"u{i}" for i in range(30)] + [None] * 10),
-                            "original_purchaser_id": pick([f"u{i}" for i in range(30)] + [None])},
-                           schema={c: pl.String for c in ("id", "event_id", "status", "user_id",
-                                                          "original_purchaser_id")})
-    scans = pl.DataFrame({"ticket_id": pick([f"t{i}" for i in range(400)] + [None], 600),
-                          "result": pick(["valid", "valid", "invalid", "duplicate"], 600)},
-                         schema={"ticket_id": pl.String, "result": pl.String})
+    event_dim = pl.DataFrame(
+        {
+            "event_id": events,
+            "tenant_id": ["t1", "t2", None, "t1", "t2", "t1", "t2", "t1"],
+            "ends_at": ends,
+            "cancelled_or_postponed": [False, False, False, True, None, False, False, False],
+        },
+        schema={
+            "event_id": pl.String,
+            "tenant_id": pl.String,
+            "ends_at": pl.Datetime("us", "UTC"),
+            "cancelled_or_postponed": pl.Boolean,
+        },
+    )
+    tickets = pl.DataFrame(
+        {
+            "id": pick([f"t{i}" for i in range(400)] + [None]),
+            "event_id": pick(events + ["e99"]),
+            "status": pick(SOLD + ["refunded", "cancelled", None]),
+            "user_id": pick([f"u{i}" for i in range(30)] + [None] * 10),
+            "original_purchaser_id": pick([f"u{i}" for i in range(30)] + [None]),
+        },
+        schema={c: pl.String for c in ("id", "event_id", "status", "user_id", "original_purchaser_id")},
+    )
+    scans = pl.DataFrame(
+        {
+            "ticket_id": pick([f"t{i}" for i in range(400)] + [None], 600),
+            "result": pick(["valid", "valid", "invalid", "duplicate"], 600),
+        },
+        schema={"ticket_id": pl.String, "result": pl.String},
+    )
     for now in (datetime(2026, 10, 20, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)):
         same({"tickets": tickets, "scans": scans, "event_dim": event_dim}, now)
 
@@ -682,11 +946,21 @@ def test_transitions_of_unchanged_weeks_are_kept_and_changed_ones_recomputed(tin
     wh = open_warehouse(url)
     wh.drop_partitions("customer_rfm_scores", "as_of", "2099-01-01")  # the days the fixture's job wrote
     last = date(2026, 11, 1)
-    days = [date(2026, 10, 18), date(2026, 10, 25), date(2026, 10, 28), THROUGH, last]  # 3 Sundays, 2 other days
-    wh.write_partitions("customer_rfm_scores", CB.rfm_scores(wh, days), ["as_of"], [(d.isoformat(),) for d in days])
+    days = [
+        date(2026, 10, 18),
+        date(2026, 10, 25),
+        date(2026, 10, 28),
+        THROUGH,
+        last,
+    ]  # 3 Sundays, 2 other days
+    wh.write_partitions(
+        "customer_rfm_scores", CB.rfm_scores(wh, days), ["as_of"], [(d.isoformat(),) for d in days]
+    )
     full = CB.segment_transitions(wh)
     assert sorted(full.select("from_as_of", "to_as_of").unique().iter_rows()) == [
-        (date(2026, 10, 18), date(2026, 10, 25)), (date(2026, 10, 25), last)]
+        (date(2026, 10, 18), date(2026, 10, 25)),
+        (date(2026, 10, 25), last),
+    ]
     assert CB.sundays_of(["2026-10-28", "2026-10-31", "2026-11-01"]) == {last}
     marked = full.with_columns(customers=pl.col("customers") + 1000)
     out = CB.segment_transitions(wh, previous=marked, changed={last})
@@ -710,41 +984,79 @@ def test_customer_360_one_row_per_tenant_and_customer(tiny_wh, tiny_marts):
     cats = wh.read_table("stg_event_categories", columns=["id", "name"])
 
     def c360(orders: pl.DataFrame) -> pl.DataFrame:
-        return CB.customer_360(orders, THROUGH, inp.users, inp.refunds, inp.resales, inp.attendance, cats, latest,
-                               tiny_marts["clv"], tiny_marts["churn"].scores)
+        return CB.customer_360(
+            orders,
+            THROUGH,
+            inp.users,
+            inp.refunds,
+            inp.resales,
+            inp.attendance,
+            cats,
+            latest,
+            tiny_marts["clv"],
+            tiny_marts["churn"].scores,
+        )
 
     c = c360(inp.orders)
     users = wh.read_table("stg_users", columns=["id", "tenant_id"])
     assert c.select("tenant_id", "user_id").is_unique().all()
-    assert users.join(c, left_on=["tenant_id", "id"], right_on=["tenant_id", "user_id"], how="anti").height == 0
+    assert (
+        users.join(c, left_on=["tenant_id", "id"], right_on=["tenant_id", "user_id"], how="anti").height == 0
+    )
     buyers = c.filter(pl.col("orders") > 0)
     assert buyers["segment"].null_count() == 0 and buyers["favourite_category"].null_count() == 0
     assert buyers["clv_12m_cents"].null_count() == 0
-    scored = c.filter(pl.col("churn_probability").is_not_null())  # the platform-wide model: the home tenant's row
+    scored = c.filter(
+        pl.col("churn_probability").is_not_null()
+    )  # the platform-wide model: the home tenant's row
     assert scored["user_id"].is_unique().all() and scored.height == tiny_marts["churn"].scores.height
     assert (c.filter(pl.col("orders") == 0)["spend_cents"] == 0).all()
-    assert not any(k in col for col in c.columns for k in ("email", "phone", "name") if col != "favourite_category")
+    assert not any(
+        k in col for col in c.columns for k in ("email", "phone", "name") if col != "favourite_category"
+    )
     # no-shows add up to the per-ticket truth: sold tickets of ended events without a valid scan
     att = inp.attendance.filter(pl.col("ended_day") <= THROUGH)
-    assert c["no_shows"].sum() == att["no_shows"].sum() and c["tickets_ended"].sum() == att["tickets_ended"].sum()
-    per_tenant = inp.orders.filter(pl.col("day") <= THROUGH).group_by("tenant_id").agg(
-        pl.col("user_id").n_unique().alias("customers"), pl.len().alias("orders"),
-        pl.sum("gross_revenue_cents").alias("spend_cents"))
-    got = buyers.group_by("tenant_id").agg(pl.len().alias("customers"), pl.sum("orders"), pl.sum("spend_cents"))
+    assert (
+        c["no_shows"].sum() == att["no_shows"].sum()
+        and c["tickets_ended"].sum() == att["tickets_ended"].sum()
+    )
+    per_tenant = (
+        inp.orders.filter(pl.col("day") <= THROUGH)
+        .group_by("tenant_id")
+        .agg(
+            pl.col("user_id").n_unique().alias("customers"),
+            pl.len().alias("orders"),
+            pl.sum("gross_revenue_cents").alias("spend_cents"),
+        )
+    )
+    got = buyers.group_by("tenant_id").agg(
+        pl.len().alias("customers"), pl.sum("orders"), pl.sum("spend_cents")
+    )
     assert_frame_equal(got.sort("tenant_id"), per_tenant.sort("tenant_id"), check_dtypes=False)
     # one customer's first order moved to the other tenant: two rows, each with its tenant's order(s) only
     tenants = sorted(inp.orders["tenant_id"].drop_nulls().unique())
-    repeat = inp.orders.filter(pl.col("day") <= THROUGH).group_by("user_id").agg(pl.len(), pl.first("tenant_id"))
+    repeat = (
+        inp.orders.filter(pl.col("day") <= THROUGH).group_by("user_id").agg(pl.len(), pl.first("tenant_id"))
+    )
     u, _, home = repeat.filter(pl.col("len") >= 2).sort("user_id").row(0)
     other = next(t for t in tenants if t != home)
-    moved_id = inp.orders.filter((pl.col("user_id") == u) & (pl.col("day") <= THROUGH)).sort("order_id")["order_id"][0]
-    moved = inp.orders.with_columns(pl.when(pl.col("order_id") == moved_id).then(pl.lit(other))
-                                    .otherwise(pl.col("tenant_id")).alias("tenant_id"))
+    moved_id = inp.orders.filter((pl.col("user_id") == u) & (pl.col("day") <= THROUGH)).sort("order_id")[
+        "order_id"
+    ][0]
+    moved = inp.orders.with_columns(
+        pl.when(pl.col("order_id") == moved_id)
+        .then(pl.lit(other))
+        .otherwise(pl.col("tenant_id"))
+        .alias("tenant_id")
+    )
     rows = {r["tenant_id"]: r for r in c360(moved).filter(pl.col("user_id") == u).iter_rows(named=True)}
     mine = moved.filter((pl.col("user_id") == u) & (pl.col("day") <= THROUGH))
     for t in (home, other):
         theirs = mine.filter(pl.col("tenant_id") == t)
-        assert rows[t]["orders"] == theirs.height and rows[t]["spend_cents"] == theirs["gross_revenue_cents"].sum()
+        assert (
+            rows[t]["orders"] == theirs.height
+            and rows[t]["spend_cents"] == theirs["gross_revenue_cents"].sum()
+        )
     assert rows[other]["orders"] == 1 and rows[other]["churn_probability"] is None
 
 
@@ -760,20 +1072,32 @@ def test_customer_assets_materialize_with_checks(materialized):
         assert node.owners == ["team:analytics"] and len(node.description) > 40, key
         assert node.check_keys, key  # its own checks or, for a produced table, its key check
     result = materialized.results["customers_job"]
-    checks = {e.event_specific_data.check_name + ":" + e.event_specific_data.asset_key.to_user_string():
-              e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    checks = {
+        e.event_specific_data.check_name
+        + ":"
+        + e.event_specific_data.asset_key.to_user_string(): e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
     assert len(checks) >= 8
     failed = [k for k, c in checks.items() if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
     assert failed == []
     wh = open_warehouse(materialized.warehouse_url)
     assert CB.rfm_as_of_dates(wh) == [date(2026, 10, 18) + timedelta(days=i) for i in range(15)]  # daily
     assert CB.rfm_weekly_as_of_dates(wh) == [date(2026, 10, 18), date(2026, 10, 25), date(2026, 11, 1)]
-    rfm_meta = [m for m in result.asset_materializations_for_node("customer_rfm_scores")
-                if m.asset_key.to_user_string() == "customer_rfm_scores"][0].metadata
+    rfm_meta = [
+        m
+        for m in result.asset_materializations_for_node("customer_rfm_scores")
+        if m.asset_key.to_user_string() == "customer_rfm_scores"
+    ][0].metadata
     assert rfm_meta["mode"].value == "full (no stored state before the run)" and rfm_meta["days"].value == 15
     assert wh.read("SELECT DISTINCT state_day FROM customer_rfm_state")["state_day"].to_list() == [
-        date(2026, 10, 24)]  # the settled state: the last day - 8
-    assert set(wh.read("SELECT DISTINCT model_family FROM model_performance")["model_family"]) == {"clv", "churn"}
+        date(2026, 10, 24)
+    ]  # the settled state: the last day - 8
+    assert set(wh.read("SELECT DISTINCT model_family FROM model_performance")["model_family"]) == {
+        "clv",
+        "churn",
+    }
     assert wh.read("SELECT count(DISTINCT from_as_of) AS n FROM customer_segment_transitions")["n"][0] == 2
     artifacts = list((materialized.data_dir / "models" / "customer_churn").glob("churn-*.joblib"))
     assert len(artifacts) == 1
@@ -783,7 +1107,14 @@ def test_customer_assets_materialize_with_checks(materialized):
     before = wh.read_table("customer_segment_transitions")
     again = materialized.rerun("customers_job", "2026-10-25", "2026-10-25")
     assert again.success
-    mode = [m for m in again.asset_materializations_for_node("customer_segment_transitions")
-            if m.asset_key.to_user_string() == "customer_segment_transitions"][0].metadata["mode"].value
+    mode = (
+        [
+            m
+            for m in again.asset_materializations_for_node("customer_segment_transitions")
+            if m.asset_key.to_user_string() == "customer_segment_transitions"
+        ][0]
+        .metadata["mode"]
+        .value
+    )
     assert mode == "incremental (1 RFM Sundays rewritten)"
     assert_frame_equal(wh.read_table("customer_segment_transitions"), before)

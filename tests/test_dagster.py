@@ -27,19 +27,39 @@ def test_definitions_explain_themselves():
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 40, key
-        assert node.group_name in {"raw", "staging", "facts", "marts", "kpis", "reports", "customers", "models",
-                                   "catalog"}, key
-        expected_owner = ("team:data-platform" if node.group_name in {"raw", "staging", "reports", "catalog"}
-                          else "team:analytics")
+        assert node.group_name in {
+            "raw",
+            "staging",
+            "facts",
+            "marts",
+            "kpis",
+            "reports",
+            "customers",
+            "models",
+            "catalog",
+        }, key
+        expected_owner = (
+            "team:data-platform"
+            if node.group_name in {"raw", "staging", "reports", "catalog"}
+            else "team:analytics"
+        )
         assert node.owners == [expected_owner], key
     for job in ("main_job", "ingest_job", "marts_job", "kpi_job", "customers_job"):
         assert defs.resolve_job_def(job)
-    marts = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).group_name in {"facts", "marts"}}
+    marts = {
+        k.to_user_string()
+        for k in graph.get_all_asset_keys()
+        if graph.get(k).group_name in {"facts", "marts"}
+    }
     for mart in marts:  # every mart checks itself
         assert graph.get(dg.AssetKey(mart)).check_keys, mart
     stg = graph.get(dg.AssetKey("stg_tickets"))
-    assert {c.name for c in stg.check_keys} == {"unique_key", "not_null_key", "ledger_balanced",
-                                                 "foreign_keys_resolve"}
+    assert {c.name for c in stg.check_keys} == {
+        "unique_key",
+        "not_null_key",
+        "ledger_balanced",
+        "foreign_keys_resolve",
+    }
 
 
 @pytest.fixture
@@ -48,8 +68,12 @@ def tiny_env(tmp_path, monkeypatch):
 
     data = tmp_path / "data"
     generate(f"duckdb:///{data / 'source.duckdb'}", scale="tiny", seed=3, progress=False)
-    env = {"TT_DATA_DIR": str(data), "DAGSTER_HOME": str(ROOT), "DAGSTER_EVENT_BATCH_SIZE": "1000",
-           **storage_env(str(tmp_path / "dagster"))}
+    env = {
+        "TT_DATA_DIR": str(data),
+        "DAGSTER_HOME": str(ROOT),
+        "DAGSTER_EVENT_BATCH_SIZE": "1000",
+        **storage_env(str(tmp_path / "dagster")),
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env
@@ -62,7 +86,9 @@ def test_main_job_run_records_partitions_and_checks(tiny_env):
     assert type(instance.event_log_storage).__name__ == "FastSqliteEventLogStorage"
     result = run_job("main_job", first="2026-10-20", last="2026-10-31", instance=instance)
     assert result.success
-    checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    checks = [
+        e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
     failed = [c for c in checks if not c.passed]
     # 12 days are too few to backtest projections: that check warns (and says so) instead of passing
     assert [(c.check_name, c.severity) for c in failed] == [("beats_old_rule", dg.AssetCheckSeverity.WARN)]
@@ -75,14 +101,21 @@ def test_main_job_run_records_partitions_and_checks(tiny_env):
     assert latest.dagster_event.partition == "2026-10-31"
     meta = latest.asset_materialization.metadata
     assert {"rows_in", "rows_out", "rows_rejected", "dagster/row_count", "quarantine_by_reason"} <= set(meta)
-    mart = instance.get_latest_materialization_event(dg.AssetKey("venue_analytics")).asset_materialization.metadata
+    mart = instance.get_latest_materialization_event(
+        dg.AssetKey("venue_analytics")
+    ).asset_materialization.metadata
     assert {"dagster/row_count", "preview", "last_days", "total_gross_revenue_cents"} <= set(mart)
     # hourly KPI snapshots: their own job and partitions
     kpi = run_job("kpi_job", first="2026-10-31-10:00", last="2026-10-31-12:00", instance=instance)
     assert kpi.success
     assert instance.get_materialized_partitions(dg.AssetKey("kpi_snapshots")) == {
-        "2026-10-31-10:00", "2026-10-31-11:00", "2026-10-31-12:00"}
-    kpi_checks = [e.event_specific_data for e in kpi.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+        "2026-10-31-10:00",
+        "2026-10-31-11:00",
+        "2026-10-31-12:00",
+    }
+    kpi_checks = [
+        e.event_specific_data for e in kpi.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
     assert kpi_checks and all(c.passed for c in kpi_checks)
     # the next daily run: the whole-table marts update incrementally (what changed upstream is read from
     # the event log) and end up equal to a full rebuild
@@ -117,9 +150,17 @@ def test_two_runs_on_different_partitions_at_once(tiny_env):
     instance = dg.DagsterInstance.get()
     instance.get_runs(limit=1)
     instance.get_materialized_partitions(dg.AssetKey("stg_tickets"))
-    procs = [subprocess.Popen([sys.executable, "-c", RUN, a, b], env={**os.environ, **tiny_env}, cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for a, b in (("2026-10-01", "2026-10-10"), ("2026-10-11", "2026-10-20"))]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RUN, a, b],
+            env={**os.environ, **tiny_env},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for a, b in (("2026-10-01", "2026-10-10"), ("2026-10-11", "2026-10-20"))
+    ]
     for p in procs:
         out, err = p.communicate(timeout=600)
         assert p.returncode == 0 and "OK" in out, err[-3000:]
@@ -135,7 +176,9 @@ def test_batched_event_store_matches_one_by_one(tmp_path, monkeypatch):
     def thing(context):
         return dg.MaterializeResult(metadata={"n": len(context.partition_keys)})
 
-    job = dg.Definitions(assets=[thing], jobs=[dg.define_asset_job("j", selection=[thing])]).resolve_job_def("j")
+    job = dg.Definitions(assets=[thing], jobs=[dg.define_asset_job("j", selection=[thing])]).resolve_job_def(
+        "j"
+    )
     tags = {ASSET_PARTITION_RANGE_START_TAG: "2026-01-01", ASSET_PARTITION_RANGE_END_TAG: "2026-02-14"}
     states = []
     for batch in ("0", "1000"):
@@ -147,8 +190,13 @@ def test_batched_event_store_matches_one_by_one(tmp_path, monkeypatch):
         assert job.execute_in_process(instance=instance, tags=tags).success
         key = dg.AssetKey("thing")
         records = instance.fetch_materializations(key, limit=100).records
-        states.append((instance.get_materialized_partitions(key), len(records),
-                       instance.get_latest_materialization_event(key).dagster_event.partition,
-                       sorted(r.partition_key for r in records)))
+        states.append(
+            (
+                instance.get_materialized_partitions(key),
+                len(records),
+                instance.get_latest_materialization_event(key).dagster_event.partition,
+                sorted(r.partition_key for r in records),
+            )
+        )
     assert states[0] == states[1]
     assert len(states[0][0]) == 45

@@ -83,8 +83,13 @@ sys.exit("the evaluation was not killed")
 
 
 def _run_killed(*args, child=CHILD):
-    proc = subprocess.run([sys.executable, "-c", child, *map(str, args)], capture_output=True, text=True,
-                          timeout=180, env=os.environ.copy())
+    proc = subprocess.run(
+        [sys.executable, "-c", child, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=os.environ.copy(),
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
 
 
@@ -99,8 +104,9 @@ def _rows(engine, table):
 
 
 def _subscription(engine):
-    return delivery.create_subscription(engine, mf.T1, mf.V1, "daily_venue", [GM], "daily", fmt="json",
-                                        local_time="07:00", timezone="UTC")
+    return delivery.create_subscription(
+        engine, mf.T1, mf.V1, "daily_venue", [GM], "daily", fmt="json", local_time="07:00", timezone="UTC"
+    )
 
 
 def test_killed_between_send_and_record_the_sweeper_delivers_once(ops_url, marts_url, env):
@@ -115,7 +121,9 @@ def test_killed_between_send_and_record_the_sweeper_delivers_once(ops_url, marts
         assert len(_ids_for(inbox, GM)) == 1
         (ledger,) = _rows(engine, delivery_ledger)
         assert ledger["state"] == "sending" and ledger["attempts"] == 1 and ledger["message"]
-        assert ledger["message_id"] == f"<{ledger['idem_key']}@tickettoken-analytics>" == _ids_for(inbox, GM)[0]
+        assert (
+            ledger["message_id"] == f"<{ledger['idem_key']}@tickettoken-analytics>" == _ids_for(inbox, GM)[0]
+        )
         assert [r["status"] for r in _rows(engine, report_deliveries)] == ["sending"]
 
         # a re-run, and a sweep within the lease, leave the live-looking claim alone
@@ -123,7 +131,10 @@ def test_killed_between_send_and_record_the_sweeper_delivers_once(ops_url, marts
         assert delivery.deliver(engine, wh, sid, PERIOD, settings, now=later).status == "skipped"
         assert delivery.due_deliveries(engine, later) == []
         assert outbox.sweep_deliveries(engine, later, transport).as_dict() == {
-            "resent": 0, "failed": 0, "reports_reset": 0}
+            "resent": 0,
+            "failed": 0,
+            "reports_reset": 0,
+        }
         assert len(_ids_for(inbox, GM)) == 1
 
         # after the lease: sent again, byte for byte, with the same Message-ID (at least once)
@@ -132,7 +143,9 @@ def test_killed_between_send_and_record_the_sweeper_delivers_once(ops_url, marts
         ids = _ids_for(inbox, GM)
         assert len(set(ids)) == 1 and ids[0] == ledger["message_id"]  # one distinct message for the recipient
         first, again = (msg for rcpts, msg in inbox if GM in rcpts)
-        parts = [[(p.get_content_type(), p.get_payload(decode=True)) for p in m.walk()] for m in (first, again)]
+        parts = [
+            [(p.get_content_type(), p.get_payload(decode=True)) for p in m.walk()] for m in (first, again)
+        ]
         assert parts[0] == parts[1] and first["Subject"] == again["Subject"] and len(parts[0]) == 3
         (ledger,) = _rows(engine, delivery_ledger)
         assert (ledger["state"], ledger["attempts"], ledger["message"]) == ("sent", 2, None)
@@ -169,16 +182,25 @@ def test_alert_killed_after_its_webhook_is_swept_once_per_key(ops_url):
     sent. The sweeper re-POSTs the webhook with the same Idempotency-Key and sends the e-mail once."""
     engine = ops_engine(ops_url)
     with http_server([]) as (url, received), smtp_server() as (port, inbox):
-        alerts.create_rule(engine, dict(name="refunds", metric="refund_rate_24h_pct", operator="gt",
-                                        threshold=10, actions=[{"type": "webhook", "url": url},
-                                                               {"type": "email", "to": [GM]}]))
+        alerts.create_rule(
+            engine,
+            dict(
+                name="refunds",
+                metric="refund_rate_24h_pct",
+                operator="gt",
+                threshold=10,
+                actions=[{"type": "webhook", "url": url}, {"type": "email", "to": [GM]}],
+            ),
+        )
         _run_killed(ops_url, port, NOW.isoformat(), child=ALERT_CHILD)
         assert len(received) == 1 and inbox == []
         states = {r["channel"]: r["state"] for r in _rows(engine, delivery_ledger)}
         assert states == {"webhook": "sending", "email": "pending"}
         assert _rows(engine, alert_notifications) == []
 
-        notifier = alerts.Notifier(smtp=notify.SmtpSettings(host="127.0.0.1", port=port), sleep=lambda s: None)
+        notifier = alerts.Notifier(
+            smtp=notify.SmtpSettings(host="127.0.0.1", port=port), sleep=lambda s: None
+        )
         swept = outbox.sweep_deliveries(engine, AFTER_LEASE, notifier.transport())
         assert len(swept.resent) == 2 and swept.failed == []
         keys = [r["headers"]["Idempotency-Key"] for r in received]
@@ -188,22 +210,49 @@ def test_alert_killed_after_its_webhook_is_swept_once_per_key(ops_url):
         assert sorted((n["channel"], n["status"]) for n in notes) == [("email", "sent"), ("webhook", "sent")]
 
         # the instance is open: evaluating again sends nothing; neither does another sweep
-        frame = alerts.pl.DataFrame({"snapshot_hour": [NOW.replace(minute=0)], "tenant_id": ["t1"],
-                                     "venue_id": [None], "metric": ["refund_rate_24h_pct"], "value": [30.0]})
+        frame = alerts.pl.DataFrame(
+            {
+                "snapshot_hour": [NOW.replace(minute=0)],
+                "tenant_id": ["t1"],
+                "venue_id": [None],
+                "metric": ["refund_rate_24h_pct"],
+                "value": [30.0],
+            }
+        )
         assert alerts.evaluate(engine, frame, AFTER_LEASE, notifier).still_open == [("refunds", "tenant:t1")]
-        assert outbox.sweep_deliveries(engine, AFTER_LEASE + timedelta(days=1), notifier.transport()).resent == []
+        assert (
+            outbox.sweep_deliveries(engine, AFTER_LEASE + timedelta(days=1), notifier.transport()).resent
+            == []
+        )
         assert len(received) == 2 and len(inbox) == 1
 
 
 def test_a_failed_alert_email_is_retried_by_the_sweeper_with_its_message_id(ops_url):
     engine = ops_engine(ops_url)
-    alerts.create_rule(engine, dict(name="refunds", metric="refund_rate_24h_pct", operator="gt", threshold=10,
-                                    actions=[{"type": "email", "to": [GM]}]))
-    frame = alerts.pl.DataFrame({"snapshot_hour": [NOW.replace(minute=0)], "tenant_id": ["t1"],
-                                 "venue_id": [None], "metric": ["refund_rate_24h_pct"], "value": [30.0]})
+    alerts.create_rule(
+        engine,
+        dict(
+            name="refunds",
+            metric="refund_rate_24h_pct",
+            operator="gt",
+            threshold=10,
+            actions=[{"type": "email", "to": [GM]}],
+        ),
+    )
+    frame = alerts.pl.DataFrame(
+        {
+            "snapshot_hour": [NOW.replace(minute=0)],
+            "tenant_id": ["t1"],
+            "venue_id": [None],
+            "metric": ["refund_rate_24h_pct"],
+            "value": [30.0],
+        }
+    )
     with smtp_server() as (port, inbox):
         down = notify.SmtpSettings(host="127.0.0.1", port=free_port(), timeout_s=2)
-        (note,) = alerts.evaluate(engine, frame, NOW, alerts.Notifier(smtp=down, sleep=lambda s: None)).notifications
+        (note,) = alerts.evaluate(
+            engine, frame, NOW, alerts.Notifier(smtp=down, sleep=lambda s: None)
+        ).notifications
         assert note["status"] == "failed"
         (row,) = _rows(engine, delivery_ledger)
         assert row["state"] == "failed" and as_utc(row["next_attempt_at"]) == NOW + timedelta(minutes=5)
@@ -236,11 +285,30 @@ def test_concurrent_deliverers_and_sweepers_send_a_row_once(ops_url):
         settings = notify.SmtpSettings(host="127.0.0.1", port=port)
         transport = outbox.Transport(smtp=settings, sleep=lambda s: None)
         with engine.begin() as conn:
-            key = outbox.enqueue_email(conn, source="test", source_ref="race:1", settings=settings, to=[GM],
-                                       subject="once", body="one pending row", now=NOW)
+            key = outbox.enqueue_email(
+                conn,
+                source="test",
+                source_ref="race:1",
+                settings=settings,
+                to=[GM],
+                subject="once",
+                body="one pending row",
+                now=NOW,
+            )
             # enqueueing the same delivery again is the same row
-            assert outbox.enqueue_email(conn, source="test", source_ref="race:1", settings=settings, to=[GM],
-                                        subject="once", body="one pending row", now=NOW) == key
+            assert (
+                outbox.enqueue_email(
+                    conn,
+                    source="test",
+                    source_ref="race:1",
+                    settings=settings,
+                    to=[GM],
+                    subject="once",
+                    body="one pending row",
+                    now=NOW,
+                )
+                == key
+            )
         results = _race(4, lambda: outbox.dispatch(engine, key, transport, NOW))
         assert sum(r is not None for r in results) == 1 and len(inbox) == 1
         assert outbox.state_of(engine, key)["state"] == "sent"
@@ -248,8 +316,16 @@ def test_concurrent_deliverers_and_sweepers_send_a_row_once(ops_url):
 
         # a claim whose holder died: of four sweepers, one re-sends it
         with engine.begin() as conn:
-            key2 = outbox.enqueue_email(conn, source="test", source_ref="race:2", settings=settings, to=[GM],
-                                        subject="twice?", body="a dead sender's row", now=NOW)
+            key2 = outbox.enqueue_email(
+                conn,
+                source="test",
+                source_ref="race:2",
+                settings=settings,
+                to=[GM],
+                subject="twice?",
+                body="a dead sender's row",
+                now=NOW,
+            )
         assert outbox.claim(engine, key2, NOW) is not None  # ... and the claimer never comes back
         swept = _race(4, lambda: outbox.sweep_deliveries(engine, AFTER_LEASE, transport).resent)
         assert sorted(swept) == [[], [], [], [key2]]

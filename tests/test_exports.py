@@ -61,21 +61,32 @@ def env(tmp_path, monkeypatch):
 
 
 def _new(engine, **kw):
-    args = dict(tenant_id=mf.T1, export_type="financial_report", fmt="xlsx",
-                filters={"date_from": "2026-11-02", "date_to": "2026-11-15"}, now=T0)
+    args = dict(
+        tenant_id=mf.T1,
+        export_type="financial_report",
+        fmt="xlsx",
+        filters={"date_from": "2026-11-02", "date_to": "2026-11-15"},
+        now=T0,
+    )
     return lifecycle.create_request(engine, **{**args, **kw})
 
 
 # --- lifecycle ------------------------------------------------------------------------------------------
 
+
 def test_create_request_validates(engine, marts_url):
     wh = open_warehouse(marts_url)
-    cases = [(dict(export_type="dashboard"), "unknown export type"), (dict(fmt="docx"), "unknown format"),
-             (dict(filters={"date_from": "2026-13-01"}), "ISO date"), (dict(filters={"colour": 1}), "unknown filter"),
-             (dict(export_type="raw_data"), "options.table"), (dict(tenant_id=""), "tenant_id is required"),
-             (dict(filters={"segments": ["VIP"]}), "does not apply to financial_report"),
-             (dict(export_type="customer_list", filters={"segments": ["VIP"]}, warehouse=wh), "customer marts"),
-             (dict(max_attempts=0), "max_attempts")]
+    cases = [
+        (dict(export_type="dashboard"), "unknown export type"),
+        (dict(fmt="docx"), "unknown format"),
+        (dict(filters={"date_from": "2026-13-01"}), "ISO date"),
+        (dict(filters={"colour": 1}), "unknown filter"),
+        (dict(export_type="raw_data"), "options.table"),
+        (dict(tenant_id=""), "tenant_id is required"),
+        (dict(filters={"segments": ["VIP"]}), "does not apply to financial_report"),
+        (dict(export_type="customer_list", filters={"segments": ["VIP"]}, warehouse=wh), "customer marts"),
+        (dict(max_attempts=0), "max_attempts"),
+    ]
     for kw, msg in cases:
         with pytest.raises(ExportRequestError, match=msg):
             _new(engine, **kw)
@@ -134,8 +145,12 @@ def test_retry_with_backoff_until_max_attempts(engine):
     assert lifecycle.claim(engine, rid, now=T0)
     assert lifecycle.fail(engine, rid, "boom", now=T0) == "pending"
     row = lifecycle.get(engine, rid)
-    assert row["attempts"] == 1 and row["next_attempt_at"] == T0 + timedelta(seconds=60) and row["error_message"] == "boom"
-    assert not lifecycle.claim(engine, rid, now=T0 + timedelta(seconds=30))         # not due yet
+    assert (
+        row["attempts"] == 1
+        and row["next_attempt_at"] == T0 + timedelta(seconds=60)
+        and row["error_message"] == "boom"
+    )
+    assert not lifecycle.claim(engine, rid, now=T0 + timedelta(seconds=30))  # not due yet
     assert lifecycle.due_requests(engine, now=T0 + timedelta(seconds=30)) == []
     due = lifecycle.due_requests(engine, now=T0 + timedelta(seconds=61))
     assert [d.run_key for d in due] == [f"{rid}:1"]
@@ -177,7 +192,10 @@ def test_expiry_deletes_the_file_and_marks_expired(engine, tmp_path, monkeypatch
     assert lifecycle.expire_due(engine, now=T0 + timedelta(days=1)) == []
     assert lifecycle.expire_due(engine, now=T0 + timedelta(days=2, seconds=1)) == [rid]
     assert not files[0].exists() and files[1].exists()
-    assert lifecycle.get(engine, rid)["status"] == "expired" and lifecycle.get(engine, keep)["status"] == "completed"
+    assert (
+        lifecycle.get(engine, rid)["status"] == "expired"
+        and lifecycle.get(engine, keep)["status"] == "completed"
+    )
     assert lifecycle.expire_due(engine, now=T0 + timedelta(days=2, seconds=1)) == []  # idempotent
     monkeypatch.setenv("TT_EXPORT_TTL_DAYS", "soon")
     with pytest.raises(ValueError, match="TT_EXPORT_TTL_DAYS"):
@@ -218,10 +236,19 @@ def test_run_export_failures_are_recorded(engine, marts_url, env, monkeypatch, t
 
 # --- Dagster --------------------------------------------------------------------------------------------
 
+
 def _defs(ops_url, marts_url):
-    return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, schedules=schedules,
-                          resources={**resources, "ops": OpsResource(url=ops_url),
-                                     "warehouse": WarehouseResource(url=marts_url)})
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,
+        sensors=sensors,
+        schedules=schedules,
+        resources={
+            **resources,
+            "ops": OpsResource(url=ops_url),
+            "warehouse": WarehouseResource(url=marts_url),
+        },
+    )
 
 
 def test_export_sensor_run_keys_and_job(sqlite_ops, marts_url, env):
@@ -236,7 +263,9 @@ def test_export_sensor_run_keys_and_job(sqlite_ops, marts_url, env):
         assert sorted(r.run_key for r in reqs) == sorted([f"{a}:0", f"{b}:0"])  # both created at T0
         reqs = sorted(reqs, key=lambda r: r.run_key != f"{a}:0")
         again = export_request_sensor(dg.build_sensor_context(instance=instance, resources={"ops": ops}))
-        assert sorted(r.run_key for r in again) == sorted(r.run_key for r in reqs)  # same keys: the daemon dedupes
+        assert sorted(r.run_key for r in again) == sorted(
+            r.run_key for r in reqs
+        )  # same keys: the daemon dedupes
         job = defs.resolve_job_def("export_job")
         result = job.execute_in_process(run_config=reqs[0].run_config, instance=instance)
         assert result.success
@@ -254,8 +283,9 @@ def test_export_job_failure_is_visible(sqlite_ops, marts_url, env, monkeypatch):
     monkeypatch.delenv("TT_EXPORT_PSEUDONYM_KEY")
     rid = _new(engine, export_type="customer_list")
     job = _defs(ops_url, marts_url).resolve_job_def("export_job")
-    result = job.execute_in_process(run_config={"ops": {"process_export_request": {"config": {"request_id": rid}}}},
-                                    raise_on_error=False)
+    result = job.execute_in_process(
+        run_config={"ops": {"process_export_request": {"config": {"request_id": rid}}}}, raise_on_error=False
+    )
     assert not result.success
     assert lifecycle.get(engine, rid)["status"] == "failed"
 
@@ -273,25 +303,36 @@ def test_maintenance_job_and_report_assets(sqlite_ops, marts_url, env, tmp_path)
     sched = defs.resolve_schedule_def("export_maintenance_schedule")
     assert sched.cron_schedule == "15 * * * *"
     res = {"warehouse": WarehouseResource(url=marts_url)}
-    daily = dg.materialize([a for a in assets if a.key.path == ["daily_venue_reports"]], partition_key="2026-11-05",
-                           resources=res)
+    daily = dg.materialize(
+        [a for a in assets if a.key.path == ["daily_venue_reports"]],
+        partition_key="2026-11-05",
+        resources=res,
+    )
     assert daily.success
     out = env / "reports" / "daily_venue" / "2026-11-05"
-    assert {p.name for p in out.iterdir()} >= {f"{v}.{ext}" for v in (mf.V1, mf.V2, mf.V3) for ext in ("pdf", "xlsx", "zip")}
-    weekly = dg.materialize([a for a in assets if a.key.path == ["weekly_executive_reports"]],
-                            partition_key="2026-11-09", resources=res)
+    assert {p.name for p in out.iterdir()} >= {
+        f"{v}.{ext}" for v in (mf.V1, mf.V2, mf.V3) for ext in ("pdf", "xlsx", "zip")
+    }
+    weekly = dg.materialize(
+        [a for a in assets if a.key.path == ["weekly_executive_reports"]],
+        partition_key="2026-11-09",
+        resources=res,
+    )
     assert weekly.success
     assert (env / "reports" / "weekly_executive" / "2026-11-09" / f"{mf.V2}.pdf").exists()
 
 
 # --- subscriptions and delivery -------------------------------------------------------------------------
 
+
 class _Inbox:
     def __init__(self):
         self.messages = []
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
-        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content, policy=policy.default)))
+        self.messages.append(
+            (envelope.rcpt_tos, email.message_from_bytes(envelope.content, policy=policy.default))
+        )
         return "250 OK"
 
 
@@ -318,20 +359,37 @@ def test_due_periods_follow_local_time_and_zone():
     assert p.label == "2026-11-20"  # 06:59 in New York: today's delivery not due yet
     p = delivery.latest_due_period("daily", "07:00", ny, datetime(2026, 11, 22, 12, 0, tzinfo=UTC))
     assert p.label == "2026-11-21" and p.due_at == datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-    p = delivery.latest_due_period("weekly", "08:30", "Europe/Berlin", datetime(2026, 11, 23, 7, 31, tzinfo=UTC))
+    p = delivery.latest_due_period(
+        "weekly", "08:30", "Europe/Berlin", datetime(2026, 11, 23, 7, 31, tzinfo=UTC)
+    )
     assert (p.label, p.first, p.last) == ("2026-W47", date(2026, 11, 16), date(2026, 11, 22))
-    p = delivery.latest_due_period("weekly", "08:30", "Europe/Berlin", datetime(2026, 11, 23, 7, 29, tzinfo=UTC))
+    p = delivery.latest_due_period(
+        "weekly", "08:30", "Europe/Berlin", datetime(2026, 11, 23, 7, 29, tzinfo=UTC)
+    )
     assert p.label == "2026-W46"
-    p = delivery.latest_due_period("monthly", "06:00", "Asia/Tokyo", datetime(2026, 11, 30, 21, 0, tzinfo=UTC))
-    assert (p.label, p.first, p.last) == ("2026-11", date(2026, 11, 1), date(2026, 11, 30))  # Tokyo: Dec 1 06:00
+    p = delivery.latest_due_period(
+        "monthly", "06:00", "Asia/Tokyo", datetime(2026, 11, 30, 21, 0, tzinfo=UTC)
+    )
+    assert (p.label, p.first, p.last) == (
+        "2026-11",
+        date(2026, 11, 1),
+        date(2026, 11, 30),
+    )  # Tokyo: Dec 1 06:00
 
 
 def test_subscription_validation(engine):
-    ok = dict(tenant_id=mf.T1, venue_id=mf.V1, report="daily_venue", recipients=["ops@example.com"], cadence="daily")
-    for kw, msg in ((dict(report="hourly"), "unknown report"), (dict(cadence="weekly"), "sent daily"),
-                    (dict(recipients=["nope"]), "not email"), (dict(recipients=[]), "1 to 50"),
-                    (dict(local_time="7am"), "HH:MM"), (dict(timezone="Mars/Olympus"), "time zone"),
-                    (dict(fmt="docx"), "unknown format")):
+    ok = dict(
+        tenant_id=mf.T1, venue_id=mf.V1, report="daily_venue", recipients=["ops@example.com"], cadence="daily"
+    )
+    for kw, msg in (
+        (dict(report="hourly"), "unknown report"),
+        (dict(cadence="weekly"), "sent daily"),
+        (dict(recipients=["nope"]), "not email"),
+        (dict(recipients=[]), "1 to 50"),
+        (dict(local_time="7am"), "HH:MM"),
+        (dict(timezone="Mars/Olympus"), "time zone"),
+        (dict(fmt="docx"), "unknown format"),
+    ):
         with pytest.raises(ExportRequestError, match=msg):
             delivery.create_subscription(engine, **{**ok, **kw})
     assert delivery.create_subscription(engine, **ok) > 0
@@ -345,8 +403,17 @@ def _ledger(engine):
 def test_delivery_exactly_once_across_ticks_and_restart(ops_url, engine, marts_url, smtp, env):
     inbox, settings = smtp
     wh = open_warehouse(marts_url)
-    sid = delivery.create_subscription(engine, mf.T1, mf.V1, "daily_venue", ["gm@venue.example", "cfo@venue.example"],
-                                       "daily", fmt="pdf", local_time="07:00", timezone="Europe/Berlin")
+    sid = delivery.create_subscription(
+        engine,
+        mf.T1,
+        mf.V1,
+        "daily_venue",
+        ["gm@venue.example", "cfo@venue.example"],
+        "daily",
+        fmt="pdf",
+        local_time="07:00",
+        timezone="Europe/Berlin",
+    )
     now = datetime(2026, 11, 6, 6, 5, tzinfo=UTC)  # 07:05 in Berlin: yesterday (2026-11-05) is due
     due = delivery.due_deliveries(engine, now)
     assert [d.run_key for d in due] == [f"{sid}:2026-11-05:0"]
@@ -355,8 +422,14 @@ def test_delivery_exactly_once_across_ticks_and_restart(ops_url, engine, marts_u
     # the same tick again, a second sender, and a "restart" (a brand-new engine) all find it sent
     assert delivery.deliver(engine, wh, sid, "2026-11-05", settings, now=now).status == "skipped"
     assert delivery.due_deliveries(engine, now) == []
-    restarted = sa.create_engine(engine.url, **({"connect_args": {"options": "-c search_path=ops,public"}}
-                                                if engine.dialect.name == "postgresql" else {}))
+    restarted = sa.create_engine(
+        engine.url,
+        **(
+            {"connect_args": {"options": "-c search_path=ops,public"}}
+            if engine.dialect.name == "postgresql"
+            else {}
+        ),
+    )
     assert delivery.due_deliveries(restarted, now + timedelta(minutes=5)) == []
     assert delivery.deliver(restarted, wh, sid, "2026-11-05", settings, now=now).status == "skipped"
     restarted.dispose()
@@ -391,10 +464,26 @@ def test_concurrent_delivery_claims_let_exactly_one_sender_through(engine):
 
 def test_large_report_sends_a_link_instead(engine, marts_url, smtp, env):
     inbox, settings = smtp
-    sid = delivery.create_subscription(engine, mf.T1, mf.V2, "weekly_executive", ["ceo@example.com"], "weekly",
-                                       fmt="xlsx", local_time="06:00", timezone="UTC")
-    out = delivery.deliver(engine, open_warehouse(marts_url), sid, "2026-W46", settings, limit_bytes=1000,
-                           link_base="https://reports.example/files")
+    sid = delivery.create_subscription(
+        engine,
+        mf.T1,
+        mf.V2,
+        "weekly_executive",
+        ["ceo@example.com"],
+        "weekly",
+        fmt="xlsx",
+        local_time="06:00",
+        timezone="UTC",
+    )
+    out = delivery.deliver(
+        engine,
+        open_warehouse(marts_url),
+        sid,
+        "2026-W46",
+        settings,
+        limit_bytes=1000,
+        link_base="https://reports.example/files",
+    )
     assert out.status == "sent" and not out.attached
     ((_, msg),) = inbox.messages
     assert list(msg.iter_attachments()) == []
@@ -406,34 +495,57 @@ def test_monthly_executive_report_compares_calendar_months(engine, marts_url, sm
     import json
 
     inbox, settings = smtp
-    sid = delivery.create_subscription(engine, mf.T1, mf.V1, "weekly_executive", ["ceo@example.com"], "monthly",
-                                       fmt="json", local_time="06:00", timezone="Europe/Berlin")
+    sid = delivery.create_subscription(
+        engine,
+        mf.T1,
+        mf.V1,
+        "weekly_executive",
+        ["ceo@example.com"],
+        "monthly",
+        fmt="json",
+        local_time="06:00",
+        timezone="Europe/Berlin",
+    )
     now = datetime(2026, 12, 1, 5, 30, tzinfo=UTC)  # 06:30 in Berlin on the 1st: November is due
     assert [d.run_key for d in delivery.due_deliveries(engine, now)] == [f"{sid}:2026-11:0"]
-    assert delivery.deliver(engine, open_warehouse(marts_url), sid, "2026-11", settings, now=now).status == "sent"
+    assert (
+        delivery.deliver(engine, open_warehouse(marts_url), sid, "2026-11", settings, now=now).status
+        == "sent"
+    )
     ((_, msg),) = inbox.messages
     (att,) = list(msg.iter_attachments())
     doc = json.loads(att.get_content())
     assert doc["period"] == {"start": "2026-11-01", "end": "2026-11-30"}
     assert doc["metadata"]["previous_period"] == {"start": "2026-10-01", "end": "2026-10-31"}
     totals = doc["sections"][0]["records"]
-    assert totals[0]["gross_revenue_cents"] == mf.build()["venue_analytics"].filter(
-        mf.pl.col("venue_id") == mf.V1)["gross_revenue_cents"].sum()  # all fixture days are in November
+    assert (
+        totals[0]["gross_revenue_cents"]
+        == mf.build()["venue_analytics"].filter(mf.pl.col("venue_id") == mf.V1)["gross_revenue_cents"].sum()
+    )  # all fixture days are in November
     assert delivery.due_deliveries(engine, now) == []
 
 
 def test_failed_delivery_is_recorded_and_retried(engine, marts_url, smtp, env):
     inbox, settings = smtp
     wh = open_warehouse(marts_url)
-    sid = delivery.create_subscription(engine, mf.T1, mf.V1, "daily_venue", ["gm@venue.example"], "daily",
-                                       fmt="json", local_time="07:00", timezone="UTC")
+    sid = delivery.create_subscription(
+        engine,
+        mf.T1,
+        mf.V1,
+        "daily_venue",
+        ["gm@venue.example"],
+        "daily",
+        fmt="json",
+        local_time="07:00",
+        timezone="UTC",
+    )
     now = datetime(2026, 11, 6, 7, 30, tzinfo=UTC)
     dead = SmtpSettings(host="127.0.0.1", port=_free_port(), timeout_s=2)
     out = delivery.deliver(engine, wh, sid, "2026-11-05", dead, now=now, smtp_retries=0)
     assert out.status == "failed" and out.attempts == 1 and "Connection" in out.error
     (row,) = _ledger(engine)
     assert row["status"] == "failed" and row["last_error"] and row["next_attempt_at"]
-    assert delivery.due_deliveries(engine, now + timedelta(minutes=1)) == []      # backing off
+    assert delivery.due_deliveries(engine, now + timedelta(minutes=1)) == []  # backing off
     assert delivery.deliver(engine, wh, sid, "2026-11-05", settings, now=now).status == "skipped"
     later = now + timedelta(minutes=6)
     assert [d.run_key for d in delivery.due_deliveries(engine, later)] == [f"{sid}:2026-11-05:1"]
@@ -448,8 +560,9 @@ def test_delivery_sensor_and_job(sqlite_ops, marts_url, smtp, env, monkeypatch):
     inbox, settings = smtp
     monkeypatch.setenv("TT_SMTP_HOST", settings.host)
     monkeypatch.setenv("TT_SMTP_PORT", str(settings.port))
-    sid = delivery.create_subscription(engine, mf.T1, mf.V1, "daily_venue", ["gm@venue.example"], "daily",
-                                       local_time="00:00", timezone="UTC")
+    sid = delivery.create_subscription(
+        engine, mf.T1, mf.V1, "daily_venue", ["gm@venue.example"], "daily", local_time="00:00", timezone="UTC"
+    )
     ops = OpsResource(url=ops_url)
     defs = _defs(ops_url, marts_url)
     with dg.DagsterInstance.ephemeral() as instance:
@@ -482,23 +595,38 @@ def test_exports_and_reports_on_real_marts(real_marts, sqlite_ops, env, tmp_path
 
     _, engine = sqlite_ops
     wh = open_warehouse(real_marts)
-    tenant, venue, day = wh.read("SELECT tenant_id, venue_id, day FROM venue_analytics "
-                                 "ORDER BY gross_revenue_cents DESC, venue_id LIMIT 1").row(0)
+    tenant, venue, day = wh.read(
+        "SELECT tenant_id, venue_id, day FROM venue_analytics "
+        "ORDER BY gross_revenue_cents DESC, venue_id LIMIT 1"
+    ).row(0)
     # a financial export through the request lifecycle, read back to the cent
-    rid = lifecycle.create_request(engine, tenant, "financial_report", "xlsx", venue_id=venue,
-                                   filters={"date_from": REAL_FIRST, "date_to": REAL_LAST}, warehouse=wh)
+    rid = lifecycle.create_request(
+        engine,
+        tenant,
+        "financial_report",
+        "xlsx",
+        venue_id=venue,
+        filters={"date_from": REAL_FIRST, "date_to": REAL_LAST},
+        warehouse=wh,
+    )
     row = lifecycle.run_export(engine, wh, rid)
     assert row["status"] == "completed", row["error_message"]
     per_day = list(openpyxl.load_workbook(row["file_path"])["Per day"].iter_rows(values_only=True))
-    rc = (wh.read_table("revenue_by_channel", "venue_id = %s", [venue])
-          .group_by("day").agg(pl.col("gross_revenue_cents", "refunds_cents", "net_revenue_cents").sum()))
+    rc = (
+        wh.read_table("revenue_by_channel", "venue_id = %s", [venue])
+        .group_by("day")
+        .agg(pl.col("gross_revenue_cents", "refunds_cents", "net_revenue_cents").sum())
+    )
     want = {r["day"]: r for r in rc.iter_rows(named=True)}
     h = per_day[0]
     assert len(per_day) - 1 == 7  # the filter's seven days
     for r in per_day[1:]:
         mart = want.get(r[0].date(), {"gross_revenue_cents": 0, "refunds_cents": 0, "net_revenue_cents": 0})
-        for col, head in (("gross_revenue_cents", "Gross revenue"), ("refunds_cents", "Refunds"),
-                          ("net_revenue_cents", "Net revenue")):
+        for col, head in (
+            ("gross_revenue_cents", "Gross revenue"),
+            ("refunds_cents", "Refunds"),
+            ("net_revenue_cents", "Net revenue"),
+        ):
             assert round(r[h.index(head)] * 100) == mart[col], (r[0], col)
     # the daily venue report of the venue's best day: the venue's real name, key figures equal to the mart
     report_path = render(daily_venue_report(wh, venue, day, tenant), "xlsx", tmp_path / "daily")
@@ -508,8 +636,9 @@ def test_exports_and_reports_on_real_marts(real_marts, sqlite_ops, env, tmp_path
     assert round(got["Gross revenue"] * 100) == mart["gross_revenue_cents"]
     assert got["Tickets sold"] == mart["tickets_sold"] and got["Orders"] == mart["orders"]
     name = wh.read_table("stg_venues", "id = %s", [venue], ["name"])["name"][0]
-    weekly = render(executive_report(wh, venue, date(2026, 10, 26), date(2026, 11, 1), tenant), "pdf",
-                    tmp_path / "weekly")
+    weekly = render(
+        executive_report(wh, venue, date(2026, 10, 26), date(2026, 11, 1), tenant), "pdf", tmp_path / "weekly"
+    )
     assert all(s > 0.01 for s in ink_per_page(weekly, tmp_path))
     assert name in pdf_text(weekly)
 
@@ -521,15 +650,29 @@ def test_definitions_load_with_the_marts():
     graph = defs.resolve_asset_graph()
     daily = graph.get(dg.AssetKey("daily_venue_reports"))
     assert {k.to_user_string() for k in daily.parent_keys} == {
-        "venue_analytics", "venue_analytics_hourly", "revenue_by_channel", "revenue_by_category",
-        "event_analytics", "event_performance"}
+        "venue_analytics",
+        "venue_analytics_hourly",
+        "revenue_by_channel",
+        "revenue_by_category",
+        "event_analytics",
+        "event_performance",
+    }
     assert all(graph.get(k).is_materializable for k in daily.parent_keys)  # real assets, not stubs
-    for name in ("export_job", "export_maintenance_job", "report_delivery_job", "daily_venue_reports_job",
-                 "weekly_executive_reports_job"):
+    for name in (
+        "export_job",
+        "export_maintenance_job",
+        "report_delivery_job",
+        "daily_venue_reports_job",
+        "weekly_executive_reports_job",
+    ):
         assert defs.resolve_job_def(name)
     for key in (dg.AssetKey("daily_venue_reports"), dg.AssetKey("weekly_executive_reports")):
         node = graph.get(key)
-        assert node.group_name == "reports" and node.owners == ["team:data-platform"] and len(node.description) > 40
+        assert (
+            node.group_name == "reports"
+            and node.owners == ["team:data-platform"]
+            and len(node.description) > 40
+        )
 
 
 def test_report_schedules_pick_the_finished_period():

@@ -32,8 +32,15 @@ def clean_source(tmp_path_factory) -> str:
 def dirty_source(tmp_path_factory) -> tuple[str, dict]:
     d = tmp_path_factory.mktemp("dirty")
     url = f"duckdb:///{d / 'source.duckdb'}"
-    generate(url, scale="tiny", seed=11, dirty=True, dirty_rate=0.02, manifest_path=d / "manifest.json",
-             progress=False)
+    generate(
+        url,
+        scale="tiny",
+        seed=11,
+        dirty=True,
+        dirty_rate=0.02,
+        manifest_path=d / "manifest.json",
+        progress=False,
+    )
     return url, json.loads((d / "manifest.json").read_text())
 
 
@@ -75,8 +82,11 @@ def test_every_injected_bad_row_is_caught_with_its_reason(dirty_source, warehous
             expected = manifest[kind][table]
             assert expected > 0 and len(keys) == expected, (kind, table)
             disposition = "repaired" if kind in repaired else "rejected"
-            hits = q.filter((pl.col("source_table") == table) & (pl.col("reason_code") == kind)
-                            & (pl.col("disposition") == disposition))
+            hits = q.filter(
+                (pl.col("source_table") == table)
+                & (pl.col("reason_code") == kind)
+                & (pl.col("disposition") == disposition)
+            )
             if kind == R.NULL_KEY:
                 assert hits.height == expected, (kind, table, hits.height)
             else:
@@ -100,9 +110,18 @@ def test_postgres_source_into_postgres_warehouse(pg_database):
     assert audit["balanced"].all(), audit
     assert audit["rows_rejected"].sum() == 0
     # money normalized to cents, statuses lower case, in the warehouse schema
-    orders = wh.read("SELECT status, count(*) AS n, sum(total_cents) AS cents FROM analytics.stg_orders GROUP BY 1")
-    assert set(orders["status"]) <= {"completed", "confirmed", "cancelled", "expired", "pending", "refunded",
-                                      "reserved"}
+    orders = wh.read(
+        "SELECT status, count(*) AS n, sum(total_cents) AS cents FROM analytics.stg_orders GROUP BY 1"
+    )
+    assert set(orders["status"]) <= {
+        "completed",
+        "confirmed",
+        "cancelled",
+        "expired",
+        "pending",
+        "refunded",
+        "reserved",
+    }
     src_total = SourceDB(pg_database).query("SELECT sum(total_cents) AS c FROM orders")["c"][0]
     assert int(orders["cents"].sum()) == int(src_total)
 
@@ -110,8 +129,15 @@ def test_postgres_source_into_postgres_warehouse(pg_database):
 @pytest.mark.postgres
 def test_dirty_postgres_landing_source(pg_database, tmp_path):
     manifest_path = tmp_path / "m.json"
-    generate(pg_database, scale="tiny", seed=11, dirty=True, dirty_rate=0.02, manifest_path=manifest_path,
-             progress=False)
+    generate(
+        pg_database,
+        scale="tiny",
+        seed=11,
+        dirty=True,
+        dirty_rate=0.02,
+        manifest_path=manifest_path,
+        progress=False,
+    )
     wh = open_warehouse(f"duckdb:///{tmp_path / 'wh'}")
     audit = ingestion.ingest_everything(SourceDB(pg_database), wh, FIRST, LAST, now=NOW)
     assert audit["balanced"].all(), audit

@@ -30,16 +30,31 @@ print("RUN", result.run_id, result.success, flush=True)
 
 def _run(env: dict) -> dict[str, str]:
     env = {**storage_env(env.pop("TT_DAGSTER_STORAGE")), **env}
-    proc = subprocess.run([sys.executable, "-c", RUN], env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=600, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.startswith(("STORAGE", "EVENTS", "RUN")))
+    lines = dict(
+        line.split(" ", 1)
+        for line in proc.stdout.splitlines()
+        if line.startswith(("STORAGE", "EVENTS", "RUN"))
+    )
     return lines
 
 
 def test_default_instance_is_local_sqlite(tmp_path):
-    out = _run({"DAGSTER_HOME": str(ROOT), "TT_DAGSTER_STORAGE": str(tmp_path / "dagster"),
-                "TT_DATA_DIR": str(tmp_path / "data")})
+    out = _run(
+        {
+            "DAGSTER_HOME": str(ROOT),
+            "TT_DAGSTER_STORAGE": str(tmp_path / "dagster"),
+            "TT_DATA_DIR": str(tmp_path / "data"),
+        }
+    )
     assert out["STORAGE"] == "SqliteRunStorage"
     assert out["EVENTS"] == "FastSqliteEventLogStorage"
     run_id, ok = out["RUN"].split()
@@ -50,10 +65,18 @@ def test_default_instance_is_local_sqlite(tmp_path):
 @pytest.mark.postgres
 def test_dagster_postgres_instance_records_the_run(tmp_path, pg_database):
     db = pg_database.rsplit("/", 1)[1]
-    out = _run({"DAGSTER_HOME": str(ROOT / "deploy" / "dagster-postgres"),
-                "TT_DAGSTER_STORAGE": str(tmp_path / "dagster"), "TT_DATA_DIR": str(tmp_path / "data"),
-                "TT_DAGSTER_PG_USER": "postgres", "TT_DAGSTER_PG_PASSWORD": "", "TT_DAGSTER_PG_HOST": "127.0.0.1",
-                "TT_DAGSTER_PG_PORT": "5432", "TT_DAGSTER_PG_DB": db})
+    out = _run(
+        {
+            "DAGSTER_HOME": str(ROOT / "deploy" / "dagster-postgres"),
+            "TT_DAGSTER_STORAGE": str(tmp_path / "dagster"),
+            "TT_DATA_DIR": str(tmp_path / "data"),
+            "TT_DAGSTER_PG_USER": "postgres",
+            "TT_DAGSTER_PG_PASSWORD": "",
+            "TT_DAGSTER_PG_HOST": "127.0.0.1",
+            "TT_DAGSTER_PG_PORT": "5432",
+            "TT_DAGSTER_PG_DB": db,
+        }
+    )
     assert out["STORAGE"] == "PostgresRunStorage"
     run_id, ok = out["RUN"].split()
     assert ok == "True"
@@ -80,11 +103,14 @@ def test_fast_event_log_storage_matches_the_private_dagster_api_it_uses():
 
     from analytics_pipelines import instance
 
-    recheck = ("re-check analytics_pipelines/instance.py (FastSqliteEventLogStorage) against this Dagster, or "
-               "drop it from dagster.yaml for dagster._core.storage.event_log SqliteEventLogStorage")
+    recheck = (
+        "re-check analytics_pipelines/instance.py (FastSqliteEventLogStorage) against this Dagster, or "
+        "drop it from dagster.yaml for dagster._core.storage.event_log SqliteEventLogStorage"
+    )
     assert dagster.__version__ == instance.DAGSTER_VERSION, (
         f"dagster {dagster.__version__} is installed, the storage was checked against {instance.DAGSTER_VERSION}: "
-        f"{recheck}; then set DAGSTER_VERSION")
+        f"{recheck}; then set DAGSTER_VERSION"
+    )
     owners = {c.__name__: c for c in (SqliteEventLogStorage, SqlEventLogStorage, EventLogStorage)}
     for (owner, name), params in instance.PRIVATE_API.items():
         member = owners[owner].__dict__.get(name)
@@ -95,7 +121,8 @@ def test_fast_event_log_storage_matches_the_private_dagster_api_it_uses():
     assert DagsterEventType.ASSET_MATERIALIZATION in ASSET_EVENTS, recheck
     assert DagsterEventType.ASSET_MATERIALIZATION_PLANNED in ASSET_EVENTS, recheck
     assert {"id", "run_id", "event", "dagster_event_type", "asset_key", "partition"} <= set(
-        SqlEventLogStorageTable.c.keys()), recheck
+        SqlEventLogStorageTable.c.keys()
+    ), recheck
     assert issubclass(instance.FastSqliteEventLogStorage, SqliteEventLogStorage)
 
 
@@ -122,28 +149,48 @@ def test_batched_event_log_writes_what_the_stock_storage_writes(tmp_path, monkey
     monkeypatch.setattr(FastSqliteEventLogStorage, "store_event_batch", spy)
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
     key, seen = dg.AssetKey("a"), {}
-    for name, module in (("FastSqliteEventLogStorage", "analytics_pipelines.instance"),
-                         ("SqliteEventLogStorage", "dagster._core.storage.event_log")):
+    for name, module in (
+        ("FastSqliteEventLogStorage", "analytics_pipelines.instance"),
+        ("SqliteEventLogStorage", "dagster._core.storage.event_log"),
+    ):
         home = tmp_path / name
         home.mkdir()
-        (home / "dagster.yaml").write_text(f"event_log_storage:\n  module: {module}\n  class: {name}\n  config:\n"
-                                           f"    base_dir: {home / 'events'}\ntelemetry:\n  enabled: false\n")
+        (home / "dagster.yaml").write_text(
+            f"event_log_storage:\n  module: {module}\n  class: {name}\n  config:\n"
+            f"    base_dir: {home / 'events'}\ntelemetry:\n  enabled: false\n"
+        )
         with dg.DagsterInstance.from_config(str(home)) as instance:
             assert type(instance.event_log_storage).__name__ == name
-            run = dg.materialize([a], instance=instance, tags={"dagster/asset_partition_range_start": "2026-01-01",
-                                                               "dagster/asset_partition_range_end": "2026-01-10"})
+            run = dg.materialize(
+                [a],
+                instance=instance,
+                tags={
+                    "dagster/asset_partition_range_start": "2026-01-01",
+                    "dagster/asset_partition_range_end": "2026-01-10",
+                },
+            )
             assert run.success
             records = instance.fetch_materializations(key, limit=100).records
-            planned = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+            planned = instance.get_records_for_run(
+                run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+            )
             entry = instance.get_asset_records([key])[0].asset_entry
             seen[name] = {
                 "partitions": sorted(instance.get_materialized_partitions(key)),
-                "materializations": sorted((r.partition_key, r.asset_materialization.metadata["rows"].value,
-                                            r.asset_materialization.tags.get("dagster/data_version")) for r in records),
+                "materializations": sorted(
+                    (
+                        r.partition_key,
+                        r.asset_materialization.metadata["rows"].value,
+                        r.asset_materialization.tags.get("dagster/data_version"),
+                    )
+                    for r in records
+                ),
                 "planned": sorted(r.event_log_entry.dagster_event.partition for r in planned.records),
                 "last": (entry.last_materialization.dagster_event.partition, entry.last_run_id == run.run_id),
-                "tags": sorted((t["dagster/data_version"], t.get("dagster/partition", "")) for t in
-                               instance.get_event_tags_for_asset(key)),
+                "tags": sorted(
+                    (t["dagster/data_version"], t.get("dagster/partition", ""))
+                    for t in instance.get_event_tags_for_asset(key)
+                ),
             }
     assert batches and max(batches) > 1  # the batch path ran
     assert len(seen["SqliteEventLogStorage"]["partitions"]) == 10 and seen["SqliteEventLogStorage"]["tags"]

@@ -26,7 +26,6 @@ def t_col(name: str) -> str:
     return default_registry().table(name).partition_column
 
 
-
 @pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
 def built(request, materialized, tmp_path_factory):
     """Every asset materialized through the real jobs: the session's embedded dataset, or the same source
@@ -35,8 +34,9 @@ def built(request, materialized, tmp_path_factory):
         m = materialized
     else:
         url = request.getfixturevalue("pg_database_module")
-        m = materialize_everything(tmp_path_factory.mktemp("pg"), warehouse_url=url,
-                                   source_url=materialized.source_url)
+        m = materialize_everything(
+            tmp_path_factory.mktemp("pg"), warehouse_url=url, source_url=materialized.source_url
+        )
     return open_warehouse(m.warehouse_url), m, m.source_url
 
 
@@ -51,8 +51,11 @@ def test_every_mart_reconciles_to_staging(built):
             assert {(t.name, c.name) for c in t.checks} <= checked, t.name
         if t.factory == "mart" and t.keys:
             assert (t.name, "unique_key") in checked, t.name
-    fct = next(c for c in m.checks() if c.asset_key.to_user_string() == "fct_orders"
-               and c.check_name == "reconciles_to_staging")
+    fct = next(
+        c
+        for c in m.checks()
+        if c.asset_key.to_user_string() == "fct_orders" and c.check_name == "reconciles_to_staging"
+    )
     assert fct.metadata["keys_compared"].value > 100  # it compared real days, not nothing
 
 
@@ -60,21 +63,31 @@ def test_marts_reconcile_to_the_source_itself(built):
     """Independent of staging: the generator's own source rows, in the platform's units."""
     wh, _, source = built
     src = SourceDB(source)
-    paid = src.query("SELECT sum(total_cents) AS g, count(*) AS n FROM orders WHERE upper(status) IN "
-                     "('CONFIRMED', 'COMPLETED', 'REFUNDED') AND CAST(coalesce(confirmed_at, created_at) AT TIME ZONE "
-                     "'UTC' AS DATE) BETWEEN DATE '2026-06-01' AND DATE '2026-10-31'")
-    refunds = src.query("SELECT sum(refund_amount_cents) AS r FROM order_refunds WHERE upper(refund_status) = "
-                        "'COMPLETED' AND CAST(created_at AT TIME ZONE 'UTC' AS DATE) BETWEEN DATE '2026-06-01' AND "
-                        "DATE '2026-10-31'")
-    va = wh.read("SELECT sum(gross_revenue_cents) AS g, sum(orders) AS n, sum(refunds_cents) AS r, "
-                 "sum(net_revenue_cents) AS net FROM venue_analytics")
+    paid = src.query(
+        "SELECT sum(total_cents) AS g, count(*) AS n FROM orders WHERE upper(status) IN "
+        "('CONFIRMED', 'COMPLETED', 'REFUNDED') AND CAST(coalesce(confirmed_at, created_at) AT TIME ZONE "
+        "'UTC' AS DATE) BETWEEN DATE '2026-06-01' AND DATE '2026-10-31'"
+    )
+    refunds = src.query(
+        "SELECT sum(refund_amount_cents) AS r FROM order_refunds WHERE upper(refund_status) = "
+        "'COMPLETED' AND CAST(created_at AT TIME ZONE 'UTC' AS DATE) BETWEEN DATE '2026-06-01' AND "
+        "DATE '2026-10-31'"
+    )
+    va = wh.read(
+        "SELECT sum(gross_revenue_cents) AS g, sum(orders) AS n, sum(refunds_cents) AS r, "
+        "sum(net_revenue_cents) AS net FROM venue_analytics"
+    )
     assert int(va["g"][0]) == int(paid["g"][0]) and int(va["n"][0]) == int(paid["n"][0])
     assert int(va["r"][0]) == int(refunds["r"][0])
     assert int(va["net"][0]) == int(paid["g"][0]) - int(refunds["r"][0])
-    ch = wh.read("SELECT source, sum(gross_revenue_cents) AS g FROM revenue_by_channel GROUP BY source ORDER BY 1")
+    ch = wh.read(
+        "SELECT source, sum(gross_revenue_cents) AS g FROM revenue_by_channel GROUP BY source ORDER BY 1"
+    )
     assert dict(ch.rows())["primary"] == int(paid["g"][0])
-    resale = src.query("SELECT sum(usd_value) AS v FROM marketplace_transfers WHERE lower(status) = 'completed' AND "
-                       "CAST(completed_at AT TIME ZONE 'UTC' AS DATE) BETWEEN DATE '2026-06-01' AND DATE '2026-10-31'")
+    resale = src.query(
+        "SELECT sum(usd_value) AS v FROM marketplace_transfers WHERE lower(status) = 'completed' AND "
+        "CAST(completed_at AT TIME ZONE 'UTC' AS DATE) BETWEEN DATE '2026-06-01' AND DATE '2026-10-31'"
+    )
     assert dict(ch.rows()).get("resale", 0) == int(resale["v"][0] or 0)
 
 
@@ -86,8 +99,10 @@ def test_mart_shapes_and_sanity(built):
     assert va.height >= days  # zero-filled grid
     assert va.select("venue_id", "day").is_unique().all()
     assert va.filter(pl.col("tickets_sold") > 0)["avg_ticket_price_cents"].null_count() == 0
-    assert va.filter(pl.col("tickets_sold") == 0)["avg_ticket_price_cents"].null_count() == va.filter(
-        pl.col("tickets_sold") == 0).height
+    assert (
+        va.filter(pl.col("tickets_sold") == 0)["avg_ticket_price_cents"].null_count()
+        == va.filter(pl.col("tickets_sold") == 0).height
+    )
     assert va["venue_id"].n_unique() <= venues
     ev = wh.read_table("event_analytics").sort("event_id", "day")
     cum = ev.group_by("event_id").agg(pl.col("cumulative_tickets_sold").diff().min().alias("m"))
@@ -101,7 +116,9 @@ def test_mart_shapes_and_sanity(built):
     rate = ns["no_shows"].sum() / ns["tickets_sold"].sum()
     assert 0.03 < rate < 0.13  # the generator's 4-11 % per-event no-show rates
     kpi = wh.read_table("kpi_snapshots")
-    assert {"venues_total", "tickets_sold_24h", "gross_revenue_24h_cents", "events_on_sale"} <= set(kpi["metric"])
+    assert {"venues_total", "tickets_sold_24h", "gross_revenue_24h_cents", "events_on_sale"} <= set(
+        kpi["metric"]
+    )
     assert kpi["hour_key"].n_unique() == 3
     proj = wh.read_table("revenue_projections")
     assert (proj["lower_cents"] <= proj["projected_net_revenue_cents"]).all()
@@ -126,7 +143,9 @@ def test_every_table_of_issue_14_has_tenant_id(built):
     assert per_venue.join(venue_tenant, on=["venue_id", "tenant_id"], how="anti").height == 0
     assert set(bt.filter(pl.col("venue_id").is_null())["tenant_id"]) == set(per_venue["tenant_id"])
     snap = wh.read_table("ticket_type_price_snapshots")
-    events = wh.read_table("stg_events", columns=["id", "tenant_id"]).rename({"id": "event_id", "tenant_id": "t"})
+    events = wh.read_table("stg_events", columns=["id", "tenant_id"]).rename(
+        {"id": "event_id", "tenant_id": "t"}
+    )
     joined = snap.join(events, on="event_id", how="left")
     assert snap.height and snap["tenant_id"].null_count() == 0 and (joined["tenant_id"] == joined["t"]).all()
     assert snap.select("day", "ticket_type_id").is_unique().all()
@@ -137,9 +156,19 @@ def test_platform_backtest_equals_the_scores_over_all_venues():
     all (venue, origin) pairs."""
     rng = np.random.default_rng(3)
     days = pl.date_range(date(2025, 1, 1), date(2025, 9, 30), "1d", eager=True)
-    daily = pl.concat([pl.DataFrame({"tenant_id": f"t{v % 2}", "venue_id": f"v{v}", "day": days,
-                                     "net_revenue_cents": rng.integers(0, 50_000, days.len())})
-                       for v in range(5)])
+    daily = pl.concat(
+        [
+            pl.DataFrame(
+                {
+                    "tenant_id": f"t{v % 2}",
+                    "venue_id": f"v{v}",
+                    "day": days,
+                    "net_revenue_cents": rng.integers(0, 50_000, days.len()),
+                }
+            )
+            for v in range(5)
+        ]
+    )
     bt = project(daily, date(2025, 9, 30)).backtest
     assert bt.filter(pl.col("venue_id").is_null())["tenant_id"].sort().to_list() == ["t0", "t0", "t1", "t1"]
     p = platform_backtest(bt)
@@ -156,8 +185,12 @@ def test_fct_orders_equals_its_reference_sql(built):
     """build.fct_orders (polars) gives exactly the rows of sql/marts/fct_orders.sql on the same inputs."""
     wh, _, _ = built
     for first, last in ((FIRST, LAST), ("2026-09-15", "2026-09-15")):
-        ref = run("fct_orders", B.fct_orders_inputs(wh, first, last), first=date.fromisoformat(first),
-                  last=date.fromisoformat(last)).sort("day", "order_id")
+        ref = run(
+            "fct_orders",
+            B.fct_orders_inputs(wh, first, last),
+            first=date.fromisoformat(first),
+            last=date.fromisoformat(last),
+        ).sort("day", "order_id")
         got = B.fct_orders(wh, first, last)
         assert got.height > 0 and got.schema == ref.schema and got.equals(ref)
 
@@ -165,7 +198,9 @@ def test_fct_orders_equals_its_reference_sql(built):
 def test_venue_analytics_hourly_equals_its_reference_sql(built):
     wh, _, _ = built
     for first, last in ((FIRST, LAST), ("2026-09-15", "2026-09-15")):
-        ref = B.with_local_hour(run("venue_analytics_hourly", B.venue_analytics_hourly_inputs(wh, first, last)))
+        ref = B.with_local_hour(
+            run("venue_analytics_hourly", B.venue_analytics_hourly_inputs(wh, first, last))
+        )
         got = B.venue_analytics_hourly(wh, first, last)
         assert got.height > 0 and got.schema == ref.schema
         assert got.equals(ref.sort("hour_utc", "venue_id")) or got.sort(pl.all()).equals(ref.sort(pl.all()))
@@ -175,14 +210,22 @@ def test_rerun_of_a_partition_gives_the_same_result(built):
     """One day re-materialized through main_job (the job users run) leaves every daily table as it was."""
     wh, m, _ = built
     day = "2026-09-15"
-    daily = [t.name for t in default_registry().tables if t.partitioning == "daily" and t.group != "raw"
-             and t.name != "ticket_type_price_snapshots" and t.factory != "none"]
+    daily = [
+        t.name
+        for t in default_registry().tables
+        if t.partitioning == "daily"
+        and t.group != "raw"
+        and t.name != "ticket_type_price_snapshots"
+        and t.factory != "none"
+    ]
     before = {n: wh.read_partitions(n, t_col(n), day, day).sort(pl.all()) for n in daily}
     assert m.rerun("main_job", day, day).success
     for n in daily:
         after = wh.read_partitions(n, t_col(n), day, day).sort(pl.all())
         assert after.equals(before[n]), n
-    assert wh.count("fct_orders") == int(wh.read("SELECT count(DISTINCT order_id) AS n FROM fct_orders")["n"][0])
+    assert wh.count("fct_orders") == int(
+        wh.read("SELECT count(DISTINCT order_id) AS n FROM fct_orders")["n"][0]
+    )
 
 
 def test_reconciliation_catches_a_tampered_mart(built):
@@ -192,12 +235,17 @@ def test_reconciliation_catches_a_tampered_mart(built):
     df = wh.read_partitions("venue_analytics", "day", day, day)
     assert reconcile.check_daily("venue_analytics", control, df).passed
     busy = df["gross_revenue_cents"].arg_max()
-    off_by_a_cent = df.with_columns(pl.when(pl.int_range(pl.len()) == busy).then(pl.col("gross_revenue_cents") + 1)
-                                    .otherwise(pl.col("gross_revenue_cents")).alias("gross_revenue_cents"))
+    off_by_a_cent = df.with_columns(
+        pl.when(pl.int_range(pl.len()) == busy)
+        .then(pl.col("gross_revenue_cents") + 1)
+        .otherwise(pl.col("gross_revenue_cents"))
+        .alias("gross_revenue_cents")
+    )
     out = reconcile.check_daily("venue_analytics", control, off_by_a_cent)
     assert not out.passed and out.differences.height == 1
-    dropped = reconcile.check_daily("revenue_by_channel", control,
-                                    wh.read_partitions("revenue_by_channel", "day", day, day).slice(1))
+    dropped = reconcile.check_daily(
+        "revenue_by_channel", control, wh.read_partitions("revenue_by_channel", "day", day, day).slice(1)
+    )
     assert not dropped.passed
 
 
@@ -213,8 +261,12 @@ def test_reconciliation_catches_a_sale_booked_to_another_tenant(built):
         assert reconcile.check_daily(mart, control, df).passed, mart
         busy = df["gross_revenue_cents"].arg_max()
         other = next(t for t in control["tenant_id"].unique() if t != df["tenant_id"][busy])
-        moved = df.with_columns(pl.when(pl.int_range(pl.len()) == busy).then(pl.lit(other))
-                                .otherwise(pl.col("tenant_id")).alias("tenant_id"))
+        moved = df.with_columns(
+            pl.when(pl.int_range(pl.len()) == busy)
+            .then(pl.lit(other))
+            .otherwise(pl.col("tenant_id"))
+            .alias("tenant_id")
+        )
         out = reconcile.check_daily(mart, control, moved)
         assert not out.passed and out.differences.height == 2, mart
         assert out.metadata["staging_gross_revenue_cents"] == out.metadata["mart_gross_revenue_cents"], mart
@@ -240,8 +292,10 @@ def test_control_totals_catch_an_order_the_marts_lookback_missed(built):
         wh.write_partitions("stg_orders", staged, ["_partition"], [("2026-09-10",)])
 
 
-@pytest.mark.parametrize("previous_through, since", [("2026-10-20", "2026-10-21"), ("2026-09-30", "2026-10-01"),
-                                                    ("2026-10-25", "2026-10-18")])
+@pytest.mark.parametrize(
+    "previous_through, since",
+    [("2026-10-20", "2026-10-21"), ("2026-09-30", "2026-10-01"), ("2026-10-25", "2026-10-18")],
+)
 def test_incremental_sales_metrics_equal_a_full_rebuild(built, previous_through, since):
     """The table built through an earlier day, updated from `since` on, equals a rebuild through LAST:
     mid-week and mid-month cuts, a month boundary, and a `since` well before the previous build's end."""
@@ -266,7 +320,8 @@ def test_incremental_no_shows_recompute_recent_and_missing_events_only(built):
     old = full.rows.filter(pl.col("ended_at") < NOW - timedelta(days=30))["event_id"][0]
     young = recent["event_id"][0]
     broken = full.rows.filter(pl.col("event_id") != old).with_columns(
-        pl.when(pl.col("event_id") == young).then(0).otherwise(pl.col("no_shows")).alias("no_shows"))
+        pl.when(pl.col("event_id") == young).then(0).otherwise(pl.col("no_shows")).alias("no_shows")
+    )
     fixed = B.no_shows(wh, NOW, previous=broken)
     assert fixed.rows.equals(full.rows) and old in fixed.events and young in fixed.events
     # the check compares the recomputed events with an independent count and fails on a difference
@@ -277,19 +332,31 @@ def test_incremental_no_shows_recompute_recent_and_missing_events_only(built):
 # -- pure pieces on hand-made inputs ------------------------------------------------------------------
 def _orders(rows: list[tuple[str, str, int, int]]) -> pl.DataFrame:
     """(venue, ISO timestamp, tickets, gross cents) -> order_history frame."""
-    return pl.DataFrame({
-        "tenant_id": "t", "venue_id": [r[0] for r in rows],
-        "recognized_at": [datetime.fromisoformat(r[1]).replace(tzinfo=UTC) for r in rows],
-        "tickets": [r[2] for r in rows], "gross_revenue_cents": [r[3] for r in rows],
-        "ticket_revenue_cents": [r[3] for r in rows], "user_id": [f"u{i}" for i in range(len(rows))]})
+    return pl.DataFrame(
+        {
+            "tenant_id": "t",
+            "venue_id": [r[0] for r in rows],
+            "recognized_at": [datetime.fromisoformat(r[1]).replace(tzinfo=UTC) for r in rows],
+            "tickets": [r[2] for r in rows],
+            "gross_revenue_cents": [r[3] for r in rows],
+            "ticket_revenue_cents": [r[3] for r in rows],
+            "user_id": [f"u{i}" for i in range(len(rows))],
+        }
+    )
 
 
 def test_sales_metrics_zero_fill_and_growth_without_division_by_zero():
-    hist = _orders([("v", "2026-01-05 10:00:00", 2, 1000),   # Monday
-                    ("v", "2026-01-05 18:00:00", 1, 500),
-                    ("v", "2026-01-07 09:00:00", 3, 3000),   # Jan 6 has nothing
-                    ("v", "2026-01-08 09:00:00", 3, 1500)])
-    out = sales_metrics(hist, hour_since=datetime(2026, 1, 8, tzinfo=UTC), through=datetime(2026, 1, 8, 23, tzinfo=UTC))
+    hist = _orders(
+        [
+            ("v", "2026-01-05 10:00:00", 2, 1000),  # Monday
+            ("v", "2026-01-05 18:00:00", 1, 500),
+            ("v", "2026-01-07 09:00:00", 3, 3000),  # Jan 6 has nothing
+            ("v", "2026-01-08 09:00:00", 3, 1500),
+        ]
+    )
+    out = sales_metrics(
+        hist, hour_since=datetime(2026, 1, 8, tzinfo=UTC), through=datetime(2026, 1, 8, 23, tzinfo=UTC)
+    )
     day = out.filter(pl.col("granularity") == "day").sort("period_start")
     assert day["tickets_sold"].to_list() == [3, 0, 3, 3]
     assert day["gross_revenue_cents"].to_list() == [1500, 0, 3000, 1500]
@@ -310,8 +377,16 @@ def test_projection_beats_the_old_rule_on_a_weekly_pattern_and_intervals_hold():
     for v in range(5):
         base = 10_000 * (v + 1)
         vals = base * weekly[[d.weekday() for d in days]] * rng.lognormal(0, 0.2, days.len())
-        frames.append(pl.DataFrame({"tenant_id": "t", "venue_id": f"v{v}", "day": days,
-                                    "net_revenue_cents": vals.round().astype(np.int64)}))
+        frames.append(
+            pl.DataFrame(
+                {
+                    "tenant_id": "t",
+                    "venue_id": f"v{v}",
+                    "day": days,
+                    "net_revenue_cents": vals.round().astype(np.int64),
+                }
+            )
+        )
     p = project(pl.concat(frames), date(2025, 12, 31), horizon=30)
     overall = p.backtest.filter(pl.col("venue_id").is_null())  # the one tenant's row over its venues
     assert overall["tenant_id"].to_list() == ["t", "t"]
@@ -324,15 +399,36 @@ def test_projection_beats_the_old_rule_on_a_weekly_pattern_and_intervals_hold():
 
 def test_price_history_intervals_include_unlogged_changes_from_snapshots():
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    types = pl.DataFrame({"id": ["a", "b"], "event_id": ["e", "e"], "name": ["GA", "VIP"],
-                          "price_cents": [3000, 9000], "created_at": [t0, t0], "currency": "USD"})
-    changes = pl.DataFrame({"ticket_type_id": ["a"], "old_price_cents": [2500], "new_price_cents": [2800],
-                            "changed_at": [t0 + timedelta(days=10)]})
-    snaps = pl.DataFrame({"snapshot_date": [date(2026, 1, 5), date(2026, 1, 20), date(2026, 1, 20)],
-                          "ticket_type_id": ["a", "a", "b"], "price_cents": [2500, 3000, 9000]})
+    types = pl.DataFrame(
+        {
+            "id": ["a", "b"],
+            "event_id": ["e", "e"],
+            "name": ["GA", "VIP"],
+            "price_cents": [3000, 9000],
+            "created_at": [t0, t0],
+            "currency": "USD",
+        }
+    )
+    changes = pl.DataFrame(
+        {
+            "ticket_type_id": ["a"],
+            "old_price_cents": [2500],
+            "new_price_cents": [2800],
+            "changed_at": [t0 + timedelta(days=10)],
+        }
+    )
+    snaps = pl.DataFrame(
+        {
+            "snapshot_date": [date(2026, 1, 5), date(2026, 1, 20), date(2026, 1, 20)],
+            "ticket_type_id": ["a", "a", "b"],
+            "price_cents": [2500, 3000, 9000],
+        }
+    )
     dim = pl.DataFrame({"tenant_id": ["t"], "venue_id": ["v"], "event_id": ["e"]})
-    out = run("price_history", {"price_changes": changes, "stg_ticket_types": types, "snapshots": snaps,
-                                "event_dim": dim}).sort("ticket_type_id", "valid_from")
+    out = run(
+        "price_history",
+        {"price_changes": changes, "stg_ticket_types": types, "snapshots": snaps, "event_dim": dim},
+    ).sort("ticket_type_id", "valid_from")
     a = out.filter(pl.col("ticket_type_id") == "a")
     assert a["price_cents"].to_list() == [2500, 2800, 3000]  # initial, logged change, unlogged change
     assert a["source"].to_list() == ["initial", "price_history", "snapshot"]
@@ -343,40 +439,96 @@ def test_price_history_intervals_include_unlogged_changes_from_snapshots():
     assert summary["price_changes"][0] == 2 and summary["current_max_price_cents"][0] == 9000
     # the checks re-derive both tables from the same staging rows; an unlogged change lost fails them
     events = pl.DataFrame({"id": ["e"], "tenant_id": ["t"], "venue_id": ["v"]})
-    staged = {"types": types, "events": events, "changes": changes, "snapshots": snaps.rename({"snapshot_date": "day"})}
+    staged = {
+        "types": types,
+        "events": events,
+        "changes": changes,
+        "snapshots": snaps.rename({"snapshot_date": "day"}),
+    }
     assert checks.check_price_history(out, **staged).passed
     assert checks.check_event_price_summary(summary, out, types, events).passed
     lost = out.filter(pl.col("source") != "snapshot").with_columns(
-        pl.when(pl.col("valid_to") == datetime(2026, 1, 20, tzinfo=UTC)).then(None).otherwise(pl.col("valid_to"))
-        .alias("valid_to"))
+        pl.when(pl.col("valid_to") == datetime(2026, 1, 20, tzinfo=UTC))
+        .then(None)
+        .otherwise(pl.col("valid_to"))
+        .alias("valid_to")
+    )
     assert checks.check_price_history(lost, **staged).metadata["violations_points_at_another_price"] == 1
-    assert not checks.check_event_price_summary(run("event_price_summary", {"price_history": lost}), lost, types,
-                                                events).passed
+    assert not checks.check_event_price_summary(
+        run("event_price_summary", {"price_history": lost}), lost, types, events
+    ).passed
 
 
 def test_kpi_windows_are_half_open_and_refund_rate_defined():
     at_hour = datetime(2026, 3, 1, 11, tzinfo=UTC)  # snapshot as of 12:00
-    orders = pl.DataFrame({"tenant_id": "t", "venue_id": "v", "recognized_at": [
-        datetime(2026, 2, 28, 12, tzinfo=UTC),            # exactly 24 h before: excluded
-        datetime(2026, 2, 28, 12, 0, 1, tzinfo=UTC),      # inside
-        datetime(2026, 3, 1, 11, 30, tzinfo=UTC),         # last hour
-        datetime(2026, 3, 1, 10, 30, tzinfo=UTC)],        # previous hour
-        "tickets": [1, 2, 3, 4], "gross_revenue_cents": [100, 200, 300, 600]})
-    refunds = pl.DataFrame({"tenant_id": ["t"], "venue_id": ["v"], "refunded_at": [datetime(2026, 3, 1, 1, tzinfo=UTC)],
-                            "refund_cents": [110]})
-    resales = pl.DataFrame(schema={"tenant_id": pl.String, "venue_id": pl.String,
-                                   "completed_at": pl.Datetime("us", "UTC"), "sale_cents": pl.Int64})
-    venues = pl.DataFrame({"id": ["v"], "tenant_id": ["t"], "status": ["active"],
-                           "created_at": [datetime(2025, 1, 1, tzinfo=UTC)],
-                           "deleted_at": pl.Series([None], dtype=pl.Datetime("us", "UTC"))})
-    events = pl.DataFrame({"id": ["e"], "tenant_id": ["t"], "status": ["on_sale"],
-                           "created_at": [datetime(2025, 1, 1, tzinfo=UTC)],
-                           "deleted_at": pl.Series([None], dtype=pl.Datetime("us", "UTC"))})
-    tiers = pl.DataFrame({"event_id": ["e"], "is_active": [True], "sale_start": [datetime(2026, 1, 1, tzinfo=UTC)],
-                          "sale_end": [datetime(2026, 4, 1, tzinfo=UTC)]})
-    out = run("kpi_snapshots", {"stg_venues": venues, "stg_events": events, "stg_ticket_types": tiers,
-                                "orders_window": orders, "refunds_window": refunds, "resales_window": resales},
-              at=at_hour + timedelta(hours=1))
+    orders = pl.DataFrame(
+        {
+            "tenant_id": "t",
+            "venue_id": "v",
+            "recognized_at": [
+                datetime(2026, 2, 28, 12, tzinfo=UTC),  # exactly 24 h before: excluded
+                datetime(2026, 2, 28, 12, 0, 1, tzinfo=UTC),  # inside
+                datetime(2026, 3, 1, 11, 30, tzinfo=UTC),  # last hour
+                datetime(2026, 3, 1, 10, 30, tzinfo=UTC),
+            ],  # previous hour
+            "tickets": [1, 2, 3, 4],
+            "gross_revenue_cents": [100, 200, 300, 600],
+        }
+    )
+    refunds = pl.DataFrame(
+        {
+            "tenant_id": ["t"],
+            "venue_id": ["v"],
+            "refunded_at": [datetime(2026, 3, 1, 1, tzinfo=UTC)],
+            "refund_cents": [110],
+        }
+    )
+    resales = pl.DataFrame(
+        schema={
+            "tenant_id": pl.String,
+            "venue_id": pl.String,
+            "completed_at": pl.Datetime("us", "UTC"),
+            "sale_cents": pl.Int64,
+        }
+    )
+    venues = pl.DataFrame(
+        {
+            "id": ["v"],
+            "tenant_id": ["t"],
+            "status": ["active"],
+            "created_at": [datetime(2025, 1, 1, tzinfo=UTC)],
+            "deleted_at": pl.Series([None], dtype=pl.Datetime("us", "UTC")),
+        }
+    )
+    events = pl.DataFrame(
+        {
+            "id": ["e"],
+            "tenant_id": ["t"],
+            "status": ["on_sale"],
+            "created_at": [datetime(2025, 1, 1, tzinfo=UTC)],
+            "deleted_at": pl.Series([None], dtype=pl.Datetime("us", "UTC")),
+        }
+    )
+    tiers = pl.DataFrame(
+        {
+            "event_id": ["e"],
+            "is_active": [True],
+            "sale_start": [datetime(2026, 1, 1, tzinfo=UTC)],
+            "sale_end": [datetime(2026, 4, 1, tzinfo=UTC)],
+        }
+    )
+    out = run(
+        "kpi_snapshots",
+        {
+            "stg_venues": venues,
+            "stg_events": events,
+            "stg_ticket_types": tiers,
+            "orders_window": orders,
+            "refunds_window": refunds,
+            "resales_window": resales,
+        },
+        at=at_hour + timedelta(hours=1),
+    )
     tenant = dict(out.filter(pl.col("venue_id").is_null()).select("metric", "value").rows())
     assert tenant["tickets_sold_24h"] == 9 and tenant["gross_revenue_24h_cents"] == 1100
     assert tenant["refund_rate_24h_pct"] == 10.0
@@ -388,8 +540,12 @@ def test_kpi_windows_are_half_open_and_refund_rate_defined():
 # -- checks of the whole-table marts without control totals (marts/checks.py) ------------------------------
 def _set(df: pl.DataFrame, row: int, column: str, value) -> pl.DataFrame:
     """`df` with one cell changed (a deliberately broken frame)."""
-    return df.with_columns(pl.when(pl.int_range(pl.len()) == row).then(pl.lit(value, df[column].dtype))
-                           .otherwise(pl.col(column)).alias(column))
+    return df.with_columns(
+        pl.when(pl.int_range(pl.len()) == row)
+        .then(pl.lit(value, df[column].dtype))
+        .otherwise(pl.col(column))
+        .alias(column)
+    )
 
 
 def test_venue_seasonality_reconciles_to_the_facts_and_catches_a_broken_row(built):
@@ -400,11 +556,13 @@ def test_venue_seasonality_reconciles_to_the_facts_and_catches_a_broken_row(buil
     assert ok.passed, (ok.metadata, ok.differences)
     assert ok.metadata["keys_compared"] == df.height > 10 and ok.metadata["staging_tickets_total"] > 0
     busy = df["avg_revenue_cents"].arg_max()
-    for broken in (_set(df, busy, "avg_revenue_cents", df["avg_revenue_cents"][busy] + 1),   # a cent off
-                   _set(df, busy, "avg_tickets", df["avg_tickets"][busy] + 1.0),
-                   _set(df, busy, "tenant_id", "someone-else"),
-                   df.slice(1),                                                            # a month missing
-                   _set(df, busy, "season", "Peak" if df["season"][busy] != "Peak" else "Normal")):
+    for broken in (
+        _set(df, busy, "avg_revenue_cents", df["avg_revenue_cents"][busy] + 1),  # a cent off
+        _set(df, busy, "avg_tickets", df["avg_tickets"][busy] + 1.0),
+        _set(df, busy, "tenant_id", "someone-else"),
+        df.slice(1),  # a month missing
+        _set(df, busy, "season", "Peak" if df["season"][busy] != "Peak" else "Normal"),
+    ):
         assert not checks.check_venue_seasonality(broken, **inputs, through=LAST).passed
 
 
@@ -416,16 +574,24 @@ def test_revenue_projection_invariants_hold_and_catch_broken_frames(built):
     assert ok.passed, ok.metadata
     assert ok.metadata["horizon_days"] == [30] and ok.metadata["rows"] == df.height > 0
     row = df["projected_net_revenue_cents"].arg_max()
-    swapped = df.with_columns(pl.when(pl.int_range(pl.len()) == row).then(pl.col("upper_cents"))
-                              .otherwise(pl.col("lower_cents")).alias("lower_cents"),
-                              pl.when(pl.int_range(pl.len()) == row).then(pl.col("lower_cents"))
-                              .otherwise(pl.col("upper_cents")).alias("upper_cents"))
-    cases = {"interval_not_around_projection": swapped,
-             "horizon_not_contiguous": df.filter(pl.int_range(pl.len()) != row),
-             "duplicate_keys": pl.concat([df, df.slice(row, 1)]),
-             "null_values": _set(df, row, "lower_cents", None),
-             "day_not_as_of_plus_horizon_day": _set(df, row, "day", df["day"][row] + timedelta(days=1)),
-             "tenant_not_the_venues": _set(df, row, "tenant_id", "someone-else")}
+    swapped = df.with_columns(
+        pl.when(pl.int_range(pl.len()) == row)
+        .then(pl.col("upper_cents"))
+        .otherwise(pl.col("lower_cents"))
+        .alias("lower_cents"),
+        pl.when(pl.int_range(pl.len()) == row)
+        .then(pl.col("lower_cents"))
+        .otherwise(pl.col("upper_cents"))
+        .alias("upper_cents"),
+    )
+    cases = {
+        "interval_not_around_projection": swapped,
+        "horizon_not_contiguous": df.filter(pl.int_range(pl.len()) != row),
+        "duplicate_keys": pl.concat([df, df.slice(row, 1)]),
+        "null_values": _set(df, row, "lower_cents", None),
+        "day_not_as_of_plus_horizon_day": _set(df, row, "day", df["day"][row] + timedelta(days=1)),
+        "tenant_not_the_venues": _set(df, row, "tenant_id", "someone-else"),
+    }
     for rule, broken in cases.items():
         out = checks.check_revenue_projections(broken, horizon=30, venues=venues)
         assert not out.passed and out.metadata.get(f"violations_{rule}"), (rule, out.metadata)
@@ -449,9 +615,11 @@ def test_price_history_and_event_summary_reconcile_to_staging_and_catch_broken_f
     logged = history.with_row_index().filter(pl.col("source") == "price_history")["index"][0]
     chained = history.sort("ticket_type_id", "valid_from").with_row_index()
     middle = chained.filter(pl.col("valid_to").is_not_null() & (pl.col("source") != "initial"))["index"][0]
-    for broken in (_set(history, logged, "price_cents", history["price_cents"][logged] + 1),
-                   chained.filter(pl.col("index") != middle).drop("index"),
-                   _set(history, logged, "tenant_id", "someone-else")):
+    for broken in (
+        _set(history, logged, "price_cents", history["price_cents"][logged] + 1),
+        chained.filter(pl.col("index") != middle).drop("index"),
+        _set(history, logged, "tenant_id", "someone-else"),
+    ):
         assert not checks.check_price_history(broken, **inputs).passed
     summary = wh.read_table("event_price_summary")
     s_inputs = checks.event_price_summary_inputs(wh, history)
@@ -459,7 +627,10 @@ def test_price_history_and_event_summary_reconcile_to_staging_and_catch_broken_f
     assert ok.passed, (ok.metadata, ok.differences)
     assert ok.metadata["keys_compared"] == summary.height > 0
     changed = summary["price_changes"].arg_max()
-    for broken in (_set(summary, changed, "price_changes", summary["price_changes"][changed] + 1),
-                   _set(summary, changed, "current_max_price_cents", summary["current_max_price_cents"][changed] - 1),
-                   _set(summary, changed, "tenant_id", "someone-else"), summary.slice(1)):
+    for broken in (
+        _set(summary, changed, "price_changes", summary["price_changes"][changed] + 1),
+        _set(summary, changed, "current_max_price_cents", summary["current_max_price_cents"][changed] - 1),
+        _set(summary, changed, "tenant_id", "someone-else"),
+        summary.slice(1),
+    ):
         assert not checks.check_event_price_summary(broken, **s_inputs).passed

@@ -24,8 +24,25 @@ NOW = datetime(2026, 11, 5, tzinfo=UTC)
 KEY_A = "landing-key-A-0123456789abcdef"
 KEY_B = "landing-key-B-fedcba9876543210"
 
-ODD = ["", " ", "a", "\\x41", "O'Brien", 'quote "q"', "Zoë Ünïcödé", "日本語のメール", "emoji 🎟️", "tab\tnew\nline",
-       "ß", "İstanbul", "x" * 64, "y" * 65, "z" * 1000, "100%", "--; DROP TABLE users"]
+ODD = [
+    "",
+    " ",
+    "a",
+    "\\x41",
+    "O'Brien",
+    'quote "q"',
+    "Zoë Ünïcödé",
+    "日本語のメール",
+    "emoji 🎟️",
+    "tab\tnew\nline",
+    "ß",
+    "İstanbul",
+    "x" * 64,
+    "y" * 65,
+    "z" * 1000,
+    "100%",
+    "--; DROP TABLE users",
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,22 +55,31 @@ def source(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def person(source) -> dict:
     """A user with an e-mail, names and a phone, from the generated source."""
-    return SourceDB(source).query(
-        "SELECT email, first_name, last_name, phone FROM users WHERE email LIKE %s AND email NOT LIKE %s "
-        "AND phone IS NOT NULL ORDER BY id LIMIT 1", ["%@%", "deleted_%"]).row(0, named=True)
+    return (
+        SourceDB(source)
+        .query(
+            "SELECT email, first_name, last_name, phone FROM users WHERE email LIKE %s AND email NOT LIKE %s "
+            "AND phone IS NOT NULL ORDER BY id LIMIT 1",
+            ["%@%", "deleted_%"],
+        )
+        .row(0, named=True)
+    )
 
 
 def _random_strings(n: int, seed: int = 1) -> list[str]:
     rng = random.Random(seed)
     codes = (*range(32, 127), *range(0xA0, 0x250), *range(0x3040, 0x30FF), 0x1F600, 0x200B)
     alphabet = [chr(c) for c in codes]
-    return [" " * rng.randint(0, 2) + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
-            for _ in range(n)]
+    return [
+        " " * rng.randint(0, 2) + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+        for _ in range(n)
+    ]
 
 
 # ---- (a) the SQL HMAC is HMAC-SHA256 ---------------------------------------------------------------
-@pytest.mark.parametrize("key", [b"k" * 16, b"0123456789abcdef" * 4, b"long" * 17,
-                                 "clé-ünï-🔑-0123456789".encode()])
+@pytest.mark.parametrize(
+    "key", [b"k" * 16, b"0123456789abcdef" * 4, b"long" * 17, "clé-ünï-🔑-0123456789".encode()]
+)
 def test_sql_hmac_equals_python_hmac(key):
     values = [*ODD, *_random_strings(2000)]
     df = pl.DataFrame({"v": [*values, None], "other": range(len(values) + 1)})

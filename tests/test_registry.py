@@ -47,10 +47,19 @@ def test_a_mart_added_through_the_registry_alone_is_everywhere(materialized, tmp
     warehouse's DuckDB catalog and in `table_catalog`, the rows in the API, scoped to the token's tenant."""
     sql = tmp_path / "throwaway_venue_orders.sql"
     sql.write_text(THROWAWAY_SQL)
-    entry = Table(name="throwaway_venue_orders", group="marts", description="Orders and revenue per venue and day "
-                  "(a throw-away mart of the registry test).", grain="one row per venue and day",
-                  keys=("venue_id", "day"), partitioning="daily", partition_column="day", upstream=("fct_orders",),
-                  sql=str(sql), serve=True, venue_column="venue_id")
+    entry = Table(
+        name="throwaway_venue_orders",
+        group="marts",
+        description="Orders and revenue per venue and day (a throw-away mart of the registry test).",
+        grain="one row per venue and day",
+        keys=("venue_id", "day"),
+        partitioning="daily",
+        partition_column="day",
+        upstream=("fct_orders",),
+        sql=str(sql),
+        serve=True,
+        venue_column="venue_id",
+    )
     registry = default_registry().with_tables(entry)
     with environment(materialized.env):
         defs = build_definitions(registry, ProjectSettings.from_env())
@@ -78,22 +87,27 @@ def test_a_mart_added_through_the_registry_alone_is_everywhere(materialized, tmp
     assert rows["gross_revenue_cents"].sum() == fct_rows["g"][0] and rows["day"].n_unique() == 2
     with duckdb.connect(str(wh.catalog_path), read_only=True) as conn:  # the analysts' catalog
         assert conn.execute("SELECT count(*) FROM throwaway_venue_orders").fetchone()[0] == rows.height
-        listed = conn.execute("SELECT grain, served_by_api FROM table_catalog "
-                              "WHERE name = 'throwaway_venue_orders'").fetchall()
+        listed = conn.execute(
+            "SELECT grain, served_by_api FROM table_catalog WHERE name = 'throwaway_venue_orders'"
+        ).fetchall()
     assert listed == [("one row per venue and day", True)]
 
     api_settings = Settings(warehouse_url=url, jwt_secret=SECRET, ops_url=f"sqlite:///{tmp_path / 'ops.db'}")
     reader = open_reader(url, tables=[t.name for t in registry.servable()])
     try:
         client = TestClient(create_app(api_settings, reader=reader, registry=registry))
-        tenant, venue = rows.sort("gross_revenue_cents", descending=True).select("tenant_id", "venue_id").row(0)
+        tenant, venue = (
+            rows.sort("gross_revenue_cents", descending=True).select("tenant_id", "venue_id").row(0)
+        )
         admin = {"Authorization": "Bearer " + mint_token(api_settings, tenant_id=tenant, role="admin")}
         listed = client.get("/v1/marts", headers=admin).json()["data"]
         assert "throwaway_venue_orders" in {m["name"] for m in listed}
         got = client.get("/v1/marts/throwaway_venue_orders?limit=1000", headers=admin).json()["data"]
         assert got and {r["tenant_id"] for r in got} == {tenant}
         assert len(got) == rows.filter(pl.col("tenant_id") == tenant).height
-        venue_token = {"Authorization": "Bearer " + mint_token(api_settings, tenant_id=tenant, venue_id=venue)}
+        venue_token = {
+            "Authorization": "Bearer " + mint_token(api_settings, tenant_id=tenant, venue_id=venue)
+        }
         mine = client.get("/v1/marts/throwaway_venue_orders", headers=venue_token).json()["data"]
         assert mine and {r["venue_id"] for r in mine} == {venue}
         # without the entry the same API does not know the table
@@ -112,8 +126,12 @@ def test_the_registry_refuses_inconsistent_entries():
     with pytest.raises(ValueError, match="declared twice"):
         Registry((Table(name="a", build="m:f", **base), Table(name="a", build="m:f", **base)))
     with pytest.raises(ValueError, match="cycle"):
-        Registry((Table(name="a", upstream=("b",), build="m:f", **base),
-                  Table(name="b", upstream=("a",), build="m:f", **base)))
+        Registry(
+            (
+                Table(name="a", upstream=("b",), build="m:f", **base),
+                Table(name="b", upstream=("a",), build="m:f", **base),
+            )
+        )
     with pytest.raises(ValueError, match="neither `build` nor `sql`"):
         Registry((Table(name="a", **base),))
 
@@ -122,10 +140,11 @@ def test_docs_table_index_is_the_registrys():
     doc = (ROOT / "docs" / "marts.md").read_text()
     start, end = "<!-- registry index: begin -->\n", "<!-- registry index: end -->"
     assert start in doc and end in doc, "docs/marts.md lost its generated index markers"
-    index = doc[doc.index(start) + len(start):doc.index(end)]
+    index = doc[doc.index(start) + len(start) : doc.index(end)]
     assert index == default_registry().markdown_index(), (
         "docs/marts.md's table index is stale: regenerate it with "
-        "`python -m analytics_pipelines.registry.docs` (see docs/adding-a-mart.md)")
+        "`python -m analytics_pipelines.registry.docs` (see docs/adding-a-mart.md)"
+    )
 
 
 def test_every_declared_table_was_materialized_with_its_declared_columns(materialized):
@@ -163,18 +182,23 @@ def test_no_served_mart_leaks_another_tenants_rows(served_warehouse, tmp_path):
     wh = open_warehouse(served_warehouse)
     tenants = wh.read("SELECT DISTINCT tenant_id FROM venue_analytics ORDER BY 1")["tenant_id"].to_list()
     assert len(tenants) >= 2
-    settings = Settings(warehouse_url=served_warehouse, jwt_secret=SECRET,
-                        ops_url=f"sqlite:///{tmp_path / 'ops.db'}")
+    settings = Settings(
+        warehouse_url=served_warehouse, jwt_secret=SECRET, ops_url=f"sqlite:///{tmp_path / 'ops.db'}"
+    )
     reader = open_reader(served_warehouse)
     walked = 0
     try:
         client = TestClient(create_app(settings, reader=reader))
         for tenant in tenants[:2]:
-            headers = {"Authorization": "Bearer " + mint_token(settings, tenant_id=tenant, role="admin",
-                                                               permissions=["analytics.read"])}
+            headers = {
+                "Authorization": "Bearer "
+                + mint_token(settings, tenant_id=tenant, role="admin", permissions=["analytics.read"])
+            }
             for t in registry.servable():
                 if t.tenant_column is None:
-                    user = {"Authorization": "Bearer " + mint_token(settings, tenant_id=tenant, venue_id=tenant)}
+                    user = {
+                        "Authorization": "Bearer " + mint_token(settings, tenant_id=tenant, venue_id=tenant)
+                    }
                     assert client.get(f"/v1/marts/{t.name}", headers=user).status_code == 403, t.name
                     continue
                 rows, offset = [], 0
@@ -187,7 +211,9 @@ def test_no_served_mart_leaks_another_tenants_rows(served_warehouse, tmp_path):
                         break
                     offset += 1000
                 assert {row[t.tenant_column] for row in rows} <= {tenant}, t.name
-                expected = wh.read(f"SELECT count(*) AS n FROM {t.name} WHERE {t.tenant_column} = %s", [tenant])
+                expected = wh.read(
+                    f"SELECT count(*) AS n FROM {t.name} WHERE {t.tenant_column} = %s", [tenant]
+                )
                 assert len(rows) == int(expected["n"][0]), t.name
                 walked += 1
     finally:
@@ -199,6 +225,8 @@ def test_no_plain_sha256_of_personal_data_after_a_full_run(materialized):
     """Every table of a warehouse that every job has materialized: no e-mail, phone or name of a real
     (generated) user in clear, nor its plain sha256."""
     src = SourceDB(materialized.source_url)
-    user = src.query("SELECT email, phone, first_name, last_name FROM users WHERE email IS NOT NULL "
-                     "AND phone IS NOT NULL LIMIT 1").row(0)
+    user = src.query(
+        "SELECT email, phone, first_name, last_name FROM users WHERE email IS NOT NULL "
+        "AND phone IS NOT NULL LIMIT 1"
+    ).row(0)
     assert_no_plain_values(open_warehouse(materialized.warehouse_url), [v for v in user if v])

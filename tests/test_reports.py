@@ -32,6 +32,8 @@ from analytics_pipelines.warehouse import open_warehouse
 KEY = b"test-pseudonym-key-0123456789"
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 DAY = date(2026, 11, 5)
+
+
 @pytest.fixture(scope="module")
 def frames():
     return mf.build()
@@ -52,6 +54,7 @@ def both(warehouse_url, frames):
 
 
 # --- rendering ------------------------------------------------------------------------------------------
+
 
 def test_model_rejects_bad_input():
     df = pl.DataFrame({"day": [DAY], "tickets_sold": [1]})
@@ -75,7 +78,13 @@ def test_daily_report_pdf_has_ink_on_every_page_and_prints_non_latin_names(duck,
     text = pdf_text(path)
     assert "Театр «Мир» · Ελληνικό Θέατρο" in text  # the venue name, from stg_venues, as written
     assert f"Page 1 of {len(ink)}" in text and f"Page {len(ink)} of {len(ink)}" in text
-    for section in ("Key figures", "Sales by local hour", "Revenue by channel", "Revenue by category", "Top events"):
+    for section in (
+        "Key figures",
+        "Sales by local hour",
+        "Revenue by channel",
+        "Revenue by category",
+        "Top events",
+    ):
         assert section in text
     assert "Event 0." in text  # top events carry names from event_performance
 
@@ -83,15 +92,30 @@ def test_daily_report_pdf_has_ink_on_every_page_and_prints_non_latin_names(duck,
 def test_daily_report_xlsx_matches_the_marts_to_the_cent(duck, frames, tmp_path):
     report = daily_venue_report(duck, mf.V1, DAY, mf.T1, now=NOW)
     wb = openpyxl.load_workbook(render(report, "xlsx", tmp_path / "daily"))
-    assert wb.sheetnames == ["Key figures", "Sales by local hour", "Revenue by channel",
-                             "Revenue by category", "Top events"]
+    assert wb.sheetnames == [
+        "Key figures",
+        "Sales by local hour",
+        "Revenue by channel",
+        "Revenue by category",
+        "Top events",
+    ]
     kpi = wb["Key figures"]
-    mart = frames["venue_analytics"].filter((pl.col("venue_id") == mf.V1) & (pl.col("day") == DAY)).row(0, named=True)
+    mart = (
+        frames["venue_analytics"]
+        .filter((pl.col("venue_id") == mf.V1) & (pl.col("day") == DAY))
+        .row(0, named=True)
+    )
     headers = [c.value for c in kpi[1]]
     values = dict(zip(headers, [c.value for c in kpi[2]], strict=True))
     cells = dict(zip(headers, kpi[2], strict=True))
     assert values["Day"] == datetime(2026, 11, 5) and cells["Day"].number_format == "yyyy-mm-dd"
-    for col in ("gross_revenue_cents", "net_revenue_cents", "refunds_cents", "fees_cents", "avg_ticket_price_cents"):
+    for col in (
+        "gross_revenue_cents",
+        "net_revenue_cents",
+        "refunds_cents",
+        "fees_cents",
+        "avg_ticket_price_cents",
+    ):
         v = values[label(col)]
         assert isinstance(v, float | int) and round(v * 100) == mart[col], col  # currency amount, to the cent
         assert "0.00" in cells[label(col)].number_format
@@ -129,8 +153,12 @@ def test_weekly_report_totals_compare_weeks(both, frames, tmp_path):
             assert round(row[h.index(label(col))] * 100) == part[col].sum(), col
         assert row[h.index("Tickets sold")] == part["tickets_sold"].sum()
     change = report.sections[1].table.row(0, named=True)
-    expected = round((cur["gross_revenue_cents"].sum() - prev["gross_revenue_cents"].sum())
-                     / prev["gross_revenue_cents"].sum() * 100, 1)
+    expected = round(
+        (cur["gross_revenue_cents"].sum() - prev["gross_revenue_cents"].sum())
+        / prev["gross_revenue_cents"].sum()
+        * 100,
+        1,
+    )
     assert change["gross_revenue_change_pct"] == expected
     trend = report.sections[2].table
     assert trend.height == 7 and trend["net_revenue_cents"].sum() == cur["net_revenue_cents"].sum()
@@ -147,8 +175,14 @@ def test_csv_and_json_round_trip(duck, frames, tmp_path):
         names = zf.namelist()
         assert names[0] == "01_key_figures.csv" and len(names) == 5
         rows = list(csv.DictReader(io.StringIO(zf.read(names[0]).decode())))
-    mart = frames["venue_analytics"].filter((pl.col("venue_id") == mf.V1) & (pl.col("day") == DAY)).row(0, named=True)
-    assert rows[0]["day"] == "2026-11-05" and int(rows[0]["gross_revenue_cents"]) == mart["gross_revenue_cents"]
+    mart = (
+        frames["venue_analytics"]
+        .filter((pl.col("venue_id") == mf.V1) & (pl.col("day") == DAY))
+        .row(0, named=True)
+    )
+    assert (
+        rows[0]["day"] == "2026-11-05" and int(rows[0]["gross_revenue_cents"]) == mart["gross_revenue_cents"]
+    )
     doc = json.loads(render(report, "json", tmp_path / "daily").read_text())
     assert doc["period"] == {"start": "2026-11-05", "end": "2026-11-05"}
     rec = doc["sections"][0]["records"][0]
@@ -157,8 +191,14 @@ def test_csv_and_json_round_trip(duck, frames, tmp_path):
     assert doc["metadata"]["venue_name"] == mf.VENUES[mf.V1][1]  # UTF-8, not escaped
     assert "Ελληνικό".encode() in render(report, "json", tmp_path / "daily").read_bytes()
     # one-section reports are a single CSV; timestamps are UTC ISO with Z
-    tx = build_export(duck, "raw_data", parse_filters(mf.T1, {"date_from": "2026-11-02", "date_to": "2026-11-03"}),
-                      {"table": "fct_refunds"}, KEY, now=NOW)
+    tx = build_export(
+        duck,
+        "raw_data",
+        parse_filters(mf.T1, {"date_from": "2026-11-02", "date_to": "2026-11-03"}),
+        {"table": "fct_refunds"},
+        KEY,
+        now=NOW,
+    )
     single = render(tx, "csv", tmp_path / "refunds")
     assert single.suffix == ".csv"
     back = pl.read_csv(single)
@@ -168,10 +208,22 @@ def test_csv_and_json_round_trip(duck, frames, tmp_path):
 
 def test_every_export_type_renders_in_every_format(duck, tmp_path):
     f = parse_filters(mf.T1, {"date_from": "2026-11-03", "date_to": "2026-11-05"})  # a few pages each
-    for export_type in ("analytics_report", "customer_list", "transaction_history", "event_summary",
-                        "financial_report", "raw_data"):
-        report = build_export(duck, export_type, f, {"table": "event_analytics"} if export_type == "raw_data" else {},
-                              KEY, now=NOW)
+    for export_type in (
+        "analytics_report",
+        "customer_list",
+        "transaction_history",
+        "event_summary",
+        "financial_report",
+        "raw_data",
+    ):
+        report = build_export(
+            duck,
+            export_type,
+            f,
+            {"table": "event_analytics"} if export_type == "raw_data" else {},
+            KEY,
+            now=NOW,
+        )
         assert any(s.table.height for s in report.sections), export_type
         for fmt in ("csv", "xlsx", "json"):
             assert render(report, fmt, tmp_path / export_type / "out").stat().st_size > 100
@@ -182,11 +234,14 @@ def test_every_export_type_renders_in_every_format(duck, tmp_path):
 
 # --- filters and privacy --------------------------------------------------------------------------------
 
+
 def test_filters_are_honored(both, frames):
     fo = frames["fct_orders"]
     f = parse_filters(mf.T1, {"date_from": "2026-11-03", "date_to": "2026-11-06", "venue_ids": [mf.V2]})
     tx = build_export(both, "transaction_history", f, {}, KEY, now=NOW).sections[0].table
-    want = fo.filter((pl.col("venue_id") == mf.V2) & pl.col("day").is_between(date(2026, 11, 3), date(2026, 11, 6)))
+    want = fo.filter(
+        (pl.col("venue_id") == mf.V2) & pl.col("day").is_between(date(2026, 11, 3), date(2026, 11, 6))
+    )
     assert tx.height == want.height > 0 and set(tx["venue_id"]) == {mf.V2}
     assert tx["gross_revenue_cents"].sum() == want["gross_revenue_cents"].sum()
     event = sorted(set(want["event_id"]))[0]
@@ -200,8 +255,14 @@ def test_filters_are_honored(both, frames):
     assert daily["gross_revenue_cents"].sum() == want["gross_revenue_cents"].sum()
     assert daily.height == 14  # every day of the range, zero-filled
     # financial report: per-day totals equal revenue_by_channel for the tenant
-    fin = build_export(both, "financial_report", parse_filters(mf.T1, {"date_from": "2026-11-02",
-                                                                       "date_to": "2026-11-15"}), {}, None, now=NOW)
+    fin = build_export(
+        both,
+        "financial_report",
+        parse_filters(mf.T1, {"date_from": "2026-11-02", "date_to": "2026-11-15"}),
+        {},
+        None,
+        now=NOW,
+    )
     rc = frames["revenue_by_channel"].filter(pl.col("tenant_id") == mf.T1)
     summary = fin.sections[0].table.row(0, named=True)
     for col in ("gross_revenue_cents", "refunds_cents", "fees_cents", "net_revenue_cents"):
@@ -249,16 +310,27 @@ def test_segments_filter_with_customer_marts(tmp_path, frames):
     wh = open_warehouse(f"duckdb:///{tmp_path / 'wh'}")
     mf.write(wh, frames)
     champions = mf.USERS[:5]
-    wh.replace_table("customer_360", pl.DataFrame({
-        "tenant_id": [mf.T1] * len(mf.USERS), "user_id": mf.USERS,  # customer_360's own key
-        "segment": ["Champions" if u in champions else "Other" for u in mf.USERS]}))
+    wh.replace_table(
+        "customer_360",
+        pl.DataFrame(
+            {
+                "tenant_id": [mf.T1] * len(mf.USERS),
+                "user_id": mf.USERS,  # customer_360's own key
+                "segment": ["Champions" if u in champions else "Other" for u in mf.USERS],
+            }
+        ),
+    )
     f = parse_filters(mf.T1, {"date_from": "2026-11-02", "date_to": "2026-11-15", "segments": ["Champions"]})
     customers = build_export(wh, "customer_list", f, {}, KEY, now=NOW).sections[1].table
     assert set(customers["segment"]) == {"Champions"}
     assert set(customers["customer"]) <= {pseudonym(KEY, mf.T1, u) for u in champions}
     tx = build_export(wh, "transaction_history", f, {}, KEY, now=NOW).sections[0].table
-    assert tx.height == frames["fct_orders"].filter(pl.col("user_id").is_in(champions)
-                                                    & (pl.col("tenant_id") == mf.T1)).height
+    assert (
+        tx.height
+        == frames["fct_orders"]
+        .filter(pl.col("user_id").is_in(champions) & (pl.col("tenant_id") == mf.T1))
+        .height
+    )
 
 
 def test_customer_exports_carry_only_keyed_pseudonyms(duck, frames, tmp_path):
@@ -268,17 +340,25 @@ def test_customer_exports_carry_only_keyed_pseudonyms(duck, frames, tmp_path):
     assert f"key {key_id(KEY)}" in listing.note  # the note names the key that made the pseudonyms
     b = build_export(duck, "customer_list", f, {}, KEY, now=NOW).sections[1].table
     c = build_export(duck, "customer_list", f, {}, b"another-key-0123456789", now=NOW).sections[1].table
-    assert a["customer"].to_list() == b["customer"].to_list()              # stable
-    assert not set(a["customer"]) & set(c["customer"])                     # keyed
+    assert a["customer"].to_list() == b["customer"].to_list()  # stable
+    assert not set(a["customer"]) & set(c["customer"])  # keyed
     assert pseudonym(KEY, mf.T1, mf.USERS[0]) != pseudonym(KEY, mf.T2, mf.USERS[0])  # per tenant
     assert "user_id" not in a.columns
     fo = frames["fct_orders"].filter(pl.col("tenant_id") == mf.T1)
-    top = fo.group_by("user_id").agg(pl.col("gross_revenue_cents").sum()).sort("gross_revenue_cents",
-                                                                               descending=True).row(0)
+    top = (
+        fo.group_by("user_id")
+        .agg(pl.col("gross_revenue_cents").sum())
+        .sort("gross_revenue_cents", descending=True)
+        .row(0)
+    )
     row = a.filter(pl.col("customer") == pseudonym(KEY, mf.T1, top[0])).row(0, named=True)
     assert row["total_spent_cents"] == top[1]
     # no raw customer id in any file of any customer-carrying export
-    for export_type, opts in (("customer_list", {}), ("transaction_history", {}), ("raw_data", {"table": "fct_orders"})):
+    for export_type, opts in (
+        ("customer_list", {}),
+        ("transaction_history", {}),
+        ("raw_data", {"table": "fct_orders"}),
+    ):
         report = build_export(duck, export_type, f, opts, KEY, now=NOW)
         for fmt in ("csv", "json", "xlsx"):
             data = render(report, fmt, tmp_path / export_type).read_bytes()

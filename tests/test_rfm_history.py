@@ -40,8 +40,15 @@ def _same(got: pl.DataFrame, exp: pl.DataFrame) -> None:
 def _run(wh, keys: list[str], now: datetime, full_refresh: bool = False, changed=None):
     """One materialization of customer_rfm_scores as the asset factory runs it (build, write)."""
     reg = default_registry()
-    ctx = BuildContext(wh, reg.table("customer_rfm_scores"), keys, now, full_refresh,
-                       changed_since_last=lambda up: changed, registry=reg)
+    ctx = BuildContext(
+        wh,
+        reg.table("customer_rfm_scores"),
+        keys,
+        now,
+        full_refresh,
+        changed_since_last=lambda up: changed,
+        registry=reg,
+    )
     built = factory.build(ctx, reg)
     factory.write(ctx, reg, built)
     return built
@@ -69,12 +76,20 @@ def test_rfm_daily_run_after_a_range_equals_the_full_computation(materialized, t
     assert built.metadata["mode"] == "full (full_refresh)" and built.metadata["state_day"] == "2026-10-09"
     for d in days:
         _same(CB.rfm_at(wh, d), _full(wh, d))
-    assert H.stored_state_days(wh) == [date(2026, 10, 9), date(2026, 10, 24), date(2026, 10, 25)]  # newer kept
+    assert H.stored_state_days(wh) == [
+        date(2026, 10, 9),
+        date(2026, 10, 24),
+        date(2026, 10, 25),
+    ]  # newer kept
     built = _run(wh, ["2026-10-20"], now)
     assert built.metadata["mode"].startswith("incremental (state of 2026-10-09, ")
     _same(CB.rfm_at(wh, date(2026, 10, 20)), _full(wh, date(2026, 10, 20)))
-    assert H.stored_state_days(wh) == [date(2026, 10, 9), date(2026, 10, 12), date(2026, 10, 24),
-                                       date(2026, 10, 25)]  # nothing older than 10-09 to drop
+    assert H.stored_state_days(wh) == [
+        date(2026, 10, 9),
+        date(2026, 10, 12),
+        date(2026, 10, 24),
+        date(2026, 10, 25),
+    ]  # nothing older than 10-09 to drop
     # fct_orders rewritten on or before the stored state (an old backfill): the full computation
     built = _run(wh, ["2026-10-21"], now, changed=["2026-10-05", "2026-10-21"])
     assert built.metadata["mode"].startswith("full (fct_orders rewritten from 2026-10-05")
@@ -95,6 +110,9 @@ def test_rfm_retention_keeps_35_days_and_every_sunday(materialized, tmp_path):
     assert {date(2026, 10, 18), date(2026, 10, 25), date(2026, 11, 1)} <= set(CB.rfm_as_of_dates(wh))
     # the run's own days are written whatever their age; the next run drops the old non-Sundays among them
     assert H.to_drop([date(2026, 10, 18), date(2026, 10, 19)], [date(2026, 10, 20)], date(2026, 12, 1)) == [
-        date(2026, 10, 19)]
+        date(2026, 10, 19)
+    ]
     assert H.to_drop([date(2026, 10, 19), date(2026, 10, 20)], [], date(2026, 12, 1)) == [
-        date(2026, 10, 19), date(2026, 10, 20)]
+        date(2026, 10, 19),
+        date(2026, 10, 20),
+    ]

@@ -19,18 +19,37 @@ def uid(i: int) -> str:
 
 
 USER, EVENT, TT = uid(900), uid(901), uid(902)
-REFS = {"users": pl.DataFrame({"id": [USER]}), "events": pl.DataFrame({"id": [EVENT]}),
-        "orders": pl.DataFrame({"id": [uid(1)]}), "ticket_types": pl.DataFrame({"id": [TT]}),
-        "ticket_type_prices": pl.DataFrame({"id": [TT], "price_cents": [5000]})}
+REFS = {
+    "users": pl.DataFrame({"id": [USER]}),
+    "events": pl.DataFrame({"id": [EVENT]}),
+    "orders": pl.DataFrame({"id": [uid(1)]}),
+    "ticket_types": pl.DataFrame({"id": [TT]}),
+    "ticket_type_prices": pl.DataFrame({"id": [TT], "price_cents": [5000]}),
+}
 
 
 def order(i: int, **over) -> dict:
     row = {c: None for c in contract.table("orders").column_names}
-    row.update(id=uid(i), tenant_id=uid(999), user_id=USER, event_id=EVENT, order_number=f"O{i}",
-               status="COMPLETED", subtotal_cents="10000", platform_fee_cents="500", processing_fee_cents="290",
-               tax_cents="0", discount_cents="0", total_cents="10790", currency="USD", payment_status="paid",
-               ticket_quantity="2", metadata='{"channel": "web", "payment_method": "card"}',
-               created_at="2026-01-01 10:00:00+00", confirmed_at="2026-01-01 10:01:00+00")
+    row.update(
+        id=uid(i),
+        tenant_id=uid(999),
+        user_id=USER,
+        event_id=EVENT,
+        order_number=f"O{i}",
+        status="COMPLETED",
+        subtotal_cents="10000",
+        platform_fee_cents="500",
+        processing_fee_cents="290",
+        tax_cents="0",
+        discount_cents="0",
+        total_cents="10790",
+        currency="USD",
+        payment_status="paid",
+        ticket_quantity="2",
+        metadata='{"channel": "web", "payment_method": "card"}',
+        created_at="2026-01-01 10:00:00+00",
+        confirmed_at="2026-01-01 10:01:00+00",
+    )
     row.update(over)
     row[PARTITION] = "2026-01-01"
     return row
@@ -38,8 +57,16 @@ def order(i: int, **over) -> dict:
 
 def item(i: int, **over) -> dict:
     row = {c: None for c in contract.table("order_items").column_names}
-    row.update(id=uid(i), tenant_id=uid(999), order_id=uid(1), ticket_type_id=TT, quantity="2",
-               unit_price_cents="5000", total_price_cents="10000", created_at="2026-01-01 10:00:00+00")
+    row.update(
+        id=uid(i),
+        tenant_id=uid(999),
+        order_id=uid(1),
+        ticket_type_id=TT,
+        quantity="2",
+        unit_price_cents="5000",
+        total_price_cents="10000",
+        created_at="2026-01-01 10:00:00+00",
+    )
     row.update(over)
     row[PARTITION] = "2026-01-01"
     return row
@@ -117,9 +144,17 @@ def test_mixed_case_status_is_repaired_not_rejected():
 
 def test_control_characters_are_stripped_and_recorded():
     refund = {c: None for c in contract.table("order_refunds").column_names}
-    refund.update(id=uid(40), tenant_id=uid(999), order_id=uid(1), refund_amount_cents="100",
-                  refund_reason="Event\x00 cancelled\u200b\x1b", refund_status="COMPLETED", refund_type="FULL",
-                  created_at="2026-01-02 00:00:00+00", **{PARTITION: "2026-01-02"})
+    refund.update(
+        id=uid(40),
+        tenant_id=uid(999),
+        order_id=uid(1),
+        refund_amount_cents="100",
+        refund_reason="Event\x00 cancelled\u200b\x1b",
+        refund_status="COMPLETED",
+        refund_type="FULL",
+        created_at="2026-01-02 00:00:00+00",
+        **{PARTITION: "2026-01-02"},
+    )
     res = stage("order_refunds", frame([refund], "order_refunds"), refs=REFS, now=NOW)
     assert res.clean["refund_reason"].to_list() == ["Event cancelled"]
     assert res.quarantine["reason_code"].to_list() == [R.CONTROL_CHARACTERS]
@@ -128,8 +163,16 @@ def test_control_characters_are_stripped_and_recorded():
 def test_empty_partition_succeeds_and_says_so():
     res = stage("orders", frame([], "orders"), refs=REFS, now=NOW, partitions=["2026-01-03"])
     assert res.clean.height == 0
-    assert res.ledger.to_dicts() == [{"source_table": "orders", "partition": "2026-01-03", "rows_in": 0,
-                                      "rows_out": 0, "rows_rejected": 0, "rows_repaired": 0}]
+    assert res.ledger.to_dicts() == [
+        {
+            "source_table": "orders",
+            "partition": "2026-01-03",
+            "rows_in": 0,
+            "rows_out": 0,
+            "rows_rejected": 0,
+            "rows_repaired": 0,
+        }
+    ]
 
 
 def test_normalization_units_and_case():
@@ -139,17 +182,32 @@ def test_normalization_units_and_case():
     assert row["channel"] == "web" and row["payment_method"] == "card"
     assert row["created_at"] == datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
     tt = {c: None for c in contract.table("ticket_types").column_names}
-    tt.update(id=TT, tenant_id=uid(999), event_id=EVENT, name="GA", price="49.99", quantity="100",
-              sold_quantity="10", is_active="true", created_at="2026-01-01 00:00:00+00",
-              **{PARTITION: "__snapshot__"})
+    tt.update(
+        id=TT,
+        tenant_id=uid(999),
+        event_id=EVENT,
+        name="GA",
+        price="49.99",
+        quantity="100",
+        sold_quantity="10",
+        is_active="true",
+        created_at="2026-01-01 00:00:00+00",
+        **{PARTITION: "__snapshot__"},
+    )
     res = stage("ticket_types", frame([tt], "ticket_types"), refs=REFS, now=NOW)
     assert res.clean["price_cents"].to_list() == [4999]  # dollars -> cents, exactly
     assert res.clean["is_active"].to_list() == [True]
 
 
 def test_timestamps_with_other_offsets_and_fractions_are_parsed_to_utc():
-    res = run("orders", [order(1, confirmed_at="2026-01-01 15:31:00.5+05:30"),
-                         order(2, confirmed_at=" 2026-01-01 10:01:00+00 "), order(3, confirmed_at="garbage+00")])
+    res = run(
+        "orders",
+        [
+            order(1, confirmed_at="2026-01-01 15:31:00.5+05:30"),
+            order(2, confirmed_at=" 2026-01-01 10:01:00+00 "),
+            order(3, confirmed_at="garbage+00"),
+        ],
+    )
     got = dict(zip(res.clean["id"].to_list(), res.clean["confirmed_at"].to_list(), strict=True))
     assert got[uid(1)] == datetime(2026, 1, 1, 10, 1, 0, 500000, tzinfo=UTC)
     assert got[uid(2)] == datetime(2026, 1, 1, 10, 1, tzinfo=UTC)

@@ -56,8 +56,9 @@ _WRITER = textwrap.dedent("""
 
 
 def _spawn(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _WRITER, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _WRITER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def test_concurrent_writers_and_a_reader_never_fail(warehouse_url):
@@ -65,12 +66,21 @@ def test_concurrent_writers_and_a_reader_never_fail(warehouse_url):
     fails, and every read sees each partition whole (old or new, never half)."""
     wh = open_warehouse(warehouse_url)
     n = 20_000
-    wh.write_partitions("t", pl.concat([_frame("2026-01-01", n, "seed"), _frame("2026-01-02", n, "seed")]),
-                        ["day"], [("2026-01-01",), ("2026-01-02",)])
-    writers = [_spawn(warehouse_url, "2026-01-01", str(n), "15"), _spawn(warehouse_url, "2026-01-02", str(n), "15")]
+    wh.write_partitions(
+        "t",
+        pl.concat([_frame("2026-01-01", n, "seed"), _frame("2026-01-02", n, "seed")]),
+        ["day"],
+        [("2026-01-01",), ("2026-01-02",)],
+    )
+    writers = [
+        _spawn(warehouse_url, "2026-01-01", str(n), "15"),
+        _spawn(warehouse_url, "2026-01-02", str(n), "15"),
+    ]
     reads = 0
     while any(w.poll() is None for w in writers) or reads < 5:
-        counts = wh.read("SELECT day, count(*) AS n, count(DISTINCT tag) AS tags FROM t GROUP BY day ORDER BY day")
+        counts = wh.read(
+            "SELECT day, count(*) AS n, count(DISTINCT tag) AS tags FROM t GROUP BY day ORDER BY day"
+        )
         assert counts["n"].to_list() == [n, n], counts
         assert counts["tags"].to_list() == [1, 1], counts
         reads += 1
@@ -91,7 +101,9 @@ def test_first_writes_of_many_tables_at_once_into_an_empty_warehouse(warehouse_u
     wh = open_warehouse(warehouse_url)
 
     def write(i: int) -> int:
-        return wh.write_partitions(f"t{i}", _frame("2026-01-01", 100 + i, f"w{i}"), ["day"], [("2026-01-01",)])
+        return wh.write_partitions(
+            f"t{i}", _frame("2026-01-01", 100 + i, f"w{i}"), ["day"], [("2026-01-01",)]
+        )
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(write, range(8))) == [100 + i for i in range(8)]
@@ -115,8 +127,12 @@ _BIG_WRITER = textwrap.dedent("""
 def test_writer_killed_mid_write_leaves_last_good_data(warehouse_url):
     wh = open_warehouse(warehouse_url)
     wh.write_partitions("t", _frame("2026-01-01", 100, "old"), ["day"], [("2026-01-01",)])
-    proc = subprocess.Popen([sys.executable, "-c", _BIG_WRITER, warehouse_url], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BIG_WRITER, warehouse_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "writing"
     time.sleep(0.3)  # well inside the multi-second write
     os.kill(proc.pid, signal.SIGKILL)
@@ -173,7 +189,9 @@ def test_embedded_reader_pins_file_versions_with_hard_links(tmp_path):
 
 def test_partition_rows_need_not_be_contiguous(warehouse_url):
     wh = open_warehouse(warehouse_url)
-    mixed = pl.concat([_frame("2026-01-01", 2, "a"), _frame("2026-01-02", 2, "b"), _frame("2026-01-01", 1, "c")])
+    mixed = pl.concat(
+        [_frame("2026-01-01", 2, "a"), _frame("2026-01-02", 2, "b"), _frame("2026-01-01", 1, "c")]
+    )
     wh.write_partitions("m", mixed, ["day"], [("2026-01-01",), ("2026-01-02",)])
     got = wh.read_partitions("m", "day", "2026-01-01", "2026-01-01")
     assert sorted(got["tag"].to_list()) == ["a", "a", "c"]
@@ -190,5 +208,7 @@ def test_dagster_definitions_and_the_warehouse_do_not_import_the_web_stack():
         import analytics_pipelines.warehouse.reader_snapshot, analytics_pipelines.warehouse.rls
         print(sorted(m for m in ("fastapi", "starlette") if m in sys.modules))
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

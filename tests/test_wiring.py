@@ -19,10 +19,18 @@ def wiring() -> dict:
     assets = sorted(k.to_user_string() for k in graph.get_all_asset_keys())
     checks = sorted(f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys)
     jobs = sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__"))
-    schedules = {s.name: [s.cron_schedule, s.execution_timezone or "UTC", s.job_name]
-                 for s in sorted(repo.schedule_defs, key=lambda s: s.name)}
+    schedules = {
+        s.name: [s.cron_schedule, s.execution_timezone or "UTC", s.job_name]
+        for s in sorted(repo.schedule_defs, key=lambda s: s.name)
+    }
     sensors = sorted(s.name for s in repo.sensor_defs)
-    return {"assets": assets, "asset_checks": checks, "jobs": jobs, "schedules": schedules, "sensors": sensors}
+    return {
+        "assets": assets,
+        "asset_checks": checks,
+        "jobs": jobs,
+        "schedules": schedules,
+        "sensors": sensors,
+    }
 
 
 def test_wiring_matches_the_snapshot():
@@ -34,7 +42,9 @@ def test_wiring_matches_the_snapshot():
     for part in current:
         added = sorted(set(current[part]) - set(recorded.get(part, [])))
         removed = sorted(set(recorded.get(part, [])) - set(current[part]))
-        assert not added and not removed, f"{part}: added {added}, removed {removed} (update the snapshot if intended)"
+        assert not added and not removed, (
+            f"{part}: added {added}, removed {removed} (update the snapshot if intended)"
+        )
     assert current["schedules"] == recorded["schedules"], "a schedule's cron, time zone or job changed"
 
 

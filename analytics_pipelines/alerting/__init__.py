@@ -19,6 +19,20 @@ from analytics_pipelines.alerting.engine import (
 )
 from analytics_pipelines.alerting.rules import KPI_METRICS, RuleError, validate_rule
 
-__all__ = ["DEFAULT_RULES", "KPI_METRICS", "NOT_SEEDED", "EvaluationSummary", "Notifier", "RuleError",
-           "acknowledge", "create_rule", "evaluate", "get_instance", "get_rule", "resolve", "seed_default_rules",
-           "update_rule", "validate_rule"]
+__all__ = [
+    "DEFAULT_RULES",
+    "KPI_METRICS",
+    "NOT_SEEDED",
+    "EvaluationSummary",
+    "Notifier",
+    "RuleError",
+    "acknowledge",
+    "create_rule",
+    "evaluate",
+    "get_instance",
+    "get_rule",
+    "resolve",
+    "seed_default_rules",
+    "update_rule",
+    "validate_rule",
+]

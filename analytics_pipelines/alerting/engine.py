@@ -37,22 +37,40 @@ OPEN = ("active", "acknowledged")
 #: the monitoring service's business rules whose inputs exist in kpi_snapshots (seed L1929-2007). The old
 #: thresholds were fractions (refund_rate > 0.1, hourly_revenue_change < -0.5); kpi_snapshots carry percent.
 DEFAULT_RULES = (
-    dict(name="high_refund_rate", metric="refund_rate_24h_pct", operator="gt", threshold=10.0,
-         severity="warning", cooldown_minutes=60, aggregation="last", window_minutes=60, scope="tenant",
-         description="More than 10 % of the last 24 hours' gross revenue was refunded",
-         actions=[{"type": "email"}, {"type": "webhook"}, {"type": "log"}]),
-    dict(name="revenue_drop", metric="hourly_revenue_change_pct", operator="lt", threshold=-50.0,
-         severity="info", cooldown_minutes=120, aggregation="last", window_minutes=60, scope="tenant",
-         description="Hourly revenue fell by more than half against the hour before",
-         actions=[{"type": "email"}, {"type": "webhook"}, {"type": "log"}]),
+    dict(
+        name="high_refund_rate",
+        metric="refund_rate_24h_pct",
+        operator="gt",
+        threshold=10.0,
+        severity="warning",
+        cooldown_minutes=60,
+        aggregation="last",
+        window_minutes=60,
+        scope="tenant",
+        description="More than 10 % of the last 24 hours' gross revenue was refunded",
+        actions=[{"type": "email"}, {"type": "webhook"}, {"type": "log"}],
+    ),
+    dict(
+        name="revenue_drop",
+        metric="hourly_revenue_change_pct",
+        operator="lt",
+        threshold=-50.0,
+        severity="info",
+        cooldown_minutes=120,
+        aggregation="last",
+        window_minutes=60,
+        scope="tenant",
+        description="Hourly revenue fell by more than half against the hour before",
+        actions=[{"type": "email"}, {"type": "webhook"}, {"type": "log"}],
+    ),
 )
 #: rules of the old services that are NOT seeded, and why (README / docs/automation.md repeat this)
 NOT_SEEDED = {
     "sellout_imminent": "needs per-event sales velocity (tickets/minute) and an ETA; kpi_snapshots has no "
-                        "velocity metric and event_analytics is daily (sell_through_pct), too coarse for a "
-                        "< 1 hour ETA. Add an event-level velocity metric first.",
+    "velocity metric and event_analytics is daily (sell_through_pct), too coarse for a "
+    "< 1 hour ETA. Add an event-level velocity metric first.",
     "low_conversion": "needs page views (traffic); the platform source has no traffic data (the old service "
-                      "read 24-hour Redis counters that nothing feeds).",
+    "read 24-hour Redis counters that nothing feeds).",
     "payment_failure_spike, database_slow, api_error_rate_high, solana_network_issues, queue_backup, "
     "concurrent_users_spike": "infrastructure/runtime inputs that no batch pipeline produces",
 }
@@ -68,8 +86,13 @@ def _now(now: datetime | None) -> datetime:
 
 # -- rules ---------------------------------------------------------------------------------------------
 
-_RULE_FIELDS = {c.name for c in alert_rules.columns} - {"id", "created_at", "updated_at", "last_triggered_at",
-                                                       "trigger_count"}
+_RULE_FIELDS = {c.name for c in alert_rules.columns} - {
+    "id",
+    "created_at",
+    "updated_at",
+    "last_triggered_at",
+    "trigger_count",
+}
 
 
 def create_rule(engine: sa.Engine, rule: Mapping, created_by: str | None = None) -> int:
@@ -94,8 +117,11 @@ def update_rule(engine: sa.Engine, rule_id: int, changes: Mapping) -> dict:
     current = get_rule(engine, rule_id)
     row = validate_rule({k: current[k] for k in _RULE_FIELDS if k in current} | dict(changes))
     with engine.begin() as conn:
-        conn.execute(alert_rules.update().where(alert_rules.c.id == rule_id)
-                     .values(**{k: row[k] for k in _RULE_FIELDS if k in row}, updated_at=datetime.now(UTC)))
+        conn.execute(
+            alert_rules.update()
+            .where(alert_rules.c.id == rule_id)
+            .values(**{k: row[k] for k in _RULE_FIELDS if k in row}, updated_at=datetime.now(UTC))
+        )
     return get_rule(engine, rule_id)
 
 
@@ -117,17 +143,26 @@ def seed_default_rules(engine: sa.Engine, enabled: Iterable[str] | None = None) 
 
         setting = Settings.from_env().alert_default_rules
         names = {r["name"] for r in DEFAULT_RULES}
-        enabled = names if setting == "all" else set() if setting in ("none", "") else {
-            s.strip() for s in setting.split(",") if s.strip()}
+        enabled = (
+            names
+            if setting == "all"
+            else set()
+            if setting in ("none", "")
+            else {s.strip() for s in setting.split(",") if s.strip()}
+        )
         unknown = set(enabled) - names
         if unknown:
-            raise ValueError(f"{DEFAULT_ENABLED_ENV}: unknown default rules {sorted(unknown)}; known: {sorted(names)}")
+            raise ValueError(
+                f"{DEFAULT_ENABLED_ENV}: unknown default rules {sorted(unknown)}; known: {sorted(names)}"
+            )
     enabled = set(enabled)
     inserted = []
     for rule in DEFAULT_RULES:
         row = validate_rule({**rule, "enabled": rule["name"] in enabled})
         with engine.begin() as conn:
-            exists = conn.execute(sa.select(alert_rules.c.id).where(alert_rules.c.name == row["name"])).first()
+            exists = conn.execute(
+                sa.select(alert_rules.c.id).where(alert_rules.c.name == row["name"])
+            ).first()
             if exists:
                 continue
             try:
@@ -140,6 +175,7 @@ def seed_default_rules(engine: sa.Engine, enabled: Iterable[str] | None = None) 
 
 
 # -- delivery ------------------------------------------------------------------------------------------
+
 
 def _split(value: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in (value or "").split(",") if s.strip())
@@ -161,35 +197,67 @@ class Notifier:
 
     def transport(self) -> outbox.Transport:
         """The same settings for sends through the delivery ledger."""
-        return outbox.Transport(smtp=self.smtp, email_retries=self.email_retries,
-                                webhook_retries=self.webhook_retries, backoff_s=self.backoff_s,
-                                webhook_timeout_s=self.webhook_timeout_s, sleep=self.sleep)
+        return outbox.Transport(
+            smtp=self.smtp,
+            email_retries=self.email_retries,
+            webhook_retries=self.webhook_retries,
+            backoff_s=self.backoff_s,
+            webhook_timeout_s=self.webhook_timeout_s,
+            sleep=self.sleep,
+        )
 
     @classmethod
     def from_env(cls, **overrides) -> Notifier:
         from analytics_pipelines.settings import Settings
 
         s = Settings.from_env()
-        return cls(**{"smtp": s.smtp, "emails": list(s.alert_emails),
-                      "webhook_url": s.alert_webhook_url, **overrides})
+        return cls(
+            **{
+                "smtp": s.smtp,
+                "emails": list(s.alert_emails),
+                "webhook_url": s.alert_webhook_url,
+                **overrides,
+            }
+        )
 
     def email(self, to: Iterable[str], subject: str, body: str) -> tuple[str, notify.DeliveryResult]:
         to = list(to) or list(self.emails)
         masked = ", ".join(notify.mask_email(t) for t in to) or "(no recipients)"
         if not to:
-            return masked, notify.DeliveryResult(ok=False, attempts=0, error="no recipients: set TT_ALERT_EMAILS")
-        return masked, notify.send_email(self.smtp, to, subject, body, retries=self.email_retries,
-                                         backoff_s=self.backoff_s, sleep=self.sleep)
+            return masked, notify.DeliveryResult(
+                ok=False, attempts=0, error="no recipients: set TT_ALERT_EMAILS"
+            )
+        return masked, notify.send_email(
+            self.smtp,
+            to,
+            subject,
+            body,
+            retries=self.email_retries,
+            backoff_s=self.backoff_s,
+            sleep=self.sleep,
+        )
 
-    def webhook(self, url: str | None, payload: dict, headers: Mapping[str, str] | None = None,
-                retries: int | None = None) -> tuple[str, notify.DeliveryResult]:
+    def webhook(
+        self,
+        url: str | None,
+        payload: dict,
+        headers: Mapping[str, str] | None = None,
+        retries: int | None = None,
+    ) -> tuple[str, notify.DeliveryResult]:
         url = url or self.webhook_url
         if not url:
-            return "(no url)", notify.DeliveryResult(ok=False, attempts=0,
-                                                     error="no webhook url: set TT_ALERT_WEBHOOK_URL")
+            return "(no url)", notify.DeliveryResult(
+                ok=False, attempts=0, error="no webhook url: set TT_ALERT_WEBHOOK_URL"
+            )
         return notify.mask_url(url), notify.post_webhook(
-            url, payload, retries=self.webhook_retries if retries is None else retries, backoff_s=self.backoff_s,
-            timeout_s=self.webhook_timeout_s, headers=dict(headers or {}), sleep=self.sleep)
+            url,
+            payload,
+            retries=self.webhook_retries if retries is None else retries,
+            backoff_s=self.backoff_s,
+            timeout_s=self.webhook_timeout_s,
+            headers=dict(headers or {}),
+            sleep=self.sleep,
+        )
 
 
 def _enqueue_actions(conn: sa.Connection, notifier: Notifier, rule: Mapping, instance: Mapping) -> list[dict]:
@@ -198,35 +266,71 @@ def _enqueue_actions(conn: sa.Connection, notifier: Notifier, rule: Mapping, ins
     plan per action, in order: {"key"} for a ledger delivery, else {"channel", "target", "error"}."""
     subject = f"[{instance['severity'].upper()}] {rule['name']}"
     scope = instance["scope_key"]
-    body = (f"{instance['message']}\n\nRule: {rule['name']} (id {rule['id']})\nSeverity: {instance['severity']}\n"
-            f"Scope: {scope}\nValue: {instance['trigger_value']}\nTriggered at: {instance['triggered_at']} UTC\n"
-            f"Alert instance: {instance['id']} (acknowledge it in the analytics API)\n")
-    payload = {"alert": rule["name"], "rule_id": rule["id"], "instance_id": instance["id"],
-               "severity": instance["severity"], "scope": scope, "tenant_id": instance["tenant_id"],
-               "venue_id": instance["venue_id"], "metric": rule["metric"], "operator": rule["operator"],
-               "threshold": rule["threshold"], "threshold_high": rule.get("threshold_high"),
-               "value": instance["trigger_value"], "triggered_at": instance["triggered_at"].isoformat(),
-               "message": instance["message"]}
+    body = (
+        f"{instance['message']}\n\nRule: {rule['name']} (id {rule['id']})\nSeverity: {instance['severity']}\n"
+        f"Scope: {scope}\nValue: {instance['trigger_value']}\nTriggered at: {instance['triggered_at']} UTC\n"
+        f"Alert instance: {instance['id']} (acknowledge it in the analytics API)\n"
+    )
+    payload = {
+        "alert": rule["name"],
+        "rule_id": rule["id"],
+        "instance_id": instance["id"],
+        "severity": instance["severity"],
+        "scope": scope,
+        "tenant_id": instance["tenant_id"],
+        "venue_id": instance["venue_id"],
+        "metric": rule["metric"],
+        "operator": rule["operator"],
+        "threshold": rule["threshold"],
+        "threshold_high": rule.get("threshold_high"),
+        "value": instance["trigger_value"],
+        "triggered_at": instance["triggered_at"].isoformat(),
+        "message": instance["message"],
+    }
     plans: list[dict] = []
     for i, action in enumerate(rule["actions"] or [{"type": "log"}]):
         kind = action["type"]
-        ledger = dict(source="alert", source_ref=f"{instance['id']}:{i}", created=instance["triggered_at"],
-                      now=instance["triggered_at"])
+        ledger = dict(
+            source="alert",
+            source_ref=f"{instance['id']}:{i}",
+            created=instance["triggered_at"],
+            now=instance["triggered_at"],
+        )
         if kind == "email":
             to = list(action.get("to") or ()) or list(notifier.emails)
-            plans.append({"key": outbox.enqueue_email(conn, settings=notifier.smtp, to=to, subject=subject,
-                                                       body=body, **ledger)} if to else
-                         {"channel": "email", "target": "(no recipients)",
-                          "error": "no recipients: set TT_ALERT_EMAILS"})
+            plans.append(
+                {
+                    "key": outbox.enqueue_email(
+                        conn, settings=notifier.smtp, to=to, subject=subject, body=body, **ledger
+                    )
+                }
+                if to
+                else {
+                    "channel": "email",
+                    "target": "(no recipients)",
+                    "error": "no recipients: set TT_ALERT_EMAILS",
+                }
+            )
         elif kind == "webhook" or (kind == "slack" and action.get("url")):
             url = action.get("url") or notifier.webhook_url
-            request = (dict(payload=payload, headers=action.get("headers"), retries=action.get("retries"))
-                       if kind == "webhook" else dict(payload={"text": f"{subject}: {instance['message']}"}))
-            plans.append({"key": outbox.enqueue_webhook(conn, url=url, **request, **ledger)} if url else
-                         {"channel": "webhook", "target": "(no url)",
-                          "error": "no webhook url: set TT_ALERT_WEBHOOK_URL"})
+            request = (
+                dict(payload=payload, headers=action.get("headers"), retries=action.get("retries"))
+                if kind == "webhook"
+                else dict(payload={"text": f"{subject}: {instance['message']}"})
+            )
+            plans.append(
+                {"key": outbox.enqueue_webhook(conn, url=url, **request, **ledger)}
+                if url
+                else {
+                    "channel": "webhook",
+                    "target": "(no url)",
+                    "error": "no webhook url: set TT_ALERT_WEBHOOK_URL",
+                }
+            )
         else:  # log, and the old service's sms/dashboard/slack-without-url: a log line is the delivery
-            plans.append({"channel": "log", "target": f"{kind} (logged)", "log": f"{subject} {instance['message']}"})
+            plans.append(
+                {"channel": "log", "target": f"{kind} (logged)", "log": f"{subject} {instance['message']}"}
+            )
     return plans
 
 
@@ -243,15 +347,27 @@ def _deliver(engine: sa.Engine, notifier: Notifier, instance: Mapping, plans: li
             continue
         if "log" in plan:
             log.warning("%s", plan["log"])
-        note = {"instance_id": instance["id"], "channel": plan["channel"], "target_masked": plan["target"][:300],
-                "status": "failed" if plan.get("error") else "sent", "attempts": 0 if plan.get("error") else 1,
-                "error": plan.get("error"), "created_at": datetime.now(UTC)}
+        note = {
+            "instance_id": instance["id"],
+            "channel": plan["channel"],
+            "target_masked": plan["target"][:300],
+            "status": "failed" if plan.get("error") else "sent",
+            "attempts": 0 if plan.get("error") else 1,
+            "error": plan.get("error"),
+            "created_at": datetime.now(UTC),
+        }
         records.append(note)
         local.append(note)
     for note in records:
         if note["status"] != "sent":
-            log.warning("alert %s: %s to %s failed after %d attempt(s): %s", instance["id"], note["channel"],
-                        note["target_masked"], note["attempts"], note["error"])
+            log.warning(
+                "alert %s: %s to %s failed after %d attempt(s): %s",
+                instance["id"],
+                note["channel"],
+                note["target_masked"],
+                note["attempts"],
+                note["error"],
+            )
     if local:
         with engine.begin() as conn:
             conn.execute(alert_notifications.insert(), local)
@@ -260,14 +376,15 @@ def _deliver(engine: sa.Engine, notifier: Notifier, instance: Mapping, plans: li
 
 # -- evaluation ----------------------------------------------------------------------------------------
 
+
 @dataclass
 class EvaluationSummary:
     evaluated_rules: int = 0
-    triggered: list[tuple[str, str]] = field(default_factory=list)       # (rule, scope) new instances
+    triggered: list[tuple[str, str]] = field(default_factory=list)  # (rule, scope) new instances
     resolved: list[tuple[str, str]] = field(default_factory=list)
-    still_open: list[tuple[str, str]] = field(default_factory=list)      # condition true, instance open
-    cooldown: list[tuple[str, str]] = field(default_factory=list)        # condition true, within cooldown
-    lost_race: list[tuple[str, str]] = field(default_factory=list)       # another evaluator inserted first
+    still_open: list[tuple[str, str]] = field(default_factory=list)  # condition true, instance open
+    cooldown: list[tuple[str, str]] = field(default_factory=list)  # condition true, within cooldown
+    lost_race: list[tuple[str, str]] = field(default_factory=list)  # another evaluator inserted first
     outside_schedule: list[str] = field(default_factory=list)
     notifications: list[dict] = field(default_factory=list)
 
@@ -281,15 +398,22 @@ def _in_cooldown(conn: sa.Connection, rule: Mapping, scope_key: str, now: dateti
     last = conn.execute(
         sa.select(alert_instances.c.resolved_at, alert_instances.c.triggered_at)
         .where(alert_instances.c.rule_id == rule["id"], alert_instances.c.scope_key == scope_key)
-        .order_by(alert_instances.c.id.desc()).limit(1)).first()
+        .order_by(alert_instances.c.id.desc())
+        .limit(1)
+    ).first()
     if last is None:
         return False
     since = as_utc(last.resolved_at or last.triggered_at)
     return since + timedelta(minutes=rule["cooldown_minutes"]) > now
 
 
-def evaluate(engine: sa.Engine, metrics: pl.DataFrame, now: datetime | None = None,
-             notifier: Notifier | None = None, rule_ids: Iterable[int] | None = None) -> EvaluationSummary:
+def evaluate(
+    engine: sa.Engine,
+    metrics: pl.DataFrame,
+    now: datetime | None = None,
+    notifier: Notifier | None = None,
+    rule_ids: Iterable[int] | None = None,
+) -> EvaluationSummary:
     """Evaluate every enabled rule (or `rule_ids`) over `metrics` (kpi_snapshots rows: snapshot_hour UTC,
     tenant_id, venue_id, metric, value) at `now`; create, keep or resolve instances; deliver new ones."""
     missing = {"snapshot_hour", "tenant_id", "venue_id", "metric", "value"} - set(metrics.columns)
@@ -298,9 +422,11 @@ def evaluate(engine: sa.Engine, metrics: pl.DataFrame, now: datetime | None = No
     now = _now(now)
     notifier = notifier or Notifier.from_env()
     try:  # naive timestamps are UTC; an all-null venue column arrives typed Null
-        metrics = metrics.with_columns(pl.col("snapshot_hour").cast(pl.Datetime("us", "UTC")),
-                                       pl.col("value").cast(pl.Float64),
-                                       *(pl.col(c).cast(pl.String) for c in ("tenant_id", "venue_id", "metric")))
+        metrics = metrics.with_columns(
+            pl.col("snapshot_hour").cast(pl.Datetime("us", "UTC")),
+            pl.col("value").cast(pl.Float64),
+            *(pl.col(c).cast(pl.String) for c in ("tenant_id", "venue_id", "metric")),
+        )
     except pl.exceptions.PolarsError as exc:
         raise ValueError(f"metrics frame: kpi_snapshots column types expected: {exc}") from None
     summary = EvaluationSummary()
@@ -322,9 +448,14 @@ def evaluate(engine: sa.Engine, metrics: pl.DataFrame, now: datetime | None = No
         summary.evaluated_rules += 1
         values = scope_values(rule, metrics, now)
         with engine.connect() as conn:
-            open_rows = {r.scope_key: r for r in conn.execute(
-                sa.select(alert_instances).where(alert_instances.c.rule_id == rule["id"],
-                                                 alert_instances.c.status.in_(OPEN)))}
+            open_rows = {
+                r.scope_key: r
+                for r in conn.execute(
+                    sa.select(alert_instances).where(
+                        alert_instances.c.rule_id == rule["id"], alert_instances.c.status.in_(OPEN)
+                    )
+                )
+            }
         for row in values.iter_rows(named=True):
             scope, met = row["scope_key"], condition_met(rule, row["observed"])
             current = open_rows.get(scope)
@@ -336,8 +467,11 @@ def evaluate(engine: sa.Engine, metrics: pl.DataFrame, now: datetime | None = No
                 continue
             if current is not None:
                 with engine.begin() as conn:
-                    conn.execute(alert_instances.update().where(alert_instances.c.id == current.id)
-                                 .values(last_evaluated_at=now))
+                    conn.execute(
+                        alert_instances.update()
+                        .where(alert_instances.c.id == current.id)
+                        .values(last_evaluated_at=now)
+                    )
                 summary.still_open.append((rule["name"], scope))
                 continue
             instance = _open_instance(engine, rule, row, now, summary, notifier)
@@ -348,24 +482,42 @@ def evaluate(engine: sa.Engine, metrics: pl.DataFrame, now: datetime | None = No
     return summary
 
 
-def _open_instance(engine: sa.Engine, rule: dict, row: dict, now: datetime, summary: EvaluationSummary,
-                   notifier: Notifier | None = None) -> dict | None:
+def _open_instance(
+    engine: sa.Engine,
+    rule: dict,
+    row: dict,
+    now: datetime,
+    summary: EvaluationSummary,
+    notifier: Notifier | None = None,
+) -> dict | None:
     """Insert the instance and (with a notifier) queue its actions in the ledger, in one transaction; the
     instance, its queued actions under "deliveries"."""
     scope = row["scope_key"]
-    instance = {"rule_id": rule["id"], "tenant_id": row["tenant_id"], "venue_id": row["venue_id"],
-                "scope_key": scope, "status": "active", "severity": rule["severity"], "triggered_at": now,
-                "trigger_value": row["observed"], "last_evaluated_at": now,
-                "message": alert_message(rule, scope, row["observed"], row["value"])}
+    instance = {
+        "rule_id": rule["id"],
+        "tenant_id": row["tenant_id"],
+        "venue_id": row["venue_id"],
+        "scope_key": scope,
+        "status": "active",
+        "severity": rule["severity"],
+        "triggered_at": now,
+        "trigger_value": row["observed"],
+        "last_evaluated_at": now,
+        "message": alert_message(rule, scope, row["observed"], row["value"]),
+    }
     try:
         with engine.begin() as conn:
             if _in_cooldown(conn, rule, scope, now):
                 summary.cooldown.append((rule["name"], scope))
                 return None
             instance["id"] = conn.execute(
-                alert_instances.insert().values(**instance).returning(alert_instances.c.id)).scalar_one()
-            conn.execute(alert_rules.update().where(alert_rules.c.id == rule["id"]).values(
-                trigger_count=alert_rules.c.trigger_count + 1, last_triggered_at=now))
+                alert_instances.insert().values(**instance).returning(alert_instances.c.id)
+            ).scalar_one()
+            conn.execute(
+                alert_rules.update()
+                .where(alert_rules.c.id == rule["id"])
+                .values(trigger_count=alert_rules.c.trigger_count + 1, last_triggered_at=now)
+            )
             instance["deliveries"] = _enqueue_actions(conn, notifier, rule, instance) if notifier else []
     except sa.exc.IntegrityError:
         # the partial unique index: another evaluator opened this rule+scope a moment ago
@@ -378,9 +530,14 @@ def _open_instance(engine: sa.Engine, rule: dict, row: dict, now: datetime, summ
 
 # -- API operations ------------------------------------------------------------------------------------
 
+
 def get_instance(engine: sa.Engine, instance_id: int) -> dict:
     with engine.connect() as conn:
-        row = conn.execute(sa.select(alert_instances).where(alert_instances.c.id == instance_id)).mappings().first()
+        row = (
+            conn.execute(sa.select(alert_instances).where(alert_instances.c.id == instance_id))
+            .mappings()
+            .first()
+        )
     if row is None:
         raise LookupError(f"alert instance {instance_id} does not exist")
     out = dict(row)
@@ -389,36 +546,52 @@ def get_instance(engine: sa.Engine, instance_id: int) -> dict:
     return out
 
 
-def acknowledge(engine: sa.Engine, instance_id: int, user: str, note: str | None = None,
-                now: datetime | None = None) -> dict:
+def acknowledge(
+    engine: sa.Engine, instance_id: int, user: str, note: str | None = None, now: datetime | None = None
+) -> dict:
     """Mark an active instance acknowledged (it stays open, so the rule does not fire again for this scope
     until it resolves). Idempotent on an acknowledged instance; a resolved one is refused (ValueError)."""
     if not user:
         raise ValueError("acknowledge: user is required")
     with engine.begin() as conn:
-        done = conn.execute(alert_instances.update().where(
-            alert_instances.c.id == instance_id, alert_instances.c.status == "active").values(
-            status="acknowledged", acknowledged_by=user, acknowledged_at=_now(now), notes=note)).rowcount
+        done = conn.execute(
+            alert_instances.update()
+            .where(alert_instances.c.id == instance_id, alert_instances.c.status == "active")
+            .values(status="acknowledged", acknowledged_by=user, acknowledged_at=_now(now), notes=note)
+        ).rowcount
     inst = get_instance(engine, instance_id)
     if not done and inst["status"] == "resolved":
         raise ValueError(f"alert instance {instance_id} is already resolved")
     return inst
 
 
-def resolve(engine: sa.Engine, instance_id: int, user: str | None = None, note: str | None = None,
-            now: datetime | None = None) -> dict:
+def resolve(
+    engine: sa.Engine,
+    instance_id: int,
+    user: str | None = None,
+    note: str | None = None,
+    now: datetime | None = None,
+) -> dict:
     """Resolve an open instance by hand (idempotent). The rule's cooldown starts now."""
     _resolve_open(engine, instance_id, _now(now), user, note)
     return get_instance(engine, instance_id)
 
 
-def _resolve_open(engine: sa.Engine, instance_id: int, now: datetime, user: str | None, note: str | None) -> bool:
+def _resolve_open(
+    engine: sa.Engine, instance_id: int, now: datetime, user: str | None, note: str | None
+) -> bool:
     values: dict = {"status": "resolved", "resolved_at": now, "last_evaluated_at": now}
     with engine.begin() as conn:
         if user is not None or note is not None:  # keep the acknowledgement's note, add the resolution's
-            before = conn.execute(sa.select(alert_instances.c.notes)
-                                  .where(alert_instances.c.id == instance_id)).scalar()
+            before = conn.execute(
+                sa.select(alert_instances.c.notes).where(alert_instances.c.id == instance_id)
+            ).scalar()
             line = f"resolved by {user or 'unknown'}" + (f": {note}" if note else "")
             values["notes"] = f"{before}\n{line}" if before else line
-        return bool(conn.execute(alert_instances.update().where(
-            alert_instances.c.id == instance_id, alert_instances.c.status.in_(OPEN)).values(**values)).rowcount)
+        return bool(
+            conn.execute(
+                alert_instances.update()
+                .where(alert_instances.c.id == instance_id, alert_instances.c.status.in_(OPEN))
+                .values(**values)
+            ).rowcount
+        )

@@ -15,14 +15,35 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import polars as pl
 
 #: kpi_snapshots metrics (docs/marts.md); a rule on anything else is refused at creation
-KPI_METRICS = ("venues_total", "venues_active", "events_published", "events_on_sale", "tickets_sold_24h",
-               "gross_revenue_24h_cents", "refunds_24h_cents", "refund_rate_24h_pct", "resale_volume_24h_cents",
-               "hourly_revenue_cents", "hourly_revenue_change_pct")
+KPI_METRICS = (
+    "venues_total",
+    "venues_active",
+    "events_published",
+    "events_on_sale",
+    "tickets_sold_24h",
+    "gross_revenue_24h_cents",
+    "refunds_24h_cents",
+    "refund_rate_24h_pct",
+    "resale_volume_24h_cents",
+    "hourly_revenue_cents",
+    "hourly_revenue_change_pct",
+)
 OPERATORS = ("gt", "gte", "lt", "lte", "eq", "ne", "between", "not_between", "change_percent")
 #: the old service's spellings (types L8091-8284) are accepted and stored canonically
-OPERATOR_ALIASES = {"greater_than": "gt", "greater_than_or_equals": "gte", "less_than": "lt",
-                    "less_than_or_equals": "lte", "equals": "eq", "not_equals": "ne", ">": "gt", ">=": "gte",
-                    "<": "lt", "<=": "lte", "==": "eq", "!=": "ne"}
+OPERATOR_ALIASES = {
+    "greater_than": "gt",
+    "greater_than_or_equals": "gte",
+    "less_than": "lt",
+    "less_than_or_equals": "lte",
+    "equals": "eq",
+    "not_equals": "ne",
+    ">": "gt",
+    ">=": "gte",
+    "<": "lt",
+    "<=": "lte",
+    "==": "eq",
+    "!=": "ne",
+}
 AGGREGATIONS = ("last", "sum", "avg", "min", "max", "count")
 SEVERITIES = ("info", "warning", "error", "critical")
 SCOPES = ("tenant", "venue")
@@ -40,6 +61,7 @@ class RuleError(ValueError):
 
 # -- validation ----------------------------------------------------------------------------------------
 
+
 def validate_rule(rule: Mapping) -> dict:
     """A normalized copy of `rule` (canonical operator names, schedule defaults) or RuleError."""
     r = dict(rule)
@@ -55,7 +77,9 @@ def validate_rule(rule: Mapping) -> dict:
     r["operator"] = op
     r["aggregation"] = r.get("aggregation") or "last"
     if r["aggregation"] not in AGGREGATIONS:
-        raise RuleError(f"aggregation: unknown aggregation {r['aggregation']!r}; known: {', '.join(AGGREGATIONS)}")
+        raise RuleError(
+            f"aggregation: unknown aggregation {r['aggregation']!r}; known: {', '.join(AGGREGATIONS)}"
+        )
     r["threshold"] = _number(r.get("threshold"), "threshold")
     if op in ("between", "not_between"):
         if r.get("threshold_high") is None:
@@ -128,15 +152,22 @@ def validate_schedule(schedule: Mapping) -> dict:
     if hours:
         if isinstance(hours, list | tuple) and len(hours) == 2:
             hours = {"start": hours[0], "end": hours[1]}
-        if not isinstance(hours, Mapping) or not all(_HHMM.match(str(hours.get(k, ""))) for k in ("start", "end")):
+        if not isinstance(hours, Mapping) or not all(
+            _HHMM.match(str(hours.get(k, ""))) for k in ("start", "end")
+        ):
             raise RuleError("schedule.active_hours: {start: 'HH:MM', end: 'HH:MM'} required")
         if hours["start"] == hours["end"]:
-            raise RuleError("schedule.active_hours: start and end are equal (use no active_hours for all day)")
+            raise RuleError(
+                "schedule.active_hours: start and end are equal (use no active_hours for all day)"
+            )
         out["active_hours"] = {"start": hours["start"], "end": hours["end"]}
     days = schedule.get("active_days")
     if days is not None:
-        if not isinstance(days, list | tuple) or not days or not all(
-                isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 6 for d in days):
+        if (
+            not isinstance(days, list | tuple)
+            or not days
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 6 for d in days)
+        ):
             raise RuleError("schedule.active_days: a non-empty list of 0 (Sunday) .. 6 (Saturday)")
         out["active_days"] = sorted(set(days))
     excluded = schedule.get("excluded_dates") or []
@@ -170,6 +201,7 @@ def validate_actions(actions) -> list[dict]:
 
 # -- schedule --------------------------------------------------------------------------------------------
 
+
 def schedule_active(schedule: Mapping, now: datetime) -> bool:
     """Is the rule active at `now` (aware), judged in the schedule's own time zone?"""
     if now.tzinfo is None:
@@ -196,8 +228,14 @@ def schedule_active(schedule: Mapping, now: datetime) -> bool:
 
 # -- aggregation and conditions ---------------------------------------------------------------------------
 
-_AGG = {"last": lambda c: c.sort_by("snapshot_hour").last(), "sum": lambda c: c.sum(), "avg": lambda c: c.mean(),
-        "min": lambda c: c.min(), "max": lambda c: c.max(), "count": lambda c: c.count()}
+_AGG = {
+    "last": lambda c: c.sort_by("snapshot_hour").last(),
+    "sum": lambda c: c.sum(),
+    "avg": lambda c: c.mean(),
+    "min": lambda c: c.min(),
+    "max": lambda c: c.max(),
+    "count": lambda c: c.count(),
+}
 
 
 def scope_values(rule: Mapping, metrics: pl.DataFrame, now: datetime) -> pl.DataFrame:
@@ -207,8 +245,11 @@ def scope_values(rule: Mapping, metrics: pl.DataFrame, now: datetime) -> pl.Data
 
     The window is (anchor - window_minutes, anchor], anchor = the newest snapshot_hour <= now of the metric
     (the data's own clock: kpi_snapshots lag the wall clock by the materialization delay)."""
-    frame = metrics.filter((pl.col("metric") == rule["metric"]) & pl.col("value").is_not_null()
-                           & (pl.col("snapshot_hour") <= now))
+    frame = metrics.filter(
+        (pl.col("metric") == rule["metric"])
+        & pl.col("value").is_not_null()
+        & (pl.col("snapshot_hour") <= now)
+    )
     if rule.get("tenant_id"):
         frame = frame.filter(pl.col("tenant_id") == rule["tenant_id"])
     if rule["scope"] == "tenant":
@@ -217,8 +258,16 @@ def scope_values(rule: Mapping, metrics: pl.DataFrame, now: datetime) -> pl.Data
         frame = frame.filter(pl.col("venue_id").is_not_null())
         if rule.get("venue_id"):
             frame = frame.filter(pl.col("venue_id") == rule["venue_id"])
-    empty = pl.DataFrame(schema={"scope_key": pl.String, "tenant_id": pl.String, "venue_id": pl.String,
-                                 "value": pl.Float64, "previous": pl.Float64, "observed": pl.Float64})
+    empty = pl.DataFrame(
+        schema={
+            "scope_key": pl.String,
+            "tenant_id": pl.String,
+            "venue_id": pl.String,
+            "value": pl.Float64,
+            "previous": pl.Float64,
+            "observed": pl.Float64,
+        }
+    )
     if frame.is_empty():
         return empty
     anchor = frame["snapshot_hour"].max()
@@ -227,21 +276,30 @@ def scope_values(rule: Mapping, metrics: pl.DataFrame, now: datetime) -> pl.Data
     agg = _AGG[rule["aggregation"]](pl.col("value"))
 
     def window_agg(end, alias):
-        return (frame.filter((pl.col("snapshot_hour") > end - window) & (pl.col("snapshot_hour") <= end))
-                .group_by(keys).agg(agg.cast(pl.Float64).alias(alias)))
+        return (
+            frame.filter((pl.col("snapshot_hour") > end - window) & (pl.col("snapshot_hour") <= end))
+            .group_by(keys)
+            .agg(agg.cast(pl.Float64).alias(alias))
+        )
 
     current = window_agg(anchor, "value")
     if rule["operator"] == "change_percent":
         prev = window_agg(anchor - window, "previous")
         current = current.join(prev, on=keys, how="left", nulls_equal=True)
         # no previous window, or a zero base: the change is undefined, not infinite
-        observed = (pl.when(pl.col("previous").is_null() | (pl.col("previous") == 0)).then(None)
-                    .otherwise((pl.col("value") - pl.col("previous")) / pl.col("previous").abs() * 100))
+        observed = (
+            pl.when(pl.col("previous").is_null() | (pl.col("previous") == 0))
+            .then(None)
+            .otherwise((pl.col("value") - pl.col("previous")) / pl.col("previous").abs() * 100)
+        )
     else:
         current = current.with_columns(pl.lit(None, pl.Float64).alias("previous"))
         observed = pl.col("value")
-    scope = (pl.concat_str([pl.lit("tenant:"), pl.col("tenant_id")]) if rule["scope"] == "tenant"
-             else pl.concat_str([pl.lit("venue:"), pl.col("venue_id")]))
+    scope = (
+        pl.concat_str([pl.lit("tenant:"), pl.col("tenant_id")])
+        if rule["scope"] == "tenant"
+        else pl.concat_str([pl.lit("venue:"), pl.col("venue_id")])
+    )
     out = current.with_columns(observed.alias("observed"), scope.alias("scope_key"))
     return out.select(empty.columns).cast(empty.schema).sort("scope_key")
 
@@ -276,10 +334,17 @@ def condition_met(rule: Mapping, observed: float | None) -> bool | None:
 def describe_condition(rule: Mapping) -> str:
     op, t, h = rule["operator"], rule["threshold"], rule.get("threshold_high")
     subject = f"{rule['aggregation']}({rule['metric']}, {rule['window_minutes']} min)"
-    text = {"gt": f"> {t:g}", "gte": f">= {t:g}", "lt": f"< {t:g}", "lte": f"<= {t:g}", "eq": f"= {t:g}",
-            "ne": f"!= {t:g}", "between": f"between {t:g} and {h:g}" if h is not None else "",
-            "not_between": f"outside {t:g}..{h:g}" if h is not None else "",
-            "change_percent": f"changes by {t:+g} % or more vs the previous window"}[op]
+    text = {
+        "gt": f"> {t:g}",
+        "gte": f">= {t:g}",
+        "lt": f"< {t:g}",
+        "lte": f"<= {t:g}",
+        "eq": f"= {t:g}",
+        "ne": f"!= {t:g}",
+        "between": f"between {t:g} and {h:g}" if h is not None else "",
+        "not_between": f"outside {t:g}..{h:g}" if h is not None else "",
+        "change_percent": f"changes by {t:+g} % or more vs the previous window",
+    }[op]
     return f"{subject} {text}"
 
 

@@ -29,11 +29,16 @@ venue; an admin's (role admin or analytics.admin) any venue of its tenant. Money
 Mart reads carry an ETag and Cache-Control; send If-None-Match to get 304.
 A mart that is not materialized yet answers 503 with a message."""
 
-FRESHNESS = (("venue_analytics", "day"), ("kpi_snapshots", "snapshot_hour"), ("sales_metrics", "period_start"))
+FRESHNESS = (
+    ("venue_analytics", "day"),
+    ("kpi_snapshots", "snapshot_hour"),
+    ("sales_metrics", "period_start"),
+)
 
 
-def create_app(settings: Settings | None = None, reader: Reader | None = None,
-               registry: Registry | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, reader: Reader | None = None, registry: Registry | None = None
+) -> FastAPI:
     """The API for `settings` (default: from the environment). Refuses to build without a JWT key outside
     development mode. `reader` overrides the warehouse reader (tests); `registry` the table registry whose
     served marts it lists and scopes (default: the project's)."""
@@ -45,8 +50,9 @@ def create_app(settings: Settings | None = None, reader: Reader | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if app.state.reader is None:
-            app.state.reader = open_reader(settings.warehouse_url, refresh_seconds=settings.refresh_seconds,
-                                           tables=served)
+            app.state.reader = open_reader(
+                settings.warehouse_url, refresh_seconds=settings.refresh_seconds, tables=served
+            )
         gc.collect()
         gc.freeze()  # the long-lived startup objects leave the collector's scans: fewer request-time pauses
         try:
@@ -55,8 +61,9 @@ def create_app(settings: Settings | None = None, reader: Reader | None = None,
             if app.state.owns_reader:
                 app.state.reader.close()
 
-    app = FastAPI(title="TicketToken Analytics API", version="1.0.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+    app = FastAPI(
+        title="TicketToken Analytics API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan
+    )
     app.state.settings = settings
     app.state.registry = registry
     app.state.reader = reader
@@ -65,22 +72,29 @@ def create_app(settings: Settings | None = None, reader: Reader | None = None,
 
     @app.exception_handler(TableMissing)
     async def _missing(request: Request, exc: TableMissing):
-        return JSONResponse({"detail": str(exc), "table": exc.table}, status_code=503,
-                            headers={"Retry-After": "300"})
+        return JSONResponse(
+            {"detail": str(exc), "table": exc.table}, status_code=503, headers={"Retry-After": "300"}
+        )
 
     @app.exception_handler(psycopg.OperationalError)
     async def _pg_down(request: Request, exc: psycopg.OperationalError):
         log.warning("warehouse unavailable: %s", exc)
-        return JSONResponse({"detail": "warehouse unavailable, try again later"}, status_code=503,
-                            headers={"Retry-After": "30"})
+        return JSONResponse(
+            {"detail": "warehouse unavailable, try again later"},
+            status_code=503,
+            headers={"Retry-After": "30"},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()
+        ]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(x) for x in first["loc"])
-        return JSONResponse({"detail": f"invalid {where}: {first['msg']}", "errors": jsonable(errors)},
-                            status_code=422)
+        return JSONResponse(
+            {"detail": f"invalid {where}: {first['msg']}", "errors": jsonable(errors)}, status_code=422
+        )
 
     @app.get("/health", tags=["health"])
     def health():
@@ -103,8 +117,11 @@ def create_app(settings: Settings | None = None, reader: Reader | None = None,
                     fresh[table] = jsonable(res)
                 else:
                     fresh[table] = None
-        body = {"status": "ready" if status.get("reachable") else "unavailable", "warehouse": status,
-                "freshness": fresh}
+        body = {
+            "status": "ready" if status.get("reachable") else "unavailable",
+            "warehouse": status,
+            "freshness": fresh,
+        }
         return JSONResponse(jsonable(body), status_code=200 if status.get("reachable") else 503)
 
     app.include_router(marts.router)

@@ -52,9 +52,15 @@ def _uuid_text(value, claim: str) -> str:
 
 def decode_token(settings: Settings, token: str) -> Principal:
     try:
-        claims = jwt.decode(token, settings.verification_key(), algorithms=[settings.algorithm],
-                            audience=settings.jwt_audience, issuer=settings.jwt_issuer,
-                            options={"require": ["exp", "iss", "aud"]}, leeway=5)
+        claims = jwt.decode(
+            token,
+            settings.verification_key(),
+            algorithms=[settings.algorithm],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp", "iss", "aud"]},
+            leeway=5,
+        )
     except jwt.ExpiredSignatureError:
         raise _unauthorized("Token expired") from None
     except jwt.InvalidAudienceError:
@@ -77,9 +83,13 @@ def decode_token(settings: Settings, token: str) -> Principal:
     role = claims.get("role") or "user"
     if not isinstance(role, str):
         raise _unauthorized("Invalid token: role must be a string")
-    return Principal(user_id=str(user)[:100], tenant_id=_uuid_text(claims["tenant_id"], "tenant_id"),
-                     venue_id=_uuid_text(venue, "venue_id") if venue else None, role=role,
-                     permissions=frozenset(perms))
+    return Principal(
+        user_id=str(user)[:100],
+        tenant_id=_uuid_text(claims["tenant_id"], "tenant_id"),
+        venue_id=_uuid_text(venue, "venue_id") if venue else None,
+        role=role,
+        permissions=frozenset(perms),
+    )
 
 
 def authenticate(request: Request) -> Principal:
@@ -111,15 +121,32 @@ def venue_scope(principal: Principal, venue_id) -> list[str] | None:
     raise HTTPException(403, "Forbidden: the token names no venue and is not an admin's")
 
 
-def mint_token(settings: Settings, *, tenant_id: str, venue_id: str | None = None, user_id: str = "dev-user",
-               role: str = "user", permissions: list[str] | None = None, expires_in: int = 3600,
-               private_key: str | None = None, **extra) -> str:
+def mint_token(
+    settings: Settings,
+    *,
+    tenant_id: str,
+    venue_id: str | None = None,
+    user_id: str = "dev-user",
+    role: str = "user",
+    permissions: list[str] | None = None,
+    expires_in: int = 3600,
+    private_key: str | None = None,
+    **extra,
+) -> str:
     """A token the API configured by `settings` accepts (development tooling and tests)."""
     now = int(time.time())
-    claims = {"sub": user_id, "tenant_id": tenant_id, "venue_id": venue_id, "role": role,
-              "permissions": list(permissions if permissions is not None else [READ]),
-              "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "iat": now, "exp": now + expires_in,
-              **extra}
+    claims = {
+        "sub": user_id,
+        "tenant_id": tenant_id,
+        "venue_id": venue_id,
+        "role": role,
+        "permissions": list(permissions if permissions is not None else [READ]),
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": now,
+        "exp": now + expires_in,
+        **extra,
+    }
     if settings.algorithm == "RS256":
         if not private_key:
             raise ValueError("an RS256 deployment needs --private-key to mint tokens")

@@ -29,22 +29,41 @@ def _served(request: Request, name: str) -> Table:
 
 
 def describe(t: Table) -> dict:
-    return {"name": t.name, "group": t.group, "description": t.description, "grain": t.grain, "keys": list(t.keys),
-            "tenant_column": t.tenant_column, "venue_column": t.venue_column,
-            "partitioned_by": t.partition_column, "admin_only": t.tenant_column is None}
+    return {
+        "name": t.name,
+        "group": t.group,
+        "description": t.description,
+        "grain": t.grain,
+        "keys": list(t.keys),
+        "tenant_column": t.tenant_column,
+        "venue_column": t.venue_column,
+        "partitioned_by": t.partition_column,
+        "admin_only": t.tenant_column is None,
+    }
 
 
 @router.get("/marts", tags=["catalog"])
 async def marts(request: Request, p: Reading):
     """The marts this API serves, from the table registry (name, grain, keys, scoping columns)."""
-    return json_response(request, {"data": [describe(t) for t in registry_of(request).servable()
-                                            if t.tenant_column or p.is_admin]})
+    return json_response(
+        request,
+        {"data": [describe(t) for t in registry_of(request).servable() if t.tenant_column or p.is_admin]},
+    )
 
 
-@router.get("/marts/{table}", tags=["catalog"], responses={404: {"description": "not a served mart"},
-                                                           503: {"description": "not materialized yet"}})
-async def mart_rows(request: Request, p: Reading, table: TableP, venue_id: VenueQ = None, limit: LimitQ = 100,
-                    offset: OffsetQ = 0):
+@router.get(
+    "/marts/{table}",
+    tags=["catalog"],
+    responses={404: {"description": "not a served mart"}, 503: {"description": "not materialized yet"}},
+)
+async def mart_rows(
+    request: Request,
+    p: Reading,
+    table: TableP,
+    venue_id: VenueQ = None,
+    limit: LimitQ = 100,
+    offset: OffsetQ = 0,
+):
     """Rows of one served mart, ordered by its keys. Always filtered to the token's tenant (the entry's tenant
     column); to the token's venue (or the admin's `venue_id`) where the mart has a venue column. A mart with
     no tenant column (model metrics) is for analytics.admin only; a venue token cannot read a tenant-wide
@@ -63,7 +82,9 @@ async def mart_rows(request: Request, p: Reading, table: TableP, venue_id: Venue
         elif venues and not t.venue_column and not p.is_admin:
             raise HTTPException(403, f"{t.name} is tenant-wide (no venue column): an admin token is required")
     order = ", ".join(t.keys) if t.keys else "1"
-    sql = (f"SELECT * FROM {t.name} WHERE {' AND '.join(where) or 'TRUE'} ORDER BY {order} "
-           f"LIMIT {int(limit)} OFFSET {int(offset)}")
+    sql = (
+        f"SELECT * FROM {t.name} WHERE {' AND '.join(where) or 'TRUE'} ORDER BY {order} "
+        f"LIMIT {int(limit)} OFFSET {int(offset)}"
+    )
     res = await run(request, p, sql, params, [t.name])
     return page(request, res, limit=limit, offset=offset, table=t.name)

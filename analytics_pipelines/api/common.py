@@ -24,12 +24,16 @@ _bearer = HTTPBearer(auto_error=False, description="JWT (HS256, or RS256 when a 
 
 # The dependencies are coroutines: they do no I/O, and a plain `def` would send each of them to a worker
 # thread (four thread hops per request before the endpoint runs).
-async def principal(request: Request,
-              creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+async def principal(
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
     if creds is None:
         if request.headers.get("authorization"):
-            raise HTTPException(401, "Authentication required: use 'Authorization: Bearer <token>'",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "Authentication required: use 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         raise HTTPException(401, "Authentication required", headers={"WWW-Authenticate": "Bearer"})
     return decode_token(request.app.state.settings, creds.credentials)
 
@@ -48,9 +52,14 @@ async def read_principal(p: Auth) -> Principal:
 
 Reading = Annotated[Principal, Depends(read_principal)]
 
-VenueQ = Annotated[UUID | None, Query(description="Venue to read. Non-admin tokens may name only their own "
-                                                  "venue (the default); admins any venue of their tenant "
-                                                  "(default: the whole tenant).")]
+VenueQ = Annotated[
+    UUID | None,
+    Query(
+        description="Venue to read. Non-admin tokens may name only their own "
+        "venue (the default); admins any venue of their tenant "
+        "(default: the whole tenant)."
+    ),
+]
 StartQ = Annotated[date | None, Query(description="First day (UTC, inclusive). Default: 30 days before end.")]
 EndQ = Annotated[date | None, Query(description="Last day (UTC, inclusive). Default: today.")]
 LimitQ = Annotated[int, Query(ge=1, le=1000, description="Page size, 1-1000.")]
@@ -85,7 +94,8 @@ async def run(request: Request, p: Principal, sql: str, params: Sequence, tables
     if hit is not None:
         return hit
     return await asyncio.get_running_loop().run_in_executor(
-        reader.executor, reader.query, p.tenant_id, sql, params, tables)
+        reader.executor, reader.query, p.tenant_id, sql, params, tables
+    )
 
 
 def run_blocking(request: Request, p: Principal, sql: str, params: Sequence, tables: Sequence[str]) -> Result:
@@ -127,8 +137,11 @@ def json_response(request: Request, payload: dict, cache: bool = True, status: i
     if not cache:
         return Response(body, status_code=status, media_type="application/json")
     etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
-    headers = {"ETag": etag, "Vary": "Authorization",
-               "Cache-Control": f"private, max-age={request.app.state.settings.cache_max_age}"}
+    headers = {
+        "ETag": etag,
+        "Vary": "Authorization",
+        "Cache-Control": f"private, max-age={request.app.state.settings.cache_max_age}",
+    }
     inm = request.headers.get("if-none-match")
     if inm and (inm.strip() == "*" or etag in {t.strip().removeprefix("W/") for t in inm.split(",")}):
         return Response(status_code=304, headers=headers)
@@ -150,6 +163,7 @@ def scoped(p: Principal, venue_id) -> list[str] | None:
 @dataclass
 class Scope:
     """A read's principal, its tenant/venue condition and (for ranged reads) its validated date range."""
+
     p: Principal
     venues: list[str] | None
     where: str
@@ -163,8 +177,9 @@ async def _venue_scope(p: Reading, venue_id: VenueQ = None) -> Scope:
     return Scope(p, venues, *scope_sql(p, venues))
 
 
-async def _ranged_scope(request: Request, p: Reading, venue_id: VenueQ = None, start_date: StartQ = None,
-                  end_date: EndQ = None) -> Scope:
+async def _ranged_scope(
+    request: Request, p: Reading, venue_id: VenueQ = None, start_date: StartQ = None, end_date: EndQ = None
+) -> Scope:
     start, end = date_range(request, start_date, end_date)
     venues = scoped(p, venue_id)
     return Scope(p, venues, *scope_sql(p, venues), start=start, end=end)

@@ -74,8 +74,13 @@ def grafana_search(request: Request, p: Reading, body: SearchBody | None = None)
     names = []
     if "kpi_snapshots" in reader_of(request).tables():
         cond, params = _kpi_scope(p)
-        res = run(request, p, f"SELECT DISTINCT metric FROM kpi_snapshots WHERE {cond} ORDER BY metric",
-                  params, ["kpi_snapshots"])
+        res = run(
+            request,
+            p,
+            f"SELECT DISTINCT metric FROM kpi_snapshots WHERE {cond} ORDER BY metric",
+            params,
+            ["kpi_snapshots"],
+        )
         names += [f"kpi.{r[0]}" for r in res.rows]
     if "sales_metrics" in reader_of(request).tables():
         names += [f"sales.{g}.{f}" for g in GRANULARITIES for f in SALES_FIELDS]
@@ -87,18 +92,29 @@ def _series(request: Request, p, target: str, start: datetime, end: datetime, ca
     parts = target.split(".")
     if parts[0] == "kpi" and len(parts) == 2:
         cond, params = _kpi_scope(p)
-        res = run(request, p, f"""SELECT value, snapshot_hour FROM kpi_snapshots
+        res = run(
+            request,
+            p,
+            f"""SELECT value, snapshot_hour FROM kpi_snapshots
             WHERE {cond} AND metric = %s AND snapshot_hour >= %s AND snapshot_hour <= %s
-            ORDER BY snapshot_hour LIMIT %s""", [*params, parts[1], start, end, cap], ["kpi_snapshots"])
+            ORDER BY snapshot_hour LIMIT %s""",
+            [*params, parts[1], start, end, cap],
+            ["kpi_snapshots"],
+        )
     elif parts[0] == "sales" and len(parts) == 3 and parts[1] in GRANULARITIES and parts[2] in SALES_FIELDS:
         if p.venue_id and not p.is_admin:
             cond, params = "tenant_id = %s AND venue_id = %s", [p.tenant_id, p.venue_id]
         else:
             cond, params = "tenant_id = %s", [p.tenant_id]
-        res = run(request, p, f"""SELECT sum({parts[2]}) AS v, period_start FROM sales_metrics
+        res = run(
+            request,
+            p,
+            f"""SELECT sum({parts[2]}) AS v, period_start FROM sales_metrics
             WHERE {cond} AND granularity = %s AND period_start >= %s AND period_start <= %s
-            GROUP BY period_start ORDER BY period_start LIMIT %s""", [*params, parts[1], start, end, cap],
-                  ["sales_metrics"])
+            GROUP BY period_start ORDER BY period_start LIMIT %s""",
+            [*params, parts[1], start, end, cap],
+            ["sales_metrics"],
+        )
     else:
         raise HTTPException(400, f"unknown target {target!r}: use a name from /grafana/search")
     return [[None if v is None else float(v), int(ts.timestamp() * 1000)] for v, ts in res.rows]
@@ -133,7 +149,8 @@ def grafana_annotations(request: Request, p: Reading, body: AnnotationBody):
     from analytics_pipelines.ops.alerts import alert_instances as t
 
     q = sa.select(t.c.triggered_at, t.c.severity, t.c.message, t.c.trigger_value, t.c.status).where(
-        t.c.tenant_id == p.tenant_id, t.c.triggered_at >= body.range.from_, t.c.triggered_at <= body.range.to)
+        t.c.tenant_id == p.tenant_id, t.c.triggered_at >= body.range.from_, t.c.triggered_at <= body.range.to
+    )
     if p.venue_id and not p.is_admin:
         q = q.where(t.c.venue_id == p.venue_id)
     with _engine(request).connect() as conn:
@@ -141,8 +158,15 @@ def grafana_annotations(request: Request, p: Reading, body: AnnotationBody):
     name = (body.annotation or {}).get("name", "alerts")
     out = []
     for r in rows:
-        out.append({"annotation": name, "time": int(_epoch_ms(r.triggered_at)), "title": f"{r.severity}: {r.message or 'alert'}",
-                    "text": f"Value: {r.trigger_value} ({r.status})", "tags": ["alert", r.severity, r.status]})
+        out.append(
+            {
+                "annotation": name,
+                "time": int(_epoch_ms(r.triggered_at)),
+                "title": f"{r.severity}: {r.message or 'alert'}",
+                "text": f"Value: {r.trigger_value} ({r.status})",
+                "tags": ["alert", r.severity, r.status],
+            }
+        )
     return json_response(request, out, cache=False)
 
 

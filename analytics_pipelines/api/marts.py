@@ -38,53 +38,93 @@ def sums(*cols: str) -> str:
 @router.get("/revenue/summary", tags=["revenue"], responses=R)
 async def revenue_summary(request: Request, s: Ranged):
     """Totals over a date range from `venue_analytics` (money in cents)."""
-    res = await run(request, s.p, f"""
+    res = await run(
+        request,
+        s.p,
+        f"""
         SELECT count(DISTINCT venue_id) AS venues, count(DISTINCT day) AS days,
-               {sums("tickets_sold", "orders", "gross_revenue_cents", "ticket_revenue_cents", "refunds_cents",
-                     "fees_cents", "tax_cents", "net_revenue_cents", "resale_volume_cents")}
+               {
+            sums(
+                "tickets_sold",
+                "orders",
+                "gross_revenue_cents",
+                "ticket_revenue_cents",
+                "refunds_cents",
+                "fees_cents",
+                "tax_cents",
+                "net_revenue_cents",
+                "resale_volume_cents",
+            )
+        }
         FROM venue_analytics WHERE {s.where} AND day BETWEEN %s AND %s""",
-              [*s.params, s.start, s.end], ["venue_analytics"])
+        [*s.params, s.start, s.end],
+        ["venue_analytics"],
+    )
     return page(request, res, start_date=s.start, end_date=s.end)
 
 
 @router.get("/revenue/by-channel", tags=["revenue"], responses=R)
 async def revenue_by_channel(request: Request, s: Ranged):
     """Revenue per line (`primary:<channel>`, `resale:<payment_method>`) over a date range."""
-    res = await run(request, s.p, f"""
+    res = await run(
+        request,
+        s.p,
+        f"""
         SELECT revenue_line, source, channel,
-               {sums("tickets", "transactions", "gross_revenue_cents", "refunds_cents", "fees_cents",
-                     "net_revenue_cents")}
+               {
+            sums(
+                "tickets",
+                "transactions",
+                "gross_revenue_cents",
+                "refunds_cents",
+                "fees_cents",
+                "net_revenue_cents",
+            )
+        }
         FROM revenue_by_channel WHERE {s.where} AND day BETWEEN %s AND %s
         GROUP BY revenue_line, source, channel ORDER BY gross_revenue_cents DESC, revenue_line""",
-              [*s.params, s.start, s.end], ["revenue_by_channel"])
+        [*s.params, s.start, s.end],
+        ["revenue_by_channel"],
+    )
     return page(request, res, start_date=s.start, end_date=s.end)
 
 
 @router.get("/revenue/by-category", tags=["revenue"], responses=R)
 async def revenue_by_category(request: Request, s: Ranged):
     """Revenue per event category over a date range."""
-    res = await run(request, s.p, f"""
+    res = await run(
+        request,
+        s.p,
+        f"""
         SELECT category_id, category_name,
                {sums("tickets", "orders", "gross_revenue_cents", "refunds_cents", "net_revenue_cents")}
         FROM revenue_by_category WHERE {s.where} AND day BETWEEN %s AND %s
         GROUP BY category_id, category_name ORDER BY gross_revenue_cents DESC, category_id""",
-              [*s.params, s.start, s.end], ["revenue_by_category"])
+        [*s.params, s.start, s.end],
+        ["revenue_by_category"],
+    )
     return page(request, res, start_date=s.start, end_date=s.end)
 
 
 @router.get("/revenue/projections", tags=["revenue"], responses=R)
-async def revenue_projections(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
-                        offset: OffsetQ = 0):
+async def revenue_projections(
+    request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100, offset: OffsetQ = 0
+):
     """The latest projection run (`as_of`) per venue: projected net revenue per day with bounds."""
     where, params = scope_sql(p, scoped(p, venue_id))
     where_p, params_p = scope_sql(p, scoped(p, venue_id), "p")
-    res = await run(request, p, f"""
+    res = await run(
+        request,
+        p,
+        f"""
         SELECT p.venue_id, p.as_of, p.day, p.horizon_day, p.projected_net_revenue_cents, p.lower_cents,
                p.upper_cents, p.model
         FROM revenue_projections p
         WHERE {where_p} AND p.as_of = (SELECT max(as_of) FROM revenue_projections WHERE {where})
         ORDER BY p.venue_id, p.day LIMIT %s OFFSET %s""",
-              [*params_p, *params, limit, offset], ["revenue_projections"])
+        [*params_p, *params, limit, offset],
+        ["revenue_projections"],
+    )
     return page(request, res, limit, offset)
 
 
@@ -93,34 +133,51 @@ Granularity = Literal["hour", "day", "week", "month"]
 
 
 @router.get("/sales/metrics", tags=["sales"], responses=R)
-async def sales_metrics(request: Request, s: Ranged,
-                  granularity: Annotated[Granularity, Query(description="hour, day, week or month")] = "day",
-                  limit: LimitQ = 100, offset: OffsetQ = 0):
+async def sales_metrics(
+    request: Request,
+    s: Ranged,
+    granularity: Annotated[Granularity, Query(description="hour, day, week or month")] = "day",
+    limit: LimitQ = 100,
+    offset: OffsetQ = 0,
+):
     """Sales per period from `sales_metrics`: every period that overlaps the range (a week or month that
     began before start_date is included whole)."""
     start = s.start
-    first = {"week": start - timedelta(days=start.weekday()), "month": start.replace(day=1)}.get(granularity, start)
-    res = await run(request, s.p, f"""
+    first = {"week": start - timedelta(days=start.weekday()), "month": start.replace(day=1)}.get(
+        granularity, start
+    )
+    res = await run(
+        request,
+        s.p,
+        f"""
         SELECT venue_id, granularity, period_start, tickets_sold, orders, gross_revenue_cents,
                unique_customers, avg_ticket_price_cents, tickets_growth_pct, revenue_growth_pct
         FROM sales_metrics
         WHERE {s.where} AND granularity = %s AND period_start >= %s AND period_start < %s
         ORDER BY venue_id, period_start LIMIT %s OFFSET %s""",
-              [*s.params, granularity, first, s.end + timedelta(days=1), limit, offset], ["sales_metrics"])
+        [*s.params, granularity, first, s.end + timedelta(days=1), limit, offset],
+        ["sales_metrics"],
+    )
     return page(request, res, limit, offset, granularity=granularity, start_date=s.start, end_date=s.end)
 
 
 @router.get("/sales/trends", tags=["sales"], responses=R)
 async def sales_trends(request: Request, s: Ranged):
     """Daily tickets and revenue over the range (all venues in scope summed) with 7-day moving averages."""
-    res = await run(request, s.p, f"""
+    res = await run(
+        request,
+        s.p,
+        f"""
         SELECT day, tickets_sold, orders, gross_revenue_cents, net_revenue_cents,
                avg(tickets_sold) OVER w AS tickets_sold_7d_avg,
                avg(gross_revenue_cents) OVER w AS gross_revenue_7d_avg_cents
         FROM (SELECT day, {sums("tickets_sold", "orders", "gross_revenue_cents", "net_revenue_cents")}
               FROM venue_analytics WHERE {s.where} AND day BETWEEN %s AND %s GROUP BY day) d
         WINDOW w AS (ORDER BY day ROWS BETWEEN 6 PRECEDING AND CURRENT ROW)
-        ORDER BY day""", [*s.params, s.start, s.end], ["venue_analytics"])
+        ORDER BY day""",
+        [*s.params, s.start, s.end],
+        ["venue_analytics"],
+    )
     return page(request, res, start_date=s.start, end_date=s.end)
 
 
@@ -128,50 +185,84 @@ async def sales_trends(request: Request, s: Ranged):
 async def sales_seasonality(request: Request, s: Scoped):
     """Per venue and calendar month: averages, volatility and the Peak/Normal/Off Season label."""
     where, params, p = s.where, s.params, s.p
-    res = await run(request, p, f"""
+    res = await run(
+        request,
+        p,
+        f"""
         SELECT venue_id, month, avg_tickets, avg_revenue_cents, avg_event_days, stddev_tickets,
                volatility_pct, seasonality_ratio, season
-        FROM venue_seasonality WHERE {where} ORDER BY venue_id, month""", params, ["venue_seasonality"])
+        FROM venue_seasonality WHERE {where} ORDER BY venue_id, month""",
+        params,
+        ["venue_seasonality"],
+    )
     return page(request, res)
 
 
 # -- events -------------------------------------------------------------------------------------------
-EVENT_SORT = {"revenue": "gross_revenue_cents DESC", "tickets": "tickets_sold DESC",
-              "utilization": "capacity_utilization_pct DESC", "starts_at": "starts_at"}
+EVENT_SORT = {
+    "revenue": "gross_revenue_cents DESC",
+    "tickets": "tickets_sold DESC",
+    "utilization": "capacity_utilization_pct DESC",
+    "starts_at": "starts_at",
+}
 EVENT_COLS = """venue_id, event_id, event_name, category_name, starts_at, status, tickets_sold,
     gross_revenue_cents, net_revenue_cents, capacity, capacity_utilization_pct, revenue_rank, is_top_10"""
 
 
 @router.get("/events/performance", tags=["events"], responses=R)
-async def events_performance(request: Request, s: Scoped,
-                       sort: Annotated[Literal["revenue", "tickets", "utilization", "starts_at"],
-                                       Query(description="Order of the rows")] = "revenue",
-                       limit: LimitQ = 100, offset: OffsetQ = 0):
+async def events_performance(
+    request: Request,
+    s: Scoped,
+    sort: Annotated[
+        Literal["revenue", "tickets", "utilization", "starts_at"], Query(description="Order of the rows")
+    ] = "revenue",
+    limit: LimitQ = 100,
+    offset: OffsetQ = 0,
+):
     """Per event: tickets, revenue, capacity utilization and revenue rank within its venue."""
     where, params, p = s.where, s.params, s.p
-    res = await run(request, p, f"""SELECT {EVENT_COLS} FROM event_performance WHERE {where}
-        ORDER BY {EVENT_SORT[sort]}, event_id LIMIT %s OFFSET %s""", [*params, limit, offset],
-              ["event_performance"])
+    res = await run(
+        request,
+        p,
+        f"""SELECT {EVENT_COLS} FROM event_performance WHERE {where}
+        ORDER BY {EVENT_SORT[sort]}, event_id LIMIT %s OFFSET %s""",
+        [*params, limit, offset],
+        ["event_performance"],
+    )
     return page(request, res, limit, offset, sort=sort)
 
 
 @router.get("/events/top", tags=["events"], responses=R)
-async def events_top(request: Request, s: Scoped,
-               limit: Annotated[int, Query(ge=1, le=100, description="How many, 1-100")] = 10):
+async def events_top(
+    request: Request,
+    s: Scoped,
+    limit: Annotated[int, Query(ge=1, le=100, description="How many, 1-100")] = 10,
+):
     """The highest-grossing events in scope."""
     where, params, p = s.where, s.params, s.p
-    res = await run(request, p, f"""SELECT {EVENT_COLS} FROM event_performance WHERE {where}
-        ORDER BY gross_revenue_cents DESC, event_id LIMIT %s""", [*params, limit], ["event_performance"])
+    res = await run(
+        request,
+        p,
+        f"""SELECT {EVENT_COLS} FROM event_performance WHERE {where}
+        ORDER BY gross_revenue_cents DESC, event_id LIMIT %s""",
+        [*params, limit],
+        ["event_performance"],
+    )
     return page(request, res, limit, 0)
 
 
 @router.get("/events/no-shows", tags=["events"], responses=R)
 async def events_no_shows(request: Request, s: Scoped, limit: LimitQ = 100, offset: OffsetQ = 0):
     """Ended events: tickets sold, scanned and the no-show rate, most recent first."""
-    res = await run(request, s.p, f"""
+    res = await run(
+        request,
+        s.p,
+        f"""
         SELECT venue_id, event_id, ended_at, tickets_sold, tickets_scanned, no_shows, no_show_pct
         FROM no_shows WHERE {s.where} ORDER BY ended_at DESC, event_id LIMIT %s OFFSET %s""",
-              [*s.params, limit, offset], ["no_shows"])
+        [*s.params, limit, offset],
+        ["no_shows"],
+    )
     return page(request, res, limit, offset)
 
 
@@ -179,10 +270,15 @@ async def events_no_shows(request: Request, s: Scoped, limit: LimitQ = 100, offs
 async def price_history(request: Request, s: Scoped, event_id: Annotated[UUID, Path()]):
     """Every price of the event's ticket types with its validity interval (valid_to null = current)."""
     where, params, p = s.where, s.params, s.p
-    res = await run(request, p, f"""
+    res = await run(
+        request,
+        p,
+        f"""
         SELECT venue_id, event_id, ticket_type_id, ticket_type_name, price_cents, valid_from, valid_to, source
         FROM price_history WHERE {where} AND event_id = %s ORDER BY ticket_type_id, valid_from""",
-              [*params, str(event_id)], ["price_history"])
+        [*params, str(event_id)],
+        ["price_history"],
+    )
     return page(request, res)
 
 
@@ -190,37 +286,53 @@ async def price_history(request: Request, s: Scoped, event_id: Annotated[UUID, P
 @router.get("/venues/daily", tags=["venues"], responses=R)
 async def venue_daily(request: Request, s: Ranged, limit: LimitQ = 100, offset: OffsetQ = 0):
     """`venue_analytics` rows (one per venue and day)."""
-    res = await run(request, s.p, f"""
+    res = await run(
+        request,
+        s.p,
+        f"""
         SELECT venue_id, day, tickets_sold, orders, gross_revenue_cents, ticket_revenue_cents, refunds_cents,
                fees_cents, tax_cents, net_revenue_cents, unique_customers, events_active, capacity_sold_pct,
                avg_ticket_price_cents, resale_sales, resale_volume_cents
         FROM venue_analytics WHERE {s.where} AND day BETWEEN %s AND %s
-        ORDER BY day, venue_id LIMIT %s OFFSET %s""", [*s.params, s.start, s.end, limit, offset],
-              ["venue_analytics"])
+        ORDER BY day, venue_id LIMIT %s OFFSET %s""",
+        [*s.params, s.start, s.end, limit, offset],
+        ["venue_analytics"],
+    )
     return page(request, res, limit, offset, start_date=s.start, end_date=s.end)
 
 
 @router.get("/venues/hourly", tags=["venues"], responses=R)
 async def venue_hourly(request: Request, s: Ranged, limit: LimitQ = 1000, offset: OffsetQ = 0):
     """`venue_analytics_hourly`: sales per venue and UTC hour, with the venue-local hour (intraday use)."""
-    res = await run(request, s.p, f"""
+    res = await run(
+        request,
+        s.p,
+        f"""
         SELECT venue_id, day, hour_utc, local_hour, tickets_sold, orders, gross_revenue_cents, unique_customers
         FROM venue_analytics_hourly WHERE {s.where} AND day BETWEEN %s AND %s
-        ORDER BY hour_utc, venue_id LIMIT %s OFFSET %s""", [*s.params, s.start, s.end, limit, offset],
-              ["venue_analytics_hourly"])
+        ORDER BY hour_utc, venue_id LIMIT %s OFFSET %s""",
+        [*s.params, s.start, s.end, limit, offset],
+        ["venue_analytics_hourly"],
+    )
     return page(request, res, limit, offset, start_date=s.start, end_date=s.end)
 
 
 @router.get("/events/{event_id}/daily", tags=["events"], responses=R)
-async def event_daily(request: Request, s: Ranged, event_id: Annotated[UUID, Path()], limit: LimitQ = 1000,
-                offset: OffsetQ = 0):
+async def event_daily(
+    request: Request, s: Ranged, event_id: Annotated[UUID, Path()], limit: LimitQ = 1000, offset: OffsetQ = 0
+):
     """`event_analytics`: one event's sales per day, cumulative sold, sell-through % and days to the event."""
-    res = await run(request, s.p, f"""
+    res = await run(
+        request,
+        s.p,
+        f"""
         SELECT venue_id, event_id, day, tickets_sold, orders, gross_revenue_cents, refunds_cents,
                net_revenue_cents, capacity, cumulative_tickets_sold, sell_through_pct, days_to_event
         FROM event_analytics WHERE {s.where} AND event_id = %s AND day BETWEEN %s AND %s
-        ORDER BY day LIMIT %s OFFSET %s""", [*s.params, str(event_id), s.start, s.end, limit, offset],
-              ["event_analytics"])
+        ORDER BY day LIMIT %s OFFSET %s""",
+        [*s.params, str(event_id), s.start, s.end, limit, offset],
+        ["event_analytics"],
+    )
     return page(request, res, limit, offset, start_date=s.start, end_date=s.end)
 
 
@@ -228,15 +340,28 @@ async def event_daily(request: Request, s: Ranged, event_id: Annotated[UUID, Pat
 async def resale_activity(request: Request, s: Ranged, limit: LimitQ = 100, offset: OffsetQ = 0):
     """Resale per event over the range: listings created, resales, volume, fees, and the markup of the
     range's resales over their face value (100 x (volume - face value) / face value, NULL without resales)."""
-    res = await run(request, s.p, f"""
-        SELECT venue_id, event_id, {sums("listings_created", "resales", "resale_volume_cents", "face_value_cents",
-                                          "platform_fees_cents", "venue_fees_cents")},
+    res = await run(
+        request,
+        s.p,
+        f"""
+        SELECT venue_id, event_id, {
+            sums(
+                "listings_created",
+                "resales",
+                "resale_volume_cents",
+                "face_value_cents",
+                "platform_fees_cents",
+                "venue_fees_cents",
+            )
+        },
                CASE WHEN sum(face_value_cents) > 0
                     THEN round(100.0 * (sum(resale_volume_cents) - sum(face_value_cents)) / sum(face_value_cents), 2)
                END AS markup_pct
         FROM resale_activity WHERE {s.where} AND day BETWEEN %s AND %s
         GROUP BY venue_id, event_id ORDER BY resale_volume_cents DESC, event_id LIMIT %s OFFSET %s""",
-              [*s.params, s.start, s.end, limit, offset], ["resale_activity"])
+        [*s.params, s.start, s.end, limit, offset],
+        ["resale_activity"],
+    )
     return page(request, res, limit, offset, start_date=s.start, end_date=s.end)
 
 
@@ -249,10 +374,16 @@ async def kpis(request: Request, p: Reading, venue_id: VenueQ = None):
         cond, params = "tenant_id = %s AND venue_id = %s", [p.tenant_id, venues[0]]
     else:
         cond, params = "tenant_id = %s AND venue_id IS NULL", [p.tenant_id]
-    res = await run(request, p, f"""
+    res = await run(
+        request,
+        p,
+        f"""
         SELECT metric, value, snapshot_hour FROM kpi_snapshots
         WHERE {cond} AND snapshot_hour = (SELECT max(snapshot_hour) FROM kpi_snapshots WHERE {cond})
-        ORDER BY metric""", [*params, *params], ["kpi_snapshots"])
+        ORDER BY metric""",
+        [*params, *params],
+        ["kpi_snapshots"],
+    )
     return page(request, res, venue_id=venues[0] if venues else None)
 
 
@@ -268,8 +399,15 @@ def _customer_scope(p: Reading, venue_id) -> tuple[str, list, str | None]:
 
 
 AsOfQ = Annotated[date | None, Query(description="As-of date (a Sunday). Default: the latest.")]
-SegmentQ = Annotated[str | None, Query(min_length=1, max_length=40, pattern=r"^[A-Za-z' ]+$",
-                                       description="Only this RFM segment (e.g. Champions)")]
+SegmentQ = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=40,
+        pattern=r"^[A-Za-z' ]+$",
+        description="Only this RFM segment (e.g. Champions)",
+    ),
+]
 RFM_COLS = """as_of, scope, tenant_id, venue_id, user_id, first_purchase_at, last_purchase_at, recency_days,
     frequency, monetary_cents, tickets, currency, r_score, f_score, m_score, rfm_code, rfm_total, segment"""
 CLV_COLS = """as_of, tenant_id, venue_id, user_id, first_purchase_at, last_purchase_at, orders, frequency,
@@ -283,10 +421,16 @@ async def customer_segments(request: Request, p: Reading, venue_id: VenueQ = Non
     """Per RFM segment at the latest as-of date: customers, revenue, orders, average order value, purchase
     frequency and CLV (all 11 segments, zero where empty)."""
     cond, params, venue = _customer_scope(p, venue_id)
-    res = await run(request, p, f"""
+    res = await run(
+        request,
+        p,
+        f"""
         SELECT as_of, scope, tenant_id, venue_id, segment, customers, customers_pct, revenue_cents, revenue_pct,
                orders, avg_order_value_cents, avg_purchase_frequency, avg_clv_12m_cents, customers_with_clv
-        FROM customer_segments WHERE {cond} ORDER BY customers DESC, segment""", params, ["customer_segments"])
+        FROM customer_segments WHERE {cond} ORDER BY customers DESC, segment""",
+        params,
+        ["customer_segments"],
+    )
     return page(request, res, venue_id=venue)
 
 
@@ -295,18 +439,30 @@ async def customer_segment_transitions(request: Request, p: Reading, venue_id: V
     """Customers moving between segments from the previous as-of date to the latest ('(new)': first
     purchase in between)."""
     cond, params, venue = _customer_scope(p, venue_id)
-    res = await run(request, p, f"""
+    res = await run(
+        request,
+        p,
+        f"""
         SELECT from_as_of, to_as_of, from_segment, to_segment, customers, revenue_between_cents
         FROM customer_segment_transitions
         WHERE {cond} AND to_as_of = (SELECT max(to_as_of) FROM customer_segment_transitions WHERE {cond})
-        ORDER BY customers DESC, from_segment, to_segment""", [*params, *params],
-              ["customer_segment_transitions"])
+        ORDER BY customers DESC, from_segment, to_segment""",
+        [*params, *params],
+        ["customer_segment_transitions"],
+    )
     return page(request, res, venue_id=venue)
 
 
 @router.get("/customers/rfm", tags=["customers"], responses=R)
-async def customer_rfm(request: Request, p: Reading, venue_id: VenueQ = None, as_of: AsOfQ = None,
-                 segment: SegmentQ = None, limit: LimitQ = 100, offset: OffsetQ = 0):
+async def customer_rfm(
+    request: Request,
+    p: Reading,
+    venue_id: VenueQ = None,
+    as_of: AsOfQ = None,
+    segment: SegmentQ = None,
+    limit: LimitQ = 100,
+    offset: OffsetQ = 0,
+):
     """RFM scores per customer (best first) at an as-of date."""
     cond, params, venue = _customer_scope(p, venue_id)
     if as_of is None:
@@ -314,62 +470,90 @@ async def customer_rfm(request: Request, p: Reading, venue_id: VenueQ = None, as
     else:
         day_cond, day_params = "as_of = %s", [as_of]
     seg_cond, seg_params = (" AND segment = %s", [segment]) if segment else ("", [])
-    res = await run(request, p, f"""
+    res = await run(
+        request,
+        p,
+        f"""
         SELECT {RFM_COLS} FROM customer_rfm_scores WHERE {cond} AND {day_cond}{seg_cond}
         ORDER BY rfm_total DESC, monetary_cents DESC, user_id LIMIT %s OFFSET %s""",
-              [*params, *day_params, *seg_params, limit, offset], ["customer_rfm_scores"])
+        [*params, *day_params, *seg_params, limit, offset],
+        ["customer_rfm_scores"],
+    )
     return page(request, res, limit, offset, venue_id=venue, as_of=as_of, segment=segment)
 
 
 @router.get("/customers/lifetime-value", tags=["customers"], responses=R)
-async def customer_clv(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
-                 offset: OffsetQ = 0):
+async def customer_clv(
+    request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100, offset: OffsetQ = 0
+):
     """Predicted CLV per customer and venue (highest first; customers without a fit last), with the old
     service's historic value beside it."""
     venues = scoped(p, venue_id)
     where, params = scope_sql(p, venues)
-    res = await run(request, p, f"""
+    res = await run(
+        request,
+        p,
+        f"""
         SELECT {CLV_COLS} FROM customer_lifetime_value WHERE {where}
         ORDER BY clv_12m_cents DESC NULLS LAST, historic_value_cents DESC, user_id, venue_id LIMIT %s OFFSET %s""",
-              [*params, limit, offset], ["customer_lifetime_value"])
+        [*params, limit, offset],
+        ["customer_lifetime_value"],
+    )
     return page(request, res, limit, offset, venue_id=venues[0] if venues else None)
 
 
 @router.get("/customers/churn-risk", tags=["customers"], responses=R)
-async def customer_churn(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100,
-                   offset: OffsetQ = 0):
+async def customer_churn(
+    request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 100, offset: OffsetQ = 0
+):
     """Customers most likely to churn (the churn model's probability, then the BG/NBD dropout probability):
     the venue's customers, or the tenant's for a tenant-wide admin read (its customer_360 rows; the model's
     platform-wide probability is on the customer's home-tenant row only)."""
     venues = scoped(p, venue_id)
     if venues:
         where, params = scope_sql(p, venues)
-        res = await run(request, p, f"""
+        res = await run(
+            request,
+            p,
+            f"""
             SELECT user_id, venue_id, churn_probability, 1 - p_alive AS bgnbd_dropout_probability, p_alive,
                    last_purchase_at, orders, historic_value_cents, clv_12m_cents
             FROM customer_lifetime_value WHERE {where}
             ORDER BY churn_probability DESC NULLS LAST, p_alive NULLS LAST, user_id LIMIT %s OFFSET %s""",
-                  [*params, limit, offset], ["customer_lifetime_value"])
+            [*params, limit, offset],
+            ["customer_lifetime_value"],
+        )
     else:
-        res = await run(request, p, """
+        res = await run(
+            request,
+            p,
+            """
             SELECT user_id, NULL AS venue_id, churn_probability, 1 - p_alive AS bgnbd_dropout_probability, p_alive,
                    last_purchase_at, orders, spend_cents AS historic_value_cents, clv_12m_cents
             FROM customer_360 WHERE tenant_id = %s AND orders > 0
             ORDER BY churn_probability DESC NULLS LAST, p_alive NULLS LAST, user_id LIMIT %s OFFSET %s""",
-                  [p.tenant_id, limit, offset], ["customer_360"])
+            [p.tenant_id, limit, offset],
+            ["customer_360"],
+        )
     return page(request, res, limit, offset, venue_id=venues[0] if venues else None)
 
 
 @router.get("/customers/cohorts", tags=["customers"], responses=R)
-async def customer_cohorts(request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 1000,
-                     offset: OffsetQ = 0):
+async def customer_cohorts(
+    request: Request, p: Reading, venue_id: VenueQ = None, limit: LimitQ = 1000, offset: OffsetQ = 0
+):
     """Monthly acquisition cohorts x months since first purchase: retention and revenue."""
     cond, params, venue = _customer_scope(p, venue_id)
-    res = await run(request, p, f"""
+    res = await run(
+        request,
+        p,
+        f"""
         SELECT cohort_month, months_since_first, activity_month, cohort_customers, active_customers,
                retention_pct, revenue_cents, cumulative_revenue_cents, cumulative_revenue_per_customer_cents
         FROM customer_cohorts WHERE {cond} ORDER BY cohort_month, months_since_first LIMIT %s OFFSET %s""",
-              [*params, limit, offset], ["customer_cohorts"])
+        [*params, limit, offset],
+        ["customer_cohorts"],
+    )
     return page(request, res, limit, offset, venue_id=venue)
 
 
@@ -381,7 +565,9 @@ PROFILE_360 = """user_id, tenant_id, account_status, signed_up_at, first_purchas
 
 
 @router.get("/customers/{user_id}", tags=["customers"], responses={**R, 404: {"description": "unknown"}})
-async def customer_profile(request: Request, p: Reading, user_id: Annotated[UUID, Path()], venue_id: VenueQ = None):
+async def customer_profile(
+    request: Request, p: Reading, user_id: Annotated[UUID, Path()], venue_id: VenueQ = None
+):
     """One customer. Venue-scoped: the customer's relationship with that venue only (orders, spend, CLV,
     churn, latest venue RFM segment) -- 404 unless they bought there, and nothing about other venues. A
     tenant-wide admin read: the tenant's `customer_360` row (one row per tenant and customer: that tenant's
@@ -389,7 +575,10 @@ async def customer_profile(request: Request, p: Reading, user_id: Annotated[UUID
     uid = str(user_id)
     venues = scoped(p, venue_id)
     clv_where, clv_params = scope_sql(p, venues, "c")
-    venue_rows = await run(request, p, f"""
+    venue_rows = await run(
+        request,
+        p,
+        f"""
         SELECT {", ".join("c." + c.strip() for c in CLV_COLS.split(","))}, r.segment, r.rfm_code, r.r_score,
                r.f_score, r.m_score, r.as_of AS segment_as_of
         FROM customer_lifetime_value c
@@ -397,13 +586,20 @@ async def customer_profile(request: Request, p: Reading, user_id: Annotated[UUID
              AND r.venue_id = c.venue_id AND r.user_id = c.user_id
              AND r.as_of = (SELECT max(as_of) FROM customer_rfm_scores WHERE scope = 'venue' AND tenant_id = %s)
         WHERE {clv_where} AND c.user_id = %s ORDER BY c.venue_id""",
-                     [p.tenant_id, *clv_params, uid], ["customer_lifetime_value", "customer_rfm_scores"])
+        [p.tenant_id, *clv_params, uid],
+        ["customer_lifetime_value", "customer_rfm_scores"],
+    )
     if venues:
         if not venue_rows.rows:
             raise HTTPException(404, f"customer {uid} has no purchases at venue {venues[0]}")
         return page(request, venue_rows, scope="venue", venue_id=venues[0])
-    profile = await run(request, p, f"SELECT {PROFILE_360} FROM customer_360 WHERE tenant_id = %s AND user_id = %s",
-                  [p.tenant_id, uid], ["customer_360"])
+    profile = await run(
+        request,
+        p,
+        f"SELECT {PROFILE_360} FROM customer_360 WHERE tenant_id = %s AND user_id = %s",
+        [p.tenant_id, uid],
+        ["customer_360"],
+    )
     if not profile.rows:
         raise HTTPException(404, f"customer {uid} not found in your tenant")
     row = rows_json(profile)[0]

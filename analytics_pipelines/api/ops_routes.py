@@ -53,10 +53,17 @@ def _check_owner(p: Principal, row, what: str) -> None:
 
 # -- alerts -------------------------------------------------------------------------------------------
 @router.get("/alerts/instances", tags=["alerts"])
-def list_alert_instances(request: Request, p: Auth, venue_id: VenueQ = None,
-                         status: Annotated[Literal["active", "acknowledged", "resolved"] | None,
-                                           Query(description="Only instances in this status")] = None,
-                         limit: LimitQ = 100, offset: OffsetQ = 0):
+def list_alert_instances(
+    request: Request,
+    p: Auth,
+    venue_id: VenueQ = None,
+    status: Annotated[
+        Literal["active", "acknowledged", "resolved"] | None,
+        Query(description="Only instances in this status"),
+    ] = None,
+    limit: LimitQ = 100,
+    offset: OffsetQ = 0,
+):
     """Alert instances of the token's venue (admins: of the tenant, or of one venue), newest first."""
     require(p, READ)
     venues = scoped(p, venue_id)
@@ -69,8 +76,11 @@ def list_alert_instances(request: Request, p: Auth, venue_id: VenueQ = None,
     q = q.order_by(t.c.triggered_at.desc(), t.c.id.desc()).limit(limit).offset(offset)
     with _engine(request).connect() as conn:
         rows = [_row(r) for r in conn.execute(q)]
-    return json_response(request, {"data": rows, "meta": {"limit": limit, "offset": offset,
-                                                          "returned": len(rows)}}, cache=False)
+    return json_response(
+        request,
+        {"data": rows, "meta": {"limit": limit, "offset": offset, "returned": len(rows)}},
+        cache=False,
+    )
 
 
 class Acknowledge(BaseModel):
@@ -78,11 +88,20 @@ class Acknowledge(BaseModel):
     notes: str | None = Field(None, max_length=2000, description="Free text kept with the instance")
 
 
-@router.post("/alerts/instances/{instance_id}/acknowledge", tags=["alerts"],
-             responses={404: {"description": "no such instance in your tenant"},
-                        409: {"description": "resolved: nothing to acknowledge"}})
-def acknowledge(request: Request, p: Auth, instance_id: Annotated[int, Path(ge=1, le=2**62)],
-                body: Acknowledge | None = None):
+@router.post(
+    "/alerts/instances/{instance_id}/acknowledge",
+    tags=["alerts"],
+    responses={
+        404: {"description": "no such instance in your tenant"},
+        409: {"description": "resolved: nothing to acknowledge"},
+    },
+)
+def acknowledge(
+    request: Request,
+    p: Auth,
+    instance_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: Acknowledge | None = None,
+):
     """Acknowledge an active alert instance (venue users: their venue's; admins: any of the tenant).
     Idempotent on an acknowledged instance (the first acknowledgement is kept); 409 once resolved."""
     require(p, READ)
@@ -108,7 +127,8 @@ class ExportFilters(BaseModel):
     event_ids: list[UUID] = Field(default_factory=list, max_length=1000)
     category_ids: list[UUID] = Field(default_factory=list, max_length=100)
     segments: list[Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9 _-]+$")]] = Field(
-        default_factory=list, max_length=20)
+        default_factory=list, max_length=20
+    )
 
     @model_validator(mode="after")
     def _range(self):
@@ -120,7 +140,8 @@ class ExportFilters(BaseModel):
 class ExportOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     table: Literal.__getitem__(RAW_DATA_TABLES) | None = Field(  # type: ignore[valid-type]
-        None, description="raw_data only (required there): the table to export")
+        None, description="raw_data only (required there): the table to export"
+    )
     top: int | None = Field(None, ge=1, le=1000, description="event_summary: how many top events")
 
 
@@ -140,15 +161,25 @@ def _public(row) -> dict:
     return d
 
 
-@router.post("/exports", status_code=202, tags=["exports"],
-             responses={202: {"description": "Accepted: a pending export request"}})
+@router.post(
+    "/exports",
+    status_code=202,
+    tags=["exports"],
+    responses={202: {"description": "Accepted: a pending export request"}},
+)
 def create_export(request: Request, p: Auth, body: ExportCreate):
     """Queue an export (status pending; the export runner picks it up). Venue users may export only their
     venue; admins any venues of their tenant or the whole tenant."""
     require(p, EXPORT)
     f = body.filters
-    if f.date_from and f.date_to and (f.date_to - f.date_from).days + 1 > request.app.state.settings.max_range_days:
-        raise HTTPException(400, f"date range too long: at most {request.app.state.settings.max_range_days} days")
+    if (
+        f.date_from
+        and f.date_to
+        and (f.date_to - f.date_from).days + 1 > request.app.state.settings.max_range_days
+    ):
+        raise HTTPException(
+            400, f"date range too long: at most {request.app.state.settings.max_range_days} days"
+        )
     venues = sorted({str(v) for v in f.venue_ids})
     if not p.is_admin:
         if not p.venue_id:
@@ -161,10 +192,17 @@ def create_export(request: Request, p: Auth, body: ExportCreate):
     engine = _engine(request)
     warehouse = open_warehouse(request.app.state.settings.warehouse_url) if f.segments else None
     try:  # the export runner's own validation and insert (analytics_pipelines/exports/lifecycle.py)
-        new_id = create_request(engine, p.tenant_id, body.export_type, body.format, filters,
-                                body.options.model_dump(mode="json", exclude_none=True),
-                                venue_id=venues[0] if len(venues) == 1 else None, user_id=p.user_id,
-                                warehouse=warehouse)
+        new_id = create_request(
+            engine,
+            p.tenant_id,
+            body.export_type,
+            body.format,
+            filters,
+            body.options.model_dump(mode="json", exclude_none=True),
+            venue_id=venues[0] if len(venues) == 1 else None,
+            user_id=p.user_id,
+            warehouse=warehouse,
+        )
     except (ValueError, LookupError) as exc:  # ExportRequestError says what is wrong
         raise HTTPException(400, str(exc)) from None
     with engine.connect() as conn:
@@ -177,7 +215,9 @@ def create_export(request: Request, p: Auth, body: ExportCreate):
 def _export_row(request: Request, p: Principal, export_id: UUID):
     require(p, EXPORT)
     with _engine(request).connect() as conn:
-        row = conn.execute(sa.select(analytics_exports).where(analytics_exports.c.id == str(export_id))).first()
+        row = conn.execute(
+            sa.select(analytics_exports).where(analytics_exports.c.id == str(export_id))
+        ).first()
     _check_owner(p, row, "export")
     return row
 
@@ -188,9 +228,15 @@ def export_status(request: Request, p: Auth, export_id: Annotated[UUID, Path()])
     return json_response(request, {"data": _public(_export_row(request, p, export_id))}, cache=False)
 
 
-@router.get("/exports/{export_id}/download", tags=["exports"],
-            responses={200: {"content": {"application/octet-stream": {}}},
-                       409: {"description": "not completed yet"}, 410: {"description": "expired"}})
+@router.get(
+    "/exports/{export_id}/download",
+    tags=["exports"],
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        409: {"description": "not completed yet"},
+        410: {"description": "expired"},
+    },
+)
 def export_download(request: Request, p: Auth, export_id: Annotated[UUID, Path()]):
     """The completed export's file, streamed (X-Checksum-SHA256 carries its checksum)."""
     row = _export_row(request, p, export_id)
@@ -206,7 +252,15 @@ def export_download(request: Request, p: Auth, export_id: Annotated[UUID, Path()
     headers = {"Cache-Control": "private, no-store"}
     if row.checksum_sha256:
         headers["X-Checksum-SHA256"] = row.checksum_sha256
-    media = {"csv": "text/csv", "json": "application/json", "pdf": "application/pdf",
-             "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
-    return FileResponse(path, media_type=media.get(row.format, "application/octet-stream"),
-                        filename=f"{row.export_type}-{row.id}.{row.format}", headers=headers)
+    media = {
+        "csv": "text/csv",
+        "json": "application/json",
+        "pdf": "application/pdf",
+        "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    }
+    return FileResponse(
+        path,
+        media_type=media.get(row.format, "application/octet-stream"),
+        filename=f"{row.export_type}-{row.id}.{row.format}",
+        headers=headers,
+    )

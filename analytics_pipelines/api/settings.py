@@ -16,16 +16,16 @@ class ConfigError(RuntimeError):
 @dataclass(frozen=True)
 class Settings:
     warehouse_url: str
-    ops_url: str | None = None                # None: analytics_pipelines.ops.db default (TT_OPS_URL / SQLite)
-    jwt_secret: str | None = None             # HS256 key
-    jwt_public_key: str | None = None         # PEM: tokens are then RS256 only
+    ops_url: str | None = None  # None: analytics_pipelines.ops.db default (TT_OPS_URL / SQLite)
+    jwt_secret: str | None = None  # HS256 key
+    jwt_public_key: str | None = None  # PEM: tokens are then RS256 only
     jwt_issuer: str = "tickettoken"
     jwt_audience: str = "tickettoken-analytics"
-    mode: str = "production"                  # or "development"
-    cache_max_age: int = 60                   # Cache-Control max-age of mart reads (seconds)
-    max_range_days: int = 366                 # the seed's "date range at most one year"
-    export_dir: Path | None = None            # downloads are served only from under this directory
-    refresh_seconds: float = 2.0              # how often the reader looks for changed marts (cache, snapshot)
+    mode: str = "production"  # or "development"
+    cache_max_age: int = 60  # Cache-Control max-age of mart reads (seconds)
+    max_range_days: int = 366  # the seed's "date range at most one year"
+    export_dir: Path | None = None  # downloads are served only from under this directory
+    refresh_seconds: float = 2.0  # how often the reader looks for changed marts (cache, snapshot)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -66,8 +66,10 @@ class Settings:
             return self.jwt_secret
         if self.development:
             return DEV_SECRET
-        raise ConfigError("TT_API_JWT_SECRET (or TT_API_JWT_PUBLIC_KEY) is required; "
-                          "set TT_API_MODE=development to run with the built-in development secret")
+        raise ConfigError(
+            "TT_API_JWT_SECRET (or TT_API_JWT_PUBLIC_KEY) is required; "
+            "set TT_API_MODE=development to run with the built-in development secret"
+        )
 
     def validate(self) -> None:
         if self.mode not in ("production", "development"):

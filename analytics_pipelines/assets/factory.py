@@ -3,7 +3,6 @@ checks, partitions, kinds, metadata and writes. Each asset runs its entry's buil
 writes every table it outputs (partitions replaced, or the whole table replaced atomically), then evaluates
 the entry's checks plus a `unique_key` check per output derived from the declared keys."""
 
-
 import inspect
 import warnings
 from datetime import UTC, datetime
@@ -28,9 +27,13 @@ UNIQUE_KEY = "unique_key"
 class IncrementalConfig(dg.Config):
     """Launchpad option of the incremental marts."""
 
-    full_refresh: bool = Field(default=False, description=(
-        "Recompute every row instead of only what recent data can change (after a backfill that rewrote old "
-        "partitions of its inputs)."))
+    full_refresh: bool = Field(
+        default=False,
+        description=(
+            "Recompute every row instead of only what recent data can change (after a backfill that rewrote old "
+            "partitions of its inputs)."
+        ),
+    )
 
 
 def partitions_def(table: Table, settings: Settings) -> dg.PartitionsDefinition | None:
@@ -48,10 +51,15 @@ def upstream_partitions_since(instance: dg.DagsterInstance, asset: str, upstream
     keys, cursor = [], None
     while True:
         page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(upstream), after_timestamp=last.timestamp), limit=1000,
-            cursor=cursor)
-        keys += [r.asset_materialization.partition for r in page.records
-                 if r.asset_materialization is not None and r.asset_materialization.partition]
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(upstream), after_timestamp=last.timestamp),
+            limit=1000,
+            cursor=cursor,
+        )
+        keys += [
+            r.asset_materialization.partition
+            for r in page.records
+            if r.asset_materialization is not None and r.asset_materialization.partition
+        ]
         if not page.has_more:
             break
         cursor = page.cursor
@@ -89,8 +97,14 @@ def build(ctx: BuildContext, registry: Registry) -> Built:
     frames = out if isinstance(out, dict) else {t.name: out}
     if t.partitioning:  # a range builder may return rows around the range (or a non-contiguous selection)
         keys = set(ctx.partition_keys)
-        frames = {n: (f.filter(pl.col(t.partition_column).cast(pl.String).is_in(keys))
-                      if t.partition_column in f.columns else f) for n, f in frames.items()}
+        frames = {
+            n: (
+                f.filter(pl.col(t.partition_column).cast(pl.String).is_in(keys))
+                if t.partition_column in f.columns
+                else f
+            )
+            for n, f in frames.items()
+        }
     return Built(frames)
 
 
@@ -113,14 +127,23 @@ def unique_key(table: Table, df: pl.DataFrame) -> CheckOutcome:
     keys = [k for k in table.keys if k in df.columns]
     missing = [k for k in table.keys if k not in df.columns]
     dup = int(df.select(keys).is_duplicated().sum()) if keys and df.height else 0
-    return CheckOutcome(dup == 0 and not missing, {"rows": df.height, "duplicate_rows": dup,
-                                                   "key": ", ".join(table.keys),
-                                                   "missing_key_columns": ", ".join(missing) or "none"})
+    return CheckOutcome(
+        dup == 0 and not missing,
+        {
+            "rows": df.height,
+            "duplicate_rows": dup,
+            "key": ", ".join(table.keys),
+            "missing_key_columns": ", ".join(missing) or "none",
+        },
+    )
 
 
 def _meta(d: dict) -> dict:
-    return {k: dg.MetadataValue.md(v) if isinstance(v, Markdown) else v for k, v in d.items()
-            if v is None or isinstance(v, (str, int, float, bool, Markdown))}
+    return {
+        k: dg.MetadataValue.md(v) if isinstance(v, Markdown) else v
+        for k, v in d.items()
+        if v is None or isinstance(v, (str, int, float, bool, Markdown))
+    }
 
 
 def check_result(asset: str, name: str, outcome: CheckOutcome, blocking: bool) -> dg.AssetCheckResult:
@@ -128,44 +151,76 @@ def check_result(asset: str, name: str, outcome: CheckOutcome, blocking: bool) -
     if outcome.differences is not None and outcome.differences.height:
         meta["differences"] = md_table(outcome.differences, 10)
     severity = dg.AssetCheckSeverity.ERROR if blocking and not outcome.skipped else dg.AssetCheckSeverity.WARN
-    return dg.AssetCheckResult(asset_key=asset, check_name=name, passed=outcome.passed and not outcome.skipped,
-                               severity=severity, metadata=_meta(meta),
-                               description=f"skipped: {outcome.skipped}" if outcome.skipped else None)
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=name,
+        passed=outcome.passed and not outcome.skipped,
+        severity=severity,
+        metadata=_meta(meta),
+        description=f"skipped: {outcome.skipped}" if outcome.skipped else None,
+    )
 
 
 def evaluate(ctx: BuildContext, registry: Registry, built: Built) -> dict[str, list[dg.AssetCheckResult]]:
     results: dict[str, list[dg.AssetCheckResult]] = {}
     for c in ctx.table.checks:
         outcome = resolve(c.fn)(ctx, built)
-        results.setdefault(ctx.table.name, []).append(check_result(ctx.table.name, c.name, outcome, c.blocking))
+        results.setdefault(ctx.table.name, []).append(
+            check_result(ctx.table.name, c.name, outcome, c.blocking)
+        )
     for out in registry.outputs(ctx.table):
         if out.keys and out.name in built.frames:
             results.setdefault(out.name, []).append(
-                check_result(out.name, UNIQUE_KEY, unique_key(out, built.frames[out.name]), True))
+                check_result(out.name, UNIQUE_KEY, unique_key(out, built.frames[out.name]), True)
+            )
     return results
 
 
 # -- the asset ---------------------------------------------------------------------------------------
 def _spec(t: Table, settings: Settings, deps: tuple[str, ...]) -> dg.AssetSpec:
     kind = settings.warehouse_kind
-    meta = {"warehouse_table": t.name, "grain": t.grain, "keys": ", ".join(t.keys) or "—",
-            "tenant_column": t.tenant_column or f"none ({t.no_tenant_reason})"}
+    meta = {
+        "warehouse_table": t.name,
+        "grain": t.grain,
+        "keys": ", ".join(t.keys) or "—",
+        "tenant_column": t.tenant_column or f"none ({t.no_tenant_reason})",
+    }
     if t.partition_column:
         meta["partitioned_by"] = t.partition_column
     kinds = {kind, *t.kinds} if t.stored == "table" else {*t.kinds, "file"}
-    return dg.AssetSpec(t.name, group_name=t.group, owners=[t.owner], kinds=kinds, description=t.description,
-                        deps=[dg.AssetDep(d) for d in deps], metadata=meta, partitions_def=partitions_def(t, settings),
-                        skippable=False)
+    return dg.AssetSpec(
+        t.name,
+        group_name=t.group,
+        owners=[t.owner],
+        kinds=kinds,
+        description=t.description,
+        deps=[dg.AssetDep(d) for d in deps],
+        metadata=meta,
+        partitions_def=partitions_def(t, settings),
+        skippable=False,
+    )
 
 
 def check_specs(registry: Registry, t: Table) -> list[dg.AssetCheckSpec]:
-    specs = [dg.AssetCheckSpec(c.name, asset=t.name, blocking=c.blocking,
-                               description=c.description + ("" if c.blocking else
-                                                            f" Warns only: {c.why_not_blocking}"))
-             for c in t.checks]
-    specs += [dg.AssetCheckSpec(UNIQUE_KEY, asset=o.name, blocking=True,
-                                description=f"one row per {', '.join(o.keys)} ({o.grain})")
-              for o in registry.outputs(t) if o.keys]
+    specs = [
+        dg.AssetCheckSpec(
+            c.name,
+            asset=t.name,
+            blocking=c.blocking,
+            description=c.description + ("" if c.blocking else f" Warns only: {c.why_not_blocking}"),
+        )
+        for c in t.checks
+    ]
+    specs += [
+        dg.AssetCheckSpec(
+            UNIQUE_KEY,
+            asset=o.name,
+            blocking=True,
+            description=f"one row per {', '.join(o.keys)} ({o.grain})",
+        )
+        for o in registry.outputs(t)
+        if o.keys
+    ]
     return specs
 
 
@@ -180,36 +235,71 @@ def mart_asset(registry: Registry, t: Table, settings: Settings) -> dg.AssetsDef
         pinned = context.run.tags.get(NOW_TAG)
         now = datetime.fromisoformat(pinned).astimezone(UTC) if pinned else datetime.now(UTC)
         ctx = BuildContext(
-            wh, t, sorted(context.partition_keys) if part is not None else [], now, full_refresh,
-            context.log, lambda up: upstream_partitions_since(context.instance, t.name, up), Settings.from_env(),
-            registry=registry)
+            wh,
+            t,
+            sorted(context.partition_keys) if part is not None else [],
+            now,
+            full_refresh,
+            context.log,
+            lambda up: upstream_partitions_since(context.instance, t.name, up),
+            Settings.from_env(),
+            registry=registry,
+        )
         built = build(ctx, registry)
         write(ctx, registry, built)
         checks = evaluate(ctx, registry, built)
         extra = resolve(t.summary)(ctx, built) if t.summary else {}
         version = dg.DataVersion(built.data_version) if built.data_version else None
         own = built.frames.get(t.name)
-        rows = {"dagster/row_count": own.height, "warehouse": wh.location(),
-                "preview": md_table(own, 5)} if own is not None and t.stored == "table" else {}
-        yield dg.MaterializeResult(asset_key=t.name, metadata=_meta({**rows, **built.metadata, **extra, **(
-            {"partitions": len(ctx.partition_keys)} if part is not None else {})}),
-            check_results=checks.get(t.name, []), data_version=version)
+        rows = (
+            {"dagster/row_count": own.height, "warehouse": wh.location(), "preview": md_table(own, 5)}
+            if own is not None and t.stored == "table"
+            else {}
+        )
+        yield dg.MaterializeResult(
+            asset_key=t.name,
+            metadata=_meta(
+                {
+                    **rows,
+                    **built.metadata,
+                    **extra,
+                    **({"partitions": len(ctx.partition_keys)} if part is not None else {}),
+                }
+            ),
+            check_results=checks.get(t.name, []),
+            data_version=version,
+        )
         for o in outputs:
             if o.name == t.name:
                 continue
             df = built.frames.get(o.name)
-            yield dg.MaterializeResult(asset_key=o.name, check_results=checks.get(o.name, []), metadata=_meta(
-                {"dagster/row_count": df.height if df is not None else 0, "warehouse_table": o.name,
-                 "preview": md_table(df, 5) if df is not None else None}))
+            yield dg.MaterializeResult(
+                asset_key=o.name,
+                check_results=checks.get(o.name, []),
+                metadata=_meta(
+                    {
+                        "dagster/row_count": df.height if df is not None else 0,
+                        "warehouse_table": o.name,
+                        "preview": md_table(df, 5) if df is not None else None,
+                    }
+                ),
+            )
         if t.stored == "table":
             context.log.info(f"{t.name}: {built.frames[t.name].height} rows")
 
-    common = dict(name=t.name, specs=specs, check_specs=check_specs(registry, t), can_subset=False,
-                  backfill_policy=dg.BackfillPolicy.single_run() if part is not None else None)
+    common = dict(
+        name=t.name,
+        specs=specs,
+        check_specs=check_specs(registry, t),
+        can_subset=False,
+        backfill_policy=dg.BackfillPolicy.single_run() if part is not None else None,
+    )
     if t.incremental:
+
         @dg.multi_asset(**common)
-        def _incremental(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                         config: IncrementalConfig):
+        def _incremental(
+            context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: IncrementalConfig
+        ):
             yield from compute(context, warehouse, config.full_refresh)
 
         return _incremental

@@ -5,7 +5,6 @@ Fact tables are daily-partitioned by their event time and take a whole partition
 Dimensions are snapshots. The work itself lives in analytics_pipelines.ingestion.
 """
 
-
 import warnings
 
 import dagster as dg
@@ -48,24 +47,33 @@ def _raw_asset(entry, daily_partitions: dg.DailyPartitionsDefinition, kind: str)
         description=entry.description,
         metadata={"source_table": table, "warehouse_table": ingestion.raw_table(table)},
     )
-    def _raw(context: dg.AssetExecutionContext, source: SourceResource,
-             warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def _raw(
+        context: dg.AssetExecutionContext, source: SourceResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
         wh, db = warehouse.get(), source.db()
         if partitioned:
             days = list(context.partition_keys)
             stats = ingestion.ingest_raw_facts(db, wh, table, days)
-            context.log.info(f"{table}: {stats.rows} rows over {len(days)} day(s), "
-                             f"{len(stats.empty_partitions)} empty")
+            context.log.info(
+                f"{table}: {stats.rows} rows over {len(days)} day(s), {len(stats.empty_partitions)} empty"
+            )
             meta = {
                 "partitions": len(days),
                 "empty_partitions": dg.MetadataValue.text(", ".join(stats.empty_partitions[:20]) or "none"),
-                "rows_by_day": dg.MetadataValue.md(frame_preview(pl.DataFrame(
-                    {"day": list(stats.per_partition), "rows": list(stats.per_partition.values())}).tail(14))),
+                "rows_by_day": dg.MetadataValue.md(
+                    frame_preview(
+                        pl.DataFrame(
+                            {"day": list(stats.per_partition), "rows": list(stats.per_partition.values())}
+                        ).tail(14)
+                    )
+                ),
             }
         else:
             stats = ingestion.ingest_raw_dimension(db, wh, table)
             meta = {}
-        return dg.MaterializeResult(metadata={**table_metadata(wh, ingestion.raw_table(table), stats.rows), **meta})
+        return dg.MaterializeResult(
+            metadata={**table_metadata(wh, ingestion.raw_table(table), stats.rows), **meta}
+        )
 
     return _raw
 
@@ -76,15 +84,30 @@ def _stg_asset(entry, daily_partitions: dg.DailyPartitionsDefinition, kind: str)
     partitioned = spec.partitioned
     key = dg.AssetKey(ingestion.stg_table(table))
     parents = sorted(set(spec.references.values()) | ({"ticket_types"} if table == "order_items" else set()))
-    checks = [dg.AssetCheckSpec(CHECK_UNIQUE, asset=key, blocking=True, description=f"`{spec.key}` is unique over the table"),
-              dg.AssetCheckSpec(CHECK_NOT_NULL, asset=key, blocking=True, description=f"`{spec.key}` is never null"),
-              dg.AssetCheckSpec(CHECK_LEDGER, asset=key, blocking=True,
-                                description="per partition: raw rows = staged + rejected, re-counted from "
-                                            "the tables themselves")]
+    checks = [
+        dg.AssetCheckSpec(
+            CHECK_UNIQUE, asset=key, blocking=True, description=f"`{spec.key}` is unique over the table"
+        ),
+        dg.AssetCheckSpec(
+            CHECK_NOT_NULL, asset=key, blocking=True, description=f"`{spec.key}` is never null"
+        ),
+        dg.AssetCheckSpec(
+            CHECK_LEDGER,
+            asset=key,
+            blocking=True,
+            description="per partition: raw rows = staged + rejected, re-counted from the tables themselves",
+        ),
+    ]
     if parents:
-        checks.append(dg.AssetCheckSpec(CHECK_FK, asset=key, blocking=True,
-                                        description="every reference resolves: " + ", ".join(
-                                            f"{c} -> stg_{p}" for c, p in spec.references.items())))
+        checks.append(
+            dg.AssetCheckSpec(
+                CHECK_FK,
+                asset=key,
+                blocking=True,
+                description="every reference resolves: "
+                + ", ".join(f"{c} -> stg_{p}" for c, p in spec.references.items()),
+            )
+        )
 
     @dg.asset(
         key=key,
@@ -93,7 +116,8 @@ def _stg_asset(entry, daily_partitions: dg.DailyPartitionsDefinition, kind: str)
         kinds={kind, "polars"},
         partitions_def=daily_partitions if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
-        deps=[dg.AssetDep(ingestion.raw_table(table))] + [dg.AssetDep(ingestion.stg_table(p)) for p in parents],
+        deps=[dg.AssetDep(ingestion.raw_table(table))]
+        + [dg.AssetDep(ingestion.stg_table(p)) for p in parents],
         check_specs=checks,
         description=entry.description,
         metadata={"source_table": table, "warehouse_table": ingestion.stg_table(table)},
@@ -103,7 +127,9 @@ def _stg_asset(entry, daily_partitions: dg.DailyPartitionsDefinition, kind: str)
         parts = _partitions(context)
         result = ingestion.stage_partitions(wh, table, parts)
         rej = result.quarantine.filter(pl.col("disposition") == "rejected")
-        by_reason = result.quarantine.group_by("disposition", "reason_code").len().sort("len", descending=True)
+        by_reason = (
+            result.quarantine.group_by("disposition", "reason_code").len().sort("len", descending=True)
+        )
         ledger = result.ledger.select(pl.sum("rows_in", "rows_out", "rows_rejected", "rows_repaired")).row(0)
         empty = result.ledger.filter(pl.col("rows_in") == 0)["partition"].to_list()
         if empty:
@@ -111,11 +137,15 @@ def _stg_asset(entry, daily_partitions: dg.DailyPartitionsDefinition, kind: str)
         return dg.MaterializeResult(
             metadata={
                 **table_metadata(wh, ingestion.stg_table(table), result.rows_out, preview=result.preview),
-                "rows_in": ledger[0], "rows_out": ledger[1], "rows_rejected": ledger[2], "rows_repaired": ledger[3],
+                "rows_in": ledger[0],
+                "rows_out": ledger[1],
+                "rows_rejected": ledger[2],
+                "rows_repaired": ledger[3],
                 "empty_partitions": len(empty),
                 "quarantine_by_reason": dg.MetadataValue.md(frame_preview(by_reason, 20)),
-                "rejected_sample": dg.MetadataValue.md(frame_preview(
-                    rej.select("source_key", "reason_code", "reason_detail"), 5)),
+                "rejected_sample": dg.MetadataValue.md(
+                    frame_preview(rej.select("source_key", "reason_code", "reason_detail"), 5)
+                ),
             },
             check_results=_staging_checks(wh, table, parts, parents),
         )
@@ -129,24 +159,44 @@ def _staging_checks(wh, table: str, parts: list[str], parents: list[str]) -> lis
     stg = ingestion.stg_table(table)
     out = []
     dup = wh.read(f"SELECT count(*) - count(DISTINCT {spec.key}) AS n FROM {stg}")["n"][0]
-    out.append(dg.AssetCheckResult(check_name=CHECK_UNIQUE, passed=bool(dup == 0),
-                                   metadata={"duplicate_keys": int(dup)}))
+    out.append(
+        dg.AssetCheckResult(
+            check_name=CHECK_UNIQUE, passed=bool(dup == 0), metadata={"duplicate_keys": int(dup)}
+        )
+    )
     nulls = wh.count(stg, f"{spec.key} IS NULL")
-    out.append(dg.AssetCheckResult(check_name=CHECK_NOT_NULL, passed=nulls == 0, metadata={"null_keys": nulls}))
+    out.append(
+        dg.AssetCheckResult(check_name=CHECK_NOT_NULL, passed=nulls == 0, metadata={"null_keys": nulls})
+    )
     if parents:
         missing = {}
         for col, parent in spec.references.items():
-            missing[col] = int(wh.read(
-                f"SELECT count(*) AS n FROM {stg} c WHERE c.{col} IS NULL OR NOT EXISTS "
-                f"(SELECT 1 FROM {ingestion.stg_table(parent)} p WHERE p.id = c.{col})")["n"][0])
-        out.append(dg.AssetCheckResult(check_name=CHECK_FK, passed=sum(missing.values()) == 0,
-                                       metadata={f"unresolved_{c}": n for c, n in missing.items()}))
+            missing[col] = int(
+                wh.read(
+                    f"SELECT count(*) AS n FROM {stg} c WHERE c.{col} IS NULL OR NOT EXISTS "
+                    f"(SELECT 1 FROM {ingestion.stg_table(parent)} p WHERE p.id = c.{col})"
+                )["n"][0]
+            )
+        out.append(
+            dg.AssetCheckResult(
+                check_name=CHECK_FK,
+                passed=sum(missing.values()) == 0,
+                metadata={f"unresolved_{c}": n for c, n in missing.items()},
+            )
+        )
     bal = ledger_balance(wh, table, parts)
     bad = bal.filter(~pl.col("balanced"))
-    out.append(dg.AssetCheckResult(
-        check_name=CHECK_LEDGER, passed=bad.height == 0,
-        metadata={"partitions_checked": bal.height, "unbalanced": bad.height,
-                  "unbalanced_sample": dg.MetadataValue.md(frame_preview(bad, 10))}))
+    out.append(
+        dg.AssetCheckResult(
+            check_name=CHECK_LEDGER,
+            passed=bad.height == 0,
+            metadata={
+                "partitions_checked": bal.height,
+                "unbalanced": bad.height,
+                "unbalanced_sample": dg.MetadataValue.md(frame_preview(bad, 10)),
+            },
+        )
+    )
     return out
 
 
@@ -160,23 +210,37 @@ def ledger_balance(wh, table: str, parts: list[str]) -> pl.DataFrame:
     def counts(sql: str, p: list) -> pl.DataFrame:
         return wh.read(sql, p).cast({"part": pl.String, "n": pl.Int64})
 
-    raw = counts(f"SELECT _partition AS part, count(*) AS n FROM {ingestion.raw_table(table)} WHERE {where} "
-                 f"GROUP BY 1", params)
-    stg = counts(f"SELECT _partition AS part, count(*) AS n FROM {ingestion.stg_table(table)} WHERE {where} "
-                 f"GROUP BY 1", params)
-    rej = counts(f"SELECT partition AS part, count(*) AS n FROM {ingestion.QUARANTINE_TABLE} "
-                 f"WHERE source_table = %s AND disposition = 'rejected' AND partition >= %s AND partition <= %s "
-                 f"GROUP BY 1", [table, lo, hi])
+    raw = counts(
+        f"SELECT _partition AS part, count(*) AS n FROM {ingestion.raw_table(table)} WHERE {where} "
+        f"GROUP BY 1",
+        params,
+    )
+    stg = counts(
+        f"SELECT _partition AS part, count(*) AS n FROM {ingestion.stg_table(table)} WHERE {where} "
+        f"GROUP BY 1",
+        params,
+    )
+    rej = counts(
+        f"SELECT partition AS part, count(*) AS n FROM {ingestion.QUARANTINE_TABLE} "
+        f"WHERE source_table = %s AND disposition = 'rejected' AND partition >= %s AND partition <= %s "
+        f"GROUP BY 1",
+        [table, lo, hi],
+    )
     frame = pl.DataFrame({"part": parts})
-    return (frame.join(raw.rename({"n": "raw"}), on="part", how="left")
-            .join(stg.rename({"n": "staged"}), on="part", how="left")
-            .join(rej.rename({"n": "rejected"}), on="part", how="left").fill_null(0)
-            .with_columns((pl.col("raw") == pl.col("staged") + pl.col("rejected")).alias("balanced")))
+    return (
+        frame.join(raw.rename({"n": "raw"}), on="part", how="left")
+        .join(stg.rename({"n": "staged"}), on="part", how="left")
+        .join(rej.rename({"n": "rejected"}), on="part", how="left")
+        .fill_null(0)
+        .with_columns((pl.col("raw") == pl.col("staged") + pl.col("rejected")).alias("balanced"))
+    )
 
 
-def _ledger_assets(entries: dict, daily_partitions: dg.DailyPartitionsDefinition,
-                   kind: str) -> list[dg.AssetsDefinition]:
+def _ledger_assets(
+    entries: dict, daily_partitions: dg.DailyPartitionsDefinition, kind: str
+) -> list[dg.AssetsDefinition]:
     """raw_unplaceable_rows and ingestion_audit."""
+
     @dg.asset(
         name="raw_unplaceable_rows",
         group_name="raw",
@@ -188,17 +252,25 @@ def _ledger_assets(entries: dict, daily_partitions: dg.DailyPartitionsDefinition
     def raw_unplaceable_rows(source: SourceResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
         keys = daily_partitions.get_partition_keys()
         counts = ingestion.collect_unplaceable(source.db(), warehouse.get(), keys[0], keys[-1])
-        return dg.MaterializeResult(metadata={"rows": sum(counts.values()), **{f"{t}": n for t, n in counts.items()}})
-
+        return dg.MaterializeResult(
+            metadata={"rows": sum(counts.values()), **{f"{t}": n for t, n in counts.items()}}
+        )
 
     @dg.asset(
         name="ingestion_audit",
         group_name="staging",
         owners=OWNERS,
         kinds={kind, "polars"},
-        deps=[dg.AssetDep("raw_unplaceable_rows")] + [dg.AssetDep(ingestion.stg_table(t)) for t in contract.tables()],
-        check_specs=[dg.AssetCheckSpec("every_source_row_accounted", asset="ingestion_audit", blocking=True,
-                                       description="source = raw + unplaceable, raw = staged + rejected, per table")],
+        deps=[dg.AssetDep("raw_unplaceable_rows")]
+        + [dg.AssetDep(ingestion.stg_table(t)) for t in contract.tables()],
+        check_specs=[
+            dg.AssetCheckSpec(
+                "every_source_row_accounted",
+                asset="ingestion_audit",
+                blocking=True,
+                description="source = raw + unplaceable, raw = staged + rejected, per table",
+            )
+        ],
         description=entries["ingestion_audit"].description,
     )
     def ingestion_audit(source: SourceResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -207,11 +279,18 @@ def _ledger_assets(entries: dict, daily_partitions: dg.DailyPartitionsDefinition
         wh.replace_table("ingestion_audit", table)
         bad = table.filter(~pl.col("balanced"))
         return dg.MaterializeResult(
-            metadata={"tables": table.height, "unbalanced_tables": bad.height,
-                      "audit": dg.MetadataValue.md(frame_preview(table, 20))},
-            check_results=[dg.AssetCheckResult(
-                check_name="every_source_row_accounted", passed=bad.height == 0,
-                metadata={"unbalanced": dg.MetadataValue.md(frame_preview(bad, 20))})],
+            metadata={
+                "tables": table.height,
+                "unbalanced_tables": bad.height,
+                "audit": dg.MetadataValue.md(frame_preview(table, 20)),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="every_source_row_accounted",
+                    passed=bad.height == 0,
+                    metadata={"unbalanced": dg.MetadataValue.md(frame_preview(bad, 20))},
+                )
+            ],
         )
 
     return [raw_unplaceable_rows, ingestion_audit]

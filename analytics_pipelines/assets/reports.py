@@ -15,8 +15,14 @@ from analytics_pipelines.settings import Settings
 
 OWNERS = ["team:data-platform"]
 REPORT_FORMATS = ("pdf", "xlsx", "csv", "json")
-DAILY_REPORT_DEPS = ["venue_analytics", "venue_analytics_hourly", "revenue_by_channel", "revenue_by_category",
-                     "event_analytics", "event_performance"]
+DAILY_REPORT_DEPS = [
+    "venue_analytics",
+    "venue_analytics_hourly",
+    "revenue_by_channel",
+    "revenue_by_category",
+    "event_analytics",
+    "event_performance",
+]
 WEEKLY_REPORT_DEPS = ["venue_analytics", "revenue_by_channel", "event_analytics", "event_performance"]
 
 
@@ -26,24 +32,37 @@ def reports_dir() -> Path:
 
 # --- report files -----------------------------------------------------------------------------------------
 
+
 def _write_all(report, base: Path) -> list[Path]:
     return [render(report, fmt, base) for fmt in REPORT_FORMATS]
 
 
 def _result(files: list[Path], venues: int) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata={
-        "venues": venues, "files": len(files), "bytes": sum(p.stat().st_size for p in files),
-        "directory": dg.MetadataValue.path(str(files[0].parent) if files else str(reports_dir())),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "venues": venues,
+            "files": len(files),
+            "bytes": sum(p.stat().st_size for p in files),
+            "directory": dg.MetadataValue.path(str(files[0].parent) if files else str(reports_dir())),
+        }
+    )
 
 
 def report_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     """The report-file assets, partitioned like the configured history."""
     parts = partitions(settings.partition_start)
 
-    @dg.asset(partitions_def=parts.daily, deps=DAILY_REPORT_DEPS, group_name="reports", owners=OWNERS,
-              kinds={"pdf", "xlsx", "csv"}, backfill_policy=dg.BackfillPolicy.single_run())
-    def daily_venue_reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    @dg.asset(
+        partitions_def=parts.daily,
+        deps=DAILY_REPORT_DEPS,
+        group_name="reports",
+        owners=OWNERS,
+        kinds={"pdf", "xlsx", "csv"},
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def daily_venue_reports(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
         """Daily venue report per venue with sales that UTC day: key figures, sales by local hour, revenue by
         channel and category, top events. PDF, XLSX, CSV and JSON under data/reports/daily_venue/<day>/."""
         wh = warehouse.get()
@@ -56,10 +75,16 @@ def report_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 venues += 1
         return _result(files, venues)
 
-
-    @dg.asset(partitions_def=parts.report_weekly, deps=WEEKLY_REPORT_DEPS, group_name="reports", owners=OWNERS,
-              kinds={"pdf", "xlsx", "csv"})
-    def weekly_executive_reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    @dg.asset(
+        partitions_def=parts.report_weekly,
+        deps=WEEKLY_REPORT_DEPS,
+        group_name="reports",
+        owners=OWNERS,
+        kinds={"pdf", "xlsx", "csv"},
+    )
+    def weekly_executive_reports(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
         """Weekly executive report per venue with sales that week (Monday-Sunday UTC): totals against the week
         before, daily trend, top events, refunds/fees/net by revenue line. PDF, XLSX, CSV and JSON under
         data/reports/weekly_executive/<monday>/."""

@@ -58,13 +58,18 @@ def purge_kpi_snapshots(wh: Warehouse, now: datetime, days: int = KPI_RETENTION_
     return len(wh.drop_partitions(KPI_TABLE, KPI_PARTITION, cutoff(now, days)))
 
 
-def purge_alert_history(engine: sa.Engine, now: datetime, days: int = ALERT_RETENTION_DAYS) -> tuple[int, int]:
+def purge_alert_history(
+    engine: sa.Engine, now: datetime, days: int = ALERT_RETENTION_DAYS
+) -> tuple[int, int]:
     """Delete resolved instances resolved before the cutoff, with their notifications. (instances, notes)"""
     before = datetime.combine(date.fromisoformat(cutoff(now, days)), datetime.min.time(), UTC)
-    old = (sa.select(alert_instances.c.id)
-           .where(alert_instances.c.status == "resolved", alert_instances.c.resolved_at < before))
+    old = sa.select(alert_instances.c.id).where(
+        alert_instances.c.status == "resolved", alert_instances.c.resolved_at < before
+    )
     with engine.begin() as conn:
-        notes = conn.execute(alert_notifications.delete().where(alert_notifications.c.instance_id.in_(old))).rowcount
+        notes = conn.execute(
+            alert_notifications.delete().where(alert_notifications.c.instance_id.in_(old))
+        ).rowcount
         inst = conn.execute(alert_instances.delete().where(alert_instances.c.id.in_(old))).rowcount
     return inst, notes
 
@@ -82,15 +87,18 @@ def drop_old_raw_partitions(wh: Warehouse, now: datetime, days: int | None) -> d
     return out
 
 
-def expire_exports(engine: sa.Engine, now: datetime, days: int = EXPORT_EXPIRY_DAYS,
-                   report: MaintenanceReport | None = None) -> list[str]:
+def expire_exports(
+    engine: sa.Engine, now: datetime, days: int = EXPORT_EXPIRY_DAYS, report: MaintenanceReport | None = None
+) -> list[str]:
     """Completed exports past expires_at (or completed more than `days` ago without one): delete the
     file, mark the row expired. A file that is already gone is fine; one that cannot be deleted keeps the
     row completed (retried tomorrow) and is reported."""
     report = report or MaintenanceReport()
     now = now.astimezone(UTC)
     t = analytics_exports.c
-    due = sa.or_(t.expires_at < now, sa.and_(t.expires_at.is_(None), t.completed_at < now - timedelta(days=days)))
+    due = sa.or_(
+        t.expires_at < now, sa.and_(t.expires_at.is_(None), t.completed_at < now - timedelta(days=days))
+    )
     with engine.connect() as conn:
         rows = conn.execute(sa.select(t.id, t.file_path).where(t.status == "completed", due)).all()
     expired = []
@@ -108,20 +116,31 @@ def expire_exports(engine: sa.Engine, now: datetime, days: int = EXPORT_EXPIRY_D
                 log.warning("export %s: cannot delete its file: %s", export_id, exc)
                 continue
         with engine.begin() as conn:
-            done = conn.execute(analytics_exports.update().where(t.id == export_id, t.status == "completed")
-                                .values(status="expired", updated_at=now)).rowcount
+            done = conn.execute(
+                analytics_exports.update()
+                .where(t.id == export_id, t.status == "completed")
+                .values(status="expired", updated_at=now)
+            ).rowcount
         if done:
             expired.append(export_id)
     report.exports_expired.extend(expired)
     return expired
 
 
-def run_maintenance(wh: Warehouse, engine: sa.Engine, now: datetime, kpi_days: int = KPI_RETENTION_DAYS,
-                    alert_days: int = ALERT_RETENTION_DAYS, raw_days: int | None = None,
-                    export_days: int = EXPORT_EXPIRY_DAYS) -> MaintenanceReport:
+def run_maintenance(
+    wh: Warehouse,
+    engine: sa.Engine,
+    now: datetime,
+    kpi_days: int = KPI_RETENTION_DAYS,
+    alert_days: int = ALERT_RETENTION_DAYS,
+    raw_days: int | None = None,
+    export_days: int = EXPORT_EXPIRY_DAYS,
+) -> MaintenanceReport:
     report = MaintenanceReport()
     report.kpi_hours_dropped = purge_kpi_snapshots(wh, now, kpi_days)
-    report.alert_instances_deleted, report.alert_notifications_deleted = purge_alert_history(engine, now, alert_days)
+    report.alert_instances_deleted, report.alert_notifications_deleted = purge_alert_history(
+        engine, now, alert_days
+    )
     report.raw_partitions_dropped = drop_old_raw_partitions(wh, now, raw_days)
     expire_exports(engine, now, export_days, report)
     return report

@@ -32,6 +32,12 @@ def notify_ops(subject: str, body: str, payload: dict, notifier: Notifier | None
         log.warning("%s (no TT_ALERT_EMAILS / TT_ALERT_WEBHOOK_URL configured: logged only)", subject)
     for s in sent:
         if not s.result.ok:
-            log.warning("%s: %s to %s failed after %d attempt(s): %s", subject, s.channel, s.target_masked,
-                        s.result.attempts, s.result.error)
+            log.warning(
+                "%s: %s to %s failed after %d attempt(s): %s",
+                subject,
+                s.channel,
+                s.target_masked,
+                s.result.attempts,
+                s.result.error,
+            )
     return sent

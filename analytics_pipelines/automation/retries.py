@@ -11,14 +11,21 @@ import sqlalchemy as sa
 
 #: step retries for the assets' jobs (the lead adds `op_retry_policy=RETRY_POLICY` to define_asset_job):
 #: 3 retries, 30 s, 60 s, 120 s (+-jitter) -- long enough for a PostgreSQL failover or a network blip
-RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 #: run retries (need `run_retries: enabled: true` in dagster.yaml): re-execute only the failed steps
 RUN_RETRY_TAGS = {"dagster/max_retries": "2", "dagster/retry_strategy": "FROM_FAILURE"}
 
 #: errors worth retrying: lost connections, timeouts, lock/IO trouble -- not bad SQL or bad data
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    psycopg.OperationalError, sa.exc.OperationalError, sa.exc.DisconnectionError, duckdb.IOException,
-    ConnectionError, TimeoutError, smtplib.SMTPServerDisconnected,
+    psycopg.OperationalError,
+    sa.exc.OperationalError,
+    sa.exc.DisconnectionError,
+    duckdb.IOException,
+    ConnectionError,
+    TimeoutError,
+    smtplib.SMTPServerDisconnected,
 )
 
 

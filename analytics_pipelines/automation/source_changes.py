@@ -66,15 +66,18 @@ def watermarks(db: SourceDB, now: datetime, tables: Iterable[str] | None = None)
     parts, params = [], []
     for table in tables:
         change, _ = _exprs(db, table, landing)
-        parts.append(f"SELECT '{table}' AS t, max(c) AS w FROM (SELECT {change} AS c FROM {table}) x WHERE c <= %s")
+        parts.append(
+            f"SELECT '{table}' AS t, max(c) AS w FROM (SELECT {change} AS c FROM {table}) x WHERE c <= %s"
+        )
         params.append(_now_param(now, landing))
     frame = db.query(" UNION ALL ".join(parts), params)
     found = {t: _text(w) for t, w in frame.iter_rows()}
     return {t: found.get(t) for t in tables}
 
 
-def changed_partitions(db: SourceDB, cursor: dict[str, str | None], now: datetime,
-                       first_day: str, last_day: str) -> tuple[list[str], dict[str, str | None], dict[str, list[str]]]:
+def changed_partitions(
+    db: SourceDB, cursor: dict[str, str | None], now: datetime, first_day: str, last_day: str
+) -> tuple[list[str], dict[str, str | None], dict[str, list[str]]]:
     """(days to re-run, the new cursor, days by table). A table missing from `cursor` starts at its current
     watermark (nothing requested for it: a new sensor does not re-run history; use a backfill).
     One query for all tables (one round trip per tick)."""
@@ -88,8 +91,10 @@ def changed_partitions(db: SourceDB, cursor: dict[str, str | None], now: datetim
         if table in fresh:
             continue
         change, day = _exprs(db, table, landing)
-        parts.append(f"SELECT '{table}' AS t, CAST(d AS VARCHAR(32)) AS d, max(c) AS w FROM "
-                     f"(SELECT {day} AS d, {change} AS c FROM {table}) x WHERE c > %s AND c <= %s GROUP BY d")
+        parts.append(
+            f"SELECT '{table}' AS t, CAST(d AS VARCHAR(32)) AS d, max(c) AS w FROM "
+            f"(SELECT {day} AS d, {change} AS c FROM {table}) x WHERE c > %s AND c <= %s GROUP BY d"
+        )
         params += [_param(cursor[table], landing), _now_param(now, landing)]
     by_table: dict[str, list[str]] = {}
     if parts:
@@ -97,8 +102,13 @@ def changed_partitions(db: SourceDB, cursor: dict[str, str | None], now: datetim
         for table, group in frame.group_by("t", maintain_order=True):
             table = table[0]
             new_cursor[table] = max(_text(w) for w in group["w"].to_list())
-            changed = sorted({d for d in (_day(v) for v in group["d"].to_list() if v is not None)
-                              if d and first_day <= d <= last_day})
+            changed = sorted(
+                {
+                    d
+                    for d in (_day(v) for v in group["d"].to_list() if v is not None)
+                    if d and first_day <= d <= last_day
+                }
+            )
             if changed:
                 by_table[table] = changed
     days = sorted({d for ds in by_table.values() for d in ds})
@@ -121,6 +131,9 @@ def contiguous_ranges(days: list[str]) -> list[tuple[str, str]]:
         return []
     ds = sorted(date.fromisoformat(d) for d in set(days))
     frame = pl.DataFrame({"d": ds}).with_columns(
-        ((pl.col("d") - pl.col("d").shift(1)).dt.total_days().fill_null(1) != 1).cum_sum().alias("g"))
-    return [(g["d"].min().isoformat(), g["d"].max().isoformat())
-            for g in frame.partition_by("g", maintain_order=True)]
+        ((pl.col("d") - pl.col("d").shift(1)).dt.total_days().fill_null(1) != 1).cum_sum().alias("g")
+    )
+    return [
+        (g["d"].min().isoformat(), g["d"].max().isoformat())
+        for g in frame.partition_by("g", maintain_order=True)
+    ]

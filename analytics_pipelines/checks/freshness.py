@@ -20,13 +20,16 @@ def mart_freshness(registry=None) -> dict[str, timedelta]:
     from analytics_pipelines.registry import default_registry
 
     registry = registry or default_registry()
-    return {t.name: INTRADAY_MAX_LAG if t.partitioning else NIGHTLY_MAX_LAG for t in registry.tables
-            if t.group in ("facts", "marts", "kpis") and t.produced_by is None}
+    return {
+        t.name: INTRADAY_MAX_LAG if t.partitioning else NIGHTLY_MAX_LAG
+        for t in registry.tables
+        if t.group in ("facts", "marts", "kpis") and t.produced_by is None
+    }
 
 
-def make_freshness_checks(lags: dict[str, timedelta] | None = None,
-                          severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.WARN
-                          ) -> list[dg.AssetChecksDefinition]:
+def make_freshness_checks(
+    lags: dict[str, timedelta] | None = None, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.WARN
+) -> list[dg.AssetChecksDefinition]:
     """One last-update freshness check per mart (grouped by allowed lag)."""
     by_lag: dict[timedelta, list[dg.AssetKey]] = {}
     for name, lag in (lags or mart_freshness()).items():
@@ -35,8 +38,9 @@ def make_freshness_checks(lags: dict[str, timedelta] | None = None,
     with warnings.catch_warnings():  # "superseded" by FreshnessPolicy, whose state no sensor can alert on yet
         warnings.simplefilter("ignore", dg.SupersessionWarning)
         for lag, keys in sorted(by_lag.items()):
-            checks.extend(dg.build_last_update_freshness_checks(assets=keys, lower_bound_delta=lag,
-                                                                severity=severity))
+            checks.extend(
+                dg.build_last_update_freshness_checks(assets=keys, lower_bound_delta=lag, severity=severity)
+            )
     return checks
 
 
@@ -50,8 +54,9 @@ def with_freshness_policies(assets: list, lags: dict[str, timedelta] | None = No
         lag = lags.get(spec.key.to_user_string())
         if lag is None:
             return spec
-        return spec.replace_attributes(freshness_policy=dg.FreshnessPolicy.time_window(
-            fail_window=lag, warn_window=lag / 2))
+        return spec.replace_attributes(
+            freshness_policy=dg.FreshnessPolicy.time_window(fail_window=lag, warn_window=lag / 2)
+        )
 
     return [a.map_asset_specs(attach) if isinstance(a, dg.AssetsDefinition) else a for a in assets]
 

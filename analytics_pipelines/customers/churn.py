@@ -59,9 +59,25 @@ SNAPSHOT_STEP_DAYS = 30
 MAX_TRAIN_ROWS = 200_000
 TOP_CATEGORIES = 10
 MODEL_NAME = "logistic_regression"
-NUMERIC = ["recency_days", "frequency", "purchase_days", "orders_90d", "orders_365d", "log_monetary",
-           "log_aov", "tickets", "tenure_days", "account_age_days", "venues", "refunds", "refund_share",
-           "tickets_ended", "no_show_rate", "resales_bought", "resales_sold"]
+NUMERIC = [
+    "recency_days",
+    "frequency",
+    "purchase_days",
+    "orders_90d",
+    "orders_365d",
+    "log_monetary",
+    "log_aov",
+    "tickets",
+    "tenure_days",
+    "account_age_days",
+    "venues",
+    "refunds",
+    "refund_share",
+    "tickets_ended",
+    "no_show_rate",
+    "resales_bought",
+    "resales_sold",
+]
 
 
 class NotEnoughHistory(ValueError):
@@ -112,35 +128,67 @@ def features_at(inp: Inputs, dates: list[date]) -> list[pl.DataFrame]:
     for d in dates:
         days_before = (pl.lit(d) - pl.col("day")).dt.total_days()
         within = pl.lit(True) if d == last else pl.col("day") <= d
-        aggs += [(pl.first("tenant_id") if d == last else pl.col("tenant_id").filter(within).first()).alias("tenant_id"),
-                 upto("day", d).max().alias("last_day"), upto("day", d).min().alias("first_day"),
-                 (pl.len() if d == last else within.sum()).alias("frequency"),
-                 distinct("day", d).alias("purchase_days"),
-                 ((days_before < 90) & within).sum().alias("orders_90d"),
-                 ((days_before < 365) & within).sum().alias("orders_365d"),
-                 upto("gross_revenue_cents", d).sum().alias("monetary_cents"), upto("tickets", d).sum().alias("tickets"),
-                 distinct("venue_id", d).alias("venues")]
+        aggs += [
+            (pl.first("tenant_id") if d == last else pl.col("tenant_id").filter(within).first()).alias(
+                "tenant_id"
+            ),
+            upto("day", d).max().alias("last_day"),
+            upto("day", d).min().alias("first_day"),
+            (pl.len() if d == last else within.sum()).alias("frequency"),
+            distinct("day", d).alias("purchase_days"),
+            ((days_before < 90) & within).sum().alias("orders_90d"),
+            ((days_before < 365) & within).sum().alias("orders_365d"),
+            upto("gross_revenue_cents", d).sum().alias("monetary_cents"),
+            upto("tickets", d).sum().alias("tickets"),
+            distinct("venue_id", d).alias("venues"),
+        ]
         aggs[-10:] = [a.name.suffix(sfx[d]) for a in aggs[-10:]]
     per = _per_user_sorted(o, dates, sfx)  # rows in user_id order (None: the group-by, in no order)
     in_order = per is not None
     if per is None:
         per = o.group_by("user_id").agg(aggs)
     extras = [favourite_categories(o, dates, sfx)]
-    refunds = inp.refunds.filter(pl.col("day") <= last).group_by("user_id").agg(
-        *[a for d in dates for a in (
-            (pl.len() if d == last else (pl.col("day") <= d).sum()).alias("refunds" + sfx[d]),
-            upto("refund_cents", d).sum().alias("refund_cents" + sfx[d]))])
+    refunds = (
+        inp.refunds.filter(pl.col("day") <= last)
+        .group_by("user_id")
+        .agg(
+            *[
+                a
+                for d in dates
+                for a in (
+                    (pl.len() if d == last else (pl.col("day") <= d).sum()).alias("refunds" + sfx[d]),
+                    upto("refund_cents", d).sum().alias("refund_cents" + sfx[d]),
+                )
+            ]
+        )
+    )
     # a customer without refunds up to an earlier date has NULL refunds there, as if absent from the group-by
-    extras.append(refunds.with_columns(
-        pl.when(pl.col("refunds" + sfx[d]) > 0).then(pl.col(c + sfx[d])).name.keep()
-        for d in earlier for c in ("refunds", "refund_cents")))
+    extras.append(
+        refunds.with_columns(
+            pl.when(pl.col("refunds" + sfx[d]) > 0).then(pl.col(c + sfx[d])).name.keep()
+            for d in earlier
+            for c in ("refunds", "refund_cents")
+        )
+    )
     res = inp.resales.filter(pl.col("day") <= last)
     for who, name in (("buyer_id", "resales_bought"), ("seller_id", "resales_sold")):
-        extras.append(res.group_by(pl.col(who).alias("user_id")).agg(
-            (pl.len() if d == last else (pl.col("day") <= d).sum()).alias(name + sfx[d]) for d in dates))
-    extras.append(inp.attendance.filter(pl.col("ended_day") <= last).group_by("user_id").agg(
-        upto(c, d, "ended_day").sum().alias(c + sfx[d]) for d in dates for c in ("tickets_ended", "no_shows")))
-    extras.append(inp.users.select(pl.col("id").alias("user_id"), pl.col("created_at").dt.date().alias("signed_up")))
+        extras.append(
+            res.group_by(pl.col(who).alias("user_id")).agg(
+                (pl.len() if d == last else (pl.col("day") <= d).sum()).alias(name + sfx[d]) for d in dates
+            )
+        )
+    extras.append(
+        inp.attendance.filter(pl.col("ended_day") <= last)
+        .group_by("user_id")
+        .agg(
+            upto(c, d, "ended_day").sum().alias(c + sfx[d])
+            for d in dates
+            for c in ("tickets_ended", "no_shows")
+        )
+    )
+    extras.append(
+        inp.users.select(pl.col("id").alias("user_id"), pl.col("created_at").dt.date().alias("signed_up"))
+    )
     wide = per
     for extra in extras:
         wide = wide.join(extra, on="user_id", how="left", maintain_order="left" if in_order else None)
@@ -150,8 +198,12 @@ def features_at(inp: Inputs, dates: list[date]) -> list[pl.DataFrame]:
     out = []
     for d in dates:
         df = wide if d == last else wide.filter(pl.col("frequency" + sfx[d]) > 0)
-        out.append(_derived(df.select(pl.col(c + sfx[d] if c + sfx[d] in wide.columns else c).alias(c)
-                                      for c in columns), d))
+        out.append(
+            _derived(
+                df.select(pl.col(c + sfx[d] if c + sfx[d] in wide.columns else c).alias(c) for c in columns),
+                d,
+            )
+        )
     return out
 
 
@@ -163,9 +215,13 @@ def _per_user_sorted(o: pl.DataFrame, dates: list[date], sfx: dict[date, str]) -
     where they have an order are the group-by's (the others are dropped by features_at). None where it
     does not apply (other column types, NULL tickets or cents, no rows)."""
     schema = o.schema
-    if (o.height == 0 or schema["day"] != pl.Date or schema["tickets"] != pl.Int64
-            or schema["gross_revenue_cents"] != pl.Int64
-            or o.select(pl.sum_horizontal(pl.col("tickets", "gross_revenue_cents").null_count())).item()):
+    if (
+        o.height == 0
+        or schema["day"] != pl.Date
+        or schema["tickets"] != pl.Int64
+        or schema["gross_revenue_cents"] != pl.Int64
+        or o.select(pl.sum_horizontal(pl.col("tickets", "gross_revenue_cents").null_count())).item()
+    ):
         return None
     user, n_users = K.user_codes(o)
     day_all = o["day"].to_physical().to_numpy().astype(np.int64)
@@ -180,7 +236,9 @@ def _per_user_sorted(o: pl.DataFrame, dates: list[date], sfx: dict[date, str]) -
     tickets, cents = o["tickets"].to_numpy()[order], o["gross_revenue_cents"].to_numpy()[order]
     day_starts = K.run_starts(u, day)  # one per customer and purchase day
     venue, _ = K.dense_codes(o["venue_id"])
-    pairs = pl.DataFrame({"u": u, "v": venue[order], "day": day}).group_by("u", "v").agg(pl.min("day")).sort("u")
+    pairs = (
+        pl.DataFrame({"u": u, "v": venue[order], "day": day}).group_by("u", "v").agg(pl.min("day")).sort("u")
+    )
     pair_user, pair_first = pairs["u"].to_numpy(), pairs["day"].to_numpy()
     pair_run = np.searchsorted(u[starts], pair_user)
     tenant = o["tenant_id"]
@@ -200,43 +258,62 @@ def _per_user_sorted(o: pl.DataFrame, dates: list[date], sfx: dict[date, str]) -
             return np.add.reduceat(np.where(upto, values, 0), starts)
 
         def as_date(days: np.ndarray, present: np.ndarray = present) -> pl.Series:
-            return pl.Series(np.where(present, days, 0).astype(np.int32)).cast(pl.Date).set(
-                pl.Series(~present), None) if (~present).any() else pl.Series(days.astype(np.int32)).cast(pl.Date)
+            return (
+                pl.Series(np.where(present, days, 0).astype(np.int32))
+                .cast(pl.Date)
+                .set(pl.Series(~present), None)
+                if (~present).any()
+                else pl.Series(days.astype(np.int32)).cast(pl.Date)
+            )
 
         purchase_days = np.bincount(run_of_row[day_starts], weights=upto[day_starts], minlength=starts.size)
         venues = np.bincount(pair_run, weights=pair_first <= limit, minlength=starts.size)
         values = {
             "tenant_id": tenant.gather(np.minimum(first_row, n - 1)).set(pl.Series(~present), None)
-            if (~present).any() else tenant.gather(first_row),
-            "last_day": as_date(last_day), "first_day": as_date(day[starts]),
+            if (~present).any()
+            else tenant.gather(first_row),
+            "last_day": as_date(last_day),
+            "first_day": as_date(day[starts]),
             "frequency": pl.Series(count, dtype=pl.UInt32),
             "purchase_days": pl.Series(purchase_days, dtype=pl.UInt32),
             "orders_90d": pl.Series(total((before < 90).astype(np.int64)), dtype=pl.UInt32),
             "orders_365d": pl.Series(total((before < 365).astype(np.int64)), dtype=pl.UInt32),
             "monetary_cents": pl.Series(total(cents), dtype=pl.Int64),
             "tickets": pl.Series(total(tickets), dtype=pl.Int64),
-            "venues": pl.Series(venues, dtype=pl.UInt32)}
+            "venues": pl.Series(venues, dtype=pl.UInt32),
+        }
         columns |= {name + sfx[d]: v.alias(name + sfx[d]) for name, v in values.items()}
     return pl.DataFrame(list(columns.values()))
 
 
 def _derived(df: pl.DataFrame, cutoff: date) -> pl.DataFrame:
     tenure = (pl.lit(cutoff) - pl.col("first_day")).dt.total_days()
-    return df.with_columns(
-        (pl.lit(cutoff) - pl.col("last_day")).dt.total_days().alias("recency_days"),
-        tenure.alias("tenure_days"),
-        pl.max_horizontal((pl.lit(cutoff) - pl.col("signed_up")).dt.total_days().fill_null(tenure), tenure)
-        .alias("account_age_days"),
-        pl.col("monetary_cents").log1p().alias("log_monetary"),
-        (pl.col("monetary_cents") / pl.col("frequency")).log1p().alias("log_aov"),
-        pl.col("refunds").fill_null(0), pl.col("resales_bought").fill_null(0), pl.col("resales_sold").fill_null(0),
-        pl.col("tickets_ended").fill_null(0), pl.col("no_shows").fill_null(0),
-        (pl.col("refund_cents").fill_null(0) / pl.max_horizontal(pl.col("monetary_cents"), pl.lit(1))).clip(0, 1)
-        .alias("refund_share"),
-    ).with_columns(
-        pl.when(pl.col("tickets_ended") > 0).then(pl.col("no_shows") / pl.col("tickets_ended")).otherwise(0.0)
-        .alias("no_show_rate"),
-    ).with_columns(pl.col(c).cast(pl.Float64) for c in NUMERIC)
+    return (
+        df.with_columns(
+            (pl.lit(cutoff) - pl.col("last_day")).dt.total_days().alias("recency_days"),
+            tenure.alias("tenure_days"),
+            pl.max_horizontal(
+                (pl.lit(cutoff) - pl.col("signed_up")).dt.total_days().fill_null(tenure), tenure
+            ).alias("account_age_days"),
+            pl.col("monetary_cents").log1p().alias("log_monetary"),
+            (pl.col("monetary_cents") / pl.col("frequency")).log1p().alias("log_aov"),
+            pl.col("refunds").fill_null(0),
+            pl.col("resales_bought").fill_null(0),
+            pl.col("resales_sold").fill_null(0),
+            pl.col("tickets_ended").fill_null(0),
+            pl.col("no_shows").fill_null(0),
+            (pl.col("refund_cents").fill_null(0) / pl.max_horizontal(pl.col("monetary_cents"), pl.lit(1)))
+            .clip(0, 1)
+            .alias("refund_share"),
+        )
+        .with_columns(
+            pl.when(pl.col("tickets_ended") > 0)
+            .then(pl.col("no_shows") / pl.col("tickets_ended"))
+            .otherwise(0.0)
+            .alias("no_show_rate")
+        )
+        .with_columns(pl.col(c).cast(pl.Float64) for c in NUMERIC)
+    )
 
 
 def favourite_category(orders: pl.DataFrame) -> pl.DataFrame:
@@ -244,15 +321,23 @@ def favourite_category(orders: pl.DataFrame) -> pl.DataFrame:
     fast = _favourites_sorted(orders, [None], ["favourite_category_id"])
     if fast is not None:
         return fast
-    return _favourite(orders.filter(pl.col("category_id").is_not_null()).group_by("user_id", "category_id").agg(
-        pl.sum("tickets").alias("t"), pl.sum("gross_revenue_cents").alias("c")), "t", "c")
+    return _favourite(
+        orders.filter(pl.col("category_id").is_not_null())
+        .group_by("user_id", "category_id")
+        .agg(pl.sum("tickets").alias("t"), pl.sum("gross_revenue_cents").alias("c")),
+        "t",
+        "c",
+    )
 
 
 def _favourite(pairs: pl.DataFrame, t: str, c: str, name: str = "favourite_category_id") -> pl.DataFrame:
     """Per user the category_id of the pair row with the most `t`, then `c`, then the smallest id: one sort
     of all pairs and the first row per user (a user's pairs have distinct ids, so the order is total)."""
-    return pairs.sort([t, c, "category_id"], descending=[True, True, False]).group_by("user_id").agg(
-        pl.first("category_id").alias(name))
+    return (
+        pairs.sort([t, c, "category_id"], descending=[True, True, False])
+        .group_by("user_id")
+        .agg(pl.first("category_id").alias(name))
+    )
 
 
 def favourite_categories(orders: pl.DataFrame, dates: list[date], sfx: dict[date, str]) -> pl.DataFrame:
@@ -261,26 +346,51 @@ def favourite_categories(orders: pl.DataFrame, dates: list[date], sfx: dict[date
     bought it up to then."""
     last = max(dates)
     ordered = [last, *[d for d in dates if d != last]]
-    fast = _favourites_sorted(orders, [None if d == last else d for d in ordered],
-                              ["favourite_category_id" + sfx[d] for d in ordered])
+    fast = _favourites_sorted(
+        orders,
+        [None if d == last else d for d in ordered],
+        ["favourite_category_id" + sfx[d] for d in ordered],
+    )
     if fast is not None:
         return fast
-    pairs = orders.filter(pl.col("category_id").is_not_null()).group_by("user_id", "category_id").agg(
-        *[a for d in dates for a in (
-            (pl.col("tickets") if d == last else pl.when(pl.col("day") <= d).then(pl.col("tickets")))
-            .sum().alias("t" + sfx[d]),
-            (pl.col("gross_revenue_cents") if d == last else pl.when(pl.col("day") <= d).then(
-                pl.col("gross_revenue_cents"))).sum().alias("c" + sfx[d]))],
-        *[(pl.col("day") <= d).sum().alias("n" + sfx[d]) for d in dates if d != last])
+    pairs = (
+        orders.filter(pl.col("category_id").is_not_null())
+        .group_by("user_id", "category_id")
+        .agg(
+            *[
+                a
+                for d in dates
+                for a in (
+                    (pl.col("tickets") if d == last else pl.when(pl.col("day") <= d).then(pl.col("tickets")))
+                    .sum()
+                    .alias("t" + sfx[d]),
+                    (
+                        pl.col("gross_revenue_cents")
+                        if d == last
+                        else pl.when(pl.col("day") <= d).then(pl.col("gross_revenue_cents"))
+                    )
+                    .sum()
+                    .alias("c" + sfx[d]),
+                )
+            ],
+            *[(pl.col("day") <= d).sum().alias("n" + sfx[d]) for d in dates if d != last],
+        )
+    )
     out = _favourite(pairs, "t", "c")
     for d in ordered[1:]:
-        fav = _favourite(pairs.filter(pl.col("n" + sfx[d]) > 0), "t" + sfx[d], "c" + sfx[d],
-                         "favourite_category_id" + sfx[d])
+        fav = _favourite(
+            pairs.filter(pl.col("n" + sfx[d]) > 0),
+            "t" + sfx[d],
+            "c" + sfx[d],
+            "favourite_category_id" + sfx[d],
+        )
         out = out.join(fav, on="user_id", how="left", nulls_equal=True)
     return out
 
 
-def _favourites_sorted(orders: pl.DataFrame, dates: list[date | None], names: list[str]) -> pl.DataFrame | None:
+def _favourites_sorted(
+    orders: pl.DataFrame, dates: list[date | None], names: list[str]
+) -> pl.DataFrame | None:
     """user_id and per date (None: all rows; the first one must be None) the favourite category over the
     orders up to it, without string group-bys: the orders with a category sorted by integer (user,
     category) codes, the categories coded in their sort order, the tickets and spend per pair summed over
@@ -288,9 +398,13 @@ def _favourites_sorted(orders: pl.DataFrame, dates: list[date | None], names: li
     None where it does not apply (other column types, NULL tickets or cents, no rows): then the group-bys
     run."""
     o = orders.filter(pl.col("category_id").is_not_null())
-    if (o.height == 0 or o.schema["tickets"] != pl.Int64 or o.schema["gross_revenue_cents"] != pl.Int64
-            or (any(d is not None for d in dates) and o.schema["day"] != pl.Date)
-            or o.select(pl.sum_horizontal(pl.col("tickets", "gross_revenue_cents").null_count())).item()):
+    if (
+        o.height == 0
+        or o.schema["tickets"] != pl.Int64
+        or o.schema["gross_revenue_cents"] != pl.Int64
+        or (any(d is not None for d in dates) and o.schema["day"] != pl.Date)
+        or o.select(pl.sum_horizontal(pl.col("tickets", "gross_revenue_cents").null_count())).item()
+    ):
         return None
     u, nu = K.user_codes(o)
     c, nc, categories = K.ordered_codes(o["category_id"])
@@ -333,26 +447,51 @@ def rule_scores_only(inp: Inputs, as_of: date) -> pl.DataFrame:
     """customer_churn_scores when there is no model (NotEnoughHistory): the old rules' scores, NULL
     probabilities."""
     return seed_rules(features(inp, as_of)).select(
-        pl.lit(as_of).alias("as_of"), "user_id", "tenant_id", "recency_days", "frequency",
-        pl.lit(None, pl.Float64).alias("churn_probability"), pl.lit(None, pl.Boolean).alias("churn_flag"),
-        "seed_risk_score", "seed_profile_churn", "favourite_category_id")
+        pl.lit(as_of).alias("as_of"),
+        "user_id",
+        "tenant_id",
+        "recency_days",
+        "frequency",
+        pl.lit(None, pl.Float64).alias("churn_probability"),
+        pl.lit(None, pl.Boolean).alias("churn_flag"),
+        "seed_risk_score",
+        "seed_profile_churn",
+        "favourite_category_id",
+    )
 
 
 def seed_rules(feats: pl.DataFrame) -> pl.DataFrame:
     """The old service's two rule scores (module doc) for each feature row."""
     days = pl.col("recency_days")
     aov_dollars = pl.col("monetary_cents") / pl.col("frequency") / 100
-    risk = ((days / 90 * 50).clip(upper_bound=100)
-            - pl.when(pl.col("frequency") > 5).then(10).otherwise(0)
-            - pl.when(pl.col("frequency") > 10).then(10).otherwise(0)
-            - pl.when(aov_dollars > 100).then(5).otherwise(0)).clip(0, 100)
+    risk = (
+        (days / 90 * 50).clip(upper_bound=100)
+        - pl.when(pl.col("frequency") > 5).then(10).otherwise(0)
+        - pl.when(pl.col("frequency") > 10).then(10).otherwise(0)
+        - pl.when(aov_dollars > 100).then(5).otherwise(0)
+    ).clip(0, 100)
     span_years = (pl.col("last_day") - pl.col("first_day")).dt.total_days() / 365
-    per_year = pl.when((pl.col("frequency") > 1) & (span_years > 0)).then(pl.col("frequency") / span_years).otherwise(0.0)
-    base = (pl.when(days > 180).then(0.8).when(days > 90).then(0.6).when(days > 60).then(0.4)
-            .when(days > 30).then(0.2).otherwise(0.1))
+    per_year = (
+        pl.when((pl.col("frequency") > 1) & (span_years > 0))
+        .then(pl.col("frequency") / span_years)
+        .otherwise(0.0)
+    )
+    base = (
+        pl.when(days > 180)
+        .then(0.8)
+        .when(days > 90)
+        .then(0.6)
+        .when(days > 60)
+        .then(0.4)
+        .when(days > 30)
+        .then(0.2)
+        .otherwise(0.1)
+    )
     factor = pl.when(per_year > 4).then(0.5).when(per_year > 2).then(0.7).otherwise(1.0)
-    return feats.with_columns(pl.when(days > 90).then(risk).otherwise(0.0).alias("seed_risk_score"),
-                              (base * factor).alias("seed_profile_churn"))
+    return feats.with_columns(
+        pl.when(days > 90).then(risk).otherwise(0.0).alias("seed_risk_score"),
+        (base * factor).alias("seed_profile_churn"),
+    )
 
 
 def _matrix(feats: pl.DataFrame, categories: list[str]) -> np.ndarray:
@@ -385,7 +524,9 @@ class ChurnResult:
     categories: list[str]
     threshold: float
     cutoff: date
-    holdout: dict[str, float]  # headline figures: 'model:metric' of the evaluation, ':in_sample' the fitted rows'
+    holdout: dict[
+        str, float
+    ]  # headline figures: 'model:metric' of the evaluation, ':in_sample' the fitted rows'
     evaluation: str = "out_of_time"  # or 'in_time_holdout' (history too short for an out-of-time split)
     training_rows: pl.DataFrame | None = None  # user_id, cutoff, churned: the evaluated model's fitted rows
     train_cutoffs: list[date] | None = None  # the training snapshots' cutoffs (none in the in-time fallback)
@@ -402,8 +543,12 @@ def train(inp: Inputs, as_of: date, horizon: int = HORIZON_DAYS) -> ChurnResult:
         return _train(inp, as_of, horizon)
 
 
-def training_cutoffs(as_of: date, horizon: int = HORIZON_DAYS, snapshots: int = TRAIN_SNAPSHOTS,
-                     step_days: int = SNAPSHOT_STEP_DAYS) -> list[date]:
+def training_cutoffs(
+    as_of: date,
+    horizon: int = HORIZON_DAYS,
+    snapshots: int = TRAIN_SNAPSHOTS,
+    step_days: int = SNAPSHOT_STEP_DAYS,
+) -> list[date]:
     """The out-of-time design's training cutoffs, latest first: the latest is as_of - 2 x horizon, so every
     training label window (cutoff, cutoff + horizon] ends on or before the split as_of - horizon."""
     last = as_of - timedelta(days=2 * horizon)
@@ -422,28 +567,44 @@ def _train(inp: Inputs, as_of: date, horizon: int) -> ChurnResult:
     at_split, at_as_of = frames[-2], frames[-1]
     evaluated = seed_rules(label(inp, at_split, split, horizon)).with_columns(pl.lit(split).alias("cutoff"))
     y_ev = evaluated["churned"].to_numpy().astype(int)
-    parts = [seed_rules(label(inp, f, c, horizon)).with_columns(pl.lit(c).alias("cutoff"))
-             for c, f in zip(cutoffs, frames, strict=False)]
+    parts = [
+        seed_rules(label(inp, f, c, horizon)).with_columns(pl.lit(c).alias("cutoff"))
+        for c, f in zip(cutoffs, frames, strict=False)
+    ]
     trained = pl.concat(parts, how="vertical_relaxed") if parts else evaluated.clear()
-    if trained.height > MAX_TRAIN_ROWS:  # subsampled before the matrix: the fitted rows are the in-sample rows
+    if (
+        trained.height > MAX_TRAIN_ROWS
+    ):  # subsampled before the matrix: the fitted rows are the in-sample rows
         keep = np.sort(np.random.default_rng(20261101).choice(trained.height, MAX_TRAIN_ROWS, replace=False))
         trained = trained[pl.Series(keep)]
     evaluation = "out_of_time"
     if not (_viable(trained["churned"].to_numpy().astype(int)) and _viable(y_ev)):
         # too short a history for snapshots whose labels end by the split: the old in-time customer holdout
         if not _viable(y_ev):
-            raise NotEnoughHistory(f"churn needs labelled customers of both classes as of {split} (horizon "
-                                   f"{horizon} days before {as_of}); got {len(y_ev)} customers, "
-                                   f"{int(y_ev.sum())} churned")
-        holdout = (evaluated["user_id"].hash(seed=20261101) % HOLDOUT_SHARE == 0)
-        trained, evaluated, evaluation = evaluated.filter(~holdout), evaluated.filter(holdout), "in_time_holdout"
+            raise NotEnoughHistory(
+                f"churn needs labelled customers of both classes as of {split} (horizon "
+                f"{horizon} days before {as_of}); got {len(y_ev)} customers, "
+                f"{int(y_ev.sum())} churned"
+            )
+        holdout = evaluated["user_id"].hash(seed=20261101) % HOLDOUT_SHARE == 0
+        trained, evaluated, evaluation = (
+            evaluated.filter(~holdout),
+            evaluated.filter(holdout),
+            "in_time_holdout",
+        )
         y_ev = evaluated["churned"].to_numpy().astype(int)
         y_tr = trained["churned"].to_numpy().astype(int)
         if min(y_ev.sum(), len(y_ev) - y_ev.sum()) == 0 or not _viable(y_tr, 5, 1):
             raise NotEnoughHistory(f"churn holdout or training rows as of {split} hold one class only")
     y_tr = trained["churned"].to_numpy().astype(int)
-    categories = (trained["favourite_category_id"].drop_nulls().value_counts(sort=True)
-                  .head(TOP_CATEGORIES)["favourite_category_id"].sort().to_list())
+    categories = (
+        trained["favourite_category_id"]
+        .drop_nulls()
+        .value_counts(sort=True)
+        .head(TOP_CATEGORIES)["favourite_category_id"]
+        .sort()
+        .to_list()
+    )
     x_tr, x_ev = _matrix(trained, categories), _matrix(evaluated, categories)
     model = _fit(x_tr, y_tr)
     p_tr = model.predict_proba(x_tr)[:, 1]
@@ -451,35 +612,80 @@ def _train(inp: Inputs, as_of: date, horizon: int) -> ChurnResult:
     p_ev = model.predict_proba(x_ev)[:, 1]
     perf = []
     for name, rows, y, p in (("in_sample", trained, y_tr, p_tr), (evaluation, evaluated, y_ev, p_ev)):
-        perf += [performance_rows("churn", MODEL_NAME, as_of, split, horizon, evaluate(y, p, threshold), name),
-                 performance_rows("churn", "seed_risk_score", as_of, split, horizon, evaluate(
-                     y, rows["seed_risk_score"].to_numpy() / 100, 0.70 + 1e-9), name),
-                 performance_rows("churn", "seed_profile_churn", as_of, split, horizon, evaluate(
-                     y, rows["seed_profile_churn"].to_numpy(), 0.60 + 1e-9), name)]
+        perf += [
+            performance_rows("churn", MODEL_NAME, as_of, split, horizon, evaluate(y, p, threshold), name),
+            performance_rows(
+                "churn",
+                "seed_risk_score",
+                as_of,
+                split,
+                horizon,
+                evaluate(y, rows["seed_risk_score"].to_numpy() / 100, 0.70 + 1e-9),
+                name,
+            ),
+            performance_rows(
+                "churn",
+                "seed_profile_churn",
+                as_of,
+                split,
+                horizon,
+                evaluate(y, rows["seed_profile_churn"].to_numpy(), 0.60 + 1e-9),
+                name,
+            ),
+        ]
     performance = pl.concat(perf)
     head = performance.filter(pl.col("metric").is_in(["roc_auc", "precision", "recall", "brier"]))
-    headline = {r["model"] + ":" + r["metric"] + ("" if r["evaluation"] == evaluation else ":" + r["evaluation"]):
-                r["value"] for r in head.iter_rows(named=True)}
+    headline = {
+        r["model"] + ":" + r["metric"] + ("" if r["evaluation"] == evaluation else ":" + r["evaluation"]): r[
+            "value"
+        ]
+        for r in head.iter_rows(named=True)
+    }
     final = _fit(np.vstack([x_tr, x_ev]), np.concatenate([y_tr, y_ev]))  # every label observed by as_of
     now = seed_rules(at_as_of)
     p_now = final.predict_proba(_matrix(now, categories))[:, 1] if now.height else np.zeros(0)
     scores = now.select(
-        pl.lit(as_of).alias("as_of"), "user_id", "tenant_id", "recency_days", "frequency",
+        pl.lit(as_of).alias("as_of"),
+        "user_id",
+        "tenant_id",
+        "recency_days",
+        "frequency",
         pl.Series("churn_probability", p_now, dtype=pl.Float64),
-        pl.Series("churn_flag", p_now >= threshold, dtype=pl.Boolean), "seed_risk_score", "seed_profile_churn",
-        "favourite_category_id")
-    return ChurnResult(scores, performance, final, categories, threshold, split, headline, evaluation,
-                       trained.select("user_id", "cutoff", "churned"), sorted(cutoffs))
+        pl.Series("churn_flag", p_now >= threshold, dtype=pl.Boolean),
+        "seed_risk_score",
+        "seed_profile_churn",
+        "favourite_category_id",
+    )
+    return ChurnResult(
+        scores,
+        performance,
+        final,
+        categories,
+        threshold,
+        split,
+        headline,
+        evaluation,
+        trained.select("user_id", "cutoff", "churned"),
+        sorted(cutoffs),
+    )
 
 
 def save_model(result: ChurnResult, directory: Path, as_of: date) -> tuple[Path, str]:
     """Write the fitted model (joblib) as `churn-<as_of>-<sha256[:12]>.joblib` in `directory` (temp file +
     rename); returns (path, full sha256 of the file). Same model bytes -> same name."""
-    payload = {"model": result.model, "numeric_features": NUMERIC, "categories": result.categories,
-               "threshold": result.threshold, "cutoff": result.cutoff.isoformat(), "as_of": as_of.isoformat(),
-               "horizon_days": HORIZON_DAYS, "holdout": result.holdout, "evaluation": result.evaluation,
-               "train_cutoffs": [c.isoformat() for c in result.train_cutoffs or []],
-               "sklearn_version": sklearn.__version__}
+    payload = {
+        "model": result.model,
+        "numeric_features": NUMERIC,
+        "categories": result.categories,
+        "threshold": result.threshold,
+        "cutoff": result.cutoff.isoformat(),
+        "as_of": as_of.isoformat(),
+        "horizon_days": HORIZON_DAYS,
+        "holdout": result.holdout,
+        "evaluation": result.evaluation,
+        "train_cutoffs": [c.isoformat() for c in result.train_cutoffs or []],
+        "sklearn_version": sklearn.__version__,
+    }
     buf = io.BytesIO()
     joblib.dump(payload, buf)
     data = buf.getvalue()

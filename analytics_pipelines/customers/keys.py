@@ -30,8 +30,9 @@ def dense_codes(s: pl.Series, many: bool = False) -> tuple[np.ndarray, int]:
         codes = s.rank("dense")
     else:
         values = s.drop_nulls().unique()
-        codes = s.replace_strict(values, pl.int_range(1, values.len() + 1, dtype=pl.UInt64, eager=True),
-                                 return_dtype=pl.UInt64)
+        codes = s.replace_strict(
+            values, pl.int_range(1, values.len() + 1, dtype=pl.UInt64, eager=True), return_dtype=pl.UInt64
+        )
     codes = codes.fill_null(0).cast(pl.UInt64).to_numpy()
     return codes, int(codes.max()) if codes.size else 0
 
@@ -46,7 +47,9 @@ def with_user_codes(orders: pl.DataFrame) -> pl.DataFrame:
     categories, cohorts, CLV: each used to code the ids itself) share one coding of the customer ids."""
     if orders.schema.get("user_id") != pl.String or USER_CODE in orders.columns:
         return orders
-    return orders.with_columns(pl.Series(USER_CODE, dense_codes(orders["user_id"], many=True)[0], dtype=pl.UInt64))
+    return orders.with_columns(
+        pl.Series(USER_CODE, dense_codes(orders["user_id"], many=True)[0], dtype=pl.UInt64)
+    )
 
 
 def user_codes(o: pl.DataFrame) -> tuple[np.ndarray, int]:
@@ -63,8 +66,13 @@ def ordered_codes(s: pl.Series) -> tuple[np.ndarray, int, pl.Series]:
     """Codes 1..n in the sort order of the distinct values (0 for NULL), n, and the values (value of code i
     at index i, NULL at 0), for a column with few distinct values."""
     values = s.drop_nulls().unique().sort()
-    codes = s.replace_strict(values, pl.int_range(1, values.len() + 1, dtype=pl.UInt64, eager=True),
-                             return_dtype=pl.UInt64).fill_null(0).to_numpy()
+    codes = (
+        s.replace_strict(
+            values, pl.int_range(1, values.len() + 1, dtype=pl.UInt64, eager=True), return_dtype=pl.UInt64
+        )
+        .fill_null(0)
+        .to_numpy()
+    )
     return codes, values.len(), pl.concat([pl.Series(s.name, [None], dtype=s.dtype), values])
 
 

@@ -35,7 +35,9 @@ from typing import Any, BinaryIO
 
 #: processes working on the tasks, the calling one included (TT_CUSTOMER_WORKERS overrides; 1 = no helpers)
 DEFAULT_WORKERS = 2
-_ONE_THREAD = {v: "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS")}
+_ONE_THREAD = {
+    v: "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS")
+}
 
 
 def default_workers() -> int:
@@ -74,8 +76,12 @@ class _Helper:
         # the helper inherits this process's environment (not a setting read: passed through unchanged)
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", __name__, *preload], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env={**os.environ, **_ONE_THREAD, "PYTHONPATH": path}, close_fds=True)
+            [sys.executable, "-m", __name__, *preload],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, **_ONE_THREAD, "PYTHONPATH": path},
+            close_fds=True,
+        )
         self.ready = False
         self.started = threading.Event()
         self._watcher = threading.Thread(target=self._wait_ready, daemon=True)
@@ -120,8 +126,9 @@ class TaskPool:
 
     Use as a context manager; create the pool before other work so that the helpers start meanwhile."""
 
-    def __init__(self, workers: int | None = None,
-                 preload: Sequence[str] = ("analytics_pipelines.customers.lifetime",)) -> None:
+    def __init__(
+        self, workers: int | None = None, preload: Sequence[str] = ("analytics_pipelines.customers.lifetime",)
+    ) -> None:
         self.workers = default_workers() if workers is None else max(1, workers)
         self._helpers = [_Helper(preload) for _ in range(self.workers - 1)]
         self.helper_tasks = 0  # tasks the helpers ran (the rest ran in this process)

@@ -29,8 +29,19 @@ import polars as pl
 from analytics_pipelines.customers import keys as K
 from analytics_pipelines.marts.sqlrun import run
 
-SEGMENTS = ("Champions", "Loyal Customers", "Potential Loyalists", "New Customers", "Promising",
-            "Need Attention", "About to Sleep", "At Risk", "Can't Lose Them", "Hibernating", "Lost")
+SEGMENTS = (
+    "Champions",
+    "Loyal Customers",
+    "Potential Loyalists",
+    "New Customers",
+    "Promising",
+    "Need Attention",
+    "About to Sleep",
+    "At Risk",
+    "Can't Lose Them",
+    "Hibernating",
+    "Lost",
+)
 
 #: R score -> the segment for FM = 1, 2, 3, 4, 5
 SEGMENT_GRID: dict[int, tuple[str, str, str, str, str]] = {
@@ -59,17 +70,35 @@ def segment_of(r: int, f: int, m: int) -> str:
 
 def segment_map() -> pl.DataFrame:
     """All 125 codes: r_score, f_score, m_score, rfm_code ('545'), segment."""
-    rows = [(r, f, m, f"{r}{f}{m}", segment_of(r, f, m)) for r in range(1, 6) for f in range(1, 6)
-            for m in range(1, 6)]
-    return pl.DataFrame(rows, schema={"r_score": pl.Int8, "f_score": pl.Int8, "m_score": pl.Int8,
-                                      "rfm_code": pl.String, "segment": pl.String}, orient="row")
+    rows = [
+        (r, f, m, f"{r}{f}{m}", segment_of(r, f, m))
+        for r in range(1, 6)
+        for f in range(1, 6)
+        for m in range(1, 6)
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={
+            "r_score": pl.Int8,
+            "f_score": pl.Int8,
+            "m_score": pl.Int8,
+            "rfm_code": pl.String,
+            "segment": pl.String,
+        },
+        orient="row",
+    )
 
 
-_AGGS = [pl.min("recognized_at").alias("first_purchase_at"), pl.max("recognized_at").alias("last_purchase_at"),
-         pl.max("day").alias("last_day"), pl.len().cast(pl.Int64).alias("orders"),
-         pl.sum("tickets").cast(pl.Int64).alias("tickets"),
-         pl.sum("gross_revenue_cents").cast(pl.Int64).alias("monetary_cents"),
-         pl.min("currency").alias("currency"), pl.max("currency").alias("max_currency")]
+_AGGS = [
+    pl.min("recognized_at").alias("first_purchase_at"),
+    pl.max("recognized_at").alias("last_purchase_at"),
+    pl.max("day").alias("last_day"),
+    pl.len().cast(pl.Int64).alias("orders"),
+    pl.sum("tickets").cast(pl.Int64).alias("tickets"),
+    pl.sum("gross_revenue_cents").cast(pl.Int64).alias("monetary_cents"),
+    pl.min("currency").alias("currency"),
+    pl.max("currency").alias("max_currency"),
+]
 
 
 def customer_base(orders: pl.DataFrame, as_of: date) -> pl.DataFrame:
@@ -79,32 +108,61 @@ def customer_base(orders: pl.DataFrame, as_of: date) -> pl.DataFrame:
 
     Raises ValueError when a scope mixes currencies (monetary values could not be compared)."""
     o = orders.filter((pl.col("day") <= as_of) & pl.col("user_id").is_not_null()).select(
-        "tenant_id", "venue_id", "user_id", "recognized_at", "day", "tickets", "gross_revenue_cents", "currency",
-        *[c for c in (K.USER_CODE,) if c in orders.columns])
+        "tenant_id",
+        "venue_id",
+        "user_id",
+        "recognized_at",
+        "day",
+        "tickets",
+        "gross_revenue_cents",
+        "currency",
+        *[c for c in (K.USER_CODE,) if c in orders.columns],
+    )
     fast = _customer_base_sorted(o)
     if fast is not None:
         return fast.with_columns((pl.lit(as_of) - pl.col("last_day")).dt.total_days().alias("recency_days"))
     none = pl.lit(None, pl.String)
     parts = [
-        o.group_by("tenant_id", "venue_id", "user_id").agg(_AGGS).with_columns(
-            pl.lit("venue").alias("scope"), pl.col("venue_id").alias("scope_id")),
-        o.group_by("tenant_id", "user_id").agg(_AGGS).with_columns(
-            pl.lit("tenant").alias("scope"), pl.col("tenant_id").alias("scope_id"), none.alias("venue_id")),
-        o.group_by("user_id").agg(_AGGS).with_columns(
-            pl.lit("platform").alias("scope"), pl.lit("platform").alias("scope_id"), none.alias("venue_id"),
-            none.alias("tenant_id")),
+        o.group_by("tenant_id", "venue_id", "user_id")
+        .agg(_AGGS)
+        .with_columns(pl.lit("venue").alias("scope"), pl.col("venue_id").alias("scope_id")),
+        o.group_by("tenant_id", "user_id")
+        .agg(_AGGS)
+        .with_columns(
+            pl.lit("tenant").alias("scope"), pl.col("tenant_id").alias("scope_id"), none.alias("venue_id")
+        ),
+        o.group_by("user_id")
+        .agg(_AGGS)
+        .with_columns(
+            pl.lit("platform").alias("scope"),
+            pl.lit("platform").alias("scope_id"),
+            none.alias("venue_id"),
+            none.alias("tenant_id"),
+        ),
     ]
-    base = pl.concat([p.select("scope", "scope_id", "tenant_id", "venue_id", "user_id", *[a.meta.output_name()
-                                                                                          for a in _AGGS])
-                      for p in parts])
+    base = pl.concat(
+        [
+            p.select(
+                "scope",
+                "scope_id",
+                "tenant_id",
+                "venue_id",
+                "user_id",
+                *[a.meta.output_name() for a in _AGGS],
+            )
+            for p in parts
+        ]
+    )
     base = base.with_columns((pl.lit(as_of) - pl.col("last_day")).dt.total_days().alias("recency_days"))
     mixed = base.filter(pl.col("currency") != pl.col("max_currency"))
     if mixed.height == 0:
         per_scope = base.group_by(SCOPE_KEY).agg(pl.col("currency").n_unique().alias("n"))
         mixed = per_scope.filter(pl.col("n") > 1)
     if mixed.height:
-        raise ValueError(f"customer analytics need one currency per scope; mixed currencies in {mixed.height} "
-                         f"scope/customer rows, e.g. {mixed.head(3).to_dicts()}")
+        raise ValueError(
+            f"customer analytics need one currency per scope; mixed currencies in {mixed.height} "
+            f"scope/customer rows, e.g. {mixed.head(3).to_dicts()}"
+        )
     return base.drop("max_currency")
 
 
@@ -116,15 +174,23 @@ def _customer_base_sorted(o: pl.DataFrame) -> pl.DataFrame | None:
     Applies to the warehouse's types without NULLs in the aggregated columns and one currency in all the
     orders (several currencies always mix in the platform scope, which the group-by path reports)."""
     schema = o.schema
-    if not (schema["day"] == pl.Date and schema["tickets"] == pl.Int64 and schema["gross_revenue_cents"] == pl.Int64
-            and isinstance(schema["recognized_at"], pl.Datetime) and schema["currency"] == pl.String):
+    if not (
+        schema["day"] == pl.Date
+        and schema["tickets"] == pl.Int64
+        and schema["gross_revenue_cents"] == pl.Int64
+        and isinstance(schema["recognized_at"], pl.Datetime)
+        and schema["currency"] == pl.String
+    ):
         return None
-    checks = o.select(pl.sum_horizontal(pl.col("recognized_at", "tickets", "gross_revenue_cents", "currency")
-                                        .null_count()).alias("nulls"), pl.col("currency").n_unique().alias("n"))
+    checks = o.select(
+        pl.sum_horizontal(
+            pl.col("recognized_at", "tickets", "gross_revenue_cents", "currency").null_count()
+        ).alias("nulls"),
+        pl.col("currency").n_unique().alias("n"),
+    )
     if checks["nulls"].item() or checks["n"].item() > 1:
         return None
-    (u, nu), (t, nt), (v, nv) = (K.user_codes(o), K.dense_codes(o["tenant_id"]),
-                                 K.dense_codes(o["venue_id"]))
+    (u, nu), (t, nt), (v, nv) = (K.user_codes(o), K.dense_codes(o["tenant_id"]), K.dense_codes(o["venue_id"]))
     key = K.combined_key([(u, nu), (t, nt), (v, nv)])
     if key is None:
         return None
@@ -139,9 +205,10 @@ def _customer_base_sorted(o: pl.DataFrame) -> pl.DataFrame | None:
     parts = []
     # customer-venue rows are runs of the full key, customer-tenant runs of key // venues, customers of key // both
     for scope, divisor, id_columns, scope_id in (
-            ("venue", 1, ["tenant_id", "venue_id"], pl.col("venue_id")),
-            ("tenant", nv + 1, ["tenant_id"], pl.col("tenant_id")),
-            ("platform", (nv + 1) * (nt + 1), [], pl.lit("platform"))):
+        ("venue", 1, ["tenant_id", "venue_id"], pl.col("venue_id")),
+        ("tenant", nv + 1, ["tenant_id"], pl.col("tenant_id")),
+        ("platform", (nv + 1) * (nt + 1), [], pl.lit("platform")),
+    ):
         starts = K.run_starts(key // np.uint64(divisor))
 
         def reduce(f, a):
@@ -154,12 +221,28 @@ def _customer_base_sorted(o: pl.DataFrame) -> pl.DataFrame | None:
             pl.Series("orders", K.run_lengths(starts, n), dtype=pl.Int64),
             pl.Series("tickets", reduce(np.add, tickets), dtype=pl.Int64),
             pl.Series("monetary_cents", reduce(np.add, cents), dtype=pl.Int64),
-            pl.lit(currency, pl.String).alias("currency"))
-        parts.append(part.with_columns(pl.lit(scope).alias("scope"), scope_id.alias("scope_id"),
-                                       *[none.alias(k) for k in ("tenant_id", "venue_id") if k not in id_columns]))
-    return pl.concat([p.select("scope", "scope_id", "tenant_id", "venue_id", "user_id", *[a.meta.output_name()
-                                                                                          for a in _AGGS[:-1]])
-                      for p in parts])
+            pl.lit(currency, pl.String).alias("currency"),
+        )
+        parts.append(
+            part.with_columns(
+                pl.lit(scope).alias("scope"),
+                scope_id.alias("scope_id"),
+                *[none.alias(k) for k in ("tenant_id", "venue_id") if k not in id_columns],
+            )
+        )
+    return pl.concat(
+        [
+            p.select(
+                "scope",
+                "scope_id",
+                "tenant_id",
+                "venue_id",
+                "user_id",
+                *[a.meta.output_name() for a in _AGGS[:-1]],
+            )
+            for p in parts
+        ]
+    )
 
 
 def quintile_score(value: str, higher_is_better: bool, group: str = "_scope") -> pl.Expr:
@@ -178,22 +261,47 @@ def score(base: pl.DataFrame, as_of: date) -> pl.DataFrame:
     if fast is not None:
         scored = base.with_columns(pl.Series(name, v, dtype=pl.Int8) for name, v in fast.items())
     else:
-        scored = base.with_columns(pl.Series("_scope", scope) if scope is not None
-                                   else pl.struct(SCOPE_KEY).rank("dense").alias("_scope")).with_columns(
+        scored = base.with_columns(
+            pl.Series("_scope", scope)
+            if scope is not None
+            else pl.struct(SCOPE_KEY).rank("dense").alias("_scope")
+        ).with_columns(
             quintile_score("recency_days", higher_is_better=False).alias("r_score"),
             quintile_score("orders", higher_is_better=True).alias("f_score"),
-            quintile_score("monetary_cents", higher_is_better=True).alias("m_score"))
+            quintile_score("monetary_cents", higher_is_better=True).alias("m_score"),
+        )
     # the code's row of segment_map (r, f, m loop in that order): a lookup, not a join
     codes = segment_map()
-    at = ((pl.col("r_score").cast(pl.Int32) - 1) * 25 + (pl.col("f_score").cast(pl.Int32) - 1) * 5
-          + pl.col("m_score").cast(pl.Int32) - 1)
-    scored = scored.with_columns(codes["rfm_code"].gather(scored.select(at).to_series()).alias("rfm_code"),
-                                 codes["segment"].gather(scored.select(at).to_series()).alias("segment"))
+    at = (
+        (pl.col("r_score").cast(pl.Int32) - 1) * 25
+        + (pl.col("f_score").cast(pl.Int32) - 1) * 5
+        + pl.col("m_score").cast(pl.Int32)
+        - 1
+    )
+    scored = scored.with_columns(
+        codes["rfm_code"].gather(scored.select(at).to_series()).alias("rfm_code"),
+        codes["segment"].gather(scored.select(at).to_series()).alias("segment"),
+    )
     return scored.select(
-        pl.lit(as_of).alias("as_of"), "scope", "scope_id", "tenant_id", "venue_id", "user_id",
-        "first_purchase_at", "last_purchase_at", "recency_days", pl.col("orders").alias("frequency"),
-        "monetary_cents", "tickets", "currency", "r_score", "f_score", "m_score", "rfm_code",
-        (pl.col("r_score") + pl.col("f_score") + pl.col("m_score")).cast(pl.Int8).alias("rfm_total"), "segment",
+        pl.lit(as_of).alias("as_of"),
+        "scope",
+        "scope_id",
+        "tenant_id",
+        "venue_id",
+        "user_id",
+        "first_purchase_at",
+        "last_purchase_at",
+        "recency_days",
+        pl.col("orders").alias("frequency"),
+        "monetary_cents",
+        "tickets",
+        "currency",
+        "r_score",
+        "f_score",
+        "m_score",
+        "rfm_code",
+        (pl.col("r_score") + pl.col("f_score") + pl.col("m_score")).cast(pl.Int8).alias("rfm_total"),
+        "segment",
     )
 
 
@@ -202,8 +310,9 @@ def _quintiles_numpy(base: pl.DataFrame, scope: np.ndarray) -> dict[str, np.ndar
     same integers as the polars rank over each scope (1 + 5 x strictly worse rows // rows of the scope).
     None for non-integer columns or NULLs (then the polars expressions run)."""
     columns = {"r_score": "recency_days", "f_score": "orders", "m_score": "monetary_cents"}
-    if base.height == 0 or any(not base.schema[c].is_integer() or base[c].null_count()
-                               for c in columns.values()):
+    if base.height == 0 or any(
+        not base.schema[c].is_integer() or base[c].null_count() for c in columns.values()
+    ):
         return None
     s = scope.astype(np.int64)
     n_scopes = int(s.max()) + 1
@@ -235,8 +344,9 @@ def _worse(s: np.ndarray, n_scopes: int, v: np.ndarray) -> np.ndarray:
     scope_start = np.r_[True, so[1:] != so[:-1]]
     run_start = scope_start | np.r_[True, vo[1:] != vo[:-1]]
     out = np.empty(v.size, dtype=np.int64)
-    out[order] = (np.maximum.accumulate(np.where(run_start, idx, 0))
-                  - np.maximum.accumulate(np.where(scope_start, idx, 0)))
+    out[order] = np.maximum.accumulate(np.where(run_start, idx, 0)) - np.maximum.accumulate(
+        np.where(scope_start, idx, 0)
+    )
     return out
 
 
@@ -251,4 +361,6 @@ def segment_transitions(previous: pl.DataFrame, current: pl.DataFrame) -> pl.Dat
     A customer absent from `previous` (first purchase in between) comes from the segment '(new)'. Only the
     columns the SQL reads are handed to DuckDB (each frame is copied to Arrow first: ~5 M rows a week)."""
     columns = ["as_of", "scope", "scope_id", "tenant_id", "venue_id", "user_id", "segment", "monetary_cents"]
-    return run("customer_segment_transitions", {"prev": previous.select(columns), "cur": current.select(columns)})
+    return run(
+        "customer_segment_transitions", {"prev": previous.select(columns), "cur": current.select(columns)}
+    )

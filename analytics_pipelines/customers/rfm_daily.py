@@ -31,15 +31,37 @@ import polars as pl
 from analytics_pipelines.customers import rfm
 
 KEY = ["scope", "scope_id", "tenant_id", "venue_id", "user_id"]
-VALUES = ["first_purchase_at", "last_purchase_at", "last_day", "orders", "tickets", "monetary_cents",
-          "currency"]
+VALUES = [
+    "first_purchase_at",
+    "last_purchase_at",
+    "last_day",
+    "orders",
+    "tickets",
+    "monetary_cents",
+    "currency",
+]
 STATE_COLUMNS = ["state_day", *KEY, *VALUES]
 #: the fct_orders columns the state is computed from
-ORDER_COLUMNS = ["tenant_id", "venue_id", "user_id", "recognized_at", "day", "tickets", "gross_revenue_cents",
-                 "currency"]
-_MERGE = [pl.min("first_purchase_at"), pl.max("last_purchase_at"), pl.max("last_day"), pl.sum("orders"),
-          pl.sum("tickets"), pl.sum("monetary_cents"), pl.min("currency"),
-          pl.max("currency").alias("_max_currency")]
+ORDER_COLUMNS = [
+    "tenant_id",
+    "venue_id",
+    "user_id",
+    "recognized_at",
+    "day",
+    "tickets",
+    "gross_revenue_cents",
+    "currency",
+]
+_MERGE = [
+    pl.min("first_purchase_at"),
+    pl.max("last_purchase_at"),
+    pl.max("last_day"),
+    pl.sum("orders"),
+    pl.sum("tickets"),
+    pl.sum("monetary_cents"),
+    pl.min("currency"),
+    pl.max("currency").alias("_max_currency"),
+]
 
 
 def _state(base: pl.DataFrame, day: date) -> pl.DataFrame:
@@ -51,8 +73,9 @@ def rfm_state_full(orders: pl.DataFrame, day: date) -> pl.DataFrame:
     return _state(rfm.customer_base(orders, day), day)
 
 
-def rfm_state_advance(prev_state: pl.DataFrame | None, orders_of_day: pl.DataFrame,
-                      day: date) -> pl.DataFrame:
+def rfm_state_advance(
+    prev_state: pl.DataFrame | None, orders_of_day: pl.DataFrame, day: date
+) -> pl.DataFrame:
     """The state as of the end of `day`: `prev_state` (the state of day - 1; None on the first day of the
     history) merged with `orders_of_day` (the fct_orders rows of `day`, all of them, nothing else).
 
@@ -64,8 +87,9 @@ def rfm_state_advance(prev_state: pl.DataFrame | None, orders_of_day: pl.DataFra
     if prev_state is not None and prev_state.height:
         prev_day = prev_state["state_day"][0]
         if prev_day != day - timedelta(days=1) or prev_state["state_day"].n_unique() != 1:
-            raise ValueError(f"the state advanced to {day} must be that of {day - timedelta(days=1)}, "
-                             f"got {prev_day}")
+            raise ValueError(
+                f"the state advanced to {day} must be that of {day - timedelta(days=1)}, got {prev_day}"
+            )
     return _merge(prev_state, orders_of_day, day)
 
 
@@ -89,35 +113,47 @@ def _merge(prev_state: pl.DataFrame | None, orders: pl.DataFrame, day: date) -> 
     touched, rest = prev_state.filter(active), prev_state.filter(~active)
     merged = pl.concat([touched.select(*KEY, *VALUES), new.select(*KEY, *VALUES)]).group_by(KEY).agg(_MERGE)
     _check_currencies(rest, merged)
-    return pl.concat([rest.with_columns(pl.lit(day).alias("state_day")),
-                      merged.drop("_max_currency").select(pl.lit(day).alias("state_day"), *KEY, *VALUES)])
+    return pl.concat(
+        [
+            rest.with_columns(pl.lit(day).alias("state_day")),
+            merged.drop("_max_currency").select(pl.lit(day).alias("state_day"), *KEY, *VALUES),
+        ]
+    )
 
 
 def _check_currencies(rest: pl.DataFrame, merged: pl.DataFrame) -> None:
     """rfm.customer_base's rule: one currency per scope. Cheap when everything is in one currency."""
     mixed = merged.filter(pl.col("currency") != pl.col("_max_currency"))
     if mixed.height == 0:
-        currencies = set(merged["currency"].drop_nulls().unique()) | set(rest["currency"].drop_nulls().unique())
+        currencies = set(merged["currency"].drop_nulls().unique()) | set(
+            rest["currency"].drop_nulls().unique()
+        )
         if len(currencies) <= 1:
             return
         cols = ["scope", "scope_id", "currency"]
         both = pl.concat([rest.select(cols), merged.select(cols)])
         mixed = both.group_by(cols[:2]).agg(pl.col("currency").n_unique().alias("n")).filter(pl.col("n") > 1)
     if mixed.height:
-        raise ValueError(f"customer analytics need one currency per scope; mixed currencies in {mixed.height} "
-                         f"scope/customer rows, e.g. {mixed.head(3).to_dicts()}")
+        raise ValueError(
+            f"customer analytics need one currency per scope; mixed currencies in {mixed.height} "
+            f"scope/customer rows, e.g. {mixed.head(3).to_dicts()}"
+        )
 
 
-def rfm_state_replay(state: pl.DataFrame | None, orders: pl.DataFrame, through: date,
-                     first_day: date | None = None) -> dict[date, pl.DataFrame]:
+def rfm_state_replay(
+    state: pl.DataFrame | None, orders: pl.DataFrame, through: date, first_day: date | None = None
+) -> dict[date, pl.DataFrame]:
     """The states of every day after `state`'s (or from `first_day` when `state` is None) up to `through`,
     each advanced from the one before with that day's rows of `orders` (rows of other days ignored)."""
     if state is None and first_day is None:
         raise ValueError("rfm_state_replay needs a state or a first day")
     day = first_day if state is None or state.height == 0 else state["state_day"][0] + timedelta(days=1)
     in_range = orders.filter(pl.col("day").is_between(day, through))
-    by_day = ({k[0]: part for k, part in in_range.partition_by("day", as_dict=True).items()}
-              if in_range.height else {})
+    by_day = (
+        {k[0]: part for k, part in in_range.partition_by("day", as_dict=True).items()}
+        if in_range.height
+        else {}
+    )
     out = {}
     while day <= through:
         state = rfm_state_advance(state, by_day.get(day, orders.clear()), day)
@@ -132,7 +168,8 @@ def rfm_scores_from_state(state: pl.DataFrame, as_of: date) -> pl.DataFrame:
     if state.height and state["state_day"][0] != as_of:
         raise ValueError(f"scores as of {as_of} need the state of that day, got {state['state_day'][0]}")
     base = state.drop("state_day").with_columns(
-        (pl.lit(as_of) - pl.col("last_day")).dt.total_days().alias("recency_days"))
+        (pl.lit(as_of) - pl.col("last_day")).dt.total_days().alias("recency_days")
+    )
     return rfm.score(base, as_of)
 
 
@@ -142,7 +179,9 @@ def orders_digest(orders_of_day: pl.DataFrame) -> int:
     order) and needs the catch-up from the settled state, or not (advance yesterday's current state)."""
     if orders_of_day.height == 0:
         return 0
-    return int(orders_of_day.select(ORDER_COLUMNS).hash_rows(seed=20261206).cast(pl.UInt64).sum()) & (2**63 - 1)
+    return int(orders_of_day.select(ORDER_COLUMNS).hash_rows(seed=20261206).cast(pl.UInt64).sum()) & (
+        2**63 - 1
+    )
 
 
 def retained_days(days: list[date], today: date, daily_days: int = 35) -> list[date]:

@@ -55,11 +55,14 @@ def stored_state_days(wh: Warehouse) -> list[date]:
 
 
 def _orders(wh: Warehouse, first: date, last: date) -> pl.DataFrame:
-    return wh.read_partitions("fct_orders", "day", first.isoformat(), last.isoformat(), columns=D.ORDER_COLUMNS)
+    return wh.read_partitions(
+        "fct_orders", "day", first.isoformat(), last.isoformat(), columns=D.ORDER_COLUMNS
+    )
 
 
-def build_history(wh: Warehouse, days: list[date], full: bool = False,
-                  orders_changed: list[str] | None = None) -> History:
+def build_history(
+    wh: Warehouse, days: list[date], full: bool = False, orders_changed: list[str] | None = None
+) -> History:
     """customer_rfm_scores of `days` (sorted) and the settled state to store. `orders_changed`: the fct_orders
     partitions rewritten since this asset's last build (None: unknown, then a stored state is still used:
     its days were final when it was written)."""
@@ -68,7 +71,10 @@ def build_history(wh: Warehouse, days: list[date], full: bool = False,
     stored = [] if full else [d for d in stored_state_days(wh) if d <= base_day]
     reason = "full_refresh" if full else "no stored state before the run" if not stored else None
     if stored and orders_changed and min(orders_changed) <= stored[-1].isoformat():
-        reason, stored = f"fct_orders rewritten from {min(orders_changed)} (on or before the stored state)", []
+        reason, stored = (
+            f"fct_orders rewritten from {min(orders_changed)} (on or before the stored state)",
+            [],
+        )
     if stored:
         s = stored[-1]
         state = wh.read_partitions(STATE, "state_day", s.isoformat(), s.isoformat()).select(D.STATE_COLUMNS)
@@ -86,8 +92,14 @@ def build_history(wh: Warehouse, days: list[date], full: bool = False,
     state_day = last - timedelta(days=SETTLE_DAYS)
     older = [d for d in stored_state_days(wh) if d < state_day]
     obsolete = older[:-1]  # the newest older state stays: a re-run of the same day starts from it
-    return History(scores, state.with_columns(pl.lit(state_day).alias("state_day")), state_day, mode, obsolete,
-                   orders.height)
+    return History(
+        scores,
+        state.with_columns(pl.lit(state_day).alias("state_day")),
+        state_day,
+        mode,
+        obsolete,
+        orders.height,
+    )
 
 
 def to_drop(existing: list[date], run_days: list[date], today: date) -> list[date]:

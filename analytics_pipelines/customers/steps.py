@@ -28,15 +28,23 @@ def through(wh) -> date:
 def customer_attendance(ctx: BuildContext) -> Built:
     inputs = CB.attendance_inputs(ctx.wh)
     df = CB.attendance(ctx.wh, ctx.now, inputs)
-    return Built({"customer_attendance": df}, extras={"inputs": inputs}, metadata={
-        "now": ctx.now.isoformat(), "holders": df["user_id"].n_unique(),
-        "tickets_ended": int(df["tickets_ended"].sum() or 0), "no_shows": int(df["no_shows"].sum() or 0)})
+    return Built(
+        {"customer_attendance": df},
+        extras={"inputs": inputs},
+        metadata={
+            "now": ctx.now.isoformat(),
+            "holders": df["user_id"].n_unique(),
+            "tickets_ended": int(df["tickets_ended"].sum() or 0),
+            "no_shows": int(df["no_shows"].sum() or 0),
+        },
+    )
 
 
 def check_attendance(ctx: BuildContext, built: Built) -> CheckOutcome:
     inputs = built.extras["inputs"]
-    return R.check_attendance(ctx.wh, built.frames["customer_attendance"], inputs["tickets"], inputs["scans"],
-                              ctx.now)
+    return R.check_attendance(
+        ctx.wh, built.frames["customer_attendance"], inputs["tickets"], inputs["scans"], ctx.now
+    )
 
 
 def customer_rfm_scores(ctx: BuildContext) -> Built:
@@ -51,19 +59,32 @@ def customer_rfm_scores(ctx: BuildContext) -> Built:
         ctx.wh.drop_partitions(H.STATE, "state_day", (max(h.obsolete_states) + timedelta(days=1)).isoformat())
     latest = max(days)
     last = df.filter((pl.col("as_of") == latest) & (pl.col("scope") == "platform"))
-    segs = last.group_by("segment").agg(pl.len().alias("customers"), pl.sum("monetary_cents")).sort(
-        "customers", descending=True)
-    return Built({H.SCORES: df, H.STATE: h.state},
-                 written={H.SCORES: sorted({d.isoformat() for d in (*days, *dropped)}),
-                          H.STATE: [h.state_day.isoformat()]},
-                 metadata={"mode": h.mode, "days": len(days), "latest_as_of": latest.isoformat(),
-                           "orders_read": h.orders_read, "state_day": h.state_day.isoformat(),
-                           "state_rows": h.state.height, "platform_customers": last.height,
-                           "retention": f"last {H.RETAIN_DAYS} days and every Sunday",
-                           "dropped_partitions": len(dropped),
-                           "dropped": ", ".join(d.isoformat() for d in dropped) or "none",
-                           "dropped_states": ", ".join(d.isoformat() for d in h.obsolete_states) or "none",
-                           "platform_segments": md_table(segs, 12)})
+    segs = (
+        last.group_by("segment")
+        .agg(pl.len().alias("customers"), pl.sum("monetary_cents"))
+        .sort("customers", descending=True)
+    )
+    return Built(
+        {H.SCORES: df, H.STATE: h.state},
+        written={
+            H.SCORES: sorted({d.isoformat() for d in (*days, *dropped)}),
+            H.STATE: [h.state_day.isoformat()],
+        },
+        metadata={
+            "mode": h.mode,
+            "days": len(days),
+            "latest_as_of": latest.isoformat(),
+            "orders_read": h.orders_read,
+            "state_day": h.state_day.isoformat(),
+            "state_rows": h.state.height,
+            "platform_customers": last.height,
+            "retention": f"last {H.RETAIN_DAYS} days and every Sunday",
+            "dropped_partitions": len(dropped),
+            "dropped": ", ".join(d.isoformat() for d in dropped) or "none",
+            "dropped_states": ", ".join(d.isoformat() for d in h.obsolete_states) or "none",
+            "platform_segments": md_table(segs, 12),
+        },
+    )
 
 
 def check_rfm(ctx: BuildContext, built: Built) -> CheckOutcome:
@@ -80,18 +101,28 @@ def customer_segment_transitions(ctx: BuildContext) -> Built:
     previous = wh.read_table("customer_segment_transitions") if days is not None and have else None
     changed = CB.sundays_of(days) if days is not None else None
     df = CB.segment_transitions(wh, previous=previous, changed=changed)
-    last = (df.filter((pl.col("to_as_of") == df["to_as_of"].max()) & (pl.col("scope") == "platform"))
-            if df.height else df)
+    last = (
+        df.filter((pl.col("to_as_of") == df["to_as_of"].max()) & (pl.col("scope") == "platform"))
+        if df.height
+        else df
+    )
     moved = last.filter(pl.col("from_segment") != pl.col("to_segment")).sort("customers", descending=True)
-    return Built({"customer_segment_transitions": df}, metadata={
-        "mode": "full" if previous is None else f"incremental ({len(changed or ())} RFM Sundays rewritten)",
-        "as_of_pairs": df.select("from_as_of", "to_as_of").unique().height if df.height else 0,
-        "latest_platform_moves": md_table(moved.select("from_segment", "to_segment", "customers"), 12)})
+    return Built(
+        {"customer_segment_transitions": df},
+        metadata={
+            "mode": "full"
+            if previous is None
+            else f"incremental ({len(changed or ())} RFM Sundays rewritten)",
+            "as_of_pairs": df.select("from_as_of", "to_as_of").unique().height if df.height else 0,
+            "latest_platform_moves": md_table(moved.select("from_segment", "to_segment", "customers"), 12),
+        },
+    )
 
 
 def check_transitions(ctx: BuildContext, built: Built) -> CheckOutcome:
-    counts = ctx.wh.read("SELECT as_of, scope, scope_id, count(*) AS customers FROM customer_rfm_scores "
-                         "GROUP BY 1, 2, 3")
+    counts = ctx.wh.read(
+        "SELECT as_of, scope, scope_id, count(*) AS customers FROM customer_rfm_scores GROUP BY 1, 2, 3"
+    )
     return R.check_transitions(built.frames["customer_segment_transitions"], counts)
 
 
@@ -105,26 +136,53 @@ def customer_churn_model(ctx: BuildContext) -> Built:
         result = churn.train(inp, last)
     except churn.NotEnoughHistory as exc:
         ctx.log.warning(f"no churn model: {exc}")
-        return Built({"customer_churn_scores": churn.rule_scores_only(inp, last),
-                      "churn_model_performance": _no_performance()},
-                     extras={"not_trained": str(exc)}, metadata={"model": "none", "reason": str(exc)})
+        return Built(
+            {
+                "customer_churn_scores": churn.rule_scores_only(inp, last),
+                "churn_model_performance": _no_performance(),
+            },
+            extras={"not_trained": str(exc)},
+            metadata={"model": "none", "reason": str(exc)},
+        )
     path, digest = churn.save_model(result, ctx.data_dir / "models" / "customer_churn", last)
     auc = {k.split(":")[0]: v for k, v in result.holdout.items() if k.endswith(":roc_auc")}
     headline = result.performance.filter(pl.col("bucket").is_null()).pivot(
-        on="model", index=[c for c in ("evaluation", "metric") if c in result.performance.columns], values="value")
+        on="model",
+        index=[c for c in ("evaluation", "metric") if c in result.performance.columns],
+        values="value",
+    )
     return Built(
         {"customer_churn_scores": result.scores, "churn_model_performance": result.performance},
-        extras={"auc": auc}, data_version=digest[:16],
-        metadata={"artifact": str(path), "sha256": digest, "as_of": last.isoformat(),
-                  "cutoff": result.cutoff.isoformat(), "threshold": result.threshold,
-                  "customers_scored": result.scores.height, "holdout": md_table(headline, 20),
-                  **{f"holdout_{k.replace(':', '_')}": float(v) for k, v in result.holdout.items()
-                     if v is not None and v == v}})
+        extras={"auc": auc},
+        data_version=digest[:16],
+        metadata={
+            "artifact": str(path),
+            "sha256": digest,
+            "as_of": last.isoformat(),
+            "cutoff": result.cutoff.isoformat(),
+            "threshold": result.threshold,
+            "customers_scored": result.scores.height,
+            "holdout": md_table(headline, 20),
+            **{
+                f"holdout_{k.replace(':', '_')}": float(v)
+                for k, v in result.holdout.items()
+                if v is not None and v == v
+            },
+        },
+    )
 
 
 def _no_performance() -> pl.DataFrame:
-    return pl.DataFrame(schema={"model_family": pl.String, "model": pl.String, "metric": pl.String,
-                                "bucket": pl.String, "value": pl.Float64, "n": pl.Int64})
+    return pl.DataFrame(
+        schema={
+            "model_family": pl.String,
+            "model": pl.String,
+            "metric": pl.String,
+            "bucket": pl.String,
+            "value": pl.Float64,
+            "n": pl.Int64,
+        }
+    )
 
 
 def check_churn_beats_rules(ctx: BuildContext, built: Built) -> CheckOutcome:
@@ -149,12 +207,18 @@ def customer_lifetime_value(ctx: BuildContext) -> Built:
     df, fits, perf = lifetime.lifetime_value_and_holdout(CB.orders(wh, last), last, CB.churn_scores(wh))
     by_fit = df.group_by("fit_scope").agg(pl.len().alias("rows"), pl.sum("clv_12m_cents")).sort("fit_scope")
     totals = perf.filter(pl.col("bucket").is_null()).select("metric", "value", "n")
-    return Built({"customer_lifetime_value": df, "customer_clv_fits": fits, "clv_model_performance": perf},
-                 extras={"as_of": last}, metadata={
-                     "as_of": last.isoformat(), "rows_by_fit_scope": md_table(by_fit), "fits": md_table(fits),
-                     "holdout_validation": md_table(totals),
-                     "total_clv_12m_cents": float(df["clv_12m_cents"].sum() or 0),
-                     "total_historic_value_cents": int(df["historic_value_cents"].sum() or 0)})
+    return Built(
+        {"customer_lifetime_value": df, "customer_clv_fits": fits, "clv_model_performance": perf},
+        extras={"as_of": last},
+        metadata={
+            "as_of": last.isoformat(),
+            "rows_by_fit_scope": md_table(by_fit),
+            "fits": md_table(fits),
+            "holdout_validation": md_table(totals),
+            "total_clv_12m_cents": float(df["clv_12m_cents"].sum() or 0),
+            "total_historic_value_cents": int(df["historic_value_cents"].sum() or 0),
+        },
+    )
 
 
 def check_clv(ctx: BuildContext, built: Built) -> CheckOutcome:
@@ -169,10 +233,18 @@ def customer_segments(ctx: BuildContext) -> Built:
     latest = CB.rfm_at(wh, dates[-1])
     df = CB.customer_segments(latest, wh.read_table("customer_lifetime_value"))
     platform = df.filter(pl.col("scope") == "platform").select(
-        "segment", "customers", "revenue_cents", "avg_order_value_cents", "avg_purchase_frequency",
-        "avg_clv_12m_cents")
-    return Built({"customer_segments": df}, extras={"latest": latest},
-                 metadata={"as_of": dates[-1].isoformat(), "platform": md_table(platform, 11)})
+        "segment",
+        "customers",
+        "revenue_cents",
+        "avg_order_value_cents",
+        "avg_purchase_frequency",
+        "avg_clv_12m_cents",
+    )
+    return Built(
+        {"customer_segments": df},
+        extras={"latest": latest},
+        metadata={"as_of": dates[-1].isoformat(), "platform": md_table(platform, 11)},
+    )
 
 
 def check_segments(ctx: BuildContext, built: Built) -> CheckOutcome:
@@ -183,10 +255,18 @@ def customer_cohorts(ctx: BuildContext) -> Built:
     last = through(ctx.wh)
     df = CB.cohorts(CB.orders(ctx.wh, last), last)
     platform = df.filter(pl.col("scope") == "platform")
-    matrix = (platform.pivot(on="months_since_first", index="cohort_month", values="retention_pct")
-              .sort("cohort_month").tail(12) if platform.height else platform)
-    return Built({"customer_cohorts": df}, extras={"through": last},
-                 metadata={"through": last.isoformat(), "platform_retention_pct": md_table(matrix, 12)})
+    matrix = (
+        platform.pivot(on="months_since_first", index="cohort_month", values="retention_pct")
+        .sort("cohort_month")
+        .tail(12)
+        if platform.height
+        else platform
+    )
+    return Built(
+        {"customer_cohorts": df},
+        extras={"through": last},
+        metadata={"through": last.isoformat(), "platform_retention_pct": md_table(matrix, 12)},
+    )
 
 
 def check_cohorts(ctx: BuildContext, built: Built) -> CheckOutcome:
@@ -197,10 +277,17 @@ def customer_360(ctx: BuildContext) -> Built:
     last = through(ctx.wh)
     df = CB.customer_360_from(ctx.wh, last)
     buyers = df.filter(pl.col("orders") > 0)
-    return Built({"customer_360": df}, extras={"through": last}, metadata={
-        "as_of": last.isoformat(), "buyers": buyers.height, "users_without_purchase": df.height - buyers.height,
-        "mean_churn_probability": float(buyers["churn_probability"].mean() or 0),
-        "no_show_rate_pct": float(buyers["no_shows"].sum() / max(1, buyers["tickets_ended"].sum()) * 100)})
+    return Built(
+        {"customer_360": df},
+        extras={"through": last},
+        metadata={
+            "as_of": last.isoformat(),
+            "buyers": buyers.height,
+            "users_without_purchase": df.height - buyers.height,
+            "mean_churn_probability": float(buyers["churn_probability"].mean() or 0),
+            "no_show_rate_pct": float(buyers["no_shows"].sum() / max(1, buyers["tickets_ended"].sum()) * 100),
+        },
+    )
 
 
 def check_customer_360(ctx: BuildContext, built: Built) -> CheckOutcome:

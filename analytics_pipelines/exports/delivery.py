@@ -48,8 +48,13 @@ RETRY_BASE_S = 300  # 5 min, 10, 20, 40
 DEFAULT_ATTACHMENT_LIMIT = 5 * 1024 * 1024
 _EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-MIME = {".pdf": "application/pdf", ".csv": "text/csv", ".zip": "application/zip", ".json": "application/json",
-        ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+MIME = {
+    ".pdf": "application/pdf",
+    ".csv": "text/csv",
+    ".zip": "application/zip",
+    ".json": "application/json",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
 
 
 def attachment_limit() -> int:
@@ -62,9 +67,18 @@ def attachment_limit() -> int:
         raise ValueError(f"TT_EMAIL_ATTACHMENT_LIMIT_BYTES must be a number of bytes, got {raw!r}") from None
 
 
-def create_subscription(engine: sa.Engine, tenant_id: str, venue_id: str, report: str, recipients: list[str],
-                        cadence: str, fmt: str = "pdf", local_time: str = "07:00", timezone: str = "UTC",
-                        created_by: str | None = None) -> int:
+def create_subscription(
+    engine: sa.Engine,
+    tenant_id: str,
+    venue_id: str,
+    report: str,
+    recipients: list[str],
+    cadence: str,
+    fmt: str = "pdf",
+    local_time: str = "07:00",
+    timezone: str = "UTC",
+    created_by: str | None = None,
+) -> int:
     """Validate and store a subscription; its id. ExportRequestError says what is wrong."""
     if report not in REPORTS:
         raise ExportRequestError(f"unknown report {report!r}; expected one of {', '.join(REPORTS)}")
@@ -86,15 +100,25 @@ def create_subscription(engine: sa.Engine, tenant_id: str, venue_id: str, report
     except (ZoneInfoNotFoundError, ValueError):
         raise ExportRequestError(f"unknown time zone {timezone!r}") from None
     with engine.begin() as conn:
-        return conn.execute(report_subscriptions.insert().values(
-            tenant_id=tenant_id.lower(), venue_id=venue_id.lower(), report=report, format=fmt,
-            recipients=list(recipients), cadence=cadence, local_time=local_time, timezone=timezone,
-            created_by=created_by, created_at=utcnow())).inserted_primary_key[0]
+        return conn.execute(
+            report_subscriptions.insert().values(
+                tenant_id=tenant_id.lower(),
+                venue_id=venue_id.lower(),
+                report=report,
+                format=fmt,
+                recipients=list(recipients),
+                cadence=cadence,
+                local_time=local_time,
+                timezone=timezone,
+                created_by=created_by,
+                created_at=utcnow(),
+            )
+        ).inserted_primary_key[0]
 
 
 @dataclass(frozen=True)
 class Period:
-    label: str      # ledger key: 2026-11-21 | 2026-W47 | 2026-11
+    label: str  # ledger key: 2026-11-21 | 2026-W47 | 2026-11
     first: date
     last: date
     due_at: datetime
@@ -146,40 +170,74 @@ def due_deliveries(engine: sa.Engine, now: datetime | None = None) -> list[DueDe
     s, d = report_subscriptions, report_deliveries
     with engine.connect() as conn:
         subs = conn.execute(sa.select(s).where(s.c.enabled.is_(True)).order_by(s.c.id)).mappings().all()
-        periods = {sub["id"]: latest_due_period(sub["cadence"], sub["local_time"], sub["timezone"], now).label
-                   for sub in subs}
+        periods = {
+            sub["id"]: latest_due_period(sub["cadence"], sub["local_time"], sub["timezone"], now).label
+            for sub in subs
+        }
         ledger = {}
         if subs:  # only the rows of the periods due now (the ledger grows by one row per delivery)
-            ledger = {(r.subscription_id, r.period): r for r in conn.execute(sa.select(d).where(
-                d.c.subscription_id.in_(list(periods)), d.c.period.in_(sorted(set(periods.values()))))).all()}
+            ledger = {
+                (r.subscription_id, r.period): r
+                for r in conn.execute(
+                    sa.select(d).where(
+                        d.c.subscription_id.in_(list(periods)), d.c.period.in_(sorted(set(periods.values())))
+                    )
+                ).all()
+            }
     out = []
     for sub in subs:
         label = periods[sub["id"]]
         row = ledger.get((sub["id"], label))
         if row is None:
             out.append(DueDelivery(sub["id"], label, 0))
-        elif (row.status == "failed" and row.attempts < MAX_ATTEMPTS
-              and (row.next_attempt_at is None or as_utc(row.next_attempt_at) <= now)):
+        elif (
+            row.status == "failed"
+            and row.attempts < MAX_ATTEMPTS
+            and (row.next_attempt_at is None or as_utc(row.next_attempt_at) <= now)
+        ):
             out.append(DueDelivery(sub["id"], label, row.attempts))
     return out
 
 
-def _claim(engine: sa.Engine, subscription_id: int, period: str, now: datetime,
-           lease: timedelta = outbox.DEFAULT_LEASE) -> bool:
+def _claim(
+    engine: sa.Engine,
+    subscription_id: int,
+    period: str,
+    now: datetime,
+    lease: timedelta = outbox.DEFAULT_LEASE,
+) -> bool:
     """While `sending`, next_attempt_at holds the end of the claim's lease (the sweeper's cue)."""
     d = report_deliveries
     try:
         with engine.begin() as conn:
-            conn.execute(d.insert().values(subscription_id=subscription_id, period=period, status="sending",
-                                           attempts=0, created_at=now, next_attempt_at=now + lease))
+            conn.execute(
+                d.insert().values(
+                    subscription_id=subscription_id,
+                    period=period,
+                    status="sending",
+                    attempts=0,
+                    created_at=now,
+                    next_attempt_at=now + lease,
+                )
+            )
         return True
     except sa.exc.IntegrityError:
         pass
     with engine.begin() as conn:
-        return conn.execute(d.update().where(
-            d.c.subscription_id == subscription_id, d.c.period == period, d.c.status == "failed",
-            d.c.attempts < MAX_ATTEMPTS, sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now),
-        ).values(status="sending", next_attempt_at=now + lease)).rowcount == 1
+        return (
+            conn.execute(
+                d.update()
+                .where(
+                    d.c.subscription_id == subscription_id,
+                    d.c.period == period,
+                    d.c.status == "failed",
+                    d.c.attempts < MAX_ATTEMPTS,
+                    sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now),
+                )
+                .values(status="sending", next_attempt_at=now + lease)
+            ).rowcount
+            == 1
+        )
 
 
 def _period_of(sub, period_label: str) -> tuple[date, date]:
@@ -195,8 +253,9 @@ def _period_of(sub, period_label: str) -> tuple[date, date]:
     return first, nxt - timedelta(days=1)
 
 
-def render_subscription(wh: Warehouse, sub, period_label: str, out_dir: Path | None = None,
-                        now: datetime | None = None) -> Path:
+def render_subscription(
+    wh: Warehouse, sub, period_label: str, out_dir: Path | None = None, now: datetime | None = None
+) -> Path:
     first, last = _period_of(sub, period_label)
     if sub["report"] == "daily_venue":
         report = daily_venue_report(wh, sub["venue_id"], first, sub["tenant_id"], now=now)
@@ -205,24 +264,39 @@ def render_subscription(wh: Warehouse, sub, period_label: str, out_dir: Path | N
         if sub["cadence"] == "monthly":  # the previous calendar month, not the 30 days before
             prev_last = first - timedelta(days=1)
             previous = (prev_last.replace(day=1), prev_last)
-        report = executive_report(wh, sub["venue_id"], first, last, sub["tenant_id"], now=now, previous=previous)
-    target = (out_dir or data_dir() / "reports" / "deliveries") / str(sub["id"]) / f"{sub['report']}_{period_label}"
+        report = executive_report(
+            wh, sub["venue_id"], first, last, sub["tenant_id"], now=now, previous=previous
+        )
+    target = (
+        (out_dir or data_dir() / "reports" / "deliveries")
+        / str(sub["id"])
+        / f"{sub['report']}_{period_label}"
+    )
     return render(report, sub["format"], target)
 
 
 @dataclass(frozen=True)
 class DeliveryOutcome:
-    status: str     # sent | failed | skipped
+    status: str  # sent | failed | skipped
     attempts: int = 0
     error: str | None = None
     file_path: str | None = None
     attached: bool = False
 
 
-def deliver(engine: sa.Engine, wh: Warehouse, subscription_id: int, period: str, smtp: SmtpSettings,
-            now: datetime | None = None, out_dir: Path | None = None, limit_bytes: int | None = None,
-            link_base: str | None = None, smtp_retries: int = 1,
-            lease: timedelta = outbox.DEFAULT_LEASE) -> DeliveryOutcome:
+def deliver(
+    engine: sa.Engine,
+    wh: Warehouse,
+    subscription_id: int,
+    period: str,
+    smtp: SmtpSettings,
+    now: datetime | None = None,
+    out_dir: Path | None = None,
+    limit_bytes: int | None = None,
+    link_base: str | None = None,
+    smtp_retries: int = 1,
+    lease: timedelta = outbox.DEFAULT_LEASE,
+) -> DeliveryOutcome:
     """Claim (subscription, period) and, only if this call won the claim, render the report, store the
     e-mail in the delivery ledger and send it (`smtp_retries` quick retries inside this attempt; later
     attempts come from the ledger's backoff)."""
@@ -246,45 +320,80 @@ def deliver(engine: sa.Engine, wh: Warehouse, subscription_id: int, period: str,
         title = f"{kind} {period} – {venue_name(wh, sub['venue_id'])}"
         attach = size <= limit
         location = f"{link_base.rstrip('/')}/{path.name}" if link_base else str(path)
-        body = (f"{title} is attached ({path.name}, {size:,} bytes)." if attach else
-                f"{title} is {size:,} bytes, above the {limit:,}-byte attachment limit, so it is not attached. "
-                f"It is available at:\n{location}")
-        files = ([Attachment(path.name, path.read_bytes(), MIME.get(path.suffix, "application/octet-stream"))]
-                 if attach else [])
+        body = (
+            f"{title} is attached ({path.name}, {size:,} bytes)."
+            if attach
+            else f"{title} is {size:,} bytes, above the {limit:,}-byte attachment limit, so it is not attached. "
+            f"It is available at:\n{location}"
+        )
+        files = (
+            [Attachment(path.name, path.read_bytes(), MIME.get(path.suffix, "application/octet-stream"))]
+            if attach
+            else []
+        )
         with engine.begin() as conn:  # a retry finds the stored message and sends that one again
-            key = outbox.enqueue_email(conn, source="report", source_ref=f"{subscription_id}:{period}",
-                                       settings=smtp, to=sub["recipients"], subject=f"TicketToken: {title}",
-                                       body=body, attachments=files, created=as_utc(sub["created_at"]), now=now)
+            key = outbox.enqueue_email(
+                conn,
+                source="report",
+                source_ref=f"{subscription_id}:{period}",
+                settings=smtp,
+                to=sub["recipients"],
+                subject=f"TicketToken: {title}",
+                body=body,
+                attachments=files,
+                created=as_utc(sub["created_at"]),
+                now=now,
+            )
             conn.execute(d.update().where(where).values(file_path=str(path)))
     except Exception as exc:  # noqa: BLE001 - recorded in the ledger and retried by a later tick
         with engine.begin() as conn:
             attempts = conn.execute(sa.select(d.c.attempts).where(where)).scalar_one() + 1
-            conn.execute(d.update().where(where).values(
-                status="failed", attempts=attempts, last_error=f"{type(exc).__name__}: {exc}"[:4000],
-                next_attempt_at=now + backoff(attempts, RETRY_BASE_S), file_path=str(path) if path else None))
+            conn.execute(
+                d.update()
+                .where(where)
+                .values(
+                    status="failed",
+                    attempts=attempts,
+                    last_error=f"{type(exc).__name__}: {exc}"[:4000],
+                    next_attempt_at=now + backoff(attempts, RETRY_BASE_S),
+                    file_path=str(path) if path else None,
+                )
+            )
         log.warning("delivery %s/%s failed (attempt %d): %s", subscription_id, period, attempts, exc)
-        return DeliveryOutcome("failed", attempts, f"{type(exc).__name__}: {exc}", str(path) if path else None)
+        return DeliveryOutcome(
+            "failed", attempts, f"{type(exc).__name__}: {exc}", str(path) if path else None
+        )
     transport = outbox.Transport(smtp=smtp, email_retries=smtp_retries, backoff_s=1.0)
     done = outbox.dispatch(engine, key, transport, now, lease, retry_failed=True)
     with engine.connect() as conn:  # dispatch recorded the outcome in report_deliveries too
-        row = conn.execute(sa.select(d).where(d.c.subscription_id == subscription_id,
-                                              d.c.period == period)).mappings().one()
+        row = (
+            conn.execute(sa.select(d).where(d.c.subscription_id == subscription_id, d.c.period == period))
+            .mappings()
+            .one()
+        )
     if done is None:  # the ledger row is a sweeper's right now (or was sent): it settles report_deliveries
         return DeliveryOutcome("skipped", row["attempts"], None, str(path))
     if not done.result.ok:
-        log.warning("delivery %s/%s failed (attempt %d): %s", subscription_id, period, row["attempts"],
-                    done.result.error)
+        log.warning(
+            "delivery %s/%s failed (attempt %d): %s",
+            subscription_id,
+            period,
+            row["attempts"],
+            done.result.error,
+        )
         return DeliveryOutcome("failed", row["attempts"], done.result.error or "email not sent", str(path))
     return DeliveryOutcome("sent", row["attempts"], None, str(path), attach)
 
 
-def stuck_sending(engine: sa.Engine, older_than: timedelta = timedelta(hours=1),
-                  now: datetime | None = None) -> list[tuple[int, str]]:
+def stuck_sending(
+    engine: sa.Engine, older_than: timedelta = timedelta(hours=1), now: datetime | None = None
+) -> list[tuple[int, str]]:
     """(subscription, period) claimed for sending longer ago than `older_than`: a sender died mid-way.
     `outbox.sweep_deliveries` resolves them (sends the stored message again, or hands the claim back)."""
     now = now or utcnow()
     d = report_deliveries
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(d.c.subscription_id, d.c.period, d.c.created_at)
-                            .where(d.c.status == "sending")).all()
+        rows = conn.execute(
+            sa.select(d.c.subscription_id, d.c.period, d.c.created_at).where(d.c.status == "sending")
+        ).all()
     return [(r.subscription_id, r.period) for r in rows if as_utc(r.created_at) < now - older_than]

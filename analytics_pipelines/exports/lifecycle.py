@@ -35,7 +35,7 @@ from analytics_pipelines.warehouse import Warehouse
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_DAYS = 7
-RETRY_BASE_S = 60           # 1 min, 2 min, 4 min, ...
+RETRY_BASE_S = 60  # 1 min, 2 min, 4 min, ...
 RETRY_MAX_S = 6 * 3600
 STALE_AFTER = timedelta(hours=2)
 
@@ -74,7 +74,11 @@ def backoff(attempt: int, base_s: float = RETRY_BASE_S) -> timedelta:
 
 def get(engine: sa.Engine, request_id: str) -> dict:
     with engine.connect() as conn:
-        row = conn.execute(sa.select(analytics_exports).where(analytics_exports.c.id == request_id)).mappings().first()
+        row = (
+            conn.execute(sa.select(analytics_exports).where(analytics_exports.c.id == request_id))
+            .mappings()
+            .first()
+        )
     if row is None:
         raise KeyError(f"no export request {request_id!r}")
     out = dict(row)
@@ -83,13 +87,25 @@ def get(engine: sa.Engine, request_id: str) -> dict:
     return out
 
 
-def create_request(engine: sa.Engine, tenant_id: str, export_type: str, fmt: str, filters: dict | None = None,
-                   options: dict | None = None, venue_id: str | None = None, user_id: str | None = None,
-                   max_attempts: int = 3, warehouse: Warehouse | None = None, now: datetime | None = None) -> str:
+def create_request(
+    engine: sa.Engine,
+    tenant_id: str,
+    export_type: str,
+    fmt: str,
+    filters: dict | None = None,
+    options: dict | None = None,
+    venue_id: str | None = None,
+    user_id: str | None = None,
+    max_attempts: int = 3,
+    warehouse: Warehouse | None = None,
+    now: datetime | None = None,
+) -> str:
     """Validate and store a pending request; its id. ExportRequestError (a ValueError) says what is wrong.
     With `warehouse`, filters that need marts not built yet (segments) are refused now, not at run time."""
     if export_type not in EXPORT_TYPES:
-        raise ExportRequestError(f"unknown export type {export_type!r}; expected one of {', '.join(EXPORT_TYPES)}")
+        raise ExportRequestError(
+            f"unknown export type {export_type!r}; expected one of {', '.join(EXPORT_TYPES)}"
+        )
     if fmt not in EXPORT_FORMATS:
         raise ExportRequestError(f"unknown format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
     if not 1 <= int(max_attempts) <= 10:
@@ -114,15 +130,34 @@ def create_request(engine: sa.Engine, tenant_id: str, export_type: str, fmt: str
     request_id = str(uuid.uuid4())
     now = now or utcnow()
     with engine.begin() as conn:
-        conn.execute(analytics_exports.insert().values(
-            id=request_id, tenant_id=parsed.tenant_id, venue_id=venue_id, user_id=user_id, export_type=export_type,
-            format=fmt, status="pending", progress=0, filters=parsed.to_json(), options=options, attempts=0,
-            max_attempts=int(max_attempts), created_at=now, updated_at=now))
+        conn.execute(
+            analytics_exports.insert().values(
+                id=request_id,
+                tenant_id=parsed.tenant_id,
+                venue_id=venue_id,
+                user_id=user_id,
+                export_type=export_type,
+                format=fmt,
+                status="pending",
+                progress=0,
+                filters=parsed.to_json(),
+                options=options,
+                attempts=0,
+                max_attempts=int(max_attempts),
+                created_at=now,
+                updated_at=now,
+            )
+        )
     return request_id
 
 
-def _transition(engine: sa.Engine, request_id: str, allowed: tuple[str, ...], values: dict,
-                extra: sa.ColumnElement | None = None) -> bool:
+def _transition(
+    engine: sa.Engine,
+    request_id: str,
+    allowed: tuple[str, ...],
+    values: dict,
+    extra: sa.ColumnElement | None = None,
+) -> bool:
     t = analytics_exports
     cond = sa.and_(t.c.id == request_id, t.c.status.in_(allowed), *([extra] if extra is not None else []))
     with engine.begin() as conn:
@@ -138,16 +173,23 @@ def claim(engine: sa.Engine, request_id: str, run_id: str | None = None, now: da
     """pending -> processing, only when due; True for exactly one of any number of concurrent callers."""
     now = now or utcnow()
     t = analytics_exports
-    return _transition(engine, request_id, ("pending",),
-                       dict(status="processing", progress=0, run_id=run_id, started_at=now, updated_at=now,
-                            error_message=None),
-                       sa.or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now))
+    return _transition(
+        engine,
+        request_id,
+        ("pending",),
+        dict(
+            status="processing", progress=0, run_id=run_id, started_at=now, updated_at=now, error_message=None
+        ),
+        sa.or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now),
+    )
 
 
 def set_progress(engine: sa.Engine, request_id: str, progress: int, now: datetime | None = None) -> None:
     if not 0 <= progress <= 100:
         raise ValueError("progress is a percentage, 0..100")
-    if not _transition(engine, request_id, ("processing",), dict(progress=progress, updated_at=now or utcnow())):
+    if not _transition(
+        engine, request_id, ("processing",), dict(progress=progress, updated_at=now or utcnow())
+    ):
         raise _illegal(engine, request_id, "report progress on")
 
 
@@ -165,16 +207,31 @@ def complete(engine: sa.Engine, request_id: str, path: Path, now: datetime | Non
     if get(engine, request_id)["status"] != "processing":
         raise _illegal(engine, request_id, "complete")
     path = Path(path)
-    values = dict(status="completed", progress=100, file_path=str(path), file_size=path.stat().st_size,
-                  checksum_sha256=sha256_file(path), completed_at=now, updated_at=now,
-                  expires_at=now + timedelta(days=ttl_days()), next_attempt_at=None, error_message=None)
+    values = dict(
+        status="completed",
+        progress=100,
+        file_path=str(path),
+        file_size=path.stat().st_size,
+        checksum_sha256=sha256_file(path),
+        completed_at=now,
+        updated_at=now,
+        expires_at=now + timedelta(days=ttl_days()),
+        next_attempt_at=None,
+        error_message=None,
+    )
     if not _transition(engine, request_id, ("processing",), values):
         raise _illegal(engine, request_id, "complete")
     return get(engine, request_id)
 
 
-def fail(engine: sa.Engine, request_id: str, error: str, retryable: bool = True, now: datetime | None = None,
-         base_delay_s: float = RETRY_BASE_S) -> str:
+def fail(
+    engine: sa.Engine,
+    request_id: str,
+    error: str,
+    retryable: bool = True,
+    now: datetime | None = None,
+    base_delay_s: float = RETRY_BASE_S,
+) -> str:
     """processing -> pending (retry after a backoff) or failed (not retryable, or max_attempts reached).
     attempts counts failed attempts. Returns the new status."""
     now = now or utcnow()
@@ -183,9 +240,14 @@ def fail(engine: sa.Engine, request_id: str, error: str, retryable: bool = True,
         raise IllegalTransition(f"cannot fail export {request_id}: it is {row['status']}")
     attempts = row["attempts"] + 1
     retry = retryable and attempts < row["max_attempts"]
-    values = dict(attempts=attempts, error_message=str(error)[:4000], updated_at=now,
-                  status="pending" if retry else "failed", run_id=None,
-                  next_attempt_at=now + backoff(attempts, base_delay_s) if retry else None)
+    values = dict(
+        attempts=attempts,
+        error_message=str(error)[:4000],
+        updated_at=now,
+        status="pending" if retry else "failed",
+        run_id=None,
+        next_attempt_at=now + backoff(attempts, base_delay_s) if retry else None,
+    )
     t = analytics_exports
     if not _transition(engine, request_id, ("processing",), values, t.c.attempts == row["attempts"]):
         raise _illegal(engine, request_id, "fail")
@@ -195,7 +257,9 @@ def fail(engine: sa.Engine, request_id: str, error: str, retryable: bool = True,
 
 def cancel(engine: sa.Engine, request_id: str, now: datetime | None = None) -> None:
     """pending -> cancelled (a running or finished export cannot be cancelled)."""
-    if not _transition(engine, request_id, ("pending",), dict(status="cancelled", updated_at=now or utcnow())):
+    if not _transition(
+        engine, request_id, ("pending",), dict(status="cancelled", updated_at=now or utcnow())
+    ):
         raise _illegal(engine, request_id, "cancel")
 
 
@@ -204,8 +268,9 @@ def expire_due(engine: sa.Engine, now: datetime | None = None) -> list[str]:
     now = now or utcnow()
     t = analytics_exports
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(t.c.id, t.c.file_path)
-                            .where(t.c.status == "completed", t.c.expires_at <= now)).all()
+        rows = conn.execute(
+            sa.select(t.c.id, t.c.file_path).where(t.c.status == "completed", t.c.expires_at <= now)
+        ).all()
     done = []
     for rid, path in rows:
         if _transition(engine, rid, ("completed",), dict(status="expired", updated_at=now)):
@@ -215,13 +280,20 @@ def expire_due(engine: sa.Engine, now: datetime | None = None) -> list[str]:
     return done
 
 
-def recover_stale(engine: sa.Engine, now: datetime | None = None, older_than: timedelta = STALE_AFTER) -> list[str]:
+def recover_stale(
+    engine: sa.Engine, now: datetime | None = None, older_than: timedelta = STALE_AFTER
+) -> list[str]:
     """processing rows untouched for `older_than` (their run died): failed attempts, retried by backoff."""
     now = now or utcnow()
     t = analytics_exports
     with engine.connect() as conn:
-        ids = conn.execute(sa.select(t.c.id).where(t.c.status == "processing",
-                                                   t.c.updated_at < now - older_than)).scalars().all()
+        ids = (
+            conn.execute(
+                sa.select(t.c.id).where(t.c.status == "processing", t.c.updated_at < now - older_than)
+            )
+            .scalars()
+            .all()
+        )
     out = []
     for rid in ids:
         try:
@@ -247,15 +319,23 @@ def due_requests(engine: sa.Engine, now: datetime | None = None, limit: int = 50
     now = now or utcnow()
     t = analytics_exports
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(t.c.id, t.c.attempts)
-                            .where(t.c.status == "pending",
-                                   sa.or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now))
-                            .order_by(t.c.created_at, t.c.id).limit(limit)).all()
+        rows = conn.execute(
+            sa.select(t.c.id, t.c.attempts)
+            .where(t.c.status == "pending", sa.or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now))
+            .order_by(t.c.created_at, t.c.id)
+            .limit(limit)
+        ).all()
     return [DueRequest(r.id, r.attempts) for r in rows]
 
 
-def run_export(engine: sa.Engine, wh: Warehouse, request_id: str, run_id: str | None = None,
-               now: datetime | None = None, out_dir: Path | None = None) -> dict | None:
+def run_export(
+    engine: sa.Engine,
+    wh: Warehouse,
+    request_id: str,
+    run_id: str | None = None,
+    now: datetime | None = None,
+    out_dir: Path | None = None,
+) -> dict | None:
     """Claim and produce one export; the request's final row, or None when it was not claimable (another
     runner has it, or it is not pending and due). Request errors (a bad filter, no pseudonym key) fail at
     once; a mart not built yet and unexpected errors are retried with backoff up to max_attempts."""
@@ -273,7 +353,13 @@ def run_export(engine: sa.Engine, wh: Warehouse, request_id: str, run_id: str | 
         set_progress(engine, request_id, 90)
         return complete(engine, request_id, path, now=now)
     except (ExportRequestError, PseudonymKeyError) as exc:
-        fail(engine, request_id, f"{type(exc).__name__}: {exc}", retryable=isinstance(exc, MissingMartError), now=now)
+        fail(
+            engine,
+            request_id,
+            f"{type(exc).__name__}: {exc}",
+            retryable=isinstance(exc, MissingMartError),
+            now=now,
+        )
     except Exception as exc:  # noqa: BLE001 - recorded on the request and retried
         log.exception("export %s failed", request_id)
         fail(engine, request_id, f"{type(exc).__name__}: {exc}", now=now)

@@ -50,8 +50,9 @@ def _make_venues(rs: _Streams, scale: Scale, clock: _Clock) -> _Venues:
     rng = rs("venues")
     n = scale.venues
     tenant_w = 1.0 / np.arange(1, scale.tenants + 1) ** 0.8
-    tenant = np.concatenate([np.arange(min(n, scale.tenants)),
-                             _choice(rng, tenant_w, max(n - scale.tenants, 0))])
+    tenant = np.concatenate(
+        [np.arange(min(n, scale.tenants)), _choice(rng, tenant_w, max(n - scale.tenants, 0))]
+    )
     z = rng.standard_normal(n)
     # venue type follows size: stadiums and arenas on the heavy tail, clubs and bars at the small end
     band = np.digitize(z, [-1.0, -0.3, 0.5, 1.0, 1.6])
@@ -59,10 +60,19 @@ def _make_venues(rs: _Streams, scale: Scale, clock: _Clock) -> _Venues:
     vtype = pairs[band, (rng.random(n) < 0.5).astype(int)]
     status = _choice(rng, np.array([0.9, 0.04, 0.03, 0.03]), n)
     return _Venues(
-        ids=_Ids(_new_ids(rng, n)), tenant=tenant, city=_choice(rng, np.array(_CITY_WEIGHT, float), n), vtype=vtype,
-        place=rng.integers(0, len(_VENUE_PLACE), n), capacity_raw=np.exp(1.1 * z), capacity=np.zeros(n, np.int64),
-        status=status, created=np.zeros(n, np.int64), updated=np.zeros(n, np.int64),
-        service_fee=rng.choice([0.06, 0.08, 0.10, 0.12], n), resale_fee=rng.uniform(0.02, 0.05, n))
+        ids=_Ids(_new_ids(rng, n)),
+        tenant=tenant,
+        city=_choice(rng, np.array(_CITY_WEIGHT, float), n),
+        vtype=vtype,
+        place=rng.integers(0, len(_VENUE_PLACE), n),
+        capacity_raw=np.exp(1.1 * z),
+        capacity=np.zeros(n, np.int64),
+        status=status,
+        created=np.zeros(n, np.int64),
+        updated=np.zeros(n, np.int64),
+        service_fee=rng.choice([0.06, 0.08, 0.10, 0.12], n),
+        resale_fee=rng.uniform(0.02, 0.05, n),
+    )
 
 
 def _make_events(rs: _Streams, scale: Scale, clock: _Clock, venues: _Venues) -> _Events:
@@ -75,8 +85,12 @@ def _make_events(rs: _Streams, scale: Scale, clock: _Clock, venues: _Venues) -> 
     first_day, last_day = clock.launch // DAY, clock.horizon // DAY
     days = np.arange(first_day, last_day)
     doy = _day_of_year(days)
-    weight = (_EVENT_DOW[_dow(days * DAY)] * (1 + 0.3 * np.cos(2 * np.pi * (doy - 196) / 365.25))
-              * (1 + 0.25 * np.exp(-(((doy - 350) / 12.0) ** 2))) * (1 + 0.6 * (days - first_day) / days.size))
+    weight = (
+        _EVENT_DOW[_dow(days * DAY)]
+        * (1 + 0.3 * np.cos(2 * np.pi * (doy - 196) / 365.25))
+        * (1 + 0.25 * np.exp(-(((doy - 350) / 12.0) ** 2)))
+        * (1 + 0.6 * (days - first_day) / days.size)
+    )
     day = days[_choice(rng, weight, n)]
     local_hour = np.clip(np.round(rng.normal(_CAT_HOUR[category], _CAT_HOUR_SD[category]) * 2) / 2, 8, 23)
     offset = np.array(_CITY_OFFSET)[venues.city[venue]] * HOUR
@@ -90,19 +104,36 @@ def _make_events(rs: _Streams, scale: Scale, clock: _Clock, venues: _Venues) -> 
     created = np.maximum(created, clock.launch - 60 * DAY)
     price = np.maximum(np.round(_CAT_PRICE[category] * rng.lognormal(0, 0.35, n) * 2) / 2, 5) * 100
     return _Events(
-        ids=_Ids(_new_ids(rng, n)), schedule_ids=_Ids(_new_ids(rng, n)), venue=venue, tenant=venues.tenant[venue],
+        ids=_Ids(_new_ids(rng, n)),
+        schedule_ids=_Ids(_new_ids(rng, n)),
+        venue=venue,
+        tenant=venues.tenant[venue],
         category=category,
-        name=np.stack([rng.integers(0, len(_NAME_ADJ), n), rng.integers(0, len(_NAME_NOUN), n),
-                       rng.integers(0, 4, n)], axis=1),
-        starts=starts, ends=starts + duration, doors=starts - rng.choice([30, 60, 90], n) * MINUTE,
-        sale_start=sale_start, sale_open=starts - lead, created=created, capacity_frac=rng.uniform(0.45, 1.0, n),
+        name=np.stack(
+            [rng.integers(0, len(_NAME_ADJ), n), rng.integers(0, len(_NAME_NOUN), n), rng.integers(0, 4, n)],
+            axis=1,
+        ),
+        starts=starts,
+        ends=starts + duration,
+        doors=starts - rng.choice([30, 60, 90], n) * MINUTE,
+        sale_start=sale_start,
+        sale_open=starts - lead,
+        created=created,
+        capacity_frac=rng.uniform(0.45, 1.0, n),
         capacity=np.zeros(n, np.int64),
-        fill=rng.lognormal(np.log(0.72), 0.45, n) * _CAT_DEMAND[category], price=price.astype(np.int64),
+        fill=rng.lognormal(np.log(0.72), 0.45, n) * _CAT_DEMAND[category],
+        price=price.astype(np.int64),
         event_type=_choice(rng, np.array([0.85, 0.10, 0.05]), n),
-        visibility=_choice(rng, np.array([0.9, 0.03, 0.07]), n), override=rng.random(n) < 0.1,
-        cancelled=np.zeros(n, bool), cancel_time=np.full(n, -1, np.int64), postponed=np.zeros(n, bool),
-        noshow=rng.uniform(0.04, 0.11, n), status=np.zeros(n, np.int64), schedule_status=np.zeros(n, np.int64),
-        status_changed=np.zeros(n, np.int64))
+        visibility=_choice(rng, np.array([0.9, 0.03, 0.07]), n),
+        override=rng.random(n) < 0.1,
+        cancelled=np.zeros(n, bool),
+        cancel_time=np.full(n, -1, np.int64),
+        postponed=np.zeros(n, bool),
+        noshow=rng.uniform(0.04, 0.11, n),
+        status=np.zeros(n, np.int64),
+        schedule_status=np.zeros(n, np.int64),
+        status_changed=np.zeros(n, np.int64),
+    )
 
 
 def _make_types(rs: _Streams, clock: _Clock, events: _Events) -> _Types:
@@ -124,14 +155,18 @@ def _make_types(rs: _Streams, clock: _Clock, events: _Events) -> _Types:
     share = share / np.bincount(event, weights=share, minlength=n_ev)[event]
     demand = np.minimum(events.fill[event] * np.array(_TIER_DEMAND)[tier] * rng.lognormal(0, 0.15, n), 1.8)
     sale_start = events.sale_start[event]
-    sale_end = np.where(tier == _EARLY_BIRD, sale_start + (events.starts[event] - sale_start) * 3 // 10,
-                        events.starts[event])
+    sale_end = np.where(
+        tier == _EARLY_BIRD, sale_start + (events.starts[event] - sale_start) * 3 // 10, events.starts[event]
+    )
     # events whose sales opened before launch lose the demand of the curve's pre-launch part (no launch spike)
     raw_start = events.sale_open[event]
-    raw_end = np.where(tier == _EARLY_BIRD, raw_start + (events.starts[event] - raw_start) * 3 // 10, sale_end)
+    raw_end = np.where(
+        tier == _EARLY_BIRD, raw_start + (events.starts[event] - raw_start) * 3 // 10, sale_end
+    )
     before_launch = np.clip((clock.launch - raw_start) / np.maximum(raw_end - raw_start, 1), 0, 1)
-    demand *= 1 - np.where(tier == _EARLY_BIRD, _curve_cdf(_EARLY_BIRD_CURVE, before_launch),
-                           _curve_cdf(_CURVE, before_launch))
+    demand *= 1 - np.where(
+        tier == _EARLY_BIRD, _curve_cdf(_EARLY_BIRD_CURVE, before_launch), _curve_cdf(_CURVE, before_launch)
+    )
     # price chains: a few changes inside the sales window so far; high demand goes up, slow tiers get discounts
     n_changes = _choice(rng, np.array([0.65, 0.2, 0.1, 0.05]), n)
     window_end = np.minimum(sale_end, clock.now - HOUR)
@@ -142,9 +177,14 @@ def _make_types(rs: _Streams, clock: _Clock, events: _Events) -> _Types:
     order = np.lexsort((change_time, change_type))
     change_type, change_time = change_type[order], change_time[order]
     up = demand[change_type] > 0.95
-    factor = np.where(up, rng.choice([1.1, 1.15, 1.2, 1.25], change_type.size),
-                      rng.choice([0.85, 0.9, 1.1], change_type.size))
-    p0 = np.maximum(np.round(events.price[event] * np.array(_TIER_PRICE)[tier] / 50) * 50, 500).astype(np.int64)
+    factor = np.where(
+        up,
+        rng.choice([1.1, 1.15, 1.2, 1.25], change_type.size),
+        rng.choice([0.85, 0.9, 1.1], change_type.size),
+    )
+    p0 = np.maximum(np.round(events.price[event] * np.array(_TIER_PRICE)[tier] / 50) * 50, 500).astype(
+        np.int64
+    )
     chain_start = _group_starts(n_changes + 1)
     chain = np.zeros(n + change_type.size, np.int64)
     chain[chain_start] = p0
@@ -158,31 +198,47 @@ def _make_types(rs: _Streams, clock: _Clock, events: _Events) -> _Types:
     same = chain[chain_start[change_type] + position] == chain[chain_start[change_type] + position - 1]
     chain[(chain_start[change_type] + position)[same]] += 50
     return _Types(
-        ids=_Ids(_new_ids(rng, n)), event=event, tier=tier, share=share, demand=demand, quantity=np.zeros(n, np.int64),
-        sale_start=sale_start, sale_end=sale_end, chain=chain, chain_start=chain_start, n_changes=n_changes,
-        change_time=change_time, change_type=change_type, change_ids=_Ids(_new_ids(rng, change_type.size)),
+        ids=_Ids(_new_ids(rng, n)),
+        event=event,
+        tier=tier,
+        share=share,
+        demand=demand,
+        quantity=np.zeros(n, np.int64),
+        sale_start=sale_start,
+        sale_end=sale_end,
+        chain=chain,
+        chain_start=chain_start,
+        n_changes=n_changes,
+        change_time=change_time,
+        change_type=change_type,
+        change_ids=_Ids(_new_ids(rng, change_type.size)),
         change_reason=np.where(up, 0, rng.choice([1, 2, 3], change_type.size)),
-        change_by=rng.integers(0, 8, change_type.size), sold=np.zeros(n, np.int64))
+        change_by=rng.integers(0, 8, change_type.size),
+        sold=np.zeros(n, np.int64),
+    )
 
 
 def _calibrate_capacity(scale: Scale, clock: _Clock, venues: _Venues, events: _Events, types: _Types) -> None:
     """Scale venue capacities so that the tickets sold by `now` hit the scale's target."""
     window = np.maximum(types.sale_end - types.sale_start, 1)
     elapsed = np.clip((clock.now - types.sale_start) / window, 0, 1)
-    sold_fraction = np.where(types.tier == _EARLY_BIRD, _curve_cdf(_EARLY_BIRD_CURVE, elapsed),
-                             _curve_cdf(_CURVE, elapsed))
+    sold_fraction = np.where(
+        types.tier == _EARLY_BIRD, _curve_cdf(_EARLY_BIRD_CURVE, elapsed), _curve_cdf(_CURVE, elapsed)
+    )
     per_unit = types.share * np.minimum(1.0, types.demand * sold_fraction)
     unit_event = np.bincount(types.event, weights=per_unit, minlength=len(events.ids))
     expected = (venues.capacity_raw[events.venue] * events.capacity_frac * unit_event).sum()
     factor = scale.tickets / max(expected, 1e-9)
     venues.capacity = np.maximum(np.round(venues.capacity_raw * factor), 20).astype(np.int64)
     n_types = np.bincount(types.event, minlength=len(events.ids))
-    events.capacity = np.maximum((venues.capacity[events.venue] * events.capacity_frac).astype(np.int64),
-                                 2 * n_types)
+    events.capacity = np.maximum(
+        (venues.capacity[events.venue] * events.capacity_frac).astype(np.int64), 2 * n_types
+    )
     quantity = np.maximum(np.floor(types.share * events.capacity[types.event]), 1).astype(np.int64)
     ga = types.tier == 0  # General Admission takes the remainder: tiers add up to the event's capacity
-    rest = events.capacity - np.bincount(types.event, weights=np.where(ga, 0, quantity),
-                                         minlength=len(events.ids)).astype(np.int64)
+    rest = events.capacity - np.bincount(
+        types.event, weights=np.where(ga, 0, quantity), minlength=len(events.ids)
+    ).astype(np.int64)
     quantity[ga] = rest[types.event[ga]]
     types.quantity = quantity
 
@@ -197,6 +253,8 @@ def _cancel_and_postpone(rs: _Streams, clock: _Clock, events: _Events) -> None:
     chosen = rng.permutation(eligible)[:k]
     events.cancelled[chosen] = True
     span = last_sale[chosen] - events.sale_start[chosen]
-    events.cancel_time[chosen] = events.sale_start[chosen] + (rng.uniform(0.3, 0.9, k) * span).astype(np.int64)
+    events.cancel_time[chosen] = events.sale_start[chosen] + (rng.uniform(0.3, 0.9, k) * span).astype(
+        np.int64
+    )
     future = np.flatnonzero((events.starts > clock.now + 7 * DAY) & ~events.cancelled)
-    events.postponed[rng.permutation(future)[:round(0.01 * n)]] = True
+    events.postponed[rng.permutation(future)[: round(0.01 * n)]] = True

@@ -42,9 +42,21 @@ import polars as pl
 from analytics_pipelines.generator.primitives import random_uuids
 from analytics_pipelines.source import contract
 
-KINDS = ("null_key", "negative_money", "nan_money", "money_in_dollars", "unknown_status",
-         "duplicate_key_conflict", "orphan_reference", "future_timestamp", "timestamp_without_timezone",
-         "control_characters", "absurd_magnitude", "mixed_case_status", "empty_day")
+KINDS = (
+    "null_key",
+    "negative_money",
+    "nan_money",
+    "money_in_dollars",
+    "unknown_status",
+    "duplicate_key_conflict",
+    "orphan_reference",
+    "future_timestamp",
+    "timestamp_without_timezone",
+    "control_characters",
+    "absurd_magnitude",
+    "mixed_case_status",
+    "empty_day",
+)
 
 # (kind, table, column) in injection order; empty_day is applied first, separately.
 TARGETS: tuple[tuple[str, str, str], ...] = (
@@ -98,14 +110,22 @@ CONTROL_VARIANTS = (
 )
 # a duplicate's conflicting content: another valid status
 CONFLICTING_STATUS = {
-    "orders": {"COMPLETED": "REFUNDED", "CONFIRMED": "CANCELLED", "REFUNDED": "COMPLETED", "CANCELLED": "CONFIRMED",
-               "EXPIRED": "CANCELLED", "PENDING": "CANCELLED", "RESERVED": "CANCELLED"},
+    "orders": {
+        "COMPLETED": "REFUNDED",
+        "CONFIRMED": "CANCELLED",
+        "REFUNDED": "COMPLETED",
+        "CANCELLED": "CONFIRMED",
+        "EXPIRED": "CANCELLED",
+        "PENDING": "CANCELLED",
+        "RESERVED": "CANCELLED",
+    },
     "tickets": {s: ("used" if s == "active" else "active") for s in contract.TICKET_STATUSES},
 }
 
 
-def inject(frames_text: dict[str, pl.DataFrame], seed: int,
-           rate: float = 0.01) -> tuple[dict[str, pl.DataFrame], dict]:
+def inject(
+    frames_text: dict[str, pl.DataFrame], seed: int, rate: float = 0.01
+) -> tuple[dict[str, pl.DataFrame], dict]:
     """Inject every kind of bad row into all-text frames; return (new frames, manifest)."""
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, zlib.crc32(b"dirty")])))
     frames = dict(frames_text)
@@ -131,8 +151,13 @@ def inject(frames_text: dict[str, pl.DataFrame], seed: int,
             frames[table] = _APPLY[kind](df, table, column, idx, rng)
     for table, extra in copies.items():
         frames[table] = pl.concat([frames[table], *extra])
-    manifest.update(keys=keys, empty_day_date=day, seed=seed, rate=rate,
-                    empty_day_orphans={t: int(m.sum()) for t, m in orphans.items() if m.any()})
+    manifest.update(
+        keys=keys,
+        empty_day_date=day,
+        seed=seed,
+        rate=rate,
+        empty_day_orphans={t: int(m.sum()) for t, m in orphans.items() if m.any()},
+    )
     return frames, manifest
 
 
@@ -171,12 +196,15 @@ def _side_effect_orphans(frames: dict[str, pl.DataFrame]) -> dict[str, np.ndarra
 
 
 # -- per-kind eligibility and application ----------------------------------------------------------------------
-def _eligible(kind: str, table: str, column: str, df: pl.DataFrame,
-              frames: dict[str, pl.DataFrame]) -> np.ndarray:
+def _eligible(
+    kind: str, table: str, column: str, df: pl.DataFrame, frames: dict[str, pl.DataFrame]
+) -> np.ndarray:
     ok = df[column].is_not_null() & (df[column] != "")
     if kind == "future_timestamp" and table == "tickets":
         # only tickets no scan or listing points at: moving a parent would strand its children
-        referenced = pl.concat([frames["ticket_scans"]["ticket_id"], frames["marketplace_listings"]["ticket_id"]])
+        referenced = pl.concat(
+            [frames["ticket_scans"]["ticket_id"], frames["marketplace_listings"]["ticket_id"]]
+        )
         ok &= ~df["id"].is_in(referenced.implode())
     if kind == "timestamp_without_timezone" and table == "orders":
         ok &= df["created_at"].is_not_null()  # else confirmed_at is the partition timestamp
@@ -194,60 +222,89 @@ def _cycle(values: tuple[str, ...], n: int) -> pl.Series:
     return pl.Series(values, dtype=pl.String).gather(np.arange(n) % len(values))
 
 
-def _null_key(df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator) -> pl.DataFrame:
+def _null_key(
+    df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator
+) -> pl.DataFrame:
     odd = pl.Series(np.arange(idx.size) % 2 == 1)
     return _set(df, column, idx, pl.select(pl.when(pl.lit(odd)).then(pl.lit(""))).to_series())
 
 
-def _negative(df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator) -> pl.DataFrame:
+def _negative(
+    df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator
+) -> pl.DataFrame:
     return _set(df, column, idx, "-" + df[column].gather(idx))
 
 
-def _nan(df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator) -> pl.DataFrame:
+def _nan(
+    df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator
+) -> pl.DataFrame:
     return _set(df, column, idx, pl.repeat("NaN", idx.size, eager=True))
 
 
 def _as_dollars(cents: pl.Series) -> pl.Series:
-    return pl.select(pl.concat_str([(pl.lit(cents) // 100).cast(pl.String), pl.lit("."),
-                                    (pl.lit(cents) % 100).cast(pl.String).str.zfill(2)])).to_series()
+    return pl.select(
+        pl.concat_str(
+            [
+                (pl.lit(cents) // 100).cast(pl.String),
+                pl.lit("."),
+                (pl.lit(cents) % 100).cast(pl.String).str.zfill(2),
+            ]
+        )
+    ).to_series()
 
 
-def _in_dollars(df: pl.DataFrame, table: str, column: str, idx: np.ndarray,
-                rng: np.random.Generator) -> pl.DataFrame:
+def _in_dollars(
+    df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator
+) -> pl.DataFrame:
     unit = df[column].gather(idx).cast(pl.Int64)
     quantity = df["quantity"].gather(idx).cast(pl.Int64)
     df = _set(df, column, idx, _as_dollars(unit))
     return _set(df, "total_price_cents", idx, _as_dollars(unit * quantity))
 
 
-def _unknown_status(df: pl.DataFrame, table: str, column: str, idx: np.ndarray,
-                    rng: np.random.Generator) -> pl.DataFrame:
+def _unknown_status(
+    df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator
+) -> pl.DataFrame:
     return _set(df, column, idx, _cycle(UNKNOWN_STATUSES[table], idx.size))
 
 
-def _orphan(df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator) -> pl.DataFrame:
+def _orphan(
+    df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator
+) -> pl.DataFrame:
     return _set(df, column, idx, random_uuids(rng, idx.size))
 
 
-def _future(df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator) -> pl.DataFrame:
-    moved = pl.select(pl.concat_str([pl.lit(FUTURE_YEAR), pl.lit(df[column].gather(idx)).str.slice(4)])
-                      .str.replace(f"^{FUTURE_YEAR}-02-29", f"{FUTURE_YEAR}-02-28")).to_series()
+def _future(
+    df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator
+) -> pl.DataFrame:
+    moved = pl.select(
+        pl.concat_str([pl.lit(FUTURE_YEAR), pl.lit(df[column].gather(idx)).str.slice(4)]).str.replace(
+            f"^{FUTURE_YEAR}-02-29", f"{FUTURE_YEAR}-02-28"
+        )
+    ).to_series()
     return _set(df, column, idx, moved)
 
 
-def _no_timezone(df: pl.DataFrame, table: str, column: str, idx: np.ndarray,
-                 rng: np.random.Generator) -> pl.DataFrame:
+def _no_timezone(
+    df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator
+) -> pl.DataFrame:
     return _set(df, column, idx, df[column].gather(idx).str.strip_suffix("+00"))
 
 
-def _control(df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator) -> pl.DataFrame:
+def _control(
+    df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator
+) -> pl.DataFrame:
     prefix = _cycle(tuple(v[0] for v in CONTROL_VARIANTS), idx.size)
     suffix = _cycle(tuple(v[1] for v in CONTROL_VARIANTS), idx.size)
-    values = pl.select(pl.concat_str([pl.lit(prefix), pl.lit(df[column].gather(idx)), pl.lit(suffix)])).to_series()
+    values = pl.select(
+        pl.concat_str([pl.lit(prefix), pl.lit(df[column].gather(idx)), pl.lit(suffix)])
+    ).to_series()
     return _set(df, column, idx, values)
 
 
-def _absurd(df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator) -> pl.DataFrame:
+def _absurd(
+    df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator
+) -> pl.DataFrame:
     return _set(df, column, idx, pl.repeat(ABSURD_QUANTITY, idx.size, eager=True))
 
 
@@ -255,8 +312,9 @@ def _alternating_case(value: str) -> str:
     return "".join(c.lower() if i % 2 == 0 else c.upper() for i, c in enumerate(value))
 
 
-def _mixed_case(df: pl.DataFrame, table: str, column: str, idx: np.ndarray,
-                rng: np.random.Generator) -> pl.DataFrame:
+def _mixed_case(
+    df: pl.DataFrame, table: str, column: str, idx: np.ndarray, rng: np.random.Generator
+) -> pl.DataFrame:
     vocabulary = contract.table(table).statuses[column]
     title = {s: s.title() for s in vocabulary}
     other = {s: (_alternating_case(s) if s.isupper() else s.upper()) for s in vocabulary}
@@ -264,19 +322,32 @@ def _mixed_case(df: pl.DataFrame, table: str, column: str, idx: np.ndarray,
     titled = current.replace_strict(title, return_dtype=pl.String)
     alternated = current.replace_strict(other, return_dtype=pl.String)
     even = pl.Series(np.arange(idx.size) % 2 == 0)
-    return _set(df, column, idx, pl.select(pl.when(pl.lit(even)).then(pl.lit(titled))
-                                           .otherwise(pl.lit(alternated))).to_series())
+    return _set(
+        df,
+        column,
+        idx,
+        pl.select(pl.when(pl.lit(even)).then(pl.lit(titled)).otherwise(pl.lit(alternated))).to_series(),
+    )
 
 
 def _conflicting_copy(rows: pl.DataFrame, table: str, column: str) -> pl.DataFrame:
     if column == "status":
-        return rows.with_columns(pl.col(column).replace_strict(CONFLICTING_STATUS[table], return_dtype=pl.String))
+        return rows.with_columns(
+            pl.col(column).replace_strict(CONFLICTING_STATUS[table], return_dtype=pl.String)
+        )
     return rows.with_columns((pl.col(column).cast(pl.Int64) + 100).cast(pl.String))
 
 
 _APPLY: dict[str, Callable[[pl.DataFrame, str, str, np.ndarray, np.random.Generator], pl.DataFrame]] = {
-    "null_key": _null_key, "negative_money": _negative, "nan_money": _nan, "money_in_dollars": _in_dollars,
-    "unknown_status": _unknown_status, "orphan_reference": _orphan, "future_timestamp": _future,
-    "timestamp_without_timezone": _no_timezone, "control_characters": _control, "absurd_magnitude": _absurd,
+    "null_key": _null_key,
+    "negative_money": _negative,
+    "nan_money": _nan,
+    "money_in_dollars": _in_dollars,
+    "unknown_status": _unknown_status,
+    "orphan_reference": _orphan,
+    "future_timestamp": _future,
+    "timestamp_without_timezone": _no_timezone,
+    "control_characters": _control,
+    "absurd_magnitude": _absurd,
     "mixed_case_status": _mixed_case,
 }

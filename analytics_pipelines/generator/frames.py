@@ -43,8 +43,14 @@ from analytics_pipelines.source import contract
 
 # -- frames ----------------------------------------------------------------------------------------------------
 _POLARS_TYPES: dict[str, pl.DataType] = {
-    "uuid": pl.String(), "varchar": pl.String(), "text": pl.String(), "jsonb": pl.String(),
-    "timestamptz": pl.Datetime("us", "UTC"), "numeric": pl.Float64(), "integer": pl.Int32(), "bigint": pl.Int64(),
+    "uuid": pl.String(),
+    "varchar": pl.String(),
+    "text": pl.String(),
+    "jsonb": pl.String(),
+    "timestamptz": pl.Datetime("us", "UTC"),
+    "numeric": pl.Float64(),
+    "integer": pl.Int32(),
+    "bigint": pl.Int64(),
     "boolean": pl.Boolean(),
 }
 
@@ -54,7 +60,9 @@ def _typed(table: str, columns: dict[str, pl.Series]) -> pl.DataFrame:
     spec = contract.table(table)
     if list(columns) != spec.column_names:
         raise AssertionError(f"{table}: columns {list(columns)} differ from the contract {spec.column_names}")
-    return pl.DataFrame([columns[c.name].alias(c.name).cast(_POLARS_TYPES[c.base_type]) for c in spec.columns])
+    return pl.DataFrame(
+        [columns[c.name].alias(c.name).cast(_POLARS_TYPES[c.base_type]) for c in spec.columns]
+    )
 
 
 def _const(value: str, n: int) -> pl.Series:
@@ -84,23 +92,49 @@ def _venue_frames(w: _World) -> Iterator[pl.DataFrame]:
     n = len(v.ids)
     name = _concat(_pick(_VENUE_PLACE, v.place), _pick(_VENUE_WORD, v.vtype), separator=" ")
     city = _pick(_CITY_NAME, v.city)
-    slug = pl.select(pl.concat_str([_slug(pl.lit(name)), _slug(pl.lit(city)),
-                                    pl.lit(pl.Series(np.arange(1, n + 1))).cast(pl.String)],
-                                   separator="-")).to_series()
-    yield _typed("venues", {
-        "id": v.ids.slice(), "tenant_id": w.tenant_ids.take(v.tenant), "name": name, "slug": slug,
-        "email": _concat("hello@", slug, ".example.com"), "city": city,
-        "state_province": _pick(_CITY_STATE, v.city), "country_code": _pick(_CITY_COUNTRY, v.city),
-        "timezone": _pick(_CITY_TZ, v.city), "venue_type": _pick(_VENUE_TYPES, v.vtype),
-        "max_capacity": pl.Series(v.capacity), "status": _pick(contract.VENUE_STATUSES, v.status),
-        "created_at": _ts(v.created), "updated_at": _ts(v.updated), "deleted_at": _ts(np.full(n, -1))})
+    slug = pl.select(
+        pl.concat_str(
+            [
+                _slug(pl.lit(name)),
+                _slug(pl.lit(city)),
+                pl.lit(pl.Series(np.arange(1, n + 1))).cast(pl.String),
+            ],
+            separator="-",
+        )
+    ).to_series()
+    yield _typed(
+        "venues",
+        {
+            "id": v.ids.slice(),
+            "tenant_id": w.tenant_ids.take(v.tenant),
+            "name": name,
+            "slug": slug,
+            "email": _concat("hello@", slug, ".example.com"),
+            "city": city,
+            "state_province": _pick(_CITY_STATE, v.city),
+            "country_code": _pick(_CITY_COUNTRY, v.city),
+            "timezone": _pick(_CITY_TZ, v.city),
+            "venue_type": _pick(_VENUE_TYPES, v.vtype),
+            "max_capacity": pl.Series(v.capacity),
+            "status": _pick(contract.VENUE_STATUSES, v.status),
+            "created_at": _ts(v.created),
+            "updated_at": _ts(v.updated),
+            "deleted_at": _ts(np.full(n, -1)),
+        },
+    )
 
 
 def _category_frames(w: _World) -> Iterator[pl.DataFrame]:
     n = len(_CATEGORIES)
-    yield _typed("event_categories", {
-        "id": w.category_ids.slice(), "name": pl.Series([s.title() for s in _CAT_SLUG.tolist()]),
-        "slug": pl.Series(_CAT_SLUG.tolist()), "created_at": _ts(np.full(n, w.clock.launch - 120 * DAY))})
+    yield _typed(
+        "event_categories",
+        {
+            "id": w.category_ids.slice(),
+            "name": pl.Series([s.title() for s in _CAT_SLUG.tolist()]),
+            "slug": pl.Series(_CAT_SLUG.tolist()),
+            "created_at": _ts(np.full(n, w.clock.launch - 120 * DAY)),
+        },
+    )
 
 
 def _user_frames(w: _World) -> Iterator[pl.DataFrame]:
@@ -109,51 +143,96 @@ def _user_frames(w: _World) -> Iterator[pl.DataFrame]:
         ids = u.ids.slice(sl)
         first, last = _pick(_FIRST_NAMES, u.first[sl]), _pick(_LAST_NAMES, u.last[sl])
         number = pl.Series(np.arange(sl.start + 1, sl.stop + 1)).cast(pl.String)
-        email = _concat(first, ".", last, ".", number, "@", _pick(_EMAIL_DOMAINS, u.domain[sl])).str.to_lowercase()
+        email = _concat(
+            first, ".", last, ".", number, "@", _pick(_EMAIL_DOMAINS, u.domain[sl])
+        ).str.to_lowercase()
         # the platform scrubs a deleted user's email 30 days after deletion
         scrubbed = pl.Series((u.deleted[sl] >= 0) & (u.deleted[sl] < w.clock.now - 30 * DAY))
-        email = pl.select(pl.when(pl.lit(scrubbed)).then(pl.concat_str([pl.lit("deleted_"), pl.lit(ids),
-                                                                         pl.lit("@removed.com")]))
-                          .otherwise(pl.lit(email))).to_series()
+        email = pl.select(
+            pl.when(pl.lit(scrubbed))
+            .then(pl.concat_str([pl.lit("deleted_"), pl.lit(ids), pl.lit("@removed.com")]))
+            .otherwise(pl.lit(email))
+        ).to_series()
         phone = pl.Series(u.phone[sl]).cast(pl.String).str.zfill(7)
-        phone = pl.select(pl.when(pl.lit(pl.Series(u.phone[sl] >= 0))).then(pl.concat_str([pl.lit("+1555"),
-                                                                                          pl.lit(phone)]))).to_series()
-        yield _typed("users", {
-            "id": ids, "tenant_id": w.tenant_ids.take(u.tenant[sl]), "email": email, "first_name": first,
-            "last_name": last, "phone": phone, "country_code": _pick(_CITY_COUNTRY, u.city[sl]),
-            "city": _pick(_CITY_NAME, u.city[sl]), "timezone": _pick(_CITY_TZ, u.city[sl]),
-            "status": _pick(contract.USER_STATUSES, u.status[sl]), "marketing_consent": pl.Series(u.consent[sl]),
-            "created_at": _ts(u.created[sl]), "updated_at": _ts(u.updated[sl]), "deleted_at": _ts(u.deleted[sl])})
-
+        phone = pl.select(
+            pl.when(pl.lit(pl.Series(u.phone[sl] >= 0))).then(pl.concat_str([pl.lit("+1555"), pl.lit(phone)]))
+        ).to_series()
+        yield _typed(
+            "users",
+            {
+                "id": ids,
+                "tenant_id": w.tenant_ids.take(u.tenant[sl]),
+                "email": email,
+                "first_name": first,
+                "last_name": last,
+                "phone": phone,
+                "country_code": _pick(_CITY_COUNTRY, u.city[sl]),
+                "city": _pick(_CITY_NAME, u.city[sl]),
+                "timezone": _pick(_CITY_TZ, u.city[sl]),
+                "status": _pick(contract.USER_STATUSES, u.status[sl]),
+                "marketing_consent": pl.Series(u.consent[sl]),
+                "created_at": _ts(u.created[sl]),
+                "updated_at": _ts(u.updated[sl]),
+                "deleted_at": _ts(u.deleted[sl]),
+            },
+        )
 
 
 def _event_frames(w: _World) -> Iterator[pl.DataFrame]:
     e = w.events
     n = len(e.ids)
-    name = _concat(_pick(_NAME_ADJ, e.name[:, 0]), _pick(_NAME_NOUN, e.name[:, 1]),
-                   _pick(_SUFFIXES, e.category * 4 + e.name[:, 2]), separator=" ")
-    slug = pl.select(pl.concat_str([_slug(pl.lit(name)), pl.lit(pl.Series(np.arange(1, n + 1))).cast(pl.String)],
-                                   separator="-")).to_series()
-    yield _typed("events", {
-        "id": e.ids.slice(), "tenant_id": w.tenant_ids.take(e.tenant),
-        "venue_id": w.venues.ids.take(e.venue), "primary_category_id": w.category_ids.take(e.category),
-        "name": name, "slug": slug, "event_type": _pick(("single", "recurring", "series"), e.event_type),
-        "status": _pick(contract.EVENT_STATUSES, e.status),
-        "visibility": _pick(("PUBLIC", "PRIVATE", "UNLISTED"), e.visibility), "start_date": _ts(e.starts),
-        "status_changed_at": _ts(e.status_changed), "created_at": _ts(e.created),
-        "updated_at": _ts(e.status_changed), "deleted_at": _ts(np.full(n, -1))})
+    name = _concat(
+        _pick(_NAME_ADJ, e.name[:, 0]),
+        _pick(_NAME_NOUN, e.name[:, 1]),
+        _pick(_SUFFIXES, e.category * 4 + e.name[:, 2]),
+        separator=" ",
+    )
+    slug = pl.select(
+        pl.concat_str(
+            [_slug(pl.lit(name)), pl.lit(pl.Series(np.arange(1, n + 1))).cast(pl.String)], separator="-"
+        )
+    ).to_series()
+    yield _typed(
+        "events",
+        {
+            "id": e.ids.slice(),
+            "tenant_id": w.tenant_ids.take(e.tenant),
+            "venue_id": w.venues.ids.take(e.venue),
+            "primary_category_id": w.category_ids.take(e.category),
+            "name": name,
+            "slug": slug,
+            "event_type": _pick(("single", "recurring", "series"), e.event_type),
+            "status": _pick(contract.EVENT_STATUSES, e.status),
+            "visibility": _pick(("PUBLIC", "PRIVATE", "UNLISTED"), e.visibility),
+            "start_date": _ts(e.starts),
+            "status_changed_at": _ts(e.status_changed),
+            "created_at": _ts(e.created),
+            "updated_at": _ts(e.status_changed),
+            "deleted_at": _ts(np.full(n, -1)),
+        },
+    )
 
 
 def _schedule_frames(w: _World) -> Iterator[pl.DataFrame]:
     e = w.events
     n = len(e.ids)
-    yield _typed("event_schedules", {
-        "id": e.schedule_ids.slice(), "tenant_id": w.tenant_ids.take(e.tenant),
-        "event_id": e.ids.slice(), "starts_at": _ts(e.starts), "ends_at": _ts(e.ends),
-        "doors_open_at": _ts(e.doors), "timezone": _pick(_CITY_TZ, w.venues.city[e.venue]),
-        "status": _pick(contract.SCHEDULE_STATUSES, e.schedule_status),
-        "capacity_override": _int(e.capacity, pa.int32(), null=~e.override), "created_at": _ts(e.created),
-        "updated_at": _ts(e.status_changed), "deleted_at": _ts(np.full(n, -1))})
+    yield _typed(
+        "event_schedules",
+        {
+            "id": e.schedule_ids.slice(),
+            "tenant_id": w.tenant_ids.take(e.tenant),
+            "event_id": e.ids.slice(),
+            "starts_at": _ts(e.starts),
+            "ends_at": _ts(e.ends),
+            "doors_open_at": _ts(e.doors),
+            "timezone": _pick(_CITY_TZ, w.venues.city[e.venue]),
+            "status": _pick(contract.SCHEDULE_STATUSES, e.schedule_status),
+            "capacity_override": _int(e.capacity, pa.int32(), null=~e.override),
+            "created_at": _ts(e.created),
+            "updated_at": _ts(e.status_changed),
+            "deleted_at": _ts(np.full(n, -1)),
+        },
+    )
 
 
 def _type_frames(w: _World) -> Iterator[pl.DataFrame]:
@@ -162,14 +241,25 @@ def _type_frames(w: _World) -> Iterator[pl.DataFrame]:
     last_change = np.full(len(t.ids), -1, np.int64)
     has = t.n_changes > 0
     last_change[has] = t.change_time[(_group_starts(t.n_changes) + t.n_changes - 1)[has]]
-    yield _typed("ticket_types", {
-        "id": t.ids.slice(), "tenant_id": w.tenant_ids.take(e.tenant[t.event]),
-        "event_id": e.ids.take(t.event), "name": _pick(_TIER_NAME, t.tier),
-        "category": _pick(_TIER_CATEGORY, t.tier), "price": _dollars(t.price), "quantity": pl.Series(t.quantity),
-        "available_quantity": pl.Series(t.quantity - t.sold), "sold_quantity": pl.Series(t.sold),
-        "sale_start": _ts(t.sale_start), "sale_end": _ts(t.sale_end),
-        "is_active": pl.Series(~e.cancelled[t.event] & (t.sale_end > w.clock.now)), "created_at": _ts(created),
-        "updated_at": _ts(np.maximum(created, last_change))})
+    yield _typed(
+        "ticket_types",
+        {
+            "id": t.ids.slice(),
+            "tenant_id": w.tenant_ids.take(e.tenant[t.event]),
+            "event_id": e.ids.take(t.event),
+            "name": _pick(_TIER_NAME, t.tier),
+            "category": _pick(_TIER_CATEGORY, t.tier),
+            "price": _dollars(t.price),
+            "quantity": pl.Series(t.quantity),
+            "available_quantity": pl.Series(t.quantity - t.sold),
+            "sold_quantity": pl.Series(t.sold),
+            "sale_start": _ts(t.sale_start),
+            "sale_end": _ts(t.sale_end),
+            "is_active": pl.Series(~e.cancelled[t.event] & (t.sale_end > w.clock.now)),
+            "created_at": _ts(created),
+            "updated_at": _ts(np.maximum(created, last_change)),
+        },
+    )
 
 
 def _ticket_frames(w: _World) -> Iterator[pl.DataFrame]:
@@ -178,30 +268,51 @@ def _ticket_frames(w: _World) -> Iterator[pl.DataFrame]:
         n = sl.stop - sl.start
         ev, price, status = t.event[sl], t.price[sl], t.status[sl]
         purchased, checked_in = t.purchased[sl], t.checked_in[sl]
-        yield _typed("tickets", {
-            "id": t.ids.slice(sl), "tenant_id": w.tenant_ids.take(w.events.tenant[ev]),
-            "event_id": w.events.ids.take(ev), "ticket_type_id": w.types.ids.take(t.type[sl]),
-            "user_id": w.users.ids.take(t.holder[sl]),
-            "original_purchaser_id": w.users.ids.take(w.orders.user[t.order[sl]]),
-            "ticket_number": _numbered("TKT-", sl.start, n, 10), "price_cents": pl.Series(price.astype(np.float64)),
-            "price": _dollars(price), "face_value": _dollars(price), "section": _pick(_SECTIONS, t.section[sl]),
-            "status": _pick(contract.TICKET_STATUSES, status), "is_validated": pl.Series(checked_in >= 0),
-            "transfer_count": pl.Series((status == _TKT["transferred"]).astype(np.int32)),
-            "purchased_at": _ts(purchased), "validated_at": _ts(checked_in), "checked_in_at": _ts(checked_in),
-            "status_changed_at": _ts(t.status_changed[sl]), "created_at": _ts(purchased),
-            "updated_at": _ts(_latest(purchased, checked_in, t.status_changed[sl])), "deleted_at": _ts(np.full(n, -1))})
+        yield _typed(
+            "tickets",
+            {
+                "id": t.ids.slice(sl),
+                "tenant_id": w.tenant_ids.take(w.events.tenant[ev]),
+                "event_id": w.events.ids.take(ev),
+                "ticket_type_id": w.types.ids.take(t.type[sl]),
+                "user_id": w.users.ids.take(t.holder[sl]),
+                "original_purchaser_id": w.users.ids.take(w.orders.user[t.order[sl]]),
+                "ticket_number": _numbered("TKT-", sl.start, n, 10),
+                "price_cents": pl.Series(price.astype(np.float64)),
+                "price": _dollars(price),
+                "face_value": _dollars(price),
+                "section": _pick(_SECTIONS, t.section[sl]),
+                "status": _pick(contract.TICKET_STATUSES, status),
+                "is_validated": pl.Series(checked_in >= 0),
+                "transfer_count": pl.Series((status == _TKT["transferred"]).astype(np.int32)),
+                "purchased_at": _ts(purchased),
+                "validated_at": _ts(checked_in),
+                "checked_in_at": _ts(checked_in),
+                "status_changed_at": _ts(t.status_changed[sl]),
+                "created_at": _ts(purchased),
+                "updated_at": _ts(_latest(purchased, checked_in, t.status_changed[sl])),
+                "deleted_at": _ts(np.full(n, -1)),
+            },
+        )
 
 
 def _scan_frames(w: _World) -> Iterator[pl.DataFrame]:
     t = w.tickets
     for sl in _chunks(t.scan_ticket.size):
         rows = t.scan_ticket[sl]
-        yield _typed("ticket_scans", {
-            "id": t.scan_ids.slice(sl), "ticket_id": t.ids.take(rows),
-            "event_id": w.events.ids.take(t.event[rows]), "scanned_at": _ts(t.scan_time[sl]),
-            "device_id": _pick(_DEVICES, t.scan_device[sl]),
-            "location": _pick(_GATES, t.scan_device[sl] // _SCANNERS_PER_GATE),
-            "result": _pick(contract.SCAN_RESULTS, t.scan_result[sl]), "created_at": _ts(t.scan_time[sl])})
+        yield _typed(
+            "ticket_scans",
+            {
+                "id": t.scan_ids.slice(sl),
+                "ticket_id": t.ids.take(rows),
+                "event_id": w.events.ids.take(t.event[rows]),
+                "scanned_at": _ts(t.scan_time[sl]),
+                "device_id": _pick(_DEVICES, t.scan_device[sl]),
+                "location": _pick(_GATES, t.scan_device[sl] // _SCANNERS_PER_GATE),
+                "result": _pick(contract.SCAN_RESULTS, t.scan_result[sl]),
+                "created_at": _ts(t.scan_time[sl]),
+            },
+        )
 
 
 def _price_history_frames(w: _World) -> Iterator[pl.DataFrame]:
@@ -210,11 +321,18 @@ def _price_history_frames(w: _World) -> Iterator[pl.DataFrame]:
     current = t.chain_start[ty] + np.arange(ty.size) - _group_starts(t.n_changes)[ty] + 1
     o = np.argsort(t.change_time, kind="stable")
     tenant = w.events.tenant[t.event[ty[o]]]
-    yield _typed("ticket_price_history", {
-        "id": t.change_ids.take(o), "ticket_type_id": t.ids.take(ty[o]),
-        "old_price": _dollars(t.chain[current - 1][o]), "new_price": _dollars(t.chain[current][o]),
-        "changed_by": w.operator_ids.take(tenant * 8 + t.change_by[o]),
-        "reason": _pick(_PRICE_REASONS, t.change_reason[o]), "changed_at": _ts(t.change_time[o])})
+    yield _typed(
+        "ticket_price_history",
+        {
+            "id": t.change_ids.take(o),
+            "ticket_type_id": t.ids.take(ty[o]),
+            "old_price": _dollars(t.chain[current - 1][o]),
+            "new_price": _dollars(t.chain[current][o]),
+            "changed_by": w.operator_ids.take(tenant * 8 + t.change_by[o]),
+            "reason": _pick(_PRICE_REASONS, t.change_reason[o]),
+            "changed_at": _ts(t.change_time[o]),
+        },
+    )
 
 
 def _order_frames(w: _World) -> Iterator[pl.DataFrame]:
@@ -222,45 +340,79 @@ def _order_frames(w: _World) -> Iterator[pl.DataFrame]:
     for sl in _chunks(len(o.ids)):
         n = sl.stop - sl.start
         created = o.created[sl]
-        metadata = _concat('{"channel": "', _pick(contract.ORDER_CHANNELS, o.channel[sl]), '", "payment_method": "',
-                           _pick(contract.PAYMENT_METHODS, o.payment[sl]), '"}')
-        yield _typed("orders", {
-            "id": o.ids.slice(sl), "tenant_id": w.tenant_ids.take(o.tenant[sl]),
-            "user_id": w.users.ids.take(o.user[sl]), "event_id": w.events.ids.take(o.event[sl]),
-            "order_number": _numbered("ORD-", sl.start, n, 9), "status": _pick(contract.ORDER_STATUSES, o.status[sl]),
-            "subtotal_cents": pl.Series(o.subtotal[sl]), "platform_fee_cents": pl.Series(o.platform_fee[sl]),
-            "processing_fee_cents": pl.Series(o.processing_fee[sl]), "tax_cents": pl.Series(o.tax[sl]),
-            "discount_cents": pl.Series(o.discount[sl]), "total_cents": pl.Series(o.total[sl]),
-            "currency": _const("USD", n), "payment_status": _pick(_ORDER_PAYMENT_STATUS, o.status[sl]),
-            "ticket_quantity": pl.Series(o.quantity[sl]), "metadata": metadata,
-            "created_at": _ts(np.where(o.created_null[sl], -1, created)),
-            "updated_at": _ts(_latest(created, o.confirmed[sl], o.cancelled_at[sl], o.refunded_at[sl])),
-            "expires_at": _ts(created + 15 * MINUTE), "confirmed_at": _ts(o.confirmed[sl]),
-            "cancelled_at": _ts(o.cancelled_at[sl]), "refunded_at": _ts(o.refunded_at[sl])})
+        metadata = _concat(
+            '{"channel": "',
+            _pick(contract.ORDER_CHANNELS, o.channel[sl]),
+            '", "payment_method": "',
+            _pick(contract.PAYMENT_METHODS, o.payment[sl]),
+            '"}',
+        )
+        yield _typed(
+            "orders",
+            {
+                "id": o.ids.slice(sl),
+                "tenant_id": w.tenant_ids.take(o.tenant[sl]),
+                "user_id": w.users.ids.take(o.user[sl]),
+                "event_id": w.events.ids.take(o.event[sl]),
+                "order_number": _numbered("ORD-", sl.start, n, 9),
+                "status": _pick(contract.ORDER_STATUSES, o.status[sl]),
+                "subtotal_cents": pl.Series(o.subtotal[sl]),
+                "platform_fee_cents": pl.Series(o.platform_fee[sl]),
+                "processing_fee_cents": pl.Series(o.processing_fee[sl]),
+                "tax_cents": pl.Series(o.tax[sl]),
+                "discount_cents": pl.Series(o.discount[sl]),
+                "total_cents": pl.Series(o.total[sl]),
+                "currency": _const("USD", n),
+                "payment_status": _pick(_ORDER_PAYMENT_STATUS, o.status[sl]),
+                "ticket_quantity": pl.Series(o.quantity[sl]),
+                "metadata": metadata,
+                "created_at": _ts(np.where(o.created_null[sl], -1, created)),
+                "updated_at": _ts(_latest(created, o.confirmed[sl], o.cancelled_at[sl], o.refunded_at[sl])),
+                "expires_at": _ts(created + 15 * MINUTE),
+                "confirmed_at": _ts(o.confirmed[sl]),
+                "cancelled_at": _ts(o.cancelled_at[sl]),
+                "refunded_at": _ts(o.refunded_at[sl]),
+            },
+        )
 
 
 def _item_frames(w: _World) -> Iterator[pl.DataFrame]:
     it = w.items
     for sl in _chunks(len(it.ids)):
         order = it.order[sl]
-        yield _typed("order_items", {
-            "id": it.ids.slice(sl), "tenant_id": w.tenant_ids.take(w.orders.tenant[order]),
-            "order_id": w.orders.ids.take(order), "ticket_type_id": w.types.ids.take(it.type[sl]),
-            "quantity": pl.Series(it.quantity[sl]), "unit_price_cents": pl.Series(it.unit[sl]),
-            "total_price_cents": pl.Series(it.unit[sl] * it.quantity[sl]), "created_at": _ts(it.created[sl])})
+        yield _typed(
+            "order_items",
+            {
+                "id": it.ids.slice(sl),
+                "tenant_id": w.tenant_ids.take(w.orders.tenant[order]),
+                "order_id": w.orders.ids.take(order),
+                "ticket_type_id": w.types.ids.take(it.type[sl]),
+                "quantity": pl.Series(it.quantity[sl]),
+                "unit_price_cents": pl.Series(it.unit[sl]),
+                "total_price_cents": pl.Series(it.unit[sl] * it.quantity[sl]),
+                "created_at": _ts(it.created[sl]),
+            },
+        )
 
 
 def _refund_frames(w: _World) -> Iterator[pl.DataFrame]:
     r = w.refunds
     o = np.argsort(r.created, kind="stable")
     order = r.order[o]
-    yield _typed("order_refunds", {
-        "id": r.ids.take(o), "tenant_id": w.tenant_ids.take(w.orders.tenant[order]),
-        "order_id": w.orders.ids.take(order), "refund_amount_cents": pl.Series(r.amount[o]),
-        "refund_reason": _pick(_REFUND_REASONS, r.reason[o]),
-        "refund_status": _pick(contract.REFUND_STATUSES, r.status[o]),
-        "refund_type": _pick(contract.REFUND_TYPES, r.refund_type[o]), "created_at": _ts(r.created[o]),
-        "updated_at": _ts(r.updated[o])})
+    yield _typed(
+        "order_refunds",
+        {
+            "id": r.ids.take(o),
+            "tenant_id": w.tenant_ids.take(w.orders.tenant[order]),
+            "order_id": w.orders.ids.take(order),
+            "refund_amount_cents": pl.Series(r.amount[o]),
+            "refund_reason": _pick(_REFUND_REASONS, r.reason[o]),
+            "refund_status": _pick(contract.REFUND_STATUSES, r.status[o]),
+            "refund_type": _pick(contract.REFUND_TYPES, r.refund_type[o]),
+            "created_at": _ts(r.created[o]),
+            "updated_at": _ts(r.updated[o]),
+        },
+    )
 
 
 def _listing_frames(w: _World) -> Iterator[pl.DataFrame]:
@@ -268,14 +420,25 @@ def _listing_frames(w: _World) -> Iterator[pl.DataFrame]:
     for sl in _chunks(r.ticket.size):
         ticket = r.ticket[sl]
         ev = t.event[ticket]
-        yield _typed("marketplace_listings", {
-            "id": r.listing_ids.slice(sl), "tenant_id": w.tenant_ids.take(w.events.tenant[ev]),
-            "ticket_id": t.ids.take(ticket), "seller_id": w.users.ids.take(w.orders.user[t.order[ticket]]),
-            "event_id": w.events.ids.take(ev), "venue_id": w.venues.ids.take(w.events.venue[ev]),
-            "price": pl.Series(r.price[sl]), "original_face_value": pl.Series(r.face[sl]),
-            "status": _pick(contract.LISTING_STATUSES, r.status[sl]), "listed_at": _ts(r.listed[sl]),
-            "sold_at": _ts(r.sold[sl]), "expires_at": _ts(r.expires[sl]), "cancelled_at": _ts(r.cancelled[sl]),
-            "created_at": _ts(r.listed[sl])})
+        yield _typed(
+            "marketplace_listings",
+            {
+                "id": r.listing_ids.slice(sl),
+                "tenant_id": w.tenant_ids.take(w.events.tenant[ev]),
+                "ticket_id": t.ids.take(ticket),
+                "seller_id": w.users.ids.take(w.orders.user[t.order[ticket]]),
+                "event_id": w.events.ids.take(ev),
+                "venue_id": w.venues.ids.take(w.events.venue[ev]),
+                "price": pl.Series(r.price[sl]),
+                "original_face_value": pl.Series(r.face[sl]),
+                "status": _pick(contract.LISTING_STATUSES, r.status[sl]),
+                "listed_at": _ts(r.listed[sl]),
+                "sold_at": _ts(r.sold[sl]),
+                "expires_at": _ts(r.expires[sl]),
+                "cancelled_at": _ts(r.cancelled[sl]),
+                "created_at": _ts(r.listed[sl]),
+            },
+        )
 
 
 def _transfer_frames(w: _World) -> Iterator[pl.DataFrame]:
@@ -284,15 +447,26 @@ def _transfer_frames(w: _World) -> Iterator[pl.DataFrame]:
         listing = r.transfer_listing[sl]
         ticket = r.ticket[listing]
         ev = t.event[ticket]
-        yield _typed("marketplace_transfers", {
-            "id": r.transfer_ids.slice(sl), "tenant_id": w.tenant_ids.take(w.events.tenant[ev]),
-            "listing_id": r.listing_ids.take(listing), "buyer_id": w.users.ids.take(r.buyer[sl]),
-            "seller_id": w.users.ids.take(w.orders.user[t.order[ticket]]),
-            "event_id": w.events.ids.take(ev), "venue_id": w.venues.ids.take(w.events.venue[ev]),
-            "usd_value": pl.Series(r.price[listing]), "status": _pick(contract.TRANSFER_STATUSES, r.transfer_status[sl]),
-            "payment_method": _pick(("fiat", "crypto"), r.crypto[sl].astype(np.int64)),
-            "payment_currency": _pick(("USDC", "SOL"), r.currency[sl]), "initiated_at": _ts(r.initiated[sl]),
-            "completed_at": _ts(r.completed[sl]), "failed_at": _ts(r.failed[sl]), "created_at": _ts(r.initiated[sl])})
+        yield _typed(
+            "marketplace_transfers",
+            {
+                "id": r.transfer_ids.slice(sl),
+                "tenant_id": w.tenant_ids.take(w.events.tenant[ev]),
+                "listing_id": r.listing_ids.take(listing),
+                "buyer_id": w.users.ids.take(r.buyer[sl]),
+                "seller_id": w.users.ids.take(w.orders.user[t.order[ticket]]),
+                "event_id": w.events.ids.take(ev),
+                "venue_id": w.venues.ids.take(w.events.venue[ev]),
+                "usd_value": pl.Series(r.price[listing]),
+                "status": _pick(contract.TRANSFER_STATUSES, r.transfer_status[sl]),
+                "payment_method": _pick(("fiat", "crypto"), r.crypto[sl].astype(np.int64)),
+                "payment_currency": _pick(("USDC", "SOL"), r.currency[sl]),
+                "initiated_at": _ts(r.initiated[sl]),
+                "completed_at": _ts(r.completed[sl]),
+                "failed_at": _ts(r.failed[sl]),
+                "created_at": _ts(r.initiated[sl]),
+            },
+        )
 
 
 def _fee_frames(w: _World) -> Iterator[pl.DataFrame]:
@@ -302,18 +476,35 @@ def _fee_frames(w: _World) -> Iterator[pl.DataFrame]:
         listing = r.transfer_listing[transfer]
         sale = r.price[listing]
         ev = w.tickets.event[r.ticket[listing]]
-        yield _typed("platform_fees", {
-            "id": r.fee_ids.slice(sl), "tenant_id": w.tenant_ids.take(w.events.tenant[ev]),
-            "transfer_id": r.transfer_ids.take(transfer), "sale_price": pl.Series(sale),
-            "platform_fee_amount": pl.Series(r.platform_fee[sl]), "venue_fee_amount": pl.Series(r.venue_fee[sl]),
-            "seller_payout": pl.Series(sale - r.platform_fee[sl] - r.venue_fee[sl]),
-            "created_at": _ts(r.completed[transfer])})
+        yield _typed(
+            "platform_fees",
+            {
+                "id": r.fee_ids.slice(sl),
+                "tenant_id": w.tenant_ids.take(w.events.tenant[ev]),
+                "transfer_id": r.transfer_ids.take(transfer),
+                "sale_price": pl.Series(sale),
+                "platform_fee_amount": pl.Series(r.platform_fee[sl]),
+                "venue_fee_amount": pl.Series(r.venue_fee[sl]),
+                "seller_payout": pl.Series(sale - r.platform_fee[sl] - r.venue_fee[sl]),
+                "created_at": _ts(r.completed[transfer]),
+            },
+        )
 
 
 _BUILDERS = {
-    "venues": _venue_frames, "event_categories": _category_frames, "users": _user_frames, "events": _event_frames,
-    "event_schedules": _schedule_frames, "ticket_types": _type_frames, "tickets": _ticket_frames,
-    "ticket_scans": _scan_frames, "ticket_price_history": _price_history_frames, "orders": _order_frames,
-    "order_items": _item_frames, "order_refunds": _refund_frames, "marketplace_listings": _listing_frames,
-    "marketplace_transfers": _transfer_frames, "platform_fees": _fee_frames,
+    "venues": _venue_frames,
+    "event_categories": _category_frames,
+    "users": _user_frames,
+    "events": _event_frames,
+    "event_schedules": _schedule_frames,
+    "ticket_types": _type_frames,
+    "tickets": _ticket_frames,
+    "ticket_scans": _scan_frames,
+    "ticket_price_history": _price_history_frames,
+    "orders": _order_frames,
+    "order_items": _item_frames,
+    "order_refunds": _refund_frames,
+    "marketplace_listings": _listing_frames,
+    "marketplace_transfers": _transfer_frames,
+    "platform_fees": _fee_frames,
 }

@@ -55,8 +55,9 @@ from analytics_pipelines.generator.world import (
 )
 
 
-def _purchase_times(rng: np.random.Generator, types: _Types, type_offset: np.ndarray,
-                    tier_type: np.ndarray) -> np.ndarray:
+def _purchase_times(
+    rng: np.random.Generator, types: _Types, type_offset: np.ndarray, tier_type: np.ndarray
+) -> np.ndarray:
     """Purchase times on the type's sales curve, with weekday and local hour-of-day purchase patterns."""
     n = tier_type.size
     lo, hi = types.sale_start[tier_type], types.sale_end[tier_type] - MINUTE
@@ -66,7 +67,9 @@ def _purchase_times(rng: np.random.Generator, types: _Types, type_offset: np.nda
     pending = np.ones(n, bool)
     for _ in range(3):  # weekday pattern by rejection: three rounds, then keep the last draw
         idx = np.flatnonzero(pending)
-        u = np.where(early[idx], _curve_draw(rng, _EARLY_BIRD_CURVE, idx.size), _curve_draw(rng, _CURVE, idx.size))
+        u = np.where(
+            early[idx], _curve_draw(rng, _EARLY_BIRD_CURVE, idx.size), _curve_draw(rng, _CURVE, idx.size)
+        )
         raw = lo[idx] + (u * (hi[idx] - lo[idx])).astype(np.int64)
         local = raw + offset[idx]
         tod = _choice(rng, _PURCHASE_HOUR, idx.size) * HOUR + rng.integers(0, HOUR, idx.size)
@@ -77,8 +80,9 @@ def _purchase_times(rng: np.random.Generator, types: _Types, type_offset: np.nda
     return t
 
 
-def _make_baskets(rs: _Streams, clock: _Clock, venues: _Venues, events: _Events,
-                  types: _Types) -> tuple[np.ndarray, ...]:
+def _make_baskets(
+    rs: _Streams, clock: _Clock, venues: _Venues, events: _Events, types: _Types
+) -> tuple[np.ndarray, ...]:
     """Baskets (future order items) of every class: (type, quantity, time, class)."""
     rng = rs("demand")
     demand_tickets = np.round(types.quantity * types.demand).astype(np.int64)
@@ -105,19 +109,32 @@ def _make_baskets(rs: _Streams, clock: _Clock, venues: _Venues, events: _Events,
     fcls = np.where(rng.random(n_failed) < 0.55, _CANCELLED, _EXPIRED)
     # pending carts: open checkouts in the last minutes before now, on types still on sale
     sold_per_type = np.bincount(btype, weights=bqty, minlength=len(types.ids))
-    on_sale = np.flatnonzero((types.sale_start <= clock.now - HOUR) & (types.sale_end > clock.now)
-                             & ~events.cancelled[types.event] & (sold_per_type < types.quantity))
+    on_sale = np.flatnonzero(
+        (types.sale_start <= clock.now - HOUR)
+        & (types.sale_end > clock.now)
+        & ~events.cancelled[types.event]
+        & (sold_per_type < types.quantity)
+    )
     n_pending = min(on_sale.size, max(1, round(0.002 * btype.size))) if on_sale.size else 0
     ptype = rng.choice(on_sale, n_pending) if n_pending else np.zeros(0, np.int64)
     pqty = _BASKET_SIZES[_choice(rng, _BASKET_P, n_pending)]
     pt = clock.now - rng.integers(MINUTE, 14 * MINUTE, n_pending)
-    return (np.concatenate([btype, ftype, ptype]), np.concatenate([bqty, bqty[src], pqty]),
-            np.concatenate([bt, ft, pt]),
-            np.concatenate([np.full(btype.size, _SOLD), fcls, np.full(n_pending, _PENDING)]))
+    return (
+        np.concatenate([btype, ftype, ptype]),
+        np.concatenate([bqty, bqty[src], pqty]),
+        np.concatenate([bt, ft, pt]),
+        np.concatenate([np.full(btype.size, _SOLD), fcls, np.full(n_pending, _PENDING)]),
+    )
 
 
-def _make_orders(rs: _Streams, clock: _Clock, venues: _Venues, events: _Events, types: _Types,
-                 baskets: tuple[np.ndarray, ...]) -> tuple[_Orders, _Items]:
+def _make_orders(
+    rs: _Streams,
+    clock: _Clock,
+    venues: _Venues,
+    events: _Events,
+    types: _Types,
+    baskets: tuple[np.ndarray, ...],
+) -> tuple[_Orders, _Items]:
     """Group baskets into orders (some two-tier orders), time-sort them, and price them in cents."""
     rng = rs("orders")
     btype, bqty, bt, bcls = baskets
@@ -129,8 +146,14 @@ def _make_orders(rs: _Streams, clock: _Clock, venues: _Venues, events: _Events, 
     run_start = np.maximum.accumulate(np.where(np.r_[True, ev[1:] != ev[:-1]], pos, 0))
     rank = pos - run_start
     prev = np.maximum(pos - 1, 0)
-    merge = ((rank % 2 == 1) & (bcls == bcls[prev]) & (btype != btype[prev]) & (rng.random(n) < 0.35)
-             & (bt[prev] >= types.sale_start[btype]) & (bt[prev] <= types.sale_end[btype] - MINUTE))
+    merge = (
+        (rank % 2 == 1)
+        & (bcls == bcls[prev])
+        & (btype != btype[prev])
+        & (rng.random(n) < 0.35)
+        & (bt[prev] >= types.sale_start[btype])
+        & (bt[prev] <= types.sale_end[btype] - MINUTE)
+    )
     order_of = np.cumsum(~merge) - 1
     heads = np.flatnonzero(~merge)
     o_time = bt[heads]
@@ -157,19 +180,41 @@ def _make_orders(rs: _Streams, clock: _Clock, venues: _Venues, events: _Events, 
     venue = events.venue[event]
     platform_fee = np.round(subtotal * venues.service_fee[venue]).astype(np.int64)
     tax = np.round(subtotal * np.array(_CITY_TAX)[venues.city[venue]]).astype(np.int64)
-    discount = np.where(rng.random(n_orders) < 0.07,
-                        np.round(subtotal * rng.choice([0.1, 0.15, 0.2], n_orders)), 0).astype(np.int64)
+    discount = np.where(
+        rng.random(n_orders) < 0.07, np.round(subtotal * rng.choice([0.1, 0.15, 0.2], n_orders)), 0
+    ).astype(np.int64)
     processing_fee = (np.round(0.029 * (subtotal + platform_fee + tax - discount)) + 30).astype(np.int64)
     total = subtotal + platform_fee + processing_fee + tax - discount
     orders = _Orders(
-        ids=_Ids(_new_ids(rng, n_orders)), event=event, tenant=events.tenant[event], cls=cls, created=created,
-        confirmed=confirmed, cancelled_at=cancelled_at, refunded_at=np.full(n_orders, -1, np.int64),
-        created_null=sold & (rng.random(n_orders) < 0.01), status=np.zeros(n_orders, np.int64),
-        quantity=quantity, subtotal=subtotal, platform_fee=platform_fee, processing_fee=processing_fee, tax=tax,
-        discount=discount, total=total, user=np.zeros(n_orders, np.int64), channel=np.zeros(n_orders, np.int64),
-        payment=np.zeros(n_orders, np.int64))
-    items = _Items(ids=_Ids(_new_ids(rng, item_order.size)), order=item_order, type=btype, quantity=bqty, unit=unit,
-                   created=created[item_order])
+        ids=_Ids(_new_ids(rng, n_orders)),
+        event=event,
+        tenant=events.tenant[event],
+        cls=cls,
+        created=created,
+        confirmed=confirmed,
+        cancelled_at=cancelled_at,
+        refunded_at=np.full(n_orders, -1, np.int64),
+        created_null=sold & (rng.random(n_orders) < 0.01),
+        status=np.zeros(n_orders, np.int64),
+        quantity=quantity,
+        subtotal=subtotal,
+        platform_fee=platform_fee,
+        processing_fee=processing_fee,
+        tax=tax,
+        discount=discount,
+        total=total,
+        user=np.zeros(n_orders, np.int64),
+        channel=np.zeros(n_orders, np.int64),
+        payment=np.zeros(n_orders, np.int64),
+    )
+    items = _Items(
+        ids=_Ids(_new_ids(rng, item_order.size)),
+        order=item_order,
+        type=btype,
+        quantity=bqty,
+        unit=unit,
+        created=created[item_order],
+    )
     return orders, items
 
 
@@ -203,10 +248,17 @@ def _refund(rs: _Streams, clock: _Clock, events: _Events, orders: _Orders) -> _R
     pending = created > clock.now - 3 * DAY
     reason = np.where(ev_cancelled[idx], 0, rng.integers(1, len(_REFUND_REASONS), k))
     return _Refunds(
-        ids=_Ids(_new_ids(rng, k)), order=idx, amount=orders.total[idx] - np.where(partial, kept_fees, 0),
-        reason=reason, status=np.where(pending, 0, 1), refund_type=np.where(partial, 1, 0), created=created,
-        updated=np.where(pending, created, np.minimum(created + rng.integers(MINUTE, 2 * DAY, k),
-                                                      clock.now - 1)))
+        ids=_Ids(_new_ids(rng, k)),
+        order=idx,
+        amount=orders.total[idx] - np.where(partial, kept_fees, 0),
+        reason=reason,
+        status=np.where(pending, 0, 1),
+        refund_type=np.where(partial, 1, 0),
+        created=created,
+        updated=np.where(
+            pending, created, np.minimum(created + rng.integers(MINUTE, 2 * DAY, k), clock.now - 1)
+        ),
+    )
 
 
 def _bgnbd_owners(rng: np.random.Generator, n_users: int, order_times: np.ndarray, now: int) -> np.ndarray:
@@ -269,23 +321,41 @@ def _make_users(rs: _Streams, scale: Scale, clock: _Clock, venues: _Venues, orde
     k = len(orders.ids)
     orders.channel = np.where(rng.random(k) < 0.8, pref_channel[orders.user], _choice(rng, _CHANNEL_P, k))
     orders.payment = np.where(rng.random(k) < 0.8, pref_payment[orders.user], _choice(rng, _PAYMENT_P, k))
-    signup = np.where(has, first_order - rng.exponential(7 * DAY, n).astype(np.int64),
-                      clock.launch + (rng.random(n) * (clock.now - HOUR - clock.launch)).astype(np.int64))
+    signup = np.where(
+        has,
+        first_order - rng.exponential(7 * DAY, n).astype(np.int64),
+        clock.launch + (rng.random(n) * (clock.now - HOUR - clock.launch)).astype(np.int64),
+    )
     created = np.clip(signup, clock.launch - 30 * DAY, np.where(has, first_order, clock.now - HOUR))
     # contract.USER_STATUSES: PENDING, ACTIVE, SUSPENDED, DELETED; only users who never bought are PENDING
-    status = np.where(has, _choice(rng, np.array([0.0, 0.975, 0.02, 0.005]), n),
-                      _choice(rng, np.array([0.12, 0.80, 0.03, 0.05]), n))
+    status = np.where(
+        has,
+        _choice(rng, np.array([0.0, 0.975, 0.02, 0.005]), n),
+        _choice(rng, np.array([0.12, 0.80, 0.03, 0.05]), n),
+    )
     deleted = status == _USR["DELETED"]
     start = np.maximum(created, last_order) + DAY
-    deleted_at = np.where(deleted & (start < clock.now),
-                          start + (rng.random(n) * (clock.now - start)).astype(np.int64), -1)
+    deleted_at = np.where(
+        deleted & (start < clock.now), start + (rng.random(n) * (clock.now - start)).astype(np.int64), -1
+    )
     status[deleted & (deleted_at < 0)] = _USR["ACTIVE"]
     updated = np.maximum(created + (rng.random(n) * (clock.now - created)).astype(np.int64), deleted_at)
     venue_city = venues.city[rng.integers(0, len(venues.ids), n)]
     city = np.where(rng.random(n) < 0.7, venue_city, _choice(rng, np.array(_CITY_WEIGHT, float), n))
     phone = np.where(rng.random(n) < 0.7, rng.integers(0, 10_000_000, n), -1)
     return _Users(
-        ids=_Ids(_new_ids(rng, n)), tenant=tenant, first=rng.integers(0, len(_FIRST_NAMES), n),
-        last=rng.integers(0, len(_LAST_NAMES), n), domain=rng.integers(0, len(_EMAIL_DOMAINS), n), phone=phone,
-        city=city, status=status, consent=rng.random(n) < 0.45, created=created, updated=updated,
-        deleted=deleted_at, tenant_offset=offsets, tenant_count=counts)
+        ids=_Ids(_new_ids(rng, n)),
+        tenant=tenant,
+        first=rng.integers(0, len(_FIRST_NAMES), n),
+        last=rng.integers(0, len(_LAST_NAMES), n),
+        domain=rng.integers(0, len(_EMAIL_DOMAINS), n),
+        phone=phone,
+        city=city,
+        status=status,
+        consent=rng.random(n) < 0.45,
+        created=created,
+        updated=updated,
+        deleted=deleted_at,
+        tenant_offset=offsets,
+        tenant_count=counts,
+    )

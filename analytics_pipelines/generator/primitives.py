@@ -22,7 +22,9 @@ class _Streams:
         self.seed = seed
 
     def __call__(self, name: str) -> np.random.Generator:
-        return np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, zlib.crc32(name.encode())])))
+        return np.random.Generator(
+            np.random.PCG64(np.random.SeedSequence([self.seed, zlib.crc32(name.encode())]))
+        )
 
 
 def _new_ids(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -34,9 +36,16 @@ def _new_ids(rng: np.random.Generator, n: int) -> np.ndarray:
     return raw
 
 
-_HEX_PAIRS = np.array([[ord(c) for c in f"{b:02x}"] for b in range(256)], dtype=np.uint8).view(np.uint16).ravel()
-_UUID_LAYOUT = ((slice(0, 8), slice(0, 8)), (slice(9, 13), slice(8, 12)), (slice(14, 18), slice(12, 16)),
-                (slice(19, 23), slice(16, 20)), (slice(24, 36), slice(20, 32)))
+_HEX_PAIRS = (
+    np.array([[ord(c) for c in f"{b:02x}"] for b in range(256)], dtype=np.uint8).view(np.uint16).ravel()
+)
+_UUID_LAYOUT = (
+    (slice(0, 8), slice(0, 8)),
+    (slice(9, 13), slice(8, 12)),
+    (slice(14, 18), slice(12, 16)),
+    (slice(19, 23), slice(16, 20)),
+    (slice(24, 36), slice(20, 32)),
+)
 
 
 def _uuid_text(raw: np.ndarray) -> pl.Series:
@@ -47,7 +56,9 @@ def _uuid_text(raw: np.ndarray) -> pl.Series:
     for dst, src in _UUID_LAYOUT:
         out[:, dst] = hex32[:, src]
     offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int64)
-    arr = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(out.reshape(-1))])
+    arr = pa.Array.from_buffers(
+        pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(out.reshape(-1))]
+    )
     return pl.from_arrow(arr).cast(pl.String)
 
 
@@ -78,8 +89,9 @@ class _Ids:
 
 def _ts(seconds: np.ndarray) -> pl.Series:
     """Epoch seconds -> Datetime(us, UTC); negative values are NULL."""
-    return pl.from_arrow(pa.array(seconds.astype(np.int64) * 1_000_000, mask=seconds < 0,
-                                  type=pa.timestamp("us", tz="UTC")))
+    return pl.from_arrow(
+        pa.array(seconds.astype(np.int64) * 1_000_000, mask=seconds < 0, type=pa.timestamp("us", tz="UTC"))
+    )
 
 
 def _pick(labels: tuple[str | None, ...], codes: np.ndarray) -> pl.Series:
@@ -157,7 +169,9 @@ def _curve_cdf(curve: tuple[tuple[float, float, float], ...], u: np.ndarray) -> 
     return np.interp(u, grid, np.r_[0.0, np.cumsum(density)])
 
 
-def _curve_draw(rng: np.random.Generator, curve: tuple[tuple[float, float, float], ...], n: int) -> np.ndarray:
+def _curve_draw(
+    rng: np.random.Generator, curve: tuple[tuple[float, float, float], ...], n: int
+) -> np.ndarray:
     comp = _choice(rng, np.array([c[0] for c in curve]), n)
     a = np.array([c[1] for c in curve])[comp]
     b = np.array([c[2] for c in curve])[comp]
@@ -171,7 +185,6 @@ def _slug(expr: pl.Expr) -> pl.Expr:
 def _chunks(n: int, size: int = CHUNK_ROWS) -> Iterator[slice]:
     for start in range(0, max(n, 1), size):
         yield slice(start, min(start + size, n))
-
 
 
 def random_uuids(rng: np.random.Generator, n: int) -> pl.Series:

@@ -38,8 +38,9 @@ SCALES: dict[str, Scale] = {
     "tiny": Scale(venues=3, events=20, tickets=2_000, users=500, history_days=120, tenants=2),
     "small": Scale(venues=25, events=300, tickets=150_000, users=25_000, history_days=365, tenants=2),
     "medium": Scale(venues=100, events=3_000, tickets=1_500_000, users=150_000, history_days=730, tenants=3),
-    "large": Scale(venues=500, events=20_000, tickets=10_000_000, users=1_000_000, history_days=730,
-                   tenants=5),
+    "large": Scale(
+        venues=500, events=20_000, tickets=10_000_000, users=1_000_000, history_days=730, tenants=5
+    ),
 }
 
 # -- reference data -----------------------------------------------------------------------------------------
@@ -66,8 +67,9 @@ _CITIES = (
     ("London", "ENG", "GB", "Europe/London", 0, 0.0, 4),
     ("Manchester", "ENG", "GB", "Europe/London", 0, 0.0, 2),
 )
-_CITY_NAME, _CITY_STATE, _CITY_COUNTRY, _CITY_TZ, _CITY_OFFSET, _CITY_TAX, _CITY_WEIGHT = zip(*_CITIES,
-                                                                                             strict=True)
+_CITY_NAME, _CITY_STATE, _CITY_COUNTRY, _CITY_TZ, _CITY_OFFSET, _CITY_TAX, _CITY_WEIGHT = zip(
+    *_CITIES, strict=True
+)
 
 # slug, median price $, local start hour (mean, sd), duration h, sales lead days, demand factor
 _CATEGORIES = (
@@ -83,7 +85,8 @@ _CATEGORIES = (
     ("nightlife", 25, 22.5, 0.8, 5.0, 14, 0.85),
 )
 _CAT_SLUG, _CAT_PRICE, _CAT_HOUR, _CAT_HOUR_SD, _CAT_DURATION, _CAT_LEAD, _CAT_DEMAND = (
-    np.array(c) for c in zip(*_CATEGORIES, strict=True))
+    np.array(c) for c in zip(*_CATEGORIES, strict=True)
+)
 _CAT_SUFFIX = (
     ("Live", "in Concert", "World Tour", "Acoustic Night"),
     ("Championship", "Derby", "Classic", "Showdown"),
@@ -96,27 +99,85 @@ _CAT_SUFFIX = (
     ("Family Day", "Kids Show", "Circus", "Magic Show"),
     ("Club Night", "Dance Party", "After Dark", "DJ Set"),
 )
-_NAME_ADJ = ("Golden", "Velvet", "Neon", "Midnight", "Electric", "Silver", "Crimson", "Wild", "Northern",
-             "Urban", "Blue", "Cosmic", "Hidden", "Bright", "Iron", "Lunar")
-_NAME_NOUN = ("Foxes", "Echoes", "Tides", "Lanterns", "Harbor", "Pilots", "Sparrows", "Rivals", "Horizon",
-              "Orchard", "Comets", "Voyagers", "Canyon", "Meadow", "Signals", "Anchors")
+_NAME_ADJ = (
+    "Golden",
+    "Velvet",
+    "Neon",
+    "Midnight",
+    "Electric",
+    "Silver",
+    "Crimson",
+    "Wild",
+    "Northern",
+    "Urban",
+    "Blue",
+    "Cosmic",
+    "Hidden",
+    "Bright",
+    "Iron",
+    "Lunar",
+)
+_NAME_NOUN = (
+    "Foxes",
+    "Echoes",
+    "Tides",
+    "Lanterns",
+    "Harbor",
+    "Pilots",
+    "Sparrows",
+    "Rivals",
+    "Horizon",
+    "Orchard",
+    "Comets",
+    "Voyagers",
+    "Canyon",
+    "Meadow",
+    "Signals",
+    "Anchors",
+)
 
-_VENUE_TYPES = ("stadium", "arena", "amphitheater", "concert_hall", "theater", "convention_center", "club",
-                "bar")
+_VENUE_TYPES = (
+    "stadium",
+    "arena",
+    "amphitheater",
+    "concert_hall",
+    "theater",
+    "convention_center",
+    "club",
+    "bar",
+)
 _VENUE_WORD = ("Stadium", "Arena", "Amphitheater", "Hall", "Theater", "Convention Center", "Club", "Lounge")
-_VENUE_PLACE = ("Riverside", "Harbor", "Grand", "Union", "Lakeside", "Summit", "Crescent", "Liberty", "Oak",
-                "Maple", "Pioneer", "Metro", "Royal", "Echo", "Granite", "Sunset")
+_VENUE_PLACE = (
+    "Riverside",
+    "Harbor",
+    "Grand",
+    "Union",
+    "Lakeside",
+    "Summit",
+    "Crescent",
+    "Liberty",
+    "Oak",
+    "Maple",
+    "Pioneer",
+    "Metro",
+    "Royal",
+    "Echo",
+    "Granite",
+    "Sunset",
+)
 # event category weights by venue type (rows: _VENUE_TYPES, columns: _CATEGORIES)
-_AFFINITY = np.array([
-    [4, 8, 0, 0, 0, 0.5, 0, 3, 1, 0],
-    [6, 5, 0.5, 2, 0.2, 1, 0, 1, 2, 0.5],
-    [8, 0, 1, 1, 1, 0, 0, 4, 1, 0.5],
-    [7, 0, 3, 2, 2, 1, 0.5, 0, 1, 0],
-    [2, 0, 8, 4, 2, 0.5, 0.5, 0, 2, 0],
-    [1, 0.5, 0, 0.5, 3, 8, 6, 1, 2, 0],
-    [6, 0, 0, 4, 0.5, 0, 1, 0, 0, 8],
-    [4, 0, 0, 3, 1, 0, 2, 0, 0, 6],
-])
+_AFFINITY = np.array(
+    [
+        [4, 8, 0, 0, 0, 0.5, 0, 3, 1, 0],
+        [6, 5, 0.5, 2, 0.2, 1, 0, 1, 2, 0.5],
+        [8, 0, 1, 1, 1, 0, 0, 4, 1, 0.5],
+        [7, 0, 3, 2, 2, 1, 0.5, 0, 1, 0],
+        [2, 0, 8, 4, 2, 0.5, 0.5, 0, 2, 0],
+        [1, 0.5, 0, 0.5, 3, 8, 6, 1, 2, 0],
+        [6, 0, 0, 4, 0.5, 0, 1, 0, 0, 8],
+        [4, 0, 0, 3, 1, 0, 2, 0, 0, 6],
+    ]
+)
 
 # ticket tiers: name, category, price multiplier, capacity share, demand multiplier, pick weight
 _TIERS = (
@@ -137,23 +198,101 @@ _CURVE = ((0.2, 1.0, 8.0), (0.45, 1.6, 1.6), (0.35, 6.0, 1.0))
 _EARLY_BIRD_CURVE = ((1.0, 1.0, 2.5),)
 _EVENT_DOW = np.array([0.5, 0.6, 0.8, 1.1, 1.7, 1.9, 1.0])  # Monday..Sunday
 _PURCHASE_DOW = np.array([1.05, 1.2, 1.15, 1.1, 1.0, 0.8, 0.7])
-_PURCHASE_HOUR = np.array([0.3, 0.2, 0.1, 0.1, 0.1, 0.2, 0.4, 0.7, 1.0, 1.3, 1.5, 1.6, 1.8, 1.7, 1.5, 1.4,
-                           1.4, 1.6, 1.9, 2.2, 2.3, 2.0, 1.4, 0.8])
+_PURCHASE_HOUR = np.array(
+    [
+        0.3,
+        0.2,
+        0.1,
+        0.1,
+        0.1,
+        0.2,
+        0.4,
+        0.7,
+        1.0,
+        1.3,
+        1.5,
+        1.6,
+        1.8,
+        1.7,
+        1.5,
+        1.4,
+        1.4,
+        1.6,
+        1.9,
+        2.2,
+        2.3,
+        2.0,
+        1.4,
+        0.8,
+    ]
+)
 _BASKET_SIZES = np.array([1, 2, 3, 4, 5, 6])
 _BASKET_P = np.array([0.28, 0.40, 0.10, 0.15, 0.03, 0.04])
 
-_FIRST_NAMES = ("Alex", "Sam", "Jordan", "Taylor", "Casey", "Riley", "Morgan", "Avery", "Quinn", "Jamie",
-                "Drew", "Rowan", "Skyler", "Reese", "Parker", "Hayden", "Emerson", "Finley", "Harper",
-                "Kendall", "Logan", "Micah", "Noel", "Peyton")
-_LAST_NAMES = ("Rivera", "Chen", "Okafor", "Novak", "Silva", "Kowalski", "Haddad", "Lindqvist", "Moreau",
-               "Tanaka", "Adeyemi", "Brennan", "Castillo", "Dubois", "Eriksen", "Fischer", "Gallo", "Ivanova",
-               "Jensen", "Kaur", "Larsen", "Mendes", "Nakamura", "Petrov")
+_FIRST_NAMES = (
+    "Alex",
+    "Sam",
+    "Jordan",
+    "Taylor",
+    "Casey",
+    "Riley",
+    "Morgan",
+    "Avery",
+    "Quinn",
+    "Jamie",
+    "Drew",
+    "Rowan",
+    "Skyler",
+    "Reese",
+    "Parker",
+    "Hayden",
+    "Emerson",
+    "Finley",
+    "Harper",
+    "Kendall",
+    "Logan",
+    "Micah",
+    "Noel",
+    "Peyton",
+)
+_LAST_NAMES = (
+    "Rivera",
+    "Chen",
+    "Okafor",
+    "Novak",
+    "Silva",
+    "Kowalski",
+    "Haddad",
+    "Lindqvist",
+    "Moreau",
+    "Tanaka",
+    "Adeyemi",
+    "Brennan",
+    "Castillo",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Gallo",
+    "Ivanova",
+    "Jensen",
+    "Kaur",
+    "Larsen",
+    "Mendes",
+    "Nakamura",
+    "Petrov",
+)
 _EMAIL_DOMAINS = ("example.com", "example.org", "example.net", "mail.test")
 
 _CHANNEL_P = np.array([0.55, 0.30, 0.10, 0.05])  # contract.ORDER_CHANNELS
 _PAYMENT_P = np.array([0.60, 0.18, 0.10, 0.12])  # contract.PAYMENT_METHODS
-_REFUND_REASONS = ("Event cancelled", "Customer request", "Unable to attend", "Duplicate purchase",
-                   "Payment dispute", "Event rescheduled")
+_REFUND_REASONS = (
+    "Event cancelled",
+    "Customer request",
+    "Unable to attend",
+    "Duplicate purchase",
+    "Payment dispute",
+    "Event rescheduled",
+)
 _PRICE_REASONS = ("demand-based increase", "promotional discount", "early bird ended", "price adjustment")
 _GATES = ("Main Entrance", "Gate A", "Gate B", "Gate C", "VIP Entrance", "Box Office")
 _GATE_SLUG = ("main", "gate-a", "gate-b", "gate-c", "vip", "box-office")
@@ -167,7 +306,13 @@ _TKT = {s: i for i, s in enumerate(contract.TICKET_STATUSES)}
 _LST = {s: i for i, s in enumerate(contract.LISTING_STATUSES)}
 _TRF = {s: i for i, s in enumerate(contract.TRANSFER_STATUSES)}
 _USR = {s: i for i, s in enumerate(contract.USER_STATUSES)}
-_PAYMENT_STATUS = {"COMPLETED": "paid", "CONFIRMED": "paid", "REFUNDED": "refunded", "CANCELLED": "cancelled",
-                   "EXPIRED": "expired", "PENDING": "pending"}
+_PAYMENT_STATUS = {
+    "COMPLETED": "paid",
+    "CONFIRMED": "paid",
+    "REFUNDED": "refunded",
+    "CANCELLED": "cancelled",
+    "EXPIRED": "expired",
+    "PENDING": "pending",
+}
 # basket classes while orders are built
 _SOLD, _CANCELLED, _EXPIRED, _PENDING = 0, 1, 2, 3

@@ -28,8 +28,16 @@ DIRTY_SCALES = ("tiny", "small", "medium")
 DUCKDB_MEMORY_LIMIT = "1GB"
 
 
-def generate(url: str, scale: str = "small", seed: int = 42, as_of: date = DEFAULT_AS_OF, dirty: bool = False,
-             dirty_rate: float = 0.01, manifest_path: Path | None = None, progress: bool = True) -> dict[str, int]:
+def generate(
+    url: str,
+    scale: str = "small",
+    seed: int = 42,
+    as_of: date = DEFAULT_AS_OF,
+    dirty: bool = False,
+    dirty_rate: float = 0.01,
+    manifest_path: Path | None = None,
+    progress: bool = True,
+) -> dict[str, int]:
     """Create the source at `url`, fill it with the `scale` platform and return {table: rows loaded}.
 
     url: postgresql://... or duckdb:////absolute/path/source.duckdb (SQLAlchemy convention).
@@ -39,7 +47,9 @@ def generate(url: str, scale: str = "small", seed: int = 42, as_of: date = DEFAU
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}: choose one of {', '.join(SCALES)}")
     if dirty and scale not in DIRTY_SCALES:
-        raise ValueError(f"dirty mode materialises every table in memory: use it up to 'medium', not {scale!r}")
+        raise ValueError(
+            f"dirty mode materialises every table in memory: use it up to 'medium', not {scale!r}"
+        )
     db = SourceDB(url)
     db.create(landing=dirty)
     frames: Iterator[tuple[str, pl.DataFrame]] = generate_frames(scale, seed, as_of)
@@ -67,7 +77,9 @@ def generate(url: str, scale: str = "small", seed: int = 42, as_of: date = DEFAU
     return counts
 
 
-def _prefetch(items: Iterator[tuple[str, pl.DataFrame]], depth: int = 2) -> Iterator[tuple[str, pl.DataFrame]]:
+def _prefetch(
+    items: Iterator[tuple[str, pl.DataFrame]], depth: int = 2
+) -> Iterator[tuple[str, pl.DataFrame]]:
     """Run `items` in a background thread, at most `depth` chunks ahead (numpy, polars and the database
     drivers release the GIL, so generation and loading overlap); re-raises the producer's error."""
     chunks: queue.Queue = queue.Queue(maxsize=depth)
@@ -114,10 +126,17 @@ class _Bar:
     """A rich progress display: tables done of all, rows loaded so far; a no-op when disabled."""
 
     def __init__(self, enabled: bool, scale: str, dialect: str) -> None:
-        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), disable=not enabled)
-        self._tables = self._progress.add_task(f"generate {scale} -> {dialect}", total=len(contract.TABLE_ORDER),
-                                               detail="")
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            disable=not enabled,
+        )
+        self._tables = self._progress.add_task(
+            f"generate {scale} -> {dialect}", total=len(contract.TABLE_ORDER), detail=""
+        )
         self._current: str | None = None
         self._rows = 0
 

@@ -93,21 +93,35 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
     types = _make_types(rs, clock, events)
     _calibrate_capacity(scale, clock, venues, events, types)
     _cancel_and_postpone(rs, clock, events)
-    orders, items = _make_orders(rs, clock, venues, events, types, _make_baskets(rs, clock, venues, events, types))
+    orders, items = _make_orders(
+        rs, clock, venues, events, types, _make_baskets(rs, clock, venues, events, types)
+    )
     refunds = _refund(rs, clock, events, orders)
     users = _make_users(rs, scale, clock, venues, orders)
     tickets = _make_tickets(rs, clock, events, types, orders, items)
     resale = _make_resale(rs, clock, venues, events, types, users, orders, tickets, tenant_fee)
     _finish(rs, clock, venues, events, types, tickets)
-    return _World(clock=clock, tenant_ids=_Ids(tenant_raw), category_ids=_Ids(_new_ids(rs("categories"), len(_CATEGORIES))),
-                  operator_ids=_Ids(_new_ids(rs("operators"), 8 * scale.tenants)), venues=venues, events=events,
-                  types=types, users=users, orders=orders, items=items, refunds=refunds, tickets=tickets,
-                  resale=resale)
+    return _World(
+        clock=clock,
+        tenant_ids=_Ids(tenant_raw),
+        category_ids=_Ids(_new_ids(rs("categories"), len(_CATEGORIES))),
+        operator_ids=_Ids(_new_ids(rs("operators"), 8 * scale.tenants)),
+        venues=venues,
+        events=events,
+        types=types,
+        users=users,
+        orders=orders,
+        items=items,
+        refunds=refunds,
+        tickets=tickets,
+        resale=resale,
+    )
 
 
 # -- public API -------------------------------------------------------------------------------------------------
-def generate_frames(scale: str = "small", seed: int = 42,
-                    as_of: date = DEFAULT_AS_OF) -> Iterator[tuple[str, pl.DataFrame]]:
+def generate_frames(
+    scale: str = "small", seed: int = 42, as_of: date = DEFAULT_AS_OF
+) -> Iterator[tuple[str, pl.DataFrame]]:
     """Yield (table, typed frame) chunks in contract.TABLE_ORDER; big fact tables come in several chunks.
 
     Deterministic: the same scale, seed and as_of give byte-identical frames.
@@ -120,7 +134,9 @@ def generate_frames(scale: str = "small", seed: int = 42,
             yield table, frame
 
 
-def generate_tables(scale: str = "tiny", seed: int = 42, as_of: date = DEFAULT_AS_OF) -> dict[str, pl.DataFrame]:
+def generate_tables(
+    scale: str = "tiny", seed: int = 42, as_of: date = DEFAULT_AS_OF
+) -> dict[str, pl.DataFrame]:
     """Every table as one frame (chunks concatenated): for tests and small scales."""
     parts: dict[str, list[pl.DataFrame]] = {t: [] for t in contract.TABLE_ORDER}
     for table, frame in generate_frames(scale, seed, as_of):

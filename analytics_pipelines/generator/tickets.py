@@ -32,8 +32,9 @@ from analytics_pipelines.generator.world import (
 )
 
 
-def _make_tickets(rs: _Streams, clock: _Clock, events: _Events, types: _Types, orders: _Orders,
-                  items: _Items) -> _Tickets:
+def _make_tickets(
+    rs: _Streams, clock: _Clock, events: _Events, types: _Types, orders: _Orders, items: _Items
+) -> _Tickets:
     """One ticket per unit of a paid order's items, and its check-in scan (if the holder showed up)."""
     rng = rs("tickets")
     paid = np.flatnonzero(orders.cls[items.order] == _SOLD)
@@ -48,26 +49,47 @@ def _make_tickets(rs: _Streams, clock: _Clock, events: _Events, types: _Types, o
     section[lettered] = rng.integers(3, len(_SECTIONS), int(lettered.sum()))
     doors, starts = events.doors[event], events.starts[event]
     scan_time = doors + (rng.beta(2.0, 3.0, n) * (starts + 45 * MINUTE - doors)).astype(np.int64)
-    scanned = (~events.cancelled[event] & ~refunded & (rng.random(n) >= events.noshow[event])
-               & (scan_time < clock.now))
-    result = np.where(scanned, _choice(rng, np.array([0.975, 0.015, 0.01]), n), -1)  # valid, invalid, duplicate
+    scanned = (
+        ~events.cancelled[event]
+        & ~refunded
+        & (rng.random(n) >= events.noshow[event])
+        & (scan_time < clock.now)
+    )
+    result = np.where(
+        scanned, _choice(rng, np.array([0.975, 0.015, 0.01]), n), -1
+    )  # valid, invalid, duplicate
     valid = result == 0
     status = np.where(refunded, _TKT["refunded"], np.where(valid, _TKT["used"], _TKT["active"]))
     status_changed = np.where(refunded, orders.refunded_at[order], np.where(valid, scan_time, purchased))
-    gate = np.where(types.tier[ttype] == 1, 4, np.array([0, 1, 2, 3, 5])[_choice(rng, np.array([4, 2, 2, 1, 1.]), n)])
+    gate = np.where(
+        types.tier[ttype] == 1, 4, np.array([0, 1, 2, 3, 5])[_choice(rng, np.array([4, 2, 2, 1, 1.0]), n)]
+    )
     device = gate * _SCANNERS_PER_GATE + rng.integers(0, _SCANNERS_PER_GATE, n)
     scan_rows = np.flatnonzero(scanned)
     scan_rows = scan_rows[np.argsort(scan_time[scan_rows], kind="stable")]
     return _Tickets(
-        ids=_Ids(_new_ids(rng, n)), order=order, type=ttype, event=event, purchased=purchased,
-        holder=orders.user[order].astype(np.int32), price=items.unit[item], section=section.astype(np.int8),
-        status=status.astype(np.int8), checked_in=np.where(valid, scan_time, -1), status_changed=status_changed,
-        scan_ids=_Ids(_new_ids(rng, scan_rows.size)), scan_ticket=scan_rows, scan_time=scan_time[scan_rows],
-        scan_result=result[scan_rows].astype(np.int8), scan_device=device[scan_rows].astype(np.int8))
+        ids=_Ids(_new_ids(rng, n)),
+        order=order,
+        type=ttype,
+        event=event,
+        purchased=purchased,
+        holder=orders.user[order].astype(np.int32),
+        price=items.unit[item],
+        section=section.astype(np.int8),
+        status=status.astype(np.int8),
+        checked_in=np.where(valid, scan_time, -1),
+        status_changed=status_changed,
+        scan_ids=_Ids(_new_ids(rng, scan_rows.size)),
+        scan_ticket=scan_rows,
+        scan_time=scan_time[scan_rows],
+        scan_result=result[scan_rows].astype(np.int8),
+        scan_device=device[scan_rows].astype(np.int8),
+    )
 
 
-def _pick_buyer(rng: np.random.Generator, users: _Users, tenant: np.ndarray, seller: np.ndarray,
-                when: np.ndarray) -> np.ndarray:
+def _pick_buyer(
+    rng: np.random.Generator, users: _Users, tenant: np.ndarray, seller: np.ndarray, when: np.ndarray
+) -> np.ndarray:
     """A random other user of the same tenant, signed up and not deleted at `when` (-1 if three draws fail)."""
     count, offset = users.tenant_count[tenant], users.tenant_offset[tenant]
     buyer = np.full(tenant.size, -1, np.int64)
@@ -81,17 +103,29 @@ def _pick_buyer(rng: np.random.Generator, users: _Users, tenant: np.ndarray, sel
     return buyer
 
 
-def _make_resale(rs: _Streams, clock: _Clock, venues: _Venues, events: _Events, types: _Types, users: _Users,
-                 orders: _Orders, tickets: _Tickets, tenant_fee: np.ndarray) -> _Resale:
+def _make_resale(
+    rs: _Streams,
+    clock: _Clock,
+    venues: _Venues,
+    events: _Events,
+    types: _Types,
+    users: _Users,
+    orders: _Orders,
+    tickets: _Tickets,
+    tenant_fee: np.ndarray,
+) -> _Resale:
     """~4.5% of resellable tickets listed (more for sold-out tiers), ~70% of listings sold, some failed tries."""
     rng = rs("resale")
     n = len(tickets.ids)
     ev = tickets.event
     window_end = np.minimum(events.starts[ev] - 3 * HOUR, clock.now - MINUTE)
     sold_out = np.bincount(tickets.type, minlength=len(types.ids)) >= types.quantity
-    listed = ((tickets.status != _TKT["refunded"]) & ~events.cancelled[ev]
-              & (window_end - tickets.purchased > 2 * HOUR)
-              & (rng.random(n) < 0.03 + 0.05 * sold_out[tickets.type]))
+    listed = (
+        (tickets.status != _TKT["refunded"])
+        & ~events.cancelled[ev]
+        & (window_end - tickets.purchased > 2 * HOUR)
+        & (rng.random(n) < 0.03 + 0.05 * sold_out[tickets.type])
+    )
     lt = np.flatnonzero(listed)
     k = lt.size
     start, end = tickets.purchased[lt], window_end[lt]
@@ -143,26 +177,43 @@ def _make_resale(rs: _Streams, clock: _Clock, venues: _Venues, events: _Events, 
     sale = price[t_listing[fee_transfer]]
     venue = events.venue[ev[lt[t_listing[fee_transfer]]]]
     return _Resale(
-        listing_ids=_Ids(_new_ids(rng, k)), ticket=lt, price=price, face=face, status=status, listed=listed_at,
-        sold=sold_at, expires=events.starts[ev[lt]], cancelled=cancelled_at, transfer_ids=_Ids(_new_ids(rng, m)),
-        transfer_listing=t_listing, buyer=t_buyer,
-        transfer_status=np.where(completed, _TRF["completed"], _TRF["failed"]), crypto=crypto,
-        currency=np.where(crypto, (rng.random(m) < 0.3).astype(np.int64), -1), initiated=t_init,
-        completed=np.where(completed, sold_at[t_listing], -1), failed=np.where(completed, -1, fail_time),
-        fee_ids=_Ids(_new_ids(rng, fee_transfer.size)), fee_transfer=fee_transfer,
+        listing_ids=_Ids(_new_ids(rng, k)),
+        ticket=lt,
+        price=price,
+        face=face,
+        status=status,
+        listed=listed_at,
+        sold=sold_at,
+        expires=events.starts[ev[lt]],
+        cancelled=cancelled_at,
+        transfer_ids=_Ids(_new_ids(rng, m)),
+        transfer_listing=t_listing,
+        buyer=t_buyer,
+        transfer_status=np.where(completed, _TRF["completed"], _TRF["failed"]),
+        crypto=crypto,
+        currency=np.where(crypto, (rng.random(m) < 0.3).astype(np.int64), -1),
+        initiated=t_init,
+        completed=np.where(completed, sold_at[t_listing], -1),
+        failed=np.where(completed, -1, fail_time),
+        fee_ids=_Ids(_new_ids(rng, fee_transfer.size)),
+        fee_transfer=fee_transfer,
         platform_fee=np.round(sale * tenant_fee[tenant[t_listing[fee_transfer]]]).astype(np.int64),
-        venue_fee=np.round(sale * venues.resale_fee[venue]).astype(np.int64))
+        venue_fee=np.round(sale * venues.resale_fee[venue]).astype(np.int64),
+    )
 
 
-def _finish(rs: _Streams, clock: _Clock, venues: _Venues, events: _Events, types: _Types,
-            tickets: _Tickets) -> None:
+def _finish(
+    rs: _Streams, clock: _Clock, venues: _Venues, events: _Events, types: _Types, tickets: _Tickets
+) -> None:
     """Denormalised counters and life-cycle statuses that depend on what was sold."""
     rng = rs("finish")
     n_ev = len(events.ids)
     live = np.isin(tickets.status, [_TKT["active"], _TKT["used"], _TKT["transferred"]])
     types.sold = np.bincount(tickets.type, weights=live, minlength=len(types.ids)).astype(np.int64)
-    sold_out = (np.bincount(tickets.event, minlength=n_ev)  # every seat was issued at some point
-                >= np.bincount(types.event, weights=types.quantity, minlength=n_ev))
+    sold_out = (
+        np.bincount(tickets.event, minlength=n_ev)  # every seat was issued at some point
+        >= np.bincount(types.event, weights=types.quantity, minlength=n_ev)
+    )
     last_sale = np.full(n_ev, -1, np.int64)
     ev_rev, row_rev = np.unique(tickets.event[::-1], return_index=True)  # tickets are in purchase order
     last_sale[ev_rev] = tickets.purchased[::-1][row_rev]
@@ -185,6 +236,9 @@ def _finish(rs: _Streams, clock: _Clock, venues: _Venues, events: _Events, types
     order = np.lexsort((events.created, events.venue))
     v_first, row = np.unique(events.venue[order], return_index=True)
     first_event[v_first] = events.created[order][row]
-    venues.created = np.where(first_event < np.iinfo(np.int64).max, first_event - rng.integers(1, 31, n_v) * DAY,
-                              clock.launch - rng.integers(1, 91, n_v) * DAY)
+    venues.created = np.where(
+        first_event < np.iinfo(np.int64).max,
+        first_event - rng.integers(1, 31, n_v) * DAY,
+        clock.launch - rng.integers(1, 91, n_v) * DAY,
+    )
     venues.updated = venues.created + (rng.random(n_v) * (clock.now - venues.created)).astype(np.int64)

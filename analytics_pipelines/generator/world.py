@@ -91,7 +91,10 @@ class _Types:
         """Price in cents of ticket type `tier_type` in effect at time t (price history applies)."""
         keys = self.change_type.astype(np.int64) * 2**32 + self.change_time
         first_change = _group_starts(self.n_changes)
-        count = np.searchsorted(keys, tier_type.astype(np.int64) * 2**32 + t, side="right") - first_change[tier_type]
+        count = (
+            np.searchsorted(keys, tier_type.astype(np.int64) * 2**32 + t, side="right")
+            - first_change[tier_type]
+        )
         return self.chain[self.chain_start[tier_type] + count]
 
 

@@ -20,6 +20,7 @@ TAGS = {"team": "data-platform"}
 
 # -- alert evaluation ------------------------------------------------------------------------------------
 
+
 class EvaluationConfig(dg.Config):
     """How the alert evaluation reads kpi_snapshots."""
 
@@ -32,26 +33,43 @@ class EvaluationConfig(dg.Config):
 def load_kpis(wh, rules_max_window_minutes: int, now: datetime, lookback_hours: int) -> pl.DataFrame:
     hours = max(lookback_hours, 2 * (rules_max_window_minutes // 60) + 1)
     if M.KPI_TABLE not in wh.tables():
-        return pl.DataFrame(schema={"snapshot_hour": pl.Datetime("us", "UTC"), "tenant_id": pl.String,
-                                    "venue_id": pl.String, "metric": pl.String, "value": pl.Float64})
-    return wh.read_table(M.KPI_TABLE, "snapshot_hour > %s AND snapshot_hour <= %s",
-                         [now - timedelta(hours=hours), now],
-                         columns=["snapshot_hour", "tenant_id", "venue_id", "metric", "value"])
+        return pl.DataFrame(
+            schema={
+                "snapshot_hour": pl.Datetime("us", "UTC"),
+                "tenant_id": pl.String,
+                "venue_id": pl.String,
+                "metric": pl.String,
+                "value": pl.Float64,
+            }
+        )
+    return wh.read_table(
+        M.KPI_TABLE,
+        "snapshot_hour > %s AND snapshot_hour <= %s",
+        [now - timedelta(hours=hours), now],
+        columns=["snapshot_hour", "tenant_id", "venue_id", "metric", "value"],
+    )
 
 
-@dg.op(description="Seed the default alert rules (idempotent), evaluate every enabled rule over the recent "
-                   "kpi_snapshots, open/resolve alert instances and deliver their notifications.",
-       tags=TAGS)
-def evaluate_alerts(context: dg.OpExecutionContext, config: EvaluationConfig, warehouse: WarehouseResource,
-                    ops: OpsResource) -> dg.Output[dict]:
+@dg.op(
+    description="Seed the default alert rules (idempotent), evaluate every enabled rule over the recent "
+    "kpi_snapshots, open/resolve alert instances and deliver their notifications.",
+    tags=TAGS,
+)
+def evaluate_alerts(
+    context: dg.OpExecutionContext, config: EvaluationConfig, warehouse: WarehouseResource, ops: OpsResource
+) -> dg.Output[dict]:
     now = now_of(config.now)
     engine = retry_transient(ops.engine)
     seeded = seed_default_rules(engine)
     if seeded:
         context.log.info(f"default alert rules added: {', '.join(seeded)}")
     with engine.connect() as conn:
-        longest = conn.execute(sa.select(sa.func.max(alert_rules.c.window_minutes))
-                               .where(alert_rules.c.enabled.is_(True))).scalar() or 60
+        longest = (
+            conn.execute(
+                sa.select(sa.func.max(alert_rules.c.window_minutes)).where(alert_rules.c.enabled.is_(True))
+            ).scalar()
+            or 60
+        )
     frame = retry_transient(lambda: load_kpis(warehouse.get(), longest, now, config.lookback_hours))
     if frame.is_empty():
         context.log.warning("no kpi_snapshots rows in the lookback window: nothing to evaluate")
@@ -62,20 +80,30 @@ def evaluate_alerts(context: dg.OpExecutionContext, config: EvaluationConfig, wa
     context.log.info(f"alerts at {now.isoformat()}: {counts}")
     for n in failed:
         context.log.warning(f"notification failed: {n['channel']} to {n['target_masked']}: {n['error']}")
-    return dg.Output(counts, metadata={
-        "evaluated_at": now.isoformat(), "kpi_rows": frame.height, **{k: v for k, v in counts.items()},
-        "triggered_scopes": dg.MetadataValue.json([list(t) for t in summary.triggered[:50]]),
-        "failed_notifications": len(failed)})
+    return dg.Output(
+        counts,
+        metadata={
+            "evaluated_at": now.isoformat(),
+            "kpi_rows": frame.height,
+            **{k: v for k, v in counts.items()},
+            "triggered_scopes": dg.MetadataValue.json([list(t) for t in summary.triggered[:50]]),
+            "failed_notifications": len(failed),
+        },
+    )
 
 
-@dg.job(name="alert_evaluation_job", tags=TAGS,
-        description="Evaluate the alert rules over kpi_snapshots (run by kpi_snapshots_alert_sensor after "
-                    "every kpi_snapshots materialization).")
+@dg.job(
+    name="alert_evaluation_job",
+    tags=TAGS,
+    description="Evaluate the alert rules over kpi_snapshots (run by kpi_snapshots_alert_sensor after "
+    "every kpi_snapshots materialization).",
+)
 def alert_evaluation_job():
     evaluate_alerts()
 
 
 # -- maintenance -----------------------------------------------------------------------------------------
+
 
 class MaintenanceConfig(dg.Config):
     """Retention settings; empty values come from the environment, then the documented constants."""
@@ -89,38 +117,69 @@ class MaintenanceConfig(dg.Config):
     """Raw fact partitions older than this are dropped. -1: TT_RAW_RETENTION_DAYS (unset: off); 0: off."""
 
 
-@dg.op(description="Nightly maintenance: kpi_snapshots older than the retention, old resolved alert "
-                   "instances and notifications, expired export files, and (only when configured) old raw "
-                   "partitions.", tags=TAGS)
-def run_maintenance(context: dg.OpExecutionContext, config: MaintenanceConfig, warehouse: WarehouseResource,
-                    ops: OpsResource) -> dg.Output[dict]:
+@dg.op(
+    description="Nightly maintenance: kpi_snapshots older than the retention, old resolved alert "
+    "instances and notifications, expired export files, and (only when configured) old raw "
+    "partitions.",
+    tags=TAGS,
+)
+def run_maintenance(
+    context: dg.OpExecutionContext, config: MaintenanceConfig, warehouse: WarehouseResource, ops: OpsResource
+) -> dg.Output[dict]:
     now = now_of(config.now)
-    raw_days = (Settings.from_env().raw_retention_days if config.raw_retention_days < 0
-                else config.raw_retention_days or None)
-    report = retry_transient(lambda: M.run_maintenance(
-        warehouse.get(), ops.engine(), now, kpi_days=config.kpi_retention_days,
-        alert_days=config.alert_retention_days, raw_days=raw_days, export_days=config.export_expiry_days))
+    raw_days = (
+        Settings.from_env().raw_retention_days
+        if config.raw_retention_days < 0
+        else config.raw_retention_days or None
+    )
+    report = retry_transient(
+        lambda: M.run_maintenance(
+            warehouse.get(),
+            ops.engine(),
+            now,
+            kpi_days=config.kpi_retention_days,
+            alert_days=config.alert_retention_days,
+            raw_days=raw_days,
+            export_days=config.export_expiry_days,
+        )
+    )
     for p in report.problems:
         context.log.warning(p)
-    out = {"kpi_hours_dropped": report.kpi_hours_dropped, "alert_instances_deleted": report.alert_instances_deleted,
-           "alert_notifications_deleted": report.alert_notifications_deleted,
-           "raw_partitions_dropped": sum(report.raw_partitions_dropped.values()),
-           "exports_expired": len(report.exports_expired), "export_files_deleted": report.export_files_deleted,
-           "problems": len(report.problems)}
+    out = {
+        "kpi_hours_dropped": report.kpi_hours_dropped,
+        "alert_instances_deleted": report.alert_instances_deleted,
+        "alert_notifications_deleted": report.alert_notifications_deleted,
+        "raw_partitions_dropped": sum(report.raw_partitions_dropped.values()),
+        "exports_expired": len(report.exports_expired),
+        "export_files_deleted": report.export_files_deleted,
+        "problems": len(report.problems),
+    }
     context.log.info(f"maintenance: {out}; raw retention {raw_days or 'off'}")
-    return dg.Output(out, metadata={**out, "raw_retention_days": raw_days or 0,
-                                    "raw_by_table": dg.MetadataValue.json(report.raw_partitions_dropped)})
+    return dg.Output(
+        out,
+        metadata={
+            **out,
+            "raw_retention_days": raw_days or 0,
+            "raw_by_table": dg.MetadataValue.json(report.raw_partitions_dropped),
+        },
+    )
 
 
-@dg.job(name="maintenance_job", tags={**TAGS, **RUN_RETRY_TAGS},
-        description="Retention and export expiry (nightly, see maintenance_schedule).")
+@dg.job(
+    name="maintenance_job",
+    tags={**TAGS, **RUN_RETRY_TAGS},
+    description="Retention and export expiry (nightly, see maintenance_schedule).",
+)
 def maintenance_job():
     run_maintenance()
 
 
-@dg.op(description="Resend the deliveries (report e-mails, alert e-mails and webhooks) a crashed sender left "
-                   "in flight, with their recorded Message-ID / Idempotency-Key, and retry failed alert "
-                   "sends that are due (analytics_pipelines/outbox.py).", tags=TAGS)
+@dg.op(
+    description="Resend the deliveries (report e-mails, alert e-mails and webhooks) a crashed sender left "
+    "in flight, with their recorded Message-ID / Idempotency-Key, and retry failed alert "
+    "sends that are due (analytics_pipelines/outbox.py).",
+    tags=TAGS,
+)
 def sweep_deliveries(context: dg.OpExecutionContext, ops: OpsResource) -> dg.Output[dict]:
     summary = outbox.sweep_deliveries(ops.engine(), transport=Notifier.from_env().transport())
     counts = summary.as_dict()
@@ -128,8 +187,11 @@ def sweep_deliveries(context: dg.OpExecutionContext, ops: OpsResource) -> dg.Out
     return dg.Output(counts, metadata={k: v for k, v in counts.items() if isinstance(v, (int, float, str))})
 
 
-@dg.job(name="delivery_sweep_job", tags=TAGS,
-        description="At-least-once delivery: resend what a crash left between send and record.")
+@dg.job(
+    name="delivery_sweep_job",
+    tags=TAGS,
+    description="At-least-once delivery: resend what a crash left between send and record.",
+)
 def delivery_sweep_job():
     sweep_deliveries()
 

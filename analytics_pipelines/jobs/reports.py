@@ -9,7 +9,6 @@ report-file asset jobs. The work is in analytics_pipelines.exports and analytics
 - daily_venue_reports_job / weekly_executive_reports_job: the report files for a day / week range.
 """
 
-
 import dagster as dg
 
 from analytics_pipelines.exports import delivery, lifecycle
@@ -21,23 +20,36 @@ TAGS = {"team": "data-platform"}
 
 # --- export requests --------------------------------------------------------------------------------------
 
+
 class ExportRequestConfig(dg.Config):
     request_id: str
 
 
 @dg.op(tags=TAGS)
-def process_export_request(context: dg.OpExecutionContext, config: ExportRequestConfig, ops: OpsResource,
-                           warehouse: WarehouseResource) -> dict:
+def process_export_request(
+    context: dg.OpExecutionContext,
+    config: ExportRequestConfig,
+    ops: OpsResource,
+    warehouse: WarehouseResource,
+) -> dict:
     """Claim the request, build its report from the marts, write the file, record path/size/checksum."""
     row = lifecycle.run_export(ops.engine(), warehouse.get(), config.request_id, run_id=context.run_id)
     if row is None:
         context.log.info(f"export {config.request_id} not claimable (already taken, finished or not due)")
         return {"request_id": config.request_id, "status": "not_claimed"}
-    context.add_output_metadata({"status": row["status"], "file_path": row["file_path"] or "",
-                                 "file_size": row["file_size"] or 0, "attempts": row["attempts"]})
+    context.add_output_metadata(
+        {
+            "status": row["status"],
+            "file_path": row["file_path"] or "",
+            "file_size": row["file_size"] or 0,
+            "attempts": row["attempts"],
+        }
+    )
     if row["status"] != "completed":
-        raise dg.Failure(f"export {config.request_id} {row['status']}: {row['error_message']}",
-                         metadata={"status": row["status"], "attempts": row["attempts"]})
+        raise dg.Failure(
+            f"export {config.request_id} {row['status']}: {row['error_message']}",
+            metadata={"status": row["status"], "attempts": row["attempts"]},
+        )
     return {"request_id": config.request_id, "status": row["status"], "file_path": row["file_path"]}
 
 
@@ -55,7 +67,9 @@ def expire_and_recover_exports(context: dg.OpExecutionContext, ops: OpsResource)
     stuck = delivery.stuck_sending(engine)
     if stuck:
         context.log.warning(f"deliveries left in 'sending' by a dead sender (not resent): {stuck}")
-    context.add_output_metadata({"expired": len(expired), "recovered": len(recovered), "stuck_deliveries": len(stuck)})
+    context.add_output_metadata(
+        {"expired": len(expired), "recovered": len(recovered), "stuck_deliveries": len(stuck)}
+    )
     return {"expired": expired, "recovered": recovered}
 
 
@@ -65,14 +79,21 @@ def export_maintenance_job():
 
 
 daily_venue_reports_job = dg.define_asset_job(
-    "daily_venue_reports_job", selection=["daily_venue_reports"], tags=TAGS,
-    description="Daily venue report files for a day range (one run for any range).")
+    "daily_venue_reports_job",
+    selection=["daily_venue_reports"],
+    tags=TAGS,
+    description="Daily venue report files for a day range (one run for any range).",
+)
 weekly_executive_reports_job = dg.define_asset_job(
-    "weekly_executive_reports_job", selection=["weekly_executive_reports"],
-    tags=TAGS, description="Weekly executive report files for a week.")
+    "weekly_executive_reports_job",
+    selection=["weekly_executive_reports"],
+    tags=TAGS,
+    description="Weekly executive report files for a week.",
+)
 
 
 # --- subscriptions ----------------------------------------------------------------------------------------
+
 
 class DeliveryConfig(dg.Config):
     subscription_id: int
@@ -80,24 +101,43 @@ class DeliveryConfig(dg.Config):
 
 
 @dg.op(tags=TAGS)
-def deliver_report(context: dg.OpExecutionContext, config: DeliveryConfig, ops: OpsResource,
-                   warehouse: WarehouseResource) -> dict:
+def deliver_report(
+    context: dg.OpExecutionContext, config: DeliveryConfig, ops: OpsResource, warehouse: WarehouseResource
+) -> dict:
     """Claim the (subscription, period) ledger row; only the claimant renders and emails the report."""
     settings = Settings.from_env()
-    outcome = delivery.deliver(ops.engine(), warehouse.get(), config.subscription_id, config.period,
-                               settings.smtp, link_base=settings.report_link_base)
-    context.add_output_metadata({"status": outcome.status, "attempts": outcome.attempts,
-                                 "attached": outcome.attached, "file_path": outcome.file_path or ""})
+    outcome = delivery.deliver(
+        ops.engine(),
+        warehouse.get(),
+        config.subscription_id,
+        config.period,
+        settings.smtp,
+        link_base=settings.report_link_base,
+    )
+    context.add_output_metadata(
+        {
+            "status": outcome.status,
+            "attempts": outcome.attempts,
+            "attached": outcome.attached,
+            "file_path": outcome.file_path or "",
+        }
+    )
     if outcome.status == "failed":
         raise dg.Failure(f"delivery {config.subscription_id}/{config.period} failed: {outcome.error}")
     return {"status": outcome.status}
 
 
-@dg.job(tags=TAGS, description="Send one subscription's report for one period (exactly once, via the ledger).")
+@dg.job(
+    tags=TAGS, description="Send one subscription's report for one period (exactly once, via the ledger)."
+)
 def report_delivery_job():
     deliver_report()
 
 
-
-jobs = [export_job, export_maintenance_job, report_delivery_job, daily_venue_reports_job,
-        weekly_executive_reports_job]
+jobs = [
+    export_job,
+    export_maintenance_job,
+    report_delivery_job,
+    daily_venue_reports_job,
+    weekly_executive_reports_job,
+]

@@ -37,9 +37,11 @@ def _matrix(daily: pl.DataFrame, through: date) -> tuple[pl.DataFrame, np.ndarra
     first = daily["day"].min() if daily.height else through
     days = pl.date_range(first, through, "1d", eager=True).alias("day")
     keys = daily.select("tenant_id", "venue_id").unique().sort("venue_id")
-    grid = (keys.join(days.to_frame(), how="cross")
-            .join(daily.select("venue_id", "day", "net_revenue_cents"), on=["venue_id", "day"], how="left")
-            .sort("venue_id", "day"))
+    grid = (
+        keys.join(days.to_frame(), how="cross")
+        .join(daily.select("venue_id", "day", "net_revenue_cents"), on=["venue_id", "day"], how="left")
+        .sort("venue_id", "day")
+    )
     y = grid["net_revenue_cents"].fill_null(0).to_numpy().astype(float).reshape(keys.height, days.len())
     return keys, y, first
 
@@ -50,7 +52,7 @@ def _forecast(y: np.ndarray, start_weekday: int, horizon: int, model: str) -> np
     if model == BASELINE:
         return np.repeat(y[:, -BASELINE_DAYS:].mean(axis=1, keepdims=True), horizon, axis=1)
     level = y[:, -LEVEL_DAYS:].mean(axis=1, keepdims=True)
-    window = y[:, -7 * PROFILE_WEEKS:]
+    window = y[:, -7 * PROFILE_WEEKS :]
     wd = (start_weekday + np.arange(n - window.shape[1], n)) % 7
     overall = window.mean(axis=1, keepdims=True)
     profile = np.ones((y.shape[0], 7))
@@ -74,34 +76,56 @@ def project(daily: pl.DataFrame, through: date, horizon: int = 30) -> Projection
     resid = np.full((len(origins), keys.height, horizon), np.nan)
     scores = []
     for i, o in enumerate(origins):
-        actual = y[:, o:o + horizon]
+        actual = y[:, o : o + horizon]
         for model in (MODEL, BASELINE):
             f = _forecast(y[:, :o], wd0, horizon, model)
             if model == MODEL:
                 resid[i] = actual - f
-            scores.append(pl.DataFrame({
-                "tenant_id": keys["tenant_id"], "venue_id": keys["venue_id"], "model": model,
-                "origin": first + timedelta(days=o),
-                "abs_error_sum": np.abs(actual - f).sum(axis=1),
-                "total_abs_error": np.abs(actual.sum(axis=1) - f.sum(axis=1))}))
+            scores.append(
+                pl.DataFrame(
+                    {
+                        "tenant_id": keys["tenant_id"],
+                        "venue_id": keys["venue_id"],
+                        "model": model,
+                        "origin": first + timedelta(days=o),
+                        "abs_error_sum": np.abs(actual - f).sum(axis=1),
+                        "total_abs_error": np.abs(actual.sum(axis=1) - f.sum(axis=1)),
+                    }
+                )
+            )
     if scores:
         s = pl.concat(scores)
         per_venue = s.group_by("tenant_id", "venue_id", "model").agg(
-            pl.len().alias("origins"), (pl.col("abs_error_sum").sum() / (pl.len() * horizon)).alias("mae_daily_cents"),
-            pl.col("total_abs_error").mean().alias("mean_total_abs_error_cents"))
-        # one row per tenant over all its venues (venue_id NULL): no row mixes two tenants' venues
-        per_tenant = s.group_by("tenant_id", "model").agg(
-            pl.col("origin").n_unique().alias("origins"),
+            pl.len().alias("origins"),
             (pl.col("abs_error_sum").sum() / (pl.len() * horizon)).alias("mae_daily_cents"),
-            pl.col("total_abs_error").mean().alias("mean_total_abs_error_cents")).with_columns(
-            pl.lit(None, pl.String).alias("venue_id"))
+            pl.col("total_abs_error").mean().alias("mean_total_abs_error_cents"),
+        )
+        # one row per tenant over all its venues (venue_id NULL): no row mixes two tenants' venues
+        per_tenant = (
+            s.group_by("tenant_id", "model")
+            .agg(
+                pl.col("origin").n_unique().alias("origins"),
+                (pl.col("abs_error_sum").sum() / (pl.len() * horizon)).alias("mae_daily_cents"),
+                pl.col("total_abs_error").mean().alias("mean_total_abs_error_cents"),
+            )
+            .with_columns(pl.lit(None, pl.String).alias("venue_id"))
+        )
         backtest = pl.concat([per_venue, per_tenant.select(per_venue.columns)]).with_columns(
-            pl.lit(through).alias("as_of"), pl.lit(horizon).alias("horizon_days"))
+            pl.lit(through).alias("as_of"), pl.lit(horizon).alias("horizon_days")
+        )
     else:
-        backtest = pl.DataFrame(schema={"tenant_id": pl.String, "venue_id": pl.String, "model": pl.String,
-                                        "origins": pl.UInt32,
-                                        "mae_daily_cents": pl.Float64, "mean_total_abs_error_cents": pl.Float64,
-                                        "as_of": pl.Date, "horizon_days": pl.Int32})
+        backtest = pl.DataFrame(
+            schema={
+                "tenant_id": pl.String,
+                "venue_id": pl.String,
+                "model": pl.String,
+                "origins": pl.UInt32,
+                "mae_daily_cents": pl.Float64,
+                "mean_total_abs_error_cents": pl.Float64,
+                "as_of": pl.Date,
+                "horizon_days": pl.Int32,
+            }
+        )
 
     forecast = _forecast(y, wd0, horizon, MODEL) if y.shape[1] >= 7 else np.zeros((keys.height, horizon))
     if len(origins) >= 3:
@@ -111,18 +135,23 @@ def project(daily: pl.DataFrame, through: date, horizon: int = 30) -> Projection
         lo_q = hi_q = np.zeros_like(forecast)
     lower, upper = np.minimum(forecast + lo_q, forecast), np.maximum(forecast + hi_q, forecast)
     n = keys.height
-    projections = pl.DataFrame({
-        "tenant_id": np.repeat(keys["tenant_id"].to_numpy(), horizon),
-        "venue_id": np.repeat(keys["venue_id"].to_numpy(), horizon),
-        "as_of": [through] * (n * horizon),
-        "day": pl.date_range(through + timedelta(days=1), through + timedelta(days=horizon), "1d",
-                             eager=True).to_list() * n,
-        "horizon_day": np.tile(np.arange(1, horizon + 1, dtype=np.int32), n),
-        "projected_net_revenue_cents": np.round(forecast).astype(np.int64).ravel(),
-        "lower_cents": np.round(lower).astype(np.int64).ravel(),
-        "upper_cents": np.round(upper).astype(np.int64).ravel(),
-        "model": MODEL,
-    }, schema_overrides={"as_of": pl.Date})
+    projections = pl.DataFrame(
+        {
+            "tenant_id": np.repeat(keys["tenant_id"].to_numpy(), horizon),
+            "venue_id": np.repeat(keys["venue_id"].to_numpy(), horizon),
+            "as_of": [through] * (n * horizon),
+            "day": pl.date_range(
+                through + timedelta(days=1), through + timedelta(days=horizon), "1d", eager=True
+            ).to_list()
+            * n,
+            "horizon_day": np.tile(np.arange(1, horizon + 1, dtype=np.int32), n),
+            "projected_net_revenue_cents": np.round(forecast).astype(np.int64).ravel(),
+            "lower_cents": np.round(lower).astype(np.int64).ravel(),
+            "upper_cents": np.round(upper).astype(np.int64).ravel(),
+            "model": MODEL,
+        },
+        schema_overrides={"as_of": pl.Date},
+    )
     return Projection(projections, backtest.sort("tenant_id", "venue_id", "model", nulls_last=True))
 
 
@@ -135,8 +164,14 @@ def platform_backtest(backtest: pl.DataFrame) -> pl.DataFrame:
     v = backtest.filter(pl.col("venue_id").is_not_null())
     t = backtest.filter(pl.col("venue_id").is_null())
     w = pl.col("origins").cast(pl.Float64)
-    return (v.group_by("model").agg(
-        pl.len().alias("venues"), ((pl.col("mae_daily_cents") * w).sum() / w.sum()).alias("mae_daily_cents"),
-        ((pl.col("mean_total_abs_error_cents") * w).sum() / w.sum()).alias("mean_total_abs_error_cents"))
+    return (
+        v.group_by("model")
+        .agg(
+            pl.len().alias("venues"),
+            ((pl.col("mae_daily_cents") * w).sum() / w.sum()).alias("mae_daily_cents"),
+            ((pl.col("mean_total_abs_error_cents") * w).sum() / w.sum()).alias("mean_total_abs_error_cents"),
+        )
         .join(t.group_by("model").agg(pl.col("origins").max()), on="model", how="left")
-        .select("model", "origins", "venues", "mae_daily_cents", "mean_total_abs_error_cents").sort("model"))
+        .select("model", "origins", "venues", "mae_daily_cents", "mean_total_abs_error_cents")
+        .sort("model")
+    )

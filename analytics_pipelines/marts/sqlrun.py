@@ -18,13 +18,16 @@ def _sql(name: str) -> str:
     return read_sql(f"{name}.sql" if "/" in name else f"marts/{name}.sql")
 
 
-def run(name: str, frames: dict[str, pl.DataFrame], **params: date | datetime | str | int | float) -> pl.DataFrame:
+def run(
+    name: str, frames: dict[str, pl.DataFrame], **params: date | datetime | str | int | float
+) -> pl.DataFrame:
     """Execute sql/marts/<name>.sql (or sql/<name>.sql) with `frames` visible as tables and `params` bound as $name."""
     return run_sql_text(_sql(name), frames, **params)
 
 
-def run_sql_text(sql: str, frames: dict[str, pl.DataFrame],
-                 **params: date | datetime | str | int | float) -> pl.DataFrame:
+def run_sql_text(
+    sql: str, frames: dict[str, pl.DataFrame], **params: date | datetime | str | int | float
+) -> pl.DataFrame:
     """Execute `sql` with `frames` visible as tables and the `params` it uses bound as $name."""
     conn = duckdb.connect(":memory:", config={"threads": max(1, min(4, os.cpu_count() or 1))})
     try:

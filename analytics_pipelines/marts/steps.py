@@ -15,8 +15,14 @@ from analytics_pipelines.marts import checks, reconcile
 from analytics_pipelines.marts.projections import BASELINE, MODEL, platform_backtest, project
 from analytics_pipelines.registry.context import BuildContext, Built, md_table
 
-MONEY = ("gross_revenue_cents", "net_revenue_cents", "refund_cents", "refunds_cents", "sale_cents",
-         "resale_volume_cents")
+MONEY = (
+    "gross_revenue_cents",
+    "net_revenue_cents",
+    "refund_cents",
+    "refunds_cents",
+    "sale_cents",
+    "resale_volume_cents",
+)
 
 
 def through(wh) -> str:
@@ -52,7 +58,9 @@ def check_control_non_negative(ctx: BuildContext, built: Built) -> reconcile.Che
 
 def check_daily(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
     """Per day, the mart's totals against control_totals (independent SQL over staging), to the cent."""
-    return reconcile.check_daily(ctx.table.name, control(ctx.wh, ctx.first, ctx.last), built.frames[ctx.table.name])
+    return reconcile.check_daily(
+        ctx.table.name, control(ctx.wh, ctx.first, ctx.last), built.frames[ctx.table.name]
+    )
 
 
 # -- whole-table marts -----------------------------------------------------------------------------
@@ -67,11 +75,22 @@ def sales_metrics(ctx: BuildContext) -> Built:
     ctx.log.info(f"sales_metrics: {'full rebuild' if previous is None else f'periods from {since} on'}")
     df = B.sales_metrics(wh, last, since=since, previous=previous)
     by_grain = df.group_by("granularity").agg(pl.len().alias("rows"), pl.sum("gross_revenue_cents"))
-    months = (df.filter(pl.col("granularity") == "month").group_by("period_start")
-              .agg(pl.sum("tickets_sold", "gross_revenue_cents")).sort("period_start").tail(12))
-    return Built({"sales_metrics": df}, metadata={
-        "through": last, "mode": "full" if previous is None else f"incremental from {since}",
-        "by_granularity": md_table(by_grain.sort("granularity")), "last_months": md_table(months, 12)})
+    months = (
+        df.filter(pl.col("granularity") == "month")
+        .group_by("period_start")
+        .agg(pl.sum("tickets_sold", "gross_revenue_cents"))
+        .sort("period_start")
+        .tail(12)
+    )
+    return Built(
+        {"sales_metrics": df},
+        metadata={
+            "through": last,
+            "mode": "full" if previous is None else f"incremental from {since}",
+            "by_granularity": md_table(by_grain.sort("granularity")),
+            "last_months": md_table(months, 12),
+        },
+    )
 
 
 def check_totals(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
@@ -82,72 +101,111 @@ def check_totals(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
 def event_performance(ctx: BuildContext) -> Built:
     df = B.event_performance(ctx.wh)
     top = df.filter(pl.col("revenue_rank") == 1).sort("gross_revenue_cents", descending=True)
-    return Built({"event_performance": df}, metadata={"top_event_per_venue": md_table(top.select(
-        "venue_id", "event_name", "tickets_sold", "gross_revenue_cents", "capacity_utilization_pct"), 10)})
+    return Built(
+        {"event_performance": df},
+        metadata={
+            "top_event_per_venue": md_table(
+                top.select(
+                    "venue_id",
+                    "event_name",
+                    "tickets_sold",
+                    "gross_revenue_cents",
+                    "capacity_utilization_pct",
+                ),
+                10,
+            )
+        },
+    )
 
 
 def venue_seasonality(ctx: BuildContext) -> Built:
     last = through(ctx.wh)
     df = B.venue_seasonality(ctx.wh, last)
-    summary = df.group_by("month").agg(
-        pl.col("season").filter(pl.col("season") == "Peak").len().alias("peak_venues"),
-        pl.col("avg_tickets").mean().round(1)).sort("month")
-    return Built({"venue_seasonality": df}, extras={"through": last}, metadata={"by_month": md_table(summary, 12)})
+    summary = (
+        df.group_by("month")
+        .agg(
+            pl.col("season").filter(pl.col("season") == "Peak").len().alias("peak_venues"),
+            pl.col("avg_tickets").mean().round(1),
+        )
+        .sort("month")
+    )
+    return Built(
+        {"venue_seasonality": df}, extras={"through": last}, metadata={"by_month": md_table(summary, 12)}
+    )
 
 
 def check_seasonality_reconciles(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
     last = built.extras["through"]
-    return checks.check_venue_seasonality(built.frames["venue_seasonality"],
-                                          **checks.venue_seasonality_inputs(ctx.wh, last), through=last)
+    return checks.check_venue_seasonality(
+        built.frames["venue_seasonality"], **checks.venue_seasonality_inputs(ctx.wh, last), through=last
+    )
 
 
 def check_valid_seasons(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
     df = built.frames["venue_seasonality"]
-    bad = df.filter(~pl.col("month").is_between(1, 12) | ~pl.col("season").is_in(["Peak", "Normal", "Off Season"]))
+    bad = df.filter(
+        ~pl.col("month").is_between(1, 12) | ~pl.col("season").is_in(["Peak", "Normal", "Off Season"])
+    )
     dup = df.height - df.select("venue_id", "month").unique().height
-    return reconcile.CheckOutcome(bad.height == 0 and dup == 0,
-                                  {"invalid_rows": bad.height, "duplicate_venue_months": dup})
+    return reconcile.CheckOutcome(
+        bad.height == 0 and dup == 0, {"invalid_rows": bad.height, "duplicate_venue_months": dup}
+    )
 
 
 def revenue_projections(ctx: BuildContext, horizon: int | None = None) -> Built:
     wh = ctx.wh
     last = date.fromisoformat(through(wh))
-    va = B.fact_history(wh, "venue_analytics", ["tenant_id", "venue_id", "day", "net_revenue_cents"],
-                        last.isoformat())
+    va = B.fact_history(
+        wh, "venue_analytics", ["tenant_id", "venue_id", "day", "net_revenue_cents"], last.isoformat()
+    )
     horizon = horizon or ctx.settings.projection_days
     result = project(va, last, horizon=horizon)
     overall = platform_backtest(result.backtest)
     p = result.projections
-    return Built({"revenue_projections": p, "revenue_projection_backtest": result.backtest},
-                 extras={"horizon": horizon}, metadata={
-        "as_of": last.isoformat(), "backtest": md_table(overall),
-        "next_30_days_projected_cents": int(p["projected_net_revenue_cents"].sum() or 0)})
+    return Built(
+        {"revenue_projections": p, "revenue_projection_backtest": result.backtest},
+        extras={"horizon": horizon},
+        metadata={
+            "as_of": last.isoformat(),
+            "backtest": md_table(overall),
+            "next_30_days_projected_cents": int(p["projected_net_revenue_cents"].sum() or 0),
+        },
+    )
 
 
 def check_beats_old_rule(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
     overall = platform_backtest(built.frames["revenue_projection_backtest"])
     err = dict(zip(overall["model"], overall["mean_total_abs_error_cents"], strict=True))
     mae = dict(zip(overall["model"], overall["mae_daily_cents"], strict=True))
-    meta = {"model_mean_total_abs_error_cents": float(err.get(MODEL, 0)),
-            "old_rule_mean_total_abs_error_cents": float(err.get(BASELINE, 0)),
-            "model_mae_daily_cents": float(mae.get(MODEL, 0)), "old_rule_mae_daily_cents": float(mae.get(BASELINE, 0)),
-            "origins": int(overall["origins"].max() or 0) if overall.height else 0}
+    meta = {
+        "model_mean_total_abs_error_cents": float(err.get(MODEL, 0)),
+        "old_rule_mean_total_abs_error_cents": float(err.get(BASELINE, 0)),
+        "model_mae_daily_cents": float(mae.get(MODEL, 0)),
+        "old_rule_mae_daily_cents": float(mae.get(BASELINE, 0)),
+        "origins": int(overall["origins"].max() or 0) if overall.height else 0,
+    }
     if not err:
-        return reconcile.CheckOutcome(True, meta, skipped="not enough history to backtest (needs 4 weeks + the horizon)")
+        return reconcile.CheckOutcome(
+            True, meta, skipped="not enough history to backtest (needs 4 weeks + the horizon)"
+        )
     return reconcile.CheckOutcome(err[MODEL] < err[BASELINE], meta)
 
 
 def check_intervals(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
     p = built.frames["revenue_projections"]
-    outside = p.filter((pl.col("lower_cents") > pl.col("projected_net_revenue_cents"))
-                       | (pl.col("upper_cents") < pl.col("projected_net_revenue_cents"))).height
+    outside = p.filter(
+        (pl.col("lower_cents") > pl.col("projected_net_revenue_cents"))
+        | (pl.col("upper_cents") < pl.col("projected_net_revenue_cents"))
+    ).height
     return reconcile.CheckOutcome(outside == 0, {"rows_outside": outside})
 
 
 def check_projection_invariants(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
     return checks.check_revenue_projections(
-        built.frames["revenue_projections"], horizon=built.extras["horizon"],
-        venues=ctx.wh.read_table("stg_venues", columns=["id", "tenant_id"]))
+        built.frames["revenue_projections"],
+        horizon=built.extras["horizon"],
+        venues=ctx.wh.read_table("stg_venues", columns=["id", "tenant_id"]),
+    )
 
 
 def ticket_type_price_snapshots(ctx: BuildContext) -> Built:
@@ -155,22 +213,37 @@ def ticket_type_price_snapshots(ctx: BuildContext) -> Built:
     day is yesterday or later (a backfill of old days leaves old snapshots untouched)."""
     last = ctx.last
     if date.fromisoformat(last) < ctx.now.date() - timedelta(days=1):
-        ctx.log.info(f"run ends {last}, before yesterday: no snapshot (it would stamp today's prices on the past)")
+        ctx.log.info(
+            f"run ends {last}, before yesterday: no snapshot (it would stamp today's prices on the past)"
+        )
         empty = B.ticket_type_price_snapshot(ctx.wh, last).clear()
-        return Built({"ticket_type_price_snapshots": empty}, written={"ticket_type_price_snapshots": []},
-                     metadata={"snapshot_day": "none (historical range)"})
+        return Built(
+            {"ticket_type_price_snapshots": empty},
+            written={"ticket_type_price_snapshots": []},
+            metadata={"snapshot_day": "none (historical range)"},
+        )
     df = B.ticket_type_price_snapshot(ctx.wh, last)
-    return Built({"ticket_type_price_snapshots": df}, written={"ticket_type_price_snapshots": [last]},
-                 metadata={"snapshot_day": last})
+    return Built(
+        {"ticket_type_price_snapshots": df},
+        written={"ticket_type_price_snapshots": [last]},
+        metadata={"snapshot_day": last},
+    )
 
 
 def check_one_row_per_ticket_type(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
     written = built.written.get("ticket_type_price_snapshots") or []
     if not written:
-        return reconcile.CheckOutcome(True, {"rows": 0, "note": "no snapshot taken for a historical range: nothing "
-                                                                "was written, so nothing can be wrong"})
-    rows = ctx.wh.read_partitions("ticket_type_price_snapshots", "day", written[0], written[0],
-                                  columns=["ticket_type_id"])
+        return reconcile.CheckOutcome(
+            True,
+            {
+                "rows": 0,
+                "note": "no snapshot taken for a historical range: nothing "
+                "was written, so nothing can be wrong",
+            },
+        )
+    rows = ctx.wh.read_partitions(
+        "ticket_type_price_snapshots", "day", written[0], written[0], columns=["ticket_type_id"]
+    )
     expected = ctx.wh.count("stg_ticket_types")
     ok = rows.height == expected and rows["ticket_type_id"].n_unique() == expected
     return reconcile.CheckOutcome(ok, {"rows": rows.height, "ticket_types": expected})
@@ -179,8 +252,13 @@ def check_one_row_per_ticket_type(ctx: BuildContext, built: Built) -> reconcile.
 def price_history(ctx: BuildContext) -> Built:
     df = B.price_history(ctx.wh)
     summary = B.event_price_summary(df)
-    return Built({"price_history": df, "event_price_summary": summary}, metadata={
-        "by_source": md_table(df.group_by("source").len().sort("source")), "event_price_summary_rows": summary.height})
+    return Built(
+        {"price_history": df, "event_price_summary": summary},
+        metadata={
+            "by_source": md_table(df.group_by("source").len().sort("source")),
+            "event_price_summary_rows": summary.height,
+        },
+    )
 
 
 def check_price_history(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
@@ -190,8 +268,9 @@ def check_price_history(ctx: BuildContext, built: Built) -> reconcile.CheckOutco
 
 def check_event_price_summary(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
     history = built.frames["price_history"]
-    return checks.check_event_price_summary(built.frames["event_price_summary"],
-                                            **checks.event_price_summary_inputs(ctx.wh, history))
+    return checks.check_event_price_summary(
+        built.frames["event_price_summary"], **checks.event_price_summary_inputs(ctx.wh, history)
+    )
 
 
 def no_shows(ctx: BuildContext) -> Built:
@@ -200,9 +279,15 @@ def no_shows(ctx: BuildContext) -> Built:
     result = B.no_shows(wh, ctx.now, previous)
     df = result.rows
     rate = float(df["no_shows"].sum() / df["tickets_sold"].sum() * 100) if df.height else None
-    return Built({"no_shows": df}, extras={"result": result}, metadata={
-        "overall_no_show_pct": rate, "mode": "full" if result.events is None else "incremental",
-        "events_recomputed": df.height if result.events is None else len(result.events)})
+    return Built(
+        {"no_shows": df},
+        extras={"result": result},
+        metadata={
+            "overall_no_show_pct": rate,
+            "mode": "full" if result.events is None else "incremental",
+            "events_recomputed": df.height if result.events is None else len(result.events),
+        },
+    )
 
 
 def check_no_shows(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
@@ -223,7 +308,10 @@ def kpi_snapshots(wh, first: str, last: str, keys: list[str] | None = None) -> p
 def kpi_summary(ctx: BuildContext, built: Built) -> dict:
     df = built.frames["kpi_snapshots"]
     latest = df.filter((pl.col("hour_key") == ctx.last) & pl.col("venue_id").is_null())
-    return {"hours": len(ctx.partition_keys), "latest": md_table(latest.select("tenant_id", "metric", "value"), 30)}
+    return {
+        "hours": len(ctx.partition_keys),
+        "latest": md_table(latest.select("tenant_id", "metric", "value"), 30),
+    }
 
 
 def check_kpis(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
@@ -231,19 +319,34 @@ def check_kpis(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
     wh, df, key = ctx.wh, built.frames["kpi_snapshots"], ctx.last
     at = hour_of(key) + timedelta(hours=1)
     lo, hi = (at - timedelta(days=2)).date().isoformat(), at.date().isoformat()
-    orders = wh.read_partitions("stg_orders", "_partition", lo, hi,
-                                columns=["id", "tenant_id", "status", "confirmed_at", "created_at", "total_cents"])
+    orders = wh.read_partitions(
+        "stg_orders",
+        "_partition",
+        lo,
+        hi,
+        columns=["id", "tenant_id", "status", "confirmed_at", "created_at", "total_cents"],
+    )
     items = wh.read_partitions("stg_order_items", "_partition", lo, hi, columns=["order_id", "quantity"])
     ts = pl.coalesce("confirmed_at", "created_at")
-    paid = orders.filter(pl.col("status").is_in(["confirmed", "completed", "refunded"])
-                         & (ts > at - timedelta(hours=24)) & (ts <= at))
+    paid = orders.filter(
+        pl.col("status").is_in(["confirmed", "completed", "refunded"])
+        & (ts > at - timedelta(hours=24))
+        & (ts <= at)
+    )
     qty = items.group_by("order_id").agg(pl.sum("quantity").alias("q"))
-    exp = (paid.join(qty, left_on="id", right_on="order_id", how="left").group_by("tenant_id")
-           .agg(pl.col("q").fill_null(0).sum().alias("tickets_sold_24h"),
-                pl.sum("total_cents").alias("gross_revenue_24h_cents")))
-    got = (df.filter((pl.col("hour_key") == key) & pl.col("venue_id").is_null()
-                     & pl.col("metric").is_in(["tickets_sold_24h", "gross_revenue_24h_cents"]))
-           .pivot(on="metric", index="tenant_id", values="value"))
+    exp = (
+        paid.join(qty, left_on="id", right_on="order_id", how="left")
+        .group_by("tenant_id")
+        .agg(
+            pl.col("q").fill_null(0).sum().alias("tickets_sold_24h"),
+            pl.sum("total_cents").alias("gross_revenue_24h_cents"),
+        )
+    )
+    got = df.filter(
+        (pl.col("hour_key") == key)
+        & pl.col("venue_id").is_null()
+        & pl.col("metric").is_in(["tickets_sold_24h", "gross_revenue_24h_cents"])
+    ).pivot(on="metric", index="tenant_id", values="value")
     for c in ("tickets_sold_24h", "gross_revenue_24h_cents"):
         if c not in got.columns:
             got = got.with_columns(pl.lit(0.0).alias(c))

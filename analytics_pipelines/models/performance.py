@@ -15,13 +15,28 @@ def model_performance(ctx: BuildContext) -> Built:
     have = set(ctx.wh.tables())
     frames = [ctx.wh.read_table(t) for t in ctx.table.upstream if t in have]
     frames = [f for f in frames if f.height]
-    df = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame(schema={
-        "model_family": pl.String, "model": pl.String, "metric": pl.String, "bucket": pl.String,
-        "value": pl.Float64, "n": pl.Int64})
+    df = (
+        pl.concat(frames, how="diagonal_relaxed")
+        if frames
+        else pl.DataFrame(
+            schema={
+                "model_family": pl.String,
+                "model": pl.String,
+                "metric": pl.String,
+                "bucket": pl.String,
+                "value": pl.Float64,
+                "n": pl.Int64,
+            }
+        )
+    )
     headline = df.filter(pl.col("bucket").is_null()).select("model_family", "model", "metric", "value", "n")
-    return Built({"model_performance": df}, metadata={
-        "families": ", ".join(sorted(df["model_family"].unique().to_list())) if df.height else "none",
-        "headline": md_table(headline, 40)})
+    return Built(
+        {"model_performance": df},
+        metadata={
+            "families": ", ".join(sorted(df["model_family"].unique().to_list())) if df.height else "none",
+            "headline": md_table(headline, 40),
+        },
+    )
 
 
 def check_performance(ctx: BuildContext, built: Built) -> CheckOutcome:

@@ -10,22 +10,31 @@ import sqlalchemy as sa
 from analytics_pipelines.ops.db import metadata
 
 alert_rules = sa.Table(
-    "alert_rules", metadata,
+    "alert_rules",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("tenant_id", sa.String(36)),             # null: every tenant
-    sa.Column("venue_id", sa.String(36)),              # null: tenant-wide (or per venue, see scope)
+    sa.Column("tenant_id", sa.String(36)),  # null: every tenant
+    sa.Column("venue_id", sa.String(36)),  # null: tenant-wide (or per venue, see scope)
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("description", sa.Text),
-    sa.Column("metric", sa.String(100), nullable=False),            # a kpi_snapshots metric
+    sa.Column("metric", sa.String(100), nullable=False),  # a kpi_snapshots metric
     sa.Column("scope", sa.String(20), nullable=False, server_default="tenant"),  # tenant | venue
-    sa.Column("aggregation", sa.String(10), nullable=False, server_default="last"),  # last|sum|avg|min|max|count
+    sa.Column(
+        "aggregation", sa.String(10), nullable=False, server_default="last"
+    ),  # last|sum|avg|min|max|count
     sa.Column("window_minutes", sa.Integer, nullable=False, server_default="60"),
-    sa.Column("operator", sa.String(20), nullable=False),  # gt gte lt lte eq ne between not_between change_percent
+    sa.Column(
+        "operator", sa.String(20), nullable=False
+    ),  # gt gte lt lte eq ne between not_between change_percent
     sa.Column("threshold", sa.Float, nullable=False),
-    sa.Column("threshold_high", sa.Float),             # upper bound for between / not_between
-    sa.Column("severity", sa.String(10), nullable=False, server_default="warning"),  # info warning error critical
-    sa.Column("schedule", sa.JSON, nullable=False, default=dict),   # timezone, active_hours, active_days, excluded_dates
-    sa.Column("actions", sa.JSON, nullable=False, default=list),    # [{"type": "email"|"webhook"|"log", ...}]
+    sa.Column("threshold_high", sa.Float),  # upper bound for between / not_between
+    sa.Column(
+        "severity", sa.String(10), nullable=False, server_default="warning"
+    ),  # info warning error critical
+    sa.Column(
+        "schedule", sa.JSON, nullable=False, default=dict
+    ),  # timezone, active_hours, active_days, excluded_dates
+    sa.Column("actions", sa.JSON, nullable=False, default=list),  # [{"type": "email"|"webhook"|"log", ...}]
     sa.Column("cooldown_minutes", sa.Integer, nullable=False, server_default="60"),
     sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_by", sa.String(100)),
@@ -36,13 +45,14 @@ alert_rules = sa.Table(
 )
 
 alert_instances = sa.Table(
-    "alert_instances", metadata,
+    "alert_instances",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("rule_id", sa.Integer, sa.ForeignKey("alert_rules.id", ondelete="CASCADE"), nullable=False),
     sa.Column("tenant_id", sa.String(36)),
     sa.Column("venue_id", sa.String(36)),
-    sa.Column("scope_key", sa.String(80), nullable=False),   # "tenant:<id>" or "venue:<id>"
-    sa.Column("status", sa.String(15), nullable=False),      # active | acknowledged | resolved
+    sa.Column("scope_key", sa.String(80), nullable=False),  # "tenant:<id>" or "venue:<id>"
+    sa.Column("status", sa.String(15), nullable=False),  # active | acknowledged | resolved
     sa.Column("severity", sa.String(10), nullable=False),
     sa.Column("triggered_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("trigger_value", sa.Float),
@@ -52,19 +62,26 @@ alert_instances = sa.Table(
     sa.Column("notes", sa.Text),
     sa.Column("resolved_at", sa.DateTime(timezone=True)),
     sa.Column("last_evaluated_at", sa.DateTime(timezone=True)),
-    sa.Index("alert_instances_one_open", "rule_id", "scope_key", unique=True,
-             sqlite_where=sa.text("status IN ('active', 'acknowledged')"),
-             postgresql_where=sa.text("status IN ('active', 'acknowledged')")),
+    sa.Index(
+        "alert_instances_one_open",
+        "rule_id",
+        "scope_key",
+        unique=True,
+        sqlite_where=sa.text("status IN ('active', 'acknowledged')"),
+        postgresql_where=sa.text("status IN ('active', 'acknowledged')"),
+    ),
 )
 
 alert_notifications = sa.Table(
-    "alert_notifications", metadata,
+    "alert_notifications",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("instance_id", sa.Integer, sa.ForeignKey("alert_instances.id", ondelete="CASCADE"),
-              nullable=False),
-    sa.Column("channel", sa.String(20), nullable=False),      # email | webhook | log
+    sa.Column(
+        "instance_id", sa.Integer, sa.ForeignKey("alert_instances.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("channel", sa.String(20), nullable=False),  # email | webhook | log
     sa.Column("target_masked", sa.String(300)),
-    sa.Column("status", sa.String(10), nullable=False),       # sent | failed
+    sa.Column("status", sa.String(10), nullable=False),  # sent | failed
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("error", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),

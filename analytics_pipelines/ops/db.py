@@ -43,7 +43,7 @@ def _normalize(url: str) -> str:
     # psycopg 3 for PostgreSQL, whatever spelling the user gave
     for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -62,8 +62,9 @@ def ops_engine(url: str | None = None) -> sa.Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
     else:
-        engine = sa.create_engine(url, pool_pre_ping=True,
-                                  connect_args={"options": "-c search_path=ops,public"})
+        engine = sa.create_engine(
+            url, pool_pre_ping=True, connect_args={"options": "-c search_path=ops,public"}
+        )
         with engine.begin() as conn:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('tt_ops_ddl'))"))
             conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))

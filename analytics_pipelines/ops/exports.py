@@ -11,13 +11,20 @@ import sqlalchemy as sa
 from analytics_pipelines.ops.db import metadata
 
 EXPORT_STATUSES = ("pending", "processing", "completed", "failed", "cancelled", "expired")
-EXPORT_TYPES = ("analytics_report", "customer_list", "transaction_history", "event_summary",
-                "financial_report", "raw_data")
+EXPORT_TYPES = (
+    "analytics_report",
+    "customer_list",
+    "transaction_history",
+    "event_summary",
+    "financial_report",
+    "raw_data",
+)
 EXPORT_FORMATS = ("csv", "xlsx", "pdf", "json")
 
 analytics_exports = sa.Table(
-    "analytics_exports", metadata,
-    sa.Column("id", sa.String(36), primary_key=True),           # uuid
+    "analytics_exports",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),  # uuid
     sa.Column("tenant_id", sa.String(36), nullable=False),
     sa.Column("venue_id", sa.String(36)),
     sa.Column("user_id", sa.String(100)),
@@ -25,7 +32,9 @@ analytics_exports = sa.Table(
     sa.Column("format", sa.String(10), nullable=False),
     sa.Column("status", sa.String(15), nullable=False, server_default="pending"),
     sa.Column("progress", sa.Integer, nullable=False, server_default="0"),  # 0..100
-    sa.Column("filters", sa.JSON, nullable=False, default=dict),  # date_from, date_to, venue_ids, event_ids, category_ids, segments
+    sa.Column(
+        "filters", sa.JSON, nullable=False, default=dict
+    ),  # date_from, date_to, venue_ids, event_ids, category_ids, segments
     sa.Column("options", sa.JSON, nullable=False, default=dict),
     sa.Column("file_path", sa.Text),
     sa.Column("file_size", sa.BigInteger),
@@ -40,20 +49,23 @@ analytics_exports = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True)),
     sa.Column("completed_at", sa.DateTime(timezone=True)),
     sa.Column("expires_at", sa.DateTime(timezone=True)),
-    sa.CheckConstraint("status IN ('pending','processing','completed','failed','cancelled','expired')",
-                       name="analytics_exports_status"),
+    sa.CheckConstraint(
+        "status IN ('pending','processing','completed','failed','cancelled','expired')",
+        name="analytics_exports_status",
+    ),
     sa.CheckConstraint("progress BETWEEN 0 AND 100", name="analytics_exports_progress"),
 )
 
 report_subscriptions = sa.Table(
-    "report_subscriptions", metadata,
+    "report_subscriptions",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("tenant_id", sa.String(36), nullable=False),
     sa.Column("venue_id", sa.String(36)),
-    sa.Column("report", sa.String(40), nullable=False),          # daily_venue | weekly_executive
+    sa.Column("report", sa.String(40), nullable=False),  # daily_venue | weekly_executive
     sa.Column("format", sa.String(10), nullable=False, server_default="pdf"),
     sa.Column("recipients", sa.JSON, nullable=False, default=list),
-    sa.Column("cadence", sa.String(10), nullable=False),          # daily | weekly | monthly
+    sa.Column("cadence", sa.String(10), nullable=False),  # daily | weekly | monthly
     sa.Column("local_time", sa.String(5), nullable=False, server_default="07:00"),  # HH:MM
     sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
     sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
@@ -62,15 +74,20 @@ report_subscriptions = sa.Table(
 )
 
 report_deliveries = sa.Table(
-    "report_deliveries", metadata,
+    "report_deliveries",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("subscription_id", sa.Integer, sa.ForeignKey("report_subscriptions.id", ondelete="CASCADE"),
-              nullable=False),
-    sa.Column("period", sa.String(20), nullable=False),           # 2026-11-21 | 2026-W47 | 2026-11
-    sa.Column("status", sa.String(10), nullable=False),           # pending | sending | sent | failed
+    sa.Column(
+        "subscription_id",
+        sa.Integer,
+        sa.ForeignKey("report_subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("period", sa.String(20), nullable=False),  # 2026-11-21 | 2026-W47 | 2026-11
+    sa.Column("status", sa.String(10), nullable=False),  # pending | sending | sent | failed
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text),
-    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),    # when a failed delivery may be retried
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),  # when a failed delivery may be retried
     sa.Column("file_path", sa.Text),
     sa.Column("message_id", sa.String(200)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),

@@ -59,16 +59,20 @@ class Registry:
 
     def markdown_index(self) -> str:
         """The table index of docs/marts.md (between its INDEX markers), generated from the registry."""
-        lines = ["| table | group | grain | partitioned by | tenant column | check(s) | served by the API |",
-                 "|---|---|---|---|---|---|---|"]
+        lines = [
+            "| table | group | grain | partitioned by | tenant column | check(s) | served by the API |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for t in self.tables:
             if t.group in ("raw", "staging"):
                 continue
             checks = ", ".join(f"`{c.name}` ({c.kind}{'' if c.blocking else ', warns'})" for c in t.checks)
-            lines.append(f"| `{t.name}` | {t.group} | {t.grain} | {t.partition_column or '—'} | "
-                         f"{t.tenant_column or '— (' + (t.no_tenant_reason or '') + ')'} | "
-                         f"{checks or ('see ' + t.produced_by if t.produced_by else '—')} | "
-                         f"{'yes' if t.serve else 'no'} |")
+            lines.append(
+                f"| `{t.name}` | {t.group} | {t.grain} | {t.partition_column or '—'} | "
+                f"{t.tenant_column or '— (' + (t.no_tenant_reason or '') + ')'} | "
+                f"{checks or ('see ' + t.produced_by if t.produced_by else '—')} | "
+                f"{'yes' if t.serve else 'no'} |"
+            )
         return "\n".join(lines) + "\n"
 
 
@@ -83,7 +87,9 @@ def validate(tables: Iterable[Table]) -> list[str]:
         problems += [f"{t.name}: upstream {u} is not registered" for u in t.upstream if u not in by_name]
         for p in t.produces:
             if p not in by_name or by_name[p].produced_by != t.name:
-                problems.append(f"{t.name} produces {p}, which must be registered with produced_by={t.name!r}")
+                problems.append(
+                    f"{t.name} produces {p}, which must be registered with produced_by={t.name!r}"
+                )
         if t.produced_by and t.name not in by_name.get(t.produced_by, t).produces:
             problems.append(f"{t.name}: produced_by {t.produced_by}, which does not list it in `produces`")
         if t.tenant_column is None and not t.no_tenant_reason:
@@ -119,10 +125,23 @@ def default_registry() -> Registry:
 
 
 CATALOG = Table(
-    name="table_catalog", group="catalog", owner="team:data-platform", keys=("name",), tenant_column=None,
-    no_tenant_reason="describes the tables; holds no tenant's data", grain="one row per registered table",
-    build="analytics_pipelines.registry.catalog:table_catalog", kinds=("polars",),
+    name="table_catalog",
+    group="catalog",
+    owner="team:data-platform",
+    keys=("name",),
+    tenant_column=None,
+    no_tenant_reason="describes the tables; holds no tenant's data",
+    grain="one row per registered table",
+    build="analytics_pipelines.registry.catalog:table_catalog",
+    kinds=("polars",),
     description="The table registry as a table: every warehouse table's layer, grain, keys, tenant and venue "
-                "columns, partitioning, upstream tables, owner, checks and whether the API serves it.",
-    checks=(Check("lists_every_table", "Every registered table listed once, with a description and a grain.",
-                  "analytics_pipelines.registry.catalog:check_catalog", kind="invariants"),))
+    "columns, partitioning, upstream tables, owner, checks and whether the API serves it.",
+    checks=(
+        Check(
+            "lists_every_table",
+            "Every registered table listed once, with a description and a grain.",
+            "analytics_pipelines.registry.catalog:check_catalog",
+            kind="invariants",
+        ),
+    ),
+)

@@ -68,8 +68,10 @@ def md_table(df: pl.DataFrame, n: int = 10) -> Markdown:
     if df.width == 0:
         return Markdown("_(no columns)_")
     head = df.head(n)
-    cells = [[("" if v is None else str(v)).replace("|", "\\|").replace("\n", " ")[:60] for v in row]
-             for row in head.iter_rows()]
+    cells = [
+        [("" if v is None else str(v)).replace("|", "\\|").replace("\n", " ")[:60] for v in row]
+        for row in head.iter_rows()
+    ]
     lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * head.width]
     lines += ["| " + " | ".join(r) + " |" for r in cells]
     if df.height > n:

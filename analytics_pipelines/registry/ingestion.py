@@ -12,33 +12,52 @@ OWNER = "team:data-platform"
 
 
 def _raw(spec: contract.TableSpec) -> Table:
-    when = (f"Daily partitions by `coalesce({', '.join(spec.partition_time)})` (UTC)." if spec.partitioned
-            else "Unpartitioned: a full snapshot each run.")
+    when = (
+        f"Daily partitions by `coalesce({', '.join(spec.partition_time)})` (UTC)."
+        if spec.partitioned
+        else "Unpartitioned: a full snapshot each run."
+    )
     tenant = "tenant_id" if any(c.name == "tenant_id" for c in spec.columns) else None
     return Table(
-        name=f"raw_{spec.name}", group="raw", owner=OWNER, factory="ingestion", kinds=("polars",),
+        name=f"raw_{spec.name}",
+        group="raw",
+        owner=OWNER,
+        factory="ingestion",
+        kinds=("polars",),
         description=f"Landing copy of source `{spec.name}`: every contract column as text, personal data "
-                    f"pseudonymized. {spec.description} {when} Re-materializing replaces the partition.",
-        grain=f"one row per source row of {spec.name}", keys=(spec.key,), tenant_column=tenant,
-        no_tenant_reason=None if tenant else "the source table has no tenant column",
-        partitioning="daily" if spec.partitioned else None,
-        partition_column="_partition" if spec.partitioned else None)
-
-
-def _stg(spec: contract.TableSpec) -> Table:
-    parents = sorted(set(spec.references.values()) | ({"ticket_types"} if spec.name == "order_items" else set()))
-    tenant = "tenant_id" if any(c.name == "tenant_id" for c in spec.columns) else None
-    return Table(
-        name=f"stg_{spec.name}", group="staging", owner=OWNER, factory="ingestion", kinds=("polars",),
-        description=f"Typed, normalized `{spec.name}`: money as integer cents (`*_cents` + `currency`), statuses "
-                    f"lower case, timestamps UTC, duplicates resolved (latest updated_at/created_at wins). "
-                    f"Rejected rows go to `quarantine` with a reason; `ingestion_ledger` balances rows_in = "
-                    f"rows_out + rows_rejected per partition.",
-        grain=f"one row per {spec.name} key", keys=(spec.key,), tenant_column=tenant,
+        f"pseudonymized. {spec.description} {when} Re-materializing replaces the partition.",
+        grain=f"one row per source row of {spec.name}",
+        keys=(spec.key,),
+        tenant_column=tenant,
         no_tenant_reason=None if tenant else "the source table has no tenant column",
         partitioning="daily" if spec.partitioned else None,
         partition_column="_partition" if spec.partitioned else None,
-        upstream=(f"raw_{spec.name}", *(f"stg_{p}" for p in parents)))
+    )
+
+
+def _stg(spec: contract.TableSpec) -> Table:
+    parents = sorted(
+        set(spec.references.values()) | ({"ticket_types"} if spec.name == "order_items" else set())
+    )
+    tenant = "tenant_id" if any(c.name == "tenant_id" for c in spec.columns) else None
+    return Table(
+        name=f"stg_{spec.name}",
+        group="staging",
+        owner=OWNER,
+        factory="ingestion",
+        kinds=("polars",),
+        description=f"Typed, normalized `{spec.name}`: money as integer cents (`*_cents` + `currency`), statuses "
+        f"lower case, timestamps UTC, duplicates resolved (latest updated_at/created_at wins). "
+        f"Rejected rows go to `quarantine` with a reason; `ingestion_ledger` balances rows_in = "
+        f"rows_out + rows_rejected per partition.",
+        grain=f"one row per {spec.name} key",
+        keys=(spec.key,),
+        tenant_column=tenant,
+        no_tenant_reason=None if tenant else "the source table has no tenant column",
+        partitioning="daily" if spec.partitioned else None,
+        partition_column="_partition" if spec.partitioned else None,
+        upstream=(f"raw_{spec.name}", *(f"stg_{p}" for p in parents)),
+    )
 
 
 def tables() -> tuple[Table, ...]:
@@ -47,31 +66,63 @@ def tables() -> tuple[Table, ...]:
     return (
         *(_raw(s) for s in specs),
         *(_stg(s) for s in specs),
-        Table(name="raw_unplaceable_rows", group="raw", owner=OWNER, factory="ingestion", kinds=("polars",),
-              upstream=tuple(f"raw_{t}" for t in facts), keys=("source_table", "source_key"), stored="elsewhere",
-              tenant_column=None, no_tenant_reason="rows no partition can hold are kept as raw text payloads",
-              grain="one row per unplaceable source row",
-              description="Fact rows that no daily partition can hold (partition timestamp missing, garbled, "
-                          "before the first partition or after today): quarantined under partition "
-                          "`__unplaceable__` (rows of the `quarantine` table) so that every source row is "
-                          "accounted for."),
-        Table(name="ingestion_audit", group="staging", owner=OWNER, factory="ingestion", kinds=("polars",),
-              upstream=("raw_unplaceable_rows", *(f"stg_{s.name}" for s in specs)), keys=("source_table",),
-              tenant_column=None, no_tenant_reason="row counts per source table, no tenant's data",
-              grain="one row per source table",
-              description="Per source table: rows in the source, raw, staging, rejected and repaired, and whether "
-                          "every source row is accounted for."),
-        Table(name="quarantine", group="staging", owner=OWNER, factory="none", keys=("source_table", "source_key"),
-              tenant_column=None, no_tenant_reason="rejected rows keep their raw payload as text; platform "
-                                                   "operators only",
-              grain="one row per rejected or repaired source row", partitioning="daily",
-              partition_column="partition",
-              description="Rows staging rejected or repaired, with the source table, key, reason code, detail, "
-                          "raw payload and partition. Written by every staging asset."),
-        Table(name="ingestion_ledger", group="staging", owner=OWNER, factory="none",
-              keys=("source_table", "partition"), tenant_column=None,
-              no_tenant_reason="row counts per table and partition", grain="one row per table and partition",
-              partitioning="daily", partition_column="partition",
-              description="rows_in / rows_out / rows_rejected / rows_repaired per table and partition. Written by "
-                          "every staging asset."),
+        Table(
+            name="raw_unplaceable_rows",
+            group="raw",
+            owner=OWNER,
+            factory="ingestion",
+            kinds=("polars",),
+            upstream=tuple(f"raw_{t}" for t in facts),
+            keys=("source_table", "source_key"),
+            stored="elsewhere",
+            tenant_column=None,
+            no_tenant_reason="rows no partition can hold are kept as raw text payloads",
+            grain="one row per unplaceable source row",
+            description="Fact rows that no daily partition can hold (partition timestamp missing, garbled, "
+            "before the first partition or after today): quarantined under partition "
+            "`__unplaceable__` (rows of the `quarantine` table) so that every source row is "
+            "accounted for.",
+        ),
+        Table(
+            name="ingestion_audit",
+            group="staging",
+            owner=OWNER,
+            factory="ingestion",
+            kinds=("polars",),
+            upstream=("raw_unplaceable_rows", *(f"stg_{s.name}" for s in specs)),
+            keys=("source_table",),
+            tenant_column=None,
+            no_tenant_reason="row counts per source table, no tenant's data",
+            grain="one row per source table",
+            description="Per source table: rows in the source, raw, staging, rejected and repaired, and whether "
+            "every source row is accounted for.",
+        ),
+        Table(
+            name="quarantine",
+            group="staging",
+            owner=OWNER,
+            factory="none",
+            keys=("source_table", "source_key"),
+            tenant_column=None,
+            no_tenant_reason="rejected rows keep their raw payload as text; platform operators only",
+            grain="one row per rejected or repaired source row",
+            partitioning="daily",
+            partition_column="partition",
+            description="Rows staging rejected or repaired, with the source table, key, reason code, detail, "
+            "raw payload and partition. Written by every staging asset.",
+        ),
+        Table(
+            name="ingestion_ledger",
+            group="staging",
+            owner=OWNER,
+            factory="none",
+            keys=("source_table", "partition"),
+            tenant_column=None,
+            no_tenant_reason="row counts per table and partition",
+            grain="one row per table and partition",
+            partitioning="daily",
+            partition_column="partition",
+            description="rows_in / rows_out / rows_rejected / rows_repaired per table and partition. Written by "
+            "every staging asset.",
+        ),
     )

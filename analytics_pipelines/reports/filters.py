@@ -20,8 +20,13 @@ _SEGMENT = re.compile(r"^[0-9A-Za-z _-]{1,64}$")
 #: which column of a table a filter applies to
 FILTER_COLUMNS = {"venue_ids": "venue_id", "event_ids": "event_id", "category_ids": "category_id"}
 #: the date column of tables not partitioned by `day`
-DATE_COLUMNS = {"event_performance": "starts_at", "sales_metrics": "period_start", "kpi_snapshots": "snapshot_hour",
-                "price_history": "valid_from", "no_shows": "ended_at"}
+DATE_COLUMNS = {
+    "event_performance": "starts_at",
+    "sales_metrics": "period_start",
+    "kpi_snapshots": "snapshot_hour",
+    "price_history": "valid_from",
+    "no_shows": "ended_at",
+}
 #: the customer mart that carries segments (built by the customer-analytics work)
 CUSTOMER_MART = "customer_360"
 
@@ -109,11 +114,15 @@ def parse_filters(tenant_id: str, raw: dict | None) -> Filters:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ExportRequestError(f"unknown filter(s) {unknown}; known: {sorted(known)}")
-    f = Filters(tenant_id=str(tenant_id).lower(), date_from=_date(raw.get("date_from"), "date_from"),
-                date_to=_date(raw.get("date_to"), "date_to"), venue_ids=_ids(raw.get("venue_ids"), "venue_ids"),
-                event_ids=_ids(raw.get("event_ids"), "event_ids"),
-                category_ids=_ids(raw.get("category_ids"), "category_ids"),
-                segments=_ids(raw.get("segments"), "segments", _SEGMENT))
+    f = Filters(
+        tenant_id=str(tenant_id).lower(),
+        date_from=_date(raw.get("date_from"), "date_from"),
+        date_to=_date(raw.get("date_to"), "date_to"),
+        venue_ids=_ids(raw.get("venue_ids"), "venue_ids"),
+        event_ids=_ids(raw.get("event_ids"), "event_ids"),
+        category_ids=_ids(raw.get("category_ids"), "category_ids"),
+        segments=_ids(raw.get("segments"), "segments", _SEGMENT),
+    )
     if f.date_from and f.date_to:
         if f.date_from > f.date_to:
             raise ExportRequestError(f"date_from {f.date_from} is after date_to {f.date_to}")
@@ -124,20 +133,30 @@ def parse_filters(tenant_id: str, raw: dict | None) -> Filters:
 
 # --- reads ------------------------------------------------------------------------------------------------
 
+
 def require_tables(wh: Warehouse, *tables: str) -> None:
     have = set(wh.tables())
     missing = [t for t in tables if t not in have]
     if missing:
-        raise MissingMartError(f"not built yet in the warehouse: {', '.join(missing)} (materialize the marts first)")
+        raise MissingMartError(
+            f"not built yet in the warehouse: {', '.join(missing)} (materialize the marts first)"
+        )
 
 
 def table_columns(wh: Warehouse, table: str) -> list[str]:
     return wh.read_table(table, "FALSE").columns
 
 
-def read_filtered(wh: Warehouse, table: str, f: Filters, window: tuple[date, date] | None,
-                  apply: Sequence[str] = ("venue_ids", "event_ids", "category_ids"), strict: bool = True,
-                  columns: Sequence[str] | None = None, user_ids: Sequence[str] | None = None) -> pl.DataFrame:
+def read_filtered(
+    wh: Warehouse,
+    table: str,
+    f: Filters,
+    window: tuple[date, date] | None,
+    apply: Sequence[str] = ("venue_ids", "event_ids", "category_ids"),
+    strict: bool = True,
+    columns: Sequence[str] | None = None,
+    user_ids: Sequence[str] | None = None,
+) -> pl.DataFrame:
     """Rows of `table` for the tenant, in `window` (by the table's date column) and matching the filters in
     `apply`. strict: a given filter the table has no column for is an ExportRequestError (never silently
     ignored). `user_ids` (from a segments filter) restricts the `user_id` column."""
@@ -180,8 +199,9 @@ def segment_members(wh: Warehouse, f: Filters) -> list[str] | None:
     if not f.segments:
         return None
     if CUSTOMER_MART not in wh.tables():
-        raise ExportRequestError(f"the segments filter needs the customer marts ({CUSTOMER_MART}), which are "
-                                 "not built yet")
+        raise ExportRequestError(
+            f"the segments filter needs the customer marts ({CUSTOMER_MART}), which are not built yet"
+        )
     cols = table_columns(wh, CUSTOMER_MART)
     where, params = f"segment IN ({', '.join(['%s'] * len(f.segments))})", list(f.segments)
     if "tenant_id" in cols:

@@ -23,8 +23,15 @@ from analytics_pipelines.privacy import (
 
 KEY_ENV = EXPORT_KEY_ENV
 DEV_KEY = DEV_EXPORT_KEY
-__all__ = ["DEV_KEY", "KEY_ENV", "MIN_KEY_LENGTH", "PseudonymKeyError", "pseudonym", "pseudonym_key",
-           "pseudonymize"]
+__all__ = [
+    "DEV_KEY",
+    "KEY_ENV",
+    "MIN_KEY_LENGTH",
+    "PseudonymKeyError",
+    "pseudonym",
+    "pseudonym_key",
+    "pseudonymize",
+]
 
 
 def pseudonym_key(environ: Mapping[str, str] | None = None) -> bytes:

@@ -65,6 +65,7 @@ def render(report: Report, fmt: str, path: str | Path, pdf_max_rows: int = PDF_M
 
 # --- values ---------------------------------------------------------------------------------------------
 
+
 def _utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
 
@@ -72,8 +73,11 @@ def _utc(ts: datetime) -> datetime:
 def _iso(value):
     """JSON/CSV text for dates and timestamps (timestamps in UTC with Z)."""
     if isinstance(value, datetime):
-        return _utc(value).strftime("%Y-%m-%dT%H:%M:%S") + (
-            f".{value.microsecond:06d}" if value.microsecond else "") + "Z"
+        return (
+            _utc(value).strftime("%Y-%m-%dT%H:%M:%S")
+            + (f".{value.microsecond:06d}" if value.microsecond else "")
+            + "Z"
+        )
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, float) and not math.isfinite(value):
@@ -117,6 +121,7 @@ def _short(text: str) -> str:
 
 # --- CSV --------------------------------------------------------------------------------------------------
 
+
 def _csv_text(df: pl.DataFrame) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -141,6 +146,7 @@ def csv_bytes(report: Report) -> tuple[bytes, str]:
 
 # --- JSON -------------------------------------------------------------------------------------------------
 
+
 def json_bytes(report: Report) -> bytes:
     doc = {
         "title": report.title,
@@ -149,10 +155,13 @@ def json_bytes(report: Report) -> bytes:
         "generated_at": _iso(report.generated_at) if report.generated_at else None,
         "metadata": report.metadata,
         "sections": [
-            {"name": s.name, "note": s.note,
-             "columns": [{"name": c, "type": str(t)} for c, t in s.table.schema.items()],
-             "rows": s.table.height,
-             "records": [{k: _iso(v) for k, v in r.items()} for r in s.table.iter_rows(named=True)]}
+            {
+                "name": s.name,
+                "note": s.note,
+                "columns": [{"name": c, "type": str(t)} for c, t in s.table.schema.items()],
+                "rows": s.table.height,
+                "records": [{k: _iso(v) for k, v in r.items()} for r in s.table.iter_rows(named=True)],
+            }
             for s in report.sections
         ],
     }
@@ -161,8 +170,9 @@ def json_bytes(report: Report) -> bytes:
 
 # --- XLSX -------------------------------------------------------------------------------------------------
 
+
 def _sheet_title(name: str, used: set[str]) -> str:
-    base = "".join("_" if ch in '[]:*?/\\' else ch for ch in name).strip("'")[:31] or "Sheet"
+    base = "".join("_" if ch in "[]:*?/\\" else ch for ch in name).strip("'")[:31] or "Sheet"
     title, n = base, 2
     while title.lower() in used:
         suffix = f" ({n})"
@@ -223,8 +233,10 @@ def xlsx_bytes(report: Report) -> bytes:
     for s in report.sections:
         df = s.table
         if df.height > XLSX_MAX_ROWS:
-            raise ValueError(f"section {s.name!r} has {df.height:,} rows; an XLSX sheet holds at most "
-                             f"{XLSX_MAX_ROWS:,} (export as CSV instead, or narrow the filters)")
+            raise ValueError(
+                f"section {s.name!r} has {df.height:,} rows; an XLSX sheet holds at most "
+                f"{XLSX_MAX_ROWS:,} (export as CSV instead, or narrow the filters)"
+            )
         ws = wb.create_sheet(_sheet_title(s.name, used))
         currency = single_currency(df)
         cols = list(df.schema.items())
@@ -261,6 +273,7 @@ def xlsx_bytes(report: Report) -> bytes:
 
 # --- PDF --------------------------------------------------------------------------------------------------
 
+
 def _font_files() -> tuple[Path, Path]:
     import matplotlib
 
@@ -290,8 +303,12 @@ def chart_png(section: Section, width_in: float = 9.0, height_in: float = 3.2) -
             positions = [k + (i - (n - 1) / 2) * (0.8 / n) for k in range(len(xs))]
             ax.bar(positions, ys, width=0.8 / n, label=label(col))
     step = max(1, math.ceil(len(xs) / 16))
-    ax.set_xticks(range(0, len(xs), step), xs[::step], rotation=30 if len(xs) > 8 else 0, ha="right"
-                  if len(xs) > 8 else "center")
+    ax.set_xticks(
+        range(0, len(xs), step),
+        xs[::step],
+        rotation=30 if len(xs) > 8 else 0,
+        ha="right" if len(xs) > 8 else "center",
+    )
     ax.set_title(spec.title or section.name, fontsize=10)
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
@@ -362,9 +379,15 @@ def pdf_bytes(report: Report, max_rows: int = PDF_MAX_ROWS) -> bytes:
         shown = s.table.head(max_rows)
         if s.layout == "kv":
             rows = [[label(c), _display(c, shown[c][0], currency)] for c in shown.columns]
-            with pdf.table(rows=[["Metric", "Value"], *rows], col_widths=(1, 1), width=min(pdf.epw, 140),
-                           align="LEFT", headings_style=heading, text_align=("LEFT", "RIGHT"),
-                           line_height=4.5):
+            with pdf.table(
+                rows=[["Metric", "Value"], *rows],
+                col_widths=(1, 1),
+                width=min(pdf.epw, 140),
+                align="LEFT",
+                headings_style=heading,
+                text_align=("LEFT", "RIGHT"),
+                line_height=4.5,
+            ):
                 pass
         else:
             # the tenant is the reader's own; ids are shortened (full ids are in the other formats)
@@ -372,11 +395,20 @@ def pdf_bytes(report: Report, max_rows: int = PDF_MAX_ROWS) -> bytes:
             aligns = tuple("RIGHT" if t.is_numeric() else "LEFT" for t in shown.schema.values())
             texts = {c: [_short(_display(c, v)) for v in shown[c].to_list()] for c in shown.columns}
             heads = [label(c) + (f" ({currency})" if currency and is_money(c) else "") for c in shown.columns]
-            weights = tuple(max([*(len(w) for w in h.split()), *(min(len(x), 24) for x in texts[c][:200]), 4]) + 2
-                            for h, c in zip(heads, shown.columns, strict=True))
+            weights = tuple(
+                max([*(len(w) for w in h.split()), *(min(len(x), 24) for x in texts[c][:200]), 4]) + 2
+                for h, c in zip(heads, shown.columns, strict=True)
+            )
             pdf.set_font("dejavu", "", 8 if shown.width <= 10 else 6.5)
-            with pdf.table(col_widths=weights, headings_style=heading, text_align=aligns, line_height=4.2,
-                           wrapmode=WrapMode.CHAR, repeat_headings=1, width=pdf.epw) as table:
+            with pdf.table(
+                col_widths=weights,
+                headings_style=heading,
+                text_align=aligns,
+                line_height=4.2,
+                wrapmode=WrapMode.CHAR,
+                repeat_headings=1,
+                width=pdf.epw,
+            ) as table:
                 head = table.row()
                 for h in heads:
                     head.cell(h)
@@ -386,7 +418,13 @@ def pdf_bytes(report: Report, max_rows: int = PDF_MAX_ROWS) -> bytes:
                         row.cell(texts[c][i])
         if s.table.height > max_rows:
             pdf.set_font("dejavu", "", 8)
-            pdf.multi_cell(0, 5, f"First {max_rows:,} of {s.table.height:,} rows shown; the CSV, XLSX and "
-                                 f"JSON exports carry every row.", new_x="LMARGIN", new_y="NEXT")
+            pdf.multi_cell(
+                0,
+                5,
+                f"First {max_rows:,} of {s.table.height:,} rows shown; the CSV, XLSX and "
+                f"JSON exports carry every row.",
+                new_x="LMARGIN",
+                new_y="NEXT",
+            )
         pdf.ln(4)
     return bytes(pdf.output())

@@ -7,5 +7,9 @@ from analytics_pipelines.schedules import data, reports
 def schedules(timezone: str) -> list:
     from analytics_pipelines.jobs import customers_job, kpi_job, main_job
 
-    return [*data.make_schedules(main_job=main_job, kpi_job=kpi_job, customers_job=customers_job,
-                                 timezone=timezone), *reports.schedules]
+    return [
+        *data.make_schedules(
+            main_job=main_job, kpi_job=kpi_job, customers_job=customers_job, timezone=timezone
+        ),
+        *reports.schedules,
+    ]

@@ -30,8 +30,12 @@ KPI_CRON = "20 * * * *"
 #: daily at 06:00 UTC (UTC days: after the intraday refreshes of the day that ended)
 CUSTOMERS_CRON = "0 6 * * *"
 DELIVERY_SWEEP_CRON = "*/5 * * * *"
-IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-             dg.DagsterRunStatus.STARTED]
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def schedule_timezone(timezone: str | None = None) -> str:
@@ -39,59 +43,100 @@ def schedule_timezone(timezone: str | None = None) -> str:
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"TT_TIMEZONE: unknown IANA time zone {tz!r} (e.g. Europe/Berlin, America/New_York)") from None
+        raise ValueError(
+            f"TT_TIMEZONE: unknown IANA time zone {tz!r} (e.g. Europe/Berlin, America/New_York)"
+        ) from None
     return tz
 
 
-def make_schedules(main_job, customers_job=None, maintenance_job=default_maintenance_job, kpi_job=None,
-                   timezone: str | None = None,
-                   default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
-                   intraday_cron: str = INTRADAY_CRON, nightly_cron: str = NIGHTLY_CRON,
-                   maintenance_cron: str = MAINTENANCE_CRON,
-                   kpi_cron: str = KPI_CRON) -> list[dg.ScheduleDefinition]:
+def make_schedules(
+    main_job,
+    customers_job=None,
+    maintenance_job=default_maintenance_job,
+    kpi_job=None,
+    timezone: str | None = None,
+    default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
+    intraday_cron: str = INTRADAY_CRON,
+    nightly_cron: str = NIGHTLY_CRON,
+    maintenance_cron: str = MAINTENANCE_CRON,
+    kpi_cron: str = KPI_CRON,
+) -> list[dg.ScheduleDefinition]:
     tz = schedule_timezone(timezone)
 
-    @dg.schedule(cron_schedule=intraday_cron, job=main_job, execution_timezone=tz, default_status=default_status,
-                 name="intraday_refresh_schedule",
-                 description="Refresh today's (UTC) partition of every asset every 15 minutes.")
+    @dg.schedule(
+        cron_schedule=intraday_cron,
+        job=main_job,
+        execution_timezone=tz,
+        default_status=default_status,
+        name="intraday_refresh_schedule",
+        description="Refresh today's (UTC) partition of every asset every 15 minutes.",
+    )
     def intraday_refresh_schedule(context: dg.ScheduleEvaluationContext):
-        busy = context.instance.get_runs_count(dg.RunsFilter(
-            job_name=main_job.name, statuses=IN_FLIGHT, tags={"refresh": "intraday"}))
+        busy = context.instance.get_runs_count(
+            dg.RunsFilter(job_name=main_job.name, statuses=IN_FLIGHT, tags={"refresh": "intraday"})
+        )
         if busy:
             return dg.SkipReason("the previous intraday refresh is still queued or running")
         when = context.scheduled_execution_time.astimezone(UTC)
-        return dg.RunRequest(run_key=f"intraday:{when.isoformat()}", partition_key=when.date().isoformat(),
-                             tags={"refresh": "intraday"})
+        return dg.RunRequest(
+            run_key=f"intraday:{when.isoformat()}",
+            partition_key=when.date().isoformat(),
+            tags={"refresh": "intraday"},
+        )
 
-    @dg.schedule(cron_schedule=nightly_cron, job=main_job, execution_timezone=tz, default_status=default_status,
-                 name="nightly_full_schedule",
-                 description="Nightly: one run over yesterday and today (UTC days), so rows that arrived late "
-                             "for yesterday are in; the whole-table marts are rebuilt with it.")
+    @dg.schedule(
+        cron_schedule=nightly_cron,
+        job=main_job,
+        execution_timezone=tz,
+        default_status=default_status,
+        name="nightly_full_schedule",
+        description="Nightly: one run over yesterday and today (UTC days), so rows that arrived late "
+        "for yesterday are in; the whole-table marts are rebuilt with it.",
+    )
     def nightly_full_schedule(context: dg.ScheduleEvaluationContext):
         today = context.scheduled_execution_time.astimezone(UTC).date()
         first, last = (today - timedelta(days=1)).isoformat(), today.isoformat()
-        return dg.RunRequest(run_key=f"nightly:{last}", tags={
-            "refresh": "nightly", RANGE_START_TAG: first, RANGE_END_TAG: last})
+        return dg.RunRequest(
+            run_key=f"nightly:{last}",
+            tags={"refresh": "nightly", RANGE_START_TAG: first, RANGE_END_TAG: last},
+        )
 
-    @dg.schedule(cron_schedule=maintenance_cron, job=maintenance_job, execution_timezone=tz,
-                 default_status=default_status, name="maintenance_schedule",
-                 description="Nightly retention (kpi_snapshots, alert history, optional raw partitions) and "
-                             "export expiry.")
+    @dg.schedule(
+        cron_schedule=maintenance_cron,
+        job=maintenance_job,
+        execution_timezone=tz,
+        default_status=default_status,
+        name="maintenance_schedule",
+        description="Nightly retention (kpi_snapshots, alert history, optional raw partitions) and "
+        "export expiry.",
+    )
     def maintenance_schedule(context: dg.ScheduleEvaluationContext):
         when = context.scheduled_execution_time.astimezone(UTC)
-        return dg.RunRequest(run_key=f"maintenance:{when.date().isoformat()}", run_config={
-            "ops": {"run_maintenance": {"config": {"now": when.isoformat()}}}})
+        return dg.RunRequest(
+            run_key=f"maintenance:{when.date().isoformat()}",
+            run_config={"ops": {"run_maintenance": {"config": {"now": when.isoformat()}}}},
+        )
 
     delivery_sweep_schedule = dg.ScheduleDefinition(
-        name="delivery_sweep_schedule", job=delivery_sweep_job, cron_schedule=DELIVERY_SWEEP_CRON,
-        execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
+        name="delivery_sweep_schedule",
+        job=delivery_sweep_job,
+        cron_schedule=DELIVERY_SWEEP_CRON,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Every 5 minutes: resend deliveries a crashed sender left in flight (same Message-ID / "
-                    "Idempotency-Key) and retry failed alert sends that are due.")
+        "Idempotency-Key) and retry failed alert sends that are due.",
+    )
     out = [intraday_refresh_schedule, nightly_full_schedule, maintenance_schedule, delivery_sweep_schedule]
     if kpi_job is not None:
-        @dg.schedule(cron_schedule=kpi_cron, job=kpi_job, execution_timezone=tz, default_status=default_status,
-                     name="hourly_kpi_schedule",
-                     description="KPI snapshot of the hour that just ended (UTC hour partitions).")
+
+        @dg.schedule(
+            cron_schedule=kpi_cron,
+            job=kpi_job,
+            execution_timezone=tz,
+            default_status=default_status,
+            name="hourly_kpi_schedule",
+            description="KPI snapshot of the hour that just ended (UTC hour partitions).",
+        )
         def hourly_kpi_schedule(context: dg.ScheduleEvaluationContext):
             hour = context.scheduled_execution_time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
             key = (hour - timedelta(hours=1)).strftime("%Y-%m-%d-%H:%M")
@@ -99,11 +144,17 @@ def make_schedules(main_job, customers_job=None, maintenance_job=default_mainten
 
         out.append(hourly_kpi_schedule)
     if customers_job is not None:
-        @dg.schedule(cron_schedule=CUSTOMERS_CRON, job=customers_job, execution_timezone="UTC",
-                     default_status=default_status, name="customers_daily_schedule",
-                     description="06:00 UTC: yesterday's (UTC) customer analytics (the RFM day, incremental from "
-                                 "its stored state; retrained churn model, CLV refits, segments, transitions, "
-                                 "cohorts, 360).")
+
+        @dg.schedule(
+            cron_schedule=CUSTOMERS_CRON,
+            job=customers_job,
+            execution_timezone="UTC",
+            default_status=default_status,
+            name="customers_daily_schedule",
+            description="06:00 UTC: yesterday's (UTC) customer analytics (the RFM day, incremental from "
+            "its stored state; retrained churn model, CLV refits, segments, transitions, "
+            "cohorts, 360).",
+        )
         def customers_daily_schedule(context: dg.ScheduleEvaluationContext):
             day = (context.scheduled_execution_time.astimezone(UTC) - timedelta(days=1)).date().isoformat()
             return dg.RunRequest(run_key=f"customers:{day}", partition_key=day, tags={"refresh": "customers"})

@@ -22,20 +22,36 @@ def _error_text(err) -> str:
     return " <- ".join(parts)
 
 
-def failure_notice(job_name: str, run_id: str, error: str, partition: str | None = None) -> tuple[str, str, dict]:
+def failure_notice(
+    job_name: str, run_id: str, error: str, partition: str | None = None
+) -> tuple[str, str, dict]:
     """(subject, body, payload) of a run-failure notification."""
     subject = f"[ERROR] Dagster run failed: {job_name}"
     where = f" (partition {partition})" if partition else ""
-    body = (f"Run {run_id} of job {job_name}{where} failed.\n\n{error}\n\n"
-            f"Open it in the Dagster UI: /runs/{run_id}\n")
-    return subject, body, {"event": "run_failure", "job": job_name, "run_id": run_id, "partition": partition,
-                           "error": error[:2000]}
+    body = (
+        f"Run {run_id} of job {job_name}{where} failed.\n\n{error}\n\n"
+        f"Open it in the Dagster UI: /runs/{run_id}\n"
+    )
+    return (
+        subject,
+        body,
+        {
+            "event": "run_failure",
+            "job": job_name,
+            "run_id": run_id,
+            "partition": partition,
+            "error": error[:2000],
+        },
+    )
 
 
-@dg.run_failure_sensor(name="run_failure_alert_sensor", minimum_interval_seconds=30,
-                       default_status=dg.DefaultSensorStatus.RUNNING,
-                       description="Email (TT_ALERT_EMAILS) and webhook (TT_ALERT_WEBHOOK_URL) for every failed "
-                                   "run of this code location.")
+@dg.run_failure_sensor(
+    name="run_failure_alert_sensor",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Email (TT_ALERT_EMAILS) and webhook (TT_ALERT_WEBHOOK_URL) for every failed "
+    "run of this code location.",
+)
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
     run = context.dagster_run
     error = context.failure_event.message or "no message"
@@ -43,23 +59,33 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
     for e in steps:
         if e.event_specific_data and e.event_specific_data.error:
             error += f"\nstep {e.step_key}: {_error_text(e.event_specific_data.error)}"
-    subject, body, payload = failure_notice(run.job_name, run.run_id, error, run.tags.get("dagster/partition"))
+    subject, body, payload = failure_notice(
+        run.job_name, run.run_id, error, run.tags.get("dagster/partition")
+    )
     for s in notify_ops(subject, body, payload):
-        context.log.info(f"run-failure notification {s.channel} to {s.target_masked}: "
-                         f"{'sent' if s.result.ok else 'FAILED ' + str(s.result.error)}")
+        context.log.info(
+            f"run-failure notification {s.channel} to {s.target_masked}: "
+            f"{'sent' if s.result.ok else 'FAILED ' + str(s.result.error)}"
+        )
 
 
-def make_stale_alert_sensor(checks: list[dg.AssetChecksDefinition], name: str = "stale_mart_alert_sensor",
-                            minimum_interval_seconds: int = 300,
-                            default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING
-                            ) -> dg.SensorDefinition:
+def make_stale_alert_sensor(
+    checks: list[dg.AssetChecksDefinition],
+    name: str = "stale_mart_alert_sensor",
+    minimum_interval_seconds: int = 300,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+) -> dg.SensorDefinition:
     """Notifies once when a freshness check fails, and again only after the mart was fresh in between.
     Cursor: the check keys currently notified as stale."""
     keys = sorted((spec.key for c in checks for spec in c.check_specs), key=lambda k: k.to_user_string())
 
-    @dg.sensor(name=name, minimum_interval_seconds=minimum_interval_seconds, default_status=default_status,
-               description="Sends an email/webhook notification (TT_ALERT_EMAILS, TT_ALERT_WEBHOOK_URL) when a "
-                           "mart's freshness check fails.")
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        description="Sends an email/webhook notification (TT_ALERT_EMAILS, TT_ALERT_WEBHOOK_URL) when a "
+        "mart's freshness check fails.",
+    )
     def _sensor(context: dg.SensorEvaluationContext):
         notified = set(json.loads(context.cursor or "[]"))
         stale = []
@@ -77,25 +103,33 @@ def make_stale_alert_sensor(checks: list[dg.AssetChecksDefinition], name: str = 
         if not stale:
             return dg.SkipReason("no newly stale marts")
         lines = "\n".join(f"- {asset}: {desc}" for asset, desc in stale)
-        sent = notify_ops(f"[WARNING] {len(stale)} stale mart(s): {', '.join(a for a, _ in stale)}",
-                          f"Freshness checks failed:\n{lines}\n",
-                          {"event": "stale_marts", "assets": [{"asset": a, "detail": d} for a, d in stale]})
+        sent = notify_ops(
+            f"[WARNING] {len(stale)} stale mart(s): {', '.join(a for a, _ in stale)}",
+            f"Freshness checks failed:\n{lines}\n",
+            {"event": "stale_marts", "assets": [{"asset": a, "detail": d} for a, d in stale]},
+        )
         for s in sent:
-            context.log.info(f"stale-mart notification {s.channel} to {s.target_masked}: "
-                             f"{'sent' if s.result.ok else 'FAILED ' + str(s.result.error)}")
+            context.log.info(
+                f"stale-mart notification {s.channel} to {s.target_masked}: "
+                f"{'sent' if s.result.ok else 'FAILED ' + str(s.result.error)}"
+            )
         return dg.SkipReason(f"notified {len(stale)} stale mart(s)")
 
     return _sensor
 
 
-def make_freshness_checks_sensor(checks: list[dg.AssetChecksDefinition], name: str = "mart_freshness_checks_sensor"
-                                 ) -> dg.SensorDefinition:
+def make_freshness_checks_sensor(
+    checks: list[dg.AssetChecksDefinition], name: str = "mart_freshness_checks_sensor"
+) -> dg.SensorDefinition:
     """Dagster's sensor that launches the checks' evaluation when a mart may have become stale."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.SupersessionWarning)
-        return dg.build_sensor_for_freshness_checks(freshness_checks=checks, minimum_interval_seconds=300,
-                                                    name=name, default_status=dg.DefaultSensorStatus.RUNNING)
-
+        return dg.build_sensor_for_freshness_checks(
+            freshness_checks=checks,
+            minimum_interval_seconds=300,
+            name=name,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+        )
 
 
 freshness_checks_sensor = make_freshness_checks_sensor(freshness_checks)

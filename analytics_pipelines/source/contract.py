@@ -74,12 +74,41 @@ class TableSpec:
         return [c.name for c in self.columns if c.base_type == "timestamptz"]
 
 
-EVENT_STATUSES = ("DRAFT", "REVIEW", "APPROVED", "PUBLISHED", "ON_SALE", "SOLD_OUT", "IN_PROGRESS",
-                  "COMPLETED", "CANCELLED", "POSTPONED")
-SCHEDULE_STATUSES = ("SCHEDULED", "CONFIRMED", "IN_PROGRESS", "COMPLETED", "CANCELLED", "POSTPONED",
-                     "RESCHEDULED")
-TICKET_STATUSES = ("available", "reserved", "sold", "minted", "active", "transferred", "checked_in", "used",
-                   "revoked", "refunded", "expired", "cancelled")
+EVENT_STATUSES = (
+    "DRAFT",
+    "REVIEW",
+    "APPROVED",
+    "PUBLISHED",
+    "ON_SALE",
+    "SOLD_OUT",
+    "IN_PROGRESS",
+    "COMPLETED",
+    "CANCELLED",
+    "POSTPONED",
+)
+SCHEDULE_STATUSES = (
+    "SCHEDULED",
+    "CONFIRMED",
+    "IN_PROGRESS",
+    "COMPLETED",
+    "CANCELLED",
+    "POSTPONED",
+    "RESCHEDULED",
+)
+TICKET_STATUSES = (
+    "available",
+    "reserved",
+    "sold",
+    "minted",
+    "active",
+    "transferred",
+    "checked_in",
+    "used",
+    "revoked",
+    "refunded",
+    "expired",
+    "cancelled",
+)
 ORDER_STATUSES = ("PENDING", "RESERVED", "CONFIRMED", "COMPLETED", "CANCELLED", "EXPIRED", "REFUNDED")
 REFUND_STATUSES = ("PENDING", "COMPLETED", "FAILED")
 REFUND_TYPES = ("FULL", "PARTIAL", "ITEM")
@@ -100,7 +129,9 @@ _EXTRA: dict[str, dict] = {
         text=("name", "city"),
         quantities=("max_capacity",),
     ),
-    "event_categories": dict(description="Global event categories (event-service). Dimension.", text=("name",)),
+    "event_categories": dict(
+        description="Global event categories (event-service). Dimension.", text=("name",)
+    ),
     "events": dict(
         description="Events (event-service). Dimension: events change status over their life.",
         statuses={"status": EVENT_STATUSES, "event_type": ("single", "recurring", "series")},
@@ -152,8 +183,17 @@ _EXTRA: dict[str, dict] = {
     "orders": dict(
         description="Orders (order-service), integer cents; created_at is nullable on the platform.",
         partition_time=("created_at", "confirmed_at", "cancelled_at"),
-        money={c: "cents" for c in ("subtotal_cents", "platform_fee_cents", "processing_fee_cents",
-                                      "tax_cents", "discount_cents", "total_cents")},
+        money={
+            c: "cents"
+            for c in (
+                "subtotal_cents",
+                "platform_fee_cents",
+                "processing_fee_cents",
+                "tax_cents",
+                "discount_cents",
+                "total_cents",
+            )
+        },
         statuses={"status": ORDER_STATUSES},
         not_future=("created_at", "confirmed_at"),
         references={"user_id": "users", "event_id": "events"},
@@ -195,16 +235,32 @@ _EXTRA: dict[str, dict] = {
     "platform_fees": dict(
         description="Fees on completed resale transfers, integer cents.",
         partition_time=("created_at",),
-        money={c: "cents" for c in ("sale_price", "platform_fee_amount", "venue_fee_amount", "seller_payout")},
+        money={
+            c: "cents" for c in ("sale_price", "platform_fee_amount", "venue_fee_amount", "seller_payout")
+        },
         not_future=("created_at",),
         references={"transfer_id": "marketplace_transfers"},
     ),
 }
 
 # Dimensions first, then facts in dependency order.
-TABLE_ORDER = ("venues", "event_categories", "users", "events", "event_schedules", "ticket_types", "tickets",
-               "ticket_scans", "ticket_price_history", "orders", "order_items", "order_refunds",
-               "marketplace_listings", "marketplace_transfers", "platform_fees")
+TABLE_ORDER = (
+    "venues",
+    "event_categories",
+    "users",
+    "events",
+    "event_schedules",
+    "ticket_types",
+    "tickets",
+    "ticket_scans",
+    "ticket_price_history",
+    "orders",
+    "order_items",
+    "order_refunds",
+    "marketplace_listings",
+    "marketplace_transfers",
+    "platform_fees",
+)
 
 
 @cache

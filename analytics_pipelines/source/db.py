@@ -55,8 +55,14 @@ def _format_2dp(s: pl.Series) -> pl.Series:
     frame = pl.DataFrame({"c": (s * 100).round(0).cast(pl.Int64)})
     a = pl.col("c").abs()
     return frame.select(
-        pl.concat_str([pl.when(pl.col("c") < 0).then(pl.lit("-")).otherwise(pl.lit("")),
-                       (a // 100).cast(pl.String), pl.lit("."), (a % 100).cast(pl.String).str.zfill(2)])
+        pl.concat_str(
+            [
+                pl.when(pl.col("c") < 0).then(pl.lit("-")).otherwise(pl.lit("")),
+                (a // 100).cast(pl.String),
+                pl.lit("."),
+                (a % 100).cast(pl.String).str.zfill(2),
+            ]
+        )
     ).to_series()
 
 
@@ -92,7 +98,9 @@ class SourceDB:
     def _duck(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         path = self.duckdb_path
         if read_only and not path.exists():
-            raise FileNotFoundError(f"embedded source {path} does not exist: run `analytics-pipelines generate`")
+            raise FileNotFoundError(
+                f"embedded source {path} does not exist: run `analytics-pipelines generate`"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = duckdb.connect(str(path), read_only=read_only)
         try:
@@ -158,12 +166,14 @@ class SourceDB:
             with self._pg() as conn:
                 row = conn.execute(
                     "SELECT data_type FROM information_schema.columns WHERE table_name='venues' "
-                    "AND column_name='id' AND table_schema = current_schema()").fetchone()
+                    "AND column_name='id' AND table_schema = current_schema()"
+                ).fetchone()
         else:
             with self._duck(read_only=True) as conn:
                 row = conn.execute(
                     "SELECT data_type FROM information_schema.columns WHERE table_name='venues' "
-                    "AND column_name='id'").fetchone()
+                    "AND column_name='id'"
+                ).fetchone()
         if row is None:
             raise LookupError("the source has no venues table: is it created?")
         return row[0].lower() in ("text", "varchar", "character varying")
@@ -185,8 +195,10 @@ class SourceDB:
     def extract_text(self, table: str, where: str, params: Sequence = ()) -> pl.DataFrame:
         """Every contract column as text (NULL stays null, '' stays ''), for rows matching `where`."""
         spec = contract.table(table)
-        select = ", ".join(f"CAST({c} AS {'text' if self.dialect == 'postgres' else 'VARCHAR'}) AS {c}"
-                           for c in spec.column_names)
+        select = ", ".join(
+            f"CAST({c} AS {'text' if self.dialect == 'postgres' else 'VARCHAR'}) AS {c}"
+            for c in spec.column_names
+        )
         sql = f"SELECT {select} FROM {table} WHERE {where}"
         schema = {c: pl.String for c in spec.column_names}
         if self.dialect == "postgres":
@@ -208,25 +220,35 @@ class SourceDB:
         """Rows whose partition timestamp falls in [start, end) (UTC days)."""
         expr = self.partition_expr(table, landing)
         if landing:
-            return f"substr({expr}, 1, 10) >= %s AND substr({expr}, 1, 10) < %s", [start.isoformat(),
-                                                                                    end.isoformat()]
-        return f"{expr} >= %s AND {expr} < %s", [f"{start.isoformat()} 00:00:00+00",
-                                                 f"{end.isoformat()} 00:00:00+00"]
+            return f"substr({expr}, 1, 10) >= %s AND substr({expr}, 1, 10) < %s", [
+                start.isoformat(),
+                end.isoformat(),
+            ]
+        return f"{expr} >= %s AND {expr} < %s", [
+            f"{start.isoformat()} 00:00:00+00",
+            f"{end.isoformat()} 00:00:00+00",
+        ]
 
     def unplaceable_predicate(self, table: str, landing: bool, start: date, end: date) -> tuple[str, list]:
         """Rows no daily partition in [start, end) will ever extract: no/garbled/out-of-range timestamp."""
         expr = self.partition_expr(table, landing)
         if landing:
             day = f"substr({expr}, 1, 10)"
-            match = (f"{expr} ~ '{_DATE_RE[:-1]}'" if self.dialect == "postgres"
-                     else f"regexp_matches({expr}, '{_DATE_RE[:-1]}')")
-            return (f"{expr} IS NULL OR NOT ({match}) OR {day} < %s OR {day} >= %s",
-                    [start.isoformat(), end.isoformat()])
-        return f"{expr} IS NULL OR {expr} < %s OR {expr} >= %s", [f"{start.isoformat()} 00:00:00+00",
-                                                                 f"{end.isoformat()} 00:00:00+00"]
+            match = (
+                f"{expr} ~ '{_DATE_RE[:-1]}'"
+                if self.dialect == "postgres"
+                else f"regexp_matches({expr}, '{_DATE_RE[:-1]}')"
+            )
+            return (
+                f"{expr} IS NULL OR NOT ({match}) OR {day} < %s OR {day} >= %s",
+                [start.isoformat(), end.isoformat()],
+            )
+        return f"{expr} IS NULL OR {expr} < %s OR {expr} >= %s", [
+            f"{start.isoformat()} 00:00:00+00",
+            f"{end.isoformat()} 00:00:00+00",
+        ]
 
 
 @contextmanager
 def _nullcontext(value):
     yield value
-

@@ -18,13 +18,7 @@ from analytics_pipelines import privacy
 from analytics_pipelines.source import contract
 from analytics_pipelines.source.db import SourceDB
 from analytics_pipelines.staging import reasons as R
-from analytics_pipelines.staging.normalize import (
-    LEDGER_SCHEMA,
-    PARTITION,
-    QUARANTINE_SCHEMA,
-    SNAPSHOT,
-    stage,
-)
+from analytics_pipelines.staging.normalize import LEDGER_SCHEMA, PARTITION, QUARANTINE_SCHEMA, SNAPSHOT, stage
 from analytics_pipelines.warehouse import Warehouse
 
 UNPLACEABLE = "__unplaceable__"
@@ -57,12 +51,17 @@ def _pseudonymize(df: pl.DataFrame, table: str, key: bytes | None) -> pl.DataFra
 def partition_timestamp(table: str) -> pl.Expr:
     """The raw (text) timestamp that places a fact row in a partition: the first non-blank of the
     contract's partition_time columns. Its first 10 characters are the UTC day."""
-    return pl.coalesce([pl.when(pl.col(c).str.strip_chars() != "").then(pl.col(c))
-                        for c in contract.table(table).partition_time])
+    return pl.coalesce(
+        [
+            pl.when(pl.col(c).str.strip_chars() != "").then(pl.col(c))
+            for c in contract.table(table).partition_time
+        ]
+    )
 
 
-def _write_quarantine_and_ledger(warehouse: Warehouse, quarantine: pl.DataFrame, ledger: pl.DataFrame,
-                                 keys: list[tuple[str, str]]) -> None:
+def _write_quarantine_and_ledger(
+    warehouse: Warehouse, quarantine: pl.DataFrame, ledger: pl.DataFrame, keys: list[tuple[str, str]]
+) -> None:
     warehouse.write_partitions(QUARANTINE_TABLE, quarantine, ["source_table", "partition"], keys)
     warehouse.write_partitions(LEDGER_TABLE, ledger, ["source_table", "partition"], keys)
 
@@ -84,8 +83,9 @@ class IngestStats:
 
 
 # ---- source -> raw ----------------------------------------------------------------------------------
-def ingest_raw_facts(source: SourceDB, warehouse: Warehouse, table: str, days: list[str],
-                     landing: bool | None = None) -> IngestStats:
+def ingest_raw_facts(
+    source: SourceDB, warehouse: Warehouse, table: str, days: list[str], landing: bool | None = None
+) -> IngestStats:
     """Copy the source rows of `table` whose partition timestamp falls on `days` into raw_<table>.
 
     Each day is replaced whole (idempotent); days without rows are written empty."""
@@ -93,7 +93,7 @@ def ingest_raw_facts(source: SourceDB, warehouse: Warehouse, table: str, days: l
     key = privacy.landing_key_for(table)
     stats = IngestStats()
     for i in range(0, len(days), CHUNK_DAYS):
-        chunk = days[i:i + CHUNK_DAYS]
+        chunk = days[i : i + CHUNK_DAYS]
         start, end = date.fromisoformat(chunk[0]), date.fromisoformat(chunk[-1]) + timedelta(days=1)
         where, params = source.window_predicate(table, landing, start, end)
         df = source.extract_text(table, where, params)
@@ -120,10 +120,14 @@ def ingest_raw_dimension(source: SourceDB, warehouse: Warehouse, table: str) -> 
 def parent_refs(warehouse: Warehouse, table: str) -> dict[str, pl.DataFrame]:
     """The keys of every parent staging table that `table` references (one read per parent)."""
     spec = contract.table(table)
-    refs = {parent: warehouse.read_table(stg_table(parent), columns=["id"])
-            for parent in set(spec.references.values())}
+    refs = {
+        parent: warehouse.read_table(stg_table(parent), columns=["id"])
+        for parent in set(spec.references.values())
+    }
     if table == "order_items":
-        refs["ticket_type_prices"] = warehouse.read_table(stg_table("ticket_types"), columns=["id", "price_cents"])
+        refs["ticket_type_prices"] = warehouse.read_table(
+            stg_table("ticket_types"), columns=["id", "price_cents"]
+        )
     return refs
 
 
@@ -140,16 +144,20 @@ class StageSummary:
         return int(self.ledger["rows_out"].sum())
 
 
-def stage_partitions(warehouse: Warehouse, table: str, partitions: list[str],
-                     now: datetime | None = None) -> StageSummary:
+def stage_partitions(
+    warehouse: Warehouse, table: str, partitions: list[str], now: datetime | None = None
+) -> StageSummary:
     """Stage the raw rows of `partitions` of `table` and write stg_<table>, quarantine and the ledger.
 
     Facts are staged CHUNK_DAYS partitions at a time (deduplication is per partition, so chunking does not
     change the result; it bounds memory on long backfills)."""
     spec = contract.table(table)
     refs = parent_refs(warehouse, table)
-    chunks = ([partitions[i:i + CHUNK_DAYS] for i in range(0, len(partitions), CHUNK_DAYS)]
-              if spec.partitioned else [partitions])
+    chunks = (
+        [partitions[i : i + CHUNK_DAYS] for i in range(0, len(partitions), CHUNK_DAYS)]
+        if spec.partitioned
+        else [partitions]
+    )
     preview, quarantine, ledger = None, [], []
     for chunk in chunks:
         if spec.partitioned:
@@ -174,8 +182,9 @@ def stage_partitions(warehouse: Warehouse, table: str, partitions: list[str],
 
 
 # ---- rows no partition can hold -----------------------------------------------------------------------
-def collect_unplaceable(source: SourceDB, warehouse: Warehouse, first_day: str, last_day: str,
-                        landing: bool | None = None) -> dict[str, int]:
+def collect_unplaceable(
+    source: SourceDB, warehouse: Warehouse, first_day: str, last_day: str, landing: bool | None = None
+) -> dict[str, int]:
     """Quarantine the fact rows whose partition timestamp is missing, garbled or outside the partitions
     [first_day, last_day]: no daily partition will ever extract them, so without this they would vanish."""
     landing = source.is_landing() if landing is None else landing
@@ -187,20 +196,40 @@ def collect_unplaceable(source: SourceDB, warehouse: Warehouse, first_day: str, 
         df = _pseudonymize(source.extract_text(table, where, params), table, privacy.landing_key_for(table))
         part = partition_timestamp(table)
         day = part.str.slice(0, 10)
-        reason = (pl.when(part.is_null()).then(pl.lit(R.MISSING_PARTITION_TIMESTAMP))
-                  .when(day >= end.isoformat()).then(pl.lit(R.FUTURE_TIMESTAMP))
-                  .otherwise(pl.lit(R.MISSING_PARTITION_TIMESTAMP)))
-        detail = pl.format("partition timestamp {} = '{}' places the row in no partition",
-                           pl.lit("coalesce(" + ", ".join(spec.partition_time) + ")"), part.fill_null("NULL"))
+        reason = (
+            pl.when(part.is_null())
+            .then(pl.lit(R.MISSING_PARTITION_TIMESTAMP))
+            .when(day >= end.isoformat())
+            .then(pl.lit(R.FUTURE_TIMESTAMP))
+            .otherwise(pl.lit(R.MISSING_PARTITION_TIMESTAMP))
+        )
+        detail = pl.format(
+            "partition timestamp {} = '{}' places the row in no partition",
+            pl.lit("coalesce(" + ", ".join(spec.partition_time) + ")"),
+            part.fill_null("NULL"),
+        )
         q = df.select(
-            pl.lit(table).alias("source_table"), pl.lit(UNPLACEABLE).alias("partition"),
-            pl.col(spec.key).alias("source_key"), reason.alias("reason_code"), detail.alias("reason_detail"),
+            pl.lit(table).alias("source_table"),
+            pl.lit(UNPLACEABLE).alias("partition"),
+            pl.col(spec.key).alias("source_key"),
+            reason.alias("reason_code"),
+            detail.alias("reason_detail"),
             pl.lit("rejected").alias("disposition"),
             pl.struct(spec.column_names).struct.json_encode().alias("raw_payload"),
         ).cast(QUARANTINE_SCHEMA)
-        ledger = pl.DataFrame([{"source_table": table, "partition": UNPLACEABLE, "rows_in": df.height,
-                                "rows_out": 0, "rows_rejected": df.height, "rows_repaired": 0}],
-                              schema=LEDGER_SCHEMA)
+        ledger = pl.DataFrame(
+            [
+                {
+                    "source_table": table,
+                    "partition": UNPLACEABLE,
+                    "rows_in": df.height,
+                    "rows_out": 0,
+                    "rows_rejected": df.height,
+                    "rows_repaired": 0,
+                }
+            ],
+            schema=LEDGER_SCHEMA,
+        )
         _write_quarantine_and_ledger(warehouse, q, ledger, [(table, UNPLACEABLE)])
         counts[table] = df.height
     return counts
@@ -213,7 +242,8 @@ def source_rows_by_day(source: SourceDB, table: str, landing: bool) -> pl.DataFr
     text = "text" if source.dialect == "postgres" else "VARCHAR"
     day = f"substr(CAST({expr} AS {text}), 1, 10)"
     return source.query(f"SELECT {day} AS day, count(*) AS n FROM {table} GROUP BY 1").cast(
-        {"day": pl.String, "n": pl.Int64})
+        {"day": pl.String, "n": pl.Int64}
+    )
 
 
 def audit(source: SourceDB, warehouse: Warehouse) -> pl.DataFrame:
@@ -238,7 +268,8 @@ def audit(source: SourceDB, warehouse: Warehouse) -> pl.DataFrame:
         if spec.partitioned:
             by_day = source_rows_by_day(source, table, landing)
             days = led.filter(pl.col("partition") != UNPLACEABLE).select(
-                pl.col("partition").alias("day"), "rows_in")
+                pl.col("partition").alias("day"), "rows_in"
+            )
             joined = by_day.join(days, on="day", how="full", coalesce=True).fill_null(0)
             was_ingested = pl.col("day").is_in(days["day"].implode())
             ingested = joined.filter(was_ingested)
@@ -249,19 +280,31 @@ def audit(source: SourceDB, warehouse: Warehouse) -> pl.DataFrame:
             source_ingested = source_rows
             mismatched = abs(source_ingested - raw_n)
             not_ingested = 0
-        rows.append({
-            "source_table": table, "source_rows": source_rows, "source_rows_ingested": source_ingested,
-            "rows_not_ingested": max(not_ingested, 0), "unplaceable": unplaceable, "raw_rows": raw_n,
-            "stg_rows": stg_n, "rows_in": int(led["rows_in"].sum()), "rows_out": int(led["rows_out"].sum()),
-            "rows_rejected": int(led["rows_rejected"].sum()), "rows_repaired": int(led["rows_repaired"].sum()),
-            "rows_mismatched": mismatched,
-        })
+        rows.append(
+            {
+                "source_table": table,
+                "source_rows": source_rows,
+                "source_rows_ingested": source_ingested,
+                "rows_not_ingested": max(not_ingested, 0),
+                "unplaceable": unplaceable,
+                "raw_rows": raw_n,
+                "stg_rows": stg_n,
+                "rows_in": int(led["rows_in"].sum()),
+                "rows_out": int(led["rows_out"].sum()),
+                "rows_rejected": int(led["rows_rejected"].sum()),
+                "rows_repaired": int(led["rows_repaired"].sum()),
+                "rows_mismatched": mismatched,
+            }
+        )
     out = pl.DataFrame(rows)
     return out.with_columns(
-        ((pl.col("rows_mismatched") == 0)
-         & (pl.col("raw_rows") + pl.col("unplaceable") == pl.col("rows_in"))
-         & (pl.col("rows_in") == pl.col("rows_out") + pl.col("rows_rejected"))
-         & (pl.col("rows_out") == pl.col("stg_rows"))).alias("balanced"))
+        (
+            (pl.col("rows_mismatched") == 0)
+            & (pl.col("raw_rows") + pl.col("unplaceable") == pl.col("rows_in"))
+            & (pl.col("rows_in") == pl.col("rows_out") + pl.col("rows_rejected"))
+            & (pl.col("rows_out") == pl.col("stg_rows"))
+        ).alias("balanced")
+    )
 
 
 def in_dependency_order(tables: list[str], parents: dict[str, set[str]], fn, workers: int = 2) -> None:
@@ -285,8 +328,9 @@ def in_dependency_order(tables: list[str], parents: dict[str, set[str]], fn, wor
                 done.add(running.pop(f))
 
 
-def ingest_raw_all(source: SourceDB, warehouse: Warehouse, first_day: str, last_day: str, workers: int = 2,
-                   log=None) -> None:
+def ingest_raw_all(
+    source: SourceDB, warehouse: Warehouse, first_day: str, last_day: str, workers: int = 2, log=None
+) -> None:
     """Source -> raw for every table over [first_day, last_day] (`workers` tables at a time, the biggest
     first), then the rows no partition can hold. `log(table, rows, seconds)` hears of each table."""
     landing = source.is_landing()
@@ -294,8 +338,11 @@ def ingest_raw_all(source: SourceDB, warehouse: Warehouse, first_day: str, last_
 
     def raw(table: str) -> None:
         t = time.perf_counter()
-        stats = (ingest_raw_facts(source, warehouse, table, days, landing=landing)
-                 if contract.table(table).partitioned else ingest_raw_dimension(source, warehouse, table))
+        stats = (
+            ingest_raw_facts(source, warehouse, table, days, landing=landing)
+            if contract.table(table).partitioned
+            else ingest_raw_dimension(source, warehouse, table)
+        )
         if log:
             log(table, stats.rows, time.perf_counter() - t)
 
@@ -303,24 +350,40 @@ def ingest_raw_all(source: SourceDB, warehouse: Warehouse, first_day: str, last_
     collect_unplaceable(source, warehouse, first_day, last_day, landing=landing)
 
 
-def stage_all(warehouse: Warehouse, first_day: str, last_day: str, now: datetime | None = None,
-              workers: int = 2, log=None) -> None:
+def stage_all(
+    warehouse: Warehouse,
+    first_day: str,
+    last_day: str,
+    now: datetime | None = None,
+    workers: int = 2,
+    log=None,
+) -> None:
     """Raw -> staging for every table, `workers` at a time, each after the parents its orphan checks read."""
     days = day_range(first_day, last_day)
-    parents = {t: set(contract.table(t).references.values()) | ({"ticket_types"} if t == "order_items" else set())
-               for t in contract.tables()}
+    parents = {
+        t: set(contract.table(t).references.values()) | ({"ticket_types"} if t == "order_items" else set())
+        for t in contract.tables()
+    }
 
     def staged(table: str) -> None:
         t = time.perf_counter()
-        res = stage_partitions(warehouse, table, days if contract.table(table).partitioned else [SNAPSHOT], now=now)
+        res = stage_partitions(
+            warehouse, table, days if contract.table(table).partitioned else [SNAPSHOT], now=now
+        )
         if log:
             log(table, res.rows_out, time.perf_counter() - t)
 
     in_dependency_order(list(contract.tables()), parents, staged, workers)
 
 
-def ingest_everything(source: SourceDB, warehouse: Warehouse, first_day: str, last_day: str,
-                      now: datetime | None = None, workers: int = 2) -> pl.DataFrame:
+def ingest_everything(
+    source: SourceDB,
+    warehouse: Warehouse,
+    first_day: str,
+    last_day: str,
+    now: datetime | None = None,
+    workers: int = 2,
+) -> pl.DataFrame:
     """Source -> raw -> staging for every table over [first_day, last_day], then the audit: what the
     Dagster main job does, without Dagster (tests, benchmarks). Like a run launched from the UI or a
     schedule (Dagster's multiprocess executor; `analytics-pipelines run` executes in one process, one step

@@ -23,14 +23,27 @@ from analytics_pipelines.staging import reasons as R
 PARTITION = "_partition"
 SNAPSHOT = "__snapshot__"
 
-QUARANTINE_SCHEMA = pl.Schema({
-    "source_table": pl.String, "partition": pl.String, "source_key": pl.String, "reason_code": pl.String,
-    "reason_detail": pl.String, "disposition": pl.String, "raw_payload": pl.String,
-})
-LEDGER_SCHEMA = pl.Schema({
-    "source_table": pl.String, "partition": pl.String, "rows_in": pl.Int64, "rows_out": pl.Int64,
-    "rows_rejected": pl.Int64, "rows_repaired": pl.Int64,
-})
+QUARANTINE_SCHEMA = pl.Schema(
+    {
+        "source_table": pl.String,
+        "partition": pl.String,
+        "source_key": pl.String,
+        "reason_code": pl.String,
+        "reason_detail": pl.String,
+        "disposition": pl.String,
+        "raw_payload": pl.String,
+    }
+)
+LEDGER_SCHEMA = pl.Schema(
+    {
+        "source_table": pl.String,
+        "partition": pl.String,
+        "rows_in": pl.Int64,
+        "rows_out": pl.Int64,
+        "rows_rejected": pl.Int64,
+        "rows_repaired": pl.Int64,
+    }
+)
 
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _TZ_SUFFIX = r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
@@ -92,12 +105,18 @@ def _blank(col: str) -> pl.Expr:
 
 def _repairs(kept: pl.DataFrame, changed: pl.Expr, reason: str, detail: pl.Expr) -> pl.DataFrame:
     """One repair record (_row, _reason, _detail) per kept row where `changed` holds."""
-    return kept.filter(changed).select("_row", pl.lit(reason).alias("_reason"),
-                                       detail.cast(pl.String).alias("_detail"))
+    return kept.filter(changed).select(
+        "_row", pl.lit(reason).alias("_reason"), detail.cast(pl.String).alias("_detail")
+    )
 
 
-def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = None,
-          now: datetime | None = None, partitions: list[str] | None = None) -> StageResult:
+def stage(
+    table: str,
+    raw: pl.DataFrame,
+    refs: dict[str, pl.DataFrame] | None = None,
+    now: datetime | None = None,
+    partitions: list[str] | None = None,
+) -> StageResult:
     """Stage the raw rows of `table`.
 
     refs: parent tables' keys for the orphan checks, {parent_table: frame with column `id`}; for
@@ -121,7 +140,9 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
         src, t = pl.col(c.name), pl.col(f"__t_{c.name}")
         present = ~_blank(c.name)
         if c.base_type == "uuid":
-            parsed.append(pl.when(src.str.contains(_UUID)).then(src.str.to_lowercase()).alias(t.meta.output_name()))
+            parsed.append(
+                pl.when(src.str.contains(_UUID)).then(src.str.to_lowercase()).alias(t.meta.output_name())
+            )
             malformed.append((present & t.is_null(), c.name))
         elif c.base_type in ("integer", "bigint") or c.name in spec.money or c.base_type == "numeric":
             parsed.append(src.str.strip_chars().cast(pl.Float64, strict=False).alias(t.meta.output_name()))
@@ -132,90 +153,155 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
             malformed.append((bad, c.name))
         elif c.base_type == "boolean":
             low = src.str.strip_chars().str.to_lowercase()
-            val = pl.when(low.is_in(["true", "t", "1", "yes"])).then(True).when(
-                low.is_in(["false", "f", "0", "no"])).then(False)
+            val = (
+                pl.when(low.is_in(["true", "t", "1", "yes"]))
+                .then(True)
+                .when(low.is_in(["false", "f", "0", "no"]))
+                .then(False)
+            )
             parsed.append(val.alias(t.meta.output_name()))
             malformed.append((present & t.is_null(), c.name))
         elif c.base_type == "timestamptz":
             # fast fixed-format path for the form PostgreSQL/DuckDB print in a UTC session; the flexible
             # parser only for the rows it misses (other offsets, fractions, stray spaces)
-            parsed.append(src.str.to_datetime(_TS_FIXED, time_unit="us", strict=False)
-                          .dt.replace_time_zone("UTC").alias(t.meta.output_name()))
+            parsed.append(
+                src.str.to_datetime(_TS_FIXED, time_unit="us", strict=False)
+                .dt.replace_time_zone("UTC")
+                .alias(t.meta.output_name())
+            )
     df = df.with_columns(parsed)
     for c in spec.timestamp_columns:
         t = f"__t_{c}"
         miss = df.filter(pl.col(t).is_null() & ~_blank(c))
         if miss.height:
-            flex = miss.select("_row", pl.col(c).str.strip_chars().str.to_datetime(
-                _TS_FORMAT, time_zone="UTC", strict=False).alias(t))
+            flex = miss.select(
+                "_row",
+                pl.col(c)
+                .str.strip_chars()
+                .str.to_datetime(_TS_FORMAT, time_zone="UTC", strict=False)
+                .alias(t),
+            )
             df = df.update(flex, on="_row", include_nulls=False)
-        malformed.append((~_blank(c) & pl.col(c).str.strip_chars().str.contains(_TZ_SUFFIX) & pl.col(t).is_null(),
-                          c))
+        malformed.append(
+            (~_blank(c) & pl.col(c).str.strip_chars().str.contains(_TZ_SUFFIX) & pl.col(t).is_null(), c)
+        )
 
     # ---- rejection conditions, in priority order ------------------------------------------------
     conds: list[tuple[pl.Expr, str, pl.Expr]] = [
-        (_blank(spec.key), R.NULL_KEY, pl.lit(f"{spec.key} is null or empty")),
+        (_blank(spec.key), R.NULL_KEY, pl.lit(f"{spec.key} is null or empty"))
     ]
     for bad, name in malformed:
-        conds.append((bad, R.MALFORMED_VALUE, pl.format("{} = '{}' cannot be parsed", pl.lit(name),
-                                                          pl.col(name))))
+        conds.append(
+            (bad, R.MALFORMED_VALUE, pl.format("{} = '{}' cannot be parsed", pl.lit(name), pl.col(name)))
+        )
     for c in spec.timestamp_columns:
-        conds.append((~_blank(c) & ~pl.col(c).str.strip_chars().str.contains(_TZ_SUFFIX),
-                      R.TIMESTAMP_WITHOUT_TIMEZONE, pl.format("{} = '{}' has no time zone", pl.lit(c),
-                                                                pl.col(c))))
+        conds.append(
+            (
+                ~_blank(c) & ~pl.col(c).str.strip_chars().str.contains(_TZ_SUFFIX),
+                R.TIMESTAMP_WITHOUT_TIMEZONE,
+                pl.format("{} = '{}' has no time zone", pl.lit(c), pl.col(c)),
+            )
+        )
     for c in spec.money:
-        conds.append((pl.col(f"__t_{c}").is_nan() | pl.col(f"__t_{c}").is_infinite(), R.NAN_MONEY,
-                      pl.format("{} = {}", pl.lit(c), pl.col(c))))
+        conds.append(
+            (
+                pl.col(f"__t_{c}").is_nan() | pl.col(f"__t_{c}").is_infinite(),
+                R.NAN_MONEY,
+                pl.format("{} = {}", pl.lit(c), pl.col(c)),
+            )
+        )
     for c in spec.money:
         conds.append((pl.col(f"__t_{c}") < 0, R.NEGATIVE_MONEY, pl.format("{} = {}", pl.lit(c), pl.col(c))))
     for c, unit in spec.money.items():
         cents = pl.col(f"__t_{c}") * (100 if unit == "dollars" else 1)
-        conds.append((cents.abs() > R.MAX_MONEY_CENTS, R.ABSURD_MAGNITUDE,
-                      pl.format("{} = {}", pl.lit(c), pl.col(c))))
+        conds.append(
+            (cents.abs() > R.MAX_MONEY_CENTS, R.ABSURD_MAGNITUDE, pl.format("{} = {}", pl.lit(c), pl.col(c)))
+        )
     for c in spec.quantities:
-        conds.append((pl.col(f"__t_{c}").abs() > R.MAX_QUANTITY, R.ABSURD_MAGNITUDE,
-                      pl.format("{} = {}", pl.lit(c), pl.col(c))))
+        conds.append(
+            (
+                pl.col(f"__t_{c}").abs() > R.MAX_QUANTITY,
+                R.ABSURD_MAGNITUDE,
+                pl.format("{} = {}", pl.lit(c), pl.col(c)),
+            )
+        )
     for c, allowed in spec.statuses.items():
         norm = pl.col(c).str.strip_chars().str.to_lowercase()
-        conds.append((~_blank(c) & ~norm.is_in([a.lower() for a in allowed]), R.UNKNOWN_STATUS,
-                      pl.format("{} = '{}'", pl.lit(c), pl.col(c))))
+        conds.append(
+            (
+                ~_blank(c) & ~norm.is_in([a.lower() for a in allowed]),
+                R.UNKNOWN_STATUS,
+                pl.format("{} = '{}'", pl.lit(c), pl.col(c)),
+            )
+        )
     for c in spec.not_future:
-        conds.append((pl.col(f"__t_{c}") > horizon, R.FUTURE_TIMESTAMP,
-                      pl.format("{} = {} is in the future", pl.lit(c), pl.col(c))))
+        conds.append(
+            (
+                pl.col(f"__t_{c}") > horizon,
+                R.FUTURE_TIMESTAMP,
+                pl.format("{} = {} is in the future", pl.lit(c), pl.col(c)),
+            )
+        )
     if table == "order_items":
         if "ticket_type_prices" not in refs:
             raise KeyError("order_items needs refs['ticket_type_prices'] (id, price_cents)")
-        prices = refs["ticket_type_prices"].select(pl.col("id").alias("__tt"),
-                                                   pl.col("price_cents").alias("__tt_price"))
+        prices = refs["ticket_type_prices"].select(
+            pl.col("id").alias("__tt"), pl.col("price_cents").alias("__tt_price")
+        )
         df = df.join(prices, left_on="__t_ticket_type_id", right_on="__tt", how="left")
         unit = pl.col("__t_unit_price_cents")
-        conds.append((unit.is_not_null() & (pl.col("__tt_price") > 0)
-                      & (unit < pl.col("__tt_price") * R.DOLLARS_RATIO) & (unit > 0), R.MONEY_IN_DOLLARS,
-                      pl.format("unit_price_cents = {} but the tier costs {} cents", pl.col("unit_price_cents"),
-                                pl.col("__tt_price"))))
+        conds.append(
+            (
+                unit.is_not_null()
+                & (pl.col("__tt_price") > 0)
+                & (unit < pl.col("__tt_price") * R.DOLLARS_RATIO)
+                & (unit > 0),
+                R.MONEY_IN_DOLLARS,
+                pl.format(
+                    "unit_price_cents = {} but the tier costs {} cents",
+                    pl.col("unit_price_cents"),
+                    pl.col("__tt_price"),
+                ),
+            )
+        )
     for c, unit in spec.money.items():
         if unit == "cents":
             frac = pl.col(f"__t_{c}")
-            conds.append((frac.is_finite() & (frac != frac.round(0)), R.MALFORMED_VALUE,
-                          pl.format("{} = {} has a fraction of a cent", pl.lit(c), pl.col(c))))
+            conds.append(
+                (
+                    frac.is_finite() & (frac != frac.round(0)),
+                    R.MALFORMED_VALUE,
+                    pl.format("{} = {} has a fraction of a cent", pl.lit(c), pl.col(c)),
+                )
+            )
     for c, parent in spec.references.items():
         if parent not in refs:
             raise KeyError(f"{table}.{c} references {parent}: pass refs[{parent!r}]")
         keys = refs[parent]["id"]
-        conds.append((pl.col(f"__t_{c}").is_null() | ~pl.col(f"__t_{c}").is_in(keys.implode()),
-                      R.ORPHAN_REFERENCE, pl.format("{} = '{}' not found in {}", pl.lit(c), pl.col(c),
-                                                    pl.lit(parent))))
+        conds.append(
+            (
+                pl.col(f"__t_{c}").is_null() | ~pl.col(f"__t_{c}").is_in(keys.implode()),
+                R.ORPHAN_REFERENCE,
+                pl.format("{} = '{}' not found in {}", pl.lit(c), pl.col(c), pl.lit(parent)),
+            )
+        )
     # every condition as a boolean column, then the first that holds; the human-readable detail is
     # computed only for the (few) rows each condition rejects
     df = df.with_columns([cond.fill_null(False).alias(f"__c{i}") for i, (cond, _, _) in enumerate(conds)])
-    first = pl.coalesce([pl.when(pl.col(f"__c{i}")).then(pl.lit(i, dtype=pl.Int32)) for i in range(len(conds))])
+    first = pl.coalesce(
+        [pl.when(pl.col(f"__c{i}")).then(pl.lit(i, dtype=pl.Int32)) for i in range(len(conds))]
+    )
     df = df.with_columns(first.alias("_cond"))
-    codes = pl.DataFrame({"_cond": list(range(len(conds))), "_reason": [code for _, code, _ in conds]},
-                         schema={"_cond": pl.Int32, "_reason": pl.String})
+    codes = pl.DataFrame(
+        {"_cond": list(range(len(conds))), "_reason": [code for _, code, _ in conds]},
+        schema={"_cond": pl.Int32, "_reason": pl.String},
+    )
     df = df.join(codes, on="_cond", how="left")
     bad = df.filter(pl.col("_cond").is_not_null())  # the few rejected rows, filtered once
-    details = [bad.filter(pl.col("_cond") == i).select("_row", text.cast(pl.String).alias("_detail"))
-               for i, (_, _, text) in enumerate(conds)]
+    details = [
+        bad.filter(pl.col("_cond") == i).select("_row", text.cast(pl.String).alias("_detail"))
+        for i, (_, _, text) in enumerate(conds)
+    ]
     df = df.join(pl.concat(details), on="_row", how="left").drop([f"__c{i}" for i in range(len(conds))])
 
     # ---- duplicates among the rows that survived ------------------------------------------------
@@ -227,25 +313,35 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
     repeated = alive.get_column(f"__t_{spec.key}").is_duplicated()  # once, for both halves
     single = alive.filter(~repeated)
     alive = alive.filter(repeated).with_columns(
-        payload.alias("_hash"), recency.alias("_recency"), pl.col(f"__t_{spec.key}").alias("_key"))
-    alive = alive.sort(["_key", "_recency", "_hash", "_row"], descending=[False, True, True, False],
-                       nulls_last=True)
+        payload.alias("_hash"), recency.alias("_recency"), pl.col(f"__t_{spec.key}").alias("_key")
+    )
+    alive = alive.sort(
+        ["_key", "_recency", "_hash", "_row"], descending=[False, True, True, False], nulls_last=True
+    )
     alive = alive.with_columns(
         pl.int_range(pl.len()).over("_key").alias("_rank"),
         pl.col("_hash").n_unique().over("_key").alias("_variants"),
         pl.len().over("_key").alias("_copies"),
     )
-    dup_reason = (pl.when(pl.col("_rank") == 0).then(None)
-                  .when(pl.col("_variants") == 1).then(pl.lit(R.DUPLICATE_KEY_IDENTICAL))
-                  .otherwise(pl.lit(R.DUPLICATE_KEY_CONFLICT)))
-    dup_detail = pl.format("{} copies of this key; kept the latest by updated_at/created_at",
-                           pl.col("_copies"))
-    alive = alive.with_columns(dup_reason.alias("_reason"),
-                               pl.when(pl.col("_rank") > 0).then(dup_detail).alias("_detail"))
-    rejected = pl.concat([
-        df.filter(pl.col("_reason").is_not_null()).select("_row", "_reason", "_detail"),
-        alive.filter(pl.col("_reason").is_not_null()).select("_row", "_reason", "_detail"),
-    ])
+    dup_reason = (
+        pl.when(pl.col("_rank") == 0)
+        .then(None)
+        .when(pl.col("_variants") == 1)
+        .then(pl.lit(R.DUPLICATE_KEY_IDENTICAL))
+        .otherwise(pl.lit(R.DUPLICATE_KEY_CONFLICT))
+    )
+    dup_detail = pl.format(
+        "{} copies of this key; kept the latest by updated_at/created_at", pl.col("_copies")
+    )
+    alive = alive.with_columns(
+        dup_reason.alias("_reason"), pl.when(pl.col("_rank") > 0).then(dup_detail).alias("_detail")
+    )
+    rejected = pl.concat(
+        [
+            df.filter(pl.col("_reason").is_not_null()).select("_row", "_reason", "_detail"),
+            alive.filter(pl.col("_reason").is_not_null()).select("_row", "_reason", "_detail"),
+        ]
+    )
     kept = pl.concat([single, alive.filter(pl.col("_reason").is_null()).select(single.columns)]).sort("_row")
 
     # ---- normalize the kept rows ------------------------------------------------------------------
@@ -263,19 +359,38 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
             low = pl.col(c.name).str.strip_chars().str.to_lowercase()
             native_upper = all(a == a.upper() for a in spec.statuses[c.name])
             native = low.str.to_uppercase() if native_upper else low
-            repairs.append(_repairs(kept, pl.col(c.name).is_not_null() & (pl.col(c.name) != native),
-                                    R.MIXED_CASE_STATUS, pl.format("{} '{}' normalized", pl.lit(c.name),
-                                                                   pl.col(c.name))))
+            repairs.append(
+                _repairs(
+                    kept,
+                    pl.col(c.name).is_not_null() & (pl.col(c.name) != native),
+                    R.MIXED_CASE_STATUS,
+                    pl.format("{} '{}' normalized", pl.lit(c.name), pl.col(c.name)),
+                )
+            )
             out_cols.append(low.alias(c.name))
         elif c.name in spec.text:
             has_bad = pl.col(c.name).str.contains(_CONTROL) | (
-                pl.col(c.name) != pl.col(c.name).str.normalize("NFC"))
-            repairs.append(_repairs(kept, has_bad.fill_null(False), R.CONTROL_CHARACTERS,
-                                    pl.lit(f"{c.name} had control characters or unnormalized unicode")))
-            out_cols.append(pl.col(c.name).str.replace_all(_CONTROL, "").str.normalize("NFC")
-                            .str.strip_chars().alias(c.name))
+                pl.col(c.name) != pl.col(c.name).str.normalize("NFC")
+            )
+            repairs.append(
+                _repairs(
+                    kept,
+                    has_bad.fill_null(False),
+                    R.CONTROL_CHARACTERS,
+                    pl.lit(f"{c.name} had control characters or unnormalized unicode"),
+                )
+            )
+            out_cols.append(
+                pl.col(c.name)
+                .str.replace_all(_CONTROL, "")
+                .str.normalize("NFC")
+                .str.strip_chars()
+                .alias(c.name)
+            )
         elif c.name == "currency":
-            out_cols.append(pl.col(c.name).str.strip_chars().str.to_uppercase().fill_null("USD").alias(c.name))
+            out_cols.append(
+                pl.col(c.name).str.strip_chars().str.to_uppercase().fill_null("USD").alias(c.name)
+            )
         elif c.base_type in ("integer", "bigint"):
             out_cols.append(t.cast(pl.Int64).alias(c.name))
         else:
@@ -284,40 +399,69 @@ def stage(table: str, raw: pl.DataFrame, refs: dict[str, pl.DataFrame] | None = 
         out_cols.append(pl.lit("USD").alias("currency"))
     if table == "orders":
         meta = pl.col("metadata")
-        out_cols.append(meta.str.json_path_match("$.channel").str.to_lowercase().fill_null("unknown")
-                        .alias("channel"))
-        out_cols.append(meta.str.json_path_match("$.payment_method").str.to_lowercase().fill_null("unknown")
-                        .alias("payment_method"))
+        out_cols.append(
+            meta.str.json_path_match("$.channel").str.to_lowercase().fill_null("unknown").alias("channel")
+        )
+        out_cols.append(
+            meta.str.json_path_match("$.payment_method")
+            .str.to_lowercase()
+            .fill_null("unknown")
+            .alias("payment_method")
+        )
     out_cols.append(pl.col(PARTITION))
     clean = kept.select(out_cols).cast(schema).select(list(schema))
 
     # ---- quarantine and ledger ----------------------------------------------------------------------
-    repaired = pl.concat(repairs) if repairs else pl.DataFrame(
-        schema={"_row": pl.UInt32, "_reason": pl.String, "_detail": pl.String})
+    repaired = (
+        pl.concat(repairs)
+        if repairs
+        else pl.DataFrame(schema={"_row": pl.UInt32, "_reason": pl.String, "_detail": pl.String})
+    )
     payload_json = pl.struct(cols).struct.json_encode()
-    q_rows = pl.concat([rejected.with_columns(pl.lit("rejected").alias("_disp")),
-                        repaired.with_columns(pl.lit("repaired").alias("_disp"))])
+    q_rows = pl.concat(
+        [
+            rejected.with_columns(pl.lit("rejected").alias("_disp")),
+            repaired.with_columns(pl.lit("repaired").alias("_disp")),
+        ]
+    )
     # the raw payload is encoded for the quarantined rows only, not for every row staged
     q_raw = df.join(q_rows.select("_row").unique(), on="_row", how="semi")
-    quarantine = q_rows.join(q_raw.select("_row", spec.key, PARTITION, payload_json.alias("_payload")),
-                             on="_row", how="left").sort(["_row", "_reason"]).select(
-        pl.lit(table).alias("source_table"), pl.col(PARTITION).alias("partition"),
-        pl.col(spec.key).alias("source_key"), pl.col("_reason").alias("reason_code"),
-        pl.col("_detail").alias("reason_detail"), pl.col("_disp").alias("disposition"),
-        pl.col("_payload").alias("raw_payload"),
-    ).cast(QUARANTINE_SCHEMA)
+    quarantine = (
+        q_rows.join(
+            q_raw.select("_row", spec.key, PARTITION, payload_json.alias("_payload")), on="_row", how="left"
+        )
+        .sort(["_row", "_reason"])
+        .select(
+            pl.lit(table).alias("source_table"),
+            pl.col(PARTITION).alias("partition"),
+            pl.col(spec.key).alias("source_key"),
+            pl.col("_reason").alias("reason_code"),
+            pl.col("_detail").alias("reason_detail"),
+            pl.col("_disp").alias("disposition"),
+            pl.col("_payload").alias("raw_payload"),
+        )
+        .cast(QUARANTINE_SCHEMA)
+    )
 
     parts = partitions if partitions is not None else sorted(raw[PARTITION].unique().to_list())
     frame = pl.DataFrame({PARTITION: parts}, schema={PARTITION: pl.String})
     per = lambda d, name: d.group_by(PARTITION).agg(pl.len().cast(pl.Int64).alias(name))  # noqa: E731
     rej_parts = rejected.join(df.select("_row", PARTITION), on="_row")
     rep_parts = repaired.select("_row").unique().join(df.select("_row", PARTITION), on="_row")
-    ledger = (frame.join(per(df, "rows_in"), on=PARTITION, how="left")
-              .join(per(clean, "rows_out"), on=PARTITION, how="left")
-              .join(per(rej_parts, "rows_rejected"), on=PARTITION, how="left")
-              .join(per(rep_parts, "rows_repaired"), on=PARTITION, how="left")
-              .fill_null(0)
-              .select(pl.lit(table).alias("source_table"), pl.col(PARTITION).alias("partition"),
-                      "rows_in", "rows_out", "rows_rejected", "rows_repaired")
-              .cast(LEDGER_SCHEMA))
+    ledger = (
+        frame.join(per(df, "rows_in"), on=PARTITION, how="left")
+        .join(per(clean, "rows_out"), on=PARTITION, how="left")
+        .join(per(rej_parts, "rows_rejected"), on=PARTITION, how="left")
+        .join(per(rep_parts, "rows_repaired"), on=PARTITION, how="left")
+        .fill_null(0)
+        .select(
+            pl.lit(table).alias("source_table"),
+            pl.col(PARTITION).alias("partition"),
+            "rows_in",
+            "rows_out",
+            "rows_rejected",
+            "rows_repaired",
+        )
+        .cast(LEDGER_SCHEMA)
+    )
     return StageResult(clean=clean, quarantine=quarantine, ledger=ledger)

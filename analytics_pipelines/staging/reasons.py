@@ -21,13 +21,25 @@ MISSING_PARTITION_TIMESTAMP = "missing_partition_timestamp"
 CONTROL_CHARACTERS = "control_characters"
 MIXED_CASE_STATUS = "mixed_case_status"
 
-REJECTIONS = (NULL_KEY, MALFORMED_VALUE, TIMESTAMP_WITHOUT_TIMEZONE, NAN_MONEY, NEGATIVE_MONEY,
-              ABSURD_MAGNITUDE, UNKNOWN_STATUS, FUTURE_TIMESTAMP, MONEY_IN_DOLLARS, ORPHAN_REFERENCE,
-              DUPLICATE_KEY_IDENTICAL, DUPLICATE_KEY_CONFLICT, MISSING_PARTITION_TIMESTAMP)
+REJECTIONS = (
+    NULL_KEY,
+    MALFORMED_VALUE,
+    TIMESTAMP_WITHOUT_TIMEZONE,
+    NAN_MONEY,
+    NEGATIVE_MONEY,
+    ABSURD_MAGNITUDE,
+    UNKNOWN_STATUS,
+    FUTURE_TIMESTAMP,
+    MONEY_IN_DOLLARS,
+    ORPHAN_REFERENCE,
+    DUPLICATE_KEY_IDENTICAL,
+    DUPLICATE_KEY_CONFLICT,
+    MISSING_PARTITION_TIMESTAMP,
+)
 REPAIRS = (CONTROL_CHARACTERS, MIXED_CASE_STATUS)
 
 # thresholds
-MAX_QUANTITY = 100_000            # no order line, ticket tier or venue holds more
+MAX_QUANTITY = 100_000  # no order line, ticket tier or venue holds more
 MAX_MONEY_CENTS = 10_000_000_000  # $100M on one row is not a ticket sale
-FUTURE_TOLERANCE_DAYS = 1         # clock skew allowed past "now"
-DOLLARS_RATIO = 0.05              # unit price < 5 % of the tier price: the amount was written in dollars
+FUTURE_TOLERANCE_DAYS = 1  # clock skew allowed past "now"
+DOLLARS_RATIO = 0.05  # unit price < 5 % of the tier price: the amount was written in dollars

@@ -34,8 +34,9 @@ class Warehouse(ABC):
     kind: str  # "duckdb" or "postgres"
 
     @abstractmethod
-    def write_partitions(self, table: str, df: pl.DataFrame, by: Sequence[str],
-                         keys: Sequence[PartitionKey]) -> int:
+    def write_partitions(
+        self, table: str, df: pl.DataFrame, by: Sequence[str], keys: Sequence[PartitionKey]
+    ) -> int:
         """Replace the partitions `keys` (values of the columns `by`) of `table` with the rows of `df`.
 
         Every key in `keys` is replaced, also those with no rows in `df` (an empty day stays empty, and a
@@ -50,16 +51,19 @@ class Warehouse(ABC):
         """Run a read-only query in the backend's own dialect (%s placeholders)."""
 
     @abstractmethod
-    def read_table(self, table: str, where: str = "TRUE", params: Sequence = (),
-                   columns: Sequence[str] | None = None) -> pl.DataFrame:
+    def read_table(
+        self, table: str, where: str = "TRUE", params: Sequence = (), columns: Sequence[str] | None = None
+    ) -> pl.DataFrame:
         """Rows of one table as a typed polars frame (empty frame with the schema when none match)."""
 
-    def read_partitions(self, table: str, column: str, first: str, last: str,
-                        columns: Sequence[str] | None = None) -> pl.DataFrame:
+    def read_partitions(
+        self, table: str, column: str, first: str, last: str, columns: Sequence[str] | None = None
+    ) -> pl.DataFrame:
         """Rows (only `columns`, when given) of the partitions first..last (inclusive, compared as text) of a
         table partitioned by `column`. Backends may read only those partitions' storage."""
-        return self.read_table(table, f"{check_identifier(column)} >= %s AND {column} <= %s", [first, last],
-                               columns=columns)
+        return self.read_table(
+            table, f"{check_identifier(column)} >= %s AND {column} <= %s", [first, last], columns=columns
+        )
 
     @abstractmethod
     def drop_partitions(self, table: str, column: str, before: str) -> list[str]:

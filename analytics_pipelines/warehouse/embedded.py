@@ -108,7 +108,7 @@ class EmbeddedWarehouse(Warehouse):
             return []
         dropped = []
         for d in sorted(base.iterdir()):
-            value = unquote(d.name[len(prefix):])
+            value = unquote(d.name[len(prefix) :])
             if d.is_dir() and d.name.startswith(prefix) and value < before:
                 trash = base / f".drop.{uuid.uuid4().hex}"
                 os.replace(d, trash)
@@ -125,8 +125,11 @@ class EmbeddedWarehouse(Warehouse):
     def tables(self) -> list[str]:
         if not self.root.exists():
             return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and not p.name.startswith(".") and next(p.rglob("*.parquet"), None))
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and next(p.rglob("*.parquet"), None)
+        )
 
     def scan_sql(self, table: str) -> str:
         glob = str(self.root / check_identifier(table) / "**" / "*.parquet").replace("'", "''")
@@ -195,8 +198,13 @@ class EmbeddedWarehouse(Warehouse):
         """Reads only the files of partitions first..last (the directory names say which)."""
         base = self.root / check_identifier(table)
         prefix = f"{check_identifier(column)}="
-        files = sorted(str(d / DATA_FILE) for d in base.iterdir() if d.name.startswith(prefix)
-                       and first <= unquote(d.name[len(prefix):]) <= last and (d / DATA_FILE).exists())
+        files = sorted(
+            str(d / DATA_FILE)
+            for d in base.iterdir()
+            if d.name.startswith(prefix)
+            and first <= unquote(d.name[len(prefix) :]) <= last
+            and (d / DATA_FILE).exists()
+        )
         if not files:
             return self.read_table(table, "FALSE", columns=columns)
         return self._read(table, files, columns)
@@ -212,7 +220,9 @@ class EmbeddedWarehouse(Warehouse):
         with self.connect(table) as conn:
             if table not in {r[0] for r in conn.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
                 raise LookupError(f"warehouse table {table} does not exist under {self.root}")
-            return conn.execute(f"SELECT {cols} FROM {table} WHERE {where}".replace("%s", "?"), list(params)).pl()
+            return conn.execute(
+                f"SELECT {cols} FROM {table} WHERE {where}".replace("%s", "?"), list(params)
+            ).pl()
 
     def location(self) -> str:
         return str(self.root)
@@ -238,7 +248,7 @@ class EmbeddedWarehouse(Warehouse):
                 shutil.copyfile(self.catalog_path, tmp)
             conn = duckdb.connect(str(tmp))
             try:
-                for t in (new_tables if incremental else self.tables()):
+                for t in new_tables if incremental else self.tables():
                     conn.execute(f"CREATE OR REPLACE VIEW {t} AS SELECT * FROM {self.scan_sql(t)}")
                 conn.execute("CHECKPOINT")
             finally:
@@ -254,15 +264,25 @@ def _split(df: pl.DataFrame, by: Sequence[str]) -> dict[tuple[str, ...], pl.Data
     sorted by the partition columns: every daily mart) they are zero-copy slices; otherwise partition_by."""
     if df.height == 0:
         return {}
-    spans = (df.select(by).with_row_index("__tt_row").group_by(list(by), maintain_order=True)
-             .agg(pl.col("__tt_row").min().alias("start"), pl.col("__tt_row").max().alias("stop"),
-                  pl.len().alias("n")))
+    spans = (
+        df.select(by)
+        .with_row_index("__tt_row")
+        .group_by(list(by), maintain_order=True)
+        .agg(
+            pl.col("__tt_row").min().alias("start"),
+            pl.col("__tt_row").max().alias("stop"),
+            pl.len().alias("n"),
+        )
+    )
     text = spans.select(pl.col(c).cast(pl.String) for c in by).rows()
     if (spans["stop"] - spans["start"] + 1 == spans["n"]).all():
         return {k: df.slice(a, n) for k, a, n in zip(text, spans["start"], spans["n"], strict=True)}
     tags = [f"__tt_key{i}" for i in range(len(by))]
     tagged = df.with_columns(pl.col(c).cast(pl.String).alias(t) for c, t in zip(by, tags, strict=True))
-    return {tuple(k): g.drop(tags) for k, g in tagged.partition_by(tags, as_dict=True, maintain_order=True).items()}
+    return {
+        tuple(k): g.drop(tags)
+        for k, g in tagged.partition_by(tags, as_dict=True, maintain_order=True).items()
+    }
 
 
 def _read_files(files: list[str], columns: Sequence[str] | None) -> pl.DataFrame:

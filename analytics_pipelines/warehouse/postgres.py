@@ -19,16 +19,36 @@ SCHEMA = "analytics"
 VERSIONS = "_tt_table_versions"
 
 _PG_TYPES = {
-    pl.Int8: "smallint", pl.Int16: "smallint", pl.Int32: "integer", pl.Int64: "bigint",
-    pl.UInt8: "smallint", pl.UInt16: "integer", pl.UInt32: "bigint", pl.UInt64: "numeric(20,0)",
-    pl.Float32: "real", pl.Float64: "double precision", pl.Boolean: "boolean", pl.String: "text",
-    pl.Date: "date", pl.Null: "text",
+    pl.Int8: "smallint",
+    pl.Int16: "smallint",
+    pl.Int32: "integer",
+    pl.Int64: "bigint",
+    pl.UInt8: "smallint",
+    pl.UInt16: "integer",
+    pl.UInt32: "bigint",
+    pl.UInt64: "numeric(20,0)",
+    pl.Float32: "real",
+    pl.Float64: "double precision",
+    pl.Boolean: "boolean",
+    pl.String: "text",
+    pl.Date: "date",
+    pl.Null: "text",
 }
 _POLARS_TYPES = {
-    "smallint": pl.Int16, "integer": pl.Int32, "bigint": pl.Int64, "real": pl.Float32,
-    "double precision": pl.Float64, "numeric": pl.Float64, "boolean": pl.Boolean, "text": pl.String,
-    "character varying": pl.String, "date": pl.Date, "jsonb": pl.String, "uuid": pl.String,
-    "timestamp with time zone": pl.Datetime("us", "UTC"), "timestamp without time zone": pl.Datetime("us"),
+    "smallint": pl.Int16,
+    "integer": pl.Int32,
+    "bigint": pl.Int64,
+    "real": pl.Float32,
+    "double precision": pl.Float64,
+    "numeric": pl.Float64,
+    "boolean": pl.Boolean,
+    "text": pl.String,
+    "character varying": pl.String,
+    "date": pl.Date,
+    "jsonb": pl.String,
+    "uuid": pl.String,
+    "timestamp with time zone": pl.Datetime("us", "UTC"),
+    "timestamp without time zone": pl.Datetime("us"),
 }
 
 
@@ -68,26 +88,39 @@ class PostgresWarehouse(Warehouse):
             # EXISTS alone races: two writers of different tables both try to create the schema)
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
             conn.execute(psql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(psql.Identifier(self.schema)))
-            conn.execute(psql.SQL("CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, version bigint "
-                                  "NOT NULL, changed_at timestamptz NOT NULL)").format(
-                psql.Identifier(self.schema, VERSIONS)))
+            conn.execute(
+                psql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, version bigint "
+                    "NOT NULL, changed_at timestamptz NOT NULL)"
+                ).format(psql.Identifier(self.schema, VERSIONS))
+            )
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}.{table}",))
         cols = psql.SQL(", ").join(
-            psql.SQL("{} {}").format(psql.Identifier(c), psql.SQL(pg_type(t))) for c, t in schema.items())
-        conn.execute(psql.SQL("CREATE TABLE IF NOT EXISTS {}.{} ({})").format(
-            psql.Identifier(self.schema), psql.Identifier(table), cols))
+            psql.SQL("{} {}").format(psql.Identifier(c), psql.SQL(pg_type(t))) for c, t in schema.items()
+        )
+        conn.execute(
+            psql.SQL("CREATE TABLE IF NOT EXISTS {}.{} ({})").format(
+                psql.Identifier(self.schema), psql.Identifier(table), cols
+            )
+        )
         existing = self._columns(conn, table)
         for c, t in schema.items():
             if c not in existing:
-                conn.execute(psql.SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}").format(
-                    psql.Identifier(self.schema), psql.Identifier(table), psql.Identifier(c),
-                    psql.SQL(pg_type(t))))
+                conn.execute(
+                    psql.SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}").format(
+                        psql.Identifier(self.schema),
+                        psql.Identifier(table),
+                        psql.Identifier(c),
+                        psql.SQL(pg_type(t)),
+                    )
+                )
 
     def _columns(self, conn: psycopg.Connection, table: str) -> dict[str, str]:
         rows = conn.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
-            (self.schema, table)).fetchall()
+            (self.schema, table),
+        ).fetchall()
         return dict(rows)
 
     def _replace_rows(self, table: str, df: pl.DataFrame, delete: psql.Composable, params=()) -> int:
@@ -104,10 +137,13 @@ class PostgresWarehouse(Warehouse):
 
     def _bump_version(self, conn: psycopg.Connection, table: str) -> None:
         """Last statement of a write's transaction (so its row lock is held only until the commit)."""
-        conn.execute(psql.SQL(
-            "INSERT INTO {} AS v (table_name, version, changed_at) VALUES (%s, 1, now()) "
-            "ON CONFLICT (table_name) DO UPDATE SET version = v.version + 1, changed_at = now()").format(
-            psql.Identifier(self.schema, VERSIONS)), (table,))
+        conn.execute(
+            psql.SQL(
+                "INSERT INTO {} AS v (table_name, version, changed_at) VALUES (%s, 1, now()) "
+                "ON CONFLICT (table_name) DO UPDATE SET version = v.version + 1, changed_at = now()"
+            ).format(psql.Identifier(self.schema, VERSIONS)),
+            (table,),
+        )
 
     # -- writing -------------------------------------------------------------------------------
     def write_partitions(self, table, df, by, keys):
@@ -116,18 +152,26 @@ class PostgresWarehouse(Warehouse):
             raise ValueError("write_partitions needs partition columns; use replace_table")
         cond = psql.SQL(" AND ").join(
             psql.SQL("{}::text = k.{}").format(psql.Identifier(c), psql.Identifier(f"k{i}"))
-            for i, c in enumerate(by))
+            for i, c in enumerate(by)
+        )
         arrays = [[str(k[i]) for k in keys] for i in range(len(by))]
         unnest = psql.SQL(", ").join(psql.SQL("%s::text[]") for _ in by)
         names = psql.SQL(", ").join(psql.Identifier(f"k{i}") for i in range(len(by)))
-        return self._replace_rows(table, df, psql.SQL("DELETE FROM {} USING unnest({}) AS k({}) WHERE {}").format(
-            psql.Identifier(self.schema, table), unnest, names, cond), arrays)
+        return self._replace_rows(
+            table,
+            df,
+            psql.SQL("DELETE FROM {} USING unnest({}) AS k({}) WHERE {}").format(
+                psql.Identifier(self.schema, table), unnest, names, cond
+            ),
+            arrays,
+        )
 
     def replace_table(self, table, df):
         check_identifier(table)
         # DELETE, not TRUNCATE: TRUNCATE's exclusive lock would block readers until commit.
-        return self._replace_rows(table, df, psql.SQL("DELETE FROM {}").format(
-            psql.Identifier(self.schema, table)))
+        return self._replace_rows(
+            table, df, psql.SQL("DELETE FROM {}").format(psql.Identifier(self.schema, table))
+        )
 
     def drop_partitions(self, table, column, before):
         """One DELETE (MVCC: readers keep seeing the rows until it commits); the partition values are
@@ -138,10 +182,18 @@ class PostgresWarehouse(Warehouse):
                 return []
             target, col = psql.Identifier(self.schema, table), psql.Identifier(check_identifier(column))
             with conn.transaction():
-                values = [r[0] for r in conn.execute(psql.SQL(
-                    "SELECT DISTINCT {c}::text FROM {t} WHERE {c}::text < %s ORDER BY 1").format(c=col, t=target),
-                    (before,))]
-                conn.execute(psql.SQL("DELETE FROM {t} WHERE {c}::text < %s").format(c=col, t=target), (before,))
+                values = [
+                    r[0]
+                    for r in conn.execute(
+                        psql.SQL("SELECT DISTINCT {c}::text FROM {t} WHERE {c}::text < %s ORDER BY 1").format(
+                            c=col, t=target
+                        ),
+                        (before,),
+                    )
+                ]
+                conn.execute(
+                    psql.SQL("DELETE FROM {t} WHERE {c}::text < %s").format(c=col, t=target), (before,)
+                )
                 if values:
                     self._bump_version(conn, table)
         return values
@@ -149,8 +201,11 @@ class PostgresWarehouse(Warehouse):
     # -- reading -------------------------------------------------------------------------------
     def tables(self):
         with self.connect(read_only=True) as conn:
-            rows = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-                                "AND table_name <> %s ORDER BY 1", (self.schema, VERSIONS)).fetchall()
+            rows = conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                "AND table_name <> %s ORDER BY 1",
+                (self.schema, VERSIONS),
+            ).fetchall()
         return [r[0] for r in rows]
 
     def versions(self) -> dict[str, int]:
@@ -158,8 +213,13 @@ class PostgresWarehouse(Warehouse):
         with self.connect(read_only=True) as conn:
             if not conn.execute("SELECT to_regclass(%s)", (f'"{self.schema}".{VERSIONS}',)).fetchone()[0]:
                 return {}
-            return dict(conn.execute(psql.SQL("SELECT table_name, version FROM {}").format(
-                psql.Identifier(self.schema, VERSIONS))).fetchall())
+            return dict(
+                conn.execute(
+                    psql.SQL("SELECT table_name, version FROM {}").format(
+                        psql.Identifier(self.schema, VERSIONS)
+                    )
+                ).fetchall()
+            )
 
     def read(self, sql, params=()):
         with self.connect(read_only=True) as conn:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
+
 def api_tables() -> tuple[str, ...]:
     """The marts the API serves: the registry's `serve=True` entries (customer marts may not exist yet:
     their endpoints answer 503 until they do)."""
@@ -114,7 +115,9 @@ class Reader(ABC):
                         self._cached_rows -= len(self._cache.popitem(last=False)[1][0].rows)
         return res
 
-    def cached(self, tenant_id: str, sql: str, params: Sequence = (), tables: Sequence[str] = ()) -> Result | None:
+    def cached(
+        self, tenant_id: str, sql: str, params: Sequence = (), tables: Sequence[str] = ()
+    ) -> Result | None:
         """The cached result of `query(...)` or None. Touches no database, so the event loop calls it and
         only a miss goes to `executor`."""
         if not self._caching() or not self._known(tables):
@@ -143,8 +146,13 @@ class Reader(ABC):
         return self._cache_size > 0
 
     def cache_stats(self) -> dict:
-        return {"entries": len(self._cache), "rows": self._cached_rows, "hits": self.cache_hits,
-                "misses": self.cache_misses, "generation": self._generation + sum(self._table_generation.values())}
+        return {
+            "entries": len(self._cache),
+            "rows": self._cached_rows,
+            "hits": self.cache_hits,
+            "misses": self.cache_misses,
+            "generation": self._generation + sum(self._table_generation.values()),
+        }
 
     @abstractmethod
     def _known(self, tables: Sequence[str]) -> bool:

@@ -21,9 +21,19 @@ from analytics_pipelines.warehouse.reader import Reader, Result, TableMissing, _
 class PostgresReader(Reader):
     kind = "postgres"
 
-    def __init__(self, url: str, schema: str = SCHEMA, role: str = "tt_api_reader", pool_size: int = 8,
-                 setup_rls: bool = True, catalog_seconds: float = 5.0, refresh_seconds: float = 1.0,
-                 background: bool = True, cache_size: int = 4096, tables: Sequence[str] | None = None):
+    def __init__(
+        self,
+        url: str,
+        schema: str = SCHEMA,
+        role: str = "tt_api_reader",
+        pool_size: int = 8,
+        setup_rls: bool = True,
+        catalog_seconds: float = 5.0,
+        refresh_seconds: float = 1.0,
+        background: bool = True,
+        cache_size: int = 4096,
+        tables: Sequence[str] | None = None,
+    ):
         super().__init__(cache_size, workers=pool_size)
         self.served = tuple(api_tables() if tables is None else tables)
         self.url = normalize_pg_url(url)
@@ -65,13 +75,25 @@ class PostgresReader(Reader):
         """Read the write counters; a change empties the result cache. Returns whether anything changed."""
         with self._conn() as conn, conn.transaction():
             exists = conn.execute("SELECT to_regclass(%s)", (f'"{self.schema}".{VERSIONS}',)).fetchone()[0]
-            versions = dict(conn.execute(psql.SQL("SELECT table_name, version FROM {}").format(
-                psql.Identifier(self.schema, VERSIONS))).fetchall()) if exists else None
+            versions = (
+                dict(
+                    conn.execute(
+                        psql.SQL("SELECT table_name, version FROM {}").format(
+                            psql.Identifier(self.schema, VERSIONS)
+                        )
+                    ).fetchall()
+                )
+                if exists
+                else None
+            )
         changed = versions != self._versions
         if changed:
             old = self._versions
-            self._changed(None if versions is None or old is None else
-                          [t for t in set(versions) | set(old) if versions.get(t) != old.get(t)])
+            self._changed(
+                None
+                if versions is None or old is None
+                else [t for t in set(versions) | set(old) if versions.get(t) != old.get(t)]
+            )
             self._versions = versions
         self.last_refresh = time.time()
         return changed
@@ -120,7 +142,9 @@ class PostgresReader(Reader):
             with self._conn() as conn, conn.transaction():
                 rows = conn.execute(
                     "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s "
-                    "ORDER BY table_name, ordinal_position", (self.schema,)).fetchall()
+                    "ORDER BY table_name, ordinal_position",
+                    (self.schema,),
+                ).fetchall()
             cat: dict[str, list[str]] = {}
             for t, c in rows:
                 cat.setdefault(t, []).append(c)
@@ -153,9 +177,11 @@ class PostgresReader(Reader):
     def _execute(self, tenant_id, sql, params, tables):
         with self._conn() as conn, conn.transaction():
             # one round trip: set_config(..., true) is SET LOCAL (role included: = SET LOCAL ROLE)
-            conn.execute("SELECT set_config('role', %s, true), set_config('search_path', %s, true), "
-                         "set_config('app.tenant_id', %s, true), set_config('TimeZone', 'UTC', true)",
-                         (self.role, f'"{self.schema}", public', tenant_id))
+            conn.execute(
+                "SELECT set_config('role', %s, true), set_config('search_path', %s, true), "
+                "set_config('app.tenant_id', %s, true), set_config('TimeZone', 'UTC', true)",
+                (self.role, f'"{self.schema}", public', tenant_id),
+            )
             try:
                 cur = conn.execute(sql, params)
             except psycopg.errors.UndefinedTable as exc:
@@ -164,18 +190,27 @@ class PostgresReader(Reader):
 
     def latest(self, table, column):
         with self._conn() as conn, conn.transaction():
-            return conn.execute(psql.SQL("SELECT max({}) FROM {}").format(
-                psql.Identifier(column), psql.Identifier(self.schema, table))).fetchone()[0]
+            return conn.execute(
+                psql.SQL("SELECT max({}) FROM {}").format(
+                    psql.Identifier(column), psql.Identifier(self.schema, table)
+                )
+            ).fetchone()[0]
 
     def status(self) -> dict:
         try:
             with self._conn() as conn, conn.transaction():
                 conn.execute("SELECT 1")
-            return {"backend": "postgres", "reachable": True, "tables": sorted(self._refresh_catalog(True)),
-                    "rls_tables": sorted(self._protected),
-                    "versions_age_seconds": round(time.time() - self.last_refresh, 3) if self.last_refresh else None,
-                    "refresh_error": self._poller.error if self._poller else None,
-                    "cache": self.cache_stats() if self._caching() else "off (no write counters)"}
+            return {
+                "backend": "postgres",
+                "reachable": True,
+                "tables": sorted(self._refresh_catalog(True)),
+                "rls_tables": sorted(self._protected),
+                "versions_age_seconds": round(time.time() - self.last_refresh, 3)
+                if self.last_refresh
+                else None,
+                "refresh_error": self._poller.error if self._poller else None,
+                "cache": self.cache_stats() if self._caching() else "off (no write counters)",
+            }
         except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
             return {"backend": "postgres", "reachable": False, "error": f"{type(exc).__name__}: {exc}"}
 

@@ -77,12 +77,21 @@ def read_files(paths: list[str]):
 class SnapshotReader(Reader):
     kind = "duckdb"
 
-    def __init__(self, root: str | os.PathLike, tables: Sequence[str] | None = None,
-                 refresh_seconds: float = 2.0, memory_limit: str = "1GB", threads: int = 2,
-                 background: bool = True, cache_size: int = 4096):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        tables: Sequence[str] | None = None,
+        refresh_seconds: float = 2.0,
+        memory_limit: str = "1GB",
+        threads: int = 2,
+        background: bool = True,
+        cache_size: int = 4096,
+    ):
         super().__init__(cache_size, workers=threads)
         self.root = Path(root).resolve()
-        self.wanted = self.served = tuple(check_identifier(t) for t in (api_tables() if tables is None else tables))
+        self.wanted = self.served = tuple(
+            check_identifier(t) for t in (api_tables() if tables is None else tables)
+        )
         self.refresh_seconds = refresh_seconds
         self._dir = tempfile.TemporaryDirectory(prefix="tt-api-snapshot-")
         self.db = duckdb.connect(os.path.join(self._dir.name, "snapshot.duckdb"))
@@ -94,7 +103,7 @@ class SnapshotReader(Reader):
         self._loaded_at: dict[str, float] = {}
         self._columns: dict[str, list[str]] = {}
         self._local = threading.local()
-        self._lock = threading.Lock()      # one refresh at a time
+        self._lock = threading.Lock()  # one refresh at a time
         self._reloads = 0
         self.last_refresh = 0.0
         self.refresh()
@@ -179,9 +188,14 @@ class SnapshotReader(Reader):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.execute(f"ALTER TABLE {tmp} RENAME TO {table}")
         conn.execute("COMMIT")
-        self._columns[table] = [r[0] for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND column_name <> ? "
-            "ORDER BY ordinal_position", [table, FILE_COL]).fetchall()]
+        self._columns[table] = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND column_name <> ? "
+                "ORDER BY ordinal_position",
+                [table, FILE_COL],
+            ).fetchall()
+        ]
 
     # reading ------------------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -220,15 +234,23 @@ class SnapshotReader(Reader):
     def latest(self, table, column):
         if table not in self._columns:
             raise TableMissing(table)
-        return self._cursor().execute(
-            f"SELECT max({check_identifier(column)}) FROM {check_identifier(table)}").fetchone()[0]
+        return (
+            self._cursor()
+            .execute(f"SELECT max({check_identifier(column)}) FROM {check_identifier(table)}")
+            .fetchone()[0]
+        )
 
     def status(self) -> dict:
-        return {"backend": "duckdb", "reachable": self.root.is_dir(), "location": str(self.root),
-                "tables": sorted(self._columns),
-                "snapshot_age_seconds": round(time.time() - self.last_refresh, 3) if self.last_refresh else None,
-                "loaded_at": {t: _iso(ts) for t, ts in sorted(self._loaded_at.items())},
-                "refresh_error": self.last_error, "cache": self.cache_stats()}
+        return {
+            "backend": "duckdb",
+            "reachable": self.root.is_dir(),
+            "location": str(self.root),
+            "tables": sorted(self._columns),
+            "snapshot_age_seconds": round(time.time() - self.last_refresh, 3) if self.last_refresh else None,
+            "loaded_at": {t: _iso(ts) for t, ts in sorted(self._loaded_at.items())},
+            "refresh_error": self.last_error,
+            "cache": self.cache_stats(),
+        }
 
     def close(self) -> None:
         super().close()

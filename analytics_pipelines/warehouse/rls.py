@@ -22,8 +22,9 @@ from analytics_pipelines.warehouse.postgres import SCHEMA
 POLICY = "tt_tenant_isolation"
 
 
-def enable_tenant_rls(url: str, schema: str = SCHEMA, role: str = "tt_api_reader",
-                      tables: list[str] | None = None) -> list[str]:
+def enable_tenant_rls(
+    url: str, schema: str = SCHEMA, role: str = "tt_api_reader", tables: list[str] | None = None
+) -> list[str]:
     """Enable tenant RLS on `tables` (default: every table of `schema` with a tenant_id column) and grant
     SELECT on them to `role` (created NOLOGIN if absent). Returns the protected tables."""
     check_identifier(schema)
@@ -38,7 +39,9 @@ def enable_tenant_rls(url: str, schema: str = SCHEMA, role: str = "tt_api_reader
             except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
                 pass
         # the login user must be able to SET ROLE to it (a superuser can anyway)
-        me = conn.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        me = conn.execute(
+            "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
         if not me[1]:
             conn.execute(psql.SQL("GRANT {} TO {}").format(ident(role), ident(me[0])))
         if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
@@ -47,20 +50,29 @@ def enable_tenant_rls(url: str, schema: str = SCHEMA, role: str = "tt_api_reader
         conn.execute(psql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(ident(schema), ident(role)))
         rows = conn.execute(
             "SELECT table_name, array_agg(column_name::text) FROM information_schema.columns "
-            "WHERE table_schema = %s GROUP BY table_name", (schema,)).fetchall()
+            "WHERE table_schema = %s GROUP BY table_name",
+            (schema,),
+        ).fetchall()
         cols = {t: set(c) for t, c in rows}
-        chosen = [t for t in (tables if tables is not None else sorted(cols)) if "tenant_id" in cols.get(t, ())]
+        chosen = [
+            t for t in (tables if tables is not None else sorted(cols)) if "tenant_id" in cols.get(t, ())
+        ]
         for t in chosen:
             qt = ident(schema, check_identifier(t))
             conn.execute(psql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(qt))
             conn.execute(psql.SQL("DROP POLICY IF EXISTS {} ON {}").format(ident(POLICY), qt))
-            conn.execute(psql.SQL(
-                "CREATE POLICY {} ON {} FOR SELECT TO {} "
-                "USING (tenant_id::text = current_setting('app.tenant_id', true))").format(
-                ident(POLICY), qt, ident(role)))
+            conn.execute(
+                psql.SQL(
+                    "CREATE POLICY {} ON {} FOR SELECT TO {} "
+                    "USING (tenant_id::text = current_setting('app.tenant_id', true))"
+                ).format(ident(POLICY), qt, ident(role))
+            )
             conn.execute(psql.SQL("GRANT SELECT ON {} TO {}").format(qt, ident(role)))
             if "venue_id" in cols[t]:
-                conn.execute(psql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (tenant_id, venue_id)").format(
-                    ident(f"{t}_tenant_venue_idx"), qt))
+                conn.execute(
+                    psql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (tenant_id, venue_id)").format(
+                        ident(f"{t}_tenant_venue_idx"), qt
+                    )
+                )
         conn.commit()
     return chosen

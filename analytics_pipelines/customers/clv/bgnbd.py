@@ -26,10 +26,7 @@ from analytics_pipelines.customers.clv.model import (
 
 
 def fit_bgnbd(
-    frequency: npt.ArrayLike,
-    recency: npt.ArrayLike,
-    T: npt.ArrayLike,
-    penalizer: float = 0.0,
+    frequency: npt.ArrayLike, recency: npt.ArrayLike, T: npt.ArrayLike, penalizer: float = 0.0
 ) -> BGNBDParams:
     """Fit a BG/NBD model by maximum likelihood.
 
@@ -92,10 +89,7 @@ def _fit_bgnbd_distinct(
 
 
 def bgnbd_log_likelihood(
-    params: BGNBDParams,
-    frequency: npt.ArrayLike,
-    recency: npt.ArrayLike,
-    T: npt.ArrayLike,
+    params: BGNBDParams, frequency: npt.ArrayLike, recency: npt.ArrayLike, T: npt.ArrayLike
 ) -> FloatArray:
     """Log-likelihood of each customer's (frequency, recency, T) under a BG/NBD model.
 
@@ -112,10 +106,7 @@ def bgnbd_log_likelihood(
 
 
 def probability_alive(
-    params: BGNBDParams,
-    frequency: npt.ArrayLike,
-    recency: npt.ArrayLike,
-    T: npt.ArrayLike,
+    params: BGNBDParams, frequency: npt.ArrayLike, recency: npt.ArrayLike, T: npt.ArrayLike
 ) -> FloatArray:
     """Probability that each customer is still active ("alive") at age T.
 
@@ -129,11 +120,7 @@ def probability_alive(
 
 
 def conditional_expected_purchases(
-    params: BGNBDParams,
-    t: npt.ArrayLike,
-    frequency: npt.ArrayLike,
-    recency: npt.ArrayLike,
-    T: npt.ArrayLike,
+    params: BGNBDParams, t: npt.ArrayLike, frequency: npt.ArrayLike, recency: npt.ArrayLike, T: npt.ArrayLike
 ) -> FloatArray:
     """Expected number of repeat purchases of each customer in the next ``t`` time units.
 

@@ -25,8 +25,6 @@ _OPTIMIZER_OPTIONS: Final[dict[str, float]] = {"maxiter": 2000, "ftol": 1e-14, "
 _COLLAPSE_WITH_POLARS: Final[int] = 20_000
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class _BGNBDData:
     """Distinct customer rows with their counts, split the way the objective uses them.

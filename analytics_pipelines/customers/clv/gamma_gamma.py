@@ -32,9 +32,7 @@ from analytics_pipelines.customers.clv.model import (
 
 
 def fit_gamma_gamma(
-    frequency: npt.ArrayLike,
-    monetary_value: npt.ArrayLike,
-    penalizer: float = 0.0,
+    frequency: npt.ArrayLike, monetary_value: npt.ArrayLike, penalizer: float = 0.0
 ) -> GammaGammaParams:
     """Fit a Gamma-Gamma spend model by maximum likelihood.
 
@@ -82,9 +80,12 @@ def _fit_gamma_gamma_distinct(
         # every repeat customer spends the same: the likelihood keeps rising as p and q grow together, so
         # there is no maximum; where the optimiser stops on the flat ridge depends on rounding
         converged = False
-        warnings.warn("the fit did not converge: every customer's average spend is the same, so the "
-                      "Gamma-Gamma likelihood has no maximum; try a small penalizer such as 0.001",
-                      RuntimeWarning, stacklevel=stacklevel)
+        warnings.warn(
+            "the fit did not converge: every customer's average spend is the same, so the "
+            "Gamma-Gamma likelihood has no maximum; try a small penalizer such as 0.001",
+            RuntimeWarning,
+            stacklevel=stacklevel,
+        )
     p, q, v = np.exp(log_params)
     log_likelihood = float(counts @ _gamma_gamma_log_likelihood(p, q, v, x, m))
     return GammaGammaParams(
@@ -98,9 +99,7 @@ def _fit_gamma_gamma_distinct(
 
 
 def gamma_gamma_log_likelihood(
-    params: GammaGammaParams,
-    frequency: npt.ArrayLike,
-    monetary_value: npt.ArrayLike,
+    params: GammaGammaParams, frequency: npt.ArrayLike, monetary_value: npt.ArrayLike
 ) -> FloatArray:
     """Log-likelihood of each customer's average repeat spend under a Gamma-Gamma model.
 
@@ -115,9 +114,7 @@ def gamma_gamma_log_likelihood(
 
 
 def conditional_expected_average_value(
-    params: GammaGammaParams,
-    frequency: npt.ArrayLike,
-    monetary_value: npt.ArrayLike,
+    params: GammaGammaParams, frequency: npt.ArrayLike, monetary_value: npt.ArrayLike
 ) -> FloatArray:
     """Expected average value of each customer's future transactions, given their past repeat spend.
 
@@ -177,8 +174,9 @@ def customer_lifetime_value(
     if not (math.isfinite(time_unit_days) and time_unit_days > 0):
         raise ValueError(f"time_unit_days must be finite and > 0, got {time_unit_days!r}")
 
-    return _lifetime_values(bgnbd_params, gg_params, x, t_x, age, m, (int(months),), monthly_discount_rate,
-                            time_unit_days)[int(months)]
+    return _lifetime_values(
+        bgnbd_params, gg_params, x, t_x, age, m, (int(months),), monthly_discount_rate, time_unit_days
+    )[int(months)]
 
 
 def _distinct_pairs(x: FloatArray, age: FloatArray) -> tuple[FloatArray, FloatArray, npt.NDArray[np.intp]]:

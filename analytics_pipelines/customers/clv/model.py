@@ -66,7 +66,6 @@ class GammaGammaParams:
         _check_positive_params(p=self.p, q=self.q, v=self.v)
 
 
-
 # --------------------------------------------------------------------------------------------------
 # Model formulas
 # --------------------------------------------------------------------------------------------------
@@ -201,7 +200,6 @@ def _conditional_expected_average_value(params: GammaGammaParams, x: FloatArray,
             f"the Gamma-Gamma population mean spend p*v/(q-1) is infinite for q <= 1 (q = {params.q})"
         )
     return params.p * (params.v + x * m) / (params.p * x + params.q - 1.0)
-
 
 
 # --------------------------------------------------------------------------------------------------
