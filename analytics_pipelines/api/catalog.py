@@ -1,6 +1,6 @@
 """The registry's served marts, generically: what exists (`GET /v1/marts`) and its rows (`GET /v1/marts/{table}`),
 scoped by the tenant and venue columns each registry entry declares. A mart added to the registry with
-`serve=True` is served here with no route of its own; the purpose-built endpoints (marts.py) stay for the
+`serve=True` is served here with no route of its own; the purpose-built endpoints (marts.py, customers.py) stay for
 shapes dashboards need."""
 
 from __future__ import annotations
