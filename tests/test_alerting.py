@@ -16,6 +16,7 @@ from notify_servers import http_server, smtp_server
 
 from analytics_pipelines import notify
 from analytics_pipelines.alerting import engine as E
+from analytics_pipelines.alerting import notifier as N
 from analytics_pipelines.alerting import rules as R
 from analytics_pipelines.ops.alerts import alert_instances, alert_notifications, alert_rules
 from analytics_pipelines.ops.db import as_utc, ops_engine
@@ -199,7 +200,7 @@ def fresh_engine(url: str) -> sa.Engine:
     return ops_engine(url)
 
 
-QUIET = E.Notifier(sleep=lambda s: None)
+QUIET = N.Notifier(sleep=lambda s: None)
 
 
 def instances(engine, **where) -> list[dict]:
@@ -422,7 +423,7 @@ def test_default_rules_seeded_once_and_configurable(ops_url, monkeypatch):
     # the seeded revenue-drop rule fires on hourly_revenue_change_pct once enabled
     E.update_rule(eng, rows["revenue_drop"].id, {"enabled": True})
     drop = kpis({(T1, None): [-70.0]}, metric="hourly_revenue_change_pct")
-    s = E.evaluate(eng, drop, NOW, E.Notifier(sleep=lambda s: None))
+    s = E.evaluate(eng, drop, NOW, N.Notifier(sleep=lambda s: None))
     assert ("revenue_drop", f"tenant:{T1}") in s.triggered
     with pytest.raises(ValueError, match="unknown rule fields"):
         E.create_rule(
@@ -474,7 +475,7 @@ def test_email_through_a_real_smtp_server(tmp_path, caplog):
                 actions=[{"type": "email", "to": ["jane.doe@example.com", "ops@tickettoken.io"]}],
             ),
         )
-        notifier = E.Notifier(smtp=notify.SmtpSettings(host="127.0.0.1", port=port), sleep=lambda s: None)
+        notifier = N.Notifier(smtp=notify.SmtpSettings(host="127.0.0.1", port=port), sleep=lambda s: None)
         with caplog.at_level(logging.INFO):
             s = E.evaluate(eng, kpis({(T1, None): [17.5]}), NOW, notifier)
     assert len(inbox) == 1
@@ -508,7 +509,7 @@ def test_email_to_an_unreachable_server_is_recorded_not_raised(tmp_path, monkeyp
             actions=[{"type": "email"}],
         ),
     )  # recipients from TT_ALERT_EMAILS
-    notifier = E.Notifier.from_env(
+    notifier = N.Notifier.from_env(
         smtp=notify.SmtpSettings(port=free_port(), timeout_s=2), sleep=lambda s: None
     )
     s = E.evaluate(eng, kpis({(T1, None): [20]}), NOW, notifier)
@@ -532,7 +533,7 @@ def test_webhook_that_fails_twice_then_succeeds(tmp_path):
                 actions=[{"type": "webhook", "url": url, "headers": {"X-Token": "abc"}}],
             ),
         )
-        s = E.evaluate(eng, kpis({(T1, None): [20]}), NOW, E.Notifier(backoff_s=0.5, sleep=waits.append))
+        s = E.evaluate(eng, kpis({(T1, None): [20]}), NOW, N.Notifier(backoff_s=0.5, sleep=waits.append))
     assert len(received) == 3 and waits == [0.5, 1.0]  # exponential backoff between the attempts
     body = received[-1]["body"]
     assert body["alert"] == "refunds" and body["value"] == 20.0 and body["scope"] == f"tenant:{T1}"
@@ -564,7 +565,7 @@ def test_webhook_that_always_fails_is_recorded_and_evaluation_goes_on(tmp_path):
             ),
         )
         frame = pl.concat([kpis({(T1, None): [20]}), kpis({(T1, None): [1]}, metric="tickets_sold_24h")])
-        s = E.evaluate(eng, frame, NOW, E.Notifier(webhook_retries=2, sleep=lambda s: None))
+        s = E.evaluate(eng, frame, NOW, N.Notifier(webhook_retries=2, sleep=lambda s: None))
     assert len(received) == 3
     assert len(s.triggered) == 2
     by_channel = {(n["instance_id"], n["channel"]): n for n in s.notifications}

@@ -466,9 +466,9 @@ def test_run_failure_sensor_sends_email_and_webhook(monkeypatch):
             dagster_run=result.dagster_run,
             dagster_event=result.get_run_failure_event(),
         ).for_run_failure()
-        import analytics_pipelines.alerting.engine as E
+        import analytics_pipelines.alerting.notifier as N
 
-        monkeypatch.setattr(E.Notifier, "backoff_s", 0.01)  # the class default: keep the retry wait short
+        monkeypatch.setattr(N.Notifier, "backoff_s", 0.01)  # the class default: keep the retry wait short
         run_failure_alert_sensor(ctx)
     [(rcpts, msg)] = inbox
     assert sorted(rcpts) == ["cto@tickettoken.io", "data-oncall@tickettoken.io"]

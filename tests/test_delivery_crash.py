@@ -19,6 +19,7 @@ from notify_servers import free_port, http_server, smtp_server
 
 from analytics_pipelines import notify, outbox
 from analytics_pipelines.alerting import engine as alerts
+from analytics_pipelines.alerting.notifier import Notifier
 from analytics_pipelines.exports import delivery
 from analytics_pipelines.ops.alerts import alert_notifications
 from analytics_pipelines.ops.db import as_utc, ops_engine
@@ -198,9 +199,7 @@ def test_alert_killed_after_its_webhook_is_swept_once_per_key(ops_url):
         assert states == {"webhook": "sending", "email": "pending"}
         assert _rows(engine, alert_notifications) == []
 
-        notifier = alerts.Notifier(
-            smtp=notify.SmtpSettings(host="127.0.0.1", port=port), sleep=lambda s: None
-        )
+        notifier = Notifier(smtp=notify.SmtpSettings(host="127.0.0.1", port=port), sleep=lambda s: None)
         swept = outbox.sweep_deliveries(engine, AFTER_LEASE, notifier.transport())
         assert len(swept.resent) == 2 and swept.failed == []
         keys = [r["headers"]["Idempotency-Key"] for r in received]
@@ -250,13 +249,11 @@ def test_a_failed_alert_email_is_retried_by_the_sweeper_with_its_message_id(ops_
     )
     with smtp_server() as (port, inbox):
         down = notify.SmtpSettings(host="127.0.0.1", port=free_port(), timeout_s=2)
-        (note,) = alerts.evaluate(
-            engine, frame, NOW, alerts.Notifier(smtp=down, sleep=lambda s: None)
-        ).notifications
+        (note,) = alerts.evaluate(engine, frame, NOW, Notifier(smtp=down, sleep=lambda s: None)).notifications
         assert note["status"] == "failed"
         (row,) = _rows(engine, delivery_ledger)
         assert row["state"] == "failed" and as_utc(row["next_attempt_at"]) == NOW + timedelta(minutes=5)
-        up = alerts.Notifier(smtp=notify.SmtpSettings(host="127.0.0.1", port=port)).transport()
+        up = Notifier(smtp=notify.SmtpSettings(host="127.0.0.1", port=port)).transport()
         assert outbox.sweep_deliveries(engine, NOW + timedelta(minutes=4), up).resent == []  # backing off
         assert outbox.sweep_deliveries(engine, NOW + timedelta(minutes=5), up).resent == [row["idem_key"]]
         assert _ids_for(inbox, GM) == [row["message_id"]]

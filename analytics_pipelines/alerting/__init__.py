@@ -1,13 +1,13 @@
 """Alerting: rules over kpi_snapshots metrics, persisted instances, notifications (no Dagster here).
 
 `rules` is pure (validation, schedule, aggregation, conditions); `engine` works on the operational
-database (analytics_pipelines.ops): create/seed rules, evaluate, deliver, acknowledge, resolve."""
+database (analytics_pipelines.ops): create/seed rules, evaluate, acknowledge, resolve; `notifier` delivers
+the actions of new instances."""
 
 from analytics_pipelines.alerting.engine import (
     DEFAULT_RULES,
     NOT_SEEDED,
     EvaluationSummary,
-    Notifier,
     acknowledge,
     create_rule,
     evaluate,
@@ -17,6 +17,7 @@ from analytics_pipelines.alerting.engine import (
     seed_default_rules,
     update_rule,
 )
+from analytics_pipelines.alerting.notifier import Notifier
 from analytics_pipelines.alerting.rules import KPI_METRICS, RuleError, validate_rule
 
 __all__ = [

@@ -1,7 +1,7 @@
 """The registry's served marts, generically: what exists (`GET /v1/marts`) and its rows (`GET /v1/marts/{table}`),
 scoped by the tenant and venue columns each registry entry declares. A mart added to the registry with
-`serve=True` is served here with no route of its own; the purpose-built endpoints (marts.py) stay for the
-shapes dashboards need."""
+`serve=True` is served here with no route of its own; the purpose-built endpoints (marts.py,
+customers.py) stay for the shapes dashboards need."""
 
 from __future__ import annotations
 
