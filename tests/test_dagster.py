@@ -128,12 +128,12 @@ def test_main_job_run_records_partitions_and_checks(tiny_env):
     through = meta("sales_metrics")["through"].value  # the last day with sales
     assert meta("sales_metrics")["mode"].value == f"incremental from {min(through, '2026-10-31')}"
     assert meta("no_shows")["mode"].value == "incremental"
-    from analytics_pipelines.marts import build as B
+    from analytics_pipelines.marts import whole as W
     from analytics_pipelines.resources import default_warehouse_url
     from analytics_pipelines.warehouse import open_warehouse
 
     wh = open_warehouse(default_warehouse_url())
-    assert wh.read_table("sales_metrics").equals(B.sales_metrics(wh, through))
+    assert wh.read_table("sales_metrics").equals(W.sales_metrics(wh, through))
 
 
 RUN = """

@@ -14,6 +14,7 @@ from materialized import FIRST, LAST, NOW, materialize_everything
 
 from analytics_pipelines.marts import build as B
 from analytics_pipelines.marts import checks, reconcile
+from analytics_pipelines.marts import whole as W
 from analytics_pipelines.marts.projections import BASELINE, MODEL, platform_backtest, project
 from analytics_pipelines.marts.sales import sales_metrics
 from analytics_pipelines.marts.sqlrun import run
@@ -300,20 +301,20 @@ def test_incremental_sales_metrics_equal_a_full_rebuild(built, previous_through,
     """The table built through an earlier day, updated from `since` on, equals a rebuild through LAST:
     mid-week and mid-month cuts, a month boundary, and a `since` well before the previous build's end."""
     wh, _, _ = built
-    previous = B.sales_metrics(wh, previous_through)
-    full = B.sales_metrics(wh, LAST)
-    inc = B.sales_metrics(wh, LAST, since=since, previous=previous)
+    previous = W.sales_metrics(wh, previous_through)
+    full = W.sales_metrics(wh, LAST)
+    inc = W.sales_metrics(wh, LAST, since=since, previous=previous)
     assert inc.height == full.height
     assert inc.equals(full), inc.join(full, on=["venue_id", "granularity", "period_start"], how="anti").head()
 
 
 def test_incremental_no_shows_recompute_recent_and_missing_events_only(built):
     wh, _, _ = built
-    full = B.no_shows(wh, NOW)
+    full = W.no_shows(wh, NOW)
     assert full.events is None and full.rows.height > 10
-    same = B.no_shows(wh, NOW, previous=full.rows)
+    same = W.no_shows(wh, NOW, previous=full.rows)
     assert same.rows.equals(full.rows)
-    recent = full.rows.filter(pl.col("ended_at") >= NOW - timedelta(days=B.NO_SHOW_SETTLE_DAYS))
+    recent = full.rows.filter(pl.col("ended_at") >= NOW - timedelta(days=W.NO_SHOW_SETTLE_DAYS))
     assert 0 < len(same.events) == recent.height < full.rows.height  # only the unsettled events
     assert reconcile.check_no_shows(wh, same, NOW).passed
     # a settled event missing from the previous table is recomputed; a wrong recent row is corrected
@@ -322,7 +323,7 @@ def test_incremental_no_shows_recompute_recent_and_missing_events_only(built):
     broken = full.rows.filter(pl.col("event_id") != old).with_columns(
         pl.when(pl.col("event_id") == young).then(0).otherwise(pl.col("no_shows")).alias("no_shows")
     )
-    fixed = B.no_shows(wh, NOW, previous=broken)
+    fixed = W.no_shows(wh, NOW, previous=broken)
     assert fixed.rows.equals(full.rows) and old in fixed.events and young in fixed.events
     # the check compares the recomputed events with an independent count and fails on a difference
     wrong = dataclasses.replace(fixed, recomputed=fixed.recomputed.with_columns(pl.col("no_shows") + 1))

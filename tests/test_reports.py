@@ -17,12 +17,8 @@ from pdf_tools import ink_per_page, pdf_text
 
 from analytics_pipelines.privacy import key_id
 from analytics_pipelines.reports import ChartSpec, Report, Section, render
-from analytics_pipelines.reports.builders import (
-    RAW_DATA_TABLES,
-    build_export,
-    daily_venue_report,
-    executive_report,
-)
+from analytics_pipelines.reports.builders import daily_venue_report, executive_report
+from analytics_pipelines.reports.export_types import RAW_DATA_TABLES, build_export
 from analytics_pipelines.reports.filters import ExportRequestError, MissingMartError, parse_filters
 from analytics_pipelines.reports.model import label
 from analytics_pipelines.reports.pseudonyms import PseudonymKeyError, pseudonym, pseudonym_key

@@ -19,7 +19,7 @@ from analytics_pipelines.exports.lifecycle import create_request
 from analytics_pipelines.ops.alerts import alert_instances
 from analytics_pipelines.ops.db import as_utc
 from analytics_pipelines.ops.exports import EXPORT_FORMATS, EXPORT_TYPES, analytics_exports
-from analytics_pipelines.reports.builders import RAW_DATA_TABLES
+from analytics_pipelines.reports.export_types import RAW_DATA_TABLES
 from analytics_pipelines.warehouse import open_warehouse
 
 router = APIRouter(prefix="/v1")

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from analytics_pipelines.ops.db import as_utc
 from analytics_pipelines.ops.exports import EXPORT_FORMATS, EXPORT_TYPES, analytics_exports
 from analytics_pipelines.paths import data_dir
-from analytics_pipelines.reports.builders import RAW_DATA_TABLES, build_export, needs_pseudonym_key
+from analytics_pipelines.reports.export_types import RAW_DATA_TABLES, build_export, needs_pseudonym_key
 from analytics_pipelines.reports.filters import (
     ExportRequestError,
     MissingMartError,

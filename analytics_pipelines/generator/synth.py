@@ -64,7 +64,17 @@ from analytics_pipelines.generator.dimensions import (
     _make_types,
     _make_venues,
 )
-from analytics_pipelines.generator.frames import _BUILDERS
+from analytics_pipelines.generator.frames import (
+    _category_frames,
+    _event_frames,
+    _price_history_frames,
+    _scan_frames,
+    _schedule_frames,
+    _ticket_frames,
+    _type_frames,
+    _user_frames,
+    _venue_frames,
+)
 from analytics_pipelines.generator.orders import _make_baskets, _make_orders, _make_users, _refund
 from analytics_pipelines.generator.primitives import _Ids, _new_ids, _Streams
 from analytics_pipelines.generator.reference import (
@@ -75,9 +85,36 @@ from analytics_pipelines.generator.reference import (
     SCALES,
     Scale,
 )
+from analytics_pipelines.generator.sales_frames import (
+    _fee_frames,
+    _item_frames,
+    _listing_frames,
+    _order_frames,
+    _refund_frames,
+    _transfer_frames,
+)
 from analytics_pipelines.generator.tickets import _finish, _make_resale, _make_tickets
 from analytics_pipelines.generator.world import _Clock, _World
 from analytics_pipelines.source import contract
+
+#: the frame renderer of each table, in contract order
+_BUILDERS = {
+    "venues": _venue_frames,
+    "event_categories": _category_frames,
+    "users": _user_frames,
+    "events": _event_frames,
+    "event_schedules": _schedule_frames,
+    "ticket_types": _type_frames,
+    "tickets": _ticket_frames,
+    "ticket_scans": _scan_frames,
+    "ticket_price_history": _price_history_frames,
+    "orders": _order_frames,
+    "order_items": _item_frames,
+    "order_refunds": _refund_frames,
+    "marketplace_listings": _listing_frames,
+    "marketplace_transfers": _transfer_frames,
+    "platform_fees": _fee_frames,
+}
 
 
 def _build(scale: Scale, seed: int, as_of: date) -> _World:

@@ -376,7 +376,7 @@ def check_totals(mart: str, control: pl.DataFrame, df: pl.DataFrame) -> CheckOut
 
 
 def check_no_shows(wh: Warehouse, result, now: datetime) -> CheckOutcome:
-    """`result` (build.NoShows): the recomputed rows' sold tickets and no-shows against an independent count
+    """`result` (whole.NoShows): the recomputed rows' sold tickets and no-shows against an independent count
     (sql/checks/no_shows_total.sql) over the staging rows of the same events (every event after a full
     rebuild); the whole table's counts never negative, no-shows never above sold. The query runs in memory
     over the staging frames the build already read, cut to the recomputed events here, by the check."""

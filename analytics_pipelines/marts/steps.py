@@ -12,6 +12,7 @@ import polars as pl
 
 from analytics_pipelines.marts import build as B
 from analytics_pipelines.marts import checks, reconcile
+from analytics_pipelines.marts import whole as W
 from analytics_pipelines.marts.projections import BASELINE, MODEL, platform_backtest, project
 from analytics_pipelines.registry.context import BuildContext, Built, md_table
 
@@ -73,7 +74,7 @@ def sales_metrics(ctx: BuildContext) -> Built:
         since = None if changed is None else min([*changed, last])
     previous = wh.read_table("sales_metrics") if since and "sales_metrics" in wh.tables() else None
     ctx.log.info(f"sales_metrics: {'full rebuild' if previous is None else f'periods from {since} on'}")
-    df = B.sales_metrics(wh, last, since=since, previous=previous)
+    df = W.sales_metrics(wh, last, since=since, previous=previous)
     by_grain = df.group_by("granularity").agg(pl.len().alias("rows"), pl.sum("gross_revenue_cents"))
     months = (
         df.filter(pl.col("granularity") == "month")
@@ -99,7 +100,7 @@ def check_totals(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
 
 
 def event_performance(ctx: BuildContext) -> Built:
-    df = B.event_performance(ctx.wh)
+    df = W.event_performance(ctx.wh)
     top = df.filter(pl.col("revenue_rank") == 1).sort("gross_revenue_cents", descending=True)
     return Built(
         {"event_performance": df},
@@ -120,7 +121,7 @@ def event_performance(ctx: BuildContext) -> Built:
 
 def venue_seasonality(ctx: BuildContext) -> Built:
     last = through(ctx.wh)
-    df = B.venue_seasonality(ctx.wh, last)
+    df = W.venue_seasonality(ctx.wh, last)
     summary = (
         df.group_by("month")
         .agg(
@@ -216,13 +217,13 @@ def ticket_type_price_snapshots(ctx: BuildContext) -> Built:
         ctx.log.info(
             f"run ends {last}, before yesterday: no snapshot (it would stamp today's prices on the past)"
         )
-        empty = B.ticket_type_price_snapshot(ctx.wh, last).clear()
+        empty = W.ticket_type_price_snapshot(ctx.wh, last).clear()
         return Built(
             {"ticket_type_price_snapshots": empty},
             written={"ticket_type_price_snapshots": []},
             metadata={"snapshot_day": "none (historical range)"},
         )
-    df = B.ticket_type_price_snapshot(ctx.wh, last)
+    df = W.ticket_type_price_snapshot(ctx.wh, last)
     return Built(
         {"ticket_type_price_snapshots": df},
         written={"ticket_type_price_snapshots": [last]},
@@ -250,8 +251,8 @@ def check_one_row_per_ticket_type(ctx: BuildContext, built: Built) -> reconcile.
 
 
 def price_history(ctx: BuildContext) -> Built:
-    df = B.price_history(ctx.wh)
-    summary = B.event_price_summary(df)
+    df = W.price_history(ctx.wh)
+    summary = W.event_price_summary(df)
     return Built(
         {"price_history": df, "event_price_summary": summary},
         metadata={
@@ -276,7 +277,7 @@ def check_event_price_summary(ctx: BuildContext, built: Built) -> reconcile.Chec
 def no_shows(ctx: BuildContext) -> Built:
     wh = ctx.wh
     previous = None if ctx.full_refresh or "no_shows" not in wh.tables() else wh.read_table("no_shows")
-    result = B.no_shows(wh, ctx.now, previous)
+    result = W.no_shows(wh, ctx.now, previous)
     df = result.rows
     rate = float(df["no_shows"].sum() / df["tickets_sold"].sum() * 100) if df.height else None
     return Built(
@@ -302,7 +303,7 @@ def hour_of(key: str) -> datetime:
 def kpi_snapshots(wh, first: str, last: str, keys: list[str] | None = None) -> pl.DataFrame:
     start, end = hour_of(first), hour_of(last)
     hours = [start + timedelta(hours=h) for h in range(int((end - start).total_seconds() // 3600) + 1)]
-    return B.kpi_snapshots(wh, hours)
+    return W.kpi_snapshots(wh, hours)
 
 
 def kpi_summary(ctx: BuildContext, built: Built) -> dict:

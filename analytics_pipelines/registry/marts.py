@@ -1,6 +1,7 @@
 """Registry entries of the facts, the venue/event/revenue marts and the hourly KPI snapshots.
 
-Rules behind them: docs/marts.md. Builders: analytics_pipelines/marts/build.py (day-range builders) and
+Rules behind them: docs/marts.md. Builders: analytics_pipelines/marts/build.py (day-range builders),
+analytics_pipelines/marts/whole.py (whole-table marts, KPI snapshots) and
 analytics_pipelines/marts/steps.py (whole-table builders, checks, metadata)."""
 
 from __future__ import annotations
