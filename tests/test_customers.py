@@ -15,7 +15,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from analytics_pipelines.customers import build as CB
-from analytics_pipelines.customers import churn, lifetime, rfm
+from analytics_pipelines.customers import churn, churn_features, lifetime, rfm
 from analytics_pipelines.customers import keys as K
 from analytics_pipelines.customers import reconcile as R
 from analytics_pipelines.marts.sqlrun import run
@@ -447,18 +447,18 @@ def test_sorted_paths_equal_the_group_bys(monkeypatch):
                 return (
                     lifetime.rfm_summary(orders, as_of),
                     rfm.rfm_scores(orders, as_of),
-                    churn.favourite_category(upto),
-                    churn.favourite_categories(upto, dates, sfx),
+                    churn_features.favourite_category(upto),
+                    churn_features.favourite_categories(upto, dates, sfx),
                     c.sort(c.columns, nulls_last=True),
                 )
 
             fast = results()
             assert fast[1].height == 0 or rfm._customer_base_sorted(upto) is not None
-            assert fast[2].height == 0 or churn._favourites_sorted(upto, [None], ["f"]) is not None
+            assert fast[2].height == 0 or churn_features._favourites_sorted(upto, [None], ["f"]) is not None
             with monkeypatch.context() as m:
                 m.setattr(lifetime, "_sorted_path_applies", lambda o: False)
                 m.setattr(rfm, "_customer_base_sorted", lambda o: None)
-                m.setattr(churn, "_favourites_sorted", lambda *a: None)
+                m.setattr(churn_features, "_favourites_sorted", lambda *a: None)
                 m.setattr(CB, "_cohort_cells_sorted", lambda *a: None)
                 slow = results()
             for a, b in zip(fast, slow, strict=True):
@@ -484,14 +484,14 @@ def test_customer_codes_shared_by_the_whole_history_give_the_same_results():
             for f in (
                 lambda o, d=as_of: lifetime.rfm_summary(o, d),
                 lambda o, d=as_of: rfm.rfm_scores(o, d),
-                lambda o, d=as_of: churn.favourite_category(o.filter(pl.col("day") <= d)),
-                lambda o, d=as_of, ds=dates, x=sfx: churn.favourite_categories(
+                lambda o, d=as_of: churn_features.favourite_category(o.filter(pl.col("day") <= d)),
+                lambda o, d=as_of, ds=dates, x=sfx: churn_features.favourite_categories(
                     o.filter(pl.col("day") <= d), ds, x
                 ),
                 lambda o, d=as_of: CB.cohorts(o, d),
             ):
                 same(f(coded), f(orders))
-            inp = churn.Inputs(
+            inp = churn_features.Inputs(
                 orders=orders,
                 refunds=pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date, "refund_cents": pl.Int64}),
                 resales=pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String, "day": pl.Date}),
@@ -506,8 +506,8 @@ def test_customer_codes_shared_by_the_whole_history_give_the_same_results():
                 users=pl.DataFrame(schema={"id": pl.String, "created_at": pl.Datetime("us", "UTC")}),
             )
             for a, b in zip(
-                churn.features_at(replace(inp, orders=coded), dates),
-                churn.features_at(inp, dates),
+                churn_features.features_at(replace(inp, orders=coded), dates),
+                churn_features.features_at(inp, dates),
                 strict=True,
             ):
                 same(a, b)
@@ -532,7 +532,7 @@ def test_churn_features_of_two_dates_in_one_pass_equal_separate_ones(monkeypatch
         orders = _messy_orders(seed)
         users = [f"u{i}" for i in range(25)]
         day = [THROUGH - timedelta(days=int(d)) for d in rng.integers(0, 150, 30)]
-        inp = churn.Inputs(
+        inp = churn_features.Inputs(
             orders=orders,
             refunds=pl.DataFrame(
                 {
@@ -559,13 +559,13 @@ def test_churn_features_of_two_dates_in_one_pass_equal_separate_ones(monkeypatch
             users=pl.DataFrame({"id": users[:20], "created_at": [datetime(2026, 1, 1, tzinfo=UTC)] * 20}),
         )
         dates = [THROUGH - timedelta(days=60), THROUGH - timedelta(days=20), THROUGH]
-        together = churn.features_at(inp, dates)
-        for a, b in zip(together, (churn.features(inp, d) for d in dates), strict=True):
+        together = churn_features.features_at(inp, dates)
+        for a, b in zip(together, (churn_features.features(inp, d) for d in dates), strict=True):
             assert a.equals(b)
         with monkeypatch.context() as m:
-            m.setattr(churn, "_per_user_sorted", lambda *a: None)
-            m.setattr(churn, "_favourites_sorted", lambda *a: None)
-            for a, b in zip(together, churn.features_at(inp, dates), strict=True):
+            m.setattr(churn_features, "_per_user_sorted", lambda *a: None)
+            m.setattr(churn_features, "_favourites_sorted", lambda *a: None)
+            for a, b in zip(together, churn_features.features_at(inp, dates), strict=True):
                 assert a.equals(b)
 
 
@@ -682,16 +682,16 @@ def test_churn_model_is_evaluated_beside_the_rules_and_saved(tiny_marts, tmp_pat
     again, digest2 = churn.save_model(res, tmp_path, THROUGH)
     assert again == path and digest2 == digest  # same model, same artifact
     payload = churn.load_model(path)
-    feats = churn.features(tiny_marts["inp"], THROUGH)
+    feats = churn_features.features(tiny_marts["inp"], THROUGH)
     p = payload["model"].predict_proba(churn._matrix(feats, payload["categories"]))[:, 1]
     assert np.allclose(p, res.scores["churn_probability"].to_numpy())
     with pytest.raises(churn.NotEnoughHistory):
         churn.train(tiny_marts["inp"], date(2026, 7, 20))
 
 
-def _long_inputs(orders: pl.DataFrame) -> churn.Inputs:
+def _long_inputs(orders: pl.DataFrame) -> churn_features.Inputs:
     users = orders["user_id"].unique().sort()
-    return churn.Inputs(
+    return churn_features.Inputs(
         orders=orders,
         refunds=pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date, "refund_cents": pl.Int64}),
         resales=pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String, "day": pl.Date}),
@@ -735,7 +735,7 @@ def test_churn_evaluation_is_out_of_time():
         & (pl.col("evaluation") == "out_of_time")
         & (pl.col("metric") == "n")
     )["value"][0]
-    assert oot_n == churn.features(_long_inputs(orders), split).height  # every customer as of T - h
+    assert oot_n == churn_features.features(_long_inputs(orders), split).height  # every customer as of T - h
     assert res.holdout[churn.MODEL_NAME + ":roc_auc"] > 0.5  # the headline is the out-of-time figure
     # drop a third of the orders after T - h: the fitted model and its in-sample figures do not move
     later = pl.col("day") > split

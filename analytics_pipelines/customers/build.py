@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import numpy as np
 import polars as pl
 
-from analytics_pipelines.customers import churn, lifetime, rfm
+from analytics_pipelines.customers import churn_features, lifetime, rfm
 from analytics_pipelines.customers import keys as K
 from analytics_pipelines.marts import build as B
 from analytics_pipelines.marts.sqlrun import run
@@ -169,7 +169,7 @@ def customer_segments(latest_rfm: pl.DataFrame, clv: pl.DataFrame) -> pl.DataFra
 # -- CLV and churn ---------------------------------------------------------------------------------
 def churn_inputs(
     wh: Warehouse, through: date, attendance_: pl.DataFrame | None = None, history: pl.DataFrame | None = None
-) -> churn.Inputs:
+) -> churn_features.Inputs:
     """The churn features' (and the 360's) inputs up to `through`. `attendance_`: the customer_attendance
     rows (read from that table when None: it is computed once, by its own asset/step); `history`: fct_orders
     rows already read (read here when None)."""
@@ -188,7 +188,7 @@ def churn_inputs(
             schema={"buyer_id": pl.String, "seller_id": pl.String, "tenant_id": pl.String, "day": pl.Date}
         )
     )
-    return churn.Inputs(
+    return churn_features.Inputs(
         orders=orders(wh, through) if history is None else history,
         refunds=refunds,
         resales=resales,
@@ -506,7 +506,7 @@ def customer_360(
 def customer_360_from(
     wh: Warehouse,
     through: date,
-    inp: churn.Inputs | None = None,
+    inp: churn_features.Inputs | None = None,
     rfm_written: dict[date, pl.DataFrame] | None = None,
     clv: pl.DataFrame | None = None,
     scores: pl.DataFrame | None = None,
