@@ -15,7 +15,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from analytics_pipelines.customers import build as CB
-from analytics_pipelines.customers import churn, churn_features, lifetime, rfm
+from analytics_pipelines.customers import churn, churn_features, lifetime, lifetime_fit, rfm
 from analytics_pipelines.customers import keys as K
 from analytics_pipelines.customers import reconcile as R
 from analytics_pipelines.marts.sqlrun import run
@@ -445,7 +445,7 @@ def test_sorted_paths_equal_the_group_bys(monkeypatch):
             def results(orders=orders, as_of=as_of, upto=upto, dates=dates, sfx=sfx):
                 c = CB.cohorts(orders, as_of)  # (a venue in two tenants makes the SQL's order ambiguous)
                 return (
-                    lifetime.rfm_summary(orders, as_of),
+                    lifetime_fit.rfm_summary(orders, as_of),
                     rfm.rfm_scores(orders, as_of),
                     churn_features.favourite_category(upto),
                     churn_features.favourite_categories(upto, dates, sfx),
@@ -456,7 +456,7 @@ def test_sorted_paths_equal_the_group_bys(monkeypatch):
             assert fast[1].height == 0 or rfm._customer_base_sorted(upto) is not None
             assert fast[2].height == 0 or churn_features._favourites_sorted(upto, [None], ["f"]) is not None
             with monkeypatch.context() as m:
-                m.setattr(lifetime, "_sorted_path_applies", lambda o: False)
+                m.setattr(lifetime_fit, "_sorted_path_applies", lambda o: False)
                 m.setattr(rfm, "_customer_base_sorted", lambda o: None)
                 m.setattr(churn_features, "_favourites_sorted", lambda *a: None)
                 m.setattr(CB, "_cohort_cells_sorted", lambda *a: None)
@@ -482,7 +482,7 @@ def test_customer_codes_shared_by_the_whole_history_give_the_same_results():
             dates = [as_of - timedelta(days=40), as_of]
             sfx = {dates[0]: "@earlier", as_of: ""}
             for f in (
-                lambda o, d=as_of: lifetime.rfm_summary(o, d),
+                lambda o, d=as_of: lifetime_fit.rfm_summary(o, d),
                 lambda o, d=as_of: rfm.rfm_scores(o, d),
                 lambda o, d=as_of: churn_features.favourite_category(o.filter(pl.col("day") <= d)),
                 lambda o, d=as_of, ds=dates, x=sfx: churn_features.favourite_categories(
@@ -516,8 +516,8 @@ def test_customer_codes_shared_by_the_whole_history_give_the_same_results():
         *(
             frame.with_columns(actual)
             for frame, actual in (
-                lifetime._calibration_sorted(K.with_user_codes(orders), cal_end, THROUGH),
-                lifetime._calibration_sorted(orders, cal_end, THROUGH),
+                lifetime_fit._calibration_sorted(K.with_user_codes(orders), cal_end, THROUGH),
+                lifetime_fit._calibration_sorted(orders, cal_end, THROUGH),
             )
         )
     )
@@ -639,11 +639,11 @@ def test_clv_predictions_equal_the_public_functions(tiny_marts):
     """lifetime's shared-work predictions are clv's public functions, bit for bit."""
     from analytics_pipelines.customers import clv as C
 
-    summary = lifetime.rfm_summary(tiny_marts["inp"].orders, THROUGH)
-    x, t_x, t, m = lifetime._columns(summary)
-    fit = next(f for f in lifetime.fit_models(summary).values() if f is not None)
+    summary = lifetime_fit.rfm_summary(tiny_marts["inp"].orders, THROUGH)
+    x, t_x, t, m = lifetime_fit._columns(summary)
+    fit = next(f for f in lifetime_fit.fit_models(summary).values() if f is not None)
     got = dict(zip(lifetime.PREDICTED, lifetime._predict_task(x, t_x, t, m, fit.bgnbd, fit.gg), strict=True))
-    bg, gg, w = fit.bgnbd, fit.gg, lifetime.WEEK_DAYS
+    bg, gg, w = fit.bgnbd, fit.gg, lifetime_fit.WEEK_DAYS
     expected = {
         "p_alive": C.probability_alive(bg, x, t_x, t),
         "expected_purchases_90d": C.conditional_expected_purchases(bg, 90 / w, x, t_x, t),

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import numpy as np
 import polars as pl
 
-from analytics_pipelines.customers import churn_features, lifetime, rfm
+from analytics_pipelines.customers import churn_features, lifetime, lifetime_fit, rfm
 from analytics_pipelines.customers import keys as K
 from analytics_pipelines.marts import build as B
 from analytics_pipelines.marts.sqlrun import run
@@ -270,7 +270,7 @@ def lifetime_value(
     wh: Warehouse,
     as_of: date,
     churn_scores: pl.DataFrame | None,
-    min_repeat_buyers: int = lifetime.MIN_REPEAT_BUYERS,
+    min_repeat_buyers: int = lifetime_fit.MIN_REPEAT_BUYERS,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     return lifetime.lifetime_value(orders(wh, as_of), as_of, churn_scores, min_repeat_buyers)
 
