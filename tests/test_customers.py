@@ -15,7 +15,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from analytics_pipelines.customers import build as CB
-from analytics_pipelines.customers import churn, churn_features, lifetime, lifetime_fit, rfm
+from analytics_pipelines.customers import build_360, churn, churn_features, lifetime, lifetime_fit, rfm
 from analytics_pipelines.customers import keys as K
 from analytics_pipelines.customers import reconcile as R
 from analytics_pipelines.marts.sqlrun import run
@@ -160,7 +160,7 @@ def test_cohort_matrix_by_hand():
             ("b", "v1", date(2026, 10, 9), 10),
         ]
     )
-    c = CB.cohorts(df, date(2026, 10, 31)).filter(pl.col("scope") == "venue")
+    c = build_360.cohorts(df, date(2026, 10, 31)).filter(pl.col("scope") == "venue")
     aug = c.filter(pl.col("cohort_month") == date(2026, 8, 1)).sort("months_since_first")
     assert aug["cohort_customers"].to_list() == [2, 2, 2]
     assert aug["active_customers"].to_list() == [2, 1, 1]
@@ -443,7 +443,9 @@ def test_sorted_paths_equal_the_group_bys(monkeypatch):
             sfx = {dates[0]: "@earlier", as_of: ""}
 
             def results(orders=orders, as_of=as_of, upto=upto, dates=dates, sfx=sfx):
-                c = CB.cohorts(orders, as_of)  # (a venue in two tenants makes the SQL's order ambiguous)
+                c = build_360.cohorts(
+                    orders, as_of
+                )  # (a venue in two tenants makes the SQL's order ambiguous)
                 return (
                     lifetime_fit.rfm_summary(orders, as_of),
                     rfm.rfm_scores(orders, as_of),
@@ -459,7 +461,7 @@ def test_sorted_paths_equal_the_group_bys(monkeypatch):
                 m.setattr(lifetime_fit, "_sorted_path_applies", lambda o: False)
                 m.setattr(rfm, "_customer_base_sorted", lambda o: None)
                 m.setattr(churn_features, "_favourites_sorted", lambda *a: None)
-                m.setattr(CB, "_cohort_cells_sorted", lambda *a: None)
+                m.setattr(build_360, "_cohort_cells_sorted", lambda *a: None)
                 slow = results()
             for a, b in zip(fast, slow, strict=True):
                 by = [c for c in ["scope", "scope_id", *key] if c in a.columns]
@@ -488,7 +490,7 @@ def test_customer_codes_shared_by_the_whole_history_give_the_same_results():
                 lambda o, d=as_of, ds=dates, x=sfx: churn_features.favourite_categories(
                     o.filter(pl.col("day") <= d), ds, x
                 ),
-                lambda o, d=as_of: CB.cohorts(o, d),
+                lambda o, d=as_of: build_360.cohorts(o, d),
             ):
                 same(f(coded), f(orders))
             inp = churn_features.Inputs(
@@ -852,8 +854,8 @@ def test_reconciliation_on_both_backends(tiny_wh, tiny_marts, warehouse_url):
     assert (latest.group_by("scope").agg(pl.sum("monetary_cents"))["monetary_cents"] == gross).all()
     assert R.check_segments(wh, CB.customer_segments(latest, clv), latest).passed
     assert R.check_clv(wh, clv, THROUGH).passed
-    assert R.check_cohorts(wh, CB.cohorts(inp.orders, THROUGH), THROUGH).passed
-    c360 = CB.customer_360(
+    assert R.check_cohorts(wh, build_360.cohorts(inp.orders, THROUGH), THROUGH).passed
+    c360 = build_360.customer_360(
         inp.orders,
         THROUGH,
         inp.users,
@@ -984,7 +986,7 @@ def test_customer_360_one_row_per_tenant_and_customer(tiny_wh, tiny_marts):
     cats = wh.read_table("stg_event_categories", columns=["id", "name"])
 
     def c360(orders: pl.DataFrame) -> pl.DataFrame:
-        return CB.customer_360(
+        return build_360.customer_360(
             orders,
             THROUGH,
             inp.users,
