@@ -37,7 +37,7 @@ import polars as pl
 import sklearn
 
 from analytics_pipelines.customers import build as CB
-from analytics_pipelines.customers import churn, lifetime, parallel, rfm
+from analytics_pipelines.customers import build_360, churn, churn_features, lifetime, parallel, rfm
 
 TARGET_SECONDS = 60.0
 PREVIOUS_WEEK = "customer_rfm_scores (previous week: input, not part of a weekly run)"
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         f"synthesized {o.height:,} orders of {o['user_id'].n_unique():,} customers in {gen_s:.1f} s",
         flush=True,
     )
-    inp = churn.Inputs(
+    inp = churn_features.Inputs(
         orders=o,
         refunds=data["refunds"],
         resales=data["resales"],
@@ -280,11 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     clv, fits = _timed(t, "customer_lifetime_value", lifetime.lifetime_value, o, THROUGH, model.scores)
     perf = _timed(t, "customer_lifetime_value holdout validation", lifetime.holdout_validation, o, THROUGH)
     segments = _timed(t, "customer_segments", CB.customer_segments, latest, clv)
-    cohorts = _timed(t, "customer_cohorts", CB.cohorts, o, THROUGH)
+    cohorts = _timed(t, "customer_cohorts", build_360.cohorts, o, THROUGH)
     c360 = _timed(
         t,
         "customer_360",
-        CB.customer_360,
+        build_360.customer_360,
         o,
         THROUGH,
         data["users"],

@@ -15,7 +15,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from analytics_pipelines.customers import build as CB
-from analytics_pipelines.customers import churn, lifetime, rfm
+from analytics_pipelines.customers import build_360, churn, churn_features, lifetime, lifetime_fit, rfm
 from analytics_pipelines.customers import keys as K
 from analytics_pipelines.customers import reconcile as R
 from analytics_pipelines.marts.sqlrun import run
@@ -160,7 +160,7 @@ def test_cohort_matrix_by_hand():
             ("b", "v1", date(2026, 10, 9), 10),
         ]
     )
-    c = CB.cohorts(df, date(2026, 10, 31)).filter(pl.col("scope") == "venue")
+    c = build_360.cohorts(df, date(2026, 10, 31)).filter(pl.col("scope") == "venue")
     aug = c.filter(pl.col("cohort_month") == date(2026, 8, 1)).sort("months_since_first")
     assert aug["cohort_customers"].to_list() == [2, 2, 2]
     assert aug["active_customers"].to_list() == [2, 1, 1]
@@ -443,23 +443,25 @@ def test_sorted_paths_equal_the_group_bys(monkeypatch):
             sfx = {dates[0]: "@earlier", as_of: ""}
 
             def results(orders=orders, as_of=as_of, upto=upto, dates=dates, sfx=sfx):
-                c = CB.cohorts(orders, as_of)  # (a venue in two tenants makes the SQL's order ambiguous)
+                c = build_360.cohorts(
+                    orders, as_of
+                )  # (a venue in two tenants makes the SQL's order ambiguous)
                 return (
-                    lifetime.rfm_summary(orders, as_of),
+                    lifetime_fit.rfm_summary(orders, as_of),
                     rfm.rfm_scores(orders, as_of),
-                    churn.favourite_category(upto),
-                    churn.favourite_categories(upto, dates, sfx),
+                    churn_features.favourite_category(upto),
+                    churn_features.favourite_categories(upto, dates, sfx),
                     c.sort(c.columns, nulls_last=True),
                 )
 
             fast = results()
             assert fast[1].height == 0 or rfm._customer_base_sorted(upto) is not None
-            assert fast[2].height == 0 or churn._favourites_sorted(upto, [None], ["f"]) is not None
+            assert fast[2].height == 0 or churn_features._favourites_sorted(upto, [None], ["f"]) is not None
             with monkeypatch.context() as m:
-                m.setattr(lifetime, "_sorted_path_applies", lambda o: False)
+                m.setattr(lifetime_fit, "_sorted_path_applies", lambda o: False)
                 m.setattr(rfm, "_customer_base_sorted", lambda o: None)
-                m.setattr(churn, "_favourites_sorted", lambda *a: None)
-                m.setattr(CB, "_cohort_cells_sorted", lambda *a: None)
+                m.setattr(churn_features, "_favourites_sorted", lambda *a: None)
+                m.setattr(build_360, "_cohort_cells_sorted", lambda *a: None)
                 slow = results()
             for a, b in zip(fast, slow, strict=True):
                 by = [c for c in ["scope", "scope_id", *key] if c in a.columns]
@@ -482,16 +484,16 @@ def test_customer_codes_shared_by_the_whole_history_give_the_same_results():
             dates = [as_of - timedelta(days=40), as_of]
             sfx = {dates[0]: "@earlier", as_of: ""}
             for f in (
-                lambda o, d=as_of: lifetime.rfm_summary(o, d),
+                lambda o, d=as_of: lifetime_fit.rfm_summary(o, d),
                 lambda o, d=as_of: rfm.rfm_scores(o, d),
-                lambda o, d=as_of: churn.favourite_category(o.filter(pl.col("day") <= d)),
-                lambda o, d=as_of, ds=dates, x=sfx: churn.favourite_categories(
+                lambda o, d=as_of: churn_features.favourite_category(o.filter(pl.col("day") <= d)),
+                lambda o, d=as_of, ds=dates, x=sfx: churn_features.favourite_categories(
                     o.filter(pl.col("day") <= d), ds, x
                 ),
-                lambda o, d=as_of: CB.cohorts(o, d),
+                lambda o, d=as_of: build_360.cohorts(o, d),
             ):
                 same(f(coded), f(orders))
-            inp = churn.Inputs(
+            inp = churn_features.Inputs(
                 orders=orders,
                 refunds=pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date, "refund_cents": pl.Int64}),
                 resales=pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String, "day": pl.Date}),
@@ -506,8 +508,8 @@ def test_customer_codes_shared_by_the_whole_history_give_the_same_results():
                 users=pl.DataFrame(schema={"id": pl.String, "created_at": pl.Datetime("us", "UTC")}),
             )
             for a, b in zip(
-                churn.features_at(replace(inp, orders=coded), dates),
-                churn.features_at(inp, dates),
+                churn_features.features_at(replace(inp, orders=coded), dates),
+                churn_features.features_at(inp, dates),
                 strict=True,
             ):
                 same(a, b)
@@ -516,8 +518,8 @@ def test_customer_codes_shared_by_the_whole_history_give_the_same_results():
         *(
             frame.with_columns(actual)
             for frame, actual in (
-                lifetime._calibration_sorted(K.with_user_codes(orders), cal_end, THROUGH),
-                lifetime._calibration_sorted(orders, cal_end, THROUGH),
+                lifetime_fit._calibration_sorted(K.with_user_codes(orders), cal_end, THROUGH),
+                lifetime_fit._calibration_sorted(orders, cal_end, THROUGH),
             )
         )
     )
@@ -532,7 +534,7 @@ def test_churn_features_of_two_dates_in_one_pass_equal_separate_ones(monkeypatch
         orders = _messy_orders(seed)
         users = [f"u{i}" for i in range(25)]
         day = [THROUGH - timedelta(days=int(d)) for d in rng.integers(0, 150, 30)]
-        inp = churn.Inputs(
+        inp = churn_features.Inputs(
             orders=orders,
             refunds=pl.DataFrame(
                 {
@@ -559,13 +561,13 @@ def test_churn_features_of_two_dates_in_one_pass_equal_separate_ones(monkeypatch
             users=pl.DataFrame({"id": users[:20], "created_at": [datetime(2026, 1, 1, tzinfo=UTC)] * 20}),
         )
         dates = [THROUGH - timedelta(days=60), THROUGH - timedelta(days=20), THROUGH]
-        together = churn.features_at(inp, dates)
-        for a, b in zip(together, (churn.features(inp, d) for d in dates), strict=True):
+        together = churn_features.features_at(inp, dates)
+        for a, b in zip(together, (churn_features.features(inp, d) for d in dates), strict=True):
             assert a.equals(b)
         with monkeypatch.context() as m:
-            m.setattr(churn, "_per_user_sorted", lambda *a: None)
-            m.setattr(churn, "_favourites_sorted", lambda *a: None)
-            for a, b in zip(together, churn.features_at(inp, dates), strict=True):
+            m.setattr(churn_features, "_per_user_sorted", lambda *a: None)
+            m.setattr(churn_features, "_favourites_sorted", lambda *a: None)
+            for a, b in zip(together, churn_features.features_at(inp, dates), strict=True):
                 assert a.equals(b)
 
 
@@ -639,11 +641,11 @@ def test_clv_predictions_equal_the_public_functions(tiny_marts):
     """lifetime's shared-work predictions are clv's public functions, bit for bit."""
     from analytics_pipelines.customers import clv as C
 
-    summary = lifetime.rfm_summary(tiny_marts["inp"].orders, THROUGH)
-    x, t_x, t, m = lifetime._columns(summary)
-    fit = next(f for f in lifetime.fit_models(summary).values() if f is not None)
+    summary = lifetime_fit.rfm_summary(tiny_marts["inp"].orders, THROUGH)
+    x, t_x, t, m = lifetime_fit._columns(summary)
+    fit = next(f for f in lifetime_fit.fit_models(summary).values() if f is not None)
     got = dict(zip(lifetime.PREDICTED, lifetime._predict_task(x, t_x, t, m, fit.bgnbd, fit.gg), strict=True))
-    bg, gg, w = fit.bgnbd, fit.gg, lifetime.WEEK_DAYS
+    bg, gg, w = fit.bgnbd, fit.gg, lifetime_fit.WEEK_DAYS
     expected = {
         "p_alive": C.probability_alive(bg, x, t_x, t),
         "expected_purchases_90d": C.conditional_expected_purchases(bg, 90 / w, x, t_x, t),
@@ -682,16 +684,16 @@ def test_churn_model_is_evaluated_beside_the_rules_and_saved(tiny_marts, tmp_pat
     again, digest2 = churn.save_model(res, tmp_path, THROUGH)
     assert again == path and digest2 == digest  # same model, same artifact
     payload = churn.load_model(path)
-    feats = churn.features(tiny_marts["inp"], THROUGH)
+    feats = churn_features.features(tiny_marts["inp"], THROUGH)
     p = payload["model"].predict_proba(churn._matrix(feats, payload["categories"]))[:, 1]
     assert np.allclose(p, res.scores["churn_probability"].to_numpy())
     with pytest.raises(churn.NotEnoughHistory):
         churn.train(tiny_marts["inp"], date(2026, 7, 20))
 
 
-def _long_inputs(orders: pl.DataFrame) -> churn.Inputs:
+def _long_inputs(orders: pl.DataFrame) -> churn_features.Inputs:
     users = orders["user_id"].unique().sort()
-    return churn.Inputs(
+    return churn_features.Inputs(
         orders=orders,
         refunds=pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date, "refund_cents": pl.Int64}),
         resales=pl.DataFrame(schema={"buyer_id": pl.String, "seller_id": pl.String, "day": pl.Date}),
@@ -735,7 +737,7 @@ def test_churn_evaluation_is_out_of_time():
         & (pl.col("evaluation") == "out_of_time")
         & (pl.col("metric") == "n")
     )["value"][0]
-    assert oot_n == churn.features(_long_inputs(orders), split).height  # every customer as of T - h
+    assert oot_n == churn_features.features(_long_inputs(orders), split).height  # every customer as of T - h
     assert res.holdout[churn.MODEL_NAME + ":roc_auc"] > 0.5  # the headline is the out-of-time figure
     # drop a third of the orders after T - h: the fitted model and its in-sample figures do not move
     later = pl.col("day") > split
@@ -852,8 +854,8 @@ def test_reconciliation_on_both_backends(tiny_wh, tiny_marts, warehouse_url):
     assert (latest.group_by("scope").agg(pl.sum("monetary_cents"))["monetary_cents"] == gross).all()
     assert R.check_segments(wh, CB.customer_segments(latest, clv), latest).passed
     assert R.check_clv(wh, clv, THROUGH).passed
-    assert R.check_cohorts(wh, CB.cohorts(inp.orders, THROUGH), THROUGH).passed
-    c360 = CB.customer_360(
+    assert R.check_cohorts(wh, build_360.cohorts(inp.orders, THROUGH), THROUGH).passed
+    c360 = build_360.customer_360(
         inp.orders,
         THROUGH,
         inp.users,
@@ -984,7 +986,7 @@ def test_customer_360_one_row_per_tenant_and_customer(tiny_wh, tiny_marts):
     cats = wh.read_table("stg_event_categories", columns=["id", "name"])
 
     def c360(orders: pl.DataFrame) -> pl.DataFrame:
-        return CB.customer_360(
+        return build_360.customer_360(
             orders,
             THROUGH,
             inp.users,

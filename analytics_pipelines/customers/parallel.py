@@ -127,7 +127,12 @@ class TaskPool:
     Use as a context manager; create the pool before other work so that the helpers start meanwhile."""
 
     def __init__(
-        self, workers: int | None = None, preload: Sequence[str] = ("analytics_pipelines.customers.lifetime",)
+        self,
+        workers: int | None = None,
+        preload: Sequence[str] = (
+            "analytics_pipelines.customers.lifetime_fit",
+            "analytics_pipelines.customers.lifetime",
+        ),
     ) -> None:
         self.workers = default_workers() if workers is None else max(1, workers)
         self._helpers = [_Helper(preload) for _ in range(self.workers - 1)]

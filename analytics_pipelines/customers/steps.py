@@ -11,7 +11,7 @@ from datetime import date, timedelta
 import polars as pl
 
 from analytics_pipelines.customers import build as CB
-from analytics_pipelines.customers import checks, churn, lifetime
+from analytics_pipelines.customers import build_360, checks, churn, lifetime
 from analytics_pipelines.customers import reconcile as R
 from analytics_pipelines.customers import rfm_history as H
 from analytics_pipelines.marts.reconcile import CheckOutcome
@@ -253,7 +253,7 @@ def check_segments(ctx: BuildContext, built: Built) -> CheckOutcome:
 
 def customer_cohorts(ctx: BuildContext) -> Built:
     last = through(ctx.wh)
-    df = CB.cohorts(CB.orders(ctx.wh, last), last)
+    df = build_360.cohorts(CB.orders(ctx.wh, last), last)
     platform = df.filter(pl.col("scope") == "platform")
     matrix = (
         platform.pivot(on="months_since_first", index="cohort_month", values="retention_pct")
@@ -275,7 +275,7 @@ def check_cohorts(ctx: BuildContext, built: Built) -> CheckOutcome:
 
 def customer_360(ctx: BuildContext) -> Built:
     last = through(ctx.wh)
-    df = CB.customer_360_from(ctx.wh, last)
+    df = build_360.customer_360_from(ctx.wh, last)
     buyers = df.filter(pl.col("orders") > 0)
     return Built(
         {"customer_360": df},
