@@ -6,6 +6,7 @@ the entry's checks plus a `unique_key` check per output derived from the declare
 import inspect
 import warnings
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -78,9 +79,9 @@ def sql_builder(ctx: BuildContext, registry: Registry) -> pl.DataFrame:
             frames[name] = ctx.wh.read_partitions(name, up.partition_column, ctx.first, ctx.last)
         else:
             frames[name] = ctx.wh.read_table(name)
-    path = SQL_DIR / f"{t.sql}.sql" if not t.sql.startswith("/") else t.sql
+    path = Path(t.sql) if Path(t.sql).is_absolute() else SQL_DIR / f"{t.sql}.sql"
     params = {"first": ctx.first, "last": ctx.last} if ctx.partition_keys else {}
-    return run_sql_text(open(path).read(), frames, **params)
+    return run_sql_text(path.read_text(), frames, **params)
 
 
 def build(ctx: BuildContext, registry: Registry) -> Built:

@@ -267,8 +267,12 @@ def _ledger_assets(
             dg.AssetCheckSpec(
                 "every_source_row_accounted",
                 asset="ingestion_audit",
-                blocking=True,
-                description="source = raw + unplaceable, raw = staged + rejected, per table",
+                # not blocking: nothing is downstream of the audit, and it compares the whole warehouse
+                # with the whole source, so a concurrent run ingesting other days makes it transiently
+                # unbalanced; a failure is an ERROR on the check (and the UI), not a failed run
+                blocking=False,
+                description="source = raw + unplaceable, raw = staged + rejected, per table (warns the run: "
+                "nothing is downstream, and concurrent runs on other days unbalance it transiently)",
             )
         ],
         description=entries["ingestion_audit"].description,
