@@ -230,3 +230,26 @@ def test_no_plain_sha256_of_personal_data_after_a_full_run(materialized):
         "AND phone IS NOT NULL LIMIT 1"
     ).row(0)
     assert_no_plain_values(open_warehouse(materialized.warehouse_url), [v for v in user if v])
+
+
+def test_table_catalog_lists_every_table_and_its_check_catches_a_gap():
+    from analytics_pipelines.registry.catalog import check_catalog, table_catalog
+    from analytics_pipelines.registry.context import BuildContext, Built
+
+    class NoTables:
+        def tables(self):
+            return []
+
+    registry = default_registry()
+    ctx = BuildContext(NoTables(), registry.table("table_catalog"), registry=registry)
+    built = table_catalog(ctx)
+    assert built.frames["table_catalog"].height == len(registry.tables) and check_catalog(ctx, built).passed
+    df = built.frames["table_catalog"]
+    short = df.with_columns(
+        pl.when(pl.col("name") == "fct_orders")
+        .then(pl.lit("short"))
+        .otherwise(pl.col("description"))
+        .alias("description")
+    )
+    assert not check_catalog(ctx, Built({"table_catalog": short})).passed
+    assert not check_catalog(ctx, Built({"table_catalog": df.filter(pl.col("name") != "no_shows")})).passed

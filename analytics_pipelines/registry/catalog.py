@@ -45,7 +45,7 @@ def check_catalog(ctx: BuildContext, built: Built) -> CheckOutcome:
     df = built.frames["table_catalog"]
     names = set(ctx.registry.names())
     missing = names - set(df["name"])
-    undocumented = df.filter(pl.col("description").str.len_chars() < 20 | pl.col("grain").is_null()).height
+    undocumented = df.filter((pl.col("description").str.len_chars() < 20) | pl.col("grain").is_null()).height
     return CheckOutcome(
         not missing and undocumented == 0,
         {"missing": ", ".join(sorted(missing)) or "none", "undocumented": undocumented},
