@@ -13,6 +13,7 @@ import polars as pl
 from pydantic import Field
 
 from analytics_pipelines import partitions as P
+from analytics_pipelines.assets.metadata import table_metadata
 from analytics_pipelines.marts.reconcile import CheckOutcome
 from analytics_pipelines.marts.sqlrun import run_sql_text
 from analytics_pipelines.paths import SQL_DIR
@@ -253,20 +254,22 @@ def mart_asset(registry: Registry, t: Table, settings: Settings) -> dg.AssetsDef
         version = dg.DataVersion(built.data_version) if built.data_version else None
         own = built.frames.get(t.name)
         rows = (
-            {"dagster/row_count": own.height, "warehouse": wh.location(), "preview": md_table(own, 5)}
+            table_metadata(wh, t.name, own.height, preview=own)
             if own is not None and t.stored == "table"
             else {}
         )
         yield dg.MaterializeResult(
             asset_key=t.name,
-            metadata=_meta(
-                {
-                    **rows,
-                    **built.metadata,
-                    **extra,
-                    **({"partitions": len(ctx.partition_keys)} if part is not None else {}),
-                }
-            ),
+            metadata={
+                **rows,
+                **_meta(
+                    {
+                        **built.metadata,
+                        **extra,
+                        **({"partitions": len(ctx.partition_keys)} if part is not None else {}),
+                    }
+                ),
+            },
             check_results=checks.get(t.name, []),
             data_version=version,
         )
@@ -277,13 +280,7 @@ def mart_asset(registry: Registry, t: Table, settings: Settings) -> dg.AssetsDef
             yield dg.MaterializeResult(
                 asset_key=o.name,
                 check_results=checks.get(o.name, []),
-                metadata=_meta(
-                    {
-                        "dagster/row_count": df.height if df is not None else 0,
-                        "warehouse_table": o.name,
-                        "preview": md_table(df, 5) if df is not None else None,
-                    }
-                ),
+                metadata=table_metadata(wh, o.name, df.height, preview=df) if df is not None else {},
             )
         if t.stored == "table":
             context.log.info(f"{t.name}: {built.frames[t.name].height} rows")

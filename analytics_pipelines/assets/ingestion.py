@@ -10,8 +10,9 @@ import warnings
 import dagster as dg
 import polars as pl
 
-from analytics_pipelines.assets.metadata import frame_preview, table_metadata
+from analytics_pipelines.assets.metadata import table_metadata
 from analytics_pipelines.partitions import partitions
+from analytics_pipelines.registry.context import md_table
 from analytics_pipelines.resources import SourceResource, WarehouseResource
 from analytics_pipelines.settings import Settings
 from analytics_pipelines.source import contract
@@ -61,7 +62,7 @@ def _raw_asset(entry, daily_partitions: dg.DailyPartitionsDefinition, kind: str)
                 "partitions": len(days),
                 "empty_partitions": dg.MetadataValue.text(", ".join(stats.empty_partitions[:20]) or "none"),
                 "rows_by_day": dg.MetadataValue.md(
-                    frame_preview(
+                    md_table(
                         pl.DataFrame(
                             {"day": list(stats.per_partition), "rows": list(stats.per_partition.values())}
                         ).tail(14)
@@ -142,9 +143,9 @@ def _stg_asset(entry, daily_partitions: dg.DailyPartitionsDefinition, kind: str)
                 "rows_rejected": ledger[2],
                 "rows_repaired": ledger[3],
                 "empty_partitions": len(empty),
-                "quarantine_by_reason": dg.MetadataValue.md(frame_preview(by_reason, 20)),
+                "quarantine_by_reason": dg.MetadataValue.md(md_table(by_reason, 20)),
                 "rejected_sample": dg.MetadataValue.md(
-                    frame_preview(rej.select("source_key", "reason_code", "reason_detail"), 5)
+                    md_table(rej.select("source_key", "reason_code", "reason_detail"), 5)
                 ),
             },
             check_results=_staging_checks(wh, table, parts, parents),
@@ -193,7 +194,7 @@ def _staging_checks(wh, table: str, parts: list[str], parents: list[str]) -> lis
             metadata={
                 "partitions_checked": bal.height,
                 "unbalanced": bad.height,
-                "unbalanced_sample": dg.MetadataValue.md(frame_preview(bad, 10)),
+                "unbalanced_sample": dg.MetadataValue.md(md_table(bad, 10)),
             },
         )
     )
@@ -286,13 +287,13 @@ def _ledger_assets(
             metadata={
                 "tables": table.height,
                 "unbalanced_tables": bad.height,
-                "audit": dg.MetadataValue.md(frame_preview(table, 20)),
+                "audit": dg.MetadataValue.md(md_table(table, 20)),
             },
             check_results=[
                 dg.AssetCheckResult(
                     check_name="every_source_row_accounted",
                     passed=bad.height == 0,
-                    metadata={"unbalanced": dg.MetadataValue.md(frame_preview(bad, 20))},
+                    metadata={"unbalanced": dg.MetadataValue.md(md_table(bad, 20))},
                 )
             ],
         )

@@ -8,11 +8,6 @@ import polars as pl
 from analytics_pipelines.registry.context import md_table
 
 
-def frame_preview(df: pl.DataFrame, n: int = 10) -> str:
-    """A markdown table of the first n rows (no pandas/tabulate needed)."""
-    return str(md_table(df, n))
-
-
 def table_metadata(warehouse, table: str, rows_written: int, preview: pl.DataFrame | None = None) -> dict:
     meta = {
         "dagster/row_count": rows_written,
@@ -20,5 +15,5 @@ def table_metadata(warehouse, table: str, rows_written: int, preview: pl.DataFra
         "warehouse": dg.MetadataValue.text(warehouse.location()),
     }
     if preview is not None:
-        meta["preview"] = dg.MetadataValue.md(frame_preview(preview, 5))
+        meta["preview"] = dg.MetadataValue.md(md_table(preview, 5))
     return meta

@@ -11,27 +11,34 @@ from analytics_pipelines.source import contract
 OWNER = "team:data-platform"
 
 
+def _common(spec: contract.TableSpec) -> dict:
+    """What the raw and the staging table of a source table share: owner, factory, key, tenant, partitions."""
+    tenant = "tenant_id" if any(c.name == "tenant_id" for c in spec.columns) else None
+    return dict(
+        owner=OWNER,
+        factory="ingestion",
+        kinds=("polars",),
+        keys=(spec.key,),
+        tenant_column=tenant,
+        no_tenant_reason=None if tenant else "the source table has no tenant column",
+        partitioning="daily" if spec.partitioned else None,
+        partition_column="_partition" if spec.partitioned else None,
+    )
+
+
 def _raw(spec: contract.TableSpec) -> Table:
     when = (
         f"Daily partitions by `coalesce({', '.join(spec.partition_time)})` (UTC)."
         if spec.partitioned
         else "Unpartitioned: a full snapshot each run."
     )
-    tenant = "tenant_id" if any(c.name == "tenant_id" for c in spec.columns) else None
     return Table(
         name=f"raw_{spec.name}",
         group="raw",
-        owner=OWNER,
-        factory="ingestion",
-        kinds=("polars",),
         description=f"Landing copy of source `{spec.name}`: every contract column as text, personal data "
         f"pseudonymized. {spec.description} {when} Re-materializing replaces the partition.",
         grain=f"one row per source row of {spec.name}",
-        keys=(spec.key,),
-        tenant_column=tenant,
-        no_tenant_reason=None if tenant else "the source table has no tenant column",
-        partitioning="daily" if spec.partitioned else None,
-        partition_column="_partition" if spec.partitioned else None,
+        **_common(spec),
     )
 
 
@@ -39,23 +46,15 @@ def _stg(spec: contract.TableSpec) -> Table:
     parents = sorted(
         set(spec.references.values()) | ({"ticket_types"} if spec.name == "order_items" else set())
     )
-    tenant = "tenant_id" if any(c.name == "tenant_id" for c in spec.columns) else None
     return Table(
         name=f"stg_{spec.name}",
         group="staging",
-        owner=OWNER,
-        factory="ingestion",
-        kinds=("polars",),
         description=f"Typed, normalized `{spec.name}`: money as integer cents (`*_cents` + `currency`), statuses "
         f"lower case, timestamps UTC, duplicates resolved (latest updated_at/created_at wins). "
         f"Rejected rows go to `quarantine` with a reason; `ingestion_ledger` balances rows_in = "
         f"rows_out + rows_rejected per partition.",
         grain=f"one row per {spec.name} key",
-        keys=(spec.key,),
-        tenant_column=tenant,
-        no_tenant_reason=None if tenant else "the source table has no tenant column",
-        partitioning="daily" if spec.partitioned else None,
-        partition_column="_partition" if spec.partitioned else None,
+        **_common(spec),
         upstream=(f"raw_{spec.name}", *(f"stg_{p}" for p in parents)),
     )
 
