@@ -45,6 +45,7 @@ api: install
 
 ## heavy measurements (not part of the tests); see benchmarks/README.md
 bench: install
+	$(UV) sync --frozen --extra dev --extra bench --python $(PYTHON) --quiet
 	$(BIN)/python benchmarks/run_all.py
 
 bench-api: install

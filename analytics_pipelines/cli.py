@@ -1,6 +1,6 @@
 """`analytics-pipelines`: generate sample data, run the main job, query the warehouse.
 
-analytics-pipelines generate [--scale small] [--seed 42] [--target URL] [--dirty --manifest F]
+analytics-pipelines generate [--scale small] [--seed 42] [--target URL] [--dirty --manifest F] [--truth F]
 analytics-pipelines run [--from DAY --to DAY] [--job main_job]
 analytics-pipelines sql "select ..." [--format table|csv|json]
 analytics-pipelines api [--host 127.0.0.1] [--port 8000]
@@ -49,6 +49,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         dirty_rate=args.dirty_rate,
         manifest_path=Path(args.manifest) if args.manifest else None,
         progress=not args.quiet,
+        truth_path=Path(args.truth) if args.truth else data_dir() / "truth.json",
     )
     _print_counts(f"generated '{args.scale}' (seed {args.seed}) into {url}", counts)
     print(f"took {time.perf_counter() - started:.1f} s")
@@ -101,7 +102,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         from analytics_pipelines.generator.run import generate
 
         print(f"no source at {source_url}: generating '{args.scale}' sample data first")
-        generate(source_url, scale=args.scale, seed=args.seed, progress=not args.quiet)
+        generate(
+            source_url,
+            scale=args.scale,
+            seed=args.seed,
+            progress=not args.quiet,
+            truth_path=data_dir() / "truth.json",
+        )
     started = time.perf_counter()
     result = run_job(args.job, first=args.first, last=args.last)
     results = [(args.job, result)]
@@ -203,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--dirty", action="store_true", help="inject every bad-row kind (landing-shaped source)")
     g.add_argument("--dirty-rate", type=float, default=0.01)
     g.add_argument("--manifest", help="where --dirty writes its JSON manifest of injected rows")
+    g.add_argument(
+        "--truth",
+        help="where the planted truth is written as JSON (default: data/truth.json; models never read it)",
+    )
     g.add_argument("--quiet", action="store_true")
     g.set_defaults(func=cmd_generate)
 

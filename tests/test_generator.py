@@ -677,3 +677,11 @@ def test_prefetch_passes_items_through_and_reraises_producer_errors() -> None:
     assert [name for name, _ in _prefetch(iter([("x", pl.DataFrame()), ("y", pl.DataFrame())]))] == ["x", "y"]
     with pytest.raises(RuntimeError, match="generator failed"):
         list(_prefetch(broken()))
+
+
+def test_generate_writes_the_planted_truth_it_built(tmp_path) -> None:
+    from analytics_pipelines.generator.truth import planted_truth, read_truth
+
+    path = tmp_path / "truth.json"
+    generate(f"duckdb:///{tmp_path / 'source.duckdb'}", scale="tiny", seed=3, truth_path=path, progress=False)
+    assert read_truth(path) == planted_truth("tiny", seed=3)

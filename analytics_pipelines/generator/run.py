@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from analytics_pipelines.generator import dirty as dirty_mod
 from analytics_pipelines.generator.synth import DEFAULT_AS_OF, SCALES, generate_frames
+from analytics_pipelines.generator.truth import write_truth
 from analytics_pipelines.source import contract
 from analytics_pipelines.source.db import SourceDB, render_text
 
@@ -37,12 +38,14 @@ def generate(
     dirty_rate: float = 0.01,
     manifest_path: Path | None = None,
     progress: bool = True,
+    truth_path: Path | None = None,
 ) -> dict[str, int]:
     """Create the source at `url`, fill it with the `scale` platform and return {table: rows loaded}.
 
     url: postgresql://... or duckdb:////absolute/path/source.duckdb (SQLAlchemy convention).
     dirty: load an all-text landing source with injected bad rows; the injection manifest
     ({kind: {table: count}, ...}, see generator.dirty) is written to manifest_path when given.
+    truth_path: where the planted truth (generator.truth) is written as JSON, when given.
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}: choose one of {', '.join(SCALES)}")
@@ -52,7 +55,8 @@ def generate(
         )
     db = SourceDB(url)
     db.create(landing=dirty)
-    frames: Iterator[tuple[str, pl.DataFrame]] = generate_frames(scale, seed, as_of)
+    truth: dict = {}
+    frames: Iterator[tuple[str, pl.DataFrame]] = generate_frames(scale, seed, as_of, truth=truth)
     manifest: dict | None = None
     counts = {t: 0 for t in contract.TABLE_ORDER}
     with _Bar(enabled=progress, scale=scale, dialect=db.dialect) as bar:
@@ -71,6 +75,8 @@ def generate(
                 bar.rows(frame.height)
     if not dirty and db.dialect == "postgres":
         db.apply_constraints()
+    if truth_path is not None:
+        write_truth(truth_path, truth)
     if manifest is not None and manifest_path is not None:
         manifest_path.parent.mkdir(parents=True, exist_ok=True)
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=True))

@@ -157,15 +157,18 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
 
 # -- public API -------------------------------------------------------------------------------------------------
 def generate_frames(
-    scale: str = "small", seed: int = 42, as_of: date = DEFAULT_AS_OF
+    scale: str = "small", seed: int = 42, as_of: date = DEFAULT_AS_OF, truth: dict | None = None
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     """Yield (table, typed frame) chunks in contract.TABLE_ORDER; big fact tables come in several chunks.
 
-    Deterministic: the same scale, seed and as_of give byte-identical frames.
+    Deterministic: the same scale, seed and as_of give byte-identical frames. `truth`, when given, is
+    filled with the planted truth (generator.truth) once the world is built.
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}: choose one of {', '.join(SCALES)}")
     world = _build(SCALES[scale], seed, as_of)
+    if truth is not None:
+        truth.update(world.truth)
     for table in contract.TABLE_ORDER:
         for frame in _BUILDERS[table](world):
             yield table, frame

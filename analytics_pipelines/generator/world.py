@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -224,3 +224,5 @@ class _World:
     refunds: _Refunds
     tickets: _Tickets
     resale: _Resale
+    # the planted truth (generator.truth): what models must find, by domain; models never read it
+    truth: dict = field(default_factory=dict)

@@ -119,9 +119,21 @@ def validate(tables: Iterable[Table]) -> list[str]:
 
 @cache
 def default_registry() -> Registry:
-    from analytics_pipelines.registry import customers, ingestion, marts
+    from analytics_pipelines.registry import (
+        behavior,
+        customers,
+        demand,
+        fraud,
+        ingestion,
+        marts,
+        monitoring,
+        noshow,
+        pricing,
+        publication,
+    )
 
-    return Registry((*ingestion.tables(), *marts.TABLES, *customers.TABLES, CATALOG))
+    domains = (marts, customers, pricing, demand, noshow, monitoring, fraud, behavior, publication)
+    return Registry((*ingestion.tables(), *(t for d in domains for t in d.TABLES), CATALOG))
 
 
 CATALOG = Table(
