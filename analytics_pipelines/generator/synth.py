@@ -76,6 +76,7 @@ from analytics_pipelines.generator.frames import (
     _venue_frames,
 )
 from analytics_pipelines.generator.orders import _make_baskets, _make_orders, _make_users, _refund
+from analytics_pipelines.generator.planted_pricing import plant_pricing
 from analytics_pipelines.generator.primitives import _Ids, _new_ids, _Streams
 from analytics_pipelines.generator.reference import (
     _CATEGORIES,
@@ -128,6 +129,7 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
     venues = _make_venues(rs, scale, clock)
     events = _make_events(rs, scale, clock, venues)
     types = _make_types(rs, clock, events)
+    truth = {"pricing": plant_pricing(rs, clock, events, types)}
     _calibrate_capacity(scale, clock, venues, events, types)
     _cancel_and_postpone(rs, clock, events)
     orders, items = _make_orders(
@@ -152,6 +154,7 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
         refunds=refunds,
         tickets=tickets,
         resale=resale,
+        truth=truth,
     )
 
 
