@@ -94,7 +94,7 @@ from analytics_pipelines.generator.sales_frames import (
     _refund_frames,
     _transfer_frames,
 )
-from analytics_pipelines.generator.tickets import _finish, _make_resale, _make_tickets
+from analytics_pipelines.generator.tickets import _check_in, _finish, _make_resale, _make_tickets
 from analytics_pipelines.generator.world import _Clock, _World
 from analytics_pipelines.source import contract
 
@@ -139,6 +139,7 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
     users = _make_users(rs, scale, clock, venues, orders)
     tickets = _make_tickets(rs, clock, events, types, orders, items)
     resale = _make_resale(rs, clock, venues, events, types, users, orders, tickets, tenant_fee)
+    truth["no_show"] = _check_in(rs, clock, events, types, len(users.ids), tickets)
     _finish(rs, clock, venues, events, types, tickets)
     return _World(
         clock=clock,
