@@ -170,7 +170,7 @@ def _make_types(rs: _Streams, clock: _Clock, events: _Events) -> _Types:
     )
     # price chains: a few changes inside the sales window so far, at times independent of demand; reactive
     # changes (high demand goes up, slow tiers get discounts) and exogenous ones (random direction and size)
-    n_changes = _choice(rng, np.array([0.4, 0.3, 0.2, 0.1]), n)
+    n_changes = _choice(rng, np.array([0.3, 0.3, 0.25, 0.15]), n)
     window_end = np.minimum(sale_end, clock.now - HOUR)
     n_changes[window_end - sale_start < 2 * DAY] = 0
     change_type = np.repeat(np.arange(n), n_changes)
@@ -186,7 +186,7 @@ def _make_types(rs: _Streams, clock: _Clock, events: _Events) -> _Types:
     )
     exo_rng = rs("pricing.exogenous_changes")
     exogenous = exo_rng.random(change_type.size) < EXOGENOUS_SHARE
-    exo_factor = exo_rng.choice([0.7, 0.8, 0.9, 1.1, 1.2, 1.3], change_type.size)
+    exo_factor = exo_rng.choice([0.7, 0.8, 0.9, 1.15, 1.3, 1.45], change_type.size)
     factor = np.where(exogenous, exo_factor, factor)
     p0 = np.maximum(np.round(events.price[event] * np.array(_TIER_PRICE)[tier] / 50) * 50, 500).astype(
         np.int64
