@@ -12,10 +12,13 @@ How the world is built (the only Python loops run over tenants, at most a handfu
    growth trend, a category that depends on the venue type, and an event_schedules row each.
 2. Ticket types: 2-4 tiers per event (General Admission always; VIP, Early Bird, Reserved Seating, Balcony,
    Student), quantities splitting the event's capacity, prices in cents and a chain of price changes
-   (ticket_price_history; increases for high-demand tiers, discounts for slow ones).
+   (ticket_price_history; reactive ones: increases for high-demand tiers, discounts for slow ones; exogenous
+   ones of random direction and size; all at times independent of demand). Each category has a true price
+   elasticity (planted_pricing; truth["pricing"]) and events a demand seasonality.
 3. Demand: for every ticket type a full-window demand in tickets, split into baskets (order items) of 1-6
    tickets, each timed on a sales curve (an early rush when sales open, a steady middle, a last-minute
-   spike; weekday and hour-of-day purchase patterns), cut at the type's quantity in time order (a sell-out
+   spike; weekday and hour-of-day purchase patterns), thinned by the price response (p(t) / p_min)^elasticity
+   with the volume compensated, cut at the type's quantity in time order (a sell-out
    stops sales early) and cut at `now` (a future event has only sold what it sold so far). Venue capacities
    are calibrated so that the sold tickets hit the scale's target.
 4. Orders: ~6% extra failed checkouts (CANCELLED/EXPIRED, no tickets), a few PENDING carts in the last
@@ -25,8 +28,9 @@ How the world is built (the only Python loops run over tenants, at most a handfu
    dropout after each repeat purchase), calibrated to exactly the tenant's number of orders, then
    rank-matched in time to the orders: each user's purchase count and ordering follow the process.
 6. Refunds (~1.8% of paid orders plus every paid order of a cancelled event), tickets (one per unit of a
-   paid order's items), check-in scans (per-event no-show rate 4-11%), resale (listings, completed and
-   failed marketplace transfers, platform fees).
+   paid order's items), resale (listings, completed and failed marketplace transfers, platform fees), then
+   check-in scans: a planted logistic no-show model per ticket (lead time, price paid relative to the event's
+   tickets, the holder's latent reliability, category, resale; truth["no_show"]; ~9% overall).
 
 Conventions downstream code can rely on:
 - `now` is midnight UTC at the start of `as_of`: everything that happened is strictly before it (deadlines
