@@ -22,6 +22,13 @@ def run_job(
         from analytics_pipelines.definitions import defs
 
     job = defs.resolve_job_def(job_name)
+    if job.partitions_def is None:  # a job of unpartitioned assets (the prediction models): no range
+        return job.execute_in_process(
+            instance=instance or dg.DagsterInstance.get(),
+            tags=tags or {},
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            raise_on_error=False,
+        )
     keys = job.partitions_def.get_partition_keys()
     first, last = first or keys[0], last or keys[-1]
     if first not in keys or last not in keys:
@@ -64,6 +71,7 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
 
     runs = [("kpi_job", *last_partition_keys("kpi_job", 24))]
     through = last_sales_day(open_warehouse(warehouse_url))
+    runs.append(("predictions_job", None, None))  # before customers_job: model_performance reads its rows
     if through is not None:
         customers = key_for("customers_job", through)
         runs += [
