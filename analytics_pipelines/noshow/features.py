@@ -216,7 +216,7 @@ def _history(rows: pl.DataFrame) -> pl.DataFrame:
             pl.col("ends_at").alias("history_at"),
             pl.col("n").cum_sum().over("tenant_id", "holder_id").cast(pl.Int64).alias("prior_tickets"),
             pl.col("k").cum_sum().over("tenant_id", "holder_id").cast(pl.Int64).alias("prior_no_shows"),
-            pl.len().cum_sum().over("tenant_id", "holder_id").cast(pl.Int64).alias("prior_events"),
+            (pl.int_range(pl.len()) + 1).over("tenant_id", "holder_id").cast(pl.Int64).alias("prior_events"),
         )
         .sort("history_at")
     )
@@ -234,7 +234,10 @@ def _profile(orders: pl.DataFrame) -> pl.DataFrame:
             "venue_id",
             pl.col("user_id").alias("holder_id"),
             "recognized_at",
-            pl.len().cum_sum().over("tenant_id", "venue_id", "user_id").cast(pl.Int64).alias("seed_orders"),
+            (pl.int_range(pl.len()) + 1)
+            .over("tenant_id", "venue_id", "user_id")
+            .cast(pl.Int64)
+            .alias("seed_orders"),
             pl.col("gross_revenue_cents")
             .fill_null(0)
             .cum_sum()
