@@ -36,6 +36,7 @@ def test_definitions_explain_themselves():
             "reports",
             "customers",
             "models",
+            "predictions",
             "catalog",
         }, key
         expected_owner = (
@@ -44,7 +45,7 @@ def test_definitions_explain_themselves():
             else "team:analytics"
         )
         assert node.owners == [expected_owner], key
-    for job in ("main_job", "ingest_job", "marts_job", "kpi_job", "customers_job"):
+    for job in ("main_job", "ingest_job", "marts_job", "kpi_job", "customers_job", "predictions_job"):
         assert defs.resolve_job_def(job)
     marts = {
         k.to_user_string()
