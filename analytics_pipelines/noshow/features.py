@@ -159,19 +159,19 @@ def _utc(col: str, schema: pl.Schema) -> pl.Expr:
 
 
 def event_phases(events: pl.DataFrame, now: datetime) -> pl.DataFrame:
-    """event_dim rows with `phase`: deleted, cancelled_or_postponed, no_schedule, ended (ends before now),
-    in_progress (started, not ended), upcoming (starts after now)."""
+    """event_dim rows with `phase`, the first that applies: cancelled_or_postponed, no_schedule, ended (ends
+    before now), deleted, in_progress (started, not ended), upcoming (starts after now)."""
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     ev = events.with_columns(_utc("starts_at", events.schema), _utc("ends_at", events.schema))
     return ev.with_columns(
-        pl.when(pl.col("deleted"))
-        .then(pl.lit("deleted"))
-        .when(pl.col("cancelled_or_postponed"))
+        pl.when(pl.col("cancelled_or_postponed"))
         .then(pl.lit("cancelled_or_postponed"))
         .when(pl.col("starts_at").is_null())
         .then(pl.lit("no_schedule"))
         .when(pl.col("ends_at") < now)
-        .then(pl.lit("ended"))
+        .then(pl.lit("ended"))  # a deleted event that took place still counts (the no_shows mart's rule)
+        .when(pl.col("deleted"))
+        .then(pl.lit("deleted"))
         .when(pl.col("starts_at") <= now)
         .then(pl.lit("in_progress"))
         .otherwise(pl.lit("upcoming"))

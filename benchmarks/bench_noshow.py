@@ -1,0 +1,140 @@
+"""Benchmark: the no-show model through the real jobs (not a test).
+
+    python benchmarks/bench_noshow.py --scale small                  # generate + main_job, then predictions_job
+    python benchmarks/bench_noshow.py --scale medium --record
+    python benchmarks/bench_noshow.py --warehouse-url duckdb:///tmp/wh --last 2026-10-31   # staging/marts exist
+
+Prints the out-of-time figures the model's gate judges (ROC AUC and Brier of the model and of the seed rule
+on the same held-out tickets), the reliability table by deciles, per held-out event the expected vs actual
+no-shows (MAE, bias, 80 % interval coverage) and the seconds of the no_show_model step; with --record appends
+a line to benchmarks/results/noshow.md. The generator's planted truth (truth["no_show"]) is printed beside
+when the data was generated here; the model never reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from jobrun import failed_checks, peak_rss_gb, timed_run
+
+os.environ.setdefault("TT_ENV", "development")
+
+RESULTS = Path(__file__).resolve().parent / "results" / "noshow.md"
+HEADER = (
+    "| date | host | scale | fitted tickets (evaluated model) | held-out tickets / events | AUC model | AUC seed rule | "
+    "Brier model | Brier seed rule | event MAE model / seed | 80 % coverage | no_show_model s | gate |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
+FIRST = {"tiny": "2025-11-01", "small": "2025-11-01", "medium": "2024-11-01", "large": "2024-11-01"}
+
+
+def _metric(perf: pl.DataFrame, model_prefix: str, metric: str, evaluation: str = "out_of_time") -> float:
+    row = perf.filter(
+        pl.col("model").str.starts_with(model_prefix)
+        & (pl.col("metric") == metric)
+        & (pl.col("evaluation") == evaluation)
+        & pl.col("bucket").is_null()
+    )
+    return float(row["value"][0]) if row.height else float("nan")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--scale", default="small")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--warehouse-url")
+    p.add_argument("--first")
+    p.add_argument("--last", default="2026-10-31")
+    p.add_argument("--record", action="store_true", help="append the figures to benchmarks/results/noshow.md")
+    args = p.parse_args()
+    first = args.first or FIRST.get(args.scale, "2024-11-01")
+    os.environ["TT_PARTITION_START"] = first
+    now = (datetime.fromisoformat(args.last) + timedelta(days=1)).isoformat() + "+00:00"
+    tmp = Path(tempfile.mkdtemp(prefix="bench_noshow_"))
+    os.environ.setdefault("TT_DATA_DIR", str(tmp))
+    instance = dg.DagsterInstance.ephemeral()
+    truth = None
+    if args.warehouse_url:
+        os.environ["TT_WAREHOUSE_URL"] = args.warehouse_url
+    else:
+        from analytics_pipelines.generator.run import generate
+
+        src = f"duckdb:///{tmp / 'source.duckdb'}"
+        os.environ["TT_SOURCE_URL"] = src
+        os.environ["TT_WAREHOUSE_URL"] = f"duckdb:///{tmp / 'warehouse'}"
+        t = time.perf_counter()
+        truth_path = tmp / "truth.json"
+        generate(src, scale=args.scale, seed=args.seed, progress=False, truth_path=truth_path)
+        truth = json.loads(truth_path.read_text()).get("no_show") if truth_path.exists() else None
+        print(f"generate {args.scale}: {time.perf_counter() - t:.1f} s", flush=True)
+        result, seconds, _ = timed_run("main_job", first, args.last, instance, now)
+        print(f"main_job: {seconds:.1f} s, success={result.success}", flush=True)
+    result, seconds, steps = timed_run("predictions_job", None, None, instance, now)
+    step = {k: v for k, v in steps.items() if "no_show" in k}
+    failed = failed_checks(result)
+    print(f"predictions_job: {seconds:.1f} s ({step}); failed checks: {failed or 'none'}", flush=True)
+
+    from analytics_pipelines.warehouse import open_warehouse
+
+    wh = open_warehouse(os.environ["TT_WAREHOUSE_URL"])
+    perf = wh.read_table("no_show_model_performance")
+    with pl.Config(tbl_rows=60, tbl_cols=12, fmt_str_lengths=40):
+        head = perf.filter(pl.col("bucket").is_null()).pivot(
+            on="model", index=["evaluation", "metric"], values="value"
+        )
+        print(head.sort("evaluation", "metric"))
+        deciles = perf.filter(pl.col("metric").str.starts_with("reliability_decile")).pivot(
+            on="metric", index=["model", "bucket"], values="value"
+        )
+        print(deciles.sort("model", "bucket"))
+    model = perf.filter(pl.col("model") != "seed_rule")["model"][0]
+    fig = {
+        "auc_model": _metric(perf, model, "roc_auc"),
+        "auc_seed": _metric(perf, "seed_rule", "roc_auc"),
+        "brier_model": _metric(perf, model, "brier"),
+        "brier_seed": _metric(perf, "seed_rule", "brier"),
+        "held": int(_metric(perf, model, "n")),
+        "events": int(_metric(perf, model, "events")),
+        "mae_model": _metric(perf, model, "event_mae_no_shows"),
+        "mae_seed": _metric(perf, "seed_rule", "event_mae_no_shows"),
+        "bias_model": _metric(perf, model, "event_bias_no_shows"),
+        "coverage": _metric(perf, model, "event_interval_coverage"),
+        "fitted": int(_metric(perf, model, "n", "in_sample")),
+    }
+    print(json.dumps(fig, indent=1))
+    print("status:", perf["status"][0], "version:", perf["model_version"][0])
+    if truth is not None:
+        print("planted truth (never read by the model):", json.dumps(truth)[:600])
+    fc = wh.read_table("event_no_show_forecast")
+    print(f"upcoming events forecast: {fc.height}, tickets predicted: {wh.count('no_show_predictions')}")
+    rss = peak_rss_gb()
+    if args.record:
+        if not RESULTS.exists():
+            RESULTS.write_text(
+                "# No-show model benchmark\n\nOut-of-time holdout (latest 20 % of labelled tickets, whole events).\n\n"
+                + HEADER
+            )
+        with RESULTS.open("a") as fh:
+            fh.write(
+                f"| {date.today()} | {platform.node()} | {args.scale if not args.warehouse_url else 'given'} | "
+                f"{fig['fitted']:,} | {fig['held']:,} / {fig['events']} | {fig['auc_model']:.4f} | "
+                f"{fig['auc_seed']:.4f} | {fig['brier_model']:.4f} | {fig['brier_seed']:.4f} | "
+                f"{fig['mae_model']:.1f} / {fig['mae_seed']:.1f} | {fig['coverage']:.0%} | "
+                f"{sum(step.values()):.1f} | {perf['status'][0]} |\n"
+            )
+    print(f"peak RSS {rss:.2f} GB")
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
