@@ -33,6 +33,7 @@ NUMERIC = [
     "price_vs_type_max",
     "price_pos_in_range",
     "price_vs_event_max",
+    "log_price_vs_event_mean",
     "resold",
     "transferred",
     "transfer_count",
@@ -41,6 +42,7 @@ NUMERIC = [
     "prior_no_shows",
     "prior_events",
     "prior_no_show_rate",
+    "prior_no_show_rate_smoothed",
     "has_history",
     "event_weekday",
 ]
@@ -49,6 +51,11 @@ NUMERIC = [
 #: only when w > 0.1. Replaced by its expectation: P(w > 0.1) x E[w | w > 0.1] = 0.5 x 0.15 = 0.075.
 SEED_BASE, SEED_INACTIVE, SEED_LOW_AOV, SEED_WEATHER = 0.1, 0.2, 0.1, 0.075
 DAY_US = 86_400 * 1_000_000
+#: scan results that mean the holder came (the no_shows mart: a valid scan)
+ATTENDED_RESULTS = ("valid",)
+#: the holder's smoothed past no-show rate: (no-shows + PRIOR_WEIGHT x PRIOR_RATE) / (tickets + PRIOR_WEIGHT),
+#: a fixed prior (not the data's rate: a constant cannot leak the future)
+PRIOR_RATE, PRIOR_WEIGHT = 0.1, 3.0
 
 
 @dataclass
@@ -133,7 +140,7 @@ def read_inputs(wh: Warehouse) -> Inputs:
     scans = B._stg(wh, "ticket_scans", columns=["ticket_id", "result"])
     return Inputs(
         tickets=B._stg(wh, "tickets", columns=TICKET_COLUMNS),
-        valid_scans=scans.filter(pl.col("result") == "valid").select("ticket_id").unique(),
+        valid_scans=scans.filter(pl.col("result").is_in(ATTENDED_RESULTS)).select("ticket_id").unique(),
         events=B.event_dim(wh).select(
             "tenant_id",
             "venue_id",
@@ -267,6 +274,9 @@ def features(inp: Inputs, now: datetime) -> pl.DataFrame:
     )
     base = (
         rows.with_row_index("_row")
+        .with_columns(  # the event's mean price of the tickets sold so far (all of them once it started)
+            pl.col("price_cents").cast(pl.Float64).mean().over("event_id").alias("event_mean_price_cents")
+        )
         .join(inp.type_prices, on="ticket_type_id", how="left")
         .join(ev_max, on="event_id", how="left")
         .join(resold, on="ticket_id", how="left")
@@ -332,6 +342,13 @@ def features(inp: Inputs, now: datetime) -> pl.DataFrame:
         .alias("transferred"),
         pl.col("transfer_count").fill_null(0).cast(pl.Float64),
         pl.len().over("event_id", "holder_id").cast(pl.Float64).alias("holder_event_tickets"),
+        pl.when(same_currency & (price > 0) & (pl.col("event_mean_price_cents") > 0))
+        .then((price / pl.col("event_mean_price_cents")).log())
+        .alias("log_price_vs_event_mean"),
+        (
+            (pl.col("prior_no_shows").fill_null(0) + PRIOR_WEIGHT * PRIOR_RATE)
+            / (pl.col("prior_tickets").fill_null(0) + PRIOR_WEIGHT)
+        ).alias("prior_no_show_rate_smoothed"),
         pl.col("prior_tickets").fill_null(0).cast(pl.Float64),
         pl.col("prior_no_shows").fill_null(0).cast(pl.Float64),
         pl.col("prior_events").fill_null(0).cast(pl.Float64),
@@ -345,5 +362,11 @@ def features(inp: Inputs, now: datetime) -> pl.DataFrame:
         seed.alias("seed_probability"),
     )
     return out.sort("_row").drop(
-        "_row", "history_at", "recognized_at", "seed_spent_cents", "resold_at", "type_currency"
+        "_row",
+        "history_at",
+        "recognized_at",
+        "seed_spent_cents",
+        "resold_at",
+        "type_currency",
+        "event_mean_price_cents",
     )
