@@ -68,7 +68,9 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--scale", default="small")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--warehouse-url")
+    p.add_argument("--warehouse-url", help="a warehouse already holding the model's inputs")
+    p.add_argument("--source-url", help="an existing source (not generated here)")
+    p.add_argument("--truth", help="the source's planted truth (truth.json), printed beside the figures")
     p.add_argument("--first")
     p.add_argument("--last", default="2026-10-31")
     p.add_argument("--record", action="store_true", help="append the figures to benchmarks/results/noshow.md")
@@ -85,14 +87,15 @@ def main() -> int:
     else:
         from analytics_pipelines.generator.run import generate
 
-        src = f"duckdb:///{tmp / 'source.duckdb'}"
+        src = args.source_url or f"duckdb:///{tmp / 'source.duckdb'}"
         os.environ["TT_SOURCE_URL"] = src
         os.environ["TT_WAREHOUSE_URL"] = f"duckdb:///{tmp / 'warehouse'}"
-        t = time.perf_counter()
-        truth_path = tmp / "truth.json"
-        generate(src, scale=args.scale, seed=args.seed, progress=False, truth_path=truth_path)
+        truth_path = Path(args.truth) if args.truth else tmp / "truth.json"
+        if not args.source_url:
+            t = time.perf_counter()
+            generate(src, scale=args.scale, seed=args.seed, progress=False, truth_path=truth_path)
+            print(f"generate {args.scale}: {time.perf_counter() - t:.1f} s", flush=True)
         truth = json.loads(truth_path.read_text()).get("no_show") if truth_path.exists() else None
-        print(f"generate {args.scale}: {time.perf_counter() - t:.1f} s", flush=True)
         # only what the model reads (raw -> staging -> fct_orders, fct_resales, price_history), not every mart
         defs = _upstream_defs()
         result, seconds, _ = timed_run("no_show_upstream_job", first, args.last, instance, now, defs=defs)
