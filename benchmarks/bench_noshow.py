@@ -96,6 +96,10 @@ def main() -> int:
             generate(src, scale=args.scale, seed=args.seed, progress=False, truth_path=truth_path)
             print(f"generate {args.scale}: {time.perf_counter() - t:.1f} s", flush=True)
         truth = json.loads(truth_path.read_text()).get("no_show") if truth_path.exists() else None
+        print(
+            f"warehouse: {os.environ['TT_WAREHOUSE_URL']} (re-run the model alone with --warehouse-url)",
+            flush=True,
+        )
         # only what the model reads (raw -> staging -> fct_orders, fct_resales, price_history), not every mart
         defs = _upstream_defs()
         result, seconds, _ = timed_run("no_show_upstream_job", first, args.last, instance, now, defs=defs)

@@ -51,8 +51,9 @@ NUMERIC = [
 #: only when w > 0.1. Replaced by its expectation: P(w > 0.1) x E[w | w > 0.1] = 0.5 x 0.15 = 0.075.
 SEED_BASE, SEED_INACTIVE, SEED_LOW_AOV, SEED_WEATHER = 0.1, 0.2, 0.1, 0.075
 DAY_US = 86_400 * 1_000_000
-#: scan results that mean the holder came (the no_shows mart: a valid scan)
-ATTENDED_RESULTS = ("valid",)
+#: scan results that mean the holder came: any scan (an invalid or duplicate scan is still a holder at the
+#: gate). The no_shows mart counts only valid scans; docs/no-show.md says why the model differs.
+ATTENDED_RESULTS = ("valid", "invalid", "duplicate")
 #: the holder's smoothed past no-show rate: (no-shows + PRIOR_WEIGHT x PRIOR_RATE) / (tickets + PRIOR_WEIGHT),
 #: a fixed prior (not the data's rate: a constant cannot leak the future)
 PRIOR_RATE, PRIOR_WEIGHT = 0.1, 3.0
@@ -188,7 +189,7 @@ def event_phases(events: pl.DataFrame, now: datetime) -> pl.DataFrame:
 
 def ticket_rows(inp: Inputs, now: datetime) -> pl.DataFrame:
     """One row per sold ticket of a known event: event columns, phase, cutoff, holder and (ended events)
-    the label `no_show`."""
+    the label `no_show` (no scan at all: ATTENDED_RESULTS)."""
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     ev = event_phases(inp.events, now)
     t = inp.tickets
