@@ -2,7 +2,10 @@
 
 A ticket = a sold ticket (the no_shows mart's statuses: sold, minted, active, transferred, checked_in, used)
 of an event; its holder is tickets.user_id (after any transfer), else original_purchaser_id. Its label, for
-an event that has ended (not cancelled or postponed): no valid scan (the no_shows mart's rule).
+an event that has ended (not cancelled or postponed): no scan at all. The no_shows mart counts tickets
+without a VALID scan; an invalid or duplicate scan still means the holder came to the gate, and counting it
+as a no-show adds noise the features cannot explain (2.5 % of the generated scans: out-of-time AUC 0.69
+instead of 0.75 on `small`).
 
 Point in time: every ticket has a cutoff = min(its event's start, now). A feature uses only what happened
 strictly before the cutoff: the holder's past attendance counts the tickets of events that ENDED before it
