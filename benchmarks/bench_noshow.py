@@ -84,6 +84,8 @@ def main() -> int:
     truth = None
     if args.warehouse_url:
         os.environ["TT_WAREHOUSE_URL"] = args.warehouse_url
+        if args.truth:
+            truth = json.loads(Path(args.truth).read_text()).get("no_show")
     else:
         from analytics_pipelines.generator.run import generate
 
