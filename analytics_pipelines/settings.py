@@ -29,16 +29,6 @@ def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
-
-
 def _retention_days(env: Mapping[str, str], name: str) -> int | None:
     """A retention setting: a positive number of days, or off/none/0/empty for none."""
     value = (env.get(name) or "").strip().lower()
@@ -51,6 +41,16 @@ def _retention_days(env: Mapping[str, str], name: str) -> int | None:
     if days < 1:
         raise ValueError(f"{name}: must be at least 1 day, got {days}")
     return days
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
 @dataclass(frozen=True)

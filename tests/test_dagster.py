@@ -36,8 +36,8 @@ def test_definitions_explain_themselves():
             "reports",
             "customers",
             "models",
-            "predictions",
             "catalog",
+            "predictions",
         }, key
         expected_owner = (
             "team:data-platform"
