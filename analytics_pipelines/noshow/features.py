@@ -69,7 +69,7 @@ class Inputs:
     #: stg_tickets: id, tenant_id, event_id, ticket_type_id, user_id, original_purchaser_id, price_cents,
     #: status, purchased_at, transfer_count, currency
     tickets: pl.DataFrame
-    #: ticket ids with a valid scan
+    #: ticket ids with a scan whose result is one of ATTENDED_RESULTS (the holder came)
     valid_scans: pl.DataFrame
     #: event_dim: tenant_id, venue_id, event_id, category_id, status, starts_at, ends_at,
     #: cancelled_or_postponed, deleted
