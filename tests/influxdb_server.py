@@ -173,7 +173,7 @@ def influxd() -> Iterator[Influx1]:
 
 def main() -> int:
     """Start influxd 1.6.7 and the /api/v2/write forwarder; print their URLs; run until interrupted."""
-    from tests.influx_forwarder import forwarder
+    from influx_forwarder import forwarder  # tests/ is sys.path[0] when run as a script
 
     problem = available()
     if problem:
@@ -193,5 +193,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     raise SystemExit(main())
