@@ -295,13 +295,14 @@ def test_refused_write_raises(influx1, v2_url, tmp_path):
 # -- through the real jobs (the shared tiny materialization) ------------------------------------------------
 
 
-def _run(m, env: dict, job: str = "kpi_publication_job") -> dg.ExecuteInProcessResult:
+def _run(m, env: dict, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    """kpi_publication_job over the fixture's KPI hours, on a fresh instance, with `env` on top."""
     with environment({**m.env, **env}):
         defs = build_definitions(default_registry(), Settings.from_env())
         return run_job(
-            job,
+            "kpi_publication_job",
             *KPI_HOURS,
-            instance=dg.DagsterInstance.ephemeral(),
+            instance=instance or dg.DagsterInstance.ephemeral(),
             defs=defs,
             tags={NOW_TAG: NOW.isoformat()},
             log_level="WARNING",
@@ -309,8 +310,10 @@ def _run(m, env: dict, job: str = "kpi_publication_job") -> dg.ExecuteInProcessR
 
 
 def _materialization(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    [mat] = [m for m in result.asset_materializations_for_node(asset)]
-    return {k: v.value for k, v in mat.metadata.items()}
+    """The metadata of the asset's materializations (one per partition of the single run: all the same)."""
+    mats = result.asset_materializations_for_node(asset)
+    assert len(mats) == 3 and len({str(m.metadata) for m in mats}) == 1
+    return {k: v.value for k, v in mats[0].metadata.items()}
 
 
 def test_kpi_snapshots_round_trip_through_the_job(materialized, influx1, v2_url, bucket, tmp_path):
@@ -363,7 +366,7 @@ def test_kpi_snapshots_round_trip_through_the_job(materialized, influx1, v2_url,
 
 
 def test_not_configured_job_succeeds_and_says_so(materialized):
-    result = _run(materialized, {"TT_INFLUX_URL": ""})
+    result = materialized.results["kpi_publication_job"]  # the shared fixture runs it, not configured
     assert result.success
     meta = _materialization(result, "influx_kpi_snapshots")
     assert meta["status"] == NOT_CONFIGURED and meta["points"] == 0
@@ -380,7 +383,8 @@ def test_influx_down_fails_only_the_publication_and_alerts(materialized, tmp_pat
     }
     wh = open_warehouse(materialized.warehouse_url)
     before = wh.count("kpi_snapshots")
-    result = _run(materialized, env)
+    instance = dg.DagsterInstance.ephemeral()
+    result = _run(materialized, env, instance)
     assert not result.success
     failed = {e.step_key for e in result.all_events if e.is_step_failure}
     assert failed == {"influx_kpi_snapshots"}
@@ -402,7 +406,7 @@ def test_influx_down_fails_only_the_publication_and_alerts(materialized, tmp_pat
         monkeypatch.delenv("TT_ALERT_EMAILS", raising=False)
         ctx = dg.build_run_status_sensor_context(
             sensor_name="run_failure_alert_sensor",
-            dagster_instance=dg.DagsterInstance.ephemeral(),
+            dagster_instance=instance,
             dagster_run=result.dagster_run,
             dagster_event=result.get_run_failure_event(),
         ).for_run_failure()

@@ -54,7 +54,7 @@ def publication_asset(registry: Registry, t: Table, settings: Settings) -> dg.As
         keys = sorted(context.partition_keys) if part is not None else []
         engine = ops.engine() if target.url else None
         wh = warehouse.get()
-        meta, prepared = publish(wh, publisher, keys, target, engine, run_id=context.run_id)
+        meta, prepared = publish(wh, publisher, keys, target, engine, run_id=context.run.run_id)
         if meta["status"] == NOT_CONFIGURED:
             context.log.info(f"{t.name}: InfluxDB not configured (TT_INFLUX_URL): nothing published")
         else:
