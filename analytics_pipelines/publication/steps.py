@@ -48,9 +48,11 @@ def prepare(wh: Warehouse, publisher: Publisher, keys: list[str], precision: str
     if not keys or p.source not in wh.tables():
         return out
     df = wh.read_partitions(p.source, p.partition_column, keys[0], keys[-1])
-    df = df.filter(_key_text(p.partition_column).is_in(keys))
+    by_key = df.with_columns(_key_text(p.partition_column).alias("_partition_key")).partition_by(
+        "_partition_key", as_dict=True, include_key=False
+    )
     for key in keys:
-        part = df.filter(_key_text(p.partition_column) == key)
+        part = by_key.get((key,), df.clear())
         rows = p.prepare(part) if p.prepare else part
         series = p.series_for(rows)
         out.measurement = series.measurement
