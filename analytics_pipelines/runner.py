@@ -70,7 +70,9 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
     from analytics_pipelines.customers.build import last_sales_day
     from analytics_pipelines.warehouse import open_warehouse
 
-    runs = [("kpi_job", *last_partition_keys("kpi_job", 24))]
+    kpi_hours = last_partition_keys("kpi_job", 24)
+    # publication to InfluxDB: without TT_INFLUX_URL the assets say "not configured" and publish nothing
+    runs = [("kpi_job", *kpi_hours), ("kpi_publication_job", *kpi_hours)]
     through = last_sales_day(open_warehouse(warehouse_url))
     if through is not None:
         customers = key_for("customers_job", through)
@@ -78,6 +80,7 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
             ("predictions_job", None, None),  # before customers_job: model_performance collects its rows
             ("customers_job", customers, customers),
             ("daily_venue_reports_job", through.isoformat(), through.isoformat()),
+            ("daily_publication_job", through.isoformat(), through.isoformat()),
         ]
         week = key_for("weekly_executive_reports_job", through - timedelta(days=7))
         runs.append(("weekly_executive_reports_job", week, week))

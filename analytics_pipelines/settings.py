@@ -54,6 +54,41 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 @dataclass(frozen=True)
+class InfluxSettings:
+    """Where the time series are published (TT_INFLUX_*); `url` None: not configured (nothing published)."""
+
+    url: str | None = None
+    org: str = "tickettoken"
+    bucket: str = "tickettoken"
+    token: str = ""
+    #: the write precision, explicit on every write: s | ms | us | ns
+    precision: str = "s"
+    batch_size: int = 5000
+    flush_interval_ms: int = 1000
+    max_retries: int = 3
+    retry_interval_ms: int = 2000
+    timeout_ms: int = 10_000
+
+
+def _influx(env: Mapping[str, str]) -> InfluxSettings:
+    precision = (env.get("TT_INFLUX_PRECISION") or "s").strip().lower()
+    if precision not in ("s", "ms", "us", "ns"):
+        raise ValueError(f"TT_INFLUX_PRECISION must be s, ms, us or ns, got {precision!r}")
+    return InfluxSettings(
+        url=(env.get("TT_INFLUX_URL") or "").strip().rstrip("/") or None,
+        org=env.get("TT_INFLUX_ORG") or "tickettoken",
+        bucket=env.get("TT_INFLUX_BUCKET") or "tickettoken",
+        token=env.get("TT_INFLUX_TOKEN") or "",
+        precision=precision,
+        batch_size=_int(env, "TT_INFLUX_BATCH_SIZE", 5000),
+        flush_interval_ms=_int(env, "TT_INFLUX_FLUSH_INTERVAL_MS", 1000),
+        max_retries=_int(env, "TT_INFLUX_MAX_RETRIES", 3),
+        retry_interval_ms=_int(env, "TT_INFLUX_RETRY_INTERVAL_MS", 2000),
+        timeout_ms=_int(env, "TT_INFLUX_TIMEOUT_MS", 10_000),
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     source_url: str
@@ -72,6 +107,7 @@ class Settings:
     export_ttl_days: str = "7"
     attachment_limit_bytes: str = str(5 * 1024 * 1024)
     report_link_base: str | None = None
+    influx: InfluxSettings = field(default_factory=InfluxSettings)
     #: secrets by variable name (pseudonym keys); read by analytics_pipelines.privacy
     secrets: Mapping[str, str] = field(default_factory=dict)
     #: the API process's variables (TT_API_*, TT_EXPORT_DIR), read by analytics_pipelines.api.settings
@@ -112,6 +148,7 @@ class Settings:
             export_ttl_days=env.get("TT_EXPORT_TTL_DAYS") or "7",
             attachment_limit_bytes=env.get("TT_EMAIL_ATTACHMENT_LIMIT_BYTES") or str(5 * 1024 * 1024),
             report_link_base=env.get("TT_REPORT_LINK_BASE") or None,
+            influx=_influx(env),
             secrets={k: v for k, v in env.items() if k.endswith("_PSEUDONYM_KEY") or k == "TT_ENV"},
             api={k: v for k, v in env.items() if k.startswith("TT_API_") or k == "TT_EXPORT_DIR"},
             no_show_min_auc=_float(env, "TT_NO_SHOW_MIN_AUC", 0.70),

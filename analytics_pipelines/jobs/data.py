@@ -29,7 +29,7 @@ def _asset_job(
 main_job = _asset_job(
     "main_job",
     dg.AssetSelection.all()
-    - dg.AssetSelection.groups("kpis", "reports", "customers", "models", "predictions"),
+    - dg.AssetSelection.groups("kpis", "reports", "customers", "models", "predictions", "publication"),
     "data-platform",
     "Everything daily: source -> raw -> staging -> facts -> marts for a partition range.",
 )
