@@ -28,7 +28,7 @@ def _asset_job(
 
 main_job = _asset_job(
     "main_job",
-    dg.AssetSelection.all() - dg.AssetSelection.groups("kpis", "reports", "customers", "models"),
+    dg.AssetSelection.all() - dg.AssetSelection.groups("kpis", "reports", "customers", "models", "pricing"),
     "data-platform",
     "Everything daily: source -> raw -> staging -> facts -> marts for a partition range.",
 )
@@ -59,4 +59,13 @@ customers_job = _asset_job(
     retries=False,
 )
 
-jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job]
+pricing_job = _asset_job(
+    "pricing_job",
+    dg.AssetSelection.groups("pricing"),
+    "analytics",
+    "Price elasticity (model fit, holdout validation) and pricing recommendations (published to the ops "
+    "store's pending_price_changes), as of the run's time, from the marts already in the warehouse.",
+    retries=False,
+)
+
+jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job, pricing_job]
