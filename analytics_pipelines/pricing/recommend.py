@@ -17,7 +17,6 @@ price x ((p1/p0)^(1+e) - 1); its interval evaluates the same at both ends of e's
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -262,7 +261,7 @@ def recommend(
             pl.col("lo").round(4).alias("ci_low"),
             pl.col("hi").round(4).alias("ci_high"),
         ).alias("inputs"),
-        pl.lit(json.dumps(rails.__dict__)).alias("guard_rails"),
+        pl.struct(*[pl.lit(v).alias(k) for k, v in rails.__dict__.items()]).alias("guard_rails"),
         pl.when(pl.col("hi") < -1)
         .then(pl.lit("elastic (e < -1): a lower price raises revenue"))
         .when(pl.col("lo") > -1)

@@ -29,6 +29,8 @@ TABLES: tuple[Table, ...] = (
         build=S + "price_elasticity",
         produces=("pricing_exclusions", "pricing_model_performance"),
         kinds=("numpy", "polars"),
+        serve=True,
+        venue_column="venue_id",
         description="Price elasticity of demand per category and per category at a venue: a log-log demand "
         "model (Poisson PML, ticket-type fixed effects; controls days to event, sales-window share, weekday) "
         "over the daily tickets of every ticket type around its real price changes, cluster-robust (event) "
