@@ -1,5 +1,5 @@
 """The shared fixture dataset: `tiny` generated data materialized through the real Dagster jobs (main_job
-over a day range, kpi_job over a few hours, customers_job over a few weeks of days), once per test session and
+over a day range, kpi_job over a few hours, pricing_job, customers_job over a few weeks of days), once per test session and
 backend. Every test that needs built marts reads this instead of building its own copy."""
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ def materialize_everything(
     runs: tuple[tuple[str, str, str], ...] = (
         ("main_job", FIRST, LAST),
         ("kpi_job", *KPI_HOURS),
+        ("pricing_job", None, None),  # unpartitioned; before customers_job (model_performance reads it)
         ("customers_job", *RFM_DAYS),
     ),
 ) -> Materialized:

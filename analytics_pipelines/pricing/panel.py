@@ -131,10 +131,18 @@ def daily_panel(
     days = days.with_columns(
         day_start.alias("at"), (day_start + pl.duration(days=1) - pl.duration(microseconds=1)).alias("at_end")
     ).sort("at")
-    days = days.join_asof(pr, on="at", by="ticket_type_id", strategy="backward").rename({"price_cents": "p0"})
+    days = days.join_asof(
+        pr, on="at", by="ticket_type_id", strategy="backward", check_sortedness=False
+    ).rename({"price_cents": "p0"})
     days = (
         days.sort("at_end")
-        .join_asof(pr.rename({"at": "at_end"}), on="at_end", by="ticket_type_id", strategy="backward")
+        .join_asof(
+            pr.rename({"at": "at_end"}),
+            on="at_end",
+            by="ticket_type_id",
+            strategy="backward",
+            check_sortedness=False,
+        )
         .rename({"price_cents": "p1"})
     )
     # whole-day price only: a day the price changed mixes two prices
