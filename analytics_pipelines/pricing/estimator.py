@@ -133,7 +133,8 @@ def dummies(codes: np.ndarray, n_levels: int) -> np.ndarray:
 
 @dataclass
 class Slopes:
-    """Per group: its slope, cluster-robust standard error, observations and clusters behind it."""
+    """Per group: its slope, cluster-robust standard error, observations, and clusters with price
+    variation behind it."""
 
     beta: np.ndarray
     se: np.ndarray
@@ -155,7 +156,10 @@ def fit_slopes(
 ) -> Slopes:
     """One slope of z per group (every fixed-effect group and cluster lies within one group), the rest of
     the linear predictor given as `offset`: independent one-parameter PPML problems, solved together with
-    vectorized Newton steps. Standard errors clustered (clusters nested in the groups)."""
+    vectorized Newton steps. Standard errors clustered (clusters nested in the groups), jackknife-type (CV3:
+    the usual sandwich is far too small with the few events a category's price changes come from); the
+    number of clusters with price variation is returned for t(G-1) intervals. A slope resting on one such
+    cluster is not identified (NaN)."""
     y, z, off = (np.asarray(a, float) for a in (y, z, offset))
     fe = np.unique(np.asarray(fe), return_inverse=True)[1]
     n_fe = int(fe.max()) + 1 if fe.size else 0
@@ -193,50 +197,103 @@ def fit_slopes(
     mu, zt = _state(beta)
     h = np.bincount(grp, weights=mu * zt * zt, minlength=n_groups)
     n_cl = int(cl.max()) + 1 if cl.size else 0
+    # jackknife-type cluster-robust variance (CV3): each cluster's score scaled by the Hessian without it;
+    # only clusters with price variation inform a slope (their count is the t distribution's G)
     sc = np.bincount(cl, weights=zt * (y - mu), minlength=n_cl)
+    hc = np.bincount(cl, weights=mu * zt * zt, minlength=n_cl)
     cl_group = np.zeros(n_cl, np.int64)
     cl_group[cl] = grp
-    meat = np.bincount(cl_group, weights=sc * sc, minlength=n_groups)
-    g = np.bincount(cl_group, minlength=n_groups).astype(float)
-    adj = np.where(g > 1, g / np.maximum(g - 1, 1), 1.0)
-    var = np.where(h > 1e-12, meat * adj / np.maximum(h, 1e-12) ** 2, np.nan)
-    identified = h > 1e-12
+    informative = hc > 1e-12 * np.maximum(h[cl_group], 1e-300)
+    g = np.bincount(cl_group, weights=informative.astype(float), minlength=n_groups)
+    rest = h[cl_group] - hc
+    lonely = np.bincount(cl_group, weights=(informative & (rest <= 1e-12)).astype(float), minlength=n_groups)
+    term = np.where(informative & (rest > 1e-12), (sc / np.where(rest > 1e-12, rest, 1.0)) ** 2, 0.0)
+    var = np.bincount(cl_group, weights=term, minlength=n_groups) * np.where(
+        g > 1, (g - 1) / np.maximum(g, 1), 0
+    )
+    identified = (h > 1e-12) & (g >= 2) & (lonely == 0) & (var > 0)
     return Slopes(
         beta=np.where(identified, beta, np.nan),
-        se=np.sqrt(var),
+        se=np.where(identified, np.sqrt(np.where(identified, var, 0.0)), np.nan),
         n_obs=np.bincount(grp, minlength=n_groups),
         n_clusters=g.astype(np.int64),
         converged=converged,
     )
 
 
+def fit_factors(
+    y: np.ndarray, factors: list[np.ndarray], fe: np.ndarray, offset: np.ndarray, iterations: int = 30
+) -> list[np.ndarray]:
+    """Poisson ML of categorical controls (each an array of level codes) beside the fixed effects, given an
+    offset: iterative proportional fitting (each level's coefficient has a closed form given the rest), no
+    dense design matrix. Returns the controls' summed contribution per observation (normalized: the fixed
+    effects absorb any constant): apply_factors maps them to observations."""
+    y = np.asarray(y, float)
+    fe = np.unique(np.asarray(fe), return_inverse=True)[1]
+    n_fe = int(fe.max()) + 1 if fe.size else 0
+    y_fe = np.bincount(fe, weights=y, minlength=n_fe)
+    log_y_fe = np.log(np.where(y_fe > 0, y_fe, 1.0))
+    deltas = [np.zeros(int(f.max()) + 1 if f.size else 0) for f in factors]
+    y_lv = [np.bincount(f, weights=y, minlength=d.size) for f, d in zip(factors, deltas, strict=True)]
+    for _ in range(iterations):
+        biggest = 0.0
+        for j, f in enumerate(factors):
+            eta = offset + sum(d[g] for d, g in zip(deltas, factors, strict=True))
+            shift = np.full(n_fe, -np.inf)
+            np.maximum.at(shift, fe, eta)
+            shift = np.where(np.isfinite(shift), shift, 0.0)
+            e = np.exp(eta - shift[fe])
+            alpha = log_y_fe - np.log(np.maximum(np.bincount(fe, weights=e, minlength=n_fe), 1e-300))
+            mu = np.where(y_fe[fe] > 0, np.exp(alpha[fe] + eta - shift[fe]), 0.0)
+            mu_lv = np.bincount(f, weights=mu, minlength=deltas[j].size)
+            ok = (y_lv[j] > 0) & (mu_lv > 0)
+            step = np.where(ok, np.log(np.where(ok, y_lv[j], 1.0) / np.where(ok, mu_lv, 1.0)), 0.0)
+            deltas[j] = np.where(y_lv[j] > 0, deltas[j] + step, -30.0)
+            deltas[j] -= deltas[j][y_lv[j] > 0].mean() if ok.any() else 0.0
+            biggest = max(biggest, float(np.abs(step).max(initial=0.0)))
+        if biggest < 1e-7:
+            break
+    return deltas
+
+
+def apply_factors(deltas: list[np.ndarray], factors: list[np.ndarray]) -> np.ndarray:
+    """The controls' summed contribution per observation; a level the fit never saw counts 0."""
+    n = factors[0].size if factors else 0
+    out = np.zeros(n)
+    for d, f in zip(deltas, factors, strict=True):
+        known = f < d.size
+        out[known] += d[f[known]]
+    return out
+
+
 def fit_elasticities(
     y: np.ndarray,
     log_price: np.ndarray,
-    controls: np.ndarray,
+    factors: list[np.ndarray],
     group: np.ndarray,
     n_groups: int,
     fe: np.ndarray,
     cluster: np.ndarray,
-    rounds: int = 4,
-) -> tuple[Slopes, np.ndarray]:
-    """Per-group price elasticities with shared controls, by backfitting: the controls' coefficients given
-    the slopes (fit_ppml with the price term as offset), then the slopes given the controls (fit_slopes),
-    `rounds` times (it converges to the joint estimate in a few rounds; the slopes' standard errors treat
-    the shared controls as known: they are estimated from every ticket type). Rows whose group is
-    >= n_groups get no slope (ticket types without a price change: they inform the controls only)."""
+    rounds: int = 6,
+) -> tuple[Slopes, list[np.ndarray]]:
+    """Per-group price elasticities with shared categorical controls, by backfitting: the controls given
+    the slopes (fit_factors with the price term as offset), then the slopes given the controls
+    (fit_slopes), `rounds` times (the joint Poisson ML; the slopes' standard errors treat the shared
+    controls as known: they are estimated from every ticket type's days). Rows whose group is >= n_groups
+    get no slope (ticket types without a price change: they inform the controls only). Returns the slopes
+    and the controls' level coefficients (apply_factors)."""
     grp = np.asarray(group)
     has = grp < n_groups
     beta = np.zeros(n_groups + 1)
-    gamma = np.zeros(controls.shape[1])
     g_idx = np.where(has, grp, n_groups)
+    control = np.zeros(len(y))
+    deltas: list[np.ndarray] = []
     slopes = None
     for _ in range(rounds):
         price_term = np.where(has, beta[g_idx] * log_price, 0.0)
-        if controls.shape[1]:
-            gamma = fit_ppml(y, controls, fe, cluster, offset=price_term).beta
-            gamma = np.where(np.isfinite(gamma), gamma, 0.0)
-        off = controls @ gamma
-        slopes = fit_slopes(y[has], log_price[has], grp[has], n_groups, fe[has], cluster[has], off[has])
+        if factors:
+            deltas = fit_factors(y, factors, fe, price_term)
+            control = apply_factors(deltas, factors)
+        slopes = fit_slopes(y[has], log_price[has], grp[has], n_groups, fe[has], cluster[has], control[has])
         beta[:n_groups] = np.where(np.isfinite(slopes.beta), slopes.beta, 0.0)
-    return slopes, gamma
+    return slopes, deltas

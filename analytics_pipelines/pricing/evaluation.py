@@ -17,7 +17,7 @@ from datetime import date, datetime
 import numpy as np
 import polars as pl
 
-from analytics_pipelines.pricing.model import FEATURES, MODEL, SEED_ELASTICITY, controls
+from analytics_pipelines.pricing.model import FEATURES, MODEL, SEED_ELASTICITY, control_effect
 
 WINDOW = 14
 FAMILY = "pricing"
@@ -50,11 +50,12 @@ def holdout_events(event_ids: pl.Series, share: int = 5) -> pl.Series:
     )
 
 
-def change_windows(panel: pl.DataFrame, gamma: np.ndarray, window: int = WINDOW) -> pl.DataFrame:
+def change_windows(panel: pl.DataFrame, deltas: list[np.ndarray], window: int = WINDOW) -> pl.DataFrame:
     """One row per observed price change with enough days on both sides: tickets before/after, the
-    controls' expected demand before/after (exp(controls . gamma) summed), old and new price."""
-    p = panel.sort("ticket_type_id", "day").with_columns(
-        pl.Series("w", np.exp(controls(panel.sort("ticket_type_id", "day")) @ gamma)),
+    controls' expected demand before/after (exp(controls' effect) summed), old and new price."""
+    p = panel.sort("ticket_type_id", "day")
+    p = p.with_columns(
+        pl.Series("w", np.exp(control_effect(p, deltas))),
         pl.col("price_change").cum_sum().over("ticket_type_id").alias("spell"),
         pl.int_range(pl.len()).over("ticket_type_id").alias("pos"),
     )

@@ -14,16 +14,21 @@ from datetime import datetime
 
 import numpy as np
 import polars as pl
+from scipy.stats import t as t_dist
 
-from analytics_pipelines.pricing.estimator import dummies, fit_elasticities
-from analytics_pipelines.pricing.panel import DTE_BINS, WINDOW_BINS
+from analytics_pipelines.pricing.estimator import apply_factors, fit_elasticities
 
 MODEL = "loglog_ppml_fe"
 VERSION = "1"
-FEATURES = ("log_price", "days_to_event_bin", "sales_window_share_bin", "weekday", "ticket_type_fixed_effect")
+FEATURES = (
+    "log_price",
+    "days_to_event_bin",
+    "tier_x_sales_window_share_bin",
+    "weekday",
+    "ticket_type_fixed_effect",
+)
 #: the seed's fixed elasticity (analytics-service "Optimal pricing"): the baseline the model must beat
 SEED_ELASTICITY = -1.5
-Z95 = 1.959963984540054
 
 SCHEMA = {
     "tenant_id": pl.String,
@@ -51,19 +56,18 @@ SCOPES = {"category": ["tenant_id", "category"], "category_venue": ["tenant_id",
 @dataclass
 class Estimates:
     table: pl.DataFrame
-    #: the controls' coefficients of the category fit (used to evaluate a holdout)
-    gamma: np.ndarray
+    #: the controls' level coefficients (control_effect; used to evaluate a holdout)
+    deltas: list[np.ndarray]
 
 
-def controls(panel: pl.DataFrame) -> np.ndarray:
-    """The control columns: dummies of days-to-event bin, sales-window-share bin and weekday."""
-    return np.hstack(
-        [
-            dummies(panel["dte_bin"].to_numpy(), len(DTE_BINS) + 1),
-            dummies(panel["window_bin"].to_numpy(), WINDOW_BINS),
-            dummies(panel["weekday"].to_numpy(), 7),
-        ]
-    )
+def factors(panel: pl.DataFrame) -> list[np.ndarray]:
+    """The categorical controls as level codes: days-to-event bin, tier x sales-window-share bin, weekday."""
+    return [panel[c].to_numpy().astype(np.int64) for c in ("dte_bin", "curve_bin", "weekday")]
+
+
+def control_effect(panel: pl.DataFrame, deltas: list[np.ndarray]) -> np.ndarray:
+    """The fitted controls' contribution to log demand per panel row (0 before any fit)."""
+    return apply_factors(deltas, factors(panel)) if deltas else np.zeros(panel.height)
 
 
 def model_version(trained_through: str) -> str:
@@ -113,27 +117,32 @@ def estimate(
     p = p.join(changed, on="ticket_type_id").join(eligible.select(*keys, "g"), on=keys, how="left")
     # a changed type of an ineligible group is left out; one-price types inform the controls
     p = p.filter(pl.col("g").is_not_null() | ~pl.col("changed"))
-    gamma = np.zeros(controls(p.head(0)).shape[1]) if p.height == 0 else None
+    deltas: list[np.ndarray] = []
     beta = np.full(n_groups, np.nan)
     se = np.full(n_groups, np.nan)
+    crit = np.full(n_groups, np.nan)
     if p.height and n_groups:
         g = p["g"].fill_null(n_groups).to_numpy().astype(np.int64)
         fe = p["ticket_type_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
         cl = p["event_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
-        slopes, gamma = fit_elasticities(
+        slopes, deltas = fit_elasticities(
             p["tickets"].to_numpy().astype(float),
             np.log(p["price_cents"].to_numpy().astype(float)),
-            controls(p),
+            factors(p),
             g,
             n_groups,
             fe,
             cl,
         )
         beta, se = slopes.beta, slopes.se
-    elif gamma is None:
-        gamma = np.zeros(controls(p.head(0)).shape[1])
+        # small-cluster inference: t with G-1 degrees of freedom (G = events with price changes)
+        crit = np.where(
+            slopes.n_clusters >= 2, t_dist.ppf(0.975, np.maximum(slopes.n_clusters - 1, 1)), np.nan
+        )
     fitted = eligible.select(*keys, "g").with_columns(
-        pl.Series("elasticity", beta, dtype=pl.Float64), pl.Series("std_error", se, dtype=pl.Float64)
+        pl.Series("elasticity", beta, dtype=pl.Float64),
+        pl.Series("std_error", se, dtype=pl.Float64),
+        pl.Series("crit", crit, dtype=pl.Float64),
     )
     out = stats.join(fitted, on=keys, how="left")
     finite = pl.col("elasticity").is_finite() & pl.col("std_error").is_finite() & (pl.col("std_error") > 0)
@@ -149,15 +158,15 @@ def estimate(
         .when(pl.col("events_with_changes") < 2)
         .then(pl.format("insufficient data: {} price changes, all in one event", "n_price_changes"))
         .when(~finite.fill_null(False))
-        .then(pl.lit("insufficient data: no sales varied with the price (not identified)"))
+        .then(pl.lit("insufficient data: the price evidence rests on one event (not identified)"))
     )
     out = out.with_columns(reason.alias("reason"))
     est = pl.col("reason").is_null()
     out = out.with_columns(
         pl.when(est).then(pl.col("elasticity")).alias("elasticity"),
         pl.when(est).then(pl.col("std_error")).alias("std_error"),
-        pl.when(est).then(pl.col("elasticity") - Z95 * pl.col("std_error")).alias("ci_low"),
-        pl.when(est).then(pl.col("elasticity") + Z95 * pl.col("std_error")).alias("ci_high"),
+        pl.when(est).then(pl.col("elasticity") - pl.col("crit") * pl.col("std_error")).alias("ci_low"),
+        pl.when(est).then(pl.col("elasticity") + pl.col("crit") * pl.col("std_error")).alias("ci_high"),
         pl.when(est).then(pl.lit("estimated")).otherwise(pl.lit("insufficient_data")).alias("status"),
         pl.lit(scope).alias("scope"),
         pl.lit(version).alias("model_version"),
@@ -169,4 +178,4 @@ def estimate(
         out = out.join(names, on="category", how="left")
     else:
         out = out.with_columns(pl.lit(None, pl.String).alias("category_name"))
-    return Estimates(out.select(list(SCHEMA)).cast(SCHEMA), gamma)
+    return Estimates(out.select(list(SCHEMA)).cast(SCHEMA), deltas)

@@ -1,6 +1,7 @@
 """The daily panel the elasticity model is fitted on: one row per ticket type and full UTC day it was on sale
 (not sold out, before the event, before today), with the tickets sold that day, the price in effect all day
-and the controls (days to event, share of the sales window elapsed, weekday). Pure polars.
+and the controls (days to event, share of the sales window elapsed, the type's tier (ticket_types.category:
+early bird, general, VIP...; each tier has its own sales curve over the window), weekday). Pure polars.
 
 Ticket types that cannot enter the model get a reason row instead (never a silent drop):
 - `event_cancelled_or_postponed`: the event's sales are not normal demand;
@@ -18,8 +19,9 @@ from datetime import date, timedelta
 import polars as pl
 
 #: days-to-event bins (upper bounds, days): the last bin is everything beyond
-DTE_BINS = (1, 3, 7, 14, 30, 60, 120)
-WINDOW_BINS = 10
+DTE_BINS = (1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90, 120)
+#: share-of-sales-window bins (upper bounds): fine at both ends, where sales curves are steepest
+WINDOW_EDGES = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
 
 EXCLUSION_SCHEMA = {
     "tenant_id": pl.String,
@@ -80,6 +82,11 @@ def daily_panel(
     venue_currency."""
     t = (
         types.rename({"id": "ticket_type_id"})
+        .with_columns(
+            (pl.col("category") if "category" in types.columns else pl.lit(None, pl.String))
+            .fill_null("(none)")
+            .alias("tier")
+        )
         .join(events, on="event_id", how="inner")
         .join(currencies, on="venue_id", how="left")
     )
@@ -119,7 +126,7 @@ def daily_panel(
     )
     out.append(_exclusions(t.filter(~window), "no_sale_window", "no full day on sale before today"))
     t = t.filter(window)
-    cols = ["tenant_id", "venue_id", "event_id", "category_id", "ticket_type_id", "quantity"]
+    cols = ["tenant_id", "venue_id", "event_id", "category_id", "ticket_type_id", "quantity", "tier"]
     days = (
         t.select(
             *cols, "starts_at", "sale_start", "sale_end", pl.date_ranges("first", "last", "1d").alias("day")
@@ -195,12 +202,11 @@ def daily_panel(
             .fill_null(False)
             .cast(pl.Int64)
             .alias("price_change"),
-            pl.col("days_to_event")
-            .cut(list(DTE_BINS), labels=None)
-            .to_physical()
-            .cast(pl.Int64)
-            .alias("dte_bin"),
-            (pl.col("window_share").fill_null(0.5) * WINDOW_BINS).floor().cast(pl.Int64).alias("window_bin"),
+            pl.col("days_to_event").cut(list(DTE_BINS)).to_physical().cast(pl.Int64).alias("dte_bin"),
+            (
+                (pl.col("tier").rank("dense").cast(pl.Int64) - 1) * (len(WINDOW_EDGES) + 1)
+                + pl.col("window_share").fill_null(0.5).cut(list(WINDOW_EDGES)).to_physical().cast(pl.Int64)
+            ).alias("curve_bin"),
         )
         .select(
             "tenant_id",
@@ -208,6 +214,7 @@ def daily_panel(
             "event_id",
             "category_id",
             "ticket_type_id",
+            "tier",
             "day",
             "tickets",
             "price_cents",
@@ -215,7 +222,7 @@ def daily_panel(
             "days_to_event",
             "dte_bin",
             "weekday",
-            "window_bin",
+            "curve_bin",
         )
     )
     changes = panel.group_by("ticket_type_id").agg(pl.col("price_change").sum().alias("n"))

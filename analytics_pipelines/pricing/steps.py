@@ -14,7 +14,17 @@ from analytics_pipelines.pricing.recommend import GuardRails, match_applied, rec
 from analytics_pipelines.registry.context import BuildContext, Built, md_table
 from analytics_pipelines.warehouse.base import Warehouse
 
-TYPE_COLS = ["id", "event_id", "price_cents", "currency", "quantity", "sale_start", "sale_end", "is_active"]
+TYPE_COLS = [
+    "id",
+    "event_id",
+    "category",
+    "price_cents",
+    "currency",
+    "quantity",
+    "sale_start",
+    "sale_end",
+    "is_active",
+]
 EVENT_COLS = ["event_id", "tenant_id", "venue_id", "category_id", "starts_at", "cancelled_or_postponed"]
 
 
@@ -60,7 +70,7 @@ def price_elasticity(ctx: BuildContext) -> Built:
     # validation: fit without the held-out events, predict their price changes
     held = ev.holdout_events(panel["event_id"]) if panel.height else pl.Series([], dtype=pl.Boolean)
     train = estimate(panel.filter(~held), "category", groups=groups, **kw)
-    windows = ev.change_windows(panel.filter(held), train.gamma)
+    windows = ev.change_windows(panel.filter(held), train.deltas)
     perf = ev.evaluate(windows, train.table, version, ctx.now, first, last)
     ok, verdict = ev.beats_baseline(perf)
     table = pl.concat(
