@@ -131,7 +131,7 @@ def daily_panel(
         t.select(
             *cols, "starts_at", "sale_start", "sale_end", pl.date_ranges("first", "last", "1d").alias("day")
         )
-        .explode("day")
+        .explode("day", empty_as_null=True)
         .drop_nulls("day")
     )
     day_start = pl.col("day").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
