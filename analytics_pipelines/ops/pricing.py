@@ -47,7 +47,7 @@ pending_price_changes = sa.Table(
     sa.Column("decided_at", sa.DateTime(timezone=True)),
     sa.Column("decision_note", sa.Text),
     sa.Column("superseded_by", sa.Integer),
-    sa.Column("webhook_status", sa.String(12)),  # sent | failed | not_configured
+    sa.Column("webhook_status", sa.String(20)),  # sent | failed | not_configured
     sa.Column("webhook_attempts", sa.Integer),
     sa.Column("webhook_error", sa.Text),
     sa.Column("applied_at", sa.DateTime(timezone=True)),
