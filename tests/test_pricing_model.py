@@ -332,3 +332,15 @@ def test_a_platform_change_after_the_approval_to_the_same_price_is_linked():
     )
     links = match_applied(approved, platform)
     assert links.rows() == [(1, _ts("2026-11-01 11:00"), "p1")]
+
+
+def test_a_price_below_face_value_is_never_recommended_and_the_daily_step_still_binds():
+    # inelastic, the platform discounted below face value: +10 % does not reach it -> no recommendation
+    far = _one(_elasticity(-0.5, -0.8, -0.2), price=1500, face=2000)
+    assert far["status"] == "no_change" and "outside the face-value rails" in far["reason"]
+    # close enough: one step brings it to the face value at most
+    near = _one(_elasticity(-0.5, -0.8, -0.2), price=1900, face=2000)
+    assert near["status"] == "recommended" and near["recommended_price_cents"] == 2090
+    # elastic and below face value: the rails would push it up, against the revenue direction -> no change
+    elastic = _one(_elasticity(-2.0, -2.6, -1.4), price=1500, face=2000)
+    assert elastic["status"] == "no_change"

@@ -157,14 +157,23 @@ def recommend(
         .alias("p1")
     )
     # a price already outside the rails is not pushed further out: keep it unless the move is back inside
+    # the daily step bounds every move, also one back inside the rails; a move against the revenue
+    # direction (only the rails would cause it) or one that ends outside the rails is no recommendation
     t = t.with_columns(
-        pl.when(
-            ((pl.col("p1") > pl.col("p0")) & (pl.col("hi") < -1))
-            | ((pl.col("p1") < pl.col("p0")) & (pl.col("lo") > -1))
-        )
-        .then(pl.col("p0"))
-        .otherwise(pl.col("p1"))
-        .alias("p1")
+        pl.col("p1")
+        .clip((pl.col("p0") * (1 - step)).ceil(), (pl.col("p0") * (1 + step)).floor())
+        .cast(pl.Int64)
+        .alias("p1"),
+        floor.ceil().cast(pl.Int64).alias("floor"),
+        ceiling.floor().cast(pl.Int64).alias("ceiling"),
+    )
+    against = ((pl.col("p1") > pl.col("p0")) & (pl.col("hi") < -1)) | (
+        (pl.col("p1") < pl.col("p0")) & (pl.col("lo") > -1)
+    )
+    outside = (pl.col("p1") < pl.col("floor")) | (pl.col("p1") > pl.col("ceiling"))
+    t = t.with_columns(
+        pl.when(against | outside).then(pl.col("p0")).otherwise(pl.col("p1")).alias("p1"),
+        outside.fill_null(False).alias("outside_rails"),
     )
     currency_other = pl.col("venue_currency").is_not_null() & (pl.col("currency") != pl.col("venue_currency"))
     reason = (
@@ -192,6 +201,10 @@ def recommend(
                 pl.col("lo").round(2),
                 pl.col("hi").round(2),
             )
+        )
+        .when(pl.col("outside_rails") & (pl.col("p1") == pl.col("p0")))
+        .then(
+            pl.lit("current price outside the face-value rails; one day's max change cannot bring it inside")
         )
         .when(pl.col("p1") == pl.col("p0"))
         .then(pl.lit("at a guard rail (face value, floor or ceiling)"))
