@@ -20,8 +20,13 @@ import polars as pl
 
 #: days-to-event bins (upper bounds, days): the last bin is everything beyond
 DTE_BINS = (1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90, 120)
-#: share-of-sales-window bins (upper bounds): fine at both ends, where sales curves are steepest
-WINDOW_EDGES = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
+#: share-of-sales-window bins (upper bounds): 2.5 % wide, finer at both ends, where sales curves are steepest
+#: (launch spike, last-minute surge); coarser bins leave curve inside a bin that price changes correlate with
+WINDOW_EDGES = (
+    (0.01, 0.02, 0.035, 0.05, 0.075, 0.1)
+    + tuple(round(0.125 + 0.025 * i, 3) for i in range(31))
+    + (0.9, 0.925, 0.95, 0.965, 0.98, 0.99)
+)
 
 EXCLUSION_SCHEMA = {
     "tenant_id": pl.String,
