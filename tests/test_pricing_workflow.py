@@ -38,13 +38,15 @@ def test_pricing_assets_ran_with_their_checks(materialized):
     }
     assert checks == {
         ("price_elasticity", "valid_estimates"): True,
-        ("price_elasticity", "no_worse_than_baseline"): True,
+        # tiny: fewer than 20 held-out price changes, the comparison is skipped (a warning, not a pass)
+        ("price_elasticity", "no_worse_than_baseline"): False,
         ("price_elasticity", "unique_key"): True,
         ("pricing_exclusions", "unique_key"): True,
         ("pricing_model_performance", "unique_key"): True,
         ("pricing_recommendations", "within_guard_rails"): True,
         ("pricing_recommendations", "unique_key"): True,
     }
+    assert ("price_elasticity", "no_worse_than_baseline", "WARN") in materialized.failed_checks()
     wh = open_warehouse(materialized.warehouse_url)
     el = wh.read_table("price_elasticity")
     assert set(el["scope"]) == {"category", "category_venue"} and el.height > 0
