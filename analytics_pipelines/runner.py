@@ -23,7 +23,7 @@ def run_job(
 
     job = defs.resolve_job_def(job_name)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    if job.partitions_def is None:  # an unpartitioned job (predictions_job): one run, no range
+    if job.partitions_def is None:  # an unpartitioned job (predictions_job, pricing_job): one run, no range
         return job.execute_in_process(
             instance=instance or dg.DagsterInstance.get(),
             tags=tags or {},
@@ -78,6 +78,7 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
         customers = key_for("customers_job", through)
         runs += [
             ("predictions_job", None, None),  # before customers_job: model_performance collects its rows
+            ("pricing_job", None, None),  # before customers_job: model_performance collects its metrics
             ("customers_job", customers, customers),
             ("daily_venue_reports_job", through.isoformat(), through.isoformat()),
             ("daily_publication_job", through.isoformat(), through.isoformat()),

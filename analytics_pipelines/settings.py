@@ -89,6 +89,40 @@ def _influx(env: Mapping[str, str]) -> InfluxSettings:
 
 
 @dataclass(frozen=True)
+class PricingSettings:
+    """TT_PRICING_*: the elasticity model's evidence rule and the recommendations' guard rails."""
+
+    min_price_changes: int = 5
+    max_change_pct: float = 10.0
+    floor_ratio: float = 1.0
+    ceiling_ratio: float = 2.0
+    horizon_days: int = 7
+    ttl_hours: int = 24
+    webhook_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PricingSettings:
+        s = cls(
+            min_price_changes=_int(env, "TT_PRICING_MIN_PRICE_CHANGES", 5),
+            max_change_pct=_float(env, "TT_PRICING_MAX_CHANGE_PCT", 10.0),
+            floor_ratio=_float(env, "TT_PRICING_FLOOR_RATIO", 1.0),
+            ceiling_ratio=_float(env, "TT_PRICING_CEILING_RATIO", 2.0),
+            horizon_days=_int(env, "TT_PRICING_HORIZON_DAYS", 7),
+            ttl_hours=_int(env, "TT_PRICING_TTL_HOURS", 24),
+            webhook_url=env.get("TT_PRICING_WEBHOOK_URL") or None,
+        )
+        if s.min_price_changes < 2:
+            raise ValueError("TT_PRICING_MIN_PRICE_CHANGES: at least 2 (one change proves nothing)")
+        if not 0 < s.max_change_pct <= 50:
+            raise ValueError("TT_PRICING_MAX_CHANGE_PCT: within (0, 50]")
+        if s.floor_ratio < 1.0 or s.ceiling_ratio < s.floor_ratio:
+            raise ValueError("TT_PRICING_FLOOR_RATIO >= 1 (never below face value) and <= CEILING_RATIO")
+        if not 1 <= s.horizon_days <= 365 or s.ttl_hours < 1:
+            raise ValueError("TT_PRICING_HORIZON_DAYS within 1..365, TT_PRICING_TTL_HOURS >= 1")
+        return s
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     source_url: str
@@ -108,6 +142,8 @@ class Settings:
     attachment_limit_bytes: str = str(5 * 1024 * 1024)
     report_link_base: str | None = None
     influx: InfluxSettings = field(default_factory=InfluxSettings)
+    #: pricing (issue 16): evidence rule, guard rails and the platform's webhook (docs/pricing.md)
+    pricing: PricingSettings = field(default_factory=lambda: PricingSettings())
     #: secrets by variable name (pseudonym keys); read by analytics_pipelines.privacy
     secrets: Mapping[str, str] = field(default_factory=dict)
     #: the API process's variables (TT_API_*, TT_EXPORT_DIR), read by analytics_pipelines.api.settings
@@ -149,6 +185,7 @@ class Settings:
             attachment_limit_bytes=env.get("TT_EMAIL_ATTACHMENT_LIMIT_BYTES") or str(5 * 1024 * 1024),
             report_link_base=env.get("TT_REPORT_LINK_BASE") or None,
             influx=_influx(env),
+            pricing=PricingSettings.from_env(env),
             secrets={k: v for k, v in env.items() if k.endswith("_PSEUDONYM_KEY") or k == "TT_ENV"},
             api={k: v for k, v in env.items() if k.startswith("TT_API_") or k == "TT_EXPORT_DIR"},
             no_show_min_auc=_float(env, "TT_NO_SHOW_MIN_AUC", 0.70),

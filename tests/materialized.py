@@ -1,7 +1,7 @@
 """The shared fixture dataset: `tiny` generated data materialized through the real Dagster jobs (main_job
-over a day range, kpi_job over a few hours, predictions_job (unpartitioned), customers_job over a few weeks of
-days, the KPI publication over the same hours, not configured), once per test session and backend. Every test
-that needs built marts reads this instead of building its own copy."""
+over a day range, kpi_job over a few hours, predictions_job and pricing_job (unpartitioned), customers_job over
+a few weeks of days, the KPI publication over the same hours, not configured), once per test session and
+backend. Every test that needs built marts reads this instead of building its own copy."""
 
 from __future__ import annotations
 
@@ -90,6 +90,7 @@ def materialize_everything(
         ("main_job", FIRST, LAST),
         ("kpi_job", *KPI_HOURS),
         ("predictions_job", None, None),  # before customers_job: model_performance collects its rows
+        ("pricing_job", None, None),  # unpartitioned; before customers_job (model_performance reads it)
         ("customers_job", *RFM_DAYS),
         ("kpi_publication_job", *KPI_HOURS),
     ),

@@ -9,8 +9,18 @@ from analytics_pipelines.jobs.data import (
     main_job,
     marts_job,
     predictions_job,
+    pricing_job,
 )
 
 jobs = [*data.jobs, *operations.jobs, *reports.jobs, *publication.jobs]
 
-__all__ = ["customers_job", "ingest_job", "jobs", "kpi_job", "main_job", "marts_job", "predictions_job"]
+__all__ = [
+    "customers_job",
+    "ingest_job",
+    "jobs",
+    "kpi_job",
+    "main_job",
+    "marts_job",
+    "predictions_job",
+    "pricing_job",
+]
