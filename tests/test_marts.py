@@ -558,6 +558,23 @@ def _set(df: pl.DataFrame, row: int, column: str, value) -> pl.DataFrame:
     )
 
 
+def test_venue_seasonality_labels_the_season_by_the_ratio_it_stores():
+    """A month at 0.80002 of the venue's mean month is stored as ratio 0.8: the season must be Off Season (the
+    check compares the label with the stored ratio; an unrounded comparison said Normal at `medium`)."""
+    va = pl.DataFrame(
+        {
+            "tenant_id": ["t", "t"],
+            "venue_id": ["v", "v"],
+            "day": [date(2026, 9, 1), date(2026, 10, 1)],
+            "tickets_sold": [40001, 59999],
+            "net_revenue_cents": [100, 100],
+        }
+    )
+    df = run("venue_seasonality", {"va": va}, through=date(2026, 10, 31)).sort("month")
+    assert df["seasonality_ratio"].to_list() == [0.8, 1.2]
+    assert df["season"].to_list() == ["Off Season", "Normal"]
+
+
 def test_venue_seasonality_reconciles_to_the_facts_and_catches_a_broken_row(built):
     wh, _, _ = built
     df = wh.read_table("venue_seasonality")

@@ -22,7 +22,8 @@ SELECT tenant_id, venue_id, CAST(month AS INTEGER) AS month, round(avg_tickets, 
        round(stddev_tickets, 4) AS stddev_tickets,
        CASE WHEN avg_tickets > 0 THEN round(coalesce(stddev_tickets, 0) / avg_tickets * 100, 4) END AS volatility_pct,
        round(seasonality_ratio, 4) AS seasonality_ratio,
-       CASE WHEN seasonality_ratio > 1.2 THEN 'Peak' WHEN seasonality_ratio > 0.8 THEN 'Normal'
+       -- the season follows the ratio as stored (rounded): a reader never sees 0.8000 labelled Normal
+       CASE WHEN round(seasonality_ratio, 4) > 1.2 THEN 'Peak' WHEN round(seasonality_ratio, 4) > 0.8 THEN 'Normal'
             ELSE 'Off Season' END AS season
 FROM ratio
 ORDER BY venue_id, month
