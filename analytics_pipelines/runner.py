@@ -22,6 +22,13 @@ def run_job(
         from analytics_pipelines.definitions import defs
 
     job = defs.resolve_job_def(job_name)
+    if job.partitions_def is None:  # an op job (e.g. monitoring_alert_job): no range
+        return job.execute_in_process(
+            instance=instance or dg.DagsterInstance.get(),
+            tags=tags or {},
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            raise_on_error=False,
+        )
     keys = job.partitions_def.get_partition_keys()
     first, last = first or keys[0], last or keys[-1]
     if first not in keys or last not in keys:
@@ -62,7 +69,8 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
     from analytics_pipelines.customers.build import last_sales_day
     from analytics_pipelines.warehouse import open_warehouse
 
-    runs = [("kpi_job", *last_partition_keys("kpi_job", 24))]
+    kpi_hours = last_partition_keys("kpi_job", 24)
+    runs = [("kpi_job", *kpi_hours), ("anomaly_job", *kpi_hours), ("monitoring_alert_job", None, None)]
     through = last_sales_day(open_warehouse(warehouse_url))
     if through is not None:
         customers = key_for("customers_job", through)

@@ -88,6 +88,8 @@ def materialize_everything(
     runs: tuple[tuple[str, str, str], ...] = (
         ("main_job", FIRST, LAST),
         ("kpi_job", *KPI_HOURS),
+        ("anomaly_job", *KPI_HOURS),
+        ("monitoring_alert_job", "", ""),
         ("customers_job", *RFM_DAYS),
     ),
 ) -> Materialized:

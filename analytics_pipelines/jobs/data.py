@@ -26,9 +26,13 @@ def _asset_job(
     )
 
 
+#: KPI anomaly assets (hourly, after kpi_snapshots): their own job, not main_job's daily run
+ANOMALY_ASSETS = ("kpi_baselines", "kpi_anomalies")
 main_job = _asset_job(
     "main_job",
-    dg.AssetSelection.all() - dg.AssetSelection.groups("kpis", "reports", "customers", "models"),
+    dg.AssetSelection.all()
+    - dg.AssetSelection.groups("kpis", "reports", "customers", "models")
+    - dg.AssetSelection.assets(*ANOMALY_ASSETS),
     "data-platform",
     "Everything daily: source -> raw -> staging -> facts -> marts for a partition range.",
 )
@@ -50,6 +54,13 @@ kpi_job = _asset_job(
     "analytics",
     "Hourly business KPI snapshots (kpi_snapshots) over an hour range.",
 )
+anomaly_job = _asset_job(
+    "anomaly_job",
+    dg.AssetSelection.assets(*ANOMALY_ASSETS),
+    "analytics",
+    "KPI anomaly detection over an hour range of kpi_snapshots: this week's baselines (kpi_baselines) and "
+    "the scored hours (kpi_anomalies). Run by kpi_anomaly_sensor after kpi_snapshots lands.",
+)
 customers_job = _asset_job(
     "customers_job",
     dg.AssetSelection.groups("customers", "models"),
@@ -59,4 +70,4 @@ customers_job = _asset_job(
     retries=False,
 )
 
-jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job]
+jobs = [main_job, ingest_job, marts_job, kpi_job, anomaly_job, customers_job]

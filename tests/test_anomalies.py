@@ -1,0 +1,350 @@
+"""KPI anomaly detection (issue 17): the detector on constructed series, the planted truth, the acceptance
+figures on generator data, deduplicated alert instances through the alert engine (SQLite ops database,
+real SMTP and HTTP servers), and the Dagster wiring on the shared fixture."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import sqlalchemy as sa
+from notify_servers import http_server, smtp_server
+
+from analytics_pipelines import notify
+from analytics_pipelines.alerting import notifier as N
+from analytics_pipelines.anomalies import alerts as AL
+from analytics_pipelines.anomalies import detector as D
+from analytics_pipelines.anomalies import evaluation as EV
+from analytics_pipelines.anomalies.series import hourly_series
+from analytics_pipelines.generator.synth import generate_tables
+from analytics_pipelines.generator.truth import planted_truth
+from analytics_pipelines.ops.alerts import alert_instances, alert_notifications, alert_rules
+from analytics_pipelines.ops.db import ops_engine
+from analytics_pipelines.settings import AnomalySettings
+
+T = "11111111-1111-1111-1111-111111111111"
+V = [f"aaaaaaaa-0000-0000-0000-00000000000{i}" for i in range(3)]
+START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
+CFG = AnomalySettings()
+QUIET = N.Notifier(sleep=lambda s: None)
+
+
+def seasonal(
+    weeks: int = 10, venue: str = V[0], metric: str = "hourly_orders", seed: int = 1
+) -> pl.DataFrame:
+    """Poisson counts with a strong weekday x hour pattern (busy evenings, quiet nights, busy Fridays)."""
+    rng = np.random.default_rng(seed)
+    hours = np.arange(weeks * 168)
+    hod, dow = hours % 24, (hours // 24) % 7
+    rate = 0.2 + 3.0 * ((hod >= 17) & (hod <= 21)) + 2.0 * (dow == 4)
+    return pl.DataFrame(
+        {
+            "tenant_id": [T] * hours.size,
+            "venue_id": [venue] * hours.size,
+            "metric": [metric] * hours.size,
+            "hour": [START + timedelta(hours=int(h)) for h in hours],
+            "value": rng.poisson(rate).astype(float),
+        }
+    ).with_columns(pl.col("hour").cast(pl.Datetime("us", "UTC")))
+
+
+def with_value(df: pl.DataFrame, hour: datetime, value: float, hours: int = 1) -> pl.DataFrame:
+    inside = (pl.col("hour") >= hour) & (pl.col("hour") < hour + timedelta(hours=hours))
+    return df.with_columns(pl.when(inside).then(pl.lit(value)).otherwise(pl.col("value")).alias("value"))
+
+
+# -- the detector ---------------------------------------------------------------------------------------
+
+
+def test_seasonality_is_not_anomalous_and_a_spike_is():
+    s = seasonal()
+    first = START + timedelta(weeks=8)
+    last = START + timedelta(weeks=10) - timedelta(hours=1)
+    scored, baselines = D.detect(s, CFG, first, last)
+    assert scored.height == 14 * 24 and scored["score"].null_count() == 0
+    # busy Friday evenings are busy every week: the baseline carries them, they are not anomalies
+    fri_evening = scored.filter((pl.col("hour").dt.weekday() == 5) & (pl.col("hour").dt.hour() == 19))
+    assert fri_evening["baseline"].min() >= 3 and fri_evening["severity"].null_count() == fri_evening.height
+    alerts = D.episodes(scored, CFG)
+    assert alerts.height <= 1  # pure noise: at most one false alert over two weeks
+    spike_at = START + timedelta(weeks=9, hours=3)  # a Monday 03:00, normally ~0 orders
+    scored2, _ = D.detect(with_value(s, spike_at, 25.0), CFG, first, last)
+    hit = scored2.filter(pl.col("hour") == spike_at).row(0, named=True)
+    assert hit["severity"] == "critical" and hit["score"] > 15 and hit["window_hours"] == 1
+    eps = D.episodes(scored2, CFG).filter(pl.col("opened") == spike_at)
+    assert eps.height == 1 and eps["peak_severity"][0] == "critical"
+    # the persisted baselines: 168 slots per window, medians and MADs from the 8 weeks before
+    assert baselines.group_by("window_hours").len()["len"].to_list() == [168] * len(CFG.windows)
+    assert (baselines["status"] == "fitted").all() and baselines["scale"].min() >= 1
+
+
+def test_a_day_long_drop_is_found_by_the_24_hour_window():
+    s = seasonal(seed=3)
+    drop_at = START + timedelta(weeks=9, days=2)  # Wednesday, a whole day without sales
+    scored, _ = D.detect(
+        with_value(s, drop_at, 0.0, hours=24),
+        CFG,
+        START + timedelta(weeks=8),
+        START + timedelta(weeks=10) - timedelta(hours=1),
+    )
+    during = scored.filter((pl.col("hour") >= drop_at) & (pl.col("hour") < drop_at + timedelta(hours=30)))
+    assert (during["severity"].is_not_null() & (during["score"] < 0)).any()
+    assert during.filter(pl.col("severity").is_not_null())["window_hours"].min() >= 6
+
+
+def test_every_severity_is_reachable():
+    s = seasonal(seed=5)
+    first = START + timedelta(weeks=8)
+    scored, _ = D.detect(s, CFG, first, first + timedelta(hours=23))
+    night = scored.filter(pl.col("hour").dt.hour() == 3)["hour"][0]  # baseline ~0, scale 1
+    seen = set()
+    for v in (5, 8, 12, 30):
+        out, _ = D.detect(with_value(s, night, float(v)), CFG, night, night)
+        seen.add(out["severity"][0])
+    assert seen == set(D.SEVERITIES)
+
+
+def test_one_hour_of_history_no_crash_no_nan():
+    one = seasonal(weeks=1).head(1)
+    scored, baselines = D.detect(one, CFG, one["hour"][0], one["hour"][0])
+    assert scored.height == 1 and scored["score"][0] is None and scored["severity"][0] is None
+    assert (baselines["status"] == "insufficient_history").all()
+    for df in (scored, baselines):
+        for c, t in df.schema.items():
+            if t == pl.Float64:
+                assert df[c].is_nan().sum() == 0
+    assert D.episodes(scored, CFG).is_empty()
+    assert D.seed_zscore(one, one["hour"][0])["flagged"].to_list() == [False]
+    empty, b = D.detect(one.clear(), CFG, one["hour"][0], one["hour"][0])
+    assert empty.is_empty() and b.is_empty()
+
+
+def test_constant_series_has_a_floor_not_a_division_by_zero():
+    s = seasonal().with_columns(pl.lit(0.0).alias("value"))
+    scored, _ = D.detect(s, CFG, START + timedelta(weeks=8), START + timedelta(weeks=9))
+    assert scored["scale"].min() == 1.0 and scored["score"].abs().max() == 0
+    assert D.seed_zscore(s, START + timedelta(weeks=8))["z"].null_count() > 0  # the seed divides by 0
+
+
+def test_episodes_deduplicate_and_resolve():
+    cfg = AnomalySettings(resolve_hours=3)
+    base = datetime(2026, 3, 2, tzinfo=UTC)
+    sev = [None, "low", None, "high", None, None, None, None, "medium", None, None, None]
+    scored = pl.DataFrame(
+        {
+            "tenant_id": [T] * 12,
+            "venue_id": [V[0]] * 12,
+            "metric": ["hourly_orders"] * 12,
+            "hour": [base + timedelta(hours=i) for i in range(12)],
+            "score": [5.0 if x else 0.0 for x in sev],
+            "severity": sev,
+        }
+    ).with_columns(pl.col("hour").cast(pl.Datetime("us", "UTC")))
+    eps = D.episodes(scored, cfg)
+    # hours 1 and 3 are within 3 hours: one episode, resolved at hour 6 (3 normal hours after hour 3);
+    # hour 8 opens a second one, resolved at hour 11
+    assert eps.select("opened", "resolved").rows() == [
+        (base + timedelta(hours=1), base + timedelta(hours=6)),
+        (base + timedelta(hours=8), base + timedelta(hours=11)),
+    ]
+    # still open at the last scored hour: resolved is NULL
+    assert D.episodes(scored.head(10), cfg)["resolved"].to_list()[-1] is None
+    assert eps["peak_severity"].to_list() == ["high", "medium"]
+
+
+# -- the planted truth and the acceptance figures -------------------------------------------------------
+
+
+def test_planted_truth_is_deterministic_and_complete():
+    a, b = planted_truth("tiny", 42), planted_truth("tiny", 42)
+    assert a["monitoring"] == b["monitoring"] and a["monitoring"]["anomalies"]
+    for x in planted_truth("small", 42)["monitoring"]["anomalies"]:
+        assert set(x) == {
+            "tenant_id",
+            "venue_id",
+            "metric",
+            "start_hour",
+            "end_hour",
+            "kind",
+            "magnitude",
+            "delta",
+        }
+        assert x["metric"] in ("hourly_orders", "hourly_refunds") and x["start_hour"] < x["end_hour"]
+        assert (x["delta"] > 0) == (x["kind"] in ("spike", "level_shift_up", "refund_spike"))
+
+
+def facts_of(tables: dict[str, pl.DataFrame]) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """fct_orders / fct_refunds rows (the columns the series need) from the generator's source tables,
+    with the marts' rules: paid orders at coalesce(confirmed_at, created_at), completed refunds."""
+    ev = tables["events"].select(pl.col("id").alias("event_id"), "venue_id")
+    orders = tables["orders"]
+    paid = orders.filter(pl.col("status").str.to_lowercase().is_in(["confirmed", "completed", "refunded"]))
+    fo = paid.join(ev, on="event_id").select(
+        "tenant_id", "venue_id", pl.coalesce("confirmed_at", "created_at").alias("recognized_at")
+    )
+    fr = (
+        tables["order_refunds"]
+        .filter(pl.col("refund_status").str.to_lowercase() == "completed")
+        .join(orders.select(pl.col("id").alias("order_id"), "event_id"), on="order_id")
+        .join(ev, on="event_id")
+        .select("tenant_id", "venue_id", pl.col("created_at").alias("refunded_at"))
+    )
+    venues = tables["venues"].select("tenant_id", pl.col("id").alias("venue_id"))
+    return {"fct_orders": fo, "fct_refunds": fr}, venues
+
+
+def acceptance(scale: str, seed: int = 42) -> tuple[dict, dict, pl.DataFrame, pl.DataFrame]:
+    tables = generate_tables(scale, seed=seed)
+    facts, venues = facts_of(tables)
+    last = facts["fct_orders"]["recognized_at"].max().replace(minute=0, second=0)
+    first = facts["fct_orders"]["recognized_at"].min().replace(minute=0, second=0)
+    series = hourly_series(facts, venues, first, last)
+    score_from = first + timedelta(days=28)
+    scored, _ = D.detect(series, CFG, score_from, last)
+    truth = EV.truth_frame(planted_truth(scale, seed))
+    ours = EV.score_detections(D.episodes(scored, CFG), truth, score_from, last, venues.height)
+    z = D.seed_zscore(series, score_from)
+    seed_rule = EV.score_detections(EV.seed_alerts(z, dedupe=True), truth, score_from, last, venues.height)
+    return ours, seed_rule, scored, venues
+
+
+def test_acceptance_on_small_generator_data():
+    ours, seed_rule, _, _ = acceptance("small")
+    print("small: ours", ours, "seed", seed_rule)
+    assert ours["planted"] >= 50
+    assert ours["recall"] >= 0.9
+    assert ours["false_per_venue_week"] <= 1.0
+    assert (
+        ours["recall"] > seed_rule["recall"] - 1e-9
+        and ours["false_per_venue_week"] < seed_rule["false_per_venue_week"]
+    )
+    assert ours["alerts_per_found_anomaly_max"] <= 2
+
+
+# -- alert instances through the engine -----------------------------------------------------------------
+
+
+def _anomaly_rows(scored: pl.DataFrame, cfg: AnomalySettings) -> pl.DataFrame:
+    from analytics_pipelines.anomalies.assets import to_anomalies
+
+    return to_anomalies(scored, cfg)
+
+
+def test_alert_instances_one_per_episode_and_resolved(tmp_path):
+    eng = ops_engine(f"sqlite:///{tmp_path / 'ops.sqlite'}")
+    s = seasonal(seed=11)
+    spike_at = START + timedelta(weeks=9, hours=3)
+    s = with_value(s, spike_at, 25.0, hours=2)
+    first, last = START + timedelta(weeks=8), START + timedelta(weeks=10) - timedelta(hours=1)
+    scored, _ = D.detect(s, CFG, first, last)
+    anomalies = _anomaly_rows(scored, CFG)
+    venues = pl.DataFrame({"tenant_id": [T], "venue_id": [V[0]]})
+    hours = [first + timedelta(hours=i) for i in range(int((last - first) / timedelta(hours=1)) + 1)]
+    AL.evaluate_anomaly_alerts(eng, anomalies, venues, hours, CFG, QUIET)
+    with eng.connect() as conn:
+        rules = {r.name: r.id for r in conn.execute(sa.select(alert_rules))}
+        inst = conn.execute(sa.select(alert_instances).order_by(alert_instances.c.id)).mappings().all()
+    assert {
+        "kpi_anomaly_hourly_orders",
+        "kpi_anomaly_hourly_refunds",
+        "high_velocity",
+        "sellout_imminent",
+        "fraud_spike",
+    } <= set(rules)
+    eps = D.episodes(scored, CFG)
+    assert len(inst) == eps.height  # one instance per episode, none per alerting hour
+    spike = [i for i in inst if i["triggered_at"].replace(tzinfo=UTC) == spike_at + timedelta(hours=1)]
+    assert len(spike) == 1 and spike[0]["status"] == "resolved" and spike[0]["scope_key"] == f"venue:{V[0]}"
+    assert spike[0]["resolved_at"].replace(tzinfo=UTC) == spike_at + timedelta(
+        hours=1 + CFG.resolve_hours + 1
+    )
+    # re-running the same hours (a retry, a second sensor tick) opens nothing new
+    again = AL.evaluate_anomaly_alerts(eng, anomalies, venues, hours, CFG, QUIET)
+    with eng.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(alert_instances)).scalar() == len(inst)
+    assert not again.triggered
+
+
+def test_anomaly_alert_delivered_by_email_and_webhook(tmp_path):
+    eng = ops_engine(f"sqlite:///{tmp_path / 'ops.sqlite'}")
+    h = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    anomalies = pl.DataFrame(
+        {"hour": [h], "tenant_id": [T], "venue_id": [V[1]], "metric": ["hourly_orders"], "alerting": [True]}
+    ).with_columns(pl.col("hour").cast(pl.Datetime("us", "UTC")))
+    venues = pl.DataFrame({"tenant_id": [T, T], "venue_id": [V[1], V[2]]})
+    with smtp_server() as (port, inbox), http_server([]) as (url, received):
+        notifier = N.Notifier(
+            smtp=notify.SmtpSettings(host="127.0.0.1", port=port),
+            emails=("ops@example.com",),
+            webhook_url=url,
+            sleep=lambda s: None,
+        )
+        s = AL.evaluate_anomaly_alerts(eng, anomalies, venues, [h, h + timedelta(hours=1)], CFG, notifier)
+    assert s.triggered == [("kpi_anomaly_hourly_orders", f"venue:{V[1]}")]
+    assert len(inbox) == 1 and "kpi_anomaly_hourly_orders" in inbox[0][1]["Subject"]
+    assert len(received) == 1
+    with eng.connect() as conn:
+        sent = conn.execute(sa.select(alert_notifications.c.channel, alert_notifications.c.status)).all()
+    assert sorted(c for c, st in sent if st == "sent") == ["email", "log", "webhook"]
+
+
+def test_one_alert_instance_per_planted_anomaly_tiny(tmp_path):
+    """Through the engine over the whole tiny history: every planted anomaly found by exactly one instance."""
+    tables = generate_tables("tiny", seed=42)
+    facts, venues = facts_of(tables)
+    last = facts["fct_orders"]["recognized_at"].max().replace(minute=0, second=0)
+    first = last - timedelta(days=100)
+    series = hourly_series(facts, venues, first - timedelta(weeks=9), last)
+    scored, _ = D.detect(series, CFG, first, last)
+    eng = ops_engine(f"sqlite:///{tmp_path / 'ops.sqlite'}")
+    hours = sorted(scored["hour"].unique().to_list())
+    AL.evaluate_anomaly_alerts(eng, _anomaly_rows(scored, CFG), venues, hours, CFG, QUIET)
+    with eng.connect() as conn:
+        inst = pl.DataFrame(
+            conn.execute(
+                sa.select(
+                    alert_instances.c.venue_id,
+                    alert_rules.c.metric,
+                    alert_instances.c.triggered_at,
+                    alert_instances.c.resolved_at,
+                ).join(alert_rules, alert_rules.c.id == alert_instances.c.rule_id)
+            )
+            .mappings()
+            .all()
+        )
+    alerts = inst.select(
+        "venue_id",
+        pl.col("metric").str.replace("anomaly:", ""),
+        (pl.col("triggered_at").cast(pl.Datetime("us", "UTC")) - pl.duration(hours=1)).alias("opened"),
+        pl.col("resolved_at").cast(pl.Datetime("us", "UTC")).alias("resolved"),
+    )
+    truth = EV.truth_frame(planted_truth("tiny", 42))
+    res = EV.score_detections(alerts, truth, first, last, venues.height)
+    print("tiny through the engine:", res)
+    assert res["planted"] >= 3 and res["recall"] == 1.0
+    assert res["alerts_per_found_anomaly_max"] == 1
+    assert res["false_per_venue_week"] <= 1.0
+
+
+# -- Dagster wiring and the API -------------------------------------------------------------------------
+
+
+def test_assets_materialized_in_the_fixture(materialized):
+    from analytics_pipelines.warehouse import open_warehouse
+
+    assert materialized.results["anomaly_job"].success
+    assert materialized.results["monitoring_alert_job"].success
+    wh = open_warehouse(materialized.warehouse_url)
+    assert {"kpi_anomalies", "kpi_baselines"} <= set(wh.tables())
+    b = wh.read_table("kpi_baselines")
+    assert b.height and set(b["status"].unique()) <= {"fitted", "insufficient_history"}
+    assert not [c for c in materialized.failed_checks() if c[0] in ("kpi_anomalies", "kpi_baselines")]
+    names = {c.check_name for c in materialized.checks() if c.asset_key.to_user_string() == "kpi_anomalies"}
+    assert "scores_valid" in names
+    eng = ops_engine(materialized.env["TT_OPS_URL"])
+    with eng.connect() as conn:
+        seeded = set(conn.execute(sa.select(alert_rules.c.name)).scalars())
+    assert {"kpi_anomaly_hourly_orders", "high_velocity", "sellout_imminent", "fraud_spike"} <= seeded
+    assert not math.isnan(wh.read("SELECT coalesce(sum(scale), 0) AS s FROM kpi_baselines")["s"][0])
