@@ -175,24 +175,7 @@ def test_planted_truth_is_deterministic_and_complete():
         assert (x["delta"] > 0) == (x["kind"] in ("spike", "level_shift_up", "refund_spike"))
 
 
-def facts_of(tables: dict[str, pl.DataFrame]) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
-    """fct_orders / fct_refunds rows (the columns the series need) from the generator's source tables,
-    with the marts' rules: paid orders at coalesce(confirmed_at, created_at), completed refunds."""
-    ev = tables["events"].select(pl.col("id").alias("event_id"), "venue_id")
-    orders = tables["orders"]
-    paid = orders.filter(pl.col("status").str.to_lowercase().is_in(["confirmed", "completed", "refunded"]))
-    fo = paid.join(ev, on="event_id").select(
-        "tenant_id", "venue_id", pl.coalesce("confirmed_at", "created_at").alias("recognized_at")
-    )
-    fr = (
-        tables["order_refunds"]
-        .filter(pl.col("refund_status").str.to_lowercase() == "completed")
-        .join(orders.select(pl.col("id").alias("order_id"), "event_id"), on="order_id")
-        .join(ev, on="event_id")
-        .select("tenant_id", "venue_id", pl.col("created_at").alias("refunded_at"))
-    )
-    venues = tables["venues"].select("tenant_id", pl.col("id").alias("venue_id"))
-    return {"fct_orders": fo, "fct_refunds": fr}, venues
+facts_of = EV.facts_from_tables
 
 
 def acceptance(scale: str, seed: int = 42) -> tuple[dict, dict, pl.DataFrame, pl.DataFrame]:
@@ -348,3 +331,91 @@ def test_assets_materialized_in_the_fixture(materialized):
         seeded = set(conn.execute(sa.select(alert_rules.c.name)).scalars())
     assert {"kpi_anomaly_hourly_orders", "high_velocity", "sellout_imminent", "fraud_spike"} <= seeded
     assert not math.isnan(wh.read("SELECT coalesce(sum(scale), 0) AS s FROM kpi_baselines")["s"][0])
+
+
+SPIKE_VENUE = "264d262d-c83a-4e1d-ac56-d42aed96892c"  # tiny, seed 7: a planted spike 2026-10-17 16:00
+RANGE = ("2026-10-16-12:00", "2026-10-18-12:00")
+
+
+def test_planted_spike_end_to_end_through_dagster_alerts_and_api(materialized, tmp_path):
+    """kpi_job and anomaly_job over the hours around a planted spike of the fixture's data, then the
+    monitoring alert evaluation and the route: one deduplicated instance, the anomaly served to its venue."""
+    from api_helpers import SECRET
+    from fastapi.testclient import TestClient
+
+    from analytics_pipelines.api import Settings as ApiSettings
+    from analytics_pipelines.api import create_app
+    from analytics_pipelines.api.auth import mint_token
+    from analytics_pipelines.jobs.anomaly_alerts import run_monitoring_alerts
+    from analytics_pipelines.settings import Settings
+    from analytics_pipelines.warehouse import open_warehouse
+    from analytics_pipelines.warehouse.readers import open_reader
+
+    truth = [
+        a
+        for a in planted_truth("tiny", 7)["monitoring"]["anomalies"]
+        if a["start_hour"].startswith("2026-10-17")
+    ]
+    assert truth and truth[0]["venue_id"] == SPIKE_VENUE
+    for job in ("kpi_job", "anomaly_job"):
+        assert materialized.rerun(job, *RANGE).success, job
+    checks = [
+        e.event_specific_data
+        for e in materialized.rerun("anomaly_job", *RANGE).all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    scores_valid = [c for c in checks if c.check_name == "scores_valid"]
+    assert scores_valid and scores_valid[0].passed
+    assert scores_valid[0].metadata["snapshot_values_compared"].value > 0
+    wh = open_warehouse(materialized.warehouse_url)
+    rows = wh.read_partitions("kpi_anomalies", "hour_key", *RANGE).filter(
+        (pl.col("venue_id") == SPIKE_VENUE) & (pl.col("metric") == "hourly_orders") & pl.col("alerting")
+    )
+    start = datetime(2026, 10, 17, 16, tzinfo=UTC)
+    assert rows.filter((pl.col("hour") >= start) & (pl.col("hour") < start + timedelta(hours=2))).height >= 1
+    assert rows["direction"].to_list()[0] == "up" and rows["detector_version"][0] == D.DETECTOR_VERSION
+
+    eng = ops_engine(f"sqlite:///{tmp_path / 'ops.sqlite'}")
+    cfg = Settings.from_env(materialized.env).anomaly
+    first, last = (datetime.strptime(k, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC) for k in RANGE)
+    out = run_monitoring_alerts(wh, eng, cfg, first, last, QUIET)
+    again = run_monitoring_alerts(wh, eng, cfg, first, last, QUIET)
+    assert out["hours"] == 49 and again["anomaly_triggered"] == 0
+    with eng.connect() as conn:
+        inst = conn.execute(
+            sa.select(alert_instances.c.venue_id, alert_rules.c.name, alert_instances.c.triggered_at)
+            .join(alert_rules, alert_rules.c.id == alert_instances.c.rule_id)
+            .where(
+                alert_instances.c.venue_id == SPIKE_VENUE, alert_rules.c.name == "kpi_anomaly_hourly_orders"
+            )
+        ).all()
+    assert len(inst) == 1
+
+    settings = ApiSettings(
+        warehouse_url=materialized.warehouse_url,
+        jwt_secret=SECRET,
+        ops_url=f"sqlite:///{tmp_path / 'api.db'}",
+    )
+    reader = open_reader(materialized.warehouse_url)
+    try:
+        client = TestClient(create_app(settings, reader=reader))
+        tenant = truth[0]["tenant_id"]
+
+        def get(url, venue):
+            token = mint_token(settings, tenant_id=tenant, venue_id=venue, permissions=["analytics.read"])
+            return client.get(url, headers={"Authorization": f"Bearer {token}"})
+
+        url = "/v1/monitoring/anomalies?start_date=2026-10-17&end_date=2026-10-17&metric=hourly_orders"
+        r = get(url, SPIKE_VENUE)
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        assert data and {d["venue_id"] for d in data} == {SPIKE_VENUE}
+        assert {"value", "baseline", "scale", "score", "severity", "direction"} <= set(data[0])
+        other = "00000000-0000-0000-0000-0000000000aa"
+        assert get(url + f"&venue_id={SPIKE_VENUE}", other).status_code == 403
+        assert get(url.replace("hourly_orders", "bogus"), SPIKE_VENUE).status_code == 422
+        assert get(url + "&min_severity=huge", SPIKE_VENUE).status_code == 422
+        high = get(url + "&min_severity=critical", SPIKE_VENUE).json()["data"]
+        assert all(d["severity"] == "critical" for d in high)
+    finally:
+        reader.close()

@@ -96,3 +96,24 @@ def seed_alerts(flags: pl.DataFrame, dedupe: bool) -> pl.DataFrame:
         )
         .select("venue_id", "metric", "opened", "resolved")
     )
+
+
+def facts_from_tables(tables: dict[str, pl.DataFrame]) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """The columns of fct_orders / fct_refunds the series need, from generated source tables with the marts'
+    rules (paid = confirmed/completed/refunded orders at coalesce(confirmed_at, created_at); completed
+    refunds at their created_at), and the venues: for benchmarks over generate_tables() without a warehouse."""
+    ev = tables["events"].select(pl.col("id").alias("event_id"), "venue_id")
+    orders = tables["orders"]
+    paid = orders.filter(pl.col("status").str.to_lowercase().is_in(["confirmed", "completed", "refunded"]))
+    fo = paid.join(ev, on="event_id").select(
+        "tenant_id", "venue_id", pl.coalesce("confirmed_at", "created_at").alias("recognized_at")
+    )
+    fr = (
+        tables["order_refunds"]
+        .filter(pl.col("refund_status").str.to_lowercase() == "completed")
+        .join(orders.select(pl.col("id").alias("order_id"), "event_id"), on="order_id")
+        .join(ev, on="event_id")
+        .select("tenant_id", "venue_id", pl.col("created_at").alias("refunded_at"))
+    )
+    venues = tables["venues"].select("tenant_id", pl.col("id").alias("venue_id"))
+    return {"fct_orders": fo, "fct_refunds": fr}, venues
