@@ -2,7 +2,10 @@
 
 A planted anomaly (venue, metric, [start, end)) is found when an alert episode of the same venue and metric
 is open at some hour of [start, end + 24 h) (the 24-hour window reacts within a day). An episode that
-overlaps no planted anomaly of its venue and metric is a false alert. Rates are per venue-week scored."""
+overlaps no planted anomaly of its venue and metric is a false alert. Rates are per venue-week scored.
+Duplicates: `alerts_opened_per_anomaly_max` counts the alerts opened during [start, end + 24 h) per
+anomaly (must be 1); `alerts_per_found_anomaly_max` also counts an alert that was already open when the
+anomaly started (a natural burst next to a planted drop, for instance)."""
 
 from __future__ import annotations
 
@@ -47,7 +50,11 @@ def score_detections(
     )
     found = pairs["aid"].unique()
     matched_alerts = pairs["eid"].unique()
-    per_anomaly = pairs.group_by("aid").agg(pl.col("eid").n_unique().alias("n"))
+    per_anomaly = pairs.group_by("aid").agg(
+        pl.col("eid").n_unique().alias("n"),
+        # alerts the anomaly itself opened (an alert already open when it started is not a duplicate)
+        pl.col("eid").filter(pl.col("opened") >= pl.col("start")).n_unique().alias("opened_by_it"),
+    )
     weeks = max((last - first) / timedelta(days=7), 1e-9)
     false = a.height - matched_alerts.len()
     by_kind = (
@@ -65,6 +72,7 @@ def score_detections(
         "venue_weeks": round(n_venues * weeks, 1),
         "false_per_venue_week": round(false / (n_venues * weeks), 4) if n_venues else None,
         "alerts_per_found_anomaly_max": int(per_anomaly["n"].max()) if per_anomaly.height else 0,
+        "alerts_opened_per_anomaly_max": int(per_anomaly["opened_by_it"].max()) if per_anomaly.height else 0,
         "by_kind": {r["kind"]: f"{r['found']}/{r['planted']}" for r in by_kind.iter_rows(named=True)},
     }
 
