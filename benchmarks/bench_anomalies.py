@@ -1,11 +1,11 @@
-"""KPI anomaly detection against the planted truth (writes benchmarks/results/anomalies.md).
+"""KPI anomaly detection against the planted truth (prints; `--record` writes benchmarks/results/anomalies.md).
 
 For each scale: the generator's data (in memory), the hourly series (analytics_pipelines.anomalies.series,
 the same code the asset runs) from the facts' rules, the detector over every hour after a 4-week warm-up,
 alert episodes, and the seed's z-score rule on the same series. At `small` the episodes are also replayed
 hour by hour through the alert engine (SQLite ops database) to count instances per planted anomaly.
 
-    python benchmarks/bench_anomalies.py [--scales small,medium]
+    python benchmarks/bench_anomalies.py [--scales small,medium] [--record]
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scales", default="small,medium")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--record", action="store_true", help="write benchmarks/results/anomalies.md")
     args = ap.parse_args()
     cfg = AnomalySettings()
     lines = [
@@ -144,9 +145,11 @@ def main() -> None:
             row("seed z-score > 3, consecutive hours merged", r["seed_deduped"]),
             "",
         ]
-    out = ROOT / "benchmarks" / "results" / "anomalies.md"
-    out.write_text("\n".join(lines))
-    print(out)
+    print("\n".join(lines))
+    if args.record:
+        out = ROOT / "benchmarks" / "results" / "anomalies.md"
+        out.write_text("\n".join(lines) + "\n")
+        print(out)
 
 
 if __name__ == "__main__":

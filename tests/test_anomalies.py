@@ -419,3 +419,76 @@ def test_planted_spike_end_to_end_through_dagster_alerts_and_api(materialized, t
         assert all(d["severity"] == "critical" for d in high)
     finally:
         reader.close()
+
+
+def test_new_venue_with_one_hour_of_history_through_the_series(tmp_path):
+    """A venue created an hour ago: its series has one hour (no zeros before it), no score, no NaN."""
+    last = datetime(2026, 3, 9, 12, tzinfo=UTC)
+    venues = pl.DataFrame(
+        {"tenant_id": [T, T], "venue_id": [V[0], V[1]], "created_at": [START, last + timedelta(minutes=1)]}
+    )
+    orders = pl.DataFrame(
+        {
+            "tenant_id": [T] * 3,
+            "venue_id": [V[1]] * 3,
+            "recognized_at": [last + timedelta(minutes=m) for m in (1, 2, 3)],
+        }
+    )
+    series = hourly_series({"fct_orders": orders}, venues, START, last, ("hourly_orders",))
+    new = series.filter(pl.col("venue_id") == V[1])
+    assert new.height == 1 and new["value"][0] == 3.0  # (12:00, 13:00] is hour 12
+    scored, baselines = D.detect(series, CFG, last, last)
+    row = scored.filter(pl.col("venue_id") == V[1]).row(0, named=True)
+    assert row["score"] is None and row["severity"] is None and row["n_weeks"] == 0
+    assert baselines.filter(pl.col("venue_id") == V[1])["status"].unique().to_list() == [
+        "insufficient_history"
+    ]
+    assert all(scored[c].is_nan().sum() == 0 for c in ("value", "baseline", "scale", "score"))
+
+
+def test_velocity_and_fraud_rules_fire_once_when_their_tables_exist(tmp_path):
+    from analytics_pipelines.warehouse import open_warehouse
+
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'warehouse'}")
+    eng = ops_engine(f"sqlite:///{tmp_path / 'ops.sqlite'}")
+    now = datetime(2026, 3, 9, 12, 30, tzinfo=UTC)
+    assert AL.velocity_fraud_signals(wh, now).is_empty()  # no tables yet: seeded, nothing to evaluate
+    assert not AL.evaluate_velocity_fraud(eng, wh, now, QUIET).triggered
+    bucket = datetime(2026, 3, 9, 12, 25, tzinfo=UTC)
+    wh.write_partitions(
+        "sales_velocity",
+        pl.DataFrame(
+            {
+                "tenant_id": [T, T, T],
+                "venue_id": [V[0], V[0], V[1]],
+                "event_id": ["e1", "e2", "e3"],
+                "bucket_start": [bucket] * 3,
+                "day": [bucket.date()] * 3,
+                "per_minute_5m": [12.5, 3.0, 1.0],
+                "sellout_imminent": [False, True, False],
+            }
+        ),
+        ["day"],
+        [(bucket.date().isoformat(),)],
+    )
+    wh.replace_table(
+        "fraud_metrics_hourly",
+        pl.DataFrame(
+            {
+                "tenant_id": [T, T],
+                "venue_id": [V[0], V[1]],
+                "hour": [datetime(2026, 3, 9, 11, tzinfo=UTC)] * 2,
+                "orders": [40, 50],
+                "flagged_orders": [3, 1],
+                "fraud_pct": [7.5, 2.0],
+            }
+        ),
+    )
+    s = AL.evaluate_velocity_fraud(eng, wh, now, QUIET)
+    assert sorted(s.triggered) == [
+        ("fraud_spike", f"venue:{V[0]}"),
+        ("high_velocity", f"venue:{V[0]}"),
+        ("sellout_imminent", f"venue:{V[0]}"),
+    ]
+    again = AL.evaluate_velocity_fraud(eng, wh, now + timedelta(minutes=5), QUIET)
+    assert not again.triggered and len(again.still_open) == 3

@@ -37,13 +37,19 @@ def hourly_series(
     last_hour: datetime,
     metrics: tuple[str, ...] = tuple(SOURCES),
 ) -> pl.DataFrame:
-    """Zero-filled series of `metrics` for every venue (tenant_id, venue_id) and hour in
-    [first_hour, last_hour]. `facts`: fct_orders / fct_refunds rows (tenant_id, venue_id, their time)."""
+    """Zero-filled series of `metrics` for every venue (tenant_id, venue_id, optional created_at: no hours
+    before it) and hour in [first_hour, last_hour]. `facts`: fct_orders / fct_refunds rows (tenant_id,
+    venue_id, their time)."""
     if last_hour < first_hour or venues.is_empty():
         return empty_series()
     hours = pl.datetime_range(first_hour, last_hour, timedelta(hours=1), time_zone="UTC", eager=True)
-    grid = venues.select(pl.col("tenant_id").cast(pl.String), pl.col("venue_id").cast(pl.String)).unique()
+    cols = [pl.col("tenant_id").cast(pl.String), pl.col("venue_id").cast(pl.String)]
+    if "created_at" in venues.columns:  # a venue's series starts at its creation, not with zeros before it
+        cols.append(pl.col("created_at").cast(pl.Datetime("us", "UTC")).dt.truncate("1h").alias("_since"))
+    grid = venues.select(cols).unique(subset=["tenant_id", "venue_id"])
     grid = grid.join(pl.DataFrame({"hour": hours}), how="cross")
+    if "_since" in grid.columns:
+        grid = grid.filter(pl.col("_since").is_null() | (pl.col("hour") >= pl.col("_since"))).drop("_since")
     out = []
     for metric in metrics:
         table, col = SOURCES[metric]
@@ -89,7 +95,7 @@ def read_series(wh, first_hour: datetime, last_hour: datetime, metrics: tuple[st
         if table in tables:
             facts[table] = wh.read_partitions(table, "day", lo, hi, columns=["tenant_id", "venue_id", col])
     venues = (
-        wh.read_table("stg_venues", columns=["tenant_id", "id"]).rename({"id": "venue_id"})
+        wh.read_table("stg_venues", columns=["tenant_id", "id", "created_at"]).rename({"id": "venue_id"})
         if "stg_venues" in tables
         else pl.DataFrame(schema={"tenant_id": pl.String, "venue_id": pl.String})
     )
