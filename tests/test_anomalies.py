@@ -333,8 +333,17 @@ def test_assets_materialized_in_the_fixture(materialized):
     assert not math.isnan(wh.read("SELECT coalesce(sum(scale), 0) AS s FROM kpi_baselines")["s"][0])
 
 
-SPIKE_VENUE = "264d262d-c83a-4e1d-ac56-d42aed96892c"  # tiny, seed 7: a planted spike 2026-10-17 16:00
-RANGE = ("2026-10-16-12:00", "2026-10-18-12:00")
+def _fixture_spike() -> tuple[dict, tuple[str, str]]:
+    """The fixture data's (tiny, seed 7) latest planted sales spike and the hour keys around it."""
+    spikes = [
+        a
+        for a in planted_truth("tiny", 7)["monitoring"]["anomalies"]
+        if a["kind"] == "spike" and "2026-07-01" <= a["start_hour"] < "2026-10-30"
+    ]
+    spike = max(spikes, key=lambda a: a["start_hour"])
+    start = datetime.fromisoformat(spike["start_hour"].replace("Z", "+00:00"))
+    keys = tuple((start + timedelta(hours=h)).strftime("%Y-%m-%d-%H:%M") for h in (-28, 20))
+    return spike, keys
 
 
 def test_planted_spike_end_to_end_through_dagster_alerts_and_api(materialized, tmp_path):
@@ -351,33 +360,29 @@ def test_planted_spike_end_to_end_through_dagster_alerts_and_api(materialized, t
     from analytics_pipelines.warehouse import open_warehouse
     from analytics_pipelines.warehouse.readers import open_reader
 
-    truth = [
-        a
-        for a in planted_truth("tiny", 7)["monitoring"]["anomalies"]
-        if a["start_hour"].startswith("2026-10-17")
-    ]
-    assert truth and truth[0]["venue_id"] == SPIKE_VENUE
+    spike, hours = _fixture_spike()
+    venue = spike["venue_id"]
     for job in ("kpi_job", "anomaly_job"):
-        assert materialized.rerun(job, *RANGE).success, job
+        assert materialized.rerun(job, *hours).success, job
     checks = [
         e.event_specific_data
-        for e in materialized.rerun("anomaly_job", *RANGE).all_events
+        for e in materialized.rerun("anomaly_job", *hours).all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
     scores_valid = [c for c in checks if c.check_name == "scores_valid"]
     assert scores_valid and scores_valid[0].passed
     assert scores_valid[0].metadata["snapshot_values_compared"].value > 0
     wh = open_warehouse(materialized.warehouse_url)
-    rows = wh.read_partitions("kpi_anomalies", "hour_key", *RANGE).filter(
-        (pl.col("venue_id") == SPIKE_VENUE) & (pl.col("metric") == "hourly_orders") & pl.col("alerting")
+    rows = wh.read_partitions("kpi_anomalies", "hour_key", *hours).filter(
+        (pl.col("venue_id") == venue) & (pl.col("metric") == "hourly_orders") & pl.col("alerting")
     )
-    start = datetime(2026, 10, 17, 16, tzinfo=UTC)
+    start = datetime.fromisoformat(spike["start_hour"].replace("Z", "+00:00"))
     assert rows.filter((pl.col("hour") >= start) & (pl.col("hour") < start + timedelta(hours=2))).height >= 1
     assert rows["direction"].to_list()[0] == "up" and rows["detector_version"][0] == D.DETECTOR_VERSION
 
     eng = ops_engine(f"sqlite:///{tmp_path / 'ops.sqlite'}")
     cfg = Settings.from_env(materialized.env).anomaly
-    first, last = (datetime.strptime(k, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC) for k in RANGE)
+    first, last = (datetime.strptime(k, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC) for k in hours)
     out = run_monitoring_alerts(wh, eng, cfg, first, last, QUIET)
     again = run_monitoring_alerts(wh, eng, cfg, first, last, QUIET)
     assert out["hours"] == 49 and again["anomaly_triggered"] == 0
@@ -385,9 +390,7 @@ def test_planted_spike_end_to_end_through_dagster_alerts_and_api(materialized, t
         inst = conn.execute(
             sa.select(alert_instances.c.venue_id, alert_rules.c.name, alert_instances.c.triggered_at)
             .join(alert_rules, alert_rules.c.id == alert_instances.c.rule_id)
-            .where(
-                alert_instances.c.venue_id == SPIKE_VENUE, alert_rules.c.name == "kpi_anomaly_hourly_orders"
-            )
+            .where(alert_instances.c.venue_id == venue, alert_rules.c.name == "kpi_anomaly_hourly_orders")
         ).all()
     assert len(inst) == 1
 
@@ -399,23 +402,24 @@ def test_planted_spike_end_to_end_through_dagster_alerts_and_api(materialized, t
     reader = open_reader(materialized.warehouse_url)
     try:
         client = TestClient(create_app(settings, reader=reader))
-        tenant = truth[0]["tenant_id"]
+        tenant = spike["tenant_id"]
 
         def get(url, venue):
             token = mint_token(settings, tenant_id=tenant, venue_id=venue, permissions=["analytics.read"])
             return client.get(url, headers={"Authorization": f"Bearer {token}"})
 
-        url = "/v1/monitoring/anomalies?start_date=2026-10-17&end_date=2026-10-17&metric=hourly_orders"
-        r = get(url, SPIKE_VENUE)
+        day = start.date().isoformat()
+        url = f"/v1/monitoring/anomalies?start_date={day}&end_date={day}&metric=hourly_orders"
+        r = get(url, venue)
         assert r.status_code == 200, r.text
         data = r.json()["data"]
-        assert data and {d["venue_id"] for d in data} == {SPIKE_VENUE}
+        assert data and {d["venue_id"] for d in data} == {venue}
         assert {"value", "baseline", "scale", "score", "severity", "direction"} <= set(data[0])
         other = "00000000-0000-0000-0000-0000000000aa"
-        assert get(url + f"&venue_id={SPIKE_VENUE}", other).status_code == 403
-        assert get(url.replace("hourly_orders", "bogus"), SPIKE_VENUE).status_code == 422
-        assert get(url + "&min_severity=huge", SPIKE_VENUE).status_code == 422
-        high = get(url + "&min_severity=critical", SPIKE_VENUE).json()["data"]
+        assert get(url + f"&venue_id={venue}", other).status_code == 403
+        assert get(url.replace("hourly_orders", "bogus"), venue).status_code == 422
+        assert get(url + "&min_severity=huge", venue).status_code == 422
+        high = get(url + "&min_severity=critical", venue).json()["data"]
         assert all(d["severity"] == "critical" for d in high)
     finally:
         reader.close()

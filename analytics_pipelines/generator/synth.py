@@ -137,7 +137,6 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
     truth = {"pricing": plant_pricing(rs, clock, events, types)}
     _calibrate_capacity(scale, clock, venues, events, types)
     _cancel_and_postpone(rs, clock, events)
-    truth: dict = {}
     baskets = _make_baskets(rs, clock, venues, events, types)
     baskets = planted_anomalies.plant_sales(rs, clock, venues, events, types, baskets, truth)
     orders, items = _make_orders(rs, clock, venues, events, types, baskets)
@@ -150,7 +149,6 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
     _finish(rs, clock, venues, events, types, tickets)
     planted_anomalies.finish_truth(truth, _Ids(tenant_raw))
     return _World(
-        truth=truth,
         clock=clock,
         tenant_ids=_Ids(tenant_raw),
         category_ids=_Ids(_new_ids(rs("categories"), len(_CATEGORIES))),
