@@ -334,11 +334,11 @@ def test_assets_materialized_in_the_fixture(materialized):
 
 
 def _fixture_spike() -> tuple[dict, tuple[str, str]]:
-    """The fixture data's (tiny, seed 7) latest planted sales spike and the hour keys around it."""
+    """The fixture data's (tiny, seed 7) latest planted anomaly and the hour keys around it."""
     spikes = [
         a
         for a in planted_truth("tiny", 7)["monitoring"]["anomalies"]
-        if a["kind"] == "spike" and "2026-07-01" <= a["start_hour"] < "2026-10-30"
+        if "2026-07-01" <= a["start_hour"] < "2026-10-30"
     ]
     spike = max(spikes, key=lambda a: a["start_hour"])
     start = datetime.fromisoformat(spike["start_hour"].replace("Z", "+00:00"))
@@ -347,7 +347,7 @@ def _fixture_spike() -> tuple[dict, tuple[str, str]]:
 
 
 def test_planted_spike_end_to_end_through_dagster_alerts_and_api(materialized, tmp_path):
-    """kpi_job and anomaly_job over the hours around a planted spike of the fixture's data, then the
+    """kpi_job and anomaly_job over the hours around a planted anomaly of the fixture's data, then the
     monitoring alert evaluation and the route: one deduplicated instance, the anomaly served to its venue."""
     from api_helpers import SECRET
     from fastapi.testclient import TestClient
@@ -374,7 +374,7 @@ def test_planted_spike_end_to_end_through_dagster_alerts_and_api(materialized, t
     assert scores_valid[0].metadata["snapshot_values_compared"].value > 0
     wh = open_warehouse(materialized.warehouse_url)
     rows = wh.read_partitions("kpi_anomalies", "hour_key", *hours).filter(
-        (pl.col("venue_id") == venue) & (pl.col("metric") == "hourly_orders") & pl.col("alerting")
+        (pl.col("venue_id") == venue) & (pl.col("metric") == spike["metric"]) & pl.col("alerting")
     )
     start = datetime.fromisoformat(spike["start_hour"].replace("Z", "+00:00"))
     assert rows.filter((pl.col("hour") >= start) & (pl.col("hour") < start + timedelta(hours=2))).height >= 1
@@ -390,7 +390,9 @@ def test_planted_spike_end_to_end_through_dagster_alerts_and_api(materialized, t
         inst = conn.execute(
             sa.select(alert_instances.c.venue_id, alert_rules.c.name, alert_instances.c.triggered_at)
             .join(alert_rules, alert_rules.c.id == alert_instances.c.rule_id)
-            .where(alert_instances.c.venue_id == venue, alert_rules.c.name == "kpi_anomaly_hourly_orders")
+            .where(
+                alert_instances.c.venue_id == venue, alert_rules.c.name == f"kpi_anomaly_{spike['metric']}"
+            )
         ).all()
     assert len(inst) == 1
 
@@ -409,7 +411,7 @@ def test_planted_spike_end_to_end_through_dagster_alerts_and_api(materialized, t
             return client.get(url, headers={"Authorization": f"Bearer {token}"})
 
         day = start.date().isoformat()
-        url = f"/v1/monitoring/anomalies?start_date={day}&end_date={day}&metric=hourly_orders"
+        url = f"/v1/monitoring/anomalies?start_date={day}&end_date={day}&metric={spike['metric']}"
         r = get(url, venue)
         assert r.status_code == 200, r.text
         data = r.json()["data"]
@@ -417,7 +419,7 @@ def test_planted_spike_end_to_end_through_dagster_alerts_and_api(materialized, t
         assert {"value", "baseline", "scale", "score", "severity", "direction"} <= set(data[0])
         other = "00000000-0000-0000-0000-0000000000aa"
         assert get(url + f"&venue_id={venue}", other).status_code == 403
-        assert get(url.replace("hourly_orders", "bogus"), venue).status_code == 422
+        assert get(url.replace(spike["metric"], "bogus"), venue).status_code == 422
         assert get(url + "&min_severity=huge", venue).status_code == 422
         high = get(url + "&min_severity=critical", venue).json()["data"]
         assert all(d["severity"] == "critical" for d in high)

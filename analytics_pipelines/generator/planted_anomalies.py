@@ -7,6 +7,9 @@ Every anomaly is made of real rows, so the marts reconcile as before:
 - `drop` (12-36 h, all sales gone: a checkout outage) and `level_shift_down` (48-96 h, ~85 % of sales gone):
   paid baskets removed, placed only where the venue's normal sales over the window are high enough for a
   missing day to mean something (a venue selling two orders a day cannot visibly drop);
+- only ticket types whose price never changes get or lose sales (the pricing truth of issue 16 is estimated
+  from sales between price changes), so a drop is placed where such types hold >= 60 % of the window's sales
+  and `magnitude` is the share of the venue's sales left;
 - `refund_spike` (1-3 h): paid orders of the venue's upcoming events refunded in full in that window.
 
 Truth: world.truth["monitoring"]["anomalies"], one dict per anomaly: tenant_id, venue_id, metric (the KPI
@@ -61,6 +64,11 @@ def plant_sales(
     sold = bcls == _SOLD
     bvenue = events.venue[types.event[btype]]
     counts = _hourly(bvenue[sold], bt[sold], n_v, t0, n_hours)
+    # only ticket types whose price never changes are touched: the pricing truth (issue 16) is estimated
+    # from sales between price changes, which added or removed sales would bias
+    fixed = types.n_changes == 0
+    movable = sold & fixed[btype]
+    cum_fixed = np.cumsum(_hourly(bvenue[movable], bt[movable], n_v, t0, n_hours), axis=1)
     lo_h, hi_h = WARMUP // HOUR, n_hours - 2 * DAY // HOUR
     out: list[dict] = truth.setdefault("monitoring", {}).setdefault("anomalies", [])
     if hi_h - lo_h < 4 * DAY // HOUR or not sold.any():
@@ -73,7 +81,7 @@ def plant_sales(
     remove = np.zeros(btype.size, bool)
     add_type, add_qty, add_t = [], [], []
     sold_per_type = np.bincount(btype[sold], weights=bqty[sold], minlength=len(types.ids))
-    for _ in range(n_plan * 3):
+    for _ in range(n_plan * 10):
         if len(out) >= n_plan:
             break
         v = int(rng.choice(n_v, p=weight / weight.sum()))
@@ -87,8 +95,14 @@ def plant_sales(
         if kind in ("drop", "level_shift_down"):
             # where the venue normally sells enough over the window for its absence to be visible
             win = cum[v, dur:] - cum[v, :-dur]
+            win_fixed = cum_fixed[v, dur:] - cum_fixed[v, :-dur]
             starts = np.arange(win.size)
-            ok = (starts >= lo_h) & (starts + dur <= hi_h) & (win >= max(40, 2 * dur))
+            ok = (
+                (starts >= lo_h)
+                & (starts + dur <= hi_h)
+                & (win_fixed >= max(30, dur))
+                & (win_fixed >= 0.6 * win)  # most of the window's sales can go
+            )
             if not ok.any():
                 continue
             h = int(rng.choice(starts[ok]))
@@ -100,10 +114,11 @@ def plant_sales(
         normal = float(counts[v, h - 28 * 24 : h].mean())  # the venue's level over the 4 weeks before
         if kind in ("drop", "level_shift_down"):
             frac = 1.0 if kind == "drop" else float(rng.uniform(0.8, 0.9))
-            inside = np.flatnonzero(sold & (bvenue == v) & (bt >= a) & (bt < b) & ~remove)
+            inside = np.flatnonzero(movable & (bvenue == v) & (bt >= a) & (bt < b) & ~remove)
             gone = inside[rng.random(inside.size) < frac]
             remove[gone] = True
-            delta, magnitude = -int(gone.size), round(1.0 - gone.size / max(inside.size, 1), 3)
+            everything = int(np.sum(sold & (bvenue == v) & (bt >= a) & (bt < b)))
+            delta, magnitude = -int(gone.size), round(1.0 - gone.size / max(everything, 1), 3)
         else:
             per_hour = (
                 np.ceil(rng.uniform(2.5, 4.0) * (busy[v] + 2))
@@ -113,17 +128,25 @@ def plant_sales(
             n_add = int(np.sum(per_hour)) if np.ndim(per_hour) else int(per_hour * dur)
             when = a + rng.integers(0, b - a, n_add)
             when = np.minimum(when, clock.now - 15 * MINUTE)
-            cand = np.flatnonzero(
-                (events.venue[types.event] == v)
-                & ~events.cancelled[types.event]
-                & (types.quantity - sold_per_type >= 4 * n_add)
-            )
+            cand = np.flatnonzero(fixed & (events.venue[types.event] == v) & ~events.cancelled[types.event])
             live = cand[(types.sale_start[cand] <= a) & (types.sale_end[cand] - MINUTE > b)]
             live = live[events.starts[types.event[live]] > b]
-            if live.size == 0:
+            room = np.maximum(types.quantity[live] - sold_per_type[live], 0).astype(float)
+            if live.size == 0 or room.sum() < 3 * n_add:
                 continue
-            tt = rng.choice(live, n_add)
+            tt = rng.choice(live, n_add, p=room / room.sum())
             qty = rng.choice(np.array([1, 2, 2, 3, 4]), n_add)
+            # never beyond a type's capacity: baskets past it are dropped
+            o = np.argsort(tt, kind="stable")
+            tt, qty, when = tt[o], qty[o], when[o]
+            csum = np.cumsum(qty)
+            start_of = np.r_[0, np.flatnonzero(tt[1:] != tt[:-1]) + 1]
+            base = np.repeat(csum[start_of] - qty[start_of], np.diff(np.r_[start_of, tt.size]))
+            fits = csum - base <= types.quantity[tt] - sold_per_type[tt]
+            tt, qty, when = tt[fits], qty[fits], when[fits]
+            n_add = int(tt.size)
+            if n_add == 0:
+                continue
             np.add.at(sold_per_type, tt, qty)
             add_type.append(tt)
             add_qty.append(qty)
