@@ -68,7 +68,7 @@ class AnomalySettings:
     baseline_weeks: int = 8
     min_weeks: int = 3
     alert_severity: str = "low"
-    resolve_hours: int = 24
+    resolve_hours: int = 48
     metrics: tuple[str, ...] = ("hourly_orders", "hourly_refunds")
     windows: tuple[int, ...] = (1, 6, 24, 72)
 
