@@ -72,7 +72,12 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
 
     kpi_hours = last_partition_keys("kpi_job", 24)
     # publication to InfluxDB: without TT_INFLUX_URL the assets say "not configured" and publish nothing
-    runs = [("kpi_job", *kpi_hours), ("kpi_publication_job", *kpi_hours)]
+    runs = [
+        ("kpi_job", *kpi_hours),
+        ("anomaly_job", *kpi_hours),
+        ("monitoring_alert_job", None, None),
+        ("kpi_publication_job", *kpi_hours),
+    ]
     through = last_sales_day(open_warehouse(warehouse_url))
     if through is not None:
         customers = key_for("customers_job", through)

@@ -53,6 +53,55 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _floats(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        out = tuple(float(x) for x in raw.split(","))
+    except ValueError:
+        raise ValueError(f"{name}: comma-separated numbers required, got {raw!r}") from None
+    if len(out) != len(default) or list(out) != sorted(out) or out[0] <= 0:
+        raise ValueError(f"{name}: {len(default)} increasing positive numbers required, got {raw!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class AnomalySettings:
+    """KPI anomaly detection (docs/anomalies.md). |score| thresholds of the severities low, medium, high,
+    critical (TT_ANOMALY_THRESHOLDS); weeks of history in a weekday x hour baseline
+    (TT_ANOMALY_BASELINE_WEEKS) and the fewest a score needs (TT_ANOMALY_MIN_WEEKS); the least severity that
+    opens an alert (TT_ANOMALY_ALERT_SEVERITY); hours without an alertable anomaly before an open alert
+    resolves (TT_ANOMALY_RESOLVE_HOURS); the metrics scanned (TT_ANOMALY_METRICS)."""
+
+    thresholds: tuple[float, ...] = (4.0, 6.0, 9.0, 15.0)
+    baseline_weeks: int = 8
+    min_weeks: int = 3
+    alert_severity: str = "low"
+    resolve_hours: int = 48
+    metrics: tuple[str, ...] = ("hourly_orders", "hourly_refunds")
+    windows: tuple[int, ...] = (1, 6, 24, 72)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AnomalySettings:
+        d = cls()
+        severity = (env.get("TT_ANOMALY_ALERT_SEVERITY") or d.alert_severity).strip().lower()
+        if severity not in ("low", "medium", "high", "critical"):
+            raise ValueError(f"TT_ANOMALY_ALERT_SEVERITY: low, medium, high or critical, got {severity!r}")
+        metrics = tuple(m.strip() for m in (env.get("TT_ANOMALY_METRICS") or "").split(",") if m.strip())
+        out = cls(
+            thresholds=_floats(env, "TT_ANOMALY_THRESHOLDS", d.thresholds),
+            baseline_weeks=_int(env, "TT_ANOMALY_BASELINE_WEEKS", d.baseline_weeks),
+            min_weeks=_int(env, "TT_ANOMALY_MIN_WEEKS", d.min_weeks),
+            alert_severity=severity,
+            resolve_hours=_int(env, "TT_ANOMALY_RESOLVE_HOURS", d.resolve_hours),
+            metrics=metrics or d.metrics,
+        )
+        if not 1 <= out.min_weeks <= out.baseline_weeks or out.resolve_hours < 1:
+            raise ValueError("TT_ANOMALY_MIN_WEEKS must be 1..TT_ANOMALY_BASELINE_WEEKS, resolve hours >= 1")
+        return out
+
+
 @dataclass(frozen=True)
 class InfluxSettings:
     """Where the time series are published (TT_INFLUX_*); `url` None: not configured (nothing published)."""
@@ -144,6 +193,7 @@ class Settings:
     influx: InfluxSettings = field(default_factory=InfluxSettings)
     #: pricing (issue 16): evidence rule, guard rails and the platform's webhook (docs/pricing.md)
     pricing: PricingSettings = field(default_factory=lambda: PricingSettings())
+    anomaly: AnomalySettings = field(default_factory=AnomalySettings)
     #: secrets by variable name (pseudonym keys); read by analytics_pipelines.privacy
     secrets: Mapping[str, str] = field(default_factory=dict)
     #: the API process's variables (TT_API_*, TT_EXPORT_DIR), read by analytics_pipelines.api.settings
@@ -186,6 +236,7 @@ class Settings:
             report_link_base=env.get("TT_REPORT_LINK_BASE") or None,
             influx=_influx(env),
             pricing=PricingSettings.from_env(env),
+            anomaly=AnomalySettings.from_env(env),
             secrets={k: v for k, v in env.items() if k.endswith("_PSEUDONYM_KEY") or k == "TT_ENV"},
             api={k: v for k, v in env.items() if k.startswith("TT_API_") or k == "TT_EXPORT_DIR"},
             no_show_min_auc=_float(env, "TT_NO_SHOW_MIN_AUC", 0.70),

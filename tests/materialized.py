@@ -89,6 +89,8 @@ def materialize_everything(
     runs: tuple[tuple[str, str | None, str | None], ...] = (
         ("main_job", FIRST, LAST),
         ("kpi_job", *KPI_HOURS),
+        ("anomaly_job", *KPI_HOURS),
+        ("monitoring_alert_job", "", ""),
         ("predictions_job", None, None),  # before customers_job: model_performance collects its rows
         ("pricing_job", None, None),  # unpartitioned; before customers_job (model_performance reads it)
         ("customers_job", *RFM_DAYS),

@@ -544,6 +544,8 @@ def test_kpi_windows_are_half_open_and_refund_rate_defined():
     assert tenant["refund_rate_24h_pct"] == 10.0
     assert tenant["hourly_revenue_cents"] == 300 and tenant["hourly_revenue_change_pct"] == -50.0
     assert tenant["venues_total"] == 1 and tenant["events_on_sale"] == 1
+    # the anomaly detector's series: orders and refunds of (at - 1 h, at] (the refund was at 01:00)
+    assert tenant["hourly_orders"] == 1 and tenant["hourly_refunds"] == 0
     assert out["snapshot_hour"].unique().to_list() == [at_hour]
 
 

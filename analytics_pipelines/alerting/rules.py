@@ -27,6 +27,17 @@ KPI_METRICS = (
     "resale_volume_24h_cents",
     "hourly_revenue_cents",
     "hourly_revenue_change_pct",
+    "hourly_orders",
+    "hourly_refunds",
+)
+#: monitoring signals (issue 17) that alert rules may watch besides the KPIs: analytics_pipelines.monitoring
+#: .alerts builds them in the same long format (snapshot_hour, tenant_id, venue_id, metric, value)
+SIGNAL_METRICS = (
+    "anomaly:hourly_orders",
+    "anomaly:hourly_refunds",
+    "velocity:max_per_minute",
+    "velocity:sellout_imminent_events",
+    "fraud:fraud_pct",
 )
 OPERATORS = ("gt", "gte", "lt", "lte", "eq", "ne", "between", "not_between", "change_percent")
 #: the old service's spellings (types L8091-8284) are accepted and stored canonically
@@ -69,8 +80,9 @@ def validate_rule(rule: Mapping) -> dict:
     if not name or len(name) > 200:
         raise RuleError("name: required, at most 200 characters")
     r["name"] = name
-    if r.get("metric") not in KPI_METRICS:
-        raise RuleError(f"metric: unknown metric {r.get('metric')!r}; known: {', '.join(KPI_METRICS)}")
+    if r.get("metric") not in (*KPI_METRICS, *SIGNAL_METRICS):
+        known = ", ".join((*KPI_METRICS, *SIGNAL_METRICS))
+        raise RuleError(f"metric: unknown metric {r.get('metric')!r}; known: {known}")
     op = OPERATOR_ALIASES.get(str(r.get("operator")), r.get("operator"))
     if op not in OPERATORS:
         raise RuleError(f"operator: unknown operator {r.get('operator')!r}; known: {', '.join(OPERATORS)}")

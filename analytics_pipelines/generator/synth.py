@@ -61,6 +61,7 @@ from datetime import UTC, date, datetime
 import numpy as np
 import polars as pl
 
+from analytics_pipelines.generator import planted_anomalies
 from analytics_pipelines.generator.dimensions import (
     _calibrate_capacity,
     _cancel_and_postpone,
@@ -136,15 +137,17 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
     truth = {"pricing": plant_pricing(rs, clock, events, types)}
     _calibrate_capacity(scale, clock, venues, events, types)
     _cancel_and_postpone(rs, clock, events)
-    orders, items = _make_orders(
-        rs, clock, venues, events, types, _make_baskets(rs, clock, venues, events, types)
-    )
+    baskets = _make_baskets(rs, clock, venues, events, types)
+    baskets = planted_anomalies.plant_sales(rs, clock, venues, events, types, baskets, truth)
+    orders, items = _make_orders(rs, clock, venues, events, types, baskets)
     refunds = _refund(rs, clock, events, orders)
+    refunds = planted_anomalies.plant_refunds(rs, clock, venues, events, orders, refunds, truth)
     users = _make_users(rs, scale, clock, venues, orders)
     tickets = _make_tickets(rs, clock, events, types, orders, items)
     resale = _make_resale(rs, clock, venues, events, types, users, orders, tickets, tenant_fee)
     truth["no_show"] = _check_in(rs, clock, events, types, len(users.ids), tickets)
     _finish(rs, clock, venues, events, types, tickets)
+    planted_anomalies.finish_truth(truth, _Ids(tenant_raw))
     return _World(
         clock=clock,
         tenant_ids=_Ids(tenant_raw),

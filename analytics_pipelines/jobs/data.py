@@ -26,6 +26,8 @@ def _asset_job(
     )
 
 
+#: KPI anomaly assets (hourly, after kpi_snapshots): their own job, not main_job's daily run
+ANOMALY_ASSETS = ("kpi_baselines", "kpi_anomalies")
 main_job = _asset_job(
     "main_job",
     # the daily data layers only: every other domain has its own job (and schedule)
@@ -50,6 +52,13 @@ kpi_job = _asset_job(
     dg.AssetSelection.groups("kpis"),
     "analytics",
     "Hourly business KPI snapshots (kpi_snapshots) over an hour range.",
+)
+anomaly_job = _asset_job(
+    "anomaly_job",
+    dg.AssetSelection.assets(*ANOMALY_ASSETS),
+    "analytics",
+    "KPI anomaly detection over an hour range of kpi_snapshots: this week's baselines (kpi_baselines) and "
+    "the scored hours (kpi_anomalies). Run by kpi_anomaly_sensor after kpi_snapshots lands.",
 )
 customers_job = _asset_job(
     "customers_job",
@@ -78,4 +87,4 @@ pricing_job = _asset_job(
     retries=False,
 )
 
-jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job, predictions_job, pricing_job]
+jobs = [main_job, ingest_job, marts_job, kpi_job, anomaly_job, customers_job, predictions_job, pricing_job]

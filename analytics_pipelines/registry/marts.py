@@ -380,7 +380,8 @@ TABLES: tuple[Table, ...] = (
         venue_column="venue_id",
         description="Business KPIs per hour per tenant and venue, long form (metric, value): venues total/active, "
         "events published/on sale, tickets sold, revenue, refunds and refund rate, resale volume over "
-        "the last 24 h, hourly revenue and its change. Kept as history: one partition per hour.",
+        "the last 24 h, hourly revenue and its change, hourly orders and refunds (the KPI anomaly detector's "
+        "series). Kept as history: one partition per hour.",
         checks=(
             Check(
                 RECONCILES,

@@ -1,7 +1,7 @@
 """Every sensor: data (new source data, new KPI snapshots), operations (run failures, freshness) and reports
 (export requests, subscription deliveries), publication (new partitions -> InfluxDB)."""
 
-from analytics_pipelines.sensors import data, operations, publication, reports
+from analytics_pipelines.sensors import anomalies, data, operations, publication, reports
 
 
 def sensors(daily_partitions) -> list:
@@ -15,4 +15,5 @@ def sensors(daily_partitions) -> list:
         data.make_source_data_sensor(main_job, partitions_def=daily_partitions),
         *operations.sensors,
         *reports.sensors,
+        *anomalies.sensors,
     ]
