@@ -105,10 +105,19 @@ class MongoSource:
     """A live MongoDB: an `_id`-ordered, projected, batched cursor over the write window, resumed after
     the last `_id` on transient errors (up to `attempts` times per read, with backoff)."""
 
-    def __init__(self, url: str, db: str, batch_size: int = 5000, attempts: int = 5, backoff: float = 0.2):
+    def __init__(
+        self,
+        url: str | None,
+        db: str,
+        batch_size: int = 5000,
+        attempts: int = 5,
+        backoff: float = 0.2,
+        client=None,
+    ):
         import pymongo
 
-        self.client = pymongo.MongoClient(url, retryReads=True, serverSelectionTimeoutMS=10_000)
+        # `client`: an already connected client (tests pass mongomock's)
+        self.client = client or pymongo.MongoClient(url, retryReads=True, serverSelectionTimeoutMS=10_000)
         self.db = self.client[db]
         self.batch_size = batch_size
         self.attempts = attempts
