@@ -89,6 +89,7 @@ def materialize_everything(
         ("main_job", FIRST, LAST),
         ("kpi_job", *KPI_HOURS),
         ("customers_job", *RFM_DAYS),
+        ("behavior_job", FIRST, LAST),
     ),
 ) -> Materialized:
     """Generate `tiny` (unless a source is given) and run `runs` (job, first key, last key) in order on one
@@ -97,7 +98,7 @@ def materialize_everything(
     data.mkdir(parents=True, exist_ok=True)
     if source_url is None:
         source_url = f"duckdb:///{data / 'source.duckdb'}"
-        generate(source_url, scale="tiny", seed=seed, progress=False)
+        generate(source_url, scale="tiny", seed=seed, progress=False, behavior_dir=data / "mongo")
     warehouse_url = warehouse_url or f"duckdb:///{data / 'warehouse'}"
     env = {
         "TT_DATA_DIR": str(data),

@@ -181,13 +181,23 @@ def _dedupe(kind: str, df: pl.DataFrame) -> pl.DataFrame:
     ).drop("_kept")
 
 
-def ingest(source, first: str, last: str, venues: pl.DataFrame, lag_minutes: int) -> dict[str, pl.DataFrame]:
-    """The raw behavioral tables, quarantine and ledger of partitions [first, last] (ISO days)."""
+def ingest(
+    source,
+    first: str,
+    last: str,
+    venues: pl.DataFrame,
+    lag_minutes: int,
+    kinds: tuple[str, ...] = tuple(_SOURCES),
+) -> dict[str, pl.DataFrame]:
+    """The raw behavioral tables, quarantine and ledger of partitions [first, last] (ISO days); `kinds`
+    limits the run to some of touchpoints/events/performance (benchmarks)."""
     lo, hi = window(first, last, lag_minutes)
     d0, d1 = date.fromisoformat(first), date.fromisoformat(last)
     out: dict[str, pl.DataFrame] = {}
     quarantine, ledger = [], []
     for kind, sources in _SOURCES.items():
+        if kind not in kinds:
+            continue
         frames = []
         for coll, fn in sources:
             stats = ReadStats()

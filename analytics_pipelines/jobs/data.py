@@ -28,7 +28,7 @@ def _asset_job(
 
 main_job = _asset_job(
     "main_job",
-    dg.AssetSelection.all() - dg.AssetSelection.groups("kpis", "reports", "customers", "models"),
+    dg.AssetSelection.all() - dg.AssetSelection.groups("kpis", "reports", "customers", "models", "behavior"),
     "data-platform",
     "Everything daily: source -> raw -> staging -> facts -> marts for a partition range.",
 )
@@ -59,4 +59,12 @@ customers_job = _asset_job(
     retries=False,
 )
 
-jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job]
+behavior_job = _asset_job(
+    "behavior_job",
+    dg.AssetSelection.groups("behavior"),
+    "analytics",
+    "Behavioral data (MongoDB or its Extended JSON files) for a partition range: raw behavioral tables, "
+    "quarantine, ledger, conversion funnel, attribution (five models) and campaign ROI (docs/behavior.md).",
+)
+
+jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job, behavior_job]
