@@ -8,7 +8,9 @@ behavior.attribution.attribute):
   30-day lookback), with the touchpoints of those 210 days ingested beforehand (timed separately);
 and reports the data-driven model's channel ranking against the planted order, and the seed's.
 
-    python benchmarks/bench_behavior.py [--scale small|medium|large]
+    python benchmarks/bench_behavior.py [--scale small|medium|large] [--record]
+
+Prints its figures; --record also writes them to benchmarks/results/behavior_<scale>.md.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", default="small")
+    ap.add_argument("--record", action="store_true", help="write benchmarks/results/behavior_<scale>.md")
     ap.add_argument("--day", help="the day to ingest/attribute (default: 30 days before as_of)")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -106,6 +109,8 @@ def main() -> None:
         )
     text = "\n".join(lines) + "\n"
     print(text)
+    if not args.record:
+        return
     out_path = ROOT / "benchmarks" / "results" / f"behavior_{args.scale}.md"
     out_path.write_text(text)
 

@@ -287,3 +287,19 @@ def test_behavior_routes_are_venue_scoped_and_equal_the_marts(materialized, wh, 
             assert r.status_code in (403, 404) or r.json()["data"] == []
     finally:
         reader.close()
+
+
+def test_behavior_schedule_runs_the_two_days_before_today():
+    from datetime import UTC, datetime
+
+    import dagster as dg
+
+    from analytics_pipelines.jobs import behavior_job
+    from analytics_pipelines.partitions import RANGE_END_TAG, RANGE_START_TAG
+    from analytics_pipelines.schedules.behavior import make_schedules
+
+    [sched] = make_schedules(behavior_job)
+    assert sched.cron_schedule == "30 4 * * *" and sched.execution_timezone == "UTC"
+    ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 22, 4, 30, tzinfo=UTC))
+    req = sched(ctx)
+    assert (req.tags[RANGE_START_TAG], req.tags[RANGE_END_TAG]) == ("2026-11-20", "2026-11-21")
