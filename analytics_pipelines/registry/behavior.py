@@ -69,6 +69,7 @@ TABLES: tuple[Table, ...] = (
         "conversions and revenue, spend in cents (negative spend quarantined).",
         "one row per campaign and day",
         ("campaign_id", "day"),
+        serve=True,
         venue_column="venue_id",
     ),
     _out(
