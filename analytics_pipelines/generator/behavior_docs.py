@@ -1,5 +1,5 @@
-"""Write the behavioral collections as MongoDB Extended JSON files (the format `mongoexport` writes: one
-relaxed-mode document per line) and load those files into a real MongoDB (`generate --mongo-url`).
+"""Write the behavioral collections as MongoDB Extended JSON v2 files (the format `mongoexport` writes: one
+document per line; dates in the canonical {"$date": {"$numberLong": ms}} form, other values relaxed) and load those files into a real MongoDB (`generate --mongo-url`).
 
 Layout: <dir>/<collection>/<YYYY-MM-DD>.json, one file per collection and UTC day of *write* (the day the
 writer inserted the document: its ObjectId's time), as a daily `mongoexport --query` on `_id` would produce.
