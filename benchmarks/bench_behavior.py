@@ -39,6 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", default="small")
     ap.add_argument("--record", action="store_true", help="write benchmarks/results/behavior_<scale>.md")
+    ap.add_argument("--training-days", type=int, default=180, help="the data-driven model's training window")
     ap.add_argument("--day", help="the day to ingest/attribute (default: 30 days before as_of)")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -59,7 +60,7 @@ def main() -> None:
     one = ingest(FileSource(d), day, day, venues, 720)
     t_ingest = time.perf_counter() - t0
     docs_day = int(one["behavior_ledger"]["docs"].sum())
-    first = (date.fromisoformat(day) - timedelta(days=210)).isoformat()
+    first = (date.fromisoformat(day) - timedelta(days=args.training_days + 30)).isoformat()
     t0 = time.perf_counter()
     tp = ingest(FileSource(d), first, day, venues, 720, kinds=("touchpoints",))["raw_campaign_touchpoints"]
     t_tp = time.perf_counter() - t0
@@ -75,7 +76,7 @@ def main() -> None:
         }
     ).filter(pl.col("day") == date.fromisoformat(day))
     t0 = time.perf_counter()
-    out = attribute(tp, orders, day, day, 30, 180)
+    out = attribute(tp, orders, day, day, 30, args.training_days)
     t_attr = time.perf_counter() - t0
     eff = out["attribution_channel_effects"]
     planted = w.truth["behavior"]["planted_order"]
@@ -89,8 +90,9 @@ def main() -> None:
         f"| build the world (generator, all tables + documents) | {t_build:.1f} | {sum(counts.values()):,} documents |",
         f"| write Extended JSON files | {t_write:.1f} | {len(list(d.rglob('*.json'))):,} files |",
         f"| **ingest one day** (all collections) | **{t_ingest:.2f}** | {docs_day:,} documents placed in the day |",
-        f"| ingest 210 days of touchpoints (attribution's input) | {t_tp:.1f} | {tp.height:,} touchpoints |",
-        f"| **attribute one day** (5 models, Shapley fit on 180 days) | **{t_attr:.2f}** | "
+        f"| ingest {args.training_days + 30} days of touchpoints (attribution's input) | {t_tp:.1f} | "
+        f"{tp.height:,} touchpoints |",
+        f"| **attribute one day** (5 models, Shapley fit on {args.training_days} days) | **{t_attr:.2f}** | "
         f"{out['campaign_attribution']['order_id'].n_unique():,} orders, {tp.height:,} touchpoints read |",
         "",
         f"Planted order of true incremental effect: {', '.join(planted)}",

@@ -1,8 +1,8 @@
 """The conversion funnel (sessions -> event page views -> cart -> checkout -> purchase) and the
 reconciliation of behavioral purchases with the orders mart.
 
-Sessions: every normalized behavioral document with a session id; a session belongs to the day, venue,
-event (its first event id), channel (of its first page view: utm_medium, then the referrer's host; none is
+Sessions: every normalized behavioral document with a session id, per day (a session crossing midnight
+UTC counts in both days); a session has the venue, event (its first event id), channel (of its first page view: utm_medium, then the referrer's host; none is
 `direct`) and device (of its page views; none is `unknown`) of its first document. Steps are nested: a
 session that reached a later step counts for every earlier one (a purchase implies a checkout, a cart and an
 event page view, even when the client dropped one of those events). Step conversion = step / previous step,
@@ -27,10 +27,10 @@ ONLINE = ("web", "mobile_app")
 def sessions(events: pl.DataFrame) -> pl.DataFrame:
     ev = events.filter(pl.col("session_id").is_not_null()).sort("event_time", "doc_id")
     pv = pl.col("event_type") == "page_view"
-    return ev.group_by("session_id").agg(
+    # per session and day, so that a day's rows never depend on the range a run covers
+    return ev.group_by("session_id", "day").agg(
         tenant_id=pl.col("tenant_id").first(),
         venue_id=pl.col("venue_id").first(),
-        day=pl.col("day").first(),
         event_id=pl.col("event_id").drop_nulls().first(),
         channel=pl.col("channel").filter(pv).first().fill_null("direct"),
         device=pl.col("device").drop_nulls().first().fill_null("unknown"),
