@@ -263,21 +263,19 @@ def effects_table(models, path, conv, t_lo, t_hi, lookback_days, trained_at) -> 
                 )
             )
     df = pl.DataFrame(
-        rows,
-        schema=[
-            "tenant_id",
-            "channel",
-            "incremental_effect",
-            "exposed_paths",
-            "converting_paths",
-            "baseline_conversion",
-            "training_paths",
-            "cells_from_data",
-        ],
+        rows or None,
+        schema={
+            "tenant_id": pl.String,
+            "channel": pl.String,
+            "incremental_effect": pl.Float64,
+            "exposed_paths": pl.Int64,
+            "converting_paths": pl.Int64,
+            "baseline_conversion": pl.Float64,
+            "training_paths": pl.Int64,
+            "cells_from_data": pl.Int64,
+        },
         orient="row",
     )
-    if df.is_empty():
-        return df
     df = df.join(seed, on=["tenant_id", "channel"], how="left").with_columns(
         pl.col("seed_conversions").fill_null(0.0),
         seed_weight=pl.col("channel").replace_strict(
