@@ -64,7 +64,7 @@ def campaign_docs(
         .sort("campaign", "day")
     )
     n = perf.height
-    negative = rng.random(n) < 0.01
+    negative = (rng.random(n) < 0.01) & (perf["spend"].to_numpy() >= 1.0)  # a refund booked as spend
     spend = np.round(perf["spend"].to_numpy() / 100.0, 2) * np.where(negative, -1, 1)
     day_s = perf["day"].to_numpy() * DAY
     write = day_s + DAY + 2 * 3600 + rng.integers(0, 600, n)
