@@ -16,6 +16,7 @@ Prints its figures; --record also writes them to benchmarks/results/behavior_<sc
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 import time
@@ -56,9 +57,9 @@ def main() -> None:
         }
     )
     day = args.day or (DEFAULT_AS_OF - timedelta(days=30)).isoformat()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     one = ingest(FileSource(d), day, day, venues, 720)
-    t_ingest = time.perf_counter() - t0
+    t_ingest, c_ingest = time.perf_counter() - t0, time.process_time() - c0
     docs_day = int(one["behavior_ledger"]["docs"].sum())
     first = (date.fromisoformat(day) - timedelta(days=args.training_days + 30)).isoformat()
     t0 = time.perf_counter()
@@ -75,24 +76,28 @@ def main() -> None:
             "revenue_cents": o.total[paid],
         }
     ).filter(pl.col("day") == date.fromisoformat(day))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = attribute(tp, orders, day, day, 30, args.training_days)
-    t_attr = time.perf_counter() - t0
+    t_attr, c_attr = time.perf_counter() - t0, time.process_time() - c0
     eff = out["attribution_channel_effects"]
     planted = w.truth["behavior"]["planted_order"]
     lines = [
         f"# Behavioral ingestion and attribution, `{args.scale}` (seed 42), one day ({day})",
         "",
-        f"Machine: {platform.machine()}, {platform.python_version()}; shared with other jobs (2 cores).",
+        f"Machine: {platform.machine()}, {platform.python_version()}, 2 cores shared with other jobs; load "
+        f"average {os.getloadavg()[0]:.1f} at the end. Wall seconds depend on that load; CPU seconds (all of the "
+        "process's threads) much less.",
         "",
-        "| step | seconds | volume |",
+        "| step | wall s | volume |",
         "|---|---|---|",
         f"| build the world (generator, all tables + documents) | {t_build:.1f} | {sum(counts.values()):,} documents |",
         f"| write Extended JSON files | {t_write:.1f} | {len(list(d.rglob('*.json'))):,} files |",
-        f"| **ingest one day** (all collections) | **{t_ingest:.2f}** | {docs_day:,} documents placed in the day |",
+        f"| **ingest one day** (all collections) | **{t_ingest:.2f}** (CPU {c_ingest:.2f}) | {docs_day:,} documents "
+        "placed in the day |",
         f"| ingest {args.training_days + 30} days of touchpoints (attribution's input) | {t_tp:.1f} | "
         f"{tp.height:,} touchpoints |",
-        f"| **attribute one day** (5 models, Shapley fit on {args.training_days} days) | **{t_attr:.2f}** | "
+        f"| **attribute one day** (5 models, Shapley fit on {args.training_days} days) | **{t_attr:.2f}** "
+        f"(CPU {c_attr:.2f}) | "
         f"{out['campaign_attribution']['order_id'].n_unique():,} orders, {tp.height:,} touchpoints read |",
         "",
         f"Planted order of true incremental effect: {', '.join(planted)}",
