@@ -22,6 +22,7 @@ BEHAVIOR_TABLES = (
     "funnel_order_reconciliation",
     "campaign_attribution",
     "attribution_channel_effects",
+    "attribution_model_performance",
     "campaign_attribution_exclusions",
     "campaign_roi",
     "campaign_channels",
@@ -58,6 +59,14 @@ def test_attribution_sums_exactly_for_all_five_models(wh):
     j = per.join(orders, on="order_id", how="left")
     assert (j["revenue_cents"] == j["gross_revenue_cents"]).all()
     assert "direct" in a["channel"].unique().to_list() or a.filter(pl.col("touches") == 0).is_empty()
+
+
+def test_attribution_model_beats_the_constant_rate_baseline_and_joins_model_performance(wh):
+    perf = wh.read_table("attribution_model_performance")
+    brier = perf.filter(pl.col("metric") == "brier").pivot(on="model", index="bucket", values="value")
+    assert brier.height >= 1
+    assert (brier["data_driven_shapley"] < brier["constant_rate_baseline"]).all()
+    assert set(perf["evaluation"]) == {"in_time_holdout"} and perf["value"].is_between(0, 1).all()
 
 
 def test_funnel_reconciles_with_the_orders_mart(wh):

@@ -83,6 +83,12 @@ def fit(path_touches: pl.DataFrame, conv: pl.DataFrame, open_touches: pl.DataFra
         converted = np.r_[np.ones(cp.height), np.zeros(nc.height)]
         keep = mask > 0  # a path with no touch is only visible when it converts: v(empty) comes from the fit
         v, stats = S.fit_game(mask[keep], converted[keep], k)
+        stats["holdout"] = S.holdout_metrics(
+            np.r_[cp["conv_id"].hash(7).to_numpy(), nc["customer_hash"].hash(7).to_numpy()][keep],
+            mask[keep],
+            converted[keep],
+            k,
+        )
         phi = S.shapley_table(v, k)
         full = phi[2**k - 1]
         exposed = [int(((mask >> i) & 1).sum()) for i in range(k)]
@@ -226,6 +232,7 @@ def attribute(
     return {
         "campaign_attribution": out,
         "attribution_channel_effects": effects,
+        "attribution_model_performance": performance_table(models, t_lo, d1, lookback_days, trained_at),
         "campaign_attribution_exclusions": excluded.select(
             "tenant_id", "venue_id", "day", "order_id", conversion_doc_id="conv_id", reason="reason"
         ),
@@ -298,3 +305,46 @@ def effects_table(models, path, conv, t_lo, t_hi, lookback_days, trained_at) -> 
         model_version=pl.lit(MODEL_VERSION),
         trained_at=pl.lit(trained_at or datetime.now()),
     ).sort("tenant_id", "effect_rank")
+
+
+def performance_table(models: dict, t_lo: date, t_hi: date, lookback_days: int, trained_at) -> pl.DataFrame:
+    """attribution_model_performance: per tenant (`bucket`), the data-driven game's holdout Brier score and
+    ROC AUC beside the constant-rate baseline's (the model_performance layout)."""
+    rows = []
+    for tenant, m in models.items():
+        h = m["stats"]["holdout"]
+        if "brier" not in h:
+            continue
+        for model, brier, auc in (
+            ("data_driven_shapley", h["brier"], h["roc_auc"]),
+            ("constant_rate_baseline", h["baseline_brier"], h["baseline_roc_auc"]),
+        ):
+            rows += [(model, "brier", tenant, brier, h["n"]), (model, "roc_auc", tenant, auc, h["n"])]
+    df = pl.DataFrame(
+        rows or None,
+        schema={
+            "model": pl.String,
+            "metric": pl.String,
+            "bucket": pl.String,
+            "value": pl.Float64,
+            "n": pl.Int64,
+        },
+        orient="row",
+    )
+    return df.select(
+        model_family=pl.lit("attribution"),
+        model="model",
+        as_of=pl.lit(t_hi),
+        cutoff=pl.lit(t_hi),
+        horizon_days=pl.lit(lookback_days, pl.Int64),
+        evaluation=pl.lit("in_time_holdout"),
+        metric="metric",
+        bucket="bucket",
+        value="value",
+        n="n",
+        model_version=pl.lit(MODEL_VERSION),
+        trained_at=pl.lit(trained_at or datetime.now()),
+        training_first=pl.lit(t_lo),
+        training_last=pl.lit(t_hi),
+        features=pl.lit(",".join(CHANNELS)),
+    )

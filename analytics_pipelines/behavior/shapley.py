@@ -73,3 +73,25 @@ def shares(phi: np.ndarray, k: int) -> np.ndarray:
     member = ((np.arange(2**k)[:, None] >> np.arange(k)) & 1).astype(float)
     size = np.maximum(member.sum(axis=1, keepdims=True), 1)
     return np.where(tot > 0, pos / np.where(tot > 0, tot, 1), member / size)
+
+
+def holdout_metrics(ids: np.ndarray, mask: np.ndarray, converted: np.ndarray, k: int) -> dict:
+    """The game refitted without a fifth of the paths (by a hash of their id), evaluated on that fifth:
+    Brier score and ROC AUC of v(S) as the conversion probability, against the constant-rate baseline (the
+    training paths' conversion rate), which the data-driven model must beat."""
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    test = ids % 5 == 0
+    n = int(test.sum())
+    if n < 50 or len(set(converted[test])) < 2 or len(set(converted[~test])) < 2:
+        return {"n": n}
+    v, _ = fit_game(mask[~test], converted[~test], k)
+    pred, y = v[mask[test]], converted[test]
+    base = np.full(n, converted[~test].mean())
+    return {
+        "n": n,
+        "brier": float(brier_score_loss(y, pred)),
+        "baseline_brier": float(brier_score_loss(y, base)),
+        "roc_auc": float(roc_auc_score(y, pred)),
+        "baseline_roc_auc": 0.5,
+    }

@@ -227,3 +227,25 @@ def check_attribution(ctx: BuildContext, built: Built) -> CheckOutcome:
         {"orders": per["order_id"].n_unique(), "mismatches": bad.height},
         differences=bad.head(20),
     )
+
+
+def check_beats_baseline(ctx: BuildContext, built: Built) -> CheckOutcome:
+    """Per tenant, the data-driven game's holdout Brier score is below the constant-rate baseline's (a
+    tenant with too few held-out paths to evaluate is reported, not failed)."""
+    perf = built.frames["attribution_model_performance"].filter(pl.col("metric") == "brier")
+    wide = perf.pivot(on="model", index="bucket", values="value") if perf.height else perf
+    worse = (
+        wide.filter(pl.col("data_driven_shapley") >= pl.col("constant_rate_baseline"))
+        if wide.height
+        else wide
+    )
+    fitted = built.frames["attribution_channel_effects"]["tenant_id"].n_unique()
+    return CheckOutcome(
+        worse.height == 0,
+        {
+            "tenants_fitted": fitted,
+            "tenants_evaluated": wide.height,
+            "tenants_worse_than_baseline": worse.height,
+        },
+        differences=worse if worse.height else None,
+    )

@@ -147,12 +147,23 @@ TABLES: tuple[Table, ...] = (
         venue_column="venue_id",
         upstream=("raw_campaign_touchpoints", "fct_orders"),
         build=f"{_S}:attribution",
-        produces=("attribution_channel_effects", "campaign_attribution_exclusions"),
+        produces=(
+            "attribution_channel_effects",
+            "campaign_attribution_exclusions",
+            "attribution_model_performance",
+        ),
         checks=(
             Check(
                 "attribution_sums_to_order_revenue",
                 "For every order and model the attributed cents sum to the order's revenue and credits to 1.",
                 f"{_S}:check_attribution",
+            ),
+            Check(
+                "beats_constant_rate_baseline",
+                "Per tenant, the data-driven model's holdout Brier score is below the constant-rate baseline's; "
+                "when it is not, the campaign tables below are not rebuilt from it.",
+                f"{_S}:check_beats_baseline",
+                kind="invariants",
             ),
         ),
         **_DAILY,
@@ -165,6 +176,20 @@ TABLES: tuple[Table, ...] = (
         "for comparison; training window, version, trained_at.",
         "one row per tenant, channel and training day",
         ("tenant_id", "channel", "day"),
+    ),
+    Table(
+        name="attribution_model_performance",
+        group="behavior",
+        kinds=("polars",),
+        produced_by="campaign_attribution",
+        description="The data-driven attribution model's holdout evaluation per tenant (bucket): Brier score "
+        "and ROC AUC of the fitted conversion-rate game on a held-out fifth of the training paths, beside the "
+        "constant-rate baseline's; model version, trained_at, training window, features. Part of "
+        "model_performance.",
+        grain="one row per model, metric and tenant",
+        keys=("model", "metric", "bucket"),
+        tenant_column=None,
+        no_tenant_reason="model evaluation metrics; the tenant is the bucket (the model_performance layout)",
     ),
     _out(
         "campaign_attribution_exclusions",
