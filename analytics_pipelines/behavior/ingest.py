@@ -177,7 +177,7 @@ def _dedupe(kind: str, df: pl.DataFrame) -> pl.DataFrame:
     dup = pl.col("problem").is_null() & (pl.col("doc_id") != pl.col("_kept"))
     return df.with_columns(
         problem=pl.when(dup).then(pl.lit("duplicate")).otherwise(pl.col("problem")),
-        detail=pl.when(dup).then(pl.lit("same content as ") + pl.col("_kept")),
+        detail=pl.when(dup).then(pl.lit("duplicate of ") + pl.col("_kept")),
     ).drop("_kept")
 
 
