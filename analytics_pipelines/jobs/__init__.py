@@ -9,8 +9,18 @@ from analytics_pipelines.jobs.data import (
     kpi_job,
     main_job,
     marts_job,
+    predictions_job,
 )
 
 jobs = [*data.jobs, *operations.jobs, *reports.jobs]
 
-__all__ = ["behavior_job", "customers_job", "ingest_job", "jobs", "kpi_job", "main_job", "marts_job"]
+__all__ = [
+    "behavior_job",
+    "customers_job",
+    "ingest_job",
+    "jobs",
+    "kpi_job",
+    "main_job",
+    "marts_job",
+    "predictions_job",
+]

@@ -28,7 +28,8 @@ def _asset_job(
 
 main_job = _asset_job(
     "main_job",
-    dg.AssetSelection.all() - dg.AssetSelection.groups("kpis", "reports", "customers", "models", "behavior"),
+    dg.AssetSelection.all()
+    - dg.AssetSelection.groups("kpis", "reports", "customers", "models", "predictions", "behavior"),
     "data-platform",
     "Everything daily: source -> raw -> staging -> facts -> marts for a partition range.",
 )
@@ -58,7 +59,14 @@ customers_job = _asset_job(
     "model retraining, segments, transitions, cohorts, 360) and model_performance.",
     retries=False,
 )
-
+predictions_job = _asset_job(
+    "predictions_job",
+    dg.AssetSelection.groups("predictions"),
+    "analytics",
+    "The prediction models (issue 16) over the marts already in the warehouse: the no-show model and its "
+    "predictions, forecast, reasons and performance rows.",
+    retries=False,
+)
 behavior_job = _asset_job(
     "behavior_job",
     dg.AssetSelection.groups("behavior"),
@@ -67,4 +75,4 @@ behavior_job = _asset_job(
     "quarantine, ledger, conversion funnel, attribution (five models) and campaign ROI (docs/behavior.md).",
 )
 
-jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job, behavior_job]
+jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job, predictions_job, behavior_job]
