@@ -51,6 +51,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         manifest_path=Path(args.manifest) if args.manifest else None,
         progress=not args.quiet,
         truth_path=Path(args.truth) if args.truth else data_dir() / "truth.json",
+        behavior_dir=data_dir() / "mongo",
+        mongo_url=args.mongo_url,
     )
     _print_counts(f"generated '{args.scale}' (seed {args.seed}) into {url}", counts)
     print(f"took {time.perf_counter() - started:.1f} s")
@@ -111,6 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=not args.quiet,
             truth_path=data_dir() / "truth.json",
+            behavior_dir=data_dir() / "mongo",
         )
     started = time.perf_counter()
     result = run_job(args.job, first=args.first, last=args.last)
@@ -249,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument(
         "--truth",
         help="where the planted truth is written as JSON (default: data/truth.json; models never read it)",
+    )
+    g.add_argument(
+        "--mongo-url",
+        help="also load the behavioral collections into this MongoDB (they are always written as Extended "
+        "JSON files under data/mongo)",
     )
     g.add_argument("--quiet", action="store_true")
     g.set_defaults(func=cmd_generate)

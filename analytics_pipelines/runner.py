@@ -80,6 +80,8 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
     ]
     through = last_sales_day(open_warehouse(warehouse_url))
     if through is not None:
+        # behavioral data over the whole history up to the last sales day (docs/behavior.md)
+        runs.append(("behavior_job", last_partition_keys("behavior_job", 10**6)[0], through.isoformat()))
         customers = key_for("customers_job", through)
         runs += [
             ("predictions_job", None, None),  # before customers_job: model_performance collects its rows

@@ -194,6 +194,15 @@ class Settings:
     #: pricing (issue 16): evidence rule, guard rails and the platform's webhook (docs/pricing.md)
     pricing: PricingSettings = field(default_factory=lambda: PricingSettings())
     anomaly: AnomalySettings = field(default_factory=AnomalySettings)
+    #: behavioral data (issue 18): TT_MONGO_URL (None: the embedded Extended JSON files under
+    #: TT_BEHAVIOR_DIR, default <data>/mongo), TT_MONGO_DB, the incremental cursor's safety lag for late
+    #: writes, the cursor's batch size, the attribution lookback window
+    mongo_url: str | None = None
+    mongo_db: str = "tickettoken_analytics"
+    behavior_dir: Path | None = None
+    mongo_safety_lag_minutes: int = 720
+    mongo_batch_size: int = 5000
+    attribution_lookback_days: int = 30
     #: secrets by variable name (pseudonym keys); read by analytics_pipelines.privacy
     secrets: Mapping[str, str] = field(default_factory=dict)
     #: the API process's variables (TT_API_*, TT_EXPORT_DIR), read by analytics_pipelines.api.settings
@@ -237,6 +246,12 @@ class Settings:
             influx=_influx(env),
             pricing=PricingSettings.from_env(env),
             anomaly=AnomalySettings.from_env(env),
+            mongo_url=env.get("TT_MONGO_URL") or None,
+            mongo_db=env.get("TT_MONGO_DB") or "tickettoken_analytics",
+            behavior_dir=Path(env.get("TT_BEHAVIOR_DIR") or data / "mongo").resolve(),
+            mongo_safety_lag_minutes=_int(env, "TT_MONGO_SAFETY_LAG_MINUTES", 720),
+            mongo_batch_size=_int(env, "TT_MONGO_BATCH_SIZE", 5000),
+            attribution_lookback_days=_int(env, "TT_ATTRIBUTION_LOOKBACK_DAYS", 30),
             secrets={k: v for k, v in env.items() if k.endswith("_PSEUDONYM_KEY") or k == "TT_ENV"},
             api={k: v for k, v in env.items() if k.startswith("TT_API_") or k == "TT_EXPORT_DIR"},
             no_show_min_auc=_float(env, "TT_NO_SHOW_MIN_AUC", 0.70),

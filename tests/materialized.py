@@ -93,6 +93,7 @@ def materialize_everything(
         ("monitoring_alert_job", "", ""),
         ("predictions_job", None, None),  # before customers_job: model_performance collects its rows
         ("pricing_job", None, None),  # unpartitioned; before customers_job (model_performance reads it)
+        ("behavior_job", FIRST, LAST),  # before customers_job: model_performance collects its rows
         ("customers_job", *RFM_DAYS),
         ("kpi_publication_job", *KPI_HOURS),
     ),
@@ -103,7 +104,7 @@ def materialize_everything(
     data.mkdir(parents=True, exist_ok=True)
     if source_url is None:
         source_url = f"duckdb:///{data / 'source.duckdb'}"
-        generate(source_url, scale="tiny", seed=seed, progress=False)
+        generate(source_url, scale="tiny", seed=seed, progress=False, behavior_dir=data / "mongo")
     warehouse_url = warehouse_url or f"duckdb:///{data / 'warehouse'}"
     env = {
         "TT_DATA_DIR": str(data),

@@ -38,6 +38,7 @@ def test_definitions_explain_themselves():
             "models",
             "catalog",
             "monitoring",
+            "behavior",
             "predictions",
             "publication",
         }, key
@@ -56,6 +57,7 @@ def test_definitions_explain_themselves():
         "predictions_job",
         "kpi_publication_job",
         "daily_publication_job",
+        "behavior_job",
     ):
         assert defs.resolve_job_def(job)
     marts = {

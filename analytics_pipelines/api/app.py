@@ -12,7 +12,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from analytics_pipelines.api import anomalies, catalog, customers, grafana, marts, ops_routes, pricing
+from analytics_pipelines.api import (
+    anomalies,
+    behavior,
+    catalog,
+    customers,
+    grafana,
+    marts,
+    ops_routes,
+    pricing,
+)
 from analytics_pipelines.api.common import jsonable
 from analytics_pipelines.api.noshow import router as no_show_router
 from analytics_pipelines.api.settings import Settings
@@ -132,5 +141,6 @@ def create_app(
     app.include_router(pricing.router)
     app.include_router(grafana.router)
     app.include_router(anomalies.router)
+    app.include_router(behavior.router)
     app.include_router(no_show_router)
     return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import queue
+import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import date
@@ -39,6 +40,8 @@ def generate(
     manifest_path: Path | None = None,
     progress: bool = True,
     truth_path: Path | None = None,
+    behavior_dir: Path | None = None,
+    mongo_url: str | None = None,
 ) -> dict[str, int]:
     """Create the source at `url`, fill it with the `scale` platform and return {table: rows loaded}.
 
@@ -46,6 +49,8 @@ def generate(
     dirty: load an all-text landing source with injected bad rows; the injection manifest
     ({kind: {table: count}, ...}, see generator.dirty) is written to manifest_path when given.
     truth_path: where the planted truth (generator.truth) is written as JSON, when given.
+    behavior_dir: where the behavioral MongoDB collections are written as Extended JSON files (the embedded
+    default of TT_MONGO_URL); mongo_url: also load those documents into that MongoDB (generator.behavior_docs).
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}: choose one of {', '.join(SCALES)}")
@@ -56,7 +61,10 @@ def generate(
     db = SourceDB(url)
     db.create(landing=dirty)
     truth: dict = {}
-    frames: Iterator[tuple[str, pl.DataFrame]] = generate_frames(scale, seed, as_of, truth=truth)
+    behavior: dict | None = {} if (behavior_dir or mongo_url) else None
+    frames: Iterator[tuple[str, pl.DataFrame]] = generate_frames(
+        scale, seed, as_of, truth=truth, behavior=behavior
+    )
     manifest: dict | None = None
     counts = {t: 0 for t in contract.TABLE_ORDER}
     with _Bar(enabled=progress, scale=scale, dialect=db.dialect) as bar:
@@ -77,6 +85,13 @@ def generate(
         db.apply_constraints()
     if truth_path is not None:
         write_truth(truth_path, truth)
+    if behavior is not None:
+        from analytics_pipelines.generator.behavior_docs import load_into_mongo, write_files
+
+        directory = behavior_dir or Path(tempfile.mkdtemp(prefix="tt-behavior-"))
+        write_files(behavior, directory)
+        if mongo_url:
+            load_into_mongo(directory, mongo_url)
     if manifest is not None and manifest_path is not None:
         manifest_path.parent.mkdir(parents=True, exist_ok=True)
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=True))

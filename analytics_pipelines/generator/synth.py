@@ -62,6 +62,7 @@ import numpy as np
 import polars as pl
 
 from analytics_pipelines.generator import planted_anomalies
+from analytics_pipelines.generator.behavior import behavior_documents
 from analytics_pipelines.generator.dimensions import (
     _calibrate_capacity,
     _cancel_and_postpone,
@@ -148,7 +149,7 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
     truth["no_show"] = _check_in(rs, clock, events, types, len(users.ids), tickets)
     _finish(rs, clock, venues, events, types, tickets)
     planted_anomalies.finish_truth(truth, _Ids(tenant_raw))
-    return _World(
+    world = _World(
         clock=clock,
         tenant_ids=_Ids(tenant_raw),
         category_ids=_Ids(_new_ids(rs("categories"), len(_CATEGORIES))),
@@ -164,11 +165,17 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
         resale=resale,
         truth=truth,
     )
+    world.behavior = behavior_documents(rs, world)
+    return world
 
 
 # -- public API -------------------------------------------------------------------------------------------------
 def generate_frames(
-    scale: str = "small", seed: int = 42, as_of: date = DEFAULT_AS_OF, truth: dict | None = None
+    scale: str = "small",
+    seed: int = 42,
+    as_of: date = DEFAULT_AS_OF,
+    truth: dict | None = None,
+    behavior: dict | None = None,
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     """Yield (table, typed frame) chunks in contract.TABLE_ORDER; big fact tables come in several chunks.
 
@@ -180,6 +187,8 @@ def generate_frames(
     world = _build(SCALES[scale], seed, as_of)
     if truth is not None:
         truth.update(world.truth)
+    if behavior is not None:  # the MongoDB collections (generator.behavior_docs writes them)
+        behavior.update(world.behavior)
     for table in contract.TABLE_ORDER:
         for frame in _BUILDERS[table](world):
             yield table, frame

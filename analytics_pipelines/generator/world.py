@@ -230,3 +230,5 @@ class _World:
     resale: _Resale
     # the planted truth (generator.truth): what models must find, by domain; models never read it
     truth: dict = field(default_factory=dict)
+    # the behavioral MongoDB documents (generator.behavior): collection -> writer frames
+    behavior: dict = field(default_factory=dict)

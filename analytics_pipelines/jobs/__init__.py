@@ -3,6 +3,7 @@ delivery sweep), reports (exports, deliveries, report files), publication (Influ
 
 from analytics_pipelines.jobs import anomaly_alerts, data, operations, publication, reports
 from analytics_pipelines.jobs.data import (
+    behavior_job,
     customers_job,
     ingest_job,
     kpi_job,
@@ -15,6 +16,7 @@ from analytics_pipelines.jobs.data import (
 jobs = [*data.jobs, *operations.jobs, *reports.jobs, *publication.jobs, *anomaly_alerts.jobs]
 
 __all__ = [
+    "behavior_job",
     "customers_job",
     "ingest_job",
     "jobs",

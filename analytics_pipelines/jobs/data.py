@@ -68,7 +68,6 @@ customers_job = _asset_job(
     "model retraining, segments, transitions, cohorts, 360) and model_performance.",
     retries=False,
 )
-
 predictions_job = _asset_job(
     "predictions_job",
     dg.AssetSelection.groups("predictions"),
@@ -76,6 +75,13 @@ predictions_job = _asset_job(
     "The prediction models (issue 16) over the marts already in the warehouse: the no-show model and its "
     "predictions, forecast, reasons and performance rows.",
     retries=False,
+)
+behavior_job = _asset_job(
+    "behavior_job",
+    dg.AssetSelection.groups("behavior"),
+    "analytics",
+    "Behavioral data (MongoDB or its Extended JSON files) for a partition range: raw behavioral tables, "
+    "quarantine, ledger, conversion funnel, attribution (five models) and campaign ROI (docs/behavior.md).",
 )
 
 pricing_job = _asset_job(
@@ -87,4 +93,14 @@ pricing_job = _asset_job(
     retries=False,
 )
 
-jobs = [main_job, ingest_job, marts_job, kpi_job, anomaly_job, customers_job, predictions_job, pricing_job]
+jobs = [
+    main_job,
+    ingest_job,
+    marts_job,
+    kpi_job,
+    anomaly_job,
+    customers_job,
+    predictions_job,
+    pricing_job,
+    behavior_job,
+]

@@ -1,0 +1,212 @@
+"""Behavioral documents (issue 18): the platform's MongoDB collections, consistent with the built world.
+
+Journeys. Every paid online order (web or mobile app) is one converting journey; non-converting journeys of
+anonymous visitors are added so that conversion rates can be estimated. Each journey is exposed to every
+marketing channel independently (probability EXPOSURE[c]) and converts with the planted additive probability
+
+    P(convert | channels S) = BASELINE + sum_{c in S} EFFECT[c]
+
+so EFFECT[c] is channel c's true incremental effect on conversion (world.truth["behavior"]). Exposure is
+anti-correlated with effect (display is everywhere and barely works; email is rarer and works best), which is
+what fools frequency-driven rules. Sampling is exact: a converting journey draws its "cause" (the baseline
+or a channel, probability proportional to BASELINE and EFFECT[c] * EXPOSURE[c]), forces that channel on and
+draws the others from EXPOSURE; a non-converting journey is drawn from EXPOSURE and kept with probability
+(1 - P(convert | S)) / (1 - BASELINE). Journeys with no channel and no conversion leave no document.
+
+Documents (generator.behavior_docs renders them as mongoexport files and loads them into MongoDB):
+campaign_touchpoints (impression/click/visit per exposed channel, a conversion at the order), user_behavior
+(page views: referrer/utm, device, geo, duration), raw_analytics (web) and analytics_events (mobile app):
+cart adds, checkouts, purchases, cart abandonments, searches; campaigns of every CampaignType (one per venue,
+quarter and type; the email/social/display touches of every third quarter go to a multi_channel campaign) and
+daily campaign_performance with spend. Warts: camelCase and snake_case writers of the same collection, hashed
+user ids, writers that overwrite `timestamp` with the write time (the event time then sits in
+eventTime/event_time/createdAt), and planted bad documents (see BAD).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import polars as pl
+
+from analytics_pipelines.generator.behavior_frames import render
+from analytics_pipelines.generator.primitives import _Streams
+from analytics_pipelines.generator.reference import DAY
+from analytics_pipelines.generator.world import _World
+
+CHANNELS = ("email", "sms", "push", "paid_search", "referral", "social", "organic_search", "display")
+EFFECT = np.array([0.22, 0.16, 0.12, 0.10, 0.08, 0.06, 0.04, 0.02])
+EXPOSURE = np.array([0.20, 0.15, 0.25, 0.30, 0.20, 0.40, 0.45, 0.60])
+BASELINE = 0.10
+#: channels bought through a campaign (organic search and referral are not)
+CAMPAIGN_TYPE = ("email", "sms", "push", "search", None, "social", None, "display")
+CAMPAIGN_TYPES = ("email", "sms", "push", "social", "display", "search", "multi_channel")
+#: a paid touch is an impression, clicked with this probability; organic/referral touches are visits
+CLICK_P = np.array([0.35, 0.30, 0.25, 0.45, 1.0, 0.15, 1.0, 0.05])
+#: cost per impression and per click in cents (spend in campaign_performance)
+CPM_CENTS = np.array([2.0, 5.0, 1.0, 0.0, 0.0, 8.0, 0.0, 3.0])
+CPC_CENTS = np.array([0.0, 0.0, 0.0, 150.0, 0.0, 60.0, 0.0, 40.0])
+QUARTER = 91 * DAY
+_PAID_STATUS = (2, 3, 6)  # contract.ORDER_STATUSES: CONFIRMED, COMPLETED, REFUNDED
+_FAILED_STATUS = (4, 5)  # CANCELLED, EXPIRED
+_ONLINE = (0, 1)  # contract.ORDER_CHANNELS: web, mobile_app
+TRACKING_LOSS = 0.03  # purchases the client-side tracker never reported (ad blockers, closed tabs)
+FAILED_PURCHASE_EVENT = 0.10  # failed checkouts whose client still sent a purchase event
+
+
+def planted_truth_values() -> dict:
+    return {
+        "channels": list(CHANNELS),
+        "incremental_effect": dict(zip(CHANNELS, EFFECT.tolist(), strict=True)),
+        "exposure_probability": dict(zip(CHANNELS, EXPOSURE.tolist(), strict=True)),
+        "baseline_conversion": BASELINE,
+        "planted_order": [CHANNELS[i] for i in np.argsort(-EFFECT, kind="stable")],
+        "conversion_rate": float(BASELINE + EFFECT @ EXPOSURE),
+        "model": "P(convert | S) = baseline + sum of incremental_effect over the channels in S",
+    }
+
+
+def _journeys(rs: _Streams, w: _World) -> dict[str, np.ndarray]:
+    o = w.orders
+    t_order = np.where(o.confirmed >= 0, o.confirmed, o.created)
+    online = np.isin(o.channel, _ONLINE)
+    conv_orders = np.flatnonzero(online & np.isin(o.status, _PAID_STATUS))
+    k = len(CHANNELS)
+    rate = BASELINE + EFFECT @ EXPOSURE
+    n_conv = len(conv_orders)
+    n_non = int(round(n_conv * (1 - rate) / rate))
+    rng = rs("behavior.journeys")
+    # converting: the cause, then the other channels
+    cause = rng.choice(k + 1, n_conv, p=np.r_[BASELINE, EFFECT * EXPOSURE] / rate) - 1
+    x_conv = rng.random((n_conv, k)) < EXPOSURE
+    x_conv[np.flatnonzero(cause >= 0), cause[cause >= 0]] = True
+    # non-converting: rejection sampling from the exposure distribution
+    parts, have = [], 0
+    while have < n_non:
+        draw = rng.random((max(2 * (n_non - have), 16), k)) < EXPOSURE
+        keep = rng.random(draw.shape[0]) < (1 - BASELINE - draw @ EFFECT) / (1 - BASELINE)
+        parts.append(draw[keep])
+        have += int(keep.sum())
+    x_non = np.concatenate(parts)[:n_non] if parts else np.zeros((0, k), bool)
+    # a non-converting journey looks at the event of a random online order, up to 10 days before it
+    ref = rng.choice(conv_orders, n_non) if n_conv else np.zeros(0, np.int64)
+    t_non = np.maximum(t_order[ref] - rng.integers(0, 10 * DAY, n_non), w.clock.launch + DAY)
+    order = np.r_[conv_orders, np.full(n_non, -1)]
+    ev = np.r_[o.event[conv_orders], o.event[ref]]
+    mobile = np.r_[o.channel[conv_orders] == 1, rng.random(n_non) < 0.3]
+    return {
+        "order": order,
+        "converted": order >= 0,
+        "event": ev,
+        "venue": w.events.venue[ev],
+        "tenant": w.events.tenant[ev],
+        "time": np.r_[t_order[conv_orders], t_non],
+        "span": rng.uniform(0.5, 14.0, n_conv + n_non) * DAY,
+        "x": np.concatenate([x_conv, x_non]),
+        "user": np.r_[o.user[conv_orders], np.full(n_non, -1)],
+        "mobile": mobile,
+        "device": np.where(
+            mobile, 1, np.where(rng.random(n_conv + n_non) < 0.8, 0, 2)
+        ),  # desktop/mobile/tablet
+    }
+
+
+def _campaign(w: _World, venue: np.ndarray, channel: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The campaign index of a paid touch (-1 for organic/referral): one per venue, quarter and type; the
+    email/social/display touches of every third quarter belong to that quarter's multi_channel campaign."""
+    quarter = (t - w.clock.launch) // QUARTER
+    ctype = np.array([-1 if c is None else CAMPAIGN_TYPES.index(c) for c in CAMPAIGN_TYPE])[channel]
+    multi = (quarter % 3 == 0) & np.isin(channel, (0, 5, 7))
+    ctype = np.where(multi, CAMPAIGN_TYPES.index("multi_channel"), ctype)
+    n_q = _n_quarters(w)
+    return np.where(ctype < 0, -1, (venue * n_q + quarter) * len(CAMPAIGN_TYPES) + ctype)
+
+
+def _n_quarters(w: _World) -> int:
+    return int((w.clock.now - w.clock.launch) // QUARTER) + 2
+
+
+def _touches(rs: _Streams, w: _World, j: dict) -> dict[str, np.ndarray]:
+    rng = rs("behavior.touches")
+    jj, ch = np.nonzero(j["x"])
+    t = j["time"][jj] - (j["span"][jj] * rng.random(len(jj))).astype(np.int64) - 60
+    t = np.maximum(t, w.clock.launch + 60)
+    paid = np.array([c is not None for c in CAMPAIGN_TYPE])[ch]
+    clicked = rng.random(len(jj)) < CLICK_P[ch]
+    # paid: an impression, maybe a click after it; organic/referral: a visit
+    click_t = np.minimum(t + rng.integers(60, 2 * 3600, len(jj)), j["time"][jj] - 120)
+    click_t = np.maximum(click_t, t)
+    rows_j = np.r_[jj, jj[paid & clicked]]
+    rows_c = np.r_[ch, ch[paid & clicked]]
+    rows_t = np.r_[t, click_t[paid & clicked]]
+    action = np.r_[np.where(paid, 0, 2), np.full(int((paid & clicked).sum()), 1)]  # impression/click/visit
+    conv = np.flatnonzero(j["converted"])
+    return {
+        "journey": np.r_[rows_j, conv],
+        "channel": np.r_[rows_c, np.full(len(conv), -1)],
+        "time": np.r_[rows_t, j["time"][conv]],
+        "action": np.r_[action, np.full(len(conv), 3)],  # 3: conversion
+        "campaign": np.r_[_campaign(w, j["venue"][rows_j], rows_c, rows_t), np.full(len(conv), -1)],
+    }
+
+
+def _sessions(rs: _Streams, w: _World, j: dict, tp: dict) -> dict[str, np.ndarray]:
+    """One session per click/visit, one purchase session per converting journey and per failed online
+    checkout. Columns: journey (-1 for a failed checkout), order, channel (-1 direct), start, steps."""
+    rng = rs("behavior.sessions")
+    landing = np.isin(tp["action"], (1, 2))
+    sj, sc, st = tp["journey"][landing], tp["channel"][landing], tp["time"][landing]
+    # the purchase session's channel: the journey's last click/visit before the order, else direct
+    conv = np.flatnonzero(j["converted"])
+    last = np.full(len(j["order"]), -1)
+    order_by_time = np.lexsort((st, sj))
+    last[sj[order_by_time]] = sc[order_by_time]  # the last write per journey wins: the latest landing
+    o = w.orders
+    failed = np.flatnonzero(np.isin(o.channel, _ONLINE) & np.isin(o.status, _FAILED_STATUS))
+    n_s, n_c, n_f = len(sj), len(conv), len(failed)
+    p_start = j["time"][conv] - rng.integers(3 * 60, 25 * 60, n_c)
+    f_start = o.created[failed] - rng.integers(3 * 60, 25 * 60, n_f)
+    kind = np.r_[np.zeros(n_s, np.int8), np.ones(n_c, np.int8), np.full(n_f, 2, np.int8)]
+    return {
+        "journey": np.r_[sj, conv, np.full(n_f, -1)],
+        "failed_order": np.r_[np.full(n_s + n_c, -1), failed],
+        "channel": np.r_[sc, last[conv], np.full(n_f, -1)],
+        "start": np.r_[st, p_start, f_start],
+        "kind": kind,  # 0 browse (from a touch), 1 purchase, 2 failed checkout
+        "event_page": np.r_[rng.random(n_s) < 0.85, np.ones(n_c + n_f, bool)],
+        "cart": np.r_[rng.random(n_s) < 0.30, np.ones(n_c + n_f, bool)],
+        "checkout": np.r_[rng.random(n_s) < 0.40, np.ones(n_c + n_f, bool)],
+        "purchase": np.r_[
+            np.zeros(n_s, bool), rng.random(n_c) >= TRACKING_LOSS, rng.random(n_f) < FAILED_PURCHASE_EVENT
+        ],
+        "search": rng.random(n_s + n_c + n_f) < 0.25,
+    }
+
+
+def user_hashes(w: _World, users: np.ndarray) -> pl.Series:
+    """sha256 of the user id text, as the platform's trackers stored it (hashed user ids): one hash per
+    distinct user, gathered."""
+    uniq, inv = np.unique(users, return_inverse=True)
+    text = w.users.ids.take(uniq).to_list()
+    hashed = pl.Series([hashlib.sha256(u.encode()).hexdigest() for u in text], dtype=pl.String)
+    return hashed.gather(inv)
+
+
+def behavior_documents(rs: _Streams, w: _World) -> dict[str, list[pl.DataFrame]]:
+    """The behavioral collections as document frames (generator.behavior_frames) and the planted truth in
+    w.truth["behavior"]."""
+    j = _journeys(rs, w)
+    tp = _touches(rs, w, j)
+    ss = _sessions(rs, w, j, tp)
+    truth = planted_truth_values()
+    truth.update(
+        journeys=int(len(j["order"])),
+        converting_journeys=int(j["converted"].sum()),
+        direct_conversions=int((j["converted"] & ~j["x"].any(axis=1)).sum()),
+        exposed_journeys={c: int(j["x"][:, i].sum()) for i, c in enumerate(CHANNELS)},
+    )
+    docs, bad = render(rs, w, j, tp, ss)
+    truth["planted_bad"] = bad
+    w.truth["behavior"] = truth
+    return docs
