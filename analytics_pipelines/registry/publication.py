@@ -76,7 +76,7 @@ TABLES: tuple[Table, ...] = (
         keys=("hour", "tenant_id", "venue_id", "metric"),
         partitioning="hourly",
         partition_column="hour_key",
-        upstream=(),  # anom17 merged: upstream=("kpi_anomalies",),
+        upstream=("kpi_anomalies",),
     ),
     _entry(
         "influx_fraud_metrics",
