@@ -22,6 +22,14 @@ def run_job(
         from analytics_pipelines.definitions import defs
 
     job = defs.resolve_job_def(job_name)
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if job.partitions_def is None:  # an unpartitioned job (predictions_job): one run, no range
+        return job.execute_in_process(
+            instance=instance or dg.DagsterInstance.get(),
+            tags=tags or {},
+            run_config=run_config,
+            raise_on_error=False,
+        )
     keys = job.partitions_def.get_partition_keys()
     first, last = first or keys[0], last or keys[-1]
     if first not in keys or last not in keys:
@@ -67,6 +75,7 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
     if through is not None:
         customers = key_for("customers_job", through)
         runs += [
+            ("predictions_job", None, None),  # before customers_job: model_performance collects its rows
             ("customers_job", customers, customers),
             ("daily_venue_reports_job", through.isoformat(), through.isoformat()),
         ]
@@ -74,7 +83,7 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
         runs.append(("weekly_executive_reports_job", week, week))
     out = []
     for job, first, last in runs:
-        log(f"{job}: {first}..{last}")
+        log(f"{job}: {first}..{last}" if first else job)
         out.append((job, run_job(job, first=first, last=last)))
         if not out[-1][1].success:
             break

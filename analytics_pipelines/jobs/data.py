@@ -28,7 +28,8 @@ def _asset_job(
 
 main_job = _asset_job(
     "main_job",
-    dg.AssetSelection.all() - dg.AssetSelection.groups("kpis", "reports", "customers", "models"),
+    dg.AssetSelection.all()
+    - dg.AssetSelection.groups("kpis", "reports", "customers", "models", "predictions"),
     "data-platform",
     "Everything daily: source -> raw -> staging -> facts -> marts for a partition range.",
 )
@@ -59,4 +60,12 @@ customers_job = _asset_job(
     retries=False,
 )
 
-jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job]
+predictions_job = _asset_job(
+    "predictions_job",
+    dg.AssetSelection.groups("predictions"),
+    "analytics",
+    "The demand forecast (retrained and backtested on every run) with its reasons and performance rows.",
+    retries=False,
+)
+
+jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job, predictions_job]

@@ -1,15 +1,17 @@
 """Every schedule, each bound to a job: data (intraday, nightly, hourly KPIs, weekly customers, maintenance,
 delivery sweep; in the configured time zone) and reports."""
 
-from analytics_pipelines.schedules import data, reports
+from analytics_pipelines.schedules import data, predictions, reports
 
 
 def schedules(timezone: str) -> list:
     from analytics_pipelines.jobs import customers_job, kpi_job, main_job
+    from analytics_pipelines.jobs.data import predictions_job
 
     return [
         *data.make_schedules(
             main_job=main_job, kpi_job=kpi_job, customers_job=customers_job, timezone=timezone
         ),
+        *predictions.make_schedules(predictions_job),
         *reports.schedules,
     ]

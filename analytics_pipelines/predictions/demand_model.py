@@ -1,0 +1,132 @@
+"""The demand model: three HistGradientBoosting quantile regressors (p10, p50, p90) on the feature rows of
+predictions/demand_data.py, the two baselines it must beat, and the error measures of the backtest.
+
+Baselines (evaluated on the same rows):
+- `seasonal_naive`: the series' tickets on the same weekday of the last observed week (weekly seasonal
+  naive), interval = the point (no spread);
+- `seed_heuristic`: the old service's rule (analytics-service PredictionService.predictDemand, L6583-6638):
+  150 tickets on a Saturday or Sunday, 100 otherwise, per day, whatever the event or ticket type; its
+  `Math.random() * 50 - 25` noise has mean 0 and is left out (the rule's expectation), its interval is
+  0.8x..1.2x (the rule's own).
+
+MASE (Hyndman & Koehler 2006) with the weekly seasonal-naive in-sample scale: mean |error| over the test rows
+divided by the mean |y_t - y_(t-7)| over the evaluated series' observed days up to the origin (pooled across
+the series: a per-series scale is 0 for a series without sales). A model beats a baseline when its MASE is
+lower (the same scale: its MAE is lower)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
+
+from analytics_pipelines.predictions.demand_data import CATEGORICAL, FEATURES
+
+QUANTILES = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
+MODEL_NAME = "hist_gradient_boosting_quantile"
+BASELINES = ("seasonal_naive", "seed_heuristic")
+#: training rows above this are subsampled (deterministically: a hash of the row's key)
+MAX_TRAIN_ROWS = 150_000
+SEED = 20261206
+
+
+@dataclass
+class QuantileModel:
+    models: dict[str, HistGradientBoostingRegressor]
+    features: list[str]
+
+    def predict(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """tickets_p10/p50/p90 per row: never negative, never above the series' remaining tickets, ordered."""
+        x = matrix(rows)
+        with threadpool_limits(limits=1):
+            raw = np.column_stack([self.models[q].predict(x) for q in QUANTILES])
+        cap = rows["remaining"].cast(pl.Float64).to_numpy()
+        raw = np.sort(np.clip(raw, 0.0, cap[:, None]), axis=1)  # p10 <= p50 <= p90
+        return pl.DataFrame({f"tickets_{q}": raw[:, i] for i, q in enumerate(QUANTILES)})
+
+
+def matrix(rows: pl.DataFrame) -> np.ndarray:
+    return rows.select(pl.col(c).cast(pl.Float64).fill_null(0.0).fill_nan(0.0) for c in FEATURES).to_numpy()
+
+
+def subsample(rows: pl.DataFrame, limit: int = MAX_TRAIN_ROWS) -> pl.DataFrame:
+    if rows.height <= limit:
+        return rows
+    h = pl.concat_str("ticket_type_id", pl.col("origin").cast(pl.String), pl.col("day").cast(pl.String)).hash(
+        SEED
+    )
+    return (
+        rows.with_columns(h.alias("_h"))
+        .sort("_h")
+        .head(limit)
+        .drop("_h")
+        .sort("origin", "ticket_type_id", "day")
+    )
+
+
+def fit(rows: pl.DataFrame, max_iter: int = 200) -> QuantileModel:
+    """One quantile regressor per quantile on the labelled rows (deterministic: fixed seed, no early
+    stopping)."""
+    rows = subsample(rows.filter(pl.col("target").is_not_null()))
+    x, y = matrix(rows), rows["target"].cast(pl.Float64).to_numpy()
+    cat = [FEATURES.index(c) for c in CATEGORICAL]
+    models = {}
+    with threadpool_limits(limits=1):
+        for name, q in QUANTILES.items():
+            models[name] = HistGradientBoostingRegressor(
+                loss="quantile",
+                quantile=q,
+                max_iter=max_iter,
+                learning_rate=0.08,
+                max_leaf_nodes=31,
+                min_samples_leaf=40,
+                l2_regularization=1.0,
+                categorical_features=cat,
+                early_stopping=False,
+                random_state=SEED,
+            ).fit(x, y)
+    return QuantileModel(models, list(FEATURES))
+
+
+def baselines(rows: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The baselines' forecasts (tickets_p10/p50/p90) for the rows."""
+    naive = rows["same_weekday_last_week"].cast(pl.Float64)
+    weekend = rows["weekday"] >= 6
+    seed = pl.Series(np.where(weekend.to_numpy(), 150.0, 100.0))
+    return {
+        "seasonal_naive": pl.DataFrame({"tickets_p10": naive, "tickets_p50": naive, "tickets_p90": naive}),
+        "seed_heuristic": pl.DataFrame(
+            {"tickets_p10": seed * 0.8, "tickets_p50": seed, "tickets_p90": seed * 1.2}
+        ),
+    }
+
+
+def mase_scale(grid: pl.DataFrame, series: list[str], origin) -> float:
+    """Mean |y_t - y_(t-7)| over the series' observed days up to `origin` (pooled; days with a t-7 only)."""
+    g = grid.filter(pl.col("ticket_type_id").is_in(series) & (pl.col("day") <= origin)).sort(
+        "ticket_type_id", "day"
+    )
+    d = g.with_columns(
+        (pl.col("tickets") - pl.col("tickets").shift(7).over("ticket_type_id")).abs().alias("d")
+    )
+    v = d["d"].drop_nulls()
+    return float(v.mean()) if v.len() else float("nan")
+
+
+def errors(actual: np.ndarray, fc: pl.DataFrame, scale: float) -> dict[str, float]:
+    """MAE, MASE, bias, the 80 % interval's coverage and mean width for one forecast of the rows."""
+    p50 = fc["tickets_p50"].to_numpy()
+    lo, hi = fc["tickets_p10"].to_numpy(), fc["tickets_p90"].to_numpy()
+    mae = float(np.mean(np.abs(actual - p50))) if len(actual) else float("nan")
+    return {
+        "mae": mae,
+        "mase": mae / scale if scale and scale == scale and scale > 0 else float("nan"),
+        "bias": float(np.mean(p50 - actual)) if len(actual) else float("nan"),
+        "coverage_80": float(np.mean((actual >= lo - 1e-9) & (actual <= hi + 1e-9)))
+        if len(actual)
+        else float("nan"),
+        "interval_width_80": float(np.mean(hi - lo)) if len(actual) else float("nan"),
+    }
