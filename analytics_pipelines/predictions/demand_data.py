@@ -165,7 +165,7 @@ def daily_grid(inp: DemandInputs, through: date) -> pl.DataFrame:
         pl.date_ranges("first_day", pl.min_horizontal("last_day", pl.lit(through))).alias("day"),
     )
     g = (
-        s.explode("day")
+        s.explode("day", empty_as_null=True)
         .drop_nulls("day")
         .join(inp.sales, on=["ticket_type_id", "day"], how="left")
         .join(inp.prices, on=["ticket_type_id", "day"], how="left")
@@ -259,7 +259,7 @@ def feature_rows(
                 1, pl.min_horizontal((pl.col("last_day") - pl.col("origin")).dt.total_days(), horizon) + 1
             ).alias("horizon_day")
         )
-        .explode("horizon_day")
+        .explode("horizon_day", empty_as_null=True)
         .with_columns((pl.col("origin") + pl.duration(days=pl.col("horizon_day"))).alias("day"))
     )
     # the same weekday in the last observed week (the seasonal-naive forecast is built from it)

@@ -125,7 +125,7 @@ def forecast_rows(
     fc = model.predict(rows)
     series = inp.series.select("ticket_type_id", "currency", pl.col("quantity").alias("capacity"))
     return (
-        pl.concat([rows, fc], how="horizontal")
+        rows.with_columns(fc)
         .join(series, on="ticket_type_id", how="left")
         .select(
             "tenant_id",
