@@ -41,6 +41,8 @@ class Backtest:
     rows: int
     origins: list[date]
     train_window: tuple[date, date]
+    #: the test rows with every model's forecast (`<model>_p10/_p50/_p90`), when asked for (benchmarks)
+    tests: pl.DataFrame | None = None
 
 
 @dataclass
@@ -65,9 +67,11 @@ def _training(inp, grid, codes, until: date, horizon: int) -> pl.DataFrame:
     return rows.filter(pl.col("day") <= until)
 
 
-def backtest(inp: D.DemandInputs, grid: pl.DataFrame, through: date, codes) -> Backtest:
+def backtest(
+    inp: D.DemandInputs, grid: pl.DataFrame, through: date, codes, keep_rows: bool = False
+) -> Backtest:
     origins = [through - timedelta(days=BACKTEST_HORIZON * k) for k in range(BACKTEST_ORIGINS, 0, -1)]
-    parts, per_origin, train_lo = [], [], None
+    parts, per_origin, train_lo, kept = [], [], None, []
     for origin in origins:
         train = _training(inp, grid, codes, origin, BACKTEST_HORIZON)
         test = D.feature_rows(inp, grid, [origin], BACKTEST_HORIZON, codes, observed_through=through)
@@ -83,6 +87,19 @@ def backtest(inp: D.DemandInputs, grid: pl.DataFrame, through: date, codes) -> B
             for metric, value in M.errors(actual, fc, scale).items():
                 per_origin.append((origin, name, metric, value, len(actual)))
         parts.append((actual, fcs, scale))
+        if keep_rows:
+            kept.append(
+                test.select(
+                    "ticket_type_id", "origin", "day", "horizon_day", "days_to_event", "target"
+                ).with_columns(
+                    pl.lit(scale).alias("scale"),
+                    *(
+                        fc[c].alias(f"{name}_{c.removeprefix('tickets_')}")
+                        for name, fc in fcs.items()
+                        for c in fc.columns
+                    ),
+                )
+            )
     n = sum(len(a) for a, _, _ in parts)
     if n < MIN_TEST_ROWS:
         raise NotEnoughHistory(
@@ -100,7 +117,8 @@ def backtest(inp: D.DemandInputs, grid: pl.DataFrame, through: date, codes) -> B
         metrics[name] = m
     for name in M.BASELINES:
         metrics[M.MODEL_NAME][f"mae_ratio_vs_{name}"] = metrics[M.MODEL_NAME]["mae"] / metrics[name]["mae"]
-    return Backtest(metrics, per_origin, n, [o for o in origins], (train_lo or through, through))
+    tests = pl.concat(kept) if kept else None
+    return Backtest(metrics, per_origin, n, list(origins), (train_lo or through, through), tests)
 
 
 def gate(bt: Backtest) -> tuple[bool, dict[str, float]]:
