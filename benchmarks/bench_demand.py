@@ -148,10 +148,10 @@ def main(argv=None) -> int:
     models = [M.MODEL_NAME, ETS, *M.BASELINES]
     rows = rows.with_columns(
         pl.when(pl.col("horizon_day") <= 7)
-        .then(pl.lit("1-7"))
+        .then(pl.lit("a: 1-7"))
         .when(pl.col("horizon_day") <= 14)
-        .then(pl.lit("8-14"))
-        .otherwise(pl.lit("15-28"))
+        .then(pl.lit("b: 8-14"))
+        .otherwise(pl.lit("c: 15-28"))
         .alias("horizon"),
         pl.when(pl.col("days_to_event") <= 7)
         .then(pl.lit("a: <=7"))
