@@ -233,3 +233,17 @@ def test_materialized_forecast_through_the_jobs(materialized):
     assert set(demand["model"].unique()) == {M.MODEL_NAME, *M.BASELINES}
     failed = [c for c in materialized.failed_checks() if c[0].startswith("demand")]
     assert failed == [], failed
+
+
+def test_predictions_schedule_requests_one_run_a_day():
+    import dagster as dg
+
+    from analytics_pipelines.jobs import predictions_job
+    from analytics_pipelines.schedules.predictions import PREDICTIONS_CRON, make_schedules
+
+    (schedule,) = make_schedules(predictions_job)
+    assert schedule.cron_schedule == PREDICTIONS_CRON and schedule.job_name == "predictions_job"
+    when = datetime(2026, 11, 2, 5, 30, tzinfo=UTC)
+    ctx = dg.build_schedule_context(scheduled_execution_time=when)
+    (request,) = list(schedule.evaluate_tick(ctx).run_requests)
+    assert request.run_key == "predictions:2026-11-02"
