@@ -29,7 +29,7 @@ QUANTILES = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
 MODEL_NAME = "hist_gradient_boosting_quantile"
 BASELINES = ("seasonal_naive", "seed_heuristic")
 #: training rows above this are subsampled (deterministically: a hash of the row's key)
-MAX_TRAIN_ROWS = 80_000
+MAX_TRAIN_ROWS = 50_000
 SEED = 20261206
 
 
@@ -67,7 +67,7 @@ def subsample(rows: pl.DataFrame, limit: int = MAX_TRAIN_ROWS) -> pl.DataFrame:
     )
 
 
-def fit(rows: pl.DataFrame, max_iter: int = 120) -> QuantileModel:
+def fit(rows: pl.DataFrame, max_iter: int = 100) -> QuantileModel:
     """One quantile regressor per quantile on the labelled rows (deterministic: fixed seed, no early
     stopping)."""
     rows = subsample(rows.filter(pl.col("target").is_not_null()))
@@ -80,7 +80,7 @@ def fit(rows: pl.DataFrame, max_iter: int = 120) -> QuantileModel:
                 loss="quantile",
                 quantile=q,
                 max_iter=max_iter,
-                learning_rate=0.1,
+                learning_rate=0.12,
                 max_leaf_nodes=31,
                 min_samples_leaf=40,
                 l2_regularization=1.0,
