@@ -164,7 +164,7 @@ def main(argv=None) -> int:
     report += [
         f"- data: {inp.series.height} ticket types, {inp.sales['tickets'].sum()} tickets sold, last sales day {through}",
         f"- backtest: origins {', '.join(map(str, bt.origins))}, horizon {BT.BACKTEST_HORIZON} d, {bt.rows} test rows; "
-        f"model backtest (3 origins x 3 quantile fits) {t_model:.1f} s; AutoETS {t_ets:.1f} s",
+        f"model backtest (3 origins, one fit each) {t_model:.1f} s; AutoETS {t_ets:.1f} s",
         "",
         "Asset's own figures (all test rows; demand_model_performance):",
         "",

@@ -114,7 +114,8 @@ def test_backtest_figures_equal_independent_code():
 class _Worse:
     """A 'model' that always forecasts 500 tickets a day: the backtest must refuse it."""
 
-    models: dict = {}
+    model = None
+    alpha = 0.0
     features = D.FEATURES
 
     def predict(self, rows):
@@ -134,7 +135,7 @@ def test_a_worse_model_is_refused_and_the_previous_forecast_stays(tmp_path, monk
     assert steps.check_forecast(ctx, good).passed
     for name, df in good.frames.items():
         wh.replace_table(name, df)
-    assert list((tmp_path / "models" / "demand").glob("demand-hgbq-*.joblib"))
+    assert list((tmp_path / "models" / "demand").glob("demand-hgbnb-*.joblib"))
 
     monkeypatch.setattr(M, "fit", lambda rows, **kw: _Worse())
     bad = steps.demand_forecast(ctx)
@@ -146,7 +147,7 @@ def test_a_worse_model_is_refused_and_the_previous_forecast_stays(tmp_path, monk
     gate_row = perf.filter((pl.col("metric") == "passed_gate") & pl.col("bucket").is_null())
     assert gate_row["value"].to_list() == [0.0]
     assert set(perf["model"].unique()) == {M.MODEL_NAME, *M.BASELINES}
-    assert perf.filter(pl.col("role") == "candidate")["model_version"].str.starts_with("demand-hgbq-").all()
+    assert perf.filter(pl.col("role") == "candidate")["model_version"].str.starts_with("demand-hgbnb-").all()
 
 
 def test_too_little_history_is_a_warning_not_a_crash():

@@ -131,8 +131,16 @@ def gate(bt: Backtest) -> tuple[bool, dict[str, float]]:
     return ok, facts
 
 
-def version_of(model: M.QuantileModel, through: date) -> tuple[str, bytes]:
+def version_of(model: M.DemandModel, through: date) -> tuple[str, bytes]:
     buf = io.BytesIO()
-    joblib.dump({"models": model.models, "features": model.features, "through": through.isoformat()}, buf)
+    joblib.dump(
+        {
+            "model": model.model,
+            "alpha": model.alpha,
+            "features": model.features,
+            "through": through.isoformat(),
+        },
+        buf,
+    )
     data = buf.getvalue()
-    return f"demand-hgbq-{through.isoformat()}-{hashlib.sha256(data).hexdigest()[:12]}", data
+    return f"demand-hgbnb-{through.isoformat()}-{hashlib.sha256(data).hexdigest()[:12]}", data

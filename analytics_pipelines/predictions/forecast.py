@@ -112,7 +112,7 @@ def forecast_rows(
     through: date,
     days: int,
     codes,
-    model: M.QuantileModel,
+    model: M.DemandModel,
     reasons_df: pl.DataFrame,
     version: str,
     trained_at: datetime,

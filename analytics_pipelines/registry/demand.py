@@ -15,7 +15,7 @@ TABLES: tuple[Table, ...] = (
         group=G,
         description="Daily tickets per event and ticket type for the next N days (TT_DEMAND_FORECAST_DAYS, "
         "default 30, at most 365) after the last sales day, for the ticket types on sale with sales so far: "
-        "p10/p50/p90 of three HistGradientBoosting quantile regressors on sales so far, days to event, "
+        "p10/p50/p90 of a HistGradientBoosting Poisson regressor with a negative binomial around it, on sales so far, days to event, "
         "category, venue, weekday, season and price. Validated by a rolling-origin backtest against the "
         "weekly seasonal naive and the old service's heuristic (demand_model_performance); a model that "
         "does not beat both keeps the previous forecast. Also writes `demand_forecast_reasons`.",
