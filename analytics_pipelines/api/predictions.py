@@ -195,7 +195,7 @@ async def what_if(request: Request, p: Reading, body: WhatIf):
             if "price_elasticity" not in request.app.state.reader.tables():
                 raise HTTPException(
                     503,
-                    "price elasticities are not available (price_elasticity is not materialized or not served)",
+                    "price_elasticity is not materialized yet (or not served): pricing scenarios need the price elasticities",
                     headers={"Retry-After": "300"},
                 )
             el = await run(
