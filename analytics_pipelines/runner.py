@@ -90,6 +90,20 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
     return out
 
 
+def never_materialized(instance: dg.DagsterInstance, defs: dg.Definitions | None = None) -> list[str]:
+    """The assets of the definitions this instance has never materialized (any partition counts): after
+    `make run` there must be none, so that `make dev` shows every asset materialized."""
+    if defs is None:
+        from analytics_pipelines.definitions import defs
+    keys = sorted(defs.resolve_asset_graph().materializable_asset_keys)
+    done = {
+        r.asset_entry.asset_key
+        for r in instance.get_asset_records(keys)
+        if r.asset_entry.last_materialization_record is not None
+    }
+    return [k.to_user_string() for k in keys if k not in done]
+
+
 def summary(
     results: list[tuple[str, dg.ExecuteInProcessResult]], seconds: float, source_url: str, warehouse_url: str
 ) -> None:
@@ -138,6 +152,11 @@ def summary(
         if failed:
             console.print(f"[red]failed steps: {failed}[/red]")
     console.print(f"all runs: {seconds:.1f} s")
+    missing = never_materialized(dg.DagsterInstance.get())
+    if missing:
+        console.print(f"[red]never materialized on this instance: {', '.join(missing)}[/red]")
+    else:
+        console.print("every asset of the definitions is materialized on this instance")
     reports = data_dir() / "reports"
     by_format: dict[str, list] = {}
     for f in sorted(reports.rglob("*.*")) if reports.exists() else []:

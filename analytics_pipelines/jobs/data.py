@@ -64,7 +64,9 @@ predictions_job = _asset_job(
     "predictions_job",
     dg.AssetSelection.groups("predictions"),
     "analytics",
-    "The demand forecast (retrained and backtested on every run) with its reasons and performance rows.",
+    "The prediction models (issue 16) over the marts already in the warehouse: the no-show model and its "
+    "predictions, the demand forecast (retrained and backtested on every run), their reasons and "
+    "performance rows.",
     retries=False,
 )
 
