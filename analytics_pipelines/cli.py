@@ -302,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--private-key", help="PEM file, when the API verifies RS256 with TT_API_JWT_PUBLIC_KEY")
     t.set_defaults(func=cmd_token)
 
+    from analytics_pipelines.pricing.cli import add_parser as add_pricing
+
+    add_pricing(sub)
+
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -14,7 +14,7 @@ from analytics_pipelines.checks.freshness import mart_freshness, with_freshness_
 from analytics_pipelines.jobs import jobs
 from analytics_pipelines.partitions import partitions
 from analytics_pipelines.registry import Registry, default_registry
-from analytics_pipelines.resources import OpsResource, SourceResource, WarehouseResource
+from analytics_pipelines.resources import InfluxResource, OpsResource, SourceResource, WarehouseResource
 from analytics_pipelines.settings import Settings
 
 
@@ -32,6 +32,8 @@ def build_definitions(registry: Registry, settings: Settings) -> dg.Definitions:
             "source": SourceResource(),
             "warehouse": WarehouseResource(),
             "ops": OpsResource(),
+            # empty: TT_INFLUX_*; no TT_INFLUX_URL: publication is not configured (publishes nothing)
+            "influx": InfluxResource(),
         },
     )
 

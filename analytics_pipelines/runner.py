@@ -23,7 +23,7 @@ def run_job(
 
     job = defs.resolve_job_def(job_name)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    if job.partitions_def is None:  # an unpartitioned job (predictions_job): one run, no range
+    if job.partitions_def is None:  # an unpartitioned job (predictions_job, pricing_job): one run, no range
         return job.execute_in_process(
             instance=instance or dg.DagsterInstance.get(),
             tags=tags or {},
@@ -70,14 +70,18 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
     from analytics_pipelines.customers.build import last_sales_day
     from analytics_pipelines.warehouse import open_warehouse
 
-    runs = [("kpi_job", *last_partition_keys("kpi_job", 24))]
+    kpi_hours = last_partition_keys("kpi_job", 24)
+    # publication to InfluxDB: without TT_INFLUX_URL the assets say "not configured" and publish nothing
+    runs = [("kpi_job", *kpi_hours), ("kpi_publication_job", *kpi_hours)]
     through = last_sales_day(open_warehouse(warehouse_url))
     if through is not None:
         customers = key_for("customers_job", through)
         runs += [
             ("predictions_job", None, None),  # before customers_job: model_performance collects its rows
+            ("pricing_job", None, None),  # before customers_job: model_performance collects its metrics
             ("customers_job", customers, customers),
             ("daily_venue_reports_job", through.isoformat(), through.isoformat()),
+            ("daily_publication_job", through.isoformat(), through.isoformat()),
         ]
         week = key_for("weekly_executive_reports_job", through - timedelta(days=7))
         runs.append(("weekly_executive_reports_job", week, week))

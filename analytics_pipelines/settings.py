@@ -61,6 +61,75 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 @dataclass(frozen=True)
+class InfluxSettings:
+    """Where the time series are published (TT_INFLUX_*); `url` None: not configured (nothing published)."""
+
+    url: str | None = None
+    org: str = "tickettoken"
+    bucket: str = "tickettoken"
+    token: str = ""
+    #: the write precision, explicit on every write: s | ms | us | ns
+    precision: str = "s"
+    batch_size: int = 5000
+    flush_interval_ms: int = 1000
+    max_retries: int = 3
+    retry_interval_ms: int = 2000
+    timeout_ms: int = 10_000
+
+
+def _influx(env: Mapping[str, str]) -> InfluxSettings:
+    precision = (env.get("TT_INFLUX_PRECISION") or "s").strip().lower()
+    if precision not in ("s", "ms", "us", "ns"):
+        raise ValueError(f"TT_INFLUX_PRECISION must be s, ms, us or ns, got {precision!r}")
+    return InfluxSettings(
+        url=(env.get("TT_INFLUX_URL") or "").strip().rstrip("/") or None,
+        org=env.get("TT_INFLUX_ORG") or "tickettoken",
+        bucket=env.get("TT_INFLUX_BUCKET") or "tickettoken",
+        token=env.get("TT_INFLUX_TOKEN") or "",
+        precision=precision,
+        batch_size=_int(env, "TT_INFLUX_BATCH_SIZE", 5000),
+        flush_interval_ms=_int(env, "TT_INFLUX_FLUSH_INTERVAL_MS", 1000),
+        max_retries=_int(env, "TT_INFLUX_MAX_RETRIES", 3),
+        retry_interval_ms=_int(env, "TT_INFLUX_RETRY_INTERVAL_MS", 2000),
+        timeout_ms=_int(env, "TT_INFLUX_TIMEOUT_MS", 10_000),
+    )
+
+
+@dataclass(frozen=True)
+class PricingSettings:
+    """TT_PRICING_*: the elasticity model's evidence rule and the recommendations' guard rails."""
+
+    min_price_changes: int = 5
+    max_change_pct: float = 10.0
+    floor_ratio: float = 1.0
+    ceiling_ratio: float = 2.0
+    horizon_days: int = 7
+    ttl_hours: int = 24
+    webhook_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PricingSettings:
+        s = cls(
+            min_price_changes=_int(env, "TT_PRICING_MIN_PRICE_CHANGES", 5),
+            max_change_pct=_float(env, "TT_PRICING_MAX_CHANGE_PCT", 10.0),
+            floor_ratio=_float(env, "TT_PRICING_FLOOR_RATIO", 1.0),
+            ceiling_ratio=_float(env, "TT_PRICING_CEILING_RATIO", 2.0),
+            horizon_days=_int(env, "TT_PRICING_HORIZON_DAYS", 7),
+            ttl_hours=_int(env, "TT_PRICING_TTL_HOURS", 24),
+            webhook_url=env.get("TT_PRICING_WEBHOOK_URL") or None,
+        )
+        if s.min_price_changes < 2:
+            raise ValueError("TT_PRICING_MIN_PRICE_CHANGES: at least 2 (one change proves nothing)")
+        if not 0 < s.max_change_pct <= 50:
+            raise ValueError("TT_PRICING_MAX_CHANGE_PCT: within (0, 50]")
+        if s.floor_ratio < 1.0 or s.ceiling_ratio < s.floor_ratio:
+            raise ValueError("TT_PRICING_FLOOR_RATIO >= 1 (never below face value) and <= CEILING_RATIO")
+        if not 1 <= s.horizon_days <= 365 or s.ttl_hours < 1:
+            raise ValueError("TT_PRICING_HORIZON_DAYS within 1..365, TT_PRICING_TTL_HOURS >= 1")
+        return s
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     source_url: str
@@ -79,6 +148,9 @@ class Settings:
     export_ttl_days: str = "7"
     attachment_limit_bytes: str = str(5 * 1024 * 1024)
     report_link_base: str | None = None
+    influx: InfluxSettings = field(default_factory=InfluxSettings)
+    #: pricing (issue 16): evidence rule, guard rails and the platform's webhook (docs/pricing.md)
+    pricing: PricingSettings = field(default_factory=lambda: PricingSettings())
     #: days ahead of the demand forecast (TT_DEMAND_FORECAST_DAYS, 1-365)
     demand_forecast_days: int = 30
     #: secrets by variable name (pseudonym keys); read by analytics_pipelines.privacy
@@ -122,6 +194,8 @@ class Settings:
             attachment_limit_bytes=env.get("TT_EMAIL_ATTACHMENT_LIMIT_BYTES") or str(5 * 1024 * 1024),
             report_link_base=env.get("TT_REPORT_LINK_BASE") or None,
             demand_forecast_days=_bounded(env, "TT_DEMAND_FORECAST_DAYS", 30, 1, 365),
+            influx=_influx(env),
+            pricing=PricingSettings.from_env(env),
             secrets={k: v for k, v in env.items() if k.endswith("_PSEUDONYM_KEY") or k == "TT_ENV"},
             api={k: v for k, v in env.items() if k.startswith("TT_API_") or k == "TT_EXPORT_DIR"},
             no_show_min_auc=_float(env, "TT_NO_SHOW_MIN_AUC", 0.70),

@@ -102,3 +102,38 @@ def marts_url(tmp_path_factory) -> str:
     url = f"duckdb:///{tmp_path_factory.mktemp('wh') / 'warehouse'}"
     mf.write(open_warehouse(url), mf.build())
     return url
+
+
+# -- InfluxDB 1.6.7 for the publication tests (tests/influxdb_server.py, tests/influx_forwarder.py) ----------
+
+
+@pytest.fixture(scope="module")
+def influx1():
+    """A real influxd 1.x from a temp config, per test module; skipped when missing, except under CI=true."""
+    from influxdb_server import available, influxd, required
+
+    problem = available()
+    if problem:
+        if required():
+            pytest.fail(f"CI=true: {problem}")
+        pytest.skip(problem)
+    with influxd() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def v2_url(influx1) -> Iterator[str]:
+    """The /api/v2/write forwarder in front of influx1 (what influxdb-client's 2.x write API talks to)."""
+    from influx_forwarder import forwarder
+
+    with forwarder(influx1.url) as url:
+        yield url
+
+
+@pytest.fixture
+def bucket(influx1) -> Iterator[str]:
+    """A fresh database (= the v2 bucket) per test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    influx1.create_database(name)
+    yield name
+    influx1.drop_database(name)

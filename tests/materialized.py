@@ -1,6 +1,7 @@
 """The shared fixture dataset: `tiny` generated data materialized through the real Dagster jobs (main_job
-over a day range, kpi_job over a few hours, predictions_job (unpartitioned), customers_job over a few weeks of
-days), once per test session and backend. Every test that needs built marts reads this instead of building its own copy."""
+over a day range, kpi_job over a few hours, predictions_job and pricing_job (unpartitioned), customers_job over
+a few weeks of days, the KPI publication over the same hours, not configured), once per test session and
+backend. Every test that needs built marts reads this instead of building its own copy."""
 
 from __future__ import annotations
 
@@ -89,7 +90,9 @@ def materialize_everything(
         ("main_job", FIRST, LAST),
         ("kpi_job", *KPI_HOURS),
         ("predictions_job", None, None),  # before customers_job: model_performance collects its rows
+        ("pricing_job", None, None),  # unpartitioned; before customers_job (model_performance reads it)
         ("customers_job", *RFM_DAYS),
+        ("kpi_publication_job", *KPI_HOURS),
     ),
 ) -> Materialized:
     """Generate `tiny` (unless a source is given) and run `runs` (job, first key, last key) in order on one
@@ -106,6 +109,8 @@ def materialize_everything(
         "TT_WAREHOUSE_URL": warehouse_url,
         "TT_OPS_URL": f"sqlite:///{data / 'ops.sqlite'}",
         "TT_PARTITION_START": "2025-11-01",
+        # publication not configured, whatever the developer's shell says: the assets publish nothing
+        "TT_INFLUX_URL": "",
     }
     with environment(env):
         defs = build_definitions(default_registry(), Settings.from_env())

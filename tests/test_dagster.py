@@ -38,14 +38,24 @@ def test_definitions_explain_themselves():
             "models",
             "catalog",
             "predictions",
+            "publication",
         }, key
         expected_owner = (
             "team:data-platform"
-            if node.group_name in {"raw", "staging", "reports", "catalog"}
+            if node.group_name in {"raw", "staging", "reports", "catalog", "publication"}
             else "team:analytics"
         )
         assert node.owners == [expected_owner], key
-    for job in ("main_job", "ingest_job", "marts_job", "kpi_job", "customers_job", "predictions_job"):
+    for job in (
+        "main_job",
+        "ingest_job",
+        "marts_job",
+        "kpi_job",
+        "customers_job",
+        "predictions_job",
+        "kpi_publication_job",
+        "daily_publication_job",
+    ):
         assert defs.resolve_job_def(job)
     marts = {
         k.to_user_string()

@@ -43,8 +43,12 @@ def built(request, materialized, tmp_path_factory):
 
 def test_every_mart_reconciles_to_staging(built):
     wh, m, _ = built
-    # the only failure a tiny history may show: the churn model does not beat the old rules (a warning)
-    assert set(m.failed_checks()) <= {("customer_churn_model", "beats_seed_rules", "WARN")}
+    # the only failures a tiny history may show (warnings): the churn model does not beat the old rules, and
+    # the pricing model's holdout has too few price changes to compare with its baseline (skipped)
+    assert set(m.failed_checks()) <= {
+        ("customer_churn_model", "beats_seed_rules", "WARN"),
+        ("price_elasticity", "no_worse_than_baseline", "WARN"),
+    }
     checked = {(c.asset_key.to_user_string(), c.check_name) for c in m.checks()}
     registry = default_registry()
     for t in registry.tables:  # every declared check ran, and every output's key check
@@ -218,6 +222,7 @@ def test_rerun_of_a_partition_gives_the_same_result(built):
         and t.group != "raw"
         and t.name != "ticket_type_price_snapshots"
         and t.factory != "none"
+        and t.stored == "table"
     ]
     before = {n: wh.read_partitions(n, t_col(n), day, day).sort(pl.all()) for n in daily}
     assert m.rerun("main_job", day, day).success

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from analytics_pipelines.api import catalog, customers, grafana, marts, ops_routes, predictions
+from analytics_pipelines.api import catalog, customers, grafana, marts, ops_routes, predictions, pricing
 from analytics_pipelines.api.common import jsonable
 from analytics_pipelines.api.noshow import router as no_show_router
 from analytics_pipelines.api.settings import Settings
@@ -130,6 +130,7 @@ def create_app(
     app.include_router(predictions.router)
     app.include_router(catalog.router)
     app.include_router(ops_routes.router)
+    app.include_router(pricing.router)
     app.include_router(grafana.router)
     app.include_router(no_show_router)
     return app

@@ -26,6 +26,7 @@ class Settings:
     max_range_days: int = 366  # the seed's "date range at most one year"
     export_dir: Path | None = None  # downloads are served only from under this directory
     refresh_seconds: float = 2.0  # how often the reader looks for changed marts (cache, snapshot)
+    pricing_webhook_url: str | None = None  # where approved price changes are POSTed (TT_PRICING_WEBHOOK_URL)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -48,6 +49,7 @@ class Settings:
             cache_max_age=int(env.get("TT_API_CACHE_MAX_AGE", cls.cache_max_age)),
             export_dir=Path(env.get("TT_EXPORT_DIR", project.data_dir / "exports")).resolve(),
             refresh_seconds=float(env.get("TT_API_REFRESH_SECONDS", cls.refresh_seconds)),
+            pricing_webhook_url=project.pricing.webhook_url,
         )
         return replace(s, **overrides)
 

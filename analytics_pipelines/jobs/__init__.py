@@ -1,7 +1,7 @@
 """Every job, by domain: data (asset jobs over the registry's groups), operations (alerts, maintenance,
-delivery sweep), reports (exports, deliveries, report files)."""
+delivery sweep), reports (exports, deliveries, report files), publication (InfluxDB)."""
 
-from analytics_pipelines.jobs import data, operations, reports
+from analytics_pipelines.jobs import data, operations, publication, reports
 from analytics_pipelines.jobs.data import (
     customers_job,
     ingest_job,
@@ -9,8 +9,18 @@ from analytics_pipelines.jobs.data import (
     main_job,
     marts_job,
     predictions_job,
+    pricing_job,
 )
 
-jobs = [*data.jobs, *operations.jobs, *reports.jobs]
+jobs = [*data.jobs, *operations.jobs, *reports.jobs, *publication.jobs]
 
-__all__ = ["customers_job", "ingest_job", "jobs", "kpi_job", "main_job", "marts_job", "predictions_job"]
+__all__ = [
+    "customers_job",
+    "ingest_job",
+    "jobs",
+    "kpi_job",
+    "main_job",
+    "marts_job",
+    "predictions_job",
+    "pricing_job",
+]

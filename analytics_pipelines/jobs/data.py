@@ -28,8 +28,8 @@ def _asset_job(
 
 main_job = _asset_job(
     "main_job",
-    dg.AssetSelection.all()
-    - dg.AssetSelection.groups("kpis", "reports", "customers", "models", "predictions"),
+    # the daily data layers only: every other domain has its own job (and schedule)
+    dg.AssetSelection.groups("raw", "staging", "facts", "marts", "catalog"),
     "data-platform",
     "Everything daily: source -> raw -> staging -> facts -> marts for a partition range.",
 )
@@ -70,4 +70,13 @@ predictions_job = _asset_job(
     retries=False,
 )
 
-jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job, predictions_job]
+pricing_job = _asset_job(
+    "pricing_job",
+    dg.AssetSelection.groups("pricing"),
+    "analytics",
+    "Price elasticity (model fit, holdout validation) and pricing recommendations (published to the ops "
+    "store's pending_price_changes), as of the run's time, from the marts already in the warehouse.",
+    retries=False,
+)
+
+jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job, predictions_job, pricing_job]

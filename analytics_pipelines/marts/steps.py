@@ -251,10 +251,23 @@ def check_one_row_per_ticket_type(ctx: BuildContext, built: Built) -> reconcile.
 
 
 def price_history(ctx: BuildContext) -> Built:
-    df = W.price_history(ctx.wh)
-    summary = W.event_price_summary(df)
+    from analytics_pipelines.pricing import history as H
+
+    platform = W.price_history(ctx.wh)
+    summary = W.event_price_summary(platform)
+    # approved pricing recommendations (ops store) as 'recommendation' rows beside the platform's intervals
+    approved = H.approved_changes(ctx.settings.ops_url)
+    df = H.with_recommendations(
+        platform,
+        approved,
+        ctx.wh.read_table("stg_ticket_types", columns=["id", "name"]),
+        ctx.wh.read_table(
+            "stg_ticket_price_history", columns=["id", "ticket_type_id", "new_price_cents", "changed_at"]
+        ),
+    )
     return Built(
         {"price_history": df, "event_price_summary": summary},
+        extras={"approved": approved},
         metadata={
             "by_source": md_table(df.group_by("source").len().sort("source")),
             "event_price_summary_rows": summary.height,
@@ -263,12 +276,23 @@ def price_history(ctx: BuildContext) -> Built:
 
 
 def check_price_history(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
+    from analytics_pipelines.pricing import history as H
+
     df = built.frames["price_history"]
-    return checks.check_price_history(df, **checks.price_history_inputs(ctx.wh))
+    intervals = checks.check_price_history(H.platform_rows(df), **checks.price_history_inputs(ctx.wh))
+    approved = built.extras.get("approved")
+    if approved is None:
+        approved = H.approved_changes(ctx.settings.ops_url)
+    recs = H.check_recommendation_rows(df, approved)
+    return reconcile.CheckOutcome(
+        intervals.passed and recs.passed, {**intervals.metadata, **recs.metadata}, intervals.differences
+    )
 
 
 def check_event_price_summary(ctx: BuildContext, built: Built) -> reconcile.CheckOutcome:
-    history = built.frames["price_history"]
+    from analytics_pipelines.pricing import history as H
+
+    history = H.platform_rows(built.frames["price_history"])
     return checks.check_event_price_summary(
         built.frames["event_price_summary"], **checks.event_price_summary_inputs(ctx.wh, history)
     )

@@ -276,6 +276,7 @@ TABLES: tuple[Table, ...] = (
             "clv_model_performance",
             "no_show_model_performance",
             "demand_model_performance",
+            "pricing_model_performance",
         ),
         build="analytics_pipelines.models.performance:model_performance",
         serve=True,

@@ -314,14 +314,16 @@ TABLES: tuple[Table, ...] = (
         serve=True,
         venue_column="venue_id",
         description="Every price of every ticket type as validity intervals [valid_from, valid_to) from "
-        "ticket_price_history plus the daily snapshots.",
+        "ticket_price_history plus the daily snapshots; plus one point row (valid_from = valid_to = the "
+        "approval) per approved pricing recommendation (source 'recommendation', change_id; applied_at and "
+        "applied_change_id once the platform's ticket_price_history shows it applied).",
         checks=(
             Check(
                 RECONCILES,
                 "The price in effect at every known price point (each logged change, each "
                 "snapshot, each type's initial price) read back from the intervals equals it to the "
                 "cent; one open interval per type, at today's price; intervals chained; tenant, "
-                "venue and event of the type's event.",
+                "venue and event of the type's event; every approved recommendation (ops store) once.",
                 S + "check_price_history",
             ),
             Check(

@@ -47,3 +47,32 @@ class OpsResource(dg.ConfigurableResource):
         from analytics_pipelines.ops.db import ops_engine
 
         return ops_engine(self.url or None)
+
+
+class InfluxResource(dg.ConfigurableResource):
+    """Where the time series are published (influxdb-client's 2.x write API): empty values come from
+    TT_INFLUX_URL / _ORG / _BUCKET / _TOKEN / _PRECISION / _BATCH_SIZE / _MAX_RETRIES (settings.py); no URL at
+    all: not configured, the publication assets publish nothing and say so."""
+
+    url: str = ""
+    org: str = ""
+    bucket: str = ""
+    token: str = ""
+    precision: str = ""
+    batch_size: int = 0
+    max_retries: int = -1
+
+    def settings(self):
+        import dataclasses
+
+        base = Settings.from_env().influx
+        given = {
+            "url": self.url.rstrip("/") or None,
+            "org": self.org,
+            "bucket": self.bucket,
+            "token": self.token,
+            "precision": self.precision,
+            "batch_size": self.batch_size or None,
+            "max_retries": None if self.max_retries < 0 else self.max_retries,
+        }
+        return dataclasses.replace(base, **{k: v for k, v in given.items() if v not in (None, "")})

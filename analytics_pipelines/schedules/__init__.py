@@ -1,11 +1,11 @@
 """Every schedule, each bound to a job: data (intraday, nightly, hourly KPIs, weekly customers, maintenance,
 delivery sweep; in the configured time zone) and reports."""
 
-from analytics_pipelines.schedules import data, predictions, reports
+from analytics_pipelines.schedules import data, predictions, pricing, reports
 
 
 def schedules(timezone: str) -> list:
-    from analytics_pipelines.jobs import customers_job, kpi_job, main_job
+    from analytics_pipelines.jobs import customers_job, kpi_job, main_job, pricing_job
     from analytics_pipelines.jobs.data import predictions_job
 
     return [
@@ -13,5 +13,6 @@ def schedules(timezone: str) -> list:
             main_job=main_job, kpi_job=kpi_job, customers_job=customers_job, timezone=timezone
         ),
         *predictions.make_schedules(predictions_job),
+        *pricing.make_schedules(pricing_job),
         *reports.schedules,
     ]

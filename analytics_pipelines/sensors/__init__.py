@@ -1,13 +1,16 @@
 """Every sensor: data (new source data, new KPI snapshots), operations (run failures, freshness) and reports
-(export requests, subscription deliveries)."""
+(export requests, subscription deliveries), publication (new partitions -> InfluxDB)."""
 
-from analytics_pipelines.sensors import data, operations, reports
+from analytics_pipelines.sensors import data, operations, publication, reports
 
 
 def sensors(daily_partitions) -> list:
     from analytics_pipelines.jobs import main_job
+    from analytics_pipelines.jobs.publication import daily_publication_job, kpi_publication_job
 
     return [
+        publication.make_publication_sensor(kpi_publication_job, "hourly"),
+        publication.make_publication_sensor(daily_publication_job, "daily"),
         data.kpi_snapshots_alert_sensor,
         data.make_source_data_sensor(main_job, partitions_def=daily_partitions),
         *operations.sensors,

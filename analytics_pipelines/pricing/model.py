@@ -1,0 +1,181 @@
+"""Price elasticity per category and per category at a venue, from the daily panel (pricing/panel.py).
+
+One fit per scope: the shared controls (days-to-event bins, share-of-sales-window bins, weekday) and one
+elasticity per group that has enough evidence: at least `min_changes` price changes observed in at least two
+events (clusters). Groups with less get a row with status 'insufficient_data', the count and the reason;
+their ticket types that did change price are left out of the fit (their price effect would otherwise leak
+into the controls), their one-price types still inform the controls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+from scipy.stats import t as t_dist
+
+from analytics_pipelines.pricing.estimator import apply_factors, fit_elasticities
+
+MODEL = "loglog_ppml_fe"
+VERSION = "1"
+FEATURES = (
+    "log_price",
+    "days_to_event_bin",
+    "tier_x_sales_window_share_bin",
+    "weekday",
+    "ticket_type_fixed_effect",
+)
+#: the seed's fixed elasticity (analytics-service "Optimal pricing"): the baseline the model must beat
+SEED_ELASTICITY = -1.5
+
+SCHEMA = {
+    "tenant_id": pl.String,
+    "scope": pl.String,
+    "category": pl.String,
+    "category_name": pl.String,
+    "venue_id": pl.String,
+    "elasticity": pl.Float64,
+    "std_error": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "n_price_changes": pl.Int64,
+    "n_ticket_types": pl.Int64,
+    "n_events": pl.Int64,
+    "n_observations": pl.Int64,
+    "status": pl.String,
+    "reason": pl.String,
+    "model_version": pl.String,
+    "trained_at": pl.Datetime("us", "UTC"),
+}
+
+SCOPES = {"category": ["tenant_id", "category"], "category_venue": ["tenant_id", "category", "venue_id"]}
+
+
+@dataclass
+class Estimates:
+    table: pl.DataFrame
+    #: the controls' level coefficients (control_effect; used to evaluate a holdout)
+    deltas: list[np.ndarray]
+
+
+def factors(panel: pl.DataFrame) -> list[np.ndarray]:
+    """The categorical controls as level codes: days-to-event bin, tier x sales-window-share bin, weekday."""
+    return [panel[c].to_numpy().astype(np.int64) for c in ("dte_bin", "curve_bin", "weekday")]
+
+
+def control_effect(panel: pl.DataFrame, deltas: list[np.ndarray]) -> np.ndarray:
+    """The fitted controls' contribution to log demand per panel row (0 before any fit)."""
+    return apply_factors(deltas, factors(panel)) if deltas else np.zeros(panel.height)
+
+
+def model_version(trained_through: str) -> str:
+    return f"{MODEL}/{VERSION}@{trained_through}"
+
+
+def estimate(
+    panel: pl.DataFrame,
+    scope: str,
+    min_changes: int,
+    version: str,
+    trained_at: datetime,
+    names: pl.DataFrame | None = None,
+    groups: pl.DataFrame | None = None,
+) -> Estimates:
+    """The price_elasticity rows of one scope. `groups`: every group to report (with its key columns), also
+    those absent from the panel (they get 'insufficient_data' with 0 changes); `names`: category, name."""
+    keys = SCOPES[scope]
+    p = panel.with_columns(pl.col("category_id").fill_null("(none)").alias("category"))
+    ev_changes = (
+        p.filter(pl.col("price_change") == 1)
+        .group_by(keys)
+        .agg(pl.col("event_id").n_unique().alias("events_with_changes"))
+    )
+    stats = (
+        p.group_by(keys)
+        .agg(
+            pl.col("price_change").sum().cast(pl.Int64).alias("n_price_changes"),
+            pl.col("ticket_type_id").n_unique().cast(pl.Int64).alias("n_ticket_types"),
+            pl.col("event_id").n_unique().cast(pl.Int64).alias("n_events"),
+            pl.len().cast(pl.Int64).alias("n_observations"),
+        )
+        .join(ev_changes, on=keys, how="left")
+        .with_columns(pl.col("events_with_changes").fill_null(0))
+    )
+    if groups is not None:
+        stats = groups.select(keys).unique().join(stats, on=keys, how="full", coalesce=True)
+    stats = stats.with_columns(
+        pl.col(
+            "n_price_changes", "n_ticket_types", "n_events", "n_observations", "events_with_changes"
+        ).fill_null(0)
+    ).sort(keys, nulls_last=True)
+    ok = (pl.col("n_price_changes") >= min_changes) & (pl.col("events_with_changes") >= 2)
+    eligible = stats.filter(ok).with_row_index("g")
+    n_groups = eligible.height
+    changed = p.group_by("ticket_type_id").agg((pl.col("price_change").sum() > 0).alias("changed"))
+    p = p.join(changed, on="ticket_type_id").join(eligible.select(*keys, "g"), on=keys, how="left")
+    # a changed type of an ineligible group is left out; one-price types inform the controls
+    p = p.filter(pl.col("g").is_not_null() | ~pl.col("changed"))
+    deltas: list[np.ndarray] = []
+    beta = np.full(n_groups, np.nan)
+    se = np.full(n_groups, np.nan)
+    crit = np.full(n_groups, np.nan)
+    if p.height and n_groups:
+        g = p["g"].fill_null(n_groups).to_numpy().astype(np.int64)
+        fe = p["ticket_type_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+        cl = p["event_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+        slopes, deltas = fit_elasticities(
+            p["tickets"].to_numpy().astype(float),
+            np.log(p["price_cents"].to_numpy().astype(float)),
+            factors(p),
+            g,
+            n_groups,
+            fe,
+            cl,
+        )
+        beta, se = slopes.beta, slopes.se
+        # small-cluster inference: t with G-1 degrees of freedom (G = events with price changes)
+        crit = np.where(
+            slopes.n_clusters >= 2, t_dist.ppf(0.975, np.maximum(slopes.n_clusters - 1, 1)), np.nan
+        )
+    fitted = eligible.select(*keys, "g").with_columns(
+        pl.Series("elasticity", beta, dtype=pl.Float64),
+        pl.Series("std_error", se, dtype=pl.Float64),
+        pl.Series("crit", crit, dtype=pl.Float64),
+    )
+    out = stats.join(fitted, on=keys, how="left")
+    finite = pl.col("elasticity").is_finite() & pl.col("std_error").is_finite() & (pl.col("std_error") > 0)
+    reason = (
+        pl.when(pl.col("n_price_changes") < min_changes)
+        .then(
+            pl.format(
+                "insufficient data: {} price changes observed, at least {} needed",
+                "n_price_changes",
+                pl.lit(min_changes),
+            )
+        )
+        .when(pl.col("events_with_changes") < 2)
+        .then(pl.format("insufficient data: {} price changes, all in one event", "n_price_changes"))
+        .when(~finite.fill_null(False))
+        .then(pl.lit("insufficient data: the price evidence rests on one event (not identified)"))
+    )
+    out = out.with_columns(reason.alias("reason"))
+    est = pl.col("reason").is_null()
+    out = out.with_columns(
+        pl.when(est).then(pl.col("elasticity")).alias("elasticity"),
+        pl.when(est).then(pl.col("std_error")).alias("std_error"),
+        pl.when(est).then(pl.col("elasticity") - pl.col("crit") * pl.col("std_error")).alias("ci_low"),
+        pl.when(est).then(pl.col("elasticity") + pl.col("crit") * pl.col("std_error")).alias("ci_high"),
+        pl.when(est).then(pl.lit("estimated")).otherwise(pl.lit("insufficient_data")).alias("status"),
+        pl.lit(scope).alias("scope"),
+        pl.lit(version).alias("model_version"),
+        pl.lit(trained_at).cast(pl.Datetime("us", "UTC")).alias("trained_at"),
+    )
+    if "venue_id" not in keys:
+        out = out.with_columns(pl.lit(None, pl.String).alias("venue_id"))
+    if names is not None:
+        out = out.join(names, on="category", how="left")
+    else:
+        out = out.with_columns(pl.lit(None, pl.String).alias("category_name"))
+    return Estimates(out.select(list(SCHEMA)).cast(SCHEMA), deltas)

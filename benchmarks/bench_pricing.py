@@ -1,0 +1,118 @@
+"""Price elasticity against the generator's planted truth, through the real jobs (prints; nothing written).
+
+Generates `--scale` data with its truth (data/truth.json beside it), runs main_job over the history, then
+pricing_job (the clock pinned to the generator's as-of), and reports: pricing_job's wall time, per category
+the estimate, its 95 % interval and the planted value, the share of categories with enough price changes
+whose planted elasticity lies in the interval (goal >= 90 %), and the holdout metrics against the seed's -1.5.
+
+    python benchmarks/bench_pricing.py [--scale small] [--seed 7] [--dir /tmp/bench_pricing]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def planted(truth: dict) -> dict[str, float]:
+    """{category id or name: planted elasticity} from truth["pricing"]["elasticity_by_category"]."""
+    raw = (truth.get("pricing") or {}).get("elasticity_by_category") or {}
+    out = {}
+    items = raw.items() if isinstance(raw, dict) else ((r.get("category"), r) for r in raw)
+    for key, v in items:
+        value = v.get("elasticity") if isinstance(v, dict) else v
+        if value is not None:
+            out[str(key)] = float(value)
+    return out
+
+
+def coverage(table, truth: dict[str, float]) -> tuple[list[tuple], float | None]:
+    import polars as pl
+
+    rows = []
+    est = table.filter((pl.col("scope") == "category") & (pl.col("status") == "estimated"))
+    for r in est.iter_rows(named=True):
+        value = truth.get(r["category"], truth.get(r["category_name"] or ""))
+        if value is None:
+            continue
+        inside = r["ci_low"] <= value <= r["ci_high"]
+        rows.append(
+            (
+                r["tenant_id"][:8],
+                r["category_name"],
+                r["elasticity"],
+                r["ci_low"],
+                r["ci_high"],
+                value,
+                inside,
+                r["n_price_changes"],
+            )
+        )
+    share = sum(r[6] for r in rows) / len(rows) if rows else None
+    return rows, share
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", default="small")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--dir", default="/tmp/bench_pricing")
+    ap.add_argument("--reuse", action="store_true", help="reuse a warehouse built before under --dir")
+    args = ap.parse_args()
+    os.environ.setdefault("TT_ENV", "development")
+    import polars as pl
+    from materialized import materialize_everything
+
+    from analytics_pipelines.generator.run import generate
+
+    base = Path(args.dir) / f"{args.scale}-{args.seed}"
+    data = base / "data"
+    src = f"duckdb:///{data / 'source.duckdb'}"
+    if not args.reuse:
+        data.mkdir(parents=True, exist_ok=True)
+        t = time.time()
+        generate(src, scale=args.scale, seed=args.seed, progress=False, truth_path=data / "truth.json")
+        print(f"generate {args.scale}: {time.time() - t:.0f} s")
+    t = time.time()
+    runs = (("main_job", "2025-11-01", "2026-10-31"),) if not args.reuse else ()
+    m = materialize_everything(base, source_url=src, runs=(*runs, ("pricing_job", None, None)))
+    print(f"main_job + pricing_job: {time.time() - t:.0f} s")
+    result = m.results["pricing_job"]
+    steps = {
+        e.step_key: e.event_specific_data.duration_ms
+        for e in result.all_events
+        if e.event_type_value == "STEP_SUCCESS" and hasattr(e.event_specific_data, "duration_ms")
+    }
+    for k, ms in steps.items():
+        print(f"  step {k}: {ms / 1000:.1f} s")
+    from analytics_pipelines.warehouse import open_warehouse
+
+    wh = open_warehouse(m.warehouse_url)
+    table = wh.read_table("price_elasticity")
+    truth = planted(json.loads((data / "truth.json").read_text()))
+    rows, share = coverage(table, truth)
+    print(f"\nplanted categories: {len(truth)}; estimated category rows: {len(rows)}")
+    print("tenant   category        estimate   ci_low  ci_high  planted inside changes")
+    for r in rows:
+        print(
+            f"{r[0]} {str(r[1])[:14]:14} {r[2]:9.2f} {r[3]:8.2f} {r[4]:8.2f} {r[5]:8.2f} {str(r[6]):6} {r[7]:7}"
+        )
+    status = table.filter(pl.col("scope") == "category").group_by("status").len()
+    print("\ncategory rows by status:", dict(status.iter_rows()))
+    print(f"share of estimated categories whose planted elasticity is inside the 95 % interval: {share}")
+    perf = wh.read_table("pricing_model_performance").select("model", "metric", "value", "n")
+    print(perf)
+    print(f"as of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, scale {args.scale}, seed {args.seed}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
