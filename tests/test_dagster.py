@@ -38,6 +38,7 @@ def test_definitions_explain_themselves():
             "models",
             "catalog",
             "predictions",
+            "pricing",
             "publication",
         }, key
         expected_owner = (
