@@ -29,6 +29,13 @@ def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
 
 
+def _bounded(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _int(env, name, default)
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
 def _retention_days(env: Mapping[str, str], name: str) -> int | None:
     """A retention setting: a positive number of days, or off/none/0/empty for none."""
     value = (env.get(name) or "").strip().lower()
@@ -203,6 +210,8 @@ class Settings:
     mongo_safety_lag_minutes: int = 720
     mongo_batch_size: int = 5000
     attribution_lookback_days: int = 30
+    #: days ahead of the demand forecast (TT_DEMAND_FORECAST_DAYS, 1-365)
+    demand_forecast_days: int = 30
     #: secrets by variable name (pseudonym keys); read by analytics_pipelines.privacy
     secrets: Mapping[str, str] = field(default_factory=dict)
     #: the API process's variables (TT_API_*, TT_EXPORT_DIR), read by analytics_pipelines.api.settings
@@ -243,6 +252,7 @@ class Settings:
             export_ttl_days=env.get("TT_EXPORT_TTL_DAYS") or "7",
             attachment_limit_bytes=env.get("TT_EMAIL_ATTACHMENT_LIMIT_BYTES") or str(5 * 1024 * 1024),
             report_link_base=env.get("TT_REPORT_LINK_BASE") or None,
+            demand_forecast_days=_bounded(env, "TT_DEMAND_FORECAST_DAYS", 30, 1, 365),
             influx=_influx(env),
             pricing=PricingSettings.from_env(env),
             anomaly=AnomalySettings.from_env(env),

@@ -40,6 +40,7 @@ def test_definitions_explain_themselves():
             "monitoring",
             "behavior",
             "predictions",
+            "pricing",
             "publication",
         }, key
         expected_owner = (

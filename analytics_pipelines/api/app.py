@@ -20,6 +20,7 @@ from analytics_pipelines.api import (
     grafana,
     marts,
     ops_routes,
+    predictions,
     pricing,
 )
 from analytics_pipelines.api.common import jsonable
@@ -136,6 +137,7 @@ def create_app(
 
     app.include_router(marts.router)
     app.include_router(customers.router)  # after marts: the same prefix, route order kept
+    app.include_router(predictions.router)
     app.include_router(catalog.router)
     app.include_router(ops_routes.router)
     app.include_router(pricing.router)

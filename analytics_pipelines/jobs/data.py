@@ -73,7 +73,8 @@ predictions_job = _asset_job(
     dg.AssetSelection.groups("predictions"),
     "analytics",
     "The prediction models (issue 16) over the marts already in the warehouse: the no-show model and its "
-    "predictions, forecast, reasons and performance rows.",
+    "predictions, the demand forecast (retrained and backtested on every run), their reasons and "
+    "performance rows.",
     retries=False,
 )
 behavior_job = _asset_job(

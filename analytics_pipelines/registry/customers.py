@@ -275,6 +275,7 @@ TABLES: tuple[Table, ...] = (
             "churn_model_performance",
             "clv_model_performance",
             "no_show_model_performance",
+            "demand_model_performance",
             "pricing_model_performance",
             "attribution_model_performance",
         ),

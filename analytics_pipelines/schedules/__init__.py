@@ -1,16 +1,18 @@
 """Every schedule, each bound to a job: data (intraday, nightly, hourly KPIs, weekly customers, maintenance,
 delivery sweep; in the configured time zone) and reports."""
 
-from analytics_pipelines.schedules import behavior, data, pricing, reports
+from analytics_pipelines.schedules import behavior, data, predictions, pricing, reports
 
 
 def schedules(timezone: str) -> list:
     from analytics_pipelines.jobs import behavior_job, customers_job, kpi_job, main_job, pricing_job
+    from analytics_pipelines.jobs.data import predictions_job
 
     return [
         *data.make_schedules(
             main_job=main_job, kpi_job=kpi_job, customers_job=customers_job, timezone=timezone
         ),
+        *predictions.make_schedules(predictions_job),
         *pricing.make_schedules(pricing_job),
         *behavior.make_schedules(behavior_job),
         *reports.schedules,

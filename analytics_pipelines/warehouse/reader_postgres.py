@@ -102,9 +102,12 @@ class PostgresReader(Reader):
         return self._versions is not None and self._cache_size > 0
 
     def _protect(self) -> None:
+        from analytics_pipelines.registry import default_registry
         from analytics_pipelines.warehouse.rls import enable_tenant_rls
 
-        self._protected = set(enable_tenant_rls(self.url, schema=self.schema, role=self.role))
+        names = {t.name: t for t in default_registry().tables}
+        shared = tuple(t for t in self.served if t in names and names[t].tenant_column is None)
+        self._protected = set(enable_tenant_rls(self.url, schema=self.schema, role=self.role, shared=shared))
 
     @contextmanager
     def _conn(self):

@@ -23,10 +23,16 @@ POLICY = "tt_tenant_isolation"
 
 
 def enable_tenant_rls(
-    url: str, schema: str = SCHEMA, role: str = "tt_api_reader", tables: list[str] | None = None
+    url: str,
+    schema: str = SCHEMA,
+    role: str = "tt_api_reader",
+    tables: list[str] | None = None,
+    shared: tuple[str, ...] = (),
 ) -> list[str]:
     """Enable tenant RLS on `tables` (default: every table of `schema` with a tenant_id column) and grant
-    SELECT on them to `role` (created NOLOGIN if absent). Returns the protected tables."""
+    SELECT on them to `role` (created NOLOGIN if absent). `shared`: served tables that hold no tenant's data
+    (no tenant_id column: model metrics, which the API gives to analytics.admin only) are granted SELECT
+    without a policy. Returns the protected and granted tables."""
     check_identifier(schema)
     check_identifier(role)
     ident = psql.Identifier
@@ -74,5 +80,10 @@ def enable_tenant_rls(
                         ident(f"{t}_tenant_venue_idx"), qt
                     )
                 )
+        granted = [t for t in shared if t in cols and "tenant_id" not in cols[t]]
+        for t in granted:
+            conn.execute(
+                psql.SQL("GRANT SELECT ON {} TO {}").format(ident(schema, check_identifier(t)), ident(role))
+            )
         conn.commit()
-    return chosen
+    return chosen + granted
