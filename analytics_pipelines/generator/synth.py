@@ -76,6 +76,7 @@ from analytics_pipelines.generator.frames import (
     _venue_frames,
 )
 from analytics_pipelines.generator.orders import _make_baskets, _make_orders, _make_users, _refund
+from analytics_pipelines.generator.planted_fraud import plant_fraud, plant_fraud_resale
 from analytics_pipelines.generator.primitives import _Ids, _new_ids, _Streams
 from analytics_pipelines.generator.reference import (
     _CATEGORIES,
@@ -135,10 +136,12 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
     )
     refunds = _refund(rs, clock, events, orders)
     users = _make_users(rs, scale, clock, venues, orders)
+    fraud = plant_fraud(rs, clock, venues, events, types, orders, items, refunds, users)
     tickets = _make_tickets(rs, clock, events, types, orders, items)
     resale = _make_resale(rs, clock, venues, events, types, users, orders, tickets, tenant_fee)
+    plant_fraud_resale(rs, clock, venues, events, users, orders, tickets, resale, tenant_fee, fraud)
     _finish(rs, clock, venues, events, types, tickets)
-    return _World(
+    world = _World(
         clock=clock,
         tenant_ids=_Ids(tenant_raw),
         category_ids=_Ids(_new_ids(rs("categories"), len(_CATEGORIES))),
@@ -153,6 +156,8 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
         tickets=tickets,
         resale=resale,
     )
+    world.truth["fraud"] = fraud.truth
+    return world
 
 
 # -- public API -------------------------------------------------------------------------------------------------
