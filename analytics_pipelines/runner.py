@@ -72,6 +72,7 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
         ]
         week = key_for("weekly_executive_reports_job", through - timedelta(days=7))
         runs.append(("weekly_executive_reports_job", week, week))
+        runs.append(("fraud_job", None, through.isoformat()))  # every day so far: one single-run backfill
     out = []
     for job, first, last in runs:
         log(f"{job}: {first}..{last}")

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from analytics_pipelines.api.common import Reading, json_response, reader_of
 from analytics_pipelines.api.common import run_blocking as run
+from analytics_pipelines.api.fraud import fraud_annotations
 from analytics_pipelines.warehouse.reader import TableMissing
 
 router = APIRouter(prefix="/grafana", tags=["grafana"])
@@ -142,7 +143,7 @@ def grafana_query(request: Request, p: Reading, body: QueryBody):
 
 @router.post("/annotations")
 def grafana_annotations(request: Request, p: Reading, body: AnnotationBody):
-    """Alert instances triggered in the range, as annotations."""
+    """Alert instances triggered in the range, and the hours whose fraud_% is above 5, as annotations."""
     import sqlalchemy as sa
 
     from analytics_pipelines.api.ops_routes import _engine
@@ -167,6 +168,7 @@ def grafana_annotations(request: Request, p: Reading, body: AnnotationBody):
                 "tags": ["alert", r.severity, r.status],
             }
         )
+    out += fraud_annotations(request, p, body.range.from_, body.range.to, name)
     return json_response(request, out, cache=False)
 
 

@@ -28,7 +28,8 @@ def _asset_job(
 
 main_job = _asset_job(
     "main_job",
-    dg.AssetSelection.all() - dg.AssetSelection.groups("kpis", "reports", "customers", "models"),
+    dg.AssetSelection.all()
+    - dg.AssetSelection.groups("kpis", "reports", "customers", "models", "monitoring"),
     "data-platform",
     "Everything daily: source -> raw -> staging -> facts -> marts for a partition range.",
 )
@@ -59,4 +60,12 @@ customers_job = _asset_job(
     retries=False,
 )
 
-jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job]
+fraud_job = _asset_job(
+    "fraud_job",
+    dg.AssetSelection.assets("fraud_scores", "fraud_events", "fraud_metrics_hourly"),
+    "analytics",
+    "Daily fraud scoring (docs/fraud.md): the user-days of a day range scored, the events deduplicated, the "
+    "hourly fraud_% of those days.",
+)
+
+jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job, fraud_job]

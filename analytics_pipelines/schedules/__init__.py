@@ -2,14 +2,16 @@
 delivery sweep; in the configured time zone) and reports."""
 
 from analytics_pipelines.schedules import data, reports
+from analytics_pipelines.schedules.fraud import make_fraud_schedule
 
 
 def schedules(timezone: str) -> list:
-    from analytics_pipelines.jobs import customers_job, kpi_job, main_job
+    from analytics_pipelines.jobs import customers_job, fraud_job, kpi_job, main_job
 
     return [
         *data.make_schedules(
             main_job=main_job, kpi_job=kpi_job, customers_job=customers_job, timezone=timezone
         ),
         *reports.schedules,
+        make_fraud_schedule(fraud_job),
     ]

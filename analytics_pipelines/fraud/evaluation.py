@@ -1,0 +1,54 @@
+"""How the fraud scoring does against the generator's planted fraudsters (world.truth["fraud"]). Only tests
+and benchmarks call this: the scoring assets never read the truth."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from analytics_pipelines.warehouse.base import Warehouse
+
+
+def evaluate(wh: Warehouse, truth: dict, k: int = 100) -> dict:
+    """precision@k over users ranked by their highest event risk, recall over planted users (an event of
+    any pattern), recall and pattern agreement per planted pattern, and the precision of every flag."""
+    planted = pl.DataFrame(truth["fraudsters"]).select("user_id", pl.col("pattern").alias("true_pattern"))
+    ev = wh.read_table("fraud_events", columns=["user_id", "pattern", "risk_score"])
+    users = (
+        ev.sort("risk_score", descending=True)
+        .group_by("user_id", maintain_order=True)
+        .agg(pl.max("risk_score"), pl.col("pattern").alias("patterns"))
+        .sort(["risk_score", "user_id"], descending=[True, False])
+        .join(planted, on="user_id", how="left")
+    )
+    top = users.head(k)
+    hit = planted.join(users.select("user_id", "patterns"), on="user_id", how="left")
+    per = (
+        hit.group_by("true_pattern")
+        .agg(
+            pl.len().alias("planted"),
+            pl.col("patterns").is_not_null().sum().alias("found"),
+            pl.col("patterns")
+            .list.contains(pl.col("true_pattern"))
+            .fill_null(False)
+            .sum()
+            .alias("same_pattern"),
+        )
+        .sort("true_pattern")
+    )
+    return {
+        "k": k,
+        "precision_at_k": top["true_pattern"].is_not_null().mean() if top.height else 0.0,
+        "recall": hit["patterns"].is_not_null().mean() if hit.height else 0.0,
+        "flagged_users": users.height,
+        "precision_all_flags": users["true_pattern"].is_not_null().mean() if users.height else 0.0,
+        "planted_users": planted.height,
+        "per_pattern": {
+            r["true_pattern"]: {
+                "planted": r["planted"],
+                "found": r["found"],
+                "recall": r["found"] / r["planted"],
+                "same_pattern": r["same_pattern"],
+            }
+            for r in per.iter_rows(named=True)
+        },
+    }
