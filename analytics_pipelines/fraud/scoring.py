@@ -19,6 +19,8 @@ ANOMALY_POINTS = 25
 #: percentile of the IsolationForest score from which the anomaly starts counting
 ANOMALY_FROM = 0.95
 MIN_FIT_ROWS = 20
+#: at most this many user-days (a seeded sample) fit the forest and give the reference score distribution
+FIT_SAMPLE = 20_000
 
 
 @dataclass(frozen=True)
@@ -133,8 +135,8 @@ def anomaly(fit: pl.DataFrame, score: pl.DataFrame, seed: int = 0) -> tuple[np.n
     from sklearn.ensemble import IsolationForest
 
     x_fit = _matrix(fit)
-    if x_fit.shape[0] > 50_000:
-        x_fit = x_fit[np.random.default_rng(seed).choice(x_fit.shape[0], 50_000, replace=False)]
+    if x_fit.shape[0] > FIT_SAMPLE:
+        x_fit = x_fit[np.random.default_rng(seed).choice(x_fit.shape[0], FIT_SAMPLE, replace=False)]
     model = IsolationForest(n_estimators=100, max_samples=min(256, x_fit.shape[0]), random_state=seed)
     model.fit(x_fit)
     ref = np.sort(-model.score_samples(x_fit))

@@ -112,9 +112,16 @@ def check_scores(ctx: BuildContext, built: Built) -> CheckOutcome:
     ).height
     bad_pattern = df.filter(~pl.col("pattern").is_in(scoring.PATTERNS)).height
     window = df.filter(pl.col("behaviour_start") > pl.col("behaviour_end")).height
+    floats = [c for c, t in df.schema.items() if t.is_float()]
+    nan = (
+        int(df.select(pl.sum_horizontal(pl.col(c).is_nan().sum() for c in floats)).item())
+        if floats and df.height
+        else 0
+    )
     return CheckOutcome(
-        bad_score + bad_anomaly + bad_level + bad_pattern + window == 0,
+        bad_score + bad_anomaly + bad_level + bad_pattern + window + nan == 0,
         {
+            "nan_values": nan,
             "rows": df.height,
             "risk_outside_0_100": bad_score,
             "anomaly_outside_0_1": bad_anomaly,
