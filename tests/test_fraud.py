@@ -301,3 +301,20 @@ def test_daily_schedule_scores_yesterday_and_make_run_includes_the_job() -> None
     from analytics_pipelines import runner
 
     assert '"fraud_job"' in inspect.getsource(runner.everything_else)
+
+
+def test_grafana_fraud_series(client, materialized) -> None:
+    c, headers = client
+    m = open_warehouse(materialized.warehouse_url).read_table("fraud_metrics_hourly")
+    tenant = m.filter(pl.col("flagged_orders") > 0)["tenant_id"][0]
+    assert "fraud.fraud_pct" in c.post("/grafana/search", json={}, headers=headers(tenant)).json()
+    body = {
+        "range": {"from": "2026-10-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"},
+        "targets": [{"target": "fraud.flagged_orders"}, {"target": "fraud.fraud_pct"}],
+    }
+    r = c.post("/grafana/query", json=body, headers=headers(tenant))
+    assert r.status_code == 200, r.text
+    flagged, pct = r.json()
+    mine = m.filter(pl.col("tenant_id") == tenant)
+    assert sum(v for v, _ in flagged["datapoints"]) == mine["flagged_orders"].sum()
+    assert all(0 <= v <= 100 for v, _ in pct["datapoints"] if v is not None)

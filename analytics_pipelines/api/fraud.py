@@ -93,3 +93,28 @@ def fraud_annotations(request: Request, p, start: datetime, end: datetime, name:
         }
         for hour, venue, pct, flagged, orders in res.rows
     ]
+
+
+#: Grafana targets `fraud.<field>` (the hourly series of fraud_metrics_hourly over the token's scope)
+FRAUD_FIELDS = ("fraud_pct", "flagged_orders", "orders")
+
+
+def fraud_series(request: Request, p, field: str, start: datetime, end: datetime, cap: int):
+    """Hourly `field` summed over the scope's venues (fraud_pct recomputed from the sums)."""
+    if p.venue_id and not p.is_admin:
+        cond, params = "tenant_id = %s AND venue_id = %s", [p.tenant_id, p.venue_id]
+    else:
+        cond, params = "tenant_id = %s", [p.tenant_id]
+    value = (
+        "round(100.0 * sum(flagged_orders) / nullif(sum(orders), 0), 2)"
+        if field == "fraud_pct"
+        else f"sum({field})"
+    )
+    return run_blocking(
+        request,
+        p,
+        f"""SELECT {value} AS v, hour FROM fraud_metrics_hourly
+        WHERE {cond} AND hour >= %s AND hour <= %s GROUP BY hour ORDER BY hour LIMIT %s""",
+        [*params, start, end, cap],
+        ["fraud_metrics_hourly"],
+    )

@@ -12,6 +12,7 @@ per account only; `orders.metadata` carries the payment method category and the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import polars as pl
@@ -151,8 +152,9 @@ def _listing_days(inp: Inputs) -> pl.DataFrame:
     )
 
 
-def user_days(inp: Inputs) -> pl.DataFrame:
-    """One row per tenant, user and day with activity: the day's features and the trailing windows."""
+def user_days(inp: Inputs, active_from: date | None = None) -> pl.DataFrame:
+    """One row per tenant, user and day with activity: the day's features and the trailing windows. With
+    `active_from`, only users active on or after that day (their earlier days feed their windows)."""
     keys = ["tenant_id", "user_id", "day"]
     a, b, c = _order_days(inp), _refund_days(inp), _listing_days(inp)
     df = a.join(b, on=keys, how="full", coalesce=True).join(c, on=keys, how="full", coalesce=True)

@@ -85,8 +85,8 @@ def read_inputs(ctx: BuildContext, first: str, last: str) -> Inputs:
 def fraud_scores(ctx: BuildContext) -> Built:
     """Score every user-day of the run's range; fit the IsolationForest on the FIT_DAYS before and in it."""
     first, last = ctx.first, ctx.last
-    days = user_days(read_inputs(ctx, _days(first, LOOKBACK_DAYS), last))
     lo, hi = date.fromisoformat(_days(first, FIT_DAYS)), date.fromisoformat(last)
+    days = user_days(read_inputs(ctx, _days(first, LOOKBACK_DAYS), last), active_from=lo)
     fit = days.filter(pl.col("day").is_between(lo, hi))
     todo = days.filter(pl.col("day").is_between(date.fromisoformat(first), hi))
     scored, note = scoring.score(todo, fit, ctx.settings.fraud_flag_score, ctx.now)
