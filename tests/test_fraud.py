@@ -318,3 +318,57 @@ def test_grafana_fraud_series(client, materialized) -> None:
     mine = m.filter(pl.col("tenant_id") == tenant)
     assert sum(v for v, _ in flagged["datapoints"]) == mine["flagged_orders"].sum()
     assert all(0 <= v <= 100 for v, _ in pct["datapoints"] if v is not None)
+
+
+def test_bad_input_scores_without_crash_or_nan() -> None:
+    from analytics_pipelines.fraud.features import Inputs, user_days
+
+    ts = pl.Datetime("us", "UTC")
+    t = [T0, T0, None, T0 - timedelta(days=2), T0 + timedelta(seconds=5)]  # equal clocks, a missing one
+    orders = pl.DataFrame(
+        {
+            "id": ["o1", "o2", "o3", "o4", "o5"],
+            "tenant_id": ["t"] * 5,
+            "user_id": ["u1", "u1", "u2", None, "ghost"],  # no user; a user missing from users
+            "event_id": ["e1", "missing-event", "e1", "e1", "e1"],
+            "status": ["completed", "cancelled", "refunded", "completed", "expired"],
+            "t": t,
+            "payment_method": ["card", None, "card", "card", "paypal"],
+            "channel": ["web"] * 5,
+        },
+        schema_overrides={"t": ts},
+    )
+    inp = Inputs(
+        orders=orders,
+        items=pl.DataFrame({"order_id": ["o1", "o1"], "quantity": [10, 2]}),
+        users=pl.DataFrame(
+            {"id": ["u1", "u2"], "created_at": [T0 + timedelta(days=1), T0]},
+            schema_overrides={"created_at": ts},
+        ),
+        events=pl.DataFrame({"id": ["e1"], "venue_id": ["v"]}),
+        refunds=pl.DataFrame(
+            {"order_id": ["o3", "nope"], "created_at": [T0, T0]}, schema_overrides={"created_at": ts}
+        ),
+        listings=pl.DataFrame(
+            {
+                "tenant_id": ["t", "t"],
+                "seller_id": ["u1", "u1"],
+                "ticket_id": ["k1", "k2"],
+                "venue_id": ["v", "v"],
+                "price_cents": [100, 50],
+                "original_face_value_cents": [0, 40],
+                "listed_at": [T0, None],
+            },
+            schema_overrides={"listed_at": ts},
+        ),
+        tickets=pl.DataFrame(
+            {"id": ["k1"], "purchased_at": [T0 + timedelta(hours=1)]}, schema_overrides={"purchased_at": ts}
+        ),
+    )
+    days = user_days(inp)
+    # the order without a user is not attributable; u2's order has no time but its refund does
+    assert set(days["user_id"]) == {"u1", "u2", "ghost"}
+    out, _ = scoring.score(days, days, 50, T0)
+    floats = [c for c, d in out.schema.items() if d.is_float()]
+    assert not any(out[c].is_nan().any() for c in floats)
+    assert out["risk_score"].is_between(0, 100).all() and out["pattern"].is_in(scoring.PATTERNS).all()

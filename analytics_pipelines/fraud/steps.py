@@ -86,7 +86,9 @@ def fraud_scores(ctx: BuildContext) -> Built:
     """Score every user-day of the run's range; fit the IsolationForest on the FIT_DAYS before and in it."""
     first, last = ctx.first, ctx.last
     lo, hi = date.fromisoformat(_days(first, FIT_DAYS)), date.fromisoformat(last)
-    days = user_days(read_inputs(ctx, _days(first, LOOKBACK_DAYS), last), active_from=lo)
+    inputs = read_inputs(ctx, _days(first, LOOKBACK_DAYS), last)
+    days = user_days(inputs, active_from=lo)
+    unscorable = inputs.orders.filter(pl.col("user_id").is_null() | pl.col("t").is_null()).height
     fit = days.filter(pl.col("day").is_between(lo, hi))
     todo = days.filter(pl.col("day").is_between(date.fromisoformat(first), hi))
     scored, note = scoring.score(todo, fit, ctx.settings.fraud_flag_score, ctx.now)
@@ -95,6 +97,10 @@ def fraud_scores(ctx: BuildContext) -> Built:
         {"fraud_scores": scored},
         metadata={
             "user_days_scored": scored.height,
+            "orders_read": inputs.orders.height,
+            # no user or no timestamp: not attributable to an account (still counted in fraud_metrics_hourly
+            # when they have a time)
+            "orders_not_scorable": unscorable,
             "flagged_user_days": flagged.height,
             "model": note,
             "flag_score": ctx.settings.fraud_flag_score,
