@@ -24,8 +24,8 @@ NOW = datetime(2026, 11, 1, tzinfo=UTC)
 KPI_HOURS = ("2026-10-31-21:00", "2026-10-31-23:00")
 #: RFM days (partition keys = as-of dates): the Sundays 2026-10-18, 10-25 and 11-01 and the days between
 RFM_DAYS = ("2026-10-18", "2026-11-01")
-#: fraud_job's days: a month of tiny (the IsolationForest fits on the 30 days before the last)
-FRAUD_DAYS = ("2026-10-01", "2026-10-31")
+#: fraud_job's days: tiny's whole history (launch 2026-07-04), one single-run backfill
+FRAUD_DAYS = ("2026-07-01", "2026-10-31")
 LOG_LEVEL = os.environ.get("TT_TEST_RUN_LOG_LEVEL", "WARNING")
 
 

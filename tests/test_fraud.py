@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import polars as pl
 import pytest
 from api_helpers import SECRET
@@ -23,6 +24,11 @@ SEED = 7  # the shared fixture's seed (tests/materialized.py)
 T0 = datetime(2026, 10, 10, 12, tzinfo=UTC)
 
 
+def _max_in_window(t: pl.Series, seconds: int) -> int:
+    s = t.sort().dt.epoch("s").to_numpy()
+    return int((np.arange(s.size) - np.searchsorted(s, s - seconds, side="left") + 1).max())
+
+
 @pytest.fixture(scope="module")
 def tiny():
     return synth.generate_tables("tiny", seed=SEED), planted_truth("tiny", SEED)["fraud"]
@@ -31,7 +37,7 @@ def tiny():
 # -- the generator plants what the issue describes ------------------------------------------------------------
 def test_every_pattern_is_planted_and_visible_in_the_source(tiny) -> None:
     t, truth = tiny
-    assert set(truth["counts"]) == set(PATTERNS) and min(truth["counts"].values()) >= 2
+    assert set(truth["counts"]) == set(PATTERNS) and min(truth["counts"].values()) >= 1
     f = pl.DataFrame(truth["fraudsters"])
     o = t["orders"].with_columns(pl.coalesce("created_at", "confirmed_at").alias("t"))
     for pattern, check in (
@@ -197,12 +203,11 @@ def test_fraud_job_builds_the_tables_and_its_checks_pass(materialized) -> None:
     assert {"tenant_id", "venue_id", "hour", "orders", "flagged_orders", "fraud_pct"} <= set(metrics.columns)
 
 
-def test_planted_fraudsters_of_the_scored_month_are_found(materialized) -> None:
-    truth = planted_truth("tiny", SEED)["fraud"]
-    in_month = [f for f in truth["fraudsters"] if f["behaviour_end"] >= "2026-10-01"]
-    wh = open_warehouse(materialized.warehouse_url)
-    result = evaluate(wh, {"fraudsters": in_month}, k=len(in_month) or 1)
-    assert in_month and result["recall"] >= 0.7, result
+def test_planted_fraudsters_of_every_pattern_are_found(materialized) -> None:
+    truth = planted_truth("tiny", SEED)["fraud"]  # fraud_job scored tiny's whole history (FRAUD_DAYS)
+    result = evaluate(open_warehouse(materialized.warehouse_url), truth, k=len(truth["fraudsters"]))
+    assert result["recall"] >= 0.7 and result["precision_at_k"] >= 0.8, result
+    assert all(p["found"] >= 1 for p in result["per_pattern"].values()), result
     assert result["precision_all_flags"] >= 0.6, result
 
 
@@ -309,7 +314,7 @@ def test_grafana_fraud_series(client, materialized) -> None:
     tenant = m.filter(pl.col("flagged_orders") > 0)["tenant_id"][0]
     assert "fraud.fraud_pct" in c.post("/grafana/search", json={}, headers=headers(tenant)).json()
     body = {
-        "range": {"from": "2026-10-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"},
+        "range": {"from": "2026-06-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"},
         "targets": [{"target": "fraud.flagged_orders"}, {"target": "fraud.fraud_pct"}],
     }
     r = c.post("/grafana/query", json=body, headers=headers(tenant))

@@ -58,7 +58,7 @@ from analytics_pipelines.generator.world import (
 
 #: share of users planted per pattern (at least MIN_PER_PATTERN)
 FRAUD_RATE = 0.003
-MIN_PER_PATTERN = 2
+MIN_PER_PATTERN = 1
 PER_ORDER_MAX = 10
 PATTERNS = ("bot_burst", "scalper", "refund_abuse", "card_testing")
 BOT, SCALPER, REFUND, CARD = range(4)
@@ -180,7 +180,7 @@ def plant_fraud(
 ) -> FraudPlan:
     """Plant the four behaviours into the built orders (after users are assigned, before tickets)."""
     rng = rs("fraud")
-    n_per = max(MIN_PER_PATTERN, round(FRAUD_RATE * len(users.ids)))
+    n_per = max(MIN_PER_PATTERN, int(FRAUD_RATE * len(users.ids)))
     n = len(orders.ids)
     n_items = np.bincount(items.order, minlength=n)
     first_item = _group_starts(n_items)
@@ -217,6 +217,13 @@ def plant_fraud(
         gaps = np.r_[0, rng.integers(2, 21, o.size - 1)]
         new = np.minimum(orders.created[o[0]] + np.cumsum(gaps), orders.created[o])
         delta = new - orders.created[o]
+        # an order keeps its time where the move would cross a price change (the planted price response)
+        t_type = items.type[first_item[o]]
+        same = types.price_at(t_type, orders.confirmed[o] + delta) == types.price_at(
+            t_type, orders.confirmed[o]
+        )
+        delta = np.where(same, delta, 0)
+        new = orders.created[o] + delta
         orders.created[o], orders.confirmed[o] = new, orders.confirmed[o] + delta
         pattern[o], owner[o] = BOT, o[0]
         orders.channel[o], orders.payment[o] = 0, rng.integers(0, 4)
