@@ -145,7 +145,21 @@ def fraud_events(ctx: BuildContext) -> pl.DataFrame:
     tables = ctx.wh.tables()
     if "fraud_scores" not in tables:
         return scoring.events(pl.DataFrame(), None, ctx.now)
-    flagged = ctx.wh.read_table("fraud_scores", "risk_score >= %s", [flag])
+    cols = [
+        "tenant_id",
+        "venue_id",
+        "user_id",
+        "day",
+        "pattern",
+        "risk_score",
+        "risk_level",
+        "reasons",
+        "evidence",
+        "model_version",
+        "behaviour_start",
+        "behaviour_end",
+    ]
+    flagged = ctx.wh.read_table("fraud_scores", "risk_score >= %s", [flag], columns=cols)
     previous = (
         ctx.wh.read_table("fraud_events", columns=["event_id", "scored_at"])
         if "fraud_events" in tables
