@@ -377,3 +377,21 @@ def test_bad_input_scores_without_crash_or_nan() -> None:
     floats = [c for c, d in out.schema.items() if d.is_float()]
     assert not any(out[c].is_nan().any() for c in floats)
     assert out["risk_score"].is_between(0, 100).all() and out["pattern"].is_in(scoring.PATTERNS).all()
+
+
+@pytest.mark.slow
+def test_acceptance_on_small_precision_at_100_and_recall() -> None:
+    """The scoring's pure functions on generated `small` (seed 42), the whole history as a backfill scores it
+    (no ingestion: inputs_from_source shapes the clean source as staging does). Issue 17's goals:
+    precision@100 >= 0.8 and recall >= 0.7, every pattern found. The `medium` figure: docs/fraud.md."""
+    from analytics_pipelines.fraud.evaluation import inputs_from_source, rank_against_truth
+    from analytics_pipelines.fraud.features import user_days
+
+    days = user_days(inputs_from_source(synth.generate_tables("small", seed=42)))
+    scored, _ = scoring.score(days, days, 50, T0)
+    ev = scoring.events(scored.filter(pl.col("risk_score") >= 50), None, T0)
+    r = rank_against_truth(ev, planted_truth("small", 42)["fraud"])
+    assert r["precision_at_k"] >= 0.8 and r["recall"] >= 0.7, r
+    assert all(
+        p["recall"] >= 0.5 and p["same_pattern"] >= 0.5 * p["planted"] for p in r["per_pattern"].values()
+    ), r
