@@ -270,6 +270,13 @@ def test_fraud_route_is_admin_only_and_venue_scoped(client, materialized) -> Non
             == 403
         )
     assert c.get("/v1/monitoring/fraud?venue_id=not-a-uuid", headers=headers(tenant)).status_code == 422
+    # the generic mart route serves fraud_events to admins only, too
+    reader = headers(tenant, venue, ("analytics.read",))
+    assert c.get("/v1/marts/fraud_events", headers=reader).status_code == 403
+    assert "fraud_events" not in {m["name"] for m in c.get("/v1/marts", headers=reader).json()["data"]}
+    assert c.get("/v1/marts/fraud_events", headers=headers(tenant)).status_code == 200
+    since = c.get("/v1/monitoring/fraud?since=2026-10-01", headers=headers(tenant)).json()["data"]
+    assert all(d["behaviour_end"] >= "2026-10-01" for d in since)
     assert c.get("/v1/monitoring/fraud?pattern=nope", headers=headers(tenant)).status_code == 422
 
 

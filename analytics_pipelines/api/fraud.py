@@ -3,7 +3,7 @@ tenant and the requested venue; and the fraud_% annotations the Grafana datasour
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -51,10 +51,7 @@ async def monitoring_fraud(
         if value is not None:
             where, params = f"{where} AND {cond}", [*params, value]
     if since is not None:
-        where, params = (
-            f"{where} AND behaviour_end >= %s",
-            [*params, datetime.combine(since, datetime.min.time())],
-        )
+        where, params = (f"{where} AND behaviour_end >= %s", [*params, datetime.combine(since, time(0), UTC)])
     res = await run(
         request,
         p,

@@ -58,6 +58,7 @@ TABLES: tuple[Table, ...] = (
         build=S + "fraud_events",
         kinds=("polars",),
         serve=True,
+        admin_only=True,
         venue_column="venue_id",
         checks=(
             Check(
