@@ -4,8 +4,8 @@ launches) and, once, the whole history as a single-run backfill, then the events
 
     .venv/bin/python benchmarks/bench_fraud.py --scale small --base /tmp/bench_fraud_small
 
-Setup (untimed, skipped when <base>/data/warehouse exists): generate the scale (seed 42) and run ingest_job
-(source -> raw -> staging: everything fraud_job reads) over its history. Goal (issue 17): the daily batch <= 30 s at `large`; precision@100 >= 0.8 and recall
+Setup (untimed, skipped when <base>/data/warehouse exists): generate the scale (seed 42) and run main_job
+over its history (fraud_job reads only staging; main_job is what `make run` builds first). Goal (issue 17): the daily batch <= 30 s at `large`; precision@100 >= 0.8 and recall
 >= 0.7 at `medium`.
 """
 
