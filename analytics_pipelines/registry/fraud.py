@@ -50,7 +50,7 @@ TABLES: tuple[Table, ...] = (
         group=G,
         description="One event per flagged behaviour (risk at or above TT_FRAUD_FLAG_SCORE): user, pattern, "
         "risk score and level, reasons, the behaviour's time window, the first and last day it was flagged, "
-        "scored_at (when it was first flagged: re-runs and later days that see the same behaviour do not flag "
+        "scored_at (when it was first flagged: re-runs and later days that see that behaviour again do not flag "
         "it again) and the evidence as JSON.",
         grain="one row per tenant, user, pattern and behaviour",
         keys=("event_id",),
