@@ -1,6 +1,6 @@
 """The shared fixture dataset: `tiny` generated data materialized through the real Dagster jobs (main_job
-over a day range, kpi_job over a few hours, customers_job over a few weeks of days), once per test session and
-backend. Every test that needs built marts reads this instead of building its own copy."""
+over a day range, kpi_job over a few hours, predictions_job (unpartitioned), customers_job over a few weeks of
+days), once per test session and backend. Every test that needs built marts reads this instead of building its own copy."""
 
 from __future__ import annotations
 
@@ -88,9 +88,10 @@ def materialize_everything(
     warehouse_url: str | None = None,
     seed: int = 7,
     source_url: str | None = None,
-    runs: tuple[tuple[str, str, str], ...] = (
+    runs: tuple[tuple[str, str | None, str | None], ...] = (
         ("main_job", FIRST, LAST),
         ("kpi_job", *KPI_HOURS),
+        ("predictions_job", None, None),  # before customers_job: model_performance collects its rows
         ("customers_job", *RFM_DAYS),
         ("fraud_job", *FRAUD_DAYS),
     ),

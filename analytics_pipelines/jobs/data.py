@@ -29,7 +29,7 @@ def _asset_job(
 main_job = _asset_job(
     "main_job",
     dg.AssetSelection.all()
-    - dg.AssetSelection.groups("kpis", "reports", "customers", "models", "monitoring"),
+    - dg.AssetSelection.groups("kpis", "reports", "customers", "models", "predictions", "monitoring"),
     "data-platform",
     "Everything daily: source -> raw -> staging -> facts -> marts for a partition range.",
 )
@@ -60,6 +60,15 @@ customers_job = _asset_job(
     retries=False,
 )
 
+predictions_job = _asset_job(
+    "predictions_job",
+    dg.AssetSelection.groups("predictions"),
+    "analytics",
+    "The prediction models (issue 16) over the marts already in the warehouse: the no-show model and its "
+    "predictions, forecast, reasons and performance rows.",
+    retries=False,
+)
+
 fraud_job = _asset_job(
     "fraud_job",
     dg.AssetSelection.assets("fraud_scores", "fraud_events", "fraud_metrics_hourly"),
@@ -68,4 +77,4 @@ fraud_job = _asset_job(
     "hourly fraud_% of those days.",
 )
 
-jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job, fraud_job]
+jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job, predictions_job, fraud_job]
