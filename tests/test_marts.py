@@ -44,7 +44,12 @@ def built(request, materialized, tmp_path_factory):
 def test_every_mart_reconciles_to_staging(built):
     wh, m, _ = built
     # the only failure a tiny history may show: the churn model does not beat the old rules (a warning)
-    assert set(m.failed_checks()) <= {("customer_churn_model", "beats_seed_rules", "WARN")}
+    # the no-show gate may also skip (a WARN, never a loss) when tiny's holdout is too small to judge: with the
+    # planted fraud (fraud17) the tiny fixture's holdout falls under its minimum
+    assert set(m.failed_checks()) <= {
+        ("customer_churn_model", "beats_seed_rules", "WARN"),
+        ("no_show_model", "beats_seed_rule", "WARN"),
+    }
     checked = {(c.asset_key.to_user_string(), c.check_name) for c in m.checks()}
     registry = default_registry()
     for t in registry.tables:  # every declared check ran, and every output's key check
