@@ -64,7 +64,8 @@ def key_for(job_name: str, day) -> str:
 def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.ExecuteInProcessResult]]:
     """After main_job over the history: what the schedules would add, once, so that a newcomer sees every
     output: the last 24 hourly KPI snapshots, the customer analytics and models as of the last sales day,
-    and the daily venue reports of that day and the executive reports of the week before it."""
+    the daily venue reports of that day and the executive reports of the week before it, and fraud_job over
+    every day so far."""
     from datetime import timedelta
 
     from analytics_pipelines.customers.build import last_sales_day
@@ -92,6 +93,8 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
         ]
         week = key_for("weekly_executive_reports_job", through - timedelta(days=7))
         runs.append(("weekly_executive_reports_job", week, week))
+        first_day = last_partition_keys("fraud_job", 10**6)[0]  # every day so far: one single-run backfill
+        runs.append(("fraud_job", first_day, through.isoformat()))
     out = []
     for job, first, last in runs:
         log(f"{job}: {first}..{last}" if first else job)

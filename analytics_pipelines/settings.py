@@ -193,6 +193,8 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     alert_emails: tuple[str, ...] = ()
     alert_webhook_url: str | None = None
+    #: fraud risk score (0-100) from which a user-day is flagged and becomes a fraud event (docs/fraud.md)
+    fraud_flag_score: int = 50
     alert_default_rules: str = "all"
     export_ttl_days: str = "7"
     attachment_limit_bytes: str = str(5 * 1024 * 1024)
@@ -248,6 +250,7 @@ class Settings:
             ),
             alert_emails=tuple(e.strip() for e in (env.get("TT_ALERT_EMAILS") or "").split(",") if e.strip()),
             alert_webhook_url=env.get("TT_ALERT_WEBHOOK_URL") or None,
+            fraud_flag_score=_int(env, "TT_FRAUD_FLAG_SCORE", 50),
             alert_default_rules=(env.get("TT_ALERT_DEFAULT_RULES") or "all").strip(),
             export_ttl_days=env.get("TT_EXPORT_TTL_DAYS") or "7",
             attachment_limit_bytes=env.get("TT_EMAIL_ATTACHMENT_LIMIT_BYTES") or str(5 * 1024 * 1024),

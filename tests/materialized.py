@@ -25,6 +25,9 @@ NOW = datetime(2026, 11, 1, tzinfo=UTC)
 KPI_HOURS = ("2026-10-31-21:00", "2026-10-31-23:00")
 #: RFM days (partition keys = as-of dates): the Sundays 2026-10-18, 10-25 and 11-01 and the days between
 RFM_DAYS = ("2026-10-18", "2026-11-01")
+#: fraud_job's days: tiny's whole history (launch 2026-07-04), one single-run backfill
+FRAUD_DAYS = ("2026-07-01", "2026-10-31")
+LOG_LEVEL = os.environ.get("TT_TEST_RUN_LOG_LEVEL", "WARNING")
 
 
 @contextmanager
@@ -96,6 +99,7 @@ def materialize_everything(
         ("behavior_job", FIRST, LAST),  # before customers_job: model_performance collects its rows
         ("customers_job", *RFM_DAYS),
         ("kpi_publication_job", *KPI_HOURS),
+        ("fraud_job", *FRAUD_DAYS),
     ),
 ) -> Materialized:
     """Generate `tiny` (unless a source is given) and run `runs` (job, first key, last key) in order on one
@@ -122,7 +126,7 @@ def materialize_everything(
         results = {}
         for job, first, last in runs:
             results[job] = run_job(
-                job, first, last, instance=instance, defs=defs, tags=tags, log_level="WARNING"
+                job, first, last, instance=instance, defs=defs, tags=tags, log_level=LOG_LEVEL
             )
             if not results[job].success:
                 failures = [e.message for e in results[job].all_events if e.is_failure]

@@ -59,6 +59,7 @@ def test_definitions_explain_themselves():
         "kpi_publication_job",
         "daily_publication_job",
         "behavior_job",
+        "fraud_job",
     ):
         assert defs.resolve_job_def(job)
     marts = {

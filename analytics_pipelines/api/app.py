@@ -17,6 +17,7 @@ from analytics_pipelines.api import (
     behavior,
     catalog,
     customers,
+    fraud,
     grafana,
     marts,
     ops_routes,
@@ -145,4 +146,5 @@ def create_app(
     app.include_router(anomalies.router)
     app.include_router(behavior.router)
     app.include_router(no_show_router)
+    app.include_router(fraud.router)
     return app

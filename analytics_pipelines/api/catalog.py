@@ -38,7 +38,7 @@ def describe(t: Table) -> dict:
         "tenant_column": t.tenant_column,
         "venue_column": t.venue_column,
         "partitioned_by": t.partition_column,
-        "admin_only": t.tenant_column is None,
+        "admin_only": t.tenant_column is None or t.admin_only,
     }
 
 
@@ -47,7 +47,13 @@ async def marts(request: Request, p: Reading):
     """The marts this API serves, from the table registry (name, grain, keys, scoping columns)."""
     return json_response(
         request,
-        {"data": [describe(t) for t in registry_of(request).servable() if t.tenant_column or p.is_admin]},
+        {
+            "data": [
+                describe(t)
+                for t in registry_of(request).servable()
+                if (t.tenant_column and not t.admin_only) or p.is_admin
+            ]
+        },
     )
 
 
@@ -70,6 +76,8 @@ async def mart_rows(
     mart that has no venue column."""
     t = _served(request, table)
     where, params = [], []
+    if t.admin_only:
+        require(p, ADMIN)
     if t.tenant_column is None:
         require(p, ADMIN)
     else:

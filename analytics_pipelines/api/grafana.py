@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from analytics_pipelines.api.common import Reading, json_response, reader_of
 from analytics_pipelines.api.common import run_blocking as run
+from analytics_pipelines.api.fraud import FRAUD_FIELDS, fraud_annotations, fraud_series
 from analytics_pipelines.warehouse.reader import TableMissing
 
 router = APIRouter(prefix="/grafana", tags=["grafana"])
@@ -70,7 +71,8 @@ def _kpi_scope(p) -> tuple[str, list]:
 
 @router.post("/search")
 def grafana_search(request: Request, p: Reading, body: SearchBody | None = None):
-    """Metric names: `kpi.<metric>` (kpi_snapshots) and `sales.<granularity>.<field>` (sales_metrics)."""
+    """Metric names: `kpi.<metric>` (kpi_snapshots), `sales.<granularity>.<field>` (sales_metrics) and
+    `fraud.<field>` (fraud_metrics_hourly)."""
     names = []
     if "kpi_snapshots" in reader_of(request).tables():
         cond, params = _kpi_scope(p)
@@ -84,6 +86,8 @@ def grafana_search(request: Request, p: Reading, body: SearchBody | None = None)
         names += [f"kpi.{r[0]}" for r in res.rows]
     if "sales_metrics" in reader_of(request).tables():
         names += [f"sales.{g}.{f}" for g in GRANULARITIES for f in SALES_FIELDS]
+    if "fraud_metrics_hourly" in reader_of(request).tables():
+        names += [f"fraud.{f}" for f in FRAUD_FIELDS]
     needle = (body.target or "").lower() if body else ""
     return [n for n in names if needle in n.lower()]
 
@@ -115,6 +119,8 @@ def _series(request: Request, p, target: str, start: datetime, end: datetime, ca
             [*params, parts[1], start, end, cap],
             ["sales_metrics"],
         )
+    elif parts[0] == "fraud" and len(parts) == 2 and parts[1] in FRAUD_FIELDS:
+        res = fraud_series(request, p, parts[1], start, end, cap)
     else:
         raise HTTPException(400, f"unknown target {target!r}: use a name from /grafana/search")
     return [[None if v is None else float(v), int(ts.timestamp() * 1000)] for v, ts in res.rows]
@@ -142,7 +148,7 @@ def grafana_query(request: Request, p: Reading, body: QueryBody):
 
 @router.post("/annotations")
 def grafana_annotations(request: Request, p: Reading, body: AnnotationBody):
-    """Alert instances triggered in the range, as annotations."""
+    """Alert instances triggered in the range, and the hours whose fraud_% is above 5, as annotations."""
     import sqlalchemy as sa
 
     from analytics_pipelines.api.ops_routes import _engine
@@ -167,6 +173,7 @@ def grafana_annotations(request: Request, p: Reading, body: AnnotationBody):
                 "tags": ["alert", r.severity, r.status],
             }
         )
+    out += fraud_annotations(request, p, body.range.from_, body.range.to, name)
     return json_response(request, out, cache=False)
 
 

@@ -82,6 +82,7 @@ from analytics_pipelines.generator.frames import (
     _venue_frames,
 )
 from analytics_pipelines.generator.orders import _make_baskets, _make_orders, _make_users, _refund
+from analytics_pipelines.generator.planted_fraud import plant_fraud, plant_fraud_resale
 from analytics_pipelines.generator.planted_pricing import plant_pricing
 from analytics_pipelines.generator.primitives import _Ids, _new_ids, _Streams
 from analytics_pipelines.generator.reference import (
@@ -144,8 +145,11 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
     refunds = _refund(rs, clock, events, orders)
     refunds = planted_anomalies.plant_refunds(rs, clock, venues, events, orders, refunds, truth)
     users = _make_users(rs, scale, clock, venues, orders)
+    fraud = plant_fraud(rs, clock, venues, events, types, orders, items, refunds, users)
     tickets = _make_tickets(rs, clock, events, types, orders, items)
     resale = _make_resale(rs, clock, venues, events, types, users, orders, tickets, tenant_fee)
+    plant_fraud_resale(rs, clock, venues, events, users, orders, tickets, resale, tenant_fee, fraud)
+    truth["fraud"] = fraud.truth
     truth["no_show"] = _check_in(rs, clock, events, types, len(users.ids), tickets)
     _finish(rs, clock, venues, events, types, tickets)
     planted_anomalies.finish_truth(truth, _Ids(tenant_raw))

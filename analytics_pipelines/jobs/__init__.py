@@ -5,6 +5,7 @@ from analytics_pipelines.jobs import anomaly_alerts, data, operations, publicati
 from analytics_pipelines.jobs.data import (
     behavior_job,
     customers_job,
+    fraud_job,
     ingest_job,
     kpi_job,
     main_job,
@@ -18,6 +19,7 @@ jobs = [*data.jobs, *operations.jobs, *reports.jobs, *publication.jobs, *anomaly
 __all__ = [
     "behavior_job",
     "customers_job",
+    "fraud_job",
     "ingest_job",
     "jobs",
     "kpi_job",

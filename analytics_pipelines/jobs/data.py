@@ -94,6 +94,14 @@ pricing_job = _asset_job(
     retries=False,
 )
 
+fraud_job = _asset_job(
+    "fraud_job",
+    dg.AssetSelection.assets("fraud_scores", "fraud_events", "fraud_metrics_hourly"),
+    "analytics",
+    "Daily fraud scoring (docs/fraud.md): the user-days of a day range scored, the events deduplicated, the "
+    "hourly fraud_% of those days.",
+)
+
 jobs = [
     main_job,
     ingest_job,
@@ -104,4 +112,5 @@ jobs = [
     predictions_job,
     pricing_job,
     behavior_job,
+    fraud_job,
 ]

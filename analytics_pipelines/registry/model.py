@@ -73,6 +73,8 @@ class Table:
     kinds: tuple[str, ...] = ("duckdb",)
     #: the API serves it (tenant-scoped by `tenant_column`, venue-scoped by `venue_column`)
     serve: bool = False
+    #: served to analytics.admin tokens only (tables without a tenant column always are)
+    admin_only: bool = False
     venue_column: str | None = None
     #: takes the `full_refresh` launchpad option and updates only what new data can change
     incremental: bool = False

@@ -86,6 +86,6 @@ TABLES: tuple[Table, ...] = (
         keys=("tenant_id", "venue_id", "hour"),
         partitioning="daily",
         partition_column="day",
-        upstream=(),  # fraud17 merged: upstream=("fraud_metrics_hourly",),
+        upstream=("fraud_metrics_hourly",),
     ),
 )

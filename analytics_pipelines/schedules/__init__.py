@@ -2,10 +2,18 @@
 delivery sweep; in the configured time zone) and reports."""
 
 from analytics_pipelines.schedules import behavior, data, predictions, pricing, reports
+from analytics_pipelines.schedules.fraud import make_fraud_schedule
 
 
 def schedules(timezone: str) -> list:
-    from analytics_pipelines.jobs import behavior_job, customers_job, kpi_job, main_job, pricing_job
+    from analytics_pipelines.jobs import (
+        behavior_job,
+        customers_job,
+        fraud_job,
+        kpi_job,
+        main_job,
+        pricing_job,
+    )
     from analytics_pipelines.jobs.data import predictions_job
 
     return [
@@ -16,4 +24,5 @@ def schedules(timezone: str) -> list:
         *pricing.make_schedules(pricing_job),
         *behavior.make_schedules(behavior_job),
         *reports.schedules,
+        make_fraud_schedule(fraud_job),
     ]
