@@ -76,6 +76,7 @@ from analytics_pipelines.generator.frames import (
     _venue_frames,
 )
 from analytics_pipelines.generator.orders import _make_baskets, _make_orders, _make_users, _refund
+from analytics_pipelines.generator.planted_sales import plant_sales, sales_truth
 from analytics_pipelines.generator.primitives import _Ids, _new_ids, _Streams
 from analytics_pipelines.generator.reference import (
     _CATEGORIES,
@@ -130,15 +131,16 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
     types = _make_types(rs, clock, events)
     _calibrate_capacity(scale, clock, venues, events, types)
     _cancel_and_postpone(rs, clock, events)
-    orders, items = _make_orders(
-        rs, clock, venues, events, types, _make_baskets(rs, clock, venues, events, types)
+    baskets, sales_plan = plant_sales(
+        rs, clock, events, types, _make_baskets(rs, clock, venues, events, types)
     )
+    orders, items = _make_orders(rs, clock, venues, events, types, baskets)
     refunds = _refund(rs, clock, events, orders)
     users = _make_users(rs, scale, clock, venues, orders)
     tickets = _make_tickets(rs, clock, events, types, orders, items)
     resale = _make_resale(rs, clock, venues, events, types, users, orders, tickets, tenant_fee)
     _finish(rs, clock, venues, events, types, tickets)
-    return _World(
+    world = _World(
         clock=clock,
         tenant_ids=_Ids(tenant_raw),
         category_ids=_Ids(_new_ids(rs("categories"), len(_CATEGORIES))),
@@ -153,6 +155,8 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
         tickets=tickets,
         resale=resale,
     )
+    world.truth.setdefault("monitoring", {})["sales"] = sales_truth(sales_plan, world)
+    return world
 
 
 # -- public API -------------------------------------------------------------------------------------------------

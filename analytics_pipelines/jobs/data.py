@@ -28,7 +28,8 @@ def _asset_job(
 
 main_job = _asset_job(
     "main_job",
-    dg.AssetSelection.all() - dg.AssetSelection.groups("kpis", "reports", "customers", "models"),
+    dg.AssetSelection.all()
+    - dg.AssetSelection.groups("kpis", "reports", "customers", "models", "monitoring"),
     "data-platform",
     "Everything daily: source -> raw -> staging -> facts -> marts for a partition range.",
 )
