@@ -56,7 +56,8 @@ def key_for(job_name: str, day) -> str:
 def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.ExecuteInProcessResult]]:
     """After main_job over the history: what the schedules would add, once, so that a newcomer sees every
     output: the last 24 hourly KPI snapshots, the customer analytics and models as of the last sales day,
-    and the daily venue reports of that day and the executive reports of the week before it."""
+    the sales velocity of that day's last week and the sell-out forecast, and the daily venue reports of
+    that day and the executive reports of the week before it."""
     from datetime import timedelta
 
     from analytics_pipelines.customers.build import last_sales_day
@@ -67,6 +68,9 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
     if through is not None:
         customers = key_for("customers_job", through)
         runs += [
+            # sales velocity of the last week of sales and the sell-out forecast as of now (before
+            # customers_job: model_performance collects its backtest)
+            ("monitoring_job", (through - timedelta(days=6)).isoformat(), through.isoformat()),
             ("customers_job", customers, customers),
             ("daily_venue_reports_job", through.isoformat(), through.isoformat()),
         ]

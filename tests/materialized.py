@@ -1,5 +1,6 @@
 """The shared fixture dataset: `tiny` generated data materialized through the real Dagster jobs (main_job
-over a day range, kpi_job over a few hours, customers_job over a few weeks of days), once per test session and
+over a day range, kpi_job over a few hours, customers_job over a few weeks of days, monitoring_job over the
+last three days, before customers_job so that model_performance holds its family), once per test session and
 backend. Every test that needs built marts reads this instead of building its own copy."""
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ NOW = datetime(2026, 11, 1, tzinfo=UTC)
 KPI_HOURS = ("2026-10-31-21:00", "2026-10-31-23:00")
 #: RFM days (partition keys = as-of dates): the Sundays 2026-10-18, 10-25 and 11-01 and the days between
 RFM_DAYS = ("2026-10-18", "2026-11-01")
+#: sales_velocity days (and the sell-out forecast as of NOW)
+VELOCITY_DAYS = ("2026-10-29", "2026-10-31")
 
 
 @contextmanager
@@ -88,6 +91,7 @@ def materialize_everything(
     runs: tuple[tuple[str, str, str], ...] = (
         ("main_job", FIRST, LAST),
         ("kpi_job", *KPI_HOURS),
+        ("monitoring_job", *VELOCITY_DAYS),
         ("customers_job", *RFM_DAYS),
     ),
 ) -> Materialized:

@@ -43,8 +43,12 @@ def built(request, materialized, tmp_path_factory):
 
 def test_every_mart_reconciles_to_staging(built):
     wh, m, _ = built
-    # the only failure a tiny history may show: the churn model does not beat the old rules (a warning)
-    assert m.failed_checks() == [("customer_churn_model", "beats_seed_rules", "WARN")]
+    # the only failures a tiny history may show (warnings): the churn model does not beat the old rules, and
+    # the sell-out backtest is skipped (too few sold-out events to compare with the linear rule)
+    assert sorted(m.failed_checks()) == [
+        ("customer_churn_model", "beats_seed_rules", "WARN"),
+        ("sellout_forecast", "beats_linear_rule", "WARN"),
+    ]
     checked = {(c.asset_key.to_user_string(), c.check_name) for c in m.checks()}
     registry = default_registry()
     for t in registry.tables:  # every declared check ran, and every output's key check

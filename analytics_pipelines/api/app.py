@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from analytics_pipelines.api import catalog, customers, grafana, marts, ops_routes
+from analytics_pipelines.api import catalog, customers, grafana, marts, monitoring, ops_routes
 from analytics_pipelines.api.common import jsonable
 from analytics_pipelines.api.settings import Settings
 from analytics_pipelines.registry import Registry, default_registry
@@ -129,4 +129,5 @@ def create_app(
     app.include_router(catalog.router)
     app.include_router(ops_routes.router)
     app.include_router(grafana.router)
+    app.include_router(monitoring.router)
     return app

@@ -60,7 +60,7 @@ def curves(sales: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame(schema=LIBRARY_SCHEMA)
     need = keys.select(
         "event_id", "t0", pl.lit(list(range(1, GRID + 1)), pl.List(pl.Int64)).alias("q"), "capacity"
-    ).explode("q")
+    ).explode("q", empty_as_null=True)
     need = need.with_columns(((pl.col("q") * pl.col("capacity") + GRID - 1) // GRID).clip(1).alias("rank"))
     at = need.join(s.select("event_id", "rank", "created_at"), on=["event_id", "rank"], how="left")
     grid = (

@@ -127,7 +127,7 @@ def backtest(library: pl.DataFrame, sales: pl.DataFrame) -> pl.DataFrame:
     )
     pred = C.predict(library, q)
     lin = linear_eta(sales, q.select("event_id", pl.col("as_of").alias("at"), "capacity"))
-    return pl.concat([q, pred.drop("event_id")], how="horizontal").with_columns(lin.alias("eta_linear"))
+    return q.hstack(pred.drop("event_id")).with_columns(lin.alias("eta_linear"))
 
 
 def score(bt: pl.DataFrame) -> dict[float, dict]:

@@ -73,7 +73,7 @@ def _spread(frame: pl.DataFrame, value: str, n: int, out: str) -> pl.DataFrame:
     return (
         frame.select("event_id", "bucket_start", value)
         .with_columns(pl.lit(list(range(n)), pl.List(pl.Int64)).alias("k"))
-        .explode("k")
+        .explode("k", empty_as_null=True)
         .with_columns((pl.col("bucket_start") + pl.duration(minutes=5 * pl.col("k"))).alias(out))
     )
 
@@ -93,7 +93,8 @@ def velocity(
     vs = settings or VelocitySettings()
     lo = start - LOOKBACK
     events = events.cast(EVENT_SCHEMA)
-    s = sales.filter(pl.col("created_at").is_not_null()).with_columns(pl.col("created_at").cast(TS))
+    s = sales.select(pl.col("event_id").cast(pl.String), pl.col("created_at").cast(TS))
+    s = s.filter(pl.col("created_at").is_not_null())
     s = s.filter((pl.col("created_at") >= lo) & (pl.col("created_at") < end))
     counts = (
         s.with_columns(pl.col("created_at").dt.truncate("5m").alias("bucket_start"))

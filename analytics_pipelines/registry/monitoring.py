@@ -59,7 +59,6 @@ VELOCITY_TABLES: tuple[Table, ...] = (
         keys=("event_id", "hour"),
         partitioning="daily",
         partition_column="day",
-        serve=True,
         venue_column="venue_id",
     ),
     Table(
