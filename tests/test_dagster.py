@@ -37,6 +37,7 @@ def test_definitions_explain_themselves():
             "customers",
             "models",
             "catalog",
+            "monitoring",
         }, key
         expected_owner = (
             "team:data-platform"

@@ -2,8 +2,9 @@
 sale times. Everything else in monitoring/ is pure polars over these frames.
 
 A sale = a ticket row's `created_at` (the order's confirmation; refunded tickets count where they were sold:
-a refund puts the seat back later, it does not undo the sale's place on the curve). Tickets without a
-`created_at` cannot be placed in time and are counted in `tickets_unplaced` (never dropped silently).
+a refund puts the seat back later, it does not undo the sale's place on the curve). stg_tickets is
+partitioned by the day of created_at: a ticket without one is quarantined by staging (reason recorded), so
+every staged ticket has a sale time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from datetime import datetime
 import polars as pl
 
 from analytics_pipelines.warehouse.base import Warehouse
+
+#: stg_tickets' partition column (the UTC day of created_at)
+PARTITION = "_partition"
 
 TS = pl.Datetime("us", "UTC")
 
@@ -97,22 +101,42 @@ def load_events(wh: Warehouse) -> pl.DataFrame:
 
 
 def load_sales(wh: Warehouse, since: datetime | None, until: datetime) -> pl.DataFrame:
-    """Ticket sale times in [since, until) (all history when since is None): event_id, created_at."""
-    where, params = "created_at < %s", [until]
+    """Ticket sale times in [since, until) (all history when since is None): event_id, created_at. Reads only
+    the daily partitions of the range (stg_tickets is partitioned by the day of created_at)."""
+    if since is None:
+        df = wh.read_table("stg_tickets", columns=["event_id", "created_at"])  # whole table: the fast path
+    else:
+        df = wh.read_partitions(
+            "stg_tickets",
+            PARTITION,
+            since.date().isoformat(),
+            until.date().isoformat(),
+            columns=["event_id", "created_at"],
+        )
+    df = df.select(pl.col("event_id").cast(pl.String), pl.col("created_at").cast(TS))
+    keep = pl.col("created_at") < until
     if since is not None:
-        where, params = "created_at >= %s AND created_at < %s", [since, until]
-    df = wh.read_table("stg_tickets", where, params, columns=["event_id", "created_at"])
-    return df.select("event_id", pl.col("created_at").cast(TS))
+        keep &= pl.col("created_at") >= since
+    return df.filter(keep)
 
 
 def sold_before(wh: Warehouse, before: datetime) -> pl.DataFrame:
-    """Tickets sold per event before `before` (event_id, sold_before), one aggregate query."""
-    df = wh.read(
-        "SELECT event_id, count(*) AS sold_before FROM stg_tickets WHERE created_at < %s GROUP BY event_id",
-        [before],
+    """Tickets sold per event before `before` (event_id, sold_before): the partitions of earlier days by
+    their key (one column read), plus the rows of `before`'s own day that precede it."""
+    day = before.date().isoformat()
+    older = (
+        wh.read_table("stg_tickets", columns=["event_id", PARTITION])
+        .filter(pl.col(PARTITION).cast(pl.String) < day)
+        .group_by("event_id")
+        .agg(pl.len().alias("n"))
     )
-    return df.select("event_id", pl.col("sold_before").cast(pl.Int64))
-
-
-def unplaced_sales(wh: Warehouse) -> int:
-    return wh.count("stg_tickets", "created_at IS NULL")
+    same = (
+        load_sales(wh, datetime.combine(before.date(), datetime.min.time(), before.tzinfo), before)
+        .group_by("event_id")
+        .agg(pl.len().alias("n"))
+    )
+    return (
+        pl.concat([older, same])
+        .group_by("event_id")
+        .agg(pl.col("n").sum().cast(pl.Int64).alias("sold_before"))
+    )

@@ -11,7 +11,7 @@ from analytics_pipelines.marts.reconcile import CheckOutcome
 from analytics_pipelines.monitoring import curves as C
 from analytics_pipelines.monitoring import sellout as S
 from analytics_pipelines.monitoring import velocity as V
-from analytics_pipelines.monitoring.inputs import load_events, load_sales, sold_before, unplaced_sales
+from analytics_pipelines.monitoring.inputs import load_events, load_sales, sold_before
 from analytics_pipelines.registry.context import BuildContext, Built, md_table
 
 
@@ -23,7 +23,6 @@ def sales_velocity(ctx: BuildContext) -> Built:
     df, left_out = V.velocity(
         sales, load_events(ctx.wh), sold_before(ctx.wh, lo), start, end, ctx.settings.velocity
     )
-    left_out["sales_without_time"] = unplaced_sales(ctx.wh)
     return Built(
         {"sales_velocity": df},
         metadata={
@@ -43,7 +42,7 @@ def check_velocity(ctx: BuildContext, built: Built) -> CheckOutcome:
     sold never decrease within an event; trends from the three values."""
     df = built.frames["sales_velocity"]
     left, start, end = built.extras["left_out"], built.extras["start"], built.extras["end"]
-    staged = ctx.wh.count("stg_tickets", "created_at >= %s AND created_at < %s", [start, end])
+    staged = load_sales(ctx.wh, start, end).height if end > start else 0
     accounted = int(df["tickets"].sum() or 0) + left["sales_of_unknown_events"] + left["sales_off_sale"]
     rates = ["per_minute_5m", "per_minute_15m", "per_minute_60m", "acceleration", "eta_linear_minutes"]
     not_finite = df.filter(pl.any_horizontal(~pl.col(c).is_finite() for c in rates)).height
