@@ -1,4 +1,4 @@
-"""Read API latency and throughput on loopback (writes benchmarks/results/api.md).
+"""Read API latency and throughput on loopback (prints a report; --record writes benchmarks/results/api.md).
 
 The server runs in its own process (`analytics-pipelines api`, one uvicorn worker) over synthetic marts of
 `medium` shape (3 tenants x 34 venues x 730 days, 30 events per venue; tests/api_sample.py)
@@ -129,7 +129,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--backend", choices=["duckdb", "postgres"], default="duckdb")
     ap.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/tt_bench_api")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "api.md"))
+    ap.add_argument("--out", help="also write the report to this file (default: print it only)")
+    ap.add_argument("--record", action="store_true", help="write it to benchmarks/results/api.md (tracked)")
     args = ap.parse_args()
 
     from analytics_pipelines.api.auth import mint_token
@@ -316,9 +317,12 @@ def main() -> int:
         f"({thr_err} non-200).",
         "",
     ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    print("\n".join(lines))
+    out = args.out or (str(ROOT / "benchmarks" / "results" / "api.md") if args.record else None)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text("\n".join(lines))
+        print(f"wrote {out}")
     return 0
 
 

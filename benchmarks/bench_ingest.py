@@ -4,7 +4,7 @@
     python benchmarks/bench_ingest.py --source-url postgresql://.../tt_large --first 2024-11-01
 
 Generates the source first unless --source-url is given (then it must already hold data). Prints wall
-time per phase, rows/s and peak RSS, and appends a line to benchmarks/results/ingest.md.
+time per phase, rows/s and peak RSS; with --record appends a line to benchmarks/results/ingest.md.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def _pg_database(name: str) -> str:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--scale", default="medium")
+    p.add_argument("--record", action="store_true", help="append the figures to benchmarks/results/ingest.md")
     p.add_argument("--source", choices=["postgres", "duckdb"], default="postgres")
     p.add_argument("--warehouse", choices=["postgres", "duckdb"], default="duckdb")
     p.add_argument("--source-url", help="reuse an existing source instead of generating one")
@@ -101,6 +102,8 @@ def main() -> int:
         f"total {total:.1f} s for {source_rows:,} source rows over {len(days)} days; peak RSS {rss_gb:.2f} GB;"
         f" balanced={bool(audit['balanced'].all())}"
     )
+    if not args.record:
+        return 0
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as fh:
         fh.write(

@@ -45,10 +45,10 @@ def test_every_mart_reconciles_to_staging(built):
     wh, m, _ = built
     # the only failures a tiny history may show (warnings): the churn model does not beat the old rules, and
     # the sell-out backtest is skipped (too few sold-out events to compare with the linear rule)
-    assert sorted(m.failed_checks()) == [
+    assert set(m.failed_checks()) <= {
         ("customer_churn_model", "beats_seed_rules", "WARN"),
         ("sellout_forecast", "beats_linear_rule", "WARN"),
-    ]
+    }
     checked = {(c.asset_key.to_user_string(), c.check_name) for c in m.checks()}
     registry = default_registry()
     for t in registry.tables:  # every declared check ran, and every output's key check
@@ -235,7 +235,9 @@ def test_rerun_of_a_partition_gives_the_same_result(built):
 
 def test_reconciliation_catches_a_tampered_mart(built):
     wh, _, _ = built
-    day = "2026-09-16"
+    # the latest day on which both tenants sold (a fixed date depends on what the generator happened to draw)
+    per_day = wh.read_table("control_totals").group_by("day").agg(pl.col("tenant_id").n_unique().alias("k"))
+    day = str(per_day.filter(pl.col("k") >= 2).sort("day")["day"][-1])
     control = wh.read_partitions("control_totals", "day", day, day)
     df = wh.read_partitions("venue_analytics", "day", day, day)
     assert reconcile.check_daily("venue_analytics", control, df).passed
@@ -258,7 +260,9 @@ def test_reconciliation_catches_a_sale_booked_to_another_tenant(built):
     """The day's totals are right, but one order is attributed to another tenant: per (day, tenant) the
     control totals differ for both tenants (a per-day comparison would have passed)."""
     wh, _, _ = built
-    day = "2026-09-16"
+    # the latest day on which both tenants sold (a fixed date depends on what the generator happened to draw)
+    per_day = wh.read_table("control_totals").group_by("day").agg(pl.col("tenant_id").n_unique().alias("k"))
+    day = str(per_day.filter(pl.col("k") >= 2).sort("day")["day"][-1])
     control = wh.read_partitions("control_totals", "day", day, day)
     assert control["tenant_id"].n_unique() >= 2
     for mart in ("fct_orders", "venue_analytics", "revenue_by_channel", "event_analytics"):

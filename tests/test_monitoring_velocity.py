@@ -166,19 +166,23 @@ def test_event_windows_capacity_reasons_and_cancellation_time():
 
 
 # -- the planted truth -----------------------------------------------------------------------------------
-def test_planted_bursts_sell_out_when_the_truth_says_and_stalls_stall():
-    truth = planted_truth("tiny", 7)["monitoring"]["sales"]
-    assert truth == planted_truth("tiny", 7)["monitoring"]["sales"]  # deterministic
-    assert truth["bursts"] and truth["stalls"]
-    assert any(b["kind"] == "live_burst" for b in truth["bursts"])
-    tables = generate_tables("tiny", 7)
-    tickets = tables["tickets"].select("event_id", "created_at")
+@pytest.mark.parametrize(("scale", "seed"), [("tiny", 7), ("small", 42)])
+def test_planted_bursts_sell_out_when_the_truth_says_and_stalls_stall(scale, seed):
+    truth = planted_truth(scale, seed)["monitoring"]["sales"]
+    assert truth == planted_truth(scale, seed)["monitoring"]["sales"]  # deterministic
+    assert len(truth["bursts"]) >= 3 and truth["stalls"]
+    if scale == "small":
+        assert any(b["kind"] == "live_burst" for b in truth["bursts"]) and len(truth["bursts"]) >= 30
+    tickets = generate_tables(scale, seed)["tickets"].select("event_id", "created_at")
     for b in truth["bursts"]:
         mine = tickets.filter(pl.col("event_id") == b["event_id"])
         assert mine.height == b["tickets_sold"]
         if b["sold_out"]:
             assert mine.height == b["capacity"]
             assert mine["created_at"].max().isoformat() == b["sellout_at"]
+            start = datetime.fromisoformat(b["burst_start"])
+            took = (datetime.fromisoformat(b["sellout_at"]) - start).total_seconds() / 3600
+            assert took <= 4 * b["sellout_scale_hours"] + 0.5  # sells out after about S
     for s in truth["stalls"]:
         mine = tickets.filter(pl.col("event_id") == s["event_id"])
         stall_at = datetime.fromisoformat(s["stall_at"])

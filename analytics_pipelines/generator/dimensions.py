@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from analytics_pipelines.generator.planted_pricing import EXOGENOUS_SHARE, priced_sold_fraction
 from analytics_pipelines.generator.primitives import (
     _choice,
     _curve_cdf,
@@ -167,8 +168,9 @@ def _make_types(rs: _Streams, clock: _Clock, events: _Events) -> _Types:
     demand *= 1 - np.where(
         tier == _EARLY_BIRD, _curve_cdf(_EARLY_BIRD_CURVE, before_launch), _curve_cdf(_CURVE, before_launch)
     )
-    # price chains: a few changes inside the sales window so far; high demand goes up, slow tiers get discounts
-    n_changes = _choice(rng, np.array([0.65, 0.2, 0.1, 0.05]), n)
+    # price chains: a few changes inside the sales window so far, at times independent of demand; reactive
+    # changes (high demand goes up, slow tiers get discounts) and exogenous ones (random direction and size)
+    n_changes = _choice(rng, np.array([0.3, 0.3, 0.25, 0.15]), n)
     window_end = np.minimum(sale_end, clock.now - HOUR)
     n_changes[window_end - sale_start < 2 * DAY] = 0
     change_type = np.repeat(np.arange(n), n_changes)
@@ -182,6 +184,10 @@ def _make_types(rs: _Streams, clock: _Clock, events: _Events) -> _Types:
         rng.choice([1.1, 1.15, 1.2, 1.25], change_type.size),
         rng.choice([0.85, 0.9, 1.1], change_type.size),
     )
+    exo_rng = rs("pricing.exogenous_changes")
+    exogenous = exo_rng.random(change_type.size) < EXOGENOUS_SHARE
+    exo_factor = exo_rng.choice([0.7, 0.8, 0.9, 1.15, 1.3, 1.45], change_type.size)
+    factor = np.where(exogenous, exo_factor, factor)
     p0 = np.maximum(np.round(events.price[event] * np.array(_TIER_PRICE)[tier] / 50) * 50, 500).astype(
         np.int64
     )
@@ -212,7 +218,9 @@ def _make_types(rs: _Streams, clock: _Clock, events: _Events) -> _Types:
         change_time=change_time,
         change_type=change_type,
         change_ids=_Ids(_new_ids(rng, change_type.size)),
-        change_reason=np.where(up, 0, rng.choice([1, 2, 3], change_type.size)),
+        change_reason=np.where(
+            exogenous, np.where(factor > 1, 3, 1), np.where(up, 0, rng.choice([1, 2, 3], change_type.size))
+        ),
         change_by=rng.integers(0, 8, change_type.size),
         sold=np.zeros(n, np.int64),
     )
@@ -222,9 +230,7 @@ def _calibrate_capacity(scale: Scale, clock: _Clock, venues: _Venues, events: _E
     """Scale venue capacities so that the tickets sold by `now` hit the scale's target."""
     window = np.maximum(types.sale_end - types.sale_start, 1)
     elapsed = np.clip((clock.now - types.sale_start) / window, 0, 1)
-    sold_fraction = np.where(
-        types.tier == _EARLY_BIRD, _curve_cdf(_EARLY_BIRD_CURVE, elapsed), _curve_cdf(_CURVE, elapsed)
-    )
+    sold_fraction = priced_sold_fraction(types, elapsed)
     per_unit = types.share * np.minimum(1.0, types.demand * sold_fraction)
     unit_event = np.bincount(types.event, weights=per_unit, minlength=len(events.ids))
     expected = (venues.capacity_raw[events.venue] * events.capacity_frac * unit_event).sum()

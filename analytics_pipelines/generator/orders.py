@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from analytics_pipelines.generator.planted_pricing import price_acceptance
 from analytics_pipelines.generator.primitives import (
     _choice,
     _curve_draw,
@@ -85,10 +86,14 @@ def _make_baskets(
 ) -> tuple[np.ndarray, ...]:
     """Baskets (future order items) of every class: (type, quantity, time, class)."""
     rng = rs("demand")
-    demand_tickets = np.round(types.quantity * types.demand).astype(np.int64)
+    boost = 1.0 if types.boost is None else types.boost  # compensates the price response's thinning
+    demand_tickets = np.round(types.quantity * types.demand * boost).astype(np.int64)
     btype, bqty = _split_baskets(rng, demand_tickets)
     type_offset = np.array(_CITY_OFFSET)[venues.city[events.venue[types.event]]] * HOUR
     bt = _purchase_times(rng, types, type_offset, btype)
+    # demand responds to price: keep a basket with probability (p(t) / p_min)^elasticity (planted_pricing)
+    bought = rs("demand.price_response").random(btype.size) < price_acceptance(types, btype, bt)
+    btype, bqty, bt = btype[bought], bqty[bought], bt[bought]
     ev = types.event[btype]
     alive = ~(events.cancelled[ev] & (bt >= events.cancel_time[ev]))
     btype, bqty, bt = btype[alive], bqty[alive], bt[alive]
@@ -153,6 +158,8 @@ def _make_orders(
         & (rng.random(n) < 0.35)
         & (bt[prev] >= types.sale_start[btype])
         & (bt[prev] <= types.sale_end[btype] - MINUTE)
+        # the moved basket keeps the price it was bought at (the price response stays where it was planted)
+        & (types.price_at(btype, bt[prev]) == types.price_at(btype, bt))
     )
     order_of = np.cumsum(~merge) - 1
     heads = np.flatnonzero(~merge)

@@ -10,7 +10,10 @@ Two hooks in synth._build, nothing else of the generator changes:
   every event that sold out (planted or not) the sell-out time = the confirmation time (tickets.created_at)
   of the order that sold the last seat.
 
-Deterministic (stream "planted_sales"), works at every scale (nothing planted when no event qualifies).
+Bursts only where no price change falls in the burst window, stalls and live bursts only in events without
+price changes (issue 16's elasticity is identified from sales around price changes; a burst or a stall
+there would bias it). Deterministic (stream "planted_sales"),
+works at every scale (nothing planted when no event qualifies).
 """
 
 from __future__ import annotations
@@ -43,42 +46,65 @@ def _empty() -> SalesPlan:
     return SalesPlan(z, z, zf, zf, np.zeros(0, bool), z, z)
 
 
-def plan_sales(rs: _Streams, clock: _Clock, events: _Events) -> SalesPlan:
+def plan_sales(rs: _Streams, clock: _Clock, events: _Events, types: _Types) -> SalesPlan:
     rng = rs("planted_sales")
     n = events.starts.size
-    ok = ~events.cancelled & (events.starts - events.sale_start > 3 * DAY)
-    past = np.flatnonzero(ok & (events.sale_start < clock.now - 2 * DAY) & (events.sale_start > clock.launch))
-    if past.size < 3:  # tiny histories: sales opened at the launch (clipped) are better than none
-        past = np.flatnonzero(ok & (events.sale_start < clock.now - 2 * DAY))
-    live_ok = np.flatnonzero(
-        ok & (events.sale_start < clock.now - 8 * HOUR) & (events.starts > clock.now + DAY)
-    )
-    if n == 0 or past.size + live_ok.size == 0:
+    if n == 0:
         return _empty()
+    # every event's candidate burst: start (its sale start; live: a few hours before now), S and p
+    live_start = np.maximum(clock.now - rng.integers(2 * HOUR, 7 * HOUR, n), events.sale_start)
+    scale_all = np.clip(np.exp(rng.normal(np.log(4 * HOUR), 0.9, n)), 20 * MINUTE, 4 * DAY)
+    shape_all = rng.uniform(1.3, 2.6, n)
+    # issue 16's price response is identified from the sales around price changes on the base sales curve:
+    # a burst or a stall there would bias the planted elasticity. So a burst only where no price change
+    # falls before it is over (3 S after its start) and every ticket type is on sale until then (a type
+    # the burst cannot sell out would keep later segments without sales); stalls only in events without
+    # price changes.
+    first_change = np.full(n, np.iinfo(np.int64).max)
+    if types.change_time.size:
+        np.minimum.at(first_change, types.event[types.change_type], types.change_time)
+    type_end = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(type_end, types.event, types.sale_end)
+    ok = ~events.cancelled & (events.starts - events.sale_start > 3 * DAY)
+
+    def covered(start: np.ndarray) -> np.ndarray:
+        done = start + 3 * scale_all.astype(np.int64)
+        return (first_change > done) & (type_end > done) & (events.starts > done)
+
+    past_ok = ok & covered(events.sale_start) & (events.sale_start < clock.now - 2 * DAY)
+    past = np.flatnonzero(past_ok & (events.sale_start > clock.launch))
+    if past.size < 3:  # tiny histories: sales opened at the launch (clipped) are better than none
+        past = np.flatnonzero(past_ok)
+    live_ok = np.flatnonzero(
+        ok
+        & covered(live_start)
+        & (first_change > clock.now)
+        & (events.sale_start < clock.now - 2 * HOUR)
+        & (events.starts > clock.now + DAY)
+    )
     n_live = min(live_ok.size, max(1, round(LIVE_SHARE * n)))
     live = rng.choice(live_ok, n_live, replace=False) if n_live else np.zeros(0, np.int64)
-    rest = np.setdiff1d(past, live)
-    n_burst = min(rest.size, max(2, round(BURST_SHARE * n)))
-    burst_past = rng.choice(rest, n_burst, replace=False) if n_burst else np.zeros(0, np.int64)
-    rest = np.setdiff1d(rest, burst_past)
+    quiet = np.flatnonzero(ok & (first_change > clock.now) & (events.sale_start < clock.now - 2 * DAY))
+    rest = np.setdiff1d(quiet, live)
     n_stall = min(rest.size, max(1, round(STALL_SHARE * n)))
     stall = np.sort(rng.choice(rest, n_stall, replace=False)) if n_stall else np.zeros(0, np.int64)
+    rest = np.setdiff1d(past, np.concatenate([live, stall]))
+    n_burst = min(rest.size, max(2, round(BURST_SHARE * n)))
+    # the fewest price changes first (random among equals): the least price-response data is set aside
+    changes = np.bincount(types.event, weights=types.n_changes, minlength=n)
+    rest = rest[rng.permutation(rest.size)]
+    burst_past = np.sort(rest[np.argsort(changes[rest], kind="stable")[:n_burst]])
     burst = np.concatenate([burst_past, live])
     is_live = np.r_[np.zeros(burst_past.size, bool), np.ones(live.size, bool)]
-    start = np.where(
-        is_live, clock.now - rng.integers(2 * HOUR, 7 * HOUR, burst.size), events.sale_start[burst]
-    )
-    scale = np.exp(rng.normal(np.log(4 * HOUR), 0.9, burst.size))
-    scale = np.clip(scale, 20 * MINUTE, 4 * DAY)
-    shape = rng.uniform(1.3, 2.6, burst.size)
+    start = np.where(is_live, live_start[burst], events.sale_start[burst])
     window = np.minimum(events.starts[stall], clock.now) - events.sale_start[stall]
     stall_at = events.sale_start[stall] + (rng.uniform(0.15, 0.4, stall.size) * window).astype(np.int64)
     order = np.argsort(burst, kind="stable")
     return SalesPlan(
         burst[order],
         start[order].astype(np.int64),
-        scale[order],
-        shape[order],
+        scale_all[burst][order],
+        shape_all[burst][order],
         is_live[order],
         stall,
         stall_at.astype(np.int64),
@@ -89,7 +115,7 @@ def plant_sales(
     rs: _Streams, clock: _Clock, events: _Events, types: _Types, baskets: tuple[np.ndarray, ...]
 ) -> tuple[tuple[np.ndarray, ...], SalesPlan]:
     """The baskets with the planted bursts and stalls, and the plan (for the truth)."""
-    plan = plan_sales(rs, clock, events)
+    plan = plan_sales(rs, clock, events, types)
     btype, bqty, bt, bcls = baskets
     if plan.burst.size + plan.stall.size == 0:
         return baskets, plan

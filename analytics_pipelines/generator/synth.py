@@ -12,10 +12,13 @@ How the world is built (the only Python loops run over tenants, at most a handfu
    growth trend, a category that depends on the venue type, and an event_schedules row each.
 2. Ticket types: 2-4 tiers per event (General Admission always; VIP, Early Bird, Reserved Seating, Balcony,
    Student), quantities splitting the event's capacity, prices in cents and a chain of price changes
-   (ticket_price_history; increases for high-demand tiers, discounts for slow ones).
+   (ticket_price_history; reactive ones: increases for high-demand tiers, discounts for slow ones; exogenous
+   ones of random direction and size; all at times independent of demand). Each category has a true price
+   elasticity (planted_pricing; truth["pricing"]) and events a demand seasonality.
 3. Demand: for every ticket type a full-window demand in tickets, split into baskets (order items) of 1-6
    tickets, each timed on a sales curve (an early rush when sales open, a steady middle, a last-minute
-   spike; weekday and hour-of-day purchase patterns), cut at the type's quantity in time order (a sell-out
+   spike; weekday and hour-of-day purchase patterns), thinned by the price response (p(t) / p_min)^elasticity
+   with the volume compensated, cut at the type's quantity in time order (a sell-out
    stops sales early) and cut at `now` (a future event has only sold what it sold so far). Venue capacities
    are calibrated so that the sold tickets hit the scale's target.
 4. Orders: ~6% extra failed checkouts (CANCELLED/EXPIRED, no tickets), a few PENDING carts in the last
@@ -25,8 +28,9 @@ How the world is built (the only Python loops run over tenants, at most a handfu
    dropout after each repeat purchase), calibrated to exactly the tenant's number of orders, then
    rank-matched in time to the orders: each user's purchase count and ordering follow the process.
 6. Refunds (~1.8% of paid orders plus every paid order of a cancelled event), tickets (one per unit of a
-   paid order's items), check-in scans (per-event no-show rate 4-11%), resale (listings, completed and
-   failed marketplace transfers, platform fees).
+   paid order's items), resale (listings, completed and failed marketplace transfers, platform fees), then
+   check-in scans: a planted logistic no-show model per ticket (lead time, price paid relative to the event's
+   tickets, the holder's latent reliability, category, resale; truth["no_show"]; ~9% overall).
 
 Conventions downstream code can rely on:
 - `now` is midnight UTC at the start of `as_of`: everything that happened is strictly before it (deadlines
@@ -76,6 +80,7 @@ from analytics_pipelines.generator.frames import (
     _venue_frames,
 )
 from analytics_pipelines.generator.orders import _make_baskets, _make_orders, _make_users, _refund
+from analytics_pipelines.generator.planted_pricing import plant_pricing
 from analytics_pipelines.generator.planted_sales import plant_sales, sales_truth
 from analytics_pipelines.generator.primitives import _Ids, _new_ids, _Streams
 from analytics_pipelines.generator.reference import (
@@ -94,7 +99,7 @@ from analytics_pipelines.generator.sales_frames import (
     _refund_frames,
     _transfer_frames,
 )
-from analytics_pipelines.generator.tickets import _finish, _make_resale, _make_tickets
+from analytics_pipelines.generator.tickets import _check_in, _finish, _make_resale, _make_tickets
 from analytics_pipelines.generator.world import _Clock, _World
 from analytics_pipelines.source import contract
 
@@ -129,6 +134,7 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
     venues = _make_venues(rs, scale, clock)
     events = _make_events(rs, scale, clock, venues)
     types = _make_types(rs, clock, events)
+    truth = {"pricing": plant_pricing(rs, clock, events, types)}
     _calibrate_capacity(scale, clock, venues, events, types)
     _cancel_and_postpone(rs, clock, events)
     baskets, sales_plan = plant_sales(
@@ -139,6 +145,7 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
     users = _make_users(rs, scale, clock, venues, orders)
     tickets = _make_tickets(rs, clock, events, types, orders, items)
     resale = _make_resale(rs, clock, venues, events, types, users, orders, tickets, tenant_fee)
+    truth["no_show"] = _check_in(rs, clock, events, types, len(users.ids), tickets)
     _finish(rs, clock, venues, events, types, tickets)
     world = _World(
         clock=clock,
@@ -154,6 +161,7 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
         refunds=refunds,
         tickets=tickets,
         resale=resale,
+        truth=truth,
     )
     world.truth.setdefault("monitoring", {})["sales"] = sales_truth(sales_plan, world)
     return world

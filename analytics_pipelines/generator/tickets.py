@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from analytics_pipelines.generator.planted_pricing import category_names
 from analytics_pipelines.generator.primitives import _choice, _Ids, _new_ids, _Streams
 from analytics_pipelines.generator.reference import (
     _EV,
@@ -35,7 +36,7 @@ from analytics_pipelines.generator.world import (
 def _make_tickets(
     rs: _Streams, clock: _Clock, events: _Events, types: _Types, orders: _Orders, items: _Items
 ) -> _Tickets:
-    """One ticket per unit of a paid order's items, and its check-in scan (if the holder showed up)."""
+    """One ticket per unit of a paid order's items (scans and "used" statuses: _check_in, after resale)."""
     rng = rs("tickets")
     paid = np.flatnonzero(orders.cls[items.order] == _SOLD)
     item = np.repeat(paid, items.quantity[paid])
@@ -47,26 +48,8 @@ def _make_tickets(
     section = np.array([_SECTIONS.index(s) if s else -1 for s in _TIER_SECTION])[types.tier[ttype]]
     lettered = section < 0
     section[lettered] = rng.integers(3, len(_SECTIONS), int(lettered.sum()))
-    doors, starts = events.doors[event], events.starts[event]
-    scan_time = doors + (rng.beta(2.0, 3.0, n) * (starts + 45 * MINUTE - doors)).astype(np.int64)
-    scanned = (
-        ~events.cancelled[event]
-        & ~refunded
-        & (rng.random(n) >= events.noshow[event])
-        & (scan_time < clock.now)
-    )
-    result = np.where(
-        scanned, _choice(rng, np.array([0.975, 0.015, 0.01]), n), -1
-    )  # valid, invalid, duplicate
-    valid = result == 0
-    status = np.where(refunded, _TKT["refunded"], np.where(valid, _TKT["used"], _TKT["active"]))
-    status_changed = np.where(refunded, orders.refunded_at[order], np.where(valid, scan_time, purchased))
-    gate = np.where(
-        types.tier[ttype] == 1, 4, np.array([0, 1, 2, 3, 5])[_choice(rng, np.array([4, 2, 2, 1, 1.0]), n)]
-    )
-    device = gate * _SCANNERS_PER_GATE + rng.integers(0, _SCANNERS_PER_GATE, n)
-    scan_rows = np.flatnonzero(scanned)
-    scan_rows = scan_rows[np.argsort(scan_time[scan_rows], kind="stable")]
+    status = np.where(refunded, _TKT["refunded"], _TKT["active"])
+    status_changed = np.where(refunded, orders.refunded_at[order], purchased)
     return _Tickets(
         ids=_Ids(_new_ids(rng, n)),
         order=order,
@@ -77,14 +60,84 @@ def _make_tickets(
         price=items.unit[item],
         section=section.astype(np.int8),
         status=status.astype(np.int8),
-        checked_in=np.where(valid, scan_time, -1),
+        checked_in=np.full(n, -1, np.int64),
         status_changed=status_changed,
-        scan_ids=_Ids(_new_ids(rng, scan_rows.size)),
-        scan_ticket=scan_rows,
-        scan_time=scan_time[scan_rows],
-        scan_result=result[scan_rows].astype(np.int8),
-        scan_device=device[scan_rows].astype(np.int8),
+        scan_ids=_Ids(_new_ids(rng, 0)),  # scans: _check_in, once resale has settled who holds the ticket
+        scan_ticket=np.zeros(0, np.int64),
+        scan_time=np.zeros(0, np.int64),
+        scan_result=np.zeros(0, np.int8),
+        scan_device=np.zeros(0, np.int8),
     )
+
+
+#: the planted no-show model (truth["no_show"]): logit P(no-show) = intercept + category offset + coefficients
+#: x features; reliability is a latent per-user N(0, 1) trait that shows in the holder's earlier tickets
+_NS_INTERCEPT = -5.4
+_NS_COEF = {
+    "log1p_lead_days": 0.7,  # purchase to event start, days
+    "log_price_ratio": -1.5,  # log(price paid / mean price of the event's tickets)
+    "holder_reliability": -1.4,  # latent; observable through the holder's past attendance
+    "transferred": 0.7,  # resold on the marketplace: the buyer attends
+}
+_NS_CATEGORY = (0.0, -0.5, -0.7, 0.2, 0.5, 0.8, 0.45, -0.3, -0.45, 0.9)  # _CAT_SLUG order
+
+
+def _check_in(rs: _Streams, clock: _Clock, events: _Events, types: _Types, n_users: int, t: _Tickets) -> dict:
+    """Decide who shows up (the planted logistic no-show model), write scans and 'used' statuses; the truth."""
+    rng = rs("check_in")
+    n = len(t.ids)
+    event = t.event
+    reliability = rs("no_show.reliability").standard_normal(n_users)
+    lead_days = np.maximum(events.starts[event] - t.purchased, 0) / DAY
+    mean_price = np.bincount(event, weights=t.price, minlength=len(events.ids)) / np.maximum(
+        np.bincount(event, minlength=len(events.ids)), 1
+    )
+    transferred = t.status == _TKT["transferred"]
+    logit = (
+        _NS_INTERCEPT
+        + np.array(_NS_CATEGORY)[events.category[event]]
+        + _NS_COEF["log1p_lead_days"] * np.log1p(lead_days)
+        + _NS_COEF["log_price_ratio"] * np.log(np.maximum(t.price, 1) / np.maximum(mean_price[event], 1))
+        + _NS_COEF["holder_reliability"] * reliability[t.holder]
+        + _NS_COEF["transferred"] * transferred
+    )
+    p_no_show = 1 / (1 + np.exp(-logit))
+    doors, starts = events.doors[event], events.starts[event]
+    scan_time = doors + (rng.beta(2.0, 3.0, n) * (starts + 45 * MINUTE - doors)).astype(np.int64)
+    refunded = t.status == _TKT["refunded"]
+    scanned = ~events.cancelled[event] & ~refunded & (rng.random(n) >= p_no_show) & (scan_time < clock.now)
+    result = np.where(scanned, _choice(rng, np.array([0.975, 0.015, 0.01]), n), -1)  # valid, invalid, dup
+    valid = result == 0
+    used = valid & (t.status == _TKT["active"])  # a transferred ticket stays 'transferred' when scanned
+    t.status[used] = _TKT["used"]
+    t.status_changed[used] = scan_time[used]
+    t.checked_in = np.where(valid, scan_time, -1)
+    gate = np.where(
+        types.tier[t.type] == 1, 4, np.array([0, 1, 2, 3, 5])[_choice(rng, np.array([4, 2, 2, 1, 1.0]), n)]
+    )
+    device = gate * _SCANNERS_PER_GATE + rng.integers(0, _SCANNERS_PER_GATE, n)
+    rows = np.flatnonzero(scanned)
+    rows = rows[np.argsort(scan_time[rows], kind="stable")]
+    t.scan_ids = _Ids(_new_ids(rng, rows.size))
+    t.scan_ticket, t.scan_time = rows, scan_time[rows]
+    t.scan_result, t.scan_device = result[rows].astype(np.int8), device[rows].astype(np.int8)
+    attended = ~events.cancelled[event] & ~refunded & (events.ends[event] < clock.now)
+    return {
+        "model": "logistic: logit P(no-show) = intercept + category_offset[category] + sum(coef * feature)",
+        "intercept": _NS_INTERCEPT,
+        "coefficients": dict(_NS_COEF),
+        "category_offsets": dict(zip(category_names(), _NS_CATEGORY, strict=True)),
+        "features": {
+            "log1p_lead_days": "log(1 + days from purchase (tickets.purchased_at) to event start)",
+            "log_price_ratio": "log(ticket price / mean price of all tickets of the event)",
+            "holder_reliability": "latent per-user N(0, 1) trait of the ticket's holder at the event; shows in "
+            "the holder's past attendance (their tickets of earlier events)",
+            "transferred": "1 if the ticket was resold on the marketplace (status 'transferred')",
+        },
+        "no_show": "a paid, non-refunded ticket of a non-cancelled event without any scan",
+        "mean_probability_ended_events": float(p_no_show[attended].mean()) if attended.any() else None,
+        "realised_rate_ended_events": float(1 - scanned[attended].mean()) if attended.any() else None,
+    }
 
 
 def _pick_buyer(

@@ -82,6 +82,10 @@ class _Types:
     change_reason: np.ndarray
     change_by: np.ndarray
     sold: np.ndarray  # non-refunded tickets
+    # the price response (generator.planted_pricing): per type elasticity, lowest price, volume compensation
+    elasticity: np.ndarray | None = None
+    p_min: np.ndarray | None = None
+    boost: np.ndarray | None = None
 
     @property
     def price(self) -> np.ndarray:
