@@ -39,6 +39,14 @@ def curves(sales: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
     """The library: one row per event that sold out (capacity known, not cancelled before selling out):
     event keys, t0, sellout_at, minutes to sell out, features and `grid` (minutes to reach 1..100 %)."""
     ev = events.filter(pl.col("capacity").is_not_null())
+    # only events that sold as many tickets as their capacity are sorted and ranked (a count first)
+    full = (
+        sales.group_by("event_id")
+        .agg(pl.len().alias("n_all"))
+        .join(ev.select("event_id", "capacity"), on="event_id")
+        .filter(pl.col("n_all") >= pl.col("capacity"))
+    )
+    ev = ev.join(full.select("event_id"), on="event_id")
     s = (
         sales.filter(pl.col("created_at").is_not_null())
         .join(ev.select("event_id", "capacity", "sale_start", "cancelled_at"), on="event_id")

@@ -54,18 +54,23 @@ FORECAST_SCHEMA = {
 }
 
 
-def _rank_at(sales: pl.DataFrame, points: pl.DataFrame, offset_minutes: float) -> pl.Series:
-    """Per point (event_id, at): tickets sold at or before at - offset (0 when none)."""
-    ranked = (
+def _ranked(sales: pl.DataFrame) -> pl.DataFrame:
+    """Each sale with the event's running count, sorted by time (for as-of joins)."""
+    return (
         sales.sort("event_id", "created_at")
         .with_columns(pl.int_range(1, pl.len() + 1).over("event_id").alias("sold"))
         .sort("created_at")
+        .select("event_id", "created_at", "sold")
     )
+
+
+def _rank_at(ranked: pl.DataFrame, points: pl.DataFrame, offset_minutes: float) -> pl.Series:
+    """Per point (event_id, at): tickets sold at or before at - offset (0 when none)."""
     q = points.with_row_index("_i").with_columns(
         (pl.col("at") - pl.duration(seconds=int(offset_minutes * 60))).alias("_at")
     )
     joined = q.sort("_at").join_asof(
-        ranked.select("event_id", "created_at", "sold"),
+        ranked,
         left_on="_at",
         right_on="created_at",
         by="event_id",
@@ -77,10 +82,11 @@ def _rank_at(sales: pl.DataFrame, points: pl.DataFrame, offset_minutes: float) -
 def linear_eta(sales: pl.DataFrame, points: pl.DataFrame) -> pl.Series:
     """The seed's rule at each point (event_id, at, capacity): remaining / velocity (1, else 10, else 60
     minutes); NULL when nothing sold in the last hour or the capacity is unknown."""
-    now = _rank_at(sales, points, 0.0)
+    ranked = _ranked(sales)
+    now = _rank_at(ranked, points, 0.0)
     vel = None
     for minutes in (1, 10, 60):
-        v = (now - _rank_at(sales, points, minutes)) / minutes
+        v = (now - _rank_at(ranked, points, minutes)) / minutes
         vel = v if vel is None else pl.Series(np.where(vel.to_numpy() > 0, vel.to_numpy(), v.to_numpy()))
     remaining = (points["capacity"] - now).clip(0).cast(pl.Float64)
     out = np.where(vel.to_numpy() > 0, remaining.to_numpy() / np.maximum(vel.to_numpy(), 1e-9), np.nan)
@@ -126,7 +132,8 @@ def backtest(library: pl.DataFrame, sales: pl.DataFrame) -> pl.DataFrame:
         .alias("early_velocity")
     )
     pred = C.predict(library, q)
-    lin = linear_eta(sales, q.select("event_id", pl.col("as_of").alias("at"), "capacity"))
+    mine = sales.join(library.select("event_id"), on="event_id")  # the sold-out events' sales only
+    lin = linear_eta(mine, q.select("event_id", pl.col("as_of").alias("at"), "capacity"))
     return q.hstack(pred.drop("event_id")).with_columns(lin.alias("eta_linear"))
 
 
@@ -302,7 +309,10 @@ def forecast(
             "days_to_event",
         ),
     )
-    lin = linear_eta(s, ev.select("event_id", pl.col("as_of").alias("at"), pl.col("capacity").fill_null(0)))
+    lin = linear_eta(
+        s.join(ev.select("event_id"), on="event_id"),
+        ev.select("event_id", pl.col("as_of").alias("at"), pl.col("capacity").fill_null(0)),
+    )
     ev = ev.with_columns(
         pl.when(pl.col("reason").is_null() & pl.col("capacity").is_not_null())
         .then(lin)
