@@ -28,6 +28,10 @@ from analytics_pipelines.generator.world import _Clock, _Events, _Types
 
 #: share of the eligible events that get a burst / a stall; live bursts (started in the last hours)
 BURST_SHARE, STALL_SHARE, LIVE_SHARE = 0.15, 0.05, 0.03
+#: past bursts and stalls only this long before now, live bursts only with at least LIVE_HISTORY of history:
+#: a burst moves an event's revenue into one day, a spike the revenue projections' rolling backtest over the
+#: recent weeks (marts) must not have to absorb; with a short history (tiny) nothing is planted
+RECENT, LIVE_HISTORY = 120 * DAY, 180 * DAY
 
 
 @dataclass
@@ -71,12 +75,11 @@ def plan_sales(rs: _Streams, clock: _Clock, events: _Events, types: _Types) -> S
         done = start + 3 * scale_all.astype(np.int64)
         return (first_change > done) & (type_end > done) & (events.starts > done)
 
-    past_ok = ok & covered(events.sale_start) & (events.sale_start < clock.now - 2 * DAY)
-    past = np.flatnonzero(past_ok & (events.sale_start > clock.launch))
-    if past.size < 3:  # tiny histories: sales opened at the launch (clipped) are better than none
-        past = np.flatnonzero(past_ok)
+    past_ok = ok & covered(events.sale_start) & (events.sale_start < clock.now - RECENT)
+    past = np.flatnonzero(past_ok)
     live_ok = np.flatnonzero(
         ok
+        & (clock.now - clock.launch >= LIVE_HISTORY)
         & covered(live_start)
         & (first_change > clock.now)
         & (events.sale_start < clock.now - 2 * HOUR)
@@ -84,7 +87,7 @@ def plan_sales(rs: _Streams, clock: _Clock, events: _Events, types: _Types) -> S
     )
     n_live = min(live_ok.size, max(1, round(LIVE_SHARE * n)))
     live = rng.choice(live_ok, n_live, replace=False) if n_live else np.zeros(0, np.int64)
-    quiet = np.flatnonzero(ok & (first_change > clock.now) & (events.sale_start < clock.now - 2 * DAY))
+    quiet = np.flatnonzero(ok & (first_change > clock.now) & (events.sale_start < clock.now - 2 * RECENT))
     rest = np.setdiff1d(quiet, live)
     n_stall = min(rest.size, max(1, round(STALL_SHARE * n)))
     stall = np.sort(rng.choice(rest, n_stall, replace=False)) if n_stall else np.zeros(0, np.int64)
@@ -99,6 +102,7 @@ def plan_sales(rs: _Streams, clock: _Clock, events: _Events, types: _Types) -> S
     start = np.where(is_live, live_start[burst], events.sale_start[burst])
     window = np.minimum(events.starts[stall], clock.now) - events.sale_start[stall]
     stall_at = events.sale_start[stall] + (rng.uniform(0.15, 0.4, stall.size) * window).astype(np.int64)
+    stall_at = np.minimum(stall_at, clock.now - RECENT)
     order = np.argsort(burst, kind="stable")
     return SalesPlan(
         burst[order],
