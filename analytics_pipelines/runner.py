@@ -22,6 +22,14 @@ def run_job(
         from analytics_pipelines.definitions import defs
 
     job = defs.resolve_job_def(job_name)
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if job.partitions_def is None:  # an unpartitioned job (predictions_job): one run, no range
+        return job.execute_in_process(
+            instance=instance or dg.DagsterInstance.get(),
+            tags=tags or {},
+            run_config=run_config,
+            raise_on_error=False,
+        )
     keys = job.partitions_def.get_partition_keys()
     first, last = first or keys[0], last or keys[-1]
     if first not in keys or last not in keys:
@@ -71,6 +79,7 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
             # sales velocity of the last week of sales and the sell-out forecast as of now (before
             # customers_job: model_performance collects its backtest)
             ("monitoring_job", (through - timedelta(days=6)).isoformat(), through.isoformat()),
+            ("predictions_job", None, None),  # before customers_job: model_performance collects its rows
             ("customers_job", customers, customers),
             ("daily_venue_reports_job", through.isoformat(), through.isoformat()),
         ]
@@ -78,11 +87,25 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
         runs.append(("weekly_executive_reports_job", week, week))
     out = []
     for job, first, last in runs:
-        log(f"{job}: {first}..{last}")
+        log(f"{job}: {first}..{last}" if first else job)
         out.append((job, run_job(job, first=first, last=last)))
         if not out[-1][1].success:
             break
     return out
+
+
+def never_materialized(instance: dg.DagsterInstance, defs: dg.Definitions | None = None) -> list[str]:
+    """The assets of the definitions this instance has never materialized (any partition counts): after
+    `make run` there must be none, so that `make dev` shows every asset materialized."""
+    if defs is None:
+        from analytics_pipelines.definitions import defs
+    keys = sorted(defs.resolve_asset_graph().materializable_asset_keys)
+    done = {
+        r.asset_entry.asset_key
+        for r in instance.get_asset_records(keys)
+        if r.asset_entry.last_materialization_record is not None
+    }
+    return [k.to_user_string() for k in keys if k not in done]
 
 
 def summary(
@@ -133,6 +156,11 @@ def summary(
         if failed:
             console.print(f"[red]failed steps: {failed}[/red]")
     console.print(f"all runs: {seconds:.1f} s")
+    missing = never_materialized(dg.DagsterInstance.get())
+    if missing:
+        console.print(f"[red]never materialized on this instance: {', '.join(missing)}[/red]")
+    else:
+        console.print("every asset of the definitions is materialized on this instance")
     reports = data_dir() / "reports"
     by_format: dict[str, list] = {}
     for f in sorted(reports.rglob("*.*")) if reports.exists() else []:

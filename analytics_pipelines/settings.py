@@ -106,6 +106,11 @@ class Settings:
     secrets: Mapping[str, str] = field(default_factory=dict)
     #: the API process's variables (TT_API_*, TT_EXPORT_DIR), read by analytics_pipelines.api.settings
     api: Mapping[str, str] = field(default_factory=dict)
+    #: the no-show model's gate (docs/no-show.md): minimum out-of-time AUC, and the held-out tickets and
+    #: no-shows below which the gate cannot judge (predictions then published as 'insufficient_holdout')
+    no_show_min_auc: float = 0.70
+    no_show_min_holdout_tickets: int = 500
+    no_show_min_holdout_no_shows: int = 25
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -140,6 +145,9 @@ class Settings:
             report_link_base=env.get("TT_REPORT_LINK_BASE") or None,
             secrets={k: v for k, v in env.items() if k.endswith("_PSEUDONYM_KEY") or k == "TT_ENV"},
             api={k: v for k, v in env.items() if k.startswith("TT_API_") or k == "TT_EXPORT_DIR"},
+            no_show_min_auc=_float(env, "TT_NO_SHOW_MIN_AUC", 0.70),
+            no_show_min_holdout_tickets=_int(env, "TT_NO_SHOW_MIN_HOLDOUT_TICKETS", 500),
+            no_show_min_holdout_no_shows=_int(env, "TT_NO_SHOW_MIN_HOLDOUT_NO_SHOWS", 25),
         )
 
     @property

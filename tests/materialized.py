@@ -1,7 +1,8 @@
 """The shared fixture dataset: `tiny` generated data materialized through the real Dagster jobs (main_job
-over a day range, kpi_job over a few hours, customers_job over a few weeks of days, monitoring_job over the
-last three days, before customers_job so that model_performance holds its family), once per test session and
-backend. Every test that needs built marts reads this instead of building its own copy."""
+over a day range, kpi_job over a few hours, predictions_job (unpartitioned), monitoring_job over the last three
+days, customers_job over a few weeks of days: the model jobs before customers_job so that model_performance
+holds their families), once per test session and backend. Every test that needs built marts reads this
+instead of building its own copy."""
 
 from __future__ import annotations
 
@@ -88,10 +89,11 @@ def materialize_everything(
     warehouse_url: str | None = None,
     seed: int = 7,
     source_url: str | None = None,
-    runs: tuple[tuple[str, str, str], ...] = (
+    runs: tuple[tuple[str, str | None, str | None], ...] = (
         ("main_job", FIRST, LAST),
         ("kpi_job", *KPI_HOURS),
         ("monitoring_job", *VELOCITY_DAYS),
+        ("predictions_job", None, None),  # before customers_job: model_performance collects its rows
         ("customers_job", *RFM_DAYS),
     ),
 ) -> Materialized:

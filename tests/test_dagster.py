@@ -38,6 +38,7 @@ def test_definitions_explain_themselves():
             "models",
             "catalog",
             "monitoring",
+            "predictions",
         }, key
         expected_owner = (
             "team:data-platform"
@@ -45,7 +46,7 @@ def test_definitions_explain_themselves():
             else "team:analytics"
         )
         assert node.owners == [expected_owner], key
-    for job in ("main_job", "ingest_job", "marts_job", "kpi_job", "customers_job"):
+    for job in ("main_job", "ingest_job", "marts_job", "kpi_job", "customers_job", "predictions_job"):
         assert defs.resolve_job_def(job)
     marts = {
         k.to_user_string()

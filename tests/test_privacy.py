@@ -131,6 +131,15 @@ def test_the_scan_finds_planted_values(tmp_path):
     assert {(t, c) for t, c, _ in scan(wh, ["jane@example.com"])} == {("t", "note")}
 
 
+def test_the_scan_matches_names_as_whole_words(tmp_path):
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'wh'}")
+    wh.replace_table("a", pl.DataFrame({"note": ["an in-sample metric", "sampled"]}))
+    wh.replace_table("b", pl.DataFrame({"note": ["paid by Sam Smith", None]}))
+    assert scan(wh, [], words=["sam"]) == [("b", "note", "sam")]
+    with pytest.raises(AssertionError, match="'b', 'note'"):
+        assert_no_plain_values(wh, [], words=["Sam"])
+
+
 # ---- (c) the key is required outside development -----------------------------------------------------
 @pytest.mark.parametrize("env", [{}, {"TT_ENV": "production"}, {"TT_ENV": "staging"}])
 def test_landing_key_is_required_outside_development(env):

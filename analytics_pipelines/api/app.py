@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from analytics_pipelines.api import catalog, customers, grafana, marts, monitoring, ops_routes
 from analytics_pipelines.api.common import jsonable
+from analytics_pipelines.api.noshow import router as no_show_router
 from analytics_pipelines.api.settings import Settings
 from analytics_pipelines.registry import Registry, default_registry
 from analytics_pipelines.warehouse.reader import Reader, TableMissing
@@ -130,4 +131,5 @@ def create_app(
     app.include_router(ops_routes.router)
     app.include_router(grafana.router)
     app.include_router(monitoring.router)
+    app.include_router(no_show_router)
     return app

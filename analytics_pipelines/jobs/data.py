@@ -29,7 +29,7 @@ def _asset_job(
 main_job = _asset_job(
     "main_job",
     dg.AssetSelection.all()
-    - dg.AssetSelection.groups("kpis", "reports", "customers", "models", "monitoring"),
+    - dg.AssetSelection.groups("kpis", "reports", "customers", "models", "predictions", "monitoring"),
     "data-platform",
     "Everything daily: source -> raw -> staging -> facts -> marts for a partition range.",
 )
@@ -60,4 +60,13 @@ customers_job = _asset_job(
     retries=False,
 )
 
-jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job]
+predictions_job = _asset_job(
+    "predictions_job",
+    dg.AssetSelection.groups("predictions"),
+    "analytics",
+    "The prediction models (issue 16) over the marts already in the warehouse: the no-show model and its "
+    "predictions, forecast, reasons and performance rows.",
+    retries=False,
+)
+
+jobs = [main_job, ingest_job, marts_job, kpi_job, customers_job, predictions_job]

@@ -271,7 +271,12 @@ TABLES: tuple[Table, ...] = (
         keys=("model_family", "model", "evaluation", "metric", "bucket"),
         tenant_column=None,
         no_tenant_reason="model evaluation metrics; served to analytics.admin only",
-        upstream=("churn_model_performance", "clv_model_performance", "sellout_model_performance"),
+        upstream=(
+            "churn_model_performance",
+            "clv_model_performance",
+            "no_show_model_performance",
+            "sellout_model_performance",
+        ),
         build="analytics_pipelines.models.performance:model_performance",
         serve=True,
         description="Every model family's validation metrics in one table (the union of the "
