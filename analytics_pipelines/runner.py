@@ -64,8 +64,8 @@ def key_for(job_name: str, day) -> str:
 def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.ExecuteInProcessResult]]:
     """After main_job over the history: what the schedules would add, once, so that a newcomer sees every
     output: the last 24 hourly KPI snapshots, the customer analytics and models as of the last sales day,
-    the daily venue reports of that day and the executive reports of the week before it, and fraud_job over
-    every day so far."""
+    the sales velocity of that day's last week and the sell-out forecast, the daily venue reports of that day
+    and the executive reports of the week before it, and fraud_job over every day so far."""
     from datetime import timedelta
 
     from analytics_pipelines.customers.build import last_sales_day
@@ -85,6 +85,9 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
         runs.append(("behavior_job", last_partition_keys("behavior_job", 10**6)[0], through.isoformat()))
         customers = key_for("customers_job", through)
         runs += [
+            # sales velocity of the last week of sales and the sell-out forecast as of now (before
+            # customers_job: model_performance collects its backtest)
+            ("monitoring_job", (through - timedelta(days=6)).isoformat(), through.isoformat()),
             ("predictions_job", None, None),  # before customers_job: model_performance collects its rows
             ("pricing_job", None, None),  # before customers_job: model_performance collects its metrics
             ("customers_job", customers, customers),

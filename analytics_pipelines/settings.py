@@ -55,9 +55,38 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not raw:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError as exc:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class VelocitySettings:
+    """Sales velocity and sell-out thresholds (docs/monitoring.md); defaults are the old sales tracker's."""
+
+    #: tickets per minute (over the last 5 minutes) above which an event is `high_velocity` (seed: 10)
+    high_per_minute: float = 10.0
+    #: sell-out ETA (model's median) below which an event is `sellout_imminent` (seed: 1 hour)
+    imminent_minutes: float = 60.0
+    #: mean acceleration over the last 3 buckets above +t / below -t: accelerating / decelerating (seed: 0.5)
+    trend_threshold: float = 0.5
+    #: 5-minute history older than this many days is compacted to sales_velocity_hourly (maintenance)
+    compact_after_days: int = 30
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> VelocitySettings:
+        days = _int(env, "TT_VELOCITY_COMPACT_AFTER_DAYS", 30)
+        if days is None or days < 1:
+            raise ValueError(f"TT_VELOCITY_COMPACT_AFTER_DAYS must be at least 1, got {days}")
+        return cls(
+            high_per_minute=_float(env, "TT_VELOCITY_HIGH_PER_MINUTE", 10.0),
+            imminent_minutes=_float(env, "TT_VELOCITY_IMMINENT_MINUTES", 60.0),
+            trend_threshold=_float(env, "TT_VELOCITY_TREND_THRESHOLD", 0.5),
+            compact_after_days=days,
+        )
 
 
 def _floats(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
@@ -191,6 +220,7 @@ class Settings:
     raw_retention_days: int | None
     customer_workers: int | None
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    velocity: VelocitySettings = field(default_factory=VelocitySettings)
     alert_emails: tuple[str, ...] = ()
     alert_webhook_url: str | None = None
     #: fraud risk score (0-100) from which a user-day is flagged and becomes a fraud event (docs/fraud.md)
@@ -248,6 +278,7 @@ class Settings:
                 use_ssl=env.get("TT_SMTP_SSL", "").lower() in TRUE,
                 sender=env.get("TT_SMTP_FROM", "analytics@tickettoken.local"),
             ),
+            velocity=VelocitySettings.from_env(env),
             alert_emails=tuple(e.strip() for e in (env.get("TT_ALERT_EMAILS") or "").split(",") if e.strip()),
             alert_webhook_url=env.get("TT_ALERT_WEBHOOK_URL") or None,
             fraud_flag_score=_int(env, "TT_FRAUD_FLAG_SCORE", 50),

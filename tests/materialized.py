@@ -1,7 +1,8 @@
 """The shared fixture dataset: `tiny` generated data materialized through the real Dagster jobs (main_job
-over a day range, kpi_job over a few hours, predictions_job and pricing_job (unpartitioned), customers_job over
-a few weeks of days, the KPI publication over the same hours, not configured), once per test session and
-backend. Every test that needs built marts reads this instead of building its own copy."""
+over a day range, kpi_job over a few hours, the anomaly jobs, monitoring_job over the last three days, the model
+jobs (predictions, pricing, behavior) before customers_job so that model_performance holds their families,
+customers_job over a few weeks of days, fraud_job, the KPI publication (not configured)), once per test session
+and backend. Every test that needs built marts reads this instead of building its own copy."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ RFM_DAYS = ("2026-10-18", "2026-11-01")
 #: fraud_job's days: tiny's whole history (launch 2026-07-04), one single-run backfill
 FRAUD_DAYS = ("2026-07-01", "2026-10-31")
 LOG_LEVEL = os.environ.get("TT_TEST_RUN_LOG_LEVEL", "WARNING")
+#: sales_velocity days (and the sell-out forecast as of NOW)
+VELOCITY_DAYS = ("2026-10-29", "2026-10-31")
 
 
 @contextmanager
@@ -94,6 +97,7 @@ def materialize_everything(
         ("kpi_job", *KPI_HOURS),
         ("anomaly_job", *KPI_HOURS),
         ("monitoring_alert_job", "", ""),
+        ("monitoring_job", *VELOCITY_DAYS),
         ("predictions_job", None, None),  # before customers_job: model_performance collects its rows
         ("pricing_job", None, None),  # unpartitioned; before customers_job (model_performance reads it)
         ("behavior_job", FIRST, LAST),  # before customers_job: model_performance collects its rows

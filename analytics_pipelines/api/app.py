@@ -20,6 +20,7 @@ from analytics_pipelines.api import (
     fraud,
     grafana,
     marts,
+    monitoring,
     ops_routes,
     predictions,
     pricing,
@@ -145,6 +146,7 @@ def create_app(
     app.include_router(grafana.router)
     app.include_router(anomalies.router)
     app.include_router(behavior.router)
+    app.include_router(monitoring.router)
     app.include_router(no_show_router)
     app.include_router(fraud.router)
     return app

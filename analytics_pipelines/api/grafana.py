@@ -1,5 +1,5 @@
 """Grafana simple-JSON datasource (the monitoring service's /, /search, /query, /annotations) over
-kpi_snapshots and the sales_metrics series, scoped like every other read: the token's venue, or the whole
+kpi_snapshots, the sales_metrics series and sales velocity (`velocity.<field>[.<event_id>]`), scoped like every other read: the token's venue, or the whole
 tenant for an admin. Configure Grafana's JSON datasource with URL <api>/grafana and a custom header
 `Authorization: Bearer <token>`."""
 
@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from analytics_pipelines.api import monitoring
 from analytics_pipelines.api.common import Reading, json_response, reader_of
 from analytics_pipelines.api.common import run_blocking as run
 from analytics_pipelines.api.fraud import FRAUD_FIELDS, fraud_annotations, fraud_series
@@ -88,6 +89,8 @@ def grafana_search(request: Request, p: Reading, body: SearchBody | None = None)
         names += [f"sales.{g}.{f}" for g in GRANULARITIES for f in SALES_FIELDS]
     if "fraud_metrics_hourly" in reader_of(request).tables():
         names += [f"fraud.{f}" for f in FRAUD_FIELDS]
+    if "sales_velocity" in reader_of(request).tables():
+        names += [f"velocity.{f}" for f in monitoring.GRAFANA_FIELDS]
     needle = (body.target or "").lower() if body else ""
     return [n for n in names if needle in n.lower()]
 
@@ -121,6 +124,8 @@ def _series(request: Request, p, target: str, start: datetime, end: datetime, ca
         )
     elif parts[0] == "fraud" and len(parts) == 2 and parts[1] in FRAUD_FIELDS:
         res = fraud_series(request, p, parts[1], start, end, cap)
+    elif parts[0] == "velocity":
+        res = monitoring.grafana_velocity(run, request, p, parts, start, end, cap)
     else:
         raise HTTPException(400, f"unknown target {target!r}: use a name from /grafana/search")
     return [[None if v is None else float(v), int(ts.timestamp() * 1000)] for v, ts in res.rows]

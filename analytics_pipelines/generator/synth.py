@@ -84,6 +84,7 @@ from analytics_pipelines.generator.frames import (
 from analytics_pipelines.generator.orders import _make_baskets, _make_orders, _make_users, _refund
 from analytics_pipelines.generator.planted_fraud import plant_fraud, plant_fraud_resale
 from analytics_pipelines.generator.planted_pricing import plant_pricing
+from analytics_pipelines.generator.planted_sales import plant_sales, sales_truth
 from analytics_pipelines.generator.primitives import _Ids, _new_ids, _Streams
 from analytics_pipelines.generator.reference import (
     _CATEGORIES,
@@ -139,7 +140,9 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
     truth = {"pricing": plant_pricing(rs, clock, events, types)}
     _calibrate_capacity(scale, clock, venues, events, types)
     _cancel_and_postpone(rs, clock, events)
-    baskets = _make_baskets(rs, clock, venues, events, types)
+    baskets, sales_plan = plant_sales(
+        rs, clock, events, types, _make_baskets(rs, clock, venues, events, types)
+    )
     baskets = planted_anomalies.plant_sales(rs, clock, venues, events, types, baskets, truth)
     orders, items = _make_orders(rs, clock, venues, events, types, baskets)
     refunds = _refund(rs, clock, events, orders)
@@ -169,6 +172,7 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
         resale=resale,
         truth=truth,
     )
+    world.truth.setdefault("monitoring", {})["sales"] = sales_truth(sales_plan, world)
     world.behavior = behavior_documents(rs, world)
     return world
 

@@ -1,7 +1,7 @@
 """Every job, by domain: data (asset jobs over the registry's groups), operations (alerts, maintenance,
 delivery sweep), reports (exports, deliveries, report files), publication (InfluxDB)."""
 
-from analytics_pipelines.jobs import anomaly_alerts, data, operations, publication, reports
+from analytics_pipelines.jobs import anomaly_alerts, data, monitoring, operations, publication, reports
 from analytics_pipelines.jobs.data import (
     behavior_job,
     customers_job,
@@ -14,7 +14,14 @@ from analytics_pipelines.jobs.data import (
     pricing_job,
 )
 
-jobs = [*data.jobs, *operations.jobs, *reports.jobs, *publication.jobs, *anomaly_alerts.jobs]
+jobs = [
+    *data.jobs,
+    *operations.jobs,
+    *reports.jobs,
+    *publication.jobs,
+    *anomaly_alerts.jobs,
+    *monitoring.jobs,
+]
 
 __all__ = [
     "behavior_job",

@@ -278,6 +278,7 @@ TABLES: tuple[Table, ...] = (
             "demand_model_performance",
             "pricing_model_performance",
             "attribution_model_performance",
+            "sellout_model_performance",
         ),
         build="analytics_pipelines.models.performance:model_performance",
         serve=True,

@@ -1,11 +1,113 @@
 """Monitoring (issue 17): sales velocity, sell-out ETA, anomalies.
 
 The domain's registry entries (see docs/adding-a-mart.md); default_registry() includes them.
+Velocity and sell-out: analytics_pipelines/monitoring/ (docs/monitoring.md).
 KPI anomalies: docs/anomalies.md (builders in analytics_pipelines/anomalies/assets.py)."""
 
 from __future__ import annotations
 
 from analytics_pipelines.registry.model import Check, Table
+
+G = "monitoring"
+M = "analytics_pipelines.monitoring.steps:"
+EVENT_INPUTS = (
+    "stg_tickets",
+    "stg_ticket_types",
+    "stg_events",
+    "stg_event_schedules",
+    "stg_event_categories",
+)
+
+VELOCITY_TABLES: tuple[Table, ...] = (
+    Table(
+        name="sales_velocity",
+        group=G,
+        description="Sales velocity per event on sale at 5-minute grain (the old sales tracker, persisted): "
+        "tickets in the bucket, tickets/minute over the last 5/15/60 minutes, acceleration (5-minute minus "
+        "15-minute rate), trend from the mean acceleration of the last three buckets (+/-0.5), tickets sold, "
+        "capacity, remaining (NULL with capacity_reason when unknown or 0), high_velocity (> 10/min) and "
+        "sellout_imminent (linear: remaining / 15-minute rate <= 60 min). A row per bucket with a sale in "
+        "its trailing hour while the event is on sale. Refreshed every 5 minutes for today; days older than "
+        "TT_VELOCITY_COMPACT_AFTER_DAYS are compacted into sales_velocity_hourly.",
+        grain="one row per event and 5-minute bucket with a sale in the trailing hour",
+        keys=("event_id", "bucket_start"),
+        partitioning="daily",
+        partition_column="day",
+        upstream=EVENT_INPUTS,
+        build=M + "sales_velocity",
+        kinds=("polars",),
+        serve=True,
+        venue_column="venue_id",
+        checks=(
+            Check(
+                "reconciles_to_staging",
+                "Every staged sale of the window is in a bucket or counted as left out (unknown event, off "
+                "sale); rates finite and >= 0; remaining within [0, capacity] or NULL with a reason; "
+                "tickets_sold never decreases within an event.",
+                M + "check_velocity",
+            ),
+        ),
+    ),
+    Table(
+        name="sales_velocity_hourly",
+        group=G,
+        factory="none",
+        description="sales_velocity compacted to hours (maintenance, velocity_compaction_job): per event and "
+        "hour, tickets, the peak and mean 5-minute rates, tickets sold and remaining at the hour's last "
+        "bucket, high_velocity / sellout_imminent if any bucket had them, and how many 5-minute rows it "
+        "replaced. The 5-minute partitions of a day are dropped only after its hourly rows are written.",
+        grain="one row per event and hour",
+        keys=("event_id", "hour"),
+        partitioning="daily",
+        partition_column="day",
+        venue_column="venue_id",
+    ),
+    Table(
+        name="sellout_forecast",
+        group=G,
+        description="Sell-out ETA per event on sale, with a p10-p90 interval, from nearest past sell-out curves "
+        "(shape of the curve so far, early velocity, days to the event, category, venue; "
+        "monitoring/curves.py), beside the seed's linear rule; a reason instead of an ETA when there is none "
+        "(cancelled, sold out, capacity unknown/0, < 5 % sold, stalled, too few past sell-outs). Also "
+        "writes sellout_model_performance (out-of-time backtest at 25/50/75 % sold). When the model is "
+        "worse than the linear rule at 50 % sold, the stored forecast is kept.",
+        grain="one row per event on sale",
+        keys=("event_id",),
+        upstream=EVENT_INPUTS,
+        build=M + "sellout_forecast",
+        kinds=("polars", "numpy"),
+        serve=True,
+        venue_column="venue_id",
+        produces=("sellout_model_performance",),
+        checks=(
+            Check(
+                "beats_linear_rule",
+                "Backtest (out of time) median absolute ETA error at 50 % sold <= the seed's linear rule's.",
+                M + "check_beats_linear",
+                kind="invariants",
+            ),
+            Check(
+                "valid_forecast",
+                "One row per event; an ETA or a reason on every row; p10 <= p50 <= p90; no NaN/negative.",
+                M + "check_forecast",
+                kind="invariants",
+            ),
+        ),
+    ),
+    Table(
+        name="sellout_model_performance",
+        group=G,
+        produced_by="sellout_forecast",
+        grain="one row per model, evaluation, metric and bucket",
+        keys=("model", "evaluation", "metric", "bucket"),
+        tenant_column=None,
+        no_tenant_reason="model evaluation metrics over all tenants' events",
+        description="The sell-out ETA model's and the seed linear rule's backtest: median absolute error "
+        "(minutes) at 25/50/75 % sold, interval coverage, with model version, trained_at, training window "
+        "and features.",
+    ),
+)
+
 
 A = "analytics_pipelines.anomalies.assets:"
 
@@ -65,4 +167,5 @@ ANOMALY_TABLES: tuple[Table, ...] = (
     ),
 )
 
-TABLES: tuple[Table, ...] = (*ANOMALY_TABLES,)
+
+TABLES: tuple[Table, ...] = (*VELOCITY_TABLES, *ANOMALY_TABLES)

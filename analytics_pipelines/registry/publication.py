@@ -4,9 +4,8 @@ One entry per published source table. They are not warehouse tables (`stored="el
 in InfluxDB, the cursor in the ops store's `influx_publications`); `factory="publication"` makes their
 assets (assets/publication.py), partitioned like their source. The series: publication/series.py.
 
-Upstreams still to wire once the other branches are merged (one line each, marked below):
-`sales_velocity` (vel17), `kpi_anomalies` (anom17), `fraud_metrics_hourly` (fraud17). Until then those
-assets have no upstream and publish whatever the table holds when it exists ("source not built" otherwise).
+Each publishes one source table (its upstream): kpi_snapshots, sales_velocity, kpi_anomalies,
+fraud_metrics_hourly.
 """
 
 from __future__ import annotations
@@ -66,7 +65,7 @@ TABLES: tuple[Table, ...] = (
         keys=("event_id", "bucket_start"),
         partitioning="daily",
         partition_column="day",
-        upstream=(),  # vel17 merged: upstream=("sales_velocity",),
+        upstream=("sales_velocity",),
     ),
     _entry(
         "influx_kpi_anomalies",

@@ -1,7 +1,7 @@
 """Every schedule, each bound to a job: data (intraday, nightly, hourly KPIs, weekly customers, maintenance,
 delivery sweep; in the configured time zone) and reports."""
 
-from analytics_pipelines.schedules import behavior, data, predictions, pricing, reports
+from analytics_pipelines.schedules import behavior, data, monitoring, predictions, pricing, reports
 from analytics_pipelines.schedules.fraud import make_fraud_schedule
 
 
@@ -15,6 +15,7 @@ def schedules(timezone: str) -> list:
         pricing_job,
     )
     from analytics_pipelines.jobs.data import predictions_job
+    from analytics_pipelines.jobs.monitoring import monitoring_job, velocity_compaction_job
 
     return [
         *data.make_schedules(
@@ -25,4 +26,5 @@ def schedules(timezone: str) -> list:
         *behavior.make_schedules(behavior_job),
         *reports.schedules,
         make_fraud_schedule(fraud_job),
+        *monitoring.make_schedules(monitoring_job, velocity_compaction_job, timezone=timezone),
     ]

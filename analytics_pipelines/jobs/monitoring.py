@@ -1,0 +1,52 @@
+"""Monitoring jobs: `monitoring_job` (the `monitoring` group: sales_velocity for a day range and the sell-out
+forecast) and `velocity_compaction_job` (5-minute velocity history -> hourly, see monitoring/compaction.py)."""
+
+import dagster as dg
+
+from analytics_pipelines.automation.retries import RUN_RETRY_TAGS, now_of, retry_transient
+from analytics_pipelines.jobs.data import _asset_job
+from analytics_pipelines.resources import WarehouseResource
+from analytics_pipelines.settings import Settings
+
+monitoring_job = _asset_job(
+    "monitoring_job",
+    dg.AssetSelection.groups("monitoring"),
+    "analytics",
+    "Sales velocity (5-minute buckets) for a day range and the sell-out ETA forecast with its backtest "
+    "(every 5 minutes for today: velocity_refresh_schedule).",
+)
+
+
+class CompactionConfig(dg.Config):
+    now: str = ""
+    """Run as of this ISO time (with zone); empty: the wall clock."""
+    after_days: int = 0
+    """Compact days older than this; 0: TT_VELOCITY_COMPACT_AFTER_DAYS (default 30)."""
+
+
+@dg.op(
+    description="Compact sales_velocity days older than the retention into sales_velocity_hourly, then drop "
+    "their 5-minute partitions (never before the hourly rows are written).",
+    tags={"team": "analytics"},
+)
+def compact_velocity(
+    context: dg.OpExecutionContext, config: CompactionConfig, warehouse: WarehouseResource
+) -> dg.Output[dict]:
+    from analytics_pipelines.monitoring.compaction import compact
+
+    days = config.after_days or Settings.from_env().velocity.compact_after_days
+    out = retry_transient(lambda: compact(warehouse.get(), now_of(config.now), days))
+    context.log.info(f"velocity compaction: {out}")
+    return dg.Output(out, metadata={k: v for k, v in out.items() if isinstance(v, (int, str))})
+
+
+@dg.job(
+    name="velocity_compaction_job",
+    tags={"team": "analytics", **RUN_RETRY_TAGS},
+    description="sales_velocity 5-minute history older than TT_VELOCITY_COMPACT_AFTER_DAYS -> hourly.",
+)
+def velocity_compaction_job():
+    compact_velocity()
+
+
+jobs = [monitoring_job, velocity_compaction_job]
