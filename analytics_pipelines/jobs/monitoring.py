@@ -1,4 +1,4 @@
-"""Monitoring jobs: `monitoring_job` (the `monitoring` group: sales_velocity for a day range and the sell-out
+"""Monitoring jobs: `monitoring_job` (sales_velocity for a day range and the sell-out
 forecast) and `velocity_compaction_job` (5-minute velocity history -> hourly, see monitoring/compaction.py)."""
 
 import dagster as dg
@@ -10,7 +10,8 @@ from analytics_pipelines.settings import Settings
 
 monitoring_job = _asset_job(
     "monitoring_job",
-    dg.AssetSelection.groups("monitoring"),
+    # the group also holds the hourly anomaly and the daily fraud assets, which have their own jobs
+    dg.AssetSelection.assets("sales_velocity", "sellout_forecast", "sellout_model_performance"),
     "analytics",
     "Sales velocity (5-minute buckets) for a day range and the sell-out ETA forecast with its backtest "
     "(every 5 minutes for today: velocity_refresh_schedule).",
