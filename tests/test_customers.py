@@ -1122,3 +1122,44 @@ def test_customer_assets_materialize_with_checks(materialized):
     )
     assert mode == "incremental (1 RFM Sundays rewritten)"
     assert_frame_equal(wh.read_table("customer_segment_transitions"), before)
+
+
+def test_model_performance_unions_families_whose_timestamps_differ_in_zone():
+    """One family writes trained_at naive (UTC), another zone-aware: the union has one UTC column."""
+    from datetime import datetime
+
+    from analytics_pipelines.models.performance import model_performance
+    from analytics_pipelines.registry import default_registry
+    from analytics_pipelines.registry.context import BuildContext
+
+    naive = pl.DataFrame(
+        {
+            "model_family": ["a"],
+            "model": ["m"],
+            "metric": ["auc"],
+            "bucket": [None],
+            "value": [0.8],
+            "n": [10],
+            "trained_at": [datetime(2026, 11, 1, 6)],
+        }
+    )
+    aware = naive.with_columns(
+        model_family=pl.lit("b"), trained_at=pl.col("trained_at").dt.replace_time_zone("Europe/Berlin")
+    )
+
+    class Wh:
+        def tables(self):
+            return ["a_model_performance", "b_model_performance"]
+
+        def read_table(self, name):
+            return naive if name.startswith("a") else aware
+
+    table = default_registry().table("model_performance")
+    import dataclasses
+
+    ctx = BuildContext(
+        Wh(), dataclasses.replace(table, upstream=("a_model_performance", "b_model_performance"))
+    )
+    df = model_performance(ctx).frames["model_performance"].sort("model_family")
+    assert df.schema["trained_at"] == pl.Datetime("us", "UTC")
+    assert df["trained_at"].dt.hour().to_list() == [6, 5]  # 06:00 UTC; 06:00 Berlin = 05:00 UTC

@@ -14,7 +14,7 @@ from analytics_pipelines.registry.context import BuildContext, Built, md_table
 def model_performance(ctx: BuildContext) -> Built:
     have = set(ctx.wh.tables())
     frames = [ctx.wh.read_table(t) for t in ctx.table.upstream if t in have]
-    frames = [f for f in frames if f.height]
+    frames = [_utc(f) for f in frames if f.height]
     df = (
         pl.concat(frames, how="diagonal_relaxed")
         if frames
@@ -37,6 +37,22 @@ def model_performance(ctx: BuildContext) -> Built:
             "headline": md_table(headline, 40),
         },
     )
+
+
+def _utc(df: pl.DataFrame) -> pl.DataFrame:
+    """Every timestamp column as UTC-aware microseconds: families write trained_at with or without a zone
+    (naive means UTC here), and the union needs one type per column."""
+    fixes = []
+    for name, dtype in df.schema.items():
+        if isinstance(dtype, pl.Datetime):
+            col = pl.col(name).dt.cast_time_unit("us")
+            col = (
+                col.dt.replace_time_zone("UTC")
+                if dtype.time_zone is None
+                else col.dt.convert_time_zone("UTC")
+            )
+            fixes.append(col.alias(name))
+    return df.with_columns(fixes) if fixes else df
 
 
 def check_performance(ctx: BuildContext, built: Built) -> CheckOutcome:
