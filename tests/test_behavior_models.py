@@ -58,7 +58,8 @@ def small(tmp_path_factory):
 @pytest.mark.xfail(
     reason="on `small`, with the fraud, anomaly and velocity plantings in the same world, estimation noise "
     "swaps channels whose planted effects differ by 0.02 (referral .08 / social .06) for one tenant, and "
-    "overestimates display; the planted order holds at `medium` (behavior benchmark). Open in issue 18's note",
+    "overestimates display; at `medium` the order held before that integration (not re-measured). Open in "
+    "issue 18's note",
     strict=False,
 )
 def test_data_driven_model_ranks_channels_in_the_planted_order(small):
@@ -80,7 +81,8 @@ def test_data_driven_model_ranks_channels_in_the_planted_order(small):
 @pytest.mark.xfail(
     reason="on `small`, with the fraud, anomaly and velocity plantings in the same world, estimation noise "
     "swaps channels whose planted effects differ by 0.02 (referral .08 / social .06) for one tenant, and "
-    "overestimates display; the planted order holds at `medium` (behavior benchmark). Open in issue 18's note",
+    "overestimates display; at `medium` the order held before that integration (not re-measured). Open in "
+    "issue 18's note",
     strict=False,
 )
 def test_marketing_whatif_predicts_the_planted_effect(small):
