@@ -1,6 +1,6 @@
 """The prediction routes on both warehouse backends: the stored demand forecast of an event (404 unknown,
 403 another venue's, 422 malformed), model performance (analytics.admin only), and what-if scenarios (bounded
-inputs, marketing 422, elasticity missing or insufficient, results equal to the what-if arithmetic)."""
+inputs, marketing from the attribution model, elasticity missing or insufficient, results equal to the what-if arithmetic)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,38 @@ def _forecast_rows(tenant, venue, event, tt, days=10, p50=4.0, price=5000, left=
     ]
 
 
+EFFECTS = pl.DataFrame(
+    {
+        "tenant_id": [T1, T1],
+        "channel": ["email", "display"],
+        "incremental_effect": [0.2, 0.02],
+        "exposed_paths": [300, 3000],
+        "training_first": [D0 - timedelta(days=180)] * 2,
+        "training_last": [D0 - timedelta(days=1)] * 2,
+        "day": [D0 - timedelta(days=1)] * 2,
+    }
+)
+
+
 def _write(wh, with_elasticity=True):
+    # the data-driven attribution model of T1 (an older fit first) and attributed orders at V1 only
+    older = EFFECTS.with_columns(pl.col("day") - timedelta(days=1), incremental_effect=pl.lit(0.9))
+    wh.replace_table("attribution_channel_effects", pl.concat([older, EFFECTS]))
+    wh.replace_table(
+        "campaign_attribution",
+        pl.DataFrame(
+            {
+                "tenant_id": [T1] * 3,
+                "venue_id": [V1] * 3,
+                "order_id": ["o1", "o1", "o2"],
+                "model": ["linear"] * 3,
+                "channel": ["email", "display", "email"],
+                "campaign_id": ["c1", "c2", "c1"],
+                "revenue_cents": [10000, 10000, 20000],
+                "day": [D0 - timedelta(days=3)] * 3,
+            }
+        ),
+    )
     fc = pl.DataFrame(
         _forecast_rows(T1, V1, E1, TT1)
         + _forecast_rows(T1, V1, E1, TT2, p50=2.0, price=9000)
@@ -227,8 +258,9 @@ def test_what_if_bounds_and_422s(client):
     for c in cases:
         r = _post(client, {**base, **c})
         assert r.status_code == 422, (c, r.text)
-    r = _post(client, {**base, "scenario": {"type": "marketing", "spend_cents": 100000}})
-    assert r.status_code == 422 and "campaign" in r.json()["detail"]
+    for bad in ({"email": 600}, {}, {"email": -101}):
+        r = _post(client, {**base, "scenario": {"type": "marketing", "spend_change_pct": bad}})
+        assert r.status_code == 422, (bad, r.text)
     assert (
         _post(
             client, {"event_id": "nope", "scenario": {"type": "capacity", "capacity_change": 1}}
@@ -239,6 +271,37 @@ def test_what_if_bounds_and_422s(client):
     assert r.status_code == 404
     r = _post(client, {"event_id": E2, "scenario": {"type": "capacity", "capacity_change": 1}})
     assert r.status_code == 403
+
+
+def test_what_if_marketing_from_the_attribution_model(client):
+    from analytics_pipelines.behavior.whatif import marketing_whatif
+
+    body = {
+        "event_id": E1,
+        "scenario": {"type": "marketing", "spend_change_pct": {"email": 50}, "period_days": 30},
+    }
+    r = _post(client, body)
+    assert r.status_code == 200, r.text
+    got = r.json()["data"]
+    assert got["avg_order_revenue_cents"] == 15000  # o1 10,000 (two channels' rows, one order), o2 20,000
+    expected = marketing_whatif(EFFECTS, {"email": 0.5}, 15000, period_days=30)  # the latest fit only
+    rows = {c["channel"]: c for c in got["channels"]}
+    assert rows["email"]["extra_conversions"] == pytest.approx(
+        expected.row(0, named=True)["extra_conversions"]
+    )
+    assert (
+        rows["total"]["extra_revenue_cents"]
+        == expected.filter(pl.col("channel") == "total")["extra_revenue_cents"].item()
+    )
+    assert rows["display"]["extra_conversions"] == 0
+    assert _post(client, body).json() == r.json()  # reproducible
+    unknown = {**body, "scenario": {"type": "marketing", "spend_change_pct": {"fax": 10}}}
+    assert _post(client, unknown).status_code == 422
+    # another venue's event, read by an admin: that venue has no attributed orders -> 422 with why
+    r = _post(client, {**body, "event_id": E2}, venue=None, role="admin")
+    assert r.status_code == 422 and "no attributed orders" in r.json()["detail"]
+    # a venue token asking for another venue's event: 403
+    assert _post(client, {**body, "event_id": E2}).status_code == 403
 
 
 def test_what_if_pricing_without_elasticities(warehouse_url, tmp_path):

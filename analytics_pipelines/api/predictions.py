@@ -147,7 +147,10 @@ class CapacityScenario(_Body):
 
 class MarketingScenario(_Body):
     type: Literal["marketing"]
-    spend_cents: int = Field(ge=0, le=10_000_000_000)
+    spend_change_pct: dict[str, Annotated[float, Field(ge=-100, le=500)]] = Field(
+        min_length=1, max_length=20, description="Spend change per channel in percent (-100 to +500)"
+    )
+    period_days: int = Field(30, ge=1, le=365, description="Days the changed spend runs")
 
 
 class WhatIf(_Body):
@@ -167,15 +170,12 @@ def _frame(result) -> pl.DataFrame:
 async def what_if(request: Request, p: Reading, body: WhatIf):
     """Pricing (price change % per ticket type -> tickets and revenue with intervals, from the stored
     forecast and price_elasticity) or capacity (tickets added/removed -> sell-out probability and revenue).
-    Marketing answers 422 until campaign data exists. Deterministic: the same stored tables give the same
-    answer."""
+    Marketing: spend change % per channel -> expected conversions and revenue, from the tenant's data-driven
+    attribution model (attribution_channel_effects, issue 18) and the venue's attributed order value.
+    Deterministic: the same stored tables give the same answer."""
     s = body.scenario
     if isinstance(s, MarketingScenario):
-        raise HTTPException(
-            422,
-            "marketing scenarios need campaign spend and response data (issue 18), which the warehouse does "
-            "not hold yet; pricing and capacity scenarios are available",
-        )
+        return await _marketing(request, p, body.event_id, s)
     venue = await event_venue(request, p, body.event_id)
     fc = await run(
         request,
@@ -219,5 +219,70 @@ async def what_if(request: Request, p: Reading, body: WhatIf):
     return json_response(
         request,
         {"data": jsonable({"event_id": str(body.event_id), "venue_id": venue, "type": s.type, **result})},
+        cache=False,
+    )
+
+
+async def _marketing(request: Request, p: Principal, event_id: UUID, s: MarketingScenario):
+    """The marketing what-if (behavior.whatif.marketing_whatif) for the event's venue: the tenant's latest
+    channel effects, the venue's mean attributed order revenue."""
+    from analytics_pipelines.behavior.whatif import marketing_whatif
+
+    venue = await event_venue(request, p, event_id)
+    missing = {"attribution_channel_effects", "campaign_attribution"} - set(request.app.state.reader.tables())
+    if missing:
+        raise HTTPException(
+            503,
+            f"{', '.join(sorted(missing))} not materialized yet (or not served): marketing scenarios need the "
+            "data-driven attribution model",
+            headers={"Retry-After": "300"},
+        )
+    eff = _frame(
+        await run(
+            request,
+            p,
+            """SELECT tenant_id, channel, incremental_effect, exposed_paths, training_first, training_last, day
+               FROM attribution_channel_effects WHERE tenant_id = %s""",
+            [p.tenant_id],
+            ["attribution_channel_effects"],
+        )
+    )
+    if eff.is_empty():
+        raise HTTPException(422, "no data-driven attribution model has been fitted for your tenant yet")
+    dates = [c for c in ("training_first", "training_last", "day") if eff.schema[c] == pl.String]
+    eff = eff.with_columns(pl.col(c).str.to_date() for c in dates)
+    eff = eff.filter(pl.col("day") == pl.col("day").max())
+    aov = await run(
+        request,
+        p,
+        """SELECT avg(revenue_cents) FROM (SELECT order_id, max(revenue_cents) AS revenue_cents
+               FROM campaign_attribution WHERE tenant_id = %s AND venue_id = %s GROUP BY order_id) o""",
+        [p.tenant_id, venue],
+        ["campaign_attribution"],
+    )
+    if not aov.rows or aov.rows[0][0] is None:
+        raise HTTPException(
+            422, f"no attributed orders at venue {venue}: no order value to scale conversions by"
+        )
+    changes = {ch: pct / 100 for ch, pct in s.spend_change_pct.items()}
+    try:
+        result = marketing_whatif(eff, changes, round(float(aov.rows[0][0])), period_days=s.period_days)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return json_response(
+        request,
+        {
+            "data": jsonable(
+                {
+                    "event_id": str(event_id),
+                    "venue_id": venue,
+                    "type": "marketing",
+                    "period_days": s.period_days,
+                    "model_day": eff["day"][0],
+                    "avg_order_revenue_cents": round(float(aov.rows[0][0])),
+                    "channels": result.to_dicts(),
+                }
+            )
+        },
         cache=False,
     )

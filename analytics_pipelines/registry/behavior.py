@@ -176,6 +176,7 @@ TABLES: tuple[Table, ...] = (
         "for comparison; training window, version, trained_at.",
         "one row per tenant, channel and training day",
         ("tenant_id", "channel", "day"),
+        serve=True,  # the marketing what-if reads it (POST /v1/predictions/what-if)
     ),
     Table(
         name="attribution_model_performance",
