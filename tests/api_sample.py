@@ -298,9 +298,10 @@ def build_sample_marts(
     kp = scopes.join(pl.DataFrame({"metric": list(KPI_METRICS)}), how="cross").join(
         pl.DataFrame({"snapshot_hour": pl.Series(snap, dtype=pl.Datetime("us", "UTC"))}), how="cross"
     )
-    kp = kp.with_columns(value=pl.Series(rng.uniform(0, 1000, kp.height))).select(
-        "snapshot_hour", "tenant_id", "venue_id", "metric", "value"
-    )
+    kp = kp.with_columns(
+        value=pl.Series(rng.uniform(0, 1000, kp.height)),
+        hour_key=pl.col("snapshot_hour").dt.strftime("%Y-%m-%d-%H:00"),  # the real mart's partition key
+    ).select("hour_key", "snapshot_hour", "tenant_id", "venue_id", "metric", "value")
     # the real mart is partitioned by snapshot_hour; readers do not care, so the sample writes it whole
     wh.replace_table("kpi_snapshots", kp)
     return SampleMarts(tenants=tmap, events=emap, first_day=first_day, last_day=last_day)

@@ -24,7 +24,7 @@ from analytics_pipelines.ops.db import ops_engine
 from analytics_pipelines.ops.exports import analytics_exports
 from analytics_pipelines.partitions import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
 from analytics_pipelines.partitions import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
-from analytics_pipelines.resources import OpsResource, SourceResource, WarehouseResource
+from analytics_pipelines.resources import InfluxResource, OpsResource, SourceResource, WarehouseResource
 from analytics_pipelines.schedules.data import make_schedules
 from analytics_pipelines.sensors.data import kpi_snapshots_alert_sensor, make_source_data_sensor
 from analytics_pipelines.sensors.operations import make_stale_alert_sensor, run_failure_alert_sensor
@@ -262,7 +262,12 @@ def test_schedules_are_time_zone_aware():
         assets=registry_assets(default_registry(), Settings.from_env()),
         jobs=[main_job, kpi_job, customers_job, retrain_stub_job, maintenance_job],
         schedules=made,
-        resources={"ops": OpsResource(), "warehouse": WarehouseResource(), "source": SourceResource()},
+        resources={
+            "ops": OpsResource(),
+            "warehouse": WarehouseResource(),
+            "source": SourceResource(),
+            "influx": InfluxResource(),
+        },
     )
     repo = defs.get_repository_def()
     scheds = {s.name: defs.get_schedule_def(s.name) for s in made}
@@ -369,10 +374,9 @@ def test_kpi_sensor_launches_alert_evaluation_on_real_marts(tiny_facts, ops_url,
     registry = default_registry()
     kpi_snapshots = mart_asset(registry, registry.table("kpi_snapshots"), Settings.from_env())
 
-    hour, later = (
-        "2026-10-30-12:00",
-        "2026-10-31-23:00",
-    )  # one venue sold in the 24 h before the first, none later
+    # some venues sold in the 24 h before `hour` (not all); the platform's data ends at as_of (2026-11-01), so
+    # nobody sold in the 24 h before `later`
+    hour, later = ("2026-10-30-12:00", "2026-11-01-23:00")
     monkeypatch.setenv("TT_ALERT_DEFAULT_RULES", "none")
     monkeypatch.delenv("TT_ALERT_EMAILS", raising=False)
     resources = {"warehouse": WarehouseResource(url=tiny_facts), "ops": OpsResource(url=ops_url)}
@@ -400,7 +404,7 @@ def test_kpi_sensor_launches_alert_evaluation_on_real_marts(tiny_facts, ops_url,
         sensor = defs.get_sensor_def("kpi_snapshots_alert_sensor")
         cursor = sensor_tick(sensor, instance=instance, definitions=defs).cursor
         runs = []
-        for key, now in ((hour, "2026-10-30T13:30:00+00:00"), (later, "2026-11-01T00:30:00+00:00")):
+        for key, now in ((hour, "2026-10-30T13:30:00+00:00"), (later, "2026-11-02T00:30:00+00:00")):
             assert dg.materialize(
                 [kpi_snapshots], instance=instance, partition_key=key, resources=resources
             ).success

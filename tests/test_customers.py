@@ -1099,8 +1099,12 @@ def test_customer_assets_materialize_with_checks(materialized):
     assert set(wh.read("SELECT DISTINCT model_family FROM model_performance")["model_family"]) == {
         "clv",
         "churn",
-        "sellout",  # monitoring_job ran before (tests/materialized.py)
-        "no_show",  # predictions_job ran before customers_job
+        # the model jobs run before customers_job (tests/materialized.py)
+        "sellout",
+        "no_show",
+        "demand",
+        "pricing",
+        "attribution",
     }
     assert wh.read("SELECT count(DISTINCT from_as_of) AS n FROM customer_segment_transitions")["n"][0] == 2
     artifacts = list((materialized.data_dir / "models" / "customer_churn").glob("churn-*.joblib"))

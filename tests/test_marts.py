@@ -51,6 +51,8 @@ def test_every_mart_reconciles_to_staging(built):
         ("no_show_model", "beats_seed_rule", "WARN"),
         ("price_elasticity", "no_worse_than_baseline", "WARN"),
         ("sellout_forecast", "beats_linear_rule", "WARN"),
+        # tiny's behavioral documents end before the pinned clock's freshness window (a warning by design)
+        ("raw_behavior_events", "behavior_fresh", "WARN"),
     }
     checked = {(c.asset_key.to_user_string(), c.check_name) for c in m.checks()}
     registry = default_registry()
