@@ -154,10 +154,11 @@ def test_sensor_requests_the_new_partitions(materialized, monkeypatch):
     assert isinstance(sensor(ctx), dg.SkipReason)
     monkeypatch.setenv("TT_INFLUX_URL", "http://127.0.0.1:1")
     ctx = dg.build_sensor_context(instance=materialized.instance)
-    [req] = sensor(ctx)
-    assert (
-        req.tags["dagster/asset_partition_range_start"],
-        req.tags["dagster/asset_partition_range_end"],
-    ) == (KPI_HOURS)
+    # the fixture's KPI hours; other tests of this worker may have materialized more hours on the same instance
+    ranges = {
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+        for r in sensor(ctx)
+    }
+    assert tuple(KPI_HOURS) in ranges
     again = dg.build_sensor_context(instance=materialized.instance, cursor=ctx.cursor)
     assert isinstance(sensor(again), dg.SkipReason)  # nothing new since the cursor
