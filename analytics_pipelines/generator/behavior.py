@@ -25,29 +25,25 @@ eventTime/event_time/createdAt), and planted bad documents (see BAD).
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import polars as pl
 
 from analytics_pipelines.generator.behavior_frames import render
+from analytics_pipelines.generator.behavior_params import (
+    BASELINE,
+    CAMPAIGN_TYPE,
+    CAMPAIGN_TYPES,
+    CHANNELS,
+    CLICK_P,
+    EFFECT,
+    EXPOSURE,
+    QUARTER,
+    _n_quarters,
+)
 from analytics_pipelines.generator.primitives import _Streams
 from analytics_pipelines.generator.reference import DAY
 from analytics_pipelines.generator.world import _World
 
-CHANNELS = ("email", "sms", "push", "paid_search", "referral", "social", "organic_search", "display")
-EFFECT = np.array([0.22, 0.16, 0.12, 0.10, 0.08, 0.06, 0.04, 0.02])
-EXPOSURE = np.array([0.20, 0.15, 0.25, 0.30, 0.20, 0.40, 0.45, 0.60])
-BASELINE = 0.10
-#: channels bought through a campaign (organic search and referral are not)
-CAMPAIGN_TYPE = ("email", "sms", "push", "search", None, "social", None, "display")
-CAMPAIGN_TYPES = ("email", "sms", "push", "social", "display", "search", "multi_channel")
-#: a paid touch is an impression, clicked with this probability; organic/referral touches are visits
-CLICK_P = np.array([0.35, 0.30, 0.25, 0.45, 1.0, 0.15, 1.0, 0.05])
-#: cost per impression and per click in cents (spend in campaign_performance)
-CPM_CENTS = np.array([2.0, 5.0, 1.0, 0.0, 0.0, 8.0, 0.0, 3.0])
-CPC_CENTS = np.array([0.0, 0.0, 0.0, 150.0, 0.0, 60.0, 0.0, 40.0])
-QUARTER = 91 * DAY
 _PAID_STATUS = (2, 3, 6)  # contract.ORDER_STATUSES: CONFIRMED, COMPLETED, REFUNDED
 _FAILED_STATUS = (4, 5)  # CANCELLED, EXPIRED
 _ONLINE = (0, 1)  # contract.ORDER_CHANNELS: web, mobile_app
@@ -123,10 +119,6 @@ def _campaign(w: _World, venue: np.ndarray, channel: np.ndarray, t: np.ndarray) 
     return np.where(ctype < 0, -1, (venue * n_q + quarter) * len(CAMPAIGN_TYPES) + ctype)
 
 
-def _n_quarters(w: _World) -> int:
-    return int((w.clock.now - w.clock.launch) // QUARTER) + 2
-
-
 def _touches(rs: _Streams, w: _World, j: dict) -> dict[str, np.ndarray]:
     rng = rs("behavior.touches")
     jj, ch = np.nonzero(j["x"])
@@ -182,15 +174,6 @@ def _sessions(rs: _Streams, w: _World, j: dict, tp: dict) -> dict[str, np.ndarra
         ],
         "search": rng.random(n_s + n_c + n_f) < 0.25,
     }
-
-
-def user_hashes(w: _World, users: np.ndarray) -> pl.Series:
-    """sha256 of the user id text, as the platform's trackers stored it (hashed user ids): one hash per
-    distinct user, gathered."""
-    uniq, inv = np.unique(users, return_inverse=True)
-    text = w.users.ids.take(uniq).to_list()
-    hashed = pl.Series([hashlib.sha256(u.encode()).hexdigest() for u in text], dtype=pl.String)
-    return hashed.gather(inv)
 
 
 def behavior_documents(rs: _Streams, w: _World) -> dict[str, list[pl.DataFrame]]:

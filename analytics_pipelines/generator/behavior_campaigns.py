@@ -7,7 +7,15 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from analytics_pipelines.generator.behavior_frames import date, object_ids, oid
+from analytics_pipelines.generator.behavior_params import (
+    CAMPAIGN_TYPES,
+    CHANNELS,
+    QUARTER,
+    _n_quarters,
+    date,
+    object_ids,
+    oid,
+)
 from analytics_pipelines.generator.primitives import _Streams
 from analytics_pipelines.generator.reference import DAY
 from analytics_pipelines.generator.world import _World
@@ -26,7 +34,6 @@ def campaign_docs(
     cpc: np.ndarray,
     bad: dict,
 ) -> dict[str, list[pl.DataFrame]]:
-    from analytics_pipelines.generator.behavior import CAMPAIGN_TYPES, CHANNELS, QUARTER, _n_quarters
 
     rng = rs("behavior.campaigns")
     paid = tp["campaign"] >= 0

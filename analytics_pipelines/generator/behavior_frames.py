@@ -16,9 +16,19 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
-from analytics_pipelines.generator.primitives import _HEX_PAIRS, _new_ids, _Streams, _uuid_text
+from analytics_pipelines.generator.behavior_params import (
+    CHANNELS,
+    CPC_CENTS,
+    CPM_CENTS,
+    _hex,
+    _n_quarters,
+    date,
+    object_ids,
+    oid,
+    user_hashes,
+)
+from analytics_pipelines.generator.primitives import _new_ids, _Streams, _uuid_text
 from analytics_pipelines.generator.reference import _CITY_COUNTRY, _CITY_NAME, DAY
 from analytics_pipelines.generator.world import _World
 
@@ -37,39 +47,6 @@ _ACTIONS = ("impression", "click", "visit", "conversion")
 _DEVICES = ("desktop", "mobile", "tablet")
 _OS = ("Windows", "iOS", "iPadOS")
 _QUERIES = ("concert tickets", "comedy tonight", "festival", "theatre", "sports this weekend", "jazz")
-
-
-def _hex(raw: np.ndarray) -> pl.Series:
-    n, width = raw.shape
-    text = _HEX_PAIRS[raw].view(np.uint8).reshape(n, 2 * width)
-    offsets = np.arange(0, 2 * width * (n + 1), 2 * width, dtype=np.int64)
-    arr = pa.Array.from_buffers(
-        pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(text.ravel())]
-    )
-    return pl.from_arrow(arr).cast(pl.String)
-
-
-def object_ids(rng: np.random.Generator, write: np.ndarray) -> pl.Series:
-    """ObjectId hex text: 4-byte big-endian write time, then 8 random bytes."""
-    raw = np.empty((len(write), 12), np.uint8)
-    raw[:, :4] = write.astype(">u4").view(np.uint8).reshape(-1, 4)
-    raw[:, 4:] = rng.integers(0, 256, (len(write), 8), dtype=np.uint8)
-    return _hex(raw)
-
-
-def oid(s: pl.Series) -> pl.Expr:
-    return pl.struct(pl.lit(s).alias("$oid"))
-
-
-def date(seconds: np.ndarray | pl.Series) -> pl.Expr:
-    """{"$date": {"$numberLong": "<ms since the epoch>"}} (the canonical form, as `mongoexport
-    --jsonFormat=canonical` writes dates: json_util parses it without strptime, half the cost of the ISO
-    text of the relaxed form); NULL (the whole field null) for negative seconds."""
-    sec = pl.Series(np.asarray(seconds, np.int64))
-    ms = (sec * 1000).cast(pl.String)
-    return pl.when(pl.lit(sec) >= 0).then(
-        pl.struct(pl.struct(pl.lit(ms).alias("$numberLong")).alias("$date"))
-    )
 
 
 def _writes(rng: np.random.Generator, t: np.ndarray, buggy: np.ndarray) -> np.ndarray:
@@ -92,13 +69,6 @@ def _frame(cols: dict, mask: np.ndarray) -> pl.DataFrame:
 def render(
     rs: _Streams, w: _World, j: dict, tp: dict, ss: dict
 ) -> tuple[dict[str, list[pl.DataFrame]], dict]:
-    from analytics_pipelines.generator.behavior import (
-        CHANNELS,
-        CPC_CENTS,
-        CPM_CENTS,
-        _n_quarters,
-        user_hashes,
-    )
 
     rng = rs("behavior.render")
     bad: dict[str, int] = {}
