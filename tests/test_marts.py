@@ -129,7 +129,8 @@ def test_mart_shapes_and_sanity(built):
     assert {"venues_total", "tickets_sold_24h", "gross_revenue_24h_cents", "events_on_sale"} <= set(
         kpi["metric"]
     )
-    assert kpi["hour_key"].n_unique() == 3
+    # the fixture's three KPI hours (other tests of the worker may add hours to the same warehouse)
+    assert {"2026-10-31-21:00", "2026-10-31-22:00", "2026-10-31-23:00"} <= set(kpi["hour_key"])
     proj = wh.read_table("revenue_projections")
     assert (proj["lower_cents"] <= proj["projected_net_revenue_cents"]).all()
     assert (proj["projected_net_revenue_cents"] <= proj["upper_cents"]).all()
