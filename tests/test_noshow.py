@@ -446,3 +446,19 @@ def test_route_no_show_forecast(no_show_api):
         )
         assert r.status_code == 200 and r.json()["data"]["status"] == "not_forecast"
         assert r.json()["data"]["reason"] == rs["reason"]
+
+
+def test_the_model_never_labels_events_that_ended_after_the_data(tmp_path):
+    """make run on generated data runs weeks after the data's as-of: the no-show clock stops at the end of
+    the last sales day (an event that ended later has no scans yet, not 100 % no-shows)."""
+    from datetime import UTC, date, datetime
+
+    from analytics_pipelines.noshow.steps import data_clock
+    from analytics_pipelines.warehouse import open_warehouse
+
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'wh'}")
+    wh.replace_table("fct_orders", pl.DataFrame({"day": [date(2026, 10, 30), date(2026, 10, 31)]}))
+    wall = datetime(2026, 12, 6, 7, tzinfo=UTC)
+    assert data_clock(wh, wall) == datetime(2026, 11, 1, tzinfo=UTC)
+    early = datetime(2026, 10, 31, 12, tzinfo=UTC)
+    assert data_clock(wh, early) == early  # a clock pinned inside the data wins

@@ -10,6 +10,7 @@ its rows say `validation = 'insufficient_holdout'` (the check warns)."""
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 import numpy as np
 import polars as pl
@@ -20,22 +21,33 @@ from analytics_pipelines.noshow.features import features, read_inputs
 from analytics_pipelines.registry.context import BuildContext, Built, md_table
 
 
+def data_clock(wh, now: datetime) -> datetime:
+    """The run's clock, but never past the end of the last day with recognized sales: an event that ended
+    after the data does has no scans yet, and labelling its tickets no-shows would poison the holdout
+    (`make run` on generated data runs weeks after the data's as-of)."""
+    from analytics_pipelines.customers.build import end_of, last_sales_day
+
+    last = last_sales_day(wh)
+    return min(now, end_of(last)) if last is not None else now
+
+
 def no_show_model(ctx: BuildContext) -> Built:
     """Features as of the run's clock, the out-of-time evaluation and gate, the refitted model saved as
     <data dir>/models/no_show/<version>.joblib, and the four tables."""
     wh, s = ctx.wh, ctx.settings
+    now = data_clock(wh, ctx.now)
     inp = read_inputs(wh)
-    feats = features(inp, ctx.now)
+    feats = features(inp, now)
     out = T.build(
         feats,
         inp.events,
-        ctx.now,
+        now,
         s.no_show_min_auc,
         s.no_show_min_holdout_tickets,
         s.no_show_min_holdout_no_shows,
     )
     frames = dict(out.frames)
-    extras: dict = {"gate": out.gate, "not_trained": out.not_trained, "events": inp.events, "now": ctx.now}
+    extras: dict = {"gate": out.gate, "not_trained": out.not_trained, "events": inp.events, "now": now}
     meta = dict(out.metadata)
     already: tuple[str, ...] = ()
     if out.gate is not None and out.gate.passed is False:
@@ -45,7 +57,7 @@ def no_show_model(ctx: BuildContext) -> Built:
             already = T.PUBLISHED
             meta["published"] = "previous predictions kept (model refused)"
         else:
-            frames.update(T.refused_frames(inp.events, feats, ctx.now, out.gate.reason))
+            frames.update(T.refused_frames(inp.events, feats, now, out.gate.reason))
             meta["published"] = "none (model refused, no previous predictions)"
         ctx.log.warning(f"no-show model refused: {out.gate.reason}")
     elif out.model_bytes is not None:
