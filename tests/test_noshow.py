@@ -453,7 +453,7 @@ def test_the_model_never_labels_events_that_ended_after_the_data(tmp_path):
     the last sales day (an event that ended later has no scans yet, not 100 % no-shows)."""
     from datetime import UTC, date, datetime
 
-    from analytics_pipelines.noshow.steps import data_clock
+    from analytics_pipelines.customers.build import data_clock
     from analytics_pipelines.warehouse import open_warehouse
 
     wh = open_warehouse(f"duckdb:///{tmp_path / 'wh'}")

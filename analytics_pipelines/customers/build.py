@@ -52,6 +52,15 @@ def end_of(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(), UTC)
 
 
+def data_clock(wh: Warehouse, now: datetime) -> datetime:
+    """The run's clock, but never past the end of the last day with recognized sales: models that label
+    or count what happened up to `now` (no-shows, sales after a price change) must not read the days after
+    the data ends as days without scans or sales (`make run` on generated data runs weeks after its as-of;
+    in production the two differ by the ingestion lag)."""
+    last = last_sales_day(wh)
+    return min(now, end_of(last)) if last is not None else now
+
+
 # -- RFM -------------------------------------------------------------------------------------------
 def rfm_scores(wh: Warehouse, as_of_dates: list[date], history: pl.DataFrame | None = None) -> pl.DataFrame:
     """customer_rfm_scores rows for each as-of date (one read of the order history; `history`: fct_orders

@@ -10,25 +10,15 @@ its rows say `validation = 'insufficient_holdout'` (the check warns)."""
 from __future__ import annotations
 
 import os
-from datetime import datetime
 
 import numpy as np
 import polars as pl
 
+from analytics_pipelines.customers.build import data_clock
 from analytics_pipelines.marts.reconcile import CheckOutcome
 from analytics_pipelines.noshow import tables as T
 from analytics_pipelines.noshow.features import features, read_inputs
 from analytics_pipelines.registry.context import BuildContext, Built, md_table
-
-
-def data_clock(wh, now: datetime) -> datetime:
-    """The run's clock, but never past the end of the last day with recognized sales: an event that ended
-    after the data does has no scans yet, and labelling its tickets no-shows would poison the holdout
-    (`make run` on generated data runs weeks after the data's as-of)."""
-    from analytics_pipelines.customers.build import end_of, last_sales_day
-
-    last = last_sales_day(wh)
-    return min(now, end_of(last)) if last is not None else now
 
 
 def no_show_model(ctx: BuildContext) -> Built:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from analytics_pipelines.customers.build import last_sales_day
 from analytics_pipelines.marts.reconcile import CheckOutcome
 from analytics_pipelines.pricing import evaluation as ev
 from analytics_pipelines.pricing.model import estimate, model_version
@@ -56,8 +57,11 @@ def _groups(events: pl.DataFrame) -> pl.DataFrame:
 def price_elasticity(ctx: BuildContext) -> Built:
     wh, cfg = ctx.wh, ctx.settings.pricing
     x = inputs(wh)
+    # through the data's last day: the days after it are not days without sales
+    last_day = last_sales_day(wh)
+    through = min(ctx.now.date(), last_day) if last_day is not None else ctx.now.date()
     panel, exclusions = daily_panel(
-        x["types"], x["events"], x["sales"], x["prices"], x["currencies"], ctx.now.date()
+        x["types"], x["events"], x["sales"], x["prices"], x["currencies"], through
     )
     first = panel["day"].min() if panel.height else None
     last = panel["day"].max() if panel.height else None
