@@ -38,6 +38,24 @@ IN_FLIGHT = [
 ]
 
 
+def refresh_today(
+    context: dg.ScheduleEvaluationContext, job_name: str, refresh: str
+) -> dg.RunRequest | dg.SkipReason:
+    """A run of today's (UTC) partition tagged refresh=<refresh>, unless the previous one is still queued
+    or running (a refresh that overran its interval is not stacked behind itself)."""
+    busy = context.instance.get_runs_count(
+        dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT, tags={"refresh": refresh})
+    )
+    if busy:
+        return dg.SkipReason(f"the previous {refresh} refresh is still queued or running")
+    when = context.scheduled_execution_time.astimezone(UTC)
+    return dg.RunRequest(
+        run_key=f"{refresh}:{when.isoformat()}",
+        partition_key=when.date().isoformat(),
+        tags={"refresh": refresh},
+    )
+
+
 def schedule_timezone(timezone: str | None = None) -> str:
     tz = timezone or "UTC"
     try:
@@ -72,17 +90,7 @@ def make_schedules(
         description="Refresh today's (UTC) partition of every asset every 15 minutes.",
     )
     def intraday_refresh_schedule(context: dg.ScheduleEvaluationContext):
-        busy = context.instance.get_runs_count(
-            dg.RunsFilter(job_name=main_job.name, statuses=IN_FLIGHT, tags={"refresh": "intraday"})
-        )
-        if busy:
-            return dg.SkipReason("the previous intraday refresh is still queued or running")
-        when = context.scheduled_execution_time.astimezone(UTC)
-        return dg.RunRequest(
-            run_key=f"intraday:{when.isoformat()}",
-            partition_key=when.date().isoformat(),
-            tags={"refresh": "intraday"},
-        )
+        return refresh_today(context, main_job.name, "intraday")
 
     @dg.schedule(
         cron_schedule=nightly_cron,

@@ -11,7 +11,7 @@ from datetime import UTC
 
 import dagster as dg
 
-from analytics_pipelines.schedules.data import IN_FLIGHT, schedule_timezone
+from analytics_pipelines.schedules.data import refresh_today, schedule_timezone
 
 VELOCITY_CRON = "*/5 * * * *"
 COMPACTION_CRON = "45 3 * * *"
@@ -34,17 +34,7 @@ def make_schedules(
         description="Every 5 minutes: today's (UTC) sales_velocity buckets and the sell-out forecast.",
     )
     def velocity_refresh_schedule(context: dg.ScheduleEvaluationContext):
-        busy = context.instance.get_runs_count(
-            dg.RunsFilter(job_name=monitoring_job.name, statuses=IN_FLIGHT, tags={"refresh": "velocity"})
-        )
-        if busy:
-            return dg.SkipReason("the previous velocity refresh is still queued or running")
-        when = context.scheduled_execution_time.astimezone(UTC)
-        return dg.RunRequest(
-            run_key=f"velocity:{when.isoformat()}",
-            partition_key=when.date().isoformat(),
-            tags={"refresh": "velocity"},
-        )
+        return refresh_today(context, monitoring_job.name, "velocity")
 
     @dg.schedule(
         cron_schedule=COMPACTION_CRON,
