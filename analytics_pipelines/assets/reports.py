@@ -8,7 +8,8 @@ import dagster as dg
 
 from analytics_pipelines.partitions import partitions
 from analytics_pipelines.paths import data_dir
-from analytics_pipelines.reports.builders import daily_venue_report, executive_report, venues_with_activity
+from analytics_pipelines.reports.builders import daily_venue_reports as build_daily_reports
+from analytics_pipelines.reports.builders import executive_reports
 from analytics_pipelines.reports.writers import render
 from analytics_pipelines.resources import WarehouseResource
 from analytics_pipelines.settings import Settings
@@ -69,8 +70,7 @@ def report_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         files, venues = [], 0
         for key in context.partition_keys:
             day = date.fromisoformat(key)
-            for tenant_id, venue_id in venues_with_activity(wh, day, day).iter_rows():
-                report = daily_venue_report(wh, venue_id, day, tenant_id)
+            for _, venue_id, report in build_daily_reports(wh, day):  # each mart read once per day
                 files += _write_all(report, reports_dir() / "daily_venue" / key / venue_id)
                 venues += 1
         return _result(files, venues)
@@ -92,8 +92,7 @@ def report_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         window = context.partition_time_window
         first, last = window.start.date(), window.end.date() - timedelta(days=1)
         files, venues = [], 0
-        for tenant_id, venue_id in venues_with_activity(wh, first, last).iter_rows():
-            report = executive_report(wh, venue_id, first, last, tenant_id)
+        for _, venue_id, report in executive_reports(wh, first, last):  # each mart read once per week
             files += _write_all(report, reports_dir() / "weekly_executive" / first.isoformat() / venue_id)
             venues += 1
         return _result(files, venues)
