@@ -17,12 +17,17 @@ from pdf_tools import ink_per_page, pdf_text
 
 from analytics_pipelines.privacy import key_id
 from analytics_pipelines.reports import ChartSpec, Report, Section, render
-from analytics_pipelines.reports.builders import daily_venue_report, executive_report
+from analytics_pipelines.reports.builders import (
+    daily_venue_report,
+    daily_venue_reports,
+    executive_report,
+    executive_reports,
+)
 from analytics_pipelines.reports.export_types import RAW_DATA_TABLES, build_export
 from analytics_pipelines.reports.filters import ExportRequestError, MissingMartError, parse_filters
 from analytics_pipelines.reports.model import label
 from analytics_pipelines.reports.pseudonyms import PseudonymKeyError, pseudonym, pseudonym_key
-from analytics_pipelines.reports.writers import xlsx_header
+from analytics_pipelines.reports.writers import json_bytes, xlsx_header
 from analytics_pipelines.warehouse import open_warehouse
 
 KEY = b"test-pseudonym-key-0123456789"
@@ -161,6 +166,40 @@ def test_weekly_report_totals_compare_weeks(both, frames, tmp_path):
     path = render(report, "pdf", tmp_path / "weekly")
     assert all(s > 0.01 for s in ink_per_page(path, tmp_path))
     assert "Weekly executive report" in pdf_text(path)
+
+
+def test_batch_reports_equal_the_per_venue_reports_and_read_each_mart_once(both, frames, monkeypatch):
+    """The report assets build every venue's report of a day (week) from one read per mart; each report equals
+    the one built for that venue alone, and every venue with a venue_analytics row gets one."""
+    first, last = date(2026, 11, 9), date(2026, 11, 15)
+    expected_venues = sorted(
+        frames["venue_analytics"]
+        .filter(pl.col("day").is_between(first, last))
+        .select("tenant_id", "venue_id")
+        .unique()
+        .rows()
+    )
+    reads: list[str] = []
+    read_table = type(both).read_table
+    monkeypatch.setattr(
+        type(both), "read_table", lambda self, t, *a, **k: reads.append(t) or read_table(self, t, *a, **k)
+    )
+    weekly = list(executive_reports(both, first, last, now=NOW))
+    assert sorted(reads) == sorted(
+        ["venue_analytics", "revenue_by_channel", "event_analytics", "event_performance", "stg_venues"]
+    )
+    reads.clear()
+    daily = list(daily_venue_reports(both, DAY, now=NOW))
+    assert (
+        len(reads) == len(set(reads)) == 7
+    )  # five marts, event names, venue names: once each for all venues
+    assert sorted((t, v) for t, v, _ in weekly) == expected_venues and len(weekly) >= 2
+    monkeypatch.undo()
+    for tenant, venue, report in weekly:
+        assert json_bytes(report) == json_bytes(executive_report(both, venue, first, last, tenant, now=NOW))
+    assert daily
+    for tenant, venue, report in daily:
+        assert json_bytes(report) == json_bytes(daily_venue_report(both, venue, DAY, tenant, now=NOW))
 
 
 def test_csv_and_json_round_trip(duck, frames, tmp_path):
