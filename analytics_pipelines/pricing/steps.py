@@ -71,18 +71,10 @@ def price_elasticity(ctx: BuildContext) -> Built:
     )
     groups = _groups(x["events"])
     kw = dict(min_changes=cfg.min_price_changes, version=version, trained_at=ctx.now, names=names)
-    # validation: fit without the held-out events, predict their price changes
-    held = ev.holdout_events(panel["event_id"]) if panel.height else pl.Series([], dtype=pl.Boolean)
-    train = estimate(panel.filter(~held), "category", groups=groups, **kw)
-    windows = ev.change_windows(panel.filter(held), train.deltas)
-    perf = ev.evaluate(windows, train.table, version, ctx.now, first, last)
+    full = estimate(panel, "category", groups=groups, **kw)
+    perf = ev.cross_fit(panel, full, kw, first, last)
     ok, verdict = ev.beats_baseline(perf)
-    table = pl.concat(
-        [
-            estimate(panel, "category", groups=groups, **kw).table,
-            estimate(panel, "category_venue", groups=groups, **kw).table,
-        ]
-    )
+    table = pl.concat([full.table, estimate(panel, "category_venue", groups=groups, **kw).table])
     kept_previous = False
     if ok is False and "price_elasticity" in wh.tables():
         table, kept_previous = wh.read_table("price_elasticity"), True  # the previous model stays in use
