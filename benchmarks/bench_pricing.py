@@ -6,6 +6,10 @@ the estimate, its 95 % interval and the planted value, the share of categories w
 whose planted elasticity lies in the interval (goal >= 90 %), and the holdout metrics against the seed's -1.5.
 
     python benchmarks/bench_pricing.py [--scale small] [--seed 7] [--dir /tmp/bench_pricing]
+    python benchmarks/bench_pricing.py --reuse --dir D      # pricing_job only, on a warehouse built under D
+    python benchmarks/bench_pricing.py --from-source         # no Dagster: the pure functions over the
+        generated tables held in memory (evaluation.inputs_from_source: the same panel as the warehouse's for
+        clean data), timing each stage (panel, full fit, cross-fitting, category-at-venue fit)
 """
 
 from __future__ import annotations
@@ -60,14 +64,76 @@ def coverage(table, truth: dict[str, float]) -> tuple[list[tuple], float | None]
     return rows, share
 
 
+def from_source(scale: str, seed: int) -> int:
+    """The model and its cross-fitted holdout on generated tables, without ingestion (timed per stage)."""
+    import polars as pl
+
+    from analytics_pipelines.generator import synth
+    from analytics_pipelines.generator.truth import planted_truth
+    from analytics_pipelines.pricing import evaluation as ev
+    from analytics_pipelines.pricing.model import estimate
+    from analytics_pipelines.pricing.panel import daily_panel
+
+    t = time.time()
+    tables = synth.generate_tables(scale, seed=seed)
+    truth = planted(planted_truth(scale, seed))
+    print(f"generate {scale} seed {seed} (in memory): {time.time() - t:.0f} s")
+    t, cpu = time.time(), time.process_time()
+    x = ev.inputs_from_source(tables)
+    cat_names = dict(tables["event_categories"].select("id", "name").iter_rows())
+    del tables
+    panel, _ = daily_panel(
+        x["types"], x["events"], x["sales"], x["prices"], x["currencies"], x["sales"]["day"].max()
+    )
+    stages = {"inputs + panel": (time.time() - t, time.process_time() - cpu)}
+    print(f"panel: {panel.height} rows, {panel['price_change'].sum()} price changes")
+    kw = dict(min_changes=5, version="bench", trained_at=datetime.now(UTC), names=None)
+    t, cpu = time.time(), time.process_time()
+    full = estimate(panel, "category", **kw)
+    stages["category fit"] = (time.time() - t, time.process_time() - cpu)
+    t, cpu = time.time(), time.process_time()
+    perf = ev.cross_fit(panel, full, kw, None, None)
+    stages[f"cross-fitting ({ev.FOLDS} folds)"] = (time.time() - t, time.process_time() - cpu)
+    t, cpu = time.time(), time.process_time()
+    estimate(panel, "category_venue", **kw)
+    stages["category_venue fit"] = (time.time() - t, time.process_time() - cpu)
+    for k, (wall, c) in stages.items():
+        print(f"  {k}: {wall:.1f} s wall, {c:.1f} s cpu")
+    table = full.table.with_columns(
+        pl.col("category").replace_strict(cat_names, default=None).alias("category_name")
+    )
+    rows, share = coverage(table, truth)
+    _report(rows, share, table, perf, scale, seed)
+    return 0
+
+
+def _report(rows, share, table, perf, scale, seed) -> None:
+    import polars as pl
+
+    print(f"estimated category rows: {len(rows)}")
+    print("tenant   category        estimate   ci_low  ci_high  planted inside changes")
+    for r in rows:
+        print(
+            f"{r[0]} {str(r[1])[:14]:14} {r[2]:9.2f} {r[3]:8.2f} {r[4]:8.2f} {r[5]:8.2f} {str(r[6]):6} {r[7]:7}"
+        )
+    status = table.filter(pl.col("scope") == "category").group_by("status").len()
+    print("\ncategory rows by status:", dict(status.iter_rows()))
+    print(f"share of estimated categories whose planted elasticity is inside the 95 % interval: {share}")
+    print(perf.select("model", "metric", "value", "n"))
+    print(f"as of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, scale {scale}, seed {seed}, load {os.getloadavg()}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="small")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--dir", default="/tmp/bench_pricing")
     ap.add_argument("--reuse", action="store_true", help="reuse a warehouse built before under --dir")
+    ap.add_argument("--from-source", action="store_true", help="pure functions over generated tables")
     args = ap.parse_args()
     os.environ.setdefault("TT_ENV", "development")
+    if args.from_source:
+        return from_source(args.scale, args.seed)
     import polars as pl
     from materialized import materialize_everything
 

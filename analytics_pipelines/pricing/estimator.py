@@ -279,6 +279,44 @@ def _design(
     return x, col_of, fixed
 
 
+def _hessian(
+    x: sparse.csr_matrix,
+    xt: sparse.csr_matrix,
+    fe_sum: sparse.csr_matrix,
+    row_nnz: np.ndarray,
+    mu: np.ndarray,
+    n_fe: int,
+) -> np.ndarray:
+    """The concentrated Poisson likelihood's (negative) Hessian: X'WX - A' diag(1/w) A, A = the per
+    fixed-effect sums of W X, w = the per fixed-effect sums of mu."""
+    wx = x.copy()
+    wx.data = wx.data * np.repeat(mu, row_nnz)
+    a = (fe_sum @ wx).tocsr()
+    w = fe_sum @ mu
+    scaled = a.multiply(1 / np.maximum(w, 1e-300)[:, None]).tocsr()
+    return (xt @ wx).toarray() - (a.T @ scaled).toarray()
+
+
+def _factor(h: np.ndarray):
+    """A factorization of h plus a tiny ridge (directions without information, e.g. a slope with no price
+    variation inside a type, have a zero score and get no step); None when it is not positive definite."""
+    from scipy.linalg import cho_factor
+
+    ridge = 1e-10 * max(float(np.abs(np.diag(h)).max(initial=0.0)), 1e-300)
+    try:
+        return cho_factor(h + ridge * np.eye(h.shape[0]))
+    except np.linalg.LinAlgError:
+        return h
+
+
+def _solve(factor, score: np.ndarray) -> np.ndarray:
+    from scipy.linalg import cho_solve
+
+    if isinstance(factor, np.ndarray):
+        return np.linalg.lstsq(factor, score, rcond=1e-12)[0]
+    return cho_solve(factor, score)
+
+
 def fit_elasticities(
     y: np.ndarray,
     log_price: np.ndarray,
@@ -324,30 +362,29 @@ def fit_elasticities(
             theta[idx[:m][on]] = d[:m][on] - ref
     fe_sum = sparse.csr_matrix((np.ones(fe.size), (fe, np.arange(fe.size))), shape=(n_fe, fe.size))
     xt = x.T.tocsr()
+    row_nnz = np.diff(x.indptr)
+    factor, last = None, np.inf
     for _ in range(max_iter):
         eta = x @ theta + fixed
         shift = _group_max(eta, order, starts) if eta.size else np.zeros(0)
         e = np.exp(eta - shift[fe])
         alpha = log_y_fe - np.log(np.maximum(np.bincount(fe, weights=e, minlength=n_fe), 1e-300))
         mu = np.where(sold, np.exp(alpha[fe] + eta - shift[fe]), 0.0)
-        w = np.bincount(fe, weights=mu, minlength=n_fe)
         score = xt @ (y - mu)
-        wx = x.multiply(mu[:, None]).tocsr()
-        a = fe_sum @ wx
-        h = (xt @ wx).toarray() - (a.T @ a.multiply(1 / np.maximum(w, 1e-300)[:, None])).toarray()
-        # a tiny ridge: directions without information (a slope with no price variation inside a type)
-        # have a zero score and get no step; solve, not an SVD (it is the run's dominant cost otherwise)
-        ridge = 1e-10 * max(float(np.abs(np.diag(h)).max(initial=0.0)), 1e-300)
-        try:
-            step = np.linalg.solve(h + ridge * np.eye(h.shape[0]), score)
-        except np.linalg.LinAlgError:
-            step = np.linalg.lstsq(h, score, rcond=1e-12)[0]
+        if factor is None:
+            # the Hessian is the iteration's dominant cost: it is kept while the steps shrink fast
+            # (a chord Newton method; recomputed when they do not), so a warm start costs one or two
+            factor = _factor(_hessian(x, xt, fe_sum, row_nnz, mu, n_fe))
+        step = _solve(factor, score)
         big = np.abs(step).max(initial=0.0)
         if big > 2:  # damped: the concentrated log-likelihood is concave, a cap keeps exp() finite
             step *= 2 / big
         theta += step
         if big < tol:
             break
+        if big > 0.25 * last:
+            factor = None
+        last = big
     deltas = []
     for f, idx in zip(factors, col_of, strict=True):
         y_lv = np.bincount(f, weights=y, minlength=idx.size)
