@@ -7,6 +7,7 @@ whose planted elasticity lies in the interval (goal >= 90 %), and the holdout me
 
     python benchmarks/bench_pricing.py [--scale small] [--seed 7] [--dir /tmp/bench_pricing]
     python benchmarks/bench_pricing.py --reuse --dir D      # pricing_job only, on a warehouse built under D
+    python benchmarks/bench_pricing.py --data-dir COPY      # pricing_job only, on a COPY of a built data dir
     python benchmarks/bench_pricing.py --from-source         # no Dagster: the pure functions over the
         generated tables held in memory (evaluation.inputs_from_source: the same panel as the warehouse's for
         clean data), timing each stage (panel, full fit, cross-fitting, category-at-venue fit)
@@ -130,6 +131,11 @@ def main() -> int:
     ap.add_argument("--dir", default="/tmp/bench_pricing")
     ap.add_argument("--reuse", action="store_true", help="reuse a warehouse built before under --dir")
     ap.add_argument("--from-source", action="store_true", help="pure functions over generated tables")
+    ap.add_argument(
+        "--data-dir",
+        help="pricing_job only, on a built data dir (source.duckdb, warehouse/, truth.json) of any scale, "
+        "e.g. a COPY of a large build; Dagster's scratch state goes under --dir",
+    )
     args = ap.parse_args()
     os.environ.setdefault("TT_ENV", "development")
     if args.from_source:
@@ -141,7 +147,11 @@ def main() -> int:
 
     base = Path(args.dir) / f"{args.scale}-{args.seed}"
     data = base / "data"
-    src = f"duckdb:///{data / 'source.duckdb'}"
+    src, wh_url = f"duckdb:///{data / 'source.duckdb'}", None
+    if args.data_dir:
+        data, args.reuse = Path(args.data_dir), True
+        src, wh_url = f"duckdb:///{data / 'source.duckdb'}", f"duckdb:///{data / 'warehouse'}"
+        base = Path(args.dir) / "data-dir"
     if not args.reuse:
         data.mkdir(parents=True, exist_ok=True)
         t = time.time()
@@ -149,8 +159,11 @@ def main() -> int:
         print(f"generate {args.scale}: {time.time() - t:.0f} s")
     t = time.time()
     runs = (("main_job", "2025-11-01", "2026-10-31"),) if not args.reuse else ()
-    m = materialize_everything(base, source_url=src, runs=(*runs, ("pricing_job", None, None)))
-    print(f"main_job + pricing_job: {time.time() - t:.0f} s")
+    load = os.getloadavg()
+    m = materialize_everything(
+        base, warehouse_url=wh_url, source_url=src, runs=(*runs, ("pricing_job", None, None))
+    )
+    print(f"main_job + pricing_job: {time.time() - t:.0f} s (load before {load}, after {os.getloadavg()})")
     result = m.results["pricing_job"]
     steps = {
         e.step_key: e.event_specific_data.duration_ms
@@ -163,7 +176,8 @@ def main() -> int:
 
     wh = open_warehouse(m.warehouse_url)
     table = wh.read_table("price_elasticity")
-    truth = planted(json.loads((data / "truth.json").read_text()))
+    truth_file = data / "truth.json"
+    truth = planted(json.loads(truth_file.read_text())) if truth_file.exists() else {}
     rows, share = coverage(table, truth)
     print(f"\nplanted categories: {len(truth)}; estimated category rows: {len(rows)}")
     print("tenant   category        estimate   ci_low  ci_high  planted inside changes")
