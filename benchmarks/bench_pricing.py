@@ -172,6 +172,14 @@ def main() -> int:
     }
     for k, ms in steps.items():
         print(f"  step {k}: {ms / 1000:.1f} s")
+    for e in result.all_events:
+        if e.event_type_value == "ASSET_MATERIALIZATION":
+            md = e.event_specific_data.materialization.metadata
+            if "stages" in md:
+                print(
+                    f"  {e.asset_key.to_user_string()} cpu {md['cpu_seconds'].value} s; stages (wall, cpu):"
+                )
+                print(md["stages"].value)
     from analytics_pipelines.warehouse import open_warehouse
 
     wh = open_warehouse(m.warehouse_url)
@@ -190,7 +198,8 @@ def main() -> int:
     print(f"share of estimated categories whose planted elasticity is inside the 95 % interval: {share}")
     perf = wh.read_table("pricing_model_performance").select("model", "metric", "value", "n")
     print(perf)
-    print(f"as of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, scale {args.scale}, seed {args.seed}")
+    what = f"data dir {args.data_dir}" if args.data_dir else f"scale {args.scale}, seed {args.seed}"
+    print(f"as of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {what}, load {os.getloadavg()}")
     return 0
 
 
