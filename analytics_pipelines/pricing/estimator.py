@@ -298,23 +298,34 @@ def _hessian(
 
 
 def _factor(h: np.ndarray):
-    """A factorization of h plus a tiny ridge (directions without information, e.g. a slope with no price
-    variation inside a type, have a zero score and get no step); None when it is not positive definite."""
+    """A factorization of h restricted to the directions with information: a parameter whose diagonal is
+    (numerically) 0 — e.g. a slope with no price variation inside any type — gets no step (its score is 0
+    up to rounding, which a ridge would amplify into endless tiny moves). A tiny ridge keeps the rest
+    positive definite; an indefinite block falls back to least squares."""
     from scipy.linalg import cho_factor
 
-    ridge = 1e-10 * max(float(np.abs(np.diag(h)).max(initial=0.0)), 1e-300)
+    diag = np.abs(np.diag(h))
+    active = diag > 1e-9 * max(float(diag.max(initial=0.0)), 1e-300)
+    sub = h[np.ix_(active, active)]
+    ridge = 1e-10 * max(float(diag.max(initial=0.0)), 1e-300)
     try:
-        return cho_factor(h + ridge * np.eye(h.shape[0]))
+        return active, cho_factor(sub + ridge * np.eye(sub.shape[0]))
     except np.linalg.LinAlgError:
-        return h
+        return active, sub
 
 
 def _solve(factor, score: np.ndarray) -> np.ndarray:
     from scipy.linalg import cho_solve
 
-    if isinstance(factor, np.ndarray):
-        return np.linalg.lstsq(factor, score, rcond=1e-12)[0]
-    return cho_solve(factor, score)
+    active, f = factor
+    step = np.zeros(score.size)
+    if not active.any():
+        return step
+    if isinstance(f, np.ndarray):
+        step[active] = np.linalg.lstsq(f, score[active], rcond=1e-12)[0]
+    else:
+        step[active] = cho_solve(f, score[active])
+    return step
 
 
 def fit_elasticities(

@@ -86,7 +86,8 @@ def estimate(
 ) -> Estimates:
     """The price_elasticity rows of one scope. `groups`: every group to report (with its key columns), also
     those absent from the panel (they get 'insufficient_data' with 0 changes); `names`: category, name;
-    `warm`: a fit of the same scope to start from (a cross-fitting fold starts from the full sample's)."""
+    `warm`: a fit to start from, of the same or a coarser scope (a cross-fitting fold starts from the full
+    sample's, the category-at-venue fit from the category fit)."""
     keys = SCOPES[scope]
     p = panel.with_columns(pl.col("category_id").fill_null("(none)").alias("category"))
     ev_changes = (
@@ -129,8 +130,11 @@ def estimate(
         cl = p["event_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
         init_beta, init_deltas = None, None
         if warm is not None:
+            # the warm fit's scope may be coarser (category -> category at a venue): join on its keys
+            warm_scope = warm.table["scope"][0] if warm.table.height else scope
+            wkeys = [k for k in keys if k in SCOPES[warm_scope]]
             init_beta = (
-                eligible.join(warm.table.select(*keys, "elasticity"), on=keys, how="left", nulls_equal=True)
+                eligible.join(warm.table.select(*wkeys, "elasticity"), on=wkeys, how="left", nulls_equal=True)
                 .sort("g")["elasticity"]
                 .fill_null(0.0)
                 .to_numpy()
