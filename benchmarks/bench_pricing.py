@@ -104,11 +104,11 @@ def from_source(scale: str, seed: int) -> int:
         pl.col("category").replace_strict(cat_names, default=None).alias("category_name")
     )
     rows, share = coverage(table, truth)
-    _report(rows, share, table, perf, scale, seed)
+    _report(rows, share, table, perf, f"scale {scale}, seed {seed} (from source)")
     return 0
 
 
-def _report(rows, share, table, perf, scale, seed) -> None:
+def _report(rows, share, table, perf, what: str) -> None:
     import polars as pl
 
     print(f"estimated category rows: {len(rows)}")
@@ -121,7 +121,7 @@ def _report(rows, share, table, perf, scale, seed) -> None:
     print("\ncategory rows by status:", dict(status.iter_rows()))
     print(f"share of estimated categories whose planted elasticity is inside the 95 % interval: {share}")
     print(perf.select("model", "metric", "value", "n"))
-    print(f"as of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, scale {scale}, seed {seed}, load {os.getloadavg()}")
+    print(f"as of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {what}, load {os.getloadavg()}")
 
 
 def main() -> int:
@@ -140,7 +140,6 @@ def main() -> int:
     os.environ.setdefault("TT_ENV", "development")
     if args.from_source:
         return from_source(args.scale, args.seed)
-    import polars as pl
     from materialized import materialize_everything
 
     from analytics_pipelines.generator.run import generate
@@ -187,19 +186,10 @@ def main() -> int:
     truth_file = data / "truth.json"
     truth = planted(json.loads(truth_file.read_text())) if truth_file.exists() else {}
     rows, share = coverage(table, truth)
-    print(f"\nplanted categories: {len(truth)}; estimated category rows: {len(rows)}")
-    print("tenant   category        estimate   ci_low  ci_high  planted inside changes")
-    for r in rows:
-        print(
-            f"{r[0]} {str(r[1])[:14]:14} {r[2]:9.2f} {r[3]:8.2f} {r[4]:8.2f} {r[5]:8.2f} {str(r[6]):6} {r[7]:7}"
-        )
-    status = table.filter(pl.col("scope") == "category").group_by("status").len()
-    print("\ncategory rows by status:", dict(status.iter_rows()))
-    print(f"share of estimated categories whose planted elasticity is inside the 95 % interval: {share}")
-    perf = wh.read_table("pricing_model_performance").select("model", "metric", "value", "n")
-    print(perf)
+    print(f"\nplanted categories: {len(truth)}")
+    perf = wh.read_table("pricing_model_performance")
     what = f"data dir {args.data_dir}" if args.data_dir else f"scale {args.scale}, seed {args.seed}"
-    print(f"as of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {what}, load {os.getloadavg()}")
+    _report(rows, share, table, perf, what)
     return 0
 
 

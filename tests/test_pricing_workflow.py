@@ -260,6 +260,17 @@ def test_event_pricing_prediction_route_scoping(materialized, tmp_path):
     assert get("/v1/predictions/pricing/not-a-uuid", row["venue_id"]).status_code == 422
 
 
+def _one_pending(materialized, ops_url):
+    """(a ticket type, the ops engine, now, a pending change of it, a transport trying once, no sleep)."""
+    from analytics_pipelines import outbox
+
+    a, _, _ = _sample(open_warehouse(materialized.warehouse_url))
+    engine = ops_engine(ops_url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    [change] = ops.publish(engine, [_row(a, a["price_cents"] + 100, now)], now)
+    return a, engine, now, change, outbox.Transport(webhook_retries=0, backoff_s=0, sleep=lambda s: None)
+
+
 def test_a_failed_webhook_is_kept_and_retried_with_backoff_by_the_sweeper_until_sent(
     materialized, ops_url, monkeypatch, capsys
 ):
@@ -270,12 +281,7 @@ def test_a_failed_webhook_is_kept_and_retried_with_backoff_by_the_sweeper_until_
     from analytics_pipelines import outbox
     from analytics_pipelines.cli import main
 
-    wh = open_warehouse(materialized.warehouse_url)
-    a, _, _ = _sample(wh)
-    engine = ops_engine(ops_url)
-    now = datetime.now(UTC).replace(microsecond=0)
-    [change] = ops.publish(engine, [_row(a, a["price_cents"] + 100, now)], now)
-    transport = outbox.Transport(webhook_retries=0, backoff_s=0, sleep=lambda s: None)
+    a, engine, now, change, transport = _one_pending(materialized, ops_url)
     monkeypatch.setenv("TT_OPS_URL", ops_url)
 
     def cli_state() -> dict:
@@ -336,12 +342,7 @@ def test_a_failed_webhook_is_kept_and_retried_with_backoff_by_the_sweeper_until_
 def test_a_webhook_that_keeps_failing_gives_up_after_the_last_attempt(materialized, ops_url):
     from analytics_pipelines import outbox
 
-    wh = open_warehouse(materialized.warehouse_url)
-    a, _, _ = _sample(wh)
-    engine = ops_engine(ops_url)
-    now = datetime.now(UTC).replace(microsecond=0)
-    [change] = ops.publish(engine, [_row(a, a["price_cents"] + 100, now)], now)
-    transport = outbox.Transport(webhook_retries=0, backoff_s=0, sleep=lambda s: None)
+    a, engine, now, change, transport = _one_pending(materialized, ops_url)
     with http_server([], default=503) as (url, received):
         ops.deliver(engine, ops.decide(engine, change, "approved", "ana", None), url, transport, now)
         at = now
