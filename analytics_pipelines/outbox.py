@@ -16,8 +16,9 @@ The contract:
    the same Message-ID, the same Idempotency-Key. SMTP cannot tell us whether the first send went out, so this
    is at-least-once: after a crash between send and record the recipient may get the message twice, always
    with one Message-ID, and mail clients/receivers dedupe by it (webhook receivers by Idempotency-Key).
-   A row recorded `sent` is never sent again. Failed rows with a `next_attempt_at` (alerts) are retried by
-   the sweeper up to `max_attempts`; report rows (next_attempt_at null) are retried by their subscription.
+   A row recorded `sent` is never sent again. Failed rows with a `next_attempt_at` (alerts, approved price
+   changes' webhooks) are retried by the sweeper up to `max_attempts`, with exponential backoff; report rows
+   (next_attempt_at null) are retried by their subscription.
 
 The lease must exceed the longest send (SMTP timeout x retries + backoff); DEFAULT_LEASE is 10 minutes.
 """
@@ -45,6 +46,8 @@ from analytics_pipelines.ops.exports import report_deliveries
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = timedelta(minutes=10)
+#: sources whose failed deliveries the sweeper retries (next_attempt_at set); others retry themselves
+SWEEPER_RETRIES = ("alert", "pricing")
 RETRY_BASE = timedelta(minutes=5)
 MESSAGE_ID_DOMAIN = "tickettoken-analytics"
 #: fault injection for tests: called with (key, result) right after the transport returned and before the
@@ -279,8 +282,8 @@ def record(
     d = delivery_ledger
     if result.ok:
         values = dict(state="sent", sent_at=now, last_error=None, message=None, next_attempt_at=None)
-    else:  # alerts are retried by the sweeper; reports by their subscription (report_deliveries' backoff)
-        retry_at = now + _backoff(row["attempts"]) if row["source"] == "alert" else None
+    else:  # alerts and price changes are retried by the sweeper; reports by their subscription
+        retry_at = now + _backoff(row["attempts"]) if row["source"] in SWEEPER_RETRIES else None
         values = dict(
             state="failed", last_error=(result.error or "not sent")[:4000], next_attempt_at=retry_at
         )
@@ -370,8 +373,13 @@ def sweep_deliveries(
 
 
 def _settle(conn: sa.Connection, row: dict, result: notify.DeliveryResult, now: datetime) -> dict | None:
-    """The owner's bookkeeping of a recorded send: report_deliveries' status, or an alert_notifications row
-    (returned)."""
+    """The owner's bookkeeping of a recorded send: report_deliveries' status, an alert_notifications row
+    (returned), or an approved price change's webhook state (pending_price_changes)."""
+    if row["source"] == "pricing":
+        from analytics_pipelines.ops.pricing import settle_webhook
+
+        settle_webhook(conn, row, result.ok, result.error)
+        return None
     if row["source"] == "report":
         sid, _, period = row["source_ref"].partition(":")
         r = report_deliveries

@@ -258,3 +258,98 @@ def test_event_pricing_prediction_route_scoping(materialized, tmp_path):
     if other.height:
         assert get(f"/v1/predictions/pricing/{event}", other["venue_id"][0]).status_code == 403
     assert get("/v1/predictions/pricing/not-a-uuid", row["venue_id"]).status_code == 422
+
+
+def _one_pending(materialized, ops_url):
+    """(a ticket type, the ops engine, now, a pending change of it, a transport trying once, no sleep)."""
+    from analytics_pipelines import outbox
+
+    a, _, _ = _sample(open_warehouse(materialized.warehouse_url))
+    engine = ops_engine(ops_url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    [change] = ops.publish(engine, [_row(a, a["price_cents"] + 100, now)], now)
+    return a, engine, now, change, outbox.Transport(webhook_retries=0, backoff_s=0, sleep=lambda s: None)
+
+
+def test_a_failed_webhook_is_kept_and_retried_with_backoff_by_the_sweeper_until_sent(
+    materialized, ops_url, monkeypatch, capsys
+):
+    """The platform's webhook (a real local HTTP server) answers 500, 500, then 200: the approval records
+    the failure with its next attempt, the delivery sweep (delivery_sweep_job's function) retries it only
+    when due, with a doubling backoff, until it is sent, always with the same Idempotency-Key; the state
+    shows in GET /v1/pricing/changes and the CLI's list at every step."""
+    from analytics_pipelines import outbox
+    from analytics_pipelines.cli import main
+
+    a, engine, now, change, transport = _one_pending(materialized, ops_url)
+    monkeypatch.setenv("TT_OPS_URL", ops_url)
+
+    def cli_state() -> dict:
+        assert main(["pricing", "list", "--json", "--status", "approved"]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        return next(r for r in rows if r["id"] == change)
+
+    with http_server([500, 500]) as (url, received):
+        client, settings = _client(materialized, ops_url, webhook=url)
+        token = mint_token(
+            settings, tenant_id=a["tenant_id"], venue_id=a["venue_id"], permissions=["analytics.read"]
+        )
+
+        def api_state() -> dict:
+            r = client.get(
+                "/v1/pricing/changes",
+                params={"status": "approved"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert r.status_code == 200, r.text
+            return next(x for x in r.json()["data"] if x["id"] == change)
+
+        row = ops.deliver(engine, ops.decide(engine, change, "approved", "ana", None), url, transport, now)
+        assert (row.webhook_status, row.webhook_attempts) == ("retrying", 1) and "500" in row.webhook_error
+        first_retry = now + outbox.RETRY_BASE
+        state = api_state()
+        assert state["webhook_status"] == "retrying" and state["webhook_attempts"] == 1
+        assert datetime.fromisoformat(state["webhook_next_attempt_at"]) == first_retry
+        assert cli_state()["webhook_status"] == "retrying"
+        # not due yet: nothing is sent
+        outbox.sweep_deliveries(engine, now + timedelta(minutes=1), transport)
+        assert len(received) == 1
+        # due: sent again, fails again, the next attempt twice as far
+        swept = outbox.sweep_deliveries(engine, first_retry, transport)
+        assert len(received) == 2 and len(swept.failed) == 1
+        state = api_state()
+        assert (state["webhook_status"], state["webhook_attempts"]) == ("retrying", 2)
+        second_retry = datetime.fromisoformat(state["webhook_next_attempt_at"])
+        assert second_retry == first_retry + 2 * outbox.RETRY_BASE
+        swept = outbox.sweep_deliveries(engine, second_retry, transport)
+        assert len(received) == 3 and len(swept.resent) == 1
+        state = api_state()
+        assert (state["webhook_status"], state["webhook_attempts"], state["webhook_error"]) == (
+            "sent",
+            3,
+            None,
+        )
+        assert state["webhook_next_attempt_at"] is None
+        cli = cli_state()
+        assert cli["webhook_status"] == "sent" and cli["webhook_next_attempt_at"] is None
+        # sent once is never sent again
+        outbox.sweep_deliveries(engine, second_retry + timedelta(days=1), transport)
+        assert len(received) == 3
+    keys = {r["headers"]["Idempotency-Key"] for r in received}
+    assert len(keys) == 1 and all(r["body"]["change_id"] == change for r in received)
+
+
+def test_a_webhook_that_keeps_failing_gives_up_after_the_last_attempt(materialized, ops_url):
+    from analytics_pipelines import outbox
+
+    a, engine, now, change, transport = _one_pending(materialized, ops_url)
+    with http_server([], default=503) as (url, received):
+        ops.deliver(engine, ops.decide(engine, change, "approved", "ana", None), url, transport, now)
+        at = now
+        for _ in range(ops.WEBHOOK_MAX_ATTEMPTS + 2):
+            at += timedelta(days=1)
+            outbox.sweep_deliveries(engine, at, transport)
+    row = ops.get(engine, change)
+    assert len(received) == ops.WEBHOOK_MAX_ATTEMPTS
+    assert (row.webhook_status, row.webhook_attempts) == ("failed", ops.WEBHOOK_MAX_ATTEMPTS)
+    assert "503" in row.webhook_error and ops.webhook_next_attempts(engine, [change]) == {change: None}

@@ -19,6 +19,7 @@ from analytics_pipelines.api.common import (
     Reading,
     VenueQ,
     json_response,
+    jsonable,
     rows_json,
     run,
     scoped,
@@ -45,7 +46,9 @@ def list_changes(
     offset: OffsetQ = 0,
 ):
     """Pricing recommendations and their lifecycle (pending, approved, rejected, expired, superseded) with
-    who and when, newest first; the token's venue (admins: the tenant, or one venue)."""
+    who and when, newest first; the token's venue (admins: the tenant, or one venue). An approved change's
+    webhook delivery: webhook_status (pending, sent, retrying, failed: gave up, not_configured),
+    webhook_attempts, webhook_error and webhook_next_attempt_at (when the sweeper retries it)."""
     require(p, READ)
     venues = scoped(p, venue_id)
     q = sa.select(T).where(T.c.tenant_id == p.tenant_id)
@@ -60,6 +63,9 @@ def list_changes(
     ops.expire_due(engine)
     with engine.connect() as conn:
         rows = [_row(r) for r in conn.execute(q)]
+    retry_at = ops.webhook_next_attempts(engine, [r["id"] for r in rows if r["status"] == "approved"])
+    for r in rows:  # a failed webhook's next retry (delivery_sweep_job), null when none is scheduled
+        r["webhook_next_attempt_at"] = jsonable(retry_at.get(r["id"]))
     return json_response(
         request,
         {"data": rows, "meta": {"limit": limit, "offset": offset, "returned": len(rows)}},
@@ -81,8 +87,14 @@ def _decide(request: Request, p, change_id: int, decision: str, body: Decision |
     except ops.TransitionError as exc:
         raise HTTPException(409, f"{exc}; only a pending change can be {decision}") from None
     if decision == "approved":  # hand it to the platform (the analytics never write its tables)
+        from analytics_pipelines.outbox import Transport
+
+        # one quick try in the request (a failure is kept and retried by delivery_sweep_job, not here)
         row = ops.deliver(
-            engine, row, request.app.state.settings.pricing_webhook_url, retries=2, backoff_s=0.2
+            engine,
+            row,
+            request.app.state.settings.pricing_webhook_url,
+            Transport(webhook_retries=2, backoff_s=0.2, webhook_timeout_s=5.0),
         )
     return json_response(request, {"data": _row(row)}, cache=False)
 
@@ -99,7 +111,8 @@ def approve(
     request: Request, p: Auth, change_id: Annotated[int, Path(ge=1, le=2**62)], body: Decision | None = None
 ):
     """Approve a pending change (analytics.admin): recorded with who and when, POSTed to the platform's
-    webhook (TT_PRICING_WEBHOOK_URL; the outcome is on the row), and listed in price_history (source
+    webhook (TT_PRICING_WEBHOOK_URL; the outcome is on the row, a failed POST is retried with backoff by
+    delivery_sweep_job), and listed in price_history (source
     'recommendation') from the next build. An expired change cannot be approved (409)."""
     return _decide(request, p, change_id, "approved", body)
 

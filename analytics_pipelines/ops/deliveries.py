@@ -25,7 +25,7 @@ delivery_ledger = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("idem_key", sa.String(64), nullable=False, unique=True),  # also the webhook Idempotency-Key
     sa.Column("message_id", sa.String(200)),  # <idem_key@tickettoken-analytics> (e-mail)
-    sa.Column("source", sa.String(20), nullable=False),  # report | alert
+    sa.Column("source", sa.String(20), nullable=False),  # report | alert | pricing
     sa.Column(
         "source_ref", sa.String(100), nullable=False
     ),  # report: "<subscription>:<period>"; alert: "<instance>:<action>"

@@ -47,7 +47,7 @@ pending_price_changes = sa.Table(
     sa.Column("decided_at", sa.DateTime(timezone=True)),
     sa.Column("decision_note", sa.Text),
     sa.Column("superseded_by", sa.Integer),
-    sa.Column("webhook_status", sa.String(20)),  # sent | failed | not_configured
+    sa.Column("webhook_status", sa.String(20)),  # pending | sent | retrying | failed | not_configured
     sa.Column("webhook_attempts", sa.Integer),
     sa.Column("webhook_error", sa.Text),
     sa.Column("applied_at", sa.DateTime(timezone=True)),
@@ -171,23 +171,82 @@ def webhook_payload(row) -> dict:
     }
 
 
-def deliver(engine: sa.Engine, row, url: str | None, **webhook_kw):
-    """POST an approved change to the platform's webhook and record the outcome on the row."""
-    from analytics_pipelines.notify import post_webhook
+#: the delivery ledger's source of approved changes; source_ref "<change id>:approved"
+WEBHOOK_SOURCE = "pricing"
+#: delivery attempts (claims, each with its in-call retries) before an approved change's webhook gives up
+WEBHOOK_MAX_ATTEMPTS = 8
+
+
+def webhook_ref(change_id: int) -> str:
+    return f"{change_id}:approved"
+
+
+def deliver(engine: sa.Engine, row, url: str | None, transport=None, now: datetime | None = None):
+    """Hand an approved change to the platform's webhook through the delivery ledger (outbox.py): the
+    request is stored first (so a failed or interrupted POST is never lost), then sent at once; a failure
+    is recorded with its next attempt (exponential backoff), and `delivery_sweep_job` (every 5 minutes,
+    schedules/data.py) retries it until it is sent or WEBHOOK_MAX_ATTEMPTS claims failed. The row's
+    webhook_status: sent | retrying | failed (gave up) | not_configured; webhook_attempts = claims so far,
+    webhook_error = the last error. Returns the updated row."""
+    from analytics_pipelines import outbox
 
     t = pending_price_changes
     if not url:
-        values = {"webhook_status": "not_configured", "webhook_attempts": 0, "webhook_error": None}
-    else:
-        res = post_webhook(url, webhook_payload(row), **webhook_kw)
-        values = {
-            "webhook_status": "sent" if res.ok else "failed",
-            "webhook_attempts": res.attempts,
-            "webhook_error": res.error,
-        }
+        with engine.begin() as conn:
+            conn.execute(
+                t.update()
+                .where(t.c.id == row.id)
+                .values(webhook_status="not_configured", webhook_attempts=0, webhook_error=None)
+            )
+        return get(engine, row.id)
     with engine.begin() as conn:
-        conn.execute(t.update().where(t.c.id == row.id).values(**values))
-        return conn.execute(sa.select(t).where(t.c.id == row.id)).first()
+        key = outbox.enqueue_webhook(
+            conn,
+            source=WEBHOOK_SOURCE,
+            source_ref=webhook_ref(row.id),
+            url=url,
+            payload=webhook_payload(row),
+            created=as_utc(row.created_at),
+            now=now,
+            max_attempts=WEBHOOK_MAX_ATTEMPTS,
+        )
+        conn.execute(t.update().where(t.c.id == row.id).values(webhook_status="pending", webhook_attempts=0))
+    outbox.dispatch(engine, key, transport or outbox.Transport(), now)
+    return get(engine, row.id)
+
+
+def settle_webhook(conn: sa.Connection, ledger_row, ok: bool, error: str | None) -> None:
+    """Mirror a recorded webhook attempt (the ledger row after its claim) on the change's row."""
+    change_id = int(str(ledger_row["source_ref"]).partition(":")[0])
+    attempts = int(ledger_row["attempts"] or 0)
+    status = "sent" if ok else ("retrying" if attempts < int(ledger_row["max_attempts"]) else "failed")
+    t = pending_price_changes
+    conn.execute(
+        t.update()
+        .where(t.c.id == change_id)
+        .values(webhook_status=status, webhook_attempts=attempts, webhook_error=None if ok else error)
+    )
+
+
+def webhook_next_attempts(engine: sa.Engine, change_ids: Iterable[int]) -> dict[int, datetime | None]:
+    """When each change's failed webhook is retried next (the delivery ledger; None: not scheduled)."""
+    from analytics_pipelines.ops.deliveries import delivery_ledger as d
+
+    refs = {webhook_ref(i): i for i in change_ids}
+    if not refs:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(d.c.source_ref, d.c.state, d.c.next_attempt_at, d.c.attempts, d.c.max_attempts).where(
+                d.c.source == WEBHOOK_SOURCE, d.c.source_ref.in_(list(refs))
+            )
+        ).all()
+    return {
+        refs[r.source_ref]: as_utc(r.next_attempt_at)
+        if r.state == "failed" and r.attempts < r.max_attempts and r.next_attempt_at
+        else None
+        for r in rows
+    }
 
 
 def approved(engine: sa.Engine) -> list[dict]:

@@ -51,6 +51,9 @@ def cmd_pricing(args: argparse.Namespace) -> int:
             q = q.where(t.c.event_id == args.event)
         with engine.connect() as conn:
             rows = [{k: _fmt(v) for k, v in r._mapping.items()} for r in conn.execute(q)]
+        retry_at = ops.webhook_next_attempts(engine, [r["id"] for r in rows if r["status"] == "approved"])
+        for r in rows:  # a failed webhook's next retry by delivery_sweep_job (None: none scheduled)
+            r["webhook_next_attempt_at"] = _fmt(retry_at.get(r["id"]))
         if args.json:
             for r in rows:
                 print(json.dumps(r, default=str))
@@ -65,6 +68,9 @@ def cmd_pricing(args: argparse.Namespace) -> int:
             "decided_by",
             "decided_at",
             "expires_at",
+            "webhook_status",
+            "webhook_attempts",
+            "webhook_next_attempt_at",
         ]
         print("\t".join(cols))
         for r in rows:
@@ -81,7 +87,11 @@ def cmd_pricing(args: argparse.Namespace) -> int:
         return NOT_PENDING
     if decision == "approved":
         row = ops.deliver(engine, row, settings.pricing.webhook_url)
-        print(f"change {row.id} approved by {row.decided_by}; webhook: {row.webhook_status}")
+        retry = ops.webhook_next_attempts(engine, [row.id]).get(row.id)
+        note = (
+            f" ({row.webhook_error}); retried from {_fmt(retry)}" if row.webhook_status == "retrying" else ""
+        )
+        print(f"change {row.id} approved by {row.decided_by}; webhook: {row.webhook_status}{note}")
     else:
         print(f"change {row.id} rejected by {row.decided_by}")
     return 0

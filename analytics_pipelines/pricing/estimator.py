@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import sparse, stats
 
 
 @dataclass
@@ -39,6 +39,19 @@ class Fit:
     def ci(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         z = stats.norm.ppf(0.5 + level / 2)
         return self.beta - z * self.se, self.beta + z * self.se
+
+
+def _group_max(values: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per group maximum of `values`; `order` sorts the observations by group code, `starts` are the sorted
+    groups' first positions (every code 0..n-1 present): one reduceat, not a ufunc.at scatter."""
+    return np.maximum.reduceat(values[order], starts)
+
+
+def _grouping(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, starts) of dense codes 0..n-1 for _group_max."""
+    order = np.argsort(codes, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0]) if codes.size else np.zeros(0, np.int64)
+    return order, starts
 
 
 def _group_sum(values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
@@ -153,13 +166,14 @@ def fit_slopes(
     offset: np.ndarray,
     max_iter: int = 100,
     tol: float = 1e-9,
+    init: np.ndarray | None = None,
 ) -> Slopes:
     """One slope of z per group (every fixed-effect group and cluster lies within one group), the rest of
     the linear predictor given as `offset`: independent one-parameter PPML problems, solved together with
     vectorized Newton steps. Standard errors clustered (clusters nested in the groups), jackknife-type (CV3:
     the usual sandwich is far too small with the few events a category's price changes come from); the
     number of clusters with price variation is returned for t(G-1) intervals. A slope resting on one such
-    cluster is not identified (NaN)."""
+    cluster is not identified (NaN). `init`: starting slopes (a warm start)."""
     y, z, off = (np.asarray(a, float) for a in (y, z, offset))
     fe = np.unique(np.asarray(fe), return_inverse=True)[1]
     n_fe = int(fe.max()) + 1 if fe.size else 0
@@ -167,15 +181,16 @@ def fit_slopes(
     keep = y_g[fe] > 0
     y, z, off, fe, grp = y[keep], z[keep], off[keep], fe[keep], np.asarray(group)[keep]
     cl = np.unique(np.asarray(cluster)[keep], return_inverse=True)[1]
-    logy = np.log(np.where(y_g > 0, y_g, 1.0))
-    beta = np.zeros(n_groups)
+    beta = np.zeros(n_groups) if init is None else np.where(np.isfinite(init), init, 0.0).astype(float)
     converged = False
+    fe = np.unique(fe, return_inverse=True)[1]
+    n_fe = int(fe.max()) + 1 if fe.size else 0
+    logy = np.log(np.maximum(np.bincount(fe, weights=y, minlength=n_fe), 1e-300))
+    order, starts = _grouping(fe)
 
     def _state(b):
         eta = b[grp] * z + off
-        shift = np.full(n_fe, -np.inf)  # per fixed-effect group shift: exp() stays finite
-        np.maximum.at(shift, fe, eta)
-        shift = np.where(np.isfinite(shift), shift, 0.0)
+        shift = _group_max(eta, order, starts) if eta.size else np.zeros(0)  # exp() stays finite
         e = np.exp(eta - shift[fe])
         alpha = logy - np.log(np.maximum(np.bincount(fe, weights=e, minlength=n_fe), 1e-300))
         mu = np.exp(alpha[fe] + eta - shift[fe])
@@ -221,41 +236,6 @@ def fit_slopes(
     )
 
 
-def fit_factors(
-    y: np.ndarray, factors: list[np.ndarray], fe: np.ndarray, offset: np.ndarray, iterations: int = 30
-) -> list[np.ndarray]:
-    """Poisson ML of categorical controls (each an array of level codes) beside the fixed effects, given an
-    offset: iterative proportional fitting (each level's coefficient has a closed form given the rest), no
-    dense design matrix. Returns the controls' summed contribution per observation (normalized: the fixed
-    effects absorb any constant): apply_factors maps them to observations."""
-    y = np.asarray(y, float)
-    fe = np.unique(np.asarray(fe), return_inverse=True)[1]
-    n_fe = int(fe.max()) + 1 if fe.size else 0
-    y_fe = np.bincount(fe, weights=y, minlength=n_fe)
-    log_y_fe = np.log(np.where(y_fe > 0, y_fe, 1.0))
-    deltas = [np.zeros(int(f.max()) + 1 if f.size else 0) for f in factors]
-    y_lv = [np.bincount(f, weights=y, minlength=d.size) for f, d in zip(factors, deltas, strict=True)]
-    for _ in range(iterations):
-        biggest = 0.0
-        for j, f in enumerate(factors):
-            eta = offset + sum(d[g] for d, g in zip(deltas, factors, strict=True))
-            shift = np.full(n_fe, -np.inf)
-            np.maximum.at(shift, fe, eta)
-            shift = np.where(np.isfinite(shift), shift, 0.0)
-            e = np.exp(eta - shift[fe])
-            alpha = log_y_fe - np.log(np.maximum(np.bincount(fe, weights=e, minlength=n_fe), 1e-300))
-            mu = np.where(y_fe[fe] > 0, np.exp(alpha[fe] + eta - shift[fe]), 0.0)
-            mu_lv = np.bincount(f, weights=mu, minlength=deltas[j].size)
-            ok = (y_lv[j] > 0) & (mu_lv > 0)
-            step = np.where(ok, np.log(np.where(ok, y_lv[j], 1.0) / np.where(ok, mu_lv, 1.0)), 0.0)
-            deltas[j] = np.where(y_lv[j] > 0, deltas[j] + step, -30.0)
-            deltas[j] -= deltas[j][y_lv[j] > 0].mean() if ok.any() else 0.0
-            biggest = max(biggest, float(np.abs(step).max(initial=0.0)))
-        if biggest < 1e-7:
-            break
-    return deltas
-
-
 def apply_factors(deltas: list[np.ndarray], factors: list[np.ndarray]) -> np.ndarray:
     """The controls' summed contribution per observation; a level the fit never saw counts 0."""
     n = factors[0].size if factors else 0
@@ -266,6 +246,88 @@ def apply_factors(deltas: list[np.ndarray], factors: list[np.ndarray]) -> np.nda
     return out
 
 
+def _design(
+    log_price: np.ndarray, group: np.ndarray, n_groups: int, factors: list[np.ndarray], y: np.ndarray
+) -> tuple[sparse.csr_matrix, list[np.ndarray], np.ndarray]:
+    """The joint model's sparse design: one price column per slope group (log price on its rows), then one
+    column per free control level. A factor's first level with sales is its reference (0: the fixed
+    effects absorb any constant), levels without any sale are fixed at -30 (no demand; their ML estimate
+    is -inf). Returns (X, per factor the column of each level or -1, the fixed part of the predictor)."""
+    n = y.size
+    rows, cols, vals = [], [], []
+    has = group < n_groups
+    rows.append(np.flatnonzero(has))
+    cols.append(group[has])
+    vals.append(log_price[has])
+    fixed = np.zeros(n)
+    col_of, p = [], n_groups
+    for f in factors:
+        y_lv = np.bincount(f, weights=y, minlength=int(f.max()) + 1 if f.size else 0)
+        free = y_lv > 0
+        if free.any():
+            free[np.flatnonzero(free)[0]] = False  # the reference level
+        idx = np.full(y_lv.size, -1, np.int64)
+        idx[free] = p + np.arange(int(free.sum()))
+        p += int(free.sum())
+        col_of.append(idx)
+        on = idx[f] >= 0
+        rows.append(np.flatnonzero(on))
+        cols.append(idx[f][on])
+        vals.append(np.ones(int(on.sum())))
+        fixed += np.where(y_lv[f] > 0, 0.0, -30.0)
+    x = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, p))
+    return x, col_of, fixed
+
+
+def _hessian(
+    x: sparse.csr_matrix,
+    xt: sparse.csr_matrix,
+    fe_sum: sparse.csr_matrix,
+    row_nnz: np.ndarray,
+    mu: np.ndarray,
+    n_fe: int,
+) -> np.ndarray:
+    """The concentrated Poisson likelihood's (negative) Hessian: X'WX - A' diag(1/w) A, A = the per
+    fixed-effect sums of W X, w = the per fixed-effect sums of mu."""
+    wx = x.copy()
+    wx.data = wx.data * np.repeat(mu, row_nnz)
+    a = (fe_sum @ wx).tocsr()
+    w = fe_sum @ mu
+    scaled = a.multiply(1 / np.maximum(w, 1e-300)[:, None]).tocsr()
+    return (xt @ wx).toarray() - (a.T @ scaled).toarray()
+
+
+def _factor(h: np.ndarray):
+    """A factorization of h restricted to the directions with information: a parameter whose diagonal is
+    (numerically) 0 — e.g. a slope with no price variation inside any type — gets no step (its score is 0
+    up to rounding, which a ridge would amplify into endless tiny moves). A tiny ridge keeps the rest
+    positive definite; an indefinite block falls back to least squares."""
+    from scipy.linalg import cho_factor
+
+    diag = np.abs(np.diag(h))
+    active = diag > 1e-9 * max(float(diag.max(initial=0.0)), 1e-300)
+    sub = h[np.ix_(active, active)]
+    ridge = 1e-10 * max(float(diag.max(initial=0.0)), 1e-300)
+    try:
+        return active, cho_factor(sub + ridge * np.eye(sub.shape[0]))
+    except np.linalg.LinAlgError:
+        return active, sub
+
+
+def _solve(factor, score: np.ndarray) -> np.ndarray:
+    from scipy.linalg import cho_solve
+
+    active, f = factor
+    step = np.zeros(score.size)
+    if not active.any():
+        return step
+    if isinstance(f, np.ndarray):
+        step[active] = np.linalg.lstsq(f, score[active], rcond=1e-12)[0]
+    else:
+        step[active] = cho_solve(f, score[active])
+    return step
+
+
 def fit_elasticities(
     y: np.ndarray,
     log_price: np.ndarray,
@@ -274,26 +336,83 @@ def fit_elasticities(
     n_groups: int,
     fe: np.ndarray,
     cluster: np.ndarray,
-    rounds: int = 6,
+    max_iter: int = 50,
+    tol: float = 1e-6,
+    init_beta: np.ndarray | None = None,
+    init_deltas: list[np.ndarray] | None = None,
 ) -> tuple[Slopes, list[np.ndarray]]:
-    """Per-group price elasticities with shared categorical controls, by backfitting: the controls given
-    the slopes (fit_factors with the price term as offset), then the slopes given the controls
-    (fit_slopes), `rounds` times (the joint Poisson ML; the slopes' standard errors treat the shared
-    controls as known: they are estimated from every ticket type's days). Rows whose group is >= n_groups
-    get no slope (ticket types without a price change: they inform the controls only). Returns the slopes
-    and the controls' level coefficients (apply_factors)."""
-    grp = np.asarray(group)
+    """Per-group price elasticities with shared categorical controls: the joint Poisson ML by Newton steps
+    on the slopes and every control level at once, the fixed effects concentrated out (their closed form
+    given the rest). The Hessian of the concentrated likelihood is X'WX - A' diag(1/w) A with A = the
+    per-fixed-effect sums of W X (the within transformation of a GLM with one fixed effect), built from
+    sparse products: memory linear in the panel plus a (slopes + levels)^2 matrix, a handful of iterations
+    (quadratic convergence) instead of a backfitting loop. The slopes' standard errors come from
+    fit_slopes at the joint estimate, treating the shared controls as known (they are estimated from every
+    ticket type's days). Rows whose group is >= n_groups get no slope (ticket types without a price
+    change: they inform the controls only). `init_beta` / `init_deltas`: a warm start (the full sample's
+    fit for a cross-fitting fold). Returns the slopes and the controls' level coefficients
+    (apply_factors)."""
+    y = np.asarray(y, float)
+    log_price = np.asarray(log_price, float)
+    grp = np.asarray(group).astype(np.int64)
+    fe = np.unique(np.asarray(fe), return_inverse=True)[1]
+    n_fe = int(fe.max()) + 1 if fe.size else 0
+    y_fe = np.bincount(fe, weights=y, minlength=n_fe)
+    log_y_fe = np.log(np.where(y_fe > 0, y_fe, 1.0))
+    sold = y_fe[fe] > 0
+    order, starts = _grouping(fe)
+    x, col_of, fixed = _design(log_price, grp, n_groups, factors, y)
+    theta = np.zeros(x.shape[1])
+    if init_beta is not None:
+        theta[:n_groups] = np.where(np.isfinite(init_beta), init_beta, 0.0)
+    if init_deltas is not None:
+        for idx, d in zip(col_of, init_deltas, strict=False):
+            m = min(idx.size, d.size)
+            ref = d[np.flatnonzero(idx[:m] < 0)[0]] if (idx[:m] < 0).any() else 0.0
+            on = idx[:m] >= 0
+            theta[idx[:m][on]] = d[:m][on] - ref
+    fe_sum = sparse.csr_matrix((np.ones(fe.size), (fe, np.arange(fe.size))), shape=(n_fe, fe.size))
+    xt = x.T.tocsr()
+    row_nnz = np.diff(x.indptr)
+    factor, last = None, np.inf
+    for _ in range(max_iter):
+        eta = x @ theta + fixed
+        shift = _group_max(eta, order, starts) if eta.size else np.zeros(0)
+        e = np.exp(eta - shift[fe])
+        alpha = log_y_fe - np.log(np.maximum(np.bincount(fe, weights=e, minlength=n_fe), 1e-300))
+        mu = np.where(sold, np.exp(alpha[fe] + eta - shift[fe]), 0.0)
+        score = xt @ (y - mu)
+        if factor is None:
+            # the Hessian is the iteration's dominant cost: it is kept while the steps shrink fast
+            # (a chord Newton method; recomputed when they do not), so a warm start costs one or two
+            factor = _factor(_hessian(x, xt, fe_sum, row_nnz, mu, n_fe))
+        step = _solve(factor, score)
+        big = np.abs(step).max(initial=0.0)
+        if big > 2:  # damped: the concentrated log-likelihood is concave, a cap keeps exp() finite
+            step *= 2 / big
+        theta += step
+        if big < tol:
+            break
+        if big > 0.25 * last:
+            factor = None
+        last = big
+    deltas = []
+    for f, idx in zip(factors, col_of, strict=True):
+        y_lv = np.bincount(f, weights=y, minlength=idx.size)
+        d = np.where(idx >= 0, theta[np.maximum(idx, 0)], 0.0)
+        d = np.where(y_lv > 0, d, -30.0)
+        d -= d[y_lv > 0].mean() if (y_lv > 0).any() else 0.0
+        deltas.append(d)
+    control = apply_factors(deltas, factors) if factors else np.zeros(y.size)
     has = grp < n_groups
-    beta = np.zeros(n_groups + 1)
-    g_idx = np.where(has, grp, n_groups)
-    control = np.zeros(len(y))
-    deltas: list[np.ndarray] = []
-    slopes = None
-    for _ in range(rounds):
-        price_term = np.where(has, beta[g_idx] * log_price, 0.0)
-        if factors:
-            deltas = fit_factors(y, factors, fe, price_term)
-            control = apply_factors(deltas, factors)
-        slopes = fit_slopes(y[has], log_price[has], grp[has], n_groups, fe[has], cluster[has], control[has])
-        beta[:n_groups] = np.where(np.isfinite(slopes.beta), slopes.beta, 0.0)
+    slopes = fit_slopes(
+        y[has],
+        log_price[has],
+        grp[has],
+        n_groups,
+        fe[has],
+        np.asarray(cluster)[has],
+        control[has],
+        init=theta[:n_groups],
+    )
     return slopes, deltas

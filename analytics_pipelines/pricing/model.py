@@ -82,9 +82,12 @@ def estimate(
     trained_at: datetime,
     names: pl.DataFrame | None = None,
     groups: pl.DataFrame | None = None,
+    warm: Estimates | None = None,
 ) -> Estimates:
     """The price_elasticity rows of one scope. `groups`: every group to report (with its key columns), also
-    those absent from the panel (they get 'insufficient_data' with 0 changes); `names`: category, name."""
+    those absent from the panel (they get 'insufficient_data' with 0 changes); `names`: category, name;
+    `warm`: a fit to start from, of the same or a coarser scope (a cross-fitting fold starts from the full
+    sample's, the category-at-venue fit from the category fit)."""
     keys = SCOPES[scope]
     p = panel.with_columns(pl.col("category_id").fill_null("(none)").alias("category"))
     ev_changes = (
@@ -125,6 +128,18 @@ def estimate(
         g = p["g"].fill_null(n_groups).to_numpy().astype(np.int64)
         fe = p["ticket_type_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
         cl = p["event_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+        init_beta, init_deltas = None, None
+        if warm is not None:
+            # the warm fit's scope may be coarser (category -> category at a venue): join on its keys
+            warm_scope = warm.table["scope"][0] if warm.table.height else scope
+            wkeys = [k for k in keys if k in SCOPES[warm_scope]]
+            init_beta = (
+                eligible.join(warm.table.select(*wkeys, "elasticity"), on=wkeys, how="left", nulls_equal=True)
+                .sort("g")["elasticity"]
+                .fill_null(0.0)
+                .to_numpy()
+            )
+            init_deltas = warm.deltas or None
         slopes, deltas = fit_elasticities(
             p["tickets"].to_numpy().astype(float),
             np.log(p["price_cents"].to_numpy().astype(float)),
@@ -133,6 +148,8 @@ def estimate(
             n_groups,
             fe,
             cl,
+            init_beta=init_beta,
+            init_deltas=init_deltas,
         )
         beta, se = slopes.beta, slopes.se
         # small-cluster inference: t with G-1 degrees of freedom (G = events with price changes)
