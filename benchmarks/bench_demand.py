@@ -108,7 +108,7 @@ def load() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
-def build(scale: str, seed: int, data_dir: Path, last: str, report: list[str]) -> str:
+def build(scale: str, seed: int, data_dir: Path, last: str, report: list[str], models: list[str]) -> str:
     """Generate `scale` into data_dir/source.duckdb and materialize the prediction models' upstream assets
     through a real Dagster job (every partition from TT_PARTITION_START to `last`); the warehouse URL."""
     import dagster as dg
@@ -137,7 +137,7 @@ def build(scale: str, seed: int, data_dir: Path, last: str, report: list[str]) -
     defs = build_definitions(default_registry(), Settings.from_env())
     upstream = dg.define_asset_job(
         "prediction_inputs_job",
-        selection=dg.AssetSelection.assets("demand_forecast", "no_show_model")
+        selection=dg.AssetSelection.assets(*models)
         .upstream(include_self=False)
         .required_multi_asset_neighbors(),
     )
@@ -172,6 +172,11 @@ def main(argv=None) -> int:
     ap.add_argument("--last", default="2026-10-31", help="last partition of the build (--scale)")
     ap.add_argument("--skip-ets", action="store_true", help="no AutoETS comparison")
     ap.add_argument("--build-only", action="store_true", help="with --scale: stop after the build")
+    ap.add_argument(
+        "--upstream-of",
+        default="demand_forecast,no_show_model",
+        help="with --scale: whose upstream assets are built (comma list; demand_forecast alone is quicker)",
+    )
     ap.add_argument("--data-dir", help="TT_DATA_DIR of the run (default: the warehouse's directory)")
     ap.add_argument("--label", default="", help="what the data is (scale, generator commit)")
     ap.add_argument("--record", action="store_true", help="append to benchmarks/results/demand.md")
@@ -183,7 +188,7 @@ def main(argv=None) -> int:
     if a.scale:
         if not a.data_dir:
             ap.error("--scale needs --data-dir")
-        a.warehouse_url = build(a.scale, a.seed, Path(a.data_dir), a.last, report)
+        a.warehouse_url = build(a.scale, a.seed, Path(a.data_dir), a.last, report, a.upstream_of.split(","))
         if a.build_only:
             return 0
     elif not a.warehouse_url:

@@ -33,6 +33,15 @@ BASELINES = ("seasonal_naive", "seed_heuristic")
 #: training rows above this are subsampled (deterministically: a hash of the row's key)
 MAX_TRAIN_ROWS = 50_000
 SEED = 20261206
+#: the regressor's settings (deterministic: fixed seed, no early stopping)
+HGB_PARAMS = {
+    "loss": "poisson",
+    "max_iter": 100,
+    "learning_rate": 0.12,
+    "max_leaf_nodes": 31,
+    "min_samples_leaf": 40,
+    "l2_regularization": 1.0,
+}
 
 
 @dataclass
@@ -86,7 +95,7 @@ def subsample(rows: pl.DataFrame, limit: int = MAX_TRAIN_ROWS) -> pl.DataFrame:
     )
 
 
-def fit(rows: pl.DataFrame, max_iter: int = 100) -> DemandModel:
+def fit(rows: pl.DataFrame, max_iter: int | None = None) -> DemandModel:
     """The Poisson regressor on the labelled rows (deterministic: fixed seed, no early stopping) and the
     dispersion of the counts around it."""
     rows = subsample(rows.filter(pl.col("target").is_not_null()))
@@ -94,12 +103,7 @@ def fit(rows: pl.DataFrame, max_iter: int = 100) -> DemandModel:
     cat = [FEATURES.index(c) for c in CATEGORICAL]
     with threadpool_limits(limits=1):
         model = HistGradientBoostingRegressor(
-            loss="poisson",
-            max_iter=max_iter,
-            learning_rate=0.12,
-            max_leaf_nodes=31,
-            min_samples_leaf=40,
-            l2_regularization=1.0,
+            **{**HGB_PARAMS, **({"max_iter": max_iter} if max_iter else {})},
             categorical_features=cat,
             early_stopping=False,
             random_state=SEED,
