@@ -201,13 +201,15 @@ def main(argv=None) -> int:
         from analytics_pipelines.settings import Settings
 
         defs = build_definitions(default_registry(), Settings.from_env())
+        cpu = time.process_time()
         result, seconds, steps = timed_run(
             "predictions_job", None, None, dg.DagsterInstance.ephemeral(), defs=defs
         )
+        cpu = time.process_time() - cpu
         report += [
             f"- `predictions_job` (real job): {seconds:.1f} s, success {result.success}; steps: "
             + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items())
-            + f"; load average {load()}",
+            + f"; CPU {cpu:.1f} s (the whole in-process job, every thread); load average {load()}",
             f"- failed checks: {', '.join(failed_checks(result)) or 'none'}; peak RSS {peak_rss_gb():.2f} GB",
         ]
         print("\n".join(report), flush=True)

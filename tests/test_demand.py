@@ -335,3 +335,13 @@ def test_version_history_rules():
     assert again.filter(pl.col("model_version") == "v2")["as_of"].to_list() == [d + timedelta(days=3)]
     broken = h.with_columns(pl.lit("serving").alias("status"))
     assert V.problems(broken)["more_than_one_serving"] == 2 and V.problems(broken)["in_use_not_serving"] == 2
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.05, 0.4, 2.0])
+def test_quantile_walk_equals_scipy(alpha):
+    """The vectorized pmf walk gives scipy's ppf exactly, over small and large means (the latter via scipy)."""
+    rng = np.random.default_rng(3)
+    mu = np.concatenate([rng.gamma(0.7, 4.0, 20_000), rng.uniform(0, 2 * M.WALK_MAX_MEAN, 500), [0.0, 1e4]])
+    qs = list(M.QUANTILES.values())
+    expected = np.column_stack([M.nb_quantile(q, mu, alpha) for q in qs])
+    assert np.array_equal(M.nb_quantiles(qs, mu, alpha), expected)
