@@ -95,15 +95,15 @@ def _history(ctx: BuildContext) -> pl.DataFrame | None:
     prev = _previous(ctx, FORECAST)
     if prev is None or prev.height == 0:
         return None
-    first = prev.sort("trained_at").row(-1, named=True)
+    last = prev.sort("trained_at").row(-1, named=True)
     return V.record(
         None,
         family=FAMILY,
         model=M.MODEL_NAME,
-        version=first["model_version"],
-        trained_at=first["trained_at"],
-        as_of=first["as_of"],
-        window=(None, first["as_of"]),
+        version=last["model_version"],
+        trained_at=last["trained_at"],
+        as_of=last["as_of"],
+        window=(None, last["as_of"]),
         features=D.FEATURES,
         metrics={},
         gate_metric="mase",
@@ -197,6 +197,8 @@ def demand_forecast(ctx: BuildContext) -> Built:
         extras={"gate": passed, "facts": facts, "series": inp.series},
         metadata={
             "model_version": result.model_version,
+            "serving_version": V.serving(frames[VERSIONS]) or "none",
+            "versions_recorded": frames[VERSIONS].height,
             "as_of": through.isoformat(),
             "horizon_days": days,
             "passed_gate": passed,
