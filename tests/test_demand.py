@@ -333,6 +333,10 @@ def test_version_history_rules():
     again = rec(h, "v2", d + timedelta(days=3), True)  # the same version fitted again: one row, serving
     assert again.height == 3 and V.serving(again) == "v2"
     assert again.filter(pl.col("model_version") == "v2")["as_of"].to_list() == [d + timedelta(days=3)]
+    # predictions published before the history existed: their version serves until a better one comes
+    old = V.published("demand", "m", "v0", datetime(2026, 9, 1, tzinfo=UTC), date(2026, 9, 1), ["a"], "mase")
+    after = rec(old, "v9", d, False)
+    assert V.serving(after) == "v0" and after["status"].to_list() == ["serving", "refused"]
     broken = h.with_columns(pl.lit("serving").alias("status"))
     assert V.problems(broken)["more_than_one_serving"] == 2 and V.problems(broken)["in_use_not_serving"] == 2
 

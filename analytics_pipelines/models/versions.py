@@ -115,6 +115,28 @@ def record(
     return pl.concat([prev, row]).sort("trained_at", "model_version")
 
 
+def published(
+    family: str, model: str, version: str, trained_at: datetime, as_of: date, features, gate_metric: str
+):
+    """The history of a family whose predictions were published before the history existed: their version
+    as the serving one (metrics and window unknown), so that a refusal keeps pointing at what is published."""
+    return record(
+        None,
+        family=family,
+        model=model,
+        version=version,
+        trained_at=trained_at,
+        as_of=as_of,
+        window=(None, None),
+        features=features,
+        metrics={},
+        gate_metric=gate_metric,
+        gate_value=None,
+        passed_gate=None,
+        accepted=True,
+    )
+
+
 def _conform(df: pl.DataFrame) -> pl.DataFrame:
     """A stored table in this module's schema (timestamps back to UTC microseconds, missing columns NULL)."""
     cols = []

@@ -109,21 +109,8 @@ def _history(ctx: BuildContext) -> pl.DataFrame | None:
     if fc.height == 0:
         return None
     last = fc.sort("predicted_at").row(-1, named=True)
-    return V.record(
-        None,
-        family=FAMILY,
-        model=FAMILY,
-        version=last["model_version"],
-        trained_at=last["predicted_at"],
-        as_of=last["predicted_at"].date(),
-        window=(None, None),
-        features=M.FEATURES,
-        metrics={},
-        gate_metric="roc_auc",
-        gate_value=None,
-        passed_gate=None,
-        accepted=True,
-    )
+    at = last["predicted_at"]
+    return V.published(FAMILY, FAMILY, last["model_version"], at, at.date(), M.FEATURES, "roc_auc")
 
 
 def _versions(ctx: BuildContext, out: T.Output, now) -> pl.DataFrame:

@@ -96,20 +96,8 @@ def _history(ctx: BuildContext) -> pl.DataFrame | None:
     if prev is None or prev.height == 0:
         return None
     last = prev.sort("trained_at").row(-1, named=True)
-    return V.record(
-        None,
-        family=FAMILY,
-        model=M.MODEL_NAME,
-        version=last["model_version"],
-        trained_at=last["trained_at"],
-        as_of=last["as_of"],
-        window=(None, last["as_of"]),
-        features=D.FEATURES,
-        metrics={},
-        gate_metric="mase",
-        gate_value=None,
-        passed_gate=True,
-        accepted=True,
+    return V.published(
+        FAMILY, M.MODEL_NAME, last["model_version"], last["trained_at"], last["as_of"], D.FEATURES, "mase"
     )
 
 
