@@ -246,7 +246,8 @@ def main(argv=None) -> int:
     report += [
         f"- data: {inp.series.height} ticket types, {inp.sales['tickets'].sum()} tickets sold, last sales day {through}",
         f"- backtest: origins {', '.join(map(str, bt.origins))}, horizon {BT.BACKTEST_HORIZON} d, {bt.rows} test rows; "
-        f"model backtest (3 origins, one fit each) {t_model:.1f} s; AutoETS {t_ets:.1f} s",
+        f"model backtest (3 origins, one fit each) {t_model:.1f} s"
+        + (f"; AutoETS {t_ets:.1f} s" if ets is not None else ""),
         "",
         "Asset's own figures (all test rows; demand_model_performance):",
         "",
@@ -260,7 +261,9 @@ def main(argv=None) -> int:
         ),
         "",
         f"Side by side on the rows AutoETS could forecast ({rows.height} rows, {coverage:.0%} of the test rows; series "
-        f"with >= {MIN_ETS_DAYS} observed days):",
+        f"with >= {MIN_ETS_DAYS} observed days):"
+        if ets is not None
+        else f"All {rows.height} test rows (AutoETS not run: --skip-ets):",
         "",
         md(table(rows, models, None)),
         "",
