@@ -4,6 +4,7 @@ code on a toy series, the gate refusing a worse model (the previous forecast sta
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -123,19 +124,49 @@ class _Worse:
         return pl.DataFrame({"tickets_p10": v, "tickets_p50": v, "tickets_p90": v})
 
 
+def _earlier(inp: D.DemandInputs, last: date) -> D.DemandInputs:
+    """The same platform as it stood at the end of `last` (sales after it not yet made)."""
+    return D.DemandInputs(inp.series, inp.sales.filter(pl.col("day") <= last), inp.prices, inp.events)
+
+
 def test_a_worse_model_is_refused_and_the_previous_forecast_stays(tmp_path, monkeypatch):
+    """Two accepted runs leave two versions (the later serving, the earlier retired); a refused model adds a
+    `refused` version and neither replaces the served forecast nor the serving version."""
     inp, through = toy_inputs()
     wh = open_warehouse(f"duckdb:///{tmp_path / 'warehouse'}")
-    monkeypatch.setattr(D, "read_inputs", lambda _wh: inp)
     table = default_registry().table("demand_forecast")
     settings = Settings.from_env({"TT_DATA_DIR": str(tmp_path)})
-    ctx = BuildContext(wh, table, now=datetime.combine(through, datetime.min.time(), UTC), settings=settings)
-    good = steps.demand_forecast(ctx)
+
+    def build(data, day):
+        monkeypatch.setattr(D, "read_inputs", lambda _wh: data)
+        ctx = BuildContext(wh, table, now=datetime.combine(day, datetime.min.time(), UTC), settings=settings)
+        built = steps.demand_forecast(ctx)
+        assert steps.check_forecast(ctx, built).passed, steps.check_forecast(ctx, built).metadata
+        for name, df in built.frames.items():
+            if name not in built.already_written:
+                wh.replace_table(name, df)
+        return ctx, built
+
+    first_day = through - timedelta(days=14)
+    _, first = build(_earlier(inp, first_day), first_day)
+    assert first.extras["gate"]
+    ctx, good = build(inp, through)
     assert good.extras["gate"] and steps.check_beats_baselines(ctx, good).passed
-    assert steps.check_forecast(ctx, good).passed
-    for name, df in good.frames.items():
-        wh.replace_table(name, df)
     assert list((tmp_path / "models" / "demand").glob("demand-hgbnb-*.joblib"))
+    versions = wh.read_table("demand_model_versions").sort("trained_at")
+    first_v = first.frames["demand_forecast"]["model_version"][0]
+    good_v = good.frames["demand_forecast"]["model_version"][0]
+    assert first_v != good_v
+    assert versions["model_version"].to_list() == [first_v, good_v]
+    assert versions["status"].to_list() == ["retired", "serving"]
+    assert versions["in_use"].to_list() == [False, True]
+    assert versions["as_of"].to_list() == [first_day, through]
+    assert versions["passed_gate"].to_list() == [True, True]
+    assert versions.filter(pl.col("window_end") > pl.col("as_of")).height == 0
+    metrics = json.loads(versions["metrics"][1])
+    assert metrics[M.MODEL_NAME]["mase"] == pytest.approx(versions["gate_value"][1])
+    assert set(metrics) >= {M.MODEL_NAME, *M.BASELINES}
+    assert wh.read_table("demand_forecast")["model_version"].unique().to_list() == [good_v]
 
     monkeypatch.setattr(M, "fit", lambda rows, **kw: _Worse())
     bad = steps.demand_forecast(ctx)
@@ -148,6 +179,22 @@ def test_a_worse_model_is_refused_and_the_previous_forecast_stays(tmp_path, monk
     assert gate_row["value"].to_list() == [0.0]
     assert set(perf["model"].unique()) == {M.MODEL_NAME, *M.BASELINES}
     assert perf.filter(pl.col("role") == "candidate")["model_version"].str.starts_with("demand-hgbnb-").all()
+    # the refusal is on record as a third version; the second stays the one in use
+    for name in ("demand_model_performance", "demand_model_versions"):
+        wh.replace_table(name, bad.frames[name])
+    versions = wh.read_table("demand_model_versions").sort("trained_at", "model_version")
+    bad_v = perf.filter(pl.col("role") == "candidate")["model_version"][0]
+    assert versions.height == 3 and bad_v not in (first_v, good_v)
+    status = dict(zip(versions["model_version"], versions["status"], strict=True))
+    assert status == {first_v: "retired", good_v: "serving", bad_v: "refused"}
+    assert versions.filter(pl.col("in_use"))["model_version"].to_list() == [good_v]
+    assert wh.read_table("demand_forecast")["model_version"].unique().to_list() == [good_v]
+    assert steps.check_forecast(ctx, bad).passed
+    # a forecast published under another version than the serving one fails the check
+    forged = bad.frames["demand_forecast"].with_columns(pl.lit(bad_v).alias("model_version"))
+    bad.frames["demand_forecast"] = forged
+    outcome = steps.check_forecast(ctx, bad)
+    assert not outcome.passed and outcome.metadata["violations_published_not_serving"] == 1
 
 
 def test_too_little_history_is_a_warning_not_a_crash():
@@ -250,3 +297,55 @@ def test_predictions_schedule_requests_one_run_a_day():
     ctx = dg.build_schedule_context(scheduled_execution_time=when)
     (request,) = list(schedule.evaluate_tick(ctx).run_requests)
     assert request.run_key == "predictions:2026-11-02"
+
+
+def test_version_history_rules():
+    """models/versions.py on its own: accepted versions retire the serving one, a refused one leaves it in
+    use, re-fitting the same version replaces its row, NaN metrics are stored as null."""
+    from analytics_pipelines.models import versions as V
+
+    def rec(prev, version, day, accepted, passed=None):
+        return V.record(
+            prev,
+            family="demand",
+            model="m",
+            version=version,
+            trained_at=datetime.combine(day, datetime.min.time(), UTC),
+            as_of=day,
+            window=(day - timedelta(days=30), day),
+            features=["a", "b"],
+            metrics={"m": {"mase": float("nan"), "mae": 1.5}},
+            gate_metric="mase",
+            gate_value=float("nan"),
+            passed_gate=accepted if passed is None else passed,
+            accepted=accepted,
+        )
+
+    d = date(2026, 10, 1)
+    h = rec(None, "v1", d, True)
+    h = rec(h, "v2", d + timedelta(days=1), True)
+    h = rec(h, "v3", d + timedelta(days=2), False)
+    assert h["status"].to_list() == ["retired", "serving", "refused"]
+    assert V.serving(h) == "v2" and h["in_use"].to_list() == [False, True, False]
+    assert json.loads(h["metrics"][0]) == {"m": {"mae": 1.5, "mase": None}} and h["gate_value"][0] is None
+    assert not any(V.problems(h, ["v2"]).values())
+    assert V.problems(h, ["v3"])["published_not_serving"] == 1
+    again = rec(h, "v2", d + timedelta(days=3), True)  # the same version fitted again: one row, serving
+    assert again.height == 3 and V.serving(again) == "v2"
+    assert again.filter(pl.col("model_version") == "v2")["as_of"].to_list() == [d + timedelta(days=3)]
+    # predictions published before the history existed: their version serves until a better one comes
+    old = V.published("demand", "m", "v0", datetime(2026, 9, 1, tzinfo=UTC), date(2026, 9, 1), ["a"], "mase")
+    after = rec(old, "v9", d, False)
+    assert V.serving(after) == "v0" and after["status"].to_list() == ["serving", "refused"]
+    broken = h.with_columns(pl.lit("serving").alias("status"))
+    assert V.problems(broken)["more_than_one_serving"] == 2 and V.problems(broken)["in_use_not_serving"] == 2
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.05, 0.4, 2.0])
+def test_quantile_walk_equals_scipy(alpha):
+    """The vectorized pmf walk gives scipy's ppf exactly, over small and large means (the latter via scipy)."""
+    rng = np.random.default_rng(3)
+    mu = np.concatenate([rng.gamma(0.7, 4.0, 20_000), rng.uniform(0, 2 * M.WALK_MAX_MEAN, 500), [0.0, 1e4]])
+    qs = list(M.QUANTILES.values())
+    expected = np.column_stack([M.nb_quantile(q, mu, alpha) for q in qs])
+    assert np.array_equal(M.nb_quantiles(qs, mu, alpha), expected)

@@ -4,6 +4,7 @@ route `GET /v1/predictions/no-show/{event_id}` on both warehouse backends."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -331,6 +332,9 @@ def test_a_refused_model_keeps_the_previous_predictions(materialized, tmp_path):
     }
     wh = open_warehouse(env["TT_WAREHOUSE_URL"])
     before = {t: wh.read_table(t) for t in T.PUBLISHED}
+    versions_before = wh.read_table(T.VERSIONS)
+    (serving,) = versions_before.filter(pl.col("status") == "serving")["model_version"].to_list()
+    assert versions_before["in_use"].to_list() == [True] and serving == before[T.FORECAST]["model_version"][0]
     models = set((data / "models" / "no_show").glob("*.joblib"))
     with environment(env):
         defs = build_definitions(default_registry(), Settings.from_env())
@@ -352,6 +356,17 @@ def test_a_refused_model_keeps_the_previous_predictions(materialized, tmp_path):
         assert wh.read_table(t).equals(before[t]), t
     assert set(wh.read_table(T.PERF)["status"]) == {"refused"}
     assert set((data / "models" / "no_show").glob("*.joblib")) == models
+    # the refused version is on record beside the one still in use
+    versions = wh.read_table(T.VERSIONS)
+    refused = wh.read_table(T.PERF)["model_version"][0]
+    assert refused != serving
+    assert dict(zip(versions["model_version"], versions["status"], strict=True)) == {
+        serving: "serving",
+        refused: "refused",
+    }
+    row = versions.filter(pl.col("model_version") == refused).row(0, named=True)
+    assert row["passed_gate"] is False and not row["in_use"] and row["gate_metric"] == "roc_auc"
+    assert json.loads(row["metrics"])["min_auc"] == pytest.approx(1.01)
 
 
 # -- the route -----------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ The gate (docs/no-show.md): the model evaluated out of time must beat the seed r
 `TT_NO_SHOW_MIN_AUC` (0.70). A refused model is not used: its performance rows are written (status
 'refused'), the previous predictions, forecast and reasons stay as they are, no artifact is saved, and the
 blocking check `beats_seed_rule` fails the run. With too few held-out tickets to judge, the model is used and
-its rows say `validation = 'insufficient_holdout'` (the check warns)."""
+its rows say `validation = 'insufficient_holdout'` (the check warns). Every fitted version is kept across runs
+in `no_show_model_versions` (models/versions.py): serving, retired or refused."""
 
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ import polars as pl
 
 from analytics_pipelines.customers.build import data_clock
 from analytics_pipelines.marts.reconcile import CheckOutcome
+from analytics_pipelines.models import versions as V
+from analytics_pipelines.noshow import model as M
 from analytics_pipelines.noshow import tables as T
 from analytics_pipelines.noshow.features import features, read_inputs
 from analytics_pipelines.registry.context import BuildContext, Built, md_table
+
+FAMILY = "no_show"
 
 
 def no_show_model(ctx: BuildContext) -> Built:
@@ -62,6 +67,7 @@ def no_show_model(ctx: BuildContext) -> Built:
         meta["published"] = f"none: {out.not_trained}"
     if out.gate is not None:
         meta["gate"] = out.gate.reason
+    frames[T.VERSIONS] = _versions(ctx, out, now)
     if out.evaluation is not None:
         head = out.evaluation.rows.filter(pl.col("bucket").is_null())
         meta["holdout"] = md_table(
@@ -91,6 +97,47 @@ def no_show_model(ctx: BuildContext) -> Built:
     )
 
 
+def _history(ctx: BuildContext) -> pl.DataFrame | None:
+    """The stored version history; before the first one (tables written by an older release), the published
+    predictions' version as the serving one."""
+    have = set(ctx.wh.tables())
+    if T.VERSIONS in have:
+        return ctx.wh.read_table(T.VERSIONS)
+    if T.FORECAST not in have:
+        return None
+    fc = ctx.wh.read_table(T.FORECAST)
+    if fc.height == 0:
+        return None
+    last = fc.sort("predicted_at").row(-1, named=True)
+    at = last["predicted_at"]
+    return V.published(FAMILY, FAMILY, last["model_version"], at, at.date(), M.FEATURES, "roc_auc")
+
+
+def _versions(ctx: BuildContext, out: T.Output, now) -> pl.DataFrame:
+    """The version history after this run: the new version serving (accepted, or unjudged: it is used) or
+    refused; unchanged when no model could be fitted."""
+    hist = _history(ctx)
+    if out.gate is None or out.model_version is None:
+        return hist if hist is not None else V.empty()
+    fit = out.final.fit_frame if out.final is not None else pl.DataFrame()
+    window = (fit["starts_at"].min(), fit["starts_at"].max()) if "starts_at" in fit.columns else (None, None)
+    return V.record(
+        hist,
+        family=FAMILY,
+        model=M.model_label(out.final) if out.final is not None else FAMILY,
+        version=out.model_version,
+        trained_at=now,
+        as_of=now.date(),
+        window=window,
+        features=M.FEATURES,
+        metrics={**out.gate.metrics, "gate": out.gate.reason},
+        gate_metric="roc_auc",
+        gate_value=out.gate.metrics.get("roc_auc_model"),
+        passed_gate=out.gate.passed,
+        accepted=out.gate.passed is not False,
+    )
+
+
 def check_beats_seed_rule(ctx: BuildContext, built: Built) -> CheckOutcome:
     """Out-of-time AUC above the seed rule's and at least the configured minimum (blocking)."""
     gate = built.extras.get("gate")
@@ -104,7 +151,10 @@ def check_beats_seed_rule(ctx: BuildContext, built: Built) -> CheckOutcome:
 
 def check_predictions(ctx: BuildContext, built: Built) -> CheckOutcome:
     kept = bool(built.already_written)  # the previous tables: events opened since may be unaccounted
-    return validate_tables(built.frames, built.extras["events"], built.extras["now"], complete=not kept)
+    out = validate_tables(built.frames, built.extras["events"], built.extras["now"], complete=not kept)
+    published = built.frames[T.FORECAST]["model_version"].unique().to_list()
+    bad = {k: v for k, v in V.problems(built.frames[T.VERSIONS], published).items() if v}
+    return CheckOutcome(out.passed and not bad, {**out.metadata, **bad})
 
 
 def validate_tables(

@@ -19,6 +19,8 @@ PRED, FORECAST, REASONS, PERF = (
     "no_show_model_performance",
 )
 PUBLISHED = (PRED, FORECAST, REASONS)
+#: every fitted version across runs (models/versions.py)
+VERSIONS = "no_show_model_versions"
 #: risk bands of a ticket's probability (the seed recommended reminders above 0.3)
 BANDS = ((0.10, "low"), (0.30, "medium"))
 

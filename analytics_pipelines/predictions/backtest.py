@@ -24,6 +24,8 @@ from analytics_pipelines.predictions import demand_model as M
 BACKTEST_HORIZON = 28
 BACKTEST_ORIGINS = 3
 ORIGIN_STEP = 7
+#: the final model is trained on targets up to this many days ahead (further days: its furthest behaviour)
+MAX_TRAIN_HORIZON = 91
 #: training origins reach back this far (older sales tell little about today's curve shapes)
 TRAIN_LOOKBACK_DAYS = 540
 #: the model must see at least this many labelled rows and test rows to be evaluated
@@ -59,21 +61,99 @@ class DemandRun:
     extras: dict = field(default_factory=dict)
 
 
-def _training(inp, grid, codes, until: date, horizon: int) -> pl.DataFrame:
-    first = grid["day"].min()
-    lo = max(first, until - timedelta(days=TRAIN_LOOKBACK_DAYS))
-    origins = D.origins_between(lo, until - timedelta(days=1), ORIGIN_STEP)
-    rows = D.feature_rows(inp, grid, origins, horizon, codes, observed_through=until)
+def _train_origins(grid: pl.DataFrame, until: date) -> list[date]:
+    """The training origins of a model fitted at `until`: every ORIGIN_STEP days before it, back to
+    TRAIN_LOOKBACK_DAYS (and the first day of data)."""
+    lo = max(grid["day"].min(), until - timedelta(days=TRAIN_LOOKBACK_DAYS))
+    return D.origins_between(lo, until - timedelta(days=1), ORIGIN_STEP)
+
+
+@dataclass
+class TrainingKeys:
+    """Every labelled training row's key (series, origin, horizon day), for all the fits of one run at once,
+    with its sampling hash: a fit's sample is the MAX_TRAIN_ROWS rows of least hash among its own rows (its
+    cutoff, origins and horizon), the same rows a sort of all its rows by the hash would give; only the
+    sampled rows' features are ever built. The keys are narrow (an integer series index, dates, the hash)."""
+
+    pairs: pl.DataFrame  # sid, ticket_type_id
+    keys: pl.DataFrame  # sid, origin, horizon_day, day, key_hash
+
+    @classmethod
+    def build(cls, inp, grid: pl.DataFrame, origins: list[date], horizon: int, until: date) -> TrainingKeys:
+        last = inp.series.select("ticket_type_id", "last_day")
+        pairs = (
+            grid.filter(pl.col("day").is_in(origins))
+            .select("ticket_type_id", pl.col("day").alias("origin"))
+            .join(last, on="ticket_type_id")
+            .with_columns(
+                pl.min_horizontal(
+                    (pl.col("last_day") - pl.col("origin")).dt.total_days(),
+                    (pl.lit(until) - pl.col("origin")).dt.total_days(),
+                    pl.lit(horizon),
+                ).alias("n")
+            )
+            .filter(pl.col("n") >= 1)
+        )
+        ids = pairs.select("ticket_type_id").unique().sort("ticket_type_id").with_row_index("sid")
+        keys = (
+            pairs.join(ids, on="ticket_type_id")
+            .select(
+                "sid",
+                pl.col("ticket_type_id").hash(M.SEED).alias("tth"),
+                "origin",
+                pl.int_ranges(1, pl.col("n") + 1, dtype=pl.Int16).alias("horizon_day"),
+            )
+            .explode("horizon_day", empty_as_null=False)
+            .with_columns((pl.col("origin") + pl.duration(days=pl.col("horizon_day"))).alias("day"))
+            .with_columns(pl.struct("tth", "origin", "horizon_day").hash(M.SEED).alias("key_hash"))
+            .drop("tth")
+        )
+        return cls(ids, keys)
+
+    def sample(self, origins: list[date], horizon: int, until: date, limit: int) -> pl.DataFrame:
+        """ticket_type_id, origin, horizon_day of a fit's sampled training rows."""
+        mine = self.keys.filter(
+            pl.col("origin").is_in(origins) & (pl.col("horizon_day") <= horizon) & (pl.col("day") <= until)
+        )
+        if mine.height > limit:
+            mine = mine.bottom_k(limit, by="key_hash")
+        return mine.join(self.pairs, on="sid").select("ticket_type_id", "origin", "horizon_day")
+
+
+def _training(inp, grid, codes, until: date, horizon: int, keys: TrainingKeys | None = None) -> pl.DataFrame:
+    """The training rows of a model fitted at `until` (its sample of at most MAX_TRAIN_ROWS rows)."""
+    origins = _train_origins(grid, until)
+    if keys is None:
+        keys = TrainingKeys.build(inp, grid, origins, horizon, until)
+    chosen = keys.sample(origins, horizon, until, M.MAX_TRAIN_ROWS)
+    rows = D.feature_rows(inp, grid, origins, horizon, codes, observed_through=until, keys=chosen)
     return rows.filter(pl.col("day") <= until)
 
 
+def origins_of(through: date) -> list[date]:
+    """The backtest's origins: T - k x BACKTEST_HORIZON, k = BACKTEST_ORIGINS..1."""
+    return [through - timedelta(days=BACKTEST_HORIZON * k) for k in range(BACKTEST_ORIGINS, 0, -1)]
+
+
+def all_training_keys(inp, grid, through: date, horizon: int) -> TrainingKeys:
+    """The keys of every fit of a run (the backtest's origins and the final fit at `through`) in one pass."""
+    origins = sorted({o for u in [*origins_of(through), through] for o in _train_origins(grid, u)})
+    return TrainingKeys.build(inp, grid, origins, max(horizon, BACKTEST_HORIZON), through)
+
+
 def backtest(
-    inp: D.DemandInputs, grid: pl.DataFrame, through: date, codes, keep_rows: bool = False
+    inp: D.DemandInputs,
+    grid: pl.DataFrame,
+    through: date,
+    codes,
+    keep_rows: bool = False,
+    keys: TrainingKeys | None = None,
 ) -> Backtest:
-    origins = [through - timedelta(days=BACKTEST_HORIZON * k) for k in range(BACKTEST_ORIGINS, 0, -1)]
+    origins = origins_of(through)
+    keys = keys or all_training_keys(inp, grid, through, BACKTEST_HORIZON)
     parts, per_origin, train_lo, kept = [], [], None, []
     for origin in origins:
-        train = _training(inp, grid, codes, origin, BACKTEST_HORIZON)
+        train = _training(inp, grid, codes, origin, BACKTEST_HORIZON, keys)
         test = D.feature_rows(inp, grid, [origin], BACKTEST_HORIZON, codes, observed_through=through)
         test = test.filter(pl.col("cum_tickets") > 0)  # the forecast's population: series with sales so far
         if train.height < MIN_TRAIN_ROWS or test.height == 0:

@@ -224,17 +224,37 @@ def feature_rows(
     horizon: int,
     codes: dict[str, dict[str, int]],
     observed_through: date | None = None,
+    keys: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Feature rows for every series open at each origin T (its window holds T and a later day) and every
     target day d in (T, min(T + horizon, last_day)]; `tickets` is the target when d <= observed_through
-    (else NULL: a forecast row). State at T (sales through T, price on T) comes from the grid."""
+    (else NULL: a forecast row). State at T (sales through T, price on T) comes from the grid. `keys`
+    (ticket_type_id, origin, horizon_day): only those rows (a training sample), the others never built."""
     state = grid.filter(pl.col("day").is_in(origins)).rename({"day": "origin"})
     first_price = inp.series.select("ticket_type_id", pl.col("price_cents").alias("type_price"))
     init = grid.group_by("ticket_type_id").agg(
         pl.col("price_cents").drop_nulls().first().alias("first_price")
     )
+    last = inp.series.select("ticket_type_id", "last_day")
+    if keys is None:
+        keys = (
+            state.select("ticket_type_id", "origin")
+            .join(last, on="ticket_type_id")
+            .filter(pl.col("last_day") > pl.col("origin"))
+            .select(
+                "ticket_type_id",
+                "origin",
+                pl.int_ranges(
+                    1, pl.min_horizontal((pl.col("last_day") - pl.col("origin")).dt.total_days(), horizon) + 1
+                ).alias("horizon_day"),
+            )
+            .explode("horizon_day", empty_as_null=True)
+            .drop_nulls("horizon_day")
+        )
     rows = (
-        state.join(
+        keys.select("ticket_type_id", "origin", pl.col("horizon_day").cast(pl.Int64))
+        .join(state, on=["ticket_type_id", "origin"])
+        .join(
             inp.series.select(
                 "ticket_type_id",
                 "tenant_id",
@@ -253,13 +273,6 @@ def feature_rows(
         )
         .join(first_price, on="ticket_type_id", how="left")
         .join(init, on="ticket_type_id", how="left")
-        .filter(pl.col("last_day") > pl.col("origin"))
-        .with_columns(
-            pl.int_ranges(
-                1, pl.min_horizontal((pl.col("last_day") - pl.col("origin")).dt.total_days(), horizon) + 1
-            ).alias("horizon_day")
-        )
-        .explode("horizon_day", empty_as_null=True)
         .with_columns((pl.col("origin") + pl.duration(days=pl.col("horizon_day"))).alias("day"))
     )
     # the same weekday in the last observed week (the seasonal-naive forecast is built from it)

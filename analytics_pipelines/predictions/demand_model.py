@@ -33,6 +33,15 @@ BASELINES = ("seasonal_naive", "seed_heuristic")
 #: training rows above this are subsampled (deterministically: a hash of the row's key)
 MAX_TRAIN_ROWS = 50_000
 SEED = 20261206
+#: the regressor's settings (deterministic: fixed seed, no early stopping)
+HGB_PARAMS = {
+    "loss": "poisson",
+    "max_iter": 100,
+    "learning_rate": 0.12,
+    "max_leaf_nodes": 31,
+    "min_samples_leaf": 40,
+    "l2_regularization": 1.0,
+}
 
 
 @dataclass
@@ -52,7 +61,7 @@ class DemandModel:
     def predict(self, rows: pl.DataFrame) -> pl.DataFrame:
         """tickets_p10/p50/p90 per row: never negative, never above the series' remaining tickets, ordered."""
         mu = self.mean(rows)
-        raw = np.column_stack([nb_quantile(q, mu, self.alpha) for q in QUANTILES.values()])
+        raw = nb_quantiles(list(QUANTILES.values()), mu, self.alpha)
         cap = rows["remaining"].cast(pl.Float64).to_numpy()
         raw = np.sort(np.clip(raw, 0.0, cap[:, None]), axis=1)  # p10 <= p50 <= p90
         return pl.DataFrame({f"tickets_{q}": raw[:, i] for i, q in enumerate(QUANTILES)})
@@ -65,6 +74,52 @@ def nb_quantile(q: float, mu: np.ndarray, alpha: float) -> np.ndarray:
         return stats.poisson.ppf(q, mu)
     n = 1.0 / alpha
     return stats.nbinom.ppf(q, n, n / (n + mu))
+
+
+#: rows whose mean is above this (or whose P(0) underflows) take scipy's ppf instead of the pmf walk
+WALK_MAX_MEAN = 200.0
+
+
+def nb_quantiles(qs: list[float], mu: np.ndarray, alpha: float) -> np.ndarray:
+    """The qs-quantiles (columns, qs ascending) of negative binomials with means mu and Var = mu + alpha mu^2
+    (Poisson when alpha ~ 0): the least k with P(X <= k) >= q, as scipy's ppf defines it, found for all the
+    quantiles at once by walking the pmf recurrence (P(k+1) = P(k) (k + n)/(k + 1) (1 - p); Poisson:
+    P(k) mu/(k + 1)) over the rows still below the highest q, vectorized; rows with a large mean (the walk
+    would be long, P(0) may underflow) use scipy's ppf (`nb_quantile`), ~1.8 us a value."""
+    mu = np.maximum(np.asarray(mu, dtype=np.float64), 1e-9)
+    out = np.zeros((len(mu), len(qs)))
+    poisson = alpha < 1e-6
+    if poisson:
+        log_p0 = -mu
+    else:
+        n = 1.0 / alpha
+        p = n / (n + mu)
+        log_p0 = n * np.log(p)
+    walk = (mu <= WALK_MAX_MEAN) & (log_p0 > -700.0)
+    if (~walk).any():
+        for j, q in enumerate(qs):
+            out[~walk, j] = nb_quantile(q, mu[~walk], alpha)
+    idx = np.flatnonzero(walk)
+    pmf = np.exp(log_p0[idx])
+    cdf = pmf.copy()
+    ratio = mu[idx] if poisson else (1.0 - p[idx])
+    extra = 0.0 if poisson else n
+    found = np.zeros((len(idx), len(qs)), dtype=bool)
+    top = qs[-1] - 1e-12
+    k = 0
+    while len(idx):
+        for j, q in enumerate(qs):
+            hit = ~found[:, j] & (cdf >= q)
+            out[idx[hit], j] = k
+            found[:, j] |= hit
+        active = cdf < top
+        if not active.any():
+            break
+        idx, pmf, cdf, ratio, found = idx[active], pmf[active], cdf[active], ratio[active], found[active]
+        pmf = pmf * ratio * ((k + extra) if not poisson else 1.0) / (k + 1)
+        cdf = cdf + pmf
+        k += 1
+    return out
 
 
 def matrix(rows: pl.DataFrame) -> np.ndarray:
@@ -86,7 +141,7 @@ def subsample(rows: pl.DataFrame, limit: int = MAX_TRAIN_ROWS) -> pl.DataFrame:
     )
 
 
-def fit(rows: pl.DataFrame, max_iter: int = 100) -> DemandModel:
+def fit(rows: pl.DataFrame, max_iter: int | None = None) -> DemandModel:
     """The Poisson regressor on the labelled rows (deterministic: fixed seed, no early stopping) and the
     dispersion of the counts around it."""
     rows = subsample(rows.filter(pl.col("target").is_not_null()))
@@ -94,12 +149,7 @@ def fit(rows: pl.DataFrame, max_iter: int = 100) -> DemandModel:
     cat = [FEATURES.index(c) for c in CATEGORICAL]
     with threadpool_limits(limits=1):
         model = HistGradientBoostingRegressor(
-            loss="poisson",
-            max_iter=max_iter,
-            learning_rate=0.12,
-            max_leaf_nodes=31,
-            min_samples_leaf=40,
-            l2_regularization=1.0,
+            **{**HGB_PARAMS, **({"max_iter": max_iter} if max_iter else {})},
             categorical_features=cat,
             early_stopping=False,
             random_state=SEED,

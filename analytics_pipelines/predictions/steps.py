@@ -4,7 +4,9 @@ its checks. Pure wiring of predictions/backtest.py and forecast.py over the Buil
 The blocking gate: when the backtest says the new model is not better than both baselines (MASE), the
 builder keeps the stored forecast (it is not rewritten: `already_written`) and the `beats_baselines` check
 fails, which stops the assets below; the performance rows of the refused model are written all the same,
-so the refusal is on record in model_performance."""
+so the refusal is on record in model_performance. Every fitted version is also kept across runs in
+`demand_model_versions` (models/versions.py): the accepted one `serving`, a refused one `refused` beside the
+version still in use."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import polars as pl
 
 from analytics_pipelines.customers.evaluation import SCHEMA as PERF_SCHEMA
 from analytics_pipelines.marts.reconcile import CheckOutcome, _combine
+from analytics_pipelines.models import versions as V
 from analytics_pipelines.predictions import backtest as BT
 from analytics_pipelines.predictions import demand_data as D
 from analytics_pipelines.predictions import demand_model as M
@@ -22,6 +25,7 @@ from analytics_pipelines.predictions import forecast as F
 from analytics_pipelines.registry.context import BuildContext, Built, md_table
 
 FORECAST, REASONS, PERFORMANCE = "demand_forecast", "demand_forecast_reasons", "demand_model_performance"
+VERSIONS = "demand_model_versions"
 FAMILY = "demand"
 PERF_EXTRA = {
     "model_version": pl.String,
@@ -82,13 +86,30 @@ def _previous(ctx: BuildContext, name: str) -> pl.DataFrame | None:
     return ctx.wh.read_table(name) if name in ctx.wh.tables() else None
 
 
+def _history(ctx: BuildContext) -> pl.DataFrame | None:
+    """The stored version history; before the first one (tables written by an older release), the stored
+    forecast's version as the serving one, so that a refusal keeps pointing at what is published."""
+    hist = _previous(ctx, VERSIONS)
+    if hist is not None:
+        return hist
+    prev = _previous(ctx, FORECAST)
+    if prev is None or prev.height == 0:
+        return None
+    last = prev.sort("trained_at").row(-1, named=True)
+    return V.published(
+        FAMILY, M.MODEL_NAME, last["model_version"], last["trained_at"], last["as_of"], D.FEATURES, "mase"
+    )
+
+
 def run(inp: D.DemandInputs, through: date, days: int, now: datetime) -> BT.DemandRun:
     """Backtest, gate, final fit and forecast, as plain data (tests call this without a warehouse)."""
     grid = D.daily_grid(inp, through)
     codes = D.category_codes(inp.series)
     reasons = F.reasons(inp, grid, through)
-    bt = BT.backtest(inp, grid, through, codes)  # raises NotEnoughHistory
-    train = BT._training(inp, grid, codes, through, min(days, 91))
+    horizon = min(days, BT.MAX_TRAIN_HORIZON)
+    keys = BT.all_training_keys(inp, grid, through, horizon)  # every fit's training rows, one pass
+    bt = BT.backtest(inp, grid, through, codes, keys=keys)  # raises NotEnoughHistory
+    train = BT._training(inp, grid, codes, through, horizon, keys)
     model = M.fit(train)
     version, blob = BT.version_of(model, through)
     fc = F.forecast_rows(inp, grid, through, days, codes, model, reasons, version, now)
@@ -108,10 +129,12 @@ def demand_forecast(ctx: BuildContext) -> Built:
         ctx.log.warning(f"no demand model: {exc}")
         grid = D.daily_grid(inp, through)
         prev = _previous(ctx, FORECAST)
+        hist = _history(ctx)
         frames = {
             FORECAST: prev if prev is not None else F.empty_forecast(),
             REASONS: F.reasons(inp, grid, through),
             PERFORMANCE: _empty_performance(),
+            VERSIONS: hist if hist is not None else V.empty(),
         }
         return Built(
             frames,
@@ -121,7 +144,27 @@ def demand_forecast(ctx: BuildContext) -> Built:
         )
     passed, facts = BT.gate(result.backtest)
     perf = performance_frame(result.backtest, result.model_version, now, through, passed)
-    frames = {FORECAST: result.forecast, REASONS: result.reasons, PERFORMANCE: perf}
+    model_metrics = result.backtest.metrics
+    frames = {
+        FORECAST: result.forecast,
+        REASONS: result.reasons,
+        PERFORMANCE: perf,
+        VERSIONS: V.record(
+            _history(ctx),
+            family=FAMILY,
+            model=M.MODEL_NAME,
+            version=result.model_version,
+            trained_at=now,
+            as_of=through,
+            window=result.train_window,
+            features=D.FEATURES,
+            metrics={"backtest_origins": [o.isoformat() for o in result.backtest.origins], **model_metrics},
+            gate_metric="mase",
+            gate_value=model_metrics[M.MODEL_NAME]["mase"],
+            passed_gate=passed,
+            accepted=passed,
+        ),
+    }
     kept = ()
     if passed:
         directory = ctx.data_dir / "models" / "demand"
@@ -142,6 +185,8 @@ def demand_forecast(ctx: BuildContext) -> Built:
         extras={"gate": passed, "facts": facts, "series": inp.series},
         metadata={
             "model_version": result.model_version,
+            "serving_version": V.serving(frames[VERSIONS]) or "none",
+            "versions_recorded": frames[VERSIONS].height,
             "as_of": through.isoformat(),
             "horizon_days": days,
             "passed_gate": passed,
@@ -168,7 +213,8 @@ def check_beats_baselines(ctx: BuildContext, built: Built) -> CheckOutcome:
 
 def check_forecast(ctx: BuildContext, built: Built) -> CheckOutcome:
     """demand_forecast and its reasons: quantiles finite, >= 0 and ordered; one row per type and day; horizon
-    days 1..N; every ticket type of every event is in exactly one of the forecast and the reasons."""
+    days 1..N; every ticket type of every event is in exactly one of the forecast and the reasons; the
+    version history holds one row per version, at most one serving, and the forecast is the serving one's."""
     fc, rs = built.frames[FORECAST], built.frames[REASONS]
     q = ["tickets_p10", "tickets_p50", "tickets_p90"]
     series = built.extras["series"].select("ticket_type_id")
@@ -196,5 +242,6 @@ def check_forecast(ctx: BuildContext, built: Built) -> CheckOutcome:
             .join(in_rs, on="ticket_type_id", how="anti")
             .height,
             "reason_missing": rs["reason"].null_count(),
+            **V.problems(built.frames[VERSIONS], fc["model_version"].unique().to_list() if fc.height else []),
         },
     )

@@ -32,7 +32,7 @@ TABLES: tuple[Table, ...] = (
             "price_history",
         ),
         build=S + "demand_forecast",
-        produces=("demand_forecast_reasons", "demand_model_performance"),
+        produces=("demand_forecast_reasons", "demand_model_performance", "demand_model_versions"),
         serve=True,
         venue_column="venue_id",
         kinds=("scikit-learn",),
@@ -47,7 +47,8 @@ TABLES: tuple[Table, ...] = (
             Check(
                 "valid_forecast",
                 "Quantiles finite, >= 0 and ordered (p10 <= p50 <= p90); horizon days 1..N; every ticket "
-                "type in exactly one of demand_forecast and demand_forecast_reasons.",
+                "type in exactly one of demand_forecast and demand_forecast_reasons; demand_model_versions "
+                "holds one row per version, at most one serving, and the forecast is the serving version's.",
                 S + "check_forecast",
                 kind="invariants",
             ),
@@ -75,5 +76,18 @@ TABLES: tuple[Table, ...] = (
         description="The demand model's rolling-origin backtest (MASE, MAE, bias, 80 % interval coverage and "
         "width) beside the weekly seasonal naive and the seed heuristic on the same rows, pooled (bucket "
         "NULL) and per origin; model version, trained_at, training window and features.",
+    ),
+    Table(
+        name="demand_model_versions",
+        group=G,
+        produced_by="demand_forecast",
+        grain="one row per fitted model version (kept across runs)",
+        keys=("model_version",),
+        tenant_column=None,
+        no_tenant_reason="model versions fitted over all tenants' sales",
+        description="Every demand model version fitted, across runs: trained_at, as_of, training window, "
+        "features, the backtest metrics of the model and its baselines (JSON), the gate's MASE, whether it "
+        "passed and its status: serving (its forecast is published; at most one), retired (replaced by a "
+        "later accepted version) or refused (failed the gate; the serving version stays in use).",
     ),
 )

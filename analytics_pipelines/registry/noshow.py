@@ -47,7 +47,8 @@ TABLES: tuple[Table, ...] = (
                 "valid_predictions",
                 "Probabilities in [0, 1], never NULL or NaN; p10 <= expected <= p90 within [0, tickets]; each "
                 "event's expected no-shows is the sum of its tickets' probabilities; every event not ended is "
-                "forecast or has a reason; one row per ticket and per event.",
+                "forecast or has a reason; one row per ticket and per event; no_show_model_versions holds one row "
+                "per version, at most one serving, and the published forecast is the serving version's.",
                 S + "check_predictions",
                 kind="invariants",
             ),
@@ -60,6 +61,7 @@ TABLES: tuple[Table, ...] = (
             "event_no_show_forecast",
             "no_show_forecast_reasons",
             "no_show_model_performance",
+            "no_show_model_versions",
         ),
         kinds=("scikit-learn",),
     ),
@@ -110,5 +112,18 @@ TABLES: tuple[Table, ...] = (
         "sample): ROC AUC, Brier, precision/recall, reliability bins and deciles, per-event expected vs "
         "actual no-shows and interval coverage; with model version, training and test windows, features "
         "and status (accepted, accepted_unjudged, refused).",
+    ),
+    Table(
+        name="no_show_model_versions",
+        group=G,
+        produced_by="no_show_model",
+        grain="one row per fitted model version (kept across runs)",
+        keys=("model_version",),
+        tenant_column=None,
+        no_tenant_reason="model versions fitted over all tenants' tickets",
+        description="Every no-show model version fitted, across runs: trained_at, as_of, training window "
+        "(event starts), features, the gate's holdout metrics (JSON), its AUC, whether it passed (NULL: too "
+        "small a holdout to judge, the model is used) and its status: serving (its predictions are "
+        "published; at most one), retired or refused (the serving version stays in use).",
     ),
 )
