@@ -312,3 +312,98 @@ def test_behavior_schedule_runs_the_two_days_before_today():
     ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 22, 4, 30, tzinfo=UTC))
     req = sched(ctx)
     assert (req.tags[RANGE_START_TAG], req.tags[RANGE_END_TAG]) == ("2026-11-20", "2026-11-21")
+
+
+def _campaign_world(seed: int, effect: dict[str, float], day: str, n: int = 4000):
+    """Touchpoints (two days before `day`) and recognized orders (on `day`) of one venue: every customer is
+    exposed to each channel with probability .5 and converts with probability .3 + the sum of `effect`
+    over its channels."""
+    from datetime import datetime, timedelta
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    k = len(A.CHANNELS)
+    x = rng.random((n, k)) < 0.5
+    p = 0.3 + x @ np.array([effect.get(c, 0.0) for c in A.CHANNELS])
+    conv = rng.random(n) < p
+    t_day = datetime.fromisoformat(day)
+    cust, ch = np.nonzero(x)
+    rows = {
+        "customer_hash": [f"c{seed}-{i}" for i in cust] + [f"c{seed}-{i}" for i in np.flatnonzero(conv)],
+        "channel": [A.CHANNELS[c] for c in ch] + ["direct"] * int(conv.sum()),
+        "action": ["visit"] * len(cust) + ["conversion"] * int(conv.sum()),
+        "event_time": [t_day - timedelta(days=2) + timedelta(seconds=int(i)) for i in cust]
+        + [t_day + timedelta(hours=12) for _ in range(int(conv.sum()))],
+        "order_id": [None] * len(cust) + [f"o{seed}-{i}" for i in np.flatnonzero(conv)],
+    }
+    m = len(rows["channel"])
+    touches = pl.DataFrame(rows).with_columns(
+        tenant_id=pl.lit("t1"),
+        venue_id=pl.lit("v1"),
+        day=pl.col("event_time").dt.date(),
+        doc_id=pl.Series([f"d{seed}-{i}" for i in range(m)]),
+        campaign_id=pl.lit(None, pl.String),
+    )
+    orders = pl.DataFrame({"order_id": [f"o{seed}-{i}" for i in np.flatnonzero(conv)]}).with_columns(
+        tenant_id=pl.lit("t1"),
+        venue_id=pl.lit("v1"),
+        event_id=pl.lit("e1"),
+        day=pl.lit(t_day.date()),
+        channel=pl.lit("web"),
+        gross_revenue_cents=pl.lit(5000, pl.Int64),
+    )
+    return touches, orders
+
+
+def test_a_refused_attribution_model_leaves_the_stored_partitions_readable(tmp_path):
+    """When beats_constant_rate_baseline fails, the run rewrites none of the attribution's partitions (the
+    ones stored before stay readable, like the pricing and demand gates' previous tables); the refused
+    model's evaluation is written, so the refusal is on record."""
+    from datetime import UTC, datetime, timedelta
+
+    from analytics_pipelines.assets.factory import write
+    from analytics_pipelines.behavior import steps
+    from analytics_pipelines.registry import default_registry
+    from analytics_pipelines.registry.context import BuildContext
+    from analytics_pipelines.settings import Settings
+
+    day = "2026-05-10"
+    keys = [day, (datetime.fromisoformat(day) - timedelta(days=2)).date().isoformat()]
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'warehouse'}")
+    registry = default_registry()
+    ctx = BuildContext(
+        wh,
+        registry.table("campaign_attribution"),
+        partition_keys=[day],
+        now=datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1),
+        settings=Settings.from_env({"TT_DATA_DIR": str(tmp_path)}),
+        registry=registry,
+    )
+
+    def load(touches, orders):
+        wh.write_partitions("raw_campaign_touchpoints", touches, ["day"], [(d,) for d in keys])
+        wh.write_partitions("fct_orders", orders, ["day"], [(day,)])
+
+    load(*_campaign_world(1, {"email": 0.3, "sms": 0.2, "push": 0.1}, day))
+    good = steps.attribution(ctx)
+    assert good.extras["gate"] and steps.check_beats_baseline(ctx, good).passed
+    assert not good.already_written
+    write(ctx, registry, good)
+    stored = {t: wh.read_partitions(t, "day", day, day).sort(pl.all()) for t in steps.KEPT_ON_REFUSAL}
+    assert stored["campaign_attribution"].height > 0
+
+    # conversion independent of every channel, ~45 paths in each of the 256 channel sets: the game's cell
+    # rates only fit noise, and do worse on the held-out fifth than the constant rate
+    load(*_campaign_world(2, {}, day, n=12000))
+    bad = steps.attribution(ctx)
+    outcome = steps.check_beats_baseline(ctx, bad)
+    assert not bad.extras["gate"] and not outcome.passed and outcome.skipped is None
+    assert outcome.metadata["kept_previous_attribution"] is True
+    assert set(bad.already_written) == set(steps.KEPT_ON_REFUSAL)
+    assert bad.frames["campaign_attribution"]["order_id"].str.starts_with("o2-").all()  # a new candidate
+    write(ctx, registry, bad)
+    for t, before in stored.items():
+        assert wh.read_partitions(t, "day", day, day).sort(pl.all()).equals(before), t
+    perf = wh.read_table("attribution_model_performance")
+    assert perf.sort(pl.all()).equals(bad.frames["attribution_model_performance"].sort(pl.all()))

@@ -175,12 +175,6 @@ def test_file_path_equals_pymongo_path_real_mongodb(files, venues):
         src.close()
 
 
-@pytest.mark.xfail(
-    reason="since the fraud, anomaly and velocity plantings share the generated world, one planted channel "
-    "misspelling of `tiny` is not counted as repaired (90 of 91); the rest of the ledger balances. Open in "
-    "issue 18's note",
-    strict=False,
-)
 def test_every_document_is_accounted_for_once(world, files, venues):
     start = date.fromordinal(date.fromisoformat("2026-11-01").toordinal() - 130).isoformat()
     everything = ingest(FileSource(files), start, "2026-12-31", venues, LAG)
@@ -203,6 +197,7 @@ def test_every_document_is_accounted_for_once(world, files, venues):
     assert reasons["campaign_touchpoints:unknown_channel"] == bad["touchpoint_unknown_channel"]
     assert reasons["campaign_touchpoints:missing_id"] == bad["touchpoint_missing_customer"]
     assert reasons["campaign_touchpoints:duplicate"] == bad["touchpoint_duplicates"]
+    assert reasons.get("campaign_touchpoints:late_write", 0) == bad["touchpoint_late_writes"]
     assert reasons["campaign_performance:negative_spend"] == bad["negative_spend"]
     assert reasons["raw_analytics:unknown_event_type"] == bad["unknown_event_type"]
     assert reasons["raw_analytics:unparseable"] == bad["unparseable_timestamp"]

@@ -11,11 +11,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from analytics_pipelines.behavior.attribution import attribute
+from analytics_pipelines.behavior.attribution import assign, attribute
 from analytics_pipelines.behavior.ingest import ingest
 from analytics_pipelines.behavior.source import FileSource
 from analytics_pipelines.behavior.whatif import marketing_whatif
+from analytics_pipelines.generator.behavior import _journeys, _since_previous, _touches
 from analytics_pipelines.generator.behavior_docs import write_files
+from analytics_pipelines.generator.behavior_params import CHANNELS
+from analytics_pipelines.generator.primitives import _Streams
 from analytics_pipelines.generator.reference import DAY, DEFAULT_AS_OF, SCALES
 from analytics_pipelines.generator.synth import _build
 
@@ -55,13 +58,6 @@ def small(tmp_path_factory):
     return fitted_effects("small", tmp_path_factory.mktemp("small") / "mongo")
 
 
-@pytest.mark.xfail(
-    reason="on `small`, with the fraud, anomaly and velocity plantings in the same world, estimation noise "
-    "swaps channels whose planted effects differ by 0.02 (referral .08 / social .06) for one tenant, and "
-    "overestimates display; at `medium` the order held before that integration (not re-measured). Open in "
-    "issue 18's note",
-    strict=False,
-)
 def test_data_driven_model_ranks_channels_in_the_planted_order(small):
     effects, truth, _ = small
     planted = truth["planted_order"]
@@ -78,13 +74,6 @@ def test_data_driven_model_ranks_channels_in_the_planted_order(small):
         assert rho < 0.5
 
 
-@pytest.mark.xfail(
-    reason="on `small`, with the fraud, anomaly and velocity plantings in the same world, estimation noise "
-    "swaps channels whose planted effects differ by 0.02 (referral .08 / social .06) for one tenant, and "
-    "overestimates display; at `medium` the order held before that integration (not re-measured). Open in "
-    "issue 18's note",
-    strict=False,
-)
 def test_marketing_whatif_predicts_the_planted_effect(small):
     effects, truth, attribution = small
     tenant = (
@@ -112,3 +101,43 @@ def test_marketing_whatif_predicts_the_planted_effect(small):
         marketing_whatif(eff, {"tv": 0.1}, aov)
     with pytest.raises(ValueError):
         marketing_whatif(eff, {"email": -1.5}, aov)
+
+
+def test_planted_journeys_are_the_paths_attribution_sees():
+    """Every converting journey's planted channel set is exactly the path attribution builds from its touches
+    (a customer's touches before an earlier conversion at the same venue would go to that one, merging two
+    journeys: the bias that once pushed every estimated effect up and the baseline down)."""
+    w = _build(SCALES["tiny"], 42, DEFAULT_AS_OF)
+    rs = _Streams(42)  # the generator's named streams: the same draws as _build's
+    j = _journeys(rs, w)
+    tp = _touches(rs, w, j)
+    conv = np.flatnonzero(j["converted"])
+    gap = _since_previous(
+        w, j["order"][conv], np.where(w.orders.confirmed >= 0, w.orders.confirmed, w.orders.created)
+    )
+    assert (gap < 14 * DAY).sum() > 0  # the world has repeat buyers at a venue within a journey's span
+    who = np.where(j["converted"], j["user"], -1 - np.arange(len(j["order"])))
+    frame = pl.DataFrame(
+        {
+            "customer_hash": who[tp["journey"]].astype(str),
+            "venue_id": j["venue"][tp["journey"]].astype(str),
+            "tenant_id": j["tenant"][tp["journey"]].astype(str),
+            "event_time": pl.from_epoch(pl.Series(tp["time"]), "s"),
+            "action": pl.Series(["impression", "click", "visit", "conversion"]).gather(tp["action"]),
+            "channel": pl.Series([*CHANNELS, "direct"]).gather(np.where(tp["channel"] < 0, 8, tp["channel"])),
+            "doc_id": np.arange(len(tp["time"])).astype(str),
+            "order_id": np.where(tp["action"] == 3, j["order"][tp["journey"]], -1).astype(str),
+        }
+    )
+    path, conversions, _ = assign(frame, 30)
+    seen = conversions.select("conv_id", "order_id").join(
+        path.group_by("conv_id").agg(pl.col("channel").unique().sort()), on="conv_id", how="left"
+    )
+    seen = dict(zip(seen["order_id"].cast(pl.Int64), seen["channel"].fill_null([]).to_list(), strict=True))
+    same_second = set(j["order"][conv][gap == 0].tolist())  # indistinguishable: one conversion takes both
+    wrong = [
+        o
+        for o, x in zip(j["order"][conv], j["x"][conv], strict=True)
+        if o not in same_second and seen[o] != sorted(CHANNELS[i] for i in np.flatnonzero(x))
+    ]
+    assert len(conv) > 500 and not wrong, f"{len(wrong)} of {len(conv)} journeys"

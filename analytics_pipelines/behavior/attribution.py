@@ -348,3 +348,15 @@ def performance_table(models: dict, t_lo: date, t_hi: date, lookback_days: int, 
         training_last=pl.lit(t_hi),
         features=pl.lit(",".join(CHANNELS)),
     )
+
+
+def gate(performance: pl.DataFrame) -> tuple[bool, pl.DataFrame, int]:
+    """The blocking gate over attribution_model_performance: (passed, the tenants whose data-driven holdout
+    Brier score is not below the constant-rate baseline's, tenants evaluated). A tenant with too few held-out
+    paths to evaluate has no rows: it is not counted against the model."""
+    brier = performance.filter(pl.col("metric") == "brier")
+    if brier.is_empty():
+        return True, pl.DataFrame({"bucket": []}, schema={"bucket": pl.String}), 0
+    wide = brier.pivot(on="model", index="bucket", values="value")
+    worse = wide.filter(pl.col("data_driven_shapley") >= pl.col("constant_rate_baseline"))
+    return worse.is_empty(), worse, wide.height

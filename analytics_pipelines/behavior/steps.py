@@ -20,6 +20,8 @@ from analytics_pipelines.registry.context import BuildContext, Built, md_table
 #: the source collections' TTLs: a day not ingested within them is lost at the source
 TTL_DAYS = {"raw_analytics": 90, "user_behavior": 180, "analytics_events": 90, "campaign_touchpoints": 90}
 TRAINING_DAYS = 180
+#: what a refused data-driven model leaves as it was (check beats_constant_rate_baseline)
+KEPT_ON_REFUSAL = ("campaign_attribution", "campaign_attribution_exclusions", "attribution_channel_effects")
 
 
 def _venues(ctx: BuildContext) -> pl.DataFrame:
@@ -116,10 +118,19 @@ def attribution(ctx: BuildContext) -> Built:
     )
     written = {"attribution_channel_effects": [ctx.last]}
     eff = out["attribution_channel_effects"]
+    passed, _, _ = A.gate(out["attribution_model_performance"])
+    # a refused model (the blocking check beats_constant_rate_baseline fails) rewrites nothing of the
+    # attribution: the partitions stored before stay as they were, readable; its evaluation is still
+    # written (attribution_model_performance), so the refusal is on record
+    kept = () if passed else KEPT_ON_REFUSAL
     return Built(
         out,
         written=written,
+        already_written=kept,
+        extras={"gate": passed},
         metadata={
+            "passed_gate": passed,
+            "kept_previous_attribution": not passed,
             "orders_attributed": out["campaign_attribution"]["order_id"].n_unique(),
             "excluded_conversions": out["campaign_attribution_exclusions"].height,
             "channel_effects": md_table(
@@ -232,20 +243,15 @@ def check_attribution(ctx: BuildContext, built: Built) -> CheckOutcome:
 def check_beats_baseline(ctx: BuildContext, built: Built) -> CheckOutcome:
     """Per tenant, the data-driven game's holdout Brier score is below the constant-rate baseline's (a
     tenant with too few held-out paths to evaluate is reported, not failed)."""
-    perf = built.frames["attribution_model_performance"].filter(pl.col("metric") == "brier")
-    wide = perf.pivot(on="model", index="bucket", values="value") if perf.height else perf
-    worse = (
-        wide.filter(pl.col("data_driven_shapley") >= pl.col("constant_rate_baseline"))
-        if wide.height
-        else wide
-    )
+    passed, worse, evaluated = A.gate(built.frames["attribution_model_performance"])
     fitted = built.frames["attribution_channel_effects"]["tenant_id"].n_unique()
     return CheckOutcome(
-        worse.height == 0,
+        passed,
         {
             "tenants_fitted": fitted,
-            "tenants_evaluated": wide.height,
+            "tenants_evaluated": evaluated,
             "tenants_worse_than_baseline": worse.height,
+            "kept_previous_attribution": not passed,
         },
         differences=worse if worse.height else None,
     )

@@ -12,6 +12,10 @@ what fools frequency-driven rules. Sampling is exact: a converting journey draws
 or a channel, probability proportional to BASELINE and EFFECT[c] * EXPOSURE[c]), forces that channel on and
 draws the others from EXPOSURE; a non-converting journey is drawn from EXPOSURE and kept with probability
 (1 - P(convert | S)) / (1 - BASELINE). Journeys with no channel and no conversion leave no document.
+A journey's touches fall in the 0.5-14 days before its order, but never at or before the same customer's
+previous conversion at the same venue: attribution gives a touch to the first conversion that follows it,
+so a touch there would merge two journeys (repeat buyers, and the planted bots, scalpers and refund abusers,
+convert at one venue within days, minutes or seconds) and inflate the converting paths' channel sets.
 
 Documents (generator.behavior_docs renders them as mongoexport files and loads them into MongoDB):
 campaign_touchpoints (impression/click/visit per exposed channel, a conversion at the order), user_behavior
@@ -91,6 +95,11 @@ def _journeys(rs: _Streams, w: _World) -> dict[str, np.ndarray]:
     order = np.r_[conv_orders, np.full(n_non, -1)]
     ev = np.r_[o.event[conv_orders], o.event[ref]]
     mobile = np.r_[o.channel[conv_orders] == 1, rng.random(n_non) < 0.3]
+    span = rng.uniform(0.5, 14.0, n_conv + n_non) * DAY
+    gap = np.r_[_since_previous(w, conv_orders, t_order), np.full(n_non, np.iinfo(np.int64).max)]
+    # a journey's touches lie after the same customer's previous conversion at the venue (attribution gives
+    # a touch to the first conversion that follows it): the span ends `lead` seconds before the order
+    lead = np.minimum(60, gap // 2)
     return {
         "order": order,
         "converted": order >= 0,
@@ -98,7 +107,8 @@ def _journeys(rs: _Streams, w: _World) -> dict[str, np.ndarray]:
         "venue": w.events.venue[ev],
         "tenant": w.events.tenant[ev],
         "time": np.r_[t_order[conv_orders], t_non],
-        "span": rng.uniform(0.5, 14.0, n_conv + n_non) * DAY,
+        "span": np.minimum(span, np.maximum(gap - lead - 1, 0)),
+        "lead": lead,
         "x": np.concatenate([x_conv, x_non]),
         "user": np.r_[o.user[conv_orders], np.full(n_non, -1)],
         "mobile": mobile,
@@ -106,6 +116,19 @@ def _journeys(rs: _Streams, w: _World) -> dict[str, np.ndarray]:
             mobile, 1, np.where(rng.random(n_conv + n_non) < 0.8, 0, 2)
         ),  # desktop/mobile/tablet
     }
+
+
+def _since_previous(w: _World, conv_orders: np.ndarray, t_order: np.ndarray) -> np.ndarray:
+    """Seconds since the same customer's previous converting order at the same venue (int64 max if none)."""
+    o = w.orders
+    user, venue, t = o.user[conv_orders], w.events.venue[o.event[conv_orders]], t_order[conv_orders]
+    idx = np.lexsort((t, venue, user))
+    same = np.r_[False, (user[idx][1:] == user[idx][:-1]) & (venue[idx][1:] == venue[idx][:-1])]
+    gap = np.full(len(idx), np.iinfo(np.int64).max)
+    gap[same] = np.diff(t[idx])[same[1:]]
+    out = np.empty_like(gap)
+    out[idx] = gap
+    return out
 
 
 def _campaign(w: _World, venue: np.ndarray, channel: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -122,7 +145,7 @@ def _campaign(w: _World, venue: np.ndarray, channel: np.ndarray, t: np.ndarray) 
 def _touches(rs: _Streams, w: _World, j: dict) -> dict[str, np.ndarray]:
     rng = rs("behavior.touches")
     jj, ch = np.nonzero(j["x"])
-    t = j["time"][jj] - (j["span"][jj] * rng.random(len(jj))).astype(np.int64) - 60
+    t = j["time"][jj] - (j["span"][jj] * rng.random(len(jj))).astype(np.int64) - j["lead"][jj]
     t = np.maximum(t, w.clock.launch + 60)
     paid = np.array([c is not None for c in CAMPAIGN_TYPE])[ch]
     clicked = rng.random(len(jj)) < CLICK_P[ch]

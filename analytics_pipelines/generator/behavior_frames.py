@@ -95,7 +95,12 @@ def render(
         pl.Series(np.where(tp["channel"] < 0, len(CHANNELS), tp["channel"]))
     )
     u = rng.random(n)
-    unknown, variant = u < 0.003, (u >= 0.003) & (u < 0.013)
+    # each planted wart on its own otherwise valid document (a document with two would be counted under one
+    # reason only): no misspelling or unknown channel on a late write, no missing id on either
+    late = write - t > DAY
+    unknown, variant = (u < 0.003) & ~late, (u >= 0.003) & (u < 0.013) & ~late
+    is_conv = tp["action"] == 3
+    no_id = (rng.random(n) < 0.002) & ~buggy & ~is_conv & ~unknown & ~variant
     chan = pl.select(
         pl.when(pl.lit(pl.Series(unknown)))
         .then(pl.lit("tiktok"))
@@ -103,10 +108,7 @@ def render(
         .then(pl.lit(chan).str.to_titlecase() + " ")
         .otherwise(pl.lit(chan))
     ).to_series()
-    customer = who.gather(tj)
-    no_id = (rng.random(n) < 0.002) & ~buggy & (tp["action"] != 3)
-    customer = _text_or_null(customer, ~no_id)
-    is_conv = tp["action"] == 3
+    customer = _text_or_null(who.gather(tj), ~no_id)
     ords = np.where(is_conv, j["order"][tj], -1)
     value = pl.Series(np.where(is_conv, w.orders.total[np.maximum(ords, 0)] / 100.0, np.nan)).fill_nan(None)
     order_txt = _text_or_null(order_ids.gather(np.maximum(ords, 0)), is_conv)
@@ -147,7 +149,7 @@ def render(
             buggy,
         ),
     ]
-    dup = rng.random(n) < 0.005
+    dup = (rng.random(n) < 0.005) & ~unknown & ~no_id  # a copy of a quarantined document is not a duplicate
     dups = docs["campaign_touchpoints"][0].filter(pl.Series(dup[~buggy])).with_columns(pl.col("_write") + 1)
     dups = dups.with_columns(_id=oid(object_ids(rng, dups["_write"].to_numpy())))
     docs["campaign_touchpoints"].append(dups)
@@ -156,7 +158,7 @@ def render(
         touchpoint_channel_spelling=int(variant.sum()),
         touchpoint_missing_customer=int(no_id.sum()),
         touchpoint_duplicates=dups.height,
-        touchpoint_late_writes=int((write - t > DAY).sum()),
+        touchpoint_late_writes=int(late.sum()),
     )
 
     # -- sessions: page views (user_behavior) and actions (raw_analytics / analytics_events) ----------
