@@ -68,6 +68,24 @@ def test_same_seed_gives_byte_identical_frames() -> None:
         assert fa.write_ipc(None).getvalue() == fb.write_ipc(None).getvalue(), name
 
 
+def test_behavior_documents_are_built_only_when_asked_and_change_no_table(monkeypatch) -> None:
+    """The behavioral documents (large Python objects: 15+ GB at `large` when always built) are made only when
+    the caller wants them, from their own random streams: the relational tables are the same either way."""
+    from analytics_pipelines.generator.synth import generate_frames
+
+    behavior: dict = {}
+    with_docs = list(generate_frames("tiny", 42, behavior=behavior))
+    built = []
+    real = synth.behavior_documents
+    monkeypatch.setattr(synth, "behavior_documents", lambda *a: built.append(1) or real(*a))
+    without = list(generate_frames("tiny", 42))
+    assert not built
+    assert behavior and all(len(v) for v in behavior.values())
+    assert [t for t, _ in with_docs] == [t for t, _ in without]
+    for (table, a), (_, b) in zip(with_docs, without, strict=True):
+        assert a.equals(b), table
+
+
 def test_different_seed_gives_different_frames(t: dict[str, pl.DataFrame]) -> None:
     other = synth.generate_tables("tiny", seed=SEED + 1, as_of=AS_OF)
     for name in ("users", "events", "orders", "tickets"):

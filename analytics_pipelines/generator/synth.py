@@ -126,7 +126,7 @@ _BUILDERS = {
 }
 
 
-def _build(scale: Scale, seed: int, as_of: date) -> _World:
+def _build(scale: Scale, seed: int, as_of: date, with_behavior: bool = True) -> _World:
     rs = _Streams(seed)
     now = int(datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC).timestamp())
     clock = _Clock(now=now, launch=now - scale.history_days * DAY, horizon=now + scale.future_days * DAY)
@@ -173,7 +173,9 @@ def _build(scale: Scale, seed: int, as_of: date) -> _World:
         truth=truth,
     )
     world.truth.setdefault("monitoring", {})["sales"] = sales_truth(sales_plan, world)
-    world.behavior = behavior_documents(rs, world)
+    if with_behavior:  # the documents are large (Python objects): built only when asked for; their random
+        # streams are their own, so the relational tables are the same either way
+        world.behavior = behavior_documents(rs, world)
     return world
 
 
@@ -192,7 +194,7 @@ def generate_frames(
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}: choose one of {', '.join(SCALES)}")
-    world = _build(SCALES[scale], seed, as_of)
+    world = _build(SCALES[scale], seed, as_of, with_behavior=behavior is not None)
     if truth is not None:
         truth.update(world.truth)
     if behavior is not None:  # the MongoDB collections (generator.behavior_docs writes them)
