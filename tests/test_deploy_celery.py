@@ -20,8 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from analytics_pipelines.instance import storage_env
+from dagster_pg import instance_env
 
 redis = pytest.importorskip("redis", reason="the celery extra (make install) brings redis")
 
@@ -91,14 +90,7 @@ def test_a_celery_worker_executes_the_runs_steps(tmp_path, pg_database):
     worker_name = f"tt-test-{uuid.uuid4().hex[:8]}"
     with _redis_db() as broker:
         env = {
-            **os.environ,
-            **storage_env(str(tmp_path / "dagster")),
-            "DAGSTER_HOME": str(ROOT / "deploy" / "dagster-postgres"),
-            "TT_DAGSTER_PG_USER": "postgres",
-            "TT_DAGSTER_PG_PASSWORD": "",
-            "TT_DAGSTER_PG_HOST": "127.0.0.1",
-            "TT_DAGSTER_PG_PORT": "5432",
-            "TT_DAGSTER_PG_DB": pg_database.rsplit("/", 1)[1],
+            **instance_env(pg_database, tmp_path / "dagster"),
             "TT_DATA_DIR": str(tmp_path / "data"),
             "TT_SOURCE_URL": source,
             "TT_WAREHOUSE_URL": f"duckdb:///{tmp_path / 'warehouse'}",
