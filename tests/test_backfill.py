@@ -1,6 +1,6 @@
 """`analytics-pipelines backfill`: the asset backfill it submits is the one the daemon runs (recorded in the
 instance with the job's assets and exactly the partition range), and a range outside the job's partitions is
-refused. Running it through `dagster-daemon` takes minutes and is not part of this suite (issue 15's note)."""
+refused. The daemon executing such a backfill on PostgreSQL: tests/test_daemon_postgres.py."""
 
 from __future__ import annotations
 
