@@ -38,14 +38,26 @@ def submit_backfill(
     last: str,
     tags: dict[str, str] | None = None,
     title: str | None = None,
+    groups: list[str] | None = None,
 ) -> Submitted:
-    """Record an asset backfill of `job_name`'s assets over partitions [first, last] for the daemon."""
+    """Record an asset backfill of `job_name`'s assets (only those of `groups`, when given) over partitions
+    [first, last] for the daemon."""
     job = defs.resolve_job_def(job_name)
     keys = job.partitions_def.get_partition_keys()
     if first not in keys or last not in keys or keys.index(first) > keys.index(last):
         raise ValueError(f"{job_name} partitions run from {keys[0]} to {keys[-1]}; got {first}..{last}")
     names = keys[keys.index(first) : keys.index(last) + 1]
     selection = sorted(job.asset_layer.selected_asset_keys)
+    if groups:
+        graph = defs.resolve_asset_graph()
+        in_job = {graph.get(k).group_name for k in selection}
+        unknown = sorted(set(groups) - in_job)
+        if unknown:
+            raise ValueError(
+                f"{job_name} has no asset in group(s) {', '.join(unknown)}; its groups: "
+                f"{', '.join(sorted(in_job))}"
+            )
+        selection = [k for k in selection if graph.get(k).group_name in groups]
     backfill_id = make_new_backfill_id()
     backfill = PartitionBackfill.from_asset_partitions(
         backfill_id=backfill_id,
@@ -56,8 +68,9 @@ def submit_backfill(
         tags=tags or {},
         dynamic_partitions_store=instance,
         all_partitions=False,
-        title=title or f"{job_name} {first}..{last}",
-        description=f"analytics-pipelines backfill --job {job_name} --from {first} --to {last}",
+        title=title or f"{job_name}{' ' + '+'.join(groups) if groups else ''} {first}..{last}",
+        description=f"analytics-pipelines backfill --job {job_name} --from {first} --to {last}"
+        + "".join(f" --group {g}" for g in groups or []),
         run_config=None,
     )
     instance.add_backfill(backfill)

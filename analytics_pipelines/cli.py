@@ -2,7 +2,7 @@
 
 analytics-pipelines generate [--scale small] [--seed 42] [--target URL] [--dirty --manifest F] [--truth F]
 analytics-pipelines run [--from DAY --to DAY] [--job main_job]
-analytics-pipelines backfill --from DAY --to DAY [--job main_job] [--wait SECONDS]
+analytics-pipelines backfill --from DAY --to DAY [--job main_job] [--group G ...] [--wait SECONDS]
 analytics-pipelines sql "select ..." [--format table|csv|json]
 analytics-pipelines api [--host 127.0.0.1] [--port 8000]
 analytics-pipelines token --tenant UUID [--venue UUID] [--role user] [--permission analytics.read ...]
@@ -141,7 +141,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     instance = dg.DagsterInstance.get()
     try:
         tags = dict(t.split("=", 1) for t in args.tag or [])
-        sub = submit_backfill(instance, defs, args.job, args.first, args.last, tags=tags)
+        sub = submit_backfill(instance, defs, args.job, args.first, args.last, tags=tags, groups=args.group)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -278,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--from", dest="first", required=True, help="first partition key")
     b.add_argument("--to", dest="last", required=True, help="last partition key")
     b.add_argument("--tag", action="append", help="KEY=VALUE run tag (repeatable)")
+    b.add_argument(
+        "--group", action="append", help="only the job's assets of this group (repeatable; default: all)"
+    )
     b.add_argument("--wait", type=float, default=0, help="seconds to wait for it to finish (0: do not wait)")
     b.set_defaults(func=cmd_backfill)
 

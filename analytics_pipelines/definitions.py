@@ -18,12 +18,17 @@ from analytics_pipelines.resources import InfluxResource, OpsResource, SourceRes
 from analytics_pipelines.settings import Settings
 
 
-def build_definitions(registry: Registry, settings: Settings) -> dg.Definitions:
+def build_definitions(
+    registry: Registry, settings: Settings, executor: dg.ExecutorDefinition | None = None
+) -> dg.Definitions:
+    """The project's definitions; `executor` replaces Dagster's default (multiprocess) for every asset job,
+    e.g. deploy/dagster-celery's Celery executor: the same assets, jobs and resources on other machines."""
     assets = with_freshness_policies(registry_assets(registry, settings), mart_freshness(registry))
     return dg.Definitions(
         assets=[*assets, *report_assets(settings)],
         asset_checks=checks,
         jobs=jobs,
+        executor=executor,
         schedules=schedules.schedules(settings.timezone),
         sensors=sensors.sensors(partitions(settings.partition_start).daily),
         resources={

@@ -1,6 +1,6 @@
 """`analytics-pipelines backfill`: the asset backfill it submits is the one the daemon runs (recorded in the
 instance with the job's assets and exactly the partition range), and a range outside the job's partitions is
-refused. Running it through `dagster-daemon` takes minutes and is not part of this suite (issue 15's note)."""
+refused. The daemon executing such a backfill on PostgreSQL: tests/test_daemon_postgres.py."""
 
 from __future__ import annotations
 
@@ -32,3 +32,21 @@ def test_submit_records_an_asset_backfill_of_the_jobs_assets_over_the_range(monk
             submit_backfill(instance, defs, "main_job", "2024-01-01", "2024-01-31")
         with pytest.raises(ValueError):
             submit_backfill(instance, defs, "main_job", "2026-10-31", "2026-10-01")
+
+
+def test_submit_restricted_to_groups_of_the_job(monkeypatch):
+    monkeypatch.setenv("TT_PARTITION_START", "2025-11-01")
+    defs = build_definitions(default_registry(), Settings.from_env())
+    graph = defs.resolve_asset_graph()
+    with dg.instance_for_test() as instance:
+        sub = submit_backfill(
+            instance, defs, "main_job", "2026-10-01", "2026-10-31", groups=["raw", "staging", "facts"]
+        )
+        backfill = instance.get_backfill(sub.backfill_id)
+        groups = {graph.get(k).group_name for k in backfill.asset_selection}
+        assert groups == {"raw", "staging", "facts"}
+        job_assets = defs.resolve_job_def("main_job").asset_layer.selected_asset_keys
+        assert set(backfill.asset_selection) == {k for k in job_assets if graph.get(k).group_name in groups}
+        assert sub.assets == len(backfill.asset_selection) < len(job_assets)
+        with pytest.raises(ValueError, match="no asset in group"):
+            submit_backfill(instance, defs, "main_job", "2026-10-01", "2026-10-31", groups=["kpis"])
