@@ -10,7 +10,9 @@
 - customers_daily_schedule: 06:00 UTC, yesterday's (UTC) customers_job partition (it
   retrains the churn model and refits CLV: there is no separate retrain schedule);
 - maintenance_schedule: 03:30 local, maintenance_job (retention, export expiry);
-- delivery_sweep_schedule: every 5 minutes (UTC), delivery_sweep_job (at-least-once delivery).
+- delivery_sweep_schedule: every 5 minutes (UTC), delivery_sweep_job (at-least-once delivery);
+- warehouse_compaction_schedule: hourly at :50 (UTC), warehouse_compaction_job (closed months of the embedded
+  warehouse into one file each; a no-op once done, and on the PostgreSQL warehouse).
 Local = TT_TIMEZONE (IANA name, default UTC), read when the schedules are built. Partitions stay UTC days.
 """
 
@@ -19,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
 
-from analytics_pipelines.jobs.operations import delivery_sweep_job
+from analytics_pipelines.jobs.operations import delivery_sweep_job, warehouse_compaction_job
 from analytics_pipelines.jobs.operations import maintenance_job as default_maintenance_job
 from analytics_pipelines.partitions import RANGE_END_TAG, RANGE_START_TAG
 
@@ -30,6 +32,8 @@ KPI_CRON = "20 * * * *"
 #: daily at 06:00 UTC (UTC days: after the intraday refreshes of the day that ended)
 CUSTOMERS_CRON = "0 6 * * *"
 DELIVERY_SWEEP_CRON = "*/5 * * * *"
+#: hourly, away from the :15/:20 refreshes: compacts a month once, then removes its daily files after the grace
+COMPACTION_CRON = "50 * * * *"
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -134,7 +138,30 @@ def make_schedules(
         description="Every 5 minutes: resend deliveries a crashed sender left in flight (same Message-ID / "
         "Idempotency-Key) and retry failed alert sends that are due.",
     )
-    out = [intraday_refresh_schedule, nightly_full_schedule, maintenance_schedule, delivery_sweep_schedule]
+
+    @dg.schedule(
+        cron_schedule=COMPACTION_CRON,
+        job=warehouse_compaction_job,
+        execution_timezone="UTC",
+        default_status=default_status,
+        name="warehouse_compaction_schedule",
+        description="Hourly: closed months of the embedded warehouse -> one Parquet file each (once per month "
+        "and table), and the daily files of months compacted more than the grace period ago removed.",
+    )
+    def warehouse_compaction_schedule(context: dg.ScheduleEvaluationContext):
+        when = context.scheduled_execution_time.astimezone(UTC)
+        return dg.RunRequest(
+            run_key=f"warehouse_compaction:{when.strftime('%Y-%m-%dT%H')}",
+            run_config={"ops": {"compact_warehouse": {"config": {"now": when.isoformat()}}}},
+        )
+
+    out = [
+        intraday_refresh_schedule,
+        nightly_full_schedule,
+        maintenance_schedule,
+        delivery_sweep_schedule,
+        warehouse_compaction_schedule,
+    ]
     if kpi_job is not None:
 
         @dg.schedule(
