@@ -77,11 +77,6 @@ def compact_table(
         if column is None or (state.column not in (None, column)):
             return {"table": table, "months": [], "rows": 0, "removed_days": 0}
         todo = sorted(m for m in by_month if m < before_month and m not in state.months)
-        if todo and state.ident is None:
-            # first compaction of this table: the catalog's view becomes the filtered one before any month
-            # file exists (a plain glob would read a month file and its daily files both)
-            months.save(base, column, {})
-            wh.refresh_catalog([table])
         committed = dict(state.months)
         for month in todo:
             files = sorted(str(p) for p in by_month[month])

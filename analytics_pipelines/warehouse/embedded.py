@@ -204,14 +204,12 @@ class EmbeddedWarehouse(Warehouse):
 
     def scan_sql(self, table: str) -> str:
         """The catalog's view of `table`: every Parquet file under it, filtered by the table's compaction
-        manifest when it has one (see months.py) -- the filter is evaluated on file names, so the daily
-        files a compacted month still keeps during its grace period are never opened."""
+        manifest (see months.py; without one, month files are left out: a session holding this view never
+        reads a month file next to its daily files). DuckDB evaluates the filter on the file names."""
         base = self.root / check_identifier(table)
         glob = str(base / "**" / "*.parquet").replace("'", "''")
         state = months.load(base)
-        if state.ident is None:
-            return f"SELECT * FROM read_parquet('{glob}', union_by_name=true, hive_partitioning=false)"
-        keep = months.view_filter(state.column, state.compacted, FILE_COLUMN)
+        keep = months.view_filter(state.column or "", state.compacted, FILE_COLUMN)
         return (
             f"SELECT * EXCLUDE ({FILE_COLUMN}) FROM read_parquet('{glob}', union_by_name=true, "
             f"hive_partitioning=false, filename='{FILE_COLUMN}') WHERE {keep}"
@@ -284,7 +282,7 @@ class EmbeddedWarehouse(Warehouse):
     def _files(self, table: str) -> list[str]:
         """The files a reader reads now: the daily files, and the month file of each compacted month."""
         base = self.root / check_identifier(table)
-        return months.live(sorted(str(p) for p in base.rglob("*.parquet")), base, months.load(base))
+        return months.live(_parquet_files(base), base, months.load(base))
 
     def read_partitions(self, table, column, first, last, columns=None):
         """Reads only the files of partitions first..last (the directory names say which; a compacted
@@ -401,6 +399,16 @@ def _split(df: pl.DataFrame, by: Sequence[str]) -> dict[tuple[str, ...], pl.Data
         tuple(k): g.drop(tags)
         for k, g in tagged.partition_by(tags, as_dict=True, maintain_order=True).items()
     }
+
+
+def _parquet_files(base: Path) -> list[str]:
+    """Every *.parquet under `base`, sorted; hidden directories (a retention's or compaction's trash) left
+    out, and a directory removed while it is walked skipped (os.walk ignores it) instead of failing."""
+    out = []
+    for d, dirs, files in os.walk(base):
+        dirs[:] = [x for x in dirs if not x.startswith(".")]
+        out += [os.path.join(d, f) for f in files if f.endswith(".parquet")]
+    return sorted(out)
 
 
 def _by_month(keys: dict[tuple[str, ...], str]) -> dict[str, list[tuple[str, ...]]]:
