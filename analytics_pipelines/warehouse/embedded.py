@@ -199,7 +199,7 @@ class EmbeddedWarehouse(Warehouse):
         return sorted(
             p.name
             for p in self.root.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and self._files(p.name)
+            if p.is_dir() and not p.name.startswith(".") and _has_parquet(p)
         )
 
     def scan_sql(self, table: str) -> str:
@@ -409,6 +409,15 @@ def _parquet_files(base: Path) -> list[str]:
         dirs[:] = [x for x in dirs if not x.startswith(".")]
         out += [os.path.join(d, f) for f in files if f.endswith(".parquet")]
     return sorted(out)
+
+
+def _has_parquet(base: Path) -> bool:
+    """Whether any *.parquet is under `base` (stops at the first; directories removed meanwhile skipped)."""
+    for _, dirs, files in os.walk(base):
+        if any(f.endswith(".parquet") for f in files):
+            return True
+        dirs[:] = [x for x in dirs if not x.startswith(".")]
+    return False
 
 
 def _by_month(keys: dict[tuple[str, ...], str]) -> dict[str, list[tuple[str, ...]]]:

@@ -92,29 +92,22 @@ def month_file(table_dir: Path, month: str) -> Path:
     return table_dir / MONTHS_DIR / f"{month}.parquet"
 
 
-def partition_month(path: str | Path, table_dir: Path, column: str) -> str | None:
-    """The month of a daily file `T/<column>=<value>/...` (None for any other file)."""
-    rel = Path(path).relative_to(table_dir).parts
-    prefix = f"{column}="
-    if len(rel) < 2 or not rel[0].startswith(prefix):
-        return None
-    return month_of(unquote(rel[0][len(prefix) :]))
-
-
-def is_month_file(path: str | Path, table_dir: Path) -> bool:
-    rel = Path(path).relative_to(table_dir).parts
-    return len(rel) == 2 and rel[0] == MONTHS_DIR
-
-
 def live(paths: Iterator[str] | list[str], table_dir: Path, months: Months) -> list[str]:
     """The files a reader reads under `months`: the daily files of the months not compacted and the month
     file of each compacted month (month files of a compaction that never committed are left out)."""
+    root = str(table_dir) + os.sep
+    month_dir = root + MONTHS_DIR + os.sep
+    daily = root + f"{months.column}=" if months.column else None
     out = []
     for p in paths:
-        if is_month_file(p, table_dir):
-            if Path(p).stem in months.months:
+        if p.startswith(month_dir):
+            if p[len(month_dir) :].removesuffix(".parquet") in months.months:
                 out.append(p)
-        elif months.column is None or partition_month(p, table_dir, months.column) not in months.months:
+        elif (
+            daily is None
+            or not p.startswith(daily)
+            or month_of(unquote(p[len(daily) :])) not in months.months
+        ):
             out.append(p)
     return out
 

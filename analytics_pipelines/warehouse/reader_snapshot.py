@@ -50,10 +50,9 @@ def table_files(root: Path, table: str) -> dict[str, tuple[int, int]]:
                     continue
                 out[e.path] = (st.st_size, st.st_mtime_ns)
     base = root / table
-    state = months.load(base)
-    if state.ident is None:  # never compacted: a month file there is a killed compaction's, not data
-        return {p: v for p, v in out.items() if not months.is_month_file(p, base)}
-    keep = set(months.live(list(out), base, state))  # a compacted month: its file, not its daily files
+    # a compacted month: its file, not its daily files; a month file the manifest does not name (a killed
+    # compaction's) is not data
+    keep = set(months.live(list(out), base, months.load(base)))
     return {p: v for p, v in out.items() if p in keep}
 
 
