@@ -274,3 +274,45 @@ def test_readers_during_compaction_and_rewrites_see_before_or_after(tmp_path, gr
 def test_postgres_warehouse_has_nothing_to_compact(pg_database):
     wh = open_warehouse(pg_database)
     assert "skipped" in compact(wh, datetime(2026, 5, 10, tzinfo=UTC))
+
+
+def test_the_job_and_its_schedule(tmp_path, monkeypatch):
+    """warehouse_compaction_job compacts through the Dagster op (settings from the environment), and the
+    hourly schedule passes its tick time as `now`."""
+    import contextlib
+
+    import dagster as dg
+
+    from analytics_pipelines.definitions import defs as project
+    from analytics_pipelines.jobs.operations import warehouse_compaction_job
+    from analytics_pipelines.resources import WarehouseResource
+
+    url, wh = _warehouse(tmp_path)
+    before = _checksum(wh)
+    monkeypatch.setenv("TT_WAREHOUSE_COMPACT_GRACE_SECONDS", "0")
+    defs = dg.Definitions(
+        jobs=[warehouse_compaction_job], resources={"warehouse": WarehouseResource(url=url)}
+    )
+    result = defs.resolve_job_def("warehouse_compaction_job").execute_in_process(
+        run_config={"ops": {"compact_warehouse": {"config": {"now": "2026-04-20T00:50:00+00:00"}}}}
+    )
+    assert result.success
+    out = result.output_for_node("compact_warehouse")
+    assert (out["months_compacted"], out["daily_files_removed"], out["closed_before"]) == (3, 90, "2026-04")
+    assert _checksum(wh) == _catalog(wh) == before
+    repo = project.get_repository_def()
+    schedule = next(s for s in repo.schedule_defs if s.name == "warehouse_compaction_schedule")
+    with dg.instance_for_test() as instance, contextlib.ExitStack() as contexts:
+        ctx = contexts.enter_context(
+            dg.build_schedule_context(
+                instance=instance,
+                repository_def=repo,
+                scheduled_execution_time=datetime(2026, 4, 20, 0, 50, tzinfo=UTC),
+            )
+        )
+        [req] = schedule.evaluate_tick(ctx).run_requests
+    assert req.run_config["ops"]["compact_warehouse"]["config"]["now"] == "2026-04-20T00:50:00+00:00"
+    with pytest.raises(ValueError, match="TT_WAREHOUSE_COMPACT"):
+        from analytics_pipelines.settings import Settings
+
+        Settings.from_env({"TT_WAREHOUSE_COMPACT_AFTER_DAYS": "-1"})
