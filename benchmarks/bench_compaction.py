@@ -179,11 +179,18 @@ def main() -> int:
             ("venue_year_sql_cli", "365-day venue query (`analytics-pipelines sql`: hard-link snapshot)"),
             ("api_refresh", "API refresh: full load of venue_analytics into the copy"),
         ]:
-            b, a = before[key]["median"], after[key]["median"]
+            b, a = before[key], after[key]
             f = base.get(key, base["venue_year_catalog"] if key == "venue_year_sql_cli" else None)
-            fm = f["median"] if f else float("nan")
-            lines.append(f"| {what} | {b:.1f} | {a:.1f} | {fm:.1f} | {b / fm:.1f}x | {a / fm:.1f}x |")
-            print(f"{what:70s} before {b:8.1f} ms  after {a:8.1f} ms  floor {fm:8.1f} ms  ({a / fm:.2f}x)")
+            lines.append(
+                f"| {what} | {b['median']:.1f} ({b['min']:.1f}) | {a['median']:.1f} ({a['min']:.1f}) | "
+                f"{f['median']:.1f} ({f['min']:.1f}) | {b['median'] / f['median']:.1f}x | "
+                f"{a['median'] / f['median']:.1f}x ({a['min'] / f['min']:.1f}x) |"
+            )
+            print(
+                f"{what:70s} before {b['median']:8.1f} ({b['min']:.1f}) ms  after {a['median']:8.1f} "
+                f"({a['min']:.1f}) ms  floor {f['median']:8.1f} ({f['min']:.1f}) ms  "
+                f"after/floor {a['median'] / f['median']:.2f}x (min {a['min'] / f['min']:.2f}x)"
+            )
         print(
             f"files opened by the 365-day scan: before {before['files_opened']}, after {after['files_opened']}"
         )
@@ -207,7 +214,8 @@ def main() -> int:
                     f"tables, {report['rows_compacted']:,} rows); files opened by the 365-day scan: "
                     f"{before['files_opened']} before, {after['files_opened']} after. "
                     f"Load average before/after: {load()}.\n\n"
-                    "| query | before ms | after ms | floor ms | before/floor | after/floor |\n"
+                    "| query | before ms, median (min) | after ms | floor ms | before/floor | after/floor "
+                    "(min/min) |\n"
                     "|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
                     f"One day re-run (same rows) then the API copy's refresh: daily files "
                     f"{day_rerun_before['write_ms']:.0f} + {day_rerun_before['refresh_ms']:.0f} ms; inside a "
