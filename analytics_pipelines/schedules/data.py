@@ -71,6 +71,28 @@ def schedule_timezone(timezone: str | None = None) -> str:
     return tz
 
 
+def tick_schedule(
+    name: str, job, cron: str, tz: str, default_status, op: str, run_key, description: str
+) -> dg.ScheduleDefinition:
+    """A schedule of a maintenance job whose op `op` runs as of the tick's time (config `now`, UTC ISO)."""
+
+    @dg.schedule(
+        cron_schedule=cron,
+        job=job,
+        execution_timezone=tz,
+        default_status=default_status,
+        name=name,
+        description=description,
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        when = context.scheduled_execution_time.astimezone(UTC)
+        return dg.RunRequest(
+            run_key=run_key(when), run_config={"ops": {op: {"config": {"now": when.isoformat()}}}}
+        )
+
+    return _schedule
+
+
 def make_schedules(
     main_job,
     customers_job=None,
@@ -113,21 +135,17 @@ def make_schedules(
             tags={"refresh": "nightly", RANGE_START_TAG: first, RANGE_END_TAG: last},
         )
 
-    @dg.schedule(
-        cron_schedule=maintenance_cron,
-        job=maintenance_job,
-        execution_timezone=tz,
-        default_status=default_status,
-        name="maintenance_schedule",
+    maintenance_schedule = tick_schedule(
+        "maintenance_schedule",
+        maintenance_job,
+        maintenance_cron,
+        tz,
+        default_status,
+        op="run_maintenance",
+        run_key=lambda when: f"maintenance:{when.date().isoformat()}",
         description="Nightly retention (kpi_snapshots, alert history, optional raw partitions) and "
         "export expiry.",
     )
-    def maintenance_schedule(context: dg.ScheduleEvaluationContext):
-        when = context.scheduled_execution_time.astimezone(UTC)
-        return dg.RunRequest(
-            run_key=f"maintenance:{when.date().isoformat()}",
-            run_config={"ops": {"run_maintenance": {"config": {"now": when.isoformat()}}}},
-        )
 
     delivery_sweep_schedule = dg.ScheduleDefinition(
         name="delivery_sweep_schedule",
@@ -139,21 +157,17 @@ def make_schedules(
         "Idempotency-Key) and retry failed alert sends that are due.",
     )
 
-    @dg.schedule(
-        cron_schedule=COMPACTION_CRON,
-        job=warehouse_compaction_job,
-        execution_timezone="UTC",
-        default_status=default_status,
-        name="warehouse_compaction_schedule",
+    warehouse_compaction_schedule = tick_schedule(
+        "warehouse_compaction_schedule",
+        warehouse_compaction_job,
+        COMPACTION_CRON,
+        "UTC",
+        default_status,
+        op="compact_warehouse",
+        run_key=lambda when: f"warehouse_compaction:{when.strftime('%Y-%m-%dT%H')}",
         description="Hourly: closed months of the embedded warehouse -> one Parquet file each (once per month "
         "and table), and the daily files of months compacted more than the grace period ago removed.",
     )
-    def warehouse_compaction_schedule(context: dg.ScheduleEvaluationContext):
-        when = context.scheduled_execution_time.astimezone(UTC)
-        return dg.RunRequest(
-            run_key=f"warehouse_compaction:{when.strftime('%Y-%m-%dT%H')}",
-            run_config={"ops": {"compact_warehouse": {"config": {"now": when.isoformat()}}}},
-        )
 
     out = [
         intraday_refresh_schedule,
