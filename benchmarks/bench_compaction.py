@@ -158,7 +158,8 @@ def main() -> int:
         print(
             f"{TABLE}: {n_rows:,} rows in {len(wh._files(TABLE))} files; venue {venue}; {first}..{args.last}"
         )
-        print(f"load before: {load()}")
+        load_before = load()
+        print(f"load before: {load_before}")
         before = measure(wh.catalog_path, root, venue, first, args.last, args.runs)
         day_rerun_before = rerun_day(root, (last - timedelta(days=200)).isoformat())
         now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
@@ -215,7 +216,7 @@ def main() -> int:
                     f"{compact_s:.1f} s ({report['months_compacted']} months of {report['tables_compacted']} "
                     f"tables, {report['rows_compacted']:,} rows); files opened by the 365-day scan: "
                     f"{before['files_opened']} before, {after['files_opened']} after. "
-                    f"Load average before/after: {load()}.\n\n"
+                    f"Load average (1/5/15 min) before: {load_before}; after: {load()}.\n\n"
                     "| query | before ms, median (min) | after ms | floor ms | before/floor | after/floor "
                     "(min/min) |\n"
                     "|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
