@@ -90,6 +90,19 @@ def test_compaction_keeps_every_answer_and_removes_daily_files_after_the_grace(t
     assert "Total Files Read: 4" in plan
 
 
+def test_a_partition_column_named_like_the_raw_layers(tmp_path):
+    """raw_* and stg_* tables are partitioned by `_partition`: compacted like any other daily table."""
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'warehouse'}")
+    days = DAYS[:40]
+    df = _frame(days).with_columns(pl.col("day").cast(pl.String).alias("_partition"))
+    wh.write_partitions("raw_t", df, ["_partition"], _keys(days))
+    before = wh.read("SELECT count(*) AS n, sum(v) AS s FROM raw_t").rows()
+    out = compact(wh, datetime(2026, 3, 10, tzinfo=UTC), grace_seconds=0)
+    assert out["changed"][0]["months"] == ["2026-01", "2026-02"]  # February holds 9 days, closed
+    assert wh.read("SELECT count(*) AS n, sum(v) AS s FROM raw_t").rows() == before
+    assert wh.read_partitions("raw_t", "_partition", "2026-01-31", "2026-02-01").height == 100
+
+
 def test_open_month_is_not_compacted_and_new_days_stay_visible(tmp_path):
     _, wh = _warehouse(tmp_path)
     out = compact(wh, datetime(2026, 4, 20, tzinfo=UTC), after_days=3, grace_seconds=0)

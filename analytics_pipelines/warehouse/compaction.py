@@ -51,7 +51,7 @@ def daily_partitions(base: Path) -> tuple[str | None, dict[str, list[Path]]]:
     column = None
     by_month: dict[str, list[Path]] = {}
     for d in base.iterdir():
-        if d.name.startswith((".", "_")) or not d.is_dir() or "=" not in d.name:
+        if d.name.startswith(".") or d.name == months.MONTHS_DIR or not d.is_dir() or "=" not in d.name:
             continue
         col, value = d.name.split("=", 1)
         month = months.month_of(unquote(value))
