@@ -89,6 +89,27 @@ class VelocitySettings:
         )
 
 
+@dataclass(frozen=True)
+class CompactionSettings:
+    """Monthly compaction of the embedded warehouse (analytics_pipelines/warehouse/compaction.py)."""
+
+    #: a month is compacted once its last day is more than this many days old
+    after_days: int = 3
+    #: daily files of a compacted month are removed this long after the month's commit
+    grace_seconds: int = 3600
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CompactionSettings:
+        days = _int(env, "TT_WAREHOUSE_COMPACT_AFTER_DAYS", 3)
+        grace = _int(env, "TT_WAREHOUSE_COMPACT_GRACE_SECONDS", 3600)
+        if days is None or days < 0 or grace is None or grace < 0:
+            raise ValueError(
+                "TT_WAREHOUSE_COMPACT_AFTER_DAYS and TT_WAREHOUSE_COMPACT_GRACE_SECONDS must be >= 0, "
+                f"got {days!r} and {grace!r}"
+            )
+        return cls(after_days=days, grace_seconds=grace)
+
+
 def _floats(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
     raw = (env.get(name) or "").strip()
     if not raw:
@@ -221,6 +242,7 @@ class Settings:
     customer_workers: int | None
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     velocity: VelocitySettings = field(default_factory=VelocitySettings)
+    compaction: CompactionSettings = field(default_factory=CompactionSettings)
     alert_emails: tuple[str, ...] = ()
     alert_webhook_url: str | None = None
     #: fraud risk score (0-100) from which a user-day is flagged and becomes a fraud event (docs/fraud.md)
@@ -279,6 +301,7 @@ class Settings:
                 sender=env.get("TT_SMTP_FROM", "analytics@tickettoken.local"),
             ),
             velocity=VelocitySettings.from_env(env),
+            compaction=CompactionSettings.from_env(env),
             alert_emails=tuple(e.strip() for e in (env.get("TT_ALERT_EMAILS") or "").split(",") if e.strip()),
             alert_webhook_url=env.get("TT_ALERT_WEBHOOK_URL") or None,
             fraud_flag_score=_int(env, "TT_FRAUD_FLAG_SCORE", 50),

@@ -278,6 +278,7 @@ def test_schedules_are_time_zone_aware():
         "customers_daily_schedule": ("0 6 * * *", "UTC"),  # the RFM partitions are UTC days
         "delivery_sweep_schedule": ("*/5 * * * *", "UTC"),
         "hourly_kpi_schedule": ("20 * * * *", "America/New_York"),
+        "warehouse_compaction_schedule": ("50 * * * *", "UTC"),  # hourly: closed months are UTC months
     }
     ny = __import__("zoneinfo").ZoneInfo("America/New_York")
     with dg.instance_for_test() as instance, contextlib.ExitStack() as contexts:

@@ -196,4 +196,52 @@ def delivery_sweep_job():
     sweep_deliveries()
 
 
-jobs = [alert_evaluation_job, maintenance_job, delivery_sweep_job]
+class CompactionConfig(dg.Config):
+    """Monthly compaction of the embedded warehouse (warehouse/compaction.py)."""
+
+    now: str = ""
+    """Run as of this ISO time (with zone); empty: the wall clock. Months ending more than after_days before
+    it are closed."""
+    after_days: int = -1
+    """-1: TT_WAREHOUSE_COMPACT_AFTER_DAYS (default 3)."""
+    grace_seconds: int = -1
+    """Daily files of a compacted month are removed this long after its commit. -1:
+    TT_WAREHOUSE_COMPACT_GRACE_SECONDS (default 3600)."""
+
+
+@dg.op(
+    description="Compact every closed month of the embedded warehouse's daily/hourly-partitioned tables into "
+    "one Parquet file per month (atomic, readers never blocked), then remove the daily files of months "
+    "compacted more than the grace period ago. Nothing to do on the PostgreSQL warehouse.",
+    tags=TAGS,
+)
+def compact_warehouse(
+    context: dg.OpExecutionContext, config: CompactionConfig, warehouse: WarehouseResource
+) -> dg.Output[dict]:
+    from analytics_pipelines.warehouse.compaction import compact
+
+    settings = Settings.from_env().compaction
+    after = settings.after_days if config.after_days < 0 else config.after_days
+    grace = settings.grace_seconds if config.grace_seconds < 0 else config.grace_seconds
+    out = retry_transient(lambda: compact(warehouse.get(), now_of(config.now), after, grace))
+    changed = out.pop("changed", [])
+    context.log.info(f"warehouse compaction: {out}")
+    return dg.Output(
+        out,
+        metadata={
+            **{k: v for k, v in out.items() if isinstance(v, (int, str))},
+            "changed": dg.MetadataValue.json(changed),
+        },
+    )
+
+
+@dg.job(
+    name="warehouse_compaction_job",
+    tags={**TAGS, **RUN_RETRY_TAGS},
+    description="Closed months of the embedded warehouse -> one Parquet file each (warehouse_compaction_schedule).",
+)
+def warehouse_compaction_job():
+    compact_warehouse()
+
+
+jobs = [alert_evaluation_job, maintenance_job, delivery_sweep_job, warehouse_compaction_job]

@@ -10,7 +10,9 @@
 - customers_daily_schedule: 06:00 UTC, yesterday's (UTC) customers_job partition (it
   retrains the churn model and refits CLV: there is no separate retrain schedule);
 - maintenance_schedule: 03:30 local, maintenance_job (retention, export expiry);
-- delivery_sweep_schedule: every 5 minutes (UTC), delivery_sweep_job (at-least-once delivery).
+- delivery_sweep_schedule: every 5 minutes (UTC), delivery_sweep_job (at-least-once delivery);
+- warehouse_compaction_schedule: hourly at :50 (UTC), warehouse_compaction_job (closed months of the embedded
+  warehouse into one file each; a no-op once done, and on the PostgreSQL warehouse).
 Local = TT_TIMEZONE (IANA name, default UTC), read when the schedules are built. Partitions stay UTC days.
 """
 
@@ -19,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
 
-from analytics_pipelines.jobs.operations import delivery_sweep_job
+from analytics_pipelines.jobs.operations import delivery_sweep_job, warehouse_compaction_job
 from analytics_pipelines.jobs.operations import maintenance_job as default_maintenance_job
 from analytics_pipelines.partitions import RANGE_END_TAG, RANGE_START_TAG
 
@@ -30,6 +32,8 @@ KPI_CRON = "20 * * * *"
 #: daily at 06:00 UTC (UTC days: after the intraday refreshes of the day that ended)
 CUSTOMERS_CRON = "0 6 * * *"
 DELIVERY_SWEEP_CRON = "*/5 * * * *"
+#: hourly, away from the :15/:20 refreshes: compacts a month once, then removes its daily files after the grace
+COMPACTION_CRON = "50 * * * *"
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -65,6 +69,28 @@ def schedule_timezone(timezone: str | None = None) -> str:
             f"TT_TIMEZONE: unknown IANA time zone {tz!r} (e.g. Europe/Berlin, America/New_York)"
         ) from None
     return tz
+
+
+def tick_schedule(
+    name: str, job, cron: str, tz: str, default_status, op: str, run_key, description: str
+) -> dg.ScheduleDefinition:
+    """A schedule of a maintenance job whose op `op` runs as of the tick's time (config `now`, UTC ISO)."""
+
+    @dg.schedule(
+        cron_schedule=cron,
+        job=job,
+        execution_timezone=tz,
+        default_status=default_status,
+        name=name,
+        description=description,
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        when = context.scheduled_execution_time.astimezone(UTC)
+        return dg.RunRequest(
+            run_key=run_key(when), run_config={"ops": {op: {"config": {"now": when.isoformat()}}}}
+        )
+
+    return _schedule
 
 
 def make_schedules(
@@ -109,21 +135,17 @@ def make_schedules(
             tags={"refresh": "nightly", RANGE_START_TAG: first, RANGE_END_TAG: last},
         )
 
-    @dg.schedule(
-        cron_schedule=maintenance_cron,
-        job=maintenance_job,
-        execution_timezone=tz,
-        default_status=default_status,
-        name="maintenance_schedule",
+    maintenance_schedule = tick_schedule(
+        "maintenance_schedule",
+        maintenance_job,
+        maintenance_cron,
+        tz,
+        default_status,
+        op="run_maintenance",
+        run_key=lambda when: f"maintenance:{when.date().isoformat()}",
         description="Nightly retention (kpi_snapshots, alert history, optional raw partitions) and "
         "export expiry.",
     )
-    def maintenance_schedule(context: dg.ScheduleEvaluationContext):
-        when = context.scheduled_execution_time.astimezone(UTC)
-        return dg.RunRequest(
-            run_key=f"maintenance:{when.date().isoformat()}",
-            run_config={"ops": {"run_maintenance": {"config": {"now": when.isoformat()}}}},
-        )
 
     delivery_sweep_schedule = dg.ScheduleDefinition(
         name="delivery_sweep_schedule",
@@ -134,7 +156,26 @@ def make_schedules(
         description="Every 5 minutes: resend deliveries a crashed sender left in flight (same Message-ID / "
         "Idempotency-Key) and retry failed alert sends that are due.",
     )
-    out = [intraday_refresh_schedule, nightly_full_schedule, maintenance_schedule, delivery_sweep_schedule]
+
+    warehouse_compaction_schedule = tick_schedule(
+        "warehouse_compaction_schedule",
+        warehouse_compaction_job,
+        COMPACTION_CRON,
+        "UTC",
+        default_status,
+        op="compact_warehouse",
+        run_key=lambda when: f"warehouse_compaction:{when.strftime('%Y-%m-%dT%H')}",
+        description="Hourly: closed months of the embedded warehouse -> one Parquet file each (once per month "
+        "and table), and the daily files of months compacted more than the grace period ago removed.",
+    )
+
+    out = [
+        intraday_refresh_schedule,
+        nightly_full_schedule,
+        maintenance_schedule,
+        delivery_sweep_schedule,
+        warehouse_compaction_schedule,
+    ]
     if kpi_job is not None:
 
         @dg.schedule(

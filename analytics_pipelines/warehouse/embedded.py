@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote
 import duckdb
 import polars as pl
 
+from analytics_pipelines.warehouse import months
 from analytics_pipelines.warehouse.base import PartitionKey, Warehouse, check_identifier
 
 DATA_FILE = "data.parquet"
@@ -29,6 +30,10 @@ ZSTD_LEVEL = 1
 #: partition files are written by this many threads (Parquet encoding releases the GIL); each file is
 #: still renamed into place whole, so the atomicity unit stays one partition
 WRITE_THREADS = 4
+#: a reader lists a table's files again when a compaction committed while it listed (months.py)
+SNAPSHOT_ATTEMPTS = 5
+#: the column of the catalog's views that holds the file name (filtered on, never shown)
+FILE_COLUMN = "__tt_file"
 
 
 class EmbeddedWarehouse(Warehouse):
@@ -65,14 +70,44 @@ class EmbeddedWarehouse(Warehouse):
 
     def write_partitions(self, table, df, by, keys):
         self._validate(table, df, by, keys)
-        created = need_file = not (self.root / table).exists()
         if not by:
             raise ValueError("write_partitions needs partition columns; use replace_table")
-        groups = _split(df, by)
+        base = self.root / table
+        created = not base.exists()
+        keys = [tuple(str(v) for v in key) for key in keys]
+        exclusive = False
+        while True:
+            with months.table_lock(base, exclusive):
+                state = months.load(base)
+                in_months = self._keys_in_compacted_months(state, by, keys)
+                if in_months and not exclusive:
+                    exclusive = True  # rewriting a month file: retake the lock exclusively, look again
+                    continue
+                groups = _split(df, by)
+                wrote = self._write_daily(
+                    table, df, by, [k for k in keys if k not in in_months], groups, created
+                )
+                for month, month_keys in sorted(_by_month(in_months).items()):
+                    self._rewrite_month(base, by[0], month, month_keys, groups, df.clear())
+                    wrote = True
+                if wrote:
+                    self._bump_version(table)
+                break
+        if created:
+            self.refresh_catalog([table])
+        return df.height
+
+    @staticmethod
+    def _keys_in_compacted_months(state: months.Months, by, keys) -> dict[tuple[str, ...], str]:
+        if not state.months or list(by) != [state.column]:
+            return {}
+        return {k: m for k in keys if (m := months.month_of(k[0])) in state.months}
+
+    def _write_daily(self, table, df, by, keys, groups, created) -> bool:
+        need_file = created
         empty = df.clear()
         writes = []
         for key in keys:
-            key = tuple(str(v) for v in key)
             target = self._partition_dir(table, by, key) / DATA_FILE
             part = groups.get(key, empty)
             if part.height == 0 and not need_file and not target.exists():
@@ -84,11 +119,17 @@ class EmbeddedWarehouse(Warehouse):
                 list(pool.map(lambda w: self._atomic_write(*w), writes))  # list(): re-raise any error
         elif writes:
             self._atomic_write(*writes[0])
-        if writes:
-            self._bump_version(table)
-        if created:
-            self.refresh_catalog([table])
-        return df.height
+        return bool(writes)
+
+    def _rewrite_month(self, base: Path, column: str, month: str, keys, groups, empty) -> None:
+        """Replace the rows of `keys` (days of a compacted month) in the month's file: the rest of the month
+        is kept, the new file is renamed over the old one (held under the table's exclusive lock)."""
+        target = months.month_file(base, month)
+        current = pl.read_parquet(target)
+        values = [k[0] for k in keys]
+        kept = current.filter(~pl.col(column).cast(pl.String).is_in(values))
+        frames = [kept, *(groups.get(k, empty) for k in keys)]
+        self._atomic_write(_concat([f for f in frames if f.width]).sort(column, maintain_order=True), target)
 
     def replace_table(self, table, df):
         check_identifier(table)
@@ -101,24 +142,54 @@ class EmbeddedWarehouse(Warehouse):
 
     def drop_partitions(self, table, column, before):
         """Each partition directory is renamed away (atomic: a reader sees the partition or not) and then
-        removed. A table left without files is dropped from the catalog."""
+        removed; in a compacted month, the month's file is rewritten without the dropped days (or, the whole
+        month dropped, taken out of the manifest first and then removed). A table left without files is
+        dropped from the catalog."""
         base = self.root / check_identifier(table)
         prefix = f"{check_identifier(column)}="
         if not base.is_dir():
             return []
-        dropped = []
-        for d in sorted(base.iterdir()):
-            value = unquote(d.name[len(prefix) :])
-            if d.is_dir() and d.name.startswith(prefix) and value < before:
-                trash = base / f".drop.{uuid.uuid4().hex}"
-                os.replace(d, trash)
-                shutil.rmtree(trash)
-                dropped.append(value)
-        if dropped:
-            self._bump_version(table)
+        dropped: set[str] = set()
+        with months.table_lock(base, exclusive=True):
+            state = months.load(base)
+            if state.months and state.column == column:
+                dropped |= self._drop_in_months(base, state, column, before)
+            for d in sorted(base.iterdir()):
+                value = unquote(d.name[len(prefix) :])
+                if d.is_dir() and d.name.startswith(prefix) and value < before:
+                    trash = base / f".drop.{uuid.uuid4().hex}"
+                    os.replace(d, trash)
+                    shutil.rmtree(trash)
+                    if months.month_of(value) not in state.months:
+                        dropped.add(value)  # (a compacted month's leftover daily file: counted above)
+            if dropped:
+                self._bump_version(table)
         if dropped and not self._files(table):
             shutil.rmtree(base)
             self.refresh_catalog()
+        return sorted(dropped)
+
+    def _drop_in_months(self, base: Path, state: months.Months, column: str, before: str) -> set[str]:
+        dropped: set[str] = set()
+        remaining = dict(state.months)
+        for month in sorted(state.months):
+            if month > before[:7]:
+                continue
+            path = months.month_file(base, month)
+            values = pl.read_parquet(path, columns=[column])[column].cast(pl.String)
+            gone = values.filter(values < before)
+            if gone.is_empty():
+                continue
+            dropped |= set(gone.unique().to_list())
+            if gone.len() == values.len():
+                del remaining[month]
+                months.save(base, column, remaining)  # out of the manifest first: no reader looks for it
+                path.unlink()
+            else:
+                df = pl.read_parquet(path)
+                self._atomic_write(df.filter(pl.col(column).cast(pl.String) >= before), path)
+        if remaining != state.months:
+            self.refresh_catalog([base.name])
         return dropped
 
     # -- reading -------------------------------------------------------------------------------
@@ -128,12 +199,21 @@ class EmbeddedWarehouse(Warehouse):
         return sorted(
             p.name
             for p in self.root.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and next(p.rglob("*.parquet"), None)
+            if p.is_dir() and not p.name.startswith(".") and _has_parquet(p)
         )
 
     def scan_sql(self, table: str) -> str:
-        glob = str(self.root / check_identifier(table) / "**" / "*.parquet").replace("'", "''")
-        return f"read_parquet('{glob}', union_by_name=true, hive_partitioning=false)"
+        """The catalog's view of `table`: every Parquet file under it, filtered by the table's compaction
+        manifest (see months.py; without one, month files are left out: a session holding this view never
+        reads a month file next to its daily files). DuckDB evaluates the filter on the file names."""
+        base = self.root / check_identifier(table)
+        glob = str(base / "**" / "*.parquet").replace("'", "''")
+        state = months.load(base)
+        keep = months.view_filter(state.column or "", state.compacted, FILE_COLUMN)
+        return (
+            f"SELECT * EXCLUDE ({FILE_COLUMN}) FROM read_parquet('{glob}', union_by_name=true, "
+            f"hive_partitioning=false, filename='{FILE_COLUMN}') WHERE {keep}"
+        )
 
     @contextmanager
     def snapshot(self, tables: Sequence[str]) -> Iterator[dict[str, list[str]]]:
@@ -143,22 +223,30 @@ class EmbeddedWarehouse(Warehouse):
         partition even if DuckDB opens a file more than once (it may) while a run rewrites it."""
         snap = self.root / ".snapshots" / uuid.uuid4().hex
         try:
-            out: dict[str, list[str]] = {}
-            for t in tables:
-                links = []
-                for i, f in enumerate(self._files(t)):
-                    link = snap / t / f"{i:06d}.parquet"
-                    link.parent.mkdir(parents=True, exist_ok=True)
-                    try:
-                        os.link(f, link)
-                    except FileNotFoundError:  # dropped by retention between listing and linking
-                        continue
-                    links.append(str(link))
-                if links:
-                    out[t] = links
+            for attempt in range(SNAPSHOT_ATTEMPTS):
+                before = {t: months.manifest_ident(self.root / t) for t in tables}
+                out = self._link(snap / str(attempt), tables)
+                if all(months.manifest_ident(self.root / t) == before[t] for t in tables):
+                    break  # no compaction committed while linking: one consistent version of each table
             yield out
         finally:
             shutil.rmtree(snap, ignore_errors=True)
+
+    def _link(self, snap: Path, tables: Sequence[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for t in tables:
+            links = []
+            for i, f in enumerate(self._files(t)):
+                link = snap / t / f"{i:06d}.parquet"
+                link.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(f, link)
+                except FileNotFoundError:  # dropped by retention (or compaction) between listing and linking
+                    continue
+                links.append(str(link))
+            if links:
+                out[t] = links
+        return out
 
     @staticmethod
     def _scan_files(files: list[str]) -> str:
@@ -192,29 +280,57 @@ class EmbeddedWarehouse(Warehouse):
             return conn.execute(sql, list(params)).pl()
 
     def _files(self, table: str) -> list[str]:
-        return sorted(str(p) for p in (self.root / check_identifier(table)).rglob("*.parquet"))
+        """The files a reader reads now: the daily files, and the month file of each compacted month."""
+        base = self.root / check_identifier(table)
+        return months.live(_parquet_files(base), base, months.load(base))
 
     def read_partitions(self, table, column, first, last, columns=None):
-        """Reads only the files of partitions first..last (the directory names say which)."""
+        """Reads only the files of partitions first..last (the directory names say which; a compacted
+        month's file is read, and filtered, when the month overlaps the range)."""
         base = self.root / check_identifier(table)
         prefix = f"{check_identifier(column)}="
-        files = sorted(
-            str(d / DATA_FILE)
-            for d in base.iterdir()
-            if d.name.startswith(prefix)
-            and first <= unquote(d.name[len(prefix) :]) <= last
-            and (d / DATA_FILE).exists()
-        )
-        if not files:
-            return self.read_table(table, "FALSE", columns=columns)
-        return self._read(table, files, columns)
+        for attempt in range(SNAPSHOT_ATTEMPTS):
+            state = months.load(base)
+            compacted = state.months if state.column == column else {}
+            files = sorted(
+                str(d / DATA_FILE)
+                for d in base.iterdir()
+                if d.name.startswith(prefix)
+                and first <= (value := unquote(d.name[len(prefix) :])) <= last
+                and months.month_of(value) not in compacted
+                and (d / DATA_FILE).exists()
+            )
+            in_months = [
+                str(months.month_file(base, m)) for m in sorted(compacted) if first[:7] <= m <= last[:7]
+            ]
+            if not files and not in_months:
+                return self.read_table(table, "FALSE", columns=columns)
+            try:
+                if not in_months:
+                    return self._read(table, files, columns)
+                cols = None if columns is None else list(dict.fromkeys([*columns, column]))
+                got = self._read(table, files + in_months, cols)
+            except FileNotFoundError:
+                if attempt + 1 == SNAPSHOT_ATTEMPTS:
+                    raise
+                continue  # a compaction committed (and removed daily files) meanwhile: list again
+            text = pl.col(column).cast(pl.String)
+            got = got.filter((text >= first) & (text <= last))
+            return got.select(columns) if columns else got
+        raise AssertionError("unreachable")
 
     def read_table(self, table, where="TRUE", params=(), columns=None):
         if where == "TRUE" and not params:
             # whole table: polars reads Parquet several times faster than a DuckDB round trip
-            files = self._files(table)
-            if files:
-                return self._read(table, files, columns)
+            for attempt in range(SNAPSHOT_ATTEMPTS):
+                files = self._files(table)
+                if not files:
+                    break
+                try:
+                    return self._read(table, files, columns)
+                except FileNotFoundError:  # a compaction committed (and removed daily files) meanwhile
+                    if attempt + 1 == SNAPSHOT_ATTEMPTS:
+                        raise
         check_identifier(table)
         cols = ", ".join(check_identifier(c) for c in columns) if columns else "*"
         with self.connect(table) as conn:
@@ -249,7 +365,7 @@ class EmbeddedWarehouse(Warehouse):
             conn = duckdb.connect(str(tmp))
             try:
                 for t in new_tables if incremental else self.tables():
-                    conn.execute(f"CREATE OR REPLACE VIEW {t} AS SELECT * FROM {self.scan_sql(t)}")
+                    conn.execute(f"CREATE OR REPLACE VIEW {t} AS {self.scan_sql(t)}")
                 conn.execute("CHECKPOINT")
             finally:
                 conn.close()
@@ -283,6 +399,32 @@ def _split(df: pl.DataFrame, by: Sequence[str]) -> dict[tuple[str, ...], pl.Data
         tuple(k): g.drop(tags)
         for k, g in tagged.partition_by(tags, as_dict=True, maintain_order=True).items()
     }
+
+
+def _parquet_files(base: Path) -> list[str]:
+    """Every *.parquet under `base`, sorted; hidden directories (a retention's or compaction's trash) left
+    out, and a directory removed while it is walked skipped (os.walk ignores it) instead of failing."""
+    out = []
+    for d, dirs, files in os.walk(base):
+        dirs[:] = [x for x in dirs if not x.startswith(".")]
+        out += [os.path.join(d, f) for f in files if f.endswith(".parquet")]
+    return sorted(out)
+
+
+def _has_parquet(base: Path) -> bool:
+    """Whether any *.parquet is under `base` (stops at the first; directories removed meanwhile skipped)."""
+    for _, dirs, files in os.walk(base):
+        if any(f.endswith(".parquet") for f in files):
+            return True
+        dirs[:] = [x for x in dirs if not x.startswith(".")]
+    return False
+
+
+def _by_month(keys: dict[tuple[str, ...], str]) -> dict[str, list[tuple[str, ...]]]:
+    out: dict[str, list[tuple[str, ...]]] = {}
+    for key, month in keys.items():
+        out.setdefault(month, []).append(key)
+    return out
 
 
 def _read_files(files: list[str], columns: Sequence[str] | None) -> pl.DataFrame:

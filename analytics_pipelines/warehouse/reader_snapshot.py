@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from analytics_pipelines.warehouse import months
 from analytics_pipelines.warehouse.base import check_identifier
 from analytics_pipelines.warehouse.embedded import DATA_FILE, VERSION_FILE
 from analytics_pipelines.warehouse.reader import Reader, Result, TableMissing, _Poller, api_tables
@@ -48,7 +49,15 @@ def table_files(root: Path, table: str) -> dict[str, tuple[int, int]]:
                 except FileNotFoundError:
                     continue
                 out[e.path] = (st.st_size, st.st_mtime_ns)
-    return out
+    base = root / table
+    # a compacted month: its file, not its daily files; a month file the manifest does not name (a killed
+    # compaction's) is not data
+    keep = set(months.live(list(out), base, months.load(base)))
+    return {p: v for p, v in out.items() if p in keep}
+
+
+class _Moved(Exception):
+    """A compaction committed while a table's files were being read: list and read again."""
 
 
 FILE_COL = "__tt_file"  # which partition file a row of the copy came from (never served)
@@ -135,9 +144,8 @@ class SnapshotReader(Reader):
                 marker = self._marker(t)  # before listing: a write landing meanwhile moves it again
                 if marker is not None and marker == self._markers.get(t) and t in self._files:
                     continue
-                files = table_files(self.root, t)
-                if files != self._files.get(t, {}):
-                    self._sync(t, files)
+                files = self._list_and_sync(t)
+                if files is not None:
                     self._files[t] = files
                     self._loaded_at[t] = time.time()
                     changed.append(t)
@@ -147,7 +155,24 @@ class SnapshotReader(Reader):
             self.last_refresh = time.time()
         return changed
 
-    def _sync(self, table: str, files: dict[str, tuple[int, int]]) -> None:
+    def _list_and_sync(self, table: str) -> dict[str, tuple[int, int]] | None:
+        """List the table's files and apply them to the copy; None when nothing changed. If a compaction
+        commits meanwhile (its manifest moves), the files read may be of two layouts: nothing is applied
+        and the table is listed again."""
+        base = self.root / table
+        for _ in range(5):
+            ident = months.manifest_ident(base)
+            files = table_files(self.root, table)
+            if files == self._files.get(table, {}):
+                return None
+            try:
+                self._sync(table, files, lambda ident=ident: months.manifest_ident(base) == ident)
+            except _Moved:
+                continue
+            return files
+        raise RuntimeError(f"{table}: compacted five times while it was being read; retried next refresh")
+
+    def _sync(self, table: str, files: dict[str, tuple[int, int]], stable=lambda: True) -> None:
         """Apply the changed partition files to the copy. Each file is whole (writers rename it into
         place); its rows are swapped in one DuckDB transaction, so a request never sees half of one."""
         old = self._files.get(table, {})
@@ -160,12 +185,14 @@ class SnapshotReader(Reader):
             stale = [f for f in old if files.get(f) != old[f]]
             fresh = [f for f in files if files[f] != old.get(f)]
             if table not in self._columns or len(fresh) > len(files) // 2:
-                self._reload(conn, table, list(files))
+                self._reload(conn, table, list(files), stable)
                 return
             new_rows = read_files(fresh)
             if new_rows is not None and set(new_rows.column_names) - {FILE_COL} - set(self._columns[table]):
-                self._reload(conn, table, list(files))  # a new column (schema growth): rebuild the table
+                self._reload(conn, table, list(files), stable)  # a new column (schema growth): rebuild
                 return
+            if not stable():
+                raise _Moved
             conn.execute("BEGIN")
             if stale:
                 conn.execute(f"DELETE FROM {table} WHERE {FILE_COL} IN (SELECT unnest(?))", [stale])
@@ -177,10 +204,12 @@ class SnapshotReader(Reader):
         finally:
             conn.close()
 
-    def _reload(self, conn: duckdb.DuckDBPyConnection, table: str, files: list[str]) -> None:
+    def _reload(self, conn: duckdb.DuckDBPyConnection, table: str, files: list[str], stable) -> None:
         self._reloads += 1
         tmp = f"__new_{table}_{self._reloads}"
         rows = read_files(files)
+        if not stable():
+            raise _Moved
         conn.register("__tt_new_rows", rows)
         conn.execute(f"CREATE TABLE {tmp} AS SELECT * FROM __tt_new_rows")
         conn.unregister("__tt_new_rows")
