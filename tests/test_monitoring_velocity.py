@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import polars as pl
 import pytest
 
 from analytics_pipelines.generator.synth import generate_tables
 from analytics_pipelines.generator.truth import planted_truth
+from analytics_pipelines.monitoring import calibration as K
 from analytics_pipelines.monitoring import curves as C
 from analytics_pipelines.monitoring import sellout as S
 from analytics_pipelines.monitoring import velocity as V
@@ -240,6 +242,55 @@ def test_eta_beats_the_seeds_linear_rule_at_50_percent_sold_with_an_ordered_inte
     from analytics_pipelines.customers.checks import check_model_performance
 
     assert check_model_performance(perf).passed
+
+
+def test_calibrated_80_percent_interval_covers_70_to_90_percent_out_of_time(small_backtest):
+    """Split-conformal in log-time, per fraction-sold bucket: calibrated only on checkpoints whose sell-out
+    was known before the held-out (latest 40 %) checkpoints were queried."""
+    _, bt, _ = small_backtest
+    cov = K.holdout_coverage(bt)
+    overall = cov[K.POOLED]
+    assert overall["n"] >= 40 and overall["n_calibration"] >= 40, cov
+    assert 0.70 <= overall["coverage"] <= 0.90, cov
+    # the neighbours' own p10..p90 (uncalibrated) on the same held-out rows covers far less
+    hold = bt.filter(pl.col("eta_p50").is_not_null()).sort("as_of").tail(overall["n"])
+    raw = hold.select(
+        ((pl.col("truth") >= pl.col("eta_p10")) & (pl.col("truth") <= pl.col("eta_p90"))).mean()
+    )
+    assert raw.item() < overall["coverage"]
+    perf = S.performance_rows(S.score(bt), "v", T0, "w", cov)
+    row = perf.filter((pl.col("metric") == K.COVERAGE_METRIC) & pl.col("bucket").is_null())
+    assert row["value"].item() == overall["coverage"] and row["evaluation"].item() == "out_of_time"
+
+
+def test_calibration_widens_in_log_time_keeps_order_and_falls_back_when_history_is_short():
+    rng = np.random.default_rng(3)
+    n = 60
+    truth = np.exp(rng.normal(5, 1, n))
+    bt = pl.DataFrame(
+        {
+            "fraction": np.repeat([0.25, 0.5, 0.75], n // 3),
+            "eta_p50": np.full(n, 150.0),
+            "eta_p10": np.full(n, 140.0),
+            "eta_p90": np.full(n, 160.0),
+            "truth": truth,
+            "t0": [T0] * n,
+            "sellout_minutes": truth + 100,
+            "as_of": [T0 + timedelta(minutes=100)] * n,
+        }
+    ).cast({"t0": TS, "as_of": TS})
+    cal = K.calibration_frame(bt)
+    assert (cal["method"] == K.METHOD).all() and (cal["q_lo"] < 0).all() and (cal["q_hi"] > 0).all()
+    pred = pl.DataFrame(
+        {"fraction": [0.3, 0.9, None], "eta_p10": [140.0, 140.0, None], "eta_p50": [150.0] * 2 + [None]}
+    ).with_columns(pl.col("eta_p10").alias("eta_p90") + 20)
+    got = K.apply(pred, cal)
+    assert got["eta_p10"][0] < 140 and got["eta_p90"][0] > 160  # wider than the neighbours' spread
+    assert (got["eta_p10"].head(2) <= 150).all() and (got["eta_p90"].head(2) >= 150).all()
+    assert got["interval_method"].to_list() == [K.METHOD, K.METHOD, None]
+    few = K.calibration_frame(bt.head(5))  # too few checkpoints: the neighbours' interval stays
+    kept = K.apply(pred, few)
+    assert kept["eta_p10"][0] == 140 and kept["interval_method"][0] == "neighbours"
 
 
 def test_forecast_reasons_for_bad_input_and_an_eta_for_a_live_sale(small_backtest):

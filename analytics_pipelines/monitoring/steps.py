@@ -8,6 +8,7 @@ import hashlib
 import polars as pl
 
 from analytics_pipelines.marts.reconcile import CheckOutcome
+from analytics_pipelines.monitoring import calibration as K
 from analytics_pipelines.monitoring import curves as C
 from analytics_pipelines.monitoring import sellout as S
 from analytics_pipelines.monitoring import velocity as V
@@ -86,7 +87,9 @@ def sellout_forecast(ctx: BuildContext) -> Built:
         if library.height
         else "no sold-out curves"
     )
-    perf = S.performance_rows(scores, version, ctx.now, window)
+    coverage = K.holdout_coverage(bt)
+    calibration = K.calibration_frame(bt)
+    perf = S.performance_rows(scores, version, ctx.now, window, coverage)
     mid = scores[0.5]
     evaluable = mid["n"] >= S.MIN_BACKTEST
     beats = evaluable and mid["model_mae"] <= mid["linear_mae"]
@@ -94,7 +97,7 @@ def sellout_forecast(ctx: BuildContext) -> Built:
     already: tuple[str, ...] = ()
     if beats or not evaluable or "sellout_forecast" not in ctx.wh.tables():
         frames["sellout_forecast"] = S.forecast(
-            library, sales, events, ctx.now, version, ctx.settings.velocity.imminent_minutes
+            library, sales, events, ctx.now, version, ctx.settings.velocity.imminent_minutes, calibration
         )
     else:  # worse than the linear rule: the stored forecast stays (the check fails and says so)
         frames["sellout_forecast"] = ctx.wh.read_table("sellout_forecast")
@@ -102,10 +105,24 @@ def sellout_forecast(ctx: BuildContext) -> Built:
     fc = frames["sellout_forecast"]
     headline = pl.DataFrame(
         [
-            (f"{int(f * 100)} %", s["n"], s["model_mae"], s["linear_mae"], s["coverage"])
+            (
+                f"{int(f * 100)} %",
+                s["n"],
+                s["model_mae"],
+                s["linear_mae"],
+                s["coverage"],
+                coverage[f"{int(f * 100)}%_sold"]["coverage"],
+            )
             for f, s in scores.items()
         ],
-        schema=["sold", "checkpoints", "model_mae_min", "linear_mae_min", "p10_p90_coverage"],
+        schema=[
+            "sold",
+            "checkpoints",
+            "model_mae_min",
+            "linear_mae_min",
+            "neighbours_p10_p90_coverage",
+            "calibrated_80_coverage_out_of_time",
+        ],
         orient="row",
     )
     return Built(
