@@ -225,6 +225,7 @@ def forecast(
     version: str,
     imminent_minutes: float = 60.0,
     calibration: pl.DataFrame | None = None,
+    trained_at: datetime | None = None,
 ) -> pl.DataFrame:
     """One row per event whose sale window holds `now` (sale start <= now < the later of sale end and event
     start): the ETA with its interval, or a reason why there is none (cancelled, sold out, capacity unknown or
@@ -357,7 +358,7 @@ def forecast(
         (pl.col("eta_minutes_p50") <= imminent_minutes).fill_null(False).alias("sellout_imminent"),
         pl.col("elapsed").alias("elapsed_minutes"),
         pl.lit(version).alias("model_version"),
-        pl.lit(now).cast(TS).alias("trained_at"),
+        pl.lit(trained_at or now).cast(TS).alias("trained_at"),
         pl.col("neighbours").fill_null(0),
     )
     return out.select(list(FORECAST_SCHEMA)).cast(FORECAST_SCHEMA).sort("tenant_id", "event_id")
