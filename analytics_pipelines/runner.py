@@ -87,7 +87,10 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
         runs += [
             # sales velocity of the last week of sales and the sell-out forecast as of now (before
             # customers_job: model_performance collects its backtest)
+            ("sellout_model_job", None, None),  # the daily curve library the 5-minute forecast reads
             ("monitoring_job", (through - timedelta(days=6)).isoformat(), through.isoformat()),
+            # velocity anomalies of the same week (monitoring_alert_job evaluates them on its next run)
+            ("velocity_anomaly_job", (through - timedelta(days=6)).isoformat(), through.isoformat()),
             ("predictions_job", None, None),  # before customers_job: model_performance collects its rows
             ("pricing_job", None, None),  # before customers_job: model_performance collects its metrics
             ("customers_job", customers, customers),

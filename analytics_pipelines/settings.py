@@ -110,6 +110,13 @@ class CompactionSettings:
         return cls(after_days=days, grace_seconds=grace)
 
 
+def _fraud_compact_days(env: Mapping[str, str]) -> int:
+    days = _int(env, "TT_FRAUD_COMPACT_AFTER_DAYS", 180)
+    if days is None or days < 1:
+        raise ValueError(f"TT_FRAUD_COMPACT_AFTER_DAYS must be at least 1, got {days}")
+    return days
+
+
 def _floats(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
     raw = (env.get(name) or "").strip()
     if not raw:
@@ -247,6 +254,8 @@ class Settings:
     alert_webhook_url: str | None = None
     #: fraud risk score (0-100) from which a user-day is flagged and becomes a fraud event (docs/fraud.md)
     fraud_flag_score: int = 50
+    #: fraud history (fraud_scores, fraud_metrics_hourly) older than this many days is compacted (maintenance)
+    fraud_compact_after_days: int = 180
     alert_default_rules: str = "all"
     export_ttl_days: str = "7"
     attachment_limit_bytes: str = str(5 * 1024 * 1024)
@@ -305,6 +314,7 @@ class Settings:
             alert_emails=tuple(e.strip() for e in (env.get("TT_ALERT_EMAILS") or "").split(",") if e.strip()),
             alert_webhook_url=env.get("TT_ALERT_WEBHOOK_URL") or None,
             fraud_flag_score=_int(env, "TT_FRAUD_FLAG_SCORE", 50),
+            fraud_compact_after_days=_fraud_compact_days(env),
             alert_default_rules=(env.get("TT_ALERT_DEFAULT_RULES") or "all").strip(),
             export_ttl_days=env.get("TT_EXPORT_TTL_DAYS") or "7",
             attachment_limit_bytes=env.get("TT_EMAIL_ATTACHMENT_LIMIT_BYTES") or str(5 * 1024 * 1024),

@@ -1,5 +1,5 @@
 """The shared fixture dataset: `tiny` generated data materialized through the real Dagster jobs (main_job
-over a day range, kpi_job over a few hours, the anomaly jobs, monitoring_job over the last three days, the model
+over a day range, kpi_job over a few hours, the anomaly jobs (KPI and velocity), sellout_model_job, monitoring_job over the last three days, the model
 jobs (predictions, pricing, behavior) before customers_job so that model_performance holds their families,
 customers_job over a few weeks of days, fraud_job, the KPI publication (not configured)), once per test session
 and backend. Every test that needs built marts reads this instead of building its own copy."""
@@ -96,7 +96,9 @@ def materialize_everything(
         ("main_job", FIRST, LAST),
         ("kpi_job", *KPI_HOURS),
         ("anomaly_job", *KPI_HOURS),
+        ("velocity_anomaly_job", *VELOCITY_DAYS),  # before the alert job, which evaluates its rule
         ("monitoring_alert_job", "", ""),
+        ("sellout_model_job", None, None),  # the daily curve library the 5-minute forecast reads
         ("monitoring_job", *VELOCITY_DAYS),
         ("predictions_job", None, None),  # before customers_job: model_performance collects its rows
         ("pricing_job", None, None),  # unpartitioned; before customers_job (model_performance reads it)

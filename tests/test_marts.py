@@ -50,7 +50,7 @@ def test_every_mart_reconciles_to_staging(built):
         ("customer_churn_model", "beats_seed_rules", "WARN"),
         ("no_show_model", "beats_seed_rule", "WARN"),
         ("price_elasticity", "no_worse_than_baseline", "WARN"),
-        ("sellout_forecast", "beats_linear_rule", "WARN"),
+        ("sellout_curves", "beats_linear_rule", "WARN"),
         # tiny's behavioral documents end before the pinned clock's freshness window (a warning by design)
         ("raw_behavior_events", "behavior_fresh", "WARN"),
     }

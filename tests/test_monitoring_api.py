@@ -80,6 +80,7 @@ def _forecast() -> pl.DataFrame:
                 "sellout_imminent": eta is not None and eta <= 60,
                 "eta_linear_minutes": 20.0,
                 "neighbours": 7 if eta else 0,
+                "interval_method": "split_conformal_log_time" if eta else None,
                 "reason": None if eta else "stalled: no sale in the last 24 hours",
                 "model_version": "curve_knn-1-test",
                 "trained_at": now,

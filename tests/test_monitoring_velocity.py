@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import polars as pl
 import pytest
 
 from analytics_pipelines.generator.synth import generate_tables
 from analytics_pipelines.generator.truth import planted_truth
+from analytics_pipelines.monitoring import calibration as K
 from analytics_pipelines.monitoring import curves as C
 from analytics_pipelines.monitoring import sellout as S
 from analytics_pipelines.monitoring import velocity as V
@@ -198,9 +200,14 @@ def test_planted_bursts_sell_out_when_the_truth_says_and_stalls_stall(scale, see
 
 # -- the sell-out model ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def small_backtest():
+def small_tables():
+    return generate_tables("small", 42)
+
+
+@pytest.fixture(scope="module")
+def small_backtest(small_tables):
     """The model's out-of-time backtest on `small` generator data (tickets and ticket types as generated)."""
-    t = generate_tables("small", 42)
+    t = small_tables
     e = t["events"]
     dim = e.select(
         "tenant_id",
@@ -240,6 +247,55 @@ def test_eta_beats_the_seeds_linear_rule_at_50_percent_sold_with_an_ordered_inte
     from analytics_pipelines.customers.checks import check_model_performance
 
     assert check_model_performance(perf).passed
+
+
+def test_calibrated_80_percent_interval_covers_70_to_90_percent_out_of_time(small_backtest):
+    """Split-conformal in log-time, per fraction-sold bucket: calibrated only on checkpoints whose sell-out
+    was known before the held-out (latest 40 %) checkpoints were queried."""
+    _, bt, _ = small_backtest
+    cov = K.holdout_coverage(bt)
+    overall = cov[K.POOLED]
+    assert overall["n"] >= 40 and overall["n_calibration"] >= 40, cov
+    assert 0.70 <= overall["coverage"] <= 0.90, cov
+    # the neighbours' own p10..p90 (uncalibrated) on the same held-out rows covers far less
+    hold = bt.filter(pl.col("eta_p50").is_not_null()).sort("as_of").tail(overall["n"])
+    raw = hold.select(
+        ((pl.col("truth") >= pl.col("eta_p10")) & (pl.col("truth") <= pl.col("eta_p90"))).mean()
+    )
+    assert raw.item() < overall["coverage"]
+    perf = S.performance_rows(S.score(bt), "v", T0, "w", cov)
+    row = perf.filter((pl.col("metric") == K.COVERAGE_METRIC) & pl.col("bucket").is_null())
+    assert row["value"].item() == overall["coverage"] and row["evaluation"].item() == "out_of_time"
+
+
+def test_calibration_widens_in_log_time_keeps_order_and_falls_back_when_history_is_short():
+    rng = np.random.default_rng(3)
+    n = 60
+    truth = np.exp(rng.normal(5, 1, n))
+    bt = pl.DataFrame(
+        {
+            "fraction": np.repeat([0.25, 0.5, 0.75], n // 3),
+            "eta_p50": np.full(n, 150.0),
+            "eta_p10": np.full(n, 140.0),
+            "eta_p90": np.full(n, 160.0),
+            "truth": truth,
+            "t0": [T0] * n,
+            "sellout_minutes": truth + 100,
+            "as_of": [T0 + timedelta(minutes=100)] * n,
+        }
+    ).cast({"t0": TS, "as_of": TS})
+    cal = K.calibration_frame(bt)
+    assert (cal["method"] == K.METHOD).all() and (cal["q_lo"] < 0).all() and (cal["q_hi"] > 0).all()
+    pred = pl.DataFrame(
+        {"fraction": [0.3, 0.9, None], "eta_p10": [140.0, 140.0, None], "eta_p50": [150.0] * 2 + [None]}
+    ).with_columns(pl.col("eta_p10").alias("eta_p90") + 20)
+    got = K.apply(pred, cal)
+    assert got["eta_p10"][0] < 140 and got["eta_p90"][0] > 160  # wider than the neighbours' spread
+    assert (got["eta_p10"].head(2) <= 150).all() and (got["eta_p90"].head(2) >= 150).all()
+    assert got["interval_method"].to_list() == [K.METHOD, K.METHOD, None]
+    few = K.calibration_frame(bt.head(5))  # too few checkpoints: the neighbours' interval stays
+    kept = K.apply(pred, few)
+    assert kept["eta_p10"][0] == 140 and kept["interval_method"][0] == "neighbours"
 
 
 def test_forecast_reasons_for_bad_input_and_an_eta_for_a_live_sale(small_backtest):
@@ -289,3 +345,81 @@ def test_forecast_reasons_for_bad_input_and_an_eta_for_a_live_sale(small_backtes
     assert live_row["sellout_at_p50"] > now and live_row["neighbours"] >= C.MIN_LIBRARY
     assert fc.select(pl.col(pl.Float64).is_nan().any()).row(0).count(True) == 0
     assert fc.filter(pl.col("eta_minutes_p50").is_null() & pl.col("reason").is_null()).is_empty()
+
+
+# -- anomalies on velocity ------------------------------------------------------------------------------
+def test_velocity_anomalies_find_planted_bursts_and_stalls_better_than_the_seed_z_score(
+    small_tables, tmp_path
+):
+    """The venues' tickets-per-hour series on `small`: the robust weekday x hour detector finds the planted
+    on-sale bursts and stalls (truth["monitoring"]["sales"]) at <= 1 false alert per venue-week, better than
+    the seed's z-score rule on both, and through the alert engine one instance per episode (deduplicated)."""
+    import sqlalchemy as sa
+
+    from analytics_pipelines.alerting import notifier as N
+    from analytics_pipelines.anomalies import alerts as AL
+    from analytics_pipelines.anomalies import detector as D
+    from analytics_pipelines.monitoring import velocity_anomalies as VA
+    from analytics_pipelines.ops.alerts import alert_instances, alert_rules
+    from analytics_pipelines.ops.db import ops_engine
+    from analytics_pipelines.settings import AnomalySettings
+
+    cfg = AnomalySettings()
+    ev = small_tables["events"].select(pl.col("id").alias("event_id"), "tenant_id", "venue_id")
+    sales = small_tables["tickets"].select("event_id", pl.col("created_at").cast(TS))
+    start = sales["created_at"].min().replace(minute=0, second=0, microsecond=0)
+    last = sales["created_at"].max().replace(minute=0, second=0, microsecond=0)
+    first = start + timedelta(weeks=cfg.min_weeks + 1)
+    found = VA.detect(sales, ev, cfg, first, last)
+    assert found.height and found.select(pl.col(pl.Float64).is_nan().any()).row(0).count(True) == 0
+    series = VA.hourly_series(sales, ev, start, last)
+    scored, _ = D.detect(series, cfg, first, last)
+    episodes = D.episodes(scored, cfg)
+    planted = VA.planted_windows(planted_truth("small", 42), ev)
+    venues = ev["venue_id"].n_unique()
+    res = VA.score_planted(episodes, planted, first, last, venues)
+    flagged = D.seed_zscore(series, first).filter("flagged")
+    seed = VA.score_planted(
+        flagged.select(
+            "venue_id",
+            pl.col("hour").alias("opened"),
+            (pl.col("hour") + pl.duration(hours=1)).alias("resolved"),
+        ),
+        planted,
+        first,
+        last,
+        venues,
+    )
+    print("velocity anomalies, small:", res, "seed z-score:", seed)
+    assert res["planted"] >= 30 and res["recall"] >= 0.85, res
+    assert res["by_kind"]["burst"]["found"] >= 0.85 * res["by_kind"]["burst"]["planted"]
+    assert res["false_per_venue_week"] <= 1.0 and res["alerts_opened_per_planted_max"] == 1
+    assert res["recall"] > seed["recall"] and res["false_per_venue_week"] < seed["false_per_venue_week"]
+    # through the alert engine (persisted instances): one instance per episode, none duplicated
+    busiest = episodes.group_by("venue_id").len().sort("len", descending=True)["venue_id"].head(3)
+    mine = found.filter(pl.col("venue_id").is_in(busiest.implode()))
+    eng = ops_engine(f"sqlite:///{tmp_path / 'ops.sqlite'}")
+    hours = sorted(scored.filter(pl.col("venue_id").is_in(busiest.implode()))["hour"].unique().to_list())
+    venue_rows = (
+        ev.select("tenant_id", "venue_id").unique().filter(pl.col("venue_id").is_in(busiest.implode()))
+    )
+    AL.evaluate_velocity_anomaly_alerts(eng, mine, venue_rows, hours, cfg, N.Notifier(sleep=lambda s: None))
+    with eng.connect() as conn:
+        n = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(alert_instances.join(alert_rules, alert_rules.c.id == alert_instances.c.rule_id))
+            .where(alert_rules.c.name == "velocity_anomaly")
+        ).scalar()
+    assert n == episodes.filter(pl.col("venue_id").is_in(busiest.implode())).height
+
+
+def test_velocity_anomaly_series_bad_input_one_hour_unknown_event_no_crash():
+    from analytics_pipelines.monitoring import velocity_anomalies as VA
+    from analytics_pipelines.settings import AnomalySettings
+
+    events = pl.DataFrame({"event_id": ["e1"], "tenant_id": ["t"], "venue_id": ["v"]})
+    sales = pl.concat([_sales("e1", [T0, T0 + timedelta(minutes=5)]), _sales("ghost", [T0])])
+    s = VA.hourly_series(sales, events, T0, T0)
+    assert s["value"].to_list() == [2.0]  # the unknown event's sale is not a venue's
+    got = VA.detect(sales, events, AnomalySettings(), T0, T0)  # one hour of history: nothing scored
+    assert got.is_empty() and got.schema == pl.Schema(VA.ANOMALY_SCHEMA)

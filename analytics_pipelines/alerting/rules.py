@@ -35,6 +35,7 @@ KPI_METRICS = (
 SIGNAL_METRICS = (
     "anomaly:hourly_orders",
     "anomaly:hourly_refunds",
+    "anomaly:velocity_tickets_per_hour",
     "velocity:max_per_minute",
     "velocity:sellout_imminent_events",
     "fraud:fraud_pct",

@@ -13,6 +13,7 @@ Signals are built in kpi_snapshots' long format (snapshot_hour, tenant_id, venue
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -24,22 +25,34 @@ from analytics_pipelines.alerting.rules import validate_rule
 from analytics_pipelines.ops.alerts import alert_rules
 
 ACTIONS = [{"type": "email"}, {"type": "webhook"}, {"type": "log"}]
+
+
+def _anomaly_rule(name: str, metric: str, description: str) -> dict:
+    """A rule on an anomaly state signal (1 while an alerting anomaly is recent, see anomaly_states)."""
+    return dict(
+        name=name,
+        metric=f"anomaly:{metric}",
+        operator="gte",
+        threshold=1.0,
+        severity="warning",
+        cooldown_minutes=60,
+        aggregation="last",
+        window_minutes=60,
+        scope="venue",
+        description=description,
+        actions=ACTIONS,
+    )
+
+
 MONITORING_RULES = (
     *(
-        dict(
-            name=f"kpi_anomaly_{m}",
-            metric=f"anomaly:{m}",
-            operator="gte",
-            threshold=1.0,
-            severity="warning",
-            cooldown_minutes=60,
-            aggregation="last",
-            window_minutes=60,
-            scope="venue",
-            description=f"{m} departs from its weekday x hour baseline (kpi_anomalies)",
-            actions=ACTIONS,
-        )
+        _anomaly_rule(f"kpi_anomaly_{m}", m, f"{m} departs from its weekday x hour baseline (kpi_anomalies)")
         for m in ("hourly_orders", "hourly_refunds")
+    ),
+    _anomaly_rule(
+        "velocity_anomaly",
+        "velocity_tickets_per_hour",
+        "A venue's tickets per hour depart from its weekday x hour baseline (velocity_anomalies)",
     ),
     dict(
         name="high_velocity",
@@ -158,12 +171,15 @@ def evaluate_anomaly_alerts(
     hours: list[datetime],
     cfg,
     notifier: Notifier | None = None,
+    rules: dict[str, str] | None = None,
 ) -> EvaluationSummary:
     """Replay the anomaly rules hour by hour (at each hour's end) over `hours`. Hours where no venue's
     state changes are skipped (evaluating them would change nothing but last_evaluated_at); the last hour
-    is always evaluated."""
+    is always evaluated. `rules`: metric -> rule name (default: the KPI rules of cfg.metrics)."""
     ids = seed_monitoring_rules(engine)
-    rule_ids = [ids[f"kpi_anomaly_{m}"] for m in cfg.metrics if f"kpi_anomaly_{m}" in ids]
+    rules = rules or {m: f"kpi_anomaly_{m}" for m in cfg.metrics}
+    cfg = replace(cfg, metrics=tuple(rules))
+    rule_ids = [ids[name] for name in rules.values() if name in ids]
     states = anomaly_states(anomalies, venues, sorted(hours), cfg)
     total = EvaluationSummary()
     if states.is_empty():
@@ -240,6 +256,23 @@ def velocity_fraud_signals(wh, now: datetime) -> pl.DataFrame:
     return pl.concat([f.select(list(SIGNAL_SCHEMA)).cast(SIGNAL_SCHEMA) for f in frames]).filter(
         pl.col("venue_id").is_not_null()
     )
+
+
+#: the velocity anomaly rule (monitoring/velocity_anomalies.py): metric -> rule name
+VELOCITY_ANOMALY_RULES = {"velocity_tickets_per_hour": "velocity_anomaly"}
+
+
+def evaluate_velocity_anomaly_alerts(
+    engine: sa.Engine,
+    anomalies: pl.DataFrame,
+    venues: pl.DataFrame,
+    hours: list[datetime],
+    cfg,
+    notifier: Notifier | None = None,
+) -> EvaluationSummary:
+    """velocity_anomalies rows (hour, tenant_id, venue_id, metric, alerting) -> the `velocity_anomaly`
+    rule's instances: one open per venue until the series has been normal for cfg.resolve_hours."""
+    return evaluate_anomaly_alerts(engine, anomalies, venues, hours, cfg, notifier, VELOCITY_ANOMALY_RULES)
 
 
 def evaluate_velocity_fraud(engine: sa.Engine, wh, now: datetime, notifier: Notifier | None = None):

@@ -49,6 +49,24 @@ BASELINE_SCHEMA = {
 }
 
 
+#: detect's scored rows
+SCORED_SCHEMA = {
+    "tenant_id": pl.String,
+    "venue_id": pl.String,
+    "metric": pl.String,
+    "hour": pl.Datetime("us", "UTC"),
+    "value": pl.Float64,
+    "window_hours": pl.Int32,
+    "window_value": pl.Float64,
+    "baseline": pl.Float64,
+    "mad": pl.Float64,
+    "scale": pl.Float64,
+    "score": pl.Float64,
+    "n_weeks": pl.Int32,
+    "severity": pl.String,
+}
+
+
 def severity_of(abs_score: pl.Expr, thresholds: tuple[float, ...]) -> pl.Expr:
     out = pl.lit(None, pl.String)
     for name, t in zip(SEVERITIES, thresholds, strict=True):
@@ -116,21 +134,7 @@ def detect(
     history before score_from is the baselines' input). Returns (scores: one row per series and scored
     hour with value, baseline, mad, scale, score, window_hours, severity -- NULL when not anomalous or not
     scorable; baselines: the baselines of score_to's week, one row per series, window and weekday x hour)."""
-    scored_schema = {
-        "tenant_id": pl.String,
-        "venue_id": pl.String,
-        "metric": pl.String,
-        "hour": pl.Datetime("us", "UTC"),
-        "value": pl.Float64,
-        "window_hours": pl.Int32,
-        "window_value": pl.Float64,
-        "baseline": pl.Float64,
-        "mad": pl.Float64,
-        "scale": pl.Float64,
-        "score": pl.Float64,
-        "n_weeks": pl.Int32,
-        "severity": pl.String,
-    }
+    scored_schema = SCORED_SCHEMA
     series = series.filter(pl.col("value").is_not_null() & pl.col("value").is_finite())
     if series.is_empty():
         return pl.DataFrame(schema=scored_schema), pl.DataFrame(schema=BASELINE_SCHEMA)

@@ -35,7 +35,7 @@ VELOCITY_COLS = """venue_id, event_id, bucket_start, tickets, per_minute_5m, per
     oversold, eta_linear_minutes, capacity_reason"""
 FORECAST_COLS = """venue_id, event_id, as_of, tickets_sold, capacity, fraction_sold, elapsed_minutes,
     eta_minutes_p10, eta_minutes_p50, eta_minutes_p90, sellout_at_p10, sellout_at_p50, sellout_at_p90,
-    starts_at, expected_before_event, sellout_imminent, eta_linear_minutes, neighbours, reason,
+    starts_at, expected_before_event, sellout_imminent, eta_linear_minutes, neighbours, interval_method, reason,
     model_version, trained_at"""
 #: Grafana fields of sales_velocity (summed over the events in scope per bucket, or one event's)
 GRAFANA_FIELDS = ("tickets", "per_minute_5m", "per_minute_15m", "per_minute_60m", "remaining", "tickets_sold")

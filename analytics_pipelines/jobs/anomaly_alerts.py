@@ -21,6 +21,16 @@ class MonitoringAlertConfig(dg.Config):
     """Last hour key to evaluate; empty: the newest kpi_snapshots hour."""
 
 
+#: the anomaly rows the alert rules read (kpi_anomalies, velocity_anomalies)
+ANOMALY_ROWS = {
+    "hour": pl.Datetime("us", "UTC"),
+    "tenant_id": pl.String,
+    "venue_id": pl.String,
+    "metric": pl.String,
+    "alerting": pl.Boolean,
+}
+
+
 def _key(k: str) -> datetime:
     return datetime.strptime(k, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)
 
@@ -45,28 +55,43 @@ def run_monitoring_alerts(wh, engine, cfg, first: datetime | None, last: datetim
             columns=["hour", "tenant_id", "venue_id", "metric", "alerting"],
         )
         if "kpi_anomalies" in wh.tables()
-        else pl.DataFrame(
-            schema={
-                "hour": pl.Datetime("us", "UTC"),
-                "tenant_id": pl.String,
-                "venue_id": pl.String,
-                "metric": pl.String,
-                "alerting": pl.Boolean,
-            }
-        )
+        else pl.DataFrame(schema=ANOMALY_ROWS)
     )
     venues = wh.read_table("stg_venues", columns=["tenant_id", "id"]).rename({"id": "venue_id"})
     anomaly = A.evaluate_anomaly_alerts(engine, anomalies, venues, hours, cfg, notifier)
+    velocity = A.evaluate_velocity_anomaly_alerts(
+        engine,
+        _velocity_anomalies(wh, first - timedelta(hours=cfg.resolve_hours), last),
+        venues,
+        hours,
+        cfg,
+        notifier,
+    )
     other = A.evaluate_velocity_fraud(engine, wh, last + timedelta(hours=1), notifier)
     return {
         "hours": len(hours),
         "anomaly_triggered": len(anomaly.triggered),
         "anomaly_resolved": len(anomaly.resolved),
         "anomaly_still_open": len(anomaly.still_open),
+        "velocity_anomaly_triggered": len(velocity.triggered),
+        "velocity_anomaly_resolved": len(velocity.resolved),
         "velocity_fraud_triggered": len(other.triggered),
         "velocity_fraud_resolved": len(other.resolved),
-        "notifications": len(anomaly.notifications) + len(other.notifications),
+        "notifications": len(anomaly.notifications) + len(velocity.notifications) + len(other.notifications),
     }
+
+
+def _velocity_anomalies(wh, first: datetime, last: datetime) -> pl.DataFrame:
+    """velocity_anomalies rows of the hours [first, last] (empty before the table exists)."""
+    cols = list(ANOMALY_ROWS)
+    if "velocity_anomalies" not in wh.tables():
+        return pl.DataFrame(schema=ANOMALY_ROWS)
+    df = wh.read_partitions(
+        "velocity_anomalies", "day", first.date().isoformat(), last.date().isoformat(), columns=cols
+    )
+    return df.with_columns(pl.col("hour").cast(pl.Datetime("us", "UTC"))).filter(
+        pl.col("hour").is_between(first, last)
+    )
 
 
 @dg.op(

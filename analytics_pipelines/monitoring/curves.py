@@ -121,6 +121,36 @@ LIBRARY_SCHEMA = {
 }
 
 
+def grid_columns() -> list[str]:
+    """The stored library's columns for the grid: m001..m100 (minutes to reach 1..100 % sold)."""
+    return [f"m{q:03d}" for q in range(1, GRID + 1)]
+
+
+def to_table(library: pl.DataFrame, version: str, trained_at) -> pl.DataFrame:
+    """The library as a flat table (the grid as GRID columns: both warehouse backends store plain columns)."""
+    cols = grid_columns()
+    flat = library.with_columns(
+        pl.col("grid").list.to_struct(fields=cols, upper_bound=GRID).struct.unnest()
+    ).drop("grid")
+    if library.is_empty():
+        flat = library.drop("grid").with_columns(pl.lit(None, pl.Float64).alias(c) for c in cols)
+    return flat.with_columns(
+        pl.lit(version).alias("model_version"), pl.lit(trained_at).cast(TS).alias("trained_at")
+    )
+
+
+def from_table(df: pl.DataFrame) -> pl.DataFrame:
+    """The stored library (to_table) -> the in-memory one (LIBRARY_SCHEMA, sorted by sell-out time)."""
+    if df.is_empty():
+        return pl.DataFrame(schema=LIBRARY_SCHEMA)
+    return (
+        df.with_columns(pl.concat_list(grid_columns()).alias("grid"))
+        .select(list(LIBRARY_SCHEMA))
+        .cast(LIBRARY_SCHEMA)
+        .sort("sellout_at", "event_id")
+    )
+
+
 def step(f: np.ndarray) -> np.ndarray:
     """The fraction of capacity the recent pace is measured over at fraction f: 10 %, less early on."""
     return np.minimum(0.1, np.asarray(f) / 2)

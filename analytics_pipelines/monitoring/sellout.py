@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
+from analytics_pipelines.monitoring import calibration as K
 from analytics_pipelines.monitoring import curves as C
 from analytics_pipelines.monitoring.inputs import TS
 
@@ -48,6 +49,7 @@ FORECAST_SCHEMA = {
     "sellout_imminent": pl.Boolean,
     "eta_linear_minutes": pl.Float64,
     "neighbours": pl.Int64,
+    "interval_method": pl.String,
     "reason": pl.String,
     "model_version": pl.String,
     "trained_at": TS,
@@ -159,19 +161,26 @@ def score(bt: pl.DataFrame) -> dict[float, dict]:
     return out
 
 
-def performance_rows(scores: dict, version: str, trained_at: datetime, window: str) -> pl.DataFrame:
+def performance_rows(
+    scores: dict, version: str, trained_at: datetime, window: str, coverage: dict | None = None
+) -> pl.DataFrame:
+    """The backtest's rows for model_performance; `coverage` (calibration.holdout_coverage) adds the
+    calibrated 80 % interval's out-of-time coverage per bucket and overall (bucket NULL)."""
     rows = []
     for f, s in scores.items():
         bucket = f"{int(f * 100)}%_sold"
         for model, metric, value in (
             (C.MODEL, "eta_median_abs_error_minutes", s["model_mae"]),
             ("seed_linear", "eta_median_abs_error_minutes", s["linear_mae"]),
-            (C.MODEL, "interval_coverage_p10_p90", s["coverage"]),
+            (C.MODEL, "interval_coverage_neighbours_p10_p90", s["coverage"]),
         ):
             rows.append((model, metric, bucket, value, s["n"]))
         if f == 0.5:
             rows.append((C.MODEL, "eta_median_abs_error_minutes", None, s["model_mae"], s["n"]))
             rows.append(("seed_linear", "eta_median_abs_error_minutes", None, s["linear_mae"], s["n"]))
+    for bucket, c in (coverage or {}).items():
+        b = None if bucket == K.POOLED else bucket
+        rows.append((C.MODEL, K.COVERAGE_METRIC, b, c["coverage"], c["n"]))
     return pl.DataFrame(
         [
             (
@@ -215,10 +224,13 @@ def forecast(
     now: datetime,
     version: str,
     imminent_minutes: float = 60.0,
+    calibration: pl.DataFrame | None = None,
+    trained_at: datetime | None = None,
 ) -> pl.DataFrame:
     """One row per event whose sale window holds `now` (sale start <= now < the later of sale end and event
     start): the ETA with its interval, or a reason why there is none (cancelled, sold out, capacity unknown or
-    0, less than 5 % sold, no sale in the last 24 hours, too few past sell-outs)."""
+    0, less than 5 % sold, no sale in the last 24 hours, too few past sell-outs). `calibration`
+    (calibration.fit over the backtest) widens the neighbours' p10..p90 into the calibrated 80 % interval."""
     s = sales.filter(pl.col("created_at").is_not_null() & (pl.col("created_at") < now))
     ev = events.filter(
         (pl.coalesce("sale_start", "starts_at") <= now)
@@ -309,6 +321,14 @@ def forecast(
             "days_to_event",
         ),
     )
+    pred = pred.with_columns(todo["fraction_sold"].alias("fraction"))
+    if calibration is not None:
+        pred = K.apply(pred, calibration)
+    else:
+        pred = pred.with_columns(
+            pl.when(pl.col("eta_p50").is_not_null()).then(pl.lit("neighbours")).alias("interval_method")
+        )
+    pred = pred.drop("fraction")
     lin = linear_eta(
         s.join(ev.select("event_id"), on="event_id"),
         ev.select("event_id", pl.col("as_of").alias("at"), pl.col("capacity").fill_null(0)),
@@ -338,7 +358,7 @@ def forecast(
         (pl.col("eta_minutes_p50") <= imminent_minutes).fill_null(False).alias("sellout_imminent"),
         pl.col("elapsed").alias("elapsed_minutes"),
         pl.lit(version).alias("model_version"),
-        pl.lit(now).cast(TS).alias("trained_at"),
+        pl.lit(trained_at or now).cast(TS).alias("trained_at"),
         pl.col("neighbours").fill_null(0),
     )
     return out.select(list(FORECAST_SCHEMA)).cast(FORECAST_SCHEMA).sort("tenant_id", "event_id")

@@ -93,4 +93,30 @@ TABLES: tuple[Table, ...] = (
             ),
         ),
     ),
+    Table(
+        name="fraud_scores_daily",
+        group=G,
+        factory="none",
+        description="fraud_scores compacted (maintenance, velocity_compaction_job's compact_fraud): per tenant, "
+        "venue and day older than TT_FRAUD_COMPACT_AFTER_DAYS, user-days scored and flagged, counts per risk "
+        "level, mean and max risk, rows compacted. The day's flagged user-days stay in fraud_scores verbatim.",
+        grain="one row per tenant, venue and day",
+        keys=("tenant_id", "venue_id", "day"),
+        partitioning="daily",
+        partition_column="day",
+        venue_column="venue_id",
+    ),
+    Table(
+        name="fraud_metrics_daily",
+        group=G,
+        factory="none",
+        description="fraud_metrics_hourly compacted (maintenance): per tenant, venue and day older than "
+        "TT_FRAUD_COMPACT_AFTER_DAYS, orders, flagged orders, fraud_pct and hours compacted; the hourly "
+        "partitions are dropped only after these rows are written.",
+        grain="one row per tenant, venue and day",
+        keys=("tenant_id", "venue_id", "day"),
+        partitioning="daily",
+        partition_column="day",
+        venue_column="venue_id",
+    ),
 )

@@ -63,22 +63,22 @@ VELOCITY_TABLES: tuple[Table, ...] = (
         venue_column="venue_id",
     ),
     Table(
-        name="sellout_forecast",
+        name="sellout_curves",
         group=G,
-        description="Sell-out ETA per event on sale, with a p10-p90 interval, from nearest past sell-out curves "
-        "(shape of the curve so far, early velocity, days to the event, category, venue; "
-        "monitoring/curves.py), beside the seed's linear rule; a reason instead of an ETA when there is none "
-        "(cancelled, sold out, capacity unknown/0, < 5 % sold, stalled, too few past sell-outs). Also "
-        "writes sellout_model_performance (out-of-time backtest at 25/50/75 % sold). When the model is "
-        "worse than the linear rule at 50 % sold, the stored forecast is kept.",
-        grain="one row per event on sale",
+        description="The sell-out model's curve library, refreshed daily (sellout_model_job, "
+        "sellout_model_schedule), never by the 5-minute refresh: one row per event that sold out before the "
+        "run (capacity, on-sale t0, sell-out time, early velocity, days to the event, minutes to reach 1..100 "
+        "% sold as m001..m100). Also writes the out-of-time backtest (sellout_model_performance: ETA error at "
+        "25/50/75 % sold against the seed's linear rule, the calibrated interval's holdout coverage) and the "
+        "interval calibration (sellout_calibration). A library worse than the linear rule at 50 % sold is "
+        "not stored: the previous library and calibration stay.",
+        grain="one row per sold-out event",
         keys=("event_id",),
         upstream=EVENT_INPUTS,
-        build=M + "sellout_forecast",
+        build=M + "sellout_model",
         kinds=("polars", "numpy"),
-        serve=True,
         venue_column="venue_id",
-        produces=("sellout_model_performance",),
+        produces=("sellout_calibration", "sellout_model_performance"),
         checks=(
             Check(
                 "beats_linear_rule",
@@ -86,6 +86,38 @@ VELOCITY_TABLES: tuple[Table, ...] = (
                 M + "check_beats_linear",
                 kind="invariants",
             ),
+        ),
+    ),
+    Table(
+        name="sellout_calibration",
+        group=G,
+        produced_by="sellout_curves",
+        grain="one row per fraction-sold bucket (and the pooled row 'all')",
+        keys=("bucket",),
+        tenant_column=None,
+        no_tenant_reason="calibration quantiles of the model's residuals over all tenants' events",
+        description="Split-conformal calibration of the sell-out ETA's 80 % interval (monitoring/"
+        "calibration.py): per fraction-sold bucket, the 10th / 90th conformal quantiles of the backtest's "
+        "log-time residuals scaled by the neighbours' spread, how many residuals, and the method (pooled or "
+        "the neighbours' interval when too few).",
+    ),
+    Table(
+        name="sellout_forecast",
+        group=G,
+        description="Sell-out ETA per event on sale, with a calibrated 80 % interval (eta p10-p90), from the "
+        "stored curve library (sellout_curves, daily) and its calibration: nearest past sell-out curves "
+        "(shape of the curve so far, early velocity, days to the event, category, venue; "
+        "monitoring/curves.py), beside the seed's linear rule; a reason instead of an ETA when there is none "
+        "(cancelled, sold out, capacity unknown/0, < 5 % sold, stalled, too few past sell-outs). Refreshed "
+        "every 5 minutes; it only reads the library.",
+        grain="one row per event on sale",
+        keys=("event_id",),
+        upstream=(*EVENT_INPUTS, "sellout_curves"),
+        build=M + "sellout_forecast",
+        kinds=("polars", "numpy"),
+        serve=True,
+        venue_column="venue_id",
+        checks=(
             Check(
                 "valid_forecast",
                 "One row per event; an ETA or a reason on every row; p10 <= p50 <= p90; no NaN/negative.",
@@ -97,7 +129,7 @@ VELOCITY_TABLES: tuple[Table, ...] = (
     Table(
         name="sellout_model_performance",
         group=G,
-        produced_by="sellout_forecast",
+        produced_by="sellout_curves",
         grain="one row per model, evaluation, metric and bucket",
         keys=("model", "evaluation", "metric", "bucket"),
         tenant_column=None,
@@ -108,6 +140,36 @@ VELOCITY_TABLES: tuple[Table, ...] = (
     ),
 )
 
+
+VELOCITY_ANOMALY_TABLES: tuple[Table, ...] = (
+    Table(
+        name="velocity_anomalies",
+        group=G,
+        description="Hours whose sales velocity (tickets sold per venue and hour, the 5-minute buckets' "
+        "hourly sum) departs from the venue's robust weekday x hour baseline (median and MAD of the same "
+        "slot over TT_ANOMALY_BASELINE_WEEKS weeks, Poisson floor, windows 1/6/24/72 h; the KPI detector): "
+        "value, baseline, scale, score, severity at TT_ANOMALY_THRESHOLDS, direction, alerting. Refreshed "
+        "hourly for today (velocity_anomaly_job); alert instances through the seeded velocity_anomaly rule "
+        "(monitoring_alert_job). Validated on the generator's planted on-sale bursts and stalls.",
+        grain="one row per anomalous hour, tenant, venue and metric",
+        keys=("hour", "tenant_id", "venue_id", "metric"),
+        partitioning="daily",
+        partition_column="day",
+        upstream=("stg_tickets", "stg_events", "stg_event_schedules", "stg_ticket_types"),
+        build=M + "velocity_anomalies",
+        kinds=("polars", "numpy"),
+        serve=False,
+        venue_column="venue_id",
+        checks=(
+            Check(
+                "scores_valid",
+                "Every row has a baseline, a positive scale, a finite score and the severity its |score| gives.",
+                M + "check_velocity_anomalies",
+                kind="invariants",
+            ),
+        ),
+    ),
+)
 
 A = "analytics_pipelines.anomalies.assets:"
 
@@ -168,4 +230,4 @@ ANOMALY_TABLES: tuple[Table, ...] = (
 )
 
 
-TABLES: tuple[Table, ...] = (*VELOCITY_TABLES, *ANOMALY_TABLES)
+TABLES: tuple[Table, ...] = (*VELOCITY_TABLES, *VELOCITY_ANOMALY_TABLES, *ANOMALY_TABLES)

@@ -15,7 +15,12 @@ def schedules(timezone: str) -> list:
         pricing_job,
     )
     from analytics_pipelines.jobs.data import predictions_job
-    from analytics_pipelines.jobs.monitoring import monitoring_job, velocity_compaction_job
+    from analytics_pipelines.jobs.monitoring import (
+        monitoring_job,
+        sellout_model_job,
+        velocity_anomaly_job,
+        velocity_compaction_job,
+    )
 
     return [
         *data.make_schedules(
@@ -26,5 +31,11 @@ def schedules(timezone: str) -> list:
         *behavior.make_schedules(behavior_job),
         *reports.schedules,
         make_fraud_schedule(fraud_job),
-        *monitoring.make_schedules(monitoring_job, velocity_compaction_job, timezone=timezone),
+        *monitoring.make_schedules(
+            monitoring_job,
+            velocity_compaction_job,
+            sellout_model_job,
+            timezone=timezone,
+            anomaly_job=velocity_anomaly_job,
+        ),
     ]
