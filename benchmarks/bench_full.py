@@ -33,20 +33,25 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PAGE = os.sysconf("SC_PAGE_SIZE")
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 class RssSampler(threading.Thread):
-    """The process's resident set every `every` seconds, with wall-clock timestamps."""
+    """The process's resident set and CPU seconds (user + system, all threads) every `every` seconds, with
+    wall-clock timestamps: a step's CPU seconds do not depend on what else the machine runs."""
 
     def __init__(self, every: float = 0.05):
         super().__init__(daemon=True)
         self.every, self.samples, self._halt = every, [], threading.Event()
 
     def run(self) -> None:
-        with open("/proc/self/statm") as fh:
+        with open("/proc/self/statm") as fh, open("/proc/self/stat") as st:
             while not self._halt.is_set():
                 fh.seek(0)
-                self.samples.append((time.time(), int(fh.read().split()[1]) * PAGE))
+                st.seek(0)
+                fields = st.read().rsplit(")", 1)[1].split()
+                cpu = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+                self.samples.append((time.time(), int(fh.read().split()[1]) * PAGE, cpu))
                 time.sleep(self.every)
 
     def stop(self) -> None:
@@ -54,9 +59,16 @@ class RssSampler(threading.Thread):
         self.join()
 
     def peak_between(self, start: float, end: float) -> int:
-        inside = [rss for t, rss in self.samples if start <= t <= end]
+        inside = [rss for t, rss, _ in self.samples if start <= t <= end]
         # a step shorter than one sample interval: the sample just before it
-        return max(inside) if inside else max((rss for t, rss in self.samples if t <= end), default=0)
+        return max(inside) if inside else max((rss for t, rss, _ in self.samples if t <= end), default=0)
+
+    def cpu_between(self, start: float, end: float) -> float:
+        before = [cpu for t, _, cpu in self.samples if t <= start]
+        after = [cpu for t, _, cpu in self.samples if t >= end]
+        if not before or not after:
+            return float("nan")
+        return after[0] - before[-1]
 
 
 def steps_of(instance, run_id: str, sampler: RssSampler) -> list[dict]:
@@ -75,6 +87,7 @@ def steps_of(instance, run_id: str, sampler: RssSampler) -> list[dict]:
                 {
                     "step": ev.step_key,
                     "seconds": round(rec.timestamp - start, 2),
+                    "cpu_seconds": round(sampler.cpu_between(start, rec.timestamp), 2),
                     "peak_rss_gb": round(sampler.peak_between(start, rec.timestamp) / 2**30, 2),
                     "ok": ev.event_type_value == "STEP_SUCCESS",
                 }
@@ -117,6 +130,7 @@ def main() -> int:
     sampler = RssSampler()
     sampler.start()
     phases: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     source_url = default_source_url()
     if not Path(source_url.removeprefix("duckdb:///")).exists():
         t = time.perf_counter()
@@ -134,19 +148,22 @@ def main() -> int:
 
     def timed(phase: str, job: str, first=None, last=None):
         t = time.perf_counter()
+        cpu0 = time.process_time()
         result = run_job(job, first=first, last=last, instance=instance, log_level="WARNING")
         runs.append((phase, job, result))
         phases[phase] = phases.get(phase, 0.0) + time.perf_counter() - t
+        cpu[phase] = cpu.get(phase, 0.0) + time.process_time() - cpu0
         print(
             f"{phase}: {job} {first or ''}..{last or ''} {time.perf_counter() - t:.1f} s ok={result.success}"
         )
         return result
 
     timed("full refresh", "main_job")
-    t = time.perf_counter()
+    t, cpu0 = time.perf_counter(), time.process_time()
     for job, result in everything_else(default_warehouse_url(), log=lambda *_: None):
         runs.append(("full refresh", job, result))
     phases["full refresh"] += time.perf_counter() - t
+    cpu["full refresh"] += time.process_time() - cpu0
     print(f"full refresh (every job of make run): {phases['full refresh']:.1f} s")
     through = last_sales_day(open_warehouse(default_warehouse_url()))
     if not args.skip_incremental and through is not None:
@@ -171,18 +188,18 @@ def main() -> int:
         f"{date.today()} · {platform.node()} · {os.cpu_count()} cores · load average at the end "
         f"{os.getloadavg()[0]:.1f} · inputs: " + ", ".join(f"{k} {v:,}" for k, v in inputs.items()),
         "",
-        "| phase | seconds |",
-        "|---|---|",
-        *[f"| {k} | {v:.1f} |" for k, v in phases.items()],
+        "| phase | seconds | CPU seconds |",
+        "|---|---|---|",
+        *[f"| {k} | {v:.1f} | {cpu.get(k, float('nan')):.1f} |" for k, v in phases.items()],
         f"| process peak RSS | {peak:.2f} GB |",
         "",
         f"Failed steps: {', '.join(failed) or 'none'} · never materialized: {', '.join(missing) or 'none'}",
         "",
-        "| phase | job | asset step | seconds | peak RSS GB |",
-        "|---|---|---|---|---|",
+        "| phase | job | asset step | seconds | CPU seconds | peak RSS GB |",
+        "|---|---|---|---|---|---|",
         *[
             f"| {r['phase']} | {r['job']} | {r['step']}{'' if r['ok'] else ' (FAILED)'} | {r['seconds']:.2f} | "
-            f"{r['peak_rss_gb']:.2f} |"
+            f"{r['cpu_seconds']:.1f} | {r['peak_rss_gb']:.2f} |"
             for r in sorted(rows, key=lambda r: (r["phase"] != "full refresh", -r["seconds"]))
         ],
     ]
@@ -191,7 +208,9 @@ def main() -> int:
     if args.record:
         (RESULTS / f"full-{args.scale}.md").write_text(text)
         (RESULTS / f"full-{args.scale}.json").write_text(
-            json.dumps({"scale": args.scale, "inputs": inputs, "phases": phases, "steps": rows}, indent=1)
+            json.dumps(
+                {"scale": args.scale, "inputs": inputs, "phases": phases, "cpu": cpu, "steps": rows}, indent=1
+            )
             + "\n"
         )
     return 0 if not failed and not missing else 1
