@@ -115,6 +115,13 @@ def main() -> int:
     os.environ["TT_DAGSTER_STORAGE"] = str(data / ".dagster")
     for k in ("TT_SOURCE_URL", "TT_WAREHOUSE_URL", "TT_OPS_URL"):
         os.environ.pop(k, None)  # the embedded default, as `make run`
+    from analytics_pipelines.generator.reference import SCALES
+    from analytics_pipelines.generator.run import DEFAULT_AS_OF
+
+    # partitions from the generated history's first day (the default start, 2025-11-01, covers `small`'s
+    # 365 days but only the last ~400 of medium's and large's 730)
+    launch = DEFAULT_AS_OF - timedelta(days=SCALES[args.scale].history_days)
+    os.environ.setdefault("TT_PARTITION_START", launch.replace(day=1).isoformat())
 
     from analytics_pipelines.cli import _setup_dagster_home
 
