@@ -702,4 +702,15 @@ def test_generate_writes_the_planted_truth_it_built(tmp_path) -> None:
 
     path = tmp_path / "truth.json"
     generate(f"duckdb:///{tmp_path / 'source.duckdb'}", scale="tiny", seed=3, truth_path=path, progress=False)
+    assert read_truth(path) == planted_truth("tiny", seed=3, behavior=False)
+    assert "behavior" not in read_truth(path)  # no documents generated, no truth about them
+    generate(
+        f"duckdb:///{tmp_path / 'with_docs.duckdb'}",
+        scale="tiny",
+        seed=3,
+        truth_path=path,
+        behavior_dir=tmp_path / "mongo",
+        progress=False,
+    )
     assert read_truth(path) == planted_truth("tiny", seed=3)
+    assert read_truth(path)["behavior"]

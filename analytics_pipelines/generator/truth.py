@@ -17,13 +17,17 @@ import numpy as np
 from analytics_pipelines.generator.reference import DEFAULT_AS_OF, SCALES
 
 
-def planted_truth(scale: str = "tiny", seed: int = 42, as_of: date = DEFAULT_AS_OF) -> dict:
-    """The truth planted in the dataset `generate(scale, seed, as_of)` writes (JSON-safe)."""
+def planted_truth(
+    scale: str = "tiny", seed: int = 42, as_of: date = DEFAULT_AS_OF, behavior: bool = True
+) -> dict:
+    """The truth planted in the dataset `generate(scale, seed, as_of)` writes (JSON-safe). `behavior`: whether
+    the behavioral documents are generated too (their truth exists only then: `generate` makes them only
+    when given a behavior_dir or mongo_url)."""
     from analytics_pipelines.generator.synth import _build
 
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}: choose one of {', '.join(SCALES)}")
-    return json_safe(_build(SCALES[scale], seed, as_of).truth)
+    return json_safe(_build(SCALES[scale], seed, as_of, with_behavior=behavior).truth)
 
 
 def json_safe(value: object) -> object:
