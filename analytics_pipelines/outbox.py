@@ -42,6 +42,7 @@ from analytics_pipelines.ops.alerts import alert_instances, alert_notifications
 from analytics_pipelines.ops.db import as_utc
 from analytics_pipelines.ops.deliveries import delivery_ledger
 from analytics_pipelines.ops.exports import report_deliveries
+from analytics_pipelines.ops.pricing import settle_webhook
 
 log = logging.getLogger(__name__)
 
@@ -376,8 +377,6 @@ def _settle(conn: sa.Connection, row: dict, result: notify.DeliveryResult, now: 
     """The owner's bookkeeping of a recorded send: report_deliveries' status, an alert_notifications row
     (returned), or an approved price change's webhook state (pending_price_changes)."""
     if row["source"] == "pricing":
-        from analytics_pipelines.ops.pricing import settle_webhook
-
         settle_webhook(conn, row, result.ok, result.error)
         return None
     if row["source"] == "report":

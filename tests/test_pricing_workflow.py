@@ -19,6 +19,7 @@ from analytics_pipelines.api import Settings, create_app
 from analytics_pipelines.api.auth import mint_token
 from analytics_pipelines.ops import pricing as ops
 from analytics_pipelines.ops.db import ops_engine
+from analytics_pipelines.pricing import webhook
 from analytics_pipelines.warehouse import open_warehouse
 from analytics_pipelines.warehouse.readers import open_reader
 
@@ -304,7 +305,9 @@ def test_a_failed_webhook_is_kept_and_retried_with_backoff_by_the_sweeper_until_
             assert r.status_code == 200, r.text
             return next(x for x in r.json()["data"] if x["id"] == change)
 
-        row = ops.deliver(engine, ops.decide(engine, change, "approved", "ana", None), url, transport, now)
+        row = webhook.deliver(
+            engine, ops.decide(engine, change, "approved", "ana", None), url, transport, now
+        )
         assert (row.webhook_status, row.webhook_attempts) == ("retrying", 1) and "500" in row.webhook_error
         first_retry = now + outbox.RETRY_BASE
         state = api_state()
@@ -344,7 +347,7 @@ def test_a_webhook_that_keeps_failing_gives_up_after_the_last_attempt(materializ
 
     a, engine, now, change, transport = _one_pending(materialized, ops_url)
     with http_server([], default=503) as (url, received):
-        ops.deliver(engine, ops.decide(engine, change, "approved", "ana", None), url, transport, now)
+        webhook.deliver(engine, ops.decide(engine, change, "approved", "ana", None), url, transport, now)
         at = now
         for _ in range(ops.WEBHOOK_MAX_ATTEMPTS + 2):
             at += timedelta(days=1)

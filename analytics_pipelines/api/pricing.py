@@ -26,6 +26,7 @@ from analytics_pipelines.api.common import (
 )
 from analytics_pipelines.api.ops_routes import _check_owner, _engine, _row
 from analytics_pipelines.ops import pricing as ops
+from analytics_pipelines.pricing import webhook
 
 router = APIRouter(prefix="/v1")
 T = ops.pending_price_changes
@@ -90,7 +91,7 @@ def _decide(request: Request, p, change_id: int, decision: str, body: Decision |
         from analytics_pipelines.outbox import Transport
 
         # one quick try in the request (a failure is kept and retried by delivery_sweep_job, not here)
-        row = ops.deliver(
+        row = webhook.deliver(
             engine,
             row,
             request.app.state.settings.pricing_webhook_url,

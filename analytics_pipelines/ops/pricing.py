@@ -181,40 +181,6 @@ def webhook_ref(change_id: int) -> str:
     return f"{change_id}:approved"
 
 
-def deliver(engine: sa.Engine, row, url: str | None, transport=None, now: datetime | None = None):
-    """Hand an approved change to the platform's webhook through the delivery ledger (outbox.py): the
-    request is stored first (so a failed or interrupted POST is never lost), then sent at once; a failure
-    is recorded with its next attempt (exponential backoff), and `delivery_sweep_job` (every 5 minutes,
-    schedules/data.py) retries it until it is sent or WEBHOOK_MAX_ATTEMPTS claims failed. The row's
-    webhook_status: sent | retrying | failed (gave up) | not_configured; webhook_attempts = claims so far,
-    webhook_error = the last error. Returns the updated row."""
-    from analytics_pipelines import outbox
-
-    t = pending_price_changes
-    if not url:
-        with engine.begin() as conn:
-            conn.execute(
-                t.update()
-                .where(t.c.id == row.id)
-                .values(webhook_status="not_configured", webhook_attempts=0, webhook_error=None)
-            )
-        return get(engine, row.id)
-    with engine.begin() as conn:
-        key = outbox.enqueue_webhook(
-            conn,
-            source=WEBHOOK_SOURCE,
-            source_ref=webhook_ref(row.id),
-            url=url,
-            payload=webhook_payload(row),
-            created=as_utc(row.created_at),
-            now=now,
-            max_attempts=WEBHOOK_MAX_ATTEMPTS,
-        )
-        conn.execute(t.update().where(t.c.id == row.id).values(webhook_status="pending", webhook_attempts=0))
-    outbox.dispatch(engine, key, transport or outbox.Transport(), now)
-    return get(engine, row.id)
-
-
 def settle_webhook(conn: sa.Connection, ledger_row, ok: bool, error: str | None) -> None:
     """Mirror a recorded webhook attempt (the ledger row after its claim) on the change's row."""
     change_id = int(str(ledger_row["source_ref"]).partition(":")[0])

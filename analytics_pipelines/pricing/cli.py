@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from analytics_pipelines.ops import pricing as ops
 from analytics_pipelines.ops.db import as_utc, ops_engine
+from analytics_pipelines.pricing import webhook
 from analytics_pipelines.settings import Settings
 
 #: exit codes: 0 done, 2 not found, 3 not pending (already decided, superseded or expired)
@@ -86,7 +87,7 @@ def cmd_pricing(args: argparse.Namespace) -> int:
         print(f"error: {exc}")
         return NOT_PENDING
     if decision == "approved":
-        row = ops.deliver(engine, row, settings.pricing.webhook_url)
+        row = webhook.deliver(engine, row, settings.pricing.webhook_url)
         retry = ops.webhook_next_attempts(engine, [row.id]).get(row.id)
         note = (
             f" ({row.webhook_error}); retried from {_fmt(retry)}" if row.webhook_status == "retrying" else ""
