@@ -72,9 +72,10 @@ def schedule_timezone(timezone: str | None = None) -> str:
 
 
 def tick_schedule(
-    name: str, job, cron: str, tz: str, default_status, op: str, run_key, description: str
+    name: str, job, cron: str, tz: str, default_status, op: str | tuple[str, ...], run_key, description: str
 ) -> dg.ScheduleDefinition:
-    """A schedule of a maintenance job whose op `op` runs as of the tick's time (config `now`, UTC ISO)."""
+    """A schedule of a maintenance job whose op(s) `op` run as of the tick's time (config `now`, UTC ISO)."""
+    ops = (op,) if isinstance(op, str) else op
 
     @dg.schedule(
         cron_schedule=cron,
@@ -87,7 +88,7 @@ def tick_schedule(
     def _schedule(context: dg.ScheduleEvaluationContext):
         when = context.scheduled_execution_time.astimezone(UTC)
         return dg.RunRequest(
-            run_key=run_key(when), run_config={"ops": {op: {"config": {"now": when.isoformat()}}}}
+            run_key=run_key(when), run_config={"ops": {o: {"config": {"now": when.isoformat()}} for o in ops}}
         )
 
     return _schedule

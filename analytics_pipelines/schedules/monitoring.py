@@ -15,7 +15,7 @@ from datetime import UTC
 
 import dagster as dg
 
-from analytics_pipelines.schedules.data import refresh_today, schedule_timezone
+from analytics_pipelines.schedules.data import refresh_today, schedule_timezone, tick_schedule
 
 VELOCITY_CRON = "*/5 * * * *"
 COMPACTION_CRON = "45 3 * * *"
@@ -44,25 +44,17 @@ def make_schedules(
     def velocity_refresh_schedule(context: dg.ScheduleEvaluationContext):
         return refresh_today(context, monitoring_job.name, "velocity")
 
-    @dg.schedule(
-        cron_schedule=COMPACTION_CRON,
-        job=compaction_job,
-        execution_timezone=tz,
-        default_status=default_status,
-        name="velocity_compaction_schedule",
-        description="Nightly: sales_velocity days older than TT_VELOCITY_COMPACT_AFTER_DAYS -> "
+    velocity_compaction_schedule = tick_schedule(
+        "velocity_compaction_schedule",
+        compaction_job,
+        COMPACTION_CRON,
+        tz,
+        default_status,
+        ("compact_velocity", "compact_fraud"),
+        lambda when: f"velocity_compaction:{when.date().isoformat()}",
+        "Nightly: sales_velocity days older than TT_VELOCITY_COMPACT_AFTER_DAYS -> "
         "sales_velocity_hourly (maintenance; nothing dropped before it is compacted).",
     )
-    def velocity_compaction_schedule(context: dg.ScheduleEvaluationContext):
-        when = context.scheduled_execution_time.astimezone(UTC)
-        return dg.RunRequest(
-            run_key=f"velocity_compaction:{when.date().isoformat()}",
-            run_config={
-                "ops": {
-                    op: {"config": {"now": when.isoformat()}} for op in ("compact_velocity", "compact_fraud")
-                }
-            },
-        )
 
     out = [velocity_refresh_schedule, velocity_compaction_schedule]
     if model_job is not None:
