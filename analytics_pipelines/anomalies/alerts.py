@@ -27,21 +27,28 @@ from analytics_pipelines.ops.alerts import alert_rules
 ACTIONS = [{"type": "email"}, {"type": "webhook"}, {"type": "log"}]
 
 
-def _anomaly_rule(name: str, metric: str, description: str) -> dict:
-    """A rule on an anomaly state signal (1 while an alerting anomaly is recent, see anomaly_states)."""
+def _venue_rule(
+    name: str, metric: str, operator: str, threshold: float, severity: str, cooldown: int, description: str
+) -> dict:
+    """A seeded venue-scoped rule on the last value of a monitoring signal over the past hour."""
     return dict(
         name=name,
-        metric=f"anomaly:{metric}",
-        operator="gte",
-        threshold=1.0,
-        severity="warning",
-        cooldown_minutes=60,
+        metric=metric,
+        operator=operator,
+        threshold=threshold,
+        severity=severity,
+        cooldown_minutes=cooldown,
         aggregation="last",
         window_minutes=60,
         scope="venue",
         description=description,
         actions=ACTIONS,
     )
+
+
+def _anomaly_rule(name: str, metric: str, description: str) -> dict:
+    """A rule on an anomaly state signal (1 while an alerting anomaly is recent, see anomaly_states)."""
+    return _venue_rule(name, f"anomaly:{metric}", "gte", 1.0, "warning", 60, description)
 
 
 MONITORING_RULES = (
@@ -54,44 +61,32 @@ MONITORING_RULES = (
         "velocity_tickets_per_hour",
         "A venue's tickets per hour depart from its weekday x hour baseline (velocity_anomalies)",
     ),
-    dict(
-        name="high_velocity",
-        metric="velocity:max_per_minute",
-        operator="gt",
-        threshold=10.0,
-        severity="warning",
-        cooldown_minutes=30,
-        aggregation="last",
-        window_minutes=60,
-        scope="venue",
-        description="An event sells more than 10 tickets per minute (sales_velocity, 5-minute rate)",
-        actions=ACTIONS,
+    _venue_rule(
+        "high_velocity",
+        "velocity:max_per_minute",
+        "gt",
+        10.0,
+        "warning",
+        30,
+        "An event sells more than 10 tickets per minute (sales_velocity, 5-minute rate)",
     ),
-    dict(
-        name="sellout_imminent",
-        metric="velocity:sellout_imminent_events",
-        operator="gte",
-        threshold=1.0,
-        severity="critical",
-        cooldown_minutes=60,
-        aggregation="last",
-        window_minutes=60,
-        scope="venue",
-        description="An event is about to sell out (sales_velocity.sellout_imminent)",
-        actions=ACTIONS,
+    _venue_rule(
+        "sellout_imminent",
+        "velocity:sellout_imminent_events",
+        "gte",
+        1.0,
+        "critical",
+        60,
+        "An event is about to sell out (sales_velocity.sellout_imminent)",
     ),
-    dict(
-        name="fraud_spike",
-        metric="fraud:fraud_pct",
-        operator="gt",
-        threshold=5.0,
-        severity="error",
-        cooldown_minutes=60,
-        aggregation="last",
-        window_minutes=60,
-        scope="venue",
-        description="More than 5 % of a venue's orders in the hour were flagged (fraud_metrics_hourly)",
-        actions=ACTIONS,
+    _venue_rule(
+        "fraud_spike",
+        "fraud:fraud_pct",
+        "gt",
+        5.0,
+        "error",
+        60,
+        "More than 5 % of a venue's orders in the hour were flagged (fraud_metrics_hourly)",
     ),
 )
 SIGNAL_SCHEMA = {
