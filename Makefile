@@ -33,7 +33,7 @@ run: install
 
 ## lint (ruff check + ruff format --check), then the test suite (PostgreSQL at 127.0.0.1:5432 is required when CI=true)
 test: install lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q
 
 ## the Dagster UI on the same local instance as `make run`
 dev: install

@@ -29,6 +29,12 @@ _PG_ERROR = _pg_reachable()
 
 
 def pytest_collection_modifyitems(config, items):
+    # `make test` distributes whole files (`--dist loadfile --no-loadscope-reorder`: a module's fixtures are
+    # built once, on one worker) in collection order: the modules marked slow first, so that the longest one
+    # (the daemon scenario, minutes) starts at once instead of ending the run alone on one worker.
+    # (Not `--dist loadgroup`: with pytest 9.2 xdist no longer honours xdist_group, pytest-xdist#1386.)
+    slow = {item.module.__name__ for item in items if "slow" in item.keywords and item.module is not None}
+    items.sort(key=lambda item: item.module is None or item.module.__name__ not in slow)  # stable
     if _PG_ERROR is None:
         return
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
