@@ -9,7 +9,8 @@ Executor: in-process (each run one process) instead of Dagster's default multipr
 process per step (~2-3 s of CPU each to load the definitions, x the steps and checks of a backfill's runs)
 would dominate the scenario on 2 cores; the run launcher, queue, storage and daemon are the production ones.
 The other schedules and sensors are left out: they would launch runs the scenario does not check (the
-delivery sweep every 5 minutes, the freshness checks) and take the two run slots of a 2-core CI box."""
+delivery sweep every 5 minutes, the freshness checks) and take the two run slots of a 2-core CI box.
+tests/test_backfill.py runs the daemon's backfill iteration in process on this location too."""
 
 from __future__ import annotations
 
@@ -33,27 +34,12 @@ _kpi_schedule = next(
 )
 
 
-#: left out of this location: Dagster 1.13.27's asset backfill fails (CheckError in
-#: asset_graph_view/bfs.py _queue_item) on any backfill whose candidates have a child in a multi-asset mixing
-#: partitioned and unpartitioned outputs: the behavior group's attribution multi-asset (campaign_attribution,
-#: daily, with attribution_model_performance, unpartitioned) is a child of fct_orders (docs/deploy.md)
-MIXED_MULTI_ASSET_GROUP = "behavior"
-
-
-def _groups(asset) -> set[str]:
-    specs = getattr(asset, "specs", None)
-    return {s.group_name for s in specs} if specs is not None else set()
-
-
 def scenario_definitions() -> dg.Definitions:
     project = build_definitions(default_registry(), Settings.from_env(), executor=dg.in_process_executor)
-    assets = [a for a in project.assets if MIXED_MULTI_ASSET_GROUP not in _groups(a)]
-    kept = {k for a in assets for k in getattr(a, "keys", ())}
-    checks = [c for c in project.asset_checks if all(k.asset_key in kept for k in c.check_keys)]
     return dg.Definitions(
-        assets=assets,
-        asset_checks=checks,
-        jobs=[j for j in project.jobs if j.name != "behavior_job"],
+        assets=project.assets,
+        asset_checks=project.asset_checks,
+        jobs=project.jobs,
         schedules=[_kpi_schedule],
         sensors=[kpi_snapshots_alert_sensor],
         resources=project.resources,

@@ -235,3 +235,83 @@ def test_funnel_days_do_not_depend_on_the_range(files, venues):
     cols = ["tenant_id", "venue_id", "event_id", "day", "channel", "device"]
     assert whole.height > 0 and whole["purchases"].sum() > 0
     assert pl.concat(days).sort(cols, nulls_last=True).equals(whole.sort(cols, nulls_last=True))
+
+
+def _per_document(d: Path, coll: str, lo, hi) -> tuple[pl.DataFrame, list]:
+    """The per-document way (FileSource.read: json_util per line, then normalize's function)."""
+    from analytics_pipelines.behavior.columnar import SPECS
+
+    stats = ReadStats()
+    return SPECS[coll].fn(list(FileSource(d).read(coll, lo, hi, stats))), stats.unparseable
+
+
+def test_columnar_decoding_equals_the_per_document_way_on_awkward_lines(tmp_path):
+    """behavior.columnar gives normalize's frame row for row, whatever the line: canonical wrappers on the
+    fast path; other wrappers, non-object or lenient JSON, duplicate keys, odd types on the per-document way."""
+    from datetime import datetime
+
+    from analytics_pipelines.behavior.columnar import decode
+
+    def oid(n: int) -> str:  # written 2026-07-01, n x 10 minutes after midnight UTC
+        return '{"$oid":"' + f"{1782864000 + 600 * n:08x}" + "0" * 16 + '"}'
+
+    ms = '{"$date":{"$numberLong":"1782950400000"}}'
+    lines = {
+        "campaign_touchpoints": [
+            '{"_id":OID,"customerId":"c1","timestamp":MS,"channel":"Email ","action":"click","value":2.675}',
+            '{"_id":OID,"customer_id":"c\\u00e9\\"2","event_time":MS,"timestamp":MS,"channel":"sms","value":0.125}',
+            '{"_id":OID,"customerId":"c3","timestamp":"2026-07-01","value":"12"}',
+            '{"_id":OID,"customerId":"c4","value":true,"orderId":null,"order_id":"o4"}',
+            '{"_id":OID,"customerId":7,"timestamp":MS,"value":12}',
+            '{"_id":OID,"customerId":"c6","timestamp":{"$date":"2026-07-01T10:00:00Z"},"value":1}',
+            '{"_id":OID,"customerId":"c7","timestamp":MS,"value":{"$numberDouble":"1.5"}}',
+            '{"_id":OID,"customerId":"c8","timestamp":MS,"value":1,}',
+            '{"_id":OID,"customerId":"c9","customerId":"c9b","timestamp":MS}',
+            '{"_id":OID,"customerId":"c10","timestamp":MS,"value":1,"extra":NaN}',
+            '{"_id":OID,"customerId":"c11","timestamp":{"a":1},"campaign":"x","value":-0.005}',
+            '{"_id":"plain-id","customerId":"c12","timestamp":MS}',
+            "",
+            '{"_id":OID,"customerId":"c14" broken',
+            '{"customerId":"c16","timestamp":MS,"value":123456789012}',
+        ],
+        "raw_analytics": [
+            '{"_id":OID,"event_type":"user_action","timestamp":MS,"data":{"action":"add_to_cart","amount":3.335,"quantity":2.9}}',
+            '{"_id":OID,"eventType":"ticket_purchase","eventTime":MS,"properties":{"orderId":"o2","amount":"9.99","quantity":"2"}}',
+            '{"_id":OID,"event_type":"page_view","timestamp":MS,"data":"oops"}',
+            '{"_id":OID,"event_type":"page_view","timestamp":MS,"data":null,"properties":{"query":"a\\\\b"}}',
+            '{"_id":OID,"event_type":"search_query","timestamp":MS,"data":{},"properties":{"query":"x"}}',
+            '{"_id":OID,"event_type":"user_action","timestamp":MS,"data":{"amount":1,"amount":2}}',
+            '{"_id":OID,"event_type":"user_action","timestamp":MS,"data":{"amount":false,"quantity":true}}',
+        ],
+        "user_behavior": [
+            '{"_id":OID,"venue_id":"v","timestamp":MS,"device_info":{"type":"mobile","os":"iOS"},"geoInfo":{"city":"Oslo"},"duration":12.7}',
+            '{"_id":OID,"venueId":"v","createdAt":MS,"timestamp":MS,"device_info":"desktop","duration":"5"}',
+            '{"_id":OID,"venue_id":"v","timestamp":null,"deviceInfo":[],"geo_info":{"country":null}}',
+        ],
+        "campaign_performance": [
+            '{"_id":OID,"campaign_id":"k","date":MS,"metrics":{"impressions":10,"clicks":1.5,"spend":-2.5,"revenue":1e2}}',
+            '{"_id":OID,"campaignId":"k","date":MS,"metrics":null}',
+            '{"_id":OID,"campaign_id":"k","date":MS,"metrics":{"spend":"x","conversions":-3}}',
+        ],
+    }
+    d = tmp_path / "mongo"
+    n = 0
+    for coll, rows in lines.items():
+        (d / coll).mkdir(parents=True)
+        text = []
+        for row in rows:
+            n += 1
+            text.append(row.replace("OID", oid(n)).replace("MS", ms))
+        (d / coll / "2026-07-01.json").write_text("\n".join(text) + "\n")
+    for lo, hi in ((None, None), (datetime(2026, 7, 1, 2), datetime(2026, 7, 2))):
+        for coll in lines:
+            stats = ReadStats()
+            got = decode(coll, FileSource(d).lines(coll, lo, hi), lo, hi, stats)
+            want, unparseable = _per_document(d, coll, lo, hi)
+            assert got.frame.equals(want), coll
+            assert stats.unparseable == unparseable, coll
+            docs = list(FileSource(d).read(coll, lo, hi, ReadStats()))
+            assert [got.document(i) for i in range(len(docs))] == docs
+    # the touchpoints' warts reached the fast path and the slow one, and money rounds as Python's round
+    tp, _ = _per_document(d, "campaign_touchpoints", None, None)
+    assert tp["value_cents"].to_list()[:2] == [int(round(2.675 * 100)), int(round(0.125 * 100))]

@@ -1167,3 +1167,39 @@ def test_model_performance_unions_families_whose_timestamps_differ_in_zone():
     df = model_performance(ctx).frames["model_performance"].sort("model_family")
     assert df.schema["trained_at"] == pl.Datetime("us", "UTC")
     assert df["trained_at"].dt.hour().to_list() == [6, 5]  # 06:00 UTC; 06:00 Berlin = 05:00 UTC
+
+
+def test_model_performance_takes_the_latest_training_day_of_a_partitioned_family():
+    """attribution_model_performance is partitioned by training day (registry/behavior.py): the union holds
+    its latest day's rows only, without the partition column; an unpartitioned family is taken whole."""
+    from datetime import date
+
+    from analytics_pipelines.models.performance import model_performance
+    from analytics_pipelines.registry import default_registry
+    from analytics_pipelines.registry.context import BuildContext
+
+    rows = dict(model_family="attribution", model="data_driven_shapley", metric="brier", n=100)
+    attribution = pl.DataFrame(
+        [
+            {**rows, "bucket": "t1", "value": 0.20, "day": date(2026, 10, 30)},
+            {**rows, "bucket": "t1", "value": 0.18, "day": date(2026, 10, 31)},
+            {**rows, "bucket": "t2", "value": 0.19, "day": date(2026, 10, 31)},
+        ]
+    )
+    pricing = pl.DataFrame([{**rows, "model_family": "pricing", "bucket": None, "value": 0.5}])
+
+    class Wh:
+        def tables(self):
+            return ["attribution_model_performance", "pricing_model_performance"]
+
+        def read_table(self, name):
+            return attribution if name.startswith("attribution") else pricing
+
+    ctx = BuildContext(Wh(), default_registry().table("model_performance"), registry=default_registry())
+    df = model_performance(ctx).frames["model_performance"].sort("model_family", "bucket")
+    assert "day" not in df.columns
+    assert df.select("model_family", "bucket", "value").rows() == [
+        ("attribution", "t1", 0.18),
+        ("attribution", "t2", 0.19),
+        ("pricing", None, 0.5),
+    ]

@@ -9,6 +9,7 @@ import re
 import unicodedata
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import polars as pl
 import psycopg
 import pytest
@@ -84,6 +85,57 @@ def test_behavior_documents_are_built_only_when_asked_and_change_no_table(monkey
     assert [t for t, _ in with_docs] == [t for t, _ in without]
     for (table, a), (_, b) in zip(with_docs, without, strict=True):
         assert a.equals(b), table
+
+
+def test_behavior_documents_stream_in_slices_with_bounded_memory(tmp_path) -> None:
+    """generate writes the behavioral documents slice by slice (generator.behavior.behavior_chunks): several
+    slices give the same journeys, campaigns and campaign_performance, unique ObjectIds, and the planted bad
+    documents are counted over every slice (ingestion finds exactly the planted duplicates)."""
+    from analytics_pipelines.behavior.ingest import ingest
+    from analytics_pipelines.behavior.source import FileSource
+    from analytics_pipelines.generator.behavior import behavior_chunks
+    from analytics_pipelines.generator.behavior_docs import write_files
+    from analytics_pipelines.generator.primitives import _Streams
+    from analytics_pipelines.generator.reference import SCALES
+
+    def world():
+        return synth._build(SCALES["tiny"], SEED, AS_OF, with_behavior=False)
+
+    w1, w3 = world(), world()
+    one = write_files(behavior_chunks(_Streams(SEED), w1), tmp_path / "one")
+    n = w1.truth["behavior"]["journeys"]
+    many = write_files(behavior_chunks(_Streams(SEED), w3, chunk_journeys=n // 3 + 1), tmp_path / "many")
+    t1, t3 = w1.truth["behavior"], w3.truth["behavior"]
+    assert {k: v for k, v in t1.items() if k != "planted_bad"} == {
+        k: v for k, v in t3.items() if k != "planted_bad"
+    }
+    for coll in ("campaigns", "campaign_performance"):  # rendered once, from every slice's touches
+        assert one[coll] == many[coll] > 0
+        for f in (tmp_path / "one" / coll).glob("*.json"):
+            assert f.read_text() == (tmp_path / "many" / coll / f.name).read_text()
+    # the conversions (one per converting journey) are in both; the random parts differ by slice
+    assert (
+        abs(many["campaign_touchpoints"] - one["campaign_touchpoints"]) < 0.02 * one["campaign_touchpoints"]
+    )
+    ids = [
+        line[:40]
+        for c in one
+        for f in (tmp_path / "many" / c).glob("*.json")
+        for line in f.read_text().splitlines()
+    ]
+    assert len(ids) == sum(many.values()) and len(set(ids)) == len(ids)
+    bad = t3["planted_bad"]
+    assert bad["touchpoint_duplicates"] > 0 and bad["negative_spend"] == t1["planted_bad"]["negative_spend"]
+    venues = pl.DataFrame(
+        {
+            "id": w3.venues.ids.take(np.arange(len(w3.venues.ids))),
+            "tenant_id": w3.tenant_ids.take(w3.venues.tenant),
+        }
+    )
+    out = ingest(FileSource(tmp_path / "many"), "2026-01-01", "2026-12-31", venues, 720)
+    q = out["behavior_quarantine"]
+    assert q.filter(pl.col("reason") == "duplicate").height == bad["touchpoint_duplicates"]
+    assert out["behavior_ledger"]["docs"].sum() == sum(v for c, v in many.items() if c != "campaigns")
 
 
 def test_different_seed_gives_different_frames(t: dict[str, pl.DataFrame]) -> None:

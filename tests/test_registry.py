@@ -134,6 +134,21 @@ def test_the_registry_refuses_inconsistent_entries():
         )
     with pytest.raises(ValueError, match="neither `build` nor `sql`"):
         Registry((Table(name="a", **base),))
+    # a multi-asset mixing daily and unpartitioned outputs: Dagster's backfill cannot plan it (tests/test_backfill.py)
+    with pytest.raises(ValueError, match="b: partitioned not but its producer a daily"):
+        Registry(
+            (
+                Table(
+                    name="a",
+                    build="m:f",
+                    produces=("b",),
+                    partitioning="daily",
+                    partition_column="day",
+                    **base,
+                ),
+                Table(name="b", produced_by="a", **base),
+            )
+        )
 
 
 def test_docs_table_index_is_the_registrys():

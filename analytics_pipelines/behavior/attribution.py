@@ -309,7 +309,8 @@ def effects_table(models, path, conv, t_lo, t_hi, lookback_days, trained_at) -> 
 
 def performance_table(models: dict, t_lo: date, t_hi: date, lookback_days: int, trained_at) -> pl.DataFrame:
     """attribution_model_performance: per tenant (`bucket`), the data-driven game's holdout Brier score and
-    ROC AUC beside the constant-rate baseline's (the model_performance layout)."""
+    ROC AUC beside the constant-rate baseline's (the model_performance layout), in the partition of the
+    training day `t_hi` (`day`; model_performance drops it and keeps the latest day)."""
     rows = []
     for tenant, m in models.items():
         h = m["stats"]["holdout"]
@@ -347,6 +348,7 @@ def performance_table(models: dict, t_lo: date, t_hi: date, lookback_days: int, 
         training_first=pl.lit(t_lo),
         training_last=pl.lit(t_hi),
         features=pl.lit(",".join(CHANNELS)),
+        day=pl.lit(t_hi),
     )
 
 

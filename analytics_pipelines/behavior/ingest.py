@@ -23,6 +23,7 @@ import polars as pl
 from bson import json_util
 
 from analytics_pipelines.behavior import normalize as N
+from analytics_pipelines.behavior.columnar import decode, documents
 from analytics_pipelines.behavior.source import PROJECTIONS, ReadStats
 
 #: the normalized tables' keys for duplicate detection (same content, different _id)
@@ -39,14 +40,11 @@ DEDUPE = {
     "events": ["collection", "session_id", "event_type", "event_time", "page_url", "order_id", "venue_id"],
     "performance": ["campaign_id", "day"],
 }
+#: the collections of each kind (normalize's function for each: behavior.columnar.SPECS)
 _SOURCES = {
-    "touchpoints": [("campaign_touchpoints", N.touchpoints)],
-    "events": [
-        ("user_behavior", N.page_views),
-        ("raw_analytics", N.actions),
-        ("analytics_events", N.actions),
-    ],
-    "performance": [("campaign_performance", N.performance)],
+    "touchpoints": ("campaign_touchpoints",),
+    "events": ("user_behavior", "raw_analytics", "analytics_events"),
+    "performance": ("campaign_performance",),
 }
 OUTPUT = {
     "touchpoints": "raw_campaign_touchpoints",
@@ -171,9 +169,8 @@ def _place(df: pl.DataFrame, lag_minutes: int) -> pl.DataFrame:
 
 def _dedupe(kind: str, df: pl.DataFrame) -> pl.DataFrame:
     keys = DEDUPE[kind]
-    ok = df.filter(pl.col("problem").is_null())
-    first = ok.group_by(keys, maintain_order=True).agg(pl.col("doc_id").min().alias("_kept"))
-    df = df.join(first, on=keys, how="left", nulls_equal=True)
+    # the lowest _id among the usable documents of the same content (NULLs compare equal): a window, no join
+    df = df.with_columns(_kept=pl.col("doc_id").filter(pl.col("problem").is_null()).min().over(keys))
     dup = pl.col("problem").is_null() & (pl.col("doc_id") != pl.col("_kept"))
     return df.with_columns(
         problem=pl.when(dup).then(pl.lit("duplicate")).otherwise(pl.col("problem")),
@@ -199,14 +196,17 @@ def ingest(
         if kind not in kinds:
             continue
         frames = []
-        for coll, fn in sources:
+        for coll in sources:
             stats = ReadStats()
-            docs = list(source.read(coll, lo, hi, stats))
-            df = fn(docs).with_columns(collection=pl.lit(coll))
+            if hasattr(source, "lines"):  # files: the lines decoded columnwise (behavior.columnar)
+                read = decode(coll, source.lines(coll, lo, hi), lo, hi, stats)
+            else:  # pymongo's documents
+                read = documents(coll, list(source.read(coll, lo, hi, stats)))
+            df = read.frame.with_columns(collection=pl.lit(coll))
             df = _place(_derive(kind, df, venues), lag_minutes)
             df = df.filter(pl.col("day").is_between(d0, d1))
             bad = df.filter(pl.col("problem").is_not_null())
-            payload = [json_util.dumps(_projected(coll, docs[i])) for i in bad["_pos"].to_list()]
+            payload = [json_util.dumps(_projected(coll, read.document(i))) for i in bad["_pos"].to_list()]
             frames.append(df)
             for f_day, where, text in stats.unparseable:
                 if d0 <= date.fromisoformat(f_day) <= d1:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 from bson import ObjectId, json_util
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,38 @@ class FileSource:
                 if w is None or (lo is None or w >= lo) and (hi is None or w < hi):
                     stats.documents += 1
                     yield doc
+
+    def lines(self, collection: str, lo: datetime | None, hi: datetime | None) -> pl.DataFrame:
+        """The lines `read` would parse, as a column (file_day, where, line), in file order: the files of the
+        window, every line but those whose leading ObjectId lies outside it (behavior.columnar decodes
+        them; blank lines are left to it)."""
+        folder = self.directory / collection
+        files = sorted(folder.glob("*.json")) if folder.exists() else []
+        lo_s, hi_s = _seconds(lo), _seconds(hi)
+        texts: list[str] = []
+        names, counts = [], []
+        for path in files:
+            day = datetime.fromisoformat(path.stem)
+            if lo is not None and day + timedelta(days=1) <= lo or hi is not None and day >= hi:
+                continue
+            lines = path.read_text(encoding="utf-8").splitlines()
+            texts += lines
+            names.append(path.name)
+            counts.append(len(lines))
+        file = pl.Series("file", names, dtype=pl.String).gather(
+            pl.Series(np.repeat(np.arange(len(names), dtype=np.int64), counts))
+        )
+        df = pl.DataFrame({"line": pl.Series(texts, dtype=pl.String), "file": file}).with_columns(
+            file_day=pl.col("file").str.strip_suffix(".json"),
+            where=pl.col("file") + ":" + pl.int_range(1, pl.len() + 1).over("file").cast(pl.String),
+        )
+        lead = pl.col("line").str.extract(_LEADING_OID.pattern, 1).str.to_integer(base=16, strict=False)
+        outside = pl.lit(False)
+        if lo_s is not None:
+            outside = outside | (lead < lo_s)
+        if hi_s is not None:
+            outside = outside | (lead >= hi_s)
+        return df.filter(~(lead.is_not_null() & outside)).select("file_day", "where", "line")
 
 
 class MongoSource:

@@ -116,7 +116,8 @@ def attribution(ctx: BuildContext) -> Built:
         TRAINING_DAYS,
         trained_at=ctx.now.replace(tzinfo=None),
     )
-    written = {"attribution_channel_effects": [ctx.last]}
+    # the model is fitted once, as of the run's last day: its effects and evaluation are that day's partition
+    written = {"attribution_channel_effects": [ctx.last], "attribution_model_performance": [ctx.last]}
     eff = out["attribution_channel_effects"]
     passed, _, _ = A.gate(out["attribution_model_performance"])
     # a refused model (the blocking check beats_constant_rate_baseline fails) rewrites nothing of the

@@ -29,10 +29,12 @@ eventTime/event_time/createdAt), and planted bad documents (see BAD).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import polars as pl
 
-from analytics_pipelines.generator.behavior_frames import render
+from analytics_pipelines.generator.behavior_frames import campaign_documents, render
 from analytics_pipelines.generator.behavior_params import (
     BASELINE,
     CAMPAIGN_TYPE,
@@ -199,9 +201,29 @@ def _sessions(rs: _Streams, w: _World, j: dict, tp: dict) -> dict[str, np.ndarra
     }
 
 
+#: journeys rendered at once (behavior_chunks): bounds the memory of the document frames (~6 documents per
+#: journey, ~1.5 GB of frames per slice); `tiny` and `small` (~0.2 M journeys) fit in one slice, `medium`
+#: (~2 M) takes ~5, `large` (~15 M) ~30
+CHUNK_JOURNEYS = 500_000
+
+
 def behavior_documents(rs: _Streams, w: _World) -> dict[str, list[pl.DataFrame]]:
     """The behavioral collections as document frames (generator.behavior_frames) and the planted truth in
-    w.truth["behavior"]."""
+    w.truth["behavior"]: every slice of behavior_chunks, in memory."""
+    docs: dict[str, list[pl.DataFrame]] = {}
+    for chunk in behavior_chunks(rs, w):
+        for name, frames in chunk.items():
+            docs.setdefault(name, []).extend(frames)
+    return docs
+
+
+def behavior_chunks(rs: _Streams, w: _World, chunk_journeys: int = CHUNK_JOURNEYS) -> Iterator[dict]:
+    """The journeys, touches and sessions (numbers: a few GB at `large`) and the truth in w.truth["behavior"]
+    now; the documents lazily, one slice of `chunk_journeys` journeys at a time (their touches and sessions;
+    the failed checkouts spread over the slices), then campaigns and campaign_performance from every touch.
+    Writing each slice before the next is rendered (behavior_docs.write_files) bounds the memory: the
+    document frames of all of `large`'s days do not fit in 24 GB. One slice renders exactly what rendering
+    everything at once did; more slices draw from streams of their own (deterministic all the same)."""
     j = _journeys(rs, w)
     tp = _touches(rs, w, j)
     ss = _sessions(rs, w, j, tp)
@@ -212,7 +234,33 @@ def behavior_documents(rs: _Streams, w: _World) -> dict[str, list[pl.DataFrame]]
         direct_conversions=int((j["converted"] & ~j["x"].any(axis=1)).sum()),
         exposed_journeys={c: int(j["x"][:, i].sum()) for i, c in enumerate(CHANNELS)},
     )
-    docs, bad = render(rs, w, j, tp, ss)
+    bad: dict[str, int] = {}
     truth["planted_bad"] = bad
     w.truth["behavior"] = truth
-    return docs
+    n = len(j["order"])
+    slices = max(1, -(-n // chunk_journeys))
+
+    def render_all() -> Iterator[dict]:
+        if slices == 1:
+            docs, b = render(rs, w, j, tp, ss)
+            bad.update(b)
+            yield docs
+            return
+        failed = np.array_split(np.flatnonzero(ss["journey"] < 0), slices)
+        for k in range(slices):
+            a, z = k * n // slices, (k + 1) * n // slices
+            jk = {key: v[a:z] for key, v in j.items()}
+            t = (tp["journey"] >= a) & (tp["journey"] < z)
+            tk = {key: v[t] for key, v in tp.items()}
+            tk["journey"] = tk["journey"] - a
+            s = np.flatnonzero((ss["journey"] >= a) & (ss["journey"] < z))
+            s = np.sort(np.r_[s, failed[k]])
+            sk = {key: v[s] for key, v in ss.items()}
+            sk["journey"] = np.where(sk["journey"] >= 0, sk["journey"] - a, -1)
+            docs, b = render(rs, w, jk, tk, sk, chunk=k, campaigns=False)
+            for key, v in b.items():
+                bad[key] = bad.get(key, 0) + v
+            yield docs
+        yield campaign_documents(rs, w, j, tp, bad)
+
+    return render_all()

@@ -8,6 +8,7 @@ writer inserted the document: its ObjectId's time), as a daily `mongoexport --qu
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
@@ -25,25 +26,29 @@ COLLECTIONS = (
 DEFAULT_DB = "tickettoken_analytics"
 
 
-def write_files(docs: dict[str, list[pl.DataFrame]], directory: Path) -> dict[str, int]:
-    """Write every collection's documents under `directory` (replaced); returns {collection: documents}."""
+def write_files(docs: dict[str, list[pl.DataFrame]] | Iterable[dict], directory: Path) -> dict[str, int]:
+    """Write every collection's documents under `directory` (replaced); returns {collection: documents}.
+    `docs`: the collections' frames, or an iterable of such dicts (generator.behavior.behavior_chunks), each
+    written (appended to its days' files) before the next is made: memory holds one slice at a time."""
     if directory.exists():
         shutil.rmtree(directory)
     counts = {}
     for name in COLLECTIONS:
-        out = directory / name
-        out.mkdir(parents=True, exist_ok=True)
+        (directory / name).mkdir(parents=True, exist_ok=True)
         counts[name] = 0
-        for part in docs.get(name, []):
-            if part.height == 0:
-                continue
-            part = part.with_columns(_day=pl.col("_write") // DAY).sort("_write", maintain_order=True)
-            for (day,), g in part.partition_by("_day", as_dict=True, maintain_order=True).items():
-                path = out / f"{pl.select(pl.from_epoch(pl.lit(day * DAY), 's').dt.date()).item()}.json"
-                text = g.drop("_write", "_day").write_ndjson()
-                with path.open("a", encoding="utf-8") as fh:
-                    fh.write(text)
-                counts[name] += g.height
+    for chunk in [docs] if isinstance(docs, dict) else docs:
+        for name in COLLECTIONS:
+            out = directory / name
+            for part in chunk.get(name, []):
+                if part.height == 0:
+                    continue
+                part = part.with_columns(_day=pl.col("_write") // DAY).sort("_write", maintain_order=True)
+                for (day,), g in part.partition_by("_day", as_dict=True, maintain_order=True).items():
+                    path = out / f"{pl.select(pl.from_epoch(pl.lit(day * DAY), 's').dt.date()).item()}.json"
+                    text = g.drop("_write", "_day").write_ndjson()
+                    with path.open("a", encoding="utf-8") as fh:
+                        fh.write(text)
+                    counts[name] += g.height
     return counts
 
 

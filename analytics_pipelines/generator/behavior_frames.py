@@ -67,10 +67,14 @@ def _frame(cols: dict, mask: np.ndarray) -> pl.DataFrame:
 
 
 def render(
-    rs: _Streams, w: _World, j: dict, tp: dict, ss: dict
+    rs: _Streams, w: _World, j: dict, tp: dict, ss: dict, chunk: int = 0, campaigns: bool = True
 ) -> tuple[dict[str, list[pl.DataFrame]], dict]:
-
-    rng = rs("behavior.render")
+    """The documents of journeys `j` (their touches `tp` and sessions `ss`, indexed into `j`). `chunk` > 0:
+    one of several slices of the journeys (generator.behavior.behavior_chunks), drawn from streams of its own;
+    `campaigns`: also the campaigns and campaign_performance documents (the caller renders them once, from
+    every touch, when it renders in slices)."""
+    suffix = f".{chunk}" if chunk else ""
+    rng = rs("behavior.render" + suffix)
     bad: dict[str, int] = {}
     n_j = len(j["order"])
     # who: registered buyers' hashed ids, anonymous visitors' random hashes
@@ -173,7 +177,7 @@ def render(
         .otherwise(pl.lit(user_hashes(w, w.orders.user[fo])) if len(fo) else None)
     ).to_series()
     n_s = len(sj)
-    session_ids = _uuid_text(_new_ids(rs("behavior.session_ids"), n_s))
+    session_ids = _uuid_text(_new_ids(rs("behavior.session_ids" + suffix), n_s))
     city = np.where(rng.random(n_s) < 0.8, w.venues.city[s_venue], rng.integers(0, len(_CITY_NAME), n_s))
     sch = ss["channel"]
     utm = pl.Series(list(_UTM) + [None]).gather(np.where(sch < 0, len(_UTM), sch))
@@ -332,7 +336,18 @@ def render(
     bad.update(unknown_event_type=int(heartbeat.sum()), unparseable_timestamp=int(garbled.sum()))
 
     # -- campaigns and campaign_performance ----------------------------------------------------------
+    if campaigns:
+        docs.update(campaign_documents(rs, w, j, tp, bad))
+    return docs, bad
+
+
+def campaign_documents(
+    rs: _Streams, w: _World, j: dict, tp: dict, bad: dict
+) -> dict[str, list[pl.DataFrame]]:
+    """campaigns and campaign_performance from every journey's touches (generator.behavior_campaigns)."""
     from analytics_pipelines.generator.behavior_campaigns import campaign_docs
 
-    docs.update(campaign_docs(rs, w, j, tp, camp_ids, venue_ids, CPM_CENTS, CPC_CENTS, bad))
-    return docs, bad
+    venue_ids = w.venues.ids.take(np.arange(len(w.venues.ids)))
+    n_camp = len(w.venues.ids) * _n_quarters(w) * 7
+    camp_ids = _uuid_text(_new_ids(rs("behavior.campaign_ids"), n_camp))
+    return campaign_docs(rs, w, j, tp, camp_ids, venue_ids, CPM_CENTS, CPC_CENTS, bad)

@@ -61,9 +61,10 @@ def generate(
     db = SourceDB(url)
     db.create(landing=dirty)
     truth: dict = {}
-    behavior: dict | None = {} if (behavior_dir or mongo_url) else None
+    # the behavioral documents: slices rendered and written one at a time after the tables (bounded memory)
+    behavior: list | None = [] if (behavior_dir or mongo_url) else None
     frames: Iterator[tuple[str, pl.DataFrame]] = generate_frames(
-        scale, seed, as_of, truth=truth, behavior=behavior
+        scale, seed, as_of, truth=truth, behavior_stream=behavior
     )
     manifest: dict | None = None
     counts = {t: 0 for t in contract.TABLE_ORDER}
@@ -83,15 +84,16 @@ def generate(
                 bar.rows(frame.height)
     if not dirty and db.dialect == "postgres":
         db.apply_constraints()
-    if truth_path is not None:
-        write_truth(truth_path, truth)
     if behavior is not None:
         from analytics_pipelines.generator.behavior_docs import load_into_mongo, write_files
 
         directory = behavior_dir or Path(tempfile.mkdtemp(prefix="tt-behavior-"))
-        write_files(behavior, directory)
+        write_files(behavior[0], directory)  # fills the truth's planted_bad counts as it renders
+        behavior.clear()  # the world the slices held
         if mongo_url:
             load_into_mongo(directory, mongo_url)
+    if truth_path is not None:
+        write_truth(truth_path, truth)
     if manifest is not None and manifest_path is not None:
         manifest_path.parent.mkdir(parents=True, exist_ok=True)
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=True))

@@ -62,7 +62,7 @@ import numpy as np
 import polars as pl
 
 from analytics_pipelines.generator import planted_anomalies
-from analytics_pipelines.generator.behavior import behavior_documents
+from analytics_pipelines.generator.behavior import behavior_chunks, behavior_documents
 from analytics_pipelines.generator.dimensions import (
     _calibrate_capacity,
     _cancel_and_postpone,
@@ -186,15 +186,20 @@ def generate_frames(
     as_of: date = DEFAULT_AS_OF,
     truth: dict | None = None,
     behavior: dict | None = None,
+    behavior_stream: list | None = None,
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     """Yield (table, typed frame) chunks in contract.TABLE_ORDER; big fact tables come in several chunks.
 
     Deterministic: the same scale, seed and as_of give byte-identical frames. `truth`, when given, is
-    filled with the planted truth (generator.truth) once the world is built.
+    filled with the planted truth (generator.truth) once the world is built. `behavior`: filled with the
+    behavioral documents (all in memory); `behavior_stream`: gets the iterator of their slices instead
+    (generator.behavior.behavior_chunks: rendered when iterated, after the tables; what `generate` writes).
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}: choose one of {', '.join(SCALES)}")
     world = _build(SCALES[scale], seed, as_of, with_behavior=behavior is not None)
+    if behavior_stream is not None:
+        behavior_stream.append(behavior_chunks(_Streams(seed), world))
     if truth is not None:
         truth.update(world.truth)
     if behavior is not None:  # the MongoDB collections (generator.behavior_docs writes them)

@@ -1,19 +1,22 @@
 """`model_performance`: the union of every model family's `<family>_model_performance` table.
 
 Each model asset writes its own family's metrics (one producer per table); this asset collects them so that
-analysts and the API read one table. Which families exist comes from the registry (its upstream tables)."""
+analysts and the API read one table. Which families exist comes from the registry (its upstream tables). A
+family whose table is partitioned by training day (attribution_model_performance) contributes its latest
+partition, without the partition column: model_performance holds each family's latest evaluation."""
 
 from __future__ import annotations
 
 import polars as pl
 
 from analytics_pipelines.marts.reconcile import CheckOutcome
+from analytics_pipelines.registry import default_registry
 from analytics_pipelines.registry.context import BuildContext, Built, md_table
 
 
 def model_performance(ctx: BuildContext) -> Built:
     have = set(ctx.wh.tables())
-    frames = [ctx.wh.read_table(t) for t in ctx.table.upstream if t in have]
+    frames = [_latest(ctx, t) for t in ctx.table.upstream if t in have]
     frames = [_utc(f) for f in frames if f.height]
     df = (
         pl.concat(frames, how="diagonal_relaxed")
@@ -37,6 +40,16 @@ def model_performance(ctx: BuildContext) -> Built:
             "headline": md_table(headline, 40),
         },
     )
+
+
+def _latest(ctx: BuildContext, name: str) -> pl.DataFrame:
+    """A family's rows; of a table partitioned by training day, only the latest day's (the column dropped)."""
+    df = ctx.wh.read_table(name)
+    registry = ctx.registry or default_registry()
+    col = registry.table(name).partition_column if name in registry.names() else None
+    if col is None or col not in df.columns or df.is_empty():
+        return df
+    return df.filter(pl.col(col) == pl.col(col).max()).drop(col)
 
 
 def _utc(df: pl.DataFrame) -> pl.DataFrame:

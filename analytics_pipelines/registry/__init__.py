@@ -77,8 +77,9 @@ class Registry:
 
 
 def validate(tables: Iterable[Table]) -> list[str]:
-    """Every name once; every upstream registered; producers and products agree; a tenant column or a
-    reason; a builder for every asset the mart factory makes; no cycle."""
+    """Every name once; every upstream registered; producers and products agree (and share the producer's
+    partitioning: a Dagster backfill cannot plan a multi-asset whose outputs mix partitionings); a tenant
+    column or a reason; a builder for every asset the mart factory makes; no cycle."""
     tables = list(tables)
     names = [t.name for t in tables]
     by_name = {t.name: t for t in tables}
@@ -92,6 +93,12 @@ def validate(tables: Iterable[Table]) -> list[str]:
                 )
         if t.produced_by and t.name not in by_name.get(t.produced_by, t).produces:
             problems.append(f"{t.name}: produced_by {t.produced_by}, which does not list it in `produces`")
+        producer = by_name.get(t.produced_by) if t.produced_by else None
+        if producer is not None and producer.partitioning != t.partitioning:
+            problems.append(
+                f"{t.name}: partitioned {t.partitioning or 'not'} but its producer {producer.name} "
+                f"{producer.partitioning or 'not'} (one asset's outputs share one partitioning)"
+            )
         if t.tenant_column is None and not t.no_tenant_reason:
             problems.append(f"{t.name}: no tenant column and no reason why")
         if t.factory == "mart" and t.produced_by is None and not (t.build or t.sql):

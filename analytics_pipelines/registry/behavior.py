@@ -179,17 +179,16 @@ TABLES: tuple[Table, ...] = (
         ("tenant_id", "channel", "day"),
         serve=True,  # the marketing what-if reads it (POST /v1/predictions/what-if)
     ),
-    Table(
-        name="attribution_model_performance",
-        group="behavior",
-        kinds=("polars",),
-        produced_by="campaign_attribution",
-        description="The data-driven attribution model's holdout evaluation per tenant (bucket): Brier score "
-        "and ROC AUC of the fitted conversion-rate game on a held-out fifth of the training paths, beside the "
-        "constant-rate baseline's; model version, trained_at, training window, features. Part of "
-        "model_performance.",
-        grain="one row per model, metric and tenant",
-        keys=("model", "metric", "bucket"),
+    _out(
+        "attribution_model_performance",
+        "campaign_attribution",
+        "The data-driven attribution model's holdout evaluation per tenant (bucket) and training day (the "
+        "run's last day, as_of): Brier score and ROC AUC of the fitted conversion-rate game on a held-out "
+        "fifth of the training paths, beside the constant-rate baseline's; model version, trained_at, "
+        "training window, features. Written even when the gate refuses the model (the refusal is on "
+        "record). model_performance takes its latest training day.",
+        "one row per model, metric, tenant and training day",
+        ("model", "metric", "bucket", "day"),
         tenant_column=None,
         no_tenant_reason="model evaluation metrics; the tenant is the bucket (the model_performance layout)",
     ),
