@@ -417,9 +417,9 @@ class EmbeddedWarehouse(Warehouse):
         when the table is compacted and small enough (else: the view over its files, `scan_sql`)."""
         base = self.root / check_identifier(table)
         state = months.load(base)
-        conn.execute(f"DELETE FROM {catalog.META} WHERE table_name = ?", [table])
         loaded = self._load_months(conn, base, state, links) if state.months and state.column else None
         if loaded is None:
+            conn.execute(f"DELETE FROM {catalog.META} WHERE table_name = ?", [table])
             conn.execute(f'DROP TABLE IF EXISTS {catalog.SCHEMA}."{table}"')
             return self.scan_sql(table)
         glob = str(base / "*" / DATA_FILE).replace("'", "''")
@@ -437,10 +437,13 @@ class EmbeddedWarehouse(Warehouse):
         )
 
     def _load_months(self, conn, base: Path, state: months.Months, links: Path) -> list[str] | None:
-        """Load every compacted month of the table (through hard links: the identity recorded is the one
-        read) into its catalog table; None when the table is over catalog.max_rows() (or a month file
-        went missing meanwhile: retention)."""
+        """Load the table's compacted months into its catalog table, through hard links (the identity
+        recorded is the one read): the months whose file changed since the catalog loaded them (a month
+        rewrite) or that are new, every month when the table is not there yet; months no longer compacted
+        (retention) are deleted. None when the table is over catalog.max_rows() (or a month file went
+        missing meanwhile: retention)."""
         table = base.name
+        target = f'{catalog.SCHEMA}."{table}"'
         got: dict[str, str] = {}
         (links / table).mkdir(parents=True, exist_ok=True)
         for month in sorted(state.months):
@@ -450,22 +453,53 @@ class EmbeddedWarehouse(Warehouse):
             except FileNotFoundError:
                 return None
             got[month] = str(link)
-        files = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in got.values()) + "]"
-        rows = conn.execute(f"SELECT sum(num_rows) FROM parquet_file_metadata({files})").fetchone()[0]
-        if int(rows or 0) > catalog.max_rows():
+        rows = conn.execute(f"SELECT sum(num_rows) FROM parquet_file_metadata({_sql_list(got.values())})")
+        if int(rows.fetchone()[0] or 0) > catalog.max_rows():
             return None
-        conn.execute(
-            f'CREATE OR REPLACE TABLE {catalog.SCHEMA}."{table}" AS SELECT * FROM read_parquet({files}, '
-            f'union_by_name=true, hive_partitioning=false) ORDER BY "{state.column}"'
-        )
-        conn.executemany(
-            f"INSERT INTO {catalog.META} VALUES (?, ?, ?, ?, ?)",
-            [[table, m, *catalog.ident(link)] for m, link in got.items()],
-        )
-        # the view's glob over the daily files must match a file even when every month is compacted
-        schema = pl.read_parquet_schema(got[max(got)])
-        self._atomic_write(pl.DataFrame(schema=schema), base / catalog.ANCHOR_DIR / DATA_FILE)
+        exists = conn.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+            [catalog.SCHEMA, table],
+        ).fetchone()[0]
+        held = catalog.native_months(conn).get(table, {}) if exists else {}
+        idents = {m: catalog.ident(link) for m, link in got.items()}
+        redo = sorted(m for m in got if held.get(m) != idents[m])
+        gone = sorted(set(held) - set(got))
+        scan = "read_parquet({}, union_by_name=true, hive_partitioning=false) ORDER BY " + f'"{state.column}"'
+        if held and (redo or gone):
+            # a month's rows stay contiguous (loaded together, sorted): DuckDB's zone maps keep skipping
+            try:
+                conn.execute(
+                    f'DELETE FROM {target} WHERE left(CAST("{state.column}" AS VARCHAR), 7) IN '
+                    f"({_sql_strings([*redo, *gone])})"
+                )
+                if redo:
+                    files = _sql_list(got[m] for m in redo)
+                    conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {scan.format(files)}")
+            except duckdb.BinderException:  # a column the table does not have (schema growth): reload
+                held = {}
+        if not held:
+            conn.execute(
+                f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {scan.format(_sql_list(got.values()))}"
+            )
+        conn.execute(f"DELETE FROM {catalog.META} WHERE table_name = ?", [table])
+        values = ", ".join(f"('{table}', '{m}', {i[0]}, {i[1]}, {i[2]})" for m, i in idents.items())
+        conn.execute(f"INSERT INTO {catalog.META} VALUES {values}")
+        anchor = base / catalog.ANCHOR_DIR / DATA_FILE
+        if not held or max(got) not in held or not anchor.exists():
+            # the view's glob over the daily files must match a file even when every month is compacted
+            schema = pl.read_parquet_schema(got[max(got)])
+            self._atomic_write(pl.DataFrame(schema=schema), anchor)
         return list(got)
+
+
+def _sql_strings(values) -> str:
+    """String literals, comma separated."""
+    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+
+
+def _sql_list(values) -> str:
+    """A SQL list of string literals."""
+    return f"[{_sql_strings(values)}]"
 
 
 def _split(df: pl.DataFrame, by: Sequence[str]) -> dict[tuple[str, ...], pl.DataFrame]:
