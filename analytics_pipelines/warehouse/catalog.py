@@ -138,7 +138,7 @@ class _Instance:
             if self.db is not None:  # a forked child: the parent's DuckDB has no threads here, never close it
                 _ORPHANS.append(self.db)
             self.db = duckdb.connect(":memory:")
-            self.db.execute("SET TimeZone='UTC'")
+            self.db.execute("SET GLOBAL TimeZone='UTC'")  # (every cursor's)
             self.pid, self.attached, self.latest = os.getpid(), {}, {}
 
     def _attach(self, catalog: Path, links: Path) -> _Attached | None:

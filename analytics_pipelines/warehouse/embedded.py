@@ -237,14 +237,18 @@ class EmbeddedWarehouse(Warehouse):
         try:
             for attempt in range(SNAPSHOT_ATTEMPTS):
                 before = {t: months.manifest_ident(self.root / t) for t in tables}
-                out = self._link(snap / str(attempt), tables, native)
+                out = self._link(snap, f"{attempt}.", tables, native)
                 if all(months.manifest_ident(self.root / t) == before[t] for t in tables):
                     break  # no compaction committed while linking: one consistent version of each table
             yield out
         finally:
             shutil.rmtree(snap, ignore_errors=True)
 
-    def _link(self, snap: Path, tables: Sequence[str], native) -> tuple[dict[str, list[str]], set[str]]:
+    def _link(
+        self, snap: Path, prefix: str, tables: Sequence[str], native
+    ) -> tuple[dict[str, list[str]], set[str]]:
+        """Hard links in one flat directory (`snap`, made when the first link is: a query whose tables are
+        all in the catalog makes none; each directory costs a mkdir and an rmdir per query)."""
         out: dict[str, list[str]] = {}
         covered: set[str] = set()
         for t in tables:
@@ -258,8 +262,9 @@ class EmbeddedWarehouse(Warehouse):
                 files = [f for f in files if f not in skip]
             links = []
             for i, f in enumerate(files):
-                link = snap / t / f"{i:06d}.parquet"
-                link.parent.mkdir(parents=True, exist_ok=True)
+                link = snap / f"{prefix}{t}.{i:06d}.parquet"
+                if i == 0:
+                    snap.mkdir(parents=True, exist_ok=True)
                 try:
                     os.link(f, link)
                 except FileNotFoundError:  # dropped by retention (or compaction) between listing and linking
@@ -289,7 +294,6 @@ class EmbeddedWarehouse(Warehouse):
         mixes file versions (warehouse/catalog.py)."""
         tables = self._referenced(sql)
         with catalog.READER.session(self.catalog_path, self.root / ".snapshots") as (cur, db, native):
-            cur.execute("SET TimeZone='UTC'")
             with self._snapshot(tables, native if db else {}) as (snap, covered):
                 for t in tables:
                     parts = [f'SELECT * FROM {db}.{catalog.SCHEMA}."{t}"'] if t in covered else []
