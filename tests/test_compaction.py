@@ -128,6 +128,11 @@ def test_tables_over_the_catalog_limit_stay_views_over_month_files(tmp_path, mon
         plan = conn.execute("EXPLAIN ANALYZE SELECT count(*) FROM t").fetchall()[0][1]
         assert catalog.native_months(conn) == {}
     assert "tt_compacted" not in plan and "Total Files Read: 4" in plan
+    # a day re-run in a compacted month: the view reads the month file, no catalog rebuild is needed
+    at = os.stat(wh.catalog_path).st_ino
+    wh.write_partitions("t", _frame(DAYS[4:5], shift=7), ["day"], _keys(DAYS[4:5]))
+    assert os.stat(wh.catalog_path).st_ino == at
+    assert _catalog(wh) == _checksum(wh) == (before[0], before[1] + 50 * 7, before[2])
 
 
 def test_a_partition_column_named_like_the_raw_layers(tmp_path):

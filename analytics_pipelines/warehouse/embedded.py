@@ -94,9 +94,10 @@ class EmbeddedWarehouse(Warehouse):
                 if wrote:
                     self._bump_version(table)
                 break
-        if created or rewrote:
+        if created or (rewrote and _in_catalog(base)):
             # a new table gets its view; a rewritten month file its rows in the catalog (catalog.py: until
-            # then the catalog holds the month's previous rows and the embedded reader reads the file)
+            # then the catalog holds the month's previous rows and the embedded reader reads the file; a
+            # table whose view reads its month files has nothing to refresh)
             self.refresh_catalog([table])
         return df.height
 
@@ -191,7 +192,7 @@ class EmbeddedWarehouse(Warehouse):
             else:
                 df = pl.read_parquet(path)
                 self._atomic_write(df.filter(pl.col(column).cast(pl.String) >= before), path)
-        if dropped:
+        if remaining != state.months or (dropped and _in_catalog(base)):
             self.refresh_catalog([base.name])
         return dropped
 
@@ -425,6 +426,7 @@ class EmbeddedWarehouse(Warehouse):
         if loaded is None:
             conn.execute(f"DELETE FROM {catalog.META} WHERE table_name = ?", [table])
             conn.execute(f'DROP TABLE IF EXISTS {catalog.SCHEMA}."{table}"')
+            (base / catalog.ANCHOR_DIR / DATA_FILE).unlink(missing_ok=True)  # (not in the catalog)
             return self.scan_sql(table)
         glob = str(base / "*" / DATA_FILE).replace("'", "''")
         col = re.escape(state.column)
@@ -494,6 +496,12 @@ class EmbeddedWarehouse(Warehouse):
             schema = pl.read_parquet_schema(got[max(got)])
             self._atomic_write(pl.DataFrame(schema=schema), anchor)
         return list(got)
+
+
+def _in_catalog(base: Path) -> bool:
+    """Whether the table's compacted months are (or are being made) a table in the catalog: its zero-row
+    schema file exists from the first load until a rebuild decides otherwise (catalog.py)."""
+    return (base / catalog.ANCHOR_DIR / DATA_FILE).exists()
 
 
 def _sql_strings(values) -> str:
