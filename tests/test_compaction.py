@@ -17,7 +17,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from analytics_pipelines.warehouse import open_warehouse
+from analytics_pipelines.warehouse import catalog, open_warehouse
 from analytics_pipelines.warehouse.compaction import closed_before, compact, compact_table
 from analytics_pipelines.warehouse.months import MANIFEST, month_file
 from analytics_pipelines.warehouse.reader_snapshot import SnapshotReader
@@ -84,10 +84,55 @@ def test_compaction_keeps_every_answer_and_removes_daily_files_after_the_grace(t
     assert not any(p.name.startswith("day=") for p in (tmp_path / "warehouse" / "t").iterdir())
     assert (_checksum(wh), _catalog(wh)) == before[:2]
     assert wh.tables() == ["t"]
-    # the catalog's view never opens a daily file of a compacted month (file filter on names)
+    # the compacted months are read from the catalog's DuckDB table; of the files, only the zero-row schema
+    # file (no daily file is left, no month file is opened)
     with duckdb.connect(str(wh.catalog_path), read_only=True) as conn:
         plan = conn.execute("EXPLAIN ANALYZE SELECT count(*) FROM t").fetchall()[0][1]
-    assert "Total Files Read: 4" in plan
+    assert "tt_compacted.t" in plan and "Total Files Read: 1" in plan
+    # the embedded reader (analytics-pipelines sql) reads the same table through the attached catalog
+    plan = wh.read("EXPLAIN SELECT sum(v) FROM t")["explain_value"][0]
+    assert "tt_catalog_" in plan and "READ_PARQUET" not in plan
+
+
+def test_catalog_tables_follow_month_rewrites_and_heal(tmp_path):
+    """A month file rewritten without the catalog's refresh (a writer killed in between): the embedded reader
+    reads the file (the catalog's rows are no longer current), the catalog keeps the previous rows until the
+    next compaction run rebuilds it; a re-run through write_partitions refreshes it at once."""
+    _, wh = _warehouse(tmp_path)
+    compact(wh, datetime(2026, 5, 10, tzinfo=UTC), after_days=3, grace_seconds=0)
+    before = _checksum(wh)
+    assert _catalog(wh) == before
+    # a day of January re-run with other values: the month file and the catalog's rows change together
+    wh.write_partitions("t", _frame(DAYS[4:5], shift=7), ["day"], _keys(DAYS[4:5]))
+    moved = _checksum(wh)
+    assert moved[1] == before[1] + 50 * 7 and _catalog(wh) == moved
+    # the same again, but the catalog's refresh never runs
+    jan = month_file(tmp_path / "warehouse" / "t", "2026-01")
+    df = pl.read_parquet(jan).with_columns(pl.col("v") + 1)
+    wh._atomic_write(df, jan)
+    assert _checksum(wh) == (moved[0], moved[1] + 31 * 50, moved[2])  # the reader reads the file
+    assert _catalog(wh) == moved  # the analysts' catalog: the previous rows
+    assert catalog.stale(wh.catalog_path, wh.root) == ["t"]
+    out = compact(wh, datetime(2026, 5, 10, tzinfo=UTC), after_days=3, grace_seconds=0)
+    assert out["months_compacted"] == 0 and out["catalog_rebuilt"] == ["t"]
+    assert _catalog(wh) == _checksum(wh) and catalog.stale(wh.catalog_path, wh.root) == []
+
+
+def test_tables_over_the_catalog_limit_stay_views_over_month_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("TT_WAREHOUSE_CATALOG_MAX_ROWS", str(120 * 50 - 1))
+    _, wh = _warehouse(tmp_path)
+    before = _checksum(wh)
+    compact(wh, datetime(2026, 5, 10, tzinfo=UTC), after_days=3, grace_seconds=0)
+    assert _catalog(wh) == _checksum(wh) == before
+    with duckdb.connect(str(wh.catalog_path), read_only=True) as conn:
+        plan = conn.execute("EXPLAIN ANALYZE SELECT count(*) FROM t").fetchall()[0][1]
+        assert catalog.native_months(conn) == {}
+    assert "tt_compacted" not in plan and "Total Files Read: 4" in plan
+    # a day re-run in a compacted month: the view reads the month file, no catalog rebuild is needed
+    at = os.stat(wh.catalog_path).st_ino
+    wh.write_partitions("t", _frame(DAYS[4:5], shift=7), ["day"], _keys(DAYS[4:5]))
+    assert os.stat(wh.catalog_path).st_ino == at
+    assert _catalog(wh) == _checksum(wh) == (before[0], before[1] + 50 * 7, before[2])
 
 
 def test_a_partition_column_named_like_the_raw_layers(tmp_path):
@@ -155,6 +200,17 @@ def test_retention_drops_whole_and_partial_compacted_months(tmp_path):
     assert dropped == [d.isoformat() for d in DAYS if d < date(2026, 2, 10)]
     assert not month_file(tmp_path / "warehouse" / "t", "2026-01").exists()
     assert _checksum(wh)[2] == 120 - 40 == _catalog(wh)[2]
+    assert _checksum(wh) == _catalog(wh)  # the catalog's rows of the partly dropped February follow
+
+
+def test_catalog_table_takes_a_column_added_inside_a_compacted_month(tmp_path):
+    _, wh = _warehouse(tmp_path)
+    compact(wh, datetime(2026, 5, 10, tzinfo=UTC), grace_seconds=0)
+    wh.write_partitions(
+        "t", _frame(DAYS[40:41]).with_columns(pl.lit(1).alias("extra")), ["day"], _keys(DAYS[40:41])
+    )
+    q = "SELECT count(*) AS n, sum(v) AS s, count(extra) AS e FROM t"
+    assert _state(wh.read(q).rows()) == _catalog(wh, q) == (120 * 50, _checksum(wh)[1], 50)
 
 
 _COMPACTOR = textwrap.dedent("""
@@ -204,7 +260,7 @@ def test_compaction_killed_between_writing_and_committing(tmp_path):
 _WRITER = textwrap.dedent("""
     import sys, polars as pl
     from datetime import date, timedelta
-    from analytics_pipelines.warehouse import open_warehouse
+    from analytics_pipelines.warehouse import catalog, open_warehouse
     from analytics_pipelines.warehouse.compaction import compact_table
     url, grace = sys.argv[1], float(sys.argv[2])
     wh = open_warehouse(url)

@@ -28,7 +28,7 @@ from urllib.parse import unquote
 
 import polars as pl
 
-from analytics_pipelines.warehouse import months
+from analytics_pipelines.warehouse import catalog, months
 from analytics_pipelines.warehouse.embedded import DATA_FILE, EmbeddedWarehouse, _concat
 
 #: a month is compacted once its last day is this many days old (late re-runs of the last days of a month
@@ -63,10 +63,15 @@ def daily_partitions(base: Path) -> tuple[str | None, dict[str, list[Path]]]:
 
 
 def compact_table(
-    wh: EmbeddedWarehouse, table: str, before_month: str, grace_seconds: float = GRACE_SECONDS
+    wh: EmbeddedWarehouse,
+    table: str,
+    before_month: str,
+    grace_seconds: float | None = GRACE_SECONDS,
+    refresh_catalog: bool = True,
 ) -> dict:
-    """Compact every closed month (< before_month) of one table; then remove expired daily files (the
-    grace period runs on the wall clock)."""
+    """Compact every closed month (< before_month) of one table, refresh its catalog view and compacted rows
+    (unless `refresh_catalog` is False: the caller does it for several tables at once, before removing
+    anything); then remove expired daily files (the grace period runs on the wall clock; None: not now)."""
     base = wh.root / table
     now = time.time()
     done: list[str] = []
@@ -93,11 +98,28 @@ def compact_table(
             rows += df.height
         if done:
             wh._bump_version(table)
-            wh.refresh_catalog([table])
-        removed = _remove_expired(base, column, committed, now, grace_seconds, by_month)
+            if refresh_catalog:
+                wh.refresh_catalog([table])
+        removed = 0
+        if grace_seconds is not None:
+            removed = _remove_expired(base, column, committed, now, grace_seconds, by_month)
         if removed:
             wh._bump_version(table)
     return {"table": table, "months": done, "rows": rows, "removed_days": removed}
+
+
+def remove_expired(wh: EmbeddedWarehouse, table: str, grace_seconds: float) -> int:
+    """Remove the daily files of the table's months compacted more than `grace_seconds` ago."""
+    base = wh.root / table
+    with months.table_lock(base, exclusive=True):
+        state = months.load(base)
+        column, by_month = daily_partitions(base)
+        if column is None or state.column != column:
+            return 0
+        removed = _remove_expired(base, column, dict(state.months), time.time(), grace_seconds, by_month)
+        if removed:
+            wh._bump_version(table)
+    return removed
 
 
 def _remove_expired(
@@ -129,10 +151,16 @@ def compact(
     if not isinstance(wh, EmbeddedWarehouse):
         return {"skipped": f"{wh.kind} warehouse: one table per mart, nothing to compact"}
     before = closed_before(now, after_days)
-    out = [
-        compact_table(wh, t, before, grace_seconds=grace_seconds)
-        for t in (tables if tables is not None else wh.tables())
-    ]
+    names = tables if tables is not None else wh.tables()
+    out = [compact_table(wh, t, before, grace_seconds=None, refresh_catalog=False) for t in names]
+    # one catalog rebuild for every table compacted, and for those whose compacted rows in the catalog are
+    # behind their month files (a month rewrite whose refresh never ran: catalog.stale), before any daily
+    # file is removed (the catalog's views read them until then)
+    rebuild = sorted({r["table"] for r in out if r["months"]} | set(catalog.stale(wh.catalog_path, wh.root)))
+    if rebuild:
+        wh.refresh_catalog(rebuild)
+    for r in out:
+        r["removed_days"] = remove_expired(wh, r["table"], grace_seconds)
     changed = [r for r in out if r["months"] or r["removed_days"]]
     return {
         "closed_before": before,
@@ -141,5 +169,6 @@ def compact(
         "months_compacted": sum(len(r["months"]) for r in out),
         "rows_compacted": sum(r["rows"] for r in out),
         "daily_files_removed": sum(r["removed_days"] for r in out),
+        "catalog_rebuilt": rebuild,
         "changed": changed,
     }

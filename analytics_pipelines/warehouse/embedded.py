@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote
 import duckdb
 import polars as pl
 
-from analytics_pipelines.warehouse import months
+from analytics_pipelines.warehouse import catalog, months
 from analytics_pipelines.warehouse.base import PartitionKey, Warehouse, check_identifier
 
 DATA_FILE = "data.parquet"
@@ -76,6 +76,7 @@ class EmbeddedWarehouse(Warehouse):
         created = not base.exists()
         keys = [tuple(str(v) for v in key) for key in keys]
         exclusive = False
+        rewrote = False
         while True:
             with months.table_lock(base, exclusive):
                 state = months.load(base)
@@ -89,11 +90,14 @@ class EmbeddedWarehouse(Warehouse):
                 )
                 for month, month_keys in sorted(_by_month(in_months).items()):
                     self._rewrite_month(base, by[0], month, month_keys, groups, df.clear())
-                    wrote = True
+                    wrote = rewrote = True
                 if wrote:
                     self._bump_version(table)
                 break
-        if created:
+        if created or (rewrote and _in_catalog(base)):
+            # a new table gets its view; a rewritten month file its rows in the catalog (catalog.py: until
+            # then the catalog holds the month's previous rows and the embedded reader reads the file; a
+            # table whose view reads its month files has nothing to refresh)
             self.refresh_catalog([table])
         return df.height
 
@@ -188,7 +192,7 @@ class EmbeddedWarehouse(Warehouse):
             else:
                 df = pl.read_parquet(path)
                 self._atomic_write(df.filter(pl.col(column).cast(pl.String) >= before), path)
-        if remaining != state.months:
+        if remaining != state.months or (dropped and _in_catalog(base)):
             self.refresh_catalog([base.name])
         return dropped
 
@@ -221,24 +225,47 @@ class EmbeddedWarehouse(Warehouse):
         duration of one query. A writer replaces a partition by renaming a new file over the old name; a hard
         link keeps pointing at the version it was made from, so one query sees one version of each
         partition even if DuckDB opens a file more than once (it may) while a run rewrites it."""
+        with self._snapshot(tables, {}) as (out, _):
+            yield out
+
+    @contextmanager
+    def _snapshot(
+        self, tables: Sequence[str], native: dict[str, dict[str, catalog.Ident]]
+    ) -> Iterator[tuple[dict[str, list[str]], set[str]]]:
+        """The snapshot, leaving out the month files of the tables whose compacted rows `native` (the
+        attached catalog's) holds, when they are current (catalog.current): (links, those tables)."""
         snap = self.root / ".snapshots" / uuid.uuid4().hex
         try:
             for attempt in range(SNAPSHOT_ATTEMPTS):
                 before = {t: months.manifest_ident(self.root / t) for t in tables}
-                out = self._link(snap / str(attempt), tables)
+                out = self._link(snap, f"{attempt}.", tables, native)
                 if all(months.manifest_ident(self.root / t) == before[t] for t in tables):
                     break  # no compaction committed while linking: one consistent version of each table
             yield out
         finally:
             shutil.rmtree(snap, ignore_errors=True)
 
-    def _link(self, snap: Path, tables: Sequence[str]) -> dict[str, list[str]]:
+    def _link(
+        self, snap: Path, prefix: str, tables: Sequence[str], native
+    ) -> tuple[dict[str, list[str]], set[str]]:
+        """Hard links in one flat directory (`snap`, made when the first link is: a query whose tables are
+        all in the catalog makes none; each directory costs a mkdir and an rmdir per query)."""
         out: dict[str, list[str]] = {}
+        covered: set[str] = set()
         for t in tables:
+            base = self.root / check_identifier(t)
+            state = months.load(base)
+            files = months.live(_parquet_files(base), base, state)
+            held = native.get(t)
+            if held and catalog.current(base, state, held):
+                covered.add(t)
+                skip = {str(months.month_file(base, m)) for m in held}
+                files = [f for f in files if f not in skip]
             links = []
-            for i, f in enumerate(self._files(t)):
-                link = snap / t / f"{i:06d}.parquet"
-                link.parent.mkdir(parents=True, exist_ok=True)
+            for i, f in enumerate(files):
+                link = snap / f"{prefix}{t}.{i:06d}.parquet"
+                if i == 0:
+                    snap.mkdir(parents=True, exist_ok=True)
                 try:
                     os.link(f, link)
                 except FileNotFoundError:  # dropped by retention (or compaction) between listing and linking
@@ -246,7 +273,7 @@ class EmbeddedWarehouse(Warehouse):
                 links.append(str(link))
             if links:
                 out[t] = links
-        return out
+        return out, covered
 
     @staticmethod
     def _scan_files(files: list[str]) -> str:
@@ -254,22 +281,28 @@ class EmbeddedWarehouse(Warehouse):
         return f"read_parquet([{quoted}], union_by_name=true, hive_partitioning=false)"
 
     def _referenced(self, sql: str | None) -> list[str]:
-        words = set(re.findall(r"[a-z_][a-z0-9_]*", sql.lower())) if sql is not None else None
-        return [t for t in self.tables() if words is None or t in words]
+        """The tables `sql` names (every table without one): only the named directories are looked at."""
+        if sql is None:
+            return self.tables()
+        words = set(re.findall(r"[a-z_][a-z0-9_]*", sql.lower()))
+        return sorted(w for w in words if (self.root / w).is_dir() and _has_parquet(self.root / w))
 
     @contextmanager
     def connect(self, sql: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An in-memory DuckDB with a view per table (only those `sql` names, when given) over a hard-link
-        snapshot of their files: a reader that never locks anything and never mixes file versions."""
-        conn = duckdb.connect(":memory:")
-        try:
-            conn.execute("SET TimeZone='UTC'")
-            with self.snapshot(self._referenced(sql)) as snap:
-                for t, files in snap.items():
-                    conn.execute(f"CREATE VIEW {t} AS SELECT * FROM {self._scan_files(files)}")
-                yield conn
-        finally:
-            conn.close()
+        """A cursor of the process's in-memory DuckDB with a temporary view per table (only those `sql`
+        names, when given): the compacted months from the catalog's DuckDB tables when they are current,
+        the rest over a hard-link snapshot of the files; a reader that never locks anything and never
+        mixes file versions (warehouse/catalog.py)."""
+        tables = self._referenced(sql)
+        with catalog.READER.session(self.catalog_path, self.root / ".snapshots") as (cur, db, native):
+            with self._snapshot(tables, native if db else {}) as (snap, covered):
+                for t in tables:
+                    parts = [f'SELECT * FROM {db}.{catalog.SCHEMA}."{t}"'] if t in covered else []
+                    if t in snap:
+                        parts.append(f"SELECT * FROM {self._scan_files(snap[t])}")
+                    if parts:
+                        cur.execute(f"CREATE TEMP VIEW {t} AS {' UNION ALL BY NAME '.join(parts)}")
+                yield cur
 
     def read(self, sql, params=()):
         sql = sql.replace("%s", "?")
@@ -334,7 +367,10 @@ class EmbeddedWarehouse(Warehouse):
         check_identifier(table)
         cols = ", ".join(check_identifier(c) for c in columns) if columns else "*"
         with self.connect(table) as conn:
-            if table not in {r[0] for r in conn.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
+            views = conn.execute(
+                "SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal"
+            ).fetchall()
+            if table not in {r[0] for r in views}:
                 raise LookupError(f"warehouse table {table} does not exist under {self.root}")
             return conn.execute(
                 f"SELECT {cols} FROM {table} WHERE {where}".replace("%s", "?"), list(params)
@@ -348,30 +384,134 @@ class EmbeddedWarehouse(Warehouse):
         return self.root.parent / "warehouse.duckdb"
 
     def refresh_catalog(self, new_tables: list[str] | None = None) -> Path:
-        """(Re)build warehouse.duckdb: views over the Parquet files, for analysts' DuckDB tools.
+        """(Re)build warehouse.duckdb: views over the Parquet files, for analysts' DuckDB tools, and the
+        compacted months of small enough tables as DuckDB tables behind their views (catalog.py).
 
-        With `new_tables`, the existing catalog is copied and only those views are added; otherwise every
-        view is recreated. Either way the new catalog is built under a temporary name and renamed into
-        place (a reader holding the old file keeps reading and never meets a lock), under an exclusive
-        file lock so that concurrent runs adding different tables do not lose each other's views."""
+        With `new_tables`, the existing catalog is copied and only those tables are rebuilt; otherwise every
+        one is. Either way the new catalog is built under a temporary name and renamed into place (a reader
+        holding the old file keeps reading and never meets a lock), under an exclusive file lock so that
+        concurrent runs rebuilding different tables do not lose each other's."""
         self.catalog_path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.catalog_path.with_name(".warehouse.catalog.lock")
         with _catalog_lock, open(lock_path, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             tmp = self.catalog_path.with_name(f".warehouse.{uuid.uuid4().hex}.duckdb")
+            links = self.root / ".snapshots" / uuid.uuid4().hex
             incremental = new_tables is not None and self.catalog_path.exists()
-            if incremental:
-                shutil.copyfile(self.catalog_path, tmp)
-            conn = duckdb.connect(str(tmp))
             try:
-                for t in new_tables if incremental else self.tables():
-                    conn.execute(f"CREATE OR REPLACE VIEW {t} AS {self.scan_sql(t)}")
-                conn.execute("CHECKPOINT")
+                if incremental:
+                    shutil.copyfile(self.catalog_path, tmp)
+                conn = duckdb.connect(str(tmp))
+                try:
+                    conn.execute("SET TimeZone='UTC'")
+                    catalog.ensure_schema(conn)
+                    for t in new_tables if incremental else self.tables():
+                        conn.execute(f"CREATE OR REPLACE VIEW {t} AS {self._catalog_view(conn, t, links)}")
+                    conn.execute("CHECKPOINT")
+                finally:
+                    conn.close()
+                os.replace(tmp, self.catalog_path)
             finally:
-                conn.close()
-            os.replace(tmp, self.catalog_path)
-            Path(str(tmp) + ".wal").unlink(missing_ok=True)
+                tmp.unlink(missing_ok=True)
+                Path(str(tmp) + ".wal").unlink(missing_ok=True)
+                shutil.rmtree(links, ignore_errors=True)
         return self.catalog_path
+
+    def _catalog_view(self, conn: duckdb.DuckDBPyConnection, table: str, links: Path) -> str:
+        """The catalog's view of `table`, after loading its compacted months into `tt_compacted."<table>"`
+        when the table is compacted and small enough (else: the view over its files, `scan_sql`)."""
+        base = self.root / check_identifier(table)
+        state = months.load(base)
+        loaded = self._load_months(conn, base, state, links) if state.months and state.column else None
+        if loaded is None:
+            conn.execute(f"DELETE FROM {catalog.META} WHERE table_name = ?", [table])
+            conn.execute(f'DROP TABLE IF EXISTS {catalog.SCHEMA}."{table}"')
+            (base / catalog.ANCHOR_DIR / DATA_FILE).unlink(missing_ok=True)  # (not in the catalog)
+            return self.scan_sql(table)
+        glob = str(base / "*" / DATA_FILE).replace("'", "''")
+        col = re.escape(state.column)
+        alt = "|".join(re.escape(m) for m in sorted(loaded))
+        # the daily files of months not loaded (those of loaded months stay for the grace period); a
+        # compaction's trash (.drop.*) is never read
+        keep = (
+            f"NOT regexp_matches({FILE_COLUMN}, '/{col}=({alt})-') AND NOT contains({FILE_COLUMN}, '/.drop.')"
+        )
+        return (
+            f'SELECT * FROM {catalog.SCHEMA}."{table}" UNION ALL BY NAME '
+            f"SELECT * EXCLUDE ({FILE_COLUMN}) FROM read_parquet('{glob}', union_by_name=true, "
+            f"hive_partitioning=false, filename='{FILE_COLUMN}') WHERE {keep}"
+        )
+
+    def _load_months(self, conn, base: Path, state: months.Months, links: Path) -> list[str] | None:
+        """Load the table's compacted months into its catalog table, through hard links (the identity
+        recorded is the one read): the months whose file changed since the catalog loaded them (a month
+        rewrite) or that are new, every month when the table is not there yet; months no longer compacted
+        (retention) are deleted. None when the table is over catalog.max_rows() (or a month file went
+        missing meanwhile: retention)."""
+        table = base.name
+        target = f'{catalog.SCHEMA}."{table}"'
+        got: dict[str, str] = {}
+        (links / table).mkdir(parents=True, exist_ok=True)
+        for month in sorted(state.months):
+            link = links / table / f"{month}.parquet"
+            try:
+                os.link(months.month_file(base, month), link)
+            except FileNotFoundError:
+                return None
+            got[month] = str(link)
+        rows = conn.execute(f"SELECT sum(num_rows) FROM parquet_file_metadata({_sql_list(got.values())})")
+        if int(rows.fetchone()[0] or 0) > catalog.max_rows():
+            return None
+        exists = conn.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+            [catalog.SCHEMA, table],
+        ).fetchone()[0]
+        held = catalog.native_months(conn).get(table, {}) if exists else {}
+        idents = {m: catalog.ident(link) for m, link in got.items()}
+        redo = sorted(m for m in got if held.get(m) != idents[m])
+        gone = sorted(set(held) - set(got))
+        scan = "read_parquet({}, union_by_name=true, hive_partitioning=false) ORDER BY " + f'"{state.column}"'
+        if held and (redo or gone):
+            # a month's rows stay contiguous (loaded together, sorted): DuckDB's zone maps keep skipping
+            try:
+                conn.execute(
+                    f'DELETE FROM {target} WHERE left(CAST("{state.column}" AS VARCHAR), 7) IN '
+                    f"({_sql_strings([*redo, *gone])})"
+                )
+                if redo:
+                    files = _sql_list(got[m] for m in redo)
+                    conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {scan.format(files)}")
+            except duckdb.BinderException:  # a column the table does not have (schema growth): reload
+                held = {}
+        if not held:
+            conn.execute(
+                f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {scan.format(_sql_list(got.values()))}"
+            )
+        conn.execute(f"DELETE FROM {catalog.META} WHERE table_name = ?", [table])
+        values = ", ".join(f"('{table}', '{m}', {i[0]}, {i[1]}, {i[2]})" for m, i in idents.items())
+        conn.execute(f"INSERT INTO {catalog.META} VALUES {values}")
+        anchor = base / catalog.ANCHOR_DIR / DATA_FILE
+        if not held or max(got) not in held or not anchor.exists():
+            # the view's glob over the daily files must match a file even when every month is compacted
+            schema = pl.read_parquet_schema(got[max(got)])
+            self._atomic_write(pl.DataFrame(schema=schema), anchor)
+        return list(got)
+
+
+def _in_catalog(base: Path) -> bool:
+    """Whether the table's compacted months are (or are being made) a table in the catalog: its zero-row
+    schema file exists from the first load until a rebuild decides otherwise (catalog.py)."""
+    return (base / catalog.ANCHOR_DIR / DATA_FILE).exists()
+
+
+def _sql_strings(values) -> str:
+    """String literals, comma separated."""
+    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+
+
+def _sql_list(values) -> str:
+    """A SQL list of string literals."""
+    return f"[{_sql_strings(values)}]"
 
 
 def _split(df: pl.DataFrame, by: Sequence[str]) -> dict[tuple[str, ...], pl.DataFrame]:
