@@ -71,11 +71,13 @@ def test_line_protocol_escaping_types_and_accounting():
 
 
 @pytest.mark.parametrize("precision", ["s", "ms", "ns"])
-def test_event_sales_round_trip_and_overwrite(influx1, v2_url, bucket, tmp_path, precision):
+def test_event_sales_round_trip_and_overwrite(influx1, v2_url, bucket, tmp_path, precision, ops_url):
+    """The publication cursor in both ops stores (SQLite, PostgreSQL): one row per published partition,
+    updated in place on re-publication."""
     df = sales_velocity()
     wh, keys = load(tmp_path, "sales_velocity", df, "day")
     assert keys == ["2026-10-30", "2026-10-31"]
-    engine = ops_engine(f"sqlite:///{tmp_path / 'ops.sqlite'}")
+    engine = ops_engine(ops_url)
     meta, _ = publish(wh, "influx_event_sales", keys, target(v2_url, bucket, precision=precision), engine)
     assert meta["status"] == "published" and meta["points"] == 6 and meta["precision"] == precision
     assert fields(influx1, bucket, "event_sales") == {
