@@ -573,3 +573,14 @@ def test_webhook_that_always_fails_is_recorded_and_evaluation_goes_on(tmp_path):
     assert len(failed) == 1 and failed[0]["channel"] == "webhook" and failed[0]["attempts"] == 3
     assert failed[0]["error"] == "HTTP 500"
     assert sorted(n["channel"] for n in s.notifications) == ["log", "log", "webhook"]
+
+
+def test_default_ops_engine_follows_the_environment(tmp_path, monkeypatch):
+    """ops_engine() without a URL resolves TT_OPS_URL as it is now: an engine cached for an earlier value
+    would send a job's writes to another database (the publication cursor once went to the wrong store)."""
+    engines = []
+    for name in ("a", "b", "a"):
+        monkeypatch.setenv("TT_OPS_URL", f"sqlite:///{tmp_path / name}.sqlite")
+        engines.append(ops_engine())
+    assert [e.url.database for e in engines] == [str(tmp_path / f"{n}.sqlite") for n in "aba"]
+    assert engines[0] is engines[2]  # still one engine per database

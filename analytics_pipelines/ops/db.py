@@ -47,10 +47,15 @@ def _normalize(url: str) -> str:
     return url
 
 
-@lru_cache(maxsize=8)
 def ops_engine(url: str | None = None) -> sa.Engine:
-    """An engine for the operational database with every declared table created (idempotent)."""
-    url = _normalize(url or default_ops_url())
+    """An engine for the operational database with every declared table created (idempotent). No URL: the
+    default as the environment says *now* (TT_OPS_URL or the data directory's SQLite file), resolved before
+    the engine cache, so that a changed TT_OPS_URL never gets an engine cached for an earlier one."""
+    return _engine(_normalize(url or default_ops_url()))
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
@@ -86,3 +91,6 @@ def _create_all(engine: sa.Engine) -> None:
         if engine.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('tt_ops_ddl'))"))
         metadata.create_all(conn, checkfirst=True)
+
+
+ops_engine.cache_clear = _engine.cache_clear  # forget every cached engine (as a new process would start)
