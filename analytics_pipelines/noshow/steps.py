@@ -33,16 +33,13 @@ def no_show_model(ctx: BuildContext) -> Built:
     now = data_clock(wh, ctx.now)
     inp = read_inputs(wh)
     feats = features(inp, now)
+    events = inp.events
+    del inp  # the raw tickets, scans and orders (at `large`, GBs) are not needed past the features
     out = T.build(
-        feats,
-        inp.events,
-        now,
-        s.no_show_min_auc,
-        s.no_show_min_holdout_tickets,
-        s.no_show_min_holdout_no_shows,
+        feats, events, now, s.no_show_min_auc, s.no_show_min_holdout_tickets, s.no_show_min_holdout_no_shows
     )
     frames = dict(out.frames)
-    extras: dict = {"gate": out.gate, "not_trained": out.not_trained, "events": inp.events, "now": now}
+    extras: dict = {"gate": out.gate, "not_trained": out.not_trained, "events": events, "now": now}
     meta = dict(out.metadata)
     already: tuple[str, ...] = ()
     if out.gate is not None and out.gate.passed is False:
@@ -52,7 +49,7 @@ def no_show_model(ctx: BuildContext) -> Built:
             already = T.PUBLISHED
             meta["published"] = "previous predictions kept (model refused)"
         else:
-            frames.update(T.refused_frames(inp.events, feats, now, out.gate.reason))
+            frames.update(T.refused_frames(events, feats, now, out.gate.reason))
             meta["published"] = "none (model refused, no previous predictions)"
         ctx.log.warning(f"no-show model refused: {out.gate.reason}")
     elif out.model_bytes is not None:

@@ -191,7 +191,11 @@ def build(
     tickets. The frames are what a passing (or unjudgeable) model publishes; the caller keeps the previous
     predictions when the gate refuses the model."""
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    labelled = feats.filter(pl.col("phase") == "ended")
+    # the model reads only these columns of the labelled tickets (at `large`, millions of rows: the ids of
+    # the tickets, types and holders are not copied)
+    labelled = feats.select([c for c in feats.columns if c in M.ROW_COLUMNS]).filter(
+        pl.col("phase") == "ended"
+    )
     upcoming = feats.filter(pl.col("phase") == "upcoming")
     try:
         ev = M.evaluate_out_of_time(labelled, now.date(), max_rows)
