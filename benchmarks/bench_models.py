@@ -77,6 +77,12 @@ def main() -> int:
                 f"  {s['step']}: {s['seconds']:.1f} s, {s['cpu_seconds']:.1f} CPU s, "
                 f"peak RSS {s['peak_rss_gb']:.2f} GB, ok={s['ok']}"
             )
+        for e in result.all_events:  # the builders' own stage timings (materialization metadata)
+            if e.event_type_value == "ASSET_MATERIALIZATION":
+                m = e.event_specific_data.materialization
+                for k in ("stage_seconds", "stages", "cpu_seconds"):
+                    if k in m.metadata:
+                        print(f"  {m.asset_key.to_user_string()} {k}: {m.metadata[k].value}")
         failed = [
             f"{e.event_specific_data.asset_key.to_user_string()}:{e.event_specific_data.check_name}"
             for e in result.all_events
