@@ -159,9 +159,8 @@ class Fitted:
     calibration_rows: int
     threshold: float
     fit_cutoff: datetime | None
-    #: the fitted rows' predictions (in-sample figures)
+    #: the fitted rows (their in-sample figures are computed by the evaluation only)
     fit_frame: pl.DataFrame = field(repr=False, default_factory=pl.DataFrame)
-    fit_p: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
 
     def predict(self, rows: pl.DataFrame) -> np.ndarray:
         """Calibrated probabilities. One thread: the booster's OpenMP threads spin-wait on a shared machine
@@ -213,17 +212,8 @@ def fit(rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS, events: pl.Series | 
         )
         model = CalibratedClassifierCV(FrozenEstimator(booster), method=method).fit(x_new, y_new)
         p_new = model.predict_proba(x_new)[:, 1]
-        p_old = model.predict_proba(x_old)[:, 1]
     return Fitted(
-        model,
-        categories,
-        method,
-        len(y_old),
-        len(y_new),
-        best_f1_threshold(y_new, p_new),
-        cutoff,
-        older,
-        p_old,
+        model, categories, method, len(y_old), len(y_new), best_f1_threshold(y_new, p_new), cutoff, older
     )
 
 
@@ -329,11 +319,12 @@ def evaluate_out_of_time(labelled: pl.DataFrame, as_of, max_rows: int = MAX_TRAI
     p = fitted.predict(held)
     seed = held["seed_probability"].to_numpy()
     cutoff_day = cutoff.date()
+    fit_p = fitted.predict(fitted.fit_frame)
     parts = []
     for model_name, yy, pp, thr, ev in (
         (model_label(fitted), y, p, fitted.threshold, "out_of_time"),
         (SEED_MODEL, y, seed, SEED_THRESHOLD + 1e-9, "out_of_time"),
-        (model_label(fitted), _labels(fitted.fit_frame), fitted.fit_p, fitted.threshold, "in_sample"),
+        (model_label(fitted), _labels(fitted.fit_frame), fit_p, fitted.threshold, "in_sample"),
         (
             SEED_MODEL,
             _labels(fitted.fit_frame),
