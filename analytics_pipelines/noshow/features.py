@@ -66,8 +66,8 @@ PRIOR_RATE, PRIOR_WEIGHT = 0.1, 3.0
 class Inputs:
     """What the features are computed from (read_inputs reads them from the warehouse)."""
 
-    #: stg_tickets: id, tenant_id, event_id, ticket_type_id, user_id, original_purchaser_id, price_cents,
-    #: status, purchased_at, transfer_count, currency
+    #: stg_tickets: id, event_id, ticket_type_id, user_id, original_purchaser_id, price_cents, status,
+    #: purchased_at, transfer_count, currency (TICKET_COLUMNS; a tenant_id column is not read)
     tickets: pl.DataFrame
     #: ticket ids with a scan whose result is one of ATTENDED_RESULTS (the holder came)
     valid_scans: pl.DataFrame
@@ -82,9 +82,10 @@ class Inputs:
     orders: pl.DataFrame
 
 
+#: what read_inputs reads of stg_tickets (not tenant_id: the event's is used; at `large` a UUID column of
+#: 10M rows is ~0.5 GB)
 TICKET_COLUMNS = [
     "id",
-    "tenant_id",
     "event_id",
     "ticket_type_id",
     "user_id",
