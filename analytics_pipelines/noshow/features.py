@@ -217,10 +217,18 @@ def ticket_rows(inp: Inputs, now: datetime) -> pl.DataFrame:
     """One row per sold ticket of a known event (in the tickets' order): the event's columns, phase, cutoff,
     holder, whether it was transferred and (ended events) the label `no_show` (no scan at all:
     ATTENDED_RESULTS). Only ROW_COLUMNS: the holder replaces user_id/original_purchaser_id, so at `large`
-    (10M tickets) two UUID columns and the statuses are not carried through every later step."""
+    (10M tickets) two UUID columns and the statuses are not carried through every later step.
+
+    The repeated ids (tenant, venue, event, category, ticket type, holder) are pl.Categorical: every join,
+    group-by and as-of `by` on them hashes a 4-byte code instead of a 36-character UUID, and a column costs
+    4 bytes a row (at `large`: 67 CPU-s and 11.4 GB for the features with strings). The ticket id stays a
+    string (unique: nothing to share). Tables cast them back to strings (tables.PRED_SCHEMA...)."""
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     ev = event_phases(inp.events, now).select(
-        "tenant_id", "venue_id", "event_id", "category_id", "starts_at", "ends_at", "phase"
+        *(pl.col(c).cast(pl.Categorical) for c in ("tenant_id", "venue_id", "event_id", "category_id")),
+        "starts_at",
+        "ends_at",
+        "phase",
     )
     t = inp.tickets
     valid = inp.valid_scans["ticket_id"].implode()
@@ -229,9 +237,9 @@ def ticket_rows(inp: Inputs, now: datetime) -> pl.DataFrame:
         .filter(pl.col("status").is_in(SOLD_STATUSES))
         .select(
             pl.col("id").alias("ticket_id"),
-            "event_id",
-            "ticket_type_id",
-            pl.coalesce("user_id", "original_purchaser_id").alias("holder_id"),
+            pl.col("event_id").cast(pl.Categorical),
+            pl.col("ticket_type_id").cast(pl.Categorical),
+            pl.coalesce("user_id", "original_purchaser_id").cast(pl.Categorical).alias("holder_id"),
             (
                 pl.col("user_id").is_not_null()
                 & pl.col("original_purchaser_id").is_not_null()
@@ -284,9 +292,9 @@ def _profile(orders: pl.DataFrame) -> pl.DataFrame:
         .with_columns(_utc("recognized_at", orders.schema))
         .sort("recognized_at")
         .select(
-            "tenant_id",
-            "venue_id",
-            pl.col("user_id").alias("holder_id"),
+            pl.col("tenant_id").cast(pl.Categorical),
+            pl.col("venue_id").cast(pl.Categorical),
+            pl.col("user_id").cast(pl.Categorical).alias("holder_id"),
             "recognized_at",
             (pl.int_range(pl.len()) + 1)
             .over("tenant_id", "venue_id", "user_id")
@@ -323,7 +331,9 @@ def features(inp: Inputs, now: datetime) -> pl.DataFrame:
         .group_by("ticket_id")
         .agg(pl.min("completed_at").alias("resold_at"))
     )
-    types = inp.type_prices.unique("ticket_type_id", keep="first")
+    types = inp.type_prices.unique("ticket_type_id", keep="first").with_columns(
+        pl.col("ticket_type_id").cast(pl.Categorical)
+    )
     ev_max = (
         rows.select("event_id", "ticket_type_id")
         .unique()

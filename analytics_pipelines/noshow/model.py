@@ -123,7 +123,13 @@ def split_by_event_time(rows: pl.DataFrame, share: float) -> Split:
 
 def categories_of(rows: pl.DataFrame, k: int = TOP_CATEGORIES) -> list[str]:
     return (
-        rows["category_id"].drop_nulls().value_counts(sort=True).head(k)["category_id"].sort().to_list()
+        rows["category_id"]
+        .cast(pl.String)
+        .drop_nulls()
+        .value_counts(sort=True)
+        .head(k)["category_id"]
+        .sort()
+        .to_list()
         if rows.height
         else []
     )
@@ -135,6 +141,7 @@ def matrix(rows: pl.DataFrame, categories: list[str]) -> np.ndarray:
     codes = {c: i for i, c in enumerate(categories)}
     code = (
         rows["category_id"]
+        .cast(pl.String)
         .replace_strict(codes, default=len(categories), return_dtype=pl.Float64)
         .fill_null(float(len(categories)))
     )
@@ -222,7 +229,7 @@ def event_forecast(rows: pl.DataFrame, p: np.ndarray, column: str = "p") -> pl.D
     Poisson-binomial standard deviation and the 80 % interval in whole tickets."""
     mean, var = pl.col(column).sum(), (pl.col(column) * (1 - pl.col(column))).sum()
     return (
-        rows.select("tenant_id", "venue_id", "event_id", "starts_at")
+        rows.select(pl.col("tenant_id", "venue_id", "event_id").cast(pl.String), "starts_at")
         .with_columns(pl.Series(column, p, dtype=pl.Float64))
         .group_by("tenant_id", "venue_id", "event_id")
         .agg(
@@ -270,7 +277,10 @@ def decile_rows(y: np.ndarray, p: np.ndarray) -> list[tuple]:
 def event_rows(held: pl.DataFrame, p: np.ndarray) -> tuple[list[tuple], pl.DataFrame]:
     """Per held-out event, expected vs actual no-shows: (metric rows, the per-event frame)."""
     fc = event_forecast(held, p).join(
-        held.group_by("event_id").agg(pl.col("no_show").sum().cast(pl.Int64).alias("actual")), on="event_id"
+        held.group_by(pl.col("event_id").cast(pl.String)).agg(
+            pl.col("no_show").sum().cast(pl.Int64).alias("actual")
+        ),
+        on="event_id",
     )
     if fc.height == 0:
         return [], fc
