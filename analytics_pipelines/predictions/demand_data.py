@@ -241,8 +241,10 @@ def feature_rows(
         else grid.clear()
     )
     first_price = inp.series.select("ticket_type_id", pl.col("price_cents").alias("type_price"))
-    init = grid.group_by("ticket_type_id").agg(
-        pl.col("price_cents").drop_nulls().first().alias("first_price")
+    # the type's first price: the grid's price is filled forward and backward within a type, so the first
+    # day's (days_open 0) is its first recorded one (a scan, not a group-by over the whole grid per call)
+    init = grid.filter(pl.col("days_open") == 0).select(
+        "ticket_type_id", pl.col("price_cents").alias("first_price")
     )
     last = inp.series.select("ticket_type_id", "last_day")
     if keys is None:
