@@ -66,8 +66,8 @@ PRIOR_RATE, PRIOR_WEIGHT = 0.1, 3.0
 class Inputs:
     """What the features are computed from (read_inputs reads them from the warehouse)."""
 
-    #: stg_tickets: id, tenant_id, event_id, ticket_type_id, user_id, original_purchaser_id, price_cents,
-    #: status, purchased_at, transfer_count, currency
+    #: stg_tickets: id, event_id, ticket_type_id, user_id, original_purchaser_id, price_cents, status,
+    #: purchased_at, transfer_count, currency (TICKET_COLUMNS; a tenant_id column is not read)
     tickets: pl.DataFrame
     #: ticket ids with a scan whose result is one of ATTENDED_RESULTS (the holder came)
     valid_scans: pl.DataFrame
@@ -82,9 +82,10 @@ class Inputs:
     orders: pl.DataFrame
 
 
+#: what read_inputs reads of stg_tickets (not tenant_id: the event's is used; at `large` a UUID column of
+#: 10M rows is ~0.5 GB)
 TICKET_COLUMNS = [
     "id",
-    "tenant_id",
     "event_id",
     "ticket_type_id",
     "user_id",
@@ -190,27 +191,77 @@ def event_phases(events: pl.DataFrame, now: datetime) -> pl.DataFrame:
     )
 
 
+#: the columns of ticket_rows (and the first ones of features)
+ROW_COLUMNS = [
+    "ticket_id",
+    "tenant_id",
+    "venue_id",
+    "event_id",
+    "ticket_type_id",
+    "category_id",
+    "holder_id",
+    "transferred",
+    "price_cents",
+    "currency",
+    "purchased_at",
+    "transfer_count",
+    "starts_at",
+    "ends_at",
+    "phase",
+    "cutoff",
+    "no_show",
+]
+
+
 def ticket_rows(inp: Inputs, now: datetime) -> pl.DataFrame:
-    """One row per sold ticket of a known event: event columns, phase, cutoff, holder and (ended events)
-    the label `no_show` (no scan at all: ATTENDED_RESULTS)."""
+    """One row per sold ticket of a known event (in the tickets' order): the event's columns, phase, cutoff,
+    holder, whether it was transferred and (ended events) the label `no_show` (no scan at all:
+    ATTENDED_RESULTS). Only ROW_COLUMNS: the holder replaces user_id/original_purchaser_id, so at `large`
+    (10M tickets) two UUID columns and the statuses are not carried through every later step.
+
+    The repeated ids (tenant, venue, event, category, ticket type, holder) are pl.Categorical: every join,
+    group-by and as-of `by` on them hashes a 4-byte code instead of a 36-character UUID, and a column costs
+    4 bytes a row (at `large`: 67 CPU-s and 11.4 GB for the features with strings). The ticket id stays a
+    string (unique: nothing to share). Tables cast them back to strings (tables.PRED_SCHEMA...)."""
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    ev = event_phases(inp.events, now)
+    ev = event_phases(inp.events, now).select(
+        *(pl.col(c).cast(pl.Categorical) for c in ("tenant_id", "venue_id", "event_id", "category_id")),
+        "starts_at",
+        "ends_at",
+        "phase",
+    )
     t = inp.tickets
     valid = inp.valid_scans["ticket_id"].implode()
     return (
-        t.filter(pl.col("status").is_in(SOLD_STATUSES))
-        .with_columns(_utc("purchased_at", t.schema))
-        .drop("tenant_id")
-        .rename({"id": "ticket_id"})
-        .join(ev, on="event_id", how="inner")
+        t.lazy()
+        .filter(pl.col("status").is_in(SOLD_STATUSES))
+        .select(
+            pl.col("id").alias("ticket_id"),
+            pl.col("event_id").cast(pl.Categorical),
+            pl.col("ticket_type_id").cast(pl.Categorical),
+            pl.coalesce("user_id", "original_purchaser_id").cast(pl.Categorical).alias("holder_id"),
+            (
+                pl.col("user_id").is_not_null()
+                & pl.col("original_purchaser_id").is_not_null()
+                & (pl.col("user_id") != pl.col("original_purchaser_id"))
+            )
+            .cast(pl.Float64)
+            .alias("transferred"),
+            "price_cents",
+            "currency",
+            _utc("purchased_at", t.schema),
+            "transfer_count",
+        )
+        .join(ev.lazy(), on="event_id", how="inner", maintain_order="left")
         .with_columns(
-            pl.coalesce("user_id", "original_purchaser_id").alias("holder_id"),
             pl.min_horizontal(pl.col("starts_at"), pl.lit(now).dt.cast_time_unit("us")).alias("cutoff"),
             pl.when(pl.col("phase") == "ended")
             .then(~pl.col("ticket_id").is_in(valid))
             .otherwise(None)
             .alias("no_show"),
         )
+        .select(ROW_COLUMNS)
+        .collect()
     )
 
 
@@ -241,9 +292,9 @@ def _profile(orders: pl.DataFrame) -> pl.DataFrame:
         .with_columns(_utc("recognized_at", orders.schema))
         .sort("recognized_at")
         .select(
-            "tenant_id",
-            "venue_id",
-            pl.col("user_id").alias("holder_id"),
+            pl.col("tenant_id").cast(pl.Categorical),
+            pl.col("venue_id").cast(pl.Categorical),
+            pl.col("user_id").cast(pl.Categorical).alias("holder_id"),
             "recognized_at",
             (pl.int_range(pl.len()) + 1)
             .over("tenant_id", "venue_id", "user_id")
@@ -258,10 +309,21 @@ def _profile(orders: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _aligned(side: pl.DataFrame, height: int, what: str) -> pl.DataFrame:
+    if side.height != height:  # a left join on a unique key keeps every row once, in order
+        raise ValueError(f"no-show features: {what} changed the row count ({side.height} != {height})")
+    return side
+
+
 def features(inp: Inputs, now: datetime) -> pl.DataFrame:
-    """ticket_rows plus the model's features (NUMERIC, `category_id`) and the seed rule's probability.
-    Missing values stay NULL (the classifier handles them; no table stores them)."""
+    """ticket_rows plus the model's features (NUMERIC, `category_id`) and the seed rule's probability, in
+    ticket_rows' order. Missing values stay NULL (the classifier handles them; no table stores them).
+
+    Memory: every join and sort runs on a narrow frame of the keys it needs (the price look-ups, the resale
+    flag, the two as-of joins sorted by cutoff) whose result columns are put beside ticket_rows (hstack shares
+    the columns, nothing is copied); the wide per-ticket frame is never joined, sorted or copied."""
     rows = ticket_rows(inp, now)
+    n = rows.height
     hist = _history(rows)
     prof = _profile(inp.orders)
     resold = (
@@ -269,45 +331,74 @@ def features(inp: Inputs, now: datetime) -> pl.DataFrame:
         .group_by("ticket_id")
         .agg(pl.min("completed_at").alias("resold_at"))
     )
+    types = inp.type_prices.unique("ticket_type_id", keep="first").with_columns(
+        pl.col("ticket_type_id").cast(pl.Categorical)
+    )
     ev_max = (
         rows.select("event_id", "ticket_type_id")
         .unique()
-        .join(inp.type_prices, on="ticket_type_id", how="left")
+        .join(types, on="ticket_type_id", how="left")
         .group_by("event_id")
         .agg(pl.max("max_price_cents").alias("event_max_price_cents"))
     )
-    base = (
-        rows.with_row_index("_row")
-        .with_columns(  # the event's mean price of the tickets sold so far (all of them once it started)
-            pl.col("price_cents").cast(pl.Float64).mean().over("event_id").alias("event_mean_price_cents")
+    side = _aligned(
+        rows.select("ticket_id", "event_id", "ticket_type_id")
+        .join(types, on="ticket_type_id", how="left", maintain_order="left")
+        .join(ev_max, on="event_id", how="left", maintain_order="left")
+        .join(resold, on="ticket_id", how="left", maintain_order="left")
+        .select("type_currency", "min_price_cents", "max_price_cents", "event_max_price_cents", "resold_at"),
+        n,
+        "the price and resale look-ups",
+    )
+    asof = _aligned(
+        rows.select(
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
+            "tenant_id",
+            "venue_id",
+            "holder_id",
+            "cutoff",
         )
-        .join(inp.type_prices, on="ticket_type_id", how="left")
-        .join(ev_max, on="event_id", how="left")
-        .join(resold, on="ticket_id", how="left")
         .sort("cutoff")
+        .join_asof(
+            hist,
+            left_on="cutoff",
+            right_on="history_at",
+            by=["tenant_id", "holder_id"],
+            strategy="backward",
+            allow_exact_matches=False,
+            check_sortedness=False,
+        )
+        .join_asof(
+            prof,
+            left_on="cutoff",
+            right_on="recognized_at",
+            by=["tenant_id", "venue_id", "holder_id"],
+            strategy="backward",
+            allow_exact_matches=False,
+            check_sortedness=False,
+        )
+        .select(
+            "_row",
+            "prior_tickets",
+            "prior_no_shows",
+            "prior_events",
+            "recognized_at",
+            "seed_orders",
+            "seed_spent_cents",
+        )
+        .sort("_row")
+        .drop("_row"),
+        n,
+        "the as-of joins",
     )
-    base = base.join_asof(
-        hist,
-        left_on="cutoff",
-        right_on="history_at",
-        by=["tenant_id", "holder_id"],
-        strategy="backward",
-        allow_exact_matches=False,
-        check_sortedness=False,
-    ).join_asof(
-        prof,
-        left_on="cutoff",
-        right_on="recognized_at",
-        by=["tenant_id", "venue_id", "holder_id"],
-        strategy="backward",
-        allow_exact_matches=False,
-        check_sortedness=False,
-    )
+    base = rows.hstack(side.get_columns()).hstack(asof.get_columns())
     price = pl.col("price_cents").cast(pl.Float64)
     same_currency = pl.col("type_currency").is_null() | (pl.col("type_currency") == pl.col("currency"))
     span = (pl.col("max_price_cents") - pl.col("min_price_cents")).cast(pl.Float64)
     days_since = (pl.col("cutoff") - pl.col("recognized_at")).dt.total_microseconds() // DAY_US
     aov_dollars = pl.col("seed_spent_cents") / pl.col("seed_orders") / 100
+    # the event's mean price of the tickets sold so far (all of them once it started)
+    event_mean = price.mean().over("event_id")
     seed = (
         pl.when(pl.col("seed_orders").is_null())
         .then(SEED_BASE + SEED_WEATHER)
@@ -319,7 +410,20 @@ def features(inp: Inputs, now: datetime) -> pl.DataFrame:
         )
         .clip(upper_bound=1.0)
     )
-    out = base.with_columns(
+    return base.select(
+        "ticket_id",
+        "tenant_id",
+        "venue_id",
+        "event_id",
+        "ticket_type_id",
+        "category_id",
+        "holder_id",
+        "price_cents",
+        "starts_at",
+        "ends_at",
+        "phase",
+        "cutoff",
+        "no_show",
         ((pl.col("starts_at") - pl.col("purchased_at")).dt.total_seconds() / 86_400)
         .clip(lower_bound=0)
         .alias("lead_days"),
@@ -336,41 +440,26 @@ def features(inp: Inputs, now: datetime) -> pl.DataFrame:
         pl.when(same_currency & (pl.col("event_max_price_cents") > 0))
         .then(price / pl.col("event_max_price_cents"))
         .alias("price_vs_event_max"),
+        pl.when(same_currency & (price > 0) & (event_mean > 0))
+        .then((price / event_mean).log())
+        .alias("log_price_vs_event_mean"),
         (pl.col("resold_at") < pl.col("cutoff")).fill_null(False).cast(pl.Float64).alias("resold"),
-        (
-            pl.col("user_id").is_not_null()
-            & pl.col("original_purchaser_id").is_not_null()
-            & (pl.col("user_id") != pl.col("original_purchaser_id"))
-        )
-        .cast(pl.Float64)
-        .alias("transferred"),
+        "transferred",
         pl.col("transfer_count").fill_null(0).cast(pl.Float64),
         pl.len().over("event_id", "holder_id").cast(pl.Float64).alias("holder_event_tickets"),
-        pl.when(same_currency & (price > 0) & (pl.col("event_mean_price_cents") > 0))
-        .then((price / pl.col("event_mean_price_cents")).log())
-        .alias("log_price_vs_event_mean"),
-        (
-            (pl.col("prior_no_shows").fill_null(0) + PRIOR_WEIGHT * PRIOR_RATE)
-            / (pl.col("prior_tickets").fill_null(0) + PRIOR_WEIGHT)
-        ).alias("prior_no_show_rate_smoothed"),
         pl.col("prior_tickets").fill_null(0).cast(pl.Float64),
         pl.col("prior_no_shows").fill_null(0).cast(pl.Float64),
         pl.col("prior_events").fill_null(0).cast(pl.Float64),
         pl.when(pl.col("prior_tickets") > 0)
         .then(pl.col("prior_no_shows") / pl.col("prior_tickets"))
         .alias("prior_no_show_rate"),
+        (
+            (pl.col("prior_no_shows").fill_null(0) + PRIOR_WEIGHT * PRIOR_RATE)
+            / (pl.col("prior_tickets").fill_null(0) + PRIOR_WEIGHT)
+        ).alias("prior_no_show_rate_smoothed"),
         (pl.col("prior_tickets").fill_null(0) > 0).cast(pl.Float64).alias("has_history"),
         pl.col("starts_at").dt.weekday().cast(pl.Float64).alias("event_weekday"),
         days_since.alias("seed_days_since_last_purchase"),
         aov_dollars.alias("seed_avg_order_value"),
         seed.alias("seed_probability"),
-    )
-    return out.sort("_row").drop(
-        "_row",
-        "history_at",
-        "recognized_at",
-        "seed_spent_cents",
-        "resold_at",
-        "type_currency",
-        "event_mean_price_cents",
     )

@@ -57,6 +57,19 @@ INTERVAL_LEVEL = 0.8
 Z = 1.2815515655446004  # the standard normal's 90 % quantile: an 80 % central interval
 SEED_THRESHOLD = 0.3  # the seed recommends actions above 0.3
 FEATURES = [*NUMERIC, "category_code"]
+#: the columns of a labelled ticket the evaluation and the fit read (features.features has more)
+ROW_COLUMNS = [
+    "tenant_id",
+    "venue_id",
+    "event_id",
+    "category_id",
+    "starts_at",
+    "ends_at",
+    "phase",
+    "no_show",
+    "seed_probability",
+    *NUMERIC,
+]
 
 
 class NotEnoughData(ValueError):
@@ -70,11 +83,12 @@ class Split:
     cutoff: datetime | None
 
 
-def split_by_event_time(rows: pl.DataFrame, share: float) -> Split:
-    """The latest events holding `share` of the rows (whole events, ordered by start) vs the events that
-    ended before the first of them started. Rows of an event overlapping that moment are in neither."""
+def _event_split(rows: pl.DataFrame, share: float) -> tuple[pl.Series, pl.Series, datetime | None]:
+    """(early event ids, late event ids, cutoff) of split_by_event_time, from the three event columns only
+    (no row of `rows` is copied)."""
     ev = (
-        rows.group_by("event_id")
+        rows.select("event_id", "starts_at", "ends_at")
+        .group_by("event_id")
         .agg(pl.first("starts_at"), pl.first("ends_at"), pl.len().alias("n"))
         .sort("starts_at", "event_id")
         .with_columns((pl.col("n").cum_sum() - pl.col("n")).alias("before"))
@@ -82,19 +96,40 @@ def split_by_event_time(rows: pl.DataFrame, share: float) -> Split:
     total = int(ev["n"].sum() or 0)
     late_ev = ev.filter(pl.col("before") >= (1 - share) * total)
     if late_ev.height == 0 or late_ev.height == ev.height:
-        return Split(rows, rows.clear(), None)
+        return ev["event_id"], ev["event_id"].clear(), None
     cutoff = late_ev["starts_at"].min()
-    early_ev = ev.filter(pl.col("ends_at") < cutoff)
-    return Split(
-        rows.join(early_ev.select("event_id"), on="event_id", how="semi"),
-        rows.join(late_ev.select("event_id"), on="event_id", how="semi"),
-        cutoff,
-    )
+    return ev.filter(pl.col("ends_at") < cutoff)["event_id"], late_ev["event_id"], cutoff
+
+
+def _of_events(rows: pl.DataFrame, events: pl.Series, cap: int | None = None, seed: int = 20261206):
+    """The rows of `events` in their order; with `cap`, a deterministic sample of at most `cap` of them
+    (sorted positions drawn by a fixed seed) gathered without materializing the others."""
+    idx = rows.select(pl.col("event_id").is_in(events.implode()).arg_true())
+    idx = idx.to_series()
+    if cap is not None and len(idx) > cap:
+        keep = np.sort(np.random.default_rng(seed).choice(len(idx), cap, replace=False))
+        idx = idx.gather(keep)
+    return rows[idx]
+
+
+def split_by_event_time(rows: pl.DataFrame, share: float) -> Split:
+    """The latest events holding `share` of the rows (whole events, ordered by start) vs the events that
+    ended before the first of them started. Rows of an event overlapping that moment are in neither."""
+    early, late, cutoff = _event_split(rows, share)
+    if cutoff is None:
+        return Split(rows, rows.clear(), None)
+    return Split(_of_events(rows, early), _of_events(rows, late), cutoff)
 
 
 def categories_of(rows: pl.DataFrame, k: int = TOP_CATEGORIES) -> list[str]:
     return (
-        rows["category_id"].drop_nulls().value_counts(sort=True).head(k)["category_id"].sort().to_list()
+        rows["category_id"]
+        .cast(pl.String)
+        .drop_nulls()
+        .value_counts(sort=True)
+        .head(k)["category_id"]
+        .sort()
+        .to_list()
         if rows.height
         else []
     )
@@ -106,6 +141,7 @@ def matrix(rows: pl.DataFrame, categories: list[str]) -> np.ndarray:
     codes = {c: i for i, c in enumerate(categories)}
     code = (
         rows["category_id"]
+        .cast(pl.String)
         .replace_strict(codes, default=len(categories), return_dtype=pl.Float64)
         .fill_null(float(len(categories)))
     )
@@ -121,13 +157,6 @@ def _viable(y: np.ndarray, rows: int = MIN_FIT_ROWS, positives: int = MIN_FIT_PO
     return len(y) >= rows and min(int(y.sum()), len(y) - int(y.sum())) >= positives
 
 
-def _sample(rows: pl.DataFrame, cap: int, seed: int = 20261206) -> pl.DataFrame:
-    if rows.height <= cap:
-        return rows
-    keep = np.sort(np.random.default_rng(seed).choice(rows.height, cap, replace=False))
-    return rows[pl.Series(keep)]
-
-
 @dataclass
 class Fitted:
     model: CalibratedClassifierCV
@@ -137,9 +166,8 @@ class Fitted:
     calibration_rows: int
     threshold: float
     fit_cutoff: datetime | None
-    #: the fitted rows' predictions (in-sample figures)
+    #: the fitted rows (their in-sample figures are computed by the evaluation only)
     fit_frame: pl.DataFrame = field(repr=False, default_factory=pl.DataFrame)
-    fit_p: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
 
     def predict(self, rows: pl.DataFrame) -> np.ndarray:
         """Calibrated probabilities. One thread: the booster's OpenMP threads spin-wait on a shared machine
@@ -151,10 +179,19 @@ class Fitted:
         return np.clip(p, 0.0, 1.0)
 
 
-def fit(rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS) -> Fitted:
-    """The booster on the older events of `rows`, calibrated on the latest CALIBRATION_SHARE of them."""
-    split = split_by_event_time(rows, CALIBRATION_SHARE)
-    older, newer = _sample(split.early, max_rows), _sample(split.late, max_rows)
+def fit(rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS, events: pl.Series | None = None) -> Fitted:
+    """The booster on the older events of `rows` (only those of `events` when given), calibrated on the
+    latest CALIBRATION_SHARE of them; each side a deterministic sample of at most `max_rows` tickets, drawn
+    without copying the others (at `large`, millions of labelled tickets)."""
+    within = (
+        rows
+        if events is None
+        else rows.select("event_id", "starts_at", "ends_at").filter(
+            pl.col("event_id").is_in(events.implode())
+        )
+    )
+    early, late, cutoff = _event_split(within, CALIBRATION_SHARE)
+    older, newer = _of_events(rows, early, max_rows), _of_events(rows, late, max_rows)
     y_old, y_new = _labels(older), _labels(newer)
     if not _viable(y_old) or not _viable(y_new, MIN_FIT_ROWS // 2, MIN_FIT_POSITIVES // 2):
         raise NotEnoughData(
@@ -182,17 +219,8 @@ def fit(rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS) -> Fitted:
         )
         model = CalibratedClassifierCV(FrozenEstimator(booster), method=method).fit(x_new, y_new)
         p_new = model.predict_proba(x_new)[:, 1]
-        p_old = model.predict_proba(x_old)[:, 1]
     return Fitted(
-        model,
-        categories,
-        method,
-        len(y_old),
-        len(y_new),
-        best_f1_threshold(y_new, p_new),
-        split.cutoff,
-        older,
-        p_old,
+        model, categories, method, len(y_old), len(y_new), best_f1_threshold(y_new, p_new), cutoff, older
     )
 
 
@@ -201,7 +229,7 @@ def event_forecast(rows: pl.DataFrame, p: np.ndarray, column: str = "p") -> pl.D
     Poisson-binomial standard deviation and the 80 % interval in whole tickets."""
     mean, var = pl.col(column).sum(), (pl.col(column) * (1 - pl.col(column))).sum()
     return (
-        rows.select("tenant_id", "venue_id", "event_id", "starts_at")
+        rows.select(pl.col("tenant_id", "venue_id", "event_id").cast(pl.String), "starts_at")
         .with_columns(pl.Series(column, p, dtype=pl.Float64))
         .group_by("tenant_id", "venue_id", "event_id")
         .agg(
@@ -249,7 +277,10 @@ def decile_rows(y: np.ndarray, p: np.ndarray) -> list[tuple]:
 def event_rows(held: pl.DataFrame, p: np.ndarray) -> tuple[list[tuple], pl.DataFrame]:
     """Per held-out event, expected vs actual no-shows: (metric rows, the per-event frame)."""
     fc = event_forecast(held, p).join(
-        held.group_by("event_id").agg(pl.col("no_show").sum().cast(pl.Int64).alias("actual")), on="event_id"
+        held.group_by(pl.col("event_id").cast(pl.String)).agg(
+            pl.col("no_show").sum().cast(pl.Int64).alias("actual")
+        ),
+        on="event_id",
     )
     if fc.height == 0:
         return [], fc
@@ -286,23 +317,24 @@ class Evaluation:
 
 def evaluate_out_of_time(labelled: pl.DataFrame, as_of, max_rows: int = MAX_TRAIN_ROWS) -> Evaluation:
     """Fit on the older events, score the held-out latest ones; the model and the seed rule side by side."""
-    split = split_by_event_time(labelled, HOLDOUT_SHARE)
-    held = split.late
+    early, late, cutoff = _event_split(labelled, HOLDOUT_SHARE)
+    held = _of_events(labelled, late)
     y = _labels(held)
-    if split.cutoff is None or len(y) == 0 or y.min() == y.max():
+    if cutoff is None or len(y) == 0 or y.min() == y.max():
         raise NotEnoughData(
             f"no out-of-time holdout with both outcomes: {held.height} held-out tickets of "
             f"{labelled.height} labelled"
         )
-    fitted = fit(split.early, max_rows)
+    fitted = fit(labelled, max_rows, events=early)
     p = fitted.predict(held)
     seed = held["seed_probability"].to_numpy()
-    cutoff_day = split.cutoff.date()
+    cutoff_day = cutoff.date()
+    fit_p = fitted.predict(fitted.fit_frame)
     parts = []
     for model_name, yy, pp, thr, ev in (
         (model_label(fitted), y, p, fitted.threshold, "out_of_time"),
         (SEED_MODEL, y, seed, SEED_THRESHOLD + 1e-9, "out_of_time"),
-        (model_label(fitted), _labels(fitted.fit_frame), fitted.fit_p, fitted.threshold, "in_sample"),
+        (model_label(fitted), _labels(fitted.fit_frame), fit_p, fitted.threshold, "in_sample"),
         (
             SEED_MODEL,
             _labels(fitted.fit_frame),
@@ -327,7 +359,7 @@ def evaluate_out_of_time(labelled: pl.DataFrame, as_of, max_rows: int = MAX_TRAI
         float(roc_auc_score(y, seed)),
         len(y),
         int(y.sum()),
-        split.cutoff,
+        cutoff,
         events,
         fitted,
     )

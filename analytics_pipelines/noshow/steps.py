@@ -21,7 +21,7 @@ from analytics_pipelines.models import versions as V
 from analytics_pipelines.noshow import model as M
 from analytics_pipelines.noshow import tables as T
 from analytics_pipelines.noshow.features import features, read_inputs
-from analytics_pipelines.registry.context import BuildContext, Built, md_table
+from analytics_pipelines.registry.context import BuildContext, Built, StageClock, md_table
 
 FAMILY = "no_show"
 
@@ -30,19 +30,20 @@ def no_show_model(ctx: BuildContext) -> Built:
     """Features as of the run's clock, the out-of-time evaluation and gate, the refitted model saved as
     <data dir>/models/no_show/<version>.joblib, and the four tables."""
     wh, s = ctx.wh, ctx.settings
+    clock = StageClock()
     now = data_clock(wh, ctx.now)
     inp = read_inputs(wh)
+    clock.lap("read")
     feats = features(inp, now)
+    clock.lap("features")
+    events = inp.events
+    del inp  # the raw tickets, scans and orders (at `large`, GBs) are not needed past the features
     out = T.build(
-        feats,
-        inp.events,
-        now,
-        s.no_show_min_auc,
-        s.no_show_min_holdout_tickets,
-        s.no_show_min_holdout_no_shows,
+        feats, events, now, s.no_show_min_auc, s.no_show_min_holdout_tickets, s.no_show_min_holdout_no_shows
     )
+    clock.lap("evaluate, fit and predict")
     frames = dict(out.frames)
-    extras: dict = {"gate": out.gate, "not_trained": out.not_trained, "events": inp.events, "now": now}
+    extras: dict = {"gate": out.gate, "not_trained": out.not_trained, "events": events, "now": now}
     meta = dict(out.metadata)
     already: tuple[str, ...] = ()
     if out.gate is not None and out.gate.passed is False:
@@ -52,7 +53,7 @@ def no_show_model(ctx: BuildContext) -> Built:
             already = T.PUBLISHED
             meta["published"] = "previous predictions kept (model refused)"
         else:
-            frames.update(T.refused_frames(inp.events, feats, now, out.gate.reason))
+            frames.update(T.refused_frames(events, feats, now, out.gate.reason))
             meta["published"] = "none (model refused, no previous predictions)"
         ctx.log.warning(f"no-show model refused: {out.gate.reason}")
     elif out.model_bytes is not None:
@@ -89,6 +90,7 @@ def no_show_model(ctx: BuildContext) -> Built:
             "tickets_predicted": frames[T.PRED].height,
             "events_forecast": frames[T.FORECAST].height,
             "events_with_reason": frames[T.REASONS].height,
+            "stage_seconds": clock.summary(),
             **meta,
         },
         data_version=(out.sha256 or "")[:16] or None,

@@ -127,7 +127,9 @@ def reasons(
 ) -> pl.DataFrame:
     """Every event that has not ended (or has no end) and is not in `predicted` (event_id), with why."""
     ev = event_phases(events, now)
-    counts = tickets.group_by("event_id").agg(pl.len().cast(pl.Int64).alias("tickets"))
+    counts = tickets.group_by(pl.col("event_id").cast(pl.String)).agg(
+        pl.len().cast(pl.Int64).alias("tickets")
+    )
     open_ = ev.filter(pl.col("ends_at").is_null() | (pl.col("ends_at") >= now)).join(
         predicted.select("event_id"), on="event_id", how="anti"
     )
@@ -191,7 +193,11 @@ def build(
     tickets. The frames are what a passing (or unjudgeable) model publishes; the caller keeps the previous
     predictions when the gate refuses the model."""
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    labelled = feats.filter(pl.col("phase") == "ended")
+    # the model reads only these columns of the labelled tickets (at `large`, millions of rows: the ids of
+    # the tickets, types and holders are not copied)
+    labelled = feats.select([c for c in feats.columns if c in M.ROW_COLUMNS]).filter(
+        pl.col("phase") == "ended"
+    )
     upcoming = feats.filter(pl.col("phase") == "upcoming")
     try:
         ev = M.evaluate_out_of_time(labelled, now.date(), max_rows)

@@ -231,9 +231,20 @@ def feature_rows(
     (else NULL: a forecast row). State at T (sales through T, price on T) comes from the grid. `keys`
     (ticket_type_id, origin, horizon_day): only those rows (a training sample), the others never built."""
     state = grid.filter(pl.col("day").is_in(origins)).rename({"day": "origin"})
+    # the days any row can look up (its origin's last week, its target day): the grid's other days are never
+    # joined, and at `large` a test or forecast origin needs ~5 % of a grid of millions of rows
+    near = (
+        grid.filter(
+            pl.col("day").is_between(min(origins) - timedelta(days=7), max(origins) + timedelta(days=horizon))
+        )
+        if origins
+        else grid.clear()
+    )
     first_price = inp.series.select("ticket_type_id", pl.col("price_cents").alias("type_price"))
-    init = grid.group_by("ticket_type_id").agg(
-        pl.col("price_cents").drop_nulls().first().alias("first_price")
+    # the type's first price: the grid's price is filled forward and backward within a type, so the first
+    # day's (days_open 0) is its first recorded one (a scan, not a group-by over the whole grid per call)
+    init = grid.filter(pl.col("days_open") == 0).select(
+        "ticket_type_id", pl.col("price_cents").alias("first_price")
     )
     last = inp.series.select("ticket_type_id", "last_day")
     if keys is None:
@@ -277,7 +288,7 @@ def feature_rows(
     )
     # the same weekday in the last observed week (the seasonal-naive forecast is built from it)
     lag_day = pl.col("origin") - pl.duration(days=6 - ((pl.col("horizon_day") - 1) % 7))
-    week = grid.select(
+    week = near.select(
         "ticket_type_id", pl.col("day").alias("lag_day"), pl.col("tickets").alias("same_weekday_last_week")
     )
     rows = rows.with_columns(lag_day.alias("lag_day")).join(
@@ -308,7 +319,7 @@ def feature_rows(
         pl.col("same_weekday_last_week").fill_null(0),
         *[_code_expr(SOURCE_OF[c], codes[c]).alias(c) for c in CATEGORICAL],
     )
-    target = grid.select("ticket_type_id", "day", pl.col("tickets").alias("target"))
+    target = near.select("ticket_type_id", "day", pl.col("tickets").alias("target"))
     out = rows.drop("tickets").join(target, on=["ticket_type_id", "day"], how="left")
     if observed_through is not None:
         out = out.with_columns(

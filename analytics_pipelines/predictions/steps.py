@@ -22,7 +22,7 @@ from analytics_pipelines.predictions import backtest as BT
 from analytics_pipelines.predictions import demand_data as D
 from analytics_pipelines.predictions import demand_model as M
 from analytics_pipelines.predictions import forecast as F
-from analytics_pipelines.registry.context import BuildContext, Built, md_table
+from analytics_pipelines.registry.context import BuildContext, Built, StageClock, md_table
 
 FORECAST, REASONS, PERFORMANCE = "demand_forecast", "demand_forecast_reasons", "demand_model_performance"
 VERSIONS = "demand_model_versions"
@@ -101,30 +101,39 @@ def _history(ctx: BuildContext) -> pl.DataFrame | None:
     )
 
 
-def run(inp: D.DemandInputs, through: date, days: int, now: datetime) -> BT.DemandRun:
+def run(
+    inp: D.DemandInputs, through: date, days: int, now: datetime, clock: StageClock | None = None
+) -> BT.DemandRun:
     """Backtest, gate, final fit and forecast, as plain data (tests call this without a warehouse)."""
+    clock = clock or StageClock()
     grid = D.daily_grid(inp, through)
     codes = D.category_codes(inp.series)
     reasons = F.reasons(inp, grid, through)
     horizon = min(days, BT.MAX_TRAIN_HORIZON)
     keys = BT.all_training_keys(inp, grid, through, horizon)  # every fit's training rows, one pass
+    clock.lap("grid and keys")
     bt = BT.backtest(inp, grid, through, codes, keys=keys)  # raises NotEnoughHistory
+    clock.lap("backtest")
     train = BT._training(inp, grid, codes, through, horizon, keys)
     model = M.fit(train)
+    clock.lap("final fit")
     version, blob = BT.version_of(model, through)
     fc = F.forecast_rows(inp, grid, through, days, codes, model, reasons, version, now)
+    clock.lap("forecast")
     return BT.DemandRun(fc, reasons, bt, version, now, through, (train["day"].min(), through), blob)
 
 
 def demand_forecast(ctx: BuildContext) -> Built:
     wh = ctx.wh
     days = ctx.settings.demand_forecast_days
+    clock = StageClock()
     inp = D.read_inputs(wh)
+    clock.lap("read")
     last = inp.sales["day"].max()
     through = min(last, ctx.now.date()) if last is not None else ctx.now.date()
     now = ctx.now.astimezone(UTC).replace(microsecond=0)
     try:
-        result = run(inp, through, days, now)
+        result = run(inp, through, days, now, clock)
     except BT.NotEnoughHistory as exc:
         ctx.log.warning(f"no demand model: {exc}")
         grid = D.daily_grid(inp, through)
@@ -189,6 +198,7 @@ def demand_forecast(ctx: BuildContext) -> Built:
             "versions_recorded": frames[VERSIONS].height,
             "as_of": through.isoformat(),
             "horizon_days": days,
+            "stage_seconds": clock.summary(),
             "passed_gate": passed,
             "forecast_rows": result.forecast.height,
             "series_forecast": result.forecast["ticket_type_id"].n_unique() if result.forecast.height else 0,

@@ -22,6 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse, stats
 
+#: fit_elasticities keeps its Hessian factorization (a chord Newton step) while each step is at most this share
+#: of the previous one, and refactorizes otherwise
+REFACTOR_RATIO = 0.25
+
 
 @dataclass
 class Fit:
@@ -366,9 +370,15 @@ def fit_elasticities(
     if init_beta is not None:
         theta[:n_groups] = np.where(np.isfinite(init_beta), init_beta, 0.0)
     if init_deltas is not None:
-        for idx, d in zip(col_of, init_deltas, strict=False):
+        for f, idx, d in zip(factors, col_of, init_deltas, strict=False):
             m = min(idx.size, d.size)
-            ref = d[np.flatnonzero(idx[:m] < 0)[0]] if (idx[:m] < 0).any() else 0.0
+            # this fit's reference level (coefficient 0) is its factor's first level with sales (_design);
+            # the start is the other fit's levels relative to it. (The first level without a column was
+            # used before: a level without sales here sat ahead of the reference in a cross-fitting fold,
+            # its -30 shifted every start by ~30 and the fold needed ~15 damped Newton steps.)
+            with_sales = np.flatnonzero(np.bincount(f, weights=y, minlength=idx.size) > 0)
+            ref_level = int(with_sales[0]) if with_sales.size else -1
+            ref = d[ref_level] if 0 <= ref_level < m else 0.0
             on = idx[:m] >= 0
             theta[idx[:m][on]] = d[:m][on] - ref
     fe_sum = sparse.csr_matrix((np.ones(fe.size), (fe, np.arange(fe.size))), shape=(n_fe, fe.size))
@@ -393,7 +403,7 @@ def fit_elasticities(
         theta += step
         if big < tol:
             break
-        if big > 0.25 * last:
+        if big > REFACTOR_RATIO * last:
             factor = None
         last = big
     deltas = []

@@ -101,7 +101,9 @@ def price_elasticity(ctx: BuildContext) -> Built:
     perf = ev.cross_fit(panel, full, kw, first, last)
     clock.lap("cross_fit")
     ok, verdict = ev.beats_baseline(perf)
-    table = pl.concat([full.table, estimate(panel, "category_venue", groups=groups, warm=full, **kw).table])
+    table = pl.concat(
+        [full.table, estimate(panel, "category_venue", groups=groups, warm=full, controls=full, **kw).table]
+    )
     clock.lap("category_venue_fit")
     kept_previous = False
     if ok is False and "price_elasticity" in wh.tables():
