@@ -255,21 +255,33 @@ AUDIT_DAYS_SCHEMA = {
 _LEDGER_FIGURES = ["rows_in", "rows_out", "rows_rejected", "rows_repaired"]
 
 
-def source_rows_by_day(
-    source: SourceDB, table: str, landing: bool, first: str | None = None, last: str | None = None
-) -> pl.DataFrame:
-    """Source rows per partition day (UTC), one GROUP BY in the source: (day, n); only the days
-    first..last (the partition window, as ingest_raw_facts extracts it) when given."""
-    expr = source.partition_expr(table, landing)
+def source_counts(
+    source: SourceDB, landing: bool, windows: dict[str, list[tuple[str, str]]]
+) -> tuple[dict[str, int], dict[str, pl.DataFrame]]:
+    """In ONE source query (one connection): every table's row count, and for each fact table of `windows`
+    its rows per partition day over those (first, last) windows only: ({table: n}, {table: (day, n)})."""
     text = "text" if source.dialect == "postgres" else "VARCHAR"
-    day = f"substr(CAST({expr} AS {text}), 1, 10)"
-    where, params = "TRUE", []
-    if first is not None:
-        end = date.fromisoformat(last or first) + timedelta(days=1)
-        where, params = source.window_predicate(table, landing, date.fromisoformat(first), end)
-    return source.query(
-        f"SELECT {day} AS day, count(*) AS n FROM {table} WHERE {where} GROUP BY 1", params
-    ).cast({"day": pl.String, "n": pl.Int64})
+    parts = [
+        f"SELECT CAST('{t}' AS {text}) AS t, CAST(NULL AS {text}) AS day, count(*) AS n FROM {t}"
+        for t in contract.tables()
+    ]
+    params: list = []
+    for t, spans in windows.items():
+        day = f"substr(CAST({source.partition_expr(t, landing)} AS {text}), 1, 10)"
+        for first, last in spans:
+            end = date.fromisoformat(last) + timedelta(days=1)
+            where, p = source.window_predicate(t, landing, date.fromisoformat(first), end)
+            parts.append(
+                f"SELECT CAST('{t}' AS {text}) AS t, {day} AS day, count(*) AS n FROM {t} WHERE {where} GROUP BY 2"
+            )
+            params += p
+    got = source.query(" UNION ALL ".join(parts), params).cast(
+        {"t": pl.String, "day": pl.String, "n": pl.Int64}
+    )
+    totals = dict(got.filter(pl.col("day").is_null()).select("t", "n").iter_rows())
+    days = got.filter(pl.col("day").is_not_null())
+    by_day = {t: days.filter(pl.col("t") == t).select("day", "n") for t in windows}
+    return {t: int(n) for t, n in totals.items()}, by_day
 
 
 def _rows_per_partition(
@@ -296,17 +308,22 @@ def _contiguous(days: list[str]) -> list[tuple[str, str]]:
 
 
 def audit_days(
-    source: SourceDB, warehouse: Warehouse, table: str, days: list[str], ledger: pl.DataFrame, landing: bool
+    warehouse: Warehouse,
+    table: str,
+    days: list[str],
+    ledger: pl.DataFrame,
+    source_by_day: pl.DataFrame,
+    have: set[str],
 ) -> pl.DataFrame:
-    """The audit rows (AUDIT_DAYS_SCHEMA) of `days` of one fact table: the source's rows of those days (a
-    GROUP BY over each window of consecutive days, not the whole table), the raw and staged rows of those
-    partitions (their files only) and the ledger's figures."""
-    have = set(warehouse.tables())
-    src, raw, stg = [], [], []
+    """The audit rows (AUDIT_DAYS_SCHEMA) of `days` of one fact table: the source's rows of those days
+    (`source_by_day`, from source_counts: a GROUP BY over the windows of those days, not the whole table),
+    the raw and staged rows of those partitions (their files only) and the ledger's figures."""
+    src, raw, stg = [source_by_day], [], []
     for first, last in _contiguous(days):
-        src.append(source_rows_by_day(source, table, landing, first, last))
         raw.append(_rows_per_partition(warehouse, raw_table(table), first, last, have))
         stg.append(_rows_per_partition(warehouse, stg_table(table), first, last, have))
+    empty = pl.DataFrame(schema={"day": pl.String, "n": pl.Int64})
+    raw, stg = raw or [empty], stg or [empty]
     led = ledger.filter(pl.col("source_table") == table).select(
         pl.col("partition").alias("day"), *[pl.col(c).cast(pl.Int64) for c in _LEDGER_FIGURES]
     )
@@ -324,20 +341,24 @@ def audit_days(
 
 
 def days_to_audit(
-    table: str, run_days: list[str] | None, ledger: pl.DataFrame, audited: pl.DataFrame
-) -> list[str]:
-    """The run's days, plus every ingested day whose audit row is missing or whose ledger figures changed
-    since it was counted (another run re-staged it), plus the audited days not ingested yet (cheap, rare).
-    `run_days` None: every ingested day (a full recount)."""
-    led = ledger.filter((pl.col("source_table") == table) & (pl.col("partition") != UNPLACEABLE)).select(
-        pl.col("partition").alias("day"), *[pl.col(c).cast(pl.Int64) for c in _LEDGER_FIGURES]
+    run_days: list[str] | None, ledger: pl.DataFrame, audited: pl.DataFrame
+) -> dict[str, list[str]]:
+    """Per fact table, the days to recount: the run's days, plus every ingested day whose audit row is
+    missing or whose ledger figures changed since it was counted (another run re-staged it), plus the
+    audited days not ingested yet (cheap, rare). `run_days` None: every ingested day (a full recount)."""
+    led = ledger.filter(pl.col("partition") != UNPLACEABLE).select(
+        "source_table", pl.col("partition").alias("day"), *[pl.col(c).cast(pl.Int64) for c in _LEDGER_FIGURES]
     )
     if run_days is None:
-        return sorted(led["day"].to_list())
-    mine = audited.filter(pl.col("source_table") == table)
-    stale = led.join(mine.filter("ingested"), on=["day", *_LEDGER_FIGURES], how="anti")["day"].to_list()
-    pending = mine.filter(~pl.col("ingested"))["day"].to_list()
-    return sorted(set(run_days) | set(stale) | set(pending))
+        extra, base = led.select("source_table", "day"), []
+    else:
+        stale = led.join(
+            audited.filter("ingested"), on=["source_table", "day", *_LEDGER_FIGURES], how="anti"
+        ).select("source_table", "day")
+        pending = audited.filter(~pl.col("ingested")).select("source_table", "day")
+        extra, base = pl.concat([stale, pending]), run_days
+    listed = dict(extra.group_by("source_table").agg("day").iter_rows())
+    return {t: sorted(set(base) | set(listed.get(t, []))) for t in contract.fact_tables()}
 
 
 def audit(source: SourceDB, warehouse: Warehouse, run_days: list[str] | None = None) -> pl.DataFrame:
@@ -360,16 +381,20 @@ def audit(source: SourceDB, warehouse: Warehouse, run_days: list[str] | None = N
         if AUDIT_DAYS_TABLE in have and run_days is not None
         else pl.DataFrame(schema=AUDIT_DAYS_SCHEMA)
     )
+    redo = days_to_audit(run_days, ledger, previous)
+    empty_ledger, empty_days = ledger.clear(), previous.clear()
+    ledgers = ledger.partition_by("source_table", as_dict=True)
+    audited = previous.partition_by("source_table", as_dict=True)
+    totals, by_day = source_counts(source, landing, {t: _contiguous(d) for t, d in redo.items()})
     keep, fresh, rows = [], [], []
     for table in contract.tables():
         spec = contract.table(table)
-        led = ledger.filter(pl.col("source_table") == table)
+        led = ledgers.get((table,), empty_ledger)
         unplaceable = int(led.filter(pl.col("partition") == UNPLACEABLE)["rows_in"].sum())
-        source_rows = source.count(table)
+        source_rows = totals[table]
         if spec.partitioned:
-            redo = days_to_audit(table, run_days, ledger, previous)
-            new = audit_days(source, warehouse, table, redo, ledger, landing)
-            old = previous.filter((pl.col("source_table") == table) & ~pl.col("day").is_in(redo))
+            new = audit_days(warehouse, table, redo[table], led, by_day[table], have)
+            old = audited.get((table,), empty_days).filter(~pl.col("day").is_in(redo[table]))
             keep.append(old)
             fresh.append(new)
             days = pl.concat([old, new])
