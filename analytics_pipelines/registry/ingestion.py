@@ -94,7 +94,25 @@ def tables() -> tuple[Table, ...]:
             no_tenant_reason="row counts per source table, no tenant's data",
             grain="one row per source table",
             description="Per source table: rows in the source, raw, staging, rejected and repaired, and whether "
-            "every source row is accounted for.",
+            "every source row is accounted for. A run recounts only its own days (source rows of those days, "
+            "their raw and staged partitions), the days whose ledger changed since they were counted, and the "
+            "dimensions; the other days keep their rows in `ingestion_audit_days`, so one new day does not "
+            "re-read all history while the summary still covers the whole source. A day whose source rows "
+            "change later is re-run, and with it re-audited, by the source-change sensor "
+            "(automation/source_changes.py); a run without partitions recounts every day.",
+        ),
+        Table(
+            name="ingestion_audit_days",
+            group="staging",
+            owner=OWNER,
+            factory="none",
+            keys=("source_table", "day"),
+            tenant_column=None,
+            no_tenant_reason="row counts per fact table and day",
+            grain="one row per fact table and ingested day",
+            description="The audit per fact table and day: source rows of the day, raw and staged rows of its "
+            "partition, and the ledger's rows_in / rows_out / rows_rejected / rows_repaired when it was "
+            "counted. Written by `ingestion_audit`, which recounts only the days of its run.",
         ),
         Table(
             name="quarantine",

@@ -1,0 +1,117 @@
+"""The staging invariants, re-derived from the warehouse tables for the partitions one run wrote.
+
+A daily run stages one partition; re-checking the whole staged table (and its parents) for it re-read all
+history on every new day. These functions read only the run's partitions (Warehouse.read_partitions, which
+reads only their files) and touch the rest of the table, or a parent, through one key column in a
+semi-join (the run's distinct keys sent as a list parameter), never a group-by of the whole table:
+
+- unique key: no duplicate inside the run's partitions, and none of the run's keys in another partition.
+  With every earlier run's check passed, this keeps the key unique over the whole table;
+- not-null key: the run's partitions;
+- foreign keys: the run's rows against the parents' keys (rows of other days were checked by their runs;
+  a parent re-staged later is checked when its children's days are re-run).
+
+Unpartitioned (snapshot) tables are replaced whole by every run: the run's rows are the table.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from analytics_pipelines.source import contract
+from analytics_pipelines.staging import ingestion
+from analytics_pipelines.staging.normalize import PARTITION
+from analytics_pipelines.warehouse import Warehouse
+
+
+def run_rows(wh: Warehouse, table: str, parts: list[str], columns: list[str]) -> pl.DataFrame:
+    """`columns` of the staged rows of the run's partitions (the whole table for a snapshot table)."""
+    stg = ingestion.stg_table(table)
+    if not contract.table(table).partitioned:
+        return wh.read_table(stg, columns=columns)
+    rows = wh.read_partitions(stg, PARTITION, min(parts), max(parts), columns=[*columns, PARTITION])
+    return rows.filter(pl.col(PARTITION).cast(pl.String).is_in(parts)).select(columns)
+
+
+def _text(wh: Warehouse) -> str:
+    return "text" if wh.kind == "postgres" else "VARCHAR"
+
+
+def _values(wh: Warehouse) -> str:
+    """A one-column relation `v` of the given values, as SQL over one list parameter."""
+    return f"(SELECT unnest(CAST(%s AS {_text(wh)}[])) AS v)"
+
+
+def keys_elsewhere(wh: Warehouse, table: str, parts: list[str], keys: list[str]) -> int:
+    """How many rows of the partitions outside `parts` carry one of `keys` (a semi-join on the key column)."""
+    spec = contract.table(table)
+    if not keys or not spec.partitioned:
+        return 0
+    t = _text(wh)
+    return int(
+        wh.read(
+            f"SELECT count(*) AS n FROM {ingestion.stg_table(table)} s "
+            f"WHERE CAST(s.{PARTITION} AS {t}) NOT IN (SELECT v FROM {_values(wh)} p) "
+            f"AND CAST(s.{spec.key} AS {t}) IN (SELECT v FROM {_values(wh)} k)",
+            [parts, keys],
+        )["n"][0]
+    )
+
+
+def missing_in_parent(wh: Warehouse, parent: str, values: list[str]) -> list[str]:
+    """The values with no row of stg_<parent> whose id equals them."""
+    if not values:
+        return []
+    t = _text(wh)
+    got = wh.read(
+        f"SELECT k.v FROM {_values(wh)} k WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {ingestion.stg_table(parent)} p WHERE CAST(p.id AS {t}) = k.v)",
+        [values],
+    )
+    return got["v"].cast(pl.String).to_list()
+
+
+#: above this many distinct values a semi-join's list parameter costs more than it saves (a long backfill,
+#: a full refresh): the check then runs over the whole table, as a whole-table check (same verdict)
+SEMI_JOIN_LIMIT = 200_000
+
+
+def _whole_duplicates(wh: Warehouse, table: str) -> int:
+    key = contract.table(table).key
+    return int(
+        wh.read(f"SELECT count({key}) - count(DISTINCT {key}) AS n FROM {ingestion.stg_table(table)}")["n"][0]
+    )
+
+
+def _whole_unresolved(wh: Warehouse, table: str, col: str, parent: str) -> int:
+    return int(
+        wh.read(
+            f"SELECT count(*) AS n FROM {ingestion.stg_table(table)} c WHERE c.{col} IS NULL OR NOT EXISTS "
+            f"(SELECT 1 FROM {ingestion.stg_table(parent)} p WHERE p.id = c.{col})"
+        )["n"][0]
+    )
+
+
+def key_checks(wh: Warehouse, table: str, parts: list[str]) -> dict[str, int]:
+    """{'duplicate_keys', 'null_keys', 'unresolved_<column>' per reference}: all zero when the run's
+    partitions keep the staging invariants (see the module's docstring). A run with more than
+    SEMI_JOIN_LIMIT distinct keys (or references) is checked over the whole table instead."""
+    spec = contract.table(table)
+    rows = run_rows(wh, table, parts, [spec.key, *spec.references])
+    rows = rows.with_columns(pl.all().cast(pl.String))
+    key = rows[spec.key].drop_nulls()
+    distinct = key.unique()
+    if distinct.len() > SEMI_JOIN_LIMIT:
+        dup = _whole_duplicates(wh, table)
+    else:
+        dup = (key.len() - distinct.len()) + keys_elsewhere(wh, table, parts, distinct.to_list())
+    out = {"duplicate_keys": dup, "null_keys": int(rows[spec.key].null_count())}
+    for col, parent in spec.references.items():
+        refs = rows[col]
+        values = refs.drop_nulls().unique()
+        if values.len() > SEMI_JOIN_LIMIT:
+            out[f"unresolved_{col}"] = _whole_unresolved(wh, table, col, parent)
+            continue
+        missing = missing_in_parent(wh, parent, values.to_list())
+        out[f"unresolved_{col}"] = int(refs.null_count()) + int(refs.is_in(missing).sum())
+    return out
