@@ -70,6 +70,12 @@ ROW_COLUMNS = [
     "seed_probability",
     *NUMERIC,
 ]
+#: optional columns of the features when they describe only the rows the model uses (describe_plan):
+#: `event_tickets` (the event's labelled tickets, all of them: the event splits weigh events by it) and
+#: `fit_sample` (the ticket is in the uniform hash sample the fits draw from)
+PLAN_COLUMNS = ["event_tickets", "fit_sample"]
+#: margin of the hash sample over the smallest fitted part's cap (the evaluation's calibration part)
+SAMPLE_MARGIN = 1.25
 
 
 class NotEnoughData(ValueError):
@@ -86,10 +92,16 @@ class Split:
 def _event_split(rows: pl.DataFrame, share: float) -> tuple[pl.Series, pl.Series, datetime | None]:
     """(early event ids, late event ids, cutoff) of split_by_event_time, from the three event columns only
     (no row of `rows` is copied)."""
+    count = pl.first("event_tickets") if "event_tickets" in rows.columns else pl.len()
     ev = (
-        rows.select("event_id", "starts_at", "ends_at")
+        rows.select(
+            "event_id",
+            "starts_at",
+            "ends_at",
+            *(["event_tickets"] if "event_tickets" in rows.columns else []),
+        )
         .group_by("event_id")
-        .agg(pl.first("starts_at"), pl.first("ends_at"), pl.len().alias("n"))
+        .agg(pl.first("starts_at"), pl.first("ends_at"), count.cast(pl.Int64).alias("n"))
         .sort("starts_at", "event_id")
         .with_columns((pl.col("n").cum_sum() - pl.col("n")).alias("before"))
     )
@@ -101,15 +113,54 @@ def _event_split(rows: pl.DataFrame, share: float) -> tuple[pl.Series, pl.Series
     return ev.filter(pl.col("ends_at") < cutoff)["event_id"], late_ev["event_id"], cutoff
 
 
-def _of_events(rows: pl.DataFrame, events: pl.Series, cap: int | None = None, seed: int = 20261206):
+def _of_events(
+    rows: pl.DataFrame, events: pl.Series, cap: int | None = None, seed: int = 20261206, sampled: bool = False
+):
     """The rows of `events` in their order; with `cap`, a deterministic sample of at most `cap` of them
-    (sorted positions drawn by a fixed seed) gathered without materializing the others."""
-    idx = rows.select(pl.col("event_id").is_in(events.implode()).arg_true())
+    (sorted positions drawn by a fixed seed) gathered without materializing the others. `sampled`: only the
+    rows of the hash sample (`fit_sample`, when the features carry it)."""
+    which = pl.col("event_id").is_in(events.implode())
+    if sampled and "fit_sample" in rows.columns:
+        which = which & pl.col("fit_sample")
+    idx = rows.select(which.arg_true())
     idx = idx.to_series()
     if cap is not None and len(idx) > cap:
         keep = np.sort(np.random.default_rng(seed).choice(len(idx), cap, replace=False))
         idx = idx.gather(keep)
     return rows[idx]
+
+
+def describe_plan(rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS) -> tuple[pl.Series, pl.Series]:
+    """Which tickets the features must describe, and the fits' sample (features.features' `plan`).
+
+    `rows`: ticket_id, event_id, starts_at, ends_at, phase and event_tickets (the event's labelled tickets)
+    of every ticket. Returns (describe, fit_sample), two boolean Series in `rows`' order:
+    - fit_sample: a labelled ticket whose hash of its id falls under a rate chosen so that the smallest part a
+      fit draws (the evaluation's calibration events: CALIBRATION_SHARE of the older 1 - HOLDOUT_SHARE of
+      the tickets) still holds SAMPLE_MARGIN x max_rows of them; rate 1 (every ticket) when the labelled
+      tickets are few. Uniform over the events and deterministic (the same ticket is in or out whatever the
+      other rows: a subset-stable sample);
+    - describe: every ticket not labelled (upcoming and the other phases: the predictions and the reasons
+      read them), every ticket of the held-out events (the out-of-time evaluation scores them all), and the
+      fit sample. The fits then draw their capped samples from the fit sample only."""
+    labelled = rows.filter(pl.col("phase") == "ended")
+    n = labelled.height
+    smallest = CALIBRATION_SHARE * (1 - HOLDOUT_SHARE) * n
+    rate = 1.0 if smallest <= 0 else min(1.0, SAMPLE_MARGIN * max_rows / smallest)
+    _, late, _ = _event_split(
+        labelled.select("event_id", "starts_at", "ends_at", "event_tickets"), HOLDOUT_SHARE
+    )
+    ended = pl.col("phase") == "ended"
+    if rate >= 1.0:
+        sample = ended
+    else:
+        bound = int(rate * 2**32)
+        sample = ended & ((pl.col("ticket_id").hash(20261206) % (2**32)) < bound)
+    out = rows.select(
+        (~ended | pl.col("event_id").is_in(late.implode()) | sample).alias("describe"),
+        sample.alias("fit_sample"),
+    )
+    return out["describe"], out["fit_sample"]
 
 
 def split_by_event_time(rows: pl.DataFrame, share: float) -> Split:
@@ -186,12 +237,16 @@ def fit(rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS, events: pl.Series | 
     within = (
         rows
         if events is None
-        else rows.select("event_id", "starts_at", "ends_at").filter(
-            pl.col("event_id").is_in(events.implode())
-        )
+        else rows.select(
+            "event_id",
+            "starts_at",
+            "ends_at",
+            *(["event_tickets"] if "event_tickets" in rows.columns else []),
+        ).filter(pl.col("event_id").is_in(events.implode()))
     )
     early, late, cutoff = _event_split(within, CALIBRATION_SHARE)
-    older, newer = _of_events(rows, early, max_rows), _of_events(rows, late, max_rows)
+    older = _of_events(rows, early, max_rows, sampled=True)
+    newer = _of_events(rows, late, max_rows, sampled=True)
     y_old, y_new = _labels(older), _labels(newer)
     if not _viable(y_old) or not _viable(y_new, MIN_FIT_ROWS // 2, MIN_FIT_POSITIVES // 2):
         raise NotEnoughData(

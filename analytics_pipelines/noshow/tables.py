@@ -195,7 +195,7 @@ def build(
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     # the model reads only these columns of the labelled tickets (at `large`, millions of rows: the ids of
     # the tickets, types and holders are not copied)
-    labelled = feats.select([c for c in feats.columns if c in M.ROW_COLUMNS]).filter(
+    labelled = feats.select([c for c in feats.columns if c in M.ROW_COLUMNS or c in M.PLAN_COLUMNS]).filter(
         pl.col("phase") == "ended"
     )
     upcoming = feats.filter(pl.col("phase") == "upcoming")
