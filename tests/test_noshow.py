@@ -509,13 +509,23 @@ def test_the_fits_draw_only_from_the_plan_sample_and_split_by_every_ticket():
         pl.len().over("event_id").alias("event_tickets"),
         pl.int_range(pl.len()).cast(pl.String).alias("ticket_id"),
     )
-    describe, sample = M.describe_plan(df, max_rows=1000)
-    rate = sample.mean()
+    plan = M.describe_plan(df, max_rows=1000)
+    rate = plan["fit_sample"].mean()
     assert 0.1 < rate < 0.2  # 1.25 x 1000 / (0.25 x 0.8 x 40,000) = 0.156
-    part = df.with_columns(sample.alias("fit_sample")).filter(describe)
+    assert plan["holdout_sample"].sum() == 8_000  # 80 held-out events of 100 tickets, all under the cap
+    part = df.hstack(plan.get_columns()).filter(pl.col("describe")).drop("describe")
     ev_full = M.evaluate_out_of_time(df.drop("ticket_id"), date(2026, 1, 1), max_rows=1000)
     ev_part = M.evaluate_out_of_time(part.drop("ticket_id"), date(2026, 1, 1), max_rows=1000)
     # the same out-of-time split (weighed by every ticket), every held-out ticket scored
     assert ev_part.cutoff == ev_full.cutoff and ev_part.holdout_rows == ev_full.holdout_rows
     assert ev_part.fitted.fit_frame["fit_sample"].all()
     assert ev_part.fitted.fit_rows <= 1000 and ev_part.model_auc > 0.7
+    # held-out events capped: a sample of whole events, the same fitted model
+    capped = M.describe_plan(df, max_rows=1000, max_holdout_rows=3_000)
+    held = df.hstack(capped.get_columns()).filter(pl.col("holdout_sample"))
+    assert 1_500 < held.height < 5_000 and held.group_by("event_id").len()["len"].min() == 100
+    part = df.hstack(capped.get_columns()).filter(pl.col("describe")).drop("describe")
+    ev_cap = M.evaluate_out_of_time(part.drop("ticket_id"), date(2026, 1, 1), max_rows=1000)
+    assert ev_cap.holdout_rows == held.height and ev_cap.cutoff == ev_full.cutoff
+    assert ev_cap.events.height == held["event_id"].n_unique()
+    assert ev_cap.fitted.fit_rows == ev_part.fitted.fit_rows

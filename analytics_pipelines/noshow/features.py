@@ -317,8 +317,9 @@ def _aligned(side: pl.DataFrame, height: int, what: str) -> pl.DataFrame:
 
 
 #: features' `plan`: from ticket_id, event_id, starts_at, ends_at, phase and event_tickets of every ticket,
-#: (describe, fit_sample) boolean Series (model.describe_plan)
-Plan = Callable[[pl.DataFrame], tuple[pl.Series, pl.Series]]
+#: a frame of boolean columns in their order: `describe` and the samples to carry (model.describe_plan:
+#: fit_sample, holdout_sample)
+Plan = Callable[[pl.DataFrame], pl.DataFrame]
 
 
 def features(inp: Inputs, now: datetime, plan: Plan | None = None) -> pl.DataFrame:
@@ -332,7 +333,8 @@ def features(inp: Inputs, now: datetime, plan: Plan | None = None) -> pl.DataFra
     `plan` (model.describe_plan): describe only the tickets it selects. What depends on other tickets (the
     holders' histories, the event's mean price, the holder's tickets of the event) is computed over every
     ticket first, so a described ticket's features are the same as without a plan; two columns are added:
-    `event_tickets` (the event's labelled tickets, all of them) and `fit_sample` (the plan's sample)."""
+    `event_tickets` (the event's labelled tickets, all of them) and the plan's sample columns (fit_sample,
+    holdout_sample)."""
     rows = ticket_rows(inp, now)
     hist = _history(rows)
     # the features over other tickets of the event: computed on every ticket before any is left out
@@ -340,7 +342,7 @@ def features(inp: Inputs, now: datetime, plan: Plan | None = None) -> pl.DataFra
         pl.col("price_cents").cast(pl.Float64).mean().over("event_id").alias("_event_mean_price"),
         pl.len().over("event_id", "holder_id").cast(pl.Float64).alias("_holder_event_tickets"),
     )
-    planned = plan is not None
+    planned, carried = plan is not None, []
     if planned:
         rows = rows.with_columns(
             pl.when(pl.col("phase") == "ended")
@@ -348,10 +350,9 @@ def features(inp: Inputs, now: datetime, plan: Plan | None = None) -> pl.DataFra
             .cast(pl.Int64)
             .alias("event_tickets")
         )
-        describe, fit_sample = plan(
-            rows.select("ticket_id", "event_id", "starts_at", "ends_at", "phase", "event_tickets")
-        )
-        rows = rows.with_columns(fit_sample.alias("fit_sample")).filter(describe)
+        chosen = plan(rows.select("ticket_id", "event_id", "starts_at", "ends_at", "phase", "event_tickets"))
+        carried = [c for c in chosen.columns if c != "describe"]
+        rows = rows.hstack(chosen.get_columns()).filter(pl.col("describe")).drop("describe")
     n = rows.height
     prof = _profile(inp.orders)
     resold = (
@@ -490,5 +491,5 @@ def features(inp: Inputs, now: datetime, plan: Plan | None = None) -> pl.DataFra
         days_since.alias("seed_days_since_last_purchase"),
         aov_dollars.alias("seed_avg_order_value"),
         seed.alias("seed_probability"),
-        *([pl.col("event_tickets"), pl.col("fit_sample")] if planned else []),
+        *(["event_tickets", *carried] if planned else []),
     )

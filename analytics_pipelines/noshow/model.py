@@ -73,7 +73,12 @@ ROW_COLUMNS = [
 #: optional columns of the features when they describe only the rows the model uses (describe_plan):
 #: `event_tickets` (the event's labelled tickets, all of them: the event splits weigh events by it) and
 #: `fit_sample` (the ticket is in the uniform hash sample the fits draw from)
-PLAN_COLUMNS = ["event_tickets", "fit_sample"]
+#: and `holdout_sample` (the ticket's held-out event is in the evaluated sample of held-out events)
+PLAN_COLUMNS = ["event_tickets", "fit_sample", "holdout_sample"]
+#: the out-of-time evaluation scores a hash sample of the held-out events of about this many tickets (at
+#: `large` 1.9M held-out tickets: their features and predictions were ~20 CPU-s; AUC's standard error on
+#: 400k tickets is ~0.001)
+MAX_HOLDOUT_ROWS = 400_000
 #: margin of the hash sample over the smallest fitted part's cap (the evaluation's calibration part)
 SAMPLE_MARGIN = 1.25
 
@@ -130,19 +135,33 @@ def _of_events(
     return rows[idx]
 
 
-def describe_plan(rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS) -> tuple[pl.Series, pl.Series]:
-    """Which tickets the features must describe, and the fits' sample (features.features' `plan`).
+def _hash_under(col: pl.Expr, rate: float, seed: int) -> pl.Expr:
+    """True for a deterministic share `rate` of the values (a hash of the value: subset-stable)."""
+    if rate >= 1.0:
+        return pl.lit(True)
+    return (col.hash(seed) % (2**32)) < int(rate * 2**32)
+
+
+def describe_plan(
+    rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS, max_holdout_rows: int = MAX_HOLDOUT_ROWS
+) -> pl.DataFrame:
+    """Which tickets the features must describe, the fits' sample and the held-out sample
+    (features.features' `plan`).
 
     `rows`: ticket_id, event_id, starts_at, ends_at, phase and event_tickets (the event's labelled tickets)
-    of every ticket. Returns (describe, fit_sample), two boolean Series in `rows`' order:
+    of every ticket. Returns three boolean columns in `rows`' order:
     - fit_sample: a labelled ticket whose hash of its id falls under a rate chosen so that the smallest part a
       fit draws (the evaluation's calibration events: CALIBRATION_SHARE of the older 1 - HOLDOUT_SHARE of
       the tickets) still holds SAMPLE_MARGIN x max_rows of them; rate 1 (every ticket) when the labelled
       tickets are few. Uniform over the events and deterministic (the same ticket is in or out whatever the
       other rows: a subset-stable sample);
+    - holdout_sample: a ticket of a held-out event (the latest HOLDOUT_SHARE of the labelled tickets, whole
+      events) chosen by a hash of its event id, at a rate that keeps about `max_holdout_rows` held-out
+      tickets (every held-out event when they are fewer): the out-of-time evaluation scores these whole
+      events;
     - describe: every ticket not labelled (upcoming and the other phases: the predictions and the reasons
-      read them), every ticket of the held-out events (the out-of-time evaluation scores them all), and the
-      fit sample. The fits then draw their capped samples from the fit sample only."""
+      read them), the held-out sample and the fit sample. The fits draw their capped samples from the fit
+      sample only."""
     labelled = rows.filter(pl.col("phase") == "ended")
     n = labelled.height
     smallest = CALIBRATION_SHARE * (1 - HOLDOUT_SHARE) * n
@@ -150,17 +169,18 @@ def describe_plan(rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS) -> tuple[p
     _, late, _ = _event_split(
         labelled.select("event_id", "starts_at", "ends_at", "event_tickets"), HOLDOUT_SHARE
     )
+    held_total = int(labelled.filter(pl.col("event_id").is_in(late.implode())).height)
+    held_rate = 1.0 if held_total <= max_holdout_rows else max_holdout_rows / held_total
     ended = pl.col("phase") == "ended"
-    if rate >= 1.0:
-        sample = ended
-    else:
-        bound = int(rate * 2**32)
-        sample = ended & ((pl.col("ticket_id").hash(20261206) % (2**32)) < bound)
-    out = rows.select(
-        (~ended | pl.col("event_id").is_in(late.implode()) | sample).alias("describe"),
-        sample.alias("fit_sample"),
+    sample = ended & _hash_under(pl.col("ticket_id").cast(pl.String), rate, 20261206)
+    held = (
+        ended
+        & pl.col("event_id").is_in(late.implode())
+        & _hash_under(pl.col("event_id").cast(pl.String), held_rate, 20261207)
     )
-    return out["describe"], out["fit_sample"]
+    return rows.select(
+        (~ended | held | sample).alias("describe"), sample.alias("fit_sample"), held.alias("holdout_sample")
+    )
 
 
 def split_by_event_time(rows: pl.DataFrame, share: float) -> Split:
@@ -373,6 +393,9 @@ class Evaluation:
 def evaluate_out_of_time(labelled: pl.DataFrame, as_of, max_rows: int = MAX_TRAIN_ROWS) -> Evaluation:
     """Fit on the older events, score the held-out latest ones; the model and the seed rule side by side."""
     early, late, cutoff = _event_split(labelled, HOLDOUT_SHARE)
+    if "holdout_sample" in labelled.columns:  # the plan's sample of the held-out events (describe_plan)
+        chosen = labelled.filter(pl.col("holdout_sample"))["event_id"].unique()
+        late = late.filter(late.is_in(chosen.implode()))
     held = _of_events(labelled, late)
     y = _labels(held)
     if cutoff is None or len(y) == 0 or y.min() == y.max():
