@@ -514,6 +514,10 @@ def test_the_fits_draw_only_from_the_plan_sample_and_split_by_every_ticket():
     assert 0.1 < rate < 0.2  # 1.25 x 1000 / (0.25 x 0.8 x 40,000) = 0.156
     assert plan["holdout_sample"].sum() == 8_000  # 80 held-out events of 100 tickets, all under the cap
     part = df.hstack(plan.get_columns()).filter(pl.col("describe")).drop("describe")
+    # every event weighs in the splits, even with (almost) no sampled ticket
+    sparse = M.describe_plan(df, max_rows=5)
+    assert sparse["fit_sample"].sum() < 200
+    assert df.filter(sparse["describe"])["event_id"].n_unique() == df["event_id"].n_unique()
     ev_full = M.evaluate_out_of_time(df.drop("ticket_id"), date(2026, 1, 1), max_rows=1000)
     ev_part = M.evaluate_out_of_time(part.drop("ticket_id"), date(2026, 1, 1), max_rows=1000)
     # the same out-of-time split (weighed by every ticket), every held-out ticket scored

@@ -160,7 +160,8 @@ def describe_plan(
       tickets (every held-out event when they are fewer): the out-of-time evaluation scores these whole
       events;
     - describe: every ticket not labelled (upcoming and the other phases: the predictions and the reasons
-      read them), the held-out sample and the fit sample. The fits draw their capped samples from the fit
+      read them), the held-out sample, the fit sample and the first ticket of every labelled event (so that
+      every event, even one without a sampled ticket, weighs in the event splits by its event_tickets). The fits draw their capped samples from the fit
       sample only."""
     labelled = rows.filter(pl.col("phase") == "ended")
     n = labelled.height
@@ -179,7 +180,10 @@ def describe_plan(
         & _hash_under(pl.col("event_id").cast(pl.String), held_rate, 20261207)
     )
     return rows.select(
-        (~ended | held | sample).alias("describe"), sample.alias("fit_sample"), held.alias("holdout_sample")
+        # one ticket of every labelled event at least: the event splits weigh every event by event_tickets
+        (~ended | held | sample | (ended & pl.col("event_id").is_first_distinct())).alias("describe"),
+        sample.alias("fit_sample"),
+        held.alias("holdout_sample"),
     )
 
 
