@@ -53,7 +53,8 @@ def main() -> int:
 
         base = build_definitions(default_registry(), Settings.from_env())
         adhoc = dg.define_asset_job(
-            "bench_models_job", selection=dg.AssetSelection.assets(*args.assets.split(","))
+            "bench_models_job",
+            selection=dg.AssetSelection.assets(*args.assets.split(",")).required_multi_asset_neighbors(),
         )
         defs = dg.Definitions.merge(base, dg.Definitions(jobs=[adhoc]))
         jobs = ["bench_models_job"]

@@ -477,3 +477,59 @@ def test_the_model_never_labels_events_that_ended_after_the_data(tmp_path):
     assert data_clock(wh, wall) == datetime(2026, 11, 1, tzinfo=UTC)
     early = datetime(2026, 10, 31, 12, tzinfo=UTC)
     assert data_clock(wh, early) == early  # a clock pinned inside the data wins
+
+
+def test_a_plan_describes_only_the_used_tickets_with_the_same_features():
+    """features(plan=...) leaves tickets out (held-out events, the hash sample and every ticket not ended
+    are kept) without changing a described ticket's features: histories, the event's mean price and the
+    holder's tickets of the event are computed over every ticket."""
+    more = [*TICKETS, *((f"k1x{i}", "e1", f"h{i}", 1000 + 10 * i, "2026-07-01T10:00:00") for i in range(40))]
+    inp = _inputs(EVENTS, more, valid=["k2w", "k1x3"], resales=[("k2", "2026-09-10T20:00:00")], orders=ORDERS)
+    full = F.features(inp, NOW)
+    plan = lambda rows: M.describe_plan(rows, max_rows=2)  # noqa: E731  a rate well below 1
+    part = F.features(inp, NOW, plan=plan)
+    assert 0 < part.height < full.height
+    assert set(part.filter(pl.col("phase") != "ended")["ticket_id"]) == set(
+        full.filter(pl.col("phase") != "ended")["ticket_id"]
+    )
+    assert part.filter(pl.col("phase") == "ended")["fit_sample"].any()
+    # e1's tickets: 41 labelled, whatever is described
+    assert set(part.filter(pl.col("event_id").cast(pl.String) == "e1")["event_tickets"]) <= {41}
+    cols = ["ticket_id", *F.NUMERIC, "seed_probability", "no_show"]
+    same = full.select(cols).join(part.select("ticket_id"), on="ticket_id", how="semi").sort("ticket_id")
+    assert part.select(cols).sort("ticket_id").equals(same)
+    # a subset-stable sample: the same tickets sampled when the others change
+    again = F.features(inp, NOW, plan=plan)
+    assert again["ticket_id"].to_list() == part["ticket_id"].to_list()
+
+
+def test_the_fits_draw_only_from_the_plan_sample_and_split_by_every_ticket():
+    df, _ = _synthetic()
+    df = df.with_columns(
+        pl.len().over("event_id").alias("event_tickets"),
+        pl.int_range(pl.len()).cast(pl.String).alias("ticket_id"),
+    )
+    plan = M.describe_plan(df, max_rows=1000)
+    rate = plan["fit_sample"].mean()
+    assert 0.1 < rate < 0.2  # 1.25 x 1000 / (0.25 x 0.8 x 40,000) = 0.156
+    assert plan["holdout_sample"].sum() == 8_000  # 80 held-out events of 100 tickets, all under the cap
+    part = df.hstack(plan.get_columns()).filter(pl.col("describe")).drop("describe")
+    # every event weighs in the splits, even with (almost) no sampled ticket
+    sparse = M.describe_plan(df, max_rows=5)
+    assert sparse["fit_sample"].sum() < 200
+    assert df.filter(sparse["describe"])["event_id"].n_unique() == df["event_id"].n_unique()
+    ev_full = M.evaluate_out_of_time(df.drop("ticket_id"), date(2026, 1, 1), max_rows=1000)
+    ev_part = M.evaluate_out_of_time(part.drop("ticket_id"), date(2026, 1, 1), max_rows=1000)
+    # the same out-of-time split (weighed by every ticket), every held-out ticket scored
+    assert ev_part.cutoff == ev_full.cutoff and ev_part.holdout_rows == ev_full.holdout_rows
+    assert ev_part.fitted.fit_frame["fit_sample"].all()
+    assert ev_part.fitted.fit_rows <= 1000 and ev_part.model_auc > 0.7
+    # held-out events capped: a sample of whole events, the same fitted model
+    capped = M.describe_plan(df, max_rows=1000, max_holdout_rows=3_000)
+    held = df.hstack(capped.get_columns()).filter(pl.col("holdout_sample"))
+    assert 1_500 < held.height < 5_000 and held.group_by("event_id").len()["len"].min() == 100
+    part = df.hstack(capped.get_columns()).filter(pl.col("describe")).drop("describe")
+    ev_cap = M.evaluate_out_of_time(part.drop("ticket_id"), date(2026, 1, 1), max_rows=1000)
+    assert ev_cap.holdout_rows == held.height and ev_cap.cutoff == ev_full.cutoff
+    assert ev_cap.events.height == held["event_id"].n_unique()
+    assert ev_cap.fitted.fit_rows == ev_part.fitted.fit_rows

@@ -20,6 +20,7 @@ Python.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -315,16 +316,44 @@ def _aligned(side: pl.DataFrame, height: int, what: str) -> pl.DataFrame:
     return side
 
 
-def features(inp: Inputs, now: datetime) -> pl.DataFrame:
+#: features' `plan`: from ticket_id, event_id, starts_at, ends_at, phase and event_tickets of every ticket,
+#: a frame of boolean columns in their order: `describe` and the samples to carry (model.describe_plan:
+#: fit_sample, holdout_sample)
+Plan = Callable[[pl.DataFrame], pl.DataFrame]
+
+
+def features(inp: Inputs, now: datetime, plan: Plan | None = None) -> pl.DataFrame:
     """ticket_rows plus the model's features (NUMERIC, `category_id`) and the seed rule's probability, in
     ticket_rows' order. Missing values stay NULL (the classifier handles them; no table stores them).
 
     Memory: every join and sort runs on a narrow frame of the keys it needs (the price look-ups, the resale
     flag, the two as-of joins sorted by cutoff) whose result columns are put beside ticket_rows (hstack shares
-    the columns, nothing is copied); the wide per-ticket frame is never joined, sorted or copied."""
+    the columns, nothing is copied); the wide per-ticket frame is never joined, sorted or copied.
+
+    `plan` (model.describe_plan): describe only the tickets it selects. What depends on other tickets (the
+    holders' histories, the event's mean price, the holder's tickets of the event) is computed over every
+    ticket first, so a described ticket's features are the same as without a plan; two columns are added:
+    `event_tickets` (the event's labelled tickets, all of them) and the plan's sample columns (fit_sample,
+    holdout_sample)."""
     rows = ticket_rows(inp, now)
-    n = rows.height
     hist = _history(rows)
+    # the features over other tickets of the event: computed on every ticket before any is left out
+    rows = rows.with_columns(
+        pl.col("price_cents").cast(pl.Float64).mean().over("event_id").alias("_event_mean_price"),
+        pl.len().over("event_id", "holder_id").cast(pl.Float64).alias("_holder_event_tickets"),
+    )
+    planned, carried = plan is not None, []
+    if planned:
+        rows = rows.with_columns(
+            pl.when(pl.col("phase") == "ended")
+            .then(pl.len().over("event_id"))
+            .cast(pl.Int64)
+            .alias("event_tickets")
+        )
+        chosen = plan(rows.select("ticket_id", "event_id", "starts_at", "ends_at", "phase", "event_tickets"))
+        carried = [c for c in chosen.columns if c != "describe"]
+        rows = rows.hstack(chosen.get_columns()).filter(pl.col("describe")).drop("describe")
+    n = rows.height
     prof = _profile(inp.orders)
     resold = (
         inp.resales.with_columns(_utc("completed_at", inp.resales.schema))
@@ -398,7 +427,7 @@ def features(inp: Inputs, now: datetime) -> pl.DataFrame:
     days_since = (pl.col("cutoff") - pl.col("recognized_at")).dt.total_microseconds() // DAY_US
     aov_dollars = pl.col("seed_spent_cents") / pl.col("seed_orders") / 100
     # the event's mean price of the tickets sold so far (all of them once it started)
-    event_mean = price.mean().over("event_id")
+    event_mean = pl.col("_event_mean_price")
     seed = (
         pl.when(pl.col("seed_orders").is_null())
         .then(SEED_BASE + SEED_WEATHER)
@@ -446,7 +475,7 @@ def features(inp: Inputs, now: datetime) -> pl.DataFrame:
         (pl.col("resold_at") < pl.col("cutoff")).fill_null(False).cast(pl.Float64).alias("resold"),
         "transferred",
         pl.col("transfer_count").fill_null(0).cast(pl.Float64),
-        pl.len().over("event_id", "holder_id").cast(pl.Float64).alias("holder_event_tickets"),
+        pl.col("_holder_event_tickets").alias("holder_event_tickets"),
         pl.col("prior_tickets").fill_null(0).cast(pl.Float64),
         pl.col("prior_no_shows").fill_null(0).cast(pl.Float64),
         pl.col("prior_events").fill_null(0).cast(pl.Float64),
@@ -462,4 +491,5 @@ def features(inp: Inputs, now: datetime) -> pl.DataFrame:
         days_since.alias("seed_days_since_last_purchase"),
         aov_dollars.alias("seed_avg_order_value"),
         seed.alias("seed_probability"),
+        *(["event_tickets", *carried] if planned else []),
     )

@@ -70,6 +70,17 @@ ROW_COLUMNS = [
     "seed_probability",
     *NUMERIC,
 ]
+#: optional columns of the features when they describe only the rows the model uses (describe_plan):
+#: `event_tickets` (the event's labelled tickets, all of them: the event splits weigh events by it) and
+#: `fit_sample` (the ticket is in the uniform hash sample the fits draw from)
+#: and `holdout_sample` (the ticket's held-out event is in the evaluated sample of held-out events)
+PLAN_COLUMNS = ["event_tickets", "fit_sample", "holdout_sample"]
+#: the out-of-time evaluation scores a hash sample of the held-out events of about this many tickets (at
+#: `large` 1.9M held-out tickets: their features and predictions were ~20 CPU-s; AUC's standard error on
+#: 400k tickets is ~0.001)
+MAX_HOLDOUT_ROWS = 400_000
+#: margin of the hash sample over the smallest fitted part's cap (the evaluation's calibration part)
+SAMPLE_MARGIN = 1.25
 
 
 class NotEnoughData(ValueError):
@@ -86,10 +97,16 @@ class Split:
 def _event_split(rows: pl.DataFrame, share: float) -> tuple[pl.Series, pl.Series, datetime | None]:
     """(early event ids, late event ids, cutoff) of split_by_event_time, from the three event columns only
     (no row of `rows` is copied)."""
+    count = pl.first("event_tickets") if "event_tickets" in rows.columns else pl.len()
     ev = (
-        rows.select("event_id", "starts_at", "ends_at")
+        rows.select(
+            "event_id",
+            "starts_at",
+            "ends_at",
+            *(["event_tickets"] if "event_tickets" in rows.columns else []),
+        )
         .group_by("event_id")
-        .agg(pl.first("starts_at"), pl.first("ends_at"), pl.len().alias("n"))
+        .agg(pl.first("starts_at"), pl.first("ends_at"), count.cast(pl.Int64).alias("n"))
         .sort("starts_at", "event_id")
         .with_columns((pl.col("n").cum_sum() - pl.col("n")).alias("before"))
     )
@@ -101,15 +118,73 @@ def _event_split(rows: pl.DataFrame, share: float) -> tuple[pl.Series, pl.Series
     return ev.filter(pl.col("ends_at") < cutoff)["event_id"], late_ev["event_id"], cutoff
 
 
-def _of_events(rows: pl.DataFrame, events: pl.Series, cap: int | None = None, seed: int = 20261206):
+def _of_events(
+    rows: pl.DataFrame, events: pl.Series, cap: int | None = None, seed: int = 20261206, sampled: bool = False
+):
     """The rows of `events` in their order; with `cap`, a deterministic sample of at most `cap` of them
-    (sorted positions drawn by a fixed seed) gathered without materializing the others."""
-    idx = rows.select(pl.col("event_id").is_in(events.implode()).arg_true())
+    (sorted positions drawn by a fixed seed) gathered without materializing the others. `sampled`: only the
+    rows of the hash sample (`fit_sample`, when the features carry it)."""
+    which = pl.col("event_id").is_in(events.implode())
+    if sampled and "fit_sample" in rows.columns:
+        which = which & pl.col("fit_sample")
+    idx = rows.select(which.arg_true())
     idx = idx.to_series()
     if cap is not None and len(idx) > cap:
         keep = np.sort(np.random.default_rng(seed).choice(len(idx), cap, replace=False))
         idx = idx.gather(keep)
     return rows[idx]
+
+
+def _hash_under(col: pl.Expr, rate: float, seed: int) -> pl.Expr:
+    """True for a deterministic share `rate` of the values (a hash of the value: subset-stable)."""
+    if rate >= 1.0:
+        return pl.lit(True)
+    return (col.hash(seed) % (2**32)) < int(rate * 2**32)
+
+
+def describe_plan(
+    rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS, max_holdout_rows: int = MAX_HOLDOUT_ROWS
+) -> pl.DataFrame:
+    """Which tickets the features must describe, the fits' sample and the held-out sample
+    (features.features' `plan`).
+
+    `rows`: ticket_id, event_id, starts_at, ends_at, phase and event_tickets (the event's labelled tickets)
+    of every ticket. Returns three boolean columns in `rows`' order:
+    - fit_sample: a labelled ticket whose hash of its id falls under a rate chosen so that the smallest part a
+      fit draws (the evaluation's calibration events: CALIBRATION_SHARE of the older 1 - HOLDOUT_SHARE of
+      the tickets) still holds SAMPLE_MARGIN x max_rows of them; rate 1 (every ticket) when the labelled
+      tickets are few. Uniform over the events and deterministic (the same ticket is in or out whatever the
+      other rows: a subset-stable sample);
+    - holdout_sample: a ticket of a held-out event (the latest HOLDOUT_SHARE of the labelled tickets, whole
+      events) chosen by a hash of its event id, at a rate that keeps about `max_holdout_rows` held-out
+      tickets (every held-out event when they are fewer): the out-of-time evaluation scores these whole
+      events;
+    - describe: every ticket not labelled (upcoming and the other phases: the predictions and the reasons
+      read them), the held-out sample, the fit sample and the first ticket of every labelled event (so that
+      every event, even one without a sampled ticket, weighs in the event splits by its event_tickets). The fits draw their capped samples from the fit
+      sample only."""
+    labelled = rows.filter(pl.col("phase") == "ended")
+    n = labelled.height
+    smallest = CALIBRATION_SHARE * (1 - HOLDOUT_SHARE) * n
+    rate = 1.0 if smallest <= 0 else min(1.0, SAMPLE_MARGIN * max_rows / smallest)
+    _, late, _ = _event_split(
+        labelled.select("event_id", "starts_at", "ends_at", "event_tickets"), HOLDOUT_SHARE
+    )
+    held_total = int(labelled.filter(pl.col("event_id").is_in(late.implode())).height)
+    held_rate = 1.0 if held_total <= max_holdout_rows else max_holdout_rows / held_total
+    ended = pl.col("phase") == "ended"
+    sample = ended & _hash_under(pl.col("ticket_id").cast(pl.String), rate, 20261206)
+    held = (
+        ended
+        & pl.col("event_id").is_in(late.implode())
+        & _hash_under(pl.col("event_id").cast(pl.String), held_rate, 20261207)
+    )
+    return rows.select(
+        # one ticket of every labelled event at least: the event splits weigh every event by event_tickets
+        (~ended | held | sample | (ended & pl.col("event_id").is_first_distinct())).alias("describe"),
+        sample.alias("fit_sample"),
+        held.alias("holdout_sample"),
+    )
 
 
 def split_by_event_time(rows: pl.DataFrame, share: float) -> Split:
@@ -186,12 +261,16 @@ def fit(rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS, events: pl.Series | 
     within = (
         rows
         if events is None
-        else rows.select("event_id", "starts_at", "ends_at").filter(
-            pl.col("event_id").is_in(events.implode())
-        )
+        else rows.select(
+            "event_id",
+            "starts_at",
+            "ends_at",
+            *(["event_tickets"] if "event_tickets" in rows.columns else []),
+        ).filter(pl.col("event_id").is_in(events.implode()))
     )
     early, late, cutoff = _event_split(within, CALIBRATION_SHARE)
-    older, newer = _of_events(rows, early, max_rows), _of_events(rows, late, max_rows)
+    older = _of_events(rows, early, max_rows, sampled=True)
+    newer = _of_events(rows, late, max_rows, sampled=True)
     y_old, y_new = _labels(older), _labels(newer)
     if not _viable(y_old) or not _viable(y_new, MIN_FIT_ROWS // 2, MIN_FIT_POSITIVES // 2):
         raise NotEnoughData(
@@ -318,6 +397,9 @@ class Evaluation:
 def evaluate_out_of_time(labelled: pl.DataFrame, as_of, max_rows: int = MAX_TRAIN_ROWS) -> Evaluation:
     """Fit on the older events, score the held-out latest ones; the model and the seed rule side by side."""
     early, late, cutoff = _event_split(labelled, HOLDOUT_SHARE)
+    if "holdout_sample" in labelled.columns:  # the plan's sample of the held-out events (describe_plan)
+        chosen = labelled.filter(pl.col("holdout_sample"))["event_id"].unique()
+        late = late.filter(late.is_in(chosen.implode()))
     held = _of_events(labelled, late)
     y = _labels(held)
     if cutoff is None or len(y) == 0 or y.min() == y.max():

@@ -34,7 +34,8 @@ def no_show_model(ctx: BuildContext) -> Built:
     now = data_clock(wh, ctx.now)
     inp = read_inputs(wh)
     clock.lap("read")
-    feats = features(inp, now)
+    # only the tickets the model uses: held-out events, the fits' hash sample, those not ended
+    feats = features(inp, now, plan=M.describe_plan)
     clock.lap("features")
     events = inp.events
     del inp  # the raw tickets, scans and orders (at `large`, GBs) are not needed past the features

@@ -195,10 +195,16 @@ def build(
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     # the model reads only these columns of the labelled tickets (at `large`, millions of rows: the ids of
     # the tickets, types and holders are not copied)
-    labelled = feats.select([c for c in feats.columns if c in M.ROW_COLUMNS]).filter(
+    labelled = feats.select([c for c in feats.columns if c in M.ROW_COLUMNS or c in M.PLAN_COLUMNS]).filter(
         pl.col("phase") == "ended"
     )
     upcoming = feats.filter(pl.col("phase") == "upcoming")
+    # every labelled ticket, described or not (model.describe_plan leaves most of them out at scale)
+    n_labelled = (
+        int(labelled.group_by("event_id").agg(pl.first("event_tickets"))["event_tickets"].sum() or 0)
+        if "event_tickets" in labelled.columns
+        else labelled.height
+    )
     try:
         ev = M.evaluate_out_of_time(labelled, now.date(), max_rows)
         final = M.fit(labelled, max_rows)
@@ -279,7 +285,8 @@ def build(
         model_bytes=data,
         sha256=sha,
         metadata={
-            "labelled_tickets": labelled.height,
+            "labelled_tickets": n_labelled,
+            "labelled_tickets_described": labelled.height,
             "upcoming_tickets": upcoming.height,
             "holdout_cutoff": ev.cutoff.isoformat(),
             "calibration": final.calibration,
