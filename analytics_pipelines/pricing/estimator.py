@@ -58,6 +58,17 @@ def _grouping(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, starts
 
 
+def _dense_codes(codes) -> np.ndarray:
+    """Codes renumbered 0..n-1 in ascending order (np.unique's inverse) in O(n): a bincount of the
+    present codes instead of a sort, for non-negative integer codes of moderate range (the physical codes
+    of a categorical); anything else goes through np.unique."""
+    codes = np.asarray(codes)
+    if codes.size and codes.dtype.kind in "iu" and codes.min() >= 0 and codes.max() < 4 * codes.size + 1024:
+        present = np.bincount(codes) > 0
+        return (np.cumsum(present) - 1)[codes].astype(np.int64)
+    return np.unique(codes, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
 def _group_sum(values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
     if values.ndim == 1:
         return np.bincount(groups, weights=values, minlength=n)
@@ -80,7 +91,7 @@ def fit_ppml(
     x must not hold a constant (the fixed effects are the constants)."""
     y = np.asarray(y, float)
     x = np.asarray(x, float)
-    fe = np.unique(np.asarray(fe), return_inverse=True)[1]
+    fe = _dense_codes(fe)
     n_fe = int(fe.max()) + 1 if fe.size else 0
     y_g = np.bincount(fe, weights=y, minlength=n_fe)
     keep = y_g[fe] > 0
@@ -91,7 +102,7 @@ def fit_ppml(
         return Fit(np.full(k, np.nan), np.full(k, np.nan), False, 0, int(keep.sum()), 0, mu_all, alpha_all)
     off = np.zeros(y.size) if offset is None else np.asarray(offset, float)
     yk, xk, fk, ok = y[keep], x[keep], fe[keep], off[keep]
-    cl = np.unique(np.asarray(cluster)[keep], return_inverse=True)[1]
+    cl = _dense_codes(np.asarray(cluster)[keep])
     beta = np.zeros(k)
     converged = False
     it = 0
@@ -179,15 +190,15 @@ def fit_slopes(
     number of clusters with price variation is returned for t(G-1) intervals. A slope resting on one such
     cluster is not identified (NaN). `init`: starting slopes (a warm start)."""
     y, z, off = (np.asarray(a, float) for a in (y, z, offset))
-    fe = np.unique(np.asarray(fe), return_inverse=True)[1]
+    fe = _dense_codes(fe)
     n_fe = int(fe.max()) + 1 if fe.size else 0
     y_g = np.bincount(fe, weights=y, minlength=n_fe)
     keep = y_g[fe] > 0
     y, z, off, fe, grp = y[keep], z[keep], off[keep], fe[keep], np.asarray(group)[keep]
-    cl = np.unique(np.asarray(cluster)[keep], return_inverse=True)[1]
+    cl = _dense_codes(np.asarray(cluster)[keep])
     beta = np.zeros(n_groups) if init is None else np.where(np.isfinite(init), init, 0.0).astype(float)
     converged = False
-    fe = np.unique(fe, return_inverse=True)[1]
+    fe = _dense_codes(fe)
     n_fe = int(fe.max()) + 1 if fe.size else 0
     logy = np.log(np.maximum(np.bincount(fe, weights=y, minlength=n_fe), 1e-300))
     order, starts = _grouping(fe)
@@ -252,20 +263,24 @@ def apply_factors(deltas: list[np.ndarray], factors: list[np.ndarray]) -> np.nda
 
 def _design(
     log_price: np.ndarray, group: np.ndarray, n_groups: int, factors: list[np.ndarray], y: np.ndarray
-) -> tuple[sparse.csr_matrix, list[np.ndarray], np.ndarray]:
+) -> tuple[sparse.csr_matrix, list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """The joint model's sparse design: one price column per slope group (log price on its rows), then one
     column per free control level. A factor's first level with sales is its reference (0: the fixed
     effects absorb any constant), levels without any sale are fixed at -30 (no demand; their ML estimate
-    is -inf). Returns (X, per factor the column of each level or -1, the fixed part of the predictor)."""
+    is -inf). Every row has at most one entry per slot (its price column, then one level per factor, in
+    ascending column order), so the CSR arrays are written directly (no COO sort). Returns (X, per factor
+    the column of each level or -1, the fixed part of the predictor, and the slots: per row and slot its
+    column or -1 and its value, for _hessian)."""
     n = y.size
-    rows, cols, vals = [], [], []
+    k = 1 + len(factors)
+    cols = np.full((n, k), -1, np.int64)
+    vals = np.ones((n, k))
     has = group < n_groups
-    rows.append(np.flatnonzero(has))
-    cols.append(group[has])
-    vals.append(log_price[has])
+    cols[has, 0] = group[has]
+    vals[:, 0] = np.where(has, log_price, 0.0)
     fixed = np.zeros(n)
     col_of, p = [], n_groups
-    for f in factors:
+    for j, f in enumerate(factors, start=1):
         y_lv = np.bincount(f, weights=y, minlength=int(f.max()) + 1 if f.size else 0)
         free = y_lv > 0
         if free.any():
@@ -274,31 +289,47 @@ def _design(
         idx[free] = p + np.arange(int(free.sum()))
         p += int(free.sum())
         col_of.append(idx)
-        on = idx[f] >= 0
-        rows.append(np.flatnonzero(on))
-        cols.append(idx[f][on])
-        vals.append(np.ones(int(on.sum())))
+        cols[:, j] = idx[f]
         fixed += np.where(y_lv[f] > 0, 0.0, -30.0)
-    x = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, p))
-    return x, col_of, fixed
+    vals[cols < 0] = 0.0
+    on = cols >= 0
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(on.sum(1), out=indptr[1:])
+    x = sparse.csr_matrix((vals[on], cols[on], indptr), shape=(n, p))
+    return x, col_of, fixed, cols, vals
 
 
 def _hessian(
     x: sparse.csr_matrix,
-    xt: sparse.csr_matrix,
+    cols: np.ndarray,
+    vals: np.ndarray,
     fe_sum: sparse.csr_matrix,
     row_nnz: np.ndarray,
     mu: np.ndarray,
     n_fe: int,
 ) -> np.ndarray:
     """The concentrated Poisson likelihood's (negative) Hessian: X'WX - A' diag(1/w) A, A = the per
-    fixed-effect sums of W X, w = the per fixed-effect sums of mu."""
+    fixed-effect sums of W X, w = the per fixed-effect sums of mu. X'WX from the design's slots (at most
+    one entry per row and slot): one bincount per pair of slots instead of a sparse-sparse product."""
+    p = x.shape[1]
+    q = p + 1  # column p collects the absent entries (-1), dropped at the end
+    c = np.where(cols >= 0, cols, p)
+    xwx = np.zeros(q * q)
+    k = cols.shape[1]
+    for i in range(k):
+        wi = mu * vals[:, i]
+        for j in range(i, k):
+            b = np.bincount(c[:, i] * q + c[:, j], weights=wi * vals[:, j], minlength=q * q)
+            xwx += b
+            if j != i:
+                xwx += b.reshape(q, q).T.reshape(-1)
+    xwx = xwx.reshape(q, q)[:p, :p]
     wx = x.copy()
     wx.data = wx.data * np.repeat(mu, row_nnz)
     a = (fe_sum @ wx).tocsr()
     w = fe_sum @ mu
     scaled = a.multiply(1 / np.maximum(w, 1e-300)[:, None]).tocsr()
-    return (xt @ wx).toarray() - (a.T @ scaled).toarray()
+    return xwx - (a.T @ scaled).toarray()
 
 
 def _factor(h: np.ndarray):
@@ -359,13 +390,13 @@ def fit_elasticities(
     y = np.asarray(y, float)
     log_price = np.asarray(log_price, float)
     grp = np.asarray(group).astype(np.int64)
-    fe = np.unique(np.asarray(fe), return_inverse=True)[1]
+    fe = _dense_codes(fe)
     n_fe = int(fe.max()) + 1 if fe.size else 0
     y_fe = np.bincount(fe, weights=y, minlength=n_fe)
     log_y_fe = np.log(np.where(y_fe > 0, y_fe, 1.0))
     sold = y_fe[fe] > 0
     order, starts = _grouping(fe)
-    x, col_of, fixed = _design(log_price, grp, n_groups, factors, y)
+    x, col_of, fixed, slot_cols, slot_vals = _design(log_price, grp, n_groups, factors, y)
     theta = np.zeros(x.shape[1])
     if init_beta is not None:
         theta[:n_groups] = np.where(np.isfinite(init_beta), init_beta, 0.0)
@@ -395,7 +426,7 @@ def fit_elasticities(
         if factor is None:
             # the Hessian is the iteration's dominant cost: it is kept while the steps shrink fast
             # (a chord Newton method; recomputed when they do not), so a warm start costs one or two
-            factor = _factor(_hessian(x, xt, fe_sum, row_nnz, mu, n_fe))
+            factor = _factor(_hessian(x, slot_cols, slot_vals, fe_sum, row_nnz, mu, n_fe))
         step = _solve(factor, score)
         big = np.abs(step).max(initial=0.0)
         if big > 2:  # damped: the concentrated log-likelihood is concave, a cap keeps exp() finite

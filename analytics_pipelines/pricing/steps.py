@@ -87,6 +87,9 @@ def price_elasticity(ctx: BuildContext) -> Built:
     panel, exclusions = daily_panel(
         x["types"], x["events"], x["sales"], x["prices"], x["currencies"], through
     )
+    # the fits group and join by ticket type and event six times (full fit, five folds): categorical ids
+    # (4-byte codes) instead of UUID strings there
+    fit_panel = panel.with_columns(pl.col("ticket_type_id", "event_id").cast(pl.Categorical))
     clock.lap("panel")
     first = panel["day"].min() if panel.height else None
     last = panel["day"].max() if panel.height else None
@@ -96,13 +99,16 @@ def price_elasticity(ctx: BuildContext) -> Built:
     )
     groups = _groups(x["events"])
     kw = dict(min_changes=cfg.min_price_changes, version=version, trained_at=ctx.now, names=names)
-    full = estimate(panel, "category", groups=groups, **kw)
+    full = estimate(fit_panel, "category", groups=groups, **kw)
     clock.lap("category_fit")
-    perf = ev.cross_fit(panel, full, kw, first, last)
+    perf = ev.cross_fit(fit_panel, full, kw, first, last)
     clock.lap("cross_fit")
     ok, verdict = ev.beats_baseline(perf)
     table = pl.concat(
-        [full.table, estimate(panel, "category_venue", groups=groups, warm=full, controls=full, **kw).table]
+        [
+            full.table,
+            estimate(fit_panel, "category_venue", groups=groups, warm=full, controls=full, **kw).table,
+        ]
     )
     clock.lap("category_venue_fit")
     kept_previous = False
