@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from analytics_pipelines.noshow import model as M
+from analytics_pipelines.noshow.events import event_forecast
 from analytics_pipelines.noshow.features import event_phases
 
 PRED, FORECAST, REASONS, PERF = (
@@ -249,12 +250,12 @@ def build(
         .cast(PRED_SCHEMA)
         .sort("event_id", "ticket_id")
     )
-    seed_fc = M.event_forecast(upcoming, upcoming["seed_probability"].to_numpy())
+    seed_fc = event_forecast(upcoming, upcoming["seed_probability"].to_numpy())
     high = preds.group_by("event_id").agg(
         (pl.col("risk_band") == "high").sum().cast(pl.Int64).alias("high_risk_tickets")
     )
     forecast = (
-        M.event_forecast(upcoming, p)
+        event_forecast(upcoming, p)
         .join(seed_fc.select("event_id", pl.col("expected").alias("seed_expected_no_shows")), on="event_id")
         .join(high, on="event_id", how="left")
         .with_columns(
