@@ -23,6 +23,7 @@ import psycopg
 
 from analytics_pipelines.source import contract
 from analytics_pipelines.source.db import SourceDB
+from analytics_pipelines.staging import audit as ingestion_audit
 from analytics_pipelines.staging import ingestion
 from analytics_pipelines.warehouse import open_warehouse
 
@@ -91,7 +92,7 @@ def main() -> int:
     phases["raw -> staging"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    audit = ingestion.audit(src, wh)
+    audit = ingestion_audit.audit(src, wh)
     phases["audit"] = time.perf_counter() - t
     total = sum(phases.values())
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024

@@ -13,7 +13,7 @@ import pytest
 
 from analytics_pipelines.generator.run import generate
 from analytics_pipelines.source.db import SourceDB
-from analytics_pipelines.staging import ingestion
+from analytics_pipelines.staging import ingestion, pipeline
 from analytics_pipelines.staging import reasons as R
 from analytics_pipelines.warehouse import open_warehouse
 
@@ -46,7 +46,7 @@ def dirty_source(tmp_path_factory) -> tuple[str, dict]:
 
 def test_clean_source_is_fully_staged(clean_source, warehouse_url):
     wh = open_warehouse(warehouse_url)
-    audit = ingestion.ingest_everything(SourceDB(clean_source), wh, FIRST, LAST, now=NOW)
+    audit = pipeline.ingest_everything(SourceDB(clean_source), wh, FIRST, LAST, now=NOW)
     assert audit["balanced"].all(), audit
     # clean data: nothing rejected; the only rows outside the partitions are none
     assert audit["rows_rejected"].sum() == 0, wh.read("SELECT * FROM quarantine LIMIT 20")
@@ -57,9 +57,9 @@ def test_clean_source_is_fully_staged(clean_source, warehouse_url):
 def test_rerun_is_idempotent(clean_source, tmp_path):
     wh = open_warehouse(f"duckdb:///{tmp_path / 'wh'}")
     src = SourceDB(clean_source)
-    first = ingestion.ingest_everything(src, wh, FIRST, LAST, now=NOW)
+    first = pipeline.ingest_everything(src, wh, FIRST, LAST, now=NOW)
     orders_before = wh.read_table("stg_orders").sort("id")
-    again = ingestion.ingest_everything(src, wh, FIRST, LAST, now=NOW)
+    again = pipeline.ingest_everything(src, wh, FIRST, LAST, now=NOW)
     assert first.equals(again)
     assert wh.read_table("stg_orders").sort("id").equals(orders_before)
     # one partition again on its own: same rows
@@ -71,7 +71,7 @@ def test_rerun_is_idempotent(clean_source, tmp_path):
 def test_every_injected_bad_row_is_caught_with_its_reason(dirty_source, warehouse_url):
     url, manifest = dirty_source
     wh = open_warehouse(warehouse_url)
-    audit = ingestion.ingest_everything(SourceDB(url), wh, FIRST, LAST, now=NOW)
+    audit = pipeline.ingest_everything(SourceDB(url), wh, FIRST, LAST, now=NOW)
     assert audit["balanced"].all(), audit
     q = wh.read_table("quarantine")
     repaired = {R.MIXED_CASE_STATUS, R.CONTROL_CHARACTERS}
@@ -106,7 +106,7 @@ def test_postgres_source_into_postgres_warehouse(pg_database):
     the PostgreSQL warehouse (schema analytics)."""
     generate(pg_database, scale="tiny", seed=7, progress=False)
     wh = open_warehouse(pg_database)
-    audit = ingestion.ingest_everything(SourceDB(pg_database), wh, FIRST, LAST, now=NOW)
+    audit = pipeline.ingest_everything(SourceDB(pg_database), wh, FIRST, LAST, now=NOW)
     assert audit["balanced"].all(), audit
     assert audit["rows_rejected"].sum() == 0
     # money normalized to cents, statuses lower case, in the warehouse schema
@@ -139,7 +139,7 @@ def test_dirty_postgres_landing_source(pg_database, tmp_path):
         progress=False,
     )
     wh = open_warehouse(f"duckdb:///{tmp_path / 'wh'}")
-    audit = ingestion.ingest_everything(SourceDB(pg_database), wh, FIRST, LAST, now=NOW)
+    audit = pipeline.ingest_everything(SourceDB(pg_database), wh, FIRST, LAST, now=NOW)
     assert audit["balanced"].all(), audit
     manifest = json.loads(manifest_path.read_text())
     q = wh.read("SELECT reason_code, count(*) AS n FROM quarantine GROUP BY 1")

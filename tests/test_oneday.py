@@ -11,7 +11,7 @@ import pytest
 from analytics_pipelines.assets.ingestion import ledger_balance, run_days
 from analytics_pipelines.generator.run import generate
 from analytics_pipelines.source.db import SourceDB
-from analytics_pipelines.staging import checks, ingestion
+from analytics_pipelines.staging import audit, checks, ingestion, pipeline
 from analytics_pipelines.staging.normalize import PARTITION
 from analytics_pipelines.warehouse import open_warehouse
 
@@ -31,7 +31,7 @@ def dirty_source(tmp_path_factory) -> str:
 def ingested(dirty_source, warehouse_url):
     wh = open_warehouse(warehouse_url)
     src = SourceDB(dirty_source)
-    full = ingestion.ingest_everything(src, wh, FIRST, LAST, now=NOW)
+    full = pipeline.ingest_everything(src, wh, FIRST, LAST, now=NOW)
     return src, wh, full
 
 
@@ -105,7 +105,7 @@ def test_run_checks_equal_whole_table_checks_and_catch_breaks(ingested, monkeypa
 
 def test_incremental_audit_equals_full_recount(ingested):
     src, wh, full = ingested
-    days_full = wh.read_table(ingestion.AUDIT_DAYS_TABLE).sort("source_table", "day")
+    days_full = wh.read_table(audit.AUDIT_DAYS_TABLE).sort("source_table", "day")
     assert full["balanced"].all(), full
     # one new day again, audited alone: the same summary and the same per-day rows as a full recount
     for table in ingestion.contract.fact_tables():
@@ -114,15 +114,15 @@ def test_incremental_audit_equals_full_recount(ingested):
         ingestion.stage_partitions(
             wh, table, [DAY] if ingestion.contract.table(table).partitioned else [ingestion.SNAPSHOT], now=NOW
         )
-    one = ingestion.audit(src, wh, [DAY])
+    one = audit.audit(src, wh, [DAY])
     assert one.equals(full)
-    assert wh.read_table(ingestion.AUDIT_DAYS_TABLE).sort("source_table", "day").equals(days_full)
+    assert wh.read_table(audit.AUDIT_DAYS_TABLE).sort("source_table", "day").equals(days_full)
     # a raw row lost on the run's day: unbalanced, as the full recount says
     raw = wh.read_partitions("raw_orders", PARTITION, DAY, DAY)
     wh.write_partitions("raw_orders", raw.tail(-1), [PARTITION], [(DAY,)])
-    one = ingestion.audit(src, wh, [DAY])
+    one = audit.audit(src, wh, [DAY])
     assert one.filter(~pl.col("balanced"))["source_table"].to_list() == ["orders"]
-    assert one.equals(ingestion.audit(src, wh, None))
+    assert one.equals(audit.audit(src, wh, None))
     # another day re-staged (its ledger changed) outside this run: recounted too, still equal to a full one
     ingestion.ingest_raw_facts(src, wh, "orders", [DAY])
     led = wh.read_table(ingestion.LEDGER_TABLE).filter(
@@ -134,9 +134,9 @@ def test_incremental_audit_equals_full_recount(ingested):
         ["source_table", "partition"],
         [("tickets", OTHER)],
     )
-    one = ingestion.audit(src, wh, [DAY])
+    one = audit.audit(src, wh, [DAY])
     assert one.filter(~pl.col("balanced"))["source_table"].to_list() == ["tickets"]
-    assert one.equals(ingestion.audit(src, wh, None))
+    assert one.equals(audit.audit(src, wh, None))
 
 
 def test_run_days_from_tags():

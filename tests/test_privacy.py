@@ -15,7 +15,7 @@ import pytest
 from analytics_pipelines import privacy
 from analytics_pipelines.generator.run import generate
 from analytics_pipelines.source.db import SourceDB
-from analytics_pipelines.staging import ingestion
+from analytics_pipelines.staging import ingestion, pipeline
 from analytics_pipelines.warehouse import open_warehouse
 from tests.privacy_scan import assert_no_plain_values, scan
 
@@ -107,7 +107,7 @@ def test_no_personal_value_in_clear_or_plain_sha256_anywhere(source, person, war
     monkeypatch.setenv(privacy.LANDING_KEY_ENV, KEY_A)
     monkeypatch.setenv("TT_ENV", "production")
     wh = open_warehouse(warehouse_url)
-    audit = ingestion.ingest_everything(SourceDB(source), wh, FIRST, LAST, now=NOW)
+    audit = pipeline.ingest_everything(SourceDB(source), wh, FIRST, LAST, now=NOW)
     assert audit["balanced"].all(), audit
     assert_no_plain_values(wh, [person["email"], person["email"].upper(), person["phone"]])
     assert not scan(wh, [hashlib.sha256(person["email"].encode()).hexdigest().upper()])

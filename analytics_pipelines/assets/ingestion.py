@@ -16,7 +16,7 @@ from analytics_pipelines.registry.context import md_table
 from analytics_pipelines.resources import SourceResource, WarehouseResource
 from analytics_pipelines.settings import Settings
 from analytics_pipelines.source import contract
-from analytics_pipelines.staging import checks, ingestion
+from analytics_pipelines.staging import audit, checks, ingestion
 
 OWNERS = ["team:data-platform"]
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -201,13 +201,8 @@ def ledger_balance(wh, table: str, parts: list[str]) -> pl.DataFrame:
     lo, hi = min(parts), max(parts)
 
     def per_part(name: str) -> pl.DataFrame:
-        if spec.partitioned:
-            got = wh.read_partitions(name, ingestion.PARTITION, lo, hi, columns=[ingestion.PARTITION])
-        else:
-            got = wh.read_table(name, columns=[ingestion.PARTITION])
-        return got.group_by(pl.col(ingestion.PARTITION).cast(pl.String).alias("part")).agg(
-            pl.len().cast(pl.Int64).alias("n")
-        )
+        span = (lo, hi) if spec.partitioned else ()
+        return checks.rows_per_partition(wh, name, *span).rename({"day": "part"})
 
     raw = per_part(ingestion.raw_table(table))
     stg = per_part(ingestion.stg_table(table))
@@ -283,7 +278,7 @@ def _ledger_assets(
     ) -> dg.MaterializeResult:
         wh = warehouse.get()
         days = run_days(context.run.tags)
-        table = ingestion.audit(source.db(), wh, days)
+        table = audit.audit(source.db(), wh, days)
         wh.replace_table("ingestion_audit", table)
         bad = table.filter(~pl.col("balanced"))
         return dg.MaterializeResult(

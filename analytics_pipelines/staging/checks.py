@@ -24,6 +24,20 @@ from analytics_pipelines.staging.normalize import PARTITION
 from analytics_pipelines.warehouse import Warehouse
 
 
+def rows_per_partition(
+    wh: Warehouse, name: str, first: str | None = None, last: str | None = None
+) -> pl.DataFrame:
+    """(day, n): the rows of a raw/staged table per partition, for the partitions first..last (only their
+    files: Warehouse.read_partitions), or of the whole table when no range is given (a snapshot table)."""
+    if first is None:
+        got = wh.read_table(name, columns=[PARTITION])
+    else:
+        got = wh.read_partitions(name, PARTITION, first, last, columns=[PARTITION])
+    return got.group_by(pl.col(PARTITION).cast(pl.String).alias("day")).agg(
+        pl.len().cast(pl.Int64).alias("n")
+    )
+
+
 def run_rows(wh: Warehouse, table: str, parts: list[str], columns: list[str]) -> pl.DataFrame:
     """`columns` of the staged rows of the run's partitions (the whole table for a snapshot table)."""
     stg = ingestion.stg_table(table)
