@@ -7,9 +7,7 @@ import logging
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-import psycopg
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from analytics_pipelines.api import (
@@ -24,12 +22,13 @@ from analytics_pipelines.api import (
     ops_routes,
     predictions,
     pricing,
+    problems,
 )
 from analytics_pipelines.api.common import jsonable
 from analytics_pipelines.api.noshow import router as no_show_router
 from analytics_pipelines.api.settings import Settings
 from analytics_pipelines.registry import Registry, default_registry
-from analytics_pipelines.warehouse.reader import Reader, TableMissing
+from analytics_pipelines.warehouse.reader import Reader
 from analytics_pipelines.warehouse.readers import open_reader
 
 log = logging.getLogger(__name__)
@@ -83,31 +82,8 @@ def create_app(
     app.state.owns_reader = reader is None
     app.state.ops = None
 
-    @app.exception_handler(TableMissing)
-    async def _missing(request: Request, exc: TableMissing):
-        return JSONResponse(
-            {"detail": str(exc), "table": exc.table}, status_code=503, headers={"Retry-After": "300"}
-        )
-
-    @app.exception_handler(psycopg.OperationalError)
-    async def _pg_down(request: Request, exc: psycopg.OperationalError):
-        log.warning("warehouse unavailable: %s", exc)
-        return JSONResponse(
-            {"detail": "warehouse unavailable, try again later"},
-            status_code=503,
-            headers={"Retry-After": "30"},
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError):
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()
-        ]
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(x) for x in first["loc"])
-        return JSONResponse(
-            {"detail": f"invalid {where}: {first['msg']}", "errors": jsonable(errors)}, status_code=422
-        )
+    problems.install(app)  # every error is an RFC 9457 problem body
+    app.add_middleware(problems.BodyLimit, max_bytes=settings.max_body_bytes)
 
     @app.get("/health", tags=["health"])
     def health():

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from analytics_pipelines.alerting.engine import acknowledge as ack_instance
 from analytics_pipelines.api.auth import EXPORT, READ, Principal, require
-from analytics_pipelines.api.common import Auth, LimitQ, OffsetQ, VenueQ, json_response, jsonable, scoped
+from analytics_pipelines.api.common import Auth, LimitQ, OffsetQ, VenueQ, json_response, scoped
+from analytics_pipelines.api.writes import check_owner, ops_engine_of, row_dict
 from analytics_pipelines.exports.lifecycle import create_request
 from analytics_pipelines.ops.alerts import alert_instances
 from analytics_pipelines.ops.db import as_utc
@@ -25,30 +26,13 @@ from analytics_pipelines.warehouse import open_warehouse
 router = APIRouter(prefix="/v1")
 
 
-def _engine(request: Request) -> sa.Engine:
-    state = request.app.state
-    if getattr(state, "ops", None) is None:
-        from analytics_pipelines.ops.db import ops_engine
-
-        state.ops = ops_engine(state.settings.ops_url)
-    return state.ops
+_engine = ops_engine_of
+_row = row_dict
+_check_owner = check_owner
 
 
 def _utc(v):
     return as_utc(v) if isinstance(v, datetime) else v  # SQLite returns naive UTC
-
-
-def _row(row) -> dict:
-    return {k: jsonable(_utc(v)) for k, v in row._mapping.items()}
-
-
-def _check_owner(p: Principal, row, what: str) -> None:
-    """Another tenant's row does not exist for this token (404); another venue's is forbidden (403);
-    a tenant-wide row (venue null) is an admin's."""
-    if row is None or row.tenant_id != p.tenant_id:
-        raise HTTPException(404, f"{what} not found")
-    if not p.is_admin and (row.venue_id is None or row.venue_id != p.venue_id):
-        raise HTTPException(403, f"Forbidden: this {what} belongs to another venue or to the whole tenant")
 
 
 # -- alerts -------------------------------------------------------------------------------------------
