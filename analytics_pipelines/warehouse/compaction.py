@@ -29,7 +29,8 @@ from urllib.parse import unquote
 import polars as pl
 
 from analytics_pipelines.warehouse import catalog, months
-from analytics_pipelines.warehouse.embedded import DATA_FILE, EmbeddedWarehouse, _concat
+from analytics_pipelines.warehouse.embedded import EmbeddedWarehouse, _concat
+from analytics_pipelines.warehouse.files import DATA_FILE
 
 #: a month is compacted once its last day is this many days old (late re-runs of the last days of a month
 #: still rewrite daily files; a re-run of an older day rewrites the month's file, which costs more)

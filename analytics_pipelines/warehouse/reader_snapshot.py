@@ -15,7 +15,7 @@ import polars as pl
 
 from analytics_pipelines.warehouse import months
 from analytics_pipelines.warehouse.base import check_identifier
-from analytics_pipelines.warehouse.embedded import DATA_FILE, VERSION_FILE
+from analytics_pipelines.warehouse.files import DATA_FILE, VERSION_FILE
 from analytics_pipelines.warehouse.reader import Reader, Result, TableMissing, _Poller, api_tables
 
 
