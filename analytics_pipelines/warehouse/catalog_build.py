@@ -1,5 +1,8 @@
 """Building `data/warehouse.duckdb`, the analysts' catalog of the embedded warehouse: views over the Parquet
-files and the compacted months of small enough tables as DuckDB tables (the design: warehouse/catalog.py)."""
+files and the compacted months of small enough tables as DuckDB tables (the design: warehouse/catalog.py).
+
+`wh` is always the embedded warehouse (`EmbeddedWarehouse.refresh_catalog` calls `rebuild`): its root, catalog
+path, `scan_sql` and atomic file write."""
 
 from __future__ import annotations
 
@@ -10,22 +13,18 @@ import shutil
 import threading
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
 
 from analytics_pipelines.warehouse import catalog, months
-from analytics_pipelines.warehouse.base import check_identifier
+from analytics_pipelines.warehouse.base import Warehouse, check_identifier
 from analytics_pipelines.warehouse.files import DATA_FILE, FILE_COLUMN, sql_list, sql_strings
-
-if TYPE_CHECKING:
-    from analytics_pipelines.warehouse.embedded import EmbeddedWarehouse
 
 _catalog_lock = threading.Lock()
 
 
-def rebuild(wh: EmbeddedWarehouse, new_tables: list[str] | None = None) -> Path:
+def rebuild(wh: Warehouse, new_tables: list[str] | None = None) -> Path:
     """(Re)build warehouse.duckdb: views over the Parquet files, for analysts' DuckDB tools, and the
     compacted months of small enough tables as DuckDB tables behind their views (catalog.py).
 
@@ -60,7 +59,7 @@ def rebuild(wh: EmbeddedWarehouse, new_tables: list[str] | None = None) -> Path:
     return wh.catalog_path
 
 
-def _catalog_view(wh: EmbeddedWarehouse, conn: duckdb.DuckDBPyConnection, table: str, links: Path) -> str:
+def _catalog_view(wh: Warehouse, conn: duckdb.DuckDBPyConnection, table: str, links: Path) -> str:
     """The catalog's view of `table`, after loading its compacted months into `tt_compacted."<table>"`
     when the table is compacted and small enough (else: the view over its files, `scan_sql`)."""
     base = wh.root / check_identifier(table)
@@ -84,9 +83,7 @@ def _catalog_view(wh: EmbeddedWarehouse, conn: duckdb.DuckDBPyConnection, table:
     )
 
 
-def _load_months(
-    wh: EmbeddedWarehouse, conn, base: Path, state: months.Months, links: Path
-) -> list[str] | None:
+def _load_months(wh: Warehouse, conn, base: Path, state: months.Months, links: Path) -> list[str] | None:
     """Load the table's compacted months into its catalog table, through hard links (the identity
     recorded is the one read): the months whose file changed since the catalog loaded them (a month
     rewrite) or that are new, every month when the table is not there yet; months no longer compacted
