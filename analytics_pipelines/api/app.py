@@ -23,6 +23,7 @@ from analytics_pipelines.api import (
     predictions,
     pricing,
     problems,
+    realtime,
 )
 from analytics_pipelines.api.common import jsonable
 from analytics_pipelines.api.noshow import router as no_show_router
@@ -70,6 +71,8 @@ def create_app(
         try:
             yield
         finally:
+            if getattr(app.state, "realtime_hub", None) is not None:
+                app.state.realtime_hub.stop()
             if app.state.owns_reader:
                 app.state.reader.close()
 
@@ -125,4 +128,5 @@ def create_app(
     app.include_router(monitoring.router)
     app.include_router(no_show_router)
     app.include_router(fraud.router)
+    app.include_router(realtime.router)
     return app

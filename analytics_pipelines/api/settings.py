@@ -27,6 +27,8 @@ class Settings:
     export_dir: Path | None = None  # downloads are served only from under this directory
     refresh_seconds: float = 2.0  # how often the reader looks for changed marts (cache, snapshot)
     pricing_webhook_url: str | None = None  # where approved price changes are POSTed (TT_PRICING_WEBHOOK_URL)
+    sse_max_clients: int = 200  # realtime subscribers per API process (TT_API_SSE_MAX_CLIENTS)
+    sse_heartbeat_seconds: float = 15.0  # SSE heartbeat comment interval (TT_API_SSE_HEARTBEAT_SECONDS)
     max_body_bytes: int = 1_048_576  # a larger request body is refused with 413 (TT_API_MAX_BODY_BYTES)
     extra: dict = field(default_factory=dict)
 
@@ -51,6 +53,8 @@ class Settings:
             export_dir=Path(env.get("TT_EXPORT_DIR", project.data_dir / "exports")).resolve(),
             refresh_seconds=float(env.get("TT_API_REFRESH_SECONDS", cls.refresh_seconds)),
             pricing_webhook_url=project.pricing.webhook_url,
+            sse_max_clients=int(env.get("TT_API_SSE_MAX_CLIENTS", cls.sse_max_clients)),
+            sse_heartbeat_seconds=float(env.get("TT_API_SSE_HEARTBEAT_SECONDS", cls.sse_heartbeat_seconds)),
             max_body_bytes=int(env.get("TT_API_MAX_BODY_BYTES", cls.max_body_bytes)),
         )
         return replace(s, **overrides)

@@ -81,6 +81,13 @@ class Reader(ABC):
         self._cached_rows = 0
         self.cache_hits = 0
         self.cache_misses = 0
+        #: called with the changed marts (None: any may have) after the cache forgot them (api/realtime.py)
+        self._listeners: list = []
+
+    def add_listener(self, fn) -> None:
+        """`fn(tables)` after every change the reader notices (from its refresh thread): the API's realtime
+        hub learns of a new materialization from the reader's own refresh, without polling the warehouse."""
+        self._listeners.append(fn)
 
     #: the served marts (set by each backend from its `tables` argument or the registry)
     served: tuple[str, ...] = ()
@@ -129,7 +136,16 @@ class Reader(ABC):
         return hit[0]
 
     def _changed(self, tables: Sequence[str] | None = None) -> None:
-        """These marts changed (None: any may have): forget every cached result that read one of them."""
+        """These marts changed (None: any may have): forget every cached result that read one of them,
+        then tell the listeners."""
+        self._forget(tables)
+        for fn in list(self._listeners):
+            try:
+                fn(None if tables is None else list(tables))
+            except Exception:  # noqa: BLE001 - a listener never breaks the refresh
+                log.exception("reader change listener failed")
+
+    def _forget(self, tables: Sequence[str] | None) -> None:
         with self._cache_lock:
             if tables is None:
                 self._generation += 1
