@@ -96,6 +96,11 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
             ("customers_job", customers, customers),
             ("daily_venue_reports_job", through.isoformat(), through.isoformat()),
             ("daily_publication_job", through.isoformat(), through.isoformat()),
+            (
+                "custom_metrics_job",
+                through.isoformat(),
+                through.isoformat(),
+            ),  # points recorded so far that day
         ]
         week = key_for("weekly_executive_reports_job", through - timedelta(days=7))
         runs.append(("weekly_executive_reports_job", week, week))

@@ -106,6 +106,7 @@ def materialize_everything(
         ("customers_job", *RFM_DAYS),
         ("kpi_publication_job", *KPI_HOURS),
         ("fraud_job", *FRAUD_DAYS),
+        ("custom_metrics_job", LAST, LAST),  # after record_custom_points (below)
     ),
 ) -> Materialized:
     """Generate `tiny` (unless a source is given) and run `runs` (job, first key, last key) in order on one
@@ -131,6 +132,8 @@ def materialize_everything(
         tags = {NOW_TAG: NOW.isoformat()}
         results = {}
         for job, first, last in runs:
+            if job == "custom_metrics_job":
+                record_custom_points(warehouse_url)
             results[job] = run_job(
                 job, first, last, instance=instance, defs=defs, tags=tags, log_level=LOG_LEVEL
             )
@@ -138,3 +141,30 @@ def materialize_everything(
                 failures = [e.message for e in results[job].all_events if e.is_failure]
                 raise RuntimeError(f"{job} failed: {failures}")
     return Materialized(data, source_url, warehouse_url, results, instance, env)
+
+
+def record_custom_points(warehouse_url: str) -> None:
+    """Custom metric points on LAST for two venues of each of two tenants, as POST /v1/metrics records them
+    (the ops store of the environment)."""
+    from analytics_pipelines.ops.custom_metrics import record
+    from analytics_pipelines.ops.db import ops_engine
+    from analytics_pipelines.warehouse import open_warehouse
+
+    venues = open_warehouse(warehouse_url).read(
+        "SELECT DISTINCT tenant_id, venue_id FROM venue_analytics ORDER BY 1, 2"
+    )
+    at = datetime.fromisoformat(LAST).replace(tzinfo=UTC)
+    for tenant in venues["tenant_id"].unique(maintain_order=True).to_list()[:2]:
+        mine = venues.filter(venues["tenant_id"] == tenant)["venue_id"].to_list()[:2]
+        points = [
+            {
+                "venue_id": v,
+                "metric_type": metric,
+                "value": value,
+                "recorded_at": at.replace(hour=h),
+                "dimensions": {},
+            }
+            for v in mine
+            for h, metric, value in ((9, "sales", 12.0), (9, "sales", 3.0), (18, "conversion", 4.5))
+        ]
+        record(ops_engine(), tenant, "materialized-fixture", points, f"fixture-{tenant}")

@@ -42,6 +42,7 @@ def test_definitions_explain_themselves():
             "predictions",
             "pricing",
             "publication",
+            "custom_metrics",
         }, key
         expected_owner = (
             "team:data-platform"

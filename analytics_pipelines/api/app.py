@@ -14,6 +14,7 @@ from analytics_pipelines.api import (
     anomalies,
     behavior,
     catalog,
+    custom_metrics,
     customers,
     fraud,
     grafana,
@@ -129,4 +130,5 @@ def create_app(
     app.include_router(no_show_router)
     app.include_router(fraud.router)
     app.include_router(realtime.router)
+    app.include_router(custom_metrics.router)
     return app

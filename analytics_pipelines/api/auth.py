@@ -18,8 +18,9 @@ from fastapi import HTTPException, Request
 
 from analytics_pipelines.api.settings import Settings
 
-PERMISSIONS = ("analytics.read", "analytics.export", "analytics.admin")
-READ, EXPORT, ADMIN = PERMISSIONS
+PERMISSIONS = ("analytics.read", "analytics.export", "analytics.admin", "analytics.write")
+#: analytics.write (the seed's): record custom metrics (POST /v1/metrics)
+READ, EXPORT, ADMIN, WRITE = PERMISSIONS
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,14 @@ fraud_job = _asset_job(
     "hourly fraud_% of those days.",
 )
 
+custom_metrics_job = _asset_job(
+    "custom_metrics_job",
+    dg.AssetSelection.groups("custom_metrics"),
+    "analytics",
+    "The custom_metrics mart for a day range from the points recorded through the API (ops store); started by "
+    "custom_metrics_sensor for the days new points fall on.",
+)
+
 jobs = [
     main_job,
     ingest_job,
@@ -113,4 +121,5 @@ jobs = [
     pricing_job,
     behavior_job,
     fraud_job,
+    custom_metrics_job,
 ]

@@ -133,13 +133,14 @@ def default_registry() -> Registry:
         fraud,
         ingestion,
         marts,
+        metrics,
         monitoring,
         noshow,
         pricing,
         publication,
     )
 
-    domains = (marts, customers, pricing, demand, noshow, monitoring, fraud, behavior, publication)
+    domains = (marts, customers, pricing, demand, noshow, monitoring, fraud, behavior, publication, metrics)
     return Registry((*ingestion.tables(), *(t for d in domains for t in d.TABLES), CATALOG))
 
 

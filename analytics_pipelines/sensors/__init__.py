@@ -1,7 +1,8 @@
 """Every sensor: data (new source data, new KPI snapshots), operations (run failures, freshness) and reports
-(export requests, subscription deliveries), publication (new partitions -> InfluxDB)."""
+(export requests, subscription deliveries), publication (new partitions -> InfluxDB), custom metrics
+(new points -> their mart)."""
 
-from analytics_pipelines.sensors import anomalies, data, operations, publication, reports
+from analytics_pipelines.sensors import anomalies, data, metrics, operations, publication, reports
 
 
 def sensors(daily_partitions) -> list:
@@ -16,4 +17,5 @@ def sensors(daily_partitions) -> list:
         *operations.sensors,
         *reports.sensors,
         *anomalies.sensors,
+        metrics.make_custom_metrics_sensor(daily_partitions),
     ]
