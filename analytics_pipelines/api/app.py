@@ -15,6 +15,7 @@ from analytics_pipelines.api import (
     behavior,
     catalog,
     customers,
+    export_routes,
     fraud,
     grafana,
     marts,
@@ -23,6 +24,7 @@ from analytics_pipelines.api import (
     predictions,
     pricing,
     problems,
+    report_routes,
 )
 from analytics_pipelines.api.common import jsonable
 from analytics_pipelines.api.noshow import router as no_show_router
@@ -118,6 +120,8 @@ def create_app(
     app.include_router(predictions.router)
     app.include_router(catalog.router)
     app.include_router(ops_routes.router)
+    app.include_router(export_routes.router)
+    app.include_router(report_routes.router)
     app.include_router(pricing.router)
     app.include_router(grafana.router)
     app.include_router(anomalies.router)
