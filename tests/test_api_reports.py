@@ -195,6 +195,8 @@ def test_schedule_crud_round_trip_with_audit_and_if_match(api):
     _problem(api.client.delete(url, headers={**h, "If-Match": '"stale"'}), 412)
     assert api.client.delete(url, headers={**h, "If-Match": etag}).status_code == 204
     _problem(api.client.get(url, headers=h), 404)
+    again = api.client.post("/v1/reports/schedules", json=WEEKLY, headers=h).json()["data"]
+    assert again["id"] > s["id"]  # ids are never reused: the sensor's run keys stay unique
     trail = api.audit("report_schedule", s["id"])
     assert [a for a, *_ in trail] == ["create", "update", "pause", "resume", "delete"]  # no-op pause: none
     assert trail[1][2]["frequency"] == "weekly" and trail[1][3]["frequency"] == "monthly"
@@ -233,6 +235,11 @@ BAD_SCHEDULES = [
     ({"frequency": "once", "day_of_week": None, "run_date": "2026-02-31"}, "run_date"),
     ({"frequency": "once", "day_of_week": None, "run_date": "2026-11-04"}, "run_date"),  # past
     ({"frequency": "once", "day_of_week": None}, "run_date"),
+    (
+        {"frequency": "once", "day_of_week": None, "run_date": "9999-12-31", "timezone": "America/New_York"},
+        "run_date",
+    ),
+    ({"end_date": "0001-01-01", "timezone": "Asia/Tokyo"}, "end_date"),
     ({"report": "analytics_report", "frequency": "daily"}, "day_of_week"),
     ({"report": "daily_venue"}, "frequency"),
     ({"day_of_week": "funday"}, "day_of_week"),
@@ -261,6 +268,7 @@ def test_unknown_schedule_is_404(api):
     _problem(api.client.get("/v1/reports/schedules/999999", headers=api.h()), 404)
     _problem(api.client.put("/v1/reports/schedules/999999", json=WEEKLY, headers=api.h()), 404)
     _problem(api.client.get("/v1/reports/schedules/0", headers=api.h()), 422)
+    _problem(api.client.get(f"/v1/reports/schedules/{2**40}", headers=api.h()), 422)  # past the INTEGER key
 
 
 # --- exports: history, cancel, retry ------------------------------------------------------------------------
@@ -296,6 +304,7 @@ def test_export_history_filters_and_pages(api):
     today = datetime.now(UTC).date()
     assert ids(f"?created_from={today}")[0] == [a["id"]]
     assert ids(f"?created_to={today - timedelta(days=1)}")[0] == [b["id"]]
+    assert ids("?created_from=0001-01-01&created_to=9999-12-31")[0] == [a["id"], b["id"]]
     page, meta = ids("?limit=1&offset=1", api.admin())
     assert len(page) == 1 and meta == {"limit": 1, "offset": 1, "returned": 1, "total": 3}
     assert set(ids("?limit=10", api.admin())[0]) == {a["id"], b["id"], c["id"]}

@@ -76,7 +76,8 @@ class ExportCreate(BaseModel):
 
 
 def public(row) -> dict:
-    d = row_dict(row)
+    """An export as the API shows it (a row, or a row_dict)."""
+    d = row if isinstance(row, dict) else row_dict(row)
     d.pop("file_path", None)  # where the file lives on the server is not the client's business
     d["retries"] = d.get("retries") or 0
     if d.get("status") == "completed":
@@ -184,17 +185,12 @@ def list_exports(
         q = q.where(t.c.export_type == type)
     if created_from:
         q = q.where(t.c.created_at >= _created_bound(created_from))
-    if created_to:
+    if created_to and created_to < date.max:
         q = q.where(t.c.created_at < _created_bound(created_to + timedelta(days=1)))
     q = q.order_by(t.c.created_at.desc(), t.c.id.desc())
     with ops_engine_of(request).connect() as conn:
         rows, total = paginate(conn, q, limit, offset)
-    for r in rows:
-        r.pop("file_path", None)
-        r["retries"] = r.get("retries") or 0
-        if r["status"] == "completed":
-            r["download_url"] = f"/v1/exports/{r['id']}/download"
-    return list_response(request, rows, limit, offset, total)
+    return list_response(request, [public(r) for r in rows], limit, offset, total)
 
 
 def _export_row(request: Request, p: Principal, export_id: UUID, conn: sa.Connection | None = None):

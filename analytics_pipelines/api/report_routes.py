@@ -46,7 +46,7 @@ from analytics_pipelines.reports.filters import Filters
 from analytics_pipelines.reports.model import FORMATS
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
-ScheduleId = Annotated[int, Path(ge=1, le=2**62, description="The schedule's id")]
+ScheduleId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The schedule's id")]  # an INTEGER key
 ENTITY = "report_schedule"
 
 

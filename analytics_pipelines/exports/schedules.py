@@ -37,6 +37,8 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 #: how far back/forward an occurrence can be (a monthly one: two months)
 _SPAN = {"daily": 2, "weekly": 8, "monthly": 63}
+#: dates outside these years are refused (far from any real schedule, and clear of datetime's limits)
+MIN_YEAR, MAX_YEAR = 2000, 2999
 
 
 class ScheduleError(ExportRequestError):
@@ -99,6 +101,10 @@ def validate(s: Schedule, now: datetime) -> None:
     if not HHMM.match(s.local_time or ""):
         raise ScheduleError("local_time", f"local_time must be HH:MM, 00:00-23:59; got {s.local_time!r}")
     tz = zone(s.timezone)
+    for field in ("run_date", "end_date"):
+        d = getattr(s, field)
+        if d is not None and not MIN_YEAR <= d.year <= MAX_YEAR:
+            raise ScheduleError(field, f"{field} must be between {MIN_YEAR} and {MAX_YEAR}")
     for field, freq in (("run_date", "once"), ("day_of_week", "weekly"), ("day_of_month", "monthly")):
         if getattr(s, field) is not None and s.frequency != freq:
             raise ScheduleError(field, f"{field} applies only to {freq} schedules")

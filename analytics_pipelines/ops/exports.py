@@ -85,6 +85,10 @@ report_subscriptions = sa.Table(
     sa.Column("filters", sa.JSON),  # export-type schedules: the export filters
     sa.Column("options", sa.JSON),  # export-type schedules: the export options
     sa.Column("updated_at", sa.DateTime(timezone=True)),
+    # ids are never reused (SQLite would reuse a deleted highest rowid): the delivery sensor's run keys
+    # "<id>:<period>:<attempt>" must not collide with a deleted schedule's (new SQLite databases;
+    # PostgreSQL sequences never reuse)
+    sqlite_autoincrement=True,
 )
 
 report_deliveries = sa.Table(
