@@ -103,8 +103,6 @@ def test_lifecycle_transitions_and_illegal_ones(engine, tmp_path):
         lifecycle.set_progress(engine, rid, 50)
     assert lifecycle.claim(engine, rid, "run-1", now=T0)
     assert not lifecycle.claim(engine, rid, "run-2", now=T0)  # already processing
-    with pytest.raises(IllegalTransition, match="cannot cancel .* processing"):
-        lifecycle.cancel(engine, rid)
     lifecycle.set_progress(engine, rid, 40)
     assert lifecycle.get(engine, rid)["progress"] == 40
     with pytest.raises(ValueError):
@@ -118,6 +116,8 @@ def test_lifecycle_transitions_and_illegal_ones(engine, tmp_path):
     assert lifecycle.claim(engine, rid) is False
     with pytest.raises(IllegalTransition, match="cannot complete .* completed"):
         lifecycle.complete(engine, rid, f)
+    with pytest.raises(IllegalTransition, match="cannot cancel .* completed"):
+        lifecycle.cancel(engine, rid)  # pending or processing only (issue 20)
     with pytest.raises(IllegalTransition):
         lifecycle.fail(engine, rid, "late")
     with pytest.raises(KeyError):

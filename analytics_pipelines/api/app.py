@@ -16,6 +16,7 @@ from analytics_pipelines.api import (
     catalog,
     custom_metrics,
     customers,
+    export_routes,
     fraud,
     grafana,
     marts,
@@ -25,6 +26,7 @@ from analytics_pipelines.api import (
     pricing,
     problems,
     realtime,
+    report_routes,
 )
 from analytics_pipelines.api.common import jsonable
 from analytics_pipelines.api.noshow import router as no_show_router
@@ -122,6 +124,8 @@ def create_app(
     app.include_router(predictions.router)
     app.include_router(catalog.router)
     app.include_router(ops_routes.router)
+    app.include_router(export_routes.router)
+    app.include_router(report_routes.router)
     app.include_router(pricing.router)
     app.include_router(grafana.router)
     app.include_router(anomalies.router)

@@ -1,9 +1,10 @@
 """Report subscriptions and their delivery ledger (report_subscriptions, report_deliveries).
 
-A subscription names a venue, a report (daily_venue | weekly_executive), a format, recipients, a cadence
-(daily | weekly | monthly) and a local time in a time zone. At that local time the previous period becomes
-due: yesterday (daily), last ISO week Monday-Sunday (weekly), last calendar month (monthly). Dates are
-calendar dates of the venue-local calendar applied to the marts' UTC days.
+A subscription names a venue, a report (daily_venue | weekly_executive | an export type), a format,
+recipients, a frequency (once | daily | weekly | monthly) and a local time in a time zone (validation and
+storage: exports/subscriptions.py; occurrences, DST, periods: exports/schedules.py). At each occurrence the
+previous period becomes due: yesterday (daily), last ISO week Monday-Sunday (weekly), last calendar month
+(monthly). Dates are calendar dates of the venue-local calendar applied to the marts' UTC days.
 
 One claim per (subscription, period): the sender first claims the report_deliveries row by INSERT (or, for a
 retry, by a conditional UPDATE failed -> sending); the unique key lets exactly one caller through, and only it
@@ -20,34 +21,32 @@ report claim whose sender died before the message was stored goes back to `faile
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
 from analytics_pipelines import outbox
 from analytics_pipelines.exports.lifecycle import backoff, utcnow
-from analytics_pipelines.notify import Attachment, SmtpSettings, mask_email
+from analytics_pipelines.exports.schedules import Schedule, latest_due, period_bounds, period_label
+from analytics_pipelines.exports.subscriptions import REPORT_TITLES, REPORTS, create_subscription  # noqa: F401 - create_subscription: callers' API
+from analytics_pipelines.notify import Attachment, SmtpSettings
 from analytics_pipelines.ops.db import as_utc
-from analytics_pipelines.ops.exports import EXPORT_FORMATS, report_deliveries, report_subscriptions
+from analytics_pipelines.ops.exports import report_deliveries, report_subscriptions
 from analytics_pipelines.paths import data_dir
 from analytics_pipelines.reports.builders import daily_venue_report, executive_report, venue_name
-from analytics_pipelines.reports.filters import ExportRequestError
+from analytics_pipelines.reports.export_types import EXPORT_SPECS, build_export, needs_pseudonym_key
+from analytics_pipelines.reports.filters import parse_filters
+from analytics_pipelines.reports.pseudonyms import pseudonym_key
 from analytics_pipelines.reports.writers import render
 from analytics_pipelines.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-REPORTS = {"daily_venue": ("daily",), "weekly_executive": ("weekly", "monthly")}
-CADENCES = ("daily", "weekly", "monthly")
 MAX_ATTEMPTS = 5
 RETRY_BASE_S = 300  # 5 min, 10, 20, 40
 DEFAULT_ATTACHMENT_LIMIT = 5 * 1024 * 1024
-_EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 MIME = {
     ".pdf": "application/pdf",
     ".csv": "text/csv",
@@ -67,55 +66,6 @@ def attachment_limit() -> int:
         raise ValueError(f"TT_EMAIL_ATTACHMENT_LIMIT_BYTES must be a number of bytes, got {raw!r}") from None
 
 
-def create_subscription(
-    engine: sa.Engine,
-    tenant_id: str,
-    venue_id: str,
-    report: str,
-    recipients: list[str],
-    cadence: str,
-    fmt: str = "pdf",
-    local_time: str = "07:00",
-    timezone: str = "UTC",
-    created_by: str | None = None,
-) -> int:
-    """Validate and store a subscription; its id. ExportRequestError says what is wrong."""
-    if report not in REPORTS:
-        raise ExportRequestError(f"unknown report {report!r}; expected one of {', '.join(REPORTS)}")
-    if cadence not in REPORTS[report]:
-        raise ExportRequestError(f"{report} is sent {' or '.join(REPORTS[report])}, not {cadence!r}")
-    if fmt not in EXPORT_FORMATS:
-        raise ExportRequestError(f"unknown format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
-    if not venue_id or not tenant_id:
-        raise ExportRequestError("a subscription needs a tenant and a venue")
-    if not recipients or not isinstance(recipients, list) or len(recipients) > 50:
-        raise ExportRequestError("recipients must be a list of 1 to 50 email addresses")
-    bad = [r for r in recipients if not isinstance(r, str) or not _EMAIL.match(r)]
-    if bad:
-        raise ExportRequestError(f"not email addresses: {[mask_email(str(b)) for b in bad]}")
-    if not _HHMM.match(local_time or ""):
-        raise ExportRequestError(f"local_time must be HH:MM (24 h), got {local_time!r}")
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ExportRequestError(f"unknown time zone {timezone!r}") from None
-    with engine.begin() as conn:
-        return conn.execute(
-            report_subscriptions.insert().values(
-                tenant_id=tenant_id.lower(),
-                venue_id=venue_id.lower(),
-                report=report,
-                format=fmt,
-                recipients=list(recipients),
-                cadence=cadence,
-                local_time=local_time,
-                timezone=timezone,
-                created_by=created_by,
-                created_at=utcnow(),
-            )
-        ).inserted_primary_key[0]
-
-
 @dataclass(frozen=True)
 class Period:
     label: str  # ledger key: 2026-11-21 | 2026-W47 | 2026-11
@@ -125,32 +75,13 @@ class Period:
 
 
 def latest_due_period(cadence: str, local_time: str, timezone: str, now: datetime) -> Period:
-    """The most recent period whose delivery time (local_time on the day after it ends) has passed."""
-    tz = ZoneInfo(timezone)
-    hh, mm = (int(x) for x in local_time.split(":"))
-    local = now.astimezone(tz)
-
-    def at(d: date) -> datetime:
-        return datetime.combine(d, time(hh, mm), tz)
-
-    if cadence == "daily":
-        send_day = local.date() if local >= at(local.date()) else local.date() - timedelta(days=1)
-        day = send_day - timedelta(days=1)
-        return Period(day.isoformat(), day, day, at(send_day))
-    if cadence == "weekly":
-        monday = local.date() - timedelta(days=local.weekday())
-        if local < at(monday):
-            monday -= timedelta(days=7)
-        first = monday - timedelta(days=7)
-        iso = first.isocalendar()
-        return Period(f"{iso.year}-W{iso.week:02d}", first, monday - timedelta(days=1), at(monday))
-    if cadence == "monthly":
-        first_of_month = local.date().replace(day=1)
-        if local < at(first_of_month):
-            first_of_month = (first_of_month - timedelta(days=1)).replace(day=1)
-        last = first_of_month - timedelta(days=1)
-        return Period(last.strftime("%Y-%m"), last.replace(day=1), last, at(first_of_month))
-    raise ValueError(f"unknown cadence {cadence!r}")
+    """The most recent period whose delivery time has passed, for a subscription of the first version
+    (weekly on Mondays, monthly on the 1st): `schedules.latest_due` and `schedules.period_label`."""
+    s = Schedule(cadence, local_time, timezone)
+    d, at = latest_due(s, now)
+    label = period_label(cadence, d)
+    first, last = period_bounds("", label)
+    return Period(label, first, last, at)
 
 
 @dataclass(frozen=True)
@@ -169,11 +100,13 @@ def due_deliveries(engine: sa.Engine, now: datetime | None = None) -> list[DueDe
     now = now or utcnow()
     s, d = report_subscriptions, report_deliveries
     with engine.connect() as conn:
-        subs = conn.execute(sa.select(s).where(s.c.enabled.is_(True)).order_by(s.c.id)).mappings().all()
-        periods = {
-            sub["id"]: latest_due_period(sub["cadence"], sub["local_time"], sub["timezone"], now).label
-            for sub in subs
-        }
+        rows = conn.execute(sa.select(s).where(s.c.enabled.is_(True)).order_by(s.c.id)).mappings().all()
+        periods, subs = {}, []
+        for sub in rows:  # the latest occurrence at or before now, within active_from and end_date
+            due = latest_due(Schedule.of(sub), now)
+            if due is not None:
+                periods[sub["id"]] = period_label(sub["cadence"], due[0])
+                subs.append(sub)
         ledger = {}
         if subs:  # only the rows of the periods due now (the ledger grows by one row per delivery)
             ledger = {
@@ -240,26 +173,13 @@ def _claim(
         )
 
 
-def _period_of(sub, period_label: str) -> tuple[date, date]:
-    if sub["cadence"] == "daily":
-        d = date.fromisoformat(period_label)
-        return d, d
-    if sub["cadence"] == "weekly":
-        year, week = period_label.split("-W")
-        first = date.fromisocalendar(int(year), int(week), 1)
-        return first, first + timedelta(days=6)
-    first = date.fromisoformat(period_label + "-01")
-    nxt = (first + timedelta(days=32)).replace(day=1)
-    return first, nxt - timedelta(days=1)
-
-
 def render_subscription(
     wh: Warehouse, sub, period_label: str, out_dir: Path | None = None, now: datetime | None = None
 ) -> Path:
-    first, last = _period_of(sub, period_label)
+    first, last = period_bounds(sub["report"], period_label, sub["filters"])
     if sub["report"] == "daily_venue":
         report = daily_venue_report(wh, sub["venue_id"], first, sub["tenant_id"], now=now)
-    else:
+    elif sub["report"] == "weekly_executive":
         previous = None
         if sub["cadence"] == "monthly":  # the previous calendar month, not the 30 days before
             prev_last = first - timedelta(days=1)
@@ -267,12 +187,24 @@ def render_subscription(
         report = executive_report(
             wh, sub["venue_id"], first, last, sub["tenant_id"], now=now, previous=previous
         )
+    else:  # an export type over the period, with the subscription's filters and options
+        raw = {**(sub["filters"] or {}), "date_from": first.isoformat(), "date_to": last.isoformat()}
+        filters = parse_filters(sub["tenant_id"], raw)
+        options = sub["options"] or {}
+        key = pseudonym_key() if needs_pseudonym_key(sub["report"], options) else None
+        report = build_export(wh, sub["report"], filters, options, key, now=now)
     target = (
         (out_dir or data_dir() / "reports" / "deliveries")
         / str(sub["id"])
         / f"{sub['report']}_{period_label}"
     )
     return render(report, sub["format"], target)
+
+
+def _title(wh: Warehouse, sub, period: str) -> str:
+    kind = REPORT_TITLES[sub["report"]][0] if sub["report"] in REPORTS else EXPORT_SPECS[sub["report"]].title
+    where = venue_name(wh, sub["venue_id"]) if sub["venue_id"] else "all venues"
+    return f"{kind} {period} – {where}"
 
 
 @dataclass(frozen=True)
@@ -316,8 +248,7 @@ def deliver(
         path = render_subscription(wh, sub, period, out_dir, now)
         size = path.stat().st_size
         limit = attachment_limit() if limit_bytes is None else limit_bytes
-        kind = "Daily venue report" if sub["report"] == "daily_venue" else "Executive report"
-        title = f"{kind} {period} – {venue_name(wh, sub['venue_id'])}"
+        title = _title(wh, sub, period)
         attach = size <= limit
         location = f"{link_base.rstrip('/')}/{path.name}" if link_base else str(path)
         body = (

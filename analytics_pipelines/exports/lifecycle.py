@@ -21,9 +21,10 @@ import sqlalchemy as sa
 from analytics_pipelines.ops.db import as_utc
 from analytics_pipelines.ops.exports import EXPORT_FORMATS, EXPORT_TYPES, analytics_exports
 from analytics_pipelines.paths import data_dir
-from analytics_pipelines.reports.export_types import RAW_DATA_TABLES, build_export, needs_pseudonym_key
+from analytics_pipelines.reports.export_types import build_export, check_export, needs_pseudonym_key
 from analytics_pipelines.reports.filters import (
     ExportRequestError,
+    Filters,
     MissingMartError,
     parse_filters,
     segment_members,
@@ -44,6 +45,10 @@ class IllegalTransition(RuntimeError):
     """The request is not in a state that allows this transition."""
 
     status_code = 409
+
+
+class Cancelled(IllegalTransition):
+    """The request was cancelled while it was being produced: the work is discarded."""
 
 
 def utcnow() -> datetime:
@@ -87,6 +92,39 @@ def get(engine: sa.Engine, request_id: str) -> dict:
     return out
 
 
+def validate_export(
+    tenant_id: str,
+    export_type: str,
+    fmt: str,
+    filters: dict | None = None,
+    options: dict | None = None,
+    venue_id: str | None = None,
+    warehouse: Warehouse | None = None,
+) -> tuple[Filters, dict]:
+    """The parsed filters and options of an export (a request or an export-type schedule), or
+    ExportRequestError saying what is wrong. With `warehouse`, filters that need marts not built yet
+    (segments) are refused now, not at run time."""
+    if export_type not in EXPORT_TYPES:
+        raise ExportRequestError(
+            f"unknown export type {export_type!r}; expected one of {', '.join(EXPORT_TYPES)}"
+        )
+    if fmt not in EXPORT_FORMATS:
+        raise ExportRequestError(f"unknown format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
+    options = dict(options or {})
+    if not isinstance(filters, dict | None):
+        raise ExportRequestError("filters must be an object")
+    parsed = parse_filters(tenant_id, filters)
+    if venue_id:
+        venue_id = venue_id.lower()
+        if parsed.venue_ids and parsed.venue_ids != (venue_id,):
+            raise ExportRequestError("venue_ids filter conflicts with the request's venue")
+        parsed = parse_filters(tenant_id, {**parsed.to_json(), "venue_ids": [venue_id]})
+    check_export(export_type, parsed, options)  # the filters and options the type declares
+    if warehouse is not None:
+        segment_members(warehouse, parsed)  # raises when the customer marts do not exist yet
+    return parsed, options
+
+
 def create_request(
     engine: sa.Engine,
     tenant_id: str,
@@ -99,55 +137,36 @@ def create_request(
     max_attempts: int = 3,
     warehouse: Warehouse | None = None,
     now: datetime | None = None,
+    conn: sa.Connection | None = None,
 ) -> str:
-    """Validate and store a pending request; its id. ExportRequestError (a ValueError) says what is wrong.
-    With `warehouse`, filters that need marts not built yet (segments) are refused now, not at run time."""
-    if export_type not in EXPORT_TYPES:
-        raise ExportRequestError(
-            f"unknown export type {export_type!r}; expected one of {', '.join(EXPORT_TYPES)}"
-        )
-    if fmt not in EXPORT_FORMATS:
-        raise ExportRequestError(f"unknown format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
+    """Validate (`validate_export`) and store a pending request; its id. ExportRequestError (a ValueError)
+    says what is wrong. `conn`: insert in the caller's transaction (the API's, with its audit row)."""
     if not 1 <= int(max_attempts) <= 10:
         raise ExportRequestError("max_attempts must be between 1 and 10")
-    options = dict(options or {})
-    if not isinstance(filters, dict | None):
-        raise ExportRequestError("filters must be an object")
-    parsed = parse_filters(tenant_id, filters)
-    if venue_id:
-        venue_id = venue_id.lower()
-        if parsed.venue_ids and parsed.venue_ids != (venue_id,):
-            raise ExportRequestError("venue_ids filter conflicts with the request's venue")
-        parsed = parse_filters(tenant_id, {**parsed.to_json(), "venue_ids": [venue_id]})
-    if export_type == "raw_data" and options.get("table") not in RAW_DATA_TABLES:
-        raise ExportRequestError(f"raw_data needs options.table, one of {', '.join(RAW_DATA_TABLES)}")
-    if export_type != "raw_data" and "table" in options:
-        raise ExportRequestError("options.table applies only to raw_data")
-    if parsed.segments and export_type in ("event_summary", "financial_report"):
-        raise ExportRequestError(f"the segments filter does not apply to {export_type}")
-    if warehouse is not None:
-        segment_members(warehouse, parsed)  # raises when the customer marts do not exist yet
+    parsed, options = validate_export(tenant_id, export_type, fmt, filters, options, venue_id, warehouse)
     request_id = str(uuid.uuid4())
     now = now or utcnow()
-    with engine.begin() as conn:
-        conn.execute(
-            analytics_exports.insert().values(
-                id=request_id,
-                tenant_id=parsed.tenant_id,
-                venue_id=venue_id,
-                user_id=user_id,
-                export_type=export_type,
-                format=fmt,
-                status="pending",
-                progress=0,
-                filters=parsed.to_json(),
-                options=options,
-                attempts=0,
-                max_attempts=int(max_attempts),
-                created_at=now,
-                updated_at=now,
-            )
-        )
+    insert = analytics_exports.insert().values(
+        id=request_id,
+        tenant_id=parsed.tenant_id,
+        venue_id=venue_id.lower() if venue_id else None,
+        user_id=user_id,
+        export_type=export_type,
+        format=fmt,
+        status="pending",
+        progress=0,
+        filters=parsed.to_json(),
+        options=options,
+        attempts=0,
+        max_attempts=int(max_attempts),
+        created_at=now,
+        updated_at=now,
+    )
+    if conn is not None:
+        conn.execute(insert)
+    else:
+        with engine.begin() as c:
+            c.execute(insert)
     return request_id
 
 
@@ -157,16 +176,21 @@ def _transition(
     allowed: tuple[str, ...],
     values: dict,
     extra: sa.ColumnElement | None = None,
+    conn: sa.Connection | None = None,
 ) -> bool:
+    """One conditional UPDATE; on `conn` (the caller's transaction) when given."""
     t = analytics_exports
     cond = sa.and_(t.c.id == request_id, t.c.status.in_(allowed), *([extra] if extra is not None else []))
-    with engine.begin() as conn:
+    if conn is not None:
         return conn.execute(t.update().where(cond).values(**values)).rowcount == 1
+    with engine.begin() as c:
+        return c.execute(t.update().where(cond).values(**values)).rowcount == 1
 
 
 def _illegal(engine: sa.Engine, request_id: str, action: str) -> IllegalTransition:
     status = get(engine, request_id)["status"]
-    return IllegalTransition(f"cannot {action} export {request_id}: it is {status}")
+    kind = Cancelled if status == "cancelled" else IllegalTransition
+    return kind(f"cannot {action} export {request_id}: it is {status}")
 
 
 def claim(engine: sa.Engine, request_id: str, run_id: str | None = None, now: datetime | None = None) -> bool:
@@ -202,11 +226,16 @@ def sha256_file(path: Path) -> str:
 
 
 def complete(engine: sa.Engine, request_id: str, path: Path, now: datetime | None = None) -> dict:
-    """processing -> completed with the file's path, size and SHA-256; expires after TT_EXPORT_TTL_DAYS."""
+    """processing -> completed with the file's path, size and SHA-256; expires after TT_EXPORT_TTL_DAYS.
+    One conditional UPDATE ... WHERE status = 'processing': when the request was cancelled meanwhile, the
+    file is deleted (the render is discarded, never served) and Cancelled is raised."""
     now = now or utcnow()
-    if get(engine, request_id)["status"] != "processing":
-        raise _illegal(engine, request_id, "complete")
     path = Path(path)
+    if get(engine, request_id)["status"] != "processing":
+        exc = _illegal(engine, request_id, "complete")
+        if isinstance(exc, Cancelled):
+            path.unlink(missing_ok=True)
+        raise exc
     values = dict(
         status="completed",
         progress=100,
@@ -220,7 +249,10 @@ def complete(engine: sa.Engine, request_id: str, path: Path, now: datetime | Non
         error_message=None,
     )
     if not _transition(engine, request_id, ("processing",), values):
-        raise _illegal(engine, request_id, "complete")
+        exc = _illegal(engine, request_id, "complete")
+        if isinstance(exc, Cancelled):
+            path.unlink(missing_ok=True)
+        raise exc
     return get(engine, request_id)
 
 
@@ -236,6 +268,8 @@ def fail(
     attempts counts failed attempts. Returns the new status."""
     now = now or utcnow()
     row = get(engine, request_id)
+    if row["status"] == "cancelled":  # cancelled while it ran: nothing left to fail
+        return "cancelled"
     if row["status"] != "processing":
         raise IllegalTransition(f"cannot fail export {request_id}: it is {row['status']}")
     attempts = row["attempts"] + 1
@@ -250,17 +284,58 @@ def fail(
     )
     t = analytics_exports
     if not _transition(engine, request_id, ("processing",), values, t.c.attempts == row["attempts"]):
-        raise _illegal(engine, request_id, "fail")
+        exc = _illegal(engine, request_id, "fail")
+        if isinstance(exc, Cancelled):
+            return "cancelled"
+        raise exc
     log.warning("export %s attempt %d failed (%s): %s", request_id, attempts, values["status"], error)
     return values["status"]
 
 
-def cancel(engine: sa.Engine, request_id: str, now: datetime | None = None) -> None:
-    """pending -> cancelled (a running or finished export cannot be cancelled)."""
+def cancel(
+    engine: sa.Engine, request_id: str, now: datetime | None = None, conn: sa.Connection | None = None
+) -> None:
+    """pending or processing -> cancelled. A run producing it finds out at its next step (set_progress or
+    complete raise Cancelled) and discards its file; a finished or failed export cannot be cancelled."""
     if not _transition(
-        engine, request_id, ("pending",), dict(status="cancelled", updated_at=now or utcnow())
+        engine,
+        request_id,
+        ("pending", "processing"),
+        dict(status="cancelled", updated_at=now or utcnow()),
+        conn=conn,
     ):
         raise _illegal(engine, request_id, "cancel")
+
+
+def retry(
+    engine: sa.Engine, request_id: str, now: datetime | None = None, conn: sa.Connection | None = None
+) -> None:
+    """failed or expired -> pending, the same request again (same id and download URL) with its attempt count
+    kept: the next run is attempt `attempts + 1`, and `max_attempts` is raised so that at least one more
+    attempt is allowed. `retries` counts these manual retries and keeps the sensor's run key new."""
+    now = now or utcnow()
+    row = get(engine, request_id)
+    t = analytics_exports
+    values = dict(
+        status="pending",
+        progress=0,
+        retries=(row["retries"] or 0) + 1,
+        max_attempts=max(row["max_attempts"], row["attempts"] + 1),
+        next_attempt_at=None,
+        run_id=None,
+        file_path=None,
+        file_size=None,
+        checksum_sha256=None,
+        started_at=None,
+        completed_at=None,
+        expires_at=None,
+        updated_at=now,
+    )
+    same = t.c.retries.is_(None) if row["retries"] is None else t.c.retries == row["retries"]
+    if not _transition(engine, request_id, ("failed", "expired"), values, same, conn=conn):
+        raise _illegal(engine, request_id, "retry")
+    if row["file_path"]:  # an expired export's file is gone already; make sure
+        Path(row["file_path"]).unlink(missing_ok=True)
 
 
 def expire_due(engine: sa.Engine, now: datetime | None = None) -> list[str]:
@@ -308,10 +383,11 @@ def recover_stale(
 class DueRequest:
     id: str
     attempts: int
+    retries: int = 0
 
     @property
     def run_key(self) -> str:
-        return f"{self.id}:{self.attempts}"
+        return f"{self.id}:{self.attempts}" + (f":r{self.retries}" if self.retries else "")
 
 
 def due_requests(engine: sa.Engine, now: datetime | None = None, limit: int = 50) -> list[DueRequest]:
@@ -320,12 +396,12 @@ def due_requests(engine: sa.Engine, now: datetime | None = None, limit: int = 50
     t = analytics_exports
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(t.c.id, t.c.attempts)
+            sa.select(t.c.id, t.c.attempts, t.c.retries)
             .where(t.c.status == "pending", sa.or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now))
             .order_by(t.c.created_at, t.c.id)
             .limit(limit)
         ).all()
-    return [DueRequest(r.id, r.attempts) for r in rows]
+    return [DueRequest(r.id, r.attempts, r.retries or 0) for r in rows]
 
 
 def run_export(
@@ -342,6 +418,7 @@ def run_export(
     if not claim(engine, request_id, run_id, now):
         return None
     row = get(engine, request_id)
+    path: Path | None = None
     try:
         filters = parse_filters(row["tenant_id"], row["filters"])
         key = pseudonym_key() if needs_pseudonym_key(row["export_type"], row["options"]) else None
@@ -352,6 +429,10 @@ def run_export(
         path = render(report, row["format"], target)
         set_progress(engine, request_id, 90)
         return complete(engine, request_id, path, now=now)
+    except Cancelled:  # cancelled while it ran: the file (if any) is discarded, never served
+        if path is not None:
+            path.unlink(missing_ok=True)
+        log.info("export %s was cancelled while it ran; its result is discarded", request_id)
     except (ExportRequestError, PseudonymKeyError) as exc:
         fail(
             engine,

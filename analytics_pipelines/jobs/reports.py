@@ -45,6 +45,9 @@ def process_export_request(
             "attempts": row["attempts"],
         }
     )
+    if row["status"] == "cancelled":  # cancelled while it ran: its file was discarded; not a failure
+        context.log.info(f"export {config.request_id} was cancelled while it ran; result discarded")
+        return {"request_id": config.request_id, "status": "cancelled"}
     if row["status"] != "completed":
         raise dg.Failure(
             f"export {config.request_id} {row['status']}: {row['error_message']}",

@@ -91,6 +91,40 @@ def _create_all(engine: sa.Engine) -> None:
         if engine.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('tt_ops_ddl'))"))
         metadata.create_all(conn, checkfirst=True)
+        add_missing_columns(conn)
+
+
+def add_missing_columns(conn: sa.Connection) -> list[str]:
+    """The additive migration step: `create_all` creates missing tables but never alters an existing one, so
+    a nullable column declared after a database was created is added here (`ALTER TABLE ... ADD COLUMN`).
+    Idempotent (compares with the database's columns; IF NOT EXISTS on PostgreSQL, whose DDL runs under the
+    advisory lock above). Only nullable columns without a server default are added: existing rows read NULL,
+    which every such column means as "the first version's behaviour". A non-nullable column missing from an
+    existing table is a schema change this step cannot make; it is refused loudly. Returns "table.column"s."""
+    inspector = sa.inspect(conn)
+    existing_tables = set(inspector.get_table_names())
+    added = []
+    for table in metadata.sorted_tables:
+        if table.name not in existing_tables:
+            continue
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for col in table.columns:
+            if col.name in have:
+                continue
+            if not col.nullable or col.server_default is not None:
+                raise RuntimeError(
+                    f"ops table {table.name} lacks column {col.name}, which is not nullable: "
+                    "add it with a migration of its own"
+                )
+            ddl = sa.schema.CreateColumn(col).compile(dialect=conn.dialect)
+            exists = " IF NOT EXISTS" if conn.dialect.name == "postgresql" else ""
+            conn.execute(
+                sa.text(
+                    f"ALTER TABLE {conn.dialect.identifier_preparer.quote(table.name)} ADD COLUMN{exists} {ddl}"
+                )
+            )
+            added.append(f"{table.name}.{col.name}")
+    return added
 
 
 ops_engine.cache_clear = _engine.cache_clear  # forget every cached engine (as a new process would start)

@@ -5,6 +5,8 @@ or the ops tables."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
@@ -282,14 +284,95 @@ def _raw_data(wh, f, window, options, key):
     return f"Raw data: {table}", (Section(table, df),)
 
 
-EXPORT_BUILDERS = {
-    "analytics_report": _analytics_report,
-    "customer_list": _customer_list,
-    "transaction_history": _transaction_history,
-    "event_summary": _event_summary,
-    "financial_report": _financial_report,
-    "raw_data": _raw_data,
+@dataclass(frozen=True)
+class ExportSpec:
+    """What one export type is: its builder, the tables it reads, the filters it honours (enforced by
+    `check_export`, listed by GET /v1/reports/templates) and its options."""
+
+    builder: Callable
+    title: str
+    description: str
+    tables: tuple[str, ...]
+    filters: tuple[str, ...]
+    options: tuple[str, ...] = ("top",)
+
+
+_ALL = ("date_from", "date_to", "venue_ids", "event_ids", "category_ids", "segments")
+EXPORT_SPECS = {
+    "analytics_report": ExportSpec(
+        _analytics_report,
+        "Analytics report",
+        "Daily sales, sales by channel and the top events (orders and refunds).",
+        ("fct_orders", "fct_refunds"),
+        _ALL,
+    ),
+    "customer_list": ExportSpec(
+        _customer_list,
+        "Customer list",
+        "Per-customer aggregates under keyed pseudonyms (segment when the customer marts exist).",
+        ("fct_orders", "fct_refunds"),
+        _ALL,
+        (),
+    ),
+    "transaction_history": ExportSpec(
+        _transaction_history,
+        "Transaction history",
+        "Every order and refund in the range, customers as keyed pseudonyms.",
+        ("fct_orders", "fct_refunds"),
+        _ALL,
+        (),
+    ),
+    "event_summary": ExportSpec(
+        _event_summary,
+        "Event summary",
+        "Events starting in the range: tickets sold, capacity, revenue, rank.",
+        ("event_performance",),
+        ("date_from", "date_to", "venue_ids", "event_ids"),
+        (),
+    ),
+    "financial_report": ExportSpec(
+        _financial_report,
+        "Financial report",
+        "Gross, refunds, fees and net: summary, per day, per revenue line.",
+        ("revenue_by_channel",),
+        ("date_from", "date_to", "venue_ids"),
+        (),
+    ),
+    "raw_data": ExportSpec(
+        _raw_data,
+        "Raw data",
+        "One mart or fact table by allow-list (options.table); a filter applies where the table has its "
+        "column (checked when the export runs).",
+        RAW_DATA_TABLES,
+        _ALL,
+        ("table",),
+    ),
 }
+EXPORT_BUILDERS = {name: spec.builder for name, spec in EXPORT_SPECS.items()}
+
+
+def check_export(export_type: str, f: Filters, options: dict) -> None:
+    """ExportRequestError unless the export type honours every given filter and option (EXPORT_SPECS)."""
+    spec = EXPORT_SPECS.get(export_type)
+    if spec is None:
+        raise ExportRequestError(
+            f"unknown export type {export_type!r}; expected one of {', '.join(EXPORT_SPECS)}"
+        )
+    given = [k for k, v in f.to_json().items() if v]
+    refused = [k for k in given if k not in spec.filters]
+    if refused:
+        raise ExportRequestError(
+            f"the filter(s) {', '.join(refused)} does not apply to {export_type}; "
+            f"it takes {', '.join(spec.filters)}"
+        )
+    extra = sorted(set(options) - set(spec.options))
+    if extra:
+        raise ExportRequestError(
+            f"{export_type} takes no option(s) {', '.join(extra)}"
+            + (f"; its options: {', '.join(spec.options)}" if spec.options else "")
+        )
+    if export_type == "raw_data" and options.get("table") not in RAW_DATA_TABLES:
+        raise ExportRequestError(f"raw_data needs options.table, one of {', '.join(RAW_DATA_TABLES)}")
 
 
 def build_export(
