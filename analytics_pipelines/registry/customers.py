@@ -264,6 +264,24 @@ TABLES: tuple[Table, ...] = (
         ),
         serve=True,
     ),
+    _t(
+        "customer_email_keys",
+        "The keyed pseudonym of each customer's e-mail (landing's HMAC, TT_LANDING_PSEUDONYM_KEY; never an address) "
+        "per (tenant, customer) of customer_360: how the API's customer search finds a customer by e-mail. "
+        "Read by the API only through that search, never returned (customers/email_keys.py).",
+        "one row per tenant and customer with a keyed e-mail",
+        ("tenant_id", "user_id"),
+        ("raw_users", "customer_360"),
+        Check(
+            "valid_keys",
+            "One row per (tenant, customer), each a customer_360 row; every pseudonym 64 lower-case hex.",
+            "analytics_pipelines.customers.email_keys:check_email_keys",
+            kind="invariants",
+        ),
+        build="analytics_pipelines.customers.email_keys:customer_email_keys",
+        serve=True,
+        admin_only=True,
+    ),
     Table(
         name="model_performance",
         group="models",
