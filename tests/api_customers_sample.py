@@ -21,6 +21,7 @@ from api_sample import SampleMarts
 
 from analytics_pipelines.customers.email_keys import email_keys
 from analytics_pipelines.customers.rfm import SEGMENTS
+from analytics_pipelines.customers.ticket_events import ticket_event_rows
 from analytics_pipelines.privacy import landing_key, pseudonymize_landing
 from analytics_pipelines.warehouse import Warehouse
 
@@ -89,6 +90,31 @@ def build_sample_customers(wh: Warehouse, marts: SampleMarts, per_tenant: int = 
     keys = [((marts.first_day + timedelta(days=i)).isoformat(),) for i in range(span // 86400)]
     wh.write_partitions("fct_orders", fo, ["day"], keys)
 
+    # tickets of each order (created with it, for the buyer) and a scan of every other ticket two days later;
+    # a resold ticket's holder changes below (its scan is the new holder's), through the real builder's rules
+    tk = (
+        fo.select(
+            "tenant_id", "event_id", "user_id", "recognized_at", "tickets", "ticket_revenue_cents", "currency"
+        )
+        .with_columns(k=pl.int_ranges(0, pl.col("tickets")))
+        .explode("k", empty_as_null=True)
+    )
+    tk = tk.with_columns(
+        id=pl.Series([_uuid(rng) for _ in range(tk.height)]),
+        original_purchaser_id=pl.col("user_id"),
+        price_cents=pl.col("ticket_revenue_cents") // pl.col("tickets"),
+        status=pl.lit("sold"),
+        created_at=pl.col("recognized_at"),
+    )
+    sc = tk.gather_every(2).select(
+        ticket_id="id", event_id="event_id", scanned_at=pl.col("created_at") + pl.duration(days=2)
+    )
+    sc = sc.filter(pl.col("scanned_at").dt.date() <= marts.last_day).with_columns(
+        id=pl.Series(
+            [_uuid(rng) for _ in range(sc.filter(pl.col("scanned_at").dt.date() <= marts.last_day).height)]
+        ),
+        result=pl.lit("valid"),
+    )
     # refunds: every third order, part of it, a day later (same day partition scheme)
     rf = fo.gather_every(3).select(
         pl.col("order_id"),
@@ -123,7 +149,7 @@ def build_sample_customers(wh: Warehouse, marts: SampleMarts, per_tenant: int = 
                 {
                     "transfer_id": _uuid(rng),
                     "listing_id": _uuid(rng),
-                    "ticket_id": _uuid(rng),
+                    "ticket_id": tk.filter(pl.col("user_id") == mine[i])["id"][0],
                     "tenant_id": t,
                     "venue_id": o["venue_id"],
                     "event_id": o["event_id"],
@@ -148,6 +174,21 @@ def build_sample_customers(wh: Warehouse, marts: SampleMarts, per_tenant: int = 
         day=pl.col("completed_at").dt.date()
     )
     wh.write_partitions("fct_resales", rs, ["day"], keys)
+
+    # the resold tickets now belong to their buyers (tickets.user_id), the scans to the holder
+    tk = tk.with_columns(
+        user_id=pl.col("id").replace_strict(
+            dict(zip(rs["ticket_id"], rs["buyer_id"], strict=True)), default=pl.col("user_id")
+        )
+    )
+    events = pl.DataFrame(
+        {
+            "id": [e for es in marts.events.values() for e in es],
+            "venue_id": [v for v, es in marts.events.items() for _ in es],
+        }
+    )
+    te = ticket_event_rows(tk, sc, tk, events)
+    wh.write_partitions("customer_ticket_events", te, ["day"], keys)
 
     # RFM at three as-of dates (two Sundays and the last day), venue and tenant scopes
     as_of = [marts.last_day - timedelta(days=13), marts.last_day - timedelta(days=6), marts.last_day]

@@ -86,13 +86,14 @@ class CustomerScope:
 
 
 #: the timeline's event types, in the order they sort within one instant
-EVENT_TYPES = ("order", "refund", "resale_purchase", "resale_sale", "segment_change")
+EVENT_TYPES = ("order", "ticket", "scan", "refund", "resale_purchase", "resale_sale", "segment_change")
 JOURNEY_COLUMNS = (
     "occurred_at",
     "event_type",
     "ref_id",
     "venue_id",
     "event_id",
+    "ticket_id",
     "amount_cents",
     "fees_cents",
     "currency",
@@ -107,48 +108,57 @@ def journey_union(scope: CustomerScope, user_id: str) -> tuple[str, list]:
     """The customer's events in scope as one UNION ALL (JOURNEY_COLUMNS), with its parameters:
     - order (fct_orders): at recognized_at; amount = gross_revenue_cents (what the buyer paid), fees =
       fees_cents, tickets, detail = channel;
+    - ticket (customer_ticket_events): a ticket issued to the customer as purchaser, at its creation; amount
+      = its price, one ticket, detail = its status; scan: a scan of a ticket the customer holds, at scanned_at,
+      no amount, detail = the scan result;
     - refund (fct_refunds): at refunded_at; amount = refund_cents (money back, positive), detail = refund_type;
     - resale_purchase / resale_sale (fct_resales, the customer as buyer / seller): at completed_at; amount =
       sale_cents (buyer) or seller_payout_cents (seller), fees = platform + venue fees, one ticket,
       detail = payment_method;
     - segment_change (customer_rfm_scores, the scope's rows): at the end of the as-of day whose segment
       differs from the customer's previous as-of date ('(new)' before the first), no amount.
-    Tickets are the orders' and resales' ticket counts: there is no per-ticket or per-scan fact (docs)."""
+    `ticket_id` is set on tickets, scans and resales."""
     f, fp = scope.facts()
     r, rp = scope.rfm()
     n = "CAST(NULL AS VARCHAR)"
     sql = f"""
         SELECT recognized_at AS occurred_at, 'order' AS event_type, order_id AS ref_id, venue_id, event_id,
-               CAST(gross_revenue_cents AS BIGINT) AS amount_cents, CAST(fees_cents AS BIGINT) AS fees_cents,
+               {n} AS ticket_id, CAST(gross_revenue_cents AS BIGINT) AS amount_cents, CAST(fees_cents AS BIGINT) AS fees_cents,
                currency, CAST(tickets AS BIGINT) AS tickets, channel AS detail,
                {n} AS from_segment, {n} AS to_segment
         FROM fct_orders WHERE {f} AND user_id = %s
         UNION ALL
-        SELECT refunded_at, 'refund', refund_id, venue_id, event_id, CAST(refund_cents AS BIGINT),
+        SELECT occurred_at, event_type, ref_id, venue_id, event_id, ticket_id, CAST(amount_cents AS BIGINT),
+               CAST(NULL AS BIGINT), currency, CAST(1 AS BIGINT), detail, {n}, {n}
+        FROM customer_ticket_events WHERE {f} AND user_id = %s
+        UNION ALL
+        SELECT refunded_at, 'refund', refund_id, venue_id, event_id, {n}, CAST(refund_cents AS BIGINT),
                CAST(NULL AS BIGINT), currency, CAST(NULL AS BIGINT), refund_type, {n}, {n}
         FROM fct_refunds WHERE {f} AND user_id = %s
         UNION ALL
-        SELECT completed_at, 'resale_purchase', transfer_id, venue_id, event_id, CAST(sale_cents AS BIGINT),
+        SELECT completed_at, 'resale_purchase', transfer_id, venue_id, event_id, ticket_id,
+               CAST(sale_cents AS BIGINT),
                CAST(coalesce(platform_fee_cents, 0) + coalesce(venue_fee_cents, 0) AS BIGINT), currency,
                CAST(1 AS BIGINT), payment_method, {n}, {n}
         FROM fct_resales WHERE {f} AND buyer_id = %s
         UNION ALL
-        SELECT completed_at, 'resale_sale', transfer_id, venue_id, event_id, CAST(seller_payout_cents AS BIGINT),
+        SELECT completed_at, 'resale_sale', transfer_id, venue_id, event_id, ticket_id,
+               CAST(seller_payout_cents AS BIGINT),
                CAST(coalesce(platform_fee_cents, 0) + coalesce(venue_fee_cents, 0) AS BIGINT), currency,
                CAST(1 AS BIGINT), payment_method, {n}, {n}
         FROM fct_resales WHERE {f} AND seller_id = %s
         UNION ALL
         SELECT CAST(as_of + 1 AS TIMESTAMPTZ), 'segment_change', CAST(as_of AS VARCHAR), venue_id,
-               {n}, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), currency, CAST(NULL AS BIGINT), rfm_code,
+               {n}, {n}, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), currency, CAST(NULL AS BIGINT), rfm_code,
                coalesce(prev_segment, '(new)'), segment
         FROM (SELECT as_of, venue_id, currency, rfm_code, segment,
                      LAG(segment) OVER (ORDER BY as_of) AS prev_segment
               FROM customer_rfm_scores WHERE {r} AND user_id = %s) s
         WHERE prev_segment IS NULL OR prev_segment <> segment"""
-    return sql, [*fp, user_id, *fp, user_id, *fp, user_id, *fp, user_id, *rp, user_id]
+    return sql, [*fp, user_id, *fp, user_id, *fp, user_id, *fp, user_id, *fp, user_id, *rp, user_id]
 
 
-JOURNEY_TABLES = ("fct_orders", "fct_refunds", "fct_resales", "customer_rfm_scores")
+JOURNEY_TABLES = ("fct_orders", "customer_ticket_events", "fct_refunds", "fct_resales", "customer_rfm_scores")
 
 
 def journey_sql(scope: CustomerScope, user_id: str, descending: bool, limit: int, offset: int):

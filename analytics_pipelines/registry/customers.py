@@ -282,6 +282,27 @@ TABLES: tuple[Table, ...] = (
         serve=True,
         admin_only=True,
     ),
+    _t(
+        "customer_ticket_events",
+        "The tickets and scans of each customer's journey, per day: `ticket` (a ticket with a purchaser created "
+        "that day, for its purchaser, amount = its price) and `scan` (a scan that day of a ticket with a holder, "
+        "for the holder: tickets.user_id, else original_purchaser_id; the scan result as detail). Orders, "
+        "refunds and resales are the facts' (customers/ticket_events.py).",
+        "one row per ticket issued or scan",
+        ("event_type", "ref_id"),
+        ("stg_tickets", "stg_ticket_scans", "stg_events"),
+        Check(
+            RECONCILES,
+            "Per day, ticket and scan rows equal independent counts over the staging tickets (with a purchaser) "
+            "and scans (of a ticket with a holder); one row per type and id.",
+            "analytics_pipelines.customers.ticket_events:check_ticket_events",
+        ),
+        build="analytics_pipelines.customers.ticket_events:customer_ticket_events",
+        partitioning="daily",
+        partition_column="day",
+        serve=True,
+        venue_column="venue_id",
+    ),
     Table(
         name="model_performance",
         group="models",
