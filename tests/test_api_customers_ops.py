@@ -214,6 +214,7 @@ def test_search_by_email_and_id(env, caplog):
     r = api.get(f"/v1/customers/search?q={email.upper()}", t, role="admin")
     body = _data(r)
     assert [x["user_id"] for x in body["data"]] == [uid] and body["meta"]["matched_by"] == "email"
+    assert r.headers["cache-control"] == "no-store" and body["meta"]["total"] == 1
     c360 = api.wh.read("SELECT spend_cents FROM customer_360 WHERE tenant_id = %s AND user_id = %s", [t, uid])
     assert body["data"][0]["spend_cents"] == int(c360["spend_cents"][0])
     venue = _data(api.client.post("/v1/customers/search", json={"q": email}, headers=api.headers(t, v)))

@@ -106,8 +106,14 @@ async def _search(request: Request, p, q: str, venue_id, limit: int, offset: int
         [*params, limit, offset],
         tables,
     )
-    # the query is never echoed back (an e-mail would be): only how it matched
-    return page(request, res, limit, offset, total=int(total.rows[0][0]), matched_by=s.kind, **_meta(scope))
+    # the query is never echoed back (an e-mail would be): only how it matched; not cached by the client (a
+    # GET's URL may hold the address: no-store keeps the answer out of browser and proxy caches)
+    data = rows_json(res)
+    meta = {"limit": limit, "offset": offset, "returned": len(data), "total": int(total.rows[0][0])}
+    body = {"data": data, "meta": {**meta, "matched_by": s.kind, **_meta(scope)}}
+    response = json_response(request, body, cache=False)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @router.get("/customers/search", tags=["customers"], responses={**R, **problem_responses(422)})
