@@ -337,6 +337,29 @@ def build_sample_customers(wh: Warehouse, marts: SampleMarts, per_tenant: int = 
             how="left",
         )
         .with_columns(segment_as_of=pl.lit(as_of[-1]), as_of=pl.lit(marts.last_day))
+        .with_columns(  # the profile's other columns (the /v1/customers/{user_id} route reads them)
+            account_status=pl.lit("active"),
+            signed_up_at=pl.col("first_purchase_at") - pl.duration(days=30),
+            tenure_days=pl.lit(30, pl.Int64),
+            days_since_last_purchase=(
+                pl.lit(marts.last_day) - pl.col("last_purchase_at").dt.date()
+            ).dt.total_days(),
+            refunds_cents=pl.lit(0, pl.Int64),
+            net_spend_cents="spend_cents",
+            avg_order_value_cents=pl.col("spend_cents") // pl.col("orders"),
+            venues=pl.lit(1, pl.Int64),
+            events=pl.lit(1, pl.Int64),
+            refunds=pl.lit(0, pl.Int64),
+            resales_bought=pl.lit(0, pl.Int64),
+            resales_sold=pl.lit(0, pl.Int64),
+            favourite_category_id=pl.lit(None, pl.String),
+            favourite_category=pl.lit(None, pl.String),
+            tickets_ended=pl.lit(0, pl.Int64),
+            no_shows=pl.lit(0, pl.Int64),
+            no_show_rate_pct=pl.lit(None, pl.Float64),
+            clv_24m_cents=pl.col("clv_12m_cents") * 2,
+            churn_flag=pl.col("churn_probability") >= 0.7,
+        )
     )
     wh.replace_table("customer_360", c360)
 

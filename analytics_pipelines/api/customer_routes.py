@@ -34,6 +34,7 @@ from analytics_pipelines.privacy import PseudonymKeyError
 
 router = APIRouter(prefix="/v1")
 R404 = {**R, **problem_responses(404)}
+MAX_CENTS = 10**15  # a CLV bound past BIGINT would be a database error, not a 422
 UserP = Annotated[UUID, Path(description="The customer's id (user id)")]
 
 
@@ -146,8 +147,8 @@ async def customer_list(
         Literal["low", "medium", "high"] | None,
         Query(description="churn probability < 0.3, 0.3-0.7, >= 0.7 (the seed flagged above 70)"),
     ] = None,
-    min_clv_cents: Annotated[int | None, Query(ge=0)] = None,
-    max_clv_cents: Annotated[int | None, Query(ge=0)] = None,
+    min_clv_cents: Annotated[int | None, Query(ge=0, le=MAX_CENTS)] = None,
+    max_clv_cents: Annotated[int | None, Query(ge=0, le=MAX_CENTS)] = None,
     last_purchase_from: Annotated[
         date | None, Query(description="last purchase on or after (UTC day)")
     ] = None,
