@@ -15,6 +15,7 @@ from analytics_pipelines.api import (
     behavior,
     catalog,
     custom_metrics,
+    customer_routes,
     customers,
     export_routes,
     fraud,
@@ -29,8 +30,10 @@ from analytics_pipelines.api import (
     report_routes,
 )
 from analytics_pipelines.api.common import jsonable
+from analytics_pipelines.api.health import router as health_router
 from analytics_pipelines.api.noshow import router as no_show_router
 from analytics_pipelines.api.settings import Settings
+from analytics_pipelines.privacy import landing_key
 from analytics_pipelines.registry import Registry, default_registry
 from analytics_pipelines.warehouse.reader import Reader
 from analytics_pipelines.warehouse.readers import open_reader
@@ -50,6 +53,30 @@ FRESHNESS = (
     ("kpi_snapshots", "snapshot_hour"),
     ("sales_metrics", "period_start"),
 )
+
+
+#: routes whose query string may carry personal data: uvicorn's access log shows their path only
+REDACTED_QUERY_PATHS = frozenset({"/v1/customers/search"})
+
+
+class RedactQuery(logging.Filter):
+    """Drops the query string of REDACTED_QUERY_PATHS from uvicorn's access-log records (their args are
+    (client, method, path with query, http version, status)), so `?q=<e-mail>` is never written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            path = args[2].split("?", 1)[0]
+            if path in REDACTED_QUERY_PATHS:
+                record.args = (*args[:2], f"{path}?<redacted>", *args[3:])
+        return True
+
+
+def redact_access_log() -> None:
+    """Install RedactQuery on uvicorn's access logger (once per process)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQuery) for f in access.filters):
+        access.addFilter(RedactQuery())
 
 
 def create_app(
@@ -87,6 +114,11 @@ def create_app(
     app.state.reader = reader
     app.state.owns_reader = reader is None
     app.state.ops = None
+    #: the landing pseudonym key, read when an e-mail is searched (privacy.landing_key; tests replace it)
+    app.state.landing_key = landing_key
+    #: the non-warehouse dependencies of /health/dependencies (built from the environment on first use)
+    app.state.dependencies = None
+    redact_access_log()
 
     problems.install(app)  # every error is an RFC 9457 problem body
     app.add_middleware(problems.BodyLimit, max_bytes=settings.max_body_bytes)
@@ -119,7 +151,10 @@ def create_app(
         }
         return JSONResponse(jsonable(body), status_code=200 if status.get("reachable") else 503)
 
+    app.include_router(health_router)
     app.include_router(marts.router)
+    # fixed /v1/customers/... paths (search, list, segments/{s}/analysis) before customers' /customers/{user_id}
+    app.include_router(customer_routes.router)
     app.include_router(customers.router)  # after marts: the same prefix, route order kept
     app.include_router(predictions.router)
     app.include_router(catalog.router)

@@ -264,6 +264,45 @@ TABLES: tuple[Table, ...] = (
         ),
         serve=True,
     ),
+    _t(
+        "customer_email_keys",
+        "The keyed pseudonym of each customer's e-mail (landing's HMAC, TT_LANDING_PSEUDONYM_KEY; never an address) "
+        "per (tenant, customer) of customer_360: how the API's customer search finds a customer by e-mail. "
+        "Read by the API only through that search, never returned (customers/email_keys.py).",
+        "one row per tenant and customer with a keyed e-mail",
+        ("tenant_id", "user_id"),
+        ("raw_users", "customer_360"),
+        Check(
+            "valid_keys",
+            "One row per (tenant, customer), each a customer_360 row; every pseudonym 64 lower-case hex.",
+            "analytics_pipelines.customers.email_keys:check_email_keys",
+            kind="invariants",
+        ),
+        build="analytics_pipelines.customers.email_keys:customer_email_keys",
+        serve=True,
+        admin_only=True,
+    ),
+    _t(
+        "customer_ticket_events",
+        "The tickets and scans of each customer's journey, per day: `ticket` (a ticket with a purchaser created "
+        "that day, for its purchaser, amount = its price) and `scan` (a scan that day of a ticket with a holder, "
+        "for the holder: tickets.user_id, else original_purchaser_id; the scan result as detail). Orders, "
+        "refunds and resales are the facts' (customers/ticket_events.py).",
+        "one row per ticket issued or scan",
+        ("event_type", "ref_id"),
+        ("stg_tickets", "stg_ticket_scans", "stg_events"),
+        Check(
+            RECONCILES,
+            "Per day, ticket and scan rows equal independent counts over the staging tickets (with a purchaser) "
+            "and scans (of a ticket with a holder); one row per type and id.",
+            "analytics_pipelines.customers.ticket_events:check_ticket_events",
+        ),
+        build="analytics_pipelines.customers.ticket_events:customer_ticket_events",
+        partitioning="daily",
+        partition_column="day",
+        serve=True,
+        venue_column="venue_id",
+    ),
     Table(
         name="model_performance",
         group="models",
