@@ -20,6 +20,8 @@ from analytics_pipelines.api.settings import Settings
 
 PERMISSIONS = ("analytics.read", "analytics.export", "analytics.admin")
 READ, EXPORT, ADMIN = PERMISSIONS
+#: the seed's permission for changing a venue's operational objects (alert rules); admins need not hold it
+WRITE = "analytics.write"
 
 
 @dataclass(frozen=True)
