@@ -159,6 +159,10 @@ def validate_api_rule(body: Mapping, *, tenant_id: str, development: bool) -> di
             f"unknown metric {body.get('metric')!r}; known: {', '.join(KPI_METRICS)}",
             known_metrics=list(KPI_METRICS),
         )
+    for key in ("name", "description"):
+        text = body.get(key)
+        if isinstance(text, str) and any(ord(c) < 32 and c not in "\n\t" for c in text):
+            raise FieldError(key, "control characters are not allowed")
     actions = validate_delivered_actions(body.get("actions"), development)
     rule = {k: body[k] for k in CLIENT_FIELDS if k in body and body[k] is not None}
     if "enabled" in body and body["enabled"] is not None:

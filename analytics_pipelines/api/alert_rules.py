@@ -51,7 +51,7 @@ from analytics_pipelines.warehouse import open_warehouse
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
 ENTITY = "alert_rule"
-AlertId = Annotated[int, Path(ge=1, le=2**62, description="The rule's id")]
+AlertId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The rule's id (a 32-bit integer)")]
 
 
 # -- bodies ---------------------------------------------------------------------------------------------
