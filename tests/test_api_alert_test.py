@@ -249,3 +249,25 @@ def test_a_rule_made_through_the_api_fires_once_through_the_sensor(tmp_path, ops
     again = dry(api, h, rid)
     assert again["condition_met"] is True and again["would_fire"] is False
     assert again["scopes"][0]["open_instance_id"] == inst["id"]
+
+
+def test_a_venue_writer_tests_only_its_venue_and_a_missing_mart_is_503(tmp_path):
+    import shutil
+
+    api, reader = make(
+        tmp_path, f"duckdb:///{tmp_path / 'warehouse'}", f"sqlite:///{tmp_path / 'ops.sqlite'}"
+    )
+    try:
+        t = api.marts.tenant_ids()[0]
+        v = api.marts.tenants[t][0]
+        h = api.headers(t, v, permissions=("analytics.read", "analytics.write"))
+        rid = create(api, h, name="mine", metric="tickets_sold_24h", aggregation="max", window_minutes=120)
+        [s] = dry(api, h, rid)["scopes"]
+        assert s["scope_key"] == f"venue:{v}" and s["value"] == pytest.approx(
+            max(window(api, t, v, "tickets_sold_24h", 120))
+        )
+        shutil.rmtree(tmp_path / "warehouse" / "kpi_snapshots")
+        r = api.client.post(f"/v1/alerts/{rid}/test", json={"at": AT}, headers=h)
+        assert r.status_code == 503 and r.json()["table"] == "kpi_snapshots" and r.headers["Retry-After"]
+    finally:
+        reader.close()

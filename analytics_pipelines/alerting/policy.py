@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from analytics_pipelines.alerting.rules import (
-    _EMAIL,
     ACTION_TYPES,
     DELIVERED_ACTIONS,
+    EMAIL_PATTERN,
     KPI_METRICS,
     RULE_TYPES,
     RuleError,
@@ -137,7 +137,7 @@ def validate_delivered_actions(actions, development: bool) -> list[dict]:
                 raise FieldError(f"{where}.to", "a non-empty list of e-mail addresses is required")
             if len(to) > MAX_RECIPIENTS:
                 raise FieldError(f"{where}.to", f"at most {MAX_RECIPIENTS} recipients")
-            bad = [t for t in to if not isinstance(t, str) or len(t) > 254 or not _EMAIL.match(t)]
+            bad = [t for t in to if not isinstance(t, str) or len(t) > 254 or not EMAIL_PATTERN.match(t)]
             if bad:
                 raise FieldError(f"{where}.to", f"not e-mail addresses: {bad[:5]!r}")
             out.append({"type": "email", "to": list(dict.fromkeys(t.strip().lower() for t in to))})

@@ -67,7 +67,7 @@ ACTION_TYPES = ("email", "webhook", "log", "sms", "slack", "dashboard")
 DELIVERED_ACTIONS = ("email", "webhook")
 #: the old service's AlertType, derived from the rule (see rule_type); comparison/custom have no equivalent
 RULE_TYPES = ("threshold", "trend", "anomaly")
-_EMAIL = re.compile(
+EMAIL_PATTERN = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
 )
 #: the snapshot grain: windows are whole hours of kpi_snapshots
