@@ -120,6 +120,7 @@ def test_crud_round_trip_with_etags_and_audit(api):
     assert ids("severity=info") == [trend["id"]] and ids("severity=error") == []
     assert ids("metric=hourly_revenue_cents") == [trend["id"]]
     assert api.client.get("/v1/alerts?type=comparison", headers=h).status_code == 422
+    assert api.client.get("/v1/alerts?metric=a%00b", headers=h).status_code == 422  # was a PostgreSQL 500
 
     assert api.client.delete(f"/v1/alerts/{rid}", headers={**h, "If-Match": stale}).status_code == 412
     etag = api.client.get(f"/v1/alerts/{rid}", headers=h).headers["ETag"]

@@ -234,7 +234,7 @@ def list_alerts(
         Literal.__getitem__(RULE_TYPES) | None,  # type: ignore[valid-type]
         Query(alias="type", description="threshold | trend (change_percent) | anomaly"),
     ] = None,
-    metric: Annotated[str | None, Query(max_length=100)] = None,
+    metric: Annotated[str | None, Query(max_length=100, pattern=r"^[a-z0-9_:]+$")] = None,
     limit: LimitQ = 100,
     offset: OffsetQ = 0,
 ):
