@@ -91,9 +91,14 @@ class RawPool:
             w.close()
 
 
-async def fixed_rate(pool: RawPool, url: str, headers: list[dict], rate: float, seconds: float):
+def _at(v, i: int):
+    """A case's path (or headers) for request i: a list rotates with the headers, a string is fixed."""
+    return v[i % len(v)] if isinstance(v, list) else v
+
+
+async def fixed_rate(pool: RawPool, url: str | list[str], headers: list[dict], rate: float, seconds: float):
     """Request i goes out at start + i/rate with headers[i % len(headers)] (one token per venue or tenant,
-    rotated: the server's result cache sees every scope, not one hot key)."""
+    rotated: the server's result cache sees every scope, not one hot key); a list of urls rotates with them."""
     n = int(rate * seconds)
     lat: list[float] = []
     errors = 0
@@ -106,7 +111,7 @@ async def fixed_rate(pool: RawPool, url: str, headers: list[dict], rate: float, 
         if delay > 0:
             await asyncio.sleep(delay)
         try:
-            errors += await pool.get(url, headers[i % len(headers)]) != 200
+            errors += await pool.get(_at(url, i), headers[i % len(headers)]) != 200
         except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
             errors += 1
         lat.append((time.perf_counter() - scheduled) * 1000)
@@ -308,9 +313,9 @@ async def cold_phase(port: int, cases) -> list[tuple[str, float, float, float, i
     try:
         for name, path, h in cases:
             lat, bad = [], 0
-            for hdr in h:
+            for i, hdr in enumerate(h):
                 t = time.perf_counter()
-                bad += await pool.get(path, hdr) != 200
+                bad += await pool.get(_at(path, i), hdr) != 200
                 lat.append((time.perf_counter() - t) * 1000)
             out.append((name, lat[0], statistics.median(lat), max(lat), len(lat), bad))
             print(
@@ -380,6 +385,12 @@ def main() -> int:
     ap.add_argument("--label", default="", help="what data this is (scale, seed, job), for the report")
     ap.add_argument("--out", help="also write the report to this file (default: print it only)")
     ap.add_argument("--record", action="store_true", help="write it under benchmarks/results/ (tracked)")
+    ap.add_argument(
+        "--operator-routes",
+        action="store_true",
+        help="also the operator routes (issue 20: alert rules, report schedules, exports, customers, health) "
+        "and realtime (issue 21), after creating their objects through the API (real marts only)",
+    )
     args = ap.parse_args()
 
     from analytics_pipelines.api.auth import mint_token
@@ -462,6 +473,10 @@ def main() -> int:
     load_before = os.getloadavg()
     server, cold_ready_s = start_server(env, port)
     try:
+        if args.operator_routes:
+            from api_operator_cases import operator_cases
+
+            cases += operator_cases(f"http://127.0.0.1:{port}", settings, venue_ids, url)
         cold = asyncio.run(cold_phase(port, cases))
     finally:
         stop_server(server)
@@ -493,7 +508,7 @@ def main() -> int:
                         f"{achieved:5.0f} req/s  errors {errors}",
                         flush=True,
                     )
-                mix = [c[1] for c in cases]
+                mix = [_at(c[1], 0) for c in cases if c[2] is venue_h or c[2] is admin_h]
                 return await closed_loop(client, mix, venue_h, args.seconds)
             finally:
                 await client.close()
@@ -556,7 +571,7 @@ def main() -> int:
     ]
     for name, path, p50, p99, mx, ach, err, n in rows:
         lines.append(
-            f"| {name} (`{path.split('?')[0]}`) | {p50:.1f} | {p99:.1f} | {mx:.1f} | {ach:.0f} | {err} | {n} |"
+            f"| {name} (`{_at(path, 0).split('?')[0]}`) | {p50:.1f} | {p99:.1f} | {mx:.1f} | {ach:.0f} | {err} | {n} |"
         )
     lines += [
         "",
@@ -583,7 +598,8 @@ def main() -> int:
             "",
         ]
     print("\n".join(lines))
-    default = "api-real-" + args.backend + ".md" if args.warehouse_url else "api.md"
+    default = "api-real-" + args.backend + ("-operator" if args.operator_routes else "") + ".md"
+    default = default if args.warehouse_url else "api.md"
     out = args.out or (str(ROOT / "benchmarks" / "results" / default) if args.record else None)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

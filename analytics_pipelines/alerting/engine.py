@@ -19,14 +19,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from analytics_pipelines.alerting.notifier import Notifier, _deliver, _enqueue_actions
-from analytics_pipelines.alerting.rules import (
-    RuleError,
-    alert_message,
-    condition_met,
-    schedule_active,
-    scope_values,
-    validate_rule,
-)
+from analytics_pipelines.alerting.rules import RuleError, alert_message, assess, validate_rule
 from analytics_pipelines.ops.alerts import alert_instances, alert_rules
 from analytics_pipelines.ops.db import as_utc
 
@@ -159,8 +152,10 @@ def seed_default_rules(engine: sa.Engine, enabled: Iterable[str] | None = None) 
     for rule in DEFAULT_RULES:
         row = validate_rule({**rule, "enabled": rule["name"] in enabled})
         with engine.begin() as conn:
-            exists = conn.execute(
-                sa.select(alert_rules.c.id).where(alert_rules.c.name == row["name"])
+            exists = conn.execute(  # the platform's rule of that name, not a tenant's namesake
+                sa.select(alert_rules.c.id).where(
+                    alert_rules.c.name == row["name"], alert_rules.c.tenant_id.is_(None)
+                )
             ).first()
             if exists:
                 continue
@@ -206,6 +201,21 @@ def _in_cooldown(conn: sa.Connection, rule: Mapping, scope_key: str, now: dateti
     return since + timedelta(minutes=rule["cooldown_minutes"]) > now
 
 
+def kpi_frame(metrics: pl.DataFrame) -> pl.DataFrame:
+    """`metrics` checked and typed as the evaluator reads it (kpi_snapshots' long format); ValueError."""
+    missing = {"snapshot_hour", "tenant_id", "venue_id", "metric", "value"} - set(metrics.columns)
+    if missing:
+        raise ValueError(f"metrics frame lacks kpi_snapshots columns {sorted(missing)}")
+    try:  # naive timestamps are UTC; an all-null venue column arrives typed Null
+        return metrics.with_columns(
+            pl.col("snapshot_hour").cast(pl.Datetime("us", "UTC")),
+            pl.col("value").cast(pl.Float64),
+            *(pl.col(c).cast(pl.String) for c in ("tenant_id", "venue_id", "metric")),
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise ValueError(f"metrics frame: kpi_snapshots column types expected: {exc}") from None
+
+
 def evaluate(
     engine: sa.Engine,
     metrics: pl.DataFrame,
@@ -215,19 +225,9 @@ def evaluate(
 ) -> EvaluationSummary:
     """Evaluate every enabled rule (or `rule_ids`) over `metrics` (kpi_snapshots rows: snapshot_hour UTC,
     tenant_id, venue_id, metric, value) at `now`; create, keep or resolve instances; deliver new ones."""
-    missing = {"snapshot_hour", "tenant_id", "venue_id", "metric", "value"} - set(metrics.columns)
-    if missing:
-        raise ValueError(f"metrics frame lacks kpi_snapshots columns {sorted(missing)}")
+    metrics = kpi_frame(metrics)
     now = _now(now)
     notifier = notifier or Notifier.from_env()
-    try:  # naive timestamps are UTC; an all-null venue column arrives typed Null
-        metrics = metrics.with_columns(
-            pl.col("snapshot_hour").cast(pl.Datetime("us", "UTC")),
-            pl.col("value").cast(pl.Float64),
-            *(pl.col(c).cast(pl.String) for c in ("tenant_id", "venue_id", "metric")),
-        )
-    except pl.exceptions.PolarsError as exc:
-        raise ValueError(f"metrics frame: kpi_snapshots column types expected: {exc}") from None
     summary = EvaluationSummary()
     query = sa.select(alert_rules).where(alert_rules.c.enabled.is_(True)).order_by(alert_rules.c.id)
     if rule_ids is not None:
@@ -241,11 +241,11 @@ def evaluate(
         except RuleError as exc:  # a row edited by hand into nonsense: skip it loudly, evaluate the rest
             log.error("alert rule %s (%s) is invalid and skipped: %s", stored["id"], stored["name"], exc)
             continue
-        if not schedule_active(rule["schedule"], now):
+        seen = assess(rule, metrics, now)
+        if not seen["schedule_active"]:
             summary.outside_schedule.append(rule["name"])
             continue
         summary.evaluated_rules += 1
-        values = scope_values(rule, metrics, now)
         with engine.connect() as conn:
             open_rows = {
                 r.scope_key: r
@@ -255,8 +255,8 @@ def evaluate(
                     )
                 )
             }
-        for row in values.iter_rows(named=True):
-            scope, met = row["scope_key"], condition_met(rule, row["observed"])
+        for row in seen["scopes"]:
+            scope, met = row["scope_key"], row["condition_met"]
             current = open_rows.get(scope)
             if met is None:  # undefined (e.g. change from zero): leave everything as it is
                 continue

@@ -10,7 +10,8 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import polars as pl
 
@@ -61,6 +62,14 @@ SEVERITIES = ("info", "warning", "error", "critical")
 SCOPES = ("tenant", "venue")
 #: email and webhook are delivered; every other type of the old service is recorded as a log line
 ACTION_TYPES = ("email", "webhook", "log", "sms", "slack", "dashboard")
+#: what a rule made through the API may carry: the actions that are really delivered (the others of the old
+#: service -- sms, slack, dashboard, log -- would only be a log line, so the API refuses them)
+DELIVERED_ACTIONS = ("email", "webhook")
+#: the old service's AlertType, derived from the rule (see rule_type); comparison/custom have no equivalent
+RULE_TYPES = ("threshold", "trend", "anomaly")
+EMAIL_PATTERN = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
 #: the snapshot grain: windows are whole hours of kpi_snapshots
 SNAPSHOT_MINUTES = 60
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -98,8 +107,8 @@ def validate_rule(rule: Mapping) -> dict:
         if r.get("threshold_high") is None:
             raise RuleError(f"threshold_high: required for operator {op}")
         r["threshold_high"] = _number(r["threshold_high"], "threshold_high")
-        if r["threshold_high"] < r["threshold"]:
-            raise RuleError("threshold_high: must be >= threshold")
+        if r["threshold_high"] <= r["threshold"]:
+            raise RuleError(f"threshold_high: must be greater than threshold for operator {op}")
     elif r.get("threshold_high") is not None:
         r["threshold_high"] = _number(r["threshold_high"], "threshold_high")
     r["window_minutes"] = _positive_int(r.get("window_minutes", SNAPSHOT_MINUTES), "window_minutes")
@@ -157,6 +166,8 @@ def validate_schedule(schedule: Mapping) -> dict:
         raise RuleError(f"schedule: unknown keys {sorted(unknown)}")
     tz = schedule.get("timezone") or "UTC"
     try:
+        if str(tz) not in _known_zones():  # not just any file under zoneinfo/ ("posixrules", "Factory")
+            raise ZoneInfoNotFoundError(tz)
         ZoneInfo(str(tz))
     except (ZoneInfoNotFoundError, ValueError):
         raise RuleError(f"schedule.timezone: unknown IANA time zone {tz!r}") from None
@@ -184,11 +195,18 @@ def validate_schedule(schedule: Mapping) -> dict:
             raise RuleError("schedule.active_days: a non-empty list of 0 (Sunday) .. 6 (Saturday)")
         out["active_days"] = sorted(set(days))
     excluded = schedule.get("excluded_dates") or []
+    if not isinstance(excluded, list | tuple):
+        raise RuleError("schedule.excluded_dates: a list of YYYY-MM-DD dates required")
     try:
         out["excluded_dates"] = sorted({date.fromisoformat(str(d)).isoformat() for d in excluded})
     except (TypeError, ValueError):
         raise RuleError(f"schedule.excluded_dates: YYYY-MM-DD dates required, got {excluded!r}") from None
     return out
+
+
+@lru_cache(maxsize=1)
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones()) | {"UTC"}
 
 
 def validate_actions(actions) -> list[dict]:
@@ -251,13 +269,8 @@ _AGG = {
 }
 
 
-def scope_values(rule: Mapping, metrics: pl.DataFrame, now: datetime) -> pl.DataFrame:
-    """One row per scope of `rule` that has data: scope_key, tenant_id, venue_id, value (the window's
-    aggregate), previous (the window before it; change_percent only) and observed (what the condition
-    compares: the change in percent for change_percent, else value).
-
-    The window is (anchor - window_minutes, anchor], anchor = the newest snapshot_hour <= now of the metric
-    (the data's own clock: kpi_snapshots lag the wall clock by the materialization delay)."""
+def _rule_frame(rule: Mapping, metrics: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """The rows of `metrics` the rule reads: its metric, tenant and scope, snapshot_hour <= now."""
     frame = metrics.filter(
         (pl.col("metric") == rule["metric"])
         & pl.col("value").is_not_null()
@@ -266,11 +279,27 @@ def scope_values(rule: Mapping, metrics: pl.DataFrame, now: datetime) -> pl.Data
     if rule.get("tenant_id"):
         frame = frame.filter(pl.col("tenant_id") == rule["tenant_id"])
     if rule["scope"] == "tenant":
-        frame = frame.filter(pl.col("venue_id").is_null())
-    else:
-        frame = frame.filter(pl.col("venue_id").is_not_null())
-        if rule.get("venue_id"):
-            frame = frame.filter(pl.col("venue_id") == rule["venue_id"])
+        return frame.filter(pl.col("venue_id").is_null())
+    frame = frame.filter(pl.col("venue_id").is_not_null())
+    if rule.get("venue_id"):
+        frame = frame.filter(pl.col("venue_id") == rule["venue_id"])
+    return frame
+
+
+def window_end(rule: Mapping, metrics: pl.DataFrame, now: datetime) -> datetime | None:
+    """The anchor of the rule's window: the newest snapshot_hour <= now it has data for (None: no data)."""
+    frame = _rule_frame(rule, metrics, now)
+    return None if frame.is_empty() else frame["snapshot_hour"].max()
+
+
+def scope_values(rule: Mapping, metrics: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """One row per scope of `rule` that has data: scope_key, tenant_id, venue_id, value (the window's
+    aggregate), previous (the window before it; change_percent only) and observed (what the condition
+    compares: the change in percent for change_percent, else value).
+
+    The window is (anchor - window_minutes, anchor], anchor = the newest snapshot_hour <= now of the metric
+    (the data's own clock: kpi_snapshots lag the wall clock by the materialization delay)."""
+    frame = _rule_frame(rule, metrics, now)
     empty = pl.DataFrame(
         schema={
             "scope_key": pl.String,
@@ -342,6 +371,20 @@ def condition_met(rule: Mapping, observed: float | None) -> bool | None:
         # signed threshold: +20 fires on a rise of 20 % or more, -50 on a fall of 50 % or more
         return observed >= low if low >= 0 else observed <= low
     raise RuleError(f"operator: unknown operator {op!r}")
+
+
+def assess(rule: Mapping, metrics: pl.DataFrame, now: datetime) -> dict:
+    """What an evaluation of the (validated) rule at `now` sees, without acting on it -- the evaluator's
+    decision path, shared by `engine.evaluate` and the API's dry run: {schedule_active, window_end (None:
+    no data), scopes: [{scope_key, tenant_id, venue_id, value, previous, observed, condition_met}]}.
+    Outside its schedule a rule is not evaluated at all (no scope rows)."""
+    if not schedule_active(rule["schedule"], now):
+        return {"schedule_active": False, "window_end": None, "scopes": []}
+    scopes = [
+        {**row, "condition_met": condition_met(rule, row["observed"])}
+        for row in scope_values(rule, metrics, now).iter_rows(named=True)
+    ]
+    return {"schedule_active": True, "window_end": window_end(rule, metrics, now), "scopes": scopes}
 
 
 def describe_condition(rule: Mapping) -> str:

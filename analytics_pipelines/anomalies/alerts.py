@@ -98,15 +98,18 @@ SIGNAL_SCHEMA = {
 }
 
 
+def _platform_rule(name: str):
+    """The platform's (tenant-less) rule of that name: a tenant's rule may carry the same name."""
+    return sa.and_(alert_rules.c.name == name, alert_rules.c.tenant_id.is_(None))
+
+
 def seed_monitoring_rules(engine: sa.Engine) -> dict[str, int]:
     """Insert the monitoring rules that are missing (users' edits kept); name -> id of every one."""
     out = {}
     for rule in MONITORING_RULES:
         row = validate_rule(rule)
         with engine.begin() as conn:
-            found = conn.execute(
-                sa.select(alert_rules.c.id).where(alert_rules.c.name == row["name"])
-            ).scalar()
+            found = conn.execute(sa.select(alert_rules.c.id).where(_platform_rule(row["name"]))).scalar()
             if found is None:
                 try:
                     with conn.begin_nested():
@@ -117,7 +120,7 @@ def seed_monitoring_rules(engine: sa.Engine) -> dict[str, int]:
                         ).scalar_one()
                 except sa.exc.IntegrityError:  # a concurrent seeder won
                     found = conn.execute(
-                        sa.select(alert_rules.c.id).where(alert_rules.c.name == row["name"])
+                        sa.select(alert_rules.c.id).where(_platform_rule(row["name"]))
                     ).scalar_one()
         out[row["name"]] = found
     return out

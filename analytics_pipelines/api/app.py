@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from analytics_pipelines.api import (
+    alert_rules,
     anomalies,
     behavior,
     catalog,
@@ -159,6 +160,7 @@ def create_app(
     app.include_router(predictions.router)
     app.include_router(catalog.router)
     app.include_router(ops_routes.router)
+    app.include_router(alert_rules.router)  # after ops_routes: /v1/alerts/instances before /{alert_id}
     app.include_router(export_routes.router)
     app.include_router(report_routes.router)
     app.include_router(pricing.router)

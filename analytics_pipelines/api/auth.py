@@ -19,8 +19,9 @@ from fastapi import HTTPException, Request
 from analytics_pipelines.api.settings import Settings
 
 PERMISSIONS = ("analytics.read", "analytics.export", "analytics.admin", "analytics.write")
-#: analytics.write (the seed's): record custom metrics (POST /v1/metrics)
 READ, EXPORT, ADMIN, WRITE = PERMISSIONS
+#: WRITE (analytics.write, the seed\'s): change a venue\'s operational objects (alert rules) and record custom
+#: metrics; admins need not hold it
 
 
 @dataclass(frozen=True)

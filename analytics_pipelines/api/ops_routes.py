@@ -76,7 +76,7 @@ class Acknowledge(BaseModel):
 def acknowledge(
     request: Request,
     p: Auth,
-    instance_id: Annotated[int, Path(ge=1, le=2**62)],
+    instance_id: Annotated[int, Path(ge=1, le=2**31 - 1)],  # ops ids are 32-bit integers (PostgreSQL)
     body: Acknowledge | None = None,
 ):
     """Acknowledge an active alert instance (venue users: their venue's; admins: any of the tenant).

@@ -1,14 +1,12 @@
 """Operations jobs (op jobs: they act on the warehouse and the operational DB, they produce no asset):
 alert evaluation after kpi_snapshots lands, the nightly maintenance, and the delivery sweeper."""
 
-from datetime import datetime, timedelta
-
 import dagster as dg
-import polars as pl
 import sqlalchemy as sa
 
 from analytics_pipelines import outbox
 from analytics_pipelines.alerting import Notifier, evaluate, seed_default_rules
+from analytics_pipelines.alerting.preview import load_kpis
 from analytics_pipelines.automation import maintenance as M
 from analytics_pipelines.automation.retries import RUN_RETRY_TAGS, now_of, retry_transient
 from analytics_pipelines.ops.alerts import alert_rules
@@ -28,26 +26,6 @@ class EvaluationConfig(dg.Config):
     """Evaluate as of this ISO time (with zone); empty: the wall clock."""
     lookback_hours: int = 48
     """kpi_snapshots hours read; at least two of the largest enabled rule window (change_percent)."""
-
-
-def load_kpis(wh, rules_max_window_minutes: int, now: datetime, lookback_hours: int) -> pl.DataFrame:
-    hours = max(lookback_hours, 2 * (rules_max_window_minutes // 60) + 1)
-    if M.KPI_TABLE not in wh.tables():
-        return pl.DataFrame(
-            schema={
-                "snapshot_hour": pl.Datetime("us", "UTC"),
-                "tenant_id": pl.String,
-                "venue_id": pl.String,
-                "metric": pl.String,
-                "value": pl.Float64,
-            }
-        )
-    return wh.read_table(
-        M.KPI_TABLE,
-        "snapshot_hour > %s AND snapshot_hour <= %s",
-        [now - timedelta(hours=hours), now],
-        columns=["snapshot_hour", "tenant_id", "venue_id", "metric", "value"],
-    )
 
 
 @dg.op(

@@ -15,7 +15,7 @@ alert_rules = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("tenant_id", sa.String(36)),  # null: every tenant
     sa.Column("venue_id", sa.String(36)),  # null: tenant-wide (or per venue, see scope)
-    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),  # unique per tenant (indexes below)
     sa.Column("description", sa.Text),
     sa.Column("metric", sa.String(100), nullable=False),  # a kpi_snapshots metric
     sa.Column("scope", sa.String(20), nullable=False, server_default="tenant"),  # tenant | venue
@@ -42,6 +42,18 @@ alert_rules = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("last_triggered_at", sa.DateTime(timezone=True)),
     sa.Column("trigger_count", sa.Integer, nullable=False, server_default="0"),
+    # names are unique within a tenant, and among the platform's own rules (tenant_id null: the seeded
+    # defaults, whose seeders rely on it under concurrency). Databases created before this have the old
+    # global UNIQUE(name) instead (create_all adds no index to an existing table): there a name another
+    # tenant uses is refused with the same neutral 409 (analytics_pipelines/api/alert_rules.py).
+    sa.Index("alert_rules_tenant_name", "tenant_id", "name", unique=True),
+    sa.Index(
+        "alert_rules_platform_name",
+        "name",
+        unique=True,
+        sqlite_where=sa.text("tenant_id IS NULL"),
+        postgresql_where=sa.text("tenant_id IS NULL"),
+    ),
 )
 
 alert_instances = sa.Table(
