@@ -20,7 +20,7 @@ from analytics_pipelines.api.settings import Settings
 
 PERMISSIONS = ("analytics.read", "analytics.export", "analytics.admin", "analytics.write")
 READ, EXPORT, ADMIN, WRITE = PERMISSIONS
-#: WRITE (analytics.write, the seed's): change a venue\'s operational objects (alert rules) and record custom
+#: WRITE (analytics.write, the seed's): change a venue's operational objects (alert rules) and record custom
 #: metrics; admins need not hold it
 
 
