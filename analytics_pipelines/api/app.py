@@ -23,6 +23,7 @@ from analytics_pipelines.api import (
     predictions,
     pricing,
     problems,
+    query,
 )
 from analytics_pipelines.api.common import jsonable
 from analytics_pipelines.api.noshow import router as no_show_router
@@ -125,4 +126,5 @@ def create_app(
     app.include_router(monitoring.router)
     app.include_router(no_show_router)
     app.include_router(fraud.router)
+    app.include_router(query.router)
     return app

@@ -28,6 +28,8 @@ class Settings:
     refresh_seconds: float = 2.0  # how often the reader looks for changed marts (cache, snapshot)
     pricing_webhook_url: str | None = None  # where approved price changes are POSTed (TT_PRICING_WEBHOOK_URL)
     max_body_bytes: int = 1_048_576  # a larger request body is refused with 413 (TT_API_MAX_BODY_BYTES)
+    query_max_rows: int = 10_000  # rows one /v1/query may ask for (TT_API_QUERY_MAX_ROWS)
+    query_timeout_seconds: float = 10.0  # statement timeout of a /v1/query (TT_API_QUERY_TIMEOUT_SECONDS)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -52,6 +54,8 @@ class Settings:
             refresh_seconds=float(env.get("TT_API_REFRESH_SECONDS", cls.refresh_seconds)),
             pricing_webhook_url=project.pricing.webhook_url,
             max_body_bytes=int(env.get("TT_API_MAX_BODY_BYTES", cls.max_body_bytes)),
+            query_max_rows=int(env.get("TT_API_QUERY_MAX_ROWS", cls.query_max_rows)),
+            query_timeout_seconds=float(env.get("TT_API_QUERY_TIMEOUT_SECONDS", cls.query_timeout_seconds)),
         )
         return replace(s, **overrides)
 
