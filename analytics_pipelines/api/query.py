@@ -64,7 +64,7 @@ async def answer(request: Request, p: Principal, body: QueryRequest) -> dict:
     """The query layer's answer as a dict (also what other routes build on)."""
     q = compile_for(request, p, body)
     res = await execute(request, p, q.sql, q.params, q.tables)
-    as_of = {}
+    as_of: dict = dict.fromkeys(q.tables)  # None: the mart has no as-of column
     for mart, sql, params in q.as_of:
         r = await execute(request, p, sql, params, [mart])
         as_of[mart] = jsonable(r.rows[0][0]) if r.rows else None

@@ -292,10 +292,6 @@ def compile_query(
             "granularity": td.granularity,
             "description": td_dim.description,
         }
-    elif td is not None and td_dim is not None and td.dimension not in members:
-        time_alias = td.dimension
-        dims.insert(0, (time_alias, c.time_sql(td_ref, td_dim, None)))
-        members[time_alias] = {"kind": "time", "description": td_dim.description}
 
     params: list = []
     select = [f'{sql} AS "{alias}"' for alias, sql in dims]

@@ -145,7 +145,7 @@ REVENUE_BY_CHANNEL = Cube(
         Dimension(
             "revenue_line",
             "revenue_line",
-            pattern=r"^(primary|resale):[a-z_]{1,40}$",
+            pattern=r"^[a-z_:]{1,50}$",
             description="primary:<channel> or resale:<payment method>.",
         ),
         Dimension("source", "source", values=("primary", "resale"), description="Primary sale or resale."),

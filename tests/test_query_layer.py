@@ -1,0 +1,440 @@
+"""The semantic query layer (POST /v1/query) end to end over the sample marts, on both warehouse backends:
+28 queries equal hand-written SQL to the cent; a cross-tenant walk through every cube finds only the token's
+tenant and venue; every bad request (unknown members, disallowed joins, granularities, ranges, injection
+payloads in every field) is a 422 naming the member and no query runs; results come from the reader's cache
+until a mart read changes; a query past the statement timeout is cancelled (504)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+
+import polars as pl
+import pytest
+from api_helpers import make_api
+from query_cases import CASES, Case, R
+from query_sample import build_query_marts
+
+from analytics_pipelines.api import query as query_api
+from analytics_pipelines.api.common import jsonable
+from analytics_pipelines.query.compile import Compiled
+from analytics_pipelines.registry import default_registry
+from analytics_pipelines.warehouse import open_warehouse
+from analytics_pipelines.warehouse.reader import QueryTimeout
+
+ADMIN = {"role": "admin"}
+
+
+def _open(url, tmp, **settings):
+    api, reader = make_api(url, tmp, **settings)
+    build_query_marts(open_warehouse(url), api.marts)
+    reader.refresh()
+    return api, reader
+
+
+@pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def qapi(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("query")
+    url = (
+        f"duckdb:///{tmp / 'warehouse'}"
+        if request.param == "duckdb"
+        else request.getfixturevalue("pg_database_module")
+    )
+    api, reader = _open(url, tmp)
+    yield api
+    reader.close()
+
+
+@pytest.fixture
+def fresh(warehouse_url, tmp_path):
+    """A warehouse of its own (the test writes to it), on each backend."""
+    api, reader = _open(warehouse_url, tmp_path, query_timeout_seconds=0.3)
+    yield api, reader
+    reader.close()
+
+
+def _tenants(api):
+    t0, t1 = api.marts.tenant_ids()
+    return t0, api.marts.tenants[t0], t1, api.marts.tenants[t1]
+
+
+def post(api, body, tenant, venue=None, **kw):
+    return api.client.post("/v1/query", headers=api.headers(tenant, venue, **kw), json=body)
+
+
+def _norm(v):
+    v = jsonable(v)
+    return round(v, 6) if isinstance(v, float) else v
+
+
+def _same(got: list[tuple], want: list[tuple], ordered: bool) -> None:
+    if not ordered:
+        got, want = sorted(got, key=repr), sorted(want, key=repr)
+    assert len(got) == len(want), (len(got), len(want))
+    for g, w in zip(got, want, strict=True):
+        assert len(g) == len(w)
+        for a, b in zip(g, w, strict=True):
+            if isinstance(a, float) or isinstance(b, float):
+                assert a == pytest.approx(b, rel=1e-9, abs=1e-9), (g, w)
+            else:
+                assert a == b, (g, w)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_query_equals_hand_written_sql(qapi, case: Case):
+    t, venues, _, _ = _tenants(qapi)
+    body = json.loads(json.dumps(case.request).replace("{venue}", venues[1]))
+    if case.who == "venue":
+        r, params = post(qapi, body, t, venues[0]), [t, venues[0]]
+    else:
+        r, params = (
+            post(qapi, body, t, **ADMIN),
+            [t] + ([venues[1]] if case.who == "admin-venue-filter" else []),
+        )
+    assert r.status_code == 200, r.text
+    out = r.json()
+    got = [tuple(_norm(v) for v in row.values()) for row in out["data"]]
+    width = len(out["data"][0]) if out["data"] else 1
+    names = ", ".join(f"c{i}" for i in range(width))  # PostgreSQL names unnamed columns alike: name them
+    hand = f"SELECT * FROM ({case.sql}) AS q({names})"
+    want = [
+        tuple(_norm(v) for v in row) for row in open_warehouse(qapi.warehouse_url).read(hand, params).rows()
+    ]
+    assert want, f"{case.id}: the hand-written SQL finds no rows; the comparison would prove nothing"
+    _same(got, want, case.ordered)
+    assert len(out["data"][0]) == len(want[0])
+    # an admin sees the SQL that ran: registry identifiers only, every value a parameter
+    if case.who != "venue":
+        assert t not in out["sql"] and t in out["params"]
+
+
+def test_the_answer_carries_members_as_of_and_range_and_only_admins_see_sql(qapi):
+    t, venues, _, _ = _tenants(qapi)
+    body = {
+        "measures": ["venue_analytics.gross_revenue"],
+        "filters": [
+            {"member": "event_performance.category_name", "operator": "equals", "values": ["Concert"]}
+        ],
+        "time_dimension": {"dimension": "venue_analytics.day", "granularity": "month", "date_range": R},
+    }
+    # a dimension of a mart venue_analytics may not join
+    assert post(qapi, body, t, **ADMIN).status_code == 422
+    body = {
+        "measures": ["event_analytics.gross_revenue"],
+        "filters": [
+            {"member": "event_performance.category_name", "operator": "equals", "values": ["Concert"]}
+        ],
+        "time_dimension": {"dimension": "event_analytics.day", "granularity": "month", "date_range": R},
+    }
+    admin = post(qapi, body, t, **ADMIN).json()
+    assert "Concert" not in admin["sql"] and "Concert" in admin["params"]
+    assert admin["meta"]["as_of"] == {"event_analytics": "2026-10-31", "event_performance": None}
+    assert admin["meta"]["date_range"] == R
+    assert admin["meta"]["members"]["event_analytics.gross_revenue"]["unit"] == "cents"
+    user = post(qapi, body, t, venues[0]).json()
+    assert "sql" not in user and "params" not in user
+    assert (
+        user["data"][0]["event_analytics.gross_revenue"] < admin["data"][0]["event_analytics.gross_revenue"]
+    )
+    kpi = post(qapi, {"measures": ["kpi_snapshots.snapshots"]}, t, venues[0]).json()
+    assert kpi["meta"]["as_of"]["kpi_snapshots"] == "2026-10-31T23:00:00Z"
+    members = qapi.client.get("/v1/query/members", headers=qapi.headers(t, venues[0])).json()["cubes"]
+    assert {"venue_analytics", "customer_segments", "conversion_funnel"} <= set(members)
+    aov = next(m for m in members["venue_analytics"]["measures"] if m["name"].endswith("average_order_value"))
+    assert aov["formula"] == "gross_revenue / orders"
+
+
+def test_cross_tenant_walk_finds_only_the_tokens_rows(qapi):
+    """Every cube, every dimension, as each tenant's admin and as a venue: only the token's venues come back,
+    and a filter naming another tenant's venue finds nothing."""
+    t0, v0, t1, v1 = _tenants(qapi)
+    walked = 0
+    for name, cube in default_registry().cubes().items():
+        summable = [f"{name}.{m.name}" for m in cube.measures if m.agg in ("count", "sum")]
+        for tenant, mine, theirs, venue in ((t0, v0, v1, None), (t1, v1, v0, None), (t0, v0, v1, v0[0])):
+            kw = {} if venue else ADMIN
+            for d in cube.dimensions:
+                body = {
+                    "measures": summable,
+                    "dimensions": [f"{name}.venue", f"{name}.{d.name}"],
+                    "limit": 10_000,
+                }
+                if cube.time:
+                    body["time_dimension"] = {
+                        "dimension": f"{name}.{cube.time}",
+                        "date_range": ["2026-01-01", "2026-12-31"],
+                    }
+                r = post(qapi, body, tenant, venue, **kw)
+                assert r.status_code == 200, (name, d.name, r.text)
+                seen = {row[f"{name}.venue"] for row in r.json()["data"]}
+                assert seen, (name, d.name)
+                assert seen <= ({venue} if venue else set(mine) | {None}), (name, d.name, seen)
+                walked += 1
+            other = {
+                **body,
+                "filters": [{"member": f"{name}.venue", "operator": "equals", "values": [theirs[0]]}],
+            }
+            assert post(qapi, other, tenant, venue, **kw).json()["data"] == [], name
+    assert walked >= 60
+
+
+def _bodies_with(payload: str) -> list[tuple[str, dict]]:
+    """(the field at fault, a request with `payload` in it), for every field of a request."""
+    td = {"dimension": "venue_analytics.day", "granularity": "day", "date_range": R}
+    base = {"measures": ["venue_analytics.gross_revenue"], "time_dimension": td}
+    return [
+        ("measures.0", {**base, "measures": [payload]}),
+        ("measures.1", {**base, "measures": ["venue_analytics.gross_revenue", "venue_analytics." + payload]}),
+        ("dimensions.0", {**base, "dimensions": [payload]}),
+        ("time_dimension.dimension", {**base, "time_dimension": {**td, "dimension": payload}}),
+        ("time_dimension.granularity", {**base, "time_dimension": {**td, "granularity": payload[:20]}}),
+        (
+            "time_dimension.date_range.0",
+            {**base, "time_dimension": {**td, "date_range": [payload, "2026-10-31"]}},
+        ),
+        (
+            "filters.0.member",
+            {**base, "filters": [{"member": payload, "operator": "equals", "values": ["x"]}]},
+        ),
+        (
+            "filters.0.operator",
+            {**base, "filters": [{"member": "venue_analytics.venue", "operator": payload, "values": []}]},
+        ),
+        (
+            "filters.0.values.0",
+            {
+                **base,
+                "filters": [{"member": "venue_analytics.venue", "operator": "equals", "values": [payload]}],
+            },
+        ),
+        (
+            "filters.0.values.0",
+            {
+                "measures": ["revenue_by_category.orders"],
+                "filters": [
+                    {"member": "revenue_by_category.category_name", "operator": "equals", "values": [payload]}
+                ],
+            },
+        ),
+        (
+            "filters.0.values.0",
+            {
+                **base,
+                "filters": [
+                    {"member": "venue_analytics.gross_revenue", "operator": "gt", "values": [payload]}
+                ],
+            },
+        ),
+        ("order", {**base, "order": {payload: "asc"}}),
+        ("order", {**base, "order": {"venue_analytics.gross_revenue": payload}}),
+        ("limit", {**base, "limit": payload}),
+        ("offset", {**base, "offset": payload}),
+    ]
+
+
+PAYLOADS = (
+    "'; DROP TABLE venue_analytics; --",
+    "1 OR 1=1",
+    '" OR ""="',
+    "venue_analytics.gross_revenue) FROM venue_analytics; --",
+    "x' UNION SELECT tenant_id FROM venue_analytics --",
+)
+BAD = [
+    ("measures.0", {"measures": ["venue_analytics.nope"]}, "unknown measure"),
+    ("measures.0", {"measures": ["nowhere.gross_revenue"]}, "unknown member"),
+    ("measures.0", {"measures": ["venue_analytics.day"]}, "unknown measure"),
+    ("measures.1", {"measures": ["venue_analytics.orders", "revenue_by_channel.tickets"]}, "fan them out"),
+    (
+        "dimensions.0",
+        {"measures": ["venue_analytics.orders"], "dimensions": ["revenue_by_channel.channel"]},
+        "may not join",
+    ),
+    (
+        "dimensions.0",
+        {"measures": ["event_analytics.orders"], "dimensions": ["event_analytics.nope"]},
+        "unknown dimension",
+    ),
+    (
+        "time_dimension.granularity",
+        {
+            "measures": ["venue_analytics.orders"],
+            "time_dimension": {"dimension": "venue_analytics.day", "granularity": "hour"},
+        },
+        "not supported",
+    ),
+    (
+        "time_dimension.granularity",
+        {
+            "measures": ["venue_analytics.orders"],
+            "time_dimension": {"dimension": "venue_analytics.day", "granularity": "minute"},
+        },
+        "not supported",
+    ),
+    (
+        "time_dimension.dimension",
+        {
+            "measures": ["venue_analytics.orders"],
+            "time_dimension": {"dimension": "venue_analytics.venue", "granularity": "day"},
+        },
+        "not a time dimension",
+    ),
+    (
+        "time_dimension.date_range",
+        {
+            "measures": ["venue_analytics.orders"],
+            "time_dimension": {
+                "dimension": "venue_analytics.day",
+                "date_range": ["2025-01-01", "2026-10-31"],
+            },
+        },
+        "at most 366",
+    ),
+    (
+        "time_dimension.date_range",
+        {
+            "measures": ["venue_analytics.orders"],
+            "time_dimension": {
+                "dimension": "venue_analytics.day",
+                "date_range": ["2026-10-31", "2026-10-01"],
+            },
+        },
+        "after it ends",
+    ),
+    (
+        "filters.0.values",
+        {
+            "measures": ["venue_analytics.orders"],
+            "filters": [
+                {
+                    "member": "venue_analytics.day",
+                    "operator": "inDateRange",
+                    "values": ["2020-01-01", "2026-10-31"],
+                }
+            ],
+        },
+        "at most 366",
+    ),
+    (
+        "filters.0.operator",
+        {
+            "measures": ["venue_analytics.orders"],
+            "filters": [{"member": "venue_analytics.orders", "operator": "contains", "values": [1]}],
+        },
+        "does not apply",
+    ),
+    (
+        "filters.0.values.0",
+        {
+            "measures": ["kpi_snapshots.snapshots"],
+            "filters": [{"member": "kpi_snapshots.metric", "operator": "equals", "values": ["passwords"]}],
+        },
+        "is not one of",
+    ),
+    (
+        "filters.0.member",
+        {
+            "measures": ["venue_analytics.orders"],
+            "filters": [{"member": "revenue_by_channel.channel", "operator": "equals", "values": ["web"]}],
+        },
+        "may not join",
+    ),
+    ("limit", {"measures": ["venue_analytics.orders"], "limit": 10_001}, "at most 10000"),
+    (
+        "order.0",
+        {"measures": ["venue_analytics.orders"], "order": {"venue_analytics.gross_revenue": "desc"}},
+        "not a measure or dimension of this query",
+    ),
+    ("measures", {}, "at least one"),
+]
+
+
+@pytest.fixture
+def spied(qapi, monkeypatch):
+    reader = qapi.client.app.state.reader
+    calls = []
+    monkeypatch.setattr(reader, "query", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(reader, "cached", lambda *a, **k: calls.append(a))
+    return calls
+
+
+def _problem(r, field: str):
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["status"] == 422 and r.headers["content-type"].startswith("application/problem+json")
+    fields = [e["field"] for e in body["errors"]]
+    assert any(f == field or f.startswith(field + ".") for f in fields), (field, fields)
+    return body
+
+
+@pytest.mark.parametrize("field,body,msg", BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
+def test_bad_requests_are_422_naming_the_member_and_nothing_runs(qapi, spied, field, body, msg):
+    t, venues, _, _ = _tenants(qapi)
+    problem = _problem(post(qapi, body, t, **ADMIN), field)
+    assert msg in problem["detail"], problem["detail"]
+    assert spied == []
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_injection_in_every_field_is_422_and_nothing_runs(qapi, spied, payload):
+    t, venues, _, _ = _tenants(qapi)
+    for field, body in _bodies_with(payload):
+        _problem(post(qapi, body, t, venues[0]), field)
+    assert spied == []
+
+
+def test_cache_hit_on_repeat_and_miss_after_a_write_to_a_mart_read(fresh):
+    api, reader = fresh
+    t, venues, _, _ = _tenants(api)
+    body = {
+        "measures": ["venue_analytics.gross_revenue"],
+        "time_dimension": {"dimension": "venue_analytics.day", "date_range": R},
+    }
+    first = post(api, body, t, **ADMIN).json()["data"]
+    hits, misses = reader.cache_hits, reader.cache_misses
+    assert post(api, body, t, **ADMIN).json()["data"] == first
+    assert reader.cache_hits >= hits + 2 and reader.cache_misses == misses  # the rows and the as-of: cached
+
+    wh = open_warehouse(api.warehouse_url)
+    # a write to a mart the query does not read keeps the answer cached
+    rbc = wh.read_table("revenue_by_channel").filter(pl.col("day") == date(2026, 10, 31))
+    wh.write_partitions("revenue_by_channel", rbc, ["day"], [("2026-10-31",)])
+    reader.refresh()
+    hits = reader.cache_hits
+    assert post(api, body, t, **ADMIN).json()["data"] == first and reader.cache_hits >= hits + 2
+
+    # a run landing new rows in venue_analytics: the cached answer is forgotten, the new total is served
+    va = wh.read_table("venue_analytics").filter(pl.col("day") == date(2026, 10, 31))
+    va = va.with_columns(pl.col("gross_revenue_cents") + 1_000)
+    wh.write_partitions("venue_analytics", va, ["day"], [("2026-10-31",)])
+    reader.refresh()
+    misses = reader.cache_misses
+    again = post(api, body, t, **ADMIN).json()["data"]
+    assert reader.cache_misses >= misses + 1
+    added = 1_000 * len(api.marts.tenants[t])
+    assert again[0]["venue_analytics.gross_revenue"] == first[0]["venue_analytics.gross_revenue"] + added
+
+
+SLOW = {
+    "duckdb": "SELECT count(*) AS n FROM range(100000000000) t(a) WHERE mod(a, 7) = 3",
+    "postgres": "SELECT count(*) AS n FROM generate_series(1, 1000000000) a WHERE mod(a, 7) = 3",
+}
+
+
+def test_a_query_past_the_statement_timeout_is_cancelled(fresh, monkeypatch):
+    api, reader = fresh
+    t, venues, _, _ = _tenants(api)
+    slow = SLOW[reader.kind]
+    started = time.monotonic()
+    with pytest.raises(QueryTimeout):
+        reader.query(t, slow, [], [], timeout=0.3)
+    assert time.monotonic() - started < 5
+    # the reader answers the next query normally, and the route answers 504 with a problem body
+    assert reader.query(t, "SELECT 1 AS one", [], []).rows == [(1,)]
+    monkeypatch.setattr(
+        query_api, "compile_for", lambda request, p, body: Compiled(slow, [], [], {}, None, 1, 0, [])
+    )
+    started = time.monotonic()
+    r = post(api, {"measures": ["venue_analytics.orders"]}, t, venues[0])
+    assert r.status_code == 504 and r.json()["type"].endswith("/query-timeout"), r.text
+    assert r.json()["timeout_seconds"] == 0.3 and time.monotonic() - started < 5
