@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
@@ -438,3 +438,46 @@ def test_a_query_past_the_statement_timeout_is_cancelled(fresh, monkeypatch):
     r = post(api, {"measures": ["venue_analytics.orders"]}, t, venues[0])
     assert r.status_code == 504 and r.json()["type"].endswith("/query-timeout"), r.text
     assert r.json()["timeout_seconds"] == 0.3 and time.monotonic() - started < 5
+
+
+def test_grafana_panels_are_answered_by_the_same_layer(qapi):
+    """A Grafana target naming a layer measure returns the /v1/query series, from the same cache entry;
+    kpi.* and sales.* go through the layer too (admin: the tenant-wide KPI rows)."""
+    t, venues, _, _ = _tenants(qapi)
+    h = qapi.headers(t, **ADMIN)
+    names = qapi.client.post("/grafana/search", json={"target": "average_order"}, headers=h).json()
+    assert (
+        "venue_analytics.average_order_value" in names
+        and "customer_segments.average_order_value" not in names
+    )
+    body = {
+        "measures": ["venue_analytics.average_order_value"],
+        "time_dimension": {"dimension": "venue_analytics.day", "granularity": "week", "date_range": R},
+        "limit": 10_000,
+    }
+    series = post(qapi, body, t, **ADMIN).json()["data"]
+    reader = qapi.client.app.state.reader
+    hits = reader.cache_hits
+    rng = {"from": f"{R[0]}T00:00:00Z", "to": f"{R[1]}T23:59:59Z"}
+    targets = [{"target": "venue_analytics.average_order_value.week"}, {"target": "kpi.hourly_revenue_cents"}]
+    out = qapi.client.post("/grafana/query", headers=h, json={"range": rng, "targets": targets}).json()
+    assert reader.cache_hits >= hits + 1  # the panel's query is the /v1/query one: a cache hit
+    assert [p[0] for p in out[0]["datapoints"]] == pytest.approx(
+        [row["venue_analytics.average_order_value"] for row in series]
+    )
+    first = date.fromisoformat(series[0]["venue_analytics.day.week"])
+    assert out[0]["datapoints"][0][1] == int(
+        datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp() * 1000
+    )
+    kpi = open_warehouse(qapi.warehouse_url).read_table("kpi_snapshots")
+    tenant_rows = kpi.filter(
+        (pl.col("tenant_id") == t)
+        & pl.col("venue_id").is_null()
+        & (pl.col("metric") == "hourly_revenue_cents")
+    )
+    assert tenant_rows.height > 0
+    assert sorted(p[0] for p in out[1]["datapoints"]) == pytest.approx(sorted(tenant_rows["value"].to_list()))
+    bad = qapi.client.post(
+        "/grafana/query", headers=h, json={"range": rng, "targets": [{"target": "venue_analytics.nope"}]}
+    )
+    assert bad.status_code == 422 and bad.json()["errors"][0]["member"] == "venue_analytics.nope"

@@ -40,6 +40,15 @@ def compile_for(request: Request, p: Principal, body: QueryRequest) -> Compiled:
         ) from None
 
 
+def _timed_out(exc: QueryTimeout, timeout: float) -> ProblemError:
+    return ProblemError(
+        504,
+        f"{exc}: narrow the date range, filter, or group by fewer dimensions",
+        type="query-timeout",
+        timeout_seconds=timeout,
+    )
+
+
 async def execute(request: Request, p: Principal, sql: str, params: list, tables: list[str]) -> Result:
     """The reader's cached result, or the query run in the reader's executor under the statement timeout
     (504 problem when it runs past it)."""
@@ -52,12 +61,18 @@ async def execute(request: Request, p: Principal, sql: str, params: list, tables
     try:
         return await asyncio.get_running_loop().run_in_executor(reader.executor, run)
     except QueryTimeout as exc:
-        raise ProblemError(
-            504,
-            f"{exc}: narrow the date range, filter, or group by fewer dimensions",
-            type="query-timeout",
-            timeout_seconds=timeout,
-        ) from None
+        raise _timed_out(exc, timeout) from None
+
+
+def run_blocking(request: Request, p: Principal, body: QueryRequest) -> tuple[Compiled, Result]:
+    """The request compiled and run (cache first) from a route that already runs in a worker thread (the
+    Grafana datasource)."""
+    q = compile_for(request, p, body)
+    timeout = request.app.state.settings.query_timeout_seconds
+    try:
+        return q, reader_of(request).query(p.tenant_id, q.sql, q.params, q.tables, timeout=timeout)
+    except QueryTimeout as exc:
+        raise _timed_out(exc, timeout) from None
 
 
 async def answer(request: Request, p: Principal, body: QueryRequest) -> dict:

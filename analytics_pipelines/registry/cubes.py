@@ -317,6 +317,12 @@ SALES_METRICS = Cube(
         total("tickets_sold", "tickets_sold", "Tickets sold."),
         total("orders", "orders", "Orders."),
         cents("gross_revenue", "gross_revenue_cents", "Gross revenue."),
+        total(
+            "unique_customers",
+            "unique_customers",
+            "Σ of each venue's distinct customers of the period: a customer of two venues counts twice, and "
+            "the periods' counts do not add up to a longer period's (use customer_rfm_scores.customers).",
+        ),
         ratio("average_order_value", "gross_revenue / orders", "cents", AOV),
         ratio(
             "average_ticket_price",
