@@ -222,6 +222,18 @@ def test_docs_table_index_is_the_registrys():
     )
 
 
+def test_docs_query_catalogue_is_the_registrys():
+    from analytics_pipelines.registry.docs import CUBES_BEGIN, CUBES_END
+    from analytics_pipelines.registry.semantic import cubes_markdown
+
+    doc = (ROOT / "docs" / "query.md").read_text()
+    assert CUBES_BEGIN in doc and CUBES_END in doc, "docs/query.md lost its generated catalogue markers"
+    catalogue = doc[doc.index(CUBES_BEGIN) + len(CUBES_BEGIN) : doc.index(CUBES_END)]
+    assert catalogue == cubes_markdown(default_registry().cubes()), (
+        "docs/query.md's catalogue is stale: regenerate it with `python -m analytics_pipelines.registry.docs`"
+    )
+
+
 def test_every_declared_table_was_materialized_with_its_declared_columns(materialized):
     wh = open_warehouse(materialized.warehouse_url)
     present = set(wh.tables())

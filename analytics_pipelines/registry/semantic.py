@@ -256,3 +256,41 @@ def _formula_cycles(table: str, measures: dict[str, Measure]) -> list[str]:
     for name in measures:
         visit(name, [])
     return out
+
+
+def cubes_markdown(cubes: Mapping[str, Cube]) -> str:
+    """docs/query.md's catalogue of measures and dimensions (between its markers), from the registry."""
+    lines = []
+    for name, c in cubes.items():
+        lines += [f"### `{name}`", "", c.description, ""]
+        lines += ["| measure | aggregation | unit | description |", "|---|---|---|---|"]
+        for m in c.measures:
+            how = f"`{m.formula}`" if m.agg == "formula" else f"{m.agg}({m.column or '*'})"
+            if m.when:
+                how += " where " + ", ".join(f"{k} = '{v}'" for k, v in m.when)
+            lines.append(f"| `{name}.{m.name}` | {how} | {m.unit} | {m.description} |")
+        lines += ["", "| dimension | column | type | granularities / values |", "|---|---|---|---|"]
+        for d in c.dimensions:
+            allowed = (
+                ", ".join(d.granularities) or ", ".join(d.values) or (f"`{d.pattern}`" if d.pattern else "")
+            )
+            lines.append(f"| `{name}.{d.name}` | {d.column} | {d.type} | {allowed} |")
+        extra = []
+        if c.joins:
+            extra.append(
+                "joins (many-to-one, dimensions only): "
+                + ", ".join(f"`{j.to}` on {', '.join(j.on)}" for j in c.joins)
+            )
+        if c.time:
+            extra.append(f"date range bounded on `{name}.{c.time}`")
+        if c.fixed:
+            extra.append("always reads " + ", ".join(f"{k} = '{v}'" for k, v in c.fixed))
+        if c.grain_column:
+            extra.append(
+                f"reads the `{c.grain_column}` rows matching the requested granularity: "
+                + ", ".join(f"{g or '(none)'} → {v}" for g, v in c.grains)
+            )
+        if c.as_of:
+            extra.append(f"as-of: latest `{c.as_of}` in the token's scope")
+        lines += ["", *(f"- {e}" for e in extra), ""]
+    return "\n".join(lines)
