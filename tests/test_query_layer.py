@@ -151,13 +151,13 @@ def test_cross_tenant_walk_finds_only_the_tokens_rows(qapi):
     t0, v0, t1, v1 = _tenants(qapi)
     walked = 0
     for name, cube in default_registry().cubes().items():
-        summable = [f"{name}.{m.name}" for m in cube.measures if m.agg in ("count", "sum")]
+        summable = [f"{name}.{m.name}" for m in cube.measures]  # formulas included: every measure runs
         for tenant, mine, theirs, venue in ((t0, v0, v1, None), (t1, v1, v0, None), (t0, v0, v1, v0[0])):
             kw = {} if venue else ADMIN
             for d in cube.dimensions:
                 body = {
                     "measures": summable,
-                    "dimensions": [f"{name}.venue", f"{name}.{d.name}"],
+                    "dimensions": [f"{name}.venue"] + ([f"{name}.{d.name}"] if d.name != "venue" else []),
                     "limit": 10_000,
                 }
                 if cube.time:
@@ -176,6 +176,15 @@ def test_cross_tenant_walk_finds_only_the_tokens_rows(qapi):
                 "filters": [{"member": f"{name}.venue", "operator": "equals", "values": [theirs[0]]}],
             }
             assert post(qapi, other, tenant, venue, **kw).json()["data"] == [], name
+        for g in cube.dimension(cube.time).granularities if cube.time else ():
+            body = {
+                "measures": summable,
+                "dimensions": [f"{name}.venue"],
+                "time_dimension": {"dimension": f"{name}.{cube.time}", "granularity": g, "date_range": R},
+            }
+            r = post(qapi, body, t0, v0[0])
+            assert r.status_code == 200, (name, g, r.text)
+            assert {row[f"{name}.venue"] for row in r.json()["data"]} <= {v0[0]}, (name, g)
     assert walked >= 60
 
 
@@ -346,6 +355,23 @@ BAD = [
         "not a measure or dimension of this query",
     ),
     ("measures", {}, "at least one"),
+    ("measures.1", {"measures": ["venue_analytics.orders", "venue_analytics.orders"]}, "listed twice"),
+    (
+        "filters.0.values.0",
+        {
+            "measures": ["event_analytics.orders"],
+            "filters": [{"member": "event_analytics.days_to_event", "operator": "gt", "values": ["nan"]}],
+        },
+        "finite",
+    ),
+    (
+        "filters.0.values.0",
+        {
+            "measures": ["venue_analytics.orders"],
+            "filters": [{"member": "venue_analytics.orders", "operator": "gt", "values": [2**70]}],
+        },
+        "finite",
+    ),
 ]
 
 

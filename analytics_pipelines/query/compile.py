@@ -10,6 +10,7 @@ exists. The SQL is the subset both warehouse backends run unchanged (embedded Du
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -198,6 +199,18 @@ def _midnight(d: date) -> datetime:
     return datetime.combine(d, time.min, UTC)
 
 
+def number(v) -> int | float:
+    """A finite number within 64 bits (both backends bind it without overflow)."""
+    if isinstance(v, bool):
+        raise ValueError(f"{v!r} is not a number")
+    if not isinstance(v, (int, float)):
+        s = str(v).strip()
+        v = int(s) if re.fullmatch(r"-?\d{1,18}", s) else float(s)
+    if isinstance(v, float) and not math.isfinite(v) or abs(v) >= 2**63:
+        raise ValueError(f"{v!r} is not a finite 64-bit number")
+    return v
+
+
 def coerce(d: Dimension, v):
     """A filter value as the dimension's type (ValueError with the reason otherwise)."""
     if isinstance(v, bool) and d.type != "boolean":
@@ -205,10 +218,7 @@ def coerce(d: Dimension, v):
     if d.type == "uuid":
         return str(uuid.UUID(str(v)))
     if d.type == "number":
-        if isinstance(v, (int, float)):
-            return v
-        s = str(v).strip()
-        return int(s) if re.fullmatch(r"-?\d{1,18}", s) else float(s)
+        return number(v)
     if d.type == "date":
         return date.fromisoformat(str(v)[:10]) if len(str(v)) <= 10 else datetime.fromisoformat(str(v)).date()
     if d.type == "timestamp":
@@ -272,6 +282,11 @@ def compile_query(
             ref, d = got
             dims.append((name, f"{ref.alias}.{d.column}"))
             members[name] = {"kind": "dimension", "type": d.type, "description": d.description}
+    listed = [*req.measures, *req.dimensions]
+    for i, name in enumerate(listed):
+        if name in listed[:i]:
+            where = f"measures.{i}" if i < len(req.measures) else f"dimensions.{i - len(req.measures)}"
+            c.fail(where, name, f"{name} is listed twice")
     if c.root is None and not c.errors:
         c.fail("measures", None, "a query names at least one measure or dimension")
     where_parts: list[tuple[str, list]] = []
@@ -374,13 +389,11 @@ def _filter(c: _Compiler, where: str, f, where_parts: list, having_parts: list) 
             return
         values = []
         for j, v in enumerate(f.values):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                try:
-                    v = float(str(v))
-                except ValueError:
-                    c.fail(f"{where}.values.{j}", f.member, f"{v!r} is not a number")
-                    return
-            values.append(v)
+            try:
+                values.append(number(v))
+            except ValueError as exc:
+                c.fail(f"{where}.values.{j}", f.member, str(exc))
+                return
         p: list = []
         sql = c.measure_sql(m, p)
         cond = _condition(c, where, f, sql, values)
