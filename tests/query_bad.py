@@ -173,6 +173,11 @@ BAD = [
         "not a measure or dimension of this query",
     ),
     ("measures", {}, "at least one"),
+    (
+        "measures",
+        {"filters": [{"member": "venue_analytics.orders", "operator": "gt", "values": [1]}]},
+        "at least one",
+    ),
     ("measures.1", {"measures": ["venue_analytics.orders", "venue_analytics.orders"]}, "listed twice"),
     (
         "filters.0.values.0",

@@ -287,8 +287,9 @@ def compile_query(
         if name in listed[:i]:
             where = f"measures.{i}" if i < len(req.measures) else f"dimensions.{i - len(req.measures)}"
             c.fail(where, name, f"{name} is listed twice")
-    if c.root is None and not c.errors:
-        c.fail("measures", None, "a query names at least one measure or dimension")
+    grouped = td is not None and td_dim is not None and td.granularity is not None
+    if not (measures or dims or grouped) and not c.errors:
+        c.fail("measures", None, "a query names at least one measure, dimension or time granularity")
     where_parts: list[tuple[str, list]] = []
     having_parts: list[tuple[str, list]] = []
     for i, f in enumerate(req.filters):
