@@ -33,6 +33,7 @@ SM = "sales_metrics"
 RFM = "customer_rfm_scores"
 SEG = "customer_segments"
 CF = "conversion_funnel"
+FO = "fct_orders"
 
 CASES = [
     Case(
@@ -320,5 +321,42 @@ CASES = [
         f"SELECT day, venue_id, sum(gross_revenue_cents) AS g FROM {VA} WHERE tenant_id = %s AND {IN_R} GROUP BY 1, 2 "
         "ORDER BY g DESC, day, venue_id LIMIT 5 OFFSET 3",
         ordered=True,
+    ),
+    Case(
+        "orders_by_channel",
+        {
+            "measures": [
+                f"{FO}.orders",
+                f"{FO}.customers",
+                f"{FO}.average_order_value",
+                f"{FO}.tickets_per_order",
+            ],
+            "dimensions": [f"{FO}.channel"],
+            "time_dimension": td(f"{FO}.day"),
+        },
+        f"SELECT channel, count(*), count(DISTINCT user_id), sum(gross_revenue_cents) * 1.0 / count(*), sum(tickets) * 1.0 / count(*) "
+        f"FROM {FO} WHERE tenant_id = %s AND {IN_R} GROUP BY 1",
+    ),
+    Case(
+        "orders_weekly_buyers_venue_token",
+        {
+            "measures": [f"{FO}.customers", f"{FO}.orders_per_customer"],
+            "filters": [{"member": f"{FO}.status", "operator": "notEquals", "values": ["refunded"]}],
+            "time_dimension": td(f"{FO}.day", "week"),
+        },
+        f"SELECT CAST(date_trunc('week', day) AS DATE), count(DISTINCT user_id), count(*) * 1.0 / count(DISTINCT user_id) FROM {FO} "
+        f"WHERE tenant_id = %s AND venue_id = %s AND status <> 'refunded' AND {IN_R} GROUP BY 1",
+        who="venue",
+    ),
+    Case(
+        "orders_by_hour_with_event_names",
+        {
+            "measures": [f"{FO}.gross_revenue"],
+            "dimensions": [f"{EP}.event_name"],
+            "time_dimension": td(f"{FO}.recognized_at", "hour", ["2026-10-30", "2026-10-31"]),
+        },
+        f"SELECT date_trunc('hour', o.recognized_at), p.event_name, sum(o.gross_revenue_cents) FROM {FO} o LEFT JOIN {EP} p ON p.tenant_id = o.tenant_id "
+        "AND p.event_id = o.event_id WHERE o.tenant_id = %s AND o.recognized_at >= TIMESTAMPTZ '2026-10-30 00:00:00+00' "
+        "AND o.recognized_at < TIMESTAMPTZ '2026-11-01 00:00:00+00' GROUP BY 1, 2",
     ),
 ]

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 from api_sample import SampleMarts
 
-from analytics_pipelines.registry.cubes import SEGMENTS
+from analytics_pipelines.registry.cubes_customers import SEGMENTS
 
 CATEGORIES = {
     "Concert": "c0000000-0000-4000-8000-000000000001",
@@ -96,8 +96,63 @@ def build_query_marts(wh, marts: SampleMarts, seed: int = 11, rfm_days: int = 3)
     )
     wh.write_partitions("conversion_funnel", cf, ["day"], keys[-7:])
 
-    # customer_rfm_scores (daily by as_of): per venue scope and the tenant scope
     users = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(30)]
+
+    # fct_orders (daily): recognized orders with buyers from one pool (distinct counts across venues)
+    fo = []
+    for t, v in venues:
+        for d in days:
+            for _ in range(int(rng.integers(0, 6))):
+                tickets, sub = int(rng.integers(1, 5)), int(rng.integers(2_000, 9_000))
+                gross = tickets * sub
+                fo.append(
+                    (
+                        str(uuid.UUID(bytes=rng.bytes(16), version=4)),
+                        t,
+                        v,
+                        marts.events[v][int(rng.integers(0, len(marts.events[v])))],
+                        list(CATEGORIES.values())[int(rng.integers(0, 3))],
+                        users[int(rng.integers(0, len(users)))],
+                        ("confirmed", "completed", "refunded")[int(rng.integers(0, 3))],
+                        ("web", "mobile_app", "box_office")[int(rng.integers(0, 3))],
+                        "fiat",
+                        d,
+                        tickets,
+                        gross,
+                        gross // 10,
+                        gross // 20,
+                        gross,
+                    )
+                )
+    orders_df = pl.DataFrame(
+        fo,
+        orient="row",
+        schema=[
+            "order_id",
+            "tenant_id",
+            "venue_id",
+            "event_id",
+            "category_id",
+            "user_id",
+            "status",
+            "channel",
+            "payment_method",
+            "day",
+            "tickets",
+            "ticket_revenue_cents",
+            "fees_cents",
+            "discount_cents",
+            "gross_revenue_cents",
+        ],
+    ).with_columns(
+        revenue_line="primary:" + pl.col("channel"),
+        recognized_at=pl.col("day").cast(pl.Datetime("us", "UTC"))
+        + pl.duration(minutes=pl.col("tickets") * 137),
+        currency=pl.lit("USD"),
+    )
+    wh.write_partitions("fct_orders", orders_df, ["day"], keys)
+
+    # customer_rfm_scores (daily by as_of): per venue scope and the tenant scope
     rfm = []
     as_ofs = days[-rfm_days:]
     for a in as_ofs:

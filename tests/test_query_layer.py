@@ -1,5 +1,5 @@
 """The semantic query layer (POST /v1/query) end to end over the sample marts, on both warehouse backends:
-28 queries equal hand-written SQL to the cent; a cross-tenant walk through every cube finds only the token's
+31 queries equal hand-written SQL to the cent; a cross-tenant walk through every cube finds only the token's
 tenant and venue; every bad request (unknown members, disallowed joins, granularities, ranges, injection
 payloads in every field) is a 422 naming the member and no query runs; results come from the reader's cache
 until a mart read changes; a query past the statement timeout is cancelled (504)."""

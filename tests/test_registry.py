@@ -201,7 +201,7 @@ def test_the_registry_refuses_bad_cubes():
             dict(dimensions=(Dimension("day", "day", "date", ("minute", "day")),)),
         ),
         ("a date has no hours", dict(dimensions=(Dimension("day", "day", "date", ("hour", "day")),))),
-        ("join to fct_orders, which has no cube", dict(joins=(Join("fct_orders", ("venue_id",)),))),
+        ("join to fct_refunds, which has no cube", dict(joins=(Join("fct_refunds", ("venue_id",)),))),
         ("join to event_performance on 'day'", dict(joins=(Join("event_performance", ("day",)),))),
         ("time 'venue' is not a time dimension", dict(time="venue")),
     ]

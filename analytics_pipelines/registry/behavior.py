@@ -5,7 +5,7 @@ them. Builders: analytics_pipelines/behavior/steps.py."""
 
 from __future__ import annotations
 
-from analytics_pipelines.registry import cubes
+from analytics_pipelines.registry import cubes_customers as cubes
 from analytics_pipelines.registry.model import Check, Table
 
 _S = "analytics_pipelines.behavior.steps"

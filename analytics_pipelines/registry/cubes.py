@@ -9,19 +9,6 @@ from analytics_pipelines.registry.semantic import Cube, Dimension, Join, Measure
 DAY_UP = ("day", "week", "month", "quarter", "year")
 HOUR_UP = ("hour", *DAY_UP)
 CHANNELS = ("web", "mobile_app", "box_office", "partner", "unknown")
-SEGMENTS = (
-    "Champions",
-    "Loyal Customers",
-    "Potential Loyalists",
-    "New Customers",
-    "Promising",
-    "Need Attention",
-    "About to Sleep",
-    "At Risk",
-    "Can't Lose Them",
-    "Hibernating",
-    "Lost",
-)
 KPI_METRICS = (
     "venues_total",
     "venues_active",
@@ -42,7 +29,7 @@ EVENT = Dimension("event", "event_id", "uuid", description="The event (its id)."
 TO_EVENT = Join("event_performance", ("event_id",))
 
 
-def _day(column: str = "day", what: str = "The UTC day of the sale.") -> Dimension:
+def day_dimension(column: str = "day", what: str = "The UTC day of the sale.") -> Dimension:
     return Dimension(column, column, "date", DAY_UP, description=what)
 
 
@@ -105,7 +92,7 @@ VENUE_ANALYTICS = Cube(
         ),
         ratio("refund_rate", "100 * refunds / gross_revenue", "percent", REFUND_RATE),
     ),
-    dimensions=(VENUE, _day()),
+    dimensions=(VENUE, day_dimension()),
     time="day",
     as_of="day",
     description="Daily sales per venue.",
@@ -141,7 +128,7 @@ REVENUE_BY_CHANNEL = Cube(
     ),
     dimensions=(
         VENUE,
-        _day(),
+        day_dimension(),
         Dimension(
             "revenue_line",
             "revenue_line",
@@ -178,7 +165,7 @@ REVENUE_BY_CATEGORY = Cube(
     ),
     dimensions=(
         VENUE,
-        _day(),
+        day_dimension(),
         Dimension("category", "category_id", "uuid", description="The event category (its id)."),
         Dimension("category_name", "category_name", description="The event category's name."),
     ),
@@ -213,7 +200,7 @@ EVENT_ANALYTICS = Cube(
     dimensions=(
         VENUE,
         EVENT,
-        _day(),
+        day_dimension(),
         Dimension("days_to_event", "days_to_event", "number", description="Days from the sale to the event."),
     ),
     joins=(TO_EVENT,),
@@ -356,129 +343,63 @@ SALES_METRICS = Cube(
     description="Primary sales per venue and period; the rows of the grain matching the request are read.",
 )
 
-RFM_SCORES = Cube(
+FCT_ORDERS = Cube(
     columns=(
-        "as_of",
-        "scope",
-        "scope_id",
-        "tenant_id",
-        "venue_id",
-        "user_id",
-        "first_purchase_at",
-        "last_purchase_at",
-        "recency_days",
-        "frequency",
-        "monetary_cents",
-        "tickets",
-        "currency",
-        "r_score",
-        "f_score",
-        "m_score",
-        "rfm_code",
-        "rfm_total",
-        "segment",
-    ),
-    measures=(
-        Measure("customers", "count_distinct", "user_id", unit="count", description="Distinct customers."),
-        Measure("customer_venues", "count", unit="count", description="Customer-venue rows."),
-        total("orders", "frequency", "Orders of the customers (per venue)."),
-        cents("monetary", "monetary_cents", "What the customers paid (per venue)."),
-        Measure(
-            "avg_recency_days", "avg", "recency_days", unit="days", description="Mean days since a purchase."
-        ),
-        ratio(
-            "monetary_per_customer_venue",
-            "monetary / customer_venues",
-            "cents",
-            "Monetary per customer and venue, after aggregation.",
-        ),
-    ),
-    dimensions=(
-        VENUE,
-        Dimension(
-            "as_of", "as_of", "date", DAY_UP, description="The RFM as-of day (do not sum across days)."
-        ),
-        Dimension("segment", "segment", values=SEGMENTS, description="The RFM segment."),
-        Dimension("rfm_code", "rfm_code", pattern=r"^[1-5]{3}$", description="R, F and M scores ('545')."),
-        Dimension("r_score", "r_score", "number", description="Recency score 1-5."),
-    ),
-    time="as_of",
-    as_of="as_of",
-    fixed=(("scope", "venue"),),
-    description="Per-venue RFM scores of customers, daily as-of history.",
-)
-
-CUSTOMER_SEGMENTS = Cube(
-    columns=(
-        "as_of",
-        "scope",
-        "scope_id",
-        "tenant_id",
-        "venue_id",
-        "segment",
-        "customers",
-        "revenue_cents",
-        "orders",
-        "avg_order_value_cents",
-        "avg_purchase_frequency",
-        "avg_clv_12m_cents",
-        "customers_with_clv",
-        "customers_pct",
-        "revenue_pct",
-    ),
-    measures=(
-        total("customers", "customers", "Customers of the venues (a customer of two venues counts twice)."),
-        cents("revenue", "revenue_cents", "What the segment's customers paid."),
-        total("orders", "orders", "Orders."),
-        ratio("average_order_value", "revenue / orders", "cents", "Revenue / orders, after aggregation."),
-        ratio("orders_per_customer", "orders / customers", "ratio", "Orders / customers, after aggregation."),
-    ),
-    dimensions=(
-        VENUE,
-        Dimension("segment", "segment", values=SEGMENTS, description="The RFM segment."),
-        Dimension("as_of", "as_of", "date", DAY_UP, description="The segments' as-of day."),
-    ),
-    as_of="as_of",
-    fixed=(("scope", "venue"),),
-    description="Per-venue RFM segments at the latest as-of day.",
-)
-
-CONVERSION_FUNNEL = Cube(
-    columns=(
+        "order_id",
         "tenant_id",
         "venue_id",
         "event_id",
-        "day",
+        "category_id",
+        "user_id",
+        "status",
         "channel",
-        "device",
-        "sessions",
-        "event_page_views",
-        "carts",
-        "checkouts",
-        "purchases",
+        "payment_method",
+        "revenue_line",
+        "recognized_at",
+        "day",
+        "tickets",
+        "ticket_revenue_cents",
+        "platform_fee_cents",
+        "processing_fee_cents",
+        "fees_cents",
+        "tax_cents",
+        "discount_cents",
+        "gross_revenue_cents",
+        "currency",
     ),
     measures=(
-        total("sessions", "sessions", "Sessions."),
-        total("event_page_views", "event_page_views", "Sessions that viewed an event page."),
-        total("carts", "carts", "Sessions that reached the cart."),
-        total("checkouts", "checkouts", "Sessions that reached checkout."),
-        total("purchases", "purchases", "Sessions with a purchase."),
-        ratio(
-            "conversion_rate",
-            "purchases / sessions",
-            "ratio",
-            "Purchases / sessions, after aggregation (not an average of the rows' rates).",
-        ),
+        Measure("orders", "count", unit="count", description="Recognized primary orders."),
+        Measure("customers", "count_distinct", "user_id", unit="count", description="Distinct buyers."),
+        total("tickets", "tickets", "Tickets."),
+        cents("gross_revenue", "gross_revenue_cents", "What buyers paid."),
+        cents("ticket_revenue", "ticket_revenue_cents", "Ticket subtotal - discount."),
+        cents("fees", "fees_cents", "Platform + processing fees."),
+        cents("discounts", "discount_cents", "Discounts."),
+        ratio("average_order_value", "gross_revenue / orders", "cents", AOV),
+        ratio("tickets_per_order", "tickets / orders", "ratio", "Tickets / orders, after aggregation."),
+        ratio("orders_per_customer", "orders / customers", "ratio", "Orders / distinct buyers."),
     ),
     dimensions=(
         VENUE,
         EVENT,
-        _day(what="The UTC day of the sessions."),
-        Dimension("channel", "channel", pattern=r"^[a-z_]{1,40}$", description="Acquisition channel."),
-        Dimension("device", "device", pattern=r"^[a-z_]{1,40}$", description="Device class."),
+        Dimension("category", "category_id", "uuid", description="The event category (its id)."),
+        Dimension("channel", "channel", pattern=r"^[a-z_]{1,40}$", description="Sales channel."),
+        Dimension(
+            "payment_method", "payment_method", pattern=r"^[a-z_]{1,40}$", description="Payment method."
+        ),
+        Dimension(
+            "status",
+            "status",
+            values=("confirmed", "completed", "refunded"),
+            description="The order's status.",
+        ),
+        day_dimension(),
+        Dimension(
+            "recognized_at", "recognized_at", "timestamp", HOUR_UP, description="When it was recognized."
+        ),
     ),
     joins=(TO_EVENT,),
     time="day",
     as_of="day",
-    description="Web/app sessions down the purchase funnel per venue, event, day, channel and device.",
+    description="Recognized primary orders, one row each (the facts under the daily marts).",
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analytics_pipelines.registry import cubes
+from analytics_pipelines.registry import cubes_customers as cubes
 from analytics_pipelines.registry.model import Check, Table
 
 S = "analytics_pipelines.customers.steps:"

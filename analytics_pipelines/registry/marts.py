@@ -91,8 +91,9 @@ TABLES: tuple[Table, ...] = (
         "one row per recognized order",
         ("order_id",),
         ("stg_orders", "stg_order_items", "stg_events"),
+        cube=cubes.FCT_ORDERS,
         group="facts",
-        serve=False,
+        serve=True,  # the customer journey (api/customer_routes.py) reads them, venue- and tenant-scoped
     ),
     _daily(
         "fct_refunds",
@@ -102,7 +103,7 @@ TABLES: tuple[Table, ...] = (
         ("refund_id",),
         ("stg_order_refunds", "stg_orders", "stg_events"),
         group="facts",
-        serve=False,
+        serve=True,  # the customer journey (api/customer_routes.py) reads them, venue- and tenant-scoped
     ),
     _daily(
         "fct_resales",
@@ -112,7 +113,7 @@ TABLES: tuple[Table, ...] = (
         ("transfer_id",),
         ("stg_marketplace_transfers", "stg_marketplace_listings", "stg_platform_fees", "stg_events"),
         group="facts",
-        serve=False,
+        serve=True,  # the customer journey (api/customer_routes.py) reads them, venue- and tenant-scoped
     ),
     _daily(
         "venue_analytics",
