@@ -4,6 +4,7 @@ is tenant-isolated on both warehouse backends; no plain sha256 of personal data 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -151,6 +152,65 @@ def test_the_registry_refuses_inconsistent_entries():
         )
 
 
+def test_the_registry_refuses_bad_cubes():
+    """A query-layer declaration over a column, measure, granularity or mart that does not exist fails the
+    registry's load (default_registry() at import), naming the mart and member."""
+    from dataclasses import replace
+
+    from analytics_pipelines.registry.semantic import Dimension, Join, Measure
+
+    registry = default_registry()
+    va = registry.table("venue_analytics")
+
+    def load(**changes):
+        bad = replace(va, cube=replace(va.cube, **changes))
+        return Registry(tuple(bad if t.name == va.name else t for t in registry.tables))
+
+    m = va.cube.measures
+    money = dict(unit="cents", description="d")
+    cases = [
+        (
+            "venue_analytics: measure gross reads unknown column 'gross_cents'",
+            dict(measures=(*m, Measure("gross", "sum", "gross_cents", **money))),
+        ),
+        (
+            "formula uses unknown measure 'nope'",
+            dict(measures=(*m, Measure("r", "formula", formula="gross_revenue / nope", **money))),
+        ),
+        (
+            "Call is not allowed",
+            dict(measures=(*m, Measure("r", "formula", formula="__import__('os')", **money))),
+        ),
+        (
+            "formula cycle",
+            dict(
+                measures=(
+                    *m,
+                    Measure("a", "formula", formula="b + 1", **money),
+                    Measure("b", "formula", formula="a * 2", **money),
+                )
+            ),
+        ),
+        ("member orders declared twice", dict(measures=(*m, Measure("orders", "count", **money)))),
+        (
+            "dimension venue2 reads unknown column 'venue'",
+            dict(dimensions=(*va.cube.dimensions, Dimension("venue2", "venue"))),
+        ),
+        (
+            "unknown granularities ['minute']",
+            dict(dimensions=(Dimension("day", "day", "date", ("minute", "day")),)),
+        ),
+        ("a date has no hours", dict(dimensions=(Dimension("day", "day", "date", ("hour", "day")),))),
+        ("join to fct_refunds, which has no cube", dict(joins=(Join("fct_refunds", ("venue_id",)),))),
+        ("join to event_performance on 'day'", dict(joins=(Join("event_performance", ("day",)),))),
+        ("time 'venue' is not a time dimension", dict(time="venue")),
+    ]
+    for message, changes in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load(**changes)
+    assert load().cubes()["venue_analytics"] == va.cube  # the unchanged declaration loads
+
+
 def test_docs_table_index_is_the_registrys():
     doc = (ROOT / "docs" / "marts.md").read_text()
     start, end = "<!-- registry index: begin -->\n", "<!-- registry index: end -->"
@@ -159,6 +219,18 @@ def test_docs_table_index_is_the_registrys():
     assert index == default_registry().markdown_index(), (
         "docs/marts.md's table index is stale: regenerate it with "
         "`python -m analytics_pipelines.registry.docs` (see docs/adding-a-mart.md)"
+    )
+
+
+def test_docs_query_catalogue_is_the_registrys():
+    from analytics_pipelines.registry.docs import CUBES_BEGIN, CUBES_END
+    from analytics_pipelines.registry.semantic import cubes_markdown
+
+    doc = (ROOT / "docs" / "query.md").read_text()
+    assert CUBES_BEGIN in doc and CUBES_END in doc, "docs/query.md lost its generated catalogue markers"
+    catalogue = doc[doc.index(CUBES_BEGIN) + len(CUBES_BEGIN) : doc.index(CUBES_END)]
+    assert catalogue == cubes_markdown(default_registry().cubes()), (
+        "docs/query.md's catalogue is stale: regenerate it with `python -m analytics_pipelines.registry.docs`"
     )
 
 
@@ -175,6 +247,8 @@ def test_every_declared_table_was_materialized_with_its_declared_columns(materia
             assert t.tenant_column in columns, t.name
         if t.venue_column:
             assert t.venue_column in columns, t.name
+        if t.cube is not None:  # the query layer's declared columns are the mart's
+            assert set(t.cube.columns) <= columns, (t.name, set(t.cube.columns) - columns)
 
 
 @pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])

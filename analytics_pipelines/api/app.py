@@ -27,6 +27,7 @@ from analytics_pipelines.api import (
     predictions,
     pricing,
     problems,
+    query,
     realtime,
     report_routes,
 )
@@ -172,4 +173,5 @@ def create_app(
     app.include_router(fraud.router)
     app.include_router(realtime.router)
     app.include_router(custom_metrics.router)
+    app.include_router(query.router)
     return app

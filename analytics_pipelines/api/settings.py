@@ -30,6 +30,8 @@ class Settings:
     sse_max_clients: int = 200  # realtime subscribers per API process (TT_API_SSE_MAX_CLIENTS)
     sse_heartbeat_seconds: float = 15.0  # SSE heartbeat comment interval (TT_API_SSE_HEARTBEAT_SECONDS)
     max_body_bytes: int = 1_048_576  # a larger request body is refused with 413 (TT_API_MAX_BODY_BYTES)
+    query_max_rows: int = 10_000  # rows one /v1/query may ask for (TT_API_QUERY_MAX_ROWS)
+    query_timeout_seconds: float = 10.0  # statement timeout of a /v1/query (TT_API_QUERY_TIMEOUT_SECONDS)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -56,6 +58,8 @@ class Settings:
             sse_max_clients=int(env.get("TT_API_SSE_MAX_CLIENTS", cls.sse_max_clients)),
             sse_heartbeat_seconds=float(env.get("TT_API_SSE_HEARTBEAT_SECONDS", cls.sse_heartbeat_seconds)),
             max_body_bytes=int(env.get("TT_API_MAX_BODY_BYTES", cls.max_body_bytes)),
+            query_max_rows=int(env.get("TT_API_QUERY_MAX_ROWS", cls.query_max_rows)),
+            query_timeout_seconds=float(env.get("TT_API_QUERY_TIMEOUT_SECONDS", cls.query_timeout_seconds)),
         )
         return replace(s, **overrides)
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from functools import cache
 
 from analytics_pipelines.registry.model import Check, Table, resolve
+from analytics_pipelines.registry.semantic import Cube, validate_cube
 
-__all__ = ["Check", "Registry", "Table", "default_registry", "resolve"]
+__all__ = ["Check", "Cube", "Registry", "Table", "default_registry", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class Registry:
         own = [producer] if producer.stored == "table" else []
         return own + [self.table(n) for n in producer.produces]
 
+    def cubes(self) -> dict[str, Cube]:
+        """The query layer's cubes by mart name (registry/cubes.py)."""
+        return {t.name: t.cube for t in self.tables if t.cube is not None}
+
     def servable(self) -> list[Table]:
         return [t for t in self.tables if t.serve]
 
@@ -79,7 +84,8 @@ class Registry:
 def validate(tables: Iterable[Table]) -> list[str]:
     """Every name once; every upstream registered; producers and products agree (and share the producer's
     partitioning: a Dagster backfill cannot plan a multi-asset whose outputs mix partitionings); a tenant
-    column or a reason; a builder for every asset the mart factory makes; no cycle."""
+    column or a reason; a builder for every asset the mart factory makes; no cycle; every query-layer cube's
+    measures, dimensions and joins over columns and marts that exist (registry/semantic.py)."""
     tables = list(tables)
     names = [t.name for t in tables]
     by_name = {t.name: t for t in tables}
@@ -105,6 +111,10 @@ def validate(tables: Iterable[Table]) -> list[str]:
             problems.append(f"{t.name}: neither `build` nor `sql`")
         if t.partitioning and not t.partition_column:
             problems.append(f"{t.name}: partitioned but no partition_column")
+    cubes = {t.name: t.cube for t in tables if t.cube is not None}
+    for t in tables:
+        if t.cube is not None:
+            problems += validate_cube(t, cubes)
     # cycles, over asset-level dependencies
     state: dict[str, int] = {}
 

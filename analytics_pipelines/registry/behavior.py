@@ -5,6 +5,7 @@ them. Builders: analytics_pipelines/behavior/steps.py."""
 
 from __future__ import annotations
 
+from analytics_pipelines.registry import cubes_customers as cubes
 from analytics_pipelines.registry.model import Check, Table
 
 _S = "analytics_pipelines.behavior.steps"
@@ -112,6 +113,7 @@ TABLES: tuple[Table, ...] = (
         keys=("tenant_id", "venue_id", "event_id", "day", "channel", "device"),
         serve=True,
         venue_column="venue_id",
+        cube=cubes.CONVERSION_FUNNEL,
         upstream=("raw_behavior_events", "fct_orders"),
         build=f"{_S}:funnel",
         produces=("funnel_order_reconciliation",),

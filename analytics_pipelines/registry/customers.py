@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from analytics_pipelines.registry import cubes_customers as cubes
 from analytics_pipelines.registry.model import Check, Table
 
 S = "analytics_pipelines.customers.steps:"
@@ -74,6 +75,7 @@ TABLES: tuple[Table, ...] = (
         partition_column="as_of",
         serve=True,
         venue_column="venue_id",
+        cube=cubes.RFM_SCORES,
         incremental=True,
         produces=("customer_rfm_state",),
     ),
@@ -221,6 +223,7 @@ TABLES: tuple[Table, ...] = (
         ),
         serve=True,
         venue_column="venue_id",
+        cube=cubes.CUSTOMER_SEGMENTS,
     ),
     _t(
         "customer_cohorts",

@@ -6,7 +6,9 @@ analytics_pipelines/marts/steps.py (whole-table builders, checks, metadata)."""
 
 from __future__ import annotations
 
+from analytics_pipelines.registry import cubes
 from analytics_pipelines.registry.model import Check, Table
+from analytics_pipelines.registry.semantic import Cube
 
 B = "analytics_pipelines.marts.build:"
 S = "analytics_pipelines.marts.steps:"
@@ -29,6 +31,7 @@ def _daily(
     group: str = "marts",
     venue: str | None = "venue_id",
     serve: bool = True,
+    cube: Cube | None = None,
 ) -> Table:
     return Table(
         name=name,
@@ -44,6 +47,7 @@ def _daily(
         summary=S + "daily_summary",
         serve=serve,
         venue_column=venue,
+        cube=cube,
     )
 
 
@@ -87,6 +91,7 @@ TABLES: tuple[Table, ...] = (
         "one row per recognized order",
         ("order_id",),
         ("stg_orders", "stg_order_items", "stg_events"),
+        cube=cubes.FCT_ORDERS,
         group="facts",
         serve=True,  # the customer journey (api/customer_routes.py) reads them, venue- and tenant-scoped
     ),
@@ -127,6 +132,7 @@ TABLES: tuple[Table, ...] = (
             "stg_event_schedules",
             "stg_ticket_types",
         ),
+        cube=cubes.VENUE_ANALYTICS,
     ),
     _daily(
         "venue_analytics_hourly",
@@ -143,6 +149,7 @@ TABLES: tuple[Table, ...] = (
         "one row per event and day with sales or refunds",
         ("event_id", "day"),
         ("fct_orders", "fct_refunds", "stg_events", "stg_event_schedules", "stg_ticket_types"),
+        cube=cubes.EVENT_ANALYTICS,
     ),
     _daily(
         "revenue_by_channel",
@@ -151,6 +158,7 @@ TABLES: tuple[Table, ...] = (
         "one row per venue, day and revenue line",
         ("venue_id", "day", "revenue_line"),
         ("fct_orders", "fct_refunds", "fct_resales"),
+        cube=cubes.REVENUE_BY_CHANNEL,
     ),
     _daily(
         "revenue_by_category",
@@ -158,6 +166,7 @@ TABLES: tuple[Table, ...] = (
         "one row per venue, day and category",
         ("venue_id", "day", "category_id"),
         ("fct_orders", "fct_refunds", "stg_event_categories"),
+        cube=cubes.REVENUE_BY_CATEGORY,
     ),
     _daily(
         "resale_activity",
@@ -177,6 +186,7 @@ TABLES: tuple[Table, ...] = (
         incremental=True,
         serve=True,
         venue_column="venue_id",
+        cube=cubes.SALES_METRICS,
         description="Primary sales per venue at hour (last 14 days), day, week (ISO) and month grain, zero-filled, "
         "with growth % against the previous period (NULL when the previous period is 0). Incremental: "
         "periods from the first day whose facts changed (Dagster's event log); `full_refresh` "
@@ -198,6 +208,7 @@ TABLES: tuple[Table, ...] = (
         build=S + "event_performance",
         serve=True,
         venue_column="venue_id",
+        cube=cubes.EVENT_PERFORMANCE,
         description="Every event with all-time tickets, gross and net revenue, capacity and utilization %, ranked "
         "per venue by revenue (`is_top_10` = the venue's top events).",
         checks=(
@@ -378,6 +389,7 @@ TABLES: tuple[Table, ...] = (
         summary=S + "kpi_summary",
         serve=True,
         venue_column="venue_id",
+        cube=cubes.KPI_SNAPSHOTS,
         description="Business KPIs per hour per tenant and venue, long form (metric, value): venues total/active, "
         "events published/on sale, tickets sold, revenue, refunds and refund rate, resale volume over "
         "the last 24 h, hourly revenue and its change, hourly orders and refunds (the KPI anomaly detector's "

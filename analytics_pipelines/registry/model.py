@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from analytics_pipelines.registry.semantic import Cube
+
 Partitioning = Literal["daily", "hourly", "weekly"]
 #: "table": a warehouse table of its own; "artifact": a file (a model); "elsewhere": rows in another table
 Stored = Literal["table", "artifact", "elsewhere"]
@@ -85,6 +87,8 @@ class Table:
     factory: str = "mart"
     #: schema version notes (additive migrations happen by rewriting partitions/tables)
     columns: dict[str, str] = field(default_factory=dict)
+    #: the query layer's measures, dimensions and joins over this mart (registry/semantic.py, cubes.py)
+    cube: Cube | None = None
 
     @property
     def layer(self) -> str:

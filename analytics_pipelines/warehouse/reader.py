@@ -48,6 +48,15 @@ class TableMissing(LookupError):
         self.table = table
 
 
+class QueryTimeout(TimeoutError):
+    """The query ran past its statement timeout and was cancelled (PostgreSQL statement_timeout, DuckDB
+    interrupt)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"the query ran longer than its {seconds:g} s statement timeout and was cancelled")
+        self.seconds = seconds
+
+
 @dataclass
 class Result:
     columns: list[str]
@@ -100,9 +109,17 @@ class Reader(ABC):
     def _generations(self, reads: frozenset[str]) -> tuple:
         return (self._generation, *(self._table_generation.get(t, 0) for t in sorted(reads)))
 
-    def query(self, tenant_id: str, sql: str, params: Sequence = (), tables: Sequence[str] = ()) -> Result:
+    def query(
+        self,
+        tenant_id: str,
+        sql: str,
+        params: Sequence = (),
+        tables: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> Result:
         """Run `sql` for `tenant_id` (RLS on PostgreSQL); `tables` are the marts it reads (a missing one
-        raises TableMissing instead of a database error)."""
+        raises TableMissing instead of a database error). `timeout` (seconds): cancel the statement after
+        it and raise QueryTimeout (a cache hit is not timed)."""
         self._require(tables)
         key = (tenant_id, sql, tuple(params))
         hit = self._cache.get(key) if self._caching() else None
@@ -112,7 +129,10 @@ class Reader(ABC):
         self.cache_misses += 1
         reads = self.reads(sql, tables)
         generations = self._generations(reads)
-        res = self._execute(tenant_id, sql, params, tables)
+        if timeout is None:
+            res = self._execute(tenant_id, sql, params, tables)
+        else:
+            res = self._execute(tenant_id, sql, params, tables, timeout=timeout)
         if self._caching() and len(res.rows) <= self._cache_rows // 8:
             with self._cache_lock:
                 if generations == self._generations(reads):  # none of its marts changed meanwhile
@@ -179,8 +199,10 @@ class Reader(ABC):
         """Raise TableMissing for the first of `tables` that is not materialized."""
 
     @abstractmethod
-    def _execute(self, tenant_id: str, sql: str, params: Sequence, tables: Sequence[str]) -> Result:
-        """Run the query against the backend (no cache)."""
+    def _execute(
+        self, tenant_id: str, sql: str, params: Sequence, tables: Sequence[str], timeout: float | None = None
+    ) -> Result:
+        """Run the query against the backend (no cache), cancelled after `timeout` seconds (QueryTimeout)."""
 
     @abstractmethod
     def tables(self) -> set[str]:

@@ -14,7 +14,14 @@ from psycopg import sql as psql
 from analytics_pipelines.source.db import normalize_pg_url
 from analytics_pipelines.warehouse.base import check_identifier
 from analytics_pipelines.warehouse.postgres import SCHEMA, VERSIONS
-from analytics_pipelines.warehouse.reader import Reader, Result, TableMissing, _Poller, api_tables
+from analytics_pipelines.warehouse.reader import (
+    QueryTimeout,
+    Reader,
+    Result,
+    TableMissing,
+    _Poller,
+    api_tables,
+)
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------------
@@ -177,18 +184,24 @@ class PostgresReader(Reader):
                 if t not in cat:
                     raise TableMissing(t)
 
-    def _execute(self, tenant_id, sql, params, tables):
+    def _execute(self, tenant_id, sql, params, tables, timeout=None):
+        setup = (
+            "SELECT set_config('role', %s, true), set_config('search_path', %s, true), "
+            "set_config('app.tenant_id', %s, true), set_config('TimeZone', 'UTC', true)"
+        )
+        args = [self.role, f'"{self.schema}", public', tenant_id]
+        if timeout is not None:  # SET LOCAL statement_timeout, at least 1 ms (0 would switch it off)
+            setup += ", set_config('statement_timeout', %s, true)"
+            args.append(str(max(1, round(timeout * 1000))))
         with self._conn() as conn, conn.transaction():
             # one round trip: set_config(..., true) is SET LOCAL (role included: = SET LOCAL ROLE)
-            conn.execute(
-                "SELECT set_config('role', %s, true), set_config('search_path', %s, true), "
-                "set_config('app.tenant_id', %s, true), set_config('TimeZone', 'UTC', true)",
-                (self.role, f'"{self.schema}", public', tenant_id),
-            )
+            conn.execute(setup, args)
             try:
                 cur = conn.execute(sql, params)
             except psycopg.errors.UndefinedTable as exc:
                 raise TableMissing(next(iter(tables), "a mart")) from exc
+            except psycopg.errors.QueryCanceled as exc:
+                raise QueryTimeout(timeout or 0) from exc
             return Result([d.name for d in cur.description], cur.fetchall())
 
     def latest(self, table, column):

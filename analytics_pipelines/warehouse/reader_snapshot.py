@@ -16,7 +16,14 @@ import polars as pl
 from analytics_pipelines.warehouse import months
 from analytics_pipelines.warehouse.base import check_identifier
 from analytics_pipelines.warehouse.files import DATA_FILE, VERSION_FILE
-from analytics_pipelines.warehouse.reader import Reader, Result, TableMissing, _Poller, api_tables
+from analytics_pipelines.warehouse.reader import (
+    QueryTimeout,
+    Reader,
+    Result,
+    TableMissing,
+    _Poller,
+    api_tables,
+)
 
 
 # -- embedded -----------------------------------------------------------------------------------------
@@ -249,16 +256,27 @@ class SnapshotReader(Reader):
             if t not in self._columns:
                 raise TableMissing(t)
 
-    def _execute(self, tenant_id, sql, params, tables) -> Result:
+    def _execute(self, tenant_id, sql, params, tables, timeout=None) -> Result:
         cur = self._cursor()
+        # DuckDB has no statement timeout: a timer interrupts this thread's cursor (the query raises)
+        timer = threading.Timer(timeout, cur.interrupt) if timeout is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         try:
             cur.execute(sql.replace("%s", "?"), list(params))
+            rows = cur.fetchall()
         except duckdb.CatalogException as exc:  # dropped between the check and the query
             missing = next((t for t in tables if t not in self._columns), None)
             if missing:
                 raise TableMissing(missing) from exc
             raise
-        return Result([d[0] for d in cur.description], cur.fetchall())
+        except duckdb.InterruptException as exc:
+            raise QueryTimeout(timeout or 0) from exc
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return Result([d[0] for d in cur.description], rows)
 
     def latest(self, table, column):
         if table not in self._columns:
