@@ -1,5 +1,6 @@
 """The marts the query layer declares cubes on that tests/api_sample.py does not write: revenue_by_category,
-event_analytics, customer_rfm_scores, customer_segments and conversion_funnel, for the same tenants, venues,
+event_analytics, customer_rfm_scores, customer_segments and conversion_funnel (and, by metrics_sample.py,
+custom_metrics and sales_velocity), for the same tenants, venues,
 events and days (deterministic, the columns of docs/marts.md, docs/customers.md and docs/behavior.md).
 The customer marts also hold tenant-scope rows (venue_id NULL), which the cubes' fixed `scope = 'venue'` must
 leave out."""
@@ -12,6 +13,7 @@ from datetime import timedelta
 import numpy as np
 import polars as pl
 from api_sample import SampleMarts
+from metrics_sample import build_metric_marts
 
 from analytics_pipelines.registry.cubes_customers import SEGMENTS
 
@@ -172,6 +174,7 @@ def build_query_marts(wh, marts: SampleMarts, seed: int = 11, rfm_days: int = 3)
     for t in marts.tenants:
         seg += [_segment_row(rng, marts.last_day, "tenant", t, t, None, s) for s in SEGMENTS]
     wh.replace_table("customer_segments", pl.DataFrame(seg, orient="row", schema=SEGMENT_SCHEMA))
+    build_metric_marts(wh, marts)  # custom_metrics, sales_velocity
 
 
 RFM_SCHEMA = {

@@ -4,6 +4,7 @@ The domain's registry entries (see docs/adding-a-mart.md); default_registry() in
 
 from __future__ import annotations
 
+from analytics_pipelines.registry.cubes_monitoring import CUSTOM_METRICS
 from analytics_pipelines.registry.model import Check, Table
 
 S = "analytics_pipelines.metrics.steps:"
@@ -25,6 +26,7 @@ TABLES: tuple[Table, ...] = (
         kinds=("polars",),
         serve=True,
         venue_column="venue_id",
+        cube=CUSTOM_METRICS,
         checks=(
             Check(
                 "reconciles_to_ops_store",

@@ -6,6 +6,7 @@ KPI anomalies: docs/anomalies.md (builders in analytics_pipelines/anomalies/asse
 
 from __future__ import annotations
 
+from analytics_pipelines.registry.cubes_monitoring import SALES_VELOCITY
 from analytics_pipelines.registry.model import Check, Table
 
 G = "monitoring"
@@ -38,6 +39,7 @@ VELOCITY_TABLES: tuple[Table, ...] = (
         kinds=("polars",),
         serve=True,
         venue_column="venue_id",
+        cube=SALES_VELOCITY,
         checks=(
             Check(
                 "reconciles_to_staging",
