@@ -272,7 +272,9 @@ def test_a_query_past_the_statement_timeout_is_cancelled(fresh, monkeypatch):
     # the reader answers the next query normally, and the route answers 504 with a problem body
     assert reader.query(t, "SELECT 1 AS one", [], []).rows == [(1,)]
     monkeypatch.setattr(
-        query_api, "compile_for", lambda request, p, body: Compiled(slow, [], [], {}, None, 1, 0, [])
+        query_api,
+        "compile_for",
+        lambda request, p, body, rename=None: Compiled(slow, [], [], {}, None, 1, 0, []),
     )
     started = time.monotonic()
     r = post(api, {"measures": ["venue_analytics.orders"]}, t, venues[0])

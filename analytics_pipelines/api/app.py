@@ -22,6 +22,7 @@ from analytics_pipelines.api import (
     fraud,
     grafana,
     marts,
+    metrics_routes,
     monitoring,
     ops_routes,
     predictions,
@@ -173,5 +174,6 @@ def create_app(
     app.include_router(fraud.router)
     app.include_router(realtime.router)
     app.include_router(custom_metrics.router)
+    app.include_router(metrics_routes.router)  # GET /v1/metrics/*: reads through the query layer
     app.include_router(query.router)
     return app

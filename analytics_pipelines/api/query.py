@@ -8,6 +8,7 @@ Not to be confused with the Grafana datasource's POST /grafana/query (api/grafan
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 
@@ -23,8 +24,11 @@ from analytics_pipelines.warehouse.reader import QueryTimeout, Result
 router = APIRouter(prefix="/v1", tags=["query"])
 
 
-def compile_for(request: Request, p: Principal, body: QueryRequest) -> Compiled:
-    """The request compiled for this token (422 problem naming each member at fault)."""
+def compile_for(
+    request: Request, p: Principal, body: QueryRequest, rename: Callable[[str], str] | None = None
+) -> Compiled:
+    """The request compiled for this token (422 problem naming each member at fault; `rename` maps the
+    layer's field names to the parameters of a route that built the request, e.g. GET /v1/metrics/*)."""
     registry = request.app.state.registry
     settings = request.app.state.settings
     venues = venue_scope(p, None)
@@ -34,9 +38,10 @@ def compile_for(request: Request, p: Principal, body: QueryRequest) -> Compiled:
     try:
         return compile_query(body, registry.cubes(), tables, scope, limits, datetime.now(UTC).date())
     except QueryError as exc:
-        first = exc.errors[0]
+        errors = [e | {"field": rename(e["field"])} for e in exc.errors] if rename else exc.errors
+        first = errors[0]
         raise ProblemError(
-            422, f"invalid {first['field']}: {first['msg']}", type="invalid-query", errors=exc.errors
+            422, f"invalid {first['field']}: {first['msg']}", type="invalid-query", errors=errors
         ) from None
 
 
@@ -75,9 +80,11 @@ def run_blocking(request: Request, p: Principal, body: QueryRequest) -> tuple[Co
         raise _timed_out(exc, timeout) from None
 
 
-async def answer(request: Request, p: Principal, body: QueryRequest) -> dict:
-    """The query layer's answer as a dict (also what other routes build on)."""
-    q = compile_for(request, p, body)
+async def answer(
+    request: Request, p: Principal, body: QueryRequest, rename: Callable[[str], str] | None = None
+) -> dict:
+    """The query layer's answer as a dict (also what other routes build on: api/metrics_routes.py)."""
+    q = compile_for(request, p, body, rename)
     res = await execute(request, p, q.sql, q.params, q.tables)
     as_of: dict = dict.fromkeys(q.tables)  # None: the mart has no as-of column
     for mart, sql, params in q.as_of:
