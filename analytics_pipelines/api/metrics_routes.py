@@ -314,8 +314,8 @@ async def aggregate(
     cube_name = first_member.partition(".")[0]
     cube = request.app.state.registry.cubes().get(cube_name)
     body: dict = {"measures": ms, "dimensions": ds, "limit": limit, "offset": offset}
-    if granularity or start_date or end_date:
-        if cube is None or not cube.time:
+    if (granularity or start_date or end_date) and cube is not None:  # an unknown mart: the layer says so
+        if not cube.time:
             field = "granularity" if granularity else "start_date"
             raise invalid(field, f"{first_member} belongs to no mart with a time dimension", first_member)
         td: dict = {"dimension": f"{cube_name}.{cube.time}", "granularity": granularity}
