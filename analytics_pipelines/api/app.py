@@ -18,6 +18,7 @@ from analytics_pipelines.api import (
     custom_metrics,
     customer_routes,
     customers,
+    dashboards,
     export_routes,
     fraud,
     grafana,
@@ -30,6 +31,7 @@ from analytics_pipelines.api import (
     query,
     realtime,
     report_routes,
+    widgets,
 )
 from analytics_pipelines.api.common import jsonable
 from analytics_pipelines.api.health import router as health_router
@@ -174,4 +176,6 @@ def create_app(
     app.include_router(realtime.router)
     app.include_router(custom_metrics.router)
     app.include_router(query.router)
+    app.include_router(dashboards.router)
+    app.include_router(widgets.router)
     return app
