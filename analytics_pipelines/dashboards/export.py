@@ -1,5 +1,5 @@
 """A widget's answer as a Report for the project's writers (analytics_pipelines/reports/writers.py): one
-section whose columns are the answer's members in order. A member whose unit is cents is named
+section whose columns are the answer's columns in order. A member whose unit is cents is named
 `<member>_cents`, so the writers treat it as money (CSV: the integer cents; XLSX: the amount with a currency
 format), as every other export of the platform does."""
 
@@ -19,8 +19,8 @@ def column_names(members: dict[str, dict], columns: list[str]) -> dict[str, str]
 def widget_report(title: str, answer: dict, generated_at: datetime, today: date) -> Report:
     """The report of one widget's answer (`answer`: the query layer's dict, rows JSON-able)."""
     meta = answer["meta"]
-    columns = list(meta["members"])
     rows = answer["data"]
+    columns = list(rows[0]) if rows else list(meta["members"])  # the rows' column order
     names = column_names(meta["members"], columns)
     table = (
         pl.DataFrame({names[c]: [r.get(c) for r in rows] for c in columns}, strict=False)
