@@ -17,7 +17,7 @@ PAYLOADS = [
     "x' OR '1'='1",
     "'; DROP TABLE dashboards; --",
     "1; DELETE FROM widgets",
-    "\" OR \"\"=\"",
+    '" OR ""="',
     "admin'/*",
     "' UNION SELECT * FROM dashboard_shares --",
 ]
@@ -51,7 +51,12 @@ def test_dashboard_crud_round_trip_with_audit_and_412(api):
     assert r.status_code == 201, r.text
     d = r.json()["data"]
     assert r.headers["Location"] == f"/v1/dashboards/{d['id']}"
-    assert (d["name"], d["venue_id"], d["created_by"], d["is_default"]) == ("Sales_board 1", a.venue, "alice", False)
+    assert (d["name"], d["venue_id"], d["created_by"], d["is_default"]) == (
+        "Sales_board 1",
+        a.venue,
+        "alice",
+        False,
+    )
     etag = r.headers["ETag"]
     got = a.get(f"/v1/dashboards/{d['id']}")
     assert got.status_code == 200 and got.headers["ETag"] == etag and got.json()["data"]["widgets"] == []
@@ -68,7 +73,11 @@ def test_dashboard_crud_round_trip_with_audit_and_412(api):
     assert a.delete(f"/v1/dashboards/{d['id']}", etag=etag).status_code == 412
     assert a.delete(f"/v1/dashboards/{d['id']}", etag=r.headers["ETag"]).status_code == 204
     assert a.get(f"/v1/dashboards/{d['id']}").status_code == 404
-    assert audit_rows(api, "dashboard", d["id"]) == [("create", "alice"), ("update", "alice"), ("delete", "alice")]
+    assert audit_rows(api, "dashboard", d["id"]) == [
+        ("create", "alice"),
+        ("update", "alice"),
+        ("delete", "alice"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -127,7 +136,12 @@ def test_widget_round_trip_move_duplicate_validation_and_audit(api):
     dup = a.post(f"/v1/widgets/{w['id']}/duplicate")
     assert dup.status_code == 201, dup.text
     c = dup.json()["data"]
-    assert (c["title"], c["type"], c["query"], c["y"]) == ("Tickets (copy)", "bar", r.json()["data"]["query"], 4)
+    assert (c["title"], c["type"], c["query"], c["y"]) == (
+        "Tickets (copy)",
+        "bar",
+        r.json()["data"]["query"],
+        4,
+    )
     listed = a.get(url).json()
     assert [x["id"] for x in listed["data"]] == [w["id"], c["id"]] and listed["meta"]["total"] == 2
     assert a.delete(f"/v1/widgets/{c['id']}", etag='"stale"').status_code == 412
@@ -159,7 +173,11 @@ def test_share_permissions_clone_and_scoping(api):
     assert b.get(base).status_code == 200 and [x["id"] for x in b.get("/v1/dashboards").json()["data"]] == [d]
     perms = b.get(f"{base}/permissions").json()["data"]
     assert perms["owner"] == "alice" and perms["you"] == {
-        "view": True, "edit": False, "delete": False, "share": False, "via": "share:view"
+        "view": True,
+        "edit": False,
+        "delete": False,
+        "share": False,
+        "via": "share:view",
     }
     assert b.put(base, {"name": "Mine now"}).status_code == 403
     assert b.post(f"{base}/share", {"shares": [{"user": "carol", "access": "view"}]}).status_code == 403
@@ -189,7 +207,9 @@ def test_share_permissions_clone_and_scoping(api):
     assert r.status_code == 201, r.text
     clone = r.json()["data"]
     assert (clone["name"], clone["created_by"], clone["is_default"]) == ("Bobs copy", "bob", False)
-    assert [x["query"] for x in clone["widgets"]] == [x["query"] for x in a.get(base).json()["data"]["widgets"]]
+    assert [x["query"] for x in clone["widgets"]] == [
+        x["query"] for x in a.get(base).json()["data"]["widgets"]
+    ]
     assert a.get(f"/v1/dashboards/{clone['id']}").status_code == 404  # bob's private copy
     assert b.post(f"{base}/clone").json()["data"]["name"] == "Copy of Edited by bob"
     assert audit_rows(api, "dashboard", clone["id"]) == [("clone", "bob")]
@@ -243,3 +263,39 @@ def test_injection_payloads_are_stored_verbatim_or_refused(api):
         assert u["bob"].get(f"/v1/dashboards/{mine['id']}").status_code == 404
     lone = User(api, a.tenant, a.venue, "' OR created_by LIKE '%")
     assert lone.get("/v1/dashboards").json()["data"] == []
+
+
+def test_fuzzed_dashboard_and_widget_requests_never_answer_a_server_error(api):
+    """schemathesis over every dashboard and widget operation with a venue writer's and an admin's token
+    (after real rows exist, so ids hit them too): never a 5xx."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    u = _people(api)
+    users = [u["alice"], u["admin"]]
+    d = u["alice"].post("/v1/dashboards", {"name": "Fuzz"}).json()["data"]["id"]
+    u["alice"].post(f"/v1/dashboards/{d}/widgets", widget_body())
+    schema = schemathesis.openapi.from_asgi("/openapi.json", api.client.app)
+    failures, seen = [], set()
+    for op in schema.get_all_operations():
+        op = op.ok()
+        if not op.path.startswith(("/v1/dashboard", "/v1/widgets")):
+            continue
+        seen.add((op.method.upper(), op.path))
+
+        @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(case=op.as_strategy())
+        def check(case):
+            for key in ("dashboard_id", "widget_id"):
+                if key in (case.path_parameters or {}):
+                    case.path_parameters[key] = 1 + case.path_parameters[key] % 3
+            for who in users:
+                resp = case.call(headers=who.h)
+                if resp.status_code >= 500:
+                    failures.append(
+                        (case.method, case.formatted_path, case.body, resp.status_code, resp.text[:200])
+                    )
+
+        check()
+    assert not failures, failures[:5]
+    assert len(seen) == 18, sorted(seen)  # every dashboard and widget operation was fuzzed

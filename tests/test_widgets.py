@@ -50,7 +50,11 @@ IN_R = "day BETWEEN DATE '2026-10-12' AND DATE '2026-10-31'"
 CASES = [
     (
         _q(
-            ["venue_analytics.gross_revenue", "venue_analytics.net_revenue", "venue_analytics.average_order_value"],
+            [
+                "venue_analytics.gross_revenue",
+                "venue_analytics.net_revenue",
+                "venue_analytics.average_order_value",
+            ],
             time="venue_analytics.day",
             granularity="day",
         ),
@@ -66,30 +70,43 @@ CASES = [
         True,
     ),
     (
-        _q(["event_analytics.gross_revenue", "event_analytics.tickets_sold"], ["event_analytics.event"],
-           time="event_analytics.day"),
+        _q(
+            ["event_analytics.gross_revenue", "event_analytics.tickets_sold"],
+            ["event_analytics.event"],
+            time="event_analytics.day",
+        ),
         "SELECT event_id, sum(gross_revenue_cents), sum(tickets_sold) FROM event_analytics "
         f"WHERE tenant_id = %s AND venue_id = %s AND {IN_R} GROUP BY event_id",
         False,
     ),
     (
-        _q(["revenue_by_channel.gross_revenue", "revenue_by_channel.refunds"], ["revenue_by_channel.channel"],
-           time="revenue_by_channel.day", granularity="week"),
+        _q(
+            ["revenue_by_channel.gross_revenue", "revenue_by_channel.refunds"],
+            ["revenue_by_channel.channel"],
+            time="revenue_by_channel.day",
+            granularity="week",
+        ),
         "SELECT CAST(date_trunc('week', day) AS DATE), channel, sum(gross_revenue_cents), sum(refunds_cents) "
         f"FROM revenue_by_channel WHERE tenant_id = %s AND venue_id = %s AND {IN_R} GROUP BY 1, 2",
         False,
     ),
     (
-        _q(["customer_segments.customers", "customer_segments.revenue"], ["customer_segments.segment"],
-           time="customer_segments.as_of", granularity="day"),
+        _q(
+            ["customer_segments.customers", "customer_segments.revenue"],
+            ["customer_segments.segment"],
+            time="customer_segments.as_of",
+            granularity="day",
+        ),
         "SELECT as_of, segment, sum(customers), sum(revenue_cents) FROM customer_segments "
         "WHERE tenant_id = %s AND venue_id = %s AND scope = 'venue' "
         "AND as_of BETWEEN DATE '2026-10-12' AND DATE '2026-10-31' GROUP BY 1, 2",
         False,
     ),
     (
-        _q(["event_performance.gross_revenue", "event_performance.capacity_utilization"],
-           ["event_performance.event_name"]),
+        _q(
+            ["event_performance.gross_revenue", "event_performance.capacity_utilization"],
+            ["event_performance.event_name"],
+        ),
         "SELECT event_name, sum(gross_revenue_cents), "
         "100 * CAST(sum(tickets_sold) AS FLOAT8) / NULLIF(sum(capacity), 0) FROM event_performance "
         "WHERE tenant_id = %s AND venue_id = %s GROUP BY event_name",
@@ -152,7 +169,11 @@ def test_cross_tenant_walk_through_every_widget(wapi):
             d = u.post("/v1/dashboards", {"name": "Walk"}).json()["data"]["id"]
             u.post(f"/v1/dashboards/{d}/share", {"shares": [{"user": "root", "access": "view"}]})
             for name, cube in default_registry().cubes().items():
-                q = {"measures": [f"{name}.{cube.measures[0].name}"], "dimensions": [f"{name}.venue"], "limit": 10_000}
+                q = {
+                    "measures": [f"{name}.{cube.measures[0].name}"],
+                    "dimensions": [f"{name}.venue"],
+                    "limit": 10_000,
+                }
                 if cube.time:
                     q["time_dimension"] = {"dimension": f"{name}.{cube.time}", "date_range": R}
                 r = u.post(f"/v1/dashboards/{d}/widgets", widget_body(name) | {"query": q})
@@ -162,7 +183,9 @@ def test_cross_tenant_walk_through_every_widget(wapi):
             other = next(x for tt, vs in marts.tenants.items() if tt != t for x in vs)
             q = _q(["venue_analytics.gross_revenue"], ["venue_analytics.venue"], time="venue_analytics.day")
             q["filters"] = [{"member": "venue_analytics.venue", "operator": "equals", "values": [other]}]
-            w = u.post(f"/v1/dashboards/{d}/widgets", widget_body("foreign") | {"query": q}).json()["data"]["id"]
+            w = u.post(f"/v1/dashboards/{d}/widgets", widget_body("foreign") | {"query": q}).json()["data"][
+                "id"
+            ]
             assert u.get(f"/v1/widgets/{w}/data").json()["data"] == []
     answered = 0
     for u in tokens:
@@ -191,7 +214,9 @@ class _Vanished:
     def cubes(self):
         out = dict(self._reg.cubes())
         c = out[self._cube]
-        keep = tuple(m for m in c.measures if m.name != self._measure and self._measure not in (m.formula or ""))
+        keep = tuple(
+            m for m in c.measures if m.name != self._measure and self._measure not in (m.formula or "")
+        )
         out[self._cube] = dataclasses.replace(c, measures=keep)
         return out
 
@@ -218,7 +243,9 @@ def test_a_widget_whose_measure_left_the_registry_answers_409(wapi):
     board = a.get("/v1/dashboard").json()["data"]
     stale = [x for x in board["widgets"] if "error" in x]
     assert stale and all(x["error"]["status"] == 409 for x in stale)
-    assert all("data" in x for x in board["widgets"] if "venue_analytics.gross_revenue" not in str(x["query"]))
+    assert all(
+        "data" in x for x in board["widgets"] if "venue_analytics.gross_revenue" not in str(x["query"])
+    )
     # a new widget over it is refused when written (422 naming the member)
     r = a.post(f"/v1/dashboards/{d}/widgets", widget_body())
     assert r.status_code == 422 and r.json()["errors"][0]["member"] == "venue_analytics.gross_revenue"
@@ -229,8 +256,12 @@ def test_export_csv_and_xlsx_hold_the_data_rows(wapi):
     v = wapi.marts.tenants[t][0]
     a = User(wapi, t, v, "alice", permissions=("analytics.read", "analytics.write", "analytics.export"))
     d = a.post("/v1/dashboards", {"name": "Export"}).json()["data"]["id"]
-    q = _q(["revenue_by_channel.gross_revenue", "revenue_by_channel.tickets", "revenue_by_channel.refund_rate"],
-           ["revenue_by_channel.channel"], time="revenue_by_channel.day", granularity="week")
+    q = _q(
+        ["revenue_by_channel.gross_revenue", "revenue_by_channel.tickets", "revenue_by_channel.refund_rate"],
+        ["revenue_by_channel.channel"],
+        time="revenue_by_channel.day",
+        granularity="week",
+    )
     w = a.post(f"/v1/dashboards/{d}/widgets", widget_body("By channel") | {"query": q}).json()["data"]["id"]
     data = a.get(f"/v1/widgets/{w}/data").json()
     rows = data["data"]
@@ -294,7 +325,11 @@ def test_default_dashboard_over_the_materialized_marts(materialized, tmp_path, m
     with rows in every widget."""
     monkeypatch.setattr(query_api, "today", lambda: TODAY)
     url = materialized.warehouse_url
-    pairs = open_warehouse(url).read("SELECT DISTINCT tenant_id, venue_id FROM venue_analytics ORDER BY 1, 2").rows()
+    pairs = (
+        open_warehouse(url)
+        .read("SELECT DISTINCT tenant_id, venue_id FROM venue_analytics ORDER BY 1, 2")
+        .rows()
+    )
     assert pairs
     settings = Settings(warehouse_url=url, jwt_secret=SECRET, ops_url=f"sqlite:///{tmp_path / 'ops.db'}")
     reader = open_reader(url)
@@ -308,6 +343,8 @@ def test_default_dashboard_over_the_materialized_marts(materialized, tmp_path, m
                 assert "error" not in w, w.get("error")
                 rows = w["data"]["data"]
                 assert rows, (venue, w["title"])
-                assert any(v not in (None, 0) for row in rows for k, v in row.items() if k in w["query"]["measures"])
+                assert any(
+                    v not in (None, 0) for row in rows for k, v in row.items() if k in w["query"]["measures"]
+                )
     finally:
         reader.close()
