@@ -28,6 +28,8 @@ from analytics_pipelines.warehouse import open_warehouse
 from analytics_pipelines.warehouse.readers import open_reader
 
 TODAY = date(2026, 11, 1)  # the day after the sample marts' and the materialized marts' last day
+#: a day long after the data: the default dashboard's widgets are anchored on their marts' latest data
+LATER = date(2028, 6, 1)
 
 
 @pytest.fixture
@@ -294,7 +296,10 @@ def test_export_csv_and_xlsx_hold_the_data_rows(wapi):
     assert reader.get(f"/v1/widgets/{w}/export?format=csv").status_code == 403
 
 
-def test_default_dashboard_is_built_once_and_every_widget_answers(wapi):
+def test_default_dashboard_is_built_once_and_every_widget_answers(wapi, monkeypatch):
+    monkeypatch.setattr(
+        query_api, "today", lambda: LATER
+    )  # years after the data: anchored widgets still answer
     t = wapi.marts.tenant_ids()[0]
     v0, v1 = wapi.marts.tenants[t]
     first = User(wapi, t, v0, "rita", permissions=("analytics.read",))
@@ -305,6 +310,24 @@ def test_default_dashboard_is_built_once_and_every_widget_answers(wapi):
     assert board["is_default"] and [w["title"] for w in board["widgets"]] == [w["title"] for w in template]
     for w in board["widgets"]:
         assert w["data"]["data"], w["title"]
+    kpis = board["widgets"][0]["data"]
+    assert kpis["meta"]["date_range"] == [
+        "2025-10-31",
+        "2026-10-31",
+    ]  # 366 days (inclusive) up to the latest data
+    want = open_warehouse(wapi.warehouse_url).read(
+        "SELECT sum(gross_revenue_cents) AS g, sum(tickets_sold) AS n FROM venue_analytics "
+        "WHERE tenant_id = %s AND venue_id = %s",
+        [t, v0],
+    )
+    assert kpis["data"][0]["venue_analytics.gross_revenue"] == want["g"][0]
+    assert kpis["data"][0]["venue_analytics.tickets_sold"] == want["n"][0]
+    # the same query without the anchor follows the layer's default (ending today): nothing that late
+    writer = User(wapi, t, v0, "bob")
+    d = writer.post("/v1/dashboards", {"name": "Plain"}).json()["data"]["id"]
+    plain = template[0] | {"options": {}}
+    w = writer.post(f"/v1/dashboards/{d}/widgets", plain).json()["data"]["id"]
+    assert writer.get(f"/v1/widgets/{w}/data").json()["data"][0]["venue_analytics.gross_revenue"] is None
     again = User(wapi, t, v0, "bob").get("/v1/dashboard").json()["data"]
     assert again["id"] == board["id"]
     admin = User(wapi, t, None, "root", role="admin")
@@ -313,7 +336,6 @@ def test_default_dashboard_is_built_once_and_every_widget_answers(wapi):
     assert other["id"] != board["id"] and other["venue_id"] == v1
     # every reader of the venue sees the default one; a writer may edit it, not delete it
     assert [x["id"] for x in User(wapi, t, v0, "carol").get("/v1/dashboards").json()["data"]] == [board["id"]]
-    writer = User(wapi, t, v0, "bob")
     assert writer.put(f"/v1/dashboards/{board['id']}", {"name": "Our overview"}).status_code == 200
     assert writer.delete(f"/v1/dashboards/{board['id']}").status_code == 403
     assert admin.delete(f"/v1/dashboards/{board['id']}").status_code == 204
@@ -322,8 +344,8 @@ def test_default_dashboard_is_built_once_and_every_widget_answers(wapi):
 
 def test_default_dashboard_over_the_materialized_marts(materialized, tmp_path, monkeypatch):
     """After the real jobs ran (what `make run` does at small scale), every venue's default dashboard answers
-    with rows in every widget."""
-    monkeypatch.setattr(query_api, "today", lambda: TODAY)
+    with rows in every widget -- also long after the data's last day (the widgets are anchored on it)."""
+    monkeypatch.setattr(query_api, "today", lambda: LATER)
     url = materialized.warehouse_url
     pairs = (
         open_warehouse(url)
@@ -348,3 +370,22 @@ def test_default_dashboard_over_the_materialized_marts(materialized, tmp_path, m
                 )
     finally:
         reader.close()
+
+
+def test_a_widget_and_the_same_v1_query_share_one_cached_answer(wapi, monkeypatch):
+    """The widget's data goes through the query layer's compile and the reader's cache: after POST /v1/query
+    asked the same question for the same venue, the widget's data runs no query."""
+    t = wapi.marts.tenant_ids()[0]
+    v = wapi.marts.tenants[t][0]
+    a = User(wapi, t, v, "alice")
+    d = a.post("/v1/dashboards", {"name": "Cache"}).json()["data"]["id"]
+    body = widget_body("cached", ["venue_analytics.orders", "venue_analytics.fees"])
+    w = a.post(f"/v1/dashboards/{d}/widgets", body).json()["data"]["id"]
+    reader = wapi.client.app.state.reader
+    ran, real = [], reader.query
+    monkeypatch.setattr(reader, "query", lambda *args, **kw: ran.append(args[1]) or real(*args, **kw))
+    direct = wapi.client.post("/v1/query", headers=a.h, json=body["query"])
+    assert direct.status_code == 200 and len(ran) == 2  # the rows and the as-of
+    got = a.get(f"/v1/widgets/{w}/data").json()
+    assert len(ran) == 2, ran  # both from the cache
+    assert got["data"] == direct.json()["data"] and got["meta"] == direct.json()["meta"]

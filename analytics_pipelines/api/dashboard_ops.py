@@ -7,7 +7,7 @@ values, never SQL text (the old dashboards-for-user query spliced the user id in
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from fastapi import HTTPException, Request
@@ -15,14 +15,14 @@ from pydantic import ValidationError
 
 from analytics_pipelines.api.auth import READ, WRITE, Principal, require
 from analytics_pipelines.api.problems import ProblemError
-from analytics_pipelines.api.query import answer_compiled, compile_request, invalid_query
+from analytics_pipelines.api.query import answer_compiled, compile_request, execute, invalid_query
 from analytics_pipelines.api.writes import check_owner, row_dict
 from analytics_pipelines.dashboards.access import NONE, SYSTEM_OWNER, Access, access_of
 from analytics_pipelines.dashboards.template import default_dashboard
 from analytics_pipelines.ops.audit import record_audit
 from analytics_pipelines.ops.dashboards import dashboard_shares, dashboards, widgets
 from analytics_pipelines.query.compile import QueryError
-from analytics_pipelines.query.model import QueryRequest
+from analytics_pipelines.query.model import QueryRequest, TimeDimension
 
 
 # -- access ---------------------------------------------------------------------------------------------
@@ -237,6 +237,33 @@ def stale(widget: dict, why: list[dict]) -> ProblemError:
     )
 
 
+def _explicit_range(body: QueryRequest) -> bool:
+    return body.time_dimension is not None and body.time_dimension.date_range is not None
+
+
+async def _anchored(request: Request, p: Principal, body: QueryRequest, q) -> QueryRequest | None:
+    """The query with its date range ending at the latest data of its mart in the caller's scope instead of
+    today (a widget with `options.anchor == "latest"` and no range of its own; the default dashboard's): the
+    last `max_range_days` days of data. None when the mart has no time or no rows."""
+    root = (body.measures or [body.time_dimension.dimension if body.time_dimension else ""])[0].split(".")[0]
+    cube = request.app.state.registry.cubes().get(root)
+    found = next(((sql, params) for mart, sql, params in q.as_of if mart == root), None)
+    if cube is None or not cube.time or found is None:
+        return None
+    res = await execute(request, p, found[0], found[1], [root])
+    last = res.rows[0][0] if res.rows else None
+    if last is None:
+        return None
+    last = last.date() if isinstance(last, datetime) else last
+    days = request.app.state.settings.max_range_days
+    span = (last - timedelta(days=days - 1), last)
+    if body.time_dimension is None:
+        td = TimeDimension(dimension=f"{root}.{cube.time}", date_range=span)
+    else:
+        td = body.time_dimension.model_copy(update={"date_range": span})
+    return body.model_copy(update={"time_dimension": td})
+
+
 async def widget_answer(request: Request, p: Principal, widget: dict) -> dict:
     """The widget's stored query through the query layer, for the caller's tenant and the widget's venue
     (which the caller's token was checked to reach): 409 when the registry no longer has what it names."""
@@ -247,6 +274,10 @@ async def widget_answer(request: Request, p: Principal, widget: dict) -> dict:
         raise stale(widget, why) from None
     try:
         q = compile_request(request, p, body, widget["venue_id"])
+        if (widget.get("options") or {}).get("anchor") == "latest" and not _explicit_range(body):
+            moved = await _anchored(request, p, body, q)
+            if moved is not None:
+                q = compile_request(request, p, moved, widget["venue_id"])
     except QueryError as exc:
         raise stale(widget, [{**e, "field": "query." + e["field"]} for e in exc.errors]) from None
     return await answer_compiled(request, p, q)

@@ -2,8 +2,9 @@
 segments and the headline KPIs, each a query-layer request over marts the daily jobs build. Declared here as
 data; `default_dashboard()` is pure and the API stores its result the first time a venue asks.
 
-The widgets name no date range: the query layer's default applies (the last `max_range_days` days up to
-today), so the dashboard follows the calendar without being edited."""
+The widgets name no date range and carry `options.anchor = "latest"`: their range is the last
+`max_range_days` days up to the latest data of their mart in the reader's scope (not up to today, the query
+layer's default), so the dashboard shows data whenever the venue has any, and follows new data unedited."""
 
 from __future__ import annotations
 
@@ -107,4 +108,7 @@ def default_dashboard() -> tuple[dict, list[dict]]:
     import copy
 
     dashboard = {"name": NAME, "description": DESCRIPTION, "layout": {"columns": 12}}
-    return dashboard, [copy.deepcopy(w) for w in _WIDGETS]
+    widgets = [copy.deepcopy(w) for w in _WIDGETS]
+    for w in widgets:
+        w["options"]["anchor"] = "latest"
+    return dashboard, widgets
