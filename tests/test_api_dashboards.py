@@ -299,3 +299,31 @@ def test_fuzzed_dashboard_and_widget_requests_never_answer_a_server_error(api):
         check()
     assert not failures, failures[:5]
     assert len(seen) == 18, sorted(seen)  # every dashboard and widget operation was fuzzed
+
+
+def test_template_and_access_rules_are_pure_and_consistent():
+    from analytics_pipelines.dashboards.access import access_of
+    from analytics_pipelines.dashboards.model import WidgetBody
+    from analytics_pipelines.dashboards.template import default_dashboard
+
+    fields, specs = default_dashboard()
+    assert len(fields["name"]) <= 100 and len(specs) >= 5
+    for spec in specs:  # every template widget is a valid widget body on the grid
+        WidgetBody.model_validate(spec)
+    specs[0]["title"] = "changed"
+    assert default_dashboard()[1][0]["title"] == "KPIs"  # fresh copies
+
+    def acc(**kw):
+        base = {"user": "u", "is_admin": False, "can_write": True, "created_by": "o", "is_default": False}
+        a = access_of(**(base | {"share": None} | kw))
+        return (a.view, a.edit, a.delete, a.share, a.via)
+
+    assert acc() == (False, False, False, False, "none")
+    assert acc(created_by="u") == (True, True, True, True, "owner")
+    assert acc(created_by="u", can_write=False) == (True, False, False, False, "owner")
+    assert acc(share="view") == (True, False, False, False, "share:view")
+    assert acc(share="edit") == (True, True, False, True, "share:edit")
+    assert acc(share="edit", can_write=False) == (True, False, False, False, "share:edit")
+    assert acc(is_default=True) == (True, True, False, True, "default")
+    assert acc(is_default=True, can_write=False) == (True, False, False, False, "default")
+    assert acc(is_admin=True, can_write=False) == (True, True, True, True, "admin")
