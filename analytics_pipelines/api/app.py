@@ -18,6 +18,7 @@ from analytics_pipelines.api import (
     custom_metrics,
     customer_routes,
     customers,
+    dashboards,
     export_routes,
     fraud,
     grafana,
@@ -31,6 +32,7 @@ from analytics_pipelines.api import (
     query,
     realtime,
     report_routes,
+    widgets,
 )
 from analytics_pipelines.api.common import jsonable
 from analytics_pipelines.api.health import router as health_router
@@ -176,4 +178,6 @@ def create_app(
     app.include_router(custom_metrics.router)
     app.include_router(metrics_routes.router)  # GET /v1/metrics/*: reads through the query layer
     app.include_router(query.router)
+    app.include_router(dashboards.router)
+    app.include_router(widgets.router)
     return app

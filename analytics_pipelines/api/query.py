@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import partial
 
 from fastapi import APIRouter, Request, Response
@@ -24,25 +24,42 @@ from analytics_pipelines.warehouse.reader import QueryTimeout, Result
 router = APIRouter(prefix="/v1", tags=["query"])
 
 
-def compile_for(
-    request: Request, p: Principal, body: QueryRequest, rename: Callable[[str], str] | None = None
-) -> Compiled:
-    """The request compiled for this token (422 problem naming each member at fault; `rename` maps the
-    layer's field names to the parameters of a route that built the request, e.g. GET /v1/metrics/*)."""
+def today() -> date:
+    """The day date ranges default to (tests pin it)."""
+    return datetime.now(UTC).date()
+
+
+def compile_request(request: Request, p: Principal, body: QueryRequest, venue: str | None = None) -> Compiled:
+    """The request compiled for this token: its tenant, and its venue (or `venue`, which the token must be
+    allowed to read; an admin without one reads the whole tenant). Raises QueryError naming each member the
+    registry does not allow (the callers decide: 422 for a request, 409 for a stored widget query)."""
     registry = request.app.state.registry
     settings = request.app.state.settings
-    venues = venue_scope(p, None)
+    venues = venue_scope(p, venue)
     scope = Scope(p.tenant_id, venues[0] if venues else None)
     limits = Limits(max_rows=settings.query_max_rows, max_days=settings.max_range_days)
     tables = {t.name: t for t in registry.tables if t.cube is not None}
+    return compile_query(body, registry.cubes(), tables, scope, limits, today())
+
+
+def invalid_query(
+    exc: QueryError, prefix: str = "", rename: Callable[[str], str] | None = None
+) -> ProblemError:
+    """422 problem naming each member at fault (`prefix`: where the query sits in the body; `rename` maps the
+    layer's field names to the parameters of a route that built the request, e.g. GET /v1/metrics/*)."""
+    errors = [{**e, "field": prefix + (rename(e["field"]) if rename else e["field"])} for e in exc.errors]
+    first = errors[0]
+    return ProblemError(422, f"invalid {first['field']}: {first['msg']}", type="invalid-query", errors=errors)
+
+
+def compile_for(
+    request: Request, p: Principal, body: QueryRequest, rename: Callable[[str], str] | None = None
+) -> Compiled:
+    """The request compiled for this token (422 problem naming each member at fault)."""
     try:
-        return compile_query(body, registry.cubes(), tables, scope, limits, datetime.now(UTC).date())
+        return compile_request(request, p, body)
     except QueryError as exc:
-        errors = [e | {"field": rename(e["field"])} for e in exc.errors] if rename else exc.errors
-        first = errors[0]
-        raise ProblemError(
-            422, f"invalid {first['field']}: {first['msg']}", type="invalid-query", errors=errors
-        ) from None
+        raise invalid_query(exc, rename=rename) from None
 
 
 def _timed_out(exc: QueryTimeout, timeout: float) -> ProblemError:
@@ -84,7 +101,11 @@ async def answer(
     request: Request, p: Principal, body: QueryRequest, rename: Callable[[str], str] | None = None
 ) -> dict:
     """The query layer's answer as a dict (also what other routes build on: api/metrics_routes.py)."""
-    q = compile_for(request, p, body, rename)
+    return await answer_compiled(request, p, compile_for(request, p, body, rename))
+
+
+async def answer_compiled(request: Request, p: Principal, q: Compiled) -> dict:
+    """The answer of an already compiled query: rows (cache first), as-of times, meta, admin's SQL."""
     res = await execute(request, p, q.sql, q.params, q.tables)
     as_of: dict = dict.fromkeys(q.tables)  # None: the mart has no as-of column
     for mart, sql, params in q.as_of:
