@@ -15,7 +15,17 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from analytics_pipelines.api.auth import WRITE, Principal, require
-from analytics_pipelines.api.common import Auth, LimitQ, OffsetQ, Reading, VenueQ, rows_json, run, scoped
+from analytics_pipelines.api.common import (
+    Auth,
+    LimitQ,
+    OffsetQ,
+    Reading,
+    VenueQ,
+    jsonable,
+    rows_json,
+    run,
+    scoped,
+)
 from analytics_pipelines.api.problems import problem_responses
 from analytics_pipelines.api.writes import (
     check_if_match,
@@ -29,6 +39,7 @@ from analytics_pipelines.insights import listing
 from analytics_pipelines.insights.customer import customer_findings
 from analytics_pipelines.insights.findings import SEVERITIES, TYPES
 from analytics_pipelines.ops.audit import record_audit
+from analytics_pipelines.ops.db import as_utc
 from analytics_pipelines.ops.insights import insight_refresh_requests, insight_states, states
 
 router = APIRouter(prefix="/v1", tags=["insights"])
@@ -78,9 +89,6 @@ async def _findings(
 
 
 def _json_states(st: dict[str, dict]) -> dict[str, dict]:
-    from analytics_pipelines.api.common import jsonable
-    from analytics_pipelines.ops.db import as_utc
-
     return {
         k: {c: jsonable(as_utc(v) if isinstance(v, datetime) else v) for c, v in s.items()}
         for k, s in st.items()
@@ -145,14 +153,19 @@ async def _decide(
     values = dict(status=status, action=action, note=note, updated_by=p.user_id, updated_at=datetime.now(UTC))
     with ops_engine_of(request).begin() as conn:
         before = conn.execute(sa.select(t).where(t.c.insight_id == insight)).first()
+        update = t.update().where(t.c.insight_id == insight).values(**values)
         if before is None:
-            conn.execute(
-                t.insert().values(
-                    insight_id=insight, tenant_id=p.tenant_id, venue_id=current["venue_id"], **values
-                )
-            )
+            try:  # a concurrent first decision on the same insight: the later one wins, no 500
+                with conn.begin_nested():
+                    conn.execute(
+                        t.insert().values(
+                            insight_id=insight, tenant_id=p.tenant_id, venue_id=current["venue_id"], **values
+                        )
+                    )
+            except sa.exc.IntegrityError:
+                conn.execute(update)
         else:
-            conn.execute(t.update().where(t.c.insight_id == insight).values(**values))
+            conn.execute(update)
         record_audit(
             conn,
             tenant_id=p.tenant_id,
@@ -223,7 +236,14 @@ async def refresh_insights(request: Request, p: Auth, body: RefreshBody | None =
 
 
 @router.get("/customers/{user_id}/insights", tags=["customers"], responses=R)
-async def customer_insights(request: Request, p: Reading, user_id: UUID, venue_id: VenueQ = None):
+async def customer_insights(
+    request: Request,
+    p: Reading,
+    user_id: UUID,
+    venue_id: VenueQ = None,
+    limit: LimitQ = 100,
+    offset: OffsetQ = 0,
+):
     """The customer's own findings in scope: segment changes and moves into at-risk segments (RFM history),
     a high churn probability (the churn model). 404 when the customer has no RFM row in scope."""
     venues = scoped(p, venue_id)
@@ -249,6 +269,6 @@ async def customer_insights(request: Request, p: Reading, user_id: UUID, venue_i
     )
     churn = dict(zip(churn_res.columns, churn_res.rows[0], strict=True)) if churn_res.rows else None
     found = customer_findings(str(user_id), rfm, churn)
-    from analytics_pipelines.api.common import jsonable
-
-    return list_response(request, [jsonable(f) for f in found], len(found) or 1, 0, len(found))
+    return list_response(
+        request, [jsonable(f) for f in found[offset : offset + limit]], limit, offset, len(found)
+    )
