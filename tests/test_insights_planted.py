@@ -10,17 +10,36 @@ import json
 from datetime import date
 
 import polars as pl
-from materialized import LAST, materialize_everything
+from materialized import LAST, NOW, materialize_everything
 
 from analytics_pipelines.generator.run import generate
 from analytics_pipelines.generator.truth import json_safe
+from analytics_pipelines.query.compile import Scope, compile_query
+from analytics_pipelines.query.model import QueryRequest
+from analytics_pipelines.registry import default_registry
 from analytics_pipelines.warehouse import open_warehouse
+from analytics_pipelines.warehouse.readers import open_reader
 
 HISTORY_FIRST = "2026-07-01"  # tiny's launch is 2026-07-04
 INSIGHT_DAYS = ("2026-09-01", LAST)
 #: the false-positive bound: distinct sales-change findings (type, venue, week) not planted, per venue-week
 #: scored (3 venues x ~9 weeks x 2 metrics): at most 10 %
 MAX_UNPLANTED_SHARE = 0.10
+
+
+def _run_query(warehouse_url: str, query: str, tenant: str, venue: str) -> list[dict]:
+    """A finding's POST /v1/query body compiled by the query layer for the venue's scope and run."""
+    reg = default_registry()
+    req = QueryRequest.model_validate(json.loads(query))
+    c = compile_query(
+        req, reg.cubes(), {t.name: t for t in reg.tables}, Scope(tenant, venue), today=NOW.date()
+    )
+    reader = open_reader(warehouse_url)
+    try:
+        res = reader.query(tenant, c.sql, c.params, c.tables)
+    finally:
+        reader.close()
+    return [dict(zip(res.columns, r, strict=True)) for r in res.rows]
 
 
 def test_planted_insights_are_found_and_noise_is_not(tmp_path):
@@ -48,11 +67,18 @@ def test_planted_insights_are_found_and_noise_is_not(tmp_path):
         ev["value"] >= ev["base_value"] * 2
         and ev["value"] >= jump["tickets_before"] + jump["tickets_added"] * 0.8
     )
+    # the finding's query, through the query layer on the same warehouse, gives both weeks' numbers
+    res = _run_query(m.warehouse_url, wow["query"][0], wow["tenant_id"][0], jump["venue_id"])
+    measure = "venue_analytics.tickets_sold"
+    assert sorted(r[measure] for r in res) == sorted([ev["base_value"], ev["value"]])
     # net revenue (refunds on their own day included) is reported when it clears the bar too; not asserted
     # the stall
     stalls = last.filter(pl.col("type") == "event_stalling")
     assert stalls["subject_id"].to_list() == [stall["event_id"]]
-    assert json.loads(stalls["evidence"][0])["recent_orders"] == 0
+    sev = json.loads(stalls["evidence"][0])
+    assert sev["recent_orders"] == 0
+    days = _run_query(m.warehouse_url, stalls["query"][0], stalls["tenant_id"][0], stall["venue_id"])
+    assert sum(r["event_analytics.orders"] for r in days) == sev["base_orders"]  # 28 days, the last 7 empty
     # the noise: sales-change findings other than the planted venue-week, over two months of as-of days
     changes = f.filter(pl.col("type").is_in(["tickets_wow", "revenue_wow", "tickets_yoy", "revenue_yoy"]))
     planted_key = (jump["venue_id"], jump["week_start"])
