@@ -206,3 +206,32 @@ def test_customer_findings():
     assert [f["type"] for f in found] == ["churn_risk_rising", "churn_risk_high"]
     assert found[1]["severity"] == "high"
     assert customer_findings("u1", rows[1:], {"as_of": AS_OF, "churn_probability": 0.1}) == []
+
+
+def test_segment_shift_found_and_drift_not():
+    before = AS_OF - timedelta(days=events.SHIFT_DAYS)
+
+    def rfm(day, counts):
+        rows, i = [], 0
+        for seg, n in counts.items():
+            rows += [(T, venue(0), day, f"u{i + j}", seg) for j in range(n)]
+            i += n
+        return rows
+
+    cols = ["tenant_id", "venue_id", "as_of", "user_id", "segment"]
+    shifted = pl.DataFrame(
+        rfm(AS_OF, {"Champions": 100, "Lost": 300}) + rfm(before, {"Champions": 200, "Lost": 200}),
+        schema=cols,
+        orient="row",
+    )
+    found = events.segment_findings(shifted, AS_OF)
+    assert [f["type"] for f in found] == ["segment_shift"]
+    ev = json.loads(found[0]["evidence"])
+    assert ev["segment"] in ("Champions", "Lost") and abs(ev["share"] - ev["share_before"]) == 0.25
+    drift = pl.DataFrame(
+        rfm(AS_OF, {"Champions": 190, "Lost": 210}) + rfm(before, {"Champions": 200, "Lost": 200}),
+        schema=cols,
+        orient="row",
+    )
+    assert events.segment_findings(drift, AS_OF) == []
+    assert events.segment_findings(drift.filter(pl.col("as_of") == AS_OF), AS_OF) == []  # no history

@@ -11,6 +11,7 @@
 - pending_price_recommendations: the pricing mart's live `recommended` rows, per event.
 - churn_risk_rising: the share of a venue's customers in the at-risk RFM segments now against 7 days before,
   a two-proportion z-test (z >= 3) and at least 5 points up.
+- segment_shift: the segment whose share moved most in 28 days, z >= 4 and >= 5 points (segment_findings).
 """
 
 from __future__ import annotations
@@ -264,6 +265,81 @@ def churn_findings(rfm: pl.DataFrame, as_of: date) -> list[dict]:
                     as_of,
                     "day",
                     venue_id=r["venue_id"],
+                    dimensions=("customer_rfm_scores.segment",),
+                ),
+            )
+        )
+    return out
+
+
+SHIFT_DAYS, SHIFT_Z, SHIFT_MIN_POINTS = 28, 4.0, 5.0
+
+
+def segment_findings(rfm: pl.DataFrame, as_of: date) -> list[dict]:
+    """segment_shift: the RFM segment whose share of the venue's customers moved most in SHIFT_DAYS days,
+    when that move is a two-proportion z >= SHIFT_Z (4: segments drift as customers age, so the bar is higher
+    than the churn rule's) and >= SHIFT_MIN_POINTS points. One finding per venue and ISO week of as_of.
+    rfm: venue-scope customer_rfm_scores rows (tenant_id, venue_id, as_of, user_id, segment)."""
+    before = as_of - timedelta(days=SHIFT_DAYS)
+    both = rfm.filter(pl.col("as_of").is_in([as_of, before]))
+    if both.height == 0:
+        return []
+    counts = both.group_by("tenant_id", "venue_id", "as_of", "segment").agg(k=pl.len())
+    totals = both.group_by("venue_id", "as_of").agg(n=pl.len())
+    c = counts.join(totals, on=["venue_id", "as_of"])
+    out = []
+    week = as_of.isocalendar()
+    for (tenant, venue), g in c.group_by("tenant_id", "venue_id", maintain_order=True):
+        now_ = {
+            r["segment"]: (r["k"], r["n"]) for r in g.filter(pl.col("as_of") == as_of).iter_rows(named=True)
+        }
+        was = {
+            r["segment"]: (r["k"], r["n"]) for r in g.filter(pl.col("as_of") == before).iter_rows(named=True)
+        }
+        if not now_ or not was:
+            continue
+        n1, n0 = next(iter(now_.values()))[1], next(iter(was.values()))[1]
+        best = None
+        for seg in set(now_) | set(was):
+            k1, k0 = now_.get(seg, (0, n1))[0], was.get(seg, (0, n0))[0]
+            p1, p0 = k1 / n1, k0 / n0
+            pool = (k1 + k0) / (n1 + n0)
+            se = math.sqrt(max(pool * (1 - pool) * (1 / n1 + 1 / n0), 1e-12))
+            z = (p1 - p0) / se
+            if best is None or abs(z) > abs(best[1]):
+                best = (seg, z, p1, p0, k1, k0)
+        seg, z, p1, p0, k1, k0 = best
+        if abs(z) < SHIFT_Z or 100 * abs(p1 - p0) < SHIFT_MIN_POINTS:
+            continue
+        out.append(
+            finding(
+                as_of=as_of,
+                tenant_id=tenant,
+                venue_id=venue,
+                kind="segment_shift",
+                severity=severity_of(abs(z), 6.0, 9.0),
+                evidence_key=f"{seg}:{'up' if z > 0 else 'down'}:{week.year}-W{week.week:02d}",
+                subject_id=seg,
+                score=z,
+                sentence=f"{seg} went from {100 * p0:.1f} % to {100 * p1:.1f} % of the venue's customers in "
+                f"{SHIFT_DAYS} days (z = {z:.1f}).",
+                evidence={
+                    "segment": seg,
+                    "share": round(p1, 4),
+                    "share_before": round(p0, 4),
+                    "customers_in_segment": k1,
+                    "customers_in_segment_before": k0,
+                    "customers": n1,
+                    "customers_before": n0,
+                    "days": SHIFT_DAYS,
+                    "z": round(z, 3),
+                },
+                query=query_request(
+                    "customer_rfm_scores.customers",
+                    as_of,
+                    as_of,
+                    "day",
+                    venue_id=venue,
                     dimensions=("customer_rfm_scores.segment",),
                 ),
             )

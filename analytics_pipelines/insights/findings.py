@@ -19,6 +19,7 @@ TYPES = (
     "event_sellout_pacing",
     "event_stalling",
     "churn_risk_rising",
+    "segment_shift",
     "kpi_anomaly",
     "velocity_anomaly",
     "pending_price_recommendations",

@@ -74,12 +74,13 @@ def findings_as_of(wh: Warehouse, as_of: date, now: datetime, log) -> pl.DataFra
         wh,
         "customer_rfm_scores",
         "SELECT tenant_id, venue_id, as_of, user_id, segment FROM customer_rfm_scores "
-        "WHERE scope = 'venue' AND as_of IN (%s, %s)",
-        [as_of, as_of - timedelta(days=7)],
+        "WHERE scope = 'venue' AND as_of IN (%s, %s, %s)",
+        [as_of, as_of - timedelta(days=7), as_of - timedelta(days=events.SHIFT_DAYS)],
         log,
     )
     if rfm is not None:
         rows += events.churn_findings(rfm, as_of)
+        rows += events.segment_findings(rfm, as_of)
     return frame(rows).unique("insight_id", keep="first", maintain_order=True)
 
 

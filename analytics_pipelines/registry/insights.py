@@ -13,9 +13,9 @@ TABLES: tuple[Table, ...] = (
         group="insights",
         description="Findings per venue that hold up statistically, as of each day: week-over-week and "
         "year-over-year tickets / net revenue changes beyond the venue's own noise (robust z of the log "
-        "change against its past 12 changes >= 3.5), events stalling (Poisson) or pacing to sell out, "
-        "rising churn-risk share (RFM, two-proportion z), KPI and velocity anomalies, pending price "
-        "recommendations. Each with a stable id (type + venue + evidence key), severity, one sentence, the "
+        "change against its past 12 changes >= 3.0), events stalling (Poisson) or pacing to sell out, "
+        "rising churn-risk share and segment shifts (RFM, two-proportion z), KPI and velocity anomalies, "
+        "pending price recommendations. Each with a stable id (type + venue + evidence key), severity, one sentence, the "
         "evidence (JSON) and the POST /v1/query request that reproduces its main number. Built by "
         "insights_job (daily schedule; POST /v1/insights/refresh through insights_refresh_sensor).",
         grain="one row per day (as_of) and finding",
