@@ -53,6 +53,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         truth_path=Path(args.truth) if args.truth else data_dir() / "truth.json",
         behavior_dir=data_dir() / "mongo",
         mongo_url=args.mongo_url,
+        plant_insights=args.plant_insights,
     )
     _print_counts(f"generated '{args.scale}' (seed {args.seed}) into {url}", counts)
     print(f"took {time.perf_counter() - started:.1f} s")
@@ -252,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument(
         "--truth",
         help="where the planted truth is written as JSON (default: data/truth.json; models never read it)",
+    )
+    g.add_argument(
+        "--plant-insights",
+        action="store_true",
+        help="also plant venue-insight truth (a venue's sales jump, an event's stall; recorded in the truth "
+        "under 'insights'; off by default, docs/insights.md)",
     )
     g.add_argument(
         "--mongo-url",

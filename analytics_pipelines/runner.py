@@ -101,6 +101,8 @@ def everything_else(warehouse_url: str, log=print) -> list[tuple[str, dg.Execute
                 through.isoformat(),
                 through.isoformat(),
             ),  # points recorded so far that day
+            # venue insights as of the last sales day: after the marts, anomalies, pricing and customers
+            ("insights_job", through.isoformat(), through.isoformat()),
         ]
         week = key_for("weekly_executive_reports_job", through - timedelta(days=7))
         runs.append(("weekly_executive_reports_job", week, week))

@@ -1,7 +1,7 @@
 """The shared fixture dataset: `tiny` generated data materialized through the real Dagster jobs (main_job
 over a day range, kpi_job over a few hours, the anomaly jobs (KPI and velocity), sellout_model_job, monitoring_job over the last three days, the model
 jobs (predictions, pricing, behavior) before customers_job so that model_performance holds their families,
-customers_job over a few weeks of days, fraud_job, the KPI publication (not configured)), once per test session
+customers_job over a few weeks of days, fraud_job, the KPI publication (not configured), insights_job as of LAST), once per test session
 and backend. Every test that needs built marts reads this instead of building its own copy."""
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ def materialize_everything(
         ("kpi_publication_job", *KPI_HOURS),
         ("fraud_job", *FRAUD_DAYS),
         ("custom_metrics_job", LAST, LAST),  # after record_custom_points (below)
+        ("insights_job", LAST, LAST),  # last: reads the marts, anomalies, pricing and RFM of the runs above
     ),
 ) -> Materialized:
     """Generate `tiny` (unless a source is given) and run `runs` (job, first key, last key) in order on one

@@ -43,6 +43,7 @@ def test_definitions_explain_themselves():
             "pricing",
             "publication",
             "custom_metrics",
+            "insights",
         }, key
         expected_owner = (
             "team:data-platform"

@@ -22,6 +22,7 @@ from analytics_pipelines.api import (
     export_routes,
     fraud,
     grafana,
+    insights,
     marts,
     metrics_routes,
     monitoring,
@@ -159,6 +160,7 @@ def create_app(
     app.include_router(health_router)
     app.include_router(marts.router)
     # fixed /v1/customers/... paths (search, list, segments/{s}/analysis) before customers' /customers/{user_id}
+    app.include_router(insights.router)  # before customer_routes: /v1/customers/{id}/insights
     app.include_router(customer_routes.router)
     app.include_router(customers.router)  # after marts: the same prefix, route order kept
     app.include_router(predictions.router)

@@ -42,6 +42,7 @@ def generate(
     truth_path: Path | None = None,
     behavior_dir: Path | None = None,
     mongo_url: str | None = None,
+    plant_insights: bool = False,
 ) -> dict[str, int]:
     """Create the source at `url`, fill it with the `scale` platform and return {table: rows loaded}.
 
@@ -51,6 +52,7 @@ def generate(
     truth_path: where the planted truth (generator.truth) is written as JSON, when given.
     behavior_dir: where the behavioral MongoDB collections are written as Extended JSON files (the embedded
     default of TT_MONGO_URL); mongo_url: also load those documents into that MongoDB (generator.behavior_docs).
+    plant_insights: opt-in venue-insight plants (generator.planted_insights), recorded in the truth.
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}: choose one of {', '.join(SCALES)}")
@@ -64,7 +66,7 @@ def generate(
     # the behavioral documents: slices rendered and written one at a time after the tables (bounded memory)
     behavior: list | None = [] if (behavior_dir or mongo_url) else None
     frames: Iterator[tuple[str, pl.DataFrame]] = generate_frames(
-        scale, seed, as_of, truth=truth, behavior_stream=behavior
+        scale, seed, as_of, truth=truth, behavior_stream=behavior, plant_insights=plant_insights
     )
     manifest: dict | None = None
     counts = {t: 0 for t in contract.TABLE_ORDER}

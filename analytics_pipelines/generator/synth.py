@@ -61,7 +61,7 @@ from datetime import UTC, date, datetime
 import numpy as np
 import polars as pl
 
-from analytics_pipelines.generator import planted_anomalies
+from analytics_pipelines.generator import planted_anomalies, planted_insights
 from analytics_pipelines.generator.behavior import behavior_chunks, behavior_documents
 from analytics_pipelines.generator.dimensions import (
     _calibrate_capacity,
@@ -126,7 +126,9 @@ _BUILDERS = {
 }
 
 
-def _build(scale: Scale, seed: int, as_of: date, with_behavior: bool = True) -> _World:
+def _build(
+    scale: Scale, seed: int, as_of: date, with_behavior: bool = True, plant_insights: bool = False
+) -> _World:
     rs = _Streams(seed)
     now = int(datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC).timestamp())
     clock = _Clock(now=now, launch=now - scale.history_days * DAY, horizon=now + scale.future_days * DAY)
@@ -144,6 +146,8 @@ def _build(scale: Scale, seed: int, as_of: date, with_behavior: bool = True) -> 
         rs, clock, events, types, _make_baskets(rs, clock, venues, events, types)
     )
     baskets = planted_anomalies.plant_sales(rs, clock, venues, events, types, baskets, truth)
+    if plant_insights:  # opt-in (issue 21): its own random stream, so nothing else changes when off
+        baskets = planted_insights.plant(rs, clock, venues, events, types, baskets, truth)
     orders, items = _make_orders(rs, clock, venues, events, types, baskets)
     refunds = _refund(rs, clock, events, orders)
     refunds = planted_anomalies.plant_refunds(rs, clock, venues, events, orders, refunds, truth)
@@ -187,6 +191,7 @@ def generate_frames(
     truth: dict | None = None,
     behavior: dict | None = None,
     behavior_stream: list | None = None,
+    plant_insights: bool = False,
 ) -> Iterator[tuple[str, pl.DataFrame]]:
     """Yield (table, typed frame) chunks in contract.TABLE_ORDER; big fact tables come in several chunks.
 
@@ -194,10 +199,13 @@ def generate_frames(
     filled with the planted truth (generator.truth) once the world is built. `behavior`: filled with the
     behavioral documents (all in memory); `behavior_stream`: gets the iterator of their slices instead
     (generator.behavior.behavior_chunks: rendered when iterated, after the tables; what `generate` writes).
+    `plant_insights`: also plant the venue-insight truth (generator.planted_insights; off by default).
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}: choose one of {', '.join(SCALES)}")
-    world = _build(SCALES[scale], seed, as_of, with_behavior=behavior is not None)
+    world = _build(
+        SCALES[scale], seed, as_of, with_behavior=behavior is not None, plant_insights=plant_insights
+    )
     if behavior_stream is not None:
         behavior_stream.append(behavior_chunks(_Streams(seed), world))
     if truth is not None:

@@ -110,6 +110,15 @@ custom_metrics_job = _asset_job(
     "custom_metrics_sensor for the days new points fall on.",
 )
 
+insights_job = _asset_job(
+    "insights_job",
+    dg.AssetSelection.groups("insights"),
+    "analytics",
+    "venue_insights for a day range (as-of days) from the marts already in the warehouse; daily after the "
+    "marts, the customers and the models (insights_daily_schedule), or on request through "
+    "insights_refresh_sensor (POST /v1/insights/refresh).",
+)
+
 jobs = [
     main_job,
     ingest_job,
@@ -122,4 +131,5 @@ jobs = [
     behavior_job,
     fraud_job,
     custom_metrics_job,
+    insights_job,
 ]

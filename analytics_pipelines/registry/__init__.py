@@ -142,6 +142,7 @@ def default_registry() -> Registry:
         demand,
         fraud,
         ingestion,
+        insights,
         marts,
         metrics,
         monitoring,
@@ -150,7 +151,19 @@ def default_registry() -> Registry:
         publication,
     )
 
-    domains = (marts, customers, pricing, demand, noshow, monitoring, fraud, behavior, publication, metrics)
+    domains = (
+        marts,
+        customers,
+        pricing,
+        demand,
+        noshow,
+        monitoring,
+        fraud,
+        behavior,
+        publication,
+        metrics,
+        insights,
+    )
     return Registry((*ingestion.tables(), *(t for d in domains for t in d.TABLES), CATALOG))
 
 

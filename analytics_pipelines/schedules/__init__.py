@@ -1,7 +1,7 @@
 """Every schedule, each bound to a job: data (intraday, nightly, hourly KPIs, weekly customers, maintenance,
 delivery sweep; in the configured time zone) and reports."""
 
-from analytics_pipelines.schedules import behavior, data, monitoring, predictions, pricing, reports
+from analytics_pipelines.schedules import behavior, data, insights, monitoring, predictions, pricing, reports
 from analytics_pipelines.schedules.fraud import make_fraud_schedule
 
 
@@ -14,7 +14,7 @@ def schedules(timezone: str) -> list:
         main_job,
         pricing_job,
     )
-    from analytics_pipelines.jobs.data import predictions_job
+    from analytics_pipelines.jobs.data import insights_job, predictions_job
     from analytics_pipelines.jobs.monitoring import (
         monitoring_job,
         sellout_model_job,
@@ -31,6 +31,7 @@ def schedules(timezone: str) -> list:
         *behavior.make_schedules(behavior_job),
         *reports.schedules,
         make_fraud_schedule(fraud_job),
+        *insights.make_schedules(insights_job),
         *monitoring.make_schedules(
             monitoring_job,
             velocity_compaction_job,

@@ -2,7 +2,7 @@
 (export requests, subscription deliveries), publication (new partitions -> InfluxDB), custom metrics
 (new points -> their mart)."""
 
-from analytics_pipelines.sensors import anomalies, data, metrics, operations, publication, reports
+from analytics_pipelines.sensors import anomalies, data, insights, metrics, operations, publication, reports
 
 
 def sensors(daily_partitions) -> list:
@@ -18,4 +18,5 @@ def sensors(daily_partitions) -> list:
         *reports.sensors,
         *anomalies.sensors,
         metrics.make_custom_metrics_sensor(daily_partitions),
+        insights.make_insights_refresh_sensor(daily_partitions),
     ]
