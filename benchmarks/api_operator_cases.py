@@ -21,7 +21,9 @@ def _post(client: httpx.Client, path: str, hdr: dict, body: dict) -> None:
         raise SystemExit(f"setup {path}: {r.status_code} {r.text[:300]}")
 
 
-def operator_cases(base: str, settings, venue_ids: list[tuple[str, str]], warehouse_url: str, n: int = 20):
+def operator_cases(
+    base: str, settings, venue_ids: list[tuple[str, str]], warehouse_url: str, last, n: int = 20
+):
     """Create the objects for the first `n` venues and return (name, path | [paths], [headers]) cases."""
     venues = venue_ids[:n]
     writer = [
@@ -56,6 +58,13 @@ def operator_cases(base: str, settings, venue_ids: list[tuple[str, str]], wareho
             )
             _post(c, "/v1/exports", h, {"export_type": "event_summary", "format": "csv"})
             _post(c, "/v1/metrics", h, {"metric_type": "sales", "value": 5})
+        # each venue's default dashboard (made on first request); one of its widgets per venue
+        widgets = []
+        for h in writer:
+            r = c.get("/v1/dashboard", headers=h)
+            if r.status_code != 200:
+                raise SystemExit(f"setup /v1/dashboard: {r.status_code} {r.text[:300]}")
+            widgets.append(r.json()["data"]["widgets"][0]["id"])
     wh = open_warehouse(warehouse_url)
     users = wh.read(
         "SELECT venue_id, min(user_id) AS user_id FROM customer_rfm_scores WHERE scope = 'venue' GROUP BY venue_id"
@@ -66,7 +75,19 @@ def operator_cases(base: str, settings, venue_ids: list[tuple[str, str]], wareho
     segment = wh.read(
         "SELECT segment FROM customer_rfm_scores GROUP BY segment ORDER BY count(*) DESC LIMIT 1"
     )["segment"][0]
+    first = last.fromordinal(last.toordinal() - 364).isoformat()
     return [
+        (
+            "widget data (default dashboard's first widget)",
+            [f"/v1/widgets/{w}/data" for w in widgets],
+            writer,
+        ),
+        (
+            "metrics trend, 365-day daily series (query layer)",
+            "/v1/metrics/trends?measure=venue_analytics.tickets_sold&granularity=day"
+            f"&start_date={first}&end_date={last.isoformat()}",
+            writer,
+        ),
         ("alert rules list", "/v1/alerts", writer),
         ("report templates", "/v1/reports/templates", writer),
         ("report schedules list", "/v1/reports/schedules", writer),
