@@ -23,6 +23,7 @@ from analytics_pipelines.api import (
     predictions,
     pricing,
     problems,
+    ratelimit,
 )
 from analytics_pipelines.api.common import jsonable
 from analytics_pipelines.api.noshow import router as no_show_router
@@ -56,6 +57,7 @@ def create_app(
     served marts it lists and scopes (default: the project's)."""
     settings = settings or Settings.from_env()
     settings.validate()
+    limiter = ratelimit.build(settings)  # ConfigError on a bad limit, strategy or storage URL
     registry = registry or default_registry()
     served = [t.name for t in registry.servable()]
 
@@ -84,6 +86,9 @@ def create_app(
 
     problems.install(app)  # every error is an RFC 9457 problem body
     app.add_middleware(problems.BodyLimit, max_bytes=settings.max_body_bytes)
+    # outermost (added last): a refused request costs no body read; every response gets the RateLimit headers
+    app.add_middleware(ratelimit.RateLimit, limiter=limiter, settings=settings)
+    app.state.limiter = limiter
 
     @app.get("/health", tags=["health"])
     def health():

@@ -28,6 +28,12 @@ class Settings:
     refresh_seconds: float = 2.0  # how often the reader looks for changed marts (cache, snapshot)
     pricing_webhook_url: str | None = None  # where approved price changes are POSTed (TT_PRICING_WEBHOOK_URL)
     max_body_bytes: int = 1_048_576  # a larger request body is refused with 413 (TT_API_MAX_BODY_BYTES)
+    # the rate limit (api/ratelimit.py): the default per route class, a class's own ("none": not limited),
+    # where the counters live (memory:// per process, redis://... shared by the workers), the strategy
+    rate_limit: str = "100/60 seconds"  # TT_API_RATE_LIMIT (the seed's 100 requests per 60 s)
+    rate_limits: dict = field(default_factory=dict)  # TT_API_RATE_LIMIT_READ|WRITE|EXPORT|HEALTH
+    rate_limit_storage: str = "memory://"  # TT_API_RATE_LIMIT_STORAGE
+    rate_limit_strategy: str = "fixed-window"  # TT_API_RATE_LIMIT_STRATEGY
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -52,6 +58,14 @@ class Settings:
             refresh_seconds=float(env.get("TT_API_REFRESH_SECONDS", cls.refresh_seconds)),
             pricing_webhook_url=project.pricing.webhook_url,
             max_body_bytes=int(env.get("TT_API_MAX_BODY_BYTES", cls.max_body_bytes)),
+            rate_limit=env.get("TT_API_RATE_LIMIT", cls.rate_limit),
+            rate_limits={
+                c: env[f"TT_API_RATE_LIMIT_{c.upper()}"]
+                for c in ("read", "write", "export", "health")
+                if env.get(f"TT_API_RATE_LIMIT_{c.upper()}")
+            },
+            rate_limit_storage=env.get("TT_API_RATE_LIMIT_STORAGE") or cls.rate_limit_storage,
+            rate_limit_strategy=env.get("TT_API_RATE_LIMIT_STRATEGY") or cls.rate_limit_strategy,
         )
         return replace(s, **overrides)
 
