@@ -19,6 +19,7 @@ from analytics_pipelines.api import (
     grafana,
     marts,
     monitoring,
+    openapi_doc,
     ops_routes,
     predictions,
     pricing,
@@ -130,4 +131,5 @@ def create_app(
     app.include_router(monitoring.router)
     app.include_router(no_show_router)
     app.include_router(fraud.router)
+    openapi_doc.install(app)  # problem bodies, 401-429/503, RateLimit headers and links in the document
     return app
