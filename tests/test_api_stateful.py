@@ -11,11 +11,14 @@ checked by hand: the links exist, FastAPI's 422 schema is gone, every 4xx answer
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 import schemathesis
 from api_helpers import make_api
+from fastapi import FastAPI, HTTPException, Request, Response
 from hypothesis import HealthCheck, Phase, given, settings
+from pydantic import BaseModel, ConfigDict, Field
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi import stateful
 from schemathesis.specs.openapi.checks import (
@@ -28,7 +31,9 @@ from schemathesis.specs.openapi.checks import (
 )
 from test_api import _alert
 
+from analytics_pipelines.api import openapi_doc, problems
 from analytics_pipelines.api.problems import PROBLEM_SCHEMA
+from analytics_pipelines.api.writes import object_response
 from analytics_pipelines.ops.db import ops_engine
 
 
@@ -185,3 +190,95 @@ def test_every_operation_conforms(api):
     assert len(operations) == len(list(schema.get_all_operations())) > 50
     answered = {(m, p) for m, p, s in seen if s == 200}
     assert len(answered) >= 15, answered  # not only refused (random ids are unknown: 404)
+
+
+class Thing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=20)
+
+
+def _crud_app(delete_works: bool = True):
+    """A route family shaped like the ones other branches are adding (POST create answering Location via
+    writes.object_response, GET/PUT/DELETE on the item, list as {"data": [...]}), on the API's problems and
+    document conventions, over an in-memory dict."""
+    app, store = FastAPI(), {}
+    problems.install(app)
+
+    @app.post("/v1/things", status_code=201, responses={201: {"description": "created"}})
+    def create(request: Request, body: Thing):
+        obj = {"id": str(uuid.uuid4()), "name": body.name}
+        store[obj["id"]] = obj
+        return object_response(request, obj, 201, f"/v1/things/{obj['id']}")
+
+    @app.get("/v1/things/{thing_id}")
+    def read(request: Request, thing_id: uuid.UUID):
+        if str(thing_id) not in store:
+            raise HTTPException(404, "no such thing")
+        return object_response(request, store[str(thing_id)])
+
+    @app.put("/v1/things/{thing_id}")
+    def update(request: Request, thing_id: uuid.UUID, body: Thing):
+        if str(thing_id) not in store:
+            raise HTTPException(404, "no such thing")
+        store[str(thing_id)]["name"] = body.name
+        return object_response(request, store[str(thing_id)])
+
+    @app.delete("/v1/things/{thing_id}", status_code=204)
+    def delete(thing_id: uuid.UUID):
+        if str(thing_id) not in store:
+            raise HTTPException(404, "no such thing")
+        if delete_works:
+            del store[str(thing_id)]
+        return Response(status_code=204)
+
+    openapi_doc.install(app)
+    return app
+
+
+def _walk(app, examples: int = 60) -> tuple[list[str], set]:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    failures, calls = [], []
+
+    class Workflow(schema.as_state_machine()):
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            calls.append((case.method, case.path, response.status_code))
+            try:
+                case.validate_response(
+                    response, checks=CHECKS, transport_kwargs=kwargs or None, recorder=self.recorder
+                )
+            except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collected, reported at once
+                failures.append(f"{case.method} {case.path} -> {response.status_code}: {exc}"[:300])
+
+    Workflow.run(
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=6,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    return failures, {(m, p, s) for m, p, s in calls}
+
+
+def test_a_new_crud_route_is_walked_with_no_change():
+    failures, calls = _walk(_crud_app())
+    assert not failures, failures[:5]
+    item = "/v1/things/{thing_id}"
+    # create -> read -> update -> delete through the links (random ids would be 404)
+    assert {
+        ("POST", "/v1/things", 201),
+        ("GET", item, 200),
+        ("PUT", item, 200),
+        ("DELETE", item, 204),
+    } <= calls
+
+
+def test_a_delete_that_deletes_nothing_is_caught():
+    """The same walk fails when DELETE answers 204 but the object is still there (use_after_free)."""
+    failures, _ = _walk(_crud_app(delete_works=False))
+    assert any(
+        f.startswith("GET /v1/things/{thing_id} -> 200") and "Deleted resource still available" in f
+        for f in failures
+    ), failures[:5]

@@ -114,6 +114,10 @@ def add_links(paths: dict) -> None:
             else:
                 continue
             for code in codes:
+                if method == "post":
+                    op["responses"][code].setdefault("headers", {}).setdefault(
+                        "Location", {"description": "the created object", "schema": {"type": "string"}}
+                    )
                 links = op["responses"][code].setdefault("links", {})
                 for _path, _method, op_id, param in targets:
                     links.setdefault(op_id, {"operationId": op_id, "parameters": {param: expression}})
