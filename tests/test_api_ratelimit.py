@@ -283,16 +283,19 @@ def _serve(tmp_path, port: int, storage: str, workers: int = 1) -> subprocess.Po
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _wait_up(proc: subprocess.Popen, port: int, tmp_path, timeout: float = 90) -> None:
+def _wait_up(proc: subprocess.Popen, port: int, tmp_path, timeout: float = 90, workers: int = 1) -> None:
+    """Until /health answers and every worker process has said its startup is complete."""
     deadline = time.monotonic() + timeout
+    log = tmp_path / f"api-{port}.log"
     while True:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+            up = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+            if up and log.read_text().count("Application startup complete") >= workers:
                 return
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"API on {port} did not start:\n{(tmp_path / f'api-{port}.log').read_text()[-3000:]}")
+            pytest.fail(f"API on {port} did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
 
 
@@ -350,11 +353,11 @@ def test_workers_option_shares_the_limit(tmp_path):
     port = free_port()
     proc = _serve(tmp_path, port, REDIS_URL, workers=2)
     try:
-        _wait_up(proc, port, tmp_path)
+        _wait_up(proc, port, tmp_path, workers=2)
         h = _auth(_settings(tmp_path))
         codes = [httpx.get(f"http://127.0.0.1:{port}{READ_URL}", headers=h).status_code for _ in range(12)]
         assert codes == [200] * 10 + [429, 429]
         log = (tmp_path / f"api-{port}.log").read_text()
-        assert log.count("Started server process") == 2  # two worker processes served
+        assert log.count("Started server process") == 2  # two worker processes were up
     finally:
         _stop([proc])
