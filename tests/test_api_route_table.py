@@ -18,7 +18,7 @@ DOC = ROOT / "docs" / "api.md"
 SEED_NAME = "004_2b319350f4ca3dd3.txt"
 SECTION = "## The old service's routes, and ours"
 STATUSES = ("served", "planned (issue 20)", "planned (issue 21)", "not carried over")
-ROUTE = re.compile(r"(GET|POST|PUT|PATCH|DELETE) (/\S*)")
+ROUTE = re.compile(r"(GET|POST|PUT|PATCH|DELETE) (/[^\s,]*)")
 
 
 def norm(path: str) -> str:
