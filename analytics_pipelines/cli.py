@@ -4,7 +4,7 @@ analytics-pipelines generate [--scale small] [--seed 42] [--target URL] [--dirty
 analytics-pipelines run [--from DAY --to DAY] [--job main_job]
 analytics-pipelines backfill --from DAY --to DAY [--job main_job] [--group G ...] [--wait SECONDS]
 analytics-pipelines sql "select ..." [--format table|csv|json]
-analytics-pipelines api [--host 127.0.0.1] [--port 8000]
+analytics-pipelines api [--host 127.0.0.1] [--port 8000] [--workers 1]
 analytics-pipelines token --tenant UUID [--venue UUID] [--role user] [--permission analytics.read ...]
 """
 
@@ -198,12 +198,19 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     from analytics_pipelines.api import ConfigError, Settings, create_app
 
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
     try:
-        app = create_app(Settings.from_env())
+        app = create_app(Settings.from_env())  # also checks the configuration before any worker starts
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    opts = dict(host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    if args.workers > 1:  # each worker process builds its own app from the same environment
+        uvicorn.run("analytics_pipelines.api.app:create_app", factory=True, workers=args.workers, **opts)
+    else:
+        uvicorn.run(app, **opts)
     return 0
 
 
@@ -303,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--port", type=int, default=8000)
     a.add_argument("--log-level", default="info")
     a.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    a.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (rate-limit counters are shared only with TT_API_RATE_LIMIT_STORAGE=redis://...)",
+    )
     a.set_defaults(func=cmd_api)
 
     t = sub.add_parser("token", help="mint a development JWT the API accepts (same env as the API)")

@@ -26,11 +26,13 @@ from analytics_pipelines.api import (
     marts,
     metrics_routes,
     monitoring,
+    openapi_doc,
     ops_routes,
     predictions,
     pricing,
     problems,
     query,
+    ratelimit,
     realtime,
     report_routes,
     widgets,
@@ -93,6 +95,7 @@ def create_app(
     served marts it lists and scopes (default: the project's)."""
     settings = settings or Settings.from_env()
     settings.validate()
+    limiter = ratelimit.build(settings)  # ConfigError on a bad limit, strategy or storage URL
     registry = registry or default_registry()
     served = [t.name for t in registry.servable()]
 
@@ -128,6 +131,9 @@ def create_app(
 
     problems.install(app)  # every error is an RFC 9457 problem body
     app.add_middleware(problems.BodyLimit, max_bytes=settings.max_body_bytes)
+    # outermost (added last): a refused request costs no body read; every response gets the RateLimit headers
+    app.add_middleware(ratelimit.RateLimit, limiter=limiter, settings=settings)
+    app.state.limiter = limiter
 
     @app.get("/health", tags=["health"])
     def health():
@@ -182,4 +188,5 @@ def create_app(
     app.include_router(query.router)
     app.include_router(dashboards.router)
     app.include_router(widgets.router)
+    openapi_doc.install(app)  # problem bodies, 401-429/503, RateLimit headers and links in the document
     return app

@@ -18,6 +18,10 @@ from fastapi import HTTPException, Request
 
 from analytics_pipelines.api.settings import Settings
 
+#: request-state key of a token verified once per request: (token, Principal | the 401 HTTPException); set by
+#: the rate limiter (api/ratelimit.py), reused by the auth dependency (api/common.py `principal`)
+AUTH_STATE = "tt_auth"
+
 PERMISSIONS = ("analytics.read", "analytics.export", "analytics.admin", "analytics.write")
 READ, EXPORT, ADMIN, WRITE = PERMISSIONS
 #: WRITE (analytics.write, the seed's): change a venue's operational objects (alert rules) and record custom

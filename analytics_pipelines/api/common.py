@@ -16,7 +16,7 @@ from uuid import UUID
 from fastapi import Depends, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from analytics_pipelines.api.auth import READ, Principal, decode_token, require, venue_scope
+from analytics_pipelines.api.auth import AUTH_STATE, READ, Principal, decode_token, require, venue_scope
 from analytics_pipelines.warehouse.reader import Reader, Result
 
 _bearer = HTTPBearer(auto_error=False, description="JWT (HS256, or RS256 when a public key is configured)")
@@ -35,6 +35,11 @@ async def principal(
                 headers={"WWW-Authenticate": "Bearer"},
             )
         raise HTTPException(401, "Authentication required", headers={"WWW-Authenticate": "Bearer"})
+    cached = request.scope.get("state", {}).get(AUTH_STATE)  # verified once by the rate limiter
+    if cached is not None and cached[0] == creds.credentials:
+        if isinstance(cached[1], HTTPException):
+            raise cached[1]
+        return cached[1]
     return decode_token(request.app.state.settings, creds.credentials)
 
 

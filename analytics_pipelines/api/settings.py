@@ -32,6 +32,12 @@ class Settings:
     max_body_bytes: int = 1_048_576  # a larger request body is refused with 413 (TT_API_MAX_BODY_BYTES)
     query_max_rows: int = 10_000  # rows one /v1/query may ask for (TT_API_QUERY_MAX_ROWS)
     query_timeout_seconds: float = 10.0  # statement timeout of a /v1/query (TT_API_QUERY_TIMEOUT_SECONDS)
+    # the rate limit (api/ratelimit.py): the default per route class, a class's own ("none": not limited),
+    # where the counters live (memory:// per process, redis://... shared by the workers), the strategy
+    rate_limit: str = "100/60 seconds"  # TT_API_RATE_LIMIT (the seed's 100 requests per 60 s)
+    rate_limits: dict = field(default_factory=dict)  # TT_API_RATE_LIMIT_READ|WRITE|EXPORT|HEALTH
+    rate_limit_storage: str = "memory://"  # TT_API_RATE_LIMIT_STORAGE
+    rate_limit_strategy: str = "fixed-window"  # TT_API_RATE_LIMIT_STRATEGY
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -60,6 +66,14 @@ class Settings:
             max_body_bytes=int(env.get("TT_API_MAX_BODY_BYTES", cls.max_body_bytes)),
             query_max_rows=int(env.get("TT_API_QUERY_MAX_ROWS", cls.query_max_rows)),
             query_timeout_seconds=float(env.get("TT_API_QUERY_TIMEOUT_SECONDS", cls.query_timeout_seconds)),
+            rate_limit=env.get("TT_API_RATE_LIMIT", cls.rate_limit),
+            rate_limits={
+                c: env[f"TT_API_RATE_LIMIT_{c.upper()}"]
+                for c in ("read", "write", "export", "health")
+                if env.get(f"TT_API_RATE_LIMIT_{c.upper()}")
+            },
+            rate_limit_storage=env.get("TT_API_RATE_LIMIT_STORAGE") or cls.rate_limit_storage,
+            rate_limit_strategy=env.get("TT_API_RATE_LIMIT_STRATEGY") or cls.rate_limit_strategy,
         )
         return replace(s, **overrides)
 
