@@ -176,10 +176,12 @@ def test_subscribers_are_bounded(tmp_path):
         with _Server(a.client.app) as base, httpx.Client(base_url=base, timeout=20) as c:
             with c.stream("GET", "/v1/realtime/subscribe", headers=a.headers(t, v)) as first:
                 assert first.status_code == 200
-                next(_events(first))
-                second = c.get("/v1/realtime/subscribe", headers=a.headers(t, v))
-                assert second.status_code == 503 and second.headers["retry-after"] == "30"
-                assert second.headers["content-type"].startswith("application/problem+json")
+                held = _events(first)  # kept: a discarded generator would close the connection
+                next(held)
+                # a stream too: were the bound not kept, a plain GET would read the second stream forever
+                with c.stream("GET", "/v1/realtime/subscribe", headers=a.headers(t, v)) as second:
+                    assert second.status_code == 503 and second.headers["retry-after"] == "30"
+                    assert second.headers["content-type"].startswith("application/problem+json")
             # the first client left: a new one is admitted
             deadline = time.monotonic() + 5
             while True:
