@@ -18,6 +18,7 @@ import schemathesis
 from api_helpers import make_api
 from fastapi import FastAPI, HTTPException, Request, Response
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import FlakyStrategyDefinition
 from pydantic import BaseModel, ConfigDict, Field
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi import stateful
@@ -141,23 +142,32 @@ def test_stateful_walk_over_the_whole_document(api, monkeypatch):
     started = time.monotonic()
     linked: set = set()
     # the walk draws its chains at random: a new run (at most 3) until two linked families were reached
+    flaky = 0
     for _ in range(3):
-        Workflow.run(
-            settings=settings(
-                max_examples=80,
-                stateful_step_count=8,
-                deadline=None,
-                database=None,
-                phases=[Phase.generate],
-                suppress_health_check=list(HealthCheck),
+        try:
+            Workflow.run(
+                settings=settings(
+                    max_examples=80,
+                    stateful_step_count=8,
+                    deadline=None,
+                    database=None,
+                    phases=[Phase.generate],
+                    suppress_health_check=list(HealthCheck),
+                )
             )
-        )
+        except FlakyStrategyDefinition:
+            # hypothesis' own complaint that a replayed chain drew differently (the links follow ids the
+            # server created in an earlier step): a statement about the generator, not about the API; the
+            # responses checked so far stay in `failures`, and three such runs in a row still fail the test
+            flaky += 1
+            continue
         # an item operation answers 2xx only with an id a link carried (a random id is 404); on main today:
         # an export's status after its create, an instance's acknowledgement after the list
         linked = {(m, p) for m, p, s in calls if s < 300 and "{" in p}
         if len(linked) >= 2:
             break
     elapsed = time.monotonic() - started
+    assert flaky < 3, "every run of the state machine ended in FlakyStrategyDefinition"
     assert not failures, f"{len(failures)} failing responses:\n" + "\n".join(sorted(set(failures))[:15])
     assert len(linked) >= 2, sorted({(m, p) for m, p, s in calls if s < 300})
     assert elapsed < 120, elapsed
