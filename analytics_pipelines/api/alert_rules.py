@@ -37,6 +37,7 @@ from analytics_pipelines.api.auth import READ, WRITE, Principal, require
 from analytics_pipelines.api.common import Auth, LimitQ, OffsetQ, VenueQ, json_response, jsonable, scoped
 from analytics_pipelines.api.problems import ProblemError, problem_responses
 from analytics_pipelines.api.writes import (
+    audit,
     check_if_match,
     check_owner,
     list_response,
@@ -46,7 +47,6 @@ from analytics_pipelines.api.writes import (
     row_dict,
 )
 from analytics_pipelines.ops.alerts import alert_instances, alert_rules
-from analytics_pipelines.ops.audit import record_audit
 from analytics_pipelines.warehouse import open_warehouse
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
@@ -204,18 +204,7 @@ def _read(request: Request, p: Principal, alert_id: int):
 
 
 def _audit(conn, p: Principal, action: str, before: dict | None, after: dict | None) -> None:
-    ref = after or before
-    record_audit(
-        conn,
-        tenant_id=p.tenant_id,
-        venue_id=ref.get("venue_id"),
-        actor=p.user_id,
-        entity=ENTITY,
-        entity_id=ref["id"],
-        action=action,
-        before=_audit_view(before),
-        after=_audit_view(after),
-    )
+    audit(conn, p, ENTITY, action, _audit_view(before), _audit_view(after))
 
 
 def _fetch(conn, alert_id: int) -> dict:

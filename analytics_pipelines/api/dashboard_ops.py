@@ -16,10 +16,9 @@ from pydantic import ValidationError
 from analytics_pipelines.api.auth import READ, WRITE, Principal, require
 from analytics_pipelines.api.problems import ProblemError
 from analytics_pipelines.api.query import answer_compiled, compile_request, execute, invalid_query
-from analytics_pipelines.api.writes import check_owner, row_dict
+from analytics_pipelines.api.writes import audit, check_owner, row_dict
 from analytics_pipelines.dashboards.access import NONE, SYSTEM_OWNER, Access, access_of
 from analytics_pipelines.dashboards.template import default_dashboard
-from analytics_pipelines.ops.audit import record_audit
 from analytics_pipelines.ops.dashboards import dashboard_shares, dashboards, widgets
 from analytics_pipelines.query.compile import QueryError
 from analytics_pipelines.query.model import QueryRequest, TimeDimension
@@ -125,21 +124,6 @@ def shares_of(conn: sa.Connection, dashboard_id: int) -> list[dict]:
         .order_by(dashboard_shares.c.subject)
     )
     return [row_dict(r) for r in conn.execute(q)]
-
-
-def audit(conn, p: Principal, entity: str, action: str, before: dict | None, after: dict | None) -> None:
-    ref = after or before
-    record_audit(
-        conn,
-        tenant_id=p.tenant_id,
-        venue_id=ref.get("venue_id"),
-        actor=p.user_id,
-        entity=entity,
-        entity_id=ref["id"],
-        action=action,
-        before=before,
-        after=after,
-    )
 
 
 # -- writes ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from analytics_pipelines.api.auth import READ, WRITE, Principal, require
 from analytics_pipelines.api.common import Auth, LimitQ, OffsetQ, VenueQ, json_response, scoped
 from analytics_pipelines.api.problems import ProblemError, problem_responses
 from analytics_pipelines.api.writes import (
+    audit,
     check_if_match,
     list_response,
     object_response,
@@ -75,7 +76,7 @@ def create_dashboard(request: Request, p: Auth, body: DashboardBody):
             conn, tenant=p.tenant_id, venue=venue, fields=body.model_dump(), created_by=p.user_id
         )
         after = ops.dashboard_obj(conn, new_id)
-        ops.audit(conn, p, ENTITY, "create", None, after)
+        audit(conn, p, ENTITY, "create", None, after)
     return object_response(request, after, 201, location=f"/v1/dashboards/{new_id}")
 
 
@@ -108,7 +109,7 @@ def replace_dashboard(request: Request, p: Auth, dashboard_id: DashboardId, body
         )
         ops.touch(conn, dashboard_id)
         after = ops.dashboard_obj(conn, dashboard_id)
-        ops.audit(conn, p, ENTITY, "update", before, after)
+        audit(conn, p, ENTITY, "update", before, after)
     return object_response(request, after)
 
 
@@ -128,7 +129,7 @@ def delete_dashboard(request: Request, p: Auth, dashboard_id: DashboardId):
         conn.execute(widgets.delete().where(widgets.c.dashboard_id == dashboard_id))
         conn.execute(dashboard_shares.delete().where(dashboard_shares.c.dashboard_id == dashboard_id))
         conn.execute(dashboards.delete().where(dashboards.c.id == dashboard_id))
-        ops.audit(conn, p, ENTITY, "delete", before, None)
+        audit(conn, p, ENTITY, "delete", before, None)
     return Response(status_code=204)
 
 
@@ -154,7 +155,7 @@ def clone_dashboard(request: Request, p: Auth, dashboard_id: DashboardId, body: 
         for w in ops.widget_rows(conn, dashboard_id):
             ops.insert_widget(conn, new, dict(w._mapping), p.user_id)
         after = ops.dashboard_obj(conn, new_id)
-        ops.audit(conn, p, ENTITY, "clone", {"id": dashboard_id, "venue_id": src.venue_id}, after)
+        audit(conn, p, ENTITY, "clone", {"id": dashboard_id, "venue_id": src.venue_id}, after)
     return object_response(request, after, 201, location=f"/v1/dashboards/{new_id}")
 
 
@@ -199,7 +200,7 @@ def share_dashboard(request: Request, p: Auth, dashboard_id: DashboardId, body: 
                     )
                 )
         after = _permissions(conn, p, row, acc)
-        ops.audit(
+        audit(
             conn,
             p,
             ENTITY,

@@ -20,6 +20,7 @@ from analytics_pipelines.api.dashboards import DashboardId
 from analytics_pipelines.api.problems import ProblemError, problem_responses
 from analytics_pipelines.api.query import today
 from analytics_pipelines.api.writes import (
+    audit,
     check_if_match,
     list_response,
     object_response,
@@ -82,7 +83,7 @@ def create_widget(request: Request, p: Auth, dashboard_id: DashboardId, body: Wi
         new_id = ops.insert_widget(conn, d, fields, p.user_id)
         ops.touch(conn, dashboard_id)
         after = _fetch(conn, new_id)
-        ops.audit(conn, p, ENTITY, "create", None, after)
+        audit(conn, p, ENTITY, "create", None, after)
     return object_response(request, after, 201, location=f"/v1/widgets/{new_id}")
 
 
@@ -108,7 +109,7 @@ def replace_widget(request: Request, p: Auth, widget_id: WidgetId, body: WidgetB
         )
         ops.touch(conn, d.id)
         after = _fetch(conn, widget_id)
-        ops.audit(conn, p, ENTITY, "update", before, after)
+        audit(conn, p, ENTITY, "update", before, after)
     return object_response(request, after)
 
 
@@ -125,7 +126,7 @@ def delete_widget(request: Request, p: Auth, widget_id: WidgetId):
         check_if_match(request, before)
         conn.execute(widgets.delete().where(widgets.c.id == widget_id))
         ops.touch(conn, d.id)
-        ops.audit(conn, p, ENTITY, "delete", before, None)
+        audit(conn, p, ENTITY, "delete", before, None)
     return Response(status_code=204)
 
 
@@ -147,7 +148,7 @@ def move_widget(request: Request, p: Auth, widget_id: WidgetId, body: MoveBody):
         )
         ops.touch(conn, d.id)
         after = _fetch(conn, widget_id)
-        ops.audit(conn, p, ENTITY, "move", before, after)
+        audit(conn, p, ENTITY, "move", before, after)
     return object_response(request, after)
 
 
@@ -174,7 +175,7 @@ def duplicate_widget(request: Request, p: Auth, widget_id: WidgetId, body: Dupli
         new_id = ops.insert_widget(conn, target, fields, p.user_id)
         ops.touch(conn, target.id)
         after = _fetch(conn, new_id)
-        ops.audit(conn, p, ENTITY, "duplicate", {"id": widget_id, "venue_id": w.venue_id}, after)
+        audit(conn, p, ENTITY, "duplicate", {"id": widget_id, "venue_id": w.venue_id}, after)
     return object_response(request, after, 201, location=f"/v1/widgets/{new_id}")
 
 

@@ -21,6 +21,7 @@ from fastapi import HTTPException, Request, Response
 
 from analytics_pipelines.api.auth import Principal
 from analytics_pipelines.api.common import jsonable
+from analytics_pipelines.ops.audit import record_audit
 from analytics_pipelines.ops.db import as_utc
 
 
@@ -89,3 +90,22 @@ def check_owner(p: Principal, row, what: str) -> None:
         raise HTTPException(404, f"{what} not found")
     if not p.is_admin and (row.venue_id is None or row.venue_id != p.venue_id):
         raise HTTPException(403, f"Forbidden: this {what} belongs to another venue or to the whole tenant")
+
+
+def audit(
+    conn: sa.Connection, p: Principal, entity: str, action: str, before: dict | None, after: dict | None
+):
+    """The audit row of a write of `entity` (an object as the API shows it, with `id` and `venue_id`) by the
+    token's subject, on the write's own connection (ops/audit.py)."""
+    ref = after or before
+    record_audit(
+        conn,
+        tenant_id=p.tenant_id,
+        venue_id=ref.get("venue_id"),
+        actor=p.user_id,
+        entity=entity,
+        entity_id=ref["id"],
+        action=action,
+        before=before,
+        after=after,
+    )
