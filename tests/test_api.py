@@ -579,7 +579,7 @@ def test_openapi_fuzz_has_no_server_errors(tmp_path):
         for op in schema.get_all_operations():
             op = op.ok()
 
-            @settings(max_examples=8, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            @settings(max_examples=3, deadline=None, database=None, suppress_health_check=list(HealthCheck))
             @given(case=op.as_strategy())
             def check(case):
                 resp = case.call(headers=headers)

@@ -376,7 +376,7 @@ def test_fuzzed_alert_requests_never_answer_a_server_error(api):
         if not op.path.startswith("/v1/alerts"):
             continue
 
-        @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         @given(case=op.as_strategy())
         def check(case):
             if "alert_id" in (case.path_parameters or {}):

@@ -283,7 +283,7 @@ def test_fuzzed_dashboard_and_widget_requests_never_answer_a_server_error(api):
             continue
         seen.add((op.method.upper(), op.path))
 
-        @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=8, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         @given(case=op.as_strategy())
         def check(case):
             for key in ("dashboard_id", "widget_id"):

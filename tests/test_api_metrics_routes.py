@@ -427,7 +427,7 @@ def test_random_parameters_never_fail_the_server(mapi):
         ["x", "2026-02-30"]
     )
 
-    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(
         route=st.sampled_from(["trends", "compare", "aggregate"]),
         measure=st.sampled_from([*names, "nope", "venue_analytics.day"]),

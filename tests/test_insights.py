@@ -235,3 +235,14 @@ def test_segment_shift_found_and_drift_not():
     )
     assert events.segment_findings(drift, AS_OF) == []
     assert events.segment_findings(drift.filter(pl.col("as_of") == AS_OF), AS_OF) == []  # no history
+
+
+def test_no_anomalies_read_from_postgres_types_hour_null():
+    """A PostgreSQL read of an empty anomaly table types its columns Null: no finding, no error (it failed
+    insights_job on the PostgreSQL warehouse)."""
+    from analytics_pipelines.insights.events import anomaly_findings
+
+    empty = pl.DataFrame(
+        schema={"tenant_id": pl.Null, "venue_id": pl.Null, "hour": pl.Null, "severity": pl.Null}
+    )
+    assert anomaly_findings(empty, "kpi_anomaly", date(2026, 10, 31)) == []

@@ -391,7 +391,7 @@ def test_random_well_formed_requests_never_fail_the_server(qapi):
 
     statuses = []
 
-    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(body=requests())
     def check(body):
         r = post(qapi, body, t, venues[0])

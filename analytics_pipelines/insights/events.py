@@ -149,6 +149,8 @@ def event_findings(event_daily: pl.DataFrame, events: pl.DataFrame, as_of: date)
 def anomaly_findings(anomalies: pl.DataFrame, kind: str, as_of: date) -> list[dict]:
     """kpi_anomaly / velocity_anomaly: rows (tenant_id, venue_id, metric, hour, value, baseline, score,
     severity, direction) of the 7 days up to as_of with severity medium or worse."""
+    if anomalies.is_empty() or anomalies.schema.get("hour") == pl.Null:
+        return []  # none (a PostgreSQL read of no rows types the timestamps Null)
     lo = datetime(as_of.year, as_of.month, as_of.day) - timedelta(days=RECENT - 1)
     hi = datetime(as_of.year, as_of.month, as_of.day) + timedelta(days=1)
     rows = anomalies.filter(
