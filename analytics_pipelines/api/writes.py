@@ -6,7 +6,7 @@ optimistic concurrency on writes (ETag / If-Match -> 412), the audit row of ever
 - ETag: every single-object response carries `ETag`, a hash of the object as shown. A write (PUT, DELETE,
   POST on an object) honours `If-Match`: when it does not name the current ETag the write is refused with 412
   and nothing changes. Without If-Match the write proceeds (clients that do not do concurrency control keep
-  working; the two-operator case is covered by clients that send it, as the UI and the CLI do).
+  working; two operators are kept from overwriting each other whenever their clients send it).
 - Ownership: another tenant's object does not exist for the token (404: its id must not leak); another
   venue's object of the same tenant is 403 (the caller knows the venue exists; the message says why)."""
 
