@@ -15,22 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import polars as pl
 
-#: kpi_snapshots metrics (docs/marts.md); a rule on anything else is refused at creation
-KPI_METRICS = (
-    "venues_total",
-    "venues_active",
-    "events_published",
-    "events_on_sale",
-    "tickets_sold_24h",
-    "gross_revenue_24h_cents",
-    "refunds_24h_cents",
-    "refund_rate_24h_pct",
-    "resale_volume_24h_cents",
-    "hourly_revenue_cents",
-    "hourly_revenue_change_pct",
-    "hourly_orders",
-    "hourly_refunds",
-)
+#: kpi_snapshots metrics (docs/marts.md), declared once with the mart's cube; a rule on anything else is
+#: refused at creation
+from analytics_pipelines.registry.cubes import KPI_METRICS
+
 #: monitoring signals (issue 17) that alert rules may watch besides the KPIs: analytics_pipelines.monitoring
 #: .alerts builds them in the same long format (snapshot_hour, tenant_id, venue_id, metric, value)
 SIGNAL_METRICS = (

@@ -30,21 +30,7 @@ OPERATORS = (
     "beforeDate",
     "afterDate",
 )
-Operator = Literal[
-    "equals",
-    "notEquals",
-    "contains",
-    "startsWith",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "set",
-    "notSet",
-    "inDateRange",
-    "beforeDate",
-    "afterDate",
-]
+Operator = Literal.__getitem__(OPERATORS)  # type: ignore[valid-type]
 
 
 class TimeDimension(BaseModel):
