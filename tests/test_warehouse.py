@@ -212,3 +212,40 @@ def test_dagster_definitions_and_the_warehouse_do_not_import_the_web_stack():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_a_reader_links_a_file_a_writer_keeps_replacing(tmp_path):
+    """link(2) refuses with ENOENT a name renamed over between its lookup and the link (about one in six
+    here under a tight rename loop), which once cost a reader a whole partition; link_current retries while
+    the name exists, and says False only for a file that is really gone."""
+    import threading
+
+    from analytics_pipelines.warehouse.files import link_current
+
+    target = tmp_path / "data.parquet"
+    target.write_bytes(b"0")
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            tmp = tmp_path / f".t{i}"
+            tmp.write_bytes(str(i).encode())
+            os.replace(tmp, target)
+            i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 1.0
+        links = 0
+        while time.monotonic() < deadline:
+            link = tmp_path / "link"
+            assert link_current(target, link)
+            link.unlink()
+            links += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert links > 1000
+    assert not link_current(tmp_path / "gone.parquet", tmp_path / "never")

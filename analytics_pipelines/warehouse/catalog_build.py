@@ -19,7 +19,7 @@ import polars as pl
 
 from analytics_pipelines.warehouse import catalog, months
 from analytics_pipelines.warehouse.base import Warehouse, check_identifier
-from analytics_pipelines.warehouse.files import DATA_FILE, FILE_COLUMN, sql_list, sql_strings
+from analytics_pipelines.warehouse.files import DATA_FILE, FILE_COLUMN, link_current, sql_list, sql_strings
 
 _catalog_lock = threading.Lock()
 
@@ -95,9 +95,7 @@ def _load_months(wh: Warehouse, conn, base: Path, state: months.Months, links: P
     (links / table).mkdir(parents=True, exist_ok=True)
     for month in sorted(state.months):
         link = links / table / f"{month}.parquet"
-        try:
-            os.link(months.month_file(base, month), link)
-        except FileNotFoundError:
+        if not link_current(months.month_file(base, month), link):
             return None
         got[month] = str(link)
     rows = conn.execute(f"SELECT sum(num_rows) FROM parquet_file_metadata({sql_list(got.values())})")

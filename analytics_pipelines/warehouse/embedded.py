@@ -17,7 +17,7 @@ import polars as pl
 
 from analytics_pipelines.warehouse import catalog, catalog_build, months
 from analytics_pipelines.warehouse.base import PartitionKey, Warehouse, check_identifier
-from analytics_pipelines.warehouse.files import DATA_FILE, FILE_COLUMN, VERSION_FILE
+from analytics_pipelines.warehouse.files import DATA_FILE, FILE_COLUMN, VERSION_FILE, link_current
 
 #: zstd level 1: files ~4 % larger than the default level, written ~1.5x faster (measured on fct_orders)
 ZSTD_LEVEL = 1
@@ -258,11 +258,8 @@ class EmbeddedWarehouse(Warehouse):
                 link = snap / f"{prefix}{t}.{i:06d}.parquet"
                 if i == 0:
                     snap.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(f, link)
-                except FileNotFoundError:  # dropped by retention (or compaction) between listing and linking
-                    continue
-                links.append(str(link))
+                if link_current(f, link):  # False: dropped by retention (or compaction) since the listing
+                    links.append(str(link))
             if links:
                 out[t] = links
         return out, covered

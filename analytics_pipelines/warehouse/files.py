@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 DATA_FILE = "data.parquet"
 #: replaced (new inode) after every write of a table, once its files are in place: a reader polling for
 #: changes stats this one file instead of every partition file (warehouse/reader_snapshot.py)
@@ -18,3 +20,24 @@ def sql_strings(values) -> str:
 def sql_list(values) -> str:
     """A SQL list of string literals."""
     return f"[{sql_strings(values)}]"
+
+
+#: how often link_current retries a name that a writer keeps replacing
+LINK_ATTEMPTS = 50
+
+
+def link_current(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
+    """Hard-link the file `src` names now to `dst`: False when `src` is gone (retention, compaction).
+
+    link(2) resolves the name, then refuses with ENOENT an inode whose last name went meanwhile: a writer that
+    renames a new version over `src` between the two makes a bare os.link fail although the name exists
+    (a reader then silently lost that partition: CI, test_concurrent_writers_and_a_reader_never_fail). The
+    name is looked up again until it links or is really gone."""
+    for _ in range(LINK_ATTEMPTS):
+        try:
+            os.link(src, dst)
+            return True
+        except FileNotFoundError:
+            if not os.path.lexists(src):
+                return False
+    raise OSError(f"{src} was replaced {LINK_ATTEMPTS} times while a reader linked it")
