@@ -440,10 +440,24 @@ def test_results_are_cached_until_the_warehouse_changes(api):
         ["day"],
         [("2026-10-31",)],
     )
+    warmed = reader.cache_warmed
     assert reader.refresh()
+    # refresh-ahead: the result was used lately, so the refresh recomputed it (no request waits for it)
+    assert reader.cache_warmed == warmed + 1
     after = api.get(url, t, v).json()["data"]
-    assert reader.cache_misses == misses + 1
+    assert reader.cache_misses == misses
     assert [r["tickets_sold"] for r in after] == [r["tickets_sold"] + 1000 for r in first]
+
+    # a result nobody used within the warm window (or past the warm budget) is dropped, not recomputed
+    for window, budget in ((0.0, 10.0), (900.0, 0.0)):
+        reader.warm_window, reader.warm_budget = window, budget
+        wh.write_partitions("venue_analytics", day, ["day"], [("2026-10-31",)])
+        assert reader.refresh()
+        assert reader.cache_warmed == warmed + 1
+        again = api.get(url, t, v).json()["data"]
+        misses += 1
+        assert reader.cache_misses == misses
+        assert [r["tickets_sold"] for r in again] == [r["tickets_sold"] for r in first]
 
 
 def test_a_write_forgets_only_the_results_that_read_the_written_mart(api):
@@ -458,11 +472,12 @@ def test_a_write_forgets_only_the_results_that_read_the_written_mart(api):
 
     wh = open_warehouse(api.warehouse_url)
     wh.replace_table("kpi_snapshots", wh.read_table("kpi_snapshots").with_columns(value=pl.col("value") + 1))
+    warmed = reader.cache_warmed
     assert reader.refresh()
+    assert reader.cache_warmed == warmed + 1  # the KPI result was recomputed, the daily one left alone
     api.get(daily, t, v)
-    assert reader.cache_misses == misses  # venue_analytics did not change: still cached
     after = api.get(kpis, t, v).json()["data"]
-    assert reader.cache_misses == misses + 1  # kpi_snapshots did
+    assert reader.cache_misses == misses  # both answered from the cache
     assert [r["value"] for r in after] == [r["value"] + 1 for r in first_kpis]
 
 

@@ -247,10 +247,11 @@ def test_cache_hit_on_repeat_and_miss_after_a_write_to_a_mart_read(fresh):
     va = wh.read_table("venue_analytics").filter(pl.col("day") == date(2026, 10, 31))
     va = va.with_columns(pl.col("gross_revenue_cents") + 1_000)
     wh.write_partitions("venue_analytics", va, ["day"], [("2026-10-31",)])
+    warmed = reader.cache_warmed
     reader.refresh()
-    misses = reader.cache_misses
+    # the answer was used lately: the refresh recomputed it before any request asked (refresh-ahead)
+    assert reader.cache_warmed >= warmed + 1
     again = post(api, body, t, **ADMIN).json()["data"]
-    assert reader.cache_misses >= misses + 1
     added = 1_000 * len(api.marts.tenants[t])
     assert again[0]["venue_analytics.gross_revenue"] == first[0]["venue_analytics.gross_revenue"] + added
 
@@ -404,4 +405,6 @@ def test_random_well_formed_requests_never_fail_the_server(qapi):
                         assert v in (venues[0], None), (body, row)
 
     check()
-    assert statuses.count(200) >= 30, statuses.count(200)
+    # most bodies are valid (about 55% answer 200; a third is far enough below that a random draw of 60
+    # does not fail the check, CI once drew 28; a generator gone wrong -- everything 422 -- still does)
+    assert statuses.count(200) >= len(statuses) // 3, statuses.count(200)

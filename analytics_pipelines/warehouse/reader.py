@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -63,6 +64,15 @@ class Result:
     rows: list[tuple]
 
 
+class _Entry:
+    """A cached result, the marts its query read, its statement timeout and when a request last used it."""
+
+    __slots__ = ("result", "reads", "timeout", "used")
+
+    def __init__(self, result: Result, reads: frozenset[str], timeout: float | None, used: float):
+        self.result, self.reads, self.timeout, self.used = result, reads, timeout, used
+
+
 class Reader(ABC):
     """What the API needs from a warehouse: tenant-scoped queries, the catalog, health.
 
@@ -70,9 +80,21 @@ class Reader(ABC):
     subclass calls `_changed(tables)` when it sees tables change (the embedded copy on refresh, PostgreSQL
     when the warehouse's write counters move), which forgets the results that read one of them. A result
     computed while one of its tables changed is not cached, so the cache never outlives the data it was
-    read from by more than one refresh."""
+    read from by more than one refresh.
+
+    Refresh-ahead: when marts change, the results requests used in the last `warm_window` seconds are
+    recomputed against the new data by the thread that noticed the change (most recently used first, at
+    most `warm_budget` seconds of work), each replacing its stale entry once computed; the others are
+    dropped at once. A refresh therefore does not send every dashboard's next request to the database at
+    the same moment (100 venues' first requests after a change queued behind each other: p99 160-660 ms
+    at 200 req/s on medium). Until its turn a hot entry still answers with the previous data, so a result
+    may be as old as one refresh plus the warm budget; `refresh()` returns after the warming."""
 
     kind: str
+    #: results used within this many seconds before a change are recomputed instead of dropped
+    warm_window: float = 900.0
+    #: seconds of recomputation per change at most (the rest is dropped, recomputed on demand)
+    warm_budget: float = 10.0
 
     def __init__(self, cache_size: int = 4096, cache_rows: int = 2_000_000, workers: int = 2):
         #: where the API's event loop sends cache misses: a few threads, not one per request -- 32
@@ -82,7 +104,7 @@ class Reader(ABC):
         self._generation = 0
         #: key -> (result, the marts its query reads): a change of one mart forgets only the results
         #: that read it (hourly KPI snapshots landing do not empty the venue dashboards' answers)
-        self._cache: OrderedDict[tuple, tuple[Result, frozenset[str]]] = OrderedDict()
+        self._cache: OrderedDict[tuple, _Entry] = OrderedDict()
         self._table_generation: dict[str, int] = {}
         self._cache_lock = threading.Lock()
         self._cache_size = cache_size
@@ -90,6 +112,8 @@ class Reader(ABC):
         self._cached_rows = 0
         self.cache_hits = 0
         self.cache_misses = 0
+        self.cache_warmed = 0
+        self._warming = threading.Lock()  # one warm at a time (a change noticed while warming drops)
         #: called with the changed marts (None: any may have) after the cache forgot them (api/realtime.py)
         self._listeners: list = []
 
@@ -125,7 +149,8 @@ class Reader(ABC):
         hit = self._cache.get(key) if self._caching() else None
         if hit is not None:
             self.cache_hits += 1
-            return hit[0]
+            hit.used = time.monotonic()
+            return hit.result
         self.cache_misses += 1
         reads = self.reads(sql, tables)
         generations = self._generations(reads)
@@ -136,11 +161,19 @@ class Reader(ABC):
         if self._caching() and len(res.rows) <= self._cache_rows // 8:
             with self._cache_lock:
                 if generations == self._generations(reads):  # none of its marts changed meanwhile
-                    self._cache[key] = (res, reads)
-                    self._cached_rows += len(res.rows)
-                    while len(self._cache) > self._cache_size or self._cached_rows > self._cache_rows:
-                        self._cached_rows -= len(self._cache.popitem(last=False)[1][0].rows)
+                    self._store(key, _Entry(res, reads, timeout, time.monotonic()))
         return res
+
+    def _store(self, key: tuple, entry: _Entry) -> None:
+        """Put `entry` under `key` (replacing any), evicting the least recently stored beyond the bounds;
+        the caller holds the cache lock."""
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._cached_rows -= len(old.result.rows)
+        self._cache[key] = entry
+        self._cached_rows += len(entry.result.rows)
+        while len(self._cache) > self._cache_size or self._cached_rows > self._cache_rows:
+            self._cached_rows -= len(self._cache.popitem(last=False)[1].result.rows)
 
     def cached(
         self, tenant_id: str, sql: str, params: Sequence = (), tables: Sequence[str] = ()
@@ -153,7 +186,8 @@ class Reader(ABC):
         if hit is None:
             return None
         self.cache_hits += 1
-        return hit[0]
+        hit.used = time.monotonic()
+        return hit.result
 
     def _changed(self, tables: Sequence[str] | None = None) -> None:
         """These marts changed (None: any may have): forget every cached result that read one of them,
@@ -166,17 +200,62 @@ class Reader(ABC):
                 log.exception("reader change listener failed")
 
     def _forget(self, tables: Sequence[str] | None) -> None:
+        """Forget the results that read `tables` (None: every result); those used lately are recomputed
+        first (refresh-ahead, see the class)."""
+        now = time.monotonic()
         with self._cache_lock:
             if tables is None:
                 self._generation += 1
-                self._cache.clear()
-                self._cached_rows = 0
-                return
-            changed = set(tables)
-            for t in changed:
-                self._table_generation[t] = self._table_generation.get(t, 0) + 1
-            for key in [k for k, (_, reads) in self._cache.items() if reads & changed]:
-                self._cached_rows -= len(self._cache.pop(key)[0].rows)
+                affected = list(self._cache.items())
+            else:
+                changed = set(tables)
+                for t in changed:
+                    self._table_generation[t] = self._table_generation.get(t, 0) + 1
+                affected = [(k, e) for k, e in self._cache.items() if e.reads & changed]
+            hot = sorted(
+                ((k, e) for k, e in affected if now - e.used <= self.warm_window), key=lambda ke: -ke[1].used
+            )
+            warm = self._warming.acquire(blocking=False)  # a change noticed while warming: drop it all
+            keep = {k for k, _ in hot} if warm else set()
+            for k, e in affected:
+                if k not in keep:
+                    self._drop(k, e)
+        if warm:
+            try:
+                self._recompute(hot)
+            finally:
+                self._warming.release()
+
+    def _drop(self, key: tuple, entry: _Entry) -> None:
+        """Remove `key` if it still holds `entry`; the caller holds the cache lock."""
+        if self._cache.get(key) is entry:
+            del self._cache[key]
+            self._cached_rows -= len(entry.result.rows)
+
+    def _recompute(self, hot: list[tuple[tuple, _Entry]]) -> None:
+        """Recompute `hot` (stale entries still cached) against the current data, each swapped in when
+        done; what the budget does not reach, or what fails, is dropped."""
+        deadline = time.monotonic() + self.warm_budget
+        for key, entry in hot:
+            res = None
+            generations = self._generations(entry.reads)
+            if time.monotonic() < deadline:
+                tenant_id, sql, params = key
+                tables = tuple(sorted(entry.reads))
+                try:
+                    if entry.timeout is None:
+                        res = self._execute(tenant_id, sql, params, tables)
+                    else:
+                        res = self._execute(tenant_id, sql, params, tables, timeout=entry.timeout)
+                except Exception:  # noqa: BLE001 - dropped: the next request computes it (and reports)
+                    res = None
+            with self._cache_lock:
+                fresh = res is not None and generations == self._generations(entry.reads)
+                if fresh and self._cache.get(key) is entry and len(res.rows) <= self._cache_rows // 8:
+                    self._store(key, _Entry(res, entry.reads, entry.timeout, entry.used))
+                    self.cache_warmed += 1
+                else:
+                    self._drop(key, entry)
 
     def _caching(self) -> bool:
         return self._cache_size > 0
@@ -187,6 +266,7 @@ class Reader(ABC):
             "rows": self._cached_rows,
             "hits": self.cache_hits,
             "misses": self.cache_misses,
+            "warmed": self.cache_warmed,
             "generation": self._generation + sum(self._table_generation.values()),
         }
 
