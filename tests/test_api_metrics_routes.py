@@ -453,3 +453,40 @@ def test_random_parameters_never_fail_the_server(mapi):
             assert r.status_code in (403, 422)
 
     check()
+
+
+def test_series_bodies_are_memoized_until_a_mart_they_read_changes(warehouse_url, tmp_path):
+    """A repeated trend is answered from the response memo (no query, no series arithmetic); another scope
+    (an admin: its body carries the SQL) has its own entry; a write to the mart it reads, once the reader
+    has seen it, gives the new values; a write to a mart it does not read keeps the entry."""
+    api, reader = make_api(warehouse_url, tmp_path)
+    try:
+        t, venues, _, _ = _ids(api)
+        memo = api.client.app.state.memo
+        url = f"/v1/metrics/trends?measure=venue_analytics.tickets_sold&start_date={R[0]}&end_date={R[1]}"
+        first = _get(api, url, t, venues[0])
+        misses, queries = memo.misses, reader.cache_hits + reader.cache_misses
+        assert _get(api, url, t, venues[0]) == first
+        assert memo.misses == misses and memo.hits >= 1
+        assert reader.cache_hits + reader.cache_misses == queries  # not even a reader cache lookup
+        admin = _get(api, url, t, **ADMIN)
+        assert memo.misses == misses + 1 and "sql" in admin and "sql" not in first
+
+        wh = open_warehouse(warehouse_url)
+        kpis = wh.read_table("kpi_snapshots")
+        wh.replace_table("kpi_snapshots", kpis)
+        reader.refresh()
+        assert _get(api, url, t, venues[0]) == first and memo.misses == misses + 1
+
+        last = date.fromisoformat(R[1])
+        day = wh.read_table("venue_analytics", "day = %s", (last,))
+        wh.write_partitions(
+            "venue_analytics", day.with_columns(pl.col("tickets_sold") + 7), ["day"], [(R[1],)]
+        )
+        reader.refresh()
+        after = _get(api, url, t, venues[0])
+        assert memo.misses == misses + 2
+        assert after["data"][-1]["value"] == first["data"][-1]["value"] + 7
+        assert after["data"][:-1] == first["data"][:-1]
+    finally:
+        reader.close()

@@ -39,6 +39,7 @@ from analytics_pipelines.api import (
 )
 from analytics_pipelines.api.common import jsonable
 from analytics_pipelines.api.health import router as health_router
+from analytics_pipelines.api.memo import ResponseMemo
 from analytics_pipelines.api.noshow import router as no_show_router
 from analytics_pipelines.api.settings import Settings
 from analytics_pipelines.privacy import landing_key
@@ -121,6 +122,7 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry
     app.state.reader = reader
+    app.state.memo = ResponseMemo()
     app.state.owns_reader = reader is None
     app.state.ops = None
     #: the landing pseudonym key, read when an e-mail is searched (privacy.landing_key; tests replace it)

@@ -138,7 +138,15 @@ def rows_json(result: Result) -> list[dict]:
 def json_response(request: Request, payload: dict, cache: bool = True, status: int = 200) -> Response:
     """JSON body; mart reads get an ETag (hash of the body) and Cache-Control, and 304 when the client's
     If-None-Match already names this body."""
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return body_response(request, dumps(payload), cache, status)
+
+
+def dumps(payload: dict) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def body_response(request: Request, body: bytes, cache: bool = True, status: int = 200) -> Response:
+    """`json_response` of an already encoded body (api/memo.py keeps bodies)."""
     if not cache:
         return Response(body, status_code=status, media_type="application/json")
     etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request, Response
 from analytics_pipelines.api import query as layer
 from analytics_pipelines.api.auth import Principal, venue_scope
 from analytics_pipelines.api.common import Reading, VenueQ, json_response
+from analytics_pipelines.api.memo import memoized
 from analytics_pipelines.api.problems import ProblemError, problem_responses
 from analytics_pipelines.query import series
 from analytics_pipelines.query.model import QueryRequest
@@ -134,6 +135,7 @@ async def catalogue(
 
 
 @router.get("/trends", summary="A measure's series with a moving average", responses=ERRORS)
+@memoized
 async def trends(
     request: Request,
     p: Reading,
@@ -158,13 +160,15 @@ async def trends(
         "time_dimension": {"dimension": td, "granularity": granularity, "date_range": [first, last]},
         "filters": venue_filter(p, venue_id, name),
     }
-    layer.compile_for(request, p, QueryRequest.model_validate(body), renamer(SERIES_FIELDS))  # 422s first
-    periods = series.periods(first, last, granularity)
+    # compiled once, 422s first; at most one row per period comes back, so the bound is the limit
     cap = request.app.state.settings.query_max_rows
+    q = layer.compile_for(
+        request, p, QueryRequest.model_validate(body | {"limit": cap}), renamer(SERIES_FIELDS)
+    )
+    periods = series.periods(first, last, granularity)
     if len(periods) > cap:
         raise invalid("granularity", f"{len(periods)} periods of a {granularity}: at most {cap}")
-    body["limit"] = len(periods)
-    out = await ask(request, p, body, SERIES_FIELDS)
+    out = await layer.answer_compiled(request, p, q)
     key = f"{td}.{granularity}"
     got = {series.parse_time(r[key]): r for r in out["data"]}
     gap = series.gap_value(m)
@@ -211,6 +215,7 @@ async def trends(
 
 
 @router.get("/compare", summary="A period against the previous one or a year before", responses=ERRORS)
+@memoized
 async def compare(
     request: Request,
     p: Reading,
@@ -289,6 +294,7 @@ def _split(values: list[str]) -> list[str]:
 
 
 @router.get("/aggregate", summary="The query layer as a GET: measures by dimensions", responses=ERRORS)
+@memoized
 async def aggregate(
     request: Request,
     p: Reading,

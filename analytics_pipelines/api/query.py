@@ -14,6 +14,7 @@ from functools import partial
 
 from fastapi import APIRouter, Request, Response
 
+from analytics_pipelines.api import memo
 from analytics_pipelines.api.auth import Principal, venue_scope
 from analytics_pipelines.api.common import Reading, json_response, jsonable, reader_of, rows_json
 from analytics_pipelines.api.problems import ProblemError, problem_responses
@@ -106,6 +107,7 @@ async def answer(
 
 async def answer_compiled(request: Request, p: Principal, q: Compiled) -> dict:
     """The answer of an already compiled query: rows (cache first), as-of times, meta, admin's SQL."""
+    memo.pin(request, q.tables)
     res = await execute(request, p, q.sql, q.params, q.tables)
     as_of: dict = dict.fromkeys(q.tables)  # None: the mart has no as-of column
     for mart, sql, params in q.as_of:

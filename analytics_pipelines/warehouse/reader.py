@@ -175,6 +175,13 @@ class Reader(ABC):
         while len(self._cache) > self._cache_size or self._cached_rows > self._cache_rows:
             self._cached_rows -= len(self._cache.popitem(last=False)[1].result.rows)
 
+    def versions(self, tables: Sequence[str]) -> dict[str, tuple[int, int]] | None:
+        """Each mart's data version as the cache knows it (it moves when the reader sees the mart change);
+        None when nothing is cached (nothing would tell a cache built on these that the data moved)."""
+        if not self._caching():
+            return None
+        return {t: (self._generation, self._table_generation.get(t, 0)) for t in tables}
+
     def cached(
         self, tenant_id: str, sql: str, params: Sequence = (), tables: Sequence[str] = ()
     ) -> Result | None:
