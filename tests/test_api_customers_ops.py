@@ -136,8 +136,13 @@ def test_journey_equals_the_facts_and_the_rfm_history(env):
     # pages of 3 put together are the whole timeline, in the same order; desc is its reverse in time
     pages = []
     for off in range(0, len(rows), 3):
-        pages += _data(api.get(f"/v1/customers/{uid}/journey?limit=3&offset={off}", t, v))["data"]
+        got = _data(api.get(f"/v1/customers/{uid}/journey?limit=3&offset={off}", t, v))
+        assert got["meta"]["total"] == len(expected)
+        pages += got["data"]
     assert pages == rows
+    past = _data(api.get(f"/v1/customers/{uid}/journey?limit=3&offset={len(rows) + 5}", t, v))
+    assert past["data"] == [] and past["meta"]["total"] == len(expected)  # the length, from the count
+    assert "__total" not in rows[0]
     desc = _data(api.get(f"/v1/customers/{uid}/journey?limit=1000&order=desc", t, v))["data"]
     assert [e["occurred_at"] for e in desc] == sorted(times, reverse=True)
     # order amounts to the cent

@@ -31,6 +31,7 @@ from analytics_pipelines.api.problems import problem_responses
 from analytics_pipelines.customers import lookup as L
 from analytics_pipelines.customers.rfm import SEGMENTS
 from analytics_pipelines.privacy import PseudonymKeyError
+from analytics_pipelines.warehouse.reader import Result
 
 router = APIRouter(prefix="/v1")
 R404 = {**R, **problem_responses(404)}
@@ -298,10 +299,16 @@ async def customer_journey(
     the customer has no event in scope (another tenant's customer included)."""
     scope = _scope(p, venue_id)
     sql, params, count_sql, count_params = L.journey_sql(scope, str(user_id), order == "desc", limit, offset)
-    total = int((await run(request, p, count_sql, count_params, L.JOURNEY_TABLES)).rows[0][0])
+    got = await run(request, p, sql, params, L.JOURNEY_TABLES)
+    if got.rows:
+        total = int(got.rows[0][-1])
+    elif offset:  # a page past the end: the length from the count
+        total = int((await run(request, p, count_sql, count_params, L.JOURNEY_TABLES)).rows[0][0])
+    else:
+        total = 0
     if total == 0:
         raise HTTPException(404, f"customer {user_id} has no activity in your scope")
-    res = await run(request, p, sql, params, L.JOURNEY_TABLES)
+    res = Result(got.columns[:-1], [r[:-1] for r in got.rows])
     return page(request, res, limit, offset, total=total, order=order, **_meta(scope))
 
 

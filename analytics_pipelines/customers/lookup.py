@@ -161,14 +161,22 @@ def journey_union(scope: CustomerScope, user_id: str) -> tuple[str, list]:
 JOURNEY_TABLES = ("fct_orders", "customer_ticket_events", "fct_refunds", "fct_resales", "customer_rfm_scores")
 
 
+#: the page query's extra column: the timeline's length (a window count over the whole union)
+TOTAL_COLUMN = "__total"
+
+
 def journey_sql(scope: CustomerScope, user_id: str, descending: bool, limit: int, offset: int):
     """(page SQL, its params, count SQL, its params): the timeline ordered by time (then type and id: a
-    stable order across pages), newest first when `descending`."""
+    stable order across pages), newest first when `descending`. The page carries the timeline's length in
+    TOTAL_COLUMN (one pass over the facts instead of two); the count query is for a page past the end."""
     union, params = journey_union(scope, user_id)
     direction = "DESC" if descending else "ASC"
     rank = " ".join(f"WHEN '{t}' THEN {i}" for i, t in enumerate(EVENT_TYPES))
     order = f"occurred_at {direction}, CASE event_type {rank} END, ref_id"
-    page = f"SELECT {', '.join(JOURNEY_COLUMNS)} FROM ({union}) j ORDER BY {order} LIMIT %s OFFSET %s"
+    page = (
+        f"SELECT {', '.join(JOURNEY_COLUMNS)}, count(*) OVER () AS {TOTAL_COLUMN} FROM ({union}) j "
+        f"ORDER BY {order} LIMIT %s OFFSET %s"
+    )
     count = f"SELECT count(*) AS n FROM ({union}) j"
     return page, [*params, limit, offset], count, params
 
