@@ -632,3 +632,49 @@ def test_snapshot_poll_lists_a_table_again_only_after_a_write(tmp_path, monkeypa
         assert set(listed) & present == {"venue_analytics"}
     finally:
         reader.close()
+
+
+def _customers_frame(day: str, users: list[str]) -> pl.DataFrame:
+    return pl.DataFrame({"day": [day] * len(users), "tenant_id": ["t"] * len(users), "user_id": users})
+
+
+def test_the_embedded_copy_keeps_customer_marts_ordered_by_customer(tmp_path):
+    """The API's copy orders a mart with a customer column by it (a lookup reads one row group), on the
+    first load and for the rows of a partition that changes later; other marts keep their order."""
+    from analytics_pipelines.warehouse.reader_snapshot import SnapshotReader
+
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'wh'}")
+    users = [str(uuid.UUID(int=(i * 7919) % 1000)) for i in range(1000)]
+    wh.write_partitions(
+        "c",
+        pl.concat([_customers_frame("2026-01-01", users[:500]), _customers_frame("2026-01-02", users[500:])]),
+        ["day"],
+        [("2026-01-01",), ("2026-01-02",)],
+    )
+    wh.replace_table("n", pl.DataFrame({"tenant_id": ["t"] * 3, "x": [3, 1, 2]}))
+    reader = SnapshotReader(tmp_path / "wh", tables=["c", "n"], background=False)
+    try:
+
+        def stored(table: str, col: str) -> list:
+            return [r[0] for r in reader.db.execute(f"SELECT {col} FROM {table} ORDER BY rowid").fetchall()]
+
+        assert stored("c", "user_id") == sorted(users)
+        assert stored("n", "x") == [3, 1, 2]
+        later = [str(uuid.UUID(int=2000 + (i * 13) % 50)) for i in range(50)]
+        wh.write_partitions("c", _customers_frame("2026-01-03", later), ["day"], [("2026-01-03",)])
+        assert reader.refresh() == ["c"]
+        assert stored("c", "user_id") == sorted(users) + sorted(later)
+    finally:
+        reader.close()
+
+
+@pytest.mark.postgres
+def test_postgres_marts_get_an_index_per_customer_column(pg_database):
+    wh = open_warehouse(pg_database)
+    wh.replace_table(
+        "fct_x", pl.DataFrame({"tenant_id": ["t"], "venue_id": ["v"], "buyer_id": ["b"], "seller_id": ["s"]})
+    )
+    enable_tenant_rls(pg_database, tables=["fct_x"])
+    with psycopg.connect(pg_database) as conn:
+        got = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'fct_x'")}
+    assert {"fct_x_tenant_venue_idx", "fct_x_buyer_id_idx", "fct_x_seller_id_idx"} <= got

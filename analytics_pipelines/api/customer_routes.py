@@ -328,9 +328,9 @@ async def customer_rfm_history(
     res = await run(
         request,
         p,
-        f"SELECT {RFM_COLS} FROM customer_rfm_scores WHERE {cond} AND user_id = %s "
+        f"SELECT {RFM_COLS} FROM customer_rfm_scores WHERE user_id = %s AND {cond} "
         "ORDER BY as_of DESC LIMIT %s OFFSET %s",
-        [*params, str(user_id), limit, offset],
+        [str(user_id), *params, limit, offset],
         ["customer_rfm_scores"],
     )
     if not res.rows and offset == 0:
@@ -348,8 +348,8 @@ async def customer_clv(request: Request, p: Reading, user_id: UserP, venue_id: V
     res = await run(
         request,
         p,
-        f"SELECT {CLV_COLS}, fit_id FROM customer_lifetime_value WHERE {f} AND user_id = %s ORDER BY venue_id",
-        [*fp, str(user_id)],
+        f"SELECT {CLV_COLS}, fit_id FROM customer_lifetime_value WHERE user_id = %s AND {f} ORDER BY venue_id",
+        [str(user_id), *fp],
         ["customer_lifetime_value"],
     )
     if not res.rows:

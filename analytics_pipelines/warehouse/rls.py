@@ -8,7 +8,8 @@ forgets its tenant filter still sees only that tenant's rows, and one without th
 
 The writer (the Dagster run, the tables' owner) is unaffected: the policy applies to `tt_api_reader` only
 and RLS is not FORCEd. Idempotent; run at API start and whenever a new mart appears. Also adds a
-(tenant_id, venue_id) index where both columns exist, since every API query filters on them."""
+(tenant_id, venue_id) index where both columns exist, since every API query filters on them, and an index
+on each customer column (user_id, buyer_id, seller_id): the customer routes look one customer up."""
 
 from __future__ import annotations
 
@@ -80,6 +81,13 @@ def enable_tenant_rls(
                         ident(f"{t}_tenant_venue_idx"), qt
                     )
                 )
+            for c in ("user_id", "buyer_id", "seller_id"):  # the customer routes look one customer up
+                if c in cols[t]:
+                    conn.execute(
+                        psql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                            ident(f"{t}_{c}_idx"), qt, ident(c)
+                        )
+                    )
         granted = [t for t in shared if t in cols and "tenant_id" not in cols[t]]
         for t in granted:
             conn.execute(
