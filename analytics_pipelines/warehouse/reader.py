@@ -65,12 +65,21 @@ class Result:
 
 
 class _Entry:
-    """A cached result, the marts its query read, its statement timeout and when a request last used it."""
+    """A cached result, the marts its query read, its statement timeout, when a request last used it and
+    when it was computed (by that request, or by a refresh)."""
 
-    __slots__ = ("result", "reads", "timeout", "used")
+    __slots__ = ("result", "reads", "timeout", "used", "computed")
 
-    def __init__(self, result: Result, reads: frozenset[str], timeout: float | None, used: float):
-        self.result, self.reads, self.timeout, self.used = result, reads, timeout, used
+    def __init__(
+        self, result: Result, reads: frozenset[str], timeout: float | None, used: float, computed: float
+    ):
+        self.result, self.reads, self.timeout, self.used, self.computed = (
+            result,
+            reads,
+            timeout,
+            used,
+            computed,
+        )
 
 
 class Reader(ABC):
@@ -82,8 +91,8 @@ class Reader(ABC):
     computed while one of its tables changed is not cached, so the cache never outlives the data it was
     read from by more than one refresh.
 
-    Refresh-ahead: when marts change, the results requests used in the last `warm_window` seconds are
-    recomputed against the new data by the thread that noticed the change (most recently used first, at
+    Refresh-ahead: when marts change, the results requests used in the last `warm_window` seconds (and since
+    they were last computed) are recomputed against the new data by the thread that noticed the change (most recently used first, at
     most `warm_budget` seconds of work), each replacing its stale entry once computed; the others are
     dropped at once. A refresh therefore does not send every dashboard's next request to the database at
     the same moment (100 venues' first requests after a change queued behind each other: p99 160-660 ms
@@ -161,7 +170,8 @@ class Reader(ABC):
         if self._caching() and len(res.rows) <= self._cache_rows // 8:
             with self._cache_lock:
                 if generations == self._generations(reads):  # none of its marts changed meanwhile
-                    self._store(key, _Entry(res, reads, timeout, time.monotonic()))
+                    now = time.monotonic()
+                    self._store(key, _Entry(res, reads, timeout, now, now))
         return res
 
     def _store(self, key: tuple, entry: _Entry) -> None:
@@ -219,8 +229,11 @@ class Reader(ABC):
                 for t in changed:
                     self._table_generation[t] = self._table_generation.get(t, 0) + 1
                 affected = [(k, e) for k, e in self._cache.items() if e.reads & changed]
+            # used lately, and since it was last computed: a result the refresh recomputed and nobody asked
+            # for again is not recomputed on every later change (a long run changes marts every few seconds)
             hot = sorted(
-                ((k, e) for k, e in affected if now - e.used <= self.warm_window), key=lambda ke: -ke[1].used
+                ((k, e) for k, e in affected if now - e.used <= self.warm_window and e.used >= e.computed),
+                key=lambda ke: -ke[1].used,
             )
             warm = self._warming.acquire(blocking=False)  # a change noticed while warming: drop it all
             keep = {k for k, _ in hot} if warm else set()
@@ -259,7 +272,7 @@ class Reader(ABC):
             with self._cache_lock:
                 fresh = res is not None and generations == self._generations(entry.reads)
                 if fresh and self._cache.get(key) is entry and len(res.rows) <= self._cache_rows // 8:
-                    self._store(key, _Entry(res, entry.reads, entry.timeout, entry.used))
+                    self._store(key, _Entry(res, entry.reads, entry.timeout, entry.used, time.monotonic()))
                     self.cache_warmed += 1
                 else:
                     self._drop(key, entry)
