@@ -246,25 +246,87 @@ def test_names_are_unique_per_tenant(api):
     assert "high_refund_rate" in seed_default_rules(ops_engine(api.settings.ops_url), enabled=())
 
 
-def test_an_old_database_with_global_names_answers_a_neutral_409(tmp_path):
-    """Databases created before per-tenant names keep UNIQUE(name) (create_all adds no index to an existing
-    table): another tenant's name is refused without saying whose it is."""
-    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+def _old_store(url: str) -> tuple[int, int]:
+    """An ops store as the version before per-tenant names created it (UNIQUE(name) on the column, without
+    the per-tenant indexes), holding one tenant's rule and an instance of it: (rule id, instance id)."""
+    from datetime import UTC, datetime
+
+    from analytics_pipelines.ops.alerts import alert_instances
+
+    md = sa.MetaData()
+    rules = sa.Table(
+        "alert_rules", md, *[c._copy() for c in alert_rules.columns], sa.UniqueConstraint("name")
+    )
+    instances = alert_instances.to_metadata(md)
+    kw = {} if url.startswith("sqlite") else {"connect_args": {"options": "-c search_path=ops,public"}}
+    engine = sa.create_engine(url, **kw)
+    with engine.begin() as conn:
+        if not url.startswith("sqlite"):
+            conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
+        md.create_all(conn)
+        rule = conn.execute(
+            rules.insert()
+            .values(
+                tenant_id="00000000-0000-4000-8000-000000000001",
+                name="Refunds",
+                metric="refund_rate_24h_pct",
+                operator="gt",
+                threshold=5,
+                schedule={},
+                actions=[],
+            )
+            .returning(rules.c.id)
+        ).scalar_one()
+        inst = conn.execute(
+            instances.insert()
+            .values(
+                rule_id=rule,
+                scope_key="tenant:x",
+                status="active",
+                severity="warning",
+                triggered_at=datetime.now(UTC),
+            )
+            .returning(instances.c.id)
+        ).scalar_one()
+    engine.dispose()
+    return rule, inst
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_an_old_store_with_global_names_is_migrated_to_names_per_tenant(tmp_path, store, request):
+    """A store made when names were unique platform-wide is migrated when opened: the global constraint
+    goes (PostgreSQL: dropped; SQLite: the table rebuilt), the per-tenant indexes come, the rule, its id and
+    its instance stay; then another tenant may use the name and the same tenant still may not."""
+    from analytics_pipelines.ops.alerts import alert_instances, relax_rule_names
+
+    url = (
+        f"sqlite:///{tmp_path / 'old.sqlite'}"
+        if store == "sqlite"
+        else request.getfixturevalue("pg_database")
+    )
+    url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    rule, inst = _old_store(url)
     ops_engine.cache_clear()
-    with ops_engine(url).begin() as conn:
-        conn.execute(sa.text("CREATE UNIQUE INDEX legacy_global_name ON alert_rules (name)"))
+    engine = ops_engine(url)  # opening the store migrates it
+    assert not relax_rule_names(engine)  # idempotent: nothing left to do
+    with engine.connect() as conn:
+        uniques = sa.inspect(conn).get_unique_constraints("alert_rules")
+        assert not [u for u in uniques if u["column_names"] == ["name"]]
+        assert (
+            conn.execute(sa.select(alert_rules.c.name).where(alert_rules.c.id == rule)).scalar() == "Refunds"
+        )
+        got = conn.execute(sa.select(alert_instances.c.rule_id).where(alert_instances.c.id == inst)).scalar()
+        assert got == rule
     api, reader = make(tmp_path, url)
     try:
         t, other_t = api.marts.tenant_ids()
-        first = api.client.post("/v1/alerts", json=rule_body(name="Refunds"), headers=api.headers(t, **ADMIN))
-        r = api.client.post(
-            "/v1/alerts", json=rule_body(name="Refunds"), headers=api.headers(other_t, **ADMIN)
-        )
+        body = rule_body(name="Refunds")
         assert (
-            r.status_code == 409
-            and r.json()["detail"] == "name: 'Refunds' cannot be used; choose another name"
+            api.client.post("/v1/alerts", json=body, headers=api.headers(other_t, **ADMIN)).status_code == 201
         )
-        assert first.status_code == 201 and t not in r.text
+        assert api.client.post("/v1/alerts", json=body, headers=api.headers(t, **ADMIN)).status_code == 201
+        again = api.client.post("/v1/alerts", json=body, headers=api.headers(t, **ADMIN))
+        assert again.status_code == 409
     finally:
         reader.close()
 
@@ -390,3 +452,27 @@ def test_fuzzed_alert_requests_never_answer_a_server_error(api):
 
         check()
     assert not failures, failures[:5]
+
+
+def test_two_processes_opening_an_old_sqlite_store_migrate_it_once(tmp_path):
+    """The second opener finds the constraint gone under its write lock and leaves the table alone."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    rule, _ = _old_store(url)
+    code = (
+        "import sys; from analytics_pipelines.ops.db import ops_engine; ops_engine(sys.argv[1]); print('ok')"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and out.strip() == "ok", err
+    ops_engine.cache_clear()
+    with ops_engine(url).connect() as conn:
+        assert conn.execute(sa.select(alert_rules.c.id)).scalars().all() == [rule]

@@ -92,6 +92,9 @@ def _create_all(engine: sa.Engine) -> None:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('tt_ops_ddl'))"))
         metadata.create_all(conn, checkfirst=True)
         add_missing_columns(conn)
+    from analytics_pipelines.ops.alerts import relax_rule_names
+
+    relax_rule_names(engine)
 
 
 def add_missing_columns(conn: sa.Connection) -> list[str]:
