@@ -87,11 +87,19 @@ def _create_all(engine: sa.Engine) -> None:
     for mod in pkgutil.iter_modules(pkg.__path__):
         if mod.name != "db":
             importlib.import_module(f"analytics_pipelines.ops.{mod.name}")
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('tt_ops_ddl'))"))
-        metadata.create_all(conn, checkfirst=True)
-        add_missing_columns(conn)
+    for attempt in range(5):
+        try:
+            with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('tt_ops_ddl'))"))
+                metadata.create_all(conn, checkfirst=True)
+                add_missing_columns(conn)
+            break
+        except sa.exc.OperationalError as exc:
+            # SQLite has no DDL lock here (pysqlite runs DDL outside a transaction): two processes opening a
+            # new store both see a table missing and the slower one's CREATE fails; look again
+            if not any(m in str(exc) for m in ("already exists", "duplicate column")) or attempt == 4:
+                raise
     from analytics_pipelines.ops.alerts import relax_rule_names
 
     relax_rule_names(engine)
