@@ -687,3 +687,37 @@ def test_postgres_marts_get_an_index_per_customer_column(pg_database):
     with psycopg.connect(pg_database) as conn:
         got = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'fct_x'")}
     assert {"fct_x_tenant_venue_idx", "fct_x_buyer_id_idx", "fct_x_seller_id_idx"} <= got
+
+
+def test_while_a_refresh_recomputes_a_result_a_fresh_query_never_gets_the_previous_data(api):
+    """Between a change and its recomputation a hot result still answers with the previous data (no
+    request burst), except to `fresh` queries -- what the realtime hub asks when told of the change."""
+    t, v, _, _ = _tv(api)
+    reader = api.client.app.state.reader
+    sql = "SELECT sum(tickets_sold) AS n FROM venue_analytics WHERE tenant_id = %s AND day = %s"
+    args = (t, sql, [t, date(2026, 10, 31)], ["venue_analytics"])
+    before = reader.query(*args).rows
+    wh = open_warehouse(api.warehouse_url)
+    day = wh.read_table("venue_analytics", "day = %s", (date(2026, 10, 31),))
+    wh.write_partitions(
+        "venue_analytics",
+        day.with_columns(tickets_sold=pl.col("tickets_sold") + 1),
+        ["day"],
+        [("2026-10-31",)],
+    )
+    real = reader._recompute
+    seen = {}
+
+    def recompute(hot):  # what requests see while the refresh recomputes
+        seen["stale"] = reader.query(*args).rows
+        seen["fresh"] = reader.query(*args, fresh=True).rows
+        real(hot)
+
+    reader._recompute = recompute
+    try:
+        assert reader.refresh()
+    finally:
+        reader._recompute = real
+    assert seen["stale"] == before
+    assert seen["fresh"][0][0] == before[0][0] + day.filter(pl.col("tenant_id").cast(pl.String) == t).height
+    assert reader.query(*args).rows == seen["fresh"]

@@ -53,6 +53,7 @@ def _kpis(reader: Reader, tenant: str, venue: str | None) -> tuple[dict | None, 
         AND snapshot_hour = (SELECT max(snapshot_hour) FROM kpi_snapshots WHERE {cond}) ORDER BY metric""",
         [*params, *params],
         ["kpi_snapshots"],
+        fresh=True,  # notified of a change: never the previous snapshot
     )
     if not res.rows:
         return None, None
@@ -74,6 +75,7 @@ def _velocity(reader: Reader, tenant: str, venue: str | None) -> tuple[dict | No
         GROUP BY bucket_start""",
         [*params, *params],
         ["sales_velocity"],
+        fresh=True,  # notified of a change: never the previous snapshot
     )
     if not res.rows:
         return None, None
@@ -91,6 +93,7 @@ def _sessions(reader: Reader, tenant: str, venue: str | None) -> tuple[dict | No
         WHERE {cond} AND day = (SELECT max(day) FROM conversion_funnel WHERE {cond}) GROUP BY day""",
         [*params, *params],
         ["conversion_funnel"],
+        fresh=True,  # notified of a change: never the previous snapshot
     )
     if not res.rows:
         return None, None

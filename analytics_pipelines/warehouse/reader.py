@@ -68,18 +68,15 @@ class _Entry:
     """A cached result, the marts its query read, its statement timeout, when a request last used it and
     when it was computed (by that request, or by a refresh)."""
 
-    __slots__ = ("result", "reads", "timeout", "used", "computed")
+    __slots__ = ("result", "reads", "timeout", "used", "computed", "stale")
 
     def __init__(
         self, result: Result, reads: frozenset[str], timeout: float | None, used: float, computed: float
     ):
-        self.result, self.reads, self.timeout, self.used, self.computed = (
-            result,
-            reads,
-            timeout,
-            used,
-            computed,
-        )
+        self.result, self.reads, self.timeout = result, reads, timeout
+        self.used, self.computed = used, computed
+        #: its marts changed and a refresh is recomputing it: still served, except to `fresh` queries
+        self.stale = False
 
 
 class Reader(ABC):
@@ -149,14 +146,16 @@ class Reader(ABC):
         params: Sequence = (),
         tables: Sequence[str] = (),
         timeout: float | None = None,
+        fresh: bool = False,
     ) -> Result:
         """Run `sql` for `tenant_id` (RLS on PostgreSQL); `tables` are the marts it reads (a missing one
         raises TableMissing instead of a database error). `timeout` (seconds): cancel the statement after
-        it and raise QueryTimeout (a cache hit is not timed)."""
+        it and raise QueryTimeout (a cache hit is not timed). `fresh`: never the previous data of a result
+        a refresh is still recomputing (what a change listener asks right after the change)."""
         self._require(tables)
         key = (tenant_id, sql, tuple(params))
         hit = self._cache.get(key) if self._caching() else None
-        if hit is not None:
+        if hit is not None and not (fresh and hit.stale):
             self.cache_hits += 1
             hit.used = time.monotonic()
             return hit.result
@@ -207,18 +206,24 @@ class Reader(ABC):
         return hit.result
 
     def _changed(self, tables: Sequence[str] | None = None) -> None:
-        """These marts changed (None: any may have): forget every cached result that read one of them,
-        then tell the listeners."""
-        self._forget(tables)
+        """These marts changed (None: any may have): forget every cached result that read one of them, tell
+        the listeners (who ask with `fresh`), then recompute the results used lately (refresh-ahead)."""
+        hot = self._forget(tables)
         for fn in list(self._listeners):
             try:
                 fn(None if tables is None else list(tables))
             except Exception:  # noqa: BLE001 - a listener never breaks the refresh
                 log.exception("reader change listener failed")
+        if hot is not None:
+            try:
+                self._recompute(hot)
+            finally:
+                self._warming.release()
 
-    def _forget(self, tables: Sequence[str] | None) -> None:
-        """Forget the results that read `tables` (None: every result); those used lately are recomputed
-        first (refresh-ahead, see the class)."""
+    def _forget(self, tables: Sequence[str] | None) -> list[tuple[tuple, _Entry]] | None:
+        """Forget the results that read `tables` (None: every result), except those used lately, which
+        are marked stale and returned for recomputing, with the warming lock held (None: another change is
+        being warmed; then everything affected is dropped)."""
         now = time.monotonic()
         with self._cache_lock:
             if tables is None:
@@ -238,13 +243,11 @@ class Reader(ABC):
             warm = self._warming.acquire(blocking=False)  # a change noticed while warming: drop it all
             keep = {k for k, _ in hot} if warm else set()
             for k, e in affected:
-                if k not in keep:
+                if k in keep:
+                    e.stale = True
+                else:
                     self._drop(k, e)
-        if warm:
-            try:
-                self._recompute(hot)
-            finally:
-                self._warming.release()
+        return hot if warm else None
 
     def _drop(self, key: tuple, entry: _Entry) -> None:
         """Remove `key` if it still holds `entry`; the caller holds the cache lock."""
