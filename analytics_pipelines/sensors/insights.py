@@ -112,9 +112,12 @@ def make_insights_refresh_sensor(daily_partitions: dg.PartitionsDefinition) -> d
             mark_handled(engine, ids, run_id)
             context.log.info(f"insight refresh requests {ids} handled by run {run_id}")
         if not p.requests:
-            return dg.SkipReason(
-                f"insight refresh runs in flight for {p.waiting}" if p.waiting else "requests handled"
-            )
+            if p.waiting:
+                return dg.SkipReason(f"insight refresh runs in flight for {p.waiting}")
+            left = len(pending) - sum(len(ids) for ids in p.handled.values())
+            if left == 0:
+                return dg.SkipReason(f"insight refresh requests handled by runs {sorted(p.handled)}")
+            return dg.SkipReason(f"{left} insight refresh requests pending for days outside the partitions")
         return [
             dg.RunRequest(
                 run_key=key, partition_key=d, tags={DAY_TAG: d, REQUESTS_TAG: ",".join(map(str, ids))}
