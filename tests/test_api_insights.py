@@ -308,3 +308,39 @@ def test_refresh_request_stays_pending_until_a_run_succeeds(env):
         r = a.client.post("/v1/insights/refresh", json={"as_of": day}, headers=h)
         [later] = tick().run_requests
         assert later.tags[REQUESTS_TAG] == str(r.json()["data"]["id"])
+
+
+def test_existing_refresh_requests_get_the_new_columns(ops_url):
+    """An ops store made before requests stayed pending until handled (no handled_at / handled_run_id) is
+    migrated by ops_engine(); its requests the old sensor already marked (run_requested_at) count as handled,
+    its unmarked ones stay pending and can be handled."""
+    from analytics_pipelines.ops.insights import mark_handled, pending_refreshes
+
+    new = {"handled_at", "handled_run_id"}
+    old = sa.MetaData()
+    t = insight_refresh_requests
+    sa.Table(t.name, old, *[c._copy() for c in t.columns if c.name not in new])
+    kw = {"connect_args": {"options": "-c search_path=ops,public"}} if ops_url.startswith("postgres") else {}
+    raw = sa.create_engine(ops_url.replace("postgresql://", "postgresql+psycopg://"), **kw)
+    now = datetime.now(UTC)
+    with raw.begin() as conn:
+        if raw.dialect.name == "postgresql":
+            conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
+        old.create_all(conn)
+        for marked in (now, None):
+            conn.execute(
+                old.tables[t.name]
+                .insert()
+                .values(
+                    tenant_id="t1", as_of=DAY1, requested_by="u", requested_at=now, run_requested_at=marked
+                )
+            )
+    raw.dispose()
+    ops_engine.cache_clear()
+    engine = ops_engine(ops_url)
+    assert new <= {c["name"] for c in sa.inspect(engine).get_columns(t.name)}
+    [open_] = pending_refreshes(engine)
+    assert open_["run_requested_at"] is None and open_["handled_at"] is None
+    assert mark_handled(engine, [open_["id"]], "run-1") == 1
+    assert mark_handled(engine, [open_["id"]], "run-2") == 0  # handled once, by the first run
+    assert pending_refreshes(engine) == []
