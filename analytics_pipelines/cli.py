@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument(
         "--plant-insights",
         action="store_true",
-        help="also plant venue-insight truth (a venue's sales jump, an event's stall; recorded in the truth "
+        help="also plant venue-insight truth (a venue's sales jump, an event's stall, a venue's recent orders "
+        "bought by its lapsed customers (a segment shift); recorded in the truth "
         "under 'insights'; off by default, docs/insights.md)",
     )
     g.add_argument(

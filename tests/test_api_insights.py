@@ -216,9 +216,26 @@ def test_customer_insights(env):
     assert a.get("/v1/customers/nope/insights", s["t1"], s["v1"]).status_code == 422
 
 
-def test_refresh_request_becomes_a_sensor_run(env, monkeypatch):
+def _run_status(instance: dg.DagsterInstance, run_id: str, status: str) -> None:
+    """Move a run to SUCCESS / FAILURE through the instance's run storage (what the executor records)."""
+    from dagster._core.events import DagsterEvent, DagsterEventType
+
+    run = instance.get_run_by_id(run_id)
+    kind = DagsterEventType[f"RUN_{status}"].value
+    event = DagsterEvent(event_type_value=kind, job_name=run.job_name)
+    instance.run_storage.handle_run_event(run_id, event)
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus(status)
+
+
+def test_refresh_request_stays_pending_until_a_run_succeeds(env):
+    """POST /v1/insights/refresh -> insights_refresh_sensor: the requests stay pending through a tick whose
+    run was never launched (the next tick asks again, same run key), while the run is in flight (no second
+    run asked for), and after it failed (asked again under a new run key); the tick after the tagged run
+    succeeded marks them handled by that run, and nothing more is asked for."""
     from analytics_pipelines.definitions import defs
+    from analytics_pipelines.ops.insights import pending_refreshes
     from analytics_pipelines.resources import OpsResource
+    from analytics_pipelines.sensors.insights import DAY_TAG, REQUESTS_TAG
 
     a, s = env
     h = a.headers(s["t1"], s["v1"], **WRITE)
@@ -230,20 +247,100 @@ def test_refresh_request_becomes_a_sensor_run(env, monkeypatch):
     r = a.client.post("/v1/insights/refresh", json={"as_of": day}, headers=h)
     assert r.status_code == 202, r.text
     assert r.json()["data"]["as_of"] == day and r.json()["data"]["venue_id"] == s["v1"]
-    a.client.post("/v1/insights/refresh", json={"as_of": day}, headers=h)  # a second request: one run
+    ids = [r.json()["data"]["id"]]
+    r = a.client.post("/v1/insights/refresh", json={"as_of": day}, headers=h)  # a second request: one run
+    ids.append(r.json()["data"]["id"])
     url = a.settings.ops_url
-    with ops_engine(url).connect() as conn:
+    engine = ops_engine(url)
+    with engine.connect() as conn:
         assert (
             conn.execute(sa.select(sa.func.count()).select_from(insight_refresh_requests)).scalar_one() == 2
         )
+
+    def pending() -> list[int]:
+        return [p["id"] for p in pending_refreshes(engine)]
+
     sensor = defs.resolve_sensor_def("insights_refresh_sensor")
+    job = defs.resolve_job_def("insights_job")
     with dg.DagsterInstance.ephemeral() as instance:
-        for expect in ([day], []):
+
+        def tick():
             with dg.build_sensor_context(
                 instance=instance,
                 repository_def=defs.get_repository_def(),
                 resources={"ops": OpsResource(url=url)},
             ) as ctx:
-                result = sensor.evaluate_tick(ctx)
-            assert [rr.partition_key for rr in result.run_requests] == expect
-            assert all(rr.job_name in (None, "insights_job") for rr in result.run_requests)
+                return sensor.evaluate_tick(ctx)
+
+        def launch(rr) -> str:  # what the daemon does with a run request: a run with its tags and run key
+            tags = {**rr.tags, "dagster/run_key": rr.run_key, "dagster/partition": rr.partition_key}
+            return instance.create_run_for_job(job, tags=tags, status=dg.DagsterRunStatus.STARTED).run_id
+
+        [first] = tick().run_requests
+        assert first.partition_key == day and first.job_name in (None, "insights_job")
+        assert first.tags[REQUESTS_TAG] == ",".join(map(str, ids)) and first.tags[DAY_TAG] == day
+        assert pending() == ids
+        # the launch did not happen (no run): the next tick asks again, under the same run key (Dagster
+        # launches a run key once, so two ticks that both reach the daemon still make one run)
+        [again] = tick().run_requests
+        assert (again.run_key, again.tags) == (first.run_key, first.tags) and pending() == ids
+        # launched and running: no second run for the same requests; still pending
+        run1 = launch(again)
+        res = tick()
+        assert not res.run_requests and "in flight" in res.skip_message and pending() == ids
+        # the run failed: the requests are still pending and asked for again under a new run key
+        _run_status(instance, run1, "FAILURE")
+        [retry] = tick().run_requests
+        assert retry.tags[REQUESTS_TAG] == first.tags[REQUESTS_TAG] and retry.run_key != first.run_key
+        assert pending() == ids
+        run2 = launch(retry)
+        assert not tick().run_requests and pending() == ids
+        # the run succeeded: the next tick marks the requests handled by it, and asks for nothing
+        _run_status(instance, run2, "SUCCESS")
+        res = tick()
+        assert not res.run_requests and run2 in res.skip_message and pending() == []
+        with engine.connect() as conn:
+            t = insight_refresh_requests
+            rows = conn.execute(sa.select(t.c.handled_run_id, t.c.handled_at).where(t.c.id.in_(ids))).all()
+        assert [r.handled_run_id for r in rows] == [run2, run2] and all(r.handled_at for r in rows)
+        assert "no insight refresh requests" in tick().skip_message
+        # a request made after a run: its own run (the handled ones are not in it)
+        r = a.client.post("/v1/insights/refresh", json={"as_of": day}, headers=h)
+        [later] = tick().run_requests
+        assert later.tags[REQUESTS_TAG] == str(r.json()["data"]["id"])
+
+
+def test_existing_refresh_requests_get_the_new_columns(ops_url):
+    """An ops store made before requests stayed pending until handled (no handled_at / handled_run_id) is
+    migrated by ops_engine(); its requests the old sensor already marked (run_requested_at) count as handled,
+    its unmarked ones stay pending and can be handled."""
+    from analytics_pipelines.ops.insights import mark_handled, pending_refreshes
+
+    new = {"handled_at", "handled_run_id"}
+    old = sa.MetaData()
+    t = insight_refresh_requests
+    sa.Table(t.name, old, *[c._copy() for c in t.columns if c.name not in new])
+    kw = {"connect_args": {"options": "-c search_path=ops,public"}} if ops_url.startswith("postgres") else {}
+    raw = sa.create_engine(ops_url.replace("postgresql://", "postgresql+psycopg://"), **kw)
+    now = datetime.now(UTC)
+    with raw.begin() as conn:
+        if raw.dialect.name == "postgresql":
+            conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
+        old.create_all(conn)
+        for marked in (now, None):
+            conn.execute(
+                old.tables[t.name]
+                .insert()
+                .values(
+                    tenant_id="t1", as_of=DAY1, requested_by="u", requested_at=now, run_requested_at=marked
+                )
+            )
+    raw.dispose()
+    ops_engine.cache_clear()
+    engine = ops_engine(ops_url)
+    assert new <= {c["name"] for c in sa.inspect(engine).get_columns(t.name)}
+    [open_] = pending_refreshes(engine)
+    assert open_["run_requested_at"] is None and open_["handled_at"] is None
+    assert mark_handled(engine, [open_["id"]], "run-1") == 1
+    assert mark_handled(engine, [open_["id"]], "run-2") == 0  # handled once, by the first run
+    assert pending_refreshes(engine) == []

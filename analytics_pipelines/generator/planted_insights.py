@@ -1,17 +1,32 @@
 """Planted venue insights (issue 21), OPT-IN (`generate(..., plant_insights=True)`, CLI `--plant-insights`):
 the truth the `venue_insights` asset must find. Off by default, so no existing dataset changes.
 
-One hook in synth._build, after the other sales plants (baskets = type, quantity, time, class):
+Two hooks in synth._build. `plant`, after the other sales plants (baskets = type, quantity, time, class):
 - `event_stall`: the upcoming event with the most orders in days -28..-7 (at least 21) loses every sold
   basket of the last 7 days (its sales stop);
 - `venue_jump`: the venue with the most sold tickets in the 8 weeks before gets its sold baskets of the last
   complete ISO week before `now` copied FACTOR - 1 times (a few minutes later, within the types' sale
   windows and capacity; copies that do not fit are dropped; no copy of the stalled event's inside its stall):
   its tickets of that week x about FACTOR.
+`plant_customers`, after the users are made (orders carry their buyers):
+- `customer_wave` (a segment shift): the sold orders of the last WAVE_DAYS days at the venue with the most of
+  them (at least WAVE_MIN_ORDERS) are bought by the venue's lapsed one-time customers instead (one order
+  there, before the window, still active), one order each, the most recent orders to the longest gone,
+  while there are such customers; older orders keep their buyers. The venue's regulars stayed away and its
+  one-time customers came back: sales are unchanged (the same orders, other buyers), the regulars are no
+  longer recent, so Champions (recent and frequent) empties: a move far beyond 28 days' drift (at tiny,
+  seed 7: 34 of 301 -> 2 of 307, z = -5.6; other venues' largest moves |z| <= 1.5).
+
+Not planted (docs/insights.md): year-over-year (tiny has 120 days of history, the rule needs 61 weeks) and
+churn_risk_rising (RFM scores are ranks within the venue and orders are never taken back, so in 7 days the
+at-risk share can rise only by others buying; a buying wave adds customers outside the at-risk segments and
+dilutes it: at tiny's 70-340 customers a venue would need +11 to +23 points in a week).
 
 Truth: world.truth["insights"] = {"venue_jump": {venue_id, week_start, week_end, factor, baskets_before,
 baskets_added, tickets_before, tickets_added}, "event_stall": {venue_id, event_id, base_orders,
-removed_orders} or None}. Deterministic (stream "planted_insights"). The asset never reads the truth.
+removed_orders} or None, "customer_wave": {venue_id, first_day, last_day, orders, buyers_displaced,
+lapsed_returned} or None}. Deterministic (stream "planted_insights"; the wave draws nothing). The asset never
+reads the truth.
 
 Why FACTOR = 6 and not +60 %: the generated venues' weekly sales swing by 35-100 % from week to week (1.4826 x
 the median absolute log change of their last 12 weeks is 0.2-1.0 at tiny and at 20 000 tickets), so a +60 %
@@ -26,11 +41,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from analytics_pipelines.generator.primitives import _Streams
-from analytics_pipelines.generator.reference import _SOLD, DAY, MINUTE
-from analytics_pipelines.generator.world import _Clock, _Events, _Types, _Venues
+from analytics_pipelines.generator.reference import _SOLD, _USR, DAY, MINUTE
+from analytics_pipelines.generator.world import _Clock, _Events, _Orders, _Types, _Users, _Venues
 
 FACTOR = 6
 STALL_MIN_BASE_ORDERS = 21
+#: the customer wave: the last 28 days' orders (segment_shift compares days 28 apart), when 60 or more
+WAVE_DAYS, WAVE_MIN_ORDERS = 28, 60
 
 
 def _iso_day(t: int) -> str:
@@ -116,11 +133,45 @@ def plant(
         "tickets_before": int(bqty[inside].sum()),
         "tickets_added": int(np.sum(add_qty)) if add_qty else 0,
     }
-    if not add_type:
-        return btype[keep], bqty[keep], bt[keep], bcls[keep]
     return (
         np.concatenate([btype[keep], np.array(add_type, btype.dtype)]),
         np.concatenate([bqty[keep], np.array(add_qty, bqty.dtype)]),
         np.concatenate([bt[keep], np.array(add_t, bt.dtype)]),
         np.concatenate([bcls[keep], np.full(len(add_type), _SOLD, bcls.dtype)]),
     )
+
+
+def plant_customers(
+    clock: _Clock, venues: _Venues, events: _Events, orders: _Orders, users: _Users, truth: dict
+) -> None:
+    """`customer_wave` (in place; see the module doc): the sold orders of the last WAVE_DAYS days at the venue
+    with the most of them go to its lapsed one-time customers."""
+    out = truth.setdefault("insights", {})  # plant() made it
+    out["customer_wave"] = None
+    lo = clock.now - WAVE_DAYS * DAY
+    venue = events.venue[orders.event]
+    recent = (orders.cls == _SOLD) & (orders.created >= lo) & (orders.created < clock.now)
+    per_venue = np.bincount(venue[recent], minlength=int(venue.max(initial=0)) + 1)
+    if per_venue.max(initial=0) < WAVE_MIN_ORDERS:
+        return
+    w = int(np.argmax(per_venue))
+    wave = np.flatnonzero(recent & (venue == w))
+    # the venue's lapsed one-time customers (one order there, before the window), the longest gone first
+    before_w = np.flatnonzero((venue == w) & (orders.cls == _SOLD) & (orders.created < lo))
+    n_at = np.bincount(orders.user[(venue == w) & ~recent], minlength=len(users.ids))
+    once = before_w[n_at[orders.user[before_w]] == 1]
+    active = (users.status[orders.user[once]] == _USR["ACTIVE"]) & (users.deleted[orders.user[once]] < 0)
+    once = once[active]
+    lapsed = orders.user[once[np.argsort(orders.created[once], kind="stable")]]
+    # one order each, the window's most recent orders to the longest lapsed; older orders keep their buyers
+    wave = wave[np.argsort(-orders.created[wave], kind="stable")][: lapsed.size]
+    before = np.unique(orders.user[wave])
+    orders.user[wave] = lapsed[: wave.size]
+    out["customer_wave"] = {
+        "venue_id": venues.ids.take(np.array([w]))[0],
+        "first_day": _iso_day(lo),
+        "last_day": _iso_day(clock.now - 1),
+        "orders": int(wave.size),
+        "buyers_displaced": int(before.size),
+        "lapsed_returned": int(wave.size),
+    }

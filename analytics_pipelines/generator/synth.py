@@ -152,6 +152,8 @@ def _build(
     refunds = _refund(rs, clock, events, orders)
     refunds = planted_anomalies.plant_refunds(rs, clock, venues, events, orders, refunds, truth)
     users = _make_users(rs, scale, clock, venues, orders)
+    if plant_insights:  # the customer wave: a venue's recent orders go to its lapsed one-time customers
+        planted_insights.plant_customers(clock, venues, events, orders, users, truth)
     fraud = plant_fraud(rs, clock, venues, events, types, orders, items, refunds, users)
     tickets = _make_tickets(rs, clock, events, types, orders, items)
     resale = _make_resale(rs, clock, venues, events, types, users, orders, tickets, tenant_fee)

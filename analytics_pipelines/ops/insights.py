@@ -33,7 +33,12 @@ insight_refresh_requests = sa.Table(
     sa.Column("as_of", sa.Date, nullable=False),
     sa.Column("requested_by", sa.String(100), nullable=False),
     sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    # set by the sensor before this version, when it asked for a run (a launch that failed lost the request);
+    # such rows count as handled. Not written any more.
     sa.Column("run_requested_at", sa.DateTime(timezone=True)),
+    # set by insights_refresh_sensor once an insights_job run tagged with this request succeeded
+    sa.Column("handled_at", sa.DateTime(timezone=True)),
+    sa.Column("handled_run_id", sa.String(64)),
 )
 
 
@@ -47,13 +52,23 @@ def states(conn: sa.Connection, tenant_id: str, ids: list[str] | None = None) ->
 
 
 def pending_refreshes(engine: sa.Engine) -> list[dict]:
+    """The requests no successful run has handled yet (oldest first); a request stays here until then."""
     t = insight_refresh_requests
+    q = sa.select(t).where(t.c.handled_at.is_(None), t.c.run_requested_at.is_(None)).order_by(t.c.id)
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(t).where(t.c.run_requested_at.is_(None)).order_by(t.c.id)).all()
+        rows = conn.execute(q).all()
     return [dict(r._mapping) for r in rows]
 
 
-def mark_requested(engine: sa.Engine, ids: list[int]) -> None:
+def mark_handled(engine: sa.Engine, ids: list[int], run_id: str) -> int:
+    """Mark the requests handled by the successful run `run_id` (only those still pending); the count."""
+    if not ids:
+        return 0
     t = insight_refresh_requests
     with engine.begin() as conn:
-        conn.execute(t.update().where(t.c.id.in_(ids)).values(run_requested_at=datetime.now(UTC)))
+        res = conn.execute(
+            t.update()
+            .where(t.c.id.in_(ids), t.c.handled_at.is_(None))
+            .values(handled_at=datetime.now(UTC), handled_run_id=run_id)
+        )
+    return res.rowcount
