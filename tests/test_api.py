@@ -648,8 +648,9 @@ def _customers_frame(day: str, users: list[str]) -> pl.DataFrame:
 
 
 def test_the_embedded_copy_keeps_customer_marts_ordered_by_customer(tmp_path):
-    """The API's copy orders a mart with a customer column by it (a lookup reads one row group), on the
-    first load and for the rows of a partition that changes later; other marts keep their order."""
+    """The API's copy orders a mart declared with a serve order by that column (a lookup reads one row
+    group), on the first load and for the rows of a partition that changes later; other marts keep the
+    order of their files (a mart read by date keeps each partition together)."""
     from analytics_pipelines.warehouse.reader_snapshot import SnapshotReader
 
     wh = open_warehouse(f"duckdb:///{tmp_path / 'wh'}")
@@ -660,8 +661,8 @@ def test_the_embedded_copy_keeps_customer_marts_ordered_by_customer(tmp_path):
         ["day"],
         [("2026-01-01",), ("2026-01-02",)],
     )
-    wh.replace_table("n", pl.DataFrame({"tenant_id": ["t"] * 3, "x": [3, 1, 2]}))
-    reader = SnapshotReader(tmp_path / "wh", tables=["c", "n"], background=False)
+    wh.replace_table("n", pl.DataFrame({"tenant_id": ["t"] * 3, "x": [3, 1, 2], "user_id": ["c", "a", "b"]}))
+    reader = SnapshotReader(tmp_path / "wh", tables=["c", "n"], background=False, orders={"c": "user_id"})
     try:
 
         def stored(table: str, col: str) -> list:
@@ -669,6 +670,9 @@ def test_the_embedded_copy_keeps_customer_marts_ordered_by_customer(tmp_path):
 
         assert stored("c", "user_id") == sorted(users)
         assert stored("n", "x") == [3, 1, 2]
+        from analytics_pipelines.warehouse.reader import api_orders
+
+        assert api_orders()["fct_orders"] == "user_id" and "customer_rfm_scores" not in api_orders()
         later = [str(uuid.UUID(int=2000 + (i * 13) % 50)) for i in range(50)]
         wh.write_partitions("c", _customers_frame("2026-01-03", later), ["day"], [("2026-01-03",)])
         assert reader.refresh() == ["c"]

@@ -304,6 +304,7 @@ TABLES: tuple[Table, ...] = (
         partitioning="daily",
         partition_column="day",
         serve=True,
+        serve_order="user_id",
         venue_column="venue_id",
     ),
     Table(

@@ -32,6 +32,7 @@ def _daily(
     venue: str | None = "venue_id",
     serve: bool = True,
     cube: Cube | None = None,
+    serve_order: str | None = None,
 ) -> Table:
     return Table(
         name=name,
@@ -48,6 +49,7 @@ def _daily(
         serve=serve,
         venue_column=venue,
         cube=cube,
+        serve_order=serve_order,
     )
 
 
@@ -94,6 +96,7 @@ TABLES: tuple[Table, ...] = (
         cube=cubes.FCT_ORDERS,
         group="facts",
         serve=True,  # the customer journey (api/customer_routes.py) reads them, venue- and tenant-scoped
+        serve_order="user_id",
     ),
     _daily(
         "fct_refunds",
@@ -104,6 +107,7 @@ TABLES: tuple[Table, ...] = (
         ("stg_order_refunds", "stg_orders", "stg_events"),
         group="facts",
         serve=True,  # the customer journey (api/customer_routes.py) reads them, venue- and tenant-scoped
+        serve_order="user_id",
     ),
     _daily(
         "fct_resales",
@@ -114,6 +118,7 @@ TABLES: tuple[Table, ...] = (
         ("stg_marketplace_transfers", "stg_marketplace_listings", "stg_platform_fees", "stg_events"),
         group="facts",
         serve=True,  # the customer journey (api/customer_routes.py) reads them, venue- and tenant-scoped
+        serve_order="buyer_id",
     ),
     _daily(
         "venue_analytics",

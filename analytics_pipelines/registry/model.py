@@ -75,6 +75,10 @@ class Table:
     kinds: tuple[str, ...] = ("duckdb",)
     #: the API serves it (tenant-scoped by `tenant_column`, venue-scoped by `venue_column`)
     serve: bool = False
+    #: the API's embedded copy keeps the rows in this column's order (the table is read one customer at a
+    #: time: DuckDB's per-row-group min/max then skips all but one group); None: the files' order, which
+    #: keeps each partition's rows together (what a table read by date wants)
+    serve_order: str | None = None
     #: served to analytics.admin tokens only (tables without a tenant column always are)
     admin_only: bool = False
     venue_column: str | None = None

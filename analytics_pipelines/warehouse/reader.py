@@ -41,6 +41,13 @@ def api_tables() -> tuple[str, ...]:
     return tuple(t.name for t in default_registry().servable())
 
 
+def api_orders() -> dict[str, str]:
+    """The served marts the embedded copy keeps in a column's order (the registry's `serve_order`)."""
+    from analytics_pipelines.registry import default_registry
+
+    return {t.name: t.serve_order for t in default_registry().servable() if t.serve_order}
+
+
 class TableMissing(LookupError):
     """A mart the request needs is not materialized (yet)."""
 
