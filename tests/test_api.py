@@ -725,3 +725,38 @@ def test_while_a_refresh_recomputes_a_result_a_fresh_query_never_gets_the_previo
     assert seen["stale"] == before
     assert seen["fresh"][0][0] == before[0][0] + day.filter(pl.col("tenant_id").cast(pl.String) == t).height
     assert reader.query(*args).rows == seen["fresh"]
+
+
+def test_a_restarted_api_answers_the_results_in_use_before_from_its_cache(warehouse_url, tmp_path):
+    """Shutdown keeps the keys of the results in use (mode 0600, no rows); the next process recomputes them
+    before serving, so its first requests are cache hits with the same answers (dates survive the file)."""
+    import dataclasses
+    import json
+    import stat
+
+    from fastapi.testclient import TestClient
+
+    from analytics_pipelines.api.app import create_app
+    from analytics_pipelines.warehouse.readers import open_reader
+
+    warm = tmp_path / "api" / "warm_keys.json"
+    api, reader = make_api(warehouse_url, tmp_path)
+    settings = dataclasses.replace(api.settings, warm_file=warm)
+    t, v, _, _ = _tv(api)
+    urls = ["/v1/venues/daily?" + RANGE, "/v1/kpis", "/v1/events/top"]
+    with TestClient(create_app(settings, reader=reader)) as client:  # lifespan: shutdown saves the keys
+        before = [client.get(u, headers=api.headers(t, v)).json()["data"] for u in urls]
+    reader.close()
+    assert stat.S_IMODE(warm.stat().st_mode) == 0o600
+    saved = json.loads(warm.read_text())["keys"]
+    assert len(saved) >= len(urls) and all("rows" not in k for k in saved)
+
+    second = open_reader(warehouse_url, refresh_seconds=3600)
+    try:
+        with TestClient(create_app(settings, reader=second)) as client:  # lifespan: start restores them
+            assert second.cache_misses == len(saved)  # recomputed before the first request
+            after = [client.get(u, headers=api.headers(t, v)).json()["data"] for u in urls]
+            assert second.cache_misses == len(saved) and second.cache_hits >= len(urls)
+        assert after == before
+    finally:
+        second.close()

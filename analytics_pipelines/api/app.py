@@ -35,6 +35,7 @@ from analytics_pipelines.api import (
     ratelimit,
     realtime,
     report_routes,
+    warm_start,
     widgets,
 )
 from analytics_pipelines.api.common import jsonable
@@ -106,6 +107,8 @@ def create_app(
             app.state.reader = open_reader(
                 settings.warehouse_url, refresh_seconds=settings.refresh_seconds, tables=served
             )
+        # the results in use before a restart, recomputed before the first request (api/warm_start.py)
+        warm_start.restore(app.state.reader, settings.warm_file)
         gc.collect()
         gc.freeze()  # the long-lived startup objects leave the collector's scans: fewer request-time pauses
         try:
@@ -113,6 +116,10 @@ def create_app(
         finally:
             if getattr(app.state, "realtime_hub", None) is not None:
                 app.state.realtime_hub.stop()
+            try:
+                warm_start.save(app.state.reader, settings.warm_file)
+            except OSError as exc:
+                log.warning("warm start keys not saved to %s: %s", settings.warm_file, exc)
             if app.state.owns_reader:
                 app.state.reader.close()
 

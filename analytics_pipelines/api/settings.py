@@ -26,6 +26,9 @@ class Settings:
     max_range_days: int = 366  # the seed's "date range at most one year"
     export_dir: Path | None = None  # downloads are served only from under this directory
     refresh_seconds: float = 2.0  # how often the reader looks for changed marts (cache, snapshot)
+    warm_file: Path | None = (
+        None  # the hot result keys kept across restarts (TT_API_WARM_FILE; api/warm_start.py)
+    )
     pricing_webhook_url: str | None = None  # where approved price changes are POSTed (TT_PRICING_WEBHOOK_URL)
     sse_max_clients: int = 200  # realtime subscribers per API process (TT_API_SSE_MAX_CLIENTS)
     sse_heartbeat_seconds: float = 15.0  # SSE heartbeat comment interval (TT_API_SSE_HEARTBEAT_SECONDS)
@@ -60,6 +63,9 @@ class Settings:
             cache_max_age=int(env.get("TT_API_CACHE_MAX_AGE", cls.cache_max_age)),
             export_dir=Path(env.get("TT_EXPORT_DIR", project.data_dir / "exports")).resolve(),
             refresh_seconds=float(env.get("TT_API_REFRESH_SECONDS", cls.refresh_seconds)),
+            warm_file=Path(
+                env.get("TT_API_WARM_FILE", project.data_dir / "api" / "warm_keys.json")
+            ).resolve(),
             pricing_webhook_url=project.pricing.webhook_url,
             sse_max_clients=int(env.get("TT_API_SSE_MAX_CLIENTS", cls.sse_max_clients)),
             sse_heartbeat_seconds=float(env.get("TT_API_SSE_HEARTBEAT_SECONDS", cls.sse_heartbeat_seconds)),

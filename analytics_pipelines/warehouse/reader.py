@@ -191,6 +191,13 @@ class Reader(ABC):
         while len(self._cache) > self._cache_size or self._cached_rows > self._cache_rows:
             self._cached_rows -= len(self._cache.popitem(last=False)[1].result.rows)
 
+    def hot_keys(self, limit: int) -> list[tuple[str, str, tuple, list[str], float | None]]:
+        """The `limit` most recently used cached queries: (tenant, sql, params, marts read, timeout), what
+        api/warm_start.py keeps across a restart."""
+        with self._cache_lock:
+            entries = sorted(self._cache.items(), key=lambda ke: -ke[1].used)[:limit]
+        return [(t, sql, params, sorted(e.reads), e.timeout) for (t, sql, params), e in entries]
+
     def versions(self, tables: Sequence[str]) -> dict[str, tuple[int, int]] | None:
         """Each mart's data version as the cache knows it (it moves when the reader sees the mart change);
         None when nothing is cached (nothing would tell a cache built on these that the data moved)."""
