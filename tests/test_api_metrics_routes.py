@@ -490,3 +490,36 @@ def test_series_bodies_are_memoized_until_a_mart_they_read_changes(warehouse_url
         assert after["data"][:-1] == first["data"][:-1]
     finally:
         reader.close()
+
+
+def test_a_body_built_while_a_refresh_recomputes_its_marts_is_not_memoized(warehouse_url, tmp_path):
+    """Mid-recomputation a reader hit may still be the previous data: the body is answered but not kept, so
+    the first request after the refresh sees the new values."""
+    api, reader = make_api(warehouse_url, tmp_path)
+    try:
+        t, venues, _, _ = _ids(api)
+        memo = api.client.app.state.memo
+        url = f"/v1/metrics/trends?measure=venue_analytics.tickets_sold&start_date={R[0]}&end_date={R[1]}"
+        first = _get(api, url, t, venues[0])
+        wh = open_warehouse(warehouse_url)
+        day = wh.read_table("venue_analytics", "day = %s", (date.fromisoformat(R[1]),))
+        wh.write_partitions(
+            "venue_analytics", day.with_columns(pl.col("tickets_sold") + 7), ["day"], [(R[1],)]
+        )
+        real, during = reader._recompute, {}
+
+        def recompute(hot):
+            during["body"] = _get(api, url, t, venues[0])  # its reader hit is the stale entry
+            real(hot)
+
+        reader._recompute = recompute
+        try:
+            reader.refresh()
+        finally:
+            reader._recompute = real
+        assert during["body"] == first  # the previous data, answered ...
+        after = _get(api, url, t, venues[0])  # ... and not kept
+        assert after["data"][-1]["value"] == first["data"][-1]["value"] + 7
+        assert _get(api, url, t, venues[0]) == after and memo.hits >= 1
+    finally:
+        reader.close()

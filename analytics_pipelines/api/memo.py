@@ -8,7 +8,8 @@ route's p50 was 180 ms under the benchmark's load. A memo entry is the encoded b
 principal scope (tenant, venue, role, admin) and its path and query string, with the data version of every
 mart its queries read taken *before* the first query ran; it answers only while every one of those versions
 is unchanged (warehouse/reader.py `versions`), so it can never outlive the results it was built from. Nothing
-is kept when the reader keeps no versions (a PostgreSQL warehouse without write counters)."""
+is kept when the reader keeps no versions (a PostgreSQL warehouse without write counters), nor while a
+refresh is recomputing results over one of its marts (a cache hit may then still be the previous data)."""
 
 from __future__ import annotations
 
@@ -53,13 +54,15 @@ class ResponseMemo:
 
         def pin(tables: Sequence[str]) -> None:
             now = reader.versions([t for t in tables if t not in pinned])
-            if now is None:
+            if now is None or reader.recomputing(tables):  # a hit may be the previous data: keep nothing
                 keep[0] = False
             else:
                 pinned.update(now)
 
         request.state.memo_pin = pin
         response = await build()
+        if reader.recomputing(list(pinned)):
+            keep[0] = False
         if keep[0] and pinned and response.status_code == 200 and self.size > 0:
             with self._lock:
                 self._entries[key] = (pinned, bytes(response.body))

@@ -127,6 +127,8 @@ class Reader(ABC):
         self.cache_misses = 0
         self.cache_warmed = 0
         self._warming = threading.Lock()  # one warm at a time (a change noticed while warming drops)
+        #: the marts whose stale results are being recomputed (None: every mart); see `recomputing`
+        self._recomputing: frozenset[str] | None = frozenset()
         #: called with the changed marts (None: any may have) after the cache forgot them (api/realtime.py)
         self._listeners: list = []
 
@@ -232,7 +234,14 @@ class Reader(ABC):
             try:
                 self._recompute(hot)
             finally:
+                self._recomputing = frozenset()
                 self._warming.release()
+
+    def recomputing(self, tables: Sequence[str]) -> bool:
+        """Whether a refresh is recomputing results over any of `tables`: until it is done a cache hit on
+        them may be the previous data, so nothing built from hits (api/memo.py) should be kept."""
+        busy = self._recomputing
+        return busy is None or bool(busy & set(tables))
 
     def _forget(self, tables: Sequence[str] | None) -> list[tuple[tuple, _Entry]] | None:
         """Forget the results that read `tables` (None: every result), except those used lately, which
@@ -261,6 +270,8 @@ class Reader(ABC):
                     e.stale = True
                 else:
                     self._drop(k, e)
+        if warm and hot:
+            self._recomputing = None if tables is None else frozenset(tables)
         return hot if warm else None
 
     def _drop(self, key: tuple, entry: _Entry) -> None:
