@@ -493,8 +493,9 @@ def test_series_bodies_are_memoized_until_a_mart_they_read_changes(warehouse_url
 
 
 def test_a_body_built_while_a_refresh_recomputes_its_marts_is_not_memoized(warehouse_url, tmp_path):
-    """Mid-recomputation a reader hit may still be the previous data: the body is answered but not kept, so
-    the first request after the refresh sees the new values."""
+    """Mid-recomputation the memo answers with the previous body (as the reader does with its results); a body
+    built then from the reader's stale hit is answered but not kept, so the first request after the refresh
+    sees the new values."""
     api, reader = make_api(warehouse_url, tmp_path)
     try:
         t, venues, _, _ = _ids(api)
@@ -509,7 +510,11 @@ def test_a_body_built_while_a_refresh_recomputes_its_marts_is_not_memoized(wareh
         real, during = reader._recompute, {}
 
         def recompute(hot):
-            during["body"] = _get(api, url, t, venues[0])  # its reader hit is the stale entry
+            misses = memo.misses
+            during["body"] = _get(api, url, t, venues[0])  # the previous body, like the reader's hits
+            during["rebuilt"] = memo.misses - misses
+            memo._entries.clear()  # a body built now (from the reader's stale hit) ...
+            during["built"] = _get(api, url, t, venues[0])
             real(hot)
 
         reader._recompute = recompute
@@ -517,7 +522,8 @@ def test_a_body_built_while_a_refresh_recomputes_its_marts_is_not_memoized(wareh
             reader.refresh()
         finally:
             reader._recompute = real
-        assert during["body"] == first  # the previous data, answered ...
+        assert during["body"] == first and during["rebuilt"] == 0  # no rebuild mid-refresh
+        assert during["built"] == first  # the previous data, answered ...
         after = _get(api, url, t, venues[0])  # ... and not kept
         assert after["data"][-1]["value"] == first["data"][-1]["value"] + 7
         assert _get(api, url, t, venues[0]) == after and memo.hits >= 1
