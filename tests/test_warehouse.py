@@ -249,3 +249,26 @@ def test_a_reader_links_a_file_a_writer_keeps_replacing(tmp_path):
         thread.join()
     assert links > 1000
     assert not link_current(tmp_path / "gone.parquet", tmp_path / "never")
+
+
+@pytest.mark.postgres
+def test_postgres_writes_refresh_planner_statistics_when_they_change_much_of_a_table(pg_database):
+    """A COPYed table gets statistics at once (not when autovacuum comes by: until then the planner took
+    thousands of rows for a few and the API's customer list ran for 50 s); a small write leaves them."""
+    import psycopg
+
+    wh = open_warehouse(pg_database)
+
+    def estimate() -> float:
+        with psycopg.connect(pg_database) as conn:
+            return conn.execute(
+                "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'analytics' AND c.relname = 't'"
+            ).fetchone()[0]
+
+    wh.write_partitions("t", _frame("2026-01-01", 5000, "a"), ["day"], [("2026-01-01",)])
+    assert estimate() == 5000
+    wh.write_partitions("t", _frame("2026-01-02", 10, "a"), ["day"], [("2026-01-02",)])
+    assert estimate() == 5000  # 10 rows of 5010: not worth a new sample
+    wh.replace_table("t", _frame("2026-01-03", 9000, "b"))
+    assert estimate() == 9000
