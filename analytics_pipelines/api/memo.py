@@ -95,7 +95,8 @@ def pin(request: Request, tables: Sequence[str]) -> None:
 
 
 def memoized(route: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
-    """A route (with `request` and `p` parameters) answered from the app's memo while its marts are unchanged."""
+    """A route (with `request` and `p` parameters) answered from the app's memo while its marts are
+    unchanged."""
 
     @functools.wraps(route)
     async def wrapper(*args, **kwargs) -> Response:

@@ -96,11 +96,11 @@ class Reader(ABC):
     read from by more than one refresh.
 
     Refresh-ahead: when marts change, the results requests used in the last `warm_window` seconds (and since
-    they were last computed) are recomputed against the new data by the thread that noticed the change (most recently used first, at
-    most `warm_budget` seconds of work), each replacing its stale entry once computed; the others are
-    dropped at once. A refresh therefore does not send every dashboard's next request to the database at
-    the same moment (100 venues' first requests after a change queued behind each other: p99 160-660 ms
-    at 200 req/s on medium). Until its turn a hot entry still answers with the previous data, so a result
+    they were last computed) are recomputed against the new data by the thread that noticed the change
+    (most recently used first, at most `warm_budget` seconds of work), each replacing its stale entry once
+    computed; the others are dropped at once. A refresh therefore does not send every dashboard's next
+    request to the database at the same moment (100 venues' first requests after a change queued behind
+    each other: p99 160-660 ms at 200 req/s on medium). Until its turn a hot entry still answers with the previous data, so a result
     may be as old as one refresh plus the warm budget; `refresh()` returns after the warming."""
 
     kind: str
@@ -265,13 +265,13 @@ class Reader(ABC):
             )
             warm = self._warming.acquire(blocking=False)  # a change noticed while warming: drop it all
             keep = {k for k, _ in hot} if warm else set()
+            if keep:  # before any entry is marked stale: api/memo.py never keeps a body built from one
+                self._recomputing = None if tables is None else frozenset(tables)
             for k, e in affected:
                 if k in keep:
                     e.stale = True
                 else:
                     self._drop(k, e)
-        if warm and hot:
-            self._recomputing = None if tables is None else frozenset(tables)
         return hot if warm else None
 
     def _drop(self, key: tuple, entry: _Entry) -> None:
