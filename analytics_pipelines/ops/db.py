@@ -62,7 +62,7 @@ def _engine(url: str) -> sa.Engine:
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # WAL: readers never wait for a writer
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
@@ -75,6 +75,24 @@ def _engine(url: str) -> sa.Engine:
             conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
     _create_all(engine)
     return engine
+
+
+def _wal(cur, seconds: float = 30.0) -> None:
+    """Switch the database to WAL. Switching a database that is not in WAL yet needs it unlocked, and SQLite
+    answers "database is locked" at once instead of waiting for another process's transaction (two
+    processes opening an old store while one migrates it: CI); retried for as long as the busy timeout."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _create_all(engine: sa.Engine) -> None:
