@@ -455,77 +455,71 @@ def test_random_parameters_never_fail_the_server(mapi):
     check()
 
 
-def test_series_bodies_are_memoized_until_a_mart_they_read_changes(warehouse_url, tmp_path):
+TREND = f"/v1/metrics/trends?measure=venue_analytics.tickets_sold&start_date={R[0]}&end_date={R[1]}"
+
+
+@pytest.fixture
+def trend(warehouse_url, tmp_path):
+    """A fresh API (its own memo) and a venue's first answer to TREND: (api, reader, tenant, venue, body)."""
+    api, reader = make_api(warehouse_url, tmp_path)
+    t, venues, _, _ = _ids(api)
+    yield api, reader, t, venues[0], _get(api, TREND, t, venues[0])
+    reader.close()
+
+
+def test_series_bodies_are_memoized_until_a_mart_they_read_changes(trend):
     """A repeated trend is answered from the response memo (no query, no series arithmetic); another scope
     (an admin: its body carries the SQL) has its own entry; a write to the mart it reads, once the reader
     has seen it, gives the new values; a write to a mart it does not read keeps the entry."""
-    api, reader = make_api(warehouse_url, tmp_path)
-    try:
-        t, venues, _, _ = _ids(api)
-        memo = api.client.app.state.memo
-        url = f"/v1/metrics/trends?measure=venue_analytics.tickets_sold&start_date={R[0]}&end_date={R[1]}"
-        first = _get(api, url, t, venues[0])
-        misses, queries = memo.misses, reader.cache_hits + reader.cache_misses
-        assert _get(api, url, t, venues[0]) == first
-        assert memo.misses == misses and memo.hits >= 1
-        assert reader.cache_hits + reader.cache_misses == queries  # not even a reader cache lookup
-        admin = _get(api, url, t, **ADMIN)
-        assert memo.misses == misses + 1 and "sql" in admin and "sql" not in first
+    api, reader, t, venue, first = trend
+    memo = api.client.app.state.memo
+    misses, queries = memo.misses, reader.cache_hits + reader.cache_misses
+    assert _get(api, TREND, t, venue) == first
+    assert memo.misses == misses and memo.hits >= 1
+    assert reader.cache_hits + reader.cache_misses == queries  # not even a reader cache lookup
+    admin = _get(api, TREND, t, **ADMIN)
+    assert memo.misses == misses + 1 and "sql" in admin and "sql" not in first
 
-        wh = open_warehouse(warehouse_url)
-        kpis = wh.read_table("kpi_snapshots")
-        wh.replace_table("kpi_snapshots", kpis)
-        reader.refresh()
-        assert _get(api, url, t, venues[0]) == first and memo.misses == misses + 1
+    wh = open_warehouse(api.warehouse_url)
+    wh.replace_table("kpi_snapshots", wh.read_table("kpi_snapshots"))
+    reader.refresh()
+    assert _get(api, TREND, t, venue) == first and memo.misses == misses + 1
 
-        last = date.fromisoformat(R[1])
-        day = wh.read_table("venue_analytics", "day = %s", (last,))
-        wh.write_partitions(
-            "venue_analytics", day.with_columns(pl.col("tickets_sold") + 7), ["day"], [(R[1],)]
-        )
-        reader.refresh()
-        after = _get(api, url, t, venues[0])
-        assert memo.misses == misses + 2
-        assert after["data"][-1]["value"] == first["data"][-1]["value"] + 7
-        assert after["data"][:-1] == first["data"][:-1]
-    finally:
-        reader.close()
+    day = wh.read_table("venue_analytics", "day = %s", (date.fromisoformat(R[1]),))
+    wh.write_partitions("venue_analytics", day.with_columns(pl.col("tickets_sold") + 7), ["day"], [(R[1],)])
+    reader.refresh()
+    after = _get(api, TREND, t, venue)
+    assert memo.misses == misses + 2
+    assert after["data"][-1]["value"] == first["data"][-1]["value"] + 7
+    assert after["data"][:-1] == first["data"][:-1]
 
 
-def test_a_body_built_while_a_refresh_recomputes_its_marts_is_not_memoized(warehouse_url, tmp_path):
+def test_a_body_built_while_a_refresh_recomputes_its_marts_is_not_memoized(trend):
     """Mid-recomputation the memo answers with the previous body (as the reader does with its results); a body
     built then from the reader's stale hit is answered but not kept, so the first request after the refresh
     sees the new values."""
-    api, reader = make_api(warehouse_url, tmp_path)
+    api, reader, t, venue, first = trend
+    memo = api.client.app.state.memo
+    wh = open_warehouse(api.warehouse_url)
+    day = wh.read_table("venue_analytics", "day = %s", (date.fromisoformat(R[1]),))
+    wh.write_partitions("venue_analytics", day.with_columns(pl.col("tickets_sold") + 7), ["day"], [(R[1],)])
+    real, during = reader._recompute, {}
+
+    def recompute(hot):
+        misses = memo.misses
+        during["body"] = _get(api, TREND, t, venue)  # the previous body, like the reader's hits
+        during["rebuilt"] = memo.misses - misses
+        memo._entries.clear()  # a body built now (from the reader's stale hit) ...
+        during["built"] = _get(api, TREND, t, venue)
+        real(hot)
+
+    reader._recompute = recompute
     try:
-        t, venues, _, _ = _ids(api)
-        memo = api.client.app.state.memo
-        url = f"/v1/metrics/trends?measure=venue_analytics.tickets_sold&start_date={R[0]}&end_date={R[1]}"
-        first = _get(api, url, t, venues[0])
-        wh = open_warehouse(warehouse_url)
-        day = wh.read_table("venue_analytics", "day = %s", (date.fromisoformat(R[1]),))
-        wh.write_partitions(
-            "venue_analytics", day.with_columns(pl.col("tickets_sold") + 7), ["day"], [(R[1],)]
-        )
-        real, during = reader._recompute, {}
-
-        def recompute(hot):
-            misses = memo.misses
-            during["body"] = _get(api, url, t, venues[0])  # the previous body, like the reader's hits
-            during["rebuilt"] = memo.misses - misses
-            memo._entries.clear()  # a body built now (from the reader's stale hit) ...
-            during["built"] = _get(api, url, t, venues[0])
-            real(hot)
-
-        reader._recompute = recompute
-        try:
-            reader.refresh()
-        finally:
-            reader._recompute = real
-        assert during["body"] == first and during["rebuilt"] == 0  # no rebuild mid-refresh
-        assert during["built"] == first  # the previous data, answered ...
-        after = _get(api, url, t, venues[0])  # ... and not kept
-        assert after["data"][-1]["value"] == first["data"][-1]["value"] + 7
-        assert _get(api, url, t, venues[0]) == after and memo.hits >= 1
+        reader.refresh()
     finally:
-        reader.close()
+        reader._recompute = real
+    assert during["body"] == first and during["rebuilt"] == 0  # no rebuild mid-refresh
+    assert during["built"] == first  # the previous data, answered ...
+    after = _get(api, TREND, t, venue)  # ... and not kept
+    assert after["data"][-1]["value"] == first["data"][-1]["value"] + 7
+    assert _get(api, TREND, t, venue) == after and memo.hits >= 1
