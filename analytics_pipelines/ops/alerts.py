@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from analytics_pipelines.ops.db import metadata
+from analytics_pipelines.ops.db import metadata, migration
 
 alert_rules = sa.Table(
     "alert_rules",
@@ -99,6 +99,7 @@ alert_notifications = sa.Table(
 )
 
 
+@migration
 def relax_rule_names(engine: sa.Engine) -> bool:
     """Migrate an ops store created when rule names were unique platform-wide (UNIQUE(name) on the column)
     to names unique per tenant (the two indexes above); True when it did. Rows, ids and the instances that

@@ -77,6 +77,16 @@ def _engine(url: str) -> sa.Engine:
     return engine
 
 
+#: migrations an ops module registers for its tables (`@migration`): run after create_all on every open of
+#: the store, each idempotent (ops/alerts.py relax_rule_names)
+MIGRATIONS: list = []
+
+
+def migration(fn):
+    MIGRATIONS.append(fn)
+    return fn
+
+
 def _wal(cur, seconds: float = 30.0) -> None:
     """Switch the database to WAL. Switching a database that is not in WAL yet needs it unlocked, and SQLite
     answers "database is locked" at once instead of waiting for another process's transaction (two
@@ -118,9 +128,8 @@ def _create_all(engine: sa.Engine) -> None:
             # new store both see a table missing and the slower one's CREATE fails; look again
             if not any(m in str(exc) for m in ("already exists", "duplicate column")) or attempt == 4:
                 raise
-    from analytics_pipelines.ops.alerts import relax_rule_names
-
-    relax_rule_names(engine)
+    for migrate in MIGRATIONS:  # registered by the ops modules imported above
+        migrate(engine)
 
 
 def add_missing_columns(conn: sa.Connection) -> list[str]:
