@@ -155,8 +155,8 @@ def journey_union(scope: CustomerScope, user_id: str) -> tuple[str, list]:
                      LAG(segment) OVER (ORDER BY as_of) AS prev_segment
               FROM customer_rfm_scores WHERE user_id = %s AND {r}) s
         WHERE prev_segment IS NULL OR prev_segment <> segment"""
-    # the customer first: DuckDB applies the scan's filters in order, and the API's copy is ordered by
-    # the customer (warehouse/reader_snapshot.py LOOKUP_COLUMNS), so the first filter prunes row groups
+    # the customer first: DuckDB applies the scan's filters in order, and the API's copy keeps these facts
+    # in customer order (the registry's serve_order), so the first filter prunes row groups
     return sql, [user_id, *fp, user_id, *fp, user_id, *fp, user_id, *fp, user_id, *fp, user_id, *rp]
 
 
