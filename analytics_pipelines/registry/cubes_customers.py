@@ -3,6 +3,7 @@ funnel); the sales marts' are in cubes.py, whose helpers these use."""
 
 from __future__ import annotations
 
+from analytics_pipelines.customers.rfm import SEGMENTS  # the segments the RFM step assigns
 from analytics_pipelines.registry.cubes import (
     DAY_UP,
     EVENT,
@@ -14,20 +15,6 @@ from analytics_pipelines.registry.cubes import (
     total,
 )
 from analytics_pipelines.registry.semantic import Cube, Dimension, Measure
-
-SEGMENTS = (
-    "Champions",
-    "Loyal Customers",
-    "Potential Loyalists",
-    "New Customers",
-    "Promising",
-    "Need Attention",
-    "About to Sleep",
-    "At Risk",
-    "Can't Lose Them",
-    "Hibernating",
-    "Lost",
-)
 
 RFM_SCORES = Cube(
     columns=(

@@ -10,27 +10,14 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
+from analytics_pipelines.registry.cubes import VENUE_ANALYTICS
 from analytics_pipelines.reports.filters import require_tables
 from analytics_pipelines.reports.model import ChartSpec, Report, Section
 from analytics_pipelines.warehouse import Warehouse
 
 TOP_EVENTS = 10
-KPI_COLUMNS = [
-    "tickets_sold",
-    "orders",
-    "gross_revenue_cents",
-    "ticket_revenue_cents",
-    "refunds_cents",
-    "fees_cents",
-    "tax_cents",
-    "net_revenue_cents",
-    "unique_customers",
-    "events_active",
-    "capacity_sold_pct",
-    "avg_ticket_price_cents",
-    "resale_sales",
-    "resale_volume_cents",
-]
+#: venue_analytics' measure columns (the query layer's cube lists the mart's columns once)
+KPI_COLUMNS = [c for c in VENUE_ANALYTICS.columns if c not in ("tenant_id", "venue_id", "day")]
 #: summable venue_analytics columns (a week's total is their sum)
 ADDITIVE = [
     "tickets_sold",
