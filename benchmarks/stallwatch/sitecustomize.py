@@ -67,7 +67,9 @@ if OUT:
                 continue
             key = (id(mf), mf.f_lasti, mf.f_code)
             top = mf.f_code.co_name
-            if key == last_key and top not in IDLE:
+            # uvloop runs the loop in C under asyncio.runners' run(): that frame is the idle loop too
+            idle = top in IDLE or mf.f_code.co_filename.endswith("runners.py")
+            if key == last_key and not idle:
                 if now - since > 0.015 and not getattr(watch, "logged", False):
                     watch.logged = True
                     emit(kind="main_stuck", ms=round((now - since) * 1000, 1), stack=where(mf, 10))
