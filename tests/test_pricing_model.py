@@ -11,7 +11,7 @@ import pytest
 
 from analytics_pipelines.pricing import evaluation as ev
 from analytics_pipelines.pricing.estimator import fit_ppml
-from analytics_pipelines.pricing.model import estimate
+from analytics_pipelines.pricing.model import estimate, warm_slopes
 from analytics_pipelines.pricing.panel import daily_panel
 from analytics_pipelines.pricing.recommend import GuardRails, match_applied, recommend
 
@@ -139,6 +139,55 @@ def test_a_warm_started_fit_reaches_the_cold_fit():
     b = estimate(part, "category", 5, "test", NOW, warm=cold).table
     assert np.allclose(a["elasticity"], b["elasticity"], atol=1e-5)
     assert np.allclose(a["std_error"], b["std_error"], atol=1e-5)
+
+
+def test_a_fold_fit_on_the_whole_panels_rows_equals_a_refit_of_the_fold():
+    """cross_fit fits each fold on a row subset of the whole panel's category fit (fold_fit) instead of
+    estimating the fold's training panel afresh: the same eligible groups, elasticities, standard errors
+    and control coefficients. The panel has a category eligible in the whole panel but not in every fold
+    (its changes in two events, in different folds: its changed types leave those folds' fits) and one
+    never eligible (too few changes: its changed types never enter, its one-price types do)."""
+    panel = synthetic_panel(2, types_per_cat=60)
+    c = (
+        panel.filter(pl.col("category_id") == "cat-c")
+        .group_by("event_id")
+        .agg(pl.col("price_change").sum().alias("n"))
+        .sort("n", "event_id", descending=[True, False])
+    )
+    c = c.with_columns(ev.event_folds(c["event_id"]).alias("fold"))
+    two = [c["event_id"][0], c.filter(pl.col("fold") != c["fold"][0])["event_id"][0]]
+    b_changed = panel.filter((pl.col("category_id") == "cat-b") & (pl.col("price_change") == 1))
+    flat = ((pl.col("category_id") == "cat-c") & ~pl.col("event_id").is_in(list(two))) | (
+        (pl.col("category_id") == "cat-b")
+        & ~pl.col("ticket_type_id").is_in(b_changed["ticket_type_id"][:3].to_list())
+    )
+    panel = panel.with_columns(
+        pl.when(flat).then(pl.col("price_cents").first().over("ticket_type_id")).otherwise("price_cents"),
+        pl.when(flat).then(0).otherwise("price_change").alias("price_change"),
+    ).with_columns(pl.col("ticket_type_id", "event_id").cast(pl.Categorical))
+    kw = dict(min_changes=4, version="test", trained_at=NOW, names=None)
+    full = estimate(panel, "category", **kw)
+    assert full.table.filter(pl.col("status") == "estimated")["category"].sort().to_list() == [
+        "cat-a",
+        "cat-c",
+    ]
+    folds = ev.event_folds(panel["event_id"])
+    row_fold = ev.event_folds(full.rows.event_id).to_numpy()
+    init = warm_slopes(full.rows.eligible, full, "category")
+    c_left_out = 0
+    for k in range(ev.FOLDS):
+        refit = estimate(panel.filter(folds != k), "category", warm=full, **kw)
+        shared = ev.fold_fit(full.rows, row_fold == k, kw["min_changes"], init, full.deltas)
+        a = refit.table.filter(pl.col("status") == "estimated").sort("category")
+        b = shared.table.filter(pl.col("status") == "estimated").sort("category")
+        assert a["category"].to_list() == b["category"].to_list()
+        assert np.allclose(a["elasticity"], b["elasticity"], rtol=0, atol=1e-9)
+        assert np.allclose(a["std_error"], b["std_error"], rtol=0, atol=1e-9)
+        assert len(refit.deltas) == len(shared.deltas) == 3
+        for d, e in zip(refit.deltas, shared.deltas, strict=True):
+            assert d.shape == e.shape and np.allclose(d, e, rtol=0, atol=1e-9)
+        c_left_out += "cat-c" not in b["category"].to_list()
+    assert c_left_out >= 2  # the premise: cat-c is not eligible in the folds of its two events
 
 
 def test_on_generated_small_data_with_every_planting_the_model_beats_the_fixed_elasticity():

@@ -26,13 +26,17 @@ from datetime import date, datetime
 import numpy as np
 import polars as pl
 
+from analytics_pipelines.pricing.estimator import fit_elasticities
 from analytics_pipelines.pricing.model import (
     FEATURES,
     MODEL,
+    SCOPES,
     SEED_ELASTICITY,
     Estimates,
+    FitRows,
     control_effect,
-    estimate,
+    prepare,
+    warm_slopes,
 )
 
 WINDOW = 28
@@ -77,7 +81,7 @@ def event_folds(event_ids: pl.Series, folds: int = FOLDS) -> pl.Series:
 def fold_predictions(windows: pl.DataFrame, elasticity: pl.DataFrame) -> pl.DataFrame:
     """A fold's held-out change windows with the elasticity its training fit estimated for their category
     (changes of categories without an estimate drop out here; `evaluate` counts them)."""
-    if windows.height == 0:
+    if windows.height == 0 or elasticity.height == 0:
         return pl.DataFrame()
     est = elasticity.filter(pl.col("status") == "estimated").select(
         pl.col("tenant_id"), pl.col("category").alias("category_id"), "elasticity"
@@ -173,22 +177,78 @@ def evaluate(
     return pl.DataFrame(rows, schema=PERFORMANCE_SCHEMA)
 
 
+def fold_fit(
+    rows: FitRows, held: np.ndarray, min_changes: int, init_beta: np.ndarray, init_deltas: list[np.ndarray]
+) -> Estimates:
+    """The category fit of a fold's training rows: `rows` are the whole panel's (prepare), `held` flags the
+    rows of the fold's events. Equal to estimate(training panel, "category", warm=...) (tests): its groups
+    eligible on the training rows alone (at least `min_changes` price changes in at least two events: a
+    subset of the whole panel's eligible groups), the changed types of the other groups left out, the
+    joint fit started from `init_beta` (per whole-panel eligible group) and `init_deltas`; without the
+    polars group-bys and joins of a fresh estimate. Returns the fold's eligible groups (keys, elasticity,
+    std_error, status 'estimated' or 'insufficient_data') and its control coefficients."""
+    train = ~held
+    n_all = rows.eligible.height
+    has = rows.group < n_all
+    counted = train & has
+    n_changes = np.bincount(rows.group[counted], weights=rows.price_change[counted], minlength=n_all)
+    on = counted & (rows.price_change == 1)
+    pairs = np.unique(rows.group[on] * (int(rows.cluster.max()) + 1) + rows.cluster[on])
+    events = np.bincount(pairs // (int(rows.cluster.max()) + 1), minlength=n_all)
+    ok = (n_changes >= min_changes) & (events >= 2)
+    n_groups = int(ok.sum())
+    # whole-panel group -> fold group (n_groups: no slope; also for the rows without a group)
+    to_fold = np.append(np.where(ok, np.cumsum(ok) - 1, n_groups), n_groups)
+    keys = SCOPES["category"]
+    eligible = rows.eligible.filter(pl.Series(ok)).select(keys)
+    keep = train & (np.append(ok, False)[rows.group] | ~rows.changed)
+    beta, se, deltas = np.full(n_groups, np.nan), np.full(n_groups, np.nan), []
+    if n_groups and keep.any():
+        slopes, deltas = fit_elasticities(
+            rows.y[keep],
+            rows.log_price[keep],
+            [f[keep] for f in rows.factors],
+            to_fold[rows.group[keep]],
+            n_groups,
+            rows.fe[keep],
+            rows.cluster[keep],
+            init_beta=init_beta[ok],
+            init_deltas=init_deltas or None,
+        )
+        beta, se = slopes.beta, slopes.se
+    estimated = np.isfinite(beta) & np.isfinite(se) & (se > 0)
+    table = eligible.with_columns(
+        pl.Series("elasticity", np.where(estimated, beta, np.nan)).fill_nan(None),
+        pl.Series("std_error", np.where(estimated, se, np.nan)).fill_nan(None),
+        pl.Series("status", np.where(estimated, "estimated", "insufficient_data"), dtype=pl.String),
+    )
+    return Estimates(table, deltas)
+
+
 def cross_fit(
     panel: pl.DataFrame, full: Estimates, kw: dict, train_first: date | None, train_last: date | None
 ) -> pl.DataFrame:
     """pricing_model_performance rows: every event's price changes predicted by the category model fitted
     without its fold (`kw`: estimate's arguments: min_changes, version, trained_at, names); each fold's fit
-    starts from the full sample's (`full`)."""
+    starts from the full sample's (`full`, the category fit of this panel: its rows are reused, every fold
+    fits a subset of them, fold_fit)."""
     version, trained_at = kw["version"], kw["trained_at"]
     if panel.height == 0:
         return evaluate(pl.DataFrame(), 0, version, trained_at, train_first, train_last)
     fold = event_folds(panel["event_id"])
+    rows = full.rows if full.rows is not None else prepare(panel, "category", kw["min_changes"])[2]
+    if rows is not None:
+        row_fold = event_folds(rows.event_id).to_numpy()
+        init_beta = warm_slopes(rows.eligible, full, "category")
     predicted, n_changes = [], 0
     for k in range(FOLDS):
         held = fold == k
         if not held.any():
             continue
-        train = estimate(panel.filter(~held), "category", warm=full, **kw)
+        if rows is not None:
+            train = fold_fit(rows, row_fold == k, kw["min_changes"], init_beta, full.deltas)
+        else:  # nothing eligible in the whole panel: nothing in a fold either
+            train = Estimates(pl.DataFrame(), [])
         windows = change_windows(panel.filter(held), train.deltas)
         n_changes += windows.height
         predicted.append(fold_predictions(windows, train.table))
