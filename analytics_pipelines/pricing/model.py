@@ -102,10 +102,23 @@ def prepare(
     panel: pl.DataFrame, scope: str, min_changes: int, groups: pl.DataFrame | None = None
 ) -> tuple[pl.DataFrame, int, FitRows | None]:
     """(per group of the scope: its counts, sorted by the keys; how many groups are eligible; the rows to
-    fit, None when no group is eligible or no row is left). A group is eligible with at least `min_changes` price changes in at least
-    two events; a changed type of an ineligible group is left out, one-price types inform the controls."""
+    fit in ticket-type order, None when no group is eligible or no row is left). A group is eligible with
+    at least `min_changes` price changes in at least two events; a changed type of an ineligible group is
+    left out, one-price types inform the controls. The group keys are grouped and joined as categoricals
+    (half the time of the strings' at 1.7M rows) and returned as strings."""
     keys = SCOPES[scope]
-    p = panel.with_columns(pl.col("category_id").fill_null("(none)").alias("category"))
+    p = panel.select(
+        *[pl.col(k).cast(pl.Categorical) for k in keys if k != "category"],
+        pl.col("category_id").fill_null("(none)").cast(pl.Categorical).alias("category"),
+        "ticket_type_id",
+        "event_id",
+        "tickets",
+        "price_cents",
+        "price_change",
+        "dte_bin",
+        "curve_bin",
+        "weekday",
+    )
     ev_changes = (
         p.filter(pl.col("price_change") == 1)
         .group_by(keys)
@@ -120,7 +133,7 @@ def prepare(
             pl.len().cast(pl.Int64).alias("n_observations"),
         )
         .join(ev_changes, on=keys, how="left")
-        .with_columns(pl.col("events_with_changes").fill_null(0))
+        .with_columns(pl.col(keys).cast(pl.String), pl.col("events_with_changes").fill_null(0))
     )
     if groups is not None:
         stats = groups.select(keys).unique().join(stats, on=keys, how="full", coalesce=True)
@@ -130,21 +143,29 @@ def prepare(
         ).fill_null(0)
     ).sort(keys, nulls_last=True)
     ok = (pl.col("n_price_changes") >= min_changes) & (pl.col("events_with_changes") >= 2)
-    eligible = stats.filter(ok).with_row_index("g")
+    eligible = stats.filter(ok).with_row_index("g").select(*keys, "g")
     n_groups = eligible.height
-    changed = p.group_by("ticket_type_id").agg((pl.col("price_change").sum() > 0).alias("changed"))
-    p = p.join(changed, on="ticket_type_id").join(eligible.select(*keys, "g"), on=keys, how="left")
+    p = p.filter(pl.col("ticket_type_id").is_not_null()).with_columns(
+        (pl.col("price_change").sum().over("ticket_type_id") > 0).alias("changed")
+    )
+    p = p.join(
+        eligible.with_columns(pl.col(keys).cast(pl.Categorical)), on=keys, how="left", maintain_order="left"
+    )
     # a changed type of an ineligible group is left out; one-price types inform the controls
     p = p.filter(pl.col("g").is_not_null() | ~pl.col("changed"))
     if not (p.height and n_groups):
         return stats, n_groups, None
+    fe = p["ticket_type_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    order = np.argsort(fe, kind="stable") if fe.size > 1 and (fe[1:] < fe[:-1]).any() else None
+    if order is not None:  # the estimator sums per ticket type over contiguous runs
+        p, fe = p[order], fe[order]
     rows = FitRows(
-        eligible=eligible.select(*keys, "g"),
+        eligible=eligible,
         y=p["tickets"].to_numpy().astype(float),
         log_price=np.log(p["price_cents"].to_numpy().astype(float)),
         factors=factors(p),
         group=p["g"].fill_null(n_groups).to_numpy().astype(np.int64),
-        fe=p["ticket_type_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64),
+        fe=fe,
         cluster=p["event_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64),
         price_change=p["price_change"].to_numpy().astype(np.int64),
         changed=p["changed"].to_numpy().astype(bool),
