@@ -80,7 +80,9 @@ def _dense_codes(codes) -> np.ndarray:
     codes = np.asarray(codes)
     if codes.size and codes.dtype.kind in "iu" and codes.min() >= 0 and codes.max() < 4 * codes.size + 1024:
         present = np.bincount(codes) > 0
-        return (np.cumsum(present) - 1)[codes].astype(np.int64)
+        if present.all():  # dense already
+            return codes.astype(np.int64, copy=False)
+        return (np.cumsum(present) - 1)[codes]
     return np.unique(codes, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
@@ -220,7 +222,7 @@ def fit_slopes(
     n_fe = int(fe.max()) + 1 if fe.size else 0
     y_g = np.bincount(fe, weights=y, minlength=n_fe)
     keep = y_g[fe] > 0
-    y, z, off, fe, grp = y[keep], z[keep], off[keep], fe[keep], np.asarray(group).astype(np.int64)[keep]
+    y, z, off, fe, grp = y[keep], z[keep], off[keep], fe[keep], np.asarray(group, np.int64)[keep]
     cl = _dense_codes(np.asarray(cluster)[keep])
     beta = np.zeros(n_groups) if init is None else np.where(np.isfinite(init), init, 0.0).astype(float)
     converged = False
@@ -292,6 +294,9 @@ def apply_factors(deltas: list[np.ndarray], factors: list[np.ndarray]) -> np.nda
     n = factors[0].size if factors else 0
     out = np.zeros(n)
     for d, f in zip(deltas, factors, strict=True):
+        if f.size and f.max() < d.size:
+            out += d[f]
+            continue
         known = f < d.size
         out[known] += d[f[known]]
     return out
@@ -301,22 +306,18 @@ def _design(
     log_price: np.ndarray, group: np.ndarray, n_groups: int, factors: list[np.ndarray], y: np.ndarray
 ) -> tuple[sparse.csr_matrix, list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """The joint model's sparse design: one price column per slope group (log price on its rows), then one
-    column per free control level. A factor's first level with sales is its reference (0: the fixed
-    effects absorb any constant), levels without any sale are fixed at -30 (no demand; their ML estimate
-    is -inf). Every row has at most one entry per slot (its price column, then one level per factor, in
-    ascending column order), so the CSR arrays are written directly (no COO sort). Returns (X, per factor
-    the column of each level or -1, the fixed part of the predictor, and the slots: per row and slot its
-    column or -1 and its value, for _Hessian)."""
+    column per free control level, then one column of zeros. A factor's first level with sales is its
+    reference (0: the fixed effects absorb any constant), levels without any sale are fixed at -30 (no
+    demand; their ML estimate is -inf). Every row has exactly one entry per slot (its price column, then
+    one level per factor): an absent one (no slope group, a reference or fixed level) is a 0 in the last
+    column, so the CSR arrays are the slots' arrays as they are (no masks; the zeros add nothing to a
+    product, and the last column's parameter has no information: _factor gives it no step). Returns (X,
+    per factor the column of each level or -1, the fixed part of the predictor, and the slots: per row and
+    slot its column and value, for _Hessian)."""
     n = y.size
     k = 1 + len(factors)
-    cols = np.full((n, k), -1, np.int64)
-    vals = np.ones((n, k))
-    has = group < n_groups
-    cols[has, 0] = group[has]
-    vals[:, 0] = np.where(has, log_price, 0.0)
-    fixed = np.zeros(n)
     col_of, p = [], n_groups
-    for j, f in enumerate(factors, start=1):
+    for f in factors:
         y_lv = np.bincount(f, weights=y, minlength=int(f.max()) + 1 if f.size else 0)
         free = y_lv > 0
         if free.any():
@@ -325,13 +326,20 @@ def _design(
         idx[free] = p + np.arange(int(free.sum()))
         p += int(free.sum())
         col_of.append(idx)
-        cols[:, j] = idx[f]
-        fixed += np.where(y_lv[f] > 0, 0.0, -30.0)
-    vals[cols < 0] = 0.0
-    on = cols >= 0
-    indptr = np.zeros(n + 1, np.int64)
-    np.cumsum(on.sum(1), out=indptr[1:])
-    x = sparse.csr_matrix((vals[on], cols[on], indptr), shape=(n, p))
+    zero = p  # the column of zeros
+    cols = np.empty((n, k), np.int64)
+    vals = np.empty((n, k))
+    has = group < n_groups
+    cols[:, 0] = np.where(has, group, zero)
+    vals[:, 0] = np.where(has, log_price, 0.0)
+    fixed = np.zeros(n)
+    for j, (f, idx) in enumerate(zip(factors, col_of, strict=True), start=1):
+        cols[:, j] = np.where(idx >= 0, idx, zero)[f]
+        vals[:, j] = cols[:, j] != zero
+        dead = np.bincount(f, weights=y, minlength=idx.size) <= 0
+        if dead.any():
+            fixed -= np.where(dead[f], 30.0, 0.0)
+    x = sparse.csr_matrix((vals.reshape(-1), cols.reshape(-1), np.arange(0, n * k + 1, k)), shape=(n, p + 1))
     return x, col_of, fixed, cols, vals
 
 
@@ -352,22 +360,21 @@ class _Hessian:
     def __init__(self, x: sparse.csr_matrix, cols: np.ndarray, vals: np.ndarray, runs: _Runs) -> None:
         self.x, self.runs = x, runs
         n, k = cols.shape
-        self.p = p = x.shape[1]
-        c = np.where(cols >= 0, cols, p)  # column p collects the absent entries, dropped at the end
-        self.cols = [np.ascontiguousarray(c[:, i]) for i in range(k)]
+        self.p = p = x.shape[1]  # the last column holds the absent entries (zeros): its cells stay 0
+        self.cols = [np.ascontiguousarray(cols[:, i]) for i in range(k)]
         # a slot whose values are 1 where present (a factor level) needs no value weights
         self.vals = [
-            None if np.array_equal(vals[:, i], (cols[:, i] >= 0).astype(float)) else vals[:, i].copy()
+            None if np.array_equal(vals[:, i], (self.cols[i] != p - 1).astype(float)) else vals[:, i].copy()
             for i in range(k)
         ]
         self.indptr = np.r_[runs.starts, n].astype(np.int64)
         self.rows = np.arange(n)
         first = [np.minimum.reduceat(ci, runs.starts) if n else ci for ci in self.cols]
-        widest = int(np.argmax([np.unique(ci).size for ci in self.cols])) if k else 0
+        widest = int(np.argmax([np.count_nonzero(np.bincount(ci)) for ci in self.cols])) if k else 0
         self.order = np.lexsort([f for i, f in enumerate(first) if i != widest][::-1] + [first[widest]])
 
     def __call__(self, mu: np.ndarray) -> np.ndarray:
-        p, q = self.p, self.p + 1
+        p = q = self.p
         xwx = np.zeros((q, q))
         # per slot: mu times its values (or mu alone for a slot of 1s)
         wv = [mu if v is None else mu * v for v in self.vals]
@@ -392,7 +399,10 @@ class _Hessian:
             block = np.zeros((m, used.size))
             block[np.repeat(np.arange(m), nnz[s : s + m]), at] = data[lo:hi]
             ada[np.ix_(used, used)] += block.T @ block
-        return xwx[:p, :p] - ada
+        h = xwx - ada
+        h[-1, :] = 0.0  # the column of zeros (absent entries, weighted by mu alone in a slot of 1s)
+        h[:, -1] = 0.0
+        return h
 
 
 def _factor(h: np.ndarray):
@@ -475,7 +485,7 @@ def _fit_elasticities(
 ) -> tuple[Slopes, list[np.ndarray]]:
     y = np.asarray(y, float)
     log_price = np.asarray(log_price, float)
-    grp = np.asarray(group).astype(np.int64)
+    grp = np.asarray(group, np.int64)
     fe = _dense_codes(fe)
     cluster = np.asarray(cluster)
     order = _by_code(fe)  # the observations in fixed-effect order: per-type sums over contiguous runs
