@@ -11,7 +11,7 @@ import pytest
 
 from analytics_pipelines.pricing import evaluation as ev
 from analytics_pipelines.pricing.estimator import fit_ppml
-from analytics_pipelines.pricing.model import estimate
+from analytics_pipelines.pricing.model import estimate, warm_slopes
 from analytics_pipelines.pricing.panel import daily_panel
 from analytics_pipelines.pricing.recommend import GuardRails, match_applied, recommend
 
@@ -139,6 +139,145 @@ def test_a_warm_started_fit_reaches_the_cold_fit():
     b = estimate(part, "category", 5, "test", NOW, warm=cold).table
     assert np.allclose(a["elasticity"], b["elasticity"], atol=1e-5)
     assert np.allclose(a["std_error"], b["std_error"], atol=1e-5)
+
+
+def test_a_fold_fit_on_the_whole_panels_rows_equals_a_refit_of_the_fold():
+    """cross_fit fits each fold on a row subset of the whole panel's category fit (fold_fit) instead of
+    estimating the fold's training panel afresh: the same eligible groups, elasticities, standard errors
+    and control coefficients. The panel has a category eligible in the whole panel but not in every fold
+    (its changes in two events, in different folds: its changed types leave those folds' fits) and one
+    never eligible (too few changes: its changed types never enter, its one-price types do)."""
+    panel = synthetic_panel(2, types_per_cat=60)
+    c = (
+        panel.filter(pl.col("category_id") == "cat-c")
+        .group_by("event_id")
+        .agg(pl.col("price_change").sum().alias("n"))
+        .sort("n", "event_id", descending=[True, False])
+    )
+    c = c.with_columns(ev.event_folds(c["event_id"]).alias("fold"))
+    two = [c["event_id"][0], c.filter(pl.col("fold") != c["fold"][0])["event_id"][0]]
+    b_changed = panel.filter((pl.col("category_id") == "cat-b") & (pl.col("price_change") == 1))
+    flat = ((pl.col("category_id") == "cat-c") & ~pl.col("event_id").is_in(list(two))) | (
+        (pl.col("category_id") == "cat-b")
+        & ~pl.col("ticket_type_id").is_in(b_changed["ticket_type_id"][:3].to_list())
+    )
+    panel = panel.with_columns(
+        pl.when(flat).then(pl.col("price_cents").first().over("ticket_type_id")).otherwise("price_cents"),
+        pl.when(flat).then(0).otherwise("price_change").alias("price_change"),
+    ).with_columns(pl.col("ticket_type_id", "event_id").cast(pl.Categorical))
+    kw = dict(min_changes=4, version="test", trained_at=NOW, names=None)
+    full = estimate(panel, "category", **kw)
+    assert full.table.filter(pl.col("status") == "estimated")["category"].sort().to_list() == [
+        "cat-a",
+        "cat-c",
+    ]
+    folds = ev.event_folds(panel["event_id"])
+    row_fold = ev.event_folds(full.rows.event_id).to_numpy()
+    init = warm_slopes(full.rows.eligible, full, "category")
+    c_left_out = 0
+    for k in range(ev.FOLDS):
+        refit = estimate(panel.filter(folds != k), "category", warm=full, **kw)
+        shared = ev.fold_fit(full.rows, row_fold == k, kw["min_changes"], init, full.deltas)
+        a = refit.table.filter(pl.col("status") == "estimated").sort("category")
+        b = shared.table.filter(pl.col("status") == "estimated").sort("category")
+        assert a["category"].to_list() == b["category"].to_list()
+        assert np.allclose(a["elasticity"], b["elasticity"], rtol=0, atol=1e-9)
+        assert np.allclose(a["std_error"], b["std_error"], rtol=0, atol=1e-9)
+        assert len(refit.deltas) == len(shared.deltas) == 3
+        for d, e in zip(refit.deltas, shared.deltas, strict=True):
+            assert d.shape == e.shape and np.allclose(d, e, rtol=0, atol=1e-9)
+        c_left_out += "cat-c" not in b["category"].to_list()
+    assert c_left_out >= 2  # the premise: cat-c is not eligible in the folds of its two events
+
+
+def _change_windows_by_joins(panel: pl.DataFrame, deltas: list, window: int = ev.WINDOW) -> pl.DataFrame:
+    """The former per-fold change windows (polars joins of every change with its type's days): the
+    reference ChangeWindows must reproduce."""
+    from analytics_pipelines.pricing.model import control_effect
+
+    p = panel.sort("ticket_type_id", "day")
+    p = p.with_columns(
+        pl.Series("w", np.exp(control_effect(p, deltas))),
+        pl.col("price_change").cum_sum().over("ticket_type_id").alias("spell"),
+        pl.int_range(pl.len()).over("ticket_type_id").alias("pos"),
+    )
+    changes = p.filter(pl.col("price_change") == 1).select(
+        "ticket_type_id", "category_id", "tenant_id", pl.col("spell"), pl.col("pos").alias("at")
+    )
+    j = p.select("ticket_type_id", "pos", "spell", "tickets", "w", "price_cents").join(
+        changes, on="ticket_type_id", how="inner", suffix="_c"
+    )
+    pre = j.filter((pl.col("spell") == pl.col("spell_c") - 1) & (pl.col("pos") >= pl.col("at") - window))
+    post = j.filter((pl.col("spell") == pl.col("spell_c")) & (pl.col("pos") < pl.col("at") + window))
+    agg = [
+        pl.col("tickets").sum().alias("tickets"),
+        pl.col("w").sum().alias("w"),
+        pl.col("price_cents").first().alias("price"),
+        pl.len().alias("days"),
+    ]
+    k = ["tenant_id", "category_id", "ticket_type_id", "at"]
+    return (
+        pre.group_by(k)
+        .agg(agg)
+        .join(post.group_by(k).agg(agg), on=k, suffix="_post")
+        .filter((pl.col("days") >= 3) & (pl.col("days_post") >= 3))
+        .filter((pl.col("w") > 1e-6) & (pl.col("w_post") > 1e-6))
+    )
+
+
+def test_change_windows_located_once_equal_the_per_fold_joins():
+    """cross_fit locates every change's windows once (runs of the sorted panel) and sums each fold's
+    controls over them: the same windows, tickets, prices, days and expected demand as the joins per fold,
+    with several changes per type (short spells between them), a window cut at 28 days and an event
+    without a category (no window, as before)."""
+    panel = synthetic_panel(3, types_per_cat=20, days=90)
+    n = pl.int_range(pl.len()).over("ticket_type_id")
+    i = pl.col("ticket_type_id").str.slice(2).cast(pl.Int64)
+    price = (
+        pl.when((i % 3 == 0) & (n >= 70))
+        .then(pl.col("price_cents") * 11 // 10)
+        .when((i % 4 == 0) & (n >= 45) & (n < 47))
+        .then(pl.col("price_cents") + 100)
+        .otherwise(pl.col("price_cents"))
+    )
+    panel = (
+        panel.with_columns(price.alias("price_cents"))
+        .with_columns(
+            (pl.col("price_cents") != pl.col("price_cents").shift(1).over("ticket_type_id"))
+            .fill_null(False)
+            .cast(pl.Int64)
+            .alias("price_change"),
+            pl.when(pl.col("event_id") == "e0-cat-a")
+            .then(None)
+            .otherwise("category_id")
+            .alias("category_id"),
+        )
+        .sample(fraction=1.0, shuffle=True, seed=1)  # any row order
+    )
+    assert panel.group_by("ticket_type_id").agg(pl.col("price_change").sum())["price_change"].max() >= 3
+    deltas = estimate(panel, "category", 5, "test", NOW).deltas
+    folds = ev.event_folds(panel["event_id"])
+    located = ev.ChangeWindows(panel)
+    cols = ["at", "tickets", "price", "days", "tickets_post", "price_post", "days_post"]
+    total = 0
+    for k in range(ev.FOLDS):
+        for d in (deltas, []):
+            a = _change_windows_by_joins(panel.filter(folds == k), d)
+            b = located.for_fold(k, d)
+            a, b = (
+                f.with_columns(pl.col("ticket_type_id").cast(pl.String), pl.col(cols).cast(pl.Int64)).sort(
+                    "ticket_type_id", "at"
+                )
+                for f in (a, b)
+            )
+            assert a.select("ticket_type_id", *cols).equals(b.select("ticket_type_id", *cols))
+            assert np.allclose(a["w"], b["w"], rtol=1e-12, atol=0)
+            assert np.allclose(a["w_post"], b["w_post"], rtol=1e-12, atol=0)
+            total += a.height
+    # the premises: windows in the folds, types with two windows, windows cut at 28 days and shorter ones
+    assert total == 2 * located.frame.height >= 2 * 40
+    assert located.frame.group_by("ticket_type_id").len()["len"].max() >= 2
+    assert located.frame["days"].max() == ev.WINDOW and located.frame["days_post"].min() < ev.WINDOW
 
 
 def test_on_generated_small_data_with_every_planting_the_model_beats_the_fixed_elasticity():

@@ -45,17 +45,32 @@ class Fit:
         return self.beta - z * self.se, self.beta + z * self.se
 
 
-def _group_max(values: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Per group maximum of `values`; `order` sorts the observations by group code, `starts` are the sorted
-    groups' first positions (every code 0..n-1 present): one reduceat, not a ufunc.at scatter."""
-    return np.maximum.reduceat(values[order], starts)
+class _Runs:
+    """Dense codes whose observations are contiguous (sorted): per code its first position and count, so
+    per-code sums and maxima are reduceats over contiguous runs and a per-code value goes back to the rows
+    by np.repeat (no scatter, no gather by code)."""
+
+    def __init__(self, codes: np.ndarray) -> None:
+        n = codes.size
+        self.starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if n else np.zeros(0, np.int64)
+        self.counts = np.diff(np.r_[self.starts, n])
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(values, self.starts) if values.size else np.zeros(0)
+
+    def max(self, values: np.ndarray) -> np.ndarray:
+        return np.maximum.reduceat(values, self.starts) if values.size else np.zeros(0)
+
+    def rows(self, per_code: np.ndarray) -> np.ndarray:
+        return np.repeat(per_code, self.counts)
 
 
-def _grouping(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(order, starts) of dense codes 0..n-1 for _group_max."""
-    order = np.argsort(codes, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0]) if codes.size else np.zeros(0, np.int64)
-    return order, starts
+def _by_code(codes: np.ndarray) -> np.ndarray | None:
+    """The stable permutation that makes the observations of each code contiguous, None when they are
+    (a fit's answer does not depend on the order of its observations; only its rounding does)."""
+    if codes.size < 2 or bool((codes[1:] >= codes[:-1]).all()):
+        return None
+    return np.argsort(codes, kind="stable")
 
 
 def _dense_codes(codes) -> np.ndarray:
@@ -65,7 +80,9 @@ def _dense_codes(codes) -> np.ndarray:
     codes = np.asarray(codes)
     if codes.size and codes.dtype.kind in "iu" and codes.min() >= 0 and codes.max() < 4 * codes.size + 1024:
         present = np.bincount(codes) > 0
-        return (np.cumsum(present) - 1)[codes].astype(np.int64)
+        if present.all():  # dense already
+            return codes.astype(np.int64, copy=False)
+        return (np.cumsum(present) - 1)[codes]
     return np.unique(codes, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
@@ -171,6 +188,12 @@ class Slopes:
     converged: bool
 
 
+#: fit_slopes stops updating a group once its Newton step is below this (the steps of a converged
+#: one-parameter problem are rounding noise, ~1e-14, from then on; before, every group was updated until the
+#: slowest had converged, which moved the converged ones by < 1e-12)
+FREEZE_STEP = 1e-12
+
+
 def fit_slopes(
     y: np.ndarray,
     z: np.ndarray,
@@ -188,43 +211,58 @@ def fit_slopes(
     vectorized Newton steps. Standard errors clustered (clusters nested in the groups), jackknife-type (CV3:
     the usual sandwich is far too small with the few events a category's price changes come from); the
     number of clusters with price variation is returned for t(G-1) intervals. A slope resting on one such
-    cluster is not identified (NaN). `init`: starting slopes (a warm start)."""
+    cluster is not identified (NaN). `init`: starting slopes (a warm start).
+
+    The groups' problems are independent, so a group whose step has fallen to rounding level
+    (FREEZE_STEP) is left where it is and the next steps are computed on the other groups' rows only (a
+    slope without a finite optimum, walking off by the step cap for ~90 steps, used to drag every
+    group's rows along). The observations are taken in fixed-effect order (contiguous runs)."""
     y, z, off = (np.asarray(a, float) for a in (y, z, offset))
     fe = _dense_codes(fe)
     n_fe = int(fe.max()) + 1 if fe.size else 0
     y_g = np.bincount(fe, weights=y, minlength=n_fe)
     keep = y_g[fe] > 0
-    y, z, off, fe, grp = y[keep], z[keep], off[keep], fe[keep], np.asarray(group)[keep]
+    y, z, off, fe, grp = y[keep], z[keep], off[keep], fe[keep], np.asarray(group, np.int64)[keep]
     cl = _dense_codes(np.asarray(cluster)[keep])
     beta = np.zeros(n_groups) if init is None else np.where(np.isfinite(init), init, 0.0).astype(float)
     converged = False
     fe = _dense_codes(fe)
-    n_fe = int(fe.max()) + 1 if fe.size else 0
-    logy = np.log(np.maximum(np.bincount(fe, weights=y, minlength=n_fe), 1e-300))
-    order, starts = _grouping(fe)
+    order = _by_code(fe)
+    if order is not None:
+        y, z, off, fe, grp, cl = (a[order] for a in (y, z, off, fe, grp, cl))
 
-    def _state(b):
-        eta = b[grp] * z + off
-        shift = _group_max(eta, order, starts) if eta.size else np.zeros(0)  # exp() stays finite
-        e = np.exp(eta - shift[fe])
-        alpha = logy - np.log(np.maximum(np.bincount(fe, weights=e, minlength=n_fe), 1e-300))
-        mu = np.exp(alpha[fe] + eta - shift[fe])
-        w = np.bincount(fe, weights=mu, minlength=n_fe)
-        zbar = np.bincount(fe, weights=mu * z, minlength=n_fe) / np.maximum(w, 1e-300)
-        zt = z - zbar[fe]
-        return mu, zt
+    class _Rows:
+        def __init__(self, sel: np.ndarray | None) -> None:
+            pick = (lambda a: a) if sel is None else (lambda a: a[sel])
+            self.y, self.z, self.off, self.grp = pick(y), pick(z), pick(off), pick(grp)
+            self.runs = _Runs(pick(fe))
+            self.logy = np.log(np.maximum(self.runs.sum(self.y), 1e-300))
 
+        def state(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            runs = self.runs
+            eta = b[self.grp] * self.z + self.off
+            e = np.exp(eta - runs.rows(runs.max(eta)))  # shifted by the type's maximum: exp() stays finite
+            # mu = exp(alpha + eta) with the type's alpha in closed form: log(sum y) - log(sum exp(eta))
+            mu = e * runs.rows(np.exp(self.logy - np.log(np.maximum(runs.sum(e), 1e-300))))
+            zbar = runs.sum(mu * self.z) / np.maximum(runs.sum(mu), 1e-300)
+            return mu, self.z - runs.rows(zbar)
+
+    rows = every = _Rows(None)
+    active = np.ones(n_groups, bool)
     for _ in range(max_iter):
-        mu, zt = _state(beta)
-        h = np.bincount(grp, weights=mu * zt * zt, minlength=n_groups)
-        s = np.bincount(grp, weights=zt * (y - mu), minlength=n_groups)
-        step = np.where(h > 1e-12, s / np.maximum(h, 1e-12), 0.0)
+        mu, zt = rows.state(beta)
+        h = np.bincount(rows.grp, weights=mu * zt * zt, minlength=n_groups)
+        s = np.bincount(rows.grp, weights=zt * (rows.y - mu), minlength=n_groups)
+        step = np.where(active & (h > 1e-12), s / np.maximum(h, 1e-12), 0.0)
         step = np.clip(step, -2, 2)
         beta = beta + step
         if np.abs(step).max(initial=0) < tol:
             converged = True
             break
-    mu, zt = _state(beta)
+        active &= np.abs(step) >= FREEZE_STEP
+        if rows.grp.size and active[rows.grp].mean() < 0.5:  # most rows belong to frozen groups: drop them
+            rows = _Rows(np.flatnonzero(active[grp]))
+    mu, zt = every.state(beta)
     h = np.bincount(grp, weights=mu * zt * zt, minlength=n_groups)
     n_cl = int(cl.max()) + 1 if cl.size else 0
     # jackknife-type cluster-robust variance (CV3): each cluster's score scaled by the Hessian without it;
@@ -256,6 +294,9 @@ def apply_factors(deltas: list[np.ndarray], factors: list[np.ndarray]) -> np.nda
     n = factors[0].size if factors else 0
     out = np.zeros(n)
     for d, f in zip(deltas, factors, strict=True):
+        if f.size and f.max() < d.size:
+            out += d[f]
+            continue
         known = f < d.size
         out[known] += d[f[known]]
     return out
@@ -265,22 +306,18 @@ def _design(
     log_price: np.ndarray, group: np.ndarray, n_groups: int, factors: list[np.ndarray], y: np.ndarray
 ) -> tuple[sparse.csr_matrix, list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """The joint model's sparse design: one price column per slope group (log price on its rows), then one
-    column per free control level. A factor's first level with sales is its reference (0: the fixed
-    effects absorb any constant), levels without any sale are fixed at -30 (no demand; their ML estimate
-    is -inf). Every row has at most one entry per slot (its price column, then one level per factor, in
-    ascending column order), so the CSR arrays are written directly (no COO sort). Returns (X, per factor
-    the column of each level or -1, the fixed part of the predictor, and the slots: per row and slot its
-    column or -1 and its value, for _hessian)."""
+    column per free control level, then one column of zeros. A factor's first level with sales is its
+    reference (0: the fixed effects absorb any constant), levels without any sale are fixed at -30 (no
+    demand; their ML estimate is -inf). Every row has exactly one entry per slot (its price column, then
+    one level per factor): an absent one (no slope group, a reference or fixed level) is a 0 in the last
+    column, so the CSR arrays are the slots' arrays as they are (no masks; the zeros add nothing to a
+    product, and the last column's parameter has no information: _factor gives it no step). Returns (X,
+    per factor the column of each level or -1, the fixed part of the predictor, and the slots: per row and
+    slot its column and value, for _Hessian)."""
     n = y.size
     k = 1 + len(factors)
-    cols = np.full((n, k), -1, np.int64)
-    vals = np.ones((n, k))
-    has = group < n_groups
-    cols[has, 0] = group[has]
-    vals[:, 0] = np.where(has, log_price, 0.0)
-    fixed = np.zeros(n)
     col_of, p = [], n_groups
-    for j, f in enumerate(factors, start=1):
+    for f in factors:
         y_lv = np.bincount(f, weights=y, minlength=int(f.max()) + 1 if f.size else 0)
         free = y_lv > 0
         if free.any():
@@ -289,47 +326,83 @@ def _design(
         idx[free] = p + np.arange(int(free.sum()))
         p += int(free.sum())
         col_of.append(idx)
-        cols[:, j] = idx[f]
-        fixed += np.where(y_lv[f] > 0, 0.0, -30.0)
-    vals[cols < 0] = 0.0
-    on = cols >= 0
-    indptr = np.zeros(n + 1, np.int64)
-    np.cumsum(on.sum(1), out=indptr[1:])
-    x = sparse.csr_matrix((vals[on], cols[on], indptr), shape=(n, p))
+    zero = p  # the column of zeros
+    cols = np.empty((n, k), np.int64)
+    vals = np.empty((n, k))
+    has = group < n_groups
+    cols[:, 0] = np.where(has, group, zero)
+    vals[:, 0] = np.where(has, log_price, 0.0)
+    fixed = np.zeros(n)
+    for j, (f, idx) in enumerate(zip(factors, col_of, strict=True), start=1):
+        cols[:, j] = np.where(idx >= 0, idx, zero)[f]
+        vals[:, j] = cols[:, j] != zero
+        dead = np.bincount(f, weights=y, minlength=idx.size) <= 0
+        if dead.any():
+            fixed -= np.where(dead[f], 30.0, 0.0)
+    x = sparse.csr_matrix((vals.reshape(-1), cols.reshape(-1), np.arange(0, n * k + 1, k)), shape=(n, p + 1))
     return x, col_of, fixed, cols, vals
 
 
-def _hessian(
-    x: sparse.csr_matrix,
-    cols: np.ndarray,
-    vals: np.ndarray,
-    fe_sum: sparse.csr_matrix,
-    row_nnz: np.ndarray,
-    mu: np.ndarray,
-    n_fe: int,
-) -> np.ndarray:
-    """The concentrated Poisson likelihood's (negative) Hessian: X'WX - A' diag(1/w) A, A = the per
-    fixed-effect sums of W X, w = the per fixed-effect sums of mu. X'WX from the design's slots (at most
-    one entry per row and slot): one bincount per pair of slots instead of a sparse-sparse product."""
-    p = x.shape[1]
-    q = p + 1  # column p collects the absent entries (-1), dropped at the end
-    c = np.where(cols >= 0, cols, p)
-    xwx = np.zeros(q * q)
-    k = cols.shape[1]
-    for i in range(k):
-        wi = mu * vals[:, i]
-        for j in range(i, k):
-            b = np.bincount(c[:, i] * q + c[:, j], weights=wi * vals[:, j], minlength=q * q)
-            xwx += b
-            if j != i:
-                xwx += b.reshape(q, q).T.reshape(-1)
-    xwx = xwx.reshape(q, q)[:p, :p]
-    wx = x.copy()
-    wx.data = wx.data * np.repeat(mu, row_nnz)
-    a = (fe_sum @ wx).tocsr()
-    w = fe_sum @ mu
-    scaled = a.multiply(1 / np.maximum(w, 1e-300)[:, None]).tocsr()
-    return xwx - (a.T @ scaled).toarray()
+class _Hessian:
+    """The concentrated Poisson likelihood's (negative) Hessian, X'WX - A' diag(1/w) A (A = the per
+    fixed-effect sums of W X, w = the per fixed-effect sums of mu), for one design; what every Hessian of a
+    fit shares is set up once. The observations must be in fixed-effect order (`runs`).
+
+    X'WX from the design's slots (at most one entry per row and slot): per slot one bincount for its
+    diagonal, per pair of slots one bincount of the pair's cells. A = (the fixed effects' row sums
+    weighted by mu) @ X; A' diag(1/w) A as dense products of chunks of fixed effects with similar columns
+    (fixed effects ordered by their first column in each slot, the widest slot first: a chunk of ticket
+    types of one tier uses its tier's sales-curve levels only), instead of a sparse-sparse product (3x the
+    time at 1.7M rows)."""
+
+    CHUNK = 2048
+
+    def __init__(self, x: sparse.csr_matrix, cols: np.ndarray, vals: np.ndarray, runs: _Runs) -> None:
+        self.x, self.runs = x, runs
+        n, k = cols.shape
+        self.p = p = x.shape[1]  # the last column holds the absent entries (zeros): its cells stay 0
+        self.cols = [np.ascontiguousarray(cols[:, i]) for i in range(k)]
+        # a slot whose values are 1 where present (a factor level) needs no value weights
+        self.vals = [
+            None if np.array_equal(vals[:, i], (self.cols[i] != p - 1).astype(float)) else vals[:, i].copy()
+            for i in range(k)
+        ]
+        self.indptr = np.r_[runs.starts, n].astype(np.int64)
+        self.rows = np.arange(n)
+        first = [np.minimum.reduceat(ci, runs.starts) if n else ci for ci in self.cols]
+        widest = int(np.argmax([np.count_nonzero(np.bincount(ci)) for ci in self.cols])) if k else 0
+        self.order = np.lexsort([f for i, f in enumerate(first) if i != widest][::-1] + [first[widest]])
+
+    def __call__(self, mu: np.ndarray) -> np.ndarray:
+        p = q = self.p
+        xwx = np.zeros((q, q))
+        # per slot: mu times its values (or mu alone for a slot of 1s)
+        wv = [mu if v is None else mu * v for v in self.vals]
+        diag = np.arange(q)
+        for i, (ci, vi) in enumerate(zip(self.cols, self.vals, strict=True)):
+            xwx[diag, diag] += np.bincount(ci, weights=wv[i] if vi is None else wv[i] * vi, minlength=q)
+            for cj, vj in zip(self.cols[i + 1 :], self.vals[i + 1 :], strict=True):
+                cell = np.bincount(ci * q + cj, weights=wv[i] if vj is None else wv[i] * vj, minlength=q * q)
+                cell = cell.reshape(q, q)
+                xwx += cell
+                xwx += cell.T
+        n_fe = self.runs.starts.size
+        a = (sparse.csr_matrix((mu, self.rows, self.indptr), shape=(n_fe, mu.size)) @ self.x).tocsr()
+        a = a[self.order]
+        nnz = np.diff(a.indptr)
+        data = a.data / np.repeat(np.sqrt(np.maximum(self.runs.sum(mu)[self.order], 1e-300)), nnz)
+        ada = np.zeros((p, p))
+        for s in range(0, n_fe, self.CHUNK):
+            m = min(self.CHUNK, n_fe - s)
+            lo, hi = a.indptr[s], a.indptr[s + m]
+            used, at = np.unique(a.indices[lo:hi], return_inverse=True)
+            block = np.zeros((m, used.size))
+            block[np.repeat(np.arange(m), nnz[s : s + m]), at] = data[lo:hi]
+            ada[np.ix_(used, used)] += block.T @ block
+        h = xwx - ada
+        h[-1, :] = 0.0  # the column of zeros (absent entries, weighted by mu alone in a slot of 1s)
+        h[:, -1] = 0.0
+        return h
 
 
 def _factor(h: np.ndarray):
@@ -386,16 +459,43 @@ def fit_elasticities(
     ticket type's days). Rows whose group is >= n_groups get no slope (ticket types without a price
     change: they inform the controls only). `init_beta` / `init_deltas`: a warm start (the full sample's
     fit for a cross-fitting fold). Returns the slopes and the controls' level coefficients
-    (apply_factors)."""
+    (apply_factors). BLAS is held to one thread meanwhile: the factorizations are of a few hundred
+    columns, and a multi-threaded OpenBLAS took ~0.1 s for a 300 x 300 Cholesky on the shared 2-core
+    machine instead of 1 ms (its threads wait for each other)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_elasticities(
+            y, log_price, factors, group, n_groups, fe, cluster, max_iter, tol, init_beta, init_deltas
+        )
+
+
+def _fit_elasticities(
+    y: np.ndarray,
+    log_price: np.ndarray,
+    factors: list[np.ndarray],
+    group: np.ndarray,
+    n_groups: int,
+    fe: np.ndarray,
+    cluster: np.ndarray,
+    max_iter: int,
+    tol: float,
+    init_beta: np.ndarray | None,
+    init_deltas: list[np.ndarray] | None,
+) -> tuple[Slopes, list[np.ndarray]]:
     y = np.asarray(y, float)
     log_price = np.asarray(log_price, float)
-    grp = np.asarray(group).astype(np.int64)
+    grp = np.asarray(group, np.int64)
     fe = _dense_codes(fe)
-    n_fe = int(fe.max()) + 1 if fe.size else 0
-    y_fe = np.bincount(fe, weights=y, minlength=n_fe)
-    log_y_fe = np.log(np.where(y_fe > 0, y_fe, 1.0))
-    sold = y_fe[fe] > 0
-    order, starts = _grouping(fe)
+    cluster = np.asarray(cluster)
+    order = _by_code(fe)  # the observations in fixed-effect order: per-type sums over contiguous runs
+    if order is not None:
+        y, log_price, grp, fe, cluster = (a[order] for a in (y, log_price, grp, fe, cluster))
+        factors = [f[order] for f in factors]
+    runs = _Runs(fe)
+    y_fe = runs.sum(y)
+    sold = y_fe > 0
+    log_y_fe = np.log(np.where(sold, y_fe, 1.0))
     x, col_of, fixed, slot_cols, slot_vals = _design(log_price, grp, n_groups, factors, y)
     theta = np.zeros(x.shape[1])
     if init_beta is not None:
@@ -412,21 +512,21 @@ def fit_elasticities(
             ref = d[ref_level] if 0 <= ref_level < m else 0.0
             on = idx[:m] >= 0
             theta[idx[:m][on]] = d[:m][on] - ref
-    fe_sum = sparse.csr_matrix((np.ones(fe.size), (fe, np.arange(fe.size))), shape=(n_fe, fe.size))
     xt = x.T.tocsr()
-    row_nnz = np.diff(x.indptr)
+    hessian = _Hessian(x, slot_cols, slot_vals, runs)
     factor, last = None, np.inf
     for _ in range(max_iter):
         eta = x @ theta + fixed
-        shift = _group_max(eta, order, starts) if eta.size else np.zeros(0)
-        e = np.exp(eta - shift[fe])
-        alpha = log_y_fe - np.log(np.maximum(np.bincount(fe, weights=e, minlength=n_fe), 1e-300))
-        mu = np.where(sold, np.exp(alpha[fe] + eta - shift[fe]), 0.0)
+        e = np.exp(eta - runs.rows(runs.max(eta)))  # shifted by the type's maximum: exp() stays finite
+        # mu = exp(alpha + eta), the type's alpha in closed form: log(sum y) - log(sum exp(eta)); 0 for a
+        # type without sales
+        ratio = np.where(sold, np.exp(log_y_fe - np.log(np.maximum(runs.sum(e), 1e-300))), 0.0)
+        mu = e * runs.rows(ratio)
         score = xt @ (y - mu)
         if factor is None:
             # the Hessian is the iteration's dominant cost: it is kept while the steps shrink fast
             # (a chord Newton method; recomputed when they do not), so a warm start costs one or two
-            factor = _factor(_hessian(x, slot_cols, slot_vals, fe_sum, row_nnz, mu, n_fe))
+            factor = _factor(hessian(mu))
         step = _solve(factor, score)
         big = np.abs(step).max(initial=0.0)
         if big > 2:  # damped: the concentrated log-likelihood is concave, a cap keeps exp() finite

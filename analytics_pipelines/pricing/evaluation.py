@@ -26,13 +26,17 @@ from datetime import date, datetime
 import numpy as np
 import polars as pl
 
+from analytics_pipelines.pricing.estimator import apply_factors, fit_elasticities
 from analytics_pipelines.pricing.model import (
     FEATURES,
     MODEL,
+    SCOPES,
     SEED_ELASTICITY,
     Estimates,
-    control_effect,
-    estimate,
+    FitRows,
+    factors,
+    prepare,
+    warm_slopes,
 )
 
 WINDOW = 28
@@ -61,23 +65,28 @@ PERFORMANCE_SCHEMA = {
 
 def event_folds(event_ids: pl.Series, folds: int = FOLDS) -> pl.Series:
     """The cross-fitting fold (0..folds-1) of every row's event: a stable hash of the id, so the same
-    events share a fold every run (hashed once per distinct event, not per row)."""
-    ids = event_ids.cast(pl.String)
-    distinct = ids.unique().drop_nulls()
+    events share a fold every run (hashed once per distinct event, not per row; the rows are matched in
+    their own dtype, e.g. categorical codes, not cast to strings)."""
+    distinct = event_ids.unique().drop_nulls()
     fold = pl.Series(
-        [int(hashlib.sha256(e.encode()).hexdigest()[:8], 16) % folds for e in distinct.to_list()],
+        [
+            int(hashlib.sha256(e.encode()).hexdigest()[:8], 16) % folds
+            for e in distinct.cast(pl.String).to_list()
+        ],
         dtype=pl.Int64,
     )
     lookup = pl.DataFrame({"e": distinct, "fold": fold})
     return (
-        pl.DataFrame({"e": ids}).join(lookup, on="e", how="left", maintain_order="left")["fold"].fill_null(0)
+        pl.DataFrame({"e": event_ids})
+        .join(lookup, on="e", how="left", maintain_order="left")["fold"]
+        .fill_null(0)
     )
 
 
 def fold_predictions(windows: pl.DataFrame, elasticity: pl.DataFrame) -> pl.DataFrame:
     """A fold's held-out change windows with the elasticity its training fit estimated for their category
     (changes of categories without an estimate drop out here; `evaluate` counts them)."""
-    if windows.height == 0:
+    if windows.height == 0 or elasticity.height == 0:
         return pl.DataFrame()
     est = elasticity.filter(pl.col("status") == "estimated").select(
         pl.col("tenant_id"), pl.col("category").alias("category_id"), "elasticity"
@@ -87,40 +96,76 @@ def fold_predictions(windows: pl.DataFrame, elasticity: pl.DataFrame) -> pl.Data
     )
 
 
-def change_windows(panel: pl.DataFrame, deltas: list[np.ndarray], window: int = WINDOW) -> pl.DataFrame:
-    """One row per observed price change with enough days on both sides: tickets before/after, the
-    controls' expected demand before/after (exp(controls' effect) summed), old and new price."""
-    p = panel.sort("ticket_type_id", "day")
-    p = p.with_columns(
-        pl.Series("w", np.exp(control_effect(p, deltas))),
-        pl.col("price_change").cum_sum().over("ticket_type_id").alias("spell"),
-        pl.int_range(pl.len()).over("ticket_type_id").alias("pos"),
-    )
-    changes = p.filter(pl.col("price_change") == 1).select(
-        "ticket_type_id", "category_id", "tenant_id", pl.col("spell"), pl.col("pos").alias("at")
-    )
-    if changes.height == 0:
-        return pl.DataFrame()
-    j = p.select("ticket_type_id", "pos", "spell", "tickets", "w", "price_cents").join(
-        changes, on="ticket_type_id", how="inner", suffix="_c"
-    )
-    pre = j.filter((pl.col("spell") == pl.col("spell_c") - 1) & (pl.col("pos") >= pl.col("at") - window))
-    post = j.filter((pl.col("spell") == pl.col("spell_c")) & (pl.col("pos") < pl.col("at") + window))
-    agg = [
-        pl.col("tickets").sum().alias("tickets"),
-        pl.col("w").sum().alias("w"),
-        pl.col("price_cents").first().alias("price"),
-        pl.len().alias("days"),
-    ]
-    k = ["tenant_id", "category_id", "ticket_type_id", "at"]
-    return (
-        pre.group_by(k)
-        .agg(agg)
-        .join(post.group_by(k).agg(agg), on=k, suffix="_post")
-        .filter((pl.col("days") >= 3) & (pl.col("days_post") >= 3))
-        # windows in which the controls expect no demand (levels never seen selling) cannot be scaled
-        .filter((pl.col("w") > 1e-6) & (pl.col("w_post") > 1e-6))
-    )
+WINDOW_COLUMNS = ["tenant_id", "category_id", "ticket_type_id", "event_id", "day", "tickets", "price_cents"]
+WINDOW_COLUMNS += ["price_change", "dte_bin", "curve_bin", "weekday"]
+
+
+class ChangeWindows:
+    """Every observed price change with at least 3 observed days on both sides: tickets in the `window`
+    observed days before it at the old price and after it at the new one, old and new price, its event's
+    fold; located once for every fold. In the panel sorted by ticket type and day each window is a run of
+    rows (the change's spell, or the one before it, cut to `window` days), so a fold's controls' expected
+    demand per window (`for_fold`: exp(controls' effect) summed) is one reduceat over the rows. A change
+    without tenant or category has no window (as when the windows were joined on those keys)."""
+
+    def __init__(self, panel: pl.DataFrame, window: int = WINDOW) -> None:
+        p = panel.select(WINDOW_COLUMNS).sort("ticket_type_id", "day")
+        n = p.height
+        tid = p["ticket_type_id"]
+        first = (tid != tid.shift(1)).fill_null(True).to_numpy() if n else np.zeros(0, bool)
+        change = p["price_change"].to_numpy() == 1
+        at = np.arange(n)
+        boundary = first | change  # a spell (one price) starts here
+        spell_start = np.maximum.accumulate(np.where(boundary, at, 0)) if n else at
+        type_start = np.maximum.accumulate(np.where(first, at, 0)) if n else at
+        # the next spell's start after each row (n after the last)
+        next_start = np.minimum.accumulate(np.r_[np.where(boundary, at, n)[1:], n][::-1])[::-1] if n else at
+        c = np.flatnonzero(change & ~first)
+        pre = np.maximum(spell_start[np.maximum(c - 1, 0)], c - window), c
+        post = c, np.minimum(next_start[c], c + window)
+        keys = p.select("tenant_id", "category_id")[c]
+        ok = (
+            (pre[1] - pre[0] >= 3)
+            & (post[1] - post[0] >= 3)
+            & keys["tenant_id"].is_not_null().to_numpy()
+            & keys["category_id"].is_not_null().to_numpy()
+        )
+        c, pre, post = c[ok], (pre[0][ok], pre[1][ok]), (post[0][ok], post[1][ok])
+        # reduceat bounds: [pre start, pre end, post start, post end] per change (sums at 0 and 2)
+        self.bounds = np.stack([pre[0], pre[1], post[0], post[1]], 1).reshape(-1)
+        self.factors = factors(p)
+        tickets = self._sums(p["tickets"].to_numpy())
+        price = p["price_cents"].to_numpy()
+        self.frame = p.select("tenant_id", "category_id", "ticket_type_id")[c].with_columns(
+            pl.Series("at", c - type_start[c]),  # the change's day among its type's observed days
+            pl.Series("tickets", tickets[0]),
+            pl.Series("price", price[pre[0]]),
+            pl.Series("days", pre[1] - pre[0]),
+            pl.Series("tickets_post", tickets[1]),
+            pl.Series("price_post", price[c]),
+            pl.Series("days_post", post[1] - post[0]),
+        )
+        row_fold = event_folds(p["event_id"]).to_numpy()
+        #: the folds that hold any panel row; per window its event's fold
+        self.folds = set(np.unique(row_fold).tolist())
+        self.fold = row_fold[c]
+
+    def _sums(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per window: the sum of `values` (per sorted panel row) over its pre rows and its post rows."""
+        if self.bounds.size == 0:
+            return np.zeros(0, values.dtype), np.zeros(0, values.dtype)
+        s = np.add.reduceat(np.r_[values, np.zeros(1, values.dtype)], self.bounds)
+        return s[0::4], s[2::4]
+
+    def for_fold(self, k: int, deltas: list[np.ndarray]) -> pl.DataFrame:
+        """The fold's windows with the controls' expected demand before/after (`deltas`: the fold's fit;
+        none: every day counts 1), less those in which the controls expect no demand (levels never seen
+        selling: they cannot be scaled)."""
+        w, w_post = self._sums(
+            np.exp(apply_factors(deltas, self.factors)) if deltas else np.ones(len(self.factors[0]))
+        )
+        keep = (self.fold == k) & (w > 1e-6) & (w_post > 1e-6)
+        return self.frame.with_columns(pl.Series("w", w), pl.Series("w_post", w_post)).filter(pl.Series(keep))
 
 
 def _metrics(obs: np.ndarray, pred: np.ndarray) -> list[tuple[str, float]]:
@@ -173,23 +218,78 @@ def evaluate(
     return pl.DataFrame(rows, schema=PERFORMANCE_SCHEMA)
 
 
+def fold_fit(
+    rows: FitRows, held: np.ndarray, min_changes: int, init_beta: np.ndarray, init_deltas: list[np.ndarray]
+) -> Estimates:
+    """The category fit of a fold's training rows: `rows` are the whole panel's (prepare), `held` flags the
+    rows of the fold's events. Equal to estimate(training panel, "category", warm=...) (tests): its groups
+    eligible on the training rows alone (at least `min_changes` price changes in at least two events: a
+    subset of the whole panel's eligible groups), the changed types of the other groups left out, the
+    joint fit started from `init_beta` (per whole-panel eligible group) and `init_deltas`; without the
+    polars group-bys and joins of a fresh estimate. Returns the fold's eligible groups (keys, elasticity,
+    std_error, status 'estimated' or 'insufficient_data') and its control coefficients."""
+    train = ~held
+    n_all = rows.eligible.height
+    has = rows.group < n_all
+    counted = train & has
+    n_changes = np.bincount(rows.group[counted], weights=rows.price_change[counted], minlength=n_all)
+    on = counted & (rows.price_change == 1)
+    pairs = np.unique(rows.group[on] * (int(rows.cluster.max()) + 1) + rows.cluster[on])
+    events = np.bincount(pairs // (int(rows.cluster.max()) + 1), minlength=n_all)
+    ok = (n_changes >= min_changes) & (events >= 2)
+    n_groups = int(ok.sum())
+    # whole-panel group -> fold group (n_groups: no slope; also for the rows without a group)
+    to_fold = np.append(np.where(ok, np.cumsum(ok) - 1, n_groups), n_groups)
+    keys = SCOPES["category"]
+    eligible = rows.eligible.filter(pl.Series(ok)).select(keys)
+    keep = train & (np.append(ok, False)[rows.group] | ~rows.changed)
+    beta, se, deltas = np.full(n_groups, np.nan), np.full(n_groups, np.nan), []
+    if n_groups and keep.any():
+        slopes, deltas = fit_elasticities(
+            rows.y[keep],
+            rows.log_price[keep],
+            [f[keep] for f in rows.factors],
+            to_fold[rows.group[keep]],
+            n_groups,
+            rows.fe[keep],
+            rows.cluster[keep],
+            init_beta=init_beta[ok],
+            init_deltas=init_deltas or None,
+        )
+        beta, se = slopes.beta, slopes.se
+    estimated = np.isfinite(beta) & np.isfinite(se) & (se > 0)
+    table = eligible.with_columns(
+        pl.Series("elasticity", np.where(estimated, beta, np.nan)).fill_nan(None),
+        pl.Series("std_error", np.where(estimated, se, np.nan)).fill_nan(None),
+        pl.Series("status", np.where(estimated, "estimated", "insufficient_data"), dtype=pl.String),
+    )
+    return Estimates(table, deltas)
+
+
 def cross_fit(
     panel: pl.DataFrame, full: Estimates, kw: dict, train_first: date | None, train_last: date | None
 ) -> pl.DataFrame:
     """pricing_model_performance rows: every event's price changes predicted by the category model fitted
     without its fold (`kw`: estimate's arguments: min_changes, version, trained_at, names); each fold's fit
-    starts from the full sample's (`full`)."""
+    starts from the full sample's (`full`, the category fit of this panel: its rows are reused, every fold
+    fits a subset of them, fold_fit)."""
     version, trained_at = kw["version"], kw["trained_at"]
     if panel.height == 0:
         return evaluate(pl.DataFrame(), 0, version, trained_at, train_first, train_last)
-    fold = event_folds(panel["event_id"])
+    located = ChangeWindows(panel)
+    rows = full.rows if full.rows is not None else prepare(panel, "category", kw["min_changes"])[2]
+    if rows is not None:
+        row_fold = event_folds(rows.event_id).to_numpy()
+        init_beta = warm_slopes(rows.eligible, full, "category")
     predicted, n_changes = [], 0
     for k in range(FOLDS):
-        held = fold == k
-        if not held.any():
+        if k not in located.folds:
             continue
-        train = estimate(panel.filter(~held), "category", warm=full, **kw)
-        windows = change_windows(panel.filter(held), train.deltas)
+        if rows is not None:
+            train = fold_fit(rows, row_fold == k, kw["min_changes"], init_beta, full.deltas)
+        else:  # nothing eligible in the whole panel: nothing in a fold either
+            train = Estimates(pl.DataFrame(), [])
+        windows = located.for_fold(k, train.deltas)
         n_changes += windows.height
         predicted.append(fold_predictions(windows, train.table))
     predicted = [p for p in predicted if p.height]

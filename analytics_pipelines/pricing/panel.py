@@ -95,6 +95,10 @@ def daily_panel(
         .join(events, on="event_id", how="inner")
         .join(currencies, on="venue_id", how="left")
     )
+    # an integer per ticket type in id order: the days (millions of rows) are joined, grouped and sorted by
+    # it instead of by the 36-character id, which the panel keeps
+    t = t.with_columns(pl.col("ticket_type_id").rank("dense").cast(pl.Int64).alias("tcode"))
+    codes = t.select("ticket_type_id", "tcode").unique()
     prices = prices.filter(pl.col("source") != "recommendation") if "source" in prices.columns else prices
     pr = prices.select(
         "ticket_type_id",
@@ -131,10 +135,18 @@ def daily_panel(
     )
     out.append(_exclusions(t.filter(~window), "no_sale_window", "no full day on sale before today"))
     t = t.filter(window)
-    cols = ["tenant_id", "venue_id", "event_id", "category_id", "ticket_type_id", "quantity", "tier"]
+    ids = ["tenant_id", "venue_id", "event_id", "category_id", "ticket_type_id", "tier"]
     days = (
         t.select(
-            *cols, "starts_at", "sale_start", "sale_end", pl.date_ranges("first", "last", "1d").alias("day")
+            # the ids ride along as categoricals (4-byte codes through the sorts and joins), strings again
+            # in the panel
+            *[pl.col(c).cast(pl.Categorical) for c in ids],
+            "tcode",
+            "quantity",
+            "starts_at",
+            "sale_start",
+            "sale_end",
+            pl.date_ranges("first", "last", "1d").alias("day"),
         )
         .explode("day", empty_as_null=True)
         .drop_nulls("day")
@@ -143,17 +155,14 @@ def daily_panel(
     days = days.with_columns(
         day_start.alias("at"), (day_start + pl.duration(days=1) - pl.duration(microseconds=1)).alias("at_end")
     ).sort("at")
-    days = days.join_asof(
-        pr, on="at", by="ticket_type_id", strategy="backward", check_sortedness=False
-    ).rename({"price_cents": "p0"})
+    pr = pr.join(codes, on="ticket_type_id", how="inner").select("tcode", "at", "price_cents").sort("at")
+    days = days.join_asof(pr, on="at", by="tcode", strategy="backward", check_sortedness=False).rename(
+        {"price_cents": "p0"}
+    )
     days = (
         days.sort("at_end")
         .join_asof(
-            pr.rename({"at": "at_end"}),
-            on="at_end",
-            by="ticket_type_id",
-            strategy="backward",
-            check_sortedness=False,
+            pr.rename({"at": "at_end"}), on="at_end", by="tcode", strategy="backward", check_sortedness=False
         )
         .rename({"price_cents": "p1"})
     )
@@ -168,25 +177,24 @@ def daily_panel(
         )
     )
     days = days.filter(pl.col("p0") > 0)
-    days = days.join(sales, on=["ticket_type_id", "day"], how="left").with_columns(
-        pl.col("tickets").fill_null(0)
-    )
+    sales = sales.join(codes, on="ticket_type_id", how="inner").select("tcode", "day", "tickets")
+    days = days.join(sales, on=["tcode", "day"], how="left").with_columns(pl.col("tickets").fill_null(0))
     # a sold-out type cannot sell: its days from the sell-out on are censored, not demand
     cum = (
         sales.sort("day")
-        .with_columns(pl.col("tickets").cum_sum().over("ticket_type_id").alias("cum"))
-        .join(t.select("ticket_type_id", "quantity"), on="ticket_type_id", how="inner")
+        .with_columns(pl.col("tickets").cum_sum().over("tcode").alias("cum"))
+        .join(t.select("tcode", "quantity"), on="tcode", how="inner")
         .filter(pl.col("quantity").is_not_null() & (pl.col("cum") >= pl.col("quantity")))
-        .group_by("ticket_type_id")
+        .group_by("tcode")
         .agg(pl.col("day").min().alias("sold_out_day"))
     )
-    days = days.join(cum, on="ticket_type_id", how="left").filter(
+    days = days.join(cum, on="tcode", how="left").filter(
         pl.col("sold_out_day").is_null() | (pl.col("day") < pl.col("sold_out_day"))
     )
-    observed = days.select("ticket_type_id").unique()
+    observed = days.select("tcode").unique()
     out.append(
         _exclusions(
-            t.join(observed, on="ticket_type_id", how="anti"),
+            t.join(observed, on="tcode", how="anti"),
             "no_observed_day",
             "no full day on sale with a positive price before a sell-out",
         )
@@ -194,8 +202,12 @@ def daily_panel(
     span = (pl.col("sale_end") - pl.col("sale_start")).dt.total_seconds()
     dte = (pl.col("starts_at").dt.convert_time_zone("UTC").dt.date() - pl.col("day")).dt.total_days()
     elapsed = (pl.col("at") + pl.duration(hours=12) - pl.col("sale_start")).dt.total_seconds()
+    # the tiers' dense ranks (their index among the panel's tiers in order) without ranking every row
+    tiers = pl.Enum(days["tier"].unique().drop_nulls().cast(pl.String).sort())
+    same_type = pl.col("tcode") == pl.col("tcode").shift(1)
     panel = (
-        days.sort("ticket_type_id", "day")
+        days.sort("tcode", "day")
+        .with_columns(pl.col(ids).cast(pl.String))
         .with_columns(
             pl.col("p0").alias("price_cents"),
             dte.alias("days_to_event"),
@@ -203,13 +215,14 @@ def daily_panel(
             (elapsed / pl.when(span > 0).then(span).otherwise(None)).clip(0, 0.999).alias("window_share"),
         )
         .with_columns(
-            (pl.col("price_cents") != pl.col("price_cents").shift(1).over("ticket_type_id"))
+            # the panel is in type and day order: a change from the type's day before
+            ((pl.col("price_cents") != pl.col("price_cents").shift(1)) & same_type)
             .fill_null(False)
             .cast(pl.Int64)
             .alias("price_change"),
             pl.col("days_to_event").cut(list(DTE_BINS)).to_physical().cast(pl.Int64).alias("dte_bin"),
             (
-                (pl.col("tier").rank("dense").cast(pl.Int64) - 1) * (len(WINDOW_EDGES) + 1)
+                pl.col("tier").cast(tiers).to_physical().cast(pl.Int64) * (len(WINDOW_EDGES) + 1)
                 + pl.col("window_share").fill_null(0.5).cut(list(WINDOW_EDGES)).to_physical().cast(pl.Int64)
             ).alias("curve_bin"),
         )

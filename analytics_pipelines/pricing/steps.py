@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import polars as pl
 
-from analytics_pipelines.customers.build import last_sales_day
 from analytics_pipelines.marts.reconcile import CheckOutcome
 from analytics_pipelines.pricing import evaluation as ev
 from analytics_pipelines.pricing.model import estimate, model_version
@@ -45,6 +44,8 @@ def inputs(wh: Warehouse) -> dict[str, pl.DataFrame]:
         "sales": daily_sales(items, orders),
         "prices": prices,
         "currencies": venue_currency(orders),
+        # fct_orders' last day (customers.build.last_sales_day) from the rows read here, not a second query
+        "last_day": orders.select(pl.col("day").max()),
     }
 
 
@@ -82,7 +83,7 @@ def price_elasticity(ctx: BuildContext) -> Built:
     x = inputs(wh)
     clock.lap("read")
     # through the data's last day: the days after it are not days without sales
-    last_day = last_sales_day(wh)
+    last_day = x["last_day"].item()
     through = min(ctx.now.date(), last_day) if last_day is not None else ctx.now.date()
     panel, exclusions = daily_panel(
         x["types"], x["events"], x["sales"], x["prices"], x["currencies"], through
