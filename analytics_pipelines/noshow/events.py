@@ -61,12 +61,16 @@ def decile_rows(y: np.ndarray, p: np.ndarray) -> list[tuple]:
 
 def event_rows(held: pl.DataFrame, p: np.ndarray) -> tuple[list[tuple], pl.DataFrame]:
     """Per held-out event, expected vs actual no-shows: (metric rows, the per-event frame)."""
-    fc = event_forecast(held, p).join(
-        held.group_by(pl.col("event_id").cast(pl.String)).agg(
-            pl.col("no_show").sum().cast(pl.Int64).alias("actual")
-        ),
-        on="event_id",
-    )
+    fc = (
+        event_forecast(held, p)
+        .join(
+            held.group_by(pl.col("event_id").cast(pl.String)).agg(
+                pl.col("no_show").sum().cast(pl.Int64).alias("actual")
+            ),
+            on="event_id",
+        )
+        .sort("event_id")
+    )  # the metrics sum over the events in one order (a group-by's order varies)
     if fc.height == 0:
         return [], fc
     err = (fc["expected"] - fc["actual"]).to_numpy()
