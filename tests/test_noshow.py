@@ -714,3 +714,25 @@ def test_the_label_and_holder_features_equal_their_definitions_on_random_tickets
         + pl.when(pl.col("aov") < 50).then(F.SEED_LOW_AOV).otherwise(0.0)
     )
     assert with_profile.select((pl.col("seed_probability") - expected_seed).abs().max()).item() < 1e-12
+
+
+@pytest.mark.parametrize("method", ["isotonic", "sigmoid"])
+def test_calibrate_is_the_usual_fit(method):
+    """model.calibrate (one pass of the booster over the calibration rows) gives the object
+    CalibratedClassifierCV(FrozenEstimator(booster)).fit gives, to the pickled byte, and its probabilities:
+    the model version (a hash of the artifact) and the threshold do not change."""
+    import pickle
+
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.frozen import FrozenEstimator
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(6_000, 4))
+    y = (rng.random(6_000) < 1 / (1 + np.exp(-(x[:, 0] - 2)))).astype(int)
+    booster = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(x[:3_000], y[:3_000])
+    usual = CalibratedClassifierCV(FrozenEstimator(booster), method=method).fit(x[3_000:], y[3_000:])
+    mine, p = M.calibrate(booster, x[3_000:], y[3_000:], method)
+    assert pickle.dumps(mine) == pickle.dumps(usual)
+    assert np.array_equal(p, usual.predict_proba(x[3_000:])[:, 1])
+    assert np.array_equal(mine.predict_proba(x[:3_000]), usual.predict_proba(x[:3_000]))
