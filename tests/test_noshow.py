@@ -485,9 +485,32 @@ def test_a_plan_describes_only_the_used_tickets_with_the_same_features():
     holder's tickets of the event are computed over every ticket."""
     more = [*TICKETS, *((f"k1x{i}", "e1", f"h{i}", 1000 + 10 * i, "2026-07-01T10:00:00") for i in range(40))]
     inp = _inputs(EVENTS, more, valid=["k2w", "k1x3"], resales=[("k2", "2026-09-10T20:00:00")], orders=ORDERS)
-    full = F.features(inp, NOW)
     plan = lambda events, tickets: M.describe_plan(events, tickets, max_rows=2)  # noqa: E731  rate << 1
+    # a ticket left out holds the event's dearest type: the tier (price_vs_event_max) of those described
+    # is still the event's, of every sold ticket
+    left_out = set(inp.tickets.filter(pl.col("event_id") == "e1")["id"]) - set(
+        F.features(inp, NOW, plan=plan)["ticket_id"]
+    )
+    vip = sorted(left_out)[0]
+    inp.tickets = inp.tickets.with_columns(
+        pl.when(pl.col("id") == vip)
+        .then(pl.lit("vip-e1"))
+        .otherwise("ticket_type_id")
+        .alias("ticket_type_id")
+    )
+    inp.type_prices = pl.concat(
+        [
+            inp.type_prices,
+            pl.DataFrame([("vip-e1", "USD", 9_000, 9_000)], schema=inp.type_prices.schema, orient="row"),
+        ]
+    )
+    full = F.features(inp, NOW)
     part = F.features(inp, NOW, plan=plan)
+    assert vip not in set(part["ticket_id"])
+    e1 = part.filter(pl.col("event_id").cast(pl.String) == "e1")
+    assert e1.height and ((e1["price_vs_event_max"] - e1["price_cents"] / 9_000).abs() < 1e-12).all(), (
+        e1.select("ticket_id", "price_cents", "price_vs_event_max")
+    )
     assert 0 < part.height < full.height
     assert set(part.filter(pl.col("phase") != "ended")["ticket_id"]) == set(
         full.filter(pl.col("phase") != "ended")["ticket_id"]
@@ -540,6 +563,27 @@ def test_the_fits_draw_only_from_the_plan_sample_and_split_by_every_ticket():
     assert ev_part.cutoff == ev_full.cutoff and ev_part.holdout_rows == ev_full.holdout_rows
     assert ev_part.fitted.fit_frame["fit_sample"].all()
     assert ev_part.fitted.fit_rows <= 1000 and ev_part.model_auc > 0.7
+    # the plan's draws are the rows the fits draw from the whole fit sample: the same fitted rows, the same
+    # models, with only the drawn tickets described
+    drawn = [c for d in M.DRAWS.values() for c in d]
+    whole = df.hstack(plan.get_columns()).filter(
+        pl.col("fit_sample") | pl.col("holdout_sample") | pl.col("event_id").is_first_distinct()
+    )
+    assert part.height < whole.height
+    ev_whole = M.evaluate_out_of_time(
+        whole.drop("ticket_id", "describe", *drawn), date(2026, 1, 1), max_rows=1000
+    )
+    assert ev_part.fitted.fit_frame.drop(drawn).equals(ev_whole.fitted.fit_frame)
+    assert ev_part.model_auc == ev_whole.model_auc and ev_part.rows.equals(ev_whole.rows)
+    final_part, final_whole = (
+        M.fit(part.drop("ticket_id")),
+        M.fit(whole.drop("ticket_id", "describe", *drawn), 1000),
+    )
+    assert final_part.fit_frame.drop(drawn).equals(final_whole.fit_frame)
+    assert (
+        final_part.threshold == final_whole.threshold
+        and final_part.calibration_rows == final_whole.calibration_rows
+    )
     # held-out events capped: a sample of whole events, the same fitted model
     capped = _plan(df, max_rows=1000, max_holdout_rows=3_000)
     held = df.hstack(capped.get_columns()).filter(pl.col("holdout_sample"))

@@ -429,7 +429,7 @@ def features(inp: Inputs, now: datetime, plan: Plan | None = None) -> pl.DataFra
     computed over every ticket first, so a described ticket's features are the same as without a plan; two
     columns are added: `event_tickets` (the event's labelled tickets, all of them) and the plan's sample
     columns (fit_sample, holdout_sample)."""
-    ev = _events(inp.events, now)
+    ev, t = _events(inp.events, now), inp.tickets
     keys = _ticket_keys(inp, ev)
     per_event = keys.group_by("e").agg(
         pl.len().cast(pl.Int64).alias("_tickets"),
@@ -439,7 +439,26 @@ def features(inp: Inputs, now: datetime, plan: Plan | None = None) -> pl.DataFra
     stats = keys.group_by("pair").agg(
         pl.len().cast(pl.Int64).alias("n"), pl.col("no_show").sum().cast(pl.Int64).alias("k")
     )
-    ev = ev.with_row_index("e").join(per_event, on="e", how="left", maintain_order="left").drop("e")
+    # the highest price of the event's types (the tier): of every type with a sold ticket, described or not
+    keys = keys.with_columns(
+        t["ticket_type_id"].cast(pl.Categorical).gather(keys["idx"]).alias("ticket_type_id")
+    )
+    types = inp.type_prices.unique("ticket_type_id", keep="first").with_columns(
+        pl.col("ticket_type_id").cast(pl.Categorical)
+    )
+    ev_max = (
+        keys.select("e", "ticket_type_id")
+        .unique()
+        .join(types, on="ticket_type_id", how="left")
+        .group_by("e")
+        .agg(pl.max("max_price_cents").alias("event_max_price_cents"))
+    )
+    ev = (
+        ev.with_row_index("e")
+        .join(per_event, on="e", how="left", maintain_order="left")
+        .join(ev_max, on="e", how="left", maintain_order="left")
+        .drop("e")
+    )
     planned, carried = plan is not None, []
     if planned:
         ev = ev.with_columns(
@@ -458,7 +477,7 @@ def features(inp: Inputs, now: datetime, plan: Plan | None = None) -> pl.DataFra
     pairs = pairs.join(_prior(stats, ev, pairs), on="pair", how="left").join(
         _profile(inp.orders, ev, pairs), on="pair", how="left"
     )
-    t, idx = inp.tickets, keys["idx"]
+    idx = keys["idx"]
     at = ev.select(
         "tenant_id",
         "venue_id",
@@ -469,12 +488,13 @@ def features(inp: Inputs, now: datetime, plan: Plan | None = None) -> pl.DataFra
         "phase",
         "cutoff",
         "_event_mean_price",
+        "event_max_price_cents",
         *(["event_tickets"] if planned else []),
     )[keys["e"]]
     rows = pl.DataFrame(
         [
             t["id"].gather(idx).alias("ticket_id"),
-            t["ticket_type_id"].gather(idx).cast(pl.Categorical).alias("ticket_type_id"),
+            keys["ticket_type_id"],
             keys["holder_id"],
             t.select(
                 (
@@ -500,22 +520,11 @@ def features(inp: Inputs, now: datetime, plan: Plan | None = None) -> pl.DataFra
         .group_by("ticket_id")
         .agg(pl.min("completed_at").alias("resold_at"))
     )
-    types = inp.type_prices.unique("ticket_type_id", keep="first").with_columns(
-        pl.col("ticket_type_id").cast(pl.Categorical)
-    )
-    ev_max = (
-        rows.select("event_id", "ticket_type_id")
-        .unique()
-        .join(types, on="ticket_type_id", how="left")
-        .group_by("event_id")
-        .agg(pl.max("max_price_cents").alias("event_max_price_cents"))
-    )
     side = _aligned(
-        rows.select("ticket_id", "event_id", "ticket_type_id")
+        rows.select("ticket_id", "ticket_type_id")
         .join(types, on="ticket_type_id", how="left", maintain_order="left")
-        .join(ev_max, on="event_id", how="left", maintain_order="left")
         .join(resold, on="ticket_id", how="left", maintain_order="left")
-        .select("type_currency", "min_price_cents", "max_price_cents", "event_max_price_cents", "resold_at"),
+        .select("type_currency", "min_price_cents", "max_price_cents", "resold_at"),
         n,
         "the price and resale look-ups",
     )
