@@ -411,7 +411,7 @@ def _aligned(side: pl.DataFrame, height: int, what: str) -> pl.DataFrame:
 #: features' `plan`: from the events (one row per event: event_id, starts_at, ends_at, phase and
 #: event_tickets, its labelled tickets) and every sold ticket (in order: `e`, its event's row, and
 #: `ticket_hash`), a frame of boolean columns in the tickets' order: `describe` and the samples to carry
-#: (model.describe_plan: fit_sample, holdout_sample)
+#: (model.describe_plan: fit_sample, holdout_sample and the fits' drawn rows, model.DRAWS)
 Plan = Callable[[pl.DataFrame, pl.DataFrame], pl.DataFrame]
 
 
@@ -427,8 +427,8 @@ def features(inp: Inputs, now: datetime, plan: Plan | None = None) -> pl.DataFra
 
     `plan` (model.describe_plan): describe only the tickets it selects. What depends on other tickets is
     computed over every ticket first, so a described ticket's features are the same as without a plan; two
-    columns are added: `event_tickets` (the event's labelled tickets, all of them) and the plan's sample
-    columns (fit_sample, holdout_sample)."""
+    kinds of columns are added: `event_tickets` (the event's labelled tickets, all of them) and the plan's
+    sample columns (fit_sample, holdout_sample, the fits' drawn rows)."""
     ev, t = _events(inp.events, now), inp.tickets
     keys = _ticket_keys(inp, ev)
     per_event = keys.group_by("e").agg(

@@ -75,7 +75,8 @@ ROW_COLUMNS = [
 #: `event_tickets` (the event's labelled tickets, all of them: the event splits weigh events by it) and
 #: `fit_sample` (the ticket is in the uniform hash sample the fits draw from)
 #: and `holdout_sample` (the ticket's held-out event is in the evaluated sample of held-out events)
-#: and the fits' draws (DRAWS: the rows each fit uses, drawn by describe_plan the way fit draws them)
+#: the fits' draws, per fit (`fit(drawn=...)`): the columns of its fitted and its calibration rows, drawn by
+#: describe_plan the way fit draws them (when the features carry them, fit takes them as they are)
 DRAWS = {
     "evaluation": ("evaluation_fit_rows", "evaluation_calibration_rows"),
     "final": ("final_fit_rows", "final_calibration_rows"),
