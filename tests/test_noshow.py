@@ -485,9 +485,32 @@ def test_a_plan_describes_only_the_used_tickets_with_the_same_features():
     holder's tickets of the event are computed over every ticket."""
     more = [*TICKETS, *((f"k1x{i}", "e1", f"h{i}", 1000 + 10 * i, "2026-07-01T10:00:00") for i in range(40))]
     inp = _inputs(EVENTS, more, valid=["k2w", "k1x3"], resales=[("k2", "2026-09-10T20:00:00")], orders=ORDERS)
+    plan = lambda events, tickets: M.describe_plan(events, tickets, max_rows=2)  # noqa: E731  rate << 1
+    # a ticket left out holds the event's dearest type: the tier (price_vs_event_max) of those described
+    # is still the event's, of every sold ticket
+    left_out = set(inp.tickets.filter(pl.col("event_id") == "e1")["id"]) - set(
+        F.features(inp, NOW, plan=plan)["ticket_id"]
+    )
+    vip = sorted(left_out)[0]
+    inp.tickets = inp.tickets.with_columns(
+        pl.when(pl.col("id") == vip)
+        .then(pl.lit("vip-e1"))
+        .otherwise("ticket_type_id")
+        .alias("ticket_type_id")
+    )
+    inp.type_prices = pl.concat(
+        [
+            inp.type_prices,
+            pl.DataFrame([("vip-e1", "USD", 9_000, 9_000)], schema=inp.type_prices.schema, orient="row"),
+        ]
+    )
     full = F.features(inp, NOW)
-    plan = lambda rows: M.describe_plan(rows, max_rows=2)  # noqa: E731  a rate well below 1
     part = F.features(inp, NOW, plan=plan)
+    assert vip not in set(part["ticket_id"])
+    e1 = part.filter(pl.col("event_id").cast(pl.String) == "e1")
+    assert e1.height and ((e1["price_vs_event_max"] - e1["price_cents"] / 9_000).abs() < 1e-12).all(), (
+        e1.select("ticket_id", "price_cents", "price_vs_event_max")
+    )
     assert 0 < part.height < full.height
     assert set(part.filter(pl.col("phase") != "ended")["ticket_id"]) == set(
         full.filter(pl.col("phase") != "ended")["ticket_id"]
@@ -503,19 +526,35 @@ def test_a_plan_describes_only_the_used_tickets_with_the_same_features():
     assert again["ticket_id"].to_list() == part["ticket_id"].to_list()
 
 
+def _plan(df: pl.DataFrame, **kw) -> pl.DataFrame:
+    """model.describe_plan on per-ticket rows (event_id, starts_at, ends_at, phase, ticket_id), as features
+    calls it: one row per event, and per ticket its event's row and the hash of its id."""
+    events = df.group_by("event_id", maintain_order=True).agg(
+        pl.first("starts_at", "ends_at", "phase"),
+        pl.when(pl.first("phase") == "ended").then(pl.len()).cast(pl.Int64).alias("event_tickets"),
+    )
+    tickets = df.select(
+        pl.col("event_id")
+        .replace_strict(events["event_id"], pl.int_range(events.height, eager=True), return_dtype=pl.UInt32)
+        .alias("e"),
+        pl.col("ticket_id").hash(F.TICKET_HASH_SEED).alias("ticket_hash"),
+    )
+    return M.describe_plan(events, tickets, **kw)
+
+
 def test_the_fits_draw_only_from_the_plan_sample_and_split_by_every_ticket():
     df, _ = _synthetic()
     df = df.with_columns(
         pl.len().over("event_id").alias("event_tickets"),
         pl.int_range(pl.len()).cast(pl.String).alias("ticket_id"),
     )
-    plan = M.describe_plan(df, max_rows=1000)
+    plan = _plan(df, max_rows=1000)
     rate = plan["fit_sample"].mean()
     assert 0.1 < rate < 0.2  # 1.25 x 1000 / (0.25 x 0.8 x 40,000) = 0.156
     assert plan["holdout_sample"].sum() == 8_000  # 80 held-out events of 100 tickets, all under the cap
     part = df.hstack(plan.get_columns()).filter(pl.col("describe")).drop("describe")
     # every event weighs in the splits, even with (almost) no sampled ticket
-    sparse = M.describe_plan(df, max_rows=5)
+    sparse = _plan(df, max_rows=5)
     assert sparse["fit_sample"].sum() < 200
     assert df.filter(sparse["describe"])["event_id"].n_unique() == df["event_id"].n_unique()
     ev_full = M.evaluate_out_of_time(df.drop("ticket_id"), date(2026, 1, 1), max_rows=1000)
@@ -524,8 +563,29 @@ def test_the_fits_draw_only_from_the_plan_sample_and_split_by_every_ticket():
     assert ev_part.cutoff == ev_full.cutoff and ev_part.holdout_rows == ev_full.holdout_rows
     assert ev_part.fitted.fit_frame["fit_sample"].all()
     assert ev_part.fitted.fit_rows <= 1000 and ev_part.model_auc > 0.7
+    # the plan's draws are the rows the fits draw from the whole fit sample: the same fitted rows, the same
+    # models, with only the drawn tickets described
+    drawn = [c for d in M.DRAWS.values() for c in d]
+    whole = df.hstack(plan.get_columns()).filter(
+        pl.col("fit_sample") | pl.col("holdout_sample") | pl.col("event_id").is_first_distinct()
+    )
+    assert part.height < whole.height
+    ev_whole = M.evaluate_out_of_time(
+        whole.drop("ticket_id", "describe", *drawn), date(2026, 1, 1), max_rows=1000
+    )
+    assert ev_part.fitted.fit_frame.drop(drawn).equals(ev_whole.fitted.fit_frame)
+    assert ev_part.model_auc == ev_whole.model_auc and ev_part.rows.equals(ev_whole.rows)
+    final_part, final_whole = (
+        M.fit(part.drop("ticket_id")),
+        M.fit(whole.drop("ticket_id", "describe", *drawn), 1000),
+    )
+    assert final_part.fit_frame.drop(drawn).equals(final_whole.fit_frame)
+    assert (
+        final_part.threshold == final_whole.threshold
+        and final_part.calibration_rows == final_whole.calibration_rows
+    )
     # held-out events capped: a sample of whole events, the same fitted model
-    capped = M.describe_plan(df, max_rows=1000, max_holdout_rows=3_000)
+    capped = _plan(df, max_rows=1000, max_holdout_rows=3_000)
     held = df.hstack(capped.get_columns()).filter(pl.col("holdout_sample"))
     assert 1_500 < held.height < 5_000 and held.group_by("event_id").len()["len"].min() == 100
     part = df.hstack(capped.get_columns()).filter(pl.col("describe")).drop("describe")
@@ -533,3 +593,190 @@ def test_the_fits_draw_only_from_the_plan_sample_and_split_by_every_ticket():
     assert ev_cap.holdout_rows == held.height and ev_cap.cutoff == ev_full.cutoff
     assert ev_cap.events.height == held["event_id"].n_unique()
     assert ev_cap.fitted.fit_rows == ev_part.fitted.fit_rows
+
+
+def _random_inputs(seed: int, duplicate_id: bool = False) -> F.Inputs:
+    """Two tenants, four venues, 40 events (several ending at one instant, some upcoming, one cancelled),
+    80 holders (some tickets without one, some transferred), orders at the events' exact start instants and
+    scans of unknown tickets: the cases the holder look-ups must get right."""
+    rng = np.random.default_rng(seed)
+    ts = pl.Datetime("us", "UTC")
+    base = datetime(2026, 1, 1, 19, tzinfo=UTC)
+    venues = [("t-a", "v-1"), ("t-a", "v-2"), ("t-b", "v-3"), ("t-b", "v-4")]
+    events = []
+    for i in range(40):
+        tenant, venue = venues[i % 4]
+        start = base + timedelta(days=int(rng.integers(0, 330)), hours=int(rng.integers(0, 3)))
+        end = start + timedelta(hours=3) if i % 5 else base + timedelta(days=100, hours=3)  # shared end
+        events.append((tenant, venue, f"e{i:02d}", f"c{i % 3}", "on_sale", start, end, i == 7, False))
+    ev = pl.DataFrame(
+        events,
+        schema={
+            "tenant_id": pl.String,
+            "venue_id": pl.String,
+            "event_id": pl.String,
+            "category_id": pl.String,
+            "status": pl.String,
+            "starts_at": ts,
+            "ends_at": ts,
+            "cancelled_or_postponed": pl.Boolean,
+            "deleted": pl.Boolean,
+        },
+        orient="row",
+    )
+    n = 1_500
+    event = rng.integers(0, 40, n)
+    holder = [f"u{rng.integers(0, 80)}" if rng.random() > 0.05 else None for _ in range(n)]
+    buyer = [h if rng.random() > 0.1 else f"u{rng.integers(0, 80)}" for h in holder]
+    tk = pl.DataFrame(
+        {
+            "id": [f"k{i:05d}" for i in range(n)],
+            "event_id": [f"e{e:02d}" for e in event],
+            "ticket_type_id": [f"type-{e % 7}" for e in event],
+            "user_id": holder,
+            "original_purchaser_id": buyer,
+            "price_cents": rng.integers(0, 9_000, n),
+            "status": rng.choice(["active", "used", "refunded", "transferred"], n, p=[0.5, 0.3, 0.1, 0.1]),
+            "purchased_at": [events[e][5] - timedelta(days=int(rng.integers(1, 60))) for e in event],
+            "transfer_count": rng.integers(0, 2, n),
+            "currency": "USD",
+        },
+        schema_overrides={"purchased_at": ts},
+    )
+    if duplicate_id:
+        tk = pl.concat([tk, tk.head(3)])
+    scanned = [f"k{i:05d}" for i in range(n) if rng.random() < 0.85] + ["not-a-ticket", "k99999"]
+    m = 900
+    user = [f"u{u}" for u in rng.integers(0, 80, m)]
+    at_event = rng.integers(0, 40, m)
+    orders = pl.DataFrame(
+        {
+            "tenant_id": [events[e][0] for e in at_event],
+            "venue_id": [events[e][1] for e in at_event],
+            "user_id": user,
+            # a third of them at an event's exact start (a cutoff): strictly before means not counted
+            "recognized_at": [
+                events[e][5]
+                - (timedelta(0) if rng.random() < 0.33 else timedelta(days=int(rng.integers(1, 400))))
+                for e in at_event
+            ],
+            "gross_revenue_cents": rng.integers(500, 20_000, m),
+        },
+        schema_overrides={"recognized_at": ts},
+    )
+    return F.Inputs(
+        tickets=tk,
+        valid_scans=pl.DataFrame({"ticket_id": scanned}),
+        events=ev,
+        type_prices=tk.select(
+            "ticket_type_id",
+            pl.lit("USD").alias("type_currency"),
+            pl.lit(0, pl.Int64).alias("min_price_cents"),
+            pl.lit(9_000, pl.Int64).alias("max_price_cents"),
+        ).unique(),
+        resales=pl.DataFrame(schema={"ticket_id": pl.String, "completed_at": ts}),
+        orders=orders,
+    )
+
+
+@pytest.mark.parametrize("duplicate_id", [False, True])
+def test_the_label_and_holder_features_equal_their_definitions_on_random_tickets(duplicate_id):
+    """features' integer keys and running totals (the label's hashed look-up, the (event, holder) pairs,
+    `_before`) against the definitions written out as plain joins: the label is no scan at all; the holder's
+    history counts the holder's tickets of events that ended strictly before the cutoff (events ending at
+    one instant all count or none); the seed profile counts the holder's orders at the venue strictly before
+    the cutoff. `duplicate_id`: a repeated ticket id (the ids themselves are matched, not their hashes)."""
+    inp = _random_inputs(5, duplicate_id)
+    f = F.features(inp, NOW)
+    sold = inp.tickets.filter(pl.col("status").is_in(["active", "used", "transferred"]))
+    assert f.height == sold.height and f["ticket_id"].to_list() == sold["id"].to_list()
+    f = f.with_row_index("row").with_columns(pl.col(pl.Categorical).cast(pl.String))
+    scanned = set(inp.valid_scans["ticket_id"])
+    want_label = [
+        (t not in scanned) if phase == "ended" else None
+        for t, phase in zip(f["ticket_id"], f["phase"], strict=True)
+    ]
+    assert f["no_show"].to_list() == want_label
+    assert f["no_show"].drop_nulls().any() and not f["no_show"].drop_nulls().all()
+    # the holder's tickets of the event (NULL holders counted together, as one group)
+    same = f.join(f.select("event_id", "holder_id"), on=["event_id", "holder_id"], nulls_equal=True)
+    assert (
+        f["holder_event_tickets"].to_list()
+        == same.group_by("row").len().sort("row")["len"].cast(pl.Float64).to_list()
+    )
+    # history: the holder's labelled tickets of events ended strictly before the cutoff
+    hist = f.filter(pl.col("no_show").is_not_null() & pl.col("holder_id").is_not_null()).select(
+        "tenant_id",
+        "holder_id",
+        pl.col("event_id").alias("h_event"),
+        pl.col("ends_at").alias("h_end"),
+        "no_show",
+    )
+    want = (
+        f.select("row", "tenant_id", "holder_id", "cutoff")
+        .join(hist, on=["tenant_id", "holder_id"], how="left")
+        .with_columns(ok=pl.col("h_end") < pl.col("cutoff"))
+        .group_by("row")
+        .agg(
+            pl.col("ok").sum().cast(pl.Float64).alias("prior_tickets"),
+            pl.col("no_show").filter(pl.col("ok")).sum().cast(pl.Float64).alias("prior_no_shows"),
+            pl.col("h_event").filter(pl.col("ok")).n_unique().cast(pl.Float64).alias("prior_events"),
+        )
+        .sort("row")
+    )
+    got = f.select("prior_tickets", "prior_no_shows", "prior_events")
+    assert got.equals(want.drop("row")) and got["prior_tickets"].max() > 5
+    assert f.filter(pl.col("prior_events") > 1).height > 100
+    # the seed profile: the holder's orders at the venue strictly before the cutoff
+    o = inp.orders.rename({"user_id": "holder_id"})
+    prof = (
+        f.select("row", "tenant_id", "venue_id", "holder_id", "cutoff")
+        .join(o, on=["tenant_id", "venue_id", "holder_id"], how="left")
+        .filter(pl.col("recognized_at") < pl.col("cutoff"))
+        .group_by("row")
+        .agg(
+            pl.len().alias("orders"),
+            pl.sum("gross_revenue_cents").alias("spent"),
+            pl.max("recognized_at").alias("last"),
+            pl.first("cutoff"),
+        )
+        .select(
+            "row",
+            ((pl.col("cutoff") - pl.col("last")).dt.total_microseconds() // F.DAY_US).alias("days"),
+            (pl.col("spent") / pl.col("orders") / 100).alias("aov"),
+        )
+    )
+    check = f.join(prof, on="row", how="left").sort("row")
+    assert check["seed_days_since_last_purchase"].to_list() == check["days"].to_list()
+    assert check["seed_avg_order_value"].to_list() == check["aov"].to_list()
+    assert check["days"].null_count() > 50 and check["days"].drop_nulls().len() > 300
+    with_profile = check.filter(pl.col("days").is_not_null())
+    expected_seed = (
+        F.SEED_BASE
+        + F.SEED_WEATHER
+        + pl.when(pl.col("days") > 180).then(F.SEED_INACTIVE).otherwise(0.0)
+        + pl.when(pl.col("aov") < 50).then(F.SEED_LOW_AOV).otherwise(0.0)
+    )
+    assert with_profile.select((pl.col("seed_probability") - expected_seed).abs().max()).item() < 1e-12
+
+
+@pytest.mark.parametrize("method", ["isotonic", "sigmoid"])
+def test_calibrate_is_the_usual_fit(method):
+    """model.calibrate (one pass of the booster over the calibration rows) gives the object
+    CalibratedClassifierCV(FrozenEstimator(booster)).fit gives, to the pickled byte, and its probabilities:
+    the model version (a hash of the artifact) and the threshold do not change."""
+    import pickle
+
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.frozen import FrozenEstimator
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(6_000, 4))
+    y = (rng.random(6_000) < 1 / (1 + np.exp(-(x[:, 0] - 2)))).astype(int)
+    booster = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(x[:3_000], y[:3_000])
+    usual = CalibratedClassifierCV(FrozenEstimator(booster), method=method).fit(x[3_000:], y[3_000:])
+    mine, p = M.calibrate(booster, x[3_000:], y[3_000:], method)
+    assert pickle.dumps(mine) == pickle.dumps(usual)
+    assert np.array_equal(p, usual.predict_proba(x[3_000:])[:, 1])
+    assert np.array_equal(mine.predict_proba(x[:3_000]), usual.predict_proba(x[:3_000]))

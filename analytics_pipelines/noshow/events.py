@@ -14,9 +14,9 @@ def event_forecast(rows: pl.DataFrame, p: np.ndarray, column: str = "p") -> pl.D
     Poisson-binomial standard deviation and the 80 % interval in whole tickets."""
     mean, var = pl.col(column).sum(), (pl.col(column) * (1 - pl.col(column))).sum()
     return (
-        rows.select(pl.col("tenant_id", "venue_id", "event_id").cast(pl.String), "starts_at")
+        rows.select("tenant_id", "venue_id", "event_id", "starts_at")
         .with_columns(pl.Series(column, p, dtype=pl.Float64))
-        .group_by("tenant_id", "venue_id", "event_id")
+        .group_by("tenant_id", "venue_id", "event_id")  # on the categorical codes; strings per event after
         .agg(
             pl.first("starts_at"),
             pl.len().cast(pl.Int64).alias("tickets"),
@@ -37,6 +37,7 @@ def event_forecast(rows: pl.DataFrame, p: np.ndarray, column: str = "p") -> pl.D
             .alias("p90"),
         )
         .drop("var")
+        .with_columns(pl.col("tenant_id", "venue_id", "event_id").cast(pl.String))
     )
 
 
@@ -61,12 +62,16 @@ def decile_rows(y: np.ndarray, p: np.ndarray) -> list[tuple]:
 
 def event_rows(held: pl.DataFrame, p: np.ndarray) -> tuple[list[tuple], pl.DataFrame]:
     """Per held-out event, expected vs actual no-shows: (metric rows, the per-event frame)."""
-    fc = event_forecast(held, p).join(
-        held.group_by(pl.col("event_id").cast(pl.String)).agg(
-            pl.col("no_show").sum().cast(pl.Int64).alias("actual")
-        ),
-        on="event_id",
-    )
+    fc = (
+        event_forecast(held, p)
+        .join(
+            held.group_by("event_id")
+            .agg(pl.col("no_show").sum().cast(pl.Int64).alias("actual"))
+            .with_columns(pl.col("event_id").cast(pl.String)),
+            on="event_id",
+        )
+        .sort("event_id")
+    )  # the metrics sum over the events in one order (a group-by's order varies)
     if fc.height == 0:
         return [], fc
     err = (fc["expected"] - fc["actual"]).to_numpy()

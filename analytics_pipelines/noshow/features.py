@@ -70,7 +70,9 @@ class Inputs:
     #: stg_tickets: id, event_id, ticket_type_id, user_id, original_purchaser_id, price_cents, status,
     #: purchased_at, transfer_count, currency (TICKET_COLUMNS; a tenant_id column is not read)
     tickets: pl.DataFrame
-    #: ticket ids with a scan whose result is one of ATTENDED_RESULTS (the holder came)
+    #: ticket ids with a scan whose result is one of ATTENDED_RESULTS (the holder came; a ticket scanned more
+    #: than once is listed more than once: a look-up needs no distinct ids, and at `large` making them
+    #: distinct was a ~1 CPU-s hash of 8M UUID strings)
     valid_scans: pl.DataFrame
     #: event_dim: tenant_id, venue_id, event_id, category_id, status, starts_at, ends_at,
     #: cancelled_or_postponed, deleted
@@ -146,7 +148,7 @@ def read_inputs(wh: Warehouse) -> Inputs:
     scans = B._stg(wh, "ticket_scans", columns=["ticket_id", "result"])
     return Inputs(
         tickets=B._stg(wh, "tickets", columns=TICKET_COLUMNS),
-        valid_scans=scans.filter(pl.col("result").is_in(ATTENDED_RESULTS)).select("ticket_id").unique(),
+        valid_scans=scans.filter(pl.col("result").is_in(ATTENDED_RESULTS)).select("ticket_id"),
         events=B.event_dim(wh).select(
             "tenant_id",
             "venue_id",
@@ -192,7 +194,7 @@ def event_phases(events: pl.DataFrame, now: datetime) -> pl.DataFrame:
     )
 
 
-#: the columns of ticket_rows (and the first ones of features)
+#: the first columns of features (one row per described ticket)
 ROW_COLUMNS = [
     "ticket_id",
     "tenant_id",
@@ -212,101 +214,191 @@ ROW_COLUMNS = [
     "cutoff",
     "no_show",
 ]
+#: seed of the 64-bit hash of a ticket id: the key of the label's look-up in the scans and of the plan's
+#: subset-stable sample (model.describe_plan)
+TICKET_HASH_SEED = 20261206
+#: the holder's code in a (event, holder) pair key when the ticket has no holder
+NO_HOLDER = 2**32 - 1
 
 
-def ticket_rows(inp: Inputs, now: datetime) -> pl.DataFrame:
-    """One row per sold ticket of a known event (in the tickets' order): the event's columns, phase, cutoff,
-    holder, whether it was transferred and (ended events) the label `no_show` (no scan at all:
-    ATTENDED_RESULTS). Only ROW_COLUMNS: the holder replaces user_id/original_purchaser_id, so at `large`
-    (10M tickets) two UUID columns and the statuses are not carried through every later step.
-
-    The repeated ids (tenant, venue, event, category, ticket type, holder) are pl.Categorical: every join,
-    group-by and as-of `by` on them hashes a 4-byte code instead of a 36-character UUID, and a column costs
-    4 bytes a row (at `large`: 67 CPU-s and 11.4 GB for the features with strings). The ticket id stays a
-    string (unique: nothing to share). Tables cast them back to strings (tables.PRED_SCHEMA...)."""
+def _events(events: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """One row per event (its position is the event's index `e` in the ticket keys): the ids as
+    pl.Categorical, start, end, phase and the cutoff = min(start, now)."""
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    ev = event_phases(inp.events, now).select(
+    ev = event_phases(events, now).select(
         *(pl.col(c).cast(pl.Categorical) for c in ("tenant_id", "venue_id", "event_id", "category_id")),
         "starts_at",
         "ends_at",
         "phase",
+        pl.min_horizontal(pl.col("starts_at"), pl.lit(now).dt.cast_time_unit("us")).alias("cutoff"),
     )
+    if ev["event_id"].drop_nulls().is_duplicated().any():
+        raise ValueError("no-show features: an event_id repeats in the events (one row per event expected)")
+    return ev
+
+
+def _ticket_keys(inp: Inputs, ev: pl.DataFrame) -> pl.DataFrame:
+    """One row per sold ticket (the no_shows mart's statuses) of a known event, in the tickets' order, with
+    only integer and categorical columns: `idx` (its row in inp.tickets), `e` (its event's row in `ev`),
+    `holder_id` (user_id after any transfer, else original_purchaser_id; pl.Categorical), `no_show` (ended
+    events: no scan at all, ATTENDED_RESULTS), price_cents, `ticket_hash` and `pair` (the (event, holder)
+    key: e x 2^32 + the holder's code).
+
+    At `large` (10M tickets) every UUID string is hashed once and never joined, sorted or copied: the label
+    matches 64-bit hashes of the ids (exact when the tickets' hashes are distinct, which is checked: else the
+    ids themselves are matched; a scan of an id that is no sold ticket could only collide with one at a
+    chance of ~10^-12)."""
     t = inp.tickets
-    valid = inp.valid_scans["ticket_id"].implode()
-    return (
-        t.lazy()
-        .filter(pl.col("status").is_in(SOLD_STATUSES))
-        .select(
-            pl.col("id").alias("ticket_id"),
-            pl.col("event_id").cast(pl.Categorical),
-            pl.col("ticket_type_id").cast(pl.Categorical),
-            pl.coalesce("user_id", "original_purchaser_id").cast(pl.Categorical).alias("holder_id"),
-            (
-                pl.col("user_id").is_not_null()
-                & pl.col("original_purchaser_id").is_not_null()
-                & (pl.col("user_id") != pl.col("original_purchaser_id"))
-            )
-            .cast(pl.Float64)
-            .alias("transferred"),
-            "price_cents",
-            "currency",
-            _utc("purchased_at", t.schema),
-            "transfer_count",
+    keys = (
+        t.select(pl.col("event_id").cast(pl.Categorical))
+        .with_row_index("idx")
+        .filter(t["status"].is_in(SOLD_STATUSES))
+        .join(
+            ev.select("event_id", pl.int_range(pl.len(), dtype=pl.UInt32).alias("e")),
+            on="event_id",
+            how="inner",
+            maintain_order="left",
         )
-        .join(ev.lazy(), on="event_id", how="inner", maintain_order="left")
-        .with_columns(
-            pl.min_horizontal(pl.col("starts_at"), pl.lit(now).dt.cast_time_unit("us")).alias("cutoff"),
-            pl.when(pl.col("phase") == "ended")
-            .then(~pl.col("ticket_id").is_in(valid))
-            .otherwise(None)
-            .alias("no_show"),
-        )
-        .select(ROW_COLUMNS)
-        .collect()
+    )
+    idx, e = keys["idx"], keys["e"]
+    holder = t.select(  # = coalesce(user_id, original_purchaser_id), without copying the strings
+        pl.when(pl.col("user_id").is_null())
+        .then(pl.col("original_purchaser_id"))
+        .otherwise(pl.col("user_id"))
+        .cast(pl.Categorical)
+    ).to_series()
+    holder = holder.gather(idx).alias("holder_id")
+    hashed = t["id"].hash(TICKET_HASH_SEED).gather(idx).alias("ticket_hash")
+    if hashed.n_unique() == hashed.len():
+        attended = hashed.is_in(inp.valid_scans["ticket_id"].hash(TICKET_HASH_SEED).implode())
+    else:  # two ticket ids with one hash (or a repeated id): the ids themselves
+        attended = t["id"].gather(idx).is_in(inp.valid_scans["ticket_id"].implode())
+    ended = (ev["phase"] == "ended").gather(e)
+    return pl.DataFrame([idx, e, holder, hashed]).with_columns(
+        pl.when(ended).then(~attended).otherwise(None).alias("no_show"),
+        t["price_cents"].gather(idx).alias("price_cents"),
+        (
+            pl.col("e").cast(pl.UInt64) * 2**32
+            + pl.col("holder_id").to_physical().cast(pl.UInt64).fill_null(NO_HOLDER)
+        ).alias("pair"),
     )
 
 
-def _history(rows: pl.DataFrame) -> pl.DataFrame:
-    """Per holder and ended event (ordered by the event's end): cumulative tickets, no-shows and events."""
+def _before(queries: pl.DataFrame, marks: pl.DataFrame, by: list[str], sums: list[str]) -> pl.DataFrame:
+    """Per row of `queries` (columns `by`, `at`, `pair`): over the rows of `marks` (columns `by`, `at`,
+    `sums`) with the same `by` and an `at` strictly before the query's, each of `sums` summed, their number
+    (`marks`) and the last `at` (`last_at`); 0, 0 and NULL when there is none.
+
+    An as-of join of running totals done as one sort of both frames: by the `by` codes (unsigned integers,
+    packed into one 64-bit key when they fit), then by time, a query before a mark of the same instant
+    (strictly before); a segment's running totals are the cumulative sums less their value at its start.
+    Only the keys, the sums and the query's pair are sorted (at `large` ~2M queries and 3.5-4M marks)."""
+    kind = pl.col("_kind")
+    parts = [
+        queries.select(
+            *by,
+            "at",
+            pl.lit(0, pl.UInt8).alias("_kind"),
+            *(pl.lit(0, marks.schema[c]).alias(c) for c in sums),
+            "pair",
+        ),
+        marks.select(
+            *by, "at", pl.lit(1, pl.UInt8).alias("_kind"), *sums, pl.lit(None, pl.UInt64).alias("pair")
+        ),
+    ]
+    bits = [max(1, int(max((p[c].max() or 0) for p in parts)).bit_length()) for c in by]
+    at_us = pl.col("at").dt.epoch("us")
+    if sum(bits) <= 64:
+        key, shift = pl.lit(0, pl.UInt64), 0
+        for c, b in zip(reversed(by), reversed(bits), strict=True):
+            key, shift = key + pl.col(c).cast(pl.UInt64) * 2**shift, shift + b
+        both = pl.concat(
+            [
+                p.select(key.alias("_key"), (at_us * 2 + kind).alias("_at"), "_kind", *sums, "pair")
+                for p in parts
+            ]
+        ).sort("_key", "_at")
+        first = pl.col("_key") != pl.col("_key").shift(1)
+        at = (pl.col("_at") - kind) // 2
+    else:
+        both = pl.concat(parts).sort([*by, "at", "_kind"])
+        first = pl.any_horizontal([pl.col(c) != pl.col(c).shift(1) for c in by])
+        at = at_us
+    both = both.with_columns(first.fill_null(True).alias("_first"), kind.cast(pl.Int64).alias("marks"))
+    start = pl.col("_first")
+
+    def running(c: str) -> pl.Expr:  # the total of c over the segment's rows up to this one
+        total = pl.col(c).cum_sum()
+        return (total - pl.when(start).then(total - pl.col(c)).forward_fill()).alias(c)
+
+    none = -(2**63)
+    last = pl.when(kind == 1).then(at).when(start).then(none).otherwise(None).forward_fill()
     return (
-        rows.filter(pl.col("no_show").is_not_null() & pl.col("holder_id").is_not_null())
-        .group_by("tenant_id", "holder_id", "event_id")
-        .agg(pl.first("ends_at"), pl.len().alias("n"), pl.col("no_show").sum().alias("k"))
-        .sort("ends_at", "event_id")
+        both.select("pair", "_kind", *(running(c) for c in [*sums, "marks"]), last.alias("last_at"))
+        .filter(kind == 0)
         .select(
-            "tenant_id",
-            "holder_id",
-            pl.col("ends_at").alias("history_at"),
-            pl.col("n").cum_sum().over("tenant_id", "holder_id").cast(pl.Int64).alias("prior_tickets"),
-            pl.col("k").cum_sum().over("tenant_id", "holder_id").cast(pl.Int64).alias("prior_no_shows"),
-            (pl.int_range(pl.len()) + 1).over("tenant_id", "holder_id").cast(pl.Int64).alias("prior_events"),
+            "pair",
+            *sums,
+            "marks",
+            pl.when(pl.col("last_at") != none)
+            .then(pl.col("last_at"))
+            .cast(pl.Datetime("us"))
+            .dt.replace_time_zone(marks.schema["at"].time_zone)
+            .alias("last_at"),
         )
-        .sort("history_at")
     )
 
 
-def _profile(orders: pl.DataFrame) -> pl.DataFrame:
-    """Per customer and venue (ordered by recognition time): cumulative orders and gross cents, the last
-    purchase time (the seed's profile, with its first/last purchase swap not copied)."""
-    return (
-        orders.filter(pl.col("user_id").is_not_null() & pl.col("recognized_at").is_not_null())
-        .with_columns(_utc("recognized_at", orders.schema))
-        .sort("recognized_at")
-        .select(
-            pl.col("tenant_id").cast(pl.Categorical),
-            pl.col("venue_id").cast(pl.Categorical),
-            pl.col("user_id").cast(pl.Categorical).alias("holder_id"),
-            "recognized_at",
-            (pl.int_range(pl.len()) + 1)
-            .over("tenant_id", "venue_id", "user_id")
-            .cast(pl.Int64)
-            .alias("seed_orders"),
-            pl.col("gross_revenue_cents")
-            .fill_null(0)
-            .cum_sum()
-            .over("tenant_id", "venue_id", "user_id")
-            .alias("seed_spent_cents"),
-        )
+def _prior(stats: pl.DataFrame, ev: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
+    """Per (event, holder) pair of `pairs` (with a holder): the holder's tickets, no-shows and events of the
+    events that ENDED before the event's cutoff (never this event, never a later one: point in time), from
+    `stats` (every pair's tickets `n` and no-shows `k`, over every ticket)."""
+    e = (stats["pair"] // 2**32).cast(pl.UInt32)
+    marks = stats.select(
+        ev["tenant_id"].gather(e).to_physical().alias("tenant"),
+        (pl.col("pair") % 2**32).cast(pl.UInt32).alias("holder"),
+        ev["ends_at"].gather(e).alias("at"),
+        pl.col("n").alias("prior_tickets"),
+        pl.col("k").alias("prior_no_shows"),
+    ).filter((ev["phase"] == "ended").gather(e) & (pl.col("holder") != NO_HOLDER))
+    got = _before(_pair_points(pairs, ev), marks, ["tenant", "holder"], ["prior_tickets", "prior_no_shows"])
+    return got.select("pair", "prior_tickets", "prior_no_shows", pl.col("marks").alias("prior_events"))
+
+
+def _pair_points(pairs: pl.DataFrame, ev: pl.DataFrame, venue: bool = False) -> pl.DataFrame:
+    """The pairs with a holder as as-of points: tenant (and venue) codes, holder code, at = the cutoff."""
+    p = pairs.filter(pl.col("pair") % 2**32 != NO_HOLDER)
+    e = (p["pair"] // 2**32).cast(pl.UInt32)
+    return p.select(
+        ev["tenant_id"].gather(e).to_physical().alias("tenant"),
+        *([ev["venue_id"].gather(e).to_physical().alias("venue")] if venue else []),
+        (pl.col("pair") % 2**32).cast(pl.UInt32).alias("holder"),
+        ev["cutoff"].gather(e).alias("at"),
+        "pair",
+    )
+
+
+def _profile(orders: pl.DataFrame, ev: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
+    """Per (event, holder) pair: the seed's customer profile at the event's venue as of its cutoff -- the
+    recognized orders before it (`seed_orders`, NULL when none), their gross cents (`seed_spent_cents`) and
+    the last one's time (`recognized_at`; the seed's first/last purchase swap is not copied)."""
+    o = orders.filter(pl.col("user_id").is_not_null() & pl.col("recognized_at").is_not_null())
+    marks = o.select(
+        pl.col("tenant_id").cast(pl.Categorical).to_physical().alias("tenant"),
+        pl.col("venue_id").cast(pl.Categorical).to_physical().alias("venue"),
+        pl.col("user_id").cast(pl.Categorical).to_physical().alias("holder"),
+        _utc("recognized_at", o.schema).alias("at"),
+        pl.col("gross_revenue_cents").fill_null(0).cast(pl.Int64).alias("seed_spent_cents"),
+    )
+    got = _before(
+        _pair_points(pairs, ev, venue=True), marks, ["tenant", "venue", "holder"], ["seed_spent_cents"]
+    )
+    some = pl.col("marks") > 0
+    return got.select(
+        "pair",
+        pl.when(some).then(pl.col("last_at")).alias("recognized_at"),
+        pl.when(some).then(pl.col("marks")).alias("seed_orders"),
+        pl.when(some).then(pl.col("seed_spent_cents")).alias("seed_spent_cents"),
     )
 
 
@@ -316,111 +408,142 @@ def _aligned(side: pl.DataFrame, height: int, what: str) -> pl.DataFrame:
     return side
 
 
-#: features' `plan`: from ticket_id, event_id, starts_at, ends_at, phase and event_tickets of every ticket,
-#: a frame of boolean columns in their order: `describe` and the samples to carry (model.describe_plan:
-#: fit_sample, holdout_sample)
-Plan = Callable[[pl.DataFrame], pl.DataFrame]
+#: features' `plan`: from the events (one row per event: event_id, starts_at, ends_at, phase and
+#: event_tickets, its labelled tickets) and every sold ticket (in order: `e`, its event's row, and
+#: `ticket_hash`), a frame of boolean columns in the tickets' order: `describe` and the samples to carry
+#: (model.describe_plan: fit_sample, holdout_sample and the fits' drawn rows, model.DRAWS)
+Plan = Callable[[pl.DataFrame, pl.DataFrame], pl.DataFrame]
 
 
 def features(inp: Inputs, now: datetime, plan: Plan | None = None) -> pl.DataFrame:
-    """ticket_rows plus the model's features (NUMERIC, `category_id`) and the seed rule's probability, in
-    ticket_rows' order. Missing values stay NULL (the classifier handles them; no table stores them).
+    """One row per sold ticket of a known event (in the tickets' order; with `plan`, only those it
+    describes): ROW_COLUMNS, the model's features (NUMERIC, `category_id`) and the seed rule's probability.
+    Missing values stay NULL (the classifier handles them; no table stores them).
 
-    Memory: every join and sort runs on a narrow frame of the keys it needs (the price look-ups, the resale
-    flag, the two as-of joins sorted by cutoff) whose result columns are put beside ticket_rows (hstack shares
-    the columns, nothing is copied); the wide per-ticket frame is never joined, sorted or copied.
+    Cost: what needs every ticket (the label, the event's mean price, the holder's tickets of the event, the
+    holders' histories) runs on integer keys (`_ticket_keys`); the histories and the seed rule's profile are
+    running totals looked up per (event, holder) pair of the described tickets (`_before`), not per ticket;
+    the wide columns (ids, prices, times) are gathered for the described tickets only.
 
-    `plan` (model.describe_plan): describe only the tickets it selects. What depends on other tickets (the
-    holders' histories, the event's mean price, the holder's tickets of the event) is computed over every
-    ticket first, so a described ticket's features are the same as without a plan; two columns are added:
-    `event_tickets` (the event's labelled tickets, all of them) and the plan's sample columns (fit_sample,
-    holdout_sample)."""
-    rows = ticket_rows(inp, now)
-    hist = _history(rows)
-    # the features over other tickets of the event: computed on every ticket before any is left out
-    rows = rows.with_columns(
-        pl.col("price_cents").cast(pl.Float64).mean().over("event_id").alias("_event_mean_price"),
-        pl.len().over("event_id", "holder_id").cast(pl.Float64).alias("_holder_event_tickets"),
+    `plan` (model.describe_plan): describe only the tickets it selects. What depends on other tickets is
+    computed over every ticket first, so a described ticket's features are the same as without a plan; two
+    kinds of columns are added: `event_tickets` (the event's labelled tickets, all of them) and the plan's
+    sample columns (fit_sample, holdout_sample, the fits' drawn rows)."""
+    ev, t = _events(inp.events, now), inp.tickets
+    keys = _ticket_keys(inp, ev)
+    per_event = keys.group_by("e").agg(
+        pl.len().cast(pl.Int64).alias("_tickets"),
+        pl.col("price_cents").cast(pl.Float64).mean().alias("_event_mean_price"),
     )
-    planned, carried = plan is not None, []
-    if planned:
-        rows = rows.with_columns(
-            pl.when(pl.col("phase") == "ended")
-            .then(pl.len().over("event_id"))
-            .cast(pl.Int64)
-            .alias("event_tickets")
-        )
-        chosen = plan(rows.select("ticket_id", "event_id", "starts_at", "ends_at", "phase", "event_tickets"))
-        carried = [c for c in chosen.columns if c != "describe"]
-        rows = rows.hstack(chosen.get_columns()).filter(pl.col("describe")).drop("describe")
-    n = rows.height
-    prof = _profile(inp.orders)
-    resold = (
-        inp.resales.with_columns(_utc("completed_at", inp.resales.schema))
-        .group_by("ticket_id")
-        .agg(pl.min("completed_at").alias("resold_at"))
+    # every (event, holder) pair's tickets and no-shows, over every ticket
+    stats = keys.group_by("pair").agg(
+        pl.len().cast(pl.Int64).alias("n"), pl.col("no_show").sum().cast(pl.Int64).alias("k")
+    )
+    # the highest price of the event's types (the tier): of every type with a sold ticket, described or not
+    keys = keys.with_columns(
+        t["ticket_type_id"].cast(pl.Categorical).gather(keys["idx"]).alias("ticket_type_id")
     )
     types = inp.type_prices.unique("ticket_type_id", keep="first").with_columns(
         pl.col("ticket_type_id").cast(pl.Categorical)
     )
     ev_max = (
-        rows.select("event_id", "ticket_type_id")
+        keys.select("e", "ticket_type_id")
         .unique()
         .join(types, on="ticket_type_id", how="left")
-        .group_by("event_id")
+        .group_by("e")
         .agg(pl.max("max_price_cents").alias("event_max_price_cents"))
     )
+    ev = (
+        ev.with_row_index("e")
+        .join(per_event, on="e", how="left", maintain_order="left")
+        .join(ev_max, on="e", how="left", maintain_order="left")
+        .drop("e")
+    )
+    planned, carried = plan is not None, []
+    if planned:
+        ev = ev.with_columns(
+            pl.when(pl.col("phase") == "ended").then(pl.col("_tickets").fill_null(0)).alias("event_tickets")
+        )
+        chosen = plan(
+            ev.select("event_id", "starts_at", "ends_at", "phase", "event_tickets"),
+            keys.select("e", "ticket_hash"),
+        )
+        carried = [c for c in chosen.columns if c != "describe"]
+        keys = keys.hstack(chosen.get_columns()).filter(pl.col("describe")).drop("describe")
+    n = keys.height
+    # per (event, holder) pair of the described tickets: the holder's tickets of the event, the holder's
+    # history and the seed rule's profile as of the event's cutoff
+    pairs = keys.select("pair").unique().join(stats, on="pair", how="left")
+    pairs = pairs.join(_prior(stats, ev, pairs), on="pair", how="left").join(
+        _profile(inp.orders, ev, pairs), on="pair", how="left"
+    )
+    idx = keys["idx"]
+    at = ev.select(
+        "tenant_id",
+        "venue_id",
+        "event_id",
+        "category_id",
+        "starts_at",
+        "ends_at",
+        "phase",
+        "cutoff",
+        "_event_mean_price",
+        "event_max_price_cents",
+        *(["event_tickets"] if planned else []),
+    )[keys["e"]]
+    rows = pl.DataFrame(
+        [
+            t["id"].gather(idx).alias("ticket_id"),
+            keys["ticket_type_id"],
+            keys["holder_id"],
+            t.select(
+                (
+                    pl.col("user_id").is_not_null()
+                    & pl.col("original_purchaser_id").is_not_null()
+                    & (pl.col("user_id") != pl.col("original_purchaser_id"))
+                )
+                .cast(pl.Float64)
+                .alias("transferred")
+            )
+            .to_series()
+            .gather(idx),
+            t["price_cents"].gather(idx),
+            t["currency"].gather(idx),
+            t.select(_utc("purchased_at", t.schema)).to_series().gather(idx),
+            t["transfer_count"].gather(idx),
+            keys["no_show"],
+            *(keys[c] for c in carried),
+        ]
+    ).hstack(at.get_columns())
+    resold = (
+        inp.resales.with_columns(_utc("completed_at", inp.resales.schema))
+        .group_by("ticket_id")
+        .agg(pl.min("completed_at").alias("resold_at"))
+    )
     side = _aligned(
-        rows.select("ticket_id", "event_id", "ticket_type_id")
+        rows.select("ticket_id", "ticket_type_id")
         .join(types, on="ticket_type_id", how="left", maintain_order="left")
-        .join(ev_max, on="event_id", how="left", maintain_order="left")
         .join(resold, on="ticket_id", how="left", maintain_order="left")
-        .select("type_currency", "min_price_cents", "max_price_cents", "event_max_price_cents", "resold_at"),
+        .select("type_currency", "min_price_cents", "max_price_cents", "resold_at"),
         n,
         "the price and resale look-ups",
     )
-    asof = _aligned(
-        rows.select(
-            pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
-            "tenant_id",
-            "venue_id",
-            "holder_id",
-            "cutoff",
-        )
-        .sort("cutoff")
-        .join_asof(
-            hist,
-            left_on="cutoff",
-            right_on="history_at",
-            by=["tenant_id", "holder_id"],
-            strategy="backward",
-            allow_exact_matches=False,
-            check_sortedness=False,
-        )
-        .join_asof(
-            prof,
-            left_on="cutoff",
-            right_on="recognized_at",
-            by=["tenant_id", "venue_id", "holder_id"],
-            strategy="backward",
-            allow_exact_matches=False,
-            check_sortedness=False,
-        )
+    holder_side = _aligned(
+        keys.select("pair")
+        .join(pairs, on="pair", how="left", maintain_order="left")
         .select(
-            "_row",
+            pl.col("n").cast(pl.Float64).alias("_holder_event_tickets"),
             "prior_tickets",
             "prior_no_shows",
             "prior_events",
             "recognized_at",
             "seed_orders",
             "seed_spent_cents",
-        )
-        .sort("_row")
-        .drop("_row"),
+        ),
         n,
-        "the as-of joins",
+        "the holder look-ups",
     )
-    base = rows.hstack(side.get_columns()).hstack(asof.get_columns())
+    base = rows.hstack(side.get_columns()).hstack(holder_side.get_columns())
     price = pl.col("price_cents").cast(pl.Float64)
     same_currency = pl.col("type_currency").is_null() | (pl.col("type_currency") == pl.col("currency"))
     span = (pl.col("max_price_cents") - pl.col("min_price_cents")).cast(pl.Float64)

@@ -35,6 +35,7 @@ import joblib
 import numpy as np
 import polars as pl
 import sklearn
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
@@ -74,13 +75,23 @@ ROW_COLUMNS = [
 #: `event_tickets` (the event's labelled tickets, all of them: the event splits weigh events by it) and
 #: `fit_sample` (the ticket is in the uniform hash sample the fits draw from)
 #: and `holdout_sample` (the ticket's held-out event is in the evaluated sample of held-out events)
-PLAN_COLUMNS = ["event_tickets", "fit_sample", "holdout_sample"]
+#: the fits' draws, per fit (`fit(drawn=...)`): the columns of its fitted and its calibration rows, drawn by
+#: describe_plan the way fit draws them (when the features carry them, fit takes them as they are)
+DRAWS = {
+    "evaluation": ("evaluation_fit_rows", "evaluation_calibration_rows"),
+    "final": ("final_fit_rows", "final_calibration_rows"),
+}
+PLAN_COLUMNS = ["event_tickets", "fit_sample", "holdout_sample", *(c for d in DRAWS.values() for c in d)]
+#: seed of the fits' capped draws
+DRAW_SEED = 20261206
 #: the out-of-time evaluation scores a hash sample of the held-out events of about this many tickets (at
 #: `large` 1.9M held-out tickets: their features and predictions were ~20 CPU-s; AUC's standard error on
 #: 400k tickets is ~0.001)
 MAX_HOLDOUT_ROWS = 400_000
 #: margin of the hash sample over the smallest fitted part's cap (the evaluation's calibration part)
 SAMPLE_MARGIN = 1.25
+#: seed of the hash of the event ids that samples the held-out events
+HOLDOUT_SEED = 20261207
 
 
 class NotEnoughData(ValueError):
@@ -119,7 +130,11 @@ def _event_split(rows: pl.DataFrame, share: float) -> tuple[pl.Series, pl.Series
 
 
 def _of_events(
-    rows: pl.DataFrame, events: pl.Series, cap: int | None = None, seed: int = 20261206, sampled: bool = False
+    rows: pl.DataFrame,
+    events: pl.Series,
+    cap: int | None = None,
+    seed: int = DRAW_SEED,
+    sampled: bool = False,
 ):
     """The rows of `events` in their order; with `cap`, a deterministic sample of at most `cap` of them
     (sorted positions drawn by a fixed seed) gathered without materializing the others. `sampled`: only the
@@ -127,63 +142,102 @@ def _of_events(
     which = pl.col("event_id").is_in(events.implode())
     if sampled and "fit_sample" in rows.columns:
         which = which & pl.col("fit_sample")
-    idx = rows.select(which.arg_true())
-    idx = idx.to_series()
+    return rows[_draw(rows.select(which.arg_true()).to_series(), cap, seed)]
+
+
+def _draw(idx: pl.Series, cap: int | None, seed: int = DRAW_SEED) -> pl.Series:
+    """At most `cap` of the positions `idx`, in their order: sorted positions drawn by a fixed seed."""
     if cap is not None and len(idx) > cap:
         keep = np.sort(np.random.default_rng(seed).choice(len(idx), cap, replace=False))
         idx = idx.gather(keep)
-    return rows[idx]
+    return idx
 
 
-def _hash_under(col: pl.Expr, rate: float, seed: int) -> pl.Expr:
-    """True for a deterministic share `rate` of the values (a hash of the value: subset-stable)."""
+def _hash_under(hashed: pl.Expr, rate: float) -> pl.Expr:
+    """True for a deterministic share `rate` of the values whose 64-bit hashes are `hashed` (subset-stable:
+    a value is in or out whatever the other values)."""
     if rate >= 1.0:
         return pl.lit(True)
-    return (col.hash(seed) % (2**32)) < int(rate * 2**32)
+    return (hashed % (2**32)) < int(rate * 2**32)
 
 
 def describe_plan(
-    rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS, max_holdout_rows: int = MAX_HOLDOUT_ROWS
+    events: pl.DataFrame,
+    tickets: pl.DataFrame,
+    max_rows: int = MAX_TRAIN_ROWS,
+    max_holdout_rows: int = MAX_HOLDOUT_ROWS,
 ) -> pl.DataFrame:
     """Which tickets the features must describe, the fits' sample and the held-out sample
     (features.features' `plan`).
 
-    `rows`: ticket_id, event_id, starts_at, ends_at, phase and event_tickets (the event's labelled tickets)
-    of every ticket. Returns three boolean columns in `rows`' order:
-    - fit_sample: a labelled ticket whose hash of its id falls under a rate chosen so that the smallest part a
-      fit draws (the evaluation's calibration events: CALIBRATION_SHARE of the older 1 - HOLDOUT_SHARE of
-      the tickets) still holds SAMPLE_MARGIN x max_rows of them; rate 1 (every ticket) when the labelled
-      tickets are few. Uniform over the events and deterministic (the same ticket is in or out whatever the
-      other rows: a subset-stable sample);
+    `events`: one row per event with event_id, starts_at, ends_at, phase and event_tickets (its labelled
+    tickets); `tickets`: every sold ticket, `e` (its event's row in `events`) and `ticket_hash` (a 64-bit hash
+    of its id, features.TICKET_HASH_SEED). Returns boolean columns in `tickets`' order:
+    - fit_sample: a labelled ticket whose hash falls under a rate chosen so that the smallest part a fit draws
+      (the evaluation's calibration events: CALIBRATION_SHARE of the older 1 - HOLDOUT_SHARE of the tickets)
+      still holds SAMPLE_MARGIN x max_rows of them; rate 1 (every ticket) when the labelled tickets are few.
+      Uniform over the events and deterministic (the same ticket is in or out whatever the other rows: a
+      subset-stable sample);
     - holdout_sample: a ticket of a held-out event (the latest HOLDOUT_SHARE of the labelled tickets, whole
       events) chosen by a hash of its event id, at a rate that keeps about `max_holdout_rows` held-out
       tickets (every held-out event when they are fewer): the out-of-time evaluation scores these whole
       events;
+    - the fits' draws (DRAWS): the rows of the evaluated model's fit and calibration parts and of the final
+      model's, each at most `max_rows` of the fit sample's tickets of its events, drawn exactly as `fit`
+      draws them from the described rows without these columns (the same positions among the same sampled
+      tickets in the same order: the same fitted rows, the same models);
     - describe: every ticket not labelled (upcoming and the other phases: the predictions and the reasons
-      read them), the held-out sample, the fit sample and the first ticket of every labelled event (so that
-      every event, even one without a sampled ticket, weighs in the event splits by its event_tickets). The fits draw their capped samples from the fit
-      sample only."""
-    labelled = rows.filter(pl.col("phase") == "ended")
-    n = labelled.height
+      read them), the held-out sample, the fits' draws and the first ticket of every labelled event (so that
+      every event, even one without a drawn ticket, weighs in the event splits by its event_tickets). Only
+      the drawn ones of the fit sample are described: at `large` ~0.8M of its 1.25M tickets.
+    Everything but the per-ticket look-ups and the draws runs on the events (at `large` 20k events, 10M
+    tickets)."""
+    ev = events.with_columns((pl.col("phase") == "ended").alias("_ended"))
+    labelled = ev.filter(pl.col("_ended") & (pl.col("event_tickets") > 0))
+    n = int(labelled["event_tickets"].sum() or 0)
     smallest = CALIBRATION_SHARE * (1 - HOLDOUT_SHARE) * n
     rate = 1.0 if smallest <= 0 else min(1.0, SAMPLE_MARGIN * max_rows / smallest)
-    _, late, _ = _event_split(
-        labelled.select("event_id", "starts_at", "ends_at", "event_tickets"), HOLDOUT_SHARE
-    )
-    held_total = int(labelled.filter(pl.col("event_id").is_in(late.implode())).height)
+    labelled = labelled.select("event_id", "starts_at", "ends_at", "event_tickets")
+    early, late, _ = _event_split(labelled, HOLDOUT_SHARE)
+    in_late = pl.col("event_id").is_in(late.implode())
+    held_total = int(labelled.filter(in_late)["event_tickets"].sum() or 0)
     held_rate = 1.0 if held_total <= max_holdout_rows else max_holdout_rows / held_total
-    ended = pl.col("phase") == "ended"
-    sample = ended & _hash_under(pl.col("ticket_id").cast(pl.String), rate, 20261206)
-    held = (
-        ended
-        & pl.col("event_id").is_in(late.implode())
-        & _hash_under(pl.col("event_id").cast(pl.String), held_rate, 20261207)
+    ev = ev.select(
+        "_ended",
+        (
+            pl.col("_ended")
+            & in_late
+            & _hash_under(pl.col("event_id").cast(pl.String).hash(HOLDOUT_SEED), held_rate)
+        ).alias("_held"),
     )
-    return rows.select(
+    at = ev[tickets["e"]]  # each ticket's event row
+    out = pl.DataFrame([at["_ended"], at["_held"].alias("holdout_sample"), tickets["e"]]).with_columns(
+        (pl.col("_ended") & _hash_under(tickets["ticket_hash"], rate)).alias("fit_sample")
+    )
+    # the fits' event splits (fit's: the evaluated model on the events ended before the held-out ones)
+    within = labelled.filter(pl.col("event_id").is_in(early.implode()))
+    parts = {
+        "evaluation": _event_split(within, CALIBRATION_SHARE),
+        "final": _event_split(labelled, CALIBRATION_SHARE),
+    }
+    drawn = []
+    for name, (older, newer, _) in parts.items():
+        for column, chosen in zip(DRAWS[name], (older, newer), strict=True):
+            of = events["event_id"].is_in(chosen.implode()).gather(tickets["e"])
+            idx = _draw((out["fit_sample"] & of).arg_true(), max_rows)
+            drawn.append(pl.Series(column, np.zeros(out.height, dtype=bool)).scatter(idx, True))
+    out = out.with_columns(drawn)
+    return out.select(
         # one ticket of every labelled event at least: the event splits weigh every event by event_tickets
-        (~ended | held | sample | (ended & pl.col("event_id").is_first_distinct())).alias("describe"),
-        sample.alias("fit_sample"),
-        held.alias("holdout_sample"),
+        (
+            ~pl.col("_ended")
+            | pl.col("holdout_sample")
+            | pl.any_horizontal([s.name for s in drawn])
+            | (pl.col("_ended") & pl.col("e").is_first_distinct())
+        ).alias("describe"),
+        "fit_sample",
+        "holdout_sample",
+        *(s.name for s in drawn),
     )
 
 
@@ -213,15 +267,17 @@ def categories_of(rows: pl.DataFrame, k: int = TOP_CATEGORIES) -> list[str]:
 def matrix(rows: pl.DataFrame, categories: list[str]) -> np.ndarray:
     """NUMERIC (NULL -> NaN, handled natively by the booster) and the category's index (unknown/NULL =
     len(categories))."""
+    if not rows.height:
+        return np.empty((0, len(FEATURES)))
     codes = {c: i for i, c in enumerate(categories)}
     code = (
-        rows["category_id"]
+        pl.col("category_id")
         .cast(pl.String)
         .replace_strict(codes, default=len(categories), return_dtype=pl.Float64)
         .fill_null(float(len(categories)))
     )
-    cols = [rows[c].cast(pl.Float64).fill_nan(None).to_numpy() for c in NUMERIC] + [code.to_numpy()]
-    return np.column_stack(cols).astype(np.float64) if rows.height else np.empty((0, len(FEATURES)))
+    # one C-ordered float64 copy (NULL and NaN -> NaN), not a copy per column stacked and cast again
+    return rows.select(*(pl.col(c).cast(pl.Float64) for c in NUMERIC), code).to_numpy(order="c")
 
 
 def _labels(rows: pl.DataFrame) -> np.ndarray:
@@ -254,10 +310,13 @@ class Fitted:
         return np.clip(p, 0.0, 1.0)
 
 
-def fit(rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS, events: pl.Series | None = None) -> Fitted:
+def fit(
+    rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS, events: pl.Series | None = None, drawn: str = "final"
+) -> Fitted:
     """The booster on the older events of `rows` (only those of `events` when given), calibrated on the
     latest CALIBRATION_SHARE of them; each side a deterministic sample of at most `max_rows` tickets, drawn
-    without copying the others (at `large`, millions of labelled tickets)."""
+    without copying the others (at `large`, millions of labelled tickets). When the rows carry the plan's
+    draws (DRAWS[drawn], describe_plan), those rows: the same draw, made over every ticket."""
     within = (
         rows
         if events is None
@@ -269,8 +328,12 @@ def fit(rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS, events: pl.Series | 
         ).filter(pl.col("event_id").is_in(events.implode()))
     )
     early, late, cutoff = _event_split(within, CALIBRATION_SHARE)
-    older = _of_events(rows, early, max_rows, sampled=True)
-    newer = _of_events(rows, late, max_rows, sampled=True)
+    fit_rows, calibration_rows = DRAWS[drawn]
+    if fit_rows in rows.columns:
+        older, newer = rows.filter(pl.col(fit_rows)), rows.filter(pl.col(calibration_rows))
+    else:
+        older = _of_events(rows, early, max_rows, sampled=True)
+        newer = _of_events(rows, late, max_rows, sampled=True)
     y_old, y_new = _labels(older), _labels(newer)
     if not _viable(y_old) or not _viable(y_new, MIN_FIT_ROWS // 2, MIN_FIT_POSITIVES // 2):
         raise NotEnoughData(
@@ -296,11 +359,55 @@ def fit(rows: pl.DataFrame, max_rows: int = MAX_TRAIN_ROWS, events: pl.Series | 
             if len(y_new) >= ISOTONIC_MIN_ROWS and y_new.sum() >= ISOTONIC_MIN_POSITIVES
             else "sigmoid"
         )
-        model = CalibratedClassifierCV(FrozenEstimator(booster), method=method).fit(x_new, y_new)
-        p_new = model.predict_proba(x_new)[:, 1]
+        model, p_new = calibrate(booster, x_new, y_new, method)
     return Fitted(
         model, categories, method, len(y_old), len(y_new), best_f1_threshold(y_new, p_new), cutoff, older
     )
+
+
+class _Given(ClassifierMixin, BaseEstimator):
+    """A fitted stand-in whose decision values are its one input column (calibrate)."""
+
+    def __init__(self, classes: np.ndarray):
+        self.classes = classes
+
+    def fit(self, X, y):  # never called: it is frozen
+        return self
+
+    def decision_function(self, X):
+        return np.asarray(X)[:, 0]
+
+    def predict(self, X):
+        return self.classes[(self.decision_function(X) > 0).astype(int)]
+
+    def __sklearn_is_fitted__(self):
+        return True
+
+    @property
+    def classes_(self):
+        return self.classes
+
+
+def calibrate(
+    booster: HistGradientBoostingClassifier, x: np.ndarray, y: np.ndarray, method: str
+) -> tuple[CalibratedClassifierCV, np.ndarray]:
+    """`CalibratedClassifierCV(FrozenEstimator(booster), method=method).fit(x, y)` and its probabilities of
+    `x`, from ONE pass of the booster over x. The usual fit predicts x once to calibrate (the cross-validated
+    predictions of a frozen estimator are its plain predictions) and predicting x again for the threshold is
+    a second pass (~1 s at the 200k cap, twice a run). Here the booster's decision values are computed once,
+    the calibrator is fitted on them through a stand-in that returns them, and the booster takes the
+    stand-in's place: the same fitted object, to the pickled byte (test_calibrate_is_the_usual_fit)."""
+    d = booster.decision_function(x)
+    model = CalibratedClassifierCV(FrozenEstimator(_Given(booster.classes_)), method=method).fit(
+        d.reshape(-1, 1), y
+    )
+    frozen = FrozenEstimator(booster)
+    model.estimator = frozen
+    for c in model.calibrated_classifiers_:
+        c.estimator = frozen
+    model.n_features_in_ = booster.n_features_in_
+    p = model.calibrated_classifiers_[0].calibrators[0].predict(d)  # = model.predict_proba(x)[:, 1]
+    return model, p
 
 
 @dataclass
@@ -328,7 +435,7 @@ def evaluate_out_of_time(labelled: pl.DataFrame, as_of, max_rows: int = MAX_TRAI
             f"no out-of-time holdout with both outcomes: {held.height} held-out tickets of "
             f"{labelled.height} labelled"
         )
-    fitted = fit(labelled, max_rows, events=early)
+    fitted = fit(labelled, max_rows, events=early, drawn="evaluation")
     p = fitted.predict(held)
     seed = held["seed_probability"].to_numpy()
     cutoff_day = cutoff.date()

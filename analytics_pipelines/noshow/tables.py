@@ -128,8 +128,10 @@ def reasons(
 ) -> pl.DataFrame:
     """Every event that has not ended (or has no end) and is not in `predicted` (event_id), with why."""
     ev = event_phases(events, now)
-    counts = tickets.group_by(pl.col("event_id").cast(pl.String)).agg(
-        pl.len().cast(pl.Int64).alias("tickets")
+    counts = (  # per event on the ids as they are (categorical codes), as strings after
+        tickets.group_by("event_id")
+        .agg(pl.len().cast(pl.Int64).alias("tickets"))
+        .with_columns(pl.col("event_id").cast(pl.String))
     )
     open_ = ev.filter(pl.col("ends_at").is_null() | (pl.col("ends_at") >= now)).join(
         predicted.select("event_id"), on="event_id", how="anti"
