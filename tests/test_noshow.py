@@ -27,6 +27,20 @@ NOW = datetime(2026, 11, 1, tzinfo=UTC)
 TENANT, VENUE = "t-1", "v-1"
 
 
+#: the events frame the builders read (features.read_inputs' columns)
+EVENT_SCHEMA = {
+    "tenant_id": pl.String,
+    "venue_id": pl.String,
+    "event_id": pl.String,
+    "category_id": pl.String,
+    "status": pl.String,
+    "starts_at": pl.Datetime("us", "UTC"),
+    "ends_at": pl.Datetime("us", "UTC"),
+    "cancelled_or_postponed": pl.Boolean,
+    "deleted": pl.Boolean,
+}
+
+
 def _ts(s: str) -> datetime:
     return datetime.fromisoformat(s).replace(tzinfo=UTC)
 
@@ -51,17 +65,7 @@ def _inputs(events, tickets, valid, resales=(), orders=()) -> F.Inputs:
             )
             for e in events
         ],
-        schema={
-            "tenant_id": pl.String,
-            "venue_id": pl.String,
-            "event_id": pl.String,
-            "category_id": pl.String,
-            "status": pl.String,
-            "starts_at": ts,
-            "ends_at": ts,
-            "cancelled_or_postponed": pl.Boolean,
-            "deleted": pl.Boolean,
-        },
+        schema=EVENT_SCHEMA,
         orient="row",
     )
     tk = pl.DataFrame(
@@ -609,21 +613,7 @@ def _random_inputs(seed: int, duplicate_id: bool = False) -> F.Inputs:
         start = base + timedelta(days=int(rng.integers(0, 330)), hours=int(rng.integers(0, 3)))
         end = start + timedelta(hours=3) if i % 5 else base + timedelta(days=100, hours=3)  # shared end
         events.append((tenant, venue, f"e{i:02d}", f"c{i % 3}", "on_sale", start, end, i == 7, False))
-    ev = pl.DataFrame(
-        events,
-        schema={
-            "tenant_id": pl.String,
-            "venue_id": pl.String,
-            "event_id": pl.String,
-            "category_id": pl.String,
-            "status": pl.String,
-            "starts_at": ts,
-            "ends_at": ts,
-            "cancelled_or_postponed": pl.Boolean,
-            "deleted": pl.Boolean,
-        },
-        orient="row",
-    )
+    ev = pl.DataFrame(events, schema=EVENT_SCHEMA, orient="row")
     n = 1_500
     event = rng.integers(0, 40, n)
     holder = [f"u{rng.integers(0, 80)}" if rng.random() > 0.05 else None for _ in range(n)]
