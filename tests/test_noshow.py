@@ -18,6 +18,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from analytics_pipelines.noshow import features as F
 from analytics_pipelines.noshow import model as M
+from analytics_pipelines.noshow import plan as P
 from analytics_pipelines.noshow import steps as S
 from analytics_pipelines.noshow import tables as T
 from analytics_pipelines.registry.context import Built
@@ -220,7 +221,7 @@ def _synthetic(n_events: int = 400, per_event: int = 100, seed: int = 1, signal:
 def test_calibration_on_a_known_logistic_truth():
     df, p_true = _synthetic()
     ev = M.evaluate_out_of_time(df, date(2026, 1, 1))
-    held = M.split_by_event_time(df, M.HOLDOUT_SHARE).late
+    held = P.split_by_event_time(df, P.HOLDOUT_SHARE).late
     truth = p_true[-held.height :]  # the held-out events are the last ones
     y = held["no_show"].to_numpy().astype(int)
     p = ev.fitted.predict(held)
@@ -489,7 +490,7 @@ def test_a_plan_describes_only_the_used_tickets_with_the_same_features():
     holder's tickets of the event are computed over every ticket."""
     more = [*TICKETS, *((f"k1x{i}", "e1", f"h{i}", 1000 + 10 * i, "2026-07-01T10:00:00") for i in range(40))]
     inp = _inputs(EVENTS, more, valid=["k2w", "k1x3"], resales=[("k2", "2026-09-10T20:00:00")], orders=ORDERS)
-    plan = lambda events, tickets: M.describe_plan(events, tickets, max_rows=2)  # noqa: E731  rate << 1
+    plan = lambda events, tickets: P.describe_plan(events, tickets, max_rows=2)  # noqa: E731  rate << 1
     # a ticket left out holds the event's dearest type: the tier (price_vs_event_max) of those described
     # is still the event's, of every sold ticket
     left_out = set(inp.tickets.filter(pl.col("event_id") == "e1")["id"]) - set(
@@ -531,7 +532,7 @@ def test_a_plan_describes_only_the_used_tickets_with_the_same_features():
 
 
 def _plan(df: pl.DataFrame, **kw) -> pl.DataFrame:
-    """model.describe_plan on per-ticket rows (event_id, starts_at, ends_at, phase, ticket_id), as features
+    """plan.describe_plan on per-ticket rows (event_id, starts_at, ends_at, phase, ticket_id), as features
     calls it: one row per event, and per ticket its event's row and the hash of its id."""
     events = df.group_by("event_id", maintain_order=True).agg(
         pl.first("starts_at", "ends_at", "phase"),
@@ -543,7 +544,7 @@ def _plan(df: pl.DataFrame, **kw) -> pl.DataFrame:
         .alias("e"),
         pl.col("ticket_id").hash(F.TICKET_HASH_SEED).alias("ticket_hash"),
     )
-    return M.describe_plan(events, tickets, **kw)
+    return P.describe_plan(events, tickets, **kw)
 
 
 def test_the_fits_draw_only_from_the_plan_sample_and_split_by_every_ticket():
@@ -569,7 +570,7 @@ def test_the_fits_draw_only_from_the_plan_sample_and_split_by_every_ticket():
     assert ev_part.fitted.fit_rows <= 1000 and ev_part.model_auc > 0.7
     # the plan's draws are the rows the fits draw from the whole fit sample: the same fitted rows, the same
     # models, with only the drawn tickets described
-    drawn = [c for d in M.DRAWS.values() for c in d]
+    drawn = [c for d in P.DRAWS.values() for c in d]
     whole = df.hstack(plan.get_columns()).filter(
         pl.col("fit_sample") | pl.col("holdout_sample") | pl.col("event_id").is_first_distinct()
     )
@@ -672,7 +673,7 @@ def _random_inputs(seed: int, duplicate_id: bool = False) -> F.Inputs:
 @pytest.mark.parametrize("duplicate_id", [False, True])
 def test_the_label_and_holder_features_equal_their_definitions_on_random_tickets(duplicate_id):
     """features' integer keys and running totals (the label's hashed look-up, the (event, holder) pairs,
-    `_before`) against the definitions written out as plain joins: the label is no scan at all; the holder's
+    `history.before`) against the definitions written out as plain joins: the label is no scan at all; the holder's
     history counts the holder's tickets of events that ended strictly before the cutoff (events ending at
     one instant all count or none); the seed profile counts the holder's orders at the venue strictly before
     the cutoff. `duplicate_id`: a repeated ticket id (the ids themselves are matched, not their hashes)."""

@@ -19,6 +19,7 @@ from analytics_pipelines.customers.build import data_clock
 from analytics_pipelines.marts.reconcile import CheckOutcome
 from analytics_pipelines.models import versions as V
 from analytics_pipelines.noshow import model as M
+from analytics_pipelines.noshow import plan as P
 from analytics_pipelines.noshow import tables as T
 from analytics_pipelines.noshow.features import features, read_inputs
 from analytics_pipelines.registry.context import BuildContext, Built, StageClock, md_table
@@ -35,7 +36,7 @@ def no_show_model(ctx: BuildContext) -> Built:
     inp = read_inputs(wh)
     clock.lap("read")
     # only the tickets the model uses: held-out events, the fits' hash sample, those not ended
-    feats = features(inp, now, plan=M.describe_plan)
+    feats = features(inp, now, plan=P.describe_plan)
     clock.lap("features")
     events = inp.events
     del inp  # the raw tickets, scans and orders (at `large`, GBs) are not needed past the features

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from analytics_pipelines.noshow import model as M
+from analytics_pipelines.noshow import plan as P
 from analytics_pipelines.noshow.events import event_forecast
 from analytics_pipelines.noshow.features import event_phases
 
@@ -198,11 +199,11 @@ def build(
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     # the model reads only these columns of the labelled tickets (at `large`, millions of rows: the ids of
     # the tickets, types and holders are not copied)
-    labelled = feats.select([c for c in feats.columns if c in M.ROW_COLUMNS or c in M.PLAN_COLUMNS]).filter(
+    labelled = feats.select([c for c in feats.columns if c in M.ROW_COLUMNS or c in P.PLAN_COLUMNS]).filter(
         pl.col("phase") == "ended"
     )
     upcoming = feats.filter(pl.col("phase") == "upcoming")
-    # every labelled ticket, described or not (model.describe_plan leaves most of them out at scale)
+    # every labelled ticket, described or not (plan.describe_plan leaves most of them out at scale)
     n_labelled = (
         int(labelled.group_by("event_id").agg(pl.first("event_tickets"))["event_tickets"].sum() or 0)
         if "event_tickets" in labelled.columns
