@@ -26,7 +26,8 @@ from datetime import date, datetime
 import numpy as np
 import polars as pl
 
-from analytics_pipelines.pricing.estimator import apply_factors, fit_elasticities
+from analytics_pipelines.pricing.estimator import apply_factors
+from analytics_pipelines.pricing.joint import fit_elasticities
 from analytics_pipelines.pricing.model import (
     FEATURES,
     MODEL,

@@ -16,7 +16,8 @@ import numpy as np
 import polars as pl
 from scipy.stats import t as t_dist
 
-from analytics_pipelines.pricing.estimator import apply_factors, fit_elasticities, fit_slopes
+from analytics_pipelines.pricing.estimator import apply_factors, fit_slopes
+from analytics_pipelines.pricing.joint import fit_elasticities
 
 MODEL = "loglog_ppml_fe"
 VERSION = "1"
