@@ -50,8 +50,8 @@ from analytics_pipelines.noshow.plan import (
     DRAWS,
     HOLDOUT_SHARE,
     MAX_TRAIN_ROWS,
-    _event_split,
-    _of_events,
+    event_split,
+    of_events,
 )
 
 FAMILY = "no_show"
@@ -77,8 +77,6 @@ ROW_COLUMNS = [
 ]
 
 
-#: optional columns of the features when they describe only the rows the model uses (describe_plan):
-#: `event_tickets` (the event's labelled tickets, all of them: the event splits weigh events by it) and
 class NotEnoughData(ValueError):
     """Too few labelled tickets (or one class only) to fit and evaluate a model."""
 
@@ -160,13 +158,13 @@ def fit(
             *(["event_tickets"] if "event_tickets" in rows.columns else []),
         ).filter(pl.col("event_id").is_in(events.implode()))
     )
-    early, late, cutoff = _event_split(within, CALIBRATION_SHARE)
+    early, late, cutoff = event_split(within, CALIBRATION_SHARE)
     fit_rows, calibration_rows = DRAWS[drawn]
     if fit_rows in rows.columns:
         older, newer = rows.filter(pl.col(fit_rows)), rows.filter(pl.col(calibration_rows))
     else:
-        older = _of_events(rows, early, max_rows, sampled=True)
-        newer = _of_events(rows, late, max_rows, sampled=True)
+        older = of_events(rows, early, max_rows, sampled=True)
+        newer = of_events(rows, late, max_rows, sampled=True)
     y_old, y_new = _labels(older), _labels(newer)
     if not _viable(y_old) or not _viable(y_new, MIN_FIT_ROWS // 2, MIN_FIT_POSITIVES // 2):
         raise NotEnoughData(
@@ -257,11 +255,11 @@ class Evaluation:
 
 def evaluate_out_of_time(labelled: pl.DataFrame, as_of, max_rows: int = MAX_TRAIN_ROWS) -> Evaluation:
     """Fit on the older events, score the held-out latest ones; the model and the seed rule side by side."""
-    early, late, cutoff = _event_split(labelled, HOLDOUT_SHARE)
+    early, late, cutoff = event_split(labelled, HOLDOUT_SHARE)
     if "holdout_sample" in labelled.columns:  # the plan's sample of the held-out events (describe_plan)
         chosen = labelled.filter(pl.col("holdout_sample"))["event_id"].unique()
         late = late.filter(late.is_in(chosen.implode()))
-    held = _of_events(labelled, late)
+    held = of_events(labelled, late)
     y = _labels(held)
     if cutoff is None or len(y) == 0 or y.min() == y.max():
         raise NotEnoughData(

@@ -15,6 +15,8 @@ HOLDOUT_SHARE = 0.2
 CALIBRATION_SHARE = 0.25
 #: a booster over ~20 features learns nothing more from millions of rows than from 200k: bounds the fit time
 MAX_TRAIN_ROWS = 200_000
+#: optional columns of the features when they describe only the rows the model uses (describe_plan):
+#: `event_tickets` (the event's labelled tickets, all of them: the event splits weigh events by it) and
 #: `fit_sample` (the ticket is in the uniform hash sample the fits draw from)
 #: and `holdout_sample` (the ticket's held-out event is in the evaluated sample of held-out events)
 #: the fits' draws, per fit (`fit(drawn=...)`): the columns of its fitted and its calibration rows, drawn by
@@ -43,7 +45,7 @@ class Split:
     cutoff: datetime | None
 
 
-def _event_split(rows: pl.DataFrame, share: float) -> tuple[pl.Series, pl.Series, datetime | None]:
+def event_split(rows: pl.DataFrame, share: float) -> tuple[pl.Series, pl.Series, datetime | None]:
     """(early event ids, late event ids, cutoff) of split_by_event_time, from the three event columns only
     (no row of `rows` is copied)."""
     count = pl.first("event_tickets") if "event_tickets" in rows.columns else pl.len()
@@ -67,7 +69,7 @@ def _event_split(rows: pl.DataFrame, share: float) -> tuple[pl.Series, pl.Series
     return ev.filter(pl.col("ends_at") < cutoff)["event_id"], late_ev["event_id"], cutoff
 
 
-def _of_events(
+def of_events(
     rows: pl.DataFrame,
     events: pl.Series,
     cap: int | None = None,
@@ -136,7 +138,7 @@ def describe_plan(
     smallest = CALIBRATION_SHARE * (1 - HOLDOUT_SHARE) * n
     rate = 1.0 if smallest <= 0 else min(1.0, SAMPLE_MARGIN * max_rows / smallest)
     labelled = labelled.select("event_id", "starts_at", "ends_at", "event_tickets")
-    early, late, _ = _event_split(labelled, HOLDOUT_SHARE)
+    early, late, _ = event_split(labelled, HOLDOUT_SHARE)
     in_late = pl.col("event_id").is_in(late.implode())
     held_total = int(labelled.filter(in_late)["event_tickets"].sum() or 0)
     held_rate = 1.0 if held_total <= max_holdout_rows else max_holdout_rows / held_total
@@ -155,8 +157,8 @@ def describe_plan(
     # the fits' event splits (fit's: the evaluated model on the events ended before the held-out ones)
     within = labelled.filter(pl.col("event_id").is_in(early.implode()))
     parts = {
-        "evaluation": _event_split(within, CALIBRATION_SHARE),
-        "final": _event_split(labelled, CALIBRATION_SHARE),
+        "evaluation": event_split(within, CALIBRATION_SHARE),
+        "final": event_split(labelled, CALIBRATION_SHARE),
     }
     drawn = []
     for name, (older, newer, _) in parts.items():
@@ -182,7 +184,7 @@ def describe_plan(
 def split_by_event_time(rows: pl.DataFrame, share: float) -> Split:
     """The latest events holding `share` of the rows (whole events, ordered by start) vs the events that
     ended before the first of them started. Rows of an event overlapping that moment are in neither."""
-    early, late, cutoff = _event_split(rows, share)
+    early, late, cutoff = event_split(rows, share)
     if cutoff is None:
         return Split(rows, rows.clear(), None)
-    return Split(_of_events(rows, early), _of_events(rows, late), cutoff)
+    return Split(of_events(rows, early), of_events(rows, late), cutoff)
