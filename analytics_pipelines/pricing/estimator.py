@@ -41,7 +41,7 @@ class Fit:
         return self.beta - z * self.se, self.beta + z * self.se
 
 
-class _Runs:
+class Runs:
     """Dense codes whose observations are contiguous (sorted): per code its first position and count, so
     per-code sums and maxima are reduceats over contiguous runs and a per-code value goes back to the rows
     by np.repeat (no scatter, no gather by code)."""
@@ -61,7 +61,7 @@ class _Runs:
         return np.repeat(per_code, self.counts)
 
 
-def _by_code(codes: np.ndarray) -> np.ndarray | None:
+def by_code(codes: np.ndarray) -> np.ndarray | None:
     """The stable permutation that makes the observations of each code contiguous, None when they are
     (a fit's answer does not depend on the order of its observations; only its rounding does)."""
     if codes.size < 2 or bool((codes[1:] >= codes[:-1]).all()):
@@ -69,7 +69,7 @@ def _by_code(codes: np.ndarray) -> np.ndarray | None:
     return np.argsort(codes, kind="stable")
 
 
-def _dense_codes(codes) -> np.ndarray:
+def dense_codes(codes) -> np.ndarray:
     """Codes renumbered 0..n-1 in ascending order (np.unique's inverse) in O(n): a bincount of the
     present codes instead of a sort, for non-negative integer codes of moderate range (the physical codes
     of a categorical); anything else goes through np.unique."""
@@ -104,7 +104,7 @@ def fit_ppml(
     x must not hold a constant (the fixed effects are the constants)."""
     y = np.asarray(y, float)
     x = np.asarray(x, float)
-    fe = _dense_codes(fe)
+    fe = dense_codes(fe)
     n_fe = int(fe.max()) + 1 if fe.size else 0
     y_g = np.bincount(fe, weights=y, minlength=n_fe)
     keep = y_g[fe] > 0
@@ -115,7 +115,7 @@ def fit_ppml(
         return Fit(np.full(k, np.nan), np.full(k, np.nan), False, 0, int(keep.sum()), 0, mu_all, alpha_all)
     off = np.zeros(y.size) if offset is None else np.asarray(offset, float)
     yk, xk, fk, ok = y[keep], x[keep], fe[keep], off[keep]
-    cl = _dense_codes(np.asarray(cluster)[keep])
+    cl = dense_codes(np.asarray(cluster)[keep])
     beta = np.zeros(k)
     converged = False
     it = 0
@@ -214,16 +214,16 @@ def fit_slopes(
     slope without a finite optimum, walking off by the step cap for ~90 steps, used to drag every
     group's rows along). The observations are taken in fixed-effect order (contiguous runs)."""
     y, z, off = (np.asarray(a, float) for a in (y, z, offset))
-    fe = _dense_codes(fe)
+    fe = dense_codes(fe)
     n_fe = int(fe.max()) + 1 if fe.size else 0
     y_g = np.bincount(fe, weights=y, minlength=n_fe)
     keep = y_g[fe] > 0
     y, z, off, fe, grp = y[keep], z[keep], off[keep], fe[keep], np.asarray(group, np.int64)[keep]
-    cl = _dense_codes(np.asarray(cluster)[keep])
+    cl = dense_codes(np.asarray(cluster)[keep])
     beta = np.zeros(n_groups) if init is None else np.where(np.isfinite(init), init, 0.0).astype(float)
     converged = False
-    fe = _dense_codes(fe)
-    order = _by_code(fe)
+    fe = dense_codes(fe)
+    order = by_code(fe)
     if order is not None:
         y, z, off, fe, grp, cl = (a[order] for a in (y, z, off, fe, grp, cl))
 
@@ -231,7 +231,7 @@ def fit_slopes(
         def __init__(self, sel: np.ndarray | None) -> None:
             pick = (lambda a: a) if sel is None else (lambda a: a[sel])
             self.y, self.z, self.off, self.grp = pick(y), pick(z), pick(off), pick(grp)
-            self.runs = _Runs(pick(fe))
+            self.runs = Runs(pick(fe))
             self.logy = np.log(np.maximum(self.runs.sum(self.y), 1e-300))
 
         def state(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

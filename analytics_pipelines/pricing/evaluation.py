@@ -30,6 +30,7 @@ from analytics_pipelines.pricing.estimator import apply_factors
 from analytics_pipelines.pricing.joint import fit_elasticities
 from analytics_pipelines.pricing.model import (
     FEATURES,
+    MIN_EVENTS,
     MODEL,
     SCOPES,
     SEED_ELASTICITY,
@@ -235,9 +236,10 @@ def fold_fit(
     counted = train & has
     n_changes = np.bincount(rows.group[counted], weights=rows.price_change[counted], minlength=n_all)
     on = counted & (rows.price_change == 1)
-    pairs = np.unique(rows.group[on] * (int(rows.cluster.max()) + 1) + rows.cluster[on])
-    events = np.bincount(pairs // (int(rows.cluster.max()) + 1), minlength=n_all)
-    ok = (n_changes >= min_changes) & (events >= 2)
+    n_clusters = int(rows.cluster.max()) + 1
+    pairs = np.unique(rows.group[on] * n_clusters + rows.cluster[on])
+    events = np.bincount(pairs // n_clusters, minlength=n_all)
+    ok = (n_changes >= min_changes) & (events >= MIN_EVENTS)  # model.eligible_rule, on arrays
     n_groups = int(ok.sum())
     # whole-panel group -> fold group (n_groups: no slope; also for the rows without a group)
     to_fold = np.append(np.where(ok, np.cumsum(ok) - 1, n_groups), n_groups)

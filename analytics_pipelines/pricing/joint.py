@@ -9,11 +9,11 @@ import numpy as np
 from scipy import sparse
 
 from analytics_pipelines.pricing.estimator import (
+    Runs,
     Slopes,
-    _by_code,
-    _dense_codes,
-    _Runs,
     apply_factors,
+    by_code,
+    dense_codes,
     fit_slopes,
 )
 
@@ -77,7 +77,7 @@ class _Hessian:
 
     CHUNK = 2048
 
-    def __init__(self, x: sparse.csr_matrix, cols: np.ndarray, vals: np.ndarray, runs: _Runs) -> None:
+    def __init__(self, x: sparse.csr_matrix, cols: np.ndarray, vals: np.ndarray, runs: Runs) -> None:
         self.x, self.runs = x, runs
         n, k = cols.shape
         self.p = p = x.shape[1]  # the last column holds the absent entries (zeros): its cells stay 0
@@ -185,95 +185,77 @@ def fit_elasticities(
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
-        return _fit_elasticities(
-            y, log_price, factors, group, n_groups, fe, cluster, max_iter, tol, init_beta, init_deltas
+        y = np.asarray(y, float)
+        log_price = np.asarray(log_price, float)
+        grp = np.asarray(group, np.int64)
+        fe = dense_codes(fe)
+        cluster = np.asarray(cluster)
+        order = by_code(fe)  # the observations in fixed-effect order: per-type sums over contiguous runs
+        if order is not None:
+            y, log_price, grp, fe, cluster = (a[order] for a in (y, log_price, grp, fe, cluster))
+            factors = [f[order] for f in factors]
+        runs = Runs(fe)
+        y_fe = runs.sum(y)
+        sold = y_fe > 0
+        log_y_fe = np.log(np.where(sold, y_fe, 1.0))
+        x, col_of, fixed, slot_cols, slot_vals = _design(log_price, grp, n_groups, factors, y)
+        theta = np.zeros(x.shape[1])
+        if init_beta is not None:
+            theta[:n_groups] = np.where(np.isfinite(init_beta), init_beta, 0.0)
+        if init_deltas is not None:
+            for f, idx, d in zip(factors, col_of, init_deltas, strict=False):
+                m = min(idx.size, d.size)
+                # this fit's reference level (coefficient 0) is its factor's first level with sales (_design);
+                # the start is the other fit's levels relative to it. (The first level without a column was
+                # used before: a level without sales here sat ahead of the reference in a cross-fitting fold,
+                # its -30 shifted every start by ~30 and the fold needed ~15 damped Newton steps.)
+                with_sales = np.flatnonzero(np.bincount(f, weights=y, minlength=idx.size) > 0)
+                ref_level = int(with_sales[0]) if with_sales.size else -1
+                ref = d[ref_level] if 0 <= ref_level < m else 0.0
+                on = idx[:m] >= 0
+                theta[idx[:m][on]] = d[:m][on] - ref
+        xt = x.T.tocsr()
+        hessian = _Hessian(x, slot_cols, slot_vals, runs)
+        factor, last = None, np.inf
+        for _ in range(max_iter):
+            eta = x @ theta + fixed
+            e = np.exp(eta - runs.rows(runs.max(eta)))  # shifted by the type's maximum: exp() stays finite
+            # mu = exp(alpha + eta), the type's alpha in closed form: log(sum y) - log(sum exp(eta)); 0 for a
+            # type without sales
+            ratio = np.where(sold, np.exp(log_y_fe - np.log(np.maximum(runs.sum(e), 1e-300))), 0.0)
+            mu = e * runs.rows(ratio)
+            score = xt @ (y - mu)
+            if factor is None:
+                # the Hessian is the iteration's dominant cost: it is kept while the steps shrink fast
+                # (a chord Newton method; recomputed when they do not), so a warm start costs one or two
+                factor = _factor(hessian(mu))
+            step = _solve(factor, score)
+            big = np.abs(step).max(initial=0.0)
+            if big > 2:  # damped: the concentrated log-likelihood is concave, a cap keeps exp() finite
+                step *= 2 / big
+            theta += step
+            if big < tol:
+                break
+            if big > REFACTOR_RATIO * last:
+                factor = None
+            last = big
+        deltas = []
+        for f, idx in zip(factors, col_of, strict=True):
+            y_lv = np.bincount(f, weights=y, minlength=idx.size)
+            d = np.where(idx >= 0, theta[np.maximum(idx, 0)], 0.0)
+            d = np.where(y_lv > 0, d, -30.0)
+            d -= d[y_lv > 0].mean() if (y_lv > 0).any() else 0.0
+            deltas.append(d)
+        control = apply_factors(deltas, factors) if factors else np.zeros(y.size)
+        has = grp < n_groups
+        slopes = fit_slopes(
+            y[has],
+            log_price[has],
+            grp[has],
+            n_groups,
+            fe[has],
+            np.asarray(cluster)[has],
+            control[has],
+            init=theta[:n_groups],
         )
-
-
-def _fit_elasticities(
-    y: np.ndarray,
-    log_price: np.ndarray,
-    factors: list[np.ndarray],
-    group: np.ndarray,
-    n_groups: int,
-    fe: np.ndarray,
-    cluster: np.ndarray,
-    max_iter: int,
-    tol: float,
-    init_beta: np.ndarray | None,
-    init_deltas: list[np.ndarray] | None,
-) -> tuple[Slopes, list[np.ndarray]]:
-    y = np.asarray(y, float)
-    log_price = np.asarray(log_price, float)
-    grp = np.asarray(group, np.int64)
-    fe = _dense_codes(fe)
-    cluster = np.asarray(cluster)
-    order = _by_code(fe)  # the observations in fixed-effect order: per-type sums over contiguous runs
-    if order is not None:
-        y, log_price, grp, fe, cluster = (a[order] for a in (y, log_price, grp, fe, cluster))
-        factors = [f[order] for f in factors]
-    runs = _Runs(fe)
-    y_fe = runs.sum(y)
-    sold = y_fe > 0
-    log_y_fe = np.log(np.where(sold, y_fe, 1.0))
-    x, col_of, fixed, slot_cols, slot_vals = _design(log_price, grp, n_groups, factors, y)
-    theta = np.zeros(x.shape[1])
-    if init_beta is not None:
-        theta[:n_groups] = np.where(np.isfinite(init_beta), init_beta, 0.0)
-    if init_deltas is not None:
-        for f, idx, d in zip(factors, col_of, init_deltas, strict=False):
-            m = min(idx.size, d.size)
-            # this fit's reference level (coefficient 0) is its factor's first level with sales (_design);
-            # the start is the other fit's levels relative to it. (The first level without a column was
-            # used before: a level without sales here sat ahead of the reference in a cross-fitting fold,
-            # its -30 shifted every start by ~30 and the fold needed ~15 damped Newton steps.)
-            with_sales = np.flatnonzero(np.bincount(f, weights=y, minlength=idx.size) > 0)
-            ref_level = int(with_sales[0]) if with_sales.size else -1
-            ref = d[ref_level] if 0 <= ref_level < m else 0.0
-            on = idx[:m] >= 0
-            theta[idx[:m][on]] = d[:m][on] - ref
-    xt = x.T.tocsr()
-    hessian = _Hessian(x, slot_cols, slot_vals, runs)
-    factor, last = None, np.inf
-    for _ in range(max_iter):
-        eta = x @ theta + fixed
-        e = np.exp(eta - runs.rows(runs.max(eta)))  # shifted by the type's maximum: exp() stays finite
-        # mu = exp(alpha + eta), the type's alpha in closed form: log(sum y) - log(sum exp(eta)); 0 for a
-        # type without sales
-        ratio = np.where(sold, np.exp(log_y_fe - np.log(np.maximum(runs.sum(e), 1e-300))), 0.0)
-        mu = e * runs.rows(ratio)
-        score = xt @ (y - mu)
-        if factor is None:
-            # the Hessian is the iteration's dominant cost: it is kept while the steps shrink fast
-            # (a chord Newton method; recomputed when they do not), so a warm start costs one or two
-            factor = _factor(hessian(mu))
-        step = _solve(factor, score)
-        big = np.abs(step).max(initial=0.0)
-        if big > 2:  # damped: the concentrated log-likelihood is concave, a cap keeps exp() finite
-            step *= 2 / big
-        theta += step
-        if big < tol:
-            break
-        if big > REFACTOR_RATIO * last:
-            factor = None
-        last = big
-    deltas = []
-    for f, idx in zip(factors, col_of, strict=True):
-        y_lv = np.bincount(f, weights=y, minlength=idx.size)
-        d = np.where(idx >= 0, theta[np.maximum(idx, 0)], 0.0)
-        d = np.where(y_lv > 0, d, -30.0)
-        d -= d[y_lv > 0].mean() if (y_lv > 0).any() else 0.0
-        deltas.append(d)
-    control = apply_factors(deltas, factors) if factors else np.zeros(y.size)
-    has = grp < n_groups
-    slopes = fit_slopes(
-        y[has],
-        log_price[has],
-        grp[has],
-        n_groups,
-        fe[has],
-        np.asarray(cluster)[has],
-        control[has],
-        init=theta[:n_groups],
-    )
-    return slopes, deltas
+        return slopes, deltas

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import t as t_dist
 
-from analytics_pipelines.pricing.estimator import apply_factors, fit_slopes
+from analytics_pipelines.pricing.estimator import apply_factors, by_code, fit_slopes
 from analytics_pipelines.pricing.joint import fit_elasticities
 
 MODEL = "loglog_ppml_fe"
@@ -85,6 +85,16 @@ class Estimates:
     rows: FitRows | None = None
 
 
+#: a group's elasticity is estimated from at least `min_changes` price changes in at least this many events
+MIN_EVENTS = 2
+
+
+def eligible_rule(min_changes: int) -> pl.Expr:
+    """Whether a group of prepare's counts is eligible (evaluation.fold_fit applies the same rule to a
+    fold's counts in numpy)."""
+    return (pl.col("n_price_changes") >= min_changes) & (pl.col("events_with_changes") >= MIN_EVENTS)
+
+
 def factors(panel: pl.DataFrame) -> list[np.ndarray]:
     """The categorical controls as level codes: days-to-event bin, tier x sales-window-share bin, weekday."""
     return [panel[c].to_numpy().astype(np.int64) for c in ("dte_bin", "curve_bin", "weekday")]
@@ -143,7 +153,7 @@ def prepare(
             "n_price_changes", "n_ticket_types", "n_events", "n_observations", "events_with_changes"
         ).fill_null(0)
     ).sort(keys, nulls_last=True)
-    ok = (pl.col("n_price_changes") >= min_changes) & (pl.col("events_with_changes") >= 2)
+    ok = eligible_rule(min_changes)
     eligible = stats.filter(ok).with_row_index("g").select(*keys, "g")
     n_groups = eligible.height
     p = p.filter(pl.col("ticket_type_id").is_not_null()).with_columns(
@@ -157,7 +167,7 @@ def prepare(
     if not (p.height and n_groups):
         return stats, n_groups, None
     fe = p["ticket_type_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
-    order = np.argsort(fe, kind="stable") if fe.size > 1 and (fe[1:] < fe[:-1]).any() else None
+    order = by_code(fe)
     if order is not None:  # the estimator sums per ticket type over contiguous runs
         p, fe = p[order], fe[order]
     rows = FitRows(
@@ -260,7 +270,7 @@ def elasticity_table(
     """The price_elasticity rows of one scope from its groups' counts (prepare) and the eligible groups'
     slopes, standard errors and clusters with price variation (in g order)."""
     keys = SCOPES[scope]
-    ok = (pl.col("n_price_changes") >= min_changes) & (pl.col("events_with_changes") >= 2)
+    ok = eligible_rule(min_changes)
     # small-cluster inference: t with G-1 degrees of freedom (G = events with price changes)
     crit = np.where(n_clusters >= 2, t_dist.ppf(0.975, np.maximum(n_clusters - 1, 1)), np.nan)
     fitted = (
@@ -283,7 +293,7 @@ def elasticity_table(
                 pl.lit(min_changes),
             )
         )
-        .when(pl.col("events_with_changes") < 2)
+        .when(pl.col("events_with_changes") < MIN_EVENTS)
         .then(pl.format("insufficient data: {} price changes, all in one event", "n_price_changes"))
         .when(~finite.fill_null(False))
         .then(pl.lit("insufficient data: the price evidence rests on one event (not identified)"))
