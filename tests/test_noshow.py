@@ -270,6 +270,25 @@ def test_the_gate_refuses_a_model_worse_than_the_seed_rule():
     assert refused.passed is False and "below the minimum" in refused.reason
 
 
+def test_the_final_fit_in_a_second_thread_equals_the_fits_in_turn():
+    """tables.build fits the final model and predicts the upcoming tickets in a second thread while the
+    evaluation runs: the same evaluation rows, the same model to the pickled byte and the same predictions as
+    one after the other; the process's thread-pool limits are as they were afterwards."""
+    from threadpoolctl import threadpool_info
+
+    df, _ = _synthetic(n_events=240, per_event=60)
+    upcoming = df.tail(500).with_columns(pl.lit("upcoming").alias("phase"), pl.lit(None).alias("no_show"))
+    labelled = df.head(df.height - 500)
+    limits = [(i["user_api"], i["num_threads"]) for i in threadpool_info()]
+    ev, final, p = T._evaluate_and_fit(labelled, upcoming, NOW, 3_000)
+    assert [(i["user_api"], i["num_threads"]) for i in threadpool_info()] == limits
+    ev_seq = M.evaluate_out_of_time(labelled, NOW.date(), 3_000)
+    final_seq = M.fit(labelled, 3_000)
+    assert ev.rows.equals(ev_seq.rows) and ev.model_auc == ev_seq.model_auc
+    assert M.serialize(final, {})[1] == M.serialize(final_seq, {})[1]
+    assert np.array_equal(p, final_seq.predict(upcoming)) and len(p) == 500
+
+
 def test_tables_from_frames_account_for_every_open_event():
     inp = _inputs(
         [
