@@ -11,6 +11,7 @@ import textwrap
 import time
 
 import polars as pl
+import psycopg
 import pytest
 
 from analytics_pipelines.warehouse import open_warehouse
@@ -34,6 +35,32 @@ def test_partition_writes_are_idempotent_and_replace(warehouse_url):
     assert got["tag"].to_list() == ["b"]
     with pytest.raises(ValueError, match="outside the write"):
         wh.write_partitions("t", _frame("2026-01-03", 1, "x"), ["day"], [("2026-01-01",)])
+
+
+def test_read_values_stands_a_list_for_a_relation(warehouse_url):
+    """Warehouse.read_values: each {name} is a one-column relation `v` of its values (registered in memory
+    on the embedded backend, one array parameter on PostgreSQL): the same answers as a plain list parameter,
+    quotes and braces in values included, an empty list an empty relation."""
+    wh = open_warehouse(warehouse_url)
+    ids = [f"k{i}" for i in range(30_000)]
+    wh.write_partitions(
+        "t",
+        pl.DataFrame({"day": ["2026-01-01"] * 4, "id": ["k1", "k7", "o'k", "{x}"]}),
+        ["day"],
+        [("2026-01-01",)],
+    )
+    sql = "SELECT count(*) AS n FROM t WHERE id IN (SELECT v FROM {keys} k) AND day NOT IN (SELECT v FROM {days} d)"
+    assert wh.read_values(sql, {"keys": ids, "days": ["2025-12-31"]})["n"][0] == 2
+    assert wh.read_values(sql, {"keys": ["o'k", "{x}"], "days": []})["n"][0] == 2
+    assert wh.read_values(sql, {"keys": ["k1"], "days": ["2026-01-01"]})["n"][0] == 0
+    assert wh.read_values(sql, {"keys": [], "days": []})["n"][0] == 0
+    missing = wh.read_values(
+        "SELECT k.v FROM {keys} k WHERE k.v NOT IN (SELECT id FROM t) ORDER BY 1", {"keys": ["k1", "zz", "a"]}
+    )
+    assert missing["v"].to_list() == ["a", "zz"]
+    with pytest.raises((PermissionError, psycopg.errors.ReadOnlySqlTransaction)):  # read-only, as read()
+        wh.read_values("DELETE FROM t WHERE id IN (SELECT v FROM {keys} k)", {"keys": ["k1"]})
+    assert wh.count("t") == 4
 
 
 def test_replace_table_and_schema_growth(warehouse_url):

@@ -3,7 +3,7 @@
 A daily run stages one partition; re-checking the whole staged table (and its parents) for it re-read all
 history on every new day. These functions read only the run's partitions (Warehouse.read_partitions, which
 reads only their files) and touch the rest of the table, or a parent, through one key column in a
-semi-join (the run's distinct keys sent as a list parameter), never a group-by of the whole table:
+semi-join (the run's distinct keys sent once: Warehouse.read_values), never a group-by of the whole table:
 
 - unique key: no duplicate inside the run's partitions, and none of the run's keys in another partition.
   With every earlier run's check passed, this keeps the key unique over the whole table;
@@ -51,11 +51,6 @@ def _text(wh: Warehouse) -> str:
     return "text" if wh.kind == "postgres" else "VARCHAR"
 
 
-def _values(wh: Warehouse) -> str:
-    """A one-column relation `v` of the given values, as SQL over one list parameter."""
-    return f"(SELECT unnest(CAST(%s AS {_text(wh)}[])) AS v)"
-
-
 def keys_elsewhere(wh: Warehouse, table: str, parts: list[str], keys: list[str]) -> int:
     """How many rows of the partitions outside `parts` carry one of `keys` (a semi-join on the key column)."""
     spec = contract.table(table)
@@ -63,11 +58,11 @@ def keys_elsewhere(wh: Warehouse, table: str, parts: list[str], keys: list[str])
         return 0
     t = _text(wh)
     return int(
-        wh.read(
+        wh.read_values(
             f"SELECT count(*) AS n FROM {ingestion.stg_table(table)} s "
-            f"WHERE CAST(s.{PARTITION} AS {t}) NOT IN (SELECT v FROM {_values(wh)} p) "
-            f"AND CAST(s.{spec.key} AS {t}) IN (SELECT v FROM {_values(wh)} k)",
-            [parts, keys],
+            f"WHERE CAST(s.{PARTITION} AS {t}) NOT IN (SELECT v FROM {{parts}} p) "
+            f"AND CAST(s.{spec.key} AS {t}) IN (SELECT v FROM {{keys}} k)",
+            {"parts": parts, "keys": keys},
         )["n"][0]
     )
 
@@ -77,15 +72,15 @@ def missing_in_parent(wh: Warehouse, parent: str, values: list[str]) -> list[str
     if not values:
         return []
     t = _text(wh)
-    got = wh.read(
-        f"SELECT k.v FROM {_values(wh)} k WHERE NOT EXISTS "
+    got = wh.read_values(
+        f"SELECT k.v FROM {{keys}} k WHERE NOT EXISTS "
         f"(SELECT 1 FROM {ingestion.stg_table(parent)} p WHERE CAST(p.id AS {t}) = k.v)",
-        [values],
+        {"keys": values},
     )
     return got["v"].cast(pl.String).to_list()
 
 
-#: above this many distinct values a semi-join's list parameter costs more than it saves (a long backfill,
+#: above this many distinct values sending the keys of a semi-join costs more than it saves (a long backfill,
 #: a full refresh): the check then runs over the whole table, as a whole-table check (same verdict)
 SEMI_JOIN_LIMIT = 200_000
 

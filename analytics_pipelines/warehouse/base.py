@@ -20,6 +20,8 @@ import polars as pl
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 PartitionKey = tuple[str, ...]
+#: a `{name}` placeholder of Warehouse.read_values
+VALUES_NAME = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
 def check_identifier(name: str) -> str:
@@ -49,6 +51,19 @@ class Warehouse(ABC):
     @abstractmethod
     def read(self, sql: str, params: Sequence = ()) -> pl.DataFrame:
         """Run a read-only query in the backend's own dialect (%s placeholders)."""
+
+    def read_values(self, sql: str, values: dict[str, Sequence[str]]) -> pl.DataFrame:
+        """Run a read-only query in which each `{name}` of `values` stands for a one-column relation (column
+        `v`, text) of those values, used with an alias (`FROM {keys} k`): the keys of a semi-join, sent once. Here a list parameter bound as one
+        array (PostgreSQL); the embedded backend registers in-memory relations instead (a DuckDB list
+        parameter is planned as a constant: binding 28k keys took ~2 s at `large`, the join itself 0.4 s)."""
+        params: list[list[str]] = []
+
+        def relation(m: re.Match) -> str:
+            params.append([str(v) for v in values[m.group(1)]])
+            return "(SELECT unnest(CAST(%s AS text[])) AS v)"
+
+        return self.read(VALUES_NAME.sub(relation, sql), params)
 
     @abstractmethod
     def read_table(
