@@ -148,3 +148,51 @@ def test_run_days_from_tags():
     ) == ["2026-10-30", "2026-10-31", "2026-11-01"]
     assert run_days({"dagster/partition": "2026-10-31"}) == ["2026-10-31"]
     assert run_days({}) is None
+
+
+def test_staging_reads_only_the_parent_keys_a_day_names(ingested):
+    """parent_refs given a day's raw rows reads of each parent only the keys they name (one semi-join, not
+    the parent's whole key column): staging every fact table's days with them gives what staging with the
+    whole key columns gives, the dirty rows' orphans and malformed ids included, and a reference in upper
+    case (staging lowercases a UUID) still resolves; above NAMED_KEYS_LIMIT the whole column is read once."""
+    from analytics_pipelines.staging import normalize
+
+    _, wh, _ = ingested
+    orphans = smaller = 0
+    busiest = wh.read_table("stg_ticket_scans", columns=[PARTITION])[PARTITION].mode().sort()[0]
+    for table in ingestion.contract.fact_tables():
+        spec = ingestion.contract.table(table)
+        for day in (DAY, OTHER, busiest):
+            raw = wh.read_partitions(ingestion.raw_table(table), PARTITION, day, day)
+            if spec.references and raw.height:  # one reference upper-cased
+                col = sorted(spec.references)[0]
+                raw = raw.with_columns(
+                    pl.when(pl.int_range(pl.len()) == 0)
+                    .then(pl.col(col).cast(pl.String).str.to_uppercase())
+                    .otherwise(pl.col(col).cast(pl.String))
+                    .alias(col)
+                )
+            named, full = ingestion.parent_refs(wh, table, raw), ingestion.parent_refs(wh, table)
+            assert named.keys() == full.keys()
+            smaller += sum(named[k].height < full[k].height for k in full)
+            a = normalize.stage(table, raw, refs=named, now=NOW, partitions=[day])
+            b = normalize.stage(table, raw, refs=full, now=NOW, partitions=[day])
+            assert a.clean.equals(b.clean) and a.quarantine.equals(b.quarantine), (table, day)
+            assert a.ledger.equals(b.ledger)
+            orphans += a.quarantine.filter(pl.col("reason_code") == "orphan_reference").height
+    assert orphans > 0 and smaller > 0  # the comparison covers rejected orphans and narrowed reads
+    reads = []
+    real = wh.read_table
+    raw = wh.read_partitions(ingestion.raw_table("ticket_scans"), PARTITION, busiest, busiest)
+    assert raw.height
+    wh.read_table = lambda *a, **k: reads.append(a[0]) or real(*a, **k)
+    try:
+        whole: dict = {}
+        ingestion.NAMED_KEYS_LIMIT, limit = 0, ingestion.NAMED_KEYS_LIMIT
+        for _ in range(2):
+            refs = ingestion.parent_refs(wh, "ticket_scans", raw, whole)
+        assert sorted(reads) == ["stg_events", "stg_tickets"]  # once each, then from `whole`
+        assert refs["tickets"].height == wh.count("stg_tickets")
+    finally:
+        ingestion.NAMED_KEYS_LIMIT = limit
+        wh.read_table = real

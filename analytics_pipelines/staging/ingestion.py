@@ -117,18 +117,59 @@ def ingest_raw_dimension(source: SourceDB, warehouse: Warehouse, table: str) -> 
 
 
 # ---- raw -> staging ----------------------------------------------------------------------------------
-def parent_refs(warehouse: Warehouse, table: str) -> dict[str, pl.DataFrame]:
-    """The keys of every parent staging table that `table` references (one read per parent)."""
+#: a chunk of raw rows naming at most this many keys of a parent reads only those (one semi-join: one day
+#: of scans names ~30k of `large`'s 10M tickets); more (a long backfill), the parent's whole key column,
+#: once per staging run
+NAMED_KEYS_LIMIT = 200_000
+
+
+def _parents(table: str) -> list[tuple[str, str, list[str], list[str]]]:
+    """(name in refs, parent table, its columns read, the columns of `table` naming its id)."""
     spec = contract.table(table)
-    refs = {
-        parent: warehouse.read_table(stg_table(parent), columns=["id"])
-        for parent in set(spec.references.values())
-    }
+    out = [
+        (parent, parent, ["id"], [c for c, p in spec.references.items() if p == parent])
+        for parent in sorted(set(spec.references.values()))
+    ]
     if table == "order_items":
-        refs["ticket_type_prices"] = warehouse.read_table(
-            stg_table("ticket_types"), columns=["id", "price_cents"]
+        out.append(("ticket_type_prices", "ticket_types", ["id", "price_cents"], ["ticket_type_id"]))
+    return out
+
+
+def parent_refs(
+    warehouse: Warehouse, table: str, raw: pl.DataFrame | None = None, whole: dict | None = None
+) -> dict[str, pl.DataFrame]:
+    """The keys of every parent staging table that `table` references (for order_items also the ticket
+    types' prices), as normalize.stage's orphan checks take them.
+
+    With `raw` (the rows about to be staged): of each parent only the rows whose id one of them names, as
+    staging reads a reference (a UUID lowercased; anything else is malformed and looked up nowhere), when
+    they name at most NAMED_KEYS_LIMIT: the checks then find exactly what they would in the whole table.
+    Otherwise the parent's whole key column, read once per `whole` (a cache the caller keeps across
+    chunks)."""
+    whole = {} if whole is None else whole
+    have = set(warehouse.tables()) if raw is not None else set()
+    out = {}
+    for name, parent, columns, naming in _parents(table):
+        values = None
+        if raw is not None and stg_table(parent) in have:
+            named = pl.concat([raw[c].cast(pl.String) for c in naming])
+            values = named.drop_nulls().str.to_lowercase().unique()
+            values = values if values.len() <= NAMED_KEYS_LIMIT else None
+        if values is None:
+            if name not in whole:
+                whole[name] = warehouse.read_table(stg_table(parent), columns=columns)
+            out[name] = whole[name]
+            continue
+        text = "text" if warehouse.kind == "postgres" else "VARCHAR"
+        got = warehouse.read_values(
+            f"SELECT {', '.join(columns)} FROM {stg_table(parent)} p "
+            f"WHERE CAST(p.id AS {text}) IN (SELECT v FROM {{keys}} k)",
+            {"keys": values.to_list()},
         )
-    return refs
+        out[name] = got.cast(
+            {"id": pl.String, **({"price_cents": pl.Int64} if "price_cents" in columns else {})}
+        )
+    return out
 
 
 @dataclass
@@ -152,7 +193,7 @@ def stage_partitions(
     Facts are staged CHUNK_DAYS partitions at a time (deduplication is per partition, so chunking does not
     change the result; it bounds memory on long backfills)."""
     spec = contract.table(table)
-    refs = parent_refs(warehouse, table)
+    whole: dict[str, pl.DataFrame] = {}
     chunks = (
         [partitions[i : i + CHUNK_DAYS] for i in range(0, len(partitions), CHUNK_DAYS)]
         if spec.partitioned
@@ -165,6 +206,7 @@ def stage_partitions(
             raw = raw.filter(pl.col(PARTITION).is_in(chunk))
         else:
             raw = warehouse.read_table(raw_table(table))
+        refs = parent_refs(warehouse, table, raw, whole)
         result = stage(table, raw, refs=refs, now=now, partitions=chunk)
         keys = [(table, p) for p in chunk]
         # quarantine and ledger first: if the run dies after them, the staging table still holds the last
