@@ -38,7 +38,7 @@ VENUE_YEAR = (
 #: and every venue's year totals (what a dashboard's venue ranking asks)
 VENUES_YEAR = (
     "SELECT venue_id, sum(gross_revenue_cents) AS revenue, sum(orders) AS orders FROM venue_analytics "
-    "WHERE day BETWEEN ? AND ? GROUP BY venue_id ORDER BY revenue DESC"
+    "WHERE day BETWEEN ? AND ? GROUP BY venue_id ORDER BY revenue DESC, venue_id"
 )
 
 
