@@ -192,7 +192,7 @@ def _evaluate_and_fit(
 ) -> tuple[M.Evaluation, M.Fitted, np.ndarray]:
     """The out-of-time evaluation, and beside it in a second thread the final model's fit and its
     predictions of the upcoming tickets: two independent fits, each on one OpenMP thread (model.fit), that
-    together used one core of two (at `large`, ~2 x 6 s). Each is the same computation as alone (its own rows,
+    together used one core of two (at `large` ~4 s each). Each is the same computation as alone (its own rows,
     random_state and thread count): the results do not depend on the threads. BLAS is held to one thread for
     the whole (threadpoolctl's limit is process-wide for it; the two threads' own limits nest in this one)."""
     with threadpool_limits(limits=1), ThreadPoolExecutor(1, thread_name_prefix="tt-noshow-final") as pool:

@@ -54,9 +54,10 @@ class Warehouse(ABC):
 
     def read_values(self, sql: str, values: dict[str, Sequence[str]]) -> pl.DataFrame:
         """Run a read-only query in which each `{name}` of `values` stands for a one-column relation (column
-        `v`, text) of those values, used with an alias (`FROM {keys} k`): the keys of a semi-join, sent once. Here a list parameter bound as one
-        array (PostgreSQL); the embedded backend registers in-memory relations instead (a DuckDB list
-        parameter is planned as a constant: binding 28k keys took ~2 s at `large`, the join itself 0.4 s)."""
+        `v`, text) of those values, used with an alias (`FROM {keys} k`): the keys of a semi-join, sent
+        once. Here a list parameter bound as one array (PostgreSQL); the embedded backend registers
+        in-memory relations instead (a DuckDB list parameter is planned as a constant: binding 28k keys
+        took ~2 s at `large`, the join itself 0.4 s)."""
         params: list[list[str]] = []
 
         def relation(m: re.Match) -> str:
