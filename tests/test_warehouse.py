@@ -39,7 +39,7 @@ def test_partition_writes_are_idempotent_and_replace(warehouse_url):
 
 def test_read_values_stands_a_list_for_a_relation(warehouse_url):
     """Warehouse.read_values: each {name} is a one-column relation `v` of its values (registered in memory
-    on the embedded backend, one array parameter on PostgreSQL): the same answers as a plain list parameter,
+    on the embedded backend, one array parameter on PostgreSQL): the expected answers for 30k keys,
     quotes and braces in values included, an empty list an empty relation."""
     wh = open_warehouse(warehouse_url)
     ids = [f"k{i}" for i in range(30_000)]
