@@ -21,6 +21,11 @@ _Data = TypeVar("_Data")
 # off to 0 or infinity (the fit is then reported as not converged).
 _LOG_BOUND: Final[float] = 25.0
 _OPTIMIZER_OPTIONS: Final[dict[str, float]] = {"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9}
+# L-BFGS-B's line search can fail at the optimum itself, the objective being flat there at float precision
+# (gtol 1e-9 out of reach: a tiny venue's Gamma-Gamma fit stopped "ABNORMAL" with |gradient| 4e-9, and a
+# restart from that point stopped at once; another CPU's rounding reached gtol). Such a stop (status 2, not
+# the iteration limit) counts as converged when no gradient component exceeds this.
+_STALLED_GTOL: Final[float] = 1e-6
 # From this many rows _collapse_duplicates groups with polars rather than sorting with numpy.
 _COLLAPSE_WITH_POLARS: Final[int] = 20_000
 
@@ -184,7 +189,10 @@ def _minimize(
         bounds=[(-_LOG_BOUND, _LOG_BOUND)] * start.size,
         options=_OPTIMIZER_OPTIONS,
     )
-    converged = bool(result.success) and bool(np.all(np.abs(result.x) < _LOG_BOUND - 1e-6))
+    stalled_at_optimum = result.status == 2 and bool(np.all(np.abs(result.jac) <= _STALLED_GTOL))
+    converged = (bool(result.success) or stalled_at_optimum) and bool(
+        np.all(np.abs(result.x) < _LOG_BOUND - 1e-6)
+    )
     if not converged:
         warnings.warn(
             f"the fit did not converge ({result.message}; log-parameters {result.x}); "
