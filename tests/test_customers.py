@@ -218,12 +218,11 @@ def test_clv_per_venue_with_fallbacks_and_holdout(tiny_marts):
     assert clv.select("venue_id", "user_id").is_unique().all()
     assert set(clv["fit_scope"]) <= {"venue", "tenant", "platform"}
     # tiny: ~140 repeat buyers at one venue, ~30 in the other tenant (below MIN_REPEAT_BUYERS: that venue and
-    # its tenant fall back to the platform). Whether the big venue keeps its own fit hangs on its Gamma-Gamma
-    # fit converging, which on these ~140 customers is borderline (plain maximum likelihood converged in
-    # earlier runs of this suite and stops short on this machine; the penalized fits give q < 1 and are
-    # refused). Asserted here: the fallback reaches the platform, and each venue uses one fit, its own exactly
-    # when `fits` holds one. The whole venue -> tenant -> platform chain, on data where every fit converges:
-    # test_clv_does_not_depend_on_the_helper_process.
+    # its tenant fall back to the platform). The big venue's Gamma-Gamma fit is borderline: its line search
+    # stalls at the optimum (|gradient| 4e-9), which counts as converged (clv/fitting.py) but was a fallback
+    # on one machine before that rule. Asserted here, whichever: the fallback reaches the platform, and each
+    # venue uses one fit, its own exactly when `fits` holds one. The whole venue -> tenant -> platform chain,
+    # on data where every fit converges: test_clv_does_not_depend_on_the_helper_process.
     assert "platform" in set(clv["fit_scope"])
     own = set(tiny_marts["fits"].filter(pl.col("fit_scope") == "venue")["fit_id"])
     per_venue = clv.group_by("venue_id").agg(pl.col("fit_scope").unique(), pl.col("fit_id").unique())
