@@ -23,8 +23,9 @@ _LOG_BOUND: Final[float] = 25.0
 _OPTIMIZER_OPTIONS: Final[dict[str, float]] = {"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9}
 # L-BFGS-B's line search can fail at the optimum itself, the objective being flat there at float precision
 # (gtol 1e-9 out of reach: a tiny venue's Gamma-Gamma fit stopped "ABNORMAL" with |gradient| 4e-9, and a
-# restart from that point stopped at once; another CPU's rounding reached gtol). Such a stop (status 2, not
-# the iteration limit) counts as converged when no gradient component exceeds this.
+# restart from that point stopped at once; the same code had kept that fit on another machine, presumably
+# its rounding reaching gtol). Such a stop (status 2, not the iteration limit) counts as converged when no
+# gradient component exceeds this.
 _STALLED_GTOL: Final[float] = 1e-6
 # From this many rows _collapse_duplicates groups with polars rather than sorting with numpy.
 _COLLAPSE_WITH_POLARS: Final[int] = 20_000
