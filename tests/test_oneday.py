@@ -95,7 +95,7 @@ def test_run_checks_equal_whole_table_checks_and_catch_breaks(ingested, monkeypa
     assert scans["unresolved_ticket_id"] == 1 and scans["null_keys"] == 1, scans
     assert scans["unresolved_ticket_id"] == _whole_table(wh, "ticket_scans")["unresolved_ticket_id"]
     # a run with too many keys for a semi-join (a long backfill) falls back to the whole table: same verdicts
-    monkeypatch.setattr(checks, "SEMI_JOIN_LIMIT", 0)
+    monkeypatch.setattr(ingestion, "SEMI_JOIN_LIMIT", 0)
     assert checks.key_checks(wh, "orders", [DAY])["duplicate_keys"] == 1
     assert checks.key_checks(wh, "ticket_scans", [busiest]) == scans
     # the ledger check reads only the run's partitions and sees the extra staged rows
@@ -150,11 +150,11 @@ def test_run_days_from_tags():
     assert run_days({}) is None
 
 
-def test_staging_reads_only_the_parent_keys_a_day_names(ingested):
+def test_staging_reads_only_the_parent_keys_a_day_names(ingested, monkeypatch):
     """parent_refs given a day's raw rows reads of each parent only the keys they name (one semi-join, not
     the parent's whole key column): staging every fact table's days with them gives what staging with the
     whole key columns gives, the dirty rows' orphans and malformed ids included, and a reference in upper
-    case (staging lowercases a UUID) still resolves; above NAMED_KEYS_LIMIT the whole column is read once."""
+    case (staging lowercases a UUID) still resolves; above SEMI_JOIN_LIMIT the whole column is read once."""
     from analytics_pipelines.staging import normalize
 
     _, wh, _ = ingested
@@ -185,14 +185,10 @@ def test_staging_reads_only_the_parent_keys_a_day_names(ingested):
     real = wh.read_table
     raw = wh.read_partitions(ingestion.raw_table("ticket_scans"), PARTITION, busiest, busiest)
     assert raw.height
-    wh.read_table = lambda *a, **k: reads.append(a[0]) or real(*a, **k)
-    try:
-        whole: dict = {}
-        ingestion.NAMED_KEYS_LIMIT, limit = 0, ingestion.NAMED_KEYS_LIMIT
-        for _ in range(2):
-            refs = ingestion.parent_refs(wh, "ticket_scans", raw, whole)
-        assert sorted(reads) == ["stg_events", "stg_tickets"]  # once each, then from `whole`
-        assert refs["tickets"].height == wh.count("stg_tickets")
-    finally:
-        ingestion.NAMED_KEYS_LIMIT = limit
-        wh.read_table = real
+    monkeypatch.setattr(wh, "read_table", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    monkeypatch.setattr(ingestion, "SEMI_JOIN_LIMIT", 0)
+    whole: dict = {}
+    for _ in range(2):
+        refs = ingestion.parent_refs(wh, "ticket_scans", raw, whole)
+    assert sorted(reads) == ["stg_events", "stg_tickets"]  # once each, then from `whole`
+    assert refs["tickets"].height == wh.count("stg_tickets")

@@ -47,21 +47,16 @@ def run_rows(wh: Warehouse, table: str, parts: list[str], columns: list[str]) ->
     return rows.filter(pl.col(PARTITION).cast(pl.String).is_in(parts)).select(columns)
 
 
-def _text(wh: Warehouse) -> str:
-    return "text" if wh.kind == "postgres" else "VARCHAR"
-
-
 def keys_elsewhere(wh: Warehouse, table: str, parts: list[str], keys: list[str]) -> int:
     """How many rows of the partitions outside `parts` carry one of `keys` (a semi-join on the key column)."""
     spec = contract.table(table)
     if not keys or not spec.partitioned:
         return 0
-    t = _text(wh)
     return int(
         wh.read_values(
             f"SELECT count(*) AS n FROM {ingestion.stg_table(table)} s "
-            f"WHERE CAST(s.{PARTITION} AS {t}) NOT IN (SELECT v FROM {{parts}} p) "
-            f"AND CAST(s.{spec.key} AS {t}) IN (SELECT v FROM {{keys}} k)",
+            f"WHERE CAST(s.{PARTITION} AS text) NOT IN (SELECT v FROM {{parts}} p) "
+            f"AND CAST(s.{spec.key} AS text) IN (SELECT v FROM {{keys}} k)",
             {"parts": parts, "keys": keys},
         )["n"][0]
     )
@@ -71,18 +66,12 @@ def missing_in_parent(wh: Warehouse, parent: str, values: list[str]) -> list[str
     """The values with no row of stg_<parent> whose id equals them."""
     if not values:
         return []
-    t = _text(wh)
     got = wh.read_values(
         f"SELECT k.v FROM {{keys}} k WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {ingestion.stg_table(parent)} p WHERE CAST(p.id AS {t}) = k.v)",
+        f"(SELECT 1 FROM {ingestion.stg_table(parent)} p WHERE CAST(p.id AS text) = k.v)",
         {"keys": values},
     )
     return got["v"].cast(pl.String).to_list()
-
-
-#: above this many distinct values sending the keys of a semi-join costs more than it saves (a long backfill,
-#: a full refresh): the check then runs over the whole table, as a whole-table check (same verdict)
-SEMI_JOIN_LIMIT = 200_000
 
 
 def _whole_duplicates(wh: Warehouse, table: str) -> int:
@@ -104,13 +93,14 @@ def _whole_unresolved(wh: Warehouse, table: str, col: str, parent: str) -> int:
 def key_checks(wh: Warehouse, table: str, parts: list[str]) -> dict[str, int]:
     """{'duplicate_keys', 'null_keys', 'unresolved_<column>' per reference}: all zero when the run's
     partitions keep the staging invariants (see the module's docstring). A run with more than
-    SEMI_JOIN_LIMIT distinct keys (or references) is checked over the whole table instead."""
+    ingestion.SEMI_JOIN_LIMIT distinct keys (or references) is checked over the whole table instead (same
+    verdict)."""
     spec = contract.table(table)
     rows = run_rows(wh, table, parts, [spec.key, *spec.references])
     rows = rows.with_columns(pl.all().cast(pl.String))
     key = rows[spec.key].drop_nulls()
     distinct = key.unique()
-    if distinct.len() > SEMI_JOIN_LIMIT:
+    if distinct.len() > ingestion.SEMI_JOIN_LIMIT:
         dup = _whole_duplicates(wh, table)
     else:
         dup = (key.len() - distinct.len()) + keys_elsewhere(wh, table, parts, distinct.to_list())
@@ -118,7 +108,7 @@ def key_checks(wh: Warehouse, table: str, parts: list[str]) -> dict[str, int]:
     for col, parent in spec.references.items():
         refs = rows[col]
         values = refs.drop_nulls().unique()
-        if values.len() > SEMI_JOIN_LIMIT:
+        if values.len() > ingestion.SEMI_JOIN_LIMIT:
             out[f"unresolved_{col}"] = _whole_unresolved(wh, table, col, parent)
             continue
         missing = missing_in_parent(wh, parent, values.to_list())

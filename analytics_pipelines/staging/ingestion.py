@@ -117,10 +117,11 @@ def ingest_raw_dimension(source: SourceDB, warehouse: Warehouse, table: str) -> 
 
 
 # ---- raw -> staging ----------------------------------------------------------------------------------
-#: a chunk of raw rows naming at most this many keys of a parent reads only those (one semi-join: one day
-#: of scans names ~30k of `large`'s 10M tickets); more (a long backfill), the parent's whole key column,
-#: once per staging run
-NAMED_KEYS_LIMIT = 200_000
+#: above this many distinct keys, sending them for a semi-join (Warehouse.read_values) costs more than it
+#: saves (a long backfill, a full refresh): staging then reads a parent's whole key column, once per run,
+#: and the staging checks (checks.py) check the whole table (same verdicts). One day of scans names ~30k
+#: of `large`'s 10M tickets.
+SEMI_JOIN_LIMIT = 200_000
 
 
 def _parents(table: str) -> list[tuple[str, str, list[str], list[str]]]:
@@ -143,7 +144,7 @@ def parent_refs(
 
     With `raw` (the rows about to be staged): of each parent only the rows whose id one of them names, as
     staging reads a reference (a UUID lowercased; anything else is malformed and looked up nowhere), when
-    they name at most NAMED_KEYS_LIMIT: the checks then find exactly what they would in the whole table.
+    they name at most SEMI_JOIN_LIMIT: the checks then find exactly what they would in the whole table.
     Otherwise the parent's whole key column, read once per `whole` (a cache the caller keeps across
     chunks)."""
     whole = {} if whole is None else whole
@@ -154,16 +155,15 @@ def parent_refs(
         if raw is not None and stg_table(parent) in have:
             named = pl.concat([raw[c].cast(pl.String) for c in naming])
             values = named.drop_nulls().str.to_lowercase().unique()
-            values = values if values.len() <= NAMED_KEYS_LIMIT else None
+            values = values if values.len() <= SEMI_JOIN_LIMIT else None
         if values is None:
             if name not in whole:
                 whole[name] = warehouse.read_table(stg_table(parent), columns=columns)
             out[name] = whole[name]
             continue
-        text = "text" if warehouse.kind == "postgres" else "VARCHAR"
         got = warehouse.read_values(
             f"SELECT {', '.join(columns)} FROM {stg_table(parent)} p "
-            f"WHERE CAST(p.id AS {text}) IN (SELECT v FROM {{keys}} k)",
+            f"WHERE CAST(p.id AS text) IN (SELECT v FROM {{keys}} k)",
             {"keys": values.to_list()},
         )
         out[name] = got.cast(

@@ -20,7 +20,7 @@ import polars as pl
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 PartitionKey = tuple[str, ...]
-#: a `{name}` placeholder of Warehouse.read_values
+#: how Warehouse.read_values' SQL names a relation of keys: `{keys}` (lower-case identifier in braces)
 VALUES_NAME = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
