@@ -124,6 +124,12 @@ def test_fast_event_log_storage_matches_the_private_dagster_api_it_uses():
         SqlEventLogStorageTable.c.keys()
     ), recheck
     assert issubclass(instance.FastSqliteEventLogStorage, SqliteEventLogStorage)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as base:
+        stock = SqliteEventLogStorage(base)
+        for name in instance.PRIVATE_ATTRIBUTES:
+            assert hasattr(stock, name), f"SqliteEventLogStorage().{name} is gone: {recheck}"
 
 
 def test_batched_event_log_writes_what_the_stock_storage_writes(tmp_path, monkeypatch):
@@ -195,3 +201,113 @@ def test_batched_event_log_writes_what_the_stock_storage_writes(tmp_path, monkey
     assert batches and max(batches) > 1  # the batch path ran
     assert len(seen["SqliteEventLogStorage"]["partitions"]) == 10 and seen["SqliteEventLogStorage"]["tags"]
     assert seen["FastSqliteEventLogStorage"] == seen["SqliteEventLogStorage"]
+
+
+WRITER = """
+import sys, time
+from dagster._core.events.log import EventLogEntry
+from analytics_pipelines.instance import FastSqliteEventLogStorage
+storage = FastSqliteEventLogStorage(sys.argv[1])
+print("ready", flush=True)
+for i in range(int(sys.argv[2])):
+    storage.store_event(
+        EventLogEntry(error_info=None, level=20, user_message=f"m{i}", run_id="watched", timestamp=time.time())
+    )
+    sys.stdin.readline()  # the next event once the test has seen this one
+time.sleep(30)  # alive, its connections open, until the test kills it
+"""
+
+
+def test_a_watcher_in_another_process_sees_each_event_as_it_is_written(tmp_path):
+    """The UI follows a running run through Dagster's watchdog on the run's SQLite file. The storage keeps its
+    connections open (pooled), so a commit touches only the WAL; it must still wake a watcher in another
+    process at every event, while the writer runs (not when it exits), and a watcher's own reads must not
+    wake it again (a busy loop)."""
+    import threading
+    import time
+
+    from analytics_pipelines.instance import FastSqliteEventLogStorage
+
+    base = tmp_path / "events"
+    n = 10
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(base), str(n)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        reader = FastSqliteEventLogStorage(str(base))
+        reads = [0]
+        read = reader.get_records_for_run
+
+        def counted(*args, **kwargs):
+            reads[0] += 1
+            return read(*args, **kwargs)
+
+        reader.get_records_for_run = counted
+        seen: list[str] = []
+        woke = threading.Event()
+
+        def callback(entry, cursor):
+            seen.append(entry.user_message)
+            woke.set()
+
+        reader.watch("watched", None, callback)
+        try:
+            for i in range(n):
+                deadline = time.monotonic() + 10
+                while f"m{i}" not in seen and time.monotonic() < deadline:
+                    woke.wait(0.1)
+                    woke.clear()
+                assert f"m{i}" in seen, f"event {i} not seen while the writer runs: {seen}"
+                if i == 0:
+                    # the burst of file changes of the database's creation (which wake the watcher whatever
+                    # the storage does) is over before the next events
+                    time.sleep(1.5)
+                writer.stdin.write("\n")
+                writer.stdin.flush()
+            assert writer.poll() is None  # all seen before the writer ended
+            assert seen == [f"m{i}" for i in range(n)]
+            time.sleep(0.5)
+            idle = reads[0]
+            time.sleep(1.5)
+            assert reads[0] - idle == 0, "the watcher keeps reading with nothing written"
+        finally:
+            reader.end_watch("watched", callback)
+            reader.dispose()
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_wipe_and_many_runs_with_pooled_engines(tmp_path):
+    """Runs beyond the kept engines are written and read back; a wipe removes the run files even though
+    their engines were open, and the storage writes again afterwards."""
+    import time
+
+    from dagster._core.events.log import EventLogEntry
+
+    from analytics_pipelines.instance import KEEP_RUN_ENGINES, FastSqliteEventLogStorage
+
+    storage = FastSqliteEventLogStorage(str(tmp_path / "events"))
+
+    def entry(run, msg):
+        return EventLogEntry(error_info=None, level=20, user_message=msg, run_id=run, timestamp=time.time())
+
+    runs = [f"run{i}" for i in range(KEEP_RUN_ENGINES + 3)]
+    for r in runs:
+        for k in range(3):
+            storage.store_event(entry(r, f"{r}-{k}"))
+    for r in runs:
+        got = [rec.event_log_entry.user_message for rec in storage.get_records_for_run(r).records]
+        assert got == [f"{r}-{k}" for k in range(3)]
+    assert len(storage._engines) <= KEEP_RUN_ENGINES + 1  # the index's and the latest runs'
+    storage.wipe()
+    assert not list((tmp_path / "events").glob("run*.db*"))
+    assert storage.get_records_for_run(runs[0]).records == []
+    storage.store_event(entry(runs[0], "after"))
+    assert [r.event_log_entry.user_message for r in storage.get_records_for_run(runs[0]).records] == ["after"]
+    storage.dispose()
