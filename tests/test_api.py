@@ -588,37 +588,6 @@ def test_reads_never_fail_or_see_half_a_partition_while_a_run_rewrites(warehouse
         reader.close()
 
 
-def test_openapi_fuzz_has_no_server_errors(tmp_path):
-    """schemathesis generates requests from the OpenAPI schema: never a 5xx (other than the documented
-    503 of a mart that is not materialized yet)."""
-    import schemathesis
-    from hypothesis import HealthCheck, given, settings
-
-    a, reader = make_api(f"duckdb:///{tmp_path / 'warehouse'}", tmp_path)
-    try:
-        t, v = a.marts.tenant_ids()[0], a.marts.tenants[a.marts.tenant_ids()[0]][0]
-        headers = a.headers(t, v, permissions=("analytics.read", "analytics.export"))
-        schema = schemathesis.openapi.from_asgi("/openapi.json", a.client.app)
-        failures = []
-        for op in schema.get_all_operations():
-            op = op.ok()
-
-            @settings(max_examples=3, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-            @given(case=op.as_strategy())
-            def check(case):
-                resp = case.call(headers=headers)
-                missing = resp.status_code == 503 and "not materialized yet" in resp.text
-                if resp.status_code >= 500 and not missing:
-                    failures.append(
-                        (case.method, case.formatted_path, case.query, resp.status_code, resp.text[:200])
-                    )
-
-            check()
-        assert not failures, failures[:5]
-    finally:
-        reader.close()
-
-
 def test_snapshot_poll_lists_a_table_again_only_after_a_write(tmp_path, monkeypatch):
     """The embedded reader's poll stats one version marker per table; a table's partition files are
     listed again only after the warehouse wrote it (tables without a marker: every time)."""
