@@ -111,7 +111,7 @@ def materialize_everything(
     ),
 ) -> Materialized:
     """Generate `tiny` (unless a source is given) and run `runs` (job, first key, last key) in order on one
-    ephemeral Dagster instance, the clock pinned to NOW."""
+    local Dagster instance (local_instance), the clock pinned to NOW."""
     data = base / "data"
     data.mkdir(parents=True, exist_ok=True)
     if source_url is None:
@@ -129,7 +129,7 @@ def materialize_everything(
     }
     with environment(env):
         defs = build_definitions(default_registry(), Settings.from_env())
-        instance = dg.DagsterInstance.ephemeral()
+        instance = local_instance(base / "dagster")
         tags = {NOW_TAG: NOW.isoformat()}
         results = {}
         for job, first, last in runs:
@@ -142,6 +142,24 @@ def materialize_everything(
                 failures = [e.message for e in results[job].all_events if e.is_failure]
                 raise RuntimeError(f"{job} failed: {failures}")
     return Materialized(data, source_url, warehouse_url, results, instance, env)
+
+
+def local_instance(home: Path) -> dg.DagsterInstance:
+    """A Dagster instance in `home` with the local default's storage (dagster.yaml: SQLite run storage,
+    analytics_pipelines.instance.FastSqliteEventLogStorage), what `make run` records to. Not Dagster's
+    ephemeral instance: its in-memory event log opens a connection per statement, which made this fixture
+    ~1.4x slower (46-57 s against 34-36 s, measured 2026-12-07)."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(
+        "run_storage:\n  module: dagster._core.storage.runs\n  class: SqliteRunStorage\n"
+        f"  config:\n    base_dir: {home / 'history'}\n"
+        "event_log_storage:\n  module: analytics_pipelines.instance\n  class: FastSqliteEventLogStorage\n"
+        f"  config:\n    base_dir: {home / 'history' / 'runs'}\n"
+        "schedule_storage:\n  module: dagster._core.storage.schedules\n  class: SqliteScheduleStorage\n"
+        f"  config:\n    base_dir: {home / 'schedules'}\n"
+        "telemetry:\n  enabled: false\n"
+    )
+    return dg.DagsterInstance.from_config(str(home))
 
 
 def record_custom_points(warehouse_url: str) -> None:
