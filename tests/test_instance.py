@@ -274,7 +274,9 @@ def test_a_watcher_in_another_process_sees_each_event_as_it_is_written(tmp_path)
             time.sleep(0.5)
             idle = reads[0]
             time.sleep(1.5)
-            assert reads[0] - idle == 0, "the watcher keeps reading with nothing written"
+            # a late file event of the last write may still be handled on a loaded box; the loop this guards
+            # against read thousands of times in that window
+            assert reads[0] - idle <= 2, f"the watcher keeps reading with nothing written: {reads[0] - idle}"
         finally:
             reader.end_watch("watched", callback)
             reader.dispose()
