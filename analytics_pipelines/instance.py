@@ -142,12 +142,16 @@ class FastSqliteEventLogStorage(SqliteEventLogStorage):
                 with suppress(FileNotFoundError):
                     os.utime(self.path_for_shard(shard))
 
-    def _engine(self, shard: str) -> Engine:
-        engines = self.__dict__.setdefault("_engines", OrderedDict())
+    def _own_engines(self) -> OrderedDict:
+        """This process's engines (shard -> engine); in a forked child the parent's go to _FORKED first."""
         if self.__dict__.get("_engines_pid") != os.getpid():
-            _FORKED.extend(engines.values())
-            engines.clear()
+            _FORKED.extend(self.__dict__.get("_engines", {}).values())
+            self.__dict__["_engines"] = OrderedDict()
             self.__dict__["_engines_pid"] = os.getpid()
+        return self.__dict__["_engines"]
+
+    def _engine(self, shard: str) -> Engine:
+        engines = self._own_engines()
         engine = engines.get(shard)
         if engine is None:
             engine = create_engine(
@@ -164,12 +168,10 @@ class FastSqliteEventLogStorage(SqliteEventLogStorage):
         return engine
 
     def _dispose_engines(self) -> None:
-        engines = self.__dict__.pop("_engines", {})
-        if self.__dict__.get("_engines_pid") != os.getpid():
-            _FORKED.extend(engines.values())
-            return
+        engines = self._own_engines()
         for engine in engines.values():
             engine.dispose()
+        engines.clear()
 
     def wipe(self) -> None:
         with self._db_lock:
