@@ -1008,6 +1008,15 @@ def test_customer_360_one_row_per_tenant_and_customer(tiny_wh, tiny_marts):
         )
 
     c = c360(inp.orders)
+    # rows the 360 leaves out (after `through`, no day, no customer) change nothing: it filters only when
+    # some row fails, and a NULL day fails
+    extra = inp.orders.head(3).with_columns(
+        day=pl.Series([THROUGH + timedelta(days=1), None, THROUGH], dtype=pl.Date),
+        user_id=pl.when(pl.int_range(pl.len()) == 2).then(None).otherwise(pl.col("user_id")),
+    )
+    key = ["tenant_id", "user_id"]
+    for i in range(extra.height):  # one at a time: each must make the 360 filter on its own
+        assert_frame_equal(c360(pl.concat([inp.orders, extra.slice(i, 1)])).sort(key), c.sort(key))
     users = wh.read_table("stg_users", columns=["id", "tenant_id"])
     assert c.select("tenant_id", "user_id").is_unique().all()
     assert (

@@ -129,6 +129,22 @@ def _cohort_cells_sorted(o: pl.DataFrame, levels: list) -> dict[str, pl.DataFram
     return out
 
 
+#: the columns customer_360 reads of the order history, the latest RFM partition and customer_lifetime_value
+ORDER_COLUMNS = (
+    "tenant_id",
+    "venue_id",
+    "event_id",
+    "category_id",
+    "user_id",
+    "recognized_at",
+    "day",
+    "tickets",
+    "gross_revenue_cents",
+)
+RFM_COLUMNS = ("scope", "tenant_id", "user_id", "as_of", "rfm_code", "segment")
+CLV_COLUMNS = ("tenant_id", "user_id", "clv_12m_cents", "clv_24m_cents", "p_alive", "expected_purchases_12m")
+
+
 def customer_360(
     history: pl.DataFrame,
     through: date,
@@ -174,7 +190,10 @@ def customer_360(
             }
         )
     )
-    o = history.filter((pl.col("day") <= through) & pl.col("user_id").is_not_null())
+    # only the columns used, without copying: a filter copies every column it keeps, and `select` rechunks
+    # (the history comes in one chunk per daily file); at `large` each copy is ~0.5-1 GB. No filter at all
+    # when every row passes (the usual case: the history as of the last sales day)
+    o = _passing(history[list(ORDER_COLUMNS)], (pl.col("day") <= through) & pl.col("user_id").is_not_null())
     # distinct venues and events counted on integer codes (NULL = 0, counted as a value like n_unique does)
     codes = [pl.Series(f"_{c}", K.dense_codes(o[c])[0], dtype=pl.UInt64) for c in ("venue_id", "event_id")]
     buyers = (
@@ -191,7 +210,9 @@ def customer_360(
         )
     )
     pairs = (
-        o.filter(pl.col("category_id").is_not_null())
+        _passing(
+            o[[*tu, "category_id", "tickets", "gross_revenue_cents"]], pl.col("category_id").is_not_null()
+        )
         .group_by(*tu, "category_id")
         .agg(pl.sum("tickets").alias("t"), pl.sum("gross_revenue_cents").alias("c"))
     )
@@ -246,6 +267,11 @@ def customer_360(
     )
 
 
+def _passing(df: pl.DataFrame, keep: pl.Expr) -> pl.DataFrame:
+    """The rows of `df` where `keep` holds: `df` itself (no copy) when that is every row."""
+    return df if df.select(keep.fill_null(False).all()).item() else df.filter(keep)
+
+
 def customer_360_from(
     wh: Warehouse,
     through: date,
@@ -258,9 +284,11 @@ def customer_360_from(
     (customer_lifetime_value, customer_churn_scores) are frames this run already holds, read when None."""
     inp = churn_inputs(wh, through) if inp is None else inp
     dates = [d for d in rfm_as_of_dates(wh) if d <= through]
-    latest = rfm_at(wh, dates[-1], rfm_written) if dates else None
+    # only the columns customer_360 uses: the whole as-of partition (every scope) and the whole CLV table
+    # were ~1.8 GB at `large`
+    latest = rfm_at(wh, dates[-1], rfm_written, columns=RFM_COLUMNS) if dates else None
     if clv is None and "customer_lifetime_value" in wh.tables():
-        clv = wh.read_table("customer_lifetime_value")
+        clv = wh.read_table("customer_lifetime_value", columns=CLV_COLUMNS)
     cats = B._stg(wh, "event_categories", columns=["id", "name"])
     return customer_360(
         inp.orders,
