@@ -135,6 +135,28 @@ def test_tables_over_the_catalog_limit_stay_views_over_month_files(tmp_path, mon
     assert _catalog(wh) == _checksum(wh) == (before[0], before[1] + 50 * 7, before[2])
 
 
+def test_the_catalog_limit_is_lower_for_row_level_tables(tmp_path, monkeypatch):
+    """The aggregates (marts) get the higher limit, the raw/staging/fact tables the lower one: the same rows
+    go into the catalog as `t`, and stay month files as `raw_t` and `fct_t`."""
+    monkeypatch.delenv("TT_WAREHOUSE_CATALOG_MAX_ROWS", raising=False)
+    assert catalog.max_rows("venue_analytics") == catalog.AGGREGATE_MAX_ROWS > catalog.DEFAULT_MAX_ROWS
+    assert {catalog.max_rows(t) for t in ("raw_tickets", "stg_orders", "fct_orders")} == {
+        catalog.DEFAULT_MAX_ROWS
+    }
+    monkeypatch.setattr(catalog, "DEFAULT_MAX_ROWS", 120 * 50 - 1)  # below the table's 6,000 rows
+    _, wh = _warehouse(tmp_path)
+    for name in ("raw_t", "fct_t"):
+        wh.write_partitions(name, _frame(DAYS), ["day"], _keys(DAYS))
+    compact(wh, datetime(2026, 5, 10, tzinfo=UTC), after_days=3, grace_seconds=0)
+    with duckdb.connect(str(wh.catalog_path), read_only=True) as conn:
+        assert set(catalog.native_months(conn)) == {"t"}
+        for name in ("t", "raw_t", "fct_t"):
+            assert _state(conn.execute(Q.replace("FROM t", f"FROM {name}")).fetchall()) == _checksum(wh)
+    # one limit for every table when the variable is set
+    monkeypatch.setenv("TT_WAREHOUSE_CATALOG_MAX_ROWS", "7")
+    assert catalog.max_rows("venue_analytics") == catalog.max_rows("raw_tickets") == 7
+
+
 def test_a_partition_column_named_like_the_raw_layers(tmp_path):
     """raw_* and stg_* tables are partitioned by `_partition`: compacted like any other daily table."""
     wh = open_warehouse(f"duckdb:///{tmp_path / 'warehouse'}")

@@ -7,7 +7,7 @@ DuckDB table, and `analytics-pipelines sql` (a fresh in-memory DuckDB per query:
 8.8x. So:
 
 - `data/warehouse.duckdb` (the analysts' catalog, rebuilt under a temporary name and renamed into place, never
-  written in place) holds, for each compacted table of at most `max_rows()` compacted rows, a table
+  written in place) holds, for each compacted table of at most `max_rows(table)` compacted rows, a table
   `tt_compacted."<table>"` with the rows of every month its manifest names (sorted by the partition column:
   DuckDB's zone maps skip what a date range leaves out), and a row per month in `tt_compacted.months` with the
   identity (inode, mtime, size) of the month file it was loaded from. The view `<table>` is that table
@@ -45,9 +45,14 @@ ANCHOR_DIR = ".tt_schema"
 #: compacted tables above this many rows keep their view over the month files: the catalog is copied on each
 #: incremental rebuild (a month compacted, a day re-run in a closed month), so it should stay small next to the
 #: warehouse. Measured at medium with every table under the limit (5.25M rows, 28 tables): a 412 MB catalog
-#: and 0.8-2.1 s per day re-run in a closed month. At 250k the marts (aggregates: venue_analytics 40k rows at
-#: medium) are in, the raw/staging/fact tables of medium and large are not.
+#: and 0.8-2.1 s per day re-run in a closed month. The row-level tables (ROW_LEVEL_PREFIXES: one row per
+#: source row, what analysts rarely scan by date) get DEFAULT_MAX_ROWS: at medium and large their big ones
+#: (tickets, scans, orders, order items) stay month files. The aggregates (the marts analysts and the API
+#: query: venue_analytics 375k rows at large, over the first limit) get AGGREGATE_MAX_ROWS.
+#: TT_WAREHOUSE_CATALOG_MAX_ROWS sets one limit for every table.
 DEFAULT_MAX_ROWS = 250_000
+AGGREGATE_MAX_ROWS = 2_000_000
+ROW_LEVEL_PREFIXES = ("raw_", "stg_", "fct_")
 #: attached catalogs kept while idle (one per warehouse in practice; tests make many)
 KEEP_IDLE = 4
 
@@ -55,8 +60,12 @@ Ident = tuple[int, int, int]
 _ORPHANS: list = []
 
 
-def max_rows() -> int:
-    return int(os.environ.get("TT_WAREHOUSE_CATALOG_MAX_ROWS", DEFAULT_MAX_ROWS))
+def max_rows(table: str) -> int:
+    """The most compacted rows `table` may have to be held in the catalog (above: its view reads the month
+    files)."""
+    if os.environ.get("TT_WAREHOUSE_CATALOG_MAX_ROWS"):
+        return int(os.environ["TT_WAREHOUSE_CATALOG_MAX_ROWS"])
+    return DEFAULT_MAX_ROWS if table.startswith(ROW_LEVEL_PREFIXES) else AGGREGATE_MAX_ROWS
 
 
 def ident(path: str | os.PathLike) -> Ident:

@@ -87,7 +87,7 @@ def _load_months(wh: Warehouse, conn, base: Path, state: months.Months, links: P
     """Load the table's compacted months into its catalog table, through hard links (the identity
     recorded is the one read): the months whose file changed since the catalog loaded them (a month
     rewrite) or that are new, every month when the table is not there yet; months no longer compacted
-    (retention) are deleted. None when the table is over catalog.max_rows() (or a month file went
+    (retention) are deleted. None when the table is over catalog.max_rows(table) (or a month file went
     missing meanwhile: retention)."""
     table = base.name
     target = f'{catalog.SCHEMA}."{table}"'
@@ -99,7 +99,7 @@ def _load_months(wh: Warehouse, conn, base: Path, state: months.Months, links: P
             return None
         got[month] = str(link)
     rows = conn.execute(f"SELECT sum(num_rows) FROM parquet_file_metadata({sql_list(got.values())})")
-    if int(rows.fetchone()[0] or 0) > catalog.max_rows():
+    if int(rows.fetchone()[0] or 0) > catalog.max_rows(table):
         return None
     exists = conn.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
