@@ -5,9 +5,9 @@ jobs and resources unchanged, with only the automation the scenario exercises.
   so that a tick comes within 60 s; stopped until the test starts it (`dagster schedule start`);
 - `kpi_snapshots_alert_sensor`: the real sensor (running by default): each new kpi_snapshots
   materialization launches alert_evaluation_job.
-Executor: in-process (each run one process) instead of Dagster's default multiprocess executor, whose one
-process per step (~2-3 s of CPU each to load the definitions, x the steps and checks of a backfill's runs)
-would dominate the scenario on 2 cores; the run launcher, queue, storage and daemon are the production ones.
+Executor: in-process (each run one process) instead of the project's multiprocess executor, whose one
+process per step (x the steps and checks of a backfill's runs) would dominate the scenario on 2 cores
+(tests/test_executor.py runs that executor); the run launcher, queue, storage and daemon are the production ones.
 The other schedules and sensors are left out: they would launch runs the scenario does not check (the
 delivery sweep every 5 minutes, the freshness checks) and take the two run slots of a 2-core CI box.
 tests/test_backfill.py runs the daemon's backfill iteration in process on this location too."""

@@ -1,0 +1,89 @@
+"""The default executor of the asset jobs (definitions.DEFAULT_EXECUTOR): Dagster's multiprocess executor,
+its step processes forked from a server that preloaded the code location. What the daemon's runs use: one day
+of main_job executed by `dagster job execute` (the run worker's path, not execute_in_process) on `tiny` data,
+checked through the instance it recorded to."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+from materialized import local_instance
+
+from analytics_pipelines.definitions import DEFAULT_EXECUTOR, _forkserver, defs
+from analytics_pipelines.generator.run import generate
+
+BIN = Path(sys.executable).parent
+DAY = "2026-10-31"
+
+
+def test_asset_jobs_use_the_forkserver_multiprocess_executor():
+    for name in ("main_job", "customers_job", "kpi_job"):
+        assert defs.resolve_job_def(name).executor_def is DEFAULT_EXECUTOR
+    # what a run's `execution` config becomes: the run may set max_concurrent, the start method is fixed
+    assert _forkserver({"max_concurrent": 1}) == {
+        "max_concurrent": 1,
+        "start_method": {"forkserver": {"preload_modules": ["analytics_pipelines.step_preload"]}},
+    }
+
+
+def test_one_day_of_main_job_through_the_multiprocess_executor(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    source = f"duckdb:///{data / 'source.duckdb'}"
+    generate(source, scale="tiny", seed=7, progress=False)
+    home = tmp_path / "dagster"
+    local_instance(home)  # writes home/dagster.yaml: the local default's storage
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "TT_ENV": "development",
+        "TT_DATA_DIR": str(data),
+        "TT_SOURCE_URL": source,
+        "TT_WAREHOUSE_URL": f"duckdb:///{data / 'warehouse'}",
+        "TT_OPS_URL": f"sqlite:///{data / 'ops.sqlite'}",
+        "TT_PARTITION_START": "2026-10-01",
+        "TT_INFLUX_URL": "",
+    }
+    proc = subprocess.run(
+        [
+            str(BIN / "dagster"),
+            "job",
+            "execute",
+            "-m",
+            "analytics_pipelines.definitions",
+            "-j",
+            "main_job",
+            "--tags",
+            json.dumps({"dagster/partition": DAY}),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    instance = dg.DagsterInstance.from_config(str(home))
+    (run,) = instance.get_runs()
+    assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/partition"] == DAY
+
+    def events(kind):
+        return [r.event_log_entry for r in instance.get_records_for_run(run.run_id, of_type=kind).records]
+
+    steps = {e.step_key for e in events(dg.DagsterEventType.STEP_SUCCESS)}
+    assert steps == set(defs.resolve_job_def("main_job").graph.node_names())  # every asset and check step
+    assert not events(dg.DagsterEventType.STEP_FAILURE)
+    # every step in a process of its own (the multiprocess executor), none in the run's process
+    workers = {e.step_key: e.dagster_event.pid for e in events(dg.DagsterEventType.STEP_WORKER_STARTED)}
+    assert set(workers) == steps
+    run_pid = events(dg.DagsterEventType.RUN_START)[0].dagster_event.pid
+    assert run_pid not in set(workers.values()) and len(set(workers.values())) == len(steps)
+    # and the data landed: the day's orders are in fct_orders
+    from analytics_pipelines.warehouse import open_warehouse
+
+    wh = open_warehouse(env["TT_WAREHOUSE_URL"])
+    assert wh.read_partitions("fct_orders", "day", DAY, DAY).height > 0
