@@ -11,6 +11,7 @@ import polars as pl
 from analytics_pipelines.customers import churn_features
 from analytics_pipelines.customers import keys as K
 from analytics_pipelines.customers.build import (
+    ORDER_COLUMNS,
     _empty_rfm,
     churn_inputs,
     churn_scores,
@@ -129,18 +130,9 @@ def _cohort_cells_sorted(o: pl.DataFrame, levels: list) -> dict[str, pl.DataFram
     return out
 
 
-#: the columns customer_360 reads of the order history, the latest RFM partition and customer_lifetime_value
-ORDER_COLUMNS = (
-    "tenant_id",
-    "venue_id",
-    "event_id",
-    "category_id",
-    "user_id",
-    "recognized_at",
-    "day",
-    "tickets",
-    "gross_revenue_cents",
-)
+#: the columns customer_360 reads of the order history (build.orders' but the order ids and currency), the
+#: latest RFM partition and customer_lifetime_value
+USED_ORDER_COLUMNS = tuple(c for c in ORDER_COLUMNS if c not in ("order_id", "currency"))
 RFM_COLUMNS = ("scope", "tenant_id", "user_id", "as_of", "rfm_code", "segment")
 CLV_COLUMNS = ("tenant_id", "user_id", "clv_12m_cents", "clv_24m_cents", "p_alive", "expected_purchases_12m")
 
@@ -193,7 +185,9 @@ def customer_360(
     # only the columns used, without copying: a filter copies every column it keeps, and `select` rechunks
     # (the history comes in one chunk per daily file); at `large` each copy is ~0.5-1 GB. No filter at all
     # when every row passes (the usual case: the history as of the last sales day)
-    o = _passing(history[list(ORDER_COLUMNS)], (pl.col("day") <= through) & pl.col("user_id").is_not_null())
+    o = _passing(
+        history[list(USED_ORDER_COLUMNS)], (pl.col("day") <= through) & pl.col("user_id").is_not_null()
+    )
     # distinct venues and events counted on integer codes (NULL = 0, counted as a value like n_unique does)
     codes = [pl.Series(f"_{c}", K.dense_codes(o[c])[0], dtype=pl.UInt64) for c in ("venue_id", "event_id")]
     buyers = (
