@@ -45,10 +45,10 @@ ANCHOR_DIR = ".tt_schema"
 #: compacted tables above this many rows keep their view over the month files: the catalog is copied on each
 #: incremental rebuild (a month compacted, a day re-run in a closed month), so it should stay small next to the
 #: warehouse. Measured at medium with every table under the limit (5.25M rows, 28 tables): a 412 MB catalog
-#: and 0.8-2.1 s per day re-run in a closed month. The row-level tables (ROW_LEVEL_PREFIXES: one row per
-#: source row, what analysts rarely scan by date) get DEFAULT_MAX_ROWS: at medium and large their big ones
-#: (tickets, scans, orders, order items) stay month files. The aggregates (the marts analysts and the API
-#: query: venue_analytics 375k rows at large, over the first limit) get AGGREGATE_MAX_ROWS.
+#: and 0.8-2.1 s per day re-run in a closed month. The row-level tables (ROW_LEVEL_PREFIXES: raw, staging and
+#: facts, one row per source row) get DEFAULT_MAX_ROWS: at medium and large their big ones (tickets, scans,
+#: orders, order items) stay month files. The other tables (the marts analysts and the API query:
+#: venue_analytics 375k rows at large, over the first limit) get AGGREGATE_MAX_ROWS.
 #: TT_WAREHOUSE_CATALOG_MAX_ROWS sets one limit for every table.
 DEFAULT_MAX_ROWS = 250_000
 AGGREGATE_MAX_ROWS = 2_000_000
