@@ -87,3 +87,31 @@ def test_one_day_of_main_job_through_the_multiprocess_executor(tmp_path):
 
     wh = open_warehouse(env["TT_WAREHOUSE_URL"])
     assert wh.read_partitions("fct_orders", "day", DAY, DAY).height > 0
+
+
+def test_the_forkserver_preload_starts_no_thread_pool():
+    """Step processes are forked from the process that imported step_preload: that import must leave polars'
+    thread pool (threads `polars-<n>`, started by the first polars operation) and its async runtime unstarted,
+    or each forked step would inherit a pool whose threads it does not have. The polars operation after it
+    shows what the check would see."""
+    code = (
+        "import os, re\n"
+        "import analytics_pipelines.step_preload\n"
+        "def pools():\n"
+        "    names = [open(f'/proc/self/task/{t}/comm').read().strip() for t in os.listdir('/proc/self/task')]\n"
+        "    return sorted(n for n in names if re.fullmatch(r'polars-\\d+|tokio-rt-worker', n))\n"
+        "print(pools())\n"
+        "import polars as pl\n"
+        "pl.DataFrame({'a': range(100_000)}).select(pl.col('a').sum())\n"
+        "print(pools())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "TT_ENV": "development"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after = out.stdout.strip().splitlines()
+    assert before == "[]" and after != "[]"
