@@ -14,6 +14,7 @@ from analytics_pipelines.checks.freshness import mart_freshness, with_freshness_
 from analytics_pipelines.jobs import jobs
 from analytics_pipelines.partitions import partitions
 from analytics_pipelines.registry import Registry, default_registry
+from analytics_pipelines.registry.model import MEMORY_TAG
 from analytics_pipelines.resources import InfluxResource, OpsResource, SourceResource, WarehouseResource
 from analytics_pipelines.settings import Settings
 
@@ -22,6 +23,9 @@ def _forkserver(config: dict) -> dict:
     return {
         **config,
         "start_method": {"forkserver": {"preload_modules": ["analytics_pipelines.step_preload"]}},
+        # one high-memory step at a time (registry.model.Memory): customers_job at `large` peaked at 8.66 GB
+        # over its processes with two of them side by side
+        "tag_concurrency_limits": [{"key": MEMORY_TAG, "value": "high", "limit": 1}],
     }
 
 

@@ -16,6 +16,8 @@ from materialized import local_instance
 
 from analytics_pipelines.definitions import DEFAULT_EXECUTOR, _forkserver, defs
 from analytics_pipelines.generator.run import generate
+from analytics_pipelines.registry.customers import HIGH_MEMORY
+from analytics_pipelines.registry.model import MEMORY_TAG
 
 BIN = Path(sys.executable).parent
 DAY = "2026-10-31"
@@ -24,11 +26,18 @@ DAY = "2026-10-31"
 def test_asset_jobs_use_the_forkserver_multiprocess_executor():
     for name in ("main_job", "customers_job", "kpi_job"):
         assert defs.resolve_job_def(name).executor_def is DEFAULT_EXECUTOR
-    # what a run's `execution` config becomes: the run may set max_concurrent, the start method is fixed
+    # what a run's `execution` config becomes: the run may set max_concurrent, the start method is fixed, and
+    # one high-memory step runs at a time
     assert _forkserver({"max_concurrent": 1}) == {
         "max_concurrent": 1,
         "start_method": {"forkserver": {"preload_modules": ["analytics_pipelines.step_preload"]}},
+        "tag_concurrency_limits": [{"key": MEMORY_TAG, "value": "high", "limit": 1}],
     }
+    # the customer marts that peak at several GB carry the tag the limit counts
+    tagged = {
+        n.name for n in defs.resolve_job_def("customers_job").graph.nodes if n.tags.get(MEMORY_TAG) == "high"
+    }
+    assert tagged == set(HIGH_MEMORY)
 
 
 def test_one_day_of_main_job_through_the_multiprocess_executor(tmp_path):

@@ -19,6 +19,7 @@ from analytics_pipelines.marts.sqlrun import run_sql_text
 from analytics_pipelines.paths import SQL_DIR
 from analytics_pipelines.registry import Registry, Table, resolve
 from analytics_pipelines.registry.context import NOW_TAG, BuildContext, Built, Markdown, md_table
+from analytics_pipelines.registry.model import MEMORY_TAG
 from analytics_pipelines.resources import WarehouseResource
 from analytics_pipelines.settings import Settings
 
@@ -291,6 +292,7 @@ def mart_asset(registry: Registry, t: Table, settings: Settings) -> dg.AssetsDef
         check_specs=check_specs(registry, t),
         can_subset=False,
         backfill_policy=dg.BackfillPolicy.single_run() if part is not None else None,
+        **({"op_tags": {MEMORY_TAG: t.memory}} if t.memory != "normal" else {}),
     )
     if t.incremental:
 

@@ -8,6 +8,19 @@ from analytics_pipelines.registry.model import Check, Table
 S = "analytics_pipelines.customers.steps:"
 RECONCILES = "reconciles_to_staging"
 G = "customers"
+#: the marts whose step peaks at several GB at `large` (1M customers, 10.5M tickets; in its own process
+#: customer_360 5.8 GB, customer_attendance with its check ~6 GB): the multiprocess executor runs one at a time
+HIGH_MEMORY = frozenset(
+    {
+        "customer_attendance",
+        "customer_rfm_scores",
+        "customer_churn_model",
+        "customer_lifetime_value",
+        "customer_segments",
+        "customer_cohorts",
+        "customer_360",
+    }
+)
 
 
 def _t(
@@ -28,6 +41,7 @@ def _t(
         upstream=upstream,
         build=kw.pop("build", S + name),
         checks=((check,) if check else ()) + kw.pop("checks", ()),
+        memory="high" if name in HIGH_MEMORY else "normal",
         **kw,
     )
 

@@ -19,6 +19,11 @@ from analytics_pipelines.registry.semantic import Cube
 Partitioning = Literal["daily", "hourly", "weekly"]
 #: "table": a warehouse table of its own; "artifact": a file (a model); "elsewhere": rows in another table
 Stored = Literal["table", "artifact", "elsewhere"]
+#: "high": the asset's step takes several GB at `large`. Its op carries MEMORY_TAG, and the asset jobs'
+#: multiprocess executor runs one such step at a time (definitions.DEFAULT_EXECUTOR), so that two of them never
+#: add up on one machine.
+Memory = Literal["normal", "high"]
+MEMORY_TAG = "tt/memory"
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class Table:
     #: takes the `full_refresh` launchpad option and updates only what new data can change
     incremental: bool = False
     stored: Stored = "table"
+    memory: Memory = "normal"
     #: "module:function" (BuildContext, Built) -> dict of extra materialization metadata
     summary: str | None = None
     #: which factory makes the asset: "mart" (the generic one), or a domain's own ("ingestion")
