@@ -19,9 +19,9 @@ from analytics_pipelines.registry.semantic import Cube
 Partitioning = Literal["daily", "hourly", "weekly"]
 #: "table": a warehouse table of its own; "artifact": a file (a model); "elsewhere": rows in another table
 Stored = Literal["table", "artifact", "elsewhere"]
-#: "high": the asset's step takes several GB at `large`. Its op carries MEMORY_TAG, and the asset jobs'
-#: multiprocess executor runs one such step at a time (definitions.DEFAULT_EXECUTOR), so that two of them never
-#: add up on one machine.
+#: "high": the asset's step takes several GB at `large`. Its op carries MEMORY_TAG (assets of the generic mart
+#: factory, assets/factory.py: the customer marts), and the asset jobs' multiprocess executor runs one such step
+#: at a time (definitions.DEFAULT_EXECUTOR), so that two of them never add up on one machine.
 Memory = Literal["normal", "high"]
 MEMORY_TAG = "tt/memory"
 
