@@ -20,18 +20,16 @@ import sys
 import time
 from pathlib import Path
 
+from analytics_pipelines.instance import storage_env
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def storage_env(data: Path) -> dict[str, str]:
-    store = data / ".dagster"
+def run_env(data: Path) -> dict[str, str]:
     return {
         "DAGSTER_HOME": str(ROOT),  # the project's dagster.yaml
-        "TT_DAGSTER_STORAGE": str(store),
-        "TT_DAGSTER_STORAGE_HISTORY": str(store / "history"),
-        "TT_DAGSTER_STORAGE_EVENTS": str(store / "history" / "runs"),
-        "TT_DAGSTER_STORAGE_SCHEDULES": str(store / "schedules"),
+        **storage_env(str(data / ".dagster")),
         "TT_DATA_DIR": str(data),
         "TT_ENV": os.environ.get("TT_ENV", "development"),
     }
@@ -78,7 +76,7 @@ def main() -> None:
     p.add_argument("--job", default="main_job")
     p.add_argument("--runs", type=int, default=2)
     args = p.parse_args()
-    env = {**os.environ, **storage_env(args.data_dir.resolve())}
+    env = {**os.environ, **run_env(args.data_dir.resolve())}
     for i in range(args.runs):
         wall, _ = one_run(args.job, args.day, env)
         fig = run_figures(env, args.job)
