@@ -50,6 +50,7 @@ from collections.abc import Mapping, Sequence
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +146,17 @@ def normalize_email(expr: pl.Expr) -> pl.Expr:
     return expr.str.strip_chars().str.to_lowercase()
 
 
+#: Arrow batch size of the values keyed row by row: DuckDB scans batches in parallel (one batch is one core)
+DIRECT_BATCH_ROWS = 1 << 16
+
+
 def keyed(df: pl.DataFrame, key: bytes, columns: Sequence[str], emails: Sequence[str] = ()) -> pl.DataFrame:
     """`df` with each of `columns` (those present) replaced by its keyed pseudonym (64 hex; NULL stays NULL),
-    the `emails` among them normalized first, plus KEY_ID_COLUMN. Vectorized: the distinct values of all the
-    columns are keyed in one DuckDB query over Arrow (names repeat: 1 M users have far fewer distinct first
-    names), then mapped back; no per-row Python."""
+    the `emails` among them normalized first, plus KEY_ID_COLUMN. Vectorized, in DuckDB over Arrow, no
+    per-row Python. A column whose values repeat (1 M users have a few dozen distinct first names) is keyed
+    once per distinct value, then mapped back; a column of mostly distinct values (e-mails, phones) is keyed
+    row by row in one parallel query, which costs less than mapping a million values back (the 1 M users of
+    `large`, paired runs: 10.3 -> 6.1 s, peak 1.63 -> 0.82 GB)."""
     cols = [c for c in columns if c in df.columns]
     if not cols:
         return df
@@ -159,17 +166,30 @@ def keyed(df: pl.DataFrame, key: bytes, columns: Sequence[str], emails: Sequence
             for c in cols
         ]
     )
-    distinct = pl.concat([text[c].drop_nulls().alias("v") for c in cols]).unique().to_frame()
+    # an estimate is enough to choose: both ways give the same pseudonyms
+    repeated = [c for c in cols if text[c].approx_n_unique() * 2 <= text.height]
+    direct = [c for c in cols if c not in repeated]
+    out: dict[str, pl.Series] = {}
     conn = duckdb.connect()
     try:
         conn.execute("SET enable_progress_bar = false")
-        conn.register("_personal", distinct.to_arrow())
-        pairs = conn.execute(f"SELECT v, {hmac_sql('v')} AS h FROM _personal", _pads(key)).pl()
+        if repeated:
+            distinct = pl.concat([text[c].drop_nulls().alias("v") for c in repeated]).unique().to_frame()
+            conn.register("_personal", distinct.to_arrow())
+            pairs = conn.execute(f"SELECT v, {hmac_sql('v')} AS h FROM _personal", _pads(key)).pl()
+            for c in repeated:
+                out[c] = text[c].replace_strict(pairs["v"], pairs["h"], default=None, return_dtype=pl.String)
+        if direct:
+            names = [f"c{i}" for i in range(len(direct))]  # plain SQL names, whatever the columns are called
+            arrow = text.select(pl.col(c).alias(n) for c, n in zip(direct, names, strict=True)).to_arrow()
+            conn.register("_rows", pa.Table.from_batches(arrow.to_batches(DIRECT_BATCH_ROWS), arrow.schema))
+            # a projection over a scan: DuckDB keeps the rows in order (preserve_insertion_order)
+            sql = ", ".join(f"{hmac_sql(n)} AS {n}" for n in names)
+            got = conn.execute(f"SELECT {sql} FROM _rows", _pads(key)).pl()
+            out.update({c: got[n] for c, n in zip(direct, names, strict=True)})
     finally:
         conn.close()
-    keyed_columns = [
-        text[c].replace_strict(pairs["v"], pairs["h"], default=None, return_dtype=pl.String) for c in cols
-    ]
+    keyed_columns = [out[c].alias(c) for c in cols]
     return df.with_columns([*keyed_columns, pl.lit(key_id(key), pl.String).alias(KEY_ID_COLUMN)])
 
 
