@@ -15,7 +15,7 @@ from materialized import FIRST, LAST, NOW, materialize_everything
 from analytics_pipelines.marts import build as B
 from analytics_pipelines.marts import checks, reconcile
 from analytics_pipelines.marts import whole as W
-from analytics_pipelines.marts.projections import BASELINE, MODEL, platform_backtest, project
+from analytics_pipelines.marts.projections import BASELINE, MODEL, _quantile, platform_backtest, project
 from analytics_pipelines.marts.sales import sales_metrics
 from analytics_pipelines.marts.sqlrun import run
 from analytics_pipelines.registry import default_registry
@@ -411,6 +411,17 @@ def test_projection_beats_the_old_rule_on_a_weekly_pattern_and_intervals_hold():
     assert p.projections.height == 5 * 30
     assert p.projections["day"].min() == date(2026, 1, 1)
     assert (p.projections["lower_cents"] <= p.projections["upper_cents"]).all()
+
+
+def test_interval_quantiles_equal_numpys_nanquantile_with_and_without_nan():
+    resid = np.random.default_rng(2).normal(0, 1000, size=(12, 40, 30))
+    for q in (0.1, 0.9):
+        assert np.array_equal(_quantile(resid, q), np.nanquantile(resid, q, axis=0))
+    resid[3, 7, 2] = resid[0, 0, 0] = np.nan  # a venue-day missing an origin: quantile of the others
+    for q in (0.1, 0.9):
+        got = _quantile(resid, q)
+        assert np.array_equal(got, np.nanquantile(resid, q, axis=0))
+        assert got[7, 2] == np.quantile(np.delete(resid[:, 7, 2], 3), q)
 
 
 def test_price_history_intervals_include_unlogged_changes_from_snapshots():

@@ -65,6 +65,13 @@ def _forecast(y: np.ndarray, start_weekday: int, horizon: int, model: str) -> np
     return level * profile[:, future_wd]
 
 
+def _quantile(resid: np.ndarray, q: float) -> np.ndarray:
+    """np.nanquantile over the origins (axis 0). Without a NaN, np.quantile gives the same values in one
+    vectorized pass; nanquantile loops in Python over every venue and horizon day (1.6 s for the 500 x 30 of
+    `large`)."""
+    return (np.nanquantile if np.isnan(resid).any() else np.quantile)(resid, q, axis=0)
+
+
 def project(daily: pl.DataFrame, through: date, horizon: int = 30) -> Projection:
     """`daily`: tenant_id, venue_id, day, net_revenue_cents (venue_analytics). Projections for the `horizon`
     days after `through`, and the backtest of both models."""
@@ -129,8 +136,7 @@ def project(daily: pl.DataFrame, through: date, horizon: int = 30) -> Projection
 
     forecast = _forecast(y, wd0, horizon, MODEL) if y.shape[1] >= 7 else np.zeros((keys.height, horizon))
     if len(origins) >= 3:
-        lo_q = np.nanquantile(resid, 0.1, axis=0)
-        hi_q = np.nanquantile(resid, 0.9, axis=0)
+        lo_q, hi_q = _quantile(resid, 0.1), _quantile(resid, 0.9)
     else:
         lo_q = hi_q = np.zeros_like(forecast)
     lower, upper = np.minimum(forecast + lo_q, forecast), np.maximum(forecast + hi_q, forecast)
