@@ -263,6 +263,17 @@ def test_reconciliation_catches_a_tampered_mart(built):
     assert not dropped.passed
 
 
+def test_event_analytics_of_one_day_equals_the_full_builds_rows(built):
+    """A day's run reads only its events' order history (a semi-join in the warehouse): its rows, with the
+    cumulative counts over the whole history, equal those the full build wrote for that day."""
+    wh, _, _ = built
+    day = "2026-10-20"
+    got = B.event_analytics(wh, day, day).sort("event_id")
+    want = wh.read_partitions("event_analytics", "day", day, day).select(got.columns).sort("event_id")
+    assert got.height > 0 and got["cumulative_tickets_sold"].max() > got["tickets_sold"].max()
+    assert got.cast(want.schema).equals(want)
+
+
 def test_reconciliation_catches_a_sale_booked_to_another_tenant(built):
     """The day's totals are right, but one order is attributed to another tenant: per (day, tenant) the
     control totals differ for both tenants (a per-day comparison would have passed)."""

@@ -368,13 +368,19 @@ def venue_analytics_hourly(wh: Warehouse, first: str, last: str) -> pl.DataFrame
 
 def event_analytics(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
     """The cumulative counts need each event's whole order history, but only of the events with sales or
-    refunds in first..last: the history is cut to those events before the SQL's window functions."""
-    history = fact_history(wh, "fct_orders", ["event_id", "day", "tickets", "gross_revenue_cents"], last)
+    refunds in first..last: the warehouse returns only those events' history (a semi-join on the run's
+    event ids; at `large` one day names ~800 events, 147k of the 4.1M orders) before the SQL's window
+    functions."""
+    if "fct_orders" not in wh.tables():
+        raise LookupError("fct_orders has not been materialized yet")
+    day = wh.read_partitions("fct_orders", "day", first, last, columns=["event_id"])
     refunds = wh.read_partitions("fct_refunds", "day", first, last)
-    active = pl.concat([history.filter(pl.col("day") >= _d(first))["event_id"], refunds["event_id"]]).unique()
-    history = history.join(active.to_frame(), on="event_id", how="semi").with_columns(
-        pl.lit(1, pl.Int64).alias("orders")
-    )
+    active = pl.concat([day["event_id"], refunds["event_id"]]).drop_nulls().unique()
+    history = wh.read_values(
+        "SELECT o.event_id, o.day, o.tickets, o.gross_revenue_cents FROM fct_orders o "
+        f"WHERE o.day <= DATE '{_d(last).isoformat()}' AND CAST(o.event_id AS text) IN {{events}}",
+        {"events": active.cast(pl.String).to_list()},
+    ).with_columns(pl.lit(1, pl.Int64).alias("orders"))
     return run(
         "event_analytics",
         {"order_history": history, "fct_refunds": refunds, "event_dim": event_dim(wh)},
