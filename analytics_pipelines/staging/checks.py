@@ -47,19 +47,20 @@ def run_rows(wh: Warehouse, table: str, parts: list[str], columns: list[str]) ->
     return rows.filter(pl.col(PARTITION).cast(pl.String).is_in(parts)).select(columns)
 
 
-def keys_elsewhere(wh: Warehouse, table: str, parts: list[str], keys: list[str]) -> int:
-    """How many rows of the partitions outside `parts` carry one of `keys` (a semi-join on the key column)."""
+def keys_elsewhere(wh: Warehouse, table: str, keys: list[str], rows_in_run: int) -> int:
+    """How many rows of the partitions outside the run's carry one of `keys`, the distinct keys of the run's
+    `rows_in_run` rows with a key: every row of the table carrying one (a semi-join on the key column
+    alone), less the run's own. Reading no partition column saves a third of the scan (at `large`:
+    ticket_scans 0.56-0.69 -> 0.37 s)."""
     spec = contract.table(table)
     if not keys or not spec.partitioned:
         return 0
-    return int(
-        wh.read_values(
-            f"SELECT count(*) AS n FROM {ingestion.stg_table(table)} s "
-            f"WHERE CAST(s.{PARTITION} AS text) NOT IN (SELECT v FROM {{parts}} p) "
-            f"AND CAST(s.{spec.key} AS text) IN (SELECT v FROM {{keys}} k)",
-            {"parts": parts, "keys": keys},
-        )["n"][0]
-    )
+    found = wh.read_values(
+        f"SELECT count(*) AS n FROM {ingestion.stg_table(table)} s "
+        f"WHERE CAST(s.{spec.key} AS text) IN (SELECT v FROM {{keys}} k)",
+        {"keys": keys},
+    )["n"][0]
+    return int(found) - rows_in_run
 
 
 def missing_in_parent(wh: Warehouse, parent: str, values: list[str]) -> list[str]:
@@ -103,7 +104,7 @@ def key_checks(wh: Warehouse, table: str, parts: list[str]) -> dict[str, int]:
     if distinct.len() > ingestion.SEMI_JOIN_LIMIT:
         dup = _whole_duplicates(wh, table)
     else:
-        dup = (key.len() - distinct.len()) + keys_elsewhere(wh, table, parts, distinct.to_list())
+        dup = (key.len() - distinct.len()) + keys_elsewhere(wh, table, distinct.to_list(), key.len())
     out = {"duplicate_keys": dup, "null_keys": int(rows[spec.key].null_count())}
     for col, parent in spec.references.items():
         refs = rows[col]
