@@ -182,6 +182,32 @@ def test_open_month_is_not_compacted_and_new_days_stay_visible(tmp_path):
     assert _checksum(wh) == got
 
 
+def test_catalog_views_skip_the_daily_files_a_date_range_leaves_out(tmp_path):
+    """The open month's daily files are named by day: a catalog query over a date range opens only the
+    files of its days (none for a range inside the compacted months), with the same answers as the
+    embedded reader's; the schema file keeps the view working when no daily file is left."""
+    _, wh = _warehouse(tmp_path)
+    compact(wh, datetime(2026, 4, 20, tzinfo=UTC), after_days=3, grace_seconds=0)  # April stays daily files
+
+    def files_read(sql: str) -> list[int]:
+        with duckdb.connect(str(wh.catalog_path), read_only=True) as conn:
+            plan = conn.execute("EXPLAIN ANALYZE " + sql).fetchall()[0][1]
+        return [int(x.split(":")[1].strip(" │")) for x in plan.splitlines() if "Total Files Read:" in x]
+
+    span = "SELECT count(*) AS n, sum(v) AS s, count(DISTINCT day) AS days FROM t WHERE day BETWEEN {} AND {}"
+    for lo, hi, opened in [
+        ("DATE '2026-02-10'", "DATE '2026-03-31'", 0),
+        ("DATE '2026-03-30'", "DATE '2026-04-02'", 2),
+        ("DATE '2026-04-29'", "DATE '2026-05-31'", 2),
+    ]:
+        sql = span.format(lo, hi)
+        assert files_read(sql) == [opened], sql
+        assert _catalog(wh, sql) == _state(wh.read(sql).rows()), sql
+    compact(wh, datetime(2026, 5, 20, tzinfo=UTC), after_days=3, grace_seconds=0)  # April too: no daily file
+    assert not list((wh.root / "t").glob("day=*"))
+    assert _catalog(wh) == _checksum(wh) == (120 * 50, _checksum(wh)[1], 120)
+
+
 def test_rerunning_a_day_inside_a_compacted_month(tmp_path):
     """Re-running a partition of a compacted month rewrites that month's file: the same rows give the same
     checksum through every reader; different rows replace exactly that day."""

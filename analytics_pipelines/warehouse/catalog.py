@@ -13,7 +13,10 @@ DuckDB table, and `analytics-pipelines sql` (a fresh in-memory DuckDB per query:
   identity (inode, mtime, size) of the month file it was loaded from. The view `<table>` is that table
   `UNION ALL BY NAME` the daily files of the months not compacted (a glob, so new days appear without a
   rebuild; `<table>/.tt_schema/data.parquet`, zero rows with the table's columns, keeps the glob from matching
-  nothing once every month is compacted). Bigger tables keep their view over the month files.
+  nothing once every month is compacted). When the partition column is a DATE the view reads it from the
+  daily files' directory names (hive partitioning; the schema file has a copy under
+  `.tt_schema/<column>=0001-01-01/`), so DuckDB skips unopened the daily files a query's date range leaves
+  out. Bigger tables keep their view over the month files.
 - The month files stay the data (the API's copy and polars readers read them; a rebuild reloads from them).
   A write that rewrites a month file (a re-run of a day in a closed month, retention) refreshes the catalog
   afterwards; if that refresh never happens (the writer killed), the recorded identity no longer matches the
@@ -38,10 +41,15 @@ from pathlib import Path
 
 import duckdb
 
+from analytics_pipelines.warehouse.files import DATA_FILE
+
 SCHEMA = "tt_compacted"
 META = f"{SCHEMA}.months"
 #: a hidden directory (listing readers skip those) holding a zero-row file with the table's columns
 ANCHOR_DIR = ".tt_schema"
+#: the partition value of the schema file's copy for the views over day-partitioned files (a date no
+#: partition has: the file has zero rows anyway)
+ANCHOR_DAY = "0001-01-01"
 #: compacted tables above this many rows keep their view over the month files: the catalog is copied on each
 #: incremental rebuild (a month compacted, a day re-run in a closed month), so it should stay small next to the
 #: warehouse. Measured at medium with every table under the limit (5.25M rows, 28 tables): a 412 MB catalog
@@ -57,6 +65,18 @@ ROW_LEVEL_PREFIXES = ("raw_", "stg_", "fct_")
 KEEP_IDLE = 4
 
 Ident = tuple[int, int, int]
+
+
+def anchors(base: Path, column: str | None) -> list[Path]:
+    """A table's zero-row schema files: `<table>/.tt_schema/data.parquet` (its presence also says the table
+    is in the catalog) and, for the views that read the partition value from the directory names, the same
+    file under `<table>/.tt_schema/<column>=0001-01-01/`."""
+    out = [base / ANCHOR_DIR / DATA_FILE]
+    if column:
+        out.append(base / ANCHOR_DIR / f"{column}={ANCHOR_DAY}" / DATA_FILE)
+    return out
+
+
 _ORPHANS: list = []
 
 
