@@ -14,10 +14,12 @@ from pathlib import Path
 import dagster as dg
 from materialized import local_instance
 
+from analytics_pipelines.assets.ingestion import PRIORITY_TAG
 from analytics_pipelines.definitions import DEFAULT_EXECUTOR, _forkserver, defs
 from analytics_pipelines.generator.run import generate
 from analytics_pipelines.registry.customers import HIGH_MEMORY
 from analytics_pipelines.registry.model import MEMORY_TAG
+from analytics_pipelines.source import contract
 
 BIN = Path(sys.executable).parent
 DAY = "2026-10-31"
@@ -33,6 +35,9 @@ def test_asset_jobs_use_the_forkserver_multiprocess_executor():
         "start_method": {"forkserver": {"preload_modules": ["analytics_pipelines.step_preload"]}},
         "tag_concurrency_limits": [{"key": MEMORY_TAG, "value": "high", "limit": 1}],
     }
+    # the dimensions' raw and staging steps run first among the ready steps (Dagster's priority tag)
+    prioritized = {n.name for n in defs.resolve_job_def("main_job").graph.nodes if n.tags.get(PRIORITY_TAG)}
+    assert prioritized == {f"{layer}_{t}" for t in contract.dimension_tables() for layer in ("raw", "stg")}
     # the customer marts that peak at several GB carry the tag the limit counts
     tagged = {
         n.name for n in defs.resolve_job_def("customers_job").graph.nodes if n.tags.get(MEMORY_TAG) == "high"
@@ -69,6 +74,9 @@ def test_one_day_of_main_job_through_the_multiprocess_executor(tmp_path):
             "main_job",
             "--tags",
             json.dumps({"dagster/partition": DAY}),
+            # two step processes, as on the 2-core box (whatever the CPU count), for the start order below
+            "--config-json",
+            json.dumps({"execution": {"config": {"max_concurrent": 2}}}),
         ],
         env=env,
         capture_output=True,
@@ -91,6 +99,10 @@ def test_one_day_of_main_job_through_the_multiprocess_executor(tmp_path):
     assert set(workers) == steps
     run_pid = events(dg.DagsterEventType.RUN_START)[0].dagster_event.pid
     assert run_pid not in set(workers.values()) and len(set(workers.values())) == len(steps)
+    # the dimensions' raw steps (priority: the head of the longest chain) start before any fact's
+    started = {e.step_key: e.timestamp for e in events(dg.DagsterEventType.STEP_START)}
+    dims, facts = contract.dimension_tables(), contract.fact_tables()
+    assert max(started[f"raw_{t}"] for t in dims) <= min(started[f"raw_{t}"] for t in facts)
     # and the data landed: the day's orders are in fct_orders
     from analytics_pipelines.warehouse import open_warehouse
 

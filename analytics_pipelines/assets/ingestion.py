@@ -26,6 +26,13 @@ CHECK_FK = "foreign_keys_resolve"
 CHECK_LEDGER = "ledger_balanced"
 #: Dagster's run tag of a single-partition run (documented tag name)
 PARTITION_TAG = "dagster/partition"
+#: Dagster's op tag ordering the steps ready to run (higher first). The dimensions' raw and staging steps
+#: take it: every fact's staging waits for the dimensions it references (its orphan checks), so they are the
+#: head of the run's longest chain. Without it the multiprocess executor started them in name order: one day
+#: at `large`, raw_users (11 s) began 10 s into the run, behind the 14 small raw steps, and held up stg_users,
+#: stg_orders and everything after them.
+PRIORITY_TAG = "dagster/priority"
+DIMENSION_PRIORITY = {PRIORITY_TAG: "1"}
 
 
 def _partitions(context: dg.AssetExecutionContext) -> list[str]:
@@ -47,6 +54,7 @@ def _raw_asset(entry, daily_partitions: dg.DailyPartitionsDefinition, kind: str)
         kinds={kind, "polars"},
         partitions_def=daily_partitions if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
+        op_tags=None if partitioned else DIMENSION_PRIORITY,
         description=entry.description,
         metadata={"source_table": table, "warehouse_table": ingestion.raw_table(table)},
     )
@@ -119,6 +127,7 @@ def _stg_asset(entry, daily_partitions: dg.DailyPartitionsDefinition, kind: str)
         kinds={kind, "polars"},
         partitions_def=daily_partitions if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
+        op_tags=None if partitioned else DIMENSION_PRIORITY,
         deps=[dg.AssetDep(ingestion.raw_table(table))]
         + [dg.AssetDep(ingestion.stg_table(p)) for p in parents],
         check_specs=checks,
