@@ -63,6 +63,9 @@ def test_one_day_of_main_job_through_the_multiprocess_executor(tmp_path):
         "TT_PARTITION_START": "2026-10-01",
         "TT_INFLUX_URL": "",
     }
+    # two step processes, as on the 2-core box (whatever the CPU count), for the start order checked below
+    two = tmp_path / "run_config.json"  # (JSON is YAML)
+    two.write_text(json.dumps({"execution": {"config": {"max_concurrent": 2}}}))
     proc = subprocess.run(
         [
             str(BIN / "dagster"),
@@ -74,9 +77,8 @@ def test_one_day_of_main_job_through_the_multiprocess_executor(tmp_path):
             "main_job",
             "--tags",
             json.dumps({"dagster/partition": DAY}),
-            # two step processes, as on the 2-core box (whatever the CPU count), for the start order below
-            "--config-json",
-            json.dumps({"execution": {"config": {"max_concurrent": 2}}}),
+            "-c",
+            str(two),
         ],
         env=env,
         capture_output=True,
