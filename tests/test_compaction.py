@@ -168,6 +168,9 @@ def test_a_partition_column_named_like_the_raw_layers(tmp_path):
     assert out["changed"][0]["months"] == ["2026-01", "2026-02"]  # February holds 9 days, closed
     assert wh.read("SELECT count(*) AS n, sum(v) AS s FROM raw_t").rows() == before
     assert wh.read_partitions("raw_t", "_partition", "2026-01-31", "2026-02-01").height == 100
+    # a text partition: the view keeps the plain glob, so only the plain schema file is written
+    plain, by_day = catalog.anchors(wh.root / "raw_t", "_partition")
+    assert plain.exists() and not by_day.exists()
 
 
 def test_open_month_is_not_compacted_and_new_days_stay_visible(tmp_path):

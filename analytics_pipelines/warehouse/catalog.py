@@ -69,8 +69,8 @@ Ident = tuple[int, int, int]
 
 def anchors(base: Path, column: str | None) -> list[Path]:
     """A table's zero-row schema files: `<table>/.tt_schema/data.parquet` (its presence also says the table
-    is in the catalog) and, for the views that read the partition value from the directory names, the same
-    file under `<table>/.tt_schema/<column>=0001-01-01/`."""
+    is in the catalog) and, given the `column` of a view that reads the partition value from the directory
+    names, the same file under `<table>/.tt_schema/<column>=0001-01-01/`."""
     out = [base / ANCHOR_DIR / DATA_FILE]
     if column:
         out.append(base / ANCHOR_DIR / f"{column}={ANCHOR_DAY}" / DATA_FILE)

@@ -76,7 +76,7 @@ def _catalog_view(wh: Warehouse, conn: duckdb.DuckDBPyConnection, table: str, li
     # the daily files of months not loaded (those of loaded months stay for the grace period); a
     # compaction's trash (.drop.*) is never read
     keep = f"NOT regexp_matches({FILE_COLUMN}, '/{col}=({alt})-') AND NOT contains({FILE_COLUMN}, '/.drop.')"
-    if _column_type(conn, table, state.column) == "DATE":
+    if _day_keyed(conn, table, state.column):
         # the day in each daily file's directory name: DuckDB skips, without opening them, the files a
         # query's date range leaves out (the open days outside a 365-day window: 1-2 ms a query at `large`);
         # the schema file sits in a directory with a day of its own so that every file has the same key
@@ -91,12 +91,14 @@ def _catalog_view(wh: Warehouse, conn: duckdb.DuckDBPyConnection, table: str, li
     )
 
 
-def _column_type(conn: duckdb.DuckDBPyConnection, table: str, column: str) -> str | None:
+def _day_keyed(conn: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    """Whether the catalog table's partition column is a DATE: its view then reads the day from the daily
+    files' directory names."""
     got = conn.execute(
         "SELECT data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? AND column_name = ?",
         [catalog.SCHEMA, table, column],
     ).fetchone()
-    return got[0] if got else None
+    return bool(got) and got[0] == "DATE"
 
 
 def _load_months(wh: Warehouse, conn, base: Path, state: months.Months, links: Path) -> list[str] | None:
@@ -145,7 +147,8 @@ def _load_months(wh: Warehouse, conn, base: Path, state: months.Months, links: P
     conn.execute(f"DELETE FROM {catalog.META} WHERE table_name = ?", [table])
     values = ", ".join(f"('{table}', '{m}', {i[0]}, {i[1]}, {i[2]})" for m, i in idents.items())
     conn.execute(f"INSERT INTO {catalog.META} VALUES {values}")
-    anchors = catalog.anchors(base, state.column)
+    # the copy under a day directory only where the view reads the day from the directory names
+    anchors = catalog.anchors(base, state.column if _day_keyed(conn, table, state.column) else None)
     if not held or max(got) not in held or not all(a.exists() for a in anchors):
         # the view's glob over the daily files must match a file even when every month is compacted
         schema = pl.read_parquet_schema(got[max(got)])
