@@ -43,8 +43,7 @@ def _history(wh: Warehouse, table: str, columns: list[str], through: date | None
 
 def last_sales_day(wh: Warehouse) -> date | None:
     """The last day with recognized sales (whole-table customer marts are as of its end)."""
-    if "fct_orders" not in wh.tables():
-        raise LookupError("fct_orders has not been materialized yet")
+    B.require_materialized(wh, "fct_orders")
     d = wh.read("SELECT max(day) AS d FROM fct_orders")["d"][0]
     return date.fromisoformat(d) if isinstance(d, str) else d
 
@@ -275,8 +274,7 @@ def attendance_rows(
 
 def attendance_table(wh: Warehouse) -> pl.DataFrame:
     """The written customer_attendance table (the churn model and the 360 read it)."""
-    if "customer_attendance" not in wh.tables():
-        raise LookupError("customer_attendance has not been materialized yet")
+    B.require_materialized(wh, "customer_attendance")
     return wh.read_table("customer_attendance")
 
 

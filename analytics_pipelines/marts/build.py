@@ -86,10 +86,15 @@ def _venues(wh: Warehouse) -> pl.DataFrame:
     return _stg(wh, "venues", columns=["id", "tenant_id", "timezone", "status", "created_at", "deleted_at"])
 
 
-def fact_history(wh: Warehouse, table: str, columns: list[str], last: str | None = None) -> pl.DataFrame:
-    """Columns of a daily fact/mart over all its partitions (up to `last`)."""
+def require_materialized(wh: Warehouse, table: str) -> None:
+    """LookupError when `table` has not been written yet (a mart read before its upstream ran)."""
     if table not in wh.tables():
         raise LookupError(f"{table} has not been materialized yet")
+
+
+def fact_history(wh: Warehouse, table: str, columns: list[str], last: str | None = None) -> pl.DataFrame:
+    """Columns of a daily fact/mart over all its partitions (up to `last`)."""
+    require_materialized(wh, table)
     if last is None:
         return wh.read_table(table, columns=columns)
     return wh.read_partitions(table, "day", "0001-01-01", last, columns=columns)
@@ -371,8 +376,7 @@ def event_analytics(wh: Warehouse, first: str, last: str) -> pl.DataFrame:
     refunds in first..last: the warehouse returns only those events' history (a semi-join on the run's
     event ids; at `large` one day names ~800 events, 147k of the 4.1M orders) before the SQL's window
     functions."""
-    if "fct_orders" not in wh.tables():
-        raise LookupError("fct_orders has not been materialized yet")
+    require_materialized(wh, "fct_orders")
     day = wh.read_partitions("fct_orders", "day", first, last, columns=["event_id"])
     refunds = wh.read_partitions("fct_refunds", "day", first, last)
     active = pl.concat([day["event_id"], refunds["event_id"]]).drop_nulls().unique()
