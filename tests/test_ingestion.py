@@ -187,3 +187,52 @@ def test_in_dependency_order_runs_parents_first_in_parallel_and_reraises():
 
     with pytest.raises(RuntimeError, match="staging events failed"):
         ingestion.in_dependency_order(tables, parents, boom, workers=2)
+
+
+def test_duckdb_extract_gives_the_casts_text_for_every_timestamp_and_uuid(tmp_path):
+    """extract_text prints a DuckDB source's UUIDs and timestamps its cheaper way (db._duck_text); the text
+    is what CAST(... AS VARCHAR) prints in a UTC session, for edge values too: fractions, offsets other
+    than UTC, the first and last years, infinities, BC, NULL, an upper-case UUID."""
+    src = SourceDB(f"duckdb:///{tmp_path / 'source.duckdb'}")
+    src.create()
+    stamps = [
+        "2025-06-01 00:00:20+00",
+        "2025-06-01 00:00:20.5+00",
+        "2025-06-01 00:00:20.123456+00",
+        "2025-03-30 01:30:00+02",
+        "0001-01-01 00:00:00+00",
+        "9999-12-31 23:59:59.999999+00",
+        "1969-12-31 23:59:59.5+00",
+        "infinity",
+        "-infinity",
+        "0045-01-01 (BC) 00:00:00+00",
+        None,
+    ]
+    with src.writer() as conn:
+        for i, ts in enumerate(stamps):
+            conn.execute(
+                "INSERT INTO users (id, tenant_id, email, status, created_at, updated_at, deleted_at) "
+                "VALUES (?::UUID, ?::UUID, ?, 'ACTIVE', ?::TIMESTAMPTZ, ?::TIMESTAMPTZ, NULL)",
+                [
+                    f"A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A{i:02d}",
+                    "00000000-0000-0000-0000-000000000001",
+                    f"u{i}@example.com",
+                    ts,
+                    stamps[-1 - i],
+                ],
+            )
+    spec = ingestion.contract.table("users")
+    with src._duck(read_only=True) as conn:
+        cast = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in spec.column_names)
+        expected = conn.execute(f"SELECT {cast} FROM users").pl()
+    got = src.extract_text("users", "TRUE")
+    assert got.height == len(stamps)
+    assert got.equals(expected.cast(dict.fromkeys(expected.columns, pl.String)))
+    assert got["id"][0] == "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a00"
+    assert got["created_at"].to_list()[:4] == [
+        "2025-06-01 00:00:20+00",
+        "2025-06-01 00:00:20.5+00",
+        "2025-06-01 00:00:20.123456+00",
+        "2025-03-29 23:30:00+00",
+    ]
+    assert {"infinity", "-infinity", None} <= set(got["created_at"].to_list())
