@@ -96,6 +96,18 @@ CASES = [
     ("orphan user", order(2, user_id=uid(12345)), R.ORPHAN_REFERENCE),
     ("future timestamp", order(2, confirmed_at="2099-01-01 00:00:00+00"), R.FUTURE_TIMESTAMP),
     ("no time zone", order(2, confirmed_at="2026-01-01 10:01:00"), R.TIMESTAMP_WITHOUT_TIMEZONE),
+    ("no time zone, spaced", order(2, confirmed_at=" 2026-01-01 10:01:00 "), R.TIMESTAMP_WITHOUT_TIMEZONE),
+    (
+        "no time zone, a fraction",
+        order(2, confirmed_at="2026-01-01 10:01:00.5"),
+        R.TIMESTAMP_WITHOUT_TIMEZONE,
+    ),
+    ("a time zone, unparsable", order(2, confirmed_at="2026-01-01T10:01:00Z"), R.MALFORMED_VALUE),
+    (
+        "no time zone in the partition column",
+        order(2, created_at="2026-01-01 10:00:00"),
+        R.TIMESTAMP_WITHOUT_TIMEZONE,
+    ),
     ("absurd quantity", order(2, ticket_quantity="1000000000"), R.ABSURD_MAGNITUDE),
     ("malformed uuid", order(2, id="not-a-uuid"), R.MALFORMED_VALUE),
     ("malformed number", order(2, total_cents="12,50"), R.MALFORMED_VALUE),

@@ -169,22 +169,22 @@ def stage(
                 .dt.replace_time_zone("UTC")
                 .alias(t.meta.output_name())
             )
-    df = df.with_columns(parsed)
+    # `__z_<name>`: the text ends with a time zone. A value the fixed format parsed ends with '+00'; the
+    # suffix is looked for (a regular expression) only in the rows it missed, with the flexible parser
+    # (at `large`, 7 timestamps of 1.46M tickets: 0.45 of the 3.1 s staging took)
+    df = df.with_columns(parsed + [pl.lit(True).alias(f"__z_{c}") for c in spec.timestamp_columns])
     for c in spec.timestamp_columns:
-        t = f"__t_{c}"
+        t, z = f"__t_{c}", f"__z_{c}"
         miss = df.filter(pl.col(t).is_null() & ~_blank(c))
         if miss.height:
+            text = pl.col(c).str.strip_chars()
             flex = miss.select(
                 "_row",
-                pl.col(c)
-                .str.strip_chars()
-                .str.to_datetime(_TS_FORMAT, time_zone="UTC", strict=False)
-                .alias(t),
+                text.str.to_datetime(_TS_FORMAT, time_zone="UTC", strict=False).alias(t),
+                text.str.contains(_TZ_SUFFIX).alias(z),
             )
             df = df.update(flex, on="_row", include_nulls=False)
-        malformed.append(
-            (~_blank(c) & pl.col(c).str.strip_chars().str.contains(_TZ_SUFFIX) & pl.col(t).is_null(), c)
-        )
+        malformed.append((~_blank(c) & pl.col(z) & pl.col(t).is_null(), c))
 
     # ---- rejection conditions, in priority order ------------------------------------------------
     conds: list[tuple[pl.Expr, str, pl.Expr]] = [
@@ -197,7 +197,7 @@ def stage(
     for c in spec.timestamp_columns:
         conds.append(
             (
-                ~_blank(c) & ~pl.col(c).str.strip_chars().str.contains(_TZ_SUFFIX),
+                ~_blank(c) & ~pl.col(f"__z_{c}"),
                 R.TIMESTAMP_WITHOUT_TIMEZONE,
                 pl.format("{} = '{}' has no time zone", pl.lit(c), pl.col(c)),
             )
