@@ -150,6 +150,29 @@ def test_run_days_from_tags():
     assert run_days({}) is None
 
 
+def test_a_staging_run_of_several_chunks_reads_each_parent_once(ingested, monkeypatch):
+    """A run staged in more than one chunk (a backfill longer than CHUNK_DAYS) reads each parent's key
+    column once for all its chunks instead of one semi-join per chunk (at `large`, order_refunds' 9 chunks
+    against the 4.5M orders: 5.4 -> 2.4 s), and stages what a one-chunk run of the same days stages."""
+    _, wh, _ = ingested
+    table, days = "ticket_scans", ingestion.day_range(FIRST, LAST)
+    stg = ingestion.stg_table(table)
+    monkeypatch.setattr(ingestion, "CHUNK_DAYS", len(days))
+    one = ingestion.stage_partitions(wh, table, days, now=NOW)
+    staged = wh.read_partitions(stg, PARTITION, days[0], days[-1]).sort("id")
+    semi, reads = [], []
+    real_values, real_table = wh.read_values, wh.read_table
+    monkeypatch.setattr(wh, "read_values", lambda *a, **k: semi.append(a[0]) or real_values(*a, **k))
+    monkeypatch.setattr(wh, "read_table", lambda *a, **k: reads.append(a[0]) or real_table(*a, **k))
+    monkeypatch.setattr(ingestion, "CHUNK_DAYS", 40)
+    many = ingestion.stage_partitions(wh, table, days, now=NOW)
+    assert one.rows_out > 0 and not semi
+    assert sorted(t for t in reads if t.startswith("stg_")) == ["stg_events", "stg_tickets"]
+    assert many.ledger.equals(one.ledger) and many.quarantine.equals(one.quarantine)
+    assert many.quarantine.filter(pl.col("reason_code") == "orphan_reference").height > 0
+    assert wh.read_partitions(stg, PARTITION, days[0], days[-1]).sort("id").equals(staged)
+
+
 def test_staging_reads_only_the_parent_keys_a_day_names(ingested, monkeypatch):
     """parent_refs given a day's raw rows reads of each parent only the keys they name (one semi-join, not
     the parent's whole key column): staging every fact table's days with them gives what staging with the

@@ -206,7 +206,10 @@ def stage_partitions(
             raw = raw.filter(pl.col(PARTITION).is_in(chunk))
         else:
             raw = warehouse.read_table(raw_table(table))
-        refs = parent_refs(warehouse, table, raw, whole)
+        # a run of one chunk (a day, a short range) reads of each parent the keys it names; a run of several
+        # reads each parent's key column once for all of them, not a semi-join over it per chunk (at
+        # `large`, order_refunds' 9 chunks against the 4.5M orders: 5.4 -> 2.4 s)
+        refs = parent_refs(warehouse, table, raw if len(chunks) == 1 else None, whole)
         result = stage(table, raw, refs=refs, now=now, partitions=chunk)
         keys = [(table, p) for p in chunk]
         # quarantine and ledger first: if the run dies after them, the staging table still holds the last
