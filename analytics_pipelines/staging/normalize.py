@@ -114,7 +114,7 @@ def _found(named: pl.Series, keys: pl.Series) -> pl.Series:
     """The distinct values of `named` that are among the parent's `keys`, for the orphan check's `is_in`:
     a semi-join builds its table on the distinct named values, while `is_in(keys)` hashed every parent key
     again for each chunk staged (at `large`, a 92-day chunk of 1.3M ticket scans against the 10.5M tickets:
-    1.6 -> 0.8 s; the small tables' chunks, 9 of them against 10.5M tickets or 4.5M orders, paid it 9 times)."""
+    the membership 1.6 -> 0.8 s, the chunk's staging 3.2 -> 2.5 s)."""
     distinct = named.drop_nulls().unique().to_frame("k")
     return keys.rename("k").to_frame().join(distinct, on="k", how="semi").get_column("k")
 
