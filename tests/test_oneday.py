@@ -98,6 +98,16 @@ def test_run_checks_equal_whole_table_checks_and_catch_breaks(ingested, monkeypa
     monkeypatch.setattr(ingestion, "SEMI_JOIN_LIMIT", 0)
     assert checks.key_checks(wh, "orders", [DAY])["duplicate_keys"] == 1
     assert checks.key_checks(wh, "ticket_scans", [busiest]) == scans
+    # a run over every row of the table (a full refresh) counts the duplicates in the rows it read: no
+    # whole-table query, the same verdicts
+    tables = ("orders", "order_items", "ticket_scans")
+    whole = {t: checks._whole_duplicates(wh, t) for t in tables}
+    monkeypatch.setattr(checks, "_whole_duplicates", lambda *a: pytest.fail("a whole-table duplicate count"))
+    for table in tables:
+        got = checks.key_checks(wh, table, every)
+        assert got["duplicate_keys"] == whole[table], table
+        assert got == _whole_table(wh, table) | {"duplicate_keys": whole[table]}, table
+    assert whole["orders"] == whole["order_items"] == 1 and whole["ticket_scans"] == 0
     # the ledger check reads only the run's partitions and sees the extra staged rows
     bal = ledger_balance(wh, "order_items", [OTHER, DAY])
     assert bal.filter(~pl.col("balanced"))["part"].to_list() == [DAY]
