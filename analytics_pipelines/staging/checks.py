@@ -102,8 +102,8 @@ def key_checks(wh: Warehouse, table: str, parts: list[str]) -> dict[str, int]:
     key = rows[spec.key].drop_nulls()
     distinct = key.unique()
     if spec.partitioned and distinct.len() > ingestion.SEMI_JOIN_LIMIT:
-        # a run over every row of the table (a full refresh) has read them all: its own count says it (at
-        # `large`, stg_tickets' 10.5M keys: no second count(DISTINCT) over the table); otherwise the table
+        # a run that read every row of the table (a full refresh) counts the duplicates in those rows (at
+        # `large`, no second count(DISTINCT) over stg_tickets' 10.5M keys); otherwise the table counts them
         whole = wh.count(ingestion.stg_table(table)) == rows.height
         dup = key.len() - distinct.len() if whole else _whole_duplicates(wh, table)
     else:  # (a snapshot table's run rows are the whole table: counted here)

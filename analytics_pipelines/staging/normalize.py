@@ -180,7 +180,7 @@ def stage(
             )
     # `__z_<name>`: the text ends with a time zone. A value the fixed format parsed ends with '+00'; the
     # suffix is looked for (a regular expression) only in the rows it missed, with the flexible parser
-    # (at `large`, 7 timestamps of 1.46M tickets: 0.45 of the 3.1 s staging took)
+    # (at `large`, a chunk of 1.46M tickets with 7 timestamps: staged in 2.66 s instead of 2.98 s)
     df = df.with_columns(parsed + [pl.lit(True).alias(f"__z_{c}") for c in spec.timestamp_columns])
     for c in spec.timestamp_columns:
         t, z = f"__t_{c}", f"__z_{c}"
