@@ -99,22 +99,27 @@ def key_checks(wh: Warehouse, table: str, parts: list[str]) -> dict[str, int]:
     spec = contract.table(table)
     rows = run_rows(wh, table, parts, [spec.key, *spec.references])
     rows = rows.with_columns(pl.all().cast(pl.String))
-    key = rows[spec.key].drop_nulls()
-    distinct = key.unique()
-    if spec.partitioned and distinct.len() > ingestion.SEMI_JOIN_LIMIT:
+    # one chunk (the files' rows come in one per file): polars counts the distinct values of 10.5M keys in
+    # 1.4 s instead of the 4.0 s `unique()` took over 731 chunks; the values themselves are listed only
+    # when they go to a semi-join
+    key = rows[spec.key].drop_nulls().rechunk()
+    n_distinct = key.n_unique()
+    if not spec.partitioned:  # a snapshot table's run rows are the whole table
+        dup = key.len() - n_distinct
+    elif n_distinct > ingestion.SEMI_JOIN_LIMIT:
         # a run that read every row of the table (a full refresh) counts the duplicates in those rows (at
         # `large`, no second count(DISTINCT) over stg_tickets' 10.5M keys); otherwise the table counts them
         whole = wh.count(ingestion.stg_table(table)) == rows.height
-        dup = key.len() - distinct.len() if whole else _whole_duplicates(wh, table)
-    else:  # (a snapshot table's run rows are the whole table: counted here)
-        dup = (key.len() - distinct.len()) + keys_elsewhere(wh, table, distinct.to_list(), key.len())
+        dup = key.len() - n_distinct if whole else _whole_duplicates(wh, table)
+    else:
+        dup = (key.len() - n_distinct) + keys_elsewhere(wh, table, key.unique().to_list(), key.len())
     out = {"duplicate_keys": dup, "null_keys": int(rows[spec.key].null_count())}
     for col, parent in spec.references.items():
         refs = rows[col]
-        values = refs.drop_nulls().unique()
-        if values.len() > ingestion.SEMI_JOIN_LIMIT:
+        values = refs.drop_nulls().rechunk()
+        if values.n_unique() > ingestion.SEMI_JOIN_LIMIT:
             out[f"unresolved_{col}"] = _whole_unresolved(wh, table, col, parent)
             continue
-        missing = missing_in_parent(wh, parent, values.to_list())
+        missing = missing_in_parent(wh, parent, values.unique().to_list())
         out[f"unresolved_{col}"] = int(refs.null_count()) + int(refs.is_in(missing).sum())
     return out
