@@ -95,7 +95,8 @@ def key_checks(wh: Warehouse, table: str, parts: list[str]) -> dict[str, int]:
     """{'duplicate_keys', 'null_keys', 'unresolved_<column>' per reference}: all zero when the run's
     partitions keep the staging invariants (see the module's docstring). A run with more than
     ingestion.SEMI_JOIN_LIMIT distinct keys (or references) is checked over the whole table instead (same
-    verdict)."""
+    verdict); its duplicate keys are counted in the rows it read when those are every row of the table (a
+    full refresh: the table's row count says so)."""
     spec = contract.table(table)
     rows = run_rows(wh, table, parts, [spec.key, *spec.references])
     rows = rows.with_columns(pl.all().cast(pl.String))
