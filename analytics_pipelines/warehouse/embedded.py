@@ -399,7 +399,7 @@ class EmbeddedWarehouse(Warehouse):
 def _in_catalog(base: Path) -> bool:
     """Whether the table's compacted months are (or are being made) a table in the catalog: its zero-row
     schema file exists from the first load until a rebuild decides otherwise (catalog.py)."""
-    return (base / catalog.ANCHOR_DIR / DATA_FILE).exists()
+    return catalog.anchors(base, None)[0].exists()
 
 
 def _split(df: pl.DataFrame, by: Sequence[str]) -> dict[tuple[str, ...], pl.DataFrame]:
