@@ -183,9 +183,12 @@ def keyed(df: pl.DataFrame, key: bytes, columns: Sequence[str], emails: Sequence
             names = [f"c{i}" for i in range(len(direct))]  # plain SQL names, whatever the columns are called
             arrow = text.select(pl.col(c).alias(n) for c, n in zip(direct, names, strict=True)).to_arrow()
             conn.register("_rows", pa.Table.from_batches(arrow.to_batches(DIRECT_BATCH_ROWS), arrow.schema))
-            # a projection over a scan: DuckDB keeps the rows in order (preserve_insertion_order)
+            # a projection over a scan: DuckDB keeps the rows in order (preserve_insertion_order). Into a
+            # table first: fetching the query's result straight into Arrow hashes on one thread, filling a
+            # table uses every core (1.7M values, 2 cores: 1.65 -> 0.9 s, then 0.1 s to read it back)
             sql = ", ".join(f"{hmac_sql(n)} AS {n}" for n in names)
-            got = conn.execute(f"SELECT {sql} FROM _rows", _pads(key)).pl()
+            conn.execute(f"CREATE TEMP TABLE _keyed AS SELECT {sql} FROM _rows", _pads(key))
+            got = conn.execute("SELECT * FROM _keyed").pl()
             out.update({c: got[n] for c, n in zip(direct, names, strict=True)})
     finally:
         conn.close()
