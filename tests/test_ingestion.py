@@ -236,3 +236,26 @@ def test_duckdb_extract_gives_the_casts_text_for_every_timestamp_and_uuid(tmp_pa
         "2025-03-29 23:30:00+00",
     ]
     assert {"infinity", "-infinity", None} <= set(got["created_at"].to_list())
+
+
+def test_held_source_serves_the_same_rows_and_lets_go_of_the_file(clean_source, monkeypatch):
+    """SourceDB.held keeps one read-only connection open for a block (DuckDB then serves the block's other
+    connections from the loaded database): the same rows as without it, the database open for the whole
+    block, and the file free for a writer again afterwards."""
+    import duckdb
+
+    src = SourceDB(clean_source)
+    where, params = src.window_predicate("orders", False, date(2026, 9, 1), date(2026, 9, 8))
+    expected = src.extract_text("orders", where, params)
+    with src.held():
+        assert src.is_landing() is False
+        assert src.extract_text("orders", where, params).equals(expected)
+        # while held, a second process-level open of the file is answered from the held database: a
+        # read-write open in this process is refused (one configuration per open database)
+        with pytest.raises(duckdb.ConnectionException):
+            duckdb.connect(str(src.duckdb_path), read_only=False)
+    with src.writer() as conn:  # released: read-write works again
+        assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] > 0
+    pg = SourceDB("postgresql://nobody@127.0.0.1:1/none")
+    with pg.held() as held:  # nothing opened for PostgreSQL (this URL would refuse a connection)
+        assert held is pg

@@ -109,6 +109,18 @@ class SourceDB:
         finally:
             conn.close()
 
+    @contextmanager
+    def held(self) -> Iterator[SourceDB]:
+        """Keeps one read-only connection to an embedded source open while the block runs: DuckDB then
+        serves every other connection the process opens to the file from the database already loaded
+        (~0.1 ms instead of ~12 ms of reading its catalog at `large`; a raw step opened 2, the unplaceable
+        rows 10). PostgreSQL: nothing held (a connection there is a server session)."""
+        if self.dialect != "duckdb":
+            yield self
+            return
+        with self._duck(read_only=True):
+            yield self
+
     # -- creation and loading ------------------------------------------------------------------
     def create(self, landing: bool = False, replace: bool = True) -> None:
         statements = contract.ddl(self.dialect, landing=landing)

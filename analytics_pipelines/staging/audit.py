@@ -138,6 +138,11 @@ def audit(source: SourceDB, warehouse: Warehouse, run_days: list[str] | None = N
       ingested yet are reported as `rows_not_ingested` (source total - ingested days - unplaceable; a
       partial backfill is not a loss).
     `balanced` is false only where rows were lost or duplicated."""
+    with source.held():
+        return _audit(source, warehouse, run_days)
+
+
+def _audit(source: SourceDB, warehouse: Warehouse, run_days: list[str] | None) -> pl.DataFrame:
     landing = source.is_landing()
     ledger = warehouse.read_table(LEDGER_TABLE).with_columns(pl.col("partition").cast(pl.String))
     have = set(warehouse.tables())

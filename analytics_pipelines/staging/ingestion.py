@@ -89,6 +89,13 @@ def ingest_raw_facts(
     """Copy the source rows of `table` whose partition timestamp falls on `days` into raw_<table>.
 
     Each day is replaced whole (idempotent); days without rows are written empty."""
+    with source.held():
+        return _ingest_raw_facts(source, warehouse, table, days, landing)
+
+
+def _ingest_raw_facts(
+    source: SourceDB, warehouse: Warehouse, table: str, days: list[str], landing: bool | None
+) -> IngestStats:
     landing = source.is_landing() if landing is None else landing
     key = privacy.landing_key_for(table)
     stats = IngestStats()
@@ -232,6 +239,13 @@ def collect_unplaceable(
 ) -> dict[str, int]:
     """Quarantine the fact rows whose partition timestamp is missing, garbled or outside the partitions
     [first_day, last_day]: no daily partition will ever extract them, so without this they would vanish."""
+    with source.held():
+        return _collect_unplaceable(source, warehouse, first_day, last_day, landing)
+
+
+def _collect_unplaceable(
+    source: SourceDB, warehouse: Warehouse, first_day: str, last_day: str, landing: bool | None
+) -> dict[str, int]:
     landing = source.is_landing() if landing is None else landing
     start, end = date.fromisoformat(first_day), date.fromisoformat(last_day) + timedelta(days=1)
     counts: dict[str, int] = {}
@@ -306,6 +320,13 @@ def ingest_raw_all(
 ) -> None:
     """Source -> raw for every table over [first_day, last_day] (`workers` tables at a time, the biggest
     first), then the rows no partition can hold. `log(table, rows, seconds)` hears of each table."""
+    with source.held():
+        _ingest_raw_all(source, warehouse, first_day, last_day, workers, log)
+
+
+def _ingest_raw_all(
+    source: SourceDB, warehouse: Warehouse, first_day: str, last_day: str, workers, log
+) -> None:
     landing = source.is_landing()
     days = day_range(first_day, last_day)
 
