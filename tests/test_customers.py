@@ -476,6 +476,23 @@ def test_sorted_paths_equal_the_group_bys(monkeypatch):
                 assert a.sort(by, nulls_last=True).equals(b.sort(by, nulls_last=True))
 
 
+def test_many_valued_codes_are_the_dense_rank_of_the_values():
+    """keys.dense_codes(many=True), the customer ids' codes: 1..n in the values' sort order (a dense rank),
+    0 for NULL, over repeated values in many chunks, for strings and for numbers."""
+    rng = np.random.default_rng(3)
+    ids = [f"{v:08x}-id" for v in rng.integers(0, 500, 3000)]
+    ids = [None if i % 37 == 0 else v for i, v in enumerate(ids)]
+    chunked = pl.concat([pl.Series("u", ids[i : i + 100]) for i in range(0, len(ids), 100)], rechunk=False)
+    assert chunked.n_chunks() > 1
+    for s in (chunked, pl.Series("n", rng.integers(0, 50, 1000))):
+        codes, n = K.dense_codes(s, many=True)
+        expected = s.rank("dense").fill_null(0).cast(pl.UInt64).to_numpy()
+        assert codes.dtype == np.uint64 and np.array_equal(codes, expected)
+        assert n == s.drop_nulls().n_unique()
+    empty, n = K.dense_codes(pl.Series("u", [], dtype=pl.String), many=True)
+    assert empty.size == 0 and n == 0
+
+
 def test_customer_codes_shared_by_the_whole_history_give_the_same_results():
     """Orders carrying the customer codes of the whole history (keys.with_user_codes, as customers.build.orders
     returns them: a subset's codes are then sparse) give the same rows as orders each function codes itself."""

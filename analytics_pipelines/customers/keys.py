@@ -20,12 +20,15 @@ _U64_LIMIT = 2**63  # combined keys must stay below this (no overflow in the pro
 def dense_codes(s: pl.Series, many: bool = False) -> tuple[np.ndarray, int]:
     """(codes 1..n of the distinct values, 0 for NULL, as uint64; n). `many`: the column has many distinct
     values (customer ids): the codes are then in the sort order of the values (what a dense rank gives),
-    from an Enum over the sorted distinct values (one hash lookup per row: ~3x faster than
-    `rank("dense")`, which sorts all the rows' strings). Codes in the sort order of the values only with
-    many=True (see ordered_codes)."""
+    by one hash lookup per row into the sorted distinct values (`rank("dense")` sorts all the rows'
+    strings; an Enum over the sorted values cost more to build than the lookup: at `large`, 4.2M orders of
+    1M customers 1.6 -> 0.9 s). Codes in the sort order of the values only with many=True (see
+    ordered_codes)."""
     if many and s.dtype == pl.String:
         values = s.drop_nulls().unique().sort()
-        codes = s.cast(pl.Enum(values)).to_physical().cast(pl.UInt64) + 1
+        codes = s.replace_strict(
+            values, pl.int_range(1, values.len() + 1, dtype=pl.UInt64, eager=True), return_dtype=pl.UInt64
+        )
     elif many:
         codes = s.rank("dense")
     else:
