@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import dagster as dg
 import numpy as np
@@ -1237,3 +1237,43 @@ def test_model_performance_takes_the_latest_training_day_of_a_partitioned_family
         ("attribution", "t2", 0.19),
         ("pricing", None, 0.5),
     ]
+
+
+def test_staging_totals_count_the_orders_up_to_midnight_utc_after_the_day(warehouse_url):
+    """The customer checks' independent totals (sql/checks/customer_totals.sql) take the orders recognized
+    before midnight UTC after `as_of` (its timestamps compared, not each order's UTC date): the last
+    microsecond of the day counts, midnight after it does not, an offset other than UTC is read as its
+    instant; on both warehouses."""
+    wh = open_warehouse(warehouse_url)
+    utc = lambda *a: datetime(*a, tzinfo=UTC)  # noqa: E731
+    stamps = [
+        (utc(2026, 3, 9, 23, 59, 59, 999999), None),  # the day's last instant: counted
+        (utc(2026, 3, 10, 0, 0), None),  # midnight after it: not counted
+        (None, utc(2026, 3, 9, 12)),  # no confirmation: its creation counts
+        # 01:30 on the 10th at +02:00 is 23:30 UTC on the 9th: counted
+        (datetime(2026, 3, 10, 1, 30, tzinfo=timezone(timedelta(hours=2))), None),
+        (utc(2026, 3, 1), None),
+    ]
+    n = len(stamps)
+    orders = pl.DataFrame(
+        {
+            "id": [f"o{i}" for i in range(n)],
+            "tenant_id": ["t1"] * n,
+            "event_id": ["e1"] * n,
+            "user_id": ["u1", "u2", "u3", "u4", "u1"],
+            "status": ["confirmed"] * n,
+            "total_cents": [100, 200, 400, 800, 1600],
+            "confirmed_at": [c for c, _ in stamps],
+            "created_at": [a or utc(2026, 3, 1) for c, a in stamps],
+        },
+        schema_overrides={"confirmed_at": pl.Datetime("us", "UTC"), "created_at": pl.Datetime("us", "UTC")},
+    )
+    wh.replace_table("stg_orders", orders)
+    wh.replace_table("stg_events", pl.DataFrame({"id": ["e1"], "venue_id": ["v1"]}))
+    got = R.staging_totals(wh, date(2026, 3, 9)).sort("scope")
+    assert got.select("scope", "customers", "orders", "monetary_cents").rows() == [
+        ("platform", 3, 4, 100 + 400 + 800 + 1600),
+        ("tenant", 3, 4, 2900),
+        ("venue", 3, 4, 2900),
+    ]
+    assert R.staging_totals(wh, date(2026, 3, 10)).filter(pl.col("scope") == "platform")["orders"][0] == 5

@@ -4,7 +4,7 @@ customer and scope, scores 1-5, every customer in exactly one of the 11 segments
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import polars as pl
 
@@ -17,8 +17,9 @@ VALUES = ["customers", "orders", "monetary_cents"]
 
 
 def staging_totals(wh: Warehouse, as_of: date) -> pl.DataFrame:
-    """scope, scope_id, customers, orders, monetary_cents from staging up to the end of `as_of`."""
-    return staging_query(wh, "customer_totals", as_of)
+    """scope, scope_id, customers, orders, monetary_cents from staging up to the end of `as_of` (the orders
+    recognized before midnight UTC after it)."""
+    return staging_query(wh, "customer_totals", f"{as_of + timedelta(days=1):%Y-%m-%d} 00:00:00+00")
 
 
 def _per_scope(df: pl.DataFrame, orders: str, monetary: str, keys=("scope", "scope_id")) -> pl.DataFrame:
