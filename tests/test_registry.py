@@ -343,3 +343,18 @@ def test_table_catalog_lists_every_table_and_its_check_catches_a_gap():
     )
     assert not check_catalog(ctx, Built({"table_catalog": short})).passed
     assert not check_catalog(ctx, Built({"table_catalog": df.filter(pl.col("name") != "no_shows")})).passed
+
+
+def test_unique_key_counts_every_row_whose_key_another_row_shares():
+    """The unique_key check counts the rows in duplicated keys (both copies; NULL keys equal each other),
+    over the key columns present, and fails when a key column is missing."""
+    from analytics_pipelines.assets.factory import unique_key
+
+    table = Table("t", "marts", "d", "one row per a and b", keys=("a", "b"))
+    df = pl.DataFrame({"a": [1, 1, None, None, 2, 2], "b": ["x", "x", None, None, "y", "z"], "v": range(6)})
+    out = unique_key(table, df)
+    assert not out.passed and out.metadata["duplicate_rows"] == 4
+    assert unique_key(table, df.slice(4)).passed
+    assert unique_key(table, df.clear()).metadata["duplicate_rows"] == 0
+    missing = unique_key(Table("t", "marts", "d", "g", keys=("a", "c")), df.slice(4))
+    assert not missing.passed and missing.metadata["missing_key_columns"] == "c"
