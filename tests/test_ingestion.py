@@ -259,3 +259,19 @@ def test_held_source_serves_the_same_rows_and_lets_go_of_the_file(clean_source, 
     pg = SourceDB("postgresql://nobody@127.0.0.1:1/none")
     with pg.held() as held:  # nothing opened for PostgreSQL (this URL would refuse a connection)
         assert held is pg
+
+
+def test_source_resource_holds_the_embedded_source_while_it_is_open(clean_source):
+    """The Dagster resource holds the embedded source for as long as it is open (a run in one process: the
+    whole run), and lets go of it when it closes."""
+    import dagster as dg
+    import duckdb
+
+    from analytics_pipelines.resources import SourceResource
+
+    path = str(SourceDB(clean_source).duckdb_path)
+    with dg.build_resources({"source": SourceResource(url=clean_source)}) as resources:
+        assert resources.source.db().count("venues") > 0
+        with pytest.raises(duckdb.ConnectionException):
+            duckdb.connect(path, read_only=False)
+    duckdb.connect(path, read_only=False).close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 
 from analytics_pipelines.settings import Settings
@@ -25,6 +28,15 @@ class SourceResource(dg.ConfigurableResource):
 
     def db(self) -> SourceDB:
         return SourceDB(self.url or default_source_url())
+
+    @contextmanager
+    def yield_for_execution(self, context) -> Iterator[SourceResource]:
+        """An embedded source is held open while the resource is (SourceDB.held): for the whole run when
+        the steps run in one process (`analytics-pipelines run`, `make run`), for the step otherwise; every
+        extract then reuses the loaded database instead of reading its catalog again (~20 ms an open and
+        close at `large`, 47 in a day's main_job). PostgreSQL: nothing held."""
+        with self.db().held():
+            yield self
 
 
 class WarehouseResource(dg.ConfigurableResource):
