@@ -700,3 +700,34 @@ def test_price_history_and_event_summary_reconcile_to_staging_and_catch_broken_f
         summary.slice(1),
     ):
         assert not checks.check_event_price_summary(broken, **s_inputs).passed
+
+
+def test_sql_runs_share_one_database_but_nothing_else(monkeypatch):
+    """marts.sqlrun runs every SQL file on a cursor of one in-memory DuckDB per process: a run's frames,
+    parameters and time zone are its own (a frame registered by one run is not visible to the next), runs in
+    threads at once get their own answers, and a forked child (another pid) starts its own database."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import duckdb
+
+    from analytics_pipelines.marts import sqlrun
+
+    total = "SELECT sum(v) AS s, $k AS k, current_setting('TimeZone') AS tz FROM t"
+    got = sqlrun.run_sql_text(total, {"t": pl.DataFrame({"v": [1, 2, 3]})}, k=7)
+    assert got.rows() == [(6, 7, "UTC")]
+    with pytest.raises(duckdb.CatalogException, match="Table with name t does not exist"):
+        sqlrun.run_sql_text("SELECT * FROM t", {})  # the previous run's frame is gone with its cursor
+
+    def one(i: int) -> int:
+        frame = pl.DataFrame({"v": list(range(i * 1000))})
+        return sqlrun.run_sql_text("SELECT sum(v) AS s FROM t", {"t": frame})["s"][0] or 0
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(one, range(1, 17))) == [sum(range(i * 1000)) for i in range(1, 17)]
+
+    # a forked child (another pid) starts its own database and leaves its parent's alone, never closing it
+    parent = sqlrun._DB[1]
+    monkeypatch.setattr(os, "getpid", lambda: -1)
+    assert sqlrun.run_sql_text(total, {"t": pl.DataFrame({"v": [5]})}, k=1).rows() == [(5, 1, "UTC")]
+    assert sqlrun._DB[1] is not parent and parent in sqlrun._ORPHANS
