@@ -731,3 +731,19 @@ def test_sql_runs_share_one_database_but_nothing_else(monkeypatch):
     monkeypatch.setattr(os, "getpid", lambda: -1)
     assert sqlrun.run_sql_text(total, {"t": pl.DataFrame({"v": [5]})}, k=1).rows() == [(5, 1, "UTC")]
     assert sqlrun._DB[1] is not parent and parent in sqlrun._ORPHANS
+
+
+def test_sql_over_big_inputs_gets_a_database_of_its_own(monkeypatch):
+    """Above SHARED_ROWS input rows a SQL run opens its own in-memory DuckDB (the shared one peaked higher over
+    `large`'s tickets and scans); the answer is the same either way."""
+    from analytics_pipelines.marts import sqlrun
+
+    frame = pl.DataFrame({"v": list(range(50))})
+    shared = sqlrun._cursor  # what a small run takes
+    calls = []
+    monkeypatch.setattr(sqlrun, "_cursor", lambda: calls.append(1) or shared())
+    small = sqlrun.run_sql_text("SELECT sum(v) AS s FROM t", {"t": frame})
+    monkeypatch.setattr(sqlrun, "SHARED_ROWS", 10)
+    big = sqlrun.run_sql_text("SELECT sum(v) AS s FROM t", {"t": frame})
+    assert small.equals(big) and small["s"][0] == sum(range(50))
+    assert calls == [1]  # only the small run used the shared database
