@@ -238,7 +238,7 @@ def test_duckdb_extract_gives_the_casts_text_for_every_timestamp_and_uuid(tmp_pa
     assert {"infinity", "-infinity", None} <= set(got["created_at"].to_list())
 
 
-def test_held_source_serves_the_same_rows_and_lets_go_of_the_file(clean_source, monkeypatch):
+def test_held_source_serves_the_same_rows_and_lets_go_of_the_file(clean_source):
     """SourceDB.held keeps one read-only connection open for a block (DuckDB then serves the block's other
     connections from the loaded database): the same rows as without it, the database open for the whole
     block, and the file free for a writer again afterwards."""
