@@ -138,12 +138,6 @@ def audit(source: SourceDB, warehouse: Warehouse, run_days: list[str] | None = N
       ingested yet are reported as `rows_not_ingested` (source total - ingested days - unplaceable; a
       partial backfill is not a loss).
     `balanced` is false only where rows were lost or duplicated."""
-    with source.held():
-        return _audit(source, warehouse, run_days)
-
-
-def _audit(source: SourceDB, warehouse: Warehouse, run_days: list[str] | None) -> pl.DataFrame:
-    landing = source.is_landing()
     ledger = warehouse.read_table(LEDGER_TABLE).with_columns(pl.col("partition").cast(pl.String))
     have = set(warehouse.tables())
     previous = (
@@ -155,7 +149,10 @@ def _audit(source: SourceDB, warehouse: Warehouse, run_days: list[str] | None) -
     empty_ledger, empty_days = ledger.clear(), previous.clear()
     ledgers = ledger.partition_by("source_table", as_dict=True)
     audited = previous.partition_by("source_table", as_dict=True)
-    totals, by_day = source_counts(source, landing, {t: _contiguous(d) for t, d in redo.items()})
+    with source.held():  # its two queries on one loaded embedded source
+        totals, by_day = source_counts(
+            source, source.is_landing(), {t: _contiguous(d) for t, d in redo.items()}
+        )
     keep, fresh, rows = [], [], []
     for table in contract.tables():
         spec = contract.table(table)

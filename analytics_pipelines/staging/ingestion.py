@@ -89,13 +89,6 @@ def ingest_raw_facts(
     """Copy the source rows of `table` whose partition timestamp falls on `days` into raw_<table>.
 
     Each day is replaced whole (idempotent); days without rows are written empty."""
-    with source.held():
-        return _ingest_raw_facts(source, warehouse, table, days, landing)
-
-
-def _ingest_raw_facts(
-    source: SourceDB, warehouse: Warehouse, table: str, days: list[str], landing: bool | None
-) -> IngestStats:
     landing = source.is_landing() if landing is None else landing
     key = privacy.landing_key_for(table)
     stats = IngestStats()
@@ -239,13 +232,6 @@ def collect_unplaceable(
 ) -> dict[str, int]:
     """Quarantine the fact rows whose partition timestamp is missing, garbled or outside the partitions
     [first_day, last_day]: no daily partition will ever extract them, so without this they would vanish."""
-    with source.held():
-        return _collect_unplaceable(source, warehouse, first_day, last_day, landing)
-
-
-def _collect_unplaceable(
-    source: SourceDB, warehouse: Warehouse, first_day: str, last_day: str, landing: bool | None
-) -> dict[str, int]:
     landing = source.is_landing() if landing is None else landing
     start, end = date.fromisoformat(first_day), date.fromisoformat(last_day) + timedelta(days=1)
     counts: dict[str, int] = {}
@@ -319,15 +305,8 @@ def ingest_raw_all(
     source: SourceDB, warehouse: Warehouse, first_day: str, last_day: str, workers: int = 2, log=None
 ) -> None:
     """Source -> raw for every table over [first_day, last_day] (`workers` tables at a time, the biggest
-    first), then the rows no partition can hold. `log(table, rows, seconds)` hears of each table."""
-    with source.held():
-        _ingest_raw_all(source, warehouse, first_day, last_day, workers, log)
-
-
-def _ingest_raw_all(
-    source: SourceDB, warehouse: Warehouse, first_day: str, last_day: str, workers, log
-) -> None:
-    landing = source.is_landing()
+    first), then the rows no partition can hold. `log(table, rows, seconds)` hears of each table. An embedded
+    source is held open throughout (SourceDB.held: the Dagster assets have SourceResource hold it)."""
     days = day_range(first_day, last_day)
 
     def raw(table: str) -> None:
@@ -340,8 +319,10 @@ def _ingest_raw_all(
         if log:
             log(table, stats.rows, time.perf_counter() - t)
 
-    in_dependency_order([*contract.fact_tables(), *contract.dimension_tables()], {}, raw, workers)
-    collect_unplaceable(source, warehouse, first_day, last_day, landing=landing)
+    with source.held():
+        landing = source.is_landing()
+        in_dependency_order([*contract.fact_tables(), *contract.dimension_tables()], {}, raw, workers)
+        collect_unplaceable(source, warehouse, first_day, last_day, landing=landing)
 
 
 def stage_all(
