@@ -20,16 +20,13 @@ _U64_LIMIT = 2**63  # combined keys must stay below this (no overflow in the pro
 def dense_codes(s: pl.Series, many: bool = False) -> tuple[np.ndarray, int]:
     """(codes 1..n of the distinct values, 0 for NULL, as uint64; n). `many`: the column has many distinct
     values (customer ids): the codes are then in the sort order of the values (what a dense rank gives),
-    by one hash lookup per row into the sorted distinct values (`rank("dense")` sorts all the rows'
+    ordered_codes' hash lookup per row into the sorted distinct values (`rank("dense")` sorts all the rows'
     strings; an Enum over the sorted values cost more to build than the lookup: at `large`, 4.2M orders of
-    1M customers 1.6 -> 0.9 s). Codes in the sort order of the values only with many=True (see
-    ordered_codes)."""
+    1M customers 1.6 -> 0.9 s). Codes in the sort order of the values only with many=True."""
     if many and s.dtype == pl.String:
-        values = s.drop_nulls().unique().sort()
-        codes = s.replace_strict(
-            values, pl.int_range(1, values.len() + 1, dtype=pl.UInt64, eager=True), return_dtype=pl.UInt64
-        )
-    elif many:
+        codes, n, _ = ordered_codes(s)
+        return codes, n
+    if many:
         codes = s.rank("dense")
     else:
         values = s.drop_nulls().unique()
@@ -66,8 +63,8 @@ def user_codes(o: pl.DataFrame) -> tuple[np.ndarray, int]:
 
 
 def ordered_codes(s: pl.Series) -> tuple[np.ndarray, int, pl.Series]:
-    """Codes 1..n in the sort order of the distinct values (0 for NULL), n, and the values (value of code i
-    at index i, NULL at 0), for a column with few distinct values."""
+    """Codes 1..n in the sort order of the distinct values (0 for NULL, uint64), n, and the values (value of
+    code i at index i, NULL at 0)."""
     values = s.drop_nulls().unique().sort()
     codes = (
         s.replace_strict(
