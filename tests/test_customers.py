@@ -19,6 +19,7 @@ from analytics_pipelines.customers import build_360, churn, churn_features, life
 from analytics_pipelines.customers import keys as K
 from analytics_pipelines.customers import reconcile as R
 from analytics_pipelines.marts.sqlrun import run
+from analytics_pipelines.paths import read_sql
 from analytics_pipelines.warehouse import open_warehouse
 
 FIRST, LAST = "2026-07-01", "2026-11-02"
@@ -1097,8 +1098,9 @@ def test_customer_360_one_row_per_tenant_and_customer(tiny_wh, tiny_marts):
 
 
 # -- Dagster -------------------------------------------------------------------------------------------
-def test_customer_assets_materialize_with_checks(materialized):
-    """customers_job as the session fixture ran it (the real job), then a run that rewrites one Sunday."""
+def test_customer_assets_materialize_with_checks(materialized, monkeypatch):
+    """customers_job as the session fixture ran it (the real job), then a run that rewrites one Sunday, in
+    which the five checks that compare to the staging totals share one computation of them."""
     from analytics_pipelines.definitions import defs
 
     graph = defs.resolve_asset_graph()
@@ -1147,8 +1149,19 @@ def test_customer_assets_materialize_with_checks(materialized):
     assert mat.metadata["sha256"].value.startswith(artifacts[0].name.split("-")[-1].split(".")[0])
     # a run rewriting one Sunday: transitions recompute the pairs of that Sunday only, to the same rows
     before = wh.read_table("customer_segment_transitions")
+    totals_sql, asked = read_sql("checks/customer_totals.sql"), []
+    real_read = type(wh).read
+    monkeypatch.setattr(
+        type(wh),
+        "read",
+        lambda self, sql, params=(): (
+            (sql == totals_sql and asked.append(tuple(params))) or real_read(self, sql, params)
+        ),
+    )
     again = materialized.rerun("customers_job", "2026-10-25", "2026-10-25")
     assert again.success
+    # the RFM check of the Sunday and the other four checks of the days they are built as of: each day once
+    assert len(asked) >= 2 and len(asked) == len(set(asked)), asked
     mode = (
         [
             m
@@ -1277,3 +1290,67 @@ def test_staging_totals_count_the_orders_up_to_midnight_utc_after_the_day(wareho
         ("venue", 3, 4, 2900),
     ]
     assert R.staging_totals(wh, date(2026, 3, 10)).filter(pl.col("scope") == "platform")["orders"][0] == 5
+
+
+def test_the_checks_of_one_run_share_the_staging_totals(warehouse_url, monkeypatch):
+    """Inside one run's block (marts.reconcile.shared_in_run) the totals of a day are computed once and given
+    to every customer check that asks; another day is computed apart; the next run, or a call outside any run,
+    computes them again from staging as it is then. On both warehouses."""
+    from analytics_pipelines.marts.reconcile import shared_in_run
+
+    wh = open_warehouse(warehouse_url)
+    at = datetime(2026, 3, 9, 12, tzinfo=UTC)
+    orders = pl.DataFrame(
+        {
+            "id": ["o1", "o2"],
+            "tenant_id": ["t1", "t1"],
+            "event_id": ["e1", "e1"],
+            "user_id": ["u1", "u2"],
+            "status": ["confirmed", "confirmed"],
+            "total_cents": [100, 200],
+            "confirmed_at": [at, at],
+            "created_at": [at, at],
+        },
+        schema_overrides={"confirmed_at": pl.Datetime("us", "UTC"), "created_at": pl.Datetime("us", "UTC")},
+    )
+    wh.replace_table("stg_orders", orders)
+    wh.replace_table("stg_events", pl.DataFrame({"id": ["e1"], "venue_id": ["v1"]}))
+    reads = []
+    real = wh.read
+    monkeypatch.setattr(wh, "read", lambda sql, params=(): reads.append(params) or real(sql, params))
+    platform = lambda df: df.filter(pl.col("scope") == "platform")["orders"][0]  # noqa: E731
+    with shared_in_run("run-1"):
+        first = R.staging_totals(wh, date(2026, 3, 9))
+        assert R.staging_totals(wh, date(2026, 3, 9)) is first
+        assert R.staging_totals(wh, date(2026, 3, 10)) is not first
+        assert R.staging_totals(wh, date(2026, 3, 10)) is R.staging_totals(wh, date(2026, 3, 10))
+        assert len(reads) == 2  # the 9th once, the 10th once
+    assert platform(first) == 2
+    wh.replace_table("stg_orders", pl.concat([orders, orders.head(1).with_columns(pl.lit("o3").alias("id"))]))
+    assert platform(R.staging_totals(wh, date(2026, 3, 9))) == 3  # outside a run: staging as it is now
+    with shared_in_run("run-2"):
+        assert platform(R.staging_totals(wh, date(2026, 3, 9))) == 3
+        assert platform(R.staging_totals(wh, date(2026, 3, 9))) == 3
+    assert len(reads) == 4
+
+
+def test_assets_whose_checks_share_the_staging_totals_are_downstream_of_what_they_read():
+    """What makes sharing safe (shared_in_run): customer_totals.sql reads stg_orders and stg_events, and every
+    asset whose check asks for it is downstream of both, so a run writes them before any such check."""
+    from analytics_pipelines.definitions import defs
+
+    sql = read_sql("checks/customer_totals.sql")
+    assert {t for t in ("stg_orders", "stg_events", "stg_order_items", "fct_orders") if t in sql} == {
+        "stg_orders",
+        "stg_events",
+    }
+    graph = defs.resolve_asset_graph()
+    for name in (
+        "customer_rfm_scores",
+        "customer_segments",
+        "customer_lifetime_value",
+        "customer_cohorts",
+        "customer_360",
+    ):
+        above = {k.to_user_string() for k in graph.get_ancestor_asset_keys(dg.AssetKey(name))}
+        assert {"stg_orders", "stg_events"} <= above, name

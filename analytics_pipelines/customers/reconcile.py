@@ -18,8 +18,10 @@ VALUES = ["customers", "orders", "monetary_cents"]
 
 def staging_totals(wh: Warehouse, as_of: date) -> pl.DataFrame:
     """scope, scope_id, customers, orders, monetary_cents from staging up to the end of `as_of` (the orders
-    recognized before midnight UTC after it)."""
-    return staging_query(wh, "customer_totals", f"{as_of + timedelta(days=1):%Y-%m-%d} 00:00:00+00")
+    recognized before midnight UTC after it). Shared by the checks of one run (marts.reconcile.shared_in_run)."""
+    return staging_query(
+        wh, "customer_totals", f"{as_of + timedelta(days=1):%Y-%m-%d} 00:00:00+00", shared=True
+    )
 
 
 def _per_scope(df: pl.DataFrame, orders: str, monetary: str, keys=("scope", "scope_id")) -> pl.DataFrame:
