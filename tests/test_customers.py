@@ -1158,8 +1158,19 @@ def test_customer_assets_materialize_with_checks(materialized, monkeypatch):
             (sql == totals_sql and asked.append(tuple(params))) or real_read(self, sql, params)
         ),
     )
+    history, real_history = [], CB._history
+    monkeypatch.setattr(
+        CB,
+        "_history",
+        lambda wh, table, columns, through: (
+            history.append((table, through)) or real_history(wh, table, columns, through)
+        ),
+    )
     again = materialized.rerun("customers_job", "2026-10-25", "2026-10-25")
     assert again.success
+    # the customers' orders are read once per day asked for, however many marts read them
+    orders_read = [h for h in history if h[0] == "fct_orders"]
+    assert orders_read and len(orders_read) == len(set(orders_read)), orders_read
     # the RFM check of the Sunday and the other four checks of the days they are built as of: each day once
     assert len(asked) >= 2 and len(asked) == len(set(asked)), asked
     mode = (
@@ -1293,10 +1304,10 @@ def test_staging_totals_count_the_orders_up_to_midnight_utc_after_the_day(wareho
 
 
 def test_the_checks_of_one_run_share_the_staging_totals(warehouse_url, monkeypatch):
-    """Inside one run's block (marts.reconcile.shared_in_run) the totals of a day are computed once and given
+    """Inside one run's block (marts.shared.shared_in_run) the totals of a day are computed once and given
     to every customer check that asks; another day is computed apart; the next run, or a call outside any run,
     computes them again from staging as it is then. On both warehouses."""
-    from analytics_pipelines.marts.reconcile import shared_in_run
+    from analytics_pipelines.marts.shared import shared_in_run
 
     wh = open_warehouse(warehouse_url)
     at = datetime(2026, 3, 9, 12, tzinfo=UTC)
@@ -1334,9 +1345,10 @@ def test_the_checks_of_one_run_share_the_staging_totals(warehouse_url, monkeypat
     assert len(reads) == 4
 
 
-def test_assets_whose_checks_share_the_staging_totals_are_downstream_of_what_they_read():
-    """What makes sharing safe (shared_in_run): customer_totals.sql reads stg_orders and stg_events, and every
-    asset whose check asks for it is downstream of both, so a run writes them before any such check."""
+def test_assets_that_share_reads_in_a_run_are_downstream_of_what_they_read():
+    """What makes sharing safe (marts/shared.py): customer_totals.sql reads stg_orders and stg_events, and every
+    asset whose check asks for it is downstream of both, so a run writes them before any such check; likewise
+    fct_orders for the marts that read the customers' orders."""
     from analytics_pipelines.definitions import defs
 
     sql = read_sql("checks/customer_totals.sql")
@@ -1354,3 +1366,11 @@ def test_assets_whose_checks_share_the_staging_totals_are_downstream_of_what_the
     ):
         above = {k.to_user_string() for k in graph.get_ancestor_asset_keys(dg.AssetKey(name))}
         assert {"stg_orders", "stg_events"} <= above, name
+    # and customers.build.orders (fct_orders, read once per run) is read by marts downstream of fct_orders
+    for name in (
+        "customer_rfm_scores",
+        "customer_churn_model",
+        "customer_lifetime_value",
+        "customer_cohorts",
+    ):
+        assert dg.AssetKey("fct_orders") in graph.get_ancestor_asset_keys(dg.AssetKey(name)), name

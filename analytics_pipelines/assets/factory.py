@@ -14,7 +14,8 @@ from pydantic import Field
 
 from analytics_pipelines import partitions as P
 from analytics_pipelines.assets.metadata import table_metadata
-from analytics_pipelines.marts.reconcile import CheckOutcome, shared_in_run
+from analytics_pipelines.marts.reconcile import CheckOutcome
+from analytics_pipelines.marts.shared import shared_in_run
 from analytics_pipelines.marts.sqlrun import run_sql_text
 from analytics_pipelines.paths import SQL_DIR
 from analytics_pipelines.registry import Registry, Table, resolve
@@ -250,9 +251,9 @@ def mart_asset(registry: Registry, t: Table, settings: Settings) -> dg.AssetsDef
             Settings.from_env(),
             registry=registry,
         )
-        built = build(ctx, registry)
-        write(ctx, registry, built)
-        with shared_in_run(context.run_id):  # checks of one run share their staging re-derivations
+        with shared_in_run(context.run_id):  # what the steps of one run read alike (marts/shared.py)
+            built = build(ctx, registry)
+            write(ctx, registry, built)
             checks = evaluate(ctx, registry, built)
         extra = resolve(t.summary)(ctx, built) if t.summary else {}
         version = dg.DataVersion(built.data_version) if built.data_version else None

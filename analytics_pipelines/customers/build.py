@@ -11,6 +11,7 @@ import polars as pl
 from analytics_pipelines.customers import churn_features, lifetime, lifetime_fit, rfm
 from analytics_pipelines.customers import keys as K
 from analytics_pipelines.marts import build as B
+from analytics_pipelines.marts.shared import shared_in_this_run
 from analytics_pipelines.marts.sqlrun import run
 from analytics_pipelines.warehouse import Warehouse
 
@@ -31,8 +32,13 @@ ORDER_COLUMNS = [
 
 def orders(wh: Warehouse, through: date | None = None) -> pl.DataFrame:
     """fct_orders up to `through` (all history when None), the columns the customer marts use, and the
-    customer ids' integer codes (keys.USER_CODE: coded once for all the aggregations over these rows)."""
-    return K.with_user_codes(_history(wh, "fct_orders", ORDER_COLUMNS, through))
+    customer ids' integer codes (keys.USER_CODE: coded once for all the aggregations over these rows). Read
+    once per run and `through` for the customer marts of one run (marts/shared.py): callers must not modify
+    the frame in place."""
+    return shared_in_this_run(
+        ("customer_orders", wh.location(), through),
+        lambda: K.with_user_codes(_history(wh, "fct_orders", ORDER_COLUMNS, through)),
+    )
 
 
 def _history(wh: Warehouse, table: str, columns: list[str], through: date | None) -> pl.DataFrame:

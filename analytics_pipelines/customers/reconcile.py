@@ -18,7 +18,7 @@ VALUES = ["customers", "orders", "monetary_cents"]
 
 def staging_totals(wh: Warehouse, as_of: date) -> pl.DataFrame:
     """scope, scope_id, customers, orders, monetary_cents from staging up to the end of `as_of` (the orders
-    recognized before midnight UTC after it). Shared by the checks of one run (marts.reconcile.shared_in_run)."""
+    recognized before midnight UTC after it). Shared by the checks of one run (marts/shared.py)."""
     return staging_query(
         wh, "customer_totals", f"{as_of + timedelta(days=1):%Y-%m-%d} 00:00:00+00", shared=True
     )

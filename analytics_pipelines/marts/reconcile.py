@@ -7,13 +7,12 @@ fails on any difference, on negative counts, or on an impossible percentage.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import polars as pl
 
+from analytics_pipelines.marts.shared import shared_in_this_run
 from analytics_pipelines.marts.sqlrun import run
 from analytics_pipelines.paths import read_sql
 from analytics_pipelines.warehouse import Warehouse
@@ -28,46 +27,17 @@ class CheckOutcome:
     skipped: str | None = None
 
 
-@dataclass
-class _Shared:
-    run: str | None = None  # the run whose checks are being evaluated (None: nothing is shared)
-    last_run: str | None = None
-    frames: dict = field(default_factory=dict)
-
-
-_SHARED = _Shared()
-
-
-@contextmanager
-def shared_in_run(run_id: str) -> Iterator[None]:
-    """Within the block, staging_query(..., shared=True) answers a query it already ran for run `run_id` (same
-    warehouse, file, parameters) from that first answer; the next run starts with none. Safe because within one
-    run the staging tables such a query reads cannot change between two checks: they are upstream of every
-    asset whose checks share it (tests/test_customers.py checks that on the asset graph), so a run writes them
-    before it builds any of those assets. Five customer checks ask for the same totals as of the same day:
-    at `large`, 1.3-4 s each over 4.5M orders (the asset factory opens the block around a step's checks)."""
-    if _SHARED.last_run != run_id:
-        _SHARED.frames.clear()
-    _SHARED.run = _SHARED.last_run = run_id
-    try:
-        yield
-    finally:
-        _SHARED.run = None
-
-
 def staging_query(wh: Warehouse, name: str, *params, shared: bool = False) -> pl.DataFrame:
     """Run sql/checks/<name>.sql (portable SQL, %s placeholders) on the warehouse; numeric columns as Int64.
-    shared: inside shared_in_run, a query already run in that run is answered from its first answer."""
-    key = (wh.location(), name, params) if shared and _SHARED.run is not None else None
-    if key is not None and key in _SHARED.frames:
-        return _SHARED.frames[key]
-    df = wh.read(read_sql(f"checks/{name}.sql"), list(params))
-    df = df.with_columns(
-        pl.col(c).cast(pl.Int64) for c, t in df.schema.items() if t.is_numeric() and c != "day"
-    )
-    if key is not None:
-        _SHARED.frames[key] = df
-    return df
+    shared: within a run (marts/shared.py), a query already run in that run is answered from its first answer."""
+
+    def query() -> pl.DataFrame:
+        df = wh.read(read_sql(f"checks/{name}.sql"), list(params))
+        return df.with_columns(
+            pl.col(c).cast(pl.Int64) for c, t in df.schema.items() if t.is_numeric() and c != "day"
+        )
+
+    return shared_in_this_run(("staging_query", wh.location(), name, params), query) if shared else query()
 
 
 #: how a NULL key value reads in compare()'s differences
