@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from analytics_pipelines.marts import shared
 from analytics_pipelines.partitions import RANGE_END_TAG, RANGE_START_TAG
 
 
@@ -21,7 +22,14 @@ def run_job(
     if defs is None:
         from analytics_pipelines.definitions import defs
 
-    job = defs.resolve_job_def(job_name)
+    try:
+        return _execute(defs.resolve_job_def(job_name), first, last, instance, log_level, tags)
+    finally:
+        shared.forget()  # what the run's steps shared (marts/shared.py) is not kept for the next job
+
+
+def _execute(job, first, last, instance, log_level, tags) -> dg.ExecuteInProcessResult:
+    job_name = job.name
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if job.partitions_def is None:  # an unpartitioned job (predictions_job, pricing_job): one run, no range
         return job.execute_in_process(

@@ -1100,7 +1100,8 @@ def test_customer_360_one_row_per_tenant_and_customer(tiny_wh, tiny_marts):
 # -- Dagster -------------------------------------------------------------------------------------------
 def test_customer_assets_materialize_with_checks(materialized, monkeypatch):
     """customers_job as the session fixture ran it (the real job), then a run that rewrites one Sunday, in
-    which the five checks that compare to the staging totals share one computation of them."""
+    which the checks that compare to the staging totals share one computation per day, the marts that read
+    the customers' orders one read per day (marts/shared.py), and nothing shared outlives the run."""
     from analytics_pipelines.definitions import defs
 
     graph = defs.resolve_asset_graph()
@@ -1173,6 +1174,9 @@ def test_customer_assets_materialize_with_checks(materialized, monkeypatch):
     assert orders_read and len(orders_read) == len(set(orders_read)), orders_read
     # the RFM check of the Sunday and the other four checks of the days they are built as of: each day once
     assert len(asked) >= 2 and len(asked) == len(set(asked)), asked
+    from analytics_pipelines.marts import shared
+
+    assert shared._SHARED.values == {}  # dropped when the run ended
     mode = (
         [
             m

@@ -42,6 +42,13 @@ def shared_in_run(run_id: str) -> Iterator[None]:
         _SHARED.run = None
 
 
+def forget() -> None:
+    """Drop what the last run shared (runner.run_job calls it when a run ends, so that the shared frames, e.g.
+    ~0.5 GB of orders at `large`, are not held while the next job runs)."""
+    _SHARED.values.clear()
+    _SHARED.last_run = None
+
+
 def shared_in_this_run(key: Hashable, compute: Callable[[], T]) -> T:
     """compute() once per run for `key` inside shared_in_run; outside any run, every call computes."""
     if _SHARED.run is None:
