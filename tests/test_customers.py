@@ -1371,10 +1371,12 @@ def test_assets_that_share_reads_in_a_run_are_downstream_of_what_they_read():
         above = {k.to_user_string() for k in graph.get_ancestor_asset_keys(dg.AssetKey(name))}
         assert {"stg_orders", "stg_events"} <= above, name
     # and customers.build.orders (fct_orders, read once per run) is read by marts downstream of fct_orders
+    # (customer_360 through churn_inputs)
     for name in (
         "customer_rfm_scores",
         "customer_churn_model",
         "customer_lifetime_value",
         "customer_cohorts",
+        "customer_360",
     ):
         assert dg.AssetKey("fct_orders") in graph.get_ancestor_asset_keys(dg.AssetKey(name)), name
