@@ -224,3 +224,63 @@ def test_timestamps_with_other_offsets_and_fractions_are_parsed_to_utc():
     assert got[uid(1)] == datetime(2026, 1, 1, 10, 1, 0, 500000, tzinfo=UTC)
     assert got[uid(2)] == datetime(2026, 1, 1, 10, 1, tzinfo=UTC)
     assert res.quarantine["reason_code"].to_list() == [R.MALFORMED_VALUE]
+
+
+def test_upper_case_uuids_are_lowercased_and_resolve_their_parents():
+    """Keys and references printed in upper or mixed case are kept, lower case (only lower-case values
+    take the fast path; the others are looked at again); a uuid with spaces around it is still malformed."""
+    user, event = "abcdef01-2345-4678-9abc-def012345678", "fedcba98-7654-4321-8fed-cba987654321"
+    refs = {**REFS, "users": pl.DataFrame({"id": [user]}), "events": pl.DataFrame({"id": [event]})}
+    key = "0a0b0c0d-0e0f-4a1b-8c2d-3e4f5a6b7c8d"
+    rows = [
+        order(1, id=key.upper(), user_id=user.upper(), event_id=event),
+        order(2, user_id=user, event_id=event[:9] + event[9:].upper()),
+        order(3, id=f" {uid(3)} ", user_id=user, event_id=event),
+    ]
+    res = stage("orders", frame(rows, "orders"), refs=refs, now=NOW)
+    assert sorted(res.clean["id"].to_list()) == sorted([key, uid(2)])
+    assert set(res.clean["user_id"]) == {user} and set(res.clean["event_id"]) == {event}
+    q = res.quarantine.filter(pl.col("disposition") == "rejected")
+    assert q["reason_code"].to_list() == [R.MALFORMED_VALUE]
+    assert q["source_key"].to_list() == [f" {uid(3)} "]
+
+
+@pytest.mark.parametrize(
+    "key,reason",
+    [
+        ("\u3000", R.NULL_KEY),  # ideographic space: white space
+        ("\u00a0\t\n ", R.NULL_KEY),  # no-break space, tab, new line
+        ("\u2003", R.NULL_KEY),  # em space
+        ("\u200b", R.MALFORMED_VALUE),  # zero-width space: not white space, so not blank
+        ("\u00a0x", R.MALFORMED_VALUE),
+    ],
+)
+def test_a_key_of_white_space_is_blank_as_strip_sees_it(key, reason):
+    res = run("orders", [order(1), order(2, id=key)])
+    assert res.quarantine["reason_code"].to_list() == [reason]
+    assert key.strip() == "" or reason != R.NULL_KEY  # the same white space as Python's strip
+
+
+def test_blank_timestamp_is_null_not_malformed_and_the_ledger_counts_per_partition():
+    rows = [
+        order(1, confirmed_at="  "),
+        order(2, confirmed_at="\u3000"),
+        {**order(3), PARTITION: "2026-01-02"},
+        {**order(3), PARTITION: "2026-01-02"},  # an identical duplicate
+        {**order(4, total_cents="-1"), PARTITION: "2026-01-02"},
+        {**order(5, status="Completed"), PARTITION: "2026-01-03"},
+    ]
+    res = run("orders", rows)
+    assert res.clean.filter(pl.col("id").is_in([uid(1), uid(2)]))["confirmed_at"].null_count() == 2
+    counts = dict(res.clean.group_by(PARTITION).len().iter_rows())
+    ledger = {r["partition"]: r for r in res.ledger.to_dicts()}
+    assert {p: r["rows_out"] for p, r in ledger.items()} == counts == {
+        "2026-01-01": 2,
+        "2026-01-02": 1,
+        "2026-01-03": 1,
+    }
+    assert {p: (r["rows_in"], r["rows_rejected"], r["rows_repaired"]) for p, r in ledger.items()} == {
+        "2026-01-01": (2, 0, 0),
+        "2026-01-02": (3, 2, 0),
+        "2026-01-03": (1, 0, 1),
+    }
