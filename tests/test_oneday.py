@@ -225,3 +225,13 @@ def test_staging_reads_only_the_parent_keys_a_day_names(ingested, monkeypatch):
         refs = ingestion.parent_refs(wh, "ticket_scans", raw, whole)
     assert sorted(reads) == ["stg_events", "stg_tickets"]  # once each, then from `whole`
     assert refs["tickets"].height == wh.count("stg_tickets")
+
+
+def test_distinct_count_over_hashes_is_exact_with_repeats_and_collisions(monkeypatch):
+    """The key checks count distinct keys over their hashes; a repeat, or two keys whose hashes collide,
+    is counted again over the values themselves."""
+    keys = pl.Series([f"k{i}" for i in range(1000)])
+    assert checks._n_distinct(keys) == 1000
+    assert checks._n_distinct(pl.concat([keys, keys.head(3)])) == 1000
+    monkeypatch.setattr(pl.Series, "hash", lambda self, *a, **k: pl.Series([0] * len(self), dtype=pl.UInt64))
+    assert checks._n_distinct(keys) == 1000  # every hash collides: counted over the values

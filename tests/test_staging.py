@@ -274,11 +274,11 @@ def test_blank_timestamp_is_null_not_malformed_and_the_ledger_counts_per_partiti
     assert res.clean.filter(pl.col("id").is_in([uid(1), uid(2)]))["confirmed_at"].null_count() == 2
     counts = dict(res.clean.group_by(PARTITION).len().iter_rows())
     ledger = {r["partition"]: r for r in res.ledger.to_dicts()}
-    assert {p: r["rows_out"] for p, r in ledger.items()} == counts == {
-        "2026-01-01": 2,
-        "2026-01-02": 1,
-        "2026-01-03": 1,
-    }
+    assert (
+        {p: r["rows_out"] for p, r in ledger.items()}
+        == counts
+        == {"2026-01-01": 2, "2026-01-02": 1, "2026-01-03": 1}
+    )
     assert {p: (r["rows_in"], r["rows_rejected"], r["rows_repaired"]) for p, r in ledger.items()} == {
         "2026-01-01": (2, 0, 0),
         "2026-01-02": (3, 2, 0),

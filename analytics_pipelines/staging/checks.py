@@ -91,6 +91,15 @@ def _whole_unresolved(wh: Warehouse, table: str, col: str, parent: str) -> int:
     )
 
 
+def _n_distinct(values: pl.Series) -> int:
+    """How many distinct values: counted over their 64-bit hashes first (polars: 10.5M uuid strings in
+    ~0.3 s instead of ~1.4 s). Equal values hash equal, so as many distinct hashes as values means no value
+    repeats; any repeat (or a collision) is counted again exactly over the values."""
+    if values.hash().n_unique() == values.len():
+        return values.len()
+    return values.n_unique()
+
+
 def key_checks(wh: Warehouse, table: str, parts: list[str]) -> dict[str, int]:
     """{'duplicate_keys', 'null_keys', 'unresolved_<column>' per reference}: all zero when the run's
     partitions keep the staging invariants (see the module's docstring). A run with more than
@@ -104,7 +113,7 @@ def key_checks(wh: Warehouse, table: str, parts: list[str]) -> dict[str, int]:
     # 1.4 s instead of the 4.0 s `unique()` took over 731 chunks; the values themselves are listed only
     # when they go to a semi-join
     key = rows[spec.key].drop_nulls().rechunk()
-    n_distinct = key.n_unique()
+    n_distinct = _n_distinct(key)
     if not spec.partitioned:  # a snapshot table's run rows are the whole table
         dup = key.len() - n_distinct
     elif n_distinct > ingestion.SEMI_JOIN_LIMIT:
@@ -118,7 +127,9 @@ def key_checks(wh: Warehouse, table: str, parts: list[str]) -> dict[str, int]:
     for col, parent in spec.references.items():
         refs = rows[col]
         values = refs.drop_nulls().rechunk()
-        if values.n_unique() > ingestion.SEMI_JOIN_LIMIT:
+        # which way to check, not the verdict: the distinct hashes are at most the distinct values (a
+        # collision only makes the count smaller) and both ways find the same unresolved rows
+        if values.len() > ingestion.SEMI_JOIN_LIMIT and values.hash().n_unique() > ingestion.SEMI_JOIN_LIMIT:
             out[f"unresolved_{col}"] = _whole_unresolved(wh, table, col, parent)
             continue
         missing = missing_in_parent(wh, parent, values.unique().to_list())
