@@ -275,3 +275,42 @@ def test_source_resource_holds_the_embedded_source_while_it_is_open(clean_source
         with pytest.raises(duckdb.ConnectionException):
             duckdb.connect(path, read_only=False)
     duckdb.connect(path, read_only=False).close()
+
+
+def test_audit_counts_a_typed_sources_rows_by_their_utc_day_at_the_boundaries(tmp_path):
+    """The audit's per-day source counts (staging.audit.source_counts) group a typed DuckDB source by the
+    UTC day of the partition timestamp without printing it: the same days as the text the extract prints,
+    at midnight, a microsecond before it, and for an offset that moves the row to the day before."""
+    from analytics_pipelines.staging import audit
+
+    src = SourceDB(f"duckdb:///{tmp_path / 'source.duckdb'}")
+    src.create()
+    stamps = [
+        "2025-06-01 00:00:00+00",
+        "2025-06-01 23:59:59.999999+00",
+        "2025-06-02 00:00:00+00",
+        "2025-06-02 01:30:00+02",  # 2025-06-01 23:30 UTC
+        "2025-06-02 12:00:00-11",  # 2025-06-02 23:00 UTC
+        "2025-06-03 00:00:00+00",  # outside the window
+        "infinity",
+        None,
+    ]
+    with src.writer() as conn:
+        for i, ts in enumerate(stamps):
+            conn.execute(
+                "INSERT INTO ticket_scans (id, scanned_at) VALUES (?::UUID, ?::TIMESTAMPTZ)",
+                [f"00000000-0000-4000-8000-{i:012d}", ts],
+            )
+    window = {"ticket_scans": [("2025-06-01", "2025-06-02")]}
+    totals, by_day = audit.source_counts(src, False, window)
+    assert totals["ticket_scans"] == len(stamps)
+    got = dict(by_day["ticket_scans"].sort("day").iter_rows())
+    assert got == {"2025-06-01": 3, "2025-06-02": 2}
+    text = src.extract_text("ticket_scans", "TRUE")["scanned_at"].str.slice(0, 10)
+    assert got == dict(
+        pl.DataFrame({"day": text})
+        .filter(pl.col("day").is_in(["2025-06-01", "2025-06-02"]))
+        .group_by("day")
+        .len()
+        .iter_rows()
+    )

@@ -44,13 +44,26 @@ def source_counts(
     ]
     params: list = []
     for t, spans in windows.items():
-        day = f"substr(CAST({source.partition_expr(t, landing)} AS {text}), 1, 10)"
+        expr = source.partition_expr(t, landing)
+        day = f"substr(CAST({expr} AS {text}), 1, 10)"
         for first, last in spans:
             end = date.fromisoformat(last) + timedelta(days=1)
             where, p = source.window_predicate(t, landing, date.fromisoformat(first), end)
-            parts.append(
-                f"SELECT CAST('{t}' AS {text}) AS t, {day} AS day, count(*) AS n FROM {t} WHERE {where} GROUP BY 2"
-            )
+            if source.dialect == "duckdb" and not landing:
+                # a typed DuckDB source: the UTC day of each timestamp as a DATE (from its UTC epoch, no
+                # time-zone library), printed once per group. Printing every row's timestamp as text first
+                # cost 1.84 s for `large`'s 10.5M tickets; this takes 0.08 s. (The window keeps the
+                # infinities out.)
+                parts.append(
+                    f"SELECT CAST('{t}' AS {text}) AS t, CAST(d AS {text}) AS day, n FROM "
+                    f"(SELECT CAST(make_timestamp(epoch_us({expr})) AS DATE) AS d, count(*) AS n "
+                    f"FROM {t} WHERE {where} GROUP BY 1)"
+                )
+            else:
+                parts.append(
+                    f"SELECT CAST('{t}' AS {text}) AS t, {day} AS day, count(*) AS n FROM {t} WHERE {where} "
+                    "GROUP BY 2"
+                )
             params += p
     got = source.query(" UNION ALL ".join(parts), params).cast(
         {"t": pl.String, "day": pl.String, "n": pl.Int64}
