@@ -747,36 +747,3 @@ def test_sql_over_big_inputs_gets_a_database_of_its_own(monkeypatch):
     big = sqlrun.run_sql_text("SELECT sum(v) AS s FROM t", {"t": frame})
     assert small.equals(big) and small["s"][0] == sum(range(50))
     assert calls == [1]  # only the small run used the shared database
-
-
-@pytest.mark.parametrize("own_database", [False, True])
-def test_utc_macros_equal_the_time_zone_casts(monkeypatch, own_database):
-    """utc_day / utc_timestamp (marts/sqlrun.py MACROS) give what CAST(... AS DATE / TIMESTAMP) gives in
-    the UTC session, on the shared in-memory database and on one of its own (big inputs)."""
-    from analytics_pipelines.marts import sqlrun
-
-    if own_database:
-        monkeypatch.setattr(sqlrun, "SHARED_ROWS", 0)
-    base = [
-        datetime(2025, 6, 1, tzinfo=UTC),
-        datetime(2025, 6, 1, 23, 59, 59, 999999, tzinfo=UTC),
-        datetime(2024, 2, 29, 12, tzinfo=UTC),
-        datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC),
-        datetime(2025, 3, 30, 1, 30, tzinfo=UTC) - timedelta(hours=2),
-        None,
-    ]
-    frame = pl.DataFrame({"ts": base}, schema={"ts": pl.Datetime("us", "UTC")})
-    got = sqlrun.run_sql_text(
-        "SELECT utc_day(ts) AS d, CAST(ts AS DATE) AS d_cast, utc_timestamp(ts) AS t, "
-        "CAST(ts AS TIMESTAMP) AS t_cast FROM f",
-        {"f": frame},
-    )
-    assert got["d"].to_list() == got["d_cast"].to_list()
-    assert got["t"].to_list() == got["t_cast"].to_list()
-    assert got["d"].to_list()[:4] == [
-        date(2025, 6, 1),
-        date(2025, 6, 1),
-        date(2024, 2, 29),
-        date(1969, 12, 31),
-    ]
-    assert got["d"][5] is None

@@ -31,7 +31,7 @@ def run_sql_text(
 ) -> pl.DataFrame:
     """Execute `sql` with `frames` visible as tables and the `params` it uses bound as $name."""
     big = sum(getattr(f, "height", SHARED_ROWS + 1) for f in frames.values()) > SHARED_ROWS
-    conn = _with_macros(duckdb.connect(":memory:", config={"threads": _threads()})) if big else _cursor()
+    conn = duckdb.connect(":memory:", config={"threads": _threads()}) if big else _cursor()
     try:
         conn.execute("SET TimeZone='UTC'")
         conn.execute("SET enable_progress_bar=false")
@@ -59,25 +59,8 @@ def _cursor() -> duckdb.DuckDBPyConnection:
     with _LOCK:
         if not _DB or _DB[0] != os.getpid():
             _ORPHANS.extend(_DB[1:])
-            _DB[:] = [os.getpid(), _with_macros(duckdb.connect(":memory:", config={"threads": _threads()}))]
+            _DB[:] = [os.getpid(), duckdb.connect(":memory:", config={"threads": _threads()})]
         return _DB[1].cursor()
-
-
-#: the UTC day and the UTC wall-clock time of a TIMESTAMP WITH TIME ZONE, for the SQL files' big inputs. A
-#: cast of one (to DATE, or to TIMESTAMP) goes through the time-zone library for every value, ~100 ns each:
-#: 1.2 s over `large`'s 10.5M tickets, where the same day from the UTC epoch takes 0.1 s. Equal to those casts
-#: in the UTC session every run sets (tests/test_marts.py); NULL stays NULL.
-MACROS = (
-    "CREATE MACRO utc_day(ts) AS CAST(make_timestamp(epoch_us(ts)) AS DATE)",
-    "CREATE MACRO utc_timestamp(ts) AS make_timestamp(epoch_us(ts))",
-)
-
-
-def _with_macros(db: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """A new in-memory database with MACROS (its cursors see them)."""
-    for macro in MACROS:
-        db.execute(macro)
-    return db
 
 
 def _threads() -> int:

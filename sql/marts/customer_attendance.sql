@@ -7,7 +7,7 @@
 WITH valid_scans AS (
     SELECT DISTINCT ticket_id FROM scans WHERE result = 'valid'
 )
-SELECT coalesce(t.user_id, t.original_purchaser_id) AS user_id, e.tenant_id, utc_day(e.ends_at) AS ended_day,
+SELECT coalesce(t.user_id, t.original_purchaser_id) AS user_id, e.tenant_id, CAST(e.ends_at AS DATE) AS ended_day,
        CAST(count(*) AS BIGINT) AS tickets_ended,
        CAST(count(*) - count(v.ticket_id) AS BIGINT) AS no_shows
 FROM tickets t

@@ -11,7 +11,7 @@ WITH paid AS (
 SELECT
     p.id AS order_id, p.tenant_id, e.venue_id, p.event_id, e.primary_category_id AS category_id, p.user_id,
     p.status, p.channel, p.payment_method, 'primary:' || p.channel AS revenue_line,
-    p.recognized_at, utc_day(p.recognized_at) AS day,
+    p.recognized_at, CAST(p.recognized_at AS DATE) AS day,
     CAST(coalesce(i.tickets, 0) AS BIGINT) AS tickets,
     p.subtotal_cents - coalesce(p.discount_cents, 0) AS ticket_revenue_cents,
     coalesce(p.platform_fee_cents, 0) AS platform_fee_cents,
@@ -24,6 +24,6 @@ SELECT
 FROM paid p
 LEFT JOIN items i ON i.order_id = p.id
 LEFT JOIN stg_events e ON e.id = p.event_id
-WHERE utc_day(p.recognized_at) BETWEEN $first AND $last
+WHERE CAST(p.recognized_at AS DATE) BETWEEN $first AND $last
 -- The reference of the rule: build.fct_orders computes the same rows in polars, sorted by day, order_id
 -- (tests/test_marts.py runs this file on the same inputs and compares).

@@ -10,7 +10,7 @@ SELECT
     t.id AS transfer_id, t.listing_id, l.ticket_id, t.tenant_id, coalesce(t.venue_id, e.venue_id) AS venue_id,
     t.event_id, e.primary_category_id AS category_id, t.buyer_id, t.seller_id, t.payment_method,
     'resale:' || coalesce(t.payment_method, 'unknown') AS revenue_line,
-    t.completed_at, utc_day(t.completed_at) AS day,
+    t.completed_at, CAST(t.completed_at AS DATE) AS day,
     t.usd_value_cents AS sale_cents, l.price_cents AS listing_price_cents,
     l.original_face_value_cents AS face_value_cents,
     CASE WHEN l.original_face_value_cents > 0
@@ -22,5 +22,5 @@ FROM stg_marketplace_transfers t
 LEFT JOIN listings l ON l.id = t.listing_id
 LEFT JOIN fee f ON f.transfer_id = t.id
 LEFT JOIN stg_events e ON e.id = t.event_id
-WHERE t.status = 'completed' AND utc_day(t.completed_at) BETWEEN $first AND $last
+WHERE t.status = 'completed' AND CAST(t.completed_at AS DATE) BETWEEN $first AND $last
 ORDER BY day, transfer_id

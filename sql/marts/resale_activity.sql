@@ -2,8 +2,8 @@
 -- markup and fees. Inputs: listings_in_range (stg_marketplace_listings, partitions first..last),
 -- fct_resales (the range), event_dim.
 WITH listed AS (
-    SELECT event_id, utc_day(listed_at) AS day, count(*) AS listings_created
-    FROM listings_in_range WHERE utc_day(listed_at) BETWEEN $first AND $last GROUP BY ALL
+    SELECT event_id, CAST(listed_at AS DATE) AS day, count(*) AS listings_created
+    FROM listings_in_range WHERE CAST(listed_at AS DATE) BETWEEN $first AND $last GROUP BY ALL
 ), sold AS (
     SELECT event_id, day, count(*) AS resales, sum(sale_cents) AS resale_volume_cents,
            sum(face_value_cents) AS face_value_cents, avg(markup_pct) AS avg_markup_pct,

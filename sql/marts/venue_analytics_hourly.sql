@@ -2,7 +2,7 @@
 -- local_hour is added in Python per time zone (build.venue_analytics_hourly): DuckDB's timezone() with a
 -- per-row zone name builds a calendar per call (16 s for 300k rows). Inputs: fct_orders, stg_venues.
 WITH hourly AS (
-    SELECT tenant_id, venue_id, day, date_trunc('hour', utc_timestamp(recognized_at)) AS hour_naive,
+    SELECT tenant_id, venue_id, day, date_trunc('hour', CAST(recognized_at AS TIMESTAMP)) AS hour_naive,
            CAST(sum(tickets) AS BIGINT) AS tickets_sold, count(*) AS orders,
            CAST(sum(gross_revenue_cents) AS BIGINT) AS gross_revenue_cents,
            count(DISTINCT user_id) AS unique_customers
