@@ -45,7 +45,6 @@ def source_counts(
     params: list = []
     for t, spans in windows.items():
         expr = source.partition_expr(t, landing)
-        day = f"substr(CAST({expr} AS {text}), 1, 10)"
         for first, last in spans:
             end = date.fromisoformat(last) + timedelta(days=1)
             where, p = source.window_predicate(t, landing, date.fromisoformat(first), end)
@@ -60,6 +59,7 @@ def source_counts(
                     f"FROM {t} WHERE {where} GROUP BY 1)"
                 )
             else:
+                day = f"substr(CAST({expr} AS {text}), 1, 10)"
                 parts.append(
                     f"SELECT CAST('{t}' AS {text}) AS t, {day} AS day, count(*) AS n FROM {t} WHERE {where} "
                     "GROUP BY 2"
