@@ -333,9 +333,9 @@ def scenario(tmp_path_factory) -> Scenario:
                 versions_before = _versions(urls["warehouse"])
 
                 # 2. the operator turns the hourly KPI schedule on, and backfills one day again: the
-                # schedule's tick comes while that backfill runs. The scheduler ticks on minute boundaries and
-                # the backfill's five runs take >= 25 s (five daemon iterations, BACKFILL_INTERVAL apart; ~30 s on
-                # a quiet box), so it is submitted in a minute's last 10 s: the next tick comes <= 10 s after it
+                # schedule's tick comes while that backfill runs. The scheduler ticks on minute boundaries; the
+                # backfill's five runs start over four daemon iterations (BACKFILL_INTERVAL apart) and took ~30 s
+                # on a quiet box, so it is submitted in a minute's last 10 s: the next tick comes <= 10 s after it
                 t1 = time.perf_counter()
                 _cli(
                     [str(BIN / "dagster"), "schedule", "start", "hourly_kpi_schedule", "-w", str(workspace)],
